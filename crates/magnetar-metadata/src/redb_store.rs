@@ -1,0 +1,369 @@
+//! [`RedbStore`]: the store in one embedded redb file, for standalone nodes.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::key::list_children_with;
+use crate::watch::EventHub;
+use crate::{
+    record, validate_key, validate_path, validate_value, Event, EventKind, Expect, MetadataError,
+    MetadataStore, Versioned, Watch, WATCH_BUFFER_EVENTS,
+};
+
+/// Key -> [`record`] bytes.
+const ENTRIES: TableDefinition<&str, &[u8]> = TableDefinition::new("entries");
+
+/// Page cache of the database. Metadata is small; redb's default (1 GiB) is meant for data.
+const CACHE_SIZE_BYTES: usize = 64 * 1024 * 1024;
+
+/// An on-disk [`MetadataStore`] in one redb file.
+///
+/// Every redb call blocks (and every commit fsyncs), so each operation runs on tokio's blocking
+/// pool with `spawn_blocking`. A put or delete returns after its commit is durable
+/// (`Durability::Immediate`). A put or delete whose future is dropped may still commit, as with
+/// any remote store.
+pub struct RedbStore {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    path: PathBuf,
+    /// `None` after close. Operations hold the read side while they run, so close (the write
+    /// side) waits for them and then releases the file.
+    database: RwLock<Option<Database>>,
+    /// Held from the start of a write transaction until its event is sent, so events leave in
+    /// commit order. redb serializes writers anyway; this adds only the send.
+    write_order: Mutex<()>,
+    events: Mutex<EventHub>,
+}
+
+impl RedbStore {
+    /// Opens the database at `path`, creating the file when it does not exist.
+    ///
+    /// The open checks every page checksum (redb's integrity check), so a file damaged outside
+    /// redb fails with [`MetadataError::Storage`] instead of panicking later; metadata files are
+    /// small enough for this to be cheap. The file is locked: a second open of the same path
+    /// fails until the first store is closed or dropped.
+    pub async fn open(path: &Path) -> Result<Self, MetadataError> {
+        let path = path.to_path_buf();
+        let database = tokio::task::spawn_blocking({
+            let path = path.clone();
+            move || open_database(&path)
+        })
+        .await
+        .map_err(task_failed)??;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                path,
+                database: RwLock::new(Some(database)),
+                write_order: Mutex::new(()),
+                events: Mutex::new(EventHub::new(WATCH_BUFFER_EVENTS)),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    /// Runs `work` against the open database on the blocking pool.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Shared, &Database) -> Result<T, MetadataError> + Send + 'static,
+    ) -> Result<T, MetadataError> {
+        let shared = Arc::clone(&self.shared);
+        tokio::task::spawn_blocking(move || {
+            let database = shared.database.read().unwrap_or_else(|e| e.into_inner());
+            let database = database.as_ref().ok_or(MetadataError::Closed)?;
+            work(&shared, database)
+        })
+        .await
+        .map_err(task_failed)?
+    }
+}
+
+fn open_database(path: &Path) -> Result<Database, MetadataError> {
+    let database = Database::builder()
+        .set_cache_size(CACHE_SIZE_BYTES)
+        .set_check_integrity_on_open(true)
+        .create(path)
+        .map_err(|e| MetadataError::Storage(format!("cannot open {}: {e}", path.display())))?;
+    // Create the table up front so that reads never meet a missing table.
+    let transaction = database.begin_write().map_err(storage)?;
+    transaction.open_table(ENTRIES).map_err(storage)?;
+    transaction.commit().map_err(storage)?;
+    Ok(database)
+}
+
+impl Shared {
+    fn send(&self, event: Event) {
+        self.events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(event);
+    }
+}
+
+/// Reads the version stored at `key` inside a write transaction.
+fn current_version(
+    table: &redb::Table<&str, &[u8]>,
+    key: &str,
+) -> Result<Option<u64>, MetadataError> {
+    let stored = table.get(key).map_err(storage)?;
+    stored
+        .map(|record| record::decode_version(key, record.value()))
+        .transpose()
+}
+
+#[async_trait]
+impl MetadataStore for RedbStore {
+    async fn get(&self, key: &str) -> Result<Option<Versioned>, MetadataError> {
+        validate_key(key)?;
+        let key = key.to_string();
+        self.run(move |_, database| {
+            let transaction = database.begin_read().map_err(storage)?;
+            let table = transaction.open_table(ENTRIES).map_err(storage)?;
+            let stored = table.get(key.as_str()).map_err(storage)?;
+            stored
+                .map(|record| record::decode(&key, record.value()))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn put(&self, key: &str, value: Bytes, expect: Expect) -> Result<u64, MetadataError> {
+        validate_key(key)?;
+        validate_value(key, &value)?;
+        let key = key.to_string();
+        self.run(move |shared, database| {
+            let _order = shared.write_order.lock().unwrap_or_else(|e| e.into_inner());
+            let mut transaction = database.begin_write().map_err(storage)?;
+            transaction
+                .set_durability(Durability::Immediate)
+                .map_err(storage)?;
+            let (current, version) = {
+                let mut table = transaction.open_table(ENTRIES).map_err(storage)?;
+                let current = current_version(&table, &key)?;
+                let version = expect.check_put(&key, current)?;
+                table
+                    .insert(key.as_str(), record::encode(version, &value).as_slice())
+                    .map_err(storage)?;
+                (current, version)
+            };
+            transaction.commit().map_err(storage)?;
+            shared.send(Event {
+                kind: if current.is_none() {
+                    EventKind::Created
+                } else {
+                    EventKind::Modified
+                },
+                key,
+                version,
+            });
+            Ok(version)
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &str, expect: Expect) -> Result<(), MetadataError> {
+        validate_key(key)?;
+        let key = key.to_string();
+        self.run(move |shared, database| {
+            let _order = shared.write_order.lock().unwrap_or_else(|e| e.into_inner());
+            let mut transaction = database.begin_write().map_err(storage)?;
+            transaction
+                .set_durability(Durability::Immediate)
+                .map_err(storage)?;
+            let version = {
+                let mut table = transaction.open_table(ENTRIES).map_err(storage)?;
+                let current = current_version(&table, &key)?;
+                let version = expect.check_delete(&key, current)?;
+                table.remove(key.as_str()).map_err(storage)?;
+                version
+            };
+            transaction.commit().map_err(storage)?;
+            shared.send(Event {
+                key,
+                kind: EventKind::Deleted,
+                version,
+            });
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_children(&self, path: &str) -> Result<Vec<String>, MetadataError> {
+        validate_path(path)?;
+        let path = path.to_string();
+        self.run(move |_, database| {
+            let transaction = database.begin_read().map_err(storage)?;
+            let table = transaction.open_table(ENTRIES).map_err(storage)?;
+            list_children_with(&path, |start, end| {
+                let mut range = table.range::<&str>(start..end).map_err(storage)?;
+                match range.next() {
+                    None => Ok(None),
+                    Some(Err(e)) => Err(storage(e)),
+                    Some(Ok((key, _))) => Ok(Some(key.value().to_string())),
+                }
+            })
+        })
+        .await
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool, MetadataError> {
+        validate_key(key)?;
+        let key = key.to_string();
+        self.run(move |_, database| {
+            let transaction = database.begin_read().map_err(storage)?;
+            let table = transaction.open_table(ENTRIES).map_err(storage)?;
+            Ok(table.get(key.as_str()).map_err(storage)?.is_some())
+        })
+        .await
+    }
+
+    fn watch(&self, prefix: &str) -> Result<Watch, MetadataError> {
+        validate_path(prefix)?;
+        self.shared
+            .events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .subscribe(prefix)
+            .ok_or(MetadataError::Closed)
+    }
+
+    async fn close(&self) -> Result<(), MetadataError> {
+        let shared = Arc::clone(&self.shared);
+        tokio::task::spawn_blocking(move || {
+            // Waits for operations in flight (they hold the read side).
+            let database = shared
+                .database
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            shared
+                .events
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .close();
+            match database {
+                Some(database) => database.close().map_err(storage),
+                None => Ok(()),
+            }
+        })
+        .await
+        .map_err(task_failed)?
+    }
+}
+
+impl fmt::Debug for RedbStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedbStore")
+            .field("path", &self.shared.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn storage(error: impl fmt::Display) -> MetadataError {
+    MetadataError::Storage(error.to_string())
+}
+
+fn task_failed(error: tokio::task::JoinError) -> MetadataError {
+    MetadataError::Storage(format!("metadata task failed: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Overwrites the stored record of `key` with `bytes`, as damage or a newer release would.
+    fn write_raw(path: &Path, key: &str, bytes: &[u8]) {
+        let database = Database::create(path).unwrap();
+        let transaction = database.begin_write().unwrap();
+        {
+            let mut table = transaction.open_table(ENTRIES).unwrap();
+            table.insert(key, bytes).unwrap();
+        }
+        transaction.commit().unwrap();
+        database.close().unwrap();
+    }
+
+    #[tokio::test]
+    async fn unknown_format_and_short_records_are_errors_not_panics() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metadata.redb");
+        let store = RedbStore::open(&path).await.unwrap();
+        store
+            .put("/t/ok", Bytes::from_static(b"v"), Expect::Absent)
+            .await
+            .unwrap();
+        store.close().await.unwrap();
+
+        let mut future = record::encode(1, b"v");
+        future[0] = 200;
+        write_raw(&path, "/t/future", &future);
+        write_raw(&path, "/t/short", &[record::RECORD_FORMAT_VERSION, 0, 1]);
+        write_raw(&path, "/t/empty", &[]);
+
+        let store = RedbStore::open(&path).await.unwrap();
+        assert_eq!(
+            store.get("/t/future").await,
+            Err(MetadataError::UnsupportedFormat {
+                key: "/t/future".into(),
+                format_version: 200
+            })
+        );
+        assert!(matches!(
+            store.put("/t/future", Bytes::new(), Expect::Any).await,
+            Err(MetadataError::UnsupportedFormat { .. })
+        ));
+        assert!(matches!(
+            store.delete("/t/future", Expect::Any).await,
+            Err(MetadataError::UnsupportedFormat { .. })
+        ));
+        assert!(matches!(
+            store.get("/t/short").await,
+            Err(MetadataError::CorruptRecord { .. })
+        ));
+        assert!(matches!(
+            store.get("/t/empty").await,
+            Err(MetadataError::CorruptRecord { .. })
+        ));
+        // The rest of the store still works.
+        assert_eq!(store.get("/t/ok").await.unwrap().unwrap().version, 1);
+        assert_eq!(
+            store.list_children("/t").await.unwrap(),
+            ["empty", "future", "ok", "short"]
+        );
+        store.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn damaged_file_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metadata.redb");
+        std::fs::write(&path, b"this is not a redb file at all, just some text").unwrap();
+        assert!(matches!(
+            RedbStore::open(&path).await,
+            Err(MetadataError::Storage(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn second_open_of_a_locked_file_fails_until_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metadata.redb");
+        let store = RedbStore::open(&path).await.unwrap();
+        assert!(matches!(
+            RedbStore::open(&path).await,
+            Err(MetadataError::Storage(_))
+        ));
+        store.close().await.unwrap();
+        RedbStore::open(&path).await.unwrap().close().await.unwrap();
+    }
+}

@@ -1,0 +1,107 @@
+//! Prefix watches over one broadcast channel per store.
+//!
+//! One bounded broadcast channel carries every event of a store and each [`Watch`] filters by
+//! its prefix. Broadcast (rather than a queue per watcher) means a slow watcher never slows the
+//! writers or the other watchers: it loses the oldest events and is told so once, exactly where
+//! the gap is. The cost is that events outside a watcher's prefix count toward its buffer too.
+
+use tokio::sync::broadcast;
+
+use crate::key::is_at_or_under;
+use crate::Event;
+
+/// Why a watch returned no event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WatchError {
+    /// The watcher fell behind and `missed_events` events of the store (under any prefix) were
+    /// dropped. The watch goes on with the oldest retained event; re-read the keys you follow.
+    #[error("watch lagged and missed {missed_events} events")]
+    Lagged { missed_events: u64 },
+    /// The store closed; no more events will come.
+    #[error("watch closed because the metadata store closed")]
+    Closed,
+}
+
+/// Changes to keys at or beneath a prefix, in commit order. Dropping it stops the watch.
+#[derive(Debug)]
+pub struct Watch {
+    prefix: String,
+    receiver: broadcast::Receiver<Event>,
+}
+
+impl Watch {
+    pub(crate) fn new(prefix: &str, receiver: broadcast::Receiver<Event>) -> Self {
+        Self {
+            prefix: prefix.to_string(),
+            receiver,
+        }
+    }
+
+    /// The prefix this watch follows.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Waits for the next event under the prefix.
+    pub async fn recv(&mut self) -> Result<Event, WatchError> {
+        loop {
+            match self.receiver.recv().await {
+                Ok(event) if is_at_or_under(&event.key, &self.prefix) => return Ok(event),
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(missed_events)) => {
+                    return Err(WatchError::Lagged { missed_events })
+                }
+                Err(broadcast::error::RecvError::Closed) => return Err(WatchError::Closed),
+            }
+        }
+    }
+
+    /// The next buffered event under the prefix, or `None` when there is none yet.
+    pub fn try_recv(&mut self) -> Result<Option<Event>, WatchError> {
+        loop {
+            match self.receiver.try_recv() {
+                Ok(event) if is_at_or_under(&event.key, &self.prefix) => return Ok(Some(event)),
+                Ok(_) => {}
+                Err(broadcast::error::TryRecvError::Empty) => return Ok(None),
+                Err(broadcast::error::TryRecvError::Lagged(missed_events)) => {
+                    return Err(WatchError::Lagged { missed_events })
+                }
+                Err(broadcast::error::TryRecvError::Closed) => return Err(WatchError::Closed),
+            }
+        }
+    }
+}
+
+/// The sending side kept by a store; `None` once the store closed.
+#[derive(Debug)]
+pub(crate) struct EventHub {
+    sender: Option<broadcast::Sender<Event>>,
+}
+
+impl EventHub {
+    pub(crate) fn new(buffer_events: usize) -> Self {
+        let (sender, _) = broadcast::channel(buffer_events.max(1));
+        Self {
+            sender: Some(sender),
+        }
+    }
+
+    /// Subscribes a watch, or `None` after close.
+    pub(crate) fn subscribe(&self, prefix: &str) -> Option<Watch> {
+        self.sender
+            .as_ref()
+            .map(|sender| Watch::new(prefix, sender.subscribe()))
+    }
+
+    pub(crate) fn send(&self, event: Event) {
+        if let Some(sender) = &self.sender {
+            // An error only means that nobody watches right now.
+            let _ = sender.send(event);
+        }
+    }
+
+    /// Ends every watch once it has drained what was sent before.
+    pub(crate) fn close(&mut self) {
+        self.sender = None;
+    }
+}
