@@ -1,0 +1,40 @@
+//! magnetar-storage: the managed ledger.
+//!
+//! This crate owns how a topic partition's data lives on disk: a **managed ledger** per
+//! partition is a directory of **segments** (files named by their base message index), each
+//! an append-only sequence of **entries** (one producer batch, opaque payload) with a
+//! CRC32C-checked header carrying the entry's first **message index**. It owns group commit
+//! and fsync policy, sparse index and time index, segment roll, crash recovery (torn tail
+//! truncation), retention, truncation and durable named **cursors**.
+//!
+//! It must not depend on wire codecs (Kafka or Pulsar), the metadata store or the broker:
+//! payloads are opaque bytes tagged with a [`PayloadFormat`], and the API speaks message
+//! indexes, never offsets or message ids.
+//!
+//! Main types: [`ManagedLedger`] (open, append, read, find by time, retention, cursors),
+//! [`LedgerConfig`] and [`FsyncPolicy`], [`NewEntry`] / [`Entry`] / [`EntryHeader`] (the
+//! on-disk layout is documented in [`entry`]), [`SegmentStore`] (where segment bytes live;
+//! local files now, object storage later) with [`segment_store_conformance`], [`RangeSet`]
+//! and [`CursorState`], [`Clock`] with [`SystemClock`] and [`ManualClock`], and
+//! [`StorageError`].
+
+pub mod clock;
+pub mod cursor;
+pub mod entry;
+pub mod error;
+pub mod index;
+pub mod ledger;
+pub mod range_set;
+mod segment;
+pub mod segment_store;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use cursor::{CursorStart, CursorState};
+pub use entry::{Entry, EntryHeader, NewEntry, PayloadFormat, ProducerInfo, ENTRY_HEADER_LEN};
+pub use error::StorageError;
+pub use ledger::{
+    FsyncPolicy, LedgerConfig, LedgerStats, ManagedLedger, PendingAppend, Position,
+    RetentionOutcome, SegmentStats, APPEND_QUEUE_BYTES_MIN,
+};
+pub use range_set::RangeSet;
+pub use segment_store::{segment_store_conformance, LocalSegmentStore, SegmentFile, SegmentStore};

@@ -1,0 +1,258 @@
+//! Where segment bytes live: the seam for local files now and object storage later.
+//!
+//! All methods block; the ledger calls them from blocking threads only. Implementations must
+//! pass [`segment_store_conformance`].
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::StorageError;
+
+/// Suffix of segment file names; the stem is the base index, zero-padded to 20 digits.
+pub const SEGMENT_SUFFIX: &str = ".seg";
+
+/// File name of the segment whose first entry has `base_index`.
+pub fn segment_file_name(base_index: u64) -> String {
+    format!("{base_index:020}{SEGMENT_SUFFIX}")
+}
+
+/// A collection of segments, each named by its base index.
+pub trait SegmentStore: Send + Sync + 'static {
+    /// Base indexes of all segments, ascending.
+    fn list(&self) -> Result<Vec<u64>, StorageError>;
+    /// Creates a new empty segment; fails if it exists. Durable once this returns.
+    fn create(&self, base_index: u64) -> Result<Arc<dyn SegmentFile>, StorageError>;
+    fn open(&self, base_index: u64) -> Result<Arc<dyn SegmentFile>, StorageError>;
+    /// Removes a segment; readers holding it may finish.
+    fn delete(&self, base_index: u64) -> Result<(), StorageError>;
+}
+
+/// One segment's bytes. The ledger has at most one writer per segment at a time.
+pub trait SegmentFile: Send + Sync + 'static {
+    /// Current length in bytes.
+    fn len(&self) -> u64;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Fills `buf` from `file_offset`; fails if the segment is shorter.
+    fn read_exact_at(&self, file_offset: u64, buf: &mut [u8]) -> Result<(), StorageError>;
+    /// Appends `data` at the end.
+    fn append(&self, data: &[u8]) -> Result<(), StorageError>;
+    /// Makes appended data durable (fdatasync).
+    fn sync(&self) -> Result<(), StorageError>;
+    /// Cuts the segment to `len` bytes and makes that durable.
+    fn truncate(&self, len: u64) -> Result<(), StorageError>;
+}
+
+/// Segments as files in one directory.
+#[derive(Debug)]
+pub struct LocalSegmentStore {
+    dir: PathBuf,
+}
+
+impl LocalSegmentStore {
+    pub fn new(dir: &Path) -> Result<Self, StorageError> {
+        std::fs::create_dir_all(dir).map_err(|e| StorageError::io("create directory", dir, e))?;
+        Ok(LocalSegmentStore {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    fn path(&self, base_index: u64) -> PathBuf {
+        self.dir.join(segment_file_name(base_index))
+    }
+}
+
+/// fsync a directory so a created, renamed or deleted name inside it is durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StorageError::io("sync directory", dir, e))
+}
+
+impl SegmentStore for LocalSegmentStore {
+    fn list(&self) -> Result<Vec<u64>, StorageError> {
+        let rd = std::fs::read_dir(&self.dir)
+            .map_err(|e| StorageError::io("list directory", &self.dir, e))?;
+        let mut bases = Vec::new();
+        for item in rd {
+            let item = item.map_err(|e| StorageError::io("list directory", &self.dir, e))?;
+            let name = item.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if let Some(stem) = name.strip_suffix(SEGMENT_SUFFIX) {
+                match stem.parse::<u64>() {
+                    Ok(base) if stem.len() == 20 => bases.push(base),
+                    _ => tracing::warn!(
+                        file = name,
+                        "ignoring file with a segment suffix but no valid base index"
+                    ),
+                }
+            }
+        }
+        bases.sort_unstable();
+        Ok(bases)
+    }
+
+    fn create(&self, base_index: u64) -> Result<Arc<dyn SegmentFile>, StorageError> {
+        let path = self.path(base_index);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| StorageError::io("create segment", &path, e))?;
+        sync_dir(&self.dir)?;
+        Ok(Arc::new(LocalSegmentFile {
+            file,
+            path,
+            len: AtomicU64::new(0),
+        }))
+    }
+
+    fn open(&self, base_index: u64) -> Result<Arc<dyn SegmentFile>, StorageError> {
+        let path = self.path(base_index);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| StorageError::io("open segment", &path, e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| StorageError::io("stat segment", &path, e))?
+            .len();
+        Ok(Arc::new(LocalSegmentFile {
+            file,
+            path,
+            len: AtomicU64::new(len),
+        }))
+    }
+
+    fn delete(&self, base_index: u64) -> Result<(), StorageError> {
+        let path = self.path(base_index);
+        std::fs::remove_file(&path).map_err(|e| StorageError::io("delete segment", &path, e))?;
+        sync_dir(&self.dir)
+    }
+}
+
+/// A local segment file, read and written with positional I/O.
+#[derive(Debug)]
+pub struct LocalSegmentFile {
+    file: File,
+    path: PathBuf,
+    len: AtomicU64,
+}
+
+impl SegmentFile for LocalSegmentFile {
+    fn len(&self) -> u64 {
+        self.len.load(Ordering::Acquire)
+    }
+
+    fn read_exact_at(&self, file_offset: u64, buf: &mut [u8]) -> Result<(), StorageError> {
+        self.file
+            .read_exact_at(buf, file_offset)
+            .map_err(|e| StorageError::io("read segment", &self.path, e))
+    }
+
+    fn append(&self, data: &[u8]) -> Result<(), StorageError> {
+        let at = self.len();
+        self.file
+            .write_all_at(data, at)
+            .map_err(|e| StorageError::io("write segment", &self.path, e))?;
+        self.len.store(at + data.len() as u64, Ordering::Release);
+        Ok(())
+    }
+
+    fn sync(&self) -> Result<(), StorageError> {
+        self.file
+            .sync_data()
+            .map_err(|e| StorageError::io("sync segment", &self.path, e))
+    }
+
+    fn truncate(&self, len: u64) -> Result<(), StorageError> {
+        self.file
+            .set_len(len)
+            .and_then(|()| self.file.sync_all())
+            .map_err(|e| StorageError::io("truncate segment", &self.path, e))?;
+        self.len.store(len, Ordering::Release);
+        Ok(())
+    }
+}
+
+/// The contract every [`SegmentStore`] must meet. Panics (as a test) on the first violation.
+/// Give it an empty store.
+pub fn segment_store_conformance(store: &dyn SegmentStore) {
+    assert_eq!(
+        store.list().expect("list"),
+        Vec::<u64>::new(),
+        "a new store is empty"
+    );
+    let a = store.create(0).expect("create 0");
+    assert!(a.is_empty());
+    assert!(
+        store.create(0).is_err(),
+        "create must refuse an existing segment"
+    );
+    let b = store.create(1_000).expect("create 1000");
+    let c = store.create(20).expect("create 20");
+    assert_eq!(
+        store.list().expect("list"),
+        vec![0, 20, 1_000],
+        "list is ascending"
+    );
+
+    a.append(b"hello ").expect("append");
+    a.append(b"world").expect("append");
+    a.sync().expect("sync");
+    assert_eq!(a.len(), 11);
+    let mut buf = [0u8; 5];
+    a.read_exact_at(6, &mut buf).expect("read");
+    assert_eq!(&buf, b"world");
+    assert!(
+        a.read_exact_at(8, &mut buf).is_err(),
+        "read past the end must fail"
+    );
+
+    let reopened = store.open(0).expect("open");
+    assert_eq!(reopened.len(), 11, "open sees appended bytes");
+    let mut all = [0u8; 11];
+    reopened.read_exact_at(0, &mut all).expect("read");
+    assert_eq!(&all, b"hello world");
+
+    a.truncate(5).expect("truncate");
+    assert_eq!(a.len(), 5);
+    assert_eq!(
+        store.open(0).expect("open").len(),
+        5,
+        "truncate is visible to open"
+    );
+    a.append(b"!").expect("append after truncate");
+    let mut six = [0u8; 6];
+    a.read_exact_at(0, &mut six).expect("read");
+    assert_eq!(&six, b"hello!");
+
+    drop((b, c));
+    store.delete(20).expect("delete");
+    assert_eq!(store.list().expect("list"), vec![0, 1_000]);
+    assert!(
+        store.open(20).is_err(),
+        "a deleted segment cannot be opened"
+    );
+    // A reader holding a deleted segment can still read it.
+    store.delete(0).expect("delete");
+    a.read_exact_at(0, &mut six).expect("read after delete");
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn local_store_conforms() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = super::LocalSegmentStore::new(dir.path()).unwrap();
+        super::segment_store_conformance(&store);
+        std::fs::write(dir.path().join("junk.seg"), b"x").unwrap();
+        assert_eq!(store.list().unwrap(), vec![1_000]);
+    }
+}
