@@ -247,6 +247,8 @@ pub fn segment_store_conformance(store: &dyn SegmentStore) {
 
 #[cfg(test)]
 mod tests {
+    use super::SegmentStore;
+
     #[test]
     fn local_store_conforms() {
         let dir = tempfile::tempdir().unwrap();
