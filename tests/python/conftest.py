@@ -272,9 +272,12 @@ class Broker:
                 for key in ("kafka", "pulsar", "http"):
                     assert key in obj, f"listening line lacks {key!r}: {line!r}"
                 return obj
-        rc = self.proc.poll()
+        try:
+            rc = self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            rc = None
         raise BrokerStartError(
-            f"no listening line within {STARTUP_TIMEOUT_S}s (exit code {rc}); "
+            f"no listening line (timeout {STARTUP_TIMEOUT_S}s, exit code {rc}); "
             f"stdout: {seen[-10:]!r}\nstderr tail:\n{tail(self.stderr_path)}"
         )
 

@@ -225,7 +225,9 @@ def test_kop_properties_config(broker_factory, tmp_path):
         "managedLedgerDefaultAckQuorum=1\n"
     )
     b = broker_factory(extra_args=["--config", str(conf)], start=False)
-    cmd = [str(b.binary), "standalone", "--config", str(conf), "--data-dir", str(b.data_dir)]
+    # --bind keeps the Pulsar and HTTP listeners on loopback too
+    cmd = [str(b.binary), "standalone", "--config", str(conf), "--data-dir", str(b.data_dir),
+           "--bind", "127.0.0.1"]
     b.start(cmd=cmd)
     assert b.kafka == f"127.0.0.1:{kafka}"
     assert b.http == f"127.0.0.1:{web}"
