@@ -95,20 +95,15 @@ pub(crate) fn load_cursors(dir: &Path) -> Result<BTreeMap<String, CursorState>, 
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
         Err(e) => return Err(StorageError::io("read cursors", &path, e)),
     };
-    let file: CursorFile = serde_json::from_slice(&bytes).map_err(|e| StorageError::Corrupt {
-        segment: 0,
-        file_offset: 0,
-        reason: format!("cursor file {} does not parse: {e}", path.display()),
-    })?;
+    let file: CursorFile =
+        serde_json::from_slice(&bytes).map_err(|e| StorageError::CorruptMetadata {
+            path: path.clone(),
+            reason: format!("does not parse: {e}"),
+        })?;
     if file.version != CURSORS_FORMAT_VERSION {
-        return Err(StorageError::Corrupt {
-            segment: 0,
-            file_offset: 0,
-            reason: format!(
-                "cursor file {} has unknown version {}",
-                path.display(),
-                file.version
-            ),
+        return Err(StorageError::CorruptMetadata {
+            path,
+            reason: format!("unknown version {}", file.version),
         });
     }
     Ok(file.cursors)
@@ -179,7 +174,7 @@ mod tests {
         std::fs::write(dir.path().join(CURSORS_FILE_NAME), b"{nope").unwrap();
         assert!(matches!(
             load_cursors(dir.path()),
-            Err(StorageError::Corrupt { .. })
+            Err(StorageError::CorruptMetadata { .. })
         ));
     }
 }

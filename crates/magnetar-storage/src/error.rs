@@ -20,6 +20,9 @@ pub enum StorageError {
         file_offset: u64,
         reason: String,
     },
+    /// A ledger metadata file (cursors, start index) does not parse.
+    #[error("corrupt metadata file {path}: {reason}")]
+    CorruptMetadata { path: PathBuf, reason: String },
     /// The requested message index is below the start or above the end of the ledger.
     #[error("message index {requested} out of range [{start}, {end}]")]
     IndexOutOfRange {

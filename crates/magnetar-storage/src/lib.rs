@@ -17,6 +17,20 @@
 //! local files now, object storage later) with [`segment_store_conformance`], [`RangeSet`]
 //! and [`CursorState`], [`Clock`] with [`SystemClock`] and [`ManualClock`], and
 //! [`StorageError`].
+//!
+//! Operational contract:
+//! - [`ManagedLedger::open`] blocks on file I/O (recovery scans segment headers and CRC-checks
+//!   the last segment; sparse indexes are rebuilt in memory, not persisted). Call it at
+//!   startup or inside `spawn_blocking`; it needs a tokio runtime for background work.
+//! - Appends are queued per ledger; a flush batch runs on a tokio blocking thread (at most one
+//!   per ledger), so idle ledgers cost no threads. Under `always` one fdatasync covers the
+//!   whole batch (group commit) and readers see entries only after it.
+//! - The queue is bounded ([`APPEND_QUEUE_BYTES_MIN`] or four times `entry_bytes_max`);
+//!   when full, `append_with` returns [`StorageError::QueueFull`] at once, it never waits.
+//! - The `build` closure of `append_with` runs under the append lock: it must not call back
+//!   into the same ledger.
+//! - After a write error the ledger refuses appends ([`StorageError::Failed`]) until
+//!   reopened, because indexes already handed out can no longer be honoured.
 
 pub mod clock;
 pub mod cursor;
