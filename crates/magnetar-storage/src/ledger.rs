@@ -381,7 +381,10 @@ impl ManagedLedger {
         drop(st);
         if start_flush {
             if let Some(me) = self.me.upgrade() {
-                drop(self.runtime.spawn_blocking(move || me.flush_loop()));
+                // Prefer the caller's runtime, so a ledger outliving the runtime it was opened
+                // in keeps working.
+                let handle = Handle::try_current().unwrap_or_else(|_| self.runtime.clone());
+                drop(handle.spawn_blocking(move || me.flush_loop()));
             }
         }
         Ok(PendingAppend {
