@@ -1,0 +1,566 @@
+//! The broker: tenants, namespaces and topics in the metadata store, and the open partitions.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use magnetar_metadata::{Expect, MetadataError, MetadataStore};
+use magnetar_storage::{Clock, LedgerConfig, ManagedLedger};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::Mutex;
+
+use crate::error::{Error, Result};
+use crate::names::{NamespaceName, TenantName, TopicName, TopicPartition};
+use crate::partition::PartitionLog;
+use crate::resources::*;
+
+/// The namespace that holds internal topics (consumer offsets, later transaction state).
+pub const INTERNAL_NAMESPACE: (&str, &str) = ("public", "__kafka");
+
+/// Protocol-neutral broker settings (the binary builds them from its config file).
+#[derive(Clone, Debug)]
+pub struct BrokerConfig {
+    pub cluster_name: String,
+    /// Ledgers live under `data_dir/ledgers/{tenant}/{namespace}/persistent/{topic}`.
+    pub data_dir: PathBuf,
+    /// Where bare topic names land (KoP's `kafkaTenant`/`kafkaNamespace`).
+    pub default_namespace: NamespaceName,
+    pub allow_auto_topic_creation: bool,
+    /// Auto-created topics are partitioned (true) or non-partitioned (false).
+    pub auto_topic_creation_partitioned: bool,
+    pub default_num_partitions: u32,
+    pub partitions_max: u32,
+    pub producers_per_partition_max: usize,
+    pub ledger: LedgerConfig,
+    /// Service URLs recorded in the cluster data at first start.
+    pub service_url: String,
+    pub broker_service_url: String,
+}
+
+pub struct Broker {
+    config: BrokerConfig,
+    metadata: Arc<dyn MetadataStore>,
+    clock: Arc<dyn Clock>,
+    partitions: Mutex<HashMap<(TopicName, Option<u32>), Arc<PartitionLog>>>,
+    producer_ids: Mutex<IdRange>,
+}
+
+/// How many producer ids one metadata write reserves.
+pub const PRODUCER_ID_BLOCK: i64 = 1000;
+
+#[derive(Debug, Default)]
+struct IdRange {
+    next: i64,
+    end: i64,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field("cluster", &self.config.cluster_name)
+            .finish_non_exhaustive()
+    }
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<Bytes> {
+    serde_json::to_vec(value)
+        .map(Bytes::from)
+        .map_err(|e| Error::Metadata(format!("cannot encode value: {e}")))
+}
+
+fn from_json<T: DeserializeOwned>(key: &str, value: &[u8]) -> Result<T> {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        format_version: u32,
+    }
+    let probe: Probe = serde_json::from_slice(value)
+        .map_err(|e| Error::Metadata(format!("cannot decode '{key}': {e}")))?;
+    if probe.format_version > FORMAT_VERSION {
+        return Err(Error::Metadata(format!(
+            "'{key}' has format version {} and this broker reads up to {FORMAT_VERSION}",
+            probe.format_version
+        )));
+    }
+    serde_json::from_slice(value)
+        .map_err(|e| Error::Metadata(format!("cannot decode '{key}': {e}")))
+}
+
+impl Broker {
+    /// Opens the broker over `metadata`; at first start creates the cluster, the tenant
+    /// `public` and the namespaces `public/default` and `public/__kafka`, as Pulsar standalone does.
+    pub async fn open(
+        config: BrokerConfig,
+        metadata: Arc<dyn MetadataStore>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Self>> {
+        let broker = Arc::new(Self {
+            config,
+            metadata,
+            clock,
+            partitions: Mutex::new(HashMap::new()),
+            producer_ids: Mutex::new(IdRange::default()),
+        });
+        broker.bootstrap().await?;
+        Ok(broker)
+    }
+
+    async fn bootstrap(&self) -> Result<()> {
+        let cluster = ClusterData {
+            format_version: FORMAT_VERSION,
+            service_url: self.config.service_url.clone(),
+            broker_service_url: self.config.broker_service_url.clone(),
+        };
+        self.put_if_absent(&cluster_key(&self.config.cluster_name), &cluster)
+            .await?;
+        let mut tenants = vec![
+            self.config.default_namespace.tenant.clone(),
+            TenantName::new(INTERNAL_NAMESPACE.0)?,
+        ];
+        tenants.dedup();
+        for tenant in tenants {
+            let info = TenantInfo {
+                format_version: FORMAT_VERSION,
+                admin_roles: Vec::new(),
+                allowed_clusters: vec![self.config.cluster_name.clone()],
+            };
+            self.put_if_absent(&tenant_key(&tenant), &info).await?;
+        }
+        let namespaces = [
+            NamespaceName::new("public", "default")?,
+            NamespaceName::new(INTERNAL_NAMESPACE.0, INTERNAL_NAMESPACE.1)?,
+            self.config.default_namespace.clone(),
+        ];
+        for namespace in namespaces {
+            let policies = NamespacePolicies {
+                format_version: FORMAT_VERSION,
+                ..Default::default()
+            };
+            self.put_if_absent(&namespace_key(&namespace), &policies)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn put_if_absent<T: Serialize>(&self, key: &str, value: &T) -> Result<bool> {
+        match self
+            .metadata
+            .put(key, to_json(value)?, Expect::Absent)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(MetadataError::BadVersion { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<(T, u64)>> {
+        match self.metadata.get(key).await? {
+            Some(v) => Ok(Some((from_json(key, &v.value)?, v.version))),
+            None => Ok(None),
+        }
+    }
+
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    pub fn metadata(&self) -> &Arc<dyn MetadataStore> {
+        &self.metadata
+    }
+
+    /// Parses a topic name in any of the three forms, bare names into the default namespace.
+    pub fn parse_topic(&self, name: &str) -> Result<TopicName> {
+        TopicName::parse(name, &self.config.default_namespace)
+    }
+
+    // ---- tenants and namespaces ----
+
+    pub async fn list_tenants(&self) -> Result<Vec<String>> {
+        Ok(self.metadata.list_children(TENANTS_PATH).await?)
+    }
+
+    pub async fn tenant(&self, tenant: &TenantName) -> Result<Option<TenantInfo>> {
+        Ok(self.get_json(&tenant_key(tenant)).await?.map(|(v, _)| v))
+    }
+
+    pub async fn create_tenant(&self, tenant: &TenantName, mut info: TenantInfo) -> Result<()> {
+        info.format_version = FORMAT_VERSION;
+        if !self.put_if_absent(&tenant_key(tenant), &info).await? {
+            return Err(Error::TenantAlreadyExists(tenant.to_string()));
+        }
+        Ok(())
+    }
+
+    pub async fn delete_tenant(&self, tenant: &TenantName) -> Result<()> {
+        if !self.list_namespaces(tenant).await?.is_empty() {
+            return Err(Error::NotEmpty(format!("tenant '{tenant}'")));
+        }
+        match self.metadata.delete(&tenant_key(tenant), Expect::Any).await {
+            Ok(()) => Ok(()),
+            Err(MetadataError::NotFound { .. }) => Err(Error::TenantNotFound(tenant.to_string())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn list_namespaces(&self, tenant: &TenantName) -> Result<Vec<NamespaceName>> {
+        if !self.metadata.exists(&tenant_key(tenant)).await? {
+            return Err(Error::TenantNotFound(tenant.to_string()));
+        }
+        self.metadata
+            .list_children(&tenant_key(tenant))
+            .await?
+            .into_iter()
+            .map(|ns| NamespaceName::new(tenant.as_str(), &ns))
+            .collect()
+    }
+
+    pub async fn namespace_policies(
+        &self,
+        namespace: &NamespaceName,
+    ) -> Result<Option<NamespacePolicies>> {
+        Ok(self
+            .get_json(&namespace_key(namespace))
+            .await?
+            .map(|(v, _)| v))
+    }
+
+    pub async fn create_namespace(
+        &self,
+        namespace: &NamespaceName,
+        mut policies: NamespacePolicies,
+    ) -> Result<()> {
+        if !self.metadata.exists(&tenant_key(&namespace.tenant)).await? {
+            return Err(Error::TenantNotFound(namespace.tenant.to_string()));
+        }
+        policies.format_version = FORMAT_VERSION;
+        if !self
+            .put_if_absent(&namespace_key(namespace), &policies)
+            .await?
+        {
+            return Err(Error::NamespaceAlreadyExists(namespace.to_string()));
+        }
+        Ok(())
+    }
+
+    pub async fn delete_namespace(&self, namespace: &NamespaceName) -> Result<()> {
+        if !self
+            .metadata
+            .list_children(&topics_path(namespace))
+            .await?
+            .is_empty()
+        {
+            return Err(Error::NotEmpty(format!("namespace '{namespace}'")));
+        }
+        match self
+            .metadata
+            .delete(&namespace_key(namespace), Expect::Any)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(MetadataError::NotFound { .. }) => {
+                Err(Error::NamespaceNotFound(namespace.to_string()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    // ---- topics ----
+
+    pub async fn topic(&self, name: &TopicName) -> Result<Option<TopicMetadata>> {
+        Ok(self.get_json(&topic_key(name)).await?.map(|(v, _)| v))
+    }
+
+    /// Creates a topic: `partitions = None` is a non-partitioned topic.
+    pub async fn create_topic(
+        &self,
+        name: &TopicName,
+        partitions: Option<u32>,
+        configs: BTreeMap<String, String>,
+    ) -> Result<TopicMetadata> {
+        if let Some(count) = partitions {
+            self.check_partition_count(count)?;
+        }
+        if !self
+            .metadata
+            .exists(&namespace_key(&name.namespace))
+            .await?
+        {
+            return Err(Error::NamespaceNotFound(name.namespace.to_string()));
+        }
+        let metadata = TopicMetadata {
+            format_version: FORMAT_VERSION,
+            partitioned: partitions.is_some(),
+            partitions: partitions.unwrap_or(0),
+            configs,
+            created_ms: self.clock.now_ms(),
+        };
+        if !self.put_if_absent(&topic_key(name), &metadata).await? {
+            return Err(Error::TopicAlreadyExists(name.to_string()));
+        }
+        tracing::info!(topic = %name, partitions = metadata.partition_count(), "created topic");
+        Ok(metadata)
+    }
+
+    fn check_partition_count(&self, count: u32) -> Result<()> {
+        if count == 0 || count > self.config.partitions_max {
+            return Err(Error::InvalidPartitions(format!(
+                "{count} partitions is outside [1, {}]",
+                self.config.partitions_max
+            )));
+        }
+        Ok(())
+    }
+
+    /// Looks a topic up, creating it with the defaults when auto-creation is on.
+    pub async fn topic_or_create(&self, name: &TopicName) -> Result<TopicMetadata> {
+        if let Some(existing) = self.topic(name).await? {
+            return Ok(existing);
+        }
+        if !self.config.allow_auto_topic_creation {
+            return Err(Error::TopicNotFound(name.to_string()));
+        }
+        let partitions = self
+            .config
+            .auto_topic_creation_partitioned
+            .then_some(self.config.default_num_partitions);
+        match self.create_topic(name, partitions, BTreeMap::new()).await {
+            Ok(created) => Ok(created),
+            // Another request created it first.
+            Err(Error::TopicAlreadyExists(_)) => self
+                .topic(name)
+                .await?
+                .ok_or_else(|| Error::TopicNotFound(name.to_string())),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes a topic and its data.
+    pub async fn delete_topic(&self, name: &TopicName) -> Result<()> {
+        let Some(metadata) = self.topic(name).await? else {
+            return Err(Error::TopicNotFound(name.to_string()));
+        };
+        {
+            let mut open = self.partitions.lock().await;
+            let keys: Vec<_> = open.keys().filter(|(t, _)| t == name).cloned().collect();
+            for key in keys {
+                if let Some(log) = open.remove(&key) {
+                    log.close().await?;
+                }
+            }
+        }
+        for partition in 0..metadata.partition_count() {
+            let dir = self.ledger_dir(name, metadata.ledger_partition(partition));
+            let result = tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            })
+            .await
+            .map_err(|e| Error::Storage(format!("delete task failed: {e}")))?;
+            result.map_err(|e| Error::Storage(format!("cannot delete data of '{name}': {e}")))?;
+        }
+        match self.metadata.delete(&topic_key(name), Expect::Any).await {
+            Ok(()) | Err(MetadataError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        tracing::info!(topic = %name, "deleted topic");
+        Ok(())
+    }
+
+    pub async fn list_topics(
+        &self,
+        namespace: &NamespaceName,
+    ) -> Result<Vec<(TopicName, TopicMetadata)>> {
+        let mut topics = Vec::new();
+        for local in self.metadata.list_children(&topics_path(namespace)).await? {
+            let name = TopicName::new(namespace.clone(), &local)?;
+            if let Some(metadata) = self.topic(&name).await? {
+                topics.push((name, metadata));
+            }
+        }
+        Ok(topics)
+    }
+
+    /// Every topic of every namespace, internal ones included when asked.
+    pub async fn list_all_topics(
+        &self,
+        include_internal: bool,
+    ) -> Result<Vec<(TopicName, TopicMetadata)>> {
+        let mut all = Vec::new();
+        for tenant in self.list_tenants().await? {
+            let tenant = TenantName::new(&tenant)?;
+            for namespace in self.list_namespaces(&tenant).await? {
+                let internal = namespace.tenant.as_str() == INTERNAL_NAMESPACE.0
+                    && namespace.namespace == INTERNAL_NAMESPACE.1;
+                if internal && !include_internal {
+                    continue;
+                }
+                all.extend(self.list_topics(&namespace).await?);
+            }
+        }
+        Ok(all)
+    }
+
+    /// Raises a partitioned topic's partition count (never lowers it).
+    pub async fn set_partition_count(&self, name: &TopicName, count: u32) -> Result<TopicMetadata> {
+        self.check_partition_count(count)?;
+        self.update_topic(name, |metadata| {
+            if !metadata.partitioned {
+                return Err(Error::InvalidPartitions(format!(
+                    "'{name}' is not a partitioned topic"
+                )));
+            }
+            if count <= metadata.partitions {
+                return Err(Error::InvalidPartitions(format!(
+                    "'{name}' has {} partitions; the count can only grow",
+                    metadata.partitions
+                )));
+            }
+            metadata.partitions = count;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Applies `change` to a topic's metadata with compare-and-set, retrying on conflicts.
+    pub async fn update_topic(
+        &self,
+        name: &TopicName,
+        mut change: impl FnMut(&mut TopicMetadata) -> Result<()>,
+    ) -> Result<TopicMetadata> {
+        let key = topic_key(name);
+        for _ in 0..16 {
+            let Some((mut metadata, version)) = self.get_json::<TopicMetadata>(&key).await? else {
+                return Err(Error::TopicNotFound(name.to_string()));
+            };
+            change(&mut metadata)?;
+            match self
+                .metadata
+                .put(&key, to_json(&metadata)?, Expect::Version(version))
+                .await
+            {
+                Ok(_) => return Ok(metadata),
+                Err(MetadataError::BadVersion { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Metadata(format!(
+            "too many concurrent updates of '{name}'"
+        )))
+    }
+
+    /// Allocates a producer id for an idempotent producer. Ids are taken from the metadata store
+    /// in blocks of [`PRODUCER_ID_BLOCK`] with compare-and-set, so they never repeat across
+    /// restarts (or, later, across brokers).
+    pub async fn allocate_producer_id(&self) -> Result<i64> {
+        let mut block = self.producer_ids.lock().await;
+        if block.next >= block.end {
+            for attempt in 0.. {
+                if attempt == 16 {
+                    return Err(Error::Metadata(
+                        "too many concurrent producer id allocations".into(),
+                    ));
+                }
+                let current = self
+                    .get_json::<ProducerIdBlock>(PRODUCER_ID_BLOCK_KEY)
+                    .await?;
+                let (start, expect) = match &current {
+                    Some((b, version)) => (b.next_block_start, Expect::Version(*version)),
+                    None => (0, Expect::Absent),
+                };
+                let next = ProducerIdBlock {
+                    format_version: FORMAT_VERSION,
+                    next_block_start: start + PRODUCER_ID_BLOCK,
+                };
+                match self
+                    .metadata
+                    .put(PRODUCER_ID_BLOCK_KEY, to_json(&next)?, expect)
+                    .await
+                {
+                    Ok(_) => {
+                        *block = IdRange {
+                            next: start,
+                            end: start + PRODUCER_ID_BLOCK,
+                        };
+                        break;
+                    }
+                    Err(MetadataError::BadVersion { .. }) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        let id = block.next;
+        block.next += 1;
+        Ok(id)
+    }
+
+    fn ledger_dir(&self, name: &TopicName, partition: Option<u32>) -> PathBuf {
+        self.config
+            .data_dir
+            .join("ledgers")
+            .join(name.namespace.tenant.as_str())
+            .join(&name.namespace.namespace)
+            .join("persistent")
+            .join(name.ledger_name(partition))
+    }
+
+    /// The open log of one partition, opening (and recovering) its ledger on first use.
+    pub async fn partition(&self, tp: &TopicPartition) -> Result<Arc<PartitionLog>> {
+        let Some(metadata) = self.topic(&tp.topic).await? else {
+            return Err(Error::TopicNotFound(tp.topic.to_string()));
+        };
+        if tp.partition >= metadata.partition_count() {
+            return Err(Error::PartitionNotFound {
+                topic: tp.topic.to_string(),
+                partition: tp.partition,
+            });
+        }
+        let ledger_partition = metadata.ledger_partition(tp.partition);
+        let key = (tp.topic.clone(), ledger_partition);
+        let mut open = self.partitions.lock().await;
+        if let Some(log) = open.get(&key) {
+            return Ok(log.clone());
+        }
+        let dir = self.ledger_dir(&tp.topic, ledger_partition);
+        let config = self.config.ledger.clone();
+        let clock = self.clock.clone();
+        let ledger = tokio::task::spawn_blocking(move || ManagedLedger::open(&dir, config, clock))
+            .await
+            .map_err(|e| Error::Storage(format!("open task failed: {e}")))??;
+        let log = Arc::new(
+            PartitionLog::new(tp.clone(), ledger, self.config.producers_per_partition_max).await?,
+        );
+        open.insert(key, log.clone());
+        Ok(log)
+    }
+
+    /// The partitions currently open.
+    pub async fn open_partitions(&self) -> Vec<Arc<PartitionLog>> {
+        self.partitions.lock().await.values().cloned().collect()
+    }
+
+    /// Flushes and closes every open ledger.
+    pub async fn shutdown(&self) -> Result<()> {
+        let open: Vec<_> = self
+            .partitions
+            .lock()
+            .await
+            .drain()
+            .map(|(_, v)| v)
+            .collect();
+        let mut first_error = None;
+        for log in open {
+            if let Err(e) = log.close().await {
+                tracing::error!(partition = %log.name(), error = %e, "closing ledger failed");
+                first_error.get_or_insert(e);
+            }
+        }
+        self.metadata.close().await?;
+        first_error.map_or(Ok(()), Err)
+    }
+}

@@ -1,0 +1,29 @@
+//! The protocol-neutral broker core.
+//!
+//! Owns: the Pulsar naming model ([`names`]), tenants, namespaces and topics in the metadata store
+//! ([`Broker`], [`resources`]), the open partitions over managed ledgers ([`PartitionLog`]),
+//! idempotent-producer state ([`producer_state`]), and THE domain [`Error`] that each front end
+//! maps to its own wire codes.
+//!
+//! Must not depend on: any wire protocol (no `kafka-protocol`, no Pulsar protobuf, no HTTP).
+//! Words like "offset" (Kafka) and "MessageId" (Pulsar) do not appear here: the core speaks
+//! message indexes, topic partitions and positions.
+
+pub mod broker;
+pub mod error;
+pub mod names;
+pub mod partition;
+pub mod producer_state;
+pub mod resources;
+
+pub use broker::{Broker, BrokerConfig, INTERNAL_NAMESPACE};
+pub use error::{Error, Result};
+pub use names::{NamespaceName, TenantName, TopicName, TopicPartition};
+pub use partition::{AppendOutcome, AppendRequest, PartitionLog};
+pub use producer_state::ProducerBatch;
+pub use resources::{NamespacePolicies, TenantInfo, TopicMetadata};
+
+/// Storage types the front ends need to see, re-exported so they depend on the broker only.
+pub use magnetar_storage::{
+    Clock, Entry, EntryHeader, FsyncPolicy, LedgerConfig, PayloadFormat, SystemClock,
+};

@@ -1,0 +1,208 @@
+//! One partition's log: a managed ledger plus the idempotent-producer table, with appends
+//! serialised so that sequence checks and index assignment happen atomically.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use magnetar_storage::{Entry, EntryHeader, ManagedLedger, NewEntry, PayloadFormat, ProducerInfo};
+use tokio::sync::watch;
+
+use crate::error::{Error, Result};
+use crate::names::TopicPartition;
+use crate::producer_state::{ProducerBatch, ProducerStateTable, SequenceCheck};
+
+/// Entry headers read per step when rebuilding the producer table.
+const HEADER_SCAN_CHUNK: usize = 10_000;
+
+/// One producer batch to append.
+#[derive(Clone, Debug)]
+pub struct AppendRequest {
+    pub payload: Bytes,
+    pub message_count: u32,
+    pub max_timestamp_ms: i64,
+    pub format: PayloadFormat,
+    pub producer: Option<ProducerBatch>,
+    /// Where to write the assigned first index into the payload, as a big-endian u64, so the
+    /// stored bytes are what a reader is served (a Kafka batch's base offset lives at 0).
+    pub first_index_at: Option<usize>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppendOutcome {
+    pub first_index: u64,
+    pub log_start_index: u64,
+    /// The batch had been appended before (idempotent retry); nothing new was written.
+    pub duplicate: bool,
+}
+
+pub struct PartitionLog {
+    name: TopicPartition,
+    ledger: Arc<ManagedLedger>,
+    producers: Mutex<ProducerStateTable>,
+}
+
+impl std::fmt::Debug for PartitionLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionLog")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartitionLog {
+    /// Wraps an opened ledger and rebuilds the producer table from its entry headers.
+    pub(crate) async fn new(
+        name: TopicPartition,
+        ledger: Arc<ManagedLedger>,
+        producers_max: usize,
+    ) -> Result<Self> {
+        let mut table = ProducerStateTable::new(producers_max);
+        // Headers only, in bounded chunks: the producer table is rebuilt from the log itself,
+        // so it survives restarts with nothing else to persist.
+        let mut next = ledger.start_index();
+        while next < ledger.end_index() {
+            let headers = ledger.scan_headers(next, HEADER_SCAN_CHUNK).await?;
+            let Some(last) = headers.last() else { break };
+            next = last.first_index + u64::from(last.message_count.max(1));
+            for header in headers {
+                if let Some(p) = header.producer {
+                    table.record(
+                        &ProducerBatch {
+                            producer_id: p.producer_id,
+                            epoch: p.epoch,
+                            first_sequence: p.base_sequence,
+                            message_count: header.message_count,
+                        },
+                        header.first_index,
+                    );
+                }
+            }
+        }
+        Ok(Self {
+            name,
+            ledger,
+            producers: Mutex::new(table),
+        })
+    }
+
+    pub fn name(&self) -> &TopicPartition {
+        &self.name
+    }
+
+    pub fn ledger(&self) -> &Arc<ManagedLedger> {
+        &self.ledger
+    }
+
+    pub async fn append(&self, request: AppendRequest) -> Result<AppendOutcome> {
+        if let Some(at) = request.first_index_at {
+            if request.payload.len() < at + 8 {
+                return Err(Error::InvalidRequest(format!(
+                    "payload of {} bytes has no room for an index at {at}",
+                    request.payload.len()
+                )));
+            }
+        }
+        let pending = {
+            let mut producers = self.producers.lock().map_err(|_| Error::ShuttingDown)?;
+            if let Some(batch) = &request.producer {
+                if let SequenceCheck::Duplicate { first_index } = producers.check(batch)? {
+                    return Ok(AppendOutcome {
+                        first_index,
+                        log_start_index: self.ledger.start_index(),
+                        duplicate: true,
+                    });
+                }
+            }
+            let AppendRequest {
+                payload,
+                message_count,
+                max_timestamp_ms,
+                format,
+                producer,
+                first_index_at,
+            } = request;
+            let pending = self.ledger.append_with(|first_index| {
+                let payload = match first_index_at {
+                    Some(at) => {
+                        let mut patched = BytesMut::from(&payload[..]);
+                        patched[at..at + 8].copy_from_slice(&first_index.to_be_bytes());
+                        patched.freeze()
+                    }
+                    None => payload,
+                };
+                NewEntry {
+                    payload,
+                    message_count,
+                    max_timestamp_ms,
+                    format,
+                    producer: producer.map(|p| ProducerInfo {
+                        producer_id: p.producer_id,
+                        epoch: p.epoch,
+                        base_sequence: p.first_sequence,
+                    }),
+                }
+            })?;
+            if let Some(batch) = &producer {
+                producers.record(batch, pending.first_index());
+            }
+            pending
+        };
+        let first_index = pending.first_index();
+        pending.wait().await?;
+        Ok(AppendOutcome {
+            first_index,
+            log_start_index: self.ledger.start_index(),
+            duplicate: false,
+        })
+    }
+
+    pub async fn read(
+        &self,
+        from_index: u64,
+        max_bytes: usize,
+        max_entries: usize,
+    ) -> Result<Vec<Entry>> {
+        Ok(self.ledger.read(from_index, max_bytes, max_entries).await?)
+    }
+
+    pub fn start_index(&self) -> u64 {
+        self.ledger.start_index()
+    }
+
+    pub fn end_index(&self) -> u64 {
+        self.ledger.end_index()
+    }
+
+    /// The readable end index, for long polls woken by appends.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.ledger.subscribe()
+    }
+
+    pub async fn find_by_timestamp(&self, timestamp_ms: i64) -> Result<Option<EntryHeader>> {
+        Ok(self.ledger.find_by_timestamp(timestamp_ms).await?)
+    }
+
+    pub async fn max_timestamp_entry(&self) -> Result<Option<EntryHeader>> {
+        Ok(self.ledger.max_timestamp_entry().await?)
+    }
+
+    /// Moves the log start to `index` (DeleteRecords); returns the new start.
+    pub async fn truncate_before(&self, index: u64) -> Result<u64> {
+        let (start, end) = (self.start_index(), self.end_index());
+        if index > end {
+            return Err(Error::IndexOutOfRange {
+                requested: index,
+                start,
+                end,
+            });
+        }
+        if index <= start {
+            return Ok(start);
+        }
+        Ok(self.ledger.truncate_before(index).await?)
+    }
+
+    pub async fn close(&self) -> Result<()> {
+        Ok(self.ledger.close().await?)
+    }
+}

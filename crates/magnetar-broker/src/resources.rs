@@ -1,0 +1,112 @@
+//! What the broker keeps in the metadata store, and where. Every value is JSON with a
+//! `format_version` so later versions can read what earlier ones wrote.
+//!
+//! | key | value |
+//! |---|---|
+//! | `/admin/clusters/{cluster}` | [`ClusterData`] |
+//! | `/admin/policies/{tenant}` | [`TenantInfo`] |
+//! | `/admin/policies/{tenant}/{namespace}` | [`NamespacePolicies`] |
+//! | `/admin/topics/{tenant}/{namespace}/persistent/{topic}` | [`TopicMetadata`] |
+//! | `/admin/producer-id-block` | [`ProducerIdBlock`] |
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::names::{NamespaceName, TenantName, TopicName};
+
+/// The format version written into every value; readers refuse newer ones.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterData {
+    pub format_version: u32,
+    pub service_url: String,
+    pub broker_service_url: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TenantInfo {
+    pub format_version: u32,
+    #[serde(default)]
+    pub admin_roles: Vec<String>,
+    #[serde(default)]
+    pub allowed_clusters: Vec<String>,
+}
+
+/// Namespace policies. Unset fields fall back to the broker's defaults.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NamespacePolicies {
+    pub format_version: u32,
+    #[serde(default)]
+    pub retention_time_ms: Option<u64>,
+    #[serde(default)]
+    pub retention_size_bytes: Option<u64>,
+    #[serde(default)]
+    pub message_ttl_s: Option<u64>,
+}
+
+/// A topic. `partitioned == false` is a Pulsar non-partitioned topic: Kafka sees one partition
+/// whose ledger is the topic itself.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TopicMetadata {
+    pub format_version: u32,
+    pub partitioned: bool,
+    pub partitions: u32,
+    #[serde(default)]
+    pub configs: BTreeMap<String, String>,
+    pub created_ms: i64,
+}
+
+impl TopicMetadata {
+    /// The number of partitions a Kafka client sees.
+    pub fn partition_count(&self) -> u32 {
+        if self.partitioned {
+            self.partitions
+        } else {
+            1
+        }
+    }
+
+    /// The ledger of Kafka partition `partition`: `None` is the topic itself.
+    pub fn ledger_partition(&self, partition: u32) -> Option<u32> {
+        self.partitioned.then_some(partition)
+    }
+}
+
+pub(crate) fn cluster_key(cluster: &str) -> String {
+    format!("/admin/clusters/{cluster}")
+}
+
+pub(crate) const TENANTS_PATH: &str = "/admin/policies";
+
+pub(crate) fn tenant_key(tenant: &TenantName) -> String {
+    format!("{TENANTS_PATH}/{tenant}")
+}
+
+pub(crate) fn namespace_key(namespace: &NamespaceName) -> String {
+    format!(
+        "{TENANTS_PATH}/{}/{}",
+        namespace.tenant, namespace.namespace
+    )
+}
+
+pub(crate) fn topics_path(namespace: &NamespaceName) -> String {
+    format!(
+        "/admin/topics/{}/{}/persistent",
+        namespace.tenant, namespace.namespace
+    )
+}
+
+pub(crate) fn topic_key(topic: &TopicName) -> String {
+    format!("{}/{}", topics_path(&topic.namespace), topic.local)
+}
+
+pub(crate) const PRODUCER_ID_BLOCK_KEY: &str = "/admin/producer-id-block";
+
+/// The next unreserved block of idempotent-producer ids.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProducerIdBlock {
+    pub format_version: u32,
+    pub next_block_start: i64,
+}

@@ -1,0 +1,809 @@
+//! Configuration: one TOML file (`version = 1`), then environment overrides
+//! `MAGNETAR_<SECTION>__<KEY>`, then command-line flags. A Pulsar/KoP `broker.conf` or
+//! `standalone.conf` properties file is accepted too: the keys Magnetar maps are applied and the
+//! rest are listed in one warning line. Unknown keys and out-of-range values are errors that name
+//! the key. Every default is in `config/magnetar.toml`, which a test compares with
+//! [`Config::default`].
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use toml::{Table, Value};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub version: u32,
+    pub server: ServerConfig,
+    pub broker: BrokerSection,
+    pub kafka: KafkaSection,
+    pub pulsar: PulsarSection,
+    pub http: HttpSection,
+    pub storage: StorageSection,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub bind: String,
+    pub advertised_host: String,
+    pub data_dir: PathBuf,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerSection {
+    pub cluster_name: String,
+    pub partitions_max: u32,
+    pub producers_per_partition_max: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaSection {
+    pub port: u16,
+    pub advertised_host: String,
+    pub advertised_port: u16,
+    pub tenant: String,
+    pub namespace: String,
+    pub allow_auto_topic_creation: bool,
+    pub auto_topic_creation_type: String,
+    pub default_num_partitions: u32,
+    pub max_request_bytes: u64,
+    pub connections_max: u32,
+    pub message_bytes_max: u64,
+    pub entry_format: String,
+    pub max_read_entries_num: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PulsarSection {
+    pub port: u16,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSection {
+    pub port: u16,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageSection {
+    pub fsync: String,
+    pub fsync_interval_ms: u64,
+    pub segment_bytes: u64,
+    pub segment_ms: u64,
+    pub index_interval_bytes: u32,
+    pub entry_bytes_max: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            version: 1,
+            server: ServerConfig::default(),
+            broker: BrokerSection::default(),
+            kafka: KafkaSection::default(),
+            pulsar: PulsarSection::default(),
+            http: HttpSection::default(),
+            storage: StorageSection::default(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1".into(),
+            advertised_host: String::new(),
+            data_dir: "./data".into(),
+        }
+    }
+}
+
+impl Default for BrokerSection {
+    fn default() -> Self {
+        Self {
+            cluster_name: "standalone".into(),
+            partitions_max: 4096,
+            producers_per_partition_max: 10_000,
+        }
+    }
+}
+
+impl Default for KafkaSection {
+    fn default() -> Self {
+        Self {
+            port: 9092,
+            advertised_host: String::new(),
+            advertised_port: 0,
+            tenant: "public".into(),
+            namespace: "default".into(),
+            allow_auto_topic_creation: true,
+            auto_topic_creation_type: "partitioned".into(),
+            default_num_partitions: 1,
+            max_request_bytes: 100 * 1024 * 1024,
+            connections_max: 10_000,
+            message_bytes_max: 1_048_588,
+            entry_format: "kafka".into(),
+            max_read_entries_num: 5,
+        }
+    }
+}
+
+impl Default for PulsarSection {
+    fn default() -> Self {
+        Self { port: 6650 }
+    }
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        Self { port: 8080 }
+    }
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        Self {
+            fsync: "always".into(),
+            fsync_interval_ms: 1000,
+            segment_bytes: 1024 * 1024 * 1024,
+            segment_ms: 7 * 24 * 60 * 60 * 1000,
+            index_interval_bytes: 4096,
+            entry_bytes_max: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// A KoP/Pulsar key name and where it lands. Documented in the README's alias table.
+pub struct Alias {
+    pub name: &'static str,
+    pub section: &'static str,
+    pub key: &'static str,
+}
+
+/// KoP and Pulsar keys accepted in a TOML file (top level) or a properties file.
+pub const ALIASES: &[Alias] = &[
+    Alias {
+        name: "kafkaListeners",
+        section: "kafka",
+        key: "listeners",
+    },
+    Alias {
+        name: "kafkaAdvertisedListeners",
+        section: "kafka",
+        key: "advertised_listeners",
+    },
+    Alias {
+        name: "kafkaTenant",
+        section: "kafka",
+        key: "tenant",
+    },
+    Alias {
+        name: "kafkaNamespace",
+        section: "kafka",
+        key: "namespace",
+    },
+    Alias {
+        name: "allowAutoTopicCreation",
+        section: "kafka",
+        key: "allow_auto_topic_creation",
+    },
+    Alias {
+        name: "allowAutoTopicCreationType",
+        section: "kafka",
+        key: "auto_topic_creation_type",
+    },
+    Alias {
+        name: "defaultNumPartitions",
+        section: "kafka",
+        key: "default_num_partitions",
+    },
+    Alias {
+        name: "entryFormat",
+        section: "kafka",
+        key: "entry_format",
+    },
+    Alias {
+        name: "maxReadEntriesNum",
+        section: "kafka",
+        key: "max_read_entries_num",
+    },
+    Alias {
+        name: "brokerServicePort",
+        section: "pulsar",
+        key: "port",
+    },
+    Alias {
+        name: "webServicePort",
+        section: "http",
+        key: "port",
+    },
+    Alias {
+        name: "bindAddress",
+        section: "server",
+        key: "bind",
+    },
+    Alias {
+        name: "advertisedAddress",
+        section: "server",
+        key: "advertised_host",
+    },
+    Alias {
+        name: "clusterName",
+        section: "broker",
+        key: "cluster_name",
+    },
+];
+
+/// Overrides from command-line flags (applied last).
+#[derive(Clone, Debug, Default)]
+pub struct FlagOverrides {
+    pub data_dir: Option<PathBuf>,
+    pub bind: Option<String>,
+    pub kafka_port: Option<u16>,
+    pub pulsar_port: Option<u16>,
+    pub http_port: Option<u16>,
+    pub advertised_host: Option<String>,
+}
+
+/// The loaded configuration and what a user should be told about it.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+fn err(message: impl Into<String>) -> ConfigError {
+    ConfigError(message.into())
+}
+
+impl Config {
+    /// Loads defaults <- file <- environment <- flags, then validates.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        flags: &FlagOverrides,
+    ) -> Result<Loaded, ConfigError> {
+        let defaults =
+            Table::try_from(Config::default()).map_err(|e| err(format!("defaults: {e}")))?;
+        let mut warnings = Vec::new();
+        let mut root = match file {
+            None => Table::new(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| err(format!("cannot read config file {}: {e}", path.display())))?;
+                if path.extension().is_some_and(|e| e == "toml") {
+                    parse_toml(path, &text, &defaults)?
+                } else {
+                    let (table, unused) = parse_properties(path, &text, &defaults)?;
+                    if !unused.is_empty() {
+                        warnings.push(format!(
+                            "{}: {} keys are not used by magnetar: {}",
+                            path.display(),
+                            unused.len(),
+                            unused.join(", ")
+                        ));
+                    }
+                    table
+                }
+            }
+        };
+        for (name, raw) in env {
+            let Some(rest) = name.strip_prefix("MAGNETAR_") else {
+                continue;
+            };
+            // Variables of the process itself, not config keys.
+            if matches!(rest, "BIN" | "LOG") {
+                continue;
+            }
+            let Some((section, key)) = rest.split_once("__") else {
+                return Err(err(format!(
+                    "environment variable {name} is not of the form MAGNETAR_<SECTION>__<KEY>"
+                )));
+            };
+            let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+            let value = typed_value(&defaults, &section, &key, &raw)
+                .map_err(|reason| err(format!("{name}: {reason}")))?;
+            set(&mut root, &section, &key, value);
+        }
+        let flag_values: [(&str, &str, Option<Value>); 6] = [
+            (
+                "server",
+                "data_dir",
+                flags
+                    .data_dir
+                    .as_ref()
+                    .map(|p| Value::String(p.display().to_string())),
+            ),
+            ("server", "bind", flags.bind.clone().map(Value::String)),
+            (
+                "server",
+                "advertised_host",
+                flags.advertised_host.clone().map(Value::String),
+            ),
+            (
+                "kafka",
+                "port",
+                flags.kafka_port.map(|p| Value::Integer(p.into())),
+            ),
+            (
+                "pulsar",
+                "port",
+                flags.pulsar_port.map(|p| Value::Integer(p.into())),
+            ),
+            (
+                "http",
+                "port",
+                flags.http_port.map(|p| Value::Integer(p.into())),
+            ),
+        ];
+        for (section, key, value) in flag_values {
+            if let Some(value) = value {
+                set(&mut root, section, key, value);
+            }
+        }
+        apply_listener_keys(&mut root)?;
+        let config: Config = Value::Table(root)
+            .try_into()
+            .map_err(|e: toml::de::Error| err(format!("config: {}", e.message())))?;
+        config.validate()?;
+        if config.kafka.entry_format != "kafka" {
+            warnings.push(format!(
+                "kafka.entry_format = \"{}\" is accepted, but until the Pulsar protocol lands new Kafka entries are stored in the kafka format",
+                config.kafka.entry_format
+            ));
+        }
+        Ok(Loaded { config, warnings })
+    }
+
+    /// Range checks: each error names the key and the allowed range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn range(key: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
+            if value < min || value > max {
+                return Err(err(format!(
+                    "{key} = {value} is outside the allowed range [{min}, {max}]"
+                )));
+            }
+            Ok(())
+        }
+        fn one_of(key: &str, value: &str, allowed: &[&str]) -> Result<(), ConfigError> {
+            if !allowed.contains(&value) {
+                return Err(err(format!(
+                    "{key} = \"{value}\" is not one of {}",
+                    allowed.join(", ")
+                )));
+            }
+            Ok(())
+        }
+        if self.version != 1 {
+            return Err(err(format!(
+                "version = {} is not supported; this magnetar reads version = 1",
+                self.version
+            )));
+        }
+        if self.server.bind.parse::<std::net::IpAddr>().is_err() {
+            return Err(err(format!(
+                "server.bind = \"{}\" is not an IP address",
+                self.server.bind
+            )));
+        }
+        if self.server.data_dir.as_os_str().is_empty() {
+            return Err(err("server.data_dir is empty"));
+        }
+        range(
+            "broker.partitions_max",
+            self.broker.partitions_max.into(),
+            1,
+            1_000_000,
+        )?;
+        range(
+            "broker.producers_per_partition_max",
+            self.broker.producers_per_partition_max.into(),
+            1,
+            10_000_000,
+        )?;
+        one_of(
+            "kafka.auto_topic_creation_type",
+            &self.kafka.auto_topic_creation_type,
+            &["partitioned", "non-partitioned"],
+        )?;
+        range(
+            "kafka.default_num_partitions",
+            self.kafka.default_num_partitions.into(),
+            1,
+            self.broker.partitions_max.into(),
+        )?;
+        range(
+            "kafka.max_request_bytes",
+            self.kafka.max_request_bytes,
+            1024,
+            1024 * 1024 * 1024,
+        )?;
+        range(
+            "kafka.connections_max",
+            self.kafka.connections_max.into(),
+            1,
+            1_000_000,
+        )?;
+        range(
+            "kafka.message_bytes_max",
+            self.kafka.message_bytes_max,
+            1,
+            self.storage.entry_bytes_max.into(),
+        )?;
+        one_of(
+            "kafka.entry_format",
+            &self.kafka.entry_format,
+            &["kafka", "pulsar", "mixed_kafka"],
+        )?;
+        range(
+            "kafka.max_read_entries_num",
+            self.kafka.max_read_entries_num.into(),
+            1,
+            100_000,
+        )?;
+        magnetar_broker::NamespaceName::new(&self.kafka.tenant, &self.kafka.namespace)
+            .map_err(|e| err(format!("kafka.tenant/kafka.namespace: {e}")))?;
+        one_of(
+            "storage.fsync",
+            &self.storage.fsync,
+            &["always", "interval", "os"],
+        )?;
+        range(
+            "storage.fsync_interval_ms",
+            self.storage.fsync_interval_ms,
+            1,
+            3_600_000,
+        )?;
+        range(
+            "storage.segment_bytes",
+            self.storage.segment_bytes,
+            64 * 1024,
+            1 << 40,
+        )?;
+        range(
+            "storage.segment_ms",
+            self.storage.segment_ms,
+            1000,
+            365 * 24 * 3_600_000,
+        )?;
+        range(
+            "storage.index_interval_bytes",
+            self.storage.index_interval_bytes.into(),
+            64,
+            16 * 1024 * 1024,
+        )?;
+        range(
+            "storage.entry_bytes_max",
+            self.storage.entry_bytes_max.into(),
+            1024,
+            1024 * 1024 * 1024,
+        )?;
+        Ok(())
+    }
+}
+
+fn set(root: &mut Table, section: &str, key: &str, value: Value) {
+    let entry = root
+        .entry(section.to_string())
+        .or_insert_with(|| Value::Table(Table::new()));
+    if !entry.is_table() {
+        *entry = Value::Table(Table::new());
+    }
+    if let Value::Table(t) = entry {
+        t.insert(key.to_string(), value);
+    }
+}
+
+/// Converts a string to the type the default of `section.key` has; unknown keys are errors.
+fn typed_value(defaults: &Table, section: &str, key: &str, raw: &str) -> Result<Value, String> {
+    // The listener strings are KoP-only inputs, resolved in `apply_listener_keys`.
+    if section == "kafka" && (key == "listeners" || key == "advertised_listeners") {
+        return Ok(Value::String(raw.to_string()));
+    }
+    let Some(Value::Table(s)) = defaults.get(section) else {
+        let sections: Vec<&String> = defaults
+            .iter()
+            .filter(|(_, v)| v.is_table())
+            .map(|(k, _)| k)
+            .collect();
+        return Err(format!(
+            "unknown config section '{section}' (sections: {sections:?})"
+        ));
+    };
+    let Some(default) = s.get(key) else {
+        let keys: Vec<&String> = s.keys().collect();
+        return Err(format!(
+            "unknown config key '{section}.{key}' (keys of [{section}]: {keys:?})"
+        ));
+    };
+    let raw = raw.trim();
+    match default {
+        Value::Integer(_) => raw
+            .parse::<i64>()
+            .map(Value::Integer)
+            .map_err(|_| format!("{section}.{key} = \"{raw}\" is not an integer")),
+        Value::Boolean(_) => raw
+            .parse::<bool>()
+            .map(Value::Boolean)
+            .map_err(|_| format!("{section}.{key} = \"{raw}\" is not true or false")),
+        _ => Ok(Value::String(raw.to_string())),
+    }
+}
+
+fn alias(name: &str) -> Option<&'static Alias> {
+    ALIASES.iter().find(|a| a.name == name)
+}
+
+fn parse_toml(path: &Path, text: &str, defaults: &Table) -> Result<Table, ConfigError> {
+    let mut table: Table =
+        toml::from_str(text).map_err(|e| err(format!("{}: {}", path.display(), e.message())))?;
+    if !table.contains_key("version") {
+        return Err(err(format!("{}: missing 'version = 1'", path.display())));
+    }
+    // KoP keys at the top level move to their section.
+    let top: Vec<String> = table
+        .keys()
+        .filter(|k| alias(k).is_some())
+        .cloned()
+        .collect();
+    for name in top {
+        if let (Some(a), Some(value)) = (alias(&name), table.remove(&name)) {
+            let value = match value {
+                Value::String(s) => typed_value(defaults, a.section, a.key, &s)
+                    .map_err(|r| err(format!("{name}: {r}")))?,
+                other => other,
+            };
+            set(&mut table, a.section, a.key, value);
+        }
+    }
+    Ok(table)
+}
+
+/// Parses `key=value` lines; returns the mapped keys as a table and the names not used.
+fn parse_properties(
+    path: &Path,
+    text: &str,
+    defaults: &Table,
+) -> Result<(Table, Vec<String>), ConfigError> {
+    let mut table = Table::new();
+    let mut unused = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+            continue;
+        }
+        let Some((name, value)) = line.split_once(['=', ':']) else {
+            return Err(err(format!(
+                "{}:{}: expected key=value, got '{line}'",
+                path.display(),
+                number + 1
+            )));
+        };
+        let (name, value) = (name.trim(), value.trim());
+        match alias(name) {
+            // Pulsar files carry many keys with empty values: they mean "unset".
+            Some(_) if value.is_empty() => {}
+            Some(a) => {
+                let typed = typed_value(defaults, a.section, a.key, value)
+                    .map_err(|r| err(format!("{}:{}: {name}: {r}", path.display(), number + 1)))?;
+                set(&mut table, a.section, a.key, typed);
+            }
+            None => unused.push(name.to_string()),
+        }
+    }
+    table.insert("version".into(), Value::Integer(1));
+    Ok((table, unused))
+}
+
+/// Resolves KoP's `kafkaListeners` / `kafkaAdvertisedListeners` into bind address and ports.
+fn apply_listener_keys(root: &mut Table) -> Result<(), ConfigError> {
+    let Some(Value::Table(kafka)) = root.get_mut("kafka") else {
+        return Ok(());
+    };
+    let listeners = kafka.remove("listeners");
+    let advertised = kafka.remove("advertised_listeners");
+    let mut bind = None;
+    if let Some(Value::String(s)) = listeners {
+        let (host, port) = parse_listener("kafkaListeners", &s)?;
+        kafka.insert("port".into(), Value::Integer(port.into()));
+        if !host.is_empty() {
+            bind = Some(host);
+        }
+    }
+    if let Some(Value::String(s)) = advertised {
+        let (host, port) = parse_listener("kafkaAdvertisedListeners", &s)?;
+        kafka.insert("advertised_port".into(), Value::Integer(port.into()));
+        kafka.insert("advertised_host".into(), Value::String(host));
+    }
+    if let Some(host) = bind {
+        set(root, "server", "bind", Value::String(host));
+    }
+    Ok(())
+}
+
+fn parse_listener(key: &str, value: &str) -> Result<(String, u16), ConfigError> {
+    let listeners: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    let [listener] = listeners.as_slice() else {
+        return Err(err(format!(
+            "{key} = \"{value}\": exactly one PLAINTEXT:// listener is supported"
+        )));
+    };
+    let Some(address) = listener.strip_prefix("PLAINTEXT://") else {
+        return Err(err(format!(
+            "{key} = \"{value}\": only PLAINTEXT:// listeners are supported (SASL and SSL are not built yet)"
+        )));
+    };
+    let (host, port) = address.rsplit_once(':').ok_or_else(|| {
+        err(format!(
+            "{key} = \"{value}\": expected PLAINTEXT://host:port"
+        ))
+    })?;
+    let port = port
+        .parse::<u16>()
+        .map_err(|_| err(format!("{key} = \"{value}\": '{port}' is not a port")))?;
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    Ok((host, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(name: &str, text: &str, env: &[(&str, &str)]) -> Result<Loaded, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        Config::load(Some(&path), env, &FlagOverrides::default())
+    }
+
+    #[test]
+    fn example_file_equals_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/magnetar.toml");
+        let loaded = Config::load(Some(&path), [], &FlagOverrides::default()).unwrap();
+        assert_eq!(loaded.config, Config::default());
+        // And every key of the defaults appears in the example file, uncommented.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let example: Table = toml::from_str(&text).unwrap();
+        let defaults = Table::try_from(Config::default()).unwrap();
+        for (section, keys) in defaults
+            .iter()
+            .filter_map(|(k, v)| v.as_table().map(|t| (k, t)))
+        {
+            for key in keys.keys() {
+                assert!(
+                    example.get(section).and_then(|s| s.get(key)).is_some(),
+                    "config/magnetar.toml lacks {section}.{key}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = load_str("m.toml", "version = 1\n[storage]\nfsyn = \"os\"\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("fsyn"), "{e}");
+        let e = load_str("m.toml", "version = 1\n[storag]\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("storag"), "{e}");
+    }
+
+    #[test]
+    fn out_of_range_names_key_and_range() {
+        let e = load_str(
+            "m.toml",
+            "version = 1\n[storage]\nfsync_interval_ms = 0\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("storage.fsync_interval_ms")
+                && e.to_string().contains("[1, 3600000]"),
+            "{e}"
+        );
+        let e = load_str(
+            "m.toml",
+            "version = 1\n[storage]\nfsync = \"sometimes\"\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("storage.fsync"), "{e}");
+        let e = load_str("m.toml", "version = 2\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("version"), "{e}");
+        let e = load_str("m.toml", "[kafka]\nport = 1\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("version"), "{e}");
+    }
+
+    #[test]
+    fn env_overrides_file_and_flags_override_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.toml");
+        std::fs::write(
+            &path,
+            "version = 1\n[storage]\nfsync = \"interval\"\n[kafka]\nport = 1000\n",
+        )
+        .unwrap();
+        let env = [
+            ("MAGNETAR_STORAGE__FSYNC".to_string(), "os".to_string()),
+            ("MAGNETAR_KAFKA__PORT".to_string(), "2000".to_string()),
+            (
+                "MAGNETAR_KAFKA__ALLOW_AUTO_TOPIC_CREATION".to_string(),
+                "false".to_string(),
+            ),
+            ("UNRELATED".to_string(), "x".to_string()),
+        ];
+        let flags = FlagOverrides {
+            kafka_port: Some(3000),
+            ..Default::default()
+        };
+        let config = Config::load(Some(&path), env, &flags).unwrap().config;
+        assert_eq!(config.storage.fsync, "os");
+        assert_eq!(config.kafka.port, 3000);
+        assert!(!config.kafka.allow_auto_topic_creation);
+    }
+
+    #[test]
+    fn bad_env_is_an_error_naming_the_variable() {
+        let e = load_str("m.toml", "version = 1\n", &[("MAGNETAR_KAFKA__PROT", "1")]).unwrap_err();
+        assert!(
+            e.to_string().contains("MAGNETAR_KAFKA__PROT") && e.to_string().contains("kafka.prot"),
+            "{e}"
+        );
+        let e = load_str("m.toml", "version = 1\n", &[("MAGNETAR_KAFKA__PORT", "x")]).unwrap_err();
+        assert!(e.to_string().contains("not an integer"), "{e}");
+    }
+
+    #[test]
+    fn kop_properties_file_maps_known_keys_and_lists_the_rest() {
+        let text = "# pulsar standalone\nkafkaListeners=PLAINTEXT://127.0.0.1:19092\nwebServicePort=18080\n\
+                    brokerServicePort=16650\nkafkaTenant=acme\nkafkaNamespace=kafka\nallowAutoTopicCreationType=non-partitioned\n\
+                    managedLedgerDefaultEnsembleSize=1\nzookeeperServers=\nkafkaAdvertisedListeners=\n";
+        let loaded = load_str("standalone.conf", text, &[]).unwrap();
+        let c = &loaded.config;
+        assert_eq!(
+            (c.kafka.port, c.http.port, c.pulsar.port),
+            (19092, 18080, 16650)
+        );
+        assert_eq!(c.server.bind, "127.0.0.1");
+        assert_eq!(
+            (c.kafka.tenant.as_str(), c.kafka.namespace.as_str()),
+            ("acme", "kafka")
+        );
+        assert_eq!(c.kafka.auto_topic_creation_type, "non-partitioned");
+        assert_eq!(loaded.warnings.len(), 1);
+        assert!(loaded.warnings[0].contains("managedLedgerDefaultEnsembleSize"));
+        assert!(loaded.warnings[0].contains("zookeeperServers"));
+    }
+
+    #[test]
+    fn kop_keys_in_toml_and_listener_errors() {
+        let loaded = load_str("m.toml", "version = 1\nkafkaListeners = \"PLAINTEXT://0.0.0.0:9999\"\ndefaultNumPartitions = 4\n", &[]).unwrap();
+        assert_eq!(loaded.config.kafka.port, 9999);
+        assert_eq!(loaded.config.server.bind, "0.0.0.0");
+        assert_eq!(loaded.config.kafka.default_num_partitions, 4);
+        let e = load_str(
+            "b.conf",
+            "kafkaListeners=SASL_PLAINTEXT://127.0.0.1:9092\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("PLAINTEXT"), "{e}");
+        let e = load_str("b.conf", "webServicePort=http\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("webServicePort"), "{e}");
+    }
+}

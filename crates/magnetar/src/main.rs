@@ -1,0 +1,60 @@
+//! `magnetar`: the broker binary. Owns configuration, the command line and the wiring of the
+//! layers below (metadata store, broker core, Kafka/Pulsar/HTTP listeners).
+
+mod config;
+mod standalone;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "magnetar",
+    version,
+    about = "Kafka wire protocol on a Pulsar architecture"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Runs a standalone broker with embedded storage and metadata in one process.
+    Standalone(StandaloneArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct StandaloneArgs {
+    /// Config file: TOML (`*.toml`, `version = 1`) or a Pulsar/KoP properties file
+    /// (`broker.conf`, `standalone.conf`).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Directory for ledgers and metadata [default: ./data]
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address every listener binds to [default: 127.0.0.1]
+    #[arg(long, value_name = "ADDR")]
+    bind: Option<String>,
+    /// Kafka listener port; 0 picks a free port [default: 9092]
+    #[arg(long, value_name = "N")]
+    kafka_port: Option<u16>,
+    /// Pulsar listener port; 0 picks a free port [default: 6650]
+    #[arg(long, value_name = "N")]
+    pulsar_port: Option<u16>,
+    /// HTTP listener port (health, version); 0 picks a free port [default: 8080]
+    #[arg(long, value_name = "N")]
+    http_port: Option<u16>,
+    /// Host name clients are told to connect to [default: the bind address]
+    #[arg(long, value_name = "HOST")]
+    advertised_host: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Standalone(args) => standalone::main(args),
+    }
+}

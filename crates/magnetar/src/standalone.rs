@@ -1,0 +1,276 @@
+//! `magnetar standalone`: every layer in one process, with embedded metadata (redb) and local
+//! ledgers under the data directory.
+
+use std::fs::File;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use magnetar_admin::Readiness;
+use magnetar_broker::{
+    Broker, BrokerConfig, FsyncPolicy, LedgerConfig, NamespaceName, SystemClock,
+};
+use magnetar_metadata::RedbStore;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{Config, FlagOverrides};
+use crate::StandaloneArgs;
+
+/// How long in-flight work may take to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+pub fn main(args: StandaloneArgs) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("MAGNETAR_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let flags = FlagOverrides {
+        data_dir: args.data_dir,
+        bind: args.bind,
+        kafka_port: args.kafka_port,
+        pulsar_port: args.pulsar_port,
+        http_port: args.http_port,
+        advertised_host: args.advertised_host,
+    };
+    let loaded = match Config::load(args.config.as_deref(), std::env::vars(), &flags) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("magnetar: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("magnetar: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(loaded.config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("magnetar: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Locks the data directory so a second broker cannot open it.
+fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create data dir {}", dir.display()))?;
+    let path = dir.join("magnetar.lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("data dir {} is not writable", dir.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(anyhow!(
+            "data dir {} is in use by another magnetar process (lock {})",
+            dir.display(),
+            path.display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(anyhow!("cannot lock {}: {e}", path.display())),
+    }
+}
+
+async fn bind(name: &str, host: &str, port: u16) -> anyhow::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind((host, port))
+        .await
+        .with_context(|| format!("cannot listen for {name} on {host}:{port}"))?;
+    let addr = listener.local_addr()?;
+    Ok((listener, addr))
+}
+
+fn ledger_config(config: &Config) -> LedgerConfig {
+    let fsync = match config.storage.fsync.as_str() {
+        "always" => FsyncPolicy::Always,
+        "interval" => FsyncPolicy::Interval {
+            interval_ms: config.storage.fsync_interval_ms,
+        },
+        _ => FsyncPolicy::Os,
+    };
+    LedgerConfig {
+        segment_bytes: config.storage.segment_bytes,
+        segment_ms: config.storage.segment_ms,
+        index_interval_bytes: config.storage.index_interval_bytes,
+        entry_bytes_max: config.storage.entry_bytes_max,
+        fsync,
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let data_dir = config.server.data_dir.clone();
+    let _lock = lock_data_dir(&data_dir)?;
+    let bind_host = config.server.bind.as_str();
+    let (kafka_listener, kafka_addr) = bind("kafka", bind_host, config.kafka.port).await?;
+    let (pulsar_listener, pulsar_addr) = bind("pulsar", bind_host, config.pulsar.port).await?;
+    let (http_listener, http_addr) = bind("http", bind_host, config.http.port).await?;
+
+    let advertised_host = match (
+        &config.kafka.advertised_host,
+        &config.server.advertised_host,
+    ) {
+        (k, _) if !k.is_empty() => k.clone(),
+        (_, s) if !s.is_empty() => s.clone(),
+        _ if kafka_addr.ip().is_unspecified() => {
+            tracing::warn!("binding to {} with no advertised host: advertising 'localhost'; set --advertised-host", kafka_addr.ip());
+            "localhost".to_string()
+        }
+        _ => kafka_addr.ip().to_string(),
+    };
+    let advertised_port = match config.kafka.advertised_port {
+        0 => kafka_addr.port(),
+        port => port,
+    };
+
+    let metadata_path = data_dir.join("metadata.redb");
+    let metadata = RedbStore::open(&metadata_path)
+        .await
+        .context("cannot open the metadata store")?;
+    let broker_config = BrokerConfig {
+        cluster_name: config.broker.cluster_name.clone(),
+        data_dir: data_dir.clone(),
+        default_namespace: NamespaceName::new(&config.kafka.tenant, &config.kafka.namespace)?,
+        allow_auto_topic_creation: config.kafka.allow_auto_topic_creation,
+        auto_topic_creation_partitioned: config.kafka.auto_topic_creation_type == "partitioned",
+        default_num_partitions: config.kafka.default_num_partitions,
+        partitions_max: config.broker.partitions_max,
+        producers_per_partition_max: config.broker.producers_per_partition_max as usize,
+        ledger: ledger_config(&config),
+        service_url: format!("http://{advertised_host}:{}", http_addr.port()),
+        broker_service_url: format!("pulsar://{advertised_host}:{}", pulsar_addr.port()),
+    };
+    let broker = Broker::open(broker_config, Arc::new(metadata), Arc::new(SystemClock))
+        .await
+        .context("cannot open the broker")?;
+
+    let kafka_config = magnetar_kafka::KafkaConfig {
+        advertised_host,
+        advertised_port,
+        node_id: 0,
+        cluster_id: format!("magnetar-{}", config.broker.cluster_name),
+        max_request_bytes: config.kafka.max_request_bytes as usize,
+        connections_max: config.kafka.connections_max as usize,
+        message_bytes_max: config.kafka.message_bytes_max as usize,
+    };
+
+    let shutdown = CancellationToken::new();
+    let readiness = Readiness::default();
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn({
+        let (broker, shutdown) = (broker.clone(), shutdown.clone());
+        async move {
+            (
+                "kafka",
+                magnetar_kafka::serve(kafka_listener, broker, kafka_config, shutdown).await,
+            )
+        }
+    });
+    tasks.spawn({
+        let (broker, shutdown) = (broker.clone(), shutdown.clone());
+        async move {
+            (
+                "pulsar",
+                magnetar_pulsar::serve(pulsar_listener, broker, shutdown).await,
+            )
+        }
+    });
+    tasks.spawn({
+        let (broker, shutdown, readiness) = (broker.clone(), shutdown.clone(), readiness.clone());
+        async move {
+            (
+                "http",
+                magnetar_admin::serve(http_listener, broker, readiness, shutdown).await,
+            )
+        }
+    });
+
+    // The one machine-readable line test harnesses wait for (logs go to stderr).
+    println!(
+        "{}",
+        serde_json::json!({
+            "event": "listening",
+            "kafka": kafka_addr.to_string(),
+            "pulsar": pulsar_addr.to_string(),
+            "http": http_addr.to_string(),
+        })
+    );
+    readiness.set_ready(true);
+    tracing::info!(%kafka_addr, %pulsar_addr, %http_addr, data_dir = %data_dir.display(), "magnetar standalone is ready");
+
+    let mut failure = None;
+    tokio::select! {
+        signal = shutdown_signal() => tracing::info!("received {signal}; shutting down"),
+        Some(done) = tasks.join_next() => {
+            let message = match done {
+                Ok((name, Ok(()))) => format!("{name} listener stopped unexpectedly"),
+                Ok((name, Err(e))) => format!("{name} listener failed: {e}"),
+                Err(e) => format!("listener task failed: {e}"),
+            };
+            tracing::error!("{message}; shutting down");
+            failure = Some(message);
+        }
+    }
+    readiness.set_ready(false);
+    shutdown.cancel();
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while let Some(done) = tasks.join_next().await {
+            if let Ok((name, Err(e))) = done {
+                tracing::warn!("{name} listener ended with: {e}");
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("in-flight work did not finish within {SHUTDOWN_GRACE:?}; closing anyway");
+        tasks.abort_all();
+    }
+    broker
+        .shutdown()
+        .await
+        .context("flushing storage on shutdown")?;
+    tracing::info!("magnetar stopped");
+    match failure {
+        Some(message) => Err(anyhow!(message)),
+        None => Ok(()),
+    }
+}
+
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "ctrl-c"
+    }
+}

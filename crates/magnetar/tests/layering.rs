@@ -1,0 +1,112 @@
+//! The dependency rules of DESIGN.md, checked on `cargo metadata`: wire codecs stay in the
+//! front ends, and dependencies point downward only.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+
+/// Crates that carry a wire protocol or a transport; only the listed crates may use them.
+const WIRE_CRATES: &[(&str, &[&str])] = &[
+    ("kafka-protocol", &["magnetar-kafka"]),
+    ("prost", &["magnetar-pulsar"]),
+    ("axum", &["magnetar-admin"]),
+    ("rdkafka", &["magnetar", "magnetar-perf"]),
+];
+
+/// Which magnetar crates each magnetar crate may depend on (normal dependencies).
+const ALLOWED: &[(&str, &[&str])] = &[
+    ("magnetar-metadata", &[]),
+    ("magnetar-storage", &[]),
+    (
+        "magnetar-broker",
+        &["magnetar-metadata", "magnetar-storage"],
+    ),
+    ("magnetar-coordinator", &["magnetar-broker"]),
+    ("magnetar-format", &["magnetar-broker"]),
+    ("magnetar-auth", &["magnetar-broker"]),
+    (
+        "magnetar-kafka",
+        &[
+            "magnetar-broker",
+            "magnetar-coordinator",
+            "magnetar-format",
+            "magnetar-auth",
+        ],
+    ),
+    (
+        "magnetar-pulsar",
+        &["magnetar-broker", "magnetar-format", "magnetar-auth"],
+    ),
+    (
+        "magnetar-admin",
+        &["magnetar-broker", "magnetar-coordinator", "magnetar-auth"],
+    ),
+    (
+        "magnetar",
+        &[
+            "magnetar-admin",
+            "magnetar-broker",
+            "magnetar-kafka",
+            "magnetar-metadata",
+            "magnetar-pulsar",
+            "magnetar-storage",
+            "magnetar-coordinator",
+            "magnetar-auth",
+            "magnetar-format",
+        ],
+    ),
+];
+
+#[test]
+fn dependency_edges_follow_the_design() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo metadata");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let mut edges: BTreeMap<String, BTreeSet<(String, bool)>> = BTreeMap::new();
+    for package in metadata["packages"].as_array().unwrap() {
+        let name = package["name"].as_str().unwrap().to_string();
+        for dep in package["dependencies"].as_array().unwrap() {
+            let dev = dep["kind"].as_str() == Some("dev");
+            edges
+                .entry(name.clone())
+                .or_default()
+                .insert((dep["name"].as_str().unwrap().to_string(), dev));
+        }
+    }
+    let mut violations = Vec::new();
+    for (package, deps) in &edges {
+        let Some((_, allowed)) = ALLOWED.iter().find(|(p, _)| p == package) else {
+            if package.starts_with("magnetar") && package != "magnetar-perf" {
+                violations.push(format!(
+                    "{package} is not in the layering table of this test (add it with its rule)"
+                ));
+            }
+            continue;
+        };
+        for (dep, dev) in deps {
+            if dep.starts_with("magnetar") && !dev && !allowed.contains(&dep.as_str()) {
+                violations.push(format!("{package} -> {dep} is not allowed"));
+            }
+            if let Some((_, users)) = WIRE_CRATES.iter().find(|(w, _)| w == dep) {
+                if !users.contains(&package.as_str()) {
+                    violations.push(format!("{package} -> {dep}: wire crates stay in {users:?}"));
+                }
+            }
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "layering violations:\n{}",
+        violations.join("\n")
+    );
+    // The test must see the workspace, or it proves nothing.
+    assert!(edges.contains_key("magnetar-broker") && edges.contains_key("magnetar-storage"));
+}
