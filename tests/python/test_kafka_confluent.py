@@ -403,7 +403,7 @@ def test_unknown_namespace_fails_clearly(bootstrap):
     ok_errors = (
         KafkaError.UNKNOWN_TOPIC_OR_PART,
         KafkaError._UNKNOWN_TOPIC,
-        KafkaError.INVALID_TOPIC_EXCEPTION,
+        KafkaError.TOPIC_EXCEPTION,
         KafkaError.TOPIC_AUTHORIZATION_FAILED,
     )
     p = Producer(producer_conf(bootstrap, **{"topic.metadata.propagation.max.ms": 3000,
