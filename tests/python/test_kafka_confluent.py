@@ -325,6 +325,7 @@ def test_describe_configs_reports_defaults(bootstrap):
 
 
 @pytest.mark.not_on("tansu", "AlterConfigs (api 33) not implemented")
+@pytest.mark.filterwarnings("ignore:alter_configs has been deprecated")
 def test_alter_configs_legacy(bootstrap):
     a = admin(bootstrap)
     name = unique_topic("ac")
