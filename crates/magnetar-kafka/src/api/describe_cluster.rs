@@ -1,0 +1,29 @@
+//! DescribeCluster v0–v1: this one broker, which is also the controller.
+
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::Context;
+
+/// All operations allowed until authorization exists (bits 3..=12 of Kafka's AclOperation codes).
+pub const ALL_OPERATIONS: i32 = 0x1ff8;
+
+/// Every operation that applies to a topic (READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE,
+/// DESCRIBE_CONFIGS, ALTER_CONFIGS), all allowed until authorization exists.
+pub const TOPIC_OPERATIONS: i32 = 0xdf8;
+
+pub fn handle(ctx: &Context, request: DescribeClusterRequest) -> DescribeClusterResponse {
+    let mut response = DescribeClusterResponse::default();
+    response.cluster_id = StrBytes::from_string(ctx.config.cluster_id.clone());
+    response.controller_id = BrokerId(ctx.config.node_id);
+    response.endpoint_type = request.endpoint_type;
+    response.brokers = vec![DescribeClusterBroker::default()
+        .with_broker_id(BrokerId(ctx.config.node_id))
+        .with_host(StrBytes::from_string(ctx.config.advertised_host.clone()))
+        .with_port(i32::from(ctx.config.advertised_port))];
+    if request.include_cluster_authorized_operations {
+        response.cluster_authorized_operations = ALL_OPERATIONS;
+    }
+    response
+}

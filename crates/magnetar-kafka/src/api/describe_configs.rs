@@ -1,0 +1,190 @@
+//! DescribeConfigs v1–v4 for topics (every key in [`crate::topic_config::KEYS`], with source
+//! DYNAMIC_TOPIC_CONFIG when set on the topic and DEFAULT_CONFIG otherwise) and for this broker
+//! (its static settings, read-only, source STATIC_BROKER_CONFIG).
+
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+};
+use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use magnetar_broker::Error;
+
+use super::Context;
+use crate::error_code;
+use crate::topic_config::{self, config_type, source};
+
+pub const RESOURCE_TOPIC: i8 = 2;
+pub const RESOURCE_BROKER: i8 = 4;
+
+struct Row {
+    name: String,
+    value: String,
+    source: i8,
+    config_type: i8,
+    read_only: bool,
+    default: Option<String>,
+}
+
+pub async fn handle(
+    ctx: &Context,
+    version: i16,
+    request: DescribeConfigsRequest,
+) -> DescribeConfigsResponse {
+    let mut response = DescribeConfigsResponse::default();
+    for resource in request.resources {
+        let mut result = DescribeConfigsResult::default()
+            .with_resource_type(resource.resource_type)
+            .with_resource_name(resource.resource_name.clone());
+        let rows = match resource.resource_type {
+            RESOURCE_TOPIC => topic_rows(ctx, &resource.resource_name).await,
+            RESOURCE_BROKER => broker_rows(ctx, &resource.resource_name),
+            other => Err((
+                ResponseError::InvalidRequest.code(),
+                format!("resource type {other} is not supported"),
+            )),
+        };
+        match rows {
+            Ok(rows) => {
+                let wanted = resource.configuration_keys.as_ref();
+                result.configs = rows
+                    .into_iter()
+                    .filter(|row| {
+                        wanted.is_none_or(|keys| keys.iter().any(|k| k.as_str() == row.name))
+                    })
+                    .map(|row| {
+                        let mut config = DescribeConfigsResourceResult::default()
+                            .with_name(StrBytes::from_string(row.name.clone()))
+                            .with_value(Some(StrBytes::from_string(row.value.clone())))
+                            .with_read_only(row.read_only)
+                            .with_config_source(row.source);
+                        if version >= 3 {
+                            config.config_type = row.config_type;
+                        }
+                        if request.include_synonyms {
+                            let mut synonyms = vec![DescribeConfigsSynonym::default()
+                                .with_name(StrBytes::from_string(row.name.clone()))
+                                .with_value(Some(StrBytes::from_string(row.value)))
+                                .with_source(row.source)];
+                            if let Some(default) =
+                                row.default.filter(|_| row.source != source::DEFAULT_CONFIG)
+                            {
+                                synonyms.push(
+                                    DescribeConfigsSynonym::default()
+                                        .with_name(StrBytes::from_string(row.name))
+                                        .with_value(Some(StrBytes::from_string(default)))
+                                        .with_source(source::DEFAULT_CONFIG),
+                                );
+                            }
+                            config.synonyms = synonyms;
+                        }
+                        config
+                    })
+                    .collect();
+            }
+            Err((code, message)) => {
+                result.error_code = code;
+                result.error_message = Some(StrBytes::from_string(message));
+            }
+        }
+        response.results.push(result);
+    }
+    response
+}
+
+async fn topic_rows(ctx: &Context, shown: &str) -> Result<Vec<Row>, (i16, String)> {
+    let fail = |e: Error| (error_code::code(&e), error_code::message(&e));
+    let name = ctx.parse_topic(shown).map_err(fail)?;
+    let metadata = ctx
+        .broker
+        .topic(&name)
+        .await
+        .map_err(fail)?
+        .ok_or_else(|| fail(Error::TopicNotFound(name.to_string())))?;
+    let policies = ctx
+        .broker
+        .namespace_policies(&name.namespace)
+        .await
+        .map_err(fail)?;
+    Ok(topic_config::KEYS
+        .iter()
+        .filter_map(|key| {
+            let default = topic_config::default_value(ctx, policies.as_ref(), key);
+            let (value, source) = match metadata.configs.get(*key) {
+                Some(v) => (v.clone(), source::DYNAMIC_TOPIC_CONFIG),
+                None => (default.clone()?, source::DEFAULT_CONFIG),
+            };
+            Some(Row {
+                name: key.to_string(),
+                value,
+                source,
+                config_type: topic_config::config_type(key),
+                read_only: false,
+                default,
+            })
+        })
+        .collect())
+}
+
+fn broker_rows(ctx: &Context, name: &str) -> Result<Vec<Row>, (i16, String)> {
+    if !name.is_empty() && name != ctx.config.node_id.to_string() {
+        return Err((
+            ResponseError::InvalidRequest.code(),
+            format!(
+                "broker '{name}' is not this broker ({})",
+                ctx.config.node_id
+            ),
+        ));
+    }
+    let broker = ctx.broker.config();
+    let row = |name: &str, value: String, config_type: i8| Row {
+        name: name.to_string(),
+        value,
+        source: source::STATIC_BROKER_CONFIG,
+        config_type,
+        read_only: true,
+        default: None,
+    };
+    Ok(vec![
+        row(
+            "auto.create.topics.enable",
+            broker.allow_auto_topic_creation.to_string(),
+            config_type::BOOLEAN,
+        ),
+        row(
+            "broker.id",
+            ctx.config.node_id.to_string(),
+            config_type::INT,
+        ),
+        row(
+            "log.segment.bytes",
+            broker.ledger.segment_bytes.to_string(),
+            config_type::INT,
+        ),
+        row(
+            "message.max.bytes",
+            ctx.config.message_bytes_max.to_string(),
+            config_type::INT,
+        ),
+        row(
+            "num.partitions",
+            broker.default_num_partitions.to_string(),
+            config_type::INT,
+        ),
+        row(
+            "socket.request.max.bytes",
+            ctx.config.max_request_bytes.to_string(),
+            config_type::INT,
+        ),
+        row(
+            "default.replication.factor",
+            "1".to_string(),
+            config_type::INT,
+        ),
+        row(
+            "kafka.namespace",
+            broker.default_namespace.to_string(),
+            config_type::STRING,
+        ),
+    ])
+}

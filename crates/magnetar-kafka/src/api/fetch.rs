@@ -1,0 +1,224 @@
+//! Fetch v4–v17. Stored Kafka entries are record batches with their base offset already written,
+//! so a fetch concatenates entry payloads. Long polling waits on each partition's watch of its
+//! readable end (`PartitionLog::subscribe`), never on a sleep loop, until `min_bytes` are there,
+//! `max_wait_ms` passes or the broker shuts down.
+//!
+//! - A fetch offset inside a batch returns that whole batch; clients skip the earlier records.
+//! - At least one whole batch is returned (from the first partition with data) even when it is
+//!   larger than `max_bytes` or the partition's max bytes, so a consumer never stalls.
+//! - High watermark and last stable offset are the end index; `read_committed` is served like
+//!   `read_uncommitted`, which is exact while transactions (and so aborted data) do not exist.
+//! - Fetch sessions (KIP-227) are not kept: every response has session id 0, which tells the
+//!   client to send full fetch requests.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::ResponseError;
+use magnetar_broker::{PartitionLog, PayloadFormat, TopicPartition};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::Context;
+use crate::error_code;
+use crate::frame::RequestHeader;
+
+/// Longest long poll honoured, whatever the client asks.
+pub const MAX_WAIT_MS_MAX: i32 = 60_000;
+/// Most entries read from one partition for one response.
+const ENTRIES_PER_PARTITION_MAX: usize = 10_000;
+
+struct Slot {
+    /// Index into `response.responses`.
+    topic: usize,
+    partition: i32,
+    fetch_offset: i64,
+    partition_max_bytes: i32,
+    log: Result<Arc<PartitionLog>, i16>,
+}
+
+pub async fn handle(ctx: &Context, header: &RequestHeader, request: FetchRequest) -> FetchResponse {
+    let version = header.api_version;
+    let mut response = FetchResponse::default();
+    response.session_id = 0;
+    let mut slots = Vec::new();
+    for topic in request.topics {
+        let resolved = if version >= 13 {
+            match ctx.topic_by_id(topic.topic_id).await {
+                Ok(Some(name)) => Ok(name),
+                Ok(None) => Err(ResponseError::UnknownTopicId.code()),
+                Err(e) => Err(error_code::code(&e)),
+            }
+        } else {
+            ctx.parse_topic(&topic.topic.0)
+                .map_err(|e| error_code::code(&e))
+        };
+        let topic_index = response.responses.len();
+        response.responses.push(
+            FetchableTopicResponse::default()
+                .with_topic(topic.topic.clone())
+                .with_topic_id(topic.topic_id),
+        );
+        for partition in topic.partitions {
+            let log = match (&resolved, u32::try_from(partition.partition)) {
+                (Ok(name), Ok(index)) => ctx
+                    .broker
+                    .partition(&TopicPartition {
+                        topic: name.clone(),
+                        partition: index,
+                    })
+                    .await
+                    .map_err(|e| error_code::code(&e)),
+                (Err(code), _) => Err(*code),
+                (_, Err(_)) => Err(ResponseError::UnknownTopicOrPartition.code()),
+            };
+            slots.push(Slot {
+                topic: topic_index,
+                partition: partition.partition,
+                fetch_offset: partition.fetch_offset,
+                partition_max_bytes: partition.partition_max_bytes,
+                log,
+            });
+        }
+    }
+    let max_wait = Duration::from_millis(request.max_wait_ms.clamp(0, MAX_WAIT_MS_MAX) as u64);
+    let deadline = Instant::now() + max_wait;
+    let max_bytes = if request.max_bytes <= 0 {
+        i32::MAX as usize
+    } else {
+        request.max_bytes as usize
+    };
+    let min_bytes = request.min_bytes.max(0) as usize;
+    loop {
+        // Subscribe before reading so an append between the read and the wait is not missed.
+        let mut watches: Vec<_> = slots
+            .iter()
+            .filter_map(|s| s.log.as_ref().ok())
+            .map(|log| log.subscribe())
+            .collect();
+        for w in &mut watches {
+            w.borrow_and_update();
+        }
+        let (partitions, bytes, errors) = read_all(&slots, max_bytes).await;
+        let done = bytes >= min_bytes.max(1)
+            || errors
+            || Instant::now() >= deadline
+            || ctx.shutdown.is_cancelled()
+            || watches.is_empty();
+        if done {
+            for (slot, data) in slots.iter().zip(partitions) {
+                response.responses[slot.topic].partitions.push(data);
+            }
+            return response;
+        }
+        let mut waiters = JoinSet::new();
+        for mut w in watches {
+            waiters.spawn(async move {
+                let _ = w.changed().await;
+            });
+        }
+        tokio::select! {
+            _ = waiters.join_next() => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+            _ = ctx.shutdown.cancelled() => {}
+        }
+        // Dropping `waiters` aborts the others.
+    }
+}
+
+/// Reads every slot once. Returns the partition results, the bytes of records in them, and
+/// whether any partition has an error (which ends a long poll at once).
+async fn read_all(slots: &[Slot], max_bytes: usize) -> (Vec<PartitionData>, usize, bool) {
+    let mut out = Vec::with_capacity(slots.len());
+    let mut total = 0usize;
+    let mut errors = false;
+    for slot in slots {
+        let mut data = PartitionData::default().with_partition_index(slot.partition);
+        data.high_watermark = -1;
+        data.last_stable_offset = -1;
+        data.log_start_offset = -1;
+        match &slot.log {
+            Err(code) => {
+                data.error_code = *code;
+                errors = true;
+            }
+            Ok(log) => {
+                let (start, end) = (log.start_index(), log.end_index());
+                data.high_watermark = end as i64;
+                data.last_stable_offset = end as i64;
+                data.log_start_offset = start as i64;
+                data.aborted_transactions = Some(Vec::new());
+                let offset = slot.fetch_offset;
+                if offset < start as i64 || offset > end as i64 {
+                    data.error_code = ResponseError::OffsetOutOfRange.code();
+                    errors = true;
+                } else if (offset as u64) < end {
+                    let partition_max = if slot.partition_max_bytes <= 0 {
+                        0
+                    } else {
+                        slot.partition_max_bytes as usize
+                    };
+                    let budget = partition_max.min(max_bytes.saturating_sub(total));
+                    if total == 0 || budget > 0 {
+                        match read_partition(log, offset as u64, budget, total == 0).await {
+                            Ok(Some(records)) => {
+                                total += records.len();
+                                data.records = Some(records);
+                            }
+                            Ok(None) => {}
+                            Err(e) => {
+                                tracing::warn!(partition = %log.name(), error = %e, "fetch read failed");
+                                data.error_code = error_code::code(&e);
+                                errors = true;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out.push(data);
+    }
+    (out, total, errors)
+}
+
+/// Concatenated batches from `offset`, within `budget` bytes unless `first` (then at least one).
+async fn read_partition(
+    log: &PartitionLog,
+    offset: u64,
+    budget: usize,
+    first: bool,
+) -> Result<Option<Bytes>, magnetar_broker::Error> {
+    let entries = log.read(offset, budget, ENTRIES_PER_PARTITION_MAX).await?;
+    let mut size = 0usize;
+    let mut chosen = Vec::with_capacity(entries.len());
+    for entry in entries {
+        match entry.header.format {
+            PayloadFormat::Kafka => {}
+            PayloadFormat::Pulsar => {
+                // TODO(pulsar issue): convert Pulsar-format entries to record batches (magnetar-format).
+                tracing::debug!(partition = %log.name(), index = entry.header.first_index, "skipping a pulsar-format entry");
+                continue;
+            }
+        }
+        let len = entry.payload.len();
+        if size + len > budget && !(first && chosen.is_empty()) {
+            break;
+        }
+        size += len;
+        chosen.push(entry.payload);
+    }
+    Ok(match chosen.len() {
+        0 => None,
+        1 => chosen.pop(),
+        _ => {
+            let mut buf = BytesMut::with_capacity(size);
+            for payload in chosen {
+                buf.extend_from_slice(&payload);
+            }
+            Some(buf.freeze())
+        }
+    })
+}

@@ -1,0 +1,104 @@
+//! ListOffsets v1–v9: earliest (-2) is the log start index, latest (-1) the end index, max
+//! timestamp (-3, KIP-734) the record with the largest timestamp, and a timestamp the first record
+//! at or after it. Lookups by time find the entry through the ledger's time index and then the
+//! record inside the batch; for compressed batches (which the broker does not decompress) the
+//! batch's base offset is returned, which makes a consumer read a few records early.
+
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use kafka_protocol::ResponseError;
+use magnetar_broker::{EntryHeader, PartitionLog, TopicPartition};
+
+use super::Context;
+use crate::{batch, error_code};
+
+pub const EARLIEST: i64 = -2;
+pub const LATEST: i64 = -1;
+pub const MAX_TIMESTAMP: i64 = -3;
+
+pub async fn handle(
+    ctx: &Context,
+    _version: i16,
+    request: ListOffsetsRequest,
+) -> ListOffsetsResponse {
+    let mut response = ListOffsetsResponse::default();
+    for topic in request.topics {
+        let mut topic_response = ListOffsetsTopicResponse::default().with_name(topic.name.clone());
+        let name = ctx.parse_topic(&topic.name.0);
+        for partition in topic.partitions {
+            let mut result = ListOffsetsPartitionResponse::default()
+                .with_partition_index(partition.partition_index);
+            result.timestamp = -1;
+            result.offset = -1;
+            let found = match (&name, u32::try_from(partition.partition_index)) {
+                (Ok(name), Ok(index)) => {
+                    match ctx
+                        .broker
+                        .partition(&TopicPartition {
+                            topic: name.clone(),
+                            partition: index,
+                        })
+                        .await
+                    {
+                        Ok(log) => lookup(&log, partition.timestamp)
+                            .await
+                            .map_err(|e| error_code::code(&e)),
+                        Err(e) => Err(error_code::code(&e)),
+                    }
+                }
+                (Err(e), _) => Err(error_code::code(e)),
+                (_, Err(_)) => Err(ResponseError::UnknownTopicOrPartition.code()),
+            };
+            match found {
+                Ok(Some((offset, timestamp))) => {
+                    result.offset = offset;
+                    result.timestamp = timestamp;
+                    result.leader_epoch = 0;
+                }
+                Ok(None) => result.leader_epoch = 0,
+                Err(code) => result.error_code = code,
+            }
+            topic_response.partitions.push(result);
+        }
+        response.topics.push(topic_response);
+    }
+    response
+}
+
+/// (offset, timestamp) for a ListOffsets timestamp; `None` when no record qualifies.
+async fn lookup(
+    log: &PartitionLog,
+    timestamp: i64,
+) -> Result<Option<(i64, i64)>, magnetar_broker::Error> {
+    match timestamp {
+        EARLIEST => Ok(Some((log.start_index() as i64, -1))),
+        LATEST => Ok(Some((log.end_index() as i64, -1))),
+        MAX_TIMESTAMP => match log.max_timestamp_entry().await? {
+            Some(entry) => Ok(Some(record_in(log, &entry, None).await)),
+            None => Ok(None),
+        },
+        t if t < 0 => Err(magnetar_broker::Error::InvalidRequest(format!(
+            "unknown timestamp {t}"
+        ))),
+        t => match log.find_by_timestamp(t).await? {
+            Some(entry) => Ok(Some(record_in(log, &entry, Some(t)).await)),
+            None => Ok(None),
+        },
+    }
+}
+
+/// The record of an entry found by time, falling back to the entry's first index and max
+/// timestamp when the batch cannot be read record by record.
+async fn record_in(log: &PartitionLog, entry: &EntryHeader, target: Option<i64>) -> (i64, i64) {
+    let fallback = (entry.first_index as i64, entry.max_timestamp_ms);
+    let Ok(entries) = log.read(entry.first_index, 1, 1).await else {
+        return fallback;
+    };
+    entries
+        .first()
+        .filter(|e| e.header.first_index == entry.first_index)
+        .and_then(|e| batch::find_record(&e.payload, target))
+        .unwrap_or(fallback)
+}

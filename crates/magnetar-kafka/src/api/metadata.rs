@@ -1,0 +1,152 @@
+//! Metadata v0–v12: this broker, the cluster id, the controller (this broker) and topics with
+//! their partitions, all led by this broker at epoch 0. Topics named in the request are
+//! auto-created when the request allows it (v4+; always before) and the broker's
+//! `allowAutoTopicCreation` does; a client sees each topic under the name it asked for.
+
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use magnetar_broker::{Error, TopicMetadata, TopicName, INTERNAL_NAMESPACE};
+
+use super::describe_cluster::{ALL_OPERATIONS, TOPIC_OPERATIONS};
+use super::Context;
+use crate::error_code;
+use crate::frame::RequestHeader;
+
+pub async fn handle(
+    ctx: &Context,
+    header: &RequestHeader,
+    request: MetadataRequest,
+) -> MetadataResponse {
+    let version = header.api_version;
+    let node = BrokerId(ctx.config.node_id);
+    let mut response = MetadataResponse::default();
+    response.brokers = vec![MetadataResponseBroker::default()
+        .with_node_id(node)
+        .with_host(StrBytes::from_string(ctx.config.advertised_host.clone()))
+        .with_port(i32::from(ctx.config.advertised_port))];
+    response.cluster_id = Some(StrBytes::from_string(ctx.config.cluster_id.clone()));
+    response.controller_id = node;
+    if request.include_cluster_authorized_operations {
+        response.cluster_authorized_operations = ALL_OPERATIONS;
+    }
+    let allow_auto_create = version < 4 || request.allow_auto_topic_creation;
+    let with_operations = request.include_topic_authorized_operations;
+    let requested = match request.topics {
+        // v0: an empty list means all topics; v1+: null means all topics.
+        Some(topics) if !(version == 0 && topics.is_empty()) => topics,
+        _ => {
+            match ctx.broker.list_all_topics(false).await {
+                Ok(all) => {
+                    for (name, metadata) in all {
+                        let shown = ctx.short_name(&name);
+                        response.topics.push(topic_entry(
+                            ctx,
+                            shown,
+                            &name,
+                            &metadata,
+                            with_operations,
+                        ));
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot list topics for metadata"),
+            }
+            return response;
+        }
+    };
+    for topic in requested {
+        let (shown, lookup) = match (&topic.name, topic.topic_id.is_nil()) {
+            (Some(name), _) => (name.0.to_string(), ctx.parse_topic(name)),
+            (None, false) => match ctx.topic_by_id(topic.topic_id).await {
+                Ok(Some(name)) => (ctx.short_name(&name), Ok(name)),
+                Ok(None) => {
+                    let mut entry = MetadataResponseTopic::default().with_topic_id(topic.topic_id);
+                    entry.error_code = ResponseError::UnknownTopicId.code();
+                    response.topics.push(entry);
+                    continue;
+                }
+                Err(e) => (String::new(), Err(e)),
+            },
+            (None, true) => (
+                String::new(),
+                Err(Error::InvalidName(
+                    "topic has neither a name nor an id".into(),
+                )),
+            ),
+        };
+        let found = match lookup {
+            Ok(name) => {
+                let result = if allow_auto_create {
+                    ctx.broker.topic_or_create(&name).await
+                } else {
+                    ctx.broker
+                        .topic(&name)
+                        .await
+                        .and_then(|t| t.ok_or_else(|| Error::TopicNotFound(name.to_string())))
+                };
+                result.map(|metadata| (name, metadata))
+            }
+            Err(e) => Err(e),
+        };
+        match found {
+            Ok((name, metadata)) => {
+                response
+                    .topics
+                    .push(topic_entry(ctx, shown, &name, &metadata, with_operations))
+            }
+            Err(e) => {
+                match &e {
+                    Error::NamespaceNotFound(_) | Error::TenantNotFound(_) => {
+                        tracing::warn!(topic = %shown, error = %e, "metadata for a topic in a namespace that does not exist")
+                    }
+                    Error::InvalidName(_) => {
+                        tracing::info!(topic = %shown, error = %e, "metadata for an invalid topic name")
+                    }
+                    _ => tracing::debug!(topic = %shown, error = %e, "metadata lookup failed"),
+                }
+                let mut entry = MetadataResponseTopic::default().with_name(Some(
+                    kafka_protocol::messages::TopicName(StrBytes::from_string(shown)),
+                ));
+                entry.error_code = error_code::code(&e);
+                response.topics.push(entry);
+            }
+        }
+    }
+    response
+}
+
+fn topic_entry(
+    ctx: &Context,
+    shown: String,
+    name: &TopicName,
+    metadata: &TopicMetadata,
+    with_operations: bool,
+) -> MetadataResponseTopic {
+    let node = BrokerId(ctx.config.node_id);
+    let mut entry = MetadataResponseTopic::default()
+        .with_name(Some(kafka_protocol::messages::TopicName(
+            StrBytes::from_string(shown),
+        )))
+        .with_topic_id(ctx.topic_id(name, metadata))
+        .with_is_internal(
+            name.namespace.tenant.as_str() == INTERNAL_NAMESPACE.0
+                && name.namespace.namespace == INTERNAL_NAMESPACE.1,
+        );
+    entry.partitions = (0..metadata.partition_count())
+        .map(|p| {
+            MetadataResponsePartition::default()
+                .with_partition_index(p as i32)
+                .with_leader_id(node)
+                .with_leader_epoch(0)
+                .with_replica_nodes(vec![node])
+                .with_isr_nodes(vec![node])
+        })
+        .collect();
+    if with_operations {
+        entry.topic_authorized_operations = TOPIC_OPERATIONS;
+    }
+    entry
+}

@@ -1,0 +1,224 @@
+//! One module per Kafka API, the table of what is served, and the dispatcher.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+use magnetar_broker::{Broker, Error, TopicMetadata, TopicName};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::codec::Request;
+use crate::KafkaConfig;
+
+pub mod alter_configs;
+pub mod api_versions;
+pub mod create_partitions;
+pub mod create_topics;
+pub mod delete_records;
+pub mod delete_topics;
+pub mod describe_cluster;
+pub mod describe_configs;
+pub mod fetch;
+pub mod incremental_alter_configs;
+pub mod init_producer_id;
+pub mod list_offsets;
+pub mod metadata;
+pub mod offset_for_leader_epoch;
+pub mod produce;
+
+/// Every API served, with the versions advertised in ApiVersions. Exactly these are decoded;
+/// anything else closes the connection. (kafka-protocol 0.18 decodes CreateTopics from v2,
+/// DeleteTopics from v1, DescribeConfigs from v1 and OffsetForLeaderEpoch from v2, so older
+/// versions of those are not offered.)
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 11),
+    (ApiKey::Fetch, 4, 17),
+    (ApiKey::ListOffsets, 1, 9),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 1),
+];
+
+pub fn supported(api_key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED
+        .iter()
+        .find(|(k, _, _)| *k == api_key)
+        .map(|(_, min, max)| (*min, *max))
+}
+
+/// What the connection does after a request.
+#[derive(Debug)]
+pub enum Outcome {
+    Respond(ResponseKind),
+    /// Produce with acks=0.
+    NoResponse,
+    Close(&'static str),
+}
+
+/// Shared by every connection of a listener.
+pub struct Context {
+    pub broker: Arc<Broker>,
+    pub config: KafkaConfig,
+    pub shutdown: CancellationToken,
+    /// Topic ids handed out in Metadata, for requests that address topics by id (Fetch v13+).
+    topic_ids: Mutex<HashMap<Uuid, TopicName>>,
+}
+
+impl Context {
+    pub fn new(broker: Arc<Broker>, config: KafkaConfig, shutdown: CancellationToken) -> Self {
+        Self {
+            broker,
+            config,
+            shutdown,
+            topic_ids: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A topic's Kafka topic id: derived from its full name and creation time, so it is stable
+    /// across restarts and changes when a topic is deleted and created again.
+    pub fn topic_id(&self, name: &TopicName, metadata: &TopicMetadata) -> Uuid {
+        let id = derive_topic_id(name, metadata.created_ms);
+        if let Ok(mut ids) = self.topic_ids.lock() {
+            if ids.len() > 100_000 {
+                ids.clear();
+            }
+            ids.entry(id).or_insert_with(|| name.clone());
+        }
+        id
+    }
+
+    /// The topic with this id, looking through every topic when it was not handed out here.
+    pub async fn topic_by_id(&self, id: Uuid) -> Result<Option<TopicName>, Error> {
+        if let Some(name) = self
+            .topic_ids
+            .lock()
+            .ok()
+            .and_then(|ids| ids.get(&id).cloned())
+        {
+            return Ok(Some(name));
+        }
+        for (name, metadata) in self.broker.list_all_topics(true).await? {
+            if self.topic_id(&name, &metadata) == id {
+                return Ok(Some(name));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Parses a topic name as a client wrote it; the client keeps seeing the name it used.
+    pub fn parse_topic(&self, name: &str) -> Result<TopicName, Error> {
+        self.broker.parse_topic(name)
+    }
+
+    /// The short name of a topic for listings (bare for the default namespace).
+    pub fn short_name(&self, name: &TopicName) -> String {
+        name.short_name(&self.broker.config().default_namespace)
+    }
+}
+
+fn derive_topic_id(name: &TopicName, created_ms: i64) -> Uuid {
+    fn fnv1a(seed: u64, data: &[u8]) -> u64 {
+        data.iter().fold(seed, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+    }
+    let key = format!("{name}\u{0}{created_ms}");
+    let high = fnv1a(0xcbf2_9ce4_8422_2325, key.as_bytes());
+    let low = fnv1a(0x6c62_272e_07bb_0142, key.as_bytes());
+    // Version 8 (custom) UUID with the RFC 4122 variant; never the nil id.
+    let raw = (u128::from(high) << 64 | u128::from(low)) & !(0xf << 76) & !(0x3 << 62);
+    Uuid::from_u128(raw | (0x8 << 76) | (0x2 << 62))
+}
+
+/// Hands a decoded request to its API module.
+pub async fn handle(ctx: &Context, request: Request) -> Outcome {
+    let header = request.header;
+    let v = header.api_version;
+    let respond = Outcome::Respond;
+    match request.body {
+        RequestKind::ApiVersions(r) => respond(ResponseKind::ApiVersions(api_versions::handle(
+            ctx, &header, r,
+        ))),
+        RequestKind::Metadata(r) => respond(ResponseKind::Metadata(
+            metadata::handle(ctx, &header, r).await,
+        )),
+        RequestKind::Produce(r) => match produce::handle(ctx, &header, r).await {
+            Some(response) => respond(ResponseKind::Produce(response)),
+            None => Outcome::NoResponse,
+        },
+        RequestKind::Fetch(r) => respond(ResponseKind::Fetch(fetch::handle(ctx, &header, r).await)),
+        RequestKind::ListOffsets(r) => respond(ResponseKind::ListOffsets(
+            list_offsets::handle(ctx, v, r).await,
+        )),
+        RequestKind::OffsetForLeaderEpoch(r) => respond(ResponseKind::OffsetForLeaderEpoch(
+            offset_for_leader_epoch::handle(ctx, r).await,
+        )),
+        RequestKind::InitProducerId(r) => respond(ResponseKind::InitProducerId(
+            init_producer_id::handle(ctx, &header, r).await,
+        )),
+        RequestKind::CreateTopics(r) => respond(ResponseKind::CreateTopics(
+            create_topics::handle(ctx, v, r).await,
+        )),
+        RequestKind::DeleteTopics(r) => respond(ResponseKind::DeleteTopics(
+            delete_topics::handle(ctx, v, r).await,
+        )),
+        RequestKind::CreatePartitions(r) => respond(ResponseKind::CreatePartitions(
+            create_partitions::handle(ctx, r).await,
+        )),
+        RequestKind::DescribeConfigs(r) => respond(ResponseKind::DescribeConfigs(
+            describe_configs::handle(ctx, v, r).await,
+        )),
+        RequestKind::AlterConfigs(r) => respond(ResponseKind::AlterConfigs(
+            alter_configs::handle(ctx, r).await,
+        )),
+        RequestKind::IncrementalAlterConfigs(r) => respond(ResponseKind::IncrementalAlterConfigs(
+            incremental_alter_configs::handle(ctx, r).await,
+        )),
+        RequestKind::DeleteRecords(r) => respond(ResponseKind::DeleteRecords(
+            delete_records::handle(ctx, r).await,
+        )),
+        RequestKind::DescribeCluster(r) => respond(ResponseKind::DescribeCluster(
+            describe_cluster::handle(ctx, r),
+        )),
+        // The codec only decodes the APIs in SUPPORTED, so this is a bug, not client input.
+        _ => Outcome::Close("request of an api without a handler"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn supported_versions_are_decodable_by_the_crate() {
+        for (api, min, max) in SUPPORTED {
+            let range = api.valid_versions();
+            assert!(range.min <= *min && *max <= range.max, "{api:?}");
+            assert!(
+                crate::guard::schema(*api).is_some(),
+                "{api:?} has no guard schema"
+            );
+        }
+    }
+
+    #[test]
+    fn topic_ids_are_stable_and_distinct() {
+        let ns = magnetar_broker::NamespaceName::new("public", "default").unwrap();
+        let a = TopicName::new(ns.clone(), "a").unwrap();
+        let b = TopicName::new(ns, "b").unwrap();
+        assert_eq!(derive_topic_id(&a, 1), derive_topic_id(&a, 1));
+        assert_ne!(derive_topic_id(&a, 1), derive_topic_id(&a, 2));
+        assert_ne!(derive_topic_id(&a, 1), derive_topic_id(&b, 1));
+        assert!(!derive_topic_id(&a, 1).is_nil());
+    }
+}

@@ -1,0 +1,49 @@
+//! OffsetForLeaderEpoch v2–v4: there is only leader epoch 0, which ends at the end index.
+
+use kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderTopicResult,
+};
+use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
+use kafka_protocol::ResponseError;
+use magnetar_broker::TopicPartition;
+
+use super::Context;
+use crate::error_code;
+
+pub async fn handle(
+    ctx: &Context,
+    request: OffsetForLeaderEpochRequest,
+) -> OffsetForLeaderEpochResponse {
+    let mut response = OffsetForLeaderEpochResponse::default();
+    for topic in request.topics {
+        let mut result = OffsetForLeaderTopicResult::default().with_topic(topic.topic.clone());
+        let name = ctx.parse_topic(&topic.topic.0);
+        for partition in topic.partitions {
+            let mut entry = EpochEndOffset::default().with_partition(partition.partition);
+            entry.leader_epoch = -1;
+            entry.end_offset = -1;
+            let log = match (&name, u32::try_from(partition.partition)) {
+                (Ok(name), Ok(index)) => ctx
+                    .broker
+                    .partition(&TopicPartition {
+                        topic: name.clone(),
+                        partition: index,
+                    })
+                    .await
+                    .map_err(|e| error_code::code(&e)),
+                (Err(e), _) => Err(error_code::code(e)),
+                (_, Err(_)) => Err(ResponseError::UnknownTopicOrPartition.code()),
+            };
+            match log {
+                Ok(log) => {
+                    entry.leader_epoch = 0;
+                    entry.end_offset = log.end_index() as i64;
+                }
+                Err(code) => entry.error_code = code,
+            }
+            result.partitions.push(entry);
+        }
+        response.topics.push(result);
+    }
+    response
+}

@@ -1,0 +1,81 @@
+//! The one mapping from the domain [`Error`] to Kafka error codes.
+
+use kafka_protocol::ResponseError;
+use magnetar_broker::Error;
+
+/// Maps a domain error to the Kafka error a client understands. Exhaustive on purpose: a new
+/// domain error must be given a Kafka code here before the crate compiles.
+pub fn kafka_error(err: &Error) -> ResponseError {
+    match err {
+        Error::InvalidName(_) => ResponseError::InvalidTopicException,
+        // A topic in a tenant or namespace that does not exist is, to a Kafka client, a topic
+        // that does not exist.
+        Error::TenantNotFound(_) => ResponseError::UnknownTopicOrPartition,
+        Error::NamespaceNotFound(_) => ResponseError::UnknownTopicOrPartition,
+        Error::TenantAlreadyExists(_) => ResponseError::InvalidRequest,
+        Error::NamespaceAlreadyExists(_) => ResponseError::InvalidRequest,
+        Error::NotEmpty(_) => ResponseError::InvalidRequest,
+        Error::TopicNotFound(_) => ResponseError::UnknownTopicOrPartition,
+        Error::TopicAlreadyExists(_) => ResponseError::TopicAlreadyExists,
+        Error::PartitionNotFound { .. } => ResponseError::UnknownTopicOrPartition,
+        Error::InvalidPartitions(_) => ResponseError::InvalidPartitions,
+        Error::InvalidConfig { .. } => ResponseError::InvalidConfig,
+        Error::IndexOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        Error::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
+        Error::CorruptData(_) => ResponseError::CorruptMessage,
+        Error::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+        Error::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+        Error::InvalidRequest(_) => ResponseError::InvalidRequest,
+        Error::Storage(_) => ResponseError::KafkaStorageError,
+        Error::Metadata(_) => ResponseError::UnknownServerError,
+        // Retriable: the client refreshes metadata and tries again (here or, later, elsewhere).
+        Error::ShuttingDown => ResponseError::NotLeaderOrFollower,
+    }
+}
+
+/// The wire code of a domain error.
+pub fn code(err: &Error) -> i16 {
+    kafka_error(err).code()
+}
+
+/// The message put into responses that carry one: the domain error's text.
+pub fn message(err: &Error) -> String {
+    err.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn common_errors_map_to_the_codes_clients_expect() {
+        assert_eq!(code(&Error::TopicNotFound("t".into())), 3);
+        assert_eq!(code(&Error::InvalidName("x y".into())), 17);
+        assert_eq!(code(&Error::TopicAlreadyExists("t".into())), 36);
+        assert_eq!(
+            code(&Error::IndexOutOfRange {
+                requested: 9,
+                start: 0,
+                end: 1
+            }),
+            1
+        );
+        assert_eq!(code(&Error::MessageTooLarge { size: 2, max: 1 }), 10);
+        assert_eq!(code(&Error::CorruptData("crc".into())), 2);
+        assert_eq!(
+            code(&Error::InvalidConfig {
+                key: "k".into(),
+                reason: "r".into()
+            }),
+            40
+        );
+        assert_eq!(
+            code(&Error::OutOfOrderSequence {
+                producer_id: 1,
+                expected: 0,
+                received: 3
+            }),
+            45
+        );
+    }
+}

@@ -1,0 +1,416 @@
+//! The guard's schemas must read exactly what kafka-protocol reads: each request, populated with
+//! two elements in every array and a value in every tagged field, is encoded by the crate at every
+//! version this broker serves, and the walk must accept it. Then hostile counts are refused, and
+//! decoding what the guard lets through stays within a small multiple of the frame size.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
+use kafka_protocol::messages::create_partitions_request::{
+    CreatePartitionsAssignment, CreatePartitionsTopic,
+};
+use kafka_protocol::messages::create_topics_request::{
+    CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig,
+};
+use kafka_protocol::messages::delete_records_request::{
+    DeleteRecordsPartition, DeleteRecordsTopic,
+};
+use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::fetch_request::{
+    FetchPartition, FetchTopic, ForgottenTopic, ReplicaState,
+};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use proptest::prelude::*;
+
+use super::*;
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_string())
+}
+
+fn topic(v: &str) -> TopicName {
+    TopicName(s(v))
+}
+
+fn uuid() -> uuid::Uuid {
+    uuid::Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef)
+}
+
+type Sample = (ApiKey, i16, i16, Box<dyn Fn(i16) -> Bytes>);
+
+fn enc<T: Encodable>(m: &T, v: i16) -> Bytes {
+    let mut b = BytesMut::new();
+    m.encode(&mut b, v).expect("encode");
+    b.freeze()
+}
+
+/// Each request populated with what its version can carry.
+fn samples() -> Vec<Sample> {
+    let metadata = |v: i16| {
+        let mut t = MetadataRequestTopic::default().with_name(Some(topic("a")));
+        if v >= 10 {
+            t = t.with_topic_id(uuid());
+        }
+        let mut m = MetadataRequest::default()
+            .with_topics(Some(vec![
+                t,
+                MetadataRequestTopic::default().with_name(Some(topic("bb"))),
+            ]))
+            .with_allow_auto_topic_creation(true);
+        if v >= 8 {
+            m = m.with_include_topic_authorized_operations(true);
+        }
+        enc(&m, v)
+    };
+    let produce = |v: i16| {
+        let m = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(5)
+            .with_topic_data(vec![
+                TopicProduceData::default()
+                    .with_name(topic("t"))
+                    .with_partition_data(vec![
+                        PartitionProduceData::default()
+                            .with_index(0)
+                            .with_records(Some(Bytes::from_static(b"abc"))),
+                        PartitionProduceData::default()
+                            .with_index(1)
+                            .with_records(None),
+                    ]),
+                TopicProduceData::default().with_name(topic("u")),
+            ]);
+        enc(&m, v)
+    };
+    let fetch = |v: i16| {
+        let mut p = FetchPartition::default()
+            .with_partition(1)
+            .with_fetch_offset(9)
+            .with_partition_max_bytes(100);
+        if v >= 17 {
+            p = p.with_replica_directory_id(uuid());
+        }
+        let mut t = FetchTopic::default().with_partitions(vec![p.clone(), p]);
+        let mut forgotten = ForgottenTopic::default().with_partitions(vec![1, 2]);
+        if v >= 13 {
+            t = t.with_topic_id(uuid());
+            forgotten = forgotten.with_topic_id(uuid());
+        } else {
+            t = t.with_topic(topic("t"));
+            forgotten = forgotten.with_topic(topic("f"));
+        }
+        let mut m = FetchRequest::default()
+            .with_max_wait_ms(5)
+            .with_topics(vec![t, FetchTopic::default()]);
+        if v >= 7 {
+            m = m.with_forgotten_topics_data(vec![forgotten]);
+        }
+        if v >= 11 {
+            m = m.with_rack_id(s("rack"));
+        }
+        if v >= 12 {
+            m = m.with_cluster_id(Some(s("cluster")));
+        }
+        if v >= 15 {
+            m = m.with_replica_state(ReplicaState::default().with_replica_epoch(4));
+        }
+        enc(&m, v)
+    };
+    let list_offsets = |v: i16| {
+        let m = ListOffsetsRequest::default().with_topics(vec![ListOffsetsTopic::default()
+            .with_name(topic("t"))
+            .with_partitions(vec![
+                ListOffsetsPartition::default().with_timestamp(-1),
+                ListOffsetsPartition::default().with_partition_index(1),
+            ])]);
+        enc(&m, v)
+    };
+    let ofle = |v: i16| {
+        let m = OffsetForLeaderEpochRequest::default().with_topics(vec![
+            OffsetForLeaderTopic::default()
+                .with_topic(topic("t"))
+                .with_partitions(vec![
+                    OffsetForLeaderPartition::default(),
+                    OffsetForLeaderPartition::default(),
+                ]),
+        ]);
+        enc(&m, v)
+    };
+    let init = |v: i16| {
+        enc(
+            &InitProducerIdRequest::default().with_transaction_timeout_ms(5),
+            v,
+        )
+    };
+    let create_topics = |v: i16| {
+        let m = CreateTopicsRequest::default()
+            .with_topics(vec![CreatableTopic::default()
+                .with_name(topic("t"))
+                .with_num_partitions(3)
+                .with_assignments(vec![CreatableReplicaAssignment::default()
+                    .with_broker_ids(vec![BrokerId(1), BrokerId(2)])])
+                .with_configs(vec![
+                    CreatableTopicConfig::default()
+                        .with_name(s("retention.ms"))
+                        .with_value(Some(s("1"))),
+                    CreatableTopicConfig::default().with_name(s("x")),
+                ])])
+            .with_validate_only(true);
+        enc(&m, v)
+    };
+    let delete_topics = |v: i16| {
+        let m = if v >= 6 {
+            DeleteTopicsRequest::default().with_topics(vec![
+                DeleteTopicState::default()
+                    .with_name(Some(topic("t")))
+                    .with_topic_id(uuid()),
+                DeleteTopicState::default(),
+            ])
+        } else {
+            DeleteTopicsRequest::default().with_topic_names(vec![topic("a"), topic("b")])
+        };
+        enc(&m, v)
+    };
+    let create_partitions = |v: i16| {
+        let m =
+            CreatePartitionsRequest::default().with_topics(vec![CreatePartitionsTopic::default()
+                .with_name(topic("t"))
+                .with_count(4)
+                .with_assignments(Some(vec![
+                    CreatePartitionsAssignment::default().with_broker_ids(vec![BrokerId(0)])
+                ]))]);
+        enc(&m, v)
+    };
+    let describe_configs = |v: i16| {
+        let m = DescribeConfigsRequest::default().with_resources(vec![
+            DescribeConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(s("t"))
+                .with_configuration_keys(Some(vec![s("a"), s("b")])),
+            DescribeConfigsResource::default()
+                .with_resource_type(4)
+                .with_resource_name(s("0")),
+        ]);
+        enc(&m, v)
+    };
+    let alter_configs = |v: i16| {
+        let m =
+            AlterConfigsRequest::default().with_resources(vec![AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(s("t"))
+                .with_configs(vec![AlterableConfig::default()
+                    .with_name(s("k"))
+                    .with_value(Some(s("v")))])]);
+        enc(&m, v)
+    };
+    let incremental = |v: i16| {
+        let m = IncrementalAlterConfigsRequest::default().with_resources(vec![
+            incremental_alter_configs_request::AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(s("t"))
+                .with_configs(vec![
+                    incremental_alter_configs_request::AlterableConfig::default()
+                        .with_name(s("k"))
+                        .with_config_operation(0)
+                        .with_value(Some(s("v"))),
+                ]),
+        ]);
+        enc(&m, v)
+    };
+    let delete_records = |v: i16| {
+        let m = DeleteRecordsRequest::default().with_topics(vec![DeleteRecordsTopic::default()
+            .with_name(topic("t"))
+            .with_partitions(vec![DeleteRecordsPartition::default().with_offset(3)])]);
+        enc(&m, v)
+    };
+    let describe_cluster = |v: i16| {
+        enc(
+            &DescribeClusterRequest::default().with_include_cluster_authorized_operations(true),
+            v,
+        )
+    };
+    let api_versions = |v: i16| {
+        let mut m = ApiVersionsRequest::default();
+        if v >= 3 {
+            m = m
+                .with_client_software_name(s("magnetar"))
+                .with_client_software_version(s("1"));
+        }
+        enc(&m, v)
+    };
+    vec![
+        (ApiKey::ApiVersions, 0, 4, Box::new(api_versions)),
+        (ApiKey::Metadata, 0, 12, Box::new(metadata)),
+        (ApiKey::Produce, 3, 11, Box::new(produce)),
+        (ApiKey::Fetch, 4, 17, Box::new(fetch)),
+        (ApiKey::ListOffsets, 1, 9, Box::new(list_offsets)),
+        (ApiKey::OffsetForLeaderEpoch, 2, 4, Box::new(ofle)),
+        (ApiKey::InitProducerId, 0, 5, Box::new(init)),
+        (ApiKey::CreateTopics, 2, 7, Box::new(create_topics)),
+        (ApiKey::DeleteTopics, 1, 6, Box::new(delete_topics)),
+        (ApiKey::CreatePartitions, 0, 3, Box::new(create_partitions)),
+        (ApiKey::DescribeConfigs, 1, 4, Box::new(describe_configs)),
+        (ApiKey::AlterConfigs, 0, 2, Box::new(alter_configs)),
+        (ApiKey::IncrementalAlterConfigs, 0, 1, Box::new(incremental)),
+        (ApiKey::DeleteRecords, 0, 2, Box::new(delete_records)),
+        (ApiKey::DescribeCluster, 0, 1, Box::new(describe_cluster)),
+    ]
+}
+
+fn consumed(api: ApiKey, version: i16, body: &[u8]) -> Result<usize, GuardError> {
+    let schema = schema(api).expect("schema");
+    let mut walker = Walker {
+        buf: body,
+        total: body.len(),
+        flexible: version >= schema.flexible_from,
+        version,
+    };
+    walker.fields(schema.fields)?;
+    Ok(walker.position())
+}
+
+#[test]
+fn schemas_read_exactly_what_the_crate_writes() {
+    for (api, min, max, encode) in samples() {
+        for version in min..=max {
+            let body = encode(version);
+            assert_eq!(
+                consumed(api, version, &body),
+                Ok(body.len()),
+                "{api:?} v{version}"
+            );
+            // Every strict prefix is refused or reads less than the whole.
+            for cut in 0..body.len() {
+                assert!(
+                    consumed(api, version, &body[..cut]).is_err(),
+                    "{api:?} v{version} cut {cut}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn huge_array_count_in_a_tiny_frame_is_refused() {
+    // Produce v3: null transactional id, acks, timeout, then a topic count of 2^31-1.
+    let mut body = vec![0xff, 0xff, 0, 1, 0, 0, 0, 100];
+    body.extend_from_slice(&i32::MAX.to_be_bytes());
+    body.extend_from_slice(&[0; 8]);
+    assert!(matches!(
+        check_request(ApiKey::Produce, 3, &body),
+        Err(GuardError::ArrayTooLong { count, .. }) if count == i32::MAX as u64
+    ));
+    // Metadata v9 (compact): topic count varint 0xffffffff.
+    let body = [0xff, 0xff, 0xff, 0xff, 0x0f, 0, 0, 0];
+    assert!(matches!(
+        check_request(ApiKey::Metadata, 9, &body),
+        Err(GuardError::ArrayTooLong { .. })
+    ));
+}
+
+/// Counts bytes allocated by the current thread, so tests running in parallel do not disturb
+/// each other's measurement.
+struct Counting;
+
+thread_local! {
+    static ALLOCATED: Cell<usize> = const { Cell::new(0) };
+}
+
+fn allocated() -> usize {
+    ALLOCATED.try_with(Cell::get).unwrap_or(0)
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCATED.try_with(|a| a.set(a.get() + layout.size()));
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// The crate's decode of a guarded body; bytes allocated while decoding.
+fn decode_allocation(api: ApiKey, version: i16, body: &[u8]) -> Option<usize> {
+    check_request(api, version, body).ok()?;
+    let mut buf = Bytes::copy_from_slice(body);
+    let before = allocated();
+    let _ = decode_any(api, version, &mut buf);
+    Some(allocated().saturating_sub(before))
+}
+
+fn decode_any(api: ApiKey, version: i16, buf: &mut Bytes) -> bool {
+    match api {
+        ApiKey::Produce => ProduceRequest::decode(buf, version).is_ok(),
+        ApiKey::Fetch => FetchRequest::decode(buf, version).is_ok(),
+        ApiKey::Metadata => MetadataRequest::decode(buf, version).is_ok(),
+        ApiKey::CreateTopics => CreateTopicsRequest::decode(buf, version).is_ok(),
+        ApiKey::DescribeConfigs => DescribeConfigsRequest::decode(buf, version).is_ok(),
+        _ => false,
+    }
+}
+
+/// Worst case bytes of memory per byte of input the crate may use after the guard: the largest
+/// element type (a Fetch partition) per byte of a minimal element, plus allocator slack.
+const ALLOCATION_PER_FRAME_BYTE_MAX: usize = 64;
+const ALLOCATION_SLACK_BYTES: usize = 64 * 1024;
+
+#[test]
+fn decode_allocation_is_bounded() {
+    // Many minimal elements: a Metadata v1 request listing 10_000 empty-named... topics of 2 bytes.
+    let mut body = Vec::new();
+    body.extend_from_slice(&10_000i32.to_be_bytes());
+    for _ in 0..10_000 {
+        body.extend_from_slice(&0i16.to_be_bytes());
+    }
+    let used = decode_allocation(ApiKey::Metadata, 1, &body).expect("guard passes");
+    assert!(
+        used <= body.len() * ALLOCATION_PER_FRAME_BYTE_MAX + ALLOCATION_SLACK_BYTES,
+        "{used}"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, .. ProptestConfig::default() })]
+
+    #[test]
+    fn random_bodies_never_panic_nor_overallocate(
+        body in proptest::collection::vec(any::<u8>(), 0..256),
+        which in 0usize..5,
+        version in 0i16..18,
+    ) {
+        let api = [ApiKey::Produce, ApiKey::Fetch, ApiKey::Metadata, ApiKey::CreateTopics, ApiKey::DescribeConfigs][which];
+        let range = api.valid_versions();
+        let version = range.min + version % (range.max - range.min + 1);
+        if let Some(used) = decode_allocation(api, version, &body) {
+            prop_assert!(used <= body.len() * ALLOCATION_PER_FRAME_BYTE_MAX + ALLOCATION_SLACK_BYTES, "{used}");
+        }
+    }
+
+    #[test]
+    fn mutated_valid_bodies_never_panic(flip in any::<prop::sample::Index>(), byte in any::<u8>(), pick in any::<prop::sample::Index>()) {
+        let all = samples();
+        let (api, min, max, encode) = &all[pick.index(all.len())];
+        let version = *max - (flip.index(100) as i16 % (*max - *min + 1));
+        let mut body = encode(version).to_vec();
+        if !body.is_empty() {
+            let i = flip.index(body.len());
+            body[i] = byte;
+        }
+        let _ = check_request(*api, version, &body);
+    }
+}

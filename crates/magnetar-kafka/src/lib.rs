@@ -1,0 +1,118 @@
+//! The Kafka wire protocol front end.
+//!
+//! Owns: the Kafka listener and its connections ([`serve`]), the request framing and allocation
+//! guard in front of the `kafka-protocol` crate ([`frame`], [`guard`], [`codec`]), one module per
+//! Kafka API under [`api`], the mapping of the domain error to Kafka error codes
+//! ([`error_code::kafka_error`], one exhaustive `match`), and the Kafka view of the core:
+//! a Kafka offset is a `MessageIndex`, a record batch (magic 2) is stored as one entry with its
+//! exact bytes ([`batch`]).
+//!
+//! Must not depend on: magnetar-storage or magnetar-metadata directly. Everything goes through
+//! magnetar-broker (`Broker`, `PartitionLog`, the domain `Error`), so Kafka words ("offset",
+//! "record batch", error codes) stay in this crate.
+//!
+//! Main types: [`KafkaConfig`], [`serve`]. Transactions are not implemented yet: InitProducerId
+//! with a transactional id is refused and Fetch treats `read_committed` like `read_uncommitted`
+//! (which is exact while no transactional data can be written). Consumer groups (FindCoordinator,
+//! JoinGroup, OffsetCommit, ...) are not advertised yet.
+
+use std::sync::Arc;
+
+use magnetar_broker::Broker;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub mod api;
+pub mod batch;
+pub mod codec;
+mod connection;
+pub mod error_code;
+pub mod frame;
+pub mod guard;
+pub mod topic_config;
+
+/// Settings of the Kafka front end.
+#[derive(Clone, Debug)]
+pub struct KafkaConfig {
+    /// Host and port written into Metadata responses.
+    pub advertised_host: String,
+    pub advertised_port: u16,
+    /// This broker's node id (0 in standalone).
+    pub node_id: i32,
+    /// Reported in Metadata and DescribeCluster.
+    pub cluster_id: String,
+    /// Largest request frame accepted; larger frames close the connection before allocating.
+    pub max_request_bytes: usize,
+    /// Most connections served at once; more are closed on accept with a log line.
+    pub connections_max: usize,
+    /// Default for the topic config `max.message.bytes`.
+    pub message_bytes_max: usize,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            advertised_host: "127.0.0.1".to_string(),
+            advertised_port: 9092,
+            node_id: 0,
+            cluster_id: "magnetar".to_string(),
+            max_request_bytes: 100 * 1024 * 1024,
+            connections_max: 10_000,
+            message_bytes_max: 1024 * 1024 + 12,
+        }
+    }
+}
+
+/// Serves Kafka clients on `listener` until `shutdown` is cancelled. On shutdown each connection
+/// finishes the request it is handling (a long-polling Fetch returns early), sends its response
+/// and closes; this returns when all connections are closed.
+pub async fn serve(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    config: KafkaConfig,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let slots = Arc::new(Semaphore::new(config.connections_max));
+    let context = Arc::new(api::Context::new(broker, config, shutdown.clone()));
+    let mut connections = JoinSet::new();
+    let result = loop {
+        // Reap finished connections so the set does not grow with history.
+        while connections.try_join_next().is_some() {}
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break Ok(()),
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            // Per-connection accept errors (e.g. reset before accept) are not fatal.
+            Err(e) if is_transient(&e) => {
+                tracing::debug!(error = %e, "kafka accept failed");
+                continue;
+            }
+            Err(e) => break Err(e),
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, limit = context.config.connections_max, "kafka connection limit reached; closing connection");
+            drop(stream);
+            continue;
+        };
+        let context = context.clone();
+        connections.spawn(async move {
+            connection::serve_connection(stream, peer, context).await;
+            drop(slot);
+        });
+    };
+    shutdown.cancel();
+    while connections.join_next().await.is_some() {}
+    result
+}
+
+fn is_transient(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionReset | Interrupted | WouldBlock
+    ) || e.raw_os_error() == Some(24) // EMFILE: too many open files; keep serving the others
+}
