@@ -43,9 +43,12 @@ pub struct Broker {
     config: BrokerConfig,
     metadata: Arc<dyn MetadataStore>,
     clock: Arc<dyn Clock>,
-    partitions: Mutex<HashMap<(TopicName, Option<u32>), Arc<PartitionLog>>>,
+    partitions: Mutex<HashMap<LedgerKey, Arc<PartitionLog>>>,
     producer_ids: Mutex<IdRange>,
 }
+
+/// A topic and its ledger partition (`None` for a non-partitioned topic).
+type LedgerKey = (TopicName, Option<u32>);
 
 /// How many producer ids one metadata write reserves.
 pub const PRODUCER_ID_BLOCK: i64 = 1000;

@@ -73,10 +73,7 @@ impl From<StorageError> for Error {
                 start,
                 end,
             },
-            StorageError::EntryTooLarge { size, max } => Error::MessageTooLarge {
-                size: size as u64,
-                max: max as u64,
-            },
+            StorageError::EntryTooLarge { size, max } => Error::MessageTooLarge { size, max },
             StorageError::Corrupt { .. } => Error::CorruptData(err.to_string()),
             StorageError::Closed => Error::ShuttingDown,
             other => Error::Storage(other.to_string()),

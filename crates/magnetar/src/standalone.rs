@@ -30,6 +30,7 @@ pub fn main(args: StandaloneArgs) -> ExitCode {
             EnvFilter::try_from_env("MAGNETAR_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let flags = FlagOverrides {
         data_dir: args.data_dir,
