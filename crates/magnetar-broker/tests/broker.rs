@@ -1,0 +1,243 @@
+//! The broker core in process: topics in the metadata store, partitions over real ledgers,
+//! idempotent appends, and producer state rebuilt from the log after a reopen.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use magnetar_broker::*;
+use magnetar_metadata::{MemoryStore, MetadataStore};
+
+fn config(dir: &std::path::Path) -> BrokerConfig {
+    BrokerConfig {
+        cluster_name: "standalone".into(),
+        data_dir: dir.to_path_buf(),
+        default_namespace: NamespaceName::new("public", "default").unwrap(),
+        allow_auto_topic_creation: true,
+        auto_topic_creation_partitioned: true,
+        default_num_partitions: 3,
+        partitions_max: 16,
+        producers_per_partition_max: 100,
+        ledger: LedgerConfig::default(),
+        service_url: "http://127.0.0.1:8080".into(),
+        broker_service_url: "pulsar://127.0.0.1:6650".into(),
+    }
+}
+
+fn batch(payload: &str, producer: Option<ProducerBatch>) -> AppendRequest {
+    let mut bytes = vec![0u8; 8];
+    bytes.extend_from_slice(payload.as_bytes());
+    AppendRequest {
+        payload: Bytes::from(bytes),
+        message_count: producer.map_or(1, |p| p.message_count),
+        max_timestamp_ms: 1000,
+        format: PayloadFormat::Kafka,
+        producer,
+        first_index_at: Some(0),
+    }
+}
+
+#[tokio::test]
+async fn topic_lifecycle_and_bootstrap() {
+    let dir = tempfile::tempdir().unwrap();
+    let metadata: Arc<dyn MetadataStore> = Arc::new(MemoryStore::new());
+    let broker = Broker::open(config(dir.path()), metadata.clone(), Arc::new(SystemClock))
+        .await
+        .unwrap();
+    assert_eq!(
+        broker.list_tenants().await.unwrap(),
+        vec!["public".to_string()]
+    );
+
+    let t = broker.parse_topic("orders").unwrap();
+    let created = broker
+        .create_topic(&t, Some(2), BTreeMap::new())
+        .await
+        .unwrap();
+    assert_eq!(created.partition_count(), 2);
+    assert!(matches!(
+        broker.create_topic(&t, Some(2), BTreeMap::new()).await,
+        Err(Error::TopicAlreadyExists(_))
+    ));
+    // Auto-creation uses the default partition count.
+    let auto = broker
+        .topic_or_create(&broker.parse_topic("auto").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(auto.partition_count(), 3);
+    // A missing namespace is a clear error.
+    let elsewhere = broker.parse_topic("nosuch/ns/t").unwrap();
+    assert!(matches!(
+        broker.topic_or_create(&elsewhere).await,
+        Err(Error::NamespaceNotFound(_))
+    ));
+    // Partitions only grow.
+    assert!(broker.set_partition_count(&t, 1).await.is_err());
+    assert_eq!(
+        broker.set_partition_count(&t, 4).await.unwrap().partitions,
+        4
+    );
+    let names: Vec<String> = broker
+        .list_all_topics(false)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(n, _)| n.local)
+        .collect();
+    assert_eq!(names, vec!["auto".to_string(), "orders".to_string()]);
+    // A namespace with topics cannot be deleted.
+    let ns = NamespaceName::new("public", "default").unwrap();
+    assert!(matches!(
+        broker.delete_namespace(&ns).await,
+        Err(Error::NotEmpty(_))
+    ));
+
+    // Data, then delete: the topic and its ledgers are gone.
+    let log = broker
+        .partition(&TopicPartition {
+            topic: t.clone(),
+            partition: 3,
+        })
+        .await
+        .unwrap();
+    log.append(batch("x", None)).await.unwrap();
+    assert!(matches!(
+        broker
+            .partition(&TopicPartition {
+                topic: t.clone(),
+                partition: 4
+            })
+            .await,
+        Err(Error::PartitionNotFound { .. })
+    ));
+    broker.delete_topic(&t).await.unwrap();
+    assert!(broker.topic(&t).await.unwrap().is_none());
+    assert!(!dir
+        .path()
+        .join("ledgers/public/default/persistent/orders-partition-3")
+        .exists());
+    broker
+        .create_topic(&t, Some(4), BTreeMap::new())
+        .await
+        .unwrap();
+    let log = broker
+        .partition(&TopicPartition {
+            topic: t,
+            partition: 3,
+        })
+        .await
+        .unwrap();
+    assert_eq!(log.end_index(), 0, "a re-created topic starts empty");
+}
+
+#[tokio::test]
+async fn idempotent_appends_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let metadata: Arc<dyn MetadataStore> = Arc::new(MemoryStore::new());
+    let tp = {
+        let broker = Broker::open(config(dir.path()), metadata.clone(), Arc::new(SystemClock))
+            .await
+            .unwrap();
+        let topic = broker.parse_topic("idem").unwrap();
+        broker
+            .create_topic(&topic, None, BTreeMap::new())
+            .await
+            .unwrap();
+        let tp = TopicPartition {
+            topic,
+            partition: 0,
+        };
+        let log = broker.partition(&tp).await.unwrap();
+        let producer_id = broker.allocate_producer_id().await.unwrap();
+        assert_ne!(producer_id, broker.allocate_producer_id().await.unwrap());
+        let b0 = ProducerBatch {
+            producer_id,
+            epoch: 0,
+            first_sequence: 0,
+            message_count: 2,
+        };
+        let b1 = ProducerBatch {
+            first_sequence: 2,
+            message_count: 3,
+            ..b0
+        };
+        assert_eq!(
+            log.append(batch("a", Some(b0))).await.unwrap().first_index,
+            0
+        );
+        assert_eq!(
+            log.append(batch("b", Some(b1))).await.unwrap().first_index,
+            2
+        );
+        let dup = log.append(batch("b", Some(b1))).await.unwrap();
+        assert!(dup.duplicate);
+        assert_eq!(dup.first_index, 2);
+        assert_eq!(log.end_index(), 5);
+        // The index was written into the stored payload.
+        let entries = log.read(2, 1 << 20, 10).await.unwrap();
+        assert_eq!(&entries[0].payload[..8], &2u64.to_be_bytes());
+        broker.shutdown().await.unwrap();
+        tp
+    };
+    // A new broker over the same data: the duplicate is still recognised, gaps and old epochs refused.
+    let metadata2: Arc<dyn MetadataStore> = Arc::new(MemoryStore::new());
+    let broker = Broker::open(config(dir.path()), metadata2, Arc::new(SystemClock))
+        .await
+        .unwrap();
+    broker
+        .create_topic(&tp.topic, None, BTreeMap::new())
+        .await
+        .unwrap();
+    let log = broker.partition(&tp).await.unwrap();
+    assert_eq!(log.end_index(), 5);
+    let b1 = ProducerBatch {
+        producer_id: 0,
+        epoch: 0,
+        first_sequence: 2,
+        message_count: 3,
+    };
+    let again = log.append(batch("b", Some(b1))).await.unwrap();
+    assert!(again.duplicate && again.first_index == 2);
+    let gap = ProducerBatch {
+        first_sequence: 9,
+        message_count: 1,
+        ..b1
+    };
+    assert!(matches!(
+        log.append(batch("c", Some(gap))).await,
+        Err(Error::OutOfOrderSequence { expected: 5, .. })
+    ));
+    let bumped = ProducerBatch {
+        epoch: 1,
+        first_sequence: 0,
+        message_count: 1,
+        ..b1
+    };
+    assert_eq!(
+        log.append(batch("d", Some(bumped)))
+            .await
+            .unwrap()
+            .first_index,
+        5
+    );
+    let old = ProducerBatch {
+        epoch: 0,
+        first_sequence: 5,
+        message_count: 1,
+        ..b1
+    };
+    assert!(matches!(
+        log.append(batch("e", Some(old))).await,
+        Err(Error::InvalidProducerEpoch { .. })
+    ));
+    // DeleteRecords-style truncation.
+    assert_eq!(log.truncate_before(2).await.unwrap(), 2);
+    assert!(matches!(
+        log.read(0, 100, 1).await,
+        Err(Error::IndexOutOfRange { start: 2, .. })
+    ));
+    assert!(matches!(
+        log.truncate_before(99).await,
+        Err(Error::IndexOutOfRange { .. })
+    ));
+}
