@@ -19,7 +19,7 @@ use crate::{error_code, topic_config};
 
 pub async fn handle(
     ctx: &Context,
-    _version: i16,
+    version: i16,
     request: CreateTopicsRequest,
 ) -> CreateTopicsResponse {
     let mut response = CreateTopicsResponse::default();
@@ -31,7 +31,8 @@ pub async fn handle(
             Ok((name, metadata, partitions)) => {
                 result.num_partitions = partitions as i32;
                 result.replication_factor = 1;
-                result.configs = Some(
+                // Configs in the response exist from v5 (the crate refuses to encode them before).
+                result.configs = (version >= 5).then(|| {
                     topic_config::KEYS
                         .iter()
                         .filter_map(|key| {
@@ -49,8 +50,8 @@ pub async fn handle(
                                     .with_config_source(source),
                             )
                         })
-                        .collect(),
-                );
+                        .collect()
+                });
                 if let Some(name) = name {
                     result.topic_id = name;
                 }

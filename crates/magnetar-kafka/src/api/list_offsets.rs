@@ -20,7 +20,7 @@ pub const MAX_TIMESTAMP: i64 = -3;
 
 pub async fn handle(
     ctx: &Context,
-    _version: i16,
+    version: i16,
     request: ListOffsetsRequest,
 ) -> ListOffsetsResponse {
     let mut response = ListOffsetsResponse::default();
@@ -55,9 +55,15 @@ pub async fn handle(
                 Ok(Some((offset, timestamp))) => {
                     result.offset = offset;
                     result.timestamp = timestamp;
-                    result.leader_epoch = 0;
+                    if version >= 4 {
+                        result.leader_epoch = 0;
+                    }
                 }
-                Ok(None) => result.leader_epoch = 0,
+                Ok(None) => {
+                    if version >= 4 {
+                        result.leader_epoch = 0;
+                    }
+                }
                 Err(code) => result.error_code = code,
             }
             topic_response.partitions.push(result);
