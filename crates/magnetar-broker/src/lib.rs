@@ -16,7 +16,7 @@ pub mod partition;
 pub mod producer_state;
 pub mod resources;
 
-pub use broker::{Broker, BrokerConfig, INTERNAL_NAMESPACE};
+pub use broker::{effective_retention, Broker, BrokerConfig, RetentionSummary, INTERNAL_NAMESPACE};
 pub use error::{Error, Result};
 pub use names::{NamespaceName, TenantName, TopicName, TopicPartition};
 pub use partition::{AppendOutcome, AppendRequest, PartitionLog};
@@ -25,5 +25,5 @@ pub use resources::{NamespacePolicies, TenantInfo, TopicMetadata};
 
 /// Storage types the front ends need to see, re-exported so they depend on the broker only.
 pub use magnetar_storage::{
-    Clock, Entry, EntryHeader, FsyncPolicy, LedgerConfig, PayloadFormat, SystemClock,
+    Clock, Entry, EntryHeader, FsyncPolicy, LedgerConfig, ManualClock, PayloadFormat, SystemClock,
 };

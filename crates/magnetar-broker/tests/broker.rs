@@ -241,3 +241,118 @@ async fn idempotent_appends_survive_reopen() {
         Err(Error::IndexOutOfRange { .. })
     ));
 }
+
+#[tokio::test]
+async fn retention_follows_topic_configs_then_namespace_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let metadata: Arc<dyn MetadataStore> = Arc::new(MemoryStore::new());
+    let broker = Broker::open(config(dir.path()), metadata, clock.clone())
+        .await
+        .unwrap();
+    let configs: BTreeMap<String, String> = [("retention.ms", "60000"), ("segment.bytes", "4096")]
+        .into_iter()
+        .map(|(k, v)| (k.into(), v.into()))
+        .collect();
+    let timed = broker.parse_topic("timed").unwrap();
+    broker.create_topic(&timed, None, configs).await.unwrap();
+    let forever = broker.parse_topic("forever").unwrap();
+    broker
+        .create_topic(
+            &forever,
+            None,
+            [("segment.bytes".to_string(), "4096".to_string())].into(),
+        )
+        .await
+        .unwrap();
+    let payload = "x".repeat(1000);
+    for topic in [&timed, &forever] {
+        let log = broker
+            .partition(&TopicPartition {
+                topic: topic.clone(),
+                partition: 0,
+            })
+            .await
+            .unwrap();
+        for _ in 0..20 {
+            log.append(batch(&payload, None)).await.unwrap();
+        }
+        assert!(
+            log.ledger().stats().segments.len() > 3,
+            "segment.bytes was applied"
+        );
+    }
+    // Nothing is old enough yet.
+    assert_eq!(
+        broker.enforce_retention().await.unwrap().segments_deleted,
+        0
+    );
+    clock.advance_ms(120_000);
+    let summary = broker.enforce_retention().await.unwrap();
+    assert!(summary.segments_deleted > 0, "{summary:?}");
+    let timed_log = broker
+        .partition(&TopicPartition {
+            topic: timed,
+            partition: 0,
+        })
+        .await
+        .unwrap();
+    let forever_log = broker
+        .partition(&TopicPartition {
+            topic: forever,
+            partition: 0,
+        })
+        .await
+        .unwrap();
+    assert!(
+        timed_log.start_index() > 0,
+        "old sealed segments of 'timed' were deleted"
+    );
+    assert_eq!(timed_log.end_index(), 20, "the active segment stays");
+    assert_eq!(
+        forever_log.start_index(),
+        0,
+        "no policy means infinite retention"
+    );
+
+    // A namespace policy applies to topics without their own setting.
+    let ns = NamespaceName::new("public", "sized").unwrap();
+    let policies = NamespacePolicies {
+        retention_size_bytes: Some(5000),
+        ..Default::default()
+    };
+    broker
+        .create_namespace(&ns, policies.clone())
+        .await
+        .unwrap();
+    let sized = TopicName::new(ns, "t").unwrap();
+    broker
+        .create_topic(
+            &sized,
+            None,
+            [("segment.bytes".to_string(), "4096".to_string())].into(),
+        )
+        .await
+        .unwrap();
+    let log = broker
+        .partition(&TopicPartition {
+            topic: sized.clone(),
+            partition: 0,
+        })
+        .await
+        .unwrap();
+    for _ in 0..20 {
+        log.append(batch(&payload, None)).await.unwrap();
+    }
+    let meta = broker.topic(&sized).await.unwrap().unwrap();
+    assert_eq!(
+        effective_retention(&meta, Some(&policies)),
+        (None, Some(5000))
+    );
+    broker.enforce_retention().await.unwrap();
+    assert!(log.start_index() > 0);
+    assert!(
+        log.ledger().stats().total_bytes >= 5000,
+        "size retention keeps at least the limit"
+    );
+}

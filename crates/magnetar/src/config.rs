@@ -36,6 +36,7 @@ pub struct BrokerSection {
     pub cluster_name: String,
     pub partitions_max: u32,
     pub producers_per_partition_max: u32,
+    pub retention_check_interval_ms: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -109,6 +110,7 @@ impl Default for BrokerSection {
             cluster_name: "standalone".into(),
             partitions_max: 4096,
             producers_per_partition_max: 10_000,
+            retention_check_interval_ms: 300_000,
         }
     }
 }
@@ -409,6 +411,12 @@ impl Config {
             self.broker.producers_per_partition_max.into(),
             1,
             10_000_000,
+        )?;
+        range(
+            "broker.retention_check_interval_ms",
+            self.broker.retention_check_interval_ms,
+            1000,
+            86_400_000,
         )?;
         one_of(
             "kafka.auto_topic_creation_type",
