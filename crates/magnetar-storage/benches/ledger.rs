@@ -82,8 +82,9 @@ fn bench_append(c: &mut Criterion) {
     raw_disk_bandwidth(tmp.path());
     let mut group = c.benchmark_group("append");
     group.sample_size(10);
-    let cases: [(&str, FsyncPolicy, usize); 3] = [
+    let cases: [(&str, FsyncPolicy, usize); 4] = [
         ("os/1", FsyncPolicy::Os, 1),
+        ("os/64", FsyncPolicy::Os, 64),
         ("always/1", FsyncPolicy::Always, 1),
         ("always/64", FsyncPolicy::Always, 64),
     ];
