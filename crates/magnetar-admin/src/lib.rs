@@ -1,9 +1,17 @@
-//! The HTTP listener: `GET /health` and `GET /version` (later the admin REST API in
-//! pulsar-admin's shape, and `/metrics`).
+//! The HTTP listener: `GET /health`, `GET /version`, and the admin REST API under `/admin/v2`
+//! in pulsar-admin's paths and JSON shapes (clusters, tenants, namespaces with retention and
+//! message-TTL policies, persistent topics with stats).
 //!
-//! Owns: HTTP routing and the mapping of the broker's domain error to HTTP status codes.
+//! Owns: HTTP routing, the admin JSON shapes, and the one mapping of the broker's domain error to
+//! HTTP status codes ([`error::status_of`]), with errors as `{"reason": ...}`.
 //! Must not depend on: the Kafka or Pulsar front ends, or storage/metadata directly (it goes
 //! through `magnetar-broker`).
+
+pub mod error;
+mod json;
+mod namespaces;
+mod tenants;
+mod topics;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -31,22 +39,85 @@ impl Readiness {
     }
 }
 
-#[derive(Clone)]
-struct AppState {
-    #[allow(dead_code)] // the admin API (a later issue) reads it
-    broker: Arc<Broker>,
+pub(crate) struct AppState {
+    pub(crate) broker: Arc<Broker>,
     readiness: Readiness,
 }
 
 /// The router, separate from `serve` so tests can drive it without a socket.
 pub fn router(broker: Arc<Broker>, readiness: Readiness) -> Router {
+    let state = Arc::new(AppState { broker, readiness });
+    let ns = "/admin/v2/namespaces/{tenant}/{namespace}";
+    let topic = "/admin/v2/persistent/{tenant}/{namespace}/{topic}";
     Router::new()
         .route("/health", get(health))
         .route("/version", get(version))
-        .with_state(AppState { broker, readiness })
+        .route("/admin/v2/clusters", get(tenants::list_clusters))
+        .route("/admin/v2/tenants", get(tenants::list))
+        .route(
+            "/admin/v2/tenants/{tenant}",
+            get(tenants::get)
+                .put(tenants::create)
+                .post(tenants::update)
+                .delete(tenants::delete),
+        )
+        .route("/admin/v2/namespaces/{tenant}", get(namespaces::list))
+        .route(
+            ns,
+            get(namespaces::get_policies)
+                .put(namespaces::create)
+                .delete(namespaces::delete),
+        )
+        .route(
+            &format!("{ns}/retention"),
+            get(namespaces::get_retention)
+                .post(namespaces::set_retention)
+                .delete(namespaces::remove_retention),
+        )
+        .route(
+            &format!("{ns}/messageTTL"),
+            get(namespaces::get_ttl)
+                .post(namespaces::set_ttl)
+                .delete(namespaces::remove_ttl),
+        )
+        .route(
+            "/admin/v2/persistent/{tenant}/{namespace}",
+            get(topics::list),
+        )
+        .route(
+            "/admin/v2/persistent/{tenant}/{namespace}/partitioned",
+            get(topics::list_partitioned),
+        )
+        .route(
+            topic,
+            axum::routing::put(topics::create_non_partitioned)
+                .delete(topics::delete_non_partitioned),
+        )
+        .route(
+            &format!("{topic}/partitions"),
+            get(topics::get_partitions)
+                .put(topics::create_partitioned)
+                .post(topics::update_partitions)
+                .delete(topics::delete_partitioned),
+        )
+        .route(&format!("{topic}/stats"), get(topics::stats))
+        .route(
+            &format!("{topic}/partitioned-stats"),
+            get(topics::partitioned_stats),
+        )
+        .route(
+            &format!("{topic}/internal-stats"),
+            get(topics::internal_stats),
+        )
+        .route(
+            &format!("{topic}/subscriptions"),
+            get(topics::subscriptions),
+        )
+        .fallback(|| async { error::ApiError::not_found("no such endpoint") })
+        .with_state(state)
 }
 
-async fn health(State(state): State<AppState>) -> impl IntoResponse {
+async fn health(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     if state.readiness.is_ready() {
         (
             StatusCode::OK,

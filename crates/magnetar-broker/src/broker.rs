@@ -270,6 +270,54 @@ impl Broker {
             .collect()
     }
 
+    /// Replaces a tenant's info (Pulsar's "update tenant").
+    pub async fn update_tenant(&self, tenant: &TenantName, mut info: TenantInfo) -> Result<()> {
+        let key = tenant_key(tenant);
+        let Some((_, version)) = self.get_json::<TenantInfo>(&key).await? else {
+            return Err(Error::TenantNotFound(tenant.to_string()));
+        };
+        info.format_version = FORMAT_VERSION;
+        match self
+            .metadata
+            .put(&key, to_json(&info)?, Expect::Version(version))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(MetadataError::BadVersion { .. }) => Err(Error::Metadata(format!(
+                "tenant '{tenant}' changed concurrently; retry"
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Applies `change` to a namespace's policies with compare-and-set, retrying on conflicts.
+    pub async fn update_namespace_policies(
+        &self,
+        namespace: &NamespaceName,
+        mut change: impl FnMut(&mut NamespacePolicies),
+    ) -> Result<NamespacePolicies> {
+        let key = namespace_key(namespace);
+        for _ in 0..16 {
+            let Some((mut policies, version)) = self.get_json::<NamespacePolicies>(&key).await?
+            else {
+                return Err(Error::NamespaceNotFound(namespace.to_string()));
+            };
+            change(&mut policies);
+            match self
+                .metadata
+                .put(&key, to_json(&policies)?, Expect::Version(version))
+                .await
+            {
+                Ok(_) => return Ok(policies),
+                Err(MetadataError::BadVersion { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Metadata(format!(
+            "too many concurrent updates of '{namespace}'"
+        )))
+    }
+
     pub async fn namespace_policies(
         &self,
         namespace: &NamespaceName,

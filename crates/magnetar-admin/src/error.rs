@@ -1,0 +1,86 @@
+//! The broker's domain error as HTTP: Pulsar's status codes and a `{"reason": ...}` body.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use magnetar_broker::Error;
+
+/// An admin API error: a status and a reason shown to the user.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub reason: String,
+}
+
+impl ApiError {
+    pub fn bad_request(reason: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            reason: reason.into(),
+        }
+    }
+    pub fn not_found(reason: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            reason: reason.into(),
+        }
+    }
+    pub fn conflict(reason: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::CONFLICT,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The one mapping from the domain error to HTTP (exhaustive: a new variant must be placed here).
+pub fn status_of(error: &Error) -> StatusCode {
+    match error {
+        Error::InvalidName(_) => StatusCode::PRECONDITION_FAILED,
+        Error::TenantNotFound(_)
+        | Error::NamespaceNotFound(_)
+        | Error::TopicNotFound(_)
+        | Error::PartitionNotFound { .. } => StatusCode::NOT_FOUND,
+        Error::TenantAlreadyExists(_)
+        | Error::NamespaceAlreadyExists(_)
+        | Error::TopicAlreadyExists(_)
+        | Error::NotEmpty(_) => StatusCode::CONFLICT,
+        Error::InvalidPartitions(_)
+        | Error::InvalidConfig { .. }
+        | Error::InvalidRequest(_)
+        | Error::IndexOutOfRange { .. }
+        | Error::MessageTooLarge { .. } => StatusCode::BAD_REQUEST,
+        Error::OutOfOrderSequence { .. } | Error::InvalidProducerEpoch { .. } => {
+            StatusCode::CONFLICT
+        }
+        Error::CorruptData(_) | Error::Storage(_) | Error::Metadata(_) => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+        Error::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(error: Error) -> Self {
+        let status = status_of(&error);
+        if status.is_server_error() {
+            tracing::warn!(error = %error, "admin request failed");
+        }
+        Self {
+            status,
+            reason: error.to_string(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(serde_json::json!({ "reason": self.reason })),
+        )
+            .into_response()
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

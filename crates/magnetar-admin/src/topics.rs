@@ -1,0 +1,387 @@
+//! `/admin/v2/persistent/{tenant}/{namespace}[/{topic}]`: list, create (partitioned or not),
+//! update partitions, delete, stats, partitioned-stats, internal-stats, subscriptions.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use magnetar_broker::names::partition_of;
+use magnetar_broker::{NamespaceName, PartitionLog, TopicMetadata, TopicName, TopicPartition};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::error::{ApiError, ApiResult};
+use crate::json::JsonBody;
+use crate::AppState;
+
+#[derive(Debug, Deserialize)]
+pub struct DeleteParams {
+    #[serde(default)]
+    pub force: bool,
+}
+
+fn namespace(tenant: &str, ns: &str) -> ApiResult<NamespaceName> {
+    Ok(NamespaceName::new(tenant, ns)?)
+}
+
+/// A topic path segment: a topic, or one partition of it (`t-partition-N`).
+fn topic_or_partition(tenant: &str, ns: &str, topic: &str) -> ApiResult<(TopicName, Option<u32>)> {
+    let namespace = namespace(tenant, ns)?;
+    match partition_of(topic) {
+        Some(n) => {
+            let base = &topic[..topic.len() - format!("-partition-{n}").len()];
+            Ok((TopicName::new(namespace, base)?, Some(n)))
+        }
+        None => Ok((TopicName::new(namespace, topic)?, None)),
+    }
+}
+
+async fn metadata(state: &AppState, name: &TopicName) -> ApiResult<TopicMetadata> {
+    state
+        .broker
+        .topic(name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("topic '{name}' does not exist")))
+}
+
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    Path((tenant, ns)): Path<(String, String)>,
+) -> ApiResult<Json<Vec<String>>> {
+    let namespace = namespace(&tenant, &ns)?;
+    require_namespace(&state, &namespace).await?;
+    let mut names = Vec::new();
+    for (name, meta) in state.broker.list_topics(&namespace).await? {
+        if meta.partitioned {
+            names.extend((0..meta.partitions).map(|n| format!("{name}-partition-{n}")));
+        } else {
+            names.push(name.to_string());
+        }
+    }
+    Ok(Json(names))
+}
+
+async fn require_namespace(state: &AppState, namespace: &NamespaceName) -> ApiResult<()> {
+    match state.broker.namespace_policies(namespace).await? {
+        Some(_) => Ok(()),
+        None => Err(ApiError::not_found(format!(
+            "namespace '{namespace}' does not exist"
+        ))),
+    }
+}
+
+pub async fn list_partitioned(
+    State(state): State<Arc<AppState>>,
+    Path((tenant, ns)): Path<(String, String)>,
+) -> ApiResult<Json<Vec<String>>> {
+    let namespace = namespace(&tenant, &ns)?;
+    require_namespace(&state, &namespace).await?;
+    let topics = state.broker.list_topics(&namespace).await?;
+    Ok(Json(
+        topics
+            .into_iter()
+            .filter(|(_, m)| m.partitioned)
+            .map(|(n, _)| n.to_string())
+            .collect(),
+    ))
+}
+
+pub async fn create_non_partitioned(
+    State(state): State<Arc<AppState>>,
+    Path((tenant, ns, topic)): Path<(String, String, String)>,
+) -> ApiResult<StatusCode> {
+    let name = TopicName::new(namespace(&tenant, &ns)?, &topic)?;
+    reject_partition_name(&topic)?;
+    state
+        .broker
+        .create_topic(&name, None, BTreeMap::new())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn reject_partition_name(topic: &str) -> ApiResult<()> {
+    if partition_of(topic).is_some() {
+        return Err(ApiError {
+            status: StatusCode::PRECONDITION_FAILED,
+            reason: format!("'{topic}' names a partition; create the partitioned topic instead"),
+        });
+    }
+    Ok(())
+}
+
+pub async fn create_partitioned(
+    State(state): State<Arc<AppState>>,
+    Path((tenant, ns, topic)): Path<(String, String, String)>,
+    JsonBody(partitions): JsonBody<i64>,
+) -> ApiResult<StatusCode> {
+    reject_partition_name(&topic)?;
+    let name = TopicName::new(namespace(&tenant, &ns)?, &topic)?;
+    let count = u32::try_from(partitions)
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| {
+            ApiError::bad_request(format!("partitions {partitions} must be a positive number"))
+        })?;
+    state
+        .broker
+        .create_topic(&name, Some(count), BTreeMap::new())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn update_partitions(
+    State(state): State<Arc<AppState>>,
+    Path((tenant, ns, topic)): Path<(String, String, String)>,
+    JsonBody(partitions): JsonBody<i64>,
+) -> ApiResult<StatusCode> {
+    let name = TopicName::new(namespace(&tenant, &ns)?, &topic)?;
+    let count = u32::try_from(partitions).map_err(|_| {
+        ApiError::bad_request(format!("partitions {partitions} must be a positive number"))
+    })?;
+    state.broker.set_partition_count(&name, count).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn get_partitions(
+    State(state): State<Arc<AppState>>,
+    Path((tenant, ns, topic)): Path<(String, String, String)>,
+) -> ApiResult<Json<Value>> {
+    let name = TopicName::new(namespace(&tenant, &ns)?, &topic)?;
+    // Pulsar answers 0 for a non-partitioned or unknown topic; clients rely on it for lookups.
+    let partitions = match state.broker.topic(&name).await? {
+        Some(m) if m.partitioned => m.partitions,
+        _ => 0,
+    };
+    Ok(Json(json!({ "partitions": partitions })))
+}
+
+async fn delete_topic(
+    state: &AppState,
+    name: &TopicName,
+    partitioned: bool,
+    force: bool,
+) -> ApiResult<StatusCode> {
+    let meta = metadata(state, name).await?;
+    if meta.partitioned != partitioned {
+        return Err(ApiError::conflict(if partitioned {
+            format!("'{name}' is not a partitioned topic; delete it without /partitions")
+        } else {
+            format!("'{name}' is a partitioned topic; delete it with /partitions")
+        }));
+    }
+    if !force {
+        // Without force Pulsar refuses topics with subscriptions.
+        for partition in 0..meta.partition_count() {
+            let log = state
+                .broker
+                .partition(&TopicPartition {
+                    topic: name.clone(),
+                    partition,
+                })
+                .await?;
+            let subscriptions = log.ledger().cursors();
+            if !subscriptions.is_empty() {
+                return Err(ApiError {
+                    status: StatusCode::PRECONDITION_FAILED,
+                    reason: format!(
+                        "'{name}' has {} subscriptions; delete with force=true",
+                        subscriptions.len()
+                    ),
+                });
+            }
+        }
+    }
+    state.broker.delete_topic(name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn delete_non_partitioned(
+    State(state): State<Arc<AppState>>,
+    Path((tenant, ns, topic)): Path<(String, String, String)>,
+    Query(params): Query<DeleteParams>,
+) -> ApiResult<StatusCode> {
+    let name = TopicName::new(namespace(&tenant, &ns)?, &topic)?;
+    delete_topic(&state, &name, false, params.force).await
+}
+
+pub async fn delete_partitioned(
+    State(state): State<Arc<AppState>>,
+    Path((tenant, ns, topic)): Path<(String, String, String)>,
+    Query(params): Query<DeleteParams>,
+) -> ApiResult<StatusCode> {
+    let name = TopicName::new(namespace(&tenant, &ns)?, &topic)?;
+    delete_topic(&state, &name, true, params.force).await
+}
+
+/// The open log of a topic path: a non-partitioned topic, or one partition.
+async fn log_of(
+    state: &AppState,
+    tenant: &str,
+    ns: &str,
+    topic: &str,
+) -> ApiResult<Arc<PartitionLog>> {
+    let (name, partition) = topic_or_partition(tenant, ns, topic)?;
+    let meta = match (state.broker.topic(&name).await?, partition) {
+        (Some(m), _) => m,
+        // `x-partition-3` may also be a plain topic of that name.
+        (None, Some(_)) => {
+            let whole = TopicName::new(namespace(tenant, ns)?, topic)?;
+            metadata(state, &whole).await?;
+            return Ok(state
+                .broker
+                .partition(&TopicPartition {
+                    topic: whole,
+                    partition: 0,
+                })
+                .await?);
+        }
+        (None, None) => {
+            return Err(ApiError::not_found(format!(
+                "topic '{name}' does not exist"
+            )))
+        }
+    };
+    let index = match (meta.partitioned, partition) {
+        (false, None) => 0,
+        (true, Some(n)) => n,
+        (true, None) => {
+            return Err(ApiError::conflict(format!(
+                "'{name}' is a partitioned topic: ask for partitioned-stats or one partition"
+            )))
+        }
+        (false, Some(_)) => {
+            return Err(ApiError::not_found(format!("'{name}' is not partitioned")))
+        }
+    };
+    Ok(state
+        .broker
+        .partition(&TopicPartition {
+            topic: name,
+            partition: index,
+        })
+        .await?)
+}
+
+fn stats_json(log: &PartitionLog) -> Value {
+    let stats = log.ledger().stats();
+    let subscriptions: serde_json::Map<String, Value> = log
+        .ledger()
+        .cursors()
+        .into_iter()
+        .map(|(name, _)| {
+            let backlog = log.ledger().backlog(&name).unwrap_or(0);
+            (name, json!({ "msgBacklog": backlog, "type": "Durable" }))
+        })
+        .collect();
+    json!({
+        "storageSize": stats.total_bytes,
+        "msgCount": stats.end_index - stats.start_index,
+        "logStartIndex": stats.start_index,
+        "logEndIndex": stats.end_index,
+        "subscriptions": subscriptions,
+    })
+}
+
+pub async fn stats(
+    State(state): State<Arc<AppState>>,
+    Path((tenant, ns, topic)): Path<(String, String, String)>,
+) -> ApiResult<Json<Value>> {
+    let log = log_of(&state, &tenant, &ns, &topic).await?;
+    Ok(Json(stats_json(&log)))
+}
+
+pub async fn partitioned_stats(
+    State(state): State<Arc<AppState>>,
+    Path((tenant, ns, topic)): Path<(String, String, String)>,
+) -> ApiResult<Json<Value>> {
+    let name = TopicName::new(namespace(&tenant, &ns)?, &topic)?;
+    let meta = metadata(&state, &name).await?;
+    if !meta.partitioned {
+        return Err(ApiError::conflict(format!(
+            "'{name}' is not a partitioned topic"
+        )));
+    }
+    let mut partitions = serde_json::Map::new();
+    let (mut storage, mut count) = (0u64, 0u64);
+    for n in 0..meta.partitions {
+        let log = state
+            .broker
+            .partition(&TopicPartition {
+                topic: name.clone(),
+                partition: n,
+            })
+            .await?;
+        let s = stats_json(&log);
+        storage += s["storageSize"].as_u64().unwrap_or(0);
+        count += s["msgCount"].as_u64().unwrap_or(0);
+        partitions.insert(format!("{name}-partition-{n}"), s);
+    }
+    Ok(Json(json!({
+        "metadata": { "partitions": meta.partitions },
+        "storageSize": storage,
+        "msgCount": count,
+        "partitions": partitions,
+    })))
+}
+
+pub async fn internal_stats(
+    State(state): State<Arc<AppState>>,
+    Path((tenant, ns, topic)): Path<(String, String, String)>,
+) -> ApiResult<Json<Value>> {
+    let log = log_of(&state, &tenant, &ns, &topic).await?;
+    let stats = log.ledger().stats();
+    let segments: Vec<Value> = stats
+        .segments
+        .iter()
+        .map(|s| json!({ "baseIndex": s.base_index, "entries": s.entries, "size": s.bytes }))
+        .collect();
+    let cursors: serde_json::Map<String, Value> = log
+        .ledger()
+        .cursors()
+        .into_iter()
+        .map(|(name, c)| {
+            let acked: Vec<String> = c.acked.ranges().map(|r| format!("[{}..{})", r.start, r.end)).collect();
+            (name, json!({ "markDeleteIndex": c.mark_delete_index, "individuallyDeletedMessages": acked }))
+        })
+        .collect();
+    Ok(Json(json!({
+        "numberOfEntries": stats.segments.iter().map(|s| s.entries).sum::<u64>(),
+        "totalSize": stats.total_bytes,
+        "logStartIndex": stats.start_index,
+        "logEndIndex": stats.end_index,
+        "fsyncs": stats.fsyncs,
+        "segments": segments,
+        "cursors": cursors,
+    })))
+}
+
+pub async fn subscriptions(
+    State(state): State<Arc<AppState>>,
+    Path((tenant, ns, topic)): Path<(String, String, String)>,
+) -> ApiResult<Json<Vec<String>>> {
+    let (name, partition) = topic_or_partition(&tenant, &ns, &topic)?;
+    let meta = state.broker.topic(&name).await?;
+    // A partitioned topic lists the union of its partitions' subscriptions.
+    if let (Some(m), None) = (&meta, partition) {
+        if m.partitioned {
+            let mut all = std::collections::BTreeSet::new();
+            for n in 0..m.partitions {
+                let log = state
+                    .broker
+                    .partition(&TopicPartition {
+                        topic: name.clone(),
+                        partition: n,
+                    })
+                    .await?;
+                all.extend(log.ledger().cursors().into_iter().map(|(c, _)| c));
+            }
+            return Ok(Json(all.into_iter().collect()));
+        }
+    }
+    let log = log_of(&state, &tenant, &ns, &topic).await?;
+    Ok(Json(
+        log.ledger().cursors().into_iter().map(|(c, _)| c).collect(),
+    ))
+}

@@ -1,0 +1,479 @@
+//! The admin REST API through the router: success and error paths of every endpoint.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use magnetar_broker::*;
+use magnetar_metadata::MemoryStore;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+struct Api {
+    router: axum::Router,
+    broker: Arc<Broker>,
+    _dir: tempfile::TempDir,
+}
+
+impl Api {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = BrokerConfig {
+            cluster_name: "standalone".into(),
+            data_dir: dir.path().to_path_buf(),
+            default_namespace: NamespaceName::new("public", "default").unwrap(),
+            allow_auto_topic_creation: true,
+            auto_topic_creation_partitioned: true,
+            default_num_partitions: 1,
+            partitions_max: 64,
+            producers_per_partition_max: 10,
+            ledger: LedgerConfig::default(),
+            service_url: String::new(),
+            broker_service_url: String::new(),
+        };
+        let broker = Broker::open(config, Arc::new(MemoryStore::new()), Arc::new(SystemClock))
+            .await
+            .unwrap();
+        let readiness = magnetar_admin::Readiness::default();
+        readiness.set_ready(true);
+        Self {
+            router: magnetar_admin::router(broker.clone(), readiness),
+            broker,
+            _dir: dir,
+        }
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<&str>) -> (StatusCode, Value) {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", "application/json")
+            .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
+            .unwrap();
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap()
+        };
+        (status, value)
+    }
+}
+
+use Method as M;
+
+#[tokio::test]
+async fn tenants_and_clusters() {
+    let api = Api::new().await;
+    assert_eq!(
+        api.call(M::GET, "/admin/v2/clusters", None).await,
+        (StatusCode::OK, json!(["standalone"]))
+    );
+    assert_eq!(
+        api.call(M::GET, "/admin/v2/tenants", None).await,
+        (StatusCode::OK, json!(["public"]))
+    );
+    let info = r#"{"adminRoles":["ops"],"allowedClusters":["standalone"]}"#;
+    assert_eq!(
+        api.call(M::PUT, "/admin/v2/tenants/acme", Some(info))
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    let (status, body) = api.call(M::PUT, "/admin/v2/tenants/acme", Some(info)).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(body["reason"].as_str().unwrap().contains("acme"), "{body}");
+    let (status, body) = api.call(M::GET, "/admin/v2/tenants/acme", None).await;
+    assert_eq!(
+        (status, body["adminRoles"].clone()),
+        (StatusCode::OK, json!(["ops"]))
+    );
+    let update = r#"{"adminRoles":["ops","dev"]}"#;
+    assert_eq!(
+        api.call(M::POST, "/admin/v2/tenants/acme", Some(update))
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api.call(M::GET, "/admin/v2/tenants/acme", None).await.1["adminRoles"],
+        json!(["ops", "dev"])
+    );
+    assert_eq!(
+        api.call(M::GET, "/admin/v2/tenants/nobody", None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        api.call(M::POST, "/admin/v2/tenants/nobody", Some(update))
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    // Malformed JSON, unknown fields and unknown clusters are refused.
+    let (status, body) = api
+        .call(M::PUT, "/admin/v2/tenants/x", Some("{not json"))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["reason"].as_str().unwrap().contains("malformed JSON"));
+    assert_eq!(
+        api.call(M::PUT, "/admin/v2/tenants/x", Some(r#"{"adminRole":[]}"#))
+            .await
+            .0,
+        StatusCode::BAD_REQUEST
+    );
+    let other = r#"{"allowedClusters":["elsewhere"]}"#;
+    assert_eq!(
+        api.call(M::PUT, "/admin/v2/tenants/x", Some(other)).await.0,
+        StatusCode::PRECONDITION_FAILED
+    );
+    assert_eq!(
+        api.call(M::PUT, "/admin/v2/tenants/bad%20name", None)
+            .await
+            .0,
+        StatusCode::PRECONDITION_FAILED
+    );
+    // A tenant with namespaces cannot be deleted.
+    assert_eq!(
+        api.call(M::PUT, "/admin/v2/namespaces/acme/ns", None)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api.call(M::DELETE, "/admin/v2/tenants/acme", None).await.0,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        api.call(M::DELETE, "/admin/v2/namespaces/acme/ns", None)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api.call(M::DELETE, "/admin/v2/tenants/acme", None).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api.call(M::DELETE, "/admin/v2/tenants/acme", None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        api.call(M::GET, "/admin/v2/nothing/here", None).await.0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn namespaces_and_policies() {
+    let api = Api::new().await;
+    let (status, list) = api.call(M::GET, "/admin/v2/namespaces/public", None).await;
+    assert_eq!(
+        (status, list),
+        (StatusCode::OK, json!(["public/__kafka", "public/default"]))
+    );
+    assert_eq!(
+        api.call(M::GET, "/admin/v2/namespaces/nobody", None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        api.call(M::PUT, "/admin/v2/namespaces/nobody/ns", None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        api.call(M::PUT, "/admin/v2/namespaces/public/sales", None)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api.call(M::PUT, "/admin/v2/namespaces/public/sales", None)
+            .await
+            .0,
+        StatusCode::CONFLICT
+    );
+
+    let retention = "/admin/v2/namespaces/public/sales/retention";
+    let (_, r) = api.call(M::GET, retention, None).await;
+    assert_eq!(
+        r,
+        json!({"retentionTimeInMinutes": -1, "retentionSizeInMB": -1})
+    );
+    let body = r#"{"retentionTimeInMinutes": 60, "retentionSizeInMB": 10}"#;
+    assert_eq!(
+        api.call(M::POST, retention, Some(body)).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api.call(M::GET, retention, None).await.1,
+        json!({"retentionTimeInMinutes": 60, "retentionSizeInMB": 10})
+    );
+    let stored = api
+        .broker
+        .namespace_policies(&NamespaceName::new("public", "sales").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (stored.retention_time_ms, stored.retention_size_bytes),
+        (Some(3_600_000), Some(10 << 20))
+    );
+    let bad = r#"{"retentionTimeInMinutes": -5, "retentionSizeInMB": 1}"#;
+    assert_eq!(
+        api.call(M::POST, retention, Some(bad)).await.0,
+        StatusCode::BAD_REQUEST
+    );
+
+    let ttl = "/admin/v2/namespaces/public/sales/messageTTL";
+    assert_eq!(api.call(M::GET, ttl, None).await.1, Value::Null);
+    assert_eq!(
+        api.call(M::POST, ttl, Some("120")).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(api.call(M::GET, ttl, None).await.1, json!(120));
+    assert_eq!(
+        api.call(M::POST, ttl, Some("-1")).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    let (_, policies) = api
+        .call(M::GET, "/admin/v2/namespaces/public/sales", None)
+        .await;
+    assert_eq!(policies["message_ttl_in_seconds"], json!(120));
+    assert_eq!(
+        policies["retention_policies"]["retentionSizeInMB"],
+        json!(10)
+    );
+    assert_eq!(
+        api.call(M::DELETE, retention, None).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api.call(M::DELETE, ttl, None).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api.call(M::GET, retention, None).await.1["retentionTimeInMinutes"],
+        json!(-1)
+    );
+
+    // Non-empty namespaces cannot be deleted.
+    assert_eq!(
+        api.call(M::PUT, "/admin/v2/persistent/public/sales/t", None)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api.call(M::DELETE, "/admin/v2/namespaces/public/sales", None)
+            .await
+            .0,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        api.call(M::DELETE, "/admin/v2/persistent/public/sales/t", None)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api.call(M::DELETE, "/admin/v2/namespaces/public/sales", None)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api.call(M::GET, retention, None).await.0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn topics_create_update_stats_delete() {
+    let api = Api::new().await;
+    let base = "/admin/v2/persistent/public/default";
+    assert_eq!(
+        api.call(M::PUT, &format!("{base}/orders/partitions"), Some("3"))
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api.call(M::PUT, &format!("{base}/orders/partitions"), Some("3"))
+            .await
+            .0,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        api.call(M::PUT, &format!("{base}/bad/partitions"), Some("0"))
+            .await
+            .0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        api.call(M::PUT, &format!("{base}/bad/partitions"), Some("\"x\""))
+            .await
+            .0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        api.call(M::PUT, &format!("{base}/single"), None).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api.call(M::PUT, &format!("{base}/x-partition-1"), None)
+            .await
+            .0,
+        StatusCode::PRECONDITION_FAILED
+    );
+    assert_eq!(
+        api.call(M::GET, &format!("{base}/orders/partitions"), None)
+            .await
+            .1,
+        json!({"partitions": 3})
+    );
+    assert_eq!(
+        api.call(M::GET, &format!("{base}/single/partitions"), None)
+            .await
+            .1,
+        json!({"partitions": 0})
+    );
+    // Partitions only grow.
+    assert_eq!(
+        api.call(M::POST, &format!("{base}/orders/partitions"), Some("2"))
+            .await
+            .0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        api.call(M::POST, &format!("{base}/orders/partitions"), Some("4"))
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    let (_, list) = api.call(M::GET, base, None).await;
+    let expected: Vec<String> = (0..4)
+        .map(|n| format!("persistent://public/default/orders-partition-{n}"))
+        .chain(["persistent://public/default/single".to_string()])
+        .collect();
+    assert_eq!(list, json!(expected));
+    assert_eq!(
+        api.call(M::GET, &format!("{base}/partitioned"), None)
+            .await
+            .1,
+        json!(["persistent://public/default/orders"])
+    );
+    assert_eq!(
+        api.call(M::GET, "/admin/v2/persistent/public/nope", None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+
+    // Data written through the broker shows in stats.
+    let tp = TopicPartition {
+        topic: api.broker.parse_topic("orders").unwrap(),
+        partition: 2,
+    };
+    let log = api.broker.partition(&tp).await.unwrap();
+    for _ in 0..3 {
+        let payload = bytes::Bytes::from(vec![0u8; 100]);
+        let request = AppendRequest {
+            payload,
+            message_count: 2,
+            max_timestamp_ms: 1,
+            format: PayloadFormat::Kafka,
+            producer: None,
+            first_index_at: Some(0),
+        };
+        log.append(request).await.unwrap();
+    }
+    let (status, stats) = api
+        .call(M::GET, &format!("{base}/orders-partition-2/stats"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (stats["msgCount"].clone(), stats["logEndIndex"].clone()),
+        (json!(6), json!(6))
+    );
+    assert!(stats["storageSize"].as_u64().unwrap() >= 300);
+    let (_, all) = api
+        .call(M::GET, &format!("{base}/orders/partitioned-stats"), None)
+        .await;
+    assert_eq!(all["msgCount"], json!(6));
+    assert_eq!(all["metadata"]["partitions"], json!(4));
+    let (_, internal) = api
+        .call(
+            M::GET,
+            &format!("{base}/orders-partition-2/internal-stats"),
+            None,
+        )
+        .await;
+    assert_eq!(internal["numberOfEntries"], json!(3));
+    assert_eq!(internal["segments"][0]["baseIndex"], json!(0));
+    assert_eq!(
+        api.call(M::GET, &format!("{base}/orders/stats"), None)
+            .await
+            .0,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        api.call(M::GET, &format!("{base}/orders-partition-9/stats"), None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        api.call(M::GET, &format!("{base}/single/subscriptions"), None)
+            .await
+            .1,
+        json!([])
+    );
+
+    // A subscription (cursor) blocks deletion without force.
+    log.ledger()
+        .open_cursor("sub", magnetar_storage::CursorStart::Earliest)
+        .await
+        .unwrap();
+    assert_eq!(
+        api.call(M::GET, &format!("{base}/orders/subscriptions"), None)
+            .await
+            .1,
+        json!(["sub"])
+    );
+    let (_, stats) = api
+        .call(M::GET, &format!("{base}/orders-partition-2/stats"), None)
+        .await;
+    assert_eq!(stats["subscriptions"]["sub"]["msgBacklog"], json!(6));
+    assert_eq!(
+        api.call(M::DELETE, &format!("{base}/orders/partitions"), None)
+            .await
+            .0,
+        StatusCode::PRECONDITION_FAILED
+    );
+    assert_eq!(
+        api.call(M::DELETE, &format!("{base}/orders"), None).await.0,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        api.call(
+            M::DELETE,
+            &format!("{base}/orders/partitions?force=true"),
+            None
+        )
+        .await
+        .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api.call(M::DELETE, &format!("{base}/orders/partitions"), None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+}
