@@ -62,6 +62,8 @@ pub struct RetentionSummary {
     pub partitions_checked: u64,
     pub segments_deleted: u64,
     pub bytes_deleted: u64,
+    /// Messages acknowledged on subscriptions by message TTL.
+    pub messages_expired: u64,
 }
 
 /// A non-negative numeric topic config; `-1` or absent is `None`.
@@ -648,7 +650,11 @@ impl Broker {
         for (name, metadata) in self.list_all_topics(true).await? {
             let policies = self.namespace_policies(&name.namespace).await?;
             let (time_ms, size_bytes) = effective_retention(&metadata, policies.as_ref());
-            if time_ms.is_none() && size_bytes.is_none() {
+            let ttl_ms = policies
+                .as_ref()
+                .and_then(|p| p.message_ttl_s)
+                .map(|s| s.saturating_mul(1000));
+            if time_ms.is_none() && size_bytes.is_none() && ttl_ms.is_none() {
                 continue;
             }
             for partition in 0..metadata.partition_count() {
@@ -662,6 +668,13 @@ impl Broker {
                     Err(Error::TopicNotFound(_) | Error::PartitionNotFound { .. }) => continue,
                     Err(e) => return Err(e),
                 };
+                if let Some(ttl_ms) = ttl_ms {
+                    summary.messages_expired += self.expire_messages(&log, ttl_ms).await?;
+                }
+                if time_ms.is_none() && size_bytes.is_none() {
+                    summary.partitions_checked += 1;
+                    continue;
+                }
                 let outcome = log.ledger().apply_retention(time_ms, size_bytes).await?;
                 summary.partitions_checked += 1;
                 if outcome.segments_deleted > 0 {
@@ -678,6 +691,38 @@ impl Broker {
             }
         }
         Ok(summary)
+    }
+
+    /// Message TTL (Pulsar's): every subscription of `log` acknowledges the messages older than
+    /// `ttl_ms`, judged by the entry's max timestamp (event time, else publish time). Kafka
+    /// consumer groups keep their own offsets and are not affected, as in Pulsar/KoP.
+    async fn expire_messages(&self, log: &PartitionLog, ttl_ms: u64) -> Result<u64> {
+        let ledger = log.ledger();
+        let cursors = ledger.cursors();
+        if cursors.is_empty() {
+            return Ok(0);
+        }
+        let cutoff = self
+            .clock
+            .now_ms()
+            .saturating_sub(i64::try_from(ttl_ms).unwrap_or(i64::MAX));
+        // The first entry young enough to keep; everything before it has expired.
+        let keep_from = match ledger.find_by_timestamp(cutoff).await? {
+            Some(header) => header.first_index,
+            None => ledger.end_index(),
+        };
+        let mut expired = 0;
+        for (name, state) in cursors {
+            if keep_from > state.mark_delete_index && keep_from > 0 {
+                let before = ledger.backlog(&name)?;
+                ledger.ack_cumulative(&name, keep_from - 1).await?;
+                expired += before.saturating_sub(ledger.backlog(&name)?);
+            }
+        }
+        if expired > 0 {
+            tracing::info!(partition = %log.name(), expired, "message ttl expired messages");
+        }
+        Ok(expired)
     }
 
     /// The partitions currently open.

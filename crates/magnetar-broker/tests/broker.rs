@@ -356,3 +356,65 @@ async fn retention_follows_topic_configs_then_namespace_policy() {
         "size retention keeps at least the limit"
     );
 }
+
+#[tokio::test]
+async fn message_ttl_expires_old_messages_on_subscriptions() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let broker = Broker::open(
+        config(dir.path()),
+        Arc::new(MemoryStore::new()),
+        clock.clone(),
+    )
+    .await
+    .unwrap();
+    let ns = NamespaceName::new("public", "ttl").unwrap();
+    broker
+        .create_namespace(
+            &ns,
+            NamespacePolicies {
+                message_ttl_s: Some(60),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let topic = TopicName::new(ns, "t").unwrap();
+    broker
+        .create_topic(&topic, None, BTreeMap::new())
+        .await
+        .unwrap();
+    let log = broker
+        .partition(&TopicPartition {
+            topic,
+            partition: 0,
+        })
+        .await
+        .unwrap();
+    log.ledger()
+        .open_cursor("sub", magnetar_storage::CursorStart::Earliest)
+        .await
+        .unwrap();
+    let at = |ts: i64| AppendRequest {
+        max_timestamp_ms: ts,
+        ..batch("m", None)
+    };
+    for ts in [1_000_000, 1_010_000, 1_100_000] {
+        log.append(at(ts)).await.unwrap();
+    }
+    // At 1_065_000 the cutoff is 1_005_000: only the first message is older than 60 s.
+    clock.set_ms(1_065_000);
+    assert_eq!(
+        broker.enforce_retention().await.unwrap().messages_expired,
+        1
+    );
+    assert_eq!(log.ledger().backlog("sub").unwrap(), 2);
+    // Much later, everything has expired; the data itself stays (no retention policy).
+    clock.set_ms(2_000_000);
+    assert_eq!(
+        broker.enforce_retention().await.unwrap().messages_expired,
+        2
+    );
+    assert_eq!(log.ledger().backlog("sub").unwrap(), 0);
+    assert_eq!(log.start_index(), 0);
+}
