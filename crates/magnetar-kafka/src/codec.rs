@@ -2,7 +2,7 @@
 //! reason to refuse it); a typed response in, a length-prefixed frame out.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, RequestKind, ResponseKind};
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 use kafka_protocol::ResponseError;
 
 use crate::api;
@@ -142,7 +142,7 @@ pub fn unsupported_api_versions(correlation_id: i32) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kafka_protocol::messages::{ApiVersionsRequest, MetadataRequest};
+    use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse, MetadataRequest};
     use kafka_protocol::protocol::{Decodable, Encodable};
     use proptest::prelude::*;
 

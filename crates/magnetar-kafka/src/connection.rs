@@ -45,7 +45,7 @@ pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, context: Arc<
                 let correlation_id = request.header.correlation_id;
                 let client_id = request.header.client_id.clone();
                 let body = match api::handle(&context, *request).await {
-                    api::Outcome::Respond(body) => body,
+                    api::Outcome::Respond(body) => *body,
                     api::Outcome::NoResponse => continue, // Produce with acks=0
                     api::Outcome::Close(reason) => {
                         tracing::warn!(%peer, ?api_key, version, client_id, reason, "closing kafka connection");

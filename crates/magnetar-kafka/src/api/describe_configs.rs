@@ -46,7 +46,11 @@ pub async fn handle(
         };
         match rows {
             Ok(rows) => {
-                let wanted = resource.configuration_keys.as_ref();
+                // Null (and, leniently, an empty list) means every key.
+                let wanted = resource
+                    .configuration_keys
+                    .as_ref()
+                    .filter(|keys| !keys.is_empty());
                 result.configs = rows
                     .into_iter()
                     .filter(|row| {

@@ -59,7 +59,7 @@ pub fn supported(api_key: ApiKey) -> Option<(i16, i16)> {
 /// What the connection does after a request.
 #[derive(Debug)]
 pub enum Outcome {
-    Respond(ResponseKind),
+    Respond(Box<ResponseKind>),
     /// Produce with acks=0.
     NoResponse,
     Close(&'static str),
@@ -144,7 +144,7 @@ fn derive_topic_id(name: &TopicName, created_ms: i64) -> Uuid {
 pub async fn handle(ctx: &Context, request: Request) -> Outcome {
     let header = request.header;
     let v = header.api_version;
-    let respond = Outcome::Respond;
+    let respond = |r: ResponseKind| Outcome::Respond(Box::new(r));
     match request.body {
         RequestKind::ApiVersions(r) => respond(ResponseKind::ApiVersions(api_versions::handle(
             ctx, &header, r,
