@@ -1,6 +1,7 @@
 //! `magnetar`: the broker binary. Owns configuration, the command line and the wiring of the
 //! layers below (metadata store, broker core, Kafka/Pulsar/HTTP listeners).
 
+mod admin_cli;
 mod config;
 mod standalone;
 
@@ -24,6 +25,8 @@ struct Cli {
 enum Command {
     /// Runs a standalone broker with embedded storage and metadata in one process.
     Standalone(StandaloneArgs),
+    /// Administers a running broker through its REST API (pulsar-admin's command shape).
+    Admin(admin_cli::AdminArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -56,5 +59,6 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Standalone(args) => standalone::main(args),
+        Command::Admin(args) => admin_cli::main(args),
     }
 }

@@ -1,0 +1,136 @@
+//! `magnetar admin` against a running standalone broker, as an operator runs it.
+
+mod common;
+
+use std::process::Command;
+
+use common::Broker;
+
+fn admin(broker: &Broker, args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(common::binary())
+        .arg("admin")
+        .args(["--admin-url", &format!("http://{}", broker.http_addr)])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn tenants_namespaces_topics_round_trip() {
+    let broker = Broker::start();
+    let ok = |args: &[&str]| {
+        let (success, stdout, stderr) = admin(&broker, args);
+        assert!(success, "{args:?}: {stderr}");
+        stdout
+    };
+    assert_eq!(ok(&["tenants", "list"]), "public\n");
+    ok(&["tenants", "create", "acme", "--admin-roles", "ops,dev"]);
+    assert_eq!(ok(&["tenants", "list"]), "acme\npublic\n");
+    ok(&["namespaces", "create", "acme/sales"]);
+    assert_eq!(ok(&["namespaces", "list", "acme"]), "acme/sales\n");
+    ok(&[
+        "namespaces",
+        "set-retention",
+        "acme/sales",
+        "--time-minutes",
+        "-1",
+        "--size-mb",
+        "512",
+    ]);
+    ok(&["namespaces", "set-message-ttl", "acme/sales", "--ttl", "30"]);
+    let policies: serde_json::Value = serde_json::from_str(&ok(&[
+        "--output",
+        "json",
+        "namespaces",
+        "policies",
+        "acme/sales",
+    ]))
+    .unwrap();
+    assert_eq!(policies["retention_policies"]["retentionSizeInMB"], 512);
+    assert_eq!(policies["message_ttl_in_seconds"], 30);
+
+    ok(&[
+        "topics",
+        "create-partitioned-topic",
+        "persistent://acme/sales/orders",
+        "-p",
+        "2",
+    ]);
+    ok(&[
+        "topics",
+        "update-partitioned-topic",
+        "acme/sales/orders",
+        "-p",
+        "3",
+    ]);
+    ok(&["topics", "create", "acme/sales/single"]);
+    let listed = ok(&["topics", "list", "acme/sales"]);
+    assert_eq!(
+        listed.lines().collect::<Vec<_>>(),
+        vec![
+            "persistent://acme/sales/orders-partition-0",
+            "persistent://acme/sales/orders-partition-1",
+            "persistent://acme/sales/orders-partition-2",
+            "persistent://acme/sales/single",
+        ]
+    );
+    let stats = ok(&["topics", "stats", "acme/sales/single"]);
+    assert!(
+        stats.contains("msgCount") && stats.contains("storageSize"),
+        "{stats}"
+    );
+    let stats: serde_json::Value = serde_json::from_str(&ok(&[
+        "--output",
+        "json",
+        "topics",
+        "partitioned-stats",
+        "acme/sales/orders",
+    ]))
+    .unwrap();
+    assert_eq!(stats["metadata"]["partitions"], 3);
+
+    // Errors: a non-zero exit and the server's reason.
+    let (success, _, stderr) = admin(&broker, &["tenants", "create", "acme"]);
+    assert!(
+        !success && stderr.contains("409") && stderr.contains("acme"),
+        "{stderr}"
+    );
+    let (success, _, stderr) = admin(&broker, &["namespaces", "delete", "acme/sales"]);
+    assert!(!success && stderr.contains("not empty"), "{stderr}");
+    let (success, _, stderr) = admin(&broker, &["topics", "stats", "no-slashes"]);
+    assert!(
+        !success && stderr.contains("tenant/namespace/topic"),
+        "{stderr}"
+    );
+
+    ok(&["topics", "delete", "acme/sales/orders"]);
+    ok(&["topics", "delete", "acme/sales/single"]);
+    ok(&["namespaces", "delete", "acme/sales"]);
+    ok(&["tenants", "delete", "acme"]);
+    assert_eq!(ok(&["tenants", "list"]), "public\n");
+}
+
+#[test]
+fn unreachable_admin_url_fails_clearly() {
+    let output = Command::new(common::binary())
+        .args([
+            "admin",
+            "--admin-url",
+            "http://127.0.0.1:1",
+            "tenants",
+            "list",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot reach") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+}
