@@ -48,6 +48,8 @@ fn produce(producer: &BaseProducer, topic: &str, count: usize, prefix: &str) {
 fn consume(broker: &Broker, topic: &str, count: usize) -> Vec<(i64, String)> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &broker.kafka_addr)
+        // librdkafka needs a group id even for assign(); nothing is committed (no group APIs yet).
+        .set("group.id", "magnetar-rdkafka-test")
         .set("enable.auto.commit", "false")
         .set("fetch.wait.max.ms", "100")
         .create()
