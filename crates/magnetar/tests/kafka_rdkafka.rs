@@ -17,7 +17,10 @@ const WAIT: Duration = Duration::from_secs(30);
 
 fn producer(broker: &Broker, extra: &[(&str, &str)]) -> BaseProducer {
     let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", &broker.kafka_addr).set("linger.ms", "5").set("message.timeout.ms", "20000");
+    config
+        .set("bootstrap.servers", &broker.kafka_addr)
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "20000");
     for (k, v) in extra {
         config.set(*k, *v);
     }
@@ -28,13 +31,19 @@ fn produce(producer: &BaseProducer, topic: &str, count: usize, prefix: &str) {
     for i in 0..count {
         let payload = format!("{prefix}-{i}");
         let key = format!("k{i}");
-        let mut record = BaseRecord::to(topic).payload(&payload).key(&key).partition(0);
+        let mut record = BaseRecord::to(topic)
+            .payload(&payload)
+            .key(&key)
+            .partition(0);
         loop {
             match producer.send(record) {
                 Ok(()) => break,
                 Err((e, r)) => {
                     // Queue full: let deliveries drain.
-                    assert!(matches!(e, rdkafka::error::KafkaError::MessageProduction(_)), "{e}");
+                    assert!(
+                        matches!(e, rdkafka::error::KafkaError::MessageProduction(_)),
+                        "{e}"
+                    );
                     producer.poll(Duration::from_millis(10));
                     record = r;
                 }
@@ -55,14 +64,23 @@ fn consume(broker: &Broker, topic: &str, count: usize) -> Vec<(i64, String)> {
         .create()
         .expect("consumer");
     let mut assignment = TopicPartitionList::new();
-    assignment.add_partition_offset(topic, 0, Offset::Beginning).unwrap();
+    assignment
+        .add_partition_offset(topic, 0, Offset::Beginning)
+        .unwrap();
     consumer.assign(&assignment).unwrap();
     let mut out = Vec::new();
     let deadline = Instant::now() + WAIT;
     while out.len() < count {
-        assert!(Instant::now() < deadline, "got {} of {count} messages", out.len());
+        assert!(
+            Instant::now() < deadline,
+            "got {} of {count} messages",
+            out.len()
+        );
         match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => out.push((m.offset(), String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned())),
+            Some(Ok(m)) => out.push((
+                m.offset(),
+                String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+            )),
             Some(Err(e)) => panic!("consume error: {e}"),
             None => {}
         }
