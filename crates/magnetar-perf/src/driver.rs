@@ -99,6 +99,13 @@ impl Driver {
         Driver::parse(DEFAULT_DRIVER_YAML).expect("built-in driver parses")
     }
 
+    /// librdkafka settings of the admin client: common settings and the bootstrap servers.
+    pub fn common_settings(&self, bootstrap_servers: &str) -> BTreeMap<String, String> {
+        let mut out = self.common_config.clone();
+        out.insert("bootstrap.servers".into(), bootstrap_servers.into());
+        out
+    }
+
     /// librdkafka settings of a producer: common, then producer, then the bootstrap servers.
     pub fn producer_settings(&self, bootstrap_servers: &str) -> BTreeMap<String, String> {
         let mut out = self.common_config.clone();

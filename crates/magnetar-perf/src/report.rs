@@ -561,9 +561,9 @@ pub fn html(result: &RunResult, commands: Option<&str>) -> String {
     if let Some(commands) = commands {
         let _ = write!(out, "<h2>Command</h2><pre>{}</pre>", escape(commands));
     }
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "<p class=\"meta\">{} {} &middot; topics {} &middot; MB = 2<sup>20</sup> bytes</p></body></html>\n",
+        "<p class=\"meta\">{} {} &middot; topics {} &middot; MB = 2<sup>20</sup> bytes</p></body></html>",
         escape(&result.tool),
         escape(&result.version),
         escape(&result.topics.join(", "))

@@ -332,12 +332,11 @@ fn consumer_loop(
                     }
                 }
             }
+            // End-of-partition events are not errors; librdkafka only sends them when asked.
+            Some(Err(KafkaError::PartitionEOF(_))) => {}
             Some(Err(error)) => {
-                // End-of-partition events are not errors; librdkafka only sends them when asked.
-                if !matches!(error, KafkaError::PartitionEOF(_)) {
-                    shared.consume_errors.fetch_add(1, Ordering::Relaxed);
-                    shared.client_log(format!("consumer {}: {error}", plan.group_id));
-                }
+                shared.consume_errors.fetch_add(1, Ordering::Relaxed);
+                shared.client_log(format!("consumer {}: {error}", plan.group_id));
             }
             None => {}
         }
@@ -699,6 +698,10 @@ pub fn run(options: &RunOptions) -> anyhow::Result<RunResult> {
         None => None,
     };
 
+    if let Some(pid) = options.pid {
+        process::sample(Some(pid)).with_context(|| format!("--pid {pid}"))?;
+    }
+
     // Timer slack of 1 µs, so the send schedule's sleeps end close to their due times.
     // SAFETY: prctl with PR_SET_TIMERSLACK takes one integer argument and touches no memory.
     unsafe {
@@ -721,10 +724,7 @@ pub fn run(options: &RunOptions) -> anyhow::Result<RunResult> {
         .build()
         .context("cannot start the tokio runtime")?;
     let admin: AdminClient<DefaultClientContext> =
-        client_config(&driver.consumer_settings(&options.bootstrap_servers))
-            .remove("auto.offset.reset")
-            .remove("enable.auto.commit")
-            .remove("max.partition.fetch.bytes")
+        client_config(&driver.common_settings(&options.bootstrap_servers))
             .create()
             .context("cannot create the admin client")?;
     create_topics(

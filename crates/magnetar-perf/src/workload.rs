@@ -216,7 +216,7 @@ impl Workload {
     /// Backlog size in bytes, `None` for a workload without a backlog phase.
     pub fn backlog_bytes(&self) -> Option<u64> {
         (self.consumer_backlog_size_gb > 0.0)
-            .then(|| (self.consumer_backlog_size_gb * 1024.0 * 1024.0 * 1024.0) as u64)
+            .then_some((self.consumer_backlog_size_gb * 1024.0 * 1024.0 * 1024.0) as u64)
     }
 
     /// Phase lengths: the command line wins over the file; a run without a test duration is

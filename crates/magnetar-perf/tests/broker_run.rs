@@ -54,7 +54,7 @@ fn broker_binary() -> PathBuf {
 }
 
 fn start_broker(data_dir: &Path) -> Broker {
-    let mut child = Command::new(broker_binary())
+    let child = Command::new(broker_binary())
         .args(["standalone", "--data-dir"])
         .arg(data_dir)
         .args([
@@ -72,7 +72,12 @@ fn start_broker(data_dir: &Path) -> Broker {
         .stderr(Stdio::null())
         .spawn()
         .expect("start magnetar");
-    let stdout = child.stdout.take().expect("stdout");
+    // Owned by the guard at once, so every path kills and waits for it.
+    let mut broker = Broker {
+        child,
+        kafka: String::new(),
+    };
+    let stdout = broker.child.stdout.take().expect("stdout");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -89,8 +94,8 @@ fn start_broker(data_dir: &Path) -> Broker {
             .expect("magnetar printed no listening line in 20 s");
         if let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) {
             if value["event"] == "listening" {
-                let kafka = value["kafka"].as_str().expect("kafka address").to_string();
-                return Broker { child, kafka };
+                broker.kafka = value["kafka"].as_str().expect("kafka address").to_string();
+                return broker;
             }
         }
     }
