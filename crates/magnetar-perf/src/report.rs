@@ -63,15 +63,24 @@ fn linear_ticks(max: f64) -> Vec<f64> {
     (0..=5).map(|i| top * f64::from(i) / 5.0).collect()
 }
 
-fn tick_label(v: f64) -> String {
+/// `fmt_num` without trailing zeros: `1`, `2.5`, `0.001`.
+fn trim(text: String) -> String {
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    }
+}
+
+pub fn tick_label(v: f64) -> String {
     if v == 0.0 {
         "0".into()
     } else if v.abs() >= 1e6 {
-        format!("{}M", fmt_num(v / 1e6))
+        format!("{}M", trim(fmt_num(v / 1e6)))
     } else if v.abs() >= 1e4 {
-        format!("{}k", fmt_num(v / 1e3))
+        format!("{}k", trim(fmt_num(v / 1e3)))
     } else {
-        fmt_num(v)
+        trim(fmt_num(v))
     }
 }
 
@@ -184,7 +193,7 @@ pub fn line_chart(chart: &Chart<'_>) -> String {
                 r##"<rect x="{xa:.1}" y="{TOP}" width="{:.1}" height="{plot_h}" fill="#eee"/><text x="{:.1}" y="{:.1}" fill="#999" text-anchor="middle">{}</text>"##,
                 xb - xa,
                 (xa + xb) / 2.0,
-                TOP + 12.0,
+                TOP + plot_h - 6.0,
                 escape(label)
             );
         }
@@ -582,6 +591,16 @@ mod tests {
         assert_eq!(nice_ceil(42_000.0), 50_000.0);
         assert_eq!(nice_ceil(2.2), 2.5);
         assert_eq!(nice_ceil(100.0), 100.0);
+    }
+
+    #[test]
+    fn tick_labels_are_short() {
+        assert_eq!(tick_label(1.0), "1");
+        assert_eq!(tick_label(2.5), "2.5");
+        assert_eq!(tick_label(800.0), "800");
+        assert_eq!(tick_label(0.001), "0.001");
+        assert_eq!(tick_label(50_000.0), "50k");
+        assert_eq!(tick_label(2_000_000.0), "2M");
     }
 
     #[test]

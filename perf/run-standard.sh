@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Runs the standard workloads against `magnetar standalone`, once per fsync policy, with a fresh
+# broker and data directory per run, and writes JSON results, HTML reports, progress logs, the
+# exact commands and the load average before each run into the results directory.
+#
+#   perf/run-standard.sh perf/results/<date>
+#
+# Environment: MAGNETAR_BIN (default target/release/magnetar), PERF_BIN (default
+# target/release/magnetar-perf), WARMUP_S (5), DURATION_S (30), BACKLOG_DURATION_S (60, caps
+# each backlog phase), FSYNC_POLICIES ("os always"), WORKLOADS (the standard five), PROFILE=1
+# to record a `perf` profile of the broker during the max-rate run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:?usage: perf/run-standard.sh RESULTS_DIR}
+mkdir -p "$out"
+magnetar=${MAGNETAR_BIN:-target/release/magnetar}
+perf_bin=${PERF_BIN:-target/release/magnetar-perf}
+warmup=${WARMUP_S:-5}
+duration=${DURATION_S:-30}
+backlog_duration=${BACKLOG_DURATION_S:-60}
+workloads=${WORKLOADS:-"1-topic-1-partition-1kb 1-topic-1-partition-100b 1-topic-16-partitions-1kb max-rate-1-topic-16-partitions-1kb backlog-1-topic-16-partitions-1kb"}
+
+for fsync in ${FSYNC_POLICIES:-os always}; do
+  for w in $workloads; do
+    data=$(mktemp -d /tmp/magnetar-perf-data.XXXXXX)
+    MAGNETAR_STORAGE__FSYNC=$fsync "$magnetar" standalone --data-dir "$data/d" \
+      --kafka-port 0 --pulsar-port 0 --http-port 0 >"$data/out" 2>"$data/err" &
+    pid=$!
+    kafka=""
+    for _ in $(seq 1 300); do
+      kafka=$(sed -n 's/.*"kafka":"\([^"]*\)".*/\1/p' "$data/out")
+      [ -n "$kafka" ] && break
+      sleep 0.1
+    done
+    if [ -z "$kafka" ]; then
+      echo "broker did not start" >&2; cat "$data/err" >&2; kill "$pid" || true; exit 1
+    fi
+    name="$w-fsync-$fsync"
+    if [[ $w == backlog-* ]]; then
+      phase_args=(--warmup-s 0 --duration-s "$backlog_duration")
+    else
+      phase_args=(--warmup-s "$warmup" --duration-s "$duration")
+    fi
+    cmd=("$perf_bin" run --bootstrap-servers "$kafka" --workload "perf/workloads/$w.yaml"
+      "${phase_args[@]}" --pid "$pid" --output "$out/$name.json" --report "$out/$name.html")
+    {
+      echo "# $(date -u +%FT%TZ) $name; load before the run:$(uptime | sed 's/.*load average//')"
+      echo "MAGNETAR_STORAGE__FSYNC=$fsync $magnetar standalone --data-dir DIR --kafka-port 0 --pulsar-port 0 --http-port 0"
+      echo "${cmd[*]}"
+    } >>"$out/commands.txt"
+    profiler=""
+    if [ "${PROFILE:-0}" = 1 ] && [[ $w == max-rate-* ]]; then
+      # Profile the measured phase only: start after the warm-up.
+      (sleep "$warmup"; perf record -F 499 -g -p "$pid" -o "$out/$name.perf.data" -- sleep "$duration" \
+        >"$out/$name.perf-record.log" 2>&1) &
+      profiler=$!
+    fi
+    "${cmd[@]}" | tee "$out/$name.log"
+    [ -n "$profiler" ] && wait "$profiler"
+    kill -TERM "$pid"
+    wait "$pid" || true
+    rm -rf "$data"
+  done
+done
