@@ -1,0 +1,59 @@
+//! The coordinator's error: Kafka's group coordinator errors in Kafka's own terms, without wire
+//! codes. The Kafka front end maps each variant to its error code in one exhaustive `match`.
+
+/// Why a group or offset operation failed. Variants carry no data, so responses can hold them
+/// per member or per partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum CoordinatorError {
+    /// The coordinator is shutting down or the group is being removed; find it again.
+    #[error("the coordinator is not available")]
+    CoordinatorNotAvailable,
+    /// The group's offsets partition is not served here (it was unloaded after a write error).
+    #[error("this broker is not the coordinator of the group")]
+    NotCoordinator,
+    /// The group's offsets partition is still being loaded.
+    #[error("the coordinator is loading the group's offsets partition")]
+    CoordinatorLoadInProgress,
+    #[error("the group id is not valid")]
+    InvalidGroupId,
+    #[error("the member id is not known in the group")]
+    UnknownMemberId,
+    /// KIP-394: the first join of a member returns the id it must rejoin with.
+    #[error("a member id is required to join the group")]
+    MemberIdRequired,
+    #[error("the generation id is not the group's current generation")]
+    IllegalGeneration,
+    #[error("the group is rebalancing")]
+    RebalanceInProgress,
+    /// KIP-345: another member now holds this `group.instance.id`.
+    #[error("the static member was fenced by a newer member with the same instance id")]
+    FencedInstanceId,
+    #[error("the group has reached its maximum size")]
+    GroupMaxSizeReached,
+    #[error("the session timeout is outside the allowed range")]
+    InvalidSessionTimeout,
+    /// The protocol type differs from the group's, or no protocol is supported by all members.
+    #[error("the member's protocols are not compatible with the group")]
+    InconsistentGroupProtocol,
+    #[error("the offset metadata is too large")]
+    OffsetMetadataTooLarge,
+    #[error("the group is not empty")]
+    NonEmptyGroup,
+    #[error("the group does not exist")]
+    GroupIdNotFound,
+    /// The front end raises this when a committed topic or partition does not exist.
+    #[error("the topic or partition does not exist")]
+    UnknownTopicOrPartition,
+    /// OffsetDelete on a topic the active group still consumes.
+    #[error("the group is subscribed to the topic")]
+    GroupSubscribedToTopic,
+    /// Never returned while there are no transactions: every committed offset is stable.
+    #[error("there are unstable offsets for the requested partitions")]
+    UnstableOffsetCommit,
+    /// The write queue of the offsets partition is full; the client retries.
+    #[error("the coordinator is overloaded")]
+    CoordinatorOverloaded,
+    /// A stored record could not be decoded, or an internal invariant failed.
+    #[error("internal coordinator error")]
+    Internal,
+}
