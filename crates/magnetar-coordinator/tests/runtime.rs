@@ -1,0 +1,221 @@
+//! The coordinator runtime over a real broker (embedded metadata store, ledgers in a temporary
+//! directory): groups form through parked JoinGroup/SyncGroup requests, offsets survive a full
+//! broker restart, and compaction keeps the latest values.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use magnetar_broker::{Broker, BrokerConfig, LedgerConfig, NamespaceName, SystemClock};
+use magnetar_coordinator::*;
+use magnetar_metadata::{MetadataStore, RedbStore};
+
+fn broker_config(dir: &Path) -> BrokerConfig {
+    BrokerConfig {
+        cluster_name: "standalone".into(),
+        data_dir: dir.to_path_buf(),
+        default_namespace: NamespaceName::new("public", "default").unwrap(),
+        allow_auto_topic_creation: true,
+        auto_topic_creation_partitioned: true,
+        default_num_partitions: 1,
+        partitions_max: 64,
+        producers_per_partition_max: 100,
+        ledger: LedgerConfig::default(),
+        service_url: "http://127.0.0.1:8080".into(),
+        broker_service_url: "pulsar://127.0.0.1:6650".into(),
+    }
+}
+
+fn config() -> CoordinatorConfig {
+    CoordinatorConfig {
+        offsets_topic_num_partitions: 4,
+        group_initial_rebalance_delay_ms: 50,
+        timer_tick_ms: 10,
+        ..CoordinatorConfig::default()
+    }
+}
+
+async fn open(dir: &Path) -> (Arc<Broker>, Arc<GroupCoordinator>) {
+    let metadata: Arc<dyn MetadataStore> = Arc::new(RedbStore::open(&dir.join("metadata.redb")).await.unwrap());
+    let broker = Broker::open(broker_config(dir), metadata, Arc::new(SystemClock)).await.unwrap();
+    let coordinator = GroupCoordinator::start(broker.clone(), config()).await.unwrap();
+    (broker, coordinator)
+}
+
+async fn close(broker: Arc<Broker>, coordinator: Arc<GroupCoordinator>) {
+    coordinator.shutdown().await;
+    broker.shutdown().await.unwrap();
+}
+
+fn join(group: &str, member: &str, client: &str) -> JoinGroupRequest {
+    JoinGroupRequest {
+        group_id: group.into(),
+        member_id: member.into(),
+        group_instance_id: None,
+        protocol_type: "consumer".into(),
+        protocols: vec![Protocol { name: "range".into(), metadata: Bytes::from_static(b"sub") }],
+        session_timeout_ms: 10_000,
+        rebalance_timeout_ms: 10_000,
+        client_id: client.into(),
+        client_host: "/127.0.0.1".into(),
+        require_known_member_id: true,
+        reason: None,
+    }
+}
+
+fn commit(group: &str, generation: i32, member: &str, partition: i32, offset: i64) -> OffsetCommitRequest {
+    OffsetCommitRequest {
+        group_id: group.into(),
+        generation_id: generation,
+        member_id: member.into(),
+        group_instance_id: None,
+        topics: vec![CommitTopic {
+            name: "orders".into(),
+            partitions: vec![CommitPartition { partition, offset, leader_epoch: 1, metadata: Some(format!("m{offset}")), commit_timestamp_ms: None }],
+        }],
+    }
+}
+
+async fn fetch(c: &GroupCoordinator, group: &str, partition: i32) -> i64 {
+    let r = c
+        .fetch_offsets(OffsetFetchRequest {
+            group_id: group.into(),
+            topics: Some(vec![TopicPartitions { name: "orders".into(), partitions: vec![partition] }]),
+            require_stable: true,
+        })
+        .await;
+    assert_eq!(r.error, None);
+    r.topics[0].partitions[0].offset
+}
+
+/// Two members join concurrently; returns (leader id, follower id, generation).
+async fn form_group(c: &Arc<GroupCoordinator>, group: &str) -> (String, String, i32) {
+    let mut ids = Vec::new();
+    for client in ["a", "b"] {
+        let r = c.join_group(join(group, "", client)).await;
+        assert_eq!(r.error, Some(CoordinatorError::MemberIdRequired));
+        ids.push(r.member_id);
+    }
+    let (ra, rb) = tokio::join!(c.join_group(join(group, &ids[0], "a")), c.join_group(join(group, &ids[1], "b")));
+    assert_eq!((ra.error, rb.error), (None, None));
+    assert_eq!(ra.generation_id, rb.generation_id);
+    assert_eq!(ra.leader, rb.leader);
+    let (leader, follower) = if ra.leader == ids[0] { (ra, rb) } else { (rb, ra) };
+    assert_eq!(leader.members.len(), 2);
+    assert!(follower.members.is_empty());
+    let generation = leader.generation_id;
+    let sync = |member: &str, assignments: Vec<MemberAssignment>| SyncGroupRequest {
+        group_id: group.into(),
+        generation_id: generation,
+        member_id: member.into(),
+        group_instance_id: None,
+        protocol_type: Some("consumer".into()),
+        protocol_name: Some("range".into()),
+        assignments,
+    };
+    let plan = vec![
+        MemberAssignment { member_id: leader.member_id.clone(), assignment: Bytes::from_static(b"p0") },
+        MemberAssignment { member_id: follower.member_id.clone(), assignment: Bytes::from_static(b"p1") },
+    ];
+    let (sf, sl) = tokio::join!(c.sync_group(sync(&follower.member_id, vec![])), async {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        c.sync_group(sync(&leader.member_id, plan)).await
+    });
+    assert_eq!((sf.error, sf.assignment.as_ref()), (None, &b"p1"[..]));
+    assert_eq!((sl.error, sl.assignment.as_ref()), (None, &b"p0"[..]));
+    (leader.member_id, follower.member_id, generation)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_and_groups_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, c) = open(dir.path()).await;
+    assert_eq!(c.partition_count(), 4);
+    let (leader, follower, generation) = form_group(&c, "orders-app").await;
+    assert_eq!(c.heartbeat(HeartbeatRequest { group_id: "orders-app".into(), generation_id: generation, member_id: follower.clone(), group_instance_id: None }).await, Ok(()));
+    for p in 0..3 {
+        let r = c.commit_offsets(commit("orders-app", generation, &leader, p, 100 + i64::from(p))).await;
+        assert_eq!(r.topics[0].partitions[0].error, None);
+    }
+    for g in 0..20 {
+        let r = c.commit_offsets(commit(&format!("simple-{g}"), -1, "", 0, g)).await;
+        assert_eq!(r.topics[0].partitions[0].error, None);
+    }
+    let lag = c.group_lag("orders-app").await.unwrap();
+    assert_eq!(lag.len(), 3);
+    close(broker, c).await;
+
+    let (broker, c) = open(dir.path()).await;
+    for p in 0..3 {
+        assert_eq!(fetch(&c, "orders-app", p).await, 100 + i64::from(p));
+    }
+    for g in 0..20 {
+        assert_eq!(fetch(&c, &format!("simple-{g}"), 0).await, g);
+    }
+    let view = c.group_view("orders-app").await.unwrap().unwrap();
+    assert_eq!((view.state, view.generation_id, view.members.len()), (GroupState::Stable, generation, 2));
+    assert_eq!(view.leader.as_deref(), Some(leader.as_str()));
+    // The loaded generation keeps serving: heartbeats and commits of its members are accepted.
+    assert_eq!(c.heartbeat(HeartbeatRequest { group_id: "orders-app".into(), generation_id: generation, member_id: follower.clone(), group_instance_id: None }).await, Ok(()));
+    let listed = c.list_groups(&[]).await.unwrap();
+    assert_eq!(listed.len(), 21);
+    // Both leave: the group becomes Empty and can then be deleted.
+    let left = c.leave_group(LeaveGroupRequest { group_id: "orders-app".into(), members: vec![
+        LeavingMember { member_id: leader, group_instance_id: None, reason: None },
+        LeavingMember { member_id: follower, group_instance_id: None, reason: None },
+    ] }).await;
+    assert!(left.members.iter().all(|m| m.error.is_none()), "{left:?}");
+    let deleted = c.delete_groups(&["orders-app".into(), "nope".into()]).await;
+    assert_eq!(deleted, vec![("orders-app".to_string(), None), ("nope".to_string(), Some(CoordinatorError::GroupIdNotFound))]);
+    close(broker, c).await;
+
+    let (broker, c) = open(dir.path()).await;
+    assert_eq!(fetch(&c, "orders-app", 0).await, -1);
+    assert_eq!(c.describe_groups(&["orders-app".into()]).await[0].state, GroupState::Dead);
+    assert_eq!(fetch(&c, "simple-7", 0).await, 7);
+    close(broker, c).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_keeps_the_latest_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, c) = open(dir.path()).await;
+    for offset in 0..300 {
+        let r = c.commit_offsets(commit("busy", -1, "", (offset % 3) as i32, offset)).await;
+        assert_eq!(r.topics[0].partitions[0].error, None);
+    }
+    let _ = c.commit_offsets(commit("gone", -1, "", 0, 1)).await;
+    let _ = c.delete_groups(&["gone".into()]).await;
+    let partition = c.partition_for("busy");
+    let stats = c.compact(partition).await.unwrap().expect("compacted");
+    assert!(stats.new_start_index >= 300, "{stats:?}");
+    assert_eq!(stats.records_written, 3);
+    close(broker, c).await;
+
+    let (broker, c) = open(dir.path()).await;
+    assert_eq!(c.load_partition(partition).await.unwrap().records, 3);
+    assert_eq!(fetch(&c, "busy", 0).await, 297);
+    assert_eq!(fetch(&c, "busy", 1).await, 298);
+    assert_eq!(fetch(&c, "busy", 2).await, 299);
+    assert_eq!(fetch(&c, "gone", 0).await, -1);
+    close(broker, c).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parked_joins_are_answered_on_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, c) = open(dir.path()).await;
+    let r = c.join_group(join("g", "", "a")).await;
+    let id = r.member_id;
+    // A member that never rejoins keeps the join phase open.
+    let other = c.join_group(join("g", "", "b")).await.member_id;
+    let _ = other;
+    let c2 = c.clone();
+    let parked = tokio::spawn(async move { c2.join_group(join("g", &id, "a")).await });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    c.shutdown().await;
+    let r = parked.await.unwrap();
+    assert_eq!(r.error, Some(CoordinatorError::CoordinatorNotAvailable));
+    assert_eq!(c.heartbeat(HeartbeatRequest { group_id: "g".into(), generation_id: 0, member_id: "x".into(), group_instance_id: None }).await, Err(CoordinatorError::CoordinatorNotAvailable));
+    broker.shutdown().await.unwrap();
+}
