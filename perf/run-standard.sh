@@ -44,7 +44,7 @@ for fsync in ${FSYNC_POLICIES:-os always}; do
     cmd=("$perf_bin" run --bootstrap-servers "$kafka" --workload "perf/workloads/$w.yaml"
       "${phase_args[@]}" --pid "$pid" --output "$out/$name.json" --report "$out/$name.html")
     {
-      echo "# $(date -u +%FT%TZ) $name; load before the run:$(uptime | sed 's/.*load average//')"
+      echo "# $(date -u +%FT%TZ) $name; load average before the run: $(uptime | sed 's/.*load average: //')"
       echo "MAGNETAR_STORAGE__FSYNC=$fsync $magnetar standalone --data-dir DIR --kafka-port 0 --pulsar-port 0 --http-port 0"
       echo "${cmd[*]}"
     } >>"$out/commands.txt"
@@ -56,7 +56,14 @@ for fsync in ${FSYNC_POLICIES:-os always}; do
       profiler=$!
     fi
     "${cmd[@]}" | tee "$out/$name.log"
-    [ -n "$profiler" ] && wait "$profiler"
+    if [ -n "$profiler" ]; then
+      wait "$profiler" || true
+      perf report -i "$out/$name.perf.data" --no-children --sort dso,symbol --stdio 2>/dev/null \
+        | grep -E '^ +[0-9]' | head -40 | sed 's/ *$//' >"$out/$name.perf-self.txt" || true
+      perf report -i "$out/$name.perf.data" --children --sort symbol --stdio 2>/dev/null \
+        | grep -E '^ +[0-9]' | head -80 | sed 's/ *$//' >"$out/$name.perf-children.txt" || true
+      rm -f "$out/$name.perf.data"
+    fi
     kill -TERM "$pid"
     wait "$pid" || true
     rm -rf "$data"

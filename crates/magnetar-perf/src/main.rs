@@ -62,6 +62,8 @@ enum Command {
     },
     /// Print two results side by side with ratios (b/a).
     Compare { a: PathBuf, b: PathBuf },
+    /// Print a markdown table of results, one row per file.
+    Table { results: Vec<PathBuf> },
     /// Render the HTML report of a JSON result.
     Report { result: PathBuf, html: PathBuf },
 }
@@ -123,6 +125,18 @@ fn main_result() -> anyhow::Result<()> {
                 "{}",
                 compare(&ra, &a.display().to_string(), &rb, &b.display().to_string())
             );
+            Ok(())
+        }
+        Command::Table { results } => {
+            let mut loaded = Vec::new();
+            for path in results {
+                let name = path.file_stem().map_or_else(
+                    || path.display().to_string(),
+                    |s| s.to_string_lossy().into_owned(),
+                );
+                loaded.push((name, RunResult::load(&path)?));
+            }
+            print!("{}", result::markdown_table(&loaded));
             Ok(())
         }
         Command::Report { result, html } => {

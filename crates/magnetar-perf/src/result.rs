@@ -342,6 +342,50 @@ pub fn compare(a: &RunResult, a_name: &str, b: &RunResult, b_name: &str) -> Stri
     out
 }
 
+/// A markdown table of several results, one row each, labelled by `names` (file stems).
+pub fn markdown_table(results: &[(String, RunResult)]) -> String {
+    let mut out = String::from(
+        "| run | publish msg/s | MB/s | consume msg/s | publish p50 / p99 / p99.9 ms | e2e p50 / p99 / p99.9 ms | send delay p99 ms | broker CPU s (avg %) | broker peak RSS MB |\n|---|---|---|---|---|---|---|---|---|\n",
+    );
+    let three = |p: &Percentiles| {
+        if p.count == 0 {
+            "-".to_string()
+        } else {
+            format!(
+                "{} / {} / {}",
+                fmt_num(p.p50_ms),
+                fmt_num(p.p99_ms),
+                fmt_num(p.p99_9_ms)
+            )
+        }
+    };
+    for (name, r) in results {
+        let s = &r.summary;
+        let (cpu, rss) = match &r.broker {
+            Some(b) => (
+                format!("{} ({}%)", fmt_num(b.cpu_s), fmt_num(b.cpu_pct)),
+                fmt_num(b.peak_rss_bytes as f64 / MB),
+            ),
+            None => ("-".into(), "-".into()),
+        };
+        let _ = writeln!(
+            out,
+            "| {name} | {} | {} | {} | {} | {} | {} | {cpu} | {rss} |",
+            fmt_num(s.publish.msg_per_s),
+            fmt_num(s.publish.mb_per_s),
+            fmt_num(s.consume.msg_per_s),
+            three(&s.publish_latency),
+            three(&s.e2e_latency),
+            if s.send_delay.count == 0 {
+                "-".to_string()
+            } else {
+                fmt_num(s.send_delay.p99_ms)
+            },
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -433,6 +477,20 @@ pub(crate) mod tests {
         let json = serde_json::to_string(&a).unwrap();
         let back: RunResult = serde_json::from_str(&json).unwrap();
         assert_eq!(a, back);
+    }
+
+    #[test]
+    fn markdown_table_has_a_row_per_result() {
+        let t = markdown_table(&[
+            ("a".into(), sample_result(1_000.0, 4.0)),
+            ("b".into(), sample_result(2_000.0, 2.0)),
+        ]);
+        assert_eq!(t.lines().count(), 4);
+        assert!(
+            t.contains("| a | 1000 |") && t.contains("| b | 2000 |"),
+            "{t}"
+        );
+        assert!(t.contains("1.000 / 4.000 / 8.000"), "{t}");
     }
 
     #[test]
