@@ -413,6 +413,12 @@ pub fn html(result: &RunResult, commands: Option<&str>) -> String {
         .map(|i| i.end_s)
         .fold(0.0, f64::max);
     let shade = (warmup_end > 0.0).then_some((0.0, warmup_end, "warm-up"));
+    // Every time chart spans the whole run, so they line up.
+    let run_end = result.intervals.iter().map(|i| i.end_s).fold(0.0, f64::max);
+    let time_ticks: Vec<(f64, String)> = linear_ticks(run_end.max(1.0))
+        .into_iter()
+        .map(|t| (t, tick_label(t)))
+        .collect();
     let series_of = |f: &dyn Fn(&crate::result::Interval) -> Option<f64>| -> Vec<(f64, f64)> {
         result
             .intervals
@@ -426,7 +432,7 @@ pub fn html(result: &RunResult, commands: Option<&str>) -> String {
         x_label: "time (s)",
         y_label: "messages per second",
         y_scale: Scale::Linear,
-        x_ticks: vec![],
+        x_ticks: time_ticks.clone(),
         shade,
         series: vec![
             Series {
@@ -454,7 +460,7 @@ pub fn html(result: &RunResult, commands: Option<&str>) -> String {
                 x_label: "time (s)",
                 y_label: "latency (ms, log)",
                 y_scale: Scale::Log,
-                x_ticks: vec![],
+                x_ticks: time_ticks.clone(),
                 shade,
                 series: vec![
                     Series {
@@ -536,7 +542,7 @@ pub fn html(result: &RunResult, commands: Option<&str>) -> String {
             x_label: "time (s)",
             y_label: "% of one core",
             y_scale: Scale::Linear,
-            x_ticks: vec![],
+            x_ticks: time_ticks.clone(),
             shade,
             series: vec![Series {
                 name: "broker CPU %",
@@ -549,7 +555,7 @@ pub fn html(result: &RunResult, commands: Option<&str>) -> String {
             x_label: "time (s)",
             y_label: "MB",
             y_scale: Scale::Linear,
-            x_ticks: vec![],
+            x_ticks: time_ticks.clone(),
             shade,
             series: vec![Series {
                 name: "broker RSS MB",
