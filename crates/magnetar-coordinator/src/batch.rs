@@ -27,7 +27,10 @@ pub type RawRecord = (Vec<u8>, Option<Vec<u8>>);
 
 /// Encodes `records` as one uncompressed batch with base offset 0 (the log writes the real one).
 pub fn encode_batch(records: &[RawRecord], timestamp_ms: i64) -> Vec<u8> {
-    let body_len: usize = records.iter().map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len) + 16).sum();
+    let body_len: usize = records
+        .iter()
+        .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len) + 16)
+        .sum();
     let mut out = Vec::with_capacity(BATCH_HEADER_LEN + body_len);
     out.extend_from_slice(&0i64.to_be_bytes()); // base offset
     out.extend_from_slice(&0i32.to_be_bytes()); // batch length, patched below
@@ -91,7 +94,9 @@ pub fn decode_batch(payload: &Bytes) -> Result<DecodedBatch, CodecError> {
     let _leader_epoch = r.i32()?;
     let magic = r.i8()?;
     if magic != MAGIC {
-        return Err(CodecError(format!("unsupported record batch magic {magic}")));
+        return Err(CodecError(format!(
+            "unsupported record batch magic {magic}"
+        )));
     }
     let crc = r.u32()?;
     let actual = crc32c::crc32c(&payload[CRC_START..]);

@@ -40,8 +40,9 @@ pub use runtime::{CompactionStats, GroupCoordinator, LoadStats, OFFSETS_TOPIC};
 
 /// Java's `String.hashCode` over UTF-16 code units, as Kafka computes it.
 pub fn java_string_hash(s: &str) -> i32 {
-    s.encode_utf16()
-        .fold(0i32, |h, unit| h.wrapping_mul(31).wrapping_add(i32::from(unit)))
+    s.encode_utf16().fold(0i32, |h, unit| {
+        h.wrapping_mul(31).wrapping_add(i32::from(unit))
+    })
 }
 
 /// The partition of `__consumer_offsets` holding `group_id`: Kafka's
@@ -49,7 +50,11 @@ pub fn java_string_hash(s: &str) -> i32 {
 /// and Magnetar agree on where a group lives.
 pub fn partition_for_group(group_id: &str, partitions: u32) -> u32 {
     let hash = java_string_hash(group_id);
-    let abs = if hash == i32::MIN { 0 } else { hash.unsigned_abs() };
+    let abs = if hash == i32::MIN {
+        0
+    } else {
+        hash.unsigned_abs()
+    };
     abs % partitions.max(1)
 }
 

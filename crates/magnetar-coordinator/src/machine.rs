@@ -64,7 +64,9 @@ pub enum JoinOutcome {
     Done(JoinGroupResponse),
     /// Parked under this member id (a new id when the request had none and KIP-394 does not
     /// apply); its response comes as a [`Completion::Join`].
-    Parked { member_id: String },
+    Parked {
+        member_id: String,
+    },
 }
 
 /// A SyncGroup is answered at once or parked until the leader's assignment arrives.
@@ -276,7 +278,10 @@ impl GroupStateMachine {
             .values()
             .filter(|g| g.persisted.is_some() || !g.offsets.is_empty())
             .map(|g| {
-                let offsets = self.group_view(&g.id).map(|v| v.offsets).unwrap_or_default();
+                let offsets = self
+                    .group_view(&g.id)
+                    .map(|v| v.offsets)
+                    .unwrap_or_default();
                 (g.id.clone(), (g.persisted.clone(), offsets))
             })
             .collect()
@@ -361,8 +366,10 @@ impl GroupStateMachine {
         if req.generation_id != group.generation_id {
             return fx.output(fail(CoordinatorError::IllegalGeneration));
         }
-        let type_mismatch = matches!((&req.protocol_type, &group.protocol_type), (Some(a), Some(b)) if a != b);
-        let name_mismatch = matches!((&req.protocol_name, &group.protocol_name), (Some(a), Some(b)) if a != b);
+        let type_mismatch =
+            matches!((&req.protocol_type, &group.protocol_type), (Some(a), Some(b)) if a != b);
+        let name_mismatch =
+            matches!((&req.protocol_name, &group.protocol_name), (Some(a), Some(b)) if a != b);
         if type_mismatch || name_mismatch {
             return fx.output(fail(CoordinatorError::InconsistentGroupProtocol));
         }
@@ -486,7 +493,11 @@ impl GroupStateMachine {
 
     // ---- LeaveGroup ----
 
-    pub fn leave_group(&mut self, req: LeaveGroupRequest, now_ms: i64) -> Output<LeaveGroupResponse> {
+    pub fn leave_group(
+        &mut self,
+        req: LeaveGroupRequest,
+        now_ms: i64,
+    ) -> Output<LeaveGroupResponse> {
         let mut fx = Effects::default();
         let Some(group) = self.groups.get_mut(&req.group_id) else {
             let members = req
@@ -614,7 +625,12 @@ impl GroupStateMachine {
                 partitions,
             });
         }
-        if fx.records.is_empty() && self.groups.get(&req.group_id).is_some_and(Group::is_disposable) {
+        if fx.records.is_empty()
+            && self
+                .groups
+                .get(&req.group_id)
+                .is_some_and(Group::is_disposable)
+        {
             self.groups.remove(&req.group_id);
         }
         self.replay_all(&fx.records);
@@ -627,23 +643,23 @@ impl GroupStateMachine {
     /// `require_stable` needs no waiting.
     pub fn fetch_offsets(&self, req: &OffsetFetchRequest) -> OffsetFetchResponse {
         let group = self.groups.get(&req.group_id);
-        let lookup = |topic: &str, partition: i32| {
-            match group.and_then(|g| g.offsets.get(topic)?.get(&partition)) {
-                Some(o) => FetchedPartition {
-                    partition,
-                    offset: o.offset,
-                    leader_epoch: o.leader_epoch,
-                    metadata: o.metadata.clone(),
-                    error: None,
-                },
-                None => FetchedPartition {
-                    partition,
-                    offset: -1,
-                    leader_epoch: -1,
-                    metadata: String::new(),
-                    error: None,
-                },
-            }
+        let lookup = |topic: &str, partition: i32| match group
+            .and_then(|g| g.offsets.get(topic)?.get(&partition))
+        {
+            Some(o) => FetchedPartition {
+                partition,
+                offset: o.offset,
+                leader_epoch: o.leader_epoch,
+                metadata: o.metadata.clone(),
+                error: None,
+            },
+            None => FetchedPartition {
+                partition,
+                offset: -1,
+                leader_epoch: -1,
+                metadata: String::new(),
+                error: None,
+            },
         };
         let topics = match &req.topics {
             Some(topics) => topics
@@ -708,7 +724,11 @@ impl GroupStateMachine {
                     } else {
                         Bytes::new()
                     },
-                    assignment: if stable { m.assignment.clone() } else { Bytes::new() },
+                    assignment: if stable {
+                        m.assignment.clone()
+                    } else {
+                        Bytes::new()
+                    },
                 })
                 .collect(),
         }
@@ -784,7 +804,11 @@ impl GroupStateMachine {
                 for m in group.members.values() {
                     let metadata = match group.protocol_name.as_deref() {
                         Some(p) => m.metadata(Some(p)),
-                        None => m.protocols.first().map(|p| p.metadata.clone()).unwrap_or_default(),
+                        None => m
+                            .protocols
+                            .first()
+                            .map(|p| p.metadata.clone())
+                            .unwrap_or_default(),
                     };
                     match subscribed_topics(&metadata) {
                         Some(t) => topics.extend(t),
@@ -980,7 +1004,12 @@ fn group_record(group: &Group) -> CoordinatorRecord {
     }
 }
 
-fn offset_record(group: &str, topic: &str, partition: i32, o: &CommittedOffset) -> CoordinatorRecord {
+fn offset_record(
+    group: &str,
+    topic: &str,
+    partition: i32,
+    o: &CommittedOffset,
+) -> CoordinatorRecord {
     CoordinatorRecord::OffsetCommit {
         key: OffsetCommitKey {
             group: group.to_string(),
@@ -1009,7 +1038,11 @@ fn offset_tombstone(group: &str, topic: &str, partition: i32) -> CoordinatorReco
 }
 
 /// The JoinGroup answer for a member of the current generation: the leader gets the members.
-fn current_join_response(group: &Group, member_id: &str, skip_assignment: bool) -> JoinGroupResponse {
+fn current_join_response(
+    group: &Group,
+    member_id: &str,
+    skip_assignment: bool,
+) -> JoinGroupResponse {
     let is_leader = group.is_leader(member_id);
     JoinGroupResponse {
         error: None,
@@ -1119,7 +1152,9 @@ fn join_known_member(
     let matches = member.matches(&req.protocols);
     match group.state {
         GroupState::Empty | GroupState::Dead => fail(CoordinatorError::UnknownMemberId),
-        GroupState::PreparingRebalance => update_member_and_rebalance(group, config, req, now_ms, fx),
+        GroupState::PreparingRebalance => {
+            update_member_and_rebalance(group, config, req, now_ms, fx)
+        }
         GroupState::CompletingRebalance => {
             if matches {
                 // Same metadata: it missed the JoinGroup answer; give it again.
@@ -1248,7 +1283,9 @@ fn replace_static_member(
     member.session_timeout_ms = req.session_timeout_ms;
     member.heartbeat_deadline_ms = now_ms + i64::from(req.session_timeout_ms);
     if let Some(instance) = &req.group_instance_id {
-        group.static_members.insert(instance.clone(), new_id.clone());
+        group
+            .static_members
+            .insert(instance.clone(), new_id.clone());
     }
     if group.is_leader(old_id) {
         group.leader_id = Some(new_id.clone());
@@ -1283,7 +1320,12 @@ fn replace_static_member(
     }
 }
 
-fn maybe_prepare_rebalance(group: &mut Group, config: &CoordinatorConfig, now_ms: i64, fx: &mut Effects) {
+fn maybe_prepare_rebalance(
+    group: &mut Group,
+    config: &CoordinatorConfig,
+    now_ms: i64,
+    fx: &mut Effects,
+) {
     if matches!(
         group.state,
         GroupState::Stable | GroupState::CompletingRebalance | GroupState::Empty
@@ -1357,7 +1399,11 @@ fn complete_join(group: &mut Group, now_ms: i64, fx: &mut Effects) {
         return;
     }
     group.protocol_name = group.select_protocol();
-    if !group.leader_id.as_ref().is_some_and(|l| group.members.contains_key(l)) {
+    if !group
+        .leader_id
+        .as_ref()
+        .is_some_and(|l| group.members.contains_key(l))
+    {
         group.leader_id = group
             .members
             .values()
@@ -1469,7 +1515,11 @@ fn leave_one(
     Ok(())
 }
 
-fn validate_commit(group: &mut Group, req: &OffsetCommitRequest, now_ms: i64) -> Result<(), CoordinatorError> {
+fn validate_commit(
+    group: &mut Group,
+    req: &OffsetCommitRequest,
+    now_ms: i64,
+) -> Result<(), CoordinatorError> {
     if group.state == GroupState::Dead {
         return Err(CoordinatorError::CoordinatorNotAvailable);
     }

@@ -25,8 +25,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use magnetar_broker::{
-    AppendRequest, Broker, Clock, Error as BrokerError, NamespaceName, PartitionLog,
-    PayloadFormat, TopicName, TopicPartition, INTERNAL_NAMESPACE,
+    AppendRequest, Broker, Clock, Error as BrokerError, NamespaceName, PartitionLog, PayloadFormat,
+    TopicName, TopicPartition, INTERNAL_NAMESPACE,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
@@ -38,8 +38,8 @@ use crate::config::CoordinatorConfig;
 use crate::error::CoordinatorError;
 use crate::group::GroupState;
 use crate::machine::{Completion, GroupStateMachine, JoinOutcome, SyncOutcome};
-use crate::record::{CoordinatorRecord, DecodedRecord};
 use crate::partition_for_group;
+use crate::record::{CoordinatorRecord, DecodedRecord};
 
 /// The internal topic's local name.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -147,7 +147,9 @@ pub struct CompactionStats {
 
 fn lock(state: &Mutex<SlotState>) -> MutexGuard<'_, SlotState> {
     // A panic while holding the lock would be a bug; the state is still the best we have.
-    state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl GroupCoordinator {
@@ -157,10 +159,12 @@ impl GroupCoordinator {
         broker: Arc<Broker>,
         config: CoordinatorConfig,
     ) -> Result<Arc<Self>, BrokerError> {
-        config.validate().map_err(|reason| BrokerError::InvalidConfig {
-            key: "coordinator".into(),
-            reason,
-        })?;
+        config
+            .validate()
+            .map_err(|reason| BrokerError::InvalidConfig {
+                key: "coordinator".into(),
+                reason,
+            })?;
         let namespace = NamespaceName::new(INTERNAL_NAMESPACE.0, INTERNAL_NAMESPACE.1)?;
         let topic = TopicName::new(namespace, OFFSETS_TOPIC)?;
         let metadata = match broker.topic(&topic).await? {
@@ -273,7 +277,10 @@ impl GroupCoordinator {
                 SyncOutcome::Done(response) => Err(response),
                 SyncOutcome::Parked => {
                     let (tx, rx) = oneshot::channel();
-                    if let Some(old) = loaded.syncs.insert((group_id.clone(), member_id.clone()), tx) {
+                    if let Some(old) = loaded
+                        .syncs
+                        .insert((group_id.clone(), member_id.clone()), tx)
+                    {
                         drop(old.send(SyncGroupResponse::error(
                             CoordinatorError::RebalanceInProgress,
                         )));
@@ -483,7 +490,10 @@ impl GroupCoordinator {
     }
 
     /// Compacts one partition now if it has anything to snapshot (see the module docs).
-    pub async fn compact(&self, partition: u32) -> Result<Option<CompactionStats>, CoordinatorError> {
+    pub async fn compact(
+        &self,
+        partition: u32,
+    ) -> Result<Option<CompactionStats>, CoordinatorError> {
         self.inner.compact(partition, true).await
     }
 
@@ -496,7 +506,8 @@ impl GroupCoordinator {
             let previous = std::mem::replace(&mut *lock(&slot.state), SlotState::Closed);
             drop(previous);
         }
-        let mut tasks = std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut tasks =
+            std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()));
         while tasks.join_next().await.is_some() {}
     }
 }
@@ -570,7 +581,9 @@ impl Inner {
         match &*lock(&slot.state) {
             SlotState::Loaded(loaded) => Ok(query(&loaded.machine)),
             SlotState::Closed => Err(CoordinatorError::CoordinatorNotAvailable),
-            SlotState::Unloaded | SlotState::Loading => Err(CoordinatorError::CoordinatorLoadInProgress),
+            SlotState::Unloaded | SlotState::Loading => {
+                Err(CoordinatorError::CoordinatorLoadInProgress)
+            }
         }
     }
 
@@ -694,7 +707,13 @@ impl Inner {
         let inner = self.clone();
         self.spawn(write_loop(inner, partition, load_id, log, rx));
         slot.loaded.send_replace(load_id);
-        tracing::debug!(partition, records = stats.records, groups = stats.groups, duration_ms = stats.duration.as_millis() as u64, "loaded offsets partition");
+        tracing::debug!(
+            partition,
+            records = stats.records,
+            groups = stats.groups,
+            duration_ms = stats.duration.as_millis() as u64,
+            "loaded offsets partition"
+        );
         Ok(stats)
     }
 
@@ -728,7 +747,11 @@ impl Inner {
             next = last.header.end_index();
             for entry in entries {
                 if entry.header.format != PayloadFormat::Kafka {
-                    tracing::warn!(partition, index = entry.header.first_index, "skipping a non-Kafka entry in the offsets topic");
+                    tracing::warn!(
+                        partition,
+                        index = entry.header.first_index,
+                        "skipping a non-Kafka entry in the offsets topic"
+                    );
                     continue;
                 }
                 let batch = match decode_batch(&entry.payload) {
@@ -746,7 +769,11 @@ impl Inner {
                             records += 1;
                         }
                         Ok(DecodedRecord::Unknown(version)) => {
-                            tracing::debug!(partition, version, "skipping a record of another coordinator");
+                            tracing::debug!(
+                                partition,
+                                version,
+                                "skipping a record of another coordinator"
+                            );
                         }
                         Err(e) => {
                             tracing::error!(partition, index = entry.header.first_index, error = %e, "skipping an undecodable record in the offsets topic");
@@ -859,7 +886,13 @@ impl Inner {
             loaded.compacting = false;
         }
         if let Ok(Some(stats)) = &result {
-            tracing::info!(partition, before = stats.records_before, written = stats.records_written, start = stats.new_start_index, "compacted offsets partition");
+            tracing::info!(
+                partition,
+                before = stats.records_before,
+                written = stats.records_written,
+                start = stats.new_start_index,
+                "compacted offsets partition"
+            );
         }
         result
     }
@@ -1010,13 +1043,18 @@ async fn append_jobs(
         .collect())
 }
 
-async fn append_batch(inner: &Inner, log: &PartitionLog, records: &[RawRecord]) -> Result<u64, String> {
+async fn append_batch(
+    inner: &Inner,
+    log: &PartitionLog,
+    records: &[RawRecord],
+) -> Result<u64, String> {
     let now = inner.clock.now_ms();
     let payload = Bytes::from(encode_batch(records, now));
     let outcome = log
         .append(AppendRequest {
             payload,
-            message_count: u32::try_from(records.len()).map_err(|_| "too many records".to_string())?,
+            message_count: u32::try_from(records.len())
+                .map_err(|_| "too many records".to_string())?,
             max_timestamp_ms: now,
             format: PayloadFormat::Kafka,
             producer: None,

@@ -36,9 +36,14 @@ fn config() -> CoordinatorConfig {
 }
 
 async fn open(dir: &Path) -> (Arc<Broker>, Arc<GroupCoordinator>) {
-    let metadata: Arc<dyn MetadataStore> = Arc::new(RedbStore::open(&dir.join("metadata.redb")).await.unwrap());
-    let broker = Broker::open(broker_config(dir), metadata, Arc::new(SystemClock)).await.unwrap();
-    let coordinator = GroupCoordinator::start(broker.clone(), config()).await.unwrap();
+    let metadata: Arc<dyn MetadataStore> =
+        Arc::new(RedbStore::open(&dir.join("metadata.redb")).await.unwrap());
+    let broker = Broker::open(broker_config(dir), metadata, Arc::new(SystemClock))
+        .await
+        .unwrap();
+    let coordinator = GroupCoordinator::start(broker.clone(), config())
+        .await
+        .unwrap();
     (broker, coordinator)
 }
 
@@ -53,7 +58,10 @@ fn join(group: &str, member: &str, client: &str) -> JoinGroupRequest {
         member_id: member.into(),
         group_instance_id: None,
         protocol_type: "consumer".into(),
-        protocols: vec![Protocol { name: "range".into(), metadata: Bytes::from_static(b"sub") }],
+        protocols: vec![Protocol {
+            name: "range".into(),
+            metadata: Bytes::from_static(b"sub"),
+        }],
         session_timeout_ms: 10_000,
         rebalance_timeout_ms: 10_000,
         client_id: client.into(),
@@ -63,7 +71,13 @@ fn join(group: &str, member: &str, client: &str) -> JoinGroupRequest {
     }
 }
 
-fn commit(group: &str, generation: i32, member: &str, partition: i32, offset: i64) -> OffsetCommitRequest {
+fn commit(
+    group: &str,
+    generation: i32,
+    member: &str,
+    partition: i32,
+    offset: i64,
+) -> OffsetCommitRequest {
     OffsetCommitRequest {
         group_id: group.into(),
         generation_id: generation,
@@ -71,7 +85,13 @@ fn commit(group: &str, generation: i32, member: &str, partition: i32, offset: i6
         group_instance_id: None,
         topics: vec![CommitTopic {
             name: "orders".into(),
-            partitions: vec![CommitPartition { partition, offset, leader_epoch: 1, metadata: Some(format!("m{offset}")), commit_timestamp_ms: None }],
+            partitions: vec![CommitPartition {
+                partition,
+                offset,
+                leader_epoch: 1,
+                metadata: Some(format!("m{offset}")),
+                commit_timestamp_ms: None,
+            }],
         }],
     }
 }
@@ -80,7 +100,10 @@ async fn fetch(c: &GroupCoordinator, group: &str, partition: i32) -> i64 {
     let r = c
         .fetch_offsets(OffsetFetchRequest {
             group_id: group.into(),
-            topics: Some(vec![TopicPartitions { name: "orders".into(), partitions: vec![partition] }]),
+            topics: Some(vec![TopicPartitions {
+                name: "orders".into(),
+                partitions: vec![partition],
+            }]),
             require_stable: true,
         })
         .await;
@@ -96,11 +119,18 @@ async fn form_group(c: &Arc<GroupCoordinator>, group: &str) -> (String, String, 
         assert_eq!(r.error, Some(CoordinatorError::MemberIdRequired));
         ids.push(r.member_id);
     }
-    let (ra, rb) = tokio::join!(c.join_group(join(group, &ids[0], "a")), c.join_group(join(group, &ids[1], "b")));
+    let (ra, rb) = tokio::join!(
+        c.join_group(join(group, &ids[0], "a")),
+        c.join_group(join(group, &ids[1], "b"))
+    );
     assert_eq!((ra.error, rb.error), (None, None));
     assert_eq!(ra.generation_id, rb.generation_id);
     assert_eq!(ra.leader, rb.leader);
-    let (leader, follower) = if ra.leader == ids[0] { (ra, rb) } else { (rb, ra) };
+    let (leader, follower) = if ra.leader == ids[0] {
+        (ra, rb)
+    } else {
+        (rb, ra)
+    };
     assert_eq!(leader.members.len(), 2);
     assert!(follower.members.is_empty());
     let generation = leader.generation_id;
@@ -114,8 +144,14 @@ async fn form_group(c: &Arc<GroupCoordinator>, group: &str) -> (String, String, 
         assignments,
     };
     let plan = vec![
-        MemberAssignment { member_id: leader.member_id.clone(), assignment: Bytes::from_static(b"p0") },
-        MemberAssignment { member_id: follower.member_id.clone(), assignment: Bytes::from_static(b"p1") },
+        MemberAssignment {
+            member_id: leader.member_id.clone(),
+            assignment: Bytes::from_static(b"p0"),
+        },
+        MemberAssignment {
+            member_id: follower.member_id.clone(),
+            assignment: Bytes::from_static(b"p1"),
+        },
     ];
     let (sf, sl) = tokio::join!(c.sync_group(sync(&follower.member_id, vec![])), async {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -132,13 +168,32 @@ async fn offsets_and_groups_survive_a_restart() {
     let (broker, c) = open(dir.path()).await;
     assert_eq!(c.partition_count(), 4);
     let (leader, follower, generation) = form_group(&c, "orders-app").await;
-    assert_eq!(c.heartbeat(HeartbeatRequest { group_id: "orders-app".into(), generation_id: generation, member_id: follower.clone(), group_instance_id: None }).await, Ok(()));
+    assert_eq!(
+        c.heartbeat(HeartbeatRequest {
+            group_id: "orders-app".into(),
+            generation_id: generation,
+            member_id: follower.clone(),
+            group_instance_id: None
+        })
+        .await,
+        Ok(())
+    );
     for p in 0..3 {
-        let r = c.commit_offsets(commit("orders-app", generation, &leader, p, 100 + i64::from(p))).await;
+        let r = c
+            .commit_offsets(commit(
+                "orders-app",
+                generation,
+                &leader,
+                p,
+                100 + i64::from(p),
+            ))
+            .await;
         assert_eq!(r.topics[0].partitions[0].error, None);
     }
     for g in 0..20 {
-        let r = c.commit_offsets(commit(&format!("simple-{g}"), -1, "", 0, g)).await;
+        let r = c
+            .commit_offsets(commit(&format!("simple-{g}"), -1, "", 0, g))
+            .await;
         assert_eq!(r.topics[0].partitions[0].error, None);
     }
     let lag = c.group_lag("orders-app").await.unwrap();
@@ -153,25 +208,59 @@ async fn offsets_and_groups_survive_a_restart() {
         assert_eq!(fetch(&c, &format!("simple-{g}"), 0).await, g);
     }
     let view = c.group_view("orders-app").await.unwrap().unwrap();
-    assert_eq!((view.state, view.generation_id, view.members.len()), (GroupState::Stable, generation, 2));
+    assert_eq!(
+        (view.state, view.generation_id, view.members.len()),
+        (GroupState::Stable, generation, 2)
+    );
     assert_eq!(view.leader.as_deref(), Some(leader.as_str()));
     // The loaded generation keeps serving: heartbeats and commits of its members are accepted.
-    assert_eq!(c.heartbeat(HeartbeatRequest { group_id: "orders-app".into(), generation_id: generation, member_id: follower.clone(), group_instance_id: None }).await, Ok(()));
+    assert_eq!(
+        c.heartbeat(HeartbeatRequest {
+            group_id: "orders-app".into(),
+            generation_id: generation,
+            member_id: follower.clone(),
+            group_instance_id: None
+        })
+        .await,
+        Ok(())
+    );
     let listed = c.list_groups(&[]).await.unwrap();
     assert_eq!(listed.len(), 21);
     // Both leave: the group becomes Empty and can then be deleted.
-    let left = c.leave_group(LeaveGroupRequest { group_id: "orders-app".into(), members: vec![
-        LeavingMember { member_id: leader, group_instance_id: None, reason: None },
-        LeavingMember { member_id: follower, group_instance_id: None, reason: None },
-    ] }).await;
+    let left = c
+        .leave_group(LeaveGroupRequest {
+            group_id: "orders-app".into(),
+            members: vec![
+                LeavingMember {
+                    member_id: leader,
+                    group_instance_id: None,
+                    reason: None,
+                },
+                LeavingMember {
+                    member_id: follower,
+                    group_instance_id: None,
+                    reason: None,
+                },
+            ],
+        })
+        .await;
     assert!(left.members.iter().all(|m| m.error.is_none()), "{left:?}");
     let deleted = c.delete_groups(&["orders-app".into(), "nope".into()]).await;
-    assert_eq!(deleted, vec![("orders-app".to_string(), None), ("nope".to_string(), Some(CoordinatorError::GroupIdNotFound))]);
+    assert_eq!(
+        deleted,
+        vec![
+            ("orders-app".to_string(), None),
+            ("nope".to_string(), Some(CoordinatorError::GroupIdNotFound))
+        ]
+    );
     close(broker, c).await;
 
     let (broker, c) = open(dir.path()).await;
     assert_eq!(fetch(&c, "orders-app", 0).await, -1);
-    assert_eq!(c.describe_groups(&["orders-app".into()]).await[0].state, GroupState::Dead);
+    assert_eq!(
+        c.describe_groups(&["orders-app".into()]).await[0].state,
+        GroupState::Dead
+    );
     assert_eq!(fetch(&c, "simple-7", 0).await, 7);
     close(broker, c).await;
 }
@@ -181,7 +270,9 @@ async fn compaction_keeps_the_latest_values() {
     let dir = tempfile::tempdir().unwrap();
     let (broker, c) = open(dir.path()).await;
     for offset in 0..300 {
-        let r = c.commit_offsets(commit("busy", -1, "", (offset % 3) as i32, offset)).await;
+        let r = c
+            .commit_offsets(commit("busy", -1, "", (offset % 3) as i32, offset))
+            .await;
         assert_eq!(r.topics[0].partitions[0].error, None);
     }
     let _ = c.commit_offsets(commit("gone", -1, "", 0, 1)).await;
@@ -216,6 +307,15 @@ async fn parked_joins_are_answered_on_shutdown() {
     c.shutdown().await;
     let r = parked.await.unwrap();
     assert_eq!(r.error, Some(CoordinatorError::CoordinatorNotAvailable));
-    assert_eq!(c.heartbeat(HeartbeatRequest { group_id: "g".into(), generation_id: 0, member_id: "x".into(), group_instance_id: None }).await, Err(CoordinatorError::CoordinatorNotAvailable));
+    assert_eq!(
+        c.heartbeat(HeartbeatRequest {
+            group_id: "g".into(),
+            generation_id: 0,
+            member_id: "x".into(),
+            group_instance_id: None
+        })
+        .await,
+        Err(CoordinatorError::CoordinatorNotAvailable)
+    );
     broker.shutdown().await.unwrap();
 }

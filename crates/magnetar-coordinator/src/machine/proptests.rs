@@ -77,7 +77,10 @@ impl World {
             member_id: c.member_id.clone(),
             group_instance_id: c.is_static.then(|| format!("instance-{i}")),
             protocol_type: "consumer".into(),
-            protocols: vec![Protocol { name: "range".into(), metadata: Bytes::from(vec![i as u8]) }],
+            protocols: vec![Protocol {
+                name: "range".into(),
+                metadata: Bytes::from(vec![i as u8]),
+            }],
             session_timeout_ms: 10_000,
             rebalance_timeout_ms: 20_000,
             client_id: format!("c{i}"),
@@ -88,17 +91,30 @@ impl World {
     }
 
     fn client_of(&mut self, member_id: &str) -> Option<&mut Client> {
-        self.clients.iter_mut().find(|c| !member_id.is_empty() && c.member_id == member_id)
+        self.clients
+            .iter_mut()
+            .find(|c| !member_id.is_empty() && c.member_id == member_id)
     }
 
     fn on_join(&mut self, member_id: &str, r: &JoinGroupResponse) -> Result<(), TestCaseError> {
         if r.error.is_none() {
             let client = self.owners.get(&r.leader).copied();
             let leader = *self.leaders.entry(r.generation_id).or_insert(client);
-            prop_assert_eq!(leader, client, "two leaders in generation {}", r.generation_id);
-            prop_assert_eq!(!r.members.is_empty(), r.leader == member_id, "only the leader gets members");
+            prop_assert_eq!(
+                leader,
+                client,
+                "two leaders in generation {}",
+                r.generation_id
+            );
+            prop_assert_eq!(
+                !r.members.is_empty(),
+                r.leader == member_id,
+                "only the leader gets members"
+            );
         }
-        let Some(c) = self.client_of(member_id) else { return Ok(()) };
+        let Some(c) = self.client_of(member_id) else {
+            return Ok(());
+        };
         c.awaiting_join = false;
         match r.error {
             None => {
@@ -117,24 +133,47 @@ impl World {
 
     fn on_sync(&mut self, member_id: &str, r: &SyncGroupResponse) -> Result<(), TestCaseError> {
         let owner = self.owners.get(member_id).copied();
-        let Some(c) = self.client_of(member_id) else { return Ok(()) };
+        let Some(c) = self.client_of(member_id) else {
+            return Ok(());
+        };
         c.awaiting_sync = false;
         c.to_sync = None;
         let generation = c.generation;
         match r.error {
             None => {
                 let client = owner.unwrap_or(usize::MAX);
-                let proposal = self.proposed.get(&generation).and_then(|p| p.get(&client)).cloned().unwrap_or_default();
-                prop_assert_eq!(&r.assignment, &proposal, "member {} got what its leader did not assign in generation {}", member_id, generation);
-                self.received.entry(generation).or_default().insert(client, r.assignment.clone());
+                let proposal = self
+                    .proposed
+                    .get(&generation)
+                    .and_then(|p| p.get(&client))
+                    .cloned()
+                    .unwrap_or_default();
+                prop_assert_eq!(
+                    &r.assignment,
+                    &proposal,
+                    "member {} got what its leader did not assign in generation {}",
+                    member_id,
+                    generation
+                );
+                self.received
+                    .entry(generation)
+                    .or_default()
+                    .insert(client, r.assignment.clone());
                 let mut seen = BTreeSet::new();
                 for bytes in self.received[&generation].values() {
                     for p in bytes.iter() {
-                        prop_assert!(seen.insert(*p), "partition {} assigned twice in generation {}", p, generation);
+                        prop_assert!(
+                            seen.insert(*p),
+                            "partition {} assigned twice in generation {}",
+                            p,
+                            generation
+                        );
                     }
                 }
             }
-            Some(CoordinatorError::UnknownMemberId | CoordinatorError::FencedInstanceId) => c.member_id.clear(),
+            Some(CoordinatorError::UnknownMemberId | CoordinatorError::FencedInstanceId) => {
+                c.member_id.clear()
+            }
             Some(_) => {}
         }
         Ok(())
@@ -144,15 +183,28 @@ impl World {
         self.records.extend(out.records);
         for completion in out.completions {
             match completion {
-                Completion::Join { member_id, response, .. } => self.on_join(&member_id, &response)?,
-                Completion::Sync { member_id, response, .. } => self.on_sync(&member_id, &response)?,
+                Completion::Join {
+                    member_id,
+                    response,
+                    ..
+                } => self.on_join(&member_id, &response)?,
+                Completion::Sync {
+                    member_id,
+                    response,
+                    ..
+                } => self.on_sync(&member_id, &response)?,
             }
         }
         Ok(out.response)
     }
 }
 
-fn step(m: &mut GroupStateMachine, w: &mut World, now: &mut i64, action: Action) -> Result<(), TestCaseError> {
+fn step(
+    m: &mut GroupStateMachine,
+    w: &mut World,
+    now: &mut i64,
+    action: Action,
+) -> Result<(), TestCaseError> {
     match action {
         Action::Advance(ms) => {
             *now += ms;
@@ -186,25 +238,40 @@ fn step(m: &mut GroupStateMachine, w: &mut World, now: &mut i64, action: Action)
         }
         Action::Sync(i) => {
             let c = w.clients[i].clone();
-            let Some(members) = c.to_sync.clone() else { return Ok(()) };
+            let Some(members) = c.to_sync.clone() else {
+                return Ok(());
+            };
             if c.awaiting_join || c.awaiting_sync || c.member_id.is_empty() {
                 return Ok(());
             }
             let mut assignments = Vec::new();
             if !members.is_empty() {
-                let mut plan: BTreeMap<String, Vec<u8>> = members.iter().map(|id| (id.clone(), Vec::new())).collect();
+                let mut plan: BTreeMap<String, Vec<u8>> =
+                    members.iter().map(|id| (id.clone(), Vec::new())).collect();
                 for p in 0..PARTITIONS {
                     let id = &members[p as usize % members.len()];
                     if let Some(v) = plan.get_mut(id) {
                         v.push(p);
                     }
                 }
-                let plan: BTreeMap<String, Bytes> = plan.into_iter().map(|(k, v)| (k, Bytes::from(v))).collect();
-                if m.group_state(GROUP) == Some(GroupState::CompletingRebalance) && m.generation(GROUP) == Some(c.generation) {
-                    let by_client = plan.iter().map(|(id, a)| (w.owners.get(id).copied().unwrap_or(usize::MAX), a.clone())).collect();
+                let plan: BTreeMap<String, Bytes> =
+                    plan.into_iter().map(|(k, v)| (k, Bytes::from(v))).collect();
+                if m.group_state(GROUP) == Some(GroupState::CompletingRebalance)
+                    && m.generation(GROUP) == Some(c.generation)
+                {
+                    let by_client = plan
+                        .iter()
+                        .map(|(id, a)| (w.owners.get(id).copied().unwrap_or(usize::MAX), a.clone()))
+                        .collect();
                     w.proposed.entry(c.generation).or_insert(by_client);
                 }
-                assignments = plan.into_iter().map(|(member_id, assignment)| MemberAssignment { member_id, assignment }).collect();
+                assignments = plan
+                    .into_iter()
+                    .map(|(member_id, assignment)| MemberAssignment {
+                        member_id,
+                        assignment,
+                    })
+                    .collect();
             }
             let req = SyncGroupRequest {
                 group_id: GROUP.into(),
@@ -226,13 +293,18 @@ fn step(m: &mut GroupStateMachine, w: &mut World, now: &mut i64, action: Action)
             if c.member_id.is_empty() || c.awaiting_join || c.awaiting_sync {
                 return Ok(());
             }
-            let out = m.heartbeat(HeartbeatRequest {
-                group_id: GROUP.into(),
-                generation_id: c.generation,
-                member_id: c.member_id.clone(),
-                group_instance_id: c.is_static.then(|| format!("instance-{i}")),
-            }, *now);
-            if let Err(CoordinatorError::UnknownMemberId | CoordinatorError::FencedInstanceId) = w.absorb(out)? {
+            let out = m.heartbeat(
+                HeartbeatRequest {
+                    group_id: GROUP.into(),
+                    generation_id: c.generation,
+                    member_id: c.member_id.clone(),
+                    group_instance_id: c.is_static.then(|| format!("instance-{i}")),
+                },
+                *now,
+            );
+            if let Err(CoordinatorError::UnknownMemberId | CoordinatorError::FencedInstanceId) =
+                w.absorb(out)?
+            {
                 w.clients[i].member_id.clear();
             }
         }
@@ -241,27 +313,56 @@ fn step(m: &mut GroupStateMachine, w: &mut World, now: &mut i64, action: Action)
             if c.member_id.is_empty() {
                 return Ok(());
             }
-            w.clients[i] = Client { is_static: c.is_static, ..Client::default() };
-            let out = m.leave_group(LeaveGroupRequest {
-                group_id: GROUP.into(),
-                members: vec![LeavingMember { member_id: c.member_id, group_instance_id: c.is_static.then(|| format!("instance-{i}")), reason: None }],
-            }, *now);
+            w.clients[i] = Client {
+                is_static: c.is_static,
+                ..Client::default()
+            };
+            let out = m.leave_group(
+                LeaveGroupRequest {
+                    group_id: GROUP.into(),
+                    members: vec![LeavingMember {
+                        member_id: c.member_id,
+                        group_instance_id: c.is_static.then(|| format!("instance-{i}")),
+                        reason: None,
+                    }],
+                },
+                *now,
+            );
             w.absorb(out)?;
         }
         Action::Commit(i) => {
             let c = w.clients[i].clone();
-            let out = m.commit_offsets(OffsetCommitRequest {
-                group_id: GROUP.into(),
-                generation_id: if c.member_id.is_empty() { -1 } else { c.generation },
-                member_id: c.member_id.clone(),
-                group_instance_id: None,
-                topics: vec![CommitTopic { name: "t".into(), partitions: vec![CommitPartition { partition: i as i32, offset: *now, leader_epoch: -1, metadata: None, commit_timestamp_ms: None }] }],
-            }, *now);
+            let out = m.commit_offsets(
+                OffsetCommitRequest {
+                    group_id: GROUP.into(),
+                    generation_id: if c.member_id.is_empty() {
+                        -1
+                    } else {
+                        c.generation
+                    },
+                    member_id: c.member_id.clone(),
+                    group_instance_id: None,
+                    topics: vec![CommitTopic {
+                        name: "t".into(),
+                        partitions: vec![CommitPartition {
+                            partition: i as i32,
+                            offset: *now,
+                            leader_epoch: -1,
+                            metadata: None,
+                            commit_timestamp_ms: None,
+                        }],
+                    }],
+                },
+                *now,
+            );
             w.absorb(out)?;
         }
         Action::Crash(i) => {
             let is_static = w.clients[i].is_static;
-            w.clients[i] = Client { is_static, ..Client::default() };
+            w.clients[i] = Client {
+                is_static,
+                ..Client::default()
+            };
         }
     }
     Ok(())

@@ -102,7 +102,15 @@ fn old_value_versions_decode() {
     else {
         panic!("not an offset commit");
     };
-    assert_eq!((v.offset, v.leader_epoch, v.commit_timestamp_ms, v.expire_timestamp_ms), (9, -1, 5, 99));
+    assert_eq!(
+        (
+            v.offset,
+            v.leader_epoch,
+            v.commit_timestamp_ms,
+            v.expire_timestamp_ms
+        ),
+        (9, -1, 5, 99)
+    );
 
     // GroupMetadataValue v0: no currentStateTimestamp, no rebalanceTimeout, no instance id.
     let mut v0 = vec![0, 0, 0, 0, 0, 0, 0, 3, 0xff, 0xff, 0xff, 0xff];
@@ -112,7 +120,10 @@ fn old_value_versions_decode() {
     else {
         panic!("not group metadata");
     };
-    assert_eq!((g.generation, g.protocol, g.current_state_timestamp_ms), (3, None, -1));
+    assert_eq!(
+        (g.generation, g.protocol, g.current_state_timestamp_ms),
+        (3, None, -1)
+    );
 }
 
 #[test]
@@ -135,7 +146,10 @@ fn malformed_input_is_an_error_not_a_panic() {
     assert!(CoordinatorRecord::decode(&[0, 1, 0, 9, b'g'], None).is_err());
     assert!(CoordinatorRecord::decode(&[0, 2, 0, 1, b'g'], Some(&[0, 9])).is_err());
     // A huge member count with no bytes behind it.
-    let value = [0, 3, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff];
+    let value = [
+        0, 3, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0x7f, 0xff, 0xff,
+        0xff,
+    ];
     assert!(CoordinatorRecord::decode(&[0, 2, 0, 1, b'g'], Some(&value)).is_err());
 }
 
@@ -144,7 +158,10 @@ fn batch_layout_is_kafka_v2() {
     let records = vec![(vec![1u8, 2], Some(vec![3u8])), (vec![4u8], None)];
     let batch = encode_batch(&records, 1_000);
     assert_eq!(&batch[0..8], &[0; 8]); // base offset, written by the log
-    assert_eq!(i32::from_be_bytes(batch[8..12].try_into().unwrap()) as usize, batch.len() - 12);
+    assert_eq!(
+        i32::from_be_bytes(batch[8..12].try_into().unwrap()) as usize,
+        batch.len() - 12
+    );
     assert_eq!(batch[16], 2); // magic
     let crc = u32::from_be_bytes(batch[17..21].try_into().unwrap());
     assert_eq!(crc, crc32c::crc32c(&batch[21..]));
@@ -152,8 +169,8 @@ fn batch_layout_is_kafka_v2() {
     assert_eq!(&batch[23..27], &[0, 0, 0, 1]); // last offset delta
     assert_eq!(&batch[43..51], &(-1i64).to_be_bytes()); // producer id
     assert_eq!(&batch[57..61], &[0, 0, 0, 2]); // record count
-    // Record 0: length 9 (zigzag 18), attributes 0, timestamp delta 0, offset delta 0,
-    // key length 2 (zigzag 4) and key, value length 1 (zigzag 2) and value, 0 headers.
+                                               // Record 0: length 9 (zigzag 18), attributes 0, timestamp delta 0, offset delta 0,
+                                               // key length 2 (zigzag 4) and key, value length 1 (zigzag 2) and value, 0 headers.
     assert_eq!(&batch[61..71], &[18, 0, 0, 0, 4, 1, 2, 2, 3, 0]);
     // Record 1: a tombstone has value length -1 (zigzag 1).
     assert_eq!(&batch[71..], &[14, 0, 0, 2, 2, 4, 1, 0]);
@@ -174,39 +191,77 @@ fn arb_string() -> impl Strategy<Value = String> {
 }
 
 fn arb_record() -> impl Strategy<Value = CoordinatorRecord> {
-    let offset = (arb_string(), arb_string(), any::<i32>(), proptest::option::of((any::<i64>(), any::<i32>(), arb_string(), any::<i64>())))
-        .prop_map(|(group, topic, partition, value)| CoordinatorRecord::OffsetCommit {
-            key: OffsetCommitKey { group, topic, partition },
-            value: value.map(|(offset, leader_epoch, metadata, commit_timestamp_ms)| OffsetCommitValue {
-                offset,
-                leader_epoch,
-                metadata,
-                commit_timestamp_ms,
-                expire_timestamp_ms: -1,
-            }),
-        });
-    let member = (arb_string(), proptest::option::of(arb_string()), arb_string(), arb_string(), any::<i32>(), any::<i32>(), proptest::collection::vec(any::<u8>(), 0..16), proptest::collection::vec(any::<u8>(), 0..16))
-        .prop_map(|(member_id, group_instance_id, client_id, client_host, r, s, sub, asg)| MemberMetadata {
-            member_id,
-            group_instance_id,
-            client_id,
-            client_host,
-            rebalance_timeout_ms: r.max(0),
-            session_timeout_ms: s,
-            subscription: Bytes::from(sub),
-            assignment: Bytes::from(asg),
-        });
-    let group = (arb_string(), proptest::option::of((arb_string(), any::<i32>(), proptest::option::of(arb_string()), proptest::option::of(arb_string()), any::<i64>(), proptest::collection::vec(member, 0..4))))
+    let offset = (
+        arb_string(),
+        arb_string(),
+        any::<i32>(),
+        proptest::option::of((any::<i64>(), any::<i32>(), arb_string(), any::<i64>())),
+    )
+        .prop_map(
+            |(group, topic, partition, value)| CoordinatorRecord::OffsetCommit {
+                key: OffsetCommitKey {
+                    group,
+                    topic,
+                    partition,
+                },
+                value: value.map(|(offset, leader_epoch, metadata, commit_timestamp_ms)| {
+                    OffsetCommitValue {
+                        offset,
+                        leader_epoch,
+                        metadata,
+                        commit_timestamp_ms,
+                        expire_timestamp_ms: -1,
+                    }
+                }),
+            },
+        );
+    let member = (
+        arb_string(),
+        proptest::option::of(arb_string()),
+        arb_string(),
+        arb_string(),
+        any::<i32>(),
+        any::<i32>(),
+        proptest::collection::vec(any::<u8>(), 0..16),
+        proptest::collection::vec(any::<u8>(), 0..16),
+    )
+        .prop_map(
+            |(member_id, group_instance_id, client_id, client_host, r, s, sub, asg)| {
+                MemberMetadata {
+                    member_id,
+                    group_instance_id,
+                    client_id,
+                    client_host,
+                    rebalance_timeout_ms: r.max(0),
+                    session_timeout_ms: s,
+                    subscription: Bytes::from(sub),
+                    assignment: Bytes::from(asg),
+                }
+            },
+        );
+    let group = (
+        arb_string(),
+        proptest::option::of((
+            arb_string(),
+            any::<i32>(),
+            proptest::option::of(arb_string()),
+            proptest::option::of(arb_string()),
+            any::<i64>(),
+            proptest::collection::vec(member, 0..4),
+        )),
+    )
         .prop_map(|(group, value)| CoordinatorRecord::GroupMetadata {
             key: GroupMetadataKey { group },
-            value: value.map(|(protocol_type, generation, protocol, leader, ts, members)| GroupMetadataValue {
-                protocol_type,
-                generation,
-                protocol,
-                leader,
-                current_state_timestamp_ms: ts,
-                members,
-            }),
+            value: value.map(
+                |(protocol_type, generation, protocol, leader, ts, members)| GroupMetadataValue {
+                    protocol_type,
+                    generation,
+                    protocol,
+                    leader,
+                    current_state_timestamp_ms: ts,
+                    members,
+                },
+            ),
         });
     prop_oneof![offset, group]
 }
