@@ -32,8 +32,8 @@ pub struct Chart<'a> {
     pub y_scale: Scale,
     /// Fixed x ticks `(value, label)`; automatic when empty.
     pub x_ticks: Vec<(f64, String)>,
-    /// An x range drawn grey (the warm-up).
-    pub shade: Option<(f64, f64, &'a str)>,
+    /// x ranges drawn grey with a label (the warm-up, the backlog drain).
+    pub shade: Vec<(f64, f64, &'a str)>,
     pub series: Vec<Series<'a>>,
 }
 
@@ -185,7 +185,7 @@ pub fn line_chart(chart: &Chart<'_>) -> String {
     };
     let y_of_tick = |t: f64| TOP + plot_h - (t - y_lo) / (y_hi - y_lo).max(1e-12) * plot_h;
     let x_of = |v: f64| LEFT + (v - x_min) / (x_max - x_min).max(1e-12) * plot_w;
-    if let Some((a, b, label)) = chart.shade {
+    for &(a, b, label) in &chart.shade {
         let (xa, xb) = (x_of(a.max(x_min)), x_of(b.min(x_max)));
         if xb > xa {
             let _ = write!(
@@ -406,13 +406,18 @@ pub fn html(result: &RunResult, commands: Option<&str>) -> String {
     }
 
     // Charts.
-    let warmup_end = result
-        .intervals
-        .iter()
-        .filter(|i| i.phase == Phase::Warmup)
-        .map(|i| i.end_s)
-        .fold(0.0, f64::max);
-    let shade = (warmup_end > 0.0).then_some((0.0, warmup_end, "warm-up"));
+    let mut shade = Vec::new();
+    for (phase, label) in [(Phase::Warmup, "warm-up"), (Phase::Drain, "drain")] {
+        let of_phase = result.intervals.iter().filter(|i| i.phase == phase);
+        let start = of_phase
+            .clone()
+            .map(|i| i.end_s - i.duration_s)
+            .fold(f64::INFINITY, f64::min);
+        let end = of_phase.map(|i| i.end_s).fold(0.0, f64::max);
+        if end > start {
+            shade.push((start, end, label));
+        }
+    }
     // Every time chart spans the whole run, so they line up.
     let run_end = result.intervals.iter().map(|i| i.end_s).fold(0.0, f64::max);
     let time_ticks: Vec<(f64, String)> = linear_ticks(run_end.max(1.0))
@@ -433,7 +438,7 @@ pub fn html(result: &RunResult, commands: Option<&str>) -> String {
         y_label: "messages per second",
         y_scale: Scale::Linear,
         x_ticks: time_ticks.clone(),
-        shade,
+        shade: shade.clone(),
         series: vec![
             Series {
                 name: "publish",
@@ -461,7 +466,7 @@ pub fn html(result: &RunResult, commands: Option<&str>) -> String {
                 y_label: "latency (ms, log)",
                 y_scale: Scale::Log,
                 x_ticks: time_ticks.clone(),
-                shade,
+                shade: shade.clone(),
                 series: vec![
                     Series {
                         name: "p50",
@@ -512,7 +517,7 @@ pub fn html(result: &RunResult, commands: Option<&str>) -> String {
         y_label: "latency (ms, log)",
         y_scale: Scale::Log,
         x_ticks,
-        shade: None,
+        shade: vec![],
         series: vec![
             Series {
                 name: "publish",
@@ -543,7 +548,7 @@ pub fn html(result: &RunResult, commands: Option<&str>) -> String {
             y_label: "% of one core",
             y_scale: Scale::Linear,
             x_ticks: time_ticks.clone(),
-            shade,
+            shade: shade.clone(),
             series: vec![Series {
                 name: "broker CPU %",
                 color: COLORS[0],
@@ -556,7 +561,7 @@ pub fn html(result: &RunResult, commands: Option<&str>) -> String {
             y_label: "MB",
             y_scale: Scale::Linear,
             x_ticks: time_ticks.clone(),
-            shade,
+            shade: shade.clone(),
             series: vec![Series {
                 name: "broker RSS MB",
                 color: COLORS[1],
@@ -625,7 +630,7 @@ mod tests {
             y_label: "y",
             y_scale: Scale::Log,
             x_ticks: vec![],
-            shade: Some((0.0, 1.0, "warm-up")),
+            shade: vec![(0.0, 1.0, "warm-up")],
             series: vec![Series {
                 name: "s",
                 color: "#000",
@@ -640,7 +645,7 @@ mod tests {
             y_label: "y",
             y_scale: Scale::Linear,
             x_ticks: vec![],
-            shade: None,
+            shade: vec![],
             series: vec![],
         });
         assert!(empty.contains("no data"));
