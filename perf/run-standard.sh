@@ -50,18 +50,24 @@ for fsync in ${FSYNC_POLICIES:-os always}; do
     } >>"$out/commands.txt"
     profiler=""
     if [ "${PROFILE:-0}" = 1 ] && [[ $w == max-rate-* ]]; then
-      # Profile the measured phase only: start after the warm-up.
-      (sleep "$warmup"; perf record -F 499 -g -p "$pid" -o "$out/$name.perf.data" -- sleep "$duration" \
+      # Profile 10 s of the measured phase (after the warm-up), with DWARF unwinding: Rust
+      # release builds have no frame pointers.
+      (sleep "$((warmup + 2))"; perf record -F 199 --call-graph dwarf,16384 -p "$pid" \
+        -o "$out/$name.perf.data" -- sleep "$((duration < 12 ? duration - 2 : 10))" \
         >"$out/$name.perf-record.log" 2>&1) &
       profiler=$!
     fi
     "${cmd[@]}" | tee "$out/$name.log"
     if [ -n "$profiler" ]; then
       wait "$profiler" || true
-      perf report -i "$out/$name.perf.data" --no-children --sort dso,symbol --stdio 2>/dev/null \
-        | grep -E '^ +[0-9]' | head -40 | sed 's/ *$//' >"$out/$name.perf-self.txt" || true
-      perf report -i "$out/$name.perf.data" --children --sort symbol --stdio 2>/dev/null \
-        | grep -E '^ +[0-9]' | head -80 | sed 's/ *$//' >"$out/$name.perf-children.txt" || true
+      # Self time per function, and time including callees (without async-runtime plumbing).
+      perf report -i "$out/$name.perf.data" --no-children --sort dso,symbol --stdio -g none \
+        2>/dev/null | grep -E '^ +[0-9]' | sed -E 's/ +/ /g; s/ - - *$//' | head -40 \
+        >"$out/$name.perf-self.txt" || true
+      perf report -i "$out/$name.perf.data" --children --sort symbol --stdio -g none 2>/dev/null \
+        | grep -E '^ +[0-9]' | sed -E 's/ +/ /g; s/ - - *$//' \
+        | grep -vE 'tokio::runtime|catch_unwind|do_call|call_once|poll_inner|poll_future|with_mut|Harness|_ZN5tokio|std::thread|__rust_begin|start_thread|clone3|entry_SYSCALL|do_syscall' \
+        | cut -c1-220 | head -60 >"$out/$name.perf-children.txt" || true
       rm -f "$out/$name.perf.data"
     fi
     kill -TERM "$pid"
