@@ -25,5 +25,6 @@ pub use resources::{NamespacePolicies, TenantInfo, TopicMetadata};
 
 /// Storage types the front ends need to see, re-exported so they depend on the broker only.
 pub use magnetar_storage::{
-    Clock, Entry, EntryHeader, FsyncPolicy, LedgerConfig, ManualClock, PayloadFormat, SystemClock,
+    Clock, CursorStart, CursorState, Entry, EntryHeader, FsyncPolicy, LedgerConfig, ManualClock,
+    PayloadFormat, SystemClock,
 };

@@ -1,11 +1,29 @@
-//! Pulsar binary protocol front end.
+//! Pulsar binary protocol front end (port 6650).
 //!
-//! Owns: the Pulsar listener (port 6650). The protocol itself (frames, commands, subscriptions)
-//! is not built yet; until it is, the listener accepts a connection, logs one line saying so and
-//! closes it, so the port, the flags and the config exist and clients fail fast and clearly.
+//! Owns: the Pulsar listener and connections ([`serve`]), the frame codec ([`frame`]: simple
+//! and payload commands, CRC32C checksums, broker entry metadata), the protocol types generated
+//! from the vendored `proto/PulsarApi.proto` ([`proto`]), one file per command
+//! (`commands/`), subscriptions and their dispatchers over storage cursors
+//! ([`subscription`]), the MessageId mapping ([`message_id`]: "MessageId" is a Pulsar word and
+//! stays here), the mapping of the domain error to `ServerError` ([`error`]), and the Pulsar
+//! view of Kafka-format entries, cached per entry ([`convert`]).
 //!
-//! Must not depend on: the Kafka front end or the storage crate directly (it goes through
-//! `magnetar-broker`).
+//! Must not depend on: the Kafka front end, `kafka-protocol`, or the storage and metadata
+//! crates directly: it goes through `magnetar-broker` (which re-exports the storage types a
+//! front end needs) and `magnetar-format` (Kafka record batches).
+//!
+//! Main types: [`PulsarConfig`] (limits), [`service::Service`] (state shared by connections),
+//! [`subscription::Subscription`], [`frame::Frame`].
+
+pub mod commands;
+pub mod connection;
+pub mod convert;
+pub mod error;
+pub mod frame;
+pub mod message_id;
+pub mod proto;
+pub mod service;
+pub mod subscription;
 
 use std::sync::Arc;
 
@@ -13,25 +31,88 @@ use magnetar_broker::Broker;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// Serves Pulsar clients on `listener` until `shutdown` is cancelled. For now every connection
-/// is closed at once with a log line.
+use crate::service::Service;
+
+/// Limits of the Pulsar front end. Defaults follow Pulsar's broker defaults where it has one.
+#[derive(Clone, Debug)]
+pub struct PulsarConfig {
+    /// Largest frame (`total_size`) accepted; Pulsar's `maxMessageSize` plus 10 KiB.
+    pub frame_size_max_bytes: usize,
+    /// Announced to clients in CONNECTED (`max_message_size`).
+    pub message_size_max_bytes: usize,
+    /// Open connections; more are accepted and closed at once.
+    pub connections_max: usize,
+    pub producers_per_connection_max: usize,
+    pub consumers_per_connection_max: usize,
+    /// Encoded frames queued for one connection's socket.
+    pub outbound_frames_max: usize,
+    /// SENDs whose append is not yet durable, per connection (back-pressure beyond).
+    pub pending_sends_max: usize,
+    /// Pulsar's `keepAliveIntervalSeconds`: a PING after this much silence, a close after twice.
+    pub keepalive_interval_s: u64,
+    /// Send broker entry metadata (publish time, index) to clients that announce support.
+    pub broker_entry_metadata: bool,
+}
+
+impl Default for PulsarConfig {
+    fn default() -> Self {
+        Self {
+            frame_size_max_bytes: frame::FRAME_SIZE_MAX_BYTES,
+            message_size_max_bytes: frame::MESSAGE_SIZE_MAX_BYTES,
+            connections_max: 10_000,
+            producers_per_connection_max: 10_000,
+            consumers_per_connection_max: 10_000,
+            outbound_frames_max: 4096,
+            pending_sends_max: 1000,
+            keepalive_interval_s: 30,
+            broker_entry_metadata: true,
+        }
+    }
+}
+
+/// Serves Pulsar clients on `listener` until `shutdown` is cancelled, with default limits.
 pub async fn serve(
     listener: TcpListener,
-    _broker: Arc<Broker>,
+    broker: Arc<Broker>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    serve_with(listener, broker, PulsarConfig::default(), shutdown).await
+}
+
+/// Serves Pulsar clients with the given limits. Every connection and dispatcher task is tracked
+/// and stopped (and awaited) before this returns.
+pub async fn serve_with(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    config: PulsarConfig,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let service = Arc::new(Service::new(broker, config, shutdown.clone()));
+    let connections = Arc::new(tokio::sync::Semaphore::new(service.config.connections_max));
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            accepted = listener.accept() => {
-                match accepted {
-                    Ok((stream, peer)) => {
-                        tracing::warn!(%peer, "pulsar protocol is not implemented yet; closing connection");
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let Ok(permit) = connections.clone().try_acquire_owned() else {
+                        tracing::warn!(%peer, limit = service.config.connections_max, "pulsar connection limit reached; closing");
                         drop(stream);
-                    }
-                    Err(e) => tracing::warn!(error = %e, "pulsar accept failed"),
+                        continue;
+                    };
+                    let service2 = service.clone();
+                    service.tasks.spawn(async move {
+                        connection::run(service2, stream, peer).await;
+                        drop(permit);
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "pulsar accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
             }
         }
     }
+    service.tasks.close();
+    service.tasks.wait().await;
+    Ok(())
 }

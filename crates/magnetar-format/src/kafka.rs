@@ -1,0 +1,473 @@
+//! A small hand-written codec for Kafka record batches (magic v2): varints, records, headers,
+//! and decompression of gzip, snappy (raw and xerial-framed), lz4 (frame format) and zstd.
+//! Every length read from the batch is checked against the bytes left before anything is
+//! allocated for it, and decompressed output is capped, so bad input gives an error, never a
+//! panic or an unbounded allocation.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use std::io::Read;
+
+/// Size of the v2 batch header, up to and including the record count.
+pub const BATCH_HEADER_LEN: usize = 61;
+/// Offset of the CRC32C field; the CRC covers everything after it.
+const CRC_OFFSET: usize = 17;
+const ATTRIBUTES_OFFSET: usize = 21;
+/// Decompressed records of one batch may not exceed this.
+pub const DECOMPRESSED_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Records in one batch may not exceed this.
+pub const RECORDS_MAX: usize = 1_000_000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormatError(pub String);
+
+impl std::fmt::Display for FormatError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "kafka record batch: {}", self.0)
+    }
+}
+
+impl std::error::Error for FormatError {}
+
+fn err<T>(msg: impl Into<String>) -> Result<T, FormatError> {
+    Err(FormatError(msg.into()))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl Compression {
+    fn from_attributes(attributes: i16) -> Result<Self, FormatError> {
+        Ok(match attributes & 0x07 {
+            0 => Compression::None,
+            1 => Compression::Gzip,
+            2 => Compression::Snappy,
+            3 => Compression::Lz4,
+            4 => Compression::Zstd,
+            other => return err(format!("unknown compression codec {other}")),
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub key: String,
+    pub value: Option<Bytes>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub offset_delta: i32,
+    pub timestamp_ms: i64,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<Header>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    pub base_offset: i64,
+    pub partition_leader_epoch: i32,
+    pub attributes: i16,
+    pub last_offset_delta: i32,
+    pub base_timestamp_ms: i64,
+    pub max_timestamp_ms: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub records: Vec<Record>,
+}
+
+impl Batch {
+    pub fn compression(&self) -> Compression {
+        Compression::from_attributes(self.attributes).unwrap_or(Compression::None)
+    }
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & 0x10 != 0
+    }
+    pub fn is_control(&self) -> bool {
+        self.attributes & 0x20 != 0
+    }
+    /// LogAppendTime: every record's timestamp is the batch's max timestamp.
+    pub fn log_append_time(&self) -> bool {
+        self.attributes & 0x08 != 0
+    }
+}
+
+/// Decodes one v2 batch (the first in `data`), checking its CRC and decompressing its records.
+pub fn decode_batch(data: &[u8]) -> Result<Batch, FormatError> {
+    if data.len() < BATCH_HEADER_LEN {
+        return err(format!(
+            "{} bytes is shorter than a batch header",
+            data.len()
+        ));
+    }
+    let mut b = data;
+    let base_offset = b.get_i64();
+    let batch_length = b.get_i32();
+    if batch_length < (BATCH_HEADER_LEN - 12) as i32 || batch_length as usize > data.len() - 12 {
+        return err(format!(
+            "batch length {batch_length} does not fit the {} bytes given",
+            data.len()
+        ));
+    }
+    let end = 12 + batch_length as usize;
+    let partition_leader_epoch = b.get_i32();
+    let magic = b.get_i8();
+    if magic != 2 {
+        return err(format!("magic {magic} is not 2"));
+    }
+    let crc = b.get_u32();
+    if crc32c::crc32c(&data[ATTRIBUTES_OFFSET..end]) != crc {
+        return err("crc mismatch");
+    }
+    let attributes = b.get_i16();
+    let last_offset_delta = b.get_i32();
+    let base_timestamp_ms = b.get_i64();
+    let max_timestamp_ms = b.get_i64();
+    let producer_id = b.get_i64();
+    let producer_epoch = b.get_i16();
+    let base_sequence = b.get_i32();
+    let count = b.get_i32();
+    if count < 0 || count as usize > RECORDS_MAX {
+        return err(format!("record count {count} is out of range"));
+    }
+    let body = &data[BATCH_HEADER_LEN..end];
+    let compression = Compression::from_attributes(attributes)?;
+    let decompressed;
+    let records_bytes: &[u8] = match compression {
+        Compression::None => body,
+        other => {
+            decompressed = decompress(other, body)?;
+            &decompressed
+        }
+    };
+    let mut cur = records_bytes;
+    // Each record takes at least 7 bytes, so the count can be checked before allocating.
+    if count as usize > cur.len() / 7 + 1 {
+        return err(format!(
+            "record count {count} exceeds what {} bytes can hold",
+            cur.len()
+        ));
+    }
+    let mut records = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        records.push(decode_record(&mut cur, base_timestamp_ms)?);
+    }
+    let mut batch = Batch {
+        base_offset,
+        partition_leader_epoch,
+        attributes,
+        last_offset_delta,
+        base_timestamp_ms,
+        max_timestamp_ms,
+        producer_id,
+        producer_epoch,
+        base_sequence,
+        records,
+    };
+    if batch.log_append_time() {
+        for r in &mut batch.records {
+            r.timestamp_ms = max_timestamp_ms;
+        }
+    }
+    Ok(batch)
+}
+
+fn decode_record(cur: &mut &[u8], base_timestamp_ms: i64) -> Result<Record, FormatError> {
+    let length = read_varint(cur)?;
+    if length < 0 || length as usize > cur.len() {
+        return err(format!(
+            "record length {length} exceeds the {} bytes left",
+            cur.len()
+        ));
+    }
+    let (mut r, rest) = cur.split_at(length as usize);
+    *cur = rest;
+    if r.is_empty() {
+        return err("empty record");
+    }
+    let _attributes = r.get_i8();
+    let timestamp_delta = read_varlong(&mut r)?;
+    let offset_delta = read_varint(&mut r)?;
+    let key = read_bytes(&mut r, "key")?;
+    let value = read_bytes(&mut r, "value")?;
+    let header_count = read_varint(&mut r)?;
+    if header_count < 0 || header_count as usize > r.len() {
+        return err(format!("header count {header_count} is out of range"));
+    }
+    let mut headers = Vec::with_capacity(header_count as usize);
+    for _ in 0..header_count {
+        let key = read_bytes(&mut r, "header key")?.unwrap_or_default();
+        let key = String::from_utf8(key.to_vec())
+            .map_err(|_| FormatError("header key is not UTF-8".into()))?;
+        let value = read_bytes(&mut r, "header value")?;
+        headers.push(Header { key, value });
+    }
+    Ok(Record {
+        offset_delta,
+        timestamp_ms: base_timestamp_ms.wrapping_add(timestamp_delta),
+        key,
+        value,
+        headers,
+    })
+}
+
+fn read_bytes(cur: &mut &[u8], what: &str) -> Result<Option<Bytes>, FormatError> {
+    let len = read_varint(cur)?;
+    if len < 0 {
+        return Ok(None);
+    }
+    let len = len as usize;
+    if len > cur.len() {
+        return err(format!(
+            "{what} length {len} exceeds the {} bytes left",
+            cur.len()
+        ));
+    }
+    let (v, rest) = cur.split_at(len);
+    *cur = rest;
+    Ok(Some(Bytes::copy_from_slice(v)))
+}
+
+pub fn read_varlong(cur: &mut &[u8]) -> Result<i64, FormatError> {
+    let mut raw: u64 = 0;
+    for i in 0..10 {
+        let Some((&byte, rest)) = cur.split_first() else {
+            return err("truncated varint");
+        };
+        *cur = rest;
+        raw |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64));
+        }
+    }
+    err("varint longer than 10 bytes")
+}
+
+pub fn read_varint(cur: &mut &[u8]) -> Result<i32, FormatError> {
+    let v = read_varlong(cur)?;
+    i32::try_from(v).map_err(|_| FormatError(format!("varint {v} does not fit 32 bits")))
+}
+
+pub fn write_varlong(out: &mut BytesMut, v: i64) {
+    let mut raw = ((v << 1) ^ (v >> 63)) as u64;
+    while raw >= 0x80 {
+        out.put_u8((raw as u8) | 0x80);
+        raw >>= 7;
+    }
+    out.put_u8(raw as u8);
+}
+
+fn write_bytes(out: &mut BytesMut, v: Option<&[u8]>) {
+    match v {
+        None => write_varlong(out, -1),
+        Some(b) => {
+            write_varlong(out, b.len() as i64);
+            out.put_slice(b);
+        }
+    }
+}
+
+fn decompress(codec: Compression, data: &[u8]) -> Result<Vec<u8>, FormatError> {
+    let cap = DECOMPRESSED_BYTES_MAX as u64;
+    let mut out = Vec::new();
+    let result = match codec {
+        Compression::None => {
+            out.extend_from_slice(data);
+            Ok(())
+        }
+        Compression::Gzip => flate2::read::GzDecoder::new(data)
+            .take(cap + 1)
+            .read_to_end(&mut out)
+            .map(|_| ()),
+        Compression::Lz4 => lz4_flex::frame::FrameDecoder::new(data)
+            .take(cap + 1)
+            .read_to_end(&mut out)
+            .map(|_| ()),
+        Compression::Zstd => match zstd::stream::read::Decoder::new(data) {
+            Ok(d) => d.take(cap + 1).read_to_end(&mut out).map(|_| ()),
+            Err(e) => Err(e),
+        },
+        Compression::Snappy => return snappy_decompress(data),
+    };
+    result.map_err(|e| FormatError(format!("{codec:?} decompression failed: {e}")))?;
+    if out.len() > DECOMPRESSED_BYTES_MAX {
+        return err(format!(
+            "records decompress to more than {DECOMPRESSED_BYTES_MAX} bytes"
+        ));
+    }
+    Ok(out)
+}
+
+const XERIAL_MAGIC: &[u8] = b"\x82SNAPPY\x00";
+
+/// Raw snappy, or the xerial framing the Java client uses (magic, two versions, then blocks of
+/// `[len u32][raw snappy]`).
+fn snappy_decompress(data: &[u8]) -> Result<Vec<u8>, FormatError> {
+    let block = |b: &[u8], out: &mut Vec<u8>| -> Result<(), FormatError> {
+        let len = snap::raw::decompress_len(b).map_err(|e| FormatError(format!("snappy: {e}")))?;
+        if out.len() + len > DECOMPRESSED_BYTES_MAX {
+            return err("snappy block decompresses beyond the limit");
+        }
+        let start = out.len();
+        out.resize(start + len, 0);
+        snap::raw::Decoder::new()
+            .decompress(b, &mut out[start..])
+            .map_err(|e| FormatError(format!("snappy: {e}")))?;
+        Ok(())
+    };
+    let mut out = Vec::new();
+    if data.len() >= 16 && data.starts_with(XERIAL_MAGIC) {
+        let mut cur = &data[16..];
+        while !cur.is_empty() {
+            if cur.len() < 4 {
+                return err("truncated xerial snappy block");
+            }
+            let len = cur.get_u32() as usize;
+            if len > cur.len() {
+                return err("xerial snappy block exceeds the data");
+            }
+            block(&cur[..len], &mut out)?;
+            cur = &cur[len..];
+        }
+    } else {
+        block(data, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// Encodes an uncompressed v2 batch (CreateTime) at `base_offset`; record offset deltas are
+/// their positions and timestamps are absolute in `records`.
+pub fn encode_batch(base_offset: i64, records: &[Record]) -> Bytes {
+    let base_timestamp = records.iter().map(|r| r.timestamp_ms).min().unwrap_or(0);
+    let max_timestamp = records.iter().map(|r| r.timestamp_ms).max().unwrap_or(0);
+    let mut body = BytesMut::new();
+    for (i, r) in records.iter().enumerate() {
+        let mut rec = BytesMut::new();
+        rec.put_i8(0);
+        write_varlong(&mut rec, r.timestamp_ms - base_timestamp);
+        write_varlong(&mut rec, i as i64);
+        write_bytes(&mut rec, r.key.as_deref());
+        write_bytes(&mut rec, r.value.as_deref());
+        write_varlong(&mut rec, r.headers.len() as i64);
+        for h in &r.headers {
+            write_bytes(&mut rec, Some(h.key.as_bytes()));
+            write_bytes(&mut rec, h.value.as_deref());
+        }
+        write_varlong(&mut body, rec.len() as i64);
+        body.put_slice(&rec);
+    }
+    let mut out = BytesMut::with_capacity(BATCH_HEADER_LEN + body.len());
+    out.put_i64(base_offset);
+    out.put_i32((BATCH_HEADER_LEN - 12 + body.len()) as i32);
+    out.put_i32(-1); // partition leader epoch
+    out.put_i8(2);
+    out.put_u32(0); // crc, below
+    out.put_i16(0); // attributes: no compression, CreateTime
+    out.put_i32(records.len().saturating_sub(1) as i32);
+    out.put_i64(base_timestamp);
+    out.put_i64(max_timestamp);
+    out.put_i64(-1); // producer id
+    out.put_i16(-1);
+    out.put_i32(-1);
+    out.put_i32(records.len() as i32);
+    out.put_slice(&body);
+    let crc = crc32c::crc32c(&out[ATTRIBUTES_OFFSET..]);
+    out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+    out.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn record(i: i64) -> Record {
+        Record {
+            offset_delta: i as i32,
+            timestamp_ms: 1_700_000_000_000 + i,
+            key: (i % 2 == 0).then(|| Bytes::from(vec![0xff, i as u8])),
+            value: (i % 3 != 0).then(|| Bytes::from(format!("v{i}"))),
+            headers: vec![
+                Header {
+                    key: "h".into(),
+                    value: Some(Bytes::from_static(&[0xc3, 0x28])),
+                },
+                Header {
+                    key: "n".into(),
+                    value: None,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let records: Vec<Record> = (0..5).map(record).collect();
+        let bytes = encode_batch(42, &records);
+        let batch = decode_batch(&bytes).unwrap();
+        assert_eq!(batch.base_offset, 42);
+        assert_eq!(batch.records, records);
+        assert_eq!(batch.max_timestamp_ms, 1_700_000_000_004);
+    }
+
+    #[test]
+    fn bad_crc_is_an_error() {
+        let mut bytes = encode_batch(0, &[record(1)]).to_vec();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        assert!(decode_batch(&bytes).is_err());
+    }
+
+    #[test]
+    fn compressed_records_decode() {
+        let plain = encode_batch(0, &(0..3).map(record).collect::<Vec<_>>());
+        let records_bytes = &plain[BATCH_HEADER_LEN..];
+        let gz = {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            std::io::Write::write_all(&mut e, records_bytes).unwrap();
+            e.finish().unwrap()
+        };
+        let lz4 = {
+            let mut e = lz4_flex::frame::FrameEncoder::new(Vec::new());
+            std::io::Write::write_all(&mut e, records_bytes).unwrap();
+            e.finish().unwrap()
+        };
+        let snappy = snap::raw::Encoder::new()
+            .compress_vec(records_bytes)
+            .unwrap();
+        let zstd = zstd::encode_all(records_bytes, 1).unwrap();
+        for (codec, data) in [(1i16, gz), (2, snappy), (3, lz4), (4, zstd)] {
+            let mut batch = BytesMut::from(&plain[..BATCH_HEADER_LEN]);
+            batch.put_slice(&data);
+            let len = (batch.len() - 12) as i32;
+            batch[8..12].copy_from_slice(&len.to_be_bytes());
+            batch[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&codec.to_be_bytes());
+            let crc = crc32c::crc32c(&batch[ATTRIBUTES_OFFSET..]);
+            batch[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+            let decoded = decode_batch(&batch).unwrap();
+            assert_eq!(decoded.records.len(), 3, "codec {codec}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn decode_never_panics(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = decode_batch(&data);
+        }
+
+        #[test]
+        fn varints_round_trip(v in any::<i64>()) {
+            let mut out = BytesMut::new();
+            write_varlong(&mut out, v);
+            let mut cur = &out[..];
+            prop_assert_eq!(read_varlong(&mut cur).unwrap(), v);
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//! Pulsar-format entries read as Kafka record batches, for the Kafka fetch path.
+//!
+//! A Pulsar entry payload is `[metadata_size u32][MessageMetadata][payload]`, the payload
+//! compressed as a whole (LZ4 block, ZLIB, ZSTD or SNAPPY) and, for a batch, a sequence of
+//! `[size u32][SingleMessageMetadata][value]`. The few protobuf fields needed are read by hand
+//! here (this crate must not depend on `prost`); unknown fields are skipped.
+
+use std::io::Read;
+
+use bytes::Bytes;
+
+use crate::kafka::{encode_batch, FormatError, Record, DECOMPRESSED_BYTES_MAX};
+use crate::{from_pulsar_message, PulsarMessage};
+
+/// The fields of `MessageMetadata` / `SingleMessageMetadata` the conversion uses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Metadata {
+    pub publish_time_ms: u64,
+    pub properties: Vec<(String, String)>,
+    pub partition_key: Option<String>,
+    pub partition_key_b64: bool,
+    pub compression: u64,
+    pub uncompressed_size: u64,
+    pub num_messages_in_batch: Option<u64>,
+    pub event_time_ms: u64,
+    pub null_value: bool,
+    pub payload_size: u64,
+}
+
+fn err<T>(msg: impl Into<String>) -> Result<T, FormatError> {
+    Err(FormatError(msg.into()))
+}
+
+fn varint(cur: &mut &[u8]) -> Result<u64, FormatError> {
+    let mut v = 0u64;
+    for i in 0..10 {
+        let Some((&b, rest)) = cur.split_first() else {
+            return err("truncated protobuf varint");
+        };
+        *cur = rest;
+        v |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Ok(v);
+        }
+    }
+    err("protobuf varint longer than 10 bytes")
+}
+
+fn take<'a>(cur: &mut &'a [u8], len: u64) -> Result<&'a [u8], FormatError> {
+    if len > cur.len() as u64 {
+        return err("protobuf field exceeds the message");
+    }
+    let (v, rest) = cur.split_at(len as usize);
+    *cur = rest;
+    Ok(v)
+}
+
+/// Calls `f(field, wire_type, varint_value, bytes)` for each field.
+fn walk(
+    mut cur: &[u8],
+    mut f: impl FnMut(u64, u64, &[u8]) -> Result<(), FormatError>,
+) -> Result<(), FormatError> {
+    while !cur.is_empty() {
+        let key = varint(&mut cur)?;
+        let (field, wire) = (key >> 3, key & 7);
+        match wire {
+            0 => {
+                let v = varint(&mut cur)?;
+                f(field, v, &[])?;
+            }
+            1 => {
+                take(&mut cur, 8)?;
+            }
+            2 => {
+                let len = varint(&mut cur)?;
+                let bytes = take(&mut cur, len)?;
+                f(field, u64::MAX, bytes)?;
+            }
+            5 => {
+                take(&mut cur, 4)?;
+            }
+            other => return err(format!("protobuf wire type {other} is not supported")),
+        }
+    }
+    Ok(())
+}
+
+fn string(bytes: &[u8]) -> Result<String, FormatError> {
+    String::from_utf8(bytes.to_vec())
+        .map_err(|_| FormatError("protobuf string is not UTF-8".into()))
+}
+
+fn key_value(bytes: &[u8]) -> Result<(String, String), FormatError> {
+    let (mut k, mut v) = (String::new(), String::new());
+    walk(bytes, |field, _, b| {
+        match field {
+            1 => k = string(b)?,
+            2 => v = string(b)?,
+            _ => {}
+        }
+        Ok(())
+    })?;
+    Ok((k, v))
+}
+
+/// Reads `MessageMetadata`.
+pub fn message_metadata(bytes: &[u8]) -> Result<Metadata, FormatError> {
+    let mut m = Metadata::default();
+    walk(bytes, |field, v, b| {
+        match field {
+            3 => m.publish_time_ms = v,
+            4 => m.properties.push(key_value(b)?),
+            6 => m.partition_key = Some(string(b)?),
+            8 => m.compression = v,
+            9 => m.uncompressed_size = v,
+            11 => m.num_messages_in_batch = Some(v),
+            12 => m.event_time_ms = v,
+            17 => m.partition_key_b64 = v != 0,
+            25 => m.null_value = v != 0,
+            _ => {}
+        }
+        Ok(())
+    })?;
+    Ok(m)
+}
+
+/// Reads `SingleMessageMetadata`.
+pub fn single_metadata(bytes: &[u8]) -> Result<Metadata, FormatError> {
+    let mut m = Metadata::default();
+    walk(bytes, |field, v, b| {
+        match field {
+            1 => m.properties.push(key_value(b)?),
+            2 => m.partition_key = Some(string(b)?),
+            3 => m.payload_size = v,
+            5 => m.event_time_ms = v,
+            6 => m.partition_key_b64 = v != 0,
+            9 => m.null_value = v != 0,
+            _ => {}
+        }
+        Ok(())
+    })?;
+    Ok(m)
+}
+
+fn be_u32(cur: &mut &[u8]) -> Result<usize, FormatError> {
+    let b = take(cur, 4)?;
+    Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+}
+
+fn decompress(codec: u64, data: &[u8], size: usize) -> Result<Vec<u8>, FormatError> {
+    if size > DECOMPRESSED_BYTES_MAX {
+        return err(format!("uncompressed size {size} exceeds the limit"));
+    }
+    match codec {
+        0 => Ok(data.to_vec()),
+        1 => lz4_flex::block::decompress(data, size).map_err(|e| FormatError(format!("lz4: {e}"))),
+        2 => {
+            let mut out = Vec::with_capacity(size);
+            flate2::read::ZlibDecoder::new(data)
+                .take(DECOMPRESSED_BYTES_MAX as u64)
+                .read_to_end(&mut out)
+                .map_err(|e| FormatError(format!("zlib: {e}")))?;
+            Ok(out)
+        }
+        3 => {
+            let mut out = Vec::with_capacity(size);
+            zstd::stream::read::Decoder::new(data)
+                .and_then(|d| d.take(DECOMPRESSED_BYTES_MAX as u64).read_to_end(&mut out))
+                .map_err(|e| FormatError(format!("zstd: {e}")))?;
+            Ok(out)
+        }
+        4 => {
+            let len =
+                snap::raw::decompress_len(data).map_err(|e| FormatError(format!("snappy: {e}")))?;
+            if len > DECOMPRESSED_BYTES_MAX {
+                return err("snappy payload exceeds the limit");
+            }
+            snap::raw::Decoder::new()
+                .decompress_vec(data)
+                .map_err(|e| FormatError(format!("snappy: {e}")))
+        }
+        other => err(format!("unknown pulsar compression {other}")),
+    }
+}
+
+/// The messages of one Pulsar entry body, decompressed, in order.
+pub fn entry_messages(body: &[u8]) -> Result<Vec<PulsarMessage>, FormatError> {
+    let mut cur = body;
+    let size = be_u32(&mut cur)?;
+    let metadata = message_metadata(take(&mut cur, size as u64)?)?;
+    let payload = decompress(
+        metadata.compression,
+        cur,
+        metadata.uncompressed_size as usize,
+    )?;
+    let default_time = |t: u64| {
+        if t != 0 {
+            t as i64
+        } else if metadata.event_time_ms != 0 {
+            metadata.event_time_ms as i64
+        } else {
+            metadata.publish_time_ms as i64
+        }
+    };
+    let Some(count) = metadata.num_messages_in_batch else {
+        return Ok(vec![PulsarMessage {
+            partition_key: metadata.partition_key.clone(),
+            partition_key_b64: metadata.partition_key_b64,
+            properties: metadata.properties.clone(),
+            value: Bytes::from(payload),
+            null_value: metadata.null_value,
+            event_time_ms: default_time(0),
+        }]);
+    };
+    let mut out = Vec::new();
+    let mut cur = &payload[..];
+    for _ in 0..count {
+        let size = be_u32(&mut cur)?;
+        let single = single_metadata(take(&mut cur, size as u64)?)?;
+        let value = take(&mut cur, single.payload_size)?;
+        out.push(PulsarMessage {
+            partition_key: single.partition_key.clone(),
+            partition_key_b64: single.partition_key_b64,
+            properties: single.properties.clone(),
+            value: Bytes::copy_from_slice(value),
+            null_value: single.null_value,
+            event_time_ms: default_time(single.event_time_ms),
+        });
+    }
+    Ok(out)
+}
+
+/// A Pulsar entry as the record batch a Kafka fetch returns, at `base_offset` (the entry's
+/// first message index). Event time, else publish time, becomes the record timestamp.
+pub fn entry_to_kafka_batch(body: &[u8], base_offset: u64) -> Result<Bytes, FormatError> {
+    let records: Vec<Record> = entry_messages(body)?
+        .iter()
+        .enumerate()
+        .map(|(i, m)| from_pulsar_message(m, i as i32))
+        .collect();
+    Ok(encode_batch(base_offset as i64, &records))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_bytes(out: &mut Vec<u8>, field: u64, b: &[u8]) {
+        out.push(((field << 3) | 2) as u8);
+        out.push(b.len() as u8);
+        out.extend_from_slice(b);
+    }
+
+    fn field_varint(out: &mut Vec<u8>, field: u64, v: u64) {
+        out.push((field << 3) as u8);
+        let mut v = v;
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+
+    #[test]
+    fn batch_entry_to_kafka() {
+        let mut payload = Vec::new();
+        for i in 0..3u64 {
+            let mut single = Vec::new();
+            let mut kv = Vec::new();
+            field_bytes(&mut kv, 1, b"p");
+            field_bytes(&mut kv, 2, format!("v{i}").as_bytes());
+            field_bytes(&mut single, 1, &kv);
+            field_bytes(&mut single, 2, format!("k{i}").as_bytes());
+            field_varint(&mut single, 3, 2);
+            field_varint(&mut single, 5, 1000 + i);
+            payload.extend_from_slice(&(single.len() as u32).to_be_bytes());
+            payload.extend_from_slice(&single);
+            payload.extend_from_slice(format!("m{i}").as_bytes());
+        }
+        let mut meta = Vec::new();
+        field_bytes(&mut meta, 1, b"producer");
+        field_varint(&mut meta, 2, 0);
+        field_varint(&mut meta, 3, 500);
+        field_varint(&mut meta, 11, 3);
+        let mut body = (meta.len() as u32).to_be_bytes().to_vec();
+        body.extend_from_slice(&meta);
+        body.extend_from_slice(&payload);
+        let batch = crate::kafka::decode_batch(&entry_to_kafka_batch(&body, 10).unwrap()).unwrap();
+        assert_eq!(batch.base_offset, 10);
+        assert_eq!(batch.records.len(), 3);
+        assert_eq!(batch.records[1].key.as_deref(), Some(&b"k1"[..]));
+        assert_eq!(batch.records[1].value.as_deref(), Some(&b"m1"[..]));
+        assert_eq!(batch.records[1].timestamp_ms, 1001);
+        assert_eq!(
+            batch.records[2].headers[0].value.as_deref(),
+            Some(&b"v2"[..])
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let _ = entry_to_kafka_batch(&data, 0);
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! ACK (individual and cumulative, with batch index ack sets) and
+//! REDELIVER_UNACKNOWLEDGED_MESSAGES.
+//!
+//! Acks are exact per message: message `batch_index` of entry `entry_id` is message index
+//! `entry_id + batch_index`, so a batch index ack acknowledges just that index in the cursor
+//! (no approximation). An ack without an ack set acknowledges the whole entry.
+
+use std::ops::Range;
+
+use crate::connection::{Connection, Next};
+use crate::message_id::{acked_positions, LEDGER_ID};
+use crate::proto::base_command::Type;
+use crate::proto::command_ack::AckType;
+use crate::proto::{BaseCommand, CommandAckResponse, MessageIdData};
+use crate::subscription::Subscription;
+
+impl Connection {
+    pub(crate) async fn on_ack(&mut self, command: BaseCommand) -> Next {
+        let Some(ack) = command.ack else {
+            return Next::Close("ACK without its body".into());
+        };
+        let Some(handle) = self.consumers.get(&ack.consumer_id) else {
+            tracing::debug!(peer = %self.peer, consumer_id = ack.consumer_id, "ack for an unknown consumer");
+            return Next::Continue;
+        };
+        let sub = handle.subscription.clone();
+        let cumulative = ack.ack_type() == AckType::Cumulative;
+        let mut result = Ok(());
+        for id in &ack.message_id {
+            if id.ledger_id != LEDGER_ID {
+                continue;
+            }
+            let r = if cumulative {
+                match cumulative_index(&sub, id).await {
+                    Some(index) => sub.ack_cumulative(index).await,
+                    None => Ok(()),
+                }
+            } else {
+                let ranges = individual_ranges(&sub, id).await;
+                sub.ack(ranges).await
+            };
+            if let Err(e) = r {
+                tracing::warn!(peer = %self.peer, subscription = %sub.name, error = %e, "ack failed");
+                result = Err(e);
+            }
+        }
+        if let Some(request_id) = ack.request_id {
+            let (error, message) = match &result {
+                Ok(()) => (None, None),
+                Err(e) => (
+                    Some(crate::error::server_error(e) as i32),
+                    Some(e.to_string()),
+                ),
+            };
+            self.send(BaseCommand {
+                r#type: Type::AckResponse as i32,
+                ack_response: Some(CommandAckResponse {
+                    consumer_id: ack.consumer_id,
+                    error,
+                    message,
+                    request_id: Some(request_id),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await;
+        }
+        Next::Continue
+    }
+
+    pub(crate) async fn on_redeliver(&mut self, command: BaseCommand) -> Next {
+        let Some(request) = command.redeliver_unacknowledged_messages else {
+            return Next::Close("REDELIVER_UNACKNOWLEDGED_MESSAGES without its body".into());
+        };
+        if let Some(handle) = self.consumers.get(&request.consumer_id) {
+            let entries: Vec<u64> = request
+                .message_ids
+                .iter()
+                .filter(|id| id.ledger_id == LEDGER_ID)
+                .map(|id| id.entry_id)
+                .collect();
+            handle
+                .subscription
+                .redeliver((self.id, request.consumer_id), &entries);
+        }
+        Next::Continue
+    }
+}
+
+/// The message count of an entry: from the in-flight table, else from its header.
+async fn entry_count(sub: &Subscription, entry: u64) -> Option<u32> {
+    if let Some(count) = sub.pending_count(entry) {
+        return Some(count);
+    }
+    let entries = sub.log.read(entry, 1, 1).await.ok()?;
+    let e = entries.first()?;
+    (e.header.first_index == entry).then_some(e.header.message_count.max(1))
+}
+
+async fn individual_ranges(sub: &Subscription, id: &MessageIdData) -> Vec<Range<u64>> {
+    let entry = id.entry_id;
+    if !id.ack_set.is_empty() {
+        let size = match id.batch_size {
+            Some(s) if s > 0 => s as u32,
+            _ => entry_count(sub, entry).await.unwrap_or(0),
+        };
+        return acked_positions(&id.ack_set, size)
+            .into_iter()
+            .map(|p| entry + u64::from(p)..entry + u64::from(p) + 1)
+            .collect();
+    }
+    match entry_count(sub, entry).await {
+        Some(count) => std::iter::once(entry..entry + u64::from(count)).collect(),
+        None => Vec::new(),
+    }
+}
+
+/// The last message index a cumulative ack covers.
+async fn cumulative_index(sub: &Subscription, id: &MessageIdData) -> Option<u64> {
+    let entry = id.entry_id;
+    if !id.ack_set.is_empty() {
+        let size = match id.batch_size {
+            Some(s) if s > 0 => s as u32,
+            _ => entry_count(sub, entry).await?,
+        };
+        let acked = acked_positions(&id.ack_set, size);
+        let prefix = acked
+            .iter()
+            .enumerate()
+            .take_while(|(i, p)| *i as u32 == **p)
+            .count() as u64;
+        return if prefix > 0 {
+            Some(entry + prefix - 1)
+        } else {
+            entry.checked_sub(1)
+        };
+    }
+    let count = entry_count(sub, entry).await?;
+    Some(entry + u64::from(count) - 1)
+}

@@ -1,0 +1,11 @@
+//! One file per command (or per small family of commands), each an `impl Connection` block.
+
+mod ack;
+mod connect;
+mod flow;
+mod lookup;
+mod producer;
+mod schema;
+mod seek;
+mod send;
+mod subscribe;

@@ -1,0 +1,133 @@
+//! PRODUCER -> PRODUCER_SUCCESS (name generation, Shared/Exclusive access) and CLOSE_PRODUCER.
+//!
+//! Access modes: `Shared` producers coexist; `Exclusive` is refused (`ProducerBusy`) while any
+//! other producer is attached, and refuses later ones. `ExclusiveWithFencing` and
+//! `WaitForExclusive` are treated as `Exclusive` (no fencing, no waiting).
+
+use crate::commands::schema::{check_schema, BUILTIN_SCHEMA_VERSION};
+use crate::connection::{Connection, Next, ProducerHandle};
+use crate::error::server_error;
+use crate::proto::base_command::Type;
+use crate::proto::{BaseCommand, CommandProducerSuccess, ProducerAccessMode, ServerError};
+
+impl Connection {
+    pub(crate) async fn on_producer(&mut self, command: BaseCommand) -> Next {
+        let Some(request) = command.producer else {
+            return Next::Close("PRODUCER without its body".into());
+        };
+        let request_id = request.request_id;
+        if let Some(existing) = self.producers.get(&request.producer_id) {
+            // A retried PRODUCER for a producer that exists: answer as before.
+            let name = existing.name.clone();
+            self.send(producer_success(request_id, name)).await;
+            return Next::Continue;
+        }
+        if self.producers.len() >= self.service.config.producers_per_connection_max {
+            self.error(
+                request_id,
+                ServerError::NotAllowedError,
+                format!(
+                    "connection has {} producers, the limit",
+                    self.producers.len()
+                ),
+            )
+            .await;
+            return Next::Continue;
+        }
+        if let Err(message) = check_schema(request.schema.as_ref()) {
+            self.error(request_id, ServerError::IncompatibleSchema, message)
+                .await;
+            return Next::Continue;
+        }
+        if request.txn_enabled() {
+            self.error(
+                request_id,
+                ServerError::NotAllowedError,
+                "transactions are not supported yet".into(),
+            )
+            .await;
+            return Next::Continue;
+        }
+        let resolved = match self.service.resolve(&request.topic).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.error(request_id, server_error(&e), e.to_string())
+                    .await;
+                return Next::Continue;
+            }
+        };
+        let log = match self.service.broker.partition(&resolved.partition).await {
+            Ok(log) => log,
+            Err(e) => {
+                self.error(request_id, server_error(&e), e.to_string())
+                    .await;
+                return Next::Continue;
+            }
+        };
+        let exclusive = request.producer_access_mode() != ProducerAccessMode::Shared;
+        let registration = match self
+            .service
+            .register_producer(&resolved.partition, exclusive)
+        {
+            Ok(r) => r,
+            Err(message) => {
+                self.error(request_id, ServerError::ProducerBusy, message)
+                    .await;
+                return Next::Continue;
+            }
+        };
+        let name = match request.producer_name.as_deref() {
+            Some(n) if !n.is_empty() => n.to_string(),
+            _ => self.service.producer_name(),
+        };
+        tracing::debug!(peer = %self.peer, topic = %resolved.partition, producer = %name, "pulsar producer attached");
+        self.producers.insert(
+            request.producer_id,
+            ProducerHandle {
+                partition: resolved.partition,
+                id_partition: resolved.id_partition,
+                log,
+                name: name.clone(),
+                registration,
+            },
+        );
+        let mut success = producer_success(request_id, name);
+        if let Some(s) = success.producer_success.as_mut() {
+            s.schema_version = request
+                .schema
+                .as_ref()
+                .map(|_| BUILTIN_SCHEMA_VERSION.to_vec());
+        }
+        self.send(success).await;
+        Next::Continue
+    }
+
+    pub(crate) async fn on_close_producer(&mut self, command: BaseCommand) -> Next {
+        let Some(request) = command.close_producer else {
+            return Next::Close("CLOSE_PRODUCER without its body".into());
+        };
+        if let Some(p) = self.producers.remove(&request.producer_id) {
+            self.service
+                .unregister_producer(&p.partition, p.registration);
+        }
+        // Receipts of sends already queued are sent before this success (same pipeline order
+        // is not guaranteed; the client ignores receipts after closing).
+        self.success(request.request_id).await;
+        Next::Continue
+    }
+}
+
+fn producer_success(request_id: u64, producer_name: String) -> BaseCommand {
+    BaseCommand {
+        r#type: Type::ProducerSuccess as i32,
+        producer_success: Some(CommandProducerSuccess {
+            request_id,
+            producer_name,
+            last_sequence_id: Some(-1),
+            schema_version: None,
+            topic_epoch: None,
+            producer_ready: Some(true),
+        }),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,167 @@
+//! SEND -> SEND_RECEIPT / SEND_ERROR.
+//!
+//! One SEND (a single message or a batch, compressed as the client produced it) is one storage
+//! entry of format `Pulsar` whose payload is the body as sent: `[metadata_size][MessageMetadata]
+//! [payload]`. Its message count is the SEND's `num_messages` (= `num_messages_in_batch`) and
+//! its max timestamp the batch's event time, else its publish time.
+//!
+//! Receipts leave in SEND order: the append is polled once here, which queues it in the ledger
+//! (indexes are assigned in that order), and the rest of the wait runs in the connection's send
+//! pipeline, which yields receipts in order.
+
+use std::future::Future;
+use std::task::Poll;
+
+use bytes::Bytes;
+use magnetar_broker::{AppendRequest, PayloadFormat};
+
+use crate::connection::{Connection, Next, SendFuture};
+use crate::error::server_error;
+use crate::frame::{self, split_body, Payload};
+use crate::message_id::message_id;
+use crate::proto::base_command::Type;
+use crate::proto::{BaseCommand, CommandSendError, CommandSendReceipt, ServerError};
+
+impl Connection {
+    pub(crate) async fn on_send(&mut self, command: BaseCommand, payload: Option<Payload>) -> Next {
+        let Some(send) = command.send else {
+            return Next::Close("SEND without its body".into());
+        };
+        let (producer_id, sequence_id) = (send.producer_id, send.sequence_id);
+        let highest_sequence_id = send.highest_sequence_id.unwrap_or(sequence_id);
+        let Some(producer) = self.producers.get(&producer_id) else {
+            self.send_error(
+                producer_id,
+                sequence_id,
+                ServerError::ProducerBusy,
+                format!("producer {producer_id} is not open on this connection"),
+            )
+            .await;
+            return Next::Continue;
+        };
+        let Some(payload) = payload else {
+            self.send_error(
+                producer_id,
+                sequence_id,
+                ServerError::UnknownError,
+                "SEND without a payload".into(),
+            )
+            .await;
+            return Next::Continue;
+        };
+        if payload.checksum_ok == Some(false) {
+            self.send_error(
+                producer_id,
+                sequence_id,
+                ServerError::ChecksumError,
+                "payload checksum does not match".into(),
+            )
+            .await;
+            return Next::Continue;
+        }
+        if send.txnid_most_bits() != 0 || send.txnid_least_bits() != 0 {
+            self.send_error(
+                producer_id,
+                sequence_id,
+                ServerError::NotAllowedError,
+                "transactions are not supported yet".into(),
+            )
+            .await;
+            return Next::Continue;
+        }
+        let metadata = match split_body(&payload.body) {
+            Ok((m, _)) => m,
+            Err(e) => {
+                self.send_error(
+                    producer_id,
+                    sequence_id,
+                    ServerError::UnknownError,
+                    e.to_string(),
+                )
+                .await;
+                return Next::Continue;
+            }
+        };
+        let message_count = send.num_messages().max(1) as u32;
+        let max_timestamp_ms = match metadata.event_time() {
+            0 => metadata.publish_time as i64,
+            t => t as i64,
+        };
+        let request = AppendRequest {
+            payload: payload.body,
+            message_count,
+            max_timestamp_ms,
+            format: PayloadFormat::Pulsar,
+            producer: None,
+            first_index_at: None,
+        };
+        let log = producer.log.clone();
+        let partition = producer.id_partition;
+        let mut append = Box::pin(async move { log.append(request).await });
+        let receipt = move |outcome: Result<
+            magnetar_broker::AppendOutcome,
+            magnetar_broker::Error,
+        >|
+              -> Bytes {
+            match outcome {
+                Ok(o) => frame::encode(&BaseCommand {
+                    r#type: Type::SendReceipt as i32,
+                    send_receipt: Some(CommandSendReceipt {
+                        producer_id,
+                        sequence_id,
+                        message_id: Some(message_id(partition, o.first_index, None)),
+                        highest_sequence_id: Some(highest_sequence_id),
+                    }),
+                    ..Default::default()
+                }),
+                Err(e) => {
+                    send_error_frame(producer_id, sequence_id, server_error(&e), e.to_string())
+                }
+            }
+        };
+        // First poll: the entry is queued in the ledger now, so indexes follow SEND order.
+        let first = std::future::poll_fn(|cx| Poll::Ready(append.as_mut().poll(cx))).await;
+        let fut: SendFuture = match first {
+            Poll::Ready(outcome) => {
+                let bytes = receipt(outcome);
+                Box::pin(async move { bytes })
+            }
+            Poll::Pending => Box::pin(async move { receipt(append.await) }),
+        };
+        if self.sends.send(fut).await.is_err() {
+            return Next::Close("send pipeline stopped".into());
+        }
+        Next::Continue
+    }
+
+    async fn send_error(
+        &self,
+        producer_id: u64,
+        sequence_id: u64,
+        error: ServerError,
+        message: String,
+    ) {
+        tracing::debug!(peer = %self.peer, producer_id, sequence_id, %message, "pulsar send refused");
+        // Through the send pipeline, so errors and receipts keep SEND order.
+        let bytes = send_error_frame(producer_id, sequence_id, error, message);
+        let _ = self.sends.send(Box::pin(async move { bytes })).await;
+    }
+}
+
+fn send_error_frame(
+    producer_id: u64,
+    sequence_id: u64,
+    error: ServerError,
+    message: String,
+) -> Bytes {
+    frame::encode(&BaseCommand {
+        r#type: Type::SendError as i32,
+        send_error: Some(CommandSendError {
+            producer_id,
+            sequence_id,
+            error: error as i32,
+            message,
+        }),
+        ..Default::default()
+    })
+}

@@ -1,0 +1,219 @@
+//! SUBSCRIBE (Exclusive, Shared, Failover, Key_Shared; durable cursors or non-durable readers),
+//! CLOSE_CONSUMER and UNSUBSCRIBE.
+
+use std::sync::Arc;
+
+use magnetar_broker::{CursorStart, CursorState};
+
+use crate::connection::{Connection, ConsumerHandle, Next};
+use crate::error::server_error;
+use crate::message_id::StartPosition;
+use crate::proto::command_subscribe::{InitialPosition, SubType};
+use crate::proto::{BaseCommand, ServerError};
+use crate::subscription::{ConsumerSlot, SubKind, Subscription};
+
+impl Connection {
+    pub(crate) async fn on_subscribe(&mut self, command: BaseCommand) -> Next {
+        let Some(request) = command.subscribe else {
+            return Next::Close("SUBSCRIBE without its body".into());
+        };
+        let request_id = request.request_id;
+        if self.consumers.contains_key(&request.consumer_id) {
+            // A retried SUBSCRIBE for a consumer that exists.
+            self.success(request_id).await;
+            return Next::Continue;
+        }
+        if self.consumers.len() >= self.service.config.consumers_per_connection_max {
+            self.error(
+                request_id,
+                ServerError::NotAllowedError,
+                format!(
+                    "connection has {} consumers, the limit",
+                    self.consumers.len()
+                ),
+            )
+            .await;
+            return Next::Continue;
+        }
+        if request.subscription.is_empty() {
+            self.error(
+                request_id,
+                ServerError::NotAllowedError,
+                "empty subscription name".into(),
+            )
+            .await;
+            return Next::Continue;
+        }
+        if let Err(message) = crate::commands::schema::check_schema(request.schema.as_ref()) {
+            self.error(request_id, ServerError::IncompatibleSchema, message)
+                .await;
+            return Next::Continue;
+        }
+        let kind = match request.sub_type() {
+            SubType::Exclusive => SubKind::Exclusive,
+            SubType::Shared => SubKind::Shared,
+            SubType::Failover => SubKind::Failover,
+            SubType::KeyShared => SubKind::KeyShared,
+        };
+        let resolved = match self.service.resolve(&request.topic).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.error(request_id, server_error(&e), e.to_string())
+                    .await;
+                return Next::Continue;
+            }
+        };
+        let log = match self.service.broker.partition(&resolved.partition).await {
+            Ok(log) => log,
+            Err(e) => {
+                self.error(request_id, server_error(&e), e.to_string())
+                    .await;
+                return Next::Continue;
+            }
+        };
+        let durable = request.durable();
+        let initial = match request.initial_position() {
+            InitialPosition::Earliest => CursorStart::Earliest,
+            InitialPosition::Latest => CursorStart::Latest,
+        };
+        // Where a new cursor starts: a reader's start message id wins over the initial position.
+        let start = match request.start_message_id.as_ref().map(StartPosition::of) {
+            None => initial,
+            Some(StartPosition::Earliest) => CursorStart::Earliest,
+            Some(StartPosition::Latest) => CursorStart::Latest,
+            // As Pulsar: dispatch starts at the start entry itself; the client drops the
+            // messages before (or, when exclusive, at) its start id.
+            Some(StartPosition::Message { entry_index, .. }) => CursorStart::Index(entry_index),
+        };
+        let cursor = if durable {
+            match log.ledger().open_cursor(&request.subscription, start).await {
+                Ok(c) => c,
+                Err(e) => {
+                    let e = magnetar_broker::Error::from(e);
+                    self.error(request_id, server_error(&e), e.to_string())
+                        .await;
+                    return Next::Continue;
+                }
+            }
+        } else {
+            CursorState::new(match start {
+                CursorStart::Earliest => log.start_index(),
+                CursorStart::Latest => log.end_index(),
+                CursorStart::Index(i) => i.clamp(log.start_index(), log.end_index()),
+            })
+        };
+        let slot = ConsumerSlot {
+            connection: self.id,
+            consumer_id: request.consumer_id,
+            name: request
+                .consumer_name
+                .clone()
+                .unwrap_or_else(|| format!("consumer-{}-{}", self.id, request.consumer_id)),
+            priority: request.priority_level(),
+            permits: 0,
+            tx: self.out.clone(),
+            broker_entry_metadata: self.broker_entry_metadata,
+        };
+        let key = (resolved.partition.clone(), request.subscription.clone());
+        let added = {
+            let mut subs = self
+                .service
+                .subscriptions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            // A non-durable reader gets a subscription of its own even when the name repeats.
+            let existing = subs.get(&key).filter(|_| durable).cloned();
+            match existing {
+                Some(sub) => sub.add_consumer(slot, kind).map(|()| sub),
+                None if subs.contains_key(&key) => Err(format!(
+                    "subscription '{}' is in use by a durable consumer",
+                    request.subscription
+                )),
+                None => {
+                    let sub = Arc::new(Subscription::new(
+                        request.subscription.clone(),
+                        kind,
+                        durable,
+                        resolved.partition.clone(),
+                        resolved.id_partition,
+                        log.clone(),
+                        cursor,
+                        self.service.cache.clone(),
+                        self.service.shutdown.child_token(),
+                    ));
+                    match sub.add_consumer(slot, kind) {
+                        Ok(()) => {
+                            if durable {
+                                subs.insert(key, sub.clone());
+                            }
+                            self.service.tasks.spawn(sub.clone().run());
+                            Ok(sub)
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+            }
+        };
+        match added {
+            Ok(subscription) => {
+                tracing::debug!(peer = %self.peer, topic = %resolved.partition, subscription = %request.subscription, ?kind, durable, "pulsar consumer attached");
+                self.consumers
+                    .insert(request.consumer_id, ConsumerHandle { subscription });
+                self.success(request_id).await;
+            }
+            Err(message) => {
+                self.error(request_id, ServerError::ConsumerBusy, message)
+                    .await;
+            }
+        }
+        Next::Continue
+    }
+
+    pub(crate) async fn on_close_consumer(&mut self, command: BaseCommand) -> Next {
+        let Some(request) = command.close_consumer else {
+            return Next::Close("CLOSE_CONSUMER without its body".into());
+        };
+        self.drop_consumer(request.consumer_id);
+        self.success(request.request_id).await;
+        Next::Continue
+    }
+
+    pub(crate) async fn on_unsubscribe(&mut self, command: BaseCommand) -> Next {
+        let Some(request) = command.unsubscribe else {
+            return Next::Close("UNSUBSCRIBE without its body".into());
+        };
+        let Some(handle) = self.consumers.get(&request.consumer_id) else {
+            self.error(
+                request.request_id,
+                ServerError::ConsumerNotFound,
+                format!(
+                    "consumer {} is not open on this connection",
+                    request.consumer_id
+                ),
+            )
+            .await;
+            return Next::Continue;
+        };
+        let sub = handle.subscription.clone();
+        if sub.consumer_count() > 1 && !request.force() {
+            self.error(
+                request.request_id,
+                ServerError::ConsumerBusy,
+                format!("subscription '{}' has other consumers", sub.name),
+            )
+            .await;
+            return Next::Continue;
+        }
+        self.drop_consumer(request.consumer_id);
+        if sub.durable {
+            if let Err(e) = sub.log.ledger().delete_cursor(&sub.name).await {
+                let e = magnetar_broker::Error::from(e);
+                self.error(request.request_id, server_error(&e), e.to_string())
+                    .await;
+                return Next::Continue;
+            }
+        }
+        self.success(request.request_id).await;
+        Next::Continue
+    }
+}

@@ -1,0 +1,323 @@
+//! One client connection: a reader loop that decodes frames and runs commands, a writer task
+//! that drains a bounded queue of encoded frames to the socket, and a send pipeline that turns
+//! appends into receipts in order.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::stream::FuturesOrdered;
+use futures_util::StreamExt;
+use magnetar_broker::{PartitionLog, TopicPartition};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::frame::{self, Frame, Payload};
+use crate::proto::base_command::Type;
+use crate::proto::{BaseCommand, CommandError, CommandPing, ServerError};
+use crate::service::Service;
+use crate::subscription::Subscription;
+
+/// A receipt (or error) for one SEND, computed once its append is durable.
+pub(crate) type SendFuture = Pin<Box<dyn std::future::Future<Output = Bytes> + Send>>;
+
+pub(crate) struct ProducerHandle {
+    pub partition: TopicPartition,
+    pub id_partition: i32,
+    pub log: Arc<PartitionLog>,
+    pub name: String,
+    pub registration: u64,
+}
+
+pub(crate) struct ConsumerHandle {
+    pub subscription: Arc<Subscription>,
+}
+
+pub(crate) struct Connection {
+    pub service: Arc<Service>,
+    pub id: u64,
+    pub peer: SocketAddr,
+    pub out: mpsc::Sender<Bytes>,
+    pub sends: mpsc::Sender<SendFuture>,
+    pub connected: bool,
+    pub protocol_version: i32,
+    pub broker_entry_metadata: bool,
+    pub producers: HashMap<u64, ProducerHandle>,
+    pub consumers: HashMap<u64, ConsumerHandle>,
+}
+
+/// What the reader loop does after a command.
+pub(crate) enum Next {
+    Continue,
+    Close(String),
+}
+
+pub(crate) async fn run(service: Arc<Service>, stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let (mut reader, mut writer) = stream.into_split();
+    let cancel = service.shutdown.child_token();
+    let (out_tx, mut out_rx) = mpsc::channel::<Bytes>(service.config.outbound_frames_max);
+    let (send_tx, mut send_rx) = mpsc::channel::<SendFuture>(service.config.pending_sends_max);
+
+    let writer_cancel = cancel.clone();
+    let writer_task = service.tasks.spawn(async move {
+        loop {
+            tokio::select! {
+                _ = writer_cancel.cancelled() => break,
+                frame = out_rx.recv() => {
+                    let Some(frame) = frame else { break };
+                    if writer.write_all(&frame).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        // Whatever is still queued after the reader stopped (a final error) is written too.
+        while let Ok(frame) = out_rx.try_recv() {
+            if writer.write_all(&frame).await.is_err() {
+                break;
+            }
+        }
+        let _ = writer.shutdown().await;
+        writer_cancel.cancel();
+    });
+
+    let pipeline_out = out_tx.clone();
+    let pipeline_cancel = cancel.clone();
+    let pipeline_task = service.tasks.spawn(async move {
+        let mut in_flight: FuturesOrdered<SendFuture> = FuturesOrdered::new();
+        loop {
+            tokio::select! {
+                _ = pipeline_cancel.cancelled() => break,
+                next = send_rx.recv() => match next {
+                    Some(fut) => in_flight.push_back(fut),
+                    None if in_flight.is_empty() => break,
+                    None => {
+                        while let Some(receipt) = in_flight.next().await {
+                            let _ = pipeline_out.send(receipt).await;
+                        }
+                        break;
+                    }
+                },
+                Some(receipt) = in_flight.next(), if !in_flight.is_empty() => {
+                    if pipeline_out.send(receipt).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+
+    let mut conn = Connection {
+        id: service.connection_id(),
+        service: service.clone(),
+        peer,
+        out: out_tx,
+        sends: send_tx,
+        connected: false,
+        protocol_version: 0,
+        broker_entry_metadata: false,
+        producers: HashMap::new(),
+        consumers: HashMap::new(),
+    };
+    let reason = conn.read_loop(&mut reader, &cancel).await;
+    tracing::debug!(%peer, %reason, "pulsar connection closing");
+    conn.release().await;
+    // Let the writer flush the frames already queued (a final error), then stop everything.
+    drop(conn);
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = pipeline_task.await;
+    })
+    .await;
+    cancel.cancel();
+    let _ = writer_task.await;
+}
+
+impl Connection {
+    async fn read_loop(
+        &mut self,
+        reader: &mut tokio::net::tcp::OwnedReadHalf,
+        cancel: &CancellationToken,
+    ) -> String {
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        let keepalive = Duration::from_secs(self.service.config.keepalive_interval_s.max(1));
+        let mut last_read = Instant::now();
+        let mut ping_sent = false;
+        let mut ticker = tokio::time::interval(keepalive);
+        ticker.tick().await;
+        loop {
+            loop {
+                match frame::decode(&mut buf, self.service.config.frame_size_max_bytes) {
+                    Ok(Some(frame)) => {
+                        last_read = Instant::now();
+                        ping_sent = false;
+                        match self.handle(frame).await {
+                            Next::Continue => {}
+                            Next::Close(reason) => return reason,
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!(peer = %self.peer, error = %e, "closing pulsar connection");
+                        return e.to_string();
+                    }
+                }
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return "shutting down".into(),
+                _ = ticker.tick() => {
+                    if last_read.elapsed() >= keepalive * 2 && ping_sent {
+                        return "keep-alive timeout".into();
+                    }
+                    if last_read.elapsed() >= keepalive && self.connected {
+                        ping_sent = true;
+                        self.send(ping()).await;
+                    }
+                }
+                read = reader.read_buf(&mut buf) => match read {
+                    Ok(0) => return "closed by peer".into(),
+                    Ok(_) => {}
+                    Err(e) => return format!("read failed: {e}"),
+                }
+            }
+        }
+    }
+
+    async fn handle(&mut self, frame: Frame) -> Next {
+        let Frame { command, payload } = frame;
+        let kind = Type::try_from(command.r#type).ok();
+        if !self.connected && kind != Some(Type::Connect) {
+            return Next::Close(format!("command {} before CONNECT", command.r#type));
+        }
+        match kind {
+            Some(Type::Connect) => self.on_connect(command).await,
+            Some(Type::Ping) => {
+                self.send(BaseCommand {
+                    r#type: Type::Pong as i32,
+                    pong: Some(crate::proto::CommandPong {}),
+                    ..Default::default()
+                })
+                .await;
+                Next::Continue
+            }
+            Some(Type::Pong) => Next::Continue,
+            Some(Type::Lookup) => self.on_lookup(command).await,
+            Some(Type::PartitionedMetadata) => self.on_partitioned_metadata(command).await,
+            Some(Type::GetTopicsOfNamespace) => self.on_topics_of_namespace(command).await,
+            Some(Type::Producer) => self.on_producer(command).await,
+            Some(Type::CloseProducer) => self.on_close_producer(command).await,
+            Some(Type::Send) => self.on_send(command, payload).await,
+            Some(Type::Subscribe) => self.on_subscribe(command).await,
+            Some(Type::Flow) => self.on_flow(command).await,
+            Some(Type::Ack) => self.on_ack(command).await,
+            Some(Type::RedeliverUnacknowledgedMessages) => self.on_redeliver(command).await,
+            Some(Type::CloseConsumer) => self.on_close_consumer(command).await,
+            Some(Type::Unsubscribe) => self.on_unsubscribe(command).await,
+            Some(Type::Seek) => self.on_seek(command).await,
+            Some(Type::GetLastMessageId) => self.on_get_last_message_id(command).await,
+            Some(Type::GetSchema) => self.on_get_schema(command).await,
+            Some(Type::GetOrCreateSchema) => self.on_get_or_create_schema(command).await,
+            _ => self.on_unsupported(command, payload).await,
+        }
+    }
+
+    /// A command this broker does not serve: an error for requests that carry an id, a log line
+    /// for the rest; the connection stays open.
+    async fn on_unsupported(&mut self, command: BaseCommand, _payload: Option<Payload>) -> Next {
+        tracing::warn!(peer = %self.peer, command = command.r#type, "unsupported pulsar command");
+        if let Some(request_id) = request_id_of(&command) {
+            self.error(
+                request_id,
+                ServerError::NotAllowedError,
+                format!("command {} is not supported by this broker", command.r#type),
+            )
+            .await;
+        }
+        Next::Continue
+    }
+
+    pub async fn send(&self, command: BaseCommand) {
+        let _ = self.out.send(frame::encode(&command)).await;
+    }
+
+    pub async fn error(&self, request_id: u64, error: ServerError, message: String) {
+        self.send(BaseCommand {
+            r#type: Type::Error as i32,
+            error: Some(CommandError {
+                request_id,
+                error: error as i32,
+                message,
+            }),
+            ..Default::default()
+        })
+        .await;
+    }
+
+    pub async fn success(&self, request_id: u64) {
+        self.send(BaseCommand {
+            r#type: Type::Success as i32,
+            success: Some(crate::proto::CommandSuccess {
+                request_id,
+                schema: None,
+            }),
+            ..Default::default()
+        })
+        .await;
+    }
+
+    /// Releases producers and consumers when the connection ends.
+    async fn release(&mut self) {
+        for (_, p) in self.producers.drain() {
+            self.service
+                .unregister_producer(&p.partition, p.registration);
+        }
+        let consumers: Vec<u64> = self.consumers.keys().copied().collect();
+        for id in consumers {
+            self.drop_consumer(id);
+        }
+    }
+
+    /// Removes a consumer from its subscription, closing the subscription when it was the last.
+    pub fn drop_consumer(&mut self, consumer_id: u64) -> Option<Arc<Subscription>> {
+        let handle = self.consumers.remove(&consumer_id)?;
+        let sub = handle.subscription;
+        let mut subs = self
+            .service
+            .subscriptions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if sub.remove_consumer((self.id, consumer_id)) == 0 {
+            let key = (sub.partition.clone(), sub.name.clone());
+            if subs.get(&key).is_some_and(|s| Arc::ptr_eq(s, &sub)) {
+                subs.remove(&key);
+            }
+            sub.cancel.cancel();
+        }
+        Some(sub)
+    }
+}
+
+fn ping() -> BaseCommand {
+    BaseCommand {
+        r#type: Type::Ping as i32,
+        ping: Some(CommandPing {}),
+        ..Default::default()
+    }
+}
+
+/// The request id of commands that expect a response carrying one.
+fn request_id_of(c: &BaseCommand) -> Option<u64> {
+    c.consumer_stats
+        .as_ref()
+        .map(|x| x.request_id)
+        .or(c.new_txn.as_ref().map(|x| x.request_id))
+        .or(c.add_partition_to_txn.as_ref().map(|x| x.request_id))
+        .or(c.add_subscription_to_txn.as_ref().map(|x| x.request_id))
+        .or(c.end_txn.as_ref().map(|x| x.request_id))
+        .or(c.watch_topic_list.as_ref().map(|x| x.request_id))
+}

@@ -1,0 +1,211 @@
+//! State shared by all Pulsar connections of one broker: producer registrations (for access
+//! modes), open subscriptions, name generation, and the tasks they own.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use magnetar_broker::names::partition_of;
+use magnetar_broker::{Broker, Error, TopicName, TopicPartition};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::convert::{EntryCache, CACHE_BYTES_MAX};
+use crate::subscription::Subscription;
+use crate::PulsarConfig;
+
+/// How producers of one partition share it.
+#[derive(Debug, Default)]
+struct TopicProducers {
+    shared: usize,
+    exclusive: Option<u64>,
+}
+
+/// Where a Pulsar topic name lands: a partition, and the partition number Pulsar shows in
+/// message ids (`-1` for a non-partitioned topic).
+#[derive(Debug, Clone)]
+pub struct ResolvedTopic {
+    pub partition: TopicPartition,
+    pub id_partition: i32,
+}
+
+pub struct Service {
+    pub broker: Arc<Broker>,
+    pub config: PulsarConfig,
+    pub shutdown: CancellationToken,
+    pub tasks: TaskTracker,
+    /// Kafka entries converted for Pulsar consumers.
+    pub cache: Arc<EntryCache>,
+    producers: Mutex<HashMap<TopicPartition, TopicProducers>>,
+    pub(crate) subscriptions: Mutex<HashMap<(TopicPartition, String), Arc<Subscription>>>,
+    next_name: AtomicU64,
+    next_registration: AtomicU64,
+    next_connection: AtomicU64,
+}
+
+impl Service {
+    pub fn new(broker: Arc<Broker>, config: PulsarConfig, shutdown: CancellationToken) -> Self {
+        Self {
+            broker,
+            config,
+            shutdown,
+            tasks: TaskTracker::new(),
+            cache: Arc::new(EntryCache::new(CACHE_BYTES_MAX)),
+            producers: Mutex::new(HashMap::new()),
+            subscriptions: Mutex::new(HashMap::new()),
+            next_name: AtomicU64::new(0),
+            next_registration: AtomicU64::new(1),
+            next_connection: AtomicU64::new(1),
+        }
+    }
+
+    pub fn connection_id(&self) -> u64 {
+        self.next_connection.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A producer name unique in this broker's life, in Pulsar's `{cluster}-{n}` shape.
+    pub fn producer_name(&self) -> String {
+        let n = self.next_name.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{n}", self.broker.config().cluster_name)
+    }
+
+    /// Resolves a Pulsar topic name (`persistent://t/ns/x`, `x-partition-N`, or a Kafka form) to
+    /// one partition, creating the topic when auto-creation allows it.
+    pub async fn resolve(&self, name: &str) -> Result<ResolvedTopic, Error> {
+        let (base, partition) = split_partition(name);
+        let topic = self.broker.parse_topic(base)?;
+        match partition {
+            Some(n) => {
+                // A client may name a partition of a topic that does not exist yet.
+                let metadata = self.broker.topic_or_create(&topic).await?;
+                if !metadata.partitioned {
+                    return Err(Error::TopicNotFound(format!(
+                        "{name} (topic '{topic}' is not partitioned)"
+                    )));
+                }
+                if n >= metadata.partitions {
+                    return Err(Error::PartitionNotFound {
+                        topic: topic.to_string(),
+                        partition: n,
+                    });
+                }
+                Ok(ResolvedTopic {
+                    partition: TopicPartition {
+                        topic,
+                        partition: n,
+                    },
+                    id_partition: n as i32,
+                })
+            }
+            None => {
+                let metadata = self.broker.topic_or_create(&topic).await?;
+                if metadata.partitioned {
+                    return Err(Error::InvalidRequest(format!(
+                        "'{topic}' is a partitioned topic; use its partitions '{}'",
+                        topic.ledger_name(Some(0))
+                    )));
+                }
+                Ok(ResolvedTopic {
+                    partition: TopicPartition {
+                        topic,
+                        partition: 0,
+                    },
+                    id_partition: -1,
+                })
+            }
+        }
+    }
+
+    /// Registers a producer; `Err` with a reason when the access mode conflicts.
+    pub fn register_producer(&self, tp: &TopicPartition, exclusive: bool) -> Result<u64, String> {
+        let mut all = self
+            .producers
+            .lock()
+            .map_err(|_| "shutting down".to_string())?;
+        let entry = all.entry(tp.clone()).or_default();
+        if entry.exclusive.is_some() {
+            return Err(format!("topic {tp} has an exclusive producer"));
+        }
+        let id = self.next_registration.fetch_add(1, Ordering::Relaxed);
+        if exclusive {
+            if entry.shared > 0 {
+                return Err(format!(
+                    "topic {tp} has {} producers; exclusive access refused",
+                    entry.shared
+                ));
+            }
+            entry.exclusive = Some(id);
+        } else {
+            entry.shared += 1;
+        }
+        Ok(id)
+    }
+
+    pub fn unregister_producer(&self, tp: &TopicPartition, registration: u64) {
+        let Ok(mut all) = self.producers.lock() else {
+            return;
+        };
+        if let Some(entry) = all.get_mut(tp) {
+            if entry.exclusive == Some(registration) {
+                entry.exclusive = None;
+            } else {
+                entry.shared = entry.shared.saturating_sub(1);
+            }
+            if entry.exclusive.is_none() && entry.shared == 0 {
+                all.remove(tp);
+            }
+        }
+    }
+
+    /// Topic names of a namespace as Pulsar lists them: partitions of partitioned topics.
+    pub async fn topics_of_namespace(&self, namespace: &str) -> Result<Vec<String>, Error> {
+        let namespace = magnetar_broker::NamespaceName::parse(namespace)?;
+        let mut names = Vec::new();
+        for (topic, metadata) in self.broker.list_topics(&namespace).await? {
+            if metadata.partitioned {
+                for n in 0..metadata.partitions {
+                    names.push(partition_name(&topic, n));
+                }
+            } else {
+                names.push(topic.to_string());
+            }
+        }
+        Ok(names)
+    }
+}
+
+/// `persistent://t/ns/x-partition-3` -> (`persistent://t/ns/x`, Some(3)).
+pub fn split_partition(name: &str) -> (&str, Option<u32>) {
+    match partition_of(name) {
+        Some(n) => {
+            let suffix = format!("{}{n}", magnetar_broker::names::PARTITION_SUFFIX);
+            match name.strip_suffix(&suffix) {
+                Some(base) => (base, Some(n)),
+                None => (name, None),
+            }
+        }
+        None => (name, None),
+    }
+}
+
+pub fn partition_name(topic: &TopicName, n: u32) -> String {
+    format!("{topic}{}{n}", magnetar_broker::names::PARTITION_SUFFIX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_suffix_split() {
+        assert_eq!(
+            split_partition("persistent://a/b/t-partition-12"),
+            ("persistent://a/b/t", Some(12))
+        );
+        assert_eq!(split_partition("t"), ("t", None));
+        assert_eq!(
+            split_partition("t-partition-007"),
+            ("t-partition-007", None)
+        );
+    }
+}

@@ -1,0 +1,566 @@
+//! A subscription on one partition: its consumers, its cursor (durable in the storage layer, or
+//! in memory for readers) and the dispatcher task that reads entries and sends them to
+//! consumers with permits.
+//!
+//! Dispatch rules: Exclusive and Failover send to one active consumer (Failover: sorted by
+//! priority then name, the active one is `partition % consumers`); Shared sends each entry to the
+//! next consumer with permits (round-robin); Key_Shared sends an entry to the consumer its key
+//! hashes to (the key of the entry's first message; with batching, a batch goes whole to one
+//! consumer). Entries a consumer was sent but did not acknowledge go back to the others when it
+//! leaves or asks for redelivery.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use magnetar_broker::{CursorState, Entry, PartitionLog, PayloadFormat, TopicPartition};
+use tokio::sync::{mpsc, Notify};
+use tokio_util::sync::CancellationToken;
+
+use crate::convert::EntryCache;
+use crate::frame;
+use crate::message_id::{message_id, unacked_set};
+use crate::proto::{base_command::Type, BaseCommand, BrokerEntryMetadata, CommandMessage};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubKind {
+    Exclusive,
+    Shared,
+    Failover,
+    KeyShared,
+}
+
+/// Bytes read per dispatcher step.
+const READ_BYTES_MAX: usize = 1024 * 1024;
+const READ_ENTRIES_MAX: usize = 64;
+
+#[derive(Debug)]
+pub struct ConsumerSlot {
+    pub connection: u64,
+    pub consumer_id: u64,
+    pub name: String,
+    pub priority: i32,
+    pub permits: u64,
+    pub tx: mpsc::Sender<Bytes>,
+    pub broker_entry_metadata: bool,
+}
+
+type ConsumerKey = (u64, u64);
+
+#[derive(Debug)]
+struct Pending {
+    consumer: ConsumerKey,
+    count: u32,
+}
+
+#[derive(Debug)]
+struct State {
+    consumers: Vec<ConsumerSlot>,
+    cursor: CursorState,
+    read_index: u64,
+    redeliver: BTreeSet<u64>,
+    pending: BTreeMap<u64, Pending>,
+    redelivery_counts: HashMap<u64, u32>,
+    next_shared: usize,
+}
+
+pub struct Subscription {
+    pub name: String,
+    pub kind: SubKind,
+    pub durable: bool,
+    pub partition: TopicPartition,
+    pub id_partition: i32,
+    pub log: Arc<PartitionLog>,
+    cache: Arc<EntryCache>,
+    state: Mutex<State>,
+    wake: Notify,
+    pub cancel: CancellationToken,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("name", &self.name)
+            .field("partition", &self.partition)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the dispatcher does next.
+enum Step {
+    Redeliver(Vec<u64>),
+    Read(u64),
+    Wait,
+}
+
+impl Subscription {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        name: String,
+        kind: SubKind,
+        durable: bool,
+        partition: TopicPartition,
+        id_partition: i32,
+        log: Arc<PartitionLog>,
+        cursor: CursorState,
+        cache: Arc<EntryCache>,
+        cancel: CancellationToken,
+    ) -> Self {
+        let read_index = cursor.mark_delete_index;
+        Self {
+            name,
+            kind,
+            durable,
+            partition,
+            id_partition,
+            log,
+            cache,
+            state: Mutex::new(State {
+                consumers: Vec::new(),
+                cursor,
+                read_index,
+                redeliver: BTreeSet::new(),
+                pending: BTreeMap::new(),
+                redelivery_counts: HashMap::new(),
+                next_shared: 0,
+            }),
+            wake: Notify::new(),
+            cancel,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A poisoned lock means a panic elsewhere; the state is still usable for dispatch.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds a consumer; `Err` with a reason when the subscription type forbids it.
+    pub fn add_consumer(&self, slot: ConsumerSlot, kind: SubKind) -> Result<(), String> {
+        let mut s = self.lock();
+        if kind != self.kind {
+            return Err(format!(
+                "subscription '{}' is {:?}; a {:?} consumer cannot join",
+                self.name, self.kind, kind
+            ));
+        }
+        if self.kind == SubKind::Exclusive && !s.consumers.is_empty() {
+            return Err(format!(
+                "exclusive subscription '{}' already has a consumer",
+                self.name
+            ));
+        }
+        s.consumers.push(slot);
+        if self.kind == SubKind::Failover {
+            s.consumers
+                .sort_by(|a, b| (a.priority, &a.name).cmp(&(b.priority, &b.name)));
+        }
+        // The active consumer may have changed: give everything in flight back.
+        if matches!(self.kind, SubKind::Failover | SubKind::KeyShared) {
+            let all: Vec<u64> = s.pending.keys().copied().collect();
+            for e in all {
+                s.pending.remove(&e);
+                s.redeliver.insert(e);
+            }
+        }
+        drop(s);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Removes a consumer; returns how many are left. Its unacknowledged entries are redelivered.
+    pub fn remove_consumer(&self, key: ConsumerKey) -> usize {
+        let mut s = self.lock();
+        s.consumers.retain(|c| (c.connection, c.consumer_id) != key);
+        let mine: Vec<u64> = s
+            .pending
+            .iter()
+            .filter(|(_, p)| p.consumer == key || self.kind != SubKind::Shared)
+            .map(|(e, _)| *e)
+            .collect();
+        for e in mine {
+            s.pending.remove(&e);
+            s.redeliver.insert(e);
+            *s.redelivery_counts.entry(e).or_default() += 1;
+        }
+        let left = s.consumers.len();
+        drop(s);
+        self.wake.notify_one();
+        left
+    }
+
+    pub fn consumer_count(&self) -> usize {
+        self.lock().consumers.len()
+    }
+
+    pub fn add_permits(&self, key: ConsumerKey, permits: u32) {
+        let mut s = self.lock();
+        if let Some(c) = s
+            .consumers
+            .iter_mut()
+            .find(|c| (c.connection, c.consumer_id) == key)
+        {
+            c.permits = c.permits.saturating_add(u64::from(permits));
+        }
+        drop(s);
+        self.wake.notify_one();
+    }
+
+    pub fn cursor(&self) -> CursorState {
+        self.lock().cursor.clone()
+    }
+
+    /// The message count of an entry this subscription sent, if it is still in flight.
+    pub fn pending_count(&self, entry: u64) -> Option<u32> {
+        self.lock().pending.get(&entry).map(|p| p.count)
+    }
+
+    /// Acknowledges message index ranges; persisted first for durable subscriptions.
+    pub async fn ack(&self, ranges: Vec<Range<u64>>) -> Result<(), magnetar_broker::Error> {
+        let end = self.log.end_index();
+        let ranges: Vec<Range<u64>> = ranges
+            .into_iter()
+            .filter(|r| r.start < r.end && r.end <= end)
+            .collect();
+        if ranges.is_empty() {
+            return Ok(());
+        }
+        if self.durable {
+            self.log
+                .ledger()
+                .ack(&self.name, &ranges)
+                .await
+                .map_err(magnetar_broker::Error::from)?;
+        }
+        let mut s = self.lock();
+        for r in ranges {
+            s.cursor.ack(r);
+        }
+        self.forget_acked(&mut s);
+        Ok(())
+    }
+
+    /// Acknowledges everything up to and including `index`.
+    pub async fn ack_cumulative(&self, index: u64) -> Result<(), magnetar_broker::Error> {
+        if index >= self.log.end_index() {
+            return Ok(());
+        }
+        if self.durable {
+            self.log
+                .ledger()
+                .ack_cumulative(&self.name, index)
+                .await
+                .map_err(magnetar_broker::Error::from)?;
+        }
+        let mut s = self.lock();
+        s.cursor.ack_cumulative(index);
+        self.forget_acked(&mut s);
+        Ok(())
+    }
+
+    fn forget_acked(&self, s: &mut State) {
+        let done: Vec<u64> = s
+            .pending
+            .iter()
+            .filter(|(e, p)| (**e..**e + u64::from(p.count.max(1))).all(|i| s.cursor.is_acked(i)))
+            .map(|(e, _)| *e)
+            .collect();
+        for e in done {
+            s.pending.remove(&e);
+            s.redelivery_counts.remove(&e);
+        }
+        let mark = s.cursor.mark_delete_index;
+        s.redeliver.retain(|e| *e >= mark);
+        s.redelivery_counts.retain(|e, _| *e >= mark);
+    }
+
+    /// Sends the given entries again (or everything in flight to `consumer` when `entries` is
+    /// empty).
+    pub fn redeliver(&self, consumer: ConsumerKey, entries: &[u64]) {
+        let mut s = self.lock();
+        let chosen: Vec<u64> = if entries.is_empty() || self.kind != SubKind::Shared {
+            s.pending
+                .iter()
+                .filter(|(_, p)| p.consumer == consumer || self.kind != SubKind::Shared)
+                .map(|(e, _)| *e)
+                .collect()
+        } else {
+            entries
+                .iter()
+                .copied()
+                .filter(|e| s.pending.get(e).is_some_and(|p| p.consumer == consumer))
+                .collect()
+        };
+        for e in chosen {
+            s.pending.remove(&e);
+            s.redeliver.insert(e);
+            *s.redelivery_counts.entry(e).or_default() += 1;
+        }
+        drop(s);
+        self.wake.notify_one();
+    }
+
+    /// Moves the subscription to `index`: acknowledgements above it are forgotten and nothing
+    /// in flight is redelivered (the consumers are disconnected by the caller, as Pulsar does).
+    pub async fn reset(&self, index: u64) -> Result<(), magnetar_broker::Error> {
+        let index = index.clamp(self.log.start_index(), self.log.end_index());
+        if self.durable {
+            self.log
+                .ledger()
+                .reset_cursor(&self.name, index)
+                .await
+                .map_err(magnetar_broker::Error::from)?;
+        }
+        let mut s = self.lock();
+        s.cursor.reset(index);
+        s.read_index = index;
+        s.pending.clear();
+        s.redeliver.clear();
+        s.redelivery_counts.clear();
+        drop(s);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Consumers of this subscription (connection, consumer id, sender), for disconnecting.
+    pub fn consumer_senders(&self) -> Vec<(ConsumerKey, mpsc::Sender<Bytes>)> {
+        self.lock()
+            .consumers
+            .iter()
+            .map(|c| ((c.connection, c.consumer_id), c.tx.clone()))
+            .collect()
+    }
+
+    /// The dispatcher: runs until the subscription is cancelled.
+    pub async fn run(self: Arc<Self>) {
+        let mut end_watch = self.log.subscribe();
+        loop {
+            if self.cancel.is_cancelled() {
+                return;
+            }
+            let step = self.next_step();
+            let result = match step {
+                Step::Wait => {
+                    tokio::select! {
+                        _ = self.cancel.cancelled() => return,
+                        _ = self.wake.notified() => {}
+                        changed = end_watch.changed() => {
+                            if changed.is_err() {
+                                // The ledger closed; wait to be cancelled.
+                                self.cancel.cancelled().await;
+                                return;
+                            }
+                        }
+                    }
+                    continue;
+                }
+                Step::Redeliver(entries) => self.dispatch_redelivery(entries).await,
+                Step::Read(from) => self.dispatch_from(from).await,
+            };
+            if let Err(e) = result {
+                tracing::warn!(subscription = %self.name, partition = %self.partition, error = %e, "dispatch failed; retrying");
+                tokio::select! {
+                    _ = self.cancel.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                }
+            }
+        }
+    }
+
+    fn next_step(&self) -> Step {
+        let mut s = self.lock();
+        if !s.consumers.iter().any(|c| c.permits > 0) {
+            return Step::Wait;
+        }
+        if !s.redeliver.is_empty() {
+            let entries: Vec<u64> = s.redeliver.iter().take(READ_ENTRIES_MAX).copied().collect();
+            for e in &entries {
+                s.redeliver.remove(e);
+            }
+            return Step::Redeliver(entries);
+        }
+        let start = self.log.start_index();
+        if s.read_index < start {
+            s.read_index = start;
+        }
+        if s.read_index < s.cursor.mark_delete_index {
+            s.read_index = s.cursor.mark_delete_index;
+        }
+        if s.read_index < self.log.end_index() {
+            Step::Read(s.read_index)
+        } else {
+            Step::Wait
+        }
+    }
+
+    async fn dispatch_redelivery(&self, entries: Vec<u64>) -> Result<(), magnetar_broker::Error> {
+        let mut read = Vec::with_capacity(entries.len());
+        for e in &entries {
+            if *e < self.log.start_index() {
+                continue;
+            }
+            match self.log.read(*e, READ_BYTES_MAX, 1).await {
+                Ok(mut got) if !got.is_empty() => read.push(got.swap_remove(0)),
+                Ok(_) => {}
+                Err(magnetar_broker::Error::IndexOutOfRange { .. }) => {}
+                Err(err) => {
+                    let mut s = self.lock();
+                    s.redeliver.extend(entries.iter().copied());
+                    return Err(err);
+                }
+            }
+        }
+        let unsent = self.send_entries(read).await;
+        if !unsent.is_empty() {
+            self.lock().redeliver.extend(unsent);
+        }
+        Ok(())
+    }
+
+    async fn dispatch_from(&self, from: u64) -> Result<(), magnetar_broker::Error> {
+        let entries = match self.log.read(from, READ_BYTES_MAX, READ_ENTRIES_MAX).await {
+            Ok(entries) => entries,
+            Err(magnetar_broker::Error::IndexOutOfRange { start, .. }) => {
+                let mut s = self.lock();
+                if s.read_index < start {
+                    s.read_index = start;
+                }
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let Some(last) = entries.last() else {
+            return Ok(());
+        };
+        let end = last.header.end_index();
+        {
+            // Another step (a seek) may have moved the read index meanwhile.
+            let mut s = self.lock();
+            if s.read_index != from {
+                return Ok(());
+            }
+            s.read_index = end;
+        }
+        let unsent = self.send_entries(entries).await;
+        if let Some(first_unsent) = unsent.first() {
+            let mut s = self.lock();
+            if s.read_index == end {
+                s.read_index = *first_unsent;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends entries in order to consumers with permits; returns the first indexes of entries
+    /// that could not be sent (no consumer had permits), in order.
+    async fn send_entries(&self, entries: Vec<Entry>) -> Vec<u64> {
+        let mut frames: Vec<(mpsc::Sender<Bytes>, Bytes)> = Vec::new();
+        let mut unsent = Vec::new();
+        for entry in entries {
+            let first = entry.header.first_index;
+            let count = entry.header.message_count.max(1);
+            let body = match entry.header.format {
+                PayloadFormat::Pulsar => entry.payload.clone(),
+                PayloadFormat::Kafka => match self.cache.pulsar_body(&self.partition, &entry) {
+                    Ok(body) => body,
+                    Err(e) => {
+                        tracing::warn!(partition = %self.partition, index = first, error = %e, "cannot convert a kafka entry for pulsar consumers; skipping it");
+                        continue;
+                    }
+                },
+            };
+            let key = if self.kind == SubKind::KeyShared {
+                crate::convert::entry_key_hash(&body)
+            } else {
+                0
+            };
+            let mut s = self.lock();
+            if !unsent.is_empty() {
+                unsent.push(first);
+                continue;
+            }
+            if (first..first + u64::from(count)).all(|i| s.cursor.is_acked(i)) {
+                continue;
+            }
+            let Some(slot) = self.choose(&mut s, key) else {
+                unsent.push(first);
+                continue;
+            };
+            let consumer = &mut s.consumers[slot];
+            consumer.permits = consumer.permits.saturating_sub(u64::from(count));
+            let key = (consumer.connection, consumer.consumer_id);
+            let consumer_id = consumer.consumer_id;
+            let with_bem = consumer.broker_entry_metadata;
+            let tx = consumer.tx.clone();
+            let redelivery_count = s.redelivery_counts.get(&first).copied().unwrap_or(0);
+            let partly_acked = (first..first + u64::from(count)).any(|i| s.cursor.is_acked(i));
+            let ack_set = if partly_acked {
+                unacked_set(count, |i| s.cursor.is_acked(first + u64::from(i)))
+            } else {
+                Vec::new()
+            };
+            s.pending.insert(
+                first,
+                Pending {
+                    consumer: key,
+                    count,
+                },
+            );
+            drop(s);
+            let command = BaseCommand {
+                r#type: Type::Message as i32,
+                message: Some(CommandMessage {
+                    consumer_id,
+                    message_id: message_id(self.id_partition, first, None),
+                    redelivery_count: Some(redelivery_count),
+                    ack_set,
+                    consumer_epoch: None,
+                }),
+                ..Default::default()
+            };
+            let bem = with_bem.then(|| BrokerEntryMetadata {
+                broker_timestamp: Some(entry.header.publish_time_ms.max(0) as u64),
+                index: Some(entry.header.end_index().saturating_sub(1)),
+            });
+            frames.push((
+                tx,
+                frame::encode_with_payload(&command, bem.as_ref(), &body),
+            ));
+        }
+        for (tx, bytes) in frames {
+            // A closed connection drops the frame; its consumer's removal redelivers the entry.
+            let _ = tx.send(bytes).await;
+        }
+        unsent
+    }
+
+    /// The consumer to send the next entry to, if one has permits.
+    fn choose(&self, s: &mut State, key_hash: u32) -> Option<usize> {
+        let n = s.consumers.len();
+        if n == 0 {
+            return None;
+        }
+        match self.kind {
+            SubKind::Exclusive => (s.consumers[0].permits > 0).then_some(0),
+            SubKind::Failover => {
+                let active = (self.id_partition.max(0) as usize) % n;
+                (s.consumers[active].permits > 0).then_some(active)
+            }
+            SubKind::KeyShared => {
+                let slot = key_hash as usize % n;
+                (s.consumers[slot].permits > 0).then_some(slot)
+            }
+            SubKind::Shared => {
+                for step in 0..n {
+                    let slot = (s.next_shared + step) % n;
+                    if s.consumers[slot].permits > 0 {
+                        s.next_shared = (slot + 1) % n;
+                        return Some(slot);
+                    }
+                }
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,306 @@
+"""Pulsar binary protocol with the official Python `pulsar-client`: produce/consume, the four
+subscription types, acks, seek, readers, and a restart with cursors resumed."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+
+import pytest
+
+pulsar = pytest.importorskip("pulsar")
+
+pytestmark = [pytest.mark.binary, pytest.mark.magnetar_only("pulsar protocol"), pytest.mark.timeout(120)]
+
+RECEIVE_MS = 5000
+
+
+def client_for(broker):
+    return pulsar.Client(
+        f"pulsar://{broker.pulsar}",
+        operation_timeout_seconds=15,
+        logger=pulsar.ConsoleLogger(getattr(pulsar.LoggerLevel, os.environ.get("PULSAR_LOG_LEVEL", "Warn"))),
+    )
+
+
+def topic_name(prefix="t"):
+    return f"persistent://public/default/{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def drain(consumer, count, timeout_ms=RECEIVE_MS, ack=True):
+    got = []
+    for _ in range(count):
+        m = consumer.receive(timeout_millis=timeout_ms)
+        got.append(m)
+        if ack:
+            consumer.acknowledge(m)
+    return got
+
+
+def nothing_more(consumer, timeout_ms=1000):
+    try:
+        m = consumer.receive(timeout_millis=timeout_ms)
+    except pulsar.Timeout:
+        return True
+    pytest.fail(f"unexpected message {m.data()!r}")
+
+
+@pytest.fixture
+def client(broker):
+    c = client_for(broker)
+    yield c
+    c.close()
+
+
+def test_round_trip_unbatched_and_batched(client):
+    topic = topic_name("rt")
+    consumer = client.subscribe(topic, "s", initial_position=pulsar.InitialPosition.Earliest)
+    plain = client.create_producer(topic, batching_enabled=False)
+    ids = [plain.send(f"m{i}".encode(), properties={"i": str(i)}, partition_key=f"k{i}",
+                      event_timestamp=1_700_000_000_000 + i) for i in range(5)]
+    batched = client.create_producer(topic, batching_enabled=True, batching_max_messages=10,
+                                     batching_max_publish_delay_ms=50,
+                                     compression_type=pulsar.CompressionType.LZ4)
+    for i in range(5, 25):
+        batched.send_async(f"m{i}".encode(), None, properties={"i": str(i)})
+    batched.flush()
+    msgs = drain(consumer, 25)
+    assert [m.data().decode() for m in msgs] == [f"m{i}" for i in range(25)]
+    assert msgs[0].properties() == {"i": "0"}
+    assert msgs[1].partition_key() == "k1"
+    assert msgs[2].event_timestamp() == 1_700_000_000_002
+    assert msgs[0].message_id() == ids[0]
+    # message ids increase
+    assert all(msgs[i].message_id() < msgs[i + 1].message_id() for i in range(24))
+    nothing_more(consumer)
+
+
+def test_compression_codecs(client):
+    topic = topic_name("codec")
+    consumer = client.subscribe(topic, "s", initial_position=pulsar.InitialPosition.Earliest)
+    n = 0
+    for codec in (pulsar.CompressionType.LZ4, pulsar.CompressionType.ZLib,
+                  pulsar.CompressionType.ZSTD, pulsar.CompressionType.SNAPPY):
+        p = client.create_producer(topic, compression_type=codec, batching_enabled=True,
+                                   batching_max_publish_delay_ms=20)
+        for _ in range(3):
+            p.send_async(b"x" * 1000 + str(n).encode(), None)
+            n += 1
+        p.flush()
+        p.close()
+    msgs = drain(consumer, n)
+    assert [m.data()[1000:].decode() for m in msgs] == [str(i) for i in range(n)]
+
+
+def test_exclusive_rejects_second_consumer(client):
+    topic = topic_name("excl")
+    client.subscribe(topic, "s", consumer_type=pulsar.ConsumerType.Exclusive)
+    with pytest.raises(Exception) as e:
+        client.subscribe(topic, "s", consumer_type=pulsar.ConsumerType.Exclusive)
+    assert "Busy" in str(e.value) or "busy" in str(e.value).lower()
+
+
+def test_exclusive_producer_access_mode(client):
+    topic = topic_name("pexcl")
+    client.create_producer(topic, access_mode=pulsar.ProducerAccessMode.Exclusive)
+    with pytest.raises(Exception):
+        client.create_producer(topic)
+
+
+def test_shared_round_robin(client):
+    topic = topic_name("shared")
+    c1 = client.subscribe(topic, "s", consumer_type=pulsar.ConsumerType.Shared,
+                          receiver_queue_size=1, initial_position=pulsar.InitialPosition.Earliest)
+    c2 = client.subscribe(topic, "s", consumer_type=pulsar.ConsumerType.Shared,
+                          receiver_queue_size=1, initial_position=pulsar.InitialPosition.Earliest)
+    p = client.create_producer(topic, batching_enabled=False)
+    for i in range(20):
+        p.send(f"{i}".encode())
+    seen = {1: [], 2: []}
+    deadline = time.time() + 20
+    while len(seen[1]) + len(seen[2]) < 20 and time.time() < deadline:
+        for key, c in ((1, c1), (2, c2)):
+            try:
+                m = c.receive(timeout_millis=200)
+            except pulsar.Timeout:
+                continue
+            seen[key].append(int(m.data()))
+            c.acknowledge(m)
+    assert sorted(seen[1] + seen[2]) == list(range(20))
+    assert seen[1] and seen[2], seen
+
+
+def test_failover_moves_to_the_next_consumer(client):
+    topic = topic_name("failover")
+    c1 = client.subscribe(topic, "s", consumer_type=pulsar.ConsumerType.Failover,
+                          consumer_name="a", initial_position=pulsar.InitialPosition.Earliest)
+    c2 = client.subscribe(topic, "s", consumer_type=pulsar.ConsumerType.Failover,
+                          consumer_name="b", initial_position=pulsar.InitialPosition.Earliest)
+    p = client.create_producer(topic, batching_enabled=False)
+    for i in range(10):
+        p.send(f"{i}".encode())
+    first = drain(c1, 5)
+    assert [int(m.data()) for m in first] == list(range(5))
+    nothing_more(c2, 500)
+    c1.close()
+    rest = drain(c2, 5)
+    assert [int(m.data()) for m in rest] == list(range(5, 10))
+
+
+def test_key_shared_keeps_a_key_on_one_consumer(client):
+    topic = topic_name("keyshared")
+    consumers = [client.subscribe(topic, "s", consumer_type=pulsar.ConsumerType.KeyShared,
+                                  initial_position=pulsar.InitialPosition.Earliest)
+                 for _ in range(2)]
+    p = client.create_producer(topic, batching_enabled=False)
+    keys = [f"key-{k}" for k in range(8)]
+    for i in range(40):
+        p.send(f"{i}".encode(), partition_key=keys[i % len(keys)])
+    owner = {}
+    total = 0
+    deadline = time.time() + 20
+    while total < 40 and time.time() < deadline:
+        for idx, c in enumerate(consumers):
+            try:
+                m = c.receive(timeout_millis=200)
+            except pulsar.Timeout:
+                continue
+            total += 1
+            assert owner.setdefault(m.partition_key(), idx) == idx, "a key went to two consumers"
+            c.acknowledge(m)
+    assert total == 40
+    assert len(set(owner.values())) == 2, owner
+
+
+def test_cumulative_ack_and_redelivery_after_reconnect(client):
+    topic = topic_name("ack")
+    p = client.create_producer(topic, batching_enabled=False)
+    c = client.subscribe(topic, "s", initial_position=pulsar.InitialPosition.Earliest)
+    for i in range(10):
+        p.send(f"{i}".encode())
+    msgs = drain(c, 10, ack=False)
+    c.acknowledge_cumulative(msgs[5])
+    c.close()
+    c = client.subscribe(topic, "s")
+    again = drain(c, 4)
+    assert [int(m.data()) for m in again] == [6, 7, 8, 9]
+
+
+def test_negative_ack_redelivers(client):
+    topic = topic_name("nack")
+    p = client.create_producer(topic, batching_enabled=False)
+    c = client.subscribe(topic, "s", consumer_type=pulsar.ConsumerType.Shared,
+                         negative_ack_redelivery_delay_ms=100,
+                         initial_position=pulsar.InitialPosition.Earliest)
+    p.send(b"once")
+    m = c.receive(timeout_millis=RECEIVE_MS)
+    c.negative_acknowledge(m)
+    m2 = c.receive(timeout_millis=RECEIVE_MS)
+    assert m2.data() == b"once"
+    assert m2.redelivery_count() >= 1
+    c.acknowledge(m2)
+
+
+def test_seek_to_message_id_and_time(client):
+    topic = topic_name("seek")
+    p = client.create_producer(topic, batching_enabled=False)
+    c = client.subscribe(topic, "s", initial_position=pulsar.InitialPosition.Earliest)
+    for i in range(10):
+        p.send(f"{i}".encode())
+        time.sleep(0.01)
+    msgs = drain(c, 10)
+    time.sleep(0.5)  # let the client's grouped acks reach the broker before seeking
+    # seeking to a message id is exclusive in the client (without start_message_id_inclusive):
+    # the broker redelivers from that message and the client drops it
+    c.seek(msgs[3].message_id())
+    again = drain(c, 6)
+    assert [int(m.data()) for m in again] == list(range(4, 10))
+    time.sleep(0.5)
+    c.seek(msgs[6].publish_timestamp())
+    again = drain(c, 4)
+    assert [int(m.data()) for m in again] == list(range(6, 10))
+    c.seek(pulsar.MessageId.earliest)
+    assert int(drain(c, 1)[0].data()) == 0
+
+
+def test_reader_from_earliest_latest_and_id(client):
+    topic = topic_name("reader")
+    p = client.create_producer(topic, batching_enabled=False)
+    ids = [p.send(f"{i}".encode()) for i in range(5)]
+    r = client.create_reader(topic, pulsar.MessageId.earliest)
+    assert [int(r.read_next(RECEIVE_MS).data()) for _ in range(5)] == list(range(5))
+    assert not r.has_message_available()
+    r.close()
+    r = client.create_reader(topic, ids[1])
+    assert int(r.read_next(RECEIVE_MS).data()) == 2
+    r.close()
+    r = client.create_reader(topic, ids[1], start_message_id_inclusive=True)
+    assert int(r.read_next(RECEIVE_MS).data()) == 1
+    r.close()
+    r = client.create_reader(topic, pulsar.MessageId.latest)
+    p.send(b"new")
+    assert r.read_next(RECEIVE_MS).data() == b"new"
+
+
+def test_partitioned_topic_round_trip(broker, client):
+    # Kafka-created topics with 3 partitions are Pulsar partitioned topics of 3 partitions.
+    admin = pytest.importorskip("confluent_kafka.admin")
+    name = f"part-{uuid.uuid4().hex[:8]}"
+    a = admin.AdminClient({"bootstrap.servers": broker.kafka})
+    a.create_topics([admin.NewTopic(name, num_partitions=3, replication_factor=1)])[name].result(15)
+    topic = f"persistent://public/default/{name}"
+    assert client.get_topic_partitions(topic) == [f"{topic}-partition-{i}" for i in range(3)]
+    c = client.subscribe(topic, "s", initial_position=pulsar.InitialPosition.Earliest)
+    p = client.create_producer(topic, batching_enabled=False)
+    for i in range(30):
+        p.send(f"{i}".encode(), partition_key=f"k{i}")
+    got = drain(c, 30)
+    assert sorted(int(m.data()) for m in got) == list(range(30))
+    assert {m.topic_name() for m in got} <= {f"{topic}-partition-{i}" for i in range(3)}
+
+
+def test_restart_resumes_cursors(broker):
+    topic = topic_name("restart")
+    c = client_for(broker)
+    p = c.create_producer(topic, batching_enabled=False)
+    consumer = c.subscribe(topic, "durable", initial_position=pulsar.InitialPosition.Earliest)
+    for i in range(10):
+        p.send(f"{i}".encode())
+    drain(consumer, 4)
+    time.sleep(0.5)  # acks are grouped by the client for up to 100 ms
+    c.close()
+    broker.restart(same_ports=True)
+    c = client_for(broker)
+    consumer = c.subscribe(topic, "durable")
+    rest = drain(consumer, 6)
+    assert [int(m.data()) for m in rest] == list(range(4, 10))
+    nothing_more(consumer)
+    c.close()
+
+
+def test_unsubscribe_deletes_the_cursor(client):
+    topic = topic_name("unsub")
+    p = client.create_producer(topic, batching_enabled=False)
+    c = client.subscribe(topic, "s", initial_position=pulsar.InitialPosition.Earliest)
+    p.send(b"a")
+    drain(c, 1)
+    c.unsubscribe()
+    c = client.subscribe(topic, "s", initial_position=pulsar.InitialPosition.Earliest)
+    assert drain(c, 1)[0].data() == b"a"
+
+
+def test_string_schema_works_and_json_is_refused(client):
+    topic = topic_name("schema")
+    p = client.create_producer(topic, schema=pulsar.schema.StringSchema())
+    c = client.subscribe(topic, "s", schema=pulsar.schema.StringSchema(),
+                         initial_position=pulsar.InitialPosition.Earliest)
+    p.send("héllo")
+    assert c.receive(timeout_millis=RECEIVE_MS).value() == "héllo"
+
+    class Rec(pulsar.schema.Record):
+        a = pulsar.schema.Integer()
+
+    with pytest.raises(Exception) as e:
+        client.create_producer(topic_name("json"), schema=pulsar.schema.JsonSchema(Rec))
+    assert "Schema" in str(e.value) or "schema" in str(e.value)
