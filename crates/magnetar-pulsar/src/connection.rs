@@ -66,24 +66,32 @@ pub(crate) async fn run(service: Arc<Service>, stream: TcpStream, peer: SocketAd
 
     let writer_cancel = cancel.clone();
     let writer_task = service.tasks.spawn(async move {
+        // Every write races the cancel token, so a client that stops reading cannot hold up
+        // shutdown.
         loop {
+            let frame = tokio::select! {
+                _ = writer_cancel.cancelled() => break,
+                frame = out_rx.recv() => match frame {
+                    Some(frame) => frame,
+                    None => break,
+                },
+            };
             tokio::select! {
                 _ = writer_cancel.cancelled() => break,
-                frame = out_rx.recv() => {
-                    let Some(frame) = frame else { break };
-                    if writer.write_all(&frame).await.is_err() {
-                        break;
-                    }
+                written = writer.write_all(&frame) => if written.is_err() { break },
+            }
+        }
+        // Whatever is still queued after the reader stopped (a final error) is written too,
+        // within a bound.
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            while let Ok(frame) = out_rx.try_recv() {
+                if writer.write_all(&frame).await.is_err() {
+                    break;
                 }
             }
-        }
-        // Whatever is still queued after the reader stopped (a final error) is written too.
-        while let Ok(frame) = out_rx.try_recv() {
-            if writer.write_all(&frame).await.is_err() {
-                break;
-            }
-        }
-        let _ = writer.shutdown().await;
+            let _ = writer.shutdown().await;
+        })
+        .await;
         writer_cancel.cancel();
     });
 

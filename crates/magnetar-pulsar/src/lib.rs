@@ -48,6 +48,8 @@ pub struct PulsarConfig {
     pub outbound_frames_max: usize,
     /// SENDs whose append is not yet durable, per connection (back-pressure beyond).
     pub pending_sends_max: usize,
+    /// Pulsar's `maxUnackedMessagesPerConsumer`: dispatch to a consumer pauses beyond this.
+    pub unacked_messages_per_consumer_max: u64,
     /// Pulsar's `keepAliveIntervalSeconds`: a PING after this much silence, a close after twice.
     pub keepalive_interval_s: u64,
     /// Send broker entry metadata (publish time, index) to clients that announce support.
@@ -64,6 +66,7 @@ impl Default for PulsarConfig {
             consumers_per_connection_max: 10_000,
             outbound_frames_max: 4096,
             pending_sends_max: 1000,
+            unacked_messages_per_consumer_max: 50_000,
             keepalive_interval_s: 30,
             broker_entry_metadata: true,
         }

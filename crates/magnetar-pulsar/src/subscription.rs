@@ -43,6 +43,9 @@ pub struct ConsumerSlot {
     pub name: String,
     pub priority: i32,
     pub permits: u64,
+    /// Messages sent to this consumer and not acknowledged; dispatch to it stops at
+    /// [`Subscription::unacked_max`] (Pulsar's `maxUnackedMessagesPerConsumer`).
+    pub unacked: u64,
     pub tx: mpsc::Sender<Bytes>,
     pub broker_entry_metadata: bool,
 }
@@ -73,6 +76,7 @@ pub struct Subscription {
     pub partition: TopicPartition,
     pub id_partition: i32,
     pub log: Arc<PartitionLog>,
+    pub unacked_max: u64,
     cache: Arc<EntryCache>,
     state: Mutex<State>,
     wake: Notify,
@@ -106,6 +110,7 @@ impl Subscription {
         log: Arc<PartitionLog>,
         cursor: CursorState,
         cache: Arc<EntryCache>,
+        unacked_max: u64,
         cancel: CancellationToken,
     ) -> Self {
         let read_index = cursor.mark_delete_index;
@@ -116,6 +121,7 @@ impl Subscription {
             partition,
             id_partition,
             log,
+            unacked_max,
             cache,
             state: Mutex::new(State {
                 consumers: Vec::new(),
@@ -160,7 +166,7 @@ impl Subscription {
         if matches!(self.kind, SubKind::Failover | SubKind::KeyShared) {
             let all: Vec<u64> = s.pending.keys().copied().collect();
             for e in all {
-                s.pending.remove(&e);
+                release(&mut s, e);
                 s.redeliver.insert(e);
             }
         }
@@ -180,7 +186,7 @@ impl Subscription {
             .map(|(e, _)| *e)
             .collect();
         for e in mine {
-            s.pending.remove(&e);
+            release(&mut s, e);
             s.redeliver.insert(e);
             *s.redelivery_counts.entry(e).or_default() += 1;
         }
@@ -266,8 +272,11 @@ impl Subscription {
             .filter(|(e, p)| (**e..**e + u64::from(p.count.max(1))).all(|i| s.cursor.is_acked(i)))
             .map(|(e, _)| *e)
             .collect();
+        if !done.is_empty() {
+            self.wake.notify_one();
+        }
         for e in done {
-            s.pending.remove(&e);
+            release(s, e);
             s.redelivery_counts.remove(&e);
         }
         let mark = s.cursor.mark_delete_index;
@@ -293,7 +302,7 @@ impl Subscription {
                 .collect()
         };
         for e in chosen {
-            s.pending.remove(&e);
+            release(&mut s, e);
             s.redeliver.insert(e);
             *s.redelivery_counts.entry(e).or_default() += 1;
         }
@@ -316,6 +325,9 @@ impl Subscription {
         s.cursor.reset(index);
         s.read_index = index;
         s.pending.clear();
+        for c in &mut s.consumers {
+            c.unacked = 0;
+        }
         s.redeliver.clear();
         s.redelivery_counts.clear();
         drop(s);
@@ -370,7 +382,7 @@ impl Subscription {
 
     fn next_step(&self) -> Step {
         let mut s = self.lock();
-        if !s.consumers.iter().any(|c| c.permits > 0) {
+        if !s.consumers.iter().any(|c| self.eligible(c)) {
             return Step::Wait;
         }
         if !s.redeliver.is_empty() {
@@ -489,6 +501,7 @@ impl Subscription {
             };
             let consumer = &mut s.consumers[slot];
             consumer.permits = consumer.permits.saturating_sub(u64::from(count));
+            consumer.unacked += u64::from(count);
             let key = (consumer.connection, consumer.consumer_id);
             let consumer_id = consumer.consumer_id;
             let with_bem = consumer.broker_entry_metadata;
@@ -535,6 +548,10 @@ impl Subscription {
         unsent
     }
 
+    fn eligible(&self, c: &ConsumerSlot) -> bool {
+        c.permits > 0 && c.unacked < self.unacked_max
+    }
+
     /// The consumer to send the next entry to, if one has permits.
     fn choose(&self, s: &mut State, key_hash: u32) -> Option<usize> {
         let n = s.consumers.len();
@@ -542,25 +559,38 @@ impl Subscription {
             return None;
         }
         match self.kind {
-            SubKind::Exclusive => (s.consumers[0].permits > 0).then_some(0),
+            SubKind::Exclusive => self.eligible(&s.consumers[0]).then_some(0),
             SubKind::Failover => {
                 let active = (self.id_partition.max(0) as usize) % n;
-                (s.consumers[active].permits > 0).then_some(active)
+                self.eligible(&s.consumers[active]).then_some(active)
             }
             SubKind::KeyShared => {
                 let slot = key_hash as usize % n;
-                (s.consumers[slot].permits > 0).then_some(slot)
+                self.eligible(&s.consumers[slot]).then_some(slot)
             }
             SubKind::Shared => {
                 for step in 0..n {
                     let slot = (s.next_shared + step) % n;
-                    if s.consumers[slot].permits > 0 {
+                    if self.eligible(&s.consumers[slot]) {
                         s.next_shared = (slot + 1) % n;
                         return Some(slot);
                     }
                 }
                 None
             }
+        }
+    }
+}
+
+/// Forgets an in-flight entry, giving its messages back to its consumer's unacked budget.
+fn release(s: &mut State, entry: u64) {
+    if let Some(p) = s.pending.remove(&entry) {
+        if let Some(c) = s
+            .consumers
+            .iter_mut()
+            .find(|c| (c.connection, c.consumer_id) == p.consumer)
+        {
+            c.unacked = c.unacked.saturating_sub(u64::from(p.count));
         }
     }
 }

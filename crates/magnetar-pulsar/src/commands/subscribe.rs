@@ -111,6 +111,7 @@ impl Connection {
                 .unwrap_or_else(|| format!("consumer-{}-{}", self.id, request.consumer_id)),
             priority: request.priority_level(),
             permits: 0,
+            unacked: 0,
             tx: self.out.clone(),
             broker_entry_metadata: self.broker_entry_metadata,
         };
@@ -139,6 +140,7 @@ impl Connection {
                         log.clone(),
                         cursor,
                         self.service.cache.clone(),
+                        self.service.config.unacked_messages_per_consumer_max,
                         self.service.shutdown.child_token(),
                     ));
                     match sub.add_consumer(slot, kind) {
