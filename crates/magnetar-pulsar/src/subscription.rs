@@ -370,11 +370,24 @@ impl Subscription {
                 Step::Redeliver(entries) => self.dispatch_redelivery(entries).await,
                 Step::Read(from) => self.dispatch_from(from).await,
             };
-            if let Err(e) = result {
-                tracing::warn!(subscription = %self.name, partition = %self.partition, error = %e, "dispatch failed; retrying");
-                tokio::select! {
-                    _ = self.cancel.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            match result {
+                Ok(true) => {}
+                // Nothing could be sent: the consumer the next entry belongs to (the active one,
+                // or the owner of its key) has no permits. Wait for a flow, an ack or a change of
+                // consumers rather than reading the same entries again.
+                Ok(false) => {
+                    tokio::select! {
+                        _ = self.cancel.cancelled() => return,
+                        _ = self.wake.notified() => {}
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(subscription = %self.name, partition = %self.partition, error = %e, "dispatch failed; retrying");
+                    tokio::select! {
+                        _ = self.cancel.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    }
                 }
             }
         }
@@ -406,7 +419,8 @@ impl Subscription {
         }
     }
 
-    async fn dispatch_redelivery(&self, entries: Vec<u64>) -> Result<(), magnetar_broker::Error> {
+    /// Redelivers entries; `Ok(false)` when none could be sent.
+    async fn dispatch_redelivery(&self, entries: Vec<u64>) -> Result<bool, magnetar_broker::Error> {
         let mut read = Vec::with_capacity(entries.len());
         for e in &entries {
             if *e < self.log.start_index() {
@@ -423,14 +437,18 @@ impl Subscription {
                 }
             }
         }
+        let dropped = read.len() < entries.len();
+        let read_count = read.len();
         let unsent = self.send_entries(read).await;
+        let progress = dropped || unsent.len() < read_count;
         if !unsent.is_empty() {
             self.lock().redeliver.extend(unsent);
         }
-        Ok(())
+        Ok(progress)
     }
 
-    async fn dispatch_from(&self, from: u64) -> Result<(), magnetar_broker::Error> {
+    /// Sends entries from `from`; `Ok(false)` when none could be sent.
+    async fn dispatch_from(&self, from: u64) -> Result<bool, magnetar_broker::Error> {
         let entries = match self.log.read(from, READ_BYTES_MAX, READ_ENTRIES_MAX).await {
             Ok(entries) => entries,
             Err(magnetar_broker::Error::IndexOutOfRange { start, .. }) => {
@@ -438,22 +456,23 @@ impl Subscription {
                 if s.read_index < start {
                     s.read_index = start;
                 }
-                return Ok(());
+                return Ok(true);
             }
             Err(e) => return Err(e),
         };
         let Some(last) = entries.last() else {
-            return Ok(());
+            return Ok(false);
         };
         let end = last.header.end_index();
         {
             // Another step (a seek) may have moved the read index meanwhile.
             let mut s = self.lock();
             if s.read_index != from {
-                return Ok(());
+                return Ok(true);
             }
             s.read_index = end;
         }
+        let read_count = entries.len();
         let unsent = self.send_entries(entries).await;
         if let Some(first_unsent) = unsent.first() {
             let mut s = self.lock();
@@ -461,7 +480,7 @@ impl Subscription {
                 s.read_index = *first_unsent;
             }
         }
-        Ok(())
+        Ok(unsent.len() < read_count)
     }
 
     /// Sends entries in order to consumers with permits; returns the first indexes of entries
