@@ -22,7 +22,10 @@ use tokio_util::sync::CancellationToken;
 use crate::convert::EntryCache;
 use crate::frame;
 use crate::message_id::{message_id, unacked_set};
-use crate::proto::{base_command::Type, BaseCommand, BrokerEntryMetadata, CommandMessage};
+use crate::proto::{
+    base_command::Type, BaseCommand, BrokerEntryMetadata, CommandActiveConsumerChange,
+    CommandMessage,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SubKind {
@@ -162,6 +165,7 @@ impl Subscription {
             s.consumers
                 .sort_by(|a, b| (a.priority, &a.name).cmp(&(b.priority, &b.name)));
         }
+        self.notify_active(&s);
         // The active consumer may have changed: give everything in flight back.
         if matches!(self.kind, SubKind::Failover | SubKind::KeyShared) {
             let all: Vec<u64> = s.pending.keys().copied().collect();
@@ -191,9 +195,30 @@ impl Subscription {
             *s.redelivery_counts.entry(e).or_default() += 1;
         }
         let left = s.consumers.len();
+        self.notify_active(&s);
         drop(s);
         self.wake.notify_one();
         left
+    }
+
+    /// Tells every consumer of a Failover subscription whether it is the active one
+    /// (ACTIVE_CONSUMER_CHANGE). Advisory: skipped for a consumer whose queue is full.
+    fn notify_active(&self, s: &State) {
+        if self.kind != SubKind::Failover || s.consumers.is_empty() {
+            return;
+        }
+        let active = (self.id_partition.max(0) as usize) % s.consumers.len();
+        for (i, c) in s.consumers.iter().enumerate() {
+            let frame = frame::encode(&BaseCommand {
+                r#type: Type::ActiveConsumerChange as i32,
+                active_consumer_change: Some(CommandActiveConsumerChange {
+                    consumer_id: c.consumer_id,
+                    is_active: Some(i == active),
+                }),
+                ..Default::default()
+            });
+            let _ = c.tx.try_send(frame);
+        }
     }
 
     pub fn consumer_count(&self) -> usize {
