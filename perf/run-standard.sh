@@ -8,7 +8,8 @@
 # Environment: MAGNETAR_BIN (default target/release/magnetar), PERF_BIN (default
 # target/release/magnetar-perf), WARMUP_S (5), DURATION_S (30), BACKLOG_DURATION_S (60, caps
 # each backlog phase), FSYNC_POLICIES ("os always"), WORKLOADS (the standard five), PROFILE=1
-# to record a `perf` profile of the broker during the max-rate run.
+# to record a `perf` profile of the broker during the max-rate run (its perf.data is kept in
+# PERF_DATA_DIR when that is set, else deleted once summarised).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:?usage: perf/run-standard.sh RESULTS_DIR}
@@ -49,11 +50,12 @@ for fsync in ${FSYNC_POLICIES:-os always}; do
       echo "${cmd[*]}"
     } >>"$out/commands.txt"
     profiler=""
+    perf_data="${PERF_DATA_DIR:-$out}/$name.perf.data"
     if [ "${PROFILE:-0}" = 1 ] && [[ $w == max-rate-* ]]; then
       # Profile 10 s of the measured phase (after the warm-up), with DWARF unwinding: Rust
       # release builds have no frame pointers.
       (sleep "$((warmup + 2))"; perf record -F 199 --call-graph dwarf,16384 -p "$pid" \
-        -o "$out/$name.perf.data" -- sleep "$((duration < 12 ? duration - 2 : 10))" \
+        -o "$perf_data" -- sleep "$((duration < 12 ? duration - 2 : 10))" \
         >"$out/$name.perf-record.log" 2>&1) &
       profiler=$!
     fi
@@ -61,14 +63,14 @@ for fsync in ${FSYNC_POLICIES:-os always}; do
     if [ -n "$profiler" ]; then
       wait "$profiler" || true
       # Self time per function, and time including callees (without async-runtime plumbing).
-      perf report -i "$out/$name.perf.data" --no-children --sort dso,symbol --stdio -g none \
+      perf report -i "$perf_data" --no-children --sort dso,symbol --stdio -g none \
         2>/dev/null | grep -E '^ +[0-9]' | sed -E 's/ +/ /g; s/ - - *$//' | head -40 \
         >"$out/$name.perf-self.txt" || true
-      perf report -i "$out/$name.perf.data" --children --sort symbol --stdio -g none 2>/dev/null \
+      perf report -i "$perf_data" --children --sort symbol --stdio -g none 2>/dev/null \
         | grep -E '^ +[0-9]' | sed -E 's/ +/ /g; s/ - - *$//' \
         | grep -vE 'tokio::runtime|catch_unwind|do_call|call_once|poll_inner|poll_future|with_mut|Harness|_ZN5tokio|std::thread|__rust_begin|start_thread|clone3|entry_SYSCALL|do_syscall' \
         | cut -c1-220 | head -60 >"$out/$name.perf-children.txt" || true
-      rm -f "$out/$name.perf.data"
+      [ -n "${PERF_DATA_DIR:-}" ] || rm -f "$perf_data"
     fi
     kill -TERM "$pid"
     wait "$pid" || true
