@@ -58,9 +58,11 @@ pub fn nice_ceil(v: f64) -> f64 {
     10.0 * magnitude
 }
 
+/// Ticks from 0 in nice steps, at most 6 of them past 0, the last at or above `max`.
 fn linear_ticks(max: f64) -> Vec<f64> {
-    let top = nice_ceil(max);
-    (0..=5).map(|i| top * f64::from(i) / 5.0).collect()
+    let step = nice_ceil(max / 5.0);
+    let steps = (max / step).ceil().clamp(1.0, 6.0) as u32;
+    (0..=steps).map(|i| step * f64::from(i)).collect()
 }
 
 /// `fmt_num` without trailing zeros: `1`, `2.5`, `0.001`.
@@ -612,6 +614,13 @@ mod tests {
         assert_eq!(tick_label(0.001), "0.001");
         assert_eq!(tick_label(50_000.0), "50k");
         assert_eq!(tick_label(2_000_000.0), "2M");
+    }
+
+    #[test]
+    fn linear_ticks_end_close_to_the_maximum() {
+        assert_eq!(linear_ticks(35.0), vec![0.0, 10.0, 20.0, 30.0, 40.0]);
+        assert_eq!(*linear_ticks(212_000.0).last().unwrap(), 250_000.0);
+        assert_eq!(linear_ticks(1.0).len(), 6);
     }
 
     #[test]
