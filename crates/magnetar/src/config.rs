@@ -359,7 +359,7 @@ impl Config {
         config.validate()?;
         if config.kafka.entry_format != "kafka" {
             warnings.push(format!(
-                "kafka.entry_format = \"{}\" is accepted, but until the Pulsar protocol lands new Kafka entries are stored in the kafka format",
+                "kafka.entry_format = \"{}\" is accepted for KoP compatibility; Kafka entries are always stored in the kafka format and converted for Pulsar consumers",
                 config.kafka.entry_format
             ));
         }
