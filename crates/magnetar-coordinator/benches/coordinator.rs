@@ -15,6 +15,12 @@ use magnetar_coordinator::*;
 use magnetar_metadata::{MemoryStore, MetadataStore};
 
 fn join(group: &str, member: &str, client: &str) -> JoinGroupRequest {
+    join_round(group, member, client, 0)
+}
+
+/// A join whose metadata changes with `round`, so every member's rejoin is part of a rebalance
+/// (a follower rejoining with unchanged metadata would just get the current generation back).
+fn join_round(group: &str, member: &str, client: &str, round: u64) -> JoinGroupRequest {
     JoinGroupRequest {
         group_id: group.into(),
         member_id: member.into(),
@@ -22,7 +28,7 @@ fn join(group: &str, member: &str, client: &str) -> JoinGroupRequest {
         protocol_type: "consumer".into(),
         protocols: vec![Protocol {
             name: "range".into(),
-            metadata: Bytes::from_static(b"subscription"),
+            metadata: Bytes::from(round.to_be_bytes().to_vec()),
         }],
         session_timeout_ms: 30_000,
         rebalance_timeout_ms: 30_000,
@@ -98,16 +104,23 @@ fn machine_group(m: &mut GroupStateMachine, n: usize, now: i64) -> (Vec<String>,
 
 /// Every member rejoins, then syncs; the leader assigns.
 fn rebalance_machine(m: &mut GroupStateMachine, ids: &[String], now: i64, generation: &mut i32) {
-    let mut completions = Vec::new();
+    let round = *generation as u64 + 1;
+    let mut responses = Vec::new();
     for id in ids {
-        completions.extend(m.join_group(join("g", id, "c"), now).completions);
+        let out = m.join_group(join_round("g", id, "c", round), now);
+        if let JoinOutcome::Done(r) = out.response {
+            responses.push(r);
+        }
+        for c in out.completions {
+            if let Completion::Join { response, .. } = c {
+                responses.push(response);
+            }
+        }
     }
     let mut leader = String::new();
-    for c in &completions {
-        if let Completion::Join { response, .. } = c {
-            *generation = response.generation_id;
-            leader = response.leader.clone();
-        }
+    for r in &responses {
+        *generation = r.generation_id;
+        leader = r.leader.clone();
     }
     for id in ids.iter().filter(|i| **i != leader) {
         let _ = m.sync_group(sync("g", *generation, id, vec![]), now);
@@ -119,7 +132,8 @@ fn rebalance_machine(m: &mut GroupStateMachine, ids: &[String], now: i64, genera
             assignment: Bytes::from_static(b"assignment"),
         })
         .collect();
-    let _ = m.sync_group(sync("g", *generation, &leader, plan), now);
+    let out = m.sync_group(sync("g", *generation, &leader, plan), now);
+    assert_eq!(out.completions.len(), ids.len() - 1, "every follower gets its assignment");
 }
 
 fn state_machine(c: &mut Criterion) {
@@ -172,7 +186,7 @@ async fn start(dir: &std::path::Path) -> (Arc<Broker>, Arc<GroupCoordinator>) {
         .await
         .unwrap();
     let config = CoordinatorConfig {
-        group_initial_rebalance_delay_ms: 0,
+        group_initial_rebalance_delay_ms: 100,
         offsets_topic_num_partitions: 1,
         ..CoordinatorConfig::default()
     };
@@ -183,13 +197,18 @@ async fn start(dir: &std::path::Path) -> (Arc<Broker>, Arc<GroupCoordinator>) {
 }
 
 /// Joins `n` members concurrently and syncs them; returns member ids and generation.
-async fn runtime_rebalance(c: &Arc<GroupCoordinator>, ids: &[String]) -> (Vec<String>, i32) {
+async fn runtime_rebalance(
+    c: &Arc<GroupCoordinator>,
+    group: &str,
+    ids: &[String],
+    round: u64,
+) -> (Vec<String>, i32) {
     let joins: Vec<_> = ids
         .iter()
         .enumerate()
         .map(|(i, id)| {
             let c = c.clone();
-            let req = join("g", id, &format!("c{i}"));
+            let req = join_round(group, id, &format!("c{i}"), round);
             tokio::spawn(async move { c.join_group(req).await })
         })
         .collect();
@@ -198,6 +217,11 @@ async fn runtime_rebalance(c: &Arc<GroupCoordinator>, ids: &[String]) -> (Vec<St
         responses.push(j.await.unwrap());
     }
     let generation = responses[0].generation_id;
+    for r in &responses {
+        if r.error.is_some() || r.generation_id != generation {
+            panic!("join in round {round}: {r:?} (first generation {generation})");
+        }
+    }
     let leader = responses
         .iter()
         .find(|r| !r.members.is_empty())
@@ -219,12 +243,18 @@ async fn runtime_rebalance(c: &Arc<GroupCoordinator>, ids: &[String]) -> (Vec<St
             } else {
                 Vec::new()
             };
-            let req = sync("g", generation, id, plan);
+            let req = sync(group, generation, id, plan);
             tokio::spawn(async move { c.sync_group(req).await })
         })
         .collect();
-    for s in syncs {
-        assert_eq!(s.await.unwrap().error, None);
+    for (s, id) in syncs.into_iter().zip(&members) {
+        let r = s.await.unwrap();
+        if r.error.is_some() {
+            let view = c.group_view(group).await.unwrap();
+            panic!(
+                "sync of {id} (leader {leader}, generation {generation}): {r:?}; group {view:#?}"
+            );
+        }
     }
     (members, generation)
 }
@@ -242,7 +272,7 @@ fn runtime(c: &mut Criterion) {
         .sample_size(10)
         .measurement_time(Duration::from_secs(5));
 
-    let (ids, generation) = rt.block_on(runtime_rebalance(&coordinator, &[String::new()]));
+    let (ids, generation) = rt.block_on(runtime_rebalance(&coordinator, "g1", &[String::new()], 0));
     group.throughput(Throughput::Elements(1));
     group.bench_function("commit_1_member_fsync_always", |b| {
         let mut n = 0;
@@ -250,12 +280,12 @@ fn runtime(c: &mut Criterion) {
             n += 1;
             let c = coordinator.clone();
             let id = ids[0].clone();
-            rt.block_on(async move { c.commit_offsets(commit("g", generation, &id, 0, n)).await })
+            rt.block_on(async move { c.commit_offsets(commit("g1", generation, &id, 0, n)).await })
         })
     });
 
     let empty: Vec<String> = (0..100).map(|_| String::new()).collect();
-    let (ids, generation) = rt.block_on(runtime_rebalance(&coordinator, &empty));
+    let (ids, generation) = rt.block_on(runtime_rebalance(&coordinator, "g100", &empty, 0));
     group.throughput(Throughput::Elements(100));
     group.bench_function("commit_100_members_concurrently_fsync_always", |b| {
         let mut n = 0i64;
@@ -269,7 +299,7 @@ fn runtime(c: &mut Criterion) {
                     .enumerate()
                     .map(|(i, id)| {
                         let c = c.clone();
-                        let req = commit("g", generation, id, i as i32, n);
+                        let req = commit("g100", generation, id, i as i32, n);
                         tokio::spawn(async move { c.commit_offsets(req).await })
                     })
                     .collect();
@@ -281,34 +311,15 @@ fn runtime(c: &mut Criterion) {
     });
 
     let empty: Vec<String> = (0..10).map(|_| String::new()).collect();
-    let (mut ids, _) = rt.block_on(runtime_rebalance(&coordinator, &empty));
-    // Members of the 100-member generation that do not rejoin leave first.
-    rt.block_on(async {
-        let view = coordinator.group_view("g").await.unwrap().unwrap();
-        let leaving = view
-            .members
-            .iter()
-            .filter(|m| !ids.contains(&m.member_id))
-            .map(|m| LeavingMember {
-                member_id: m.member_id.clone(),
-                group_instance_id: None,
-                reason: None,
-            })
-            .collect();
-        coordinator
-            .leave_group(LeaveGroupRequest {
-                group_id: "g".into(),
-                members: leaving,
-            })
-            .await;
-        ids = runtime_rebalance(&coordinator, &ids).await.0;
-    });
+    let (ids, _) = rt.block_on(runtime_rebalance(&coordinator, "g10", &empty, 0));
+    let mut round = 0;
     group.throughput(Throughput::Elements(1));
     group.bench_function("rebalance_10_members", |b| {
         b.iter(|| {
             let c = coordinator.clone();
             let ids = ids.clone();
-            rt.block_on(async move { runtime_rebalance(&c, &ids).await })
+            round += 1;
+            rt.block_on(async move { runtime_rebalance(&c, "g10", &ids, round).await })
         })
     });
     group.finish();

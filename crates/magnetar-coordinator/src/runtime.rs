@@ -16,8 +16,9 @@
 //! than `compaction_ratio` records per live key, the live state is written as fresh records (a
 //! snapshot: the last group metadata of each group and every committed offset) and the log
 //! start is moved to the snapshot's first index with `truncate_before`. Tombstones are not needed
-//! in the snapshot: everything before it is gone. The offsets topic must therefore not be
-//! subject to time or size retention of its namespace; this compaction replaces it.
+//! in the snapshot: everything before it is gone. The offsets topic is created with
+//! `retention.ms=-1` and `retention.bytes=-1` so the broker's retention pass never deletes
+//! committed offsets; this compaction replaces it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -170,7 +171,14 @@ impl GroupCoordinator {
         let metadata = match broker.topic(&topic).await? {
             Some(existing) => existing,
             None => {
-                let configs = [("cleanup.policy".to_string(), "compact".to_string())].into();
+                // Infinite retention on the topic itself: namespace retention must never delete
+                // committed offsets; the coordinator's own compaction bounds the log.
+                let configs = [
+                    ("cleanup.policy".to_string(), "compact".to_string()),
+                    ("retention.ms".to_string(), "-1".to_string()),
+                    ("retention.bytes".to_string(), "-1".to_string()),
+                ]
+                .into();
                 match broker
                     .create_topic(&topic, Some(config.offsets_topic_num_partitions), configs)
                     .await

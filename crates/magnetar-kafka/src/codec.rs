@@ -203,11 +203,11 @@ mod tests {
             decode_request(raw),
             Err(DecodeError::UnknownApi(0x7f00))
         ));
-        // FindCoordinator (10) is not served yet.
-        let raw = Bytes::from_static(&[0, 10, 0, 0, 0, 0, 0, 1, 0, 0]);
+        // AddPartitionsToTxn (24) is not served yet.
+        let raw = Bytes::from_static(&[0, 24, 0, 0, 0, 0, 0, 1, 0, 0]);
         assert!(matches!(
             decode_request(raw),
-            Err(DecodeError::UnknownApi(10))
+            Err(DecodeError::UnknownApi(24))
         ));
         let raw = Bytes::from_static(&[0, 0, 0, 1, 0, 0, 0, 1, 0, 0]);
         assert!(matches!(

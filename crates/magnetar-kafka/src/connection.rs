@@ -44,7 +44,7 @@ pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, context: Arc<
                 let version = request.header.api_version;
                 let correlation_id = request.header.correlation_id;
                 let client_id = request.header.client_id.clone();
-                let body = match api::handle(&context, *request).await {
+                let body = match api::handle(&context, peer, *request).await {
                     api::Outcome::Respond(body) => *body,
                     api::Outcome::NoResponse => continue, // Produce with acks=0
                     api::Outcome::Close(reason) => {

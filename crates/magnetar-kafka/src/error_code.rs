@@ -43,6 +43,39 @@ pub fn message(err: &Error) -> String {
     err.to_string()
 }
 
+/// Maps a group coordinator error to its Kafka error. Exhaustive, like [`kafka_error`].
+pub fn coordinator_error(err: magnetar_coordinator::CoordinatorError) -> ResponseError {
+    use magnetar_coordinator::CoordinatorError as E;
+    match err {
+        E::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
+        E::NotCoordinator => ResponseError::NotCoordinator,
+        E::CoordinatorLoadInProgress => ResponseError::CoordinatorLoadInProgress,
+        E::InvalidGroupId => ResponseError::InvalidGroupId,
+        E::UnknownMemberId => ResponseError::UnknownMemberId,
+        E::MemberIdRequired => ResponseError::MemberIdRequired,
+        E::IllegalGeneration => ResponseError::IllegalGeneration,
+        E::RebalanceInProgress => ResponseError::RebalanceInProgress,
+        E::FencedInstanceId => ResponseError::FencedInstanceId,
+        E::GroupMaxSizeReached => ResponseError::GroupMaxSizeReached,
+        E::InvalidSessionTimeout => ResponseError::InvalidSessionTimeout,
+        E::InconsistentGroupProtocol => ResponseError::InconsistentGroupProtocol,
+        E::OffsetMetadataTooLarge => ResponseError::OffsetMetadataTooLarge,
+        E::NonEmptyGroup => ResponseError::NonEmptyGroup,
+        E::GroupIdNotFound => ResponseError::GroupIdNotFound,
+        E::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
+        E::GroupSubscribedToTopic => ResponseError::GroupSubscribedToTopic,
+        E::UnstableOffsetCommit => ResponseError::UnstableOffsetCommit,
+        // Retriable: the client backs off and finds the coordinator again.
+        E::CoordinatorOverloaded => ResponseError::CoordinatorNotAvailable,
+        E::Internal => ResponseError::UnknownServerError,
+    }
+}
+
+/// The wire code of an optional coordinator error (0 for none).
+pub fn coordinator_code(err: Option<magnetar_coordinator::CoordinatorError>) -> i16 {
+    err.map_or(0, |e| coordinator_error(e).code())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -351,6 +351,164 @@ const DESCRIBE_CLUSTER: Schema = Schema {
     fields: &[f(BOOL, 0, ANY), f(I8, 1, ANY), f(BOOL, 2, ANY)],
 };
 
+// Consumer groups (the group coordinator's APIs). None of these requests has tagged fields.
+
+const FIND_COORDINATOR: Schema = Schema {
+    flexible_from: 3,
+    fields: &[
+        f(Ty::Str, 0, 3),
+        f(I8, 1, ANY),
+        f(Ty::Array(&Ty::Str), 4, ANY),
+    ],
+};
+
+const JOIN_GROUP: Schema = Schema {
+    flexible_from: 6,
+    fields: &[
+        f(Ty::Str, 0, ANY),
+        f(I32, 0, ANY),
+        f(I32, 1, ANY),
+        f(Ty::Str, 0, ANY),
+        f(Ty::Str, 5, ANY),
+        f(Ty::Str, 0, ANY),
+        f(
+            Ty::Structs(&[f(Ty::Str, 0, ANY), f(Ty::Bytes, 0, ANY)]),
+            0,
+            ANY,
+        ),
+        f(Ty::Str, 8, ANY),
+    ],
+};
+
+const SYNC_GROUP: Schema = Schema {
+    flexible_from: 4,
+    fields: &[
+        f(Ty::Str, 0, ANY),
+        f(I32, 0, ANY),
+        f(Ty::Str, 0, ANY),
+        f(Ty::Str, 3, ANY),
+        f(Ty::Str, 5, ANY),
+        f(Ty::Str, 5, ANY),
+        f(
+            Ty::Structs(&[f(Ty::Str, 0, ANY), f(Ty::Bytes, 0, ANY)]),
+            0,
+            ANY,
+        ),
+    ],
+};
+
+const HEARTBEAT: Schema = Schema {
+    flexible_from: 4,
+    fields: &[
+        f(Ty::Str, 0, ANY),
+        f(I32, 0, ANY),
+        f(Ty::Str, 0, ANY),
+        f(Ty::Str, 3, ANY),
+    ],
+};
+
+const LEAVE_GROUP: Schema = Schema {
+    flexible_from: 4,
+    fields: &[
+        f(Ty::Str, 0, ANY),
+        f(Ty::Str, 0, 2),
+        f(
+            Ty::Structs(&[f(Ty::Str, 3, ANY), f(Ty::Str, 3, ANY), f(Ty::Str, 5, ANY)]),
+            3,
+            ANY,
+        ),
+    ],
+};
+
+const OFFSET_COMMIT: Schema = Schema {
+    flexible_from: 8,
+    fields: &[
+        f(Ty::Str, 0, ANY),
+        f(I32, 1, ANY),
+        f(Ty::Str, 1, ANY),
+        f(Ty::Str, 7, ANY),
+        f(I64, 2, 4),
+        f(
+            Ty::Structs(&[
+                f(Ty::Str, 0, ANY),
+                f(
+                    Ty::Structs(&[
+                        f(I32, 0, ANY),
+                        f(I64, 0, ANY),
+                        f(I32, 6, ANY),
+                        f(I64, 1, 1),
+                        f(Ty::Str, 0, ANY),
+                    ]),
+                    0,
+                    ANY,
+                ),
+            ]),
+            0,
+            ANY,
+        ),
+    ],
+};
+
+const OFFSET_FETCH: Schema = Schema {
+    flexible_from: 6,
+    fields: &[
+        f(Ty::Str, 0, 7),
+        f(
+            Ty::Structs(&[f(Ty::Str, 0, ANY), f(Ty::Array(&I32), 0, ANY)]),
+            0,
+            7,
+        ),
+        f(
+            Ty::Structs(&[
+                f(Ty::Str, 8, ANY),
+                f(Ty::Str, 9, ANY),
+                f(I32, 9, ANY),
+                f(
+                    Ty::Structs(&[f(Ty::Str, 8, ANY), f(Ty::Array(&I32), 8, ANY)]),
+                    8,
+                    ANY,
+                ),
+            ]),
+            8,
+            ANY,
+        ),
+        f(BOOL, 7, ANY),
+    ],
+};
+
+const DESCRIBE_GROUPS: Schema = Schema {
+    flexible_from: 5,
+    fields: &[f(Ty::Array(&Ty::Str), 0, ANY), f(BOOL, 3, ANY)],
+};
+
+const LIST_GROUPS: Schema = Schema {
+    flexible_from: 3,
+    fields: &[
+        f(Ty::Array(&Ty::Str), 4, ANY),
+        f(Ty::Array(&Ty::Str), 5, ANY),
+    ],
+};
+
+const DELETE_GROUPS: Schema = Schema {
+    flexible_from: 2,
+    fields: &[f(Ty::Array(&Ty::Str), 0, ANY)],
+};
+
+const OFFSET_DELETE: Schema = Schema {
+    flexible_from: ANY,
+    fields: &[
+        f(Ty::Str, 0, ANY),
+        f(
+            Ty::Structs(&[
+                f(Ty::Str, 0, ANY),
+                f(Ty::Structs(&[f(I32, 0, ANY)]), 0, ANY),
+            ]),
+            0,
+            ANY,
+        ),
+    ],
+};
+
 /// The schema of a request, for the APIs this broker serves.
 pub fn schema(api_key: ApiKey) -> Option<&'static Schema> {
     Some(match api_key {
@@ -369,6 +527,17 @@ pub fn schema(api_key: ApiKey) -> Option<&'static Schema> {
         ApiKey::IncrementalAlterConfigs => &INCREMENTAL_ALTER_CONFIGS,
         ApiKey::DeleteRecords => &DELETE_RECORDS,
         ApiKey::DescribeCluster => &DESCRIBE_CLUSTER,
+        ApiKey::FindCoordinator => &FIND_COORDINATOR,
+        ApiKey::JoinGroup => &JOIN_GROUP,
+        ApiKey::SyncGroup => &SYNC_GROUP,
+        ApiKey::Heartbeat => &HEARTBEAT,
+        ApiKey::LeaveGroup => &LEAVE_GROUP,
+        ApiKey::OffsetCommit => &OFFSET_COMMIT,
+        ApiKey::OffsetFetch => &OFFSET_FETCH,
+        ApiKey::DescribeGroups => &DESCRIBE_GROUPS,
+        ApiKey::ListGroups => &LIST_GROUPS,
+        ApiKey::DeleteGroups => &DELETE_GROUPS,
+        ApiKey::OffsetDelete => &OFFSET_DELETE,
         _ => return None,
     })
 }

@@ -14,7 +14,9 @@
 //! Main types: [`KafkaConfig`], [`serve`]. Transactions are not implemented yet: InitProducerId
 //! with a transactional id is refused and Fetch treats `read_committed` like `read_uncommitted`
 //! (which is exact while no transactional data can be written). Consumer groups (FindCoordinator,
-//! JoinGroup, OffsetCommit, ...) are not advertised yet.
+//! JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch, DescribeGroups,
+//! ListGroups, DeleteGroups, OffsetDelete) are served by the group coordinator of
+//! magnetar-coordinator, which [`serve`] starts and stops; those modules only translate.
 
 use std::sync::Arc;
 
@@ -49,6 +51,8 @@ pub struct KafkaConfig {
     pub connections_max: usize,
     /// Default for the topic config `max.message.bytes`.
     pub message_bytes_max: usize,
+    /// The group coordinator's settings (`__consumer_offsets` partitions, session limits, ...).
+    pub group_coordinator: magnetar_coordinator::CoordinatorConfig,
 }
 
 impl Default for KafkaConfig {
@@ -61,13 +65,16 @@ impl Default for KafkaConfig {
             max_request_bytes: 100 * 1024 * 1024,
             connections_max: 10_000,
             message_bytes_max: 1024 * 1024 + 12,
+            group_coordinator: magnetar_coordinator::CoordinatorConfig::default(),
         }
     }
 }
 
 /// Serves Kafka clients on `listener` until `shutdown` is cancelled. On shutdown each connection
 /// finishes the request it is handling (a long-polling Fetch returns early), sends its response
-/// and closes; this returns when all connections are closed.
+/// and closes; this returns when all connections are closed. The group coordinator is started
+/// first (creating `__consumer_offsets` if needed) and stopped last, after the connections, so
+/// the broker may be shut down once this returns.
 pub async fn serve(
     listener: TcpListener,
     broker: Arc<Broker>,
@@ -75,7 +82,15 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let slots = Arc::new(Semaphore::new(config.connections_max));
-    let context = Arc::new(api::Context::new(broker, config, shutdown.clone()));
+    let coordinator = magnetar_coordinator::GroupCoordinator::start(
+        broker.clone(),
+        config.group_coordinator.clone(),
+    )
+    .await
+    .map_err(|e| std::io::Error::other(format!("cannot start the group coordinator: {e}")))?;
+    let mut context = api::Context::new(broker, config, shutdown.clone());
+    context.coordinator = Some(coordinator.clone());
+    let context = Arc::new(context);
     let mut connections = JoinSet::new();
     let result = loop {
         // Reap finished connections so the set does not grow with history.
@@ -106,6 +121,7 @@ pub async fn serve(
     };
     shutdown.cancel();
     while connections.join_next().await.is_some() {}
+    coordinator.shutdown().await;
     result
 }
 

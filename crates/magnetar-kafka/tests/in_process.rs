@@ -254,10 +254,15 @@ async fn produce_fetch_list_offsets_round_trip() {
         .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
         .await;
     assert_eq!(versions.error_code, 0);
-    assert!(!versions
+    // Consumer groups are served (by the group coordinator); transactions are not yet.
+    assert!(versions
         .api_keys
         .iter()
         .any(|k| k.api_key == ApiKey::FindCoordinator as i16));
+    assert!(!versions
+        .api_keys
+        .iter()
+        .any(|k| k.api_key == ApiKey::AddPartitionsToTxn as i16));
 
     assert_eq!(
         produce(&mut client, "orders", batch(3, 1000, None)).await,

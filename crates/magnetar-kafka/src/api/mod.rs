@@ -1,10 +1,12 @@
 //! One module per Kafka API, the table of what is served, and the dispatcher.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 use magnetar_broker::{Broker, Error, TopicMetadata, TopicName};
+use magnetar_coordinator::GroupCoordinator;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -15,17 +17,29 @@ pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_groups;
 pub mod fetch;
+pub mod find_coordinator;
+mod group_common;
+pub mod heartbeat;
 pub mod incremental_alter_configs;
 pub mod init_producer_id;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod sync_group;
 
 /// Every API served, with the versions advertised in ApiVersions. Exactly these are decoded;
 /// anything else closes the connection. (kafka-protocol 0.18 decodes CreateTopics from v2,
@@ -47,6 +61,17 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::FindCoordinator, 0, 6),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
 ];
 
 pub fn supported(api_key: ApiKey) -> Option<(i16, i16)> {
@@ -70,6 +95,8 @@ pub struct Context {
     pub broker: Arc<Broker>,
     pub config: KafkaConfig,
     pub shutdown: CancellationToken,
+    /// The group coordinator (consumer groups); `None` answers COORDINATOR_NOT_AVAILABLE.
+    pub coordinator: Option<Arc<GroupCoordinator>>,
     /// Topic ids handed out in Metadata, for requests that address topics by id (Fetch v13+).
     topic_ids: Mutex<HashMap<Uuid, TopicName>>,
 }
@@ -80,6 +107,7 @@ impl Context {
             broker,
             config,
             shutdown,
+            coordinator: None,
             topic_ids: Mutex::new(HashMap::new()),
         }
     }
@@ -141,7 +169,7 @@ fn derive_topic_id(name: &TopicName, created_ms: i64) -> Uuid {
 }
 
 /// Hands a decoded request to its API module.
-pub async fn handle(ctx: &Context, request: Request) -> Outcome {
+pub async fn handle(ctx: &Context, peer: SocketAddr, request: Request) -> Outcome {
     let header = request.header;
     let v = header.api_version;
     let respond = |r: ResponseKind| Outcome::Respond(Box::new(r));
@@ -189,6 +217,39 @@ pub async fn handle(ctx: &Context, request: Request) -> Outcome {
         )),
         RequestKind::DescribeCluster(r) => respond(ResponseKind::DescribeCluster(
             describe_cluster::handle(ctx, r),
+        )),
+        RequestKind::FindCoordinator(r) => respond(ResponseKind::FindCoordinator(
+            find_coordinator::handle(ctx, v, r),
+        )),
+        RequestKind::JoinGroup(r) => respond(ResponseKind::JoinGroup(
+            join_group::handle(ctx, &header, format!("/{}", peer.ip()), r).await,
+        )),
+        RequestKind::SyncGroup(r) => {
+            respond(ResponseKind::SyncGroup(sync_group::handle(ctx, v, r).await))
+        }
+        RequestKind::Heartbeat(r) => {
+            respond(ResponseKind::Heartbeat(heartbeat::handle(ctx, r).await))
+        }
+        RequestKind::LeaveGroup(r) => respond(ResponseKind::LeaveGroup(
+            leave_group::handle(ctx, v, r).await,
+        )),
+        RequestKind::OffsetCommit(r) => respond(ResponseKind::OffsetCommit(
+            offset_commit::handle(ctx, r).await,
+        )),
+        RequestKind::OffsetFetch(r) => respond(ResponseKind::OffsetFetch(
+            offset_fetch::handle(ctx, v, r).await,
+        )),
+        RequestKind::DescribeGroups(r) => respond(ResponseKind::DescribeGroups(
+            describe_groups::handle(ctx, v, r).await,
+        )),
+        RequestKind::ListGroups(r) => respond(ResponseKind::ListGroups(
+            list_groups::handle(ctx, v, r).await,
+        )),
+        RequestKind::DeleteGroups(r) => respond(ResponseKind::DeleteGroups(
+            delete_groups::handle(ctx, r).await,
+        )),
+        RequestKind::OffsetDelete(r) => respond(ResponseKind::OffsetDelete(
+            offset_delete::handle(ctx, r).await,
         )),
         // The codec only decodes the APIs in SUPPORTED, so this is a bug, not client input.
         _ => Outcome::Close("request of an api without a handler"),

@@ -247,6 +247,172 @@ fn samples() -> Vec<Sample> {
         }
         enc(&m, v)
     };
+    let find_coordinator = |v: i16| {
+        let mut m = FindCoordinatorRequest::default();
+        if v <= 3 {
+            m.key = s("group");
+        } else {
+            m.coordinator_keys = vec![s("a"), s("b")];
+        }
+        if v >= 1 {
+            m.key_type = 0;
+        }
+        enc(&m, v)
+    };
+    let join_group = |v: i16| {
+        let mut m = JoinGroupRequest::default()
+            .with_group_id(GroupId(s("g")))
+            .with_session_timeout_ms(10_000)
+            .with_member_id(s("m"))
+            .with_protocol_type(s("consumer"))
+            .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+            )
+            .with_name(s("range"))
+            .with_metadata(Bytes::from_static(b"meta"))]);
+        if v >= 1 {
+            m.rebalance_timeout_ms = 30_000;
+        }
+        if v >= 5 {
+            m.group_instance_id = Some(s("i"));
+        }
+        if v >= 8 {
+            m.reason = Some(s("why"));
+        }
+        enc(&m, v)
+    };
+    let sync_group = |v: i16| {
+        let mut m = SyncGroupRequest::default()
+            .with_group_id(GroupId(s("g")))
+            .with_generation_id(3)
+            .with_member_id(s("m"))
+            .with_assignments(vec![
+                sync_group_request::SyncGroupRequestAssignment::default()
+                    .with_member_id(s("m"))
+                    .with_assignment(Bytes::from_static(b"a")),
+            ]);
+        if v >= 3 {
+            m.group_instance_id = Some(s("i"));
+        }
+        if v >= 5 {
+            m.protocol_type = Some(s("consumer"));
+            m.protocol_name = Some(s("range"));
+        }
+        enc(&m, v)
+    };
+    let heartbeat = |v: i16| {
+        let mut m = HeartbeatRequest::default()
+            .with_group_id(GroupId(s("g")))
+            .with_generation_id(3)
+            .with_member_id(s("m"));
+        if v >= 3 {
+            m.group_instance_id = Some(s("i"));
+        }
+        enc(&m, v)
+    };
+    let leave_group = |v: i16| {
+        let mut m = LeaveGroupRequest::default().with_group_id(GroupId(s("g")));
+        if v <= 2 {
+            m.member_id = s("m");
+        } else {
+            let mut member = leave_group_request::MemberIdentity::default()
+                .with_member_id(s("m"))
+                .with_group_instance_id(Some(s("i")));
+            if v >= 5 {
+                member.reason = Some(s("bye"));
+            }
+            m.members = vec![member];
+        }
+        enc(&m, v)
+    };
+    let offset_commit = |v: i16| {
+        let mut p = offset_commit_request::OffsetCommitRequestPartition::default()
+            .with_partition_index(1)
+            .with_committed_offset(42)
+            .with_committed_metadata(Some(s("meta")));
+        if v >= 6 {
+            p.committed_leader_epoch = 5;
+        }
+        let mut m = OffsetCommitRequest::default()
+            .with_group_id(GroupId(s("g")))
+            .with_generation_id_or_member_epoch(3)
+            .with_member_id(s("m"))
+            .with_topics(vec![
+                offset_commit_request::OffsetCommitRequestTopic::default()
+                    .with_name(topic("t"))
+                    .with_partitions(vec![p]),
+            ]);
+        if v >= 7 {
+            m.group_instance_id = Some(s("i"));
+        }
+        if v <= 4 {
+            m.retention_time_ms = 1000;
+        }
+        enc(&m, v)
+    };
+    let offset_fetch = |v: i16| {
+        let mut m = OffsetFetchRequest::default();
+        if v <= 7 {
+            m.group_id = GroupId(s("g"));
+            m.topics = Some(vec![
+                offset_fetch_request::OffsetFetchRequestTopic::default()
+                    .with_name(topic("t"))
+                    .with_partition_indexes(vec![0, 1]),
+            ]);
+        } else {
+            let mut g = offset_fetch_request::OffsetFetchRequestGroup::default()
+                .with_group_id(GroupId(s("g")))
+                .with_topics(Some(vec![
+                    offset_fetch_request::OffsetFetchRequestTopics::default()
+                        .with_name(topic("t"))
+                        .with_partition_indexes(vec![0, 1]),
+                ]));
+            if v >= 9 {
+                g.member_id = Some(s("m"));
+                g.member_epoch = 4;
+            }
+            m.groups = vec![g];
+        }
+        if v >= 7 {
+            m.require_stable = true;
+        }
+        enc(&m, v)
+    };
+    let describe_groups = |v: i16| {
+        let mut m = DescribeGroupsRequest::default().with_groups(vec![GroupId(s("g"))]);
+        if v >= 3 {
+            m.include_authorized_operations = true;
+        }
+        enc(&m, v)
+    };
+    let list_groups = |v: i16| {
+        let mut m = ListGroupsRequest::default();
+        if v >= 4 {
+            m.states_filter = vec![s("Stable")];
+        }
+        if v >= 5 {
+            m.types_filter = vec![s("classic")];
+        }
+        enc(&m, v)
+    };
+    let delete_groups = |v: i16| {
+        enc(
+            &DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s("g"))]),
+            v,
+        )
+    };
+    let offset_delete = |v: i16| {
+        let m = OffsetDeleteRequest::default()
+            .with_group_id(GroupId(s("g")))
+            .with_topics(vec![
+                offset_delete_request::OffsetDeleteRequestTopic::default()
+                    .with_name(topic("t"))
+                    .with_partitions(vec![
+                        offset_delete_request::OffsetDeleteRequestPartition::default()
+                            .with_partition_index(2),
+                    ]),
+            ]);
+        enc(&m, v)
+    };
     vec![
         (ApiKey::ApiVersions, 0, 4, Box::new(api_versions)),
         (ApiKey::Metadata, 0, 12, Box::new(metadata)),
@@ -263,6 +429,17 @@ fn samples() -> Vec<Sample> {
         (ApiKey::IncrementalAlterConfigs, 0, 1, Box::new(incremental)),
         (ApiKey::DeleteRecords, 0, 2, Box::new(delete_records)),
         (ApiKey::DescribeCluster, 0, 1, Box::new(describe_cluster)),
+        (ApiKey::FindCoordinator, 0, 6, Box::new(find_coordinator)),
+        (ApiKey::JoinGroup, 0, 9, Box::new(join_group)),
+        (ApiKey::SyncGroup, 0, 5, Box::new(sync_group)),
+        (ApiKey::Heartbeat, 0, 4, Box::new(heartbeat)),
+        (ApiKey::LeaveGroup, 0, 5, Box::new(leave_group)),
+        (ApiKey::OffsetCommit, 2, 9, Box::new(offset_commit)),
+        (ApiKey::OffsetFetch, 1, 9, Box::new(offset_fetch)),
+        (ApiKey::DescribeGroups, 0, 5, Box::new(describe_groups)),
+        (ApiKey::ListGroups, 0, 5, Box::new(list_groups)),
+        (ApiKey::DeleteGroups, 0, 2, Box::new(delete_groups)),
+        (ApiKey::OffsetDelete, 0, 0, Box::new(offset_delete)),
     ]
 }
 

@@ -1,0 +1,65 @@
+//! DescribeGroups v0–v5: state, protocol and members (metadata and assignment while Stable).
+
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse, GroupId};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+use super::group_common::{s, wire, wire_opt};
+use super::Context;
+use crate::error_code;
+
+pub async fn handle(
+    ctx: &Context,
+    version: i16,
+    request: DescribeGroupsRequest,
+) -> DescribeGroupsResponse {
+    let mut response = DescribeGroupsResponse::default();
+    let ids: Vec<String> = request.groups.iter().map(|g| s(&g.0)).collect();
+    let Some(c) = &ctx.coordinator else {
+        response.groups = request
+            .groups
+            .into_iter()
+            .map(|g| {
+                DescribedGroup::default()
+                    .with_group_id(g)
+                    .with_error_code(ResponseError::CoordinatorNotAvailable.code())
+            })
+            .collect();
+        return response;
+    };
+    response.groups = c
+        .describe_groups(&ids)
+        .await
+        .into_iter()
+        .map(|g| {
+            DescribedGroup::default()
+                .with_group_id(GroupId(wire(g.group_id)))
+                .with_error_code(error_code::coordinator_code(g.error))
+                .with_group_state(StrBytes::from_static_str(g.state.as_str()))
+                .with_protocol_type(wire(g.protocol_type))
+                .with_protocol_data(wire(g.protocol_data))
+                // Kafka's "not requested" value.
+                .with_authorized_operations(i32::MIN)
+                .with_members(
+                    g.members
+                        .into_iter()
+                        .map(|m| {
+                            DescribedGroupMember::default()
+                                .with_member_id(wire(m.member_id))
+                                .with_group_instance_id(if version >= 4 {
+                                    wire_opt(m.group_instance_id)
+                                } else {
+                                    None
+                                })
+                                .with_client_id(wire(m.client_id))
+                                .with_client_host(wire(m.client_host))
+                                .with_member_metadata(m.metadata)
+                                .with_member_assignment(m.assignment)
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    response
+}

@@ -1,0 +1,25 @@
+//! Heartbeat v0–v4.
+
+use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
+use kafka_protocol::ResponseError;
+use magnetar_coordinator as coordinator;
+
+use super::group_common::{opt, s};
+use super::Context;
+use crate::error_code;
+
+pub async fn handle(ctx: &Context, request: HeartbeatRequest) -> HeartbeatResponse {
+    let Some(c) = &ctx.coordinator else {
+        return HeartbeatResponse::default()
+            .with_error_code(ResponseError::CoordinatorNotAvailable.code());
+    };
+    let result = c
+        .heartbeat(coordinator::HeartbeatRequest {
+            group_id: s(&request.group_id.0),
+            generation_id: request.generation_id,
+            member_id: s(&request.member_id),
+            group_instance_id: opt(&request.group_instance_id),
+        })
+        .await;
+    HeartbeatResponse::default().with_error_code(error_code::coordinator_code(result.err()))
+}

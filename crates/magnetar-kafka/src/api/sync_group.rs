@@ -1,0 +1,42 @@
+//! SyncGroup v0–v5: the leader's assignment is stored and handed to every member; followers wait
+//! for it.
+
+use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
+use kafka_protocol::ResponseError;
+use magnetar_coordinator as coordinator;
+
+use super::group_common::{opt, s, wire_opt};
+use super::Context;
+use crate::error_code;
+
+pub async fn handle(ctx: &Context, version: i16, request: SyncGroupRequest) -> SyncGroupResponse {
+    let Some(c) = &ctx.coordinator else {
+        return SyncGroupResponse::default()
+            .with_error_code(ResponseError::CoordinatorNotAvailable.code());
+    };
+    let req = coordinator::SyncGroupRequest {
+        group_id: s(&request.group_id.0),
+        generation_id: request.generation_id,
+        member_id: s(&request.member_id),
+        group_instance_id: opt(&request.group_instance_id),
+        protocol_type: opt(&request.protocol_type),
+        protocol_name: opt(&request.protocol_name),
+        assignments: request
+            .assignments
+            .iter()
+            .map(|a| coordinator::MemberAssignment {
+                member_id: s(&a.member_id),
+                assignment: a.assignment.clone(),
+            })
+            .collect(),
+    };
+    let r = c.sync_group(req).await;
+    let mut response = SyncGroupResponse::default()
+        .with_error_code(error_code::coordinator_code(r.error))
+        .with_assignment(r.assignment);
+    if version >= 5 {
+        response.protocol_type = wire_opt(r.protocol_type);
+        response.protocol_name = wire_opt(r.protocol_name);
+    }
+    response
+}
