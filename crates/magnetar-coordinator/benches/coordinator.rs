@@ -83,7 +83,7 @@ fn sync(
 
 fn machine_config() -> CoordinatorConfig {
     CoordinatorConfig {
-        group_initial_rebalance_delay_ms: 0,
+        group_initial_rebalance_delay_ms: 100,
         ..CoordinatorConfig::default()
     }
 }
@@ -91,14 +91,36 @@ fn machine_config() -> CoordinatorConfig {
 /// A Stable group of `n` members in a bare state machine; returns member ids and generation.
 fn machine_group(m: &mut GroupStateMachine, n: usize, now: i64) -> (Vec<String>, i32) {
     let mut ids = Vec::new();
-    let mut generation = 0;
     for i in 0..n {
         let out = m.join_group(join("g", "", &format!("c{i}")), now);
         if let JoinOutcome::Parked { member_id } = out.response {
             ids.push(member_id);
         }
     }
-    rebalance_machine(m, &ids, now, &mut generation);
+    // The initial rebalance delay runs out (extended once, as members kept arriving): one
+    // generation with every member.
+    let mut completions = m.tick(now + 1_000).completions;
+    completions.extend(m.tick(now + 2_000).completions);
+    let mut generation = 0;
+    let mut leader = String::new();
+    for c in &completions {
+        if let Completion::Join { response, .. } = c {
+            generation = response.generation_id;
+            leader = response.leader.clone();
+        }
+    }
+    for id in ids.iter().filter(|i| **i != leader) {
+        let _ = m.sync_group(sync("g", generation, id, vec![]), now + 2_000);
+    }
+    let plan = ids
+        .iter()
+        .map(|id| MemberAssignment {
+            member_id: id.clone(),
+            assignment: Bytes::from_static(b"assignment"),
+        })
+        .collect();
+    let out = m.sync_group(sync("g", generation, &leader, plan), now + 2_000);
+    assert_eq!(out.completions.len(), n - 1);
     (ids, generation)
 }
 
@@ -133,7 +155,11 @@ fn rebalance_machine(m: &mut GroupStateMachine, ids: &[String], now: i64, genera
         })
         .collect();
     let out = m.sync_group(sync("g", *generation, &leader, plan), now);
-    assert_eq!(out.completions.len(), ids.len() - 1, "every follower gets its assignment");
+    assert_eq!(
+        out.completions.len(),
+        ids.len() - 1,
+        "every follower gets its assignment"
+    );
 }
 
 fn state_machine(c: &mut Criterion) {
@@ -147,7 +173,7 @@ fn state_machine(c: &mut Criterion) {
             b.iter(|| {
                 n += 1;
                 let id = &ids[n as usize % ids.len()];
-                let out = m.commit_offsets(commit("g", generation, id, (n % 100) as i32, n), 1);
+                let out = m.commit_offsets(commit("g", generation, id, (n % 100) as i32, n), 3_000);
                 assert!(out.response.topics[0].partitions[0].error.is_none());
                 out.records
             })
@@ -156,7 +182,7 @@ fn state_machine(c: &mut Criterion) {
     let mut m = GroupStateMachine::new(machine_config(), 1);
     let (ids, mut generation) = machine_group(&mut m, 10, 0);
     group.bench_function("rebalance_10_members", |b| {
-        b.iter(|| rebalance_machine(&mut m, &ids, 1, &mut generation))
+        b.iter(|| rebalance_machine(&mut m, &ids, 3_000, &mut generation))
     });
     group.finish();
 }
