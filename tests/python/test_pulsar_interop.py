@@ -95,3 +95,52 @@ def test_pulsar_and_kafka_names_address_the_same_partition(broker):
         assert r.read_next(10000).data() == b"from-pulsar"
     finally:
         c.close()
+
+
+@pytest.mark.parametrize("batching", [True, False])
+def test_pulsar_producer_to_kafka_consumer_with_continuous_offsets(broker, batching):
+    """Pulsar-written entries reach a Kafka consumer between Kafka-written ones: partition key ->
+    key, properties -> headers, event time -> timestamp, and offsets stay continuous."""
+    from confluent_kafka import TopicPartition
+
+    name = f"interop-back-{uuid.uuid4().hex[:8]}"
+    create_kafka_topic(broker, name, 1)
+    kp = confluent_kafka.Producer({"bootstrap.servers": broker.kafka, "linger.ms": 5})
+    kp.produce(name, key=b"k-first", value=b"from-kafka-0", partition=0, timestamp=1_700_000_000_000)
+    assert kp.flush(15) == 0
+
+    c = pulsar_client(broker)
+    try:
+        producer = c.create_producer(f"persistent://public/default/{name}-partition-0",
+                                     batching_enabled=batching, batching_max_publish_delay_ms=20)
+        for i in range(5):
+            producer.send_async(f"from-pulsar-{i}".encode(), None, partition_key=f"pk-{i}",
+                                properties={"n": str(i)}, event_timestamp=1_700_000_001_000 + i)
+        producer.flush()
+        producer.close()
+    finally:
+        c.close()
+
+    kp.produce(name, key=b"k-last", value=b"from-kafka-1", partition=0, timestamp=1_700_000_002_000)
+    assert kp.flush(15) == 0
+
+    consumer = confluent_kafka.Consumer({"bootstrap.servers": broker.kafka, "group.id": "unused-" + name,
+                                         "enable.auto.commit": False})
+    try:
+        consumer.assign([TopicPartition(name, 0, 0)])
+        got = []
+        for _ in range(200):
+            if len(got) == 7:
+                break
+            m = consumer.poll(0.5)
+            if m is None or m.error():
+                continue
+            got.append(m)
+    finally:
+        consumer.close()
+    assert [m.offset() for m in got] == list(range(7))
+    assert [m.value() for m in got] == [b"from-kafka-0"] + [f"from-pulsar-{i}".encode() for i in range(5)] + [b"from-kafka-1"]
+    assert [m.key() for m in got] == [b"k-first"] + [f"pk-{i}".encode() for i in range(5)] + [b"k-last"]
+    for i, m in enumerate(got[1:6]):
+        assert dict(m.headers() or []) == {"n": str(i).encode()}
+        assert m.timestamp()[1] == 1_700_000_001_000 + i

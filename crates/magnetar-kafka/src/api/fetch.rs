@@ -195,20 +195,27 @@ async fn read_partition(
     let mut size = 0usize;
     let mut chosen = Vec::with_capacity(entries.len());
     for entry in entries {
-        match entry.header.format {
-            PayloadFormat::Kafka => {}
-            PayloadFormat::Pulsar => {
-                // TODO(pulsar issue): convert Pulsar-format entries to record batches (magnetar-format).
-                tracing::debug!(partition = %log.name(), index = entry.header.first_index, "skipping a pulsar-format entry");
-                continue;
-            }
-        }
-        let len = entry.payload.len();
+        // Kafka entries are served as stored; Pulsar entries are converted to an uncompressed
+        // record batch with the same offsets (not cached yet: converted per fetch).
+        let payload = match entry.header.format {
+            PayloadFormat::Kafka => entry.payload,
+            PayloadFormat::Pulsar => match magnetar_format::entry_as_kafka(&entry) {
+                Ok(batch) => batch,
+                Err(e) => {
+                    return Err(magnetar_broker::Error::CorruptData(format!(
+                        "pulsar entry at index {} of {} cannot be converted to a kafka batch: {e}",
+                        entry.header.first_index,
+                        log.name()
+                    )))
+                }
+            },
+        };
+        let len = payload.len();
         if size + len > budget && !(first && chosen.is_empty()) {
             break;
         }
         size += len;
-        chosen.push(entry.payload);
+        chosen.push(payload);
     }
     Ok(match chosen.len() {
         0 => None,
