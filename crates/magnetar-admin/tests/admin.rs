@@ -20,17 +20,11 @@ impl Api {
     async fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config = BrokerConfig {
-            cluster_name: "standalone".into(),
-            data_dir: dir.path().to_path_buf(),
-            default_namespace: NamespaceName::new("public", "default").unwrap(),
-            allow_auto_topic_creation: true,
-            auto_topic_creation_partitioned: true,
-            default_num_partitions: 1,
             partitions_max: 64,
             producers_per_partition_max: 10,
-            ledger: LedgerConfig::default(),
             service_url: String::new(),
             broker_service_url: String::new(),
+            ..BrokerConfig::for_data_dir(dir.path().to_path_buf())
         };
         let broker = Broker::open(config, Arc::new(MemoryStore::new()), Arc::new(SystemClock))
             .await

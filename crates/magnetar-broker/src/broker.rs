@@ -39,6 +39,30 @@ pub struct BrokerConfig {
     pub broker_service_url: String,
 }
 
+impl BrokerConfig {
+    /// A standalone broker's defaults (those of `config/magnetar.toml`) over `data_dir`, for
+    /// embedding and tests; override fields with struct-update syntax. The binary sets every field
+    /// from its configuration instead.
+    pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            cluster_name: "standalone".into(),
+            data_dir: data_dir.into(),
+            default_namespace: NamespaceName {
+                tenant: TenantName("public".into()),
+                namespace: "default".into(),
+            },
+            allow_auto_topic_creation: true,
+            auto_topic_creation_partitioned: true,
+            default_num_partitions: 1,
+            partitions_max: 4096,
+            producers_per_partition_max: 10_000,
+            ledger: LedgerConfig::default(),
+            service_url: "http://127.0.0.1:8080".into(),
+            broker_service_url: "pulsar://127.0.0.1:6650".into(),
+        }
+    }
+}
+
 pub struct Broker {
     config: BrokerConfig,
     metadata: Arc<dyn MetadataStore>,

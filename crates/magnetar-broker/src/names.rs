@@ -40,7 +40,7 @@ fn check_segment(kind: &str, value: &str) -> Result<(), Error> {
 
 /// A tenant, e.g. `public`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TenantName(String);
+pub struct TenantName(pub(crate) String);
 
 impl TenantName {
     pub fn new(name: &str) -> Result<Self, Error> {

@@ -10,17 +10,10 @@ use magnetar_metadata::{MemoryStore, MetadataStore};
 
 fn config(dir: &std::path::Path) -> BrokerConfig {
     BrokerConfig {
-        cluster_name: "standalone".into(),
-        data_dir: dir.to_path_buf(),
-        default_namespace: NamespaceName::new("public", "default").unwrap(),
-        allow_auto_topic_creation: true,
-        auto_topic_creation_partitioned: true,
         default_num_partitions: 3,
         partitions_max: 16,
         producers_per_partition_max: 100,
-        ledger: LedgerConfig::default(),
-        service_url: "http://127.0.0.1:8080".into(),
-        broker_service_url: "pulsar://127.0.0.1:6650".into(),
+        ..BrokerConfig::for_data_dir(dir.to_path_buf())
     }
 }
 

@@ -8,9 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use magnetar_broker::{
-    Broker, BrokerConfig, FsyncPolicy, LedgerConfig, NamespaceName, SystemClock,
-};
+use magnetar_broker::{Broker, BrokerConfig, FsyncPolicy, LedgerConfig, SystemClock};
 use magnetar_coordinator::*;
 use magnetar_metadata::{MemoryStore, MetadataStore};
 
@@ -189,20 +187,13 @@ fn state_machine(c: &mut Criterion) {
 
 fn broker_config(dir: &std::path::Path) -> BrokerConfig {
     BrokerConfig {
-        cluster_name: "standalone".into(),
-        data_dir: dir.to_path_buf(),
-        default_namespace: NamespaceName::new("public", "default").unwrap(),
-        allow_auto_topic_creation: true,
-        auto_topic_creation_partitioned: true,
-        default_num_partitions: 1,
         partitions_max: 64,
         producers_per_partition_max: 100,
         ledger: LedgerConfig {
             fsync: FsyncPolicy::Always,
             ..LedgerConfig::default()
         },
-        service_url: "http://127.0.0.1:8080".into(),
-        broker_service_url: "pulsar://127.0.0.1:6650".into(),
+        ..BrokerConfig::for_data_dir(dir)
     }
 }
 

@@ -6,23 +6,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use magnetar_broker::{Broker, BrokerConfig, LedgerConfig, NamespaceName, SystemClock};
+use magnetar_broker::{Broker, BrokerConfig, SystemClock};
 use magnetar_coordinator::*;
 use magnetar_metadata::{MetadataStore, RedbStore};
 
 fn broker_config(dir: &Path) -> BrokerConfig {
     BrokerConfig {
-        cluster_name: "standalone".into(),
-        data_dir: dir.to_path_buf(),
-        default_namespace: NamespaceName::new("public", "default").unwrap(),
-        allow_auto_topic_creation: true,
-        auto_topic_creation_partitioned: true,
-        default_num_partitions: 1,
         partitions_max: 64,
         producers_per_partition_max: 100,
-        ledger: LedgerConfig::default(),
-        service_url: "http://127.0.0.1:8080".into(),
-        broker_service_url: "pulsar://127.0.0.1:6650".into(),
+        ..BrokerConfig::for_data_dir(dir.to_path_buf())
     }
 }
 

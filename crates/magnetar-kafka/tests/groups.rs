@@ -9,7 +9,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::ResponseError;
-use magnetar_broker::{Broker, BrokerConfig, LedgerConfig, NamespaceName, SystemClock};
+use magnetar_broker::{Broker, BrokerConfig, SystemClock};
 use magnetar_coordinator::CoordinatorConfig;
 use magnetar_kafka::KafkaConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -30,16 +30,11 @@ async fn start() -> (
     let dir = tempfile::tempdir().unwrap();
     let config = BrokerConfig {
         cluster_name: "test".into(),
-        data_dir: dir.path().to_path_buf(),
-        default_namespace: NamespaceName::new("public", "default").unwrap(),
-        allow_auto_topic_creation: true,
-        auto_topic_creation_partitioned: true,
-        default_num_partitions: 1,
         partitions_max: 128,
         producers_per_partition_max: 100,
-        ledger: LedgerConfig::default(),
         service_url: "http://127.0.0.1:0".into(),
         broker_service_url: "pulsar://127.0.0.1:0".into(),
+        ..BrokerConfig::for_data_dir(dir.path().to_path_buf())
     };
     let broker = Broker::open(
         config,

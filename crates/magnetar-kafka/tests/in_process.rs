@@ -15,7 +15,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
-use magnetar_broker::{Broker, BrokerConfig, LedgerConfig, NamespaceName, SystemClock};
+use magnetar_broker::{Broker, BrokerConfig, SystemClock};
 use magnetar_kafka::KafkaConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -33,16 +33,11 @@ impl Server {
         let dir = tempfile::tempdir().unwrap();
         let config = BrokerConfig {
             cluster_name: "test".into(),
-            data_dir: dir.path().to_path_buf(),
-            default_namespace: NamespaceName::new("public", "default").unwrap(),
-            allow_auto_topic_creation: true,
-            auto_topic_creation_partitioned: true,
-            default_num_partitions: 1,
             partitions_max: 128,
             producers_per_partition_max: 100,
-            ledger: LedgerConfig::default(),
             service_url: "http://127.0.0.1:0".into(),
             broker_service_url: "pulsar://127.0.0.1:0".into(),
+            ..BrokerConfig::for_data_dir(dir.path().to_path_buf())
         };
         let broker = Broker::open(
             config,

@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use magnetar_broker::{
-    AppendRequest, Broker, BrokerConfig, LedgerConfig, NamespaceName, PayloadFormat, SystemClock,
-    TopicPartition,
+    AppendRequest, Broker, BrokerConfig, PayloadFormat, SystemClock, TopicPartition,
 };
 use magnetar_format::kafka::{encode_batch, Header, Record};
 use magnetar_pulsar::frame::{self, make_body, split_body, Frame, FRAME_SIZE_MAX_BYTES};
@@ -86,17 +85,10 @@ async fn start() -> (
 ) {
     let dir = tempfile::tempdir().unwrap();
     let config = BrokerConfig {
-        cluster_name: "standalone".into(),
-        data_dir: dir.path().to_path_buf(),
-        default_namespace: NamespaceName::new("public", "default").unwrap(),
-        allow_auto_topic_creation: true,
         auto_topic_creation_partitioned: false,
-        default_num_partitions: 1,
         partitions_max: 16,
         producers_per_partition_max: 100,
-        ledger: LedgerConfig::default(),
-        service_url: "http://127.0.0.1:8080".into(),
-        broker_service_url: "pulsar://127.0.0.1:6650".into(),
+        ..BrokerConfig::for_data_dir(dir.path().to_path_buf())
     };
     let broker = Broker::open(
         config,
