@@ -210,6 +210,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         async move { ("retention", run_retention(broker, interval, shutdown).await) }
     });
 
+    let mut signals = ShutdownSignals::register()?;
     // The one machine-readable line test harnesses wait for (logs go to stderr).
     println!(
         "{}",
@@ -225,7 +226,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
     let mut failure = None;
     tokio::select! {
-        signal = shutdown_signal() => tracing::info!("received {signal}; shutting down"),
+        signal = signals.recv() => tracing::info!("received {signal}; shutting down"),
         Some(done) = tasks.join_next() => {
             let message = match done {
                 Ok((name, Ok(()))) => format!("{name} task stopped unexpectedly"),
@@ -284,24 +285,41 @@ async fn run_retention(
     }
 }
 
-async fn shutdown_signal() -> &'static str {
+/// SIGINT and SIGTERM, registered when created: create it before announcing readiness, so a
+/// signal sent right after the listening line is handled, not the default "terminate".
+struct ShutdownSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => tokio::select! {
-                _ = tokio::signal::ctrl_c() => "SIGINT",
-                _ = term.recv() => "SIGTERM",
-            },
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                "SIGINT"
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn register() -> anyhow::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Self {
+                interrupt: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+                terminate: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    async fn recv(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.interrupt.recv() => "SIGINT",
+                _ = self.terminate.recv() => "SIGTERM",
             }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        "ctrl-c"
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "ctrl-c"
+        }
     }
 }
