@@ -217,7 +217,7 @@ impl GroupCoordinator {
                 if loader.shutdown.is_cancelled() {
                     break;
                 }
-                if let Err(e) = loader.load(slot.partition).await {
+                if let Err(e) = loader.load_if_unloaded(slot.partition).await {
                     tracing::warn!(partition = slot.partition, error = %e, "loading offsets partition failed");
                 }
             }
@@ -238,6 +238,15 @@ impl GroupCoordinator {
     /// [`partition_for_group`]). The coordinator of a group is the owner of this partition.
     pub fn partition_for(&self, group_id: &str) -> u32 {
         partition_for_group(group_id, self.partition_count())
+    }
+
+    /// How many partitions of `__consumer_offsets` are loaded and serving.
+    pub fn loaded_partitions(&self) -> usize {
+        self.inner
+            .slots
+            .iter()
+            .filter(|slot| matches!(&*lock(&slot.state), SlotState::Loaded(_)))
+            .count()
     }
 
     /// Loads (or reloads) one partition now and reports what it read.
@@ -666,6 +675,10 @@ impl Inner {
         }
     }
 
+    /// Reloads a partition from its log. Only for an explicit reload: the in-memory state that
+    /// records do not carry (KIP-394 pending members, a rebalance in progress, parked requests,
+    /// which get COORDINATOR_NOT_AVAILABLE) is rebuilt from the last records. A partition another
+    /// load is reading answers COORDINATOR_LOAD_IN_PROGRESS (two loads would race to install).
     async fn load(self: &Arc<Self>, partition: u32) -> Result<LoadStats, CoordinatorError> {
         let slot = self
             .slots
@@ -675,11 +688,32 @@ impl Inner {
             let mut state = lock(&slot.state);
             match &*state {
                 SlotState::Closed => return Err(CoordinatorError::CoordinatorNotAvailable),
-                SlotState::Loading => {}
+                SlotState::Loading => return Err(CoordinatorError::CoordinatorLoadInProgress),
                 SlotState::Unloaded | SlotState::Loaded(_) => *state = SlotState::Loading,
             }
         }
         self.load_marked(partition).await
+    }
+
+    /// Loads a partition nobody has loaded or started loading yet; `None` if it was (the startup
+    /// loader must not reload a partition a request already loaded lazily: that would throw
+    /// away the live groups' in-memory state mid-rebalance).
+    async fn load_if_unloaded(
+        self: &Arc<Self>,
+        partition: u32,
+    ) -> Result<Option<LoadStats>, CoordinatorError> {
+        let slot = self
+            .slots
+            .get(partition as usize)
+            .ok_or(CoordinatorError::CoordinatorNotAvailable)?;
+        {
+            let mut state = lock(&slot.state);
+            match &*state {
+                SlotState::Unloaded => *state = SlotState::Loading,
+                SlotState::Closed | SlotState::Loading | SlotState::Loaded(_) => return Ok(None),
+            }
+        }
+        self.load_marked(partition).await.map(Some)
     }
 
     /// Loads a partition already marked `Loading`.

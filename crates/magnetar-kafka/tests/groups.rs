@@ -140,12 +140,7 @@ fn join(member: &str) -> JoinGroupRequest {
         .with_metadata(Bytes::from_static(b"sub"))])
 }
 
-// KNOWN BUG (issue 5, open): timing-dependent, SyncGroup answers one member of a two-member group
-// an empty assignment with error 0 (seen for the leader in one run and for the follower, whose
-// SyncGroup was parked 50 ms before the leader's, in another; passed in an earlier run). Likely
-// the same state-machine bug the model proptest finds. Ignored until fixed: `-- --ignored` runs it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known coordinator bug: SyncGroup may answer a member an empty assignment (issue 5)"]
 async fn a_group_forms_commits_and_is_deleted_over_the_wire() {
     let (addr, port, shutdown, task, _dir) = start().await;
     let mut a = Client::connect(&addr).await;

@@ -67,7 +67,12 @@ struct World {
     proposed: BTreeMap<i32, BTreeMap<usize, Bytes>>,
     received: BTreeMap<i32, BTreeMap<usize, Bytes>>,
     last_generation: i32,
+    /// Crashed dynamic members counted so far (see [`GHOST_BASE`]).
+    ghosts: usize,
 }
+
+/// Owner numbers of crashed dynamic members start here, so they never collide with a client.
+const GHOST_BASE: usize = 1_000;
 
 impl World {
     fn request(&self, i: usize) -> JoinGroupRequest {
@@ -359,6 +364,21 @@ fn step(
         }
         Action::Crash(i) => {
             let is_static = w.clients[i].is_static;
+            // The dead process's member lingers until its session ends, and the leader may still
+            // assign it partitions. A restarted dynamic client joins as a different member, so
+            // the old member id now belongs to nobody alive (a static member's id is replaced on
+            // rejoin and its assignment follows the client, so it stays keyed by the client).
+            let old = w.clients[i].member_id.clone();
+            if !is_static && !old.is_empty() {
+                w.ghosts += 1;
+                let ghost = GHOST_BASE + w.ghosts;
+                w.owners.insert(old, ghost);
+                for leader in w.leaders.values_mut() {
+                    if *leader == Some(i) {
+                        *leader = Some(ghost);
+                    }
+                }
+            }
             w.clients[i] = Client {
                 is_static,
                 ..Client::default()
@@ -369,15 +389,9 @@ fn step(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
 
-    // KNOWN BUG (issue 5, open): with some seeds this finds a member receiving an assignment its
-    // leader did not give it in that generation. Shrunk input (CI run of 2026-11-22): Join(0),
-    // Advance(10000), Join(0), Join(1), Join(2), Join(1), Crash(1), Join(0), Join(0), Join(1),
-    // Join(1), Advance(500), ... Run it with `cargo test -p magnetar-coordinator -- --ignored`.
-    // Ignored so CI is not red at random until the state machine is fixed.
     #[test]
-    #[ignore = "known coordinator bug: assignment delivered for the wrong generation (issue 5)"]
     fn any_interleaving_keeps_the_invariants(
         actions in proptest::collection::vec(action(), 1..120),
         statics in proptest::collection::vec(any::<bool>(), CLIENTS),
@@ -407,6 +421,55 @@ proptest! {
         prop_assert_eq!(fresh.persisted_groups(), m.persisted_groups());
         if let Err(e) = fresh.check_persisted_matches_live() {
             return Err(TestCaseError::fail(e));
+        }
+    }
+}
+
+/// The shrunk input the property test found in CI (2026-11-22), replayed with every choice of
+/// static members and initial delay the property can draw.
+#[test]
+fn regression_assignment_of_a_crashed_member_rejoining() {
+    use Action::*;
+    let actions = [
+        Join(0),
+        Advance(10000),
+        Join(0),
+        Join(1),
+        Join(2),
+        Join(1),
+        Crash(1),
+        Join(0),
+        Join(0),
+        Join(1),
+        Join(1),
+        Advance(500),
+        Advance(500),
+        Sync(2),
+        Sync(1),
+    ];
+    for bits in 0..(1u32 << CLIENTS) {
+        for delay in [0, 500] {
+            let config = CoordinatorConfig {
+                group_initial_rebalance_delay_ms: delay,
+                offsets_retention_check_interval_ms: i64::MAX / 4,
+                ..CoordinatorConfig::default()
+            };
+            let mut m = GroupStateMachine::new(config, 11);
+            let mut w = World {
+                clients: (0..CLIENTS)
+                    .map(|i| Client {
+                        is_static: bits & (1 << i) != 0,
+                        ..Client::default()
+                    })
+                    .collect(),
+                ..World::default()
+            };
+            let mut now = 0i64;
+            for a in actions.iter().cloned() {
+                if let Err(e) = step(&mut m, &mut w, &mut now, a.clone()) {
+                    panic!("statics {bits:04b} delay {delay} at {a:?}: {e}");
+                }
+            }
         }
     }
 }
