@@ -465,7 +465,7 @@ fn regression_assignment_of_a_crashed_member_rejoining() {
                 ..World::default()
             };
             let mut now = 0i64;
-            for a in actions.iter().cloned() {
+            for a in actions.iter() {
                 if let Err(e) = step(&mut m, &mut w, &mut now, a.clone()) {
                     panic!("statics {bits:04b} delay {delay} at {a:?}: {e}");
                 }
