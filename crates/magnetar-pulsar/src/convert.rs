@@ -1,6 +1,6 @@
 //! Entries as Pulsar consumers see them: Kafka-format entries converted to a Pulsar batch
 //! (through `magnetar-format`), cached per entry so a hot topic is converted once, not once per
-//! consumer; and the Key_Shared key of an entry.
+//! consumer; and the Key_Shared slot of an entry.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -10,6 +10,7 @@ use magnetar_broker::{Entry, TopicPartition};
 use prost::Message;
 
 use crate::frame::{make_body, split_body};
+use crate::key_shared::{sticky_slot, NONE_KEY};
 use crate::proto::{CompressionType, KeyValue, MessageMetadata, SingleMessageMetadata};
 
 /// Converted entries kept, by total bytes.
@@ -123,17 +124,32 @@ pub fn kafka_entry_to_pulsar(entry: &Entry) -> Result<Bytes, String> {
     Ok(make_body(&metadata, &payload))
 }
 
-/// A stable hash of an entry's ordering key, for Key_Shared dispatch: the ordering key or
-/// partition key of the entry, else of its first message when the batch is uncompressed.
-pub fn entry_key_hash(body: &Bytes) -> u32 {
-    let Ok((metadata, payload)) = split_body(body) else {
-        return 0;
+/// The Key_Shared slot of an entry (see [`crate::key_shared`]): the sticky key is the ordering
+/// key or partition key of the entry, else of its first message when the batch is uncompressed
+/// (a batch goes whole to one consumer), else Pulsar's `NONE_KEY`.
+pub fn entry_sticky_slot(body: &Bytes) -> u32 {
+    let slot = |ordering: Option<&Vec<u8>>, partition: Option<&String>, b64: bool| {
+        if let Some(k) = ordering {
+            return Some(sticky_slot(k));
+        }
+        let k = partition?;
+        // A base64-encoded partition key stands for binary key bytes; hash those, as Pulsar does.
+        let decoded = if b64 {
+            magnetar_format::base64::decode(k)
+        } else {
+            None
+        };
+        Some(sticky_slot(decoded.as_deref().unwrap_or(k.as_bytes())))
     };
-    if let Some(k) = &metadata.ordering_key {
-        return crc32c::crc32c(k);
-    }
-    if let Some(k) = &metadata.partition_key {
-        return crc32c::crc32c(k.as_bytes());
+    let Ok((metadata, payload)) = split_body(body) else {
+        return sticky_slot(NONE_KEY);
+    };
+    if let Some(s) = slot(
+        metadata.ordering_key.as_ref(),
+        metadata.partition_key.as_ref(),
+        metadata.partition_key_b64_encoded(),
+    ) {
+        return s;
     }
     if metadata.num_messages_in_batch.is_some()
         && metadata.compression() == CompressionType::None
@@ -142,14 +158,15 @@ pub fn entry_key_hash(body: &Bytes) -> u32 {
         let size = u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]) as usize;
         if size <= payload.len() - 4 {
             if let Ok(single) = SingleMessageMetadata::decode(&payload[4..4 + size]) {
-                if let Some(k) = &single.ordering_key {
-                    return crc32c::crc32c(k);
-                }
-                if let Some(k) = &single.partition_key {
-                    return crc32c::crc32c(k.as_bytes());
+                if let Some(s) = slot(
+                    single.ordering_key.as_ref(),
+                    single.partition_key.as_ref(),
+                    single.partition_key_b64_encoded(),
+                ) {
+                    return s;
                 }
             }
         }
     }
-    0
+    sticky_slot(NONE_KEY)
 }

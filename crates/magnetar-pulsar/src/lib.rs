@@ -20,6 +20,7 @@ pub mod connection;
 pub mod convert;
 pub mod error;
 pub mod frame;
+pub mod key_shared;
 pub mod message_id;
 pub mod proto;
 pub mod service;

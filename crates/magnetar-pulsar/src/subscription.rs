@@ -4,10 +4,18 @@
 //!
 //! Dispatch rules: Exclusive and Failover send to one active consumer (Failover: sorted by
 //! priority then name, the active one is `partition % consumers`); Shared sends each entry to the
-//! next consumer with permits (round-robin); Key_Shared sends an entry to the consumer its key
-//! hashes to (the key of the entry's first message; with batching, a batch goes whole to one
-//! consumer). Entries a consumer was sent but did not acknowledge go back to the others when it
-//! leaves or asks for redelivery.
+//! next consumer with permits (round-robin); Key_Shared sends an entry to the consumer whose hash
+//! slice holds its sticky key (Pulsar's auto-split ranges, see [`crate::key_shared`]; the key of
+//! the entry, or of its first message: with batching, a batch goes whole to one consumer).
+//! Entries a consumer was sent but did not acknowledge go back to the others when it leaves or
+//! asks for redelivery.
+//!
+//! Key_Shared keeps each key in order across changes of consumers, as Pulsar does: a consumer
+//! that leaves gives its slice to a neighbour and its unacknowledged entries are redelivered
+//! (before anything newer is read); a consumer that joins takes part of a slice from a consumer
+//! that may still hold unacknowledged messages of those keys, so it receives only entries read
+//! before it joined until everything up to its join point is acknowledged (the
+//! `joined_at` rule: Pulsar's "recently joined consumers").
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Range;
@@ -21,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::convert::EntryCache;
 use crate::frame;
+use crate::key_shared::HashRanges;
 use crate::message_id::{message_id, unacked_set};
 use crate::proto::{
     base_command::Type, BaseCommand, BrokerEntryMetadata, CommandActiveConsumerChange,
@@ -51,6 +60,9 @@ pub struct ConsumerSlot {
     pub unacked: u64,
     pub tx: mpsc::Sender<Bytes>,
     pub broker_entry_metadata: bool,
+    /// Key_Shared: the read index when this consumer joined, while entries before it are not all
+    /// acknowledged; entries at or after it are held back from this consumer until then.
+    pub joined_at: Option<u64>,
 }
 
 type ConsumerKey = (u64, u64);
@@ -70,6 +82,8 @@ struct State {
     pending: BTreeMap<u64, Pending>,
     redelivery_counts: HashMap<u64, u32>,
     next_shared: usize,
+    /// Key_Shared hash slices.
+    ranges: HashRanges<ConsumerKey>,
 }
 
 pub struct Subscription {
@@ -134,6 +148,7 @@ impl Subscription {
                 pending: BTreeMap::new(),
                 redelivery_counts: HashMap::new(),
                 next_shared: 0,
+                ranges: HashRanges::default(),
             }),
             wake: Notify::new(),
             cancel,
@@ -146,7 +161,7 @@ impl Subscription {
     }
 
     /// Adds a consumer; `Err` with a reason when the subscription type forbids it.
-    pub fn add_consumer(&self, slot: ConsumerSlot, kind: SubKind) -> Result<(), String> {
+    pub fn add_consumer(&self, mut slot: ConsumerSlot, kind: SubKind) -> Result<(), String> {
         let mut s = self.lock();
         if kind != self.kind {
             return Err(format!(
@@ -160,6 +175,10 @@ impl Subscription {
                 self.name
             ));
         }
+        if self.kind == SubKind::KeyShared {
+            s.ranges.add((slot.connection, slot.consumer_id))?;
+            slot.joined_at = (s.cursor.mark_delete_index < s.read_index).then_some(s.read_index);
+        }
         s.consumers.push(slot);
         if self.kind == SubKind::Failover {
             s.consumers
@@ -167,7 +186,7 @@ impl Subscription {
         }
         self.notify_active(&s);
         // The active consumer may have changed: give everything in flight back.
-        if matches!(self.kind, SubKind::Failover | SubKind::KeyShared) {
+        if self.kind == SubKind::Failover {
             let all: Vec<u64> = s.pending.keys().copied().collect();
             for e in all {
                 release(&mut s, e);
@@ -183,10 +202,11 @@ impl Subscription {
     pub fn remove_consumer(&self, key: ConsumerKey) -> usize {
         let mut s = self.lock();
         s.consumers.retain(|c| (c.connection, c.consumer_id) != key);
+        s.ranges.remove(key);
         let mine: Vec<u64> = s
             .pending
             .iter()
-            .filter(|(_, p)| p.consumer == key || self.kind != SubKind::Shared)
+            .filter(|(_, p)| p.consumer == key || !self.per_consumer())
             .map(|(e, _)| *e)
             .collect();
         for e in mine {
@@ -305,6 +325,12 @@ impl Subscription {
             s.redelivery_counts.remove(&e);
         }
         let mark = s.cursor.mark_delete_index;
+        for c in &mut s.consumers {
+            if c.joined_at.is_some_and(|j| j <= mark) {
+                c.joined_at = None;
+                self.wake.notify_one();
+            }
+        }
         s.redeliver.retain(|e| *e >= mark);
         s.redelivery_counts.retain(|e, _| *e >= mark);
     }
@@ -313,10 +339,10 @@ impl Subscription {
     /// empty).
     pub fn redeliver(&self, consumer: ConsumerKey, entries: &[u64]) {
         let mut s = self.lock();
-        let chosen: Vec<u64> = if entries.is_empty() || self.kind != SubKind::Shared {
+        let chosen: Vec<u64> = if entries.is_empty() || !self.per_consumer() {
             s.pending
                 .iter()
-                .filter(|(_, p)| p.consumer == consumer || self.kind != SubKind::Shared)
+                .filter(|(_, p)| p.consumer == consumer || !self.per_consumer())
                 .map(|(e, _)| *e)
                 .collect()
         } else {
@@ -527,7 +553,7 @@ impl Subscription {
                 },
             };
             let key = if self.kind == SubKind::KeyShared {
-                crate::convert::entry_key_hash(&body)
+                crate::convert::entry_sticky_slot(&body)
             } else {
                 0
             };
@@ -539,7 +565,7 @@ impl Subscription {
             if (first..first + u64::from(count)).all(|i| s.cursor.is_acked(i)) {
                 continue;
             }
-            let Some(slot) = self.choose(&mut s, key) else {
+            let Some(slot) = self.choose(&mut s, key, first) else {
                 unsent.push(first);
                 continue;
             };
@@ -592,12 +618,18 @@ impl Subscription {
         unsent
     }
 
+    /// Whether in-flight entries belong to one consumer (Shared, Key_Shared) rather than to the
+    /// subscription's single active consumer (Exclusive, Failover).
+    fn per_consumer(&self) -> bool {
+        matches!(self.kind, SubKind::Shared | SubKind::KeyShared)
+    }
+
     fn eligible(&self, c: &ConsumerSlot) -> bool {
         c.permits > 0 && c.unacked < self.unacked_max
     }
 
-    /// The consumer to send the next entry to, if one has permits.
-    fn choose(&self, s: &mut State, key_hash: u32) -> Option<usize> {
+    /// The consumer to send the next entry (first index `entry`) to, if one has permits.
+    fn choose(&self, s: &mut State, key_slot: u32, entry: u64) -> Option<usize> {
         let n = s.consumers.len();
         if n == 0 {
             return None;
@@ -609,8 +641,18 @@ impl Subscription {
                 self.eligible(&s.consumers[active]).then_some(active)
             }
             SubKind::KeyShared => {
-                let slot = key_hash as usize % n;
-                self.eligible(&s.consumers[slot]).then_some(slot)
+                let owner = s.ranges.select(key_slot)?;
+                let slot = s
+                    .consumers
+                    .iter()
+                    .position(|c| (c.connection, c.consumer_id) == owner)?;
+                let c = &s.consumers[slot];
+                // A recently joined consumer waits for the older messages of its keys to be
+                // acknowledged by their previous owner.
+                let held = c
+                    .joined_at
+                    .is_some_and(|j| entry >= j && s.cursor.mark_delete_index < j);
+                (self.eligible(c) && !held).then_some(slot)
             }
             SubKind::Shared => {
                 for step in 0..n {

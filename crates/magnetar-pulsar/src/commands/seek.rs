@@ -5,9 +5,10 @@
 
 use magnetar_broker::Error;
 
+use crate::commands::subscribe::{cursor_start, start_index};
 use crate::connection::{Connection, Next};
 use crate::error::server_error;
-use crate::message_id::{message_id, StartPosition, LEDGER_ID};
+use crate::message_id::{message_id, LEDGER_ID};
 use crate::proto::base_command::Type;
 use crate::proto::{
     BaseCommand, CommandCloseConsumer, CommandGetLastMessageIdResponse, MessageIdData, ServerError,
@@ -34,12 +35,7 @@ impl Connection {
         let log = sub.log.clone();
         let target: Result<u64, Error> = async {
             if let Some(id) = &seek.message_id {
-                return Ok(match StartPosition::of(id) {
-                    StartPosition::Earliest => log.start_index(),
-                    StartPosition::Latest => log.end_index(),
-                    // The whole entry: the client drops messages before the batch index.
-                    StartPosition::Message { entry_index, .. } => entry_index,
-                });
+                return Ok(start_index(cursor_start(id), &log));
             }
             if let Some(time_ms) = seek.message_publish_time {
                 // The first entry whose newest timestamp is at or after the time.

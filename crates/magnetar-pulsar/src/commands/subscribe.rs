@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
-use magnetar_broker::{CursorStart, CursorState};
+use magnetar_broker::{CursorStart, CursorState, PartitionLog};
 
 use crate::connection::{Connection, ConsumerHandle, Next};
 use crate::error::server_error;
 use crate::message_id::StartPosition;
 use crate::proto::command_subscribe::{InitialPosition, SubType};
-use crate::proto::{BaseCommand, ServerError};
+use crate::proto::{BaseCommand, KeySharedMode, MessageIdData, ServerError};
 use crate::subscription::{ConsumerSlot, SubKind, Subscription};
 
 impl Connection {
@@ -55,6 +55,20 @@ impl Connection {
             SubType::Failover => SubKind::Failover,
             SubType::KeyShared => SubKind::KeyShared,
         };
+        if kind == SubKind::KeyShared
+            && request
+                .key_shared_meta
+                .as_ref()
+                .is_some_and(|m| m.key_shared_mode() == KeySharedMode::Sticky)
+        {
+            self.error(
+                request_id,
+                ServerError::NotAllowedError,
+                "Key_Shared STICKY mode (consumer-chosen hash ranges) is not supported; use AUTO_SPLIT".into(),
+            )
+            .await;
+            return Next::Continue;
+        }
         let resolved = match self.service.resolve(&request.topic).await {
             Ok(r) => r,
             Err(e) => {
@@ -77,14 +91,10 @@ impl Connection {
             InitialPosition::Latest => CursorStart::Latest,
         };
         // Where a new cursor starts: a reader's start message id wins over the initial position.
-        let start = match request.start_message_id.as_ref().map(StartPosition::of) {
-            None => initial,
-            Some(StartPosition::Earliest) => CursorStart::Earliest,
-            Some(StartPosition::Latest) => CursorStart::Latest,
-            // As Pulsar: dispatch starts at the start entry itself; the client drops the
-            // messages before (or, when exclusive, at) its start id.
-            Some(StartPosition::Message { entry_index, .. }) => CursorStart::Index(entry_index),
-        };
+        let start = request
+            .start_message_id
+            .as_ref()
+            .map_or(initial, cursor_start);
         let cursor = if durable {
             match log.ledger().open_cursor(&request.subscription, start).await {
                 Ok(c) => c,
@@ -96,11 +106,7 @@ impl Connection {
                 }
             }
         } else {
-            CursorState::new(match start {
-                CursorStart::Earliest => log.start_index(),
-                CursorStart::Latest => log.end_index(),
-                CursorStart::Index(i) => i.clamp(log.start_index(), log.end_index()),
-            })
+            CursorState::new(start_index(start, &log))
         };
         let slot = ConsumerSlot {
             connection: self.id,
@@ -114,6 +120,7 @@ impl Connection {
             unacked: 0,
             tx: self.out.clone(),
             broker_entry_metadata: self.broker_entry_metadata,
+            joined_at: None,
         };
         let key = (resolved.partition.clone(), request.subscription.clone());
         let added = {
@@ -217,5 +224,25 @@ impl Connection {
         }
         self.success(request.request_id).await;
         Next::Continue
+    }
+}
+
+/// Where a client-supplied message id (a reader's start, a SEEK target) positions a cursor. As
+/// Pulsar: at the entry itself; the client drops the messages before (or, when exclusive, at) the
+/// batch index it named.
+pub(crate) fn cursor_start(id: &MessageIdData) -> CursorStart {
+    match StartPosition::of(id) {
+        StartPosition::Earliest => CursorStart::Earliest,
+        StartPosition::Latest => CursorStart::Latest,
+        StartPosition::Message { entry_index, .. } => CursorStart::Index(entry_index),
+    }
+}
+
+/// The message index a cursor start stands for in `log` now, within its readable range.
+pub(crate) fn start_index(start: CursorStart, log: &PartitionLog) -> u64 {
+    match start {
+        CursorStart::Earliest => log.start_index(),
+        CursorStart::Latest => log.end_index(),
+        CursorStart::Index(i) => i.clamp(log.start_index(), log.end_index()),
     }
 }

@@ -1,0 +1,206 @@
+//! Key_Shared dispatch in Pulsar's auto-split mode: the sticky key of a message (its ordering
+//! key, else its partition key, else Pulsar's `NONE_KEY`) is hashed with Murmur3 (32-bit, seed 0,
+//! sign bit cleared, as Pulsar's `Murmur3_32Hash`) and taken modulo [`HASH_RANGE_SIZE`]; each
+//! consumer owns one contiguous slice of `0..HASH_RANGE_SIZE`.
+//!
+//! Slices, as Pulsar's `HashRangeAutoSplitStickyKeyConsumerSelector`: the first consumer owns the
+//! whole range; each consumer that joins takes the lower half of the largest slice; a consumer
+//! that leaves gives its slice to the consumer of the slice above it (for the top slice, the
+//! consumer below takes over the top). A slice is stored by its inclusive upper bound and a hash
+//! belongs to the first slice whose bound is at or above it.
+
+use std::collections::{BTreeMap, HashMap};
+
+/// Pulsar's `DEFAULT_RANGE_SIZE` (2 << 15).
+pub const HASH_RANGE_SIZE: u32 = 65_536;
+
+/// The sticky key Pulsar uses for messages without a key.
+pub const NONE_KEY: &[u8] = b"NONE_KEY";
+
+/// Murmur3 x86 32-bit with seed 0, as Pulsar's `Murmur3_32Hash.makeHash0`.
+pub fn murmur3_32(bytes: &[u8]) -> u32 {
+    const C1: u32 = 0xcc9e_2d51;
+    const C2: u32 = 0x1b87_3593;
+    let mix_k1 = |k: u32| k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
+    let mut h1: u32 = 0;
+    let mut chunks = bytes.chunks_exact(4);
+    for chunk in &mut chunks {
+        let k1 = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        h1 ^= mix_k1(k1);
+        h1 = h1.rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64);
+    }
+    let mut k1: u32 = 0;
+    for (i, b) in chunks.remainder().iter().enumerate() {
+        k1 ^= u32::from(*b) << (i * 8);
+    }
+    h1 ^= mix_k1(k1);
+    h1 ^= bytes.len() as u32;
+    h1 ^= h1 >> 16;
+    h1 = h1.wrapping_mul(0x85eb_ca6b);
+    h1 ^= h1 >> 13;
+    h1 = h1.wrapping_mul(0xc2b2_ae35);
+    h1 ^= h1 >> 16;
+    h1
+}
+
+/// The slot of a sticky key in `0..HASH_RANGE_SIZE`, as Pulsar computes it
+/// (`(makeHash0(key) & Integer.MAX_VALUE) % rangeSize`).
+pub fn sticky_slot(key: &[u8]) -> u32 {
+    (murmur3_32(key) & 0x7fff_ffff) % HASH_RANGE_SIZE
+}
+
+/// Consumers' slices of the hash range, generic over the consumer key.
+#[derive(Debug, Clone)]
+pub struct HashRanges<K> {
+    /// Inclusive upper bound of a slice -> its consumer.
+    by_end: BTreeMap<u32, K>,
+    end_of: HashMap<K, u32>,
+}
+
+impl<K> Default for HashRanges<K> {
+    fn default() -> Self {
+        Self {
+            by_end: BTreeMap::new(),
+            end_of: HashMap::new(),
+        }
+    }
+}
+
+impl<K: Copy + Eq + std::hash::Hash> HashRanges<K> {
+    /// Gives a new consumer a slice; `Err` when no slice can be split further (65 536
+    /// consumers).
+    pub fn add(&mut self, consumer: K) -> Result<(), String> {
+        if self.end_of.contains_key(&consumer) {
+            return Ok(());
+        }
+        if self.by_end.is_empty() {
+            self.by_end.insert(HASH_RANGE_SIZE, consumer);
+            self.end_of.insert(consumer, HASH_RANGE_SIZE);
+            return Ok(());
+        }
+        // The largest slice (the first one found on ties, as Pulsar).
+        let mut lower = 0;
+        let mut best = (0, HASH_RANGE_SIZE, 0);
+        for end in self.by_end.keys() {
+            if end - lower > best.0 {
+                best = (end - lower, *end, lower);
+            }
+            lower = *end;
+        }
+        let (size, end, lower) = best;
+        if size <= 1 {
+            return Err(format!(
+                "no hash range left to split among {} consumers",
+                self.by_end.len()
+            ));
+        }
+        let split = end - (end - lower) / 2;
+        self.by_end.insert(split, consumer);
+        self.end_of.insert(consumer, split);
+        Ok(())
+    }
+
+    /// Takes a consumer's slice away and hands it to a neighbour.
+    pub fn remove(&mut self, consumer: K) {
+        let Some(end) = self.end_of.remove(&consumer) else {
+            return;
+        };
+        self.by_end.remove(&end);
+        if end == HASH_RANGE_SIZE {
+            // The top slice must stay covered: the consumer below moves its bound to the top.
+            if let Some((&below, &owner)) = self.by_end.iter().next_back() {
+                self.by_end.remove(&below);
+                self.by_end.insert(HASH_RANGE_SIZE, owner);
+                self.end_of.insert(owner, HASH_RANGE_SIZE);
+            }
+        }
+    }
+
+    /// The consumer owning `slot` (`< HASH_RANGE_SIZE`), if any consumer is registered.
+    pub fn select(&self, slot: u32) -> Option<K> {
+        self.by_end.range(slot..).next().map(|(_, k)| *k)
+    }
+
+    /// `(start, end)` inclusive-exclusive slices per consumer, in hash order (for tests and stats).
+    pub fn slices(&self) -> Vec<(u32, u32, K)> {
+        let mut lower = 0;
+        let mut out = Vec::with_capacity(self.by_end.len());
+        for (end, k) in &self.by_end {
+            out.push((lower, *end, *k));
+            lower = *end;
+        }
+        out
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_end.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_end.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn murmur3_matches_reference_vectors() {
+        // Vectors of MurmurHash3_x86_32 with seed 0 (Appleby's reference implementation).
+        assert_eq!(murmur3_32(b""), 0);
+        assert_eq!(murmur3_32(b"hello"), 0x248b_fa47);
+        assert_eq!(murmur3_32(b"hello, world"), 0x149b_bb7f);
+        assert_eq!(
+            murmur3_32(b"The quick brown fox jumps over the lazy dog"),
+            0x2e4f_f723
+        );
+        assert!(sticky_slot(b"key-1") < HASH_RANGE_SIZE);
+    }
+
+    #[test]
+    fn slices_split_the_largest_and_merge_on_leave() {
+        let mut r = HashRanges::default();
+        r.add(1).unwrap();
+        assert_eq!(r.slices(), vec![(0, 65_536, 1)]);
+        r.add(2).unwrap();
+        assert_eq!(r.slices(), vec![(0, 32_768, 2), (32_768, 65_536, 1)]);
+        r.add(3).unwrap();
+        assert_eq!(
+            r.slices(),
+            vec![(0, 16_384, 3), (16_384, 32_768, 2), (32_768, 65_536, 1)]
+        );
+        assert_eq!(r.select(0), Some(3));
+        assert_eq!(r.select(16_384), Some(3));
+        assert_eq!(r.select(16_385), Some(2));
+        assert_eq!(r.select(65_535), Some(1));
+        // The top consumer leaves: the one below takes the top.
+        r.remove(1);
+        assert_eq!(r.slices(), vec![(0, 16_384, 3), (16_384, 65_536, 2)]);
+        // A middle/bottom consumer leaves: the slice above absorbs it.
+        r.remove(3);
+        assert_eq!(r.slices(), vec![(0, 65_536, 2)]);
+        r.remove(2);
+        assert!(r.is_empty());
+        assert_eq!(r.select(5), None);
+    }
+
+    #[test]
+    fn every_slot_has_exactly_one_owner() {
+        let mut r = HashRanges::default();
+        for c in 0..7u32 {
+            r.add(c).unwrap();
+        }
+        r.remove(3);
+        r.remove(0);
+        let slices = r.slices();
+        assert_eq!(slices.first().map(|s| s.0), Some(0));
+        assert_eq!(slices.last().map(|s| s.1), Some(HASH_RANGE_SIZE));
+        for w in slices.windows(2) {
+            assert_eq!(w[0].1, w[1].0);
+        }
+        for slot in (0..HASH_RANGE_SIZE).step_by(97) {
+            assert!(r.select(slot).is_some());
+        }
+    }
+}
