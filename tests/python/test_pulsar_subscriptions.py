@@ -180,3 +180,68 @@ def test_key_shared_new_consumer_waits_for_older_messages_of_its_keys(broker):
         assert vs == sorted(vs), f"{key} out of order: {vs}"
     assert any(idx == 1 for idx, _ in got), "second never received its keys"
     client.close()
+
+
+FAILOVER_CHILD = textwrap.dedent(
+    """
+    import sys, time, pulsar
+    url, topic, acks = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    client = pulsar.Client(url, operation_timeout_seconds=15,
+                           logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Error))
+    consumer = client.subscribe(topic, "s", consumer_type=pulsar.ConsumerType.Failover,
+                                consumer_name="a", initial_position=pulsar.InitialPosition.Earliest)
+    print("ready", flush=True)
+    for _ in range(acks):
+        m = consumer.receive(timeout_millis=20000)
+        consumer.acknowledge(m)
+        print("acked", m.data().decode(), flush=True)
+    # Receive one more without acknowledging it, then hang until killed.
+    m = consumer.receive(timeout_millis=20000)
+    print("holding", m.data().decode(), flush=True)
+    time.sleep(600)
+    """
+)
+
+
+def test_failover_standby_takes_over_when_the_active_consumer_is_killed(broker):
+    topic = topic_name("fokill")
+    child = subprocess.Popen(
+        [sys.executable, "-c", FAILOVER_CHILD, f"pulsar://{broker.pulsar}", topic, "5"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    client = client_for(broker)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        # "b" sorts after "a": a standby until "a" goes away.
+        standby = client.subscribe(topic, "s", consumer_type=pulsar.ConsumerType.Failover,
+                                   consumer_name="b", initial_position=pulsar.InitialPosition.Earliest)
+        p = client.create_producer(topic, batching_enabled=False)
+        for i in range(20):
+            p.send(f"{i}".encode())
+        lines = [child.stdout.readline().strip() for _ in range(6)]
+        assert lines[:5] == [f"acked {i}" for i in range(5)], lines
+        assert lines[5] == "holding 5", lines
+        try:
+            m = standby.receive(timeout_millis=1000)
+            pytest.fail(f"the standby received {m.data()!r} while the active consumer was alive")
+        except pulsar.Timeout:
+            pass
+        time.sleep(0.5)  # the child's grouped acks reach the broker
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=10)
+        got = []
+        for _ in range(15):
+            m = standby.receive(timeout_millis=RECEIVE_MS)
+            got.append(int(m.data()))
+            standby.acknowledge(m)
+        assert got == list(range(5, 20)), got
+        try:
+            m = standby.receive(timeout_millis=1000)
+            pytest.fail(f"unexpected extra message {m.data()!r}")
+        except pulsar.Timeout:
+            pass
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(timeout=10)
+        client.close()
