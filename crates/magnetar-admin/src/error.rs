@@ -4,6 +4,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use magnetar_broker::Error;
+use magnetar_coordinator::CoordinatorError;
 
 /// An admin API error: a status and a reason shown to the user.
 #[derive(Debug)]
@@ -65,6 +66,46 @@ impl From<Error> for ApiError {
         let status = status_of(&error);
         if status.is_server_error() {
             tracing::warn!(error = %error, "admin request failed");
+        }
+        Self {
+            status,
+            reason: error.to_string(),
+        }
+    }
+}
+
+/// The group coordinator's errors as HTTP (exhaustive, like [`status_of`]).
+pub fn coordinator_status_of(error: &CoordinatorError) -> StatusCode {
+    match error {
+        CoordinatorError::CoordinatorNotAvailable
+        | CoordinatorError::NotCoordinator
+        | CoordinatorError::CoordinatorLoadInProgress
+        | CoordinatorError::CoordinatorOverloaded => StatusCode::SERVICE_UNAVAILABLE,
+        CoordinatorError::InvalidGroupId
+        | CoordinatorError::InvalidSessionTimeout
+        | CoordinatorError::OffsetMetadataTooLarge
+        | CoordinatorError::InconsistentGroupProtocol
+        | CoordinatorError::MemberIdRequired => StatusCode::BAD_REQUEST,
+        CoordinatorError::GroupIdNotFound | CoordinatorError::UnknownTopicOrPartition => {
+            StatusCode::NOT_FOUND
+        }
+        CoordinatorError::UnknownMemberId
+        | CoordinatorError::IllegalGeneration
+        | CoordinatorError::RebalanceInProgress
+        | CoordinatorError::FencedInstanceId
+        | CoordinatorError::GroupMaxSizeReached
+        | CoordinatorError::NonEmptyGroup
+        | CoordinatorError::GroupSubscribedToTopic
+        | CoordinatorError::UnstableOffsetCommit => StatusCode::CONFLICT,
+        CoordinatorError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl From<CoordinatorError> for ApiError {
+    fn from(error: CoordinatorError) -> Self {
+        let status = coordinator_status_of(&error);
+        if status.is_server_error() {
+            tracing::warn!(error = %error, "admin group request failed");
         }
         Self {
             status,

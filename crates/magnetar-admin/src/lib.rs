@@ -1,13 +1,15 @@
 //! The HTTP listener: `GET /health`, `GET /version`, and the admin REST API under `/admin/v2`
 //! in pulsar-admin's paths and JSON shapes (clusters, tenants, namespaces with retention and
-//! message-TTL policies, persistent topics with stats).
+//! message-TTL policies, persistent topics with stats and subscriptions), and Magnetar's own
+//! `/admin/v2/kafka/groups` for Kafka consumer groups.
 //!
 //! Owns: HTTP routing, the admin JSON shapes, and the one mapping of the broker's domain error to
 //! HTTP status codes ([`error::status_of`]), with errors as `{"reason": ...}`.
 //! Must not depend on: the Kafka or Pulsar front ends, or storage/metadata directly (it goes
-//! through `magnetar-broker`).
+//! through `magnetar-broker`, and `magnetar-coordinator` for groups).
 
 pub mod error;
+mod groups;
 mod json;
 mod namespaces;
 mod tenants;
@@ -22,6 +24,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use magnetar_broker::Broker;
+use magnetar_coordinator::GroupCoordinator;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -41,12 +44,36 @@ impl Readiness {
 
 pub(crate) struct AppState {
     pub(crate) broker: Arc<Broker>,
+    /// `None` when no Kafka front end runs: the group endpoints answer 503.
+    pub(crate) coordinator: Option<Arc<GroupCoordinator>>,
     readiness: Readiness,
 }
 
-/// The router, separate from `serve` so tests can drive it without a socket.
+/// What the admin API serves.
+#[derive(Clone, Debug)]
+pub struct AdminServices {
+    pub broker: Arc<Broker>,
+    pub readiness: Readiness,
+    pub coordinator: Option<Arc<GroupCoordinator>>,
+}
+
+/// The router without the group coordinator (the group endpoints answer 503).
 pub fn router(broker: Arc<Broker>, readiness: Readiness) -> Router {
-    let state = Arc::new(AppState { broker, readiness });
+    router_with(AdminServices {
+        broker,
+        readiness,
+        coordinator: None,
+    })
+}
+
+/// The router, separate from `serve` so tests can drive it without a socket.
+pub fn router_with(services: AdminServices) -> Router {
+    let state = Arc::new(AppState {
+        broker: services.broker,
+        coordinator: services.coordinator,
+        readiness: services.readiness,
+    });
+    let group = "/admin/v2/kafka/groups/{group}";
     let ns = "/admin/v2/namespaces/{tenant}/{namespace}";
     let topic = "/admin/v2/persistent/{tenant}/{namespace}/{topic}";
     Router::new()
@@ -113,6 +140,12 @@ pub fn router(broker: Arc<Broker>, readiness: Readiness) -> Router {
             &format!("{topic}/subscriptions"),
             get(topics::subscriptions),
         )
+        .route("/admin/v2/kafka/groups", get(groups::list))
+        .route(group, get(groups::describe).delete(groups::delete))
+        .route(
+            &format!("{group}/offsets"),
+            axum::routing::post(groups::reset_offsets),
+        )
         .fallback(|| async { error::ApiError::not_found("no such endpoint") })
         .with_state(state)
 }
@@ -141,11 +174,10 @@ async fn version() -> impl IntoResponse {
 /// Serves HTTP on `listener` until `shutdown` is cancelled; in-flight requests finish.
 pub async fn serve(
     listener: TcpListener,
-    broker: Arc<Broker>,
-    readiness: Readiness,
+    services: AdminServices,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(broker, readiness))
+    axum::serve(listener, router_with(services))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
 }

@@ -264,8 +264,24 @@ async fn log_of(
         .await?)
 }
 
-fn stats_json(log: &PartitionLog) -> Value {
+/// Committed offsets by group on one topic: group -> partition -> offset.
+type GroupOffsets = BTreeMap<String, BTreeMap<i32, i64>>;
+
+fn stats_json(log: &PartitionLog, groups: &GroupOffsets) -> Value {
     let stats = log.ledger().stats();
+    let partition = i32::try_from(log.name().partition).unwrap_or(i32::MAX);
+    // Kafka consumer groups beside Pulsar subscriptions: the backlog is the lag behind the end.
+    let kafka_groups: serde_json::Map<String, Value> = groups
+        .iter()
+        .filter_map(|(group, offsets)| {
+            let committed = *offsets.get(&partition)?;
+            let end = i64::try_from(stats.end_index).unwrap_or(i64::MAX);
+            Some((
+                group.clone(),
+                json!({ "committedOffset": committed, "msgBacklog": (end - committed).max(0) }),
+            ))
+        })
+        .collect();
     let subscriptions: serde_json::Map<String, Value> = log
         .ledger()
         .cursors()
@@ -281,6 +297,7 @@ fn stats_json(log: &PartitionLog) -> Value {
         "logStartIndex": stats.start_index,
         "logEndIndex": stats.end_index,
         "subscriptions": subscriptions,
+        "kafkaGroups": kafka_groups,
     })
 }
 
@@ -289,7 +306,8 @@ pub async fn stats(
     Path((tenant, ns, topic)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
     let log = log_of(&state, &tenant, &ns, &topic).await?;
-    Ok(Json(stats_json(&log)))
+    let groups = crate::groups::committed_on(&state, &log.name().topic).await?;
+    Ok(Json(stats_json(&log, &groups)))
 }
 
 pub async fn partitioned_stats(
@@ -303,7 +321,9 @@ pub async fn partitioned_stats(
             "'{name}' is not a partitioned topic"
         )));
     }
+    let groups = crate::groups::committed_on(&state, &name).await?;
     let mut partitions = serde_json::Map::new();
+    let mut group_backlog: BTreeMap<String, u64> = BTreeMap::new();
     let (mut storage, mut count) = (0u64, 0u64);
     for n in 0..meta.partitions {
         let log = state
@@ -313,7 +333,13 @@ pub async fn partitioned_stats(
                 partition: n,
             })
             .await?;
-        let s = stats_json(&log);
+        let s = stats_json(&log, &groups);
+        if let Some(per_group) = s["kafkaGroups"].as_object() {
+            for (group, g) in per_group {
+                *group_backlog.entry(group.clone()).or_default() +=
+                    g["msgBacklog"].as_u64().unwrap_or(0);
+            }
+        }
         storage += s["storageSize"].as_u64().unwrap_or(0);
         count += s["msgCount"].as_u64().unwrap_or(0);
         partitions.insert(format!("{name}-partition-{n}"), s);
@@ -322,6 +348,10 @@ pub async fn partitioned_stats(
         "metadata": { "partitions": meta.partitions },
         "storageSize": storage,
         "msgCount": count,
+        "kafkaGroups": group_backlog
+            .into_iter()
+            .map(|(g, backlog)| (g, json!({ "msgBacklog": backlog })))
+            .collect::<serde_json::Map<_, _>>(),
         "partitions": partitions,
     })))
 }

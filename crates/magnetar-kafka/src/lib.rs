@@ -81,13 +81,28 @@ pub async fn serve(
     config: KafkaConfig,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let slots = Arc::new(Semaphore::new(config.connections_max));
     let coordinator = magnetar_coordinator::GroupCoordinator::start(
         broker.clone(),
         config.group_coordinator.clone(),
     )
     .await
     .map_err(|e| std::io::Error::other(format!("cannot start the group coordinator: {e}")))?;
+    let result =
+        serve_with_coordinator(listener, broker, config, coordinator.clone(), shutdown).await;
+    coordinator.shutdown().await;
+    result
+}
+
+/// [`serve`] with a group coordinator the caller started (and shares, e.g. with the admin API)
+/// and stops once this returns.
+pub async fn serve_with_coordinator(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    config: KafkaConfig,
+    coordinator: Arc<magnetar_coordinator::GroupCoordinator>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let slots = Arc::new(Semaphore::new(config.connections_max));
     let mut context = api::Context::new(broker, config, shutdown.clone());
     context.coordinator = Some(coordinator.clone());
     let context = Arc::new(context);
@@ -121,7 +136,6 @@ pub async fn serve(
     };
     shutdown.cancel();
     while connections.join_next().await.is_some() {}
-    coordinator.shutdown().await;
     result
 }
 

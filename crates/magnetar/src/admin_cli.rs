@@ -40,6 +40,41 @@ enum AdminCommand {
     /// Persistent topics: list, create, update, delete, stats.
     #[command(subcommand)]
     Topics(TopicsCommand),
+    /// Kafka consumer groups: list, describe (members, offsets, lag), reset offsets, delete.
+    #[command(subcommand)]
+    Groups(GroupsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum GroupsCommand {
+    List,
+    /// Members with their assignment, and committed offset, log end offset and lag per partition.
+    Describe {
+        group: String,
+    },
+    /// Moves the committed offsets of a group without members (Kafka's rule).
+    ResetOffsets {
+        group: String,
+        /// Topic as the group's consumers name it.
+        #[arg(long)]
+        topic: String,
+        /// Comma-separated partitions [default: all].
+        #[arg(long, value_delimiter = ',')]
+        partitions: Vec<i32>,
+        #[arg(long, group = "target")]
+        to_earliest: bool,
+        #[arg(long, group = "target")]
+        to_latest: bool,
+        /// Milliseconds since the epoch: the first offset at or after it.
+        #[arg(long, group = "target", value_name = "MS")]
+        to_timestamp: Option<i64>,
+        #[arg(long, group = "target", value_name = "OFFSET")]
+        to_offset: Option<i64>,
+    },
+    /// Deletes a group without members and its committed offsets.
+    Delete {
+        group: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -185,6 +220,19 @@ fn topic_path(topic: &str) -> Result<String, String> {
     Ok(path.to_string())
 }
 
+/// Percent-encodes one path segment (group ids may hold any character).
+fn segment(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for b in raw.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 fn namespace_path(namespace: &str) -> Result<&str, String> {
     match namespace.split_once('/') {
         Some((t, n)) if !t.is_empty() && !n.is_empty() && !n.contains('/') => Ok(namespace),
@@ -327,11 +375,62 @@ fn run(c: &Client, command: AdminCommand) -> Result<Value, String> {
                 None,
             ),
         },
+        AdminCommand::Groups(g) => run_groups(c, g),
     }
 }
 
-/// Tables for people: a list prints one item a line; an object prints `key  value` rows
-/// (nested values as compact JSON); nothing prints for an empty success.
+fn run_groups(c: &Client, command: GroupsCommand) -> Result<Value, String> {
+    const GROUPS: &str = "/admin/v2/kafka/groups";
+    match command {
+        GroupsCommand::List => c.call("GET", GROUPS, None),
+        GroupsCommand::Describe { group } => {
+            c.call("GET", &format!("{GROUPS}/{}", segment(&group)), None)
+        }
+        GroupsCommand::Delete { group } => {
+            c.call("DELETE", &format!("{GROUPS}/{}", segment(&group)), None)
+        }
+        GroupsCommand::ResetOffsets {
+            group,
+            topic,
+            partitions,
+            to_earliest,
+            to_latest,
+            to_timestamp,
+            to_offset,
+        } => {
+            let mut body = serde_json::json!({ "topic": topic });
+            body["to"] =
+                match (to_earliest, to_latest, to_timestamp, to_offset) {
+                    (true, _, _, _) => "earliest".into(),
+                    (_, true, _, _) => "latest".into(),
+                    (_, _, Some(ms), _) => {
+                        body["timestamp"] = ms.into();
+                        "timestamp".into()
+                    }
+                    (_, _, _, Some(offset)) => {
+                        body["offset"] = offset.into();
+                        "offset".into()
+                    }
+                    _ => return Err(
+                        "one of --to-earliest, --to-latest, --to-timestamp, --to-offset is needed"
+                            .into(),
+                    ),
+                };
+            if !partitions.is_empty() {
+                body["partitions"] = partitions.into();
+            }
+            c.call(
+                "POST",
+                &format!("{GROUPS}/{}/offsets", segment(&group)),
+                Some(body.to_string()),
+            )
+        }
+    }
+}
+
+/// Tables for people: a list of strings prints one a line, a list of objects a table with a
+/// header; an object prints `key  value` rows for its scalar fields, then a table per field that
+/// is a list of objects; nothing prints for an empty success.
 fn print(value: &Value, output: Output) {
     if output == Output::Json {
         println!(
@@ -340,24 +439,147 @@ fn print(value: &Value, output: Output) {
         );
         return;
     }
+    print!("{}", render(value));
+}
+
+fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => "-".to_string(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn is_table(items: &[Value]) -> bool {
+    !items.is_empty() && items.iter().all(Value::is_object)
+}
+
+fn render_table(items: &[Value]) -> String {
+    let mut columns: Vec<String> = Vec::new();
+    for item in items {
+        for key in item.as_object().into_iter().flat_map(|m| m.keys()) {
+            if !columns.contains(key) {
+                columns.push(key.clone());
+            }
+        }
+    }
+    // The server's objects arrive with sorted keys; put the identifying columns first, in the
+    // order kafka-consumer-groups prints them.
+    const FIRST: &[&str] = &[
+        "groupId",
+        "topic",
+        "partition",
+        "memberId",
+        "groupInstanceId",
+        "clientId",
+        "clientHost",
+        "state",
+        "committedOffset",
+        "offset",
+        "logEndOffset",
+        "lag",
+    ];
+    columns.sort_by_key(|c| FIRST.iter().position(|f| f == c).unwrap_or(FIRST.len()));
+    let rows: Vec<Vec<String>> = items
+        .iter()
+        .map(|item| columns.iter().map(|c| cell(&item[c.as_str()])).collect())
+        .collect();
+    let headers: Vec<String> = columns.iter().map(|c| header(c)).collect();
+    let widths: Vec<usize> = (0..columns.len())
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].len())
+                .chain([headers[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in std::iter::once(&headers).chain(&rows) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `committedOffset` -> `COMMITTED-OFFSET`.
+fn header(key: &str) -> String {
+    let mut out = String::new();
+    for (i, ch) in key.chars().enumerate() {
+        if ch.is_uppercase() && i > 0 {
+            out.push('-');
+        }
+        out.extend(ch.to_uppercase());
+    }
+    out
+}
+
+fn render(value: &Value) -> String {
+    let mut out = String::new();
     match value {
         Value::Null => {}
+        Value::Array(items) if is_table(items) => out.push_str(&render_table(items)),
         Value::Array(items) => {
             for item in items {
-                println!(
-                    "{}",
-                    item.as_str()
-                        .map_or_else(|| item.to_string(), str::to_string)
-                );
+                out.push_str(&cell(item));
+                out.push('\n');
             }
         }
         Value::Object(map) => {
+            let tables: Vec<(&String, &Vec<Value>)> = map
+                .iter()
+                .filter_map(|(k, v)| v.as_array().filter(|a| is_table(a)).map(|a| (k, a)))
+                .collect();
             let width = map.keys().map(String::len).max().unwrap_or(0);
             for (key, v) in map {
-                let shown = v.as_str().map_or_else(|| v.to_string(), str::to_string);
-                println!("{key:width$}  {shown}");
+                if tables.iter().any(|(k, _)| *k == key) {
+                    continue;
+                }
+                let shown = cell(v);
+                out.push_str(format!("{key:width$}  {shown}").trim_end());
+                out.push('\n');
+            }
+            for (key, items) in tables {
+                out.push_str(&format!("\n{key}:\n"));
+                out.push_str(&render_table(items));
             }
         }
-        other => println!("{other}"),
+        other => {
+            out.push_str(&other.to_string());
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn renders_lists_of_objects_as_tables() {
+        let v = json!([
+            {"groupId": "billing", "state": "Empty", "protocolType": ""},
+            {"groupId": "shipping-app", "state": "Stable", "protocolType": "consumer"},
+        ]);
+        assert_eq!(
+            render(&v),
+            "GROUP-ID      STATE   PROTOCOL-TYPE\n\
+             billing       Empty\n\
+             shipping-app  Stable  consumer\n"
+        );
+        let v = json!({"groupId": "g", "members": [], "offsets": [{"topic": "t", "lag": null}]});
+        assert_eq!(
+            render(&v),
+            "groupId  g\nmembers  []\n\noffsets:\nTOPIC  LAG\nt      -\n"
+        );
+        assert_eq!(render(&json!(["a", "b"])), "a\nb\n");
+        assert_eq!(segment("a b/c%"), "a%20b%2Fc%25");
     }
 }

@@ -172,16 +172,31 @@ async fn run(config: Config) -> anyhow::Result<()> {
         message_bytes_max: config.kafka.message_bytes_max as usize,
         group_coordinator: Default::default(),
     };
+    // Started here, not inside the Kafka front end, so the admin API shares it (groups, lag).
+    let coordinator = magnetar_coordinator::GroupCoordinator::start(
+        broker.clone(),
+        kafka_config.group_coordinator.clone(),
+    )
+    .await
+    .context("cannot start the group coordinator")?;
 
     let shutdown = CancellationToken::new();
     let readiness = Readiness::default();
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn({
-        let (broker, shutdown) = (broker.clone(), shutdown.clone());
+        let (broker, shutdown, coordinator) =
+            (broker.clone(), shutdown.clone(), coordinator.clone());
         async move {
             (
                 "kafka",
-                magnetar_kafka::serve(kafka_listener, broker, kafka_config, shutdown).await,
+                magnetar_kafka::serve_with_coordinator(
+                    kafka_listener,
+                    broker,
+                    kafka_config,
+                    coordinator,
+                    shutdown,
+                )
+                .await,
             )
         }
     });
@@ -195,11 +210,16 @@ async fn run(config: Config) -> anyhow::Result<()> {
         }
     });
     tasks.spawn({
-        let (broker, shutdown, readiness) = (broker.clone(), shutdown.clone(), readiness.clone());
+        let services = magnetar_admin::AdminServices {
+            broker: broker.clone(),
+            readiness: readiness.clone(),
+            coordinator: Some(coordinator.clone()),
+        };
+        let shutdown = shutdown.clone();
         async move {
             (
                 "http",
-                magnetar_admin::serve(http_listener, broker, readiness, shutdown).await,
+                magnetar_admin::serve(http_listener, services, shutdown).await,
             )
         }
     });
@@ -251,6 +271,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         tracing::warn!("in-flight work did not finish within {SHUTDOWN_GRACE:?}; closing anyway");
         tasks.abort_all();
     }
+    // After the listeners (no request uses it any more), before the broker closes the ledgers.
+    coordinator.shutdown().await;
     broker
         .shutdown()
         .await

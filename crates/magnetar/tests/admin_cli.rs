@@ -134,3 +134,107 @@ fn unreachable_admin_url_fails_clearly() {
         "{stderr}"
     );
 }
+
+/// Groups through the CLI: a real rdkafka consumer commits offsets for group `billing`, then the
+/// operator lists, describes (lag), resets and deletes it.
+#[test]
+fn groups_list_describe_reset_delete() {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use rdkafka::{Offset, TopicPartitionList};
+    use std::time::Duration;
+
+    let broker = Broker::start();
+    let ok = |args: &[&str]| {
+        let (success, stdout, stderr) = admin(&broker, args);
+        assert!(success, "{args:?}: {stderr}");
+        stdout
+    };
+    let json = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec!["--output", "json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&ok(&all)).unwrap()
+    };
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.kafka_addr)
+        .create()
+        .unwrap();
+    for i in 0..10 {
+        let payload = format!("m{i}");
+        producer
+            .send(
+                BaseRecord::<(), _>::to("orders")
+                    .payload(&payload)
+                    .partition(0),
+            )
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.kafka_addr)
+        .set("group.id", "billing")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut offsets = TopicPartitionList::new();
+    offsets
+        .add_partition_offset("orders", 0, Offset::Offset(7))
+        .unwrap();
+    consumer.commit(&offsets, CommitMode::Sync).unwrap();
+    drop(consumer);
+
+    let listed = ok(&["groups", "list"]);
+    assert!(
+        listed.starts_with("GROUP-ID") && listed.contains("billing") && listed.contains("Empty"),
+        "{listed}"
+    );
+    let described = ok(&["groups", "describe", "billing"]);
+    assert!(described.contains("LOG-END-OFFSET"), "{described}");
+    let g = json(&["groups", "describe", "billing"]);
+    assert_eq!(g["offsets"][0]["committedOffset"], 7);
+    assert_eq!(g["offsets"][0]["logEndOffset"], 10);
+    assert_eq!(g["offsets"][0]["lag"], 3);
+    // The topic's stats show the group beside the Pulsar subscriptions.
+    let stats = json(&["topics", "stats", "public/default/orders-partition-0"]);
+    assert_eq!(stats["kafkaGroups"]["billing"]["msgBacklog"], 3);
+
+    let reset = json(&[
+        "groups",
+        "reset-offsets",
+        "billing",
+        "--topic",
+        "orders",
+        "--to-earliest",
+    ]);
+    assert_eq!(
+        reset,
+        serde_json::json!([{"topic": "orders", "partition": 0, "offset": 0}])
+    );
+    let g = json(&["groups", "describe", "billing"]);
+    assert_eq!(g["offsets"][0]["lag"], 10);
+    ok(&[
+        "groups",
+        "reset-offsets",
+        "billing",
+        "--topic",
+        "orders",
+        "--partitions",
+        "0",
+        "--to-offset",
+        "4",
+    ]);
+    assert_eq!(
+        json(&["groups", "describe", "billing"])["offsets"][0]["committedOffset"],
+        4
+    );
+    let (success, _, stderr) = admin(
+        &broker,
+        &["groups", "reset-offsets", "billing", "--topic", "orders"],
+    );
+    assert!(!success, "{stderr}");
+
+    ok(&["groups", "delete", "billing"]);
+    let (success, _, stderr) = admin(&broker, &["groups", "describe", "billing"]);
+    assert!(!success && stderr.contains("404"), "{stderr}");
+}
