@@ -169,7 +169,18 @@ impl GroupCoordinator {
         let namespace = NamespaceName::new(INTERNAL_NAMESPACE.0, INTERNAL_NAMESPACE.1)?;
         let topic = TopicName::new(namespace, OFFSETS_TOPIC)?;
         let metadata = match broker.topic(&topic).await? {
-            Some(existing) => existing,
+            // The stored partition count wins: group placement hashes over it, so changing it
+            // would move every group away from its committed offsets.
+            Some(existing) => {
+                if existing.partition_count() != config.offsets_topic_num_partitions {
+                    tracing::warn!(
+                        stored = existing.partition_count(),
+                        configured = config.offsets_topic_num_partitions,
+                        "offsets_topic_num_partitions differs from the existing __consumer_offsets topic; the stored partition count is kept"
+                    );
+                }
+                existing
+            }
             None => {
                 // Infinite retention on the topic itself: namespace retention must never delete
                 // committed offsets; the coordinator's own compaction bounds the log.

@@ -170,7 +170,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         max_request_bytes: config.kafka.max_request_bytes as usize,
         connections_max: config.kafka.connections_max as usize,
         message_bytes_max: config.kafka.message_bytes_max as usize,
-        group_coordinator: Default::default(),
+        group_coordinator: config.groups.coordinator_config(),
     };
     // Started here, not inside the Kafka front end, so the admin API shares it (groups, lag).
     let coordinator = magnetar_coordinator::GroupCoordinator::start(
