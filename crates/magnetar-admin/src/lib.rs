@@ -12,6 +12,7 @@ pub mod error;
 mod groups;
 mod json;
 mod namespaces;
+mod permissions;
 mod tenants;
 mod topics;
 
@@ -106,6 +107,34 @@ pub fn router_with(services: AdminServices) -> Router {
             get(namespaces::get_ttl)
                 .post(namespaces::set_ttl)
                 .delete(namespaces::remove_ttl),
+        )
+        .route(
+            &format!("{ns}/permissions"),
+            get(permissions::namespace_permissions),
+        )
+        .route(
+            &format!("{ns}/permissions/{{role}}"),
+            axum::routing::post(permissions::grant_namespace).delete(permissions::revoke_namespace),
+        )
+        .route(
+            &format!("{ns}/permissions/subscription"),
+            get(permissions::subscription_permissions),
+        )
+        .route(
+            &format!("{ns}/permissions/subscription/{{subscription}}"),
+            axum::routing::post(permissions::grant_subscription),
+        )
+        .route(
+            &format!("{ns}/permissions/{{subscription}}/{{role}}"),
+            axum::routing::delete(permissions::revoke_subscription),
+        )
+        .route(
+            &format!("{topic}/permissions"),
+            get(permissions::topic_permissions),
+        )
+        .route(
+            &format!("{topic}/permissions/{{role}}"),
+            axum::routing::post(permissions::grant_topic).delete(permissions::revoke_topic),
         )
         .route(
             "/admin/v2/persistent/{tenant}/{namespace}",

@@ -27,7 +27,11 @@ fn namespace(tenant: &str, ns: &str) -> ApiResult<NamespaceName> {
 }
 
 /// A topic path segment: a topic, or one partition of it (`t-partition-N`).
-fn topic_or_partition(tenant: &str, ns: &str, topic: &str) -> ApiResult<(TopicName, Option<u32>)> {
+pub(crate) fn topic_or_partition(
+    tenant: &str,
+    ns: &str,
+    topic: &str,
+) -> ApiResult<(TopicName, Option<u32>)> {
     let namespace = namespace(tenant, ns)?;
     match partition_of(topic) {
         Some(n) => {

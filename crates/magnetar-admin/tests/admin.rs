@@ -471,3 +471,129 @@ async fn topics_create_update_stats_delete() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn permissions_on_namespaces_topics_and_subscriptions() {
+    let api = Api::new().await;
+    let ns = "/admin/v2/namespaces/public/default";
+    let topic = "/admin/v2/persistent/public/default/orders";
+    assert_eq!(
+        api.call(M::GET, &format!("{ns}/permissions"), None).await,
+        (StatusCode::OK, json!({}))
+    );
+    let grant = api
+        .call(
+            M::POST,
+            &format!("{ns}/permissions/app"),
+            Some(r#"["consume","produce"]"#),
+        )
+        .await;
+    assert_eq!(grant.0, StatusCode::NO_CONTENT);
+    assert_eq!(
+        api.call(M::GET, &format!("{ns}/permissions"), None).await,
+        (StatusCode::OK, json!({"app": ["produce", "consume"]}))
+    );
+    // Topic grants merge with the namespace's; a partition name addresses its topic.
+    let grant = api
+        .call(
+            M::POST,
+            &format!("{topic}-partition-2/permissions/ingest"),
+            Some(r#"["produce"]"#),
+        )
+        .await;
+    assert_eq!(grant.0, StatusCode::NO_CONTENT);
+    assert_eq!(
+        api.call(M::GET, &format!("{topic}/permissions"), None)
+            .await,
+        (
+            StatusCode::OK,
+            json!({"app": ["produce", "consume"], "ingest": ["produce"]})
+        )
+    );
+    let orders = api.broker.parse_topic("orders").unwrap();
+    assert!(api
+        .broker
+        .authorize("ingest", &orders, &Access::Produce)
+        .await
+        .unwrap());
+    // Subscriptions (Kafka groups) restricted to roles.
+    assert_eq!(
+        api.call(
+            M::POST,
+            &format!("{ns}/permissions/subscription/billing"),
+            Some(r#"["app"]"#)
+        )
+        .await
+        .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api.call(M::GET, &format!("{ns}/permissions/subscription"), None)
+            .await,
+        (StatusCode::OK, json!({"billing": ["app"]}))
+    );
+    assert_eq!(
+        api.call(M::DELETE, &format!("{ns}/permissions/billing/app"), None)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api.call(M::GET, &format!("{ns}/permissions/subscription"), None)
+            .await,
+        (StatusCode::OK, json!({}))
+    );
+    // Revoke.
+    for path in [
+        format!("{ns}/permissions/app"),
+        format!("{topic}/permissions/ingest"),
+    ] {
+        assert_eq!(
+            api.call(M::DELETE, &path, None).await.0,
+            StatusCode::NO_CONTENT
+        );
+    }
+    assert_eq!(
+        api.call(M::GET, &format!("{topic}/permissions"), None)
+            .await,
+        (StatusCode::OK, json!({}))
+    );
+    // Errors: unknown action, empty list, malformed JSON, unknown namespace, bad name.
+    for (path, body, status) in [
+        (
+            format!("{ns}/permissions/app"),
+            r#"["write"]"#,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            format!("{ns}/permissions/app"),
+            "[]",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            format!("{ns}/permissions/app"),
+            "[",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/admin/v2/namespaces/public/nope/permissions/app".to_string(),
+            r#"["produce"]"#,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            format!("{ns}/permissions/subscription/g"),
+            "[]",
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let (got, body) = api.call(M::POST, &path, Some(body)).await;
+        assert_eq!(got, status, "{path}: {body}");
+        assert!(body["reason"].is_string(), "{path}: {body}");
+    }
+    assert_eq!(
+        api.call(M::GET, "/admin/v2/namespaces/nobody/x/permissions", None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+}

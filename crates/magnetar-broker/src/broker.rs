@@ -37,6 +37,8 @@ pub struct BrokerConfig {
     /// Service URLs recorded in the cluster data at first start.
     pub service_url: String,
     pub broker_service_url: String,
+    /// Roles allowed everything (Pulsar's `superUserRoles`); see [`crate::permissions`].
+    pub superuser_roles: Vec<String>,
 }
 
 impl BrokerConfig {
@@ -59,6 +61,7 @@ impl BrokerConfig {
             ledger: LedgerConfig::default(),
             service_url: "http://127.0.0.1:8080".into(),
             broker_service_url: "pulsar://127.0.0.1:6650".into(),
+            superuser_roles: Vec::new(),
         }
     }
 }
@@ -69,6 +72,8 @@ pub struct Broker {
     clock: Arc<dyn Clock>,
     partitions: Mutex<HashMap<LedgerKey, Arc<PartitionLog>>>,
     producer_ids: Mutex<IdRange>,
+    /// See [`Broker::permissions_version`].
+    pub(crate) permissions_version: std::sync::atomic::AtomicU64,
 }
 
 /// Topic policy keys the broker enforces itself (Kafka's names, which the Kafka front end stores
@@ -177,6 +182,7 @@ impl Broker {
             clock,
             partitions: Mutex::new(HashMap::new()),
             producer_ids: Mutex::new(IdRange::default()),
+            permissions_version: std::sync::atomic::AtomicU64::new(0),
         });
         broker.bootstrap().await?;
         Ok(broker)
@@ -278,7 +284,10 @@ impl Broker {
             return Err(Error::NotEmpty(format!("tenant '{tenant}'")));
         }
         match self.metadata.delete(&tenant_key(tenant), Expect::Any).await {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.permissions_changed();
+                Ok(())
+            }
             Err(MetadataError::NotFound { .. }) => Err(Error::TenantNotFound(tenant.to_string())),
             Err(e) => Err(e.into()),
         }
@@ -308,7 +317,10 @@ impl Broker {
             .put(&key, to_json(&info)?, Expect::Version(version))
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.permissions_changed();
+                Ok(())
+            }
             Err(MetadataError::BadVersion { .. }) => Err(Error::Metadata(format!(
                 "tenant '{tenant}' changed concurrently; retry"
             ))),
@@ -334,7 +346,10 @@ impl Broker {
                 .put(&key, to_json(&policies)?, Expect::Version(version))
                 .await
             {
-                Ok(_) => return Ok(policies),
+                Ok(_) => {
+                    self.permissions_changed();
+                    return Ok(policies);
+                }
                 Err(MetadataError::BadVersion { .. }) => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -386,7 +401,10 @@ impl Broker {
             .delete(&namespace_key(namespace), Expect::Any)
             .await
         {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.permissions_changed();
+                Ok(())
+            }
             Err(MetadataError::NotFound { .. }) => {
                 Err(Error::NamespaceNotFound(namespace.to_string()))
             }

@@ -13,6 +13,7 @@ pub mod broker;
 pub mod error;
 pub mod names;
 pub mod partition;
+pub mod permissions;
 pub mod producer_state;
 pub mod resources;
 
@@ -20,6 +21,7 @@ pub use broker::{effective_retention, Broker, BrokerConfig, RetentionSummary, IN
 pub use error::{Error, Result};
 pub use names::{NamespaceName, TenantName, TopicName, TopicPartition};
 pub use partition::{AppendOutcome, AppendRequest, PartitionLog};
+pub use permissions::{Access, AuthAction, AuthPolicies, Grants};
 pub use producer_state::ProducerBatch;
 pub use resources::{NamespacePolicies, TenantInfo, TopicMetadata};
 

@@ -44,6 +44,9 @@ pub struct NamespacePolicies {
     pub retention_size_bytes: Option<u64>,
     #[serde(default)]
     pub message_ttl_s: Option<u64>,
+    /// Who may produce and consume (Pulsar's `auth_policies`).
+    #[serde(default)]
+    pub auth_policies: crate::permissions::AuthPolicies,
 }
 
 /// A topic. `partitioned == false` is a Pulsar non-partitioned topic: Kafka sees one partition

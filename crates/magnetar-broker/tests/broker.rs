@@ -411,3 +411,145 @@ async fn message_ttl_expires_old_messages_on_subscriptions() {
     assert_eq!(log.ledger().backlog("sub").unwrap(), 0);
     assert_eq!(log.start_index(), 0);
 }
+
+#[tokio::test]
+async fn permissions_are_granted_revoked_and_decided_as_pulsar_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let metadata: Arc<dyn MetadataStore> = Arc::new(MemoryStore::new());
+    let config = BrokerConfig {
+        superuser_roles: vec!["root".into()],
+        ..config(dir.path())
+    };
+    let broker = Broker::open(config, metadata, Arc::new(SystemClock))
+        .await
+        .unwrap();
+    let tenant = TenantName::new("acme").unwrap();
+    broker
+        .create_tenant(
+            &tenant,
+            TenantInfo {
+                admin_roles: vec!["acme-admin".into()],
+                ..TenantInfo::default()
+            },
+        )
+        .await
+        .unwrap();
+    let ns = NamespaceName::new("acme", "app").unwrap();
+    broker
+        .create_namespace(&ns, NamespacePolicies::default())
+        .await
+        .unwrap();
+    let orders = TopicName::new(ns.clone(), "orders").unwrap();
+    let other = broker.parse_topic("public/default/x").unwrap();
+    let consume = |g: &str| Access::Consume {
+        subscription: Some(g.into()),
+    };
+
+    // Nobody but superusers and the tenant's admins before any grant.
+    assert!(broker
+        .authorize("root", &orders, &Access::Admin)
+        .await
+        .unwrap());
+    assert!(broker
+        .authorize("acme-admin", &orders, &Access::Produce)
+        .await
+        .unwrap());
+    assert!(!broker
+        .authorize("acme-admin", &other, &Access::Lookup)
+        .await
+        .unwrap());
+    assert!(!broker
+        .authorize("app", &orders, &Access::Lookup)
+        .await
+        .unwrap());
+
+    let v0 = broker.permissions_version();
+    broker
+        .grant_namespace_permission(&ns, "app", [AuthAction::Consume].into())
+        .await
+        .unwrap();
+    assert!(
+        broker.permissions_version() > v0,
+        "a grant invalidates cached decisions"
+    );
+    broker
+        .grant_topic_permission(&orders, "ingest", [AuthAction::Produce].into())
+        .await
+        .unwrap();
+    assert!(broker
+        .authorize("app", &orders, &consume("g1"))
+        .await
+        .unwrap());
+    assert!(!broker
+        .authorize("app", &orders, &Access::Produce)
+        .await
+        .unwrap());
+    assert!(broker
+        .authorize("ingest", &orders, &Access::Produce)
+        .await
+        .unwrap());
+    assert!(broker
+        .authorize("ingest", &orders, &Access::Lookup)
+        .await
+        .unwrap());
+    assert!(!broker
+        .authorize("app", &orders, &Access::Admin)
+        .await
+        .unwrap());
+
+    // A subscription (group) restricted to other roles.
+    broker
+        .grant_subscription_permission(&ns, "g1", &["billing".to_string()].into())
+        .await
+        .unwrap();
+    assert!(!broker
+        .authorize("app", &orders, &consume("g1"))
+        .await
+        .unwrap());
+    assert!(broker
+        .authorize("app", &orders, &consume("g2"))
+        .await
+        .unwrap());
+    broker
+        .revoke_subscription_permission(&ns, "g1", "billing")
+        .await
+        .unwrap();
+    assert!(broker
+        .authorize("app", &orders, &consume("g1"))
+        .await
+        .unwrap());
+
+    let grants = broker.topic_permissions(&orders).await.unwrap();
+    assert_eq!(
+        grants.len(),
+        2,
+        "namespace and topic grants merged: {grants:?}"
+    );
+    broker
+        .revoke_namespace_permission(&ns, "app")
+        .await
+        .unwrap();
+    broker
+        .revoke_topic_permission(&orders, "ingest")
+        .await
+        .unwrap();
+    assert!(broker.topic_permissions(&orders).await.unwrap().is_empty());
+    assert!(!broker
+        .authorize("app", &orders, &Access::Lookup)
+        .await
+        .unwrap());
+    assert!(matches!(
+        broker
+            .grant_namespace_permission(
+                &NamespaceName::new("acme", "nope").unwrap(),
+                "x",
+                [].into()
+            )
+            .await,
+        Err(Error::NamespaceNotFound(_))
+    ));
+    assert!(broker
+        .grant_namespace_permission(&ns, "", [AuthAction::Produce].into())
+        .await
+        .is_err());
+}

@@ -120,6 +120,39 @@ enum NamespacesCommand {
         #[arg(long)]
         ttl: u64,
     },
+    /// Grants actions on every topic of the namespace to a role.
+    GrantPermission {
+        namespace: String,
+        #[arg(long)]
+        role: String,
+        /// Comma-separated: produce, consume (functions, sources, sinks, packages are stored).
+        #[arg(long, value_delimiter = ',', required = true)]
+        actions: Vec<String>,
+    },
+    RevokePermission {
+        namespace: String,
+        #[arg(long)]
+        role: String,
+    },
+    /// Roles and their actions on the namespace.
+    Permissions {
+        namespace: String,
+    },
+    /// Restricts a subscription (or Kafka group) of the namespace to roles.
+    GrantSubscriptionPermission {
+        namespace: String,
+        #[arg(long)]
+        subscription: String,
+        #[arg(long, value_delimiter = ',', required = true)]
+        roles: Vec<String>,
+    },
+    RevokeSubscriptionPermission {
+        namespace: String,
+        #[arg(long)]
+        subscription: String,
+        #[arg(long)]
+        role: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -220,17 +253,9 @@ fn topic_path(topic: &str) -> Result<String, String> {
     Ok(path.to_string())
 }
 
-/// Percent-encodes one path segment (group ids may hold any character).
-fn segment(raw: &str) -> String {
-    let mut out = String::with_capacity(raw.len());
-    for b in raw.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+/// A user-given name (role, subscription, group id) as one URL path segment.
+fn segment(name: &str) -> String {
+    percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 fn namespace_path(namespace: &str) -> Result<&str, String> {
@@ -312,6 +337,58 @@ fn run(c: &Client, command: AdminCommand) -> Result<Value, String> {
                     namespace_path(&namespace)?
                 );
                 c.call("POST", &path, Some(ttl.to_string()))
+            }
+            NamespacesCommand::GrantPermission {
+                namespace,
+                role,
+                actions,
+            } => {
+                let path = format!(
+                    "/admin/v2/namespaces/{}/permissions/{}",
+                    namespace_path(&namespace)?,
+                    segment(&role)
+                );
+                c.call("POST", &path, Some(Value::from(actions).to_string()))
+            }
+            NamespacesCommand::RevokePermission { namespace, role } => {
+                let path = format!(
+                    "/admin/v2/namespaces/{}/permissions/{}",
+                    namespace_path(&namespace)?,
+                    segment(&role)
+                );
+                c.call("DELETE", &path, None)
+            }
+            NamespacesCommand::Permissions { namespace } => {
+                let path = format!(
+                    "/admin/v2/namespaces/{}/permissions",
+                    namespace_path(&namespace)?
+                );
+                c.call("GET", &path, None)
+            }
+            NamespacesCommand::GrantSubscriptionPermission {
+                namespace,
+                subscription,
+                roles,
+            } => {
+                let path = format!(
+                    "/admin/v2/namespaces/{}/permissions/subscription/{}",
+                    namespace_path(&namespace)?,
+                    segment(&subscription)
+                );
+                c.call("POST", &path, Some(Value::from(roles).to_string()))
+            }
+            NamespacesCommand::RevokeSubscriptionPermission {
+                namespace,
+                subscription,
+                role,
+            } => {
+                let path = format!(
+                    "/admin/v2/namespaces/{}/permissions/{}/{}",
+                    namespace_path(&namespace)?,
+                    segment(&subscription),
+                    segment(&role)
+                );
+                c.call("DELETE", &path, None)
             }
         },
         AdminCommand::Topics(t) => match t {

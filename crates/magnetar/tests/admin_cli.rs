@@ -238,3 +238,74 @@ fn groups_list_describe_reset_delete() {
     let (success, _, stderr) = admin(&broker, &["groups", "describe", "billing"]);
     assert!(!success && stderr.contains("404"), "{stderr}");
 }
+
+#[test]
+fn namespace_permissions_round_trip() {
+    let broker = Broker::start();
+    let ok = |args: &[&str]| {
+        let (success, stdout, stderr) = admin(&broker, args);
+        assert!(success, "{args:?}: {stderr}");
+        stdout
+    };
+    let json = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec!["--output", "json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&ok(&all)).unwrap()
+    };
+    ok(&[
+        "namespaces",
+        "grant-permission",
+        "public/default",
+        "--role",
+        "team a/reader",
+        "--actions",
+        "consume,produce",
+    ]);
+    assert_eq!(
+        json(&["namespaces", "permissions", "public/default"]),
+        serde_json::json!({"team a/reader": ["produce", "consume"]})
+    );
+    ok(&[
+        "namespaces",
+        "grant-subscription-permission",
+        "public/default",
+        "--subscription",
+        "billing",
+        "--roles",
+        "team a/reader,ops",
+    ]);
+    ok(&[
+        "namespaces",
+        "revoke-subscription-permission",
+        "public/default",
+        "--subscription",
+        "billing",
+        "--role",
+        "ops",
+    ]);
+    ok(&[
+        "namespaces",
+        "revoke-permission",
+        "public/default",
+        "--role",
+        "team a/reader",
+    ]);
+    assert_eq!(
+        json(&["namespaces", "permissions", "public/default"]),
+        serde_json::json!({})
+    );
+    let (success, _, stderr) = admin(
+        &broker,
+        &[
+            "namespaces",
+            "grant-permission",
+            "public/default",
+            "--role",
+            "x",
+            "--actions",
+            "write",
+        ],
+    );
+    assert!(!success);
+    assert!(stderr.contains("unknown action 'write'"), "{stderr}");
+}

@@ -1,0 +1,131 @@
+//! Permissions in pulsar-admin's paths and shapes: grants of actions (`produce`, `consume`, ...)
+//! to roles on a namespace or a topic, and the roles allowed on a subscription (a Kafka group is a
+//! subscription of the namespace). Bodies: a JSON array of actions, or of roles.
+//! The decisions themselves are `magnetar_broker::permissions`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use magnetar_broker::{AuthAction, NamespaceName, TopicName};
+
+use crate::error::{ApiError, ApiResult};
+use crate::json::JsonBody;
+use crate::AppState;
+
+type GrantsJson = BTreeMap<String, BTreeSet<AuthAction>>;
+
+fn namespace(tenant: &str, ns: &str) -> ApiResult<NamespaceName> {
+    Ok(NamespaceName::new(tenant, ns)?)
+}
+
+/// Grants are per topic; a partition's name (`t-partition-N`) addresses its topic's grants.
+fn topic(tenant: &str, ns: &str, topic: &str) -> ApiResult<TopicName> {
+    Ok(crate::topics::topic_or_partition(tenant, ns, topic)?.0)
+}
+
+fn actions(body: Vec<String>) -> ApiResult<BTreeSet<AuthAction>> {
+    if body.is_empty() {
+        return Err(ApiError::bad_request(
+            "give at least one action (produce, consume, functions, sources, sinks, packages)",
+        ));
+    }
+    body.iter()
+        .map(|a| AuthAction::parse(a).map_err(ApiError::from))
+        .collect()
+}
+
+pub async fn namespace_permissions(
+    State(state): State<Arc<AppState>>,
+    Path((tenant, ns)): Path<(String, String)>,
+) -> ApiResult<Json<GrantsJson>> {
+    let ns = namespace(&tenant, &ns)?;
+    Ok(Json(state.broker.namespace_permissions(&ns).await?))
+}
+
+pub async fn grant_namespace(
+    State(state): State<Arc<AppState>>,
+    Path((tenant, ns, role)): Path<(String, String, String)>,
+    JsonBody(body): JsonBody<Vec<String>>,
+) -> ApiResult<StatusCode> {
+    let ns = namespace(&tenant, &ns)?;
+    state
+        .broker
+        .grant_namespace_permission(&ns, &role, actions(body)?)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn revoke_namespace(
+    State(state): State<Arc<AppState>>,
+    Path((tenant, ns, role)): Path<(String, String, String)>,
+) -> ApiResult<StatusCode> {
+    let ns = namespace(&tenant, &ns)?;
+    state.broker.revoke_namespace_permission(&ns, &role).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn subscription_permissions(
+    State(state): State<Arc<AppState>>,
+    Path((tenant, ns)): Path<(String, String)>,
+) -> ApiResult<Json<BTreeMap<String, BTreeSet<String>>>> {
+    let ns = namespace(&tenant, &ns)?;
+    Ok(Json(state.broker.subscription_permissions(&ns).await?))
+}
+
+pub async fn grant_subscription(
+    State(state): State<Arc<AppState>>,
+    Path((tenant, ns, subscription)): Path<(String, String, String)>,
+    JsonBody(roles): JsonBody<BTreeSet<String>>,
+) -> ApiResult<StatusCode> {
+    let ns = namespace(&tenant, &ns)?;
+    state
+        .broker
+        .grant_subscription_permission(&ns, &subscription, &roles)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn revoke_subscription(
+    State(state): State<Arc<AppState>>,
+    Path((tenant, ns, subscription, role)): Path<(String, String, String, String)>,
+) -> ApiResult<StatusCode> {
+    let ns = namespace(&tenant, &ns)?;
+    state
+        .broker
+        .revoke_subscription_permission(&ns, &subscription, &role)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn topic_permissions(
+    State(state): State<Arc<AppState>>,
+    Path((tenant, ns, name)): Path<(String, String, String)>,
+) -> ApiResult<Json<GrantsJson>> {
+    let t = topic(&tenant, &ns, &name)?;
+    Ok(Json(state.broker.topic_permissions(&t).await?))
+}
+
+pub async fn grant_topic(
+    State(state): State<Arc<AppState>>,
+    Path((tenant, ns, name, role)): Path<(String, String, String, String)>,
+    JsonBody(body): JsonBody<Vec<String>>,
+) -> ApiResult<StatusCode> {
+    let t = topic(&tenant, &ns, &name)?;
+    state
+        .broker
+        .grant_topic_permission(&t, &role, actions(body)?)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn revoke_topic(
+    State(state): State<Arc<AppState>>,
+    Path((tenant, ns, name, role)): Path<(String, String, String, String)>,
+) -> ApiResult<StatusCode> {
+    let t = topic(&tenant, &ns, &name)?;
+    state.broker.revoke_topic_permission(&t, &role).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

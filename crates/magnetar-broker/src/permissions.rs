@@ -1,0 +1,422 @@
+//! Authorization with Pulsar's model: superuser roles, tenant admin roles, and per-namespace and
+//! per-topic permissions (`produce`, `consume`, ...) granted to roles, plus subscription
+//! permissions restricting which roles may consume with a given subscription (Kafka groups map to
+//! subscriptions of the topic's namespace).
+//!
+//! Permissions live in the namespace's policies (`auth_policies`, Pulsar's shape: namespace-wide
+//! grants, grants per topic keyed by the topic's full name, roles per subscription), so they are
+//! versioned and compare-and-set like every other policy. The decision itself
+//! ([`Broker::authorize`]) is what Pulsar's default provider decides:
+//! - a superuser may do everything; a tenant's admin roles may do everything in that tenant;
+//! - `Produce` needs the `produce` action on the namespace or the topic;
+//! - `Consume` needs `consume`, and, when the subscription has roles listed, the role among them
+//!   (a subscription with no list is open to every role that may consume);
+//! - `Lookup` (metadata, offsets, stats) needs `produce` or `consume`;
+//! - `Admin` (create/delete topics, partitions, configs) needs a tenant admin role.
+//!
+//! Front ends cache decisions per connection; [`Broker::permissions_version`] changes whenever a
+//! policy or a tenant's admin roles change, which invalidates those caches.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
+
+use serde::{Deserialize, Serialize};
+
+use crate::broker::Broker;
+use crate::error::{Error, Result};
+use crate::names::{NamespaceName, TenantName, TopicName};
+
+/// Pulsar's `AuthAction`. Only `produce` and `consume` gate anything here; the others are
+/// accepted and stored so grants written for Pulsar keep their meaning when read back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthAction {
+    Produce,
+    Consume,
+    Functions,
+    Sources,
+    Sinks,
+    Packages,
+}
+
+impl AuthAction {
+    pub const ALL: [AuthAction; 6] = [
+        AuthAction::Produce,
+        AuthAction::Consume,
+        AuthAction::Functions,
+        AuthAction::Sources,
+        AuthAction::Sinks,
+        AuthAction::Packages,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthAction::Produce => "produce",
+            AuthAction::Consume => "consume",
+            AuthAction::Functions => "functions",
+            AuthAction::Sources => "sources",
+            AuthAction::Sinks => "sinks",
+            AuthAction::Packages => "packages",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| {
+                Error::InvalidRequest(format!(
+                    "unknown action '{s}' (one of produce, consume, functions, sources, sinks, \
+                     packages)"
+                ))
+            })
+    }
+}
+
+/// Roles and their actions.
+pub type Grants = BTreeMap<String, BTreeSet<AuthAction>>;
+
+/// Pulsar's `AuthPolicies`, stored inside the namespace's policies.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthPolicies {
+    /// Grants on every topic of the namespace.
+    #[serde(default)]
+    pub namespace_auth: Grants,
+    /// Grants on one topic, keyed by its full name (`persistent://t/ns/topic`, partitions share
+    /// their topic's grants).
+    #[serde(default)]
+    pub destination_auth: BTreeMap<String, Grants>,
+    /// Subscription (Kafka group) -> the roles allowed to consume with it.
+    #[serde(default)]
+    pub subscription_auth_roles: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// Most roles one grant map may hold, and longest role name: limits on what the admin API stores.
+pub const ROLES_MAX: usize = 10_000;
+pub const ROLE_BYTES_MAX: usize = 1024;
+
+/// What a principal asks to do.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Access {
+    Produce,
+    /// Consume, with the subscription (Pulsar) or group (Kafka) used, if any.
+    Consume {
+        subscription: Option<String>,
+    },
+    Lookup,
+    /// Administer the tenant's namespaces and topics.
+    Admin,
+}
+
+impl AuthPolicies {
+    fn has(&self, topic: &str, role: &str, action: AuthAction) -> bool {
+        let granted = |g: &Grants| g.get(role).is_some_and(|a| a.contains(&action));
+        granted(&self.namespace_auth) || self.destination_auth.get(topic).is_some_and(granted)
+    }
+
+    /// The decision for a role that is neither superuser nor tenant admin.
+    pub fn allows(&self, topic: &TopicName, role: &str, access: &Access) -> bool {
+        let topic = permission_key(topic);
+        match access {
+            Access::Produce => self.has(&topic, role, AuthAction::Produce),
+            Access::Consume { subscription } => {
+                let subscription_ok = subscription
+                    .as_ref()
+                    .and_then(|s| self.subscription_auth_roles.get(s))
+                    .is_none_or(|roles| roles.is_empty() || roles.contains(role));
+                subscription_ok && self.has(&topic, role, AuthAction::Consume)
+            }
+            Access::Lookup => {
+                self.has(&topic, role, AuthAction::Produce)
+                    || self.has(&topic, role, AuthAction::Consume)
+            }
+            Access::Admin => false,
+        }
+    }
+
+    /// The grants on a topic as Pulsar's "get permissions on a topic" reports them: the
+    /// namespace's grants merged with the topic's own.
+    pub fn topic_grants(&self, topic: &TopicName) -> Grants {
+        let mut merged = self.namespace_auth.clone();
+        if let Some(own) = self.destination_auth.get(&permission_key(topic)) {
+            for (role, actions) in own {
+                merged
+                    .entry(role.clone())
+                    .or_default()
+                    .extend(actions.iter().copied());
+            }
+        }
+        merged
+    }
+}
+
+/// Grants are kept per topic (a `TopicName` never names a partition: partitions share their
+/// topic's grants), under the topic's full name as Pulsar keys them.
+pub fn permission_key(topic: &TopicName) -> String {
+    topic.to_string()
+}
+
+/// Checks a role name from the admin API.
+pub fn check_role(role: &str) -> Result<()> {
+    if role.is_empty() || role.len() > ROLE_BYTES_MAX || role.chars().any(char::is_control) {
+        return Err(Error::InvalidRequest(format!(
+            "invalid role name (1 to {ROLE_BYTES_MAX} bytes, no control characters)"
+        )));
+    }
+    Ok(())
+}
+
+impl Broker {
+    /// Changes whenever a policy or a tenant's admin roles change: a cached decision taken
+    /// under another version is stale.
+    pub fn permissions_version(&self) -> u64 {
+        self.permissions_version.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn permissions_changed(&self) {
+        self.permissions_version.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub fn is_superuser(&self, role: &str) -> bool {
+        self.config().superuser_roles.iter().any(|r| r == role)
+    }
+
+    /// Superuser, or one of the tenant's admin roles.
+    pub async fn is_tenant_admin(&self, role: &str, tenant: &TenantName) -> Result<bool> {
+        if self.is_superuser(role) {
+            return Ok(true);
+        }
+        Ok(self
+            .tenant(tenant)
+            .await?
+            .is_some_and(|info| info.admin_roles.iter().any(|r| r == role)))
+    }
+
+    /// May `role` do `access` on `topic`? (See the module documentation for the rules.) An
+    /// unknown namespace grants nothing but to superusers and tenant admins.
+    pub async fn authorize(&self, role: &str, topic: &TopicName, access: &Access) -> Result<bool> {
+        if self.is_tenant_admin(role, &topic.namespace.tenant).await? {
+            return Ok(true);
+        }
+        Ok(self
+            .namespace_policies(&topic.namespace)
+            .await?
+            .is_some_and(|p| p.auth_policies.allows(topic, role, access)))
+    }
+
+    pub async fn namespace_permissions(&self, namespace: &NamespaceName) -> Result<Grants> {
+        self.namespace_policies(namespace)
+            .await?
+            .map(|p| p.auth_policies.namespace_auth)
+            .ok_or_else(|| Error::NamespaceNotFound(namespace.to_string()))
+    }
+
+    /// Grants `actions` to `role` on every topic of the namespace (replacing its earlier grant).
+    pub async fn grant_namespace_permission(
+        &self,
+        namespace: &NamespaceName,
+        role: &str,
+        actions: BTreeSet<AuthAction>,
+    ) -> Result<()> {
+        check_role(role)?;
+        let mut full = false;
+        self.update_namespace_policies(namespace, |p| {
+            let grants = &mut p.auth_policies.namespace_auth;
+            full = grants.len() >= ROLES_MAX && !grants.contains_key(role);
+            if !full {
+                grants.insert(role.to_string(), actions.clone());
+            }
+        })
+        .await?;
+        if full {
+            return Err(Error::InvalidRequest(format!(
+                "namespace '{namespace}' already has {ROLES_MAX} roles"
+            )));
+        }
+        Ok(())
+    }
+
+    pub async fn revoke_namespace_permission(
+        &self,
+        namespace: &NamespaceName,
+        role: &str,
+    ) -> Result<()> {
+        self.update_namespace_policies(namespace, |p| {
+            p.auth_policies.namespace_auth.remove(role);
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// The grants that apply to a topic: its namespace's merged with its own.
+    pub async fn topic_permissions(&self, topic: &TopicName) -> Result<Grants> {
+        self.namespace_policies(&topic.namespace)
+            .await?
+            .map(|p| p.auth_policies.topic_grants(topic))
+            .ok_or_else(|| Error::NamespaceNotFound(topic.namespace.to_string()))
+    }
+
+    pub async fn grant_topic_permission(
+        &self,
+        topic: &TopicName,
+        role: &str,
+        actions: BTreeSet<AuthAction>,
+    ) -> Result<()> {
+        check_role(role)?;
+        let key = permission_key(topic);
+        let mut full = false;
+        self.update_namespace_policies(&topic.namespace, |p| {
+            let topics = &mut p.auth_policies.destination_auth;
+            full = topics.len() >= ROLES_MAX && !topics.contains_key(&key);
+            if !full {
+                topics
+                    .entry(key.clone())
+                    .or_default()
+                    .insert(role.to_string(), actions.clone());
+            }
+        })
+        .await?;
+        if full {
+            return Err(Error::InvalidRequest(format!(
+                "namespace '{}' already has grants on {ROLES_MAX} topics",
+                topic.namespace
+            )));
+        }
+        Ok(())
+    }
+
+    pub async fn revoke_topic_permission(&self, topic: &TopicName, role: &str) -> Result<()> {
+        let key = permission_key(topic);
+        self.update_namespace_policies(&topic.namespace, |p| {
+            let topics = &mut p.auth_policies.destination_auth;
+            if let Some(grants) = topics.get_mut(&key) {
+                grants.remove(role);
+                if grants.is_empty() {
+                    topics.remove(&key);
+                }
+            }
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Restricts a subscription (Kafka group) of the namespace to `roles` (added to those
+    /// already allowed).
+    pub async fn grant_subscription_permission(
+        &self,
+        namespace: &NamespaceName,
+        subscription: &str,
+        roles: &BTreeSet<String>,
+    ) -> Result<()> {
+        if subscription.is_empty() || subscription.len() > ROLE_BYTES_MAX {
+            return Err(Error::InvalidRequest("invalid subscription name".into()));
+        }
+        for role in roles {
+            check_role(role)?;
+        }
+        if roles.is_empty() || roles.len() > ROLES_MAX {
+            return Err(Error::InvalidRequest(format!(
+                "give 1 to {ROLES_MAX} roles"
+            )));
+        }
+        self.update_namespace_policies(namespace, |p| {
+            p.auth_policies
+                .subscription_auth_roles
+                .entry(subscription.to_string())
+                .or_default()
+                .extend(roles.iter().cloned());
+        })
+        .await?;
+        Ok(())
+    }
+
+    pub async fn revoke_subscription_permission(
+        &self,
+        namespace: &NamespaceName,
+        subscription: &str,
+        role: &str,
+    ) -> Result<()> {
+        self.update_namespace_policies(namespace, |p| {
+            let subs = &mut p.auth_policies.subscription_auth_roles;
+            if let Some(roles) = subs.get_mut(subscription) {
+                roles.remove(role);
+                if roles.is_empty() {
+                    subs.remove(subscription);
+                }
+            }
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Subscription -> roles of the namespace.
+    pub async fn subscription_permissions(
+        &self,
+        namespace: &NamespaceName,
+    ) -> Result<BTreeMap<String, BTreeSet<String>>> {
+        self.namespace_policies(namespace)
+            .await?
+            .map(|p| p.auth_policies.subscription_auth_roles)
+            .ok_or_else(|| Error::NamespaceNotFound(namespace.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topic(s: &str) -> TopicName {
+        TopicName::parse(s, &NamespaceName::new("public", "default").unwrap()).unwrap()
+    }
+
+    #[test]
+    fn namespace_and_topic_grants_decide_produce_consume_lookup() {
+        let mut p = AuthPolicies::default();
+        p.namespace_auth
+            .insert("reader".into(), [AuthAction::Consume].into());
+        p.destination_auth.insert(
+            "persistent://t/ns/orders".into(),
+            [("writer".to_string(), [AuthAction::Produce].into())].into(),
+        );
+        let orders = topic("persistent://t/ns/orders");
+        let other = topic("persistent://t/ns/other");
+        let consume = Access::Consume { subscription: None };
+        assert!(p.allows(&orders, "writer", &Access::Produce));
+        assert!(!p.allows(&other, "writer", &Access::Produce));
+        assert!(!p.allows(&orders, "writer", &consume));
+        assert!(p.allows(&orders, "writer", &Access::Lookup));
+        assert!(!p.allows(&other, "writer", &Access::Lookup));
+        assert!(p.allows(&other, "reader", &consume));
+        assert!(!p.allows(&other, "reader", &Access::Produce));
+        assert!(!p.allows(&other, "nobody", &Access::Lookup));
+        assert!(!p.allows(&other, "reader", &Access::Admin));
+    }
+
+    #[test]
+    fn a_subscription_with_roles_is_closed_to_other_roles() {
+        let mut p = AuthPolicies::default();
+        for r in ["a", "b"] {
+            p.namespace_auth
+                .insert(r.into(), [AuthAction::Consume].into());
+        }
+        p.subscription_auth_roles
+            .insert("g".into(), ["a".to_string()].into());
+        let t = topic("persistent://t/ns/x");
+        let with = |s: &str| Access::Consume {
+            subscription: Some(s.into()),
+        };
+        assert!(p.allows(&t, "a", &with("g")));
+        assert!(!p.allows(&t, "b", &with("g")));
+        assert!(p.allows(&t, "b", &with("open")));
+    }
+
+    #[test]
+    fn actions_parse_and_serialize_as_pulsar_names() {
+        assert_eq!(AuthAction::parse("consume").unwrap(), AuthAction::Consume);
+        assert!(AuthAction::parse("write").is_err());
+        let json = serde_json::to_string(&[AuthAction::Produce, AuthAction::Consume]).unwrap();
+        assert_eq!(json, r#"["produce","consume"]"#);
+        assert!(check_role("").is_err());
+        assert!(check_role("app-1").is_ok());
+    }
+}
