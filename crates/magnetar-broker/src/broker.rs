@@ -74,6 +74,53 @@ pub struct Broker {
     producer_ids: Mutex<IdRange>,
     /// See [`Broker::permissions_version`].
     pub(crate) permissions_version: std::sync::atomic::AtomicU64,
+    /// Topic metadata read on every produce and fetch, kept in memory (see [`TopicCache`]).
+    topic_cache: TopicCache,
+}
+
+/// Most topics whose metadata is kept in memory; past it the cache starts over.
+const TOPIC_CACHE_MAX: usize = 100_000;
+
+/// A cache of topic metadata in front of the metadata store. Every write of a topic goes through
+/// this broker, which drops the entry and bumps `epoch` after the store accepted it; a reader
+/// only fills the cache if no write happened since it started reading the store, so it never
+/// installs a value older than the store's. (Several brokers on one store would need the store's
+/// watch to invalidate too; standalone has one.)
+#[derive(Default)]
+struct TopicCache {
+    entries: std::sync::RwLock<HashMap<TopicName, TopicMetadata>>,
+    epoch: std::sync::atomic::AtomicU64,
+}
+
+impl TopicCache {
+    fn get(&self, name: &TopicName) -> Option<TopicMetadata> {
+        self.entries
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    fn epoch(&self) -> u64 {
+        self.epoch.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn fill(&self, name: &TopicName, metadata: &TopicMetadata, read_at_epoch: u64) {
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        if self.epoch() != read_at_epoch {
+            return;
+        }
+        if entries.len() >= TOPIC_CACHE_MAX {
+            entries.clear();
+        }
+        entries.insert(name.clone(), metadata.clone());
+    }
+
+    fn invalidate(&self, name: &TopicName) {
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        entries.remove(name);
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 /// Topic policy keys the broker enforces itself (Kafka's names, which the Kafka front end stores
@@ -183,6 +230,7 @@ impl Broker {
             partitions: Mutex::new(HashMap::new()),
             producer_ids: Mutex::new(IdRange::default()),
             permissions_version: std::sync::atomic::AtomicU64::new(0),
+            topic_cache: TopicCache::default(),
         });
         broker.bootstrap().await?;
         Ok(broker)
@@ -415,7 +463,15 @@ impl Broker {
     // ---- topics ----
 
     pub async fn topic(&self, name: &TopicName) -> Result<Option<TopicMetadata>> {
-        Ok(self.get_json(&topic_key(name)).await?.map(|(v, _)| v))
+        if let Some(cached) = self.topic_cache.get(name) {
+            return Ok(Some(cached));
+        }
+        let epoch = self.topic_cache.epoch();
+        let found = self.get_json(&topic_key(name)).await?.map(|(v, _)| v);
+        if let Some(metadata) = &found {
+            self.topic_cache.fill(name, metadata, epoch);
+        }
+        Ok(found)
     }
 
     /// Creates a topic: `partitions = None` is a non-partitioned topic.
@@ -442,7 +498,9 @@ impl Broker {
             configs,
             created_ms: self.clock.now_ms(),
         };
-        if !self.put_if_absent(&topic_key(name), &metadata).await? {
+        let created = self.put_if_absent(&topic_key(name), &metadata).await?;
+        self.topic_cache.invalidate(name);
+        if !created {
             return Err(Error::TopicAlreadyExists(name.to_string()));
         }
         tracing::info!(topic = %name, partitions = metadata.partition_count(), "created topic");
@@ -506,7 +564,9 @@ impl Broker {
             .map_err(|e| Error::Storage(format!("delete task failed: {e}")))?;
             result.map_err(|e| Error::Storage(format!("cannot delete data of '{name}': {e}")))?;
         }
-        match self.metadata.delete(&topic_key(name), Expect::Any).await {
+        let deleted = self.metadata.delete(&topic_key(name), Expect::Any).await;
+        self.topic_cache.invalidate(name);
+        match deleted {
             Ok(()) | Err(MetadataError::NotFound { .. }) => {}
             Err(e) => return Err(e.into()),
         }
@@ -581,11 +641,12 @@ impl Broker {
                 return Err(Error::TopicNotFound(name.to_string()));
             };
             change(&mut metadata)?;
-            match self
+            let put = self
                 .metadata
                 .put(&key, to_json(&metadata)?, Expect::Version(version))
-                .await
-            {
+                .await;
+            self.topic_cache.invalidate(name);
+            match put {
                 Ok(_) => return Ok(metadata),
                 Err(MetadataError::BadVersion { .. }) => continue,
                 Err(e) => return Err(e.into()),

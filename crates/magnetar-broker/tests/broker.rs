@@ -553,3 +553,41 @@ async fn permissions_are_granted_revoked_and_decided_as_pulsar_does() {
         .await
         .is_err());
 }
+
+/// Topic metadata is cached in memory; every write through the broker is seen by the next read.
+#[tokio::test]
+async fn cached_topic_metadata_follows_every_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let metadata: Arc<dyn MetadataStore> = Arc::new(MemoryStore::new());
+    let broker = Broker::open(config(dir.path()), metadata, Arc::new(SystemClock))
+        .await
+        .unwrap();
+    let t = broker.parse_topic("cached").unwrap();
+    assert!(broker.topic(&t).await.unwrap().is_none());
+    broker
+        .create_topic(&t, Some(2), BTreeMap::new())
+        .await
+        .unwrap();
+    assert_eq!(broker.topic(&t).await.unwrap().unwrap().partitions, 2);
+    broker.set_partition_count(&t, 4).await.unwrap();
+    assert_eq!(broker.topic(&t).await.unwrap().unwrap().partitions, 4);
+    broker
+        .update_topic(&t, |m| {
+            m.configs.insert("retention.ms".into(), "1000".into());
+            Ok(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        broker.topic(&t).await.unwrap().unwrap().configs["retention.ms"],
+        "1000"
+    );
+    broker.delete_topic(&t).await.unwrap();
+    assert!(broker.topic(&t).await.unwrap().is_none());
+    broker
+        .create_topic(&t, None, BTreeMap::new())
+        .await
+        .unwrap();
+    let again = broker.topic(&t).await.unwrap().unwrap();
+    assert!(!again.partitioned && again.configs.is_empty());
+}
