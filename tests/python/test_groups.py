@@ -810,8 +810,12 @@ def test_config_group_max_size(broker_factory, cleanup):
     assert first.assignment() == {0, 1}
 
 
-def test_config_min_session_timeout(broker_factory, cleanup):
-    b = broker_factory(env={**BROKER_ENV, "MAGNETAR_GROUPS__MIN_SESSION_TIMEOUT_MS": "8000"})
+def test_config_min_session_timeout_from_kop_file(broker_factory, cleanup, tmp_path):
+    """KoP's groupMinSessionTimeoutMs in a standalone.conf reaches the coordinator."""
+    conf = tmp_path / "standalone.conf"
+    conf.write_text("groupMinSessionTimeoutMs=8000\ngroupInitialRebalanceDelayMs=300\n")
+    b = broker_factory(extra_args=["--config", str(conf)], start=False)
+    b.start(ports={"kafka": 0, "pulsar": 0, "http": 0})
     topic, log = unique("gmt"), Log()
     create_topic(b.kafka, topic, partitions=1)
     low = ConfluentMember("low", log, topic, b.kafka, unique("grp"), **{"session.timeout.ms": 6000})
@@ -830,8 +834,14 @@ def offsets_partitions(b) -> int:
     return int(r.json()["partitions"])
 
 
-def test_config_offsets_topic_partitions_stored_count_wins(broker_factory, cleanup):
-    b = broker_factory(env={**BROKER_ENV, "MAGNETAR_GROUPS__OFFSETS_TOPIC_NUM_PARTITIONS": "3"})
+def test_config_offsets_topic_partitions_stored_count_wins(broker_factory, cleanup, tmp_path):
+    """[groups] in the TOML file creates the offsets topic; later values do not change it."""
+    conf = tmp_path / "magnetar.toml"
+    conf.write_text(
+        "version = 1\n[kafka]\nport = 0\n[pulsar]\nport = 0\n[http]\nport = 0\n"
+        "[groups]\noffsets_topic_num_partitions = 3\ninitial_rebalance_delay_ms = 300\n"
+    )
+    b = broker_factory(extra_args=["--config", str(conf)])
     assert offsets_partitions(b) == 3
     topic, group, log = unique("gop"), unique("grp"), Log()
     create_topic(b.kafka, topic, partitions=2)
@@ -841,8 +851,9 @@ def test_config_offsets_topic_partitions_stored_count_wins(broker_factory, clean
     m.start()
     wait_consumed(log, produced, "all consumed")
     m.stop()
-    b.restart(env={"MAGNETAR_GROUPS__OFFSETS_TOPIC_NUM_PARTITIONS": "7"})
+    assert "stored partition count is kept" not in b.stderr_text()
+    b.restart(env={"MAGNETAR_GROUPS__OFFSETS_TOPIC_NUM_PARTITIONS": "7"})  # env beats the file
     assert offsets_partitions(b) == 3
-    assert "stored partition count is kept" in b.stderr_text()
+    assert "stored partition count is kept" in b.stderr_text(), b.stderr_text()[-3000:]
     # Groups are still found where they were placed.
     assert committed_offsets(b.kafka, group, topic, 2) == {0: 4, 1: 4}
