@@ -13,6 +13,7 @@ mod groups;
 mod json;
 mod namespaces;
 mod permissions;
+mod subscriptions;
 mod tenants;
 mod topics;
 
@@ -168,6 +169,26 @@ pub fn router_with(services: AdminServices) -> Router {
         .route(
             &format!("{topic}/subscriptions"),
             get(topics::subscriptions),
+        )
+        .route(
+            &format!("{topic}/subscription/{{subscription}}"),
+            axum::routing::put(subscriptions::create).delete(subscriptions::delete),
+        )
+        .route(
+            &format!("{topic}/subscription/{{subscription}}/resetcursor/{{timestamp}}"),
+            axum::routing::post(subscriptions::reset_to_timestamp),
+        )
+        .route(
+            &format!("{topic}/subscription/{{subscription}}/resetcursor"),
+            axum::routing::post(subscriptions::reset_to_message_id),
+        )
+        .route(
+            &format!("{topic}/subscription/{{subscription}}/skip/{{count}}"),
+            axum::routing::post(subscriptions::skip),
+        )
+        .route(
+            &format!("{topic}/subscription/{{subscription}}/skip_all"),
+            axum::routing::post(subscriptions::skip_all),
         )
         .route("/admin/v2/kafka/groups", get(groups::list))
         .route(group, get(groups::describe).delete(groups::delete))

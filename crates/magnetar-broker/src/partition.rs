@@ -1,6 +1,7 @@
 //! One partition's log: a managed ledger plus the idempotent-producer table, with appends
 //! serialised so that sequence checks and index assignment happen atomically.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
@@ -39,6 +40,10 @@ pub struct PartitionLog {
     name: TopicPartition,
     ledger: Arc<ManagedLedger>,
     producers: Mutex<ProducerStateTable>,
+    /// Connected consumers per subscription (cursor name), as the Pulsar front end reports them,
+    /// so the admin API can refuse to move or delete a cursor a dispatcher is reading from and
+    /// limits per topic can be checked.
+    consumers: Mutex<HashMap<String, usize>>,
 }
 
 impl std::fmt::Debug for PartitionLog {
@@ -82,7 +87,42 @@ impl PartitionLog {
             name,
             ledger,
             producers: Mutex::new(table),
+            consumers: Mutex::new(HashMap::new()),
         })
+    }
+
+    fn consumer_book(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+        // The map holds counters only; a panic elsewhere leaves it usable.
+        self.consumers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A consumer connected to `subscription` (a front end calls this once per consumer).
+    pub fn consumer_attached(&self, subscription: &str) {
+        *self
+            .consumer_book()
+            .entry(subscription.to_string())
+            .or_default() += 1;
+    }
+
+    /// A consumer of `subscription` left (pairs with [`Self::consumer_attached`]).
+    pub fn consumer_detached(&self, subscription: &str) {
+        let mut book = self.consumer_book();
+        if let Some(n) = book.get_mut(subscription) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                book.remove(subscription);
+            }
+        }
+    }
+
+    /// Connected consumers of one subscription.
+    pub fn consumers_of(&self, subscription: &str) -> usize {
+        self.consumer_book().get(subscription).copied().unwrap_or(0)
+    }
+
+    /// Connected consumers of every subscription of this partition.
+    pub fn consumers_total(&self) -> usize {
+        self.consumer_book().values().sum()
     }
 
     pub fn name(&self) -> &TopicPartition {

@@ -192,6 +192,74 @@ enum TopicsCommand {
     Subscriptions {
         topic: String,
     },
+    /// Creates a subscription at the latest position, or at `--message-id`.
+    CreateSubscription {
+        topic: String,
+        #[arg(long, short)]
+        subscription: String,
+        /// `ledger:entry[:partition]`, `earliest` or `latest`.
+        #[arg(long, short)]
+        message_id: Option<String>,
+    },
+    /// Deletes a subscription (refused while consumers are connected).
+    Unsubscribe {
+        topic: String,
+        #[arg(long, short)]
+        subscription: String,
+    },
+    /// Moves a subscription to a publish/event time or a message id.
+    ResetCursor {
+        topic: String,
+        #[arg(long, short)]
+        subscription: String,
+        /// Milliseconds since the epoch.
+        #[arg(long, short = 't', group = "position", value_name = "MS")]
+        time: Option<i64>,
+        /// `ledger:entry[:partition]`, `earliest` or `latest`.
+        #[arg(long, short, group = "position")]
+        message_id: Option<String>,
+    },
+    /// Skips N messages of a subscription.
+    Skip {
+        topic: String,
+        #[arg(long, short)]
+        subscription: String,
+        #[arg(long, short = 'n')]
+        count: u64,
+    },
+    /// Skips every message of a subscription.
+    ClearBacklog {
+        topic: String,
+        #[arg(long, short)]
+        subscription: String,
+    },
+}
+
+/// `ledger:entry[:partition]`, `earliest` or `latest` as Pulsar's message id JSON.
+fn message_id_json(raw: &str) -> Result<String, String> {
+    let value = match raw {
+        "earliest" => serde_json::json!({ "ledgerId": -1, "entryId": -1 }),
+        "latest" => serde_json::json!({ "ledgerId": i64::MAX, "entryId": i64::MAX }),
+        _ => {
+            let parts: Vec<i64> = raw
+                .split(':')
+                .map(|p| p.parse::<i64>())
+                .collect::<Result<_, _>>()
+                .map_err(|_| format!("message id '{raw}' must be ledger:entry[:partition]"))?;
+            match parts.as_slice() {
+                [ledger, entry] => serde_json::json!({ "ledgerId": ledger, "entryId": entry }),
+                [ledger, entry, partition] => serde_json::json!({
+                    "ledgerId": ledger, "entryId": entry, "partitionIndex": partition
+                }),
+                _ => {
+                    return Err(format!(
+                        "message id '{raw}' must be ledger:entry[:partition]"
+                    ))
+                }
+            }
+        }
+    };
+    Ok(value.to_string())
 }
 
 struct Client {
@@ -451,8 +519,65 @@ fn run(c: &Client, command: AdminCommand) -> Result<Value, String> {
                 &format!("/admin/v2/persistent/{}/subscriptions", topic_path(&topic)?),
                 None,
             ),
+            other => run_subscriptions(c, other),
         },
         AdminCommand::Groups(g) => run_groups(c, g),
+    }
+}
+
+fn run_subscriptions(c: &Client, command: TopicsCommand) -> Result<Value, String> {
+    let at = |topic: &str, sub: &str, rest: &str| -> Result<String, String> {
+        Ok(format!(
+            "/admin/v2/persistent/{}/subscription/{}{rest}",
+            topic_path(topic)?,
+            segment(sub)
+        ))
+    };
+    match command {
+        TopicsCommand::CreateSubscription {
+            topic,
+            subscription,
+            message_id,
+        } => {
+            let body = message_id.as_deref().map(message_id_json).transpose()?;
+            c.call("PUT", &at(&topic, &subscription, "")?, body)
+        }
+        TopicsCommand::Unsubscribe {
+            topic,
+            subscription,
+        } => c.call("DELETE", &at(&topic, &subscription, "")?, None),
+        TopicsCommand::ResetCursor {
+            topic,
+            subscription,
+            time,
+            message_id,
+        } => match (time, message_id) {
+            (Some(ms), _) => c.call(
+                "POST",
+                &at(&topic, &subscription, &format!("/resetcursor/{ms}"))?,
+                None,
+            ),
+            (None, Some(id)) => c.call(
+                "POST",
+                &at(&topic, &subscription, "/resetcursor")?,
+                Some(message_id_json(&id)?),
+            ),
+            (None, None) => Err("one of --time or --message-id is needed".into()),
+        },
+        TopicsCommand::Skip {
+            topic,
+            subscription,
+            count,
+        } => c.call(
+            "POST",
+            &at(&topic, &subscription, &format!("/skip/{count}"))?,
+            None,
+        ),
+        TopicsCommand::ClearBacklog {
+            topic,
+            subscription,
+        } => c.call("POST", &at(&topic, &subscription, "/skip_all")?, None),
+        other => Err(format!("not a subscription command: {other:?}")),
     }
 }
 

@@ -309,3 +309,71 @@ fn namespace_permissions_round_trip() {
     assert!(!success);
     assert!(stderr.contains("unknown action 'write'"), "{stderr}");
 }
+
+/// Subscriptions through the CLI on a topic that Kafka clients wrote to.
+#[test]
+fn subscriptions_create_reset_skip_unsubscribe() {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use std::time::Duration;
+
+    let broker = Broker::start();
+    let ok = |args: &[&str]| {
+        let (success, stdout, stderr) = admin(&broker, args);
+        assert!(success, "{args:?}: {stderr}");
+        stdout
+    };
+    let backlog = |sub: &str| -> serde_json::Value {
+        let stats: serde_json::Value = serde_json::from_str(&ok(&[
+            "--output",
+            "json",
+            "topics",
+            "stats",
+            "public/default/events",
+        ]))
+        .unwrap();
+        stats["subscriptions"][sub]["msgBacklog"].clone()
+    };
+    ok(&["topics", "create", "public/default/events"]);
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.kafka_addr)
+        .create()
+        .unwrap();
+    for i in 0..8 {
+        let payload = format!("m{i}");
+        producer
+            .send(BaseRecord::<(), _>::to("events").payload(&payload))
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    let t = "public/default/events";
+    ok(&[
+        "topics",
+        "create-subscription",
+        t,
+        "-s",
+        "audit",
+        "-m",
+        "earliest",
+    ]);
+    assert_eq!(backlog("audit"), 8);
+    ok(&["topics", "create-subscription", t, "-s", "tail"]);
+    assert_eq!(backlog("tail"), 0);
+    assert_eq!(ok(&["topics", "subscriptions", t]), "audit\ntail\n");
+    ok(&["topics", "skip", t, "-s", "audit", "-n", "3"]);
+    assert_eq!(backlog("audit"), 5);
+    ok(&["topics", "reset-cursor", t, "-s", "tail", "-m", "0:2"]);
+    assert_eq!(backlog("tail"), 6);
+    ok(&["topics", "reset-cursor", t, "-s", "tail", "--time", "0"]);
+    assert_eq!(backlog("tail"), 8);
+    ok(&["topics", "clear-backlog", t, "-s", "tail"]);
+    assert_eq!(backlog("tail"), 0);
+    ok(&["topics", "unsubscribe", t, "-s", "tail"]);
+    let (success, _, stderr) = admin(&broker, &["topics", "unsubscribe", t, "-s", "tail"]);
+    assert!(!success && stderr.contains("404"), "{stderr}");
+    let (success, _, stderr) = admin(
+        &broker,
+        &["topics", "reset-cursor", t, "-s", "audit", "-m", "x"],
+    );
+    assert!(!success && stderr.contains("ledger:entry"), "{stderr}");
+}

@@ -165,6 +165,9 @@ impl Connection {
         };
         match added {
             Ok(subscription) => {
+                if durable {
+                    subscription.log.consumer_attached(&subscription.name);
+                }
                 tracing::debug!(peer = %self.peer, topic = %resolved.partition, subscription = %request.subscription, ?kind, durable, "pulsar consumer attached");
                 self.consumers
                     .insert(request.consumer_id, ConsumerHandle { subscription });
