@@ -245,3 +245,61 @@ def test_failover_standby_takes_over_when_the_active_consumer_is_killed(broker):
             child.kill()
             child.wait(timeout=10)
         client.close()
+
+
+def read_values(client, topic, count):
+    c = client.subscribe(topic, f"r-{uuid.uuid4().hex[:6]}",
+                         initial_position=pulsar.InitialPosition.Earliest)
+    got = []
+    for _ in range(count):
+        m = c.receive(timeout_millis=RECEIVE_MS)
+        got.append(m.data().decode())
+        c.acknowledge(m)
+    try:
+        m = c.receive(timeout_millis=1000)
+        pytest.fail(f"unexpected extra message {m.data()!r}")
+    except pulsar.Timeout:
+        pass
+    c.close()
+    return got
+
+
+def test_resend_without_deduplication_is_a_second_copy(broker):
+    client = client_for(broker)
+    topic = topic_name("nodedup")
+    p = client.create_producer(topic, producer_name="plain", batching_enabled=False)
+    first = p.send(b"a", sequence_id=0)
+    second = p.send(b"a-again", sequence_id=0)
+    assert first != second
+    assert read_values(client, topic, 2) == ["a", "a-again"]
+    client.close()
+
+
+def test_deduplication_by_sequence_id_survives_a_restart(broker):
+    import requests
+
+    url = f"http://{broker.http}/admin/v2/namespaces/public/default/deduplication"
+    assert requests.post(url, json=True, timeout=10).status_code == 204
+    assert requests.get(url, timeout=10).json() is True
+    client = client_for(broker)
+    topic = topic_name("dedup")
+    p = client.create_producer(topic, producer_name="dedup-p", batching_enabled=False)
+    assert p.last_sequence_id() == -1
+    ids = [p.send(f"{i}".encode(), sequence_id=i) for i in range(5)]
+    again = p.send(b"3-again", sequence_id=3)
+    assert again == ids[3], "a resend must get the original message id"
+    # The name is held while the producer is attached.
+    with pytest.raises(Exception):
+        client.create_producer(topic, producer_name="dedup-p", batching_enabled=False)
+    assert read_values(client, topic, 5) == [f"{i}" for i in range(5)]
+    client.close()
+
+    broker.restart(same_ports=True)
+    client = client_for(broker)
+    p = client.create_producer(topic, producer_name="dedup-p", batching_enabled=False)
+    assert p.last_sequence_id() == 4, "the last sequence id is restored from the log"
+    again = p.send(b"4-again", sequence_id=4)
+    assert again == ids[4]
+    p.send(b"5", sequence_id=5)
+    assert read_values(client, topic, 6) == [f"{i}" for i in range(6)]
+    client.close()

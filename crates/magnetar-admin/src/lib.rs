@@ -138,6 +138,12 @@ pub fn router_with(services: AdminServices) -> Router {
             axum::routing::post(permissions::grant_topic).delete(permissions::revoke_topic),
         )
         .route(
+            &format!("{ns}/deduplication"),
+            get(namespaces::get_deduplication)
+                .post(namespaces::set_deduplication)
+                .delete(namespaces::remove_deduplication),
+        )
+        .route(
             "/admin/v2/persistent/{tenant}/{namespace}",
             get(topics::list),
         )

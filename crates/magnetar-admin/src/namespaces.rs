@@ -1,4 +1,5 @@
-//! `/admin/v2/namespaces`: list, create, delete, policies, retention and message TTL.
+//! `/admin/v2/namespaces`: list, create, delete, policies, retention, message TTL and
+//! deduplication.
 
 use std::sync::Arc;
 
@@ -182,6 +183,45 @@ pub async fn remove_ttl(
     state
         .broker
         .update_namespace_policies(&namespace(&tenant, &ns)?, |p| p.message_ttl_s = None)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Pulsar's namespace `deduplicationEnabled`: `null` when unset (the broker default applies).
+pub async fn get_deduplication(
+    State(state): State<Arc<AppState>>,
+    Path((tenant, ns)): Path<(String, String)>,
+) -> ApiResult<Json<Option<bool>>> {
+    Ok(Json(
+        policies(&state, &namespace(&tenant, &ns)?)
+            .await?
+            .deduplication_enabled,
+    ))
+}
+
+pub async fn set_deduplication(
+    State(state): State<Arc<AppState>>,
+    Path((tenant, ns)): Path<(String, String)>,
+    JsonBody(enabled): JsonBody<bool>,
+) -> ApiResult<StatusCode> {
+    state
+        .broker
+        .update_namespace_policies(&namespace(&tenant, &ns)?, |p| {
+            p.deduplication_enabled = Some(enabled)
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn remove_deduplication(
+    State(state): State<Arc<AppState>>,
+    Path((tenant, ns)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    state
+        .broker
+        .update_namespace_policies(&namespace(&tenant, &ns)?, |p| {
+            p.deduplication_enabled = None
+        })
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -22,7 +22,7 @@ pub use error::{Error, Result};
 pub use names::{NamespaceName, TenantName, TopicName, TopicPartition};
 pub use partition::{AppendOutcome, AppendRequest, PartitionLog};
 pub use permissions::{Access, AuthAction, AuthPolicies, Grants};
-pub use producer_state::ProducerBatch;
+pub use producer_state::{named_producer_batch, named_producer_id, ProducerBatch};
 pub use resources::{NamespacePolicies, TenantInfo, TopicMetadata};
 
 /// Storage types the front ends need to see, re-exported so they depend on the broker only.

@@ -10,7 +10,9 @@ use tokio::sync::watch;
 
 use crate::error::{Error, Result};
 use crate::names::TopicPartition;
-use crate::producer_state::{ProducerBatch, ProducerStateTable, SequenceCheck};
+use crate::producer_state::{
+    ProducerBatch, ProducerStateTable, SequenceCheck, NAMED_PRODUCER_EPOCH,
+};
 
 /// Entry headers read per step when rebuilding the producer table.
 const HEADER_SCAN_CHUNK: usize = 10_000;
@@ -44,6 +46,34 @@ pub struct PartitionLog {
     /// so the admin API can refuse to move or delete a cursor a dispatcher is reading from and
     /// limits per topic can be checked.
     consumers: Mutex<HashMap<String, usize>>,
+    /// Named producers (see [`crate::producer_state::NAMED_PRODUCER_EPOCH`]): id -> first index
+    /// of its last entry. Bounded like the producer table.
+    named: Mutex<NamedProducers>,
+}
+
+/// Last entry per named producer, bounded (the producer whose last entry is oldest goes first).
+#[derive(Debug, Default)]
+struct NamedProducers {
+    last_entry: HashMap<i64, u64>,
+    producers_max: usize,
+}
+
+impl NamedProducers {
+    fn record(&mut self, producer_id: i64, first_index: u64) {
+        if !self.last_entry.contains_key(&producer_id)
+            && self.last_entry.len() >= self.producers_max.max(1)
+        {
+            if let Some(oldest) = self
+                .last_entry
+                .iter()
+                .min_by_key(|(_, index)| **index)
+                .map(|(id, _)| *id)
+            {
+                self.last_entry.remove(&oldest);
+            }
+        }
+        self.last_entry.insert(producer_id, first_index);
+    }
 }
 
 impl std::fmt::Debug for PartitionLog {
@@ -62,6 +92,10 @@ impl PartitionLog {
         producers_max: usize,
     ) -> Result<Self> {
         let mut table = ProducerStateTable::new(producers_max);
+        let mut named = NamedProducers {
+            last_entry: HashMap::new(),
+            producers_max,
+        };
         // Headers only, in bounded chunks: the producer table is rebuilt from the log itself,
         // so it survives restarts with nothing else to persist.
         let mut next = ledger.start_index();
@@ -71,6 +105,10 @@ impl PartitionLog {
             next = last.first_index + u64::from(last.message_count.max(1));
             for header in headers {
                 if let Some(p) = header.producer {
+                    if p.epoch == NAMED_PRODUCER_EPOCH {
+                        named.record(p.producer_id, header.first_index);
+                        continue;
+                    }
                     table.record(
                         &ProducerBatch {
                             producer_id: p.producer_id,
@@ -88,6 +126,7 @@ impl PartitionLog {
             ledger,
             producers: Mutex::new(table),
             consumers: Mutex::new(HashMap::new()),
+            named: Mutex::new(named),
         })
     }
 
@@ -144,7 +183,7 @@ impl PartitionLog {
         }
         let pending = {
             let mut producers = self.producers.lock().map_err(|_| Error::ShuttingDown)?;
-            if let Some(batch) = &request.producer {
+            if let Some(batch) = request.producer.as_ref().filter(|b| !b.is_named()) {
                 if let SequenceCheck::Duplicate { first_index } = producers.check(batch)? {
                     return Ok(AppendOutcome {
                         first_index,
@@ -182,8 +221,14 @@ impl PartitionLog {
                     }),
                 }
             })?;
-            if let Some(batch) = &producer {
-                producers.record(batch, pending.first_index());
+            match &producer {
+                Some(batch) if batch.is_named() => {
+                    if let Ok(mut named) = self.named.lock() {
+                        named.record(batch.producer_id, pending.first_index());
+                    }
+                }
+                Some(batch) => producers.record(batch, pending.first_index()),
+                None => {}
             }
             pending
         };
@@ -194,6 +239,15 @@ impl PartitionLog {
             log_start_index: self.ledger.start_index(),
             duplicate: false,
         })
+    }
+
+    /// The first index of the last entry appended by the named producer `producer_id`
+    /// ([`crate::producer_state::named_producer_id`]), as far as this partition remembers.
+    pub fn named_producer_last_entry(&self, producer_id: i64) -> Option<u64> {
+        self.named
+            .lock()
+            .ok()
+            .and_then(|n| n.last_entry.get(&producer_id).copied())
     }
 
     pub async fn read(

@@ -10,6 +10,35 @@ use crate::error::Error;
 /// matching `max.in.flight.requests.per.connection` <= 5 for idempotent producers).
 pub const BATCHES_REMEMBERED: usize = 5;
 
+/// The epoch that marks a *named* producer's batch (a Pulsar producer, deduplicated by its name
+/// and sequence ids by the front end) instead of an idempotent Kafka producer (whose epochs are
+/// never negative). Its `producer_id` is [`named_producer_id`] of the name; the sequence fields
+/// are unused. Stored in the entry header like Kafka producer info, so the last entry of each
+/// named producer is found again from headers alone when a partition opens.
+pub const NAMED_PRODUCER_EPOCH: i16 = i16::MIN;
+
+/// A stable id for a producer name (FNV-1a 64, sign bit cleared so it is never the header's
+/// "no producer" value -1). Collisions are possible in principle; the front end compares the
+/// name stored in the entry before trusting a match.
+pub fn named_producer_id(name: &str) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (h & i64::MAX as u64) as i64
+}
+
+/// A named producer's batch, for [`crate::AppendRequest::producer`].
+pub fn named_producer_batch(name: &str, message_count: u32) -> ProducerBatch {
+    ProducerBatch {
+        producer_id: named_producer_id(name),
+        epoch: NAMED_PRODUCER_EPOCH,
+        first_sequence: 0,
+        message_count,
+    }
+}
+
 /// A batch of messages from an idempotent producer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProducerBatch {
@@ -20,6 +49,11 @@ pub struct ProducerBatch {
 }
 
 impl ProducerBatch {
+    /// A named (Pulsar) producer's batch rather than an idempotent Kafka producer's.
+    pub fn is_named(&self) -> bool {
+        self.epoch == NAMED_PRODUCER_EPOCH
+    }
+
     pub fn last_sequence(&self) -> i32 {
         add_sequence(self.first_sequence, self.message_count.saturating_sub(1))
     }

@@ -47,6 +47,10 @@ pub struct NamespacePolicies {
     /// Who may produce and consume (Pulsar's `auth_policies`).
     #[serde(default)]
     pub auth_policies: crate::permissions::AuthPolicies,
+    /// Pulsar's namespace `deduplicationEnabled`: unset follows the broker default
+    /// (`brokerDeduplicationEnabled`).
+    #[serde(default)]
+    pub deduplication_enabled: Option<bool>,
 }
 
 /// A topic. `partitioned == false` is a Pulsar non-partitioned topic: Kafka sees one partition

@@ -32,6 +32,21 @@ pub(crate) struct ProducerHandle {
     pub log: Arc<PartitionLog>,
     pub name: String,
     pub registration: u64,
+    /// The partition's deduplication table when deduplication is on for this producer.
+    pub dedup: Option<Arc<std::sync::Mutex<crate::dedup::DedupTable>>>,
+}
+
+impl ProducerHandle {
+    /// Gives the producer's registration (and its name, under deduplication) back.
+    pub fn release(&self, service: &Service) {
+        service.unregister_producer(&self.partition, self.registration);
+        if let Some(table) = &self.dedup {
+            table
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .detach(&self.name, self.registration);
+        }
+    }
 }
 
 pub(crate) struct ConsumerHandle {
@@ -281,8 +296,7 @@ impl Connection {
     /// Releases producers and consumers when the connection ends.
     async fn release(&mut self) {
         for (_, p) in self.producers.drain() {
-            self.service
-                .unregister_producer(&p.partition, p.registration);
+            p.release(&self.service);
         }
         let consumers: Vec<u64> = self.consumers.keys().copied().collect();
         for id in consumers {

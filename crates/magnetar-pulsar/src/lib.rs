@@ -18,6 +18,7 @@
 pub mod commands;
 pub mod connection;
 pub mod convert;
+pub mod dedup;
 pub mod error;
 pub mod frame;
 pub mod key_shared;
@@ -55,6 +56,11 @@ pub struct PulsarConfig {
     pub keepalive_interval_s: u64,
     /// Send broker entry metadata (publish time, index) to clients that announce support.
     pub broker_entry_metadata: bool,
+    /// Pulsar's `brokerDeduplicationEnabled`: deduplicate SENDs by producer name and sequence
+    /// id ([`dedup`]); a namespace's `deduplicationEnabled` policy overrides it.
+    pub deduplication_enabled: bool,
+    /// Producer names whose sequence state is kept per partition for deduplication.
+    pub deduplication_producers_max: usize,
 }
 
 impl Default for PulsarConfig {
@@ -70,6 +76,8 @@ impl Default for PulsarConfig {
             unacked_messages_per_consumer_max: 50_000,
             keepalive_interval_s: 30,
             broker_entry_metadata: true,
+            deduplication_enabled: false,
+            deduplication_producers_max: 10_000,
         }
     }
 }

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::convert::{EntryCache, CACHE_BYTES_MAX};
+use crate::dedup::DedupTable;
 use crate::subscription::Subscription;
 use crate::PulsarConfig;
 
@@ -39,8 +40,13 @@ pub struct Service {
     producers: Mutex<HashMap<TopicPartition, TopicProducers>>,
     pub(crate) subscriptions: Mutex<HashMap<(TopicPartition, String), Arc<Subscription>>>,
     next_name: AtomicU64,
+    /// Part of generated producer names, so they differ from those of earlier runs (a name
+    /// carries deduplication state across restarts).
+    name_nonce: u64,
     next_registration: AtomicU64,
     next_connection: AtomicU64,
+    /// Deduplication state per partition, for partitions that had a deduplicated producer.
+    dedup: Mutex<HashMap<TopicPartition, Arc<Mutex<DedupTable>>>>,
 }
 
 impl Service {
@@ -54,6 +60,10 @@ impl Service {
             producers: Mutex::new(HashMap::new()),
             subscriptions: Mutex::new(HashMap::new()),
             next_name: AtomicU64::new(0),
+            name_nonce: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            dedup: Mutex::new(HashMap::new()),
             next_registration: AtomicU64::new(1),
             next_connection: AtomicU64::new(1),
         }
@@ -63,10 +73,35 @@ impl Service {
         self.next_connection.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// A producer name unique in this broker's life, in Pulsar's `{cluster}-{n}` shape.
+    /// A producer name unique in this broker's life and across its restarts, in Pulsar's
+    /// `{cluster}-{broker}-{n}` shape (the middle part is this run's start time).
     pub fn producer_name(&self) -> String {
         let n = self.next_name.fetch_add(1, Ordering::Relaxed);
-        format!("{}-{n}", self.broker.config().cluster_name)
+        format!(
+            "{}-{:x}-{n}",
+            self.broker.config().cluster_name,
+            self.name_nonce
+        )
+    }
+
+    /// The deduplication table of a partition.
+    pub fn dedup_table(&self, tp: &TopicPartition) -> Arc<Mutex<DedupTable>> {
+        let mut all = self.dedup.lock().unwrap_or_else(|e| e.into_inner());
+        all.entry(tp.clone())
+            .or_insert_with(|| {
+                Arc::new(Mutex::new(DedupTable::new(
+                    self.config.deduplication_producers_max,
+                )))
+            })
+            .clone()
+    }
+
+    /// Whether SENDs to `topic` are deduplicated: the namespace policy, else the broker default.
+    pub async fn deduplication_enabled(&self, topic: &TopicName) -> Result<bool, Error> {
+        let policies = self.broker.namespace_policies(&topic.namespace).await?;
+        Ok(policies
+            .and_then(|p| p.deduplication_enabled)
+            .unwrap_or(self.config.deduplication_enabled))
     }
 
     /// Resolves a Pulsar topic name (`persistent://t/ns/x`, `x-partition-N`, or a Kafka form) to

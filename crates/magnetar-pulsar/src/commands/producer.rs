@@ -3,10 +3,17 @@
 //! Access modes: `Shared` producers coexist; `Exclusive` is refused (`ProducerBusy`) while any
 //! other producer is attached, and refuses later ones. `ExclusiveWithFencing` and
 //! `WaitForExclusive` are treated as `Exclusive` (no fencing, no waiting).
+//!
+//! With deduplication on ([`crate::dedup`]), a producer name is held by one producer at a time
+//! and PRODUCER_SUCCESS carries the name's last sequence id, restored from the log.
+
+use magnetar_broker::{named_producer_id, PartitionLog, PayloadFormat};
 
 use crate::commands::schema::{check_schema, BUILTIN_SCHEMA_VERSION};
 use crate::connection::{Connection, Next, ProducerHandle};
+use crate::dedup::Restored;
 use crate::error::server_error;
+use crate::frame::split_body;
 use crate::proto::base_command::Type;
 use crate::proto::{BaseCommand, CommandProducerSuccess, ProducerAccessMode, ServerError};
 
@@ -19,7 +26,7 @@ impl Connection {
         if let Some(existing) = self.producers.get(&request.producer_id) {
             // A retried PRODUCER for a producer that exists: answer as before.
             let name = existing.name.clone();
-            self.send(producer_success(request_id, name)).await;
+            self.send(producer_success(request_id, name, -1)).await;
             return Next::Continue;
         }
         if self.producers.len() >= self.service.config.producers_per_connection_max {
@@ -80,6 +87,48 @@ impl Connection {
             Some(n) if !n.is_empty() => n.to_string(),
             _ => self.service.producer_name(),
         };
+        let dedup = match self
+            .service
+            .deduplication_enabled(&resolved.partition.topic)
+            .await
+        {
+            Ok(enabled) => enabled,
+            Err(e) => {
+                self.service
+                    .unregister_producer(&resolved.partition, registration);
+                self.error(request_id, server_error(&e), e.to_string())
+                    .await;
+                return Next::Continue;
+            }
+        };
+        let mut last_sequence_id = -1;
+        let dedup = if dedup {
+            let table = self.service.dedup_table(&resolved.partition);
+            let known = table.lock().unwrap_or_else(|e| e.into_inner()).knows(&name);
+            let restored = if known {
+                None
+            } else {
+                restore_sequences(&log, &name).await
+            };
+            let attached = table.lock().unwrap_or_else(|e| e.into_inner()).attach(
+                &name,
+                registration,
+                restored,
+            );
+            match attached {
+                Ok(last) => last_sequence_id = last,
+                Err(message) => {
+                    self.service
+                        .unregister_producer(&resolved.partition, registration);
+                    self.error(request_id, ServerError::ProducerBusy, message)
+                        .await;
+                    return Next::Continue;
+                }
+            }
+            Some(table)
+        } else {
+            None
+        };
         tracing::debug!(peer = %self.peer, topic = %resolved.partition, producer = %name, "pulsar producer attached");
         self.producers.insert(
             request.producer_id,
@@ -89,9 +138,10 @@ impl Connection {
                 log,
                 name: name.clone(),
                 registration,
+                dedup,
             },
         );
-        let mut success = producer_success(request_id, name);
+        let mut success = producer_success(request_id, name, last_sequence_id);
         if let Some(s) = success.producer_success.as_mut() {
             s.schema_version = request
                 .schema
@@ -107,8 +157,7 @@ impl Connection {
             return Next::Close("CLOSE_PRODUCER without its body".into());
         };
         if let Some(p) = self.producers.remove(&request.producer_id) {
-            self.service
-                .unregister_producer(&p.partition, p.registration);
+            p.release(&self.service);
         }
         // Receipts of sends already queued are sent before this success (same pipeline order
         // is not guaranteed; the client ignores receipts after closing).
@@ -117,13 +166,39 @@ impl Connection {
     }
 }
 
-fn producer_success(request_id: u64, producer_name: String) -> BaseCommand {
+/// A name's last appended SEND, from the log: the partition remembers the name's last entry
+/// (from entry headers), whose metadata holds the name and sequence ids.
+async fn restore_sequences(log: &PartitionLog, name: &str) -> Option<Restored> {
+    let index = log.named_producer_last_entry(named_producer_id(name))?;
+    let entry = log.read(index, 1, 1).await.ok()?.into_iter().next()?;
+    if entry.header.first_index != index || entry.header.format != PayloadFormat::Pulsar {
+        return None;
+    }
+    let (metadata, _) = split_body(&entry.payload).ok()?;
+    if metadata.producer_name != name {
+        // Another name with the same id (a hash collision): nothing known about this one.
+        return None;
+    }
+    let lowest = metadata.sequence_id;
+    let count = u64::from(entry.header.message_count.max(1));
+    let highest = metadata
+        .highest_sequence_id
+        .filter(|h| *h >= lowest)
+        .unwrap_or(lowest.saturating_add(count - 1));
+    Some(Restored {
+        lowest,
+        highest,
+        first_index: index,
+    })
+}
+
+fn producer_success(request_id: u64, producer_name: String, last_sequence_id: i64) -> BaseCommand {
     BaseCommand {
         r#type: Type::ProducerSuccess as i32,
         producer_success: Some(CommandProducerSuccess {
             request_id,
             producer_name,
-            last_sequence_id: Some(-1),
+            last_sequence_id: Some(last_sequence_id),
             schema_version: None,
             topic_epoch: None,
             producer_ready: Some(true),

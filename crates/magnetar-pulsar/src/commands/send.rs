@@ -8,19 +8,24 @@
 //! Receipts leave in SEND order: the append is polled once here, which queues it in the ledger
 //! (indexes are assigned in that order), and the rest of the wait runs in the connection's send
 //! pipeline, which yields receipts in order.
+//!
+//! Every entry's header names its producer (`named_producer_batch`); with deduplication on, a
+//! SEND whose sequence id was appended before is answered with the original's message id and
+//! not appended again ([`crate::dedup`]).
 
-use std::future::Future;
 use std::task::Poll;
 
 use bytes::Bytes;
-use magnetar_broker::{AppendRequest, PayloadFormat};
+use futures_util::FutureExt;
+use magnetar_broker::{named_producer_batch, AppendRequest, PayloadFormat};
 
 use crate::connection::{Connection, Next, SendFuture};
+use crate::dedup::{Check, Outcome, SharedOutcome};
 use crate::error::server_error;
 use crate::frame::{self, split_body, Payload};
 use crate::message_id::message_id;
 use crate::proto::base_command::Type;
-use crate::proto::{BaseCommand, CommandSendError, CommandSendReceipt, ServerError};
+use crate::proto::{BaseCommand, CommandSendError, CommandSendReceipt, MessageIdData, ServerError};
 
 impl Connection {
     pub(crate) async fn on_send(&mut self, command: BaseCommand, payload: Option<Payload>) -> Next {
@@ -87,46 +92,99 @@ impl Connection {
             0 => metadata.publish_time as i64,
             t => t as i64,
         };
+        let partition = producer.id_partition;
+        let name = producer.name.clone();
+        let dedup = producer.dedup.clone();
+        let receipt = move |outcome: Option<Outcome>| -> Bytes {
+            match outcome {
+                Some(Err((error, message))) => {
+                    send_error_frame(producer_id, sequence_id, error, message)
+                }
+                // A duplicate older than what is remembered: Pulsar's `-1:-1`.
+                None => receipt_frame(
+                    producer_id,
+                    sequence_id,
+                    highest_sequence_id,
+                    MessageIdData {
+                        ledger_id: u64::MAX,
+                        entry_id: u64::MAX,
+                        partition: Some(partition),
+                        ..Default::default()
+                    },
+                ),
+                Some(Ok(first_index)) => receipt_frame(
+                    producer_id,
+                    sequence_id,
+                    highest_sequence_id,
+                    message_id(partition, first_index, None),
+                ),
+            }
+        };
+        if let Some(table) = &dedup {
+            let check = table
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .check(&name, sequence_id);
+            if let Check::Duplicate(original) = check {
+                tracing::debug!(peer = %self.peer, producer = %name, sequence_id, "pulsar send is a duplicate; not appended");
+                let fut: SendFuture = Box::pin(async move {
+                    match original {
+                        Some(original) => receipt(Some(original.await)),
+                        None => receipt(None),
+                    }
+                });
+                if self.sends.send(fut).await.is_err() {
+                    return Next::Close("send pipeline stopped".into());
+                }
+                return Next::Continue;
+            }
+        }
         let request = AppendRequest {
             payload: payload.body,
             message_count,
             max_timestamp_ms,
             format: PayloadFormat::Pulsar,
-            producer: None,
+            // Tagged with the producer name in the entry header, so deduplication state can be
+            // found again after a restart.
+            producer: Some(named_producer_batch(&name, message_count)),
             first_index_at: None,
         };
         let log = producer.log.clone();
-        let partition = producer.id_partition;
-        let mut append = Box::pin(async move { log.append(request).await });
-        let receipt = move |outcome: Result<
-            magnetar_broker::AppendOutcome,
-            magnetar_broker::Error,
-        >|
-              -> Bytes {
-            match outcome {
-                Ok(o) => frame::encode(&BaseCommand {
-                    r#type: Type::SendReceipt as i32,
-                    send_receipt: Some(CommandSendReceipt {
-                        producer_id,
-                        sequence_id,
-                        message_id: Some(message_id(partition, o.first_index, None)),
-                        highest_sequence_id: Some(highest_sequence_id),
-                    }),
-                    ..Default::default()
-                }),
-                Err(e) => {
-                    send_error_frame(producer_id, sequence_id, server_error(&e), e.to_string())
-                }
+        let append: SharedOutcome = async move {
+            log.append(request)
+                .await
+                .map(|o| o.first_index)
+                .map_err(|e| (server_error(&e), e.to_string()))
+        }
+        .boxed()
+        .shared();
+        if let Some(table) = &dedup {
+            let highest = highest_sequence_id.max(sequence_id);
+            table.lock().unwrap_or_else(|e| e.into_inner()).pushed(
+                &name,
+                sequence_id,
+                highest,
+                append.clone(),
+            );
+        }
+        let settle = move |outcome: Outcome| -> Bytes {
+            if let (Err(_), Some(table)) = (&outcome, &dedup) {
+                table
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .failed(&name, sequence_id);
             }
+            receipt(Some(outcome))
         };
         // First poll: the entry is queued in the ledger now, so indexes follow SEND order.
-        let first = std::future::poll_fn(|cx| Poll::Ready(append.as_mut().poll(cx))).await;
+        let mut first_poll = append.clone();
+        let first = std::future::poll_fn(|cx| Poll::Ready(first_poll.poll_unpin(cx))).await;
         let fut: SendFuture = match first {
             Poll::Ready(outcome) => {
-                let bytes = receipt(outcome);
+                let bytes = settle(outcome);
                 Box::pin(async move { bytes })
             }
-            Poll::Pending => Box::pin(async move { receipt(append.await) }),
+            Poll::Pending => Box::pin(async move { settle(append.await) }),
         };
         if self.sends.send(fut).await.is_err() {
             return Next::Close("send pipeline stopped".into());
@@ -146,6 +204,24 @@ impl Connection {
         let bytes = send_error_frame(producer_id, sequence_id, error, message);
         let _ = self.sends.send(Box::pin(async move { bytes })).await;
     }
+}
+
+fn receipt_frame(
+    producer_id: u64,
+    sequence_id: u64,
+    highest_sequence_id: u64,
+    id: MessageIdData,
+) -> Bytes {
+    frame::encode(&BaseCommand {
+        r#type: Type::SendReceipt as i32,
+        send_receipt: Some(CommandSendReceipt {
+            producer_id,
+            sequence_id,
+            message_id: Some(id),
+            highest_sequence_id: Some(highest_sequence_id),
+        }),
+        ..Default::default()
+    })
 }
 
 fn send_error_frame(
