@@ -371,7 +371,7 @@ def wait_balanced(members: List[Member], sizes: List[int], log: Log, what: str, 
         assigns = [m.assignment() for m in members]
         union = set().union(*assigns)
         return (
-            [len(a) for a in assigns] == sizes
+            sorted(len(a) for a in assigns) == sorted(sizes)
             and union == set(range(PARTITIONS))
             and sum(len(a) for a in assigns) == PARTITIONS
         )
@@ -554,6 +554,120 @@ def test_confluent_cooperative_sticky_is_incremental(gbroker, cleanup):
     log.check_exactly_once_after_commit(phase1 | phase2)
     a.stop()
     b.stop()
+
+
+CRASHING_MEMBER = r'''
+import sys
+from confluent_kafka import Consumer, TopicPartition
+bootstrap, group, topic = sys.argv[1:4]
+c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
+              "auto.offset.reset": "earliest", "session.timeout.ms": 6000,
+              "heartbeat.interval.ms": 500, "fetch.wait.max.ms": 100})
+def on_assign(consumer, parts):
+    print("assign " + ",".join(str(p.partition) for p in parts), flush=True)
+    consumer.assign(parts)
+c.subscribe([topic], on_assign=on_assign)
+while True:  # runs until SIGKILL
+    m = c.poll(0.1)
+    if m is None or m.error():
+        continue
+    print(f"msg {m.partition()} {m.offset()}", flush=True)
+    c.commit(offsets=[TopicPartition(topic, m.partition(), m.offset() + 1)], asynchronous=False)
+    print(f"commit {m.partition()} {m.offset() + 1}", flush=True)
+'''
+
+
+def test_crashed_member_expires_and_survivors_take_over(gbroker, cleanup, tmp_path):
+    """kill -9 of a member process (no LeaveGroup): the session expires, the others rebalance."""
+    import signal
+    import sys
+
+    topic, group, log = unique("gcr"), unique("grp"), Log()
+    create_topic(gbroker.kafka, topic)
+    script = tmp_path / "member.py"
+    script.write_text(CRASHING_MEMBER)
+    proc = subprocess.Popen([sys.executable, str(script), gbroker.kafka, group, topic],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assigned: List[Set[int]] = []
+
+    def pump():
+        for line in proc.stdout:
+            kind, *rest = line.split()
+            if kind == "assign":
+                parts = {int(x) for x in rest[0].split(",")} if rest else set()
+                assigned.append(parts)
+                log.add("proc", "assign", sorted(parts))
+            elif kind == "msg":
+                log.add("proc", "msg", (int(rest[0]),), int(rest[1]))
+            elif kind == "commit":
+                log.add("proc", "commit_ok", (int(rest[0]),), int(rest[1]))
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        members = [ConfluentMember(f"cr{i}", log, topic, gbroker.kafka, group) for i in range(2)]
+        cleanup.extend(members)
+        for m in members:
+            m.start()
+        wait_until("the process member to hold two partitions",
+                   lambda: members[0].assignment() and members[1].assignment()
+                   and len(assigned[-1] if assigned else ()) == 2
+                   and sorted(len(m.assignment()) for m in members) == [2, 2],
+                   describe=lambda: f"process: {assigned}\n" + describe_members(members)() + "\n" + log.summary())
+        proc_parts = assigned[-1]
+        phase1 = produce_known(gbroker.kafka, topic, 10, tag="one")
+        wait_consumed(log, phase1, "phase 1 consumed by the three members")
+        wait_until("the process member to commit its last message",
+                   lambda: {e.partitions[0]: e.offset for e in log.of("proc", ("commit_ok",))}
+                   == {p: 10 for p in proc_parts})
+        killed_at = time.monotonic()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        phase2 = produce_known(gbroker.kafka, topic, 10, tag="two")
+        wait_balanced(members, [3, 3], log, "the survivors after the crashed member's session expired",
+                      timeout_s=SESSION_MS / 1000 + 20)
+        took = time.monotonic() - killed_at
+        assert took >= SESSION_MS / 1000 - 1.5, f"rebalanced {took:.1f}s after the crash, before the session timeout"
+        wait_consumed(log, phase1 | phase2, "phase 2 consumed by the survivors")
+        time.sleep(1.0)
+        log.check_exactly_once_after_commit(phase1 | phase2)
+        for m in members:
+            m.stop()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        reader.join(5)
+
+
+def test_membership_churn_keeps_assignments_complete(gbroker, cleanup):
+    """Members join and leave one by one (1..4..1); every stable generation covers all six
+    partitions exactly once, DescribeGroups agrees with the clients, and no message is lost or
+    re-read after a commit."""
+    topic, group, log = unique("gch"), unique("grp"), Log()
+    create_topic(gbroker.kafka, topic)
+    produced: Set[PartOff] = set()
+    live: List[ConfluentMember] = []
+    expected = {1: [6], 2: [3, 3], 3: [2, 2, 2], 4: [1, 1, 2, 2]}
+    steps = [+1, +1, +1, +1, -1, -1, -1]
+    for step, delta in enumerate(steps):
+        if delta > 0:
+            m = ConfluentMember(f"ch{step}", log, topic, gbroker.kafka, group)
+            cleanup.append(m)
+            live.append(m.start())
+        else:
+            gone = live.pop(0)
+            gone.paused_flag.set()
+            time.sleep(0.2)
+            gone.stop()
+        wait_balanced(live, expected[len(live)], log, f"step {step}: {len(live)} members")
+        check_described(gbroker.kafka, group, "range", live)
+        produced |= produce_known(gbroker.kafka, topic, 3, tag=f"s{step}")
+        wait_consumed(log, produced, f"step {step}: messages consumed")
+    time.sleep(1.0)
+    log.check_exactly_once_after_commit(produced)
+    for m in live:
+        m.stop()
 
 
 # --------------------------------------------------------------------------------------------
@@ -826,6 +940,32 @@ def test_config_min_session_timeout_from_kop_file(broker_factory, cleanup, tmp_p
     first_error(log, "low", 20, ["INVALID_SESSION_TIMEOUT", "session timeout"])
     wait_until("a member with an allowed session timeout to join", lambda: ok.assignment() == {0})
     assert low.assignment() == set()
+
+
+def test_config_offset_metadata_max_bytes(broker_factory):
+    """groups.offset_metadata_max_bytes = 16: 16 bytes of commit metadata pass, 17 do not.
+
+    kafka-python sends the metadata string as given (confluent-kafka-python appends a NUL byte,
+    so there 15 characters are the most that fit)."""
+    from kafka import KafkaConsumer
+    from kafka import TopicPartition as KTP
+    from kafka.errors import OffsetMetadataTooLargeError
+    from kafka.structs import OffsetAndMetadata
+
+    b = broker_factory(env={**BROKER_ENV, "MAGNETAR_GROUPS__OFFSET_METADATA_MAX_BYTES": "16"})
+    topic, group = unique("gmd"), unique("grp")
+    create_topic(b.kafka, topic, partitions=1)
+    c = KafkaConsumer(bootstrap_servers=b.kafka, group_id=group, enable_auto_commit=False,
+                      request_timeout_ms=15000)
+    try:
+        tp = KTP(topic, 0)
+        c.commit({tp: OffsetAndMetadata(3, "m" * 16, -1)})
+        with pytest.raises(OffsetMetadataTooLargeError):
+            c.commit({tp: OffsetAndMetadata(4, "m" * 17, -1)})
+        got = c.committed(tp, metadata=True)
+        assert (got.offset, got.metadata) == (3, "m" * 16), got
+    finally:
+        c.close(autocommit=False)
 
 
 def offsets_partitions(b) -> int:
