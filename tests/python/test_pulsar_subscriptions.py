@@ -268,8 +268,8 @@ def test_resend_without_deduplication_is_a_second_copy(broker):
     client = client_for(broker)
     topic = topic_name("nodedup")
     p = client.create_producer(topic, producer_name="plain", batching_enabled=False)
-    first = p.send(b"a", sequence_id=0)
-    second = p.send(b"a-again", sequence_id=0)
+    first = p.send(b"a", sequence_id=5)
+    second = p.send(b"a-again", sequence_id=5)
     assert first != second
     assert read_values(client, topic, 2) == ["a", "a-again"]
     client.close()
@@ -302,4 +302,24 @@ def test_deduplication_by_sequence_id_survives_a_restart(broker):
     assert again == ids[4]
     p.send(b"5", sequence_id=5)
     assert read_values(client, topic, 6) == [f"{i}" for i in range(6)]
+    client.close()
+
+
+def test_pulsar_section_reaches_the_listener(broker_factory):
+    """`[pulsar]` settings from the environment: deduplication on broker-wide (no namespace
+    policy) and the announced max message size, which the client enforces."""
+    b = broker_factory(env={
+        "MAGNETAR_PULSAR__DEDUPLICATION_ENABLED": "true",
+        "MAGNETAR_PULSAR__MESSAGE_BYTES_MAX": "65536",
+    })
+    client = client_for(b)
+    topic = topic_name("cfg")
+    p = client.create_producer(topic, producer_name="cfg-p", batching_enabled=False)
+    # (The Python client treats sequence_id=0 as "not given"; start at 10.)
+    first = p.send(b"x", sequence_id=10)
+    assert p.send(b"x-again", sequence_id=10) == first
+    with pytest.raises(Exception):
+        p.send(b"y" * 100_000, sequence_id=11)
+    p.send(b"z", sequence_id=12)
+    assert read_values(client, topic, 2) == ["x", "z"]
     client.close()

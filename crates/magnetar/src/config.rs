@@ -62,6 +62,26 @@ pub struct KafkaSection {
 #[serde(default, deny_unknown_fields)]
 pub struct PulsarSection {
     pub port: u16,
+    /// Pulsar's `maxMessageSize`: the largest SEND (one message or batch); announced to
+    /// clients in CONNECTED. Frames may be 10 KiB larger (headers).
+    pub message_bytes_max: u32,
+    /// Pulsar's `keepAliveIntervalSeconds`: a PING after this much silence, a close after twice.
+    pub keepalive_interval_s: u32,
+    pub connections_max: u32,
+    pub producers_per_connection_max: u32,
+    pub consumers_per_connection_max: u32,
+    /// Encoded frames queued for one connection's socket.
+    pub outbound_frames_max: u32,
+    /// Pulsar's `maxPendingPublishRequestsPerConnection`: SENDs not yet durable per connection.
+    pub pending_sends_max: u32,
+    /// Pulsar's `maxUnackedMessagesPerConsumer`; `0` means unlimited, as in Pulsar.
+    pub unacked_messages_per_consumer_max: u64,
+    /// Send broker entry metadata to clients that announce support for it.
+    pub broker_entry_metadata: bool,
+    /// Pulsar's `brokerDeduplicationEnabled`.
+    pub deduplication_enabled: bool,
+    /// Pulsar's `brokerDeduplicationMaxNumberOfProducers`: names tracked per partition.
+    pub deduplication_producers_max: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -163,7 +183,47 @@ impl Default for KafkaSection {
 
 impl Default for PulsarSection {
     fn default() -> Self {
-        Self { port: 6650 }
+        // The listener's own defaults, so the two cannot drift apart.
+        let c = magnetar_pulsar::PulsarConfig::default();
+        let u32_of = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+        Self {
+            port: 6650,
+            message_bytes_max: u32_of(c.message_size_max_bytes),
+            keepalive_interval_s: u32::try_from(c.keepalive_interval_s).unwrap_or(u32::MAX),
+            connections_max: u32_of(c.connections_max),
+            producers_per_connection_max: u32_of(c.producers_per_connection_max),
+            consumers_per_connection_max: u32_of(c.consumers_per_connection_max),
+            outbound_frames_max: u32_of(c.outbound_frames_max),
+            pending_sends_max: u32_of(c.pending_sends_max),
+            unacked_messages_per_consumer_max: c.unacked_messages_per_consumer_max,
+            broker_entry_metadata: c.broker_entry_metadata,
+            deduplication_enabled: c.deduplication_enabled,
+            deduplication_producers_max: u32_of(c.deduplication_producers_max),
+        }
+    }
+}
+
+impl PulsarSection {
+    /// The Pulsar listener's limits. Call after [`Config::validate`].
+    pub fn listener_config(&self) -> magnetar_pulsar::PulsarConfig {
+        let message = self.message_bytes_max as usize;
+        magnetar_pulsar::PulsarConfig {
+            frame_size_max_bytes: message + magnetar_pulsar::frame::FRAME_PADDING_BYTES,
+            message_size_max_bytes: message,
+            connections_max: self.connections_max as usize,
+            producers_per_connection_max: self.producers_per_connection_max as usize,
+            consumers_per_connection_max: self.consumers_per_connection_max as usize,
+            outbound_frames_max: self.outbound_frames_max as usize,
+            pending_sends_max: self.pending_sends_max as usize,
+            unacked_messages_per_consumer_max: match self.unacked_messages_per_consumer_max {
+                0 => u64::MAX,
+                n => n,
+            },
+            keepalive_interval_s: self.keepalive_interval_s.into(),
+            broker_entry_metadata: self.broker_entry_metadata,
+            deduplication_enabled: self.deduplication_enabled,
+            deduplication_producers_max: self.deduplication_producers_max as usize,
+        }
     }
 }
 
@@ -290,6 +350,36 @@ pub const ALIASES: &[Alias] = &[
         name: "brokerServicePort",
         section: "pulsar",
         key: "port",
+    },
+    Alias {
+        name: "maxMessageSize",
+        section: "pulsar",
+        key: "message_bytes_max",
+    },
+    Alias {
+        name: "keepAliveIntervalSeconds",
+        section: "pulsar",
+        key: "keepalive_interval_s",
+    },
+    Alias {
+        name: "maxPendingPublishRequestsPerConnection",
+        section: "pulsar",
+        key: "pending_sends_max",
+    },
+    Alias {
+        name: "maxUnackedMessagesPerConsumer",
+        section: "pulsar",
+        key: "unacked_messages_per_consumer_max",
+    },
+    Alias {
+        name: "brokerDeduplicationEnabled",
+        section: "pulsar",
+        key: "deduplication_enabled",
+    },
+    Alias {
+        name: "brokerDeduplicationMaxNumberOfProducers",
+        section: "pulsar",
+        key: "deduplication_producers_max",
     },
     Alias {
         name: "webServicePort",
@@ -601,6 +691,61 @@ impl Config {
             self.storage.entry_bytes_max.into(),
             1024,
             1024 * 1024 * 1024,
+        )?;
+        let p = &self.pulsar;
+        range(
+            "pulsar.message_bytes_max",
+            p.message_bytes_max.into(),
+            1024,
+            self.storage.entry_bytes_max.into(),
+        )?;
+        range(
+            "pulsar.keepalive_interval_s",
+            p.keepalive_interval_s.into(),
+            1,
+            3600,
+        )?;
+        range(
+            "pulsar.connections_max",
+            p.connections_max.into(),
+            1,
+            1_000_000,
+        )?;
+        range(
+            "pulsar.producers_per_connection_max",
+            p.producers_per_connection_max.into(),
+            1,
+            1_000_000,
+        )?;
+        range(
+            "pulsar.consumers_per_connection_max",
+            p.consumers_per_connection_max.into(),
+            1,
+            1_000_000,
+        )?;
+        range(
+            "pulsar.outbound_frames_max",
+            p.outbound_frames_max.into(),
+            16,
+            1_000_000,
+        )?;
+        range(
+            "pulsar.pending_sends_max",
+            p.pending_sends_max.into(),
+            1,
+            1_000_000,
+        )?;
+        range(
+            "pulsar.unacked_messages_per_consumer_max",
+            p.unacked_messages_per_consumer_max,
+            0,
+            1_000_000_000,
+        )?;
+        range(
+            "pulsar.deduplication_producers_max",
+            p.deduplication_producers_max.into(),
+            1,
+            1_000_000,
         )?;
         let g = &self.groups;
         range(
@@ -972,6 +1117,65 @@ mod tests {
         let e = load_str("b.conf", "webServicePort=http\n", &[]).unwrap_err();
         assert!(e.to_string().contains("webServicePort"), "{e}");
     }
+    #[test]
+    fn pulsar_section_aliases_env_ranges_and_listener_mapping() {
+        let text = "maxMessageSize=1048576\nkeepAliveIntervalSeconds=10\n\
+                    maxPendingPublishRequestsPerConnection=50\nmaxUnackedMessagesPerConsumer=0\n\
+                    brokerDeduplicationEnabled=true\nbrokerDeduplicationMaxNumberOfProducers=9\n";
+        let loaded = load_str(
+            "broker.conf",
+            text,
+            &[("MAGNETAR_PULSAR__OUTBOUND_FRAMES_MAX", "64")],
+        )
+        .unwrap();
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        let c = loaded.config.pulsar.listener_config();
+        assert_eq!(c.message_size_max_bytes, 1_048_576);
+        assert_eq!(c.frame_size_max_bytes, 1_048_576 + 10 * 1024);
+        assert_eq!(c.keepalive_interval_s, 10);
+        assert_eq!(c.pending_sends_max, 50);
+        assert_eq!(
+            c.unacked_messages_per_consumer_max,
+            u64::MAX,
+            "0 is unlimited"
+        );
+        assert!(c.deduplication_enabled);
+        assert_eq!(c.deduplication_producers_max, 9);
+        assert_eq!(c.outbound_frames_max, 64);
+        // The defaults map back onto the listener's own defaults.
+        let (d, l) = (
+            PulsarSection::default().listener_config(),
+            magnetar_pulsar::PulsarConfig::default(),
+        );
+        assert_eq!(
+            format!("{d:?}"),
+            format!("{l:?}"),
+            "[pulsar] defaults drifted from PulsarConfig::default()"
+        );
+        for (text, key) in [
+            (
+                "[pulsar]\nmessage_bytes_max = 10\n",
+                "pulsar.message_bytes_max",
+            ),
+            (
+                "[pulsar]\nmessage_bytes_max = 1073741824\n",
+                "pulsar.message_bytes_max",
+            ),
+            (
+                "[pulsar]\nkeepalive_interval_s = 0\n",
+                "pulsar.keepalive_interval_s",
+            ),
+            (
+                "[pulsar]\npending_sends_max = 0\n",
+                "pulsar.pending_sends_max",
+            ),
+            ("[pulsar]\nbogus = 1\n", "bogus"),
+        ] {
+            let e = load_str("m.toml", &format!("version = 1\n{text}"), &[]).unwrap_err();
+            assert!(e.to_string().contains(key), "{e}");
+        }
+    }
+
     #[test]
     fn groups_section_env_aliases_ranges_and_coordinator_mapping() {
         let loaded = load_str(

@@ -203,10 +203,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
     });
     tasks.spawn({
         let (broker, shutdown) = (broker.clone(), shutdown.clone());
+        let pulsar_config = config.pulsar.listener_config();
         async move {
             (
                 "pulsar",
-                magnetar_pulsar::serve(pulsar_listener, broker, shutdown).await,
+                magnetar_pulsar::serve_with(pulsar_listener, broker, pulsar_config, shutdown).await,
             )
         }
     });
