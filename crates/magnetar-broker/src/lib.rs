@@ -25,6 +25,10 @@ pub use permissions::{Access, AuthAction, AuthPolicies, Grants};
 pub use producer_state::{named_producer_batch, named_producer_id, ProducerBatch};
 pub use resources::{NamespacePolicies, TenantInfo, TopicMetadata};
 
+/// The metadata store, for the crates above the broker that keep records of their own (the SCRAM
+/// credentials of magnetar-auth) without depending on magnetar-metadata.
+pub use magnetar_metadata::{Expect, MetadataError, MetadataStore};
+
 /// Storage types the front ends need to see, re-exported so they depend on the broker only.
 pub use magnetar_storage::{
     Clock, CursorStart, CursorState, Entry, EntryHeader, FsyncPolicy, LedgerConfig, ManualClock,

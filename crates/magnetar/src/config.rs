@@ -21,6 +21,7 @@ pub struct Config {
     pub http: HttpSection,
     pub storage: StorageSection,
     pub groups: GroupsSection,
+    pub auth: AuthSection,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -56,6 +57,24 @@ pub struct KafkaSection {
     pub message_bytes_max: u64,
     pub entry_format: String,
     pub max_read_entries_num: u32,
+    /// `PLAINTEXT` or `SASL_PLAINTEXT` (from KoP's `kafkaListeners` prefix).
+    pub security_protocol: String,
+}
+
+/// Authentication (Pulsar's names are aliases). Lists are comma-separated strings so that the
+/// environment and properties files can set them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSection {
+    pub enabled: bool,
+    pub providers: String,
+    pub authorization_enabled: bool,
+    pub superuser_roles: String,
+    pub token_secret_key: String,
+    pub token_public_key: String,
+    pub token_auth_claim: String,
+    pub sasl_allowed_mechanisms: String,
+    pub failed_authentication_delay_ms: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -136,6 +155,7 @@ impl Default for Config {
             http: HttpSection::default(),
             storage: StorageSection::default(),
             groups: GroupsSection::default(),
+            auth: AuthSection::default(),
         }
     }
 }
@@ -177,6 +197,51 @@ impl Default for KafkaSection {
             message_bytes_max: 1_048_588,
             entry_format: "kafka".into(),
             max_read_entries_num: 5,
+            security_protocol: "PLAINTEXT".into(),
+        }
+    }
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            providers: "token".into(),
+            authorization_enabled: false,
+            superuser_roles: String::new(),
+            token_secret_key: String::new(),
+            token_public_key: String::new(),
+            token_auth_claim: "sub".into(),
+            sasl_allowed_mechanisms: "PLAIN,OAUTHBEARER,SCRAM-SHA-256,SCRAM-SHA-512".into(),
+            failed_authentication_delay_ms: 300,
+        }
+    }
+}
+
+/// Splits a comma-separated list, dropping blanks.
+pub fn list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+impl AuthSection {
+    /// The settings magnetar-auth takes.
+    pub fn auth_config(&self) -> magnetar_auth::AuthConfig {
+        let key = |k: &str| (!k.is_empty()).then(|| k.to_string());
+        magnetar_auth::AuthConfig {
+            enabled: self.enabled,
+            token_secret_key: key(&self.token_secret_key),
+            token_public_key: key(&self.token_public_key),
+            token_auth_claim: self.token_auth_claim.clone(),
+            mechanisms: list(&self.sasl_allowed_mechanisms)
+                .iter()
+                .filter_map(|m| magnetar_auth::Mechanism::from_name(m))
+                .collect(),
+            superuser_roles: list(&self.superuser_roles),
         }
     }
 }
@@ -436,6 +501,51 @@ pub const ALIASES: &[Alias] = &[
         section: "groups",
         key: "offset_metadata_max_bytes",
     },
+    Alias {
+        name: "authenticationEnabled",
+        section: "auth",
+        key: "enabled",
+    },
+    Alias {
+        name: "authenticationProviders",
+        section: "auth",
+        key: "providers",
+    },
+    Alias {
+        name: "authorizationEnabled",
+        section: "auth",
+        key: "authorization_enabled",
+    },
+    Alias {
+        name: "superUserRoles",
+        section: "auth",
+        key: "superuser_roles",
+    },
+    Alias {
+        name: "tokenSecretKey",
+        section: "auth",
+        key: "token_secret_key",
+    },
+    Alias {
+        name: "tokenPublicKey",
+        section: "auth",
+        key: "token_public_key",
+    },
+    Alias {
+        name: "tokenAuthClaim",
+        section: "auth",
+        key: "token_auth_claim",
+    },
+    Alias {
+        name: "saslAllowedMechanisms",
+        section: "auth",
+        key: "sasl_allowed_mechanisms",
+    },
+    Alias {
+        name: "failedAuthenticationDelayMs",
+        section: "auth",
+        key: "failed_authentication_delay_ms",
+    },
 ];
 
 /// Overrides from command-line flags (applied last).
@@ -658,6 +768,12 @@ impl Config {
         magnetar_broker::NamespaceName::new(&self.kafka.tenant, &self.kafka.namespace)
             .map_err(|e| err(format!("kafka.tenant/kafka.namespace: {e}")))?;
         one_of(
+            "kafka.security_protocol",
+            &self.kafka.security_protocol,
+            &["PLAINTEXT", "SASL_PLAINTEXT"],
+        )?;
+        self.validate_auth()?;
+        one_of(
             "storage.fsync",
             &self.storage.fsync,
             &["always", "interval", "os"],
@@ -802,6 +918,84 @@ impl Config {
     }
 }
 
+impl Config {
+    fn validate_auth(&self) -> Result<(), ConfigError> {
+        let auth = &self.auth;
+        for provider in list(&auth.providers) {
+            // Pulsar names providers by class; the token provider is the one built.
+            if provider != "token" && !provider.ends_with("AuthenticationProviderToken") {
+                return Err(err(format!(
+                    "auth.providers: '{provider}' is not supported; only token authentication (AuthenticationProviderToken) is built"
+                )));
+            }
+        }
+        if auth.authorization_enabled {
+            return Err(err(
+                "auth.authorization_enabled = true: authorization is not built yet, and starting without it would allow every authenticated client everything",
+            ));
+        }
+        for mechanism in list(&auth.sasl_allowed_mechanisms) {
+            if magnetar_auth::Mechanism::from_name(&mechanism).is_none() {
+                return Err(err(format!(
+                    "auth.sasl_allowed_mechanisms: '{mechanism}' is not one of PLAIN, OAUTHBEARER, SCRAM-SHA-256, SCRAM-SHA-512"
+                )));
+            }
+        }
+        if auth.token_auth_claim.is_empty() {
+            return Err(err("auth.token_auth_claim is empty"));
+        }
+        if auth.failed_authentication_delay_ms > 60_000 {
+            return Err(err(format!(
+                "auth.failed_authentication_delay_ms = {} is outside the allowed range [0, 60000]",
+                auth.failed_authentication_delay_ms
+            )));
+        }
+        if self.kafka.security_protocol == "SASL_PLAINTEXT" && !auth.enabled {
+            return Err(err(
+                "kafka.security_protocol = \"SASL_PLAINTEXT\" needs auth.enabled = true (authenticationEnabled)",
+            ));
+        }
+        if !auth.enabled {
+            return Ok(());
+        }
+        let config = auth.auth_config();
+        if config.mechanisms.is_empty() {
+            return Err(err(
+                "auth.enabled = true but auth.sasl_allowed_mechanisms is empty",
+            ));
+        }
+        let needs_token = config.mechanisms.iter().any(|m| {
+            matches!(
+                m,
+                magnetar_auth::Mechanism::Plain | magnetar_auth::Mechanism::OAuthBearer
+            )
+        });
+        // Read and parse the key now, so a bad key stops startup with a config error.
+        match (&config.token_secret_key, &config.token_public_key) {
+            (Some(_), Some(_)) => {
+                return Err(err(
+                    "auth.token_secret_key and auth.token_public_key are both set; set one",
+                ))
+            }
+            (Some(url), None) => magnetar_auth::key::read_key(url)
+                .and_then(|k| magnetar_auth::TokenValidator::from_secret_key(&k, "sub"))
+                .map(|_| ())
+                .map_err(|e| err(format!("auth.token_secret_key (tokenSecretKey): {e}")))?,
+            (None, Some(url)) => magnetar_auth::key::read_key(url)
+                .and_then(|k| magnetar_auth::TokenValidator::from_public_key(&k, "sub"))
+                .map(|_| ())
+                .map_err(|e| err(format!("auth.token_public_key (tokenPublicKey): {e}")))?,
+            (None, None) if needs_token => {
+                return Err(err(
+                    "auth.enabled = true with PLAIN or OAUTHBEARER allowed needs auth.token_secret_key (tokenSecretKey) or auth.token_public_key (tokenPublicKey)",
+                ))
+            }
+            (None, None) => {}
+        }
+        Ok(())
+    }
+}
+
 fn set(root: &mut Table, section: &str, key: &str, value: Value) {
     let entry = root
         .entry(section.to_string())
@@ -924,14 +1118,15 @@ fn apply_listener_keys(root: &mut Table) -> Result<(), ConfigError> {
     let advertised = kafka.remove("advertised_listeners");
     let mut bind = None;
     if let Some(Value::String(s)) = listeners {
-        let (host, port) = parse_listener("kafkaListeners", &s)?;
+        let (protocol, host, port) = parse_listener("kafkaListeners", &s)?;
         kafka.insert("port".into(), Value::Integer(port.into()));
+        kafka.insert("security_protocol".into(), Value::String(protocol));
         if !host.is_empty() {
             bind = Some(host);
         }
     }
     if let Some(Value::String(s)) = advertised {
-        let (host, port) = parse_listener("kafkaAdvertisedListeners", &s)?;
+        let (_, host, port) = parse_listener("kafkaAdvertisedListeners", &s)?;
         kafka.insert("advertised_port".into(), Value::Integer(port.into()));
         kafka.insert("advertised_host".into(), Value::String(host));
     }
@@ -941,7 +1136,8 @@ fn apply_listener_keys(root: &mut Table) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn parse_listener(key: &str, value: &str) -> Result<(String, u16), ConfigError> {
+/// One `PROTOCOL://host:port` listener: (protocol, host, port).
+fn parse_listener(key: &str, value: &str) -> Result<(String, String, u16), ConfigError> {
     let listeners: Vec<&str> = value
         .split(',')
         .map(str::trim)
@@ -949,17 +1145,20 @@ fn parse_listener(key: &str, value: &str) -> Result<(String, u16), ConfigError> 
         .collect();
     let [listener] = listeners.as_slice() else {
         return Err(err(format!(
-            "{key} = \"{value}\": exactly one PLAINTEXT:// listener is supported"
+            "{key} = \"{value}\": exactly one PLAINTEXT:// or SASL_PLAINTEXT:// listener is supported"
         )));
     };
-    let Some(address) = listener.strip_prefix("PLAINTEXT://") else {
-        return Err(err(format!(
-            "{key} = \"{value}\": only PLAINTEXT:// listeners are supported (SASL and SSL are not built yet)"
-        )));
+    let (protocol, address) = match listener.split_once("://") {
+        Some((p @ ("PLAINTEXT" | "SASL_PLAINTEXT"), address)) => (p.to_string(), address),
+        _ => {
+            return Err(err(format!(
+                "{key} = \"{value}\": only PLAINTEXT:// and SASL_PLAINTEXT:// listeners are supported (SSL is not built yet)"
+            )))
+        }
     };
     let (host, port) = address.rsplit_once(':').ok_or_else(|| {
         err(format!(
-            "{key} = \"{value}\": expected PLAINTEXT://host:port"
+            "{key} = \"{value}\": expected {protocol}://host:port"
         ))
     })?;
     let port = port
@@ -969,7 +1168,7 @@ fn parse_listener(key: &str, value: &str) -> Result<(String, u16), ConfigError> 
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_string();
-    Ok((host, port))
+    Ok((protocol, host, port))
 }
 
 #[cfg(test)]
@@ -1107,13 +1306,8 @@ mod tests {
         assert_eq!(loaded.config.kafka.port, 9999);
         assert_eq!(loaded.config.server.bind, "0.0.0.0");
         assert_eq!(loaded.config.kafka.default_num_partitions, 4);
-        let e = load_str(
-            "b.conf",
-            "kafkaListeners=SASL_PLAINTEXT://127.0.0.1:9092\n",
-            &[],
-        )
-        .unwrap_err();
-        assert!(e.to_string().contains("PLAINTEXT"), "{e}");
+        let e = load_str("b.conf", "kafkaListeners=SSL://127.0.0.1:9092\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("SASL_PLAINTEXT://"), "{e}");
         let e = load_str("b.conf", "webServicePort=http\n", &[]).unwrap_err();
         assert!(e.to_string().contains("webServicePort"), "{e}");
     }
@@ -1229,5 +1423,80 @@ mod tests {
             let e = load_str("m.toml", &format!("version = 1\n{text}"), &[]).unwrap_err();
             assert!(e.to_string().contains(key), "{e}");
         }
+    }
+
+    #[test]
+    fn pulsar_auth_keys_and_sasl_listener() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("secret.key");
+        std::fs::write(&key, [7u8; 32]).unwrap();
+        let text = format!(
+            "kafkaListeners=SASL_PLAINTEXT://127.0.0.1:19092\nauthenticationEnabled=true\n\
+             authenticationProviders=org.apache.pulsar.broker.authentication.AuthenticationProviderToken\n\
+             authorizationEnabled=false\nsuperUserRoles=admin,ops\ntokenSecretKey=file://{}\n\
+             tokenAuthClaim=role\nsaslAllowedMechanisms=PLAIN,SCRAM-SHA-256\nfailedAuthenticationDelayMs=50\n",
+            key.display()
+        );
+        let c = load_str("broker.conf", &text, &[]).unwrap().config;
+        assert_eq!(c.kafka.security_protocol, "SASL_PLAINTEXT");
+        assert!(c.auth.enabled);
+        assert_eq!(list(&c.auth.superuser_roles), ["admin", "ops"]);
+        assert_eq!(c.auth.token_auth_claim, "role");
+        assert_eq!(c.auth.failed_authentication_delay_ms, 50);
+        let auth = c.auth.auth_config();
+        assert_eq!(auth.mechanisms.len(), 2);
+        // The same through the environment.
+        let c = load_str(
+            "m.toml",
+            "version = 1\n",
+            &[
+                ("MAGNETAR_AUTH__ENABLED", "true"),
+                (
+                    "MAGNETAR_AUTH__TOKEN_SECRET_KEY",
+                    "data:;base64,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+                ),
+                ("MAGNETAR_KAFKA__SECURITY_PROTOCOL", "SASL_PLAINTEXT"),
+            ],
+        )
+        .unwrap()
+        .config;
+        assert!(c.auth.enabled);
+    }
+
+    #[test]
+    fn auth_misconfigurations_are_named() {
+        let cases: &[(&str, &str)] = &[
+            ("authenticationEnabled=true\n", "tokenSecretKey"),
+            (
+                "kafkaListeners=SASL_PLAINTEXT://127.0.0.1:9092\n",
+                "auth.enabled",
+            ),
+            (
+                "authenticationEnabled=true\ntokenSecretKey=file:///does/not/exist\n",
+                "tokenSecretKey",
+            ),
+            (
+                "authenticationEnabled=true\ntokenSecretKey=data:;base64,AAEC\n",
+                "32",
+            ),
+            (
+                "authenticationEnabled=true\ntokenPublicKey=data:;base64,AAEC\n",
+                "tokenPublicKey",
+            ),
+            ("authorizationEnabled=true\n", "authorization"),
+            ("saslAllowedMechanisms=GSSAPI\n", "GSSAPI"),
+            ("authenticationProviders=org.example.Ldap\n", "Ldap"),
+        ];
+        for (text, needle) in cases {
+            let e = load_str("broker.conf", text, &[]).unwrap_err();
+            assert!(e.to_string().contains(needle), "{text}: {e}");
+        }
+        // SCRAM alone needs no token key.
+        let c = load_str(
+            "broker.conf",
+            "authenticationEnabled=true\nsaslAllowedMechanisms=SCRAM-SHA-512\n",
+            &[],
+        );
+        assert!(c.is_ok(), "{c:?}");
     }
 }

@@ -4,6 +4,7 @@
 mod admin_cli;
 mod config;
 mod standalone;
+mod tokens_cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,6 +28,8 @@ enum Command {
     Standalone(StandaloneArgs),
     /// Administers a running broker through its REST API (pulsar-admin's command shape).
     Admin(admin_cli::AdminArgs),
+    /// Creates and checks the JWT tokens the broker accepts (pulsar tokens' command shape).
+    Tokens(tokens_cli::TokensArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -60,5 +63,6 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Standalone(args) => standalone::main(args),
         Command::Admin(args) => admin_cli::main(args),
+        Command::Tokens(args) => tokens_cli::main(args),
     }
 }
