@@ -72,6 +72,17 @@ pub struct Authenticator {
     scram: ScramStore,
 }
 
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("enabled", &self.enabled)
+            .field("validator", &self.validator)
+            .field("mechanisms", &self.mechanisms)
+            .field("superuser_roles", &self.superuser_roles)
+            .finish()
+    }
+}
+
 impl Authenticator {
     /// Builds the authenticator; fails with a message naming the setting when a key is missing or
     /// unreadable, so a misconfigured broker does not start.

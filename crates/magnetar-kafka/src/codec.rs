@@ -57,10 +57,15 @@ pub enum DecodeError {
 }
 
 /// Decodes one frame body (the bytes after the length prefix).
-pub fn decode_request(mut frame: Bytes) -> Result<Decoded, DecodeError> {
+pub fn decode_request(frame: Bytes) -> Result<Decoded, DecodeError> {
+    decode_request_on(frame, false)
+}
+
+/// Decodes one frame body; with `sasl`, the SASL APIs ([`api::SASL_SUPPORTED`]) too.
+pub fn decode_request_on(mut frame: Bytes, sasl: bool) -> Result<Decoded, DecodeError> {
     let (key, version, correlation_id) = frame::peek_ids(&frame)?;
     let api_key = ApiKey::try_from(key).map_err(|_| DecodeError::UnknownApi(key))?;
-    let Some((min, max)) = api::supported(api_key) else {
+    let Some((min, max)) = api::supported_on(api_key, sasl) else {
         return Err(DecodeError::UnknownApi(key));
     };
     if version < min || version > max {

@@ -13,14 +13,41 @@ use tokio::net::TcpStream;
 use crate::api::{self, Context};
 use crate::codec::{self, DecodeError, Decoded};
 use crate::frame::{self, FrameError};
+use crate::sasl::{Admission, ConnectionAuth, RawOutcome};
 
-pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, context: Arc<Context>) {
+pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, mut context: Arc<Context>) {
     let _ = stream.set_nodelay(true);
     let (read, write) = stream.into_split();
     let mut reader = BufReader::with_capacity(64 * 1024, read);
     let mut writer = BufWriter::with_capacity(64 * 1024, write);
     tracing::debug!(%peer, "kafka connection opened");
+    // On a SASL listener: the connection's authentication state (see `sasl`).
+    let mut auth = context.config.authenticator.clone().map(|authenticator| {
+        ConnectionAuth::new(
+            authenticator,
+            &context.broker.config().default_namespace,
+            context.config.failed_authentication_delay_ms,
+        )
+    });
     loop {
+        if let Some(auth) = auth.as_mut().filter(|a| a.expects_raw_token()) {
+            let outcome = tokio::select! {
+                biased;
+                _ = context.shutdown.cancelled() => break,
+                outcome = auth.raw_exchange(&mut reader, &mut writer) => outcome,
+            };
+            match outcome {
+                RawOutcome::Continue => continue,
+                RawOutcome::Authenticated(session) => {
+                    context = Arc::new(context.with_session(session));
+                    continue;
+                }
+                RawOutcome::Close(delay) => {
+                    tokio::time::sleep(delay).await;
+                    break;
+                }
+            }
+        }
         let frame = tokio::select! {
             biased;
             _ = context.shutdown.cancelled() => break,
@@ -38,7 +65,47 @@ pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, context: Arc<
                 break;
             }
         };
-        let response = match codec::decode_request(frame) {
+        if let Some(auth) = &auth {
+            let api_key = frame::peek_ids(&frame).map(|(key, _, _)| key).unwrap_or(-1);
+            if let Admission::Close(reason) = auth.admit(api_key) {
+                tracing::warn!(%peer, reason, "closing kafka connection");
+                break;
+            }
+        }
+        let response = match codec::decode_request_on(frame, auth.is_some()) {
+            Ok(Decoded::Request(request)) if auth.is_some() && is_sasl(request.api_key) => {
+                let (api_key, version) = (request.api_key, request.header.api_version);
+                let correlation_id = request.header.correlation_id;
+                let Some(reply) = (match auth.as_mut() {
+                    Some(auth) => auth.handle(*request).await,
+                    None => None,
+                }) else {
+                    break;
+                };
+                if let Some(session) = reply.session {
+                    context = Arc::new(context.with_session(session));
+                }
+                let written = match codec::encode_response(
+                    api_key,
+                    version,
+                    correlation_id,
+                    &reply.response,
+                ) {
+                    Ok(bytes) => write_response(&mut writer, &bytes).await.is_ok(),
+                    Err(e) => {
+                        tracing::error!(%peer, ?api_key, version, error = %e, "cannot encode kafka response; closing connection");
+                        false
+                    }
+                };
+                if let Some(delay) = reply.close_after {
+                    tokio::time::sleep(delay).await;
+                    break;
+                }
+                if !written {
+                    break;
+                }
+                continue;
+            }
             Ok(Decoded::Request(request)) => {
                 let api_key = request.api_key;
                 let version = request.header.api_version;
@@ -76,6 +143,11 @@ pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, context: Arc<
     }
     let _ = writer.shutdown().await;
     tracing::debug!(%peer, "kafka connection closed");
+}
+
+fn is_sasl(api_key: kafka_protocol::messages::ApiKey) -> bool {
+    use kafka_protocol::messages::ApiKey;
+    matches!(api_key, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate)
 }
 
 fn log_decode_error(peer: &SocketAddr, e: &DecodeError) {

@@ -509,6 +509,39 @@ const OFFSET_DELETE: Schema = Schema {
     ],
 };
 
+const SASL_HANDSHAKE: Schema = Schema {
+    flexible_from: ANY,
+    fields: &[f(Ty::Str, 0, ANY)],
+};
+
+const SASL_AUTHENTICATE: Schema = Schema {
+    flexible_from: 2,
+    fields: &[f(Ty::Bytes, 0, ANY)],
+};
+
+const DESCRIBE_USER_SCRAM_CREDENTIALS: Schema = Schema {
+    flexible_from: 0,
+    fields: &[f(Ty::Structs(&[f(Ty::Str, 0, ANY)]), 0, ANY)],
+};
+
+const ALTER_USER_SCRAM_CREDENTIALS: Schema = Schema {
+    flexible_from: 0,
+    fields: &[
+        f(Ty::Structs(&[f(Ty::Str, 0, ANY), f(I8, 0, ANY)]), 0, ANY),
+        f(
+            Ty::Structs(&[
+                f(Ty::Str, 0, ANY),
+                f(I8, 0, ANY),
+                f(I32, 0, ANY),
+                f(Ty::Bytes, 0, ANY),
+                f(Ty::Bytes, 0, ANY),
+            ]),
+            0,
+            ANY,
+        ),
+    ],
+};
+
 /// The schema of a request, for the APIs this broker serves.
 pub fn schema(api_key: ApiKey) -> Option<&'static Schema> {
     Some(match api_key {
@@ -538,6 +571,10 @@ pub fn schema(api_key: ApiKey) -> Option<&'static Schema> {
         ApiKey::ListGroups => &LIST_GROUPS,
         ApiKey::DeleteGroups => &DELETE_GROUPS,
         ApiKey::OffsetDelete => &OFFSET_DELETE,
+        ApiKey::SaslHandshake => &SASL_HANDSHAKE,
+        ApiKey::SaslAuthenticate => &SASL_AUTHENTICATE,
+        ApiKey::DescribeUserScramCredentials => &DESCRIBE_USER_SCRAM_CREDENTIALS,
+        ApiKey::AlterUserScramCredentials => &ALTER_USER_SCRAM_CREDENTIALS,
         _ => return None,
     })
 }

@@ -33,6 +33,7 @@ mod connection;
 pub mod error_code;
 pub mod frame;
 pub mod guard;
+pub mod sasl;
 pub mod topic_config;
 
 /// Settings of the Kafka front end.
@@ -53,6 +54,18 @@ pub struct KafkaConfig {
     pub message_bytes_max: usize,
     /// The group coordinator's settings (`__consumer_offsets` partitions, session limits, ...).
     pub group_coordinator: magnetar_coordinator::CoordinatorConfig,
+    /// Set on a `SASL_PLAINTEXT` listener: clients must authenticate before anything but
+    /// ApiVersions and SASL is served.
+    pub authenticator: Option<Arc<magnetar_auth::Authenticator>>,
+    /// How long a failed authentication waits before the connection closes.
+    pub failed_authentication_delay_ms: u64,
+}
+
+impl KafkaConfig {
+    /// Whether this listener requires SASL authentication.
+    pub fn sasl_required(&self) -> bool {
+        self.authenticator.is_some()
+    }
 }
 
 impl Default for KafkaConfig {
@@ -66,6 +79,8 @@ impl Default for KafkaConfig {
             connections_max: 10_000,
             message_bytes_max: 1024 * 1024 + 12,
             group_coordinator: magnetar_coordinator::CoordinatorConfig::default(),
+            authenticator: None,
+            failed_authentication_delay_ms: 300,
         }
     }
 }

@@ -931,7 +931,7 @@ impl Config {
         }
         if auth.authorization_enabled {
             return Err(err(
-                "auth.authorization_enabled = true: authorization is not built yet, and starting without it would allow every authenticated client everything",
+                "auth.authorization_enabled = true: the front ends do not enforce permissions yet, and starting anyway would allow every authenticated client everything",
             ));
         }
         for mechanism in list(&auth.sasl_allowed_mechanisms) {

@@ -163,6 +163,18 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .context("cannot open the broker")?;
 
+    let authenticator = if config.auth.enabled {
+        Some(Arc::new(
+            magnetar_auth::Authenticator::new(&config.auth.auth_config(), broker.clone())
+                .context("cannot set up authentication")?,
+        ))
+    } else {
+        None
+    };
+    let kafka_sasl = config.kafka.security_protocol == "SASL_PLAINTEXT";
+    if authenticator.is_some() && !kafka_sasl {
+        tracing::warn!("authentication is enabled but the Kafka listener is PLAINTEXT: Kafka clients are not authenticated (use kafkaListeners=SASL_PLAINTEXT://... or kafka.security_protocol = \"SASL_PLAINTEXT\")");
+    }
     let kafka_config = magnetar_kafka::KafkaConfig {
         advertised_host,
         advertised_port,
@@ -172,6 +184,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         connections_max: config.kafka.connections_max as usize,
         message_bytes_max: config.kafka.message_bytes_max as usize,
         group_coordinator: config.groups.coordinator_config(),
+        authenticator: authenticator.clone().filter(|_| kafka_sasl),
+        failed_authentication_delay_ms: config.auth.failed_authentication_delay_ms,
     };
     // Started here, not inside the Kafka front end, so the admin API shares it (groups, lag).
     let coordinator = magnetar_coordinator::GroupCoordinator::start(

@@ -5,13 +5,20 @@
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
 
-use super::{Context, SUPPORTED};
+use super::{Context, SASL_SUPPORTED, SUPPORTED};
 use crate::frame::RequestHeader;
 
 pub fn supported_versions() -> ApiVersionsResponse {
+    versions(false)
+}
+
+/// The table, with the SASL APIs on a listener that requires SASL.
+pub fn versions(sasl: bool) -> ApiVersionsResponse {
+    let sasl_table: &[_] = if sasl { SASL_SUPPORTED } else { &[] };
     let mut response = ApiVersionsResponse::default();
     response.api_keys = SUPPORTED
         .iter()
+        .chain(sasl_table)
         .map(|(key, min, max)| {
             ApiVersion::default()
                 .with_api_key(*key as i16)
@@ -23,7 +30,7 @@ pub fn supported_versions() -> ApiVersionsResponse {
 }
 
 pub fn handle(
-    _ctx: &Context,
+    ctx: &Context,
     header: &RequestHeader,
     request: ApiVersionsRequest,
 ) -> ApiVersionsResponse {
@@ -35,5 +42,5 @@ pub fn handle(
             "kafka client connected"
         );
     }
-    supported_versions()
+    versions(ctx.config.sasl_required())
 }

@@ -14,6 +14,7 @@ use crate::codec::Request;
 use crate::KafkaConfig;
 
 pub mod alter_configs;
+pub mod alter_user_scram_credentials;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
@@ -23,6 +24,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_user_scram_credentials;
 pub mod fetch;
 pub mod find_coordinator;
 mod group_common;
@@ -74,9 +76,26 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetDelete, 0, 0),
 ];
 
+/// Served only on a listener with SASL (`SASL_PLAINTEXT`) and advertised only there. SaslHandshake
+/// and SaslAuthenticate are answered by the connection's SASL state ([`crate::sasl`]), the SCRAM
+/// credential APIs by their modules.
+pub const SASL_SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
+];
+
 pub fn supported(api_key: ApiKey) -> Option<(i16, i16)> {
+    supported_on(api_key, false)
+}
+
+/// The versions served of `api_key`, with the SASL APIs when `sasl` is set.
+pub fn supported_on(api_key: ApiKey, sasl: bool) -> Option<(i16, i16)> {
+    let sasl_table: &[(ApiKey, i16, i16)] = if sasl { SASL_SUPPORTED } else { &[] };
     SUPPORTED
         .iter()
+        .chain(sasl_table)
         .find(|(k, _, _)| *k == api_key)
         .map(|(_, min, max)| (*min, *max))
 }
@@ -90,7 +109,9 @@ pub enum Outcome {
     Close(&'static str),
 }
 
-/// Shared by every connection of a listener.
+/// Shared by every connection of a listener; a connection that authenticated gets its own copy
+/// carrying its [`Session`] (clones share the topic-id table).
+#[derive(Clone)]
 pub struct Context {
     pub broker: Arc<Broker>,
     pub config: KafkaConfig,
@@ -98,7 +119,19 @@ pub struct Context {
     /// The group coordinator (consumer groups); `None` answers COORDINATOR_NOT_AVAILABLE.
     pub coordinator: Option<Arc<GroupCoordinator>>,
     /// Topic ids handed out in Metadata, for requests that address topics by id (Fetch v13+).
-    topic_ids: Mutex<HashMap<Uuid, TopicName>>,
+    topic_ids: Arc<Mutex<HashMap<Uuid, TopicName>>>,
+    /// Who the connection authenticated as; the default for an unauthenticated listener.
+    pub session: Session,
+}
+
+/// The authenticated side of a connection.
+#[derive(Clone, Debug, Default)]
+pub struct Session {
+    /// `None` on a listener without SASL.
+    pub principal: Option<magnetar_auth::Principal>,
+    /// Where bare topic names resolve for this client (KoP: the PLAIN username's tenant or
+    /// tenant/namespace); `None` is the broker's default namespace.
+    pub default_namespace: Option<magnetar_broker::NamespaceName>,
 }
 
 impl Context {
@@ -108,8 +141,24 @@ impl Context {
             config,
             shutdown,
             coordinator: None,
-            topic_ids: Mutex::new(HashMap::new()),
+            topic_ids: Arc::new(Mutex::new(HashMap::new())),
+            session: Session::default(),
         }
+    }
+
+    /// This context for a connection that authenticated.
+    pub fn with_session(&self, session: Session) -> Self {
+        Self {
+            session,
+            ..self.clone()
+        }
+    }
+
+    fn default_namespace(&self) -> &magnetar_broker::NamespaceName {
+        self.session
+            .default_namespace
+            .as_ref()
+            .unwrap_or(&self.broker.config().default_namespace)
     }
 
     /// A topic's Kafka topic id: derived from its full name and creation time, so it is stable
@@ -145,12 +194,12 @@ impl Context {
 
     /// Parses a topic name as a client wrote it; the client keeps seeing the name it used.
     pub fn parse_topic(&self, name: &str) -> Result<TopicName, Error> {
-        self.broker.parse_topic(name)
+        TopicName::parse(name, self.default_namespace())
     }
 
     /// The short name of a topic for listings (bare for the default namespace).
     pub fn short_name(&self, name: &TopicName) -> String {
-        name.short_name(&self.broker.config().default_namespace)
+        name.short_name(self.default_namespace())
     }
 }
 
@@ -251,6 +300,16 @@ pub async fn handle(ctx: &Context, peer: SocketAddr, request: Request) -> Outcom
         RequestKind::OffsetDelete(r) => respond(ResponseKind::OffsetDelete(
             offset_delete::handle(ctx, r).await,
         )),
+        RequestKind::DescribeUserScramCredentials(r) => {
+            respond(ResponseKind::DescribeUserScramCredentials(
+                describe_user_scram_credentials::handle(ctx, r).await,
+            ))
+        }
+        RequestKind::AlterUserScramCredentials(r) => {
+            respond(ResponseKind::AlterUserScramCredentials(
+                alter_user_scram_credentials::handle(ctx, r).await,
+            ))
+        }
         // The codec only decodes the APIs in SUPPORTED, so this is a bug, not client input.
         _ => Outcome::Close("request of an api without a handler"),
     }
@@ -262,7 +321,7 @@ mod tests {
 
     #[test]
     fn supported_versions_are_decodable_by_the_crate() {
-        for (api, min, max) in SUPPORTED {
+        for (api, min, max) in SUPPORTED.iter().chain(SASL_SUPPORTED) {
             let range = api.valid_versions();
             assert!(range.min <= *min && *max <= range.max, "{api:?}");
             assert!(

@@ -413,7 +413,70 @@ fn samples() -> Vec<Sample> {
             ]);
         enc(&m, v)
     };
+    let sasl_handshake = |v: i16| {
+        enc(
+            &SaslHandshakeRequest::default().with_mechanism(s("PLAIN")),
+            v,
+        )
+    };
+    let sasl_authenticate = |v: i16| {
+        enc(
+            &SaslAuthenticateRequest::default()
+                .with_auth_bytes(Bytes::from_static(b"\0tenant\0token:x")),
+            v,
+        )
+    };
+    let describe_scram = |v: i16| {
+        let m = DescribeUserScramCredentialsRequest::default().with_users(Some(vec![
+            describe_user_scram_credentials_request::UserName::default().with_name(s("a")),
+            describe_user_scram_credentials_request::UserName::default().with_name(s("bb")),
+        ]));
+        enc(&m, v)
+    };
+    let alter_scram = |v: i16| {
+        use alter_user_scram_credentials_request::{
+            ScramCredentialDeletion, ScramCredentialUpsertion,
+        };
+        let m = AlterUserScramCredentialsRequest::default()
+            .with_deletions(vec![
+                ScramCredentialDeletion::default()
+                    .with_name(s("a"))
+                    .with_mechanism(1),
+                ScramCredentialDeletion::default()
+                    .with_name(s("b"))
+                    .with_mechanism(2),
+            ])
+            .with_upsertions(vec![
+                ScramCredentialUpsertion::default()
+                    .with_name(s("c"))
+                    .with_mechanism(1)
+                    .with_iterations(4096)
+                    .with_salt(Bytes::from_static(b"salt"))
+                    .with_salted_password(Bytes::from_static(&[1; 32])),
+                ScramCredentialUpsertion::default()
+                    .with_name(s("d"))
+                    .with_mechanism(2)
+                    .with_iterations(8192)
+                    .with_salt(Bytes::from_static(b"pepper"))
+                    .with_salted_password(Bytes::from_static(&[2; 64])),
+            ]);
+        enc(&m, v)
+    };
     vec![
+        (ApiKey::SaslHandshake, 0, 1, Box::new(sasl_handshake)),
+        (ApiKey::SaslAuthenticate, 0, 2, Box::new(sasl_authenticate)),
+        (
+            ApiKey::DescribeUserScramCredentials,
+            0,
+            0,
+            Box::new(describe_scram),
+        ),
+        (
+            ApiKey::AlterUserScramCredentials,
+            0,
+            0,
+            Box::new(alter_scram),
+        ),
         (ApiKey::ApiVersions, 0, 4, Box::new(api_versions)),
         (ApiKey::Metadata, 0, 12, Box::new(metadata)),
         (ApiKey::Produce, 3, 11, Box::new(produce)),
@@ -537,6 +600,12 @@ fn decode_any(api: ApiKey, version: i16, buf: &mut Bytes) -> bool {
         ApiKey::Metadata => MetadataRequest::decode(buf, version).is_ok(),
         ApiKey::CreateTopics => CreateTopicsRequest::decode(buf, version).is_ok(),
         ApiKey::DescribeConfigs => DescribeConfigsRequest::decode(buf, version).is_ok(),
+        ApiKey::AlterUserScramCredentials => {
+            AlterUserScramCredentialsRequest::decode(buf, version).is_ok()
+        }
+        ApiKey::DescribeUserScramCredentials => {
+            DescribeUserScramCredentialsRequest::decode(buf, version).is_ok()
+        }
         _ => false,
     }
 }

@@ -1,0 +1,101 @@
+//! DescribeUserScramCredentials v0 (KIP-554): the SCRAM mechanisms and iterations of users,
+//! never their salts or keys. Served on SASL listeners to superusers.
+
+use std::collections::HashSet;
+
+use kafka_protocol::messages::describe_user_scram_credentials_response::{
+    CredentialInfo, DescribeUserScramCredentialsResult,
+};
+use kafka_protocol::messages::{
+    DescribeUserScramCredentialsRequest, DescribeUserScramCredentialsResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+use super::Context;
+
+/// Kafka's wire code of a SCRAM mechanism.
+pub fn mechanism_code(mechanism: magnetar_auth::ScramMechanism) -> i8 {
+    match mechanism {
+        magnetar_auth::ScramMechanism::Sha256 => 1,
+        magnetar_auth::ScramMechanism::Sha512 => 2,
+    }
+}
+
+/// Whether the connection may manage SCRAM credentials: a superuser on a SASL listener.
+pub fn may_manage_credentials(ctx: &Context) -> bool {
+    match (&ctx.config.authenticator, &ctx.session.principal) {
+        (Some(authenticator), Some(principal)) => authenticator.is_superuser(principal),
+        _ => false,
+    }
+}
+
+pub async fn handle(
+    ctx: &Context,
+    request: DescribeUserScramCredentialsRequest,
+) -> DescribeUserScramCredentialsResponse {
+    let mut response = DescribeUserScramCredentialsResponse::default();
+    let (Some(authenticator), true) = (&ctx.config.authenticator, may_manage_credentials(ctx))
+    else {
+        response.error_code = ResponseError::ClusterAuthorizationFailed.code();
+        response.error_message = Some(StrBytes::from_static_str(
+            "describing SCRAM credentials needs a superuser role",
+        ));
+        return response;
+    };
+    let requested: Option<Vec<String>> = request
+        .users
+        .filter(|users| !users.is_empty())
+        .map(|users| users.iter().map(|u| u.name.to_string()).collect());
+    let mut seen = HashSet::new();
+    let duplicates: HashSet<String> = requested
+        .iter()
+        .flatten()
+        .filter(|u| !seen.insert(u.as_str()))
+        .cloned()
+        .collect();
+    let unique: Option<Vec<String>> = requested.as_ref().map(|users| {
+        let mut seen = HashSet::new();
+        users
+            .iter()
+            .filter(|u| !duplicates.contains(*u) && seen.insert(u.as_str()))
+            .cloned()
+            .collect()
+    });
+    let described = match authenticator.scram().describe(unique.as_deref()).await {
+        Ok(described) => described,
+        Err(e) => {
+            response.error_code = ResponseError::UnknownServerError.code();
+            response.error_message = Some(StrBytes::from_string(e.to_string()));
+            return response;
+        }
+    };
+    for user in duplicates {
+        response.results.push(
+            DescribeUserScramCredentialsResult::default()
+                .with_user(StrBytes::from_string(user))
+                .with_error_code(ResponseError::DuplicateResource.code())
+                .with_error_message(Some(StrBytes::from_static_str("user named more than once"))),
+        );
+    }
+    for (user, mechanisms) in described {
+        let mut result =
+            DescribeUserScramCredentialsResult::default().with_user(StrBytes::from_string(user));
+        if mechanisms.is_empty() {
+            result.error_code = ResponseError::ResourceNotFound.code();
+            result.error_message = Some(StrBytes::from_static_str(
+                "attempt to describe a user credential that does not exist",
+            ));
+        }
+        result.credential_infos = mechanisms
+            .into_iter()
+            .map(|(mechanism, iterations)| {
+                CredentialInfo::default()
+                    .with_mechanism(mechanism_code(mechanism))
+                    .with_iterations(i32::try_from(iterations).unwrap_or(i32::MAX))
+            })
+            .collect();
+        response.results.push(result);
+    }
+    response
+}
