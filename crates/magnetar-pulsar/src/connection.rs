@@ -64,6 +64,8 @@ pub(crate) struct Connection {
     pub broker_entry_metadata: bool,
     pub producers: HashMap<u64, ProducerHandle>,
     pub consumers: HashMap<u64, ConsumerHandle>,
+    /// Who the client authenticated as, when authentication is on.
+    pub auth: crate::commands::auth::ConnectionAuth,
 }
 
 /// What the reader loop does after a command.
@@ -147,6 +149,7 @@ pub(crate) async fn run(service: Arc<Service>, stream: TcpStream, peer: SocketAd
         broker_entry_metadata: false,
         producers: HashMap::new(),
         consumers: HashMap::new(),
+        auth: Default::default(),
     };
     let reason = conn.read_loop(&mut reader, &cancel).await;
     tracing::debug!(%peer, %reason, "pulsar connection closing");
@@ -191,8 +194,15 @@ impl Connection {
                     }
                 }
             }
+            let auth_deadline = self.auth.next_deadline();
             tokio::select! {
                 _ = cancel.cancelled() => return "shutting down".into(),
+                _ = tokio::time::sleep(auth_deadline.unwrap_or_default()), if auth_deadline.is_some() => {
+                    if let Next::Close(reason) = self.on_auth_deadline().await {
+                        tracing::info!(peer = %self.peer, %reason, "closing pulsar connection");
+                        return reason;
+                    }
+                }
                 _ = ticker.tick() => {
                     if last_read.elapsed() >= keepalive * 2 && ping_sent {
                         return "keep-alive timeout".into();
@@ -229,6 +239,7 @@ impl Connection {
                 Next::Continue
             }
             Some(Type::Pong) => Next::Continue,
+            Some(Type::AuthResponse) => self.on_auth_response(command).await,
             Some(Type::Lookup) => self.on_lookup(command).await,
             Some(Type::PartitionedMetadata) => self.on_partitioned_metadata(command).await,
             Some(Type::GetTopicsOfNamespace) => self.on_topics_of_namespace(command).await,

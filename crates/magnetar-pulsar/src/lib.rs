@@ -61,6 +61,8 @@ pub struct PulsarConfig {
     pub deduplication_enabled: bool,
     /// Producer names whose sequence state is kept per partition for deduplication.
     pub deduplication_producers_max: usize,
+    /// Set when authentication is on: CONNECT must carry a valid token ([`commands`]'s `auth`).
+    pub authenticator: Option<Arc<magnetar_auth::Authenticator>>,
 }
 
 impl Default for PulsarConfig {
@@ -78,6 +80,7 @@ impl Default for PulsarConfig {
             broker_entry_metadata: true,
             deduplication_enabled: false,
             deduplication_producers_max: 10_000,
+            authenticator: None,
         }
     }
 }

@@ -288,6 +288,7 @@ impl PulsarSection {
             broker_entry_metadata: self.broker_entry_metadata,
             deduplication_enabled: self.deduplication_enabled,
             deduplication_producers_max: self.deduplication_producers_max as usize,
+            authenticator: None,
         }
     }
 }

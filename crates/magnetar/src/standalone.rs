@@ -217,7 +217,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
     });
     tasks.spawn({
         let (broker, shutdown) = (broker.clone(), shutdown.clone());
-        let pulsar_config = config.pulsar.listener_config();
+        let pulsar_config = magnetar_pulsar::PulsarConfig {
+            authenticator: authenticator.clone(),
+            ..config.pulsar.listener_config()
+        };
         async move {
             (
                 "pulsar",

@@ -23,6 +23,9 @@ impl Connection {
                 "client protocol version {client_version} is older than the minimum {PROTOCOL_VERSION_MIN}"
             ));
         }
+        if let Some(refused) = self.authenticate_connect(&connect).await {
+            return refused;
+        }
         self.protocol_version = client_version.min(PROTOCOL_VERSION_MAX);
         self.broker_entry_metadata = self.service.config.broker_entry_metadata
             && connect

@@ -1,6 +1,7 @@
 //! One file per command (or per small family of commands), each an `impl Connection` block.
 
 mod ack;
+pub(crate) mod auth;
 mod connect;
 mod flow;
 mod lookup;
