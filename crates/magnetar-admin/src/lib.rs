@@ -144,6 +144,30 @@ pub fn router_with(services: AdminServices) -> Router {
                 .delete(namespaces::remove_deduplication),
         )
         .route(
+            &format!("{ns}/autoTopicCreation"),
+            get(namespaces::get_auto_topic_creation)
+                .post(namespaces::set_auto_topic_creation)
+                .delete(namespaces::remove_auto_topic_creation),
+        )
+        .route(
+            &format!("{ns}/maxProducersPerTopic"),
+            get(namespaces::get_max_producers)
+                .post(namespaces::set_max_producers)
+                .delete(namespaces::remove_max_producers),
+        )
+        .route(
+            &format!("{ns}/maxConsumersPerTopic"),
+            get(namespaces::get_max_consumers)
+                .post(namespaces::set_max_consumers)
+                .delete(namespaces::remove_max_consumers),
+        )
+        .route(
+            &format!("{ns}/publishRate"),
+            get(namespaces::get_publish_rate)
+                .post(namespaces::set_publish_rate)
+                .delete(namespaces::remove_publish_rate),
+        )
+        .route(
             "/admin/v2/persistent/{tenant}/{namespace}",
             get(topics::list),
         )

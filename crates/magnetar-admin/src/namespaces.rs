@@ -1,12 +1,14 @@
-//! `/admin/v2/namespaces`: list, create, delete, policies, retention, message TTL and
-//! deduplication.
+//! `/admin/v2/namespaces`: list, create, delete, policies: retention, message TTL,
+//! deduplication, auto topic creation override, max producers/consumers per topic, publish rate.
 
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use magnetar_broker::{NamespaceName, NamespacePolicies, TenantName};
+use magnetar_broker::{
+    AutoTopicCreation, NamespaceName, NamespacePolicies, PublishRate, TenantName,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, ApiResult};
@@ -33,11 +35,78 @@ impl RetentionJson {
     }
 }
 
-/// The part of Pulsar's Policies JSON that Magnetar keeps.
+/// The part of Pulsar's Policies JSON that Magnetar keeps (Pulsar's own field names).
 #[derive(Debug, Serialize)]
 pub struct PoliciesJson {
     pub retention_policies: RetentionJson,
     pub message_ttl_in_seconds: Option<u64>,
+    #[serde(rename = "autoTopicCreationOverride")]
+    pub auto_topic_creation_override: Option<AutoTopicCreationJson>,
+    pub max_producers_per_topic: Option<u32>,
+    pub max_consumers_per_topic: Option<u32>,
+    /// Pulsar keeps one rate per cluster.
+    #[serde(rename = "publishMaxMessageRate")]
+    pub publish_max_message_rate: std::collections::BTreeMap<String, PublishRateJson>,
+}
+
+/// Pulsar's AutoTopicCreationOverride JSON.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AutoTopicCreationJson {
+    pub allow_auto_topic_creation: bool,
+    /// `partitioned` or `non-partitioned`; required when creation is allowed.
+    #[serde(default)]
+    pub topic_type: Option<String>,
+    #[serde(default)]
+    pub default_num_partitions: Option<i64>,
+}
+
+impl AutoTopicCreationJson {
+    fn from_policy(a: &AutoTopicCreation) -> Self {
+        Self {
+            allow_auto_topic_creation: a.allow,
+            topic_type: Some(
+                if a.partitioned {
+                    "partitioned"
+                } else {
+                    "non-partitioned"
+                }
+                .into(),
+            ),
+            default_num_partitions: a.default_num_partitions.map(i64::from),
+        }
+    }
+}
+
+/// Pulsar's PublishRate JSON: `-1` disables a dimension.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PublishRateJson {
+    #[serde(default = "unlimited")]
+    pub publish_throttling_rate_in_msg: i64,
+    #[serde(default = "unlimited")]
+    pub publish_throttling_rate_in_byte: i64,
+}
+
+fn unlimited() -> i64 {
+    -1
+}
+
+impl PublishRateJson {
+    fn from_policy(r: &PublishRate) -> Self {
+        let shown = |v: Option<u64>| v.map_or(-1, |v| i64::try_from(v).unwrap_or(i64::MAX));
+        Self {
+            publish_throttling_rate_in_msg: shown(r.messages_per_s),
+            publish_throttling_rate_in_byte: shown(r.bytes_per_s),
+        }
+    }
+}
+
+fn precondition(reason: String) -> ApiError {
+    ApiError {
+        status: StatusCode::PRECONDITION_FAILED,
+        reason,
+    }
 }
 
 fn namespace(tenant: &str, namespace: &str) -> ApiResult<NamespaceName> {
@@ -93,6 +162,22 @@ pub async fn get_policies(
     Ok(Json(PoliciesJson {
         retention_policies: RetentionJson::from_policies(&p),
         message_ttl_in_seconds: p.message_ttl_s,
+        auto_topic_creation_override: p
+            .auto_topic_creation
+            .as_ref()
+            .map(AutoTopicCreationJson::from_policy),
+        max_producers_per_topic: p.max_producers_per_topic,
+        max_consumers_per_topic: p.max_consumers_per_topic,
+        publish_max_message_rate: p
+            .publish_rate
+            .iter()
+            .map(|r| {
+                (
+                    state.broker.config().cluster_name.clone(),
+                    PublishRateJson::from_policy(r),
+                )
+            })
+            .collect(),
     }))
 }
 
@@ -183,6 +268,232 @@ pub async fn remove_ttl(
     state
         .broker
         .update_namespace_policies(&namespace(&tenant, &ns)?, |p| p.message_ttl_s = None)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn get_auto_topic_creation(
+    State(state): State<Arc<AppState>>,
+    Path((tenant, ns)): Path<(String, String)>,
+) -> ApiResult<Json<Option<AutoTopicCreationJson>>> {
+    let p = policies(&state, &namespace(&tenant, &ns)?).await?;
+    Ok(Json(
+        p.auto_topic_creation
+            .as_ref()
+            .map(AutoTopicCreationJson::from_policy),
+    ))
+}
+
+pub async fn set_auto_topic_creation(
+    State(state): State<Arc<AppState>>,
+    Path((tenant, ns)): Path<(String, String)>,
+    JsonBody(body): JsonBody<AutoTopicCreationJson>,
+) -> ApiResult<StatusCode> {
+    let invalid = |why: &str| {
+        precondition(format!(
+            "Invalid configuration for autoTopicCreationOverride: {why}"
+        ))
+    };
+    let partitioned = match body.topic_type.as_deref() {
+        Some("partitioned") => true,
+        Some("non-partitioned") => false,
+        None if !body.allow_auto_topic_creation => false,
+        None => return Err(invalid("topicType is required")),
+        Some(other) => {
+            return Err(invalid(&format!(
+                "topicType '{other}' is not partitioned or non-partitioned"
+            )))
+        }
+    };
+    let max = state.broker.config().partitions_max;
+    let default_num_partitions = match body.default_num_partitions {
+        Some(n) if partitioned => Some(
+            u32::try_from(n)
+                .ok()
+                .filter(|n| (1..=max).contains(n))
+                .ok_or_else(|| {
+                    invalid(&format!("defaultNumPartitions {n} is outside [1, {max}]"))
+                })?,
+        ),
+        None if partitioned && body.allow_auto_topic_creation => {
+            return Err(invalid(
+                "defaultNumPartitions is required for partitioned topics",
+            ))
+        }
+        _ => None,
+    };
+    let over = AutoTopicCreation {
+        allow: body.allow_auto_topic_creation,
+        partitioned,
+        default_num_partitions,
+    };
+    state
+        .broker
+        .update_namespace_policies(&namespace(&tenant, &ns)?, |p| {
+            p.auto_topic_creation = Some(over)
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn remove_auto_topic_creation(
+    State(state): State<Arc<AppState>>,
+    Path((tenant, ns)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    state
+        .broker
+        .update_namespace_policies(&namespace(&tenant, &ns)?, |p| p.auto_topic_creation = None)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Which per-topic limit an endpoint sets.
+#[derive(Clone, Copy)]
+enum Limit {
+    Producers,
+    Consumers,
+}
+
+impl Limit {
+    fn name(self) -> &'static str {
+        match self {
+            Limit::Producers => "maxProducersPerTopic",
+            Limit::Consumers => "maxConsumersPerTopic",
+        }
+    }
+    fn slot(self, p: &mut NamespacePolicies) -> &mut Option<u32> {
+        match self {
+            Limit::Producers => &mut p.max_producers_per_topic,
+            Limit::Consumers => &mut p.max_consumers_per_topic,
+        }
+    }
+}
+
+async fn get_limit(
+    state: &AppState,
+    tenant: &str,
+    ns: &str,
+    limit: Limit,
+) -> ApiResult<Json<Option<u32>>> {
+    let mut p = policies(state, &namespace(tenant, ns)?).await?;
+    Ok(Json(*limit.slot(&mut p)))
+}
+
+async fn set_limit(
+    state: &AppState,
+    tenant: &str,
+    ns: &str,
+    limit: Limit,
+    value: Option<i64>,
+) -> ApiResult<StatusCode> {
+    let value = match value {
+        None => None,
+        Some(v) => Some(
+            u32::try_from(v)
+                .map_err(|_| precondition(format!("{} must be 0 or more", limit.name())))?,
+        ),
+    };
+    state
+        .broker
+        .update_namespace_policies(&namespace(tenant, ns)?, |p| *limit.slot(p) = value)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn get_max_producers(
+    State(state): State<Arc<AppState>>,
+    Path((tenant, ns)): Path<(String, String)>,
+) -> ApiResult<Json<Option<u32>>> {
+    get_limit(&state, &tenant, &ns, Limit::Producers).await
+}
+
+pub async fn set_max_producers(
+    State(state): State<Arc<AppState>>,
+    Path((tenant, ns)): Path<(String, String)>,
+    JsonBody(value): JsonBody<i64>,
+) -> ApiResult<StatusCode> {
+    set_limit(&state, &tenant, &ns, Limit::Producers, Some(value)).await
+}
+
+pub async fn remove_max_producers(
+    State(state): State<Arc<AppState>>,
+    Path((tenant, ns)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    set_limit(&state, &tenant, &ns, Limit::Producers, None).await
+}
+
+pub async fn get_max_consumers(
+    State(state): State<Arc<AppState>>,
+    Path((tenant, ns)): Path<(String, String)>,
+) -> ApiResult<Json<Option<u32>>> {
+    get_limit(&state, &tenant, &ns, Limit::Consumers).await
+}
+
+pub async fn set_max_consumers(
+    State(state): State<Arc<AppState>>,
+    Path((tenant, ns)): Path<(String, String)>,
+    JsonBody(value): JsonBody<i64>,
+) -> ApiResult<StatusCode> {
+    set_limit(&state, &tenant, &ns, Limit::Consumers, Some(value)).await
+}
+
+pub async fn remove_max_consumers(
+    State(state): State<Arc<AppState>>,
+    Path((tenant, ns)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    set_limit(&state, &tenant, &ns, Limit::Consumers, None).await
+}
+
+pub async fn get_publish_rate(
+    State(state): State<Arc<AppState>>,
+    Path((tenant, ns)): Path<(String, String)>,
+) -> ApiResult<Json<Option<PublishRateJson>>> {
+    let p = policies(&state, &namespace(&tenant, &ns)?).await?;
+    Ok(Json(
+        p.publish_rate.as_ref().map(PublishRateJson::from_policy),
+    ))
+}
+
+pub async fn set_publish_rate(
+    State(state): State<Arc<AppState>>,
+    Path((tenant, ns)): Path<(String, String)>,
+    JsonBody(body): JsonBody<PublishRateJson>,
+) -> ApiResult<StatusCode> {
+    let dimension = |v: i64, what: &str| -> ApiResult<Option<u64>> {
+        match v {
+            v if v < -1 => Err(precondition(format!(
+                "{what} {v} must be -1 (unlimited) or more"
+            ))),
+            -1 | 0 => Ok(None),
+            v => Ok(u64::try_from(v).ok()),
+        }
+    };
+    let rate = PublishRate {
+        messages_per_s: dimension(
+            body.publish_throttling_rate_in_msg,
+            "publishThrottlingRateInMsg",
+        )?,
+        bytes_per_s: dimension(
+            body.publish_throttling_rate_in_byte,
+            "publishThrottlingRateInByte",
+        )?,
+    };
+    state
+        .broker
+        .update_namespace_policies(&namespace(&tenant, &ns)?, |p| {
+            p.publish_rate = (!rate.is_unlimited()).then_some(rate)
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn remove_publish_rate(
+    State(state): State<Arc<AppState>>,
+    Path((tenant, ns)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    state
+        .broker
+        .update_namespace_policies(&namespace(&tenant, &ns)?, |p| p.publish_rate = None)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

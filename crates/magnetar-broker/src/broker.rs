@@ -396,6 +396,7 @@ impl Broker {
             {
                 Ok(_) => {
                     self.permissions_changed();
+                    self.apply_publish_rate(namespace, &policies).await;
                     return Ok(policies);
                 }
                 Err(MetadataError::BadVersion { .. }) => continue,
@@ -517,18 +518,33 @@ impl Broker {
         Ok(())
     }
 
-    /// Looks a topic up, creating it with the defaults when auto-creation is on.
+    /// Looks a topic up, creating it when auto-creation allows it: the namespace's
+    /// `auto_topic_creation` override if set, else the broker's settings.
     pub async fn topic_or_create(&self, name: &TopicName) -> Result<TopicMetadata> {
         if let Some(existing) = self.topic(name).await? {
             return Ok(existing);
         }
-        if !self.config.allow_auto_topic_creation {
+        let over = self
+            .namespace_policies(&name.namespace)
+            .await?
+            .and_then(|p| p.auto_topic_creation);
+        let (allow, partitioned, count) = match over {
+            Some(o) => (
+                o.allow,
+                o.partitioned,
+                o.default_num_partitions
+                    .unwrap_or(self.config.default_num_partitions),
+            ),
+            None => (
+                self.config.allow_auto_topic_creation,
+                self.config.auto_topic_creation_partitioned,
+                self.config.default_num_partitions,
+            ),
+        };
+        if !allow {
             return Err(Error::TopicNotFound(name.to_string()));
         }
-        let partitions = self
-            .config
-            .auto_topic_creation_partitioned
-            .then_some(self.config.default_num_partitions);
+        let partitions = partitioned.then_some(count);
         match self.create_topic(name, partitions, BTreeMap::new()).await {
             Ok(created) => Ok(created),
             // Another request created it first.
@@ -741,8 +757,35 @@ impl Broker {
         let log = Arc::new(
             PartitionLog::new(tp.clone(), ledger, self.config.producers_per_partition_max).await?,
         );
+        if let Some(rate) = self
+            .namespace_policies(&tp.topic.namespace)
+            .await?
+            .and_then(|p| p.publish_rate)
+        {
+            log.set_publish_rate(rate);
+        }
         open.insert(key, log.clone());
         Ok(log)
+    }
+
+    /// Gives every open partition of `namespace` its publish rate after a policy change.
+    async fn apply_publish_rate(&self, namespace: &NamespaceName, policies: &NamespacePolicies) {
+        let rate = policies.publish_rate.unwrap_or_default();
+        for log in self.partitions.lock().await.values() {
+            if &log.name().topic.namespace == namespace {
+                log.set_publish_rate(rate);
+            }
+        }
+    }
+
+    /// Producers and consumers allowed per topic partition by the namespace policy (`None`:
+    /// unlimited). The Pulsar front end enforces them; Kafka has no producer or consumer
+    /// registration to limit.
+    pub async fn topic_limits(&self, topic: &TopicName) -> Result<(Option<u32>, Option<u32>)> {
+        let policies = self.namespace_policies(&topic.namespace).await?;
+        Ok(policies.map_or((None, None), |p| {
+            (p.max_producers_per_topic, p.max_consumers_per_topic)
+        }))
     }
 
     /// Applies retention to every partition of every topic: the topic's `retention.ms` /

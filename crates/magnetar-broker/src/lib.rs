@@ -15,6 +15,7 @@ pub mod names;
 pub mod partition;
 pub mod permissions;
 pub mod producer_state;
+pub mod publish_rate;
 pub mod resources;
 
 pub use broker::{effective_retention, Broker, BrokerConfig, RetentionSummary, INTERNAL_NAMESPACE};
@@ -23,7 +24,8 @@ pub use names::{NamespaceName, TenantName, TopicName, TopicPartition};
 pub use partition::{AppendOutcome, AppendRequest, PartitionLog};
 pub use permissions::{Access, AuthAction, AuthPolicies, Grants};
 pub use producer_state::{named_producer_batch, named_producer_id, ProducerBatch};
-pub use resources::{NamespacePolicies, TenantInfo, TopicMetadata};
+pub use publish_rate::PublishRate;
+pub use resources::{AutoTopicCreation, NamespacePolicies, TenantInfo, TopicMetadata};
 
 /// The metadata store, for the crates above the broker that keep records of their own (the SCRAM
 /// credentials of magnetar-auth) without depending on magnetar-metadata.

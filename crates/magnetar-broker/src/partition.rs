@@ -13,6 +13,7 @@ use crate::names::TopicPartition;
 use crate::producer_state::{
     ProducerBatch, ProducerStateTable, SequenceCheck, NAMED_PRODUCER_EPOCH,
 };
+use crate::publish_rate::{PublishLimiter, PublishRate};
 
 /// Entry headers read per step when rebuilding the producer table.
 const HEADER_SCAN_CHUNK: usize = 10_000;
@@ -49,6 +50,8 @@ pub struct PartitionLog {
     /// Named producers (see [`crate::producer_state::NAMED_PRODUCER_EPOCH`]): id -> first index
     /// of its last entry. Bounded like the producer table.
     named: Mutex<NamedProducers>,
+    /// The namespace's publish rate, applied to producers of both protocols.
+    publish_limiter: Mutex<PublishLimiter>,
 }
 
 /// Last entry per named producer, bounded (the producer whose last entry is oldest goes first).
@@ -127,7 +130,31 @@ impl PartitionLog {
             producers: Mutex::new(table),
             consumers: Mutex::new(HashMap::new()),
             named: Mutex::new(named),
+            publish_limiter: Mutex::new(PublishLimiter::default()),
         })
+    }
+
+    fn limiter(&self) -> std::sync::MutexGuard<'_, PublishLimiter> {
+        self.publish_limiter
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sets the publish rate (the broker does, from the namespace policy).
+    pub fn set_publish_rate(&self, rate: PublishRate) {
+        self.limiter().set_rate(rate, std::time::Instant::now());
+    }
+
+    pub fn publish_rate(&self) -> PublishRate {
+        self.limiter().rate()
+    }
+
+    /// Records a producer's append of `messages` and `bytes` against the publish rate and
+    /// returns how long that producer should wait before its next append (zero when unlimited).
+    /// Front ends call it once per appended batch.
+    pub fn publish_delay(&self, messages: u64, bytes: u64) -> std::time::Duration {
+        self.limiter()
+            .record(messages, bytes, std::time::Instant::now())
     }
 
     fn consumer_book(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {

@@ -44,6 +44,18 @@ pub struct NamespacePolicies {
     pub retention_size_bytes: Option<u64>,
     #[serde(default)]
     pub message_ttl_s: Option<u64>,
+    /// Overrides the broker's auto topic creation settings for this namespace.
+    #[serde(default)]
+    pub auto_topic_creation: Option<AutoTopicCreation>,
+    /// Producers per topic partition (Pulsar front end); `None` is unlimited.
+    #[serde(default)]
+    pub max_producers_per_topic: Option<u32>,
+    /// Consumers per topic partition, over all its subscriptions (Pulsar front end).
+    #[serde(default)]
+    pub max_consumers_per_topic: Option<u32>,
+    /// Publish rate per topic partition, for producers of both protocols.
+    #[serde(default)]
+    pub publish_rate: Option<crate::publish_rate::PublishRate>,
     /// Who may produce and consume (Pulsar's `auth_policies`).
     #[serde(default)]
     pub auth_policies: crate::permissions::AuthPolicies,
@@ -51,6 +63,16 @@ pub struct NamespacePolicies {
     /// (`brokerDeduplicationEnabled`).
     #[serde(default)]
     pub deduplication_enabled: Option<bool>,
+}
+
+/// A namespace's auto topic creation override (Pulsar's `autoTopicCreationOverride`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AutoTopicCreation {
+    pub allow: bool,
+    pub partitioned: bool,
+    /// Partitions of an auto-created partitioned topic; the broker's default when `None`.
+    #[serde(default)]
+    pub default_num_partitions: Option<u32>,
 }
 
 /// A topic. `partitioned == false` is a Pulsar non-partitioned topic: Kafka sees one partition

@@ -319,9 +319,7 @@ impl Connection {
     pub fn drop_consumer(&mut self, consumer_id: u64) -> Option<Arc<Subscription>> {
         let handle = self.consumers.remove(&consumer_id)?;
         let sub = handle.subscription;
-        if sub.durable {
-            sub.log.consumer_detached(&sub.name);
-        }
+        sub.log.consumer_detached(&sub.name);
         let mut subs = self
             .service
             .subscriptions

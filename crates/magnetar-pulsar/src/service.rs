@@ -151,13 +151,25 @@ impl Service {
         }
     }
 
-    /// Registers a producer; `Err` with a reason when the access mode conflicts.
-    pub fn register_producer(&self, tp: &TopicPartition, exclusive: bool) -> Result<u64, String> {
+    /// Registers a producer; `Err` with a reason when the access mode conflicts or the
+    /// partition already has `max` producers (the namespace's maxProducersPerTopic).
+    pub fn register_producer(
+        &self,
+        tp: &TopicPartition,
+        exclusive: bool,
+        max: Option<u32>,
+    ) -> Result<u64, String> {
         let mut all = self
             .producers
             .lock()
             .map_err(|_| "shutting down".to_string())?;
         let entry = all.entry(tp.clone()).or_default();
+        let count = entry.shared + usize::from(entry.exclusive.is_some());
+        if let Some(max) = max.filter(|m| *m > 0) {
+            if count >= max as usize {
+                return Err(format!("Topic reached max producers limit ({max})"));
+            }
+        }
         if entry.exclusive.is_some() {
             return Err(format!("topic {tp} has an exclusive producer"));
         }

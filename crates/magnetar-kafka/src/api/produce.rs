@@ -29,6 +29,8 @@ pub async fn handle(
         .as_ref()
         .is_some_and(|id| !id.is_empty());
     let mut response = ProduceResponse::default();
+    // The longest publish-rate wait of any partition (the namespace's publish rate).
+    let mut throttle = std::time::Duration::ZERO;
     for topic in request.topic_data {
         let mut topic_response = TopicProduceResponse::default().with_name(topic.name.clone());
         let resolved = resolve(ctx, &topic.name.0).await;
@@ -53,7 +55,8 @@ pub async fn handle(
                 }
             };
             match outcome {
-                Ok((base_offset, log_start_offset)) => {
+                Ok((base_offset, log_start_offset, wait)) => {
+                    throttle = throttle.max(wait);
                     result.base_offset = base_offset;
                     result.log_start_offset = log_start_offset;
                 }
@@ -68,6 +71,17 @@ pub async fn handle(
             client_id,
             "transactional produce refused: transactions are not implemented yet"
         );
+    }
+    if !throttle.is_zero() {
+        // Kafka's quota behaviour: the response says how long it was held, and is held that
+        // long; one request at a time per connection, so the producer pauses too.
+        response.throttle_time_ms = i32::try_from(throttle.as_millis()).unwrap_or(i32::MAX);
+        tracing::debug!(
+            client_id,
+            throttle_ms = response.throttle_time_ms,
+            "produce throttled by the publish rate"
+        );
+        tokio::time::sleep(throttle).await;
     }
     (request.acks != 0).then_some(response)
 }
@@ -88,7 +102,8 @@ async fn resolve(ctx: &Context, shown: &StrBytes) -> Result<(TopicName, TopicMet
     }
 }
 
-/// Appends every batch of one partition; returns (base offset of the first, log start offset).
+/// Appends every batch of one partition; returns (base offset of the first, log start offset,
+/// publish-rate wait).
 async fn produce_partition(
     ctx: &Context,
     client_id: &str,
@@ -96,7 +111,7 @@ async fn produce_partition(
     metadata: &TopicMetadata,
     partition: i32,
     records: Option<Bytes>,
-) -> Result<(i64, i64), i16> {
+) -> Result<(i64, i64, std::time::Duration), i16> {
     let Ok(index) = u32::try_from(partition) else {
         return Err(ResponseError::UnknownTopicOrPartition.code());
     };
@@ -134,7 +149,12 @@ async fn produce_partition(
     }
     let mut first = None;
     let mut log_start = 0;
+    let mut wait = std::time::Duration::ZERO;
     for (header, bytes) in batches {
+        wait = wait.max(log.publish_delay(
+            u64::try_from(header.record_count).unwrap_or(0),
+            bytes.len() as u64,
+        ));
         let producer = (header.producer_id >= 0).then_some(ProducerBatch {
             producer_id: header.producer_id,
             epoch: header.producer_epoch,
@@ -164,5 +184,5 @@ async fn produce_partition(
         log_start = outcome.log_start_index;
     }
     let base = first.unwrap_or_default();
-    Ok((base as i64, log_start as i64))
+    Ok((base as i64, log_start as i64, wait))
 }

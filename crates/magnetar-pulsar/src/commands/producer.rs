@@ -72,17 +72,31 @@ impl Connection {
             }
         };
         let exclusive = request.producer_access_mode() != ProducerAccessMode::Shared;
-        let registration = match self
+        let max_producers = match self
             .service
-            .register_producer(&resolved.partition, exclusive)
+            .broker
+            .topic_limits(&resolved.partition.topic)
+            .await
         {
-            Ok(r) => r,
-            Err(message) => {
-                self.error(request_id, ServerError::ProducerBusy, message)
+            Ok((max, _)) => max,
+            Err(e) => {
+                self.error(request_id, server_error(&e), e.to_string())
                     .await;
                 return Next::Continue;
             }
         };
+        let registration =
+            match self
+                .service
+                .register_producer(&resolved.partition, exclusive, max_producers)
+            {
+                Ok(r) => r,
+                Err(message) => {
+                    self.error(request_id, ServerError::ProducerBusy, message)
+                        .await;
+                    return Next::Continue;
+                }
+            };
         let name = match request.producer_name.as_deref() {
             Some(n) if !n.is_empty() => n.to_string(),
             _ => self.service.producer_name(),

@@ -150,6 +150,9 @@ impl Connection {
             first_index_at: None,
         };
         let log = producer.log.clone();
+        // The namespace's publish rate: past it, stop reading from this connection for the
+        // producer's debt (after queueing this SEND), as Pulsar throttles producers.
+        let throttle = log.publish_delay(u64::from(message_count), request.payload.len() as u64);
         let append: SharedOutcome = async move {
             log.append(request)
                 .await
@@ -188,6 +191,9 @@ impl Connection {
         };
         if self.sends.send(fut).await.is_err() {
             return Next::Close("send pipeline stopped".into());
+        }
+        if !throttle.is_zero() {
+            tokio::time::sleep(throttle).await;
         }
         Next::Continue
     }

@@ -85,6 +85,29 @@ impl Connection {
                 return Next::Continue;
             }
         };
+        // The namespace's maxConsumersPerTopic, over every subscription of the partition.
+        match self
+            .service
+            .broker
+            .topic_limits(&resolved.partition.topic)
+            .await
+        {
+            Ok((_, Some(max))) if max > 0 && log.consumers_total() >= max as usize => {
+                self.error(
+                    request_id,
+                    ServerError::ConsumerBusy,
+                    format!("Topic reached max consumers limit ({max})"),
+                )
+                .await;
+                return Next::Continue;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                self.error(request_id, server_error(&e), e.to_string())
+                    .await;
+                return Next::Continue;
+            }
+        }
         let durable = request.durable();
         let initial = match request.initial_position() {
             InitialPosition::Earliest => CursorStart::Earliest,
@@ -165,9 +188,8 @@ impl Connection {
         };
         match added {
             Ok(subscription) => {
-                if durable {
-                    subscription.log.consumer_attached(&subscription.name);
-                }
+                // Readers count too (for the consumers limit); their names are their own.
+                subscription.log.consumer_attached(&subscription.name);
                 tracing::debug!(peer = %self.peer, topic = %resolved.partition, subscription = %request.subscription, ?kind, durable, "pulsar consumer attached");
                 self.consumers
                     .insert(request.consumer_id, ConsumerHandle { subscription });
