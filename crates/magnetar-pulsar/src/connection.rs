@@ -93,9 +93,13 @@ pub(crate) async fn run(service: Arc<Service>, stream: TcpStream, peer: SocketAd
                     None => break,
                 },
             };
+            // Biased to the write: a frame already taken from the queue (a final error before a
+            // close) is written when the socket takes it at once; only a blocked write yields
+            // to the cancel.
             tokio::select! {
-                _ = writer_cancel.cancelled() => break,
+                biased;
                 written = writer.write_all(&frame) => if written.is_err() { break },
+                _ = writer_cancel.cancelled() => break,
             }
         }
         // Whatever is still queued after the reader stopped (a final error) is written too,
