@@ -76,7 +76,12 @@ pub struct Broker {
     pub(crate) permissions_version: std::sync::atomic::AtomicU64,
     /// Topic metadata read on every produce and fetch, kept in memory (see [`TopicCache`]).
     topic_cache: TopicCache,
+    /// When a partition whose ledger failed a write was last reopened.
+    reopened: Mutex<HashMap<LedgerKey, std::time::Instant>>,
 }
+
+/// Shortest time between two reopenings of a partition whose ledger keeps failing writes.
+const REOPEN_BACKOFF: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Most topics whose metadata is kept in memory; past it the cache starts over.
 const TOPIC_CACHE_MAX: usize = 100_000;
@@ -231,6 +236,7 @@ impl Broker {
             producer_ids: Mutex::new(IdRange::default()),
             permissions_version: std::sync::atomic::AtomicU64::new(0),
             topic_cache: TopicCache::default(),
+            reopened: Mutex::new(HashMap::new()),
         });
         broker.bootstrap().await?;
         Ok(broker)
@@ -743,7 +749,30 @@ impl Broker {
         let key = (tp.topic.clone(), ledger_partition);
         let mut open = self.partitions.lock().await;
         if let Some(log) = open.get(&key) {
-            return Ok(log.clone());
+            let recently_reopened = self
+                .reopened
+                .lock()
+                .await
+                .get(&key)
+                .is_some_and(|at| at.elapsed() < REOPEN_BACKOFF);
+            if !log.ledger().is_failed() || recently_reopened {
+                // A failed ledger answers its error at once; it is reopened at most once per
+                // REOPEN_BACKOFF, so a full disk does not turn every request into a recovery.
+                return Ok(log.clone());
+            }
+            // A write failed (e.g. the disk was full): the ledger refuses appends until it is
+            // reopened. Reopen it now that it is asked for again, which recovers the files and
+            // truncates a torn tail; holders of the old log get errors and look it up again.
+            tracing::warn!(partition = %tp, "reopening a partition whose ledger failed a write");
+            self.reopened
+                .lock()
+                .await
+                .insert(key.clone(), std::time::Instant::now());
+            if let Some(failed) = open.remove(&key) {
+                if let Err(e) = failed.close().await {
+                    tracing::debug!(partition = %tp, error = %e, "closing the failed ledger");
+                }
+            }
         }
         let dir = self.ledger_dir(&tp.topic, ledger_partition);
         let mut config = self.config.ledger.clone();

@@ -983,6 +983,12 @@ impl ManagedLedger {
     }
 
     /// The ledger's directory.
+    /// True once a write failed (disk full, I/O error): the ledger refuses appends from then on
+    /// and must be reopened, which recovers the files (a torn tail is truncated by CRC).
+    pub fn is_failed(&self) -> bool {
+        lock(&self.append).failed.is_some()
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }

@@ -34,6 +34,7 @@ impl Connection {
         };
         let (producer_id, sequence_id) = (send.producer_id, send.sequence_id);
         let highest_sequence_id = send.highest_sequence_id.unwrap_or(sequence_id);
+        self.refresh_failed_log(producer_id).await;
         let Some(producer) = self.producers.get(&producer_id) else {
             self.send_error(
                 producer_id,
@@ -196,6 +197,24 @@ impl Connection {
             tokio::time::sleep(throttle).await;
         }
         Next::Continue
+    }
+
+    /// After a write failed (e.g. the disk was full) the partition's ledger refuses appends
+    /// until the broker reopens it; take the reopened log (the broker rate-limits reopening),
+    /// so the producer recovers without reconnecting once space is back.
+    async fn refresh_failed_log(&mut self, producer_id: u64) {
+        let Some(producer) = self.producers.get(&producer_id) else {
+            return;
+        };
+        if !producer.log.ledger().is_failed() {
+            return;
+        }
+        let partition = producer.partition.clone();
+        if let Ok(log) = self.service.broker.partition(&partition).await {
+            if let Some(producer) = self.producers.get_mut(&producer_id) {
+                producer.log = log;
+            }
+        }
     }
 
     async fn send_error(
