@@ -88,7 +88,7 @@ pub struct GroupJson {
 }
 
 /// Where to move a group's offsets.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ResetTo {
     Earliest,
@@ -99,7 +99,7 @@ pub enum ResetTo {
     Offset,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ResetRequest {
     /// A topic name in any Kafka form (`t`, `tenant/ns/t`, `persistent://tenant/ns/t`); it is
@@ -108,6 +108,7 @@ pub struct ResetRequest {
     /// Partitions to reset; every partition of the topic when absent.
     #[serde(default)]
     pub partitions: Option<Vec<i32>>,
+    #[schema(inline)]
     pub to: ResetTo,
     #[serde(default)]
     pub timestamp: Option<i64>,

@@ -12,6 +12,7 @@ pub mod error;
 mod groups;
 mod json;
 mod namespaces;
+mod openapi;
 mod permissions;
 mod subscriptions;
 mod tenants;
@@ -23,7 +24,6 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
 use axum::{Json, Router};
 use magnetar_broker::Broker;
 use magnetar_coordinator::GroupCoordinator;
@@ -49,6 +49,7 @@ pub(crate) struct AppState {
     /// `None` when no Kafka front end runs: the group endpoints answer 503.
     pub(crate) coordinator: Option<Arc<GroupCoordinator>>,
     readiness: Readiness,
+    openapi: utoipa::openapi::OpenApi,
 }
 
 /// What the admin API serves.
@@ -70,164 +71,190 @@ pub fn router(broker: Arc<Broker>, readiness: Readiness) -> Router {
 
 /// The router, separate from `serve` so tests can drive it without a socket.
 pub fn router_with(services: AdminServices) -> Router {
+    let doc = routes();
     let state = Arc::new(AppState {
         broker: services.broker,
         coordinator: services.coordinator,
         readiness: services.readiness,
+        openapi: doc.document(),
     });
+    doc.router
+        .fallback(|| async { error::ApiError::not_found("no such endpoint") })
+        .with_state(state)
+}
+
+/// Every routed path with its methods (`get`, `put`, ...), as the OpenAPI document lists them.
+pub fn routed_paths() -> Vec<(String, Vec<String>)> {
+    routes()
+        .routes
+        .into_iter()
+        .map(|(path, methods)| (path, methods.into_iter().map(str::to_string).collect()))
+        .collect()
+}
+
+/// `GET /admin/v2/openapi.json`: the document built from [`routes`].
+async fn openapi_json(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    Json(state.openapi.clone())
+}
+
+/// Every route of the HTTP listener, each recorded in the OpenAPI document as it is registered.
+fn routes() -> openapi::DocRouter {
     let group = "/admin/v2/kafka/groups/{group}";
     let ns = "/admin/v2/namespaces/{tenant}/{namespace}";
     let topic = "/admin/v2/persistent/{tenant}/{namespace}/{topic}";
-    Router::new()
-        .route("/health", get(health))
-        .route("/version", get(version))
-        .route("/admin/v2/clusters", get(tenants::list_clusters))
-        .route("/admin/v2/tenants", get(tenants::list))
+    crate::openapi::DocRouter::new()
+        .route(
+            "/health",
+            crate::openapi::methods!(get health),
+        )
+        .route(
+            "/version",
+            crate::openapi::methods!(get version),
+        )
+        .route(
+            "/admin/v2/clusters",
+            crate::openapi::methods!(get tenants::list_clusters),
+        )
+        .route(
+            "/admin/v2/tenants",
+            crate::openapi::methods!(get tenants::list),
+        )
         .route(
             "/admin/v2/tenants/{tenant}",
-            get(tenants::get)
-                .put(tenants::create)
-                .post(tenants::update)
-                .delete(tenants::delete),
+            crate::openapi::methods!(get tenants::get, put tenants::create => crate::openapi::Body::of::<tenants::TenantInfoJson>(false), post tenants::update => crate::openapi::Body::of::<tenants::TenantInfoJson>(true), delete tenants::delete),
         )
-        .route("/admin/v2/namespaces/{tenant}", get(namespaces::list))
+        .route(
+            "/admin/v2/namespaces/{tenant}",
+            crate::openapi::methods!(get namespaces::list),
+        )
         .route(
             ns,
-            get(namespaces::get_policies)
-                .put(namespaces::create)
-                .delete(namespaces::delete),
+            crate::openapi::methods!(get namespaces::get_policies, put namespaces::create, delete namespaces::delete),
         )
         .route(
             &format!("{ns}/retention"),
-            get(namespaces::get_retention)
-                .post(namespaces::set_retention)
-                .delete(namespaces::remove_retention),
+            crate::openapi::methods!(get namespaces::get_retention, post namespaces::set_retention => crate::openapi::Body::of::<namespaces::RetentionJson>(true), delete namespaces::remove_retention),
         )
         .route(
             &format!("{ns}/messageTTL"),
-            get(namespaces::get_ttl)
-                .post(namespaces::set_ttl)
-                .delete(namespaces::remove_ttl),
+            crate::openapi::methods!(get namespaces::get_ttl, post namespaces::set_ttl => crate::openapi::Body::integer(), delete namespaces::remove_ttl),
         )
         .route(
             &format!("{ns}/permissions"),
-            get(permissions::namespace_permissions),
+            crate::openapi::methods!(get permissions::namespace_permissions),
         )
         .route(
             &format!("{ns}/permissions/{{role}}"),
-            axum::routing::post(permissions::grant_namespace).delete(permissions::revoke_namespace),
+            crate::openapi::methods!(post permissions::grant_namespace => crate::openapi::Body::strings(), delete permissions::revoke_namespace),
         )
         .route(
             &format!("{ns}/permissions/subscription"),
-            get(permissions::subscription_permissions),
+            crate::openapi::methods!(get permissions::subscription_permissions),
         )
         .route(
             &format!("{ns}/permissions/subscription/{{subscription}}"),
-            axum::routing::post(permissions::grant_subscription),
+            crate::openapi::methods!(post permissions::grant_subscription => crate::openapi::Body::strings()),
         )
         .route(
             &format!("{ns}/permissions/{{subscription}}/{{role}}"),
-            axum::routing::delete(permissions::revoke_subscription),
+            crate::openapi::methods!(delete permissions::revoke_subscription),
         )
         .route(
             &format!("{topic}/permissions"),
-            get(permissions::topic_permissions),
+            crate::openapi::methods!(get permissions::topic_permissions),
         )
         .route(
             &format!("{topic}/permissions/{{role}}"),
-            axum::routing::post(permissions::grant_topic).delete(permissions::revoke_topic),
+            crate::openapi::methods!(post permissions::grant_topic => crate::openapi::Body::strings(), delete permissions::revoke_topic),
         )
         .route(
             &format!("{ns}/deduplication"),
-            get(namespaces::get_deduplication)
-                .post(namespaces::set_deduplication)
-                .delete(namespaces::remove_deduplication),
+            crate::openapi::methods!(get namespaces::get_deduplication, post namespaces::set_deduplication => crate::openapi::Body::boolean(), delete namespaces::remove_deduplication),
         )
         .route(
             &format!("{ns}/autoTopicCreation"),
-            get(namespaces::get_auto_topic_creation)
-                .post(namespaces::set_auto_topic_creation)
-                .delete(namespaces::remove_auto_topic_creation),
+            crate::openapi::methods!(get namespaces::get_auto_topic_creation, post namespaces::set_auto_topic_creation => crate::openapi::Body::of::<namespaces::AutoTopicCreationJson>(true), delete namespaces::remove_auto_topic_creation),
         )
         .route(
             &format!("{ns}/maxProducersPerTopic"),
-            get(namespaces::get_max_producers)
-                .post(namespaces::set_max_producers)
-                .delete(namespaces::remove_max_producers),
+            crate::openapi::methods!(get namespaces::get_max_producers, post namespaces::set_max_producers => crate::openapi::Body::integer(), delete namespaces::remove_max_producers),
         )
         .route(
             &format!("{ns}/maxConsumersPerTopic"),
-            get(namespaces::get_max_consumers)
-                .post(namespaces::set_max_consumers)
-                .delete(namespaces::remove_max_consumers),
+            crate::openapi::methods!(get namespaces::get_max_consumers, post namespaces::set_max_consumers => crate::openapi::Body::integer(), delete namespaces::remove_max_consumers),
         )
         .route(
             &format!("{ns}/publishRate"),
-            get(namespaces::get_publish_rate)
-                .post(namespaces::set_publish_rate)
-                .delete(namespaces::remove_publish_rate),
+            crate::openapi::methods!(get namespaces::get_publish_rate, post namespaces::set_publish_rate => crate::openapi::Body::of::<namespaces::PublishRateJson>(true), delete namespaces::remove_publish_rate),
         )
         .route(
             "/admin/v2/persistent/{tenant}/{namespace}",
-            get(topics::list),
+            crate::openapi::methods!(get topics::list),
         )
         .route(
             "/admin/v2/persistent/{tenant}/{namespace}/partitioned",
-            get(topics::list_partitioned),
+            crate::openapi::methods!(get topics::list_partitioned),
         )
         .route(
             topic,
-            axum::routing::put(topics::create_non_partitioned)
-                .delete(topics::delete_non_partitioned),
+            crate::openapi::methods!(put topics::create_non_partitioned, delete topics::delete_non_partitioned),
         )
         .route(
             &format!("{topic}/partitions"),
-            get(topics::get_partitions)
-                .put(topics::create_partitioned)
-                .post(topics::update_partitions)
-                .delete(topics::delete_partitioned),
+            crate::openapi::methods!(get topics::get_partitions, put topics::create_partitioned => crate::openapi::Body::integer(), post topics::update_partitions => crate::openapi::Body::integer(), delete topics::delete_partitioned),
         )
-        .route(&format!("{topic}/stats"), get(topics::stats))
+        .route(
+            &format!("{topic}/stats"),
+            crate::openapi::methods!(get topics::stats),
+        )
         .route(
             &format!("{topic}/partitioned-stats"),
-            get(topics::partitioned_stats),
+            crate::openapi::methods!(get topics::partitioned_stats),
         )
         .route(
             &format!("{topic}/internal-stats"),
-            get(topics::internal_stats),
+            crate::openapi::methods!(get topics::internal_stats),
         )
         .route(
             &format!("{topic}/subscriptions"),
-            get(topics::subscriptions),
+            crate::openapi::methods!(get topics::subscriptions),
         )
         .route(
             &format!("{topic}/subscription/{{subscription}}"),
-            axum::routing::put(subscriptions::create).delete(subscriptions::delete),
+            crate::openapi::methods!(put subscriptions::create => crate::openapi::Body::of::<subscriptions::MessageIdJson>(false), delete subscriptions::delete),
         )
         .route(
             &format!("{topic}/subscription/{{subscription}}/resetcursor/{{timestamp}}"),
-            axum::routing::post(subscriptions::reset_to_timestamp),
+            crate::openapi::methods!(post subscriptions::reset_to_timestamp),
         )
         .route(
             &format!("{topic}/subscription/{{subscription}}/resetcursor"),
-            axum::routing::post(subscriptions::reset_to_message_id),
+            crate::openapi::methods!(post subscriptions::reset_to_message_id => crate::openapi::Body::of::<subscriptions::MessageIdJson>(true)),
         )
         .route(
             &format!("{topic}/subscription/{{subscription}}/skip/{{count}}"),
-            axum::routing::post(subscriptions::skip),
+            crate::openapi::methods!(post subscriptions::skip),
         )
         .route(
             &format!("{topic}/subscription/{{subscription}}/skip_all"),
-            axum::routing::post(subscriptions::skip_all),
+            crate::openapi::methods!(post subscriptions::skip_all),
         )
-        .route("/admin/v2/kafka/groups", get(groups::list))
-        .route(group, get(groups::describe).delete(groups::delete))
+        .route(
+            "/admin/v2/kafka/groups",
+            crate::openapi::methods!(get groups::list),
+        )
+        .route(
+            group,
+            crate::openapi::methods!(get groups::describe, delete groups::delete),
+        )
         .route(
             &format!("{group}/offsets"),
-            axum::routing::post(groups::reset_offsets),
+            crate::openapi::methods!(post groups::reset_offsets => crate::openapi::Body::of::<groups::ResetRequest>(true)),
         )
-        .fallback(|| async { error::ApiError::not_found("no such endpoint") })
-        .with_state(state)
+        .route(
+            "/admin/v2/openapi.json",
+            crate::openapi::methods!(get openapi_json),
+        )
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> impl IntoResponse {

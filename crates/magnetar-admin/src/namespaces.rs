@@ -16,7 +16,7 @@ use crate::json::JsonBody;
 use crate::AppState;
 
 /// Pulsar's RetentionPolicies JSON: `-1` is unlimited.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RetentionJson {
     pub retention_time_in_minutes: i64,
@@ -50,7 +50,7 @@ pub struct PoliciesJson {
 }
 
 /// Pulsar's AutoTopicCreationOverride JSON.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AutoTopicCreationJson {
     pub allow_auto_topic_creation: bool,
@@ -79,7 +79,7 @@ impl AutoTopicCreationJson {
 }
 
 /// Pulsar's PublishRate JSON: `-1` disables a dimension.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PublishRateJson {
     #[serde(default = "unlimited")]

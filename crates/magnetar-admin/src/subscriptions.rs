@@ -30,7 +30,7 @@ use crate::AppState;
 const SUBSCRIPTION_BYTES_MAX: usize = 1024;
 
 /// Pulsar's `ResetCursorData` / `MessageIdImpl` JSON.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageIdJson {
     pub ledger_id: i64,

@@ -13,7 +13,7 @@ use crate::json::JsonBody;
 use crate::AppState;
 
 /// Pulsar's TenantInfo JSON.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TenantInfoJson {
     #[serde(default)]
