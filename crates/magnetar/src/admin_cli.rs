@@ -120,6 +120,44 @@ enum NamespacesCommand {
         #[arg(long)]
         ttl: u64,
     },
+    /// Overrides the broker's auto topic creation for the namespace.
+    SetAutoTopicCreation {
+        namespace: String,
+        /// Allow (default) or `--disable`.
+        #[arg(long)]
+        disable: bool,
+        /// `partitioned` or `non-partitioned`.
+        #[arg(long, default_value = "partitioned")]
+        r#type: String,
+        #[arg(long, short = 'n')]
+        num_partitions: Option<u32>,
+    },
+    RemoveAutoTopicCreation {
+        namespace: String,
+    },
+    /// Producers per topic partition (0 unlimited).
+    SetMaxProducersPerTopic {
+        namespace: String,
+        #[arg(long = "max-producers-per-topic", short = 'p')]
+        max: u32,
+    },
+    /// Consumers per topic partition (0 unlimited).
+    SetMaxConsumersPerTopic {
+        namespace: String,
+        #[arg(long = "max-consumers-per-topic", short = 'c')]
+        max: u32,
+    },
+    /// Publish rate per topic partition (-1 unlimited), for Kafka and Pulsar producers.
+    SetPublishRate {
+        namespace: String,
+        #[arg(long = "msg-publish-rate", short = 'm', default_value_t = -1, allow_hyphen_values = true)]
+        messages: i64,
+        #[arg(long = "byte-publish-rate", short = 'b', default_value_t = -1, allow_hyphen_values = true)]
+        bytes: i64,
+    },
+    RemovePublishRate {
+        namespace: String,
+    },
     /// Grants actions on every topic of the namespace to a role.
     GrantPermission {
         namespace: String,
@@ -406,6 +444,72 @@ fn run(c: &Client, command: AdminCommand) -> Result<Value, String> {
                 );
                 c.call("POST", &path, Some(ttl.to_string()))
             }
+            NamespacesCommand::SetAutoTopicCreation {
+                namespace,
+                disable,
+                r#type,
+                num_partitions,
+            } => {
+                let mut body = serde_json::json!({
+                    "allowAutoTopicCreation": !disable,
+                    "topicType": r#type,
+                });
+                if let Some(n) = num_partitions {
+                    body["defaultNumPartitions"] = n.into();
+                }
+                let path = format!(
+                    "/admin/v2/namespaces/{}/autoTopicCreation",
+                    namespace_path(&namespace)?
+                );
+                c.call("POST", &path, Some(body.to_string()))
+            }
+            NamespacesCommand::RemoveAutoTopicCreation { namespace } => c.call(
+                "DELETE",
+                &format!(
+                    "/admin/v2/namespaces/{}/autoTopicCreation",
+                    namespace_path(&namespace)?
+                ),
+                None,
+            ),
+            NamespacesCommand::SetMaxProducersPerTopic { namespace, max } => c.call(
+                "POST",
+                &format!(
+                    "/admin/v2/namespaces/{}/maxProducersPerTopic",
+                    namespace_path(&namespace)?
+                ),
+                Some(max.to_string()),
+            ),
+            NamespacesCommand::SetMaxConsumersPerTopic { namespace, max } => c.call(
+                "POST",
+                &format!(
+                    "/admin/v2/namespaces/{}/maxConsumersPerTopic",
+                    namespace_path(&namespace)?
+                ),
+                Some(max.to_string()),
+            ),
+            NamespacesCommand::SetPublishRate {
+                namespace,
+                messages,
+                bytes,
+            } => {
+                let body = serde_json::json!({
+                    "publishThrottlingRateInMsg": messages,
+                    "publishThrottlingRateInByte": bytes,
+                });
+                let path = format!(
+                    "/admin/v2/namespaces/{}/publishRate",
+                    namespace_path(&namespace)?
+                );
+                c.call("POST", &path, Some(body.to_string()))
+            }
+            NamespacesCommand::RemovePublishRate { namespace } => c.call(
+                "DELETE",
+                &format!(
+                    "/admin/v2/namespaces/{}/publishRate",
+                    namespace_path(&namespace)?
+                ),
+                None,
+            ),
             NamespacesCommand::GrantPermission {
                 namespace,
                 role,

@@ -377,3 +377,55 @@ fn subscriptions_create_reset_skip_unsubscribe() {
     );
     assert!(!success && stderr.contains("ledger:entry"), "{stderr}");
 }
+
+#[test]
+fn namespace_policy_commands() {
+    let broker = Broker::start();
+    let ok = |args: &[&str]| {
+        let (success, stdout, stderr) = admin(&broker, args);
+        assert!(success, "{args:?}: {stderr}");
+        stdout
+    };
+    let ns = "public/default";
+    ok(&[
+        "namespaces",
+        "set-auto-topic-creation",
+        ns,
+        "--type",
+        "partitioned",
+        "-n",
+        "4",
+    ]);
+    ok(&["namespaces", "set-max-producers-per-topic", ns, "-p", "3"]);
+    ok(&["namespaces", "set-max-consumers-per-topic", ns, "-c", "5"]);
+    ok(&["namespaces", "set-publish-rate", ns, "-m", "100"]);
+    let policies: serde_json::Value =
+        serde_json::from_str(&ok(&["--output", "json", "namespaces", "policies", ns])).unwrap();
+    assert_eq!(
+        policies["autoTopicCreationOverride"]["defaultNumPartitions"],
+        4
+    );
+    assert_eq!(policies["max_producers_per_topic"], 3);
+    assert_eq!(policies["max_consumers_per_topic"], 5);
+    assert_eq!(
+        policies["publishMaxMessageRate"]["standalone"],
+        serde_json::json!({"publishThrottlingRateInMsg": 100, "publishThrottlingRateInByte": -1})
+    );
+    ok(&["namespaces", "remove-publish-rate", ns]);
+    ok(&["namespaces", "remove-auto-topic-creation", ns]);
+    let policies: serde_json::Value =
+        serde_json::from_str(&ok(&["--output", "json", "namespaces", "policies", ns])).unwrap();
+    assert!(policies["autoTopicCreationOverride"].is_null());
+    assert_eq!(policies["publishMaxMessageRate"], serde_json::json!({}));
+    let (success, _, stderr) = admin(
+        &broker,
+        &[
+            "namespaces",
+            "set-auto-topic-creation",
+            ns,
+            "--type",
+            "sideways",
+        ],
+    );
+    assert!(!success && stderr.contains("412"), "{stderr}");
+}
