@@ -288,3 +288,93 @@ pub async fn serve(
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
 }
+
+/// Serves HTTPS (`webServicePortTls`) on `listener` until `shutdown` is cancelled. Handshakes
+/// run in their own tasks (bounded by the TLS server's timeout and by [`HANDSHAKES_MAX`] at once)
+/// so a slow or garbage handshake never holds up accept.
+pub async fn serve_tls(
+    listener: TcpListener,
+    tls: Arc<magnetar_auth::tls::TlsServer>,
+    services: AdminServices,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let listener = TlsListener::start(listener, tls, shutdown.clone())?;
+    axum::serve(listener, router_with(services))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
+
+/// Most TLS handshakes in progress at once on the HTTPS port; more connections wait in the
+/// kernel's accept queue.
+pub const HANDSHAKES_MAX: usize = 256;
+
+/// An axum listener yielding connections whose TLS handshake has completed.
+struct TlsListener {
+    ready: tokio::sync::mpsc::Receiver<(
+        magnetar_auth::tls::TlsStream<tokio::net::TcpStream>,
+        std::net::SocketAddr,
+    )>,
+    local: std::net::SocketAddr,
+}
+
+impl TlsListener {
+    fn start(
+        listener: TcpListener,
+        tls: Arc<magnetar_auth::tls::TlsServer>,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<Self> {
+        let local = listener.local_addr()?;
+        let (tx, ready) = tokio::sync::mpsc::channel(64);
+        let slots = Arc::new(tokio::sync::Semaphore::new(HANDSHAKES_MAX));
+        tokio::spawn(async move {
+            loop {
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    break;
+                };
+                let (stream, peer) = tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tx.closed() => break,
+                    accepted = listener.accept() => match accepted {
+                        Ok(pair) => pair,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "https accept failed");
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    },
+                };
+                let (tls, tx) = (tls.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let _ = stream.set_nodelay(true);
+                    match tls.accept(stream).await {
+                        Ok((stream, _)) => {
+                            let _ = tx.send((stream, peer)).await;
+                        }
+                        Err(e) => {
+                            tracing::info!(%peer, error = %e, "https TLS handshake failed; closing connection")
+                        }
+                    }
+                    drop(slot);
+                });
+            }
+        });
+        Ok(Self { ready, local })
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = magnetar_auth::tls::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(connection) => connection,
+            // The acceptor stopped (shutdown): wait for axum's graceful shutdown to end serving.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local)
+    }
+}

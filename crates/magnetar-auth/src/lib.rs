@@ -22,6 +22,7 @@ mod error;
 pub mod key;
 pub mod sasl;
 pub mod scram;
+pub mod tls;
 pub mod token;
 
 pub use error::AuthError;

@@ -7,17 +7,19 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 
 use crate::api::{self, Context};
 use crate::codec::{self, DecodeError, Decoded};
 use crate::frame::{self, FrameError};
 use crate::sasl::{Admission, ConnectionAuth, RawOutcome};
 
-pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, mut context: Arc<Context>) {
-    let _ = stream.set_nodelay(true);
-    let (read, write) = stream.into_split();
+/// Serves one connection over any byte stream (TCP, or TLS over TCP).
+pub async fn serve_connection<S>(stream: S, peer: SocketAddr, mut context: Arc<Context>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let (read, write) = tokio::io::split(stream);
     let mut reader = BufReader::with_capacity(64 * 1024, read);
     let mut writer = BufWriter::with_capacity(64 * 1024, write);
     tracing::debug!(%peer, "kafka connection opened");

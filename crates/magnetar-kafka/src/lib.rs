@@ -59,6 +59,10 @@ pub struct KafkaConfig {
     pub authenticator: Option<Arc<magnetar_auth::Authenticator>>,
     /// How long a failed authentication waits before the connection closes.
     pub failed_authentication_delay_ms: u64,
+    /// Set on an `SSL` or `SASL_SSL` listener: the TLS handshake runs after accept (in the
+    /// connection's task, within its timeout). With mTLS on an `SSL` listener the client
+    /// certificate's CN is the principal.
+    pub tls: Option<Arc<magnetar_auth::tls::TlsServer>>,
 }
 
 impl KafkaConfig {
@@ -81,6 +85,7 @@ impl Default for KafkaConfig {
             group_coordinator: magnetar_coordinator::CoordinatorConfig::default(),
             authenticator: None,
             failed_authentication_delay_ms: 300,
+            tls: None,
         }
     }
 }
@@ -145,7 +150,27 @@ pub async fn serve_with_coordinator(
         };
         let context = context.clone();
         connections.spawn(async move {
-            connection::serve_connection(stream, peer, context).await;
+            let _ = stream.set_nodelay(true);
+            match context.config.tls.clone() {
+                None => connection::serve_connection(stream, peer, context).await,
+                Some(tls) => match tls.accept(stream).await {
+                    Ok((stream, identity)) => {
+                        let context = match identity.and_then(|id| id.common_name) {
+                            // SASL_SSL: the SASL exchange names the principal, as in Kafka.
+                            Some(role) if !context.config.sasl_required() => {
+                                tracing::info!(%peer, %role, "kafka client authenticated by TLS certificate");
+                                Arc::new(context.with_session(api::Session {
+                                    principal: Some(magnetar_auth::Principal { role }),
+                                    default_namespace: None,
+                                }))
+                            }
+                            _ => context,
+                        };
+                        connection::serve_connection(stream, peer, context).await
+                    }
+                    Err(e) => tracing::info!(%peer, error = %e, "kafka TLS handshake failed; closing connection"),
+                },
+            }
             drop(slot);
         });
     };

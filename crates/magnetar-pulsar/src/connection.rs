@@ -13,7 +13,6 @@ use futures_util::stream::FuturesOrdered;
 use futures_util::StreamExt;
 use magnetar_broker::{PartitionLog, TopicPartition};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -66,6 +65,8 @@ pub(crate) struct Connection {
     pub consumers: HashMap<u64, ConsumerHandle>,
     /// Who the client authenticated as, when authentication is on.
     pub auth: crate::commands::auth::ConnectionAuth,
+    /// On a TLS listener: the verified client certificate's subject (auth method `tls`).
+    pub tls_peer: Option<magnetar_auth::tls::PeerIdentity>,
 }
 
 /// What the reader loop does after a command.
@@ -74,9 +75,17 @@ pub(crate) enum Next {
     Close(String),
 }
 
-pub(crate) async fn run(service: Arc<Service>, stream: TcpStream, peer: SocketAddr) {
-    let _ = stream.set_nodelay(true);
-    let (mut reader, mut writer) = stream.into_split();
+/// Serves one connection over any byte stream (TCP, or TLS over TCP). `tls_peer` is the
+/// verified client certificate's subject on a TLS listener with client certificates.
+pub(crate) async fn run<S>(
+    service: Arc<Service>,
+    stream: S,
+    peer: SocketAddr,
+    tls_peer: Option<magnetar_auth::tls::PeerIdentity>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let cancel = service.shutdown.child_token();
     let (out_tx, mut out_rx) = mpsc::channel::<Bytes>(service.config.outbound_frames_max);
     let (send_tx, mut send_rx) = mpsc::channel::<SendFuture>(service.config.pending_sends_max);
@@ -154,6 +163,7 @@ pub(crate) async fn run(service: Arc<Service>, stream: TcpStream, peer: SocketAd
         producers: HashMap::new(),
         consumers: HashMap::new(),
         auth: Default::default(),
+        tls_peer,
     };
     let reason = conn.read_loop(&mut reader, &cancel).await;
     tracing::debug!(%peer, %reason, "pulsar connection closing");
@@ -169,9 +179,9 @@ pub(crate) async fn run(service: Arc<Service>, stream: TcpStream, peer: SocketAd
 }
 
 impl Connection {
-    async fn read_loop(
+    async fn read_loop<R: tokio::io::AsyncRead + Unpin>(
         &mut self,
-        reader: &mut tokio::net::tcp::OwnedReadHalf,
+        reader: &mut R,
         cancel: &CancellationToken,
     ) -> String {
         let mut buf = BytesMut::with_capacity(64 * 1024);

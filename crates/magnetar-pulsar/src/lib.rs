@@ -63,6 +63,9 @@ pub struct PulsarConfig {
     pub deduplication_producers_max: usize,
     /// Set when authentication is on: CONNECT must carry a valid token ([`commands`]'s `auth`).
     pub authenticator: Option<Arc<magnetar_auth::Authenticator>>,
+    /// `pulsar+ssl://host:port` of the TLS port, answered in LOOKUP (`brokerServiceUrlTls`);
+    /// empty without one.
+    pub broker_service_url_tls: String,
 }
 
 impl Default for PulsarConfig {
@@ -81,6 +84,7 @@ impl Default for PulsarConfig {
             deduplication_enabled: false,
             deduplication_producers_max: 10_000,
             authenticator: None,
+            broker_service_url_tls: String::new(),
         }
     }
 }
@@ -102,8 +106,43 @@ pub async fn serve_with(
     config: PulsarConfig,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    serve_listeners(vec![(listener, None)], broker, config, shutdown).await
+}
+
+/// [`serve_with`] on several listeners sharing one service and one connection limit: the plain
+/// port, and the TLS port (`brokerServicePortTls`) with its TLS server side. The TLS handshake
+/// runs in the connection's task, bounded by its timeout, so a slow client cannot stall accept.
+pub async fn serve_listeners(
+    listeners: Vec<(TcpListener, Option<Arc<magnetar_auth::tls::TlsServer>>)>,
+    broker: Arc<Broker>,
+    config: PulsarConfig,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     let service = Arc::new(Service::new(broker, config, shutdown.clone()));
     let connections = Arc::new(tokio::sync::Semaphore::new(service.config.connections_max));
+    let mut accepts = tokio::task::JoinSet::new();
+    for (listener, tls) in listeners {
+        accepts.spawn(accept_loop(
+            listener,
+            tls,
+            service.clone(),
+            connections.clone(),
+            shutdown.clone(),
+        ));
+    }
+    while accepts.join_next().await.is_some() {}
+    service.tasks.close();
+    service.tasks.wait().await;
+    Ok(())
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<Arc<magnetar_auth::tls::TlsServer>>,
+    service: Arc<Service>,
+    connections: Arc<tokio::sync::Semaphore>,
+    shutdown: CancellationToken,
+) {
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -114,9 +153,18 @@ pub async fn serve_with(
                         drop(stream);
                         continue;
                     };
-                    let service2 = service.clone();
+                    let _ = stream.set_nodelay(true);
+                    let (service2, tls) = (service.clone(), tls.clone());
                     service.tasks.spawn(async move {
-                        connection::run(service2, stream, peer).await;
+                        match tls {
+                            None => connection::run(service2, stream, peer, None).await,
+                            Some(tls) => match tls.accept(stream).await {
+                                Ok((stream, identity)) => {
+                                    connection::run(service2, stream, peer, identity).await
+                                }
+                                Err(e) => tracing::info!(%peer, error = %e, "pulsar TLS handshake failed; closing connection"),
+                            },
+                        }
                         drop(permit);
                     });
                 }
@@ -127,7 +175,4 @@ pub async fn serve_with(
             }
         }
     }
-    service.tasks.close();
-    service.tasks.wait().await;
-    Ok(())
 }

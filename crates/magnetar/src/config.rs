@@ -6,6 +6,7 @@
 //! [`Config::default`].
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use toml::{Table, Value};
@@ -22,6 +23,7 @@ pub struct Config {
     pub storage: StorageSection,
     pub groups: GroupsSection,
     pub auth: AuthSection,
+    pub tls: TlsSection,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -57,7 +59,7 @@ pub struct KafkaSection {
     pub message_bytes_max: u64,
     pub entry_format: String,
     pub max_read_entries_num: u32,
-    /// `PLAINTEXT` or `SASL_PLAINTEXT` (from KoP's `kafkaListeners` prefix).
+    /// `PLAINTEXT`, `SASL_PLAINTEXT`, `SSL` or `SASL_SSL` (from KoP's `kafkaListeners` prefix).
     pub security_protocol: String,
 }
 
@@ -75,6 +77,70 @@ pub struct AuthSection {
     pub token_auth_claim: String,
     pub sasl_allowed_mechanisms: String,
     pub failed_authentication_delay_ms: u64,
+}
+
+/// TLS (rustls): one certificate for every TLS listener. The Kafka listener uses it when
+/// `kafka.security_protocol` is `SSL` or `SASL_SSL`; `enabled` adds the Pulsar TLS port and the
+/// HTTPS port next to the plain ones. Paths are PEM files.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSection {
+    /// Pulsar's `tlsEnabled`; setting `brokerServicePortTls` or `webServicePortTls` in a file
+    /// turns it on too, as in Pulsar.
+    pub enabled: bool,
+    /// Pulsar's `brokerServicePortTls` (0: a free port).
+    pub pulsar_port: u16,
+    /// Pulsar's `webServicePortTls` (0: a free port).
+    pub https_port: u16,
+    /// Pulsar's `tlsCertificateFilePath`: the certificate chain, leaf first.
+    pub cert_chain_file: String,
+    /// Pulsar's `tlsKeyFilePath`: the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: String,
+    /// Pulsar's `tlsTrustCertsFilePath`: CAs for client certificates (mTLS); empty: none asked.
+    pub trust_certs_file: String,
+    /// Pulsar's `tlsRequireTrustedClientCertOnConnect`: refuse clients without a trusted
+    /// certificate. Needs `trust_certs_file`.
+    pub require_client_cert: bool,
+    /// Longest a TLS handshake may take after accept.
+    pub handshake_timeout_ms: u64,
+}
+
+impl Default for TlsSection {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            pulsar_port: 6651,
+            https_port: 8443,
+            cert_chain_file: String::new(),
+            key_file: String::new(),
+            trust_certs_file: String::new(),
+            require_client_cert: false,
+            handshake_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl TlsSection {
+    /// Whether any listener needs the certificate.
+    pub fn needed(&self, kafka_security_protocol: &str) -> bool {
+        self.enabled || matches!(kafka_security_protocol, "SSL" | "SASL_SSL")
+    }
+
+    /// Reads the PEM files into the server side every TLS listener shares.
+    pub fn server(
+        &self,
+        alpn: &[&[u8]],
+    ) -> Result<Arc<magnetar_auth::tls::TlsServer>, magnetar_auth::tls::TlsError> {
+        let settings = magnetar_auth::tls::TlsSettings {
+            cert_chain: PathBuf::from(&self.cert_chain_file),
+            key: PathBuf::from(&self.key_file),
+            trust_certs: (!self.trust_certs_file.is_empty())
+                .then(|| PathBuf::from(&self.trust_certs_file)),
+            require_client_cert: self.require_client_cert,
+            handshake_timeout: std::time::Duration::from_millis(self.handshake_timeout_ms),
+        };
+        magnetar_auth::tls::TlsServer::load(&settings, alpn)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -156,6 +222,7 @@ impl Default for Config {
             storage: StorageSection::default(),
             groups: GroupsSection::default(),
             auth: AuthSection::default(),
+            tls: TlsSection::default(),
         }
     }
 }
@@ -289,6 +356,7 @@ impl PulsarSection {
             deduplication_enabled: self.deduplication_enabled,
             deduplication_producers_max: self.deduplication_producers_max as usize,
             authenticator: None,
+            broker_service_url_tls: String::new(),
         }
     }
 }
@@ -451,6 +519,46 @@ pub const ALIASES: &[Alias] = &[
         name: "webServicePort",
         section: "http",
         key: "port",
+    },
+    Alias {
+        name: "tlsEnabled",
+        section: "tls",
+        key: "enabled",
+    },
+    Alias {
+        name: "brokerServicePortTls",
+        section: "tls",
+        key: "pulsar_port",
+    },
+    Alias {
+        name: "webServicePortTls",
+        section: "tls",
+        key: "https_port",
+    },
+    Alias {
+        name: "tlsCertificateFilePath",
+        section: "tls",
+        key: "cert_chain_file",
+    },
+    Alias {
+        name: "tlsKeyFilePath",
+        section: "tls",
+        key: "key_file",
+    },
+    Alias {
+        name: "tlsTrustCertsFilePath",
+        section: "tls",
+        key: "trust_certs_file",
+    },
+    Alias {
+        name: "tlsRequireTrustedClientCertOnConnect",
+        section: "tls",
+        key: "require_client_cert",
+    },
+    Alias {
+        name: "tlsHandshakeTimeoutMs",
+        section: "tls",
+        key: "handshake_timeout_ms",
     },
     Alias {
         name: "bindAddress",
@@ -771,9 +879,10 @@ impl Config {
         one_of(
             "kafka.security_protocol",
             &self.kafka.security_protocol,
-            &["PLAINTEXT", "SASL_PLAINTEXT"],
+            &["PLAINTEXT", "SASL_PLAINTEXT", "SSL", "SASL_SSL"],
         )?;
         self.validate_auth()?;
+        self.validate_tls()?;
         one_of(
             "storage.fsync",
             &self.storage.fsync,
@@ -951,10 +1060,15 @@ impl Config {
                 auth.failed_authentication_delay_ms
             )));
         }
-        if self.kafka.security_protocol == "SASL_PLAINTEXT" && !auth.enabled {
-            return Err(err(
-                "kafka.security_protocol = \"SASL_PLAINTEXT\" needs auth.enabled = true (authenticationEnabled)",
-            ));
+        if matches!(
+            self.kafka.security_protocol.as_str(),
+            "SASL_PLAINTEXT" | "SASL_SSL"
+        ) && !auth.enabled
+        {
+            return Err(err(format!(
+                "kafka.security_protocol = \"{}\" needs auth.enabled = true (authenticationEnabled)",
+                self.kafka.security_protocol
+            )));
         }
         if !auth.enabled {
             return Ok(());
@@ -1110,6 +1224,44 @@ fn parse_properties(
     Ok((table, unused))
 }
 
+impl Config {
+    /// TLS: the files are read and checked now, so a bad certificate or key stops startup with
+    /// a config error.
+    fn validate_tls(&self) -> Result<(), ConfigError> {
+        let tls = &self.tls;
+        if tls.handshake_timeout_ms == 0 || tls.handshake_timeout_ms > 300_000 {
+            return Err(err(format!(
+                "tls.handshake_timeout_ms = {} is outside the allowed range [1, 300000]",
+                tls.handshake_timeout_ms
+            )));
+        }
+        if tls.require_client_cert && tls.trust_certs_file.is_empty() {
+            return Err(err(
+                "tls.require_client_cert = true (tlsRequireTrustedClientCertOnConnect) needs tls.trust_certs_file (tlsTrustCertsFilePath)",
+            ));
+        }
+        if !tls.needed(&self.kafka.security_protocol) {
+            return Ok(());
+        }
+        let why = if tls.enabled {
+            "tls.enabled = true".to_string()
+        } else {
+            format!(
+                "kafka.security_protocol = \"{}\"",
+                self.kafka.security_protocol
+            )
+        };
+        if tls.cert_chain_file.is_empty() || tls.key_file.is_empty() {
+            return Err(err(format!(
+                "{why} needs tls.cert_chain_file (tlsCertificateFilePath) and tls.key_file (tlsKeyFilePath)"
+            )));
+        }
+        tls.server(&[])
+            .map(|_| ())
+            .map_err(|e| err(format!("tls: {e}")))
+    }
+}
+
 /// Resolves KoP's `kafkaListeners` / `kafkaAdvertisedListeners` into bind address and ports.
 fn apply_listener_keys(root: &mut Table) -> Result<(), ConfigError> {
     let Some(Value::Table(kafka)) = root.get_mut("kafka") else {
@@ -1134,6 +1286,14 @@ fn apply_listener_keys(root: &mut Table) -> Result<(), ConfigError> {
     if let Some(host) = bind {
         set(root, "server", "bind", Value::String(host));
     }
+    // Pulsar turns its TLS ports on by setting them; `tlsEnabled` is deprecated there.
+    if let Some(Value::Table(tls)) = root.get_mut("tls") {
+        if !tls.contains_key("enabled")
+            && (tls.contains_key("pulsar_port") || tls.contains_key("https_port"))
+        {
+            tls.insert("enabled".into(), Value::Boolean(true));
+        }
+    }
     Ok(())
 }
 
@@ -1146,14 +1306,16 @@ fn parse_listener(key: &str, value: &str) -> Result<(String, String, u16), Confi
         .collect();
     let [listener] = listeners.as_slice() else {
         return Err(err(format!(
-            "{key} = \"{value}\": exactly one PLAINTEXT:// or SASL_PLAINTEXT:// listener is supported"
+            "{key} = \"{value}\": exactly one listener (PLAINTEXT://, SASL_PLAINTEXT://, SSL:// or SASL_SSL://) is supported"
         )));
     };
     let (protocol, address) = match listener.split_once("://") {
-        Some((p @ ("PLAINTEXT" | "SASL_PLAINTEXT"), address)) => (p.to_string(), address),
+        Some((p @ ("PLAINTEXT" | "SASL_PLAINTEXT" | "SSL" | "SASL_SSL"), address)) => {
+            (p.to_string(), address)
+        }
         _ => {
             return Err(err(format!(
-                "{key} = \"{value}\": only PLAINTEXT:// and SASL_PLAINTEXT:// listeners are supported (SSL is not built yet)"
+                "{key} = \"{value}\": the listener must be PLAINTEXT://, SASL_PLAINTEXT://, SSL:// or SASL_SSL://"
             )))
         }
     };
@@ -1307,8 +1469,25 @@ mod tests {
         assert_eq!(loaded.config.kafka.port, 9999);
         assert_eq!(loaded.config.server.bind, "0.0.0.0");
         assert_eq!(loaded.config.kafka.default_num_partitions, 4);
+        let e = load_str("b.conf", "kafkaListeners=SASL_SSH://127.0.0.1:9092\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("SASL_SSL://"), "{e}");
         let e = load_str("b.conf", "kafkaListeners=SSL://127.0.0.1:9092\n", &[]).unwrap_err();
-        assert!(e.to_string().contains("SASL_PLAINTEXT://"), "{e}");
+        assert!(e.to_string().contains("tlsCertificateFilePath"), "{e}");
+        let e = load_str(
+            "b.conf",
+            "kafkaListeners=SSL://127.0.0.1:9092\ntlsCertificateFilePath=/nonexistent/c.pem\ntlsKeyFilePath=/nonexistent/k.pem\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("cannot read TLS certificate file /nonexistent/c.pem"),
+            "{e}"
+        );
+        let e = load_str("b.conf", "brokerServicePortTls=6651\n", &[]).unwrap_err();
+        assert!(e.to_string().starts_with("tls.enabled = true needs"), "{e}");
+        let e = load_str("b.conf", "tlsRequireTrustedClientCertOnConnect=true\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("tlsTrustCertsFilePath"), "{e}");
         let e = load_str("b.conf", "webServicePort=http\n", &[]).unwrap_err();
         assert!(e.to_string().contains("webServicePort"), "{e}");
     }

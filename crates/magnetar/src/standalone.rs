@@ -123,6 +123,20 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let (kafka_listener, kafka_addr) = bind("kafka", bind_host, config.kafka.port).await?;
     let (pulsar_listener, pulsar_addr) = bind("pulsar", bind_host, config.pulsar.port).await?;
     let (http_listener, http_addr) = bind("http", bind_host, config.http.port).await?;
+    // Validated at load; read again here (a file could have changed since).
+    let tls = if config.tls.needed(&config.kafka.security_protocol) {
+        Some(config.tls.server(&[]).context("TLS")?)
+    } else {
+        None
+    };
+    let (pulsar_tls_listener, https) = match (&tls, config.tls.enabled) {
+        (Some(_), true) => (
+            Some(bind("pulsar TLS", bind_host, config.tls.pulsar_port).await?),
+            Some(bind("https", bind_host, config.tls.https_port).await?),
+        ),
+        _ => (None, None),
+    };
+    let pulsar_tls_addr = pulsar_tls_listener.as_ref().map(|(_, addr)| *addr);
 
     let advertised_host = match (
         &config.kafka.advertised_host,
@@ -141,6 +155,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         port => port,
     };
 
+    let pulsar_tls_advertised_host = advertised_host.clone();
     let metadata_path = data_dir.join("metadata.redb");
     let metadata = RedbStore::open(&metadata_path)
         .await
@@ -171,9 +186,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
     } else {
         None
     };
-    let kafka_sasl = config.kafka.security_protocol == "SASL_PLAINTEXT";
+    let kafka_sasl = matches!(
+        config.kafka.security_protocol.as_str(),
+        "SASL_PLAINTEXT" | "SASL_SSL"
+    );
+    let kafka_tls = matches!(config.kafka.security_protocol.as_str(), "SSL" | "SASL_SSL");
     if authenticator.is_some() && !kafka_sasl {
-        tracing::warn!("authentication is enabled but the Kafka listener is PLAINTEXT: Kafka clients are not authenticated (use kafkaListeners=SASL_PLAINTEXT://... or kafka.security_protocol = \"SASL_PLAINTEXT\")");
+        tracing::warn!(protocol = %config.kafka.security_protocol, "authentication is enabled but the Kafka listener has no SASL: Kafka clients are not authenticated by token or SCRAM (use kafkaListeners=SASL_PLAINTEXT://... or SASL_SSL://...)");
     }
     let kafka_config = magnetar_kafka::KafkaConfig {
         advertised_host,
@@ -185,6 +204,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         message_bytes_max: config.kafka.message_bytes_max as usize,
         group_coordinator: config.groups.coordinator_config(),
         authenticator: authenticator.clone().filter(|_| kafka_sasl),
+        tls: tls.clone().filter(|_| kafka_tls),
         failed_authentication_delay_ms: config.auth.failed_authentication_delay_ms,
     };
     // Started here, not inside the Kafka front end, so the admin API shares it (groups, lag).
@@ -219,12 +239,25 @@ async fn run(config: Config) -> anyhow::Result<()> {
         let (broker, shutdown) = (broker.clone(), shutdown.clone());
         let pulsar_config = magnetar_pulsar::PulsarConfig {
             authenticator: authenticator.clone(),
+            broker_service_url_tls: pulsar_tls_addr
+                .map(|addr| {
+                    format!(
+                        "pulsar+ssl://{}:{}",
+                        pulsar_tls_advertised_host,
+                        addr.port()
+                    )
+                })
+                .unwrap_or_default(),
             ..config.pulsar.listener_config()
         };
+        let mut listeners = vec![(pulsar_listener, None)];
+        if let (Some((listener, _)), Some(tls)) = (pulsar_tls_listener, tls.clone()) {
+            listeners.push((listener, Some(tls)));
+        }
         async move {
             (
                 "pulsar",
-                magnetar_pulsar::serve_with(pulsar_listener, broker, pulsar_config, shutdown).await,
+                magnetar_pulsar::serve_listeners(listeners, broker, pulsar_config, shutdown).await,
             )
         }
     });
@@ -243,6 +276,22 @@ async fn run(config: Config) -> anyhow::Result<()> {
         }
     });
 
+    let https_addr = https.as_ref().map(|(_, addr)| *addr);
+    if let (Some((listener, _)), Some(tls)) = (https, tls.clone()) {
+        let services = magnetar_admin::AdminServices {
+            broker: broker.clone(),
+            readiness: readiness.clone(),
+            coordinator: Some(coordinator.clone()),
+        };
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            (
+                "https",
+                magnetar_admin::serve_tls(listener, tls, services, shutdown).await,
+            )
+        });
+    }
+
     tasks.spawn({
         let (broker, shutdown) = (broker.clone(), shutdown.clone());
         let interval = Duration::from_millis(config.broker.retention_check_interval_ms);
@@ -251,15 +300,18 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
     let mut signals = ShutdownSignals::register()?;
     // The one machine-readable line test harnesses wait for (logs go to stderr).
-    println!(
-        "{}",
-        serde_json::json!({
-            "event": "listening",
-            "kafka": kafka_addr.to_string(),
-            "pulsar": pulsar_addr.to_string(),
-            "http": http_addr.to_string(),
-        })
-    );
+    let mut listening = serde_json::json!({
+        "event": "listening",
+        "kafka": kafka_addr.to_string(),
+        "kafka_security_protocol": config.kafka.security_protocol,
+        "pulsar": pulsar_addr.to_string(),
+        "http": http_addr.to_string(),
+    });
+    if let (Some(pulsar_tls), Some(https)) = (pulsar_tls_addr, https_addr) {
+        listening["pulsar_tls"] = pulsar_tls.to_string().into();
+        listening["https"] = https.to_string().into();
+    }
+    println!("{listening}");
     readiness.set_ready(true);
     tracing::info!(%kafka_addr, %pulsar_addr, %http_addr, data_dir = %data_dir.display(), "magnetar standalone is ready");
 

@@ -60,8 +60,17 @@ impl Connection {
                         .authenticate_token(token.trim())
                         .map_err(|e| e.to_string())
                 }),
+            // Pulsar's `AuthenticationProviderTls`: the client certificate's CN is the role.
+            "tls" => match self.tls_peer.as_ref().and_then(|p| p.common_name.clone()) {
+                Some(role) => Ok(magnetar_auth::Authenticated {
+                    principal: magnetar_auth::Principal { role },
+                    expires_at_ms: None,
+                    namespace_scope: None,
+                }),
+                None => Err("auth method tls needs a TLS connection with a client certificate that has a CN".to_string()),
+            },
             other => Err(format!(
-                "authentication method '{other}' is not supported (use token)"
+                "authentication method '{other}' is not supported (use token or tls)"
             )),
         };
         match result {

@@ -20,6 +20,9 @@ impl Connection {
         let response = match self.service.resolve(&lookup.topic).await {
             Ok(_) => CommandLookupTopicResponse {
                 broker_service_url: Some(self.service.broker.config().broker_service_url.clone()),
+                broker_service_url_tls: Some(&self.service.config.broker_service_url_tls)
+                    .filter(|url| !url.is_empty())
+                    .cloned(),
                 response: Some(LookupType::Connect as i32),
                 request_id: lookup.request_id,
                 authoritative: Some(true),
