@@ -1264,6 +1264,14 @@ impl Config {
 
 /// Resolves KoP's `kafkaListeners` / `kafkaAdvertisedListeners` into bind address and ports.
 fn apply_listener_keys(root: &mut Table) -> Result<(), ConfigError> {
+    // Pulsar turns its TLS ports on by setting them; `tlsEnabled` is deprecated there.
+    if let Some(Value::Table(tls)) = root.get_mut("tls") {
+        if !tls.contains_key("enabled")
+            && (tls.contains_key("pulsar_port") || tls.contains_key("https_port"))
+        {
+            tls.insert("enabled".into(), Value::Boolean(true));
+        }
+    }
     let Some(Value::Table(kafka)) = root.get_mut("kafka") else {
         return Ok(());
     };
@@ -1285,14 +1293,6 @@ fn apply_listener_keys(root: &mut Table) -> Result<(), ConfigError> {
     }
     if let Some(host) = bind {
         set(root, "server", "bind", Value::String(host));
-    }
-    // Pulsar turns its TLS ports on by setting them; `tlsEnabled` is deprecated there.
-    if let Some(Value::Table(tls)) = root.get_mut("tls") {
-        if !tls.contains_key("enabled")
-            && (tls.contains_key("pulsar_port") || tls.contains_key("https_port"))
-        {
-            tls.insert("enabled".into(), Value::Boolean(true));
-        }
     }
     Ok(())
 }
