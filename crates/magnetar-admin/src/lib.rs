@@ -1,7 +1,8 @@
-//! The HTTP listener: `GET /health`, `GET /version`, and the admin REST API under `/admin/v2`
-//! in pulsar-admin's paths and JSON shapes (clusters, tenants, namespaces with retention and
-//! message-TTL policies, persistent topics with stats and subscriptions), and Magnetar's own
-//! `/admin/v2/kafka/groups` for Kafka consumer groups.
+//! The HTTP listener: `GET /health`, `GET /version`, `GET /metrics` (Prometheus, rendered by
+//! magnetar-metrics), and the admin REST API under `/admin/v2` in pulsar-admin's paths and JSON
+//! shapes (clusters, tenants, namespaces with retention and message-TTL policies, persistent
+//! topics with stats and subscriptions), and Magnetar's own `/admin/v2/kafka/groups` for Kafka
+//! consumer groups.
 //!
 //! Owns: HTTP routing, the admin JSON shapes, and the one mapping of the broker's domain error to
 //! HTTP status codes ([`error::status_of`]), with errors as `{"reason": ...}`.
@@ -22,11 +23,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use magnetar_broker::Broker;
 use magnetar_coordinator::GroupCoordinator;
+use magnetar_metrics::{Format, Metrics};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -50,6 +52,7 @@ pub(crate) struct AppState {
     pub(crate) coordinator: Option<Arc<GroupCoordinator>>,
     readiness: Readiness,
     openapi: utoipa::openapi::OpenApi,
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// What the admin API serves.
@@ -58,6 +61,8 @@ pub struct AdminServices {
     pub broker: Arc<Broker>,
     pub readiness: Readiness,
     pub coordinator: Option<Arc<GroupCoordinator>>,
+    /// Served at `GET /metrics` (404 without).
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 /// The router without the group coordinator (the group endpoints answer 503).
@@ -66,6 +71,7 @@ pub fn router(broker: Arc<Broker>, readiness: Readiness) -> Router {
         broker,
         readiness,
         coordinator: None,
+        metrics: None,
     })
 }
 
@@ -77,8 +83,11 @@ pub fn router_with(services: AdminServices) -> Router {
         coordinator: services.coordinator,
         readiness: services.readiness,
         openapi: doc.document(),
+        metrics: services.metrics,
     });
     doc.router
+        // Not an admin operation: kept out of the OpenAPI document.
+        .route("/metrics", axum::routing::get(scrape))
         .fallback(|| async { error::ApiError::not_found("no such endpoint") })
         .with_state(state)
 }
@@ -269,6 +278,17 @@ async fn health(State(state): State<Arc<AppState>>) -> impl IntoResponse {
             Json(serde_json::json!({ "status": "starting" })),
         )
     }
+}
+
+/// Prometheus scrape: OpenMetrics when the `Accept` header asks for it, else text 0.0.4.
+async fn scrape(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let Some(metrics) = &state.metrics else {
+        return error::ApiError::not_found("metrics are not enabled").into_response();
+    };
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = Format::from_accept(accept);
+    let body = metrics.render(format).await;
+    ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
 }
 
 async fn version() -> impl IntoResponse {

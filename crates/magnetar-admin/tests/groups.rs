@@ -46,6 +46,7 @@ impl Api {
             broker: broker.clone(),
             readiness,
             coordinator: Some(coordinator.clone()),
+            metrics: None,
         });
         Self {
             router,

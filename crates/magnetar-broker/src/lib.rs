@@ -21,7 +21,7 @@ pub mod resources;
 pub use broker::{effective_retention, Broker, BrokerConfig, RetentionSummary, INTERNAL_NAMESPACE};
 pub use error::{Error, Result};
 pub use names::{NamespaceName, TenantName, TopicName, TopicPartition};
-pub use partition::{AppendOutcome, AppendRequest, PartitionLog};
+pub use partition::{AppendOutcome, AppendRequest, PartitionLog, PartitionTraffic};
 pub use permissions::{Access, AuthAction, AuthPolicies, Grants};
 pub use producer_state::{named_producer_batch, named_producer_id, ProducerBatch};
 pub use publish_rate::PublishRate;
@@ -33,6 +33,7 @@ pub use magnetar_metadata::{Expect, MetadataError, MetadataStore};
 
 /// Storage types the front ends need to see, re-exported so they depend on the broker only.
 pub use magnetar_storage::{
-    Clock, CursorStart, CursorState, Entry, EntryHeader, FsyncPolicy, LedgerConfig, ManualClock,
-    PayloadFormat, SystemClock,
+    Clock, CursorStart, CursorState, Entry, EntryHeader, FsyncPolicy, HistogramSnapshot,
+    LatencyHistogram, LedgerConfig, LedgerStats, ManualClock, PayloadFormat, RecoveryReport,
+    SystemClock, LATENCY_BUCKETS_US,
 };

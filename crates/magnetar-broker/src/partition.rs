@@ -2,10 +2,14 @@
 //! serialised so that sequence checks and index assignment happen atomically.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use magnetar_storage::{Entry, EntryHeader, ManagedLedger, NewEntry, PayloadFormat, ProducerInfo};
+use magnetar_storage::{
+    Entry, EntryHeader, LatencyHistogram, ManagedLedger, NewEntry, PayloadFormat, ProducerInfo,
+};
 use tokio::sync::watch;
 
 use crate::error::{Error, Result};
@@ -52,6 +56,7 @@ pub struct PartitionLog {
     named: Mutex<NamedProducers>,
     /// The namespace's publish rate, applied to producers of both protocols.
     publish_limiter: Mutex<PublishLimiter>,
+    traffic: PartitionTraffic,
 }
 
 /// Last entry per named producer, bounded (the producer whose last entry is oldest goes first).
@@ -77,6 +82,20 @@ impl NamedProducers {
         }
         self.last_entry.insert(producer_id, first_index);
     }
+}
+
+/// Traffic through one partition since it was opened, in plain atomics on the partition itself
+/// so recording costs no lookup and no lock; the metrics exporter reads them at scrape time.
+/// "In" counts durable appends from every protocol (duplicates excluded); "out" is recorded by
+/// the front ends for what they send to consumers.
+#[derive(Debug, Default)]
+pub struct PartitionTraffic {
+    pub bytes_in: AtomicU64,
+    pub messages_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub messages_out: AtomicU64,
+    /// From the append call to the entry being durable (under the fsync policy).
+    pub append_latency: LatencyHistogram,
 }
 
 impl std::fmt::Debug for PartitionLog {
@@ -131,6 +150,7 @@ impl PartitionLog {
             consumers: Mutex::new(HashMap::new()),
             named: Mutex::new(named),
             publish_limiter: Mutex::new(PublishLimiter::default()),
+            traffic: PartitionTraffic::default(),
         })
     }
 
@@ -199,7 +219,21 @@ impl PartitionLog {
         &self.ledger
     }
 
+    pub fn traffic(&self) -> &PartitionTraffic {
+        &self.traffic
+    }
+
+    /// Records what a front end sent to consumers from this partition.
+    pub fn record_out(&self, bytes: u64, messages: u64) {
+        self.traffic.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+        self.traffic
+            .messages_out
+            .fetch_add(messages, Ordering::Relaxed);
+    }
+
     pub async fn append(&self, request: AppendRequest) -> Result<AppendOutcome> {
+        let started = Instant::now();
+        let (bytes, messages) = (request.payload.len() as u64, request.message_count);
         if let Some(at) = request.first_index_at {
             if request.payload.len() < at + 8 {
                 return Err(Error::InvalidRequest(format!(
@@ -261,6 +295,12 @@ impl PartitionLog {
         };
         let first_index = pending.first_index();
         pending.wait().await?;
+        let traffic = &self.traffic;
+        traffic.append_latency.observe(started.elapsed());
+        traffic.bytes_in.fetch_add(bytes, Ordering::Relaxed);
+        traffic
+            .messages_in
+            .fetch_add(u64::from(messages), Ordering::Relaxed);
         Ok(AppendOutcome {
             first_index,
             log_start_index: self.ledger.start_index(),

@@ -166,6 +166,17 @@ async fn idempotent_appends_survive_reopen() {
         assert!(dup.duplicate);
         assert_eq!(dup.first_index, 2);
         assert_eq!(log.end_index(), 5);
+        // Traffic counts the two durable appends, not the duplicate.
+        let traffic = log.traffic();
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(load(&traffic.messages_in), 5);
+        assert_eq!(load(&traffic.bytes_in), (8 + 1) * 2);
+        assert_eq!(traffic.append_latency.snapshot().count(), 2);
+        log.record_out(9, 2);
+        assert_eq!(
+            (load(&traffic.bytes_out), load(&traffic.messages_out)),
+            (9, 2)
+        );
         // The index was written into the stored payload.
         let entries = log.read(2, 1 << 20, 10).await.unwrap();
         assert_eq!(&entries[0].payload[..8], &2u64.to_be_bytes());

@@ -5,6 +5,9 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::ApiKey;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
@@ -13,6 +16,9 @@ use crate::api::{self, Context};
 use crate::codec::{self, DecodeError, Decoded};
 use crate::frame::{self, FrameError};
 use crate::sasl::{Admission, ConnectionAuth, RawOutcome};
+
+/// Kafka's UNSUPPORTED_VERSION, counted for requests of a version not served.
+const UNSUPPORTED_VERSION: i16 = kafka_protocol::ResponseError::UnsupportedVersion.code();
 
 /// Serves one connection over any byte stream (TCP, or TLS over TCP).
 pub async fn serve_connection<S>(stream: S, peer: SocketAddr, mut context: Arc<Context>)
@@ -78,12 +84,18 @@ where
             Ok(Decoded::Request(request)) if auth.is_some() && is_sasl(request.api_key) => {
                 let (api_key, version) = (request.api_key, request.header.api_version);
                 let correlation_id = request.header.correlation_id;
+                let started = Instant::now();
                 let Some(reply) = (match auth.as_mut() {
                     Some(auth) => auth.handle(*request).await,
                     None => None,
                 }) else {
                     break;
                 };
+                let api = api_key as i16 as usize;
+                context.metrics.record(api, started.elapsed());
+                crate::metrics::for_each_error_code(&reply.response, |code| {
+                    context.metrics.record_error(api, i32::from(code))
+                });
                 if let Some(session) = reply.session {
                     context = Arc::new(context.with_session(session));
                 }
@@ -113,7 +125,10 @@ where
                 let version = request.header.api_version;
                 let correlation_id = request.header.correlation_id;
                 let client_id = request.header.client_id.clone();
-                let body = match api::handle(&context, peer, *request).await {
+                let started = Instant::now();
+                let outcome = api::handle(&context, peer, *request).await;
+                record(&context, api_key, started, &outcome);
+                let body = match outcome {
                     api::Outcome::Respond(body) => *body,
                     api::Outcome::NoResponse => continue, // Produce with acks=0
                     api::Outcome::Close(reason) => {
@@ -131,10 +146,20 @@ where
             }
             Ok(Decoded::UnsupportedApiVersions { correlation_id }) => {
                 tracing::info!(%peer, "ApiVersions of an unknown version; answering in v0 with our ranges");
+                let api = ApiKey::ApiVersions as i16 as usize;
+                context.metrics.record(api, Duration::ZERO);
+                context
+                    .metrics
+                    .record_error(api, i32::from(UNSUPPORTED_VERSION));
                 codec::unsupported_api_versions(correlation_id)
             }
             Err(e) => {
                 log_decode_error(&peer, &e);
+                if let DecodeError::UnsupportedVersion { api, .. } = &e {
+                    context
+                        .metrics
+                        .record_error(*api as i16 as usize, i32::from(UNSUPPORTED_VERSION));
+                }
                 break;
             }
         };
@@ -145,6 +170,17 @@ where
     }
     let _ = writer.shutdown().await;
     tracing::debug!(%peer, "kafka connection closed");
+}
+
+/// Counts a handled request, its latency (decoded to response ready) and its error codes.
+fn record(context: &Context, api_key: ApiKey, started: Instant, outcome: &api::Outcome) {
+    let api = api_key as i16 as usize;
+    context.metrics.record(api, started.elapsed());
+    if let api::Outcome::Respond(body) = outcome {
+        crate::metrics::for_each_error_code(body, |code| {
+            context.metrics.record_error(api, i32::from(code))
+        });
+    }
 }
 
 fn is_sasl(api_key: kafka_protocol::messages::ApiKey) -> bool {

@@ -33,6 +33,7 @@ mod connection;
 pub mod error_code;
 pub mod frame;
 pub mod guard;
+pub mod metrics;
 pub mod sasl;
 pub mod topic_config;
 
@@ -63,6 +64,9 @@ pub struct KafkaConfig {
     /// connection's task, within its timeout). With mTLS on an `SSL` listener the client
     /// certificate's CN is the principal.
     pub tls: Option<Arc<magnetar_auth::tls::TlsServer>>,
+    /// Where `/metrics` reads this front end's request counters and the groups' lag (none: the
+    /// counters are kept but not exported).
+    pub metrics: Option<Arc<magnetar_metrics::Metrics>>,
 }
 
 impl KafkaConfig {
@@ -86,6 +90,7 @@ impl Default for KafkaConfig {
             authenticator: None,
             failed_authentication_delay_ms: 300,
             tls: None,
+            metrics: None,
         }
     }
 }
@@ -126,6 +131,10 @@ pub async fn serve_with_coordinator(
     let mut context = api::Context::new(broker, config, shutdown.clone());
     context.coordinator = Some(coordinator.clone());
     let context = Arc::new(context);
+    if let Some(metrics) = &context.config.metrics {
+        metrics.register_protocol(context.metrics.clone());
+        metrics.set_group_coordinator(Some(coordinator.clone()));
+    }
     let mut connections = JoinSet::new();
     let result = loop {
         // Reap finished connections so the set does not grow with history.
@@ -149,6 +158,7 @@ pub async fn serve_with_coordinator(
             continue;
         };
         let context = context.clone();
+        let open = context.metrics.connection_opened();
         connections.spawn(async move {
             let _ = stream.set_nodelay(true);
             match context.config.tls.clone() {
@@ -171,11 +181,14 @@ pub async fn serve_with_coordinator(
                     Err(e) => tracing::info!(%peer, error = %e, "kafka TLS handshake failed; closing connection"),
                 },
             }
-            drop(slot);
+            drop((slot, open));
         });
     };
     shutdown.cancel();
     while connections.join_next().await.is_some() {}
+    if let Some(metrics) = &context.config.metrics {
+        metrics.set_group_coordinator(None);
+    }
     result
 }
 

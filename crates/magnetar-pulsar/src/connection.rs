@@ -67,6 +67,8 @@ pub(crate) struct Connection {
     pub auth: crate::commands::auth::ConnectionAuth,
     /// On a TLS listener: the verified client certificate's subject (auth method `tls`).
     pub tls_peer: Option<magnetar_auth::tls::PeerIdentity>,
+    /// The command being handled, for the errors it answers (metrics).
+    pub command: usize,
 }
 
 /// What the reader loop does after a command.
@@ -164,6 +166,7 @@ pub(crate) async fn run<S>(
         consumers: HashMap::new(),
         auth: Default::default(),
         tls_peer,
+        command: 0,
     };
     let reason = conn.read_loop(&mut reader, &cancel).await;
     tracing::debug!(%peer, %reason, "pulsar connection closing");
@@ -236,6 +239,14 @@ impl Connection {
     }
 
     async fn handle(&mut self, frame: Frame) -> Next {
+        let started = Instant::now();
+        self.command = usize::try_from(frame.command.r#type).unwrap_or(usize::MAX);
+        let next = self.dispatch(frame).await;
+        self.service.metrics.record(self.command, started.elapsed());
+        next
+    }
+
+    async fn dispatch(&mut self, frame: Frame) -> Next {
         let Frame { command, payload } = frame;
         let kind = Type::try_from(command.r#type).ok();
         if !self.connected && kind != Some(Type::Connect) {
@@ -294,6 +305,9 @@ impl Connection {
     }
 
     pub async fn error(&self, request_id: u64, error: ServerError, message: String) {
+        self.service
+            .metrics
+            .record_error(self.command, error as i32);
         self.send(BaseCommand {
             r#type: Type::Error as i32,
             error: Some(CommandError {

@@ -23,6 +23,7 @@ pub mod error;
 pub mod frame;
 pub mod key_shared;
 pub mod message_id;
+pub mod metrics;
 pub mod proto;
 pub mod service;
 pub mod subscription;
@@ -66,6 +67,8 @@ pub struct PulsarConfig {
     /// `pulsar+ssl://host:port` of the TLS port, answered in LOOKUP (`brokerServiceUrlTls`);
     /// empty without one.
     pub broker_service_url_tls: String,
+    /// Where `/metrics` reads this front end's request counters (none: kept, not exported).
+    pub metrics: Option<Arc<magnetar_metrics::Metrics>>,
 }
 
 impl Default for PulsarConfig {
@@ -85,6 +88,7 @@ impl Default for PulsarConfig {
             deduplication_producers_max: 10_000,
             authenticator: None,
             broker_service_url_tls: String::new(),
+            metrics: None,
         }
     }
 }
@@ -119,6 +123,9 @@ pub async fn serve_listeners(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let service = Arc::new(Service::new(broker, config, shutdown.clone()));
+    if let Some(metrics) = &service.config.metrics {
+        metrics.register_protocol(service.metrics.clone());
+    }
     let connections = Arc::new(tokio::sync::Semaphore::new(service.config.connections_max));
     let mut accepts = tokio::task::JoinSet::new();
     for (listener, tls) in listeners {
@@ -155,6 +162,7 @@ async fn accept_loop(
                     };
                     let _ = stream.set_nodelay(true);
                     let (service2, tls) = (service.clone(), tls.clone());
+                    let open = service.metrics.connection_opened();
                     service.tasks.spawn(async move {
                         match tls {
                             None => connection::run(service2, stream, peer, None).await,
@@ -165,7 +173,7 @@ async fn accept_loop(
                                 Err(e) => tracing::info!(%peer, error = %e, "pulsar TLS handshake failed; closing connection"),
                             },
                         }
-                        drop(permit);
+                        drop((permit, open));
                     });
                 }
                 Err(e) => {

@@ -37,6 +37,8 @@ pub struct Service {
     pub tasks: TaskTracker,
     /// Kafka entries converted for Pulsar consumers.
     pub cache: Arc<EntryCache>,
+    /// Request counters (exported when `config.metrics` is set).
+    pub metrics: Arc<magnetar_metrics::ProtocolMetrics>,
     producers: Mutex<HashMap<TopicPartition, TopicProducers>>,
     pub(crate) subscriptions: Mutex<HashMap<(TopicPartition, String), Arc<Subscription>>>,
     next_name: AtomicU64,
@@ -57,6 +59,7 @@ impl Service {
             shutdown,
             tasks: TaskTracker::new(),
             cache: Arc::new(EntryCache::new(CACHE_BYTES_MAX)),
+            metrics: crate::metrics::protocol_metrics(),
             producers: Mutex::new(HashMap::new()),
             subscriptions: Mutex::new(HashMap::new()),
             next_name: AtomicU64::new(0),

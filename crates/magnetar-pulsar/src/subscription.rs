@@ -606,6 +606,7 @@ impl Subscription {
                 broker_timestamp: Some(entry.header.publish_time_ms.max(0) as u64),
                 index: Some(entry.header.end_index().saturating_sub(1)),
             });
+            self.log.record_out(body.len() as u64, u64::from(count));
             frames.push((
                 tx,
                 frame::encode_with_payload(&command, bem.as_ref(), &body),

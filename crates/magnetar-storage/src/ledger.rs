@@ -26,6 +26,7 @@ use crate::cursor::{
 use crate::entry::{
     crc_matches, decode_header, encode_entry, Entry, EntryHeader, NewEntry, ENTRY_HEADER_LEN,
 };
+use crate::histogram::{HistogramSnapshot, LatencyHistogram};
 use crate::index::IndexPoint;
 use crate::segment::{scan_entries, SegmentInfo};
 use crate::segment_store::{LocalSegmentStore, SegmentFile, SegmentStore};
@@ -161,6 +162,10 @@ pub struct LedgerStats {
     /// Reads that met corrupt data.
     pub corrupt_reads: u64,
     pub queued_bytes: u64,
+    /// Latency of every fdatasync counted in `fsyncs`.
+    pub fsync_latency: HistogramSnapshot,
+    /// What recovery repaired when this ledger was opened.
+    pub recovery: RecoveryReport,
 }
 
 struct Queued {
@@ -186,6 +191,19 @@ struct LedgerState {
     start_index: u64,
     /// Readable end: index after the last written (and, under `always`, fsynced) entry.
     end_index: u64,
+    /// What recovery repaired when the ledger was opened.
+    recovery: RecoveryReport,
+}
+
+/// What recovery found when a ledger was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RecoveryReport {
+    /// Torn or corrupt tails cut off the last segment (0 or 1 per open).
+    pub truncations: u64,
+    /// Bytes cut off by those truncations.
+    pub truncated_bytes: u64,
+    /// Sealed segments found corrupt (reads reaching the damage fail).
+    pub corrupt_segments: u64,
 }
 
 impl LedgerState {
@@ -209,6 +227,7 @@ struct Counters {
     appends: AtomicU64,
     appends_synced: AtomicU64,
     corrupt_reads: AtomicU64,
+    fsync_latency: LatencyHistogram,
 }
 
 struct CursorBook {
@@ -499,7 +518,7 @@ impl ManagedLedger {
                 }
                 // Seal: the old segment is durable before the new one exists, so recovery
                 // only ever has to repair the last segment.
-                file.sync()?;
+                self.timed_sync(file.as_ref())?;
                 syncs += 1;
                 let nf = self.store.create(header.first_index)?;
                 new_segments.push((header.first_index, nf.clone()));
@@ -539,7 +558,7 @@ impl ManagedLedger {
         }
         let synced = match self.config.fsync {
             FsyncPolicy::Always => {
-                file.sync()?;
+                self.timed_sync(file.as_ref())?;
                 syncs += 1;
                 true
             }
@@ -577,9 +596,18 @@ impl ManagedLedger {
             return Ok(());
         }
         let file = read(&self.state).active()?.file.clone();
-        tokio::task::spawn_blocking(move || file.sync()).await??;
+        let me = self.me.upgrade().ok_or(StorageError::Closed)?;
+        tokio::task::spawn_blocking(move || me.timed_sync(file.as_ref())).await??;
         self.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// fdatasync of a segment file, timed into the fsync latency histogram.
+    fn timed_sync(&self, file: &dyn SegmentFile) -> Result<(), StorageError> {
+        let started = std::time::Instant::now();
+        let result = file.sync();
+        self.counters.fsync_latency.observe(started.elapsed());
+        result
     }
 
     /// Waits for queued appends to be written, then fsyncs the active segment.
@@ -979,6 +1007,8 @@ impl ManagedLedger {
             appends_synced: self.counters.appends_synced.load(Ordering::Relaxed),
             corrupt_reads: self.counters.corrupt_reads.load(Ordering::Relaxed),
             queued_bytes: lock(&self.append).queued_bytes,
+            fsync_latency: self.counters.fsync_latency.snapshot(),
+            recovery: s.recovery,
         }
     }
 
@@ -1248,6 +1278,7 @@ fn recover(
     };
     let bases = store.list()?;
     let mut segments = Vec::with_capacity(bases.len().max(1));
+    let mut recovery = RecoveryReport::default();
     if bases.is_empty() {
         let base = stored_start.unwrap_or(0);
         segments.push(SegmentInfo::new(
@@ -1277,7 +1308,10 @@ fn recover(
                     "truncating torn or corrupt tail of the last segment"
                 );
                 file.truncate(end.pos)?;
+                recovery.truncations += 1;
+                recovery.truncated_bytes += len - end.pos;
             } else {
+                recovery.corrupt_segments += 1;
                 tracing::error!(dir = %dir.display(), segment = base, file_offset = end.pos, reason = %reason, "sealed segment is corrupt; reads reaching it will fail");
                 info.corrupt_at = Some(end.pos);
                 info.bytes = len;
@@ -1310,5 +1344,6 @@ fn recover(
         segments,
         start_index,
         end_index,
+        recovery,
     })
 }

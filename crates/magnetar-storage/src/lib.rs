@@ -36,6 +36,7 @@ pub mod clock;
 pub mod cursor;
 pub mod entry;
 pub mod error;
+pub mod histogram;
 pub mod index;
 pub mod ledger;
 pub mod range_set;
@@ -46,8 +47,9 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use cursor::{CursorStart, CursorState};
 pub use entry::{Entry, EntryHeader, NewEntry, PayloadFormat, ProducerInfo, ENTRY_HEADER_LEN};
 pub use error::StorageError;
+pub use histogram::{HistogramSnapshot, LatencyHistogram, LATENCY_BUCKETS_US};
 pub use ledger::{
-    FsyncPolicy, LedgerConfig, LedgerStats, ManagedLedger, PendingAppend, Position,
+    FsyncPolicy, LedgerConfig, LedgerStats, ManagedLedger, PendingAppend, Position, RecoveryReport,
     RetentionOutcome, SegmentStats, APPEND_QUEUE_BYTES_MIN,
 };
 pub use range_set::RangeSet;

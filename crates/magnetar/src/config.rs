@@ -173,6 +173,8 @@ pub struct PulsarSection {
 #[serde(default, deny_unknown_fields)]
 pub struct HttpSection {
     pub port: u16,
+    /// `/metrics` exports per-partition series while at most this many partitions are open.
+    pub metrics_partition_series_max: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -357,13 +359,18 @@ impl PulsarSection {
             deduplication_producers_max: self.deduplication_producers_max as usize,
             authenticator: None,
             broker_service_url_tls: String::new(),
+            // Set by the binary, which owns the metrics registry.
+            metrics: None,
         }
     }
 }
 
 impl Default for HttpSection {
     fn default() -> Self {
-        Self { port: 8080 }
+        Self {
+            port: 8080,
+            metrics_partition_series_max: 1000,
+        }
     }
 }
 
@@ -1023,6 +1030,12 @@ impl Config {
             g.groups_per_partition_max.into(),
             1,
             10_000_000,
+        )?;
+        range(
+            "http.metrics_partition_series_max",
+            self.http.metrics_partition_series_max.into(),
+            0,
+            1_000_000,
         )?;
         Ok(())
     }

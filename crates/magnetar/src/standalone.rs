@@ -194,6 +194,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
     if authenticator.is_some() && !kafka_sasl {
         tracing::warn!(protocol = %config.kafka.security_protocol, "authentication is enabled but the Kafka listener has no SASL: Kafka clients are not authenticated by token or SCRAM (use kafkaListeners=SASL_PLAINTEXT://... or SASL_SSL://...)");
     }
+    let metrics = magnetar_metrics::Metrics::new(
+        broker.clone(),
+        magnetar_metrics::MetricsSettings {
+            partition_series_max: config.http.metrics_partition_series_max as usize,
+        },
+    );
     let kafka_config = magnetar_kafka::KafkaConfig {
         advertised_host,
         advertised_port,
@@ -206,6 +212,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         authenticator: authenticator.clone().filter(|_| kafka_sasl),
         tls: tls.clone().filter(|_| kafka_tls),
         failed_authentication_delay_ms: config.auth.failed_authentication_delay_ms,
+        metrics: Some(metrics.clone()),
     };
     // Started here, not inside the Kafka front end, so the admin API shares it (groups, lag).
     let coordinator = magnetar_coordinator::GroupCoordinator::start(
@@ -248,6 +255,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
                     )
                 })
                 .unwrap_or_default(),
+            metrics: Some(metrics.clone()),
             ..config.pulsar.listener_config()
         };
         let mut listeners = vec![(pulsar_listener, None)];
@@ -266,6 +274,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             broker: broker.clone(),
             readiness: readiness.clone(),
             coordinator: Some(coordinator.clone()),
+            metrics: Some(metrics.clone()),
         };
         let shutdown = shutdown.clone();
         async move {
@@ -282,6 +291,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             broker: broker.clone(),
             readiness: readiness.clone(),
             coordinator: Some(coordinator.clone()),
+            metrics: Some(metrics.clone()),
         };
         let shutdown = shutdown.clone();
         tasks.spawn(async move {

@@ -23,6 +23,12 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("magnetar-coordinator", &["magnetar-broker"]),
     ("magnetar-format", &["magnetar-broker"]),
     ("magnetar-auth", &["magnetar-broker"]),
+    // Metrics read the broker (partitions, storage stats) and the coordinator (group lag); the
+    // front ends record into it, so it must not depend on them.
+    (
+        "magnetar-metrics",
+        &["magnetar-broker", "magnetar-coordinator"],
+    ),
     (
         "magnetar-kafka",
         &[
@@ -30,15 +36,26 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "magnetar-coordinator",
             "magnetar-format",
             "magnetar-auth",
+            "magnetar-metrics",
         ],
     ),
     (
         "magnetar-pulsar",
-        &["magnetar-broker", "magnetar-format", "magnetar-auth"],
+        &[
+            "magnetar-broker",
+            "magnetar-format",
+            "magnetar-auth",
+            "magnetar-metrics",
+        ],
     ),
     (
         "magnetar-admin",
-        &["magnetar-broker", "magnetar-coordinator", "magnetar-auth"],
+        &[
+            "magnetar-broker",
+            "magnetar-coordinator",
+            "magnetar-auth",
+            "magnetar-metrics",
+        ],
     ),
     (
         "magnetar",
@@ -52,6 +69,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "magnetar-coordinator",
             "magnetar-auth",
             "magnetar-format",
+            "magnetar-metrics",
         ],
     ),
 ];

@@ -102,14 +102,17 @@ pub async fn handle(ctx: &Context, header: &RequestHeader, request: FetchRequest
         for w in &mut watches {
             w.borrow_and_update();
         }
-        let (partitions, bytes, errors) = read_all(&slots, max_bytes).await;
+        let (partitions, bytes, errors, sent) = read_all(&slots, max_bytes).await;
         let done = bytes >= min_bytes.max(1)
             || errors
             || Instant::now() >= deadline
             || ctx.shutdown.is_cancelled()
             || watches.is_empty();
         if done {
-            for (slot, data) in slots.iter().zip(partitions) {
+            for ((slot, data), messages) in slots.iter().zip(partitions).zip(sent) {
+                if let (Ok(log), Some(records)) = (&slot.log, &data.records) {
+                    log.record_out(records.len() as u64, messages);
+                }
                 response.responses[slot.topic].partitions.push(data);
             }
             return response;
@@ -129,13 +132,15 @@ pub async fn handle(ctx: &Context, header: &RequestHeader, request: FetchRequest
     }
 }
 
-/// Reads every slot once. Returns the partition results, the bytes of records in them, and
-/// whether any partition has an error (which ends a long poll at once).
-async fn read_all(slots: &[Slot], max_bytes: usize) -> (Vec<PartitionData>, usize, bool) {
+/// Reads every slot once. Returns the partition results, the bytes of records in them, whether
+/// any partition has an error (which ends a long poll at once), and the messages per slot.
+async fn read_all(slots: &[Slot], max_bytes: usize) -> (Vec<PartitionData>, usize, bool, Vec<u64>) {
     let mut out = Vec::with_capacity(slots.len());
+    let mut sent = Vec::with_capacity(slots.len());
     let mut total = 0usize;
     let mut errors = false;
     for slot in slots {
+        let mut messages = 0;
         let mut data = PartitionData::default().with_partition_index(slot.partition);
         data.high_watermark = -1;
         data.last_stable_offset = -1;
@@ -164,9 +169,10 @@ async fn read_all(slots: &[Slot], max_bytes: usize) -> (Vec<PartitionData>, usiz
                     let budget = partition_max.min(max_bytes.saturating_sub(total));
                     if total == 0 || budget > 0 {
                         match read_partition(log, offset as u64, budget, total == 0).await {
-                            Ok(Some(records)) => {
+                            Ok(Some((records, count))) => {
                                 total += records.len();
                                 data.records = Some(records);
+                                messages = count;
                             }
                             Ok(None) => {}
                             Err(e) => {
@@ -180,19 +186,22 @@ async fn read_all(slots: &[Slot], max_bytes: usize) -> (Vec<PartitionData>, usiz
             }
         }
         out.push(data);
+        sent.push(messages);
     }
-    (out, total, errors)
+    (out, total, errors, sent)
 }
 
-/// Concatenated batches from `offset`, within `budget` bytes unless `first` (then at least one).
+/// Concatenated batches from `offset`, within `budget` bytes unless `first` (then at least one),
+/// with the number of messages in them.
 async fn read_partition(
     log: &PartitionLog,
     offset: u64,
     budget: usize,
     first: bool,
-) -> Result<Option<Bytes>, magnetar_broker::Error> {
+) -> Result<Option<(Bytes, u64)>, magnetar_broker::Error> {
     let entries = log.read(offset, budget, ENTRIES_PER_PARTITION_MAX).await?;
     let mut size = 0usize;
+    let mut messages = 0u64;
     let mut chosen = Vec::with_capacity(entries.len());
     for entry in entries {
         // Kafka entries are served as stored; Pulsar entries are converted to an uncompressed
@@ -215,17 +224,18 @@ async fn read_partition(
             break;
         }
         size += len;
+        messages += u64::from(entry.header.message_count);
         chosen.push(payload);
     }
     Ok(match chosen.len() {
         0 => None,
-        1 => chosen.pop(),
+        1 => chosen.pop().map(|b| (b, messages)),
         _ => {
             let mut buf = BytesMut::with_capacity(size);
             for payload in chosen {
                 buf.extend_from_slice(&payload);
             }
-            Some(buf.freeze())
+            Some((buf.freeze(), messages))
         }
     })
 }

@@ -122,6 +122,8 @@ pub struct Context {
     topic_ids: Arc<Mutex<HashMap<Uuid, TopicName>>>,
     /// Who the connection authenticated as; the default for an unauthenticated listener.
     pub session: Session,
+    /// Request counters (exported when `config.metrics` is set).
+    pub metrics: Arc<magnetar_metrics::ProtocolMetrics>,
 }
 
 /// The authenticated side of a connection.
@@ -143,6 +145,7 @@ impl Context {
             coordinator: None,
             topic_ids: Arc::new(Mutex::new(HashMap::new())),
             session: Session::default(),
+            metrics: crate::metrics::protocol_metrics(),
         }
     }
 

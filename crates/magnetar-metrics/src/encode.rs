@@ -1,0 +1,477 @@
+//! Encodes a [`Snapshot`] with `prometheus-client`'s OpenMetrics text encoder, and derives the
+//! Prometheus 0.0.4 text format from it (the two differ only in counter family names, `# UNIT`
+//! and `# EOF` for the metrics exported here).
+
+use std::collections::HashSet;
+
+use magnetar_broker::{HistogramSnapshot, LATENCY_BUCKETS_US};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use crate::{sum_by, Snapshot};
+
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The exposition format of a scrape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    OpenMetrics,
+    /// Prometheus text format 0.0.4 (what `curl` and most parsers expect).
+    Prometheus,
+}
+
+impl Format {
+    /// OpenMetrics when the scraper's `Accept` header asks for it (Prometheus does), else the
+    /// Prometheus text format.
+    pub fn from_accept(accept: Option<&str>) -> Self {
+        match accept {
+            Some(a) if a.contains("application/openmetrics-text") => Format::OpenMetrics,
+            _ => Format::Prometheus,
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => OPENMETRICS_CONTENT_TYPE,
+            Format::Prometheus => PROMETHEUS_CONTENT_TYPE,
+        }
+    }
+}
+
+type Labels = Vec<(&'static str, String)>;
+
+pub(crate) fn encode(snapshot: Snapshot, format: Format) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(ScrapeCollector(snapshot)));
+    let mut text = String::new();
+    // Writing into a String cannot fail; an encoder error would be a bug in a metric name.
+    if prometheus_client::encoding::text::encode(&mut text, &registry).is_err() {
+        text.clear();
+    }
+    match format {
+        Format::OpenMetrics => text,
+        Format::Prometheus => openmetrics_to_prometheus(&text),
+    }
+}
+
+/// Renames counter families to their `_total` sample name and drops the OpenMetrics-only
+/// `# UNIT` and `# EOF` lines.
+pub(crate) fn openmetrics_to_prometheus(text: &str) -> String {
+    let counters: HashSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(text.len() + counters.len() * 12);
+    for line in text.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match renamed {
+            Some(l) => out.push_str(&l),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Holds one scrape's snapshot for the registry's encode call.
+#[derive(Debug)]
+struct ScrapeCollector(Snapshot);
+
+impl Collector for ScrapeCollector {
+    fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        encode_snapshot(&self.0, &mut e)
+    }
+}
+
+fn counter(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: impl IntoIterator<Item = (Labels, u64)>,
+) -> Result<(), std::fmt::Error> {
+    let mut m = e.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (labels, value) in rows {
+        if labels.is_empty() {
+            m.encode_counter::<NoLabelSet, _, u64>(&value, None)?;
+        } else {
+            m.encode_family(&labels)?
+                .encode_counter::<NoLabelSet, _, u64>(&value, None)?;
+        }
+    }
+    Ok(())
+}
+
+fn gauge(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: impl IntoIterator<Item = (Labels, f64)>,
+) -> Result<(), std::fmt::Error> {
+    let mut m = e.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (labels, value) in rows {
+        if labels.is_empty() {
+            m.encode_gauge(&value)?;
+        } else {
+            m.encode_family(&labels)?.encode_gauge(&value)?;
+        }
+    }
+    Ok(())
+}
+
+fn histogram(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: impl IntoIterator<Item = (Labels, HistogramSnapshot)>,
+) -> Result<(), std::fmt::Error> {
+    let mut m = e.encode_descriptor(name, help, None, MetricType::Histogram)?;
+    for (labels, h) in rows {
+        let mut buckets: Vec<(f64, u64)> = LATENCY_BUCKETS_US
+            .iter()
+            .map(|us| *us as f64 / 1e6)
+            .chain([f64::MAX])
+            .zip(h.buckets.iter().copied().chain(std::iter::repeat(0)))
+            .collect();
+        // Counts beyond the known bounds (none today) belong to +Inf.
+        let extra: u64 = h.buckets.iter().skip(buckets.len()).sum();
+        if let Some(last) = buckets.last_mut() {
+            last.1 += extra;
+        }
+        let (sum, count) = (h.sum_us as f64 / 1e6, h.count());
+        if labels.is_empty() {
+            m.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+        } else {
+            m.encode_family(&labels)?
+                .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+        }
+    }
+    Ok(())
+}
+
+fn labels<const N: usize>(pairs: [(&'static str, &str); N]) -> Labels {
+    pairs.iter().map(|(k, v)| (*k, v.to_string())).collect()
+}
+
+fn encode_snapshot(s: &Snapshot, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    gauge(
+        e,
+        "magnetar_build_info",
+        "Always 1; the version label is the running build.",
+        [(labels([("version", env!("CARGO_PKG_VERSION"))]), 1.0)],
+    )?;
+
+    // ---- server: requests per protocol and API ----
+    // APIs appear once used: a protocol has many command types no client sends.
+    let apis = || {
+        s.protocols.iter().flat_map(|p| {
+            p.apis
+                .iter()
+                .filter(|a| a.requests > 0 || !a.errors.is_empty())
+                .map(move |a| (p.protocol, a))
+        })
+    };
+    counter(
+        e,
+        "magnetar_server_requests",
+        "Requests handled, by protocol and API (Kafka API name or Pulsar command).",
+        apis().map(|(p, a)| (labels([("protocol", p), ("api", &a.api)]), a.requests)),
+    )?;
+    counter(
+        e,
+        "magnetar_server_request_errors",
+        "Error codes answered, by protocol, API and code (one request can carry several, e.g. one per partition).",
+        apis().flat_map(|(p, a)| {
+            a.errors.iter().map(move |(code, name, n)| {
+                (
+                    labels([("protocol", p), ("api", &a.api), ("code", code), ("error", name)]),
+                    *n,
+                )
+            })
+        }),
+    )?;
+    histogram(
+        e,
+        "magnetar_server_request_latency_seconds",
+        "Time from a request decoded to its response queued, by protocol and API.",
+        apis().map(|(p, a)| {
+            (
+                labels([("protocol", p), ("api", &a.api)]),
+                a.latency.clone(),
+            )
+        }),
+    )?;
+    gauge(
+        e,
+        "magnetar_server_connections_active",
+        "Client connections open now, by protocol.",
+        s.protocols.iter().map(|p| {
+            (
+                labels([("protocol", p.protocol)]),
+                p.connections_active as f64,
+            )
+        }),
+    )?;
+    counter(
+        e,
+        "magnetar_server_connections_opened",
+        "Client connections accepted, by protocol.",
+        s.protocols
+            .iter()
+            .map(|p| (labels([("protocol", p.protocol)]), p.connections_opened)),
+    )?;
+
+    // ---- topics and partitions ----
+    let topic_key = |r: &crate::PartitionRow| (r.namespace.clone(), r.topic.clone());
+    let per_topic = |help: &str, value: fn(&crate::PartitionRow) -> u64| {
+        let sums = sum_by(&s.partitions, topic_key, |r| i128::from(value(r)));
+        (
+            help.to_string(),
+            sums.into_iter()
+                .map(|((ns, topic), v)| {
+                    (
+                        labels([("namespace", &ns), ("topic", &topic)]),
+                        u64::try_from(v).unwrap_or(u64::MAX),
+                    )
+                })
+                .collect::<Vec<_>>(),
+        )
+    };
+    type Field = fn(&crate::PartitionRow) -> u64;
+    let traffic: [(&str, &str, &str, Field); 4] = [
+        (
+            "bytes_in",
+            "Bytes appended durably (every protocol; idempotent duplicates excluded)",
+            "magnetar_partition_bytes_in",
+            |r| r.bytes_in,
+        ),
+        (
+            "messages_in",
+            "Messages appended durably (every protocol; idempotent duplicates excluded)",
+            "magnetar_partition_messages_in",
+            |r| r.messages_in,
+        ),
+        (
+            "bytes_out",
+            "Bytes sent to consumers (Kafka fetch and Pulsar dispatch)",
+            "magnetar_partition_bytes_out",
+            |r| r.bytes_out,
+        ),
+        (
+            "messages_out",
+            "Messages sent to consumers (Kafka fetch and Pulsar dispatch)",
+            "magnetar_partition_messages_out",
+            |r| r.messages_out,
+        ),
+    ];
+    for (short, help, _, value) in &traffic {
+        let (help, rows) = per_topic(help, *value);
+        counter(
+            e,
+            &format!("magnetar_topic_{short}"),
+            &format!("{help}, per topic, since its partitions were opened."),
+            rows,
+        )?;
+    }
+    let (_, storage_rows) = per_topic("", |r| r.storage_bytes);
+    gauge(
+        e,
+        "magnetar_topic_storage_bytes",
+        "Bytes of segment files, per topic (open partitions).",
+        storage_rows.into_iter().map(|(l, v)| (l, v as f64)),
+    )?;
+    gauge(
+        e,
+        "magnetar_metrics_partition_series_limited",
+        "1 when more partitions are open than http.metrics_partition_series_max, so per-partition series are left out.",
+        [(Labels::new(), if s.partition_series { 0.0 } else { 1.0 })],
+    )?;
+    if s.partition_series {
+        for (_, help, name, value) in &traffic {
+            counter(
+                e,
+                name,
+                &format!("{help}, per partition, since it was opened."),
+                s.partitions.iter().map(|r| {
+                    (
+                        labels([
+                            ("namespace", &r.namespace),
+                            ("topic", &r.topic),
+                            ("partition", &r.partition.to_string()),
+                        ]),
+                        value(r),
+                    )
+                }),
+            )?;
+        }
+    }
+
+    // ---- broker ----
+    gauge(
+        e,
+        "magnetar_broker_partitions_open",
+        "Partitions (managed ledgers) open in this broker.",
+        [(Labels::new(), s.partitions.len() as f64)],
+    )?;
+    histogram(
+        e,
+        "magnetar_broker_append_latency_seconds",
+        "Produce latency inside the broker: from an append call to the entry being durable under the fsync policy (every protocol).",
+        [(Labels::new(), s.append_latency.clone())],
+    )?;
+
+    // ---- storage ----
+    gauge(
+        e,
+        "magnetar_storage_bytes",
+        "Bytes of segment files of the open partitions.",
+        [(
+            Labels::new(),
+            s.partitions.iter().map(|r| r.storage_bytes).sum::<u64>() as f64,
+        )],
+    )?;
+    gauge(
+        e,
+        "magnetar_storage_segments",
+        "Segment files of the open partitions.",
+        [(
+            Labels::new(),
+            s.partitions.iter().map(|r| r.segments).sum::<u64>() as f64,
+        )],
+    )?;
+    gauge(
+        e,
+        "magnetar_storage_append_queue_bytes",
+        "Bytes queued for the next group commit, over all open partitions.",
+        [(Labels::new(), s.queued_bytes as f64)],
+    )?;
+    histogram(
+        e,
+        "magnetar_storage_fsync_latency_seconds",
+        "Latency of each fdatasync of a segment file (count is the number of fsyncs).",
+        [(Labels::new(), s.fsync_latency.clone())],
+    )?;
+    counter(
+        e,
+        "magnetar_storage_appends",
+        "Entries (producer batches) written to segment files.",
+        [(Labels::new(), s.storage_appends)],
+    )?;
+    counter(
+        e,
+        "magnetar_storage_corrupt_reads",
+        "Reads that met a CRC or framing error.",
+        [(Labels::new(), s.corrupt_reads)],
+    )?;
+    counter(
+        e,
+        "magnetar_storage_recovery_truncations",
+        "Torn or corrupt segment tails cut off by recovery when partitions were opened.",
+        [(Labels::new(), s.recovery_truncations)],
+    )?;
+    counter(
+        e,
+        "magnetar_storage_recovery_truncated_bytes",
+        "Bytes cut off by those truncations.",
+        [(Labels::new(), s.recovery_truncated_bytes)],
+    )?;
+    counter(
+        e,
+        "magnetar_storage_recovery_corrupt_segments",
+        "Sealed segments found inconsistent by recovery (reads reaching the damage fail).",
+        [(Labels::new(), s.recovery_corrupt_segments)],
+    )?;
+
+    // ---- consumer groups ----
+    if let Some(rows) = &s.group_lag {
+        let per_group = sum_by(rows, |r| r.group.clone(), |r| i128::from(r.lag.max(0)));
+        gauge(
+            e,
+            "magnetar_group_lag_messages",
+            "Messages between a consumer group's committed offsets and the log ends, summed over its partitions.",
+            per_group
+                .into_iter()
+                .map(|(g, v)| (labels([("group", &g)]), v as f64)),
+        )?;
+        if s.group_lag_series {
+            gauge(
+                e,
+                "magnetar_group_partition_lag_messages",
+                "Messages between a consumer group's committed offset and the log end of one partition.",
+                rows.iter().map(|r| {
+                    (
+                        labels([
+                            ("group", &r.group),
+                            ("topic", &r.topic),
+                            ("partition", &r.partition.to_string()),
+                        ]),
+                        r.lag as f64,
+                    )
+                }),
+            )?;
+        }
+    }
+
+    // ---- process ----
+    let p = &s.process;
+    if let Some(v) = p.cpu_seconds {
+        let mut m = e.encode_descriptor(
+            "magnetar_process_cpu_seconds",
+            "User and system CPU time of the process.",
+            None,
+            MetricType::Counter,
+        )?;
+        m.encode_counter::<NoLabelSet, _, u64>(&v, None)?;
+    }
+    let gauges: [(&str, &str, Option<f64>); 6] = [
+        (
+            "magnetar_process_resident_memory_bytes",
+            "Resident memory of the process.",
+            p.resident_memory_bytes.map(|v| v as f64),
+        ),
+        (
+            "magnetar_process_virtual_memory_bytes",
+            "Virtual memory of the process.",
+            p.virtual_memory_bytes.map(|v| v as f64),
+        ),
+        (
+            "magnetar_process_open_fds",
+            "Open file descriptors.",
+            p.open_fds.map(|v| v as f64),
+        ),
+        (
+            "magnetar_process_max_fds",
+            "Limit of open file descriptors.",
+            p.max_fds.map(|v| v as f64),
+        ),
+        (
+            "magnetar_process_threads",
+            "Threads of the process.",
+            p.threads.map(|v| v as f64),
+        ),
+        (
+            "magnetar_process_start_time_seconds",
+            "Start time of the process since the Unix epoch.",
+            p.start_time_seconds,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        if let Some(v) = value {
+            gauge(e, name, help, [(Labels::new(), v)])?;
+        }
+    }
+    Ok(())
+}

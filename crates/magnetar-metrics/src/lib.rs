@@ -1,0 +1,246 @@
+//! Prometheus metrics: what `GET /metrics` serves.
+//!
+//! Owns: the metric names (`magnetar_<subsystem>_<name>_<unit>`, listed in `docs/metrics.md`),
+//! the request counters the front ends record into ([`ProtocolMetrics`]: per-API counts, latency
+//! histograms and errors by code, connection gauges), and the scrape ([`Metrics::render`]),
+//! which reads everything else where it already lives: per-partition traffic counters on the
+//! broker's `PartitionLog`s, ledger statistics (segments, bytes, fsync latency histogram,
+//! recovery repairs) from storage through the broker, consumer group lag from the group
+//! coordinator, and the process from `/proc`. Encoding is the `prometheus-client` crate's
+//! (OpenMetrics text), with the Prometheus 0.0.4 text format derived from it for scrapers that
+//! do not ask for OpenMetrics.
+//!
+//! Must not depend on: the front ends or wire codecs (they depend on this crate and record into
+//! it), or storage and metadata directly (everything comes through magnetar-broker). Storage
+//! and broker keep plain atomics and never depend on a metrics library.
+//!
+//! Hot-path cost: recording a request is an array index by API number and three relaxed atomic
+//! adds; partition traffic is two relaxed atomic adds on the partition object the caller already
+//! holds. Labels are built only at scrape time.
+//!
+//! Main types: [`Metrics`], [`MetricsSettings`], [`ProtocolMetrics`], [`Format`].
+
+mod encode;
+pub mod process;
+pub mod protocol;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use magnetar_broker::{Broker, HistogramSnapshot};
+use magnetar_coordinator::GroupCoordinator;
+
+pub use encode::{Format, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE};
+pub use process::ProcessStats;
+pub use protocol::{ConnectionGuard, ProtocolMetrics, ProtocolSnapshot};
+
+/// How long a scrape waits for consumer group state before leaving group lag out.
+const GROUP_LAG_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Settings of the exporter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetricsSettings {
+    /// Per-partition series (traffic, group lag) are exported while the broker has at most this
+    /// many open partitions (and for at most this many group partitions); beyond it only the
+    /// per-topic and per-group sums are, so a large cluster cannot flood Prometheus.
+    pub partition_series_max: usize,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        Self {
+            partition_series_max: 1000,
+        }
+    }
+}
+
+/// The metrics of one broker process; share as `Arc`.
+pub struct Metrics {
+    settings: MetricsSettings,
+    broker: Arc<Broker>,
+    protocols: Mutex<Vec<Arc<ProtocolMetrics>>>,
+    coordinator: Mutex<Option<Arc<GroupCoordinator>>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Traffic and storage of one open partition, read at scrape time.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PartitionRow {
+    pub namespace: String,
+    pub topic: String,
+    pub partition: u32,
+    pub bytes_in: u64,
+    pub messages_in: u64,
+    pub bytes_out: u64,
+    pub messages_out: u64,
+    pub storage_bytes: u64,
+    pub segments: u64,
+}
+
+/// Lag of one group on one partition.
+#[derive(Debug, Clone)]
+pub(crate) struct LagRow {
+    pub group: String,
+    pub topic: String,
+    pub partition: i32,
+    pub lag: i64,
+}
+
+/// Everything one scrape reports; encoded by [`encode`].
+#[derive(Debug, Default)]
+pub(crate) struct Snapshot {
+    pub protocols: Vec<ProtocolSnapshot>,
+    pub partitions: Vec<PartitionRow>,
+    pub partition_series: bool,
+    pub append_latency: HistogramSnapshot,
+    pub fsync_latency: HistogramSnapshot,
+    pub fsyncs: u64,
+    pub storage_appends: u64,
+    pub corrupt_reads: u64,
+    pub recovery_truncations: u64,
+    pub recovery_truncated_bytes: u64,
+    pub recovery_corrupt_segments: u64,
+    pub queued_bytes: u64,
+    /// `None` when no group coordinator is running or its state could not be read in time.
+    pub group_lag: Option<Vec<LagRow>>,
+    pub group_lag_series: bool,
+    pub process: ProcessStats,
+}
+
+impl Metrics {
+    pub fn new(broker: Arc<Broker>, settings: MetricsSettings) -> Arc<Self> {
+        Arc::new(Self {
+            settings,
+            broker,
+            protocols: Mutex::new(Vec::new()),
+            coordinator: Mutex::new(None),
+        })
+    }
+
+    pub fn settings(&self) -> &MetricsSettings {
+        &self.settings
+    }
+
+    /// Adds a front end's request counters to what is scraped (once per front end, at startup).
+    pub fn register_protocol(&self, protocol: Arc<ProtocolMetrics>) {
+        let mut protocols = self.protocols.lock().unwrap_or_else(|e| e.into_inner());
+        if !protocols.iter().any(|p| Arc::ptr_eq(p, &protocol)) {
+            protocols.push(protocol);
+        }
+    }
+
+    /// The group coordinator whose groups' lag is reported (`None` when it stops).
+    pub fn set_group_coordinator(&self, coordinator: Option<Arc<GroupCoordinator>>) {
+        *self.coordinator.lock().unwrap_or_else(|e| e.into_inner()) = coordinator;
+    }
+
+    /// Reads every metric and encodes it in `format`.
+    pub async fn render(&self, format: Format) -> String {
+        let snapshot = self.snapshot().await;
+        encode::encode(snapshot, format)
+    }
+
+    async fn snapshot(&self) -> Snapshot {
+        let mut s = Snapshot {
+            protocols: self
+                .protocols
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .map(|p| p.snapshot())
+                .collect(),
+            ..Snapshot::default()
+        };
+        let default_namespace = &self.broker.config().default_namespace;
+        let mut logs = self.broker.open_partitions().await;
+        logs.sort_by(|a, b| a.name().cmp(b.name()));
+        for log in &logs {
+            let traffic = log.traffic();
+            let stats = log.ledger().stats();
+            let name = log.name();
+            s.partitions.push(PartitionRow {
+                namespace: name.topic.namespace.to_string(),
+                topic: name.topic.short_name(default_namespace),
+                partition: name.partition,
+                bytes_in: traffic.bytes_in.load(Ordering::Relaxed),
+                messages_in: traffic.messages_in.load(Ordering::Relaxed),
+                bytes_out: traffic.bytes_out.load(Ordering::Relaxed),
+                messages_out: traffic.messages_out.load(Ordering::Relaxed),
+                storage_bytes: stats.total_bytes,
+                segments: stats.segments.len() as u64,
+            });
+            s.append_latency.merge(&traffic.append_latency.snapshot());
+            s.fsync_latency.merge(&stats.fsync_latency);
+            s.fsyncs += stats.fsyncs;
+            s.storage_appends += stats.appends;
+            s.corrupt_reads += stats.corrupt_reads;
+            s.recovery_truncations += stats.recovery.truncations;
+            s.recovery_truncated_bytes += stats.recovery.truncated_bytes;
+            s.recovery_corrupt_segments += stats.recovery.corrupt_segments;
+            s.queued_bytes += stats.queued_bytes;
+        }
+        s.partition_series = logs.len() <= self.settings.partition_series_max;
+        let coordinator = self
+            .coordinator
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(coordinator) = coordinator {
+            match tokio::time::timeout(GROUP_LAG_TIMEOUT, group_lag(&coordinator)).await {
+                Ok(Some(rows)) => {
+                    s.group_lag_series = rows.len() <= self.settings.partition_series_max;
+                    s.group_lag = Some(rows);
+                }
+                Ok(None) => {}
+                Err(_) => tracing::warn!("group lag left out of a scrape: the group coordinator did not answer in {GROUP_LAG_TIMEOUT:?}"),
+            }
+        }
+        s.process = ProcessStats::read();
+        s
+    }
+}
+
+/// Lag of every partition every group has committed, or `None` while groups are loading.
+async fn group_lag(coordinator: &GroupCoordinator) -> Option<Vec<LagRow>> {
+    let groups = coordinator.list_groups(&[]).await.ok()?;
+    let mut rows = Vec::new();
+    for group in groups {
+        let Ok(lags) = coordinator.group_lag(&group.group_id).await else {
+            continue;
+        };
+        for lag in lags {
+            if let Some(value) = lag.lag {
+                rows.push(LagRow {
+                    group: group.group_id.clone(),
+                    topic: lag.topic,
+                    partition: lag.partition,
+                    lag: value,
+                });
+            }
+        }
+    }
+    rows.sort_by(|a, b| (&a.group, &a.topic, a.partition).cmp(&(&b.group, &b.topic, b.partition)));
+    Some(rows)
+}
+
+/// Sums rows by a key (per-topic totals of per-partition rows).
+pub(crate) fn sum_by<K: Ord, R>(
+    rows: &[R],
+    key: impl Fn(&R) -> K,
+    value: impl Fn(&R) -> i128,
+) -> BTreeMap<K, i128> {
+    let mut sums = BTreeMap::new();
+    for row in rows {
+        *sums.entry(key(row)).or_insert(0) += value(row);
+    }
+    sums
+}
