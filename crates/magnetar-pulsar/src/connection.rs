@@ -199,7 +199,14 @@ impl Connection {
                     Ok(Some(frame)) => {
                         last_read = Instant::now();
                         ping_sent = false;
-                        match self.handle(frame).await {
+                        // Timed here rather than in a wrapper around `handle`, which would nest
+                        // one more (large) future on the stack.
+                        self.command = usize::try_from(frame.command.r#type).unwrap_or(usize::MAX);
+                        let next = self.handle(frame).await;
+                        self.service
+                            .metrics
+                            .record(self.command, last_read.elapsed());
+                        match next {
                             Next::Continue => {}
                             Next::Close(reason) => return reason,
                         }
@@ -239,14 +246,6 @@ impl Connection {
     }
 
     async fn handle(&mut self, frame: Frame) -> Next {
-        let started = Instant::now();
-        self.command = usize::try_from(frame.command.r#type).unwrap_or(usize::MAX);
-        let next = self.dispatch(frame).await;
-        self.service.metrics.record(self.command, started.elapsed());
-        next
-    }
-
-    async fn dispatch(&mut self, frame: Frame) -> Next {
         let Frame { command, payload } = frame;
         let kind = Type::try_from(command.r#type).ok();
         if !self.connected && kind != Some(Type::Connect) {
