@@ -61,7 +61,9 @@ def binary(pytestconfig) -> Path:
 
 @pytest.fixture(scope="module")
 def keys(binary, tmp_path_factory) -> Keys:
-    return Keys(binary, tmp_path_factory.mktemp("keys"))
+    k = Keys(binary, tmp_path_factory.mktemp("keys"))
+    ADMIN_TOKEN["admin"] = k.token("admin")
+    return k
 
 
 def sasl_env(keys: Keys) -> dict:
@@ -134,8 +136,14 @@ def auth_error(conf: dict, timeout_s: float = 20.0) -> KafkaError:
     return errors[0]
 
 
-def admin_http(broker, method: str, path: str, **kw):
-    return requests.request(method, f"http://{broker.http}/admin/v2/{path}", timeout=10, **kw)
+ADMIN_TOKEN: dict = {}
+
+
+def admin_http(broker, method: str, path: str, token: str | None = None, **kw):
+    """The admin API as a superuser (the `admin` role), or with the given token ("" = none)."""
+    token = ADMIN_TOKEN["admin"] if token is None else token
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return requests.request(method, f"http://{broker.http}/admin/v2/{path}", timeout=10, headers=headers, **kw)
 
 
 # raw wire helpers ----------------------------------------------------------------------
@@ -534,3 +542,30 @@ def test_pulsar_connect_with_a_bad_token_gets_authentication_error(sasl_broker, 
         assert error[2] == 3 and needle in error[3], error  # ServerError.AuthenticationError
         assert raw.recv_frame(timeout=5) is None  # then the connection closes
         raw.close()
+
+
+# --------------------------------------------------------------------------- HTTP bearer tokens
+
+
+def test_admin_api_needs_a_superuser_bearer_token(sasl_broker, keys, binary):
+    assert requests.get(f"http://{sasl_broker.http}/health", timeout=10).status_code == 200
+    r = admin_http(sasl_broker, "GET", "tenants", token="")
+    assert r.status_code == 401 and "Bearer" in r.json()["reason"], r.text
+    r = admin_http(sasl_broker, "GET", "tenants", token=keys.token("admin", key=keys.other))
+    assert r.status_code == 401 and "signature" in r.json()["reason"], r.text
+    r = admin_http(sasl_broker, "GET", "tenants", token=keys.token("alice"))
+    assert r.status_code == 403 and "alice" in r.json()["reason"], r.text
+    r = admin_http(sasl_broker, "GET", "tenants")
+    assert r.status_code == 200 and "public" in r.json(), r.text
+    base = ["admin", "--admin-url", f"http://{sasl_broker.http}"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAGNETAR_")}
+    ok = subprocess.run([str(binary), *base, "--token", keys.token("admin"), "tenants", "list"],
+                        capture_output=True, text=True, timeout=30, env=env)
+    assert ok.returncode == 0 and "public" in ok.stdout, ok.stderr
+    env["MAGNETAR_ADMIN_TOKEN"] = keys.token("admin")
+    ok = subprocess.run([str(binary), *base, "tenants", "list"], capture_output=True, text=True, timeout=30, env=env)
+    assert ok.returncode == 0 and "public" in ok.stdout, ok.stderr
+    env.pop("MAGNETAR_ADMIN_TOKEN")
+    refused = subprocess.run([str(binary), *base, "tenants", "list"], capture_output=True, text=True, timeout=30,
+                             env=env)
+    assert refused.returncode != 0 and "401: authentication required" in refused.stderr, refused.stderr

@@ -9,6 +9,7 @@
 //! Must not depend on: the Kafka or Pulsar front ends, or storage/metadata directly (it goes
 //! through `magnetar-broker`, and `magnetar-coordinator` for groups).
 
+mod auth;
 pub mod error;
 mod groups;
 mod json;
@@ -63,6 +64,8 @@ pub struct AdminServices {
     pub coordinator: Option<Arc<GroupCoordinator>>,
     /// Served at `GET /metrics` (404 without).
     pub metrics: Option<Arc<Metrics>>,
+    /// Set when authentication is on: `/admin/...` needs a superuser's bearer token.
+    pub authenticator: Option<Arc<magnetar_auth::Authenticator>>,
 }
 
 /// The router without the group coordinator (the group endpoints answer 503).
@@ -72,11 +75,25 @@ pub fn router(broker: Arc<Broker>, readiness: Readiness) -> Router {
         readiness,
         coordinator: None,
         metrics: None,
+        authenticator: None,
     })
 }
 
 /// The router, separate from `serve` so tests can drive it without a socket.
 pub fn router_with(services: AdminServices) -> Router {
+    let authenticator = services.authenticator.clone();
+    let router = open_router(services);
+    match authenticator {
+        Some(authenticator) => router.layer(axum::middleware::from_fn_with_state(
+            authenticator,
+            auth::require_superuser,
+        )),
+        None => router,
+    }
+}
+
+/// Every route, before authentication is layered on.
+fn open_router(services: AdminServices) -> Router {
     let doc = routes();
     let state = Arc::new(AppState {
         broker: services.broker,

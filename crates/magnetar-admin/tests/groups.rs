@@ -47,6 +47,7 @@ impl Api {
             readiness,
             coordinator: Some(coordinator.clone()),
             metrics: None,
+            authenticator: None,
         });
         Self {
             router,

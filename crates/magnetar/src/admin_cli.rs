@@ -16,6 +16,15 @@ pub struct AdminArgs {
         value_name = "URL"
     )]
     admin_url: String,
+    /// A token sent as `Authorization: Bearer` (needed when the broker has authentication on).
+    #[arg(
+        long,
+        global = true,
+        env = "MAGNETAR_ADMIN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
     /// Output format.
     #[arg(long, global = true, value_enum, default_value = "table")]
     output: Output,
@@ -303,26 +312,38 @@ fn message_id_json(raw: &str) -> Result<String, String> {
 struct Client {
     agent: ureq::Agent,
     base: String,
+    authorization: Option<String>,
 }
 
 impl Client {
     fn call(&self, method: &str, path: &str, body: Option<String>) -> Result<Value, String> {
         let url = format!("{}{path}", self.base.trim_end_matches('/'));
+        let auth = self.authorization.as_deref().unwrap_or_default();
+        let with_auth = |builder: ureq::RequestBuilder<ureq::typestate::WithoutBody>| {
+            if auth.is_empty() {
+                builder
+            } else {
+                builder.header("authorization", auth)
+            }
+        };
+        let with_auth_body = |builder: ureq::RequestBuilder<ureq::typestate::WithBody>| {
+            if auth.is_empty() {
+                builder
+            } else {
+                builder.header("authorization", auth)
+            }
+        };
         let response = match (method, body) {
-            ("GET", _) => self.agent.get(&url).call(),
-            ("DELETE", _) => self.agent.delete(&url).call(),
-            ("PUT", Some(b)) => self
-                .agent
-                .put(&url)
+            ("GET", _) => with_auth(self.agent.get(&url)).call(),
+            ("DELETE", _) => with_auth(self.agent.delete(&url)).call(),
+            ("PUT", Some(b)) => with_auth_body(self.agent.put(&url))
                 .header("content-type", "application/json")
                 .send(b),
-            ("PUT", None) => self.agent.put(&url).send_empty(),
-            (_, Some(b)) => self
-                .agent
-                .post(&url)
+            ("PUT", None) => with_auth_body(self.agent.put(&url)).send_empty(),
+            (_, Some(b)) => with_auth_body(self.agent.post(&url))
                 .header("content-type", "application/json")
                 .send(b),
-            (_, None) => self.agent.post(&url).send_empty(),
+            (_, None) => with_auth_body(self.agent.post(&url)).send_empty(),
         };
         let mut response = response.map_err(|e| format!("cannot reach {url}: {e}"))?;
         let status = response.status().as_u16();
@@ -378,6 +399,7 @@ pub fn main(args: AdminArgs) -> ExitCode {
     let client = Client {
         agent: config.into(),
         base: args.admin_url.clone(),
+        authorization: args.token.as_ref().map(|t| format!("Bearer {}", t.trim())),
     };
     match run(&client, args.command) {
         Ok(value) => {

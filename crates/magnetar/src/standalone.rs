@@ -275,6 +275,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             readiness: readiness.clone(),
             coordinator: Some(coordinator.clone()),
             metrics: Some(metrics.clone()),
+            authenticator: authenticator.clone(),
         };
         let shutdown = shutdown.clone();
         async move {
@@ -292,6 +293,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             readiness: readiness.clone(),
             coordinator: Some(coordinator.clone()),
             metrics: Some(metrics.clone()),
+            authenticator: authenticator.clone(),
         };
         let shutdown = shutdown.clone();
         tasks.spawn(async move {
