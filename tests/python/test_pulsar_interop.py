@@ -4,6 +4,7 @@ consumer (pulsar-client) see the same partitions, keys, headers and timestamps."
 from __future__ import annotations
 
 import base64
+import time
 import uuid
 
 import pytest
@@ -144,3 +145,88 @@ def test_pulsar_producer_to_kafka_consumer_with_continuous_offsets(broker, batch
     for i, m in enumerate(got[1:6]):
         assert dict(m.headers() or []) == {"n": str(i).encode()}
         assert m.timestamp()[1] == 1_700_000_001_000 + i
+
+
+def stored_bytes(broker, name):
+    """Every segment file's bytes of a topic's ledgers (for checking the stored format)."""
+    root = broker.data_dir / "ledgers" / "public" / "default" / "persistent"
+    out = b""
+    for d in root.iterdir():
+        if d.name.startswith(name):
+            for f in d.rglob("*"):
+                if f.is_file():
+                    out += f.read_bytes()
+    return out
+
+
+@pytest.mark.parametrize("entry_format", ["kafka", "pulsar", "mixed_kafka"])
+def test_entry_format_decides_storage_and_both_protocols_read_it(broker_factory, entry_format):
+    from confluent_kafka import Consumer, TopicPartition
+
+    b = broker_factory(env={"MAGNETAR_KAFKA__ENTRY_FORMAT": entry_format})
+    name = f"ef-{entry_format}-{uuid.uuid4().hex[:6]}"
+    create_kafka_topic(b, name, 2)
+    p = confluent_kafka.Producer({"bootstrap.servers": b.kafka, "linger.ms": 20,
+                                  "compression.type": "gzip", "enable.idempotence": True})
+    sent = {0: [], 1: []}
+    for i in range(40):
+        key = None if i % 5 == 0 else (bytes([0xFF, i]) if i % 5 == 1 else f"key-{i}".encode())
+        value = f"plain-marker-{i:04d}".encode()
+        headers = [("text", f"h{i}".encode()), ("bin", bytes([0xC3, 0x28, i]))]
+        ts = 1_700_000_000_000 + i
+        p.produce(name, key=key, value=value, headers=headers, timestamp=ts, partition=i % 2)
+        sent[i % 2].append((key, value, ts, headers))
+    assert p.flush(15) == 0
+
+    # The stored format: gzip hides the values in a Kafka batch; a Pulsar entry holds them plain.
+    raw = stored_bytes(b, name)
+    assert (b"plain-marker-0017" in raw) == (entry_format == "pulsar"), entry_format
+
+    # Kafka consumer: same keys, values, headers, timestamps; offsets continuous from 0.
+    kc = Consumer({"bootstrap.servers": b.kafka, "group.id": f"g-{uuid.uuid4().hex[:6]}",
+                   "enable.auto.commit": False})
+    try:
+        for part in (0, 1):
+            kc.assign([TopicPartition(name, part, 0)])
+            got = []
+            deadline = time.time() + 20
+            while len(got) < 20 and time.time() < deadline:
+                m = kc.poll(0.5)
+                if m is None or m.error():
+                    continue
+                got.append(m)
+            assert [m.offset() for m in got] == list(range(20))
+            for m, (key, value, ts, headers) in zip(got, sent[part]):
+                assert (m.key(), m.value(), m.timestamp()[1]) == (key, value, ts)
+                assert m.headers() == headers
+    finally:
+        kc.close()
+
+    # Pulsar consumer: the same messages, in order per partition.
+    c = pulsar_client(b)
+    try:
+        consumer = c.subscribe(f"persistent://public/default/{name}", "ef",
+                               initial_position=pulsar.InitialPosition.Earliest)
+        got = {0: [], 1: []}
+        for _ in range(40):
+            m = consumer.receive(timeout_millis=10000)
+            consumer.acknowledge(m)
+            got[int(m.topic_name().rsplit("-", 1)[1])].append(m)
+        for part in (0, 1):
+            assert [m.data() for m in got[part]] == [v for (_, v, _, _) in sent[part]]
+            for m, (key, value, ts, _) in zip(got[part], sent[part]):
+                assert m.event_timestamp() == ts
+                props = m.properties()
+                assert props["text"] == f"h{ts - 1_700_000_000_000}"
+                assert base64.b64decode(props["bin"]) == bytes([0xC3, 0x28, ts - 1_700_000_000_000])
+                if key is None:
+                    assert m.partition_key() == ""
+                elif key[0] == 0xFF:
+                    assert base64.b64decode(m.partition_key()) == key
+                else:
+                    assert m.partition_key() == key.decode()
+            # message id entry + batch index = the Kafka offset
+            offsets = [m.message_id().entry_id() + max(m.message_id().batch_index(), 0) for m in got[part]]
+            assert offsets == list(range(20))
+    finally:
+        c.close()

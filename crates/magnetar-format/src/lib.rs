@@ -19,15 +19,21 @@
 //!   `__kafka.null.<key>` = `true`. Marker properties are removed on the way back.
 //! - timestamp -> event time.
 //!
-//! Main types: [`kafka::Batch`], [`kafka::Record`], [`PulsarMessage`].
+//! Also [`cache::ConversionCache`], the bounded cache of converted entries both front ends use.
+//!
+//! Main types: [`kafka::Batch`], [`kafka::Record`], [`PulsarMessage`], [`cache::ConversionCache`].
 
 pub mod base64;
+pub mod cache;
 pub mod kafka;
 pub mod pulsar;
 
 use bytes::Bytes;
 
 use crate::kafka::{Batch, Header, Record};
+
+/// Producer name shown on Pulsar messages that a Kafka client produced.
+pub const KAFKA_PRODUCER_NAME: &str = "kafka";
 
 /// Marker property prefix: the header value was base64-encoded (not UTF-8).
 pub const B64_MARKER: &str = "__kafka.b64.";

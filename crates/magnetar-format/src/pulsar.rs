@@ -241,6 +241,87 @@ pub fn entry_to_kafka_batch(body: &[u8], base_offset: u64) -> Result<Bytes, Form
     Ok(encode_batch(base_offset as i64, &records))
 }
 
+/// Protobuf writing, by hand (this crate does not depend on `prost`): only the field kinds the
+/// Pulsar metadata uses.
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn put_uint(out: &mut Vec<u8>, field: u64, v: u64) {
+    put_varint(out, field << 3);
+    put_varint(out, v);
+}
+
+fn put_bytes(out: &mut Vec<u8>, field: u64, b: &[u8]) {
+    put_varint(out, (field << 3) | 2);
+    put_varint(out, b.len() as u64);
+    out.extend_from_slice(b);
+}
+
+fn put_properties(out: &mut Vec<u8>, field: u64, properties: &[(String, String)]) {
+    for (k, v) in properties {
+        let mut kv = Vec::with_capacity(k.len() + v.len() + 4);
+        put_bytes(&mut kv, 1, k.as_bytes());
+        put_bytes(&mut kv, 2, v.as_bytes());
+        put_bytes(out, field, &kv);
+    }
+}
+
+/// A Kafka record batch (any codec) as one uncompressed Pulsar batch entry body
+/// (`[metadata_size u32][MessageMetadata][payload]`, the bytes a Pulsar SEND carries): key ->
+/// partition key, headers -> properties, timestamp -> event time, a null value ->
+/// `null_value` (see [`crate::to_pulsar_message`]). Used for Pulsar consumers reading Kafka
+/// entries and for storing Kafka produce in the Pulsar format (`entryFormat=pulsar`).
+pub fn kafka_batch_to_entry(
+    batch_bytes: &[u8],
+    producer_name: &str,
+    sequence_id: u64,
+    publish_time_ms: u64,
+) -> Result<Bytes, FormatError> {
+    let batch = crate::kafka::decode_batch(batch_bytes)?;
+    let mut payload = Vec::with_capacity(batch_bytes.len() + batch.records.len() * 16);
+    let mut single = Vec::with_capacity(64);
+    for record in &batch.records {
+        let m = crate::to_pulsar_message(record, &batch);
+        single.clear();
+        put_properties(&mut single, 1, &m.properties);
+        if let Some(k) = &m.partition_key {
+            put_bytes(&mut single, 2, k.as_bytes());
+        }
+        put_uint(&mut single, 3, m.value.len() as u64);
+        put_uint(&mut single, 5, m.event_time_ms.max(0) as u64);
+        if m.partition_key_b64 {
+            put_uint(&mut single, 6, 1);
+        }
+        if m.null_value {
+            put_uint(&mut single, 9, 1);
+        }
+        if m.partition_key.is_none() {
+            put_uint(&mut single, 10, 1);
+        }
+        payload.extend_from_slice(&(single.len() as u32).to_be_bytes());
+        payload.extend_from_slice(&single);
+        payload.extend_from_slice(&m.value);
+    }
+    let mut meta = Vec::with_capacity(64);
+    put_bytes(&mut meta, 1, producer_name.as_bytes());
+    put_uint(&mut meta, 2, sequence_id);
+    put_uint(&mut meta, 3, publish_time_ms);
+    put_uint(&mut meta, 8, 0); // compression NONE
+    put_uint(&mut meta, 9, payload.len() as u64);
+    put_uint(&mut meta, 11, batch.records.len() as u64);
+    put_uint(&mut meta, 12, batch.max_timestamp_ms.max(0) as u64);
+    let mut body = Vec::with_capacity(4 + meta.len() + payload.len());
+    body.extend_from_slice(&(meta.len() as u32).to_be_bytes());
+    body.extend_from_slice(&meta);
+    body.extend_from_slice(&payload);
+    Ok(Bytes::from(body))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,6 +376,52 @@ mod tests {
             batch.records[2].headers[0].value.as_deref(),
             Some(&b"v2"[..])
         );
+    }
+
+    #[test]
+    fn kafka_batch_to_entry_and_back() {
+        use crate::kafka::Header;
+        let records = vec![
+            Record {
+                offset_delta: 0,
+                timestamp_ms: 1_700_000_000_000,
+                key: Some(Bytes::from_static(b"k")),
+                value: Some(Bytes::from_static(b"v")),
+                headers: vec![
+                    Header {
+                        key: "h".into(),
+                        value: Some(Bytes::from_static(&[0xff, 0x00])),
+                    },
+                    Header {
+                        key: "n".into(),
+                        value: None,
+                    },
+                ],
+            },
+            Record {
+                offset_delta: 1,
+                timestamp_ms: 1_700_000_000_005,
+                key: None,
+                value: None,
+                headers: vec![],
+            },
+            Record {
+                offset_delta: 2,
+                timestamp_ms: 1_700_000_000_001,
+                key: Some(Bytes::from_static(&[0x80, 0x81])),
+                value: Some(Bytes::new()),
+                headers: vec![],
+            },
+        ];
+        let kafka = encode_batch(0, &records);
+        let body = kafka_batch_to_entry(&kafka, "kafka", 7, 123).unwrap();
+        let back = crate::kafka::decode_batch(&entry_to_kafka_batch(&body, 40).unwrap()).unwrap();
+        assert_eq!(back.base_offset, 40);
+        assert_eq!(back.records, records);
+        let messages = entry_messages(&body).unwrap();
+        assert_eq!(messages[0].partition_key.as_deref(), Some("k"));
+        assert!(messages[1].null_value);
+        assert!(messages[2].partition_key_b64);
     }
 
     proptest::proptest! {

@@ -67,12 +67,46 @@ pub struct KafkaConfig {
     /// Where `/metrics` reads this front end's request counters and the groups' lag (none: the
     /// counters are kept but not exported).
     pub metrics: Option<Arc<magnetar_metrics::Metrics>>,
+    /// KoP's `entryFormat`: how new Kafka-produced batches are stored.
+    pub entry_format: EntryFormat,
+    /// Bytes of Pulsar entries kept converted to record batches for Kafka consumers.
+    pub conversion_cache_bytes: usize,
 }
 
 impl KafkaConfig {
     /// Whether this listener requires SASL authentication.
     pub fn sasl_required(&self) -> bool {
         self.authenticator.is_some()
+    }
+}
+
+/// KoP's `entryFormat`, the storage format of new Kafka-produced entries. Entries of either
+/// format are readable by both protocols; the setting chooses which side pays the conversion.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EntryFormat {
+    /// The batch exactly as produced (its base offset written in): Kafka consumers are served
+    /// the stored bytes; Pulsar consumers read it converted (cached per entry).
+    #[default]
+    Kafka,
+    /// As `Kafka`, for clients whose batches are not quite standard: a batch whose record offset
+    /// deltas are not `0..n` or whose last offset delta disagrees with its record count is
+    /// re-encoded (uncompressed, canonical deltas) instead of stored as is; well-formed batches
+    /// are stored byte-exact. Costs a decompression of every batch to check.
+    MixedKafka,
+    /// Converted to a Pulsar batch at produce (uncompressed): Pulsar consumers read it without
+    /// conversion; Kafka consumers read it converted back (cached per entry).
+    Pulsar,
+}
+
+impl EntryFormat {
+    /// KoP's names: `kafka`, `mixed_kafka`, `pulsar`.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "kafka" => Some(Self::Kafka),
+            "mixed_kafka" => Some(Self::MixedKafka),
+            "pulsar" => Some(Self::Pulsar),
+            _ => None,
+        }
     }
 }
 
@@ -91,6 +125,8 @@ impl Default for KafkaConfig {
             failed_authentication_delay_ms: 300,
             tls: None,
             metrics: None,
+            entry_format: EntryFormat::Kafka,
+            conversion_cache_bytes: 64 * 1024 * 1024,
         }
     }
 }

@@ -2,74 +2,42 @@
 //! (through `magnetar-format`), cached per entry so a hot topic is converted once, not once per
 //! consumer; and the Key_Shared slot of an entry.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
-
 use bytes::Bytes;
 use magnetar_broker::{Entry, TopicPartition};
 use prost::Message;
 
-use crate::frame::{make_body, split_body};
+use magnetar_format::cache::ConversionCache;
+
+use crate::frame::split_body;
 use crate::key_shared::{sticky_slot, NONE_KEY};
-use crate::proto::{CompressionType, KeyValue, MessageMetadata, SingleMessageMetadata};
+use crate::proto::{CompressionType, SingleMessageMetadata};
 
 /// Converted entries kept, by total bytes.
 pub const CACHE_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 /// Producer name shown on messages that a Kafka client produced.
-pub const KAFKA_PRODUCER_NAME: &str = "kafka";
-
-#[derive(Default)]
-struct CacheState {
-    entries: HashMap<(TopicPartition, u64), Bytes>,
-    order: VecDeque<(TopicPartition, u64)>,
-    bytes: usize,
-}
+pub const KAFKA_PRODUCER_NAME: &str = magnetar_format::KAFKA_PRODUCER_NAME;
 
 /// Pulsar bodies of converted Kafka entries, bounded by bytes (oldest out first).
-#[derive(Default)]
 pub struct EntryCache {
-    state: Mutex<CacheState>,
-    bytes_max: usize,
+    cache: ConversionCache,
 }
 
 impl EntryCache {
     pub fn new(bytes_max: usize) -> Self {
         Self {
-            state: Mutex::new(CacheState::default()),
-            bytes_max,
+            cache: ConversionCache::new(bytes_max),
         }
     }
 
     /// The Pulsar body (`[metadata_size][MessageMetadata][payload]`) of a Kafka-format entry.
     pub fn pulsar_body(&self, partition: &TopicPartition, entry: &Entry) -> Result<Bytes, String> {
-        let key = (partition.clone(), entry.header.first_index);
-        if let Ok(s) = self.state.lock() {
-            if let Some(body) = s.entries.get(&key) {
-                return Ok(body.clone());
-            }
-        }
-        let body = kafka_entry_to_pulsar(entry)?;
-        if let Ok(mut s) = self.state.lock() {
-            if body.len() <= self.bytes_max && !s.entries.contains_key(&key) {
-                s.bytes += body.len();
-                s.entries.insert(key.clone(), body.clone());
-                s.order.push_back(key);
-                while s.bytes > self.bytes_max {
-                    let Some(old) = s.order.pop_front() else {
-                        break;
-                    };
-                    if let Some(b) = s.entries.remove(&old) {
-                        s.bytes -= b.len();
-                    }
-                }
-            }
-        }
-        Ok(body)
+        self.cache
+            .get_or_convert(partition, entry, kafka_entry_to_pulsar)
     }
 
     pub fn len(&self) -> usize {
-        self.state.lock().map(|s| s.entries.len()).unwrap_or(0)
+        self.cache.stats().entries
     }
 
     pub fn is_empty(&self) -> bool {
@@ -77,51 +45,17 @@ impl EntryCache {
     }
 }
 
-/// Converts one Kafka record batch into one uncompressed Pulsar batch: key -> partition key
-/// (base64 with `partition_key_b64_encoded` when it is not UTF-8; `null_partition_key` for a
-/// null key), headers -> properties (values that are not UTF-8 are base64 under a `__b64:`
-/// prefixed key, see `magnetar_format::to_pulsar_message`), timestamp -> event time, a null
-/// value -> `null_value`.
+/// Converts one Kafka record batch into one uncompressed Pulsar batch (see
+/// `magnetar_format::pulsar::kafka_batch_to_entry` for the mapping); the sequence id is the
+/// entry's first message index.
 pub fn kafka_entry_to_pulsar(entry: &Entry) -> Result<Bytes, String> {
-    let batch = magnetar_format::kafka::decode_batch(&entry.payload).map_err(|e| e.to_string())?;
-    let mut payload = Vec::new();
-    for record in &batch.records {
-        let message = magnetar_format::to_pulsar_message(record, &batch);
-        let single = SingleMessageMetadata {
-            properties: message
-                .properties
-                .iter()
-                .map(|(k, v)| KeyValue {
-                    key: k.clone(),
-                    value: v.clone(),
-                })
-                .collect(),
-            partition_key: message.partition_key.clone(),
-            payload_size: message.value.len() as i32,
-            compacted_out: None,
-            event_time: Some(message.event_time_ms.max(0) as u64),
-            partition_key_b64_encoded: message.partition_key_b64.then_some(true),
-            ordering_key: None,
-            sequence_id: None,
-            null_value: message.null_value.then_some(true),
-            null_partition_key: message.partition_key.is_none().then_some(true),
-        };
-        let size = single.encoded_len();
-        payload.extend_from_slice(&(size as u32).to_be_bytes());
-        let _ = single.encode(&mut payload);
-        payload.extend_from_slice(&message.value);
-    }
-    let metadata = MessageMetadata {
-        producer_name: KAFKA_PRODUCER_NAME.into(),
-        sequence_id: entry.header.first_index,
-        publish_time: entry.header.publish_time_ms.max(0) as u64,
-        compression: Some(CompressionType::None as i32),
-        uncompressed_size: Some(payload.len() as u32),
-        num_messages_in_batch: Some(batch.records.len() as i32),
-        event_time: Some(batch.max_timestamp_ms.max(0) as u64),
-        ..Default::default()
-    };
-    Ok(make_body(&metadata, &payload))
+    magnetar_format::pulsar::kafka_batch_to_entry(
+        &entry.payload,
+        KAFKA_PRODUCER_NAME,
+        entry.header.first_index,
+        entry.header.publish_time_ms.max(0) as u64,
+    )
+    .map_err(|e| e.to_string())
 }
 
 /// The Key_Shared slot of an entry (see [`crate::key_shared`]): the sticky key is the ordering

@@ -57,10 +57,13 @@ pub struct KafkaSection {
     pub max_request_bytes: u64,
     pub connections_max: u32,
     pub message_bytes_max: u64,
+    /// KoP's `entryFormat`: the storage format of new Kafka-produced entries.
     pub entry_format: String,
     pub max_read_entries_num: u32,
     /// `PLAINTEXT`, `SASL_PLAINTEXT`, `SSL` or `SASL_SSL` (from KoP's `kafkaListeners` prefix).
     pub security_protocol: String,
+    /// Pulsar entries kept converted to record batches for Kafka consumers, in bytes.
+    pub conversion_cache_bytes: u64,
 }
 
 /// Authentication (Pulsar's names are aliases). Lists are comma-separated strings so that the
@@ -267,6 +270,7 @@ impl Default for KafkaSection {
             entry_format: "kafka".into(),
             max_read_entries_num: 5,
             security_protocol: "PLAINTEXT".into(),
+            conversion_cache_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -780,12 +784,6 @@ impl Config {
             .try_into()
             .map_err(|e: toml::de::Error| err(format!("config: {}", e.message())))?;
         config.validate()?;
-        if config.kafka.entry_format != "kafka" {
-            warnings.push(format!(
-                "kafka.entry_format = \"{}\" is accepted for KoP compatibility; Kafka entries are always stored in the kafka format and converted for Pulsar consumers",
-                config.kafka.entry_format
-            ));
-        }
         Ok(Loaded { config, warnings })
     }
 
@@ -874,6 +872,12 @@ impl Config {
             "kafka.entry_format",
             &self.kafka.entry_format,
             &["kafka", "pulsar", "mixed_kafka"],
+        )?;
+        range(
+            "kafka.conversion_cache_bytes",
+            self.kafka.conversion_cache_bytes,
+            0,
+            1 << 40,
         )?;
         range(
             "kafka.max_read_entries_num",

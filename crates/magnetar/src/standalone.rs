@@ -213,6 +213,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
         tls: tls.clone().filter(|_| kafka_tls),
         failed_authentication_delay_ms: config.auth.failed_authentication_delay_ms,
         metrics: Some(metrics.clone()),
+        // Validated at load: one of the three names.
+        entry_format: magnetar_kafka::EntryFormat::parse(&config.kafka.entry_format)
+            .unwrap_or_default(),
+        conversion_cache_bytes: usize::try_from(config.kafka.conversion_cache_bytes)
+            .unwrap_or(usize::MAX),
     };
     // Started here, not inside the Kafka front end, so the admin API shares it (groups, lag).
     let coordinator = magnetar_coordinator::GroupCoordinator::start(

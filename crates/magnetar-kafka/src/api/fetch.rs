@@ -19,6 +19,7 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use kafka_protocol::ResponseError;
 use magnetar_broker::{PartitionLog, PayloadFormat, TopicPartition};
+use magnetar_format::cache::ConversionCache;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -102,7 +103,7 @@ pub async fn handle(ctx: &Context, header: &RequestHeader, request: FetchRequest
         for w in &mut watches {
             w.borrow_and_update();
         }
-        let (partitions, bytes, errors, sent) = read_all(&slots, max_bytes).await;
+        let (partitions, bytes, errors, sent) = read_all(ctx, &slots, max_bytes).await;
         let done = bytes >= min_bytes.max(1)
             || errors
             || Instant::now() >= deadline
@@ -134,7 +135,11 @@ pub async fn handle(ctx: &Context, header: &RequestHeader, request: FetchRequest
 
 /// Reads every slot once. Returns the partition results, the bytes of records in them, whether
 /// any partition has an error (which ends a long poll at once), and the messages per slot.
-async fn read_all(slots: &[Slot], max_bytes: usize) -> (Vec<PartitionData>, usize, bool, Vec<u64>) {
+async fn read_all(
+    ctx: &Context,
+    slots: &[Slot],
+    max_bytes: usize,
+) -> (Vec<PartitionData>, usize, bool, Vec<u64>) {
     let mut out = Vec::with_capacity(slots.len());
     let mut sent = Vec::with_capacity(slots.len());
     let mut total = 0usize;
@@ -168,7 +173,15 @@ async fn read_all(slots: &[Slot], max_bytes: usize) -> (Vec<PartitionData>, usiz
                     };
                     let budget = partition_max.min(max_bytes.saturating_sub(total));
                     if total == 0 || budget > 0 {
-                        match read_partition(log, offset as u64, budget, total == 0).await {
+                        match read_partition(
+                            &ctx.conversions,
+                            log,
+                            offset as u64,
+                            budget,
+                            total == 0,
+                        )
+                        .await
+                        {
                             Ok(Some((records, count))) => {
                                 total += records.len();
                                 data.records = Some(records);
@@ -194,6 +207,7 @@ async fn read_all(slots: &[Slot], max_bytes: usize) -> (Vec<PartitionData>, usiz
 /// Concatenated batches from `offset`, within `budget` bytes unless `first` (then at least one),
 /// with the number of messages in them.
 async fn read_partition(
+    conversions: &ConversionCache,
     log: &PartitionLog,
     offset: u64,
     budget: usize,
@@ -205,10 +219,14 @@ async fn read_partition(
     let mut chosen = Vec::with_capacity(entries.len());
     for entry in entries {
         // Kafka entries are served as stored; Pulsar entries are converted to an uncompressed
-        // record batch with the same offsets (not cached yet: converted per fetch).
+        // record batch with the same offsets, cached so each is converted once, not per fetch.
         let payload = match entry.header.format {
             PayloadFormat::Kafka => entry.payload,
-            PayloadFormat::Pulsar => match magnetar_format::entry_as_kafka(&entry) {
+            PayloadFormat::Pulsar => match conversions.get_or_convert(
+                log.name(),
+                &entry,
+                magnetar_format::entry_as_kafka,
+            ) {
                 Ok(batch) => batch,
                 Err(e) => {
                     return Err(magnetar_broker::Error::CorruptData(format!(

@@ -120,6 +120,9 @@ pub struct Context {
     pub coordinator: Option<Arc<GroupCoordinator>>,
     /// Topic ids handed out in Metadata, for requests that address topics by id (Fetch v13+).
     topic_ids: Arc<Mutex<HashMap<Uuid, TopicName>>>,
+    /// Pulsar-format entries converted to record batches, so a hot topic is converted once and
+    /// not once per fetch (shared by every connection's context).
+    pub conversions: Arc<magnetar_format::cache::ConversionCache>,
     /// Who the connection authenticated as; the default for an unauthenticated listener.
     pub session: Session,
     /// Request counters (exported when `config.metrics` is set).
@@ -140,12 +143,15 @@ impl Context {
     pub fn new(broker: Arc<Broker>, config: KafkaConfig, shutdown: CancellationToken) -> Self {
         Self {
             broker,
-            config,
             shutdown,
             coordinator: None,
             topic_ids: Arc::new(Mutex::new(HashMap::new())),
             session: Session::default(),
             metrics: crate::metrics::protocol_metrics(),
+            conversions: Arc::new(magnetar_format::cache::ConversionCache::new(
+                config.conversion_cache_bytes,
+            )),
+            config,
         }
     }
 

@@ -16,6 +16,7 @@ use magnetar_broker::{
 use super::Context;
 use crate::batch::{self, BatchError};
 use crate::frame::RequestHeader;
+use crate::EntryFormat;
 use crate::{error_code, topic_config};
 
 pub async fn handle(
@@ -102,6 +103,64 @@ async fn resolve(ctx: &Context, shown: &StrBytes) -> Result<(TopicName, TopicMet
     }
 }
 
+/// A batch in the storage format `entryFormat` asks for: the payload, its format tag, and where
+/// the assigned base offset is written into it.
+type StoredForm = (Bytes, PayloadFormat, Option<usize>);
+
+fn stored_form(
+    ctx: &Context,
+    header: &batch::BatchHeader,
+    bytes: Bytes,
+) -> Result<StoredForm, magnetar_format::kafka::FormatError> {
+    // Control batches (transaction markers) have no Pulsar form; they stay Kafka batches.
+    let control = header.attributes & 0x20 != 0;
+    match ctx.config.entry_format {
+        EntryFormat::Kafka => Ok((bytes, PayloadFormat::Kafka, Some(0))),
+        EntryFormat::Pulsar if !control => {
+            let body = magnetar_format::pulsar::kafka_batch_to_entry(
+                &bytes,
+                magnetar_format::KAFKA_PRODUCER_NAME,
+                header.base_sequence.max(0) as u64,
+                ctx.broker.clock().now_ms().max(0) as u64,
+            )?;
+            Ok((body, PayloadFormat::Pulsar, None))
+        }
+        EntryFormat::Pulsar => Ok((bytes, PayloadFormat::Kafka, Some(0))),
+        EntryFormat::MixedKafka if control => Ok((bytes, PayloadFormat::Kafka, Some(0))),
+        EntryFormat::MixedKafka => Ok((
+            normalize_batch(bytes, header.record_count)?,
+            PayloadFormat::Kafka,
+            Some(0),
+        )),
+    }
+}
+
+/// `mixed_kafka`: a batch whose record offset deltas are `0..n` and agree with its header is kept
+/// byte-exact; otherwise it is re-encoded (uncompressed) with canonical deltas, so its offsets are
+/// continuous whatever the client wrote.
+fn normalize_batch(
+    bytes: Bytes,
+    record_count: i32,
+) -> Result<Bytes, magnetar_format::kafka::FormatError> {
+    let decoded = magnetar_format::kafka::decode_batch(&bytes)?;
+    let n = decoded.records.len();
+    if n as i64 != i64::from(record_count) {
+        return Err(magnetar_format::kafka::FormatError(format!(
+            "batch says {record_count} records and holds {n}"
+        )));
+    }
+    let canonical = decoded.last_offset_delta as i64 == n as i64 - 1
+        && decoded
+            .records
+            .iter()
+            .enumerate()
+            .all(|(i, r)| r.offset_delta as i64 == i as i64);
+    if canonical {
+        return Ok(bytes);
+    }
+    Ok(magnetar_format::kafka::encode_batch(0, &decoded.records))
+}
+
 /// Appends every batch of one partition; returns (base offset of the first, log start offset,
 /// publish-rate wait).
 async fn produce_partition(
@@ -161,14 +220,19 @@ async fn produce_partition(
             first_sequence: header.base_sequence,
             message_count: header.record_count as u32,
         });
+        let (payload, format, first_index_at) =
+            stored_form(ctx, &header, bytes).map_err(|e| {
+                tracing::warn!(client_id, topic = %tp, error = %e, "cannot store record batch in the configured entry format");
+                ResponseError::CorruptMessage.code()
+            })?;
         let outcome = log
             .append(AppendRequest {
-                payload: bytes,
+                payload,
                 message_count: header.record_count as u32,
                 max_timestamp_ms: header.max_timestamp,
-                format: PayloadFormat::Kafka,
+                format,
                 producer,
-                first_index_at: Some(0),
+                first_index_at,
             })
             .await
             .map_err(|e| {
@@ -185,4 +249,43 @@ async fn produce_partition(
     }
     let base = first.unwrap_or_default();
     Ok((base as i64, log_start as i64, wait))
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use magnetar_format::kafka::{decode_batch, encode_batch, Record};
+
+    use super::normalize_batch;
+
+    #[test]
+    fn mixed_kafka_reencodes_only_non_canonical_batches() {
+        let record = |delta: i32| Record {
+            offset_delta: delta,
+            timestamp_ms: 5,
+            key: None,
+            value: Some(Bytes::from_static(b"v")),
+            headers: vec![],
+        };
+        let good = encode_batch(0, &[record(0), record(1)]);
+        assert_eq!(normalize_batch(good.clone(), 2).unwrap(), good);
+        // A client whose header disagrees with its records: last_offset_delta (bytes 23..27)
+        // says 0 for two records (the CRC at 17..21, over bytes 21.., is made valid again).
+        let mut bad = bytes::BytesMut::from(&good[..]);
+        bad[23..27].copy_from_slice(&0i32.to_be_bytes());
+        let crc = crc32c::crc32c(&bad[21..]);
+        bad[17..21].copy_from_slice(&crc.to_be_bytes());
+        let fixed = normalize_batch(bad.freeze(), 2).unwrap();
+        let decoded = decode_batch(&fixed).unwrap();
+        assert_eq!(decoded.last_offset_delta, 1);
+        assert_eq!(
+            decoded
+                .records
+                .iter()
+                .map(|r| r.offset_delta)
+                .collect::<Vec<_>>(),
+            vec![0, 1]
+        );
+        assert!(normalize_batch(good, 3).is_err());
+    }
 }
