@@ -39,6 +39,9 @@ pub struct BrokerConfig {
     pub broker_service_url: String,
     /// Roles allowed everything (Pulsar's `superUserRoles`); see [`crate::permissions`].
     pub superuser_roles: Vec<String>,
+    /// Pulsar's `authorizationEnabled`: the front ends check [`Broker::check_access`] before
+    /// serving a topic; off, every client may do everything.
+    pub authorization_enabled: bool,
 }
 
 impl BrokerConfig {
@@ -62,6 +65,7 @@ impl BrokerConfig {
             service_url: "http://127.0.0.1:8080".into(),
             broker_service_url: "pulsar://127.0.0.1:6650".into(),
             superuser_roles: Vec::new(),
+            authorization_enabled: false,
         }
     }
 }

@@ -192,6 +192,50 @@ impl Broker {
             .is_some_and(|info| info.admin_roles.iter().any(|r| r == role)))
     }
 
+    /// Is authorization on (Pulsar's `authorizationEnabled`)?
+    pub fn authorization_enabled(&self) -> bool {
+        self.config().authorization_enabled
+    }
+
+    /// The front ends' check: with authorization off everything is allowed; with it on, a
+    /// client without a role (unauthenticated) is refused everything, and a role gets what
+    /// [`Broker::authorize`] decides.
+    pub async fn check_access(
+        &self,
+        role: Option<&str>,
+        topic: &TopicName,
+        access: &Access,
+    ) -> Result<bool> {
+        if !self.authorization_enabled() {
+            return Ok(true);
+        }
+        match role {
+            None => Ok(false),
+            Some(role) => self.authorize(role, topic, access).await,
+        }
+    }
+
+    /// May `role` administer `tenant` (superuser or one of its admin roles)? Always with
+    /// authorization off; never for a client without a role.
+    pub async fn check_tenant_admin(
+        &self,
+        role: Option<&str>,
+        tenant: &TenantName,
+    ) -> Result<bool> {
+        if !self.authorization_enabled() {
+            return Ok(true);
+        }
+        match role {
+            None => Ok(false),
+            Some(role) => self.is_tenant_admin(role, tenant).await,
+        }
+    }
+
+    /// May `role` do cluster-wide operations (superusers only)? Always with authorization off.
+    pub fn check_superuser(&self, role: Option<&str>) -> bool {
+        !self.authorization_enabled() || role.is_some_and(|r| self.is_superuser(r))
+    }
+
     /// May `role` do `access` on `topic`? (See the module documentation for the rules.) An
     /// unknown namespace grants nothing but to superusers and tenant admins.
     pub async fn authorize(&self, role: &str, topic: &TopicName, access: &Access) -> Result<bool> {
@@ -418,5 +462,50 @@ mod tests {
         assert_eq!(json, r#"["produce","consume"]"#);
         assert!(check_role("").is_err());
         assert!(check_role("app-1").is_ok());
+    }
+}
+
+/// Decisions of one connection, so a hot path (every Produce or Fetch) does not read the
+/// namespace policies each time. Dropped whole when [`Broker::permissions_version`] moves (a
+/// grant, a revoke, a tenant's admin roles changed) and when it holds `ACCESS_CACHE_MAX` entries.
+#[derive(Debug, Default)]
+pub struct AccessCache {
+    version: u64,
+    decisions: std::collections::HashMap<(TopicName, Access), bool>,
+}
+
+/// Most decisions one connection keeps.
+pub const ACCESS_CACHE_MAX: usize = 4096;
+
+impl AccessCache {
+    /// [`Broker::check_access`], answered from the cache when the permissions have not changed
+    /// since the decision was taken.
+    pub async fn check(
+        &mut self,
+        broker: &Broker,
+        role: Option<&str>,
+        topic: &TopicName,
+        access: &Access,
+    ) -> Result<bool> {
+        if !broker.authorization_enabled() {
+            return Ok(true);
+        }
+        // Read before deciding: a change racing the decision leaves the entry under the old
+        // version, so the next check decides again.
+        let version = broker.permissions_version();
+        if version != self.version {
+            self.decisions.clear();
+            self.version = version;
+        }
+        let key = (topic.clone(), access.clone());
+        if let Some(&allowed) = self.decisions.get(&key) {
+            return Ok(allowed);
+        }
+        let allowed = broker.check_access(role, topic, access).await?;
+        if self.decisions.len() >= ACCESS_CACHE_MAX {
+            self.decisions.clear();
+        }
+        self.decisions.insert(key, allowed);
+        Ok(allowed)
     }
 }

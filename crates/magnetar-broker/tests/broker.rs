@@ -602,3 +602,80 @@ async fn cached_topic_metadata_follows_every_write() {
     let again = broker.topic(&t).await.unwrap().unwrap();
     assert!(!again.partitioned && again.configs.is_empty());
 }
+
+#[tokio::test]
+async fn check_access_and_the_connection_cache_follow_grants_and_the_switch() {
+    use magnetar_broker::permissions::AccessCache;
+    let dir = tempfile::tempdir().unwrap();
+    let metadata: Arc<dyn MetadataStore> = Arc::new(MemoryStore::new());
+    let broker = Broker::open(
+        BrokerConfig {
+            superuser_roles: vec!["root".into()],
+            authorization_enabled: true,
+            ..config(dir.path())
+        },
+        metadata.clone(),
+        Arc::new(SystemClock),
+    )
+    .await
+    .unwrap();
+    let ns = NamespaceName::new("public", "default").unwrap();
+    let topic = TopicName::new(ns.clone(), "t").unwrap();
+    // No role (an unauthenticated client) gets nothing; superusers everything.
+    assert!(!broker
+        .check_access(None, &topic, &Access::Lookup)
+        .await
+        .unwrap());
+    assert!(!broker.check_superuser(None));
+    assert!(broker.check_superuser(Some("root")));
+    assert!(!broker.check_superuser(Some("app")));
+    assert!(broker
+        .check_tenant_admin(Some("root"), &ns.tenant)
+        .await
+        .unwrap());
+    assert!(!broker
+        .check_tenant_admin(Some("app"), &ns.tenant)
+        .await
+        .unwrap());
+
+    let mut cache = AccessCache::default();
+    assert!(!cache
+        .check(&broker, Some("app"), &topic, &Access::Produce)
+        .await
+        .unwrap());
+    broker
+        .grant_namespace_permission(&ns, "app", [AuthAction::Produce].into())
+        .await
+        .unwrap();
+    // The cached refusal is dropped because the grant moved the permissions version.
+    assert!(cache
+        .check(&broker, Some("app"), &topic, &Access::Produce)
+        .await
+        .unwrap());
+    broker
+        .revoke_namespace_permission(&ns, "app")
+        .await
+        .unwrap();
+    assert!(!cache
+        .check(&broker, Some("app"), &topic, &Access::Produce)
+        .await
+        .unwrap());
+
+    // Authorization off: everyone may do everything, with or without a role.
+    let dir2 = tempfile::tempdir().unwrap();
+    let open = Broker::open(
+        config(dir2.path()),
+        Arc::new(MemoryStore::new()),
+        Arc::new(SystemClock),
+    )
+    .await
+    .unwrap();
+    assert!(open
+        .check_access(None, &topic, &Access::Admin)
+        .await
+        .unwrap());
+    assert!(AccessCache::default()
+        .check(&open, Some("x"), &topic, &Access::Produce)
+        .await
+        .unwrap());
+}

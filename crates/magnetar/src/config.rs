@@ -1056,9 +1056,9 @@ impl Config {
                 )));
             }
         }
-        if auth.authorization_enabled {
+        if auth.authorization_enabled && !auth.enabled {
             return Err(err(
-                "auth.authorization_enabled = true: the front ends do not enforce permissions yet, and starting anyway would allow every authenticated client everything",
+                "auth.authorization_enabled = true needs auth.enabled = true (authenticationEnabled): without authentication every client is anonymous and would be refused everything",
             ));
         }
         for mechanism in list(&auth.sasl_allowed_mechanisms) {

@@ -173,6 +173,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         service_url: format!("http://{advertised_host}:{}", http_addr.port()),
         broker_service_url: format!("pulsar://{advertised_host}:{}", pulsar_addr.port()),
         superuser_roles: crate::config::list(&config.auth.superuser_roles),
+        authorization_enabled: config.auth.authorization_enabled,
     };
     let broker = Broker::open(broker_config, Arc::new(metadata), Arc::new(SystemClock))
         .await
