@@ -134,6 +134,23 @@ impl AuthPolicies {
         }
     }
 
+    /// May `role` use the subscription (Kafka group) `group` of this namespace? It needs
+    /// `consume` somewhere in the namespace (on the namespace or on one of its topics), and, when
+    /// the subscription has roles listed, to be among them. What it may then read is decided per
+    /// topic (Fetch, OffsetCommit).
+    pub fn allows_group(&self, role: &str, group: &str) -> bool {
+        let consumes = |g: &Grants| {
+            g.get(role)
+                .is_some_and(|a| a.contains(&AuthAction::Consume))
+        };
+        let subscription_ok = self
+            .subscription_auth_roles
+            .get(group)
+            .is_none_or(|roles| roles.is_empty() || roles.contains(role));
+        subscription_ok
+            && (consumes(&self.namespace_auth) || self.destination_auth.values().any(consumes))
+    }
+
     /// The grants on a topic as Pulsar's "get permissions on a topic" reports them: the
     /// namespace's grants merged with the topic's own.
     pub fn topic_grants(&self, topic: &TopicName) -> Grants {
@@ -234,6 +251,39 @@ impl Broker {
     /// May `role` do cluster-wide operations (superusers only)? Always with authorization off.
     pub fn check_superuser(&self, role: Option<&str>) -> bool {
         !self.authorization_enabled() || role.is_some_and(|r| self.is_superuser(r))
+    }
+
+    /// May `role` use the Kafka group `group`, whose permissions live in `namespace` (the
+    /// client's namespace)? Tenant admins may; others per [`AuthPolicies::allows_group`].
+    pub async fn authorize_group(
+        &self,
+        role: &str,
+        namespace: &NamespaceName,
+        group: &str,
+    ) -> Result<bool> {
+        if self.is_tenant_admin(role, &namespace.tenant).await? {
+            return Ok(true);
+        }
+        Ok(self
+            .namespace_policies(namespace)
+            .await?
+            .is_some_and(|p| p.auth_policies.allows_group(role, group)))
+    }
+
+    /// [`Broker::authorize_group`] behind the authorization switch, as [`Broker::check_access`].
+    pub async fn check_group(
+        &self,
+        role: Option<&str>,
+        namespace: &NamespaceName,
+        group: &str,
+    ) -> Result<bool> {
+        if !self.authorization_enabled() {
+            return Ok(true);
+        }
+        match role {
+            None => Ok(false),
+            Some(role) => self.authorize_group(role, namespace, group).await,
+        }
     }
 
     /// May `role` do `access` on `topic`? (See the module documentation for the rules.) An
@@ -472,6 +522,7 @@ mod tests {
 pub struct AccessCache {
     version: u64,
     decisions: std::collections::HashMap<(TopicName, Access), bool>,
+    groups: std::collections::HashMap<(NamespaceName, String), bool>,
 }
 
 /// Most decisions one connection keeps.
@@ -487,25 +538,95 @@ impl AccessCache {
         topic: &TopicName,
         access: &Access,
     ) -> Result<bool> {
+        Ok(self.decide(broker, role, topic, access).await?.allowed)
+    }
+
+    /// [`AccessCache::check`], also saying whether the answer came from the cache (front ends
+    /// log a refusal once, when it is decided, not on every request it applies to).
+    pub async fn decide(
+        &mut self,
+        broker: &Broker,
+        role: Option<&str>,
+        topic: &TopicName,
+        access: &Access,
+    ) -> Result<Decision> {
         if !broker.authorization_enabled() {
-            return Ok(true);
+            return Ok(Decision {
+                allowed: true,
+                cached: false,
+            });
         }
-        // Read before deciding: a change racing the decision leaves the entry under the old
-        // version, so the next check decides again.
-        let version = broker.permissions_version();
-        if version != self.version {
-            self.decisions.clear();
-            self.version = version;
-        }
+        self.refresh(broker);
         let key = (topic.clone(), access.clone());
         if let Some(&allowed) = self.decisions.get(&key) {
-            return Ok(allowed);
+            return Ok(Decision {
+                allowed,
+                cached: true,
+            });
         }
         let allowed = broker.check_access(role, topic, access).await?;
         if self.decisions.len() >= ACCESS_CACHE_MAX {
             self.decisions.clear();
         }
         self.decisions.insert(key, allowed);
-        Ok(allowed)
+        Ok(Decision {
+            allowed,
+            cached: false,
+        })
     }
+}
+
+impl AccessCache {
+    /// Drops every decision when the permissions changed since they were taken. The version is
+    /// read before deciding: a change racing a decision leaves it under the old version, so the
+    /// next check decides again.
+    fn refresh(&mut self, broker: &Broker) {
+        let version = broker.permissions_version();
+        if version != self.version {
+            self.decisions.clear();
+            self.groups.clear();
+            self.version = version;
+        }
+    }
+
+    /// [`Broker::check_group`], cached like topic decisions.
+    pub async fn decide_group(
+        &mut self,
+        broker: &Broker,
+        role: Option<&str>,
+        namespace: &NamespaceName,
+        group: &str,
+    ) -> Result<Decision> {
+        if !broker.authorization_enabled() {
+            return Ok(Decision {
+                allowed: true,
+                cached: false,
+            });
+        }
+        self.refresh(broker);
+        let key = (namespace.clone(), group.to_string());
+        if let Some(&allowed) = self.groups.get(&key) {
+            return Ok(Decision {
+                allowed,
+                cached: true,
+            });
+        }
+        let allowed = broker.check_group(role, namespace, group).await?;
+        if self.groups.len() >= ACCESS_CACHE_MAX {
+            self.groups.clear();
+        }
+        self.groups.insert(key, allowed);
+        Ok(Decision {
+            allowed,
+            cached: false,
+        })
+    }
+}
+
+/// One answer of an [`AccessCache`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    /// Answered from the cache (decided earlier on this connection).
+    pub cached: bool,
 }

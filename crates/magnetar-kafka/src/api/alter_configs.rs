@@ -7,7 +7,7 @@ use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceRespon
 use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
-use magnetar_broker::Error;
+use magnetar_broker::{Access, Error};
 
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use super::Context;
@@ -58,6 +58,7 @@ async fn replace(
 ) -> Result<(), (i16, String)> {
     let fail = |e: Error| (error_code::code(&e), error_code::message(&e));
     let name = ctx.parse_topic(shown).map_err(fail)?;
+    ctx.authorize_with_message(&name, &Access::Admin).await?;
     topic_config::validate_all(&configs).map_err(fail)?;
     if validate_only {
         return ctx

@@ -4,7 +4,7 @@
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 use kafka_protocol::protocol::StrBytes;
-use magnetar_broker::Error;
+use magnetar_broker::{Access, Error};
 
 use super::Context;
 use crate::error_code;
@@ -13,6 +13,14 @@ pub async fn handle(ctx: &Context, request: CreatePartitionsRequest) -> CreatePa
     let mut response = CreatePartitionsResponse::default();
     for topic in request.topics {
         let mut result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
+        if let Ok(name) = ctx.parse_topic(&topic.name.0) {
+            if let Err((code, message)) = ctx.authorize_with_message(&name, &Access::Admin).await {
+                result.error_code = code;
+                result.error_message = Some(StrBytes::from_string(message));
+                response.results.push(result);
+                continue;
+            }
+        }
         let outcome = async {
             let name = ctx.parse_topic(&topic.name.0)?;
             let count = u32::try_from(topic.count).map_err(|_| {

@@ -12,7 +12,7 @@ use kafka_protocol::messages::create_topics_response::{
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
-use magnetar_broker::Error;
+use magnetar_broker::{Access, Error};
 
 use super::Context;
 use crate::{error_code, topic_config};
@@ -75,6 +75,8 @@ async fn create(
 ) -> Result<Created, (i16, String)> {
     let fail = |e: Error| (error_code::code(&e), error_code::message(&e));
     let name = ctx.parse_topic(&topic.name.0).map_err(fail)?;
+    // Creating topics is for the tenant's admins (KoP's mapping).
+    ctx.authorize_with_message(&name, &Access::Admin).await?;
     if topic.replication_factor == 0 || topic.replication_factor < -1 {
         return Err((
             ResponseError::InvalidReplicationFactor.code(),

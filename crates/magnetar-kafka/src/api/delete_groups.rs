@@ -23,16 +23,33 @@ pub async fn handle(ctx: &Context, request: DeleteGroupsRequest) -> DeleteGroups
             .collect();
         return response;
     };
-    let ids: Vec<String> = request.groups_names.iter().map(|g| s(&g.0)).collect();
+    let mut names = std::collections::HashMap::new();
+    let mut refused = Vec::new();
+    for g in &request.groups_names {
+        let name = s(&g.0);
+        match ctx.authorize_group(&name).await {
+            Ok(()) => {
+                names.insert(ctx.group_key(&name), name);
+            }
+            Err(code) => refused.push(
+                DeletableGroupResult::default()
+                    .with_group_id(g.clone())
+                    .with_error_code(code),
+            ),
+        }
+    }
+    let ids: Vec<String> = names.keys().cloned().collect();
     response.results = c
         .delete_groups(&ids)
         .await
         .into_iter()
         .map(|(id, error)| {
+            let shown = names.get(&id).cloned().unwrap_or(id);
             DeletableGroupResult::default()
-                .with_group_id(GroupId(wire(id)))
+                .with_group_id(GroupId(wire(shown)))
                 .with_error_code(error_code::coordinator_code(error))
         })
         .collect();
+    response.results.extend(refused);
     response
 }

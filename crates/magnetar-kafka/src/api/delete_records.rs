@@ -6,7 +6,7 @@ use kafka_protocol::messages::delete_records_response::{
 };
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 use kafka_protocol::ResponseError;
-use magnetar_broker::{Error, TopicPartition};
+use magnetar_broker::{Access, Error, TopicPartition};
 
 use super::Context;
 use crate::error_code;
@@ -15,7 +15,11 @@ pub async fn handle(ctx: &Context, request: DeleteRecordsRequest) -> DeleteRecor
     let mut response = DeleteRecordsResponse::default();
     for topic in request.topics {
         let mut topic_result = DeleteRecordsTopicResult::default().with_name(topic.name.clone());
-        let name = ctx.parse_topic(&topic.name.0);
+        // Deleting records is for the tenant's admins.
+        let name = match ctx.parse_topic(&topic.name.0) {
+            Ok(name) => ctx.authorize(&name, &Access::Admin).await.map(|()| name),
+            Err(e) => Err(error_code::code(&e)),
+        };
         for partition in topic.partitions {
             let mut result = DeleteRecordsPartitionResult::default()
                 .with_partition_index(partition.partition_index);
@@ -32,7 +36,7 @@ pub async fn handle(ctx: &Context, request: DeleteRecordsRequest) -> DeleteRecor
                     )
                     .await
                 }
-                (Err(e), _) => Err(error_code::code(e)),
+                (Err(code), _) => Err(*code),
                 (_, Err(_)) => Err(ResponseError::UnknownTopicOrPartition.code()),
             };
             match outcome {

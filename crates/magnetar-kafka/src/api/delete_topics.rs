@@ -6,6 +6,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
+use magnetar_broker::Access;
 
 use super::Context;
 use crate::error_code;
@@ -48,6 +49,18 @@ pub async fn handle(
                 )),
                 Err(e) => Err((error_code::code(&e), error_code::message(&e))),
             },
+        };
+        let name = match name {
+            Ok(name) => match ctx.authorize_with_message(&name, &Access::Admin).await {
+                Ok(()) => Ok(name),
+                // An id the principal may not see is unknown, as in Kafka.
+                Err(_) if shown.is_none() => Err((
+                    ResponseError::UnknownTopicId.code(),
+                    format!("no topic has id {id}"),
+                )),
+                Err(refused) => Err(refused),
+            },
+            Err(failure) => Err(failure),
         };
         let outcome = match name {
             Ok(name) => ctx.broker.delete_topic(&name).await.map_err(|e| {

@@ -10,8 +10,12 @@ use super::Context;
 pub const ALL_OPERATIONS: i32 = 0x1ff8;
 
 /// Every operation that applies to a topic (READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE,
-/// DESCRIBE_CONFIGS, ALTER_CONFIGS), all allowed until authorization exists.
+/// DESCRIBE_CONFIGS, ALTER_CONFIGS): what an admin of the topic's tenant may do.
 pub const TOPIC_OPERATIONS: i32 = 0xdf8;
+/// What the `produce` permission allows on a topic: WRITE, DESCRIBE, DESCRIBE_CONFIGS.
+pub const PRODUCE_OPERATIONS: i32 = (1 << 4) | (1 << 8) | (1 << 10);
+/// What the `consume` permission allows on a topic: READ, DESCRIBE, DESCRIBE_CONFIGS.
+pub const CONSUME_OPERATIONS: i32 = (1 << 3) | (1 << 8) | (1 << 10);
 
 pub fn handle(ctx: &Context, request: DescribeClusterRequest) -> DescribeClusterResponse {
     let mut response = DescribeClusterResponse::default();
@@ -23,7 +27,11 @@ pub fn handle(ctx: &Context, request: DescribeClusterRequest) -> DescribeCluster
         .with_host(StrBytes::from_string(ctx.config.advertised_host.clone()))
         .with_port(i32::from(ctx.config.advertised_port))];
     if request.include_cluster_authorized_operations {
-        response.cluster_authorized_operations = ALL_OPERATIONS;
+        response.cluster_authorized_operations = if ctx.is_superuser() {
+            ALL_OPERATIONS
+        } else {
+            0
+        };
     }
     response
 }

@@ -8,7 +8,7 @@ use kafka_protocol::messages::describe_configs_response::{
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
-use magnetar_broker::Error;
+use magnetar_broker::{Access, Error};
 
 use super::Context;
 use crate::error_code;
@@ -38,6 +38,11 @@ pub async fn handle(
             .with_resource_name(resource.resource_name.clone());
         let rows = match resource.resource_type {
             RESOURCE_TOPIC => topic_rows(ctx, &resource.resource_name).await,
+            // Broker configs are cluster-wide: superusers only with authorization on.
+            RESOURCE_BROKER if !ctx.cluster_allowed() => Err((
+                ResponseError::ClusterAuthorizationFailed.code(),
+                "describing broker configs needs a superuser role".to_string(),
+            )),
             RESOURCE_BROKER => broker_rows(ctx, &resource.resource_name),
             other => Err((
                 ResponseError::InvalidRequest.code(),
@@ -99,6 +104,7 @@ pub async fn handle(
 async fn topic_rows(ctx: &Context, shown: &str) -> Result<Vec<Row>, (i16, String)> {
     let fail = |e: Error| (error_code::code(&e), error_code::message(&e));
     let name = ctx.parse_topic(shown).map_err(fail)?;
+    ctx.authorize_with_message(&name, &Access::Lookup).await?;
     let metadata = ctx
         .broker
         .topic(&name)

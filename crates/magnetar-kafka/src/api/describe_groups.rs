@@ -15,7 +15,6 @@ pub async fn handle(
     request: DescribeGroupsRequest,
 ) -> DescribeGroupsResponse {
     let mut response = DescribeGroupsResponse::default();
-    let ids: Vec<String> = request.groups.iter().map(|g| s(&g.0)).collect();
     let Some(c) = &ctx.coordinator else {
         response.groups = request
             .groups
@@ -28,13 +27,33 @@ pub async fn handle(
             .collect();
         return response;
     };
+    // The coordinator's ids (per tenant) of the groups the principal may describe, with the
+    // names the client asked for; the others are refused.
+    let mut names = std::collections::HashMap::new();
+    let mut refused = Vec::new();
+    for g in &request.groups {
+        let name = s(&g.0);
+        match ctx.authorize_group(&name).await {
+            Ok(()) => {
+                names.insert(ctx.group_key(&name), name);
+            }
+            Err(code) => refused.push(
+                DescribedGroup::default()
+                    .with_group_id(g.clone())
+                    .with_error_code(code)
+                    .with_authorized_operations(i32::MIN),
+            ),
+        }
+    }
+    let ids: Vec<String> = names.keys().cloned().collect();
     response.groups = c
         .describe_groups(&ids)
         .await
         .into_iter()
         .map(|g| {
+            let shown = names.get(&g.group_id).cloned().unwrap_or(g.group_id);
             DescribedGroup::default()
-                .with_group_id(GroupId(wire(g.group_id)))
+                .with_group_id(GroupId(wire(shown)))
                 .with_error_code(error_code::coordinator_code(g.error))
                 .with_group_state(StrBytes::from_static_str(g.state.as_str()))
                 .with_protocol_type(wire(g.protocol_type))
@@ -61,5 +80,6 @@ pub async fn handle(
                 )
         })
         .collect();
+    response.groups.extend(refused);
     response
 }

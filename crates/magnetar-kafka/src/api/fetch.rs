@@ -18,7 +18,7 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use kafka_protocol::ResponseError;
-use magnetar_broker::{PartitionLog, PayloadFormat, TopicPartition};
+use magnetar_broker::{Access, PartitionLog, PayloadFormat, TopicPartition};
 use magnetar_format::cache::ConversionCache;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -31,6 +31,8 @@ use crate::frame::RequestHeader;
 pub const MAX_WAIT_MS_MAX: i32 = 60_000;
 /// Most entries read from one partition for one response.
 const ENTRIES_PER_PARTITION_MAX: usize = 10_000;
+
+const CONSUME: Access = Access::Consume { subscription: None };
 
 struct Slot {
     /// Index into `response.responses`.
@@ -56,6 +58,16 @@ pub async fn handle(ctx: &Context, header: &RequestHeader, request: FetchRequest
         } else {
             ctx.parse_topic(&topic.topic.0)
                 .map_err(|e| error_code::code(&e))
+        };
+        // Fetch needs consume (KoP's mapping). A topic addressed by id the principal may not
+        // read is an unknown id, as in Kafka, so ids reveal nothing.
+        let resolved = match resolved {
+            Ok(name) => match ctx.authorize(&name, &CONSUME).await {
+                Ok(()) => Ok(name),
+                Err(_) if version >= 13 => Err(ResponseError::UnknownTopicId.code()),
+                Err(code) => Err(code),
+            },
+            Err(code) => Err(code),
         };
         let topic_index = response.responses.len();
         response.responses.push(

@@ -13,9 +13,12 @@ pub async fn handle(ctx: &Context, request: HeartbeatRequest) -> HeartbeatRespon
         return HeartbeatResponse::default()
             .with_error_code(ResponseError::CoordinatorNotAvailable.code());
     };
+    if let Err(code) = ctx.authorize_group(request.group_id.0.as_str()).await {
+        return HeartbeatResponse::default().with_error_code(code);
+    }
     let result = c
         .heartbeat(coordinator::HeartbeatRequest {
-            group_id: s(&request.group_id.0),
+            group_id: ctx.group_key(request.group_id.0.as_str()),
             generation_id: request.generation_id,
             member_id: s(&request.member_id),
             group_instance_id: opt(&request.group_instance_id),

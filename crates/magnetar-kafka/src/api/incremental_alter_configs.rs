@@ -8,7 +8,7 @@ use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsRe
 use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
-use magnetar_broker::Error;
+use magnetar_broker::{Access, Error};
 
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use super::Context;
@@ -123,6 +123,7 @@ async fn alter(
 ) -> Result<(), (i16, String)> {
     let fail = |e: Error| (error_code::code(&e), error_code::message(&e));
     let name = ctx.parse_topic(shown).map_err(fail)?;
+    ctx.authorize_with_message(&name, &Access::Admin).await?;
     let Some(current) = ctx.broker.topic(&name).await.map_err(fail)? else {
         return Err(fail(Error::TopicNotFound(name.to_string())));
     };

@@ -23,8 +23,13 @@ pub async fn handle(
             .with_error_code(ResponseError::CoordinatorNotAvailable.code())
             .with_generation_id(-1);
     };
+    if let Err(code) = ctx.authorize_group(request.group_id.0.as_str()).await {
+        return JoinGroupResponse::default()
+            .with_error_code(code)
+            .with_generation_id(-1);
+    }
     let req = coordinator::JoinGroupRequest {
-        group_id: s(&request.group_id.0),
+        group_id: ctx.group_key(request.group_id.0.as_str()),
         member_id: s(&request.member_id),
         group_instance_id: opt(&request.group_instance_id),
         protocol_type: s(&request.protocol_type),

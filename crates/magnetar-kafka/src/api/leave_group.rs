@@ -14,6 +14,9 @@ pub async fn handle(ctx: &Context, version: i16, request: LeaveGroupRequest) -> 
         return LeaveGroupResponse::default()
             .with_error_code(ResponseError::CoordinatorNotAvailable.code());
     };
+    if let Err(code) = ctx.authorize_group(request.group_id.0.as_str()).await {
+        return LeaveGroupResponse::default().with_error_code(code);
+    }
     let members = if version >= 3 {
         request
             .members
@@ -33,7 +36,7 @@ pub async fn handle(ctx: &Context, version: i16, request: LeaveGroupRequest) -> 
     };
     let r = c
         .leave_group(coordinator::LeaveGroupRequest {
-            group_id: s(&request.group_id.0),
+            group_id: ctx.group_key(request.group_id.0.as_str()),
             members,
         })
         .await;

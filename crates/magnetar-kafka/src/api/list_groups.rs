@@ -35,11 +35,20 @@ pub async fn handle(ctx: &Context, version: i16, request: ListGroupsRequest) -> 
     }
     match c.list_groups(&states).await {
         Ok(groups) => {
-            response.groups = groups
+            // Only this tenant's groups, and of them those the principal may use.
+            let mut visible = Vec::with_capacity(groups.len());
+            for g in groups {
+                if let Some(name) = ctx.group_shown(&g.group_id) {
+                    if ctx.group_may(&name).await {
+                        visible.push((name, g));
+                    }
+                }
+            }
+            response.groups = visible
                 .into_iter()
-                .map(|g| {
+                .map(|(name, g)| {
                     let mut listed = ListedGroup::default()
-                        .with_group_id(GroupId(wire(g.group_id)))
+                        .with_group_id(GroupId(wire(name)))
                         .with_protocol_type(wire(g.protocol_type));
                     if version >= 4 {
                         listed.group_state = StrBytes::from_static_str(g.state.as_str());

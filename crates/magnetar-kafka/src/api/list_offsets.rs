@@ -9,7 +9,7 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::ResponseError;
-use magnetar_broker::{EntryHeader, PartitionLog, TopicPartition};
+use magnetar_broker::{Access, EntryHeader, PartitionLog, TopicPartition};
 
 use super::Context;
 use crate::{batch, error_code};
@@ -26,7 +26,11 @@ pub async fn handle(
     let mut response = ListOffsetsResponse::default();
     for topic in request.topics {
         let mut topic_response = ListOffsetsTopicResponse::default().with_name(topic.name.clone());
-        let name = ctx.parse_topic(&topic.name.0);
+        // Lookup (produce or consume) on the topic, KoP's mapping.
+        let name = match ctx.parse_topic(&topic.name.0) {
+            Ok(name) => ctx.authorize(&name, &Access::Lookup).await.map(|()| name),
+            Err(e) => Err(error_code::code(&e)),
+        };
         for partition in topic.partitions {
             let mut result = ListOffsetsPartitionResponse::default()
                 .with_partition_index(partition.partition_index);
@@ -48,7 +52,7 @@ pub async fn handle(
                         Err(e) => Err(error_code::code(&e)),
                     }
                 }
-                (Err(e), _) => Err(error_code::code(e)),
+                (Err(code), _) => Err(*code),
                 (_, Err(_)) => Err(ResponseError::UnknownTopicOrPartition.code()),
             };
             match found {

@@ -9,9 +9,11 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
-use magnetar_broker::{Error, TopicMetadata, TopicName, INTERNAL_NAMESPACE};
+use magnetar_broker::{Access, Error, TopicMetadata, TopicName, INTERNAL_NAMESPACE};
 
-use super::describe_cluster::{ALL_OPERATIONS, TOPIC_OPERATIONS};
+use super::describe_cluster::{
+    ALL_OPERATIONS, CONSUME_OPERATIONS, PRODUCE_OPERATIONS, TOPIC_OPERATIONS,
+};
 use super::Context;
 use crate::error_code;
 use crate::frame::RequestHeader;
@@ -31,7 +33,11 @@ pub async fn handle(
     response.cluster_id = Some(StrBytes::from_string(ctx.config.cluster_id.clone()));
     response.controller_id = node;
     if request.include_cluster_authorized_operations {
-        response.cluster_authorized_operations = ALL_OPERATIONS;
+        response.cluster_authorized_operations = if ctx.is_superuser() {
+            ALL_OPERATIONS
+        } else {
+            0
+        };
     }
     let allow_auto_create = version < 4 || request.allow_auto_topic_creation;
     let with_operations = request.include_topic_authorized_operations;
@@ -42,14 +48,15 @@ pub async fn handle(
             match ctx.broker.list_all_topics(false).await {
                 Ok(all) => {
                     for (name, metadata) in all {
+                        // Only the topics the principal may look up: nothing else is named.
+                        if !ctx.may(&name, &Access::Lookup).await {
+                            continue;
+                        }
                         let shown = ctx.short_name(&name);
-                        response.topics.push(topic_entry(
-                            ctx,
-                            shown,
-                            &name,
-                            &metadata,
-                            with_operations,
-                        ));
+                        let operations = operations(ctx, &name, with_operations).await;
+                        response
+                            .topics
+                            .push(topic_entry(ctx, shown, &name, &metadata, operations));
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot list topics for metadata"),
@@ -77,6 +84,25 @@ pub async fn handle(
                 )),
             ),
         };
+        // Authorized before the topic is looked up or created, so a refusal reveals nothing;
+        // a topic id the principal may not see is unknown, as in Kafka.
+        let lookup = match lookup {
+            Ok(name) if !ctx.allowed(&name, &Access::Lookup).await => {
+                let mut entry = MetadataResponseTopic::default();
+                if topic.name.is_some() {
+                    entry.name = Some(kafka_protocol::messages::TopicName(StrBytes::from_string(
+                        shown,
+                    )));
+                    entry.error_code = ResponseError::TopicAuthorizationFailed.code();
+                } else {
+                    entry.topic_id = topic.topic_id;
+                    entry.error_code = ResponseError::UnknownTopicId.code();
+                }
+                response.topics.push(entry);
+                continue;
+            }
+            other => other,
+        };
         let found = match lookup {
             Ok(name) => {
                 let result = if allow_auto_create {
@@ -93,9 +119,10 @@ pub async fn handle(
         };
         match found {
             Ok((name, metadata)) => {
+                let operations = operations(ctx, &name, with_operations).await;
                 response
                     .topics
-                    .push(topic_entry(ctx, shown, &name, &metadata, with_operations))
+                    .push(topic_entry(ctx, shown, &name, &metadata, operations))
             }
             Err(e) => {
                 match &e {
@@ -118,12 +145,31 @@ pub async fn handle(
     response
 }
 
+/// The topic's authorized operations (KIP-430) when the client asked for them: everything with
+/// authorization off or for the tenant's admins; what `produce` and `consume` allow otherwise.
+async fn operations(ctx: &Context, name: &TopicName, wanted: bool) -> Option<i32> {
+    if !wanted {
+        return None;
+    }
+    if ctx.may(name, &Access::Admin).await {
+        return Some(TOPIC_OPERATIONS);
+    }
+    let mut ops = 0;
+    if ctx.may(name, &Access::Produce).await {
+        ops |= PRODUCE_OPERATIONS;
+    }
+    if ctx.may(name, &Access::Consume { subscription: None }).await {
+        ops |= CONSUME_OPERATIONS;
+    }
+    Some(ops)
+}
+
 fn topic_entry(
     ctx: &Context,
     shown: String,
     name: &TopicName,
     metadata: &TopicMetadata,
-    with_operations: bool,
+    operations: Option<i32>,
 ) -> MetadataResponseTopic {
     let node = BrokerId(ctx.config.node_id);
     let mut entry = MetadataResponseTopic::default()
@@ -145,8 +191,8 @@ fn topic_entry(
                 .with_isr_nodes(vec![node])
         })
         .collect();
-    if with_operations {
-        entry.topic_authorized_operations = TOPIC_OPERATIONS;
+    if let Some(operations) = operations {
+        entry.topic_authorized_operations = operations;
     }
     entry
 }

@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
-use magnetar_broker::{Broker, Error, TopicMetadata, TopicName};
+use magnetar_broker::permissions::AccessCache;
+use magnetar_broker::{Access, Broker, Error, TopicMetadata, TopicName};
 use magnetar_coordinator::GroupCoordinator;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -127,6 +128,8 @@ pub struct Context {
     pub session: Session,
     /// Request counters (exported when `config.metrics` is set).
     pub metrics: Arc<magnetar_metrics::ProtocolMetrics>,
+    /// This connection's authorization decisions (a fresh cache per session).
+    access: Arc<tokio::sync::Mutex<AccessCache>>,
 }
 
 /// The authenticated side of a connection.
@@ -147,6 +150,7 @@ impl Context {
             coordinator: None,
             topic_ids: Arc::new(Mutex::new(HashMap::new())),
             session: Session::default(),
+            access: Arc::default(),
             metrics: crate::metrics::protocol_metrics(),
             conversions: Arc::new(magnetar_format::cache::ConversionCache::new(
                 config.conversion_cache_bytes,
@@ -159,8 +163,176 @@ impl Context {
     pub fn with_session(&self, session: Session) -> Self {
         Self {
             session,
+            access: Arc::default(),
             ..self.clone()
         }
+    }
+
+    /// The authenticated role, if any.
+    pub fn role(&self) -> Option<&str> {
+        self.session.principal.as_ref().map(|p| p.role.as_str())
+    }
+
+    /// May this connection's principal do `access` on `topic`? Always with authorization off. A
+    /// refusal is logged once per connection, topic and access (when decided, not when answered
+    /// from the cache); an error reading the permissions refuses.
+    pub async fn allowed(&self, topic: &TopicName, access: &Access) -> bool {
+        self.decide(topic, access, true).await
+    }
+
+    /// [`Context::allowed`] without logging a refusal: for filtering (which topics Metadata
+    /// lists) and for probing (KIP-430 authorized operations), where a "no" is not an incident.
+    pub async fn may(&self, topic: &TopicName, access: &Access) -> bool {
+        self.decide(topic, access, false).await
+    }
+
+    async fn decide(&self, topic: &TopicName, access: &Access, log: bool) -> bool {
+        if !self.broker.authorization_enabled() {
+            return true;
+        }
+        let role = self.role();
+        let mut cache = self.access.lock().await;
+        match cache.decide(&self.broker, role, topic, access).await {
+            Ok(decision) => {
+                if log && !decision.allowed && !decision.cached {
+                    tracing::warn!(
+                        role = role.unwrap_or("<none>"),
+                        topic = %topic,
+                        access = ?access,
+                        "kafka request refused: not authorized"
+                    );
+                }
+                decision.allowed
+            }
+            Err(e) => {
+                tracing::warn!(topic = %topic, error = %e, "kafka authorization failed: refusing");
+                false
+            }
+        }
+    }
+
+    /// [`Context::allowed`] as a Kafka error: TOPIC_AUTHORIZATION_FAILED.
+    pub async fn authorize(&self, topic: &TopicName, access: &Access) -> Result<(), i16> {
+        if self.allowed(topic, access).await {
+            Ok(())
+        } else {
+            Err(kafka_protocol::ResponseError::TopicAuthorizationFailed.code())
+        }
+    }
+
+    /// [`Context::authorize`] with a message, for responses that carry one.
+    pub async fn authorize_with_message(
+        &self,
+        topic: &TopicName,
+        access: &Access,
+    ) -> Result<(), (i16, String)> {
+        self.authorize(topic, access).await.map_err(|code| {
+            let what = match access {
+                Access::Produce => "produce to",
+                Access::Consume { .. } => "consume from",
+                Access::Lookup => "look up",
+                Access::Admin => "administer",
+            };
+            (
+                code,
+                format!(
+                    "role '{}' is not authorized to {what} topic '{}'",
+                    self.role().unwrap_or("<none>"),
+                    self.short_name(topic)
+                ),
+            )
+        })
+    }
+
+    /// May this principal use the consumer group `group` (client's name)? Decided in the
+    /// client's namespace (its grants and subscription permissions); logged once when refused.
+    pub async fn group_allowed(&self, group: &str) -> bool {
+        self.decide_group(group, true).await
+    }
+
+    /// [`Context::group_allowed`] without logging a refusal (ListGroups filtering).
+    pub async fn group_may(&self, group: &str) -> bool {
+        self.decide_group(group, false).await
+    }
+
+    async fn decide_group(&self, group: &str, log: bool) -> bool {
+        if !self.broker.authorization_enabled() {
+            return true;
+        }
+        let role = self.role();
+        let namespace = self.default_namespace().clone();
+        let mut cache = self.access.lock().await;
+        match cache
+            .decide_group(&self.broker, role, &namespace, group)
+            .await
+        {
+            Ok(decision) => {
+                if log && !decision.allowed && !decision.cached {
+                    tracing::warn!(
+                        role = role.unwrap_or("<none>"),
+                        group,
+                        namespace = %namespace,
+                        "kafka group request refused: not authorized"
+                    );
+                }
+                decision.allowed
+            }
+            Err(e) => {
+                tracing::warn!(group, error = %e, "kafka group authorization failed: refusing");
+                false
+            }
+        }
+    }
+
+    /// [`Context::group_allowed`] as a Kafka error: GROUP_AUTHORIZATION_FAILED.
+    pub async fn authorize_group(&self, group: &str) -> Result<(), i16> {
+        if self.group_allowed(group).await {
+            Ok(())
+        } else {
+            Err(kafka_protocol::ResponseError::GroupAuthorizationFailed.code())
+        }
+    }
+
+    /// The coordinator's id of the client's group `group`: groups are kept per tenant (KoP's
+    /// multi-tenant metadata), so two tenants' groups of one name are two groups. The broker's
+    /// default tenant keeps plain ids (what clients without a tenant always used); any other
+    /// tenant's groups, and default-tenant groups whose name has a `/`, are `tenant/group`.
+    pub fn group_key(&self, group: &str) -> String {
+        let tenant = &self.default_namespace().tenant;
+        if *tenant == self.broker.config().default_namespace.tenant && !group.contains('/') {
+            group.to_string()
+        } else {
+            format!("{}/{group}", tenant.as_str())
+        }
+    }
+
+    /// The client's name of a coordinator group id, or `None` when the group belongs to another
+    /// tenant (the inverse of [`Context::group_key`]).
+    pub fn group_shown(&self, key: &str) -> Option<String> {
+        let tenant = self.default_namespace().tenant.as_str();
+        let (owner, name) = match key.split_once('/') {
+            Some((owner, name)) => (owner, name),
+            None => (self.broker.config().default_namespace.tenant.as_str(), key),
+        };
+        (owner == tenant).then(|| name.to_string())
+    }
+
+    /// Superuser (or authorization off), without logging.
+    pub fn is_superuser(&self) -> bool {
+        self.broker.check_superuser(self.role())
+    }
+
+    /// May this principal do cluster-wide operations (superusers; everyone with authorization
+    /// off)?
+    pub fn cluster_allowed(&self) -> bool {
+        let allowed = self.is_superuser();
+        if !allowed {
+            tracing::warn!(
+                role = self.role().unwrap_or("<none>"),
+                "kafka cluster operation refused: not a superuser"
+            );
+        }
+        allowed
     }
 
     fn default_namespace(&self) -> &magnetar_broker::NamespaceName {

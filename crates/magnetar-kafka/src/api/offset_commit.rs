@@ -9,6 +9,7 @@ use kafka_protocol::messages::offset_commit_response::{
 };
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 use kafka_protocol::ResponseError;
+use magnetar_broker::Access;
 use magnetar_coordinator as coordinator;
 
 use super::group_common::{opt, s};
@@ -38,31 +39,46 @@ pub async fn handle(ctx: &Context, request: OffsetCommitRequest) -> OffsetCommit
             .collect();
         return response;
     };
+    let group = request.group_id.0.as_str();
+    let group_refused = ctx.authorize_group(group).await.err();
+    // Committing needs consume on the topic with this group as the subscription.
+    let consume = Access::Consume {
+        subscription: Some(group.to_string()),
+    };
     // Partition counts of the named topics; `None` for a topic that does not exist.
     let mut counts: HashMap<String, Option<u32>> = HashMap::new();
+    // Topics the principal may not commit for, with the error to answer.
+    let mut refused: HashMap<String, i16> = HashMap::new();
     for t in &request.topics {
         let name = s(&t.name.0);
         if counts.contains_key(&name) {
             continue;
         }
         let count = match ctx.parse_topic(&name) {
-            Ok(topic) => ctx
-                .broker
-                .topic(&topic)
-                .await
-                .ok()
-                .flatten()
-                .map(|m| m.partition_count()),
+            Ok(topic) => {
+                if let Some(code) = group_refused {
+                    refused.insert(name.clone(), code);
+                } else if let Err(code) = ctx.authorize(&topic, &consume).await {
+                    refused.insert(name.clone(), code);
+                }
+                ctx.broker
+                    .topic(&topic)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|m| m.partition_count())
+            }
             Err(_) => None,
         };
         counts.insert(name, count);
     }
     let exists = |topic: &str, partition: i32| {
-        counts
-            .get(topic)
-            .copied()
-            .flatten()
-            .is_some_and(|n| partition >= 0 && (partition as u32) < n)
+        !refused.contains_key(topic)
+            && counts
+                .get(topic)
+                .copied()
+                .flatten()
+                .is_some_and(|n| partition >= 0 && (partition as u32) < n)
     };
     let topics = request
         .topics
@@ -88,7 +104,7 @@ pub async fn handle(ctx: &Context, request: OffsetCommitRequest) -> OffsetCommit
         .collect();
     let r = c
         .commit_offsets(coordinator::OffsetCommitRequest {
-            group_id: s(&request.group_id.0),
+            group_id: ctx.group_key(group),
             generation_id: request.generation_id_or_member_epoch,
             member_id: s(&request.member_id),
             group_instance_id: opt(&request.group_instance_id),
@@ -116,9 +132,13 @@ pub async fn handle(ctx: &Context, request: OffsetCommitRequest) -> OffsetCommit
                     t.partitions
                         .iter()
                         .map(|p| {
-                            let code = match results.get(&(name.clone(), p.partition_index)) {
-                                Some(error) => error_code::coordinator_code(*error),
-                                None => ResponseError::UnknownTopicOrPartition.code(),
+                            let code = match (
+                                refused.get(&name),
+                                results.get(&(name.clone(), p.partition_index)),
+                            ) {
+                                (Some(code), _) => *code,
+                                (None, Some(error)) => error_code::coordinator_code(*error),
+                                (None, None) => ResponseError::UnknownTopicOrPartition.code(),
                             };
                             OffsetCommitResponsePartition::default()
                                 .with_partition_index(p.partition_index)

@@ -17,9 +17,13 @@ pub async fn handle(ctx: &Context, request: OffsetDeleteRequest) -> OffsetDelete
         response.error_code = ResponseError::CoordinatorNotAvailable.code();
         return response;
     };
+    if let Err(code) = ctx.authorize_group(request.group_id.0.as_str()).await {
+        response.error_code = code;
+        return response;
+    }
     let r = c
         .delete_offsets(coordinator::OffsetDeleteRequest {
-            group_id: s(&request.group_id.0),
+            group_id: ctx.group_key(request.group_id.0.as_str()),
             topics: request
                 .topics
                 .iter()

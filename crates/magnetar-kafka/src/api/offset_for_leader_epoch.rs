@@ -5,7 +5,7 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 };
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 use kafka_protocol::ResponseError;
-use magnetar_broker::TopicPartition;
+use magnetar_broker::{Access, TopicPartition};
 
 use super::Context;
 use crate::error_code;
@@ -17,7 +17,11 @@ pub async fn handle(
     let mut response = OffsetForLeaderEpochResponse::default();
     for topic in request.topics {
         let mut result = OffsetForLeaderTopicResult::default().with_topic(topic.topic.clone());
-        let name = ctx.parse_topic(&topic.topic.0);
+        // Lookup (produce or consume) on the topic, KoP's mapping.
+        let name = match ctx.parse_topic(&topic.topic.0) {
+            Ok(name) => ctx.authorize(&name, &Access::Lookup).await.map(|()| name),
+            Err(e) => Err(error_code::code(&e)),
+        };
         for partition in topic.partitions {
             let mut entry = EpochEndOffset::default().with_partition(partition.partition);
             entry.leader_epoch = -1;
@@ -31,7 +35,7 @@ pub async fn handle(
                     })
                     .await
                     .map_err(|e| error_code::code(&e)),
-                (Err(e), _) => Err(error_code::code(e)),
+                (Err(code), _) => Err(*code),
                 (_, Err(_)) => Err(ResponseError::UnknownTopicOrPartition.code()),
             };
             match log {

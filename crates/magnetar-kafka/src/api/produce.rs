@@ -10,7 +10,8 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use magnetar_broker::{
-    AppendRequest, Error, PayloadFormat, ProducerBatch, TopicMetadata, TopicName, TopicPartition,
+    Access, AppendRequest, Error, PayloadFormat, ProducerBatch, TopicMetadata, TopicName,
+    TopicPartition,
 };
 
 use super::Context;
@@ -92,6 +93,8 @@ async fn resolve(ctx: &Context, shown: &StrBytes) -> Result<(TopicName, TopicMet
         tracing::info!(topic = %shown, error = %e, "produce to an invalid topic name");
         error_code::code(&e)
     })?;
+    // Before the topic is looked up or created: a refusal says nothing about its existence.
+    ctx.authorize(&name, &Access::Produce).await?;
     match ctx.broker.topic_or_create(&name).await {
         Ok(metadata) => Ok((name, metadata)),
         Err(e) => {

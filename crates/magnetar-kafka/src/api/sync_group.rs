@@ -14,8 +14,11 @@ pub async fn handle(ctx: &Context, version: i16, request: SyncGroupRequest) -> S
         return SyncGroupResponse::default()
             .with_error_code(ResponseError::CoordinatorNotAvailable.code());
     };
+    if let Err(code) = ctx.authorize_group(request.group_id.0.as_str()).await {
+        return SyncGroupResponse::default().with_error_code(code);
+    }
     let req = coordinator::SyncGroupRequest {
-        group_id: s(&request.group_id.0),
+        group_id: ctx.group_key(request.group_id.0.as_str()),
         generation_id: request.generation_id,
         member_id: s(&request.member_id),
         group_instance_id: opt(&request.group_instance_id),

@@ -1,0 +1,367 @@
+"""Authorization on the Kafka protocol with real clients (confluent-kafka, kafka-python).
+
+A broker with token authentication and `authorization_enabled`: superuser `admin`; tenant `acme`
+(admin role `acme-admin`) and tenant `globex`, each with a namespace `app`. Permissions are
+granted through the admin REST API, as an operator would, and the clients see Kafka's errors:
+TOPIC_AUTHORIZATION_FAILED (29), GROUP_AUTHORIZATION_FAILED (30), CLUSTER_AUTHORIZATION_FAILED
+(31). Every refusal is followed by a check that the broker keeps serving.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from conftest import Broker, magnetar_bin
+from test_security import Keys
+
+pytestmark = [pytest.mark.timeout(180), pytest.mark.binary]
+
+TOPIC_AUTHZ = KafkaError.TOPIC_AUTHORIZATION_FAILED
+GROUP_AUTHZ = KafkaError.GROUP_AUTHORIZATION_FAILED
+
+
+@pytest.fixture(scope="module")
+def keys(pytestconfig, tmp_path_factory) -> Keys:
+    return Keys(magnetar_bin(pytestconfig), tmp_path_factory.mktemp("authz-keys"))
+
+
+class Env:
+    def __init__(self, broker: Broker, keys: Keys):
+        self.broker = broker
+        self.keys = keys
+        self.tokens: dict = {}
+
+    def token(self, role: str) -> str:
+        if role not in self.tokens:
+            self.tokens[role] = self.keys.token(role)
+        return self.tokens[role]
+
+    def http(self, method: str, path: str, role: str = "admin", **kw) -> requests.Response:
+        headers = {"Authorization": f"Bearer {self.token(role)}"}
+        return requests.request(method, f"http://{self.broker.http}/admin/v2/{path}", headers=headers,
+                                timeout=10, **kw)
+
+    def ok(self, method: str, path: str, **kw) -> None:
+        r = self.http(method, path, **kw)
+        assert r.status_code in (200, 204), f"{method} {path}: {r.status_code} {r.text}"
+
+    def grant(self, namespace: str, role: str, *actions: str) -> None:
+        self.ok("POST", f"namespaces/{namespace}/permissions/{role}", json=list(actions))
+
+    def revoke(self, namespace: str, role: str) -> None:
+        self.ok("DELETE", f"namespaces/{namespace}/permissions/{role}")
+
+    def conf(self, role: str, scope: str = "acme/app", **extra) -> dict:
+        conf = {
+            "bootstrap.servers": self.broker.kafka,
+            "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanism": "PLAIN",
+            "sasl.username": scope,
+            "sasl.password": f"token:{self.token(role)}",
+        }
+        conf.update(extra)
+        return conf
+
+    def produce(self, role: str, topic: str, n: int = 3, scope: str = "acme/app") -> list:
+        """Produces n messages; returns the delivery errors (empty: all delivered)."""
+        p = Producer(self.conf(role, scope, **{"message.timeout.ms": 10000, "retries": 0}))
+        errors: list = []
+        for i in range(n):
+            try:
+                p.produce(topic, value=f"v{i}".encode(), key=b"k",
+                          on_delivery=lambda e, m: e and errors.append(e))
+            except KafkaException as e:
+                # librdkafka refuses at once for a topic whose metadata was refused.
+                errors.append(e.args[0])
+        assert p.flush(30) == 0
+        return errors
+
+    def serving(self) -> None:
+        """The broker still serves: a superuser produce and read on a fresh topic."""
+        topic = f"persistent://acme/app/alive-{uuid.uuid4().hex[:6]}"
+        assert self.produce("admin", topic, 1) == []
+        assert read(self.conf("admin"), topic, 1) == [b"v0"]
+
+
+def read(conf: dict, topic: str, n: int, timeout_s: float = 20.0):
+    """Reads partition 0 from the start; returns the values or the first error."""
+    errors: list = []
+    c = Consumer({**conf, "group.id": f"reader-{uuid.uuid4().hex[:6]}", "enable.auto.commit": False,
+                  "error_cb": errors.append})
+    c.assign([TopicPartition(topic, 0, 0)])
+    got = []
+    deadline = time.time() + timeout_s
+    try:
+        while len(got) < n and time.time() < deadline:
+            if errors:
+                return errors[0]
+            m = c.poll(0.5)
+            if m is None:
+                continue
+            if m.error() is not None:
+                if m.error().code() == KafkaError._PARTITION_EOF:
+                    continue
+                return m.error()
+            got.append(m.value())
+    finally:
+        c.close()
+    return got
+
+
+@pytest.fixture(scope="module")
+def env(pytestconfig, keys, tmp_path_factory):
+    b = Broker(magnetar_bin(pytestconfig), tmp_path_factory.mktemp("authz-broker"), env={
+        "MAGNETAR_AUTH__ENABLED": "true",
+        "MAGNETAR_AUTH__AUTHORIZATION_ENABLED": "true",
+        "MAGNETAR_AUTH__TOKEN_SECRET_KEY": f"file://{keys.secret}",
+        "MAGNETAR_AUTH__SUPERUSER_ROLES": "admin",
+        "MAGNETAR_AUTH__FAILED_AUTHENTICATION_DELAY_MS": "50",
+        "MAGNETAR_KAFKA__SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+    })
+    b.start()
+    e = Env(b, keys)
+    e.ok("PUT", "tenants/acme", json={"adminRoles": ["acme-admin"], "allowedClusters": ["standalone"]})
+    e.ok("PUT", "tenants/globex", json={"adminRoles": ["globex-admin"], "allowedClusters": ["standalone"]})
+    e.ok("PUT", "namespaces/acme/app")
+    e.ok("PUT", "namespaces/globex/app")
+    # Data of the other tenant, written by its admin.
+    assert e.produce("globex-admin", "secret-orders", 2, scope="globex/app") == []
+    yield e
+    rc = b.stop(check=False)
+    assert rc in (0, None), f"broker exit {rc}"
+
+
+def topic(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def test_a_role_of_tenant_a_sees_and_reads_nothing_of_tenant_b(env):
+    env.grant("acme/app", "acme-app", "produce", "consume")
+    mine = topic("mine")
+    assert env.produce("acme-app", mine, 1) == []
+    # Metadata for every topic lists only what the role may look up.
+    md = AdminClient(env.conf("acme-app")).list_topics(timeout=10)
+    names = set(md.topics)
+    assert mine in names, names
+    assert not any("secret-orders" in n or "globex" in n for n in names), names
+    assert not any("__consumer_offsets" in n for n in names), names
+    # Asked by name, the other tenant's topic is refused, not described.
+    md = AdminClient(env.conf("acme-app")).list_topics("persistent://globex/app/secret-orders", timeout=10)
+    t = md.topics["persistent://globex/app/secret-orders"]
+    assert t.error is not None and t.error.code() == TOPIC_AUTHZ, t.error
+    assert t.partitions == {}
+    # Reading it directly is refused (Fetch needs consume), producing to it too.
+    # librdkafka never fetches a partition whose metadata was refused: an assigned reader gets
+    # nothing; a subscriber is told TOPIC_AUTHORIZATION_FAILED.
+    got = read(env.conf("acme-app"), "persistent://globex/app/secret-orders", 1, timeout_s=5)
+    assert got == [] or (isinstance(got, KafkaError) and got.code() == TOPIC_AUTHZ), got
+    err = subscribe_error(env.conf("acme-app"), "persistent://globex/app/secret-orders", "g-intruder")
+    assert isinstance(err, KafkaError) and err.code() == TOPIC_AUTHZ, err
+    errors = env.produce("acme-app", "persistent://globex/app/secret-orders", 1)
+    assert [e.code() for e in errors] == [TOPIC_AUTHZ], errors
+    # The other tenant's data is untouched and still its own.
+    assert read(env.conf("globex-admin", "globex/app"), "secret-orders", 2) == [b"v0", b"v1"]
+    env.serving()
+
+
+def test_produce_needs_the_produce_permission_and_grants_apply_at_once(env):
+    t = topic("grants")
+    env.ok("PUT", f"persistent/acme/app/{t}")
+    env.grant("acme/app", "reader", "consume")
+    # The same producer (one connection) before and after the grant and the revoke: the
+    # connection's cached decision follows the permissions.
+    # A short metadata refresh: librdkafka remembers a refused topic until its next refresh.
+    p = Producer(env.conf("reader", **{"message.timeout.ms": 10000, "retries": 0,
+                                       "topic.metadata.refresh.interval.ms": 500}))
+    results: list = []
+
+    def send(v: bytes) -> KafkaError | None:
+        results.clear()
+        try:
+            p.produce(t, value=v, on_delivery=lambda e, m: results.append(e))
+        except KafkaException as e:
+            return e.args[0]
+        assert p.flush(30) == 0
+        return results[0]
+
+    def eventually(v: bytes, accepted: bool) -> list:
+        """Sends until the outcome is the expected one (bounded); returns the outcomes seen."""
+        seen = []
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            err = send(v)
+            seen.append(err and err.code())
+            if (err is None) == accepted:
+                return seen
+            time.sleep(0.3)
+        raise AssertionError(f"{v!r}: {seen}")
+
+    err = send(b"refused")
+    assert err is not None and err.code() == TOPIC_AUTHZ, err
+    env.grant("acme/app", "reader", "consume", "produce")
+    assert set(eventually(b"granted", True)) <= {TOPIC_AUTHZ, None}
+    env.grant("acme/app", "reader", "consume")
+    assert set(eventually(b"revoked", False)) == {TOPIC_AUTHZ}
+    # Only the granted message was written.
+    assert read(env.conf("admin"), f"persistent://acme/app/{t}", 1) == [b"granted"]
+    assert read(env.conf("admin"), f"persistent://acme/app/{t}", 2, timeout_s=3) == [b"granted"]
+    env.serving()
+
+
+def test_consume_without_the_consume_permission_is_refused(env):
+    t = topic("noread")
+    env.grant("acme/app", "writer", "produce")
+    assert env.produce("writer", t, 2) == []
+    # librdkafka reads nothing (it backs off the refused partition without telling the app).
+    got = read(env.conf("writer"), t, 1, timeout_s=5)
+    assert got == [] or (isinstance(got, KafkaError) and got.code() == TOPIC_AUTHZ), got
+    # kafka-python raises the Fetch error.
+    from kafka import KafkaConsumer
+    from kafka import TopicPartition as KTP
+    from kafka.errors import TopicAuthorizationFailedError
+    c = KafkaConsumer(
+        bootstrap_servers=env.broker.kafka, security_protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN",
+        sasl_plain_username="acme/app", sasl_plain_password=f"token:{env.token('writer')}",
+        enable_auto_commit=False, consumer_timeout_ms=10000,
+    )
+    try:
+        c.assign([KTP(t, 0)])
+        c.seek(KTP(t, 0), 0)
+        with pytest.raises(TopicAuthorizationFailedError):
+            deadline = time.time() + 20
+            while time.time() < deadline:
+                assert c.poll(timeout_ms=500) == {}
+    finally:
+        c.close()
+    env.serving()
+
+
+def subscribe_error(conf: dict, topic_: str, group: str, timeout_s: float = 20.0):
+    """Subscribes with a group; returns the values read (up to 2) or the first error."""
+    c = Consumer({**conf, "group.id": group, "auto.offset.reset": "earliest",
+                  "enable.auto.commit": False, "session.timeout.ms": 6000})
+    c.subscribe([topic_])
+    got = []
+    deadline = time.time() + timeout_s
+    try:
+        while len(got) < 2 and time.time() < deadline:
+            try:
+                m = c.poll(0.5)
+            except KafkaException as e:
+                return e.args[0]
+            if m is None:
+                continue
+            if m.error() is not None:
+                return m.error()
+            got.append(m.value())
+        if got:
+            c.commit(asynchronous=False)
+    finally:
+        c.close()
+    return got
+
+
+def test_group_join_needs_a_group_permission(env):
+    t = topic("grp")
+    assert env.produce("admin", f"persistent://acme/app/{t}", 2) == []
+    # A role without consume in the namespace cannot join a group at all.
+    env.grant("acme/app", "outsider", "produce")
+    err = subscribe_error(env.conf("outsider"), t, "g-outsider")
+    assert isinstance(err, KafkaError) and err.code() == GROUP_AUTHZ, err
+    # A subscription restricted to other roles refuses this one, and another group works.
+    env.grant("acme/app", "app2", "consume")
+    env.ok("POST", "namespaces/acme/app/permissions/subscription/billing", json=["billing-role"])
+    err = subscribe_error(env.conf("app2"), t, "billing")
+    assert isinstance(err, KafkaError) and err.code() == GROUP_AUTHZ, err
+    assert subscribe_error(env.conf("app2"), t, "reports") == [b"v0", b"v1"]
+    env.serving()
+
+
+def test_groups_are_kept_per_tenant(env):
+    env.grant("acme/app", "acme-g", "produce", "consume")
+    env.grant("globex/app", "globex-g", "produce", "consume")
+    ta, tg = topic("ta"), topic("tg")
+    assert env.produce("acme-g", ta, 2) == []
+    assert env.produce("globex-g", tg, 2, scope="globex/app") == []
+    # The same group name in two tenants: two groups, each with its own offsets.
+    assert subscribe_error(env.conf("acme-g"), ta, "shared") == [b"v0", b"v1"]
+    assert subscribe_error(env.conf("globex-g", "globex/app"), tg, "shared") == [b"v0", b"v1"]
+    acme_admin = AdminClient(env.conf("acme-g"))
+    listed = {g.group_id for g in acme_admin.list_consumer_groups().result(timeout=15).valid}
+    assert "shared" in listed and not any("/" in g for g in listed), listed
+    offsets = acme_admin.list_consumer_group_offsets(
+        [__import__("confluent_kafka").ConsumerGroupTopicPartitions("shared")]
+    )["shared"].result(timeout=15)
+    assert {tp.topic for tp in offsets.topic_partitions} == {ta}, offsets.topic_partitions
+    env.serving()
+
+
+def test_topic_administration_needs_the_tenant_admin(env):
+    name = topic("created")
+    env.grant("acme/app", "plain", "produce", "consume")
+    plain = AdminClient(env.conf("plain"))
+    fs = plain.create_topics([NewTopic(name, 1)])
+    with pytest.raises(KafkaException) as e:
+        fs[name].result(timeout=15)
+    assert e.value.args[0].code() == TOPIC_AUTHZ, e.value
+    admin = AdminClient(env.conf("acme-admin"))
+    admin.create_topics([NewTopic(name, 2)])[name].result(timeout=15)
+    # The tenant admin cannot create in another tenant.
+    other = "persistent://globex/app/" + topic("intrusion")
+    with pytest.raises(KafkaException) as e:
+        admin.create_topics([NewTopic(other, 1)])[other].result(timeout=15)
+    assert e.value.args[0].code() == TOPIC_AUTHZ, e.value
+    with pytest.raises(KafkaException) as e:
+        plain.delete_topics([name])[name].result(timeout=15)
+    assert e.value.args[0].code() == TOPIC_AUTHZ, e.value
+    admin.delete_topics([name])[name].result(timeout=15)
+    # Broker configs are cluster-wide: superusers only.
+    from confluent_kafka.admin import ConfigResource
+    res = ConfigResource(ConfigResource.Type.BROKER, "0")
+    tenant_admin, superuser = AdminClient(env.conf("acme-admin")), AdminClient(env.conf("admin"))
+    with pytest.raises(KafkaException) as e:
+        tenant_admin.describe_configs([res])[res].result(timeout=15)
+    assert e.value.args[0].code() == KafkaError.CLUSTER_AUTHORIZATION_FAILED, e.value
+    assert superuser.describe_configs([res])[res].result(timeout=15)
+    env.serving()
+
+
+def test_refusals_are_logged_once_per_connection(env):
+    t = topic("logonce")
+    env.grant("acme/app", "quiet", "consume")
+    p = Producer(env.conf("quiet", **{"message.timeout.ms": 10000, "retries": 0}))
+    codes = []
+    for i in range(5):
+        try:
+            p.produce(t, value=b"x", on_delivery=lambda e, m: codes.append(e and e.code()))
+        except KafkaException as e:
+            codes.append(e.args[0].code())
+        p.flush(30)
+    assert codes == [TOPIC_AUTHZ] * 5, codes
+    log = Path(env.broker.stderr_path).read_text()
+    lines = [line for line in log.splitlines() if "kafka request refused" in line and t in line]
+    assert len(lines) == 1, lines
+
+
+def test_kafka_python_sees_the_authorization_errors(env):
+    from kafka import KafkaProducer
+    from kafka.errors import TopicAuthorizationFailedError
+    env.grant("acme/app", "kp", "consume")
+    producer = KafkaProducer(
+        bootstrap_servers=env.broker.kafka, security_protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN",
+        sasl_plain_username="acme/app", sasl_plain_password=f"token:{env.token('kp')}",
+        max_block_ms=10000, retries=0,
+    )
+    try:
+        with pytest.raises(TopicAuthorizationFailedError):
+            producer.send(topic("kp"), b"x").get(timeout=15)
+    finally:
+        producer.close(timeout=5)
+    env.serving()
