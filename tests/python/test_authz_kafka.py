@@ -365,3 +365,51 @@ def test_kafka_python_sees_the_authorization_errors(env):
     finally:
         producer.close(timeout=5)
     env.serving()
+
+
+def test_kafka_acl_apis_read_and_write_the_pulsar_permissions(env):
+    from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType,
+                                       ResourcePatternType, ResourceType)
+    t = topic("acl")
+    admin = AdminClient(env.conf("acme-admin"))
+    plain = AdminClient(env.conf("acl-user"))
+    env.grant("acme/app", "acl-user", "consume")
+    write = AclBinding(ResourceType.TOPIC, t, ResourcePatternType.LITERAL, "User:acl-user", "*",
+                       AclOperation.WRITE, AclPermissionType.ALLOW)
+    group = AclBinding(ResourceType.GROUP, "acl-group", ResourcePatternType.LITERAL, "User:acl-user", "*",
+                       AclOperation.READ, AclPermissionType.ALLOW)
+    # Only the tenant's admins manage ACLs.
+    with pytest.raises(KafkaException) as e:
+        plain.create_acls([write])[write].result(timeout=15)
+    assert e.value.args[0].code() == KafkaError.CLUSTER_AUTHORIZATION_FAILED, e.value
+    assert env.produce("acl-user", t, 1) != []
+    for f in admin.create_acls([write, group]).values():
+        assert f.result(timeout=15) is None
+    # The ACL is a Pulsar topic permission: REST shows it, and it takes effect.
+    grants = env.http("GET", f"persistent/acme/app/{t}/permissions").json()
+    assert "produce" in grants.get("acl-user", []), grants
+    assert env.produce("acl-user", t, 1) == []
+    subs = env.http("GET", "namespaces/acme/app/permissions/subscription").json()
+    assert subs.get("acl-group") == ["acl-user"], subs
+    # DescribeAcls lists the namespace's permissions, REST-made ones included.
+    every = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None,
+                             AclOperation.ANY, AclPermissionType.ANY)
+    listed = admin.describe_acls(every).result(timeout=15)
+    seen = {(b.restype, b.name, b.principal, b.operation) for b in listed}
+    assert (ResourceType.TOPIC, t, "User:acl-user", AclOperation.WRITE) in seen, seen
+    assert (ResourceType.TOPIC, "*", "User:acl-user", AclOperation.READ) in seen, seen
+    assert (ResourceType.GROUP, "acl-group", "User:acl-user", AclOperation.READ) in seen, seen
+    # What Pulsar cannot hold is refused with a reason.
+    deny = AclBinding(ResourceType.TOPIC, t, ResourcePatternType.LITERAL, "User:x", "*",
+                      AclOperation.READ, AclPermissionType.DENY)
+    with pytest.raises(KafkaException) as e:
+        admin.create_acls([deny])[deny].result(timeout=15)
+    assert "DENY" in e.value.args[0].str(), e.value
+    # DeleteAcls removes the permission again.
+    only_write = AclBindingFilter(ResourceType.TOPIC, t, ResourcePatternType.LITERAL, "User:acl-user", None,
+                                  AclOperation.WRITE, AclPermissionType.ANY)
+    deleted = admin.delete_acls([only_write])[only_write].result(timeout=15)
+    assert [(b.name, b.operation) for b in deleted] == [(t, AclOperation.WRITE)], deleted
+    grants = env.http("GET", f"persistent/acme/app/{t}/permissions").json()
+    assert "produce" not in grants.get("acl-user", []), grants
+    env.serving()

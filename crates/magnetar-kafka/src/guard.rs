@@ -542,6 +542,33 @@ const ALTER_USER_SCRAM_CREDENTIALS: Schema = Schema {
     ],
 };
 
+/// DescribeAcls, and one DeleteAcls filter: type, name, pattern (v1+), principal, host,
+/// operation, permission.
+const ACL_FILTER: &[Field] = &[
+    f(I8, 0, ANY),
+    f(Ty::Str, 0, ANY),
+    f(I8, 1, ANY),
+    f(Ty::Str, 0, ANY),
+    f(Ty::Str, 0, ANY),
+    f(I8, 0, ANY),
+    f(I8, 0, ANY),
+];
+
+const DESCRIBE_ACLS: Schema = Schema {
+    flexible_from: 2,
+    fields: ACL_FILTER,
+};
+
+const CREATE_ACLS: Schema = Schema {
+    flexible_from: 2,
+    fields: &[f(Ty::Structs(ACL_FILTER), 0, ANY)],
+};
+
+const DELETE_ACLS: Schema = Schema {
+    flexible_from: 2,
+    fields: &[f(Ty::Structs(ACL_FILTER), 0, ANY)],
+};
+
 /// The schema of a request, for the APIs this broker serves.
 pub fn schema(api_key: ApiKey) -> Option<&'static Schema> {
     Some(match api_key {
@@ -575,6 +602,9 @@ pub fn schema(api_key: ApiKey) -> Option<&'static Schema> {
         ApiKey::SaslAuthenticate => &SASL_AUTHENTICATE,
         ApiKey::DescribeUserScramCredentials => &DESCRIBE_USER_SCRAM_CREDENTIALS,
         ApiKey::AlterUserScramCredentials => &ALTER_USER_SCRAM_CREDENTIALS,
+        ApiKey::DescribeAcls => &DESCRIBE_ACLS,
+        ApiKey::CreateAcls => &CREATE_ACLS,
+        ApiKey::DeleteAcls => &DELETE_ACLS,
         _ => return None,
     })
 }

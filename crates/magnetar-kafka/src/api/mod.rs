@@ -14,6 +14,7 @@ use uuid::Uuid;
 use crate::codec::Request;
 use crate::KafkaConfig;
 
+pub mod acls;
 pub mod alter_configs;
 pub mod alter_user_scram_credentials;
 pub mod api_versions;
@@ -85,6 +86,9 @@ pub const SASL_SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::SaslAuthenticate, 0, 2),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
 ];
 
 pub fn supported(api_key: ApiKey) -> Option<(i16, i16)> {
@@ -491,6 +495,11 @@ pub async fn handle(ctx: &Context, peer: SocketAddr, request: Request) -> Outcom
                 alter_user_scram_credentials::handle(ctx, r).await,
             ))
         }
+        RequestKind::DescribeAcls(r) => {
+            respond(ResponseKind::DescribeAcls(acls::describe(ctx, r).await))
+        }
+        RequestKind::CreateAcls(r) => respond(ResponseKind::CreateAcls(acls::create(ctx, r).await)),
+        RequestKind::DeleteAcls(r) => respond(ResponseKind::DeleteAcls(acls::delete(ctx, r).await)),
         // The codec only decodes the APIs in SUPPORTED, so this is a bug, not client input.
         _ => Outcome::Close("request of an api without a handler"),
     }

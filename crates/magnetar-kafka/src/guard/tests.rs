@@ -462,7 +462,53 @@ fn samples() -> Vec<Sample> {
             ]);
         enc(&m, v)
     };
+    let describe_acls = |v: i16| {
+        let m = kafka_protocol::messages::DescribeAclsRequest::default()
+            .with_resource_type_filter(2)
+            .with_resource_name_filter(Some(s("t")))
+            .with_pattern_type_filter(3)
+            .with_principal_filter(Some(s("User:a")))
+            .with_host_filter(None)
+            .with_operation(3)
+            .with_permission_type(3);
+        enc(&m, v)
+    };
+    let create_acls = |v: i16| {
+        use kafka_protocol::messages::create_acls_request::AclCreation;
+        let one = |name: &'static str| {
+            AclCreation::default()
+                .with_resource_type(2)
+                .with_resource_name(s(name))
+                .with_resource_pattern_type(3)
+                .with_principal(s("User:a"))
+                .with_host(s("*"))
+                .with_operation(4)
+                .with_permission_type(3)
+        };
+        let m = kafka_protocol::messages::CreateAclsRequest::default()
+            .with_creations(vec![one("t"), one("u")]);
+        enc(&m, v)
+    };
+    let delete_acls = |v: i16| {
+        use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
+        let one = |name: Option<&'static str>| {
+            DeleteAclsFilter::default()
+                .with_resource_type_filter(1)
+                .with_resource_name_filter(name.map(s))
+                .with_pattern_type_filter(1)
+                .with_principal_filter(Some(s("User:b")))
+                .with_host_filter(Some(s("*")))
+                .with_operation(1)
+                .with_permission_type(1)
+        };
+        let m = kafka_protocol::messages::DeleteAclsRequest::default()
+            .with_filters(vec![one(Some("t")), one(None)]);
+        enc(&m, v)
+    };
     vec![
+        (ApiKey::DescribeAcls, 1, 3, Box::new(describe_acls)),
+        (ApiKey::CreateAcls, 1, 3, Box::new(create_acls)),
+        (ApiKey::DeleteAcls, 1, 3, Box::new(delete_acls)),
         (ApiKey::SaslHandshake, 0, 1, Box::new(sasl_handshake)),
         (ApiKey::SaslAuthenticate, 0, 2, Box::new(sasl_authenticate)),
         (
