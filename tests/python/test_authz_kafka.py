@@ -413,3 +413,53 @@ def test_kafka_acl_apis_read_and_write_the_pulsar_permissions(env):
     grants = env.http("GET", f"persistent/acme/app/{t}/permissions").json()
     assert "produce" not in grants.get("acl-user", []), grants
     env.serving()
+
+
+def test_scram_users_over_the_admin_api_and_cli(env, pytestconfig):
+    import os
+    import subprocess
+    binary = magnetar_bin(pytestconfig)
+    base = [str(binary), "admin", "--admin-url", f"http://{env.broker.http}", "--token", env.token("admin")]
+    run_env = {k: v for k, v in os.environ.items() if not k.startswith("MAGNETAR_")}
+    # Over REST: bad input is 400, a set password works for a SCRAM client, the list shows no secret.
+    assert env.http("PUT", "kafka/scram-users/carol", json={"mechanism": "MD5", "password": "x"}).status_code == 400
+    assert env.http("PUT", "kafka/scram-users/carol", json={"mechanism": "SCRAM-SHA-256", "password": ""}).status_code == 400
+    assert env.http("PUT", "kafka/scram-users/carol", role="carol",
+                    json={"mechanism": "SCRAM-SHA-256", "password": "pw"}).status_code == 403
+    env.ok("PUT", "kafka/scram-users/carol", json={"mechanism": "SCRAM-SHA-256", "password": "s3cret", "iterations": 8192})
+    # With the CLI (password from the environment, not the command line).
+    p = subprocess.run([*base, "scram", "set", "dave", "--mechanism", "SCRAM-SHA-512"], capture_output=True,
+                       text=True, timeout=30, env={**run_env, "MAGNETAR_SCRAM_PASSWORD": "pw-d"})
+    assert p.returncode == 0, p.stderr
+    p = subprocess.run([*base, "--output", "json", "scram", "list"], capture_output=True, text=True, timeout=30,
+                       env=run_env)
+    assert p.returncode == 0, p.stderr
+    listed = {u["user"]: u["mechanisms"] for u in __import__("json").loads(p.stdout)}
+    assert listed["carol"] == [{"mechanism": "SCRAM-SHA-256", "iterations": 8192}], listed
+    assert listed["dave"] == [{"mechanism": "SCRAM-SHA-512", "iterations": 4096}], listed
+    assert "s3cret" not in p.stdout and "salt" not in p.stdout.lower()
+    # The SCRAM user is a role: authorization applies to it like to a token's role.
+    env.grant("acme/app", "carol", "produce", "consume")
+    conf = {"bootstrap.servers": env.broker.kafka, "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanism": "SCRAM-SHA-256", "sasl.username": "carol", "sasl.password": "s3cret"}
+    t = "persistent://acme/app/" + topic("scram")
+    p2 = Producer({**conf, "message.timeout.ms": 10000})
+    errs: list = []
+    p2.produce(t, value=b"by-carol", on_delivery=lambda e, m: e and errs.append(e))
+    assert p2.flush(30) == 0 and errs == [], errs
+    assert read(conf, t, 1) == [b"by-carol"]
+    # Delete: the user can no longer authenticate; deleting again is 404.
+    p = subprocess.run([*base, "scram", "delete", "carol"], capture_output=True, text=True, timeout=30, env=run_env)
+    assert p.returncode == 0, p.stderr
+    assert env.http("DELETE", "kafka/scram-users/carol").status_code == 404
+    errors: list = []
+    a = AdminClient({**conf, "error_cb": errors.append, "reconnect.backoff.ms": 5000})
+    deadline = time.time() + 20
+    while not errors and time.time() < deadline:
+        try:
+            a.list_topics(timeout=1)
+        except KafkaException:
+            pass
+        a.poll(0.2)
+    assert errors and errors[0].code() == KafkaError._AUTHENTICATION, errors
+    env.serving()

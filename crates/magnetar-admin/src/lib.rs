@@ -16,6 +16,7 @@ mod json;
 mod namespaces;
 mod openapi;
 mod permissions;
+mod scram;
 mod subscriptions;
 mod tenants;
 mod topics;
@@ -276,6 +277,14 @@ fn routes() -> openapi::DocRouter {
         .route(
             &format!("{group}/offsets"),
             crate::openapi::methods!(post groups::reset_offsets => crate::openapi::Body::of::<groups::ResetRequest>(true)),
+        )
+        .route(
+            "/admin/v2/kafka/scram-users",
+            crate::openapi::methods!(get scram::list),
+        )
+        .route(
+            "/admin/v2/kafka/scram-users/{user}",
+            crate::openapi::methods!(put scram::set => crate::openapi::Body::of::<scram::SetPassword>(true), delete scram::delete),
         )
         .route(
             "/admin/v2/openapi.json",

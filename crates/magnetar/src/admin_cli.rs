@@ -52,6 +52,33 @@ enum AdminCommand {
     /// Kafka consumer groups: list, describe (members, offsets, lag), reset offsets, delete.
     #[command(subcommand)]
     Groups(GroupsCommand),
+    /// SCRAM credentials of Kafka clients: list, set a password, delete.
+    #[command(subcommand)]
+    Scram(ScramCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum ScramCommand {
+    /// Users with their mechanisms and iterations (never salts or keys).
+    List,
+    /// Sets a user's password for one mechanism (salted by the broker; not stored).
+    Set {
+        user: String,
+        #[arg(long, default_value = "SCRAM-SHA-256")]
+        mechanism: String,
+        /// The password (or MAGNETAR_SCRAM_PASSWORD, which keeps it out of `ps`).
+        #[arg(long, env = "MAGNETAR_SCRAM_PASSWORD", hide_env_values = true)]
+        password: String,
+        /// PBKDF2 iterations, 4096 to 16384.
+        #[arg(long)]
+        iterations: Option<u32>,
+    },
+    /// Deletes a user's credential for one mechanism, or all of them.
+    Delete {
+        user: String,
+        #[arg(long)]
+        mechanism: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -648,6 +675,40 @@ fn run(c: &Client, command: AdminCommand) -> Result<Value, String> {
             other => run_subscriptions(c, other),
         },
         AdminCommand::Groups(g) => run_groups(c, g),
+        AdminCommand::Scram(command) => run_scram(c, command),
+    }
+}
+
+fn run_scram(c: &Client, command: ScramCommand) -> Result<Value, String> {
+    const USERS: &str = "/admin/v2/kafka/scram-users";
+    match command {
+        ScramCommand::List => c.call("GET", USERS, None),
+        ScramCommand::Set {
+            user,
+            mechanism,
+            password,
+            iterations,
+        } => {
+            let mut body = serde_json::json!({ "mechanism": mechanism, "password": password });
+            if let Some(n) = iterations {
+                body["iterations"] = n.into();
+            }
+            c.call(
+                "PUT",
+                &format!("{USERS}/{}", segment(&user)),
+                Some(body.to_string()),
+            )
+        }
+        ScramCommand::Delete { user, mechanism } => {
+            let query = mechanism
+                .map(|m| format!("?mechanism={}", segment(&m)))
+                .unwrap_or_default();
+            c.call(
+                "DELETE",
+                &format!("{USERS}/{}{query}", segment(&user)),
+                None,
+            )
+        }
     }
 }
 

@@ -1,0 +1,134 @@
+//! SCRAM credentials of Kafka clients (Magnetar's extension, next to Kafka's
+//! Describe/AlterUserScramCredentials): list users with their mechanisms and iterations, set a
+//! password (salted here; the password is never stored), delete. The same store the Kafka SASL
+//! SCRAM mechanisms read.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use magnetar_auth::{AuthError, ScramCredential, ScramMechanism, ScramStore};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ApiError, ApiResult};
+use crate::json::JsonBody;
+use crate::AppState;
+
+/// Longest password accepted (the PBKDF2 input).
+const PASSWORD_BYTES_MAX: usize = 1024;
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScramUser {
+    pub user: String,
+    pub mechanisms: Vec<ScramMechanismInfo>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScramMechanismInfo {
+    pub mechanism: String,
+    pub iterations: u32,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SetPassword {
+    /// `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    pub mechanism: String,
+    pub password: String,
+    /// 4096 to 16384 (default 4096).
+    #[serde(default)]
+    pub iterations: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DeleteQuery {
+    /// Only this mechanism's credential (default: every mechanism of the user).
+    pub mechanism: Option<String>,
+}
+
+fn auth_error(e: AuthError) -> ApiError {
+    match e {
+        AuthError::Broker(e) => e.into(),
+        AuthError::UnacceptableCredential(reason) => ApiError::bad_request(reason),
+        other => ApiError::bad_request(other.to_string()),
+    }
+}
+
+fn mechanism(name: &str) -> ApiResult<ScramMechanism> {
+    ScramMechanism::from_name(name).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "mechanism '{name}' is not SCRAM-SHA-256 or SCRAM-SHA-512"
+        ))
+    })
+}
+
+pub async fn list(State(state): State<Arc<AppState>>) -> ApiResult<Json<Vec<ScramUser>>> {
+    let store = ScramStore::new(state.broker.clone());
+    let users = store.describe(None).await.map_err(auth_error)?;
+    Ok(Json(
+        users
+            .into_iter()
+            .filter(|(_, mechanisms)| !mechanisms.is_empty())
+            .map(|(user, mechanisms)| ScramUser {
+                user,
+                mechanisms: mechanisms
+                    .into_iter()
+                    .map(|(m, iterations)| ScramMechanismInfo {
+                        mechanism: m.name().to_string(),
+                        iterations,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    ))
+}
+
+pub async fn set(
+    State(state): State<Arc<AppState>>,
+    Path(user): Path<String>,
+    JsonBody(body): JsonBody<SetPassword>,
+) -> ApiResult<StatusCode> {
+    let mechanism = mechanism(&body.mechanism)?;
+    if body.password.is_empty() || body.password.len() > PASSWORD_BYTES_MAX {
+        return Err(ApiError::bad_request(format!(
+            "the password must have 1 to {PASSWORD_BYTES_MAX} bytes"
+        )));
+    }
+    let iterations = body
+        .iterations
+        .unwrap_or(magnetar_auth::scram::ITERATIONS_MIN);
+    let credential = ScramCredential::from_password(mechanism, &body.password, iterations)
+        .map_err(auth_error)?;
+    ScramStore::new(state.broker.clone())
+        .put(&user, mechanism, &credential)
+        .await
+        .map_err(auth_error)?;
+    tracing::info!(user = %user, mechanism = mechanism.name(), "scram credential set over the admin API");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn delete(
+    State(state): State<Arc<AppState>>,
+    Path(user): Path<String>,
+    Query(query): Query<DeleteQuery>,
+) -> ApiResult<StatusCode> {
+    let mechanisms = match &query.mechanism {
+        Some(name) => vec![mechanism(name)?],
+        None => ScramMechanism::ALL.to_vec(),
+    };
+    let store = ScramStore::new(state.broker.clone());
+    let mut any = false;
+    for m in mechanisms {
+        any |= store.delete(&user, m).await.map_err(auth_error)?;
+    }
+    if !any {
+        return Err(ApiError::not_found(format!(
+            "user '{user}' has no such SCRAM credential"
+        )));
+    }
+    tracing::info!(user = %user, "scram credential deleted over the admin API");
+    Ok(StatusCode::NO_CONTENT)
+}
