@@ -569,3 +569,37 @@ def test_admin_api_needs_a_superuser_bearer_token(sasl_broker, keys, binary):
     refused = subprocess.run([str(binary), *base, "tenants", "list"], capture_output=True, text=True, timeout=30,
                              env=env)
     assert refused.returncode != 0 and "401: authentication required" in refused.stderr, refused.stderr
+
+
+def test_two_kafka_listeners_each_with_its_protocol_and_address(binary, keys, tmp_path):
+    """KoP's kafkaListeners with two entries: PLAINTEXT and SASL_PLAINTEXT on one broker. Each
+    listener's Metadata advertises itself, so a SASL client stays on the SASL port."""
+    env = {
+        "MAGNETAR_AUTH__ENABLED": "true",
+        "MAGNETAR_AUTH__TOKEN_SECRET_KEY": f"file://{keys.secret}",
+        "MAGNETAR_KAFKA__ADDITIONAL_LISTENERS": "SASL_PLAINTEXT://127.0.0.1:0",
+    }
+    b = Broker(binary, tmp_path, env=env)
+    b.start()
+    try:
+        listeners = b.listening["kafka_listeners"]
+        assert set(listeners) == {"PLAINTEXT", "SASL_PLAINTEXT"}, listeners
+        assert listeners["PLAINTEXT"] == b.kafka
+        sasl_address = listeners["SASL_PLAINTEXT"]
+        topic = topic_name("two-listeners")
+        # Written over PLAINTEXT, read over SASL with a token: one broker, one topic.
+        p = Producer({"bootstrap.servers": b.kafka})
+        p.produce(topic, value=b"plain")
+        assert p.flush(30) == 0
+        sasl = {"bootstrap.servers": sasl_address, "security.protocol": "SASL_PLAINTEXT",
+                "sasl.mechanism": "PLAIN", "sasl.username": "public",
+                "sasl.password": f"token:{keys.token('alice')}"}
+        md = AdminClient(sasl).list_topics(timeout=10)
+        assert [f"{x.host}:{x.port}" for x in md.brokers.values()] == [sasl_address], md.brokers
+        assert produce_and_consume(sasl, topic, 1) == [b"plain"]
+        # A SASL client on the plaintext port gets no SASL (the listener offers none).
+        bad = {**sasl, "bootstrap.servers": b.kafka}
+        assert auth_error(bad).code() in (KafkaError._AUTHENTICATION, KafkaError._TRANSPORT,
+                                          KafkaError._UNSUPPORTED_FEATURE)
+    finally:
+        assert b.stop(check=False) in (0, None)

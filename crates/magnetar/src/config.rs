@@ -64,6 +64,58 @@ pub struct KafkaSection {
     pub security_protocol: String,
     /// Pulsar entries kept converted to record batches for Kafka consumers, in bytes.
     pub conversion_cache_bytes: u64,
+    /// More Kafka listeners, comma-separated `PROTOCOL://host:port` (KoP's `kafkaListeners`
+    /// after its first entry), each with its own security protocol; an empty host binds
+    /// `server.bind`.
+    pub additional_listeners: String,
+    /// The addresses the additional listeners advertise, `PROTOCOL://host:port` matched by
+    /// protocol (KoP's `kafkaAdvertisedListeners` after the primary's entry); a listener without
+    /// one advertises the advertised host and its own port.
+    pub additional_advertised_listeners: String,
+}
+
+/// One Kafka listener besides the primary one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KafkaListener {
+    pub protocol: String,
+    /// Empty: `server.bind`.
+    pub host: String,
+    pub port: u16,
+    /// From `additional_advertised_listeners`, when it has this protocol.
+    pub advertised: Option<(String, u16)>,
+}
+
+impl KafkaSection {
+    /// The additional listeners (validated at load).
+    pub fn additional(&self) -> Result<Vec<KafkaListener>, ConfigError> {
+        let advertised = parse_listeners(
+            "kafka.additional_advertised_listeners",
+            &self.additional_advertised_listeners,
+        )?;
+        Ok(
+            parse_listeners("kafka.additional_listeners", &self.additional_listeners)?
+                .into_iter()
+                .map(|(protocol, host, port)| KafkaListener {
+                    advertised: advertised
+                        .iter()
+                        .find(|(p, _, _)| *p == protocol)
+                        .map(|(_, h, p)| (h.clone(), *p)),
+                    protocol,
+                    host,
+                    port,
+                })
+                .collect(),
+        )
+    }
+
+    /// Every listener's security protocol, the primary's first.
+    pub fn protocols(&self) -> Vec<String> {
+        let mut all = vec![self.security_protocol.clone()];
+        if let Ok(more) = self.additional() {
+            all.extend(more.into_iter().map(|l| l.protocol));
+        }
+        all
+    }
 }
 
 /// Authentication (Pulsar's names are aliases). Lists are comma-separated strings so that the
@@ -125,8 +177,11 @@ impl Default for TlsSection {
 
 impl TlsSection {
     /// Whether any listener needs the certificate.
-    pub fn needed(&self, kafka_security_protocol: &str) -> bool {
-        self.enabled || matches!(kafka_security_protocol, "SSL" | "SASL_SSL")
+    pub fn needed(&self, kafka_protocols: &[String]) -> bool {
+        self.enabled
+            || kafka_protocols
+                .iter()
+                .any(|p| matches!(p.as_str(), "SSL" | "SASL_SSL"))
     }
 
     /// Reads the PEM files into the server side every TLS listener shares.
@@ -270,6 +325,8 @@ impl Default for KafkaSection {
             entry_format: "kafka".into(),
             max_read_entries_num: 5,
             security_protocol: "PLAINTEXT".into(),
+            additional_listeners: String::new(),
+            additional_advertised_listeners: String::new(),
             conversion_cache_bytes: 64 * 1024 * 1024,
         }
     }
@@ -892,6 +949,25 @@ impl Config {
             &self.kafka.security_protocol,
             &["PLAINTEXT", "SASL_PLAINTEXT", "SSL", "SASL_SSL"],
         )?;
+        let additional = self.kafka.additional()?;
+        let mut protocols = vec![self.kafka.security_protocol.as_str()];
+        let mut ports = vec![self.kafka.port];
+        for l in &additional {
+            if protocols.contains(&l.protocol.as_str()) {
+                return Err(err(format!(
+                    "kafka listeners: two listeners with protocol {} (one listener per protocol)",
+                    l.protocol
+                )));
+            }
+            if l.port != 0 && ports.contains(&l.port) {
+                return Err(err(format!(
+                    "kafka listeners: port {} is used by two listeners",
+                    l.port
+                )));
+            }
+            protocols.push(&l.protocol);
+            ports.push(l.port);
+        }
         self.validate_auth()?;
         self.validate_tls()?;
         one_of(
@@ -1077,15 +1153,17 @@ impl Config {
                 auth.failed_authentication_delay_ms
             )));
         }
-        if matches!(
-            self.kafka.security_protocol.as_str(),
-            "SASL_PLAINTEXT" | "SASL_SSL"
-        ) && !auth.enabled
+        if let Some(sasl) = self
+            .kafka
+            .protocols()
+            .into_iter()
+            .find(|p| matches!(p.as_str(), "SASL_PLAINTEXT" | "SASL_SSL"))
         {
-            return Err(err(format!(
-                "kafka.security_protocol = \"{}\" needs auth.enabled = true (authenticationEnabled)",
-                self.kafka.security_protocol
-            )));
+            if !auth.enabled {
+                return Err(err(format!(
+                    "a {sasl} Kafka listener needs auth.enabled = true (authenticationEnabled)"
+                )));
+            }
         }
         if !auth.enabled {
             return Ok(());
@@ -1257,16 +1335,19 @@ impl Config {
                 "tls.require_client_cert = true (tlsRequireTrustedClientCertOnConnect) needs tls.trust_certs_file (tlsTrustCertsFilePath)",
             ));
         }
-        if !tls.needed(&self.kafka.security_protocol) {
+        let protocols = self.kafka.protocols();
+        if !tls.needed(&protocols) {
             return Ok(());
         }
         let why = if tls.enabled {
             "tls.enabled = true".to_string()
         } else {
-            format!(
-                "kafka.security_protocol = \"{}\"",
-                self.kafka.security_protocol
-            )
+            let tls_protocol = protocols
+                .iter()
+                .find(|p| matches!(p.as_str(), "SSL" | "SASL_SSL"))
+                .cloned()
+                .unwrap_or_default();
+            format!("a {tls_protocol} Kafka listener")
         };
         if tls.cert_chain_file.is_empty() || tls.key_file.is_empty() {
             return Err(err(format!(
@@ -1295,18 +1376,44 @@ fn apply_listener_keys(root: &mut Table) -> Result<(), ConfigError> {
     let listeners = kafka.remove("listeners");
     let advertised = kafka.remove("advertised_listeners");
     let mut bind = None;
+    let mut primary = None;
+    let join = |rest: &[(String, String, u16)]| {
+        rest.iter()
+            .map(|(p, h, port)| format!("{p}://{h}:{port}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
     if let Some(Value::String(s)) = listeners {
-        let (protocol, host, port) = parse_listener("kafkaListeners", &s)?;
-        kafka.insert("port".into(), Value::Integer(port.into()));
-        kafka.insert("security_protocol".into(), Value::String(protocol));
+        let all = parse_listeners("kafkaListeners", &s)?;
+        let Some(((protocol, host, port), rest)) = all.split_first() else {
+            return Err(err(format!(
+                "kafkaListeners = \"{s}\": give at least one listener"
+            )));
+        };
+        kafka.insert("port".into(), Value::Integer((*port).into()));
+        kafka.insert("security_protocol".into(), Value::String(protocol.clone()));
+        kafka.insert("additional_listeners".into(), Value::String(join(rest)));
         if !host.is_empty() {
-            bind = Some(host);
+            bind = Some(host.clone());
         }
+        primary = Some(protocol.clone());
     }
     if let Some(Value::String(s)) = advertised {
-        let (_, host, port) = parse_listener("kafkaAdvertisedListeners", &s)?;
-        kafka.insert("advertised_port".into(), Value::Integer(port.into()));
-        kafka.insert("advertised_host".into(), Value::String(host));
+        let mut all = parse_listeners("kafkaAdvertisedListeners", &s)?;
+        // The entry of the primary listener's protocol (else the first) is the primary's.
+        let at = primary
+            .as_ref()
+            .and_then(|p| all.iter().position(|(q, _, _)| q == p))
+            .unwrap_or(0);
+        if at < all.len() {
+            let (_, host, port) = all.remove(at);
+            kafka.insert("advertised_port".into(), Value::Integer(port.into()));
+            kafka.insert("advertised_host".into(), Value::String(host));
+        }
+        kafka.insert(
+            "additional_advertised_listeners".into(),
+            Value::String(join(&all)),
+        );
     }
     if let Some(host) = bind {
         set(root, "server", "bind", Value::String(host));
@@ -1314,18 +1421,33 @@ fn apply_listener_keys(root: &mut Table) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// One `PROTOCOL://host:port` listener: (protocol, host, port).
-fn parse_listener(key: &str, value: &str) -> Result<(String, String, u16), ConfigError> {
+/// Most Kafka listeners (one per security protocol).
+const KAFKA_LISTENERS_MAX: usize = 4;
+
+/// Comma-separated `PROTOCOL://host:port` listeners: (protocol, host, port) each.
+fn parse_listeners(key: &str, value: &str) -> Result<Vec<(String, String, u16)>, ConfigError> {
     let listeners: Vec<&str> = value
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .collect();
-    let [listener] = listeners.as_slice() else {
+    if listeners.len() > KAFKA_LISTENERS_MAX {
         return Err(err(format!(
-            "{key} = \"{value}\": exactly one listener (PLAINTEXT://, SASL_PLAINTEXT://, SSL:// or SASL_SSL://) is supported"
+            "{key} = \"{value}\": at most {KAFKA_LISTENERS_MAX} listeners (one per protocol)"
         )));
-    };
+    }
+    listeners
+        .iter()
+        .map(|l| parse_listener(key, value, l))
+        .collect()
+}
+
+/// One `PROTOCOL://host:port` listener of `value`: (protocol, host, port).
+fn parse_listener(
+    key: &str,
+    value: &str,
+    listener: &str,
+) -> Result<(String, String, u16), ConfigError> {
     let (protocol, address) = match listener.split_once("://") {
         Some((p @ ("PLAINTEXT" | "SASL_PLAINTEXT" | "SSL" | "SASL_SSL"), address)) => {
             (p.to_string(), address)
@@ -1685,6 +1807,51 @@ mod tests {
             ("authenticationProviders=org.example.Ldap\n", "Ldap"),
         ];
         for (text, needle) in cases {
+            let e = load_str("broker.conf", text, &[]).unwrap_err();
+            assert!(e.to_string().contains(needle), "{text}: {e}");
+        }
+        // Several Kafka listeners, KoP style: the first is the primary, the others additional;
+        // the advertised entry of the primary's protocol is the primary's.
+        let c = load_str(
+            "broker.conf",
+            "authenticationEnabled=true\ntokenSecretKey=data:;base64,QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=\n\
+             kafkaListeners=PLAINTEXT://127.0.0.1:9092,SASL_PLAINTEXT://127.0.0.1:9093\n\
+             kafkaAdvertisedListeners=SASL_PLAINTEXT://kafka.example:19093,PLAINTEXT://kafka.example:19092\n",
+            &[],
+        )
+        .unwrap()
+        .config;
+        assert_eq!(c.kafka.security_protocol, "PLAINTEXT");
+        assert_eq!(
+            (c.kafka.advertised_host.as_str(), c.kafka.advertised_port),
+            ("kafka.example", 19092)
+        );
+        let more = c.kafka.additional().unwrap();
+        assert_eq!(more.len(), 1);
+        assert_eq!(more[0].protocol, "SASL_PLAINTEXT");
+        assert_eq!(more[0].port, 9093);
+        assert_eq!(
+            more[0].advertised,
+            Some(("kafka.example".to_string(), 19093))
+        );
+        for (text, needle) in [
+            (
+                "kafkaListeners=PLAINTEXT://127.0.0.1:9092,PLAINTEXT://127.0.0.1:9093\n",
+                "two listeners",
+            ),
+            (
+                "kafkaListeners=PLAINTEXT://127.0.0.1:9092,SSL://127.0.0.1:9092\n",
+                "port 9092",
+            ),
+            (
+                "kafkaListeners=PLAINTEXT://127.0.0.1:9092,SASL_PLAINTEXT://127.0.0.1:9093\n",
+                "auth.enabled",
+            ),
+            (
+                "kafkaListeners=PLAINTEXT://127.0.0.1:9092,SSL://127.0.0.1:9093\n",
+                "tls.cert_chain_file",
+            ),
+        ] {
             let e = load_str("broker.conf", text, &[]).unwrap_err();
             assert!(e.to_string().contains(needle), "{text}: {e}");
         }

@@ -124,7 +124,17 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let (pulsar_listener, pulsar_addr) = bind("pulsar", bind_host, config.pulsar.port).await?;
     let (http_listener, http_addr) = bind("http", bind_host, config.http.port).await?;
     // Validated at load; read again here (a file could have changed since).
-    let tls = if config.tls.needed(&config.kafka.security_protocol) {
+    let additional = config.kafka.additional()?;
+    let mut additional_listeners = Vec::with_capacity(additional.len());
+    for l in &additional {
+        let host = if l.host.is_empty() {
+            bind_host
+        } else {
+            l.host.as_str()
+        };
+        additional_listeners.push(bind("kafka", host, l.port).await?);
+    }
+    let tls = if config.tls.needed(&config.kafka.protocols()) {
         Some(config.tls.server(&[]).context("TLS")?)
     } else {
         None
@@ -187,12 +197,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
     } else {
         None
     };
-    let kafka_sasl = matches!(
-        config.kafka.security_protocol.as_str(),
-        "SASL_PLAINTEXT" | "SASL_SSL"
-    );
-    let kafka_tls = matches!(config.kafka.security_protocol.as_str(), "SSL" | "SASL_SSL");
-    if authenticator.is_some() && !kafka_sasl {
+    let is_sasl = |p: &str| matches!(p, "SASL_PLAINTEXT" | "SASL_SSL");
+    let is_tls = |p: &str| matches!(p, "SSL" | "SASL_SSL");
+    let kafka_sasl = is_sasl(&config.kafka.security_protocol);
+    let kafka_tls = is_tls(&config.kafka.security_protocol);
+    if authenticator.is_some() && !config.kafka.protocols().iter().any(|p| is_sasl(p)) {
         tracing::warn!(protocol = %config.kafka.security_protocol, "authentication is enabled but the Kafka listener has no SASL: Kafka clients are not authenticated by token or SCRAM (use kafkaListeners=SASL_PLAINTEXT://... or SASL_SSL://...)");
     }
     let metrics = magnetar_metrics::Metrics::new(
@@ -231,6 +240,43 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let readiness = Readiness::default();
     let mut tasks = tokio::task::JoinSet::new();
+    // The additional Kafka listeners: the same broker and coordinator, each with its own
+    // security protocol and advertised address (Metadata names the listener a client used).
+    let mut kafka_listeners = serde_json::Map::new();
+    kafka_listeners.insert(
+        config.kafka.security_protocol.clone(),
+        kafka_addr.to_string().into(),
+    );
+    for (l, (listener, addr)) in additional.iter().zip(additional_listeners) {
+        let (host, port) = match &l.advertised {
+            Some((host, port)) => (host.clone(), *port),
+            None => (kafka_config.advertised_host.clone(), addr.port()),
+        };
+        let listener_config = magnetar_kafka::KafkaConfig {
+            advertised_host: host,
+            advertised_port: port,
+            authenticator: authenticator.clone().filter(|_| is_sasl(&l.protocol)),
+            tls: tls.clone().filter(|_| is_tls(&l.protocol)),
+            ..kafka_config.clone()
+        };
+        kafka_listeners.insert(l.protocol.clone(), addr.to_string().into());
+        tracing::info!(protocol = %l.protocol, address = %addr, "additional kafka listener");
+        let (broker, shutdown, coordinator) =
+            (broker.clone(), shutdown.clone(), coordinator.clone());
+        tasks.spawn(async move {
+            (
+                "kafka",
+                magnetar_kafka::serve_with_coordinator(
+                    listener,
+                    broker,
+                    listener_config,
+                    coordinator,
+                    shutdown,
+                )
+                .await,
+            )
+        });
+    }
     tasks.spawn({
         let (broker, shutdown, coordinator) =
             (broker.clone(), shutdown.clone(), coordinator.clone());
@@ -322,6 +368,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         "event": "listening",
         "kafka": kafka_addr.to_string(),
         "kafka_security_protocol": config.kafka.security_protocol,
+        "kafka_listeners": kafka_listeners,
         "pulsar": pulsar_addr.to_string(),
         "http": http_addr.to_string(),
     });
