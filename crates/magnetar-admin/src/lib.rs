@@ -224,11 +224,11 @@ fn routes() -> openapi::DocRouter {
         )
         .route(
             topic,
-            crate::openapi::methods!(put topics::create_non_partitioned, delete topics::delete_non_partitioned),
+            crate::openapi::methods!(put topics::create_non_partitioned, delete [force: boolean] topics::delete_non_partitioned),
         )
         .route(
             &format!("{topic}/partitions"),
-            crate::openapi::methods!(get topics::get_partitions, put topics::create_partitioned => crate::openapi::Body::integer(), post topics::update_partitions => crate::openapi::Body::integer(), delete topics::delete_partitioned),
+            crate::openapi::methods!(get topics::get_partitions, put topics::create_partitioned => crate::openapi::Body::integer(), post topics::update_partitions => crate::openapi::Body::integer(), delete [force: boolean] topics::delete_partitioned),
         )
         .route(
             &format!("{topic}/stats"),
@@ -284,7 +284,7 @@ fn routes() -> openapi::DocRouter {
         )
         .route(
             "/admin/v2/kafka/scram-users/{user}",
-            crate::openapi::methods!(put scram::set => crate::openapi::Body::of::<scram::SetPassword>(true), delete scram::delete),
+            crate::openapi::methods!(put scram::set => crate::openapi::Body::of::<scram::SetPassword>(true), delete [mechanism: string] scram::delete),
         )
         .route(
             "/admin/v2/openapi.json",

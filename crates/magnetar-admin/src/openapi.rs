@@ -76,12 +76,16 @@ pub(crate) struct Op {
     pub(crate) method_name: &'static str,
     pub(crate) handler: &'static str,
     pub(crate) body: Body,
+    /// Optional query parameters: (name, JSON schema type `boolean` or `string`).
+    pub(crate) query: Vec<(&'static str, &'static str)>,
 }
 
 /// Registers handlers on a `MethodRouter` and records them as operations:
-/// `methods!(get tenants::list, put tenants::create => Body::of::<TenantInfoJson>(false))`.
+/// `methods!(get tenants::list, put tenants::create => Body::of::<TenantInfoJson>(false))`;
+/// optional query parameters go between the method and the handler:
+/// `methods!(delete [force: boolean] topics::delete)`.
 macro_rules! methods {
-    ($($method:ident $handler:path $(=> $body:expr)?),+ $(,)?) => {{
+    ($($method:ident $([$($q:ident : $qt:ident),* $(,)?])? $handler:path $(=> $body:expr)?),+ $(,)?) => {{
         let mut router = axum::routing::MethodRouter::<std::sync::Arc<crate::AppState>>::new();
         let mut ops = Vec::new();
         $(
@@ -91,6 +95,7 @@ macro_rules! methods {
                 method_name: stringify!($method),
                 handler: stringify!($handler),
                 body: crate::openapi::body_or_none(vec![$($body)?]),
+                query: vec![$($((stringify!($q), stringify!($qt))),*)?],
             });
         )+
         (router, ops)
@@ -159,6 +164,20 @@ impl DocRouter {
                         .schema(Some(
                             ObjectBuilder::new().schema_type(SchemaType::Type(Type::String)),
                         )),
+                );
+            }
+            for (name, ty) in &op.query {
+                let ty = if *ty == "boolean" {
+                    Type::Boolean
+                } else {
+                    Type::String
+                };
+                builder = builder.parameter(
+                    ParameterBuilder::new()
+                        .name(*name)
+                        .parameter_in(ParameterIn::Query)
+                        .required(Required::False)
+                        .schema(Some(ObjectBuilder::new().schema_type(SchemaType::Type(ty)))),
                 );
             }
             if let Body::Schema(schema, required) = op.body {

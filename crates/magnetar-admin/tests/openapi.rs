@@ -104,6 +104,17 @@ async fn every_routed_path_is_documented_and_served() {
         schema["properties"]["retentionSizeInMB"].is_object(),
         "{schema}"
     );
+    // Query parameters the handlers read are declared (optional).
+    let delete = &paths["/admin/v2/persistent/{tenant}/{namespace}/{topic}"]["delete"];
+    let force = delete["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "force")
+        .expect("force is declared");
+    assert_eq!(force["in"], "query");
+    assert_eq!(force["required"], false);
+    assert_eq!(force["schema"]["type"], "boolean");
     let reset = &paths["/admin/v2/kafka/groups/{group}/offsets"]["post"];
     let schema = &reset["requestBody"]["content"]["application/json"]["schema"];
     assert_eq!(
