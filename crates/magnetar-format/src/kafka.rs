@@ -342,30 +342,55 @@ fn snappy_decompress(data: &[u8]) -> Result<Vec<u8>, FormatError> {
     Ok(out)
 }
 
+/// Bytes of `v` as a zigzag varint.
+fn varlong_len(v: i64) -> usize {
+    let mut raw = ((v << 1) ^ (v >> 63)) as u64;
+    let mut n = 1;
+    while raw >= 0x80 {
+        raw >>= 7;
+        n += 1;
+    }
+    n
+}
+
+/// Bytes of a nullable length-prefixed field.
+fn bytes_len(v: Option<&[u8]>) -> usize {
+    match v {
+        None => varlong_len(-1),
+        Some(b) => varlong_len(b.len() as i64) + b.len(),
+    }
+}
+
+/// Bytes of record `i` after its length prefix.
+fn record_len(r: &Record, i: usize, base_timestamp: i64) -> usize {
+    1 + varlong_len(r.timestamp_ms.wrapping_sub(base_timestamp))
+        + varlong_len(i as i64)
+        + bytes_len(r.key.as_deref())
+        + bytes_len(r.value.as_deref())
+        + varlong_len(r.headers.len() as i64)
+        + r.headers
+            .iter()
+            .map(|h| bytes_len(Some(h.key.as_bytes())) + bytes_len(h.value.as_deref()))
+            .sum::<usize>()
+}
+
 /// Encodes an uncompressed v2 batch (CreateTime) at `base_offset`; record offset deltas are
-/// their positions and timestamps are absolute in `records`.
+/// their positions and timestamps are absolute in `records`. Record sizes are computed first,
+/// so every record is written once, straight into a buffer of the exact size.
 pub fn encode_batch(base_offset: i64, records: &[Record]) -> Bytes {
     let base_timestamp = records.iter().map(|r| r.timestamp_ms).min().unwrap_or(0);
     let max_timestamp = records.iter().map(|r| r.timestamp_ms).max().unwrap_or(0);
-    let mut body = BytesMut::new();
-    for (i, r) in records.iter().enumerate() {
-        let mut rec = BytesMut::new();
-        rec.put_i8(0);
-        write_varlong(&mut rec, r.timestamp_ms - base_timestamp);
-        write_varlong(&mut rec, i as i64);
-        write_bytes(&mut rec, r.key.as_deref());
-        write_bytes(&mut rec, r.value.as_deref());
-        write_varlong(&mut rec, r.headers.len() as i64);
-        for h in &r.headers {
-            write_bytes(&mut rec, Some(h.key.as_bytes()));
-            write_bytes(&mut rec, h.value.as_deref());
-        }
-        write_varlong(&mut body, rec.len() as i64);
-        body.put_slice(&rec);
-    }
-    let mut out = BytesMut::with_capacity(BATCH_HEADER_LEN + body.len());
+    let body_len: usize = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let len = record_len(r, i, base_timestamp);
+            varlong_len(len as i64) + len
+        })
+        .sum();
+    let mut out = BytesMut::with_capacity(BATCH_HEADER_LEN + body_len);
     out.put_i64(base_offset);
-    out.put_i32((BATCH_HEADER_LEN - 12 + body.len()) as i32);
+    out.put_i32((BATCH_HEADER_LEN - 12 + body_len) as i32);
     out.put_i32(-1); // partition leader epoch
     out.put_i8(2);
     out.put_u32(0); // crc, below
@@ -377,7 +402,20 @@ pub fn encode_batch(base_offset: i64, records: &[Record]) -> Bytes {
     out.put_i16(-1);
     out.put_i32(-1);
     out.put_i32(records.len() as i32);
-    out.put_slice(&body);
+    for (i, r) in records.iter().enumerate() {
+        write_varlong(&mut out, record_len(r, i, base_timestamp) as i64);
+        out.put_i8(0);
+        write_varlong(&mut out, r.timestamp_ms.wrapping_sub(base_timestamp));
+        write_varlong(&mut out, i as i64);
+        write_bytes(&mut out, r.key.as_deref());
+        write_bytes(&mut out, r.value.as_deref());
+        write_varlong(&mut out, r.headers.len() as i64);
+        for h in &r.headers {
+            write_bytes(&mut out, Some(h.key.as_bytes()));
+            write_bytes(&mut out, h.value.as_deref());
+        }
+    }
+    debug_assert_eq!(out.len(), BATCH_HEADER_LEN + body_len);
     let crc = crc32c::crc32c(&out[ATTRIBUTES_OFFSET..]);
     out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
     out.freeze()
@@ -405,6 +443,33 @@ mod tests {
                 },
             ],
         }
+    }
+
+    #[test]
+    fn encode_batch_sizes_multi_byte_lengths_exactly() {
+        // lengths around the 1-, 2- and 3-byte varint boundaries, far-apart timestamps
+        let records: Vec<Record> = [0usize, 1, 63, 64, 127, 128, 8191, 8192, 70_000]
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| Record {
+                offset_delta: i as i32,
+                timestamp_ms: if i % 2 == 0 { 1_700_000_000_000 } else { 5 },
+                key: (n > 0).then(|| Bytes::from(vec![b'k'; n / 2])),
+                value: Some(Bytes::from(vec![i as u8; n])),
+                headers: vec![Header {
+                    key: "h".repeat(n % 200),
+                    value: (i % 3 != 0).then(|| Bytes::from(vec![7u8; n / 3])),
+                }],
+            })
+            .collect();
+        let bytes = encode_batch(9, &records);
+        let length = i32::from_be_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+        assert_eq!(length as usize, bytes.len() - 12);
+        let batch = decode_batch(&bytes).unwrap();
+        assert_eq!(batch.base_offset, 9);
+        assert_eq!(batch.records, records);
+        assert_eq!(batch.last_offset_delta, records.len() as i32 - 1);
+        assert_eq!(batch.max_timestamp_ms, 1_700_000_000_000);
     }
 
     #[test]

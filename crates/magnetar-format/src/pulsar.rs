@@ -147,12 +147,23 @@ fn be_u32(cur: &mut &[u8]) -> Result<usize, FormatError> {
     Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
 }
 
-fn decompress(codec: u64, data: &[u8], size: usize) -> Result<Vec<u8>, FormatError> {
+/// The uncompressed payload: borrowed when it is not compressed (no copy).
+fn decompress(
+    codec: u64,
+    data: &[u8],
+    size: usize,
+) -> Result<std::borrow::Cow<'_, [u8]>, FormatError> {
     if size > DECOMPRESSED_BYTES_MAX {
         return err(format!("uncompressed size {size} exceeds the limit"));
     }
+    if codec == 0 {
+        return Ok(std::borrow::Cow::Borrowed(data));
+    }
+    decompress_owned(codec, data, size).map(std::borrow::Cow::Owned)
+}
+
+fn decompress_owned(codec: u64, data: &[u8], size: usize) -> Result<Vec<u8>, FormatError> {
     match codec {
-        0 => Ok(data.to_vec()),
         1 => lz4_flex::block::decompress(data, size).map_err(|e| FormatError(format!("lz4: {e}"))),
         2 => {
             let mut out = Vec::with_capacity(size);
@@ -207,7 +218,7 @@ pub fn entry_messages(body: &[u8]) -> Result<Vec<PulsarMessage>, FormatError> {
             partition_key: metadata.partition_key.clone(),
             partition_key_b64: metadata.partition_key_b64,
             properties: metadata.properties.clone(),
-            value: Bytes::from(payload),
+            value: Bytes::from(payload.into_owned()),
             null_value: metadata.null_value,
             event_time_ms: default_time(0),
         }]);
@@ -283,7 +294,20 @@ pub fn kafka_batch_to_entry(
     publish_time_ms: u64,
 ) -> Result<Bytes, FormatError> {
     let batch = crate::kafka::decode_batch(batch_bytes)?;
-    let mut payload = Vec::with_capacity(batch_bytes.len() + batch.records.len() * 16);
+    // The metadata holds the payload's size, so it is written after the payload, into a gap
+    // left in front of it that fits any size: the payload is written once and never moved.
+    let mut meta = Vec::with_capacity(64);
+    put_bytes(&mut meta, 1, producer_name.as_bytes());
+    put_uint(&mut meta, 2, sequence_id);
+    put_uint(&mut meta, 3, publish_time_ms);
+    put_uint(&mut meta, 8, 0); // compression NONE
+    let mut meta_tail = Vec::with_capacity(24);
+    put_uint(&mut meta_tail, 11, batch.records.len() as u64);
+    put_uint(&mut meta_tail, 12, batch.max_timestamp_ms.max(0) as u64);
+    // size u32 + metadata + field 9 (1-byte tag, varint of at most 10 bytes)
+    let gap = 4 + meta.len() + 11 + meta_tail.len();
+    let mut body = Vec::with_capacity(gap + batch_bytes.len() + batch.records.len() * 16);
+    body.resize(gap, 0);
     let mut single = Vec::with_capacity(64);
     for record in &batch.records {
         let m = crate::to_pulsar_message(record, &batch);
@@ -303,23 +327,16 @@ pub fn kafka_batch_to_entry(
         if m.partition_key.is_none() {
             put_uint(&mut single, 10, 1);
         }
-        payload.extend_from_slice(&(single.len() as u32).to_be_bytes());
-        payload.extend_from_slice(&single);
-        payload.extend_from_slice(&m.value);
+        body.extend_from_slice(&(single.len() as u32).to_be_bytes());
+        body.extend_from_slice(&single);
+        body.extend_from_slice(&m.value);
     }
-    let mut meta = Vec::with_capacity(64);
-    put_bytes(&mut meta, 1, producer_name.as_bytes());
-    put_uint(&mut meta, 2, sequence_id);
-    put_uint(&mut meta, 3, publish_time_ms);
-    put_uint(&mut meta, 8, 0); // compression NONE
-    put_uint(&mut meta, 9, payload.len() as u64);
-    put_uint(&mut meta, 11, batch.records.len() as u64);
-    put_uint(&mut meta, 12, batch.max_timestamp_ms.max(0) as u64);
-    let mut body = Vec::with_capacity(4 + meta.len() + payload.len());
-    body.extend_from_slice(&(meta.len() as u32).to_be_bytes());
-    body.extend_from_slice(&meta);
-    body.extend_from_slice(&payload);
-    Ok(Bytes::from(body))
+    put_uint(&mut meta, 9, (body.len() - gap) as u64);
+    meta.extend_from_slice(&meta_tail);
+    let start = gap - 4 - meta.len();
+    body[start..start + 4].copy_from_slice(&(meta.len() as u32).to_be_bytes());
+    body[start + 4..gap].copy_from_slice(&meta);
+    Ok(Bytes::from(body).slice(start..))
 }
 
 #[cfg(test)]
@@ -376,6 +393,31 @@ mod tests {
             batch.records[2].headers[0].value.as_deref(),
             Some(&b"v2"[..])
         );
+    }
+
+    #[test]
+    fn kafka_batch_to_entry_sizes_its_metadata_for_any_payload() {
+        // payload sizes whose varint takes 1, 2 and 3 bytes, and a long producer name
+        for n in [1usize, 200, 20_000, 300_000] {
+            let records: Vec<Record> = (0..3)
+                .map(|i| Record {
+                    offset_delta: i,
+                    timestamp_ms: 1_700_000_000_000 + i64::from(i),
+                    key: None,
+                    value: Some(Bytes::from(vec![i as u8; n])),
+                    headers: vec![],
+                })
+                .collect();
+            let name = "p".repeat(n % 300);
+            let body = kafka_batch_to_entry(&encode_batch(0, &records), &name, 7, 123).unwrap();
+            let size = u32::from_be_bytes([body[0], body[1], body[2], body[3]]) as usize;
+            let meta = message_metadata(&body[4..4 + size]).unwrap();
+            assert_eq!(meta.uncompressed_size as usize, body.len() - 4 - size);
+            assert_eq!(meta.num_messages_in_batch, Some(3));
+            let back =
+                crate::kafka::decode_batch(&entry_to_kafka_batch(&body, 5).unwrap()).unwrap();
+            assert_eq!(back.records, records);
+        }
     }
 
     #[test]
