@@ -1,7 +1,13 @@
 //! `Authorization: Bearer <token>` on the admin API when authentication is on, as Pulsar's web
-//! service does with token authentication: `/health` and `/version` stay open; every
-//! `/admin/...` request needs a valid token (401 otherwise) whose role is a superuser (403
-//! otherwise). The permission model's finer decisions (tenant admins) are not applied here yet.
+//! service does with token authentication: `/health`, `/version` and `/metrics` stay open; every
+//! `/admin/...` request needs a valid token (401 otherwise). Which role may do what (403
+//! otherwise):
+//! - with authorization on (Pulsar's model): superusers everything; a tenant's admin roles
+//!   everything under that tenant (`/admin/v2/tenants/{t}` read, `/admin/v2/namespaces/{t}/...`,
+//!   `/admin/v2/persistent/{t}/...`); cluster-wide paths (clusters, tenant list/create/update/
+//!   delete, Kafka groups and SCRAM users, which are not per tenant) stay superuser-only;
+//! - with authorization off: superusers only (stricter than Pulsar, which then lets every
+//!   authenticated role administer).
 
 use std::sync::Arc;
 
@@ -25,11 +31,52 @@ fn refuse(status: StatusCode, reason: String) -> Response {
     response
 }
 
-pub(crate) async fn require_superuser(
-    State(authenticator): State<Arc<Authenticator>>,
+/// What the middleware needs: the token check and the permission model.
+#[derive(Clone)]
+pub(crate) struct AuthState {
+    pub(crate) authenticator: Arc<Authenticator>,
+    pub(crate) broker: Arc<magnetar_broker::Broker>,
+}
+
+/// The tenant a path is under, when a tenant's admins may use it: `/admin/v2/namespaces/{t}...`,
+/// `/admin/v2/persistent/{t}...`, and reading `/admin/v2/tenants/{t}`.
+fn tenant_of(method: &axum::http::Method, path: &str) -> Option<String> {
+    let rest = path.strip_prefix("/admin/v2/")?;
+    let mut parts = rest.split('/');
+    let kind = parts.next()?;
+    let tenant = parts.next().filter(|t| !t.is_empty())?;
+    let decoded = percent_decode(tenant)?;
+    match kind {
+        "namespaces" | "persistent" => Some(decoded),
+        "tenants" if method == axum::http::Method::GET && parts.next().is_none() => Some(decoded),
+        _ => None,
+    }
+}
+
+/// `%XX` escapes of a path segment (tenant names are plain, but a client may escape them).
+fn percent_decode(segment: &str) -> Option<String> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = segment.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+pub(crate) async fn require_authorized(
+    State(state): State<AuthState>,
     request: Request,
     next: Next,
 ) -> Response {
+    let authenticator = &state.authenticator;
     if !request.uri().path().starts_with("/admin/") {
         return next.run(request).await;
     }
@@ -56,11 +103,30 @@ pub(crate) async fn require_superuser(
             next.run(request).await
         }
         Ok(authenticated) => {
-            tracing::warn!(role = %authenticated.principal.role, path = %request.uri().path(), "admin request refused: not a superuser");
-            refuse(
-                StatusCode::FORBIDDEN,
-                format!("role '{}' is not a superuser", authenticated.principal.role),
-            )
+            let role = authenticated.principal.role;
+            let path = request.uri().path().to_string();
+            let tenant =
+                tenant_of(request.method(), &path).filter(|_| state.broker.authorization_enabled());
+            if let Some(tenant) = &tenant {
+                let admin = match magnetar_broker::TenantName::new(tenant) {
+                    Ok(name) => state.broker.is_tenant_admin(&role, &name).await,
+                    Err(e) => Err(e),
+                };
+                match admin {
+                    Ok(true) => return next.run(request).await,
+                    Ok(false) => {}
+                    // An unknown tenant or a bad name: the same refusal, nothing revealed.
+                    Err(e) => tracing::debug!(error = %e, "tenant admin check failed"),
+                }
+            }
+            tracing::warn!(role = %role, path = %path, "admin request refused: not authorized");
+            let reason = match tenant {
+                Some(tenant) => {
+                    format!("role '{role}' is not a superuser or an admin of tenant '{tenant}'")
+                }
+                None => format!("role '{role}' is not a superuser"),
+            };
+            refuse(StatusCode::FORBIDDEN, reason)
         }
         Err(e) => {
             tracing::warn!(error = %e, path = %request.uri().path(), "admin request refused: authentication failed");

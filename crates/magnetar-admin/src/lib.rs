@@ -83,11 +83,15 @@ pub fn router(broker: Arc<Broker>, readiness: Readiness) -> Router {
 /// The router, separate from `serve` so tests can drive it without a socket.
 pub fn router_with(services: AdminServices) -> Router {
     let authenticator = services.authenticator.clone();
+    let broker = services.broker.clone();
     let router = open_router(services);
     match authenticator {
         Some(authenticator) => router.layer(axum::middleware::from_fn_with_state(
-            authenticator,
-            auth::require_superuser,
+            auth::AuthState {
+                authenticator,
+                broker,
+            },
+            auth::require_authorized,
         )),
         None => router,
     }

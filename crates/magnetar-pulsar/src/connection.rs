@@ -67,6 +67,8 @@ pub(crate) struct Connection {
     pub auth: crate::commands::auth::ConnectionAuth,
     /// On a TLS listener: the verified client certificate's subject (auth method `tls`).
     pub tls_peer: Option<magnetar_auth::tls::PeerIdentity>,
+    /// This connection's authorization decisions (see `commands::authz`).
+    pub access: magnetar_broker::permissions::AccessCache,
     /// The command being handled, for the errors it answers (metrics).
     pub command: usize,
 }
@@ -166,6 +168,7 @@ pub(crate) async fn run<S>(
         consumers: HashMap::new(),
         auth: Default::default(),
         tls_peer,
+        access: Default::default(),
         command: 0,
     };
     let reason = conn.read_loop(&mut reader, &cancel).await;
@@ -264,13 +267,20 @@ impl Connection {
             }
             Some(Type::Pong) => Next::Continue,
             Some(Type::AuthResponse) => self.on_auth_response(command).await,
-            Some(Type::Lookup) => self.on_lookup(command).await,
-            Some(Type::PartitionedMetadata) => self.on_partitioned_metadata(command).await,
-            Some(Type::GetTopicsOfNamespace) => self.on_topics_of_namespace(command).await,
-            Some(Type::Producer) => self.on_producer(command).await,
+            // The commands that open topics or read policies are boxed: their state would
+            // otherwise sit inline in every connection's reader future (a debug build's worker
+            // stack overflowed).
+            Some(Type::Lookup) => Box::pin(self.on_lookup(command)).await,
+            Some(Type::PartitionedMetadata) => {
+                Box::pin(self.on_partitioned_metadata(command)).await
+            }
+            Some(Type::GetTopicsOfNamespace) => {
+                Box::pin(self.on_topics_of_namespace(command)).await
+            }
+            Some(Type::Producer) => Box::pin(self.on_producer(command)).await,
             Some(Type::CloseProducer) => self.on_close_producer(command).await,
             Some(Type::Send) => self.on_send(command, payload).await,
-            Some(Type::Subscribe) => self.on_subscribe(command).await,
+            Some(Type::Subscribe) => Box::pin(self.on_subscribe(command)).await,
             Some(Type::Flow) => self.on_flow(command).await,
             Some(Type::Ack) => self.on_ack(command).await,
             Some(Type::RedeliverUnacknowledgedMessages) => self.on_redeliver(command).await,

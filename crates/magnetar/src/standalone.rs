@@ -21,6 +21,9 @@ use tracing_subscriber::EnvFilter;
 use crate::config::{Config, FlagOverrides};
 use crate::StandaloneArgs;
 
+/// Stack of each runtime worker thread.
+const WORKER_STACK_BYTES: usize = 8 * 1024 * 1024;
+
 /// How long in-flight work may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
@@ -52,6 +55,9 @@ pub fn main(args: StandaloneArgs) -> ExitCode {
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Headroom for deep request futures (debug builds lay them out generously); only
+        // reserved address space until touched.
+        .thread_stack_size(WORKER_STACK_BYTES)
         .build()
     {
         Ok(rt) => rt,

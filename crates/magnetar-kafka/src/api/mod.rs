@@ -196,7 +196,8 @@ impl Context {
         }
         let role = self.role();
         let mut cache = self.access.lock().await;
-        match cache.decide(&self.broker, role, topic, access).await {
+        // Boxed so the policy read's state does not grow every request's future.
+        match Box::pin(cache.decide(&self.broker, role, topic, access)).await {
             Ok(decision) => {
                 if log && !decision.allowed && !decision.cached {
                     tracing::warn!(
@@ -266,10 +267,7 @@ impl Context {
         let role = self.role();
         let namespace = self.default_namespace().clone();
         let mut cache = self.access.lock().await;
-        match cache
-            .decide_group(&self.broker, role, &namespace, group)
-            .await
-        {
+        match Box::pin(cache.decide_group(&self.broker, role, &namespace, group)).await {
             Ok(decision) => {
                 if log && !decision.allowed && !decision.cached {
                     tracing::warn!(

@@ -8,7 +8,7 @@ use crate::proto::command_lookup_topic_response::LookupType;
 use crate::proto::command_partitioned_topic_metadata_response::LookupType as MetadataResult;
 use crate::proto::{
     BaseCommand, CommandGetTopicsOfNamespaceResponse, CommandLookupTopicResponse,
-    CommandPartitionedTopicMetadataResponse,
+    CommandPartitionedTopicMetadataResponse, ServerError,
 };
 use crate::service::split_partition;
 
@@ -17,6 +17,25 @@ impl Connection {
         let Some(lookup) = command.lookup_topic else {
             return Next::Close("LOOKUP without its body".into());
         };
+        if !self
+            .may(&lookup.topic, &magnetar_broker::Access::Lookup, true)
+            .await
+        {
+            let message = self.lookup_refusal(&lookup.topic);
+            self.send(BaseCommand {
+                r#type: Type::LookupResponse as i32,
+                lookup_topic_response: Some(CommandLookupTopicResponse {
+                    response: Some(LookupType::Failed as i32),
+                    request_id: lookup.request_id,
+                    error: Some(ServerError::AuthorizationError as i32),
+                    message: Some(message),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await;
+            return Next::Continue;
+        }
         let response = match self.service.resolve(&lookup.topic).await {
             Ok(_) => CommandLookupTopicResponse {
                 broker_service_url: Some(self.service.broker.config().broker_service_url.clone()),
@@ -49,6 +68,25 @@ impl Connection {
         let Some(request) = command.partition_metadata else {
             return Next::Close("PARTITIONED_METADATA without its body".into());
         };
+        if !self
+            .may(&request.topic, &magnetar_broker::Access::Lookup, true)
+            .await
+        {
+            let message = self.lookup_refusal(&request.topic);
+            self.send(BaseCommand {
+                r#type: Type::PartitionedMetadataResponse as i32,
+                partition_metadata_response: Some(CommandPartitionedTopicMetadataResponse {
+                    request_id: request.request_id,
+                    response: Some(MetadataResult::Failed as i32),
+                    error: Some(ServerError::AuthorizationError as i32),
+                    message: Some(message),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await;
+            return Next::Continue;
+        }
         let result = async {
             let (base, partition) = split_partition(&request.topic);
             if partition.is_some() {
@@ -102,7 +140,14 @@ impl Connection {
             return Next::Close("GET_TOPICS_OF_NAMESPACE without its body".into());
         };
         match self.service.topics_of_namespace(&request.namespace).await {
-            Ok(topics) => {
+            Ok(all) => {
+                // Only the topics this role may look up.
+                let mut topics = Vec::with_capacity(all.len());
+                for t in all {
+                    if self.may(&t, &magnetar_broker::Access::Lookup, false).await {
+                        topics.push(t);
+                    }
+                }
                 self.send(BaseCommand {
                     r#type: Type::GetTopicsOfNamespaceResponse as i32,
                     get_topics_of_namespace_response: Some(CommandGetTopicsOfNamespaceResponse {

@@ -2,6 +2,7 @@
 
 mod ack;
 pub(crate) mod auth;
+mod authz;
 mod connect;
 mod flow;
 mod lookup;

@@ -55,6 +55,16 @@ impl Connection {
             .await;
             return Next::Continue;
         }
+        if self
+            .refuse_unauthorized(
+                request_id,
+                &request.topic,
+                &magnetar_broker::Access::Produce,
+            )
+            .await
+        {
+            return Next::Continue;
+        }
         let resolved = match self.service.resolve(&request.topic).await {
             Ok(r) => r,
             Err(e) => {

@@ -69,6 +69,15 @@ impl Connection {
             .await;
             return Next::Continue;
         }
+        let consume = magnetar_broker::Access::Consume {
+            subscription: Some(request.subscription.clone()),
+        };
+        if self
+            .refuse_unauthorized(request_id, &request.topic, &consume)
+            .await
+        {
+            return Next::Continue;
+        }
         let resolved = match self.service.resolve(&request.topic).await {
             Ok(r) => r,
             Err(e) => {

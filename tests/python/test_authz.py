@@ -1,4 +1,4 @@
-"""Authorization on the Kafka protocol with real clients (confluent-kafka, kafka-python).
+"""Authorization with real clients: Kafka (confluent-kafka, kafka-python), Pulsar (pulsar-client), HTTP.
 
 A broker with token authentication and `authorization_enabled`: superuser `admin`; tenant `acme`
 (admin role `acme-admin`) and tenant `globex`, each with a namespace `app`. Permissions are
@@ -462,4 +462,148 @@ def test_scram_users_over_the_admin_api_and_cli(env, pytestconfig):
             pass
         a.poll(0.2)
     assert errors and errors[0].code() == KafkaError._AUTHENTICATION, errors
+    env.serving()
+
+
+# ------------------------------------------------------------------------------ Pulsar protocol
+
+
+def pulsar_client(env, role: str):
+    import pulsar
+    return pulsar.Client(f"pulsar://{env.broker.pulsar}", authentication=pulsar.AuthenticationToken(env.token(role)),
+                         operation_timeout_seconds=10)
+
+
+def pulsar_refused(fn) -> str:
+    """Runs fn, which must fail with Pulsar's AuthorizationError; returns the message."""
+    import pulsar
+    with pytest.raises(pulsar.PulsarException) as e:
+        fn()
+    assert "Authoriz" in type(e.value).__name__ + str(e.value), repr(e.value)
+    return str(e.value)
+
+
+def test_pulsar_a_role_of_tenant_a_cannot_touch_tenant_b(env):
+    env.grant("acme/app", "p-acme", "produce", "consume")
+    c = pulsar_client(env, "p-acme")
+    try:
+        other = "persistent://globex/app/secret-orders"
+        pulsar_refused(lambda: c.create_producer(other))
+        pulsar_refused(lambda: c.subscribe(other, "steal"))
+        pulsar_refused(lambda: c.get_topic_partitions(other))
+        # Its own namespace works on the same client (connection).
+        own = f"persistent://acme/app/{topic('p-own')}"
+        p = c.create_producer(own)
+        p.send(b"mine")
+        consumer = c.subscribe(own, "s", initial_position=__import__("pulsar").InitialPosition.Earliest)
+        assert consumer.receive(timeout_millis=10000).data() == b"mine"
+    finally:
+        c.close()
+    env.serving()
+
+
+def test_pulsar_produce_and_consume_permissions_and_grants_apply_at_once(env):
+    import pulsar
+    t = f"persistent://acme/app/{topic('p-grants')}"
+    env.grant("acme/app", "p-reader", "consume")
+    c = pulsar_client(env, "p-reader")
+    try:
+        pulsar_refused(lambda: c.create_producer(t))
+        # Consume is granted: a subscription works (lookup follows from consume).
+        consumer = c.subscribe(t, "readers", initial_position=pulsar.InitialPosition.Earliest)
+        env.grant("acme/app", "p-reader", "consume", "produce")
+        p = c.create_producer(t)  # the same client: the grant applies at once
+        p.send(b"after-grant")
+        assert consumer.receive(timeout_millis=10000).data() == b"after-grant"
+        env.grant("acme/app", "p-reader", "consume")
+        pulsar_refused(lambda: c.create_producer(t))
+        # A producer opened before the revoke keeps working, as in Pulsar.
+        p.send(b"still-open")
+        assert consumer.receive(timeout_millis=10000).data() == b"still-open"
+    finally:
+        c.close()
+    # Produce-only role: subscribing is refused.
+    env.grant("acme/app", "p-writer", "produce")
+    w = pulsar_client(env, "p-writer")
+    try:
+        w.create_producer(t).send(b"w")
+        pulsar_refused(lambda: w.subscribe(t, "nope"))
+    finally:
+        w.close()
+    env.serving()
+
+
+def test_pulsar_subscription_permission_restricts_roles(env):
+    t = f"persistent://acme/app/{topic('p-subs')}"
+    env.grant("acme/app", "p-app", "consume", "produce")
+    env.ok("POST", "namespaces/acme/app/permissions/subscription/payroll", json=["p-payroll"])
+    env.grant("acme/app", "p-payroll", "consume")
+    c = pulsar_client(env, "p-app")
+    payroll = pulsar_client(env, "p-payroll")
+    try:
+        message = pulsar_refused(lambda: c.subscribe(t, "payroll"))
+        c.subscribe(t, "other").close()
+        payroll.subscribe(t, "payroll").close()
+    finally:
+        c.close()
+        payroll.close()
+    env.serving()
+
+
+def test_pulsar_topic_listing_shows_only_what_the_role_may_look_up(env):
+    import re
+    import pulsar
+    env.grant("acme/app", "p-pattern", "consume")
+    c = pulsar_client(env, "p-pattern")
+    try:
+        # A pattern subscription lists the namespace's topics (GET_TOPICS_OF_NAMESPACE): on the
+        # other tenant's namespace it finds nothing, so it reads nothing of the data there.
+        consumer = c.subscribe(re.compile("persistent://globex/app/.*"), "peek",
+                               initial_position=pulsar.InitialPosition.Earliest,
+                               pattern_auto_discovery_period=1)
+        with pytest.raises(pulsar.Timeout):
+            consumer.receive(timeout_millis=3000)
+        consumer.close()
+    finally:
+        c.close()
+    env.serving()
+
+
+def test_pulsar_superuser_may_do_everything(env):
+    c = pulsar_client(env, "admin")
+    try:
+        t = f"persistent://globex/app/{topic('p-super')}"
+        c.create_producer(t).send(b"s")
+        consumer = c.subscribe(t, "s", initial_position=__import__("pulsar").InitialPosition.Earliest)
+        assert consumer.receive(timeout_millis=10000).data() == b"s"
+    finally:
+        c.close()
+
+
+# ----------------------------------------------------------------------------------- HTTP admin
+
+
+def test_http_tenant_admins_manage_their_tenant_only(env):
+    # The tenant's admin: its tenant, namespaces and permissions.
+    assert env.http("GET", "tenants/acme", role="acme-admin").status_code == 200
+    env_ok = env.http("PUT", "namespaces/acme/made-by-admin", role="acme-admin")
+    assert env_ok.status_code in (200, 204), env_ok.text
+    r = env.http("POST", "namespaces/acme/made-by-admin/permissions/someone", role="acme-admin",
+                 json=["consume"])
+    assert r.status_code in (200, 204), r.text
+    assert env.http("GET", "namespaces/acme", role="acme-admin").json()
+    # Another tenant, and cluster-wide paths, are refused with a reason.
+    for method, path in [("GET", "namespaces/globex"), ("PUT", "namespaces/globex/intrusion"),
+                         ("GET", "persistent/globex/app"), ("GET", "tenants"),
+                         ("PUT", "tenants/acme"), ("DELETE", "tenants/acme"),
+                         ("GET", "kafka/groups"), ("GET", "kafka/scram-users")]:
+        r = env.http(method, path, role="acme-admin", json={"adminRoles": []} if method == "PUT" else None)
+        assert r.status_code == 403, (method, path, r.status_code, r.text)
+        assert "acme-admin" in r.json()["reason"], r.text
+    # A role with grants but no admin role cannot administer.
+    r = env.http("GET", "namespaces/acme", role="acme-app")
+    assert r.status_code == 403, r.text
+    # Superusers can.
+    assert env.http("GET", "namespaces/globex").status_code == 200
+    assert env.http("GET", "tenants").status_code == 200
     env.serving()
