@@ -12,7 +12,7 @@ use crate::frame::split_body;
 use crate::key_shared::{sticky_slot, NONE_KEY};
 use crate::proto::{CompressionType, SingleMessageMetadata};
 
-/// Converted entries kept, by total bytes.
+/// Converted entries kept by default, by total bytes (`pulsar.conversion_cache_bytes`).
 pub const CACHE_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 /// Producer name shown on messages that a Kafka client produced.

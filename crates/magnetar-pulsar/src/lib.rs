@@ -63,6 +63,8 @@ pub struct PulsarConfig {
     /// Producer names whose sequence state is kept per partition for deduplication.
     pub deduplication_producers_max: usize,
     /// Set when authentication is on: CONNECT must carry a valid token ([`commands`]'s `auth`).
+    /// Kafka-format entries kept converted to Pulsar batches, by total bytes (`0` disables).
+    pub conversion_cache_bytes: usize,
     pub authenticator: Option<Arc<magnetar_auth::Authenticator>>,
     /// `pulsar+ssl://host:port` of the TLS port, answered in LOOKUP (`brokerServiceUrlTls`);
     /// empty without one.
@@ -86,6 +88,7 @@ impl Default for PulsarConfig {
             broker_entry_metadata: true,
             deduplication_enabled: false,
             deduplication_producers_max: 10_000,
+            conversion_cache_bytes: convert::CACHE_BYTES_MAX,
             authenticator: None,
             broker_service_url_tls: String::new(),
             metrics: None,

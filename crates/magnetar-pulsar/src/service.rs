@@ -10,7 +10,7 @@ use magnetar_broker::{Broker, Error, TopicName, TopicPartition};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::convert::{EntryCache, CACHE_BYTES_MAX};
+use crate::convert::EntryCache;
 use crate::dedup::DedupTable;
 use crate::subscription::Subscription;
 use crate::PulsarConfig;
@@ -53,12 +53,13 @@ pub struct Service {
 
 impl Service {
     pub fn new(broker: Arc<Broker>, config: PulsarConfig, shutdown: CancellationToken) -> Self {
+        let cache = Arc::new(EntryCache::new(config.conversion_cache_bytes));
         Self {
             broker,
             config,
             shutdown,
             tasks: TaskTracker::new(),
-            cache: Arc::new(EntryCache::new(CACHE_BYTES_MAX)),
+            cache,
             metrics: crate::metrics::protocol_metrics(),
             producers: Mutex::new(HashMap::new()),
             subscriptions: Mutex::new(HashMap::new()),

@@ -225,6 +225,8 @@ pub struct PulsarSection {
     pub deduplication_enabled: bool,
     /// Pulsar's `brokerDeduplicationMaxNumberOfProducers`: names tracked per partition.
     pub deduplication_producers_max: u32,
+    /// Kafka-format entries kept converted to Pulsar batches for Pulsar consumers, in bytes.
+    pub conversion_cache_bytes: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -394,6 +396,7 @@ impl Default for PulsarSection {
             broker_entry_metadata: c.broker_entry_metadata,
             deduplication_enabled: c.deduplication_enabled,
             deduplication_producers_max: u32_of(c.deduplication_producers_max),
+            conversion_cache_bytes: c.conversion_cache_bytes as u64,
         }
     }
 }
@@ -418,6 +421,8 @@ impl PulsarSection {
             broker_entry_metadata: self.broker_entry_metadata,
             deduplication_enabled: self.deduplication_enabled,
             deduplication_producers_max: self.deduplication_producers_max as usize,
+            conversion_cache_bytes: usize::try_from(self.conversion_cache_bytes)
+                .unwrap_or(usize::MAX),
             authenticator: None,
             broker_service_url_tls: String::new(),
             // Set by the binary, which owns the metrics registry.
@@ -1059,6 +1064,12 @@ impl Config {
             p.deduplication_producers_max.into(),
             1,
             1_000_000,
+        )?;
+        range(
+            "pulsar.conversion_cache_bytes",
+            p.conversion_cache_bytes,
+            0,
+            1 << 40,
         )?;
         let g = &self.groups;
         range(
