@@ -603,3 +603,43 @@ def test_two_kafka_listeners_each_with_its_protocol_and_address(binary, keys, tm
                                           KafkaError._UNSUPPORTED_FEATURE)
     finally:
         assert b.stop(check=False) in (0, None)
+
+
+def test_librdkafka_reauthenticates_on_the_same_connection_before_expiry(sasl_broker, keys):
+    """KIP-368 with a real client: SaslAuthenticate answers the token's remaining lifetime, and
+    librdkafka (>= 2.2) re-authenticates on its open connection with a fresh token from
+    oauth_cb before the session ends, so producing goes on without errors past the first
+    token's expiry."""
+    calls = []
+
+    def oauth_cb(config):
+        calls.append(time.time())
+        return keys.token("carl", expiry="6s"), time.time() + 6
+
+    conf = {
+        "bootstrap.servers": sasl_broker.kafka,
+        "security.protocol": "SASL_PLAINTEXT",
+        "sasl.mechanism": "OAUTHBEARER",
+        "oauth_cb": oauth_cb,
+    }
+    topic = topic_name("reauth")
+    p = Producer(conf)
+    errors: list = []
+    start = time.time()
+    sent = 0
+    # Bounded by time (15 s, 2.5 token lifetimes) and so by count (one message per 0.5 s).
+    while time.time() - start < 15:
+        p.produce(topic, value=b"x", on_delivery=lambda e, m: e and errors.append(e))
+        sent += 1
+        p.poll(0.5)
+    assert p.flush(30) == 0
+    assert errors == [], errors
+    assert len(calls) >= 2, calls
+    log = Path(sasl_broker.stderr_path).read_text()
+    reauths = [line for line in log.splitlines()
+               if "kafka client authenticated" in line and "carl" in line and "reauthentication=true" in line]
+    assert reauths, "no re-authentication on an open connection was logged"
+    c = Consumer({**conf, "group.id": topic_name("g"), "enable.auto.commit": False})
+    low, high = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+    c.close()
+    assert high - low == sent, (low, high, sent)
