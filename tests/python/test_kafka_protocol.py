@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import time
 
 import pytest
 
@@ -208,3 +209,53 @@ def test_unknown_api_key_closes_or_errors(bootstrap):
     # the broker still answers
     body = request(bootstrap, 18, 0, b"")
     assert parse_api_versions(body, flexible=False)[0] == 0
+
+
+def _kstr(s: str) -> bytes:
+    b = s.encode()
+    return struct.pack(">h", len(b)) + b
+
+
+def _read_nullable_str(body: bytes, pos: int):
+    (n,) = struct.unpack(">h", body[pos:pos + 2])
+    pos += 2
+    if n < 0:
+        return None, pos
+    return body[pos:pos + n].decode(), pos + n
+
+
+def test_success_error_message_is_null(bootstrap):
+    """Successful results carry a null error_message (aiokafka and kafkajs check for null)."""
+    # FindCoordinator v1: key, key_type -> throttle, error_code, error_message, node, host, port.
+    body = request(bootstrap, 10, 1, _kstr("null-message-group") + b"\x00")
+    (throttle, err) = struct.unpack(">ih", body[:6])
+    assert err == 0
+    message, _ = _read_nullable_str(body, 6)
+    assert message is None, repr(message)
+
+    # CreateTopics v4: one topic, 1 partition, replication 1, no assignments, no configs.
+    topic = f"null-message-{time.time_ns()}"
+    req = (
+        struct.pack(">i", 1) + _kstr(topic) + struct.pack(">ihii", 1, 1, 0, 0)
+        + struct.pack(">i", 10_000) + b"\x00"
+    )
+    body = request(bootstrap, 19, 4, req)
+    pos = 4
+    (count,) = struct.unpack(">i", body[pos:pos + 4])
+    pos += 4
+    assert count == 1
+    (n,) = struct.unpack(">h", body[pos:pos + 2])
+    name = body[pos + 2:pos + 2 + n].decode()
+    pos += 2 + n
+    (err,) = struct.unpack(">h", body[pos:pos + 2])
+    assert (name, err) == (topic, 0)
+    message, _ = _read_nullable_str(body, pos + 2)
+    assert message is None, repr(message)
+
+    # The same topic again: an error keeps its message.
+    body = request(bootstrap, 19, 4, req)
+    pos = 8 + 2 + n
+    (err,) = struct.unpack(">h", body[pos:pos + 2])
+    assert err == 36  # TOPIC_ALREADY_EXISTS
+    message, _ = _read_nullable_str(body, pos + 2)
+    assert message, "an error keeps its message"

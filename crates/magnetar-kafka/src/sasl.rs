@@ -320,7 +320,9 @@ impl ConnectionAuth {
                 };
                 SaslReply {
                     response: ResponseKind::SaslAuthenticate(
-                        SaslAuthenticateResponse::default().with_auth_bytes(Bytes::from(bytes)),
+                        SaslAuthenticateResponse::default()
+                            .with_error_message(None)
+                            .with_auth_bytes(Bytes::from(bytes)),
                     ),
                     session: None,
                     close_after: None,
@@ -331,8 +333,9 @@ impl ConnectionAuth {
                 authenticated,
             }) => match self.session_of(&authenticated) {
                 Ok(connection_session) => {
-                    let mut reply =
-                        SaslAuthenticateResponse::default().with_auth_bytes(Bytes::from(response));
+                    let mut reply = SaslAuthenticateResponse::default()
+                        .with_error_message(None)
+                        .with_auth_bytes(Bytes::from(response));
                     if version >= 1 {
                         reply.session_lifetime_ms = authenticated
                             .expires_at_ms

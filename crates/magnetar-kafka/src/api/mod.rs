@@ -27,6 +27,7 @@ pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_user_scram_credentials;
+mod error_messages;
 pub mod fetch;
 pub mod find_coordinator;
 mod group_common;
@@ -404,7 +405,10 @@ fn derive_topic_id(name: &TopicName, created_ms: i64) -> Uuid {
 pub async fn handle(ctx: &Context, peer: SocketAddr, request: Request) -> Outcome {
     let header = request.header;
     let v = header.api_version;
-    let respond = |r: ResponseKind| Outcome::Respond(Box::new(r));
+    let respond = |mut r: ResponseKind| {
+        error_messages::null_empty_messages(&mut r);
+        Outcome::Respond(Box::new(r))
+    };
     match request.body {
         RequestKind::ApiVersions(r) => respond(ResponseKind::ApiVersions(api_versions::handle(
             ctx, &header, r,
