@@ -366,6 +366,43 @@ def test_create_partitions(bootstrap):
     assert ei.value.args[0].code() == KafkaError.INVALID_PARTITIONS, ei.value.args[0]
 
 
+def test_replica_assignments_must_name_this_broker(bootstrap):
+    """Explicit assignments are checked as Kafka checks them: an unknown broker is refused with
+    INVALID_REPLICA_ASSIGNMENT (not silently ignored), this broker's own id is accepted."""
+    a = admin(bootstrap)
+    name = unique_topic("ra")
+    create_topic(bootstrap, name, 1)
+    with pytest.raises(KafkaException) as ei:
+        a.create_partitions(
+            [NewPartitions(name, 2, replica_assignment=[[7]])], request_timeout=15
+        )[name].result(timeout=20)
+    assert ei.value.args[0].code() == KafkaError.INVALID_REPLICA_ASSIGNMENT, ei.value.args[0]
+    assert "broker 7" in ei.value.args[0].str()
+    with pytest.raises(KafkaException) as ei:
+        a.create_partitions(
+            [NewPartitions(name, 3, replica_assignment=[[0]])], request_timeout=15
+        )[name].result(timeout=20)
+    assert ei.value.args[0].code() == KafkaError.INVALID_REPLICA_ASSIGNMENT, ei.value.args[0]
+    wait_topic(bootstrap, name, 1)
+    raise_on_error(
+        a.create_partitions([NewPartitions(name, 2, replica_assignment=[[0]])], request_timeout=15)[
+            name
+        ]
+    )
+    wait_topic(bootstrap, name, 2)
+
+    other = unique_topic("ra")
+    with pytest.raises(KafkaException) as ei:
+        a.create_topics([NewTopic(other, num_partitions=2, replica_assignment=[[0], [3]])], request_timeout=15)[
+            other
+        ].result(timeout=20)
+    assert ei.value.args[0].code() == KafkaError.INVALID_REPLICA_ASSIGNMENT, ei.value.args[0]
+    raise_on_error(
+        a.create_topics([NewTopic(other, num_partitions=2, replica_assignment=[[0], [0]])], request_timeout=15)[other]
+    )
+    wait_topic(bootstrap, other, 2)
+
+
 @pytest.mark.not_on("tansu", "DeleteRecords drops the connection (Local: Broker transport failure)")
 def test_delete_records_moves_low_watermark(bootstrap):
     a = admin(bootstrap)

@@ -1,12 +1,14 @@
-//! CreatePartitions v0–v3: raises a partitioned topic's partition count. Assignments are ignored
-//! (this broker leads every partition).
+//! CreatePartitions v0–v3: raises a partitioned topic's partition count. Assignments, when given,
+//! must name one list per new partition holding only this broker
+//! ([`super::replica_assignment`]); this broker leads every partition.
 
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
 use magnetar_broker::{Access, Error};
 
-use super::Context;
+use super::{replica_assignment, Context};
 use crate::error_code;
 
 pub async fn handle(ctx: &Context, request: CreatePartitionsRequest) -> CreatePartitionsResponse {
@@ -20,6 +22,12 @@ pub async fn handle(ctx: &Context, request: CreatePartitionsRequest) -> CreatePa
                 response.results.push(result);
                 continue;
             }
+        }
+        if let Err(message) = check_assignments(ctx, &topic).await {
+            result.error_code = ResponseError::InvalidReplicaAssignment.code();
+            result.error_message = Some(StrBytes::from_string(message));
+            response.results.push(result);
+            continue;
         }
         let outcome = async {
             let name = ctx.parse_topic(&topic.name.0)?;
@@ -55,4 +63,35 @@ pub async fn handle(ctx: &Context, request: CreatePartitionsRequest) -> CreatePa
         response.results.push(result);
     }
     response
+}
+
+/// Kafka's checks of explicit assignments: one replica list per partition being added, each
+/// naming only brokers that exist. Without assignments there is nothing to check; an unknown topic
+/// or a count that does not grow is left to the count checks, which answer with their own codes.
+async fn check_assignments(
+    ctx: &Context,
+    topic: &kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic,
+) -> Result<(), String> {
+    let Some(assignments) = &topic.assignments else {
+        return Ok(());
+    };
+    let Ok(name) = ctx.parse_topic(&topic.name.0) else {
+        return Ok(());
+    };
+    let Ok(Some(metadata)) = ctx.broker.topic(&name).await else {
+        return Ok(());
+    };
+    let current = i64::from(metadata.partition_count());
+    let adding = i64::from(topic.count) - current;
+    if adding > 0 && assignments.len() as i64 != adding {
+        return Err(format!(
+            "increasing the number of partitions by {adding} but {} assignments provided",
+            assignments.len()
+        ));
+    }
+    for (i, a) in assignments.iter().enumerate() {
+        let index = usize::try_from(current).unwrap_or(0) + i;
+        replica_assignment::check_replicas(ctx.config.node_id, index, &a.broker_ids)?;
+    }
+    Ok(())
 }

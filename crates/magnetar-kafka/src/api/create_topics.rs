@@ -14,7 +14,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use magnetar_broker::{Access, Error};
 
-use super::Context;
+use super::{replica_assignment, Context};
 use crate::{error_code, topic_config};
 
 pub async fn handle(
@@ -84,6 +84,24 @@ async fn create(
         ));
     }
     let partitions = if !topic.assignments.is_empty() {
+        if topic.num_partitions != -1 || topic.replication_factor != -1 {
+            return Err((
+                ResponseError::InvalidRequest.code(),
+                "both num_partitions or replication_factor and replica assignments were set"
+                    .to_string(),
+            ));
+        }
+        let invalid = |m: String| (ResponseError::InvalidReplicaAssignment.code(), m);
+        for (i, a) in topic.assignments.iter().enumerate() {
+            if usize::try_from(a.partition_index).ok() != Some(i) {
+                return Err(invalid(format!(
+                    "partitions must be assigned in order from 0; got {} at position {i}",
+                    a.partition_index
+                )));
+            }
+            replica_assignment::check_replicas(ctx.config.node_id, i, &a.broker_ids)
+                .map_err(invalid)?;
+        }
         topic.assignments.len() as u32
     } else if topic.num_partitions == -1 {
         ctx.broker.config().default_num_partitions

@@ -44,6 +44,7 @@ pub mod offset_delete;
 pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+mod replica_assignment;
 pub mod sync_group;
 
 /// Every API served, with the versions advertised in ApiVersions. Exactly these are decoded;
