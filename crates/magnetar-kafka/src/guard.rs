@@ -569,6 +569,66 @@ const DELETE_ACLS: Schema = Schema {
     fields: &[f(Ty::Structs(ACL_FILTER), 0, ANY)],
 };
 
+// Cluster-admin APIs a single-copy broker answers (api/hosted.rs). None has tagged fields.
+
+/// A topic name and partition indexes: DescribeLogDirs, ElectLeaders, AlterReplicaLogDirs,
+/// ListPartitionReassignments.
+const TOPIC_PARTITION_INDEXES: &[Field] = &[f(Ty::Str, 0, ANY), f(Ty::Array(&I32), 0, ANY)];
+
+const DESCRIBE_LOG_DIRS: Schema = Schema {
+    flexible_from: 2,
+    fields: &[f(Ty::Structs(TOPIC_PARTITION_INDEXES), 0, ANY)],
+};
+
+const ALTER_REPLICA_LOG_DIRS: Schema = Schema {
+    flexible_from: 2,
+    fields: &[f(
+        Ty::Structs(&[
+            f(Ty::Str, 0, ANY),
+            f(Ty::Structs(TOPIC_PARTITION_INDEXES), 0, ANY),
+        ]),
+        0,
+        ANY,
+    )],
+};
+
+const ELECT_LEADERS: Schema = Schema {
+    flexible_from: 2,
+    fields: &[
+        f(I8, 1, ANY),
+        f(Ty::Structs(TOPIC_PARTITION_INDEXES), 0, ANY),
+        f(I32, 0, ANY),
+    ],
+};
+
+const ALTER_PARTITION_REASSIGNMENTS: Schema = Schema {
+    flexible_from: 0,
+    fields: &[
+        f(I32, 0, ANY),
+        f(BOOL, 1, ANY),
+        f(
+            Ty::Structs(&[
+                f(Ty::Str, 0, ANY),
+                f(
+                    Ty::Structs(&[f(I32, 0, ANY), f(Ty::Array(&I32), 0, ANY)]),
+                    0,
+                    ANY,
+                ),
+            ]),
+            0,
+            ANY,
+        ),
+    ],
+};
+
+const LIST_PARTITION_REASSIGNMENTS: Schema = Schema {
+    flexible_from: 0,
+    fields: &[
+        f(I32, 0, ANY),
+        f(Ty::Structs(TOPIC_PARTITION_INDEXES), 0, ANY),
+    ],
+};
+
 /// The schema of a request, for the APIs this broker serves.
 pub fn schema(api_key: ApiKey) -> Option<&'static Schema> {
     Some(match api_key {
@@ -605,6 +665,11 @@ pub fn schema(api_key: ApiKey) -> Option<&'static Schema> {
         ApiKey::DescribeAcls => &DESCRIBE_ACLS,
         ApiKey::CreateAcls => &CREATE_ACLS,
         ApiKey::DeleteAcls => &DELETE_ACLS,
+        ApiKey::DescribeLogDirs => &DESCRIBE_LOG_DIRS,
+        ApiKey::AlterReplicaLogDirs => &ALTER_REPLICA_LOG_DIRS,
+        ApiKey::ElectLeaders => &ELECT_LEADERS,
+        ApiKey::AlterPartitionReassignments => &ALTER_PARTITION_REASSIGNMENTS,
+        ApiKey::ListPartitionReassignments => &LIST_PARTITION_REASSIGNMENTS,
         _ => return None,
     })
 }

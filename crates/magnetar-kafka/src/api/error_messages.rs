@@ -64,6 +64,22 @@ pub fn null_empty_messages(response: &mut ResponseKind) {
             .iter_mut()
             .for_each(|x| clear(&mut x.error_message)),
         ResponseKind::SaslAuthenticate(r) => clear(&mut r.error_message),
+        ResponseKind::ElectLeaders(r) => {
+            for t in &mut r.replica_election_results {
+                t.partition_result
+                    .iter_mut()
+                    .for_each(|p| clear(&mut p.error_message));
+            }
+        }
+        ResponseKind::AlterPartitionReassignments(r) => {
+            clear(&mut r.error_message);
+            for t in &mut r.responses {
+                t.partitions
+                    .iter_mut()
+                    .for_each(|p| clear(&mut p.error_message));
+            }
+        }
+        ResponseKind::ListPartitionReassignments(r) => clear(&mut r.error_message),
         // The other responses served have no `error_message` that defaults to "" in
         // kafka-protocol 0.18 (their nullable messages default to None).
         _ => {}

@@ -16,6 +16,8 @@ use crate::KafkaConfig;
 
 pub mod acls;
 pub mod alter_configs;
+pub mod alter_partition_reassignments;
+pub mod alter_replica_log_dirs;
 pub mod alter_user_scram_credentials;
 pub mod api_versions;
 pub mod create_partitions;
@@ -26,18 +28,22 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_log_dirs;
 pub mod describe_user_scram_credentials;
+pub mod elect_leaders;
 mod error_messages;
 pub mod fetch;
 pub mod find_coordinator;
 mod group_common;
 pub mod heartbeat;
+mod hosted;
 pub mod incremental_alter_configs;
 pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_partition_reassignments;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
@@ -78,6 +84,11 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::AlterReplicaLogDirs, 1, 2),
+    (ApiKey::ElectLeaders, 0, 2),
+    (ApiKey::AlterPartitionReassignments, 0, 1),
+    (ApiKey::ListPartitionReassignments, 0, 0),
 ];
 
 /// Served only on a listener with SASL (`SASL_PLAINTEXT`) and advertised only there. SaslHandshake
@@ -503,6 +514,23 @@ pub async fn handle(ctx: &Context, peer: SocketAddr, request: Request) -> Outcom
         }
         RequestKind::CreateAcls(r) => respond(ResponseKind::CreateAcls(acls::create(ctx, r).await)),
         RequestKind::DeleteAcls(r) => respond(ResponseKind::DeleteAcls(acls::delete(ctx, r).await)),
+        RequestKind::DescribeLogDirs(r) => respond(ResponseKind::DescribeLogDirs(
+            describe_log_dirs::handle(ctx, v, r).await,
+        )),
+        RequestKind::AlterReplicaLogDirs(r) => respond(ResponseKind::AlterReplicaLogDirs(
+            alter_replica_log_dirs::handle(ctx, r).await,
+        )),
+        RequestKind::ElectLeaders(r) => respond(ResponseKind::ElectLeaders(
+            elect_leaders::handle(ctx, v, r).await,
+        )),
+        RequestKind::AlterPartitionReassignments(r) => {
+            respond(ResponseKind::AlterPartitionReassignments(
+                alter_partition_reassignments::handle(ctx, r).await,
+            ))
+        }
+        RequestKind::ListPartitionReassignments(r) => respond(
+            ResponseKind::ListPartitionReassignments(list_partition_reassignments::handle(ctx, r)),
+        ),
         // The codec only decodes the APIs in SUPPORTED, so this is a bug, not client input.
         _ => Outcome::Close("request of an api without a handler"),
     }

@@ -505,7 +505,86 @@ fn samples() -> Vec<Sample> {
             .with_filters(vec![one(Some("t")), one(None)]);
         enc(&m, v)
     };
+    let describe_log_dirs = |v: i16| {
+        let m = DescribeLogDirsRequest::default().with_topics(Some(vec![
+            describe_log_dirs_request::DescribableLogDirTopic::default()
+                .with_topic(topic("t"))
+                .with_partitions(vec![0, 1]),
+        ]));
+        enc(&m, v)
+    };
+    let alter_replica_log_dirs = |v: i16| {
+        let m = AlterReplicaLogDirsRequest::default().with_dirs(vec![
+            alter_replica_log_dirs_request::AlterReplicaLogDir::default()
+                .with_path(s("/data"))
+                .with_topics(vec![
+                    alter_replica_log_dirs_request::AlterReplicaLogDirTopic::default()
+                        .with_name(topic("t"))
+                        .with_partitions(vec![0, 2]),
+                ]),
+        ]);
+        enc(&m, v)
+    };
+    let elect_leaders = |v: i16| {
+        let mut m = ElectLeadersRequest::default()
+            .with_topic_partitions(Some(vec![elect_leaders_request::TopicPartitions::default(
+            )
+            .with_topic(topic("t"))
+            .with_partitions(vec![3])]))
+            .with_timeout_ms(1000);
+        if v >= 1 {
+            m = m.with_election_type(1);
+        }
+        enc(&m, v)
+    };
+    let alter_reassignments = |v: i16| {
+        let m = AlterPartitionReassignmentsRequest::default()
+            .with_timeout_ms(1000)
+            .with_topics(vec![
+                alter_partition_reassignments_request::ReassignableTopic::default()
+                    .with_name(topic("t"))
+                    .with_partitions(vec![
+                        alter_partition_reassignments_request::ReassignablePartition::default()
+                            .with_partition_index(0)
+                            .with_replicas(Some(vec![BrokerId(0)])),
+                        alter_partition_reassignments_request::ReassignablePartition::default()
+                            .with_partition_index(1)
+                            .with_replicas(None),
+                    ]),
+            ]);
+        enc(&m, v)
+    };
+    let list_reassignments = |v: i16| {
+        let m = ListPartitionReassignmentsRequest::default()
+            .with_timeout_ms(1000)
+            .with_topics(Some(vec![
+                list_partition_reassignments_request::ListPartitionReassignmentsTopics::default()
+                    .with_name(topic("t"))
+                    .with_partition_indexes(vec![0]),
+            ]));
+        enc(&m, v)
+    };
     vec![
+        (ApiKey::DescribeLogDirs, 1, 4, Box::new(describe_log_dirs)),
+        (
+            ApiKey::AlterReplicaLogDirs,
+            1,
+            2,
+            Box::new(alter_replica_log_dirs),
+        ),
+        (ApiKey::ElectLeaders, 0, 2, Box::new(elect_leaders)),
+        (
+            ApiKey::AlterPartitionReassignments,
+            0,
+            1,
+            Box::new(alter_reassignments),
+        ),
+        (
+            ApiKey::ListPartitionReassignments,
+            0,
+            0,
+            Box::new(list_reassignments),
+        ),
         (ApiKey::DescribeAcls, 1, 3, Box::new(describe_acls)),
         (ApiKey::CreateAcls, 1, 3, Box::new(create_acls)),
         (ApiKey::DeleteAcls, 1, 3, Box::new(delete_acls)),
