@@ -16,7 +16,12 @@ import pytest
 import requests
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import (
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
     AdminClient,
+    ResourcePatternType,
+    ResourceType,
     ScramCredentialInfo,
     ScramMechanism,
     UserScramCredentialUpsertion,
@@ -453,6 +458,71 @@ def test_plaintext_listener_offers_no_sasl(broker):
     with connect(broker) as s:
         versions = api_versions(s)
         assert 17 not in versions and 36 not in versions
+        # SCRAM credential and ACL APIs are served on every listener, as Kafka does.
+        assert {29, 30, 31, 50, 51} <= set(versions), versions
+
+
+def test_scram_and_acl_apis_without_authentication(broker):
+    """Authentication off: anyone may manage SCRAM credentials (Kafka allows everything without
+    an authorizer), and the ACL APIs answer SECURITY_DISABLED, on a plaintext listener."""
+    a = AdminClient({"bootstrap.servers": broker.kafka})
+    futs = a.alter_user_scram_credentials([UserScramCredentialUpsertion(
+        "open-user", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096), b"pw")])
+    futs["open-user"].result(timeout=20)
+    described = a.describe_user_scram_credentials(["open-user"])["open-user"].result(timeout=20)
+    assert [(i.mechanism, i.iterations) for i in described.scram_credential_infos] == [
+        (ScramMechanism.SCRAM_SHA_256, 4096)]
+    # librdkafka reports a SECURITY_DISABLED DescribeAcls as an empty list; kafka-python raises it.
+    assert a.describe_acls(AclBindingFilter(
+        ResourceType.ANY, None, ResourcePatternType.ANY, None, None, AclOperation.ANY,
+        AclPermissionType.ANY)).result(timeout=20) == []
+    from kafka.admin import (ACLFilter, ACLOperation, ACLPermissionType, ACLResourcePatternType,
+                             KafkaAdminClient, ResourcePatternFilter)
+    from kafka.admin import ResourceType as KResourceType
+    from kafka.errors import SecurityDisabledError
+    k = KafkaAdminClient(bootstrap_servers=broker.kafka, request_timeout_ms=15000)
+    with pytest.raises(SecurityDisabledError):
+        k.describe_acls(ACLFilter(principal=None, host="*", operation=ACLOperation.ANY,
+                                  permission_type=ACLPermissionType.ANY,
+                                  resource_pattern=ResourcePatternFilter(
+                                      KResourceType.ANY, None, ACLResourcePatternType.ANY)))
+    k.close()
+    # The connection was answered, not dropped: the same client goes on.
+    assert a.list_topics(timeout=10).brokers
+
+
+def test_scram_apis_on_a_plaintext_listener_of_an_authenticating_broker(binary, keys, tmp_path):
+    """Authentication on, PLAINTEXT beside SASL_PLAINTEXT: an anonymous plaintext client is refused
+    SCRAM management with CLUSTER_AUTHORIZATION_FAILED (not a dropped connection); a superuser on
+    the SASL listener manages the same credentials."""
+    env = {
+        "MAGNETAR_AUTH__ENABLED": "true",
+        "MAGNETAR_AUTH__TOKEN_SECRET_KEY": f"file://{keys.secret}",
+        "MAGNETAR_AUTH__SUPERUSER_ROLES": "admin",
+        "MAGNETAR_KAFKA__ADDITIONAL_LISTENERS": "SASL_PLAINTEXT://127.0.0.1:0",
+    }
+    b = Broker(binary, tmp_path, env=env)
+    b.start()
+    try:
+        upsert = [UserScramCredentialUpsertion(
+            "svc", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192), b"pw")]
+        plain = AdminClient({"bootstrap.servers": b.kafka})
+        with pytest.raises(KafkaException) as ei:
+            plain.alter_user_scram_credentials(upsert)["svc"].result(timeout=20)
+        assert ei.value.args[0].code() == KafkaError.CLUSTER_AUTHORIZATION_FAILED, ei.value.args[0]
+        with pytest.raises(KafkaException) as ei:
+            plain.describe_user_scram_credentials(["svc"])["svc"].result(timeout=20)
+        assert ei.value.args[0].code() == KafkaError.CLUSTER_AUTHORIZATION_FAILED, ei.value.args[0]
+        assert plain.list_topics(timeout=10).brokers
+        sasl_address = b.listening["kafka_listeners"]["SASL_PLAINTEXT"]
+        admin = AdminClient({"bootstrap.servers": sasl_address, "security.protocol": "SASL_PLAINTEXT",
+                             "sasl.mechanism": "PLAIN", "sasl.username": "public",
+                             "sasl.password": f"token:{keys.token('admin')}"})
+        admin.alter_user_scram_credentials(upsert)["svc"].result(timeout=20)
+        described = admin.describe_user_scram_credentials(["svc"])["svc"].result(timeout=20)
+        assert [i.iterations for i in described.scram_credential_infos] == [8192]
+    finally:
+        assert b.stop(check=False) in (0, None)
 
 
 # ------------------------------------------------------------------ tokens on the Pulsar protocol

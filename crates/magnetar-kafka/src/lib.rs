@@ -58,6 +58,10 @@ pub struct KafkaConfig {
     /// Set on a `SASL_PLAINTEXT` listener: clients must authenticate before anything but
     /// ApiVersions and SASL is served.
     pub authenticator: Option<Arc<magnetar_auth::Authenticator>>,
+    /// Whether the broker authenticates clients at all (`auth.enabled`), whatever this listener
+    /// does: with it on, cluster-wide APIs on an unauthenticated listener are refused rather than
+    /// allowed (SCRAM credentials: superusers only; without authentication anyone may, as in Kafka).
+    pub authentication_enabled: bool,
     /// How long a failed authentication waits before the connection closes.
     pub failed_authentication_delay_ms: u64,
     /// Set on an `SSL` or `SASL_SSL` listener: the TLS handshake runs after accept (in the
@@ -122,6 +126,7 @@ impl Default for KafkaConfig {
             message_bytes_max: 1024 * 1024 + 12,
             group_coordinator: magnetar_coordinator::CoordinatorConfig::default(),
             authenticator: None,
+            authentication_enabled: false,
             failed_authentication_delay_ms: 300,
             tls: None,
             metrics: None,

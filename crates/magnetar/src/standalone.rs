@@ -226,6 +226,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         message_bytes_max: config.kafka.message_bytes_max as usize,
         group_coordinator: config.groups.coordinator_config(),
         authenticator: authenticator.clone().filter(|_| kafka_sasl),
+        authentication_enabled: authenticator.is_some(),
         tls: tls.clone().filter(|_| kafka_tls),
         failed_authentication_delay_ms: config.auth.failed_authentication_delay_ms,
         metrics: Some(metrics.clone()),

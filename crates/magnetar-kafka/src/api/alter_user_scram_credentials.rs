@@ -1,5 +1,6 @@
 //! AlterUserScramCredentials v0 (KIP-554): upsert (salt, salted password, iterations as the
-//! client computed them) or delete SCRAM credentials. Served on SASL listeners to superusers.
+//! client computed them) or delete SCRAM credentials. Served on every listener, to superusers when
+//! authentication is on.
 //! Results are per user; a user named twice for the same mechanism is DUPLICATE_RESOURCE.
 
 use std::collections::{BTreeMap, HashMap};
@@ -12,7 +13,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use magnetar_auth::{AuthError, ScramCredential, ScramMechanism};
 
-use super::describe_user_scram_credentials::may_manage_credentials;
+use super::describe_user_scram_credentials::{credential_store, may_manage_credentials};
 use super::Context;
 
 fn mechanism(code: i8) -> Option<ScramMechanism> {
@@ -55,24 +56,22 @@ pub async fn handle(
     let mut users: Vec<String> = changes.iter().map(|(u, _, _)| u.clone()).collect();
     users.sort();
     users.dedup();
-    let authenticator = match (&ctx.config.authenticator, may_manage_credentials(ctx)) {
-        (Some(authenticator), true) => authenticator,
-        _ => {
-            let mut response = AlterUserScramCredentialsResponse::default();
-            response.results = users
-                .into_iter()
-                .map(|user| {
-                    AlterUserScramCredentialsResult::default()
-                        .with_user(StrBytes::from_string(user))
-                        .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
-                        .with_error_message(Some(StrBytes::from_static_str(
-                            "altering SCRAM credentials needs a superuser role",
-                        )))
-                })
-                .collect();
-            return response;
-        }
-    };
+    if !may_manage_credentials(ctx) {
+        let mut response = AlterUserScramCredentialsResponse::default();
+        response.results = users
+            .into_iter()
+            .map(|user| {
+                AlterUserScramCredentialsResult::default()
+                    .with_user(StrBytes::from_string(user))
+                    .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
+                    .with_error_message(Some(StrBytes::from_static_str(
+                        "altering SCRAM credentials needs a superuser role",
+                    )))
+            })
+            .collect();
+        return response;
+    }
+    let store = credential_store(ctx);
     let mut counts: HashMap<(String, i8), usize> = HashMap::new();
     for (user, code, _) in &changes {
         *counts.entry((user.clone(), *code)).or_default() += 1;
@@ -111,7 +110,6 @@ pub async fn handle(
             );
             continue;
         };
-        let store = authenticator.scram();
         let outcome = match change {
             Change::Delete => match store.delete(&user, mechanism).await {
                 Ok(true) => Ok(()),

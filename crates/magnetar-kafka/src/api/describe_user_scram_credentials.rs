@@ -1,5 +1,5 @@
 //! DescribeUserScramCredentials v0 (KIP-554): the SCRAM mechanisms and iterations of users,
-//! never their salts or keys. Served on SASL listeners to superusers.
+//! never their salts or keys. Served on every listener ([`may_manage_credentials`] decides who).
 
 use std::collections::HashSet;
 
@@ -22,12 +22,20 @@ pub fn mechanism_code(mechanism: magnetar_auth::ScramMechanism) -> i8 {
     }
 }
 
-/// Whether the connection may manage SCRAM credentials: a superuser on a SASL listener.
+/// Whether the connection may manage SCRAM credentials. With authentication on, only a superuser
+/// principal may, on whatever listener it connected (an anonymous client of a plaintext listener
+/// is refused); with authentication off anyone may, as Kafka allows every operation when no
+/// authorizer is configured (the credentials take effect once SASL is turned on).
 pub fn may_manage_credentials(ctx: &Context) -> bool {
-    match (&ctx.config.authenticator, &ctx.session.principal) {
-        (Some(authenticator), Some(principal)) => authenticator.is_superuser(principal),
-        _ => false,
+    if !ctx.config.authentication_enabled {
+        return true;
     }
+    ctx.role().is_some_and(|role| ctx.broker.is_superuser(role))
+}
+
+/// The SCRAM credentials in the metadata store (the same ones the SASL listeners check).
+pub fn credential_store(ctx: &Context) -> magnetar_auth::ScramStore {
+    magnetar_auth::ScramStore::new(ctx.broker.clone())
 }
 
 pub async fn handle(
@@ -35,14 +43,31 @@ pub async fn handle(
     request: DescribeUserScramCredentialsRequest,
 ) -> DescribeUserScramCredentialsResponse {
     let mut response = DescribeUserScramCredentialsResponse::default();
-    let (Some(authenticator), true) = (&ctx.config.authenticator, may_manage_credentials(ctx))
-    else {
-        response.error_code = ResponseError::ClusterAuthorizationFailed.code();
-        response.error_message = Some(StrBytes::from_static_str(
-            "describing SCRAM credentials needs a superuser role",
-        ));
+    if !may_manage_credentials(ctx) {
+        // Asked about named users: each gets the refusal and the top level stays NONE
+        // (librdkafka 2.16 aborts the process on a top-level error in this response). Asked
+        // about every user: the top-level error, as Kafka answers.
+        let code = ResponseError::ClusterAuthorizationFailed.code();
+        let message =
+            StrBytes::from_static_str("describing SCRAM credentials needs a superuser role");
+        if request.users.as_ref().is_none_or(|u| u.is_empty()) {
+            response.error_code = code;
+            response.error_message = Some(message);
+            return response;
+        }
+        response.results = request
+            .users
+            .iter()
+            .flatten()
+            .map(|u| {
+                DescribeUserScramCredentialsResult::default()
+                    .with_user(u.name.clone())
+                    .with_error_code(code)
+                    .with_error_message(Some(message.clone()))
+            })
+            .collect();
         return response;
-    };
+    }
     let requested: Option<Vec<String>> = request
         .users
         .filter(|users| !users.is_empty())
@@ -62,7 +87,7 @@ pub async fn handle(
             .cloned()
             .collect()
     });
-    let described = match authenticator.scram().describe(unique.as_deref()).await {
+    let described = match credential_store(ctx).describe(unique.as_deref()).await {
         Ok(described) => described,
         Err(e) => {
             response.error_code = ResponseError::UnknownServerError.code();

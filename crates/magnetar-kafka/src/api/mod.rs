@@ -89,19 +89,19 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ElectLeaders, 0, 2),
     (ApiKey::AlterPartitionReassignments, 0, 1),
     (ApiKey::ListPartitionReassignments, 0, 0),
-];
-
-/// Served only on a listener with SASL (`SASL_PLAINTEXT`) and advertised only there. SaslHandshake
-/// and SaslAuthenticate are answered by the connection's SASL state ([`crate::sasl`]), the SCRAM
-/// credential APIs by their modules.
-pub const SASL_SUPPORTED: &[(ApiKey, i16, i16)] = &[
-    (ApiKey::SaslHandshake, 0, 1),
-    (ApiKey::SaslAuthenticate, 0, 2),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
     (ApiKey::DescribeAcls, 1, 3),
     (ApiKey::CreateAcls, 1, 3),
     (ApiKey::DeleteAcls, 1, 3),
+];
+
+/// Served only on a listener with SASL (`SASL_PLAINTEXT`, `SASL_SSL`) and advertised only there,
+/// answered by the connection's SASL state ([`crate::sasl`]). The SCRAM credential and ACL APIs are
+/// in [`SUPPORTED`]: Kafka serves them on every listener (their handlers decide who may use them).
+pub const SASL_SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
 ];
 
 pub fn supported(api_key: ApiKey) -> Option<(i16, i16)> {
