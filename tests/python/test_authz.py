@@ -607,3 +607,36 @@ def test_http_tenant_admins_manage_their_tenant_only(env):
     assert env.http("GET", "namespaces/globex").status_code == 200
     assert env.http("GET", "tenants").status_code == 200
     env.serving()
+
+
+def test_pulsar_http_lookup_needs_the_lookup_permission(env):
+    """The HTTP lookup service authenticates the bearer token like the admin API and authorizes
+    like the binary LOOKUP: the lookup permission on the topic (produce or consume grant it)."""
+    import pulsar
+    t = f"acme/app/{topic('http-lookup')}"
+    url = f"http://{env.broker.http}/lookup/v2/topic/persistent/{t}"
+    assert requests.get(url, timeout=10).status_code == 401
+    r = requests.get(url, headers={"Authorization": f"Bearer {env.token('h-none')}"}, timeout=10)
+    # 401 as Pulsar's lookup answers a missing permission (a 403 becomes ConnectError in clients).
+    assert r.status_code == 401 and "may not look up" in r.json()["reason"], r.text
+    env.grant("acme/app", "h-writer", "produce")
+    r = requests.get(url, headers={"Authorization": f"Bearer {env.token('h-writer')}"}, timeout=10)
+    assert r.status_code == 200 and r.json()["brokerUrl"] == f"pulsar://{env.broker.pulsar}", r.text
+    # The partition count a client asks first: lookup permission suffices (not only admins).
+    parts = f"http://{env.broker.http}/admin/v2/persistent/{t}/partitions"
+    r = requests.get(parts, headers={"Authorization": f"Bearer {env.token('h-writer')}"}, timeout=10)
+    assert r.status_code == 200, r.text
+    r = requests.get(parts, headers={"Authorization": f"Bearer {env.token('h-none')}"}, timeout=10)
+    assert r.status_code == 403, r.text
+    # A real client over the HTTP lookup with the writer's token.
+    c = pulsar.Client(f"http://{env.broker.http}", authentication=pulsar.AuthenticationToken(env.token("h-writer")),
+                      operation_timeout_seconds=10)
+    try:
+        c.create_producer(f"persistent://{t}").send(b"over-http-lookup")
+        # Refused at the partition-count request (403); the C++ client reports any HTTP lookup
+        # refusal other than 401 as ConnectError.
+        with pytest.raises(pulsar.PulsarException):
+            c.create_producer(f"persistent://globex/app/{topic('no')}")
+    finally:
+        c.close()
+    env.serving()

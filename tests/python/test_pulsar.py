@@ -304,3 +304,34 @@ def test_string_schema_works_and_json_is_refused(client):
     with pytest.raises(Exception) as e:
         client.create_producer(topic_name("json"), schema=pulsar.schema.JsonSchema(Rec))
     assert "Schema" in str(e.value) or "schema" in str(e.value)
+
+
+def test_http_lookup_service(broker):
+    """Client("http://host:port"): the partition count from /admin/v2/.../partitions (creating the
+    topic as the policy says) and each lookup from /lookup/v2/topic/..., then the binary protocol
+    to the brokerUrl it got. Both a partitioned (auto-created) and a non-partitioned topic."""
+    import requests
+
+    c = pulsar.Client(f"http://{broker.http}", operation_timeout_seconds=15)
+    try:
+        for t in (topic_name("http-auto"), None):
+            if t is None:
+                t = topic_name("http-np")
+                r = requests.put(f"http://{broker.http}/admin/v2/persistent/{t.split('://')[1]}", timeout=10)
+                assert r.status_code in (200, 204), r.text
+            consumer = c.subscribe(t, "s", initial_position=pulsar.InitialPosition.Earliest)
+            p = c.create_producer(t)
+            for i in range(3):
+                p.send(f"m{i}".encode())
+            got = sorted(m.data() for m in drain(consumer, 3))
+            assert got == [b"m0", b"m1", b"m2"]
+    finally:
+        c.close()
+    rest = topic_name("http-raw").split("://")[1]
+    r = requests.get(f"http://{broker.http}/lookup/v2/topic/persistent/{rest}", timeout=10)
+    assert r.status_code == 200, r.text
+    data = r.json()
+    assert data["brokerUrl"] == f"pulsar://{broker.pulsar}", data
+    assert data["httpUrl"] == f"http://{broker.http}", data
+    r = requests.get(f"http://{broker.http}/lookup/v2/topic/non-persistent/{rest}", timeout=10)
+    assert r.status_code == 404 and "reason" in r.json(), r.text

@@ -32,6 +32,32 @@ fn refuse(status: StatusCode, reason: String) -> Response {
 }
 
 /// What the middleware needs: the token check and the permission model.
+/// The role a bearer token authenticated, handed to handlers that authorize by topic (the HTTP
+/// lookup) in the request's extensions.
+#[derive(Clone, Debug)]
+pub(crate) struct Role(pub(crate) String);
+
+/// `GET /admin/v2/persistent/{tenant}/{namespace}/{topic}/partitions`: the partition count a
+/// Pulsar client asks before a lookup, allowed with the lookup permission on the topic (as
+/// Pulsar does), not only to admins.
+fn partitions_lookup(
+    method: &axum::http::Method,
+    path: &str,
+) -> Option<magnetar_broker::TopicName> {
+    if method != axum::http::Method::GET {
+        return None;
+    }
+    let rest = path.strip_prefix("/admin/v2/persistent/")?;
+    let parts: Vec<&str> = rest.split('/').collect();
+    let [tenant, namespace, topic, "partitions"] = parts.as_slice() else {
+        return None;
+    };
+    let namespace =
+        magnetar_broker::NamespaceName::new(&percent_decode(tenant)?, &percent_decode(namespace)?)
+            .ok()?;
+    magnetar_broker::TopicName::new(namespace, &percent_decode(topic)?).ok()
+}
+
 #[derive(Clone)]
 pub(crate) struct AuthState {
     pub(crate) authenticator: Arc<Authenticator>,
@@ -77,7 +103,8 @@ pub(crate) async fn require_authorized(
     next: Next,
 ) -> Response {
     let authenticator = &state.authenticator;
-    if !request.uri().path().starts_with("/admin/") {
+    let lookup = request.uri().path().starts_with("/lookup/");
+    if !request.uri().path().starts_with("/admin/") && !lookup {
         return next.run(request).await;
     }
     let Some(value) = request.headers().get(header::AUTHORIZATION) else {
@@ -99,12 +126,31 @@ pub(crate) async fn require_authorized(
         );
     };
     match authenticator.authenticate_token(token) {
+        Ok(authenticated) if lookup => {
+            // The lookup handler checks the role's lookup permission on the topic.
+            let mut request = request;
+            request
+                .extensions_mut()
+                .insert(Role(authenticated.principal.role));
+            next.run(request).await
+        }
         Ok(authenticated) if authenticator.is_superuser(&authenticated.principal) => {
             next.run(request).await
         }
         Ok(authenticated) => {
             let role = authenticated.principal.role;
             let path = request.uri().path().to_string();
+            if let Some(topic) = partitions_lookup(request.method(), &path) {
+                match state
+                    .broker
+                    .check_access(Some(&role), &topic, &magnetar_broker::Access::Lookup)
+                    .await
+                {
+                    Ok(true) => return next.run(request).await,
+                    Ok(false) => {}
+                    Err(e) => tracing::debug!(error = %e, "lookup permission check failed"),
+                }
+            }
             let tenant =
                 tenant_of(request.method(), &path).filter(|_| state.broker.authorization_enabled());
             if let Some(tenant) = &tenant {

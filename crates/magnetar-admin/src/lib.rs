@@ -13,6 +13,7 @@ mod auth;
 pub mod error;
 mod groups;
 mod json;
+mod lookup;
 mod namespaces;
 mod openapi;
 mod permissions;
@@ -55,6 +56,15 @@ pub(crate) struct AppState {
     readiness: Readiness,
     openapi: utoipa::openapi::OpenApi,
     metrics: Option<Arc<Metrics>>,
+    lookup: LookupUrls,
+}
+
+/// The TLS service URLs the HTTP lookup hands out beside the broker config's plain ones
+/// (`None` when that TLS listener is off).
+#[derive(Clone, Debug, Default)]
+pub struct LookupUrls {
+    pub broker_service_url_tls: Option<String>,
+    pub web_service_url_tls: Option<String>,
 }
 
 /// What the admin API serves.
@@ -67,6 +77,8 @@ pub struct AdminServices {
     pub metrics: Option<Arc<Metrics>>,
     /// Set when authentication is on: `/admin/...` needs a superuser's bearer token.
     pub authenticator: Option<Arc<magnetar_auth::Authenticator>>,
+    /// TLS URLs for the HTTP lookup service (`/lookup/v2/topic/...`).
+    pub lookup: LookupUrls,
 }
 
 /// The router without the group coordinator (the group endpoints answer 503).
@@ -77,6 +89,7 @@ pub fn router(broker: Arc<Broker>, readiness: Readiness) -> Router {
         coordinator: None,
         metrics: None,
         authenticator: None,
+        lookup: LookupUrls::default(),
     })
 }
 
@@ -106,6 +119,7 @@ fn open_router(services: AdminServices) -> Router {
         readiness: services.readiness,
         openapi: doc.document(),
         metrics: services.metrics,
+        lookup: services.lookup,
     });
     doc.router
         // Not an admin operation: kept out of the OpenAPI document.
@@ -141,6 +155,10 @@ fn routes() -> openapi::DocRouter {
         .route(
             "/version",
             crate::openapi::methods!(get version),
+        )
+        .route(
+            "/lookup/v2/topic/{domain}/{tenant}/{namespace}/{topic}",
+            crate::openapi::methods!(get lookup::lookup_topic),
         )
         .route(
             "/admin/v2/clusters",
@@ -232,7 +250,7 @@ fn routes() -> openapi::DocRouter {
         )
         .route(
             &format!("{topic}/partitions"),
-            crate::openapi::methods!(get topics::get_partitions, put topics::create_partitioned => crate::openapi::Body::integer(), post topics::update_partitions => crate::openapi::Body::integer(), delete [force: boolean] topics::delete_partitioned),
+            crate::openapi::methods!(get [checkAllowAutoCreation: boolean] topics::get_partitions, put topics::create_partitioned => crate::openapi::Body::integer(), post topics::update_partitions => crate::openapi::Body::integer(), delete [force: boolean] topics::delete_partitioned),
         )
         .route(
             &format!("{topic}/stats"),

@@ -148,13 +148,27 @@ pub async fn update_partitions(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `?checkAllowAutoCreation=true`: a Pulsar client over the HTTP lookup asks to create the topic
+/// as the namespace's auto-creation policy says, as the binary PARTITIONED_METADATA does.
+#[derive(Debug, Default, Deserialize)]
+pub struct PartitionsParams {
+    #[serde(default, rename = "checkAllowAutoCreation")]
+    check_allow_auto_creation: bool,
+}
+
 pub async fn get_partitions(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns, topic)): Path<(String, String, String)>,
+    Query(params): Query<PartitionsParams>,
 ) -> ApiResult<Json<Value>> {
     let name = TopicName::new(namespace(&tenant, &ns)?, &topic)?;
     // Pulsar answers 0 for a non-partitioned or unknown topic; clients rely on it for lookups.
-    let partitions = match state.broker.topic(&name).await? {
+    let metadata = if params.check_allow_auto_creation {
+        Some(state.broker.topic_or_create(&name).await?)
+    } else {
+        state.broker.topic(&name).await?
+    };
+    let partitions = match metadata {
         Some(m) if m.partitioned => m.partitions,
         _ => 0,
     };

@@ -48,6 +48,7 @@ impl Api {
             coordinator: Some(coordinator.clone()),
             metrics: None,
             authenticator: None,
+            lookup: magnetar_admin::LookupUrls::default(),
         });
         Self {
             router,

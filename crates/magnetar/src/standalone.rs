@@ -172,6 +172,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
     };
 
     let pulsar_tls_advertised_host = advertised_host.clone();
+    // The TLS URLs Pulsar's HTTP lookup hands out beside the plain ones.
+    let lookup_urls = magnetar_admin::LookupUrls {
+        broker_service_url_tls: pulsar_tls_addr
+            .map(|addr| format!("pulsar+ssl://{advertised_host}:{}", addr.port())),
+        web_service_url_tls: https
+            .as_ref()
+            .map(|(_, addr)| format!("https://{advertised_host}:{}", addr.port())),
+    };
     let metadata_path = data_dir.join("metadata.redb");
     let metadata = RedbStore::open(&metadata_path)
         .await
@@ -335,6 +343,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             coordinator: Some(coordinator.clone()),
             metrics: Some(metrics.clone()),
             authenticator: authenticator.clone(),
+            lookup: lookup_urls.clone(),
         };
         let shutdown = shutdown.clone();
         async move {
@@ -353,6 +362,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             coordinator: Some(coordinator.clone()),
             metrics: Some(metrics.clone()),
             authenticator: authenticator.clone(),
+            lookup: lookup_urls.clone(),
         };
         let shutdown = shutdown.clone();
         tasks.spawn(async move {
