@@ -66,3 +66,45 @@ def test_lying_batch_is_refused_and_stores_nothing(broker):
     assert fields(receipt[3])[2] == 3
     c.close()
     still_serving(broker)
+
+
+def test_kafka_consumers_move_past_an_entry_they_cannot_read(broker):
+    """An encrypted Pulsar message passes SEND validation (its payload is opaque to the broker)
+    but cannot become a Kafka record. Under the default kafka.unreadable_entry_policy = skip a
+    Kafka fetch serves an empty batch over its offset, and librdkafka and kafka-python consumers
+    reach the next message instead of stalling on it."""
+    from kafka_util import Rec, consume, produce
+
+    local = f"enc-{uuid.uuid4().hex[:8]}"
+    c = Raw(broker.pulsar).connect()
+    c.send(simple_frame(producer_cmd(f"persistent://public/default/{local}-partition-0")))
+    c.expect(PRODUCER_SUCCESS)
+    encryption_keys = f_bytes(13, f_bytes(1, b"key") + f_bytes(2, b"\x01\x02"))
+    # zlib-compressed, 100 bytes uncompressed, the payload ciphertext: opaque.
+    meta = metadata(0) + encryption_keys + f_varint(8, 2) + f_varint(9, 100)
+    c.send(payload_frame(send_cmd(1, 0, 1), meta, b"\x8f" * 40))
+    receipt = fields(c.expect(SEND_RECEIPT)[7])
+    assert fields(receipt[3])[2] == 0
+    c.close()
+
+    # Pulsar's `local-partition-0` is Kafka's `local` partition 0.
+    topic = local
+    produce(broker.kafka, topic, [Rec(key=b"k", value=b"after", headers=[], timestamp_ms=None)],
+            partition=0)
+    msgs = consume(broker.kafka, topic, 1, timeout_s=30)
+    assert msgs[0].value() == b"after" and msgs[0].offset() == 1
+
+    from kafka import KafkaConsumer, TopicPartition as KTP
+
+    kc = KafkaConsumer(bootstrap_servers=broker.kafka, enable_auto_commit=False,
+                       consumer_timeout_ms=15000)
+    try:
+        kc.assign([KTP(topic, 0)])
+        kc.seek_to_beginning()
+        got = []
+        for m in kc:
+            got.append(m)
+            break
+        assert [(m.offset, m.value) for m in got] == [(1, b"after")]
+    finally:
+        kc.close()
