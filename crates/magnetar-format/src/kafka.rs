@@ -42,6 +42,11 @@ pub enum Compression {
 }
 
 impl Compression {
+    /// The codec of a batch's attributes (bits 0-2); `None` for an unknown codec id (5-7).
+    pub fn from_id(id: i16) -> Option<Self> {
+        Self::from_attributes(id).ok()
+    }
+
     fn from_attributes(attributes: i16) -> Result<Self, FormatError> {
         Ok(match attributes & 0x07 {
             0 => Compression::None,
@@ -275,71 +280,198 @@ fn write_bytes(out: &mut BytesMut, v: Option<&[u8]>) {
 }
 
 fn decompress(codec: Compression, data: &[u8]) -> Result<Vec<u8>, FormatError> {
-    let cap = DECOMPRESSED_BYTES_MAX as u64;
     let mut out = Vec::new();
-    let result = match codec {
-        Compression::None => {
-            out.extend_from_slice(data);
-            Ok(())
-        }
-        Compression::Gzip => flate2::read::GzDecoder::new(data)
-            .take(cap + 1)
-            .read_to_end(&mut out)
-            .map(|_| ()),
-        Compression::Lz4 => lz4_flex::frame::FrameDecoder::new(data)
-            .take(cap + 1)
-            .read_to_end(&mut out)
-            .map(|_| ()),
-        Compression::Zstd => match zstd::stream::read::Decoder::new(data) {
-            Ok(d) => d.take(cap + 1).read_to_end(&mut out).map(|_| ()),
-            Err(e) => Err(e),
-        },
-        Compression::Snappy => return snappy_decompress(data),
-    };
-    result.map_err(|e| FormatError(format!("{codec:?} decompression failed: {e}")))?;
-    if out.len() > DECOMPRESSED_BYTES_MAX {
-        return err(format!(
-            "records decompress to more than {DECOMPRESSED_BYTES_MAX} bytes"
-        ));
-    }
+    records_reader(codec, data, DECOMPRESSED_BYTES_MAX)
+        .read_to_end(&mut out)
+        .map_err(|e| match DecompressedTooLarge::of(&e) {
+            Some(too_large) => FormatError(too_large.to_string()),
+            None => FormatError(format!("{codec:?} decompression failed: {e}")),
+        })?;
     Ok(out)
 }
 
+/// The error inside an [`std::io::Error`] from a [`records_reader`] whose output passed its cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecompressedTooLarge {
+    pub bytes_max: usize,
+}
+
+impl std::fmt::Display for DecompressedTooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "records decompress to more than {} bytes",
+            self.bytes_max
+        )
+    }
+}
+
+impl std::error::Error for DecompressedTooLarge {}
+
+impl DecompressedTooLarge {
+    /// The cap that `e` reports passing, if it is that error.
+    pub fn of(e: &std::io::Error) -> Option<Self> {
+        e.get_ref()?.downcast_ref::<Self>().copied()
+    }
+
+    fn io(bytes_max: usize) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, Self { bytes_max })
+    }
+}
+
+/// A streaming reader of the records of a batch body compressed with `codec` (in Kafka's
+/// framing of it: gzip members, snappy raw or xerial-framed, the LZ4 frame format, zstd
+/// frames). Its output is capped: once more than `bytes_max` bytes would come out it fails with
+/// [`DecompressedTooLarge`], and no codec buffer grows beyond the cap (a snappy block's declared
+/// size is checked before its buffer is sized; the zstd window is limited to the cap), so a
+/// decompression bomb costs CPU up to the cap and a bounded amount of memory.
+pub fn records_reader<'a>(
+    codec: Compression,
+    body: &'a [u8],
+    bytes_max: usize,
+) -> Box<dyn Read + Send + 'a> {
+    let capped = |inner: Box<dyn Read + Send + 'a>| -> Box<dyn Read + Send + 'a> {
+        Box::new(Capped {
+            inner,
+            left: bytes_max,
+            bytes_max,
+        })
+    };
+    match codec {
+        Compression::None => capped(Box::new(body)),
+        // Java's GZIPInputStream reads concatenated members; so does this.
+        Compression::Gzip => capped(Box::new(flate2::bufread::MultiGzDecoder::new(body))),
+        Compression::Lz4 => capped(Box::new(lz4_flex::frame::FrameDecoder::new(body))),
+        Compression::Zstd => match zstd::stream::read::Decoder::with_buffer(body) {
+            Ok(mut decoder) => {
+                // The window is what a frame makes the decoder allocate. One larger than the cap
+                // is not needed by records that fit it, but at least 8 MiB (2^23) is allowed, the
+                // most any non-ultra compression level uses when it does not know the size;
+                // 2^27 is zstd's own default limit.
+                let window_log = (usize::BITS - bytes_max.max(1).leading_zeros()).clamp(23, 27);
+                match decoder.window_log_max(window_log) {
+                    Ok(()) => capped(Box::new(decoder)),
+                    Err(e) => Box::new(Failed(Some(e))),
+                }
+            }
+            Err(e) => Box::new(Failed(Some(e))),
+        },
+        Compression::Snappy => capped(Box::new(SnappyReader::new(body, bytes_max))),
+    }
+}
+
+/// Passes `inner` through, failing once more than `bytes_max` bytes came out in total.
+struct Capped<R> {
+    inner: R,
+    left: usize,
+    bytes_max: usize,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        // Ask for at most one byte past the cap, so passing it is seen without reading more.
+        let want = buf.len().min(self.left.saturating_add(1));
+        let n = self.inner.read(&mut buf[..want])?;
+        if n > self.left {
+            return Err(DecompressedTooLarge::io(self.bytes_max));
+        }
+        self.left -= n;
+        Ok(n)
+    }
+}
+
+/// A reader that fails with the error its codec gave when it was set up.
+struct Failed(Option<std::io::Error>);
+
+impl Read for Failed {
+    fn read(&mut self, _buf: &mut [u8]) -> std::io::Result<usize> {
+        Err(self
+            .0
+            .take()
+            .unwrap_or_else(|| std::io::Error::other("decoder setup failed")))
+    }
+}
+
 const XERIAL_MAGIC: &[u8] = b"\x82SNAPPY\x00";
+/// Magic, version and compatible version.
+const XERIAL_HEADER_LEN: usize = 16;
 
 /// Raw snappy, or the xerial framing the Java client uses (magic, two versions, then blocks of
-/// `[len u32][raw snappy]`).
-fn snappy_decompress(data: &[u8]) -> Result<Vec<u8>, FormatError> {
-    let block = |b: &[u8], out: &mut Vec<u8>| -> Result<(), FormatError> {
-        let len = snap::raw::decompress_len(b).map_err(|e| FormatError(format!("snappy: {e}")))?;
-        if out.len() + len > DECOMPRESSED_BYTES_MAX {
-            return err("snappy block decompresses beyond the limit");
+/// `[len u32][raw snappy]`), decoded one block at a time.
+struct SnappyReader<'a> {
+    /// Blocks not decoded yet (the whole body for raw snappy).
+    rest: &'a [u8],
+    xerial: bool,
+    block: Vec<u8>,
+    at: usize,
+    /// Bytes the blocks still to come may decode to.
+    left: usize,
+    bytes_max: usize,
+}
+
+impl<'a> SnappyReader<'a> {
+    fn new(data: &'a [u8], bytes_max: usize) -> Self {
+        let xerial = data.len() >= XERIAL_HEADER_LEN && data.starts_with(XERIAL_MAGIC);
+        Self {
+            rest: if xerial {
+                &data[XERIAL_HEADER_LEN..]
+            } else {
+                data
+            },
+            xerial,
+            block: Vec::new(),
+            at: 0,
+            left: bytes_max,
+            bytes_max,
         }
-        let start = out.len();
-        out.resize(start + len, 0);
-        snap::raw::Decoder::new()
-            .decompress(b, &mut out[start..])
-            .map_err(|e| FormatError(format!("snappy: {e}")))?;
-        Ok(())
-    };
-    let mut out = Vec::new();
-    if data.len() >= 16 && data.starts_with(XERIAL_MAGIC) {
-        let mut cur = &data[16..];
-        while !cur.is_empty() {
-            if cur.len() < 4 {
-                return err("truncated xerial snappy block");
-            }
-            let len = cur.get_u32() as usize;
-            if len > cur.len() {
-                return err("xerial snappy block exceeds the data");
-            }
-            block(&cur[..len], &mut out)?;
-            cur = &cur[len..];
-        }
-    } else {
-        block(data, &mut out)?;
     }
-    Ok(out)
+
+    /// Decodes the next block; false at the end.
+    fn next_block(&mut self) -> std::io::Result<bool> {
+        let bad = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidData, m);
+        if self.rest.is_empty() {
+            return Ok(false);
+        }
+        let compressed = if self.xerial {
+            if self.rest.len() < 4 {
+                return Err(bad("truncated xerial snappy block".into()));
+            }
+            let len = (&self.rest[..4]).get_u32() as usize;
+            let Some(block) = self.rest.get(4..4 + len) else {
+                return Err(bad("xerial snappy block exceeds the data".into()));
+            };
+            self.rest = &self.rest[4 + len..];
+            block
+        } else {
+            std::mem::take(&mut self.rest)
+        };
+        let len = snap::raw::decompress_len(compressed).map_err(|e| bad(format!("snappy: {e}")))?;
+        if len > self.left {
+            return Err(DecompressedTooLarge::io(self.bytes_max));
+        }
+        self.left -= len;
+        self.block.clear();
+        self.block.resize(len, 0);
+        snap::raw::Decoder::new()
+            .decompress(compressed, &mut self.block)
+            .map_err(|e| bad(format!("snappy: {e}")))?;
+        self.at = 0;
+        Ok(true)
+    }
+}
+
+impl Read for SnappyReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.block.len() {
+            if !self.next_block()? {
+                return Ok(0);
+            }
+        }
+        let n = buf.len().min(self.block.len() - self.at);
+        buf[..n].copy_from_slice(&self.block[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
 }
 
 /// Bytes of `v` as a zigzag varint.
@@ -421,6 +553,29 @@ pub fn encode_batch(base_offset: i64, records: &[Record]) -> Bytes {
     out.freeze()
 }
 
+/// A record batch with no records covering offsets `base_offset..base_offset + message_count`
+/// (what Kafka's log compaction leaves when it removes every record of a batch): a consumer
+/// takes its next offset from the batch's last offset, so it moves past the range.
+pub fn empty_batch(base_offset: i64, message_count: u32) -> Bytes {
+    let mut out = BytesMut::with_capacity(BATCH_HEADER_LEN);
+    out.put_i64(base_offset);
+    out.put_i32((BATCH_HEADER_LEN - 12) as i32);
+    out.put_i32(-1); // partition leader epoch
+    out.put_i8(2);
+    out.put_u32(0); // crc, below
+    out.put_i16(0);
+    out.put_i32(i32::try_from(message_count.max(1) - 1).unwrap_or(i32::MAX));
+    out.put_i64(-1);
+    out.put_i64(-1);
+    out.put_i64(-1);
+    out.put_i16(-1);
+    out.put_i32(-1);
+    out.put_i32(0);
+    let crc = crc32c::crc32c(&out[ATTRIBUTES_OFFSET..]);
+    out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+    out.freeze()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -480,6 +635,61 @@ mod tests {
         assert_eq!(batch.base_offset, 42);
         assert_eq!(batch.records, records);
         assert_eq!(batch.max_timestamp_ms, 1_700_000_000_004);
+    }
+
+    #[test]
+    fn empty_batch_covers_its_offsets() {
+        let batch = empty_batch(40, 3);
+        let decoded = decode_batch(&batch).unwrap();
+        assert_eq!(decoded.base_offset, 40);
+        assert_eq!(decoded.last_offset_delta, 2);
+        assert!(decoded.records.is_empty());
+    }
+
+    #[test]
+    fn capped_reader_stops_every_codec_at_its_cap() {
+        let data = vec![7u8; 100_000];
+        let gz = {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            std::io::Write::write_all(&mut e, &data).unwrap();
+            e.finish().unwrap()
+        };
+        let lz4 = {
+            let mut e = lz4_flex::frame::FrameEncoder::new(Vec::new());
+            std::io::Write::write_all(&mut e, &data).unwrap();
+            e.finish().unwrap()
+        };
+        let snappy = snap::raw::Encoder::new().compress_vec(&data).unwrap();
+        let mut xerial = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01".to_vec();
+        for chunk in data.chunks(32 * 1024) {
+            let block = snap::raw::Encoder::new().compress_vec(chunk).unwrap();
+            xerial.extend_from_slice(&(block.len() as u32).to_be_bytes());
+            xerial.extend_from_slice(&block);
+        }
+        let zstd = zstd::encode_all(&data[..], 1).unwrap();
+        for (codec, body) in [
+            (Compression::Gzip, gz),
+            (Compression::Snappy, snappy),
+            (Compression::Snappy, xerial),
+            (Compression::Lz4, lz4),
+            (Compression::Zstd, zstd),
+        ] {
+            let mut out = Vec::new();
+            records_reader(codec, &body, data.len())
+                .read_to_end(&mut out)
+                .unwrap();
+            assert_eq!(out, data, "{codec:?}");
+            let e = records_reader(codec, &body, data.len() - 1)
+                .read_to_end(&mut Vec::new())
+                .unwrap_err();
+            assert_eq!(
+                DecompressedTooLarge::of(&e),
+                Some(DecompressedTooLarge {
+                    bytes_max: data.len() - 1
+                }),
+                "{codec:?}: {e}"
+            );
+        }
     }
 
     #[test]

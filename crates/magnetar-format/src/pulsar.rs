@@ -25,6 +25,10 @@ pub struct Metadata {
     pub event_time_ms: u64,
     pub null_value: bool,
     pub payload_size: u64,
+    /// `encryption_keys` are present: the payload is encrypted, opaque to the broker.
+    pub encrypted: bool,
+    /// `num_chunks_from_msg`: a chunk carries a slice of a message compressed as a whole.
+    pub num_chunks_from_msg: u64,
 }
 
 fn err<T>(msg: impl Into<String>) -> Result<T, FormatError> {
@@ -115,8 +119,10 @@ pub fn message_metadata(bytes: &[u8]) -> Result<Metadata, FormatError> {
             9 => m.uncompressed_size = v,
             11 => m.num_messages_in_batch = Some(v),
             12 => m.event_time_ms = v,
+            13 => m.encrypted = true,
             17 => m.partition_key_b64 = v != 0,
             25 => m.null_value = v != 0,
+            27 => m.num_chunks_from_msg = v,
             _ => {}
         }
         Ok(())
@@ -192,6 +198,62 @@ fn decompress_owned(codec: u64, data: &[u8], size: usize) -> Result<Vec<u8>, For
         }
         other => err(format!("unknown pulsar compression {other}")),
     }
+}
+
+/// Checks a SEND's body before it is stored: the metadata parses, its codec is known, and its
+/// payload holds what the metadata and the SEND's `num_messages` say: it decompresses (to at
+/// most `bytes_max` bytes, and to `uncompressed_size` when compressed) and, for a batch, holds
+/// `num_messages_in_batch` single messages, each with its metadata and its `payload_size` bytes.
+/// An encrypted payload or a chunk (a slice of a message compressed as a whole) is opaque to
+/// the broker: only its metadata and count are checked. Nothing is kept; the body is stored as
+/// sent.
+pub fn check_entry(body: &[u8], num_messages: u64, bytes_max: usize) -> Result<(), FormatError> {
+    let mut cur = body;
+    let size = be_u32(&mut cur)?;
+    let metadata = message_metadata(take(&mut cur, size as u64)?)?;
+    let count = metadata.num_messages_in_batch;
+    if count.unwrap_or(1) != num_messages {
+        return err(format!(
+            "the send says {num_messages} messages and its metadata {}",
+            count.unwrap_or(1)
+        ));
+    }
+    if metadata.compression > 4 {
+        return err(format!("unknown compression {}", metadata.compression));
+    }
+    if metadata.encrypted || metadata.num_chunks_from_msg > 1 {
+        return Ok(());
+    }
+    let uncompressed_size = if metadata.compression == 0 {
+        cur.len()
+    } else {
+        usize::try_from(metadata.uncompressed_size).unwrap_or(usize::MAX)
+    };
+    if uncompressed_size > bytes_max {
+        return err(format!(
+            "uncompressed size {uncompressed_size} exceeds the limit of {bytes_max} bytes"
+        ));
+    }
+    let payload = decompress(metadata.compression, cur, uncompressed_size)?;
+    if payload.len() != uncompressed_size {
+        return err(format!(
+            "payload decompresses to {} bytes, its metadata says {uncompressed_size}",
+            payload.len()
+        ));
+    }
+    let Some(count) = count else {
+        return Ok(());
+    };
+    let mut cur = &payload[..];
+    for i in 0..count {
+        let missing =
+            |e: FormatError| FormatError(format!("batch message {i} of {count}: {}", e.0));
+        let size = be_u32(&mut cur).map_err(missing)?;
+        let single =
+            single_metadata(take(&mut cur, size as u64).map_err(missing)?).map_err(missing)?;
+        take(&mut cur, single.payload_size).map_err(missing)?;
+    }
+    Ok(())
 }
 
 /// The messages of one Pulsar entry body, decompressed, in order.
@@ -393,6 +455,84 @@ mod tests {
             batch.records[2].headers[0].value.as_deref(),
             Some(&b"v2"[..])
         );
+    }
+
+    /// A batch entry of `present` single messages whose metadata says `claimed`, compressed
+    /// with zlib when `zlib` (uncompressed size from `size_claim`, else the real one).
+    fn pulsar_batch(claimed: u64, present: u64, zlib: bool, size_claim: Option<u64>) -> Vec<u8> {
+        let mut payload = Vec::new();
+        for i in 0..present {
+            let mut single = Vec::new();
+            field_varint(&mut single, 3, 2);
+            payload.extend_from_slice(&(single.len() as u32).to_be_bytes());
+            payload.extend_from_slice(&single);
+            payload.extend_from_slice(format!("m{i}").as_bytes());
+        }
+        let mut meta = Vec::new();
+        field_bytes(&mut meta, 1, b"producer");
+        field_varint(&mut meta, 2, 0);
+        field_varint(&mut meta, 3, 500);
+        field_varint(&mut meta, 11, claimed);
+        let data = if zlib {
+            field_varint(&mut meta, 8, 2);
+            field_varint(&mut meta, 9, size_claim.unwrap_or(payload.len() as u64));
+            let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+            std::io::Write::write_all(&mut e, &payload).unwrap();
+            e.finish().unwrap()
+        } else {
+            payload
+        };
+        let mut body = (meta.len() as u32).to_be_bytes().to_vec();
+        body.extend_from_slice(&meta);
+        body.extend_from_slice(&data);
+        body
+    }
+
+    #[test]
+    fn send_bodies_are_checked_against_their_metadata() {
+        let max = DECOMPRESSED_BYTES_MAX;
+        for zlib in [false, true] {
+            check_entry(&pulsar_batch(3, 3, zlib, None), 3, max).unwrap();
+            // The SEND and the metadata disagree.
+            assert!(check_entry(&pulsar_batch(3, 3, zlib, None), 4, max).is_err());
+            // The metadata claims more messages than the payload holds (the lie).
+            let e = check_entry(&pulsar_batch(1000, 3, zlib, None), 1000, max).unwrap_err();
+            assert!(e.0.contains("batch message 3 of 1000"), "{e}");
+        }
+        // A wrong uncompressed size, one past the cap, garbage, an unknown codec.
+        assert!(check_entry(&pulsar_batch(3, 3, true, Some(5)), 3, max).is_err());
+        assert!(check_entry(&pulsar_batch(3, 3, true, Some(1 << 40)), 3, max).is_err());
+        let mut garbage = pulsar_batch(3, 3, true, None);
+        let n = garbage.len();
+        garbage[n - 8..].copy_from_slice(b"garbage!");
+        assert!(check_entry(&garbage, 3, max).is_err());
+        let mut meta = Vec::new();
+        field_bytes(&mut meta, 1, b"producer");
+        field_varint(&mut meta, 8, 9);
+        let mut unknown = (meta.len() as u32).to_be_bytes().to_vec();
+        unknown.extend_from_slice(&meta);
+        unknown.extend_from_slice(b"payload");
+        assert!(check_entry(&unknown, 1, max).is_err());
+        // A single message: count 1, payload opaque.
+        let mut meta = Vec::new();
+        field_bytes(&mut meta, 1, b"producer");
+        let mut single = (meta.len() as u32).to_be_bytes().to_vec();
+        single.extend_from_slice(&meta);
+        single.extend_from_slice(b"payload");
+        check_entry(&single, 1, max).unwrap();
+        assert!(check_entry(&single, 2, max).is_err());
+        // What kafka_batch_to_entry writes passes.
+        let records: Vec<Record> = (0..4)
+            .map(|i| Record {
+                offset_delta: i,
+                timestamp_ms: 5,
+                key: None,
+                value: Some(Bytes::from_static(b"v")),
+                headers: vec![],
+            })
+            .collect();
+        let entry = kafka_batch_to_entry(&encode_batch(0, &records), "kafka", 0, 1).unwrap();
+        check_entry(&entry, 4, max).unwrap();
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! Kafka record batches (magic 2), read as far as the broker needs and no further: the 61-byte
-//! header is parsed and its CRC32C verified; records are never decompressed on the produce or
-//! fetch path. Only ListOffsets by timestamp looks at records, and only in uncompressed batches.
+//! Kafka record batches (magic 2): the 61-byte header is parsed and its CRC32C verified here.
+//! Produce then validates every record ([`crate::validate`], compressed records streamed through
+//! a capped decoder, never re-compressed); fetch serves stored batches without reading records.
+//! ListOffsets by timestamp looks at records, and only in uncompressed batches.
 //!
 //! Header layout (big-endian):
 //! ```text

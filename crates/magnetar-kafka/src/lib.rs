@@ -36,6 +36,7 @@ pub mod guard;
 pub mod metrics;
 pub mod sasl;
 pub mod topic_config;
+pub mod validate;
 
 /// Settings of the Kafka front end.
 #[derive(Clone, Debug)]
@@ -75,6 +76,37 @@ pub struct KafkaConfig {
     pub entry_format: EntryFormat,
     /// Bytes of Pulsar entries kept converted to record batches for Kafka consumers.
     pub conversion_cache_bytes: usize,
+    /// Most bytes the records of one produced batch may decompress to while it is validated
+    /// (`kafka.validation_decompressed_bytes_max`); a batch past it is refused.
+    pub validation_decompressed_bytes_max: usize,
+    /// What a fetch does with a stored entry it cannot serve (`kafka.unreadable_entry_policy`).
+    pub unreadable_entry_policy: UnreadableEntryPolicy,
+}
+
+/// What a Kafka fetch does with a stored entry it cannot serve as a record batch (a Pulsar entry
+/// that does not convert: written by an older version, or corrupt). Either way the entry is
+/// counted (`magnetar_server_unreadable_entries_total{protocol="kafka"}`) and logged with its
+/// index, at most once per 10 s.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UnreadableEntryPolicy {
+    /// Served as an empty record batch covering the entry's offsets (what log compaction leaves
+    /// behind), so consumers move past it, as Pulsar consumers do and as KoP did. The default:
+    /// one bad entry must not stop every consumer of a partition.
+    #[default]
+    Skip,
+    /// Kafka's behaviour for a corrupt batch: the fetch at its offset answers CORRUPT_MESSAGE
+    /// (entries before it are served first); the application decides, e.g. by seeking past it.
+    Fail,
+}
+
+impl UnreadableEntryPolicy {
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "skip" => Some(Self::Skip),
+            "fail" => Some(Self::Fail),
+            _ => None,
+        }
+    }
 }
 
 impl KafkaConfig {
@@ -132,6 +164,8 @@ impl Default for KafkaConfig {
             metrics: None,
             entry_format: EntryFormat::Kafka,
             conversion_cache_bytes: 64 * 1024 * 1024,
+            validation_decompressed_bytes_max: validate::DECOMPRESSED_BYTES_MAX_DEFAULT,
+            unreadable_entry_policy: UnreadableEntryPolicy::Skip,
         }
     }
 }

@@ -233,6 +233,14 @@ fn encode_snapshot(s: &Snapshot, e: &mut DescriptorEncoder) -> Result<(), std::f
             .iter()
             .map(|p| (labels([("protocol", p.protocol)]), p.connections_opened)),
     )?;
+    counter(
+        e,
+        "magnetar_server_unreadable_entries",
+        "Stored entries a reader of this protocol could not be served (not convertible or corrupt), by protocol.",
+        s.protocols
+            .iter()
+            .map(|p| (labels([("protocol", p.protocol)]), p.unreadable_entries)),
+    )?;
 
     // ---- topics and partitions ----
     let topic_key = |r: &crate::PartitionRow| (r.namespace.clone(), r.topic.clone());

@@ -48,6 +48,7 @@ pub struct ProtocolMetrics {
     error_name: ErrorNamer,
     connections_active: AtomicI64,
     connections_opened: AtomicU64,
+    unreadable_entries: AtomicU64,
 }
 
 impl std::fmt::Debug for ProtocolMetrics {
@@ -76,6 +77,8 @@ pub struct ProtocolSnapshot {
     pub apis: Vec<ApiSnapshot>,
     pub connections_active: i64,
     pub connections_opened: u64,
+    /// Stored entries this protocol could not serve (see `record_unreadable_entry`).
+    pub unreadable_entries: u64,
 }
 
 impl ProtocolMetrics {
@@ -97,6 +100,7 @@ impl ProtocolMetrics {
             error_name,
             connections_active: AtomicI64::new(0),
             connections_opened: AtomicU64::new(0),
+            unreadable_entries: AtomicU64::new(0),
         }
     }
 
@@ -127,6 +131,12 @@ impl ProtocolMetrics {
             .filter(|i| *i < ERROR_CODES - 1)
             .unwrap_or(ERROR_CODES - 1);
         self.slot(api).errors[at].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a stored entry that could not be served to a reader of this protocol (it could
+    /// not be converted or is corrupt), whatever the unreadable-entry policy did with it.
+    pub fn record_unreadable_entry(&self) {
+        self.unreadable_entries.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts an opened connection; the guard counts it closed when dropped.
@@ -167,6 +177,7 @@ impl ProtocolMetrics {
             apis,
             connections_active: self.connections_active.load(Ordering::Relaxed),
             connections_opened: self.connections_opened.load(Ordering::Relaxed),
+            unreadable_entries: self.unreadable_entries.load(Ordering::Relaxed),
         }
     }
 }

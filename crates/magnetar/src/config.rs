@@ -64,6 +64,10 @@ pub struct KafkaSection {
     pub security_protocol: String,
     /// Pulsar entries kept converted to record batches for Kafka consumers, in bytes.
     pub conversion_cache_bytes: u64,
+    /// Most bytes the records of one produced batch may decompress to while it is validated.
+    pub validation_decompressed_bytes_max: u64,
+    /// What a Kafka fetch does with a stored entry it cannot serve: `skip` or `fail`.
+    pub unreadable_entry_policy: String,
     /// More Kafka listeners, comma-separated `PROTOCOL://host:port` (KoP's `kafkaListeners`
     /// after its first entry), each with its own security protocol; an empty host binds
     /// `server.bind`.
@@ -330,6 +334,8 @@ impl Default for KafkaSection {
             additional_listeners: String::new(),
             additional_advertised_listeners: String::new(),
             conversion_cache_bytes: 64 * 1024 * 1024,
+            validation_decompressed_bytes_max: 64 * 1024 * 1024,
+            unreadable_entry_policy: "skip".into(),
         }
     }
 }
@@ -940,6 +946,18 @@ impl Config {
             self.kafka.conversion_cache_bytes,
             0,
             1 << 40,
+        )?;
+        // At least the largest batch the broker takes, so an uncompressed batch always fits.
+        range(
+            "kafka.validation_decompressed_bytes_max",
+            self.kafka.validation_decompressed_bytes_max,
+            self.kafka.message_bytes_max,
+            1 << 30,
+        )?;
+        one_of(
+            "kafka.unreadable_entry_policy",
+            &self.kafka.unreadable_entry_policy,
+            &["skip", "fail"],
         )?;
         range(
             "kafka.max_read_entries_num",

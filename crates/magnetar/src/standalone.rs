@@ -243,6 +243,16 @@ async fn run(config: Config) -> anyhow::Result<()> {
             .unwrap_or_default(),
         conversion_cache_bytes: usize::try_from(config.kafka.conversion_cache_bytes)
             .unwrap_or(usize::MAX),
+        // Validated at load: at most 1 GiB.
+        validation_decompressed_bytes_max: usize::try_from(
+            config.kafka.validation_decompressed_bytes_max,
+        )
+        .unwrap_or(usize::MAX),
+        // Validated at load: "skip" or "fail".
+        unreadable_entry_policy: magnetar_kafka::UnreadableEntryPolicy::parse(
+            &config.kafka.unreadable_entry_policy,
+        )
+        .unwrap_or_default(),
     };
     // Started here, not inside the Kafka front end, so the admin API shares it (groups, lag).
     let coordinator = magnetar_coordinator::GroupCoordinator::start(

@@ -10,6 +10,10 @@
 //!   `read_uncommitted`, which is exact while transactions (and so aborted data) do not exist.
 //! - Fetch sessions (KIP-227) are not kept: every response has session id 0, which tells the
 //!   client to send full fetch requests.
+//! - A stored entry that cannot be served (a Pulsar entry that does not convert) never blocks a
+//!   partition silently: it is counted and logged with its index, then handled by
+//!   [`UnreadableEntryPolicy`]: `skip` serves an empty batch over its offsets (consumers move
+//!   past it), `fail` answers CORRUPT_MESSAGE at its offset after the entries before it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,13 +23,13 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use kafka_protocol::ResponseError;
 use magnetar_broker::{Access, PartitionLog, PayloadFormat, TopicPartition};
-use magnetar_format::cache::ConversionCache;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::Context;
 use crate::error_code;
 use crate::frame::RequestHeader;
+use crate::UnreadableEntryPolicy;
 
 /// Longest long poll honoured, whatever the client asks.
 pub const MAX_WAIT_MS_MAX: i32 = 60_000;
@@ -185,15 +189,7 @@ async fn read_all(
                     };
                     let budget = partition_max.min(max_bytes.saturating_sub(total));
                     if total == 0 || budget > 0 {
-                        match read_partition(
-                            &ctx.conversions,
-                            log,
-                            offset as u64,
-                            budget,
-                            total == 0,
-                        )
-                        .await
-                        {
+                        match read_partition(ctx, log, offset as u64, budget, total == 0).await {
                             Ok(Some((records, count))) => {
                                 total += records.len();
                                 data.records = Some(records);
@@ -219,7 +215,7 @@ async fn read_all(
 /// Concatenated batches from `offset`, within `budget` bytes unless `first` (then at least one),
 /// with the number of messages in them.
 async fn read_partition(
-    conversions: &ConversionCache,
+    ctx: &Context,
     log: &PartitionLog,
     offset: u64,
     budget: usize,
@@ -234,18 +230,31 @@ async fn read_partition(
         // record batch with the same offsets, cached so each is converted once, not per fetch.
         let payload = match entry.header.format {
             PayloadFormat::Kafka => entry.payload,
-            PayloadFormat::Pulsar => match conversions.get_or_convert(
+            PayloadFormat::Pulsar => match ctx.conversions.get_or_convert(
                 log.name(),
                 &entry,
                 magnetar_format::entry_as_kafka,
             ) {
                 Ok(batch) => batch,
                 Err(e) => {
-                    return Err(magnetar_broker::Error::CorruptData(format!(
-                        "pulsar entry at index {} of {} cannot be converted to a kafka batch: {e}",
-                        entry.header.first_index,
-                        log.name()
-                    )))
+                    let policy = ctx.config.unreadable_entry_policy;
+                    ctx.metrics.record_unreadable_entry();
+                    log_unreadable(log.name(), entry.header.first_index, &e, policy);
+                    match policy {
+                        UnreadableEntryPolicy::Skip => magnetar_format::kafka::empty_batch(
+                            entry.header.first_index as i64,
+                            entry.header.message_count,
+                        ),
+                        // What came before it is served; the next fetch starts at it.
+                        UnreadableEntryPolicy::Fail if !chosen.is_empty() => break,
+                        UnreadableEntryPolicy::Fail => {
+                            return Err(magnetar_broker::Error::CorruptData(format!(
+                                "pulsar entry at index {} of {} cannot be converted to a kafka batch: {e}",
+                                entry.header.first_index,
+                                log.name()
+                            )))
+                        }
+                    }
                 }
             },
         };
@@ -268,4 +277,47 @@ async fn read_partition(
             Some((buf.freeze(), messages))
         }
     })
+}
+
+/// One log line per 10 s at most for unreadable entries (a consumer polling a bad entry under
+/// `fail` meets it on every fetch); the lines in between are counted and reported with the next.
+fn log_unreadable(
+    partition: &TopicPartition,
+    index: u64,
+    error: &magnetar_format::kafka::FormatError,
+    policy: UnreadableEntryPolicy,
+) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static START: OnceLock<std::time::Instant> = OnceLock::new();
+    static NEXT_LOG_MS: AtomicU64 = AtomicU64::new(0);
+    static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
+    const INTERVAL_MS: u64 = 10_000;
+    let now_ms = START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64;
+    let next = NEXT_LOG_MS.load(Ordering::Relaxed);
+    if now_ms < next
+        || NEXT_LOG_MS
+            .compare_exchange(
+                next,
+                now_ms + INTERVAL_MS,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
+            .is_err()
+    {
+        SUPPRESSED.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let suppressed = SUPPRESSED.swap(0, Ordering::Relaxed);
+    tracing::warn!(
+        partition = %partition,
+        index,
+        error = %error,
+        ?policy,
+        suppressed,
+        "stored entry cannot be served to kafka consumers (kafka.unreadable_entry_policy decides: skip serves an empty batch over its offsets, fail answers CORRUPT_MESSAGE)"
+    );
 }

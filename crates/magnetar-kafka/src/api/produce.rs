@@ -1,11 +1,16 @@
 //! Produce v3–v11, record batch v2 only. Each batch is stored as one entry with its exact bytes
-//! (any compression, never decompressed); only the 61-byte header is read and its CRC verified.
+//! (any compression, never re-compressed), after [`crate::validate`] checked its header, CRC and
+//! every record (compressed ones through a capped streaming decoder); a refusal answers Kafka's
+//! error with KIP-467's `error_message` and `record_errors`, and nothing of the partition's
+//! batches is appended.
 //! The broker writes the assigned base offset into the stored batch (`first_index_at: Some(0)`).
 //! acks=0 gets no response; acks=1 and acks=-1 both answer once the entry is durable under the
 //! ledger's fsync policy (there are no replicas to wait for).
 
 use bytes::Bytes;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
@@ -17,6 +22,7 @@ use magnetar_broker::{
 use super::Context;
 use crate::batch::{self, BatchError};
 use crate::frame::RequestHeader;
+use crate::validate::{self, Refusal};
 use crate::EntryFormat;
 use crate::{error_code, topic_config};
 
@@ -42,8 +48,10 @@ pub async fn handle(
             result.log_append_time_ms = -1;
             result.log_start_offset = -1;
             let outcome = match (&resolved, transactional) {
-                (_, true) => Err(ResponseError::TransactionalIdAuthorizationFailed.code()),
-                (Err(e), _) => Err(*e),
+                (_, true) => Err(ResponseError::TransactionalIdAuthorizationFailed
+                    .code()
+                    .into()),
+                (Err(e), _) => Err((*e).into()),
                 (Ok((name, metadata)), false) => {
                     produce_partition(
                         ctx,
@@ -62,7 +70,22 @@ pub async fn handle(
                     result.base_offset = base_offset;
                     result.log_start_offset = log_start_offset;
                 }
-                Err(code) => result.error_code = code,
+                Err(refused) => {
+                    result.error_code = refused.code;
+                    if let Some(refusal) = refused.refusal {
+                        // KIP-467: the message, and the record to blame when there is one.
+                        result.error_message = Some(StrBytes::from_string(refusal.to_string()));
+                        if let Some(index) = refusal.record() {
+                            result.record_errors.push(
+                                BatchIndexAndErrorMessage::default()
+                                    .with_batch_index(index)
+                                    .with_batch_index_error_message(Some(StrBytes::from_string(
+                                        refusal.to_string(),
+                                    ))),
+                            );
+                        }
+                    }
+                }
             }
             topic_response.partition_responses.push(result);
         }
@@ -173,9 +196,9 @@ async fn produce_partition(
     metadata: &TopicMetadata,
     partition: i32,
     records: Option<Bytes>,
-) -> Result<(i64, i64, std::time::Duration), i16> {
+) -> Result<(i64, i64, std::time::Duration), Refused> {
     let Ok(index) = u32::try_from(partition) else {
-        return Err(ResponseError::UnknownTopicOrPartition.code());
+        return Err(ResponseError::UnknownTopicOrPartition.code().into());
     };
     let tp = TopicPartition {
         topic: name.clone(),
@@ -187,7 +210,7 @@ async fn produce_partition(
         .await
         .map_err(|e| error_code::code(&e))?;
     let records = records.unwrap_or_default();
-    let batches = batch::split(&records).map_err(|e| match e {
+    let mut batches = batch::split(&records).map_err(|e| match e {
         BatchError::UnsupportedMagic(magic) => {
             tracing::warn!(client_id, topic = %tp, magic, "refusing record batch of an old format (only magic 2 is supported); upgrade the client");
             ResponseError::UnsupportedVersion.code()
@@ -202,12 +225,27 @@ async fn produce_partition(
         }
     })?;
     if batches.is_empty() {
-        return Err(ResponseError::InvalidRecord.code());
+        return Err(ResponseError::InvalidRecord.code().into());
     }
     let size_max = topic_config::max_message_bytes(ctx, metadata);
     if let Some((_, too_big)) = batches.iter().find(|(_, bytes)| bytes.len() > size_max) {
         tracing::debug!(client_id, topic = %tp, size = too_big.len(), size_max, "record batch too large");
-        return Err(ResponseError::MessageTooLarge.code());
+        return Err(ResponseError::MessageTooLarge.code().into());
+    }
+    // Every batch is validated before any is appended (see `validate`); the time index gets
+    // the records' max timestamp, not the header's claim.
+    let limits = validate::Limits {
+        decompressed_bytes_max: ctx.config.validation_decompressed_bytes_max,
+        now_ms: ctx.broker.clock().now_ms(),
+        offset_deltas_rewritten: ctx.config.entry_format != EntryFormat::Kafka,
+        ..validate::Limits::default()
+    };
+    for (header, bytes) in &mut batches {
+        let validated = validate::validate_batch(bytes, &limits).map_err(|refusal| {
+            tracing::warn!(client_id, topic = %tp, error = %refusal, "refusing record batch");
+            Refused::from(refusal)
+        })?;
+        header.max_timestamp = validated.max_timestamp_ms;
     }
     let mut first = None;
     let mut log_start = 0;
@@ -252,6 +290,30 @@ async fn produce_partition(
     }
     let base = first.unwrap_or_default();
     Ok((base as i64, log_start as i64, wait))
+}
+
+/// A partition's produce error: the code, and the validation refusal behind it if any.
+struct Refused {
+    code: i16,
+    refusal: Option<Refusal>,
+}
+
+impl From<i16> for Refused {
+    fn from(code: i16) -> Self {
+        Self {
+            code,
+            refusal: None,
+        }
+    }
+}
+
+impl From<Refusal> for Refused {
+    fn from(refusal: Refusal) -> Self {
+        Self {
+            code: refusal.code(),
+            refusal: Some(refusal),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,13 @@
 //! (indexes are assigned in that order), and the rest of the wait runs in the connection's send
 //! pipeline, which yields receipts in order.
 //!
+//! Before a receipt, the body is checked against its metadata and the SEND
+//! ([`magnetar_format::pulsar::check_entry`]: message count, codec, sizes, single messages of a
+//! batch, decompression under a bound); a body that does not hold what it says is refused with
+//! `NotAllowedError` (what Pulsar answers for a message it will not store, e.g. one too large:
+//! the client fails that message and goes on, where other errors make it reconnect and resend
+//! the same bytes forever), with one log line naming the connection and producer.
+//!
 //! Every entry's header names its producer (`named_producer_batch`); with deduplication on, a
 //! SEND whose sequence id was appended before is answered with the original's message id and
 //! not appended again ([`crate::dedup`]).
@@ -88,6 +95,21 @@ impl Connection {
                 return Next::Continue;
             }
         };
+        if let Err(e) = magnetar_format::pulsar::check_entry(
+            &payload.body,
+            u64::from(send.num_messages().max(1).unsigned_abs()),
+            magnetar_format::kafka::DECOMPRESSED_BYTES_MAX,
+        ) {
+            tracing::warn!(peer = %self.peer, producer = %producer.name, error = %e, "refusing pulsar message whose body does not match its metadata");
+            self.send_error(
+                producer_id,
+                sequence_id,
+                ServerError::NotAllowedError,
+                format!("message refused: {e}"),
+            )
+            .await;
+            return Next::Continue;
+        }
         let message_count = send.num_messages().max(1) as u32;
         let max_timestamp_ms = match metadata.event_time() {
             0 => metadata.publish_time as i64,

@@ -1,0 +1,451 @@
+//! Produce validation over a real socket (issue #22): a batch that lies about its records is
+//! refused with Kafka's error, KIP-467's message and record index, and the partition's log end
+//! offset does not move; valid batches of every codec are stored and served byte-exact.
+//! Also the fetch policy for a stored entry that cannot be served (see `api/fetch.rs`).
+
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::produce_response::PartitionProduceResponse;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use kafka_protocol::ResponseError;
+use magnetar_broker::{Broker, BrokerConfig, SystemClock};
+use magnetar_kafka::KafkaConfig;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+struct Server {
+    addr: String,
+    broker: Arc<Broker>,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    async fn start(kafka: KafkaConfig) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = BrokerConfig {
+            cluster_name: "test".into(),
+            service_url: "http://127.0.0.1:0".into(),
+            broker_service_url: "pulsar://127.0.0.1:0".into(),
+            ..BrokerConfig::for_data_dir(dir.path().to_path_buf())
+        };
+        let broker = Broker::open(
+            config,
+            Arc::new(magnetar_metadata::MemoryStore::new()),
+            Arc::new(SystemClock),
+        )
+        .await
+        .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let kafka = KafkaConfig {
+            advertised_host: "127.0.0.1".into(),
+            advertised_port: addr.port(),
+            ..kafka
+        };
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(magnetar_kafka::serve(
+            listener,
+            broker.clone(),
+            kafka,
+            shutdown.clone(),
+        ));
+        Server {
+            addr: addr.to_string(),
+            broker,
+            shutdown,
+            task,
+            _dir: dir,
+        }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+    }
+}
+
+struct Client {
+    stream: TcpStream,
+    correlation_id: i32,
+}
+
+impl Client {
+    async fn connect(addr: &str) -> Self {
+        Client {
+            stream: TcpStream::connect(addr).await.unwrap(),
+            correlation_id: 0,
+        }
+    }
+
+    async fn call<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        api: ApiKey,
+        version: i16,
+        request: &Req,
+    ) -> Resp {
+        self.correlation_id += 1;
+        let mut buf = BytesMut::new();
+        buf.put_i32(0);
+        buf.put_i16(api as i16);
+        buf.put_i16(version);
+        buf.put_i32(self.correlation_id);
+        buf.put_i16(4);
+        buf.put_slice(b"test");
+        if api.request_header_version(version) >= 2 {
+            buf.put_u8(0);
+        }
+        request.encode(&mut buf, version).unwrap();
+        let len = (buf.len() - 4) as i32;
+        buf[..4].copy_from_slice(&len.to_be_bytes());
+        self.stream.write_all(&buf).await.unwrap();
+        let mut len = [0u8; 4];
+        tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            self.stream.read_exact(&mut len),
+        )
+        .await
+        .expect("response in time")
+        .expect("response");
+        let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+        self.stream.read_exact(&mut body).await.unwrap();
+        let mut body = Bytes::from(body);
+        assert_eq!(
+            i32::from_be_bytes([body[0], body[1], body[2], body[3]]),
+            self.correlation_id
+        );
+        let skip = if api.response_header_version(version) >= 1 {
+            5
+        } else {
+            4
+        };
+        let mut rest = body.split_off(skip);
+        Resp::decode(&mut rest, version).unwrap()
+    }
+
+    async fn produce(&mut self, topic: &str, records: Bytes) -> PartitionProduceResponse {
+        let request = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(5000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(name(topic))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(records))])]);
+        let response: ProduceResponse = self.call(ApiKey::Produce, 9, &request).await;
+        response.responses[0].partition_responses[0].clone()
+    }
+
+    async fn log_end(&mut self, topic: &str) -> i64 {
+        let request = ListOffsetsRequest::default().with_topics(vec![ListOffsetsTopic::default()
+            .with_name(name(topic))
+            .with_partitions(vec![ListOffsetsPartition::default().with_timestamp(-1)])]);
+        let response: ListOffsetsResponse = self.call(ApiKey::ListOffsets, 7, &request).await;
+        let p = &response.topics[0].partitions[0];
+        assert_eq!(p.error_code, 0);
+        p.offset
+    }
+
+    /// (error code, records) of one fetch of partition 0 at `offset`.
+    async fn fetch(&mut self, topic: &str, offset: i64) -> (i16, Bytes) {
+        let request = FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_min_bytes(1)
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(name(topic))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_fetch_offset(offset)
+                    .with_partition_max_bytes(1 << 20)])]);
+        let response: FetchResponse = self.call(ApiKey::Fetch, 11, &request).await;
+        let p = &response.responses[0].partitions[0];
+        (p.error_code, p.records.clone().unwrap_or_default())
+    }
+}
+
+fn name(n: &str) -> TopicName {
+    TopicName(StrBytes::from_string(n.to_string()))
+}
+
+fn encode(count: i64, compression: Compression) -> Bytes {
+    let records: Vec<Record> = (0..count)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i,
+            // Advancing with offsets keeps kafka-protocol's encoder writing one batch.
+            sequence: i as i32 - 1,
+            timestamp: 1_700_000_000_000 + i,
+            key: Some(Bytes::from(format!("key-{i}"))),
+            value: Some(Bytes::from(format!("value-{i}-").repeat(20))),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression,
+        },
+    )
+    .unwrap();
+    buf.freeze()
+}
+
+fn fix_crc(batch: &mut [u8]) {
+    let crc = crc32c::crc32c(&batch[21..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Sets the batch header's record count (bytes 57..61), keeping the CRC valid.
+fn with_count(batch: &Bytes, count: i32, last_offset_delta: i32) -> Bytes {
+    let mut b = batch.to_vec();
+    b[23..27].copy_from_slice(&last_offset_delta.to_be_bytes());
+    b[57..61].copy_from_slice(&count.to_be_bytes());
+    fix_crc(&mut b);
+    Bytes::from(b)
+}
+
+/// Batches in a fetch response's records, split by their length fields.
+fn batches(records: &Bytes) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 12 <= records.len() {
+        let len = i32::from_be_bytes([
+            records[at + 8],
+            records[at + 9],
+            records[at + 10],
+            records[at + 11],
+        ]) as usize;
+        out.push(records.slice(at..at + 12 + len));
+        at += 12 + len;
+    }
+    out
+}
+
+#[tokio::test]
+async fn lying_batches_are_refused_and_the_log_end_does_not_move() {
+    let server = Server::start(KafkaConfig::default()).await;
+    let mut client = Client::connect(&server.addr).await;
+    let topic = "lies";
+    assert_eq!(
+        client
+            .produce(topic, encode(3, Compression::None))
+            .await
+            .error_code,
+        0
+    );
+    assert_eq!(client.log_end(topic).await, 3);
+
+    let one = encode(1, Compression::None);
+    // The issue's batch: record count 2^31 - 1 over one real record.
+    let lying = with_count(&one, i32::MAX, 0);
+    let refused = client.produce(topic, lying).await;
+    assert_eq!(refused.error_code, ResponseError::InvalidRecord.code());
+    let message = refused
+        .error_message
+        .as_deref()
+        .unwrap_or_default()
+        .to_string();
+    assert!(message.contains("count of records"), "{message}");
+    // The same lie with a consistent last offset delta: the records are missing.
+    let lying = with_count(&one, i32::MAX, i32::MAX - 1);
+    assert_eq!(
+        client.produce(topic, lying).await.error_code,
+        ResponseError::InvalidRecord.code()
+    );
+    let lying = with_count(&encode(1, Compression::Gzip), i32::MAX, i32::MAX - 1);
+    assert_eq!(
+        client.produce(topic, lying).await.error_code,
+        ResponseError::InvalidRecord.code()
+    );
+    // A record length of 0x7fffffff (first record's length varint at byte 61): INVALID_RECORD
+    // naming record 0.
+    let varint_end = 61 + one[61..].iter().position(|b| b & 0x80 == 0).unwrap() + 1;
+    let mut long = BytesMut::from(&one[..61]);
+    long.put_slice(&[0xfe, 0xff, 0xff, 0xff, 0x0f]);
+    long.put_slice(&one[varint_end..]);
+    let len = (long.len() - 12) as i32;
+    long[8..12].copy_from_slice(&len.to_be_bytes());
+    fix_crc(&mut long);
+    let refused = client.produce(topic, long.freeze()).await;
+    assert_eq!(refused.error_code, ResponseError::InvalidRecord.code());
+    assert_eq!(refused.record_errors.len(), 1);
+    assert_eq!(refused.record_errors[0].batch_index, 0);
+    // Compression codec 7.
+    let mut codec7 = one.to_vec();
+    codec7[22] |= 0x07;
+    fix_crc(&mut codec7);
+    assert_eq!(
+        client.produce(topic, Bytes::from(codec7)).await.error_code,
+        ResponseError::UnsupportedCompressionType.code()
+    );
+    // A gzip batch whose body is not gzip.
+    let mut garbage = one.to_vec();
+    garbage[22] |= 0x01;
+    fix_crc(&mut garbage);
+    assert_eq!(
+        client.produce(topic, Bytes::from(garbage)).await.error_code,
+        ResponseError::CorruptMessage.code()
+    );
+    // A good batch followed by a lying one in the same partition: neither is appended.
+    let both = [encode(2, Compression::None), with_count(&one, 5, 4)].concat();
+    assert_eq!(
+        client.produce(topic, Bytes::from(both)).await.error_code,
+        ResponseError::InvalidRecord.code()
+    );
+
+    assert_eq!(
+        client.log_end(topic).await,
+        3,
+        "refused batches moved the log end"
+    );
+    let (code, records) = client.fetch(topic, 0).await;
+    assert_eq!(code, 0);
+    assert_eq!(batches(&records).len(), 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn valid_batches_of_every_codec_are_stored_byte_exact() {
+    let server = Server::start(KafkaConfig::default()).await;
+    let mut client = Client::connect(&server.addr).await;
+    let topic = "codecs";
+    let codecs = [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ];
+    let mut sent = Vec::new();
+    for (i, codec) in codecs.into_iter().enumerate() {
+        let batch = encode(16, codec);
+        let response = client.produce(topic, batch.clone()).await;
+        assert_eq!(response.error_code, 0, "{codec:?}");
+        assert_eq!(response.base_offset, 16 * i as i64);
+        sent.push(batch);
+    }
+    let (code, records) = client.fetch(topic, 0).await;
+    assert_eq!(code, 0);
+    let stored = batches(&records);
+    assert_eq!(stored.len(), sent.len());
+    for (i, (stored, sent)) in stored.iter().zip(&sent).enumerate() {
+        // The broker writes the base offset (outside the CRC); every other byte is as sent.
+        assert_eq!(
+            i64::from_be_bytes(stored[..8].try_into().unwrap()),
+            16 * i as i64
+        );
+        assert_eq!(stored[8..], sent[8..], "batch {i}");
+    }
+    server.stop().await;
+}
+
+/// A Pulsar-format entry that does not convert (garbage metadata), appended as an older
+/// version or a corrupt disk could have left it, between two valid Kafka batches.
+async fn poisoned_partition(server: &Server, client: &mut Client, topic: &str) {
+    assert_eq!(
+        client
+            .produce(topic, encode(1, Compression::None))
+            .await
+            .error_code,
+        0
+    );
+    let namespace = magnetar_broker::NamespaceName::new("public", "default").unwrap();
+    let tp = magnetar_broker::TopicPartition {
+        topic: magnetar_broker::TopicName::parse(topic, &namespace).unwrap(),
+        partition: 0,
+    };
+    let log = server.broker.partition(&tp).await.unwrap();
+    let outcome = log
+        .append(magnetar_broker::AppendRequest {
+            payload: Bytes::from_static(b"\x00\x00\x00\x05garbage, not a pulsar entry"),
+            message_count: 2,
+            max_timestamp_ms: 0,
+            format: magnetar_broker::PayloadFormat::Pulsar,
+            producer: None,
+            first_index_at: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(outcome.first_index, 1);
+    let after = client.produce(topic, encode(1, Compression::None)).await;
+    assert_eq!((after.error_code, after.base_offset), (0, 3));
+}
+
+/// (base offset, last offset delta, record count) of each batch.
+fn shapes(records: &Bytes) -> Vec<(i64, i32, i32)> {
+    batches(records)
+        .iter()
+        .map(|b| {
+            (
+                i64::from_be_bytes(b[..8].try_into().unwrap()),
+                i32::from_be_bytes(b[23..27].try_into().unwrap()),
+                i32::from_be_bytes(b[57..61].try_into().unwrap()),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_unreadable_entry_is_skipped_as_an_empty_batch_by_default() {
+    let server = Server::start(KafkaConfig::default()).await;
+    let mut client = Client::connect(&server.addr).await;
+    poisoned_partition(&server, &mut client, "poison-skip").await;
+    let (code, records) = client.fetch("poison-skip", 0).await;
+    assert_eq!(code, 0);
+    // The valid batch, an empty batch over offsets 1..=2, the valid batch at 3.
+    assert_eq!(shapes(&records), vec![(0, 0, 1), (1, 1, 0), (3, 0, 1)]);
+    for batch in batches(&records) {
+        assert_eq!(
+            crc32c::crc32c(&batch[21..]),
+            u32::from_be_bytes(batch[17..21].try_into().unwrap())
+        );
+    }
+    // A consumer positioned on the bad entry reaches the valid one.
+    let (code, records) = client.fetch("poison-skip", 1).await;
+    assert_eq!(code, 0);
+    assert_eq!(shapes(&records), vec![(1, 1, 0), (3, 0, 1)]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_unreadable_entry_fails_the_fetch_at_its_offset_under_fail() {
+    let server = Server::start(KafkaConfig {
+        unreadable_entry_policy: magnetar_kafka::UnreadableEntryPolicy::Fail,
+        ..KafkaConfig::default()
+    })
+    .await;
+    let mut client = Client::connect(&server.addr).await;
+    poisoned_partition(&server, &mut client, "poison-fail").await;
+    // What comes before it is served.
+    let (code, records) = client.fetch("poison-fail", 0).await;
+    assert_eq!(code, 0);
+    assert_eq!(shapes(&records), vec![(0, 0, 1)]);
+    // At its offset: CORRUPT_MESSAGE, on every fetch, until the consumer seeks past it.
+    for _ in 0..2 {
+        let (code, _) = client.fetch("poison-fail", 1).await;
+        assert_eq!(code, ResponseError::CorruptMessage.code());
+    }
+    let (code, records) = client.fetch("poison-fail", 3).await;
+    assert_eq!(code, 0);
+    assert_eq!(shapes(&records), vec![(3, 0, 1)]);
+    server.stop().await;
+}
