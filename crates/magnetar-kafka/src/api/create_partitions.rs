@@ -72,7 +72,8 @@ async fn check_assignments(
     ctx: &Context,
     topic: &kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic,
 ) -> Result<(), String> {
-    let Some(assignments) = &topic.assignments else {
+    // An empty list is taken as none (kafka-protocol's default is an empty list, not null).
+    let Some(assignments) = topic.assignments.as_ref().filter(|a| !a.is_empty()) else {
         return Ok(());
     };
     let Ok(name) = ctx.parse_topic(&topic.name.0) else {
