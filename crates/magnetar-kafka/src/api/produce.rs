@@ -241,7 +241,22 @@ async fn produce_partition(
         ..validate::Limits::default()
     };
     for (header, bytes) in &mut batches {
-        let validated = validate::validate_batch(bytes, &limits).map_err(|refusal| {
+        let validated = if header.compression() == 0 {
+            validate::validate_batch(bytes, &limits)
+        } else {
+            // Decompressing may cost up to the cap's worth of CPU (a bomb): off the runtime.
+            let batch = bytes.clone();
+            match tokio::task::spawn_blocking(move || validate::validate_batch(&batch, &limits))
+                .await
+            {
+                Ok(result) => result,
+                Err(e) => {
+                    tracing::error!(client_id, topic = %tp, error = %e, "record batch validation task failed");
+                    return Err(ResponseError::UnknownServerError.code().into());
+                }
+            }
+        };
+        let validated = validated.map_err(|refusal| {
             tracing::warn!(client_id, topic = %tp, error = %refusal, "refusing record batch");
             Refused::from(refusal)
         })?;
