@@ -371,3 +371,109 @@ async fn the_startup_loader_does_not_reload_a_partition_a_request_loaded() {
     assert_eq!(joined.leader, first.member_id);
     close(broker, c).await;
 }
+
+/// Issue 20: the leader's SyncGroup moves the group to Stable before its assignment record is
+/// durable. A follower's SyncGroup arriving in that window was answered at once, with an
+/// assignment not yet persisted and ahead of the leader's own answer (aiokafka then saw the new
+/// member own its partition while the leader had not taken its new assignment). Now an answer
+/// that writes nothing waits for the records queued before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_answer_shows_a_state_that_is_not_durable_yet() {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, c) = open(dir.path()).await;
+    let group = "durable-first";
+    let mut ids = Vec::new();
+    for client in ["a", "b"] {
+        let r = c.join_group(join(group, "", client)).await;
+        assert_eq!(r.error, Some(CoordinatorError::MemberIdRequired));
+        ids.push(r.member_id);
+    }
+    let (ra, rb) = tokio::join!(
+        c.join_group(join(group, &ids[0], "a")),
+        c.join_group(join(group, &ids[1], "b"))
+    );
+    assert_eq!((ra.error, rb.error), (None, None));
+    let (leader, follower) = if ra.leader == ra.member_id {
+        (ra, rb)
+    } else {
+        (rb, ra)
+    };
+    let generation = leader.generation_id;
+    let sync = |member: &str, assignments: Vec<MemberAssignment>| SyncGroupRequest {
+        group_id: group.into(),
+        generation_id: generation,
+        member_id: member.into(),
+        group_instance_id: None,
+        protocol_type: Some("consumer".into()),
+        protocol_name: Some("range".into()),
+        assignments,
+    };
+    let plan = vec![
+        MemberAssignment {
+            member_id: leader.member_id.clone(),
+            assignment: Bytes::from_static(b"p0"),
+        },
+        MemberAssignment {
+            member_id: follower.member_id.clone(),
+            assignment: Bytes::from_static(b"p1"),
+        },
+    ];
+
+    let held = c.hold_writes().await;
+    let c2 = c.clone();
+    let leader_req = sync(&leader.member_id, plan);
+    let leader_sync = tokio::spawn(async move { c2.sync_group(leader_req).await });
+    // The state machine is Stable as soon as the leader's request ran; its record is held.
+    let mut stable = false;
+    for _ in 0..500 {
+        if c.describe_groups(&[group.to_string()]).await[0].state == GroupState::Stable {
+            stable = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(stable, "the leader's SyncGroup never ran");
+    assert!(
+        !leader_sync.is_finished(),
+        "the leader was answered before its record was durable"
+    );
+
+    // One poll runs the follower's request to its first wait: it must not be answered yet.
+    let c3 = c.clone();
+    let mut follower_sync = std::pin::pin!(c3.sync_group(sync(&follower.member_id, vec![])));
+    let first = follower_sync
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()));
+    assert!(
+        matches!(first, Poll::Pending),
+        "the follower got an assignment that is not durable yet: {first:?}"
+    );
+    let heartbeat = std::pin::pin!(c3.heartbeat(HeartbeatRequest {
+        group_id: group.into(),
+        generation_id: generation,
+        member_id: follower.member_id.clone(),
+        group_instance_id: None,
+    }));
+    let mut heartbeat = heartbeat;
+    assert!(heartbeat
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+        .is_pending());
+
+    drop(held);
+    let sf = follower_sync.await;
+    let sl = leader_sync.await.unwrap();
+    assert_eq!((sl.error, sl.assignment.as_ref()), (None, &b"p0"[..]));
+    assert_eq!((sf.error, sf.assignment.as_ref()), (None, &b"p1"[..]));
+    assert_eq!(heartbeat.await, Ok(()));
+    // Nothing is pending any more: answers come at once again.
+    let mut again = std::pin::pin!(c3.sync_group(sync(&follower.member_id, vec![])));
+    match again.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(r) => assert_eq!(r.assignment.as_ref(), b"p1"),
+        Poll::Pending => panic!("an answer waited with no write queued"),
+    }
+    close(broker, c).await;
+}
