@@ -8,10 +8,10 @@
 //! Ordering: an operation runs under its partition's lock and queues its records to the writer
 //! before the lock is released, so the log order is the order in which the state changed, and
 //! replaying the log reproduces the state. Responses (and the parked responses an operation
-//! completes) are sent once the records are durable. An operation that writes nothing still
-//! waits for the records queued before it: the state machine changes state before its records
-//! are durable, so without that wait a later request could see (and hand out) a state that is
-//! not durable yet. Kafka gets the same order by moving a group to Stable only in the callback
+//! completes) are sent once the records are durable. An operation that writes nothing, and a
+//! read (OffsetFetch, DescribeGroups), still waits for the records queued before it: the state
+//! machine changes state before its records are durable, so without that wait a later request
+//! could see (and hand out) a state that is not durable yet. Kafka gets the same order by moving a group to Stable only in the callback
 //! of its append; here a follower's SyncGroup that arrives while the leader's assignment is
 //! being written is answered only once it is durable, never before the leader's own answer is
 //! released. When an append fails the partition is unloaded (its in-memory state may be ahead
@@ -641,13 +641,21 @@ impl Inner {
     ) -> Result<R, CoordinatorError> {
         let slot = self.slot(group_id)?;
         self.wait_loaded(slot).await?;
-        match &*lock(&slot.state) {
-            SlotState::Loaded(loaded) => Ok(query(&loaded.machine)),
-            SlotState::Closed => Err(CoordinatorError::CoordinatorNotAvailable),
+        let (result, pending) = match &*lock(&slot.state) {
+            SlotState::Loaded(loaded) => (query(&loaded.machine), loaded.pending_writes()),
+            SlotState::Closed => return Err(CoordinatorError::CoordinatorNotAvailable),
             SlotState::Unloaded | SlotState::Loading => {
-                Err(CoordinatorError::CoordinatorLoadInProgress)
+                return Err(CoordinatorError::CoordinatorLoadInProgress)
+            }
+        };
+        // What was read may include changes still being written (an offset just committed):
+        // answer once they are durable, as Kafka shows offsets only after their append.
+        if let Some((target, mut done_jobs)) = pending {
+            if done_jobs.wait_for(|done| *done >= target).await.is_err() {
+                return Err(CoordinatorError::NotCoordinator);
             }
         }
+        Ok(result)
     }
 
     /// Runs one operation under the partition's lock, queues its records, and returns its

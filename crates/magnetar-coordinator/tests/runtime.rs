@@ -422,58 +422,45 @@ async fn no_answer_shows_a_state_that_is_not_durable_yet() {
         },
     ];
 
-    let held = c.hold_writes().await;
-    let c2 = c.clone();
-    let leader_req = sync(&leader.member_id, plan);
-    let leader_sync = tokio::spawn(async move { c2.sync_group(leader_req).await });
-    // The state machine is Stable as soon as the leader's request ran; its record is held.
-    let mut stable = false;
-    for _ in 0..500 {
-        if c.describe_groups(&[group.to_string()]).await[0].state == GroupState::Stable {
-            stable = true;
-            break;
+    {
+        let held = c.hold_writes().await;
+        let noop = &mut Context::from_waker(Waker::noop());
+        // One poll runs the leader's request to its wait for its record: the state machine is
+        // Stable from here, the record held.
+        let mut leader_sync = std::pin::pin!(c.sync_group(sync(&leader.member_id, plan)));
+        assert!(leader_sync.as_mut().poll(noop).is_pending());
+        // Neither the follower's SyncGroup, nor a heartbeat, nor an offset fetch may be answered
+        // before that record is durable.
+        let mut follower_sync = std::pin::pin!(c.sync_group(sync(&follower.member_id, vec![])));
+        let first = follower_sync.as_mut().poll(noop);
+        assert!(
+            matches!(first, Poll::Pending),
+            "the follower got an assignment that is not durable yet: {first:?}"
+        );
+        let mut heartbeat = std::pin::pin!(c.heartbeat(HeartbeatRequest {
+            group_id: group.into(),
+            generation_id: generation,
+            member_id: follower.member_id.clone(),
+            group_instance_id: None,
+        }));
+        assert!(heartbeat.as_mut().poll(noop).is_pending());
+        let described_ids = [group.to_string()];
+        let mut described = std::pin::pin!(c.describe_groups(&described_ids));
+        assert!(described.as_mut().poll(noop).is_pending());
+
+        drop(held);
+        let (sl, sf, hb, described) =
+            tokio::join!(leader_sync, follower_sync, heartbeat, described);
+        assert_eq!((sl.error, sl.assignment.as_ref()), (None, &b"p0"[..]));
+        assert_eq!((sf.error, sf.assignment.as_ref()), (None, &b"p1"[..]));
+        assert_eq!(hb, Ok(()));
+        assert_eq!(described[0].state, GroupState::Stable);
+        // Nothing is pending any more: answers come at once again.
+        let mut again = std::pin::pin!(c.sync_group(sync(&follower.member_id, vec![])));
+        match again.as_mut().poll(noop) {
+            Poll::Ready(r) => assert_eq!(r.assignment.as_ref(), b"p1"),
+            Poll::Pending => panic!("an answer waited with no write queued"),
         }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    assert!(stable, "the leader's SyncGroup never ran");
-    assert!(
-        !leader_sync.is_finished(),
-        "the leader was answered before its record was durable"
-    );
-
-    // One poll runs the follower's request to its first wait: it must not be answered yet.
-    let c3 = c.clone();
-    let mut follower_sync = std::pin::pin!(c3.sync_group(sync(&follower.member_id, vec![])));
-    let first = follower_sync
-        .as_mut()
-        .poll(&mut Context::from_waker(Waker::noop()));
-    assert!(
-        matches!(first, Poll::Pending),
-        "the follower got an assignment that is not durable yet: {first:?}"
-    );
-    let heartbeat = std::pin::pin!(c3.heartbeat(HeartbeatRequest {
-        group_id: group.into(),
-        generation_id: generation,
-        member_id: follower.member_id.clone(),
-        group_instance_id: None,
-    }));
-    let mut heartbeat = heartbeat;
-    assert!(heartbeat
-        .as_mut()
-        .poll(&mut Context::from_waker(Waker::noop()))
-        .is_pending());
-
-    drop(held);
-    let sf = follower_sync.await;
-    let sl = leader_sync.await.unwrap();
-    assert_eq!((sl.error, sl.assignment.as_ref()), (None, &b"p0"[..]));
-    assert_eq!((sf.error, sf.assignment.as_ref()), (None, &b"p1"[..]));
-    assert_eq!(heartbeat.await, Ok(()));
-    // Nothing is pending any more: answers come at once again.
-    let mut again = std::pin::pin!(c3.sync_group(sync(&follower.member_id, vec![])));
-    match again.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(r) => assert_eq!(r.assignment.as_ref(), b"p1"),
-        Poll::Pending => panic!("an answer waited with no write queued"),
     }
     close(broker, c).await;
 }
