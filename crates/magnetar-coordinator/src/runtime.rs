@@ -11,11 +11,12 @@
 //! completes) are sent once the records are durable. An operation that writes nothing, and a
 //! read (OffsetFetch, DescribeGroups), still waits for the records queued before it: the state
 //! machine changes state before its records are durable, so without that wait a later request
-//! could see (and hand out) a state that is not durable yet. Kafka gets the same order by moving a group to Stable only in the callback
-//! of its append; here a follower's SyncGroup that arrives while the leader's assignment is
-//! being written is answered only once it is durable, never before the leader's own answer is
-//! released. When an append fails the partition is unloaded (its in-memory state may be ahead
-//! of the log) and reloaded on next use; waiting requests get `NotCoordinator` and retry.
+//! could see (and hand out) a state that is not durable yet. Kafka gets the same order by
+//! moving a group to Stable only in the callback of its append; here a follower's SyncGroup that
+//! arrives while the leader's assignment is being written is answered only once it is durable,
+//! never before the leader's own answer is released. When an append fails the partition is
+//! unloaded (its in-memory state may be ahead of the log) and reloaded on next use; waiting
+//! requests get `NotCoordinator` and retry.
 //!
 //! Compaction: when a partition's log holds more than `compaction_records_min` records and more
 //! than `compaction_ratio` records per live key, the live state is written as fresh records (a
