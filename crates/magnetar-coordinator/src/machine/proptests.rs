@@ -7,8 +7,8 @@
 //! synced and give it up, as eager consumers do, before they rejoin, when they leave or crash,
 //! and when told they are no longer members: so a join into a Stable group must not complete
 //! before every member still owning partitions has rejoined or been removed); Stable and Empty
-//! groups equal their last record. At the end, replaying every emitted record from scratch (through the record and
-//! batch codecs) reproduces the persisted state.
+//! groups equal their last record. At the end, replaying every emitted record from scratch
+//! (through the record and batch codecs) reproduces the persisted state.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -211,7 +211,8 @@ impl World {
             for p in &c.owned {
                 if let Some(other) = owners.insert(*p, i) {
                     return Err(TestCaseError::fail(format!(
-                        "partition {p} owned by live members {other} ({:?}, generation {}) and {i} ({:?}, generation {})",
+                        "partition {p} owned by live members {other} ({:?}, generation {}) \
+                         and {i} ({:?}, generation {})",
                         self.clients[other].member_id,
                         self.clients[other].generation,
                         c.member_id,
