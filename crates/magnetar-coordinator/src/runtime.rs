@@ -1096,14 +1096,15 @@ async fn write_loop(
         drop(gate);
         match appended {
             Ok(first_indexes) => {
-                let count = jobs.len() as u64;
+                // Counted before anyone is answered: whoever learns of these records from an
+                // answer and asks again finds them done.
+                done_jobs.send_modify(|done| *done += jobs.len() as u64);
                 for (job, first_index) in jobs.into_iter().zip(first_indexes) {
                     if let Some(done) = job.done {
                         let _ = done.send(Ok(first_index));
                     }
                     job.deliveries.into_iter().for_each(Delivery::send);
                 }
-                done_jobs.send_modify(|done| *done += count);
             }
             Err(e) => {
                 tracing::error!(partition, error = %e, "appending to the offsets partition failed; unloading it");
