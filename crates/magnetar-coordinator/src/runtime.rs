@@ -8,7 +8,13 @@
 //! Ordering: an operation runs under its partition's lock and queues its records to the writer
 //! before the lock is released, so the log order is the order in which the state changed, and
 //! replaying the log reproduces the state. Responses (and the parked responses an operation
-//! completes) are sent once the records are durable. When an append fails the partition is
+//! completes) are sent once the records are durable. An operation that writes nothing, and a
+//! read (OffsetFetch, DescribeGroups), still waits for the records queued before it: the state
+//! machine changes state before its records are durable, so without that wait a later request
+//! could see (and hand out) a state that is not durable yet. Kafka gets the same order by
+//! moving a group to Stable only in the callback of its append; here a follower's SyncGroup that
+//! arrives while the leader's assignment is being written is answered only once it is durable,
+//! never before the leader's own answer is released. When an append fails the partition is
 //! unloaded (its in-memory state may be ahead of the log) and reloaded on next use; waiting
 //! requests get `NotCoordinator` and retry.
 //!
@@ -70,6 +76,8 @@ struct Inner {
     slots: Vec<Slot>,
     tasks: Mutex<JoinSet<()>>,
     shutdown: CancellationToken,
+    /// Every append holds it shared; [`GroupCoordinator::hold_writes`] takes it exclusively.
+    write_gate: Arc<tokio::sync::RwLock<()>>,
 }
 
 struct Slot {
@@ -95,6 +103,18 @@ struct Loaded {
     joins: HashMap<(String, String), oneshot::Sender<JoinGroupResponse>>,
     syncs: HashMap<(String, String), oneshot::Sender<SyncGroupResponse>>,
     compacting: bool,
+    /// Write jobs queued to `writer` so far, and (from the writer) how many of them are done;
+    /// a response that writes nothing waits until the jobs queued before it are done.
+    queued_jobs: u64,
+    done_jobs: watch::Receiver<u64>,
+}
+
+impl Loaded {
+    /// The job count to wait for before answering, if a queued job is not done yet.
+    fn pending_writes(&self) -> Option<(u64, watch::Receiver<u64>)> {
+        (*self.done_jobs.borrow() < self.queued_jobs)
+            .then(|| (self.queued_jobs, self.done_jobs.clone()))
+    }
 }
 
 /// The records of one operation, and what to answer once they are durable.
@@ -125,6 +145,14 @@ impl Delivery {
             Delivery::Sync(tx, _) => drop(tx.send(SyncGroupResponse::error(error))),
         }
     }
+}
+
+/// What an operation's answer waits for.
+enum Wait {
+    /// Its own records.
+    Own(oneshot::Receiver<Result<u64, CoordinatorError>>),
+    /// It wrote nothing: the jobs queued before it (their count), then it sends these.
+    Earlier(u64, watch::Receiver<u64>, Vec<Delivery>),
 }
 
 /// What loading a partition found.
@@ -218,6 +246,7 @@ impl GroupCoordinator {
             slots,
             tasks: Mutex::new(JoinSet::new()),
             shutdown: CancellationToken::new(),
+            write_gate: Arc::new(tokio::sync::RwLock::new(())),
         });
         let coordinator = Arc::new(Self { inner });
         let timer = coordinator.inner.clone();
@@ -517,6 +546,13 @@ impl GroupCoordinator {
         self.inner.tick_all().await;
     }
 
+    /// Stalls every append (after the appends under way) until the guard is dropped: for tests
+    /// that need a state change whose records are not durable yet.
+    #[doc(hidden)]
+    pub async fn hold_writes(&self) -> tokio::sync::OwnedRwLockWriteGuard<()> {
+        self.inner.write_gate.clone().write_owned().await
+    }
+
     /// Compacts one partition now if it has anything to snapshot (see the module docs).
     pub async fn compact(
         &self,
@@ -606,13 +642,21 @@ impl Inner {
     ) -> Result<R, CoordinatorError> {
         let slot = self.slot(group_id)?;
         self.wait_loaded(slot).await?;
-        match &*lock(&slot.state) {
-            SlotState::Loaded(loaded) => Ok(query(&loaded.machine)),
-            SlotState::Closed => Err(CoordinatorError::CoordinatorNotAvailable),
+        let (result, pending) = match &*lock(&slot.state) {
+            SlotState::Loaded(loaded) => (query(&loaded.machine), loaded.pending_writes()),
+            SlotState::Closed => return Err(CoordinatorError::CoordinatorNotAvailable),
             SlotState::Unloaded | SlotState::Loading => {
-                Err(CoordinatorError::CoordinatorLoadInProgress)
+                return Err(CoordinatorError::CoordinatorLoadInProgress)
+            }
+        };
+        // What was read may include changes still being written (an offset just committed):
+        // answer once they are durable, as Kafka shows offsets only after their append.
+        if let Some((target, mut done_jobs)) = pending {
+            if done_jobs.wait_for(|done| *done >= target).await.is_err() {
+                return Err(CoordinatorError::NotCoordinator);
             }
         }
+        Ok(result)
     }
 
     /// Runs one operation under the partition's lock, queues its records, and returns its
@@ -626,7 +670,7 @@ impl Inner {
     ) -> Result<R, CoordinatorError> {
         let slot = self.slot(group_id)?;
         self.wait_loaded(slot).await?;
-        let (response, done) = {
+        let (response, wait) = {
             let mut state = lock(&slot.state);
             let SlotState::Loaded(loaded) = &mut *state else {
                 return Err(match &*state {
@@ -649,28 +693,50 @@ impl Inner {
             let (response, records, completions) = op(loaded, now);
             let deliveries = resolve(loaded, completions);
             if records.is_empty() {
-                deliveries.into_iter().for_each(Delivery::send);
-                return Ok(response);
+                // Nothing to write, but what this answer shows may rest on records queued
+                // before it (see the module docs): wait for those first.
+                let Some((target, done_jobs)) = loaded.pending_writes() else {
+                    deliveries.into_iter().for_each(Delivery::send);
+                    return Ok(response);
+                };
+                (response, Wait::Earlier(target, done_jobs, deliveries))
+            } else {
+                let Some(permit) = permit else {
+                    // Unreachable: operations that write always reserve. Keep the log and the
+                    // state together by unloading rather than dropping the records.
+                    drop(state);
+                    self.unload(slot, None);
+                    return Err(CoordinatorError::NotCoordinator);
+                };
+                let (tx, rx) = oneshot::channel();
+                loaded.queued_jobs += 1;
+                permit.send(WriteJob {
+                    records,
+                    done: Some(tx),
+                    deliveries,
+                });
+                (response, Wait::Own(rx))
             }
-            let Some(permit) = permit else {
-                // Unreachable: operations that write always reserve. Keep the log and the
-                // state together by unloading rather than dropping the records.
-                drop(state);
-                self.unload(slot, None);
-                return Err(CoordinatorError::NotCoordinator);
-            };
-            let (tx, rx) = oneshot::channel();
-            permit.send(WriteJob {
-                records,
-                done: Some(tx),
-                deliveries,
-            });
-            (response, rx)
         };
-        match done.await {
-            Ok(Ok(_)) => Ok(response),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(CoordinatorError::NotCoordinator),
+        match wait {
+            Wait::Own(done) => match done.await {
+                Ok(Ok(_)) => Ok(response),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(CoordinatorError::NotCoordinator),
+            },
+            Wait::Earlier(target, mut done_jobs, deliveries) => {
+                if done_jobs.wait_for(|done| *done >= target).await.is_ok() {
+                    deliveries.into_iter().for_each(Delivery::send);
+                    Ok(response)
+                } else {
+                    // The writer failed and unloaded the partition: what the answer shows
+                    // may be lost.
+                    for d in deliveries {
+                        d.fail(CoordinatorError::NotCoordinator);
+                    }
+                    Err(CoordinatorError::NotCoordinator)
+                }
+            }
         }
     }
 
@@ -747,6 +813,7 @@ impl Inner {
         };
         let load_id = *slot.loaded.borrow() + 1;
         let (writer, rx) = mpsc::channel(self.config.write_queue_max);
+        let (done_jobs_tx, done_jobs) = watch::channel(0u64);
         *state = SlotState::Loaded(Box::new(Loaded {
             load_id,
             machine,
@@ -755,10 +822,12 @@ impl Inner {
             joins: HashMap::new(),
             syncs: HashMap::new(),
             compacting: false,
+            queued_jobs: 0,
+            done_jobs,
         }));
         drop(state);
         let inner = self.clone();
-        self.spawn(write_loop(inner, partition, load_id, log, rx));
+        self.spawn(write_loop(inner, partition, load_id, log, rx, done_jobs_tx));
         slot.loaded.send_replace(load_id);
         tracing::debug!(
             partition,
@@ -859,9 +928,12 @@ impl Inner {
                 };
                 let out = loaded.machine.tick(self.clock.now_ms());
                 let deliveries = resolve(loaded, out.completions);
-                if out.records.is_empty() {
+                if out.records.is_empty() && loaded.pending_writes().is_none() {
                     deliveries.into_iter().for_each(Delivery::send);
                 } else {
+                    // With nothing to write, the empty job still orders these answers after
+                    // the records queued before them (see the module docs).
+                    loaded.queued_jobs += 1;
                     permit.send(WriteJob {
                         records: out.records,
                         done: None,
@@ -903,12 +975,14 @@ impl Inner {
                 // Nothing live to write: the log is left as it is until something is.
                 return Ok(None);
             }
-            let Ok(permit) = loaded.writer.try_reserve() else {
+            let writer = loaded.writer.clone();
+            let Ok(permit) = writer.try_reserve() else {
                 return Err(CoordinatorError::CoordinatorOverloaded);
             };
             loaded.compacting = true;
             let (tx, rx) = oneshot::channel();
             let written = records.len() as u64;
+            loaded.queued_jobs += 1;
             permit.send(WriteJob {
                 records,
                 done: Some(tx),
@@ -1002,6 +1076,7 @@ async fn write_loop(
     load_id: u64,
     log: Arc<PartitionLog>,
     mut rx: mpsc::Receiver<WriteJob>,
+    done_jobs: watch::Sender<u64>,
 ) {
     let records_max = inner.config.write_batch_records_max;
     while let Some(first) = rx.recv().await {
@@ -1016,8 +1091,14 @@ async fn write_loop(
                 Err(_) => break,
             }
         }
-        match append_jobs(&inner, &log, &jobs).await {
+        let gate = inner.write_gate.read().await;
+        let appended = append_jobs(&inner, &log, &jobs).await;
+        drop(gate);
+        match appended {
             Ok(first_indexes) => {
+                // Counted before anyone is answered: whoever learns of these records from an
+                // answer and asks again finds them done.
+                done_jobs.send_modify(|done| *done += jobs.len() as u64);
                 for (job, first_index) in jobs.into_iter().zip(first_indexes) {
                     if let Some(done) = job.done {
                         let _ = done.send(Ok(first_index));

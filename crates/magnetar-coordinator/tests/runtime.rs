@@ -371,3 +371,96 @@ async fn the_startup_loader_does_not_reload_a_partition_a_request_loaded() {
     assert_eq!(joined.leader, first.member_id);
     close(broker, c).await;
 }
+
+/// Issue 20: the leader's SyncGroup moves the group to Stable before its assignment record is
+/// durable. A follower's SyncGroup arriving in that window was answered at once, with an
+/// assignment not yet persisted and ahead of the leader's own answer (aiokafka then saw the new
+/// member own its partition while the leader had not taken its new assignment). Now an answer
+/// that writes nothing waits for the records queued before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_answer_shows_a_state_that_is_not_durable_yet() {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, c) = open(dir.path()).await;
+    let group = "durable-first";
+    let mut ids = Vec::new();
+    for client in ["a", "b"] {
+        let r = c.join_group(join(group, "", client)).await;
+        assert_eq!(r.error, Some(CoordinatorError::MemberIdRequired));
+        ids.push(r.member_id);
+    }
+    let (ra, rb) = tokio::join!(
+        c.join_group(join(group, &ids[0], "a")),
+        c.join_group(join(group, &ids[1], "b"))
+    );
+    assert_eq!((ra.error, rb.error), (None, None));
+    let (leader, follower) = if ra.leader == ra.member_id {
+        (ra, rb)
+    } else {
+        (rb, ra)
+    };
+    let generation = leader.generation_id;
+    let sync = |member: &str, assignments: Vec<MemberAssignment>| SyncGroupRequest {
+        group_id: group.into(),
+        generation_id: generation,
+        member_id: member.into(),
+        group_instance_id: None,
+        protocol_type: Some("consumer".into()),
+        protocol_name: Some("range".into()),
+        assignments,
+    };
+    let plan = vec![
+        MemberAssignment {
+            member_id: leader.member_id.clone(),
+            assignment: Bytes::from_static(b"p0"),
+        },
+        MemberAssignment {
+            member_id: follower.member_id.clone(),
+            assignment: Bytes::from_static(b"p1"),
+        },
+    ];
+
+    {
+        let held = c.hold_writes().await;
+        let noop = &mut Context::from_waker(Waker::noop());
+        // One poll runs the leader's request to its wait for its record: the state machine is
+        // Stable from here, the record held.
+        let mut leader_sync = std::pin::pin!(c.sync_group(sync(&leader.member_id, plan)));
+        assert!(leader_sync.as_mut().poll(noop).is_pending());
+        // Neither the follower's SyncGroup, nor a heartbeat, nor an offset fetch may be answered
+        // before that record is durable.
+        let mut follower_sync = std::pin::pin!(c.sync_group(sync(&follower.member_id, vec![])));
+        let first = follower_sync.as_mut().poll(noop);
+        assert!(
+            matches!(first, Poll::Pending),
+            "the follower got an assignment that is not durable yet: {first:?}"
+        );
+        let mut heartbeat = std::pin::pin!(c.heartbeat(HeartbeatRequest {
+            group_id: group.into(),
+            generation_id: generation,
+            member_id: follower.member_id.clone(),
+            group_instance_id: None,
+        }));
+        assert!(heartbeat.as_mut().poll(noop).is_pending());
+        let described_ids = [group.to_string()];
+        let mut described = std::pin::pin!(c.describe_groups(&described_ids));
+        assert!(described.as_mut().poll(noop).is_pending());
+
+        drop(held);
+        let (sl, sf, hb, described) =
+            tokio::join!(leader_sync, follower_sync, heartbeat, described);
+        assert_eq!((sl.error, sl.assignment.as_ref()), (None, &b"p0"[..]));
+        assert_eq!((sf.error, sf.assignment.as_ref()), (None, &b"p1"[..]));
+        assert_eq!(hb, Ok(()));
+        assert_eq!(described[0].state, GroupState::Stable);
+        // Nothing is pending any more: answers come at once again.
+        let mut again = std::pin::pin!(c.sync_group(sync(&follower.member_id, vec![])));
+        match again.as_mut().poll(noop) {
+            Poll::Ready(r) => assert_eq!(r.assignment.as_ref(), b"p1"),
+            Poll::Pending => panic!("an answer waited with no write queued"),
+        }
+    }
+    close(broker, c).await;
+}

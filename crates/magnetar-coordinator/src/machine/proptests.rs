@@ -2,9 +2,13 @@
 //! commit, crash and time passing against one group. Checked after every step: generation ids
 //! never go down; each generation has exactly one leader, named alike in every JoinGroup answer;
 //! every member that synced a generation got the assignment that generation's leader chose for
-//! it, and no partition is assigned twice in a generation; Stable and Empty groups equal their
-//! last record. At the end, replaying every emitted record from scratch (through the record and
-//! batch codecs) reproduces the persisted state.
+//! it, and no partition is assigned twice in a generation; no partition is owned by two clients
+//! that are both members of the group, whatever their generations (clients own what they last
+//! synced and give it up, as eager consumers do, before they rejoin, when they leave or crash,
+//! and when told they are no longer members: so a join into a Stable group must not complete
+//! before every member still owning partitions has rejoined or been removed); Stable and Empty
+//! groups equal their last record. At the end, replaying every emitted record from scratch
+//! (through the record and batch codecs) reproduces the persisted state.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -51,6 +55,8 @@ struct Client {
     /// Joined `generation`, not synced yet; the leader holds the members to assign.
     to_sync: Option<Vec<String>>,
     is_static: bool,
+    /// The partitions this client consumes: what it last synced, until it revokes them.
+    owned: Vec<u8>,
 }
 
 #[derive(Default)]
@@ -130,6 +136,7 @@ impl World {
             Some(CoordinatorError::UnknownMemberId | CoordinatorError::FencedInstanceId) => {
                 c.member_id.clear();
                 c.to_sync = None;
+                c.owned.clear();
             }
             Some(_) => {}
         }
@@ -175,11 +182,44 @@ impl World {
                         );
                     }
                 }
+                if let Some(c) = self.client_of(member_id) {
+                    c.owned = r.assignment.to_vec();
+                }
             }
             Some(CoordinatorError::UnknownMemberId | CoordinatorError::FencedInstanceId) => {
-                c.member_id.clear()
+                c.member_id.clear();
+                c.owned.clear();
             }
             Some(_) => {}
+        }
+        Ok(())
+    }
+
+    /// No partition is owned by two clients that are both members of the group now. A client
+    /// the coordinator removed may still own partitions until it learns (a zombie, fenced by
+    /// its generation), so only live members are compared.
+    fn check_ownership(&self, m: &GroupStateMachine) -> Result<(), TestCaseError> {
+        let live: BTreeSet<String> = m
+            .group_view(GROUP)
+            .map(|g| g.members.into_iter().map(|v| v.member_id).collect())
+            .unwrap_or_default();
+        let mut owners: BTreeMap<u8, usize> = BTreeMap::new();
+        for (i, c) in self.clients.iter().enumerate() {
+            if c.member_id.is_empty() || !live.contains(&c.member_id) {
+                continue;
+            }
+            for p in &c.owned {
+                if let Some(other) = owners.insert(*p, i) {
+                    return Err(TestCaseError::fail(format!(
+                        "partition {p} owned by live members {other} ({:?}, generation {}) \
+                         and {i} ({:?}, generation {})",
+                        self.clients[other].member_id,
+                        self.clients[other].generation,
+                        c.member_id,
+                        c.generation
+                    )));
+                }
+            }
         }
         Ok(())
     }
@@ -220,6 +260,8 @@ fn step(
             if w.clients[i].awaiting_join || w.clients[i].awaiting_sync {
                 return Ok(());
             }
+            // An eager consumer revokes everything before it (re)joins.
+            w.clients[i].owned.clear();
             let out = m.join_group(w.request(i), *now);
             match &out.response {
                 JoinOutcome::Parked { member_id } => {
@@ -311,6 +353,7 @@ fn step(
                 w.absorb(out)?
             {
                 w.clients[i].member_id.clear();
+                w.clients[i].owned.clear();
             }
         }
         Action::Leave(i) => {
@@ -410,6 +453,7 @@ proptest! {
         let mut now = 0i64;
         for action in actions {
             step(&mut m, &mut w, &mut now, action)?;
+            w.check_ownership(&m)?;
             let generation = m.generation(GROUP).unwrap_or(w.last_generation);
             prop_assert!(generation >= w.last_generation, "generation went from {} to {}", w.last_generation, generation);
             w.last_generation = generation;
@@ -466,7 +510,9 @@ fn regression_assignment_of_a_crashed_member_rejoining() {
             };
             let mut now = 0i64;
             for a in actions.iter() {
-                if let Err(e) = step(&mut m, &mut w, &mut now, a.clone()) {
+                if let Err(e) =
+                    step(&mut m, &mut w, &mut now, a.clone()).and_then(|()| w.check_ownership(&m))
+                {
                     panic!("statics {bits:04b} delay {delay} at {a:?}: {e}");
                 }
             }

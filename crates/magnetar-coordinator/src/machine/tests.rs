@@ -537,6 +537,101 @@ fn pending_member_blocks_the_join_until_its_session_ends() {
     let _ = pending;
 }
 
+/// Issue 20: a member joining a Stable group (dynamic after KIP-394, or static at once) waits
+/// until every existing member has rejoined; the existing member learns of the rebalance from
+/// its heartbeat, and the new generation holds both.
+#[test]
+fn a_join_into_a_stable_group_waits_for_the_existing_member() {
+    for newcomer_static in [false, true] {
+        let mut m = machine();
+        let (ids, generation) = stable_group(&mut m, "g", 1, 0);
+        let out = if newcomer_static {
+            m.join_group(static_join("i-new", "", b"m"), 1_000)
+        } else {
+            let id = member_id(&mut m, "g", 1_000);
+            m.join_group(join_req("g", &id), 1_000)
+        };
+        let JoinOutcome::Parked {
+            member_id: newcomer,
+        } = out.response
+        else {
+            panic!("the newcomer was answered at once: {:?}", out.response)
+        };
+        assert!(
+            out.completions.is_empty(),
+            "completed without the existing member"
+        );
+        assert_eq!(m.group_state("g"), Some(GroupState::PreparingRebalance));
+        // The existing member is told through its heartbeat, and is not dropped while it
+        // heartbeats within its rebalance timeout.
+        for t in (2_000..1_000 + i64::from(REBALANCE)).step_by(3_000) {
+            assert_eq!(
+                m.heartbeat(hb("g", &ids[0], generation), t).response,
+                Err(CoordinatorError::RebalanceInProgress)
+            );
+            assert!(m.tick(t).completions.is_empty(), "completed at {t}");
+        }
+        let out = m.join_group(join_req("g", &ids[0]), 29_000);
+        let JoinOutcome::Parked { .. } = out.response else {
+            panic!("the rejoin was answered at once")
+        };
+        let leader = join_completion(&out.completions, &ids[0]);
+        let follower = join_completion(&out.completions, &newcomer);
+        assert_eq!(leader.generation_id, generation + 1);
+        assert_eq!(follower.generation_id, generation + 1);
+        assert_eq!(leader.leader, ids[0], "the existing leader keeps leading");
+        let mut members: Vec<&str> = leader
+            .members
+            .iter()
+            .map(|m| m.member_id.as_str())
+            .collect();
+        members.sort_unstable();
+        let mut expected = vec![ids[0].as_str(), newcomer.as_str()];
+        expected.sort_unstable();
+        assert_eq!(members, expected);
+    }
+}
+
+/// The other way the join phase ends: the existing member neither rejoins nor stops
+/// heartbeating (a client stuck between polls); at its rebalance timeout it is removed and the
+/// newcomer forms the generation alone, and the removed member's heartbeat is refused.
+#[test]
+fn a_stuck_member_is_removed_at_its_rebalance_timeout() {
+    let mut stuck = join_req("g", "");
+    stuck.rebalance_timeout_ms = 8_000; // its max.poll.interval.ms
+    let mut m2 = machine();
+    let out = m2.join_group(stuck.clone(), 0);
+    let JoinOutcome::Done(r) = out.response else {
+        panic!()
+    };
+    let old = r.member_id;
+    stuck.member_id = old.clone();
+    let out = m2.join_group(stuck, 0);
+    let first = join_completion(&out.completions, &old).clone();
+    let out = m2.sync_group(sync_req("g", &old, first.generation_id, &[(&old, b"p")]), 0);
+    assert!(matches!(out.response, SyncOutcome::Done(_)));
+    let newcomer = member_id(&mut m2, "g", 1_000);
+    let out = m2.join_group(join_req("g", &newcomer), 1_000);
+    assert!(out.completions.is_empty());
+    // The join phase lasts the longest rebalance timeout of the members (Kafka's rule): the
+    // newcomer's 30 s here.
+    for t in (1_500..1_000 + i64::from(REBALANCE)).step_by(1_500) {
+        let _ = m2.heartbeat(hb("g", &old, first.generation_id), t);
+        assert!(m2.tick(t).completions.is_empty(), "completed at {t}");
+    }
+    let out = m2.tick(1_000 + i64::from(REBALANCE));
+    let r = join_completion(&out.completions, &newcomer);
+    assert_eq!(
+        (r.generation_id, r.members.len()),
+        (first.generation_id + 1, 1)
+    );
+    assert_eq!(
+        m2.heartbeat(hb("g", &old, first.generation_id), 31_100)
+            .response,
+        Err(CoordinatorError::UnknownMemberId)
+    );
+}
+
 #[test]
 fn rebalance_timeout_drops_members_that_do_not_rejoin() {
     let mut m = machine();
