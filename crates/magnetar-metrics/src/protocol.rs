@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use magnetar_broker::{HistogramSnapshot, LatencyHistogram};
 
+use crate::closes::ConnectionCloses;
+
 /// API numbers at or above this are counted under the API named `other`.
 pub const API_NUMBER_MAX: usize = 256;
 
@@ -48,6 +50,7 @@ pub struct ProtocolMetrics {
     error_name: ErrorNamer,
     connections_active: AtomicI64,
     connections_opened: AtomicU64,
+    closes: ConnectionCloses,
 }
 
 impl std::fmt::Debug for ProtocolMetrics {
@@ -76,6 +79,8 @@ pub struct ProtocolSnapshot {
     pub apis: Vec<ApiSnapshot>,
     pub connections_active: i64,
     pub connections_opened: u64,
+    /// Connections the front end closed or refused, by reason label (zeros included).
+    pub connections_closed: Vec<(&'static str, u64)>,
 }
 
 impl ProtocolMetrics {
@@ -97,7 +102,13 @@ impl ProtocolMetrics {
             error_name,
             connections_active: AtomicI64::new(0),
             connections_opened: AtomicU64::new(0),
+            closes: ConnectionCloses::new(protocol),
         }
+    }
+
+    /// Closes by reason, with the rate-limited warnings that go with them.
+    pub fn closes(&self) -> &ConnectionCloses {
+        &self.closes
     }
 
     pub fn protocol(&self) -> &'static str {
@@ -167,6 +178,7 @@ impl ProtocolMetrics {
             apis,
             connections_active: self.connections_active.load(Ordering::Relaxed),
             connections_opened: self.connections_opened.load(Ordering::Relaxed),
+            connections_closed: self.closes.snapshot(),
         }
     }
 }
