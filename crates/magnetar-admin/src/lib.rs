@@ -18,6 +18,7 @@ mod namespaces;
 mod openapi;
 mod permissions;
 mod scram;
+mod server;
 mod subscriptions;
 mod tenants;
 mod topics;
@@ -34,6 +35,8 @@ use magnetar_coordinator::GroupCoordinator;
 use magnetar_metrics::{Format, Metrics};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+pub use server::HttpLimits;
 
 /// Readiness shared between the binary (which flips it once every listener is serving) and
 /// `/health`.
@@ -346,15 +349,28 @@ async fn version() -> impl IntoResponse {
     }))
 }
 
-/// Serves HTTP on `listener` until `shutdown` is cancelled; in-flight requests finish.
+/// Serves HTTP on `listener` until `shutdown` is cancelled; in-flight requests finish. Idle
+/// connections and connections stalled in their headers are closed after `limits`.
 pub async fn serve(
     listener: TcpListener,
     services: AdminServices,
+    limits: HttpLimits,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router_with(services))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    let metrics = http_metrics(&services, "http");
+    server::serve(listener, router_with(services), limits, metrics, shutdown).await
+}
+
+/// The listener's connection counters, exported with the others when metrics are on.
+fn http_metrics(
+    services: &AdminServices,
+    protocol: &'static str,
+) -> Arc<magnetar_metrics::ProtocolMetrics> {
+    let metrics = server::protocol_metrics(protocol);
+    if let Some(registry) = &services.metrics {
+        registry.register_protocol(metrics.clone());
+    }
+    metrics
 }
 
 /// Serves HTTPS (`webServicePortTls`) on `listener` until `shutdown` is cancelled. Handshakes
@@ -364,12 +380,12 @@ pub async fn serve_tls(
     listener: TcpListener,
     tls: Arc<magnetar_auth::tls::TlsServer>,
     services: AdminServices,
+    limits: HttpLimits,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let listener = TlsListener::start(listener, tls, shutdown.clone())?;
-    axum::serve(listener, router_with(services))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    let metrics = http_metrics(&services, "https");
+    server::serve(listener, router_with(services), limits, metrics, shutdown).await
 }
 
 /// Most TLS handshakes in progress at once on the HTTPS port; more connections wait in the

@@ -1,7 +1,7 @@
 //! Sans-io request framing: the 4-byte length prefix, checked before anything is allocated, and
 //! the request header, parsed by hand so that a short or hostile header can never panic.
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 
 /// Why a frame or header was refused. Every variant closes the connection.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -33,6 +33,52 @@ pub fn check_length(prefix: [u8; 4], max_request_bytes: usize) -> Result<usize, 
         });
     }
     Ok(length)
+}
+
+/// Bytes read at least per read while a frame is incomplete (the rest of a small frame and the
+/// start of the next).
+pub const READ_BYTES_MIN: usize = 4 * 1024;
+/// A large frame's buffer grows by at most this much, or by its current size, per step.
+pub const READ_GROWTH_BYTES: usize = 64 * 1024;
+
+/// Takes the next complete frame (its body, without the length prefix) from the front of `buf`;
+/// `Ok(None)` while more bytes are needed. The length is checked first, so a frame over the
+/// limit is refused before its bytes are waited for.
+pub fn take_frame(
+    buf: &mut BytesMut,
+    max_request_bytes: usize,
+) -> Result<Option<Bytes>, FrameError> {
+    let Some(prefix) = buf.get(..4) else {
+        return Ok(None);
+    };
+    let length = check_length(
+        [prefix[0], prefix[1], prefix[2], prefix[3]],
+        max_request_bytes,
+    )?;
+    if buf.len() < 4 + length {
+        return Ok(None);
+    }
+    buf.advance(4);
+    Ok(Some(buf.split_to(length).freeze()))
+}
+
+/// Makes room in `buf` for the next read. The buffer grows with the bytes that arrive (at most
+/// doubling per step), never to the length a frame announces: a client that announces a large
+/// frame and sends little holds little memory. Call after [`take_frame`] returned `Ok(None)`.
+pub fn reserve_for_read(buf: &mut BytesMut, max_request_bytes: usize) {
+    let need = match buf.get(..4) {
+        Some(p) => 4 + check_length([p[0], p[1], p[2], p[3]], max_request_bytes).unwrap_or(0),
+        None => 4,
+    };
+    let missing = need.saturating_sub(buf.len());
+    let spare = buf.capacity() - buf.len();
+    if spare >= missing.clamp(1, READ_BYTES_MIN) {
+        return;
+    }
+    let step = missing
+        .min(buf.len().max(READ_GROWTH_BYTES))
+        .max(READ_BYTES_MIN);
+    buf.reserve(step);
 }
 
 /// The fields of a request header the broker uses.
@@ -131,6 +177,55 @@ mod tests {
             check_length(3i32.to_be_bytes(), 1000),
             Err(FrameError::TooSmall(3))
         );
+    }
+
+    #[test]
+    fn frames_are_taken_whole_and_the_buffer_grows_with_what_arrives() {
+        let mut buf = BytesMut::new();
+        assert_eq!(take_frame(&mut buf, 1 << 30), Ok(None));
+        reserve_for_read(&mut buf, 1 << 30);
+        assert!(buf.capacity() >= 4 && buf.capacity() <= 2 * READ_BYTES_MIN);
+        // A 500 MiB frame announced, 100 bytes of it sent: nothing near its size is reserved.
+        buf.extend_from_slice(&(500u32 << 20).to_be_bytes());
+        buf.extend_from_slice(&[7u8; 100]);
+        for _ in 0..4 {
+            assert_eq!(take_frame(&mut buf, 1 << 30), Ok(None));
+            reserve_for_read(&mut buf, 1 << 30);
+        }
+        assert!(
+            buf.capacity() <= 4 * READ_GROWTH_BYTES,
+            "{}",
+            buf.capacity()
+        );
+        // As bytes arrive the buffer grows at most in proportion to them.
+        let mut received = buf.len();
+        while received < (8 << 20) {
+            reserve_for_read(&mut buf, 1 << 30);
+            let room = buf.capacity() - buf.len();
+            assert!(room > 0);
+            buf.extend_from_slice(&vec![1u8; room.min(100_000)]);
+            received = buf.len();
+            assert!(
+                buf.capacity() <= 2 * received + 2 * READ_GROWTH_BYTES,
+                "{}",
+                buf.capacity()
+            );
+        }
+        // Two small frames back to back come out one at a time.
+        let mut buf = BytesMut::new();
+        for body in [&[1u8; 10][..], &[2u8; 12][..]] {
+            buf.extend_from_slice(&(body.len() as u32).to_be_bytes());
+            buf.extend_from_slice(body);
+        }
+        buf.extend_from_slice(&[0, 0]);
+        assert_eq!(take_frame(&mut buf, 100).unwrap().unwrap().len(), 10);
+        assert_eq!(take_frame(&mut buf, 100).unwrap().unwrap().len(), 12);
+        assert_eq!(take_frame(&mut buf, 100), Ok(None));
+        buf.extend_from_slice(&[1, 0]);
+        assert!(matches!(
+            take_frame(&mut buf, 100),
+            Err(FrameError::TooLarge { .. })
+        ));
     }
 
     #[test]

@@ -21,6 +21,7 @@
 use std::sync::Arc;
 
 use magnetar_broker::Broker;
+use magnetar_metrics::CloseReason;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -52,6 +53,17 @@ pub struct KafkaConfig {
     pub max_request_bytes: usize,
     /// Most connections served at once; more are closed on accept with a log line.
     pub connections_max: usize,
+    /// Kafka's `connections.max.idle.ms`: a connection with no request in flight and no bytes
+    /// of a next one for this long is closed.
+    pub connections_max_idle_ms: u64,
+    /// A request frame that started arriving must be complete within this long, or the
+    /// connection is closed.
+    pub request_read_timeout_ms: u64,
+    /// Requests read and not yet answered per connection (pipelining); reading pauses beyond.
+    pub max_inflight_requests_per_connection: usize,
+    /// Bytes of requests read and responses not yet written per connection; reading pauses
+    /// beyond (a single request larger than this is still served, alone).
+    pub max_inflight_bytes_per_connection: usize,
     /// Default for the topic config `max.message.bytes`.
     pub message_bytes_max: usize,
     /// The group coordinator's settings (`__consumer_offsets` partitions, session limits, ...).
@@ -155,6 +167,10 @@ impl Default for KafkaConfig {
             cluster_id: "magnetar".to_string(),
             max_request_bytes: 100 * 1024 * 1024,
             connections_max: 10_000,
+            connections_max_idle_ms: 600_000,
+            request_read_timeout_ms: 30_000,
+            max_inflight_requests_per_connection: 32,
+            max_inflight_bytes_per_connection: 100 * 1024 * 1024,
             message_bytes_max: 1024 * 1024 + 12,
             group_coordinator: magnetar_coordinator::CoordinatorConfig::default(),
             authenticator: None,
@@ -171,8 +187,8 @@ impl Default for KafkaConfig {
 }
 
 /// Serves Kafka clients on `listener` until `shutdown` is cancelled. On shutdown each connection
-/// finishes the request it is handling (a long-polling Fetch returns early), sends its response
-/// and closes; this returns when all connections are closed. The group coordinator is started
+/// reads no more requests, finishes those in flight (a long-polling Fetch returns early; at most
+/// 10 s for a client that does not read its responses), sends their responses and closes; this returns when all connections are closed. The group coordinator is started
 /// first (creating `__consumer_offsets` if needed) and stopped last, after the connections, so
 /// the broker may be shut down once this returns.
 pub async fn serve(
@@ -228,7 +244,10 @@ pub async fn serve_with_coordinator(
             Err(e) => break Err(e),
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, limit = context.config.connections_max, "kafka connection limit reached; closing connection");
+            let limit = context.config.connections_max;
+            context.metrics.closes().closed(CloseReason::ConnectionLimit, || {
+                tracing::warn!(%peer, limit, "kafka connection limit reached; closing connection")
+            });
             drop(stream);
             continue;
         };
@@ -253,7 +272,9 @@ pub async fn serve_with_coordinator(
                         };
                         connection::serve_connection(stream, peer, context).await
                     }
-                    Err(e) => tracing::info!(%peer, error = %e, "kafka TLS handshake failed; closing connection"),
+                    Err(e) => context.metrics.closes().closed(CloseReason::TlsHandshake, || {
+                        tracing::info!(%peer, error = %e, "kafka TLS handshake failed; closing connection")
+                    }),
                 },
             }
             drop((slot, open));
@@ -261,6 +282,7 @@ pub async fn serve_with_coordinator(
     };
     shutdown.cancel();
     while connections.join_next().await.is_some() {}
+    context.metrics.closes().flush();
     if let Some(metrics) = &context.config.metrics {
         metrics.set_group_coordinator(None);
     }

@@ -241,6 +241,16 @@ fn encode_snapshot(s: &Snapshot, e: &mut DescriptorEncoder) -> Result<(), std::f
             .iter()
             .map(|p| (labels([("protocol", p.protocol)]), p.unreadable_entries)),
     )?;
+    counter(
+        e,
+        "magnetar_server_connections_closed",
+        "Client connections the broker closed or refused, by protocol and reason (idle_timeout, request_read_timeout, connect_timeout, keepalive_timeout, bad_frame, unsupported_request, not_allowed, connection_limit, tls_handshake).",
+        s.protocols.iter().flat_map(|p| {
+            p.connections_closed
+                .iter()
+                .map(move |(reason, n)| (labels([("protocol", p.protocol), ("reason", *reason)]), *n))
+        }),
+    )?;
 
     // ---- topics and partitions ----
     let topic_key = |r: &crate::PartitionRow| (r.namespace.clone(), r.topic.clone());

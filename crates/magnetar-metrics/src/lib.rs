@@ -20,6 +20,7 @@
 //!
 //! Main types: [`Metrics`], [`MetricsSettings`], [`ProtocolMetrics`], [`Format`].
 
+pub mod closes;
 mod encode;
 pub mod process;
 pub mod protocol;
@@ -32,6 +33,7 @@ use std::time::Duration;
 use magnetar_broker::{Broker, HistogramSnapshot};
 use magnetar_coordinator::GroupCoordinator;
 
+pub use closes::{CloseReason, ConnectionCloses};
 pub use encode::{Format, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE};
 pub use process::ProcessStats;
 pub use protocol::{ConnectionGuard, ProtocolMetrics, ProtocolSnapshot};

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use magnetar_broker::{HistogramSnapshot, LatencyHistogram};
 
+use crate::closes::ConnectionCloses;
+
 /// API numbers at or above this are counted under the API named `other`.
 pub const API_NUMBER_MAX: usize = 256;
 
@@ -49,6 +51,7 @@ pub struct ProtocolMetrics {
     connections_active: AtomicI64,
     connections_opened: AtomicU64,
     unreadable_entries: AtomicU64,
+    closes: ConnectionCloses,
 }
 
 impl std::fmt::Debug for ProtocolMetrics {
@@ -79,6 +82,8 @@ pub struct ProtocolSnapshot {
     pub connections_opened: u64,
     /// Stored entries this protocol could not serve (see `record_unreadable_entry`).
     pub unreadable_entries: u64,
+    /// Connections the front end closed or refused, by reason label (zeros included).
+    pub connections_closed: Vec<(&'static str, u64)>,
 }
 
 impl ProtocolMetrics {
@@ -101,7 +106,13 @@ impl ProtocolMetrics {
             connections_active: AtomicI64::new(0),
             connections_opened: AtomicU64::new(0),
             unreadable_entries: AtomicU64::new(0),
+            closes: ConnectionCloses::new(protocol),
         }
+    }
+
+    /// Closes by reason, with the rate-limited warnings that go with them.
+    pub fn closes(&self) -> &ConnectionCloses {
+        &self.closes
     }
 
     pub fn protocol(&self) -> &'static str {
@@ -178,6 +189,7 @@ impl ProtocolMetrics {
             connections_active: self.connections_active.load(Ordering::Relaxed),
             connections_opened: self.connections_opened.load(Ordering::Relaxed),
             unreadable_entries: self.unreadable_entries.load(Ordering::Relaxed),
+            connections_closed: self.closes.snapshot(),
         }
     }
 }

@@ -12,6 +12,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::stream::FuturesOrdered;
 use futures_util::StreamExt;
 use magnetar_broker::{PartitionLog, TopicPartition};
+use magnetar_metrics::CloseReason;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -21,6 +22,11 @@ use crate::proto::base_command::Type;
 use crate::proto::{BaseCommand, CommandError, CommandPing, ServerError};
 use crate::service::Service;
 use crate::subscription::Subscription;
+
+/// The socket write buffer of a connection.
+const WRITE_BUFFER_BYTES: usize = 64 * 1024;
+/// The read buffer a connection starts with; it grows with the bytes of a frame as they arrive.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
 
 /// A receipt (or error) for one SEND, computed once its append is durable.
 pub(crate) type SendFuture = Pin<Box<dyn std::future::Future<Output = Bytes> + Send>>;
@@ -89,15 +95,17 @@ pub(crate) async fn run<S>(
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
 {
-    let (mut reader, mut writer) = tokio::io::split(stream);
+    let (mut reader, writer) = tokio::io::split(stream);
     let cancel = service.shutdown.child_token();
     let (out_tx, mut out_rx) = mpsc::channel::<Bytes>(service.config.outbound_frames_max);
     let (send_tx, mut send_rx) = mpsc::channel::<SendFuture>(service.config.pending_sends_max);
 
     let writer_cancel = cancel.clone();
     let writer_task = service.tasks.spawn(async move {
-        // Every write races the cancel token, so a client that stops reading cannot hold up
-        // shutdown.
+        // Buffered: receipts and messages queued together go out in one write; the buffer is
+        // flushed whenever the queue is empty. Every write races the cancel token, so a client
+        // that stops reading cannot hold up shutdown.
+        let mut writer = tokio::io::BufWriter::with_capacity(WRITE_BUFFER_BYTES, writer);
         loop {
             let frame = tokio::select! {
                 _ = writer_cancel.cancelled() => break,
@@ -111,7 +119,13 @@ pub(crate) async fn run<S>(
             // to the cancel.
             tokio::select! {
                 biased;
-                written = writer.write_all(&frame) => if written.is_err() { break },
+                written = async {
+                    writer.write_all(&frame).await?;
+                    if out_rx.is_empty() {
+                        writer.flush().await?;
+                    }
+                    Ok::<(), std::io::Error>(())
+                } => if written.is_err() { break },
                 _ = writer_cancel.cancelled() => break,
             }
         }
@@ -123,6 +137,7 @@ pub(crate) async fn run<S>(
                     break;
                 }
             }
+            let _ = writer.flush().await;
             let _ = writer.shutdown().await;
         })
         .await;
@@ -190,15 +205,19 @@ impl Connection {
         reader: &mut R,
         cancel: &CancellationToken,
     ) -> String {
-        let mut buf = BytesMut::with_capacity(64 * 1024);
+        let mut buf = BytesMut::with_capacity(READ_BUFFER_BYTES);
         let keepalive = Duration::from_secs(self.service.config.keepalive_interval_s.max(1));
+        let max_frame = self.service.config.frame_size_max_bytes;
+        // CONNECT (with its authentication) must complete by then; keep-alive runs from accept.
+        let connect_deadline = tokio::time::Instant::now()
+            + Duration::from_millis(self.service.config.connect_timeout_ms);
         let mut last_read = Instant::now();
         let mut ping_sent = false;
         let mut ticker = tokio::time::interval(keepalive);
         ticker.tick().await;
         loop {
             loop {
-                match frame::decode(&mut buf, self.service.config.frame_size_max_bytes) {
+                match frame::decode(&mut buf, max_frame) {
                     Ok(Some(frame)) => {
                         last_read = Instant::now();
                         ping_sent = false;
@@ -211,19 +230,36 @@ impl Connection {
                             .record(self.command, last_read.elapsed());
                         match next {
                             Next::Continue => {}
-                            Next::Close(reason) => return reason,
+                            Next::Close(reason) => {
+                                if !self.connected {
+                                    self.service.metrics.closes().count(CloseReason::NotAllowed);
+                                }
+                                return reason;
+                            }
                         }
                     }
                     Ok(None) => break,
                     Err(e) => {
-                        tracing::warn!(peer = %self.peer, error = %e, "closing pulsar connection");
+                        let peer = self.peer;
+                        self.service.metrics.closes().closed(
+                            CloseReason::BadFrame,
+                            || tracing::warn!(%peer, error = %e, "closing pulsar connection"),
+                        );
                         return e.to_string();
                     }
                 }
             }
+            frame::reserve_for_read(&mut buf, max_frame);
             let auth_deadline = self.auth.next_deadline();
             tokio::select! {
                 _ = cancel.cancelled() => return "shutting down".into(),
+                _ = tokio::time::sleep_until(connect_deadline), if !self.connected => {
+                    let (peer, buffered) = (self.peer, buf.len());
+                    self.service.metrics.closes().closed(CloseReason::ConnectTimeout, || {
+                        tracing::warn!(%peer, buffered, "closing pulsar connection: CONNECT not completed in time")
+                    });
+                    return "connect timeout".into();
+                }
                 _ = tokio::time::sleep(auth_deadline.unwrap_or_default()), if auth_deadline.is_some() => {
                     if let Next::Close(reason) = self.on_auth_deadline().await {
                         tracing::info!(peer = %self.peer, %reason, "closing pulsar connection");
@@ -231,7 +267,9 @@ impl Connection {
                     }
                 }
                 _ = ticker.tick() => {
-                    if last_read.elapsed() >= keepalive * 2 && ping_sent {
+                    // Before CONNECT no PING can be answered; silence closes the same way.
+                    if last_read.elapsed() >= keepalive * 2 && (ping_sent || !self.connected) {
+                        self.service.metrics.closes().count(CloseReason::KeepaliveTimeout);
                         return "keep-alive timeout".into();
                     }
                     if last_read.elapsed() >= keepalive && self.connected {

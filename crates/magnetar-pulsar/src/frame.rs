@@ -61,8 +61,36 @@ pub struct Frame {
     pub payload: Option<Payload>,
 }
 
+/// Bytes read at least per read while a frame is incomplete.
+pub const READ_BYTES_MIN: usize = 4 * 1024;
+/// A large frame's buffer grows by at most this much, or by its current size, per step.
+pub const READ_GROWTH_BYTES: usize = 64 * 1024;
+
+/// Makes room in `buf` for the next read after [`decode`] returned `Ok(None)`. The buffer grows
+/// with the bytes that arrive (at most doubling per step), never to the size a frame announces:
+/// a connection that sends the first bytes of a 5 MiB frame and stops holds a few KiB, not 5 MiB
+/// (200 such connections reserved 786 MB of address space when the announced size was reserved).
+pub fn reserve_for_read(buf: &mut BytesMut, max_frame_bytes: usize) {
+    let need = match buf.get(..4) {
+        Some(p) => {
+            let total = u32::from_be_bytes([p[0], p[1], p[2], p[3]]) as usize;
+            4 + total.min(max_frame_bytes)
+        }
+        None => 4,
+    };
+    let missing = need.saturating_sub(buf.len());
+    let spare = buf.capacity() - buf.len();
+    if spare >= missing.clamp(1, READ_BYTES_MIN) {
+        return;
+    }
+    let step = missing
+        .min(buf.len().max(READ_GROWTH_BYTES))
+        .max(READ_BYTES_MIN);
+    buf.reserve(step);
+}
+
 /// Decodes one frame from the front of `buf`, consuming it; `Ok(None)` means more bytes are
-/// needed. Never allocates more than `max_frame_bytes` for one frame.
+/// needed. Reserves nothing: the caller grows the buffer as bytes arrive ([`reserve_for_read`]).
 pub fn decode(buf: &mut BytesMut, max_frame_bytes: usize) -> Result<Option<Frame>, FrameError> {
     if buf.len() < 4 {
         return Ok(None);
@@ -80,7 +108,7 @@ pub fn decode(buf: &mut BytesMut, max_frame_bytes: usize) -> Result<Option<Frame
         )));
     }
     if buf.len() < 4 + total {
-        buf.reserve(4 + total - buf.len());
+        // Nothing is reserved for the announced size: see `reserve_for_read`.
         return Ok(None);
     }
     buf.advance(4);
@@ -228,6 +256,55 @@ mod tests {
             ping: Some(CommandPing {}),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn an_announced_frame_size_is_not_reserved() {
+        // A frame of the largest size announced, its first 8 bytes sent, as a connection that
+        // never sends CONNECT would: the buffer stays near its first read.
+        let mut buf = BytesMut::new();
+        reserve_for_read(&mut buf, FRAME_SIZE_MAX_BYTES);
+        buf.extend_from_slice(&(FRAME_SIZE_MAX_BYTES as u32).to_be_bytes());
+        buf.extend_from_slice(&[0, 0, 0, 4]);
+        for _ in 0..4 {
+            assert_eq!(decode(&mut buf, FRAME_SIZE_MAX_BYTES), Ok(None));
+            reserve_for_read(&mut buf, FRAME_SIZE_MAX_BYTES);
+        }
+        assert!(
+            buf.capacity() <= 2 * READ_GROWTH_BYTES,
+            "{}",
+            buf.capacity()
+        );
+        // As the bytes arrive the buffer grows in proportion to them, up to the whole frame.
+        let frame = encode(&ping());
+        let mut big = BytesMut::new();
+        let total = FRAME_SIZE_MAX_BYTES - 100;
+        big.extend_from_slice(&(total as u32).to_be_bytes());
+        big.extend_from_slice(&frame[4..]);
+        big.resize(4 + total, 0);
+        let mut buf = BytesMut::new();
+        let mut sent = 0;
+        while sent < big.len() {
+            assert_eq!(
+                decode(&mut buf, FRAME_SIZE_MAX_BYTES).map(|f| f.is_some()),
+                Ok(false)
+            );
+            reserve_for_read(&mut buf, FRAME_SIZE_MAX_BYTES);
+            let room = buf.capacity() - buf.len();
+            assert!(room > 0);
+            let n = room.min(big.len() - sent).min(50_000);
+            buf.extend_from_slice(&big[sent..sent + n]);
+            sent += n;
+            assert!(
+                buf.capacity() <= 2 * sent + 2 * READ_GROWTH_BYTES,
+                "{} after {sent}",
+                buf.capacity()
+            );
+        }
+        assert!(matches!(
+            decode(&mut buf, FRAME_SIZE_MAX_BYTES),
+            Ok(Some(_)) | Err(FrameError::Malformed(_))
+        ));
     }
 
     fn send(seq: u64) -> BaseCommand {

@@ -31,6 +31,7 @@ pub mod subscription;
 use std::sync::Arc;
 
 use magnetar_broker::Broker;
+use magnetar_metrics::CloseReason;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -53,8 +54,12 @@ pub struct PulsarConfig {
     pub pending_sends_max: usize,
     /// Pulsar's `maxUnackedMessagesPerConsumer`: dispatch to a consumer pauses beyond this.
     pub unacked_messages_per_consumer_max: u64,
-    /// Pulsar's `keepAliveIntervalSeconds`: a PING after this much silence, a close after twice.
+    /// Pulsar's `keepAliveIntervalSeconds`: a PING after this much silence, a close after twice
+    /// (from accept: a connection silent before CONNECT is closed the same way).
     pub keepalive_interval_s: u64,
+    /// A connection that has not completed CONNECT (including authentication) this long after
+    /// accept is closed.
+    pub connect_timeout_ms: u64,
     /// Send broker entry metadata (publish time, index) to clients that announce support.
     pub broker_entry_metadata: bool,
     /// Pulsar's `brokerDeduplicationEnabled`: deduplicate SENDs by producer name and sequence
@@ -85,6 +90,7 @@ impl Default for PulsarConfig {
             pending_sends_max: 1000,
             unacked_messages_per_consumer_max: 50_000,
             keepalive_interval_s: 30,
+            connect_timeout_ms: 10_000,
             broker_entry_metadata: true,
             deduplication_enabled: false,
             deduplication_producers_max: 10_000,
@@ -143,6 +149,7 @@ pub async fn serve_listeners(
     while accepts.join_next().await.is_some() {}
     service.tasks.close();
     service.tasks.wait().await;
+    service.metrics.closes().flush();
     Ok(())
 }
 
@@ -159,7 +166,10 @@ async fn accept_loop(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let Ok(permit) = connections.clone().try_acquire_owned() else {
-                        tracing::warn!(%peer, limit = service.config.connections_max, "pulsar connection limit reached; closing");
+                        let limit = service.config.connections_max;
+                        service.metrics.closes().closed(CloseReason::ConnectionLimit, || {
+                            tracing::warn!(%peer, limit, "pulsar connection limit reached; closing")
+                        });
                         drop(stream);
                         continue;
                     };
@@ -173,7 +183,9 @@ async fn accept_loop(
                                 Ok((stream, identity)) => {
                                     connection::run(service2, stream, peer, identity).await
                                 }
-                                Err(e) => tracing::info!(%peer, error = %e, "pulsar TLS handshake failed; closing connection"),
+                                Err(e) => service2.metrics.closes().closed(CloseReason::TlsHandshake, || {
+                                    tracing::info!(%peer, error = %e, "pulsar TLS handshake failed; closing connection")
+                                }),
                             },
                         }
                         drop((permit, open));

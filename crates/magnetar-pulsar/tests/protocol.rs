@@ -330,3 +330,61 @@ async fn kafka_entries_reach_pulsar_consumers_converted_and_cached() {
         .expect("serve stops on shutdown")
         .unwrap();
 }
+
+/// A connection that never completes CONNECT is closed after `connect_timeout_ms`, whether it
+/// sends nothing or the start of a frame announcing the largest size; a connected client on the
+/// same listener stays served.
+#[tokio::test]
+async fn connections_without_connect_are_closed_after_the_connect_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::open(
+        BrokerConfig::for_data_dir(dir.path().to_path_buf()),
+        Arc::new(magnetar_metadata::MemoryStore::new()),
+        Arc::new(SystemClock),
+    )
+    .await
+    .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let config = magnetar_pulsar::PulsarConfig {
+        connect_timeout_ms: 300,
+        ..Default::default()
+    };
+    let task = tokio::spawn(magnetar_pulsar::serve_with(
+        listener,
+        broker,
+        config,
+        shutdown.clone(),
+    ));
+    let mut connected = Client::connect(addr).await;
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    let mut half = TcpStream::connect(addr).await.unwrap();
+    half.write_all(&(FRAME_SIZE_MAX_BYTES as u32).to_be_bytes())
+        .await
+        .unwrap();
+    half.write_all(&4u32.to_be_bytes()).await.unwrap();
+    for stream in [&mut silent, &mut half] {
+        let mut buf = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_secs(20), stream.read(&mut buf)).await;
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "closed by the broker: {read:?}"
+        );
+    }
+    // The connected client was not affected by the timeout.
+    connected
+        .send(BaseCommand {
+            r#type: Type::Ping as i32,
+            ping: Some(CommandPing {}),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(connected.next().await.command.r#type, Type::Pong as i32);
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(20), task)
+        .await
+        .expect("serve stops")
+        .unwrap()
+        .unwrap();
+}

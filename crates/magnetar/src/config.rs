@@ -56,6 +56,15 @@ pub struct KafkaSection {
     pub default_num_partitions: u32,
     pub max_request_bytes: u64,
     pub connections_max: u32,
+    /// Kafka's `connections.max.idle.ms`: a connection with nothing in flight is closed after
+    /// this long without a request.
+    pub connections_max_idle_ms: u64,
+    /// A request frame that started arriving must be complete within this long.
+    pub request_read_timeout_ms: u64,
+    /// Requests read and not yet answered per connection (pipelining).
+    pub max_inflight_requests_per_connection: u32,
+    /// Bytes of requests read and responses not yet written per connection.
+    pub max_inflight_bytes_per_connection: u64,
     pub message_bytes_max: u64,
     /// KoP's `entryFormat`: the storage format of new Kafka-produced entries.
     pub entry_format: String,
@@ -214,6 +223,9 @@ pub struct PulsarSection {
     pub message_bytes_max: u32,
     /// Pulsar's `keepAliveIntervalSeconds`: a PING after this much silence, a close after twice.
     pub keepalive_interval_s: u32,
+    /// A connection that has not completed CONNECT (with authentication) this long after
+    /// accept is closed.
+    pub connect_timeout_ms: u64,
     pub connections_max: u32,
     pub producers_per_connection_max: u32,
     pub consumers_per_connection_max: u32,
@@ -239,6 +251,11 @@ pub struct HttpSection {
     pub port: u16,
     /// `/metrics` exports per-partition series while at most this many partitions are open.
     pub metrics_partition_series_max: u32,
+    /// A request's headers must be complete this long after their first byte.
+    pub header_read_timeout_ms: u64,
+    /// A connection with no request in flight and no bytes of a next one is closed after this
+    /// long.
+    pub idle_timeout_ms: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -327,6 +344,10 @@ impl Default for KafkaSection {
             default_num_partitions: 1,
             max_request_bytes: 100 * 1024 * 1024,
             connections_max: 10_000,
+            connections_max_idle_ms: 600_000,
+            request_read_timeout_ms: 30_000,
+            max_inflight_requests_per_connection: 32,
+            max_inflight_bytes_per_connection: 100 * 1024 * 1024,
             message_bytes_max: 1_048_588,
             entry_format: "kafka".into(),
             max_read_entries_num: 5,
@@ -393,6 +414,7 @@ impl Default for PulsarSection {
             port: 6650,
             message_bytes_max: u32_of(c.message_size_max_bytes),
             keepalive_interval_s: u32::try_from(c.keepalive_interval_s).unwrap_or(u32::MAX),
+            connect_timeout_ms: c.connect_timeout_ms,
             connections_max: u32_of(c.connections_max),
             producers_per_connection_max: u32_of(c.producers_per_connection_max),
             consumers_per_connection_max: u32_of(c.consumers_per_connection_max),
@@ -424,6 +446,7 @@ impl PulsarSection {
                 n => n,
             },
             keepalive_interval_s: self.keepalive_interval_s.into(),
+            connect_timeout_ms: self.connect_timeout_ms,
             broker_entry_metadata: self.broker_entry_metadata,
             deduplication_enabled: self.deduplication_enabled,
             deduplication_producers_max: self.deduplication_producers_max as usize,
@@ -442,6 +465,8 @@ impl Default for HttpSection {
         Self {
             port: 8080,
             metrics_partition_series_max: 1000,
+            header_read_timeout_ms: 30_000,
+            idle_timeout_ms: 120_000,
         }
     }
 }
@@ -931,6 +956,30 @@ impl Config {
             1_000_000,
         )?;
         range(
+            "kafka.connections_max_idle_ms",
+            self.kafka.connections_max_idle_ms,
+            1000,
+            86_400_000,
+        )?;
+        range(
+            "kafka.request_read_timeout_ms",
+            self.kafka.request_read_timeout_ms,
+            100,
+            3_600_000,
+        )?;
+        range(
+            "kafka.max_inflight_requests_per_connection",
+            self.kafka.max_inflight_requests_per_connection.into(),
+            1,
+            10_000,
+        )?;
+        range(
+            "kafka.max_inflight_bytes_per_connection",
+            self.kafka.max_inflight_bytes_per_connection,
+            1024,
+            4 * 1024 * 1024 * 1024,
+        )?;
+        range(
             "kafka.message_bytes_max",
             self.kafka.message_bytes_max,
             1,
@@ -1042,6 +1091,12 @@ impl Config {
             3600,
         )?;
         range(
+            "pulsar.connect_timeout_ms",
+            p.connect_timeout_ms,
+            100,
+            3_600_000,
+        )?;
+        range(
             "pulsar.connections_max",
             p.connections_max.into(),
             1,
@@ -1145,6 +1200,18 @@ impl Config {
             self.http.metrics_partition_series_max.into(),
             0,
             1_000_000,
+        )?;
+        range(
+            "http.header_read_timeout_ms",
+            self.http.header_read_timeout_ms,
+            100,
+            3_600_000,
+        )?;
+        range(
+            "http.idle_timeout_ms",
+            self.http.idle_timeout_ms,
+            100,
+            86_400_000,
         )?;
         Ok(())
     }
@@ -1659,6 +1726,83 @@ mod tests {
         let e = load_str("b.conf", "webServicePort=http\n", &[]).unwrap_err();
         assert!(e.to_string().contains("webServicePort"), "{e}");
     }
+    #[test]
+    fn connection_lifecycle_limits_env_and_ranges() {
+        let loaded = load_str(
+            "m.toml",
+            "version = 1\n[kafka]\nconnections_max_idle_ms = 5000\n[http]\nidle_timeout_ms = 700\n",
+            &[
+                ("MAGNETAR_KAFKA__REQUEST_READ_TIMEOUT_MS", "1500"),
+                ("MAGNETAR_KAFKA__MAX_INFLIGHT_REQUESTS_PER_CONNECTION", "5"),
+                ("MAGNETAR_KAFKA__MAX_INFLIGHT_BYTES_PER_CONNECTION", "65536"),
+                ("MAGNETAR_PULSAR__CONNECT_TIMEOUT_MS", "2500"),
+                ("MAGNETAR_HTTP__HEADER_READ_TIMEOUT_MS", "900"),
+            ],
+        )
+        .unwrap();
+        let c = &loaded.config;
+        assert_eq!(c.kafka.connections_max_idle_ms, 5000);
+        assert_eq!(c.kafka.request_read_timeout_ms, 1500);
+        assert_eq!(c.kafka.max_inflight_requests_per_connection, 5);
+        assert_eq!(c.kafka.max_inflight_bytes_per_connection, 65536);
+        assert_eq!(c.pulsar.listener_config().connect_timeout_ms, 2500);
+        assert_eq!(
+            (c.http.header_read_timeout_ms, c.http.idle_timeout_ms),
+            (900, 700)
+        );
+        // The Kafka defaults are the listener's own.
+        let (section, listener) = (
+            KafkaSection::default(),
+            magnetar_kafka::KafkaConfig::default(),
+        );
+        assert_eq!(
+            section.connections_max_idle_ms,
+            listener.connections_max_idle_ms
+        );
+        assert_eq!(
+            section.request_read_timeout_ms,
+            listener.request_read_timeout_ms
+        );
+        assert_eq!(
+            section.max_inflight_requests_per_connection as usize,
+            listener.max_inflight_requests_per_connection
+        );
+        assert_eq!(
+            section.max_inflight_bytes_per_connection as usize,
+            listener.max_inflight_bytes_per_connection
+        );
+        for (text, key) in [
+            (
+                "[kafka]\nconnections_max_idle_ms = 0\n",
+                "kafka.connections_max_idle_ms",
+            ),
+            (
+                "[kafka]\nrequest_read_timeout_ms = 0\n",
+                "kafka.request_read_timeout_ms",
+            ),
+            (
+                "[kafka]\nmax_inflight_requests_per_connection = 0\n",
+                "kafka.max_inflight_requests_per_connection",
+            ),
+            (
+                "[kafka]\nmax_inflight_bytes_per_connection = 10\n",
+                "kafka.max_inflight_bytes_per_connection",
+            ),
+            (
+                "[pulsar]\nconnect_timeout_ms = 0\n",
+                "pulsar.connect_timeout_ms",
+            ),
+            (
+                "[http]\nheader_read_timeout_ms = 0\n",
+                "http.header_read_timeout_ms",
+            ),
+            ("[http]\nidle_timeout_ms = 0\n", "http.idle_timeout_ms"),
+        ] {
+            let e = load_str("m.toml", &format!("version = 1\n{text}"), &[]).unwrap_err();
+            assert!(e.to_string().starts_with(key), "{key}: {e}");
+        }
+    }
+
     #[test]
     fn pulsar_section_aliases_env_ranges_and_listener_mapping() {
         let text = "maxMessageSize=1048576\nkeepAliveIntervalSeconds=10\n\

@@ -224,6 +224,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
             partition_series_max: config.http.metrics_partition_series_max as usize,
         },
     );
+    let http_limits = magnetar_admin::HttpLimits {
+        header_read_timeout_ms: config.http.header_read_timeout_ms,
+        idle_timeout_ms: config.http.idle_timeout_ms,
+    };
     let kafka_config = magnetar_kafka::KafkaConfig {
         advertised_host,
         advertised_port,
@@ -231,6 +235,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
         cluster_id: format!("magnetar-{}", config.broker.cluster_name),
         max_request_bytes: config.kafka.max_request_bytes as usize,
         connections_max: config.kafka.connections_max as usize,
+        connections_max_idle_ms: config.kafka.connections_max_idle_ms,
+        request_read_timeout_ms: config.kafka.request_read_timeout_ms,
+        max_inflight_requests_per_connection: config.kafka.max_inflight_requests_per_connection
+            as usize,
+        max_inflight_bytes_per_connection: usize::try_from(
+            config.kafka.max_inflight_bytes_per_connection,
+        )
+        .unwrap_or(usize::MAX),
         message_bytes_max: config.kafka.message_bytes_max as usize,
         group_coordinator: config.groups.coordinator_config(),
         authenticator: authenticator.clone().filter(|_| kafka_sasl),
@@ -359,7 +371,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         async move {
             (
                 "http",
-                magnetar_admin::serve(http_listener, services, shutdown).await,
+                magnetar_admin::serve(http_listener, services, http_limits, shutdown).await,
             )
         }
     });
@@ -378,7 +390,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         tasks.spawn(async move {
             (
                 "https",
-                magnetar_admin::serve_tls(listener, tls, services, shutdown).await,
+                magnetar_admin::serve_tls(listener, tls, services, http_limits, shutdown).await,
             )
         });
     }
