@@ -24,7 +24,7 @@ use crate::cursor::{
     atomic_write, encode_cursors, load_cursors, CursorStart, CursorState, CURSORS_FILE_NAME,
 };
 use crate::entry::{
-    crc_matches, decode_header, encode_entry, Entry, EntryHeader, NewEntry, ENTRY_HEADER_LEN,
+    decode_header, encode_entry_with_index, Entry, EntryHeader, NewEntry, ENTRY_HEADER_LEN,
 };
 use crate::histogram::{HistogramSnapshot, LatencyHistogram};
 use crate::index::IndexPoint;
@@ -382,6 +382,13 @@ impl ManagedLedger {
                 reason: "message count is 0".to_string(),
             });
         }
+        if let Some(at) = entry.first_index_at {
+            if entry.payload.len() < at.saturating_add(8) {
+                return Err(StorageError::InvalidEntry {
+                    reason: format!("payload of {size} bytes has no room for the index at {at}"),
+                });
+            }
+        }
         let next = first_index
             .checked_add(u64::from(entry.message_count))
             .ok_or_else(|| StorageError::InvalidEntry {
@@ -529,13 +536,16 @@ impl ManagedLedger {
             }
             let pos = seg_bytes + buf.len() as u64;
             let at = buf.len();
-            encode_entry(&header, &q.entry.payload, &mut buf);
-            // Paired invariant, write side: what we write decodes to what we meant and its
-            // CRC holds.
+            // The one copy of the payload (into the write buffer), with the index written in and
+            // the entry CRC computed once over the bytes as they will be stored.
+            encode_entry_with_index(&header, &q.entry.payload, q.entry.first_index_at, &mut buf);
+            // Paired invariant, write side: what we write decodes to what we meant (index
+            // order, count, lengths). It covers the header only: the CRC was computed a moment
+            // ago over these very bytes of `buf`, so hashing them again would only re-read the
+            // same memory (it was a third CRC pass per produced byte); the CRC is verified on
+            // every read and, for the last segment, at recovery.
             match decode_header(&buf[at..]) {
-                Ok((h, crc))
-                    if h == header
-                        && crc_matches(&buf[at..], &buf[at + ENTRY_HEADER_LEN..], crc) => {}
+                Ok((h, _)) if h == header => {}
                 _ => {
                     return Err(StorageError::Failed {
                         reason: format!(

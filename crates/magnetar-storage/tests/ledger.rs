@@ -33,6 +33,7 @@ fn new_entry(index: u64, count: u32, ts: i64, len: usize) -> NewEntry {
             epoch: 1,
             base_sequence: index as i32,
         }),
+        first_index_at: None,
     }
 }
 
