@@ -619,7 +619,10 @@ async fn acknowledgements_are_written_at_most_once_per_interval() {
     }
     let file = dir.path().join("cursors.json");
     let on_disk = || std::fs::read(&file).unwrap();
-    ledger.open_cursor("sub", CursorStart::Earliest).await.unwrap();
+    ledger
+        .open_cursor("sub", CursorStart::Earliest)
+        .await
+        .unwrap();
     let opened = on_disk();
     clock.advance_ms(60_000);
     // The first acknowledgement is written (none was within the interval)...
