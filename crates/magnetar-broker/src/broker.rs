@@ -1,12 +1,14 @@
 //! The broker: tenants, namespaces and topics in the metadata store, and the open partitions.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use magnetar_metadata::{Expect, MetadataError, MetadataStore};
-use magnetar_storage::{Clock, LedgerConfig, ManagedLedger};
+use magnetar_storage::{
+    Clock, LedgerConfig, LocalSegmentStore, ManagedLedger, SegmentStore, StorageError,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::Mutex;
@@ -14,6 +16,7 @@ use tokio::sync::Mutex;
 use crate::error::{Error, Result};
 use crate::names::{NamespaceName, TenantName, TopicName, TopicPartition};
 use crate::partition::PartitionLog;
+use crate::registry::{LedgerKey, PartitionRegistry};
 use crate::resources::*;
 
 /// The namespace that holds internal topics (consumer offsets, later transaction state).
@@ -74,18 +77,25 @@ pub struct Broker {
     config: BrokerConfig,
     metadata: Arc<dyn MetadataStore>,
     clock: Arc<dyn Clock>,
-    partitions: Mutex<HashMap<LedgerKey, Arc<PartitionLog>>>,
+    /// The open partitions: sharded, one open-once cell per partition (see [`crate::registry`]).
+    partitions: PartitionRegistry,
+    segment_stores: SegmentStoreFactory,
     producer_ids: Mutex<IdRange>,
     /// See [`Broker::permissions_version`].
     pub(crate) permissions_version: std::sync::atomic::AtomicU64,
     /// Topic metadata read on every produce and fetch, kept in memory (see [`TopicCache`]).
     topic_cache: TopicCache,
-    /// When a partition whose ledger failed a write was last reopened.
-    reopened: Mutex<HashMap<LedgerKey, std::time::Instant>>,
 }
 
-/// Shortest time between two reopenings of a partition whose ledger keeps failing writes.
-const REOPEN_BACKOFF: std::time::Duration = std::time::Duration::from_secs(1);
+/// Makes the segment store of one partition's ledger directory: local files by default; the seam
+/// for object storage later, and for tests that inject slow or failing storage.
+pub type SegmentStoreFactory =
+    Arc<dyn Fn(&Path) -> Result<Arc<dyn SegmentStore>, StorageError> + Send + Sync>;
+
+/// Segments as local files in the ledger directory.
+fn local_segment_stores() -> SegmentStoreFactory {
+    Arc::new(|dir: &Path| Ok(Arc::new(LocalSegmentStore::new(dir)?) as Arc<dyn SegmentStore>))
+}
 
 /// Most topics whose metadata is kept in memory; past it the cache starts over.
 const TOPIC_CACHE_MAX: usize = 100_000;
@@ -181,9 +191,6 @@ pub fn effective_retention(
     )
 }
 
-/// A topic and its ledger partition (`None` for a non-partitioned topic).
-type LedgerKey = (TopicName, Option<u32>);
-
 /// How many producer ids one metadata write reserves.
 pub const PRODUCER_ID_BLOCK: i64 = 1000;
 
@@ -232,15 +239,26 @@ impl Broker {
         metadata: Arc<dyn MetadataStore>,
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Self>> {
+        Self::open_with_segment_stores(config, metadata, clock, local_segment_stores()).await
+    }
+
+    /// Like [`Broker::open`], with the segments of every partition in the stores `segment_stores`
+    /// makes (cursors and the start index stay in the ledger directory).
+    pub async fn open_with_segment_stores(
+        config: BrokerConfig,
+        metadata: Arc<dyn MetadataStore>,
+        clock: Arc<dyn Clock>,
+        segment_stores: SegmentStoreFactory,
+    ) -> Result<Arc<Self>> {
         let broker = Arc::new(Self {
             config,
             metadata,
             clock,
-            partitions: Mutex::new(HashMap::new()),
+            partitions: PartitionRegistry::default(),
+            segment_stores,
             producer_ids: Mutex::new(IdRange::default()),
             permissions_version: std::sync::atomic::AtomicU64::new(0),
             topic_cache: TopicCache::default(),
-            reopened: Mutex::new(HashMap::new()),
         });
         broker.bootstrap().await?;
         Ok(broker)
@@ -571,13 +589,9 @@ impl Broker {
         let Some(metadata) = self.topic(name).await? else {
             return Err(Error::TopicNotFound(name.to_string()));
         };
-        {
-            let mut open = self.partitions.lock().await;
-            let keys: Vec<_> = open.keys().filter(|(t, _)| t == name).cloned().collect();
-            for key in keys {
-                if let Some(log) = open.remove(&key) {
-                    log.close().await?;
-                }
+        for slot in self.partitions.remove_topic(name) {
+            if let Some(log) = slot.settled().await {
+                log.close().await?;
             }
         }
         for partition in 0..metadata.partition_count() {
@@ -750,43 +764,53 @@ impl Broker {
             });
         }
         let ledger_partition = metadata.ledger_partition(tp.partition);
-        let key = (tp.topic.clone(), ledger_partition);
-        let mut open = self.partitions.lock().await;
-        if let Some(log) = open.get(&key) {
-            let recently_reopened = self
-                .reopened
-                .lock()
-                .await
-                .get(&key)
-                .is_some_and(|at| at.elapsed() < REOPEN_BACKOFF);
-            if !log.ledger().is_failed() || recently_reopened {
-                // A failed ledger answers its error at once; it is reopened at most once per
-                // REOPEN_BACKOFF, so a full disk does not turn every request into a recovery.
-                return Ok(log.clone());
+        let key: LedgerKey = (tp.topic.clone(), ledger_partition);
+        let mut slot = self.partitions.slot(&key);
+        // At most two rounds: the open log, or (once) the log reopened after a failed write.
+        for _ in 0..2 {
+            let log = slot
+                .get_or_open(|failed| self.open_partition(tp, &metadata, ledger_partition, failed))
+                .await?;
+            let now = std::time::Instant::now();
+            if !log.ledger().is_failed() || !slot.reopen_allowed(now) {
+                // A failed ledger answers its error at once until the reopen backoff has passed.
+                return Ok(log);
             }
-            // A write failed (e.g. the disk was full): the ledger refuses appends until it is
-            // reopened. Reopen it now that it is asked for again, which recovers the files and
-            // truncates a torn tail; holders of the old log get errors and look it up again.
             tracing::warn!(partition = %tp, "reopening a partition whose ledger failed a write");
-            self.reopened
-                .lock()
-                .await
-                .insert(key.clone(), std::time::Instant::now());
-            if let Some(failed) = open.remove(&key) {
-                if let Err(e) = failed.close().await {
-                    tracing::debug!(partition = %tp, error = %e, "closing the failed ledger");
-                }
+            slot = self.partitions.replace(&key, &slot, now);
+        }
+        slot.get_or_open(|failed| self.open_partition(tp, &metadata, ledger_partition, failed))
+            .await
+    }
+
+    /// Opens (and recovers) one partition's ledger, closing `failed` first if it replaces a log
+    /// whose ledger failed a write. Runs inside the partition's own open-once cell: no lock is
+    /// held, and requests for other partitions do not wait for it.
+    async fn open_partition(
+        &self,
+        tp: &TopicPartition,
+        metadata: &TopicMetadata,
+        ledger_partition: Option<u32>,
+        failed: Option<Arc<PartitionLog>>,
+    ) -> Result<Arc<PartitionLog>> {
+        if let Some(failed) = failed {
+            if let Err(e) = failed.close().await {
+                tracing::debug!(partition = %tp, error = %e, "closing the failed ledger");
             }
         }
         let dir = self.ledger_dir(&tp.topic, ledger_partition);
         let mut config = self.config.ledger.clone();
-        if let Some(bytes) = config_value(&metadata, SEGMENT_BYTES) {
+        if let Some(bytes) = config_value(metadata, SEGMENT_BYTES) {
             config.segment_bytes = bytes.max(SEGMENT_BYTES_MIN);
         }
         let clock = self.clock.clone();
-        let ledger = tokio::task::spawn_blocking(move || ManagedLedger::open(&dir, config, clock))
-            .await
-            .map_err(|e| Error::Storage(format!("open task failed: {e}")))??;
+        let stores = self.segment_stores.clone();
+        let ledger = tokio::task::spawn_blocking(move || {
+            let store = stores(&dir)?;
+            ManagedLedger::open_with_store(&dir, config, clock, store)
+        })
+        .await
+        .map_err(|e| Error::Storage(format!("open task failed: {e}")))??;
         let log = Arc::new(
             PartitionLog::new(tp.clone(), ledger, self.config.producers_per_partition_max).await?,
         );
@@ -797,14 +821,13 @@ impl Broker {
         {
             log.set_publish_rate(rate);
         }
-        open.insert(key, log.clone());
         Ok(log)
     }
 
     /// Gives every open partition of `namespace` its publish rate after a policy change.
     async fn apply_publish_rate(&self, namespace: &NamespaceName, policies: &NamespacePolicies) {
         let rate = policies.publish_rate.unwrap_or_default();
-        for log in self.partitions.lock().await.values() {
+        for log in self.partitions.open_logs() {
             if &log.name().topic.namespace == namespace {
                 log.set_publish_rate(rate);
             }
@@ -906,20 +929,16 @@ impl Broker {
 
     /// The partitions currently open.
     pub async fn open_partitions(&self) -> Vec<Arc<PartitionLog>> {
-        self.partitions.lock().await.values().cloned().collect()
+        self.partitions.open_logs()
     }
 
     /// Flushes and closes every open ledger.
     pub async fn shutdown(&self) -> Result<()> {
-        let open: Vec<_> = self
-            .partitions
-            .lock()
-            .await
-            .drain()
-            .map(|(_, v)| v)
-            .collect();
         let mut first_error = None;
-        for log in open {
+        for slot in self.partitions.drain() {
+            let Some(log) = slot.settled().await else {
+                continue;
+            };
             if let Err(e) = log.close().await {
                 tracing::error!(partition = %log.name(), error = %e, "closing ledger failed");
                 first_error.get_or_insert(e);

@@ -16,12 +16,16 @@ pub mod partition;
 pub mod permissions;
 pub mod producer_state;
 pub mod publish_rate;
+pub mod registry;
 pub mod resources;
 
-pub use broker::{effective_retention, Broker, BrokerConfig, RetentionSummary, INTERNAL_NAMESPACE};
+pub use broker::{
+    effective_retention, Broker, BrokerConfig, RetentionSummary, SegmentStoreFactory,
+    INTERNAL_NAMESPACE,
+};
 pub use error::{Error, Result};
 pub use names::{NamespaceName, TenantName, TopicName, TopicPartition};
-pub use partition::{AppendOutcome, AppendRequest, PartitionLog, PartitionTraffic};
+pub use partition::{AppendOutcome, AppendRequest, Appending, PartitionLog, PartitionTraffic};
 pub use permissions::{Access, AuthAction, AuthPolicies, Grants};
 pub use producer_state::{named_producer_batch, named_producer_id, ProducerBatch};
 pub use publish_rate::PublishRate;

@@ -6,9 +6,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use magnetar_storage::{
-    Entry, EntryHeader, LatencyHistogram, ManagedLedger, NewEntry, PayloadFormat, ProducerInfo,
+    Entry, EntryHeader, LatencyHistogram, ManagedLedger, NewEntry, PayloadFormat, PendingAppend,
+    ProducerInfo,
 };
 use tokio::sync::watch;
 
@@ -31,8 +32,62 @@ pub struct AppendRequest {
     pub format: PayloadFormat,
     pub producer: Option<ProducerBatch>,
     /// Where to write the assigned first index into the payload, as a big-endian u64, so the
-    /// stored bytes are what a reader is served (a Kafka batch's base offset lives at 0).
+    /// stored bytes are what a reader is served (a Kafka batch's base offset lives at 0). The
+    /// ledger writes it while encoding the entry into its write buffer (no extra copy).
     pub first_index_at: Option<usize>,
+}
+
+/// An append whose first index is assigned and whose bytes are queued to the ledger's
+/// group-commit writer (phase one, [`PartitionLog::enqueue`]); [`Appending::durable`] waits until
+/// it is durable under the fsync policy (phase two). Indexes follow the order of `enqueue` calls,
+/// so a front end enqueues in request order and may wait for many appends together: appends
+/// queued before the writer's next round share its write and fsync.
+#[must_use = "an append is acknowledged only once durable"]
+#[derive(Debug)]
+pub struct Appending {
+    first_index: u64,
+    /// `None`: an idempotent retry of a batch already in the log; nothing new is written.
+    pending: Option<PendingAppend>,
+    ledger: Arc<ManagedLedger>,
+    traffic: Arc<PartitionTraffic>,
+    started: Instant,
+    bytes: u64,
+    messages: u32,
+}
+
+impl Appending {
+    /// The index assigned to the batch's first message (the original's for a duplicate).
+    pub fn first_index(&self) -> u64 {
+        self.first_index
+    }
+
+    /// Whether the batch had been appended before (idempotent retry).
+    pub fn is_duplicate(&self) -> bool {
+        self.pending.is_none()
+    }
+
+    /// Waits until the entry is durable under the ledger's fsync policy.
+    pub async fn durable(self) -> Result<AppendOutcome> {
+        let Some(pending) = self.pending else {
+            return Ok(AppendOutcome {
+                first_index: self.first_index,
+                log_start_index: self.ledger.start_index(),
+                duplicate: true,
+            });
+        };
+        pending.wait().await?;
+        let traffic = &self.traffic;
+        traffic.append_latency.observe(self.started.elapsed());
+        traffic.bytes_in.fetch_add(self.bytes, Ordering::Relaxed);
+        traffic
+            .messages_in
+            .fetch_add(u64::from(self.messages), Ordering::Relaxed);
+        Ok(AppendOutcome {
+            first_index: self.first_index,
+            log_start_index: self.ledger.start_index(),
+            duplicate: false,
+        })
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,7 +111,7 @@ pub struct PartitionLog {
     named: Mutex<NamedProducers>,
     /// The namespace's publish rate, applied to producers of both protocols.
     publish_limiter: Mutex<PublishLimiter>,
-    traffic: PartitionTraffic,
+    traffic: Arc<PartitionTraffic>,
 }
 
 /// Last entry per named producer, bounded (the producer whose last entry is oldest goes first).
@@ -150,7 +205,7 @@ impl PartitionLog {
             consumers: Mutex::new(HashMap::new()),
             named: Mutex::new(named),
             publish_limiter: Mutex::new(PublishLimiter::default()),
-            traffic: PartitionTraffic::default(),
+            traffic: Arc::default(),
         })
     }
 
@@ -231,81 +286,74 @@ impl PartitionLog {
             .fetch_add(messages, Ordering::Relaxed);
     }
 
+    /// Appends one batch and waits until it is durable: [`Self::enqueue`] then
+    /// [`Appending::durable`].
     pub async fn append(&self, request: AppendRequest) -> Result<AppendOutcome> {
+        self.enqueue(request)?.durable().await
+    }
+
+    /// Phase one of an append, without waiting: checks the producer's sequence, assigns the
+    /// first index and queues the entry to the ledger's writer, atomically under this partition's
+    /// producer lock (so sequence order and index order agree). Returns at once; an idempotent
+    /// retry of a batch already in the log comes back as a duplicate with the original's index.
+    pub fn enqueue(&self, request: AppendRequest) -> Result<Appending> {
         let started = Instant::now();
         let (bytes, messages) = (request.payload.len() as u64, request.message_count);
         if let Some(at) = request.first_index_at {
-            if request.payload.len() < at + 8 {
+            if request.payload.len() < at.saturating_add(8) {
                 return Err(Error::InvalidRequest(format!(
                     "payload of {} bytes has no room for an index at {at}",
                     request.payload.len()
                 )));
             }
         }
-        let pending = {
-            let mut producers = self.producers.lock().map_err(|_| Error::ShuttingDown)?;
-            if let Some(batch) = request.producer.as_ref().filter(|b| !b.is_named()) {
-                if let SequenceCheck::Duplicate { first_index } = producers.check(batch)? {
-                    return Ok(AppendOutcome {
-                        first_index,
-                        log_start_index: self.ledger.start_index(),
-                        duplicate: true,
-                    });
-                }
-            }
-            let AppendRequest {
-                payload,
-                message_count,
-                max_timestamp_ms,
-                format,
-                producer,
-                first_index_at,
-            } = request;
-            let pending = self.ledger.append_with(|first_index| {
-                let payload = match first_index_at {
-                    Some(at) => {
-                        let mut patched = BytesMut::from(&payload[..]);
-                        patched[at..at + 8].copy_from_slice(&first_index.to_be_bytes());
-                        patched.freeze()
-                    }
-                    None => payload,
-                };
-                NewEntry {
-                    payload,
-                    message_count,
-                    max_timestamp_ms,
-                    format,
-                    producer: producer.map(|p| ProducerInfo {
-                        producer_id: p.producer_id,
-                        epoch: p.epoch,
-                        base_sequence: p.first_sequence,
-                    }),
-                }
-            })?;
-            match &producer {
-                Some(batch) if batch.is_named() => {
-                    if let Ok(mut named) = self.named.lock() {
-                        named.record(batch.producer_id, pending.first_index());
-                    }
-                }
-                Some(batch) => producers.record(batch, pending.first_index()),
-                None => {}
-            }
-            pending
-        };
-        let first_index = pending.first_index();
-        pending.wait().await?;
-        let traffic = &self.traffic;
-        traffic.append_latency.observe(started.elapsed());
-        traffic.bytes_in.fetch_add(bytes, Ordering::Relaxed);
-        traffic
-            .messages_in
-            .fetch_add(u64::from(messages), Ordering::Relaxed);
-        Ok(AppendOutcome {
+        let appending = |first_index, pending| Appending {
             first_index,
-            log_start_index: self.ledger.start_index(),
-            duplicate: false,
-        })
+            pending,
+            ledger: self.ledger.clone(),
+            traffic: self.traffic.clone(),
+            started,
+            bytes,
+            messages,
+        };
+        let mut producers = self.producers.lock().map_err(|_| Error::ShuttingDown)?;
+        if let Some(batch) = request.producer.as_ref().filter(|b| !b.is_named()) {
+            if let SequenceCheck::Duplicate { first_index } = producers.check(batch)? {
+                return Ok(appending(first_index, None));
+            }
+        }
+        let AppendRequest {
+            payload,
+            message_count,
+            max_timestamp_ms,
+            format,
+            producer,
+            first_index_at,
+        } = request;
+        let pending = self.ledger.append_with(|_| NewEntry {
+            payload,
+            message_count,
+            max_timestamp_ms,
+            format,
+            producer: producer.map(|p| ProducerInfo {
+                producer_id: p.producer_id,
+                epoch: p.epoch,
+                base_sequence: p.first_sequence,
+            }),
+            first_index_at,
+        })?;
+        let first_index = pending.first_index();
+        match &producer {
+            Some(batch) if batch.is_named() => {
+                if let Ok(mut named) = self.named.lock() {
+                    named.record(batch.producer_id, first_index);
+                }
+            }
+            Some(batch) => producers.record(batch, first_index),
+            None => {}
+        }
+        drop(producers);
+        Ok(appending(first_index, Some(pending)))
     }
 
     /// The first index of the last entry appended by the named producer `producer_id`

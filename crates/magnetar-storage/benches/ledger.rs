@@ -33,6 +33,7 @@ fn entry(size: usize) -> NewEntry {
         max_timestamp_ms: 0,
         format: PayloadFormat::Kafka,
         producer: None,
+        first_index_at: None,
     }
 }
 

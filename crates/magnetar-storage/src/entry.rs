@@ -73,6 +73,10 @@ pub struct NewEntry {
     pub max_timestamp_ms: i64,
     pub format: PayloadFormat,
     pub producer: Option<ProducerInfo>,
+    /// Where the ledger writes the entry's first index into the payload (big-endian u64) while
+    /// encoding it, so the stored bytes are what a reader is served with no extra copy (a Kafka
+    /// batch's base offset lives at 0). The payload must hold 8 bytes there.
+    pub first_index_at: Option<usize>,
 }
 
 /// The decoded header of a stored entry.
@@ -113,6 +117,19 @@ pub struct Entry {
 
 /// Appends the encoded entry to `out`.
 pub fn encode_entry(header: &EntryHeader, payload: &[u8], out: &mut Vec<u8>) {
+    encode_entry_with_index(header, payload, None, out);
+}
+
+/// Appends the encoded entry to `out`, writing `header.first_index` into the copied payload at
+/// `first_index_at` (big-endian u64) before the CRC is computed: the payload is copied once and
+/// hashed once. The caller has checked that the payload holds 8 bytes at `first_index_at`; if it
+/// does not, the payload is stored as given.
+pub fn encode_entry_with_index(
+    header: &EntryHeader,
+    payload: &[u8],
+    first_index_at: Option<usize>,
+    out: &mut Vec<u8>,
+) {
     let start = out.len();
     out.push(ENTRY_MAGIC);
     out.push(ENTRY_VERSION);
@@ -130,9 +147,19 @@ pub fn encode_entry(header: &EntryHeader, payload: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(&epoch.to_le_bytes());
     out.extend_from_slice(&seq.to_le_bytes());
     out.extend_from_slice(&header.payload_len.to_le_bytes());
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&out[start..start + CRC_OFFSET]), payload);
-    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&[0; 4]); // the CRC, once the payload is in place
     out.extend_from_slice(payload);
+    let body = start + ENTRY_HEADER_LEN;
+    if let Some(at) = first_index_at {
+        if let Some(slot) = out.get_mut(body + at..body + at + 8) {
+            slot.copy_from_slice(&header.first_index.to_be_bytes());
+        }
+    }
+    let crc = crc32c::crc32c_append(
+        crc32c::crc32c(&out[start..start + CRC_OFFSET]),
+        &out[body..],
+    );
+    out[start + CRC_OFFSET..body].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// Decodes and validates the fixed header. Returns the header and the stored CRC.
@@ -272,6 +299,35 @@ mod tests {
         fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..80)) {
             let _ = decode_header(&bytes);
         }
+    }
+
+    #[test]
+    fn index_is_written_into_the_payload_under_the_crc() {
+        let header = EntryHeader {
+            first_index: 0x0102_0304_0506_0708,
+            message_count: 1,
+            publish_time_ms: 0,
+            max_timestamp_ms: 0,
+            format: PayloadFormat::Kafka,
+            producer: None,
+            payload_len: 12,
+        };
+        let mut buf = vec![9u8; 3]; // something before: encoding appends
+        encode_entry_with_index(&header, &[0xAA; 12], Some(2), &mut buf);
+        let entry = &buf[3..];
+        let payload = &entry[ENTRY_HEADER_LEN..];
+        assert_eq!(&payload[..2], &[0xAA, 0xAA]);
+        assert_eq!(&payload[2..10], &header.first_index.to_be_bytes());
+        assert_eq!(&payload[10..], &[0xAA, 0xAA]);
+        let (decoded, crc) = decode_header(entry).unwrap();
+        assert_eq!(decoded, header);
+        assert!(crc_matches(&entry[..ENTRY_HEADER_LEN], payload, crc));
+        // The same bytes as encoding the patched payload without an index position.
+        let mut patched = vec![0xAA; 12];
+        patched[2..10].copy_from_slice(&header.first_index.to_be_bytes());
+        let mut plain = Vec::new();
+        encode_entry(&header, &patched, &mut plain);
+        assert_eq!(plain, entry);
     }
 
     #[test]

@@ -24,7 +24,7 @@ use crate::cursor::{
     atomic_write, encode_cursors, load_cursors, CursorStart, CursorState, CURSORS_FILE_NAME,
 };
 use crate::entry::{
-    crc_matches, decode_header, encode_entry, Entry, EntryHeader, NewEntry, ENTRY_HEADER_LEN,
+    decode_header, encode_entry_with_index, Entry, EntryHeader, NewEntry, ENTRY_HEADER_LEN,
 };
 use crate::histogram::{HistogramSnapshot, LatencyHistogram};
 use crate::index::IndexPoint;
@@ -61,6 +61,12 @@ pub struct LedgerConfig {
     /// Largest payload accepted.
     pub entry_bytes_max: u32,
     pub fsync: FsyncPolicy,
+    /// Acknowledgements move cursors in memory at once but write the cursor file at most once
+    /// per this interval (Pulsar's mark-delete rate limit); `0` writes on every change. Opening,
+    /// resetting and deleting a cursor and closing the ledger always write. After a crash, the
+    /// acknowledgements of the last interval are lost and those messages are delivered again
+    /// (at-least-once, as in Pulsar).
+    pub cursor_persist_interval_ms: u64,
 }
 
 impl Default for LedgerConfig {
@@ -71,6 +77,7 @@ impl Default for LedgerConfig {
             index_interval_bytes: 4096,
             entry_bytes_max: 8 << 20,
             fsync: FsyncPolicy::Always,
+            cursor_persist_interval_ms: 1000,
         }
     }
 }
@@ -254,6 +261,15 @@ pub struct ManagedLedger {
     cursors: Mutex<CursorBook>,
     /// Serializes cursor file writes; holds the last written book version.
     cursor_persist: tokio::sync::Mutex<u64>,
+    /// When the cursor file was last written and whether a delayed write is scheduled (see
+    /// [`LedgerConfig::cursor_persist_interval_ms`]).
+    cursor_timer: Mutex<CursorTimer>,
+}
+
+#[derive(Default)]
+struct CursorTimer {
+    last_write_ms: Option<i64>,
+    scheduled: Option<JoinHandle<()>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -322,6 +338,7 @@ impl ManagedLedger {
                 version: 0,
             }),
             cursor_persist: tokio::sync::Mutex::new(0),
+            cursor_timer: Mutex::new(CursorTimer::default()),
         });
         if let FsyncPolicy::Interval { interval_ms } = config.fsync {
             let weak = Arc::downgrade(&ledger);
@@ -381,6 +398,13 @@ impl ManagedLedger {
             return Err(StorageError::InvalidEntry {
                 reason: "message count is 0".to_string(),
             });
+        }
+        if let Some(at) = entry.first_index_at {
+            if entry.payload.len() < at.saturating_add(8) {
+                return Err(StorageError::InvalidEntry {
+                    reason: format!("payload of {size} bytes has no room for the index at {at}"),
+                });
+            }
         }
         let next = first_index
             .checked_add(u64::from(entry.message_count))
@@ -529,13 +553,16 @@ impl ManagedLedger {
             }
             let pos = seg_bytes + buf.len() as u64;
             let at = buf.len();
-            encode_entry(&header, &q.entry.payload, &mut buf);
-            // Paired invariant, write side: what we write decodes to what we meant and its
-            // CRC holds.
+            // The one copy of the payload (into the write buffer), with the index written in and
+            // the entry CRC computed once over the bytes as they will be stored.
+            encode_entry_with_index(&header, &q.entry.payload, q.entry.first_index_at, &mut buf);
+            // Paired invariant, write side: what we write decodes to what we meant (index
+            // order, count, lengths). It covers the header only: the CRC was computed a moment
+            // ago over these very bytes of `buf`, so hashing them again would only re-read the
+            // same memory (it was a third CRC pass per produced byte); the CRC is verified on
+            // every read and, for the last segment, at recovery.
             match decode_header(&buf[at..]) {
-                Ok((h, crc))
-                    if h == header
-                        && crc_matches(&buf[at..], &buf[at + ENTRY_HEADER_LEN..], crc) => {}
+                Ok((h, _)) if h == header => {}
                 _ => {
                     return Err(StorageError::Failed {
                         reason: format!(
@@ -636,7 +663,12 @@ impl ManagedLedger {
         if let Some(task) = lock(&self.interval_task).take() {
             task.abort();
         }
-        result
+        // Acknowledgements still waiting for their coalesced write.
+        let cursors = self.persist_cursors().await;
+        if let Some(task) = lock(&self.cursor_timer).scheduled.take() {
+            task.abort();
+        }
+        result.and(cursors)
     }
 
     pub fn start_index(&self) -> u64 {
@@ -1025,11 +1057,12 @@ impl ManagedLedger {
 
     // ---- cursors ----
 
-    /// Applies `change` to cursor `name` and persists the book. `change` returns whether
-    /// anything changed.
+    /// Applies `change` to cursor `name` and persists the book: at once, or for an
+    /// acknowledgement (`coalesce`) at most once per `cursor_persist_interval_ms`.
     async fn update_cursor(
         &self,
         name: &str,
+        coalesce: bool,
         change: impl FnOnce(
             Option<&mut CursorState>,
             u64,
@@ -1040,7 +1073,7 @@ impl ManagedLedger {
             let s = read(&self.state);
             (s.start_index, s.end_index)
         };
-        let (result, version, bytes) = {
+        let result = {
             let mut book = lock(&self.cursors);
             let result = change(book.cursors.get_mut(name), start, end)?;
             match &result {
@@ -1052,16 +1085,53 @@ impl ManagedLedger {
                 }
             }
             book.version += 1;
-            (result, book.version, encode_cursors(&book.cursors))
+            result
         };
-        let mut written = self.cursor_persist.lock().await;
-        if *written < version {
-            let dir = self.dir.clone();
-            tokio::task::spawn_blocking(move || atomic_write(&dir, CURSORS_FILE_NAME, &bytes))
-                .await??;
-            *written = version;
+        let interval_ms = self.config.cursor_persist_interval_ms;
+        if coalesce && interval_ms > 0 {
+            let now = self.clock.now_ms();
+            let mut timer = lock(&self.cursor_timer);
+            let interval = i64::try_from(interval_ms).unwrap_or(i64::MAX);
+            let due = timer
+                .last_write_ms
+                .map_or(now, |t| t.saturating_add(interval));
+            if due > now {
+                // Written within the interval: a delayed write (one per ledger) takes this
+                // change and every other one made until then.
+                if timer.scheduled.as_ref().is_none_or(|t| t.is_finished()) {
+                    let weak = self.me.clone();
+                    let delay = std::time::Duration::from_millis((due - now) as u64);
+                    timer.scheduled = Some(self.runtime.spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        let Some(ledger) = weak.upgrade() else { return };
+                        if let Err(e) = ledger.persist_cursors().await {
+                            tracing::error!(dir = %ledger.dir.display(), error = %e, "writing the cursor file failed");
+                        }
+                    }));
+                }
+                return Ok(result);
+            }
         }
+        self.persist_cursors().await?;
         Ok(result)
+    }
+
+    /// Writes the cursor book if it changed since the last write.
+    async fn persist_cursors(&self) -> Result<(), StorageError> {
+        let mut written = self.cursor_persist.lock().await;
+        let (version, bytes) = {
+            let book = lock(&self.cursors);
+            if book.version <= *written {
+                return Ok(());
+            }
+            (book.version, encode_cursors(&book.cursors))
+        };
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || atomic_write(&dir, CURSORS_FILE_NAME, &bytes))
+            .await??;
+        *written = version;
+        lock(&self.cursor_timer).last_write_ms = Some(self.clock.now_ms());
+        Ok(())
     }
 
     /// Creates cursor `name` at `start`, or returns its state if it exists.
@@ -1080,7 +1150,7 @@ impl ManagedLedger {
             return Ok(c);
         }
         let state = self
-            .update_cursor(name, |existing, s, e| {
+            .update_cursor(name, false, |existing, s, e| {
                 Ok(Some(match existing {
                     Some(c) => c.clone(),
                     None => CursorState::new(match start {
@@ -1109,7 +1179,7 @@ impl ManagedLedger {
         ranges: &[Range<u64>],
     ) -> Result<CursorState, StorageError> {
         let ranges = ranges.to_vec();
-        self.update_cursor(name, |c, _, end| {
+        self.update_cursor(name, true, |c, _, end| {
             let c = c.ok_or_else(|| Self::not_found(name))?;
             if let Some(r) = ranges.iter().find(|r| r.end > end || r.start > r.end) {
                 return Err(StorageError::CursorInvalid {
@@ -1135,7 +1205,7 @@ impl ManagedLedger {
         name: &str,
         index: u64,
     ) -> Result<CursorState, StorageError> {
-        self.update_cursor(name, |c, _, end| {
+        self.update_cursor(name, true, |c, _, end| {
             let c = c.ok_or_else(|| Self::not_found(name))?;
             if index >= end {
                 return Err(StorageError::CursorInvalid {
@@ -1152,7 +1222,7 @@ impl ManagedLedger {
 
     /// Moves the cursor to `index` (clamped into the ledger), forgetting individual acks.
     pub async fn reset_cursor(&self, name: &str, index: u64) -> Result<CursorState, StorageError> {
-        self.update_cursor(name, |c, start, end| {
+        self.update_cursor(name, false, |c, start, end| {
             let c = c.ok_or_else(|| Self::not_found(name))?;
             c.reset(index.clamp(start, end));
             Ok(Some(c.clone()))
@@ -1166,7 +1236,7 @@ impl ManagedLedger {
         if self.cursor(name).is_none() {
             return Ok(false);
         }
-        self.update_cursor(name, |_, _, _| Ok(None)).await?;
+        self.update_cursor(name, false, |_, _, _| Ok(None)).await?;
         Ok(true)
     }
 
@@ -1193,6 +1263,9 @@ impl ManagedLedger {
 impl Drop for ManagedLedger {
     fn drop(&mut self) {
         if let Some(task) = lock(&self.interval_task).take() {
+            task.abort();
+        }
+        if let Some(task) = lock(&self.cursor_timer).scheduled.take() {
             task.abort();
         }
     }

@@ -31,6 +31,10 @@
 //!   into the same ledger.
 //! - After a write error the ledger refuses appends ([`StorageError::Failed`]) until
 //!   reopened, because indexes already handed out can no longer be honoured.
+//! - Cursor acknowledgements change the in-memory cursor at once; the cursor file is written
+//!   at most once per [`LedgerConfig::cursor_persist_interval_ms`] (open, reset, delete and
+//!   close write at once), so a crash can lose the last interval's acknowledgements: those
+//!   messages are delivered again (at-least-once, as Pulsar's mark-delete rate limit).
 
 pub mod clock;
 pub mod cursor;

@@ -58,6 +58,7 @@ fn crash_child() {
                             max_timestamp_ms: first as i64,
                             format: PayloadFormat::Kafka,
                             producer: None,
+                            first_index_at: None,
                         })
                         .unwrap();
                     let first = p.first_index();

@@ -33,6 +33,7 @@ fn new_entry(index: u64, count: u32, ts: i64, len: usize) -> NewEntry {
             epoch: 1,
             base_sequence: index as i32,
         }),
+        first_index_at: None,
     }
 }
 
@@ -602,4 +603,51 @@ async fn cursors_persist_and_track_backlog() {
     ledger.reset_cursor("sub-a", 0).await.unwrap();
     ledger.truncate_before(8).await.unwrap();
     assert_eq!(ledger.backlog("sub-a").unwrap(), 2);
+}
+
+#[tokio::test]
+async fn acknowledgements_are_written_at_most_once_per_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let config = LedgerConfig {
+        cursor_persist_interval_ms: 60_000,
+        ..small_config(1 << 20)
+    };
+    let ledger = ManagedLedger::open(dir.path(), config.clone(), clock.clone()).unwrap();
+    for i in 0..10 {
+        ledger.append(new_entry(i, 1, 0, 10)).await.unwrap();
+    }
+    let file = dir.path().join("cursors.json");
+    let on_disk = || std::fs::read(&file).unwrap();
+    ledger
+        .open_cursor("sub", CursorStart::Earliest)
+        .await
+        .unwrap();
+    let opened = on_disk();
+    clock.advance_ms(60_000);
+    // The first acknowledgement is written (none was within the interval)...
+    ledger.ack_cumulative("sub", 1).await.unwrap();
+    let first = on_disk();
+    assert_ne!(first, opened);
+    // ...the next ones within the interval move the cursor in memory only.
+    ledger.ack_cumulative("sub", 4).await.unwrap();
+    ledger.ack("sub", &[6..8]).await.unwrap();
+    assert_eq!(ledger.cursor("sub").unwrap().mark_delete_index, 5);
+    assert_eq!(on_disk(), first, "written within the interval");
+    // A reset is written at once (and takes the acknowledgements with it).
+    ledger.reset_cursor("sub", 3).await.unwrap();
+    let reset = on_disk();
+    assert_ne!(reset, first);
+    clock.advance_ms(60_000);
+    ledger.ack_cumulative("sub", 8).await.unwrap();
+    assert_ne!(on_disk(), reset, "written once the interval has passed");
+    clock.advance_ms(1);
+    ledger.ack_cumulative("sub", 9).await.unwrap();
+    let state = ledger.cursor("sub").unwrap();
+    // Closing writes what is pending; a reopened ledger sees every acknowledgement.
+    ledger.close().await.unwrap();
+    drop(ledger);
+    let reopened = ManagedLedger::open(dir.path(), config, clock).unwrap();
+    assert_eq!(reopened.cursor("sub").unwrap(), state);
+    assert_eq!(reopened.backlog("sub").unwrap(), 0);
 }

@@ -57,6 +57,7 @@ proptest! {
                             max_timestamp_ms: end as i64,
                             format: PayloadFormat::Pulsar,
                             producer: None,
+                            first_index_at: None,
                         }).await.unwrap();
                         assert_eq!(first, end);
                         model.push((first, count, len));

@@ -243,6 +243,10 @@ pub struct PulsarSection {
     pub deduplication_producers_max: u32,
     /// Kafka-format entries kept converted to Pulsar batches for Pulsar consumers, in bytes.
     pub conversion_cache_bytes: u64,
+    /// A subscription's acknowledgements are written to its partition's cursor file at most
+    /// once per this interval (`0`: on every acknowledgement); after a crash the last
+    /// interval's acknowledgements are lost and those messages are delivered again.
+    pub cursor_persist_interval_ms: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -425,6 +429,8 @@ impl Default for PulsarSection {
             deduplication_enabled: c.deduplication_enabled,
             deduplication_producers_max: u32_of(c.deduplication_producers_max),
             conversion_cache_bytes: c.conversion_cache_bytes as u64,
+            cursor_persist_interval_ms: magnetar_broker::LedgerConfig::default()
+                .cursor_persist_interval_ms,
         }
     }
 }
@@ -1143,6 +1149,12 @@ impl Config {
             p.conversion_cache_bytes,
             0,
             1 << 40,
+        )?;
+        range(
+            "pulsar.cursor_persist_interval_ms",
+            p.cursor_persist_interval_ms,
+            0,
+            3_600_000,
         )?;
         let g = &self.groups;
         range(

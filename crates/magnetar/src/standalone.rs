@@ -119,6 +119,7 @@ fn ledger_config(config: &Config) -> LedgerConfig {
         index_interval_bytes: config.storage.index_interval_bytes,
         entry_bytes_max: config.storage.entry_bytes_max,
         fsync,
+        cursor_persist_interval_ms: config.pulsar.cursor_persist_interval_ms,
     }
 }
 

@@ -6,6 +6,14 @@
 //! The broker writes the assigned base offset into the stored batch (`first_index_at: Some(0)`).
 //! acks=0 gets no response; acks=1 and acks=-1 both answer once the entry is durable under the
 //! ledger's fsync policy (there are no replicas to wait for).
+//!
+//! Two phases, so a request for N partitions waits for one group-commit round, not N in a row:
+//! [`enqueue`] validates and enqueues every batch of every partition (sequence checks and index
+//! assignment happen there, in the order of the request), then [`PendingProduce::respond`]
+//! waits for all of them together. **Ordering point** for the pipelined connection: [`handle`]
+//! calls [`crate::connection::produce_ordering_point`] between the two (for acks≠0), so the
+//! connection's next request starts while this one waits for its fsync; an acks=0 Produce passes
+//! its ordering point only once durable, so a request after it on the connection sees its data.
 
 use bytes::Bytes;
 use kafka_protocol::messages::produce_response::{
@@ -15,8 +23,8 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use magnetar_broker::{
-    Access, AppendRequest, Error, PayloadFormat, ProducerBatch, TopicMetadata, TopicName,
-    TopicPartition,
+    Access, AppendRequest, Appending, Error, PayloadFormat, ProducerBatch, TopicMetadata,
+    TopicName, TopicPartition,
 };
 
 use super::Context;
@@ -31,12 +39,51 @@ pub async fn handle(
     header: &RequestHeader,
     request: ProduceRequest,
 ) -> Option<ProduceResponse> {
+    let pending = enqueue(ctx, header, request).await;
+    if pending.acks != 0 {
+        // Indexes are assigned: the connection's next request may start while this one waits.
+        crate::connection::produce_ordering_point();
+    }
+    pending.respond().await
+}
+
+/// A Produce whose batches are all enqueued (indexes assigned); [`PendingProduce::respond`]
+/// waits for their durability and builds the response. Owns everything it needs (`'static`), so
+/// a connection may run it while it reads the next request.
+#[must_use = "a produce is answered by `respond`"]
+pub struct PendingProduce {
+    client_id: String,
+    acks: i16,
+    response: ProduceResponse,
+    /// Per (topic, partition) slot of `response`, the enqueued batches to wait for.
+    appends: Vec<PartitionAppends>,
+    /// The longest publish-rate wait of any partition (the namespace's publish rate).
+    throttle: std::time::Duration,
+}
+
+/// The enqueued batches of one partition of a Produce.
+struct PartitionAppends {
+    topic_slot: usize,
+    partition_slot: usize,
+    tp: TopicPartition,
+    batches: Vec<Appending>,
+}
+
+/// Phase one of a Produce: resolves every topic, validates every partition's batches and
+/// enqueues them (sequence checks and index assignment, in the order of the request). Returns
+/// without waiting for durability.
+pub async fn enqueue(
+    ctx: &Context,
+    header: &RequestHeader,
+    request: ProduceRequest,
+) -> PendingProduce {
     let client_id = header.client_id.as_deref().unwrap_or("");
     let transactional = request
         .transactional_id
         .as_ref()
         .is_some_and(|id| !id.is_empty());
     let mut response = ProduceResponse::default();
+    let mut appends = Vec::new();
     // The longest publish-rate wait of any partition (the namespace's publish rate).
     let mut throttle = std::time::Duration::ZERO;
     for topic in request.topic_data {
@@ -65,10 +112,14 @@ pub async fn handle(
                 }
             };
             match outcome {
-                Ok((base_offset, log_start_offset, wait)) => {
+                Ok((tp, batches, wait)) => {
                     throttle = throttle.max(wait);
-                    result.base_offset = base_offset;
-                    result.log_start_offset = log_start_offset;
+                    appends.push(PartitionAppends {
+                        topic_slot: response.responses.len(),
+                        partition_slot: topic_response.partition_responses.len(),
+                        tp,
+                        batches,
+                    });
                 }
                 Err(refused) => {
                     result.error_code = refused.code;
@@ -97,18 +148,79 @@ pub async fn handle(
             "transactional produce refused: transactions are not implemented yet"
         );
     }
-    if !throttle.is_zero() {
-        // Kafka's quota behaviour: the response says how long it was held, and is held that
-        // long; one request at a time per connection, so the producer pauses too.
-        response.throttle_time_ms = i32::try_from(throttle.as_millis()).unwrap_or(i32::MAX);
-        tracing::debug!(
-            client_id,
-            throttle_ms = response.throttle_time_ms,
-            "produce throttled by the publish rate"
-        );
-        tokio::time::sleep(throttle).await;
+    PendingProduce {
+        client_id: client_id.to_string(),
+        acks: request.acks,
+        response,
+        appends,
+        throttle,
     }
-    (request.acks != 0).then_some(response)
+}
+
+impl PendingProduce {
+    /// Phase two: waits until every enqueued batch is durable (all partitions together: they
+    /// were all queued before the first wait, so their ledgers' writers run concurrently and
+    /// each flushes them in one round), fills in offsets or errors, and holds the response for
+    /// the publish-rate throttle. `None` for acks=0.
+    pub async fn respond(self) -> Option<ProduceResponse> {
+        let PendingProduce {
+            client_id,
+            acks,
+            mut response,
+            appends,
+            throttle,
+        } = self;
+        for partition in appends {
+            let outcome = durable(&client_id, &partition.tp, partition.batches).await;
+            let Some(result) = response
+                .responses
+                .get_mut(partition.topic_slot)
+                .and_then(|t| t.partition_responses.get_mut(partition.partition_slot))
+            else {
+                continue;
+            };
+            match outcome {
+                Ok((base_offset, log_start_offset)) => {
+                    result.base_offset = base_offset;
+                    result.log_start_offset = log_start_offset;
+                }
+                Err(code) => result.error_code = code,
+            }
+        }
+        if !throttle.is_zero() {
+            // Kafka's quota behaviour: the response says how long it was held, and is held that
+            // long; the connection's next Produce waits behind it, so the producer pauses too.
+            response.throttle_time_ms = i32::try_from(throttle.as_millis()).unwrap_or(i32::MAX);
+            tracing::debug!(
+                client_id,
+                throttle_ms = response.throttle_time_ms,
+                "produce throttled by the publish rate"
+            );
+            tokio::time::sleep(throttle).await;
+        }
+        (acks != 0).then_some(response)
+    }
+}
+
+/// Waits for one partition's enqueued batches; returns (base offset of the first, log start
+/// offset).
+async fn durable(
+    client_id: &str,
+    tp: &TopicPartition,
+    batches: Vec<Appending>,
+) -> Result<(i64, i64), i16> {
+    let mut first = None;
+    let mut log_start = 0;
+    for appending in batches {
+        let outcome = appending.durable().await.map_err(|e| {
+            tracing::warn!(client_id, topic = %tp, error = %e, "append failed");
+            error_code::code(&e)
+        })?;
+        first.get_or_insert(outcome.first_index);
+        log_start = outcome.log_start_index;
+    }
+    let base = first.unwrap_or_default();
+    Ok((base as i64, log_start as i64))
 }
 
 async fn resolve(ctx: &Context, shown: &StrBytes) -> Result<(TopicName, TopicMetadata), i16> {
@@ -187,8 +299,8 @@ fn normalize_batch(
     Ok(magnetar_format::kafka::encode_batch(0, &decoded.records))
 }
 
-/// Appends every batch of one partition; returns (base offset of the first, log start offset,
-/// publish-rate wait).
+/// Validates and enqueues every batch of one partition; returns the partition, its enqueued
+/// batches (in order) and the publish-rate wait.
 async fn produce_partition(
     ctx: &Context,
     client_id: &str,
@@ -196,7 +308,7 @@ async fn produce_partition(
     metadata: &TopicMetadata,
     partition: i32,
     records: Option<Bytes>,
-) -> Result<(i64, i64, std::time::Duration), Refused> {
+) -> Result<(TopicPartition, Vec<Appending>, std::time::Duration), Refused> {
     let Ok(index) = u32::try_from(partition) else {
         return Err(ResponseError::UnknownTopicOrPartition.code().into());
     };
@@ -262,8 +374,7 @@ async fn produce_partition(
         })?;
         header.max_timestamp = validated.max_timestamp_ms;
     }
-    let mut first = None;
-    let mut log_start = 0;
+    let mut enqueued = Vec::with_capacity(batches.len());
     let mut wait = std::time::Duration::ZERO;
     for (header, bytes) in batches {
         wait = wait.max(log.publish_delay(
@@ -281,8 +392,8 @@ async fn produce_partition(
                 tracing::warn!(client_id, topic = %tp, error = %e, "cannot store record batch in the configured entry format");
                 ResponseError::CorruptMessage.code()
             })?;
-        let outcome = log
-            .append(AppendRequest {
+        let appending = log
+            .enqueue(AppendRequest {
                 payload,
                 message_count: header.record_count as u32,
                 max_timestamp_ms: header.max_timestamp,
@@ -290,7 +401,6 @@ async fn produce_partition(
                 producer,
                 first_index_at,
             })
-            .await
             .map_err(|e| {
                 match &e {
                     Error::OutOfOrderSequence { .. } | Error::InvalidProducerEpoch { .. } => {
@@ -300,11 +410,9 @@ async fn produce_partition(
                 }
                 error_code::code(&e)
             })?;
-        first.get_or_insert(outcome.first_index);
-        log_start = outcome.log_start_index;
+        enqueued.push(appending);
     }
-    let base = first.unwrap_or_default();
-    Ok((base as i64, log_start as i64, wait))
+    Ok((tp, enqueued, wait))
 }
 
 /// A partition's produce error: the code, and the validation refusal behind it if any.

@@ -5,9 +5,13 @@
 //! [payload]`. Its message count is the SEND's `num_messages` (= `num_messages_in_batch`) and
 //! its max timestamp the batch's event time, else its publish time.
 //!
-//! Receipts leave in SEND order: the append is polled once here, which queues it in the ledger
-//! (indexes are assigned in that order), and the rest of the wait runs in the connection's send
-//! pipeline, which yields receipts in order.
+//! Receipts leave in SEND order: the entry is enqueued here ([`PartitionLog::enqueue`]: index
+//! assigned, bytes queued to the ledger's writer), so indexes follow SEND order, and the wait for
+//! durability ([`Appending::durable`]) runs in the connection's send pipeline, which yields
+//! receipts in order.
+//!
+//! [`PartitionLog::enqueue`]: magnetar_broker::PartitionLog::enqueue
+//! [`Appending::durable`]: magnetar_broker::Appending::durable
 //!
 //! Before a receipt, the body is checked against its metadata and the SEND
 //! ([`magnetar_format::pulsar::check_entry`]: message count, codec, sizes, single messages of a
@@ -19,8 +23,6 @@
 //! Every entry's header names its producer (`named_producer_batch`); with deduplication on, a
 //! SEND whose sequence id was appended before is answered with the original's message id and
 //! not appended again ([`crate::dedup`]).
-
-use std::task::Poll;
 
 use bytes::Bytes;
 use futures_util::FutureExt;
@@ -176,14 +178,26 @@ impl Connection {
         // The namespace's publish rate: past it, stop reading from this connection for the
         // producer's debt (after queueing this SEND), as Pulsar throttles producers.
         let throttle = log.publish_delay(u64::from(message_count), request.payload.len() as u64);
-        let append: SharedOutcome = async move {
-            log.append(request)
-                .await
-                .map(|o| o.first_index)
-                .map_err(|e| (server_error(&e), e.to_string()))
-        }
-        .boxed()
-        .shared();
+        // Phase one now, in SEND order: the index is assigned and the entry queued to the writer.
+        let (append, refused): (SharedOutcome, Option<Outcome>) = match log.enqueue(request) {
+            Ok(appending) => (
+                async move {
+                    appending
+                        .durable()
+                        .await
+                        .map(|o| o.first_index)
+                        .map_err(|e| (server_error(&e), e.to_string()))
+                }
+                .boxed()
+                .shared(),
+                None,
+            ),
+            Err(e) => {
+                let outcome: Outcome = Err((server_error(&e), e.to_string()));
+                let settled = outcome.clone();
+                (async move { settled }.boxed().shared(), Some(outcome))
+            }
+        };
         if let Some(table) = &dedup {
             let highest = highest_sequence_id.max(sequence_id);
             table.lock().unwrap_or_else(|e| e.into_inner()).pushed(
@@ -202,15 +216,13 @@ impl Connection {
             }
             receipt(Some(outcome))
         };
-        // First poll: the entry is queued in the ledger now, so indexes follow SEND order.
-        let mut first_poll = append.clone();
-        let first = std::future::poll_fn(|cx| Poll::Ready(first_poll.poll_unpin(cx))).await;
-        let fut: SendFuture = match first {
-            Poll::Ready(outcome) => {
+        let fut: SendFuture = match refused {
+            // Refused at once: settled now, so a retry of this sequence id is not a duplicate.
+            Some(outcome) => {
                 let bytes = settle(outcome);
                 Box::pin(async move { bytes })
             }
-            Poll::Pending => Box::pin(async move { settle(append.await) }),
+            None => Box::pin(async move { settle(append.await) }),
         };
         if self.sends.send(fut).await.is_err() {
             return Next::Close("send pipeline stopped".into());
