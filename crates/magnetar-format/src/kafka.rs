@@ -247,6 +247,10 @@ pub fn read_varlong(cur: &mut &[u8]) -> Result<i64, FormatError> {
             return err("truncated varint");
         };
         *cur = rest;
+        if i == 9 && byte > 0x01 {
+            // The 10th byte holds bit 63 only: more would be shifted out silently.
+            return err("varlong does not fit 64 bits");
+        }
         raw |= u64::from(byte & 0x7f) << (7 * i);
         if byte & 0x80 == 0 {
             return Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64));
@@ -744,5 +748,15 @@ mod tests {
             let mut cur = &out[..];
             prop_assert_eq!(read_varlong(&mut cur).unwrap(), v);
         }
+    }
+
+    #[test]
+    fn a_varlong_past_64_bits_is_an_error() {
+        let mut bytes = [0xffu8; 10];
+        bytes[9] = 0x01;
+        assert!(read_varlong(&mut &bytes[..]).is_ok());
+        bytes[9] = 0x02;
+        let e = read_varlong(&mut &bytes[..]).unwrap_err();
+        assert!(e.0.contains("does not fit 64 bits"), "{}", e.0);
     }
 }

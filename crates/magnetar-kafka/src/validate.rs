@@ -406,23 +406,9 @@ fn varint(r: &mut &[u8]) -> Result<i32, String> {
     Err("varint longer than 5 bytes".into())
 }
 
-/// A zigzag varlong of at most 10 bytes.
+/// A zigzag varlong of at most 10 bytes that fits 64 bits (the record decoder's own reader).
 fn varlong(r: &mut &[u8]) -> Result<i64, String> {
-    let mut raw: u64 = 0;
-    for i in 0..10 {
-        let Some((&byte, rest)) = r.split_first() else {
-            return Err("truncated varlong".into());
-        };
-        *r = rest;
-        if i == 9 && byte > 0x01 {
-            return Err("varlong does not fit 64 bits".into());
-        }
-        raw |= u64::from(byte & 0x7f) << (7 * i);
-        if byte & 0x80 == 0 {
-            return Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64));
-        }
-    }
-    Err("varlong longer than 10 bytes".into())
+    magnetar_format::kafka::read_varlong(r).map_err(|e| e.0)
 }
 
 /// Skips a length-prefixed field; -1 is null where `nullable`.
