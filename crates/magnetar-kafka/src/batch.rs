@@ -269,6 +269,19 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn log_append_time_stamp_keeps_the_batch_valid() {
+        let batch = encode_batch(3, 1000, Compression::Gzip, None);
+        let stamped = stamp_log_append_time(batch.clone(), 777_000);
+        verify_crc(&stamped).unwrap();
+        let header = parse_header(&stamped).unwrap();
+        assert_eq!(header.max_timestamp, 777_000);
+        assert_eq!(header.attributes & LOG_APPEND_TIME_BIT, LOG_APPEND_TIME_BIT);
+        assert_eq!(header.compression(), parse_header(&batch).unwrap().compression());
+        assert_eq!(header.base_timestamp, 1000, "record timestamps are kept");
+        assert_eq!(stamped[HEADER_LEN..], batch[HEADER_LEN..], "records untouched");
+    }
+
+    #[test]
     fn header_and_crc_of_a_real_batch() {
         let batch = encode_batch(5, 1000, Compression::None, Some((7, 1, 0)));
         let header = parse_header(&batch).unwrap();
