@@ -276,9 +276,16 @@ pub(crate) mod tests {
         let header = parse_header(&stamped).unwrap();
         assert_eq!(header.max_timestamp, 777_000);
         assert_eq!(header.attributes & LOG_APPEND_TIME_BIT, LOG_APPEND_TIME_BIT);
-        assert_eq!(header.compression(), parse_header(&batch).unwrap().compression());
+        assert_eq!(
+            header.compression(),
+            parse_header(&batch).unwrap().compression()
+        );
         assert_eq!(header.base_timestamp, 1000, "record timestamps are kept");
-        assert_eq!(stamped[HEADER_LEN..], batch[HEADER_LEN..], "records untouched");
+        assert_eq!(
+            stamped[HEADER_LEN..],
+            batch[HEADER_LEN..],
+            "records untouched"
+        );
     }
 
     #[test]

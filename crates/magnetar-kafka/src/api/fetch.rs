@@ -221,7 +221,23 @@ async fn read_partition(
     budget: usize,
     first: bool,
 ) -> Result<Option<(Bytes, u64)>, magnetar_broker::Error> {
-    let entries = log.read(offset, budget, ENTRIES_PER_PARTITION_MAX).await?;
+    let entries = match log.read(offset, budget, ENTRIES_PER_PARTITION_MAX).await {
+        Ok(entries) => entries,
+        Err(e @ magnetar_broker::Error::CorruptData(_)) => {
+            // Corrupt on disk: an operator may have marked the entry skipped (see
+            // `magnetar_broker::skipped`); its offsets are then served as an empty batch.
+            let Some(range) = ctx.broker.skipped_entry(log.name(), offset).await else {
+                return Err(e);
+            };
+            let count = range.end - range.start;
+            let empty = magnetar_format::kafka::empty_batch(
+                range.start as i64,
+                u32::try_from(count).unwrap_or(u32::MAX),
+            );
+            return Ok(Some((empty, count)));
+        }
+        Err(e) => return Err(e),
+    };
     let mut size = 0usize;
     let mut messages = 0u64;
     let mut chosen = Vec::with_capacity(entries.len());
@@ -236,6 +252,18 @@ async fn read_partition(
                 magnetar_format::entry_as_kafka,
             ) {
                 Ok(batch) => batch,
+                Err(_)
+                    if ctx
+                        .broker
+                        .skipped_entry(log.name(), entry.header.first_index)
+                        .await
+                        .is_some() =>
+                {
+                    magnetar_format::kafka::empty_batch(
+                        entry.header.first_index as i64,
+                        entry.header.message_count,
+                    )
+                }
                 Err(e) => {
                     let policy = ctx.config.unreadable_entry_policy;
                     ctx.metrics.record_unreadable_entry();
@@ -318,6 +346,6 @@ fn log_unreadable(
         error = %error,
         ?policy,
         suppressed,
-        "stored entry cannot be served to kafka consumers (kafka.unreadable_entry_policy decides: skip serves an empty batch over its offsets, fail answers CORRUPT_MESSAGE)"
+        "stored entry cannot be served to kafka consumers (kafka.unreadable_entry_policy decides: skip serves an empty batch over its offsets, fail answers CORRUPT_MESSAGE until an operator marks it skipped: PUT /admin/v2/persistent/{{tenant}}/{{namespace}}/{{topic}}/skippedEntries/{{index}})"
     );
 }
