@@ -1735,7 +1735,10 @@ mod tests {
         assert_eq!(alias_value(MARK_DELETE_RATE_LIMIT, "1.0").unwrap(), "1000");
         assert_eq!(alias_value(MARK_DELETE_RATE_LIMIT, "4").unwrap(), "250");
         assert_eq!(alias_value(MARK_DELETE_RATE_LIMIT, "0").unwrap(), "0");
-        assert_eq!(alias_value(MARK_DELETE_RATE_LIMIT, "0.0001").unwrap(), "3600000");
+        assert_eq!(
+            alias_value(MARK_DELETE_RATE_LIMIT, "0.0001").unwrap(),
+            "3600000"
+        );
         assert!(alias_value(MARK_DELETE_RATE_LIMIT, "-1").is_err());
         assert!(alias_value(MARK_DELETE_RATE_LIMIT, "fast").is_err());
         assert_eq!(alias_value("maxMessageSize", "5").unwrap(), "5");
