@@ -1,7 +1,8 @@
 //! Fetch v4–v17. Stored Kafka entries are record batches with their base offset already written,
 //! so a fetch concatenates entry payloads. Long polling waits on each partition's watch of its
 //! readable end (`PartitionLog::subscribe`), never on a sleep loop, until `min_bytes` are there,
-//! `max_wait_ms` passes or the broker shuts down.
+//! `max_wait_ms` passes or the broker shuts down; the request's task waits on all the watches at
+//! once (no task per partition). The partitions of a request are read concurrently.
 //!
 //! - A fetch offset inside a batch returns that whole batch; clients skip the earlier records.
 //! - At least one whole batch is returned (from the first partition with data) even when it is
@@ -23,7 +24,6 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use kafka_protocol::ResponseError;
 use magnetar_broker::{Access, PartitionLog, PayloadFormat, TopicPartition};
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::Context;
@@ -134,82 +134,97 @@ pub async fn handle(ctx: &Context, header: &RequestHeader, request: FetchRequest
             }
             return response;
         }
-        let mut waiters = JoinSet::new();
-        for mut w in watches {
-            waiters.spawn(async move {
-                let _ = w.changed().await;
-            });
-        }
+        // The first watch that changes ends the wait: one future over all of them, in this
+        // task (no task per partition).
+        let changed =
+            futures_util::future::select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
         tokio::select! {
-            _ = waiters.join_next() => {}
+            _ = changed => {}
             _ = tokio::time::sleep_until(deadline) => {}
             _ = ctx.shutdown.cancelled() => {}
         }
-        // Dropping `waiters` aborts the others.
     }
 }
 
 /// Reads every slot once. Returns the partition results, the bytes of records in them, whether
 /// any partition has an error (which ends a long poll at once), and the messages per slot.
+///
+/// The partitions are read concurrently (each ledger read runs on the blocking pool, so reads of
+/// different partitions overlap), each within its own max bytes; the response then takes them in
+/// request order within `max_bytes`, as Kafka fills it: a partition that no longer fits is
+/// answered without records (the consumer asks again from the same offset), and an entry larger
+/// than the limits is kept only as the first data of the response (KIP-74).
 async fn read_all(
     ctx: &Context,
     slots: &[Slot],
     max_bytes: usize,
 ) -> (Vec<PartitionData>, usize, bool, Vec<u64>) {
+    let reads =
+        futures_util::future::join_all(slots.iter().map(|slot| read_slot(ctx, slot, max_bytes)))
+            .await;
     let mut out = Vec::with_capacity(slots.len());
     let mut sent = Vec::with_capacity(slots.len());
     let mut total = 0usize;
     let mut errors = false;
-    for slot in slots {
-        let mut messages = 0;
-        let mut data = PartitionData::default().with_partition_index(slot.partition);
-        data.high_watermark = -1;
-        data.last_stable_offset = -1;
-        data.log_start_offset = -1;
-        match &slot.log {
-            Err(code) => {
-                data.error_code = *code;
-                errors = true;
-            }
-            Ok(log) => {
-                let (start, end) = (log.start_index(), log.end_index());
-                data.high_watermark = end as i64;
-                data.last_stable_offset = end as i64;
-                data.log_start_offset = start as i64;
-                data.aborted_transactions = Some(Vec::new());
-                let offset = slot.fetch_offset;
-                if offset < start as i64 || offset > end as i64 {
-                    data.error_code = ResponseError::OffsetOutOfRange.code();
-                    errors = true;
-                } else if (offset as u64) < end {
-                    let partition_max = if slot.partition_max_bytes <= 0 {
-                        0
-                    } else {
-                        slot.partition_max_bytes as usize
-                    };
-                    let budget = partition_max.min(max_bytes.saturating_sub(total));
-                    if total == 0 || budget > 0 {
-                        match read_partition(ctx, log, offset as u64, budget, total == 0).await {
-                            Ok(Some((records, count))) => {
-                                total += records.len();
-                                data.records = Some(records);
-                                messages = count;
-                            }
-                            Ok(None) => {}
-                            Err(e) => {
-                                tracing::warn!(partition = %log.name(), error = %e, "fetch read failed");
-                                data.error_code = error_code::code(&e);
-                                errors = true;
-                            }
-                        }
-                    }
-                }
+    for (slot, (mut data, messages)) in slots.iter().zip(reads) {
+        errors |= data.error_code != 0;
+        let mut messages = messages;
+        if let Some(records) = &data.records {
+            let len = records.len();
+            let partition_max = usize::try_from(slot.partition_max_bytes.max(0)).unwrap_or(0);
+            let fits = len <= partition_max && total.saturating_add(len) <= max_bytes;
+            if total == 0 || fits {
+                total += len;
+            } else {
+                data.records = None;
+                messages = 0;
             }
         }
         out.push(data);
         sent.push(messages);
     }
     (out, total, errors, sent)
+}
+
+/// One partition of a fetch: its offsets and, when there is data at the fetch offset, the
+/// batches from there within its max bytes (at least one), with their message count.
+async fn read_slot(ctx: &Context, slot: &Slot, max_bytes: usize) -> (PartitionData, u64) {
+    let mut messages = 0;
+    let mut data = PartitionData::default().with_partition_index(slot.partition);
+    data.high_watermark = -1;
+    data.last_stable_offset = -1;
+    data.log_start_offset = -1;
+    let log = match &slot.log {
+        Err(code) => {
+            data.error_code = *code;
+            return (data, messages);
+        }
+        Ok(log) => log,
+    };
+    let (start, end) = (log.start_index(), log.end_index());
+    data.high_watermark = end as i64;
+    data.last_stable_offset = end as i64;
+    data.log_start_offset = start as i64;
+    data.aborted_transactions = Some(Vec::new());
+    let offset = slot.fetch_offset;
+    if offset < start as i64 || offset > end as i64 {
+        data.error_code = ResponseError::OffsetOutOfRange.code();
+    } else if (offset as u64) < end {
+        let partition_max = usize::try_from(slot.partition_max_bytes.max(0)).unwrap_or(0);
+        let budget = partition_max.min(max_bytes);
+        match read_partition(ctx, log, offset as u64, budget, true).await {
+            Ok(Some((records, count))) => {
+                data.records = Some(records);
+                messages = count;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(partition = %log.name(), error = %e, "fetch read failed");
+                data.error_code = error_code::code(&e);
+            }
+        }
+    }
+    (data, messages)
 }
 
 /// Concatenated batches from `offset`, within `budget` bytes unless `first` (then at least one),
