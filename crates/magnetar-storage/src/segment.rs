@@ -10,8 +10,10 @@ use crate::index::{IndexPoint, SparseIndex};
 use crate::segment_store::SegmentFile;
 use crate::StorageError;
 
-/// Bytes read per I/O call while scanning.
-const SCAN_CHUNK_BYTES: u64 = 1 << 20;
+/// Bytes read per I/O call while scanning (recovery, header scans, large reads).
+pub(crate) const SCAN_CHUNK_BYTES: u64 = 1 << 20;
+/// The smallest chunk of a read sized to what its caller asked for.
+pub(crate) const READ_CHUNK_BYTES_MIN: u64 = 64 << 10;
 
 /// What the ledger knows about one segment.
 pub(crate) struct SegmentInfo {
@@ -74,6 +76,8 @@ impl SegmentInfo {
 struct ChunkReader<'a> {
     file: &'a dyn SegmentFile,
     limit: u64,
+    /// Bytes read per I/O call (more when one entry is larger).
+    chunk_bytes: u64,
     buf: Bytes,
     buf_start: u64,
 }
@@ -86,7 +90,7 @@ impl ChunkReader<'_> {
         }
         let buf_end = self.buf_start + self.buf.len() as u64;
         if pos < self.buf_start || pos + len > buf_end {
-            let size = len.max(SCAN_CHUNK_BYTES).min(self.limit - pos);
+            let size = len.max(self.chunk_bytes).min(self.limit - pos);
             let size = usize::try_from(size).map_err(|_| StorageError::InvalidEntry {
                 reason: "read size overflows usize".to_string(),
             })?;
@@ -123,23 +127,26 @@ pub(crate) fn scan_entries(
     verify_crc: bool,
     visit: impl FnMut(&EntryHeader, u64, Option<Bytes>) -> ControlFlow<()>,
 ) -> Result<ScanEnd, StorageError> {
-    scan_entries_from(file, start, limit, verify_crc, 0, visit)
+    scan_entries_from(file, start, limit, verify_crc, 0, SCAN_CHUNK_BYTES, visit)
 }
 
 /// [`scan_entries`] for a read from index `from`: the entries that end at or before it are
 /// passed by their headers alone (their payloads are neither read nor CRC-checked, and they are
-/// not visited), so a reader positioned after a corrupt entry is not stopped by it.
+/// not visited), so a reader positioned after a corrupt entry is not stopped by it. Reads from the
+/// file `chunk_bytes` at a time (a consumer asking for 16 KiB does not cause 1 MiB reads).
 pub(crate) fn scan_entries_from(
     file: &dyn SegmentFile,
     start: IndexPoint,
     limit: u64,
     verify_crc: bool,
     from: u64,
+    chunk_bytes: u64,
     mut visit: impl FnMut(&EntryHeader, u64, Option<Bytes>) -> ControlFlow<()>,
 ) -> Result<ScanEnd, StorageError> {
     let mut reader = ChunkReader {
         file,
         limit,
+        chunk_bytes: chunk_bytes.max(ENTRY_HEADER_LEN as u64),
         buf: Bytes::new(),
         buf_start: 0,
     };
