@@ -38,8 +38,8 @@ def test_operator_skips_an_entry_corrupt_on_disk(broker):
 
     local = f"rot-{uuid.uuid4().hex[:8]}"
     topic = f"persistent://public/default/{local}"
-    # Auto-created by the producer as a partitioned topic of one partition.
-    base = f"http://{broker.http}/admin/v2/persistent/public/default/{local}-partition-0"
+    # Auto-created by the Pulsar producer as a non-partitioned topic (Pulsar's default).
+    base = f"http://{broker.http}/admin/v2/persistent/public/default/{local}"
     client = pulsar.Client(f"pulsar://{broker.pulsar}", operation_timeout_seconds=15,
                            logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Error))
     try:
@@ -75,7 +75,7 @@ def test_operator_skips_an_entry_corrupt_on_disk(broker):
         consumer.acknowledge(third)
         consumer.close()
 
-        # Kafka sees `local-partition-0` as partition 0 of `local`.
+        # Kafka sees the non-partitioned topic as partition 0 of `local`.
         msgs = consume(broker.kafka, local, 2, timeout_s=30)
         assert [(m.offset(), m.value()) for m in msgs] == [(0, b"first"), (2, b"third")]
 

@@ -21,7 +21,7 @@ pub mod resources;
 pub mod skipped;
 
 pub use broker::{
-    effective_retention, Broker, BrokerConfig, RetentionSummary, SegmentStoreFactory,
+    effective_retention, AutoCreator, Broker, BrokerConfig, RetentionSummary, SegmentStoreFactory,
     INTERNAL_NAMESPACE,
 };
 pub use error::{Error, Result};

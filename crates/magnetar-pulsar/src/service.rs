@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use magnetar_broker::names::partition_of;
-use magnetar_broker::{Broker, Error, TopicName, TopicPartition};
+use magnetar_broker::{AutoCreator, Broker, Error, TopicName, TopicPartition};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -137,7 +137,10 @@ impl Service {
                 })
             }
             None => {
-                let metadata = self.broker.topic_or_create(&topic).await?;
+                let metadata = self
+                    .broker
+                    .topic_or_create_for(&topic, AutoCreator::Pulsar)
+                    .await?;
                 if metadata.partitioned {
                     return Err(Error::InvalidRequest(format!(
                         "'{topic}' is a partitioned topic; use its partitions '{}'",
