@@ -83,3 +83,28 @@ def test_kop_key_makes_pulsar_auto_creation_partitioned(broker_factory):
         assert requests.get(f"{admin}/{local}/partitions", timeout=10).json() == {"partitions": 1}
     finally:
         client.close()
+
+
+def test_reader_seek_by_publish_time_on_a_non_partitioned_topic(shared_broker):
+    """Issue #20 item 8: the reconnect a seek forces resumes the reader where the seek put it."""
+    broker = shared_broker
+    topic = f"persistent://public/default/rs-{uuid.uuid4().hex[:8]}"
+    client = client_for(broker)
+    try:
+        producer = client.create_producer(topic, batching_enabled=False)
+        for i in range(5):
+            producer.send(f"m{i}".encode())
+        reader = client.create_reader(topic, pulsar.MessageId.earliest)
+        msgs = [reader.read_next(10_000) for _ in range(5)]
+        assert [m.data() for m in msgs] == [b"m0", b"m1", b"m2", b"m3", b"m4"]
+        # messages with the same millisecond as m2 come again too
+        t = msgs[2].publish_timestamp()
+        expected = [m.data() for m in msgs if m.publish_timestamp() >= t]
+        reader.seek(t)
+        again = [reader.read_next(10_000) for _ in range(len(expected))]
+        assert [m.data() for m in again] == expected
+        reader.seek(msgs[0].publish_timestamp())
+        assert reader.read_next(10_000).data() == b"m0"
+        reader.close()
+    finally:
+        client.close()

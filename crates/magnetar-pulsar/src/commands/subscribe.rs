@@ -138,7 +138,12 @@ impl Connection {
                 }
             }
         } else {
-            CursorState::new(start_index(start, &log))
+            let key = (resolved.partition.clone(), request.subscription.clone());
+            match self.service.take_reseek(&key) {
+                // The reconnect after a SEEK resumes where the seek put the reader.
+                Some(index) => CursorState::new(index.clamp(log.start_index(), log.end_index())),
+                None => CursorState::new(start_index(start, &log)),
+            }
         };
         let slot = ConsumerSlot {
             connection: self.id,
