@@ -57,7 +57,7 @@ async fn replace(
     validate_only: bool,
 ) -> Result<(), (i16, String)> {
     let fail = |e: Error| (error_code::code(&e), error_code::message(&e));
-    let name = ctx.parse_topic(shown).map_err(fail)?;
+    let name = ctx.parse_writable_topic(shown).map_err(fail)?;
     ctx.authorize_with_message(&name, &Access::Admin).await?;
     topic_config::validate_all(&configs).map_err(fail)?;
     if validate_only {

@@ -15,7 +15,7 @@ pub async fn handle(ctx: &Context, request: CreatePartitionsRequest) -> CreatePa
     let mut response = CreatePartitionsResponse::default();
     for topic in request.topics {
         let mut result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
-        if let Ok(name) = ctx.parse_topic(&topic.name.0) {
+        if let Ok(name) = ctx.parse_writable_topic(&topic.name.0) {
             if let Err((code, message)) = ctx.authorize_with_message(&name, &Access::Admin).await {
                 result.error_code = code;
                 result.error_message = Some(StrBytes::from_string(message));
@@ -30,7 +30,7 @@ pub async fn handle(ctx: &Context, request: CreatePartitionsRequest) -> CreatePa
             continue;
         }
         let outcome = async {
-            let name = ctx.parse_topic(&topic.name.0)?;
+            let name = ctx.parse_writable_topic(&topic.name.0)?;
             let count = u32::try_from(topic.count).map_err(|_| {
                 Error::InvalidPartitions(format!("{} partitions is invalid", topic.count))
             })?;
@@ -76,7 +76,7 @@ async fn check_assignments(
     let Some(assignments) = topic.assignments.as_ref().filter(|a| !a.is_empty()) else {
         return Ok(());
     };
-    let Ok(name) = ctx.parse_topic(&topic.name.0) else {
+    let Ok(name) = ctx.parse_writable_topic(&topic.name.0) else {
         return Ok(());
     };
     let Ok(Some(metadata)) = ctx.broker.topic(&name).await else {

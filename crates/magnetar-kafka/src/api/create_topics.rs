@@ -74,7 +74,7 @@ async fn create(
     validate_only: bool,
 ) -> Result<Created, (i16, String)> {
     let fail = |e: Error| (error_code::code(&e), error_code::message(&e));
-    let name = ctx.parse_topic(&topic.name.0).map_err(fail)?;
+    let name = ctx.parse_writable_topic(&topic.name.0).map_err(fail)?;
     // Creating topics is for the tenant's admins (KoP's mapping).
     ctx.authorize_with_message(&name, &Access::Admin).await?;
     if topic.replication_factor == 0 || topic.replication_factor < -1 {

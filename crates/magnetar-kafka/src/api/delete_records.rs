@@ -16,7 +16,7 @@ pub async fn handle(ctx: &Context, request: DeleteRecordsRequest) -> DeleteRecor
     for topic in request.topics {
         let mut topic_result = DeleteRecordsTopicResult::default().with_name(topic.name.clone());
         // Deleting records is for the tenant's admins.
-        let name = match ctx.parse_topic(&topic.name.0) {
+        let name = match ctx.parse_writable_topic(&topic.name.0) {
             Ok(name) => ctx.authorize(&name, &Access::Admin).await.map(|()| name),
             Err(e) => Err(error_code::code(&e)),
         };

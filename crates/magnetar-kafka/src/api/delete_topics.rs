@@ -36,9 +36,19 @@ pub async fn handle(
             .with_topic_id(id);
         let name = match &shown {
             Some(shown) => ctx
-                .parse_topic(&shown.0)
+                .parse_writable_topic(&shown.0)
                 .map_err(|e| (error_code::code(&e), error_code::message(&e))),
             None => match ctx.topic_by_id(id).await {
+                Ok(Some(name)) if super::is_internal(&name) => {
+                    result.name = Some(WireTopicName(StrBytes::from_string(ctx.short_name(&name))));
+                    Err((
+                        ResponseError::InvalidTopicException.code(),
+                        format!(
+                            "topic '{}' is internal to the broker and cannot be deleted",
+                            ctx.short_name(&name)
+                        ),
+                    ))
+                }
                 Ok(Some(name)) => {
                     result.name = Some(WireTopicName(StrBytes::from_string(ctx.short_name(&name))));
                     Ok(name)

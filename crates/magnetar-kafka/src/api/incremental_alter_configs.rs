@@ -122,7 +122,7 @@ async fn alter(
     validate_only: bool,
 ) -> Result<(), (i16, String)> {
     let fail = |e: Error| (error_code::code(&e), error_code::message(&e));
-    let name = ctx.parse_topic(shown).map_err(fail)?;
+    let name = ctx.parse_writable_topic(shown).map_err(fail)?;
     ctx.authorize_with_message(&name, &Access::Admin).await?;
     let Some(current) = ctx.broker.topic(&name).await.map_err(fail)? else {
         return Err(fail(Error::TopicNotFound(name.to_string())));

@@ -45,9 +45,14 @@ pub async fn handle(
         // v0: an empty list means all topics; v1+: null means all topics.
         Some(topics) if !(version == 0 && topics.is_empty()) => topics,
         _ => {
-            match ctx.broker.list_all_topics(false).await {
+            // Kafka lists `__consumer_offsets` (internal) among all topics; clients' own
+            // `exclude.internal.topics` logic relies on it.
+            match ctx.broker.list_all_topics(true).await {
                 Ok(all) => {
                     for (name, metadata) in all {
+                        if super::is_internal(&name) && name.local != super::OFFSETS_TOPIC {
+                            continue;
+                        }
                         // Only the topics the principal may look up: nothing else is named.
                         if !ctx.may(&name, &Access::Lookup).await {
                             continue;

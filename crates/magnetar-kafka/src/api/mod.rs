@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 use magnetar_broker::permissions::AccessCache;
-use magnetar_broker::{Access, Broker, Error, TopicMetadata, TopicName};
+use magnetar_broker::{
+    Access, Broker, Error, NamespaceName, TopicMetadata, TopicName, INTERNAL_NAMESPACE,
+};
 use magnetar_coordinator::GroupCoordinator;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -390,13 +392,47 @@ impl Context {
 
     /// Parses a topic name as a client wrote it; the client keeps seeing the name it used.
     pub fn parse_topic(&self, name: &str) -> Result<TopicName, Error> {
+        // Kafka's name of the group coordinator's log: the broker's internal topic, wherever
+        // the default namespace is.
+        if name == OFFSETS_TOPIC {
+            return TopicName::new(
+                NamespaceName::new(INTERNAL_NAMESPACE.0, INTERNAL_NAMESPACE.1)?,
+                OFFSETS_TOPIC,
+            );
+        }
         TopicName::parse(name, self.default_namespace())
     }
 
-    /// The short name of a topic for listings (bare for the default namespace).
+    /// [`Context::parse_topic`] for requests that write, create, delete or alter a topic: the
+    /// broker's internal topics are refused (INVALID_TOPIC_EXCEPTION, as Kafka refuses appends
+    /// to `__consumer_offsets`).
+    pub fn parse_writable_topic(&self, name: &str) -> Result<TopicName, Error> {
+        let topic = self.parse_topic(name)?;
+        if is_internal(&topic) {
+            return Err(Error::InvalidName(format!(
+                "topic '{name}' is internal to the broker: clients may read it but not write, create, delete or alter it"
+            )));
+        }
+        Ok(topic)
+    }
+
+    /// The short name of a topic for listings (bare for the default namespace;
+    /// `__consumer_offsets` for the internal offsets topic).
     pub fn short_name(&self, name: &TopicName) -> String {
+        if is_internal(name) && name.local == OFFSETS_TOPIC {
+            return OFFSETS_TOPIC.to_string();
+        }
         name.short_name(self.default_namespace())
     }
+}
+
+/// Kafka's name of the offsets topic (`persistent://public/__kafka/__consumer_offsets` here).
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// Whether a topic lives in the broker's internal namespace.
+pub fn is_internal(name: &TopicName) -> bool {
+    name.namespace.tenant.as_str() == INTERNAL_NAMESPACE.0
+        && name.namespace.namespace == INTERNAL_NAMESPACE.1
 }
 
 fn derive_topic_id(name: &TopicName, created_ms: i64) -> Uuid {

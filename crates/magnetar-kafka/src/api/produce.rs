@@ -234,7 +234,7 @@ async fn durable(
 }
 
 async fn resolve(ctx: &Context, shown: &StrBytes) -> Result<(TopicName, TopicMetadata), i16> {
-    let name = ctx.parse_topic(shown).map_err(|e| {
+    let name = ctx.parse_writable_topic(shown).map_err(|e| {
         tracing::info!(topic = %shown, error = %e, "produce to an invalid topic name");
         error_code::code(&e)
     })?;
