@@ -4,7 +4,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, OnceLock};
 
 use magnetar_auth::{
-    AuthConfig, Authenticator, Mechanism, ScramCredential, ScramMechanism, SaslStep,
+    AuthConfig, Authenticator, Mechanism, SaslStep, ScramCredential, ScramMechanism,
 };
 use magnetar_broker::{Broker, BrokerConfig, SystemClock};
 use magnetar_metadata::MemoryStore;

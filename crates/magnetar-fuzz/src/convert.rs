@@ -75,9 +75,10 @@ fn record_bound(r: &Record) -> usize {
 /// twice (a marker names a key, so it cannot tell two headers of that key apart).
 pub fn mapping_is_lossless(r: &Record) -> bool {
     let marker = |k: &str| k.starts_with(B64_MARKER) || k.starts_with(NULL_MARKER);
-    r.headers.iter().enumerate().all(|(i, h)| {
-        !marker(&h.key) && !r.headers[..i].iter().any(|other| other.key == h.key)
-    })
+    r.headers
+        .iter()
+        .enumerate()
+        .all(|(i, h)| !marker(&h.key) && !r.headers[..i].iter().any(|other| other.key == h.key))
 }
 
 /// Input: eight bytes of base offset, then a Pulsar entry body.

@@ -63,7 +63,10 @@ fn decode_one(frame: Bytes, sasl: bool) {
         .expect("a decoded request encodes at its version");
     match decode_request_on(again.freeze(), sasl) {
         Ok(Decoded::Request(second)) => {
-            assert_eq!(second.body, request.body, "decode -> encode -> decode differs")
+            assert_eq!(
+                second.body, request.body,
+                "decode -> encode -> decode differs"
+            )
         }
         Ok(Decoded::UnsupportedApiVersions { .. }) => panic!("re-encoded request lost its version"),
         Err(e) => panic!("re-encoded request does not decode: {e}"),
@@ -106,10 +109,18 @@ pub fn batch(data: &[u8]) {
     assert_eq!(decoded.records.len(), count, "record count differs");
     if !limits.offset_deltas_rewritten {
         for (i, r) in decoded.records.iter().enumerate() {
-            assert_eq!(usize::try_from(r.offset_delta).ok(), Some(i), "offset delta");
+            assert_eq!(
+                usize::try_from(r.offset_delta).ok(),
+                Some(i),
+                "offset delta"
+            );
         }
     }
     // Kafka's validator starts from NO_TIMESTAMP (-1).
-    let max = decoded.records.iter().map(|r| r.timestamp_ms).fold(-1, i64::max);
+    let max = decoded
+        .records
+        .iter()
+        .map(|r| r.timestamp_ms)
+        .fold(-1, i64::max);
     assert_eq!(valid.max_timestamp_ms, max, "max timestamp");
 }

@@ -75,8 +75,8 @@ pub fn entry(data: &[u8]) {
     if metadata.encrypted || metadata.num_chunks_from_msg > 1 {
         return;
     }
-    let messages = entry_messages(body)
-        .unwrap_or_else(|e| panic!("a checked entry cannot be read: {e}"));
+    let messages =
+        entry_messages(body).unwrap_or_else(|e| panic!("a checked entry cannot be read: {e}"));
     assert_eq!(messages.len() as u64, n, "message count");
     let bytes: usize = messages.iter().map(|m| m.value.len()).sum();
     assert!(bytes <= BYTES_MAX);

@@ -21,7 +21,10 @@ pub fn entry_header(data: &[u8]) {
         return;
     };
     assert!(header.message_count >= 1);
-    assert!(header.first_index.checked_add(u64::from(header.message_count)).is_some());
+    assert!(header
+        .first_index
+        .checked_add(u64::from(header.message_count))
+        .is_some());
     let len = header.payload_len as usize;
     let payload = data
         .get(ENTRY_HEADER_LEN..ENTRY_HEADER_LEN + len)
@@ -39,7 +42,11 @@ pub fn entry_header(data: &[u8]) {
     let whole = data.len() >= ENTRY_HEADER_LEN + len;
     let canonical = header.producer.is_some() || data[40..46] == [0xff; 6];
     if whole && canonical && crc_matches(&data[..ENTRY_HEADER_LEN], &payload, crc) {
-        assert_eq!(&out[..], &data[..ENTRY_HEADER_LEN + len], "encoding differs");
+        assert_eq!(
+            &out[..],
+            &data[..ENTRY_HEADER_LEN + len],
+            "encoding differs"
+        );
     }
 }
 
@@ -232,7 +239,11 @@ pub fn segment_recovery(data: &[u8]) {
             expected.push((header, vec![i as u8]));
         }
         if tail_base > 0 {
-            store.create(0).expect("create").append(&sealed).expect("append");
+            store
+                .create(0)
+                .expect("create")
+                .append(&sealed)
+                .expect("append");
         } else {
             tail_base = 0;
         }

@@ -1,6 +1,7 @@
 //! Replays every committed fuzz input through the fuzz targets' bodies, so CI checks the
 //! targets' properties on the seed corpus (captured from real clients) and on every minimized
-//! crash in `fuzz/regressions/` without building libFuzzer.
+//! crash in `fuzz/regressions/` without building libFuzzer; and runs a short seeded mutation
+//! run of every target (deterministic: the same inputs on every run, so a failure reproduces).
 
 use std::path::{Path, PathBuf};
 
@@ -74,4 +75,81 @@ fn seed_corpus_replays() {
 #[test]
 fn regressions_replay() {
     replay("regressions");
+}
+
+/// A small deterministic generator (xorshift64*), so the mutation run is the same every time.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// One to four libFuzzer-style edits: flip a bit, set a byte to an edge value, insert or
+/// remove bytes, duplicate a slice.
+fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
+    let mut out = input.to_vec();
+    for _ in 0..1 + rng.below(4) {
+        let at = rng.below(out.len());
+        match rng.below(5) {
+            0 if !out.is_empty() => out[at] ^= 1 << rng.below(8),
+            1 if !out.is_empty() => out[at] = [0, 1, 0x7f, 0x80, 0xff][rng.below(5)],
+            2 => out.insert(at.min(out.len()), rng.next() as u8),
+            3 if !out.is_empty() => {
+                let n = 1 + rng.below(8).min(out.len() - at - 1);
+                out.drain(at..at + n);
+            }
+            _ if !out.is_empty() => {
+                let n = 1 + rng.below(16).min(out.len() - at - 1);
+                let slice = out[at..at + n].to_vec();
+                let to = rng.below(out.len());
+                out.splice(to..to, slice);
+            }
+            _ => out.push(rng.next() as u8),
+        }
+    }
+    out
+}
+
+/// Mutations per seed file (`MAGNETAR_FUZZ_MUTATIONS`, default 32: a few seconds in all).
+fn mutations() -> usize {
+    std::env::var("MAGNETAR_FUZZ_MUTATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(32)
+}
+
+#[test]
+fn seeded_mutation_run() {
+    let per_seed = mutations();
+    let corpus = fuzz_dir().join("corpus");
+    let mut runs = 0;
+    for target in magnetar_fuzz::TARGETS {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ target.name.len() as u64);
+        for file in inputs(&corpus, target.name) {
+            let seed = std::fs::read(&file).expect("read a corpus file");
+            for _ in 0..per_seed {
+                let input = mutate(&mut rng, &seed);
+                let outcome = std::panic::catch_unwind(|| (target.run)(&input));
+                if let Err(panic) = outcome {
+                    eprintln!(
+                        "{} failed on a mutation of {}; input (hex): {}",
+                        target.name,
+                        file.display(),
+                        input.iter().map(|b| format!("{b:02x}")).collect::<String>()
+                    );
+                    std::panic::resume_unwind(panic);
+                }
+                runs += 1;
+            }
+        }
+    }
+    eprintln!("{runs} mutated inputs");
 }
