@@ -209,8 +209,9 @@ fn decode_record(cur: &mut &[u8], base_timestamp_ms: i64) -> Result<Record, Form
     let mut headers = Vec::with_capacity(header_count as usize);
     for _ in 0..header_count {
         let key = read_bytes(&mut r, "header key")?.unwrap_or_default();
-        let key = String::from_utf8(key.to_vec())
-            .map_err(|_| FormatError("header key is not UTF-8".into()))?;
+        // As Kafka reads a header key (`Utils.utf8`: Java's decoder replaces malformed UTF-8
+        // with U+FFFD): produce validation accepts such a key, so reading it must not fail.
+        let key = String::from_utf8_lossy(&key).into_owned();
         let value = read_bytes(&mut r, "header value")?;
         headers.push(Header { key, value });
     }
@@ -584,6 +585,37 @@ pub fn empty_batch(base_offset: i64, message_count: u32) -> Bytes {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Found by the fuzz target `kafka_batch` (fuzz/regressions/kafka_batch): a batch whose
+    /// header key is not UTF-8 passed produce validation (as in Kafka) and was stored, but this
+    /// decoder refused it, so Pulsar consumers and conversions of that entry failed.
+    #[test]
+    fn header_key_not_utf8_decodes_lossily() {
+        let mut batch = encode_batch(
+            0,
+            &[Record {
+                offset_delta: 0,
+                timestamp_ms: 1,
+                key: None,
+                value: Some(Bytes::from_static(b"v")),
+                headers: vec![Header {
+                    key: "kX".into(),
+                    value: None,
+                }],
+            }],
+        )
+        .to_vec();
+        let at = batch
+            .windows(2)
+            .position(|w| w == b"kX")
+            .expect("header key")
+            + 1;
+        batch[at] = 0xff;
+        let crc = crc32c::crc32c(&batch[ATTRIBUTES_OFFSET..]);
+        batch[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+        let decoded = decode_batch(&batch).expect("decodes");
+        assert_eq!(decoded.records[0].headers[0].key, "k\u{fffd}");
+    }
 
     fn record(i: i64) -> Record {
         Record {

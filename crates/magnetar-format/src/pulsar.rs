@@ -261,11 +261,14 @@ pub fn entry_messages(body: &[u8]) -> Result<Vec<PulsarMessage>, FormatError> {
     let mut cur = body;
     let size = be_u32(&mut cur)?;
     let metadata = message_metadata(take(&mut cur, size as u64)?)?;
-    let payload = decompress(
-        metadata.compression,
-        cur,
-        metadata.uncompressed_size as usize,
-    )?;
+    // As in `check_entry` (and Pulsar): `uncompressed_size` means something only for a
+    // compressed payload; an uncompressed one is its own size, whatever the field says.
+    let uncompressed_size = if metadata.compression == 0 {
+        cur.len()
+    } else {
+        usize::try_from(metadata.uncompressed_size).unwrap_or(usize::MAX)
+    };
+    let payload = decompress(metadata.compression, cur, uncompressed_size)?;
     let default_time = |t: u64| {
         if t != 0 {
             t as i64
@@ -455,6 +458,25 @@ mod tests {
             batch.records[2].headers[0].value.as_deref(),
             Some(&b"v2"[..])
         );
+    }
+
+    /// Found by the fuzz target `pulsar_entry` (fuzz/regressions/pulsar_entry): an uncompressed
+    /// message whose metadata carries a bogus `uncompressed_size` passed `check_entry` (which,
+    /// as Pulsar, ignores the field without compression) and was stored, but could not be read.
+    #[test]
+    fn uncompressed_size_is_ignored_without_compression() {
+        let mut meta = Vec::new();
+        field_bytes(&mut meta, 1, b"producer");
+        field_varint(&mut meta, 2, 0);
+        field_varint(&mut meta, 3, 500);
+        field_varint(&mut meta, 9, u64::MAX);
+        let mut body = (meta.len() as u32).to_be_bytes().to_vec();
+        body.extend_from_slice(&meta);
+        body.extend_from_slice(b"value");
+        check_entry(&body, 1, DECOMPRESSED_BYTES_MAX).expect("checked");
+        let messages = entry_messages(&body).expect("read");
+        assert_eq!(messages.len(), 1);
+        assert_eq!(&messages[0].value[..], b"value");
     }
 
     /// A batch entry of `present` single messages whose metadata says `claimed`, compressed

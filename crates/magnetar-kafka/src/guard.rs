@@ -24,6 +24,10 @@ pub enum GuardError {
     ArrayTooLong { count: u64, remaining: usize },
     #[error("varint longer than 5 bytes")]
     BadVarint,
+    /// Kafka's reader refuses a tag not above the previous one (a tag past `i32::MAX` is
+    /// negative there): "Invalid or out-of-order tag".
+    #[error("invalid or out-of-order tag {0}")]
+    TagOrder(u32),
     #[error("no schema for api key {0} version {1}")]
     NoSchema(i16, i16),
 }
@@ -753,8 +757,13 @@ impl Walker<'_> {
         }
         if self.flexible {
             let count = self.varint()?;
+            let mut previous: Option<u32> = None;
             for _ in 0..count {
                 let tag = self.varint()?;
+                if i32::try_from(tag).is_err() || previous.is_some_and(|p| tag <= p) {
+                    return Err(GuardError::TagOrder(tag));
+                }
+                previous = Some(tag);
                 let size = self.varint()? as usize;
                 let known = fields
                     .iter()

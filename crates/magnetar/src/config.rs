@@ -815,18 +815,34 @@ impl Config {
         env: impl IntoIterator<Item = (String, String)>,
         flags: &FlagOverrides,
     ) -> Result<Loaded, ConfigError> {
+        let text = match file {
+            None => None,
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| err(format!("cannot read config file {}: {e}", path.display())))?,
+            ),
+        };
+        Self::load_text(file.zip(text.as_deref()), env, flags)
+    }
+
+    /// [`Config::load`] with the file's text already read: `file` is its path (the extension
+    /// picks the syntax: `.toml`, else properties) and text. The fuzz target `config` calls this.
+    #[doc(hidden)]
+    pub fn load_text(
+        file: Option<(&Path, &str)>,
+        env: impl IntoIterator<Item = (String, String)>,
+        flags: &FlagOverrides,
+    ) -> Result<Loaded, ConfigError> {
         let defaults =
             Table::try_from(Config::default()).map_err(|e| err(format!("defaults: {e}")))?;
         let mut warnings = Vec::new();
         let mut root = match file {
             None => Table::new(),
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| err(format!("cannot read config file {}: {e}", path.display())))?;
+            Some((path, text)) => {
                 if path.extension().is_some_and(|e| e == "toml") {
-                    parse_toml(path, &text, &defaults)?
+                    parse_toml(path, text, &defaults)?
                 } else {
-                    let (table, unused) = parse_properties(path, &text, &defaults)?;
+                    let (table, unused) = parse_properties(path, text, &defaults)?;
                     if !unused.is_empty() {
                         warnings.push(format!(
                             "{}: {} keys are not used by magnetar: {}",

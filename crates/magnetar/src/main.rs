@@ -2,7 +2,7 @@
 //! layers below (metadata store, broker core, Kafka/Pulsar/HTTP listeners).
 
 mod admin_cli;
-mod config;
+use magnetar::config;
 mod standalone;
 mod tokens_cli;
 

@@ -682,6 +682,33 @@ fn huge_array_count_in_a_tiny_frame_is_refused() {
     ));
 }
 
+/// Found by the fuzz target `kafka_request` (fuzz/regressions/kafka_request): tagged fields
+/// out of order, or with a tag past `i32::MAX`, passed the guard and decoded (the crate keys
+/// unknown tags by `i32` and writes such a request back wrongly); Kafka refuses them ("Invalid
+/// or out-of-order tag"), and so does the guard now.
+#[test]
+fn tagged_fields_must_ascend_within_i32() {
+    // ApiVersions v3: two empty compact strings, then the tagged fields.
+    let with_tags = |tags: &[u8]| [&[1u8, 1][..], tags].concat();
+    let ok = with_tags(&[2, 0, 0, 1, 0]);
+    assert_eq!(check_request(ApiKey::ApiVersions, 3, &ok), Ok(()));
+    let out_of_order = with_tags(&[2, 1, 0, 0, 0]);
+    assert_eq!(
+        check_request(ApiKey::ApiVersions, 3, &out_of_order),
+        Err(GuardError::TagOrder(0))
+    );
+    let repeated = with_tags(&[2, 1, 0, 1, 0]);
+    assert_eq!(
+        check_request(ApiKey::ApiVersions, 3, &repeated),
+        Err(GuardError::TagOrder(1))
+    );
+    let past_i32 = with_tags(&[1, 0x80, 0x80, 0x80, 0x80, 0x08, 0]);
+    assert_eq!(
+        check_request(ApiKey::ApiVersions, 3, &past_i32),
+        Err(GuardError::TagOrder(1 << 31))
+    );
+}
+
 /// Counts bytes allocated by the current thread, so tests running in parallel do not disturb
 /// each other's measurement.
 struct Counting;

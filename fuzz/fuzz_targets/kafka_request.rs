@@ -1,0 +1,6 @@
+#![no_main]
+//! Fuzz target `kafka_request`: the body and its properties are in `magnetar_fuzz` (crates/magnetar-fuzz).
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    magnetar_fuzz::run("kafka_request", data);
+});
