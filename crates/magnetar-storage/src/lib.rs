@@ -42,6 +42,7 @@ pub mod entry;
 pub mod error;
 pub mod histogram;
 pub mod index;
+pub mod index_file;
 pub mod ledger;
 pub mod range_set;
 mod segment;
@@ -53,8 +54,9 @@ pub use entry::{Entry, EntryHeader, NewEntry, PayloadFormat, ProducerInfo, ENTRY
 pub use error::StorageError;
 pub use histogram::{HistogramSnapshot, LatencyHistogram, LATENCY_BUCKETS_US};
 pub use ledger::{
-    FsyncPolicy, LedgerConfig, LedgerStats, ManagedLedger, PendingAppend, Position, RecoveryReport,
-    RetentionOutcome, SegmentStats, APPEND_QUEUE_BYTES_MIN,
+    FsyncPolicy, IndexRebuild, LedgerConfig, LedgerStats, ManagedLedger, PendingAppend, Position,
+    RecoveryReport, RetentionOutcome, SegmentStats, APPEND_QUEUE_BYTES_MIN, SNAPSHOTS_KEPT,
+    SNAPSHOT_BYTES_MAX, SNAPSHOT_SUFFIX,
 };
 pub use range_set::RangeSet;
 pub use segment_store::{segment_store_conformance, LocalSegmentStore, SegmentFile, SegmentStore};
