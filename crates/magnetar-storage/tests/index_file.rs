@@ -223,7 +223,7 @@ async fn valid_index_files_open_without_reading_sealed_segments() {
             "segment {base}"
         );
     }
-    let active = ledger.stats().segments.last().unwrap().clone();
+    let active = *ledger.stats().segments.last().unwrap();
     assert_eq!(opened.get(&active.base_index), Some(&active.bytes));
     assert_eq!(answers(&ledger).await, truth);
 }
