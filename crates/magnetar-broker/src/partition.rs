@@ -436,8 +436,10 @@ impl PartitionLog {
         }
         // The first append after a segment roll snapshots the producer state (as Kafka does per
         // roll); it covers every entry up to and including this one.
+        // (Both counters are read under the producer lock, so a plain load and store suffice.)
         let rolls = self.ledger.segments_sealed();
-        if self.snapshot_rolls.swap(rolls, Ordering::AcqRel) != rolls {
+        if self.snapshot_rolls.load(Ordering::Relaxed) != rolls {
+            self.snapshot_rolls.store(rolls, Ordering::Relaxed);
             let blob = self.snapshot_blob(&producers);
             drop(producers);
             self.snapshot_when_durable(first_index + u64::from(message_count.max(1)), blob);
