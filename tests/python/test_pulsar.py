@@ -335,3 +335,14 @@ def test_http_lookup_service(broker):
     assert data["httpUrl"] == f"http://{broker.http}", data
     r = requests.get(f"http://{broker.http}/lookup/v2/topic/non-persistent/{rest}", timeout=10)
     assert r.status_code == 404 and "reason" in r.json(), r.text
+
+
+def test_non_persistent_topics_are_refused_at_once(client):
+    """Issue #20 item 12: not served, and refused with an error the client does not retry
+    (an InvalidTopicName answer made the C++ client retry until its 30 s operation timeout)."""
+    topic = "non-persistent://public/default/" + topic_name("np").rsplit("/", 1)[-1]
+    # a retried refusal would end in the client's TimeOut, not NotAllowedError
+    with pytest.raises(pulsar.NotAllowedError):
+        client.create_producer(topic)
+    with pytest.raises(pulsar.NotAllowedError):
+        client.subscribe(topic, "s")

@@ -52,7 +52,10 @@ pub async fn lookup_topic(
     .await?;
     // The same resolution as the binary LOOKUP: the topic exists or is created as the
     // namespace's auto-creation policy says, and a named partition exists.
-    let metadata = state.broker.topic_or_create(&name).await?;
+    let metadata = state
+        .broker
+        .topic_or_create_for(&name, magnetar_broker::AutoCreator::Pulsar)
+        .await?;
     if let Some(n) = partition {
         if !metadata.partitioned || n >= metadata.partitions {
             return Err(ApiError::not_found(format!(

@@ -164,7 +164,13 @@ pub async fn get_partitions(
     let name = TopicName::new(namespace(&tenant, &ns)?, &topic)?;
     // Pulsar answers 0 for a non-partitioned or unknown topic; clients rely on it for lookups.
     let metadata = if params.check_allow_auto_creation {
-        Some(state.broker.topic_or_create(&name).await?)
+        // A Pulsar client's HTTP lookup: Pulsar's auto-creation type.
+        Some(
+            state
+                .broker
+                .topic_or_create_for(&name, magnetar_broker::AutoCreator::Pulsar)
+                .await?,
+        )
     } else {
         state.broker.topic(&name).await?
     };

@@ -31,8 +31,11 @@ pub struct BrokerConfig {
     /// Where bare topic names land (KoP's `kafkaTenant`/`kafkaNamespace`).
     pub default_namespace: NamespaceName,
     pub allow_auto_topic_creation: bool,
-    /// Auto-created topics are partitioned (true) or non-partitioned (false).
+    /// Topics auto-created for Kafka clients are partitioned (true) or non-partitioned (false).
     pub auto_topic_creation_partitioned: bool,
+    /// The same for Pulsar clients (Pulsar's `allowAutoTopicCreationType`, non-partitioned by
+    /// default); see [`Broker::topic_or_create_for`].
+    pub pulsar_auto_topic_creation_partitioned: bool,
     pub default_num_partitions: u32,
     pub partitions_max: u32,
     pub producers_per_partition_max: usize,
@@ -45,6 +48,13 @@ pub struct BrokerConfig {
     /// Pulsar's `authorizationEnabled`: the front ends check [`Broker::check_access`] before
     /// serving a topic; off, every client may do everything.
     pub authorization_enabled: bool,
+}
+
+/// Which protocol's client a topic is auto-created for (their default types differ).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoCreator {
+    Kafka,
+    Pulsar,
 }
 
 impl BrokerConfig {
@@ -61,6 +71,7 @@ impl BrokerConfig {
             },
             allow_auto_topic_creation: true,
             auto_topic_creation_partitioned: true,
+            pulsar_auto_topic_creation_partitioned: false,
             default_num_partitions: 1,
             partitions_max: 4096,
             producers_per_partition_max: 10_000,
@@ -526,6 +537,7 @@ impl Broker {
             partitions: partitions.unwrap_or(0),
             configs,
             created_ms: self.clock.now_ms(),
+            skipped_entries: BTreeMap::new(),
         };
         let created = self.put_if_absent(&topic_key(name), &metadata).await?;
         self.topic_cache.invalidate(name);
@@ -547,8 +559,19 @@ impl Broker {
     }
 
     /// Looks a topic up, creating it when auto-creation allows it: the namespace's
-    /// `auto_topic_creation` override if set, else the broker's settings.
+    /// `auto_topic_creation` override if set, else the broker's settings for Kafka clients.
     pub async fn topic_or_create(&self, name: &TopicName) -> Result<TopicMetadata> {
+        self.topic_or_create_for(name, AutoCreator::Kafka).await
+    }
+
+    /// [`Broker::topic_or_create`] for a client of one protocol: without a namespace override,
+    /// Kafka clients get `auto_topic_creation_partitioned`, Pulsar clients
+    /// `pulsar_auto_topic_creation_partitioned` (KoP's requirement and Pulsar's default differ).
+    pub async fn topic_or_create_for(
+        &self,
+        name: &TopicName,
+        creator: AutoCreator,
+    ) -> Result<TopicMetadata> {
         if let Some(existing) = self.topic(name).await? {
             return Ok(existing);
         }
@@ -565,7 +588,10 @@ impl Broker {
             ),
             None => (
                 self.config.allow_auto_topic_creation,
-                self.config.auto_topic_creation_partitioned,
+                match creator {
+                    AutoCreator::Kafka => self.config.auto_topic_creation_partitioned,
+                    AutoCreator::Pulsar => self.config.pulsar_auto_topic_creation_partitioned,
+                },
                 self.config.default_num_partitions,
             ),
         };

@@ -18,9 +18,10 @@ pub mod producer_state;
 pub mod publish_rate;
 pub mod registry;
 pub mod resources;
+pub mod skipped;
 
 pub use broker::{
-    effective_retention, Broker, BrokerConfig, RetentionSummary, SegmentStoreFactory,
+    effective_retention, AutoCreator, Broker, BrokerConfig, RetentionSummary, SegmentStoreFactory,
     INTERNAL_NAMESPACE,
 };
 pub use error::{Error, Result};

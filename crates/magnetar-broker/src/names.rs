@@ -113,6 +113,12 @@ impl TopicName {
     pub fn parse(name: &str, default_namespace: &NamespaceName) -> Result<Self, Error> {
         let topic = if let Some(rest) = name.strip_prefix("persistent://") {
             Self::parse_full(name, rest)?
+        } else if name.starts_with("non-persistent://") {
+            // Not a malformed name but an unsupported feature: refused as a request, which Pulsar
+            // clients do not retry (an invalid name they retry until their operation timeout).
+            return Err(Error::InvalidRequest(format!(
+                "topic '{name}': non-persistent topics are not supported; use persistent://"
+            )));
         } else if name.contains("://") {
             return Err(Error::InvalidName(format!(
                 "topic '{name}': only the persistent:// domain is supported"
@@ -217,12 +223,21 @@ mod tests {
     }
 
     #[test]
+    fn non_persistent_topics_are_refused_as_unsupported() {
+        let err = TopicName::parse("non-persistent://public/default/x", &default_ns()).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidRequest(m) if m.contains("not supported")),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn bad_names_are_rejected_with_a_reason() {
         for bad in [
             "",
             "a/b",
             "a/b/c/d",
-            "non-persistent://public/default/x",
+            "other://public/default/x",
             "has space",
             "x-partition-3",
             "public/default/..",

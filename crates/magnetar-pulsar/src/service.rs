@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use magnetar_broker::names::partition_of;
-use magnetar_broker::{Broker, Error, TopicName, TopicPartition};
+use magnetar_broker::{AutoCreator, Broker, Error, TopicName, TopicPartition};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -41,6 +41,9 @@ pub struct Service {
     pub metrics: Arc<magnetar_metrics::ProtocolMetrics>,
     producers: Mutex<HashMap<TopicPartition, TopicProducers>>,
     pub(crate) subscriptions: Mutex<HashMap<(TopicPartition, String), Arc<Subscription>>>,
+    /// Non-durable subscriptions (readers) a SEEK reset: the position their consumer's
+    /// reconnect resumes from (see [`Service::take_reseek`]).
+    reseeks: Mutex<HashMap<(TopicPartition, String), (u64, std::time::Instant)>>,
     next_name: AtomicU64,
     /// Part of generated producer names, so they differ from those of earlier runs (a name
     /// carries deduplication state across restarts).
@@ -50,6 +53,11 @@ pub struct Service {
     /// Deduplication state per partition, for partitions that had a deduplicated producer.
     dedup: Mutex<HashMap<TopicPartition, Arc<Mutex<DedupTable>>>>,
 }
+
+/// How long a reader's seek position waits for its reconnect.
+const RESEEK_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+/// Seek positions kept at once.
+const RESEEKS_MAX: usize = 10_000;
 
 impl Service {
     pub fn new(broker: Arc<Broker>, config: PulsarConfig, shutdown: CancellationToken) -> Self {
@@ -63,6 +71,7 @@ impl Service {
             metrics: crate::metrics::protocol_metrics(),
             producers: Mutex::new(HashMap::new()),
             subscriptions: Mutex::new(HashMap::new()),
+            reseeks: Mutex::new(HashMap::new()),
             next_name: AtomicU64::new(0),
             name_nonce: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -137,7 +146,10 @@ impl Service {
                 })
             }
             None => {
-                let metadata = self.broker.topic_or_create(&topic).await?;
+                let metadata = self
+                    .broker
+                    .topic_or_create_for(&topic, AutoCreator::Pulsar)
+                    .await?;
                 if metadata.partitioned {
                     return Err(Error::InvalidRequest(format!(
                         "'{topic}' is a partitioned topic; use its partitions '{}'",
@@ -153,6 +165,27 @@ impl Service {
                 })
             }
         }
+    }
+
+    /// Records that a SEEK moved the non-durable subscription `key` to `index`. Pulsar keeps a
+    /// reader's subscription across the reconnect a seek forces, so the reconnect resumes at the
+    /// seek's position whatever start id the client sends (after a seek by time the client
+    /// still sends its last received id). Entries are kept [`RESEEK_TTL`] and at most
+    /// [`RESEEKS_MAX`] at once.
+    pub(crate) fn record_reseek(&self, key: (TopicPartition, String), index: u64) {
+        let now = std::time::Instant::now();
+        let mut all = self.reseeks.lock().unwrap_or_else(|e| e.into_inner());
+        all.retain(|_, (_, at)| now.saturating_duration_since(*at) < RESEEK_TTL);
+        if all.len() < RESEEKS_MAX || all.contains_key(&key) {
+            all.insert(key, (index, now));
+        }
+    }
+
+    /// The position a SEEK left for the non-durable subscription `key`, once.
+    pub(crate) fn take_reseek(&self, key: &(TopicPartition, String)) -> Option<u64> {
+        let mut all = self.reseeks.lock().unwrap_or_else(|e| e.into_inner());
+        let (index, at) = all.remove(key)?;
+        (at.elapsed() < RESEEK_TTL).then_some(index)
     }
 
     /// Registers a producer; `Err` with a reason when the access mode conflicts or the

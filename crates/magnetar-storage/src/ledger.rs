@@ -29,7 +29,9 @@ use crate::entry::{
 use crate::histogram::{HistogramSnapshot, LatencyHistogram};
 use crate::index::IndexPoint;
 use crate::index_file::{encode_index, index_file_name, load_index};
-use crate::segment::{scan_entries, SegmentInfo};
+use crate::segment::{
+    scan_entries, scan_entries_from, SegmentInfo, READ_CHUNK_BYTES_MIN, SCAN_CHUNK_BYTES,
+};
 use crate::segment_store::{LocalSegmentStore, SegmentFile, SegmentStore};
 use crate::StorageError;
 
@@ -1437,24 +1439,44 @@ fn read_entries(
     let mut items = Vec::new();
     let mut bytes = 0usize;
     let mut budget_hit = false;
-    let end = scan_entries(file, start, limit, verify_crc, |h, _, payload| {
-        if h.end_index() <= from {
-            return ControlFlow::Continue(());
-        }
-        let len = h.encoded_len() as usize;
-        if !(items.is_empty() && at_least_one) && bytes.saturating_add(len) > max_bytes {
-            budget_hit = true;
-            return ControlFlow::Break(());
-        }
-        bytes += len;
-        items.push((*h, payload));
-        if items.len() >= max_entries {
-            budget_hit = true;
-            return ControlFlow::Break(());
-        }
-        ControlFlow::Continue(())
-    })?;
+    // Sized to what was asked: the budget plus a header, within [64 KiB, 1 MiB].
+    let chunk_bytes = (max_bytes as u64)
+        .saturating_add(ENTRY_HEADER_LEN as u64)
+        .clamp(READ_CHUNK_BYTES_MIN, SCAN_CHUNK_BYTES);
+    let end = scan_entries_from(
+        file,
+        start,
+        limit,
+        verify_crc,
+        from,
+        chunk_bytes,
+        |h, _, payload| {
+            if h.end_index() <= from {
+                return ControlFlow::Continue(());
+            }
+            let len = h.encoded_len() as usize;
+            if !(items.is_empty() && at_least_one) && bytes.saturating_add(len) > max_bytes {
+                budget_hit = true;
+                return ControlFlow::Break(());
+            }
+            bytes += len;
+            items.push((*h, payload));
+            if items.len() >= max_entries {
+                budget_hit = true;
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        },
+    )?;
     if !end.stopped && end.next_index < seg_end {
+        if !items.is_empty() {
+            // What precedes the bad entry is served; the next read starts at it and fails.
+            return Ok(SegmentRead {
+                items,
+                bytes,
+                budget_hit: true,
+            });
+        }
         return Err(StorageError::Corrupt {
             segment: base,
             file_offset: end.pos,

@@ -10,8 +10,10 @@ use crate::index::{IndexPoint, SparseIndex};
 use crate::segment_store::SegmentFile;
 use crate::StorageError;
 
-/// Bytes read per I/O call while scanning.
-const SCAN_CHUNK_BYTES: u64 = 1 << 20;
+/// Bytes read per I/O call while scanning (recovery, header scans, large reads).
+pub(crate) const SCAN_CHUNK_BYTES: u64 = 1 << 20;
+/// The smallest chunk of a read sized to what its caller asked for.
+pub(crate) const READ_CHUNK_BYTES_MIN: u64 = 64 << 10;
 
 /// What the ledger knows about one segment.
 #[derive(Clone)]
@@ -79,6 +81,8 @@ impl SegmentInfo {
 struct ChunkReader<'a> {
     file: &'a dyn SegmentFile,
     limit: u64,
+    /// Bytes read per I/O call (more when one entry is larger).
+    chunk_bytes: u64,
     buf: Bytes,
     buf_start: u64,
 }
@@ -91,7 +95,7 @@ impl ChunkReader<'_> {
         }
         let buf_end = self.buf_start + self.buf.len() as u64;
         if pos < self.buf_start || pos + len > buf_end {
-            let size = len.max(SCAN_CHUNK_BYTES).min(self.limit - pos);
+            let size = len.max(self.chunk_bytes).min(self.limit - pos);
             let size = usize::try_from(size).map_err(|_| StorageError::InvalidEntry {
                 reason: "read size overflows usize".to_string(),
             })?;
@@ -126,11 +130,28 @@ pub(crate) fn scan_entries(
     start: IndexPoint,
     limit: u64,
     verify_crc: bool,
+    visit: impl FnMut(&EntryHeader, u64, Option<Bytes>) -> ControlFlow<()>,
+) -> Result<ScanEnd, StorageError> {
+    scan_entries_from(file, start, limit, verify_crc, 0, SCAN_CHUNK_BYTES, visit)
+}
+
+/// [`scan_entries`] for a read from index `from`: the entries that end at or before it are
+/// passed by their headers alone (their payloads are neither read nor CRC-checked, and they are
+/// not visited), so a reader positioned after a corrupt entry is not stopped by it. Reads from the
+/// file `chunk_bytes` at a time (a consumer asking for 16 KiB does not cause 1 MiB reads).
+pub(crate) fn scan_entries_from(
+    file: &dyn SegmentFile,
+    start: IndexPoint,
+    limit: u64,
+    verify_crc: bool,
+    from: u64,
+    chunk_bytes: u64,
     mut visit: impl FnMut(&EntryHeader, u64, Option<Bytes>) -> ControlFlow<()>,
 ) -> Result<ScanEnd, StorageError> {
     let mut reader = ChunkReader {
         file,
         limit,
+        chunk_bytes: chunk_bytes.max(ENTRY_HEADER_LEN as u64),
         buf: Bytes::new(),
         buf_start: 0,
     };
@@ -161,6 +182,15 @@ pub(crate) fn scan_entries(
                 header.first_index
             );
             return Ok(end(pos, expected, Some(reason), false));
+        }
+        if header.end_index() <= from {
+            if pos + header.encoded_len() > limit {
+                let reason = format!("truncated payload: {} bytes declared", header.payload_len);
+                return Ok(end(pos, expected, Some(reason), false));
+            }
+            pos += header.encoded_len();
+            expected = header.end_index();
+            continue;
         }
         let payload = if verify_crc {
             let Some(p) =

@@ -247,6 +247,9 @@ pub struct PulsarSection {
     /// once per this interval (`0`: on every acknowledgement); after a crash the last
     /// interval's acknowledgements are lost and those messages are delivered again.
     pub cursor_persist_interval_ms: u64,
+    /// Topics auto-created for Pulsar clients: "non-partitioned" (Pulsar's default) or
+    /// "partitioned" (`kafka.default_num_partitions` partitions).
+    pub auto_topic_creation_type: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -431,6 +434,7 @@ impl Default for PulsarSection {
             conversion_cache_bytes: c.conversion_cache_bytes as u64,
             cursor_persist_interval_ms: magnetar_broker::LedgerConfig::default()
                 .cursor_persist_interval_ms,
+            auto_topic_creation_type: "non-partitioned".into(),
         }
     }
 }
@@ -575,6 +579,12 @@ pub const ALIASES: &[Alias] = &[
         section: "kafka",
         key: "auto_topic_creation_type",
     },
+    // KoP's broker.conf key set the type for both protocols; it still does.
+    Alias {
+        name: "allowAutoTopicCreationType",
+        section: "pulsar",
+        key: "auto_topic_creation_type",
+    },
     Alias {
         name: "defaultNumPartitions",
         section: "kafka",
@@ -599,6 +609,11 @@ pub const ALIASES: &[Alias] = &[
         name: "maxMessageSize",
         section: "pulsar",
         key: "message_bytes_max",
+    },
+    Alias {
+        name: MARK_DELETE_RATE_LIMIT,
+        section: "pulsar",
+        key: "cursor_persist_interval_ms",
     },
     Alias {
         name: "keepAliveIntervalSeconds",
@@ -941,6 +956,11 @@ impl Config {
         one_of(
             "kafka.auto_topic_creation_type",
             &self.kafka.auto_topic_creation_type,
+            &["partitioned", "non-partitioned"],
+        )?;
+        one_of(
+            "pulsar.auto_topic_creation_type",
+            &self.pulsar.auto_topic_creation_type,
             &["partitioned", "non-partitioned"],
         )?;
         range(
@@ -1366,6 +1386,37 @@ fn alias(name: &str) -> Option<&'static Alias> {
     ALIASES.iter().find(|a| a.name == name)
 }
 
+/// Every key a KoP/Pulsar name sets (one, or several for a key that covered both protocols).
+fn aliases(name: &str) -> impl Iterator<Item = &'static Alias> + '_ {
+    ALIASES.iter().filter(move |a| a.name == name)
+}
+
+/// Pulsar's `managedLedgerDefaultMarkDeleteRateLimit`: mark-delete writes per second per cursor
+/// (default 1.0; 0 means no limit). Magnetar keeps the interval between writes instead.
+const MARK_DELETE_RATE_LIMIT: &str = "managedLedgerDefaultMarkDeleteRateLimit";
+
+/// The value an alias sets, for the aliases whose unit differs from their key's: a rate becomes
+/// an interval. Others pass unchanged.
+fn alias_value(name: &str, raw: &str) -> Result<String, String> {
+    match name {
+        MARK_DELETE_RATE_LIMIT => {
+            let rate: f64 = raw
+                .trim()
+                .parse()
+                .map_err(|_| format!("'{raw}' is not a number of writes per second"))?;
+            if !rate.is_finite() || rate < 0.0 {
+                return Err(format!("'{raw}' is not a rate >= 0"));
+            }
+            if rate == 0.0 {
+                return Ok("0".to_string());
+            }
+            // At most one write per hour (the key's upper bound), at least one per millisecond.
+            Ok(((1000.0 / rate).round().clamp(0.0, 3_600_000.0) as u64).to_string())
+        }
+        _ => Ok(raw.to_string()),
+    }
+}
+
 fn parse_toml(path: &Path, text: &str, defaults: &Table) -> Result<Table, ConfigError> {
     let mut table: Table =
         toml::from_str(text).map_err(|e| err(format!("{}: {}", path.display(), e.message())))?;
@@ -1379,11 +1430,23 @@ fn parse_toml(path: &Path, text: &str, defaults: &Table) -> Result<Table, Config
         .cloned()
         .collect();
     for name in top {
-        if let (Some(a), Some(value)) = (alias(&name), table.remove(&name)) {
-            let value = match value {
-                Value::String(s) => typed_value(defaults, a.section, a.key, &s)
-                    .map_err(|r| err(format!("{name}: {r}")))?,
-                other => other,
+        let Some(value) = table.remove(&name) else {
+            continue;
+        };
+        for a in aliases(&name) {
+            let value = match &value {
+                Value::String(s) => {
+                    let s = alias_value(&name, s).map_err(|r| err(format!("{name}: {r}")))?;
+                    typed_value(defaults, a.section, a.key, &s)
+                        .map_err(|r| err(format!("{name}: {r}")))?
+                }
+                Value::Integer(_) | Value::Float(_) if name == MARK_DELETE_RATE_LIMIT => {
+                    let s = alias_value(&name, &value.to_string())
+                        .map_err(|r| err(format!("{name}: {r}")))?;
+                    typed_value(defaults, a.section, a.key, &s)
+                        .map_err(|r| err(format!("{name}: {r}")))?
+                }
+                other => other.clone(),
             };
             set(&mut table, a.section, a.key, value);
         }
@@ -1415,10 +1478,15 @@ fn parse_properties(
         match alias(name) {
             // Pulsar files carry many keys with empty values: they mean "unset".
             Some(_) if value.is_empty() => {}
-            Some(a) => {
-                let typed = typed_value(defaults, a.section, a.key, value)
+            Some(_) => {
+                let value = alias_value(name, value)
                     .map_err(|r| err(format!("{}:{}: {name}: {r}", path.display(), number + 1)))?;
-                set(&mut table, a.section, a.key, typed);
+                for a in aliases(name) {
+                    let typed = typed_value(defaults, a.section, a.key, &value).map_err(|r| {
+                        err(format!("{}:{}: {name}: {r}", path.display(), number + 1))
+                    })?;
+                    set(&mut table, a.section, a.key, typed);
+                }
             }
             None => unused.push(name.to_string()),
         }
@@ -1689,6 +1757,64 @@ mod tests {
     }
 
     #[test]
+    fn kop_auto_topic_creation_type_sets_both_protocols() {
+        let c = load_str("broker.conf", "", &[]).unwrap().config;
+        assert_eq!(
+            (
+                c.kafka.auto_topic_creation_type.as_str(),
+                c.pulsar.auto_topic_creation_type.as_str()
+            ),
+            ("partitioned", "non-partitioned"),
+            "each protocol's own default"
+        );
+        for (name, text) in [
+            ("broker.conf", "allowAutoTopicCreationType=partitioned\n"),
+            (
+                "magnetar.toml",
+                "version = 1\nallowAutoTopicCreationType = \"partitioned\"\n",
+            ),
+        ] {
+            let c = load_str(name, text, &[]).unwrap().config;
+            assert_eq!(c.kafka.auto_topic_creation_type, "partitioned", "{name}");
+            assert_eq!(c.pulsar.auto_topic_creation_type, "partitioned", "{name}");
+        }
+        let bad = load_str(
+            "magnetar.toml",
+            "version = 1\n[pulsar]\nauto_topic_creation_type = \"sometimes\"\n",
+            &[],
+        );
+        assert!(bad.is_err());
+    }
+
+    #[test]
+    fn mark_delete_rate_limit_becomes_the_cursor_persist_interval() {
+        assert_eq!(alias_value(MARK_DELETE_RATE_LIMIT, "1.0").unwrap(), "1000");
+        assert_eq!(alias_value(MARK_DELETE_RATE_LIMIT, "4").unwrap(), "250");
+        assert_eq!(alias_value(MARK_DELETE_RATE_LIMIT, "0").unwrap(), "0");
+        assert_eq!(
+            alias_value(MARK_DELETE_RATE_LIMIT, "0.0001").unwrap(),
+            "3600000"
+        );
+        assert!(alias_value(MARK_DELETE_RATE_LIMIT, "-1").is_err());
+        assert!(alias_value(MARK_DELETE_RATE_LIMIT, "fast").is_err());
+        assert_eq!(alias_value("maxMessageSize", "5").unwrap(), "5");
+        let loaded = load_str(
+            "broker.conf",
+            "managedLedgerDefaultMarkDeleteRateLimit=2.0\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(loaded.config.pulsar.cursor_persist_interval_ms, 500);
+        let loaded = load_str(
+            "magnetar.toml",
+            "version = 1\nmanagedLedgerDefaultMarkDeleteRateLimit = 0.5\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(loaded.config.pulsar.cursor_persist_interval_ms, 2000);
+    }
+
+    #[test]
     fn kop_properties_file_maps_known_keys_and_lists_the_rest() {
         let text = "# pulsar standalone\nkafkaListeners=PLAINTEXT://127.0.0.1:19092\nwebServicePort=18080\n\
                     brokerServicePort=16650\nkafkaTenant=acme\nkafkaNamespace=kafka\nallowAutoTopicCreationType=non-partitioned\n\
@@ -1705,6 +1831,7 @@ mod tests {
             ("acme", "kafka")
         );
         assert_eq!(c.kafka.auto_topic_creation_type, "non-partitioned");
+        assert_eq!(c.pulsar.auto_topic_creation_type, "non-partitioned");
         assert_eq!(loaded.warnings.len(), 1);
         assert!(loaded.warnings[0].contains("managedLedgerDefaultEnsembleSize"));
         assert!(loaded.warnings[0].contains("zookeeperServers"));

@@ -191,6 +191,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         default_namespace: NamespaceName::new(&config.kafka.tenant, &config.kafka.namespace)?,
         allow_auto_topic_creation: config.kafka.allow_auto_topic_creation,
         auto_topic_creation_partitioned: config.kafka.auto_topic_creation_type == "partitioned",
+        pulsar_auto_topic_creation_partitioned: config.pulsar.auto_topic_creation_type
+            == "partitioned",
         default_num_partitions: config.kafka.default_num_partitions,
         partitions_max: config.broker.partitions_max,
         producers_per_partition_max: config.broker.producers_per_partition_max as usize,

@@ -96,7 +96,10 @@ impl Connection {
             }
             let topic = self.service.broker.parse_topic(base)?;
             let metadata = if request.metadata_auto_creation_enabled() {
-                self.service.broker.topic_or_create(&topic).await?
+                self.service
+                    .broker
+                    .topic_or_create_for(&topic, magnetar_broker::AutoCreator::Pulsar)
+                    .await?
             } else {
                 self.service
                     .broker

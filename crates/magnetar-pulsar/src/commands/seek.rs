@@ -50,7 +50,13 @@ impl Connection {
         }
         .await;
         let result = match target {
-            Ok(index) => sub.reset(index).await,
+            Ok(index) => {
+                if !sub.durable {
+                    self.service
+                        .record_reseek((sub.partition.clone(), sub.name.clone()), index);
+                }
+                sub.reset(index).await
+            }
             Err(e) => Err(e),
         };
         match result {

@@ -138,7 +138,12 @@ impl Connection {
                 }
             }
         } else {
-            CursorState::new(start_index(start, &log))
+            let key = (resolved.partition.clone(), request.subscription.clone());
+            match self.service.take_reseek(&key) {
+                // The reconnect after a SEEK resumes where the seek put the reader.
+                Some(index) => CursorState::new(index.clamp(log.start_index(), log.end_index())),
+                None => CursorState::new(start_index(start, &log)),
+            }
         };
         let slot = ConsumerSlot {
             connection: self.id,
@@ -179,6 +184,8 @@ impl Connection {
                         log.clone(),
                         cursor,
                         self.service.cache.clone(),
+                        self.service.broker.clone(),
+                        self.service.metrics.clone(),
                         self.service.config.unacked_messages_per_consumer_max,
                         self.service.shutdown.child_token(),
                     ));
