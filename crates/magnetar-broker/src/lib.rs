@@ -26,7 +26,9 @@ pub use broker::{
 };
 pub use error::{Error, Result};
 pub use names::{NamespaceName, TenantName, TopicName, TopicPartition};
-pub use partition::{AppendOutcome, AppendRequest, Appending, PartitionLog, PartitionTraffic};
+pub use partition::{
+    AppendOutcome, AppendRequest, Appending, PartitionLog, PartitionTraffic, ProducerStateOpen,
+};
 pub use permissions::{Access, AuthAction, AuthPolicies, Grants};
 pub use producer_state::{named_producer_batch, named_producer_id, ProducerBatch};
 pub use publish_rate::PublishRate;

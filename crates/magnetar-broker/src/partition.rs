@@ -16,12 +16,16 @@ use tokio::sync::watch;
 use crate::error::{Error, Result};
 use crate::names::TopicPartition;
 use crate::producer_state::{
-    ProducerBatch, ProducerStateTable, SequenceCheck, NAMED_PRODUCER_EPOCH,
+    decode_snapshot, encode_snapshot, ProducerBatch, ProducerStateTable, SequenceCheck,
+    NAMED_PRODUCER_EPOCH,
 };
 use crate::publish_rate::{PublishLimiter, PublishRate};
 
 /// Entry headers read per step when rebuilding the producer table.
 const HEADER_SCAN_CHUNK: usize = 10_000;
+/// How long a producer-state snapshot taken at a segment roll waits for the entries it covers
+/// to become durable before it is given up (the next roll or a clean close writes another).
+const SNAPSHOT_DURABLE_WAIT_MS: u64 = 30_000;
 
 /// One producer batch to append.
 #[derive(Clone, Debug)]
@@ -112,6 +116,22 @@ pub struct PartitionLog {
     /// The namespace's publish rate, applied to producers of both protocols.
     publish_limiter: Mutex<PublishLimiter>,
     traffic: Arc<PartitionTraffic>,
+    /// The ledger's roll count when the last producer-state snapshot was taken: a snapshot is
+    /// taken at the first append after each roll.
+    snapshot_rolls: AtomicU64,
+    /// How the producer table was rebuilt on open.
+    open_report: ProducerStateOpen,
+}
+
+/// How a partition rebuilt its producer state on open.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProducerStateOpen {
+    /// The index of the snapshot loaded, if one was usable.
+    pub snapshot_index: Option<u64>,
+    /// Snapshots found unusable (each logged as a warning).
+    pub snapshots_rejected: u64,
+    /// Entry headers replayed from the log.
+    pub headers_replayed: u64,
 }
 
 /// Last entry per named producer, bounded (the producer whose last entry is oldest goes first).
@@ -162,7 +182,8 @@ impl std::fmt::Debug for PartitionLog {
 }
 
 impl PartitionLog {
-    /// Wraps an opened ledger and rebuilds the producer table from its entry headers.
+    /// Wraps an opened ledger and rebuilds the producer table: from the newest valid snapshot
+    /// plus the entry headers after it, or from every header when no snapshot is usable.
     pub(crate) async fn new(
         name: TopicPartition,
         ledger: Arc<ManagedLedger>,
@@ -173,13 +194,31 @@ impl PartitionLog {
             last_entry: HashMap::new(),
             producers_max,
         };
-        // Headers only, in bounded chunks: the producer table is rebuilt from the log itself,
-        // so it survives restarts with nothing else to persist.
+        let mut report = ProducerStateOpen::default();
         let mut next = ledger.start_index();
+        for (index, blob) in ledger.snapshots().await? {
+            match decode_snapshot(&blob, producers_max) {
+                Ok((t, n)) => {
+                    table = t;
+                    for (id, first_index) in n {
+                        named.record(id, first_index);
+                    }
+                    report.snapshot_index = Some(index);
+                    next = next.max(index);
+                    break;
+                }
+                Err(reason) => {
+                    report.snapshots_rejected += 1;
+                    tracing::warn!(partition = %name, snapshot_index = index, reason = %reason, "producer snapshot unusable, trying an older one or the log");
+                }
+            }
+        }
+        // Headers only, in bounded chunks, from the snapshot's index on.
         while next < ledger.end_index() {
             let headers = ledger.scan_headers(next, HEADER_SCAN_CHUNK).await?;
             let Some(last) = headers.last() else { break };
             next = last.first_index + u64::from(last.message_count.max(1));
+            report.headers_replayed += headers.len() as u64;
             for header in headers {
                 if let Some(p) = header.producer {
                     if p.epoch == NAMED_PRODUCER_EPOCH {
@@ -200,13 +239,56 @@ impl PartitionLog {
         }
         Ok(Self {
             name,
+            snapshot_rolls: AtomicU64::new(ledger.segments_sealed()),
             ledger,
             producers: Mutex::new(table),
             consumers: Mutex::new(HashMap::new()),
             named: Mutex::new(named),
             publish_limiter: Mutex::new(PublishLimiter::default()),
             traffic: Arc::default(),
+            open_report: report,
         })
+    }
+
+    /// How the producer table was rebuilt when this partition was opened.
+    pub fn producer_state_open(&self) -> ProducerStateOpen {
+        self.open_report
+    }
+
+    /// The producer table and named producers as a snapshot blob; called with the producer
+    /// lock held, so it covers exactly the entries enqueued so far.
+    fn snapshot_blob(&self, producers: &ProducerStateTable) -> Bytes {
+        let named = self
+            .named
+            .lock()
+            .map(|n| n.last_entry.clone())
+            .unwrap_or_default();
+        Bytes::from(encode_snapshot(producers, &named))
+    }
+
+    /// Writes a snapshot covering entries below `index` once they are durable, in the
+    /// background (the append that triggered it does not wait). Holds the ledger weakly, so a
+    /// closed partition is not kept alive.
+    fn snapshot_when_durable(&self, index: u64, blob: Bytes) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let weak = Arc::downgrade(&self.ledger);
+        let mut end = self.ledger.subscribe();
+        let name = self.name.clone();
+        runtime.spawn(async move {
+            let wait = tokio::time::timeout(
+                std::time::Duration::from_millis(SNAPSHOT_DURABLE_WAIT_MS),
+                end.wait_for(|&e| e >= index),
+            );
+            if !matches!(wait.await, Ok(Ok(_))) {
+                return;
+            }
+            let Some(ledger) = weak.upgrade() else { return };
+            if let Err(e) = ledger.write_snapshot(index, blob).await {
+                tracing::warn!(partition = %name, snapshot_index = index, error = %e, "producer snapshot not written");
+            }
+        });
     }
 
     fn limiter(&self) -> std::sync::MutexGuard<'_, PublishLimiter> {
@@ -352,7 +434,18 @@ impl PartitionLog {
             Some(batch) => producers.record(batch, first_index),
             None => {}
         }
-        drop(producers);
+        // The first append after a segment roll snapshots the producer state (as Kafka does per
+        // roll); it covers every entry up to and including this one.
+        // (Both counters are read under the producer lock, so a plain load and store suffice.)
+        let rolls = self.ledger.segments_sealed();
+        if self.snapshot_rolls.load(Ordering::Relaxed) != rolls {
+            self.snapshot_rolls.store(rolls, Ordering::Relaxed);
+            let blob = self.snapshot_blob(&producers);
+            drop(producers);
+            self.snapshot_when_durable(first_index + u64::from(message_count.max(1)), blob);
+        } else {
+            drop(producers);
+        }
         Ok(appending(first_index, Some(pending)))
     }
 
@@ -411,7 +504,21 @@ impl PartitionLog {
         Ok(self.ledger.truncate_before(index).await?)
     }
 
+    /// Closes the ledger (flushing queued appends), then snapshots the producer state at the
+    /// end of the log so the next open replays nothing. No snapshot after a write failure: the
+    /// table may then hold batches the log does not.
     pub async fn close(&self) -> Result<()> {
-        Ok(self.ledger.close().await?)
+        self.ledger.close().await?;
+        if self.ledger.is_failed() {
+            return Ok(());
+        }
+        let (index, blob) = {
+            let producers = self.producers.lock().map_err(|_| Error::ShuttingDown)?;
+            (self.ledger.end_index(), self.snapshot_blob(&producers))
+        };
+        if let Err(e) = self.ledger.write_snapshot(index, blob).await {
+            tracing::warn!(partition = %self.name, snapshot_index = index, error = %e, "producer snapshot not written at close");
+        }
+        Ok(())
     }
 }

@@ -1,6 +1,8 @@
 //! Idempotent producers: per (producer id, partition) epoch and sequence tracking. A pure state
-//! machine; the partition calls `check` and `record` under its append lock and rebuilds the table
-//! from entry headers when it opens.
+//! machine; the partition calls `check` and `record` under its append lock. On open it loads the
+//! newest valid snapshot (see [`encode_snapshot`]; the ledger stores it as an opaque blob named
+//! by the index it covers) and replays only the entry headers after it, or all of them when
+//! there is no usable snapshot.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -166,6 +168,31 @@ impl ProducerStateTable {
         Ok(SequenceCheck::Accept)
     }
 
+    /// Adds a producer from a snapshot as the most recently used (snapshots list producers
+    /// least recently used first), evicting as `record` does.
+    fn restore(&mut self, producer_id: i64, epoch: i16, batches: VecDeque<BatchRecord>) {
+        self.tick += 1;
+        if !self.producers.contains_key(&producer_id) && self.producers.len() >= self.producers_max
+        {
+            if let Some(oldest) = self
+                .producers
+                .iter()
+                .min_by_key(|(_, e)| e.last_used)
+                .map(|(id, _)| *id)
+            {
+                self.producers.remove(&oldest);
+            }
+        }
+        self.producers.insert(
+            producer_id,
+            ProducerEntry {
+                epoch,
+                batches,
+                last_used: self.tick,
+            },
+        );
+    }
+
     /// Records an appended batch (also used when replaying entry headers on open).
     pub fn record(&mut self, batch: &ProducerBatch, first_index: u64) {
         self.tick += 1;
@@ -203,6 +230,115 @@ impl ProducerStateTable {
             last_sequence: batch.last_sequence(),
             first_index,
         });
+    }
+}
+
+/// Snapshot blob format version (see [`encode_snapshot`]).
+pub const SNAPSHOT_FORMAT_VERSION: u8 = 1;
+
+/// Encodes the producer table and the named producers' last entries (producer id -> first
+/// index of its last entry) as a snapshot blob. Little-endian:
+/// version u8; producer count u32; per producer, least recently used first: id i64, epoch i16,
+/// batch count u8, per batch: first sequence i32, last sequence i32, first index u64; named
+/// count u32; per named producer: id i64, first index u64. The ledger adds the CRC.
+pub fn encode_snapshot(table: &ProducerStateTable, named: &HashMap<i64, u64>) -> Vec<u8> {
+    let mut producers: Vec<(&i64, &ProducerEntry)> = table.producers.iter().collect();
+    producers.sort_by_key(|(_, e)| e.last_used);
+    let mut out = Vec::with_capacity(9 + producers.len() * 75 + named.len() * 16);
+    out.push(SNAPSHOT_FORMAT_VERSION);
+    out.extend_from_slice(&(producers.len() as u32).to_le_bytes());
+    for (id, e) in producers {
+        out.extend_from_slice(&id.to_le_bytes());
+        out.extend_from_slice(&e.epoch.to_le_bytes());
+        out.push(e.batches.len() as u8);
+        for b in &e.batches {
+            out.extend_from_slice(&b.first_sequence.to_le_bytes());
+            out.extend_from_slice(&b.last_sequence.to_le_bytes());
+            out.extend_from_slice(&b.first_index.to_le_bytes());
+        }
+    }
+    let mut named: Vec<(&i64, &u64)> = named.iter().collect();
+    named.sort_by_key(|(_, index)| **index);
+    out.extend_from_slice(&(named.len() as u32).to_le_bytes());
+    for (id, index) in named {
+        out.extend_from_slice(&id.to_le_bytes());
+        out.extend_from_slice(&index.to_le_bytes());
+    }
+    out
+}
+
+/// Decodes a snapshot blob into a table bounded by `producers_max` and the named producers'
+/// last entries (oldest first). `Err` says why the blob is unusable.
+pub fn decode_snapshot(
+    bytes: &[u8],
+    producers_max: usize,
+) -> Result<(ProducerStateTable, Vec<(i64, u64)>), String> {
+    let mut r = Reader { bytes, at: 0 };
+    let version = r.u8()?;
+    if version != SNAPSHOT_FORMAT_VERSION {
+        return Err(format!("unsupported producer snapshot version {version}"));
+    }
+    let mut table = ProducerStateTable::new(producers_max);
+    let count = r.u32()?;
+    for _ in 0..count {
+        let id = r.u64()? as i64;
+        let epoch = r.u16()? as i16;
+        let n = usize::from(r.u8()?);
+        if n == 0 || n > BATCHES_REMEMBERED {
+            return Err(format!("producer {id} has {n} batches"));
+        }
+        let mut batches = VecDeque::with_capacity(BATCHES_REMEMBERED);
+        for _ in 0..n {
+            batches.push_back(BatchRecord {
+                first_sequence: r.u32()? as i32,
+                last_sequence: r.u32()? as i32,
+                first_index: r.u64()?,
+            });
+        }
+        table.restore(id, epoch, batches);
+    }
+    let named_count = r.u32()?;
+    let mut named = Vec::new();
+    for _ in 0..named_count {
+        named.push((r.u64()? as i64, r.u64()?));
+    }
+    if r.at != bytes.len() {
+        return Err(format!(
+            "{} bytes after the producer snapshot",
+            bytes.len() - r.at
+        ));
+    }
+    Ok((table, named))
+}
+
+/// Bounds-checked little-endian reads (a snapshot is disk input: no panics on bad bytes).
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        let end = self.at.checked_add(N).filter(|&e| e <= self.bytes.len());
+        let Some(end) = end else {
+            return Err(format!("producer snapshot truncated at byte {}", self.at));
+        };
+        let mut out = [0u8; N];
+        out.copy_from_slice(&self.bytes[self.at..end]);
+        self.at = end;
+        Ok(out)
+    }
+    fn u8(&mut self) -> Result<u8, String> {
+        Ok(self.take::<1>()?[0])
+    }
+    fn u16(&mut self) -> Result<u16, String> {
+        Ok(u16::from_le_bytes(self.take()?))
+    }
+    fn u32(&mut self) -> Result<u32, String> {
+        Ok(u32::from_le_bytes(self.take()?))
+    }
+    fn u64(&mut self) -> Result<u64, String> {
+        Ok(u64::from_le_bytes(self.take()?))
     }
 }
 
@@ -299,5 +435,79 @@ mod tests {
             );
         }
         assert_eq!(table.len(), 2);
+    }
+
+    #[test]
+    fn snapshot_round_trips_and_keeps_detecting_duplicates() {
+        let mut table = ProducerStateTable::new(3);
+        for seq in 0..7 {
+            table.record(&batch(0, seq * 2, 2), 100 + seq as u64 * 2);
+        }
+        let other = ProducerBatch {
+            producer_id: 9,
+            epoch: 4,
+            first_sequence: 0,
+            message_count: 1,
+        };
+        table.record(&other, 200);
+        let named: HashMap<i64, u64> = [(named_producer_id("p"), 150)].into();
+        let blob = encode_snapshot(&table, &named);
+        let (restored, named_back) = decode_snapshot(&blob, 3).unwrap();
+        assert_eq!(named_back, vec![(named_producer_id("p"), 150)]);
+        assert_eq!(restored.len(), 2);
+        // The remembered window survives: the last five batches are duplicates, the one
+        // before them was forgotten, and the next sequence is what it was.
+        for seq in 2..7 {
+            assert_eq!(
+                restored.check(&batch(0, seq * 2, 2)).unwrap(),
+                SequenceCheck::Duplicate {
+                    first_index: 100 + seq as u64 * 2
+                }
+            );
+        }
+        assert!(restored.check(&batch(0, 2, 2)).is_err());
+        assert_eq!(
+            restored.check(&batch(0, 14, 1)).unwrap(),
+            SequenceCheck::Accept
+        );
+        assert!(matches!(
+            restored.check(&ProducerBatch { epoch: 3, ..other }),
+            Err(Error::InvalidProducerEpoch { current: 4, .. })
+        ));
+        // Least recently used order survives too: producer 7 is evicted first.
+        let mut restored = restored;
+        restored.record(
+            &ProducerBatch {
+                producer_id: 11,
+                ..other
+            },
+            300,
+        );
+        restored.record(
+            &ProducerBatch {
+                producer_id: 12,
+                ..other
+            },
+            301,
+        );
+        assert!(restored.check(&batch(0, 12, 2)).is_err(), "7 was evicted");
+    }
+
+    #[test]
+    fn damaged_snapshots_are_refused_without_panicking() {
+        let mut table = ProducerStateTable::new(10);
+        table.record(&batch(0, 0, 3), 5);
+        let blob = encode_snapshot(&table, &HashMap::new());
+        for cut in 0..blob.len() {
+            assert!(decode_snapshot(&blob[..cut], 10).is_err(), "cut at {cut}");
+        }
+        let mut longer = blob.clone();
+        longer.push(0);
+        assert!(decode_snapshot(&longer, 10).is_err());
+        let mut version = blob.clone();
+        version[0] = 0;
+        assert!(decode_snapshot(&version, 10)
+            .unwrap_err()
+            .contains("version 0"));
     }
 }

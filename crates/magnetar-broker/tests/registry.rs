@@ -80,6 +80,12 @@ impl SegmentStore for GatedStore {
     fn delete(&self, base_index: u64) -> Result<(), StorageError> {
         self.inner.delete(base_index)
     }
+    fn write_index(&self, base_index: u64, bytes: &[u8], sync: bool) -> Result<(), StorageError> {
+        self.inner.write_index(base_index, bytes, sync)
+    }
+    fn read_index(&self, base_index: u64, max_bytes: u64) -> Result<Option<Vec<u8>>, StorageError> {
+        self.inner.read_index(base_index, max_bytes)
+    }
 }
 
 #[tokio::test]
@@ -198,6 +204,12 @@ impl SegmentStore for FailingStore {
     }
     fn delete(&self, base_index: u64) -> Result<(), StorageError> {
         self.inner.delete(base_index)
+    }
+    fn write_index(&self, base_index: u64, bytes: &[u8], sync: bool) -> Result<(), StorageError> {
+        self.inner.write_index(base_index, bytes, sync)
+    }
+    fn read_index(&self, base_index: u64, max_bytes: u64) -> Result<Option<Vec<u8>>, StorageError> {
+        self.inner.read_index(base_index, max_bytes)
     }
 }
 

@@ -412,6 +412,12 @@ fn encode_snapshot(s: &Snapshot, e: &mut DescriptorEncoder) -> Result<(), std::f
         "Sealed segments found inconsistent by recovery (reads reaching the damage fail).",
         [(Labels::new(), s.recovery_corrupt_segments)],
     )?;
+    counter(
+        e,
+        "magnetar_storage_recovery_index_rebuilds",
+        "Sealed segments whose index file was missing or did not match when partitions were opened, rebuilt from the segment.",
+        [(Labels::new(), s.recovery_index_rebuilds)],
+    )?;
 
     // ---- consumer groups ----
     if let Some(rows) = &s.group_lag {

@@ -111,6 +111,7 @@ pub(crate) struct Snapshot {
     pub recovery_truncations: u64,
     pub recovery_truncated_bytes: u64,
     pub recovery_corrupt_segments: u64,
+    pub recovery_index_rebuilds: u64,
     pub queued_bytes: u64,
     /// `None` when no group coordinator is running or its state could not be read in time.
     pub group_lag: Option<Vec<LagRow>>,
@@ -188,6 +189,7 @@ impl Metrics {
             s.recovery_truncations += stats.recovery.truncations;
             s.recovery_truncated_bytes += stats.recovery.truncated_bytes;
             s.recovery_corrupt_segments += stats.recovery.corrupt_segments;
+            s.recovery_index_rebuilds += stats.recovery.index_rebuilds.len() as u64;
             s.queued_bytes += stats.queued_bytes;
         }
         s.partition_series = logs.len() <= self.settings.partition_series_max;

@@ -198,6 +198,7 @@ async fn a_scrape_reports_requests_traffic_storage_and_process() {
     assert!(get("magnetar_storage_bytes") >= 700.0);
     assert_eq!(get("magnetar_storage_segments"), 3.0);
     assert_eq!(get("magnetar_storage_recovery_truncations_total"), 0.0);
+    assert_eq!(get("magnetar_storage_recovery_index_rebuilds_total"), 0.0);
     assert!(get("magnetar_process_resident_memory_bytes") > 0.0);
     assert!(get("magnetar_process_open_fds") > 0.0);
     assert!(text.contains("# TYPE magnetar_process_cpu_seconds_total counter"));

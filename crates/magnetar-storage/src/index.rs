@@ -6,7 +6,9 @@
 //! maximum event timestamp of all entries before them, which makes a time index: every entry
 //! before a point with `max_timestamp_before < t` has a max timestamp below `t`.
 //!
-//! The index lives in memory and is rebuilt from the segment's headers on open.
+//! The index lives in memory. A sealed segment's index is also persisted beside it (see
+//! [`crate::index_file`]) so opening a ledger need not read the segment; the active segment's
+//! index is rebuilt from its headers on open.
 
 /// One sparse index point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,7 +22,7 @@ pub struct IndexPoint {
 }
 
 /// Sparse offset and time index of one segment.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SparseIndex {
     interval_bytes: u64,
     bytes_since_point: u64,
@@ -92,6 +94,37 @@ impl SparseIndex {
 
     pub fn points(&self) -> &[IndexPoint] {
         &self.points
+    }
+
+    pub fn interval_bytes(&self) -> u64 {
+        self.interval_bytes
+    }
+
+    /// Bytes appended since the last point (decides when the next point is taken).
+    pub fn bytes_since_point(&self) -> u64 {
+        self.bytes_since_point
+    }
+
+    /// An index as it was persisted: the inverse of the accessors above. `max_timestamp_entry`
+    /// `None` means no entry was recorded (then `max_timestamp_ms` is ignored).
+    pub fn from_parts(
+        interval_bytes: u32,
+        bytes_since_point: u64,
+        points: Vec<IndexPoint>,
+        max_timestamp_ms: i64,
+        max_timestamp_entry: Option<(u64, u64)>,
+    ) -> Self {
+        SparseIndex {
+            interval_bytes: u64::from(interval_bytes.max(1)),
+            bytes_since_point,
+            points,
+            max_timestamp_ms: if max_timestamp_entry.is_some() {
+                max_timestamp_ms
+            } else {
+                i64::MIN
+            },
+            max_timestamp_entry,
+        }
     }
 }
 

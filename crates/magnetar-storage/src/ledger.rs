@@ -28,6 +28,7 @@ use crate::entry::{
 };
 use crate::histogram::{HistogramSnapshot, LatencyHistogram};
 use crate::index::IndexPoint;
+use crate::index_file::{encode_index, index_file_name, load_index};
 use crate::segment::{
     scan_entries, scan_entries_from, SegmentInfo, READ_CHUNK_BYTES_MIN, SCAN_CHUNK_BYTES,
 };
@@ -39,6 +40,18 @@ pub const START_INDEX_FILE_NAME: &str = "start-index";
 /// Lower bound of the per-ledger append queue limit; the limit is the larger of this and four
 /// times `entry_bytes_max`.
 pub const APPEND_QUEUE_BYTES_MIN: u64 = 64 << 20;
+/// Suffix of snapshot file names; the stem is the index the snapshot is valid up to (every
+/// entry below it is covered), zero-padded to 20 digits.
+pub const SNAPSHOT_SUFFIX: &str = ".snapshot";
+/// Snapshots kept per ledger: writing one deletes all but the newest this many.
+pub const SNAPSHOTS_KEPT: usize = 2;
+/// Largest snapshot blob accepted (written or read).
+pub const SNAPSHOT_BYTES_MAX: u64 = 64 << 20;
+const SNAPSHOT_MAGIC: &[u8; 4] = b"MGPS";
+const SNAPSHOT_VERSION: u8 = 1;
+/// Magic, version, reserved (8) + index (8) + blob length (4); the CRC32C of all that and the
+/// blob follows the blob.
+const SNAPSHOT_HEADER_LEN: usize = 20;
 
 /// When appended data is made durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,7 +218,7 @@ struct LedgerState {
 }
 
 /// What recovery found when a ledger was opened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RecoveryReport {
     /// Torn or corrupt tails cut off the last segment (0 or 1 per open).
     pub truncations: u64,
@@ -213,6 +226,21 @@ pub struct RecoveryReport {
     pub truncated_bytes: u64,
     /// Sealed segments found corrupt (reads reaching the damage fail).
     pub corrupt_segments: u64,
+    /// Sealed segments opened from their persisted index, without reading the segment.
+    pub indexes_loaded: u64,
+    /// Segments whose headers were read on open: the active one and every sealed one whose
+    /// index file could not be used.
+    pub segments_scanned: u64,
+    /// Sealed segments whose index file was missing or did not match, with the reason; each
+    /// was rebuilt from the segment (and logged once as a warning).
+    pub index_rebuilds: Vec<IndexRebuild>,
+}
+
+/// One sealed segment whose index file was rebuilt on open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexRebuild {
+    pub segment: u64,
+    pub reason: String,
 }
 
 impl LedgerState {
@@ -232,6 +260,8 @@ impl LedgerState {
 
 #[derive(Default)]
 struct Counters {
+    /// Segments sealed (rolled) since open.
+    rolls: AtomicU64,
     fsyncs: AtomicU64,
     appends: AtomicU64,
     appends_synced: AtomicU64,
@@ -315,6 +345,7 @@ impl ManagedLedger {
         let runtime = Handle::try_current().map_err(|_| StorageError::NoRuntime)?;
         std::fs::create_dir_all(dir).map_err(|e| StorageError::io("create directory", dir, e))?;
         let state = recover(dir, &config, store.as_ref())?;
+        discard_snapshots_beyond(dir, state.end_index)?;
         let cursors = load_cursors(dir)?;
         let end = state.end_index;
         let (end_tx, _) = watch::channel(end);
@@ -597,7 +628,8 @@ impl ManagedLedger {
             }
             FsyncPolicy::Os => false,
         };
-        {
+        let rolled = new_segments.len();
+        let sealed: Vec<SegmentInfo> = {
             let mut s = write(&self.state);
             for (b, f) in new_segments {
                 s.segments
@@ -609,6 +641,16 @@ impl ManagedLedger {
                 }
             }
             s.end_index = expected;
+            let n = s.segments.len();
+            s.segments[n.saturating_sub(rolled + 1)..n.saturating_sub(1)].to_vec()
+        };
+        if rolled > 0 {
+            self.counters
+                .rolls
+                .fetch_add(rolled as u64, Ordering::Release);
+        }
+        for seg in &sealed {
+            self.write_segment_index(seg);
         }
         self.end_tx.send_replace(expected);
         let n = batch.len() as u64;
@@ -618,6 +660,93 @@ impl ManagedLedger {
             self.counters.appends_synced.fetch_add(n, Ordering::Relaxed);
         }
         Ok(positions)
+    }
+
+    /// Persists a sealed segment's index beside it. A failure only costs a scan of that segment
+    /// at the next open, so it is logged, not returned.
+    fn write_segment_index(&self, seg: &SegmentInfo) {
+        let sync = self.config.fsync == FsyncPolicy::Always;
+        let written = encode_index(seg).and_then(|bytes| {
+            self.store
+                .write_index(seg.base_index, &bytes, sync)
+                .map_err(|e| e.to_string())
+        });
+        if let Err(reason) = written {
+            tracing::warn!(dir = %self.dir.display(), file = %index_file_name(seg.base_index), reason = %reason, "segment index not written; the next open rebuilds it from the segment");
+        }
+    }
+
+    /// Segments sealed (rolled) since this ledger was opened; a cheap counter for callers that
+    /// act once per roll (the broker's producer-state snapshot).
+    pub fn segments_sealed(&self) -> u64 {
+        self.counters.rolls.load(Ordering::Acquire)
+    }
+
+    /// Stores an opaque `blob` (the caller's state covering every entry below `index`) as a
+    /// snapshot named by `index`, then deletes all but the newest [`SNAPSHOTS_KEPT`]. Refuses
+    /// an `index` beyond the readable end: a snapshot must never cover entries a crash could
+    /// still lose. The file is written atomically and fsynced.
+    pub async fn write_snapshot(&self, index: u64, blob: Bytes) -> Result<(), StorageError> {
+        let end = self.end_index();
+        if index > end || index < self.start_index() {
+            return Err(StorageError::IndexOutOfRange {
+                requested: index,
+                start: self.start_index(),
+                end,
+            });
+        }
+        if blob.len() as u64 > SNAPSHOT_BYTES_MAX {
+            return Err(StorageError::EntryTooLarge {
+                size: blob.len() as u64,
+                max: SNAPSHOT_BYTES_MAX,
+            });
+        }
+        let dir = self.dir.clone();
+        let _admin = self.admin.lock().await;
+        tokio::task::spawn_blocking(move || {
+            let mut out = Vec::with_capacity(SNAPSHOT_HEADER_LEN + blob.len() + 4);
+            out.extend_from_slice(SNAPSHOT_MAGIC);
+            out.extend_from_slice(&[SNAPSHOT_VERSION, 0, 0, 0]);
+            out.extend_from_slice(&index.to_le_bytes());
+            out.extend_from_slice(&(blob.len() as u32).to_le_bytes());
+            out.extend_from_slice(&blob);
+            let crc = crc32c::crc32c(&out);
+            out.extend_from_slice(&crc.to_le_bytes());
+            atomic_write(&dir, &snapshot_file_name(index), &out)?;
+            let indexes = list_snapshots(&dir)?;
+            let old = indexes.len().saturating_sub(SNAPSHOTS_KEPT);
+            for i in &indexes[..old] {
+                remove_snapshot(&dir, *i)?;
+            }
+            Ok(())
+        })
+        .await?
+    }
+
+    /// The valid snapshots, newest first: (index, blob). A file that does not check out (bad
+    /// magic, version or CRC, truncated, or beyond the readable end) is deleted with a warning
+    /// and skipped, so the caller falls back to an older one or to the log.
+    pub async fn snapshots(&self) -> Result<Vec<(u64, Bytes)>, StorageError> {
+        let dir = self.dir.clone();
+        let end = self.end_index();
+        tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            for index in list_snapshots(&dir)?.into_iter().rev() {
+                match read_snapshot(&dir, index) {
+                    Ok(_) if index > end => {
+                        tracing::warn!(dir = %dir.display(), file = %snapshot_file_name(index), end_index = end, "deleting snapshot beyond the end of the log");
+                        remove_snapshot(&dir, index)?;
+                    }
+                    Ok(blob) => out.push((index, blob)),
+                    Err(reason) => {
+                        tracing::warn!(dir = %dir.display(), file = %snapshot_file_name(index), reason = %reason, "deleting invalid snapshot");
+                        remove_snapshot(&dir, index)?;
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await?
     }
 
     async fn sync_active(&self) -> Result<(), StorageError> {
@@ -957,8 +1086,19 @@ impl ManagedLedger {
         let count = removed.len() as u64;
         let store = self.store.clone();
         let bases: Vec<u64> = removed.iter().map(|seg| seg.base_index).collect();
-        tokio::task::spawn_blocking(move || bases.into_iter().try_for_each(|b| store.delete(b)))
-            .await??;
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || {
+            bases.into_iter().try_for_each(|b| store.delete(b))?;
+            // Snapshots covering only deleted entries go with them (as Kafka's do with the
+            // log start); opening then replays the live log.
+            for i in list_snapshots(&dir)? {
+                if i < new_start {
+                    remove_snapshot(&dir, i)?;
+                }
+            }
+            Ok::<(), StorageError>(())
+        })
+        .await??;
         Ok((count, bytes))
     }
 
@@ -1042,7 +1182,7 @@ impl ManagedLedger {
             corrupt_reads: self.counters.corrupt_reads.load(Ordering::Relaxed),
             queued_bytes: lock(&self.append).queued_bytes,
             fsync_latency: self.counters.fsync_latency.snapshot(),
-            recovery: s.recovery,
+            recovery: s.recovery.clone(),
         }
     }
 
@@ -1382,11 +1522,40 @@ fn recover(
             config.index_interval_bytes,
         ));
     }
+    let sync = config.fsync == FsyncPolicy::Always;
     for (i, &base) in bases.iter().enumerate() {
         let last = i + 1 == bases.len();
         let file = store.open(base)?;
-        let mut info = SegmentInfo::new(base, file.clone(), config.index_interval_bytes);
         let len = file.len();
+        // A sealed segment opens from its index file when that matches the segment; the active
+        // one is the tail and is always scanned (and CRC-checked).
+        let mut rebuild_reason = None;
+        if !last {
+            let max = index_file_bytes_max(len);
+            let loaded = match store.read_index(base, max)? {
+                None => Err("missing".to_string()),
+                Some(bytes) if bytes.len() as u64 > max => {
+                    Err(format!("too long for a segment of {len} bytes"))
+                }
+                Some(bytes) => load_index(&bytes, base, &file, config.index_interval_bytes),
+            };
+            match loaded {
+                Ok(info) if bases.get(i + 1) == Some(&info.end_index) => {
+                    recovery.indexes_loaded += 1;
+                    segments.push(info);
+                    continue;
+                }
+                Ok(info) => {
+                    rebuild_reason = Some(format!(
+                        "end index {} does not meet the next segment",
+                        info.end_index
+                    ))
+                }
+                Err(reason) => rebuild_reason = Some(reason),
+            }
+        }
+        recovery.segments_scanned += 1;
+        let mut info = SegmentInfo::new(base, file.clone(), config.index_interval_bytes);
         let start = info.start_point(base);
         let end = scan_entries(file.as_ref(), start, len, last, |h, pos, _| {
             info.on_append(h, pos);
@@ -1430,6 +1599,25 @@ fn recover(
                 info.end_index = next;
             }
         }
+        if let Some(reason) = rebuild_reason {
+            let file_name = index_file_name(base);
+            tracing::warn!(dir = %dir.display(), file = %file_name, reason = %reason, "rebuilding segment index from the segment");
+            recovery.index_rebuilds.push(IndexRebuild {
+                segment: base,
+                reason,
+            });
+            // A corrupt segment gets no new index file: it is scanned (and reported) every open.
+            if info.corrupt_at.is_none() {
+                let written = encode_index(&info).and_then(|bytes| {
+                    store
+                        .write_index(base, &bytes, sync)
+                        .map_err(|e| e.to_string())
+                });
+                if let Err(reason) = written {
+                    tracing::warn!(dir = %dir.display(), file = %file_name, reason = %reason, "segment index not rewritten");
+                }
+            }
+        }
         segments.push(info);
     }
     let first = segments.first().map_or(0, |s| s.base_index);
@@ -1441,4 +1629,97 @@ fn recover(
         end_index,
         recovery,
     })
+}
+
+/// Upper bound of a valid index file for a segment of `segment_len` bytes: at most one point
+/// per entry, and an entry is at least a header long.
+fn index_file_bytes_max(segment_len: u64) -> u64 {
+    (segment_len / ENTRY_HEADER_LEN as u64 + 1)
+        .saturating_mul(24)
+        .saturating_add(112)
+}
+
+fn snapshot_file_name(index: u64) -> String {
+    format!("{index:020}{SNAPSHOT_SUFFIX}")
+}
+
+/// Indexes of the snapshot files in `dir`, ascending.
+fn list_snapshots(dir: &Path) -> Result<Vec<u64>, StorageError> {
+    let rd = std::fs::read_dir(dir).map_err(|e| StorageError::io("list directory", dir, e))?;
+    let mut out = Vec::new();
+    for item in rd {
+        let item = item.map_err(|e| StorageError::io("list directory", dir, e))?;
+        let name = item.file_name();
+        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(SNAPSHOT_SUFFIX)) else {
+            continue;
+        };
+        if let (20, Ok(index)) = (stem.len(), stem.parse::<u64>()) {
+            out.push(index);
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+fn remove_snapshot(dir: &Path, index: u64) -> Result<(), StorageError> {
+    let path = dir.join(snapshot_file_name(index));
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StorageError::io("delete snapshot", &path, e)),
+    }
+}
+
+/// The blob of snapshot `index`, or why it is not valid.
+fn read_snapshot(dir: &Path, index: u64) -> Result<Bytes, String> {
+    use std::io::Read;
+    let path = dir.join(snapshot_file_name(index));
+    let mut bytes = Vec::new();
+    std::fs::File::open(&path)
+        .and_then(|f| {
+            f.take(SNAPSHOT_BYTES_MAX + SNAPSHOT_HEADER_LEN as u64 + 5)
+                .read_to_end(&mut bytes)
+        })
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.len() < SNAPSHOT_HEADER_LEN + 4 {
+        return Err(format!("truncated: {} bytes", bytes.len()));
+    }
+    if &bytes[..4] != SNAPSHOT_MAGIC {
+        return Err("bad magic".to_string());
+    }
+    if bytes[4] != SNAPSHOT_VERSION {
+        return Err(format!("unsupported format version {}", bytes[4]));
+    }
+    let mut len4 = [0u8; 4];
+    len4.copy_from_slice(&bytes[16..20]);
+    let blob_len = u32::from_le_bytes(len4) as usize;
+    if bytes.len() != SNAPSHOT_HEADER_LEN + blob_len + 4 {
+        return Err(format!(
+            "truncated: {} bytes for a blob of {blob_len}",
+            bytes.len()
+        ));
+    }
+    let body_end = bytes.len() - 4;
+    len4.copy_from_slice(&bytes[body_end..]);
+    if crc32c::crc32c(&bytes[..body_end]) != u32::from_le_bytes(len4) {
+        return Err("crc mismatch".to_string());
+    }
+    let mut idx8 = [0u8; 8];
+    idx8.copy_from_slice(&bytes[8..16]);
+    if u64::from_le_bytes(idx8) != index {
+        return Err("index in the file differs from its name".to_string());
+    }
+    Ok(Bytes::from(bytes).slice(SNAPSHOT_HEADER_LEN..body_end))
+}
+
+/// Deletes snapshots beyond the recovered end: they cover entries a crash lost (possible
+/// under the `interval` and `os` fsync policies), so they must never be used.
+fn discard_snapshots_beyond(dir: &Path, end_index: u64) -> Result<(), StorageError> {
+    for index in list_snapshots(dir)? {
+        if index > end_index {
+            tracing::warn!(dir = %dir.display(), file = %snapshot_file_name(index), end_index, "deleting snapshot beyond the recovered end of the log");
+            remove_snapshot(dir, index)?;
+        }
+    }
+    Ok(())
 }

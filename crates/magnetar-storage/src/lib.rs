@@ -4,7 +4,7 @@
 //! partition is a directory of **segments** (files named by their base message index), each
 //! an append-only sequence of **entries** (one producer batch, opaque payload) with a
 //! CRC32C-checked header carrying the entry's first **message index**. It owns group commit
-//! and fsync policy, sparse index and time index, segment roll, crash recovery (torn tail
+//! and fsync policy, sparse index and time index (persisted per sealed segment), segment roll, crash recovery (torn tail
 //! truncation), retention, truncation and durable named **cursors**.
 //!
 //! It must not depend on wire codecs (Kafka or Pulsar), the metadata store or the broker:
@@ -19,9 +19,17 @@
 //! [`StorageError`].
 //!
 //! Operational contract:
-//! - [`ManagedLedger::open`] blocks on file I/O (recovery scans segment headers and CRC-checks
-//!   the last segment; sparse indexes are rebuilt in memory, not persisted). Call it at
-//!   startup or inside `spawn_blocking`; it needs a tokio runtime for background work.
+//! - [`ManagedLedger::open`] blocks on file I/O: sealed segments open from their persisted
+//!   index file ([`index_file`], written at roll and checked against the segment: length, the
+//!   last entry's header and CRC, the file's own CRC), so they are not read; a missing or
+//!   mismatching index is rebuilt from the segment's headers with one warning and written
+//!   again. The active (last) segment is always scanned and CRC-checked, its torn tail cut
+//!   off. Call it at startup or inside `spawn_blocking`; it needs a tokio runtime.
+//! - Snapshots: [`ManagedLedger::write_snapshot`] stores an opaque blob named by the index it
+//!   covers (the broker's producer state), refusing an index beyond the readable end;
+//!   [`ManagedLedger::snapshots`] returns the CRC-valid ones, newest first. The newest
+//!   [`SNAPSHOTS_KEPT`] are kept; those below the start go with retention and truncation,
+//!   those beyond the recovered end (a crash lost what they covered) are deleted on open.
 //! - Appends are queued per ledger; a flush batch runs on a tokio blocking thread (at most one
 //!   per ledger), so idle ledgers cost no threads. Under `always` one fdatasync covers the
 //!   whole batch (group commit) and readers see entries only after it.
@@ -42,6 +50,7 @@ pub mod entry;
 pub mod error;
 pub mod histogram;
 pub mod index;
+pub mod index_file;
 pub mod ledger;
 pub mod range_set;
 mod segment;
@@ -53,8 +62,9 @@ pub use entry::{Entry, EntryHeader, NewEntry, PayloadFormat, ProducerInfo, ENTRY
 pub use error::StorageError;
 pub use histogram::{HistogramSnapshot, LatencyHistogram, LATENCY_BUCKETS_US};
 pub use ledger::{
-    FsyncPolicy, LedgerConfig, LedgerStats, ManagedLedger, PendingAppend, Position, RecoveryReport,
-    RetentionOutcome, SegmentStats, APPEND_QUEUE_BYTES_MIN,
+    FsyncPolicy, IndexRebuild, LedgerConfig, LedgerStats, ManagedLedger, PendingAppend, Position,
+    RecoveryReport, RetentionOutcome, SegmentStats, APPEND_QUEUE_BYTES_MIN, SNAPSHOTS_KEPT,
+    SNAPSHOT_BYTES_MAX, SNAPSHOT_SUFFIX,
 };
 pub use range_set::RangeSet;
 pub use segment_store::{segment_store_conformance, LocalSegmentStore, SegmentFile, SegmentStore};

@@ -16,6 +16,7 @@ pub(crate) const SCAN_CHUNK_BYTES: u64 = 1 << 20;
 pub(crate) const READ_CHUNK_BYTES_MIN: u64 = 64 << 10;
 
 /// What the ledger knows about one segment.
+#[derive(Clone)]
 pub(crate) struct SegmentInfo {
     pub base_index: u64,
     pub file: Arc<dyn SegmentFile>,
@@ -24,6 +25,8 @@ pub(crate) struct SegmentInfo {
     /// Index after the last entry.
     pub end_index: u64,
     pub entries: u64,
+    /// File offset of the last entry (meaningful once `entries > 0`).
+    pub last_entry_offset: u64,
     pub index: SparseIndex,
     pub first_publish_ms: Option<i64>,
     pub last_publish_ms: Option<i64>,
@@ -39,6 +42,7 @@ impl SegmentInfo {
             bytes: 0,
             end_index: base_index,
             entries: 0,
+            last_entry_offset: 0,
             index: SparseIndex::new(index_interval_bytes),
             first_publish_ms: None,
             last_publish_ms: None,
@@ -58,6 +62,7 @@ impl SegmentInfo {
         self.bytes = file_offset + len;
         self.end_index = header.end_index();
         self.entries += 1;
+        self.last_entry_offset = file_offset;
         self.first_publish_ms.get_or_insert(header.publish_time_ms);
         self.last_publish_ms = Some(header.publish_time_ms);
     }

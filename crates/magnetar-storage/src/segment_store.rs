@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use crate::index_file::index_file_name;
 use crate::StorageError;
 
 /// Suffix of segment file names; the stem is the base index, zero-padded to 20 digits.
@@ -26,8 +27,14 @@ pub trait SegmentStore: Send + Sync + 'static {
     /// Creates a new empty segment; fails if it exists. Durable once this returns.
     fn create(&self, base_index: u64) -> Result<Arc<dyn SegmentFile>, StorageError>;
     fn open(&self, base_index: u64) -> Result<Arc<dyn SegmentFile>, StorageError>;
-    /// Removes a segment; readers holding it may finish.
+    /// Removes a segment and its index file, if any; readers holding it may finish.
     fn delete(&self, base_index: u64) -> Result<(), StorageError>;
+    /// Stores the index file of sealed segment `base_index` (see [`crate::index_file`]),
+    /// replacing any previous one atomically; durable once this returns if `sync`.
+    fn write_index(&self, base_index: u64, bytes: &[u8], sync: bool) -> Result<(), StorageError>;
+    /// The index file of segment `base_index`, `None` if there is none. Reads at most
+    /// `max_bytes + 1` bytes, so a longer file shows up as too long, not as a huge allocation.
+    fn read_index(&self, base_index: u64, max_bytes: u64) -> Result<Option<Vec<u8>>, StorageError>;
 }
 
 /// One segment's bytes. The ledger has at most one writer per segment at a time.
@@ -63,6 +70,10 @@ impl LocalSegmentStore {
 
     fn path(&self, base_index: u64) -> PathBuf {
         self.dir.join(segment_file_name(base_index))
+    }
+
+    fn index_path(&self, base_index: u64) -> PathBuf {
+        self.dir.join(index_file_name(base_index))
     }
 }
 
@@ -133,7 +144,45 @@ impl SegmentStore for LocalSegmentStore {
     fn delete(&self, base_index: u64) -> Result<(), StorageError> {
         let path = self.path(base_index);
         std::fs::remove_file(&path).map_err(|e| StorageError::io("delete segment", &path, e))?;
+        let index = self.index_path(base_index);
+        match std::fs::remove_file(&index) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StorageError::io("delete segment index", &index, e)),
+        }
         sync_dir(&self.dir)
+    }
+
+    fn write_index(&self, base_index: u64, bytes: &[u8], sync: bool) -> Result<(), StorageError> {
+        use std::io::Write;
+        let path = self.index_path(base_index);
+        let tmp = path.with_extension("idx.tmp");
+        let mut f =
+            File::create(&tmp).map_err(|e| StorageError::io("create temp file", &tmp, e))?;
+        f.write_all(bytes)
+            .and_then(|()| if sync { f.sync_all() } else { Ok(()) })
+            .map_err(|e| StorageError::io("write segment index", &tmp, e))?;
+        std::fs::rename(&tmp, &path)
+            .map_err(|e| StorageError::io("rename segment index", &path, e))?;
+        if sync {
+            sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    fn read_index(&self, base_index: u64, max_bytes: u64) -> Result<Option<Vec<u8>>, StorageError> {
+        use std::io::Read;
+        let path = self.index_path(base_index);
+        let f = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StorageError::io("open segment index", &path, e)),
+        };
+        let mut out = Vec::new();
+        f.take(max_bytes.saturating_add(1))
+            .read_to_end(&mut out)
+            .map_err(|e| StorageError::io("read segment index", &path, e))?;
+        Ok(Some(out))
     }
 }
 
@@ -233,9 +282,41 @@ pub fn segment_store_conformance(store: &dyn SegmentStore) {
     a.read_exact_at(0, &mut six).expect("read");
     assert_eq!(&six, b"hello!");
 
+    assert_eq!(store.read_index(1_000, 64).expect("read index"), None);
+    store
+        .write_index(1_000, b"first", true)
+        .expect("write index");
+    store
+        .write_index(1_000, b"second", false)
+        .expect("replace index");
+    assert_eq!(
+        store.read_index(1_000, 64).expect("read index").as_deref(),
+        Some(&b"second"[..]),
+        "write_index replaces"
+    );
+    assert_eq!(
+        store
+            .read_index(1_000, 3)
+            .expect("read index")
+            .map(|v| v.len()),
+        Some(4),
+        "read_index stops one byte past max_bytes"
+    );
+    assert_eq!(
+        store.list().expect("list"),
+        vec![0, 20, 1_000],
+        "an index file is not a segment"
+    );
+
     drop((b, c));
     store.delete(20).expect("delete");
     assert_eq!(store.list().expect("list"), vec![0, 1_000]);
+    store.delete(1_000).expect("delete");
+    assert_eq!(
+        store.read_index(1_000, 64).expect("read index"),
+        None,
+        "delete removes the segment's index"
+    );
     assert!(
         store.open(20).is_err(),
         "a deleted segment cannot be opened"
@@ -255,6 +336,6 @@ mod tests {
         let store = super::LocalSegmentStore::new(dir.path()).unwrap();
         super::segment_store_conformance(&store);
         std::fs::write(dir.path().join("junk.seg"), b"x").unwrap();
-        assert_eq!(store.list().unwrap(), vec![1_000]);
+        assert_eq!(store.list().unwrap(), Vec::<u64>::new());
     }
 }
