@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use magnetar_broker::{PartitionLog, TopicName, TopicPartition};
@@ -22,15 +22,15 @@ use magnetar_coordinator::{
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, ApiResult};
-use crate::json::JsonBody;
+use crate::extract::{JsonBody, Path};
 use crate::AppState;
 
 /// Longest group id accepted in a path (Kafka strings are at most `i16::MAX` bytes).
-const GROUP_ID_BYTES_MAX: usize = 32_767;
+pub(crate) const GROUP_ID_BYTES_MAX: usize = 32_767;
 /// Most groups a topic's stats look through for committed offsets.
 pub(crate) const GROUPS_SCANNED_MAX: usize = 10_000;
 /// Most partitions one reset request may name.
-const RESET_PARTITIONS_MAX: usize = 4096;
+pub(crate) const RESET_PARTITIONS_MAX: usize = 4096;
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -107,6 +107,7 @@ pub struct ResetRequest {
     pub topic: String,
     /// Partitions to reset; every partition of the topic when absent.
     #[serde(default)]
+    #[schema(max_items = 4096)]
     pub partitions: Option<Vec<i32>>,
     #[schema(inline)]
     pub to: ResetTo,
@@ -114,6 +115,10 @@ pub struct ResetRequest {
     pub timestamp: Option<i64>,
     #[serde(default)]
     pub offset: Option<i64>,
+}
+
+impl crate::extract::JsonBodyType for ResetRequest {
+    const JSON_TYPE: crate::extract::JsonType = crate::extract::JsonType::Object;
 }
 
 #[derive(Debug, Serialize)]

@@ -11,8 +11,8 @@
 
 mod auth;
 pub mod error;
+mod extract;
 mod groups;
-mod json;
 mod lookup;
 mod namespaces;
 mod openapi;
@@ -115,7 +115,7 @@ pub fn router_with(services: AdminServices) -> Router {
 
 /// Every route, before authentication is layered on.
 fn open_router(services: AdminServices) -> Router {
-    let doc = routes();
+    let doc = routes(services.broker.config().partitions_max);
     let state = Arc::new(AppState {
         broker: services.broker,
         coordinator: services.coordinator,
@@ -128,12 +128,22 @@ fn open_router(services: AdminServices) -> Router {
         // Not an admin operation: kept out of the OpenAPI document.
         .route("/metrics", axum::routing::get(scrape))
         .fallback(|| async { error::ApiError::not_found("no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            error::ApiError {
+                status: StatusCode::METHOD_NOT_ALLOWED,
+                reason: "method not allowed on this endpoint".into(),
+            }
+        })
+        .layer(axum::extract::DefaultBodyLimit::max(
+            extract::BODY_BYTES_MAX,
+        ))
         .with_state(state)
 }
 
 /// Every routed path with its methods (`get`, `put`, ...), as the OpenAPI document lists them.
 pub fn routed_paths() -> Vec<(String, Vec<String>)> {
-    routes()
+    // The partition bound does not change the paths.
+    routes(u32::MAX)
         .routes
         .into_iter()
         .map(|(path, methods)| (path, methods.into_iter().map(str::to_string).collect()))
@@ -145,8 +155,23 @@ async fn openapi_json(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     Json(state.openapi.clone())
 }
 
-/// Every route of the HTTP listener, each recorded in the OpenAPI document as it is registered.
-fn routes() -> openapi::DocRouter {
+/// The items of a grant body: Pulsar's action names.
+fn actions() -> utoipa::openapi::schema::ObjectBuilder {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .enum_values(Some(magnetar_broker::AuthAction::ALL.map(|a| a.as_str())))
+}
+
+/// The items of a subscription grant body: role names.
+fn roles() -> utoipa::openapi::schema::ObjectBuilder {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .min_length(Some(1))
+        .max_length(Some(magnetar_broker::permissions::ROLE_BYTES_MAX))
+        .pattern(Some(openapi::ROLE_PATTERN))
+}
+
+/// Every route of the HTTP listener, each recorded in the OpenAPI document as it is registered;
+/// `partitions_max` is the broker's limit, stated as the partition count's maximum.
+fn routes(partitions_max: u32) -> openapi::DocRouter {
     let group = "/admin/v2/kafka/groups/{group}";
     let ns = "/admin/v2/namespaces/{tenant}/{namespace}";
     let topic = "/admin/v2/persistent/{tenant}/{namespace}/{topic}";
@@ -189,7 +214,7 @@ fn routes() -> openapi::DocRouter {
         )
         .route(
             &format!("{ns}/messageTTL"),
-            crate::openapi::methods!(get namespaces::get_ttl, post namespaces::set_ttl => crate::openapi::Body::integer(), delete namespaces::remove_ttl),
+            crate::openapi::methods!(get namespaces::get_ttl, post namespaces::set_ttl => crate::openapi::Body::integer(0, None), delete namespaces::remove_ttl),
         )
         .route(
             &format!("{ns}/permissions"),
@@ -197,7 +222,7 @@ fn routes() -> openapi::DocRouter {
         )
         .route(
             &format!("{ns}/permissions/{{role}}"),
-            crate::openapi::methods!(post permissions::grant_namespace => crate::openapi::Body::strings(), delete permissions::revoke_namespace),
+            crate::openapi::methods!(post permissions::grant_namespace => crate::openapi::Body::strings(actions(), 1), delete permissions::revoke_namespace),
         )
         .route(
             &format!("{ns}/permissions/subscription"),
@@ -205,7 +230,7 @@ fn routes() -> openapi::DocRouter {
         )
         .route(
             &format!("{ns}/permissions/subscription/{{subscription}}"),
-            crate::openapi::methods!(post permissions::grant_subscription => crate::openapi::Body::strings()),
+            crate::openapi::methods!(post permissions::grant_subscription => crate::openapi::Body::strings(roles(), 1)),
         )
         .route(
             &format!("{ns}/permissions/{{subscription}}/{{role}}"),
@@ -217,7 +242,7 @@ fn routes() -> openapi::DocRouter {
         )
         .route(
             &format!("{topic}/permissions/{{role}}"),
-            crate::openapi::methods!(post permissions::grant_topic => crate::openapi::Body::strings(), delete permissions::revoke_topic),
+            crate::openapi::methods!(post permissions::grant_topic => crate::openapi::Body::strings(actions(), 1), delete permissions::revoke_topic),
         )
         .route(
             &format!("{ns}/deduplication"),
@@ -229,11 +254,11 @@ fn routes() -> openapi::DocRouter {
         )
         .route(
             &format!("{ns}/maxProducersPerTopic"),
-            crate::openapi::methods!(get namespaces::get_max_producers, post namespaces::set_max_producers => crate::openapi::Body::integer(), delete namespaces::remove_max_producers),
+            crate::openapi::methods!(get namespaces::get_max_producers, post namespaces::set_max_producers => crate::openapi::Body::integer(0, Some(u32::MAX.into())), delete namespaces::remove_max_producers),
         )
         .route(
             &format!("{ns}/maxConsumersPerTopic"),
-            crate::openapi::methods!(get namespaces::get_max_consumers, post namespaces::set_max_consumers => crate::openapi::Body::integer(), delete namespaces::remove_max_consumers),
+            crate::openapi::methods!(get namespaces::get_max_consumers, post namespaces::set_max_consumers => crate::openapi::Body::integer(0, Some(u32::MAX.into())), delete namespaces::remove_max_consumers),
         )
         .route(
             &format!("{ns}/publishRate"),
@@ -253,7 +278,7 @@ fn routes() -> openapi::DocRouter {
         )
         .route(
             &format!("{topic}/partitions"),
-            crate::openapi::methods!(get [checkAllowAutoCreation: boolean] topics::get_partitions, put topics::create_partitioned => crate::openapi::Body::integer(), post topics::update_partitions => crate::openapi::Body::integer(), delete [force: boolean] topics::delete_partitioned),
+            crate::openapi::methods!(get [checkAllowAutoCreation: boolean] topics::get_partitions, put topics::create_partitioned => crate::openapi::Body::integer(1, Some(partitions_max.into())), post topics::update_partitions => crate::openapi::Body::integer(1, Some(partitions_max.into())), delete [force: boolean] topics::delete_partitioned),
         )
         .route(
             &format!("{topic}/stats"),

@@ -2,7 +2,13 @@
 //! through [`DocRouter::route`] with the output of [`methods!`], which registers each handler on
 //! the axum `MethodRouter` and records the same method in the document, so the document cannot
 //! list a method that is not served or miss one that is. Request body schemas come from the
-//! body types' `utoipa::ToSchema` derives (which follow their serde attributes).
+//! body types' `utoipa::ToSchema` derives (which follow their serde attributes and carry the
+//! numeric bounds the handlers enforce).
+//!
+//! The contract the document states, and `tests/python/test_admin_contract.py` checks with
+//! schemathesis: path parameters carry the patterns and lengths of the validators
+//! (`magnetar_broker::names`, role, subscription, group and user limits); every operation lists
+//! each status it can answer (no `default`), every error as `{"reason": ...}` JSON.
 
 use std::sync::Arc;
 
@@ -35,7 +41,8 @@ impl Body {
             },
         )
     }
-    pub(crate) fn integer() -> Self {
+    /// A JSON integer in `[minimum, maximum]` (an `i64` when `maximum` is `None`).
+    pub(crate) fn integer(minimum: i64, maximum: Option<i64>) -> Self {
         Body::Schema(
             Box::new(
                 ObjectBuilder::new()
@@ -43,6 +50,8 @@ impl Body {
                     .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
                         utoipa::openapi::KnownFormat::Int64,
                     )))
+                    .minimum(Some(minimum))
+                    .maximum(maximum)
                     .into(),
             ),
             Required::True,
@@ -58,11 +67,13 @@ impl Body {
             Required::True,
         )
     }
-    pub(crate) fn strings() -> Self {
+    /// A JSON array of strings, each as `item` describes.
+    pub(crate) fn strings(item: ObjectBuilder, items_min: usize) -> Self {
         Body::Schema(
             Box::new(
                 ArrayBuilder::new()
-                    .items(ObjectBuilder::new().schema_type(SchemaType::Type(Type::String)))
+                    .items(item.schema_type(SchemaType::Type(Type::String)))
+                    .min_items(Some(items_min))
                     .into(),
             ),
             Required::True,
@@ -161,25 +172,19 @@ impl DocRouter {
                         .name(p)
                         .parameter_in(ParameterIn::Path)
                         .required(Required::True)
-                        .schema(Some(
-                            ObjectBuilder::new().schema_type(SchemaType::Type(Type::String)),
-                        )),
+                        .schema(Some(path_param_schema(p))),
                 );
             }
             for (name, ty) in &op.query {
-                let ty = if *ty == "boolean" {
-                    Type::Boolean
-                } else {
-                    Type::String
-                };
                 builder = builder.parameter(
                     ParameterBuilder::new()
                         .name(*name)
                         .parameter_in(ParameterIn::Query)
                         .required(Required::False)
-                        .schema(Some(ObjectBuilder::new().schema_type(SchemaType::Type(ty)))),
+                        .schema(Some(query_param_schema(name, ty))),
                 );
             }
+            let has_body = matches!(op.body, Body::Schema(..));
             if let Body::Schema(schema, required) = op.body {
                 builder = builder.request_body(Some(
                     RequestBodyBuilder::new()
@@ -191,26 +196,15 @@ impl DocRouter {
                         .build(),
                 ));
             }
-            let error = ContentBuilder::new()
-                .schema(Some(
-                    ObjectBuilder::new()
-                        .property(
-                            "reason",
-                            ObjectBuilder::new().schema_type(SchemaType::Type(Type::String)),
-                        )
-                        .required("reason"),
-                ))
-                .build();
-            let responses = ResponsesBuilder::new()
-                .response("200", ResponseBuilder::new().description("JSON result"))
-                .response("204", ResponseBuilder::new().description("done"))
-                .response(
-                    "default",
-                    ResponseBuilder::new()
-                        .description("an error: 400 bad input, 404 unknown, 409 exists or busy, 412 precondition, 503 unavailable")
-                        .content("application/json", error),
-                )
-                .build();
+            let shape = OpShape {
+                path,
+                method: op.method_name,
+                handler: op.handler,
+                params: &params,
+                has_body,
+                has_query: !op.query.is_empty(),
+            };
+            let responses = responses(&shape);
             let operation = builder.responses(responses).build();
             item = Some(match item {
                 None => PathItem::new(op.method, operation),
@@ -247,4 +241,176 @@ impl DocRouter {
             )
             .build()
     }
+}
+
+/// Pulsar's rule for tenant, namespace and topic names as `magnetar_broker::names` applies it:
+/// letters, digits and `- _ . = :`, not `.` or `..` (the second branch allows only dots from
+/// three on).
+pub(crate) const NAME_PATTERN: &str =
+    "^([A-Za-z0-9_.=:-]*[A-Za-z0-9_=:-][A-Za-z0-9_.=:-]*|[.]{3,})$";
+
+/// No control characters (`char::is_control`: C0, DEL and C1), as `check_role` refuses.
+pub(crate) const ROLE_PATTERN: &str = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$";
+
+fn string_schema(min: usize, max: usize) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::Type(Type::String))
+        .min_length(Some(min))
+        .max_length(Some(max))
+}
+
+/// The schema of a path parameter, by its name: the limits its handler enforces. Byte limits
+/// are stated as character limits (equal for ASCII; longer UTF-8 answers 400 or 412).
+fn path_param_schema(name: &str) -> ObjectBuilder {
+    use magnetar_broker::names::NAME_LENGTH_MAX;
+    use magnetar_broker::permissions::ROLE_BYTES_MAX;
+    match name {
+        "tenant" | "namespace" | "topic" => {
+            string_schema(1, NAME_LENGTH_MAX).pattern(Some(NAME_PATTERN))
+        }
+        "subscription" => string_schema(1, crate::subscriptions::SUBSCRIPTION_BYTES_MAX),
+        "role" => string_schema(1, ROLE_BYTES_MAX).pattern(Some(ROLE_PATTERN)),
+        "group" => string_schema(1, crate::groups::GROUP_ID_BYTES_MAX),
+        "user" => string_schema(1, magnetar_auth::scram::USER_BYTES_MAX),
+        "domain" => ObjectBuilder::new()
+            .schema_type(SchemaType::Type(Type::String))
+            .enum_values(Some(["persistent"])),
+        "timestamp" => ObjectBuilder::new()
+            .schema_type(SchemaType::Type(Type::Integer))
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                utoipa::openapi::KnownFormat::Int64,
+            ))),
+        "count" => ObjectBuilder::new()
+            .schema_type(SchemaType::Type(Type::Integer))
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                utoipa::openapi::KnownFormat::Int64,
+            )))
+            .minimum(Some(0)),
+        _ => ObjectBuilder::new().schema_type(SchemaType::Type(Type::String)),
+    }
+}
+
+/// The schema of a query parameter: `boolean`, or a string (`mechanism` is one of two).
+fn query_param_schema(name: &str, ty: &str) -> ObjectBuilder {
+    match (name, ty) {
+        (_, "boolean") => ObjectBuilder::new().schema_type(SchemaType::Type(Type::Boolean)),
+        ("mechanism", _) => ObjectBuilder::new()
+            .schema_type(SchemaType::Type(Type::String))
+            .enum_values(Some(["SCRAM-SHA-256", "SCRAM-SHA-512"])),
+        _ => ObjectBuilder::new().schema_type(SchemaType::Type(Type::String)),
+    }
+}
+
+/// What [`responses`] looks at in an operation.
+struct OpShape<'a> {
+    path: &'a str,
+    method: &'a str,
+    handler: &'a str,
+    params: &'a [String],
+    has_body: bool,
+    has_query: bool,
+}
+
+/// Every status an operation can answer. Errors come from: an extractor (400 bad path, query or
+/// body, 413 too large, 415 not JSON), a name validator (412, Pulsar's status for an invalid
+/// name and for the handlers' preconditions), a missing or existing resource (404, 409), a
+/// request target longer than hyper's 64 KiB (414, without a body), the
+/// authentication layer on `/admin` and `/lookup` when it is on (401, 403), a storage failure
+/// (500) and shutdown or a missing group coordinator (503).
+fn responses(op: &OpShape<'_>) -> utoipa::openapi::Responses {
+    let error = || {
+        ContentBuilder::new()
+            .schema(Some(
+                ObjectBuilder::new()
+                    .property(
+                        "reason",
+                        ObjectBuilder::new().schema_type(SchemaType::Type(Type::String)),
+                    )
+                    .required("reason"),
+            ))
+            .build()
+    };
+    let mut statuses: Vec<(&str, &str)> = Vec::new();
+    let json_ok = op.method == "get" || op.handler == "groups::reset_offsets";
+    if json_ok {
+        statuses.push(("200", ""));
+    } else {
+        statuses.push(("204", ""));
+    }
+    let named = !op.params.is_empty();
+    if named || op.has_body || op.has_query {
+        statuses.push((
+            "400",
+            "bad input: a path, query or body the handler refuses",
+        ));
+    }
+    if op.path.starts_with("/admin/") || op.path.starts_with("/lookup/") {
+        statuses.push((
+            "401",
+            "authentication is on and the request has no valid token",
+        ));
+        statuses.push(("403", "authentication is on and the role may not do this"));
+    }
+    if named {
+        statuses.push((
+            "404",
+            "the tenant, namespace, topic, subscription, group or user does not exist",
+        ));
+    }
+    if op.handler == "subscriptions::reset_to_message_id" || op.handler == "subscriptions::skip" {
+        statuses.push(("405", "not allowed on a whole partitioned topic"));
+    }
+    if named && op.handler != "lookup::lookup_topic" {
+        statuses.push((
+            "409",
+            "already exists, not empty, or the wrong kind of topic",
+        ));
+    }
+    // A topic name in a group offset reset's body is validated as the path's names are.
+    if op.params.iter().any(|p| p == "tenant") || op.handler == "groups::reset_offsets" {
+        statuses.push((
+            "412",
+            "an invalid name, or a precondition of the operation failed",
+        ));
+    }
+    if named || op.has_query {
+        statuses.push(("414", ""));
+    }
+    if op.has_body {
+        statuses.push(("413", "the body is larger than the limit"));
+        statuses.push(("415", "the body is not sent as application/json"));
+    }
+    if op.handler != "health" && op.handler != "version" && op.handler != "openapi_json" {
+        statuses.push(("500", "a storage or metadata failure"));
+    }
+    if op.handler != "version" && op.handler != "openapi_json" {
+        statuses.push((
+            "503",
+            "shutting down, not ready, or no Kafka group coordinator",
+        ));
+    }
+    let mut builder = ResponsesBuilder::new();
+    for (status, description) in statuses {
+        builder = match status {
+            "200" => builder.response(
+                status,
+                ResponseBuilder::new()
+                    .description("JSON result")
+                    .content("application/json", ContentBuilder::new().build()),
+            ),
+            "204" => builder.response(status, ResponseBuilder::new().description("done")),
+            // hyper's own answer, before routing: no body.
+            "414" => builder.response(
+                status,
+                ResponseBuilder::new().description("the request target is longer than 64 KiB"),
+            ),
+            _ => builder.response(
+                status,
+                ResponseBuilder::new()
+                    .description(description)
+                    .content("application/json", error()),
+            ),
+        };
+    }
+    builder.build()
 }
