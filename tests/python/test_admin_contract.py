@@ -3,7 +3,8 @@ schemathesis (Python API, pinned in requirements.txt) generates requests for eve
 positive (valid by the document) and negative (violating it), and checks each answer for
 response schema conformance, status code conformance (every answered status is declared; the
 document has no `default`), content-type conformance (errors are `{"reason": ...}` JSON, never
-text/plain) and no 5xx.
+text/plain), no 5xx, and (schemathesis 4's ST202 and ST201) that a valid request is not refused
+with 400/412 and an invalid one is not accepted.
 
 Bounded: EXAMPLES_PER_MODE examples per operation and mode, derandomized (a fixed seed from the
 test's name), no shrinking; about 60 operations, so about 1000 requests, well under 60 s on a
@@ -19,8 +20,11 @@ hypothesis = pytest.importorskip("hypothesis")
 
 from schemathesis import GenerationMode  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
+from schemathesis.config import SchemathesisConfig  # noqa: E402
 from schemathesis.specs.openapi.checks import (  # noqa: E402
     content_type_conformance,
+    negative_data_rejection,
+    positive_data_acceptance,
     response_schema_conformance,
     status_code_conformance,
 )
@@ -33,7 +37,14 @@ CHECKS = [
     status_code_conformance,
     content_type_conformance,
     response_schema_conformance,
+    positive_data_acceptance,
+    negative_data_rejection,
 ]
+# A request the document calls invalid must be refused. Besides schemathesis's defaults, with
+# the statuses the document declares for refusals: 412 (Pulsar's answer for an invalid name),
+# 413/415 (body size and type) and 414 (hyper's answer for a request target over 64 KiB).
+NEGATIVE_STATUSES = ["400", "401", "403", "404", "405", "406", "409", "412", "413", "414", "415", "422", "428", "429", "5xx"]
+CONFIG = {"checks": {"negative_data_rejection": {"expected-statuses": NEGATIVE_STATUSES}}}
 REQUEST_TIMEOUT_S = 10
 
 
@@ -47,7 +58,9 @@ def test_schemathesis_contract(broker):
     assert requests.put(f"{base}/admin/v2/tenants/t1", json={}, timeout=5).status_code == 204
     assert requests.put(f"{base}/admin/v2/namespaces/t1/ns", timeout=5).status_code == 204
 
-    schema = schemathesis.openapi.from_url(f"{base}/admin/v2/openapi.json")
+    schema = schemathesis.openapi.from_url(
+        f"{base}/admin/v2/openapi.json", config=SchemathesisConfig.from_dict(CONFIG)
+    )
     failures: list[str] = []
     operations = 0
     for result in schema.get_all_operations():

@@ -229,7 +229,43 @@ pub(crate) fn parse<T: JsonBodyType>(bytes: &[u8]) -> Result<T, ApiError> {
             found(first)
         )));
     }
-    serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))
+    let mut value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
+    integral_floats_as_integers(&mut value, JSON_DEPTH_MAX);
+    T::deserialize(value).map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))
+}
+
+/// How deep [`integral_floats_as_integers`] looks (serde_json itself stops at 128 levels).
+const JSON_DEPTH_MAX: usize = 128;
+
+/// JSON Schema's `integer` is any number without a fractional part, so `625.0` is one (and
+/// Pulsar's Jackson reads it as 625); serde reads it as a float only. Integral floats within
+/// `i64` become integers here, before the body's own deserializer runs.
+fn integral_floats_as_integers(value: &mut serde_json::Value, depth_left: usize) {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64() {
+                // The range test is exact: both bounds are powers of two.
+                let in_range =
+                    (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&f);
+                if f.fract() == 0.0 && in_range {
+                    *value = Value::from(f as i64);
+                }
+            }
+        }
+        Value::Array(items) if depth_left > 0 => {
+            for item in items {
+                integral_floats_as_integers(item, depth_left - 1);
+            }
+        }
+        Value::Object(fields) if depth_left > 0 => {
+            for item in fields.values_mut() {
+                integral_floats_as_integers(item, depth_left - 1);
+            }
+        }
+        _ => {}
+    }
 }
 
 impl<S, T> FromRequest<S> for JsonBody<T>
@@ -261,6 +297,168 @@ where
         match body_bytes(req, state).await? {
             Some(bytes) => parse(&bytes).map(|v| Some(JsonBody(v))),
             None => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::response::IntoResponse;
+    use axum::routing::post;
+    use axum::Router;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    #[derive(Debug, serde::Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Both {
+        #[serde(default)]
+        a: i64,
+        #[serde(default)]
+        b: Vec<String>,
+    }
+
+    impl JsonBodyType for Both {
+        const JSON_TYPE: JsonType = JsonType::Object;
+    }
+
+    #[test]
+    fn an_array_is_not_a_struct() {
+        // serde alone reads `[]` as a struct of defaults: the reason for the type check.
+        assert!(serde_json::from_slice::<Both>(b"[]").is_ok());
+        let e = parse::<Both>(b" []").unwrap_err();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert_eq!(e.reason, "request body must be a JSON object, got an array");
+        let e = parse::<i64>(b"{\"x\": 1}").unwrap_err();
+        assert_eq!(
+            e.reason,
+            "request body must be a JSON integer, got an object"
+        );
+        let e = parse::<bool>(b"null").unwrap_err();
+        assert_eq!(e.reason, "request body must be a JSON boolean, got null");
+        let e = parse::<Vec<String>>(b"\"x\"").unwrap_err();
+        assert_eq!(e.reason, "request body must be a JSON array, got a string");
+        assert_eq!(
+            parse::<Both>(b"{\"a\": 3}").unwrap(),
+            Both { a: 3, b: vec![] }
+        );
+        assert!(parse::<Both>(b"{\"c\": 3}")
+            .unwrap_err()
+            .reason
+            .contains("unknown field"));
+        assert!(parse::<Both>(b"{")
+            .unwrap_err()
+            .reason
+            .starts_with("malformed JSON"));
+    }
+
+    #[test]
+    fn integral_floats_are_integers() {
+        assert_eq!(parse::<i64>(b"625.0").unwrap(), 625);
+        assert_eq!(parse::<i64>(b"-1.0").unwrap(), -1);
+        assert_eq!(parse::<Both>(b"{\"a\": 2e3}").unwrap().a, 2000);
+        assert!(parse::<i64>(b"1.5").is_err());
+        // 2^63 does not fit an i64: still a float, refused by the integer.
+        assert!(parse::<i64>(b"9223372036854775808.0").is_err());
+        assert_eq!(parse::<i64>(b"-9223372036854775808.0").unwrap(), i64::MIN);
+    }
+
+    async fn answer(router: Router, request: Request) -> (StatusCode, String, String) {
+        let response = router.oneshot(request).await.unwrap().into_response();
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            content_type,
+            String::from_utf8(body.to_vec()).unwrap(),
+        )
+    }
+
+    fn router() -> Router {
+        async fn handler(
+            Path(n): Path<u32>,
+            Query(q): Query<std::collections::HashMap<String, bool>>,
+            JsonBody(body): JsonBody<Both>,
+        ) -> String {
+            format!("{n} {} {}", q.len(), body.a)
+        }
+        Router::new()
+            .route("/x/{n}", post(handler))
+            .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
+    }
+
+    fn request(uri: &str, content_type: Option<&str>, body: impl Into<Body>) -> Request {
+        let mut builder = Request::builder().method("POST").uri(uri);
+        if let Some(ct) = content_type {
+            builder = builder.header(header::CONTENT_TYPE, ct);
+        }
+        builder.body(body.into()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn every_rejection_is_a_json_reason() {
+        let json = Some("application/json");
+        let cases: Vec<(Request, StatusCode, &str)> = vec![
+            (
+                request("/x/abc", json, "{}"),
+                StatusCode::BAD_REQUEST,
+                "invalid path: ",
+            ),
+            (
+                request("/x/%FF", json, "{}"),
+                StatusCode::BAD_REQUEST,
+                "invalid path: ",
+            ),
+            (
+                request("/x/1?k=maybe", json, "{}"),
+                StatusCode::BAD_REQUEST,
+                "invalid query string: ",
+            ),
+            (
+                request("/x/1", json, "[]"),
+                StatusCode::BAD_REQUEST,
+                "request body must be a JSON object",
+            ),
+            (
+                request("/x/1", json, ""),
+                StatusCode::BAD_REQUEST,
+                "request body must be a JSON object",
+            ),
+            (
+                request("/x/1", Some("text/plain"), "{}"),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "content type 'text/plain'",
+            ),
+            (
+                request("/x/1", json, vec![b' '; BODY_BYTES_MAX + 1]),
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body is larger",
+            ),
+        ];
+        for (req, status, reason) in cases {
+            let uri = req.uri().to_string();
+            let (got, content_type, body) = answer(router(), req).await;
+            assert_eq!(got, status, "{uri}: {body}");
+            assert_eq!(content_type, "application/json", "{uri}");
+            let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let text = body["reason"].as_str().unwrap();
+            assert!(text.starts_with(reason), "{uri}: {text}");
+        }
+        for ct in [
+            None,
+            Some("application/json; charset=utf-8"),
+            Some("application/vnd.x+json"),
+        ] {
+            let (status, _, body) =
+                answer(router(), request("/x/7?k=true", ct, "{\"a\": 2.0}")).await;
+            assert_eq!((status, body.as_str()), (StatusCode::OK, "7 1 2"));
         }
     }
 }

@@ -104,16 +104,22 @@ pub enum ResetTo {
 pub struct ResetRequest {
     /// A topic name in any Kafka form (`t`, `tenant/ns/t`, `persistent://tenant/ns/t`); it is
     /// committed under this name, so use the name the group's consumers use.
+    #[schema(
+        pattern = "^((persistent://)?([A-Za-z0-9_.=:-]*[A-Za-z0-9_=:-][A-Za-z0-9_.=:-]*|[.]{3,})/([A-Za-z0-9_.=:-]*[A-Za-z0-9_=:-][A-Za-z0-9_.=:-]*|[.]{3,})/([A-Za-z0-9_.=:-]*[A-Za-z0-9_=:-][A-Za-z0-9_.=:-]*|[.]{3,})|([A-Za-z0-9_.=:-]*[A-Za-z0-9_=:-][A-Za-z0-9_.=:-]*|[.]{3,}))$",
+        max_length = 800
+    )]
     pub topic: String,
     /// Partitions to reset; every partition of the topic when absent.
     #[serde(default)]
-    #[schema(max_items = 4096)]
+    #[schema(max_items = 4096, minimum = 0, maximum = 2_147_483_647)]
     pub partitions: Option<Vec<i32>>,
     #[schema(inline)]
     pub to: ResetTo,
     #[serde(default)]
+    #[schema(minimum = -9_223_372_036_854_775_807_i64, maximum = 9_223_372_036_854_775_807_i64)]
     pub timestamp: Option<i64>,
     #[serde(default)]
+    #[schema(minimum = -9_223_372_036_854_775_807_i64, maximum = 9_223_372_036_854_775_807_i64)]
     pub offset: Option<i64>,
 }
 

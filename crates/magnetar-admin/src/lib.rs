@@ -115,7 +115,8 @@ pub fn router_with(services: AdminServices) -> Router {
 
 /// Every route, before authentication is layered on.
 fn open_router(services: AdminServices) -> Router {
-    let doc = routes(services.broker.config().partitions_max);
+    let config = services.broker.config();
+    let doc = routes(config.partitions_max, &config.cluster_name);
     let state = Arc::new(AppState {
         broker: services.broker,
         coordinator: services.coordinator,
@@ -142,8 +143,8 @@ fn open_router(services: AdminServices) -> Router {
 
 /// Every routed path with its methods (`get`, `put`, ...), as the OpenAPI document lists them.
 pub fn routed_paths() -> Vec<(String, Vec<String>)> {
-    // The partition bound does not change the paths.
-    routes(u32::MAX)
+    // The bounds do not change the paths.
+    routes(u32::MAX, "")
         .routes
         .into_iter()
         .map(|(path, methods)| (path, methods.into_iter().map(str::to_string).collect()))
@@ -153,6 +154,77 @@ pub fn routed_paths() -> Vec<(String, Vec<String>)> {
 /// `GET /admin/v2/openapi.json`: the document built from [`routes`].
 async fn openapi_json(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     Json(state.openapi.clone())
+}
+
+/// A tenant's body: `allowedClusters` may name this cluster only (412 otherwise).
+fn tenant_info(cluster: &str, required: bool) -> openapi::Body {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder};
+    openapi::Body::of_with::<tenants::TenantInfoJson>(
+        required,
+        vec![(
+            "allowedClusters",
+            ArrayBuilder::new()
+                .items(ObjectBuilder::new().enum_values(Some([cluster])))
+                .build()
+                .into(),
+        )],
+    )
+}
+
+/// The auto topic creation override: `defaultNumPartitions` up to the broker's limit; when
+/// creation is allowed `topicType` is required, and for partitioned topics the partition count.
+fn auto_topic_creation(partitions_max: u32) -> openapi::Body {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    let constant = |v: serde_json::Value| ObjectBuilder::new().enum_values(Some([v]));
+    let partitions = || {
+        ObjectBuilder::new()
+            .schema_type(SchemaType::Type(Type::Integer))
+            .minimum(Some(1))
+            .maximum(Some(partitions_max))
+    };
+    let body = openapi::Body::of_with::<namespaces::AutoTopicCreationJson>(
+        true,
+        vec![(
+            "defaultNumPartitions",
+            partitions()
+                .schema_type(SchemaType::from_iter([Type::Integer, Type::Null]))
+                .build()
+                .into(),
+        )],
+    );
+    openapi::Body::with_cases(
+        body,
+        vec![
+            ObjectBuilder::new().property("allowAutoTopicCreation", constant(false.into())),
+            ObjectBuilder::new()
+                .property("allowAutoTopicCreation", constant(true.into()))
+                .property("topicType", constant("non-partitioned".into()))
+                .required("topicType"),
+            ObjectBuilder::new()
+                .property("allowAutoTopicCreation", constant(true.into()))
+                .property("topicType", constant("partitioned".into()))
+                .property("defaultNumPartitions", partitions())
+                .required("topicType")
+                .required("defaultNumPartitions"),
+        ],
+    )
+}
+
+/// A message id: `entryId` is at least 0 unless it names the earliest position (`ledgerId` and
+/// `entryId` negative) or the latest (`ledgerId` `i64::MAX`).
+fn message_id(required: bool) -> openapi::Body {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    let integer = || ObjectBuilder::new().schema_type(SchemaType::Type(Type::Integer));
+    openapi::Body::with_cases(
+        openapi::Body::of::<subscriptions::MessageIdJson>(required),
+        vec![
+            ObjectBuilder::new().property("entryId", integer().minimum(Some(0))),
+            ObjectBuilder::new()
+                .property("ledgerId", integer().maximum(Some(-1)))
+                .property("entryId", integer().maximum(Some(-1))),
+            ObjectBuilder::new().property("ledgerId", integer().minimum(Some(i64::MAX))),
+        ],
+    )
 }
 
 /// The items of a grant body: Pulsar's action names.
@@ -170,8 +242,8 @@ fn roles() -> utoipa::openapi::schema::ObjectBuilder {
 }
 
 /// Every route of the HTTP listener, each recorded in the OpenAPI document as it is registered;
-/// `partitions_max` is the broker's limit, stated as the partition count's maximum.
-fn routes(partitions_max: u32) -> openapi::DocRouter {
+/// `partitions_max` and `cluster` are the broker's, stated as bounds of the bodies.
+fn routes(partitions_max: u32, cluster: &str) -> openapi::DocRouter {
     let group = "/admin/v2/kafka/groups/{group}";
     let ns = "/admin/v2/namespaces/{tenant}/{namespace}";
     let topic = "/admin/v2/persistent/{tenant}/{namespace}/{topic}";
@@ -198,7 +270,7 @@ fn routes(partitions_max: u32) -> openapi::DocRouter {
         )
         .route(
             "/admin/v2/tenants/{tenant}",
-            crate::openapi::methods!(get tenants::get, put tenants::create => crate::openapi::Body::of::<tenants::TenantInfoJson>(false), post tenants::update => crate::openapi::Body::of::<tenants::TenantInfoJson>(true), delete tenants::delete),
+            crate::openapi::methods!(get tenants::get, put tenants::create => tenant_info(cluster, false), post tenants::update => tenant_info(cluster, true), delete tenants::delete),
         )
         .route(
             "/admin/v2/namespaces/{tenant}",
@@ -250,7 +322,7 @@ fn routes(partitions_max: u32) -> openapi::DocRouter {
         )
         .route(
             &format!("{ns}/autoTopicCreation"),
-            crate::openapi::methods!(get namespaces::get_auto_topic_creation, post namespaces::set_auto_topic_creation => crate::openapi::Body::of::<namespaces::AutoTopicCreationJson>(true), delete namespaces::remove_auto_topic_creation),
+            crate::openapi::methods!(get namespaces::get_auto_topic_creation, post namespaces::set_auto_topic_creation => auto_topic_creation(partitions_max), delete namespaces::remove_auto_topic_creation),
         )
         .route(
             &format!("{ns}/maxProducersPerTopic"),
@@ -298,7 +370,7 @@ fn routes(partitions_max: u32) -> openapi::DocRouter {
         )
         .route(
             &format!("{topic}/subscription/{{subscription}}"),
-            crate::openapi::methods!(put subscriptions::create => crate::openapi::Body::of::<subscriptions::MessageIdJson>(false), delete subscriptions::delete),
+            crate::openapi::methods!(put subscriptions::create => message_id(false), delete subscriptions::delete),
         )
         .route(
             &format!("{topic}/subscription/{{subscription}}/resetcursor/{{timestamp}}"),
@@ -306,7 +378,7 @@ fn routes(partitions_max: u32) -> openapi::DocRouter {
         )
         .route(
             &format!("{topic}/subscription/{{subscription}}/resetcursor"),
-            crate::openapi::methods!(post subscriptions::reset_to_message_id => crate::openapi::Body::of::<subscriptions::MessageIdJson>(true)),
+            crate::openapi::methods!(post subscriptions::reset_to_message_id => message_id(true)),
         )
         .route(
             &format!("{topic}/subscription/{{subscription}}/skip/{{count}}"),

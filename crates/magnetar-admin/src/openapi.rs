@@ -16,7 +16,9 @@ use axum::routing::MethodRouter;
 use axum::Router;
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
 use utoipa::openapi::request_body::RequestBodyBuilder;
-use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaType, Type};
+use utoipa::openapi::schema::{
+    AllOfBuilder, AnyOfBuilder, ArrayBuilder, ObjectBuilder, SchemaType, Type,
+};
 use utoipa::openapi::{
     ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, PathItem, PathsBuilder, RefOr, Required,
     ResponseBuilder, ResponsesBuilder, Schema,
@@ -41,6 +43,45 @@ impl Body {
             },
         )
     }
+    /// `T`'s schema with the named properties' schemas replaced: bounds that depend on the
+    /// broker's config (its cluster name, its partition limit).
+    pub(crate) fn of_with<T: utoipa::PartialSchema>(
+        required: bool,
+        properties: Vec<(&str, RefOr<Schema>)>,
+    ) -> Self {
+        let mut schema = T::schema();
+        if let RefOr::T(Schema::Object(object)) = &mut schema {
+            for (name, property) in properties {
+                object.properties.insert(name.to_string(), property);
+            }
+        }
+        Body::Schema(
+            Box::new(schema),
+            if required {
+                Required::True
+            } else {
+                Required::False
+            },
+        )
+    }
+
+    /// `body`'s schema that must also match one of `cases`: the rules between fields that the
+    /// handler enforces (which field a value of another requires).
+    pub(crate) fn with_cases(body: Body, cases: Vec<ObjectBuilder>) -> Self {
+        match body {
+            Body::Schema(schema, required) => {
+                let any = cases
+                    .into_iter()
+                    .fold(AnyOfBuilder::new(), |any, case| any.item(case));
+                Body::Schema(
+                    Box::new(AllOfBuilder::new().item(*schema).item(any).into()),
+                    required,
+                )
+            }
+            Body::None => Body::None,
+        }
+    }
+
     /// A JSON integer in `[minimum, maximum]` (an `i64` when `maximum` is `None`).
     pub(crate) fn integer(minimum: i64, maximum: Option<i64>) -> Self {
         Body::Schema(

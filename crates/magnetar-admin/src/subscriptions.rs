@@ -33,11 +33,15 @@ pub(crate) const SUBSCRIPTION_BYTES_MAX: usize = 1024;
 #[derive(Debug, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageIdJson {
+    #[schema(minimum = -9_223_372_036_854_775_807_i64, maximum = 9_223_372_036_854_775_807_i64)]
     pub ledger_id: i64,
+    #[schema(minimum = -9_223_372_036_854_775_807_i64, maximum = 9_223_372_036_854_775_807_i64)]
     pub entry_id: i64,
     #[serde(default = "minus_one")]
+    #[schema(minimum = -2_147_483_648_i64, maximum = 2_147_483_647)]
     pub partition_index: i32,
     #[serde(default = "minus_one")]
+    #[schema(minimum = -2_147_483_648_i64, maximum = 2_147_483_647)]
     pub batch_index: i32,
     /// Start after the message instead of at it.
     #[serde(default)]
