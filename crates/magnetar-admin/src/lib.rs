@@ -175,7 +175,11 @@ fn tenant_info(cluster: &str, required: bool) -> openapi::Body {
 /// creation is allowed `topicType` is required, and for partitioned topics the partition count.
 fn auto_topic_creation(partitions_max: u32) -> openapi::Body {
     use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
-    let constant = |v: serde_json::Value| ObjectBuilder::new().enum_values(Some([v]));
+    let constant = |ty: Type, v: serde_json::Value| {
+        ObjectBuilder::new()
+            .schema_type(SchemaType::Type(ty))
+            .enum_values(Some([v]))
+    };
     let partitions = || {
         ObjectBuilder::new()
             .schema_type(SchemaType::Type(Type::Integer))
@@ -195,14 +199,26 @@ fn auto_topic_creation(partitions_max: u32) -> openapi::Body {
     openapi::Body::with_cases(
         body,
         vec![
-            ObjectBuilder::new().property("allowAutoTopicCreation", constant(false.into())),
+            ObjectBuilder::new().property(
+                "allowAutoTopicCreation",
+                constant(Type::Boolean, false.into()),
+            ),
             ObjectBuilder::new()
-                .property("allowAutoTopicCreation", constant(true.into()))
-                .property("topicType", constant("non-partitioned".into()))
+                .property(
+                    "allowAutoTopicCreation",
+                    constant(Type::Boolean, true.into()),
+                )
+                .property(
+                    "topicType",
+                    constant(Type::String, "non-partitioned".into()),
+                )
                 .required("topicType"),
             ObjectBuilder::new()
-                .property("allowAutoTopicCreation", constant(true.into()))
-                .property("topicType", constant("partitioned".into()))
+                .property(
+                    "allowAutoTopicCreation",
+                    constant(Type::Boolean, true.into()),
+                )
+                .property("topicType", constant(Type::String, "partitioned".into()))
                 .property("defaultNumPartitions", partitions())
                 .required("topicType")
                 .required("defaultNumPartitions"),
@@ -214,7 +230,12 @@ fn auto_topic_creation(partitions_max: u32) -> openapi::Body {
 /// `entryId` negative) or the latest (`ledgerId` `i64::MAX`).
 fn message_id(required: bool) -> openapi::Body {
     use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
-    let integer = || ObjectBuilder::new().schema_type(SchemaType::Type(Type::Integer));
+    let integer = || {
+        ObjectBuilder::new()
+            .schema_type(SchemaType::Type(Type::Integer))
+            .minimum(Some(i64::MIN + 1))
+            .maximum(Some(i64::MAX))
+    };
     openapi::Body::with_cases(
         openapi::Body::of::<subscriptions::MessageIdJson>(required),
         vec![

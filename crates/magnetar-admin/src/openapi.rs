@@ -16,9 +16,7 @@ use axum::routing::MethodRouter;
 use axum::Router;
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
 use utoipa::openapi::request_body::RequestBodyBuilder;
-use utoipa::openapi::schema::{
-    AllOfBuilder, AnyOfBuilder, ArrayBuilder, ObjectBuilder, SchemaType, Type,
-};
+use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, ObjectBuilder, SchemaType, Type};
 use utoipa::openapi::{
     ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, PathItem, PathsBuilder, RefOr, Required,
     ResponseBuilder, ResponsesBuilder, Schema,
@@ -65,21 +63,29 @@ impl Body {
         )
     }
 
-    /// `body`'s schema that must also match one of `cases`: the rules between fields that the
-    /// handler enforces (which field a value of another requires).
+    /// `body`'s object schema as an `anyOf` of copies, each with one case's properties replaced
+    /// and its required fields added: the rules between fields that the handler enforces (which
+    /// field a value of another requires). Whole objects per branch, not an `allOf` with partial
+    /// branches, which generators cannot merge with `additionalProperties: false`.
     pub(crate) fn with_cases(body: Body, cases: Vec<ObjectBuilder>) -> Self {
-        match body {
-            Body::Schema(schema, required) => {
-                let any = cases
-                    .into_iter()
-                    .fold(AnyOfBuilder::new(), |any, case| any.item(case));
-                Body::Schema(
-                    Box::new(AllOfBuilder::new().item(*schema).item(any).into()),
-                    required,
-                )
+        let Body::Schema(schema, required) = body else {
+            return Body::None;
+        };
+        let RefOr::T(Schema::Object(base)) = *schema else {
+            return Body::Schema(schema, required);
+        };
+        let any = cases.into_iter().fold(AnyOfBuilder::new(), |any, case| {
+            let case = case.build();
+            let mut branch = base.clone();
+            branch.properties.extend(case.properties);
+            for field in case.required {
+                if !branch.required.contains(&field) {
+                    branch.required.push(field);
+                }
             }
-            Body::None => Body::None,
-        }
+            any.item(branch)
+        });
+        Body::Schema(Box::new(any.into()), required)
     }
 
     /// A JSON integer in `[minimum, maximum]` (an `i64` when `maximum` is `None`).
