@@ -6,9 +6,9 @@ document has no `default`), content-type conformance (errors are `{"reason": ...
 text/plain), no 5xx, and (schemathesis 4's ST202 and ST201) that a valid request is not refused
 with 400/412 and an invalid one is not accepted.
 
-Bounded: EXAMPLES_PER_MODE examples per operation and mode, derandomized (a fixed seed from the
-test's name), no shrinking; about 60 operations, so about 1000 requests, well under 60 s on a
-2-vCPU machine. The three inputs of the original probe are plain regression tests below."""
+Bounded: EXAMPLES_PER_MODE examples per operation and mode, derandomized (hypothesis's fixed
+seed), no shrinking; 68 operations, so under 600 requests: about 20 s on the 2-vCPU machine
+when quiet, under 45 s with a load average of 12. The three inputs of the original probe are plain regression tests below."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
 
 pytestmark = [pytest.mark.binary, pytest.mark.magnetar_only("admin REST"), pytest.mark.timeout(120)]
 
-EXAMPLES_PER_MODE = 5
+EXAMPLES_PER_MODE = 4
 CHECKS = [
     not_a_server_error,
     status_code_conformance,

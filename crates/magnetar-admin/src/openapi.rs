@@ -441,9 +441,20 @@ fn responses(op: &OpShape<'_>) -> utoipa::openapi::Responses {
         builder = match status {
             "200" => builder.response(
                 status,
-                ResponseBuilder::new()
-                    .description("JSON result")
-                    .content("application/json", ContentBuilder::new().build()),
+                ResponseBuilder::new().description("JSON result").content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(ok_schema(op.handler)))
+                        .build(),
+                ),
+            ),
+            // `/health` answers its own shape while starting.
+            "503" if op.handler == "health" => builder.response(
+                status,
+                ResponseBuilder::new().description("starting").content(
+                    "application/json",
+                    ContentBuilder::new().schema(Some(health_schema())).build(),
+                ),
             ),
             "204" => builder.response(status, ResponseBuilder::new().description("done")),
             // hyper's own answer, before routing: no body.
@@ -460,4 +471,85 @@ fn responses(op: &OpShape<'_>) -> utoipa::openapi::Responses {
         };
     }
     builder.build()
+}
+
+fn typed(ty: Type) -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(SchemaType::Type(ty))
+}
+
+/// `{"status": "ready"|"starting"}`.
+fn health_schema() -> RefOr<Schema> {
+    typed(Type::Object)
+        .property(
+            "status",
+            typed(Type::String).enum_values(Some(["ready", "starting"])),
+        )
+        .required("status")
+        .into()
+}
+
+/// `schema` or JSON `null` (an unset policy).
+fn or_null(schema: RefOr<Schema>) -> RefOr<Schema> {
+    AnyOfBuilder::new()
+        .item(schema)
+        .item(typed(Type::Null))
+        .into()
+}
+
+/// The schema of an operation's 200 answer, by its handler: the JSON shapes the handlers build
+/// (a JSON object or array where the shape is open, such as stats).
+fn ok_schema(handler: &str) -> RefOr<Schema> {
+    use utoipa::PartialSchema;
+    let strings = || -> RefOr<Schema> { ArrayBuilder::new().items(typed(Type::String)).into() };
+    let count_or_null = || -> RefOr<Schema> {
+        typed(Type::Integer)
+            .schema_type(SchemaType::from_iter([Type::Integer, Type::Null]))
+            .minimum(Some(0))
+            .into()
+    };
+    match handler {
+        "health" => health_schema(),
+        "version" => typed(Type::Object)
+            .property("name", typed(Type::String))
+            .property("version", typed(Type::String))
+            .required("name")
+            .required("version")
+            .into(),
+        "tenants::list_clusters"
+        | "tenants::list"
+        | "namespaces::list"
+        | "topics::list"
+        | "topics::list_partitioned"
+        | "topics::subscriptions" => strings(),
+        "tenants::get" => crate::tenants::TenantInfoJson::schema(),
+        "namespaces::get_retention" => crate::namespaces::RetentionJson::schema(),
+        "namespaces::get_ttl"
+        | "namespaces::get_max_producers"
+        | "namespaces::get_max_consumers" => count_or_null(),
+        "namespaces::get_deduplication" => typed(Type::Boolean)
+            .schema_type(SchemaType::from_iter([Type::Boolean, Type::Null]))
+            .into(),
+        "namespaces::get_auto_topic_creation" => {
+            or_null(crate::namespaces::AutoTopicCreationJson::schema())
+        }
+        "namespaces::get_publish_rate" => or_null(crate::namespaces::PublishRateJson::schema()),
+        "topics::get_partitions" => typed(Type::Object)
+            .property("partitions", typed(Type::Integer).minimum(Some(0)))
+            .required("partitions")
+            .into(),
+        "lookup::lookup_topic" => crate::lookup::LookupData::schema(),
+        "groups::list" | "scram::list" => ArrayBuilder::new().items(typed(Type::Object)).into(),
+        "groups::reset_offsets" => ArrayBuilder::new()
+            .items(
+                typed(Type::Object)
+                    .property("topic", typed(Type::String))
+                    .property("partition", typed(Type::Integer))
+                    .property("offset", typed(Type::Integer))
+                    .required("topic")
+                    .required("partition")
+                    .required("offset"),
+            )
+            .into(),
+        _ => typed(Type::Object).into(),
+    }
 }
