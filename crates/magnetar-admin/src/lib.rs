@@ -19,6 +19,7 @@ mod openapi;
 mod permissions;
 mod scram;
 mod server;
+mod skipped;
 mod subscriptions;
 mod tenants;
 mod topics;
@@ -384,6 +385,14 @@ fn routes(partitions_max: u32, cluster: &str) -> openapi::DocRouter {
         .route(
             &format!("{topic}/internal-stats"),
             crate::openapi::methods!(get topics::internal_stats),
+        )
+        .route(
+            &format!("{topic}/skippedEntries"),
+            crate::openapi::methods!(get skipped::list),
+        )
+        .route(
+            &format!("{topic}/skippedEntries/{{index}}"),
+            crate::openapi::methods!(put skipped::skip, delete skipped::unskip),
         )
         .route(
             &format!("{topic}/subscriptions"),

@@ -99,7 +99,7 @@ fn not_allowed(reason: &str) -> ApiError {
 /// The logs a topic path names: every partition of a partitioned topic, one partition
 /// (`x-partition-N`), or a non-partitioned topic. The flag says whether it was a whole
 /// partitioned topic.
-async fn logs_of(
+pub(crate) async fn logs_of(
     state: &AppState,
     tenant: &str,
     ns: &str,

@@ -526,6 +526,7 @@ impl Broker {
             partitions: partitions.unwrap_or(0),
             configs,
             created_ms: self.clock.now_ms(),
+            skipped_entries: BTreeMap::new(),
         };
         let created = self.put_if_absent(&topic_key(name), &metadata).await?;
         self.topic_cache.invalidate(name);

@@ -18,6 +18,7 @@ pub mod producer_state;
 pub mod publish_rate;
 pub mod registry;
 pub mod resources;
+pub mod skipped;
 
 pub use broker::{
     effective_retention, Broker, BrokerConfig, RetentionSummary, SegmentStoreFactory,

@@ -85,6 +85,10 @@ pub struct TopicMetadata {
     #[serde(default)]
     pub configs: BTreeMap<String, String>,
     pub created_ms: i64,
+    /// Stored entries an operator marked as skipped because they cannot be served (see
+    /// [`crate::skipped`]): per partition, first message index -> message count.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub skipped_entries: BTreeMap<u32, BTreeMap<u64, u32>>,
 }
 
 impl TopicMetadata {

@@ -135,6 +135,28 @@ pub fn verify_crc(batch: &[u8]) -> Result<(), BatchError> {
     Ok(())
 }
 
+/// The timestamp-type bit of the attributes (1 = LogAppendTime).
+const LOG_APPEND_TIME_BIT: i16 = 0x08;
+const MAX_TIMESTAMP_AT: usize = 35;
+
+/// A topic with `message.timestamp.type=LogAppendTime`: marks the batch LogAppendTime, sets its
+/// max timestamp to `now_ms` and recomputes its CRC, as Kafka's broker does (the records'
+/// own timestamps are kept; consumers use the batch's max timestamp for every record). Copies
+/// the batch once; a batch shorter than a header is returned unchanged (validated before).
+pub fn stamp_log_append_time(batch: Bytes, now_ms: i64) -> Bytes {
+    if batch.len() < HEADER_LEN {
+        return batch;
+    }
+    let mut out = bytes::BytesMut::from(&batch[..]);
+    let attributes = i16::from_be_bytes([out[ATTRIBUTES_AT], out[ATTRIBUTES_AT + 1]]);
+    out[ATTRIBUTES_AT..ATTRIBUTES_AT + 2]
+        .copy_from_slice(&(attributes | LOG_APPEND_TIME_BIT).to_be_bytes());
+    out[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&now_ms.to_be_bytes());
+    let crc = crc32c::crc32c(&out[ATTRIBUTES_AT..]);
+    out[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    out.freeze()
+}
+
 /// Splits a produce request's records field into its batches, each parsed and CRC-checked.
 pub fn split(records: &Bytes) -> Result<Vec<(BatchHeader, Bytes)>, BatchError> {
     let mut batches = Vec::new();
@@ -244,6 +266,26 @@ pub(crate) mod tests {
         )
         .expect("encode");
         buf.freeze()
+    }
+
+    #[test]
+    fn log_append_time_stamp_keeps_the_batch_valid() {
+        let batch = encode_batch(3, 1000, Compression::Gzip, None);
+        let stamped = stamp_log_append_time(batch.clone(), 777_000);
+        verify_crc(&stamped).unwrap();
+        let header = parse_header(&stamped).unwrap();
+        assert_eq!(header.max_timestamp, 777_000);
+        assert_eq!(header.attributes & LOG_APPEND_TIME_BIT, LOG_APPEND_TIME_BIT);
+        assert_eq!(
+            header.compression(),
+            parse_header(&batch).unwrap().compression()
+        );
+        assert_eq!(header.base_timestamp, 1000, "record timestamps are kept");
+        assert_eq!(
+            stamped[HEADER_LEN..],
+            batch[HEADER_LEN..],
+            "records untouched"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+use kafka_protocol::protocol::Encodable;
 use kafka_protocol::ResponseError;
 
 use crate::api;
@@ -106,7 +107,13 @@ pub fn encode_response(
     correlation_id: i32,
     response: &ResponseKind,
 ) -> Result<Bytes, String> {
-    let mut buf = BytesMut::with_capacity(256);
+    // A fetch response is mostly record bytes: allocated once at its computed size rather than
+    // grown by doubling. Other responses are small.
+    let body_size = match response {
+        ResponseKind::Fetch(fetch) => fetch.compute_size(version).unwrap_or(0),
+        _ => 0,
+    };
+    let mut buf = BytesMut::with_capacity(256 + body_size);
     buf.put_i32(0);
     buf.put_i32(correlation_id);
     if api_key.response_header_version(version) >= 1 {

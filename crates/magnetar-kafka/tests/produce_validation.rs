@@ -447,5 +447,72 @@ async fn an_unreadable_entry_fails_the_fetch_at_its_offset_under_fail() {
     let (code, records) = client.fetch("poison-fail", 3).await;
     assert_eq!(code, 0);
     assert_eq!(shapes(&records), vec![(3, 0, 1)]);
+    // An operator marks the entry skipped (by any index inside it): its offsets are then
+    // served as an empty batch under `fail` too, and the mark is in the topic's metadata.
+    let tp = topic_partition("poison-fail");
+    assert_eq!(server.broker.skip_entry(&tp, 2).await.unwrap(), 1..3);
+    assert_eq!(
+        server.broker.skipped_entries(&tp).await.unwrap(),
+        vec![1..3]
+    );
+    let (code, records) = client.fetch("poison-fail", 1).await;
+    assert_eq!(code, 0);
+    assert_eq!(shapes(&records), vec![(1, 1, 0), (3, 0, 1)]);
+    // Unmarked: the policy applies again.
+    assert!(server.broker.unskip_entry(&tp, 1).await.unwrap());
+    let (code, _) = client.fetch("poison-fail", 1).await;
+    assert_eq!(code, ResponseError::CorruptMessage.code());
+    // An index past the end cannot be marked.
+    assert!(server.broker.skip_entry(&tp, 4).await.is_err());
+    server.stop().await;
+}
+
+fn topic_partition(topic: &str) -> magnetar_broker::TopicPartition {
+    let namespace = magnetar_broker::NamespaceName::new("public", "default").unwrap();
+    magnetar_broker::TopicPartition {
+        topic: magnetar_broker::TopicName::parse(topic, &namespace).unwrap(),
+        partition: 0,
+    }
+}
+
+#[tokio::test]
+async fn an_entry_corrupt_on_disk_answers_corrupt_message_until_an_operator_skips_it() {
+    let server = Server::start(KafkaConfig::default()).await;
+    let mut client = Client::connect(&server.addr).await;
+    let batch = encode(1, Compression::None);
+    for expected in 0..3 {
+        let r = client.produce("rot", batch.clone()).await;
+        assert_eq!((r.error_code, r.base_offset), (0, expected));
+    }
+    // Flip one byte inside the second entry's payload, in the segment file itself.
+    let tp = topic_partition("rot");
+    let log = server.broker.partition(&tp).await.unwrap();
+    // The storage layout (magnetar-storage): `{base index:020}.seg`, entries of a 54-byte header
+    // and the payload (here the batch as produced).
+    const ENTRY_HEADER_LEN: usize = 54;
+    let path = log.ledger().dir().join(format!("{:020}.seg", 0));
+    let mut bytes = std::fs::read(&path).unwrap();
+    let entry_len = ENTRY_HEADER_LEN + batch.len();
+    let at = entry_len + ENTRY_HEADER_LEN + batch.len() - 1;
+    bytes[at] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+
+    let (code, records) = client.fetch("rot", 0).await;
+    assert_eq!(code, 0);
+    assert_eq!(
+        shapes(&records),
+        vec![(0, 0, 1)],
+        "what precedes it is served"
+    );
+    let (code, _) = client.fetch("rot", 1).await;
+    assert_eq!(code, ResponseError::CorruptMessage.code());
+    // The header is still readable, so the operator can mark it; the fetch then passes it.
+    assert_eq!(server.broker.skip_entry(&tp, 1).await.unwrap(), 1..2);
+    let (code, records) = client.fetch("rot", 1).await;
+    assert_eq!(code, 0);
+    assert_eq!(shapes(&records), vec![(1, 0, 0)]);
+    let (code, records) = client.fetch("rot", 2).await;
+    assert_eq!(code, 0);
+    assert_eq!(shapes(&records), vec![(2, 0, 1)]);
     server.stop().await;
 }

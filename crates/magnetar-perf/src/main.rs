@@ -27,8 +27,12 @@ enum Command {
     /// Run a workload and write its JSON result (and optionally an HTML report).
     Run {
         /// host:port of the broker.
-        #[arg(long)]
-        bootstrap_servers: String,
+        #[arg(long, required_unless_present = "mock_brokers")]
+        bootstrap_servers: Option<String>,
+        /// Instead of a broker, librdkafka's in-process mock cluster of N brokers (1..=16): the
+        /// same client and workload with no broker cost, the client-side ceiling of the machine.
+        #[arg(long, conflicts_with = "bootstrap_servers")]
+        mock_brokers: Option<u32>,
         /// Workload YAML (OMB shape).
         #[arg(long)]
         workload: PathBuf,
@@ -83,6 +87,7 @@ fn main_result() -> anyhow::Result<()> {
     match cli.command {
         Command::Run {
             bootstrap_servers,
+            mock_brokers,
             workload,
             driver,
             duration_s,
@@ -96,7 +101,8 @@ fn main_result() -> anyhow::Result<()> {
         } => {
             let command_line = std::env::args().collect::<Vec<_>>().join(" ");
             let options = RunOptions {
-                bootstrap_servers,
+                bootstrap_servers: bootstrap_servers.unwrap_or_default(),
+                mock_brokers,
                 workload_path: workload,
                 driver_path: driver,
                 duration_s,

@@ -16,6 +16,7 @@ use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
+use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -42,7 +43,11 @@ const CLIENT_LOG_LINES_MAX: u64 = 20;
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
+    /// The broker; unused with `mock_brokers`.
     pub bootstrap_servers: String,
+    /// Run against librdkafka's in-process mock cluster of this many brokers instead of a
+    /// broker: the same client and workload with no broker cost, the client-side ceiling.
+    pub mock_brokers: Option<u32>,
     pub workload_path: PathBuf,
     pub driver_path: Option<PathBuf>,
     pub duration_s: Option<f64>,
@@ -723,17 +728,38 @@ pub fn run(options: &RunOptions) -> anyhow::Result<RunResult> {
         .enable_time()
         .build()
         .context("cannot start the tokio runtime")?;
+    // The mock cluster lives until the run ends (dropped after the clients below).
+    let mock = match options.mock_brokers {
+        Some(n) if (1..=16).contains(&n) => {
+            Some(MockCluster::new(n as i32).context("cannot start librdkafka's mock cluster")?)
+        }
+        Some(n) => bail!("--mock-brokers must be in 1..=16, not {n}"),
+        None => None,
+    };
+    let bootstrap_servers = match &mock {
+        Some(mock) => mock.bootstrap_servers(),
+        None => options.bootstrap_servers.clone(),
+    };
     let admin: AdminClient<DefaultClientContext> =
-        client_config(&driver.common_settings(&options.bootstrap_servers))
+        client_config(&driver.common_settings(&bootstrap_servers))
             .create()
             .context("cannot create the admin client")?;
-    create_topics(
-        &runtime,
-        &admin,
-        &topics,
-        workload.partitions_per_topic,
-        &driver,
-    )?;
+    match &mock {
+        // The mock brokers do not serve CreateTopics; the cluster creates them directly.
+        Some(mock) => {
+            for topic in &topics {
+                mock.create_topic(topic, workload.partitions_per_topic as i32, 1)
+                    .with_context(|| format!("cannot create {topic} in the mock cluster"))?;
+            }
+        }
+        None => create_topics(
+            &runtime,
+            &admin,
+            &topics,
+            workload.partitions_per_topic,
+            &driver,
+        )?,
+    }
     if !options.quiet {
         println!(
             "magnetar-perf: {} ({}), {} topic(s) x {} partition(s), {} producer(s), {} consumer(s), rate {}, warm-up {:?}, test {:?}",
@@ -750,7 +776,7 @@ pub fn run(options: &RunOptions) -> anyhow::Result<RunResult> {
     }
 
     // Clients are created up front so a bad setting fails before any traffic.
-    let producer_settings = driver.producer_settings(&options.bootstrap_servers);
+    let producer_settings = driver.producer_settings(&bootstrap_servers);
     let mut producers = Vec::new();
     for (t, topic) in topics.iter().enumerate() {
         for p in 0..workload.producers_per_topic {
@@ -770,7 +796,7 @@ pub fn run(options: &RunOptions) -> anyhow::Result<RunResult> {
             ));
         }
     }
-    let consumer_settings = driver.consumer_settings(&options.bootstrap_servers);
+    let consumer_settings = driver.consumer_settings(&bootstrap_servers);
     let consumer_plans = |targets: Option<&HashMap<(String, i32), i64>>| {
         let mut plans = Vec::new();
         for topic in &topics {
@@ -1008,7 +1034,10 @@ pub fn run(options: &RunOptions) -> anyhow::Result<RunResult> {
         tool: "magnetar-perf".into(),
         version: env!("CARGO_PKG_VERSION").into(),
         started_at,
-        bootstrap_servers: options.bootstrap_servers.clone(),
+        bootstrap_servers: match options.mock_brokers {
+            Some(n) => format!("librdkafka mock cluster of {n} broker(s)"),
+            None => options.bootstrap_servers.clone(),
+        },
         workload_file: options.workload_path.display().to_string(),
         workload,
         driver,

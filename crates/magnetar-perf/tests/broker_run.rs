@@ -245,3 +245,53 @@ fn refuses_to_run_without_a_duration() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no test duration"));
 }
+
+#[test]
+fn runs_against_librdkafkas_mock_cluster() {
+    // The client-side ceiling: the same workload against librdkafka's in-process mock brokers.
+    let dir = tempfile::tempdir().unwrap();
+    let workload = dir.path().join("w.yaml");
+    std::fs::write(&workload, WORKLOAD).unwrap();
+    let output = dir.path().join("r.json");
+    let out = run_tool(
+        &[
+            "run",
+            "--mock-brokers",
+            "2",
+            "--workload",
+            workload.to_str().unwrap(),
+            "--quiet",
+            "--output",
+            output.to_str().unwrap(),
+        ],
+        Duration::from_secs(60),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stderr:\n{stderr}");
+    let r = RunResult::load(&output).unwrap();
+    assert!(
+        r.bootstrap_servers.contains("mock cluster of 2"),
+        "{}",
+        r.bootstrap_servers
+    );
+    assert!(
+        r.summary.publish.messages >= 1_000,
+        "{:?}",
+        r.summary.publish
+    );
+    assert_eq!(r.summary.publish.errors, 0, "{:?}", r.notes);
+    assert!(r.summary.consume.messages > 0, "{:?}", r.summary.consume);
+    assert!(r.broker.is_none());
+
+    // A broker address and the mock cluster exclude each other; so do out-of-range counts.
+    for args in [
+        &["--mock-brokers", "1", "--bootstrap-servers", "127.0.0.1:9"][..],
+        &["--mock-brokers", "0"][..],
+    ] {
+        let mut all = vec!["run", "--workload", workload.to_str().unwrap()];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--output", output.to_str().unwrap()]);
+        let out = run_tool(&all, Duration::from_secs(30));
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+}

@@ -16,6 +16,13 @@
 //! that may still hold unacknowledged messages of those keys, so it receives only entries read
 //! before it joined until everything up to its join point is acknowledged (the
 //! `joined_at` rule: Pulsar's "recently joined consumers").
+//!
+//! An entry that cannot be served (a Kafka batch the conversion refuses, or an entry an operator
+//! marked skipped, see `magnetar_broker::skipped`) is acknowledged and passed, so it never holds
+//! back the mark-delete position: Kafka's default `skip` policy, applied to Pulsar consumers. It
+//! is counted in `magnetar_server_unreadable_entries_total{protocol="pulsar"}` and logged with
+//! its index (at most one line per subscription every 10 s). An entry corrupt on disk stops the
+//! dispatcher at it (retried, counted, logged the same way) until an operator marks it skipped.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Range;
@@ -23,7 +30,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use magnetar_broker::{CursorState, Entry, PartitionLog, PayloadFormat, TopicPartition};
+use magnetar_broker::{Broker, CursorState, Entry, PartitionLog, PayloadFormat, TopicPartition};
+use magnetar_metrics::ProtocolMetrics;
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
@@ -95,10 +103,18 @@ pub struct Subscription {
     pub log: Arc<PartitionLog>,
     pub unacked_max: u64,
     cache: Arc<EntryCache>,
+    /// For skip marks and the unreadable-entry counter.
+    broker: Arc<Broker>,
+    metrics: Arc<ProtocolMetrics>,
+    /// When an unreadable entry was last logged, and how many were not logged since.
+    unreadable_log: Mutex<(Option<tokio::time::Instant>, u64)>,
     state: Mutex<State>,
     wake: Notify,
     pub cancel: CancellationToken,
 }
+
+/// At most one unreadable-entry line per subscription in this interval.
+const UNREADABLE_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 impl std::fmt::Debug for Subscription {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -127,6 +143,8 @@ impl Subscription {
         log: Arc<PartitionLog>,
         cursor: CursorState,
         cache: Arc<EntryCache>,
+        broker: Arc<Broker>,
+        metrics: Arc<ProtocolMetrics>,
         unacked_max: u64,
         cancel: CancellationToken,
     ) -> Self {
@@ -140,6 +158,9 @@ impl Subscription {
             log,
             unacked_max,
             cache,
+            broker,
+            metrics,
+            unreadable_log: Mutex::new((None, 0)),
             state: Mutex::new(State {
                 consumers: Vec::new(),
                 cursor,
@@ -509,6 +530,18 @@ impl Subscription {
                 }
                 return Ok(true);
             }
+            Err(e @ magnetar_broker::Error::CorruptData(_)) => {
+                let Some(range) = self.broker.skipped_entry(&self.partition, from).await else {
+                    self.unreadable(from, &e.to_string());
+                    return Err(e);
+                };
+                self.ack(vec![range.clone()]).await?;
+                let mut s = self.lock();
+                if s.read_index == from {
+                    s.read_index = range.end;
+                }
+                return Ok(true);
+            }
             Err(e) => return Err(e),
         };
         let Some(last) = entries.last() else {
@@ -539,6 +572,7 @@ impl Subscription {
     async fn send_entries(&self, entries: Vec<Entry>) -> Vec<u64> {
         let mut frames: Vec<(mpsc::Sender<Bytes>, Bytes)> = Vec::new();
         let mut unsent = Vec::new();
+        let mut passed: Vec<Range<u64>> = Vec::new();
         for entry in entries {
             let first = entry.header.first_index;
             let count = entry.header.message_count.max(1);
@@ -547,7 +581,15 @@ impl Subscription {
                 PayloadFormat::Kafka => match self.cache.pulsar_body(&self.partition, &entry) {
                     Ok(body) => body,
                     Err(e) => {
-                        tracing::warn!(partition = %self.partition, index = first, error = %e, "cannot convert a kafka entry for pulsar consumers; skipping it");
+                        if self
+                            .broker
+                            .skipped_entry(&self.partition, first)
+                            .await
+                            .is_none()
+                        {
+                            self.unreadable(first, &e.to_string());
+                        }
+                        passed.push(first..first + u64::from(count));
                         continue;
                     }
                 },
@@ -616,7 +658,41 @@ impl Subscription {
             // A closed connection drops the frame; its consumer's removal redelivers the entry.
             let _ = tx.send(bytes).await;
         }
+        if !passed.is_empty() {
+            // Acknowledged so the mark-delete position moves past them.
+            if let Err(e) = self.ack(passed).await {
+                tracing::warn!(subscription = %self.name, partition = %self.partition, error = %e, "cannot acknowledge unreadable entries");
+            }
+        }
         unsent
+    }
+
+    /// Counts an entry this subscription cannot serve and logs it, rate-limited.
+    fn unreadable(&self, index: u64, error: &str) {
+        self.metrics.record_unreadable_entry();
+        let now = tokio::time::Instant::now();
+        let mut log = self
+            .unreadable_log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if log
+            .0
+            .is_some_and(|last| now.saturating_duration_since(last) < UNREADABLE_LOG_INTERVAL)
+        {
+            log.1 += 1;
+            return;
+        }
+        let suppressed = std::mem::take(&mut log.1);
+        log.0 = Some(now);
+        drop(log);
+        tracing::warn!(
+            subscription = %self.name,
+            partition = %self.partition,
+            index,
+            error,
+            suppressed,
+            "stored entry cannot be served to pulsar consumers (a conversion failure is acknowledged and passed; a corrupt entry stops the dispatcher until an operator marks it skipped: PUT /admin/v2/persistent/{{tenant}}/{{namespace}}/{{topic}}/skippedEntries/{{index}})"
+        );
     }
 
     /// Whether in-flight entries belong to one consumer (Shared, Key_Shared) rather than to the

@@ -28,7 +28,7 @@ use crate::entry::{
 };
 use crate::histogram::{HistogramSnapshot, LatencyHistogram};
 use crate::index::IndexPoint;
-use crate::segment::{scan_entries, SegmentInfo};
+use crate::segment::{scan_entries, scan_entries_from, SegmentInfo};
 use crate::segment_store::{LocalSegmentStore, SegmentFile, SegmentStore};
 use crate::StorageError;
 
@@ -1297,7 +1297,7 @@ fn read_entries(
     let mut items = Vec::new();
     let mut bytes = 0usize;
     let mut budget_hit = false;
-    let end = scan_entries(file, start, limit, verify_crc, |h, _, payload| {
+    let end = scan_entries_from(file, start, limit, verify_crc, from, |h, _, payload| {
         if h.end_index() <= from {
             return ControlFlow::Continue(());
         }
@@ -1315,6 +1315,14 @@ fn read_entries(
         ControlFlow::Continue(())
     })?;
     if !end.stopped && end.next_index < seg_end {
+        if !items.is_empty() {
+            // What precedes the bad entry is served; the next read starts at it and fails.
+            return Ok(SegmentRead {
+                items,
+                bytes,
+                budget_hit: true,
+            });
+        }
         return Err(StorageError::Corrupt {
             segment: base,
             file_offset: end.pos,

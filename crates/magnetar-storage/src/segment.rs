@@ -121,6 +121,20 @@ pub(crate) fn scan_entries(
     start: IndexPoint,
     limit: u64,
     verify_crc: bool,
+    visit: impl FnMut(&EntryHeader, u64, Option<Bytes>) -> ControlFlow<()>,
+) -> Result<ScanEnd, StorageError> {
+    scan_entries_from(file, start, limit, verify_crc, 0, visit)
+}
+
+/// [`scan_entries`] for a read from index `from`: the entries that end at or before it are
+/// passed by their headers alone (their payloads are neither read nor CRC-checked, and they are
+/// not visited), so a reader positioned after a corrupt entry is not stopped by it.
+pub(crate) fn scan_entries_from(
+    file: &dyn SegmentFile,
+    start: IndexPoint,
+    limit: u64,
+    verify_crc: bool,
+    from: u64,
     mut visit: impl FnMut(&EntryHeader, u64, Option<Bytes>) -> ControlFlow<()>,
 ) -> Result<ScanEnd, StorageError> {
     let mut reader = ChunkReader {
@@ -156,6 +170,15 @@ pub(crate) fn scan_entries(
                 header.first_index
             );
             return Ok(end(pos, expected, Some(reason), false));
+        }
+        if header.end_index() <= from {
+            if pos + header.encoded_len() > limit {
+                let reason = format!("truncated payload: {} bytes declared", header.payload_len);
+                return Ok(end(pos, expected, Some(reason), false));
+            }
+            pos += header.encoded_len();
+            expected = header.end_index();
+            continue;
         }
         let payload = if verify_crc {
             let Some(p) =

@@ -601,6 +601,11 @@ pub const ALIASES: &[Alias] = &[
         key: "message_bytes_max",
     },
     Alias {
+        name: MARK_DELETE_RATE_LIMIT,
+        section: "pulsar",
+        key: "cursor_persist_interval_ms",
+    },
+    Alias {
         name: "keepAliveIntervalSeconds",
         section: "pulsar",
         key: "keepalive_interval_s",
@@ -1366,6 +1371,32 @@ fn alias(name: &str) -> Option<&'static Alias> {
     ALIASES.iter().find(|a| a.name == name)
 }
 
+/// Pulsar's `managedLedgerDefaultMarkDeleteRateLimit`: mark-delete writes per second per cursor
+/// (default 1.0; 0 means no limit). Magnetar keeps the interval between writes instead.
+const MARK_DELETE_RATE_LIMIT: &str = "managedLedgerDefaultMarkDeleteRateLimit";
+
+/// The value an alias sets, for the aliases whose unit differs from their key's: a rate becomes
+/// an interval. Others pass unchanged.
+fn alias_value(name: &str, raw: &str) -> Result<String, String> {
+    match name {
+        MARK_DELETE_RATE_LIMIT => {
+            let rate: f64 = raw
+                .trim()
+                .parse()
+                .map_err(|_| format!("'{raw}' is not a number of writes per second"))?;
+            if !rate.is_finite() || rate < 0.0 {
+                return Err(format!("'{raw}' is not a rate >= 0"));
+            }
+            if rate == 0.0 {
+                return Ok("0".to_string());
+            }
+            // At most one write per hour (the key's upper bound), at least one per millisecond.
+            Ok(((1000.0 / rate).round().clamp(0.0, 3_600_000.0) as u64).to_string())
+        }
+        _ => Ok(raw.to_string()),
+    }
+}
+
 fn parse_toml(path: &Path, text: &str, defaults: &Table) -> Result<Table, ConfigError> {
     let mut table: Table =
         toml::from_str(text).map_err(|e| err(format!("{}: {}", path.display(), e.message())))?;
@@ -1381,8 +1412,17 @@ fn parse_toml(path: &Path, text: &str, defaults: &Table) -> Result<Table, Config
     for name in top {
         if let (Some(a), Some(value)) = (alias(&name), table.remove(&name)) {
             let value = match value {
-                Value::String(s) => typed_value(defaults, a.section, a.key, &s)
-                    .map_err(|r| err(format!("{name}: {r}")))?,
+                Value::String(s) => {
+                    let s = alias_value(&name, &s).map_err(|r| err(format!("{name}: {r}")))?;
+                    typed_value(defaults, a.section, a.key, &s)
+                        .map_err(|r| err(format!("{name}: {r}")))?
+                }
+                Value::Integer(_) | Value::Float(_) if name == MARK_DELETE_RATE_LIMIT => {
+                    let s = alias_value(&name, &value.to_string())
+                        .map_err(|r| err(format!("{name}: {r}")))?;
+                    typed_value(defaults, a.section, a.key, &s)
+                        .map_err(|r| err(format!("{name}: {r}")))?
+                }
                 other => other,
             };
             set(&mut table, a.section, a.key, value);
@@ -1416,7 +1456,9 @@ fn parse_properties(
             // Pulsar files carry many keys with empty values: they mean "unset".
             Some(_) if value.is_empty() => {}
             Some(a) => {
-                let typed = typed_value(defaults, a.section, a.key, value)
+                let value = alias_value(name, value)
+                    .map_err(|r| err(format!("{}:{}: {name}: {r}", path.display(), number + 1)))?;
+                let typed = typed_value(defaults, a.section, a.key, &value)
                     .map_err(|r| err(format!("{}:{}: {name}: {r}", path.display(), number + 1)))?;
                 set(&mut table, a.section, a.key, typed);
             }
@@ -1686,6 +1728,34 @@ mod tests {
         );
         let e = load_str("m.toml", "version = 1\n", &[("MAGNETAR_KAFKA__PORT", "x")]).unwrap_err();
         assert!(e.to_string().contains("not an integer"), "{e}");
+    }
+
+    #[test]
+    fn mark_delete_rate_limit_becomes_the_cursor_persist_interval() {
+        assert_eq!(alias_value(MARK_DELETE_RATE_LIMIT, "1.0").unwrap(), "1000");
+        assert_eq!(alias_value(MARK_DELETE_RATE_LIMIT, "4").unwrap(), "250");
+        assert_eq!(alias_value(MARK_DELETE_RATE_LIMIT, "0").unwrap(), "0");
+        assert_eq!(
+            alias_value(MARK_DELETE_RATE_LIMIT, "0.0001").unwrap(),
+            "3600000"
+        );
+        assert!(alias_value(MARK_DELETE_RATE_LIMIT, "-1").is_err());
+        assert!(alias_value(MARK_DELETE_RATE_LIMIT, "fast").is_err());
+        assert_eq!(alias_value("maxMessageSize", "5").unwrap(), "5");
+        let loaded = load_str(
+            "broker.conf",
+            "managedLedgerDefaultMarkDeleteRateLimit=2.0\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(loaded.config.pulsar.cursor_persist_interval_ms, 500);
+        let loaded = load_str(
+            "magnetar.toml",
+            "version = 1\nmanagedLedgerDefaultMarkDeleteRateLimit = 0.5\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(loaded.config.pulsar.cursor_persist_interval_ms, 2000);
     }
 
     #[test]

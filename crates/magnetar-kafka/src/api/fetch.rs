@@ -1,7 +1,8 @@
 //! Fetch v4–v17. Stored Kafka entries are record batches with their base offset already written,
 //! so a fetch concatenates entry payloads. Long polling waits on each partition's watch of its
 //! readable end (`PartitionLog::subscribe`), never on a sleep loop, until `min_bytes` are there,
-//! `max_wait_ms` passes or the broker shuts down.
+//! `max_wait_ms` passes or the broker shuts down; the request's task waits on all the watches at
+//! once (no task per partition). The partitions of a request are read concurrently.
 //!
 //! - A fetch offset inside a batch returns that whole batch; clients skip the earlier records.
 //! - At least one whole batch is returned (from the first partition with data) even when it is
@@ -23,7 +24,6 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use kafka_protocol::ResponseError;
 use magnetar_broker::{Access, PartitionLog, PayloadFormat, TopicPartition};
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::Context;
@@ -134,82 +134,97 @@ pub async fn handle(ctx: &Context, header: &RequestHeader, request: FetchRequest
             }
             return response;
         }
-        let mut waiters = JoinSet::new();
-        for mut w in watches {
-            waiters.spawn(async move {
-                let _ = w.changed().await;
-            });
-        }
+        // The first watch that changes ends the wait: one future over all of them, in this
+        // task (no task per partition).
+        let changed =
+            futures_util::future::select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
         tokio::select! {
-            _ = waiters.join_next() => {}
+            _ = changed => {}
             _ = tokio::time::sleep_until(deadline) => {}
             _ = ctx.shutdown.cancelled() => {}
         }
-        // Dropping `waiters` aborts the others.
     }
 }
 
 /// Reads every slot once. Returns the partition results, the bytes of records in them, whether
 /// any partition has an error (which ends a long poll at once), and the messages per slot.
+///
+/// The partitions are read concurrently (each ledger read runs on the blocking pool, so reads of
+/// different partitions overlap), each within its own max bytes; the response then takes them in
+/// request order within `max_bytes`, as Kafka fills it: a partition that no longer fits is
+/// answered without records (the consumer asks again from the same offset), and an entry larger
+/// than the limits is kept only as the first data of the response (KIP-74).
 async fn read_all(
     ctx: &Context,
     slots: &[Slot],
     max_bytes: usize,
 ) -> (Vec<PartitionData>, usize, bool, Vec<u64>) {
+    let reads =
+        futures_util::future::join_all(slots.iter().map(|slot| read_slot(ctx, slot, max_bytes)))
+            .await;
     let mut out = Vec::with_capacity(slots.len());
     let mut sent = Vec::with_capacity(slots.len());
     let mut total = 0usize;
     let mut errors = false;
-    for slot in slots {
-        let mut messages = 0;
-        let mut data = PartitionData::default().with_partition_index(slot.partition);
-        data.high_watermark = -1;
-        data.last_stable_offset = -1;
-        data.log_start_offset = -1;
-        match &slot.log {
-            Err(code) => {
-                data.error_code = *code;
-                errors = true;
-            }
-            Ok(log) => {
-                let (start, end) = (log.start_index(), log.end_index());
-                data.high_watermark = end as i64;
-                data.last_stable_offset = end as i64;
-                data.log_start_offset = start as i64;
-                data.aborted_transactions = Some(Vec::new());
-                let offset = slot.fetch_offset;
-                if offset < start as i64 || offset > end as i64 {
-                    data.error_code = ResponseError::OffsetOutOfRange.code();
-                    errors = true;
-                } else if (offset as u64) < end {
-                    let partition_max = if slot.partition_max_bytes <= 0 {
-                        0
-                    } else {
-                        slot.partition_max_bytes as usize
-                    };
-                    let budget = partition_max.min(max_bytes.saturating_sub(total));
-                    if total == 0 || budget > 0 {
-                        match read_partition(ctx, log, offset as u64, budget, total == 0).await {
-                            Ok(Some((records, count))) => {
-                                total += records.len();
-                                data.records = Some(records);
-                                messages = count;
-                            }
-                            Ok(None) => {}
-                            Err(e) => {
-                                tracing::warn!(partition = %log.name(), error = %e, "fetch read failed");
-                                data.error_code = error_code::code(&e);
-                                errors = true;
-                            }
-                        }
-                    }
-                }
+    for (slot, (mut data, messages)) in slots.iter().zip(reads) {
+        errors |= data.error_code != 0;
+        let mut messages = messages;
+        if let Some(records) = &data.records {
+            let len = records.len();
+            let partition_max = usize::try_from(slot.partition_max_bytes.max(0)).unwrap_or(0);
+            let fits = len <= partition_max && total.saturating_add(len) <= max_bytes;
+            if total == 0 || fits {
+                total += len;
+            } else {
+                data.records = None;
+                messages = 0;
             }
         }
         out.push(data);
         sent.push(messages);
     }
     (out, total, errors, sent)
+}
+
+/// One partition of a fetch: its offsets and, when there is data at the fetch offset, the
+/// batches from there within its max bytes (at least one), with their message count.
+async fn read_slot(ctx: &Context, slot: &Slot, max_bytes: usize) -> (PartitionData, u64) {
+    let mut messages = 0;
+    let mut data = PartitionData::default().with_partition_index(slot.partition);
+    data.high_watermark = -1;
+    data.last_stable_offset = -1;
+    data.log_start_offset = -1;
+    let log = match &slot.log {
+        Err(code) => {
+            data.error_code = *code;
+            return (data, messages);
+        }
+        Ok(log) => log,
+    };
+    let (start, end) = (log.start_index(), log.end_index());
+    data.high_watermark = end as i64;
+    data.last_stable_offset = end as i64;
+    data.log_start_offset = start as i64;
+    data.aborted_transactions = Some(Vec::new());
+    let offset = slot.fetch_offset;
+    if offset < start as i64 || offset > end as i64 {
+        data.error_code = ResponseError::OffsetOutOfRange.code();
+    } else if (offset as u64) < end {
+        let partition_max = usize::try_from(slot.partition_max_bytes.max(0)).unwrap_or(0);
+        let budget = partition_max.min(max_bytes);
+        match read_partition(ctx, log, offset as u64, budget, true).await {
+            Ok(Some((records, count))) => {
+                data.records = Some(records);
+                messages = count;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(partition = %log.name(), error = %e, "fetch read failed");
+                data.error_code = error_code::code(&e);
+            }
+        }
+    }
+    (data, messages)
 }
 
 /// Concatenated batches from `offset`, within `budget` bytes unless `first` (then at least one),
@@ -221,7 +236,23 @@ async fn read_partition(
     budget: usize,
     first: bool,
 ) -> Result<Option<(Bytes, u64)>, magnetar_broker::Error> {
-    let entries = log.read(offset, budget, ENTRIES_PER_PARTITION_MAX).await?;
+    let entries = match log.read(offset, budget, ENTRIES_PER_PARTITION_MAX).await {
+        Ok(entries) => entries,
+        Err(e @ magnetar_broker::Error::CorruptData(_)) => {
+            // Corrupt on disk: an operator may have marked the entry skipped (see
+            // `magnetar_broker::skipped`); its offsets are then served as an empty batch.
+            let Some(range) = ctx.broker.skipped_entry(log.name(), offset).await else {
+                return Err(e);
+            };
+            let count = range.end - range.start;
+            let empty = magnetar_format::kafka::empty_batch(
+                range.start as i64,
+                u32::try_from(count).unwrap_or(u32::MAX),
+            );
+            return Ok(Some((empty, count)));
+        }
+        Err(e) => return Err(e),
+    };
     let mut size = 0usize;
     let mut messages = 0u64;
     let mut chosen = Vec::with_capacity(entries.len());
@@ -236,6 +267,18 @@ async fn read_partition(
                 magnetar_format::entry_as_kafka,
             ) {
                 Ok(batch) => batch,
+                Err(_)
+                    if ctx
+                        .broker
+                        .skipped_entry(log.name(), entry.header.first_index)
+                        .await
+                        .is_some() =>
+                {
+                    magnetar_format::kafka::empty_batch(
+                        entry.header.first_index as i64,
+                        entry.header.message_count,
+                    )
+                }
                 Err(e) => {
                     let policy = ctx.config.unreadable_entry_policy;
                     ctx.metrics.record_unreadable_entry();
@@ -318,6 +361,6 @@ fn log_unreadable(
         error = %error,
         ?policy,
         suppressed,
-        "stored entry cannot be served to kafka consumers (kafka.unreadable_entry_policy decides: skip serves an empty batch over its offsets, fail answers CORRUPT_MESSAGE)"
+        "stored entry cannot be served to kafka consumers (kafka.unreadable_entry_policy decides: skip serves an empty batch over its offsets, fail answers CORRUPT_MESSAGE until an operator marks it skipped: PUT /admin/v2/persistent/{{tenant}}/{{namespace}}/{{topic}}/skippedEntries/{{index}})"
     );
 }

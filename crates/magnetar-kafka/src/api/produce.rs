@@ -67,6 +67,9 @@ struct PartitionAppends {
     partition_slot: usize,
     tp: TopicPartition,
     batches: Vec<Appending>,
+    /// The append time stamped on the batches of a LogAppendTime topic (answered in
+    /// `log_append_time_ms`), else -1.
+    log_append_time_ms: i64,
 }
 
 /// Phase one of a Produce: resolves every topic, validates every partition's batches and
@@ -112,13 +115,19 @@ pub async fn enqueue(
                 }
             };
             match outcome {
-                Ok((tp, batches, wait)) => {
+                Ok(Enqueued {
+                    tp,
+                    batches,
+                    wait,
+                    log_append_time_ms,
+                }) => {
                     throttle = throttle.max(wait);
                     appends.push(PartitionAppends {
                         topic_slot: response.responses.len(),
                         partition_slot: topic_response.partition_responses.len(),
                         tp,
                         batches,
+                        log_append_time_ms,
                     });
                 }
                 Err(refused) => {
@@ -183,6 +192,7 @@ impl PendingProduce {
                 Ok((base_offset, log_start_offset)) => {
                     result.base_offset = base_offset;
                     result.log_start_offset = log_start_offset;
+                    result.log_append_time_ms = partition.log_append_time_ms;
                 }
                 Err(code) => result.error_code = code,
             }
@@ -299,8 +309,18 @@ fn normalize_batch(
     Ok(magnetar_format::kafka::encode_batch(0, &decoded.records))
 }
 
-/// Validates and enqueues every batch of one partition; returns the partition, its enqueued
-/// batches (in order) and the publish-rate wait.
+/// One partition's batches, validated and enqueued.
+struct Enqueued {
+    tp: TopicPartition,
+    /// In the order of the request.
+    batches: Vec<Appending>,
+    /// The publish-rate wait.
+    wait: std::time::Duration,
+    /// The append time of a LogAppendTime topic, else -1.
+    log_append_time_ms: i64,
+}
+
+/// Validates and enqueues every batch of one partition.
 async fn produce_partition(
     ctx: &Context,
     client_id: &str,
@@ -308,7 +328,7 @@ async fn produce_partition(
     metadata: &TopicMetadata,
     partition: i32,
     records: Option<Bytes>,
-) -> Result<(TopicPartition, Vec<Appending>, std::time::Duration), Refused> {
+) -> Result<Enqueued, Refused> {
     let Ok(index) = u32::try_from(partition) else {
         return Err(ResponseError::UnknownTopicOrPartition.code().into());
     };
@@ -346,11 +366,15 @@ async fn produce_partition(
     }
     // Every batch is validated before any is appended (see `validate`); the time index gets
     // the records' max timestamp, not the header's claim.
+    let now_ms = ctx.broker.clock().now_ms();
+    let timestamps = topic_config::timestamp_policy(&metadata.configs);
     let limits = validate::Limits {
         decompressed_bytes_max: ctx.config.validation_decompressed_bytes_max,
-        now_ms: ctx.broker.clock().now_ms(),
+        now_ms,
         offset_deltas_rewritten: ctx.config.entry_format != EntryFormat::Kafka,
-        ..validate::Limits::default()
+        log_append_time: timestamps.log_append_time,
+        timestamp_before_max_ms: timestamps.before_max_ms,
+        timestamp_after_max_ms: timestamps.after_max_ms,
     };
     for (header, bytes) in &mut batches {
         let validated = if header.compression() == 0 {
@@ -373,6 +397,11 @@ async fn produce_partition(
             Refused::from(refusal)
         })?;
         header.max_timestamp = validated.max_timestamp_ms;
+        if timestamps.log_append_time {
+            *bytes = batch::stamp_log_append_time(std::mem::take(bytes), now_ms);
+            header.max_timestamp = now_ms;
+            header.attributes |= 0x08;
+        }
     }
     let mut enqueued = Vec::with_capacity(batches.len());
     let mut wait = std::time::Duration::ZERO;
@@ -412,7 +441,16 @@ async fn produce_partition(
             })?;
         enqueued.push(appending);
     }
-    Ok((tp, enqueued, wait))
+    Ok(Enqueued {
+        tp,
+        batches: enqueued,
+        wait,
+        log_append_time_ms: if timestamps.log_append_time {
+            now_ms
+        } else {
+            -1
+        },
+    })
 }
 
 /// A partition's produce error: the code, and the validation refusal behind it if any.

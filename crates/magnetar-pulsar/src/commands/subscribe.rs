@@ -179,6 +179,8 @@ impl Connection {
                         log.clone(),
                         cursor,
                         self.service.cache.clone(),
+                        self.service.broker.clone(),
+                        self.service.metrics.clone(),
                         self.service.config.unacked_messages_per_consumer_max,
                         self.service.shutdown.child_token(),
                     ));
