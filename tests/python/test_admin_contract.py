@@ -45,7 +45,8 @@ CHECKS = [
 # 413/415 (body size and type) and 414 (hyper's answer for a request target over 64 KiB).
 NEGATIVE_STATUSES = ["400", "401", "403", "404", "405", "406", "409", "412", "413", "414", "415", "422", "428", "429", "5xx"]
 CONFIG = {"checks": {"negative_data_rejection": {"expected-statuses": NEGATIVE_STATUSES}}}
-REQUEST_TIMEOUT_S = 10
+# Generous: the machine is shared; a slow answer is not a contract failure.
+REQUEST_TIMEOUT_S = 30
 
 
 def _base(broker) -> str:

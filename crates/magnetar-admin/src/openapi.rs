@@ -327,6 +327,11 @@ fn path_param_schema(name: &str) -> ObjectBuilder {
             .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
                 utoipa::openapi::KnownFormat::Int64,
             ))),
+        // A message index (u64; stated up to i64::MAX).
+        "index" => ObjectBuilder::new()
+            .schema_type(SchemaType::Type(Type::Integer))
+            .minimum(Some(0))
+            .maximum(Some(i64::MAX)),
         "count" => ObjectBuilder::new()
             .schema_type(SchemaType::Type(Type::Integer))
             .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
@@ -378,7 +383,9 @@ fn responses(op: &OpShape<'_>) -> utoipa::openapi::Responses {
             .build()
     };
     let mut statuses: Vec<(&str, &str)> = Vec::new();
-    let json_ok = op.method == "get" || op.handler == "groups::reset_offsets";
+    let json_ok = op.method == "get"
+        || op.handler == "groups::reset_offsets"
+        || op.handler == "skipped::skip";
     if json_ok {
         statuses.push(("200", ""));
     } else {
@@ -404,7 +411,10 @@ fn responses(op: &OpShape<'_>) -> utoipa::openapi::Responses {
             "the tenant, namespace, topic, subscription, group or user does not exist",
         ));
     }
-    if op.handler == "subscriptions::reset_to_message_id" || op.handler == "subscriptions::skip" {
+    if op.handler == "subscriptions::reset_to_message_id"
+        || op.handler == "subscriptions::skip"
+        || op.handler.starts_with("skipped::")
+    {
         statuses.push(("405", "not allowed on a whole partitioned topic"));
     }
     if named && op.handler != "lookup::lookup_topic" {
@@ -538,6 +548,8 @@ fn ok_schema(handler: &str) -> RefOr<Schema> {
             .required("partitions")
             .into(),
         "lookup::lookup_topic" => crate::lookup::LookupData::schema(),
+        "skipped::list" => ArrayBuilder::new().items(skipped_entry()).into(),
+        "skipped::skip" => skipped_entry().into(),
         "groups::list" | "scram::list" => ArrayBuilder::new().items(typed(Type::Object)).into(),
         "groups::reset_offsets" => ArrayBuilder::new()
             .items(
@@ -552,4 +564,13 @@ fn ok_schema(handler: &str) -> RefOr<Schema> {
             .into(),
         _ => typed(Type::Object).into(),
     }
+}
+
+/// `{"firstIndex", "endIndex"}`: a skipped entry's message indexes.
+fn skipped_entry() -> ObjectBuilder {
+    typed(Type::Object)
+        .property("firstIndex", typed(Type::Integer).minimum(Some(0)))
+        .property("endIndex", typed(Type::Integer).minimum(Some(0)))
+        .required("firstIndex")
+        .required("endIndex")
 }
