@@ -7,10 +7,12 @@ text/plain), no 5xx, and (schemathesis 4's ST202 and ST201) that a valid request
 with 400/412 and an invalid one is not accepted.
 
 Bounded: EXAMPLES_PER_MODE examples per operation and mode, derandomized (hypothesis's fixed
-seed), no shrinking; 68 operations, so under 600 requests: about 20 s on the 2-vCPU machine
-when quiet, under 45 s with a load average of 12. The three inputs of the original probe are plain regression tests below."""
+seed), no shrinking; 71 operations, so under 600 requests: about 20 s on the 2-vCPU machine
+when quiet, 45-130 s with a load average of 12-15. The three inputs of the original probe are plain regression tests below."""
 
 from __future__ import annotations
+
+import traceback
 
 import pytest
 import requests
@@ -29,7 +31,9 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
     status_code_conformance,
 )
 
-pytestmark = [pytest.mark.binary, pytest.mark.magnetar_only("admin REST"), pytest.mark.timeout(120)]
+# The schemathesis pass takes about 20 s on a quiet 2-vCPU machine but over 120 s at a load average
+# of 12-15 (the limit fired inside a request and was reported as a flaky case): 300 s is its bound.
+pytestmark = [pytest.mark.binary, pytest.mark.magnetar_only("admin REST"), pytest.mark.timeout(300)]
 
 EXAMPLES_PER_MODE = 4
 CHECKS = [
@@ -87,7 +91,11 @@ def test_schemathesis_contract(broker):
                 # The document leaves nothing to violate (no parameters, no body): no negative case.
                 continue
             except (Exception, BaseExceptionGroup) as e:  # one failing case per operation and mode
-                failures.append(f"{operation.label} [{mode.value}]: {str(e)[:1500]}")
+                # A flaky report wraps what the first run saw: show it.
+                inner = "; ".join(
+                    "".join(traceback.format_exception_only(x))[:800] for x in getattr(e, "exceptions", ())
+                )
+                failures.append(f"{operation.label} [{mode.value}]: {str(e)[:1500]} {inner}")
     assert operations >= 50, f"only {operations} operations in the document"
     assert broker.alive()
     assert not failures, f"{len(failures)} failing operations:\n" + "\n\n".join(failures)
