@@ -106,7 +106,7 @@ pub struct ResetRequest {
     /// committed under this name, so use the name the group's consumers use.
     #[schema(
         pattern = "^((persistent://)?([A-Za-z0-9_.=:-]*[A-Za-z0-9_=:-][A-Za-z0-9_.=:-]*|[.]{3,})/([A-Za-z0-9_.=:-]*[A-Za-z0-9_=:-][A-Za-z0-9_.=:-]*|[.]{3,})/([A-Za-z0-9_.=:-]*[A-Za-z0-9_=:-][A-Za-z0-9_.=:-]*|[.]{3,})|([A-Za-z0-9_.=:-]*[A-Za-z0-9_=:-][A-Za-z0-9_.=:-]*|[.]{3,}))$",
-        max_length = 800
+        max_length = 249
     )]
     pub topic: String,
     /// Partitions to reset; every partition of the topic when absent.

@@ -165,7 +165,13 @@ fn tenant_info(cluster: &str, required: bool) -> openapi::Body {
         vec![(
             "allowedClusters",
             ArrayBuilder::new()
-                .items(ObjectBuilder::new().enum_values(Some([cluster])))
+                .items(
+                    ObjectBuilder::new()
+                        .schema_type(utoipa::openapi::schema::SchemaType::Type(
+                            utoipa::openapi::schema::Type::String,
+                        ))
+                        .enum_values(Some([cluster])),
+                )
                 .build()
                 .into(),
         )],
