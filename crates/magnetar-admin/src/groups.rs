@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use magnetar_broker::{PartitionLog, TopicName, TopicPartition};
@@ -22,15 +22,15 @@ use magnetar_coordinator::{
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, ApiResult};
-use crate::json::JsonBody;
+use crate::extract::{JsonBody, Path};
 use crate::AppState;
 
 /// Longest group id accepted in a path (Kafka strings are at most `i16::MAX` bytes).
-const GROUP_ID_BYTES_MAX: usize = 32_767;
+pub(crate) const GROUP_ID_BYTES_MAX: usize = 32_767;
 /// Most groups a topic's stats look through for committed offsets.
 pub(crate) const GROUPS_SCANNED_MAX: usize = 10_000;
 /// Most partitions one reset request may name.
-const RESET_PARTITIONS_MAX: usize = 4096;
+pub(crate) const RESET_PARTITIONS_MAX: usize = 4096;
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -104,16 +104,27 @@ pub enum ResetTo {
 pub struct ResetRequest {
     /// A topic name in any Kafka form (`t`, `tenant/ns/t`, `persistent://tenant/ns/t`); it is
     /// committed under this name, so use the name the group's consumers use.
+    #[schema(
+        pattern = "^((persistent://)?([A-Za-z0-9_.=:-]*[A-Za-z0-9_=:-][A-Za-z0-9_.=:-]*|[.]{3,})/([A-Za-z0-9_.=:-]*[A-Za-z0-9_=:-][A-Za-z0-9_.=:-]*|[.]{3,})/([A-Za-z0-9_.=:-]*[A-Za-z0-9_=:-][A-Za-z0-9_.=:-]*|[.]{3,})|([A-Za-z0-9_.=:-]*[A-Za-z0-9_=:-][A-Za-z0-9_.=:-]*|[.]{3,}))$",
+        max_length = 249
+    )]
     pub topic: String,
     /// Partitions to reset; every partition of the topic when absent.
     #[serde(default)]
+    #[schema(max_items = 4096, minimum = 0, maximum = 2_147_483_647)]
     pub partitions: Option<Vec<i32>>,
     #[schema(inline)]
     pub to: ResetTo,
     #[serde(default)]
+    #[schema(minimum = -9_223_372_036_854_775_807_i64, maximum = 9_223_372_036_854_775_807_i64)]
     pub timestamp: Option<i64>,
     #[serde(default)]
+    #[schema(minimum = -9_223_372_036_854_775_807_i64, maximum = 9_223_372_036_854_775_807_i64)]
     pub offset: Option<i64>,
+}
+
+impl crate::extract::JsonBodyType for ResetRequest {
+    const JSON_TYPE: crate::extract::JsonType = crate::extract::JsonType::Object;
 }
 
 #[derive(Debug, Serialize)]

@@ -11,8 +11,8 @@
 
 mod auth;
 pub mod error;
+mod extract;
 mod groups;
-mod json;
 mod lookup;
 mod namespaces;
 mod openapi;
@@ -116,7 +116,8 @@ pub fn router_with(services: AdminServices) -> Router {
 
 /// Every route, before authentication is layered on.
 fn open_router(services: AdminServices) -> Router {
-    let doc = routes();
+    let config = services.broker.config();
+    let doc = routes(config.partitions_max, &config.cluster_name);
     let state = Arc::new(AppState {
         broker: services.broker,
         coordinator: services.coordinator,
@@ -129,12 +130,22 @@ fn open_router(services: AdminServices) -> Router {
         // Not an admin operation: kept out of the OpenAPI document.
         .route("/metrics", axum::routing::get(scrape))
         .fallback(|| async { error::ApiError::not_found("no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            error::ApiError {
+                status: StatusCode::METHOD_NOT_ALLOWED,
+                reason: "method not allowed on this endpoint".into(),
+            }
+        })
+        .layer(axum::extract::DefaultBodyLimit::max(
+            extract::BODY_BYTES_MAX,
+        ))
         .with_state(state)
 }
 
 /// Every routed path with its methods (`get`, `put`, ...), as the OpenAPI document lists them.
 pub fn routed_paths() -> Vec<(String, Vec<String>)> {
-    routes()
+    // The bounds do not change the paths.
+    routes(u32::MAX, "")
         .routes
         .into_iter()
         .map(|(path, methods)| (path, methods.into_iter().map(str::to_string).collect()))
@@ -146,8 +157,121 @@ async fn openapi_json(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     Json(state.openapi.clone())
 }
 
-/// Every route of the HTTP listener, each recorded in the OpenAPI document as it is registered.
-fn routes() -> openapi::DocRouter {
+/// A tenant's body: `allowedClusters` may name this cluster only (412 otherwise).
+fn tenant_info(cluster: &str, required: bool) -> openapi::Body {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder};
+    openapi::Body::of_with::<tenants::TenantInfoJson>(
+        required,
+        vec![(
+            "allowedClusters",
+            ArrayBuilder::new()
+                .items(
+                    ObjectBuilder::new()
+                        .schema_type(utoipa::openapi::schema::SchemaType::Type(
+                            utoipa::openapi::schema::Type::String,
+                        ))
+                        .enum_values(Some([cluster])),
+                )
+                .build()
+                .into(),
+        )],
+    )
+}
+
+/// The auto topic creation override: `defaultNumPartitions` up to the broker's limit; when
+/// creation is allowed `topicType` is required, and for partitioned topics the partition count.
+fn auto_topic_creation(partitions_max: u32) -> openapi::Body {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    let constant = |ty: Type, v: serde_json::Value| {
+        ObjectBuilder::new()
+            .schema_type(SchemaType::Type(ty))
+            .enum_values(Some([v]))
+    };
+    let partitions = || {
+        ObjectBuilder::new()
+            .schema_type(SchemaType::Type(Type::Integer))
+            .minimum(Some(1))
+            .maximum(Some(partitions_max))
+    };
+    let body = openapi::Body::of_with::<namespaces::AutoTopicCreationJson>(
+        true,
+        vec![(
+            "defaultNumPartitions",
+            partitions()
+                .schema_type(SchemaType::from_iter([Type::Integer, Type::Null]))
+                .build()
+                .into(),
+        )],
+    );
+    openapi::Body::with_cases(
+        body,
+        vec![
+            ObjectBuilder::new().property(
+                "allowAutoTopicCreation",
+                constant(Type::Boolean, false.into()),
+            ),
+            ObjectBuilder::new()
+                .property(
+                    "allowAutoTopicCreation",
+                    constant(Type::Boolean, true.into()),
+                )
+                .property(
+                    "topicType",
+                    constant(Type::String, "non-partitioned".into()),
+                )
+                .required("topicType"),
+            ObjectBuilder::new()
+                .property(
+                    "allowAutoTopicCreation",
+                    constant(Type::Boolean, true.into()),
+                )
+                .property("topicType", constant(Type::String, "partitioned".into()))
+                .property("defaultNumPartitions", partitions())
+                .required("topicType")
+                .required("defaultNumPartitions"),
+        ],
+    )
+}
+
+/// A message id: `entryId` is at least 0 unless it names the earliest position (`ledgerId` and
+/// `entryId` negative) or the latest (`ledgerId` `i64::MAX`).
+fn message_id(required: bool) -> openapi::Body {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    let integer = || {
+        ObjectBuilder::new()
+            .schema_type(SchemaType::Type(Type::Integer))
+            .minimum(Some(i64::MIN + 1))
+            .maximum(Some(i64::MAX))
+    };
+    openapi::Body::with_cases(
+        openapi::Body::of::<subscriptions::MessageIdJson>(required),
+        vec![
+            ObjectBuilder::new().property("entryId", integer().minimum(Some(0))),
+            ObjectBuilder::new()
+                .property("ledgerId", integer().maximum(Some(-1)))
+                .property("entryId", integer().maximum(Some(-1))),
+            ObjectBuilder::new().property("ledgerId", integer().minimum(Some(i64::MAX))),
+        ],
+    )
+}
+
+/// The items of a grant body: Pulsar's action names.
+fn actions() -> utoipa::openapi::schema::ObjectBuilder {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .enum_values(Some(magnetar_broker::AuthAction::ALL.map(|a| a.as_str())))
+}
+
+/// The items of a subscription grant body: role names.
+fn roles() -> utoipa::openapi::schema::ObjectBuilder {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .min_length(Some(1))
+        .max_length(Some(magnetar_broker::permissions::ROLE_BYTES_MAX))
+        .pattern(Some(openapi::ROLE_PATTERN))
+}
+
+/// Every route of the HTTP listener, each recorded in the OpenAPI document as it is registered;
+/// `partitions_max` and `cluster` are the broker's, stated as bounds of the bodies.
+fn routes(partitions_max: u32, cluster: &str) -> openapi::DocRouter {
     let group = "/admin/v2/kafka/groups/{group}";
     let ns = "/admin/v2/namespaces/{tenant}/{namespace}";
     let topic = "/admin/v2/persistent/{tenant}/{namespace}/{topic}";
@@ -174,7 +298,7 @@ fn routes() -> openapi::DocRouter {
         )
         .route(
             "/admin/v2/tenants/{tenant}",
-            crate::openapi::methods!(get tenants::get, put tenants::create => crate::openapi::Body::of::<tenants::TenantInfoJson>(false), post tenants::update => crate::openapi::Body::of::<tenants::TenantInfoJson>(true), delete tenants::delete),
+            crate::openapi::methods!(get tenants::get, put tenants::create => tenant_info(cluster, false), post tenants::update => tenant_info(cluster, true), delete tenants::delete),
         )
         .route(
             "/admin/v2/namespaces/{tenant}",
@@ -190,7 +314,7 @@ fn routes() -> openapi::DocRouter {
         )
         .route(
             &format!("{ns}/messageTTL"),
-            crate::openapi::methods!(get namespaces::get_ttl, post namespaces::set_ttl => crate::openapi::Body::integer(), delete namespaces::remove_ttl),
+            crate::openapi::methods!(get namespaces::get_ttl, post namespaces::set_ttl => crate::openapi::Body::integer(0, None), delete namespaces::remove_ttl),
         )
         .route(
             &format!("{ns}/permissions"),
@@ -198,7 +322,7 @@ fn routes() -> openapi::DocRouter {
         )
         .route(
             &format!("{ns}/permissions/{{role}}"),
-            crate::openapi::methods!(post permissions::grant_namespace => crate::openapi::Body::strings(), delete permissions::revoke_namespace),
+            crate::openapi::methods!(post permissions::grant_namespace => crate::openapi::Body::strings(actions(), 1), delete permissions::revoke_namespace),
         )
         .route(
             &format!("{ns}/permissions/subscription"),
@@ -206,7 +330,7 @@ fn routes() -> openapi::DocRouter {
         )
         .route(
             &format!("{ns}/permissions/subscription/{{subscription}}"),
-            crate::openapi::methods!(post permissions::grant_subscription => crate::openapi::Body::strings()),
+            crate::openapi::methods!(post permissions::grant_subscription => crate::openapi::Body::strings(roles(), 1)),
         )
         .route(
             &format!("{ns}/permissions/{{subscription}}/{{role}}"),
@@ -218,7 +342,7 @@ fn routes() -> openapi::DocRouter {
         )
         .route(
             &format!("{topic}/permissions/{{role}}"),
-            crate::openapi::methods!(post permissions::grant_topic => crate::openapi::Body::strings(), delete permissions::revoke_topic),
+            crate::openapi::methods!(post permissions::grant_topic => crate::openapi::Body::strings(actions(), 1), delete permissions::revoke_topic),
         )
         .route(
             &format!("{ns}/deduplication"),
@@ -226,15 +350,15 @@ fn routes() -> openapi::DocRouter {
         )
         .route(
             &format!("{ns}/autoTopicCreation"),
-            crate::openapi::methods!(get namespaces::get_auto_topic_creation, post namespaces::set_auto_topic_creation => crate::openapi::Body::of::<namespaces::AutoTopicCreationJson>(true), delete namespaces::remove_auto_topic_creation),
+            crate::openapi::methods!(get namespaces::get_auto_topic_creation, post namespaces::set_auto_topic_creation => auto_topic_creation(partitions_max), delete namespaces::remove_auto_topic_creation),
         )
         .route(
             &format!("{ns}/maxProducersPerTopic"),
-            crate::openapi::methods!(get namespaces::get_max_producers, post namespaces::set_max_producers => crate::openapi::Body::integer(), delete namespaces::remove_max_producers),
+            crate::openapi::methods!(get namespaces::get_max_producers, post namespaces::set_max_producers => crate::openapi::Body::integer(0, Some(u32::MAX.into())), delete namespaces::remove_max_producers),
         )
         .route(
             &format!("{ns}/maxConsumersPerTopic"),
-            crate::openapi::methods!(get namespaces::get_max_consumers, post namespaces::set_max_consumers => crate::openapi::Body::integer(), delete namespaces::remove_max_consumers),
+            crate::openapi::methods!(get namespaces::get_max_consumers, post namespaces::set_max_consumers => crate::openapi::Body::integer(0, Some(u32::MAX.into())), delete namespaces::remove_max_consumers),
         )
         .route(
             &format!("{ns}/publishRate"),
@@ -254,7 +378,7 @@ fn routes() -> openapi::DocRouter {
         )
         .route(
             &format!("{topic}/partitions"),
-            crate::openapi::methods!(get [checkAllowAutoCreation: boolean] topics::get_partitions, put topics::create_partitioned => crate::openapi::Body::integer(), post topics::update_partitions => crate::openapi::Body::integer(), delete [force: boolean] topics::delete_partitioned),
+            crate::openapi::methods!(get [checkAllowAutoCreation: boolean] topics::get_partitions, put topics::create_partitioned => crate::openapi::Body::integer(1, Some(partitions_max.into())), post topics::update_partitions => crate::openapi::Body::integer(1, Some(partitions_max.into())), delete [force: boolean] topics::delete_partitioned),
         )
         .route(
             &format!("{topic}/stats"),
@@ -282,7 +406,7 @@ fn routes() -> openapi::DocRouter {
         )
         .route(
             &format!("{topic}/subscription/{{subscription}}"),
-            crate::openapi::methods!(put subscriptions::create => crate::openapi::Body::of::<subscriptions::MessageIdJson>(false), delete subscriptions::delete),
+            crate::openapi::methods!(put subscriptions::create => message_id(false), delete subscriptions::delete),
         )
         .route(
             &format!("{topic}/subscription/{{subscription}}/resetcursor/{{timestamp}}"),
@@ -290,7 +414,7 @@ fn routes() -> openapi::DocRouter {
         )
         .route(
             &format!("{topic}/subscription/{{subscription}}/resetcursor"),
-            crate::openapi::methods!(post subscriptions::reset_to_message_id => crate::openapi::Body::of::<subscriptions::MessageIdJson>(true)),
+            crate::openapi::methods!(post subscriptions::reset_to_message_id => message_id(true)),
         )
         .route(
             &format!("{topic}/subscription/{{subscription}}/skip/{{count}}"),

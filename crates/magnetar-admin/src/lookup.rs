@@ -11,7 +11,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use crate::extract::Path;
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use magnetar_broker::{Access, TopicName};

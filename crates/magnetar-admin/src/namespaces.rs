@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use magnetar_broker::{
@@ -12,16 +12,24 @@ use magnetar_broker::{
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, ApiResult};
-use crate::json::JsonBody;
+use crate::extract::{JsonBody, Path};
 use crate::AppState;
 
 /// Pulsar's RetentionPolicies JSON: `-1` is unlimited.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RetentionJson {
+    /// `-1` or at most `u64::MAX` milliseconds in minutes.
+    #[schema(minimum = -1, maximum = 307_445_734_561_825_i64)]
     pub retention_time_in_minutes: i64,
+    /// `-1` or at most `u64::MAX` bytes in MiB.
     #[serde(rename = "retentionSizeInMB")]
+    #[schema(minimum = -1, maximum = 17_592_186_044_415_i64)]
     pub retention_size_in_mb: i64,
+}
+
+impl crate::extract::JsonBodyType for RetentionJson {
+    const JSON_TYPE: crate::extract::JsonType = crate::extract::JsonType::Object;
 }
 
 impl RetentionJson {
@@ -56,9 +64,16 @@ pub struct AutoTopicCreationJson {
     pub allow_auto_topic_creation: bool,
     /// `partitioned` or `non-partitioned`; required when creation is allowed.
     #[serde(default)]
+    #[schema(pattern = "^(partitioned|non-partitioned)$")]
     pub topic_type: Option<String>,
+    /// 1 to the broker's `partitionsMax`, for partitioned topics.
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub default_num_partitions: Option<i64>,
+}
+
+impl crate::extract::JsonBodyType for AutoTopicCreationJson {
+    const JSON_TYPE: crate::extract::JsonType = crate::extract::JsonType::Object;
 }
 
 impl AutoTopicCreationJson {
@@ -83,9 +98,15 @@ impl AutoTopicCreationJson {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PublishRateJson {
     #[serde(default = "unlimited")]
+    #[schema(minimum = -1)]
     pub publish_throttling_rate_in_msg: i64,
     #[serde(default = "unlimited")]
+    #[schema(minimum = -1)]
     pub publish_throttling_rate_in_byte: i64,
+}
+
+impl crate::extract::JsonBodyType for PublishRateJson {
+    const JSON_TYPE: crate::extract::JsonType = crate::extract::JsonType::Object;
 }
 
 fn unlimited() -> i64 {

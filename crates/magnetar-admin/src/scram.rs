@@ -5,18 +5,18 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use magnetar_auth::{AuthError, ScramCredential, ScramMechanism, ScramStore};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, ApiResult};
-use crate::json::JsonBody;
+use crate::extract::{JsonBody, Path, Query};
 use crate::AppState;
 
 /// Longest password accepted (the PBKDF2 input).
-const PASSWORD_BYTES_MAX: usize = 1024;
+pub(crate) const PASSWORD_BYTES_MAX: usize = 1024;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -36,11 +36,18 @@ pub struct ScramMechanismInfo {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SetPassword {
     /// `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    #[schema(pattern = "^SCRAM-SHA-(256|512)$")]
     pub mechanism: String,
+    #[schema(min_length = 1, max_length = 1024)]
     pub password: String,
     /// 4096 to 16384 (default 4096).
     #[serde(default)]
+    #[schema(minimum = 4096, maximum = 16384)]
     pub iterations: Option<u32>,
+}
+
+impl crate::extract::JsonBodyType for SetPassword {
+    const JSON_TYPE: crate::extract::JsonType = crate::extract::JsonType::Object;
 }
 
 #[derive(Debug, Deserialize)]

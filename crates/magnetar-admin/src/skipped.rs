@@ -5,13 +5,14 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use magnetar_broker::{PartitionLog, TopicPartition};
 use serde::Serialize;
 
 use crate::error::{ApiError, ApiResult};
+use crate::extract::Path;
 use crate::subscriptions::logs_of;
 use crate::AppState;
 

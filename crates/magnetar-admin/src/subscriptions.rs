@@ -15,33 +15,41 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use magnetar_broker::names::partition_of;
 use magnetar_broker::{CursorStart, NamespaceName, PartitionLog, TopicName, TopicPartition};
 use serde::Deserialize;
 
 use crate::error::{ApiError, ApiResult};
-use crate::json::JsonBody;
+use crate::extract::{JsonBody, Path, Query};
 use crate::topics::DeleteParams;
 use crate::AppState;
 
 /// Longest subscription name accepted.
-const SUBSCRIPTION_BYTES_MAX: usize = 1024;
+pub(crate) const SUBSCRIPTION_BYTES_MAX: usize = 1024;
 
 /// Pulsar's `ResetCursorData` / `MessageIdImpl` JSON.
 #[derive(Debug, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageIdJson {
+    #[schema(minimum = -9_223_372_036_854_775_807_i64, maximum = 9_223_372_036_854_775_807_i64)]
     pub ledger_id: i64,
+    #[schema(minimum = -9_223_372_036_854_775_807_i64, maximum = 9_223_372_036_854_775_807_i64)]
     pub entry_id: i64,
     #[serde(default = "minus_one")]
+    #[schema(minimum = -2_147_483_648_i64, maximum = 2_147_483_647)]
     pub partition_index: i32,
     #[serde(default = "minus_one")]
+    #[schema(minimum = -2_147_483_648_i64, maximum = 2_147_483_647)]
     pub batch_index: i32,
     /// Start after the message instead of at it.
     #[serde(default)]
     pub is_excluded: bool,
+}
+
+impl crate::extract::JsonBodyType for MessageIdJson {
+    const JSON_TYPE: crate::extract::JsonType = crate::extract::JsonType::Object;
 }
 
 fn minus_one() -> i32 {

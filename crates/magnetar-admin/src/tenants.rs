@@ -2,14 +2,14 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use magnetar_broker::{TenantInfo, TenantName};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, ApiResult};
-use crate::json::JsonBody;
+use crate::extract::{JsonBody, Path};
 use crate::AppState;
 
 /// Pulsar's TenantInfo JSON.
@@ -20,6 +20,10 @@ pub struct TenantInfoJson {
     pub admin_roles: Vec<String>,
     #[serde(default)]
     pub allowed_clusters: Vec<String>,
+}
+
+impl crate::extract::JsonBodyType for TenantInfoJson {
+    const JSON_TYPE: crate::extract::JsonType = crate::extract::JsonType::Object;
 }
 
 impl From<TenantInfo> for TenantInfoJson {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use magnetar_broker::names::partition_of;
@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult};
-use crate::json::JsonBody;
+use crate::extract::{JsonBody, Path, Query};
 use crate::AppState;
 
 #[derive(Debug, Deserialize)]

@@ -123,3 +123,61 @@ async fn every_routed_path_is_documented_and_served() {
         "{schema}"
     );
 }
+
+/// The document states the contract the server keeps: no catch-all `default` answer, every
+/// error status with the `{"reason"}` schema, 413/415 where a body is read, and the name
+/// pattern the validators apply (checked against `TenantName::new` on names either side of it).
+#[tokio::test]
+async fn the_document_declares_statuses_and_name_patterns() {
+    let (router, _dir) = router().await;
+    let (_, doc) = call(&router, Method::GET, "/admin/v2/openapi.json").await;
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, item) in paths {
+        for (method, op) in item.as_object().unwrap() {
+            let responses = op["responses"].as_object().unwrap();
+            assert!(!responses.contains_key("default"), "{method} {path}");
+            for (status, response) in responses {
+                let reason =
+                    &response["content"]["application/json"]["schema"]["properties"]["reason"];
+                let is_error = status.starts_with('4') || status.starts_with('5');
+                if is_error && status != "414" && path != "/health" {
+                    assert_eq!(reason["type"], "string", "{method} {path} {status}");
+                }
+            }
+            let has_body = op.get("requestBody").is_some();
+            for status in ["413", "415"] {
+                assert_eq!(
+                    responses.contains_key(status),
+                    has_body,
+                    "{method} {path} {status}"
+                );
+            }
+            if path.contains("{tenant}") {
+                assert!(responses.contains_key("412"), "{method} {path}");
+                assert!(responses.contains_key("404"), "{method} {path}");
+            }
+        }
+    }
+    let get = &paths["/admin/v2/namespaces/{tenant}/{namespace}"]["get"];
+    let tenant = get["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "tenant")
+        .unwrap();
+    assert_eq!(tenant["schema"]["maxLength"], names::NAME_LENGTH_MAX);
+    let pattern = tenant["schema"]["pattern"].as_str().unwrap();
+    // A tiny matcher for this pattern's two branches, so the test needs no regex crate.
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "_.=:-".contains(c);
+    assert_eq!(
+        pattern,
+        "^([A-Za-z0-9_.=:-]*[A-Za-z0-9_=:-][A-Za-z0-9_.=:-]*|[.]{3,})$"
+    );
+    let matches = |s: &str| s.chars().all(allowed) && (s.chars().any(|c| c != '.') || s.len() >= 3);
+    for name in [
+        "a", "public", "a.b", "...", "-_=:", ".x", "", ".", "..", "a b", "a/b", "é", "a%",
+    ] {
+        let valid = !name.is_empty() && TenantName::new(name).is_ok();
+        assert_eq!(matches(name), valid, "{name:?}");
+    }
+}
