@@ -54,6 +54,8 @@ pub fn entry_header(data: &[u8]) {
 #[derive(Default)]
 struct MemoryStore {
     segments: Mutex<BTreeMap<u64, Arc<MemoryFile>>>,
+    /// Index files of sealed segments.
+    indexes: Mutex<BTreeMap<u64, Vec<u8>>>,
 }
 
 #[derive(Default)]
@@ -84,7 +86,18 @@ impl SegmentStore for MemoryStore {
     }
     fn delete(&self, base_index: u64) -> Result<(), StorageError> {
         lock(&self.segments).remove(&base_index);
+        lock(&self.indexes).remove(&base_index);
         Ok(())
+    }
+    fn write_index(&self, base_index: u64, bytes: &[u8], _sync: bool) -> Result<(), StorageError> {
+        lock(&self.indexes).insert(base_index, bytes.to_vec());
+        Ok(())
+    }
+    fn read_index(&self, base_index: u64, max_bytes: u64) -> Result<Option<Vec<u8>>, StorageError> {
+        let limit = usize::try_from(max_bytes.saturating_add(1)).unwrap_or(usize::MAX);
+        Ok(lock(&self.indexes)
+            .get(&base_index)
+            .map(|b| b[..b.len().min(limit)].to_vec()))
     }
 }
 
