@@ -32,11 +32,15 @@ use crate::index_file::{encode_index, index_file_name, load_index};
 use crate::segment::{
     scan_entries, scan_entries_from, SegmentInfo, READ_CHUNK_BYTES_MIN, SCAN_CHUNK_BYTES,
 };
-use crate::segment_store::{LocalSegmentStore, SegmentFile, SegmentStore};
+use crate::segment_store::{sync_dir, LocalSegmentStore, SegmentFile, SegmentStore};
 use crate::StorageError;
 
 /// File holding the persisted logical start index.
 pub const START_INDEX_FILE_NAME: &str = "start-index";
+/// Written by a successful [`ManagedLedger::close`] after the active segment is fsynced and its
+/// index file written; holds that segment's base index. The next open reads and deletes it and
+/// may then open the active segment from its index instead of scanning it (see `recover`).
+pub const CLEAN_SHUTDOWN_FILE_NAME: &str = "clean-shutdown";
 /// Lower bound of the per-ledger append queue limit; the limit is the larger of this and four
 /// times `entry_bytes_max`.
 pub const APPEND_QUEUE_BYTES_MIN: u64 = 64 << 20;
@@ -226,14 +230,17 @@ pub struct RecoveryReport {
     pub truncated_bytes: u64,
     /// Sealed segments found corrupt (reads reaching the damage fail).
     pub corrupt_segments: u64,
-    /// Sealed segments opened from their persisted index, without reading the segment.
+    /// Segments opened from their persisted index, without reading the segment (sealed ones,
+    /// and the active one after a clean close).
     pub indexes_loaded: u64,
-    /// Segments whose headers were read on open: the active one and every sealed one whose
-    /// index file could not be used.
+    /// Segments whose headers were read on open: the active one (unless the last close was
+    /// clean) and every sealed one whose index file could not be used.
     pub segments_scanned: u64,
     /// Sealed segments whose index file was missing or did not match, with the reason; each
     /// was rebuilt from the segment (and logged once as a warning).
     pub index_rebuilds: Vec<IndexRebuild>,
+    /// The last close was clean and the active segment opened from the index written then.
+    pub clean_shutdown: bool,
 }
 
 /// One sealed segment whose index file was rebuilt on open.
@@ -799,7 +806,45 @@ impl ManagedLedger {
         if let Some(task) = lock(&self.cursor_timer).scheduled.take() {
             task.abort();
         }
+        if result.is_ok() && !self.is_failed() {
+            self.mark_clean_shutdown().await;
+        }
         result.and(cursors)
+    }
+
+    /// After a successful close: persists the active segment's index and the clean-shutdown
+    /// marker naming it, so the next open need not scan the active segment. Best effort: a
+    /// failure only costs that scan, so it is logged, not returned.
+    async fn mark_clean_shutdown(&self) {
+        let Some(me) = self.me.upgrade() else { return };
+        let done = tokio::task::spawn_blocking(move || -> Result<(), String> {
+            let bytes = {
+                let st = read(&me.state);
+                let seg = st.active().map_err(|e| e.to_string())?;
+                if seg.entries == 0 {
+                    // Nothing to scan next time anyway.
+                    return Ok(());
+                }
+                (seg.base_index, encode_index(seg)?)
+            };
+            let (base, bytes) = bytes;
+            me.store
+                .write_index(base, &bytes, true)
+                .map_err(|e| e.to_string())?;
+            atomic_write(
+                &me.dir,
+                CLEAN_SHUTDOWN_FILE_NAME,
+                base.to_string().as_bytes(),
+            )
+            .map_err(|e| e.to_string())
+        })
+        .await;
+        let reason = match done {
+            Ok(Ok(())) => return,
+            Ok(Err(reason)) => reason,
+            Err(e) => e.to_string(),
+        };
+        tracing::warn!(dir = %self.dir.display(), reason = %reason, "clean-shutdown marker not written; the next open scans the active segment");
     }
 
     pub fn start_index(&self) -> u64 {
@@ -1511,6 +1556,7 @@ fn recover(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(StorageError::io("read start index", &start_path, e)),
     };
+    let clean_base = take_clean_shutdown_marker(dir)?;
     let bases = store.list()?;
     let mut segments = Vec::with_capacity(bases.len().max(1));
     let mut recovery = RecoveryReport::default();
@@ -1527,8 +1573,32 @@ fn recover(
         let last = i + 1 == bases.len();
         let file = store.open(base)?;
         let len = file.len();
-        // A sealed segment opens from its index file when that matches the segment; the active
-        // one is the tail and is always scanned (and CRC-checked).
+        // A sealed segment opens from its index file when that matches the segment. The active
+        // one is the tail and is scanned (and CRC-checked), unless the last close was clean: then
+        // it was fsynced before its index was written, and that index (checked against the
+        // segment like a sealed one's) is used once; the marker is already deleted, so a crash
+        // from here on scans it again.
+        if last && clean_base == Some(base) {
+            let max = index_file_bytes_max(len);
+            let loaded = match store.read_index(base, max)? {
+                None => Err("missing".to_string()),
+                Some(bytes) if bytes.len() as u64 > max => {
+                    Err(format!("too long for a segment of {len} bytes"))
+                }
+                Some(bytes) => load_index(&bytes, base, &file, config.index_interval_bytes),
+            };
+            match loaded {
+                Ok(info) => {
+                    recovery.indexes_loaded += 1;
+                    recovery.clean_shutdown = true;
+                    segments.push(info);
+                    continue;
+                }
+                Err(reason) => {
+                    tracing::warn!(dir = %dir.display(), segment = base, reason = %reason, "index of the active segment written at the clean shutdown is unusable; scanning the segment");
+                }
+            }
+        }
         let mut rebuild_reason = None;
         if !last {
             let max = index_file_bytes_max(len);
@@ -1629,6 +1699,22 @@ fn recover(
         end_index,
         recovery,
     })
+}
+
+/// Reads and deletes the clean-shutdown marker: the base index of the segment that was active
+/// at the last successful close, `None` after a crash (or an unreadable marker). The deletion is
+/// durable before the ledger takes appends, so the marker never outlives the state it describes.
+fn take_clean_shutdown_marker(dir: &Path) -> Result<Option<u64>, StorageError> {
+    let path = dir.join(CLEAN_SHUTDOWN_FILE_NAME);
+    let base = match std::fs::read_to_string(&path) {
+        Ok(s) => s.trim().parse::<u64>().ok(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StorageError::io("read clean-shutdown marker", &path, e)),
+    };
+    std::fs::remove_file(&path)
+        .map_err(|e| StorageError::io("remove clean-shutdown marker", &path, e))?;
+    sync_dir(dir)?;
+    Ok(base)
 }
 
 /// Upper bound of a valid index file for a segment of `segment_len` bytes: at most one point

@@ -23,8 +23,11 @@
 //!   index file ([`index_file`], written at roll and checked against the segment: length, the
 //!   last entry's header and CRC, the file's own CRC), so they are not read; a missing or
 //!   mismatching index is rebuilt from the segment's headers with one warning and written
-//!   again. The active (last) segment is always scanned and CRC-checked, its torn tail cut
-//!   off. Call it at startup or inside `spawn_blocking`; it needs a tokio runtime.
+//!   again. The active (last) segment is scanned and CRC-checked, its torn tail cut off,
+//!   unless the last [`ManagedLedger::close`] was clean: that close wrote the active segment's
+//!   index and a [`CLEAN_SHUTDOWN_FILE_NAME`] marker, which the next open deletes (durably,
+//!   before any append) and uses once. Call it at startup or inside `spawn_blocking`; it needs
+//!   a tokio runtime.
 //! - Snapshots: [`ManagedLedger::write_snapshot`] stores an opaque blob named by the index it
 //!   covers (the broker's producer state), refusing an index beyond the readable end;
 //!   [`ManagedLedger::snapshots`] returns the CRC-valid ones, newest first. The newest
@@ -63,8 +66,8 @@ pub use error::StorageError;
 pub use histogram::{HistogramSnapshot, LatencyHistogram, LATENCY_BUCKETS_US};
 pub use ledger::{
     FsyncPolicy, IndexRebuild, LedgerConfig, LedgerStats, ManagedLedger, PendingAppend, Position,
-    RecoveryReport, RetentionOutcome, SegmentStats, APPEND_QUEUE_BYTES_MIN, SNAPSHOTS_KEPT,
-    SNAPSHOT_BYTES_MAX, SNAPSHOT_SUFFIX,
+    RecoveryReport, RetentionOutcome, SegmentStats, APPEND_QUEUE_BYTES_MIN,
+    CLEAN_SHUTDOWN_FILE_NAME, SNAPSHOTS_KEPT, SNAPSHOT_BYTES_MAX, SNAPSHOT_SUFFIX,
 };
 pub use range_set::RangeSet;
 pub use segment_store::{segment_store_conformance, LocalSegmentStore, SegmentFile, SegmentStore};

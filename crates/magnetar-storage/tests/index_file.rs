@@ -482,3 +482,128 @@ async fn snapshots_are_bounded_checked_and_follow_the_log() {
     assert!(ledger.end_index() < end);
     assert!(ledger.snapshots().await.unwrap().is_empty());
 }
+
+/// Appends `n` more entries (continuing `make`'s pattern) and waits for each.
+async fn append_more(ledger: &ManagedLedger, n: u64) {
+    for i in 0..n {
+        ledger
+            .append_with(|first| NewEntry {
+                payload: Bytes::from(vec![i as u8; 120 + (i as usize % 40)]),
+                message_count: 1,
+                max_timestamp_ms: ts_for(first),
+                format: PayloadFormat::Kafka,
+                producer: None,
+                first_index_at: None,
+            })
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn clean_close_opens_the_active_segment_from_its_index_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let sealed = make(dir.path()).await;
+    let marker = dir.path().join(CLEAN_SHUTDOWN_FILE_NAME);
+    assert!(marker.exists(), "a clean close leaves the marker");
+
+    let reads = Arc::new(ReadLog::default());
+    let (ledger, warned) = warnings(|| open_counting(dir.path(), &reads));
+    let opened = reads.take();
+    let recovery = ledger.stats().recovery;
+    assert!(recovery.clean_shutdown, "{recovery:?}");
+    assert_eq!(recovery.segments_scanned, 0, "{recovery:?}");
+    assert_eq!(recovery.indexes_loaded, sealed.len() as u64 + 1);
+    assert!(warned.is_empty(), "{warned:?}");
+    assert!(!marker.exists(), "the marker is used once");
+    // Every segment, the active one too, cost one entry header read.
+    let active = *ledger.stats().segments.last().unwrap();
+    assert!(active.bytes > ENTRY_HEADER_LEN as u64);
+    assert_eq!(
+        opened.get(&active.base_index),
+        Some(&(ENTRY_HEADER_LEN as u64))
+    );
+    let from_index = answers(&ledger).await;
+
+    // The same answers as a scan of the same segments (after a crash there is no marker).
+    drop(ledger);
+    let scanned = open(dir.path());
+    assert!(!scanned.stats().recovery.clean_shutdown);
+    assert_eq!(scanned.stats().recovery.segments_scanned, 1);
+    assert_eq!(answers(&scanned).await, from_index);
+    drop(scanned);
+
+    // A ledger opened from the marker keeps appending into its active segment (the sparse and
+    // time index continue where they were), and a crash afterwards is recovered by a scan.
+    let continued = open(dir.path());
+    assert!(
+        !continued.stats().recovery.clean_shutdown,
+        "marker consumed"
+    );
+    continued.close().await.unwrap();
+    let continued = open(dir.path());
+    assert!(continued.stats().recovery.clean_shutdown);
+    append_more(&continued, 40).await;
+    let live = answers(&continued).await;
+    drop(continued); // a crash: no close, no marker
+    assert!(!marker.exists());
+    let recovered = open(dir.path());
+    let recovery = recovered.stats().recovery;
+    assert!(!recovery.clean_shutdown);
+    assert_eq!(recovery.segments_scanned, 1, "{recovery:?}");
+    assert!(recovery.index_rebuilds.is_empty(), "{recovery:?}");
+    assert_eq!(answers(&recovered).await, live);
+}
+
+#[tokio::test]
+async fn clean_shutdown_marker_with_a_damaged_active_index_scans() {
+    for damage in ["bit flip", "grown segment", "missing index"] {
+        let dir = tempfile::tempdir().unwrap();
+        make(dir.path()).await;
+        let scanned_truth = {
+            // Read the truth without consuming the marker: copy the directory.
+            let copy = tempfile::tempdir().unwrap();
+            for e in std::fs::read_dir(dir.path()).unwrap() {
+                let e = e.unwrap();
+                std::fs::copy(e.path(), copy.path().join(e.file_name())).unwrap();
+            }
+            std::fs::remove_file(copy.path().join(CLEAN_SHUTDOWN_FILE_NAME)).unwrap();
+            answers(&open(copy.path())).await
+        };
+        let active = {
+            let mut bases: Vec<u64> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .filter_map(|e| {
+                    let name = e.unwrap().file_name().into_string().unwrap();
+                    name.strip_suffix(".seg").map(|s| s.parse().unwrap())
+                })
+                .collect();
+            bases.sort();
+            *bases.last().unwrap()
+        };
+        match damage {
+            "bit flip" => rewrite(&idx_path(dir.path(), active), |b| b[30] ^= 0x40),
+            "grown segment" => rewrite(&dir.path().join(segment_file_name(active)), |b| {
+                b.extend_from_slice(&[0u8; 37])
+            }),
+            _ => std::fs::remove_file(idx_path(dir.path(), active)).unwrap(),
+        }
+        let (ledger, warned) = warnings(|| open(dir.path()));
+        let recovery = ledger.stats().recovery;
+        assert!(!recovery.clean_shutdown, "{damage}: {recovery:?}");
+        assert_eq!(recovery.segments_scanned, 1, "{damage}: {recovery:?}");
+        assert!(
+            warned
+                .iter()
+                .any(|w| w["message"].contains("clean shutdown is unusable")),
+            "{damage}: {warned:?}"
+        );
+        assert!(!dir.path().join(CLEAN_SHUTDOWN_FILE_NAME).exists());
+        if damage == "grown segment" {
+            assert_eq!(recovery.truncated_bytes, 37, "{damage}");
+        }
+        assert_eq!(answers(&ledger).await, scanned_truth, "{damage}");
+    }
+}
