@@ -37,6 +37,8 @@ pub(crate) struct ProducerHandle {
     pub log: Arc<PartitionLog>,
     pub name: String,
     pub registration: u64,
+    /// Whether it may send (fenced, waiting for exclusive access), shared with the registry.
+    pub link: crate::producers::ProducerLink,
     /// The partition's deduplication table when deduplication is on for this producer.
     pub dedup: Option<Arc<std::sync::Mutex<crate::dedup::DedupTable>>>,
 }
@@ -44,7 +46,9 @@ pub(crate) struct ProducerHandle {
 impl ProducerHandle {
     /// Gives the producer's registration (and its name, under deduplication) back.
     pub fn release(&self, service: &Service) {
-        service.unregister_producer(&self.partition, self.registration);
+        service
+            .producers
+            .unregister(&self.partition, self.registration);
         if let Some(table) = &self.dedup {
             table
                 .lock()

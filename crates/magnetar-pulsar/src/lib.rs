@@ -24,6 +24,7 @@ pub mod frame;
 pub mod key_shared;
 pub mod message_id;
 pub mod metrics;
+pub mod producers;
 pub mod proto;
 pub mod service;
 pub mod subscription;

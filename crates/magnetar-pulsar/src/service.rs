@@ -12,15 +12,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::convert::EntryCache;
 use crate::dedup::DedupTable;
+use crate::producers::ProducerRegistry;
 use crate::subscription::Subscription;
 use crate::PulsarConfig;
-
-/// How producers of one partition share it.
-#[derive(Debug, Default)]
-struct TopicProducers {
-    shared: usize,
-    exclusive: Option<u64>,
-}
 
 /// Where a Pulsar topic name lands: a partition, and the partition number Pulsar shows in
 /// message ids (`-1` for a non-partitioned topic).
@@ -39,7 +33,8 @@ pub struct Service {
     pub cache: Arc<EntryCache>,
     /// Request counters (exported when `config.metrics` is set).
     pub metrics: Arc<magnetar_metrics::ProtocolMetrics>,
-    producers: Mutex<HashMap<TopicPartition, TopicProducers>>,
+    /// Producer registrations and access modes.
+    pub(crate) producers: ProducerRegistry,
     pub(crate) subscriptions: Mutex<HashMap<(TopicPartition, String), Arc<Subscription>>>,
     /// Non-durable subscriptions (readers) a SEEK reset: the position their consumer's
     /// reconnect resumes from (see [`Service::take_reseek`]).
@@ -48,7 +43,6 @@ pub struct Service {
     /// Part of generated producer names, so they differ from those of earlier runs (a name
     /// carries deduplication state across restarts).
     name_nonce: u64,
-    next_registration: AtomicU64,
     next_connection: AtomicU64,
     /// Deduplication state per partition, for partitions that had a deduplicated producer.
     dedup: Mutex<HashMap<TopicPartition, Arc<Mutex<DedupTable>>>>,
@@ -69,7 +63,7 @@ impl Service {
             tasks: TaskTracker::new(),
             cache,
             metrics: crate::metrics::protocol_metrics(),
-            producers: Mutex::new(HashMap::new()),
+            producers: ProducerRegistry::default(),
             subscriptions: Mutex::new(HashMap::new()),
             reseeks: Mutex::new(HashMap::new()),
             next_name: AtomicU64::new(0),
@@ -77,7 +71,6 @@ impl Service {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
             dedup: Mutex::new(HashMap::new()),
-            next_registration: AtomicU64::new(1),
             next_connection: AtomicU64::new(1),
         }
     }
@@ -186,59 +179,6 @@ impl Service {
         let mut all = self.reseeks.lock().unwrap_or_else(|e| e.into_inner());
         let (index, at) = all.remove(key)?;
         (at.elapsed() < RESEEK_TTL).then_some(index)
-    }
-
-    /// Registers a producer; `Err` with a reason when the access mode conflicts or the
-    /// partition already has `max` producers (the namespace's maxProducersPerTopic).
-    pub fn register_producer(
-        &self,
-        tp: &TopicPartition,
-        exclusive: bool,
-        max: Option<u32>,
-    ) -> Result<u64, String> {
-        let mut all = self
-            .producers
-            .lock()
-            .map_err(|_| "shutting down".to_string())?;
-        let entry = all.entry(tp.clone()).or_default();
-        let count = entry.shared + usize::from(entry.exclusive.is_some());
-        if let Some(max) = max.filter(|m| *m > 0) {
-            if count >= max as usize {
-                return Err(format!("Topic reached max producers limit ({max})"));
-            }
-        }
-        if entry.exclusive.is_some() {
-            return Err(format!("topic {tp} has an exclusive producer"));
-        }
-        let id = self.next_registration.fetch_add(1, Ordering::Relaxed);
-        if exclusive {
-            if entry.shared > 0 {
-                return Err(format!(
-                    "topic {tp} has {} producers; exclusive access refused",
-                    entry.shared
-                ));
-            }
-            entry.exclusive = Some(id);
-        } else {
-            entry.shared += 1;
-        }
-        Ok(id)
-    }
-
-    pub fn unregister_producer(&self, tp: &TopicPartition, registration: u64) {
-        let Ok(mut all) = self.producers.lock() else {
-            return;
-        };
-        if let Some(entry) = all.get_mut(tp) {
-            if entry.exclusive == Some(registration) {
-                entry.exclusive = None;
-            } else {
-                entry.shared = entry.shared.saturating_sub(1);
-            }
-            if entry.exclusive.is_none() && entry.shared == 0 {
-                all.remove(tp);
-            }
-        }
     }
 
     /// Topic names of a namespace as Pulsar lists them: partitions of partitioned topics.

@@ -1,8 +1,8 @@
-//! PRODUCER -> PRODUCER_SUCCESS (name generation, Shared/Exclusive access) and CLOSE_PRODUCER.
+//! PRODUCER -> PRODUCER_SUCCESS (name generation, access modes) and CLOSE_PRODUCER.
 //!
-//! Access modes: `Shared` producers coexist; `Exclusive` is refused (`ProducerBusy`) while any
-//! other producer is attached, and refuses later ones. `ExclusiveWithFencing` and
-//! `WaitForExclusive` are treated as `Exclusive` (no fencing, no waiting).
+//! Access modes (`Shared`, `Exclusive`, `ExclusiveWithFencing`, `WaitForExclusive`) and the
+//! topic epoch are decided by [`crate::producers`]. A producer that waits for exclusive access
+//! gets PRODUCER_SUCCESS with `producer_ready = false`, then a second one when it is granted.
 //!
 //! With deduplication on ([`crate::dedup`]), a producer name is held by one producer at a time
 //! and PRODUCER_SUCCESS carries the name's last sequence id, restored from the log.
@@ -14,8 +14,9 @@ use crate::connection::{Connection, Next, ProducerHandle};
 use crate::dedup::Restored;
 use crate::error::server_error;
 use crate::frame::split_body;
+use crate::producers::{Granted, ProducerLink, Refused, Registration};
 use crate::proto::base_command::Type;
-use crate::proto::{BaseCommand, CommandProducerSuccess, ProducerAccessMode, ServerError};
+use crate::proto::{BaseCommand, CommandError, CommandProducerSuccess, ServerError};
 
 impl Connection {
     pub(crate) async fn on_producer(&mut self, command: BaseCommand) -> Next {
@@ -23,11 +24,25 @@ impl Connection {
             return Next::Close("PRODUCER without its body".into());
         };
         let request_id = request.request_id;
-        if let Some(existing) = self.producers.get(&request.producer_id) {
-            // A retried PRODUCER for a producer that exists: answer as before.
-            let name = existing.name.clone();
-            self.send(producer_success(request_id, name, -1)).await;
-            return Next::Continue;
+        match self.producers.get(&request.producer_id) {
+            Some(existing) if existing.link.is_fenced() => {
+                // Fenced out by another producer: its client reconnects with the same id and
+                // registers again (and is refused while the fencing producer holds the topic).
+                if let Some(p) = self.producers.remove(&request.producer_id) {
+                    p.release(&self.service);
+                }
+            }
+            Some(existing) => {
+                // A retried PRODUCER for a producer that exists: answer as before.
+                let (name, ready) = (existing.name.clone(), !existing.link.is_waiting());
+                let mut success = producer_success(request_id, name, -1);
+                if let Some(s) = success.producer_success.as_mut() {
+                    s.producer_ready = Some(ready);
+                }
+                self.send(success).await;
+                return Next::Continue;
+            }
+            None => {}
         }
         if self.producers.len() >= self.service.config.producers_per_connection_max {
             self.error(
@@ -81,7 +96,6 @@ impl Connection {
                 return Next::Continue;
             }
         };
-        let exclusive = request.producer_access_mode() != ProducerAccessMode::Shared;
         let max_producers = match self
             .service
             .broker
@@ -95,18 +109,32 @@ impl Connection {
                 return Next::Continue;
             }
         };
-        let registration =
-            match self
-                .service
-                .register_producer(&resolved.partition, exclusive, max_producers)
-            {
-                Ok(r) => r,
-                Err(message) => {
-                    self.error(request_id, ServerError::ProducerBusy, message)
-                        .await;
-                    return Next::Continue;
-                }
-            };
+        let link = ProducerLink::new(self.out.clone(), request.producer_id);
+        let granted = self.service.producers.register(Registration {
+            partition: &resolved.partition,
+            mode: request.producer_access_mode(),
+            max: max_producers,
+            epoch: request.topic_epoch,
+            link: link.clone(),
+        });
+        let (registration, mut topic_epoch, queued) = match granted {
+            Ok(Granted::Ready {
+                registration,
+                epoch,
+            }) => (registration, epoch, None),
+            Ok(Granted::Queued {
+                registration,
+                ready,
+            }) => (registration, None, Some(ready)),
+            Err(refused) => {
+                let (error, message) = match refused {
+                    Refused::Busy(m) => (ServerError::ProducerBusy, m),
+                    Refused::Fenced(m) => (ServerError::ProducerFenced, m),
+                };
+                self.error(request_id, error, message).await;
+                return Next::Continue;
+            }
+        };
         let name = match request.producer_name.as_deref() {
             Some(n) if !n.is_empty() => n.to_string(),
             _ => self.service.producer_name(),
@@ -119,7 +147,8 @@ impl Connection {
             Ok(enabled) => enabled,
             Err(e) => {
                 self.service
-                    .unregister_producer(&resolved.partition, registration);
+                    .producers
+                    .unregister(&resolved.partition, registration);
                 self.error(request_id, server_error(&e), e.to_string())
                     .await;
                 return Next::Continue;
@@ -143,7 +172,8 @@ impl Connection {
                 Ok(last) => last_sequence_id = last,
                 Err(message) => {
                     self.service
-                        .unregister_producer(&resolved.partition, registration);
+                        .producers
+                        .unregister(&resolved.partition, registration);
                     self.error(request_id, ServerError::ProducerBusy, message)
                         .await;
                     return Next::Continue;
@@ -162,17 +192,58 @@ impl Connection {
                 log,
                 name: name.clone(),
                 registration,
+                link,
                 dedup,
             },
         );
-        let mut success = producer_success(request_id, name, last_sequence_id);
-        if let Some(s) = success.producer_success.as_mut() {
-            s.schema_version = request
-                .schema
-                .as_ref()
-                .map(|_| BUILTIN_SCHEMA_VERSION.to_vec());
-        }
-        self.send(success).await;
+        let schema_version = request
+            .schema
+            .as_ref()
+            .map(|_| BUILTIN_SCHEMA_VERSION.to_vec());
+        let success = |ready: bool, epoch: Option<u64>| {
+            let mut success = producer_success(request_id, name.clone(), last_sequence_id);
+            if let Some(s) = success.producer_success.as_mut() {
+                s.schema_version = schema_version.clone();
+                s.topic_epoch = epoch;
+                s.producer_ready = Some(ready);
+            }
+            success
+        };
+        let Some(ready) = queued else {
+            self.send(success(true, topic_epoch.take())).await;
+            return Next::Continue;
+        };
+        // WaitForExclusive on a taken topic: "queued" now, "ready" (or fenced) when decided.
+        self.send(success(false, None)).await;
+        let granted = success(true, None);
+        let out = self.out.clone();
+        let cancel = self.service.shutdown.clone();
+        self.service.tasks.spawn(async move {
+            let frame = tokio::select! {
+                _ = cancel.cancelled() => return,
+                decided = ready => match decided {
+                    Ok(Ok(epoch)) => {
+                        let mut granted = granted;
+                        if let Some(s) = granted.producer_success.as_mut() {
+                            s.topic_epoch = Some(epoch);
+                        }
+                        granted
+                    }
+                    Ok(Err(Refused::Fenced(message) | Refused::Busy(message))) => BaseCommand {
+                        r#type: Type::Error as i32,
+                        error: Some(CommandError {
+                            request_id,
+                            error: ServerError::ProducerFenced as i32,
+                            message,
+                        }),
+                        ..Default::default()
+                    },
+                    // The producer went away while waiting.
+                    Err(_) => return,
+                },
+            };
+            let _ = out.send(crate::frame::encode(&frame)).await;
+        });
         Next::Continue
     }
 

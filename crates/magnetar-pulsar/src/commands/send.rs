@@ -54,6 +54,22 @@ impl Connection {
             .await;
             return Next::Continue;
         };
+        if producer.link.is_fenced() || producer.link.is_waiting() {
+            let (error, message) = if producer.link.is_fenced() {
+                (
+                    ServerError::ProducerFenced,
+                    format!("producer {producer_id} was fenced out by an exclusive producer"),
+                )
+            } else {
+                (
+                    ServerError::NotAllowedError,
+                    format!("producer {producer_id} is waiting for exclusive access"),
+                )
+            };
+            self.send_error(producer_id, sequence_id, error, message)
+                .await;
+            return Next::Continue;
+        }
         let Some(payload) = payload else {
             self.send_error(
                 producer_id,
