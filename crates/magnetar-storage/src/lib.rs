@@ -58,6 +58,7 @@ pub mod ledger;
 pub mod range_set;
 mod segment;
 pub mod segment_store;
+pub mod tiered;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use cursor::{CursorStart, CursorState};
