@@ -19,6 +19,7 @@ pub mod publish_rate;
 pub mod registry;
 pub mod resources;
 pub mod skipped;
+pub mod tiering;
 
 pub use broker::{
     effective_retention, AutoCreator, Broker, BrokerConfig, RetentionSummary, SegmentStoreFactory,

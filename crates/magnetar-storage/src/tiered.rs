@@ -100,6 +100,17 @@ pub struct TieringCounters {
     pub cache_misses: AtomicU64,
 }
 
+/// A sealed segment on local disk (see [`TieredSegmentStore::local_sealed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalSegment {
+    pub base: u64,
+    pub bytes: u64,
+    /// Last write of the file, ms since the epoch.
+    pub modified_ms: i64,
+    /// Its index file was written (the ledger writes it right after sealing).
+    pub has_index: bool,
+}
+
 /// A bounded LRU cache of blocks of remote objects, keyed by (object id, block number).
 #[derive(Debug)]
 pub struct BlockCache {
@@ -272,6 +283,54 @@ impl TieredSegmentStore {
 
     fn local_exists(&self, base: u64) -> bool {
         self.dir.join(segment_file_name(base)).exists()
+    }
+
+    /// Opens the store from synchronous code (a blocking thread, as a segment-store factory
+    /// runs): [`TieredSegmentStore::new`] run to completion on `runtime`.
+    pub fn open_blocking(
+        dir: &Path,
+        remote: Arc<dyn ObjectStore>,
+        prefix: ObjectPath,
+        config: TieringConfig,
+        cache: Arc<BlockCache>,
+        counters: Arc<TieringCounters>,
+        runtime: Handle,
+    ) -> Result<Self, StorageError> {
+        let handle = runtime.clone();
+        wait(
+            &handle,
+            Self::new(dir, remote, prefix, config, cache, counters, runtime),
+        )
+    }
+
+    /// Sealed segments still on local disk (every local one but the newest, which may be
+    /// active): base index, length, and the time of the file's last write.
+    pub fn local_sealed(&self) -> Result<Vec<LocalSegment>, StorageError> {
+        let mut bases = self.local.list()?;
+        let newest = self.list()?.last().copied();
+        bases.retain(|b| Some(*b) != newest);
+        let mut out = Vec::with_capacity(bases.len());
+        for base in bases {
+            let path = self.dir.join(segment_file_name(base));
+            let meta = match std::fs::metadata(&path) {
+                Ok(m) => m,
+                // Deleted meanwhile (retention).
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(StorageError::io("stat segment", &path, e)),
+            };
+            let modified_ms = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_millis() as i64);
+            out.push(LocalSegment {
+                base,
+                bytes: meta.len(),
+                modified_ms,
+                has_index: self.dir.join(index_file_name(base)).exists(),
+            });
+        }
+        Ok(out)
     }
 
     /// Offloaded segments with their lengths.
