@@ -283,6 +283,7 @@ pub(super) fn alias_value(name: &str, raw: &str) -> Result<String, String> {
         _ => Ok(raw.to_string()),
     }
 }
+
 /// Resolves KoP's `kafkaListeners` / `kafkaAdvertisedListeners` into bind address and ports.
 pub(super) fn apply_listener_keys(root: &mut Table) -> Result<(), ConfigError> {
     // Pulsar turns its TLS ports on by setting them; `tlsEnabled` is deprecated there.

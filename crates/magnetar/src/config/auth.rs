@@ -19,6 +19,7 @@ pub struct AuthSection {
     pub sasl_allowed_mechanisms: String,
     pub failed_authentication_delay_ms: u64,
 }
+
 impl Default for AuthSection {
     fn default() -> Self {
         Self {
@@ -62,6 +63,7 @@ impl AuthSection {
         }
     }
 }
+
 impl Config {
     pub(super) fn validate_auth(&self) -> Result<(), ConfigError> {
         let auth = &self.auth;

@@ -27,6 +27,7 @@ pub struct GroupsSection {
     /// Groups per `__consumer_offsets` partition (no Kafka equivalent).
     pub groups_per_partition_max: u32,
 }
+
 impl Default for GroupsSection {
     fn default() -> Self {
         // The coordinator's own defaults (Kafka's), so the two cannot drift apart.
@@ -72,6 +73,7 @@ impl GroupsSection {
         }
     }
 }
+
 impl Config {
     /// `[groups]` ranges (the offsets topic within `broker.partitions_max`).
     pub(super) fn validate_groups(&self) -> Result<(), ConfigError> {

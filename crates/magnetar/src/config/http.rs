@@ -16,6 +16,7 @@ pub struct HttpSection {
     /// long.
     pub idle_timeout_ms: u64,
 }
+
 impl Default for HttpSection {
     fn default() -> Self {
         Self {
@@ -26,6 +27,7 @@ impl Default for HttpSection {
         }
     }
 }
+
 impl Config {
     /// `[http]` ranges.
     pub(super) fn validate_http(&self) -> Result<(), ConfigError> {

@@ -91,6 +91,7 @@ impl KafkaSection {
         all
     }
 }
+
 impl Default for KafkaSection {
     fn default() -> Self {
         Self {
@@ -120,6 +121,7 @@ impl Default for KafkaSection {
         }
     }
 }
+
 impl Config {
     /// `[kafka]` ranges, names and listeners (one per security protocol, distinct ports).
     pub(super) fn validate_kafka(&self) -> Result<(), ConfigError> {

@@ -50,6 +50,7 @@ pub struct Config {
     pub auth: AuthSection,
     pub tls: TlsSection,
 }
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -66,6 +67,7 @@ impl Default for Config {
         }
     }
 }
+
 /// Overrides from command-line flags (applied last).
 #[derive(Clone, Debug, Default)]
 pub struct FlagOverrides {

@@ -41,6 +41,7 @@ pub struct PulsarSection {
     /// "partitioned" (`kafka.default_num_partitions` partitions).
     pub auto_topic_creation_type: String,
 }
+
 impl Default for PulsarSection {
     fn default() -> Self {
         // The listener's own defaults, so the two cannot drift apart.
@@ -98,6 +99,7 @@ impl PulsarSection {
         }
     }
 }
+
 impl Config {
     /// `[pulsar]` ranges (a message fits in a storage entry).
     pub(super) fn validate_pulsar(&self) -> Result<(), ConfigError> {

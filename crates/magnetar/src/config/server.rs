@@ -23,6 +23,7 @@ pub struct BrokerSection {
     pub producers_per_partition_max: u32,
     pub retention_check_interval_ms: u64,
 }
+
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
@@ -43,6 +44,7 @@ impl Default for BrokerSection {
         }
     }
 }
+
 impl Config {
     /// `[server]`: the bind address parses, the data directory is set.
     pub(super) fn validate_server(&self) -> Result<(), ConfigError> {

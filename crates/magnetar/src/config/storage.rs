@@ -14,6 +14,7 @@ pub struct StorageSection {
     pub index_interval_bytes: u32,
     pub entry_bytes_max: u32,
 }
+
 impl Default for StorageSection {
     fn default() -> Self {
         Self {
@@ -26,6 +27,7 @@ impl Default for StorageSection {
         }
     }
 }
+
 impl Config {
     /// `[storage]` ranges and the fsync policy.
     pub(super) fn validate_storage(&self) -> Result<(), ConfigError> {

@@ -73,6 +73,7 @@ impl TlsSection {
         magnetar_auth::tls::TlsServer::load(&settings, alpn)
     }
 }
+
 impl Config {
     /// TLS: the files are read and checked now, so a bad certificate or key stops startup with
     /// a config error.
