@@ -10,15 +10,19 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use magnetar_admin::Readiness;
+use magnetar_auth::tls::TlsServer;
+use magnetar_auth::Authenticator;
 use magnetar_broker::{
     Broker, BrokerConfig, FsyncPolicy, LedgerConfig, NamespaceName, SystemClock,
 };
+use magnetar_coordinator::GroupCoordinator;
 use magnetar_metadata::RedbStore;
 use tokio::net::TcpListener;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{Config, FlagOverrides};
+use crate::config::{Config, FlagOverrides, KafkaListener};
 use crate::StandaloneArgs;
 
 /// Stack of each runtime worker thread.
@@ -123,38 +127,90 @@ fn ledger_config(config: &Config) -> LedgerConfig {
     }
 }
 
+/// The four steps of a standalone node: bind every socket, wire the layers over them, serve
+/// until a signal or a failed task, then shut down in order.
 async fn run(config: Config) -> anyhow::Result<()> {
-    let data_dir = config.server.data_dir.clone();
-    let _lock = lock_data_dir(&data_dir)?;
+    let _lock = lock_data_dir(&config.server.data_dir)?;
+    let bound = bind_listeners(&config).await?;
+    let wired = wire(&config, &bound).await?;
+    let mut serving = serve(&config, bound, &wired)?;
+    let failure = serving.until_stop().await;
+    shutdown(serving, wired, failure).await
+}
+
+/// Every socket of the node, bound before anything opens, so a busy port fails first.
+struct Bound {
+    kafka: (TcpListener, SocketAddr),
+    /// The additional Kafka listeners, each with its entry of the config.
+    kafka_additional: Vec<(KafkaListener, (TcpListener, SocketAddr))>,
+    pulsar: (TcpListener, SocketAddr),
+    http: (TcpListener, SocketAddr),
+    /// The certificate every TLS listener shares, when a listener needs it.
+    tls: Option<Arc<TlsServer>>,
+    /// Pulsar's TLS port and the HTTPS port, with `tls.enabled`.
+    pulsar_tls: Option<(TcpListener, SocketAddr)>,
+    https: Option<(TcpListener, SocketAddr)>,
+}
+
+/// Binds the listeners (and reads the TLS files, which decide the TLS ports).
+async fn bind_listeners(config: &Config) -> anyhow::Result<Bound> {
     let bind_host = config.server.bind.as_str();
-    let (kafka_listener, kafka_addr) = bind("kafka", bind_host, config.kafka.port).await?;
-    let (pulsar_listener, pulsar_addr) = bind("pulsar", bind_host, config.pulsar.port).await?;
-    let (http_listener, http_addr) = bind("http", bind_host, config.http.port).await?;
+    let kafka = bind("kafka", bind_host, config.kafka.port).await?;
+    let pulsar = bind("pulsar", bind_host, config.pulsar.port).await?;
+    let http = bind("http", bind_host, config.http.port).await?;
     // Validated at load; read again here (a file could have changed since).
     let additional = config.kafka.additional()?;
-    let mut additional_listeners = Vec::with_capacity(additional.len());
-    for l in &additional {
+    let mut kafka_additional = Vec::with_capacity(additional.len());
+    for l in additional {
         let host = if l.host.is_empty() {
             bind_host
         } else {
             l.host.as_str()
         };
-        additional_listeners.push(bind("kafka", host, l.port).await?);
+        let bound = bind("kafka", host, l.port).await?;
+        kafka_additional.push((l, bound));
     }
     let tls = if config.tls.needed(&config.kafka.protocols()) {
         Some(config.tls.server(&[]).context("TLS")?)
     } else {
         None
     };
-    let (pulsar_tls_listener, https) = match (&tls, config.tls.enabled) {
+    let (pulsar_tls, https) = match (&tls, config.tls.enabled) {
         (Some(_), true) => (
             Some(bind("pulsar TLS", bind_host, config.tls.pulsar_port).await?),
             Some(bind("https", bind_host, config.tls.https_port).await?),
         ),
         _ => (None, None),
     };
-    let pulsar_tls_addr = pulsar_tls_listener.as_ref().map(|(_, addr)| *addr);
+    Ok(Bound {
+        kafka,
+        kafka_additional,
+        pulsar,
+        http,
+        tls,
+        pulsar_tls,
+        https,
+    })
+}
 
+/// The layers of the node, opened and connected, ready for the front ends.
+struct Wired {
+    broker: Arc<Broker>,
+    coordinator: Arc<GroupCoordinator>,
+    authenticator: Option<Arc<Authenticator>>,
+    /// The primary Kafka listener's settings; the additional listeners start from it.
+    kafka_config: magnetar_kafka::KafkaConfig,
+    pulsar_config: magnetar_pulsar::PulsarConfig,
+    /// What the HTTP and HTTPS ports serve (with the readiness flag `serve` sets).
+    admin: magnetar_admin::AdminServices,
+    http_limits: magnetar_admin::HttpLimits,
+}
+
+/// Opens the metadata store and the broker, then builds authentication, metrics, the front
+/// ends' settings and the group coordinator over them.
+async fn wire(config: &Config, bound: &Bound) -> anyhow::Result<Wired> {
+    let kafka_addr = bound.kafka.1;
+    let pulsar_tls_addr = bound.pulsar_tls.as_ref().map(|(_, addr)| *addr);
     let advertised_host = match (
         &config.kafka.advertised_host,
         &config.server.advertised_host,
@@ -172,22 +228,22 @@ async fn run(config: Config) -> anyhow::Result<()> {
         port => port,
     };
 
-    let pulsar_tls_advertised_host = advertised_host.clone();
     // The TLS URLs Pulsar's HTTP lookup hands out beside the plain ones.
     let lookup_urls = magnetar_admin::LookupUrls {
         broker_service_url_tls: pulsar_tls_addr
             .map(|addr| format!("pulsar+ssl://{advertised_host}:{}", addr.port())),
-        web_service_url_tls: https
+        web_service_url_tls: bound
+            .https
             .as_ref()
             .map(|(_, addr)| format!("https://{advertised_host}:{}", addr.port())),
     };
-    let metadata_path = data_dir.join("metadata.redb");
+    let metadata_path = config.server.data_dir.join("metadata.redb");
     let metadata = RedbStore::open(&metadata_path)
         .await
         .context("cannot open the metadata store")?;
     let broker_config = BrokerConfig {
         cluster_name: config.broker.cluster_name.clone(),
-        data_dir: data_dir.clone(),
+        data_dir: config.server.data_dir.clone(),
         default_namespace: NamespaceName::new(&config.kafka.tenant, &config.kafka.namespace)?,
         allow_auto_topic_creation: config.kafka.allow_auto_topic_creation,
         auto_topic_creation_partitioned: config.kafka.auto_topic_creation_type == "partitioned",
@@ -196,9 +252,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
         default_num_partitions: config.kafka.default_num_partitions,
         partitions_max: config.broker.partitions_max,
         producers_per_partition_max: config.broker.producers_per_partition_max as usize,
-        ledger: ledger_config(&config),
-        service_url: format!("http://{advertised_host}:{}", http_addr.port()),
-        broker_service_url: format!("pulsar://{advertised_host}:{}", pulsar_addr.port()),
+        ledger: ledger_config(config),
+        service_url: format!("http://{advertised_host}:{}", bound.http.1.port()),
+        broker_service_url: format!("pulsar://{advertised_host}:{}", bound.pulsar.1.port()),
         superuser_roles: crate::config::list(&config.auth.superuser_roles),
         authorization_enabled: config.auth.authorization_enabled,
     };
@@ -208,16 +264,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
     let authenticator = if config.auth.enabled {
         Some(Arc::new(
-            magnetar_auth::Authenticator::new(&config.auth.auth_config(), broker.clone())
+            Authenticator::new(&config.auth.auth_config(), broker.clone())
                 .context("cannot set up authentication")?,
         ))
     } else {
         None
     };
-    let is_sasl = |p: &str| matches!(p, "SASL_PLAINTEXT" | "SASL_SSL");
-    let is_tls = |p: &str| matches!(p, "SSL" | "SASL_SSL");
-    let kafka_sasl = is_sasl(&config.kafka.security_protocol);
-    let kafka_tls = is_tls(&config.kafka.security_protocol);
     if authenticator.is_some() && !config.kafka.protocols().iter().any(|p| is_sasl(p)) {
         tracing::warn!(protocol = %config.kafka.security_protocol, "authentication is enabled but the Kafka listener has no SASL: Kafka clients are not authenticated by token or SCRAM (use kafkaListeners=SASL_PLAINTEXT://... or SASL_SSL://...)");
     }
@@ -227,11 +279,70 @@ async fn run(config: Config) -> anyhow::Result<()> {
             partition_series_max: config.http.metrics_partition_series_max as usize,
         },
     );
+    let pulsar_config = magnetar_pulsar::PulsarConfig {
+        authenticator: authenticator.clone(),
+        broker_service_url_tls: pulsar_tls_addr
+            .map(|addr| format!("pulsar+ssl://{}:{}", advertised_host, addr.port()))
+            .unwrap_or_default(),
+        metrics: Some(metrics.clone()),
+        ..config.pulsar.listener_config()
+    };
+    let kafka_config = kafka_config(
+        config,
+        advertised_host,
+        advertised_port,
+        authenticator.clone(),
+        bound.tls.clone(),
+        metrics.clone(),
+    );
+    // Started here, not inside the Kafka front end, so the admin API shares it (groups, lag).
+    let coordinator =
+        GroupCoordinator::start(broker.clone(), kafka_config.group_coordinator.clone())
+            .await
+            .context("cannot start the group coordinator")?;
+    let admin = magnetar_admin::AdminServices {
+        broker: broker.clone(),
+        readiness: Readiness::default(),
+        coordinator: Some(coordinator.clone()),
+        metrics: Some(metrics),
+        authenticator: authenticator.clone(),
+        lookup: lookup_urls,
+    };
     let http_limits = magnetar_admin::HttpLimits {
         header_read_timeout_ms: config.http.header_read_timeout_ms,
         idle_timeout_ms: config.http.idle_timeout_ms,
     };
-    let kafka_config = magnetar_kafka::KafkaConfig {
+    Ok(Wired {
+        broker,
+        coordinator,
+        authenticator,
+        kafka_config,
+        pulsar_config,
+        admin,
+        http_limits,
+    })
+}
+
+fn is_sasl(protocol: &str) -> bool {
+    matches!(protocol, "SASL_PLAINTEXT" | "SASL_SSL")
+}
+
+fn is_tls(protocol: &str) -> bool {
+    matches!(protocol, "SSL" | "SASL_SSL")
+}
+
+/// The primary Kafka listener's settings.
+fn kafka_config(
+    config: &Config,
+    advertised_host: String,
+    advertised_port: u16,
+    authenticator: Option<Arc<Authenticator>>,
+    tls: Option<Arc<TlsServer>>,
+    metrics: Arc<magnetar_metrics::Metrics>,
+) -> magnetar_kafka::KafkaConfig {
+    let kafka_sasl = is_sasl(&config.kafka.security_protocol);
+    let kafka_tls = is_tls(&config.kafka.security_protocol);
+    magnetar_kafka::KafkaConfig {
         advertised_host,
         advertised_port,
         node_id: 0,
@@ -248,11 +359,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .unwrap_or(usize::MAX),
         message_bytes_max: config.kafka.message_bytes_max as usize,
         group_coordinator: config.groups.coordinator_config(),
-        authenticator: authenticator.clone().filter(|_| kafka_sasl),
         authentication_enabled: authenticator.is_some(),
-        tls: tls.clone().filter(|_| kafka_tls),
+        authenticator: authenticator.filter(|_| kafka_sasl),
+        tls: tls.filter(|_| kafka_tls),
         failed_authentication_delay_ms: config.auth.failed_authentication_delay_ms,
-        metrics: Some(metrics.clone()),
+        metrics: Some(metrics),
         // Validated at load: one of the three names.
         entry_format: magnetar_kafka::EntryFormat::parse(&config.kafka.entry_format)
             .unwrap_or_default(),
@@ -268,90 +379,45 @@ async fn run(config: Config) -> anyhow::Result<()> {
             &config.kafka.unreadable_entry_policy,
         )
         .unwrap_or_default(),
-    };
-    // Started here, not inside the Kafka front end, so the admin API shares it (groups, lag).
-    let coordinator = magnetar_coordinator::GroupCoordinator::start(
-        broker.clone(),
-        kafka_config.group_coordinator.clone(),
-    )
-    .await
-    .context("cannot start the group coordinator")?;
-
-    let shutdown = CancellationToken::new();
-    let readiness = Readiness::default();
-    let mut tasks = tokio::task::JoinSet::new();
-    // The additional Kafka listeners: the same broker and coordinator, each with its own
-    // security protocol and advertised address (Metadata names the listener a client used).
-    let mut kafka_listeners = serde_json::Map::new();
-    kafka_listeners.insert(
-        config.kafka.security_protocol.clone(),
-        kafka_addr.to_string().into(),
-    );
-    for (l, (listener, addr)) in additional.iter().zip(additional_listeners) {
-        let (host, port) = match &l.advertised {
-            Some((host, port)) => (host.clone(), *port),
-            None => (kafka_config.advertised_host.clone(), addr.port()),
-        };
-        let listener_config = magnetar_kafka::KafkaConfig {
-            advertised_host: host,
-            advertised_port: port,
-            authenticator: authenticator.clone().filter(|_| is_sasl(&l.protocol)),
-            tls: tls.clone().filter(|_| is_tls(&l.protocol)),
-            ..kafka_config.clone()
-        };
-        kafka_listeners.insert(l.protocol.clone(), addr.to_string().into());
-        tracing::info!(protocol = %l.protocol, address = %addr, "additional kafka listener");
-        let (broker, shutdown, coordinator) =
-            (broker.clone(), shutdown.clone(), coordinator.clone());
-        tasks.spawn(async move {
-            (
-                "kafka",
-                magnetar_kafka::serve_with_coordinator(
-                    listener,
-                    broker,
-                    listener_config,
-                    coordinator,
-                    shutdown,
-                )
-                .await,
-            )
-        });
     }
+}
+
+/// The name of a task and how it ended.
+type TaskResult = (&'static str, std::io::Result<()>);
+
+/// The running node: its tasks and how to stop them.
+struct Serving {
+    tasks: JoinSet<TaskResult>,
+    shutdown: CancellationToken,
+    readiness: Readiness,
+    signals: ShutdownSignals,
+}
+
+/// Starts every front end and the retention schedule on their sockets, then prints the
+/// listening line and reports ready.
+fn serve(config: &Config, bound: Bound, wired: &Wired) -> anyhow::Result<Serving> {
+    let shutdown = CancellationToken::new();
+    let readiness = wired.admin.readiness.clone();
+    let mut tasks = JoinSet::new();
+    let kafka_addr = bound.kafka.1;
+    let pulsar_addr = bound.pulsar.1;
+    let http_addr = bound.http.1;
+    let pulsar_tls_addr = bound.pulsar_tls.as_ref().map(|(_, addr)| *addr);
+    let https_addr = bound.https.as_ref().map(|(_, addr)| *addr);
+    let kafka_listeners = spawn_kafka(
+        config,
+        bound.kafka,
+        bound.kafka_additional,
+        wired,
+        bound.tls.clone(),
+        &shutdown,
+        &mut tasks,
+    );
     tasks.spawn({
-        let (broker, shutdown, coordinator) =
-            (broker.clone(), shutdown.clone(), coordinator.clone());
-        async move {
-            (
-                "kafka",
-                magnetar_kafka::serve_with_coordinator(
-                    kafka_listener,
-                    broker,
-                    kafka_config,
-                    coordinator,
-                    shutdown,
-                )
-                .await,
-            )
-        }
-    });
-    tasks.spawn({
-        let (broker, shutdown) = (broker.clone(), shutdown.clone());
-        let pulsar_config = magnetar_pulsar::PulsarConfig {
-            authenticator: authenticator.clone(),
-            broker_service_url_tls: pulsar_tls_addr
-                .map(|addr| {
-                    format!(
-                        "pulsar+ssl://{}:{}",
-                        pulsar_tls_advertised_host,
-                        addr.port()
-                    )
-                })
-                .unwrap_or_default(),
-            metrics: Some(metrics.clone()),
-            ..config.pulsar.listener_config()
-        };
-        let mut listeners = vec![(pulsar_listener, None)];
-        if let (Some((listener, _)), Some(tls)) = (pulsar_tls_listener, tls.clone()) {
+        let (broker, shutdown) = (wired.broker.clone(), shutdown.clone());
+        let pulsar_config = wired.pulsar_config.clone();
+        let mut listeners = vec![(bound.pulsar.0, None)];
+        if let (Some((listener, _)), Some(tls)) = (bound.pulsar_tls, bound.tls.clone()) {
             listeners.push((listener, Some(tls)));
         }
         async move {
@@ -362,49 +428,32 @@ async fn run(config: Config) -> anyhow::Result<()> {
         }
     });
     tasks.spawn({
-        let services = magnetar_admin::AdminServices {
-            broker: broker.clone(),
-            readiness: readiness.clone(),
-            coordinator: Some(coordinator.clone()),
-            metrics: Some(metrics.clone()),
-            authenticator: authenticator.clone(),
-            lookup: lookup_urls.clone(),
-        };
-        let shutdown = shutdown.clone();
+        let services = wired.admin.clone();
+        let (limits, shutdown) = (wired.http_limits, shutdown.clone());
         async move {
             (
                 "http",
-                magnetar_admin::serve(http_listener, services, http_limits, shutdown).await,
+                magnetar_admin::serve(bound.http.0, services, limits, shutdown).await,
             )
         }
     });
-
-    let https_addr = https.as_ref().map(|(_, addr)| *addr);
-    if let (Some((listener, _)), Some(tls)) = (https, tls.clone()) {
-        let services = magnetar_admin::AdminServices {
-            broker: broker.clone(),
-            readiness: readiness.clone(),
-            coordinator: Some(coordinator.clone()),
-            metrics: Some(metrics.clone()),
-            authenticator: authenticator.clone(),
-            lookup: lookup_urls.clone(),
-        };
-        let shutdown = shutdown.clone();
+    if let (Some((listener, _)), Some(tls)) = (bound.https, bound.tls) {
+        let services = wired.admin.clone();
+        let (limits, shutdown) = (wired.http_limits, shutdown.clone());
         tasks.spawn(async move {
             (
                 "https",
-                magnetar_admin::serve_tls(listener, tls, services, http_limits, shutdown).await,
+                magnetar_admin::serve_tls(listener, tls, services, limits, shutdown).await,
             )
         });
     }
-
     tasks.spawn({
-        let (broker, shutdown) = (broker.clone(), shutdown.clone());
+        let (broker, shutdown) = (wired.broker.clone(), shutdown.clone());
         let interval = Duration::from_millis(config.broker.retention_check_interval_ms);
         async move { ("retention", run_retention(broker, interval, shutdown).await) }
     });
 
-    let mut signals = ShutdownSignals::register()?;
+    let signals = ShutdownSignals::register()?;
     // The one machine-readable line test harnesses wait for (logs go to stderr).
     let mut listening = serde_json::json!({
         "event": "listening",
@@ -420,21 +469,122 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
     println!("{listening}");
     readiness.set_ready(true);
-    tracing::info!(%kafka_addr, %pulsar_addr, %http_addr, data_dir = %data_dir.display(), "magnetar standalone is ready");
+    tracing::info!(%kafka_addr, %pulsar_addr, %http_addr, data_dir = %config.server.data_dir.display(), "magnetar standalone is ready");
+    Ok(Serving {
+        tasks,
+        shutdown,
+        readiness,
+        signals,
+    })
+}
 
-    let mut failure = None;
-    tokio::select! {
-        signal = signals.recv() => tracing::info!("received {signal}; shutting down"),
-        Some(done) = tasks.join_next() => {
-            let message = match done {
-                Ok((name, Ok(()))) => format!("{name} task stopped unexpectedly"),
-                Ok((name, Err(e))) => format!("{name} task failed: {e}"),
-                Err(e) => format!("task failed: {e}"),
-            };
-            tracing::error!("{message}; shutting down");
-            failure = Some(message);
+/// Starts the Kafka listeners (the additional ones first, then the primary) and returns the
+/// address of each by security protocol, for the listening line.
+fn spawn_kafka(
+    config: &Config,
+    (kafka_listener, kafka_addr): (TcpListener, SocketAddr),
+    additional: Vec<(KafkaListener, (TcpListener, SocketAddr))>,
+    wired: &Wired,
+    tls: Option<Arc<TlsServer>>,
+    shutdown: &CancellationToken,
+    tasks: &mut JoinSet<TaskResult>,
+) -> serde_json::Map<String, serde_json::Value> {
+    let kafka_config = &wired.kafka_config;
+    // The additional Kafka listeners: the same broker and coordinator, each with its own
+    // security protocol and advertised address (Metadata names the listener a client used).
+    let mut kafka_listeners = serde_json::Map::new();
+    kafka_listeners.insert(
+        config.kafka.security_protocol.clone(),
+        kafka_addr.to_string().into(),
+    );
+    for (l, (listener, addr)) in additional {
+        let (host, port) = match &l.advertised {
+            Some((host, port)) => (host.clone(), *port),
+            None => (kafka_config.advertised_host.clone(), addr.port()),
+        };
+        let listener_config = magnetar_kafka::KafkaConfig {
+            advertised_host: host,
+            advertised_port: port,
+            authenticator: wired.authenticator.clone().filter(|_| is_sasl(&l.protocol)),
+            tls: tls.clone().filter(|_| is_tls(&l.protocol)),
+            ..kafka_config.clone()
+        };
+        kafka_listeners.insert(l.protocol.clone(), addr.to_string().into());
+        tracing::info!(protocol = %l.protocol, address = %addr, "additional kafka listener");
+        let (broker, shutdown, coordinator) = (
+            wired.broker.clone(),
+            shutdown.clone(),
+            wired.coordinator.clone(),
+        );
+        tasks.spawn(async move {
+            (
+                "kafka",
+                magnetar_kafka::serve_with_coordinator(
+                    listener,
+                    broker,
+                    listener_config,
+                    coordinator,
+                    shutdown,
+                )
+                .await,
+            )
+        });
+    }
+    tasks.spawn({
+        let (broker, shutdown, coordinator) = (
+            wired.broker.clone(),
+            shutdown.clone(),
+            wired.coordinator.clone(),
+        );
+        let kafka_config = kafka_config.clone();
+        async move {
+            (
+                "kafka",
+                magnetar_kafka::serve_with_coordinator(
+                    kafka_listener,
+                    broker,
+                    kafka_config,
+                    coordinator,
+                    shutdown,
+                )
+                .await,
+            )
+        }
+    });
+    kafka_listeners
+}
+
+impl Serving {
+    /// Waits for a shutdown signal or for a task to end (which no task should); returns the
+    /// failure in the second case.
+    async fn until_stop(&mut self) -> Option<String> {
+        tokio::select! {
+            signal = self.signals.recv() => {
+                tracing::info!("received {signal}; shutting down");
+                None
+            }
+            Some(done) = self.tasks.join_next() => {
+                let message = match done {
+                    Ok((name, Ok(()))) => format!("{name} task stopped unexpectedly"),
+                    Ok((name, Err(e))) => format!("{name} task failed: {e}"),
+                    Err(e) => format!("task failed: {e}"),
+                };
+                tracing::error!("{message}; shutting down");
+                Some(message)
+            }
         }
     }
+}
+
+/// Stops in order: not ready, stop accepting and drain the front ends (up to
+/// [`SHUTDOWN_GRACE`]), then the coordinator, then the broker, which flushes storage.
+async fn shutdown(serving: Serving, wired: Wired, failure: Option<String>) -> anyhow::Result<()> {
+    let Serving {
+        mut tasks,
+        shutdown,
+        readiness,
+        signals: _,
+    } = serving;
     readiness.set_ready(false);
     shutdown.cancel();
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
@@ -450,8 +600,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
         tasks.abort_all();
     }
     // After the listeners (no request uses it any more), before the broker closes the ledgers.
-    coordinator.shutdown().await;
-    broker
+    wired.coordinator.shutdown().await;
+    wired
+        .broker
         .shutdown()
         .await
         .context("flushing storage on shutdown")?;

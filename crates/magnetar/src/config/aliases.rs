@@ -1,0 +1,346 @@
+//! The KoP/Pulsar key names Magnetar accepts (in a TOML file's top level or a properties file),
+//! the key each one sets, and the conversions of the values whose form differs from their key's:
+//! a rate that becomes an interval, and KoP's listener strings resolved into bind address, ports
+//! and security protocols.
+
+use toml::{Table, Value};
+
+use super::kafka::parse_listeners;
+use super::{err, set, ConfigError};
+
+/// A KoP/Pulsar key name and where it lands. Documented in the README's alias table.
+pub struct Alias {
+    pub name: &'static str,
+    pub section: &'static str,
+    pub key: &'static str,
+}
+
+/// KoP and Pulsar keys accepted in a TOML file (top level) or a properties file.
+pub const ALIASES: &[Alias] = &[
+    Alias {
+        name: "kafkaListeners",
+        section: "kafka",
+        key: "listeners",
+    },
+    Alias {
+        name: "kafkaAdvertisedListeners",
+        section: "kafka",
+        key: "advertised_listeners",
+    },
+    Alias {
+        name: "kafkaTenant",
+        section: "kafka",
+        key: "tenant",
+    },
+    Alias {
+        name: "kafkaNamespace",
+        section: "kafka",
+        key: "namespace",
+    },
+    Alias {
+        name: "allowAutoTopicCreation",
+        section: "kafka",
+        key: "allow_auto_topic_creation",
+    },
+    Alias {
+        name: "allowAutoTopicCreationType",
+        section: "kafka",
+        key: "auto_topic_creation_type",
+    },
+    // KoP's broker.conf key set the type for both protocols; it still does.
+    Alias {
+        name: "allowAutoTopicCreationType",
+        section: "pulsar",
+        key: "auto_topic_creation_type",
+    },
+    Alias {
+        name: "defaultNumPartitions",
+        section: "kafka",
+        key: "default_num_partitions",
+    },
+    Alias {
+        name: "entryFormat",
+        section: "kafka",
+        key: "entry_format",
+    },
+    Alias {
+        name: "maxReadEntriesNum",
+        section: "kafka",
+        key: "max_read_entries_num",
+    },
+    Alias {
+        name: "brokerServicePort",
+        section: "pulsar",
+        key: "port",
+    },
+    Alias {
+        name: "maxMessageSize",
+        section: "pulsar",
+        key: "message_bytes_max",
+    },
+    Alias {
+        name: MARK_DELETE_RATE_LIMIT,
+        section: "pulsar",
+        key: "cursor_persist_interval_ms",
+    },
+    Alias {
+        name: "keepAliveIntervalSeconds",
+        section: "pulsar",
+        key: "keepalive_interval_s",
+    },
+    Alias {
+        name: "maxPendingPublishRequestsPerConnection",
+        section: "pulsar",
+        key: "pending_sends_max",
+    },
+    Alias {
+        name: "maxUnackedMessagesPerConsumer",
+        section: "pulsar",
+        key: "unacked_messages_per_consumer_max",
+    },
+    Alias {
+        name: "brokerDeduplicationEnabled",
+        section: "pulsar",
+        key: "deduplication_enabled",
+    },
+    Alias {
+        name: "brokerDeduplicationMaxNumberOfProducers",
+        section: "pulsar",
+        key: "deduplication_producers_max",
+    },
+    Alias {
+        name: "webServicePort",
+        section: "http",
+        key: "port",
+    },
+    Alias {
+        name: "tlsEnabled",
+        section: "tls",
+        key: "enabled",
+    },
+    Alias {
+        name: "brokerServicePortTls",
+        section: "tls",
+        key: "pulsar_port",
+    },
+    Alias {
+        name: "webServicePortTls",
+        section: "tls",
+        key: "https_port",
+    },
+    Alias {
+        name: "tlsCertificateFilePath",
+        section: "tls",
+        key: "cert_chain_file",
+    },
+    Alias {
+        name: "tlsKeyFilePath",
+        section: "tls",
+        key: "key_file",
+    },
+    Alias {
+        name: "tlsTrustCertsFilePath",
+        section: "tls",
+        key: "trust_certs_file",
+    },
+    Alias {
+        name: "tlsRequireTrustedClientCertOnConnect",
+        section: "tls",
+        key: "require_client_cert",
+    },
+    Alias {
+        name: "tlsHandshakeTimeoutMs",
+        section: "tls",
+        key: "handshake_timeout_ms",
+    },
+    Alias {
+        name: "bindAddress",
+        section: "server",
+        key: "bind",
+    },
+    Alias {
+        name: "advertisedAddress",
+        section: "server",
+        key: "advertised_host",
+    },
+    Alias {
+        name: "clusterName",
+        section: "broker",
+        key: "cluster_name",
+    },
+    Alias {
+        name: "offsetsTopicNumPartitions",
+        section: "groups",
+        key: "offsets_topic_num_partitions",
+    },
+    Alias {
+        name: "offsetsRetentionMinutes",
+        section: "groups",
+        key: "offsets_retention_minutes",
+    },
+    Alias {
+        name: "offsetsRetentionCheckIntervalMs",
+        section: "groups",
+        key: "offsets_retention_check_interval_ms",
+    },
+    Alias {
+        name: "groupMinSessionTimeoutMs",
+        section: "groups",
+        key: "min_session_timeout_ms",
+    },
+    Alias {
+        name: "groupMaxSessionTimeoutMs",
+        section: "groups",
+        key: "max_session_timeout_ms",
+    },
+    Alias {
+        name: "groupInitialRebalanceDelayMs",
+        section: "groups",
+        key: "initial_rebalance_delay_ms",
+    },
+    Alias {
+        name: "offsetMetadataMaxSize",
+        section: "groups",
+        key: "offset_metadata_max_bytes",
+    },
+    Alias {
+        name: "authenticationEnabled",
+        section: "auth",
+        key: "enabled",
+    },
+    Alias {
+        name: "authenticationProviders",
+        section: "auth",
+        key: "providers",
+    },
+    Alias {
+        name: "authorizationEnabled",
+        section: "auth",
+        key: "authorization_enabled",
+    },
+    Alias {
+        name: "superUserRoles",
+        section: "auth",
+        key: "superuser_roles",
+    },
+    Alias {
+        name: "tokenSecretKey",
+        section: "auth",
+        key: "token_secret_key",
+    },
+    Alias {
+        name: "tokenPublicKey",
+        section: "auth",
+        key: "token_public_key",
+    },
+    Alias {
+        name: "tokenAuthClaim",
+        section: "auth",
+        key: "token_auth_claim",
+    },
+    Alias {
+        name: "saslAllowedMechanisms",
+        section: "auth",
+        key: "sasl_allowed_mechanisms",
+    },
+    Alias {
+        name: "failedAuthenticationDelayMs",
+        section: "auth",
+        key: "failed_authentication_delay_ms",
+    },
+];
+pub(super) fn alias(name: &str) -> Option<&'static Alias> {
+    ALIASES.iter().find(|a| a.name == name)
+}
+
+/// Every key a KoP/Pulsar name sets (one, or several for a key that covered both protocols).
+pub(super) fn aliases(name: &str) -> impl Iterator<Item = &'static Alias> + '_ {
+    ALIASES.iter().filter(move |a| a.name == name)
+}
+
+/// Pulsar's `managedLedgerDefaultMarkDeleteRateLimit`: mark-delete writes per second per cursor
+/// (default 1.0; 0 means no limit). Magnetar keeps the interval between writes instead.
+pub(super) const MARK_DELETE_RATE_LIMIT: &str = "managedLedgerDefaultMarkDeleteRateLimit";
+
+/// The value an alias sets, for the aliases whose unit differs from their key's: a rate becomes
+/// an interval. Others pass unchanged.
+pub(super) fn alias_value(name: &str, raw: &str) -> Result<String, String> {
+    match name {
+        MARK_DELETE_RATE_LIMIT => {
+            let rate: f64 = raw
+                .trim()
+                .parse()
+                .map_err(|_| format!("'{raw}' is not a number of writes per second"))?;
+            if !rate.is_finite() || rate < 0.0 {
+                return Err(format!("'{raw}' is not a rate >= 0"));
+            }
+            if rate == 0.0 {
+                return Ok("0".to_string());
+            }
+            // At most one write per hour (the key's upper bound), at least one per millisecond.
+            Ok(((1000.0 / rate).round().clamp(0.0, 3_600_000.0) as u64).to_string())
+        }
+        _ => Ok(raw.to_string()),
+    }
+}
+
+/// Resolves KoP's `kafkaListeners` / `kafkaAdvertisedListeners` into bind address and ports.
+pub(super) fn apply_listener_keys(root: &mut Table) -> Result<(), ConfigError> {
+    // Pulsar turns its TLS ports on by setting them; `tlsEnabled` is deprecated there.
+    if let Some(Value::Table(tls)) = root.get_mut("tls") {
+        if !tls.contains_key("enabled")
+            && (tls.contains_key("pulsar_port") || tls.contains_key("https_port"))
+        {
+            tls.insert("enabled".into(), Value::Boolean(true));
+        }
+    }
+    let Some(Value::Table(kafka)) = root.get_mut("kafka") else {
+        return Ok(());
+    };
+    let listeners = kafka.remove("listeners");
+    let advertised = kafka.remove("advertised_listeners");
+    let mut bind = None;
+    let mut primary = None;
+    let join = |rest: &[(String, String, u16)]| {
+        rest.iter()
+            .map(|(p, h, port)| format!("{p}://{h}:{port}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    if let Some(Value::String(s)) = listeners {
+        let all = parse_listeners("kafkaListeners", &s)?;
+        let Some(((protocol, host, port), rest)) = all.split_first() else {
+            return Err(err(format!(
+                "kafkaListeners = \"{s}\": give at least one listener"
+            )));
+        };
+        kafka.insert("port".into(), Value::Integer((*port).into()));
+        kafka.insert("security_protocol".into(), Value::String(protocol.clone()));
+        kafka.insert("additional_listeners".into(), Value::String(join(rest)));
+        if !host.is_empty() {
+            bind = Some(host.clone());
+        }
+        primary = Some(protocol.clone());
+    }
+    if let Some(Value::String(s)) = advertised {
+        let mut all = parse_listeners("kafkaAdvertisedListeners", &s)?;
+        // The entry of the primary listener's protocol (else the first) is the primary's.
+        let at = primary
+            .as_ref()
+            .and_then(|p| all.iter().position(|(q, _, _)| q == p))
+            .unwrap_or(0);
+        if at < all.len() {
+            let (_, host, port) = all.remove(at);
+            kafka.insert("advertised_port".into(), Value::Integer(port.into()));
+            kafka.insert("advertised_host".into(), Value::String(host));
+        }
+        kafka.insert(
+            "additional_advertised_listeners".into(),
+            Value::String(join(&all)),
+        );
+    }
+    if let Some(host) = bind {
+        set(root, "server", "bind", Value::String(host));
+    }
+    Ok(())
+}

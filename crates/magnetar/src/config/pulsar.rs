@@ -1,0 +1,186 @@
+//! The `[pulsar]` section: the Pulsar listener's limits and features.
+
+use serde::{Deserialize, Serialize};
+
+use super::{one_of, range, Config, ConfigError};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PulsarSection {
+    pub port: u16,
+    /// Pulsar's `maxMessageSize`: the largest SEND (one message or batch); announced to
+    /// clients in CONNECTED. Frames may be 10 KiB larger (headers).
+    pub message_bytes_max: u32,
+    /// Pulsar's `keepAliveIntervalSeconds`: a PING after this much silence, a close after twice.
+    pub keepalive_interval_s: u32,
+    /// A connection that has not completed CONNECT (with authentication) this long after
+    /// accept is closed.
+    pub connect_timeout_ms: u64,
+    pub connections_max: u32,
+    pub producers_per_connection_max: u32,
+    pub consumers_per_connection_max: u32,
+    /// Encoded frames queued for one connection's socket.
+    pub outbound_frames_max: u32,
+    /// Pulsar's `maxPendingPublishRequestsPerConnection`: SENDs not yet durable per connection.
+    pub pending_sends_max: u32,
+    /// Pulsar's `maxUnackedMessagesPerConsumer`; `0` means unlimited, as in Pulsar.
+    pub unacked_messages_per_consumer_max: u64,
+    /// Send broker entry metadata to clients that announce support for it.
+    pub broker_entry_metadata: bool,
+    /// Pulsar's `brokerDeduplicationEnabled`.
+    pub deduplication_enabled: bool,
+    /// Pulsar's `brokerDeduplicationMaxNumberOfProducers`: names tracked per partition.
+    pub deduplication_producers_max: u32,
+    /// Kafka-format entries kept converted to Pulsar batches for Pulsar consumers, in bytes.
+    pub conversion_cache_bytes: u64,
+    /// A subscription's acknowledgements are written to its partition's cursor file at most
+    /// once per this interval (`0`: on every acknowledgement); after a crash the last
+    /// interval's acknowledgements are lost and those messages are delivered again.
+    pub cursor_persist_interval_ms: u64,
+    /// Topics auto-created for Pulsar clients: "non-partitioned" (Pulsar's default) or
+    /// "partitioned" (`kafka.default_num_partitions` partitions).
+    pub auto_topic_creation_type: String,
+}
+
+impl Default for PulsarSection {
+    fn default() -> Self {
+        // The listener's own defaults, so the two cannot drift apart.
+        let c = magnetar_pulsar::PulsarConfig::default();
+        let u32_of = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+        Self {
+            port: 6650,
+            message_bytes_max: u32_of(c.message_size_max_bytes),
+            keepalive_interval_s: u32::try_from(c.keepalive_interval_s).unwrap_or(u32::MAX),
+            connect_timeout_ms: c.connect_timeout_ms,
+            connections_max: u32_of(c.connections_max),
+            producers_per_connection_max: u32_of(c.producers_per_connection_max),
+            consumers_per_connection_max: u32_of(c.consumers_per_connection_max),
+            outbound_frames_max: u32_of(c.outbound_frames_max),
+            pending_sends_max: u32_of(c.pending_sends_max),
+            unacked_messages_per_consumer_max: c.unacked_messages_per_consumer_max,
+            broker_entry_metadata: c.broker_entry_metadata,
+            deduplication_enabled: c.deduplication_enabled,
+            deduplication_producers_max: u32_of(c.deduplication_producers_max),
+            conversion_cache_bytes: c.conversion_cache_bytes as u64,
+            cursor_persist_interval_ms: magnetar_broker::LedgerConfig::default()
+                .cursor_persist_interval_ms,
+            auto_topic_creation_type: "non-partitioned".into(),
+        }
+    }
+}
+
+impl PulsarSection {
+    /// The Pulsar listener's limits. Call after [`Config::validate`].
+    pub fn listener_config(&self) -> magnetar_pulsar::PulsarConfig {
+        let message = self.message_bytes_max as usize;
+        magnetar_pulsar::PulsarConfig {
+            frame_size_max_bytes: message + magnetar_pulsar::frame::FRAME_PADDING_BYTES,
+            message_size_max_bytes: message,
+            connections_max: self.connections_max as usize,
+            producers_per_connection_max: self.producers_per_connection_max as usize,
+            consumers_per_connection_max: self.consumers_per_connection_max as usize,
+            outbound_frames_max: self.outbound_frames_max as usize,
+            pending_sends_max: self.pending_sends_max as usize,
+            unacked_messages_per_consumer_max: match self.unacked_messages_per_consumer_max {
+                0 => u64::MAX,
+                n => n,
+            },
+            keepalive_interval_s: self.keepalive_interval_s.into(),
+            connect_timeout_ms: self.connect_timeout_ms,
+            broker_entry_metadata: self.broker_entry_metadata,
+            deduplication_enabled: self.deduplication_enabled,
+            deduplication_producers_max: self.deduplication_producers_max as usize,
+            conversion_cache_bytes: usize::try_from(self.conversion_cache_bytes)
+                .unwrap_or(usize::MAX),
+            authenticator: None,
+            broker_service_url_tls: String::new(),
+            // Set by the binary, which owns the metrics registry.
+            metrics: None,
+        }
+    }
+}
+
+impl Config {
+    /// `[pulsar]` ranges (a message fits in a storage entry).
+    pub(super) fn validate_pulsar(&self) -> Result<(), ConfigError> {
+        one_of(
+            "pulsar.auto_topic_creation_type",
+            &self.pulsar.auto_topic_creation_type,
+            &["partitioned", "non-partitioned"],
+        )?;
+        let p = &self.pulsar;
+        range(
+            "pulsar.message_bytes_max",
+            p.message_bytes_max.into(),
+            1024,
+            self.storage.entry_bytes_max.into(),
+        )?;
+        range(
+            "pulsar.keepalive_interval_s",
+            p.keepalive_interval_s.into(),
+            1,
+            3600,
+        )?;
+        range(
+            "pulsar.connect_timeout_ms",
+            p.connect_timeout_ms,
+            100,
+            3_600_000,
+        )?;
+        range(
+            "pulsar.connections_max",
+            p.connections_max.into(),
+            1,
+            1_000_000,
+        )?;
+        range(
+            "pulsar.producers_per_connection_max",
+            p.producers_per_connection_max.into(),
+            1,
+            1_000_000,
+        )?;
+        range(
+            "pulsar.consumers_per_connection_max",
+            p.consumers_per_connection_max.into(),
+            1,
+            1_000_000,
+        )?;
+        range(
+            "pulsar.outbound_frames_max",
+            p.outbound_frames_max.into(),
+            16,
+            1_000_000,
+        )?;
+        range(
+            "pulsar.pending_sends_max",
+            p.pending_sends_max.into(),
+            1,
+            1_000_000,
+        )?;
+        range(
+            "pulsar.unacked_messages_per_consumer_max",
+            p.unacked_messages_per_consumer_max,
+            0,
+            1_000_000_000,
+        )?;
+        range(
+            "pulsar.deduplication_producers_max",
+            p.deduplication_producers_max.into(),
+            1,
+            1_000_000,
+        )?;
+        range(
+            "pulsar.conversion_cache_bytes",
+            p.conversion_cache_bytes,
+            0,
+            1 << 40,
+        )?;
+        range(
+            "pulsar.cursor_persist_interval_ms",
+            p.cursor_persist_interval_ms,
+            0,
+            3_600_000,
+        )?;
+        Ok(())
+    }
+}
