@@ -85,11 +85,11 @@ impl Tiering {
     }
 
     /// The segment-store factory for [`crate::Broker::open_with_segment_stores`]: a tiered
-    /// store per ledger directory, remembered for the offload passes.
+    /// store per ledger directory, remembered for the offload passes. The factory keeps this
+    /// `Tiering` alive (the broker holds the factory; the offloader only a weak reference).
     pub fn factory(self: &Arc<Self>) -> SegmentStoreFactory {
-        let me = Arc::downgrade(self);
+        let tiering = self.clone();
         Arc::new(move |dir: &Path| {
-            let tiering = me.upgrade().ok_or(StorageError::Closed)?;
             let prefix = tiering.prefix_for(dir)?;
             let store = Arc::new(TieredSegmentStore::open_blocking(
                 dir,

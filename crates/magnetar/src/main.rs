@@ -56,6 +56,9 @@ pub struct StandaloneArgs {
     /// Host name clients are told to connect to [default: the bind address]
     #[arg(long, value_name = "HOST")]
     advertised_host: Option<String>,
+    /// Tiered storage: offload sealed segments to this object store (`file:///absolute/path`)
+    #[arg(long, value_name = "URL")]
+    object_store: Option<String>,
 }
 
 fn main() -> ExitCode {

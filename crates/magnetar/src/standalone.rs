@@ -46,6 +46,7 @@ pub fn main(args: StandaloneArgs) -> ExitCode {
         pulsar_port: args.pulsar_port,
         http_port: args.http_port,
         advertised_host: args.advertised_host,
+        object_store: args.object_store,
     };
     let loaded = match Config::load(args.config.as_deref(), std::env::vars(), &flags) {
         Ok(loaded) => loaded,
@@ -196,6 +197,8 @@ async fn bind_listeners(config: &Config) -> anyhow::Result<Bound> {
 /// The layers of the node, opened and connected, ready for the front ends.
 struct Wired {
     broker: Arc<Broker>,
+    /// The tiered-storage offload task, when `storage.object_store` is set.
+    offloader: Option<tokio::task::JoinHandle<()>>,
     coordinator: Arc<GroupCoordinator>,
     authenticator: Option<Arc<Authenticator>>,
     /// The primary Kafka listener's settings; the additional listeners start from it.
@@ -204,6 +207,57 @@ struct Wired {
     /// What the HTTP and HTTPS ports serve (with the readiness flag `serve` sets).
     admin: magnetar_admin::AdminServices,
     http_limits: magnetar_admin::HttpLimits,
+}
+
+/// Opens the broker over local segments, or over tiered ones with the offloader running when
+/// `storage.object_store` is set.
+async fn open_broker(
+    config: &Config,
+    broker_config: BrokerConfig,
+    metadata: RedbStore,
+) -> anyhow::Result<(Arc<Broker>, Option<tokio::task::JoinHandle<()>>)> {
+    if config.storage.object_store.is_empty() {
+        let broker = Broker::open(broker_config, Arc::new(metadata), Arc::new(SystemClock))
+            .await
+            .context("cannot open the broker")?;
+        return Ok((broker, None));
+    }
+    let dir = config.object_store_dir()?;
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create the object store directory {}", dir.display()))?;
+    let remote = object_store::local::LocalFileSystem::new_with_prefix(&dir)
+        .with_context(|| format!("cannot open the object store at {}", dir.display()))?;
+    let bound = |v: i64| u64::try_from(v).ok();
+    let settings = magnetar_broker::tiering::TieringSettings {
+        data_dir: config.server.data_dir.clone(),
+        root: "ledgers".into(),
+        read: magnetar_storage::tiered::TieringConfig {
+            block_bytes: config.storage.tier_block_bytes,
+            readahead_blocks: 3,
+            cache_bytes: config.storage.tier_cache_bytes,
+        },
+        local_retention_bytes: bound(config.storage.local_retention_bytes),
+        local_retention_ms: bound(config.storage.local_retention_ms),
+    };
+    let tiering = magnetar_broker::tiering::Tiering::new(
+        settings,
+        Arc::new(remote),
+        Arc::new(SystemClock),
+        tokio::runtime::Handle::current(),
+    )
+    .context("cannot set up tiered storage")?;
+    let broker = Broker::open_with_segment_stores(
+        broker_config,
+        Arc::new(metadata),
+        Arc::new(SystemClock),
+        tiering.factory(),
+    )
+    .await
+    .context("cannot open the broker")?;
+    let offloader =
+        tiering.spawn_offloader(Duration::from_millis(config.storage.offload_interval_ms));
+    tracing::info!(object_store = %config.storage.object_store, "tiered storage on: sealed segments beyond the local retention are offloaded");
+    Ok((broker, Some(offloader)))
 }
 
 /// Opens the metadata store and the broker, then builds authentication, metrics, the front
@@ -258,9 +312,7 @@ async fn wire(config: &Config, bound: &Bound) -> anyhow::Result<Wired> {
         superuser_roles: crate::config::list(&config.auth.superuser_roles),
         authorization_enabled: config.auth.authorization_enabled,
     };
-    let broker = Broker::open(broker_config, Arc::new(metadata), Arc::new(SystemClock))
-        .await
-        .context("cannot open the broker")?;
+    let (broker, offloader) = open_broker(config, broker_config, metadata).await?;
 
     let authenticator = if config.auth.enabled {
         Some(Arc::new(
@@ -314,6 +366,7 @@ async fn wire(config: &Config, bound: &Bound) -> anyhow::Result<Wired> {
     };
     Ok(Wired {
         broker,
+        offloader,
         coordinator,
         authenticator,
         kafka_config,
@@ -598,6 +651,9 @@ async fn shutdown(serving: Serving, wired: Wired, failure: Option<String>) -> an
     if drained.is_err() {
         tracing::warn!("in-flight work did not finish within {SHUTDOWN_GRACE:?}; closing anyway");
         tasks.abort_all();
+    }
+    if let Some(offloader) = &wired.offloader {
+        offloader.abort();
     }
     // After the listeners (no request uses it any more), before the broker closes the ledgers.
     wired.coordinator.shutdown().await;

@@ -77,6 +77,7 @@ pub struct FlagOverrides {
     pub pulsar_port: Option<u16>,
     pub http_port: Option<u16>,
     pub advertised_host: Option<String>,
+    pub object_store: Option<String>,
 }
 
 /// The loaded configuration and what a user should be told about it.
@@ -159,7 +160,12 @@ impl Config {
                 .map_err(|reason| err(format!("{name}: {reason}")))?;
             set(&mut root, &section, &key, value);
         }
-        let flag_values: [(&str, &str, Option<Value>); 6] = [
+        let flag_values: [(&str, &str, Option<Value>); 7] = [
+            (
+                "storage",
+                "object_store",
+                flags.object_store.clone().map(Value::String),
+            ),
             (
                 "server",
                 "data_dir",

@@ -1,4 +1,5 @@
-//! The `[storage]` section: fsync policy, segment size and age, index interval, entry limit.
+//! The `[storage]` section: fsync policy, segment size and age, index interval, entry limit,
+//! and tiered storage (sealed segments offloaded to an object store).
 
 use serde::{Deserialize, Serialize};
 
@@ -13,6 +14,19 @@ pub struct StorageSection {
     pub segment_ms: u64,
     pub index_interval_bytes: u32,
     pub entry_bytes_max: u32,
+    /// Tiered storage: where sealed segments are offloaded (`file:///absolute/path`); empty:
+    /// off. `--object-store` sets it.
+    pub object_store: String,
+    /// Sealed bytes a partition keeps on local disk, newest first; -1: no byte bound.
+    pub local_retention_bytes: i64,
+    /// A sealed segment last written longer ago than this is offloaded; -1: no age bound.
+    pub local_retention_ms: i64,
+    /// How often the offload pass runs.
+    pub offload_interval_ms: u64,
+    /// Offloaded segments are read in aligned blocks of this size ...
+    pub tier_block_bytes: u64,
+    /// ... through a block cache of at most this many bytes (shared by all partitions).
+    pub tier_cache_bytes: u64,
 }
 
 impl Default for StorageSection {
@@ -24,6 +38,12 @@ impl Default for StorageSection {
             segment_ms: 7 * 24 * 60 * 60 * 1000,
             index_interval_bytes: 4096,
             entry_bytes_max: 16 * 1024 * 1024,
+            object_store: String::new(),
+            local_retention_bytes: -1,
+            local_retention_ms: 60 * 60 * 1000,
+            offload_interval_ms: 60_000,
+            tier_block_bytes: 1024 * 1024,
+            tier_cache_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -66,6 +86,61 @@ impl Config {
             1024,
             1024 * 1024 * 1024,
         )?;
+        self.validate_tiering()
+    }
+
+    fn validate_tiering(&self) -> Result<(), ConfigError> {
+        let s = &self.storage;
+        if !s.object_store.is_empty() {
+            self.object_store_dir()?;
+        }
+        for (key, value) in [
+            ("storage.local_retention_bytes", s.local_retention_bytes),
+            ("storage.local_retention_ms", s.local_retention_ms),
+        ] {
+            if value < -1 {
+                return Err(super::err(format!(
+                    "{key} = {value}: use -1 for no bound or a value >= 0"
+                )));
+            }
+        }
+        range(
+            "storage.offload_interval_ms",
+            s.offload_interval_ms,
+            100,
+            24 * 3_600_000,
+        )?;
+        range(
+            "storage.tier_block_bytes",
+            s.tier_block_bytes,
+            4 * 1024,
+            64 * 1024 * 1024,
+        )?;
+        range(
+            "storage.tier_cache_bytes",
+            s.tier_cache_bytes,
+            s.tier_block_bytes * 4,
+            1 << 40,
+        )?;
         Ok(())
+    }
+
+    /// The directory of a `file://` object store. Other schemes are refused: S3, GCS and Azure
+    /// clients are not built into this binary yet.
+    pub fn object_store_dir(&self) -> Result<std::path::PathBuf, ConfigError> {
+        let url = &self.storage.object_store;
+        let Some(path) = url.strip_prefix("file://") else {
+            let scheme = url.split("://").next().unwrap_or(url);
+            return Err(super::err(format!(
+                "storage.object_store = '{url}': only file:///absolute/path is supported in this build ('{scheme}' stores are not built in yet)"
+            )));
+        };
+        let path = std::path::PathBuf::from(path);
+        if !path.is_absolute() {
+            return Err(super::err(format!(
+                "storage.object_store = '{url}': the path must be absolute (file:///...)"
+            )));
+        }
+        Ok(path)
     }
 }

@@ -1,0 +1,140 @@
+"""Tiered storage (issue #16, mode 1) with real clients: a standalone broker started with
+`--object-store file:///...` and small segments offloads sealed segments to the object store,
+keeps only the tail on local disk, and Kafka (confluent-kafka, from offset 0 and by timestamp)
+and Pulsar (a reader from the earliest message) consumers read everything back, also after a
+restart. `s3://` is refused with a clear configuration error in this build."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import Broker
+
+pytestmark = [pytest.mark.binary, pytest.mark.magnetar_only("tiered storage"), pytest.mark.timeout(180)]
+
+MESSAGES = 3000
+VALUE = 700
+
+
+def files(root: Path, suffix: str):
+    return sorted(p for p in root.rglob(f"*{suffix}") if p.is_file())
+
+
+def wait_for(cond, timeout_s=60.0, what="condition"):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.2)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def start(binary, workdir: Path, bucket: Path):
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = workdir / "tiered.toml"
+    config.write_text(
+        "version = 1\n"
+        "[storage]\n"
+        "segment_bytes = 65536\n"
+        "local_retention_bytes = 0\n"
+        "offload_interval_ms = 200\n"
+        "tier_block_bytes = 16384\n"
+        "tier_cache_bytes = 262144\n"
+    )
+    b = Broker(binary, workdir, extra_args=["--config", str(config), "--object-store", f"file://{bucket}"])
+    return b
+
+
+def test_offloaded_segments_are_read_by_kafka_and_pulsar_clients(binary, tmp_path):
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    bucket = tmp_path / "bucket"
+    broker = start(binary, tmp_path / "broker", bucket)
+    broker.command = _with_ports(broker.command)
+    broker.start()
+    try:
+        topic = f"tiered-{uuid.uuid4().hex[:8]}"
+        admin = AdminClient({"bootstrap.servers": broker.kafka})
+        admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
+        # Small batches, so the 64 KiB segments roll often.
+        p = Producer({"bootstrap.servers": broker.kafka, "linger.ms": 1, "batch.size": 16384,
+                      "acks": "all"})
+        for i in range(MESSAGES):
+            p.produce(topic, value=(b"%06d" % i) * (VALUE // 6), timestamp=1_000_000 + i)
+            if i % 500 == 0:
+                p.flush(30)
+        assert p.flush(30) == 0
+
+        data = broker.data_dir / "ledgers" / "public" / "default" / "persistent" / f"{topic}-partition-0"
+        wait_for(lambda: len(files(data, ".seg")) == 1 and len(files(bucket, ".seg")) >= 10,
+                 what="sealed segments offloaded")
+        assert len(files(bucket, ".idx")) == len(files(bucket, ".seg")), "each with its index"
+
+        def read_all(start_offset=0):
+            c = Consumer({"bootstrap.servers": broker.kafka, "group.id": uuid.uuid4().hex,
+                          "enable.auto.commit": False})
+            c.assign([TopicPartition(topic, 0, start_offset)])
+            got = []
+            deadline = time.monotonic() + 60
+            while len(got) < MESSAGES - start_offset and time.monotonic() < deadline:
+                for m in c.consume(500, 1.0):
+                    assert m.error() is None, m.error()
+                    got.append((m.offset(), m.value()[:6]))
+            c.close()
+            return got
+
+        got = read_all()
+        assert [o for o, _ in got] == list(range(MESSAGES))
+        assert all(v == b"%06d" % o for o, v in got)
+
+        # offsets_for_times across offloaded segments
+        c = Consumer({"bootstrap.servers": broker.kafka, "group.id": uuid.uuid4().hex})
+        found = c.offsets_for_times([TopicPartition(topic, 0, 1_000_000 + 1234)], 30)
+        c.close()
+        assert found[0].offset == 1234
+
+        # A Pulsar reader from the earliest message reads the same entries.
+        pulsar = pytest.importorskip("pulsar")
+        client = pulsar.Client(f"pulsar://{broker.pulsar}", operation_timeout_seconds=15,
+                               logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Error))
+        try:
+            reader = client.create_reader(f"persistent://public/default/{topic}-partition-0",
+                                          pulsar.MessageId.earliest)
+            values = []
+            while len(values) < MESSAGES:
+                values.append(reader.read_next(timeout_millis=20_000).data()[:6])
+            assert values == [b"%06d" % i for i in range(MESSAGES)]
+        finally:
+            client.close()
+
+        # After a restart the broker reopens the offloaded segments from the bucket.
+        broker.restart()
+        got = read_all(2000)
+        assert [o for o, _ in got] == list(range(2000, MESSAGES))
+    finally:
+        broker.stop(check=False)
+
+
+def _with_ports(command):
+    def wrapped(ports=None):
+        cmd = command(ports)
+        if "--kafka-port" not in cmd:
+            cmd += ["--kafka-port", "0", "--pulsar-port", "0", "--http-port", "0"]
+        return cmd
+    return wrapped
+
+
+def test_s3_is_refused_with_a_clear_error(binary, tmp_path):
+    import subprocess
+
+    out = subprocess.run(
+        [str(binary), "standalone", "--data-dir", str(tmp_path / "d"), "--kafka-port", "0",
+         "--pulsar-port", "0", "--http-port", "0", "--object-store", "s3://bucket/prefix"],
+        capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2, out
+    assert "storage.object_store" in out.stderr and "s3" in out.stderr, out.stderr
