@@ -14,7 +14,7 @@ use kafka_protocol::ResponseError;
 use magnetar_auth::{AuthError, ScramCredential, ScramMechanism};
 
 use super::describe_user_scram_credentials::{credential_store, may_manage_credentials};
-use super::Context;
+use super::{Context, Envelope};
 
 fn mechanism(code: i8) -> Option<ScramMechanism> {
     match code {
@@ -35,6 +35,7 @@ enum Change {
 
 pub async fn handle(
     ctx: &Context,
+    _envelope: &Envelope<'_>,
     request: AlterUserScramCredentialsRequest,
 ) -> AlterUserScramCredentialsResponse {
     let mut errors: BTreeMap<String, (ResponseError, String)> = BTreeMap::new();

@@ -14,14 +14,15 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use magnetar_broker::{Access, Error};
 
-use super::{replica_assignment, Context};
+use super::{replica_assignment, Context, Envelope};
 use crate::{error_code, topic_config};
 
 pub async fn handle(
     ctx: &Context,
-    version: i16,
+    envelope: &Envelope<'_>,
     request: CreateTopicsRequest,
 ) -> CreateTopicsResponse {
+    let version = envelope.version();
     let mut response = CreateTopicsResponse::default();
     for topic in request.topics {
         let mut result = CreatableTopicResult::default().with_name(topic.name.clone());

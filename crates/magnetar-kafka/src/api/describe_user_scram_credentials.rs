@@ -12,7 +12,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::Context;
+use super::{Context, Envelope};
 
 /// Kafka's wire code of a SCRAM mechanism.
 pub fn mechanism_code(mechanism: magnetar_auth::ScramMechanism) -> i8 {
@@ -40,6 +40,7 @@ pub fn credential_store(ctx: &Context) -> magnetar_auth::ScramStore {
 
 pub async fn handle(
     ctx: &Context,
+    _envelope: &Envelope<'_>,
     request: DescribeUserScramCredentialsRequest,
 ) -> DescribeUserScramCredentialsResponse {
     let mut response = DescribeUserScramCredentialsResponse::default();

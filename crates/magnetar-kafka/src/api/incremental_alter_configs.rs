@@ -11,7 +11,7 @@ use kafka_protocol::ResponseError;
 use magnetar_broker::{Access, Error};
 
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
-use super::Context;
+use super::{Context, Envelope};
 use crate::{error_code, topic_config};
 
 const SET: i8 = 0;
@@ -21,6 +21,7 @@ const SUBTRACT: i8 = 3;
 
 pub async fn handle(
     ctx: &Context,
+    _envelope: &Envelope<'_>,
     request: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
     let mut response = IncrementalAlterConfigsResponse::default();
