@@ -71,7 +71,11 @@ async fn replace(
             .await
             .map_err(fail)?
             .map(|_| ())
-            .ok_or_else(|| fail(Error::TopicNotFound(name.to_string())));
+            .ok_or_else(|| {
+                fail(Error::TopicNotFound {
+                    topic: name.to_string(),
+                })
+            });
     }
     ctx.broker
         .update_topic(&name, |metadata| {

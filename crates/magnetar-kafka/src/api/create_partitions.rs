@@ -40,7 +40,9 @@ pub async fn handle(
             })?;
             if request.validate_only {
                 let Some(metadata) = ctx.broker.topic(&name).await? else {
-                    return Err(Error::TopicNotFound(name.to_string()));
+                    return Err(Error::TopicNotFound {
+                        topic: name.to_string(),
+                    });
                 };
                 if !metadata.partitioned
                     || count <= metadata.partitions

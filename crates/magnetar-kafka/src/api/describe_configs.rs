@@ -111,7 +111,11 @@ async fn topic_rows(ctx: &Context, shown: &str) -> Result<Vec<Row>, (i16, String
         .topic(&name)
         .await
         .map_err(fail)?
-        .ok_or_else(|| fail(Error::TopicNotFound(name.to_string())))?;
+        .ok_or_else(|| {
+            fail(Error::TopicNotFound {
+                topic: name.to_string(),
+            })
+        })?;
     let policies = ctx
         .broker
         .namespace_policies(&name.namespace)

@@ -91,7 +91,7 @@ pub async fn handle(
     let described = match credential_store(ctx).describe(unique.as_deref()).await {
         Ok(described) => described,
         Err(e) => {
-            response.error_code = ResponseError::UnknownServerError.code();
+            response.error_code = crate::error_code::auth_error(&e).code();
             response.error_message = Some(StrBytes::from_string(e.to_string()));
             return response;
         }

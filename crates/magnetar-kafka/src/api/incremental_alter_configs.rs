@@ -126,7 +126,9 @@ async fn alter(
     let name = ctx.parse_writable_topic(shown).map_err(fail)?;
     ctx.authorize_with_message(&name, &Access::Admin).await?;
     let Some(current) = ctx.broker.topic(&name).await.map_err(fail)? else {
-        return Err(fail(Error::TopicNotFound(name.to_string())));
+        return Err(fail(Error::TopicNotFound {
+            topic: name.to_string(),
+        }));
     };
     let mut preview = current.configs.clone();
     apply(&mut preview, ops).map_err(fail)?;

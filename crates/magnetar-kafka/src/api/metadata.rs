@@ -113,10 +113,11 @@ pub async fn handle(
                 let result = if allow_auto_create {
                     ctx.broker.topic_or_create(&name).await
                 } else {
-                    ctx.broker
-                        .topic(&name)
-                        .await
-                        .and_then(|t| t.ok_or_else(|| Error::TopicNotFound(name.to_string())))
+                    ctx.broker.topic(&name).await.and_then(|t| {
+                        t.ok_or_else(|| Error::TopicNotFound {
+                            topic: name.to_string(),
+                        })
+                    })
                 };
                 result.map(|metadata| (name, metadata))
             }
