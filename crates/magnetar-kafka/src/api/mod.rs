@@ -19,7 +19,7 @@ pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod describe_user_scram_credentials;
-mod dispatch;
+pub mod dispatch;
 pub mod elect_leaders;
 mod error_messages;
 pub mod fetch;
