@@ -40,11 +40,11 @@ pub fn status_of(error: &Error) -> StatusCode {
         Error::InvalidName(_) => StatusCode::PRECONDITION_FAILED,
         Error::TenantNotFound(_)
         | Error::NamespaceNotFound(_)
-        | Error::TopicNotFound(_)
+        | Error::TopicNotFound { .. }
         | Error::PartitionNotFound { .. } => StatusCode::NOT_FOUND,
         Error::TenantAlreadyExists(_)
         | Error::NamespaceAlreadyExists(_)
-        | Error::TopicAlreadyExists(_)
+        | Error::TopicAlreadyExists { .. }
         | Error::NotEmpty(_) => StatusCode::CONFLICT,
         Error::InvalidPartitions(_)
         | Error::InvalidConfig { .. }

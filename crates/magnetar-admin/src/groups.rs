@@ -197,7 +197,7 @@ async fn kafka_partition(
         .await
     {
         Ok(log) => Ok(Some(log)),
-        Err(magnetar_broker::Error::TopicNotFound(_))
+        Err(magnetar_broker::Error::TopicNotFound { .. })
         | Err(magnetar_broker::Error::PartitionNotFound { .. })
         | Err(magnetar_broker::Error::InvalidName(_)) => Ok(None),
         Err(e) => Err(e.into()),

@@ -56,11 +56,19 @@ pub struct DeleteQuery {
     pub mechanism: Option<String>,
 }
 
+/// A credential error as HTTP. Exhaustive (no catch-all arm): the broker's errors keep their
+/// one HTTP mapping ([`crate::error::status_of`]).
 fn auth_error(e: AuthError) -> ApiError {
     match e {
         AuthError::Broker(e) => e.into(),
         AuthError::UnacceptableCredential(reason) => ApiError::bad_request(reason),
-        other => ApiError::bad_request(other.to_string()),
+        e @ (AuthError::UnsupportedMechanism(_)
+        | AuthError::InvalidKey(_)
+        | AuthError::InvalidToken(_)
+        | AuthError::TokenExpired
+        | AuthError::Malformed { .. }
+        | AuthError::BadCredentials
+        | AuthError::IllegalState) => ApiError::bad_request(e.to_string()),
     }
 }
 
@@ -138,4 +146,18 @@ pub async fn delete(
     }
     tracing::info!(user = %user, "scram credential deleted over the admin API");
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::StatusCode;
+
+    #[test]
+    fn broker_errors_keep_their_http_status() {
+        let e = auth_error(AuthError::Broker(magnetar_broker::Error::ShuttingDown));
+        assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
+        let e = auth_error(AuthError::UnacceptableCredential("short".into()));
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+    }
 }

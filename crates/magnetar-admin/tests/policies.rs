@@ -106,7 +106,7 @@ async fn auto_topic_creation_override_takes_effect() {
         .topic_or_create(&api.broker.parse_topic("auto-c").unwrap())
         .await;
     assert!(
-        matches!(refused, Err(Error::TopicNotFound(_))),
+        matches!(refused, Err(Error::TopicNotFound { .. })),
         "{refused:?}"
     );
     // Another namespace keeps the broker's setting.

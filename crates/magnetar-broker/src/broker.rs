@@ -542,7 +542,9 @@ impl Broker {
         let created = self.put_if_absent(&topic_key(name), &metadata).await?;
         self.topic_cache.invalidate(name);
         if !created {
-            return Err(Error::TopicAlreadyExists(name.to_string()));
+            return Err(Error::TopicAlreadyExists {
+                topic: name.to_string(),
+            });
         }
         tracing::info!(topic = %name, partitions = metadata.partition_count(), "created topic");
         Ok(metadata)
@@ -596,16 +598,19 @@ impl Broker {
             ),
         };
         if !allow {
-            return Err(Error::TopicNotFound(name.to_string()));
+            return Err(Error::TopicNotFound {
+                topic: name.to_string(),
+            });
         }
         let partitions = partitioned.then_some(count);
         match self.create_topic(name, partitions, BTreeMap::new()).await {
             Ok(created) => Ok(created),
             // Another request created it first.
-            Err(Error::TopicAlreadyExists(_)) => self
-                .topic(name)
-                .await?
-                .ok_or_else(|| Error::TopicNotFound(name.to_string())),
+            Err(Error::TopicAlreadyExists { .. }) => {
+                self.topic(name).await?.ok_or_else(|| Error::TopicNotFound {
+                    topic: name.to_string(),
+                })
+            }
             Err(e) => Err(e),
         }
     }
@@ -613,7 +618,9 @@ impl Broker {
     /// Deletes a topic and its data.
     pub async fn delete_topic(&self, name: &TopicName) -> Result<()> {
         let Some(metadata) = self.topic(name).await? else {
-            return Err(Error::TopicNotFound(name.to_string()));
+            return Err(Error::TopicNotFound {
+                topic: name.to_string(),
+            });
         };
         for slot in self.partitions.remove_topic(name) {
             if let Some(log) = slot.settled().await {
@@ -704,7 +711,9 @@ impl Broker {
         let key = topic_key(name);
         for _ in 0..16 {
             let Some((mut metadata, version)) = self.get_json::<TopicMetadata>(&key).await? else {
-                return Err(Error::TopicNotFound(name.to_string()));
+                return Err(Error::TopicNotFound {
+                    topic: name.to_string(),
+                });
             };
             change(&mut metadata)?;
             let put = self
@@ -781,7 +790,9 @@ impl Broker {
     /// The open log of one partition, opening (and recovering) its ledger on first use.
     pub async fn partition(&self, tp: &TopicPartition) -> Result<Arc<PartitionLog>> {
         let Some(metadata) = self.topic(&tp.topic).await? else {
-            return Err(Error::TopicNotFound(tp.topic.to_string()));
+            return Err(Error::TopicNotFound {
+                topic: tp.topic.to_string(),
+            });
         };
         if tp.partition >= metadata.partition_count() {
             return Err(Error::PartitionNotFound {
@@ -893,7 +904,7 @@ impl Broker {
                 let log = match self.partition(&tp).await {
                     Ok(log) => log,
                     // Deleted or shrunk meanwhile.
-                    Err(Error::TopicNotFound(_) | Error::PartitionNotFound { .. }) => continue,
+                    Err(Error::TopicNotFound { .. } | Error::PartitionNotFound { .. }) => continue,
                     Err(e) => return Err(e),
                 };
                 if let Some(ttl_ms) = ttl_ms {

@@ -1,4 +1,6 @@
-//! The one domain error. Each front end maps it to its wire codes in one exhaustive `match`.
+//! The one domain error. Each front end maps it to its wire codes in one exhaustive `match`; the
+//! conversions from the storage and metadata errors below are exhaustive too (no catch-all arm),
+//! so a new lower-layer error must be given a domain meaning before the crate compiles.
 
 use magnetar_metadata::MetadataError;
 use magnetar_storage::StorageError;
@@ -17,10 +19,10 @@ pub enum Error {
     NamespaceAlreadyExists(String),
     #[error("{0} is not empty")]
     NotEmpty(String),
-    #[error("topic '{0}' does not exist")]
-    TopicNotFound(String),
-    #[error("topic '{0}' already exists")]
-    TopicAlreadyExists(String),
+    #[error("topic '{topic}' does not exist")]
+    TopicNotFound { topic: String },
+    #[error("topic '{topic}' already exists")]
+    TopicAlreadyExists { topic: String },
     #[error("partition {partition} of topic '{topic}' does not exist")]
     PartitionNotFound { topic: String, partition: u32 },
     #[error("invalid partitions: {0}")]
@@ -76,7 +78,21 @@ impl From<StorageError> for Error {
             StorageError::EntryTooLarge { size, max } => Error::MessageTooLarge { size, max },
             StorageError::Corrupt { .. } => Error::CorruptData(err.to_string()),
             StorageError::Closed => Error::ShuttingDown,
-            other => Error::Storage(other.to_string()),
+            // The broker's own storage failing, or a ledger that must be reopened: the client
+            // may retry (Kafka's KAFKA_STORAGE_ERROR is retriable), the operator reads the text.
+            StorageError::Io { .. }
+            | StorageError::CorruptMetadata { .. }
+            | StorageError::Failed { .. }
+            | StorageError::TaskFailed { .. }
+            | StorageError::NoRuntime
+            // Back-pressure of a ledger's append queue: retriable as a storage error.
+            | StorageError::QueueFull { .. }
+            // Entries, cursors and ledger settings are the broker's to build and name, so a
+            // refusal of one is a server-side failure rather than a bad client request.
+            | StorageError::InvalidEntry { .. }
+            | StorageError::CursorNotFound { .. }
+            | StorageError::CursorInvalid { .. }
+            | StorageError::InvalidConfig { .. } => Error::Storage(err.to_string()),
         }
     }
 }
@@ -85,9 +101,82 @@ impl From<MetadataError> for Error {
     fn from(err: MetadataError) -> Self {
         match err {
             MetadataError::Closed => Error::ShuttingDown,
-            other => Error::Metadata(other.to_string()),
+            // Callers that expect a key to be missing or a compare-and-set to lose (topic
+            // creation, policy updates) match the store's result before converting it; what
+            // reaches this conversion is unexpected, and so is every engine or record failure.
+            MetadataError::NotFound { .. }
+            | MetadataError::BadVersion { .. }
+            | MetadataError::InvalidKey { .. }
+            | MetadataError::ValueTooLarge { .. }
+            | MetadataError::UnsupportedFormat { .. }
+            | MetadataError::CorruptRecord { .. }
+            | MetadataError::Storage(_) => Error::Metadata(err.to_string()),
         }
     }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closed_lower_layers_are_shutting_down() {
+        assert!(matches!(
+            Error::from(StorageError::Closed),
+            Error::ShuttingDown
+        ));
+        assert!(matches!(
+            Error::from(MetadataError::Closed),
+            Error::ShuttingDown
+        ));
+    }
+
+    #[test]
+    fn storage_errors_keep_their_domain_meaning_and_text() {
+        assert!(matches!(
+            Error::from(StorageError::IndexOutOfRange {
+                requested: 9,
+                start: 0,
+                end: 3
+            }),
+            Error::IndexOutOfRange {
+                requested: 9,
+                start: 0,
+                end: 3
+            }
+        ));
+        assert!(matches!(
+            Error::from(StorageError::EntryTooLarge { size: 2, max: 1 }),
+            Error::MessageTooLarge { size: 2, max: 1 }
+        ));
+        let queue_full = StorageError::QueueFull {
+            queued_bytes: 10,
+            max_bytes: 5,
+        };
+        let text = queue_full.to_string();
+        assert!(matches!(Error::from(queue_full), Error::Storage(t) if t == text));
+    }
+
+    #[test]
+    fn unexpected_metadata_results_are_metadata_errors_with_the_key() {
+        let err = Error::from(MetadataError::BadVersion {
+            key: "/admin/policies/t".into(),
+            expected: Some(1),
+            actual: Some(2),
+        });
+        assert!(matches!(&err, Error::Metadata(t) if t.contains("/admin/policies/t")));
+    }
+
+    #[test]
+    fn topic_errors_name_the_topic() {
+        let err = Error::TopicNotFound {
+            topic: "persistent://public/default/t".into(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "topic 'persistent://public/default/t' does not exist"
+        );
+    }
+}

@@ -106,7 +106,9 @@ impl Broker {
         let metadata = self
             .topic(&tp.topic)
             .await?
-            .ok_or_else(|| Error::TopicNotFound(tp.topic.to_string()))?;
+            .ok_or_else(|| Error::TopicNotFound {
+                topic: tp.topic.to_string(),
+            })?;
         Ok(metadata
             .skipped_entries
             .get(&tp.partition)

@@ -50,7 +50,7 @@ async fn topic_lifecycle_and_bootstrap() {
     assert_eq!(created.partition_count(), 2);
     assert!(matches!(
         broker.create_topic(&t, Some(2), BTreeMap::new()).await,
-        Err(Error::TopicAlreadyExists(_))
+        Err(Error::TopicAlreadyExists { .. })
     ));
     // Auto-creation uses the default partition count.
     let auto = broker

@@ -223,10 +223,12 @@ impl GroupCoordinator {
                     .await
                 {
                     Ok(created) => created,
-                    Err(BrokerError::TopicAlreadyExists(_)) => broker
+                    Err(BrokerError::TopicAlreadyExists { .. }) => broker
                         .topic(&topic)
                         .await?
-                        .ok_or_else(|| BrokerError::TopicNotFound(topic.to_string()))?,
+                        .ok_or_else(|| BrokerError::TopicNotFound {
+                            topic: topic.to_string(),
+                        })?,
                     Err(e) => return Err(e),
                 }
             }

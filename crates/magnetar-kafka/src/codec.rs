@@ -6,7 +6,7 @@ use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 use kafka_protocol::protocol::Encodable;
 use kafka_protocol::ResponseError;
 
-use crate::api;
+use crate::api::versions;
 use crate::frame::{self, FrameError, RequestHeader};
 use crate::guard::{self, GuardError};
 
@@ -62,11 +62,11 @@ pub fn decode_request(frame: Bytes) -> Result<Decoded, DecodeError> {
     decode_request_on(frame, false)
 }
 
-/// Decodes one frame body; with `sasl`, the SASL APIs ([`api::SASL_SUPPORTED`]) too.
+/// Decodes one frame body; with `sasl`, the SASL APIs ([`versions::SASL_SUPPORTED`]) too.
 pub fn decode_request_on(mut frame: Bytes, sasl: bool) -> Result<Decoded, DecodeError> {
     let (key, version, correlation_id) = frame::peek_ids(&frame)?;
     let api_key = ApiKey::try_from(key).map_err(|_| DecodeError::UnknownApi(key))?;
-    let Some((min, max)) = api::supported_on(api_key, sasl) else {
+    let Some((min, max)) = versions::supported_on(api_key, sasl) else {
         return Err(DecodeError::UnknownApi(key));
     };
     if version < min || version > max {
@@ -130,7 +130,7 @@ pub fn encode_response(
 
 /// The KIP-511 answer to an ApiVersions request of a version we do not know: v0 format.
 pub fn unsupported_api_versions(correlation_id: i32) -> Bytes {
-    let mut response = api::api_versions::supported_versions();
+    let mut response = versions::supported_versions();
     response.error_code = ResponseError::UnsupportedVersion.code();
     match encode_response(
         ApiKey::ApiVersions,
@@ -230,7 +230,7 @@ mod tests {
 
     #[test]
     fn response_framing() {
-        let response = api::api_versions::supported_versions();
+        let response = versions::supported_versions();
         let frame = encode_response(
             ApiKey::ApiVersions,
             3,

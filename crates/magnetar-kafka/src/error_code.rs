@@ -1,6 +1,8 @@
-//! The one mapping from the domain [`Error`] to Kafka error codes.
+//! The one mapping from the domain [`Error`] to Kafka error codes, and those of the errors that
+//! wrap it (the group coordinator's, the credential store's).
 
 use kafka_protocol::ResponseError;
+use magnetar_auth::AuthError;
 use magnetar_broker::Error;
 
 /// Maps a domain error to the Kafka error a client understands. Exhaustive on purpose: a new
@@ -15,8 +17,8 @@ pub fn kafka_error(err: &Error) -> ResponseError {
         Error::TenantAlreadyExists(_) => ResponseError::InvalidRequest,
         Error::NamespaceAlreadyExists(_) => ResponseError::InvalidRequest,
         Error::NotEmpty(_) => ResponseError::InvalidRequest,
-        Error::TopicNotFound(_) => ResponseError::UnknownTopicOrPartition,
-        Error::TopicAlreadyExists(_) => ResponseError::TopicAlreadyExists,
+        Error::TopicNotFound { .. } => ResponseError::UnknownTopicOrPartition,
+        Error::TopicAlreadyExists { .. } => ResponseError::TopicAlreadyExists,
         Error::PartitionNotFound { .. } => ResponseError::UnknownTopicOrPartition,
         Error::InvalidPartitions(_) => ResponseError::InvalidPartitions,
         Error::InvalidConfig { .. } => ResponseError::InvalidConfig,
@@ -41,6 +43,25 @@ pub fn code(err: &Error) -> i16 {
 /// The message put into responses that carry one: the domain error's text.
 pub fn message(err: &Error) -> String {
     err.to_string()
+}
+
+/// Maps a credential store or authentication error to its Kafka error (SCRAM credential APIs).
+/// Exhaustive, like [`kafka_error`]; the broker's errors keep their one mapping, so a retriable
+/// one (the broker shutting down) stays retriable for the client.
+pub fn auth_error(err: &AuthError) -> ResponseError {
+    match err {
+        AuthError::UnacceptableCredential(_) => ResponseError::UnacceptableCredential,
+        AuthError::UnsupportedMechanism(_) => ResponseError::UnsupportedSaslMechanism,
+        AuthError::Broker(broker) => kafka_error(broker),
+        // Errors of an authentication exchange or of token checks: the credential store does
+        // not produce them, so they are unexpected where this mapping is used.
+        AuthError::InvalidKey(_)
+        | AuthError::InvalidToken(_)
+        | AuthError::TokenExpired
+        | AuthError::Malformed { .. }
+        | AuthError::BadCredentials
+        | AuthError::IllegalState => ResponseError::UnknownServerError,
+    }
 }
 
 /// Maps a group coordinator error to its Kafka error. Exhaustive, like [`kafka_error`].
@@ -82,9 +103,9 @@ mod tests {
 
     #[test]
     fn common_errors_map_to_the_codes_clients_expect() {
-        assert_eq!(code(&Error::TopicNotFound("t".into())), 3);
+        assert_eq!(code(&Error::TopicNotFound { topic: "t".into() }), 3);
         assert_eq!(code(&Error::InvalidName("x y".into())), 17);
-        assert_eq!(code(&Error::TopicAlreadyExists("t".into())), 36);
+        assert_eq!(code(&Error::TopicAlreadyExists { topic: "t".into() }), 36);
         assert_eq!(
             code(&Error::IndexOutOfRange {
                 requested: 9,

@@ -219,9 +219,12 @@ pub async fn serve_with_coordinator(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let slots = Arc::new(Semaphore::new(config.connections_max));
-    let mut context = api::Context::new(broker, config, shutdown.clone());
-    context.coordinator = Some(coordinator.clone());
-    let context = Arc::new(context);
+    let context = Arc::new(api::Context::new(
+        broker,
+        config,
+        coordinator.clone(),
+        shutdown.clone(),
+    ));
     if let Some(metrics) = &context.config.metrics {
         metrics.register_protocol(context.metrics.clone());
         metrics.set_group_coordinator(Some(coordinator.clone()));

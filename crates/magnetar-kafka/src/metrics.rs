@@ -8,7 +8,7 @@ use kafka_protocol::messages::ResponseKind;
 use kafka_protocol::ResponseError;
 use magnetar_metrics::ProtocolMetrics;
 
-use crate::api::SUPPORTED;
+use crate::api::versions::SUPPORTED;
 
 /// Counters for every API in [`SUPPORTED`], by API key.
 pub fn protocol_metrics() -> Arc<ProtocolMetrics> {

@@ -25,6 +25,8 @@ struct Server {
     addr: String,
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    /// The broker's metadata store, for tests that make it fail.
+    store: Arc<magnetar_metadata::MemoryStore>,
     _dir: tempfile::TempDir,
 }
 
@@ -39,13 +41,10 @@ impl Server {
             broker_service_url: "pulsar://127.0.0.1:0".into(),
             ..BrokerConfig::for_data_dir(dir.path().to_path_buf())
         };
-        let broker = Broker::open(
-            config,
-            Arc::new(magnetar_metadata::MemoryStore::new()),
-            Arc::new(SystemClock),
-        )
-        .await
-        .unwrap();
+        let store = Arc::new(magnetar_metadata::MemoryStore::new());
+        let broker = Broker::open(config, store.clone(), Arc::new(SystemClock))
+            .await
+            .unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let kafka = KafkaConfig {
@@ -66,6 +65,7 @@ impl Server {
             addr: addr.to_string(),
             shutdown,
             task: Some(task),
+            store,
             _dir: dir,
         }
     }
@@ -625,4 +625,35 @@ async fn bad_input_closes_only_that_connection() {
         .await;
     assert_eq!(response.brokers.len(), 1);
     server.stop().await;
+}
+
+/// A broker error under a SCRAM credential change keeps its Kafka mapping: a metadata store that
+/// closed (the broker shutting down) answers the retriable NOT_LEADER_OR_FOLLOWER, not
+/// UNKNOWN_SERVER_ERROR.
+#[tokio::test]
+async fn scram_credential_change_during_shutdown_is_retriable() {
+    use kafka_protocol::messages::alter_user_scram_credentials_request::ScramCredentialUpsertion;
+    use magnetar_metadata::MetadataStore;
+    let server = Server::start().await;
+    let mut client = Client::connect(&server.addr).await;
+    server.store.close().await.unwrap();
+    let request = AlterUserScramCredentialsRequest::default().with_upsertions(vec![
+        ScramCredentialUpsertion::default()
+            .with_name(StrBytes::from_static_str("alice"))
+            .with_mechanism(1)
+            .with_iterations(4096)
+            .with_salt(Bytes::from_static(b"0123456789abcdef"))
+            .with_salted_password(Bytes::from(vec![7u8; 32])),
+    ]);
+    let response: AlterUserScramCredentialsResponse = client
+        .call(ApiKey::AlterUserScramCredentials, 0, &request)
+        .await;
+    let result = &response.results[0];
+    assert_eq!(
+        result.error_code,
+        kafka_protocol::ResponseError::NotLeaderOrFollower.code(),
+        "{:?}",
+        result.error_message
+    );
+    server.shutdown.cancel();
 }

@@ -7,13 +7,13 @@ use crate::proto::ServerError;
 pub fn server_error(err: &Error) -> ServerError {
     match err {
         Error::InvalidName(_) => ServerError::InvalidTopicName,
-        Error::TenantNotFound(_) | Error::NamespaceNotFound(_) | Error::TopicNotFound(_) => {
+        Error::TenantNotFound(_) | Error::NamespaceNotFound(_) | Error::TopicNotFound { .. } => {
             ServerError::TopicNotFound
         }
         Error::PartitionNotFound { .. } => ServerError::TopicNotFound,
         Error::TenantAlreadyExists(_)
         | Error::NamespaceAlreadyExists(_)
-        | Error::TopicAlreadyExists(_)
+        | Error::TopicAlreadyExists { .. }
         | Error::NotEmpty(_) => ServerError::NotAllowedError,
         Error::InvalidPartitions(_) | Error::InvalidConfig { .. } | Error::InvalidRequest(_) => {
             ServerError::NotAllowedError

@@ -120,9 +120,9 @@ impl Service {
                 // A client may name a partition of a topic that does not exist yet.
                 let metadata = self.broker.topic_or_create(&topic).await?;
                 if !metadata.partitioned {
-                    return Err(Error::TopicNotFound(format!(
-                        "{name} (topic '{topic}' is not partitioned)"
-                    )));
+                    return Err(Error::TopicNotFound {
+                        topic: format!("{name} (topic '{topic}' is not partitioned)"),
+                    });
                 }
                 if n >= metadata.partitions {
                     return Err(Error::PartitionNotFound {

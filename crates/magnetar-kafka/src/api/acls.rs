@@ -32,7 +32,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use magnetar_broker::{AuthAction, NamespaceName, TopicName};
 
-use super::Context;
+use super::{Context, Envelope};
 use crate::error_code;
 
 const RESOURCE_ANY: i8 = 1;
@@ -199,7 +199,11 @@ fn wire(v: impl Into<String>) -> StrBytes {
     StrBytes::from_string(v.into())
 }
 
-pub async fn describe(ctx: &Context, request: DescribeAclsRequest) -> DescribeAclsResponse {
+pub async fn describe(
+    ctx: &Context,
+    _envelope: &Envelope<'_>,
+    request: DescribeAclsRequest,
+) -> DescribeAclsResponse {
     let mut response = DescribeAclsResponse::default();
     let filter = Filter {
         resource_type: request.resource_type_filter,
@@ -385,7 +389,11 @@ async fn apply(
     }
 }
 
-pub async fn create(ctx: &Context, request: CreateAclsRequest) -> CreateAclsResponse {
+pub async fn create(
+    ctx: &Context,
+    _envelope: &Envelope<'_>,
+    request: CreateAclsRequest,
+) -> CreateAclsResponse {
     let mut response = CreateAclsResponse::default();
     for c in request.creations {
         let outcome = async {
@@ -419,7 +427,11 @@ pub async fn create(ctx: &Context, request: CreateAclsRequest) -> CreateAclsResp
     response
 }
 
-pub async fn delete(ctx: &Context, request: DeleteAclsRequest) -> DeleteAclsResponse {
+pub async fn delete(
+    ctx: &Context,
+    _envelope: &Envelope<'_>,
+    request: DeleteAclsRequest,
+) -> DeleteAclsResponse {
     let mut response = DeleteAclsResponse::default();
     for f in request.filters {
         let filter = Filter {

@@ -10,10 +10,14 @@ use kafka_protocol::ResponseError;
 use magnetar_broker::{Access, Error};
 
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
-use super::Context;
+use super::{Context, Envelope};
 use crate::{error_code, topic_config};
 
-pub async fn handle(ctx: &Context, request: AlterConfigsRequest) -> AlterConfigsResponse {
+pub async fn handle(
+    ctx: &Context,
+    _envelope: &Envelope<'_>,
+    request: AlterConfigsRequest,
+) -> AlterConfigsResponse {
     let mut response = AlterConfigsResponse::default();
     for resource in request.resources {
         let mut result = AlterConfigsResourceResponse::default()
@@ -67,7 +71,11 @@ async fn replace(
             .await
             .map_err(fail)?
             .map(|_| ())
-            .ok_or_else(|| fail(Error::TopicNotFound(name.to_string())));
+            .ok_or_else(|| {
+                fail(Error::TopicNotFound {
+                    topic: name.to_string(),
+                })
+            });
     }
     ctx.broker
         .update_topic(&name, |metadata| {

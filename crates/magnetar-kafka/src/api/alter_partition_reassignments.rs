@@ -12,10 +12,11 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::{hosted, replica_assignment, Context};
+use super::{hosted, replica_assignment, Context, Envelope};
 
 pub async fn handle(
     ctx: &Context,
+    _envelope: &Envelope<'_>,
     request: AlterPartitionReassignmentsRequest,
 ) -> AlterPartitionReassignmentsResponse {
     let mut response = AlterPartitionReassignmentsResponse::default()

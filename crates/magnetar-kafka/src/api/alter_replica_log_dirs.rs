@@ -8,10 +8,11 @@ use kafka_protocol::messages::alter_replica_log_dirs_response::{
 use kafka_protocol::messages::{AlterReplicaLogDirsRequest, AlterReplicaLogDirsResponse};
 use kafka_protocol::ResponseError;
 
-use super::{hosted, Context};
+use super::{hosted, Context, Envelope};
 
 pub async fn handle(
     ctx: &Context,
+    _envelope: &Envelope<'_>,
     request: AlterReplicaLogDirsRequest,
 ) -> AlterReplicaLogDirsResponse {
     let allowed = ctx.cluster_allowed();

@@ -14,7 +14,8 @@ use kafka_protocol::ResponseError;
 use magnetar_auth::{AuthError, ScramCredential, ScramMechanism};
 
 use super::describe_user_scram_credentials::{credential_store, may_manage_credentials};
-use super::Context;
+use super::{Context, Envelope};
+use crate::error_code;
 
 fn mechanism(code: i8) -> Option<ScramMechanism> {
     match code {
@@ -35,6 +36,7 @@ enum Change {
 
 pub async fn handle(
     ctx: &Context,
+    _envelope: &Envelope<'_>,
     request: AlterUserScramCredentialsRequest,
 ) -> AlterUserScramCredentialsResponse {
     let mut errors: BTreeMap<String, (ResponseError, String)> = BTreeMap::new();
@@ -163,17 +165,38 @@ pub async fn handle(
     response
 }
 
+/// A credential error as the user's result: the one mapping of [`error_code::auth_error`].
 fn map(e: AuthError) -> (ResponseError, String) {
-    let code = match &e {
-        AuthError::UnacceptableCredential(_) => ResponseError::UnacceptableCredential,
-        AuthError::UnsupportedMechanism(_) => ResponseError::UnsupportedSaslMechanism,
-        AuthError::InvalidKey(_)
-        | AuthError::InvalidToken(_)
-        | AuthError::TokenExpired
-        | AuthError::Malformed { .. }
-        | AuthError::BadCredentials
-        | AuthError::IllegalState
-        | AuthError::Broker(_) => ResponseError::UnknownServerError,
-    };
-    (code, e.to_string())
+    (error_code::auth_error(&e), e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use magnetar_broker::Error;
+
+    #[test]
+    fn a_broker_shutting_down_stays_retriable() {
+        let (code, message) = map(AuthError::Broker(Error::ShuttingDown));
+        assert_eq!(code, error_code::kafka_error(&Error::ShuttingDown));
+        assert_ne!(code, ResponseError::UnknownServerError);
+        assert!(code.is_retriable(), "{code:?}");
+        assert_eq!(message, "the broker is shutting down");
+    }
+
+    #[test]
+    fn broker_errors_keep_their_kafka_codes() {
+        let (code, _) = map(AuthError::Broker(Error::Storage("disk".into())));
+        assert_eq!(code, ResponseError::KafkaStorageError);
+        let (code, _) = map(AuthError::Broker(Error::InvalidName("a b".into())));
+        assert_eq!(code, ResponseError::InvalidTopicException);
+    }
+
+    #[test]
+    fn credential_errors_keep_their_codes() {
+        let (code, _) = map(AuthError::UnacceptableCredential("short".into()));
+        assert_eq!(code, ResponseError::UnacceptableCredential);
+        let (code, _) = map(AuthError::UnsupportedMechanism("MD5".into()));
+        assert_eq!(code, ResponseError::UnsupportedSaslMechanism);
+    }
 }

@@ -8,10 +8,14 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use magnetar_broker::{Access, Error};
 
-use super::{replica_assignment, Context};
+use super::{replica_assignment, Context, Envelope};
 use crate::error_code;
 
-pub async fn handle(ctx: &Context, request: CreatePartitionsRequest) -> CreatePartitionsResponse {
+pub async fn handle(
+    ctx: &Context,
+    _envelope: &Envelope<'_>,
+    request: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
     let mut response = CreatePartitionsResponse::default();
     for topic in request.topics {
         let mut result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
@@ -36,7 +40,9 @@ pub async fn handle(ctx: &Context, request: CreatePartitionsRequest) -> CreatePa
             })?;
             if request.validate_only {
                 let Some(metadata) = ctx.broker.topic(&name).await? else {
-                    return Err(Error::TopicNotFound(name.to_string()));
+                    return Err(Error::TopicNotFound {
+                        topic: name.to_string(),
+                    });
                 };
                 if !metadata.partitioned
                     || count <= metadata.partitions

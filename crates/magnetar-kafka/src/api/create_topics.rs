@@ -14,14 +14,15 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use magnetar_broker::{Access, Error};
 
-use super::{replica_assignment, Context};
+use super::{replica_assignment, Context, Envelope};
 use crate::{error_code, topic_config};
 
 pub async fn handle(
     ctx: &Context,
-    version: i16,
+    envelope: &Envelope<'_>,
     request: CreateTopicsRequest,
 ) -> CreateTopicsResponse {
+    let version = envelope.version();
     let mut response = CreateTopicsResponse::default();
     for topic in request.topics {
         let mut result = CreatableTopicResult::default().with_name(topic.name.clone());
@@ -122,7 +123,9 @@ async fn create(
     topic_config::validate_all(&configs).map_err(fail)?;
     if validate_only {
         if ctx.broker.topic(&name).await.map_err(fail)?.is_some() {
-            return Err(fail(Error::TopicAlreadyExists(name.to_string())));
+            return Err(fail(Error::TopicAlreadyExists {
+                topic: name.to_string(),
+            }));
         }
         if partitions == 0 || partitions > ctx.broker.config().partitions_max {
             return Err(fail(Error::InvalidPartitions(format!(
@@ -137,7 +140,7 @@ async fn create(
         .create_topic(&name, Some(partitions), configs)
         .await
         .map_err(|e| {
-            if !matches!(e, Error::TopicAlreadyExists(_)) {
+            if !matches!(e, Error::TopicAlreadyExists { .. }) {
                 tracing::info!(topic = %name, error = %e, "create topic failed");
             }
             fail(e)

@@ -3,26 +3,18 @@
 
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse, GroupId};
-use kafka_protocol::ResponseError;
 
 use super::group_common::{s, wire};
-use super::Context;
+use super::{Context, Envelope};
 use crate::error_code;
 
-pub async fn handle(ctx: &Context, request: DeleteGroupsRequest) -> DeleteGroupsResponse {
+pub async fn handle(
+    ctx: &Context,
+    _envelope: &Envelope<'_>,
+    request: DeleteGroupsRequest,
+) -> DeleteGroupsResponse {
     let mut response = DeleteGroupsResponse::default();
-    let Some(c) = &ctx.coordinator else {
-        response.results = request
-            .groups_names
-            .into_iter()
-            .map(|g| {
-                DeletableGroupResult::default()
-                    .with_group_id(g)
-                    .with_error_code(ResponseError::CoordinatorNotAvailable.code())
-            })
-            .collect();
-        return response;
-    };
+    let c = &ctx.coordinator;
     let mut names = std::collections::HashMap::new();
     let mut refused = Vec::new();
     for g in &request.groups_names {

@@ -8,10 +8,14 @@ use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 use kafka_protocol::ResponseError;
 use magnetar_broker::{Access, Error, TopicPartition};
 
-use super::Context;
+use super::{Context, Envelope};
 use crate::error_code;
 
-pub async fn handle(ctx: &Context, request: DeleteRecordsRequest) -> DeleteRecordsResponse {
+pub async fn handle(
+    ctx: &Context,
+    _envelope: &Envelope<'_>,
+    request: DeleteRecordsRequest,
+) -> DeleteRecordsResponse {
     let mut response = DeleteRecordsResponse::default();
     for topic in request.topics {
         let mut topic_result = DeleteRecordsTopicResult::default().with_name(topic.name.clone());

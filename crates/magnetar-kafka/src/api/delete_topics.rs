@@ -8,14 +8,15 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use magnetar_broker::Access;
 
-use super::Context;
+use super::{Context, Envelope};
 use crate::error_code;
 
 pub async fn handle(
     ctx: &Context,
-    version: i16,
+    envelope: &Envelope<'_>,
     request: DeleteTopicsRequest,
 ) -> DeleteTopicsResponse {
+    let version = envelope.version();
     let mut response = DeleteTopicsResponse::default();
     let targets: Vec<(Option<WireTopicName>, uuid::Uuid)> = if version >= 6 {
         request

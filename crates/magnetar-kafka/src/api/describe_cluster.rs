@@ -4,7 +4,7 @@ use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::Context;
+use super::{Context, Envelope};
 
 /// All operations allowed until authorization exists (bits 3..=12 of Kafka's AclOperation codes).
 pub const ALL_OPERATIONS: i32 = 0x1ff8;
@@ -17,7 +17,11 @@ pub const PRODUCE_OPERATIONS: i32 = (1 << 4) | (1 << 8) | (1 << 10);
 /// What the `consume` permission allows on a topic: READ, DESCRIBE, DESCRIBE_CONFIGS.
 pub const CONSUME_OPERATIONS: i32 = (1 << 3) | (1 << 8) | (1 << 10);
 
-pub fn handle(ctx: &Context, request: DescribeClusterRequest) -> DescribeClusterResponse {
+pub async fn handle(
+    ctx: &Context,
+    _envelope: &Envelope<'_>,
+    request: DescribeClusterRequest,
+) -> DescribeClusterResponse {
     let mut response = DescribeClusterResponse::default();
     response.cluster_id = StrBytes::from_string(ctx.config.cluster_id.clone());
     response.controller_id = BrokerId(ctx.config.node_id);

@@ -10,7 +10,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use magnetar_broker::{Access, Error};
 
-use super::Context;
+use super::{Context, Envelope};
 use crate::error_code;
 use crate::topic_config::{self, config_type, source};
 
@@ -28,9 +28,10 @@ struct Row {
 
 pub async fn handle(
     ctx: &Context,
-    version: i16,
+    envelope: &Envelope<'_>,
     request: DescribeConfigsRequest,
 ) -> DescribeConfigsResponse {
+    let version = envelope.version();
     let mut response = DescribeConfigsResponse::default();
     for resource in request.resources {
         let mut result = DescribeConfigsResult::default()
@@ -110,7 +111,11 @@ async fn topic_rows(ctx: &Context, shown: &str) -> Result<Vec<Row>, (i16, String
         .topic(&name)
         .await
         .map_err(fail)?
-        .ok_or_else(|| fail(Error::TopicNotFound(name.to_string())))?;
+        .ok_or_else(|| {
+            fail(Error::TopicNotFound {
+                topic: name.to_string(),
+            })
+        })?;
     let policies = ctx
         .broker
         .namespace_policies(&name.namespace)

@@ -3,30 +3,19 @@
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse, GroupId};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::ResponseError;
 
 use super::group_common::{s, wire, wire_opt};
-use super::Context;
+use super::{Context, Envelope};
 use crate::error_code;
 
 pub async fn handle(
     ctx: &Context,
-    version: i16,
+    envelope: &Envelope<'_>,
     request: DescribeGroupsRequest,
 ) -> DescribeGroupsResponse {
+    let version = envelope.version();
     let mut response = DescribeGroupsResponse::default();
-    let Some(c) = &ctx.coordinator else {
-        response.groups = request
-            .groups
-            .into_iter()
-            .map(|g| {
-                DescribedGroup::default()
-                    .with_group_id(g)
-                    .with_error_code(ResponseError::CoordinatorNotAvailable.code())
-            })
-            .collect();
-        return response;
-    };
+    let c = &ctx.coordinator;
     // The coordinator's ids (per tenant) of the groups the principal may describe, with the
     // names the client asked for; the others are refused.
     let mut names = std::collections::HashMap::new();

@@ -11,13 +11,14 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use magnetar_broker::TopicPartition;
 
-use super::{hosted, Context};
+use super::{hosted, Context, Envelope};
 
 pub async fn handle(
     ctx: &Context,
-    version: i16,
+    envelope: &Envelope<'_>,
     request: DescribeLogDirsRequest,
 ) -> DescribeLogDirsResponse {
+    let version = envelope.version();
     let mut response = DescribeLogDirsResponse::default();
     if !ctx.cluster_allowed() {
         // v3+ has a top-level code; older versions answer with no directories, as Kafka does.

@@ -12,7 +12,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::Context;
+use super::{Context, Envelope};
 
 /// Kafka's wire code of a SCRAM mechanism.
 pub fn mechanism_code(mechanism: magnetar_auth::ScramMechanism) -> i8 {
@@ -40,6 +40,7 @@ pub fn credential_store(ctx: &Context) -> magnetar_auth::ScramStore {
 
 pub async fn handle(
     ctx: &Context,
+    _envelope: &Envelope<'_>,
     request: DescribeUserScramCredentialsRequest,
 ) -> DescribeUserScramCredentialsResponse {
     let mut response = DescribeUserScramCredentialsResponse::default();
@@ -90,7 +91,7 @@ pub async fn handle(
     let described = match credential_store(ctx).describe(unique.as_deref()).await {
         Ok(described) => described,
         Err(e) => {
-            response.error_code = ResponseError::UnknownServerError.code();
+            response.error_code = crate::error_code::auth_error(&e).code();
             response.error_message = Some(StrBytes::from_string(e.to_string()));
             return response;
         }

@@ -9,13 +9,14 @@ use kafka_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::{hosted, Context};
+use super::{hosted, Context, Envelope};
 
 pub async fn handle(
     ctx: &Context,
-    version: i16,
+    envelope: &Envelope<'_>,
     request: ElectLeadersRequest,
 ) -> ElectLeadersResponse {
+    let version = envelope.version();
     let mut response = ElectLeadersResponse::default();
     let top_level = if !ctx.cluster_allowed() {
         Some(ResponseError::ClusterAuthorizationFailed)

@@ -26,9 +26,8 @@ use kafka_protocol::ResponseError;
 use magnetar_broker::{Access, PartitionLog, PayloadFormat, TopicPartition};
 use tokio::time::Instant;
 
-use super::Context;
+use super::{Context, Envelope};
 use crate::error_code;
-use crate::frame::RequestHeader;
 use crate::UnreadableEntryPolicy;
 
 /// Longest long poll honoured, whatever the client asks.
@@ -47,7 +46,12 @@ struct Slot {
     log: Result<Arc<PartitionLog>, i16>,
 }
 
-pub async fn handle(ctx: &Context, header: &RequestHeader, request: FetchRequest) -> FetchResponse {
+pub async fn handle(
+    ctx: &Context,
+    envelope: &Envelope<'_>,
+    request: FetchRequest,
+) -> FetchResponse {
+    let header = envelope.header;
     let version = header.api_version;
     let mut response = FetchResponse::default();
     response.session_id = 0;

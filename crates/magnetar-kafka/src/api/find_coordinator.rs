@@ -7,20 +7,20 @@ use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinator
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::Context;
+use super::{Context, Envelope};
 
 /// `key_type` of a group key (1 is a transactional id).
 const GROUP_KEY: i8 = 0;
 
-pub fn handle(
+pub async fn handle(
     ctx: &Context,
-    version: i16,
+    envelope: &Envelope<'_>,
     request: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
+    let version = envelope.version();
     let host = StrBytes::from_string(ctx.config.advertised_host.clone());
     let port = i32::from(ctx.config.advertised_port);
-    let error = (ctx.coordinator.is_none() || request.key_type != GROUP_KEY)
-        .then_some(ResponseError::CoordinatorNotAvailable);
+    let error = (request.key_type != GROUP_KEY).then_some(ResponseError::CoordinatorNotAvailable);
     let mut response = FindCoordinatorResponse::default();
     if version >= 4 {
         response.coordinators = request

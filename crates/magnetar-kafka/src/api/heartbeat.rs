@@ -1,18 +1,18 @@
 //! Heartbeat v0–v4.
 
 use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
-use kafka_protocol::ResponseError;
 use magnetar_coordinator as coordinator;
 
 use super::group_common::{opt, s};
-use super::Context;
+use super::{Context, Envelope};
 use crate::error_code;
 
-pub async fn handle(ctx: &Context, request: HeartbeatRequest) -> HeartbeatResponse {
-    let Some(c) = &ctx.coordinator else {
-        return HeartbeatResponse::default()
-            .with_error_code(ResponseError::CoordinatorNotAvailable.code());
-    };
+pub async fn handle(
+    ctx: &Context,
+    _envelope: &Envelope<'_>,
+    request: HeartbeatRequest,
+) -> HeartbeatResponse {
+    let c = &ctx.coordinator;
     if let Err(code) = ctx.authorize_group(request.group_id.0.as_str()).await {
         return HeartbeatResponse::default().with_error_code(code);
     }

@@ -11,7 +11,7 @@ use kafka_protocol::ResponseError;
 use magnetar_broker::{Access, Error};
 
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
-use super::Context;
+use super::{Context, Envelope};
 use crate::{error_code, topic_config};
 
 const SET: i8 = 0;
@@ -21,6 +21,7 @@ const SUBTRACT: i8 = 3;
 
 pub async fn handle(
     ctx: &Context,
+    _envelope: &Envelope<'_>,
     request: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
     let mut response = IncrementalAlterConfigsResponse::default();
@@ -125,7 +126,9 @@ async fn alter(
     let name = ctx.parse_writable_topic(shown).map_err(fail)?;
     ctx.authorize_with_message(&name, &Access::Admin).await?;
     let Some(current) = ctx.broker.topic(&name).await.map_err(fail)? else {
-        return Err(fail(Error::TopicNotFound(name.to_string())));
+        return Err(fail(Error::TopicNotFound {
+            topic: name.to_string(),
+        }));
     };
     let mut preview = current.configs.clone();
     apply(&mut preview, ops).map_err(fail)?;

@@ -4,15 +4,15 @@
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use kafka_protocol::ResponseError;
 
-use super::Context;
+use super::{Context, Envelope};
 use crate::error_code;
-use crate::frame::RequestHeader;
 
 pub async fn handle(
     ctx: &Context,
-    header: &RequestHeader,
+    envelope: &Envelope<'_>,
     request: InitProducerIdRequest,
 ) -> InitProducerIdResponse {
+    let header = envelope.header;
     let mut response = InitProducerIdResponse::default();
     response.producer_id = ProducerId(-1);
     response.producer_epoch = -1;

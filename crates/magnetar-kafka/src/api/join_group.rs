@@ -3,26 +3,21 @@
 
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
-use kafka_protocol::ResponseError;
 use magnetar_coordinator as coordinator;
 
 use super::group_common::{opt, s, wire, wire_opt};
-use super::Context;
+use super::{Context, Envelope};
 use crate::error_code;
-use crate::frame::RequestHeader;
 
 pub async fn handle(
     ctx: &Context,
-    header: &RequestHeader,
-    peer_host: String,
+    envelope: &Envelope<'_>,
     request: JoinGroupRequest,
 ) -> JoinGroupResponse {
+    let header = envelope.header;
     let v = header.api_version;
-    let Some(c) = &ctx.coordinator else {
-        return JoinGroupResponse::default()
-            .with_error_code(ResponseError::CoordinatorNotAvailable.code())
-            .with_generation_id(-1);
-    };
+    let peer_host = format!("/{}", envelope.peer.ip());
+    let c = &ctx.coordinator;
     if let Err(code) = ctx.authorize_group(request.group_id.0.as_str()).await {
         return JoinGroupResponse::default()
             .with_error_code(code)

@@ -4,19 +4,20 @@
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::ResponseError;
 use magnetar_coordinator::GroupState;
 
 use super::group_common::wire;
-use super::Context;
+use super::{Context, Envelope};
 use crate::error_code;
 
-pub async fn handle(ctx: &Context, version: i16, request: ListGroupsRequest) -> ListGroupsResponse {
+pub async fn handle(
+    ctx: &Context,
+    envelope: &Envelope<'_>,
+    request: ListGroupsRequest,
+) -> ListGroupsResponse {
+    let version = envelope.version();
     let mut response = ListGroupsResponse::default();
-    let Some(c) = &ctx.coordinator else {
-        response.error_code = ResponseError::CoordinatorNotAvailable.code();
-        return response;
-    };
+    let c = &ctx.coordinator;
     if !request.types_filter.is_empty()
         && !request
             .types_filter

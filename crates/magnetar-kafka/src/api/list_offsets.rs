@@ -11,7 +11,7 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::ResponseError;
 use magnetar_broker::{Access, EntryHeader, PartitionLog, TopicPartition};
 
-use super::Context;
+use super::{Context, Envelope};
 use crate::{batch, error_code};
 
 pub const EARLIEST: i64 = -2;
@@ -20,9 +20,10 @@ pub const MAX_TIMESTAMP: i64 = -3;
 
 pub async fn handle(
     ctx: &Context,
-    version: i16,
+    envelope: &Envelope<'_>,
     request: ListOffsetsRequest,
 ) -> ListOffsetsResponse {
+    let version = envelope.version();
     let mut response = ListOffsetsResponse::default();
     for topic in request.topics {
         let mut topic_response = ListOffsetsTopicResponse::default().with_name(topic.name.clone());

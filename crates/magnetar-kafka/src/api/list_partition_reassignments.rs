@@ -8,10 +8,11 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::Context;
+use super::{Context, Envelope};
 
-pub fn handle(
+pub async fn handle(
     ctx: &Context,
+    _envelope: &Envelope<'_>,
     _request: ListPartitionReassignmentsRequest,
 ) -> ListPartitionReassignmentsResponse {
     let mut response = ListPartitionReassignmentsResponse::default();

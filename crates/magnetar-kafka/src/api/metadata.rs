@@ -14,15 +14,15 @@ use magnetar_broker::{Access, Error, TopicMetadata, TopicName, INTERNAL_NAMESPAC
 use super::describe_cluster::{
     ALL_OPERATIONS, CONSUME_OPERATIONS, PRODUCE_OPERATIONS, TOPIC_OPERATIONS,
 };
-use super::Context;
+use super::{Context, Envelope};
 use crate::error_code;
-use crate::frame::RequestHeader;
 
 pub async fn handle(
     ctx: &Context,
-    header: &RequestHeader,
+    envelope: &Envelope<'_>,
     request: MetadataRequest,
 ) -> MetadataResponse {
+    let header = envelope.header;
     let version = header.api_version;
     let node = BrokerId(ctx.config.node_id);
     let mut response = MetadataResponse::default();
@@ -113,10 +113,11 @@ pub async fn handle(
                 let result = if allow_auto_create {
                     ctx.broker.topic_or_create(&name).await
                 } else {
-                    ctx.broker
-                        .topic(&name)
-                        .await
-                        .and_then(|t| t.ok_or_else(|| Error::TopicNotFound(name.to_string())))
+                    ctx.broker.topic(&name).await.and_then(|t| {
+                        t.ok_or_else(|| Error::TopicNotFound {
+                            topic: name.to_string(),
+                        })
+                    })
                 };
                 result.map(|metadata| (name, metadata))
             }

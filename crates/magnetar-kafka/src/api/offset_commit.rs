@@ -13,32 +13,16 @@ use magnetar_broker::Access;
 use magnetar_coordinator as coordinator;
 
 use super::group_common::{opt, s};
-use super::Context;
+use super::{Context, Envelope};
 use crate::error_code;
 
-pub async fn handle(ctx: &Context, request: OffsetCommitRequest) -> OffsetCommitResponse {
+pub async fn handle(
+    ctx: &Context,
+    _envelope: &Envelope<'_>,
+    request: OffsetCommitRequest,
+) -> OffsetCommitResponse {
     let mut response = OffsetCommitResponse::default();
-    let Some(c) = &ctx.coordinator else {
-        response.topics = request
-            .topics
-            .iter()
-            .map(|t| {
-                OffsetCommitResponseTopic::default()
-                    .with_name(t.name.clone())
-                    .with_partitions(
-                        t.partitions
-                            .iter()
-                            .map(|p| {
-                                OffsetCommitResponsePartition::default()
-                                    .with_partition_index(p.partition_index)
-                                    .with_error_code(ResponseError::CoordinatorNotAvailable.code())
-                            })
-                            .collect(),
-                    )
-            })
-            .collect();
-        return response;
-    };
+    let c = &ctx.coordinator;
     let group = request.group_id.0.as_str();
     let group_refused = ctx.authorize_group(group).await.err();
     // Committing needs consume on the topic with this group as the subscription.

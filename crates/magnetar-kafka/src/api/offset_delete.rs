@@ -4,19 +4,19 @@ use kafka_protocol::messages::offset_delete_response::{
     OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
 };
 use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse, TopicName};
-use kafka_protocol::ResponseError;
 use magnetar_coordinator as coordinator;
 
 use super::group_common::{s, wire};
-use super::Context;
+use super::{Context, Envelope};
 use crate::error_code;
 
-pub async fn handle(ctx: &Context, request: OffsetDeleteRequest) -> OffsetDeleteResponse {
+pub async fn handle(
+    ctx: &Context,
+    _envelope: &Envelope<'_>,
+    request: OffsetDeleteRequest,
+) -> OffsetDeleteResponse {
     let mut response = OffsetDeleteResponse::default();
-    let Some(c) = &ctx.coordinator else {
-        response.error_code = ResponseError::CoordinatorNotAvailable.code();
-        return response;
-    };
+    let c = &ctx.coordinator;
     if let Err(code) = ctx.authorize_group(request.group_id.0.as_str()).await {
         response.error_code = code;
         return response;

@@ -13,7 +13,7 @@ use magnetar_broker::Access;
 use magnetar_coordinator as coordinator;
 
 use super::group_common::{s, wire};
-use super::Context;
+use super::{Context, Envelope};
 use crate::error_code;
 
 /// One group's committed offsets, with authorization applied: `Err` with the group's error
@@ -28,20 +28,14 @@ async fn fetch_one(
 ) -> Result<(coordinator::OffsetFetchResponse, HashSet<String>), i16> {
     ctx.authorize_group(&group).await?;
     let all_topics = topics.is_none();
-    let mut r = match &ctx.coordinator {
-        Some(c) => {
-            c.fetch_offsets(coordinator::OffsetFetchRequest {
-                group_id: ctx.group_key(&group),
-                topics,
-                require_stable,
-            })
-            .await
-        }
-        None => coordinator::OffsetFetchResponse {
-            error: Some(coordinator::CoordinatorError::CoordinatorNotAvailable),
-            topics: Vec::new(),
-        },
-    };
+    let mut r = ctx
+        .coordinator
+        .fetch_offsets(coordinator::OffsetFetchRequest {
+            group_id: ctx.group_key(&group),
+            topics,
+            require_stable,
+        })
+        .await;
     let mut refused = HashSet::new();
     if ctx.broker.authorization_enabled() {
         for t in &r.topics {
@@ -77,9 +71,10 @@ fn partition_code(
 
 pub async fn handle(
     ctx: &Context,
-    version: i16,
+    envelope: &Envelope<'_>,
     request: OffsetFetchRequest,
 ) -> OffsetFetchResponse {
+    let version = envelope.version();
     let mut response = OffsetFetchResponse::default();
     if version >= 8 {
         for group in request.groups {

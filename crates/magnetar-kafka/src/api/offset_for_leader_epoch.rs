@@ -7,11 +7,12 @@ use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpoch
 use kafka_protocol::ResponseError;
 use magnetar_broker::{Access, TopicPartition};
 
-use super::Context;
+use super::{Context, Envelope};
 use crate::error_code;
 
 pub async fn handle(
     ctx: &Context,
+    _envelope: &Envelope<'_>,
     request: OffsetForLeaderEpochRequest,
 ) -> OffsetForLeaderEpochResponse {
     let mut response = OffsetForLeaderEpochResponse::default();

@@ -4,8 +4,8 @@
 //! error with KIP-467's `error_message` and `record_errors`, and nothing of the partition's
 //! batches is appended.
 //! The broker writes the assigned base offset into the stored batch (`first_index_at: Some(0)`).
-//! acks=0 gets no response; acks=1 and acks=-1 both answer once the entry is durable under the
-//! ledger's fsync policy (there are no replicas to wait for).
+//! acks=0 gets no response (the dispatcher drops it); acks=1 and acks=-1 both answer once the
+//! entry is durable under the ledger's fsync policy (there are no replicas to wait for).
 //!
 //! Two phases, so a request for N partitions waits for one group-commit round, not N in a row:
 //! [`enqueue`] validates and enqueues every batch of every partition (sequence checks and index
@@ -27,7 +27,7 @@ use magnetar_broker::{
     TopicName, TopicPartition,
 };
 
-use super::Context;
+use super::{Context, Envelope};
 use crate::batch::{self, BatchError};
 use crate::frame::RequestHeader;
 use crate::validate::{self, Refusal};
@@ -36,9 +36,10 @@ use crate::{error_code, topic_config};
 
 pub async fn handle(
     ctx: &Context,
-    header: &RequestHeader,
+    envelope: &Envelope<'_>,
     request: ProduceRequest,
-) -> Option<ProduceResponse> {
+) -> ProduceResponse {
+    let header = envelope.header;
     let pending = enqueue(ctx, header, request).await;
     if pending.acks != 0 {
         // Indexes are assigned: the connection's next request may start while this one waits.
@@ -170,11 +171,11 @@ impl PendingProduce {
     /// Phase two: waits until every enqueued batch is durable (all partitions together: they
     /// were all queued before the first wait, so their ledgers' writers run concurrently and
     /// each flushes them in one round), fills in offsets or errors, and holds the response for
-    /// the publish-rate throttle. `None` for acks=0.
-    pub async fn respond(self) -> Option<ProduceResponse> {
+    /// the publish-rate throttle. Built for acks=0 too; the dispatcher does not send it.
+    pub async fn respond(self) -> ProduceResponse {
         let PendingProduce {
             client_id,
-            acks,
+            acks: _,
             mut response,
             appends,
             throttle,
@@ -208,7 +209,7 @@ impl PendingProduce {
             );
             tokio::time::sleep(throttle).await;
         }
-        (acks != 0).then_some(response)
+        response
     }
 }
 

@@ -2,18 +2,19 @@
 //! for it.
 
 use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
-use kafka_protocol::ResponseError;
 use magnetar_coordinator as coordinator;
 
 use super::group_common::{opt, s, wire_opt};
-use super::Context;
+use super::{Context, Envelope};
 use crate::error_code;
 
-pub async fn handle(ctx: &Context, version: i16, request: SyncGroupRequest) -> SyncGroupResponse {
-    let Some(c) = &ctx.coordinator else {
-        return SyncGroupResponse::default()
-            .with_error_code(ResponseError::CoordinatorNotAvailable.code());
-    };
+pub async fn handle(
+    ctx: &Context,
+    envelope: &Envelope<'_>,
+    request: SyncGroupRequest,
+) -> SyncGroupResponse {
+    let version = envelope.version();
+    let c = &ctx.coordinator;
     if let Err(code) = ctx.authorize_group(request.group_id.0.as_str()).await {
         return SyncGroupResponse::default().with_error_code(code);
     }

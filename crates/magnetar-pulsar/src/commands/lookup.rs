@@ -101,11 +101,11 @@ impl Connection {
                     .topic_or_create_for(&topic, magnetar_broker::AutoCreator::Pulsar)
                     .await?
             } else {
-                self.service
-                    .broker
-                    .topic(&topic)
-                    .await?
-                    .ok_or_else(|| magnetar_broker::Error::TopicNotFound(topic.to_string()))?
+                self.service.broker.topic(&topic).await?.ok_or_else(|| {
+                    magnetar_broker::Error::TopicNotFound {
+                        topic: topic.to_string(),
+                    }
+                })?
             };
             Ok::<u32, magnetar_broker::Error>(if metadata.partitioned {
                 metadata.partitions
