@@ -1,5 +1,6 @@
 //! State shared by all Pulsar connections of one broker: producer registrations (for access
-//! modes), open subscriptions, name generation, and the tasks they own.
+//! modes), readers' seek positions, name generation, and the tasks they own (the subscriptions
+//! themselves live in the broker, per partition).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,7 +13,6 @@ use tokio_util::task::TaskTracker;
 
 use crate::convert::EntryCache;
 use crate::dedup::DedupTable;
-use crate::subscription::Subscription;
 use crate::PulsarConfig;
 
 /// How producers of one partition share it.
@@ -40,7 +40,6 @@ pub struct Service {
     /// Request counters (exported when `config.metrics` is set).
     pub metrics: Arc<magnetar_metrics::ProtocolMetrics>,
     producers: Mutex<HashMap<TopicPartition, TopicProducers>>,
-    pub(crate) subscriptions: Mutex<HashMap<(TopicPartition, String), Arc<Subscription>>>,
     /// Non-durable subscriptions (readers) a SEEK reset: the position their consumer's
     /// reconnect resumes from (see [`Service::take_reseek`]).
     reseeks: Mutex<HashMap<(TopicPartition, String), (u64, std::time::Instant)>>,
@@ -70,7 +69,6 @@ impl Service {
             cache,
             metrics: crate::metrics::protocol_metrics(),
             producers: Mutex::new(HashMap::new()),
-            subscriptions: Mutex::new(HashMap::new()),
             reseeks: Mutex::new(HashMap::new()),
             next_name: AtomicU64::new(0),
             name_nonce: std::time::SystemTime::now()
