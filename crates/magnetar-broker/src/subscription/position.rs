@@ -7,7 +7,7 @@
 //! - The entry id is the **first message index of the entry** (one entry = one producer batch);
 //!   entry ids increase but are not contiguous.
 //! - The batch index is the position inside the entry, so `entry id + batch index` is the
-//!   message index (which is also the Kafka offset of that message).
+//!   message index.
 //! - Earliest is `(-1, -1)` (any negative ledger or entry id; on the wire as u64: all ones) and
 //!   latest is `(i64::MAX, i64::MAX)` (or any ledger id this broker never hands out).
 
