@@ -294,7 +294,7 @@ impl Dispatcher {
                 .record_out(prepared.body.len() as u64, u64::from(count));
             deliveries.push(sink.deliver(super::Delivery {
                 consumer: key,
-                header: entry.header.clone(),
+                header: entry.header,
                 body: prepared.body,
                 redelivery_count,
                 acked_positions,

@@ -178,6 +178,11 @@ impl Fixture {
     }
 }
 
+/// One range to acknowledge.
+fn one(range: Range<u64>) -> Vec<Range<u64>> {
+    vec![range]
+}
+
 const A: ConsumerKey = (1, 1);
 const B: ConsumerKey = (1, 2);
 const C: ConsumerKey = (2, 1);
@@ -327,12 +332,12 @@ async fn redelivery_and_acks() {
     for i in 0..3 {
         assert_eq!(f.next().await.header.first_index, i);
     }
-    sub.ack(vec![1..2]).await.unwrap();
+    sub.ack(one(1..2)).await.unwrap();
     assert_eq!(sub.backlog(), 2);
     // Asked for again: the two unacknowledged entries come back, counted.
     sub.add_permits(A, 2);
     sub.redeliver(A, &[]);
-    let mut again = vec![f.next().await, f.next().await];
+    let mut again = [f.next().await, f.next().await];
     again.sort_by_key(|d| d.header.first_index);
     assert_eq!(
         again
@@ -413,7 +418,7 @@ async fn skip_clear_backlog_and_delete_without_consumers() {
         .await
         .unwrap());
     let sub = f.log.subscription("s").unwrap();
-    sub.ack(vec![2..4]).await.unwrap();
+    sub.ack(one(2..4)).await.unwrap();
     // Skipping 3 unacknowledged messages from 0 acknowledges 0, 1 and 4.
     sub.skip(3).await.unwrap();
     assert_eq!(sub.cursor().mark_delete_index, 5);
@@ -496,7 +501,7 @@ async fn readers_are_private_and_close_detaches_everyone() {
     let d = f.next().await;
     assert_eq!((d.consumer, d.header.first_index), (A, 1));
     // A reader acknowledges in memory only.
-    r1.ack(vec![1..2]).await.unwrap();
+    r1.ack(one(1..2)).await.unwrap();
     assert_eq!(r1.cursor().mark_delete_index, 2);
     assert!(f.log.subscription_cursors().is_empty());
 
