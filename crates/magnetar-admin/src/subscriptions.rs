@@ -4,21 +4,25 @@
 //! apply to every partition, as in Pulsar; reset by message id uses the id's `partitionIndex`,
 //! and skip needs one partition (405).
 //!
-//! A subscription with connected consumers is refused with 412 for delete, reset and skip: the
-//! dispatcher of a live subscription reads from its own position, so the cursor is only moved
-//! while nobody reads (Pulsar disconnects the consumers instead; stop them first here).
+//! Every change goes through the broker's subscription (`magnetar_broker::Subscription`: reset,
+//! skip, clear backlog), the same object a front end's consumers use, so nothing here moves a
+//! storage cursor itself. A subscription with connected consumers is still refused with 412 for
+//! delete, reset and skip (Pulsar disconnects the consumers instead; stop them first here).
 //!
 //! Message ids in bodies are Pulsar's `{"ledgerId", "entryId", "partitionIndex", "batchIndex"}`
-//! in Magnetar's mapping: ledger id 0 and entry id = the entry's first message index, so the
-//! position is `entryId + batchIndex`; `-1:-1` is the earliest position and
-//! `ledgerId = i64::MAX` the latest, as in Pulsar's `MessageId.earliest`/`latest`.
+//! read by the broker's one position rule (`magnetar_broker::Position`): ledger id 0 and entry
+//! id = the entry's first message index, so the position is `entryId + batchIndex`; `-1:-1` is
+//! the earliest position and `ledgerId = i64::MAX` the latest, as in Pulsar's
+//! `MessageId.earliest`/`latest`.
 
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use magnetar_broker::names::partition_of;
-use magnetar_broker::{CursorStart, NamespaceName, PartitionLog, TopicName, TopicPartition};
+use magnetar_broker::{
+    CursorStart, NamespaceName, PartitionLog, Position, Subscription, TopicName, TopicPartition,
+};
 use serde::Deserialize;
 
 use crate::error::{ApiError, ApiResult};
@@ -58,18 +62,18 @@ fn minus_one() -> i32 {
 
 impl MessageIdJson {
     fn start(&self) -> ApiResult<CursorStart> {
-        if self.ledger_id == i64::MAX {
-            return Ok(CursorStart::Latest);
+        if self.entry_id < 0 && self.ledger_id >= 0 && self.ledger_id != i64::MAX {
+            return Err(ApiError::bad_request(format!(
+                "entryId {} is invalid",
+                self.entry_id
+            )));
         }
-        if self.ledger_id < 0 && self.entry_id < 0 {
-            return Ok(CursorStart::Earliest);
-        }
-        let entry = u64::try_from(self.entry_id)
-            .map_err(|_| ApiError::bad_request(format!("entryId {} is invalid", self.entry_id)))?;
-        let index = entry
-            .saturating_add(u64::try_from(self.batch_index).unwrap_or(0))
-            .saturating_add(u64::from(self.is_excluded));
-        Ok(CursorStart::Index(index))
+        let position = Position::of(
+            self.ledger_id as u64,
+            self.entry_id as u64,
+            Some(self.batch_index),
+        );
+        Ok(position.cursor_start(self.is_excluded))
     }
 }
 
@@ -143,26 +147,24 @@ pub(crate) async fn logs_of(
     )))
 }
 
-/// The logs that hold `sub`; 404 when none does, 412 when consumers are connected.
+/// The subscriptions `sub` on the partitions the path names; 404 when none has it, 412 when
+/// consumers are connected. The flag says whether the path named a whole partitioned topic.
 async fn idle_subscription(
     state: &AppState,
     tenant: &str,
     ns: &str,
     topic: &str,
     sub: &str,
-) -> ApiResult<(Vec<Arc<PartitionLog>>, bool)> {
+) -> ApiResult<(Vec<Arc<Subscription>>, bool)> {
     check_subscription(sub)?;
     let (logs, partitioned) = logs_of(state, tenant, ns, topic).await?;
-    let holding: Vec<_> = logs
-        .into_iter()
-        .filter(|l| l.ledger().cursor(sub).is_some())
-        .collect();
+    let holding: Vec<Arc<Subscription>> = logs.iter().filter_map(|l| l.subscription(sub)).collect();
     if holding.is_empty() {
         return Err(ApiError::not_found(format!(
             "subscription '{sub}' not found"
         )));
     }
-    let consumers: usize = holding.iter().map(|l| l.consumers_of(sub)).sum();
+    let consumers: usize = holding.iter().map(|s| s.consumer_count()).sum();
     if consumers > 0 {
         return Err(precondition(format!(
             "subscription '{sub}' has {consumers} active connected consumers; close them first"
@@ -182,16 +184,13 @@ pub async fn create(
         None => CursorStart::Latest,
     };
     let (logs, _) = logs_of(&state, &tenant, &ns, &topic).await?;
-    if logs.iter().any(|l| l.ledger().cursor(&sub).is_some()) {
+    if logs.iter().any(|l| l.has_subscription(&sub)) {
         return Err(ApiError::conflict(format!(
             "subscription '{sub}' already exists for topic"
         )));
     }
     for log in logs {
-        log.ledger()
-            .open_cursor(&sub, start)
-            .await
-            .map_err(magnetar_broker::Error::from)?;
+        log.create_subscription(&sub, start).await?;
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -201,12 +200,9 @@ pub async fn delete(
     Path((tenant, ns, topic, sub)): Path<(String, String, String, String)>,
     Query(_params): Query<DeleteParams>,
 ) -> ApiResult<StatusCode> {
-    let (logs, _) = idle_subscription(&state, &tenant, &ns, &topic, &sub).await?;
-    for log in logs {
-        log.ledger()
-            .delete_cursor(&sub)
-            .await
-            .map_err(magnetar_broker::Error::from)?;
+    let (subs, _) = idle_subscription(&state, &tenant, &ns, &topic, &sub).await?;
+    for s in subs {
+        s.log().delete_subscription(&sub).await?;
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -221,16 +217,9 @@ pub async fn reset_to_timestamp(
     Path((tenant, ns, topic, sub, timestamp)): Path<(String, String, String, String, String)>,
 ) -> ApiResult<StatusCode> {
     let timestamp = parse_number("timestamp", &timestamp)?;
-    let (logs, _) = idle_subscription(&state, &tenant, &ns, &topic, &sub).await?;
-    for log in logs {
-        let index = match log.find_by_timestamp(timestamp).await? {
-            Some(header) => header.first_index,
-            None => log.end_index(),
-        };
-        log.ledger()
-            .reset_cursor(&sub, index)
-            .await
-            .map_err(magnetar_broker::Error::from)?;
+    let (subs, _) = idle_subscription(&state, &tenant, &ns, &topic, &sub).await?;
+    for s in subs {
+        s.reset_to_time(timestamp).await?;
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -241,7 +230,7 @@ pub async fn reset_to_message_id(
     JsonBody(id): JsonBody<MessageIdJson>,
 ) -> ApiResult<StatusCode> {
     let start = id.start()?;
-    let (mut logs, partitioned) = idle_subscription(&state, &tenant, &ns, &topic, &sub).await?;
+    let (mut subs, partitioned) = idle_subscription(&state, &tenant, &ns, &topic, &sub).await?;
     if partitioned {
         // The message id's partition picks the partition, as a Pulsar client's seek does.
         let wanted = u32::try_from(id.partition_index).map_err(|_| {
@@ -249,63 +238,17 @@ pub async fn reset_to_message_id(
                 "reset-cursor to a message id of a partitioned topic needs its partitionIndex",
             )
         })?;
-        logs.retain(|l| l.name().partition == wanted);
-        if logs.is_empty() {
+        subs.retain(|s| s.log().name().partition == wanted);
+        if subs.is_empty() {
             return Err(ApiError::not_found(format!(
                 "subscription '{sub}' not found on partition {wanted}"
             )));
         }
     }
-    for log in logs {
-        let index = match start {
-            CursorStart::Earliest => log.start_index(),
-            CursorStart::Latest => log.end_index(),
-            CursorStart::Index(i) => i,
-        };
-        log.ledger()
-            .reset_cursor(&sub, index)
-            .await
-            .map_err(magnetar_broker::Error::from)?;
+    for s in subs {
+        s.reset_to(start).await?;
     }
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Acknowledges the first `count` unacknowledged messages of `sub` on `log`.
-async fn skip_on(log: &PartitionLog, sub: &str, count: u64) -> ApiResult<()> {
-    let Some(cursor) = log.ledger().cursor(sub) else {
-        return Ok(());
-    };
-    let end = log.end_index();
-    let mut ranges = Vec::new();
-    let mut left = count;
-    let mut at = cursor.mark_delete_index.max(log.start_index());
-    let acked: Vec<_> = cursor.acked.ranges().collect();
-    let mut gaps = acked
-        .iter()
-        .map(|r| (r.start, r.end))
-        .chain(std::iter::once((end, end)));
-    while left > 0 && at < end {
-        let Some((acked_start, acked_end)) = gaps.next() else {
-            break;
-        };
-        if acked_end <= at {
-            continue;
-        }
-        let gap_end = acked_start.clamp(at, end);
-        let take = left.min(gap_end - at);
-        if take > 0 {
-            ranges.push(at..at + take);
-            left -= take;
-        }
-        at = acked_end.max(at);
-    }
-    if !ranges.is_empty() {
-        log.ledger()
-            .ack(sub, &ranges)
-            .await
-            .map_err(magnetar_broker::Error::from)?;
-    }
-    Ok(())
 }
 
 pub async fn skip(
@@ -314,14 +257,14 @@ pub async fn skip(
 ) -> ApiResult<StatusCode> {
     let count = u64::try_from(parse_number("numMessages", &count)?)
         .map_err(|_| ApiError::bad_request("numMessages must be >= 0"))?;
-    let (logs, partitioned) = idle_subscription(&state, &tenant, &ns, &topic, &sub).await?;
+    let (subs, partitioned) = idle_subscription(&state, &tenant, &ns, &topic, &sub).await?;
     if partitioned {
         return Err(not_allowed(
             "skip messages on a partitioned topic is not allowed; name one partition",
         ));
     }
-    for log in logs {
-        skip_on(&log, &sub, count).await?;
+    for s in subs {
+        s.skip(count).await?;
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -330,13 +273,9 @@ pub async fn skip_all(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns, topic, sub)): Path<(String, String, String, String)>,
 ) -> ApiResult<StatusCode> {
-    let (logs, _) = idle_subscription(&state, &tenant, &ns, &topic, &sub).await?;
-    for log in logs {
-        let end = log.end_index();
-        log.ledger()
-            .reset_cursor(&sub, end)
-            .await
-            .map_err(magnetar_broker::Error::from)?;
+    let (subs, _) = idle_subscription(&state, &tenant, &ns, &topic, &sub).await?;
+    for s in subs {
+        s.clear_backlog().await?;
     }
     Ok(StatusCode::NO_CONTENT)
 }

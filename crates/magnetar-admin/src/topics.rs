@@ -205,7 +205,7 @@ async fn delete_topic(
                     partition,
                 })
                 .await?;
-            let subscriptions = log.ledger().cursors();
+            let subscriptions = log.subscription_names();
             if !subscriptions.is_empty() {
                 return Err(ApiError {
                     status: StatusCode::PRECONDITION_FAILED,
@@ -292,7 +292,7 @@ async fn log_of(
 type GroupOffsets = BTreeMap<String, BTreeMap<i32, i64>>;
 
 fn stats_json(log: &PartitionLog, groups: &GroupOffsets) -> Value {
-    let stats = log.ledger().stats();
+    let stats = log.stats();
     let partition = i32::try_from(log.name().partition).unwrap_or(i32::MAX);
     // Kafka consumer groups beside Pulsar subscriptions: the backlog is the lag behind the end.
     let kafka_groups: serde_json::Map<String, Value> = groups
@@ -307,11 +307,10 @@ fn stats_json(log: &PartitionLog, groups: &GroupOffsets) -> Value {
         })
         .collect();
     let subscriptions: serde_json::Map<String, Value> = log
-        .ledger()
-        .cursors()
+        .subscription_cursors()
         .into_iter()
-        .map(|(name, _)| {
-            let backlog = log.ledger().backlog(&name).unwrap_or(0);
+        .map(|(name, cursor)| {
+            let backlog = cursor.backlog(stats.start_index, stats.end_index);
             (name, json!({ "msgBacklog": backlog, "type": "Durable" }))
         })
         .collect();
@@ -385,15 +384,14 @@ pub async fn internal_stats(
     Path((tenant, ns, topic)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
     let log = log_of(&state, &tenant, &ns, &topic).await?;
-    let stats = log.ledger().stats();
+    let stats = log.stats();
     let segments: Vec<Value> = stats
         .segments
         .iter()
         .map(|s| json!({ "baseIndex": s.base_index, "entries": s.entries, "size": s.bytes }))
         .collect();
     let cursors: serde_json::Map<String, Value> = log
-        .ledger()
-        .cursors()
+        .subscription_cursors()
         .into_iter()
         .map(|(name, c)| {
             let acked: Vec<String> = c.acked.ranges().map(|r| format!("[{}..{})", r.start, r.end)).collect();
@@ -429,13 +427,11 @@ pub async fn subscriptions(
                         partition: n,
                     })
                     .await?;
-                all.extend(log.ledger().cursors().into_iter().map(|(c, _)| c));
+                all.extend(log.subscription_names());
             }
             return Ok(Json(all.into_iter().collect()));
         }
     }
     let log = log_of(&state, &tenant, &ns, &topic).await?;
-    Ok(Json(
-        log.ledger().cursors().into_iter().map(|(c, _)| c).collect(),
-    ))
+    Ok(Json(log.subscription_names()))
 }

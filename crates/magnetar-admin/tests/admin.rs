@@ -430,10 +430,10 @@ async fn topics_create_update_stats_delete() {
     );
 
     // A subscription (cursor) blocks deletion without force.
-    log.ledger()
-        .open_cursor("sub", magnetar_storage::CursorStart::Earliest)
+    assert!(log
+        .create_subscription("sub", magnetar_broker::CursorStart::Earliest)
         .await
-        .unwrap();
+        .unwrap());
     assert_eq!(
         api.call(M::GET, &format!("{base}/orders/subscriptions"), None)
             .await

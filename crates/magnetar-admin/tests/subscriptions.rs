@@ -83,7 +83,12 @@ impl Api {
     }
 
     async fn cursor(&self, topic: &str, partition: u32, sub: &str) -> Option<CursorState> {
-        self.log(topic, partition).await.ledger().cursor(sub)
+        self.log(topic, partition)
+            .await
+            .subscription_cursors()
+            .into_iter()
+            .find(|(name, _)| name == sub)
+            .map(|(_, cursor)| cursor)
     }
 
     async fn mark(&self, topic: &str, partition: u32, sub: &str) -> u64 {
@@ -95,6 +100,36 @@ impl Api {
 }
 
 use Method as M;
+
+/// A consumer that takes nothing (it is given no permits).
+struct Idle;
+
+impl ConsumerSink for Idle {
+    fn deliver(&self, _delivery: Delivery) -> DeliveryFuture {
+        Box::pin(async {})
+    }
+
+    fn active_changed(&self, _active: bool) {}
+
+    fn closed(&self) -> DeliveryFuture {
+        Box::pin(async {})
+    }
+}
+
+impl EntryCodec for Idle {
+    fn prepare(
+        &self,
+        entry: &Entry,
+        _key_slot: bool,
+    ) -> std::result::Result<PreparedEntry, String> {
+        Ok(PreparedEntry {
+            body: entry.payload.clone(),
+            key_slot: 0,
+        })
+    }
+
+    fn unreadable(&self, _index: u64, _error: &str) {}
+}
 
 #[tokio::test]
 async fn create_reset_skip_delete_on_a_topic() {
@@ -150,26 +185,43 @@ async fn create_reset_skip_delete_on_a_topic() {
     // Skip counts unacknowledged messages: with 2 and 3 acked, skipping 3 from 0 acks 0, 1, 4.
     let log = api.log("events", 0).await;
     let acked = [std::ops::Range { start: 2, end: 4 }];
-    log.ledger().ack("early", &acked).await.unwrap();
+    let early = log.subscription("early").unwrap();
+    early.ack(acked.to_vec()).await.unwrap();
+    drop(early);
     assert_eq!(
         api.call(M::POST, &sub("early/skip/3"), None).await.0,
         StatusCode::NO_CONTENT
     );
     assert_eq!(api.mark("events", 0, "early").await, 5);
-    assert_eq!(log.ledger().backlog("early").unwrap(), 5);
+    assert_eq!(log.subscription("early").unwrap().backlog(), 5);
     // Skipping more than the backlog stops at the end.
     api.call(M::POST, &sub("early/skip/100"), None).await;
-    assert_eq!(log.ledger().backlog("early").unwrap(), 0);
+    assert_eq!(log.subscription("early").unwrap().backlog(), 0);
     api.call(M::POST, &sub("early/resetcursor/0"), None).await;
-    assert_eq!(log.ledger().backlog("early").unwrap(), 10);
+    assert_eq!(log.subscription("early").unwrap().backlog(), 10);
     assert_eq!(
         api.call(M::POST, &sub("early/skip_all"), None).await.0,
         StatusCode::NO_CONTENT
     );
-    assert_eq!(log.ledger().backlog("early").unwrap(), 0);
+    assert_eq!(log.subscription("early").unwrap().backlog(), 0);
 
     // A subscription with a connected consumer is not moved or deleted (412).
-    log.consumer_attached("mid");
+    // Attached through the broker's subscription, as the Pulsar front end does.
+    let mid = log.subscription("mid").unwrap();
+    let dispatcher = mid
+        .add_consumer(
+            Consumer {
+                key: (1, 1),
+                name: "c".into(),
+                priority: 0,
+                sink: Arc::new(Idle),
+            },
+            SubscriptionType::Shared,
+            Arc::new(Idle),
+            1000,
+        )
+        .unwrap();
+    assert!(dispatcher.is_some());
     for (method, path) in [
         (M::POST, sub("mid/resetcursor/0")),
         (M::POST, sub("mid/skip/1")),
@@ -182,7 +234,8 @@ async fn create_reset_skip_delete_on_a_topic() {
         assert!(body["reason"].as_str().unwrap().contains("consumers"));
     }
     assert_eq!(api.mark("events", 0, "mid").await, 4);
-    log.consumer_detached("mid");
+    assert_eq!(mid.remove_consumer((1, 1)), 0);
+    drop(mid);
     assert_eq!(
         api.call(M::DELETE, &sub("mid"), None).await.0,
         StatusCode::NO_CONTENT

@@ -935,10 +935,9 @@ impl Broker {
     /// Message TTL (Pulsar's): every subscription of `log` acknowledges the messages older than
     /// `ttl_ms`, judged by the entry's max timestamp (event time, else publish time). Kafka
     /// consumer groups keep their own offsets and are not affected, as in Pulsar/KoP.
-    async fn expire_messages(&self, log: &PartitionLog, ttl_ms: u64) -> Result<u64> {
-        let ledger = log.ledger();
-        let cursors = ledger.cursors();
-        if cursors.is_empty() {
+    async fn expire_messages(&self, log: &Arc<PartitionLog>, ttl_ms: u64) -> Result<u64> {
+        let names = log.subscription_names();
+        if names.is_empty() {
             return Ok(0);
         }
         let cutoff = self
@@ -946,16 +945,17 @@ impl Broker {
             .now_ms()
             .saturating_sub(i64::try_from(ttl_ms).unwrap_or(i64::MAX));
         // The first entry young enough to keep; everything before it has expired.
-        let keep_from = match ledger.find_by_timestamp(cutoff).await? {
-            Some(header) => header.first_index,
-            None => ledger.end_index(),
-        };
+        let keep_from = log.index_at_time(cutoff).await?;
         let mut expired = 0;
-        for (name, state) in cursors {
-            if keep_from > state.mark_delete_index && keep_from > 0 {
-                let before = ledger.backlog(&name)?;
-                ledger.ack_cumulative(&name, keep_from - 1).await?;
-                expired += before.saturating_sub(ledger.backlog(&name)?);
+        for name in names {
+            // Through the subscription, so a live one's dispatcher sees the acknowledgement.
+            let Some(sub) = log.subscription(&name) else {
+                continue;
+            };
+            if keep_from > sub.cursor().mark_delete_index && keep_from > 0 {
+                let before = sub.backlog();
+                sub.ack_cumulative(keep_from - 1).await?;
+                expired += before.saturating_sub(sub.backlog());
             }
         }
         if expired > 0 {

@@ -2,7 +2,8 @@
 //!
 //! Owns: the Pulsar naming model ([`names`]), tenants, namespaces and topics in the metadata store
 //! ([`Broker`], [`resources`]), the open partitions over managed ledgers ([`PartitionLog`]),
-//! idempotent-producer state ([`producer_state`]), and THE domain [`Error`] that each front end
+//! idempotent-producer state ([`producer_state`]), subscriptions with their consumers, dispatch
+//! rules, redelivery and cursor moves ([`subscription`]), and THE domain [`Error`] that each front end
 //! maps to its own wire codes.
 //!
 //! Must not depend on: any wire protocol (no `kafka-protocol`, no Pulsar protobuf, no HTTP).
@@ -19,6 +20,7 @@ pub mod publish_rate;
 pub mod registry;
 pub mod resources;
 pub mod skipped;
+pub mod subscription;
 pub mod tiering;
 
 pub use broker::{
@@ -34,6 +36,11 @@ pub use permissions::{Access, AuthAction, AuthPolicies, Grants};
 pub use producer_state::{named_producer_batch, named_producer_id, ProducerBatch};
 pub use publish_rate::PublishRate;
 pub use resources::{AutoTopicCreation, NamespacePolicies, TenantInfo, TopicMetadata};
+pub use subscription::position::Position;
+pub use subscription::{
+    Consumer, ConsumerKey, ConsumerSink, Delivery, DeliveryFuture, Dispatcher, EntryCodec,
+    PreparedEntry, Subscription, SubscriptionType,
+};
 
 /// The metadata store, for the crates above the broker that keep records of their own (the SCRAM
 /// credentials of magnetar-auth) without depending on magnetar-metadata.

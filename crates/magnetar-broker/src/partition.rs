@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use magnetar_storage::{
-    Entry, EntryHeader, LatencyHistogram, ManagedLedger, NewEntry, PayloadFormat, PendingAppend,
-    ProducerInfo,
+    Entry, EntryHeader, LatencyHistogram, LedgerStats, ManagedLedger, NewEntry, PayloadFormat,
+    PendingAppend, ProducerInfo,
 };
 use tokio::sync::watch;
 
@@ -106,10 +106,8 @@ pub struct PartitionLog {
     name: TopicPartition,
     ledger: Arc<ManagedLedger>,
     producers: Mutex<ProducerStateTable>,
-    /// Connected consumers per subscription (cursor name), as the Pulsar front end reports them,
-    /// so the admin API can refuse to move or delete a cursor a dispatcher is reading from and
-    /// limits per topic can be checked.
-    consumers: Mutex<HashMap<String, usize>>,
+    /// The live subscriptions of this partition (see [`crate::subscription`]).
+    pub(crate) subscriptions: Mutex<crate::subscription::Registry>,
     /// Named producers (see [`crate::producer_state::NAMED_PRODUCER_EPOCH`]): id -> first index
     /// of its last entry. Bounded like the producer table.
     named: Mutex<NamedProducers>,
@@ -242,7 +240,7 @@ impl PartitionLog {
             snapshot_rolls: AtomicU64::new(ledger.segments_sealed()),
             ledger,
             producers: Mutex::new(table),
-            consumers: Mutex::new(HashMap::new()),
+            subscriptions: Mutex::default(),
             named: Mutex::new(named),
             publish_limiter: Mutex::new(PublishLimiter::default()),
             traffic: Arc::default(),
@@ -314,46 +312,38 @@ impl PartitionLog {
             .record(messages, bytes, std::time::Instant::now())
     }
 
-    fn consumer_book(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
-        // The map holds counters only; a panic elsewhere leaves it usable.
-        self.consumers.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// A consumer connected to `subscription` (a front end calls this once per consumer).
-    pub fn consumer_attached(&self, subscription: &str) {
-        *self
-            .consumer_book()
-            .entry(subscription.to_string())
-            .or_default() += 1;
-    }
-
-    /// A consumer of `subscription` left (pairs with [`Self::consumer_attached`]).
-    pub fn consumer_detached(&self, subscription: &str) {
-        let mut book = self.consumer_book();
-        if let Some(n) = book.get_mut(subscription) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                book.remove(subscription);
-            }
-        }
-    }
-
-    /// Connected consumers of one subscription.
-    pub fn consumers_of(&self, subscription: &str) -> usize {
-        self.consumer_book().get(subscription).copied().unwrap_or(0)
-    }
-
-    /// Connected consumers of every subscription of this partition.
-    pub fn consumers_total(&self) -> usize {
-        self.consumer_book().values().sum()
-    }
-
     pub fn name(&self) -> &TopicPartition {
         &self.name
     }
 
-    pub fn ledger(&self) -> &Arc<ManagedLedger> {
+    /// The ledger, inside the broker only: cursors are moved through subscriptions
+    /// ([`crate::subscription`]) and everything else through this type's methods.
+    pub(crate) fn ledger(&self) -> &Arc<ManagedLedger> {
         &self.ledger
+    }
+
+    /// The ledger's statistics (segments, bytes, indexes, fsyncs).
+    pub fn stats(&self) -> LedgerStats {
+        self.ledger.stats()
+    }
+
+    /// The ledger's directory (cursors, snapshots, local segments).
+    pub fn dir(&self) -> &std::path::Path {
+        self.ledger.dir()
+    }
+
+    /// Whether a write failed and the ledger refuses appends until it is reopened.
+    pub fn is_failed(&self) -> bool {
+        self.ledger.is_failed()
+    }
+
+    /// Up to `max_entries` entry headers from `from_index`, without reading payloads.
+    pub async fn scan_headers(
+        &self,
+        from_index: u64,
+        max_entries: usize,
+    ) -> Result<Vec<EntryHeader>> {
+        Ok(self.ledger.scan_headers(from_index, max_entries).await?)
     }
 
     pub fn traffic(&self) -> &PartitionTraffic {
@@ -482,6 +472,25 @@ impl PartitionLog {
 
     pub async fn find_by_timestamp(&self, timestamp_ms: i64) -> Result<Option<EntryHeader>> {
         Ok(self.ledger.find_by_timestamp(timestamp_ms).await?)
+    }
+
+    /// The first index of the first entry whose newest timestamp is at or after
+    /// `timestamp_ms`; the end index when there is none.
+    pub async fn index_at_time(&self, timestamp_ms: i64) -> Result<u64> {
+        Ok(match self.find_by_timestamp(timestamp_ms).await? {
+            Some(header) => header.first_index,
+            None => self.end_index(),
+        })
+    }
+
+    /// The message index `start` stands for now, within the readable range.
+    pub fn start_position(&self, start: magnetar_storage::CursorStart) -> u64 {
+        let (first, end) = (self.start_index(), self.end_index());
+        match start {
+            magnetar_storage::CursorStart::Earliest => first,
+            magnetar_storage::CursorStart::Latest => end,
+            magnetar_storage::CursorStart::Index(i) => i.clamp(first, end),
+        }
     }
 
     pub async fn max_timestamp_entry(&self) -> Result<Option<EntryHeader>> {

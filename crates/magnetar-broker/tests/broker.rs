@@ -281,10 +281,7 @@ async fn retention_follows_topic_configs_then_namespace_policy() {
         for _ in 0..20 {
             log.append(batch(&payload, None)).await.unwrap();
         }
-        assert!(
-            log.ledger().stats().segments.len() > 3,
-            "segment.bytes was applied"
-        );
+        assert!(log.stats().segments.len() > 3, "segment.bytes was applied");
     }
     // Nothing is old enough yet.
     assert_eq!(
@@ -356,7 +353,7 @@ async fn retention_follows_topic_configs_then_namespace_policy() {
     broker.enforce_retention().await.unwrap();
     assert!(log.start_index() > 0);
     assert!(
-        log.ledger().stats().total_bytes >= 5000,
+        log.stats().total_bytes >= 5000,
         "size retention keeps at least the limit"
     );
 }
@@ -395,10 +392,10 @@ async fn message_ttl_expires_old_messages_on_subscriptions() {
         })
         .await
         .unwrap();
-    log.ledger()
-        .open_cursor("sub", magnetar_storage::CursorStart::Earliest)
+    assert!(log
+        .create_subscription("sub", CursorStart::Earliest)
         .await
-        .unwrap();
+        .unwrap());
     let at = |ts: i64| AppendRequest {
         max_timestamp_ms: ts,
         ..batch("m", None)
@@ -412,14 +409,14 @@ async fn message_ttl_expires_old_messages_on_subscriptions() {
         broker.enforce_retention().await.unwrap().messages_expired,
         1
     );
-    assert_eq!(log.ledger().backlog("sub").unwrap(), 2);
+    assert_eq!(log.subscription("sub").unwrap().backlog(), 2);
     // Much later, everything has expired; the data itself stays (no retention policy).
     clock.set_ms(2_000_000);
     assert_eq!(
         broker.enforce_retention().await.unwrap().messages_expired,
         2
     );
-    assert_eq!(log.ledger().backlog("sub").unwrap(), 0);
+    assert_eq!(log.subscription("sub").unwrap().backlog(), 0);
     assert_eq!(log.start_index(), 0);
 }
 

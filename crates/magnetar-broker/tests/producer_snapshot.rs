@@ -122,7 +122,7 @@ async fn clean_close_snapshots_so_open_replays_nothing() {
     let (appended, named_last, end) = {
         let (broker, log) = open(dir.path()).await;
         let appended = produce(&log, 0, 20).await;
-        assert!(log.ledger().stats().segments.len() > 3, "rolled");
+        assert!(log.stats().segments.len() > 3, "rolled");
         let named_last = log.named_producer_last_entry(named_producer_id("np"));
         let end = log.end_index();
         broker.shutdown().await.unwrap();
@@ -154,7 +154,7 @@ async fn after_a_crash_open_replays_only_the_log_after_the_roll_snapshot() {
     let (appended, ledger_dir, end) = {
         let (broker, log) = open(dir.path()).await;
         let appended = produce(&log, 0, 20).await;
-        let ledger_dir = log.ledger().dir().to_path_buf();
+        let ledger_dir = log.dir().to_path_buf();
         // Roll snapshots are written in the background once durable: wait (bounded) for one.
         let mut found = Vec::new();
         for _ in 0..200 {
@@ -175,7 +175,7 @@ async fn after_a_crash_open_replays_only_the_log_after_the_roll_snapshot() {
     let (broker, log) = open(dir.path()).await;
     let report = log.producer_state_open();
     assert_eq!(report.snapshot_index, Some(newest));
-    let headers = log.ledger().scan_headers(newest, usize::MAX).await.unwrap();
+    let headers = log.scan_headers(newest, usize::MAX).await.unwrap();
     assert_eq!(report.headers_replayed, headers.len() as u64);
     assert!(report.headers_replayed < appended.len() as u64);
     check_dedup(&log, &appended).await;
@@ -196,7 +196,7 @@ async fn an_unusable_snapshot_falls_back_to_an_older_one_or_the_log() {
     let (appended, ledger_dir) = {
         let (broker, log) = open(dir.path()).await;
         let appended = produce(&log, 0, 20).await;
-        let ledger_dir = log.ledger().dir().to_path_buf();
+        let ledger_dir = log.dir().to_path_buf();
         broker.shutdown().await.unwrap();
         (appended, ledger_dir)
     };
@@ -205,12 +205,18 @@ async fn an_unusable_snapshot_falls_back_to_an_older_one_or_the_log() {
     // The newest (the close snapshot at the end) replaced by a file whose CRC checks but whose
     // blob does not decode: the broker refuses it and uses the older one.
     {
-        let (broker, log) = open(dir.path()).await;
-        log.ledger()
-            .write_snapshot(log.end_index(), Bytes::from_static(&[9, 9, 9]))
+        // Through the storage layer itself: the broker does not hand its ledger out.
+        let ledger = magnetar_storage::ManagedLedger::open(
+            &ledger_dir,
+            config(dir.path()).ledger,
+            Arc::new(SystemClock),
+        )
+        .unwrap();
+        ledger
+            .write_snapshot(ledger.end_index(), Bytes::from_static(&[9, 9, 9]))
             .await
             .unwrap();
-        drop((log, broker));
+        ledger.close().await.unwrap();
     }
     let (broker, log) = open(dir.path()).await;
     let report = log.producer_state_open();

@@ -271,13 +271,13 @@ async fn a_failed_ledger_is_reopened_when_asked_for_again() {
 
     fail.store(true, Ordering::SeqCst);
     assert!(log.append(batch("lost")).await.is_err());
-    assert!(log.ledger().is_failed());
+    assert!(log.is_failed());
     assert!(log.append(batch("refused")).await.is_err());
 
     // Asked for again: a new log over the recovered files, taking appends.
     let reopened = broker.partition(&tp).await.unwrap();
     assert!(!Arc::ptr_eq(&log, &reopened));
-    assert!(!reopened.ledger().is_failed());
+    assert!(!reopened.is_failed());
     assert_eq!(reopened.append(batch("b")).await.unwrap().first_index, 1);
     let entries = reopened.read(0, 1 << 20, 10).await.unwrap();
     let payloads: Vec<&[u8]> = entries.iter().map(|e| &e.payload[8..]).collect();

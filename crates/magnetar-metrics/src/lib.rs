@@ -168,7 +168,7 @@ impl Metrics {
         logs.sort_by(|a, b| a.name().cmp(b.name()));
         for log in &logs {
             let traffic = log.traffic();
-            let stats = log.ledger().stats();
+            let stats = log.stats();
             let name = log.name();
             s.partitions.push(PartitionRow {
                 namespace: name.topic.namespace.to_string(),

@@ -21,7 +21,7 @@ use crate::frame::{self, Frame, Payload};
 use crate::proto::base_command::Type;
 use crate::proto::{BaseCommand, CommandError, CommandPing, ServerError};
 use crate::service::Service;
-use crate::subscription::Subscription;
+use magnetar_broker::Subscription;
 
 /// The socket write buffer of a connection.
 const WRITE_BUFFER_BYTES: usize = 64 * 1024;
@@ -60,6 +60,8 @@ impl ProducerHandle {
 
 pub(crate) struct ConsumerHandle {
     pub subscription: Arc<Subscription>,
+    /// The partition number in message ids (`-1` for a non-partitioned topic).
+    pub id_partition: i32,
 }
 
 pub(crate) struct Connection {
@@ -394,24 +396,11 @@ impl Connection {
         }
     }
 
-    /// Removes a consumer from its subscription, closing the subscription when it was the last.
+    /// Removes a consumer from its subscription (the last one leaving stops its dispatcher).
     pub fn drop_consumer(&mut self, consumer_id: u64) -> Option<Arc<Subscription>> {
         let handle = self.consumers.remove(&consumer_id)?;
-        let sub = handle.subscription;
-        sub.log.consumer_detached(&sub.name);
-        let mut subs = self
-            .service
-            .subscriptions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if sub.remove_consumer((self.id, consumer_id)) == 0 {
-            let key = (sub.partition.clone(), sub.name.clone());
-            if subs.get(&key).is_some_and(|s| Arc::ptr_eq(s, &sub)) {
-                subs.remove(&key);
-            }
-            sub.cancel.cancel();
-        }
-        Some(sub)
+        handle.subscription.remove_consumer((self.id, consumer_id));
+        Some(handle.subscription)
     }
 }
 

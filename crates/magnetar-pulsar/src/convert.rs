@@ -9,8 +9,8 @@ use prost::Message;
 use magnetar_format::cache::ConversionCache;
 
 use crate::frame::split_body;
-use crate::key_shared::{sticky_slot, NONE_KEY};
 use crate::proto::{CompressionType, SingleMessageMetadata};
+use magnetar_broker::subscription::key_shared::{sticky_slot, NONE_KEY};
 
 /// Converted entries kept by default, by total bytes (`pulsar.conversion_cache_bytes`).
 pub const CACHE_BYTES_MAX: usize = 64 * 1024 * 1024;
@@ -58,7 +58,7 @@ pub fn kafka_entry_to_pulsar(entry: &Entry) -> Result<Bytes, String> {
     .map_err(|e| e.to_string())
 }
 
-/// The Key_Shared slot of an entry (see [`crate::key_shared`]): the sticky key is the ordering
+/// The Key_Shared slot of an entry (see `magnetar_broker::subscription::key_shared`): the sticky key is the ordering
 /// key or partition key of the entry, else of its first message when the batch is uncompressed
 /// (a batch goes whole to one consumer), else Pulsar's `NONE_KEY`.
 pub fn entry_sticky_slot(body: &Bytes) -> u32 {

@@ -3,8 +3,8 @@
 //! Owns: the Pulsar listener and connections ([`serve`]), the frame codec ([`frame`]: simple
 //! and payload commands, CRC32C checksums, broker entry metadata), the protocol types generated
 //! from the vendored `proto/PulsarApi.proto` ([`proto`]), one file per command
-//! (`commands/`), subscriptions and their dispatchers over storage cursors
-//! ([`subscription`]), the MessageId mapping ([`message_id`]: "MessageId" is a Pulsar word and
+//! (`commands/`), the Pulsar side of the broker's subscriptions ([`subscription`]: entries as
+//! Pulsar bodies, deliveries as MESSAGE frames), the MessageId mapping ([`message_id`]: "MessageId" is a Pulsar word and
 //! stays here), the mapping of the domain error to `ServerError` ([`error`]), and the Pulsar
 //! view of Kafka-format entries, cached per entry ([`convert`]).
 //!
@@ -13,7 +13,7 @@
 //! front end needs) and `magnetar-format` (Kafka record batches).
 //!
 //! Main types: [`PulsarConfig`] (limits), [`service::Service`] (state shared by connections),
-//! [`subscription::Subscription`], [`frame::Frame`].
+//! [`subscription::PulsarConsumer`], [`frame::Frame`].
 
 pub mod commands;
 pub mod connection;
@@ -21,7 +21,6 @@ pub mod convert;
 pub mod dedup;
 pub mod error;
 pub mod frame;
-pub mod key_shared;
 pub mod message_id;
 pub mod metrics;
 pub mod producers;

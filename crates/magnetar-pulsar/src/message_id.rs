@@ -1,22 +1,15 @@
-//! The MessageId mapping: Pulsar's `(ledgerId, entryId, batchIndex)` over Magnetar's continuous
-//! message index. "MessageId" is a Pulsar word and stays in this crate.
-//!
-//! - `ledgerId` is [`LEDGER_ID`], a constant: a partition's message index is continuous over all
-//!   its segments, so no segment number is needed to order or find a message.
-//! - `entryId` is the **first message index of the entry** (one entry = one producer batch).
-//!   Entry ids are therefore increasing but not contiguous (an entry of 10 messages is followed
-//!   by the entry `entryId + 10`), which Pulsar clients never assume.
-//! - `batchIndex` is the position inside the entry, so message `entryId + batchIndex` is the
-//!   message index, which is also the Kafka offset of that message.
-//! - `partition` is the partition number of a partitioned topic, `-1` otherwise.
-//!
-//! Pulsar's special ids: `earliest` is `(-1, -1)` (as u64: all ones) and `latest` is
-//! `(i64::MAX, i64::MAX)`; both are recognised by [`StartPosition::of`].
+//! MessageId on the wire: Pulsar's `MessageIdData` over the broker's one rule between a
+//! position `(ledgerId, entryId, batchIndex)` and a message index
+//! (`magnetar_broker::subscription::position`: ledger id 0, entry id = the entry's first message
+//! index, batch index = position in the entry, so `entryId + batchIndex` is the message index,
+//! which is also the Kafka offset; `(-1, -1)` is earliest, `(i64::MAX, i64::MAX)` latest).
+//! "MessageId" is a Pulsar word and stays in this crate; `partition` is the partition number of
+//! a partitioned topic, `-1` otherwise.
+
+pub use magnetar_broker::subscription::position::LEDGER_ID;
+use magnetar_broker::Position;
 
 use crate::proto::MessageIdData;
-
-/// The ledger id of every message id this broker hands out.
-pub const LEDGER_ID: u64 = 0;
 
 /// A message id for entry `entry_index` (its first message index), message `batch_index`.
 pub fn message_id(partition: i32, entry_index: u64, batch_index: Option<i32>) -> MessageIdData {
@@ -30,33 +23,8 @@ pub fn message_id(partition: i32, entry_index: u64, batch_index: Option<i32>) ->
 }
 
 /// Where a client-supplied message id points.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StartPosition {
-    Earliest,
-    Latest,
-    /// An entry (its first message index) and, for batch message ids, a position inside it.
-    Message {
-        entry_index: u64,
-        batch_index: Option<u32>,
-    },
-}
-
-impl StartPosition {
-    pub fn of(id: &MessageIdData) -> Self {
-        let ledger = id.ledger_id as i64;
-        let entry = id.entry_id as i64;
-        if ledger < 0 || entry < 0 {
-            return StartPosition::Earliest;
-        }
-        if ledger == i64::MAX || entry == i64::MAX || id.ledger_id > LEDGER_ID {
-            return StartPosition::Latest;
-        }
-        let batch_index = id.batch_index.filter(|b| *b >= 0).map(|b| b as u32);
-        StartPosition::Message {
-            entry_index: id.entry_id,
-            batch_index,
-        }
-    }
+pub fn position(id: &MessageIdData) -> Position {
+    Position::of(id.ledger_id, id.entry_id, id.batch_index)
 }
 
 /// The message indexes a batch-index ack set leaves unacknowledged... inverted: Pulsar's
@@ -98,17 +66,17 @@ mod tests {
             entry_id: u64::MAX,
             ..Default::default()
         };
-        assert_eq!(StartPosition::of(&earliest), StartPosition::Earliest);
+        assert_eq!(position(&earliest), Position::Earliest);
         let latest = MessageIdData {
             ledger_id: i64::MAX as u64,
             entry_id: i64::MAX as u64,
             ..Default::default()
         };
-        assert_eq!(StartPosition::of(&latest), StartPosition::Latest);
+        assert_eq!(position(&latest), Position::Latest);
         let id = message_id(2, 40, Some(3));
         assert_eq!(
-            StartPosition::of(&id),
-            StartPosition::Message {
+            position(&id),
+            Position::Message {
                 entry_index: 40,
                 batch_index: Some(3)
             }

@@ -1,5 +1,6 @@
 //! State shared by all Pulsar connections of one broker: producer registrations (for access
-//! modes), open subscriptions, name generation, and the tasks they own.
+//! modes), readers' seek positions, name generation, and the tasks they own (the subscriptions
+//! themselves live in the broker, per partition).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,7 +14,6 @@ use tokio_util::task::TaskTracker;
 use crate::convert::EntryCache;
 use crate::dedup::DedupTable;
 use crate::producers::ProducerRegistry;
-use crate::subscription::Subscription;
 use crate::PulsarConfig;
 
 /// Where a Pulsar topic name lands: a partition, and the partition number Pulsar shows in
@@ -35,7 +35,6 @@ pub struct Service {
     pub metrics: Arc<magnetar_metrics::ProtocolMetrics>,
     /// Producer registrations and access modes.
     pub(crate) producers: ProducerRegistry,
-    pub(crate) subscriptions: Mutex<HashMap<(TopicPartition, String), Arc<Subscription>>>,
     /// Non-durable subscriptions (readers) a SEEK reset: the position their consumer's
     /// reconnect resumes from (see [`Service::take_reseek`]).
     reseeks: Mutex<HashMap<(TopicPartition, String), (u64, std::time::Instant)>>,
@@ -64,7 +63,6 @@ impl Service {
             cache,
             metrics: crate::metrics::protocol_metrics(),
             producers: ProducerRegistry::default(),
-            subscriptions: Mutex::new(HashMap::new()),
             reseeks: Mutex::new(HashMap::new()),
             next_name: AtomicU64::new(0),
             name_nonce: std::time::SystemTime::now()

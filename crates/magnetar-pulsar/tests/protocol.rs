@@ -252,8 +252,9 @@ async fn produce_consume_ack_with_message_ids_over_the_index() {
         .await
         .unwrap();
     // Only message index 0 (batch index 0 of entry 0) is left.
-    assert_eq!(log.ledger().backlog("s").unwrap(), 1);
-    let cursor = log.ledger().cursor("s").unwrap();
+    let sub = log.subscription("s").unwrap();
+    assert_eq!(sub.backlog(), 1);
+    let cursor = sub.cursor();
     assert_eq!(cursor.mark_delete_index, 0);
     assert!(cursor.is_acked(1) && cursor.is_acked(2));
 

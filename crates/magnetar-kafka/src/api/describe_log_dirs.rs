@@ -67,7 +67,7 @@ pub async fn handle(
             let Ok(log) = ctx.broker.partition(&tp).await else {
                 continue;
             };
-            let size = i64::try_from(log.ledger().stats().total_bytes).unwrap_or(i64::MAX);
+            let size = i64::try_from(log.stats().total_bytes).unwrap_or(i64::MAX);
             rows.push(
                 DescribeLogDirsPartition::default()
                     .with_partition_index(index)

@@ -12,7 +12,7 @@ use crate::message_id::{acked_positions, LEDGER_ID};
 use crate::proto::base_command::Type;
 use crate::proto::command_ack::AckType;
 use crate::proto::{BaseCommand, CommandAckResponse, MessageIdData};
-use crate::subscription::Subscription;
+use magnetar_broker::Subscription;
 
 impl Connection {
     pub(crate) async fn on_ack(&mut self, command: BaseCommand) -> Next {
@@ -40,7 +40,7 @@ impl Connection {
                 sub.ack(ranges).await
             };
             if let Err(e) = r {
-                tracing::warn!(peer = %self.peer, subscription = %sub.name, error = %e, "ack failed");
+                tracing::warn!(peer = %self.peer, subscription = %sub.name(), error = %e, "ack failed");
                 result = Err(e);
             }
         }
@@ -89,12 +89,7 @@ impl Connection {
 
 /// The message count of an entry: from the in-flight table, else from its header.
 async fn entry_count(sub: &Subscription, entry: u64) -> Option<u32> {
-    if let Some(count) = sub.pending_count(entry) {
-        return Some(count);
-    }
-    let entries = sub.log.read(entry, 1, 1).await.ok()?;
-    let e = entries.first()?;
-    (e.header.first_index == entry).then_some(e.header.message_count.max(1))
+    sub.entry_message_count(entry).await
 }
 
 async fn individual_ranges(sub: &Subscription, id: &MessageIdData) -> Vec<Range<u64>> {

@@ -1,18 +1,17 @@
 //! SEEK (to a message id or a publish time) and GET_LAST_MESSAGE_ID.
 //!
-//! A seek moves the subscription's cursor and then, as Pulsar does, disconnects the
-//! subscription's consumers (CLOSE_CONSUMER); they resubscribe and receive from the new position.
+//! A seek moves the subscription's cursor (`Subscription::reset_to`, `reset_to_time`) and then,
+//! as Pulsar does, disconnects the subscription's consumers (`Subscription::close`, which sends
+//! each CLOSE_CONSUMER); they resubscribe and receive from the new position.
 
 use magnetar_broker::Error;
 
-use crate::commands::subscribe::{cursor_start, start_index};
+use crate::commands::subscribe::cursor_start;
 use crate::connection::{Connection, Next};
 use crate::error::server_error;
 use crate::message_id::{message_id, LEDGER_ID};
 use crate::proto::base_command::Type;
-use crate::proto::{
-    BaseCommand, CommandCloseConsumer, CommandGetLastMessageIdResponse, MessageIdData, ServerError,
-};
+use crate::proto::{BaseCommand, CommandGetLastMessageIdResponse, MessageIdData, ServerError};
 
 impl Connection {
     pub(crate) async fn on_seek(&mut self, command: BaseCommand) -> Next {
@@ -32,52 +31,29 @@ impl Connection {
             return Next::Continue;
         };
         let sub = handle.subscription.clone();
-        let log = sub.log.clone();
-        let target: Result<u64, Error> = async {
-            if let Some(id) = &seek.message_id {
-                return Ok(start_index(cursor_start(id), &log));
-            }
-            if let Some(time_ms) = seek.message_publish_time {
-                // The first entry whose newest timestamp is at or after the time.
-                return Ok(match log.find_by_timestamp(time_ms as i64).await? {
-                    Some(header) => header.first_index,
-                    None => log.end_index(),
-                });
-            }
+        let result: Result<u64, Error> = if let Some(id) = &seek.message_id {
+            sub.reset_to(cursor_start(id)).await
+        } else if let Some(time_ms) = seek.message_publish_time {
+            // The first entry whose newest timestamp is at or after the time.
+            sub.reset_to_time(time_ms as i64).await
+        } else {
             Err(Error::InvalidRequest(
                 "seek needs a message id or a publish time".into(),
             ))
-        }
-        .await;
-        let result = match target {
-            Ok(index) => {
-                if !sub.durable {
-                    self.service
-                        .record_reseek((sub.partition.clone(), sub.name.clone()), index);
-                }
-                sub.reset(index).await
-            }
-            Err(e) => Err(e),
         };
+        if let Ok(index) = result {
+            if !sub.is_durable() {
+                self.service
+                    .record_reseek((sub.log().name().clone(), sub.name().to_string()), index);
+            }
+        }
         match result {
-            Ok(()) => {
+            Ok(_) => {
                 // Disconnect every consumer of the subscription, this one included.
-                for ((connection, consumer_id), tx) in sub.consumer_senders() {
-                    let close = crate::frame::encode(&BaseCommand {
-                        r#type: Type::CloseConsumer as i32,
-                        close_consumer: Some(CommandCloseConsumer {
-                            consumer_id,
-                            request_id: 0,
-                            ..Default::default()
-                        }),
-                        ..Default::default()
-                    });
+                for (connection, consumer_id) in sub.close().await {
                     if connection == self.id {
-                        self.drop_consumer(consumer_id);
-                    } else {
-                        sub.remove_consumer((connection, consumer_id));
+                        self.consumers.remove(&consumer_id);
                     }
-                    let _ = tx.send(close).await;
                 }
                 self.success(seek.request_id).await;
             }
@@ -106,12 +82,13 @@ impl Connection {
             return Next::Continue;
         };
         let sub = handle.subscription.clone();
-        let partition = sub.id_partition;
-        let (start, end) = (sub.log.start_index(), sub.log.end_index());
+        let partition = handle.id_partition;
+        let log = sub.log();
+        let (start, end) = (log.start_index(), log.end_index());
         let last = if end == start {
             None
         } else {
-            match sub.log.read(end - 1, 1, 1).await {
+            match log.read(end - 1, 1, 1).await {
                 Ok(entries) => entries.into_iter().next(),
                 Err(_) => None,
             }

@@ -256,7 +256,7 @@ impl Connection {
         let Some(producer) = self.producers.get(&producer_id) else {
             return;
         };
-        if !producer.log.ledger().is_failed() {
+        if !producer.log.is_failed() {
             return;
         }
         let partition = producer.partition.clone();

@@ -3,14 +3,14 @@
 
 use std::sync::Arc;
 
-use magnetar_broker::{CursorStart, CursorState, PartitionLog};
+use magnetar_broker::{Consumer, CursorStart, SubscriptionType};
 
 use crate::connection::{Connection, ConsumerHandle, Next};
 use crate::error::server_error;
-use crate::message_id::StartPosition;
-use crate::proto::command_subscribe::{InitialPosition, SubType};
+use crate::message_id::position;
+use crate::proto::command_subscribe::InitialPosition;
 use crate::proto::{BaseCommand, KeySharedMode, MessageIdData, ServerError};
-use crate::subscription::{ConsumerSlot, SubKind, Subscription};
+use crate::subscription::{subscription_type, PulsarCodec, PulsarConsumer};
 
 impl Connection {
     pub(crate) async fn on_subscribe(&mut self, command: BaseCommand) -> Next {
@@ -49,13 +49,8 @@ impl Connection {
                 .await;
             return Next::Continue;
         }
-        let kind = match request.sub_type() {
-            SubType::Exclusive => SubKind::Exclusive,
-            SubType::Shared => SubKind::Shared,
-            SubType::Failover => SubKind::Failover,
-            SubType::KeyShared => SubKind::KeyShared,
-        };
-        if kind == SubKind::KeyShared
+        let kind = subscription_type(request.sub_type());
+        if kind == SubscriptionType::KeyShared
             && request
                 .key_shared_meta
                 .as_ref()
@@ -127,88 +122,83 @@ impl Connection {
             .start_message_id
             .as_ref()
             .map_or(initial, cursor_start);
-        let cursor = if durable {
-            match log.ledger().open_cursor(&request.subscription, start).await {
-                Ok(c) => c,
+        let subscription = if durable {
+            match log.open_subscription(&request.subscription, start).await {
+                Ok(sub) => sub,
                 Err(e) => {
-                    let e = magnetar_broker::Error::from(e);
                     self.error(request_id, server_error(&e), e.to_string())
                         .await;
                     return Next::Continue;
                 }
             }
         } else {
-            let key = (resolved.partition.clone(), request.subscription.clone());
-            match self.service.take_reseek(&key) {
-                // The reconnect after a SEEK resumes where the seek put the reader.
-                Some(index) => CursorState::new(index.clamp(log.start_index(), log.end_index())),
-                None => CursorState::new(start_index(start, &log)),
+            // A non-durable reader gets a subscription of its own even when the name repeats,
+            // but not the name of a durable subscription with consumers.
+            if log.consumers_of(&request.subscription) > 0 {
+                self.error(
+                    request_id,
+                    ServerError::ConsumerBusy,
+                    format!(
+                        "subscription '{}' is in use by a durable consumer",
+                        request.subscription
+                    ),
+                )
+                .await;
+                return Next::Continue;
             }
+            let key = (resolved.partition.clone(), request.subscription.clone());
+            // The reconnect after a SEEK resumes where the seek put the reader.
+            let index = self
+                .service
+                .take_reseek(&key)
+                .unwrap_or_else(|| log.start_position(start));
+            log.open_reader(&request.subscription, index)
         };
-        let slot = ConsumerSlot {
-            connection: self.id,
-            consumer_id: request.consumer_id,
+        let consumer = Consumer {
+            key: (self.id, request.consumer_id),
             name: request
                 .consumer_name
                 .clone()
                 .unwrap_or_else(|| format!("consumer-{}-{}", self.id, request.consumer_id)),
             priority: request.priority_level(),
-            permits: 0,
-            unacked: 0,
-            tx: self.out.clone(),
-            broker_entry_metadata: self.broker_entry_metadata,
-            joined_at: None,
+            sink: Arc::new(PulsarConsumer {
+                consumer_id: request.consumer_id,
+                id_partition: resolved.id_partition,
+                tx: self.out.clone(),
+                broker_entry_metadata: self.broker_entry_metadata,
+            }),
         };
-        let key = (resolved.partition.clone(), request.subscription.clone());
-        let added = {
-            let mut subs = self
-                .service
-                .subscriptions
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            // A non-durable reader gets a subscription of its own even when the name repeats.
-            let existing = subs.get(&key).filter(|_| durable).cloned();
-            match existing {
-                Some(sub) => sub.add_consumer(slot, kind).map(|()| sub),
-                None if subs.contains_key(&key) => Err(format!(
-                    "subscription '{}' is in use by a durable consumer",
-                    request.subscription
-                )),
-                None => {
-                    let sub = Arc::new(Subscription::new(
-                        request.subscription.clone(),
-                        kind,
-                        durable,
-                        resolved.partition.clone(),
-                        resolved.id_partition,
-                        log.clone(),
-                        cursor,
-                        self.service.cache.clone(),
-                        self.service.broker.clone(),
-                        self.service.metrics.clone(),
-                        self.service.config.unacked_messages_per_consumer_max,
-                        self.service.shutdown.child_token(),
-                    ));
-                    match sub.add_consumer(slot, kind) {
-                        Ok(()) => {
-                            if durable {
-                                subs.insert(key, sub.clone());
-                            }
-                            self.service.tasks.spawn(sub.clone().run());
-                            Ok(sub)
+        let codec = Arc::new(PulsarCodec::new(
+            resolved.partition.clone(),
+            request.subscription.clone(),
+            self.service.cache.clone(),
+            self.service.metrics.clone(),
+        ));
+        match subscription.add_consumer(
+            consumer,
+            kind,
+            codec,
+            self.service.config.unacked_messages_per_consumer_max,
+        ) {
+            Ok(dispatcher) => {
+                if let Some(dispatcher) = dispatcher {
+                    let broker = self.service.broker.clone();
+                    let shutdown = self.service.shutdown.clone();
+                    self.service.tasks.spawn(async move {
+                        tokio::select! {
+                            _ = shutdown.cancelled() => {}
+                            _ = dispatcher.run(broker) => {}
                         }
-                        Err(e) => Err(e),
-                    }
+                    });
                 }
-            }
-        };
-        match added {
-            Ok(subscription) => {
-                // Readers count too (for the consumers limit); their names are their own.
-                subscription.log.consumer_attached(&subscription.name);
                 tracing::debug!(peer = %self.peer, topic = %resolved.partition, subscription = %request.subscription, ?kind, durable, "pulsar consumer attached");
-                self.consumers
-                    .insert(request.consumer_id, ConsumerHandle { subscription });
+                self.consumers.insert(
+                    request.consumer_id,
+                    ConsumerHandle {
+                        subscription,
+                        id_partition: resolved.id_partition,
+                    },
+                );
                 self.success(request_id).await;
             }
             Err(message) => {
@@ -249,15 +239,14 @@ impl Connection {
             self.error(
                 request.request_id,
                 ServerError::ConsumerBusy,
-                format!("subscription '{}' has other consumers", sub.name),
+                format!("subscription '{}' has other consumers", sub.name()),
             )
             .await;
             return Next::Continue;
         }
         self.drop_consumer(request.consumer_id);
-        if sub.durable {
-            if let Err(e) = sub.log.ledger().delete_cursor(&sub.name).await {
-                let e = magnetar_broker::Error::from(e);
+        if sub.is_durable() {
+            if let Err(e) = sub.log().delete_subscription(sub.name()).await {
                 self.error(request.request_id, server_error(&e), e.to_string())
                     .await;
                 return Next::Continue;
@@ -272,18 +261,5 @@ impl Connection {
 /// Pulsar: at the entry itself; the client drops the messages before (or, when exclusive, at) the
 /// batch index it named.
 pub(crate) fn cursor_start(id: &MessageIdData) -> CursorStart {
-    match StartPosition::of(id) {
-        StartPosition::Earliest => CursorStart::Earliest,
-        StartPosition::Latest => CursorStart::Latest,
-        StartPosition::Message { entry_index, .. } => CursorStart::Index(entry_index),
-    }
-}
-
-/// The message index a cursor start stands for in `log` now, within its readable range.
-pub(crate) fn start_index(start: CursorStart, log: &PartitionLog) -> u64 {
-    match start {
-        CursorStart::Earliest => log.start_index(),
-        CursorStart::Latest => log.end_index(),
-        CursorStart::Index(i) => i.clamp(log.start_index(), log.end_index()),
-    }
+    position(id).entry_start()
 }

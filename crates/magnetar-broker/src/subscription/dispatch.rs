@@ -1,0 +1,350 @@
+//! The dispatcher of a subscription: reads entries from the cursor's read position (or the
+//! redelivery set first) and hands each to one consumer with permits.
+//!
+//! Selection per [`SubscriptionType`]: Exclusive and Failover send to one active consumer
+//! (Failover: sorted by priority then name, the active one is `partition % consumers`); Shared
+//! sends each entry to the next consumer with permits (round-robin); Key_Shared sends an entry
+//! to the consumer whose hash slice holds its key slot (see [`super::key_shared`]; a batch goes
+//! whole to one consumer). Entries a consumer was sent but did not acknowledge go back to the
+//! others when it leaves or asks for redelivery.
+//!
+//! Key_Shared keeps each key in order across changes of consumers, as Pulsar does: a consumer
+//! that leaves gives its slice to a neighbour and its unacknowledged entries are redelivered
+//! (before anything newer is read); a consumer that joins takes part of a slice from a consumer
+//! that may still hold unacknowledged messages of those keys, so it receives only entries read
+//! before it joined until everything up to its join point is acknowledged (the `joined_at`
+//! rule: Pulsar's "recently joined consumers").
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use magnetar_storage::Entry;
+use tokio::sync::watch;
+
+use super::{EntryCodec, Pending, State, Subscription, SubscriptionType};
+use crate::broker::Broker;
+use crate::error::{Error, Result};
+
+/// Bytes read per dispatcher step.
+const READ_BYTES_MAX: usize = 1024 * 1024;
+/// Entries read per dispatcher step.
+const READ_ENTRIES_MAX: usize = 64;
+/// How long a dispatcher that could send nothing waits before looking again (it is woken
+/// earlier by a flow, an ack or a change of consumers).
+const IDLE_RETRY: Duration = Duration::from_secs(1);
+/// How long a dispatcher waits after a failed read.
+const ERROR_RETRY: Duration = Duration::from_millis(200);
+
+/// What the dispatcher does next.
+enum Step {
+    Redeliver(Vec<u64>),
+    Read(u64),
+    Wait,
+}
+
+/// The task that sends a subscription's entries to its consumers; returned by the first
+/// [`Subscription::add_consumer`], run by the front end ([`Dispatcher::run`]) until the last
+/// consumer leaves.
+pub struct Dispatcher {
+    sub: Arc<Subscription>,
+    codec: Arc<dyn EntryCodec>,
+    unacked_max: u64,
+    stopped: watch::Receiver<()>,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("subscription", &self.sub)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Dispatcher {
+    pub(super) fn new(
+        sub: Arc<Subscription>,
+        codec: Arc<dyn EntryCodec>,
+        unacked_max: u64,
+        stopped: watch::Receiver<()>,
+    ) -> Self {
+        Self {
+            sub,
+            codec,
+            unacked_max,
+            stopped,
+        }
+    }
+
+    /// Dispatches until the subscription's last consumer leaves (or the caller drops the
+    /// future). `broker` answers which entries an operator marked skipped.
+    pub async fn run(mut self, broker: Arc<Broker>) {
+        let mut end_watch = self.sub.log.subscribe();
+        loop {
+            if self.is_stopped() {
+                break;
+            }
+            let result = match self.next_step() {
+                Step::Wait => {
+                    tokio::select! {
+                        _ = self.stopped.changed() => break,
+                        _ = self.sub.wake.notified() => {}
+                        changed = end_watch.changed() => {
+                            if changed.is_err() {
+                                // The ledger closed; wait to be stopped.
+                                let _ = self.stopped.changed().await;
+                                break;
+                            }
+                        }
+                    }
+                    continue;
+                }
+                Step::Redeliver(entries) => self.dispatch_redelivery(&broker, entries).await,
+                Step::Read(from) => self.dispatch_from(&broker, from).await,
+            };
+            match result {
+                Ok(true) => {}
+                // Nothing could be sent: the consumer the next entry belongs to (the active one,
+                // or the owner of its key) has no permits. Wait for a flow, an ack or a change of
+                // consumers rather than reading the same entries again.
+                Ok(false) => {
+                    tokio::select! {
+                        _ = self.stopped.changed() => break,
+                        _ = self.sub.wake.notified() => {}
+                        _ = tokio::time::sleep(IDLE_RETRY) => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(subscription = %self.sub.name, partition = %self.sub.log.name(), error = %e, "dispatch failed; retrying");
+                    tokio::select! {
+                        _ = self.stopped.changed() => break,
+                        _ = tokio::time::sleep(ERROR_RETRY) => {}
+                    }
+                }
+            }
+        }
+        // A dispatcher started for new consumers may be waiting on the same wake-up.
+        self.sub.wake.notify_one();
+    }
+
+    /// Whether the subscription dropped this dispatcher's stop handle.
+    fn is_stopped(&self) -> bool {
+        self.stopped.has_changed().is_err()
+    }
+
+    fn eligible(&self, c: &super::ConsumerSlot) -> bool {
+        c.permits > 0 && c.unacked < self.unacked_max
+    }
+
+    fn next_step(&self) -> Step {
+        let log = &self.sub.log;
+        let mut s = self.sub.lock();
+        if !s.consumers.iter().any(|c| self.eligible(c)) {
+            return Step::Wait;
+        }
+        if !s.redeliver.is_empty() {
+            let entries: Vec<u64> = s.redeliver.iter().take(READ_ENTRIES_MAX).copied().collect();
+            for e in &entries {
+                s.redeliver.remove(e);
+            }
+            return Step::Redeliver(entries);
+        }
+        let start = log.start_index();
+        if s.read_index < start {
+            s.read_index = start;
+        }
+        if s.read_index < s.cursor.mark_delete_index {
+            s.read_index = s.cursor.mark_delete_index;
+        }
+        if s.read_index < log.end_index() {
+            Step::Read(s.read_index)
+        } else {
+            Step::Wait
+        }
+    }
+
+    /// Redelivers entries; `Ok(false)` when none could be sent.
+    async fn dispatch_redelivery(&self, broker: &Arc<Broker>, entries: Vec<u64>) -> Result<bool> {
+        let log = &self.sub.log;
+        let mut read = Vec::with_capacity(entries.len());
+        for e in &entries {
+            if *e < log.start_index() {
+                continue;
+            }
+            match log.read(*e, READ_BYTES_MAX, 1).await {
+                Ok(mut got) if !got.is_empty() => read.push(got.swap_remove(0)),
+                Ok(_) => {}
+                Err(Error::IndexOutOfRange { .. }) => {}
+                Err(err) => {
+                    self.sub.lock().redeliver.extend(entries.iter().copied());
+                    return Err(err);
+                }
+            }
+        }
+        let dropped = read.len() < entries.len();
+        let read_count = read.len();
+        let unsent = self.send_entries(broker, read).await;
+        let progress = dropped || unsent.len() < read_count;
+        if !unsent.is_empty() {
+            self.sub.lock().redeliver.extend(unsent);
+        }
+        Ok(progress)
+    }
+
+    /// Sends entries from `from`; `Ok(false)` when none could be sent.
+    async fn dispatch_from(&self, broker: &Arc<Broker>, from: u64) -> Result<bool> {
+        let log = &self.sub.log;
+        let entries = match log.read(from, READ_BYTES_MAX, READ_ENTRIES_MAX).await {
+            Ok(entries) => entries,
+            Err(Error::IndexOutOfRange { start, .. }) => {
+                let mut s = self.sub.lock();
+                if s.read_index < start {
+                    s.read_index = start;
+                }
+                return Ok(true);
+            }
+            Err(e @ Error::CorruptData(_)) => {
+                let Some(range) = broker.skipped_entry(log.name(), from).await else {
+                    self.codec.unreadable(from, &e.to_string());
+                    return Err(e);
+                };
+                self.sub.ack(vec![range.clone()]).await?;
+                let mut s = self.sub.lock();
+                if s.read_index == from {
+                    s.read_index = range.end;
+                }
+                return Ok(true);
+            }
+            Err(e) => return Err(e),
+        };
+        let Some(last) = entries.last() else {
+            return Ok(false);
+        };
+        let end = last.header.end_index();
+        {
+            // Another step (a reset) may have moved the read index meanwhile.
+            let mut s = self.sub.lock();
+            if s.read_index != from {
+                return Ok(true);
+            }
+            s.read_index = end;
+        }
+        let read_count = entries.len();
+        let unsent = self.send_entries(broker, entries).await;
+        if let Some(first_unsent) = unsent.first() {
+            let mut s = self.sub.lock();
+            if s.read_index == end {
+                s.read_index = *first_unsent;
+            }
+        }
+        Ok(unsent.len() < read_count)
+    }
+
+    /// Sends entries in order to consumers with permits; returns the first indexes of entries
+    /// that could not be sent (no consumer had permits), in order.
+    async fn send_entries(&self, broker: &Arc<Broker>, entries: Vec<Entry>) -> Vec<u64> {
+        let sub = &self.sub;
+        let mut deliveries = Vec::new();
+        let mut unsent = Vec::new();
+        let mut passed: Vec<Range<u64>> = Vec::new();
+        for entry in entries {
+            let first = entry.header.first_index;
+            let count = entry.header.message_count.max(1);
+            let key_shared = sub.kind() == Some(SubscriptionType::KeyShared);
+            let prepared = match self.codec.prepare(&entry, key_shared) {
+                Ok(prepared) => prepared,
+                Err(e) => {
+                    if broker.skipped_entry(sub.log.name(), first).await.is_none() {
+                        self.codec.unreadable(first, &e);
+                    }
+                    passed.push(first..first + u64::from(count));
+                    continue;
+                }
+            };
+            let mut s = sub.lock();
+            if !unsent.is_empty() {
+                unsent.push(first);
+                continue;
+            }
+            if (first..first + u64::from(count)).all(|i| s.cursor.is_acked(i)) {
+                continue;
+            }
+            let Some(slot) = self.choose(&mut s, prepared.key_slot, first) else {
+                unsent.push(first);
+                continue;
+            };
+            let consumer = &mut s.consumers[slot];
+            consumer.permits = consumer.permits.saturating_sub(u64::from(count));
+            consumer.unacked += u64::from(count);
+            let key = consumer.key;
+            let sink = consumer.sink.clone();
+            let redelivery_count = s.redelivery_counts.get(&first).copied().unwrap_or(0);
+            let acked_positions: Vec<u32> = (0..count)
+                .filter(|i| s.cursor.is_acked(first + u64::from(*i)))
+                .collect();
+            s.pending.insert(
+                first,
+                Pending {
+                    consumer: key,
+                    count,
+                },
+            );
+            drop(s);
+            sub.log
+                .record_out(prepared.body.len() as u64, u64::from(count));
+            deliveries.push(sink.deliver(super::Delivery {
+                consumer: key,
+                header: entry.header,
+                body: prepared.body,
+                redelivery_count,
+                acked_positions,
+            }));
+        }
+        for delivery in deliveries {
+            delivery.await;
+        }
+        if !passed.is_empty() {
+            // Acknowledged so the mark-delete position moves past them.
+            if let Err(e) = sub.ack(passed).await {
+                tracing::warn!(subscription = %sub.name, partition = %sub.log.name(), error = %e, "cannot acknowledge unreadable entries");
+            }
+        }
+        unsent
+    }
+
+    /// The consumer to send the next entry (first index `entry`) to, if one has permits.
+    fn choose(&self, s: &mut State, key_slot: u32, entry: u64) -> Option<usize> {
+        let n = s.consumers.len();
+        if n == 0 {
+            return None;
+        }
+        match s.kind? {
+            SubscriptionType::Exclusive => self.eligible(&s.consumers[0]).then_some(0),
+            SubscriptionType::Failover => {
+                let active = self.sub.failover_active(n);
+                self.eligible(&s.consumers[active]).then_some(active)
+            }
+            SubscriptionType::KeyShared => {
+                let owner = s.ranges.select(key_slot)?;
+                let slot = s.consumers.iter().position(|c| c.key == owner)?;
+                let c = &s.consumers[slot];
+                // A recently joined consumer waits for the older messages of its keys to be
+                // acknowledged by their previous owner.
+                let held = c
+                    .joined_at
+                    .is_some_and(|j| entry >= j && s.cursor.mark_delete_index < j);
+                (self.eligible(c) && !held).then_some(slot)
+            }
+            SubscriptionType::Shared => {
+                for step in 0..n {
+                    let slot = (s.next_shared + step) % n;
+                    if self.eligible(&s.consumers[slot]) {
+                        s.next_shared = (slot + 1) % n;
+                        return Some(slot);
+                    }
+                }
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,528 @@
+//! The subscription without a front end: a test codec and test consumers that record what they
+//! are handed. Waiting is on deliveries (never on sleeps); "nothing more" is asserted where the
+//! permits given allow no more deliveries.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bytes::Bytes;
+use magnetar_metadata::MemoryStore;
+use magnetar_storage::{ManualClock, PayloadFormat};
+use tokio::sync::mpsc;
+
+use super::key_shared::{sticky_slot, HashRanges};
+use super::*;
+use crate::broker::{Broker, BrokerConfig};
+use crate::names::TopicPartition;
+use crate::partition::AppendRequest;
+
+/// Serves payloads as they are; a payload starting with `bad` cannot be served. The key slot is
+/// the hash of the payload.
+#[derive(Default)]
+struct TestCodec {
+    unreadable: Mutex<Vec<u64>>,
+}
+
+impl EntryCodec for TestCodec {
+    fn prepare(&self, entry: &Entry, key_slot: bool) -> std::result::Result<PreparedEntry, String> {
+        if entry.payload.starts_with(b"bad") {
+            return Err("refused by the test codec".into());
+        }
+        Ok(PreparedEntry {
+            body: entry.payload.clone(),
+            key_slot: if key_slot {
+                sticky_slot(&entry.payload)
+            } else {
+                0
+            },
+        })
+    }
+
+    fn unreadable(&self, index: u64, _error: &str) {
+        self.unreadable.lock().unwrap().push(index);
+    }
+}
+
+/// Every test consumer sends to one channel, so the order across consumers is visible.
+#[derive(Debug)]
+struct TestSink {
+    key: ConsumerKey,
+    deliveries: mpsc::UnboundedSender<Delivery>,
+    active: Mutex<Vec<bool>>,
+    closed: AtomicUsize,
+}
+
+impl ConsumerSink for TestSink {
+    fn deliver(&self, delivery: Delivery) -> DeliveryFuture {
+        assert_eq!(delivery.consumer, self.key);
+        let _ = self.deliveries.send(delivery);
+        Box::pin(async {})
+    }
+
+    fn active_changed(&self, active: bool) {
+        self.active.lock().unwrap().push(active);
+    }
+
+    fn closed(&self) -> DeliveryFuture {
+        self.closed.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async {})
+    }
+}
+
+struct Fixture {
+    broker: Arc<Broker>,
+    clock: Arc<ManualClock>,
+    log: Arc<PartitionLog>,
+    deliveries: mpsc::UnboundedReceiver<Delivery>,
+    tx: mpsc::UnboundedSender<Delivery>,
+    _dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let broker = Broker::open(
+            BrokerConfig::for_data_dir(dir.path().to_path_buf()),
+            Arc::new(MemoryStore::new()),
+            clock.clone(),
+        )
+        .await
+        .unwrap();
+        let topic = broker.parse_topic("subs").unwrap();
+        broker
+            .create_topic(&topic, Some(1), BTreeMap::new())
+            .await
+            .unwrap();
+        let log = broker
+            .partition(&TopicPartition {
+                topic,
+                partition: 0,
+            })
+            .await
+            .unwrap();
+        let (tx, deliveries) = mpsc::unbounded_channel();
+        Fixture {
+            broker,
+            clock,
+            log,
+            deliveries,
+            tx,
+            _dir: dir,
+        }
+    }
+
+    /// Appends one single-message entry with `payload`, event time `timestamp_ms`; returns its
+    /// index.
+    async fn append(&self, payload: &str, timestamp_ms: i64) -> u64 {
+        self.log
+            .append(AppendRequest {
+                payload: Bytes::copy_from_slice(payload.as_bytes()),
+                message_count: 1,
+                max_timestamp_ms: timestamp_ms,
+                format: PayloadFormat::Pulsar,
+                producer: None,
+                first_index_at: None,
+            })
+            .await
+            .unwrap()
+            .first_index
+    }
+
+    fn sink(&self, key: ConsumerKey) -> Arc<TestSink> {
+        Arc::new(TestSink {
+            key,
+            deliveries: self.tx.clone(),
+            active: Mutex::new(Vec::new()),
+            closed: AtomicUsize::new(0),
+        })
+    }
+
+    /// Attaches a consumer; runs the dispatcher when this is the first.
+    fn attach(
+        &self,
+        sub: &Arc<Subscription>,
+        kind: SubscriptionType,
+        key: ConsumerKey,
+        priority: i32,
+    ) -> std::result::Result<Arc<TestSink>, String> {
+        let sink = self.sink(key);
+        let dispatcher = sub.add_consumer(
+            Consumer {
+                key,
+                name: format!("c{}", key.1),
+                priority,
+                sink: sink.clone(),
+            },
+            kind,
+            Arc::new(TestCodec::default()),
+            1000,
+        )?;
+        if let Some(d) = dispatcher {
+            tokio::spawn(d.run(self.broker.clone()));
+        }
+        Ok(sink)
+    }
+
+    async fn next(&mut self) -> Delivery {
+        tokio::time::timeout(Duration::from_secs(10), self.deliveries.recv())
+            .await
+            .expect("a delivery")
+            .expect("channel open")
+    }
+
+    fn nothing_more(&mut self) {
+        assert!(self.deliveries.try_recv().is_err());
+    }
+}
+
+/// One range to acknowledge.
+fn one(range: Range<u64>) -> Vec<Range<u64>> {
+    vec![range]
+}
+
+const A: ConsumerKey = (1, 1);
+const B: ConsumerKey = (1, 2);
+const C: ConsumerKey = (2, 1);
+
+#[tokio::test]
+async fn exclusive_refuses_a_second_consumer_and_sends_in_order() {
+    let mut f = Fixture::new().await;
+    for i in 0..3 {
+        f.append(&format!("m{i}"), 1000).await;
+    }
+    let sub = f
+        .log
+        .open_subscription("s", CursorStart::Earliest)
+        .await
+        .unwrap();
+    f.attach(&sub, SubscriptionType::Exclusive, A, 0).unwrap();
+    let refused = f.attach(&sub, SubscriptionType::Exclusive, B, 0);
+    assert!(refused.unwrap_err().contains("exclusive"));
+    let other_type = f.attach(&sub, SubscriptionType::Shared, B, 0);
+    assert!(other_type.unwrap_err().contains("cannot join"));
+    sub.add_permits(A, 2);
+    for i in 0..2 {
+        let d = f.next().await;
+        assert_eq!((d.consumer, d.header.first_index), (A, i));
+        assert_eq!(d.body, Bytes::from(format!("m{i}")));
+        assert_eq!(d.redelivery_count, 0);
+    }
+    f.nothing_more();
+    sub.add_permits(A, 1);
+    assert_eq!(f.next().await.header.first_index, 2);
+    // The same live object is what the registry hands out.
+    assert!(Arc::ptr_eq(&sub, &f.log.subscription("s").unwrap()));
+    assert_eq!(f.log.consumers_of("s"), 1);
+}
+
+#[tokio::test]
+async fn shared_round_robins_over_consumers_with_permits() {
+    let mut f = Fixture::new().await;
+    for i in 0..4 {
+        f.append(&format!("m{i}"), 1000).await;
+    }
+    let sub = f
+        .log
+        .open_subscription("s", CursorStart::Earliest)
+        .await
+        .unwrap();
+    f.attach(&sub, SubscriptionType::Shared, A, 0).unwrap();
+    f.attach(&sub, SubscriptionType::Shared, B, 0).unwrap();
+    sub.add_permits(A, 2);
+    sub.add_permits(B, 2);
+    let mut by_consumer: BTreeMap<ConsumerKey, Vec<u64>> = BTreeMap::new();
+    for _ in 0..4 {
+        let d = f.next().await;
+        by_consumer
+            .entry(d.consumer)
+            .or_default()
+            .push(d.header.first_index);
+    }
+    f.nothing_more();
+    assert_eq!(by_consumer[&A].len(), 2);
+    assert_eq!(by_consumer[&B].len(), 2);
+    assert_eq!(f.log.consumers_total(), 2);
+}
+
+#[tokio::test]
+async fn failover_sends_to_the_first_by_priority_and_hands_over_on_leave() {
+    let mut f = Fixture::new().await;
+    for i in 0..2 {
+        f.append(&format!("m{i}"), 1000).await;
+    }
+    let sub = f
+        .log
+        .open_subscription("s", CursorStart::Earliest)
+        .await
+        .unwrap();
+    let low = f.attach(&sub, SubscriptionType::Failover, A, 5).unwrap();
+    let high = f.attach(&sub, SubscriptionType::Failover, B, 0).unwrap();
+    // Partition 0 of one: the first in (priority, name) order is active.
+    assert_eq!(high.active.lock().unwrap().last(), Some(&true));
+    assert_eq!(low.active.lock().unwrap().last(), Some(&false));
+    sub.add_permits(A, 10);
+    sub.add_permits(B, 1);
+    let d = f.next().await;
+    assert_eq!((d.consumer, d.header.first_index), (B, 0));
+    f.nothing_more();
+    // B leaves with entry 0 unacknowledged: A takes over and gets it again, and entry 1 (which
+    // may already be on its way from a read started before B left).
+    assert_eq!(sub.remove_consumer(B), 1);
+    assert_eq!(low.active.lock().unwrap().last(), Some(&true));
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let d = f.next().await;
+        got.push((d.header.first_index, d.consumer, d.redelivery_count));
+    }
+    got.sort();
+    assert_eq!(got, vec![(0, A, 1), (1, A, 0)]);
+}
+
+#[tokio::test]
+async fn key_shared_sends_each_key_to_the_owner_of_its_slice() {
+    let mut f = Fixture::new().await;
+    let keys: Vec<String> = (0..12).map(|i| format!("key-{i}")).collect();
+    for k in &keys {
+        f.append(k, 1000).await;
+    }
+    let sub = f
+        .log
+        .open_subscription("s", CursorStart::Earliest)
+        .await
+        .unwrap();
+    f.attach(&sub, SubscriptionType::KeyShared, A, 0).unwrap();
+    f.attach(&sub, SubscriptionType::KeyShared, B, 0).unwrap();
+    let mut ranges = HashRanges::default();
+    ranges.add(A).unwrap();
+    ranges.add(B).unwrap();
+    let expected: Vec<ConsumerKey> = keys
+        .iter()
+        .map(|k| ranges.select(sticky_slot(k.as_bytes())).unwrap())
+        .collect();
+    // Both keys' owners appear among these keys, or the test says nothing.
+    assert!(expected.contains(&A) && expected.contains(&B));
+    sub.add_permits(A, 100);
+    sub.add_permits(B, 100);
+    let mut got = Vec::new();
+    for _ in 0..keys.len() {
+        let d = f.next().await;
+        got.push((d.header.first_index, d.consumer));
+    }
+    got.sort();
+    let want: Vec<(u64, ConsumerKey)> = (0..keys.len() as u64).zip(expected).collect();
+    assert_eq!(got, want);
+}
+
+#[tokio::test]
+async fn redelivery_and_acks() {
+    let mut f = Fixture::new().await;
+    for i in 0..3 {
+        f.append(&format!("m{i}"), 1000).await;
+    }
+    let sub = f
+        .log
+        .open_subscription("s", CursorStart::Earliest)
+        .await
+        .unwrap();
+    f.attach(&sub, SubscriptionType::Shared, A, 0).unwrap();
+    sub.add_permits(A, 3);
+    for i in 0..3 {
+        assert_eq!(f.next().await.header.first_index, i);
+    }
+    sub.ack(one(1..2)).await.unwrap();
+    assert_eq!(sub.backlog(), 2);
+    // Asked for again: the two unacknowledged entries come back, counted.
+    sub.add_permits(A, 2);
+    sub.redeliver(A, &[]);
+    let mut again = [f.next().await, f.next().await];
+    again.sort_by_key(|d| d.header.first_index);
+    assert_eq!(
+        again
+            .iter()
+            .map(|d| (d.header.first_index, d.redelivery_count))
+            .collect::<Vec<_>>(),
+        vec![(0, 1), (2, 1)]
+    );
+    f.nothing_more();
+    sub.ack_cumulative(2).await.unwrap();
+    assert_eq!(sub.backlog(), 0);
+    // Durable: the storage cursor has it too.
+    let stored = f.log.subscription_cursors();
+    assert_eq!(stored[0].1.mark_delete_index, 3);
+}
+
+#[tokio::test]
+async fn reset_while_consumers_are_attached_continues_from_the_new_position() {
+    let mut f = Fixture::new().await;
+    // Publish times from the manual clock; event times one minute apart.
+    for i in 0..4i64 {
+        f.clock.set_ms(2_000_000 + i * 1000);
+        f.append(&format!("m{i}"), 60_000 * (i + 1)).await;
+    }
+    let sub = f
+        .log
+        .open_subscription("s", CursorStart::Earliest)
+        .await
+        .unwrap();
+    f.attach(&sub, SubscriptionType::Exclusive, A, 0).unwrap();
+    sub.add_permits(A, 4);
+    for i in 0..4 {
+        let d = f.next().await;
+        assert_eq!(d.header.first_index, i);
+        assert_eq!(d.header.publish_time_ms, 2_000_000 + i as i64 * 1000);
+    }
+    sub.ack_cumulative(3).await.unwrap();
+    assert_eq!(sub.backlog(), 0);
+    // Back to the first entry whose event time is at or after 150 s: entry 2.
+    sub.add_permits(A, 10);
+    assert_eq!(sub.reset_to_time(150_000).await.unwrap(), 2);
+    assert_eq!(sub.cursor().mark_delete_index, 2);
+    assert_eq!(sub.backlog(), 2);
+    for i in 2..4 {
+        let d = f.next().await;
+        assert_eq!(
+            (d.consumer, d.header.first_index, d.redelivery_count),
+            (A, i, 0)
+        );
+    }
+    // And to an index, clamped into the partition.
+    assert_eq!(sub.reset(0).await.unwrap(), 0);
+    for i in 0..4 {
+        assert_eq!(f.next().await.header.first_index, i);
+    }
+    f.nothing_more();
+    assert_eq!(sub.reset(99).await.unwrap(), 4);
+    assert_eq!(
+        f.log.subscription("s").unwrap().cursor().mark_delete_index,
+        4
+    );
+}
+
+#[tokio::test]
+async fn skip_clear_backlog_and_delete_without_consumers() {
+    let f = Fixture::new().await;
+    for i in 0..10 {
+        f.append(&format!("m{i}"), 1000).await;
+    }
+    assert!(f
+        .log
+        .create_subscription("s", CursorStart::Earliest)
+        .await
+        .unwrap());
+    assert!(!f
+        .log
+        .create_subscription("s", CursorStart::Latest)
+        .await
+        .unwrap());
+    let sub = f.log.subscription("s").unwrap();
+    sub.ack(one(2..4)).await.unwrap();
+    // Skipping 3 unacknowledged messages from 0 acknowledges 0, 1 and 4.
+    sub.skip(3).await.unwrap();
+    assert_eq!(sub.cursor().mark_delete_index, 5);
+    assert_eq!(sub.backlog(), 5);
+    sub.skip(100).await.unwrap();
+    assert_eq!(sub.backlog(), 0);
+    sub.reset_to(CursorStart::Earliest).await.unwrap();
+    assert_eq!(sub.backlog(), 10);
+    sub.clear_backlog().await.unwrap();
+    assert_eq!(sub.backlog(), 0);
+    drop(sub);
+    // Every change reached the storage cursor: a new object over it agrees.
+    assert_eq!(
+        f.log.subscription("s").unwrap().cursor().mark_delete_index,
+        10
+    );
+    assert_eq!(f.log.subscription_names(), vec!["s".to_string()]);
+    assert!(f.log.delete_subscription("s").await.unwrap());
+    assert!(f.log.subscription("s").is_none());
+    assert!(!f.log.has_subscription("s"));
+}
+
+#[tokio::test]
+async fn unreadable_entries_are_passed_and_acknowledged() {
+    let mut f = Fixture::new().await;
+    f.append("m0", 1000).await;
+    f.append("bad1", 1000).await;
+    f.append("m2", 1000).await;
+    let sub = f
+        .log
+        .open_subscription("s", CursorStart::Earliest)
+        .await
+        .unwrap();
+    let codec = Arc::new(TestCodec::default());
+    let sink = f.sink(A);
+    let dispatcher = sub
+        .add_consumer(
+            Consumer {
+                key: A,
+                name: "a".into(),
+                priority: 0,
+                sink,
+            },
+            SubscriptionType::Exclusive,
+            codec.clone(),
+            1000,
+        )
+        .unwrap()
+        .unwrap();
+    tokio::spawn(dispatcher.run(f.broker.clone()));
+    sub.add_permits(A, 10);
+    assert_eq!(f.next().await.header.first_index, 0);
+    assert_eq!(f.next().await.header.first_index, 2);
+    assert_eq!(*codec.unreadable.lock().unwrap(), vec![1]);
+    sub.ack(vec![0..1, 2..3]).await.unwrap();
+    // The dispatcher acknowledges the passed entry after handing out the others.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while sub.cursor().mark_delete_index != 3 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the unreadable entry acknowledged");
+}
+
+#[tokio::test]
+async fn readers_are_private_and_close_detaches_everyone() {
+    let mut f = Fixture::new().await;
+    for i in 0..3 {
+        f.append(&format!("m{i}"), 1000).await;
+    }
+    let r1 = f.log.open_reader("r", 1);
+    let r2 = f.log.open_reader("r", 0);
+    assert!(!Arc::ptr_eq(&r1, &r2));
+    assert!(!f.log.has_subscription("r"));
+    f.attach(&r1, SubscriptionType::Exclusive, A, 0).unwrap();
+    f.attach(&r2, SubscriptionType::Exclusive, C, 0).unwrap();
+    assert_eq!(f.log.consumers_total(), 2);
+    r1.add_permits(A, 1);
+    let d = f.next().await;
+    assert_eq!((d.consumer, d.header.first_index), (A, 1));
+    // A reader acknowledges in memory only.
+    r1.ack(one(1..2)).await.unwrap();
+    assert_eq!(r1.cursor().mark_delete_index, 2);
+    assert!(f.log.subscription_cursors().is_empty());
+
+    let shared = f
+        .log
+        .open_subscription("s", CursorStart::Earliest)
+        .await
+        .unwrap();
+    let a = f.attach(&shared, SubscriptionType::Shared, A, 0).unwrap();
+    let b = f.attach(&shared, SubscriptionType::Shared, B, 0).unwrap();
+    let mut closed = shared.close().await;
+    closed.sort();
+    assert_eq!(closed, vec![A, B]);
+    assert_eq!(a.closed.load(Ordering::SeqCst), 1);
+    assert_eq!(b.closed.load(Ordering::SeqCst), 1);
+    assert_eq!(shared.consumer_count(), 0);
+    assert_eq!(shared.kind(), None);
+    // Closed, it takes consumers of another type, with a dispatcher of their own.
+    f.attach(&shared, SubscriptionType::Exclusive, A, 0)
+        .unwrap();
+    shared.add_permits(A, 1);
+    let d = f.next().await;
+    assert_eq!((d.consumer, d.header.first_index), (A, 0));
+}
