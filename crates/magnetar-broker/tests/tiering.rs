@@ -230,17 +230,24 @@ async fn segments_older_than_the_local_retention_time_are_offloaded() {
         log.append(batch(i)).await.unwrap();
     }
     let before = local_segments(dir.path());
+    // Ages are measured from the files' last writes (wall time): place the manual clock
+    // relative to now, however long the appends took.
+    clock.set_ms(SystemClock.now_ms());
     let t = tiering.clone();
     let fresh = tokio::task::spawn_blocking(move || t.offload_pass())
         .await
         .unwrap();
     assert_eq!(fresh.offloaded, 0, "nothing is a minute old yet");
-    clock.advance_ms(61_000);
+    clock.set_ms(SystemClock.now_ms() + 61_000);
     let t = tiering.clone();
     let aged = tokio::task::spawn_blocking(move || t.offload_pass())
         .await
         .unwrap();
-    assert_eq!(aged.offloaded as usize, before - 1, "every sealed segment");
+    assert_eq!(
+        aged.offloaded as usize,
+        before - 1,
+        "every sealed segment: {aged:?}"
+    );
     assert_eq!(local_segments(dir.path()), 1);
     assert_eq!(payloads(&log).await.len(), 40);
     broker.shutdown().await.unwrap();

@@ -36,7 +36,24 @@ async fn open(dir: &Path) -> (Arc<Broker>, Arc<GroupCoordinator>) {
     let coordinator = GroupCoordinator::start(broker.clone(), config())
         .await
         .unwrap();
+    wait_loaded(&coordinator, config().offsets_topic_num_partitions as usize).await;
     (broker, coordinator)
+}
+
+/// Waits (bounded) until the startup loader has loaded every offsets partition: a request that
+/// reaches a partition still loading is answered CoordinatorLoadInProgress (clients retry it),
+/// which tests that assert on the first answer must not race.
+async fn wait_loaded(coordinator: &GroupCoordinator, partitions: usize) {
+    for _ in 0..3_000 {
+        if coordinator.loaded_partitions() == partitions {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!(
+        "only {} of {partitions} offsets partitions loaded after 30 s",
+        coordinator.loaded_partitions()
+    );
 }
 
 async fn close(broker: Arc<Broker>, coordinator: Arc<GroupCoordinator>) {

@@ -15,6 +15,7 @@ pub struct ProcessStats {
 
 impl ProcessStats {
     #[cfg(target_os = "linux")]
+    #[allow(unsafe_code, reason = "libc::sysconf for the clock tick and page size")]
     pub fn read() -> Self {
         let mut stats = Self::default();
         // SAFETY: sysconf has no preconditions; it only reads configuration values.

@@ -14,6 +14,7 @@ pub struct ProcessSample {
     pub peak_rss_bytes: u64,
 }
 
+#[allow(unsafe_code, reason = "libc::sysconf for the clock tick")]
 fn clock_ticks_per_s() -> f64 {
     // SAFETY: sysconf has no preconditions.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };

@@ -709,6 +709,10 @@ pub fn run(options: &RunOptions) -> anyhow::Result<RunResult> {
 
     // Timer slack of 1 µs, so the send schedule's sleeps end close to their due times.
     // SAFETY: prctl with PR_SET_TIMERSLACK takes one integer argument and touches no memory.
+    #[allow(
+        unsafe_code,
+        reason = "libc::prctl sets the timer slack of the load generator"
+    )]
     unsafe {
         libc::prctl(libc::PR_SET_TIMERSLACK, 1_000 as libc::c_ulong);
     }

@@ -97,6 +97,10 @@ pub async fn handle(
 }
 
 /// Total and usable bytes of the volume holding `path` (-1, -1 when unknown, as KIP-827 says).
+#[allow(
+    unsafe_code,
+    reason = "libc::statvfs: the volume's size for DescribeLogDirs"
+)]
 fn volume_bytes(path: &str) -> Option<(i64, i64)> {
     let c_path = std::ffi::CString::new(path).ok()?;
     let mut stat = std::mem::MaybeUninit::<libc::statvfs>::zeroed();

@@ -721,6 +721,10 @@ fn allocated() -> usize {
     ALLOCATED.try_with(Cell::get).unwrap_or(0)
 }
 
+#[allow(
+    unsafe_code,
+    reason = "a counting allocator around System, to measure allocations"
+)]
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let _ = ALLOCATED.try_with(|a| a.set(a.get() + layout.size()));
