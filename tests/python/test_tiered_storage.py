@@ -112,6 +112,16 @@ def test_offloaded_segments_are_read_by_kafka_and_pulsar_clients(binary, tmp_pat
         finally:
             client.close()
 
+        # The tiering counters are exported.
+        import requests
+        text = requests.get(f"http://{broker.http}/metrics", timeout=10).text
+        values = {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
+                  if line.startswith("magnetar_storage_tier_")}
+        assert values["magnetar_storage_tier_uploads_total"] >= 10, values
+        assert values["magnetar_storage_tier_gets_total"] > 0, values
+        assert values["magnetar_storage_tier_cache_hits_total"] > 0, values
+        assert values["magnetar_storage_tier_upload_failures_total"] == 0, values
+
         # After a restart the broker reopens the offloaded segments from the bucket.
         broker.restart()
         got = read_all(2000)

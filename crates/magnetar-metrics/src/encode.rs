@@ -418,6 +418,9 @@ fn encode_snapshot(s: &Snapshot, e: &mut DescriptorEncoder) -> Result<(), std::f
         "Sealed segments whose index file was missing or did not match when partitions were opened, rebuilt from the segment.",
         [(Labels::new(), s.recovery_index_rebuilds)],
     )?;
+    if let Some(t) = &s.tiering {
+        encode_tiering(e, t)?;
+    }
 
     // ---- consumer groups ----
     if let Some(rows) = &s.group_lag {
@@ -498,4 +501,63 @@ fn encode_snapshot(s: &Snapshot, e: &mut DescriptorEncoder) -> Result<(), std::f
         }
     }
     Ok(())
+}
+
+/// Tiered storage: uploads of sealed segments, range reads of offloaded ones, the block cache.
+fn encode_tiering(e: &mut DescriptorEncoder, t: &crate::TierRow) -> Result<(), std::fmt::Error> {
+    let one = |v: u64| [(Labels::new(), v)];
+    counter(
+        e,
+        "magnetar_storage_tier_uploads",
+        "Sealed segments offloaded to the object store.",
+        one(t.uploads),
+    )?;
+    counter(
+        e,
+        "magnetar_storage_tier_upload_bytes",
+        "Bytes of sealed segments offloaded to the object store.",
+        one(t.upload_bytes),
+    )?;
+    counter(
+        e,
+        "magnetar_storage_tier_upload_failures",
+        "Offloads that failed (the local copy is kept and retried).",
+        one(t.upload_failures),
+    )?;
+    counter(
+        e,
+        "magnetar_storage_tier_gets",
+        "Range reads of offloaded segments from the object store.",
+        one(t.gets),
+    )?;
+    counter(
+        e,
+        "magnetar_storage_tier_get_bytes",
+        "Bytes read from the object store for offloaded segments.",
+        one(t.get_bytes),
+    )?;
+    counter(
+        e,
+        "magnetar_storage_tier_get_failures",
+        "Range reads of offloaded segments that failed or came back short.",
+        one(t.get_failures),
+    )?;
+    counter(
+        e,
+        "magnetar_storage_tier_cache_hits",
+        "Blocks of offloaded segments served from the block cache.",
+        one(t.cache_hits),
+    )?;
+    counter(
+        e,
+        "magnetar_storage_tier_cache_misses",
+        "Blocks of offloaded segments not in the block cache (fetched with read-ahead).",
+        one(t.cache_misses),
+    )?;
+    gauge(
+        e,
+        "magnetar_storage_tier_cache_bytes",
+        "Bytes held by the block cache of offloaded segments.",
+        [(Labels::new(), t.cache_bytes as f64)],
+    )
 }

@@ -64,6 +64,7 @@ pub struct Metrics {
     broker: Arc<Broker>,
     protocols: Mutex<Vec<Arc<ProtocolMetrics>>>,
     coordinator: Mutex<Option<Arc<GroupCoordinator>>>,
+    tiering: Mutex<Option<Arc<magnetar_broker::tiering::Tiering>>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -97,6 +98,20 @@ pub(crate) struct LagRow {
     pub lag: i64,
 }
 
+/// Tiered storage counters (when tiering is on).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TierRow {
+    pub uploads: u64,
+    pub upload_bytes: u64,
+    pub upload_failures: u64,
+    pub gets: u64,
+    pub get_bytes: u64,
+    pub get_failures: u64,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub cache_bytes: u64,
+}
+
 /// Everything one scrape reports; encoded by [`encode`].
 #[derive(Debug, Default)]
 pub(crate) struct Snapshot {
@@ -117,6 +132,7 @@ pub(crate) struct Snapshot {
     pub group_lag: Option<Vec<LagRow>>,
     pub group_lag_series: bool,
     pub process: ProcessStats,
+    pub tiering: Option<TierRow>,
 }
 
 impl Metrics {
@@ -126,7 +142,13 @@ impl Metrics {
             broker,
             protocols: Mutex::new(Vec::new()),
             coordinator: Mutex::new(None),
+            tiering: Mutex::new(None),
         })
+    }
+
+    /// The tiered storage whose uploads, reads and block cache are reported (`None`: off).
+    pub fn set_tiering(&self, tiering: Option<Arc<magnetar_broker::tiering::Tiering>>) {
+        *self.tiering.lock().unwrap_or_else(|e| e.into_inner()) = tiering;
     }
 
     pub fn settings(&self) -> &MetricsSettings {
@@ -209,6 +231,26 @@ impl Metrics {
             }
         }
         s.process = ProcessStats::read();
+        let tiering = self
+            .tiering
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        s.tiering = tiering.map(|t| {
+            let c = t.counters();
+            let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+            TierRow {
+                uploads: get(&c.uploads),
+                upload_bytes: get(&c.upload_bytes),
+                upload_failures: get(&c.upload_failures),
+                gets: get(&c.gets),
+                get_bytes: get(&c.get_bytes),
+                get_failures: get(&c.get_failures),
+                cache_hits: get(&c.cache_hits),
+                cache_misses: get(&c.cache_misses),
+                cache_bytes: t.cache_bytes(),
+            }
+        });
         s
     }
 }

@@ -197,8 +197,8 @@ async fn bind_listeners(config: &Config) -> anyhow::Result<Bound> {
 /// The layers of the node, opened and connected, ready for the front ends.
 struct Wired {
     broker: Arc<Broker>,
-    /// The tiered-storage offload task, when `storage.object_store` is set.
-    offloader: Option<tokio::task::JoinHandle<()>>,
+    /// Tiered storage, when `storage.object_store` is set.
+    tiered: Option<Tiered>,
     coordinator: Arc<GroupCoordinator>,
     authenticator: Option<Arc<Authenticator>>,
     /// The primary Kafka listener's settings; the additional listeners start from it.
@@ -215,7 +215,7 @@ async fn open_broker(
     config: &Config,
     broker_config: BrokerConfig,
     metadata: RedbStore,
-) -> anyhow::Result<(Arc<Broker>, Option<tokio::task::JoinHandle<()>>)> {
+) -> anyhow::Result<(Arc<Broker>, Option<Tiered>)> {
     if config.storage.object_store.is_empty() {
         let broker = Broker::open(broker_config, Arc::new(metadata), Arc::new(SystemClock))
             .await
@@ -257,7 +257,14 @@ async fn open_broker(
     let offloader =
         tiering.spawn_offloader(Duration::from_millis(config.storage.offload_interval_ms));
     tracing::info!(object_store = %config.storage.object_store, "tiered storage on: sealed segments beyond the local retention are offloaded");
-    Ok((broker, Some(offloader)))
+    Ok((broker, Some(Tiered { tiering, offloader })))
+}
+
+/// Tiered storage when it is on: its counters (metrics) and the offload task (stopped at
+/// shutdown).
+struct Tiered {
+    tiering: Arc<magnetar_broker::tiering::Tiering>,
+    offloader: tokio::task::JoinHandle<()>,
 }
 
 /// Opens the metadata store and the broker, then builds authentication, metrics, the front
@@ -312,7 +319,7 @@ async fn wire(config: &Config, bound: &Bound) -> anyhow::Result<Wired> {
         superuser_roles: crate::config::list(&config.auth.superuser_roles),
         authorization_enabled: config.auth.authorization_enabled,
     };
-    let (broker, offloader) = open_broker(config, broker_config, metadata).await?;
+    let (broker, tiering) = open_broker(config, broker_config, metadata).await?;
 
     let authenticator = if config.auth.enabled {
         Some(Arc::new(
@@ -331,6 +338,7 @@ async fn wire(config: &Config, bound: &Bound) -> anyhow::Result<Wired> {
             partition_series_max: config.http.metrics_partition_series_max as usize,
         },
     );
+    metrics.set_tiering(tiering.as_ref().map(|t| t.tiering.clone()));
     let pulsar_config = magnetar_pulsar::PulsarConfig {
         authenticator: authenticator.clone(),
         broker_service_url_tls: pulsar_tls_addr
@@ -366,7 +374,7 @@ async fn wire(config: &Config, bound: &Bound) -> anyhow::Result<Wired> {
     };
     Ok(Wired {
         broker,
-        offloader,
+        tiered: tiering,
         coordinator,
         authenticator,
         kafka_config,
@@ -652,8 +660,8 @@ async fn shutdown(serving: Serving, wired: Wired, failure: Option<String>) -> an
         tracing::warn!("in-flight work did not finish within {SHUTDOWN_GRACE:?}; closing anyway");
         tasks.abort_all();
     }
-    if let Some(offloader) = &wired.offloader {
-        offloader.abort();
+    if let Some(tiered) = &wired.tiered {
+        tiered.offloader.abort();
     }
     // After the listeners (no request uses it any more), before the broker closes the ledgers.
     wired.coordinator.shutdown().await;
