@@ -96,7 +96,13 @@ pub struct Broker {
     pub(crate) permissions_version: std::sync::atomic::AtomicU64,
     /// Topic metadata read on every produce and fetch, kept in memory (see [`TopicCache`]).
     topic_cache: TopicCache,
+    /// Called with a deleted partition's ledger directory before it is removed (tiered storage
+    /// deletes the partition's objects there); see [`Broker::set_ledger_cleanup`].
+    ledger_cleanup: std::sync::RwLock<Option<LedgerCleanup>>,
 }
+
+/// Deletes what a ledger keeps outside its directory (a tiered ledger's objects); blocking.
+pub type LedgerCleanup = Arc<dyn Fn(&Path) -> Result<(), StorageError> + Send + Sync>;
 
 /// Makes the segment store of one partition's ledger directory: local files by default; the seam
 /// for object storage later, and for tests that inject slow or failing storage.
@@ -270,9 +276,19 @@ impl Broker {
             producer_ids: Mutex::new(IdRange::default()),
             permissions_version: std::sync::atomic::AtomicU64::new(0),
             topic_cache: TopicCache::default(),
+            ledger_cleanup: std::sync::RwLock::new(None),
         });
         broker.bootstrap().await?;
         Ok(broker)
+    }
+
+    /// Sets what deleting a topic also deletes for each of its ledger directories (tiered
+    /// storage: the partition's objects). A failure keeps the topic (the delete can be retried).
+    pub fn set_ledger_cleanup(&self, cleanup: Option<LedgerCleanup>) {
+        *self
+            .ledger_cleanup
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = cleanup;
     }
 
     async fn bootstrap(&self) -> Result<()> {
@@ -627,11 +643,22 @@ impl Broker {
                 log.close().await?;
             }
         }
+        let cleanup = self
+            .ledger_cleanup
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         for partition in 0..metadata.partition_count() {
             let dir = self.ledger_dir(name, metadata.ledger_partition(partition));
-            let result = tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-                _ => Ok(()),
+            let cleanup = cleanup.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                if let Some(cleanup) = cleanup {
+                    cleanup(&dir).map_err(std::io::Error::other)?;
+                }
+                match std::fs::remove_dir_all(&dir) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                    _ => Ok(()),
+                }
             })
             .await
             .map_err(|e| Error::Storage(format!("delete task failed: {e}")))?;

@@ -24,8 +24,8 @@ pub mod subscription;
 pub mod tiering;
 
 pub use broker::{
-    effective_retention, AutoCreator, Broker, BrokerConfig, RetentionSummary, SegmentStoreFactory,
-    INTERNAL_NAMESPACE,
+    effective_retention, AutoCreator, Broker, BrokerConfig, LedgerCleanup, RetentionSummary,
+    SegmentStoreFactory, INTERNAL_NAMESPACE,
 };
 pub use error::{Error, Result};
 pub use names::{NamespaceName, TenantName, TopicName, TopicPartition};

@@ -107,6 +107,48 @@ impl Tiering {
         })
     }
 
+    /// The cleanup for [`crate::Broker::set_ledger_cleanup`]: deletes every object under the
+    /// prefix named in a deleted ledger directory's prefix file (none: nothing to do).
+    pub fn ledger_cleanup(self: &Arc<Self>) -> crate::broker::LedgerCleanup {
+        let tiering = self.clone();
+        Arc::new(move |dir: &Path| tiering.delete_objects_of(dir))
+    }
+
+    fn delete_objects_of(&self, dir: &Path) -> Result<(), StorageError> {
+        let file = dir.join(PREFIX_FILE_NAME);
+        let prefix = match std::fs::read_to_string(&file) {
+            Ok(s) if !s.trim().is_empty() => ObjectPath::from(s.trim()),
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io("read object prefix", &file, e)),
+        };
+        let remote = self.remote.clone();
+        let failed = |e: object_store::Error| {
+            io(
+                "delete objects",
+                &file,
+                std::io::Error::other(e.to_string()),
+            )
+        };
+        let run = async move {
+            use futures_util::StreamExt;
+            let listed: Vec<_> = remote.list(Some(&prefix)).collect().await;
+            for meta in listed {
+                let meta = meta?;
+                match object_store::ObjectStoreExt::delete(remote.as_ref(), &meta.location).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(())
+        };
+        let deleted = match Handle::try_current() {
+            Ok(_) => tokio::task::block_in_place(|| self.runtime.block_on(run)),
+            Err(_) => self.runtime.block_on(run),
+        };
+        deleted.map_err(failed)
+    }
+
     /// The object prefix of the ledger in `dir`: read from its prefix file, or made and
     /// written (durably) the first time.
     fn prefix_for(&self, dir: &Path) -> Result<ObjectPath, StorageError> {

@@ -189,7 +189,20 @@ async fn sealed_segments_beyond_local_retention_are_served_from_object_storage()
     let old_prefix = std::fs::read_to_string(&prefix_files[0]).unwrap();
     assert!(old_prefix.starts_with("magnetar/"), "{old_prefix}");
     drop(log);
+    let objects = |remote: Arc<dyn ObjectStore>, prefix: String| async move {
+        let prefix = object_store::path::Path::from(prefix.trim());
+        futures_util::StreamExt::collect::<Vec<_>>(remote.list(Some(&prefix)))
+            .await
+            .len()
+    };
+    assert!(objects(remote.clone(), old_prefix.clone()).await > 0);
+    broker.set_ledger_cleanup(Some(_tiering.ledger_cleanup()));
     broker.delete_topic(&tp.topic).await.unwrap();
+    assert_eq!(
+        objects(remote.clone(), old_prefix.clone()).await,
+        0,
+        "deleting the topic deletes its objects"
+    );
     broker
         .create_topic(&tp.topic, None, small_segments())
         .await

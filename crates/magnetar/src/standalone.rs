@@ -254,6 +254,7 @@ async fn open_broker(
     )
     .await
     .context("cannot open the broker")?;
+    broker.set_ledger_cleanup(Some(tiering.ledger_cleanup()));
     let offloader =
         tiering.spawn_offloader(Duration::from_millis(config.storage.offload_interval_ms));
     tracing::info!(object_store = %config.storage.object_store, "tiered storage on: sealed segments beyond the local retention are offloaded");
