@@ -352,7 +352,26 @@ impl TieredSegmentStore {
     /// whole upload under the same names.
     pub fn offload(&self, base: u64) -> Result<bool, StorageError> {
         if self.is_offloaded(base) {
-            return Ok(false);
+            // Uploaded, but the local copy is still here: the process died between the upload
+            // and the local delete. The object's length was listed at open; delete the copy
+            // if it matches (else keep it and say so: never delete the only good copy).
+            if !self.local_exists(base) {
+                return Ok(false);
+            }
+            let remote_len = self.offloaded().get(&base).copied();
+            let local_len = self.local.open(base)?.len();
+            if remote_len != Some(local_len) {
+                return Err(StorageError::io(
+                    "check offloaded segment",
+                    self.dir.join(segment_file_name(base)),
+                    std::io::Error::other(format!(
+                        "the object has {remote_len:?} bytes, the local copy {local_len}; keeping both"
+                    )),
+                ));
+            }
+            self.switch_to_remote(base, local_len);
+            self.local.delete(base)?;
+            return Ok(true);
         }
         let file = self.local.open(base)?;
         let len = file.len();
@@ -394,6 +413,14 @@ impl TieredSegmentStore {
             .unwrap_or_else(|e| e.into_inner())
             .insert(base, len);
         // Readers move to the object before the local file goes.
+        self.switch_to_remote(base, len);
+        drop(file);
+        self.local.delete(base)?;
+        Ok(true)
+    }
+
+    /// Points every handed-out file of segment `base` at its object.
+    fn switch_to_remote(&self, base: u64, len: u64) {
         let handed: Vec<_> = self
             .handed_out
             .lock()
@@ -405,9 +432,6 @@ impl TieredSegmentStore {
             *f.backing.write().unwrap_or_else(|e| e.into_inner()) =
                 Backing::Remote(self.remote_segment(base, len));
         }
-        drop(file);
-        self.local.delete(base)?;
-        Ok(true)
     }
 
     fn upload(

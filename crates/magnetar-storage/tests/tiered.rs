@@ -376,3 +376,42 @@ async fn an_unreachable_store_keeps_the_local_copy_and_the_offload_is_retried() 
     flaky.down.store(false, Ordering::Relaxed);
     assert_eq!(all_payloads(&reopened).await.unwrap(), expected);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_copy_left_by_a_crash_after_the_upload_is_deleted_by_the_next_offload() {
+    let dir = tempfile::tempdir().unwrap();
+    let remote: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let (tiered, _) = store(dir.path(), remote.clone()).await;
+    let ledger =
+        ManagedLedger::open_with_store(dir.path(), config(), Arc::new(SystemClock), tiered.clone())
+            .unwrap();
+    fill(&ledger, 60).await;
+    let expected: Vec<Bytes> = (0..60).map(payload).collect();
+    let done = offload_sealed(&tiered).await.unwrap();
+    let victim = done[0];
+    ledger.close().await.unwrap();
+    drop((ledger, tiered));
+    // The crash: the object is there, the local copy was not deleted.
+    let path = ObjectPath::from(format!("ledgers/public/default/t/0/{victim:020}.seg"));
+    let bytes = remote.get(&path).await.unwrap().bytes().await.unwrap();
+    let local = dir
+        .path()
+        .join(magnetar_storage::segment_store::segment_file_name(victim));
+    std::fs::write(&local, &bytes).unwrap();
+
+    let (tiered, _) = store(dir.path(), remote.clone()).await;
+    let ledger =
+        ManagedLedger::open_with_store(dir.path(), config(), Arc::new(SystemClock), tiered.clone())
+            .unwrap();
+    assert_eq!(all_payloads(&ledger).await.unwrap(), expected);
+    let again = offload_sealed(&tiered).await.unwrap();
+    assert_eq!(again, vec![victim], "the leftover copy is cleaned up");
+    assert!(!local.exists());
+    assert_eq!(all_payloads(&ledger).await.unwrap(), expected);
+
+    // A leftover copy whose length differs from the object is kept, with an error.
+    std::fs::write(&local, &bytes[..bytes.len() - 1]).unwrap();
+    let err = offload_sealed(&tiered).await.unwrap_err();
+    assert!(err.to_string().contains("keeping both"), "{err}");
+    assert!(local.exists());
+}
