@@ -142,11 +142,7 @@ impl Tiering {
             }
             Ok(())
         };
-        let deleted = match Handle::try_current() {
-            Ok(_) => tokio::task::block_in_place(|| self.runtime.block_on(run)),
-            Err(_) => self.runtime.block_on(run),
-        };
-        deleted.map_err(failed)
+        magnetar_storage::tiered::wait(&self.runtime, run).map_err(failed)
     }
 
     /// The object prefix of the ledger in `dir`: read from its prefix file, or made and
@@ -181,7 +177,7 @@ impl Tiering {
             .filter(|p| !p.is_empty())
             .collect::<Vec<_>>()
             .join("/");
-        write_durably(dir, &file, prefix.as_bytes())?;
+        magnetar_storage::cursor::atomic_write(dir, PREFIX_FILE_NAME, prefix.as_bytes())?;
         Ok(ObjectPath::from(prefix.as_str()))
     }
 
@@ -278,17 +274,4 @@ fn io(op: &'static str, path: &Path, e: std::io::Error) -> StorageError {
         path: path.to_path_buf(),
         source: e,
     }
-}
-
-fn write_durably(dir: &Path, file: &Path, bytes: &[u8]) -> Result<(), StorageError> {
-    use std::io::Write;
-    let tmp = file.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(|e| io("create temp file", &tmp, e))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| io("write temp file", &tmp, e))?;
-    std::fs::rename(&tmp, file).map_err(|e| io("rename temp file", file, e))?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io("sync directory", dir, e))
 }

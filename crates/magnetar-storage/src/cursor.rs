@@ -124,7 +124,7 @@ pub(crate) fn encode_cursors(cursors: &BTreeMap<String, CursorState>) -> Vec<u8>
 }
 
 /// Replaces `dir/name` atomically and durably.
-pub(crate) fn atomic_write(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StorageError> {
+pub fn atomic_write(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StorageError> {
     use std::io::Write;
     let tmp: PathBuf = dir.join(format!("{name}.tmp"));
     let path = dir.join(name);

@@ -30,7 +30,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use tokio::runtime::Handle;
 
-use crate::index_file::{index_file_name, INDEX_SUFFIX};
+use crate::index_file::index_file_name;
 use crate::segment_store::{
     segment_file_name, LocalSegmentStore, SegmentFile, SegmentStore, SEGMENT_SUFFIX,
 };
@@ -202,11 +202,11 @@ impl std::fmt::Debug for TieredSegmentStore {
     }
 }
 
-/// Runs an object-store call to completion from synchronous code: on a blocking thread
+/// Runs an object-store call (any future) to completion from synchronous code: on a blocking thread
 /// directly, on a multi-threaded runtime's worker through `block_in_place`, and on a
 /// current-thread runtime from a helper thread (which only works for stores that do not need
 /// that runtime's I/O driver, such as `InMemory` and `LocalFileSystem`).
-fn wait<F>(runtime: &Handle, fut: F) -> F::Output
+pub fn wait<F>(runtime: &Handle, fut: F) -> F::Output
 where
     F: std::future::Future + Send,
     F::Output: Send,
@@ -307,7 +307,10 @@ impl TieredSegmentStore {
     /// active): base index, length, and the time of the file's last write.
     pub fn local_sealed(&self) -> Result<Vec<LocalSegment>, StorageError> {
         let mut bases = self.local.list()?;
-        let newest = self.list()?.last().copied();
+        let newest = bases
+            .last()
+            .copied()
+            .max(self.offloaded().keys().last().copied());
         bases.retain(|b| Some(*b) != newest);
         let mut out = Vec::with_capacity(bases.len());
         for base in bases {
@@ -584,7 +587,7 @@ impl SegmentStore for TieredSegmentStore {
         if !self.is_offloaded(base_index) {
             return Ok(None);
         }
-        let path = self.object(&format!("{base_index:020}{INDEX_SUFFIX}"));
+        let path = self.object(&index_file_name(base_index));
         let meta = match wait(&self.runtime, self.remote.head(&path)) {
             Ok(m) => m,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),

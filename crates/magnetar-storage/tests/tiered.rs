@@ -65,6 +65,11 @@ fn payload(i: u64) -> Bytes {
     )
 }
 
+/// A ledger over `store` with the tests' small segments.
+fn open_ledger(dir: &std::path::Path, store: Arc<TieredSegmentStore>) -> Arc<ManagedLedger> {
+    ManagedLedger::open_with_store(dir, config(), Arc::new(SystemClock), store).unwrap()
+}
+
 async fn fill(ledger: &ManagedLedger, n: u64) {
     for i in 0..n {
         ledger
@@ -145,9 +150,7 @@ async fn offloaded_segments_serve_every_entry_and_reopen_from_object_storage() {
     let dir = tempfile::tempdir().unwrap();
     let remote: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let (tiered, counters) = store(dir.path(), remote.clone()).await;
-    let ledger =
-        ManagedLedger::open_with_store(dir.path(), config(), Arc::new(SystemClock), tiered.clone())
-            .unwrap();
+    let ledger = open_ledger(dir.path(), tiered.clone());
     fill(&ledger, 200).await;
     let expected: Vec<Bytes> = (0..200).map(payload).collect();
     assert!(ledger.stats().segments.len() >= 6);
@@ -179,9 +182,7 @@ async fn offloaded_segments_serve_every_entry_and_reopen_from_object_storage() {
     // Reopen with a new store over the same bucket: sealed segments come from their remote
     // index files, without reading the segments.
     let (tiered, _) = store(dir.path(), remote.clone()).await;
-    let ledger =
-        ManagedLedger::open_with_store(dir.path(), config(), Arc::new(SystemClock), tiered.clone())
-            .unwrap();
+    let ledger = open_ledger(dir.path(), tiered.clone());
     let recovery = ledger.stats().recovery;
     assert!(recovery.index_rebuilds.is_empty(), "{recovery:?}");
     // Every segment opened from its index (the active one thanks to the clean close).
@@ -210,9 +211,7 @@ async fn a_corrupted_object_is_a_crc_error_never_served() {
     let dir = tempfile::tempdir().unwrap();
     let remote: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let (tiered, _) = store(dir.path(), remote.clone()).await;
-    let ledger =
-        ManagedLedger::open_with_store(dir.path(), config(), Arc::new(SystemClock), tiered.clone())
-            .unwrap();
+    let ledger = open_ledger(dir.path(), tiered.clone());
     fill(&ledger, 60).await;
     let first = offload_sealed(&tiered).await.unwrap()[0];
     ledger.close().await.unwrap();
@@ -232,9 +231,7 @@ async fn a_corrupted_object_is_a_crc_error_never_served() {
     remote.put(&path, PutPayload::from(bytes)).await.unwrap();
 
     let (tiered, _) = store(dir.path(), remote.clone()).await;
-    let ledger =
-        ManagedLedger::open_with_store(dir.path(), config(), Arc::new(SystemClock), tiered)
-            .unwrap();
+    let ledger = open_ledger(dir.path(), tiered);
     let err = all_payloads(&ledger).await.unwrap_err();
     assert!(
         matches!(err, StorageError::Corrupt { segment, .. } if segment == first),
@@ -340,9 +337,7 @@ async fn an_unreachable_store_keeps_the_local_copy_and_the_offload_is_retried() 
         down: AtomicBool::new(false),
     });
     let (tiered, counters) = store(dir.path(), flaky.clone()).await;
-    let ledger =
-        ManagedLedger::open_with_store(dir.path(), config(), Arc::new(SystemClock), tiered.clone())
-            .unwrap();
+    let ledger = open_ledger(dir.path(), tiered.clone());
     fill(&ledger, 60).await;
     let expected: Vec<Bytes> = (0..60).map(payload).collect();
     let before = local_segments(dir.path());
@@ -366,8 +361,7 @@ async fn an_unreachable_store_keeps_the_local_copy_and_the_offload_is_retried() 
         ledger.close().await.unwrap();
         drop(ledger);
         // Open reads remote index files: the store is up for that.
-        let l = ManagedLedger::open_with_store(dir.path(), config(), Arc::new(SystemClock), fresh)
-            .unwrap();
+        let l = open_ledger(dir.path(), fresh);
         flaky.down.store(true, Ordering::Relaxed);
         l
     };
@@ -382,9 +376,7 @@ async fn a_local_copy_left_by_a_crash_after_the_upload_is_deleted_by_the_next_of
     let dir = tempfile::tempdir().unwrap();
     let remote: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let (tiered, _) = store(dir.path(), remote.clone()).await;
-    let ledger =
-        ManagedLedger::open_with_store(dir.path(), config(), Arc::new(SystemClock), tiered.clone())
-            .unwrap();
+    let ledger = open_ledger(dir.path(), tiered.clone());
     fill(&ledger, 60).await;
     let expected: Vec<Bytes> = (0..60).map(payload).collect();
     let done = offload_sealed(&tiered).await.unwrap();
@@ -400,9 +392,7 @@ async fn a_local_copy_left_by_a_crash_after_the_upload_is_deleted_by_the_next_of
     std::fs::write(&local, &bytes).unwrap();
 
     let (tiered, _) = store(dir.path(), remote.clone()).await;
-    let ledger =
-        ManagedLedger::open_with_store(dir.path(), config(), Arc::new(SystemClock), tiered.clone())
-            .unwrap();
+    let ledger = open_ledger(dir.path(), tiered.clone());
     assert_eq!(all_payloads(&ledger).await.unwrap(), expected);
     let again = offload_sealed(&tiered).await.unwrap();
     assert_eq!(again, vec![victim], "the leftover copy is cleaned up");

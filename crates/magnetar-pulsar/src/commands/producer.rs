@@ -117,7 +117,7 @@ impl Connection {
             epoch: request.topic_epoch,
             link: link.clone(),
         });
-        let (registration, mut topic_epoch, queued) = match granted {
+        let (registration, topic_epoch, queued) = match granted {
             Ok(Granted::Ready {
                 registration,
                 epoch,
@@ -210,7 +210,7 @@ impl Connection {
             success
         };
         let Some(ready) = queued else {
-            self.send(success(true, topic_epoch.take())).await;
+            self.send(success(true, topic_epoch)).await;
             return Next::Continue;
         };
         // WaitForExclusive on a taken topic: "queued" now, "ready" (or fenced) when decided.

@@ -112,14 +112,7 @@ pub(super) fn recover(
         // segment like a sealed one's) is used once; the marker is already deleted, so a crash
         // from here on scans it again.
         if last && clean_base == Some(base) {
-            let max = index_file_bytes_max(len);
-            let loaded = match store.read_index(base, max)? {
-                None => Err("missing".to_string()),
-                Some(bytes) if bytes.len() as u64 > max => {
-                    Err(format!("too long for a segment of {len} bytes"))
-                }
-                Some(bytes) => load_index(&bytes, base, &file, config.index_interval_bytes),
-            };
+            let loaded = persisted_index(store, base, &file, config.index_interval_bytes)?;
             match loaded {
                 Ok(info) => {
                     recovery.indexes_loaded += 1;
@@ -134,14 +127,7 @@ pub(super) fn recover(
         }
         let mut rebuild_reason = None;
         if !last {
-            let max = index_file_bytes_max(len);
-            let loaded = match store.read_index(base, max)? {
-                None => Err("missing".to_string()),
-                Some(bytes) if bytes.len() as u64 > max => {
-                    Err(format!("too long for a segment of {len} bytes"))
-                }
-                Some(bytes) => load_index(&bytes, base, &file, config.index_interval_bytes),
-            };
+            let loaded = persisted_index(store, base, &file, config.index_interval_bytes)?;
             match loaded {
                 Ok(info) if bases.get(i + 1) == Some(&info.end_index) => {
                     recovery.indexes_loaded += 1;
@@ -248,6 +234,26 @@ fn take_clean_shutdown_marker(dir: &Path) -> Result<Option<u64>, StorageError> {
         .map_err(|e| StorageError::io("remove clean-shutdown marker", &path, e))?;
     sync_dir(dir)?;
     Ok(base)
+}
+
+/// The persisted index of segment `base` checked against the segment (see
+/// [`crate::index_file`]); `Ok(Err(reason))` when it is missing or does not match, `Err` when the
+/// store cannot be read.
+fn persisted_index(
+    store: &dyn SegmentStore,
+    base: u64,
+    file: &Arc<dyn SegmentFile>,
+    index_interval_bytes: u32,
+) -> Result<Result<SegmentInfo, String>, StorageError> {
+    let len = file.len();
+    let max = index_file_bytes_max(len);
+    Ok(match store.read_index(base, max)? {
+        None => Err("missing".to_string()),
+        Some(bytes) if bytes.len() as u64 > max => {
+            Err(format!("too long for a segment of {len} bytes"))
+        }
+        Some(bytes) => load_index(&bytes, base, file, index_interval_bytes),
+    })
 }
 
 /// Upper bound of a valid index file for a segment of `segment_len` bytes: at most one point

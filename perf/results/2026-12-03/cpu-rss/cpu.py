@@ -1,7 +1,8 @@
 import sys, time, os
 from confluent_kafka import Producer, Consumer
 from confluent_kafka.admin import AdminClient, NewTopic
-pid=int(sys.argv[1]); N=100_000; V=b"x"*1000
+# usage: cpu.py <broker pid> [messages, default 100000]
+pid=int(sys.argv[1]); N=int(sys.argv[2]) if len(sys.argv) > 2 else 100_000; V=b"x"*1000
 tck=os.sysconf('SC_CLK_TCK')
 def cpu():
     f=open(f"/proc/{pid}/stat").read().split(')')[1].split()
