@@ -1,8 +1,10 @@
 """Tiered storage (issue #16, mode 1) with real clients: a standalone broker started with
-`--object-store file:///...` and small segments offloads sealed segments to the object store,
-keeps only the tail on local disk, and Kafka (confluent-kafka, from offset 0 and by timestamp)
-and Pulsar (a reader from the earliest message) consumers read everything back, also after a
-restart. `s3://` is refused with a clear configuration error in this build."""
+`--object-store file:///...` or `s3://bucket/prefix` (against moto's S3 server on loopback) and
+small segments offloads sealed segments to the object store, keeps only the tail on local disk,
+and Kafka (confluent-kafka, from offset 0 and by timestamp) and Pulsar (a reader from the
+earliest message) consumers read everything back, also after a restart. A bad object-store URL
+is refused with a clear configuration error; an S3 bucket that does not exist keeps every
+segment local and counts the failed uploads."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Broker
+from moto_s3 import MotoS3
 
 pytestmark = [pytest.mark.binary, pytest.mark.magnetar_only("tiered storage"), pytest.mark.timeout(180)]
 
@@ -33,7 +36,16 @@ def wait_for(cond, timeout_s=60.0, what="condition"):
     pytest.fail(f"timed out waiting for {what}")
 
 
-def start(binary, workdir: Path, bucket: Path):
+@pytest.fixture
+def moto(tmp_path):
+    server = MotoS3(tmp_path)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def start(binary, workdir: Path, url: str, env=None):
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "tiered.toml"
     config.write_text(
@@ -45,16 +57,31 @@ def start(binary, workdir: Path, bucket: Path):
         "tier_block_bytes = 16384\n"
         "tier_cache_bytes = 262144\n"
     )
-    b = Broker(binary, workdir, extra_args=["--config", str(config), "--object-store", f"file://{bucket}"])
+    b = Broker(binary, workdir, env=env, extra_args=["--config", str(config), "--object-store", url])
     return b
 
 
-def test_offloaded_segments_are_read_by_kafka_and_pulsar_clients(binary, tmp_path):
+@pytest.mark.parametrize("store", ["file", "s3"])
+def test_offloaded_segments_are_read_by_kafka_and_pulsar_clients(binary, tmp_path, store, request):
     from confluent_kafka import Consumer, Producer, TopicPartition
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    bucket = tmp_path / "bucket"
-    broker = start(binary, tmp_path / "broker", bucket)
+    if store == "file":
+        bucket = tmp_path / "bucket"
+        url, env = f"file://{bucket}", None
+
+        def remote(suffix):
+            return files(bucket, suffix)
+    else:
+        moto = request.getfixturevalue("moto")
+        moto.create_bucket("tiered")
+        url, env = "s3://tiered/cluster-a", moto.env
+
+        def remote(suffix):
+            keys = [k for k in moto.keys("tiered") if k.endswith(suffix)]
+            assert all(k.startswith("cluster-a/ledgers/") for k in keys), keys
+            return keys
+    broker = start(binary, tmp_path / "broker", url, env)
     broker.command = _with_ports(broker.command)
     broker.start()
     try:
@@ -71,9 +98,9 @@ def test_offloaded_segments_are_read_by_kafka_and_pulsar_clients(binary, tmp_pat
         assert p.flush(30) == 0
 
         data = broker.data_dir / "ledgers" / "public" / "default" / "persistent" / f"{topic}-partition-0"
-        wait_for(lambda: len(files(data, ".seg")) == 1 and len(files(bucket, ".seg")) >= 10,
+        wait_for(lambda: len(files(data, ".seg")) == 1 and len(remote(".seg")) >= 10,
                  what="sealed segments offloaded")
-        assert len(files(bucket, ".idx")) == len(files(bucket, ".seg")), "each with its index"
+        assert len(remote(".idx")) == len(remote(".seg")), "each with its index"
 
         def read_all(start_offset=0):
             c = Consumer({"bootstrap.servers": broker.kafka, "group.id": uuid.uuid4().hex,
@@ -139,12 +166,56 @@ def _with_ports(command):
     return wrapped
 
 
-def test_s3_is_refused_with_a_clear_error(binary, tmp_path):
+@pytest.mark.parametrize("url", ["s3://UPPER/x", "ftp://host/x", "file://relative", "memory://x"])
+def test_a_bad_object_store_url_is_refused_with_a_clear_error(binary, tmp_path, url):
     import subprocess
 
     out = subprocess.run(
         [str(binary), "standalone", "--data-dir", str(tmp_path / "d"), "--kafka-port", "0",
-         "--pulsar-port", "0", "--http-port", "0", "--object-store", "s3://bucket/prefix"],
+         "--pulsar-port", "0", "--http-port", "0", "--object-store", url],
         capture_output=True, text=True, timeout=30)
     assert out.returncode == 2, out
-    assert "storage.object_store" in out.stderr and "s3" in out.stderr, out.stderr
+    assert "storage.object_store" in out.stderr and url in out.stderr, out.stderr
+
+
+def test_a_missing_bucket_keeps_segments_local_and_counts_failed_uploads(binary, tmp_path, moto):
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    broker = start(binary, tmp_path / "broker", "s3://no-such-bucket/x", moto.env)
+    broker.command = _with_ports(broker.command)
+    broker.start()
+    try:
+        topic = f"nobucket-{uuid.uuid4().hex[:8]}"
+        p = Producer({"bootstrap.servers": broker.kafka, "linger.ms": 1, "batch.size": 16384})
+        for i in range(600):
+            p.produce(topic, value=(b"%06d" % i) * 100)
+            if i % 100 == 0:
+                p.flush(30)
+        assert p.flush(30) == 0
+        import requests
+
+        def failures():
+            text = requests.get(f"http://{broker.http}/metrics", timeout=10).text
+            for line in text.splitlines():
+                if line.startswith("magnetar_storage_tier_upload_failures_total"):
+                    return float(line.split()[1])
+            return 0.0
+        wait_for(lambda: failures() > 0, what="a failed upload counted")
+        data = broker.data_dir / "ledgers" / "public" / "default" / "persistent" / f"{topic}-partition-0"
+        assert len(files(data, ".seg")) > 1, "sealed segments stay local"
+        c = Consumer({"bootstrap.servers": broker.kafka, "group.id": uuid.uuid4().hex})
+        c.assign([TopicPartition(topic, 0, 0)])
+        got = 0
+        deadline = time.monotonic() + 60
+        while got < 600 and time.monotonic() < deadline:
+            for m in c.consume(500, 1.0):
+                assert m.error() is None, m.error()
+                got += 1
+        c.close()
+        assert got == 600
+        # The bucket comes into being: the next passes offload what was kept.
+        moto.create_bucket("no-such-bucket")
+        wait_for(lambda: len([k for k in moto.keys("no-such-bucket") if k.endswith(".seg")]) >= 1,
+                 what="the retried upload")
+    finally:
+        broker.stop(check=False)

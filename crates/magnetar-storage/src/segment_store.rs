@@ -44,6 +44,12 @@ pub trait SegmentFile: Send + Sync + 'static {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// True for an immutable copy in object storage (an offloaded segment), whose length was
+    /// verified at upload and whose reads are remote: opening trusts its index file without
+    /// reading the segment.
+    fn is_remote(&self) -> bool {
+        false
+    }
     /// Fills `buf` from `file_offset`; fails if the segment is shorter.
     fn read_exact_at(&self, file_offset: u64, buf: &mut [u8]) -> Result<(), StorageError>;
     /// Appends `data` at the end.

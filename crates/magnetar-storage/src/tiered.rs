@@ -223,6 +223,70 @@ where
     }
 }
 
+/// The file in a ledger directory that records its offloaded segments, a line `base length`
+/// each, rewritten atomically after every offload and delete.
+pub const MANIFEST_FILE_NAME: &str = "offloaded-segments";
+
+/// Most lines a manifest may have (a guard against a corrupt file, not a real bound).
+const MANIFEST_LINES_MAX: usize = 10_000_000;
+
+fn read_manifest(dir: &Path) -> Result<BTreeMap<u64, u64>, StorageError> {
+    let path = dir.join(MANIFEST_FILE_NAME);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => return Err(StorageError::io("read offload manifest", &path, e)),
+    };
+    let bad = |reason: String| StorageError::CorruptMetadata {
+        path: path.clone(),
+        reason,
+    };
+    let mut out = BTreeMap::new();
+    for (n, line) in text.lines().enumerate().take(MANIFEST_LINES_MAX) {
+        let mut parts = line.split(' ');
+        let (Some(base), Some(len), None) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(bad(format!("line {}: expected 'base length'", n + 1)));
+        };
+        let (Ok(base), Ok(len)) = (base.parse::<u64>(), len.parse::<u64>()) else {
+            return Err(bad(format!("line {}: not two numbers", n + 1)));
+        };
+        out.insert(base, len);
+    }
+    Ok(out)
+}
+
+fn write_manifest(dir: &Path, offloaded: &BTreeMap<u64, u64>) -> Result<(), StorageError> {
+    let text: String = offloaded
+        .iter()
+        .map(|(base, len)| format!("{base} {len}\n"))
+        .collect();
+    crate::cursor::atomic_write(dir, MANIFEST_FILE_NAME, text.as_bytes())
+}
+
+/// The segment objects under `prefix`: base index -> length.
+async fn list_offloaded(
+    remote: &dyn ObjectStore,
+    prefix: &ObjectPath,
+) -> Result<BTreeMap<u64, u64>, StorageError> {
+    let listed: Vec<_> = remote
+        .list(Some(prefix))
+        .collect::<Vec<object_store::Result<object_store::ObjectMeta>>>()
+        .await;
+    let mut offloaded = BTreeMap::new();
+    for meta in listed {
+        let meta = meta.map_err(|e| remote_err("list objects", prefix, e))?;
+        let Some(name) = meta.location.filename() else {
+            continue;
+        };
+        if let Some(stem) = name.strip_suffix(SEGMENT_SUFFIX) {
+            if let (20, Ok(base)) = (stem.len(), stem.parse::<u64>()) {
+                offloaded.insert(base, meta.size);
+            }
+        }
+    }
+    Ok(offloaded)
+}
+
 fn remote_err(op: &'static str, path: &ObjectPath, e: object_store::Error) -> StorageError {
     StorageError::io(
         op,
@@ -246,22 +310,29 @@ impl TieredSegmentStore {
     ) -> Result<Self, StorageError> {
         config.validate()?;
         let local = LocalSegmentStore::new(dir)?;
-        let listed: Vec<_> = remote
-            .list(Some(&prefix))
-            .collect::<Vec<object_store::Result<object_store::ObjectMeta>>>()
-            .await;
-        let mut offloaded = BTreeMap::new();
-        for meta in listed {
-            let meta = meta.map_err(|e| remote_err("list objects", &prefix, e))?;
-            let Some(name) = meta.location.filename() else {
-                continue;
-            };
-            if let Some(stem) = name.strip_suffix(SEGMENT_SUFFIX) {
-                if let (20, Ok(base)) = (stem.len(), stem.parse::<u64>()) {
-                    offloaded.insert(base, meta.size);
+        let manifest = read_manifest(dir)?;
+        let offloaded = match list_offloaded(remote.as_ref(), &prefix).await {
+            Ok(mut listed) => {
+                for (base, len) in &manifest {
+                    if listed.get(base) != Some(len) {
+                        // Never skip: the entry stays and reads of it fail loudly.
+                        tracing::error!(dir = %dir.display(), segment = base, listed = ?listed.get(base), recorded = len,
+                            "an offloaded segment recorded in the manifest is missing or has another length in the object store");
+                    }
                 }
+                for (base, len) in manifest {
+                    listed.entry(base).or_insert(len);
+                }
+                listed
             }
-        }
+            Err(e) => {
+                // Unreachable store: what this directory offloaded is in its manifest; local
+                // segments are served as usual and offloaded ones fail until it returns.
+                tracing::warn!(dir = %dir.display(), error = %e, offloaded = manifest.len(),
+                    "cannot list the object store; opening from the local manifest of offloaded segments");
+                manifest
+            }
+        };
         Ok(TieredSegmentStore {
             local,
             dir: dir.to_path_buf(),
@@ -373,7 +444,7 @@ impl TieredSegmentStore {
                 ));
             }
             self.switch_to_remote(base, local_len);
-            self.local.delete(base)?;
+            self.delete_local_copy(base)?;
             return Ok(true);
         }
         let file = self.local.open(base)?;
@@ -411,15 +482,27 @@ impl TieredSegmentStore {
         }
         self.counters.uploads.fetch_add(1, Ordering::Relaxed);
         self.counters.upload_bytes.fetch_add(len, Ordering::Relaxed);
-        self.offloaded
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(base, len);
+        {
+            let mut offloaded = self.offloaded.lock().unwrap_or_else(|e| e.into_inner());
+            offloaded.insert(base, len);
+            // Recorded durably before the local copy goes, so a restart with the object store
+            // unreachable still knows where the segment is.
+            write_manifest(&self.dir, &offloaded)?;
+        }
         // Readers move to the object before the local file goes.
         self.switch_to_remote(base, len);
         drop(file);
-        self.local.delete(base)?;
+        self.delete_local_copy(base)?;
         Ok(true)
+    }
+
+    /// Deletes the local copy of offloaded segment `base` durably, keeping its index file: the
+    /// ledger opens from local index files even while the object store is unreachable (they
+    /// are small: about 16 bytes per `index_interval_bytes` of segment).
+    fn delete_local_copy(&self, base: u64) -> Result<(), StorageError> {
+        let path = self.dir.join(segment_file_name(base));
+        std::fs::remove_file(&path).map_err(|e| StorageError::io("delete segment", &path, e))?;
+        crate::segment_store::sync_dir(&self.dir)
     }
 
     /// Points every handed-out file of segment `base` at its object.
@@ -556,13 +639,20 @@ impl SegmentStore for TieredSegmentStore {
                     Err(e) => return Err(remote_err("delete object", &path, e)),
                 }
             }
-            self.offloaded
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&base_index);
+            let mut offloaded = self.offloaded.lock().unwrap_or_else(|e| e.into_inner());
+            offloaded.remove(&base_index);
+            write_manifest(&self.dir, &offloaded)?;
         }
         if self.local_exists(base_index) || !remote {
             self.local.delete(base_index)?;
+        } else {
+            // An offloaded segment keeps its index file locally.
+            let index = self.dir.join(index_file_name(base_index));
+            match std::fs::remove_file(&index) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StorageError::io("delete segment index", &index, e)),
+            }
         }
         Ok(())
     }
@@ -570,12 +660,11 @@ impl SegmentStore for TieredSegmentStore {
     fn write_index(&self, base_index: u64, bytes: &[u8], sync: bool) -> Result<(), StorageError> {
         if self.is_offloaded(base_index) && !self.local_exists(base_index) {
             let path = self.object(&index_file_name(base_index));
-            return wait(
+            wait(
                 &self.runtime,
                 self.remote.put(&path, PutPayload::from(bytes.to_vec())),
             )
-            .map(|_| ())
-            .map_err(|e| remote_err("upload segment index", &path, e));
+            .map_err(|e| remote_err("upload segment index", &path, e))?;
         }
         self.local.write_index(base_index, bytes, sync)
     }
@@ -628,6 +717,10 @@ fn read_only(path: &ObjectPath) -> StorageError {
 }
 
 impl SegmentFile for TieredFile {
+    fn is_remote(&self) -> bool {
+        self.with(|b| matches!(b, Backing::Remote(_)))
+    }
+
     fn len(&self) -> u64 {
         self.with(|b| match b {
             Backing::Local(f) => f.len(),

@@ -405,3 +405,39 @@ async fn a_local_copy_left_by_a_crash_after_the_upload_is_deleted_by_the_next_of
     assert!(err.to_string().contains("keeping both"), "{err}");
     assert!(local.exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_unreachable_at_open_opens_from_the_manifest_and_serves_the_local_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let flaky = Arc::new(Flaky {
+        inner: InMemory::new(),
+        down: AtomicBool::new(false),
+    });
+    let (tiered, _) = store(dir.path(), flaky.clone()).await;
+    let ledger = open_ledger(dir.path(), tiered.clone());
+    fill(&ledger, 60).await;
+    let expected: Vec<Bytes> = (0..60).map(payload).collect();
+    let offloaded = offload_sealed(&tiered).await.unwrap();
+    assert!(!offloaded.is_empty());
+    let (start, end) = (ledger.start_index(), ledger.end_index());
+    ledger.close().await.unwrap();
+    drop((ledger, tiered));
+
+    // Restart while the object store answers nothing: the ledger opens with the same bounds
+    // (the offloaded segments come from the local manifest), the local tail is served, the
+    // offloaded range is an error (never skipped), and everything reads once the store is back.
+    flaky.down.store(true, Ordering::Relaxed);
+    let (tiered, _) = store(dir.path(), flaky.clone()).await;
+    assert_eq!(
+        tiered.offloaded().keys().copied().collect::<Vec<_>>(),
+        offloaded
+    );
+    let ledger = open_ledger(dir.path(), tiered);
+    assert_eq!((ledger.start_index(), ledger.end_index()), (start, end));
+    let tail = ledger.read(59, 64 << 10, 10).await.unwrap();
+    assert_eq!(tail[0].payload, expected[59]);
+    let err = ledger.read(0, 1 << 10, 1).await.unwrap_err();
+    assert!(err.to_string().contains("SlowDown"), "{err}");
+    flaky.down.store(false, Ordering::Relaxed);
+    assert_eq!(all_payloads(&ledger).await.unwrap(), expected);
+}

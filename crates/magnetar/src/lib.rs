@@ -3,3 +3,4 @@
 //! it untrusted TOML and properties text; everything else stays private to `main.rs`.
 
 pub mod config;
+pub mod remote_store;

@@ -222,11 +222,19 @@ async fn open_broker(
             .context("cannot open the broker")?;
         return Ok((broker, None));
     }
-    let dir = config.object_store_dir()?;
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("cannot create the object store directory {}", dir.display()))?;
-    let remote = object_store::local::LocalFileSystem::new_with_prefix(&dir)
-        .with_context(|| format!("cannot open the object store at {}", dir.display()))?;
+    let remote = magnetar::remote_store::open(
+        &config.object_store_url()?,
+        &magnetar::remote_store::StoreOverrides {
+            endpoint: config.storage.object_store_endpoint.clone(),
+            region: config.storage.object_store_region.clone(),
+        },
+    )
+    .with_context(|| {
+        format!(
+            "cannot open the object store {}",
+            config.storage.object_store
+        )
+    })?;
     let bound = |v: i64| u64::try_from(v).ok();
     let settings = magnetar_broker::tiering::TieringSettings {
         data_dir: config.server.data_dir.clone(),
@@ -241,7 +249,7 @@ async fn open_broker(
     };
     let tiering = magnetar_broker::tiering::Tiering::new(
         settings,
-        Arc::new(remote),
+        remote,
         Arc::new(SystemClock),
         tokio::runtime::Handle::current(),
     )

@@ -14,9 +14,15 @@ pub struct StorageSection {
     pub segment_ms: u64,
     pub index_interval_bytes: u32,
     pub entry_bytes_max: u32,
-    /// Tiered storage: where sealed segments are offloaded (`file:///absolute/path`); empty:
-    /// off. `--object-store` sets it.
+    /// Tiered storage: where sealed segments are offloaded (`file:///absolute/path`,
+    /// `s3://bucket/prefix`, `gs://...`, `az://...`, `memory://`); empty: off.
+    /// `--object-store` sets it.
     pub object_store: String,
+    /// The object store's endpoint (an S3-compatible server's URL); empty: the provider's
+    /// environment (`AWS_ENDPOINT_URL`...) or its public endpoint.
+    pub object_store_endpoint: String,
+    /// The object store's region; empty: the provider's environment (`AWS_REGION`...).
+    pub object_store_region: String,
     /// Sealed bytes a partition keeps on local disk, newest first; -1: no byte bound.
     pub local_retention_bytes: i64,
     /// A sealed segment last written longer ago than this is offloaded; -1: no age bound.
@@ -39,6 +45,8 @@ impl Default for StorageSection {
             index_interval_bytes: 4096,
             entry_bytes_max: 16 * 1024 * 1024,
             object_store: String::new(),
+            object_store_endpoint: String::new(),
+            object_store_region: String::new(),
             local_retention_bytes: -1,
             local_retention_ms: 60 * 60 * 1000,
             offload_interval_ms: 60_000,
@@ -92,7 +100,15 @@ impl Config {
     fn validate_tiering(&self) -> Result<(), ConfigError> {
         let s = &self.storage;
         if !s.object_store.is_empty() {
-            self.object_store_dir()?;
+            self.object_store_url()?;
+        }
+        let endpoint = &s.object_store_endpoint;
+        if !endpoint.is_empty()
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            return Err(super::err(format!(
+                "storage.object_store_endpoint = '{endpoint}': give an http:// or https:// URL"
+            )));
         }
         for (key, value) in [
             ("storage.local_retention_bytes", s.local_retention_bytes),
@@ -125,22 +141,9 @@ impl Config {
         Ok(())
     }
 
-    /// The directory of a `file://` object store. Other schemes are refused: S3, GCS and Azure
-    /// clients are not built into this binary yet.
-    pub fn object_store_dir(&self) -> Result<std::path::PathBuf, ConfigError> {
-        let url = &self.storage.object_store;
-        let Some(path) = url.strip_prefix("file://") else {
-            let scheme = url.split("://").next().unwrap_or(url);
-            return Err(super::err(format!(
-                "storage.object_store = '{url}': only file:///absolute/path is supported in this build ('{scheme}' stores are not built in yet)"
-            )));
-        };
-        let path = std::path::PathBuf::from(path);
-        if !path.is_absolute() {
-            return Err(super::err(format!(
-                "storage.object_store = '{url}': the path must be absolute (file:///...)"
-            )));
-        }
-        Ok(path)
+    /// Where tiered storage offloads to (`storage.object_store`, which must be set).
+    pub fn object_store_url(&self) -> Result<crate::remote_store::StoreUrl, ConfigError> {
+        crate::remote_store::StoreUrl::parse(&self.storage.object_store)
+            .map_err(|reason| super::err(format!("storage.object_store = {reason}")))
     }
 }
