@@ -103,9 +103,8 @@ impl Config {
             self.object_store_url()?;
         }
         let endpoint = &s.object_store_endpoint;
-        if !endpoint.is_empty()
-            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
-        {
+        let plain_or_tls = endpoint.starts_with("http://") || endpoint.starts_with("https://");
+        if !(endpoint.is_empty() || plain_or_tls) {
             return Err(super::err(format!(
                 "storage.object_store_endpoint = '{endpoint}': give an http:// or https:// URL"
             )));
