@@ -1,0 +1,305 @@
+//! Tiered segments on a real S3-protocol server: moto's (`moto[server]` from PyPI, installed by
+//! `.ci/run` from tests/python/requirements.txt), started on a free loopback port by the test.
+//! The store is opened the way the binary opens it (`magnetar::remote_store`): a sealed segment
+//! above the multipart threshold goes up in parts, offloaded ranges are read back by range GETs
+//! through the block cache, a reopened store finds its segments by listing, a flipped byte is a
+//! CRC error, and a missing bucket is an error that keeps the local copy.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use magnetar::remote_store::{open, StoreOverrides, StoreUrl};
+use magnetar_storage::tiered::{
+    BlockCache, TieredSegmentStore, TieringConfig, TieringCounters, MULTIPART_BYTES,
+};
+use magnetar_storage::*;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+/// `moto_server` on 127.0.0.1, killed on drop.
+struct Moto {
+    child: Child,
+    endpoint: String,
+    port: u16,
+}
+
+impl Moto {
+    fn start() -> Moto {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect(
+                "moto_server not found: pip install 'moto[server]' (tests/python/requirements.txt)",
+            );
+        let mut moto = Moto {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            port,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while moto.request("GET", "/").is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not answer in 60 s"
+            );
+            assert!(
+                moto.child.try_wait().unwrap().is_none(),
+                "moto_server exited"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        moto
+    }
+
+    /// One plain HTTP/1.1 request (moto checks no signatures); the status code.
+    fn request(&self, method: &str, path: &str) -> std::io::Result<u16> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        out.split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| std::io::Error::other(format!("no status line in {out:?}")))
+    }
+
+    fn create_bucket(&self, name: &str) {
+        assert_eq!(self.request("PUT", &format!("/{name}")).unwrap(), 200);
+    }
+
+    fn store(&self, url: &str) -> Arc<dyn ObjectStore> {
+        set_test_credentials();
+        open(
+            &StoreUrl::parse(url).unwrap(),
+            &StoreOverrides {
+                endpoint: self.endpoint.clone(),
+                region: "us-east-1".into(),
+            },
+        )
+        .unwrap()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The S3 builder reads credentials from the environment (moto checks none, the client wants
+/// some; without them it would ask an instance-metadata endpoint).
+fn set_test_credentials() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        for key in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
+            #[allow(unsafe_code, reason = "test set-up; nothing else in this binary reads or writes AWS_* variables concurrently")]
+            // SAFETY: runs once, and no other thread reads these variables while it does.
+            unsafe {
+                std::env::set_var(key, "testing")
+            };
+        }
+    });
+}
+
+const ENTRY_BYTES: usize = 256 << 10;
+
+fn payload(i: u64) -> Bytes {
+    Bytes::from(
+        (0..ENTRY_BYTES)
+            .map(|k| (i as usize * 131 + k / 7) as u8)
+            .collect::<Vec<u8>>(),
+    )
+}
+
+fn tiering() -> TieringConfig {
+    TieringConfig {
+        block_bytes: 1 << 20,
+        readahead_blocks: 2,
+        cache_bytes: 8 << 20,
+    }
+}
+
+async fn tiered(
+    dir: &std::path::Path,
+    remote: Arc<dyn ObjectStore>,
+) -> (Arc<TieredSegmentStore>, Arc<TieringCounters>) {
+    let counters = Arc::new(TieringCounters::default());
+    let store = TieredSegmentStore::new(
+        dir,
+        remote,
+        ObjectPath::from("ledgers/t/0"),
+        tiering(),
+        Arc::new(BlockCache::new(tiering().cache_bytes)),
+        counters.clone(),
+        tokio::runtime::Handle::current(),
+    )
+    .await
+    .unwrap();
+    (Arc::new(store), counters)
+}
+
+fn ledger(dir: &std::path::Path, store: Arc<TieredSegmentStore>) -> Arc<ManagedLedger> {
+    let config = LedgerConfig {
+        // Above the multipart threshold, so the sealed segment goes up in parts.
+        segment_bytes: MULTIPART_BYTES as u64 + (1 << 20),
+        index_interval_bytes: 64 << 10,
+        fsync: FsyncPolicy::Os,
+        ..LedgerConfig::default()
+    };
+    ManagedLedger::open_with_store(dir, config, Arc::new(SystemClock), store).unwrap()
+}
+
+async fn fill(ledger: &ManagedLedger, n: u64) {
+    for i in 0..n {
+        ledger
+            .append_with(|_| NewEntry {
+                payload: payload(i),
+                message_count: 1,
+                max_timestamp_ms: 1_000 + i as i64,
+                format: PayloadFormat::Kafka,
+                producer: None,
+                first_index_at: None,
+            })
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+    }
+}
+
+async fn read_all(ledger: &ManagedLedger) -> Result<Vec<Bytes>, StorageError> {
+    let mut out = Vec::new();
+    let mut at = ledger.start_index();
+    while at < ledger.end_index() {
+        let got = ledger.read(at, 1 << 20, 100).await?;
+        out.extend(got.iter().map(|e| e.payload.clone()));
+        at = got.last().unwrap().header.end_index();
+    }
+    Ok(out)
+}
+
+async fn offload_sealed(store: &Arc<TieredSegmentStore>) -> Result<Vec<u64>, StorageError> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || {
+        let bases = store.list()?;
+        let mut done = Vec::new();
+        for base in &bases[..bases.len().saturating_sub(1)] {
+            if store.offload(*base)? {
+                done.push(*base);
+            }
+        }
+        Ok(done)
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segments_tiered_to_s3_go_up_in_parts_and_read_back_by_range_gets() {
+    let moto = Moto::start();
+    moto.create_bucket("tier-it");
+    let remote = moto.store("s3://tier-it/cluster");
+    let dir = tempfile::tempdir().unwrap();
+    let (store, counters) = tiered(dir.path(), remote.clone()).await;
+    let log = ledger(dir.path(), store.clone());
+    const N: u64 = 44;
+    fill(&log, N).await;
+    let expected: Vec<Bytes> = (0..N).map(payload).collect();
+
+    let done = offload_sealed(&store).await.unwrap();
+    assert_eq!(done, vec![0], "one sealed segment");
+    let seg_len = *store.offloaded().get(&0).unwrap();
+    assert!(seg_len > MULTIPART_BYTES as u64, "{seg_len}: multipart");
+    // Through the raw bucket (no prefix store): the object sits under the URL's prefix.
+    let raw = moto.store("s3://tier-it");
+    let meta = raw
+        .head(&ObjectPath::from(
+            "cluster/ledgers/t/0/00000000000000000000.seg",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(meta.size, seg_len);
+
+    assert_eq!(read_all(&log).await.unwrap(), expected);
+    let gets = counters.gets.load(Ordering::Relaxed);
+    let get_bytes = counters.get_bytes.load(Ordering::Relaxed);
+    assert!(
+        gets >= 3,
+        "range GETs of 1 MiB blocks with read-ahead: {gets}"
+    );
+    assert!(
+        get_bytes >= seg_len && get_bytes < 2 * seg_len,
+        "{get_bytes}"
+    );
+
+    // A reopened store finds the segment by listing the bucket.
+    log.close().await.unwrap();
+    drop((log, store));
+    let (store, _) = tiered(dir.path(), remote.clone()).await;
+    assert_eq!(store.offloaded().get(&0), Some(&seg_len));
+    let log = ledger(dir.path(), store);
+    assert_eq!(read_all(&log).await.unwrap(), expected);
+    log.close().await.unwrap();
+    drop(log);
+
+    // A flipped byte in the object is a CRC error, never served.
+    let path = ObjectPath::from("ledgers/t/0/00000000000000000000.seg");
+    let mut bytes = remote
+        .get(&path)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+    let at = bytes.len() / 3;
+    bytes[at] ^= 0x01;
+    remote.put(&path, PutPayload::from(bytes)).await.unwrap();
+    let (store, _) = tiered(dir.path(), remote.clone()).await;
+    let log = ledger(dir.path(), store);
+    let err = read_all(&log).await.unwrap_err();
+    assert!(
+        matches!(err, StorageError::Corrupt { segment: 0, .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_bucket_is_an_error_that_keeps_the_local_copy() {
+    let moto = Moto::start();
+    let remote = moto.store("s3://absent-bucket");
+    let dir = tempfile::tempdir().unwrap();
+    // Listing fails at open: the store opens from its (empty) local manifest.
+    let (store, counters) = tiered(dir.path(), remote.clone()).await;
+    let log = ledger(dir.path(), store.clone());
+    fill(&log, 40).await;
+    let err = offload_sealed(&store).await.unwrap_err();
+    assert!(err.to_string().contains("NoSuchBucket"), "{err}");
+    assert_eq!(counters.upload_failures.load(Ordering::Relaxed), 1);
+    assert!(store.offloaded().is_empty());
+    assert_eq!(
+        read_all(&log).await.unwrap(),
+        (0..40).map(payload).collect::<Vec<_>>()
+    );
+    // The bucket appears: the retry goes through.
+    moto.create_bucket("absent-bucket");
+    assert_eq!(offload_sealed(&store).await.unwrap(), vec![0]);
+}
