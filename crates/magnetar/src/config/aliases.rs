@@ -248,6 +248,63 @@ pub const ALIASES: &[Alias] = &[
         section: "auth",
         key: "failed_authentication_delay_ms",
     },
+    // Pulsar's tiered-storage keys (`managedLedgerOffload*`): the driver and bucket together
+    // become `storage.object_store` (see `apply_offload_keys`).
+    Alias {
+        name: "managedLedgerOffloadDriver",
+        section: "storage",
+        key: OFFLOAD_DRIVER,
+    },
+    Alias {
+        name: "s3ManagedLedgerOffloadBucket",
+        section: "storage",
+        key: OFFLOAD_BUCKET,
+    },
+    Alias {
+        name: "gcsManagedLedgerOffloadBucket",
+        section: "storage",
+        key: OFFLOAD_BUCKET,
+    },
+    Alias {
+        name: "managedLedgerOffloadBucket",
+        section: "storage",
+        key: OFFLOAD_BUCKET,
+    },
+    Alias {
+        name: "s3ManagedLedgerOffloadRegion",
+        section: "storage",
+        key: "object_store_region",
+    },
+    Alias {
+        name: "gcsManagedLedgerOffloadRegion",
+        section: "storage",
+        key: "object_store_region",
+    },
+    Alias {
+        name: "managedLedgerOffloadRegion",
+        section: "storage",
+        key: "object_store_region",
+    },
+    Alias {
+        name: "s3ManagedLedgerOffloadServiceEndpoint",
+        section: "storage",
+        key: "object_store_endpoint",
+    },
+    Alias {
+        name: "managedLedgerOffloadServiceEndpoint",
+        section: "storage",
+        key: "object_store_endpoint",
+    },
+    Alias {
+        name: "managedLedgerOffloadThresholdInBytes",
+        section: "storage",
+        key: "local_retention_bytes",
+    },
+    Alias {
+        name: "managedLedgerOffloadDeletionLagMs",
+        section: "storage",
+        key: "local_retention_ms",
+    },
 ];
 pub(super) fn alias(name: &str) -> Option<&'static Alias> {
     ALIASES.iter().find(|a| a.name == name)
@@ -282,6 +339,58 @@ pub(super) fn alias_value(name: &str, raw: &str) -> Result<String, String> {
         }
         _ => Ok(raw.to_string()),
     }
+}
+
+/// Where Pulsar's `managedLedgerOffloadDriver` lands until [`apply_offload_keys`] resolves it.
+pub(super) const OFFLOAD_DRIVER: &str = "offload_driver";
+/// Where Pulsar's `*ManagedLedgerOffloadBucket` lands until [`apply_offload_keys`] resolves it.
+pub(super) const OFFLOAD_BUCKET: &str = "offload_bucket";
+
+/// Resolves Pulsar's offload driver and bucket into `storage.object_store` (`aws-s3`/`S3` ->
+/// `s3://bucket`, `google-cloud-storage` -> `gs://bucket`, `azureblob` -> `az://container`).
+/// An explicit `object_store` wins over them.
+pub(super) fn apply_offload_keys(root: &mut Table) -> Result<(), ConfigError> {
+    let Some(Value::Table(storage)) = root.get_mut("storage") else {
+        return Ok(());
+    };
+    let driver = storage.remove(OFFLOAD_DRIVER);
+    let bucket = storage.remove(OFFLOAD_BUCKET);
+    let text = |v: Option<Value>| match v {
+        Some(Value::String(s)) => s.trim().to_string(),
+        _ => String::new(),
+    };
+    let (driver, bucket) = (text(driver), text(bucket));
+    if driver.is_empty() {
+        if !bucket.is_empty() {
+            return Err(err(format!(
+                "an offload bucket ('{bucket}') needs managedLedgerOffloadDriver (aws-s3, google-cloud-storage or azureblob)"
+            )));
+        }
+        return Ok(());
+    }
+    let scheme = match driver.to_ascii_lowercase().as_str() {
+        "aws-s3" | "s3" => "s3",
+        "google-cloud-storage" => "gs",
+        "azureblob" => "az",
+        _ => {
+            return Err(err(format!(
+                "managedLedgerOffloadDriver = \"{driver}\" is not supported (aws-s3, S3, google-cloud-storage, azureblob; for a directory set storage.object_store = \"file:///path\")"
+            )))
+        }
+    };
+    if bucket.is_empty() {
+        return Err(err(format!(
+            "managedLedgerOffloadDriver = \"{driver}\" needs a bucket (s3ManagedLedgerOffloadBucket, gcsManagedLedgerOffloadBucket or managedLedgerOffloadBucket)"
+        )));
+    }
+    let explicit = matches!(storage.get("object_store"), Some(Value::String(s)) if !s.is_empty());
+    if !explicit {
+        storage.insert(
+            "object_store".into(),
+            Value::String(format!("{scheme}://{bucket}")),
+        );
+    }
+    Ok(())
 }
 
 /// Resolves KoP's `kafkaListeners` / `kafkaAdvertisedListeners` into bind address and ports.

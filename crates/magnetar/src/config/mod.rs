@@ -25,7 +25,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use toml::{Table, Value};
 
-use aliases::{alias, alias_value, aliases, apply_listener_keys, MARK_DELETE_RATE_LIMIT};
+use aliases::{
+    alias, alias_value, aliases, apply_listener_keys, apply_offload_keys, MARK_DELETE_RATE_LIMIT,
+    OFFLOAD_BUCKET, OFFLOAD_DRIVER,
+};
 pub use aliases::{Alias, ALIASES};
 pub use auth::{list, AuthSection};
 pub use groups::GroupsSection;
@@ -202,6 +205,7 @@ impl Config {
             }
         }
         apply_listener_keys(&mut root)?;
+        apply_offload_keys(&mut root)?;
         let config: Config = Value::Table(root)
             .try_into()
             .map_err(|e: toml::de::Error| err(format!("config: {}", e.message())))?;
@@ -266,6 +270,10 @@ fn set(root: &mut Table, section: &str, key: &str, value: Value) {
 fn typed_value(defaults: &Table, section: &str, key: &str, raw: &str) -> Result<Value, String> {
     // The listener strings are KoP-only inputs, resolved in `apply_listener_keys`.
     if section == "kafka" && (key == "listeners" || key == "advertised_listeners") {
+        return Ok(Value::String(raw.to_string()));
+    }
+    // Pulsar's offload driver and bucket, resolved in `apply_offload_keys`.
+    if section == "storage" && (key == OFFLOAD_DRIVER || key == OFFLOAD_BUCKET) {
         return Ok(Value::String(raw.to_string()));
     }
     let Some(Value::Table(s)) = defaults.get(section) else {

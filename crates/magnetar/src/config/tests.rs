@@ -527,3 +527,45 @@ fn auth_misconfigurations_are_named() {
     );
     assert!(c.is_ok(), "{c:?}");
 }
+
+#[test]
+fn pulsar_offload_keys_set_the_object_store() {
+    let text = "managedLedgerOffloadDriver=aws-s3\ns3ManagedLedgerOffloadBucket=pulsar-topic-offload\n\
+                s3ManagedLedgerOffloadRegion=eu-west-1\n\
+                s3ManagedLedgerOffloadServiceEndpoint=http://127.0.0.1:9000\n\
+                managedLedgerOffloadThresholdInBytes=1073741824\nmanagedLedgerOffloadDeletionLagMs=600000\n";
+    let s = load_str("broker.conf", text, &[]).unwrap().config.storage;
+    assert_eq!(s.object_store, "s3://pulsar-topic-offload");
+    assert_eq!(s.object_store_region, "eu-west-1");
+    assert_eq!(s.object_store_endpoint, "http://127.0.0.1:9000");
+    assert_eq!(s.local_retention_bytes, 1 << 30);
+    assert_eq!(s.local_retention_ms, 600_000);
+    let gcs = "version = 1\nmanagedLedgerOffloadDriver = \"google-cloud-storage\"\n\
+               gcsManagedLedgerOffloadBucket = \"b-1\"\n";
+    let s = load_str("m.toml", gcs, &[]).unwrap().config.storage;
+    assert_eq!(s.object_store, "gs://b-1");
+    // An explicit object_store wins over the driver and bucket.
+    let both =
+        "version = 1\nmanagedLedgerOffloadDriver = \"S3\"\nmanagedLedgerOffloadBucket = \"x-1\"\n\
+                [storage]\nobject_store = \"s3://other/p\"\n";
+    let s = load_str("m.toml", both, &[]).unwrap().config.storage;
+    assert_eq!(s.object_store, "s3://other/p");
+    for (bad, says) in [
+        ("managedLedgerOffloadDriver=aws-s3\n", "needs a bucket"),
+        (
+            "s3ManagedLedgerOffloadBucket=b-1\n",
+            "needs managedLedgerOffloadDriver",
+        ),
+        (
+            "managedLedgerOffloadDriver=aliyun-oss\nmanagedLedgerOffloadBucket=b-1\n",
+            "not supported",
+        ),
+        (
+            "managedLedgerOffloadDriver=aws-s3\nmanagedLedgerOffloadBucket=B_1\n",
+            "bucket name",
+        ),
+    ] {
+        let e = load_str("broker.conf", bad, &[]).unwrap_err();
+        assert!(e.to_string().contains(says), "{bad}: {e}");
+    }
+}
