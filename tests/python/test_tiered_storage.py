@@ -219,3 +219,97 @@ def test_a_missing_bucket_keeps_segments_local_and_counts_failed_uploads(binary,
                  what="the retried upload")
     finally:
         broker.stop(check=False)
+
+
+def test_admin_offload_and_internal_stats(binary, tmp_path):
+    """Pulsar's `topics offload` / `offload-status` / `internal-stats` shapes: with automatic
+    offload off (no local retention bound), an operator's offload moves every sealed segment
+    before the message id to the object store, internal-stats says which are offloaded, and
+    consumers still read everything."""
+    import requests
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    bucket = tmp_path / "bucket"
+    workdir = tmp_path / "broker"
+    workdir.mkdir()
+    config = workdir / "tiered.toml"
+    config.write_text(
+        "version = 1\n[storage]\nsegment_bytes = 65536\nlocal_retention_bytes = -1\n"
+        "local_retention_ms = -1\noffload_interval_ms = 200\n")
+    broker = Broker(binary, workdir, extra_args=["--config", str(config), "--object-store",
+                                                 f"file://{bucket}"])
+    broker.command = _with_ports(broker.command)
+    broker.start()
+    try:
+        topic = f"offload-{uuid.uuid4().hex[:8]}"
+        p = Producer({"bootstrap.servers": broker.kafka, "linger.ms": 1, "batch.size": 16384})
+        for i in range(1000):
+            p.produce(topic, value=(b"%06d" % i) * 100)
+            if i % 100 == 0:
+                p.flush(30)
+        assert p.flush(30) == 0
+        base = f"http://{broker.http}/admin/v2/persistent/public/default/{topic}-partition-0"
+
+        def stats():
+            r = requests.get(f"{base}/internal-stats", timeout=10)
+            assert r.status_code == 200, r.text
+            return r.json()
+        before = stats()
+        assert len(before["ledgers"]) > 3, before
+        assert not any(l["offloaded"] for l in before["ledgers"]), before
+        assert requests.get(f"{base}/offload", timeout=10).json()["status"] == "NOT_RUN"
+        assert files(bucket, ".seg") == [], "nothing offloaded on its own"
+
+        # Offload what comes before the third segment's first message.
+        third = before["ledgers"][2]["ledgerId"]
+        r = requests.put(f"{base}/offload", json={"ledgerId": 0, "entryId": third}, timeout=10)
+        assert r.status_code == 204, r.text
+        wait_for(lambda: requests.get(f"{base}/offload", timeout=10).json()["status"] == "SUCCESS",
+                 what="offload done")
+        status = requests.get(f"{base}/offload", timeout=10).json()
+        assert status["firstUnoffloadedMessage"]["entryId"] == third, status
+        after = stats()
+        assert [l["offloaded"] for l in after["ledgers"][:3]] == [True, True, False], after
+        assert len(files(bucket, ".seg")) == 2
+
+        # Then everything sealed ("latest"); the active segment stays.
+        r = requests.put(f"{base}/offload", json={"ledgerId": 2**63 - 1, "entryId": 2**63 - 1},
+                         timeout=10)
+        assert r.status_code == 204, r.text
+        wait_for(lambda: requests.get(f"{base}/offload", timeout=10).json()["status"] == "SUCCESS",
+                 what="offload done")
+        flags = [l["offloaded"] for l in stats()["ledgers"]]
+        assert flags == [True] * (len(flags) - 1) + [False], flags
+
+        c = Consumer({"bootstrap.servers": broker.kafka, "group.id": uuid.uuid4().hex})
+        c.assign([TopicPartition(topic, 0, 0)])
+        got = []
+        deadline = time.monotonic() + 60
+        while len(got) < 1000 and time.monotonic() < deadline:
+            for m in c.consume(500, 1.0):
+                assert m.error() is None, m.error()
+                got.append(m.offset())
+        c.close()
+        assert got == list(range(1000))
+
+        # A whole partitioned topic is refused (one partition at a time), as is a bad body.
+        whole = f"http://{broker.http}/admin/v2/persistent/public/default/{topic}/offload"
+        assert requests.put(whole, json={"ledgerId": 0, "entryId": 1}, timeout=10).status_code == 405
+        assert requests.put(f"{base}/offload", json={"entryId": "x"}, timeout=10).status_code == 400
+    finally:
+        broker.stop(check=False)
+
+
+def test_offload_without_tiered_storage_is_refused(broker):
+    import requests
+    from confluent_kafka import Producer
+
+    topic = f"notier-{uuid.uuid4().hex[:8]}"
+    p = Producer({"bootstrap.servers": broker.kafka})
+    p.produce(topic, value=b"x")
+    assert p.flush(30) == 0
+    base = f"http://{broker.http}/admin/v2/persistent/public/default/{topic}-partition-0"
+    r = requests.put(f"{base}/offload", json={"ledgerId": 0, "entryId": 1}, timeout=10)
+    assert r.status_code == 400 and "tiered storage is off" in r.json()["reason"], r.text
+    stats = requests.get(f"{base}/internal-stats", timeout=10).json()
+    assert stats["ledgers"] and not stats["ledgers"][0]["offloaded"], stats

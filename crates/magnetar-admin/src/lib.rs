@@ -15,6 +15,7 @@ mod extract;
 mod groups;
 mod lookup;
 mod namespaces;
+mod offload;
 mod openapi;
 mod permissions;
 mod scram;
@@ -391,6 +392,10 @@ fn routes(partitions_max: u32, cluster: &str) -> openapi::DocRouter {
         .route(
             &format!("{topic}/internal-stats"),
             crate::openapi::methods!(get topics::internal_stats),
+        )
+        .route(
+            &format!("{topic}/offload"),
+            crate::openapi::methods!(put offload::trigger => message_id(true), get offload::status),
         )
         .route(
             &format!("{topic}/skippedEntries"),

@@ -414,6 +414,7 @@ fn responses(op: &OpShape<'_>) -> utoipa::openapi::Responses {
     if op.handler == "subscriptions::reset_to_message_id"
         || op.handler == "subscriptions::skip"
         || op.handler.starts_with("skipped::")
+        || op.handler.starts_with("offload::")
     {
         statuses.push(("405", "not allowed on a whole partitioned topic"));
     }
@@ -550,6 +551,7 @@ fn ok_schema(handler: &str) -> RefOr<Schema> {
         "lookup::lookup_topic" => crate::lookup::LookupData::schema(),
         "skipped::list" => ArrayBuilder::new().items(skipped_entry()).into(),
         "skipped::skip" => skipped_entry().into(),
+        "offload::status" => crate::offload::OffloadStatusJson::schema(),
         "groups::list" | "scram::list" => ArrayBuilder::new().items(typed(Type::Object)).into(),
         "groups::reset_offsets" => ArrayBuilder::new()
             .items(

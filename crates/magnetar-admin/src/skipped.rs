@@ -24,22 +24,26 @@ pub struct SkippedEntryJson {
     pub end_index: u64,
 }
 
-async fn one_partition(
+/// The one partition a path names (`x-partition-N` or a non-partitioned topic); 405 for a
+/// whole partitioned topic, `what` saying what belongs to one partition.
+pub(crate) async fn one_partition(
     state: &AppState,
     tenant: &str,
     ns: &str,
     topic: &str,
+    what: &str,
 ) -> ApiResult<Arc<PartitionLog>> {
     let (mut logs, partitioned) = logs_of(state, tenant, ns, topic).await?;
     match (logs.len(), partitioned) {
         (1, false) => Ok(logs.remove(0)),
         _ => Err(ApiError {
             status: StatusCode::METHOD_NOT_ALLOWED,
-            reason: "skipped entries belong to one partition; name it as '<topic>-partition-<n>'"
-                .into(),
+            reason: format!("{what} one partition; name it as '<topic>-partition-<n>'"),
         }),
     }
 }
+
+const SKIPPED: &str = "skipped entries belong to";
 
 fn parse_index(raw: &str) -> ApiResult<u64> {
     raw.parse::<u64>()
@@ -54,7 +58,7 @@ pub async fn list(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns, topic)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Vec<SkippedEntryJson>>> {
-    let log = one_partition(&state, &tenant, &ns, &topic).await?;
+    let log = one_partition(&state, &tenant, &ns, &topic, SKIPPED).await?;
     let entries = state.broker.skipped_entries(&partition(&log)).await?;
     Ok(Json(
         entries
@@ -73,7 +77,7 @@ pub async fn skip(
     Path((tenant, ns, topic, index)): Path<(String, String, String, String)>,
 ) -> ApiResult<Json<SkippedEntryJson>> {
     let index = parse_index(&index)?;
-    let log = one_partition(&state, &tenant, &ns, &topic).await?;
+    let log = one_partition(&state, &tenant, &ns, &topic, SKIPPED).await?;
     let range = state.broker.skip_entry(&partition(&log), index).await?;
     Ok(Json(SkippedEntryJson {
         first_index: range.start,
@@ -87,7 +91,7 @@ pub async fn unskip(
     Path((tenant, ns, topic, index)): Path<(String, String, String, String)>,
 ) -> ApiResult<StatusCode> {
     let index = parse_index(&index)?;
-    let log = one_partition(&state, &tenant, &ns, &topic).await?;
+    let log = one_partition(&state, &tenant, &ns, &topic, SKIPPED).await?;
     if state.broker.unskip_entry(&partition(&log), index).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {

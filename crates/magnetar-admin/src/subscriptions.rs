@@ -61,19 +61,23 @@ fn minus_one() -> i32 {
 }
 
 impl MessageIdJson {
-    fn start(&self) -> ApiResult<CursorStart> {
+    /// The position this id names.
+    pub(crate) fn position(&self) -> ApiResult<Position> {
         if self.entry_id < 0 && self.ledger_id >= 0 && self.ledger_id != i64::MAX {
             return Err(ApiError::bad_request(format!(
                 "entryId {} is invalid",
                 self.entry_id
             )));
         }
-        let position = Position::of(
+        Ok(Position::of(
             self.ledger_id as u64,
             self.entry_id as u64,
             Some(self.batch_index),
-        );
-        Ok(position.cursor_start(self.is_excluded))
+        ))
+    }
+
+    fn start(&self) -> ApiResult<CursorStart> {
+        Ok(self.position()?.cursor_start(self.is_excluded))
     }
 }
 

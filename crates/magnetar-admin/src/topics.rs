@@ -388,7 +388,14 @@ pub async fn internal_stats(
     let segments: Vec<Value> = stats
         .segments
         .iter()
-        .map(|s| json!({ "baseIndex": s.base_index, "entries": s.entries, "size": s.bytes }))
+        .map(|s| json!({ "baseIndex": s.base_index, "entries": s.entries, "size": s.bytes, "offloaded": s.offloaded }))
+        .collect();
+    // Pulsar's shape: each segment is a "ledger" named by its base index (message ids carry
+    // ledger id 0 here: the index is continuous over segments).
+    let ledgers: Vec<Value> = stats
+        .segments
+        .iter()
+        .map(|s| json!({ "ledgerId": s.base_index, "entries": s.entries, "size": s.bytes, "offloaded": s.offloaded }))
         .collect();
     let cursors: serde_json::Map<String, Value> = log
         .subscription_cursors()
@@ -405,6 +412,7 @@ pub async fn internal_stats(
         "logEndIndex": stats.end_index,
         "fsyncs": stats.fsyncs,
         "segments": segments,
+        "ledgers": ledgers,
         "cursors": cursors,
     })))
 }

@@ -30,7 +30,8 @@ pub use broker::{
 pub use error::{Error, Result};
 pub use names::{NamespaceName, TenantName, TopicName, TopicPartition};
 pub use partition::{
-    AppendOutcome, AppendRequest, Appending, PartitionLog, PartitionTraffic, ProducerStateOpen,
+    AppendOutcome, AppendRequest, Appending, OffloadStatus, PartitionLog, PartitionTraffic,
+    ProducerStateOpen,
 };
 pub use permissions::{Access, AuthAction, AuthPolicies, Grants};
 pub use producer_state::{named_producer_batch, named_producer_id, ProducerBatch};

@@ -119,6 +119,22 @@ pub struct PartitionLog {
     snapshot_rolls: AtomicU64,
     /// How the producer table was rebuilt on open.
     open_report: ProducerStateOpen,
+    /// The last operator-requested offload (see [`PartitionLog::start_offload`]).
+    offload: Arc<Mutex<OffloadStatus>>,
+}
+
+/// The state of an operator-requested offload of a partition (Pulsar's
+/// `OffloadProcessStatus`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum OffloadStatus {
+    #[default]
+    NotRun,
+    Running,
+    /// Done; the first message index still only on local disk.
+    Success {
+        first_local_index: u64,
+    },
+    Error(String),
 }
 
 /// How a partition rebuilt its producer state on open.
@@ -245,6 +261,7 @@ impl PartitionLog {
             publish_limiter: Mutex::new(PublishLimiter::default()),
             traffic: Arc::default(),
             open_report: report,
+            offload: Arc::new(Mutex::new(OffloadStatus::default())),
         })
     }
 
@@ -325,6 +342,51 @@ impl PartitionLog {
     /// The ledger's statistics (segments, bytes, indexes, fsyncs).
     pub fn stats(&self) -> LedgerStats {
         self.ledger.stats()
+    }
+
+    /// Starts offloading the sealed segments that end at or before `before_index` to object
+    /// storage in the background; `Ok(false)` if an offload of this partition is already
+    /// running. Refused when tiered storage is off.
+    pub fn start_offload(&self, before_index: u64) -> Result<bool> {
+        if !self.ledger.can_offload() {
+            return Err(Error::InvalidRequest(
+                "tiered storage is off: set storage.object_store to offload".into(),
+            ));
+        }
+        {
+            let mut status = self.offload.lock().unwrap_or_else(|e| e.into_inner());
+            if *status == OffloadStatus::Running {
+                return Ok(false);
+            }
+            *status = OffloadStatus::Running;
+        }
+        let (ledger, status) = (self.ledger.clone(), self.offload.clone());
+        let name = self.name.clone();
+        tokio::task::spawn_blocking(move || {
+            let done = match ledger.offload_before(before_index) {
+                Some(Ok(outcome)) => {
+                    tracing::info!(partition = %name, segments = outcome.segments, bytes = outcome.bytes, "offload done");
+                    OffloadStatus::Success {
+                        first_local_index: outcome.first_local_index,
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(partition = %name, error = %e, "offload failed; the local copies are kept");
+                    OffloadStatus::Error(e.to_string())
+                }
+                None => OffloadStatus::Error("tiered storage is off".into()),
+            };
+            *status.lock().unwrap_or_else(|e| e.into_inner()) = done;
+        });
+        Ok(true)
+    }
+
+    /// The state of the last [`PartitionLog::start_offload`].
+    pub fn offload_status(&self) -> OffloadStatus {
+        self.offload
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The ledger's directory (cursors, snapshots, local segments).

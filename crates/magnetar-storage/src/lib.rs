@@ -71,4 +71,6 @@ pub use ledger::{
     CLEAN_SHUTDOWN_FILE_NAME, SNAPSHOTS_KEPT, SNAPSHOT_BYTES_MAX, SNAPSHOT_SUFFIX,
 };
 pub use range_set::RangeSet;
-pub use segment_store::{segment_store_conformance, LocalSegmentStore, SegmentFile, SegmentStore};
+pub use segment_store::{
+    segment_store_conformance, LocalSegmentStore, OffloadOutcome, SegmentFile, SegmentStore,
+};

@@ -35,6 +35,27 @@ pub trait SegmentStore: Send + Sync + 'static {
     /// The index file of segment `base_index`, `None` if there is none. Reads at most
     /// `max_bytes + 1` bytes, so a longer file shows up as too long, not as a huge allocation.
     fn read_index(&self, base_index: u64, max_bytes: u64) -> Result<Option<Vec<u8>>, StorageError>;
+    /// Whether this store offloads sealed segments to object storage.
+    fn can_offload(&self) -> bool {
+        false
+    }
+    /// Offloads now the sealed segments that end at or before `before_index` (an operator's
+    /// request; Pulsar's `topics offload`). `None`: this store does not offload.
+    fn offload_before(&self, before_index: u64) -> Option<Result<OffloadOutcome, StorageError>> {
+        let _ = before_index;
+        None
+    }
+}
+
+/// What [`SegmentStore::offload_before`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OffloadOutcome {
+    /// Segments uploaded (and their local copies deleted) by this call.
+    pub segments: u64,
+    pub bytes: u64,
+    /// The first message index still only on local disk after it (the start of the oldest
+    /// local segment, or of the active one).
+    pub first_local_index: u64,
 }
 
 /// One segment's bytes. The ledger has at most one writer per segment at a time.

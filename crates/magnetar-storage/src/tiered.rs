@@ -32,7 +32,7 @@ use tokio::runtime::Handle;
 
 use crate::index_file::index_file_name;
 use crate::segment_store::{
-    segment_file_name, LocalSegmentStore, SegmentFile, SegmentStore, SEGMENT_SUFFIX,
+    segment_file_name, LocalSegmentStore, OffloadOutcome, SegmentFile, SegmentStore, SEGMENT_SUFFIX,
 };
 use crate::StorageError;
 
@@ -190,6 +190,8 @@ pub struct TieredSegmentStore {
     /// Segment files handed out, so an offload can move them to the remote copy.
     handed_out: Mutex<HashMap<u64, Vec<Weak<TieredFile>>>>,
     next_object_id: AtomicU64,
+    /// One offload at a time (the periodic pass and an operator's request may meet).
+    offloading: Mutex<()>,
 }
 
 impl std::fmt::Debug for TieredSegmentStore {
@@ -345,6 +347,7 @@ impl TieredSegmentStore {
             offloaded: Mutex::new(offloaded),
             handed_out: Mutex::new(HashMap::new()),
             next_object_id: AtomicU64::new(0),
+            offloading: Mutex::new(()),
         })
     }
 
@@ -425,6 +428,7 @@ impl TieredSegmentStore {
     /// already offloaded. A failure leaves the local copy in place; calling again retries the
     /// whole upload under the same names.
     pub fn offload(&self, base: u64) -> Result<bool, StorageError> {
+        let _one_at_a_time = self.offloading.lock().unwrap_or_else(|e| e.into_inner());
         if self.is_offloaded(base) {
             // Uploaded, but the local copy is still here: the process died between the upload
             // and the local delete. The object's length was listed at open; delete the copy
@@ -667,6 +671,40 @@ impl SegmentStore for TieredSegmentStore {
             .map_err(|e| remote_err("upload segment index", &path, e))?;
         }
         self.local.write_index(base_index, bytes, sync)
+    }
+
+    fn can_offload(&self) -> bool {
+        true
+    }
+
+    fn offload_before(&self, before_index: u64) -> Option<Result<OffloadOutcome, StorageError>> {
+        let run = || {
+            let bases = self.list()?;
+            let mut outcome = OffloadOutcome::default();
+            // A segment ends where the next begins; the newest may be active and is never sealed.
+            for pair in bases.windows(2) {
+                let (base, next) = (pair[0], pair[1]);
+                if next > before_index {
+                    break;
+                }
+                if !self.local_exists(base) {
+                    continue;
+                }
+                let bytes = self.local.open(base)?.len();
+                if self.offload(base)? {
+                    outcome.segments += 1;
+                    outcome.bytes += bytes;
+                }
+            }
+            outcome.first_local_index = bases
+                .iter()
+                .copied()
+                .find(|b| self.local_exists(*b))
+                .or(bases.last().copied())
+                .unwrap_or(0);
+            Ok(outcome)
+        };
+        Some(run())
     }
 
     fn read_index(&self, base_index: u64, max_bytes: u64) -> Result<Option<Vec<u8>>, StorageError> {

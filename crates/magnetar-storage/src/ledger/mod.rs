@@ -43,7 +43,9 @@ use crate::index_file::{encode_index, index_file_name, load_index};
 use crate::segment::{
     scan_entries, scan_entries_from, SegmentInfo, READ_CHUNK_BYTES_MIN, SCAN_CHUNK_BYTES,
 };
-use crate::segment_store::{sync_dir, LocalSegmentStore, SegmentFile, SegmentStore};
+use crate::segment_store::{
+    sync_dir, LocalSegmentStore, OffloadOutcome, SegmentFile, SegmentStore,
+};
 use crate::StorageError;
 
 pub use append::PendingAppend;
@@ -150,6 +152,8 @@ pub struct SegmentStats {
     pub base_index: u64,
     pub bytes: u64,
     pub entries: u64,
+    /// Offloaded to object storage (tiered storage); read from there.
+    pub offloaded: bool,
 }
 
 /// A snapshot of a ledger's size and counters.
@@ -396,6 +400,7 @@ impl ManagedLedger {
                 base_index: seg.base_index,
                 bytes: seg.bytes,
                 entries: seg.entries,
+                offloaded: seg.file.is_remote(),
             })
             .collect();
         LedgerStats {
@@ -411,6 +416,21 @@ impl ManagedLedger {
             fsync_latency: self.counters.fsync_latency.snapshot(),
             recovery: s.recovery.clone(),
         }
+    }
+
+    /// Whether the ledger's sealed segments can be offloaded (tiered storage is on).
+    pub fn can_offload(&self) -> bool {
+        self.store.can_offload()
+    }
+
+    /// Offloads the sealed segments that end at or before `before_index` now (tiered storage;
+    /// blocking: call it from a blocking thread). `None` when the ledger's store does not
+    /// offload.
+    pub fn offload_before(
+        &self,
+        before_index: u64,
+    ) -> Option<Result<OffloadOutcome, StorageError>> {
+        self.store.offload_before(before_index)
     }
 
     /// The ledger's directory.
