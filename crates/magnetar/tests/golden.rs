@@ -63,6 +63,27 @@ fn golden_pulsar_pulsar_client() {
     replay(FILES[3]);
 }
 
+/// The comparison can fail: one bit changed in a recorded response (the kcat Produce answer,
+/// or the Pulsar MESSAGE's payload) is reported at that frame.
+#[test]
+fn golden_a_changed_response_is_reported() {
+    for (name, label) in [(FILES[2], "Produce"), (FILES[3], "MESSAGE")] {
+        let mut conversation = load(name);
+        let event = conversation
+            .events
+            .iter_mut()
+            .find(|e| e.direction == Direction::ServerToClient && e.label.starts_with(label))
+            .expect("a response to change");
+        let line = event.line;
+        *event.frame.last_mut().expect("a byte") ^= 1;
+        let error = run(name, &conversation).expect_err("a changed response must fail");
+        assert!(
+            error.starts_with(&format!("{name}:{line} ")) && error.contains("differs"),
+            "{error}"
+        );
+    }
+}
+
 #[test]
 fn golden_every_file_is_replayed() {
     let mut found = BTreeSet::new();
@@ -195,6 +216,13 @@ fn unhex(s: &str) -> Vec<u8> {
 /// Replays one conversation file and panics at the first response that differs.
 fn replay(name: &str) {
     let conversation = load(name);
+    let compared = run(name, &conversation).unwrap_or_else(|e| panic!("{e}"));
+    assert!(compared > 0, "{name}: no response compared");
+}
+
+/// Replays a conversation against a fresh broker: the number of responses compared, or where
+/// and how the first one differed.
+fn run(name: &str, conversation: &Conversation) -> Result<usize, String> {
     let env: Vec<(&str, &str)> = conversation
         .broker_env
         .iter()
@@ -205,7 +233,7 @@ fn replay(name: &str) {
         Protocol::Kafka => broker.kafka_addr.clone(),
         Protocol::Pulsar => broker.pulsar_addr.clone(),
     };
-    let mut normalizer = Normalizer::new(&conversation, &broker);
+    let mut normalizer = Normalizer::new(conversation, &broker);
     let mut conns: BTreeMap<u64, Connection> = BTreeMap::new();
     let mut closed = BTreeSet::new();
     let mut compared = 0;
@@ -220,7 +248,7 @@ fn replay(name: &str) {
                     .entry(event.conn)
                     .or_insert_with(|| Connection::open(&addr));
                 conn.send(&normalizer.client_frame(&event.frame))
-                    .unwrap_or_else(|e| panic!("{at}: send: {e}"));
+                    .map_err(|e| format!("{at}: send: {e}"))?;
             }
             Direction::ServerToClient => {
                 if closed.contains(&event.conn) {
@@ -228,10 +256,10 @@ fn replay(name: &str) {
                 }
                 let conn = conns
                     .get_mut(&event.conn)
-                    .unwrap_or_else(|| panic!("{at}: a response on a connection never opened"));
+                    .ok_or_else(|| format!("{at}: a response on a connection never opened"))?;
                 let actual = conn
                     .receive(conversation.protocol)
-                    .unwrap_or_else(|e| panic!("{at}: no response: {e}"));
+                    .map_err(|e| format!("{at}: no response: {e}"))?;
                 match (conversation.protocol, event.kafka_api_key) {
                     (Protocol::Kafka, KAFKA_JOIN_GROUP) => {
                         normalizer.learn_member_ids(&event.frame, &actual)
@@ -243,7 +271,9 @@ fn replay(name: &str) {
                 }
                 let (expected, actual) = normalizer.response_pair(&event.frame, &actual);
                 if let Some(diff) = difference(&expected, &actual) {
-                    panic!("{at}: the response differs from the recorded one\n{diff}");
+                    return Err(format!(
+                        "{at}: the response differs from the recorded one\n{diff}"
+                    ));
                 }
                 compared += 1;
             }
@@ -255,7 +285,7 @@ fn replay(name: &str) {
             }
         }
     }
-    assert!(compared > 0, "{name}: no response compared");
+    Ok(compared)
 }
 
 /// The bytes of a recorded conversation that legitimately differ in a replay.
