@@ -373,6 +373,11 @@ def kcat_produce_consume(bootstrap: str) -> str:
     out = run(base + ["-C", "-t", topic, "-p", "0", "-o", "beginning", "-e", "-f", "%k=%s\n",
                       "-X", "fetch.wait.max.ms=100"], b"")
     assert out == b"k0=kcat 0\nk1=kcat 1\n", out
+    # A balanced consumer (librdkafka 2.0.2's group protocol): join, sync, fetch, commit.
+    out = run(base + ["-G", "golden-kcat-group", "-e", "-f", "%k=%s\n",
+                      "-X", "auto.offset.reset=earliest", "-X", "fetch.wait.max.ms=100",
+                      "-X", "enable.auto.commit=false", topic], b"")
+    assert out == b"k0=kcat 0\nk1=kcat 1\n", out
     out = run(base + ["-L", "-t", topic], b"")
     assert topic.encode() in out, out
     version = subprocess.run(["kcat", "-V"], capture_output=True, timeout=10).stdout
@@ -416,12 +421,43 @@ def pulsar_produce_consume(service_url: str) -> str:
     return f"pulsar-client {pulsar.__version__}"
 
 
+def pulsar_batch_shared(service_url: str) -> str:
+    import pulsar
+
+    topic = "persistent://public/default/golden-pulsar-batch"
+    client = pulsar.Client(service_url, operation_timeout_seconds=30,
+                           logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Error))
+    # One batch of three: sent when full (the publish delay is far longer than the scenario).
+    producer = client.create_producer(topic, producer_name="golden-batch-producer",
+                                      batching_enabled=True, batching_max_messages=3,
+                                      batching_max_publish_delay_ms=60_000)
+    for i in range(3):
+        producer.send_async(f"batch {i}".encode(), None, properties={"i": str(i)},
+                            event_timestamp=1_700_000_000_000 + i)
+    producer.flush()
+    producer.close()
+    consumer = client.subscribe(topic, "golden-shared", consumer_name="golden-shared-consumer",
+                                consumer_type=pulsar.ConsumerType.Shared,
+                                initial_position=pulsar.InitialPosition.Earliest)
+    got = []
+    for _ in range(3):
+        msg = consumer.receive(timeout_millis=int(CLIENT_TIMEOUT_S * 1000))
+        consumer.acknowledge(msg)
+        got.append(msg.data())
+    consumer.unsubscribe()
+    consumer.close()
+    client.close()
+    assert got == [f"batch {i}".encode() for i in range(3)], got
+    return f"pulsar-client {pulsar.__version__}"
+
+
 SCENARIOS = {
     # name (the file stem): (protocol, driver)
     "confluent-kafka-produce-consume": ("kafka", confluent_produce_consume),
     "kafka-python-produce-consume": ("kafka", kafka_python_produce_consume),
     "kcat-produce-consume": ("kafka", kcat_produce_consume),
     "pulsar-client-produce-consume": ("pulsar", pulsar_produce_consume),
+    "pulsar-client-batch-shared": ("pulsar", pulsar_batch_shared),
 }
 
 BROKER_ENV = {

@@ -41,6 +41,7 @@ const FILES: &[&str] = &[
     "kafka/kafka-python-produce-consume.jsonl",
     "kafka/kcat-produce-consume.jsonl",
     "pulsar/pulsar-client-produce-consume.jsonl",
+    "pulsar/pulsar-client-batch-shared.jsonl",
 ];
 
 #[test]
@@ -61,6 +62,11 @@ fn golden_kafka_kcat() {
 #[test]
 fn golden_pulsar_pulsar_client() {
     replay(FILES[3]);
+}
+
+#[test]
+fn golden_pulsar_pulsar_client_batch() {
+    replay(FILES[4]);
 }
 
 /// The comparison can fail: one bit changed in a recorded response (the kcat Produce answer,
