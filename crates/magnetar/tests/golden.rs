@@ -3,8 +3,9 @@
 //! against a fresh `magnetar standalone` started the way the capture started it. Every client
 //! frame is sent as recorded, on one connection per recorded connection and in the recorded
 //! global order; every response is compared with the recorded one byte for byte after the
-//! normalization `tests/golden/README.md` documents (member ids the broker generated, the
-//! broker's own ports, the broker's publish time in Pulsar's broker entry metadata).
+//! normalization `tests/golden/README.md` documents (Kafka member ids and topic ids the broker
+//! made up, the broker's own ports, the broker's publish time in Pulsar's broker entry
+//! metadata).
 //!
 //! The binary, not an in-process broker: the captures came from the binary's wiring and
 //! defaults, so the replay has no second configuration to keep equal to it. No wire codec here
@@ -22,7 +23,7 @@ use common::Broker;
 
 const FORMAT: &str = "magnetar-golden/1";
 /// How long a recorded response may take to arrive (a long-poll fetch answers within its
-/// `max_wait_ms`, at most 500 ms in the captures).
+/// `max_wait_ms`, 100 ms in the captures).
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 const FRAME_BYTES_MAX: usize = 16 << 20;
 const KAFKA_METADATA: i64 = 3;
