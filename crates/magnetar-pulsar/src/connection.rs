@@ -17,11 +17,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::{Answer, CommandFailure};
+use crate::error::{Answer, CommandFailure, OrAnswer};
 use crate::frame::{self, Frame};
 use crate::proto::base_command::Type;
 use crate::proto::{BaseCommand, CommandPing, ServerError};
-use crate::service::Service;
+use crate::service::{ResolvedTopic, Service};
 use magnetar_broker::Subscription;
 
 /// The socket write buffer of a connection.
@@ -433,6 +433,22 @@ impl Connection {
 
     pub async fn send(&self, command: BaseCommand) {
         let _ = self.out.send(frame::encode(&command)).await;
+    }
+
+    /// The topic partition `name` names, and its log.
+    pub(crate) async fn open_partition(
+        &self,
+        name: &str,
+        answer: Answer,
+    ) -> Result<(ResolvedTopic, Arc<PartitionLog>), CommandFailure> {
+        let resolved = self.service.resolve(name).await.or_answer(answer)?;
+        let log = self
+            .service
+            .broker
+            .partition(&resolved.partition)
+            .await
+            .or_answer(answer)?;
+        Ok((resolved, log))
     }
 
     /// Releases producers and consumers when the connection ends.

@@ -193,3 +193,89 @@ impl<T> OrAnswer<T> for Result<T, Error> {
         self.map_err(|e| CommandFailure::domain(answer, &e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::decode;
+    use bytes::BytesMut;
+
+    fn decoded(failure: &CommandFailure) -> BaseCommand {
+        let mut buf = BytesMut::from(&failure.frame()[..]);
+        decode(&mut buf, 1 << 20).unwrap().unwrap().command
+    }
+
+    #[test]
+    fn a_request_failure_is_an_error_frame_with_its_request_id() {
+        let failure = CommandFailure::new(Answer::Request(7), ServerError::ConsumerBusy, "busy");
+        let expected = frame::encode(&BaseCommand {
+            r#type: Type::Error as i32,
+            error: Some(CommandError {
+                request_id: 7,
+                error: ServerError::ConsumerBusy as i32,
+                message: "busy".into(),
+            }),
+            ..Default::default()
+        });
+        assert_eq!(failure.frame(), expected);
+    }
+
+    #[test]
+    fn a_send_failure_is_a_send_error_with_producer_and_sequence_ids() {
+        let answer = Answer::Send {
+            producer_id: 3,
+            sequence_id: 9,
+        };
+        let command = decoded(&CommandFailure::new(
+            answer,
+            ServerError::ChecksumError,
+            "bad",
+        ));
+        assert_eq!(command.r#type, Type::SendError as i32);
+        let e = command.send_error.unwrap();
+        assert_eq!((e.producer_id, e.sequence_id), (3, 9));
+        assert_eq!(e.error, ServerError::ChecksumError as i32);
+        assert_eq!(e.message, "bad");
+    }
+
+    #[test]
+    fn response_failures_carry_the_code_in_their_own_frame() {
+        let err = Error::TopicNotFound { topic: "t".into() };
+        let lookup = decoded(&CommandFailure::domain(Answer::Lookup(1), &err));
+        let r = lookup.lookup_topic_response.unwrap();
+        assert_eq!(r.response, Some(LookupType::Failed as i32));
+        assert_eq!(r.error, Some(ServerError::TopicNotFound as i32));
+        assert_eq!(r.message, Some(err.to_string()));
+        let metadata = decoded(&CommandFailure::domain(
+            Answer::PartitionedMetadata(2),
+            &err,
+        ));
+        let r = metadata.partition_metadata_response.unwrap();
+        assert_eq!(
+            (r.request_id, r.response),
+            (2, Some(MetadataResult::Failed as i32))
+        );
+        let answer = Answer::Ack {
+            consumer_id: 4,
+            request_id: 5,
+        };
+        let ack = decoded(&CommandFailure::domain(answer, &err));
+        let r = ack.ack_response.unwrap();
+        assert_eq!((r.consumer_id, r.request_id), (4, Some(5)));
+        assert_eq!(r.error, Some(ServerError::TopicNotFound as i32));
+        let schema = decoded(&CommandFailure::new(
+            Answer::GetOrCreateSchema(6),
+            ServerError::IncompatibleSchema,
+            "no",
+        ));
+        let r = schema.get_or_create_schema_response.unwrap();
+        assert_eq!(r.error_code, Some(ServerError::IncompatibleSchema as i32));
+        assert_eq!(r.schema_version, None);
+        let schema = decoded(&CommandFailure::new(
+            Answer::GetSchema(8),
+            ServerError::TopicNotFound,
+            "none",
+        ));
+        assert_eq!(schema.r#type, Type::GetSchemaResponse as i32);
+    }
+}

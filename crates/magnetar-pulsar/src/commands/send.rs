@@ -56,13 +56,12 @@ impl Connection {
             highest_sequence_id: send.highest_sequence_id.unwrap_or(sequence_id),
             partition: producer.id_partition,
         };
-        let name = producer.name.clone();
-        let dedup = producer.dedup.clone();
-        if let Some(table) = &dedup {
+        let name = &producer.name;
+        if let Some(table) = &producer.dedup {
             let check = table
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .check(&name, sequence_id);
+                .check(name, sequence_id);
             if let Check::Duplicate(original) = check {
                 tracing::debug!(peer = %self.peer, producer = %name, sequence_id, "pulsar send is a duplicate; not appended");
                 let fut: SendFuture = Box::pin(async move {
@@ -81,61 +80,17 @@ impl Connection {
             format: PayloadFormat::Pulsar,
             // Tagged with the producer name in the entry header, so deduplication state can be
             // found again after a restart.
-            producer: Some(named_producer_batch(&name, message_count)),
+            producer: Some(named_producer_batch(name, message_count)),
             first_index_at: None,
         };
-        let log = producer.log.clone();
         // The namespace's publish rate: past it, stop reading from this connection for the
         // producer's debt (after queueing this SEND), as Pulsar throttles producers.
-        let throttle = log.publish_delay(u64::from(message_count), request.payload.len() as u64);
-        // Phase one now, in SEND order: the index is assigned and the entry queued to the writer.
-        let (append, refused): (SharedOutcome, Option<Outcome>) = match log.enqueue(request) {
-            Ok(appending) => (
-                async move {
-                    appending
-                        .durable()
-                        .await
-                        .map(|o| o.first_index)
-                        .map_err(|e| (server_error(&e), e.to_string()))
-                }
-                .boxed()
-                .shared(),
-                None,
-            ),
-            Err(e) => {
-                let outcome: Outcome = Err((server_error(&e), e.to_string()));
-                let settled = outcome.clone();
-                (async move { settled }.boxed().shared(), Some(outcome))
-            }
-        };
-        if let Some(table) = &dedup {
-            let highest = receipt.highest_sequence_id.max(sequence_id);
-            table.lock().unwrap_or_else(|e| e.into_inner()).pushed(
-                &name,
-                sequence_id,
-                highest,
-                append.clone(),
-            );
-        }
-        let settle = move |outcome: Outcome| -> Bytes {
-            if let (Err(_), Some(table)) = (&outcome, &dedup) {
-                table
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .failed(&name, sequence_id);
-            }
-            receipt.frame(Some(outcome))
-        };
-        let fut: SendFuture = match refused {
-            // Refused at once: settled now, so a retry of this sequence id is not a duplicate.
-            Some(outcome) => {
-                let bytes = settle(outcome);
-                Box::pin(async move { bytes })
-            }
-            None => Box::pin(async move { settle(append.await) }),
-        };
+        let throttle = producer
+            .log
+            .publish_delay(u64::from(message_count), request.payload.len() as u64);
+        let fut = append(producer, request, receipt);
         let reply = self.queue_receipt(fut).await?;
-        if !throttle.is_zero() {
+        if matches!(reply, Reply::Nothing) && !throttle.is_zero() {
             tokio::time::sleep(throttle).await;
         }
         Ok(reply)
@@ -256,6 +211,62 @@ impl Connection {
                 producer.log = log;
             }
         }
+    }
+}
+
+/// Phase one of an append, now, in SEND order: the index is assigned and the entry queued to
+/// the writer (and, under deduplication, the sequence id pushed). The future it returns is the
+/// receipt once the entry is durable, or the SEND_ERROR.
+fn append(producer: &ProducerHandle, request: AppendRequest, receipt: Receipt) -> SendFuture {
+    let (append, refused): (SharedOutcome, Option<Outcome>) = match producer.log.enqueue(request) {
+        Ok(appending) => (
+            async move {
+                appending
+                    .durable()
+                    .await
+                    .map(|o| o.first_index)
+                    .map_err(|e| (server_error(&e), e.to_string()))
+            }
+            .boxed()
+            .shared(),
+            None,
+        ),
+        Err(e) => {
+            let outcome: Outcome = Err((server_error(&e), e.to_string()));
+            let settled = outcome.clone();
+            (async move { settled }.boxed().shared(), Some(outcome))
+        }
+    };
+    let (name, dedup, sequence_id) = (
+        producer.name.clone(),
+        producer.dedup.clone(),
+        receipt.sequence_id,
+    );
+    if let Some(table) = &dedup {
+        let highest = receipt.highest_sequence_id.max(sequence_id);
+        table.lock().unwrap_or_else(|e| e.into_inner()).pushed(
+            &name,
+            sequence_id,
+            highest,
+            append.clone(),
+        );
+    }
+    let settle = move |outcome: Outcome| -> Bytes {
+        if let (Err(_), Some(table)) = (&outcome, &dedup) {
+            table
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .failed(&name, sequence_id);
+        }
+        receipt.frame(Some(outcome))
+    };
+    match refused {
+        // Refused at once: settled now, so a retry of this sequence id is not a duplicate.
+        Some(outcome) => {
+            let bytes = settle(outcome);
+            Box::pin(async move { bytes })
+        }
+        None => Box::pin(async move { settle(append.await) }),
     }
 }
 

@@ -214,22 +214,6 @@ impl Connection {
         Ok(())
     }
 
-    /// The topic partition `name` names, and its log.
-    pub(crate) async fn open_partition(
-        &self,
-        name: &str,
-        answer: Answer,
-    ) -> Result<(ResolvedTopic, Arc<PartitionLog>), CommandFailure> {
-        let resolved = self.service.resolve(name).await.or_answer(answer)?;
-        let log = self
-            .service
-            .broker
-            .partition(&resolved.partition)
-            .await
-            .or_answer(answer)?;
-        Ok((resolved, log))
-    }
-
     pub(crate) fn on_close_consumer(&mut self, command: BaseCommand) -> Handled {
         let Some(request) = command.close_consumer else {
             return Ok(Reply::Close("CLOSE_CONSUMER without its body".into()));
