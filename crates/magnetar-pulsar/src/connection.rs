@@ -17,10 +17,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::frame::{self, Frame, Payload};
+use crate::error::{Answer, CommandFailure, OrAnswer};
+use crate::frame::{self, Frame};
 use crate::proto::base_command::Type;
-use crate::proto::{BaseCommand, CommandError, CommandPing, ServerError};
-use crate::service::Service;
+use crate::proto::{BaseCommand, CommandPing, ServerError};
+use crate::service::{ResolvedTopic, Service};
 use magnetar_broker::Subscription;
 
 /// The socket write buffer of a connection.
@@ -90,6 +91,38 @@ pub(crate) enum Next {
     Continue,
     Close(String),
 }
+
+/// What a command handler answers when it does not refuse the command.
+pub(crate) enum Reply {
+    /// No frame now: the command has none, or its answer leaves later (a receipt through the
+    /// send pipeline) or was written already (before a task that answers again later).
+    Nothing,
+    /// One encoded frame.
+    Frame(Bytes),
+    /// The connection closes, with no answer (a protocol violation).
+    Close(String),
+}
+
+impl Reply {
+    pub fn frame(command: &BaseCommand) -> Self {
+        Reply::Frame(frame::encode(command))
+    }
+
+    /// SUCCESS to `request_id`.
+    pub fn success(request_id: u64) -> Self {
+        Reply::frame(&BaseCommand {
+            r#type: Type::Success as i32,
+            success: Some(crate::proto::CommandSuccess {
+                request_id,
+                schema: None,
+            }),
+            ..Default::default()
+        })
+    }
+}
+
+/// What a command handler returns; the refusals are answered by [`Connection::handle`].
+pub(crate) type Handled = Result<Reply, CommandFailure>;
 
 /// Serves one connection over any byte stream (TCP, or TLS over TCP). `tls_peer` is the
 /// verified client certificate's subject on a TLS listener with client certificates.
@@ -292,25 +325,38 @@ impl Connection {
         }
     }
 
+    /// Runs a command and writes its answer, or its refusal: the one place a failure becomes
+    /// a frame.
     async fn handle(&mut self, frame: Frame) -> Next {
+        match self.dispatch(frame).await {
+            Ok(Reply::Nothing) => Next::Continue,
+            Ok(Reply::Frame(bytes)) => {
+                let _ = self.out.send(bytes).await;
+                Next::Continue
+            }
+            Ok(Reply::Close(reason)) => Next::Close(reason),
+            Err(failure) => self.refuse(failure).await,
+        }
+    }
+
+    async fn dispatch(&mut self, frame: Frame) -> Handled {
         let Frame { command, payload } = frame;
         let kind = Type::try_from(command.r#type).ok();
         if !self.connected && kind != Some(Type::Connect) {
-            return Next::Close(format!("command {} before CONNECT", command.r#type));
+            return Ok(Reply::Close(format!(
+                "command {} before CONNECT",
+                command.r#type
+            )));
         }
         match kind {
-            Some(Type::Connect) => self.on_connect(command).await,
-            Some(Type::Ping) => {
-                self.send(BaseCommand {
-                    r#type: Type::Pong as i32,
-                    pong: Some(crate::proto::CommandPong {}),
-                    ..Default::default()
-                })
-                .await;
-                Next::Continue
-            }
-            Some(Type::Pong) => Next::Continue,
-            Some(Type::AuthResponse) => self.on_auth_response(command).await,
+            Some(Type::Connect) => self.on_connect(command),
+            Some(Type::Ping) => Ok(Reply::frame(&BaseCommand {
+                r#type: Type::Pong as i32,
+                pong: Some(crate::proto::CommandPong {}),
+                ..Default::default()
+            })),
+            Some(Type::Pong) => Ok(Reply::Nothing),
+            Some(Type::AuthResponse) => self.on_auth_response(command),
             // The commands that open topics or read policies are boxed: their state would
             // otherwise sit inline in every connection's reader future (a debug build's worker
             // stack overflowed).
@@ -322,67 +368,87 @@ impl Connection {
                 Box::pin(self.on_topics_of_namespace(command)).await
             }
             Some(Type::Producer) => Box::pin(self.on_producer(command)).await,
-            Some(Type::CloseProducer) => self.on_close_producer(command).await,
+            Some(Type::CloseProducer) => self.on_close_producer(command),
             Some(Type::Send) => self.on_send(command, payload).await,
             Some(Type::Subscribe) => Box::pin(self.on_subscribe(command)).await,
-            Some(Type::Flow) => self.on_flow(command).await,
+            Some(Type::Flow) => self.on_flow(command),
             Some(Type::Ack) => self.on_ack(command).await,
-            Some(Type::RedeliverUnacknowledgedMessages) => self.on_redeliver(command).await,
-            Some(Type::CloseConsumer) => self.on_close_consumer(command).await,
+            Some(Type::RedeliverUnacknowledgedMessages) => self.on_redeliver(command),
+            Some(Type::CloseConsumer) => self.on_close_consumer(command),
             Some(Type::Unsubscribe) => self.on_unsubscribe(command).await,
             Some(Type::Seek) => self.on_seek(command).await,
             Some(Type::GetLastMessageId) => self.on_get_last_message_id(command).await,
-            Some(Type::GetSchema) => self.on_get_schema(command).await,
-            Some(Type::GetOrCreateSchema) => self.on_get_or_create_schema(command).await,
-            _ => self.on_unsupported(command, payload).await,
+            Some(Type::GetSchema) => self.on_get_schema(command),
+            Some(Type::GetOrCreateSchema) => self.on_get_or_create_schema(command),
+            _ => self.on_unsupported(command),
+        }
+    }
+
+    /// Writes a refused command's answer: SEND_ERROR through the send pipeline (so it keeps
+    /// SEND order), every other answer at once; ERROR is counted in the metrics.
+    async fn refuse(&mut self, failure: CommandFailure) -> Next {
+        let bytes = failure.frame();
+        match failure.answer {
+            Answer::Send {
+                producer_id,
+                sequence_id,
+            } => {
+                let message = &failure.message;
+                tracing::debug!(peer = %self.peer, producer_id, sequence_id, %message, "pulsar send refused");
+                let _ = self.sends.send(Box::pin(async move { bytes })).await;
+            }
+            Answer::Request(_) => {
+                self.service
+                    .metrics
+                    .record_error(self.command, failure.code as i32);
+                let _ = self.out.send(bytes).await;
+            }
+            Answer::Lookup(_)
+            | Answer::PartitionedMetadata(_)
+            | Answer::Ack { .. }
+            | Answer::GetSchema(_)
+            | Answer::GetOrCreateSchema(_) => {
+                let _ = self.out.send(bytes).await;
+            }
+        }
+        match failure.close {
+            Some(reason) => Next::Close(reason),
+            None => Next::Continue,
         }
     }
 
     /// A command this broker does not serve: an error for requests that carry an id, a log line
     /// for the rest; the connection stays open.
-    async fn on_unsupported(&mut self, command: BaseCommand, _payload: Option<Payload>) -> Next {
+    fn on_unsupported(&mut self, command: BaseCommand) -> Handled {
         tracing::warn!(peer = %self.peer, command = command.r#type, "unsupported pulsar command");
-        if let Some(request_id) = request_id_of(&command) {
-            self.error(
-                request_id,
+        match request_id_of(&command) {
+            Some(request_id) => Err(CommandFailure::new(
+                Answer::Request(request_id),
                 ServerError::NotAllowedError,
                 format!("command {} is not supported by this broker", command.r#type),
-            )
-            .await;
+            )),
+            None => Ok(Reply::Nothing),
         }
-        Next::Continue
     }
 
     pub async fn send(&self, command: BaseCommand) {
         let _ = self.out.send(frame::encode(&command)).await;
     }
 
-    pub async fn error(&self, request_id: u64, error: ServerError, message: String) {
-        self.service
-            .metrics
-            .record_error(self.command, error as i32);
-        self.send(BaseCommand {
-            r#type: Type::Error as i32,
-            error: Some(CommandError {
-                request_id,
-                error: error as i32,
-                message,
-            }),
-            ..Default::default()
-        })
-        .await;
-    }
-
-    pub async fn success(&self, request_id: u64) {
-        self.send(BaseCommand {
-            r#type: Type::Success as i32,
-            success: Some(crate::proto::CommandSuccess {
-                request_id,
-                schema: None,
-            }),
-            ..Default::default()
-        })
-        .await;
+    /// The topic partition `name` names, and its log.
+    pub(crate) async fn open_partition(
+        &self,
+        name: &str,
+        answer: Answer,
+    ) -> Result<(ResolvedTopic, Arc<PartitionLog>), CommandFailure> {
+        let resolved = self.service.resolve(name).await.or_answer(answer)?;
+        let log = self
+            .service
+            .broker
+            .partition(&resolved.partition)
+            .await
+            .or_answer(answer)?;
+        Ok((resolved, log))
     }
 
     /// Releases producers and consumers when the connection ends.

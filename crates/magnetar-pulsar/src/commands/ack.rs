@@ -7,7 +7,8 @@
 
 use std::ops::Range;
 
-use crate::connection::{Connection, Next};
+use crate::connection::{Connection, Handled, Reply};
+use crate::error::{Answer, OrAnswer};
 use crate::message_id::{acked_positions, LEDGER_ID};
 use crate::proto::base_command::Type;
 use crate::proto::command_ack::AckType;
@@ -15,13 +16,13 @@ use crate::proto::{BaseCommand, CommandAckResponse, MessageIdData};
 use magnetar_broker::Subscription;
 
 impl Connection {
-    pub(crate) async fn on_ack(&mut self, command: BaseCommand) -> Next {
+    pub(crate) async fn on_ack(&mut self, command: BaseCommand) -> Handled {
         let Some(ack) = command.ack else {
-            return Next::Close("ACK without its body".into());
+            return Ok(Reply::Close("ACK without its body".into()));
         };
         let Some(handle) = self.consumers.get(&ack.consumer_id) else {
             tracing::debug!(peer = %self.peer, consumer_id = ack.consumer_id, "ack for an unknown consumer");
-            return Next::Continue;
+            return Ok(Reply::Nothing);
         };
         let sub = handle.subscription.clone();
         let cumulative = ack.ack_type() == AckType::Cumulative;
@@ -44,33 +45,32 @@ impl Connection {
                 result = Err(e);
             }
         }
-        if let Some(request_id) = ack.request_id {
-            let (error, message) = match &result {
-                Ok(()) => (None, None),
-                Err(e) => (
-                    Some(crate::error::server_error(e) as i32),
-                    Some(e.to_string()),
-                ),
-            };
-            self.send(BaseCommand {
-                r#type: Type::AckResponse as i32,
-                ack_response: Some(CommandAckResponse {
-                    consumer_id: ack.consumer_id,
-                    error,
-                    message,
-                    request_id: Some(request_id),
-                    ..Default::default()
-                }),
+        let Some(request_id) = ack.request_id else {
+            return Ok(Reply::Nothing);
+        };
+        let consumer_id = ack.consumer_id;
+        result.or_answer(Answer::Ack {
+            consumer_id,
+            request_id,
+        })?;
+        Ok(Reply::frame(&BaseCommand {
+            r#type: Type::AckResponse as i32,
+            ack_response: Some(CommandAckResponse {
+                consumer_id,
+                error: None,
+                message: None,
+                request_id: Some(request_id),
                 ..Default::default()
-            })
-            .await;
-        }
-        Next::Continue
+            }),
+            ..Default::default()
+        }))
     }
 
-    pub(crate) async fn on_redeliver(&mut self, command: BaseCommand) -> Next {
+    pub(crate) fn on_redeliver(&mut self, command: BaseCommand) -> Handled {
         let Some(request) = command.redeliver_unacknowledged_messages else {
-            return Next::Close("REDELIVER_UNACKNOWLEDGED_MESSAGES without its body".into());
+            return Ok(Reply::Close(
+                "REDELIVER_UNACKNOWLEDGED_MESSAGES without its body".into(),
+            ));
         };
         if let Some(handle) = self.consumers.get(&request.consumer_id) {
             let entries: Vec<u64> = request
@@ -83,7 +83,7 @@ impl Connection {
                 .subscription
                 .redeliver((self.id, request.consumer_id), &entries);
         }
-        Next::Continue
+        Ok(Reply::Nothing)
     }
 }
 

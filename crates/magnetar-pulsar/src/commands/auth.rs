@@ -7,7 +7,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::connection::{Connection, Next};
+use crate::connection::{Connection, Handled, Next, Reply};
+use crate::error::{Answer, CommandFailure};
 use crate::proto::base_command::Type;
 use crate::proto::{AuthData, BaseCommand, CommandAuthChallenge, CommandConnect, ServerError};
 
@@ -48,9 +49,14 @@ impl ConnectionAuth {
 }
 
 impl Connection {
-    /// Checks CONNECT's credentials when authentication is on. `Some` closes the connection.
-    pub(crate) async fn authenticate_connect(&mut self, connect: &CommandConnect) -> Option<Next> {
-        let authenticator = self.service.config.authenticator.clone()?;
+    /// Checks CONNECT's credentials when authentication is on. A refusal closes the connection.
+    pub(crate) fn authenticate_connect(
+        &mut self,
+        connect: &CommandConnect,
+    ) -> Result<(), CommandFailure> {
+        let Some(authenticator) = self.service.config.authenticator.clone() else {
+            return Ok(());
+        };
         let method = connect.auth_method_name.as_deref().unwrap_or("none");
         let result = match method {
             "token" => std::str::from_utf8(connect.auth_data.as_deref().unwrap_or_default())
@@ -85,17 +91,16 @@ impl Connection {
                         .is_some_and(|f| f.supports_auth_refresh()),
                     challenge_sent_ms: None,
                 };
-                None
+                Ok(())
             }
             Err(reason) => {
                 tracing::warn!(peer = %self.peer, method, %reason, "pulsar authentication failed");
-                self.error(
-                    u64::MAX,
+                Err(CommandFailure::new(
+                    Answer::Request(u64::MAX),
                     ServerError::AuthenticationError,
                     format!("Unable to authenticate: {reason}"),
                 )
-                .await;
-                Some(Next::Close(format!("authentication failed: {reason}")))
+                .then_close(format!("authentication failed: {reason}")))
             }
         }
     }
@@ -126,9 +131,9 @@ impl Connection {
     }
 
     /// AUTH_RESPONSE: a fresh token for the same role.
-    pub(crate) async fn on_auth_response(&mut self, command: BaseCommand) -> Next {
+    pub(crate) fn on_auth_response(&mut self, command: BaseCommand) -> Handled {
         let Some(authenticator) = self.service.config.authenticator.clone() else {
-            return Next::Continue;
+            return Ok(Reply::Nothing);
         };
         let token = command
             .auth_response
@@ -147,18 +152,17 @@ impl Connection {
                 tracing::info!(peer = %self.peer, role = %a.principal.role, "pulsar client refreshed its token");
                 self.auth.expires_at_ms = a.expires_at_ms;
                 self.auth.challenge_sent_ms = None;
-                Next::Continue
+                Ok(Reply::Nothing)
             }
-            Ok(_) => Next::Close("refreshed token names another role".into()),
+            Ok(_) => Ok(Reply::Close("refreshed token names another role".into())),
             Err(reason) => {
                 tracing::warn!(peer = %self.peer, %reason, "pulsar token refresh failed");
-                self.error(
-                    u64::MAX,
+                Err(CommandFailure::new(
+                    Answer::Request(u64::MAX),
                     ServerError::AuthenticationError,
                     format!("Unable to refresh authentication: {reason}"),
                 )
-                .await;
-                Next::Close(format!("token refresh failed: {reason}"))
+                .then_close(format!("token refresh failed: {reason}")))
             }
         }
     }

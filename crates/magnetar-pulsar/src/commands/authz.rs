@@ -8,6 +8,7 @@
 use magnetar_broker::{Access, TopicName};
 
 use crate::connection::Connection;
+use crate::error::{Answer, CommandFailure};
 use crate::proto::ServerError;
 use crate::service::split_partition;
 
@@ -78,25 +79,22 @@ impl Connection {
         }
     }
 
-    /// Answers AuthorizationError to `request_id` and returns `true` when the role may not do
-    /// `access` on `name`.
-    pub(crate) async fn refuse_unauthorized(
+    /// `Err` (AuthorizationError, answered as `answer` says) when the role may not do `access`
+    /// on `name`.
+    pub(crate) async fn authorize(
         &mut self,
-        request_id: u64,
+        answer: Answer,
         name: &str,
         access: &Access,
-    ) -> bool {
+    ) -> Result<(), CommandFailure> {
         if self.may(name, access, true).await {
-            return false;
+            return Ok(());
         }
         let message = refusal(self.auth.role.as_deref(), access, name);
-        self.error(request_id, ServerError::AuthorizationError, message)
-            .await;
-        true
-    }
-
-    /// The refusal message for a lookup-style response that carries its own error.
-    pub(crate) fn lookup_refusal(&self, name: &str) -> String {
-        refusal(self.auth.role.as_deref(), &Access::Lookup, name)
+        Err(CommandFailure::new(
+            answer,
+            ServerError::AuthorizationError,
+            message,
+        ))
     }
 }

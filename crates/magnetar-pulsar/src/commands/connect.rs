@@ -1,6 +1,6 @@
 //! CONNECT -> CONNECTED: protocol version negotiation and feature flags.
 
-use crate::connection::{Connection, Next};
+use crate::connection::{Connection, Handled, Reply};
 use crate::proto::base_command::Type;
 use crate::proto::{BaseCommand, CommandConnected, FeatureFlags, ProtocolVersion};
 
@@ -10,22 +10,20 @@ pub const PROTOCOL_VERSION_MAX: i32 = ProtocolVersion::V21 as i32;
 pub const PROTOCOL_VERSION_MIN: i32 = ProtocolVersion::V6 as i32;
 
 impl Connection {
-    pub(crate) async fn on_connect(&mut self, command: BaseCommand) -> Next {
+    pub(crate) fn on_connect(&mut self, command: BaseCommand) -> Handled {
         let Some(connect) = command.connect else {
-            return Next::Close("CONNECT without its body".into());
+            return Ok(Reply::Close("CONNECT without its body".into()));
         };
         if self.connected {
-            return Next::Close("second CONNECT on one connection".into());
+            return Ok(Reply::Close("second CONNECT on one connection".into()));
         }
         let client_version = connect.protocol_version();
         if client_version < PROTOCOL_VERSION_MIN {
-            return Next::Close(format!(
+            return Ok(Reply::Close(format!(
                 "client protocol version {client_version} is older than the minimum {PROTOCOL_VERSION_MIN}"
-            ));
+            )));
         }
-        if let Some(refused) = self.authenticate_connect(&connect).await {
-            return refused;
-        }
+        self.authenticate_connect(&connect)?;
         self.protocol_version = client_version.min(PROTOCOL_VERSION_MAX);
         self.broker_entry_metadata = self.service.config.broker_entry_metadata
             && connect
@@ -34,7 +32,7 @@ impl Connection {
                 .is_some_and(|f| f.supports_broker_entry_metadata());
         self.connected = true;
         tracing::debug!(peer = %self.peer, client = %connect.client_version, version = self.protocol_version, "pulsar client connected");
-        self.send(BaseCommand {
+        Ok(Reply::frame(&BaseCommand {
             r#type: Type::Connected as i32,
             connected: Some(CommandConnected {
                 server_version: format!("magnetar-{}", env!("CARGO_PKG_VERSION")),
@@ -46,8 +44,6 @@ impl Connection {
                 }),
             }),
             ..Default::default()
-        })
-        .await;
-        Next::Continue
+        }))
     }
 }

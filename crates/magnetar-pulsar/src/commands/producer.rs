@@ -7,181 +7,82 @@
 //! With deduplication on ([`crate::dedup`]), a producer name is held by one producer at a time
 //! and PRODUCER_SUCCESS carries the name's last sequence id, restored from the log.
 
-use magnetar_broker::{named_producer_id, PartitionLog, PayloadFormat};
+use std::sync::{Arc, Mutex};
+
+use magnetar_broker::{named_producer_id, Access, PartitionLog, PayloadFormat, TopicPartition};
+use tokio::sync::oneshot;
 
 use crate::commands::schema::{check_schema, BUILTIN_SCHEMA_VERSION};
-use crate::connection::{Connection, Next, ProducerHandle};
-use crate::dedup::Restored;
-use crate::error::server_error;
+use crate::connection::{Connection, Handled, ProducerHandle, Reply};
+use crate::dedup::{DedupTable, Restored};
+use crate::error::{Answer, CommandFailure, OrAnswer};
 use crate::frame::split_body;
 use crate::producers::{Granted, ProducerLink, Refused, Registration};
 use crate::proto::base_command::Type;
-use crate::proto::{BaseCommand, CommandError, CommandProducerSuccess, ServerError};
+use crate::proto::{BaseCommand, CommandProducer, CommandProducerSuccess, ServerError};
 
 impl Connection {
-    pub(crate) async fn on_producer(&mut self, command: BaseCommand) -> Next {
+    pub(crate) async fn on_producer(&mut self, command: BaseCommand) -> Handled {
         let Some(request) = command.producer else {
-            return Next::Close("PRODUCER without its body".into());
+            return Ok(Reply::Close("PRODUCER without its body".into()));
         };
-        let request_id = request.request_id;
-        match self.producers.get(&request.producer_id) {
-            Some(existing) if existing.link.is_fenced() => {
-                // Fenced out by another producer: its client reconnects with the same id and
-                // registers again (and is refused while the fencing producer holds the topic).
-                if let Some(p) = self.producers.remove(&request.producer_id) {
-                    p.release(&self.service);
-                }
-            }
-            Some(existing) => {
-                // A retried PRODUCER for a producer that exists: answer as before.
-                let (name, ready) = (existing.name.clone(), !existing.link.is_waiting());
-                let mut success = producer_success(request_id, name, -1);
-                if let Some(s) = success.producer_success.as_mut() {
-                    s.producer_ready = Some(ready);
-                }
-                self.send(success).await;
-                return Next::Continue;
-            }
-            None => {}
+        let answer = Answer::Request(request.request_id);
+        if let Some(reply) = self.retried_producer(&request) {
+            return Ok(reply);
         }
-        if self.producers.len() >= self.service.config.producers_per_connection_max {
-            self.error(
-                request_id,
-                ServerError::NotAllowedError,
-                format!(
-                    "connection has {} producers, the limit",
-                    self.producers.len()
-                ),
-            )
-            .await;
-            return Next::Continue;
-        }
-        if let Err(message) = check_schema(request.schema.as_ref()) {
-            self.error(request_id, ServerError::IncompatibleSchema, message)
-                .await;
-            return Next::Continue;
-        }
-        if request.txn_enabled() {
-            self.error(
-                request_id,
-                ServerError::NotAllowedError,
-                "transactions are not supported yet".into(),
-            )
-            .await;
-            return Next::Continue;
-        }
-        if self
-            .refuse_unauthorized(
-                request_id,
-                &request.topic,
-                &magnetar_broker::Access::Produce,
-            )
-            .await
-        {
-            return Next::Continue;
-        }
-        let resolved = match self.service.resolve(&request.topic).await {
-            Ok(r) => r,
-            Err(e) => {
-                self.error(request_id, server_error(&e), e.to_string())
-                    .await;
-                return Next::Continue;
-            }
-        };
-        let log = match self.service.broker.partition(&resolved.partition).await {
-            Ok(log) => log,
-            Err(e) => {
-                self.error(request_id, server_error(&e), e.to_string())
-                    .await;
-                return Next::Continue;
-            }
-        };
-        let max_producers = match self
+        self.check_producer(&request)?;
+        self.authorize(answer, &request.topic, &Access::Produce)
+            .await?;
+        let (resolved, log) = self.open_partition(&request.topic, answer).await?;
+        let (max_producers, _) = self
             .service
             .broker
             .topic_limits(&resolved.partition.topic)
             .await
-        {
-            Ok((max, _)) => max,
-            Err(e) => {
-                self.error(request_id, server_error(&e), e.to_string())
-                    .await;
-                return Next::Continue;
-            }
-        };
+            .or_answer(answer)?;
         let link = ProducerLink::new(self.out.clone(), request.producer_id);
-        let granted = self.service.producers.register(Registration {
-            partition: &resolved.partition,
-            mode: request.producer_access_mode(),
-            max: max_producers,
-            epoch: request.topic_epoch,
-            link: link.clone(),
-        });
-        let (registration, topic_epoch, queued) = match granted {
-            Ok(Granted::Ready {
-                registration,
-                epoch,
-            }) => (registration, epoch, None),
-            Ok(Granted::Queued {
-                registration,
-                ready,
-            }) => (registration, None, Some(ready)),
-            Err(refused) => {
-                let (error, message) = match refused {
+        let granted = self
+            .service
+            .producers
+            .register(Registration {
+                partition: &resolved.partition,
+                mode: request.producer_access_mode(),
+                max: max_producers,
+                epoch: request.topic_epoch,
+                link: link.clone(),
+            })
+            .map_err(|refused| {
+                let (code, message) = match refused {
                     Refused::Busy(m) => (ServerError::ProducerBusy, m),
                     Refused::Fenced(m) => (ServerError::ProducerFenced, m),
                 };
-                self.error(request_id, error, message).await;
-                return Next::Continue;
-            }
+                CommandFailure::new(answer, code, message)
+            })?;
+        let (registration, topic_epoch, queued) = match granted {
+            Granted::Ready {
+                registration,
+                epoch,
+            } => (registration, epoch, None),
+            Granted::Queued {
+                registration,
+                ready,
+            } => (registration, None, Some(ready)),
         };
         let name = match request.producer_name.as_deref() {
             Some(n) if !n.is_empty() => n.to_string(),
             _ => self.service.producer_name(),
         };
-        let dedup = match self
-            .service
-            .deduplication_enabled(&resolved.partition.topic)
-            .await
-        {
-            Ok(enabled) => enabled,
-            Err(e) => {
+        let deduplication = self
+            .attach_dedup(&resolved.partition, &log, &name, registration, answer)
+            .await;
+        let (dedup, last_sequence_id) = match deduplication {
+            Ok(attached) => attached,
+            Err(failure) => {
                 self.service
                     .producers
                     .unregister(&resolved.partition, registration);
-                self.error(request_id, server_error(&e), e.to_string())
-                    .await;
-                return Next::Continue;
+                return Err(failure);
             }
-        };
-        let mut last_sequence_id = -1;
-        let dedup = if dedup {
-            let table = self.service.dedup_table(&resolved.partition);
-            let known = table.lock().unwrap_or_else(|e| e.into_inner()).knows(&name);
-            let restored = if known {
-                None
-            } else {
-                restore_sequences(&log, &name).await
-            };
-            let attached = table.lock().unwrap_or_else(|e| e.into_inner()).attach(
-                &name,
-                registration,
-                restored,
-            );
-            match attached {
-                Ok(last) => last_sequence_id = last,
-                Err(message) => {
-                    self.service
-                        .producers
-                        .unregister(&resolved.partition, registration);
-                    self.error(request_id, ServerError::ProducerBusy, message)
-                        .await;
-                    return Next::Continue;
-                }
-            }
-            Some(table)
-        } else {
-            None
         };
         tracing::debug!(peer = %self.peer, topic = %resolved.partition, producer = %name, "pulsar producer attached");
         self.producers.insert(
@@ -196,26 +97,118 @@ impl Connection {
                 dedup,
             },
         );
-        let schema_version = request
-            .schema
-            .as_ref()
-            .map(|_| BUILTIN_SCHEMA_VERSION.to_vec());
-        let success = |ready: bool, epoch: Option<u64>| {
-            let mut success = producer_success(request_id, name.clone(), last_sequence_id);
-            if let Some(s) = success.producer_success.as_mut() {
-                s.schema_version = schema_version.clone();
-                s.topic_epoch = epoch;
-                s.producer_ready = Some(ready);
-            }
-            success
+        let success = ProducerSuccess {
+            request_id: request.request_id,
+            name,
+            last_sequence_id,
+            schema_version: request
+                .schema
+                .as_ref()
+                .map(|_| BUILTIN_SCHEMA_VERSION.to_vec()),
         };
         let Some(ready) = queued else {
-            self.send(success(true, topic_epoch)).await;
-            return Next::Continue;
+            return Ok(Reply::frame(&success.command(true, topic_epoch)));
         };
         // WaitForExclusive on a taken topic: "queued" now, "ready" (or fenced) when decided.
-        self.send(success(false, None)).await;
-        let granted = success(true, None);
+        self.send(success.command(false, None)).await;
+        self.wait_for_exclusive(ready, success);
+        Ok(Reply::Nothing)
+    }
+
+    /// A PRODUCER for a producer id this connection has: a retry is answered as before (`Some`);
+    /// a producer fenced out by another is released, so it registers again (and is refused
+    /// while the fencing producer holds the topic).
+    fn retried_producer(&mut self, request: &CommandProducer) -> Option<Reply> {
+        let existing = self.producers.get(&request.producer_id)?;
+        if existing.link.is_fenced() {
+            if let Some(p) = self.producers.remove(&request.producer_id) {
+                p.release(&self.service);
+            }
+            return None;
+        }
+        let (name, ready) = (existing.name.clone(), !existing.link.is_waiting());
+        let mut success = producer_success(request.request_id, name, -1);
+        if let Some(s) = success.producer_success.as_mut() {
+            s.producer_ready = Some(ready);
+        }
+        Some(Reply::frame(&success))
+    }
+
+    /// What a PRODUCER is refused for before its topic is looked at: the connection's producer
+    /// limit, a schema, a transaction.
+    fn check_producer(&self, request: &CommandProducer) -> Result<(), CommandFailure> {
+        let answer = Answer::Request(request.request_id);
+        if self.producers.len() >= self.service.config.producers_per_connection_max {
+            return Err(CommandFailure::new(
+                answer,
+                ServerError::NotAllowedError,
+                format!(
+                    "connection has {} producers, the limit",
+                    self.producers.len()
+                ),
+            ));
+        }
+        check_schema(request.schema.as_ref()).map_err(|message| {
+            CommandFailure::new(answer, ServerError::IncompatibleSchema, message)
+        })?;
+        if request.txn_enabled() {
+            return Err(CommandFailure::new(
+                answer,
+                ServerError::NotAllowedError,
+                "transactions are not supported yet",
+            ));
+        }
+        Ok(())
+    }
+
+    /// With deduplication on for the topic: the partition's table, with `name` held by this
+    /// registration, and the name's last sequence id (restored from the log when the table
+    /// does not know it); without: no table and -1.
+    async fn attach_dedup(
+        &self,
+        partition: &TopicPartition,
+        log: &PartitionLog,
+        name: &str,
+        registration: u64,
+        answer: Answer,
+    ) -> Result<(Option<Arc<Mutex<DedupTable>>>, i64), CommandFailure> {
+        let enabled = self
+            .service
+            .deduplication_enabled(&partition.topic)
+            .await
+            .or_answer(answer)?;
+        if !enabled {
+            return Ok((None, -1));
+        }
+        let table = self.service.dedup_table(partition);
+        let known = table.lock().unwrap_or_else(|e| e.into_inner()).knows(name);
+        let restored = if known {
+            None
+        } else {
+            restore_sequences(log, name).await
+        };
+        let attached =
+            table
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .attach(name, registration, restored);
+        match attached {
+            Ok(last) => Ok((Some(table), last)),
+            Err(message) => Err(CommandFailure::new(
+                answer,
+                ServerError::ProducerBusy,
+                message,
+            )),
+        }
+    }
+
+    /// Sends the second PRODUCER_SUCCESS of a producer waiting for exclusive access when it is
+    /// granted (or ProducerFenced when it is fenced out while waiting).
+    fn wait_for_exclusive(
+        &self,
+        ready: oneshot::Receiver<Result<u64, Refused>>,
+        success: ProducerSuccess,
+    ) {
         let out = self.out.clone();
         let cancel = self.service.shutdown.clone();
         self.service.tasks.spawn(async move {
@@ -223,41 +216,59 @@ impl Connection {
                 _ = cancel.cancelled() => return,
                 decided = ready => match decided {
                     Ok(Ok(epoch)) => {
-                        let mut granted = granted;
+                        let mut granted = success.command(true, None);
                         if let Some(s) = granted.producer_success.as_mut() {
                             s.topic_epoch = Some(epoch);
                         }
-                        granted
+                        crate::frame::encode(&granted)
                     }
-                    Ok(Err(Refused::Fenced(message) | Refused::Busy(message))) => BaseCommand {
-                        r#type: Type::Error as i32,
-                        error: Some(CommandError {
-                            request_id,
-                            error: ServerError::ProducerFenced as i32,
+                    Ok(Err(Refused::Fenced(message) | Refused::Busy(message))) => {
+                        CommandFailure::new(
+                            Answer::Request(success.request_id),
+                            ServerError::ProducerFenced,
                             message,
-                        }),
-                        ..Default::default()
-                    },
+                        )
+                        .frame()
+                    }
                     // The producer went away while waiting.
                     Err(_) => return,
                 },
             };
-            let _ = out.send(crate::frame::encode(&frame)).await;
+            let _ = out.send(frame).await;
         });
-        Next::Continue
     }
 
-    pub(crate) async fn on_close_producer(&mut self, command: BaseCommand) -> Next {
+    pub(crate) fn on_close_producer(&mut self, command: BaseCommand) -> Handled {
         let Some(request) = command.close_producer else {
-            return Next::Close("CLOSE_PRODUCER without its body".into());
+            return Ok(Reply::Close("CLOSE_PRODUCER without its body".into()));
         };
         if let Some(p) = self.producers.remove(&request.producer_id) {
             p.release(&self.service);
         }
         // Receipts of sends already queued are sent before this success (same pipeline order
         // is not guaranteed; the client ignores receipts after closing).
-        self.success(request.request_id).await;
-        Next::Continue
+        Ok(Reply::success(request.request_id))
+    }
+}
+
+/// What the PRODUCER_SUCCESS frames of one PRODUCER carry.
+struct ProducerSuccess {
+    request_id: u64,
+    name: String,
+    last_sequence_id: i64,
+    schema_version: Option<Vec<u8>>,
+}
+
+impl ProducerSuccess {
+    fn command(&self, ready: bool, epoch: Option<u64>) -> BaseCommand {
+        let mut success =
+            producer_success(self.request_id, self.name.clone(), self.last_sequence_id);
+        if let Some(s) = success.producer_success.as_mut() {
+            s.schema_version = self.schema_version.clone();
+            s.topic_epoch = epoch;
+            s.producer_ready = Some(ready);
+        }
+        success
     }
 }
 

@@ -2,12 +2,11 @@
 //! and string. Any other schema gets `IncompatibleSchema` with a message saying why, until the
 //! schema registry exists.
 
-use crate::connection::{Connection, Next};
+use crate::connection::{Connection, Handled, Reply};
+use crate::error::{Answer, CommandFailure};
 use crate::proto::base_command::Type;
 use crate::proto::schema::Type as SchemaType;
-use crate::proto::{
-    BaseCommand, CommandGetOrCreateSchemaResponse, CommandGetSchemaResponse, Schema, ServerError,
-};
+use crate::proto::{BaseCommand, CommandGetOrCreateSchemaResponse, Schema, ServerError};
 
 /// The version reported for the built-in schemas (Pulsar versions are big-endian longs).
 pub const BUILTIN_SCHEMA_VERSION: [u8; 8] = 0i64.to_be_bytes();
@@ -24,49 +23,37 @@ pub fn check_schema(schema: Option<&Schema>) -> Result<(), String> {
 }
 
 impl Connection {
-    pub(crate) async fn on_get_schema(&mut self, command: BaseCommand) -> Next {
+    pub(crate) fn on_get_schema(&mut self, command: BaseCommand) -> Handled {
         let Some(request) = command.get_schema else {
-            return Next::Close("GET_SCHEMA without its body".into());
+            return Ok(Reply::Close("GET_SCHEMA without its body".into()));
         };
         // No topic has a stored schema: answer as Pulsar does for a topic without one.
-        self.send(BaseCommand {
-            r#type: Type::GetSchemaResponse as i32,
-            get_schema_response: Some(CommandGetSchemaResponse {
-                request_id: request.request_id,
-                error_code: Some(ServerError::TopicNotFound as i32),
-                error_message: Some(format!("topic '{}' has no schema", request.topic)),
-                schema: None,
-                schema_version: None,
-            }),
-            ..Default::default()
-        })
-        .await;
-        Next::Continue
+        Err(CommandFailure::new(
+            Answer::GetSchema(request.request_id),
+            ServerError::TopicNotFound,
+            format!("topic '{}' has no schema", request.topic),
+        ))
     }
 
-    pub(crate) async fn on_get_or_create_schema(&mut self, command: BaseCommand) -> Next {
+    pub(crate) fn on_get_or_create_schema(&mut self, command: BaseCommand) -> Handled {
         let Some(request) = command.get_or_create_schema else {
-            return Next::Close("GET_OR_CREATE_SCHEMA without its body".into());
+            return Ok(Reply::Close("GET_OR_CREATE_SCHEMA without its body".into()));
         };
-        let response = match check_schema(Some(&request.schema)) {
-            Ok(()) => CommandGetOrCreateSchemaResponse {
+        check_schema(Some(&request.schema)).map_err(|message| {
+            CommandFailure::new(
+                Answer::GetOrCreateSchema(request.request_id),
+                ServerError::IncompatibleSchema,
+                message,
+            )
+        })?;
+        Ok(Reply::frame(&BaseCommand {
+            r#type: Type::GetOrCreateSchemaResponse as i32,
+            get_or_create_schema_response: Some(CommandGetOrCreateSchemaResponse {
                 request_id: request.request_id,
                 schema_version: Some(BUILTIN_SCHEMA_VERSION.to_vec()),
                 ..Default::default()
-            },
-            Err(message) => CommandGetOrCreateSchemaResponse {
-                request_id: request.request_id,
-                error_code: Some(ServerError::IncompatibleSchema as i32),
-                error_message: Some(message),
-                schema_version: None,
-            },
-        };
-        self.send(BaseCommand {
-            r#type: Type::GetOrCreateSchemaResponse as i32,
-            get_or_create_schema_response: Some(response),
+            }),
             ..Default::default()
-        })
-        .await;
-        Next::Continue
+        }))
     }
 }

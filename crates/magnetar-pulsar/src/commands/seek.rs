@@ -4,83 +4,60 @@
 //! as Pulsar does, disconnects the subscription's consumers (`Subscription::close`, which sends
 //! each CLOSE_CONSUMER); they resubscribe and receive from the new position.
 
-use magnetar_broker::Error;
+use magnetar_broker::{Error, Subscription};
 
 use crate::commands::subscribe::cursor_start;
-use crate::connection::{Connection, Next};
-use crate::error::server_error;
+use crate::connection::{Connection, ConsumerHandle, Handled, Reply};
+use crate::error::{Answer, CommandFailure, OrAnswer};
 use crate::message_id::{message_id, LEDGER_ID};
 use crate::proto::base_command::Type;
 use crate::proto::{BaseCommand, CommandGetLastMessageIdResponse, MessageIdData, ServerError};
 
 impl Connection {
-    pub(crate) async fn on_seek(&mut self, command: BaseCommand) -> Next {
+    pub(crate) async fn on_seek(&mut self, command: BaseCommand) -> Handled {
         let Some(seek) = command.seek else {
-            return Next::Close("SEEK without its body".into());
+            return Ok(Reply::Close("SEEK without its body".into()));
         };
-        let Some(handle) = self.consumers.get(&seek.consumer_id) else {
-            self.error(
-                seek.request_id,
-                ServerError::ConsumerNotFound,
-                format!(
-                    "consumer {} is not open on this connection",
-                    seek.consumer_id
-                ),
-            )
-            .await;
-            return Next::Continue;
-        };
-        let sub = handle.subscription.clone();
-        let result: Result<u64, Error> = if let Some(id) = &seek.message_id {
-            sub.reset_to(cursor_start(id)).await
-        } else if let Some(time_ms) = seek.message_publish_time {
-            // The first entry whose newest timestamp is at or after the time.
-            sub.reset_to_time(time_ms as i64).await
-        } else {
-            Err(Error::InvalidRequest(
-                "seek needs a message id or a publish time".into(),
-            ))
-        };
-        if let Ok(index) = result {
-            if !sub.is_durable() {
-                self.service
-                    .record_reseek((sub.log().name().clone(), sub.name().to_string()), index);
+        let sub = self
+            .consumer(seek.consumer_id, seek.request_id)?
+            .subscription
+            .clone();
+        let index = reset(&sub, seek.message_id.as_ref(), seek.message_publish_time)
+            .await
+            .or_answer(Answer::Request(seek.request_id))?;
+        if !sub.is_durable() {
+            self.service
+                .record_reseek((sub.log().name().clone(), sub.name().to_string()), index);
+        }
+        // Disconnect every consumer of the subscription, this one included.
+        for (connection, consumer_id) in sub.close().await {
+            if connection == self.id {
+                self.consumers.remove(&consumer_id);
             }
         }
-        match result {
-            Ok(_) => {
-                // Disconnect every consumer of the subscription, this one included.
-                for (connection, consumer_id) in sub.close().await {
-                    if connection == self.id {
-                        self.consumers.remove(&consumer_id);
-                    }
-                }
-                self.success(seek.request_id).await;
-            }
-            Err(e) => {
-                self.error(seek.request_id, server_error(&e), e.to_string())
-                    .await
-            }
-        }
-        Next::Continue
+        Ok(Reply::success(seek.request_id))
     }
 
-    pub(crate) async fn on_get_last_message_id(&mut self, command: BaseCommand) -> Next {
-        let Some(request) = command.get_last_message_id else {
-            return Next::Close("GET_LAST_MESSAGE_ID without its body".into());
-        };
-        let Some(handle) = self.consumers.get(&request.consumer_id) else {
-            self.error(
-                request.request_id,
+    /// The consumer `consumer_id` of this connection, else ConsumerNotFound to `request_id`.
+    pub(crate) fn consumer(
+        &self,
+        consumer_id: u64,
+        request_id: u64,
+    ) -> Result<&ConsumerHandle, CommandFailure> {
+        self.consumers.get(&consumer_id).ok_or_else(|| {
+            CommandFailure::new(
+                Answer::Request(request_id),
                 ServerError::ConsumerNotFound,
-                format!(
-                    "consumer {} is not open on this connection",
-                    request.consumer_id
-                ),
+                format!("consumer {consumer_id} is not open on this connection"),
             )
-            .await;
-            return Next::Continue;
+        })
+    }
+
+    pub(crate) async fn on_get_last_message_id(&mut self, command: BaseCommand) -> Handled {
+        let Some(request) = command.get_last_message_id else {
+            return Ok(Reply::Close("GET_LAST_MESSAGE_ID without its body".into()));
         };
+        let handle = self.consumer(request.consumer_id, request.request_id)?;
         let sub = handle.subscription.clone();
         let partition = handle.id_partition;
         let log = sub.log();
@@ -112,7 +89,7 @@ impl Connection {
         };
         let mark = sub.cursor().mark_delete_index;
         let mark_delete = message_id(partition, mark.saturating_sub(1), None);
-        self.send(BaseCommand {
+        Ok(Reply::frame(&BaseCommand {
             r#type: Type::GetLastMessageIdResponse as i32,
             get_last_message_id_response: Some(CommandGetLastMessageIdResponse {
                 last_message_id,
@@ -120,8 +97,22 @@ impl Connection {
                 consumer_mark_delete_position: Some(mark_delete),
             }),
             ..Default::default()
-        })
-        .await;
-        Next::Continue
+        }))
+    }
+}
+
+/// Moves the subscription's cursor to a message id or, without one, to a publish time (the
+/// first entry whose newest timestamp is at or after it); the index it now starts at.
+async fn reset(
+    sub: &Subscription,
+    message_id: Option<&MessageIdData>,
+    publish_time_ms: Option<u64>,
+) -> Result<u64, Error> {
+    match (message_id, publish_time_ms) {
+        (Some(id), _) => sub.reset_to(cursor_start(id)).await,
+        (None, Some(time_ms)) => sub.reset_to_time(time_ms as i64).await,
+        (None, None) => Err(Error::InvalidRequest(
+            "seek needs a message id or a publish time".into(),
+        )),
     }
 }
