@@ -78,7 +78,7 @@ const DECOMPRESSED_BYTES_MAX: usize = 1 << 20;
 
 /// Input: a flags byte, then one record batch. Unless flag bit 0 is set, the batch's length
 /// and CRC fields are fixed up first ([`crate::fix_kafka_batch`]) so the records get checked.
-/// Bits 1 and 2 pick `offset_deltas_rewritten` and `log_append_time`.
+/// Bits 1, 2 and 3 pick `offset_deltas_rewritten`, `log_append_time` and `key_required`.
 ///
 /// Properties of an accepted batch: its length field is the input's length; the independent
 /// decoder of magnetar-format (which serves fetches and conversions) decodes it to exactly
@@ -96,6 +96,7 @@ pub fn batch(data: &[u8]) {
         decompressed_bytes_max: DECOMPRESSED_BYTES_MAX,
         offset_deltas_rewritten: flags & 2 != 0,
         log_append_time: flags & 4 != 0,
+        key_required: flags & 8 != 0,
         ..Limits::default()
     };
     let Ok(valid) = validate_batch(&bytes, &limits) else {
