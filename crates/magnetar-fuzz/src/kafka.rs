@@ -2,7 +2,7 @@
 //! ([`request`]); the produce batch validator ([`batch`]).
 
 use bytes::{Bytes, BytesMut};
-use magnetar_kafka::codec::{decode_request_on, Decoded};
+use magnetar_kafka::codec::{decode_request_on, encode_request_body, Decoded};
 use magnetar_kafka::frame::{parse_header, take_frame, HEADER_LEN_MIN};
 use magnetar_kafka::validate::{validate_batch, Limits};
 
@@ -57,10 +57,7 @@ fn decode_one(frame: Bytes, sasl: bool) {
     assert_eq!(header, request.header);
     let header_len = frame.len() - rest.len();
     let mut again = BytesMut::from(&frame[..header_len]);
-    request
-        .body
-        .encode(&mut again, version)
-        .expect("a decoded request encodes at its version");
+    encode_request_body(&request, &mut again).expect("a decoded request encodes at its version");
     match decode_request_on(again.freeze(), sasl) {
         Ok(Decoded::Request(second)) => {
             assert_eq!(
