@@ -2,7 +2,7 @@
 //! ([`request`]); the produce batch validator ([`batch`]).
 
 use bytes::{Bytes, BytesMut};
-use magnetar_kafka::codec::{decode_request_on, Decoded};
+use magnetar_kafka::codec::{decode_request_on, encode_request_body, Decoded};
 use magnetar_kafka::frame::{parse_header, take_frame, HEADER_LEN_MIN};
 use magnetar_kafka::validate::{validate_batch, Limits};
 
@@ -57,10 +57,7 @@ fn decode_one(frame: Bytes, sasl: bool) {
     assert_eq!(header, request.header);
     let header_len = frame.len() - rest.len();
     let mut again = BytesMut::from(&frame[..header_len]);
-    request
-        .body
-        .encode(&mut again, version)
-        .expect("a decoded request encodes at its version");
+    encode_request_body(&request, &mut again).expect("a decoded request encodes at its version");
     match decode_request_on(again.freeze(), sasl) {
         Ok(Decoded::Request(second)) => {
             assert_eq!(
@@ -78,7 +75,7 @@ const DECOMPRESSED_BYTES_MAX: usize = 1 << 20;
 
 /// Input: a flags byte, then one record batch. Unless flag bit 0 is set, the batch's length
 /// and CRC fields are fixed up first ([`crate::fix_kafka_batch`]) so the records get checked.
-/// Bits 1 and 2 pick `offset_deltas_rewritten` and `log_append_time`.
+/// Bits 1, 2 and 3 pick `offset_deltas_rewritten`, `log_append_time` and `key_required`.
 ///
 /// Properties of an accepted batch: its length field is the input's length; the independent
 /// decoder of magnetar-format (which serves fetches and conversions) decodes it to exactly
@@ -96,6 +93,7 @@ pub fn batch(data: &[u8]) {
         decompressed_bytes_max: DECOMPRESSED_BYTES_MAX,
         offset_deltas_rewritten: flags & 2 != 0,
         log_append_time: flags & 4 != 0,
+        key_required: flags & 8 != 0,
         ..Limits::default()
     };
     let Ok(valid) = validate_batch(&bytes, &limits) else {

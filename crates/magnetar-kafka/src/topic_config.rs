@@ -165,6 +165,14 @@ pub fn max_message_bytes(ctx: &Context, metadata: &TopicMetadata) -> usize {
         .unwrap_or(ctx.config.message_bytes_max)
 }
 
+/// Whether a topic's `cleanup.policy` includes `compact` (then every produced record needs a
+/// key, as Kafka's log validator requires).
+pub fn compacted(configs: &BTreeMap<String, String>) -> bool {
+    configs
+        .get(CLEANUP_POLICY)
+        .is_some_and(|v| v.split(',').any(|p| p.trim() == "compact"))
+}
+
 /// A topic's timestamp policy (`message.timestamp.*`), as the produce validator applies it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimestampPolicy {

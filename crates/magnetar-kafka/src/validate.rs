@@ -25,8 +25,14 @@
 //!   the last record -> `INVALID_RECORD` (Kafka's `InvalidRecordException` from its record
 //!   iterator); a body the codec cannot decode -> `CORRUPT_MESSAGE`; decompressed records past
 //!   the cap -> `MESSAGE_TOO_LARGE`;
-//! - timestamps (Kafka's `validateTimestamp`): a batch marked LogAppendTime by the client, or a
-//!   CreateTime record outside `[now - before_max, now + after_max]` -> `INVALID_TIMESTAMP`.
+//! - each record on its own (Kafka's `validateRecord`, KIP-467): a record without a key on a
+//!   compacted topic -> `INVALID_RECORD` (`validateKey`); else a batch marked LogAppendTime by
+//!   the client, or a CreateTime record outside `[now - before_max, now + after_max]` ->
+//!   `INVALID_TIMESTAMP` (`validateTimestamp`). These do not stop the scan: every such record
+//!   is listed ([`Refusal::Records`], the produce response's `record_errors`), because clients
+//!   fail exactly the listed records and report the batch's others as failed by a different
+//!   record (librdkafka's `_INVALID_DIFFERENT_RECORD`). `INVALID_TIMESTAMP` wins when both occur,
+//!   as in Kafka's `processRecordErrors`.
 
 use std::io::{BufRead, BufReader, Read};
 
@@ -49,6 +55,9 @@ pub struct Limits {
     pub timestamp_after_max_ms: i64,
     /// The broker's clock, for the timestamp range.
     pub now_ms: i64,
+    /// Topic `cleanup.policy` includes `compact`: every record needs a key (Kafka's
+    /// `validateKey`).
+    pub key_required: bool,
     /// Whether the batch will be re-encoded with offset deltas `0..n` (entry formats
     /// `mixed_kafka` and `pulsar`, as Kafka rewrites such a compressed batch): then other
     /// deltas are accepted. Stored as produced (`kafka`), the deltas are what consumers read as
@@ -67,6 +76,7 @@ impl Default for Limits {
             timestamp_before_max_ms: i64::MAX,
             timestamp_after_max_ms: i64::MAX,
             now_ms: 0,
+            key_required: false,
             offset_deltas_rewritten: false,
         }
     }
@@ -100,8 +110,14 @@ pub enum Refusal {
         record: Option<i32>,
         message: String,
     },
-    #[error("invalid timestamp: {message}")]
-    InvalidTimestamp { record: i32, message: String },
+    /// Records refused one by one (a missing key on a compacted topic, a timestamp out of
+    /// range): every one found, in order, at most [`RECORD_ERRORS_MAX`] listed.
+    #[error("{}", records_message(.errors, *.total))]
+    Records {
+        errors: Vec<RecordError>,
+        /// How many records were refused (more than `errors` holds past the limit).
+        total: usize,
+    },
     #[error("records decompress to more than {bytes_max} bytes")]
     TooLarge { bytes_max: usize },
 }
@@ -114,22 +130,67 @@ impl Refusal {
             Refusal::UnsupportedMagic(_) => ResponseError::UnsupportedVersion.code(),
             Refusal::UnsupportedCompression(_) => ResponseError::UnsupportedCompressionType.code(),
             Refusal::InvalidRecord { .. } => ResponseError::InvalidRecord.code(),
-            Refusal::InvalidTimestamp { .. } => ResponseError::InvalidTimestamp.code(),
+            Refusal::Records { errors, .. } if errors.iter().any(|e| e.timestamp) => {
+                ResponseError::InvalidTimestamp.code()
+            }
+            Refusal::Records { .. } => ResponseError::InvalidRecord.code(),
             Refusal::TooLarge { .. } => ResponseError::MessageTooLarge.code(),
         }
     }
 
-    /// The record to blame, for the produce response's `record_errors` (KIP-467).
-    pub fn record(&self) -> Option<i32> {
+    /// The records to blame with their messages (index in the batch), for the produce
+    /// response's `record_errors` (KIP-467).
+    pub fn record_errors(&self) -> Vec<(i32, String)> {
         match self {
-            Refusal::InvalidRecord { record, .. } => *record,
-            Refusal::InvalidTimestamp { record, .. } => Some(*record),
-            Refusal::Corrupt(_)
+            Refusal::InvalidRecord {
+                record: Some(record),
+                ..
+            } => vec![(*record, self.to_string())],
+            Refusal::Records { errors, .. } => errors
+                .iter()
+                .map(|e| (e.record, e.message.clone()))
+                .collect(),
+            Refusal::InvalidRecord { record: None, .. }
+            | Refusal::Corrupt(_)
             | Refusal::UnsupportedMagic(_)
             | Refusal::UnsupportedCompression(_)
-            | Refusal::TooLarge { .. } => None,
+            | Refusal::TooLarge { .. } => Vec::new(),
         }
     }
+}
+
+/// Most record errors one refusal lists: a 64 MiB batch of tiny keyless records would
+/// otherwise answer millions of messages. The records past it are counted, not listed (a client
+/// reports them as failed by a different record).
+pub const RECORD_ERRORS_MAX: usize = 1000;
+
+/// One refused record (Kafka's `RecordError`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordError {
+    /// Index of the record in its batch.
+    pub record: i32,
+    pub message: String,
+    /// A timestamp error (`INVALID_TIMESTAMP`), else `INVALID_RECORD`.
+    pub timestamp: bool,
+}
+
+/// The partition's `error_message` for refused records: their count and the first three, as
+/// Kafka's `processRecordErrors` words it.
+fn records_message(errors: &[RecordError], total: usize) -> String {
+    let first: Vec<String> = errors
+        .iter()
+        .take(3)
+        .map(|e| format!("record {}: {}", e.record, e.message))
+        .collect();
+    let reason = if errors.iter().any(|e| e.timestamp) {
+        "invalid timestamp"
+    } else {
+        "invalid records"
+    };
+    format!(
+        "{total} record(s) rejected due to {reason}; the first three at most: {}",
+        first.join("; ")
+    )
 }
 
 impl From<BatchError> for Refusal {
@@ -204,6 +265,8 @@ pub fn validate_batch(batch: &[u8], limits: &Limits) -> Result<ValidatedBatch, R
         limits,
         max_timestamp_ms: -1,
         records_bytes: 0,
+        record_errors: Vec::new(),
+        record_errors_total: 0,
     };
     match compression {
         Compression::None => {
@@ -219,6 +282,12 @@ pub fn validate_batch(batch: &[u8], limits: &Limits) -> Result<ValidatedBatch, R
             check.stream(BufReader::with_capacity(16 * 1024, reader))?;
         }
     }
+    if check.record_errors_total > 0 {
+        return Err(Refusal::Records {
+            errors: check.record_errors,
+            total: check.record_errors_total,
+        });
+    }
     Ok(ValidatedBatch {
         header,
         max_timestamp_ms: check.max_timestamp_ms,
@@ -231,6 +300,9 @@ struct Check<'l> {
     limits: &'l Limits,
     max_timestamp_ms: i64,
     records_bytes: usize,
+    /// Records refused so far (the scan goes on: every one is reported).
+    record_errors: Vec<RecordError>,
+    record_errors_total: usize,
 }
 
 impl Check<'_> {
@@ -317,7 +389,7 @@ impl Check<'_> {
                 self.header.record_count
             )));
         }
-        skip_bytes(&mut r, "key", true).map_err(bad)?;
+        let key_null = skip_bytes(&mut r, "key", true).map_err(bad)?;
         skip_bytes(&mut r, "value", true).map_err(bad)?;
         let headers = varint(&mut r).map_err(bad)?;
         if headers < 0 {
@@ -338,33 +410,49 @@ impl Check<'_> {
                 "timestamp delta {timestamp_delta} overflows the base timestamp"
             )));
         };
-        self.timestamp(i, timestamp)?;
+        // Kafka's validateRecord: the key first, then the timestamp; one error per record.
+        let error = if key_null && self.limits.key_required {
+            Some(RecordError {
+                record: i,
+                message: "compacted topic cannot accept a record without a key".into(),
+                timestamp: false,
+            })
+        } else {
+            self.timestamp(i, timestamp)
+        };
+        if let Some(error) = error {
+            self.record_errors_total += 1;
+            if self.record_errors.len() < RECORD_ERRORS_MAX {
+                self.record_errors.push(error);
+            }
+        }
         self.max_timestamp_ms = self.max_timestamp_ms.max(timestamp);
         Ok(())
     }
 
     /// Kafka's `validateTimestamp`.
-    fn timestamp(&self, i: i32, timestamp: i64) -> Result<(), Refusal> {
+    fn timestamp(&self, i: i32, timestamp: i64) -> Option<RecordError> {
         let limits = self.limits;
+        let refused = |message: String| {
+            Some(RecordError {
+                record: i,
+                message,
+                timestamp: true,
+            })
+        };
         if !limits.log_append_time && timestamp != -1 {
             let earliest = limits.now_ms.saturating_sub(limits.timestamp_before_max_ms);
             let latest = limits.now_ms.saturating_add(limits.timestamp_after_max_ms);
             if timestamp < earliest || timestamp > latest {
-                return Err(Refusal::InvalidTimestamp {
-                    record: i,
-                    message: format!(
-                        "timestamp {timestamp} of record {i} is out of range; it should be within [{earliest}, {latest}]"
-                    ),
-                });
+                return refused(format!(
+                    "timestamp {timestamp} of record {i} is out of range; it should be within [{earliest}, {latest}]"
+                ));
             }
         }
         if self.header.attributes & 0x08 != 0 {
-            return Err(Refusal::InvalidTimestamp {
-                record: i,
-                message: "producer should not set timestamp type to LogAppendTime".into(),
-            });
+            return refused("producer should not set timestamp type to LogAppendTime".into());
         }
-        Ok(())
+        None
     }
 }
 
@@ -411,16 +499,16 @@ fn varlong(r: &mut &[u8]) -> Result<i64, String> {
     magnetar_format::kafka::read_varlong(r).map_err(|e| e.0)
 }
 
-/// Skips a length-prefixed field; -1 is null where `nullable`.
-fn skip_bytes(r: &mut &[u8], what: &str, nullable: bool) -> Result<(), String> {
+/// Skips a length-prefixed field; -1 is null where `nullable`. Returns whether it was null.
+fn skip_bytes(r: &mut &[u8], what: &str, nullable: bool) -> Result<bool, String> {
     let len = varint(r)?;
     if len == -1 && nullable {
-        return Ok(());
+        return Ok(true);
     }
     match usize::try_from(len) {
         Ok(n) if n <= r.len() => {
             *r = &r[n..];
-            Ok(())
+            Ok(false)
         }
         _ => Err(format!(
             "invalid {what} length {len}, {} bytes left in the record",
@@ -661,7 +749,11 @@ mod tests {
         for (what, body) in cases {
             let refusal =
                 assert_invalid(validate_batch(&raw_batch(1, 0, 0, &body), &limits()), what);
-            assert_eq!(refusal.record(), Some(0), "{what}");
+            assert_eq!(
+                refusal.record_errors().first().map(|e| e.0),
+                Some(0),
+                "{what}"
+            );
             for codec in [1i16, 2, 3, 4] {
                 let compressed = compress(codec, &body);
                 assert_invalid(
@@ -762,9 +854,22 @@ mod tests {
             timestamp_after_max_ms: 0,
             ..limits()
         };
-        let refusal = validate_batch(&batch, &strict).unwrap_err();
+        let records = |refusal: &Refusal| -> Vec<i32> {
+            refusal.record_errors().iter().map(|e| e.0).collect()
+        };
+        // Every record out of range is listed, not only the first (1000 and 1010 < 1020).
+        let refusal = validate_batch(
+            &batch,
+            &Limits {
+                now_ms: 1030,
+                ..strict
+            },
+        )
+        .unwrap_err();
         assert_eq!(refusal.code(), ResponseError::InvalidTimestamp.code());
-        assert_eq!(refusal.record(), Some(0));
+        assert_eq!(records(&refusal), vec![0, 1], "{refusal}");
+        let refusal = validate_batch(&batch, &strict).unwrap_err();
+        assert_eq!(records(&refusal), vec![0], "{refusal}");
         let refusal = validate_batch(
             &batch,
             &Limits {
@@ -773,7 +878,7 @@ mod tests {
             },
         )
         .unwrap_err();
-        assert_eq!(refusal.record(), Some(2), "{refusal}");
+        assert_eq!(records(&refusal), vec![2], "{refusal}");
         assert!(validate_batch(
             &batch,
             &Limits {
@@ -805,6 +910,95 @@ mod tests {
             validate_batch(&raw_batch(1, 0, 0, &rec), &limits()),
             "overflow",
         );
+    }
+
+    /// One record's bytes (with its length prefix): offset delta `delta`, key `key` (None:
+    /// null), a 5-byte value, timestamp delta `ts_delta`.
+    fn keyed_record(delta: i64, key: Option<&[u8]>, ts_delta: i64) -> BytesMut {
+        let mut body = BytesMut::new();
+        body.put_i8(0);
+        put_varint(&mut body, ts_delta);
+        put_varint(&mut body, delta);
+        match key {
+            Some(key) => {
+                put_varint(&mut body, key.len() as i64);
+                body.put_slice(key);
+            }
+            None => put_varint(&mut body, -1),
+        }
+        put_varint(&mut body, 5);
+        body.put_slice(b"value");
+        put_varint(&mut body, 0);
+        let mut out = BytesMut::new();
+        put_varint(&mut out, body.len() as i64);
+        out.put_slice(&body);
+        out
+    }
+
+    #[test]
+    fn a_compacted_topic_refuses_every_record_without_a_key() {
+        // Records 0, 3 and 6 of 8 have no key.
+        let body: Vec<u8> = (0..8)
+            .flat_map(|i| keyed_record(i, (i % 3 != 0).then_some(&b"k"[..]), 0).to_vec())
+            .collect();
+        let compacted = Limits {
+            key_required: true,
+            ..limits()
+        };
+        for codec in [0i16, 1, 2, 3, 4] {
+            let batch = raw_batch(8, 7, codec, &compress(codec, &body));
+            assert!(validate_batch(&batch, &limits()).is_ok(), "codec {codec}");
+            let refusal = validate_batch(&batch, &compacted).unwrap_err();
+            assert_eq!(refusal.code(), ResponseError::InvalidRecord.code());
+            let errors = refusal.record_errors();
+            assert_eq!(
+                errors.iter().map(|e| e.0).collect::<Vec<_>>(),
+                vec![0, 3, 6],
+                "codec {codec}: {refusal}"
+            );
+            assert!(errors[0].1.contains("without a key"), "{errors:?}");
+            assert!(refusal.to_string().starts_with("3 record"), "{refusal}");
+        }
+        // A key error and a timestamp error in one batch: INVALID_TIMESTAMP, both listed, one
+        // error per record (the key is checked first).
+        let body = [
+            keyed_record(0, None, 0),
+            keyed_record(1, Some(b"k"), -500),
+            keyed_record(2, None, -500),
+        ]
+        .concat();
+        let strict = Limits {
+            key_required: true,
+            now_ms: 1000,
+            timestamp_before_max_ms: 100,
+            ..limits()
+        };
+        let refusal = validate_batch(&raw_batch(3, 2, 0, &body), &strict).unwrap_err();
+        assert_eq!(refusal.code(), ResponseError::InvalidTimestamp.code());
+        let errors = refusal.record_errors();
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(errors[2].1.contains("without a key"), "{errors:?}");
+        assert!(errors[1].1.contains("out of range"), "{errors:?}");
+    }
+
+    #[test]
+    fn record_errors_are_listed_up_to_the_limit() {
+        let n = RECORD_ERRORS_MAX as i64 + 5;
+        let body: Vec<u8> = (0..n)
+            .flat_map(|i| keyed_record(i, None, 0).to_vec())
+            .collect();
+        let batch = raw_batch(n as i32, n as i32 - 1, 0, &body);
+        let compacted = Limits {
+            key_required: true,
+            ..limits()
+        };
+        match validate_batch(&batch, &compacted).unwrap_err() {
+            Refusal::Records { errors, total } => {
+                assert_eq!(errors.len(), RECORD_ERRORS_MAX);
+                assert_eq!(total, n as usize);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -1,6 +1,8 @@
-//! ListOffsets v1–v9: earliest (-2) is the log start index, latest (-1) the end index, max
+//! ListOffsets v0–v9: earliest (-2) is the log start index, latest (-1) the end index, max
 //! timestamp (-3, KIP-734) the record with the largest timestamp, and a timestamp the first record
-//! at or after it. Lookups by time find the entry through the ledger's time index and then the
+//! at or after it. v0 (decoded by hand, `crate::codec::list_offsets_v0`) asks for offsets before a
+//! time: every record before the one found is older, so the same offset answers it, and the end
+//! index when no record is that new. Lookups by time find the entry through the ledger's time index and then the
 //! record inside the batch; for compressed batches (which the broker does not decompress) the
 //! batch's base offset is returned, which makes a consumer read a few records early.
 
@@ -47,9 +49,13 @@ pub async fn handle(
                         })
                         .await
                     {
-                        Ok(log) => lookup(&log, partition.timestamp)
-                            .await
-                            .map_err(|e| error_code::code(&e)),
+                        Ok(log) => match lookup(&log, partition.timestamp).await {
+                            // v0: every record is older than the time asked for.
+                            Ok(None) if version == 0 && partition.timestamp >= 0 => {
+                                Ok(Some((log.end_index() as i64, -1)))
+                            }
+                            other => other.map_err(|e| error_code::code(&e)),
+                        },
                         Err(e) => Err(error_code::code(&e)),
                     }
                 }

@@ -136,15 +136,18 @@ pub async fn enqueue(
                     if let Some(refusal) = refused.refusal {
                         // KIP-467: the message, and the record to blame when there is one.
                         result.error_message = Some(StrBytes::from_string(refusal.to_string()));
-                        if let Some(index) = refusal.record() {
-                            result.record_errors.push(
+                        // Encoded from Produce v8 (the codec leaves them out below).
+                        result.record_errors = refusal
+                            .record_errors()
+                            .into_iter()
+                            .map(|(index, message)| {
                                 BatchIndexAndErrorMessage::default()
                                     .with_batch_index(index)
                                     .with_batch_index_error_message(Some(StrBytes::from_string(
-                                        refusal.to_string(),
-                                    ))),
-                            );
-                        }
+                                        message,
+                                    )))
+                            })
+                            .collect();
                     }
                 }
             }
@@ -376,6 +379,7 @@ async fn produce_partition(
         log_append_time: timestamps.log_append_time,
         timestamp_before_max_ms: timestamps.before_max_ms,
         timestamp_after_max_ms: timestamps.after_max_ms,
+        key_required: topic_config::compacted(&metadata.configs),
     };
     for (header, bytes) in &mut batches {
         let validated = if header.compression() == 0 {
