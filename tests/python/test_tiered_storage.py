@@ -272,14 +272,19 @@ def test_admin_offload_and_internal_stats(binary, tmp_path):
         assert [l["offloaded"] for l in after["ledgers"][:3]] == [True, True, False], after
         assert len(files(bucket, ".seg")) == 2
 
-        # Then everything sealed ("latest"); the active segment stays.
-        r = requests.put(f"{base}/offload", json={"ledgerId": 2**63 - 1, "entryId": 2**63 - 1},
-                         timeout=10)
-        assert r.status_code == 204, r.text
+        # Then everything sealed ("latest", the admin CLI's default); the active segment stays.
+        import subprocess
+        cli = [str(binary), "admin", "--admin-url", f"http://{broker.http}", "topics"]
+        out = subprocess.run(cli + ["offload", f"public/default/{topic}-partition-0"],
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out
         wait_for(lambda: requests.get(f"{base}/offload", timeout=10).json()["status"] == "SUCCESS",
                  what="offload done")
         flags = [l["offloaded"] for l in stats()["ledgers"]]
         assert flags == [True] * (len(flags) - 1) + [False], flags
+        out = subprocess.run(cli + ["offload-status", f"public/default/{topic}-partition-0"],
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0 and "SUCCESS" in out.stdout, out
 
         c = Consumer({"bootstrap.servers": broker.kafka, "group.id": uuid.uuid4().hex})
         c.assign([TopicPartition(topic, 0, 0)])

@@ -263,6 +263,18 @@ enum TopicsCommand {
     InternalStats {
         topic: String,
     },
+    /// Offloads the sealed segments before a message id (default: every sealed segment) to
+    /// the object store (tiered storage); one partition or a non-partitioned topic.
+    Offload {
+        topic: String,
+        /// `ledger:entry[:partition]`, `earliest` or `latest`.
+        #[arg(long, short, default_value = "latest")]
+        message_id: String,
+    },
+    /// The status of the last offload.
+    OffloadStatus {
+        topic: String,
+    },
     Subscriptions {
         topic: String,
     },
@@ -665,6 +677,16 @@ fn run(c: &Client, command: AdminCommand) -> Result<Value, String> {
                     "/admin/v2/persistent/{}/internal-stats",
                     topic_path(&topic)?
                 ),
+                None,
+            ),
+            TopicsCommand::Offload { topic, message_id } => c.call(
+                "PUT",
+                &format!("/admin/v2/persistent/{}/offload", topic_path(&topic)?),
+                Some(message_id_json(&message_id)?),
+            ),
+            TopicsCommand::OffloadStatus { topic } => c.call(
+                "GET",
+                &format!("/admin/v2/persistent/{}/offload", topic_path(&topic)?),
                 None,
             ),
             TopicsCommand::Subscriptions { topic } => c.call(
