@@ -11,13 +11,14 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use object_store::aws::AmazonS3Builder;
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
-use object_store::ObjectStore;
+use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 
 /// Where `storage.object_store` points.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,11 +97,43 @@ fn valid_bucket(name: &str) -> bool {
         && name.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
 
-/// Endpoint and region overrides (empty: the environment's).
-#[derive(Debug, Clone, Default)]
+/// Endpoint and region overrides (empty: the environment's), and the bounds of every request.
+#[derive(Debug, Clone)]
 pub struct StoreOverrides {
     pub endpoint: String,
     pub region: String,
+    /// Longest one HTTP request may take (connecting: at most 5 s of it).
+    pub request_timeout: Duration,
+    /// Retries of a failed request (5xx, SlowDown, a timeout), with exponential backoff, all
+    /// within `request_timeout * (retries + 1)`.
+    pub retries: usize,
+}
+
+impl Default for StoreOverrides {
+    fn default() -> Self {
+        StoreOverrides {
+            endpoint: String::new(),
+            region: String::new(),
+            request_timeout: Duration::from_secs(30),
+            retries: 3,
+        }
+    }
+}
+
+impl StoreOverrides {
+    fn client_options(&self) -> ClientOptions {
+        ClientOptions::new()
+            .with_timeout(self.request_timeout)
+            .with_connect_timeout(self.request_timeout.min(Duration::from_secs(5)))
+    }
+
+    fn retry(&self) -> RetryConfig {
+        RetryConfig {
+            backoff: BackoffConfig::default(),
+            max_retries: self.retries,
+            retry_timeout: self.request_timeout * (self.retries as u32 + 1),
+        }
+    }
 }
 
 /// Opens the store `url` names. Builds clients only; nothing is contacted until first use.
@@ -125,7 +158,10 @@ pub fn open(url: &StoreUrl, overrides: &StoreOverrides) -> anyhow::Result<Arc<dy
         }
         StoreUrl::Memory => Arc::new(object_store::memory::InMemory::new()),
         StoreUrl::S3 { bucket, prefix } => {
-            let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+            let mut builder = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .with_client_options(overrides.client_options())
+                .with_retry(overrides.retry());
             if !overrides.endpoint.is_empty() {
                 builder = builder
                     .with_endpoint(&overrides.endpoint)
@@ -141,14 +177,20 @@ pub fn open(url: &StoreUrl, overrides: &StoreOverrides) -> anyhow::Result<Arc<dy
             with_prefix(Arc::new(builder.build()?), prefix)
         }
         StoreUrl::Gcs { bucket, prefix } => {
-            let mut builder = GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket);
+            let mut builder = GoogleCloudStorageBuilder::from_env()
+                .with_bucket_name(bucket)
+                .with_client_options(overrides.client_options())
+                .with_retry(overrides.retry());
             if !overrides.endpoint.is_empty() {
                 builder = builder.with_url(&overrides.endpoint);
             }
             with_prefix(Arc::new(builder.build()?), prefix)
         }
         StoreUrl::Azure { container, prefix } => {
-            let mut builder = MicrosoftAzureBuilder::from_env().with_container_name(container);
+            let mut builder = MicrosoftAzureBuilder::from_env()
+                .with_container_name(container)
+                .with_client_options(overrides.client_options())
+                .with_retry(overrides.retry());
             if !overrides.endpoint.is_empty() {
                 builder = builder
                     .with_endpoint(overrides.endpoint.clone())
@@ -220,6 +262,7 @@ mod tests {
             &StoreOverrides {
                 endpoint: "http://127.0.0.1:9".into(),
                 region: "eu-west-1".into(),
+                ..StoreOverrides::default()
             },
         )
         .unwrap();

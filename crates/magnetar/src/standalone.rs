@@ -227,6 +227,8 @@ async fn open_broker(
         &magnetar::remote_store::StoreOverrides {
             endpoint: config.storage.object_store_endpoint.clone(),
             region: config.storage.object_store_region.clone(),
+            request_timeout: Duration::from_millis(config.storage.object_store_timeout_ms),
+            retries: config.storage.object_store_retries as usize,
         },
     )
     .with_context(|| {

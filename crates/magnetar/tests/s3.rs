@@ -91,6 +91,7 @@ impl Moto {
             &StoreOverrides {
                 endpoint: self.endpoint.clone(),
                 region: "us-east-1".into(),
+                ..StoreOverrides::default()
             },
         )
         .unwrap()
@@ -302,4 +303,63 @@ async fn a_missing_bucket_is_an_error_that_keeps_the_local_copy() {
     // The bucket appears: the retry goes through.
     moto.create_bucket("absent-bucket");
     assert_eq!(offload_sealed(&store).await.unwrap(), vec![0]);
+}
+
+/// A TCP listener that accepts connections and never answers: a stalled object store.
+fn stalled_endpoint() -> (
+    String,
+    std::thread::JoinHandle<()>,
+    Arc<std::sync::atomic::AtomicBool>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let thread = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        // Bounded: at most 10 minutes, and stopped by the test.
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while !stop2.load(Ordering::Relaxed) && Instant::now() < deadline {
+            match listener.accept() {
+                Ok((conn, _)) => held.push(conn),
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    });
+    (format!("http://{addr}"), thread, stop)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_store_fails_the_upload_within_its_bounds_and_keeps_the_local_copy() {
+    set_test_credentials();
+    let (endpoint, thread, stop) = stalled_endpoint();
+    let remote = open(
+        &StoreUrl::parse("s3://stalled").unwrap(),
+        &StoreOverrides {
+            endpoint,
+            region: "us-east-1".into(),
+            request_timeout: Duration::from_millis(300),
+            retries: 1,
+        },
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Opening lists the prefix: it times out and the store opens from its (empty) manifest.
+    let (store, counters) = tiered(dir.path(), remote).await;
+    let log = ledger(dir.path(), store.clone());
+    fill(&log, 40).await;
+    let err = offload_sealed(&store).await.unwrap_err();
+    assert!(
+        err.to_string().to_lowercase().contains("timed out") || err.to_string().contains("timeout"),
+        "{err}"
+    );
+    assert_eq!(counters.upload_failures.load(Ordering::Relaxed), 1);
+    assert!(store.offloaded().is_empty());
+    assert_eq!(
+        read_all(&log).await.unwrap(),
+        (0..40).map(payload).collect::<Vec<_>>()
+    );
+    stop.store(true, Ordering::Relaxed);
+    thread.join().unwrap();
 }

@@ -23,6 +23,10 @@ pub struct StorageSection {
     pub object_store_endpoint: String,
     /// The object store's region; empty: the provider's environment (`AWS_REGION`...).
     pub object_store_region: String,
+    /// Longest one object-store request may take.
+    pub object_store_timeout_ms: u64,
+    /// Retries of a failed object-store request (5xx, SlowDown, timeout), with backoff.
+    pub object_store_retries: u64,
     /// Sealed bytes a partition keeps on local disk, newest first; -1: no byte bound.
     pub local_retention_bytes: i64,
     /// A sealed segment last written longer ago than this is offloaded; -1: no age bound.
@@ -47,6 +51,8 @@ impl Default for StorageSection {
             object_store: String::new(),
             object_store_endpoint: String::new(),
             object_store_region: String::new(),
+            object_store_timeout_ms: 30_000,
+            object_store_retries: 3,
             local_retention_bytes: -1,
             local_retention_ms: 60 * 60 * 1000,
             offload_interval_ms: 60_000,
@@ -119,6 +125,18 @@ impl Config {
                 )));
             }
         }
+        range(
+            "storage.object_store_timeout_ms",
+            s.object_store_timeout_ms,
+            100,
+            600_000,
+        )?;
+        range(
+            "storage.object_store_retries",
+            s.object_store_retries,
+            0,
+            10,
+        )?;
         range(
             "storage.offload_interval_ms",
             s.offload_interval_ms,
