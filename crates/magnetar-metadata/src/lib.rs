@@ -36,6 +36,8 @@
 
 pub mod conformance;
 mod error;
+#[cfg(feature = "etcd")]
+mod etcd_store;
 mod key;
 mod memory;
 pub mod record;
@@ -46,6 +48,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 pub use error::MetadataError;
+#[cfg(feature = "etcd")]
+pub use etcd_store::{EtcdOptions, EtcdStore};
 pub use key::{validate_key, validate_path};
 pub use memory::MemoryStore;
 pub use redb_store::RedbStore;

@@ -22,19 +22,27 @@ pub enum WatchError {
     Closed,
 }
 
+/// An event with the store revision that committed it (0 for backends without revisions).
+#[derive(Debug, Clone)]
+pub(crate) struct Stamped {
+    pub(crate) revision: u64,
+    pub(crate) event: Event,
+}
+
 /// Changes to keys at or beneath a prefix, in commit order. Dropping it stops the watch.
 #[derive(Debug)]
 pub struct Watch {
     prefix: String,
-    receiver: broadcast::Receiver<Event>,
+    receiver: broadcast::Receiver<Stamped>,
+    /// Events of earlier revisions are not reported (a backend whose events arrive after the
+    /// call that committed them returned, such as etcd's, sets it to the revision it knew when
+    /// the watch started, plus one).
+    from_revision: u64,
 }
 
 impl Watch {
-    pub(crate) fn new(prefix: &str, receiver: broadcast::Receiver<Event>) -> Self {
-        Self {
-            prefix: prefix.to_string(),
-            receiver,
-        }
+    fn wanted(&self, stamped: &Stamped) -> bool {
+        stamped.revision >= self.from_revision && is_at_or_under(&stamped.event.key, &self.prefix)
     }
 
     /// The prefix this watch follows.
@@ -46,7 +54,7 @@ impl Watch {
     pub async fn recv(&mut self) -> Result<Event, WatchError> {
         loop {
             match self.receiver.recv().await {
-                Ok(event) if is_at_or_under(&event.key, &self.prefix) => return Ok(event),
+                Ok(stamped) if self.wanted(&stamped) => return Ok(stamped.event),
                 Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(missed_events)) => {
                     return Err(WatchError::Lagged { missed_events })
@@ -60,7 +68,7 @@ impl Watch {
     pub fn try_recv(&mut self) -> Result<Option<Event>, WatchError> {
         loop {
             match self.receiver.try_recv() {
-                Ok(event) if is_at_or_under(&event.key, &self.prefix) => return Ok(Some(event)),
+                Ok(stamped) if self.wanted(&stamped) => return Ok(Some(stamped.event)),
                 Ok(_) => {}
                 Err(broadcast::error::TryRecvError::Empty) => return Ok(None),
                 Err(broadcast::error::TryRecvError::Lagged(missed_events)) => {
@@ -75,7 +83,7 @@ impl Watch {
 /// The sending side kept by a store; `None` once the store closed.
 #[derive(Debug)]
 pub(crate) struct EventHub {
-    sender: Option<broadcast::Sender<Event>>,
+    sender: Option<broadcast::Sender<Stamped>>,
 }
 
 impl EventHub {
@@ -88,15 +96,26 @@ impl EventHub {
 
     /// Subscribes a watch, or `None` after close.
     pub(crate) fn subscribe(&self, prefix: &str) -> Option<Watch> {
-        self.sender
-            .as_ref()
-            .map(|sender| Watch::new(prefix, sender.subscribe()))
+        self.subscribe_from(prefix, 0)
+    }
+
+    /// Subscribes a watch that skips events of revisions below `from_revision`.
+    pub(crate) fn subscribe_from(&self, prefix: &str, from_revision: u64) -> Option<Watch> {
+        self.sender.as_ref().map(|sender| Watch {
+            prefix: prefix.to_string(),
+            receiver: sender.subscribe(),
+            from_revision,
+        })
     }
 
     pub(crate) fn send(&self, event: Event) {
+        self.send_at(0, event);
+    }
+
+    pub(crate) fn send_at(&self, revision: u64, event: Event) {
         if let Some(sender) = &self.sender {
             // An error only means that nobody watches right now.
-            let _ = sender.send(event);
+            let _ = sender.send(Stamped { revision, event });
         }
     }
 

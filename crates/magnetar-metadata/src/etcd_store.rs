@@ -1,0 +1,483 @@
+//! [`EtcdStore`]: the metadata store on an etcd v3 cluster (feature `etcd`), for brokers that
+//! share their metadata (cluster mode). etcd does the replication and consensus; this is a
+//! client.
+//!
+//! - Keys are stored under a root prefix (`/magnetar` by default, so several clusters or other
+//!   users can share one etcd) as given: `<root><key>`.
+//! - Versions are etcd's per-key `version` (1 at create, +1 per put, gone at delete): exactly
+//!   this crate's rule. A conditional put or delete is one etcd transaction comparing that
+//!   version (0 for absent); the transaction's other branch reads the key, so a refusal says
+//!   what was there.
+//! - Watches: one etcd watch over the whole root, started at open at the revision read then,
+//!   feeds a broadcast hub; each [`Watch`] filters by prefix and skips events of revisions
+//!   it could already have seen when it started (the store tracks the highest revision its own
+//!   calls and the watch stream have seen). A broken stream resumes at the next revision; one
+//!   that fell behind a compaction resumes at the compaction revision (the lost events are
+//!   logged: watchers re-read on reconnect, as after a `Lagged`).
+//! - Every call has a deadline ([`EtcdOptions::request_timeout`]): an unreachable etcd is a
+//!   [`MetadataError::Storage`] error naming it, not a hang.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, GetResponse, KvClient,
+    SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse, WatchOptions,
+};
+
+use crate::watch::EventHub;
+use crate::{
+    validate_key, validate_path, validate_value, Event, EventKind, Expect, MetadataError,
+    MetadataStore, Versioned, Watch, WATCH_BUFFER_EVENTS,
+};
+
+/// Keys read per page when listing.
+const LIST_PAGE_KEYS: i64 = 1000;
+/// Most keys a listing reads beneath one path (a bound, far above any real namespace).
+const LIST_KEYS_MAX: usize = 1_000_000;
+
+/// How to reach etcd.
+#[derive(Debug, Clone)]
+pub struct EtcdOptions {
+    /// `http://host:port` endpoints of the etcd cluster.
+    pub endpoints: Vec<String>,
+    /// The prefix every key is stored under (no trailing `/`; empty: none).
+    pub root: String,
+    /// Deadline of every request, and of connecting.
+    pub request_timeout: Duration,
+}
+
+impl Default for EtcdOptions {
+    fn default() -> Self {
+        EtcdOptions {
+            endpoints: vec!["http://127.0.0.1:2379".into()],
+            root: "/magnetar".into(),
+            request_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A [`MetadataStore`] on etcd.
+pub struct EtcdStore {
+    kv: KvClient,
+    options: EtcdOptions,
+    shared: Arc<Shared>,
+    watcher: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+struct Shared {
+    events: Mutex<EventHub>,
+    /// The highest etcd revision any call or the watch stream has seen.
+    revision: AtomicU64,
+    /// The highest revision the watch stream has delivered.
+    delivered: AtomicU64,
+    /// The revision of this store's last put or delete.
+    committed: AtomicU64,
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for EtcdStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdStore")
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+fn storage(what: &str, e: impl std::fmt::Display) -> MetadataError {
+    MetadataError::Storage(format!("etcd {what}: {e}"))
+}
+
+impl EtcdStore {
+    /// Connects to etcd and starts the watch feeding every [`Watch`].
+    pub async fn connect(options: EtcdOptions) -> Result<Self, MetadataError> {
+        let connect = ConnectOptions::new()
+            .with_connect_timeout(options.request_timeout)
+            .with_timeout(options.request_timeout)
+            .with_keep_alive(Duration::from_secs(10), options.request_timeout);
+        let client = tokio::time::timeout(
+            options.request_timeout * 2,
+            Client::connect(options.endpoints.clone(), Some(connect)),
+        )
+        .await
+        .map_err(|_| storage("connect", format!("no answer from {:?}", options.endpoints)))?
+        .map_err(|e| storage("connect", e))?;
+        let mut kv = client.kv_client();
+        // The revision now: the watch starts just after it.
+        let now = kv
+            .get(
+                options.root.clone() + "/",
+                Some(GetOptions::new().with_count_only()),
+            )
+            .await
+            .map_err(|e| storage("get revision", e))?;
+        let revision = now.header().map_or(0, |h| h.revision()).max(0) as u64;
+        let shared = Arc::new(Shared {
+            events: Mutex::new(EventHub::new(WATCH_BUFFER_EVENTS)),
+            revision: AtomicU64::new(revision),
+            delivered: AtomicU64::new(revision),
+            committed: AtomicU64::new(revision),
+            closed: AtomicBool::new(false),
+        });
+        let watcher = tokio::spawn(run_watch(
+            client,
+            options.root.clone(),
+            revision + 1,
+            shared.clone(),
+        ));
+        Ok(EtcdStore {
+            kv,
+            options,
+            shared,
+            watcher: Mutex::new(Some(watcher)),
+        })
+    }
+
+    fn check_open(&self) -> Result<(), MetadataError> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(MetadataError::Closed);
+        }
+        Ok(())
+    }
+
+    fn full(&self, key: &str) -> String {
+        format!("{}{key}", self.options.root)
+    }
+
+    fn committed(&self, header_revision: Option<i64>) {
+        if let Some(r) = header_revision {
+            self.shared
+                .committed
+                .fetch_max(r.max(0) as u64, Ordering::AcqRel);
+        }
+    }
+
+    fn saw(&self, header_revision: Option<i64>) {
+        if let Some(r) = header_revision {
+            self.shared
+                .revision
+                .fetch_max(r.max(0) as u64, Ordering::AcqRel);
+        }
+    }
+
+    async fn bounded<T>(
+        &self,
+        what: &str,
+        call: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
+    ) -> Result<T, MetadataError> {
+        match tokio::time::timeout(self.options.request_timeout, call).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(storage(what, e)),
+            Err(_) => Err(storage(
+                what,
+                format!(
+                    "no answer within {} ms",
+                    self.options.request_timeout.as_millis()
+                ),
+            )),
+        }
+    }
+
+    /// The version of the first kv of a get response (absent: `None`).
+    fn version_of(resp: &GetResponse) -> Option<u64> {
+        resp.kvs().first().map(|kv| kv.version().max(0) as u64)
+    }
+}
+
+/// The version `expect` compares (0: absent), or `None` for no comparison.
+fn compared_version(expect: Expect) -> Option<i64> {
+    match expect {
+        Expect::Any => None,
+        Expect::Absent => Some(0),
+        Expect::Version(v) => Some(i64::try_from(v).unwrap_or(i64::MAX)),
+    }
+}
+
+fn get_of(responses: &[TxnOpResponse]) -> Option<&GetResponse> {
+    responses.iter().find_map(|r| match r {
+        TxnOpResponse::Get(g) => Some(g),
+        TxnOpResponse::Put(_) | TxnOpResponse::Delete(_) | TxnOpResponse::Txn(_) => None,
+    })
+}
+
+#[async_trait]
+impl MetadataStore for EtcdStore {
+    async fn get(&self, key: &str) -> Result<Option<Versioned>, MetadataError> {
+        validate_key(key)?;
+        self.check_open()?;
+        let mut kv = self.kv.clone();
+        let resp = self.bounded("get", kv.get(self.full(key), None)).await?;
+        self.saw(resp.header().map(|h| h.revision()));
+        Ok(resp.kvs().first().map(|kv| Versioned {
+            value: Bytes::copy_from_slice(kv.value()),
+            version: kv.version().max(0) as u64,
+        }))
+    }
+
+    async fn put(&self, key: &str, value: Bytes, expect: Expect) -> Result<u64, MetadataError> {
+        validate_key(key)?;
+        validate_value(key, &value)?;
+        self.check_open()?;
+        let full = self.full(key);
+        let mut txn = Txn::new();
+        if let Some(v) = compared_version(expect) {
+            txn = txn.when(vec![Compare::version(full.clone(), CompareOp::Equal, v)]);
+        }
+        let txn = txn
+            .and_then(vec![
+                TxnOp::put(full.clone(), value.to_vec(), None),
+                TxnOp::get(full.clone(), None),
+            ])
+            .or_else(vec![TxnOp::get(full, None)]);
+        let mut kv = self.kv.clone();
+        let resp = self.bounded("put", kv.txn(txn)).await?;
+        self.saw(resp.header().map(|h| h.revision()));
+        let current = get_of(resp.op_responses().as_slice()).and_then(Self::version_of);
+        if !resp.succeeded() {
+            return Err(expect.check_put(key, current).err().unwrap_or_else(|| {
+                storage("put", "the comparison failed but the version matches")
+            }));
+        }
+        self.committed(resp.header().map(|h| h.revision()));
+        current.ok_or_else(|| storage("put", "the key is gone right after its put"))
+    }
+
+    async fn delete(&self, key: &str, expect: Expect) -> Result<(), MetadataError> {
+        validate_key(key)?;
+        self.check_open()?;
+        let full = self.full(key);
+        // Absent keys are NotFound whatever the expectation: compare "exists" too.
+        let mut compare = vec![Compare::version(full.clone(), CompareOp::Greater, 0)];
+        match expect {
+            Expect::Any => {}
+            Expect::Absent => {
+                compare.push(Compare::version(full.clone(), CompareOp::Equal, 0));
+            }
+            Expect::Version(_) => {
+                if let Some(v) = compared_version(expect) {
+                    compare.push(Compare::version(full.clone(), CompareOp::Equal, v));
+                }
+            }
+        }
+        let txn = Txn::new()
+            .when(compare)
+            .and_then(vec![TxnOp::delete(full.clone(), None)])
+            .or_else(vec![TxnOp::get(full, None)]);
+        let mut kv = self.kv.clone();
+        let resp = self.bounded("delete", kv.txn(txn)).await?;
+        self.saw(resp.header().map(|h| h.revision()));
+        if resp.succeeded() {
+            self.committed(resp.header().map(|h| h.revision()));
+            return Ok(());
+        }
+        let current = get_of(resp.op_responses().as_slice()).and_then(Self::version_of);
+        match expect.check_delete(key, current) {
+            Err(e) => Err(e),
+            Ok(_) => Err(storage(
+                "delete",
+                "the comparison failed but the version matches",
+            )),
+        }
+    }
+
+    async fn list_children(&self, path: &str) -> Result<Vec<String>, MetadataError> {
+        validate_path(path)?;
+        self.check_open()?;
+        let dir = if path == "/" {
+            format!("{}/", self.options.root)
+        } else {
+            format!("{}{path}/", self.options.root)
+        };
+        let range_end = prefix_end(dir.as_bytes());
+        let mut children = std::collections::BTreeSet::new();
+        let mut start = dir.clone().into_bytes();
+        let mut read = 0usize;
+        loop {
+            let options = GetOptions::new()
+                .with_range(range_end.clone())
+                .with_keys_only()
+                .with_sort(SortTarget::Key, SortOrder::Ascend)
+                .with_limit(LIST_PAGE_KEYS);
+            let mut kv = self.kv.clone();
+            let resp = self
+                .bounded("list", kv.get(start.clone(), Some(options)))
+                .await?;
+            self.saw(resp.header().map(|h| h.revision()));
+            let kvs = resp.kvs();
+            for item in kvs {
+                let Ok(key) = std::str::from_utf8(item.key()) else {
+                    continue;
+                };
+                if let Some(rest) = key.strip_prefix(dir.as_str()) {
+                    let child = rest.split('/').next().unwrap_or(rest);
+                    if !child.is_empty() {
+                        children.insert(child.to_string());
+                    }
+                }
+            }
+            read += kvs.len();
+            match kvs.last() {
+                Some(last) if resp.more() && read < LIST_KEYS_MAX => {
+                    start = last.key().to_vec();
+                    start.push(0);
+                }
+                _ => break,
+            }
+        }
+        Ok(children.into_iter().collect())
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool, MetadataError> {
+        Ok(self.get(key).await?.is_some())
+    }
+
+    fn watch(&self, prefix: &str) -> Result<Watch, MetadataError> {
+        validate_path(prefix)?;
+        self.check_open()?;
+        let from = self.shared.revision.load(Ordering::Acquire) + 1;
+        self.shared
+            .events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .subscribe_from(prefix, from)
+            .ok_or(MetadataError::Closed)
+    }
+
+    async fn close(&self) -> Result<(), MetadataError> {
+        if self.shared.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        // Events of what this store committed are delivered before the watches end (bounded).
+        let target = self.shared.committed.load(Ordering::Acquire);
+        let deadline = tokio::time::Instant::now() + self.options.request_timeout;
+        while self.shared.delivered.load(Ordering::Acquire) < target
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if let Some(task) = self
+            .watcher
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            task.abort();
+        }
+        self.shared
+            .events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .close();
+        Ok(())
+    }
+}
+
+impl Drop for EtcdStore {
+    fn drop(&mut self) {
+        if let Some(task) = self
+            .watcher
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            task.abort();
+        }
+    }
+}
+
+/// The smallest key after every key starting with `prefix` (etcd's range end for a prefix).
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+/// Follows every key under `root` from `start_revision` and sends the events to the hub. On a
+/// broken stream it reconnects from the next revision; after a compaction it resumes from now
+/// (watchers are told they lagged).
+async fn run_watch(client: Client, root: String, start_revision: u64, shared: Arc<Shared>) {
+    let mut next = start_revision;
+    let mut backoff = Duration::from_millis(100);
+    while !shared.closed.load(Ordering::Acquire) {
+        let options = WatchOptions::new()
+            .with_prefix()
+            .with_prev_key()
+            .with_start_revision(i64::try_from(next).unwrap_or(i64::MAX));
+        let mut watch_client = client.watch_client();
+        let mut stream = match watch_client.watch(root.clone() + "/", Some(options)).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "etcd watch failed to start; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        loop {
+            let resp = match stream.message().await {
+                Ok(Some(r)) => r,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "etcd watch stream broke; resuming");
+                    break;
+                }
+            };
+            backoff = Duration::from_millis(100);
+            if resp.compact_revision() > 0 {
+                // Events were compacted away before we read them: say so, resume from now.
+                tracing::warn!(
+                    compact_revision = resp.compact_revision(),
+                    "etcd watch fell behind a compaction"
+                );
+                next = resp.compact_revision().max(0) as u64;
+                break;
+            }
+            for event in resp.events() {
+                let Some(kv) = event.kv() else { continue };
+                let Ok(full) = std::str::from_utf8(kv.key()) else {
+                    continue;
+                };
+                let Some(key) = full.strip_prefix(root.as_str()) else {
+                    continue;
+                };
+                let revision = kv.mod_revision().max(0) as u64;
+                let (kind, version) = match event.event_type() {
+                    EventType::Put if kv.version() == 1 => (EventKind::Created, 1),
+                    EventType::Put => (EventKind::Modified, kv.version().max(0) as u64),
+                    EventType::Delete => (
+                        EventKind::Deleted,
+                        event.prev_kv().map_or(0, |p| p.version().max(0) as u64),
+                    ),
+                };
+                shared
+                    .events
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .send_at(
+                        revision,
+                        Event {
+                            key: key.to_string(),
+                            kind,
+                            version,
+                        },
+                    );
+                next = next.max(revision + 1);
+                shared.revision.fetch_max(revision, Ordering::AcqRel);
+            }
+            if let Some(h) = resp.header() {
+                let r = h.revision().max(0) as u64;
+                shared.delivered.fetch_max(r, Ordering::AcqRel);
+                shared.revision.fetch_max(r, Ordering::AcqRel);
+            }
+        }
+        tokio::time::sleep(backoff).await;
+    }
+}

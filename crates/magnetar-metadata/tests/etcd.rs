@@ -1,0 +1,213 @@
+//! The conformance suite on a real etcd (Debian's `etcd-server`, 3.4; `.ci/run` installs it),
+//! started by each test on free loopback ports in a temporary directory and killed at the end;
+//! and what an unreachable etcd does to calls. Built with the `etcd` feature only.
+#![cfg(feature = "etcd")]
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use magnetar_metadata::{
+    conformance, EtcdOptions, EtcdStore, Expect, MetadataError, MetadataStore,
+};
+
+/// One etcd member on 127.0.0.1, killed on drop.
+struct Etcd {
+    child: Child,
+    client_url: String,
+    _dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Etcd {
+    fn start() -> Etcd {
+        let dir = tempfile::tempdir().unwrap();
+        let (client, peer) = (free_port(), free_port());
+        let client_url = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let child = Command::new("etcd")
+            .args([
+                "--name",
+                "m1",
+                "--data-dir",
+                &dir.path().join("data").to_string_lossy(),
+                "--listen-client-urls",
+                &client_url,
+                "--advertise-client-urls",
+                &client_url,
+                "--listen-peer-urls",
+                &peer_url,
+                "--initial-advertise-peer-urls",
+                &peer_url,
+                "--initial-cluster",
+                &format!("m1={peer_url}"),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("etcd not found: install Debian's etcd-server (.ci/run does)");
+        let mut etcd = Etcd {
+            child,
+            client_url,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !healthy(client) {
+            assert!(
+                Instant::now() < deadline,
+                "etcd was not healthy within 30 s"
+            );
+            assert!(etcd.child.try_wait().unwrap().is_none(), "etcd exited");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        etcd
+    }
+
+    async fn store(&self, root: &str) -> EtcdStore {
+        EtcdStore::connect(EtcdOptions {
+            endpoints: vec![self.client_url.clone()],
+            root: root.into(),
+            request_timeout: Duration::from_secs(5),
+        })
+        .await
+        .expect("connect to etcd")
+    }
+}
+
+/// etcd's `/health` says `"health":"true"` (it has a leader and answers).
+fn healthy(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.contains("\"health\":\"true\"")
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_passes_every_conformance_check() {
+    let etcd = Etcd::start();
+    let store = etcd.store("/magnetar").await;
+    conformance::run_all(&store).await;
+    // Another root on the same etcd sees none of it.
+    let other = etcd.store("/other").await;
+    assert!(other.list_children("/").await.unwrap().is_empty());
+    other.close().await.unwrap();
+    conformance::close_ends_everything(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_keeps_keys_and_versions_across_reconnects() {
+    let etcd = Etcd::start();
+    let store = etcd.store("/magnetar").await;
+    conformance::write_before_reopen(&store).await;
+    store.close().await.unwrap();
+    drop(store);
+    let store = etcd.store("/magnetar").await;
+    conformance::check_after_reopen(&store).await;
+    store.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stores_on_one_etcd_see_each_other_and_compare_and_set_across_them() {
+    let etcd = Etcd::start();
+    let (a, b) = (etcd.store("/magnetar").await, etcd.store("/magnetar").await);
+    let mut watch = b.watch("/owners").unwrap();
+    assert_eq!(
+        a.put(
+            "/owners/p0",
+            Bytes::from_static(b"broker-a"),
+            Expect::Absent
+        )
+        .await,
+        Ok(1)
+    );
+    // b loses the race to own the same key, and learns who has it.
+    assert!(matches!(
+        b.put(
+            "/owners/p0",
+            Bytes::from_static(b"broker-b"),
+            Expect::Absent
+        )
+        .await,
+        Err(MetadataError::BadVersion {
+            actual: Some(1),
+            ..
+        })
+    ));
+    let event = tokio::time::timeout(Duration::from_secs(10), watch.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((event.key.as_str(), event.version), ("/owners/p0", 1));
+    assert_eq!(
+        b.get("/owners/p0").await.unwrap().unwrap().value,
+        Bytes::from_static(b"broker-a")
+    );
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_etcd_is_a_storage_error_within_the_deadline_not_a_hang() {
+    let mut etcd = Etcd::start();
+    let store = EtcdStore::connect(EtcdOptions {
+        endpoints: vec![etcd.client_url.clone()],
+        root: "/magnetar".into(),
+        request_timeout: Duration::from_millis(500),
+    })
+    .await
+    .unwrap();
+    store
+        .put("/k", Bytes::from_static(b"v"), Expect::Any)
+        .await
+        .unwrap();
+    etcd.child.kill().unwrap();
+    etcd.child.wait().unwrap();
+    for result in [
+        store.get("/k").await.map(|_| ()),
+        store
+            .put("/k", Bytes::from_static(b"w"), Expect::Any)
+            .await
+            .map(|_| ()),
+        store.delete("/k", Expect::Any).await,
+    ] {
+        assert!(
+            matches!(&result, Err(MetadataError::Storage(m)) if m.contains("etcd")),
+            "{result:?}"
+        );
+    }
+    // Connecting to nothing fails too, with the endpoint named.
+    let err = EtcdStore::connect(EtcdOptions {
+        endpoints: vec![etcd.client_url.clone()],
+        root: "/magnetar".into(),
+        request_timeout: Duration::from_millis(500),
+    })
+    .await
+    .unwrap_err();
+    assert!(matches!(err, MetadataError::Storage(_)), "{err:?}");
+    store.close().await.unwrap();
+}
