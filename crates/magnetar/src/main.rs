@@ -56,7 +56,8 @@ pub struct StandaloneArgs {
     /// Host name clients are told to connect to [default: the bind address]
     #[arg(long, value_name = "HOST")]
     advertised_host: Option<String>,
-    /// Tiered storage: offload sealed segments to this object store (`file:///absolute/path`)
+    /// Tiered storage: offload sealed segments to this object store (`s3://bucket/prefix`,
+    /// `gs://bucket/prefix`, `az://container/prefix`, `file:///absolute/path`, `memory://`)
     #[arg(long, value_name = "URL")]
     object_store: Option<String>,
 }
