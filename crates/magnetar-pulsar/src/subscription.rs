@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use magnetar_broker::{
-    ConsumerSink, Delivery, DeliveryFuture, Entry, EntryCodec, PayloadFormat, PreparedEntry,
-    SubscriptionType, TopicPartition,
+    ConsumerSink, DelayedDelivery, Delivery, DeliveryFuture, Entry, EntryCodec, PayloadFormat,
+    PreparedEntry, SubscriptionType, TopicPartition,
 };
 use magnetar_metrics::ProtocolMetrics;
 use tokio::sync::mpsc;
@@ -51,6 +51,9 @@ pub struct PulsarCodec {
     subscription: String,
     cache: Arc<EntryCache>,
     metrics: Arc<ProtocolMetrics>,
+    /// Delayed delivery (`deliver_at_time`) for Shared and Key_Shared consumers; off when
+    /// `None`.
+    delayed: Option<DelayedDelivery>,
     /// When an unreadable entry was last logged, and how many were not logged since.
     unreadable_log: Mutex<(Option<tokio::time::Instant>, u64)>,
 }
@@ -67,8 +70,15 @@ impl PulsarCodec {
             subscription,
             cache,
             metrics,
+            delayed: None,
             unreadable_log: Mutex::new((None, 0)),
         }
+    }
+
+    /// Turns delayed delivery on (Pulsar's `delayedDeliveryEnabled`).
+    pub fn with_delayed_delivery(mut self, delayed: DelayedDelivery) -> Self {
+        self.delayed = Some(delayed);
+        self
     }
 }
 
@@ -84,6 +94,22 @@ impl EntryCodec for PulsarCodec {
             0
         };
         Ok(PreparedEntry { body, key_slot })
+    }
+
+    fn delayed_delivery(&self) -> Option<DelayedDelivery> {
+        self.delayed
+    }
+
+    /// The entry's `deliver_at_time` (a batch is delayed as a whole, by its metadata); entries
+    /// written by Kafka producers have none.
+    fn deliver_at_ms(&self, entry: &Entry, prepared: &PreparedEntry) -> Option<i64> {
+        if entry.header.format != PayloadFormat::Pulsar {
+            return None;
+        }
+        crate::frame::split_body(&prepared.body)
+            .ok()?
+            .0
+            .deliver_at_time
     }
 
     fn unreadable(&self, index: u64, error: &str) {
