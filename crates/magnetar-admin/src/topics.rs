@@ -311,7 +311,12 @@ fn stats_json(log: &PartitionLog, groups: &GroupOffsets) -> Value {
         .into_iter()
         .map(|(name, cursor)| {
             let backlog = cursor.backlog(stats.start_index, stats.end_index);
-            (name, json!({ "msgBacklog": backlog, "type": "Durable" }))
+            // Pulsar's `msgDelayed`: entries held back for delayed delivery (live ones only).
+            let delayed = log.delayed_entries_of(&name);
+            (
+                name,
+                json!({ "msgBacklog": backlog, "msgDelayed": delayed, "type": "Durable" }),
+            )
         })
         .collect();
     json!({

@@ -39,8 +39,8 @@ pub use publish_rate::PublishRate;
 pub use resources::{AutoTopicCreation, NamespacePolicies, TenantInfo, TopicMetadata};
 pub use subscription::position::Position;
 pub use subscription::{
-    Consumer, ConsumerKey, ConsumerSink, Delivery, DeliveryFuture, Dispatcher, EntryCodec,
-    PreparedEntry, Subscription, SubscriptionType,
+    Consumer, ConsumerKey, ConsumerSink, DelayedDelivery, Delivery, DeliveryFuture, Dispatcher,
+    EntryCodec, PreparedEntry, Subscription, SubscriptionType,
 };
 
 /// The metadata store, for the crates above the broker that keep records of their own (the SCRAM

@@ -70,6 +70,14 @@ pub struct PulsarConfig {
     /// Set when authentication is on: CONNECT must carry a valid token ([`commands`]'s `auth`).
     /// Kafka-format entries kept converted to Pulsar batches, by total bytes (`0` disables).
     pub conversion_cache_bytes: usize,
+    /// Pulsar's `delayedDeliveryEnabled`: Shared and Key_Shared subscriptions hold a message
+    /// back until its `deliver_at_time` (see `magnetar_broker::subscription::delayed`).
+    pub delayed_delivery_enabled: bool,
+    /// Pulsar's `delayedDeliveryTickTimeMillis`: how often a dispatcher holding messages looks
+    /// at the clock (a message is sent at most this much after its time).
+    pub delayed_delivery_tick_ms: u64,
+    /// Entries (a batch is one) held per subscription; reading pauses while this many are held.
+    pub delayed_delivery_tracked_max: usize,
     pub authenticator: Option<Arc<magnetar_auth::Authenticator>>,
     /// `pulsar+ssl://host:port` of the TLS port, answered in LOOKUP (`brokerServiceUrlTls`);
     /// empty without one.
@@ -95,6 +103,9 @@ impl Default for PulsarConfig {
             deduplication_enabled: false,
             deduplication_producers_max: 10_000,
             conversion_cache_bytes: convert::CACHE_BYTES_MAX,
+            delayed_delivery_enabled: true,
+            delayed_delivery_tick_ms: 1000,
+            delayed_delivery_tracked_max: 100_000,
             authenticator: None,
             broker_service_url_tls: String::new(),
             metrics: None,

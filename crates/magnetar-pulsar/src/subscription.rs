@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use magnetar_broker::{
-    ConsumerSink, Delivery, DeliveryFuture, Entry, EntryCodec, PayloadFormat, PreparedEntry,
-    SubscriptionType, TopicPartition,
+    ConsumerSink, DelayedDelivery, Delivery, DeliveryFuture, Entry, EntryCodec, PayloadFormat,
+    PreparedEntry, SubscriptionType, TopicPartition,
 };
 use magnetar_metrics::ProtocolMetrics;
 use tokio::sync::mpsc;
@@ -51,6 +51,9 @@ pub struct PulsarCodec {
     subscription: String,
     cache: Arc<EntryCache>,
     metrics: Arc<ProtocolMetrics>,
+    /// Delayed delivery (`deliver_at_time`) for Shared and Key_Shared consumers; off when
+    /// `None`.
+    delayed: Option<DelayedDelivery>,
     /// When an unreadable entry was last logged, and how many were not logged since.
     unreadable_log: Mutex<(Option<tokio::time::Instant>, u64)>,
 }
@@ -67,8 +70,15 @@ impl PulsarCodec {
             subscription,
             cache,
             metrics,
+            delayed: None,
             unreadable_log: Mutex::new((None, 0)),
         }
+    }
+
+    /// Turns delayed delivery on (Pulsar's `delayedDeliveryEnabled`).
+    pub fn with_delayed_delivery(mut self, delayed: DelayedDelivery) -> Self {
+        self.delayed = Some(delayed);
+        self
     }
 }
 
@@ -84,6 +94,22 @@ impl EntryCodec for PulsarCodec {
             0
         };
         Ok(PreparedEntry { body, key_slot })
+    }
+
+    fn delayed_delivery(&self) -> Option<DelayedDelivery> {
+        self.delayed
+    }
+
+    /// The entry's `deliver_at_time` (a batch is delayed as a whole, by its metadata); entries
+    /// written by Kafka producers have none.
+    fn deliver_at_ms(&self, entry: &Entry, prepared: &PreparedEntry) -> Option<i64> {
+        if entry.header.format != PayloadFormat::Pulsar {
+            return None;
+        }
+        crate::frame::split_body(&prepared.body)
+            .ok()?
+            .0
+            .deliver_at_time
     }
 
     fn unreadable(&self, index: u64, error: &str) {
@@ -186,5 +212,78 @@ impl ConsumerSink for PulsarConsumer {
         Box::pin(async move {
             let _ = tx.send(frame).await;
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::make_body;
+    use crate::proto::MessageMetadata;
+    use magnetar_broker::{EntryHeader, NamespaceName, TopicName};
+
+    fn entry(format: PayloadFormat, payload: Bytes) -> Entry {
+        Entry {
+            header: EntryHeader {
+                first_index: 0,
+                message_count: 1,
+                publish_time_ms: 0,
+                max_timestamp_ms: 0,
+                format,
+                producer: None,
+                payload_len: payload.len() as u32,
+            },
+            payload,
+        }
+    }
+
+    #[test]
+    fn deliver_at_is_read_from_pulsar_metadata_only() {
+        let partition = TopicPartition {
+            topic: TopicName::parse(
+                "persistent://public/default/t",
+                &NamespaceName::new("public", "default").unwrap(),
+            )
+            .unwrap(),
+            partition: 0,
+        };
+        let codec = PulsarCodec::new(
+            partition,
+            "s".into(),
+            Arc::new(EntryCache::new(0)),
+            crate::metrics::protocol_metrics(),
+        );
+        assert_eq!(codec.delayed_delivery(), None);
+        let delayed = DelayedDelivery {
+            tick_ms: 1000,
+            tracked_max: 10,
+        };
+        let codec = codec.with_delayed_delivery(delayed);
+        assert_eq!(codec.delayed_delivery(), Some(delayed));
+        let metadata = |deliver_at_time| MessageMetadata {
+            producer_name: "p".into(),
+            sequence_id: 0,
+            publish_time: 1,
+            deliver_at_time,
+            ..Default::default()
+        };
+        let held = entry(
+            PayloadFormat::Pulsar,
+            make_body(&metadata(Some(1_234)), b"x"),
+        );
+        let prepared = codec.prepare(&held, false).unwrap();
+        assert_eq!(codec.deliver_at_ms(&held, &prepared), Some(1_234));
+        let plain = entry(PayloadFormat::Pulsar, make_body(&metadata(None), b"x"));
+        let prepared = codec.prepare(&plain, false).unwrap();
+        assert_eq!(codec.deliver_at_ms(&plain, &prepared), None);
+        // Not Pulsar metadata (a Kafka entry's own bytes, or garbage): never delayed.
+        let odd = entry(PayloadFormat::Pulsar, Bytes::from_static(b"\xff\xff"));
+        let prepared = PreparedEntry {
+            body: odd.payload.clone(),
+            key_slot: 0,
+        };
+        assert_eq!(codec.deliver_at_ms(&odd, &prepared), None);
+        let kafka = entry(PayloadFormat::Kafka, held.payload.clone());
+        assert_eq!(codec.deliver_at_ms(&kafka, &prepared), None);
     }
 }

@@ -14,6 +14,10 @@
 //! that may still hold unacknowledged messages of those keys, so it receives only entries read
 //! before it joined until everything up to its join point is acknowledged (the `joined_at`
 //! rule: Pulsar's "recently joined consumers").
+//!
+//! Delayed delivery (Shared and Key_Shared, when the codec turns it on): an entry not due yet
+//! is held in the subscription's tracker instead of being sent, and goes to the redelivery set
+//! once due (see [`super::delayed`]).
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -22,7 +26,7 @@ use std::time::Duration;
 use magnetar_storage::Entry;
 use tokio::sync::watch;
 
-use super::{EntryCodec, Pending, State, Subscription, SubscriptionType};
+use super::{DelayedDelivery, EntryCodec, Pending, State, Subscription, SubscriptionType};
 use crate::broker::Broker;
 use crate::error::{Error, Result};
 
@@ -50,6 +54,8 @@ pub struct Dispatcher {
     sub: Arc<Subscription>,
     codec: Arc<dyn EntryCodec>,
     unacked_max: u64,
+    /// The codec's delayed-delivery settings, read once.
+    delayed: Option<DelayedDelivery>,
     stopped: watch::Receiver<()>,
 }
 
@@ -68,10 +74,15 @@ impl Dispatcher {
         unacked_max: u64,
         stopped: watch::Receiver<()>,
     ) -> Self {
+        let delayed = codec.delayed_delivery().map(|d| DelayedDelivery {
+            tick_ms: d.tick_ms.max(1),
+            tracked_max: d.tracked_max,
+        });
         Self {
             sub,
             codec,
             unacked_max,
+            delayed,
             stopped,
         }
     }
@@ -84,11 +95,14 @@ impl Dispatcher {
             if self.is_stopped() {
                 break;
             }
-            let result = match self.next_step() {
+            let now_ms = broker.clock().now_ms();
+            let result = match self.next_step(now_ms) {
                 Step::Wait => {
+                    let tick = self.tick();
                     tokio::select! {
                         _ = self.stopped.changed() => break,
                         _ = self.sub.wake.notified() => {}
+                        _ = tokio::time::sleep(tick.unwrap_or_default()), if tick.is_some() => {}
                         changed = end_watch.changed() => {
                             if changed.is_err() {
                                 // The ledger closed; wait to be stopped.
@@ -108,10 +122,11 @@ impl Dispatcher {
                 // or the owner of its key) has no permits. Wait for a flow, an ack or a change of
                 // consumers rather than reading the same entries again.
                 Ok(false) => {
+                    let wait = self.tick().map_or(IDLE_RETRY, |t| t.min(IDLE_RETRY));
                     tokio::select! {
                         _ = self.stopped.changed() => break,
                         _ = self.sub.wake.notified() => {}
-                        _ = tokio::time::sleep(IDLE_RETRY) => {}
+                        _ = tokio::time::sleep(wait) => {}
                     }
                 }
                 Err(e) => {
@@ -136,9 +151,34 @@ impl Dispatcher {
         c.permits > 0 && c.unacked < self.unacked_max
     }
 
-    fn next_step(&self) -> Step {
+    /// The delayed-delivery settings when they apply to a subscription of `kind` (Shared and
+    /// Key_Shared only; Exclusive and Failover ignore the delay, as Pulsar does).
+    fn delay_for(&self, kind: Option<SubscriptionType>) -> Option<DelayedDelivery> {
+        match kind {
+            Some(SubscriptionType::Shared | SubscriptionType::KeyShared) => self.delayed,
+            _ => None,
+        }
+    }
+
+    /// How long to wait before looking at the clock again, while entries are held.
+    fn tick(&self) -> Option<Duration> {
+        let d = self.delayed?;
+        let holding = !self.sub.lock().delayed.is_empty();
+        holding.then(|| Duration::from_millis(d.tick_ms))
+    }
+
+    fn next_step(&self, now_ms: i64) -> Step {
         let log = &self.sub.log;
         let mut s = self.sub.lock();
+        if !s.delayed.is_empty() {
+            // Due entries (all of them once the delay no longer applies) are sent before
+            // anything newer is read.
+            let due = match self.delay_for(s.kind) {
+                Some(_) => s.delayed.take_due(now_ms),
+                None => s.delayed.take_all(),
+            };
+            s.redeliver.extend(due);
+        }
         if !s.consumers.iter().any(|c| self.eligible(c)) {
             return Step::Wait;
         }
@@ -244,13 +284,15 @@ impl Dispatcher {
     /// that could not be sent (no consumer had permits), in order.
     async fn send_entries(&self, broker: &Arc<Broker>, entries: Vec<Entry>) -> Vec<u64> {
         let sub = &self.sub;
+        let now_ms = broker.clock().now_ms();
         let mut deliveries = Vec::new();
         let mut unsent = Vec::new();
         let mut passed: Vec<Range<u64>> = Vec::new();
         for entry in entries {
             let first = entry.header.first_index;
             let count = entry.header.message_count.max(1);
-            let key_shared = sub.kind() == Some(SubscriptionType::KeyShared);
+            let kind = sub.kind();
+            let key_shared = kind == Some(SubscriptionType::KeyShared);
             let prepared = match self.codec.prepare(&entry, key_shared) {
                 Ok(prepared) => prepared,
                 Err(e) => {
@@ -268,6 +310,16 @@ impl Dispatcher {
             }
             if (first..first + u64::from(count)).all(|i| s.cursor.is_acked(i)) {
                 continue;
+            }
+            if let Some(delay) = self.delay_for(kind) {
+                let deliver_at = self.codec.deliver_at_ms(&entry, &prepared);
+                if let Some(at) = deliver_at.filter(|at| *at > now_ms) {
+                    // Held until due; when the tracker is full, reading stops here.
+                    if !s.delayed.hold(first, at, delay.tracked_max) {
+                        unsent.push(first);
+                    }
+                    continue;
+                }
             }
             let Some(slot) = self.choose(&mut s, prepared.key_slot, first) else {
                 unsent.push(first);

@@ -26,7 +26,11 @@
 //! [`crate::skipped`]) is acknowledged and passed, so it never holds back the mark-delete
 //! position; an entry corrupt on disk stops the dispatcher at it (retried) until an operator
 //! marks it skipped. Both are reported to the codec ([`EntryCodec::unreadable`]).
+//!
+//! Delayed delivery (an entry held back until its time on Shared and Key_Shared subscriptions,
+//! when the codec asks for it) is in [`delayed`].
 
+pub mod delayed;
 pub mod dispatch;
 pub mod key_shared;
 pub mod position;
@@ -46,6 +50,8 @@ use tokio::sync::{watch, Notify};
 use crate::error::Result;
 use crate::partition::PartitionLog;
 
+pub use delayed::DelayedDelivery;
+use delayed::DelayedTracker;
 pub use dispatch::Dispatcher;
 use key_shared::HashRanges;
 
@@ -109,6 +115,17 @@ pub trait EntryCodec: Send + Sync {
     fn prepare(&self, entry: &Entry, key_slot: bool) -> std::result::Result<PreparedEntry, String>;
     /// An entry at `index` cannot be served (counted and logged by the front end).
     fn unreadable(&self, index: u64, error: &str);
+    /// Delayed delivery for this subscription's Shared and Key_Shared consumers (see
+    /// [`delayed`]); `None` (the default) turns it off.
+    fn delayed_delivery(&self) -> Option<DelayedDelivery> {
+        None
+    }
+    /// When the messages of `entry` (served as `prepared`) are due, in ms since the epoch;
+    /// `None` when they are due at once. Asked only while [`Self::delayed_delivery`] is on and
+    /// the subscription is Shared or Key_Shared.
+    fn deliver_at_ms(&self, _entry: &Entry, _prepared: &PreparedEntry) -> Option<i64> {
+        None
+    }
 }
 
 /// A consumer joining a subscription.
@@ -152,6 +169,8 @@ pub(crate) struct State {
     next_shared: usize,
     /// Key_Shared hash slices.
     ranges: HashRanges<ConsumerKey>,
+    /// Entries read but held back until their delivery time.
+    delayed: DelayedTracker,
     /// Held while a dispatcher runs; dropping it stops the dispatcher.
     dispatcher: Option<watch::Sender<()>>,
 }
@@ -192,6 +211,7 @@ impl Subscription {
                 redelivery_counts: HashMap::new(),
                 next_shared: 0,
                 ranges: HashRanges::default(),
+                delayed: DelayedTracker::default(),
                 dispatcher: None,
             }),
             wake: Notify::new(),
@@ -380,6 +400,11 @@ impl Subscription {
         self.lock().cursor.clone()
     }
 
+    /// Entries held back for delayed delivery (see [`delayed`]).
+    pub fn delayed_entries(&self) -> usize {
+        self.lock().delayed.len()
+    }
+
     /// Unacknowledged messages between the cursor and the partition's end.
     pub fn backlog(&self) -> u64 {
         self.lock()
@@ -457,6 +482,7 @@ impl Subscription {
         }
         s.redeliver.retain(|e| *e >= mark);
         s.redelivery_counts.retain(|e, _| *e >= mark);
+        s.delayed.forget_before(mark);
     }
 
     /// Sends the given entries (by first index) again, or everything in flight to `consumer`
@@ -503,6 +529,7 @@ impl Subscription {
         }
         s.redeliver.clear();
         s.redelivery_counts.clear();
+        s.delayed.clear();
         drop(s);
         self.wake.notify_one();
         Ok(index)
@@ -726,5 +753,13 @@ impl PartitionLog {
     /// The consumers attached to the durable subscription `name` (0 when it is not live).
     pub fn consumers_of(&self, name: &str) -> usize {
         self.registry().live(name).map_or(0, |s| s.consumer_count())
+    }
+
+    /// The entries the durable subscription `name` holds back for delayed delivery (0 when it
+    /// is not live).
+    pub fn delayed_entries_of(&self, name: &str) -> usize {
+        self.registry()
+            .live(name)
+            .map_or(0, |s| s.delayed_entries())
     }
 }

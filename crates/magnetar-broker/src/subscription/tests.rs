@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use magnetar_metadata::MemoryStore;
-use magnetar_storage::{ManualClock, PayloadFormat};
+use magnetar_storage::{Clock, ManualClock, PayloadFormat};
 use tokio::sync::mpsc;
 
 use super::key_shared::{sticky_slot, HashRanges};
@@ -19,10 +19,11 @@ use crate::names::TopicPartition;
 use crate::partition::AppendRequest;
 
 /// Serves payloads as they are; a payload starting with `bad` cannot be served. The key slot is
-/// the hash of the payload.
+/// the hash of the payload. With `delayed` set, a payload `at<ms>:...` is due at `<ms>`.
 #[derive(Default)]
 struct TestCodec {
     unreadable: Mutex<Vec<u64>>,
+    delayed: Option<DelayedDelivery>,
 }
 
 impl EntryCodec for TestCodec {
@@ -42,6 +43,15 @@ impl EntryCodec for TestCodec {
 
     fn unreadable(&self, index: u64, _error: &str) {
         self.unreadable.lock().unwrap().push(index);
+    }
+
+    fn delayed_delivery(&self) -> Option<DelayedDelivery> {
+        self.delayed
+    }
+
+    fn deliver_at_ms(&self, _entry: &Entry, prepared: &PreparedEntry) -> Option<i64> {
+        let text = std::str::from_utf8(&prepared.body).ok()?;
+        text.strip_prefix("at")?.split(':').next()?.parse().ok()
     }
 }
 
@@ -148,6 +158,18 @@ impl Fixture {
         key: ConsumerKey,
         priority: i32,
     ) -> std::result::Result<Arc<TestSink>, String> {
+        self.attach_with(sub, kind, key, priority, TestCodec::default())
+    }
+
+    /// [`Self::attach`] with a codec of the test's own.
+    fn attach_with(
+        &self,
+        sub: &Arc<Subscription>,
+        kind: SubscriptionType,
+        key: ConsumerKey,
+        priority: i32,
+        codec: TestCodec,
+    ) -> std::result::Result<Arc<TestSink>, String> {
         let sink = self.sink(key);
         let dispatcher = sub.add_consumer(
             Consumer {
@@ -157,7 +179,7 @@ impl Fixture {
                 sink: sink.clone(),
             },
             kind,
-            Arc::new(TestCodec::default()),
+            Arc::new(codec),
             1000,
         )?;
         if let Some(d) = dispatcher {
@@ -525,4 +547,151 @@ async fn readers_are_private_and_close_detaches_everyone() {
     shared.add_permits(A, 1);
     let d = f.next().await;
     assert_eq!((d.consumer, d.header.first_index), (A, 0));
+}
+
+/// A codec with delayed delivery on: the dispatcher looks at the clock every millisecond, at
+/// most `tracked_max` entries are held.
+fn delaying(tracked_max: usize) -> TestCodec {
+    TestCodec {
+        delayed: Some(DelayedDelivery {
+            tick_ms: 1,
+            tracked_max,
+        }),
+        ..TestCodec::default()
+    }
+}
+
+/// Yields to the dispatcher until `done` holds (a condition, not a timed sleep).
+async fn until(done: impl Fn() -> bool) {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !done() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the condition holds");
+}
+
+#[tokio::test]
+async fn shared_holds_delayed_entries_until_due_and_releases_them_in_order() {
+    let mut f = Fixture::new().await;
+    let now = f.clock.now_ms();
+    f.append(&format!("at{}:late", now + 500), 1000).await;
+    f.append(&format!("at{}:early", now + 300), 1000).await;
+    f.append("plain", 1000).await;
+    f.append(&format!("at{}:late-too", now + 500), 1000).await;
+    f.append(&format!("at{}:past", now - 1), 1000).await;
+    let sub = f
+        .log
+        .open_subscription("s", CursorStart::Earliest)
+        .await
+        .unwrap();
+    f.attach_with(&sub, SubscriptionType::Shared, A, 0, delaying(100))
+        .unwrap();
+    sub.add_permits(A, 10);
+    // The entries not due wait; those after them (and one already due) go first.
+    assert_eq!(f.next().await.header.first_index, 2);
+    assert_eq!(f.next().await.header.first_index, 4);
+    until(|| sub.delayed_entries() == 3).await;
+    f.nothing_more();
+    assert_eq!(f.log.delayed_entries_of("s"), 3);
+    // Acknowledging what came after does not move the mark-delete position past a held entry.
+    sub.ack(vec![2..3, 4..5]).await.unwrap();
+    assert_eq!(sub.cursor().mark_delete_index, 0);
+
+    f.clock.advance_ms(300);
+    let d = f.next().await;
+    assert_eq!((d.header.first_index, d.redelivery_count), (1, 0));
+    assert_eq!(d.body, Bytes::from(format!("at{}:early", now + 300)));
+    sub.ack(one(1..2)).await.unwrap();
+    assert_eq!(sub.cursor().mark_delete_index, 0);
+    f.clock.advance_ms(200);
+    // Due together: in index order.
+    assert_eq!(f.next().await.header.first_index, 0);
+    assert_eq!(f.next().await.header.first_index, 3);
+    assert_eq!(sub.delayed_entries(), 0);
+    sub.ack(vec![0..1, 3..4]).await.unwrap();
+    assert_eq!(sub.cursor().mark_delete_index, 5);
+    f.nothing_more();
+}
+
+#[tokio::test]
+async fn exclusive_and_failover_ignore_the_delay() {
+    let mut f = Fixture::new().await;
+    let now = f.clock.now_ms();
+    f.append(&format!("at{}:later", now + 60_000), 1000).await;
+    f.append("plain", 1000).await;
+    for (name, kind) in [
+        ("e", SubscriptionType::Exclusive),
+        ("f", SubscriptionType::Failover),
+    ] {
+        let sub = f
+            .log
+            .open_subscription(name, CursorStart::Earliest)
+            .await
+            .unwrap();
+        f.attach_with(&sub, kind, A, 0, delaying(100)).unwrap();
+        sub.add_permits(A, 10);
+        assert_eq!(f.next().await.header.first_index, 0, "{kind:?}");
+        assert_eq!(f.next().await.header.first_index, 1, "{kind:?}");
+        assert_eq!(sub.delayed_entries(), 0);
+        sub.remove_consumer(A);
+    }
+    // Without the codec's delayed delivery, Shared ignores it too.
+    let sub = f
+        .log
+        .open_subscription("s", CursorStart::Earliest)
+        .await
+        .unwrap();
+    f.attach(&sub, SubscriptionType::Shared, A, 0).unwrap();
+    sub.add_permits(A, 10);
+    assert_eq!(f.next().await.header.first_index, 0);
+    assert_eq!(f.next().await.header.first_index, 1);
+}
+
+#[tokio::test]
+async fn key_shared_holds_delayed_entries_too() {
+    let mut f = Fixture::new().await;
+    let now = f.clock.now_ms();
+    f.append(&format!("at{}:later", now + 1_000), 1000).await;
+    f.append("plain", 1000).await;
+    let sub = f
+        .log
+        .open_subscription("s", CursorStart::Earliest)
+        .await
+        .unwrap();
+    f.attach_with(&sub, SubscriptionType::KeyShared, A, 0, delaying(100))
+        .unwrap();
+    sub.add_permits(A, 10);
+    assert_eq!(f.next().await.header.first_index, 1);
+    f.clock.advance_ms(1_000);
+    assert_eq!(f.next().await.header.first_index, 0);
+}
+
+#[tokio::test]
+async fn a_full_tracker_stops_reading_until_held_entries_are_due() {
+    let mut f = Fixture::new().await;
+    let now = f.clock.now_ms();
+    f.append(&format!("at{}:a", now + 100), 1000).await;
+    f.append(&format!("at{}:b", now + 200), 1000).await;
+    f.append("plain", 1000).await;
+    let sub = f
+        .log
+        .open_subscription("s", CursorStart::Earliest)
+        .await
+        .unwrap();
+    f.attach_with(&sub, SubscriptionType::Shared, A, 0, delaying(1))
+        .unwrap();
+    sub.add_permits(A, 10);
+    until(|| sub.delayed_entries() == 1).await;
+    // One entry held fills the tracker: nothing after it is read (nor lost).
+    f.nothing_more();
+    f.clock.advance_ms(100);
+    assert_eq!(f.next().await.header.first_index, 0);
+    // Reading resumes: the next held entry takes the freed place, the plain one follows it.
+    assert_eq!(f.next().await.header.first_index, 2);
+    assert_eq!(sub.delayed_entries(), 1);
+    f.clock.advance_ms(100);
+    assert_eq!(f.next().await.header.first_index, 1);
+    f.nothing_more();
 }

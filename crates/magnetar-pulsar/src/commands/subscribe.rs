@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use magnetar_broker::{
-    Access, Consumer, CursorStart, PartitionLog, Subscription, SubscriptionType,
+    Access, Consumer, CursorStart, DelayedDelivery, PartitionLog, Subscription, SubscriptionType,
 };
 
 use crate::commands::schema::check_schema;
@@ -172,12 +172,20 @@ impl Connection {
                 broker_entry_metadata: self.broker_entry_metadata,
             }),
         };
-        let codec = Arc::new(PulsarCodec::new(
+        let config = &self.service.config;
+        let mut codec = PulsarCodec::new(
             resolved.partition.clone(),
             request.subscription.clone(),
             self.service.cache.clone(),
             self.service.metrics.clone(),
-        ));
+        );
+        if config.delayed_delivery_enabled {
+            codec = codec.with_delayed_delivery(DelayedDelivery {
+                tick_ms: config.delayed_delivery_tick_ms,
+                tracked_max: config.delayed_delivery_tracked_max,
+            });
+        }
+        let codec = Arc::new(codec);
         let dispatcher = subscription
             .add_consumer(
                 consumer,

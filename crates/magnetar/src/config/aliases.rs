@@ -109,6 +109,16 @@ pub const ALIASES: &[Alias] = &[
         key: "deduplication_producers_max",
     },
     Alias {
+        name: "delayedDeliveryEnabled",
+        section: "pulsar",
+        key: "delayed_delivery_enabled",
+    },
+    Alias {
+        name: "delayedDeliveryTickTimeMillis",
+        section: "pulsar",
+        key: "delayed_delivery_tick_ms",
+    },
+    Alias {
         name: "webServicePort",
         section: "http",
         key: "port",

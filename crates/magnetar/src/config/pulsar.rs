@@ -33,6 +33,14 @@ pub struct PulsarSection {
     pub deduplication_producers_max: u32,
     /// Kafka-format entries kept converted to Pulsar batches for Pulsar consumers, in bytes.
     pub conversion_cache_bytes: u64,
+    /// Pulsar's `delayedDeliveryEnabled`: Shared and Key_Shared subscriptions hold messages
+    /// back until their `deliver_at_time`.
+    pub delayed_delivery_enabled: bool,
+    /// Pulsar's `delayedDeliveryTickTimeMillis`: how often a subscription holding delayed
+    /// messages looks at the clock.
+    pub delayed_delivery_tick_ms: u64,
+    /// Delayed entries held per subscription; reading pauses while this many are held.
+    pub delayed_delivery_tracked_max: u32,
     /// A subscription's acknowledgements are written to its partition's cursor file at most
     /// once per this interval (`0`: on every acknowledgement); after a crash the last
     /// interval's acknowledgements are lost and those messages are delivered again.
@@ -62,6 +70,9 @@ impl Default for PulsarSection {
             deduplication_enabled: c.deduplication_enabled,
             deduplication_producers_max: u32_of(c.deduplication_producers_max),
             conversion_cache_bytes: c.conversion_cache_bytes as u64,
+            delayed_delivery_enabled: c.delayed_delivery_enabled,
+            delayed_delivery_tick_ms: c.delayed_delivery_tick_ms,
+            delayed_delivery_tracked_max: u32_of(c.delayed_delivery_tracked_max),
             cursor_persist_interval_ms: magnetar_broker::LedgerConfig::default()
                 .cursor_persist_interval_ms,
             auto_topic_creation_type: "non-partitioned".into(),
@@ -92,6 +103,9 @@ impl PulsarSection {
             deduplication_producers_max: self.deduplication_producers_max as usize,
             conversion_cache_bytes: usize::try_from(self.conversion_cache_bytes)
                 .unwrap_or(usize::MAX),
+            delayed_delivery_enabled: self.delayed_delivery_enabled,
+            delayed_delivery_tick_ms: self.delayed_delivery_tick_ms,
+            delayed_delivery_tracked_max: self.delayed_delivery_tracked_max as usize,
             authenticator: None,
             broker_service_url_tls: String::new(),
             // Set by the binary, which owns the metrics registry.
@@ -174,6 +188,18 @@ impl Config {
             p.conversion_cache_bytes,
             0,
             1 << 40,
+        )?;
+        range(
+            "pulsar.delayed_delivery_tick_ms",
+            p.delayed_delivery_tick_ms,
+            1,
+            3_600_000,
+        )?;
+        range(
+            "pulsar.delayed_delivery_tracked_max",
+            p.delayed_delivery_tracked_max.into(),
+            1,
+            100_000_000,
         )?;
         range(
             "pulsar.cursor_persist_interval_ms",

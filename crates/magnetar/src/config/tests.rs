@@ -298,7 +298,8 @@ fn connection_lifecycle_limits_env_and_ranges() {
 fn pulsar_section_aliases_env_ranges_and_listener_mapping() {
     let text = "maxMessageSize=1048576\nkeepAliveIntervalSeconds=10\n\
                 maxPendingPublishRequestsPerConnection=50\nmaxUnackedMessagesPerConsumer=0\n\
-                brokerDeduplicationEnabled=true\nbrokerDeduplicationMaxNumberOfProducers=9\n";
+                brokerDeduplicationEnabled=true\nbrokerDeduplicationMaxNumberOfProducers=9\n\
+                delayedDeliveryEnabled=false\ndelayedDeliveryTickTimeMillis=250\n";
     let loaded = load_str(
         "broker.conf",
         text,
@@ -318,6 +319,8 @@ fn pulsar_section_aliases_env_ranges_and_listener_mapping() {
     );
     assert!(c.deduplication_enabled);
     assert_eq!(c.deduplication_producers_max, 9);
+    assert!(!c.delayed_delivery_enabled);
+    assert_eq!(c.delayed_delivery_tick_ms, 250);
     assert_eq!(c.outbound_frames_max, 64);
     // The defaults map back onto the listener's own defaults.
     let (d, l) = (
