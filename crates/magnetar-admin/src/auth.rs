@@ -1,6 +1,7 @@
-//! `Authorization: Bearer <token>` on the admin API when authentication is on, as Pulsar's web
-//! service does with token authentication: `/health`, `/version` and `/metrics` stay open; every
-//! `/admin/...` request needs a valid token (401 otherwise). Which role may do what (403
+//! `Authorization: Bearer <token>` (or `Basic` with the basic provider) on the admin API when
+//! authentication is on, as Pulsar's web service does: `/health`, `/version` and `/metrics` stay
+//! open; every `/admin/...` request needs valid credentials (401 otherwise), or, without an
+//! `Authorization` header, gets the anonymous role when one is set. Which role may do what (403
 //! otherwise):
 //! - with authorization on (Pulsar's model): superusers everything; a tenant's admin roles
 //!   everything under that tenant (`/admin/v2/tenants/{t}` read, `/admin/v2/namespaces/{t}/...`,
@@ -97,6 +98,47 @@ fn percent_decode(segment: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// The role a request authenticates as: `Authorization: Bearer <token>`, `Authorization: Basic
+/// base64(user:password)` with the basic provider on, or, without the header, the anonymous role
+/// when one is set (as Pulsar's `anonymousUserRole`). Bad credentials are refused even with an
+/// anonymous role (Pulsar would fall back to it; a typo should not silently change the role).
+fn authenticate(authenticator: &Authenticator, request: &Request) -> Result<String, String> {
+    let Some(value) = request.headers().get(header::AUTHORIZATION) else {
+        return authenticator
+            .anonymous_role()
+            .map(str::to_string)
+            .ok_or_else(|| "authentication required: send Authorization: Bearer <token>".into());
+    };
+    let malformed = || {
+        if authenticator.basic_enabled() {
+            "the Authorization header must be 'Bearer <token>' or 'Basic <base64 user:password>'"
+                .to_string()
+        } else {
+            "the Authorization header must be 'Bearer <token>'".to_string()
+        }
+    };
+    let (scheme, credentials) = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.split_once(' '))
+        .map(|(scheme, rest)| (scheme.to_ascii_lowercase(), rest.trim()))
+        .ok_or_else(malformed)?;
+    let authenticated = match scheme.as_str() {
+        "bearer" => authenticator.authenticate_token(credentials),
+        "basic" if authenticator.basic_enabled() => {
+            let decoded = magnetar_auth::key::decode_base64(credentials)
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .ok_or_else(|| "the Basic credentials are not base64 of user:password".to_string())?;
+            authenticator.authenticate_basic(&decoded)
+        }
+        _ => return Err(malformed()),
+    };
+    authenticated
+        .map(|a| a.principal.role)
+        .map_err(|e| format!("authentication failed: {e}"))
+}
+
 pub(crate) async fn require_authorized(
     State(state): State<AuthState>,
     request: Request,
@@ -107,38 +149,24 @@ pub(crate) async fn require_authorized(
     if !request.uri().path().starts_with("/admin/") && !lookup {
         return next.run(request).await;
     }
-    let Some(value) = request.headers().get(header::AUTHORIZATION) else {
-        return refuse(
-            StatusCode::UNAUTHORIZED,
-            "authentication required: send Authorization: Bearer <token>".into(),
-        );
+    let role = match authenticate(authenticator, &request) {
+        Ok(role) => role,
+        Err(reason) => {
+            tracing::warn!(%reason, path = %request.uri().path(), "admin request refused: authentication failed");
+            return refuse(StatusCode::UNAUTHORIZED, reason);
+        }
     };
-    let token = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
-    let Some(token) = token else {
-        return refuse(
-            StatusCode::UNAUTHORIZED,
-            "the Authorization header must be 'Bearer <token>'".into(),
-        );
-    };
-    match authenticator.authenticate_token(token) {
-        Ok(authenticated) if lookup => {
+    match role {
+        role if lookup => {
             // The lookup handler checks the role's lookup permission on the topic.
             let mut request = request;
-            request
-                .extensions_mut()
-                .insert(Role(authenticated.principal.role));
+            request.extensions_mut().insert(Role(role));
             next.run(request).await
         }
-        Ok(authenticated) if authenticator.is_superuser(&authenticated.principal) => {
+        role if authenticator.is_superuser(&magnetar_auth::Principal { role: role.clone() }) => {
             next.run(request).await
         }
-        Ok(authenticated) => {
-            let role = authenticated.principal.role;
+        role => {
             let path = request.uri().path().to_string();
             if let Some(topic) = partitions_lookup(request.method(), &path) {
                 match state
@@ -173,13 +201,6 @@ pub(crate) async fn require_authorized(
                 None => format!("role '{role}' is not a superuser"),
             };
             refuse(StatusCode::FORBIDDEN, reason)
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, path = %request.uri().path(), "admin request refused: authentication failed");
-            refuse(
-                StatusCode::UNAUTHORIZED,
-                format!("authentication failed: {e}"),
-            )
         }
     }
 }
