@@ -129,7 +129,9 @@ fn authenticate(authenticator: &Authenticator, request: &Request) -> Result<Stri
             let decoded = magnetar_auth::key::decode_base64(credentials)
                 .ok()
                 .and_then(|bytes| String::from_utf8(bytes).ok())
-                .ok_or_else(|| "the Basic credentials are not base64 of user:password".to_string())?;
+                .ok_or_else(|| {
+                    "the Basic credentials are not base64 of user:password".to_string()
+                })?;
             authenticator.authenticate_basic(&decoded)
         }
         _ => return Err(malformed()),

@@ -229,7 +229,9 @@ mod tests {
 
     #[test]
     fn users_verify_apr1_and_bcrypt() {
-        let bcrypt_hash = bcrypt::hash("secret", 4).unwrap().replacen("$2b$", "$2y$", 1);
+        let bcrypt_hash = bcrypt::hash("secret", 4)
+            .unwrap()
+            .replacen("$2b$", "$2y$", 1);
         let users =
             BasicUsers::parse(&format!("alice:{APR1_PASSWORD}\n\nbob:{bcrypt_hash}\n")).unwrap();
         assert_eq!(users.len(), 2);
@@ -247,7 +249,10 @@ mod tests {
     fn bad_files_name_the_line() {
         for (text, needle) in [
             ("alice\n", "line 1: expected user:hash"),
-            ("a:$apr1$x$y\nbob:abJnggxhB/yWI\n", "line 2: user 'bob': crypt(3) DES"),
+            (
+                "a:$apr1$x$y\nbob:abJnggxhB/yWI\n",
+                "line 2: user 'bob': crypt(3) DES",
+            ),
             ("a:$6$salt$hash\n", "hash scheme $6$ is not supported"),
             ("a:$apr1$nosalt\n", "malformed $apr1$ hash"),
             ("a:b:c\n", "expected user:hash"),

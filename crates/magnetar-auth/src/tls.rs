@@ -258,7 +258,10 @@ mod tests {
         let refused = rustls::Error::InvalidCertificate(rustls::CertificateError::Other(
             rustls::OtherError(std::sync::Arc::new(UnsupportedCertVersion)),
         ));
-        let e = explain(std::io::Error::new(std::io::ErrorKind::InvalidData, refused));
+        let e = explain(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            refused,
+        ));
         assert!(e.to_string().contains("X.509 version 1"), "{e}");
         let other = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
         let e = explain(std::io::Error::new(std::io::ErrorKind::InvalidData, other));
