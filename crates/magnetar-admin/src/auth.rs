@@ -206,3 +206,64 @@ pub(crate) async fn require_authorized(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use magnetar_broker::{Broker, BrokerConfig, SystemClock};
+    use magnetar_metadata::MemoryStore;
+
+    async fn authenticator(anonymous_role: Option<&str>) -> (Authenticator, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = Broker::open(
+            BrokerConfig::for_data_dir(dir.path()),
+            Arc::new(MemoryStore::new()),
+            Arc::new(SystemClock),
+        )
+        .await
+        .unwrap();
+        let users = dir.path().join("htpasswd");
+        // `openssl passwd -apr1 -salt saltsalt password`.
+        std::fs::write(&users, "alice:$apr1$saltsalt$yAAkm4libquA.ZWLHbSBq/\n").unwrap();
+        let config = magnetar_auth::AuthConfig {
+            enabled: true,
+            mechanisms: vec![magnetar_auth::Mechanism::ScramSha256],
+            anonymous_role: anonymous_role.map(str::to_string),
+            basic_auth_conf: Some(users.display().to_string()),
+            ..Default::default()
+        };
+        (Authenticator::new(&config, broker).unwrap(), dir)
+    }
+
+    fn request(authorization: Option<&str>) -> Request {
+        let mut builder = Request::builder().uri("/admin/v2/tenants");
+        if let Some(value) = authorization {
+            builder = builder.header(header::AUTHORIZATION, value);
+        }
+        builder.body(axum::body::Body::empty()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn basic_credentials_and_the_anonymous_role() {
+        let (auth, _dir) = authenticator(Some("guest")).await;
+        // "alice:password" in base64.
+        let ok = request(Some("Basic YWxpY2U6cGFzc3dvcmQ="));
+        assert_eq!(authenticate(&auth, &ok).unwrap(), "alice");
+        // "alice:wrong": refused, not downgraded to the anonymous role.
+        let bad = request(Some("Basic YWxpY2U6d3Jvbmc="));
+        assert!(authenticate(&auth, &bad)
+            .unwrap_err()
+            .contains("invalid credentials"));
+        assert!(authenticate(&auth, &request(Some("Basic !!")))
+            .unwrap_err()
+            .contains("base64"));
+        assert!(authenticate(&auth, &request(Some("Digest x")))
+            .unwrap_err()
+            .contains("'Basic <base64 user:password>'"));
+        assert_eq!(authenticate(&auth, &request(None)).unwrap(), "guest");
+        let (auth, _dir) = authenticator(None).await;
+        assert!(authenticate(&auth, &request(None))
+            .unwrap_err()
+            .contains("authentication required"));
+    }
+}

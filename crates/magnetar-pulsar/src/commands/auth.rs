@@ -98,11 +98,11 @@ impl Connection {
                     namespace_scope: None,
                 }),
                 None => Err(format!(
-                    "authentication method '{other}' is not supported (use token, tls{})",
+                    "authentication method '{other}' is not supported (use {})",
                     if authenticator.basic_enabled() {
-                        " or basic"
+                        "token, tls or basic"
                     } else {
-                        ""
+                        "token or tls"
                     }
                 )),
             },
