@@ -55,6 +55,19 @@ class Pki:
             c.cert_chain_pems[0].write_to_path(str(cert))
             c.private_key_pem.write_to_path(str(key))
             self.clients[cn] = (cert, key)
+        # An X.509 version 1 client certificate signed by the CA: `openssl x509 -req` without
+        # -extfile writes v1 (no extensions), as old PKI tooling does.
+        ca_key = d / "ca-key.pem"
+        ca.private_key_pem.write_to_path(str(ca_key))
+        self.v1 = (d / "v1-client.pem", d / "v1-client-key.pem")
+        csr = d / "v1-client.csr"
+        for cmd in (
+            ["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-keyout", str(self.v1[1]), "-subj", "/O=acme/CN=v1-client", "-out", str(csr)],
+            ["openssl", "x509", "-req", "-in", str(csr), "-CA", str(self.ca), "-CAkey", str(ca_key),
+             "-CAcreateserial", "-days", "2", "-out", str(self.v1[0])],
+        ):
+            subprocess.run(cmd, check=True, capture_output=True, timeout=30)
         foreign = trustme.CA(organization_name="Someone Else")
         self.foreign_ca = d / "foreign-ca.pem"
         foreign.cert_pem.write_to_path(str(self.foreign_ca))
@@ -331,6 +344,32 @@ def test_pulsar_tls_auth_role_from_certificate(mtls_broker, pki):
     finally:
         client.close()
     assert wait_stderr(mtls_broker, "role=other-client"), "pulsar tls role not logged"
+
+
+def test_x509_v1_client_certificate_is_refused_with_a_clear_reason(mtls_broker, pki):
+    import pulsar
+
+    text = subprocess.run(["openssl", "x509", "-in", str(pki.v1[0]), "-noout", "-text"], capture_output=True,
+                          text=True, check=True, timeout=30).stdout
+    assert "Version: 1 (0x0)" in text, text
+    cert, key = pki.v1
+    client = pulsar.Client(
+        f"pulsar+ssl://{mtls_broker.listening['pulsar_tls']}",
+        tls_trust_certs_file_path=str(pki.ca),
+        tls_validate_hostname=False,
+        authentication=pulsar.AuthenticationTLS(str(cert), str(key)),
+        operation_timeout_seconds=5,
+    )
+    try:
+        with pytest.raises(Exception):
+            client.create_producer(f"persistent://public/default/{topic_name('v1')}")
+    finally:
+        client.close()
+    assert wait_stderr(mtls_broker, "X.509 version 1"), mtls_broker.stderr_text()[-2000:]
+    # The same refusal on the Kafka SSL listener.
+    err = auth_error(ssl_conf(mtls_broker, pki, **{"ssl.certificate.location": str(cert),
+                                                   "ssl.key.location": str(key)}))
+    assert err is not None
 
 
 # ------------------------------------------------------------------------------- Pulsar, HTTPS

@@ -1,6 +1,7 @@
-//! `Authorization: Bearer <token>` on the admin API when authentication is on, as Pulsar's web
-//! service does with token authentication: `/health`, `/version` and `/metrics` stay open; every
-//! `/admin/...` request needs a valid token (401 otherwise). Which role may do what (403
+//! `Authorization: Bearer <token>` (or `Basic` with the basic provider) on the admin API when
+//! authentication is on, as Pulsar's web service does: `/health`, `/version` and `/metrics` stay
+//! open; every `/admin/...` request needs valid credentials (401 otherwise), or, without an
+//! `Authorization` header, gets the anonymous role when one is set. Which role may do what (403
 //! otherwise):
 //! - with authorization on (Pulsar's model): superusers everything; a tenant's admin roles
 //!   everything under that tenant (`/admin/v2/tenants/{t}` read, `/admin/v2/namespaces/{t}/...`,
@@ -97,6 +98,49 @@ fn percent_decode(segment: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// The role a request authenticates as: `Authorization: Bearer <token>`, `Authorization: Basic
+/// base64(user:password)` with the basic provider on, or, without the header, the anonymous role
+/// when one is set (as Pulsar's `anonymousUserRole`). Bad credentials are refused even with an
+/// anonymous role (Pulsar would fall back to it; a typo should not silently change the role).
+fn authenticate(authenticator: &Authenticator, request: &Request) -> Result<String, String> {
+    let Some(value) = request.headers().get(header::AUTHORIZATION) else {
+        return authenticator
+            .anonymous_role()
+            .map(str::to_string)
+            .ok_or_else(|| "authentication required: send Authorization: Bearer <token>".into());
+    };
+    let malformed = || {
+        if authenticator.basic_enabled() {
+            "the Authorization header must be 'Bearer <token>' or 'Basic <base64 user:password>'"
+                .to_string()
+        } else {
+            "the Authorization header must be 'Bearer <token>'".to_string()
+        }
+    };
+    let (scheme, credentials) = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.split_once(' '))
+        .map(|(scheme, rest)| (scheme.to_ascii_lowercase(), rest.trim()))
+        .ok_or_else(malformed)?;
+    let authenticated = match scheme.as_str() {
+        "bearer" => authenticator.authenticate_token(credentials),
+        "basic" if authenticator.basic_enabled() => {
+            let decoded = magnetar_auth::key::decode_base64(credentials)
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .ok_or_else(|| {
+                    "the Basic credentials are not base64 of user:password".to_string()
+                })?;
+            authenticator.authenticate_basic(&decoded)
+        }
+        _ => return Err(malformed()),
+    };
+    authenticated
+        .map(|a| a.principal.role)
+        .map_err(|e| format!("authentication failed: {e}"))
+}
+
 pub(crate) async fn require_authorized(
     State(state): State<AuthState>,
     request: Request,
@@ -107,38 +151,24 @@ pub(crate) async fn require_authorized(
     if !request.uri().path().starts_with("/admin/") && !lookup {
         return next.run(request).await;
     }
-    let Some(value) = request.headers().get(header::AUTHORIZATION) else {
-        return refuse(
-            StatusCode::UNAUTHORIZED,
-            "authentication required: send Authorization: Bearer <token>".into(),
-        );
+    let role = match authenticate(authenticator, &request) {
+        Ok(role) => role,
+        Err(reason) => {
+            tracing::warn!(%reason, path = %request.uri().path(), "admin request refused: authentication failed");
+            return refuse(StatusCode::UNAUTHORIZED, reason);
+        }
     };
-    let token = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
-    let Some(token) = token else {
-        return refuse(
-            StatusCode::UNAUTHORIZED,
-            "the Authorization header must be 'Bearer <token>'".into(),
-        );
-    };
-    match authenticator.authenticate_token(token) {
-        Ok(authenticated) if lookup => {
+    match role {
+        role if lookup => {
             // The lookup handler checks the role's lookup permission on the topic.
             let mut request = request;
-            request
-                .extensions_mut()
-                .insert(Role(authenticated.principal.role));
+            request.extensions_mut().insert(Role(role));
             next.run(request).await
         }
-        Ok(authenticated) if authenticator.is_superuser(&authenticated.principal) => {
+        role if authenticator.is_superuser(&magnetar_auth::Principal { role: role.clone() }) => {
             next.run(request).await
         }
-        Ok(authenticated) => {
-            let role = authenticated.principal.role;
+        role => {
             let path = request.uri().path().to_string();
             if let Some(topic) = partitions_lookup(request.method(), &path) {
                 match state
@@ -174,12 +204,66 @@ pub(crate) async fn require_authorized(
             };
             refuse(StatusCode::FORBIDDEN, reason)
         }
-        Err(e) => {
-            tracing::warn!(error = %e, path = %request.uri().path(), "admin request refused: authentication failed");
-            refuse(
-                StatusCode::UNAUTHORIZED,
-                format!("authentication failed: {e}"),
-            )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use magnetar_broker::{Broker, BrokerConfig, SystemClock};
+    use magnetar_metadata::MemoryStore;
+
+    async fn authenticator(anonymous_role: Option<&str>) -> (Authenticator, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = Broker::open(
+            BrokerConfig::for_data_dir(dir.path()),
+            Arc::new(MemoryStore::new()),
+            Arc::new(SystemClock),
+        )
+        .await
+        .unwrap();
+        let users = dir.path().join("htpasswd");
+        // `openssl passwd -apr1 -salt saltsalt password`.
+        std::fs::write(&users, "alice:$apr1$saltsalt$yAAkm4libquA.ZWLHbSBq/\n").unwrap();
+        let config = magnetar_auth::AuthConfig {
+            enabled: true,
+            mechanisms: vec![magnetar_auth::Mechanism::ScramSha256],
+            anonymous_role: anonymous_role.map(str::to_string),
+            basic_auth_conf: Some(users.display().to_string()),
+            ..Default::default()
+        };
+        (Authenticator::new(&config, broker).unwrap(), dir)
+    }
+
+    fn request(authorization: Option<&str>) -> Request {
+        let mut builder = Request::builder().uri("/admin/v2/tenants");
+        if let Some(value) = authorization {
+            builder = builder.header(header::AUTHORIZATION, value);
         }
+        builder.body(axum::body::Body::empty()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn basic_credentials_and_the_anonymous_role() {
+        let (auth, _dir) = authenticator(Some("guest")).await;
+        // "alice:password" in base64.
+        let ok = request(Some("Basic YWxpY2U6cGFzc3dvcmQ="));
+        assert_eq!(authenticate(&auth, &ok).unwrap(), "alice");
+        // "alice:wrong": refused, not downgraded to the anonymous role.
+        let bad = request(Some("Basic YWxpY2U6d3Jvbmc="));
+        assert!(authenticate(&auth, &bad)
+            .unwrap_err()
+            .contains("invalid credentials"));
+        assert!(authenticate(&auth, &request(Some("Basic !!")))
+            .unwrap_err()
+            .contains("base64"));
+        assert!(authenticate(&auth, &request(Some("Digest x")))
+            .unwrap_err()
+            .contains("'Basic <base64 user:password>'"));
+        assert_eq!(authenticate(&auth, &request(None)).unwrap(), "guest");
+        let (auth, _dir) = authenticator(None).await;
+        assert!(authenticate(&auth, &request(None))
+            .unwrap_err()
+            .contains("authentication required"));
     }
 }

@@ -4,7 +4,8 @@
 //! keys given as `file:///path` or `data:;base64,...`, the role claim, expiry), the SASL
 //! mechanisms PLAIN (KoP's `token:<jwt>` password), OAUTHBEARER (RFC 7628) and
 //! SCRAM-SHA-256/512 (RFC 5802/7677) as byte-in/byte-out state machines ([`sasl`], [`scram`]),
-//! the SCRAM credentials kept salted in the metadata store ([`ScramStore`]), the [`Principal`],
+//! the SCRAM credentials kept salted in the metadata store ([`ScramStore`]), Pulsar's `basic`
+//! provider's htpasswd-style users ([`basic`]), the anonymous role, the [`Principal`],
 //! and the one error of this layer, [`AuthError`], which each front end maps to its wire codes.
 //!
 //! Must not depend on: any wire protocol (the Kafka framing of SASL tokens lives in
@@ -18,6 +19,7 @@ use std::sync::Arc;
 
 use magnetar_broker::Broker;
 
+pub mod basic;
 mod error;
 pub mod key;
 pub mod sasl;
@@ -62,6 +64,12 @@ pub struct AuthConfig {
     pub mechanisms: Vec<Mechanism>,
     /// Roles allowed to administer everything (and to manage SCRAM credentials).
     pub superuser_roles: Vec<String>,
+    /// Pulsar's `anonymousUserRole`: the role of a Pulsar or HTTP client that sends no
+    /// credentials while authentication is on. `None`: such clients are refused.
+    pub anonymous_role: Option<String>,
+    /// Pulsar's `basicAuthConf` (path, `file:`, `data:` or base64), set when the `basic`
+    /// provider is on.
+    pub basic_auth_conf: Option<String>,
 }
 
 /// What the front ends call to authenticate clients.
@@ -71,6 +79,8 @@ pub struct Authenticator {
     mechanisms: Vec<Mechanism>,
     superuser_roles: Vec<String>,
     scram: ScramStore,
+    anonymous_role: Option<String>,
+    basic: Option<basic::BasicUsers>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -80,6 +90,8 @@ impl std::fmt::Debug for Authenticator {
             .field("validator", &self.validator)
             .field("mechanisms", &self.mechanisms)
             .field("superuser_roles", &self.superuser_roles)
+            .field("anonymous_role", &self.anonymous_role)
+            .field("basic", &self.basic)
             .finish()
     }
 }
@@ -129,6 +141,38 @@ impl Authenticator {
             mechanisms: config.mechanisms.clone(),
             superuser_roles: config.superuser_roles.clone(),
             scram: ScramStore::new(broker),
+            anonymous_role: config.anonymous_role.clone().filter(|r| !r.is_empty()),
+            basic: config
+                .basic_auth_conf
+                .as_deref()
+                .map(basic::BasicUsers::load)
+                .transpose()?,
+        })
+    }
+
+    /// The role of a client without credentials, if the configuration names one.
+    pub fn anonymous_role(&self) -> Option<&str> {
+        self.anonymous_role.as_deref()
+    }
+
+    /// Whether the `basic` provider is on.
+    pub fn basic_enabled(&self) -> bool {
+        self.basic.is_some()
+    }
+
+    /// Pulsar's `basic` provider: `user:password`; the role is the user.
+    pub fn authenticate_basic(&self, credentials: &str) -> Result<Authenticated, AuthError> {
+        let users = self.basic.as_ref().ok_or_else(|| {
+            AuthError::UnsupportedMechanism("basic (the basic provider is not enabled)".into())
+        })?;
+        let (user, password) = basic::split_credentials(credentials)?;
+        users.verify(user, password)?;
+        Ok(Authenticated {
+            principal: Principal {
+                role: user.to_string(),
+            },
+            expires_at_ms: None,
+            namespace_scope: None,
         })
     }
 

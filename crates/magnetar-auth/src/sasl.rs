@@ -230,6 +230,7 @@ mod tests {
             token_auth_claim: "sub".into(),
             mechanisms: Mechanism::ALL.to_vec(),
             superuser_roles: vec!["admin".into()],
+            ..Default::default()
         };
         (Authenticator::new(&config, broker).unwrap(), dir)
     }
@@ -365,5 +366,50 @@ mod tests {
         };
         let e = Authenticator::new(&config, broker).err().unwrap();
         assert!(e.to_string().contains("no token secret key"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn basic_provider_and_anonymous_role() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = Broker::open(
+            BrokerConfig::for_data_dir(dir.path()),
+            Arc::new(MemoryStore::new()),
+            Arc::new(SystemClock),
+        )
+        .await
+        .unwrap();
+        let config = AuthConfig {
+            enabled: true,
+            mechanisms: vec![Mechanism::ScramSha256],
+            anonymous_role: Some("guest".into()),
+            basic_auth_conf: Some(format!(
+                "data:;base64,{}",
+                base64::Engine::encode(
+                    &base64::engine::general_purpose::STANDARD,
+                    "alice:$apr1$saltsalt$yAAkm4libquA.ZWLHbSBq/\n"
+                )
+            )),
+            ..Default::default()
+        };
+        let auth = Authenticator::new(&config, broker.clone()).unwrap();
+        assert_eq!(auth.anonymous_role(), Some("guest"));
+        assert!(auth.basic_enabled());
+        let a = auth.authenticate_basic("alice:password").unwrap();
+        assert_eq!(a.principal.role, "alice");
+        assert!(matches!(
+            auth.authenticate_basic("alice:wrong"),
+            Err(AuthError::BadCredentials)
+        ));
+        assert!(auth.authenticate_basic("alice").is_err());
+        // Without the provider, basic is refused; an empty anonymous role is none.
+        let config = AuthConfig {
+            enabled: true,
+            mechanisms: vec![Mechanism::ScramSha256],
+            anonymous_role: Some(String::new()),
+            ..Default::default()
+        };
+        let auth = Authenticator::new(&config, broker).unwrap();
+        assert_eq!(auth.anonymous_role(), None);
+        assert!(auth.authenticate_basic("alice:password").is_err());
     }
 }

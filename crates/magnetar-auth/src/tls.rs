@@ -156,7 +156,7 @@ impl TlsServer {
         let tls = tokio::time::timeout(self.handshake_timeout, self.acceptor.accept(stream))
             .await
             .map_err(|_| TlsError::Timeout(self.handshake_timeout))?
-            .map_err(TlsError::Handshake)?;
+            .map_err(|e| TlsError::Handshake(explain(e)))?;
         let peer = tls
             .get_ref()
             .1
@@ -164,6 +164,30 @@ impl TlsServer {
             .and_then(|certs| certs.first())
             .and_then(|leaf| peer_identity(leaf.as_ref()));
         Ok((tls, peer))
+    }
+}
+
+/// Why webpki refuses X.509 version 1 and 2 certificates, said where the handshake fails.
+pub const CERT_VERSION_REASON: &str = "the client certificate is X.509 version 1 (or 2), and only \
+     version 3 certificates are accepted: rustls/webpki refuse older versions because they carry \
+     no extensions (basicConstraints, keyUsage), so a v1 certificate cannot be told apart from a \
+     CA; re-issue it as v3 (openssl x509 -req with -extfile, or openssl req -x509 -addext)";
+
+/// Replaces rustls' debug-formatted reason for a refused client certificate version (webpki's
+/// `UnsupportedCertVersion`, reported as `Other(OtherError(UnsupportedCertVersion))`) by a
+/// sentence naming it; other errors pass unchanged.
+fn explain(error: std::io::Error) -> std::io::Error {
+    let unsupported_version = error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|e| {
+            matches!(e, rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other))
+                if format!("{other:?}").contains("UnsupportedCertVersion"))
+        });
+    if unsupported_version {
+        std::io::Error::new(error.kind(), CERT_VERSION_REASON)
+    } else {
+        error
     }
 }
 
@@ -218,6 +242,30 @@ mod tests {
         std::fs::write(dir.path().join("key.pem"), "garbage").unwrap();
         let e = TlsServer::load(&settings(dir.path()), &[]).unwrap_err();
         assert!(e.to_string().contains("no usable private key"), "{e}");
+    }
+
+    #[test]
+    fn an_unsupported_certificate_version_is_named() {
+        // The shape rustls reports webpki's refusal in (its Debug names the variant).
+        #[derive(Debug)]
+        struct UnsupportedCertVersion;
+        impl std::fmt::Display for UnsupportedCertVersion {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("unsupported certificate version")
+            }
+        }
+        impl std::error::Error for UnsupportedCertVersion {}
+        let refused = rustls::Error::InvalidCertificate(rustls::CertificateError::Other(
+            rustls::OtherError(std::sync::Arc::new(UnsupportedCertVersion)),
+        ));
+        let e = explain(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            refused,
+        ));
+        assert!(e.to_string().contains("X.509 version 1"), "{e}");
+        let other = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let e = explain(std::io::Error::new(std::io::ErrorKind::InvalidData, other));
+        assert!(e.to_string().contains("UnknownIssuer"), "{e}");
     }
 
     #[test]

@@ -53,6 +53,7 @@ fn fixture() -> &'static Fixture {
                 token_auth_claim: "sub".into(),
                 mechanisms: Mechanism::ALL.to_vec(),
                 superuser_roles: vec!["admin".into()],
+                ..Default::default()
             };
             let authenticator =
                 Authenticator::new(&config, broker).expect("an authenticator for the target");

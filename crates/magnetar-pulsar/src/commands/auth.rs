@@ -1,7 +1,9 @@
-//! Token authentication on the Pulsar protocol, as Pulsar's broker does it with
+//! Authentication on the Pulsar protocol, as Pulsar's broker does it with
 //! `AuthenticationProviderToken`: CONNECT carries `auth_method_name = "token"` and the JWT in
 //! `auth_data`; a bad or missing token is answered with an AuthenticationError and the connection
-//! closes. When the token expires, a client that announced `supports_auth_refresh` gets an
+//! closes. `tls` takes the client certificate's CN, `basic` (`AuthenticationProviderBasic`, when
+//! configured) checks `user:password`; a CONNECT whose method no provider serves (no credentials)
+//! gets `anonymousUserRole` when one is set. When the token expires, a client that announced `supports_auth_refresh` gets an
 //! AUTH_CHALLENGE (`PulsarAuthRefresh`) and must answer with AUTH_RESPONSE carrying a fresh token
 //! for the same role within [`REFRESH_GRACE`]; other clients are disconnected at expiry.
 
@@ -75,9 +77,35 @@ impl Connection {
                 }),
                 None => Err("auth method tls needs a TLS connection with a client certificate that has a CN".to_string()),
             },
-            other => Err(format!(
-                "authentication method '{other}' is not supported (use token or tls)"
-            )),
+            // Pulsar's `AuthenticationProviderBasic`: `user:password`, the user is the role.
+            "basic" if authenticator.basic_enabled() => {
+                std::str::from_utf8(connect.auth_data.as_deref().unwrap_or_default())
+                    .map_err(|_| "basic credentials are not utf-8".to_string())
+                    .and_then(|credentials| {
+                        authenticator
+                            .authenticate_basic(credentials)
+                            .map_err(|e| e.to_string())
+                    })
+            }
+            // As Pulsar: a method no provider serves (a client without credentials sends none)
+            // gets `anonymousUserRole` when one is set.
+            other => match authenticator.anonymous_role() {
+                Some(role) => Ok(magnetar_auth::Authenticated {
+                    principal: magnetar_auth::Principal {
+                        role: role.to_string(),
+                    },
+                    expires_at_ms: None,
+                    namespace_scope: None,
+                }),
+                None => Err(format!(
+                    "authentication method '{other}' is not supported (use {})",
+                    if authenticator.basic_enabled() {
+                        "token, tls or basic"
+                    } else {
+                        "token or tls"
+                    }
+                )),
+            },
         };
         match result {
             Ok(authenticated) => {

@@ -258,6 +258,16 @@ pub const ALIASES: &[Alias] = &[
         section: "auth",
         key: "failed_authentication_delay_ms",
     },
+    Alias {
+        name: "basicAuthConf",
+        section: "auth",
+        key: "basic_auth_conf",
+    },
+    Alias {
+        name: "anonymousUserRole",
+        section: "auth",
+        key: "anonymous_role",
+    },
     // Pulsar's tiered-storage keys (`managedLedgerOffload*`): the driver and bucket together
     // become `storage.object_store` (see `apply_offload_keys`).
     Alias {

@@ -1,4 +1,5 @@
-//! The `[auth]` section: authentication (token provider, SASL mechanisms) and authorization.
+//! The `[auth]` section: authentication (token and basic providers, the anonymous role, SASL
+//! mechanisms) and authorization.
 
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +19,8 @@ pub struct AuthSection {
     pub token_auth_claim: String,
     pub sasl_allowed_mechanisms: String,
     pub failed_authentication_delay_ms: u64,
+    pub basic_auth_conf: String,
+    pub anonymous_role: String,
 }
 
 impl Default for AuthSection {
@@ -32,6 +35,8 @@ impl Default for AuthSection {
             token_auth_claim: "sub".into(),
             sasl_allowed_mechanisms: "PLAIN,OAUTHBEARER,SCRAM-SHA-256,SCRAM-SHA-512".into(),
             failed_authentication_delay_ms: 300,
+            basic_auth_conf: String::new(),
+            anonymous_role: String::new(),
         }
     }
 }
@@ -46,7 +51,21 @@ pub fn list(value: &str) -> Vec<String> {
         .collect()
 }
 
+/// Whether a provider name (Magnetar's short name or Pulsar's class) is the `basic` provider.
+fn is_basic(provider: &str) -> bool {
+    provider == "basic" || provider.ends_with("AuthenticationProviderBasic")
+}
+
+fn is_token(provider: &str) -> bool {
+    provider == "token" || provider.ends_with("AuthenticationProviderToken")
+}
+
 impl AuthSection {
+    /// Whether the `basic` provider is listed.
+    pub fn basic_enabled(&self) -> bool {
+        list(&self.providers).iter().any(|p| is_basic(p))
+    }
+
     /// The settings magnetar-auth takes.
     pub fn auth_config(&self) -> magnetar_auth::AuthConfig {
         let key = |k: &str| (!k.is_empty()).then(|| k.to_string());
@@ -60,6 +79,8 @@ impl AuthSection {
                 .filter_map(|m| magnetar_auth::Mechanism::from_name(m))
                 .collect(),
             superuser_roles: list(&self.superuser_roles),
+            anonymous_role: key(self.anonymous_role.trim()),
+            basic_auth_conf: key(&self.basic_auth_conf).filter(|_| self.basic_enabled()),
         }
     }
 }
@@ -68,10 +89,10 @@ impl Config {
     pub(super) fn validate_auth(&self) -> Result<(), ConfigError> {
         let auth = &self.auth;
         for provider in list(&auth.providers) {
-            // Pulsar names providers by class; the token provider is the one built.
-            if provider != "token" && !provider.ends_with("AuthenticationProviderToken") {
+            // Pulsar names providers by class; the token and basic providers are built.
+            if !is_token(&provider) && !is_basic(&provider) {
                 return Err(err(format!(
-                    "auth.providers: '{provider}' is not supported; only token authentication (AuthenticationProviderToken) is built"
+                    "auth.providers: '{provider}' is not supported; token (AuthenticationProviderToken) and basic (AuthenticationProviderBasic) are built"
                 )));
             }
         }
@@ -110,6 +131,20 @@ impl Config {
         }
         if !auth.enabled {
             return Ok(());
+        }
+        if auth.basic_enabled() {
+            if auth.basic_auth_conf.is_empty() {
+                return Err(err(
+                    "auth.providers lists basic but auth.basic_auth_conf (basicAuthConf) is empty",
+                ));
+            }
+            // Read the users now, so a bad file stops startup with a config error.
+            magnetar_auth::basic::BasicUsers::load(&auth.basic_auth_conf).map_err(|e| {
+                err(format!(
+                    "auth.basic_auth_conf (basicAuthConf): {}",
+                    e.to_string().trim_start_matches("invalid key: ")
+                ))
+            })?;
         }
         let config = auth.auth_config();
         if config.mechanisms.is_empty() {

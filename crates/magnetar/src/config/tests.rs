@@ -450,6 +450,32 @@ fn pulsar_auth_keys_and_sasl_listener() {
 }
 
 #[test]
+fn pulsar_basic_provider_and_anonymous_role_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("htpasswd");
+    std::fs::write(&users, "alice:$apr1$saltsalt$yAAkm4libquA.ZWLHbSBq/\n").unwrap();
+    let text = format!(
+        "authenticationEnabled=true\n\
+         authenticationProviders=org.apache.pulsar.broker.authentication.AuthenticationProviderBasic\n\
+         basicAuthConf={}\nanonymousUserRole=guest\nsaslAllowedMechanisms=SCRAM-SHA-256\n",
+        users.display()
+    );
+    let c = load_str("broker.conf", &text, &[]).unwrap().config;
+    assert!(c.auth.basic_enabled());
+    assert_eq!(c.auth.anonymous_role, "guest");
+    let auth = c.auth.auth_config();
+    assert_eq!(auth.anonymous_role.as_deref(), Some("guest"));
+    assert_eq!(
+        auth.basic_auth_conf.as_deref(),
+        Some(users.to_str().unwrap())
+    );
+    // A file with a DES crypt hash is refused at startup, naming the key and the user.
+    std::fs::write(&users, "bob:abJnggxhB/yWI\n").unwrap();
+    let e = load_str("broker.conf", &text, &[]).unwrap_err().to_string();
+    assert!(e.contains("basicAuthConf") && e.contains("'bob'"), "{e}");
+}
+
+#[test]
 fn auth_misconfigurations_are_named() {
     let cases: &[(&str, &str)] = &[
         ("authenticationEnabled=true\n", "tokenSecretKey"),
@@ -472,6 +498,14 @@ fn auth_misconfigurations_are_named() {
         ("authorizationEnabled=true\n", "authorization"),
         ("saslAllowedMechanisms=GSSAPI\n", "GSSAPI"),
         ("authenticationProviders=org.example.Ldap\n", "Ldap"),
+        (
+            "authenticationEnabled=true\nauthenticationProviders=basic\nsaslAllowedMechanisms=SCRAM-SHA-256\n",
+            "basicAuthConf",
+        ),
+        (
+            "authenticationEnabled=true\nauthenticationProviders=basic\nsaslAllowedMechanisms=SCRAM-SHA-256\nbasicAuthConf=/does/not/exist\n",
+            "basicAuthConf",
+        ),
     ];
     for (text, needle) in cases {
         let e = load_str("broker.conf", text, &[]).unwrap_err();
