@@ -14,11 +14,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use object_store::aws::AmazonS3Builder;
+use object_store::aws::AmazonS3ConfigKey;
+use object_store::azure::AzureConfigKey;
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::gcp::GoogleCloudStorageBuilder;
+use object_store::gcp::GoogleConfigKey;
 use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
-use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
+use object_store::{BackoffConfig, ClientConfigKey, ObjectStore, RetryConfig};
 
 /// Where `storage.object_store` points.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,10 +124,18 @@ impl Default for StoreOverrides {
 }
 
 impl StoreOverrides {
-    fn client_options(&self) -> ClientOptions {
-        ClientOptions::new()
-            .with_timeout(self.request_timeout)
-            .with_connect_timeout(self.request_timeout.min(Duration::from_secs(5)))
+    /// The request and connect timeouts as client settings. Applied key by key on top of what
+    /// the builder read from the environment (replacing its `ClientOptions` would drop
+    /// `AWS_ALLOW_HTTP`, proxies and the like).
+    fn client_keys(&self) -> [(ClientConfigKey, String); 2] {
+        let ms = |d: Duration| format!("{}ms", d.as_millis());
+        [
+            (ClientConfigKey::Timeout, ms(self.request_timeout)),
+            (
+                ClientConfigKey::ConnectTimeout,
+                ms(self.request_timeout.min(Duration::from_secs(5))),
+            ),
+        ]
     }
 
     fn retry(&self) -> RetryConfig {
@@ -160,8 +171,10 @@ pub fn open(url: &StoreUrl, overrides: &StoreOverrides) -> anyhow::Result<Arc<dy
         StoreUrl::S3 { bucket, prefix } => {
             let mut builder = AmazonS3Builder::from_env()
                 .with_bucket_name(bucket)
-                .with_client_options(overrides.client_options())
                 .with_retry(overrides.retry());
+            for (key, value) in overrides.client_keys() {
+                builder = builder.with_config(AmazonS3ConfigKey::Client(key), value);
+            }
             if !overrides.endpoint.is_empty() {
                 builder = builder
                     .with_endpoint(&overrides.endpoint)
@@ -179,8 +192,10 @@ pub fn open(url: &StoreUrl, overrides: &StoreOverrides) -> anyhow::Result<Arc<dy
         StoreUrl::Gcs { bucket, prefix } => {
             let mut builder = GoogleCloudStorageBuilder::from_env()
                 .with_bucket_name(bucket)
-                .with_client_options(overrides.client_options())
                 .with_retry(overrides.retry());
+            for (key, value) in overrides.client_keys() {
+                builder = builder.with_config(GoogleConfigKey::Client(key), value);
+            }
             if !overrides.endpoint.is_empty() {
                 builder = builder.with_url(&overrides.endpoint);
             }
@@ -189,8 +204,10 @@ pub fn open(url: &StoreUrl, overrides: &StoreOverrides) -> anyhow::Result<Arc<dy
         StoreUrl::Azure { container, prefix } => {
             let mut builder = MicrosoftAzureBuilder::from_env()
                 .with_container_name(container)
-                .with_client_options(overrides.client_options())
                 .with_retry(overrides.retry());
+            for (key, value) in overrides.client_keys() {
+                builder = builder.with_config(AzureConfigKey::Client(key), value);
+            }
             if !overrides.endpoint.is_empty() {
                 builder = builder
                     .with_endpoint(overrides.endpoint.clone())
