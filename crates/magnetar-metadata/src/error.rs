@@ -44,6 +44,16 @@ pub enum MetadataError {
     #[error("metadata storage failed: {0}")]
     Storage(String),
 
+    /// A transaction holds more compares or operations than a store accepts in one commit.
+    #[error(
+        "transaction has {compares} compares and {ops} operations, more than the maximum of {max}"
+    )]
+    TxnTooLarge {
+        compares: usize,
+        ops: usize,
+        max: usize,
+    },
+
     #[error("metadata store is closed")]
     Closed,
 }

@@ -24,14 +24,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, GetResponse, KvClient,
-    SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse, WatchOptions,
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions, GetResponse,
+    KvClient, PutOptions, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse, WatchOptions,
 };
 
 use crate::watch::EventHub;
 use crate::{
     validate_key, validate_path, validate_value, Event, EventKind, Expect, MetadataError,
-    MetadataStore, Versioned, Watch, WATCH_BUFFER_EVENTS,
+    MetadataStore, Txn as MetaTxn, TxnOp as MetaTxnOp, TxnOutcome, Versioned, Watch,
+    WATCH_BUFFER_EVENTS,
 };
 
 /// Keys read per page when listing.
@@ -332,6 +333,72 @@ impl MetadataStore for EtcdStore {
 
     async fn exists(&self, key: &str) -> Result<bool, MetadataError> {
         Ok(self.get(key).await?.is_some())
+    }
+
+    async fn txn(&self, txn: MetaTxn) -> Result<TxnOutcome, MetadataError> {
+        txn.validate()?;
+        self.check_open()?;
+        let compares: Vec<Compare> = txn
+            .compares
+            .iter()
+            .filter_map(|(key, expect)| {
+                compared_version(*expect)
+                    .map(|v| Compare::version(self.full(key), CompareOp::Equal, v))
+            })
+            .collect();
+        // Success: each op, returning the key's previous version (for deletes, and to tell a
+        // create from a modify). Failure: a get of each compared key.
+        let success: Vec<TxnOp> = txn
+            .ops
+            .iter()
+            .map(|op| {
+                let full = self.full(op.key());
+                match op {
+                    MetaTxnOp::Put { value, .. } => TxnOp::put(
+                        full,
+                        value.to_vec(),
+                        Some(PutOptions::new().with_prev_key()),
+                    ),
+                    MetaTxnOp::Delete { .. } => {
+                        TxnOp::delete(full, Some(DeleteOptions::new().with_prev_key()))
+                    }
+                }
+            })
+            .collect();
+        let failure: Vec<TxnOp> = txn
+            .compares
+            .iter()
+            .map(|(key, _)| TxnOp::get(self.full(key), None))
+            .collect();
+        let request = Txn::new().when(compares).and_then(success).or_else(failure);
+        let mut kv = self.kv.clone();
+        let resp = self.bounded("txn", kv.txn(request)).await?;
+        self.saw(resp.header().map(|h| h.revision()));
+        if !resp.succeeded() {
+            let mut answers = resp.op_responses().into_iter().map(|r| match r {
+                TxnOpResponse::Get(g) => Self::version_of(&g),
+                TxnOpResponse::Put(_) | TxnOpResponse::Delete(_) | TxnOpResponse::Txn(_) => None,
+            });
+            let failure = txn.first_failure(|_| Ok(answers.next().flatten()))?;
+            return Err(failure.unwrap_or_else(|| {
+                storage("txn", "a comparison failed but every version matches")
+            }));
+        }
+        self.committed(resp.header().map(|h| h.revision()));
+        let versions = resp
+            .op_responses()
+            .into_iter()
+            .map(|r| match r {
+                TxnOpResponse::Put(p) => {
+                    Some(p.prev_key().map_or(1, |kv| kv.version().max(0) as u64 + 1))
+                }
+                TxnOpResponse::Delete(d) => {
+                    d.prev_kvs().first().map(|kv| kv.version().max(0) as u64)
+                }
+                TxnOpResponse::Get(_) | TxnOpResponse::Txn(_) => None,
+            })
+            .collect();
+        Ok(TxnOutcome { versions })
     }
 
     fn watch(&self, prefix: &str) -> Result<Watch, MetadataError> {

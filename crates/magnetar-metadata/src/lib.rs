@@ -42,6 +42,7 @@ mod key;
 mod memory;
 pub mod record;
 mod redb_store;
+mod txn;
 mod watch;
 
 use async_trait::async_trait;
@@ -53,6 +54,7 @@ pub use etcd_store::{EtcdOptions, EtcdStore};
 pub use key::{validate_key, validate_path};
 pub use memory::MemoryStore;
 pub use redb_store::RedbStore;
+pub use txn::{Txn, TxnOp, TxnOutcome, TXN_OPS_MAX};
 pub use watch::{Watch, WatchError};
 
 /// Longest key accepted, in bytes. Paths in Pulsar's layout stay far below this; the bound keeps
@@ -187,6 +189,13 @@ pub trait MetadataStore: Send + Sync + 'static {
 
     /// Whether `key` itself exists (a key that only has keys beneath it does not).
     async fn exists(&self, key: &str) -> Result<bool, MetadataError>;
+
+    /// Applies a multi-key [`Txn`]: when every compare holds, all its operations in one atomic
+    /// commit (watchers see each changed key's event); otherwise nothing, and
+    /// [`MetadataError::BadVersion`] names the first compare that failed. More than
+    /// [`TXN_OPS_MAX`] compares or operations is [`MetadataError::TxnTooLarge`]; two operations
+    /// on one key is [`MetadataError::InvalidKey`].
+    async fn txn(&self, txn: Txn) -> Result<TxnOutcome, MetadataError>;
 
     /// Watches every key equal to `prefix` or beneath it (`/` watches all keys). Only changes
     /// committed after this call are reported. The watch ends with [`WatchError::Closed`] when

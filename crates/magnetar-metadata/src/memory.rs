@@ -11,7 +11,7 @@ use crate::key::list_children_with;
 use crate::watch::EventHub;
 use crate::{
     validate_key, validate_path, validate_value, Event, EventKind, Expect, MetadataError,
-    MetadataStore, Versioned, Watch, WATCH_BUFFER_EVENTS,
+    MetadataStore, Txn, TxnOp, TxnOutcome, Versioned, Watch, WATCH_BUFFER_EVENTS,
 };
 
 /// An in-memory [`MetadataStore`] for tests and in-process cluster tests. Nothing survives a
@@ -120,6 +120,52 @@ impl MetadataStore for MemoryStore {
     async fn exists(&self, key: &str) -> Result<bool, MetadataError> {
         validate_key(key)?;
         Ok(self.open_state()?.entries.contains_key(key))
+    }
+
+    async fn txn(&self, txn: Txn) -> Result<TxnOutcome, MetadataError> {
+        txn.validate()?;
+        let mut state = self.open_state()?;
+        let failure = txn.first_failure(|key| Ok(state.entries.get(key).map(|e| e.version)))?;
+        if let Some(failure) = failure {
+            return Err(failure);
+        }
+        // Versions are computed before anything changes, so a failure (an overflow) leaves the
+        // map untouched.
+        let mut versions = Vec::with_capacity(txn.ops.len());
+        for op in &txn.ops {
+            let current = state.entries.get(op.key()).map(|e| e.version);
+            versions.push(match op {
+                TxnOp::Put { key, .. } => Some(Expect::Any.check_put(key, current)?),
+                TxnOp::Delete { .. } => current,
+            });
+        }
+        for (op, version) in txn.ops.into_iter().zip(versions.iter().copied()) {
+            match op {
+                TxnOp::Put { key, value } => {
+                    let version = version.unwrap_or(1);
+                    let kind = if version == 1 {
+                        EventKind::Created
+                    } else {
+                        EventKind::Modified
+                    };
+                    state
+                        .entries
+                        .insert(key.clone(), Versioned { value, version });
+                    state.events.send(Event { key, kind, version });
+                }
+                TxnOp::Delete { key } => {
+                    if let Some(version) = version {
+                        state.entries.remove(&key);
+                        state.events.send(Event {
+                            key,
+                            kind: EventKind::Deleted,
+                            version,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(TxnOutcome { versions })
     }
 
     fn watch(&self, prefix: &str) -> Result<Watch, MetadataError> {

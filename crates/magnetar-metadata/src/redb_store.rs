@@ -12,7 +12,7 @@ use crate::key::list_children_with;
 use crate::watch::EventHub;
 use crate::{
     record, validate_key, validate_path, validate_value, Event, EventKind, Expect, MetadataError,
-    MetadataStore, Versioned, Watch, WATCH_BUFFER_EVENTS,
+    MetadataStore, Txn, TxnOp, TxnOutcome, Versioned, Watch, WATCH_BUFFER_EVENTS,
 };
 
 /// Key -> [`record`] bytes.
@@ -223,6 +223,64 @@ impl MetadataStore for RedbStore {
             let transaction = database.begin_read().map_err(storage)?;
             let table = transaction.open_table(ENTRIES).map_err(storage)?;
             Ok(table.get(key.as_str()).map_err(storage)?.is_some())
+        })
+        .await
+    }
+
+    async fn txn(&self, txn: Txn) -> Result<TxnOutcome, MetadataError> {
+        txn.validate()?;
+        self.run(move |shared, database| {
+            let _order = shared.write_order.lock().unwrap_or_else(|e| e.into_inner());
+            let mut transaction = database.begin_write().map_err(storage)?;
+            transaction
+                .set_durability(Durability::Immediate)
+                .map_err(storage)?;
+            let mut events = Vec::with_capacity(txn.ops.len());
+            let mut versions = Vec::with_capacity(txn.ops.len());
+            {
+                let mut table = transaction.open_table(ENTRIES).map_err(storage)?;
+                if let Some(failure) = txn.first_failure(|key| current_version(&table, key))? {
+                    // Dropping the write transaction aborts it: nothing was written.
+                    return Err(failure);
+                }
+                for op in &txn.ops {
+                    let current = current_version(&table, op.key())?;
+                    match op {
+                        TxnOp::Put { key, value } => {
+                            let version = Expect::Any.check_put(key, current)?;
+                            table
+                                .insert(key.as_str(), record::encode(version, value).as_slice())
+                                .map_err(storage)?;
+                            versions.push(Some(version));
+                            events.push(Event {
+                                key: key.clone(),
+                                kind: if current.is_none() {
+                                    EventKind::Created
+                                } else {
+                                    EventKind::Modified
+                                },
+                                version,
+                            });
+                        }
+                        TxnOp::Delete { key } => {
+                            versions.push(current);
+                            if let Some(version) = current {
+                                table.remove(key.as_str()).map_err(storage)?;
+                                events.push(Event {
+                                    key: key.clone(),
+                                    kind: EventKind::Deleted,
+                                    version,
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+            transaction.commit().map_err(storage)?;
+            for event in events {
+                shared.send(event);
+            }
+            Ok(TxnOutcome { versions })
         })
         .await
     }
