@@ -110,6 +110,7 @@ impl From<MetadataError> for Error {
             | MetadataError::ValueTooLarge { .. }
             | MetadataError::UnsupportedFormat { .. }
             | MetadataError::CorruptRecord { .. }
+            | MetadataError::TxnTooLarge { .. }
             | MetadataError::Storage(_) => Error::Metadata(err.to_string()),
         }
     }
