@@ -87,6 +87,12 @@ impl From<StorageError> for Error {
             | StorageError::NoRuntime
             // Back-pressure of a ledger's append queue: retriable as a storage error.
             | StorageError::QueueFull { .. }
+            // The shared WAL: a lost fence, an object store or metadata store that failed or
+            // did not answer (retriable after a reopen), a gap that keeps a ledger closed.
+            | StorageError::Fenced { .. }
+            | StorageError::Gap { .. }
+            | StorageError::ObjectStore { .. }
+            | StorageError::Metadata { .. }
             // Entries, cursors and ledger settings are the broker's to build and name, so a
             // refusal of one is a server-side failure rather than a bad client request.
             | StorageError::InvalidEntry { .. }

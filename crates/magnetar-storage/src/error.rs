@@ -58,6 +58,25 @@ pub enum StorageError {
     /// The ledger needs a tokio runtime for its background work.
     #[error("no tokio runtime: open the ledger from inside a tokio runtime")]
     NoRuntime,
+    /// This writer lost the ledger (another writer took it over, or the fence it holds is
+    /// gone): nothing more is committed or acknowledged through it.
+    #[error("ledger {ledger} is fenced: {reason}")]
+    Fenced { ledger: String, reason: String },
+    /// The committed ranges of a shared ledger are not contiguous: it refuses to open rather
+    /// than skip or reuse message indexes.
+    #[error("ledger {ledger} has a gap in its committed ranges: expected index {expected}, found {found}")]
+    Gap {
+        ledger: String,
+        expected: u64,
+        found: u64,
+    },
+    /// The object store failed or did not answer in time (retriable).
+    #[error("object store {op} failed: {reason}")]
+    ObjectStore { op: &'static str, reason: String },
+    /// The metadata store holding the shared WAL's records failed, did not answer in time, or
+    /// holds a record this build cannot read.
+    #[error("wal metadata: {reason}")]
+    Metadata { reason: String },
     /// A blocking task panicked or was cancelled.
     #[error("background task failed: {reason}")]
     TaskFailed { reason: String },

@@ -7,16 +7,20 @@
 //! and fsync policy, sparse index and time index (persisted per sealed segment), segment roll, crash recovery (torn tail
 //! truncation), retention, truncation and durable named **cursors**.
 //!
-//! It must not depend on wire codecs (Kafka or Pulsar), the metadata store or the broker:
-//! payloads are opaque bytes tagged with a [`PayloadFormat`], and the API speaks message
-//! indexes, never offsets or message ids.
+//! It must not depend on wire codecs (Kafka or Pulsar) or the broker: payloads are opaque bytes
+//! tagged with a [`PayloadFormat`], and the API speaks message indexes, never offsets or message
+//! ids. It uses the `MetadataStore` trait (never a particular backend) only for the shared
+//! WAL's epochs and commit records ([`wal`]), under a root the caller names.
 //!
 //! Main types: [`ManagedLedger`] (open, append, read, find by time, retention, cursors),
 //! [`LedgerConfig`] and [`FsyncPolicy`], [`NewEntry`] / [`Entry`] / [`EntryHeader`] (the
 //! on-disk layout is documented in [`entry`]), [`SegmentStore`] (where segment bytes live;
 //! local files now, object storage later) with [`segment_store_conformance`], [`RangeSet`]
 //! and [`CursorState`], [`Clock`] with [`SystemClock`] and [`ManualClock`], and
-//! [`StorageError`].
+//! [`StorageError`]. [`wal`] is the shared write-ahead log ([`wal::WalWriter`],
+//! [`wal::SharedLedger`]): entries of all ledgers batched into objects, committed in the
+//! metadata store under a fence, for brokers that keep no data. [`faulty_store`] wraps an
+//! object store to inject faults in tests.
 //!
 //! Operational contract:
 //! - [`ManagedLedger::open`] blocks on file I/O: sealed segments open from their persisted
@@ -51,6 +55,7 @@ pub mod clock;
 pub mod cursor;
 pub mod entry;
 pub mod error;
+pub mod faulty_store;
 pub mod histogram;
 pub mod index;
 pub mod index_file;
@@ -59,6 +64,7 @@ pub mod range_set;
 mod segment;
 pub mod segment_store;
 pub mod tiered;
+pub mod wal;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use cursor::{CursorStart, CursorState};

@@ -1,0 +1,584 @@
+//! [`SharedLedger`]: one partition's ledger on the shared WAL.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use magnetar_metadata::{Expect, MetadataError};
+use object_store::path::Path as ObjectPath;
+use tokio::sync::{oneshot, watch};
+
+use super::records::{self, EpochRecord, RangeRecord};
+use super::writer::{Pending, WriterShared};
+use super::WalWriter;
+use crate::entry::{crc_matches, decode_header, encode_entry_with_index};
+use crate::{Entry, EntryHeader, NewEntry, StorageError, ENTRY_HEADER_LEN};
+
+/// Takeover attempts when other writers race for the same ledger.
+const OPEN_ATTEMPTS: u32 = 5;
+
+/// Range records a ledger accepts at open (a bound until sealing folds them into segments).
+const RANGES_MAX: usize = 1_000_000;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn metadata_error(what: &str, e: MetadataError) -> StorageError {
+    StorageError::Metadata {
+        reason: format!("{what}: {e}"),
+    }
+}
+
+struct AppendState {
+    next_index: u64,
+    /// Set after a failed or fenced commit: appends are refused until a reopen.
+    failed: Option<String>,
+    fenced: bool,
+    closed: bool,
+}
+
+struct Committed {
+    ranges: BTreeMap<u64, RangeRecord>,
+    /// Chunk bytes by first index, newest kept, at most the configured bytes.
+    cache: BTreeMap<u64, Bytes>,
+    cache_bytes: u64,
+}
+
+pub(crate) struct LedgerInner {
+    pub(crate) name: String,
+    root: String,
+    pub(crate) fence_key: String,
+    pub(crate) fence_version: u64,
+    pub(crate) epoch: u64,
+    writer: Arc<WriterShared>,
+    append: Mutex<AppendState>,
+    committed: Mutex<Committed>,
+    start_index: u64,
+    end: watch::Sender<u64>,
+}
+
+impl LedgerInner {
+    pub(crate) fn range_key(&self, first_index: u64) -> String {
+        records::range_key(&self.root, &self.name, first_index)
+    }
+
+    pub(crate) fn failed_reason(&self) -> Option<String> {
+        lock(&self.append).failed.clone()
+    }
+
+    pub(crate) fn fail(&self, reason: &str) {
+        let mut st = lock(&self.append);
+        if st.failed.is_none() {
+            tracing::warn!(ledger = %self.name, reason, "shared ledger failed; reopen to recover");
+            st.failed = Some(reason.to_string());
+        }
+    }
+
+    pub(crate) fn fence(&self, reason: &str) {
+        let mut st = lock(&self.append);
+        st.fenced = true;
+        if st.failed.is_none() {
+            tracing::warn!(ledger = %self.name, reason, "shared ledger fenced");
+            st.failed = Some(format!("fenced: {reason}"));
+        }
+    }
+
+    pub(crate) fn on_committed(&self, record: RangeRecord, chunk: Bytes) {
+        let end = record.end_index;
+        {
+            let mut c = lock(&self.committed);
+            let first = record.first_index;
+            c.ranges.insert(first, record);
+            insert_cached(
+                &mut c,
+                first,
+                chunk,
+                self.writer.config.cache_bytes_per_ledger,
+            );
+        }
+        self.end.send_replace(end);
+    }
+}
+
+fn insert_cached(c: &mut Committed, first: u64, chunk: Bytes, max: u64) {
+    if chunk.len() as u64 > max {
+        return;
+    }
+    c.cache_bytes += chunk.len() as u64;
+    if let Some(old) = c.cache.insert(first, chunk) {
+        c.cache_bytes -= old.len() as u64;
+    }
+    while c.cache_bytes > max {
+        let Some((_, evicted)) = c.cache.pop_first() else {
+            break;
+        };
+        c.cache_bytes -= evicted.len() as u64;
+    }
+}
+
+/// Sizes and state of a [`SharedLedger`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedLedgerStats {
+    pub start_index: u64,
+    pub end_index: u64,
+    /// Indexes handed out, committed or not.
+    pub next_index: u64,
+    pub epoch: u64,
+    pub ranges: u64,
+    pub cached_bytes: u64,
+    pub fenced: bool,
+}
+
+/// An append whose index is assigned; `wait` resolves once its WAL object is committed.
+#[derive(Debug)]
+pub struct WalAppend {
+    first_index: u64,
+    done: oneshot::Receiver<Result<u64, StorageError>>,
+}
+
+impl WalAppend {
+    pub fn first_index(&self) -> u64 {
+        self.first_index
+    }
+
+    /// The entry's first index once committed, or why it was not.
+    pub async fn wait(self) -> Result<u64, StorageError> {
+        self.done.await.map_err(|_| StorageError::Closed)?
+    }
+}
+
+/// See the [module docs](super).
+#[derive(Clone)]
+pub struct SharedLedger {
+    inner: Arc<LedgerInner>,
+}
+
+impl std::fmt::Debug for SharedLedger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedLedger")
+            .field("name", &self.inner.name)
+            .field("epoch", &self.inner.epoch)
+            .finish()
+    }
+}
+
+impl SharedLedger {
+    /// Takes the ledger `name` over for `writer`: bumps its epoch under `root` in the writer's
+    /// metadata store (fencing any earlier writer), loads its committed ranges, checks they are
+    /// contiguous and continues after the last one. `name` is a path below `root` (segments
+    /// separated by `/`).
+    pub async fn open(writer: &WalWriter, root: &str, name: &str) -> Result<Self, StorageError> {
+        let shared = writer.shared.clone();
+        let metadata = shared.metadata.clone();
+        let fence_key = records::epoch_key(root, name);
+        magnetar_metadata::validate_key(&fence_key)
+            .map_err(|e| metadata_error("ledger name", e))?;
+        let mut attempt = 0;
+        let (epoch, fence_version) = loop {
+            attempt += 1;
+            let current = metadata
+                .get(&fence_key)
+                .await
+                .map_err(|e| metadata_error("read the epoch", e))?;
+            let (epoch, expect) = match &current {
+                None => (1, Expect::Absent),
+                Some(found) => {
+                    let record: EpochRecord = records::decode(&fence_key, &found.value)?;
+                    (record.epoch + 1, Expect::Version(found.version))
+                }
+            };
+            let record = EpochRecord::new(epoch, &shared.name);
+            match metadata
+                .put(&fence_key, records::encode(&record), expect)
+                .await
+            {
+                Ok(version) => break (epoch, version),
+                Err(MetadataError::BadVersion { .. }) if attempt < OPEN_ATTEMPTS => continue,
+                Err(MetadataError::BadVersion { .. }) => {
+                    return Err(StorageError::Fenced {
+                        ledger: name.to_string(),
+                        reason: format!("other writers kept taking it over ({attempt} tries)"),
+                    })
+                }
+                Err(e) => return Err(metadata_error("bump the epoch", e)),
+            }
+        };
+        let ranges = load_ranges(&shared, root, name).await?;
+        let start_index = ranges.values().next().map_or(0, |r| r.first_index);
+        let mut expected = start_index;
+        for record in ranges.values() {
+            if record.first_index != expected || record.end_index <= record.first_index {
+                return Err(StorageError::Gap {
+                    ledger: name.to_string(),
+                    expected,
+                    found: record.first_index,
+                });
+            }
+            expected = record.end_index;
+        }
+        let end_index = expected;
+        tracing::info!(
+            ledger = name,
+            epoch,
+            start_index,
+            end_index,
+            ranges = ranges.len(),
+            "shared ledger opened"
+        );
+        let inner = Arc::new(LedgerInner {
+            name: name.to_string(),
+            root: root.to_string(),
+            fence_key,
+            fence_version,
+            epoch,
+            writer: shared,
+            append: Mutex::new(AppendState {
+                next_index: end_index,
+                failed: None,
+                fenced: false,
+                closed: false,
+            }),
+            committed: Mutex::new(Committed {
+                ranges,
+                cache: BTreeMap::new(),
+                cache_bytes: 0,
+            }),
+            start_index,
+            end: watch::channel(end_index).0,
+        });
+        Ok(SharedLedger { inner })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// This writer's epoch of the ledger.
+    pub fn epoch(&self) -> u64 {
+        self.inner.epoch
+    }
+
+    pub fn start_index(&self) -> u64 {
+        self.inner.start_index
+    }
+
+    /// The index after the last committed (readable) message.
+    pub fn end_index(&self) -> u64 {
+        *self.inner.end.borrow()
+    }
+
+    /// Follows the committed end index.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.inner.end.subscribe()
+    }
+
+    pub fn stats(&self) -> SharedLedgerStats {
+        let st = lock(&self.inner.append);
+        let c = lock(&self.inner.committed);
+        SharedLedgerStats {
+            start_index: self.inner.start_index,
+            end_index: self.end_index(),
+            next_index: st.next_index,
+            epoch: self.inner.epoch,
+            ranges: c.ranges.len() as u64,
+            cached_bytes: c.cache_bytes,
+            fenced: st.fenced,
+        }
+    }
+
+    /// Stops accepting appends (those already accepted still complete).
+    pub fn close(&self) {
+        lock(&self.inner.append).closed = true;
+    }
+
+    /// Assigns the first index under the append lock, calls `build(first_index)`, encodes the
+    /// entry and queues it for the writer's next object; returns at once. The order of appends
+    /// is the order of indexes. Refused with [`StorageError::QueueFull`] when the writer holds
+    /// its limit of uncommitted bytes, and with [`StorageError::Failed`] after a failed or
+    /// fenced commit.
+    pub fn append_with<F: FnOnce(u64) -> NewEntry>(
+        &self,
+        build: F,
+    ) -> Result<WalAppend, StorageError> {
+        let inner = &self.inner;
+        let writer = &inner.writer;
+        let mut st = lock(&inner.append);
+        if st.closed {
+            return Err(StorageError::Closed);
+        }
+        if st.fenced {
+            return Err(StorageError::Fenced {
+                ledger: inner.name.clone(),
+                reason: st.failed.clone().unwrap_or_default(),
+            });
+        }
+        if let Some(reason) = &st.failed {
+            return Err(StorageError::Failed {
+                reason: reason.clone(),
+            });
+        }
+        writer.check_room()?;
+        let first_index = st.next_index;
+        let entry = build(first_index);
+        let size = entry.payload.len() as u64;
+        let max = u64::from(writer.config.entry_bytes_max);
+        if size > max {
+            return Err(StorageError::EntryTooLarge { size, max });
+        }
+        if entry.message_count == 0 {
+            return Err(StorageError::InvalidEntry {
+                reason: "message count is 0".to_string(),
+            });
+        }
+        if let Some(at) = entry.first_index_at {
+            if entry.payload.len() < at.saturating_add(8) {
+                return Err(StorageError::InvalidEntry {
+                    reason: format!("payload of {size} bytes has no room for the index at {at}"),
+                });
+            }
+        }
+        let end_index = first_index
+            .checked_add(u64::from(entry.message_count))
+            .ok_or_else(|| StorageError::InvalidEntry {
+                reason: "message index overflows".to_string(),
+            })?;
+        let header = EntryHeader {
+            first_index,
+            message_count: entry.message_count,
+            publish_time_ms: writer.clock.now_ms(),
+            max_timestamp_ms: entry.max_timestamp_ms,
+            format: entry.format,
+            producer: entry.producer,
+            payload_len: entry.payload.len() as u32,
+        };
+        let mut bytes = Vec::with_capacity(ENTRY_HEADER_LEN + entry.payload.len());
+        encode_entry_with_index(&header, &entry.payload, entry.first_index_at, &mut bytes);
+        let (done, receiver) = oneshot::channel();
+        writer.enqueue(Pending {
+            ledger: inner.clone(),
+            first_index,
+            end_index,
+            max_timestamp_ms: entry.max_timestamp_ms,
+            bytes,
+            done,
+        })?;
+        st.next_index = end_index;
+        Ok(WalAppend {
+            first_index,
+            done: receiver,
+        })
+    }
+
+    /// Appends one entry and waits for its commit.
+    pub async fn append(&self, entry: NewEntry) -> Result<u64, StorageError> {
+        self.append_with(|_| entry)?.wait().await
+    }
+
+    /// Reads whole committed entries from the one containing `from_index`, up to `max_bytes`
+    /// (encoded) and `max_entries`, at least one when one exists. Empty at the end index.
+    pub async fn read(
+        &self,
+        from_index: u64,
+        max_bytes: usize,
+        max_entries: usize,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let end = self.end_index();
+        let start = self.inner.start_index;
+        if from_index == end {
+            return Ok(Vec::new());
+        }
+        if from_index < start || from_index > end {
+            return Err(StorageError::IndexOutOfRange {
+                requested: from_index,
+                start,
+                end,
+            });
+        }
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        let mut next = from_index;
+        while next < end && out.len() < max_entries.max(1) {
+            let record = {
+                let c = lock(&self.inner.committed);
+                c.ranges
+                    .range((Bound::Unbounded, Bound::Included(next)))
+                    .next_back()
+                    .map(|(_, r)| r.clone())
+            };
+            let Some(record) = record.filter(|r| r.end_index > next) else {
+                break;
+            };
+            let chunk = self.chunk(&record).await?;
+            for entry in decode_chunk(&self.inner.name, &record, &chunk)? {
+                if entry.header.end_index() <= next {
+                    continue;
+                }
+                let size = entry.header.encoded_len() as usize;
+                if !out.is_empty() && (bytes + size > max_bytes || out.len() >= max_entries) {
+                    return Ok(out);
+                }
+                bytes += size;
+                next = entry.header.end_index();
+                out.push(entry);
+            }
+            if bytes >= max_bytes {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Headers of committed entries from the one containing `from_index` (for rebuilding
+    /// producer state after a takeover). CRCs are checked as for reads.
+    pub async fn scan_headers(
+        &self,
+        from_index: u64,
+        max_entries: usize,
+    ) -> Result<Vec<EntryHeader>, StorageError> {
+        Ok(self
+            .read(from_index, usize::MAX, max_entries)
+            .await?
+            .into_iter()
+            .map(|e| e.header)
+            .collect())
+    }
+
+    /// The chunk a range record names, from the cache or by a range GET.
+    async fn chunk(&self, record: &RangeRecord) -> Result<Bytes, StorageError> {
+        if let Some(hit) = lock(&self.inner.committed).cache.get(&record.first_index) {
+            return Ok(hit.clone());
+        }
+        let path = ObjectPath::from(record.object.as_str());
+        let range = record.offset..record.offset + record.len;
+        let store = &self.inner.writer.store;
+        let parts = store
+            .get_ranges(&path, std::slice::from_ref(&range))
+            .await
+            .map_err(|e| StorageError::ObjectStore {
+                op: "get",
+                reason: format!("{}: {e}", record.object),
+            })?;
+        let chunk = parts.into_iter().next().unwrap_or_default();
+        if chunk.len() as u64 != record.len {
+            return Err(StorageError::Corrupt {
+                segment: record.first_index,
+                file_offset: record.offset,
+                reason: format!(
+                    "object {} answered {} bytes for a chunk of {}",
+                    record.object,
+                    chunk.len(),
+                    record.len
+                ),
+            });
+        }
+        let max = self.inner.writer.config.cache_bytes_per_ledger;
+        insert_cached(
+            &mut lock(&self.inner.committed),
+            record.first_index,
+            chunk.clone(),
+            max,
+        );
+        Ok(chunk)
+    }
+}
+
+/// Decodes a chunk into entries, checking every CRC and that the indexes are the record's.
+fn decode_chunk(
+    ledger: &str,
+    record: &RangeRecord,
+    chunk: &Bytes,
+) -> Result<Vec<Entry>, StorageError> {
+    let corrupt = |at: usize, reason: String| StorageError::Corrupt {
+        segment: record.first_index,
+        file_offset: record.offset + at as u64,
+        reason: format!("ledger {ledger}, object {}: {reason}", record.object),
+    };
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    let mut expected = record.first_index;
+    while at < chunk.len() {
+        let (header, crc) = decode_header(&chunk[at..]).map_err(|r| corrupt(at, r))?;
+        let body = at + ENTRY_HEADER_LEN;
+        let end = body + header.payload_len as usize;
+        if end > chunk.len() {
+            return Err(corrupt(at, "entry runs past the chunk".into()));
+        }
+        if !crc_matches(&chunk[at..body], &chunk[body..end], crc) {
+            return Err(corrupt(at, "crc mismatch".into()));
+        }
+        if header.first_index != expected {
+            return Err(corrupt(
+                at,
+                format!(
+                    "entry index {} where {expected} was expected",
+                    header.first_index
+                ),
+            ));
+        }
+        expected = header.end_index();
+        out.push(Entry {
+            header,
+            payload: chunk.slice(body..end),
+        });
+        at = end;
+    }
+    if expected != record.end_index || out.len() != record.entries as usize {
+        return Err(corrupt(
+            at,
+            format!(
+                "chunk ends at index {expected} with {} entries, its record says {} with {}",
+                out.len(),
+                record.end_index,
+                record.entries
+            ),
+        ));
+    }
+    Ok(out)
+}
+
+/// Loads every committed range record of a ledger, by first index.
+async fn load_ranges(
+    shared: &WriterShared,
+    root: &str,
+    name: &str,
+) -> Result<BTreeMap<u64, RangeRecord>, StorageError> {
+    let path = records::ranges_path(root, name);
+    let children = shared
+        .metadata
+        .list_children(&path)
+        .await
+        .map_err(|e| metadata_error("list ranges", e))?;
+    if children.len() > RANGES_MAX {
+        return Err(StorageError::Metadata {
+            reason: format!(
+                "ledger {name} has {} range records, more than {RANGES_MAX}",
+                children.len()
+            ),
+        });
+    }
+    let mut ranges = BTreeMap::new();
+    for child in children {
+        let key = format!("{path}/{child}");
+        let Some(found) = shared
+            .metadata
+            .get(&key)
+            .await
+            .map_err(|e| metadata_error("read a range", e))?
+        else {
+            continue; // deleted since the listing (sealed by a later version)
+        };
+        let record: RangeRecord = records::decode(&key, &found.value)?;
+        if key != records::range_key(root, name, record.first_index) {
+            return Err(StorageError::Metadata {
+                reason: format!(
+                    "range record at {key} says it starts at {}",
+                    record.first_index
+                ),
+            });
+        }
+        ranges.insert(record.first_index, record);
+    }
+    Ok(ranges)
+}

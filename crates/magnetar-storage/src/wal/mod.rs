@@ -1,0 +1,128 @@
+//! The shared write-ahead log: the object-storage ledger's second mode, where a broker keeps no
+//! data of its own (the cluster mode's data path).
+//!
+//! # How a write becomes durable
+//! 1. [`SharedLedger::append_with`] assigns the entry's message index under the ledger's append
+//!    lock (as the local ledger does), encodes it with the same header and CRC as on disk, and
+//!    hands it to the broker's one [`WalWriter`].
+//! 2. The writer batches the entries of **all** its ledgers for
+//!    [`WalConfig::flush_interval_ms`] or until [`WalConfig::object_bytes_max`] bytes, whichever
+//!    comes first, and PUTs them as **one** object `wal/<writer>/<seq>.wal` (create-only: a
+//!    retry that finds the object already there compares its bytes instead of trusting it).
+//!    Inside the object each ledger's entries are one contiguous chunk.
+//! 3. It then commits one **range record** per ledger chunk in the metadata store, all in one
+//!    transaction (up to [`LEDGERS_PER_TXN`] ledgers; more are split): each record is created at
+//!    `<root>/<ledger>/ranges/<first index>` (compare: absent) and the transaction compares the
+//!    ledger's fence key at the version this writer holds. A writer that lost its epoch
+//!    cannot commit, so it cannot acknowledge.
+//! 4. Only then are the appends acknowledged and the entries readable.
+//!
+//! A PUT or commit that fails is retried with backoff until [`WalConfig::commit_timeout_ms`];
+//! after that the appends fail with [`StorageError::ObjectStore`] (or
+//! [`StorageError::Metadata`]) and the ledger refuses further appends until it is reopened
+//! (indexes were handed out and their fate may be unknown: a reopen reads the truth). A commit
+//! whose answer was lost is retried under the same keys, and a range key found already holding
+//! this writer's record counts as committed.
+//!
+//! # Takeover
+//! [`SharedLedger::open`] bumps the ledger's epoch (one compare-and-set on
+//! `<root>/<ledger>/epoch`), which fences the previous writer's commits from then on, lists the
+//! committed range records, requires them to be **contiguous** (a gap refuses to open with
+//! [`StorageError::Gap`]: never skipped), and continues at the last end index. Message indexes
+//! are never reused or skipped.
+//!
+//! # Reads
+//! Entries are read by range GETs of the chunk a range record names, every entry's CRC checked
+//! ([`StorageError::Corrupt`] otherwise: a corrupted or truncated object is never served). A
+//! bounded per-ledger cache keeps recent chunks, so tail reads (what consumers mostly do) are
+//! served from memory: a chunk is cached when it is committed.
+//!
+//! Not yet here: sealing committed ranges into per-partition segment objects and the garbage
+//! collection of WAL objects (so range records and WAL objects accumulate), and a start index
+//! for retention.
+
+mod ledger;
+mod records;
+#[cfg(test)]
+mod tests;
+mod writer;
+
+pub use ledger::{SharedLedger, SharedLedgerStats, WalAppend};
+pub use records::{EpochRecord, RangeRecord};
+pub use writer::{WalCounters, WalWriter};
+
+use crate::StorageError;
+
+/// Most ledgers committed by one metadata transaction: each takes two compares (its fence and
+/// its new range key), and etcd accepts 128 per transaction by default.
+pub const LEDGERS_PER_TXN: usize = 64;
+
+/// Settings of the shared WAL.
+#[derive(Debug, Clone)]
+pub struct WalConfig {
+    /// Longest time an entry waits for its object to be written (`storage.wal_flush_interval_ms`).
+    pub flush_interval_ms: u64,
+    /// An object is written as soon as this many bytes are pending
+    /// (`storage.wal_object_bytes_max`).
+    pub object_bytes_max: u64,
+    /// How long a flush retries its PUT and commit before its appends fail
+    /// (`storage.wal_commit_timeout_ms`).
+    pub commit_timeout_ms: u64,
+    /// Bytes accepted and not yet committed, over all ledgers of the writer; appends beyond it
+    /// get [`StorageError::QueueFull`] at once (`storage.wal_pending_bytes_max`).
+    pub pending_bytes_max: u64,
+    /// Largest entry payload.
+    pub entry_bytes_max: u32,
+    /// Bytes of recent chunks each ledger keeps in memory for reads.
+    pub cache_bytes_per_ledger: u64,
+}
+
+impl Default for WalConfig {
+    fn default() -> Self {
+        WalConfig {
+            flush_interval_ms: 20,
+            object_bytes_max: 8 << 20,
+            commit_timeout_ms: 10_000,
+            pending_bytes_max: 64 << 20,
+            entry_bytes_max: 8 << 20,
+            cache_bytes_per_ledger: 4 << 20,
+        }
+    }
+}
+
+impl WalConfig {
+    pub fn validate(&self) -> Result<(), StorageError> {
+        let bad = |reason: String| Err(StorageError::InvalidConfig { reason });
+        if !(1..=10_000).contains(&self.flush_interval_ms) {
+            return bad(format!(
+                "wal_flush_interval_ms must be 1..=10000, got {}",
+                self.flush_interval_ms
+            ));
+        }
+        if !(4096..=(1 << 30)).contains(&self.object_bytes_max) {
+            return bad(format!(
+                "wal_object_bytes_max must be 4096..=1073741824, got {}",
+                self.object_bytes_max
+            ));
+        }
+        if !(100..=600_000).contains(&self.commit_timeout_ms) {
+            return bad(format!(
+                "wal_commit_timeout_ms must be 100..=600000, got {}",
+                self.commit_timeout_ms
+            ));
+        }
+        if self.pending_bytes_max < self.object_bytes_max {
+            return bad(format!(
+                "wal_pending_bytes_max ({}) must be at least wal_object_bytes_max ({})",
+                self.pending_bytes_max, self.object_bytes_max
+            ));
+        }
+        if self.entry_bytes_max == 0 || u64::from(self.entry_bytes_max) > self.pending_bytes_max {
+            return bad(format!(
+                "entry_bytes_max must be 1..=wal_pending_bytes_max, got {}",
+                self.entry_bytes_max
+            ));
+        }
+        Ok(())
+    }
+}

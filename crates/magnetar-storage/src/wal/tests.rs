@@ -1,0 +1,577 @@
+//! Shared WAL tests on object_store's `InMemory` (atomic create-only puts) and the metadata
+//! crate's `MemoryStore`, with faults injected by [`FaultyObjectStore`] and a metadata wrapper.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use magnetar_metadata::{
+    Expect, MemoryStore, MetadataError, MetadataStore, Txn, TxnOutcome, Versioned, Watch,
+};
+use object_store::memory::InMemory;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
+
+use super::*;
+use crate::faulty_store::{FaultOp, FaultyObjectStore};
+use crate::{NewEntry, PayloadFormat, ProducerInfo, StorageError, SystemClock};
+
+const ROOT: &str = "/ledgers";
+
+fn config() -> WalConfig {
+    WalConfig {
+        flush_interval_ms: 5,
+        commit_timeout_ms: 500,
+        ..WalConfig::default()
+    }
+}
+
+fn entry(text: &str, count: u32) -> NewEntry {
+    NewEntry {
+        payload: Bytes::from(text.to_string()),
+        message_count: count,
+        max_timestamp_ms: 1000,
+        format: PayloadFormat::Kafka,
+        producer: Some(ProducerInfo {
+            producer_id: 7,
+            epoch: 0,
+            base_sequence: 0,
+        }),
+        first_index_at: None,
+    }
+}
+
+struct Env {
+    objects: Arc<FaultyObjectStore>,
+    metadata: Arc<FaultyMetadata>,
+}
+
+impl Env {
+    fn new() -> Env {
+        Env {
+            objects: Arc::new(FaultyObjectStore::new(Arc::new(InMemory::new()))),
+            metadata: Arc::new(FaultyMetadata::new()),
+        }
+    }
+
+    fn writer(&self, name: &str, config: WalConfig) -> WalWriter {
+        WalWriter::start(
+            name,
+            self.objects.clone(),
+            self.metadata.clone(),
+            config,
+            Arc::new(SystemClock),
+        )
+        .expect("writer")
+    }
+
+    async fn wal_objects(&self) -> Vec<ObjectPath> {
+        use futures_util::TryStreamExt;
+        let mut all: Vec<ObjectPath> = self
+            .objects
+            .list(Some(&ObjectPath::from("wal")))
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await
+            .expect("list");
+        all.sort();
+        all
+    }
+}
+
+/// A metadata store whose transactions can be made to fail, before or after they apply.
+struct FaultyMetadata {
+    inner: MemoryStore,
+    fail_txns: AtomicU64,
+    fail_txns_after_commit: AtomicU64,
+}
+
+impl FaultyMetadata {
+    fn new() -> Self {
+        FaultyMetadata {
+            inner: MemoryStore::new(),
+            fail_txns: AtomicU64::new(0),
+            fail_txns_after_commit: AtomicU64::new(0),
+        }
+    }
+}
+
+fn take(counter: &AtomicU64) -> bool {
+    counter
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+        .is_ok()
+}
+
+#[async_trait]
+impl MetadataStore for FaultyMetadata {
+    async fn get(&self, key: &str) -> Result<Option<Versioned>, MetadataError> {
+        self.inner.get(key).await
+    }
+    async fn put(&self, key: &str, value: Bytes, expect: Expect) -> Result<u64, MetadataError> {
+        self.inner.put(key, value, expect).await
+    }
+    async fn delete(&self, key: &str, expect: Expect) -> Result<(), MetadataError> {
+        self.inner.delete(key, expect).await
+    }
+    async fn list_children(&self, path: &str) -> Result<Vec<String>, MetadataError> {
+        self.inner.list_children(path).await
+    }
+    async fn exists(&self, key: &str) -> Result<bool, MetadataError> {
+        self.inner.exists(key).await
+    }
+    async fn txn(&self, txn: Txn) -> Result<TxnOutcome, MetadataError> {
+        if take(&self.fail_txns) {
+            return Err(MetadataError::Storage("injected: etcd unreachable".into()));
+        }
+        let outcome = self.inner.txn(txn).await?;
+        if take(&self.fail_txns_after_commit) {
+            return Err(MetadataError::Storage(
+                "injected: the answer was lost after the commit".into(),
+            ));
+        }
+        Ok(outcome)
+    }
+    fn watch(&self, prefix: &str) -> Result<Watch, MetadataError> {
+        self.inner.watch(prefix)
+    }
+    async fn close(&self) -> Result<(), MetadataError> {
+        self.inner.close().await
+    }
+}
+
+async fn read_all(ledger: &SharedLedger) -> Vec<(u64, String)> {
+    let mut out = Vec::new();
+    let mut next = ledger.start_index();
+    loop {
+        let entries = ledger.read(next, 1 << 20, 1000).await.expect("read");
+        if entries.is_empty() {
+            return out;
+        }
+        for e in entries {
+            next = e.header.end_index();
+            out.push((
+                e.header.first_index,
+                String::from_utf8_lossy(&e.payload).into_owned(),
+            ));
+        }
+    }
+}
+
+#[tokio::test]
+async fn many_ledgers_share_one_object_per_flush_and_read_back() {
+    let env = Env::new();
+    let writer = env.writer(
+        "b1",
+        WalConfig {
+            flush_interval_ms: 50,
+            ..config()
+        },
+    );
+    let mut ledgers = Vec::new();
+    for p in 0..8 {
+        ledgers.push(
+            SharedLedger::open(&writer, ROOT, &format!("t/p{p}"))
+                .await
+                .unwrap(),
+        );
+    }
+    let mut waits = Vec::new();
+    for (p, ledger) in ledgers.iter().enumerate() {
+        for i in 0..5 {
+            waits.push(
+                ledger
+                    .append_with(|_| entry(&format!("p{p}-{i}"), 2))
+                    .unwrap(),
+            );
+        }
+    }
+    for (n, w) in waits.into_iter().enumerate() {
+        assert_eq!(w.wait().await.unwrap(), (n as u64 % 5) * 2);
+    }
+    // 40 entries of 8 ledgers in one flush window: one object, one commit.
+    assert_eq!(env.wal_objects().await.len(), 1);
+    assert_eq!(writer.counters().objects.load(Ordering::Relaxed), 1);
+    assert_eq!(writer.counters().commits.load(Ordering::Relaxed), 1);
+    assert_eq!(writer.pending_bytes(), 0);
+    for (p, ledger) in ledgers.iter().enumerate() {
+        assert_eq!(ledger.end_index(), 10);
+        let read = read_all(ledger).await;
+        let expected: Vec<(u64, String)> = (0..5).map(|i| (i * 2, format!("p{p}-{i}"))).collect();
+        assert_eq!(read, expected);
+        // From the middle of an entry: the entry containing the index.
+        let from3 = ledger.read(3, 1 << 20, 1).await.unwrap();
+        assert_eq!(from3[0].header.first_index, 2);
+    }
+    writer.close().await;
+}
+
+#[tokio::test]
+async fn a_new_writer_continues_and_reads_from_the_object_store() {
+    let env = Env::new();
+    let first = env.writer("b1", config());
+    let ledger = SharedLedger::open(&first, ROOT, "t/p0").await.unwrap();
+    for i in 0..10 {
+        ledger.append(entry(&format!("m{i}"), 1)).await.unwrap();
+    }
+    first.close().await;
+    let gets_before = env.objects.gets.load(Ordering::Relaxed);
+
+    let second = env.writer("b2", config());
+    let taken = SharedLedger::open(&second, ROOT, "t/p0").await.unwrap();
+    assert_eq!(taken.epoch(), 2);
+    assert_eq!(taken.end_index(), 10);
+    let read = read_all(&taken).await;
+    assert_eq!(read.len(), 10);
+    assert_eq!(read[9], (9, "m9".to_string()));
+    assert!(
+        env.objects.gets.load(Ordering::Relaxed) > gets_before,
+        "read from the store"
+    );
+    assert_eq!(taken.append(entry("after", 1)).await.unwrap(), 10);
+    assert_eq!(taken.end_index(), 11);
+    second.close().await;
+}
+
+#[tokio::test]
+async fn the_old_writer_is_fenced_after_a_takeover() {
+    let env = Env::new();
+    let old = env.writer("old", config());
+    let old_ledger = SharedLedger::open(&old, ROOT, "t/p0").await.unwrap();
+    old_ledger.append(entry("a", 1)).await.unwrap();
+
+    let new = env.writer("new", config());
+    let new_ledger = SharedLedger::open(&new, ROOT, "t/p0").await.unwrap();
+    assert_eq!(new_ledger.end_index(), 1);
+
+    // The old writer does not know yet: its append is assigned index 1, PUT, and refused at
+    // commit; nothing it sent is acknowledged or readable.
+    let refused = old_ledger.append(entry("stale", 1)).await;
+    assert!(
+        matches!(refused, Err(StorageError::Fenced { .. })),
+        "{refused:?}"
+    );
+    assert!(matches!(
+        old_ledger.append_with(|_| entry("later", 1)),
+        Err(StorageError::Fenced { .. })
+    ));
+    assert_eq!(old.counters().fenced.load(Ordering::Relaxed), 1);
+    assert_eq!(new_ledger.append(entry("b", 1)).await.unwrap(), 1);
+
+    let third = env.writer("third", config());
+    let reader = SharedLedger::open(&third, ROOT, "t/p0").await.unwrap();
+    assert_eq!(
+        read_all(&reader).await,
+        vec![(0, "a".to_string()), (1, "b".to_string())]
+    );
+}
+
+#[tokio::test]
+async fn two_writers_racing_for_one_ledger_get_distinct_epochs_and_one_commits() {
+    let env = Env::new();
+    let a = env.writer("a", config());
+    let b = env.writer("b", config());
+    let (la, lb) = tokio::join!(
+        SharedLedger::open(&a, ROOT, "t/p0"),
+        SharedLedger::open(&b, ROOT, "t/p0")
+    );
+    let (la, lb) = (la.unwrap(), lb.unwrap());
+    assert_ne!(la.epoch(), lb.epoch());
+    let (ra, rb) = tokio::join!(la.append(entry("a", 1)), lb.append(entry("b", 1)));
+    // Only the later epoch holds the fence.
+    let (winner, loser) = if la.epoch() > lb.epoch() {
+        (ra, rb)
+    } else {
+        (rb, ra)
+    };
+    assert_eq!(winner.unwrap(), 0);
+    assert!(matches!(loser, Err(StorageError::Fenced { .. })));
+}
+
+#[tokio::test]
+async fn put_failures_are_retried_under_the_same_key() {
+    let env = Env::new();
+    let writer = env.writer("b1", config());
+    let ledger = SharedLedger::open(&writer, ROOT, "t/p0").await.unwrap();
+    env.objects.faults().fail_puts.store(2, Ordering::Release);
+    assert_eq!(ledger.append(entry("x", 1)).await.unwrap(), 0);
+    assert_eq!(writer.counters().put_failures.load(Ordering::Relaxed), 2);
+    // A PUT whose answer is lost: the retry finds the object, compares it, and commits.
+    env.objects
+        .faults()
+        .fail_puts_after_write
+        .store(1, Ordering::Release);
+    assert_eq!(ledger.append(entry("y", 1)).await.unwrap(), 1);
+    assert_eq!(env.wal_objects().await.len(), 2);
+    assert_eq!(
+        read_all(&ledger).await,
+        vec![(0, "x".to_string()), (1, "y".to_string())]
+    );
+}
+
+#[tokio::test]
+async fn a_commit_whose_answer_was_lost_is_recognised_not_duplicated() {
+    let env = Env::new();
+    let writer = env.writer("b1", config());
+    let ledger = SharedLedger::open(&writer, ROOT, "t/p0").await.unwrap();
+    env.metadata.fail_txns.store(1, Ordering::Release);
+    assert_eq!(ledger.append(entry("x", 1)).await.unwrap(), 0);
+    env.metadata
+        .fail_txns_after_commit
+        .store(1, Ordering::Release);
+    assert_eq!(ledger.append(entry("y", 1)).await.unwrap(), 1);
+    assert_eq!(ledger.append(entry("z", 1)).await.unwrap(), 2);
+    let reopened = SharedLedger::open(&env.writer("b2", config()), ROOT, "t/p0")
+        .await
+        .unwrap();
+    assert_eq!(reopened.end_index(), 3);
+    assert_eq!(read_all(&reopened).await.len(), 3);
+}
+
+#[tokio::test]
+async fn a_stalled_store_fails_appends_after_the_timeout_and_acknowledges_nothing() {
+    let env = Env::new();
+    let writer = env.writer("b1", config());
+    let ledger = SharedLedger::open(&writer, ROOT, "t/p0").await.unwrap();
+    ledger.append(entry("ok", 1)).await.unwrap();
+    env.objects.stall(&[FaultOp::Put]);
+    let waits: Vec<_> = (0..3)
+        .map(|i| ledger.append_with(|_| entry(&format!("s{i}"), 1)).unwrap())
+        .collect();
+    for w in waits {
+        let result = w.wait().await;
+        assert!(
+            matches!(result, Err(StorageError::ObjectStore { .. })),
+            "{result:?}"
+        );
+    }
+    assert_eq!(ledger.end_index(), 1, "nothing false is readable");
+    assert_eq!(writer.pending_bytes(), 0, "memory is released");
+    // The ledger refuses appends until it is reopened (indexes 1..4 were handed out).
+    assert!(matches!(
+        ledger.append_with(|_| entry("n", 1)),
+        Err(StorageError::Failed { .. })
+    ));
+    env.objects.release();
+    let reopened = SharedLedger::open(&writer, ROOT, "t/p0").await.unwrap();
+    assert_eq!(reopened.end_index(), 1);
+    assert_eq!(reopened.append(entry("again", 1)).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn an_unreachable_metadata_store_fails_appends_after_the_timeout() {
+    let env = Env::new();
+    let writer = env.writer("b1", config());
+    let ledger = SharedLedger::open(&writer, ROOT, "t/p0").await.unwrap();
+    env.metadata.fail_txns.store(u64::MAX, Ordering::Release);
+    let result = ledger.append(entry("x", 1)).await;
+    assert!(
+        matches!(result, Err(StorageError::Metadata { .. })),
+        "{result:?}"
+    );
+    env.metadata.fail_txns.store(0, Ordering::Release);
+    // The object was written and never committed: an orphan, invisible to readers.
+    assert_eq!(env.wal_objects().await.len(), 1);
+    let reopened = SharedLedger::open(&writer, ROOT, "t/p0").await.unwrap();
+    assert_eq!(reopened.end_index(), 0);
+}
+
+#[tokio::test]
+async fn the_pending_bytes_limit_pushes_back() {
+    let env = Env::new();
+    let writer = env.writer(
+        "b1",
+        WalConfig {
+            object_bytes_max: 4096,
+            pending_bytes_max: 8192,
+            entry_bytes_max: 4096,
+            ..config()
+        },
+    );
+    let ledger = SharedLedger::open(&writer, ROOT, "t/p0").await.unwrap();
+    env.objects.stall(&[FaultOp::Put]);
+    let big = "x".repeat(3000);
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    for _ in 0..10 {
+        match ledger.append_with(|_| entry(&big, 1)) {
+            Ok(w) => accepted.push(w),
+            Err(StorageError::QueueFull { .. }) => refused += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(
+        refused > 0 && accepted.len() <= 3,
+        "{} accepted",
+        accepted.len()
+    );
+    env.objects.release();
+    for w in accepted {
+        w.wait().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn killed_between_put_and_commit_leaves_an_orphan_and_no_gap() {
+    let env = Env::new();
+    let writer = env.writer("b1", config());
+    let ledger = SharedLedger::open(&writer, ROOT, "t/p0").await.unwrap();
+    ledger.append(entry("a", 1)).await.unwrap();
+    // The commit never happens: the process dies after the PUT.
+    env.metadata.fail_txns.store(u64::MAX, Ordering::Release);
+    let lost = ledger.append_with(|_| entry("unacked", 1)).unwrap();
+    while env.wal_objects().await.len() < 2 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    writer.abort();
+    drop(lost);
+    env.metadata.fail_txns.store(0, Ordering::Release);
+
+    let next = env.writer("b2", config());
+    let taken = SharedLedger::open(&next, ROOT, "t/p0").await.unwrap();
+    assert_eq!(
+        taken.end_index(),
+        1,
+        "the unacknowledged entry is not there"
+    );
+    // Its index is given again: it was never acknowledged, so nothing is reused.
+    assert_eq!(taken.append(entry("b", 1)).await.unwrap(), 1);
+    assert_eq!(
+        read_all(&taken).await,
+        vec![(0, "a".to_string()), (1, "b".to_string())]
+    );
+}
+
+#[tokio::test]
+async fn a_gap_in_the_committed_ranges_refuses_to_open() {
+    let env = Env::new();
+    let writer = env.writer("b1", config());
+    let ledger = SharedLedger::open(&writer, ROOT, "t/p0").await.unwrap();
+    for i in 0..3 {
+        ledger.append(entry(&format!("m{i}"), 1)).await.unwrap();
+    }
+    env.metadata
+        .delete(&records::range_key(ROOT, "t/p0", 1), Expect::Any)
+        .await
+        .unwrap();
+    let opened = SharedLedger::open(&writer, ROOT, "t/p0").await;
+    assert!(
+        matches!(
+            opened,
+            Err(StorageError::Gap {
+                expected: 1,
+                found: 2,
+                ..
+            })
+        ),
+        "{opened:?}"
+    );
+}
+
+#[tokio::test]
+async fn corrupted_and_truncated_objects_are_errors_not_data() {
+    let env = Env::new();
+    let writer = env.writer("b1", config());
+    let ledger = SharedLedger::open(&writer, ROOT, "t/p0").await.unwrap();
+    ledger.append(entry("hello world", 1)).await.unwrap();
+    writer.close().await;
+    // Flip a payload byte in the stored object.
+    let object = env.wal_objects().await.remove(0);
+    let mut bytes = env
+        .objects
+        .get(&object)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    env.objects.put(&object, bytes.into()).await.unwrap();
+
+    let reader = env.writer("b2", config());
+    let opened = SharedLedger::open(&reader, ROOT, "t/p0").await.unwrap();
+    let read = opened.read(0, 1 << 20, 10).await;
+    assert!(
+        matches!(read, Err(StorageError::Corrupt { .. })),
+        "{read:?}"
+    );
+
+    env.objects
+        .faults()
+        .short_reads
+        .store(true, Ordering::Release);
+    let other = SharedLedger::open(&reader, ROOT, "t/p0").await.unwrap();
+    let read = other.read(0, 1 << 20, 10).await;
+    assert!(
+        matches!(read, Err(StorageError::Corrupt { .. })),
+        "{read:?}"
+    );
+}
+
+#[tokio::test]
+async fn reads_respect_budgets_and_bounds() {
+    let env = Env::new();
+    let writer = env.writer("b1", config());
+    let ledger = SharedLedger::open(&writer, ROOT, "t/p0").await.unwrap();
+    let waits: Vec<_> = (0..20)
+        .map(|i| {
+            ledger
+                .append_with(|_| entry(&format!("m{i:02}"), 1))
+                .unwrap()
+        })
+        .collect();
+    for w in waits {
+        w.wait().await.unwrap();
+    }
+    assert_eq!(
+        ledger.read(0, 1, 100).await.unwrap().len(),
+        1,
+        "at least one"
+    );
+    assert_eq!(ledger.read(0, 1 << 20, 7).await.unwrap().len(), 7);
+    assert_eq!(ledger.read(20, 1 << 20, 7).await.unwrap().len(), 0);
+    assert!(matches!(
+        ledger.read(21, 1 << 20, 7).await,
+        Err(StorageError::IndexOutOfRange { .. })
+    ));
+    assert!(matches!(
+        ledger.append_with(|_| NewEntry {
+            message_count: 0,
+            ..entry("zero", 1)
+        }),
+        Err(StorageError::InvalidEntry { .. })
+    ));
+    let stats = ledger.stats();
+    assert_eq!(
+        (stats.end_index, stats.next_index, stats.epoch),
+        (20, 20, 1)
+    );
+    assert!(stats.cached_bytes > 0);
+}
+
+#[test]
+fn config_limits_are_checked() {
+    assert!(WalConfig::default().validate().is_ok());
+    for bad in [
+        WalConfig {
+            flush_interval_ms: 0,
+            ..WalConfig::default()
+        },
+        WalConfig {
+            object_bytes_max: 10,
+            ..WalConfig::default()
+        },
+        WalConfig {
+            pending_bytes_max: 1,
+            ..WalConfig::default()
+        },
+        WalConfig {
+            commit_timeout_ms: 1,
+            ..WalConfig::default()
+        },
+    ] {
+        assert!(bad.validate().is_err(), "{bad:?}");
+    }
+}
