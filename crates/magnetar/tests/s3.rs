@@ -363,3 +363,116 @@ async fn a_stalled_store_fails_the_upload_within_its_bounds_and_keeps_the_local_
     stop.store(true, Ordering::Relaxed);
     thread.join().unwrap();
 }
+
+/// The shared WAL (cluster mode's data path) on S3: entries of several ledgers go up as one
+/// create-only object per flush, a second writer takes a ledger over and reads it back by range
+/// GETs, the first is fenced, and S3's conditional create refuses to overwrite a WAL object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shared_wal_writes_commits_and_takes_over_on_s3() {
+    use magnetar_metadata::{MetadataStore, RedbStore};
+    use magnetar_storage::wal::{SharedLedger, WalConfig, WalWriter};
+
+    let moto = Moto::start();
+    moto.create_bucket("wal");
+    let store = moto.store("s3://wal/cluster-a");
+    let dir = tempfile::tempdir().unwrap();
+    let metadata: Arc<dyn MetadataStore> = Arc::new(
+        RedbStore::open(&dir.path().join("meta.redb"))
+            .await
+            .unwrap(),
+    );
+    let config = WalConfig {
+        flush_interval_ms: 20,
+        commit_timeout_ms: 10_000,
+        ..WalConfig::default()
+    };
+    let first = WalWriter::start(
+        "b1",
+        store.clone(),
+        metadata.clone(),
+        config.clone(),
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    let mut ledgers = Vec::new();
+    for p in 0..3 {
+        ledgers.push(
+            SharedLedger::open(&first, "/ml", &format!("public/default/t/p{p}"))
+                .await
+                .unwrap(),
+        );
+    }
+    for round in 0..4u64 {
+        let waits: Vec<_> = ledgers
+            .iter()
+            .map(|l| {
+                l.append_with(|_| NewEntry {
+                    payload: payload(round),
+                    message_count: 1,
+                    max_timestamp_ms: 0,
+                    format: PayloadFormat::Kafka,
+                    producer: None,
+                    first_index_at: None,
+                })
+                .unwrap()
+            })
+            .collect();
+        for w in waits {
+            assert_eq!(w.wait().await.unwrap(), round);
+        }
+    }
+    let objects = first.counters().objects.load(Ordering::Relaxed);
+    assert!(
+        (4..=8).contains(&objects),
+        "one object per round of three ledgers, not one per entry: {objects}"
+    );
+
+    // S3's conditional create: a WAL object is never overwritten.
+    let listing = store
+        .list_with_delimiter(Some(&ObjectPath::from(format!("wal/{}", first.name()))))
+        .await
+        .unwrap();
+    assert_eq!(listing.objects.len() as u64, objects);
+    let one = listing.objects[0].location.clone();
+    let overwrite = store
+        .put_opts(
+            &one,
+            PutPayload::from_static(b"x"),
+            object_store::PutOptions {
+                mode: object_store::PutMode::Create,
+                ..Default::default()
+            },
+        )
+        .await;
+    assert!(
+        matches!(overwrite, Err(object_store::Error::AlreadyExists { .. })),
+        "{overwrite:?}"
+    );
+
+    let second = WalWriter::start("b2", store, metadata, config, Arc::new(SystemClock)).unwrap();
+    let taken = SharedLedger::open(&second, "/ml", "public/default/t/p1")
+        .await
+        .unwrap();
+    assert_eq!((taken.epoch(), taken.end_index()), (2, 4));
+    let entries = taken.read(0, 64 << 20, 100).await.unwrap();
+    assert_eq!(entries.len(), 4);
+    for (i, e) in entries.iter().enumerate() {
+        assert_eq!(e.payload, payload(i as u64));
+    }
+    let stale = ledgers[1]
+        .append(NewEntry {
+            payload: payload(9),
+            message_count: 1,
+            max_timestamp_ms: 0,
+            format: PayloadFormat::Kafka,
+            producer: None,
+            first_index_at: None,
+        })
+        .await;
+    assert!(
+        matches!(stale, Err(StorageError::Fenced { .. })),
+        "{stale:?}"
+    );
+    first.close().await;
+    second.close().await;
+}
