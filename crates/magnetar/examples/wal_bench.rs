@@ -108,13 +108,20 @@ async fn main() -> Result<(), String> {
         flush_interval_ms: args.flush_ms,
         ..WalConfig::default()
     };
-    let writer = WalWriter::start("bench", store, metadata, config, Arc::new(SystemClock))
-        .map_err(|e| e.to_string())?;
+    let writer = WalWriter::start(
+        "bench",
+        "/bench",
+        store,
+        metadata,
+        config,
+        Arc::new(SystemClock),
+    )
+    .map_err(|e| e.to_string())?;
     let run = std::process::id();
     let mut ledgers = Vec::new();
     for p in 0..args.partitions {
         ledgers.push(
-            SharedLedger::open(&writer, "/bench", &format!("run-{run}/p{p}"))
+            SharedLedger::open(&writer, &format!("run-{run}/p{p}"))
                 .await
                 .map_err(|e| e.to_string())?,
         );
@@ -153,7 +160,8 @@ async fn main() -> Result<(), String> {
     }
     drop(tx);
     let sent_for = start.elapsed();
-    let mut histogram = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).map_err(|e| e.to_string())?;
+    let mut histogram = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)
+        .map_err(|e| e.to_string())?;
     let mut failed = 0u64;
     let mut first_error = None;
     while let Some(result) = rx.recv().await {
@@ -188,7 +196,7 @@ async fn main() -> Result<(), String> {
             "send_seconds": sent_for.as_secs_f64(),
             "p50_ms": ms(0.5), "p99_ms": ms(0.99), "p999_ms": ms(0.999), "max_ms": histogram.max() as f64 / 1000.0,
             "objects": objects, "puts_per_s": objects as f64 / elapsed.as_secs_f64(),
-            "bytes_per_put": if objects > 0 { bytes / objects } else { 0 },
+            "bytes_per_put": bytes.checked_div(objects).unwrap_or(0),
             "commits": counters.commits.load(Ordering::Relaxed),
         })
     );

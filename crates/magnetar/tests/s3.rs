@@ -388,6 +388,7 @@ async fn the_shared_wal_writes_commits_and_takes_over_on_s3() {
     };
     let first = WalWriter::start(
         "b1",
+        "/ml",
         store.clone(),
         metadata.clone(),
         config.clone(),
@@ -397,7 +398,7 @@ async fn the_shared_wal_writes_commits_and_takes_over_on_s3() {
     let mut ledgers = Vec::new();
     for p in 0..3 {
         ledgers.push(
-            SharedLedger::open(&first, "/ml", &format!("public/default/t/p{p}"))
+            SharedLedger::open(&first, &format!("public/default/t/p{p}"))
                 .await
                 .unwrap(),
         );
@@ -449,8 +450,9 @@ async fn the_shared_wal_writes_commits_and_takes_over_on_s3() {
         "{overwrite:?}"
     );
 
-    let second = WalWriter::start("b2", store, metadata, config, Arc::new(SystemClock)).unwrap();
-    let taken = SharedLedger::open(&second, "/ml", "public/default/t/p1")
+    let second =
+        WalWriter::start("b2", "/ml", store, metadata, config, Arc::new(SystemClock)).unwrap();
+    let taken = SharedLedger::open(&second, "public/default/t/p1")
         .await
         .unwrap();
     assert_eq!((taken.epoch(), taken.end_index()), (2, 4));

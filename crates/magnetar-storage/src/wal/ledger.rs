@@ -9,7 +9,7 @@ use magnetar_metadata::{Expect, MetadataError};
 use object_store::path::Path as ObjectPath;
 use tokio::sync::{oneshot, watch};
 
-use super::records::{self, EpochRecord, RangeRecord};
+use super::records::{self, EpochRecord, RangeRecord, SegmentRecord};
 use super::writer::{Pending, WriterShared};
 use super::WalWriter;
 use crate::entry::{crc_matches, decode_header, encode_entry_with_index};
@@ -31,7 +31,7 @@ fn metadata_error(what: &str, e: MetadataError) -> StorageError {
     }
 }
 
-struct AppendState {
+pub(crate) struct AppendState {
     next_index: u64,
     /// Set after a failed or fenced commit: appends are refused until a reopen.
     failed: Option<String>,
@@ -39,8 +39,59 @@ struct AppendState {
     closed: bool,
 }
 
-struct Committed {
-    ranges: BTreeMap<u64, RangeRecord>,
+/// Where a committed chunk's bytes are: a WAL object (unsealed) or a segment object (sealed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ChunkRef {
+    pub(crate) object: String,
+    pub(crate) offset: u64,
+    pub(crate) len: u64,
+    pub(crate) first_index: u64,
+    pub(crate) end_index: u64,
+    pub(crate) entries: u32,
+    /// The first index of its segment once sealed; `None` while it lives in a WAL object.
+    pub(crate) segment: Option<u64>,
+}
+
+impl ChunkRef {
+    fn of_range(r: &RangeRecord) -> Self {
+        ChunkRef {
+            object: r.object.clone(),
+            offset: r.offset,
+            len: r.len,
+            first_index: r.first_index,
+            end_index: r.end_index,
+            entries: r.entries,
+            segment: None,
+        }
+    }
+
+    /// The chunks of a sealed segment, from its sparse index.
+    pub(crate) fn of_segment(s: &SegmentRecord) -> Vec<ChunkRef> {
+        let mut out: Vec<ChunkRef> = Vec::with_capacity(s.chunks.len());
+        for (i, point) in s.chunks.iter().enumerate() {
+            let (next_offset, next_index) = s
+                .chunks
+                .get(i + 1)
+                .map_or((s.len, s.end_index), |n| (n.offset, n.first_index));
+            out.push(ChunkRef {
+                object: s.object.clone(),
+                offset: point.offset,
+                len: next_offset.saturating_sub(point.offset),
+                first_index: point.first_index,
+                end_index: next_index,
+                entries: point.entries,
+                segment: Some(s.first_index),
+            });
+        }
+        out
+    }
+}
+
+pub(crate) struct Committed {
+    pub(crate) chunks: BTreeMap<u64, ChunkRef>,
+    /// Chunks still in WAL objects, and their bytes.
+    pub(crate) unsealed: u64,
+    pub(crate) unsealed_bytes: u64,
     /// Chunk bytes by first index, newest kept, at most the configured bytes.
     cache: BTreeMap<u64, Bytes>,
     cache_bytes: u64,
@@ -48,13 +99,15 @@ struct Committed {
 
 pub(crate) struct LedgerInner {
     pub(crate) name: String,
-    root: String,
+    pub(crate) root: String,
     pub(crate) fence_key: String,
     pub(crate) fence_version: u64,
     pub(crate) epoch: u64,
-    writer: Arc<WriterShared>,
+    pub(crate) writer: Arc<WriterShared>,
     append: Mutex<AppendState>,
-    committed: Mutex<Committed>,
+    pub(crate) committed: Mutex<Committed>,
+    /// A seal of this ledger is running.
+    pub(crate) sealing: std::sync::atomic::AtomicBool,
     start_index: u64,
     end: watch::Sender<u64>,
 }
@@ -90,7 +143,9 @@ impl LedgerInner {
         {
             let mut c = lock(&self.committed);
             let first = record.first_index;
-            c.ranges.insert(first, record);
+            c.unsealed += 1;
+            c.unsealed_bytes += record.len;
+            c.chunks.insert(first, ChunkRef::of_range(&record));
             insert_cached(
                 &mut c,
                 first,
@@ -102,7 +157,7 @@ impl LedgerInner {
     }
 }
 
-fn insert_cached(c: &mut Committed, first: u64, chunk: Bytes, max: u64) {
+pub(crate) fn insert_cached(c: &mut Committed, first: u64, chunk: Bytes, max: u64) {
     if chunk.len() as u64 > max {
         return;
     }
@@ -126,7 +181,12 @@ pub struct SharedLedgerStats {
     /// Indexes handed out, committed or not.
     pub next_index: u64,
     pub epoch: u64,
-    pub ranges: u64,
+    /// Committed chunks, sealed or not.
+    pub chunks: u64,
+    /// Chunks still in WAL objects.
+    pub unsealed_chunks: u64,
+    /// Sealed segment objects.
+    pub segments: u64,
     pub cached_bytes: u64,
     pub fenced: bool,
 }
@@ -165,14 +225,20 @@ impl std::fmt::Debug for SharedLedger {
 }
 
 impl SharedLedger {
-    /// Takes the ledger `name` over for `writer`: bumps its epoch under `root` in the writer's
-    /// metadata store (fencing any earlier writer), loads its committed ranges, checks they are
-    /// contiguous and continues after the last one. `name` is a path below `root` (segments
-    /// separated by `/`).
-    pub async fn open(writer: &WalWriter, root: &str, name: &str) -> Result<Self, StorageError> {
+    /// Takes the ledger `name` over for `writer`: bumps its epoch under the writer's root in its
+    /// metadata store (fencing any earlier writer), loads its sealed segments and committed
+    /// ranges, checks they are contiguous and continues after the last one. `name` is a path
+    /// (segments separated by `/`) that does not start with `_` or `/`.
+    pub async fn open(writer: &WalWriter, name: &str) -> Result<Self, StorageError> {
         let shared = writer.shared.clone();
+        let root = shared.root.as_str();
         let metadata = shared.metadata.clone();
         let fence_key = records::epoch_key(root, name);
+        if name.starts_with('_') || name.starts_with('/') {
+            return Err(StorageError::InvalidConfig {
+                reason: format!("ledger name {name:?} must not start with '_' or '/'"),
+            });
+        }
         magnetar_metadata::validate_key(&fence_key)
             .map_err(|e| metadata_error("ledger name", e))?;
         let mut attempt = 0;
@@ -205,18 +271,18 @@ impl SharedLedger {
                 Err(e) => return Err(metadata_error("bump the epoch", e)),
             }
         };
-        let ranges = load_ranges(&shared, root, name).await?;
-        let start_index = ranges.values().next().map_or(0, |r| r.first_index);
+        let (chunks, unsealed, unsealed_bytes) = load_chunks(&shared, root, name).await?;
+        let start_index = chunks.values().next().map_or(0, |c| c.first_index);
         let mut expected = start_index;
-        for record in ranges.values() {
-            if record.first_index != expected || record.end_index <= record.first_index {
+        for chunk in chunks.values() {
+            if chunk.first_index != expected || chunk.end_index <= chunk.first_index {
                 return Err(StorageError::Gap {
                     ledger: name.to_string(),
                     expected,
-                    found: record.first_index,
+                    found: chunk.first_index,
                 });
             }
-            expected = record.end_index;
+            expected = chunk.end_index;
         }
         let end_index = expected;
         tracing::info!(
@@ -224,7 +290,8 @@ impl SharedLedger {
             epoch,
             start_index,
             end_index,
-            ranges = ranges.len(),
+            chunks = chunks.len(),
+            unsealed,
             "shared ledger opened"
         );
         let inner = Arc::new(LedgerInner {
@@ -240,8 +307,11 @@ impl SharedLedger {
                 fenced: false,
                 closed: false,
             }),
+            sealing: std::sync::atomic::AtomicBool::new(false),
             committed: Mutex::new(Committed {
-                ranges,
+                chunks,
+                unsealed,
+                unsealed_bytes,
                 cache: BTreeMap::new(),
                 cache_bytes: 0,
             }),
@@ -253,6 +323,11 @@ impl SharedLedger {
 
     pub fn name(&self) -> &str {
         &self.inner.name
+    }
+
+    #[cfg(test)]
+    pub(crate) fn inner_for_test(&self) -> Arc<LedgerInner> {
+        self.inner.clone()
     }
 
     /// This writer's epoch of the ledger.
@@ -282,7 +357,14 @@ impl SharedLedger {
             end_index: self.end_index(),
             next_index: st.next_index,
             epoch: self.inner.epoch,
-            ranges: c.ranges.len() as u64,
+            chunks: c.chunks.len() as u64,
+            unsealed_chunks: c.unsealed,
+            segments: c
+                .chunks
+                .values()
+                .filter_map(|c| c.segment)
+                .collect::<std::collections::BTreeSet<_>>()
+                .len() as u64,
             cached_bytes: c.cache_bytes,
             fenced: st.fenced,
         }
@@ -402,7 +484,7 @@ impl SharedLedger {
         while next < end && out.len() < max_entries.max(1) {
             let record = {
                 let c = lock(&self.inner.committed);
-                c.ranges
+                c.chunks
                     .range((Bound::Unbounded, Bound::Included(next)))
                     .next_back()
                     .map(|(_, r)| r.clone())
@@ -446,13 +528,20 @@ impl SharedLedger {
     }
 
     /// The chunk a range record names, from the cache or by a range GET.
-    async fn chunk(&self, record: &RangeRecord) -> Result<Bytes, StorageError> {
-        if let Some(hit) = lock(&self.inner.committed).cache.get(&record.first_index) {
+    async fn chunk(&self, record: &ChunkRef) -> Result<Bytes, StorageError> {
+        self.inner.chunk_bytes(record).await
+    }
+}
+
+impl LedgerInner {
+    /// A committed chunk's bytes, from the cache or by a range GET.
+    pub(crate) async fn chunk_bytes(&self, record: &ChunkRef) -> Result<Bytes, StorageError> {
+        if let Some(hit) = lock(&self.committed).cache.get(&record.first_index) {
             return Ok(hit.clone());
         }
         let path = ObjectPath::from(record.object.as_str());
         let range = record.offset..record.offset + record.len;
-        let store = &self.inner.writer.store;
+        let store = &self.writer.store;
         let parts = store
             .get_ranges(&path, std::slice::from_ref(&range))
             .await
@@ -473,9 +562,9 @@ impl SharedLedger {
                 ),
             });
         }
-        let max = self.inner.writer.config.cache_bytes_per_ledger;
+        let max = self.writer.config.cache_bytes_per_ledger;
         insert_cached(
-            &mut lock(&self.inner.committed),
+            &mut lock(&self.committed),
             record.first_index,
             chunk.clone(),
             max,
@@ -485,9 +574,9 @@ impl SharedLedger {
 }
 
 /// Decodes a chunk into entries, checking every CRC and that the indexes are the record's.
-fn decode_chunk(
+pub(crate) fn decode_chunk(
     ledger: &str,
-    record: &RangeRecord,
+    record: &ChunkRef,
     chunk: &Bytes,
 ) -> Result<Vec<Entry>, StorageError> {
     let corrupt = |at: usize, reason: String| StorageError::Corrupt {
@@ -538,47 +627,85 @@ fn decode_chunk(
     Ok(out)
 }
 
-/// Loads every committed range record of a ledger, by first index.
-async fn load_ranges(
+/// Reads every record under `path` (a listing, then one get per child).
+async fn load_records<T: for<'de> serde::Deserialize<'de> + records::HasFormat>(
     shared: &WriterShared,
-    root: &str,
-    name: &str,
-) -> Result<BTreeMap<u64, RangeRecord>, StorageError> {
-    let path = records::ranges_path(root, name);
+    path: &str,
+) -> Result<Vec<(String, T)>, StorageError> {
     let children = shared
         .metadata
-        .list_children(&path)
+        .list_children(path)
         .await
-        .map_err(|e| metadata_error("list ranges", e))?;
+        .map_err(|e| metadata_error("list records", e))?;
     if children.len() > RANGES_MAX {
         return Err(StorageError::Metadata {
             reason: format!(
-                "ledger {name} has {} range records, more than {RANGES_MAX}",
+                "{path} has {} records, more than {RANGES_MAX}",
                 children.len()
             ),
         });
     }
-    let mut ranges = BTreeMap::new();
+    let mut out = Vec::with_capacity(children.len());
     for child in children {
         let key = format!("{path}/{child}");
         let Some(found) = shared
             .metadata
             .get(&key)
             .await
-            .map_err(|e| metadata_error("read a range", e))?
+            .map_err(|e| metadata_error("read a record", e))?
         else {
-            continue; // deleted since the listing (sealed by a later version)
+            continue; // deleted since the listing
         };
-        let record: RangeRecord = records::decode(&key, &found.value)?;
-        if key != records::range_key(root, name, record.first_index) {
+        let record: T = records::decode(&key, &found.value)?;
+        out.push((key, record));
+    }
+    Ok(out)
+}
+
+/// Loads a ledger's sealed segments and unsealed ranges as chunks by first index, with the
+/// count and bytes of the unsealed ones. Ranges are listed before segments and a segment wins
+/// over a range it covers, so a seal committing between the two listings loses nothing (after
+/// the epoch bump none can, but the order costs nothing).
+async fn load_chunks(
+    shared: &WriterShared,
+    root: &str,
+    name: &str,
+) -> Result<(BTreeMap<u64, ChunkRef>, u64, u64), StorageError> {
+    let ranges = load_records::<RangeRecord>(shared, &records::ranges_path(root, name)).await?;
+    let segments =
+        load_records::<SegmentRecord>(shared, &records::segments_path(root, name)).await?;
+    let mut chunks = BTreeMap::new();
+    let mut spans = Vec::new();
+    for (key, segment) in segments {
+        if key != records::segment_key(root, name, segment.first_index) {
             return Err(StorageError::Metadata {
                 reason: format!(
-                    "range record at {key} says it starts at {}",
-                    record.first_index
+                    "segment record at {key} says it starts at {}",
+                    segment.first_index
                 ),
             });
         }
-        ranges.insert(record.first_index, record);
+        spans.push(segment.first_index..segment.end_index);
+        for chunk in ChunkRef::of_segment(&segment) {
+            chunks.insert(chunk.first_index, chunk);
+        }
     }
-    Ok(ranges)
+    let (mut unsealed, mut unsealed_bytes) = (0, 0);
+    for (key, range) in ranges {
+        if key != records::range_key(root, name, range.first_index) {
+            return Err(StorageError::Metadata {
+                reason: format!(
+                    "range record at {key} says it starts at {}",
+                    range.first_index
+                ),
+            });
+        }
+        if spans.iter().any(|span| span.contains(&range.first_index)) {
+            continue;
+        }
+        unsealed += 1;
+        unsealed_bytes += range.len;
+        chunks.insert(range.first_index, ChunkRef::of_range(&range));
+    }
+    Ok((chunks, unsealed, unsealed_bytes))
 }

@@ -37,18 +37,28 @@
 //! bounded per-ledger cache keeps recent chunks, so tail reads (what consumers mostly do) are
 //! served from memory: a chunk is cached when it is committed.
 //!
-//! Not yet here: sealing committed ranges into per-partition segment objects and the garbage
-//! collection of WAL objects (so range records and WAL objects accumulate), and a start index
-//! for retention.
+//! # Sealing and garbage collection
+//! Once a ledger's unsealed chunks hold [`WalConfig::seal_bytes`] or number
+//! [`SEAL_CHUNKS_MAX`], its writer copies the oldest of them (CRC-checked) into one segment
+//! object `segments/<ledger>/<first>-<end>.e<epoch>.seg` (named with the epoch, so a stale
+//! writer never overwrites; the same bytes as a local segment file), then in one transaction
+//! under the fence creates the segment record and deletes the chunks' range records and WAL
+//! references. [`collect_garbage`] deletes WAL objects no reference is left on and segment
+//! objects no record names (a seal that did not commit), once older than
+//! [`WalConfig::gc_grace_ms`]; any broker may run it, it is idempotent.
+//!
+//! Not yet here: a start index for retention and truncation.
 
 mod ledger;
 mod records;
+mod seal;
 #[cfg(test)]
 mod tests;
 mod writer;
 
 pub use ledger::{SharedLedger, SharedLedgerStats, WalAppend};
-pub use records::{EpochRecord, RangeRecord};
+pub use records::{ChunkPoint, EpochRecord, RangeRecord, SegmentRecord};
+pub use seal::{collect_garbage, GcOutcome};
 pub use writer::{WalCounters, WalWriter};
 
 use crate::StorageError;
@@ -56,6 +66,10 @@ use crate::StorageError;
 /// Most ledgers committed by one metadata transaction: each takes two compares (its fence and
 /// its new range key), and etcd accepts 128 per transaction by default.
 pub const LEDGERS_PER_TXN: usize = 64;
+
+/// Most chunks one seal folds into a segment: its transaction deletes each chunk's range
+/// record and WAL reference and creates the segment record (2 per chunk + 1 within etcd's 128).
+pub const SEAL_CHUNKS_MAX: usize = 60;
 
 /// Settings of the shared WAL.
 #[derive(Debug, Clone)]
@@ -75,6 +89,13 @@ pub struct WalConfig {
     pub entry_bytes_max: u32,
     /// Bytes of recent chunks each ledger keeps in memory for reads.
     pub cache_bytes_per_ledger: u64,
+    /// A ledger's unsealed chunks are sealed into a segment object once they hold this many
+    /// bytes or number [`SEAL_CHUNKS_MAX`] (`storage.wal_seal_bytes`).
+    pub seal_bytes: u64,
+    /// An object no record refers to is deleted only once it is older than this
+    /// (`storage.wal_gc_grace_ms`); at least twice the commit timeout, so an object whose
+    /// commit may still land is never taken.
+    pub gc_grace_ms: u64,
 }
 
 impl Default for WalConfig {
@@ -86,6 +107,8 @@ impl Default for WalConfig {
             pending_bytes_max: 64 << 20,
             entry_bytes_max: 8 << 20,
             cache_bytes_per_ledger: 4 << 20,
+            seal_bytes: 32 << 20,
+            gc_grace_ms: 600_000,
         }
     }
 }
@@ -121,6 +144,18 @@ impl WalConfig {
             return bad(format!(
                 "entry_bytes_max must be 1..=wal_pending_bytes_max, got {}",
                 self.entry_bytes_max
+            ));
+        }
+        if self.seal_bytes < 4096 {
+            return bad(format!(
+                "wal_seal_bytes must be at least 4096, got {}",
+                self.seal_bytes
+            ));
+        }
+        if self.gc_grace_ms < 2 * self.commit_timeout_ms {
+            return bad(format!(
+                "wal_gc_grace_ms ({}) must be at least twice wal_commit_timeout_ms ({})",
+                self.gc_grace_ms, self.commit_timeout_ms
             ));
         }
         Ok(())

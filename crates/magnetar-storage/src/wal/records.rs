@@ -1,9 +1,18 @@
 //! What the shared WAL keeps in the metadata store, and where.
 //!
-//! Keys, under the root and ledger name given by the caller:
+//! Keys, under the writer's root:
 //! - `<root>/<ledger>/epoch`: [`EpochRecord`], bumped by every new writer (the fence).
 //! - `<root>/<ledger>/ranges/<first index, 20 digits>`: [`RangeRecord`], one per committed
-//!   chunk; zero-padded so the listing order is the index order.
+//!   chunk not yet sealed; zero-padded so the listing order is the index order.
+//! - `<root>/<ledger>/segments/<first index, 20 digits>`: [`SegmentRecord`], one per sealed
+//!   segment object.
+//! - `<root>/_wal/<writer>/<seq>/<ledger, %-encoded>`: empty; one per unsealed chunk of WAL
+//!   object `wal/<writer>/<seq>.wal`, created with its range record and deleted when the chunk
+//!   is sealed. An object with none left (and older than the grace period) is garbage.
+//!
+//! Objects: `wal/<writer>/<seq, 20 digits>.wal` (chunks of many ledgers) and
+//! `segments/<ledger>/<first>-<end>.e<epoch>.seg` (one ledger's entries, the same bytes as a
+//! local segment file: entries back to back).
 //!
 //! Values are JSON with a format version, so a later layout is told apart and an unknown one is
 //! an error, not a guess.
@@ -119,6 +128,117 @@ impl RangeRecord {
             max_timestamp_ms,
         }
     }
+}
+
+/// A sealed segment: one object holding a run of a ledger's former chunks back to back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentRecord {
+    pub format: u32,
+    pub object: String,
+    pub len: u64,
+    pub first_index: u64,
+    pub end_index: u64,
+    pub epoch: u64,
+    pub max_timestamp_ms: i64,
+    /// Where each former chunk starts: its first index, byte offset and entry count (the
+    /// segment's sparse index).
+    pub chunks: Vec<ChunkPoint>,
+}
+
+/// One former chunk inside a [`SegmentRecord`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkPoint {
+    pub first_index: u64,
+    pub offset: u64,
+    pub entries: u32,
+}
+
+impl HasFormat for SegmentRecord {
+    fn format(&self) -> u32 {
+        self.format
+    }
+}
+
+impl SegmentRecord {
+    pub(crate) fn new(
+        object: &str,
+        len: u64,
+        first_index: u64,
+        end_index: u64,
+        epoch: u64,
+        max_timestamp_ms: i64,
+        chunks: Vec<ChunkPoint>,
+    ) -> Self {
+        SegmentRecord {
+            format: FORMAT_VERSION,
+            object: object.to_string(),
+            len,
+            first_index,
+            end_index,
+            epoch,
+            max_timestamp_ms,
+            chunks,
+        }
+    }
+}
+
+/// `<root>/<ledger>/segments`.
+pub(crate) fn segments_path(root: &str, ledger: &str) -> String {
+    format!("{root}/{ledger}/segments")
+}
+
+/// `<root>/<ledger>/segments/<first index>`.
+pub(crate) fn segment_key(root: &str, ledger: &str, first_index: u64) -> String {
+    format!("{root}/{ledger}/segments/{first_index:020}")
+}
+
+/// A ledger name as one key segment (`%` and `/` escaped).
+fn encode_ledger(ledger: &str) -> String {
+    ledger.replace('%', "%25").replace('/', "%2F")
+}
+
+/// `wal/<writer>/<seq>.wal`.
+pub(crate) fn wal_object(writer: &str, seq: u64) -> String {
+    format!("wal/{writer}/{seq:020}.wal")
+}
+
+/// The writer and sequence number of a WAL object path.
+pub(crate) fn parse_wal_object(path: &str) -> Option<(&str, &str)> {
+    let rest = path.strip_prefix("wal/")?;
+    let (writer, file) = rest.split_once('/')?;
+    let seq = file.strip_suffix(".wal")?;
+    (!writer.is_empty() && !seq.is_empty() && seq.bytes().all(|b| b.is_ascii_digit()))
+        .then_some((writer, seq))
+}
+
+/// `<root>/_wal/<writer>/<seq>`: the references to one WAL object.
+pub(crate) fn wal_refs_path(root: &str, writer: &str, seq: &str) -> String {
+    format!("{root}/_wal/{writer}/{seq}")
+}
+
+/// The reference a ledger's unsealed chunk holds on its WAL object (`object` as made by
+/// [`wal_object`]).
+pub(crate) fn wal_ref_key(root: &str, object: &str, ledger: &str) -> Option<String> {
+    let (writer, seq) = parse_wal_object(object)?;
+    Some(format!(
+        "{}/{}",
+        wal_refs_path(root, writer, seq),
+        encode_ledger(ledger)
+    ))
+}
+
+/// `segments/<ledger>/<first>-<end>.e<epoch>.seg`.
+pub(crate) fn segment_object(ledger: &str, first: u64, end: u64, epoch: u64) -> String {
+    format!("segments/{ledger}/{first:020}-{end:020}.e{epoch}.seg")
+}
+
+/// The ledger and first index of a segment object path.
+pub(crate) fn parse_segment_object(path: &str) -> Option<(&str, u64)> {
+    let rest = path.strip_prefix("segments/")?;
+    let (ledger, file) = rest.rsplit_once('/')?;
+    let (first, _) = file.split_once('-')?;
+    let first = first.parse().ok()?;
+    (!ledger.is_empty() && file.ends_with(".seg")).then_some((ledger, first))
 }
 
 /// `<root>/<ledger>/epoch`.

@@ -58,6 +58,7 @@ impl Env {
     fn writer(&self, name: &str, config: WalConfig) -> WalWriter {
         WalWriter::start(
             name,
+            ROOT,
             self.objects.clone(),
             self.metadata.clone(),
             config,
@@ -171,7 +172,7 @@ async fn many_ledgers_share_one_object_per_flush_and_read_back() {
     let mut ledgers = Vec::new();
     for p in 0..8 {
         ledgers.push(
-            SharedLedger::open(&writer, ROOT, &format!("t/p{p}"))
+            SharedLedger::open(&writer, &format!("t/p{p}"))
                 .await
                 .unwrap(),
         );
@@ -210,7 +211,7 @@ async fn many_ledgers_share_one_object_per_flush_and_read_back() {
 async fn a_new_writer_continues_and_reads_from_the_object_store() {
     let env = Env::new();
     let first = env.writer("b1", config());
-    let ledger = SharedLedger::open(&first, ROOT, "t/p0").await.unwrap();
+    let ledger = SharedLedger::open(&first, "t/p0").await.unwrap();
     for i in 0..10 {
         ledger.append(entry(&format!("m{i}"), 1)).await.unwrap();
     }
@@ -218,7 +219,7 @@ async fn a_new_writer_continues_and_reads_from_the_object_store() {
     let gets_before = env.objects.gets.load(Ordering::Relaxed);
 
     let second = env.writer("b2", config());
-    let taken = SharedLedger::open(&second, ROOT, "t/p0").await.unwrap();
+    let taken = SharedLedger::open(&second, "t/p0").await.unwrap();
     assert_eq!(taken.epoch(), 2);
     assert_eq!(taken.end_index(), 10);
     let read = read_all(&taken).await;
@@ -237,11 +238,11 @@ async fn a_new_writer_continues_and_reads_from_the_object_store() {
 async fn the_old_writer_is_fenced_after_a_takeover() {
     let env = Env::new();
     let old = env.writer("old", config());
-    let old_ledger = SharedLedger::open(&old, ROOT, "t/p0").await.unwrap();
+    let old_ledger = SharedLedger::open(&old, "t/p0").await.unwrap();
     old_ledger.append(entry("a", 1)).await.unwrap();
 
     let new = env.writer("new", config());
-    let new_ledger = SharedLedger::open(&new, ROOT, "t/p0").await.unwrap();
+    let new_ledger = SharedLedger::open(&new, "t/p0").await.unwrap();
     assert_eq!(new_ledger.end_index(), 1);
 
     // The old writer does not know yet: its append is assigned index 1, PUT, and refused at
@@ -259,7 +260,7 @@ async fn the_old_writer_is_fenced_after_a_takeover() {
     assert_eq!(new_ledger.append(entry("b", 1)).await.unwrap(), 1);
 
     let third = env.writer("third", config());
-    let reader = SharedLedger::open(&third, ROOT, "t/p0").await.unwrap();
+    let reader = SharedLedger::open(&third, "t/p0").await.unwrap();
     assert_eq!(
         read_all(&reader).await,
         vec![(0, "a".to_string()), (1, "b".to_string())]
@@ -272,8 +273,8 @@ async fn two_writers_racing_for_one_ledger_get_distinct_epochs_and_one_commits()
     let a = env.writer("a", config());
     let b = env.writer("b", config());
     let (la, lb) = tokio::join!(
-        SharedLedger::open(&a, ROOT, "t/p0"),
-        SharedLedger::open(&b, ROOT, "t/p0")
+        SharedLedger::open(&a, "t/p0"),
+        SharedLedger::open(&b, "t/p0")
     );
     let (la, lb) = (la.unwrap(), lb.unwrap());
     assert_ne!(la.epoch(), lb.epoch());
@@ -292,7 +293,7 @@ async fn two_writers_racing_for_one_ledger_get_distinct_epochs_and_one_commits()
 async fn put_failures_are_retried_under_the_same_key() {
     let env = Env::new();
     let writer = env.writer("b1", config());
-    let ledger = SharedLedger::open(&writer, ROOT, "t/p0").await.unwrap();
+    let ledger = SharedLedger::open(&writer, "t/p0").await.unwrap();
     env.objects.faults().fail_puts.store(2, Ordering::Release);
     assert_eq!(ledger.append(entry("x", 1)).await.unwrap(), 0);
     assert_eq!(writer.counters().put_failures.load(Ordering::Relaxed), 2);
@@ -313,7 +314,7 @@ async fn put_failures_are_retried_under_the_same_key() {
 async fn a_commit_whose_answer_was_lost_is_recognised_not_duplicated() {
     let env = Env::new();
     let writer = env.writer("b1", config());
-    let ledger = SharedLedger::open(&writer, ROOT, "t/p0").await.unwrap();
+    let ledger = SharedLedger::open(&writer, "t/p0").await.unwrap();
     env.metadata.fail_txns.store(1, Ordering::Release);
     assert_eq!(ledger.append(entry("x", 1)).await.unwrap(), 0);
     env.metadata
@@ -321,7 +322,7 @@ async fn a_commit_whose_answer_was_lost_is_recognised_not_duplicated() {
         .store(1, Ordering::Release);
     assert_eq!(ledger.append(entry("y", 1)).await.unwrap(), 1);
     assert_eq!(ledger.append(entry("z", 1)).await.unwrap(), 2);
-    let reopened = SharedLedger::open(&env.writer("b2", config()), ROOT, "t/p0")
+    let reopened = SharedLedger::open(&env.writer("b2", config()), "t/p0")
         .await
         .unwrap();
     assert_eq!(reopened.end_index(), 3);
@@ -332,7 +333,7 @@ async fn a_commit_whose_answer_was_lost_is_recognised_not_duplicated() {
 async fn a_stalled_store_fails_appends_after_the_timeout_and_acknowledges_nothing() {
     let env = Env::new();
     let writer = env.writer("b1", config());
-    let ledger = SharedLedger::open(&writer, ROOT, "t/p0").await.unwrap();
+    let ledger = SharedLedger::open(&writer, "t/p0").await.unwrap();
     ledger.append(entry("ok", 1)).await.unwrap();
     env.objects.stall(&[FaultOp::Put]);
     let waits: Vec<_> = (0..3)
@@ -353,7 +354,7 @@ async fn a_stalled_store_fails_appends_after_the_timeout_and_acknowledges_nothin
         Err(StorageError::Failed { .. })
     ));
     env.objects.release();
-    let reopened = SharedLedger::open(&writer, ROOT, "t/p0").await.unwrap();
+    let reopened = SharedLedger::open(&writer, "t/p0").await.unwrap();
     assert_eq!(reopened.end_index(), 1);
     assert_eq!(reopened.append(entry("again", 1)).await.unwrap(), 1);
 }
@@ -362,7 +363,7 @@ async fn a_stalled_store_fails_appends_after_the_timeout_and_acknowledges_nothin
 async fn an_unreachable_metadata_store_fails_appends_after_the_timeout() {
     let env = Env::new();
     let writer = env.writer("b1", config());
-    let ledger = SharedLedger::open(&writer, ROOT, "t/p0").await.unwrap();
+    let ledger = SharedLedger::open(&writer, "t/p0").await.unwrap();
     env.metadata.fail_txns.store(u64::MAX, Ordering::Release);
     let result = ledger.append(entry("x", 1)).await;
     assert!(
@@ -372,7 +373,7 @@ async fn an_unreachable_metadata_store_fails_appends_after_the_timeout() {
     env.metadata.fail_txns.store(0, Ordering::Release);
     // The object was written and never committed: an orphan, invisible to readers.
     assert_eq!(env.wal_objects().await.len(), 1);
-    let reopened = SharedLedger::open(&writer, ROOT, "t/p0").await.unwrap();
+    let reopened = SharedLedger::open(&writer, "t/p0").await.unwrap();
     assert_eq!(reopened.end_index(), 0);
 }
 
@@ -388,7 +389,7 @@ async fn the_pending_bytes_limit_pushes_back() {
             ..config()
         },
     );
-    let ledger = SharedLedger::open(&writer, ROOT, "t/p0").await.unwrap();
+    let ledger = SharedLedger::open(&writer, "t/p0").await.unwrap();
     env.objects.stall(&[FaultOp::Put]);
     let big = "x".repeat(3000);
     let mut accepted = Vec::new();
@@ -415,7 +416,7 @@ async fn the_pending_bytes_limit_pushes_back() {
 async fn killed_between_put_and_commit_leaves_an_orphan_and_no_gap() {
     let env = Env::new();
     let writer = env.writer("b1", config());
-    let ledger = SharedLedger::open(&writer, ROOT, "t/p0").await.unwrap();
+    let ledger = SharedLedger::open(&writer, "t/p0").await.unwrap();
     ledger.append(entry("a", 1)).await.unwrap();
     // The commit never happens: the process dies after the PUT.
     env.metadata.fail_txns.store(u64::MAX, Ordering::Release);
@@ -428,7 +429,7 @@ async fn killed_between_put_and_commit_leaves_an_orphan_and_no_gap() {
     env.metadata.fail_txns.store(0, Ordering::Release);
 
     let next = env.writer("b2", config());
-    let taken = SharedLedger::open(&next, ROOT, "t/p0").await.unwrap();
+    let taken = SharedLedger::open(&next, "t/p0").await.unwrap();
     assert_eq!(
         taken.end_index(),
         1,
@@ -446,7 +447,7 @@ async fn killed_between_put_and_commit_leaves_an_orphan_and_no_gap() {
 async fn a_gap_in_the_committed_ranges_refuses_to_open() {
     let env = Env::new();
     let writer = env.writer("b1", config());
-    let ledger = SharedLedger::open(&writer, ROOT, "t/p0").await.unwrap();
+    let ledger = SharedLedger::open(&writer, "t/p0").await.unwrap();
     for i in 0..3 {
         ledger.append(entry(&format!("m{i}"), 1)).await.unwrap();
     }
@@ -454,7 +455,7 @@ async fn a_gap_in_the_committed_ranges_refuses_to_open() {
         .delete(&records::range_key(ROOT, "t/p0", 1), Expect::Any)
         .await
         .unwrap();
-    let opened = SharedLedger::open(&writer, ROOT, "t/p0").await;
+    let opened = SharedLedger::open(&writer, "t/p0").await;
     assert!(
         matches!(
             opened,
@@ -472,7 +473,7 @@ async fn a_gap_in_the_committed_ranges_refuses_to_open() {
 async fn corrupted_and_truncated_objects_are_errors_not_data() {
     let env = Env::new();
     let writer = env.writer("b1", config());
-    let ledger = SharedLedger::open(&writer, ROOT, "t/p0").await.unwrap();
+    let ledger = SharedLedger::open(&writer, "t/p0").await.unwrap();
     ledger.append(entry("hello world", 1)).await.unwrap();
     writer.close().await;
     // Flip a payload byte in the stored object.
@@ -491,7 +492,7 @@ async fn corrupted_and_truncated_objects_are_errors_not_data() {
     env.objects.put(&object, bytes.into()).await.unwrap();
 
     let reader = env.writer("b2", config());
-    let opened = SharedLedger::open(&reader, ROOT, "t/p0").await.unwrap();
+    let opened = SharedLedger::open(&reader, "t/p0").await.unwrap();
     let read = opened.read(0, 1 << 20, 10).await;
     assert!(
         matches!(read, Err(StorageError::Corrupt { .. })),
@@ -502,7 +503,7 @@ async fn corrupted_and_truncated_objects_are_errors_not_data() {
         .faults()
         .short_reads
         .store(true, Ordering::Release);
-    let other = SharedLedger::open(&reader, ROOT, "t/p0").await.unwrap();
+    let other = SharedLedger::open(&reader, "t/p0").await.unwrap();
     let read = other.read(0, 1 << 20, 10).await;
     assert!(
         matches!(read, Err(StorageError::Corrupt { .. })),
@@ -514,7 +515,7 @@ async fn corrupted_and_truncated_objects_are_errors_not_data() {
 async fn reads_respect_budgets_and_bounds() {
     let env = Env::new();
     let writer = env.writer("b1", config());
-    let ledger = SharedLedger::open(&writer, ROOT, "t/p0").await.unwrap();
+    let ledger = SharedLedger::open(&writer, "t/p0").await.unwrap();
     let waits: Vec<_> = (0..20)
         .map(|i| {
             ledger
@@ -574,4 +575,186 @@ fn config_limits_are_checked() {
     ] {
         assert!(bad.validate().is_err(), "{bad:?}");
     }
+}
+
+fn sealing_config() -> WalConfig {
+    WalConfig {
+        seal_bytes: 4096,
+        gc_grace_ms: 1000,
+        ..config()
+    }
+}
+
+/// Appends `rounds` entries of ~1 KiB one commit at a time.
+async fn fill(ledger: &SharedLedger, from: u64, rounds: u64) {
+    for i in from..from + rounds {
+        let text = format!("{i:04}-{}", "x".repeat(1000));
+        assert_eq!(ledger.append(entry(&text, 1)).await.unwrap(), i);
+    }
+}
+
+/// Waits (bounded) until `done` holds.
+async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("{what} did not happen within 5 s");
+}
+
+/// A writer whose clock runs an hour ahead, so every object is past the grace period.
+fn collector(env: &Env) -> WalWriter {
+    let clock = crate::ManualClock::new(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+            + 3_600_000,
+    );
+    WalWriter::start(
+        "gc",
+        ROOT,
+        env.objects.clone(),
+        env.metadata.clone(),
+        sealing_config(),
+        Arc::new(clock),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn committed_chunks_are_sealed_into_segments_and_read_back_after_a_takeover() {
+    let env = Env::new();
+    let writer = env.writer("b1", sealing_config());
+    let ledger = SharedLedger::open(&writer, "t/p0").await.unwrap();
+    fill(&ledger, 0, 20).await;
+    eventually("a seal", || {
+        writer.counters().seals.load(Ordering::Relaxed) >= 2
+    })
+    .await;
+    let stats = ledger.stats();
+    assert!(stats.segments >= 2, "{stats:?}");
+    assert!(stats.unsealed_chunks < 20, "{stats:?}");
+    let unsealed_records = env
+        .metadata
+        .list_children(&format!("{ROOT}/t/p0/ranges"))
+        .await
+        .unwrap()
+        .len() as u64;
+    assert_eq!(unsealed_records, stats.unsealed_chunks);
+    assert_eq!(read_all(&ledger).await.len(), 20);
+
+    let next = env.writer("b2", sealing_config());
+    let taken = SharedLedger::open(&next, "t/p0").await.unwrap();
+    assert_eq!(taken.end_index(), 20);
+    let all = read_all(&taken).await;
+    assert_eq!(all.len(), 20);
+    for (i, (index, text)) in all.iter().enumerate() {
+        assert_eq!(*index, i as u64);
+        assert!(text.starts_with(&format!("{i:04}-")));
+    }
+    assert_eq!(taken.stats().segments, stats.segments);
+    fill(&taken, 20, 3).await;
+}
+
+#[tokio::test]
+async fn garbage_collection_deletes_sealed_and_orphaned_objects_only() {
+    let env = Env::new();
+    let writer = env.writer("b1", sealing_config());
+    let ledger = SharedLedger::open(&writer, "t/p0").await.unwrap();
+    let other = SharedLedger::open(&writer, "t/p1").await.unwrap();
+    fill(&ledger, 0, 12).await;
+    other.append(entry("kept", 1)).await.unwrap();
+    eventually("a seal", || {
+        writer.counters().seals.load(Ordering::Relaxed) >= 1
+    })
+    .await;
+    // An orphan: a WAL object whose commit never happened.
+    env.metadata.fail_txns.store(u64::MAX, Ordering::Release);
+    assert!(other.append(entry("lost", 1)).await.is_err());
+    env.metadata.fail_txns.store(0, Ordering::Release);
+    let before = env.wal_objects().await.len();
+
+    // Young objects are kept whatever they hold.
+    let young = collect_garbage(&writer).await.unwrap();
+    assert_eq!(
+        (young.wal_objects_deleted, young.segment_objects_deleted),
+        (0, 0)
+    );
+
+    let gc = collector(&env);
+    let outcome = collect_garbage(&gc).await.unwrap();
+    // The orphan, and at least one object whose chunks were all sealed.
+    assert!(ledger.stats().segments >= 1);
+    assert!(outcome.wal_objects_deleted >= 2, "{outcome:?}");
+    assert_eq!(outcome.segment_objects_deleted, 0);
+    assert_eq!(
+        env.wal_objects().await.len(),
+        before - outcome.wal_objects_deleted as usize
+    );
+    // Everything committed is still readable, from a fresh writer (no cache).
+    let reader = env.writer("b2", sealing_config());
+    assert_eq!(
+        read_all(&SharedLedger::open(&reader, "t/p0").await.unwrap())
+            .await
+            .len(),
+        12
+    );
+    assert_eq!(
+        read_all(&SharedLedger::open(&reader, "t/p1").await.unwrap()).await,
+        vec![(0, "kept".to_string())]
+    );
+    // A second pass finds nothing more.
+    let again = collect_garbage(&gc).await.unwrap();
+    assert_eq!(
+        (again.wal_objects_deleted, again.segment_objects_deleted),
+        (0, 0)
+    );
+}
+
+#[tokio::test]
+async fn a_seal_that_is_not_recorded_leaves_the_chunks_and_an_orphan_segment() {
+    let env = Env::new();
+    let writer = env.writer("b1", sealing_config());
+    let ledger = SharedLedger::open(&writer, "t/p0").await.unwrap();
+    fill(&ledger, 0, 3).await;
+    // The seal's upload succeeds and its record fails (a kill between the two): commits of
+    // new chunks go through, the seal's transaction does not.
+    let inner = ledger.inner_for_test();
+    env.metadata.fail_txns.store(1, Ordering::Release);
+    assert!(super::seal::seal_once(&inner).await.is_err());
+    let segments: Vec<_> = {
+        use futures_util::TryStreamExt;
+        env.objects
+            .list(Some(&ObjectPath::from("segments")))
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await
+            .unwrap()
+    };
+    assert_eq!(segments.len(), 1, "the orphan segment object");
+    assert_eq!(ledger.stats().segments, 0);
+    let reader = env.writer("b2", sealing_config());
+    let taken = SharedLedger::open(&reader, "t/p0").await.unwrap();
+    assert_eq!(read_all(&taken).await.len(), 3);
+    let outcome = collect_garbage(&collector(&env)).await.unwrap();
+    assert_eq!(outcome.segment_objects_deleted, 1);
+    assert_eq!(
+        outcome.wal_objects_deleted, 0,
+        "the chunks still refer to them"
+    );
+    // The new writer seals for real.
+    assert!(super::seal::seal_once(&taken.inner_for_test())
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(taken.stats().segments, 1);
+    assert_eq!(read_all(&taken).await.len(), 3);
+    // The old writer's seal is refused: it lost the fence.
+    assert!(matches!(
+        super::seal::seal_once(&inner).await,
+        Err(StorageError::Fenced { .. })
+    ));
 }

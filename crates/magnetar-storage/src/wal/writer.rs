@@ -37,6 +37,15 @@ pub struct WalCounters {
     pub timed_out: AtomicU64,
     /// From the start of a flush (PUT) to the end of its commit.
     pub commit_latency: LatencyHistogram,
+    /// Segments sealed, and seals that failed (retried at the next commit).
+    pub seals: AtomicU64,
+    pub seal_failures: AtomicU64,
+    /// Bytes moved from WAL objects into segment objects.
+    pub sealed_bytes: AtomicU64,
+    /// Objects deleted by garbage collection: WAL objects no chunk refers to any more (sealed
+    /// or never committed), and segment objects no record names (a seal that did not commit).
+    pub collected_wal_objects: AtomicU64,
+    pub collected_segment_objects: AtomicU64,
 }
 
 /// An entry accepted by a ledger and waiting for its object.
@@ -51,6 +60,8 @@ pub(crate) struct Pending {
 
 pub(crate) struct WriterShared {
     pub(crate) name: String,
+    /// Where the ledgers' records live in the metadata store.
+    pub(crate) root: String,
     pub(crate) store: Arc<dyn ObjectStore>,
     pub(crate) metadata: Arc<dyn MetadataStore>,
     pub(crate) config: WalConfig,
@@ -107,9 +118,11 @@ impl std::fmt::Debug for WalWriter {
 
 impl WalWriter {
     /// Starts a writer named `<name>-<nonce>` (the nonce makes every process's object names
-    /// its own). Needs a tokio runtime.
+    /// its own) whose ledgers keep their records under `root` (a metadata key path, such as
+    /// `/managed-ledgers`). Needs a tokio runtime.
     pub fn start(
         name: &str,
+        root: &str,
         store: Arc<dyn ObjectStore>,
         metadata: Arc<dyn MetadataStore>,
         config: WalConfig,
@@ -125,9 +138,13 @@ impl WalWriter {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64)
             ^ (u64::from(std::process::id()) << 40);
+        magnetar_metadata::validate_key(root).map_err(|e| StorageError::InvalidConfig {
+            reason: format!("wal root {root:?}: {e}"),
+        })?;
         let (sender, receiver) = mpsc::unbounded_channel();
         let shared = Arc::new(WriterShared {
             name: format!("{name}-{nonce:016x}"),
+            root: root.to_string(),
             store,
             metadata,
             config,
@@ -226,7 +243,7 @@ async fn flush(shared: &WriterShared, seq: u64, batch: Vec<Pending>) {
     let started = Instant::now();
     let deadline = started + Duration::from_millis(shared.config.commit_timeout_ms);
     let batch_bytes: u64 = batch.iter().map(|p| p.bytes.len() as u64).sum();
-    let object = format!("wal/{}/{seq:020}.wal", shared.name);
+    let object = records::wal_object(&shared.name, seq);
 
     // Group by ledger, in order of first appearance; a ledger's entries stay in index order.
     let mut order: Vec<Arc<LedgerInner>> = Vec::new();
@@ -314,7 +331,7 @@ async fn flush(shared: &WriterShared, seq: u64, batch: Vec<Pending>) {
         .fetch_sub(batch_bytes, Ordering::AcqRel);
 }
 
-fn clone_error(error: &StorageError) -> StorageError {
+pub(crate) fn clone_error(error: &StorageError) -> StorageError {
     match error {
         StorageError::ObjectStore { op, reason } => StorageError::ObjectStore {
             op,
@@ -340,14 +357,14 @@ fn fail_all(pendings: Vec<Pending>, error: impl Fn() -> StorageError) {
 }
 
 /// Backoff between retries: 50 ms doubling to 1 s, never past the deadline.
-fn backoff(attempt: u32, deadline: Instant) -> Duration {
+pub(crate) fn backoff(attempt: u32, deadline: Instant) -> Duration {
     let wait = Duration::from_millis(50u64 << attempt.min(4)).min(Duration::from_secs(1));
     wait.min(deadline.saturating_duration_since(Instant::now()))
 }
 
 /// PUTs the object create-only, retrying until `deadline`. A create that finds the object
 /// already there (an earlier attempt whose answer was lost) reads it back and compares.
-async fn put_verified(
+pub(crate) async fn put_verified(
     shared: &WriterShared,
     object: &str,
     body: Bytes,
@@ -415,6 +432,11 @@ async fn commit_group(
         let mut txn = Txn::new();
         for chunk in &group {
             let range_key = chunk.ledger.range_key(chunk.record.first_index);
+            if let Some(reference) =
+                records::wal_ref_key(&shared.root, &chunk.record.object, &chunk.ledger.name)
+            {
+                txn = txn.then(TxnOp::put(reference, Bytes::new()));
+            }
             txn = txn
                 .when(
                     chunk.ledger.fence_key.clone(),
@@ -526,6 +548,7 @@ async fn commit_group(
         for p in chunk.pendings {
             let _ = p.done.send(Ok(p.first_index));
         }
+        super::seal::maybe_seal(&chunk.ledger);
     }
 }
 
