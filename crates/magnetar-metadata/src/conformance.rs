@@ -15,7 +15,8 @@ use bytes::Bytes;
 use tokio::time::timeout;
 
 use crate::{
-    Event, EventKind, Expect, MetadataError, MetadataStore, WatchError, VALUE_SIZE_BYTES_MAX,
+    Event, EventKind, Expect, MetadataError, MetadataStore, Txn, TxnOp, TxnOutcome, WatchError,
+    TXN_OPS_MAX, VALUE_SIZE_BYTES_MAX,
 };
 
 /// How long a check waits for a watch event that must come.
@@ -32,6 +33,11 @@ pub async fn run_all(store: &dyn MetadataStore) {
     watch_sees_changes_under_prefix_only(store).await;
     invalid_keys_rejected(store).await;
     value_size_limit(store).await;
+    txn_applies_all_or_nothing(store).await;
+    txn_watch_sees_each_change(store).await;
+    txn_limits(store).await;
+    txn_large_values(store).await;
+    txn_epoch_fencing(store).await;
 }
 
 fn bytes(text: &str) -> Bytes {
@@ -560,4 +566,395 @@ pub async fn check_after_reopen(store: &dyn MetadataStore) {
             .await,
         Ok(4)
     );
+}
+
+fn outcome(versions: &[Option<u64>]) -> Result<TxnOutcome, MetadataError> {
+    Ok(TxnOutcome {
+        versions: versions.to_vec(),
+    })
+}
+
+/// When every compare holds every operation is applied and the outcome gives, per operation,
+/// the version a put stored (1 on create, n+1 on modify) or the version a deleted key had
+/// (`None` when it was absent). When a compare fails nothing is applied and `BadVersion` names
+/// the first failing compare, in order.
+pub async fn txn_applies_all_or_nothing(store: &dyn MetadataStore) {
+    let base = "/conformance/txn";
+    let (a, b, c, new, missing) = (
+        format!("{base}/a"),
+        format!("{base}/b"),
+        format!("{base}/c"),
+        format!("{base}/new"),
+        format!("{base}/missing"),
+    );
+    assert_eq!(store.put(&a, bytes("a1"), Expect::Absent).await, Ok(1));
+    assert_eq!(store.put(&b, bytes("b1"), Expect::Absent).await, Ok(1));
+    assert_eq!(store.put(&b, bytes("b2"), Expect::Any).await, Ok(2));
+    assert_eq!(store.put(&c, bytes("c1"), Expect::Absent).await, Ok(1));
+
+    // An empty transaction commits nothing and succeeds.
+    assert_eq!(store.txn(Txn::new()).await, outcome(&[]));
+
+    // Everything holds: modify, create, delete, delete of an absent key.
+    let txn = Txn::new()
+        .when(&a, Expect::Version(1))
+        .when(&new, Expect::Absent)
+        .when(&c, Expect::Any)
+        .then(TxnOp::put(&a, bytes("a2")))
+        .then(TxnOp::put(&new, bytes("n1")))
+        .then(TxnOp::delete(&b))
+        .then(TxnOp::delete(&missing));
+    assert_eq!(
+        store.txn(txn).await,
+        outcome(&[Some(2), Some(1), Some(2), None])
+    );
+    assert_eq!(value_at(store, &a).await, Some(("a2".into(), 2)));
+    assert_eq!(value_at(store, &new).await, Some(("n1".into(), 1)));
+    assert_eq!(value_at(store, &b).await, None);
+    assert_eq!(value_at(store, &missing).await, None);
+
+    // Operations without compares are applied unconditionally.
+    assert_eq!(
+        store
+            .txn(Txn::new().then(TxnOp::put(&c, bytes("c2"))))
+            .await,
+        outcome(&[Some(2)])
+    );
+
+    // The first failing compare is named, even when a later one fails too; nothing changes.
+    let changes = || {
+        Txn::new()
+            .then(TxnOp::put(&a, bytes("lost")))
+            .then(TxnOp::put(&missing, bytes("lost")))
+            .then(TxnOp::delete(&c))
+    };
+    let failing = [
+        (
+            changes()
+                .when(&a, Expect::Version(2))
+                .when(&new, Expect::Absent)
+                .when(&a, Expect::Version(7)),
+            MetadataError::BadVersion {
+                key: new.clone(),
+                expected: None,
+                actual: Some(1),
+            },
+        ),
+        (
+            changes()
+                .when(&c, Expect::Any)
+                .when(&missing, Expect::Version(1))
+                .when(&new, Expect::Absent),
+            MetadataError::BadVersion {
+                key: missing.clone(),
+                expected: Some(1),
+                actual: None,
+            },
+        ),
+        (
+            changes()
+                .when(&missing, Expect::Absent)
+                .when(&a, Expect::Version(1)),
+            MetadataError::BadVersion {
+                key: a.clone(),
+                expected: Some(1),
+                actual: Some(2),
+            },
+        ),
+        (
+            changes().when(&b, Expect::Version(2)),
+            MetadataError::BadVersion {
+                key: b.clone(),
+                expected: Some(2),
+                actual: None,
+            },
+        ),
+    ];
+    for (txn, error) in failing {
+        assert_eq!(store.txn(txn.clone()).await, Err(error), "{txn:?}");
+        assert_eq!(value_at(store, &a).await, Some(("a2".into(), 2)));
+        assert_eq!(value_at(store, &missing).await, None);
+        assert_eq!(value_at(store, &c).await, Some(("c2".into(), 2)));
+    }
+
+    // The versions continue from what the transactions stored.
+    assert_eq!(store.put(&a, bytes("a3"), Expect::Version(2)).await, Ok(3));
+    assert_eq!(store.put(&b, bytes("b1"), Expect::Absent).await, Ok(1));
+}
+
+/// A committed transaction sends one event per changed key (a delete of an absent key changes
+/// nothing); a refused one sends none.
+pub async fn txn_watch_sees_each_change(store: &dyn MetadataStore) {
+    let base = "/conformance/txn-watch";
+    let (old, gone, new, marker) = (
+        format!("{base}/old"),
+        format!("{base}/gone"),
+        format!("{base}/new"),
+        format!("{base}/marker"),
+    );
+    assert_eq!(store.put(&old, bytes("1"), Expect::Absent).await, Ok(1));
+    assert_eq!(store.put(&gone, bytes("1"), Expect::Absent).await, Ok(1));
+    let mut watch = store.watch(base).expect("watch");
+    let refused = Txn::new()
+        .when(&new, Expect::Version(1))
+        .then(TxnOp::put(&new, bytes("x")))
+        .then(TxnOp::delete(&old));
+    assert!(matches!(
+        store.txn(refused).await,
+        Err(MetadataError::BadVersion { .. })
+    ));
+    let txn = Txn::new()
+        .when(&old, Expect::Version(1))
+        .then(TxnOp::put(&old, bytes("2")))
+        .then(TxnOp::put(&new, bytes("1")))
+        .then(TxnOp::delete(&gone))
+        .then(TxnOp::delete(format!("{base}/never")));
+    assert_eq!(
+        store.txn(txn).await,
+        outcome(&[Some(2), Some(1), Some(1), None])
+    );
+    store
+        .put(&marker, bytes("m"), Expect::Absent)
+        .await
+        .expect("put");
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        seen.push(next_event(&mut watch).await);
+    }
+    seen.sort_by(|x, y| x.key.cmp(&y.key));
+    let event = |key: &str, kind, version| Event {
+        key: key.to_string(),
+        kind,
+        version,
+    };
+    assert_eq!(
+        seen,
+        [
+            event(&gone, EventKind::Deleted, 1),
+            event(&new, EventKind::Created, 1),
+            event(&old, EventKind::Modified, 2),
+        ]
+    );
+    assert_eq!(
+        next_event(&mut watch).await,
+        event(&marker, EventKind::Created, 1),
+        "the refused transaction sent nothing and the committed one nothing more"
+    );
+}
+
+/// [`TXN_OPS_MAX`] compares and operations are accepted, one more of either is `TxnTooLarge`;
+/// two operations on one key, an invalid key or a too-large value are refused before anything
+/// is applied.
+pub async fn txn_limits(store: &dyn MetadataStore) {
+    let base = "/conformance/txn-limits";
+    let key = |i: usize| format!("{base}/k{i}");
+    let full = (0..TXN_OPS_MAX).fold(Txn::new(), |txn, i| {
+        txn.when(key(i), Expect::Absent)
+            .then(TxnOp::put(key(i), bytes("v")))
+    });
+    let too_many_compares = full.clone().when(key(TXN_OPS_MAX), Expect::Absent);
+    let too_many_ops = full.clone().then(TxnOp::put(key(TXN_OPS_MAX), bytes("v")));
+    assert_eq!(
+        store.txn(too_many_compares).await,
+        Err(MetadataError::TxnTooLarge {
+            compares: TXN_OPS_MAX + 1,
+            ops: TXN_OPS_MAX,
+            max: TXN_OPS_MAX
+        })
+    );
+    assert_eq!(
+        store.txn(too_many_ops).await,
+        Err(MetadataError::TxnTooLarge {
+            compares: TXN_OPS_MAX,
+            ops: TXN_OPS_MAX + 1,
+            max: TXN_OPS_MAX
+        })
+    );
+    assert_eq!(store.list_children(base).await, Ok(Vec::<String>::new()));
+    assert_eq!(
+        store.txn(full).await,
+        outcome(&[Some(1); TXN_OPS_MAX]),
+        "exactly the maximum is accepted"
+    );
+    assert_eq!(
+        store.list_children(base).await.expect("list").len(),
+        TXN_OPS_MAX
+    );
+
+    let probe = format!("{base}/probe");
+    let refused = [
+        Txn::new()
+            .then(TxnOp::put(&probe, bytes("v")))
+            .then(TxnOp::delete(&probe)),
+        Txn::new()
+            .then(TxnOp::put(&probe, bytes("v")))
+            .then(TxnOp::put(&probe, bytes("w"))),
+        Txn::new()
+            .when(format!("{base}//bad"), Expect::Absent)
+            .then(TxnOp::put(&probe, bytes("v"))),
+        Txn::new()
+            .then(TxnOp::put(&probe, bytes("v")))
+            .then(TxnOp::put(format!("{base}/bad/"), bytes("v"))),
+        Txn::new()
+            .then(TxnOp::put(&probe, bytes("v")))
+            .then(TxnOp::delete("relative")),
+    ];
+    for txn in refused {
+        match store.txn(txn.clone()).await {
+            Err(MetadataError::InvalidKey { .. }) => {}
+            other => panic!("{txn:?}: expected an invalid key error, got {other:?}"),
+        }
+    }
+    let too_large = Txn::new()
+        .then(TxnOp::put(&probe, bytes("v")))
+        .then(TxnOp::put(
+            format!("{base}/large"),
+            Bytes::from(vec![0u8; VALUE_SIZE_BYTES_MAX + 1]),
+        ));
+    assert_eq!(
+        store.txn(too_large).await,
+        Err(MetadataError::ValueTooLarge {
+            key: format!("{base}/large"),
+            size: VALUE_SIZE_BYTES_MAX + 1,
+            max: VALUE_SIZE_BYTES_MAX
+        })
+    );
+    assert_eq!(value_at(store, &probe).await, None, "nothing was applied");
+    assert_eq!(value_at(store, &format!("{base}/large")).await, None);
+}
+
+/// Transactions over keys holding large values: the replies (versions of the keys changed, or
+/// of the compares that failed) do not carry the values, so a transaction that replaces or
+/// compares several values of [`VALUE_SIZE_BYTES_MAX`] bytes works like any other.
+pub async fn txn_large_values(store: &dyn MetadataStore) {
+    const KEYS: usize = 6;
+    let base = "/conformance/txn-large";
+    let key = |i: usize| format!("{base}/k{i}");
+    let large = Bytes::from(vec![9u8; VALUE_SIZE_BYTES_MAX]);
+    for i in 0..KEYS {
+        assert_eq!(
+            store.put(&key(i), large.clone(), Expect::Absent).await,
+            Ok(1)
+        );
+    }
+    let failing = (0..KEYS)
+        .fold(Txn::new(), |txn, i| txn.when(key(i), Expect::Version(1)))
+        .when(format!("{base}/k0"), Expect::Absent)
+        .then(TxnOp::put(format!("{base}/other"), bytes("x")));
+    assert_eq!(
+        store.txn(failing).await,
+        Err(MetadataError::BadVersion {
+            key: key(0),
+            expected: None,
+            actual: Some(1)
+        })
+    );
+    let replace = (0..KEYS).fold(Txn::new(), |txn, i| {
+        txn.when(key(i), Expect::Version(1))
+            .then(TxnOp::put(key(i), bytes("small")))
+    });
+    assert_eq!(store.txn(replace).await, outcome(&[Some(2); KEYS]));
+    for i in 0..KEYS {
+        assert_eq!(
+            store.put(&key(i), large.clone(), Expect::Version(2)).await,
+            Ok(3)
+        );
+    }
+    // One commit deleting them all: its events (each with the large record it removed, on
+    // etcd) still reach a watcher, and the watch goes on.
+    let mut watch = store.watch(base).expect("watch");
+    let delete = (0..KEYS).fold(Txn::new(), |txn, i| txn.then(TxnOp::delete(key(i))));
+    assert_eq!(store.txn(delete).await, outcome(&[Some(3); KEYS]));
+    assert_eq!(store.list_children(base).await, Ok(Vec::<String>::new()));
+    let marker = format!("{base}/marker");
+    store
+        .put(&marker, bytes("m"), Expect::Absent)
+        .await
+        .expect("put");
+    for i in 0..KEYS {
+        let event = next_event(&mut watch).await;
+        assert_eq!(
+            (event.key, event.kind, event.version),
+            (key(i), EventKind::Deleted, 3)
+        );
+    }
+    assert_eq!(next_event(&mut watch).await.key, marker);
+}
+
+/// Writers race transactions that compare a shared epoch key's version, bump it and create a
+/// key of their own: exactly one wins per epoch version, and a writer whose compare failed
+/// stays fenced (a retry with its stale version never applies).
+pub async fn txn_epoch_fencing(store: &dyn MetadataStore) {
+    const ROUNDS: usize = 8;
+    let base = "/conformance/txn-fencing";
+    let epoch = format!("{base}/epoch");
+    assert_eq!(store.put(&epoch, bytes("0"), Expect::Absent).await, Ok(1));
+    let writer = |id: usize| {
+        let epoch = epoch.clone();
+        async move {
+            let mut won = Vec::new();
+            for round in 0..ROUNDS {
+                let seen = store
+                    .get(&epoch)
+                    .await
+                    .expect("get")
+                    .expect("the epoch exists")
+                    .version;
+                let attempt = |try_: usize| {
+                    Txn::new()
+                        .when(&epoch, Expect::Version(seen))
+                        .then(TxnOp::put(&epoch, bytes(&id.to_string())))
+                        .then(TxnOp::put(
+                            format!("{base}/w/{id}-{round}-{try_}"),
+                            bytes(&seen.to_string()),
+                        ))
+                };
+                match store.txn(attempt(0)).await {
+                    Ok(outcome) => {
+                        assert_eq!(outcome.versions, [Some(seen + 1), Some(1)]);
+                        won.push((seen + 1, format!("{id}-{round}-0")));
+                    }
+                    Err(MetadataError::BadVersion {
+                        key,
+                        expected,
+                        actual,
+                    }) => {
+                        assert_eq!(key, epoch);
+                        assert_eq!(expected, Some(seen));
+                        assert!(actual > Some(seen), "{actual:?} after {seen}");
+                        // Fenced: the stale epoch never matches again.
+                        assert!(matches!(
+                            store.txn(attempt(1)).await,
+                            Err(MetadataError::BadVersion { .. })
+                        ));
+                    }
+                    Err(e) => panic!("writer {id}: {e}"),
+                }
+            }
+            won
+        }
+    };
+    let (w0, w1, w2, w3) = tokio::join!(writer(0), writer(1), writer(2), writer(3));
+    let mut won: Vec<(u64, String)> = [w0, w1, w2, w3].into_iter().flatten().collect();
+    won.sort();
+    let versions: Vec<u64> = won.iter().map(|(v, _)| *v).collect();
+    let expected: Vec<u64> = (2..2 + won.len() as u64).collect();
+    assert_eq!(versions, expected, "one winner per epoch version");
+    assert_eq!(
+        store
+            .get(&epoch)
+            .await
+            .expect("get")
+            .expect("epoch")
+            .version,
+        1 + won.len() as u64
+    );
+    let mut created = store
+        .list_children(&format!("{base}/w"))
+        .await
+        .expect("list");
+    created.sort();
+    let mut names: Vec<String> = won.into_iter().map(|(_, name)| name).collect();
+    names.sort();
+    assert_eq!(created, names, "only the winners' keys exist");
 }

@@ -32,7 +32,7 @@ use crate::watch::EventHub;
 use crate::{
     validate_key, validate_path, validate_value, Event, EventKind, Expect, MetadataError,
     MetadataStore, Txn as MetaTxn, TxnOp as MetaTxnOp, TxnOutcome, Versioned, Watch,
-    WATCH_BUFFER_EVENTS,
+    KEY_LENGTH_BYTES_MAX, TXN_OPS_MAX, VALUE_SIZE_BYTES_MAX, WATCH_BUFFER_EVENTS,
 };
 
 /// Keys read per page when listing.
@@ -106,7 +106,16 @@ impl EtcdStore {
         .await
         .map_err(|_| storage("connect", format!("no answer from {:?}", options.endpoints)))?
         .map_err(|e| storage("connect", e))?;
-        let mut kv = client.kv_client();
+        // A transaction's reply carries the previous record of every key it changed (etcd has
+        // no keys-only `prev_kv`): up to `TXN_OPS_MAX` values of `VALUE_SIZE_BYTES_MAX` bytes,
+        // far above tonic's default 4 MiB limit. Without this, such a transaction would commit
+        // and then fail to decode its reply.
+        let reply_bytes_max = TXN_OPS_MAX
+            * (VALUE_SIZE_BYTES_MAX + KEY_LENGTH_BYTES_MAX + options.root.len() + 256)
+            + 64 * 1024;
+        let mut kv = client
+            .kv_client()
+            .max_decoding_message_size(reply_bytes_max);
         // The revision now: the watch starts just after it.
         let now = kv
             .get(
@@ -365,10 +374,12 @@ impl MetadataStore for EtcdStore {
                 }
             })
             .collect();
+        // Keys only: the versions are what is needed, and 128 values of 1 MiB would not fit
+        // in one reply.
         let failure: Vec<TxnOp> = txn
             .compares
             .iter()
-            .map(|(key, _)| TxnOp::get(self.full(key), None))
+            .map(|(key, _)| TxnOp::get(self.full(key), Some(GetOptions::new().with_keys_only())))
             .collect();
         let request = Txn::new().when(compares).and_then(success).or_else(failure);
         let mut kv = self.kv.clone();
@@ -468,16 +479,25 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 }
 
 /// Follows every key under `root` from `start_revision` and sends the events to the hub. On a
-/// broken stream it reconnects from the next revision; after a compaction it resumes from now
-/// (watchers are told they lagged).
+/// broken stream it reconnects where it stopped; after a compaction it resumes from the
+/// compaction revision (the lost events are logged).
+///
+/// The watch asks etcd to fragment large responses (the events of one revision, each with its
+/// previous record, can be far larger than a gRPC message may be), so a stream can break in
+/// the middle of a revision: the cursor is a revision and how many of its events were already
+/// sent, and a resumed stream skips those.
 async fn run_watch(client: Client, root: String, start_revision: u64, shared: Arc<Shared>) {
-    let mut next = start_revision;
+    // Every event of revisions below `cursor_revision`, and the first `cursor_events` of
+    // `cursor_revision`, were sent.
+    let mut cursor_revision = start_revision;
+    let mut cursor_events = 0usize;
     let mut backoff = Duration::from_millis(100);
     while !shared.closed.load(Ordering::Acquire) {
         let options = WatchOptions::new()
             .with_prefix()
             .with_prev_key()
-            .with_start_revision(i64::try_from(next).unwrap_or(i64::MAX));
+            .with_fragment()
+            .with_start_revision(i64::try_from(cursor_revision).unwrap_or(i64::MAX));
         let mut watch_client = client.watch_client();
         let mut stream = match watch_client.watch(root.clone() + "/", Some(options)).await {
             Ok(s) => s,
@@ -488,6 +508,8 @@ async fn run_watch(client: Client, root: String, start_revision: u64, shared: Ar
                 continue;
             }
         };
+        // The revision of the last event this stream gave and how many it gave of it.
+        let (mut stream_revision, mut stream_events) = (0u64, 0usize);
         loop {
             let resp = match stream.message().await {
                 Ok(Some(r)) => r,
@@ -499,23 +521,40 @@ async fn run_watch(client: Client, root: String, start_revision: u64, shared: Ar
             };
             backoff = Duration::from_millis(100);
             if resp.compact_revision() > 0 {
-                // Events were compacted away before we read them: say so, resume from now.
+                // Events were compacted away before we read them: say so, resume from there.
                 tracing::warn!(
                     compact_revision = resp.compact_revision(),
                     "etcd watch fell behind a compaction"
                 );
-                next = resp.compact_revision().max(0) as u64;
+                cursor_revision = resp.compact_revision().max(0) as u64;
+                cursor_events = 0;
                 break;
             }
             for event in resp.events() {
                 let Some(kv) = event.kv() else { continue };
+                let revision = kv.mod_revision().max(0) as u64;
+                if revision == stream_revision {
+                    stream_events += 1;
+                } else {
+                    (stream_revision, stream_events) = (revision, 1);
+                }
+                let already_sent = revision < cursor_revision
+                    || (revision == cursor_revision && stream_events <= cursor_events);
+                if already_sent {
+                    continue;
+                }
+                if revision == cursor_revision {
+                    cursor_events += 1;
+                } else {
+                    (cursor_revision, cursor_events) = (revision, 1);
+                }
+                shared.revision.fetch_max(revision, Ordering::AcqRel);
                 let Ok(full) = std::str::from_utf8(kv.key()) else {
                     continue;
                 };
                 let Some(key) = full.strip_prefix(root.as_str()) else {
                     continue;
                 };
-                let revision = kv.mod_revision().max(0) as u64;
                 let (kind, version) = match event.event_type() {
                     EventType::Put if kv.version() == 1 => (EventKind::Created, 1),
                     EventType::Put => (EventKind::Modified, kv.version().max(0) as u64),
@@ -536,8 +575,6 @@ async fn run_watch(client: Client, root: String, start_revision: u64, shared: Ar
                             version,
                         },
                     );
-                next = next.max(revision + 1);
-                shared.revision.fetch_max(revision, Ordering::AcqRel);
             }
             if let Some(h) = resp.header() {
                 let r = h.revision().max(0) as u64;

@@ -51,6 +51,11 @@ conformance_tests!(
     watch_sees_changes_under_prefix_only,
     invalid_keys_rejected,
     value_size_limit,
+    txn_applies_all_or_nothing,
+    txn_watch_sees_each_change,
+    txn_limits,
+    txn_large_values,
+    txn_epoch_fencing,
     close_ends_everything,
 );
 
