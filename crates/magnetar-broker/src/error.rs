@@ -111,6 +111,8 @@ impl From<MetadataError> for Error {
             | MetadataError::UnsupportedFormat { .. }
             | MetadataError::CorruptRecord { .. }
             | MetadataError::TxnTooLarge { .. }
+            | MetadataError::SessionExpired { .. }
+            | MetadataError::InvalidTtl { .. }
             | MetadataError::Storage(_) => Error::Metadata(err.to_string()),
         }
     }

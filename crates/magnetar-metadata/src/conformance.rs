@@ -15,8 +15,8 @@ use bytes::Bytes;
 use tokio::time::timeout;
 
 use crate::{
-    Event, EventKind, Expect, MetadataError, MetadataStore, Txn, TxnOp, TxnOutcome, WatchError,
-    TXN_OPS_MAX, VALUE_SIZE_BYTES_MAX,
+    Event, EventKind, Expect, MetadataError, MetadataStore, Session, SessionState, Txn, TxnOp,
+    TxnOutcome, WatchError, TXN_OPS_MAX, VALUE_SIZE_BYTES_MAX,
 };
 
 /// How long a check waits for a watch event that must come.
@@ -38,6 +38,8 @@ pub async fn run_all(store: &dyn MetadataStore) {
     txn_limits(store).await;
     txn_large_values(store).await;
     txn_epoch_fencing(store).await;
+    session_bound_keys_vanish_on_close(store).await;
+    session_expiry_deletes_bound_keys(store).await;
 }
 
 fn bytes(text: &str) -> Bytes {
@@ -494,6 +496,10 @@ pub async fn close_ends_everything(store: &dyn MetadataStore) {
     assert_eq!(store.exists(key).await, Err(MetadataError::Closed));
     assert_eq!(store.list_children("/").await, Err(MetadataError::Closed));
     assert!(matches!(store.watch("/"), Err(MetadataError::Closed)));
+    assert!(matches!(
+        store.open_session(Duration::from_secs(10)).await,
+        Err(MetadataError::Closed)
+    ));
     assert_eq!(store.close().await, Ok(()));
 }
 
@@ -957,4 +963,185 @@ pub async fn txn_epoch_fencing(store: &dyn MetadataStore) {
     let mut names: Vec<String> = won.into_iter().map(|(_, name)| name).collect();
     names.sort();
     assert_eq!(created, names, "only the winners' keys exist");
+}
+
+/// TTL of the sessions the checks let expire: short, but above etcd's minimum (which it would
+/// round up to anyway).
+const SESSION_TTL: Duration = Duration::from_secs(2);
+
+/// Waits (bounded) until `session` is in state `want`.
+pub async fn wait_for_state(session: &Session, want: SessionState, within: Duration) {
+    let mut state = session.state();
+    let reached = timeout(within, state.wait_for(|state| *state == want))
+        .await
+        .map(|result| result.is_ok());
+    match reached {
+        Ok(true) => {}
+        Ok(false) => panic!("session {}: state channel closed", session.id()),
+        Err(_) => panic!(
+            "session {}: not {want:?} within {within:?}, still {:?}",
+            session.id(),
+            session.current_state()
+        ),
+    }
+}
+
+/// The broker's ownership claim (compare the owner key absent and the epoch's version, put
+/// the owner key bound to the session, bump the epoch) applies nothing when a compare fails
+/// and everything when they hold; closing the session deletes its bound keys before `close`
+/// returns (watchers see them deleted), leaves its other keys, and refuses later puts into it.
+/// A put without a session unbinds a key.
+pub async fn session_bound_keys_vanish_on_close(store: &dyn MetadataStore) {
+    let base = "/conformance/session-close";
+    let (owner, epoch, rebound, late) = (
+        format!("{base}/owner"),
+        format!("{base}/epoch"),
+        format!("{base}/rebound"),
+        format!("{base}/late"),
+    );
+    assert!(matches!(
+        store.open_session(Duration::from_millis(10)).await,
+        Err(MetadataError::InvalidTtl { .. })
+    ));
+    assert_eq!(store.put(&epoch, bytes("0"), Expect::Absent).await, Ok(1));
+    let mut watch = store.watch(base).expect("watch");
+    let session = store
+        .open_session(Duration::from_secs(30))
+        .await
+        .expect("open a session");
+    assert_eq!(session.current_state(), SessionState::Live);
+    assert!(
+        session.ttl() >= Duration::from_secs(30),
+        "{:?}",
+        session.ttl()
+    );
+    let claim = |epoch_version: u64| {
+        Txn::new()
+            .when(&owner, Expect::Absent)
+            .when(&epoch, Expect::Version(epoch_version))
+            .then(TxnOp::put_in_session(&owner, bytes("me"), session.id()))
+            .then(TxnOp::put(&epoch, bytes("1")))
+    };
+    assert_eq!(
+        store.txn(claim(7)).await,
+        Err(MetadataError::BadVersion {
+            key: epoch.clone(),
+            expected: Some(7),
+            actual: Some(1)
+        })
+    );
+    assert_eq!(
+        value_at(store, &owner).await,
+        None,
+        "a refused claim binds nothing"
+    );
+    assert_eq!(store.txn(claim(1)).await, outcome(&[Some(1), Some(2)]));
+    assert_eq!(value_at(store, &owner).await, Some(("me".into(), 1)));
+    assert_eq!(
+        store
+            .txn(Txn::new().then(TxnOp::put_in_session(&rebound, bytes("x"), session.id())))
+            .await,
+        outcome(&[Some(1)])
+    );
+    assert_eq!(
+        store.put(&rebound, bytes("y"), Expect::Version(1)).await,
+        Ok(2)
+    );
+
+    session.close().await.expect("close the session");
+    assert_eq!(session.current_state(), SessionState::Closed);
+    assert_eq!(
+        value_at(store, &owner).await,
+        None,
+        "bound keys go at close"
+    );
+    assert_eq!(value_at(store, &epoch).await, Some(("1".into(), 2)));
+    assert_eq!(
+        value_at(store, &rebound).await,
+        Some(("y".into(), 2)),
+        "a put without the session unbound the key"
+    );
+    assert_eq!(
+        store
+            .txn(Txn::new().then(TxnOp::put_in_session(&late, bytes("x"), session.id())))
+            .await,
+        Err(MetadataError::SessionExpired {
+            session: session.id()
+        })
+    );
+    assert_eq!(value_at(store, &late).await, None);
+    assert_eq!(session.close().await, Ok(()), "closing again");
+
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        let event = next_event(&mut watch).await;
+        seen.push((event.key, event.kind, event.version));
+    }
+    assert_eq!(
+        seen.last(),
+        Some(&(owner.clone(), EventKind::Deleted, 1)),
+        "{seen:?}"
+    );
+    seen.sort();
+    let mut expected = vec![
+        (owner.clone(), EventKind::Created, 1),
+        (owner.clone(), EventKind::Deleted, 1),
+        (epoch.clone(), EventKind::Modified, 2),
+        (rebound.clone(), EventKind::Created, 1),
+        (rebound.clone(), EventKind::Modified, 2),
+    ];
+    expected.sort();
+    assert_eq!(seen, expected);
+}
+
+/// A session that is no longer refreshed fences itself within its TTL (on this process's
+/// clock), then the store ends it: its bound keys are deleted (watchers see it), its other
+/// keys stay, and a put into it is refused.
+pub async fn session_expiry_deletes_bound_keys(store: &dyn MetadataStore) {
+    let base = "/conformance/session-expiry";
+    let (owner, plain, late) = (
+        format!("{base}/owner"),
+        format!("{base}/plain"),
+        format!("{base}/late"),
+    );
+    let mut watch = store.watch(base).expect("watch");
+    let session = store
+        .open_session(SESSION_TTL)
+        .await
+        .expect("open a session");
+    let ttl = session.ttl();
+    let txn = Txn::new()
+        .then(TxnOp::put_in_session(&owner, bytes("me"), session.id()))
+        .then(TxnOp::put(&plain, bytes("p")));
+    assert_eq!(store.txn(txn).await, outcome(&[Some(1), Some(1)]));
+    session.stop_keep_alive_for_test();
+    wait_for_state(&session, SessionState::Fenced, ttl + Duration::from_secs(5)).await;
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let event = match timeout(ttl + EVENT_WAIT, watch.recv()).await {
+            Ok(Ok(event)) => event,
+            other => panic!("watch {base}: {other:?}"),
+        };
+        seen.push((event.key, event.kind));
+    }
+    assert_eq!(
+        seen,
+        [
+            (owner.clone(), EventKind::Created),
+            (plain.clone(), EventKind::Created),
+            (owner.clone(), EventKind::Deleted),
+        ]
+    );
+    assert_eq!(value_at(store, &owner).await, None);
+    assert_eq!(value_at(store, &plain).await, Some(("p".into(), 1)));
+    assert_eq!(
+        store
+            .txn(Txn::new().then(TxnOp::put_in_session(&late, bytes("x"), session.id())))
+            .await,
+        Err(MetadataError::SessionExpired {
+            session: session.id()
+        })
+    );
+    assert_eq!(value_at(store, &late).await, None);
+    session.close().await.expect("closing an expired session");
 }

@@ -1,5 +1,7 @@
 //! The one error type of the metadata store.
 
+use crate::SessionId;
+
 /// Why a metadata operation failed. Messages are lowercase and name the key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MetadataError {
@@ -52,6 +54,19 @@ pub enum MetadataError {
         compares: usize,
         ops: usize,
         max: usize,
+    },
+
+    /// An operation bound a key to a session the store no longer has (expired, closed, or
+    /// never opened by this store).
+    #[error("session {session} has expired or is unknown")]
+    SessionExpired { session: SessionId },
+
+    /// A session TTL outside the accepted range.
+    #[error("session ttl of {ttl_ms} ms is outside {min_ms}..={max_ms} ms")]
+    InvalidTtl {
+        ttl_ms: u64,
+        min_ms: u64,
+        max_ms: u64,
     },
 
     #[error("metadata store is closed")]
