@@ -465,11 +465,15 @@ pub async fn value_size_limit(store: &dyn MetadataStore) {
     );
 }
 
-/// After close every operation is `Closed`, open watches end after what they already had, and
-/// closing again is fine. Closes `store`.
+/// After close every operation is `Closed`, open watches end after what they already had, open
+/// sessions are no longer kept alive (`Closed`), and closing again is fine. Closes `store`.
 pub async fn close_ends_everything(store: &dyn MetadataStore) {
     let key = "/conformance/close/k";
     let mut watch = store.watch("/conformance/close").expect("watch");
+    let session = store
+        .open_session(SESSION_TTL)
+        .await
+        .expect("open a session");
     store
         .put(key, bytes("v"), Expect::Absent)
         .await
@@ -500,6 +504,8 @@ pub async fn close_ends_everything(store: &dyn MetadataStore) {
         store.open_session(Duration::from_secs(10)).await,
         Err(MetadataError::Closed)
     ));
+    // A closed store keeps no session alive.
+    wait_for_state(&session, SessionState::Closed, SESSION_TTL + EVENT_WAIT).await;
     assert_eq!(store.close().await, Ok(()));
 }
 

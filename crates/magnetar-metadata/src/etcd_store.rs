@@ -454,6 +454,7 @@ impl MetadataStore for EtcdStore {
         let lease = Arc::new(EtcdLease {
             id: granted.id(),
             client: self.lease.clone(),
+            store: Arc::downgrade(&self.shared),
             stream: tokio::sync::Mutex::new(None),
             request_timeout: self.options.request_timeout,
         });
@@ -557,6 +558,9 @@ impl EtcdStore {
 struct EtcdLease {
     id: i64,
     client: LeaseClient,
+    /// Once the store is closed its sessions are no longer kept alive (they end when etcd's
+    /// TTL runs out), like those of the other stores.
+    store: std::sync::Weak<Shared>,
     /// `None` until opened and after a failure. Taken out while in use, so an attempt that is
     /// given up (its future dropped) never leaves a stream with an unread answer behind.
     stream: tokio::sync::Mutex<Option<(LeaseKeeper, LeaseKeepAliveStream)>>,
@@ -566,6 +570,10 @@ struct EtcdLease {
 #[async_trait]
 impl Lease for EtcdLease {
     async fn refresh(&self) -> Result<bool, MetadataError> {
+        match self.store.upgrade() {
+            Some(store) if !store.closed.load(Ordering::Acquire) => {}
+            Some(_) | None => return Err(MetadataError::Closed),
+        }
         let mut slot = self.stream.lock().await;
         let Some((mut keeper, mut stream)) = slot.take() else {
             // Opening the stream sends one keep-alive and checks its answer.

@@ -29,11 +29,28 @@ fn free_port() -> u16 {
 }
 
 impl Etcd {
+    /// Starts etcd, again on other ports when it exits while starting (the free ports were
+    /// picked by binding and releasing them, so a test running alongside can take one first).
     fn start() -> Etcd {
+        const ATTEMPTS: usize = 3;
+        let mut log = String::new();
+        for _ in 0..ATTEMPTS {
+            match Etcd::try_start() {
+                Ok(etcd) => return etcd,
+                Err(output) => log = output,
+            }
+        }
+        panic!("etcd exited while starting, {ATTEMPTS} times; last output:\n{log}");
+    }
+
+    /// Starts etcd and waits until it is healthy; its output when it exited first.
+    fn try_start() -> Result<Etcd, String> {
         let dir = tempfile::tempdir().unwrap();
         let (client, peer) = (free_port(), free_port());
         let client_url = format!("http://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
+        let log_path = dir.path().join("etcd.log");
+        let log = std::fs::File::create(&log_path).unwrap();
         let child = Command::new("etcd")
             .args([
                 "--name",
@@ -53,7 +70,7 @@ impl Etcd {
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("etcd not found: install Debian's etcd-server (.ci/run does)");
         let mut etcd = Etcd {
@@ -67,10 +84,14 @@ impl Etcd {
                 Instant::now() < deadline,
                 "etcd was not healthy within 30 s"
             );
-            assert!(etcd.child.try_wait().unwrap().is_none(), "etcd exited");
+            if etcd.child.try_wait().unwrap().is_some() {
+                let output = std::fs::read_to_string(&log_path).unwrap_or_default();
+                let tail: Vec<&str> = output.lines().rev().take(5).collect();
+                return Err(tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
-        etcd
+        Ok(etcd)
     }
 
     async fn store(&self, root: &str) -> EtcdStore {
