@@ -16,7 +16,7 @@ use tokio::time::timeout;
 
 use crate::{
     Event, EventKind, Expect, MetadataError, MetadataStore, Session, SessionState, Txn, TxnOp,
-    TxnOutcome, WatchError, TXN_OPS_MAX, VALUE_SIZE_BYTES_MAX,
+    TxnOutcome, WatchError, TXN_OPS_MAX, TXN_SIZE_BYTES_MAX, VALUE_SIZE_BYTES_MAX,
 };
 
 /// How long a check waits for a watch event that must come.
@@ -755,8 +755,9 @@ pub async fn txn_watch_sees_each_change(store: &dyn MetadataStore) {
 }
 
 /// [`TXN_OPS_MAX`] compares and operations are accepted, one more of either is `TxnTooLarge`;
-/// two operations on one key, an invalid key or a too-large value are refused before anything
-/// is applied.
+/// [`TXN_SIZE_BYTES_MAX`] bytes of keys and values are accepted, one more is
+/// `TxnSizeTooLarge`; two operations on one key, an invalid key or a too-large value are
+/// refused before anything is applied.
 pub async fn txn_limits(store: &dyn MetadataStore) {
     let base = "/conformance/txn-limits";
     let key = |i: usize| format!("{base}/k{i}");
@@ -833,6 +834,40 @@ pub async fn txn_limits(store: &dyn MetadataStore) {
     );
     assert_eq!(value_at(store, &probe).await, None, "nothing was applied");
     assert_eq!(value_at(store, &format!("{base}/large")).await, None);
+
+    // Bytes: exactly TXN_SIZE_BYTES_MAX of long keys (compared and put) and values commits on
+    // every store; one byte more is refused.
+    let long_key = |i: usize| format!("{base}/size/{i:04}{}", "k".repeat(970));
+    let keys: usize = (0..TXN_OPS_MAX).map(|i| 2 * long_key(i).len()).sum();
+    let values = TXN_SIZE_BYTES_MAX - keys;
+    let sized = |extra: usize| {
+        (0..TXN_OPS_MAX).fold(Txn::new(), |txn, i| {
+            let value = match i {
+                0 => vec![1u8; VALUE_SIZE_BYTES_MAX],
+                1 => vec![2u8; values - VALUE_SIZE_BYTES_MAX + extra],
+                _ => Vec::new(),
+            };
+            txn.when(long_key(i), Expect::Absent)
+                .then(TxnOp::put(long_key(i), value))
+        })
+    };
+    assert_eq!(sized(1).size_bytes(), TXN_SIZE_BYTES_MAX + 1);
+    assert_eq!(
+        store.txn(sized(1)).await,
+        Err(MetadataError::TxnSizeTooLarge {
+            size_bytes: TXN_SIZE_BYTES_MAX + 1,
+            max_bytes: TXN_SIZE_BYTES_MAX
+        })
+    );
+    assert_eq!(
+        store.list_children(&format!("{base}/size")).await,
+        Ok(Vec::<String>::new())
+    );
+    assert_eq!(
+        store.txn(sized(0)).await,
+        outcome(&[Some(1); TXN_OPS_MAX]),
+        "exactly the maximum size is accepted"
+    );
 }
 
 /// Transactions over keys holding large values: the replies (versions of the keys changed, or

@@ -69,6 +69,10 @@ pub enum MetadataError {
         max_ms: u64,
     },
 
+    /// A transaction carries more bytes of keys and values than a store accepts in one commit.
+    #[error("transaction carries {size_bytes} bytes of keys and values, more than the maximum of {max_bytes}")]
+    TxnSizeTooLarge { size_bytes: usize, max_bytes: usize },
+
     #[error("metadata store is closed")]
     Closed,
 }

@@ -31,7 +31,9 @@
 //!
 //! # Transactions
 //! [`MetadataStore::txn`] takes compares (a key absent, or at a version) and operations (put,
-//! put bound to a session, delete), at most [`TXN_OPS_MAX`] of each and one operation per key.
+//! put bound to a session, delete), at most [`TXN_OPS_MAX`] of each, one operation per key and
+//! at most [`TXN_SIZE_BYTES_MAX`] bytes of keys and values (etcd's limits, so a transaction
+//! that one store accepts, every store accepts).
 //! When every compare holds all operations commit at once (one etcd revision, one redb commit)
 //! and the outcome gives each operation's version; otherwise nothing is applied and the error
 //! names the first compare that failed, with the version it found. Keys and values are checked
@@ -83,7 +85,7 @@ pub use session::{
     fence_margin, Session, SessionId, SessionState, FENCE_MARGIN_MIN, SESSION_TTL_MAX,
     SESSION_TTL_MIN,
 };
-pub use txn::{Txn, TxnOp, TxnOutcome, TXN_OPS_MAX};
+pub use txn::{Txn, TxnOp, TxnOutcome, TXN_OPS_MAX, TXN_SIZE_BYTES_MAX};
 pub use watch::{Watch, WatchError};
 
 /// Longest key accepted, in bytes. Paths in Pulsar's layout stay far below this; the bound keeps
@@ -222,8 +224,9 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Applies a multi-key [`Txn`]: when every compare holds, all its operations in one atomic
     /// commit (watchers see each changed key's event); otherwise nothing, and
     /// [`MetadataError::BadVersion`] names the first compare that failed. More than
-    /// [`TXN_OPS_MAX`] compares or operations is [`MetadataError::TxnTooLarge`]; two operations
-    /// on one key is [`MetadataError::InvalidKey`].
+    /// [`TXN_OPS_MAX`] compares or operations is [`MetadataError::TxnTooLarge`], more than
+    /// [`TXN_SIZE_BYTES_MAX`] bytes of keys and values [`MetadataError::TxnSizeTooLarge`]; two
+    /// operations on one key is [`MetadataError::InvalidKey`].
     async fn txn(&self, txn: Txn) -> Result<TxnOutcome, MetadataError>;
 
     /// Opens a session of `ttl` (at least [`SESSION_TTL_MIN`], at most [`SESSION_TTL_MAX`];

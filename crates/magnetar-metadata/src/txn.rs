@@ -3,11 +3,16 @@
 
 use bytes::Bytes;
 
-use crate::{validate_key, validate_value, Expect, MetadataError, SessionId};
+use crate::{validate_key, validate_value, Expect, MetadataError, SessionId, VALUE_SIZE_BYTES_MAX};
 
 /// Most compares, and most operations, one transaction may hold (etcd's default
 /// `--max-txn-ops`, so a transaction that passes here also passes there).
 pub const TXN_OPS_MAX: usize = 128;
+
+/// Most bytes of keys and values one transaction may carry (compared keys, operated keys and
+/// put values together): 1.25 MiB, so that with etcd's framing it stays under etcd's default
+/// `--max-request-bytes` (1.5 MiB) while a single value of [`VALUE_SIZE_BYTES_MAX`] still fits.
+pub const TXN_SIZE_BYTES_MAX: usize = VALUE_SIZE_BYTES_MAX + 256 * 1024;
 
 /// A change made by a transaction whose compares all held.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +102,13 @@ impl Txn {
                 max: TXN_OPS_MAX,
             });
         }
+        let size_bytes = self.size_bytes();
+        if size_bytes > TXN_SIZE_BYTES_MAX {
+            return Err(MetadataError::TxnSizeTooLarge {
+                size_bytes,
+                max_bytes: TXN_SIZE_BYTES_MAX,
+            });
+        }
         for (key, _) in &self.compares {
             validate_key(key)?;
         }
@@ -114,6 +126,22 @@ impl Txn {
             }
         }
         Ok(())
+    }
+
+    /// Bytes of the compared keys, operated keys and put values.
+    pub fn size_bytes(&self) -> usize {
+        let compared: usize = self.compares.iter().map(|(key, _)| key.len()).sum();
+        let operated: usize = self
+            .ops
+            .iter()
+            .map(|op| match op {
+                TxnOp::Put { key, value } | TxnOp::PutInSession { key, value, .. } => {
+                    key.len() + value.len()
+                }
+                TxnOp::Delete { key } => key.len(),
+            })
+            .sum();
+        compared + operated
     }
 
     /// The sessions the operations bind keys to, in operation order.
