@@ -139,6 +139,7 @@ impl Session {
         let state = Arc::new(watch::channel(SessionState::Live).0);
         let paused = Arc::new(AtomicBool::new(false));
         let keeper = tokio::spawn(keep_alive(
+            id,
             Arc::clone(&lease),
             ttl,
             Arc::clone(&state),
@@ -219,18 +220,30 @@ fn set_state(state: &watch::Sender<SessionState>, from: &[SessionState], to: Ses
     });
 }
 
+/// Fences a live session.
+fn fence(id: SessionId, state: &watch::Sender<SessionState>) {
+    tracing::warn!(
+        session = %id,
+        "session fenced: no refresh succeeded within its ttl minus the margin"
+    );
+    set_state(state, &[SessionState::Live], SessionState::Fenced);
+}
+
 fn is_live(state: &watch::Sender<SessionState>) -> bool {
     *state.borrow() == SessionState::Live
 }
 
 /// Waits until `until`, fencing the session if `fence_at` comes first.
-async fn wait_fencing(until: Instant, fence_at: Instant, state: &watch::Sender<SessionState>) {
+async fn wait_fencing(
+    id: SessionId,
+    until: Instant,
+    fence_at: Instant,
+    state: &watch::Sender<SessionState>,
+) {
     loop {
         tokio::select! {
             () = sleep_until(until) => return,
-            () = sleep_until(fence_at), if is_live(state) => {
-                set_state(state, &[SessionState::Live], SessionState::Fenced);
-            }
+            () = sleep_until(fence_at), if is_live(state) => fence(id, state),
         }
     }
 }
@@ -238,6 +251,7 @@ async fn wait_fencing(until: Instant, fence_at: Instant, state: &watch::Sender<S
 /// Refreshes the lease every `ttl / 3` (after a failed attempt: every `ttl / 10`), fencing the
 /// session when no refresh sent in the last `ttl - margin` succeeded.
 async fn keep_alive(
+    id: SessionId,
     lease: Arc<dyn Lease>,
     ttl: Duration,
     state: Arc<watch::Sender<SessionState>>,
@@ -249,8 +263,10 @@ async fn keep_alive(
     let fence_after = ttl - fence_margin(ttl);
     let mut fence_at = granted + fence_after;
     let mut next = granted + interval;
+    // Failed attempts since the last success: the first is a warning, the rest are noise.
+    let mut failures = 0u64;
     loop {
-        wait_fencing(next, fence_at, &state).await;
+        wait_fencing(id, next, fence_at, &state).await;
         let sent = Instant::now();
         let result = if paused.load(Ordering::Acquire) {
             Err(MetadataError::Storage(
@@ -268,14 +284,16 @@ async fn keep_alive(
                             Err(MetadataError::Storage("session refresh timed out".into()))
                         });
                     }
-                    () = sleep_until(fence_at), if is_live(&state) => {
-                        set_state(&state, &[SessionState::Live], SessionState::Fenced);
-                    }
+                    () = sleep_until(fence_at), if is_live(&state) => fence(id, &state),
                 }
             }
         };
         match result {
             Ok(true) => {
+                if failures > 0 {
+                    tracing::info!(session = %id, failures, "session refreshed again");
+                    failures = 0;
+                }
                 fence_at = sent + fence_after;
                 next = sent + interval;
                 if Instant::now() < fence_at {
@@ -283,6 +301,7 @@ async fn keep_alive(
                 }
             }
             Ok(false) => {
+                tracing::warn!(session = %id, "session expired: the store ended it");
                 set_state(
                     &state,
                     &[SessionState::Live, SessionState::Fenced],
@@ -300,7 +319,21 @@ async fn keep_alive(
                 return;
             }
             Err(e) => {
-                tracing::warn!(error = %e, "session refresh failed; retrying");
+                if failures == 0 {
+                    tracing::warn!(
+                        session = %id,
+                        error = %e,
+                        "session refresh failed; retrying"
+                    );
+                } else {
+                    tracing::debug!(
+                        session = %id,
+                        error = %e,
+                        failures,
+                        "session refresh failed again"
+                    );
+                }
+                failures += 1;
                 next = Instant::now() + retry;
             }
         }
