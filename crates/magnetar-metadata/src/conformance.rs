@@ -9,6 +9,7 @@
 //!
 //! Always compiled (it needs only tokio and bytes) so another crate's tests can call it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -928,68 +929,70 @@ pub async fn txn_large_values(store: &dyn MetadataStore) {
     assert_eq!(next_event(&mut watch).await.key, marker);
 }
 
-/// Writers race transactions that compare a shared epoch key's version, bump it and create a
-/// key of their own: exactly one wins per epoch version, and a writer whose compare failed
-/// stays fenced (a retry with its stale version never applies).
-pub async fn txn_epoch_fencing(store: &dyn MetadataStore) {
-    const ROUNDS: usize = 8;
-    let base = "/conformance/txn-fencing";
+/// One writer of the fencing race: each round it reads the epoch, yields (so that writers on
+/// one task interleave), then tries to bump it and create a key of its own; a writer that lost
+/// retries with its stale version, which must fail too. Returns the epoch versions it created
+/// with the name of its key.
+async fn fencing_writer(
+    store: &dyn MetadataStore,
+    base: &str,
+    id: usize,
+    rounds: usize,
+) -> Vec<(u64, String)> {
     let epoch = format!("{base}/epoch");
-    assert_eq!(store.put(&epoch, bytes("0"), Expect::Absent).await, Ok(1));
-    let writer = |id: usize| {
-        let epoch = epoch.clone();
-        async move {
-            let mut won = Vec::new();
-            for round in 0..ROUNDS {
-                let seen = store
-                    .get(&epoch)
-                    .await
-                    .expect("get")
-                    .expect("the epoch exists")
-                    .version;
-                let attempt = |try_: usize| {
-                    Txn::new()
-                        .when(&epoch, Expect::Version(seen))
-                        .then(TxnOp::put(&epoch, bytes(&id.to_string())))
-                        .then(TxnOp::put(
-                            format!("{base}/w/{id}-{round}-{try_}"),
-                            bytes(&seen.to_string()),
-                        ))
-                };
-                match store.txn(attempt(0)).await {
-                    Ok(outcome) => {
-                        assert_eq!(outcome.versions, [Some(seen + 1), Some(1)]);
-                        won.push((seen + 1, format!("{id}-{round}-0")));
-                    }
-                    Err(MetadataError::BadVersion {
-                        key,
-                        expected,
-                        actual,
-                    }) => {
-                        assert_eq!(key, epoch);
-                        assert_eq!(expected, Some(seen));
-                        assert!(actual > Some(seen), "{actual:?} after {seen}");
-                        // Fenced: the stale epoch never matches again.
-                        assert!(matches!(
-                            store.txn(attempt(1)).await,
-                            Err(MetadataError::BadVersion { .. })
-                        ));
-                    }
-                    Err(e) => panic!("writer {id}: {e}"),
-                }
+    let mut won = Vec::new();
+    for round in 0..rounds {
+        let seen = store
+            .get(&epoch)
+            .await
+            .expect("get")
+            .expect("the epoch exists")
+            .version;
+        tokio::task::yield_now().await;
+        let attempt = |try_: usize| {
+            Txn::new()
+                .when(&epoch, Expect::Version(seen))
+                .then(TxnOp::put(&epoch, bytes(&id.to_string())))
+                .then(TxnOp::put(
+                    format!("{base}/w/{id}-{round}-{try_}"),
+                    bytes(&seen.to_string()),
+                ))
+        };
+        match store.txn(attempt(0)).await {
+            Ok(outcome) => {
+                assert_eq!(outcome.versions, [Some(seen + 1), Some(1)]);
+                won.push((seen + 1, format!("{id}-{round}-0")));
             }
-            won
+            Err(MetadataError::BadVersion {
+                key,
+                expected,
+                actual,
+            }) => {
+                assert_eq!(key, epoch);
+                assert_eq!(expected, Some(seen));
+                assert!(actual > Some(seen), "{actual:?} after {seen}");
+                // Fenced: the stale epoch never matches again.
+                assert!(matches!(
+                    store.txn(attempt(1)).await,
+                    Err(MetadataError::BadVersion { .. })
+                ));
+            }
+            Err(e) => panic!("writer {id}: {e}"),
         }
-    };
-    let (w0, w1, w2, w3) = tokio::join!(writer(0), writer(1), writer(2), writer(3));
-    let mut won: Vec<(u64, String)> = [w0, w1, w2, w3].into_iter().flatten().collect();
+    }
+    won
+}
+
+/// Checks the outcome of a fencing race: one winner per epoch version, the epoch's version
+/// counts the wins, and only the winners' keys exist.
+async fn check_fencing_race(store: &dyn MetadataStore, base: &str, mut won: Vec<(u64, String)>) {
     won.sort();
     let versions: Vec<u64> = won.iter().map(|(v, _)| *v).collect();
     let expected: Vec<u64> = (2..2 + won.len() as u64).collect();
     assert_eq!(versions, expected, "one winner per epoch version");
     assert_eq!(
         store
-            .get(&epoch)
+            .get(&format!("{base}/epoch"))
             .await
             .expect("get")
             .expect("epoch")
@@ -1004,6 +1007,51 @@ pub async fn txn_epoch_fencing(store: &dyn MetadataStore) {
     let mut names: Vec<String> = won.into_iter().map(|(_, name)| name).collect();
     names.sort();
     assert_eq!(created, names, "only the winners' keys exist");
+}
+
+/// Writers race transactions that compare a shared epoch key's version, bump it and create a
+/// key of their own: exactly one wins per epoch version, and a writer whose compare failed
+/// stays fenced (a retry with its stale version never applies). The writers are futures of
+/// one task here; [`txn_epoch_fencing_across_tasks`] runs them as tasks.
+pub async fn txn_epoch_fencing(store: &dyn MetadataStore) {
+    let base = "/conformance/txn-fencing";
+    assert_eq!(
+        store
+            .put(&format!("{base}/epoch"), bytes("0"), Expect::Absent)
+            .await,
+        Ok(1)
+    );
+    let (w0, w1, w2, w3) = tokio::join!(
+        fencing_writer(store, base, 0, 8),
+        fencing_writer(store, base, 1, 8),
+        fencing_writer(store, base, 2, 8),
+        fencing_writer(store, base, 3, 8),
+    );
+    let won = [w0, w1, w2, w3].into_iter().flatten().collect();
+    check_fencing_race(store, base, won).await;
+}
+
+/// [`txn_epoch_fencing`] with eight writers spawned as tasks (in parallel on a multi-threaded
+/// runtime).
+pub async fn txn_epoch_fencing_across_tasks(store: Arc<dyn MetadataStore>) {
+    const WRITERS: usize = 8;
+    let base = "/conformance/txn-fencing-tasks";
+    assert_eq!(
+        store
+            .put(&format!("{base}/epoch"), bytes("0"), Expect::Absent)
+            .await,
+        Ok(1)
+    );
+    let mut writers = tokio::task::JoinSet::new();
+    for id in 0..WRITERS {
+        let store = Arc::clone(&store);
+        writers.spawn(async move { fencing_writer(store.as_ref(), base, id, 8).await });
+    }
+    let mut won = Vec::new();
+    while let Some(result) = writers.join_next().await {
+        won.extend(result.expect("writer task"));
+    }
+    check_fencing_race(store.as_ref(), base, won).await;
 }
 
 /// TTL of the sessions the checks let expire: short, but above etcd's minimum (which it would

@@ -193,3 +193,16 @@ async fn redb_reopen_deletes_keys_of_dead_sessions() {
         drop(session);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn memory_txn_epoch_fencing_across_tasks() {
+    conformance::txn_epoch_fencing_across_tasks(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redb_txn_epoch_fencing_across_tasks() {
+    let (_dir, store) = redb_store().await;
+    let store = Arc::new(store);
+    conformance::txn_epoch_fencing_across_tasks(store.clone()).await;
+    store.close().await.unwrap();
+}

@@ -432,3 +432,11 @@ async fn ownership_moves_when_the_owner_closes_its_session() {
     a.close().await.unwrap();
     b.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn etcd_txn_epoch_fencing_across_tasks() {
+    let etcd = Etcd::start();
+    let store = std::sync::Arc::new(etcd.store("/magnetar").await);
+    conformance::txn_epoch_fencing_across_tasks(store.clone()).await;
+    store.close().await.unwrap();
+}
