@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::key::list_children_with;
-use crate::session::{validate_ttl, Lease};
+use crate::session::{next_local_session_id, validate_ttl, Lease};
 use crate::watch::EventHub;
 use crate::{
     validate_key, validate_path, validate_value, Event, EventKind, Expect, MetadataError,
@@ -37,7 +37,6 @@ struct State {
     sessions: BTreeMap<u64, SessionRecord>,
     /// Key -> the session it is bound to.
     bound: BTreeMap<String, u64>,
-    next_session: u64,
 }
 
 #[derive(Debug)]
@@ -109,7 +108,6 @@ impl MemoryStore {
                 closed: false,
                 sessions: BTreeMap::new(),
                 bound: BTreeMap::new(),
-                next_session: 1,
             })),
         }
     }
@@ -334,8 +332,7 @@ impl MetadataStore for MemoryStore {
         let now = Instant::now();
         let id = {
             let mut state = self.open_state()?;
-            let id = state.next_session;
-            state.next_session += 1;
+            let id = next_local_session_id();
             let reaper = tokio::spawn(reap(Arc::downgrade(&self.state), id));
             state.sessions.insert(
                 id,

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::key::list_children_with;
-use crate::session::{validate_ttl, Lease};
+use crate::session::{next_local_session_id, validate_ttl, Lease};
 use crate::watch::EventHub;
 use crate::{
     record, validate_key, validate_path, validate_value, Event, EventKind, Expect, MetadataError,
@@ -62,7 +62,6 @@ struct Shared {
 
 #[derive(Default)]
 struct Sessions {
-    next: u64,
     live: HashMap<u64, SessionRecord>,
 }
 
@@ -96,7 +95,6 @@ impl RedbStore {
                 events: Mutex::new(EventHub::new(WATCH_BUFFER_EVENTS)),
                 closed: AtomicBool::new(false),
                 sessions: Mutex::new(Sessions {
-                    next: 1,
                     live: HashMap::new(),
                 }),
             }),
@@ -551,8 +549,7 @@ impl MetadataStore for RedbStore {
                 .sessions
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            let id = sessions.next;
-            sessions.next += 1;
+            let id = next_local_session_id();
             let reaper = tokio::spawn(reap(Arc::downgrade(&self.shared), id));
             sessions.live.insert(
                 id,

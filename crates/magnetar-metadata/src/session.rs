@@ -36,6 +36,16 @@ pub const SESSION_TTL_MAX: Duration = Duration::from_secs(3600);
 /// Smallest fencing margin (see [`fence_margin`]).
 pub const FENCE_MARGIN_MIN: Duration = Duration::from_millis(100);
 
+/// The next id of a session of an in-process store (memory, redb). One counter for the whole
+/// process, so a [`Session`] left over from a closed store never names a session of another
+/// store (or of the same file opened again).
+static NEXT_LOCAL_SESSION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// A new id for a session of an in-process store.
+pub(crate) fn next_local_session_id() -> u64 {
+    NEXT_LOCAL_SESSION.fetch_add(1, Ordering::Relaxed)
+}
+
 /// The identifier of a session in its store (etcd: the lease id).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionId(pub u64);
