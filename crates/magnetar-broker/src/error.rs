@@ -117,6 +117,9 @@ impl From<MetadataError> for Error {
             | MetadataError::UnsupportedFormat { .. }
             | MetadataError::CorruptRecord { .. }
             | MetadataError::TxnTooLarge { .. }
+            | MetadataError::TxnSizeTooLarge { .. }
+            | MetadataError::SessionExpired { .. }
+            | MetadataError::InvalidTtl { .. }
             | MetadataError::Storage(_) => Error::Metadata(err.to_string()),
         }
     }

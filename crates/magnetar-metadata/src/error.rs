@@ -1,5 +1,7 @@
 //! The one error type of the metadata store.
 
+use crate::SessionId;
+
 /// Why a metadata operation failed. Messages are lowercase and name the key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MetadataError {
@@ -53,6 +55,23 @@ pub enum MetadataError {
         ops: usize,
         max: usize,
     },
+
+    /// An operation bound a key to a session the store no longer has (expired, closed, or
+    /// never opened by this store).
+    #[error("session {session} has expired or is unknown")]
+    SessionExpired { session: SessionId },
+
+    /// A session TTL outside the accepted range.
+    #[error("session ttl of {ttl_ms} ms is outside {min_ms}..={max_ms} ms")]
+    InvalidTtl {
+        ttl_ms: u64,
+        min_ms: u64,
+        max_ms: u64,
+    },
+
+    /// A transaction carries more bytes of keys and values than a store accepts in one commit.
+    #[error("transaction carries {size_bytes} bytes of keys and values, more than the maximum of {max_bytes}")]
+    TxnSizeTooLarge { size_bytes: usize, max_bytes: usize },
 
     #[error("metadata store is closed")]
     Closed,

@@ -14,6 +14,11 @@
 //!   calls and the watch stream have seen). A broken stream resumes at the next revision; one
 //!   that fell behind a compaction resumes at the compaction revision (the lost events are
 //!   logged: watchers re-read on reconnect, as after a `Lagged`).
+//! - Transactions are one etcd `Txn`; the failure branch reads the compared keys (keys only)
+//!   so the error names the first failing compare. Sessions are leases: granted in whole
+//!   seconds (rounded up; etcd may raise a TTL to its minimum), kept alive over one
+//!   keep-alive stream, revoked on close; a bound key is a put `with_lease`, and etcd's "lease
+//!   not found" is [`MetadataError::SessionExpired`].
 //! - Every call has a deadline ([`EtcdOptions::request_timeout`]): an unreachable etcd is a
 //!   [`MetadataError::Storage`] error naming it, not a hang.
 
@@ -25,14 +30,17 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions, GetResponse,
-    KvClient, PutOptions, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse, WatchOptions,
+    KvClient, LeaseClient, LeaseKeepAliveStream, LeaseKeeper, PutOptions, SortOrder, SortTarget,
+    Txn, TxnOp, TxnOpResponse, WatchOptions,
 };
+use tokio::time::Instant;
 
+use crate::session::{validate_ttl, Lease};
 use crate::watch::EventHub;
 use crate::{
     validate_key, validate_path, validate_value, Event, EventKind, Expect, MetadataError,
-    MetadataStore, Txn as MetaTxn, TxnOp as MetaTxnOp, TxnOutcome, Versioned, Watch,
-    WATCH_BUFFER_EVENTS,
+    MetadataStore, Session, SessionId, Txn as MetaTxn, TxnOp as MetaTxnOp, TxnOutcome, Versioned,
+    Watch, KEY_LENGTH_BYTES_MAX, TXN_OPS_MAX, VALUE_SIZE_BYTES_MAX, WATCH_BUFFER_EVENTS,
 };
 
 /// Keys read per page when listing.
@@ -64,6 +72,7 @@ impl Default for EtcdOptions {
 /// A [`MetadataStore`] on etcd.
 pub struct EtcdStore {
     kv: KvClient,
+    lease: LeaseClient,
     options: EtcdOptions,
     shared: Arc<Shared>,
     watcher: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -106,7 +115,16 @@ impl EtcdStore {
         .await
         .map_err(|_| storage("connect", format!("no answer from {:?}", options.endpoints)))?
         .map_err(|e| storage("connect", e))?;
-        let mut kv = client.kv_client();
+        // A transaction's reply carries the previous record of every key it changed (etcd has
+        // no keys-only `prev_kv`): up to `TXN_OPS_MAX` values of `VALUE_SIZE_BYTES_MAX` bytes,
+        // far above tonic's default 4 MiB limit. Without this, such a transaction would commit
+        // and then fail to decode its reply.
+        let reply_bytes_max = TXN_OPS_MAX
+            * (VALUE_SIZE_BYTES_MAX + KEY_LENGTH_BYTES_MAX + options.root.len() + 256)
+            + 64 * 1024;
+        let mut kv = client
+            .kv_client()
+            .max_decoding_message_size(reply_bytes_max);
         // The revision now: the watch starts just after it.
         let now = kv
             .get(
@@ -123,6 +141,7 @@ impl EtcdStore {
             committed: AtomicU64::new(revision),
             closed: AtomicBool::new(false),
         });
+        let lease = client.lease_client();
         let watcher = tokio::spawn(run_watch(
             client,
             options.root.clone(),
@@ -131,6 +150,7 @@ impl EtcdStore {
         ));
         Ok(EtcdStore {
             kv,
+            lease,
             options,
             shared,
             watcher: Mutex::new(Some(watcher)),
@@ -359,20 +379,36 @@ impl MetadataStore for EtcdStore {
                         value.to_vec(),
                         Some(PutOptions::new().with_prev_key()),
                     ),
+                    MetaTxnOp::PutInSession { value, session, .. } => TxnOp::put(
+                        full,
+                        value.to_vec(),
+                        Some(
+                            PutOptions::new()
+                                .with_prev_key()
+                                .with_lease(lease_id(*session)),
+                        ),
+                    ),
                     MetaTxnOp::Delete { .. } => {
                         TxnOp::delete(full, Some(DeleteOptions::new().with_prev_key()))
                     }
                 }
             })
             .collect();
+        // Keys only: the versions are what is needed, and 128 values of 1 MiB would not fit
+        // in one reply.
         let failure: Vec<TxnOp> = txn
             .compares
             .iter()
-            .map(|(key, _)| TxnOp::get(self.full(key), None))
+            .map(|(key, _)| TxnOp::get(self.full(key), Some(GetOptions::new().with_keys_only())))
             .collect();
         let request = Txn::new().when(compares).and_then(success).or_else(failure);
         let mut kv = self.kv.clone();
-        let resp = self.bounded("txn", kv.txn(request)).await?;
+        let resp = match self.bounded("txn", kv.txn(request)).await {
+            Err(MetadataError::Storage(message)) if message.contains(LEASE_NOT_FOUND) => {
+                return Err(self.expired_session_of(&txn).await);
+            }
+            other => other?,
+        };
         self.saw(resp.header().map(|h| h.revision()));
         if !resp.succeeded() {
             let mut answers = resp.op_responses().into_iter().map(|r| match r {
@@ -399,6 +435,35 @@ impl MetadataStore for EtcdStore {
             })
             .collect();
         Ok(TxnOutcome { versions })
+    }
+
+    async fn open_session(&self, ttl: Duration) -> Result<Session, MetadataError> {
+        validate_ttl(ttl)?;
+        self.check_open()?;
+        // etcd counts whole seconds (and raises a TTL below its minimum).
+        let seconds = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+        let sent = Instant::now();
+        let mut lease = self.lease.clone();
+        let granted = self
+            .bounded("lease grant", lease.grant(seconds.max(1) as i64, None))
+            .await?;
+        if !granted.error().is_empty() {
+            return Err(storage("lease grant", granted.error()));
+        }
+        let ttl = Duration::from_secs(granted.ttl().max(1) as u64);
+        let lease = Arc::new(EtcdLease {
+            id: granted.id(),
+            client: self.lease.clone(),
+            store: Arc::downgrade(&self.shared),
+            stream: tokio::sync::Mutex::new(None),
+            request_timeout: self.options.request_timeout,
+        });
+        Ok(Session::start(
+            SessionId(granted.id() as u64),
+            ttl,
+            lease,
+            sent,
+        ))
     }
 
     fn watch(&self, prefix: &str) -> Result<Watch, MetadataError> {
@@ -455,6 +520,104 @@ impl Drop for EtcdStore {
     }
 }
 
+/// What etcd says about a put with a lease it no longer has.
+const LEASE_NOT_FOUND: &str = "lease not found";
+
+fn lease_id(session: SessionId) -> i64 {
+    session.0 as i64
+}
+
+impl EtcdStore {
+    /// The session to name when a transaction failed because one of its leases is gone: the
+    /// first (in operation order) that etcd says has no time left.
+    async fn expired_session_of(&self, txn: &MetaTxn) -> MetadataError {
+        let mut first = None;
+        for session in txn.sessions() {
+            first.get_or_insert(session);
+            let mut lease = self.lease.clone();
+            let alive = self
+                .bounded(
+                    "lease time to live",
+                    lease.time_to_live(lease_id(session), None),
+                )
+                .await
+                .map(|answer| answer.ttl() > 0);
+            if let Ok(false) = alive {
+                return MetadataError::SessionExpired { session };
+            }
+        }
+        match first {
+            Some(session) => MetadataError::SessionExpired { session },
+            None => storage("txn", "etcd found no lease, but none was given"),
+        }
+    }
+}
+
+/// etcd's side of a session: a lease kept alive over one keep-alive stream (opened again when
+/// it breaks).
+struct EtcdLease {
+    id: i64,
+    client: LeaseClient,
+    /// Once the store is closed its sessions are no longer kept alive (they end when etcd's
+    /// TTL runs out), like those of the other stores.
+    store: std::sync::Weak<Shared>,
+    /// `None` until opened and after a failure. Taken out while in use, so an attempt that is
+    /// given up (its future dropped) never leaves a stream with an unread answer behind.
+    stream: tokio::sync::Mutex<Option<(LeaseKeeper, LeaseKeepAliveStream)>>,
+    request_timeout: Duration,
+}
+
+#[async_trait]
+impl Lease for EtcdLease {
+    async fn refresh(&self) -> Result<bool, MetadataError> {
+        match self.store.upgrade() {
+            Some(store) if !store.closed.load(Ordering::Acquire) => {}
+            Some(_) | None => return Err(MetadataError::Closed),
+        }
+        let mut slot = self.stream.lock().await;
+        let Some((mut keeper, mut stream)) = slot.take() else {
+            // Opening the stream sends one keep-alive and checks its answer.
+            let mut client = self.client.clone();
+            return match client.keep_alive(self.id).await {
+                Ok(opened) => {
+                    *slot = Some(opened);
+                    Ok(true)
+                }
+                Err(e) if e.to_string().contains(LEASE_NOT_FOUND) => Ok(false),
+                Err(e) => Err(storage("lease keep-alive", e)),
+            };
+        };
+        keeper
+            .keep_alive()
+            .await
+            .map_err(|e| storage("lease keep-alive", e))?;
+        match stream.message().await {
+            // A TTL of 0 or less: the lease is gone.
+            Ok(Some(answer)) if answer.ttl() <= 0 => Ok(false),
+            Ok(Some(_)) => {
+                *slot = Some((keeper, stream));
+                Ok(true)
+            }
+            Ok(None) => Err(storage("lease keep-alive", "the stream ended")),
+            Err(e) if e.to_string().contains(LEASE_NOT_FOUND) => Ok(false),
+            Err(e) => Err(storage("lease keep-alive", e)),
+        }
+    }
+
+    async fn revoke(&self) -> Result<(), MetadataError> {
+        let mut client = self.client.clone();
+        match tokio::time::timeout(self.request_timeout, client.revoke(self.id)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) if e.to_string().contains(LEASE_NOT_FOUND) => Ok(()),
+            Ok(Err(e)) => Err(storage("lease revoke", e)),
+            Err(_) => Err(storage(
+                "lease revoke",
+                format!("no answer within {} ms", self.request_timeout.as_millis()),
+            )),
+        }
+    }
+}
+
 /// The smallest key after every key starting with `prefix` (etcd's range end for a prefix).
 fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();
@@ -468,16 +631,25 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 }
 
 /// Follows every key under `root` from `start_revision` and sends the events to the hub. On a
-/// broken stream it reconnects from the next revision; after a compaction it resumes from now
-/// (watchers are told they lagged).
+/// broken stream it reconnects where it stopped; after a compaction it resumes from the
+/// compaction revision (the lost events are logged).
+///
+/// The watch asks etcd to fragment large responses (the events of one revision, each with its
+/// previous record, can be far larger than a gRPC message may be), so a stream can break in
+/// the middle of a revision: the cursor is a revision and how many of its events were already
+/// sent, and a resumed stream skips those.
 async fn run_watch(client: Client, root: String, start_revision: u64, shared: Arc<Shared>) {
-    let mut next = start_revision;
+    // Every event of revisions below `cursor_revision`, and the first `cursor_events` of
+    // `cursor_revision`, were sent.
+    let mut cursor_revision = start_revision;
+    let mut cursor_events = 0usize;
     let mut backoff = Duration::from_millis(100);
     while !shared.closed.load(Ordering::Acquire) {
         let options = WatchOptions::new()
             .with_prefix()
             .with_prev_key()
-            .with_start_revision(i64::try_from(next).unwrap_or(i64::MAX));
+            .with_fragment()
+            .with_start_revision(i64::try_from(cursor_revision).unwrap_or(i64::MAX));
         let mut watch_client = client.watch_client();
         let mut stream = match watch_client.watch(root.clone() + "/", Some(options)).await {
             Ok(s) => s,
@@ -488,6 +660,8 @@ async fn run_watch(client: Client, root: String, start_revision: u64, shared: Ar
                 continue;
             }
         };
+        // The revision of the last event this stream gave and how many it gave of it.
+        let (mut stream_revision, mut stream_events) = (0u64, 0usize);
         loop {
             let resp = match stream.message().await {
                 Ok(Some(r)) => r,
@@ -499,23 +673,40 @@ async fn run_watch(client: Client, root: String, start_revision: u64, shared: Ar
             };
             backoff = Duration::from_millis(100);
             if resp.compact_revision() > 0 {
-                // Events were compacted away before we read them: say so, resume from now.
+                // Events were compacted away before we read them: say so, resume from there.
                 tracing::warn!(
                     compact_revision = resp.compact_revision(),
                     "etcd watch fell behind a compaction"
                 );
-                next = resp.compact_revision().max(0) as u64;
+                cursor_revision = resp.compact_revision().max(0) as u64;
+                cursor_events = 0;
                 break;
             }
             for event in resp.events() {
                 let Some(kv) = event.kv() else { continue };
+                let revision = kv.mod_revision().max(0) as u64;
+                if revision == stream_revision {
+                    stream_events += 1;
+                } else {
+                    (stream_revision, stream_events) = (revision, 1);
+                }
+                let already_sent = revision < cursor_revision
+                    || (revision == cursor_revision && stream_events <= cursor_events);
+                if already_sent {
+                    continue;
+                }
+                if revision == cursor_revision {
+                    cursor_events += 1;
+                } else {
+                    (cursor_revision, cursor_events) = (revision, 1);
+                }
+                shared.revision.fetch_max(revision, Ordering::AcqRel);
                 let Ok(full) = std::str::from_utf8(kv.key()) else {
                     continue;
                 };
                 let Some(key) = full.strip_prefix(root.as_str()) else {
                     continue;
                 };
-                let revision = kv.mod_revision().max(0) as u64;
                 let (kind, version) = match event.event_type() {
                     EventType::Put if kv.version() == 1 => (EventKind::Created, 1),
                     EventType::Put => (EventKind::Modified, kv.version().max(0) as u64),
@@ -536,8 +727,6 @@ async fn run_watch(client: Client, root: String, start_revision: u64, shared: Ar
                             version,
                         },
                     );
-                next = next.max(revision + 1);
-                shared.revision.fetch_max(revision, Ordering::AcqRel);
             }
             if let Some(h) = resp.header() {
                 let r = h.revision().max(0) as u64;

@@ -4,15 +4,17 @@
 //!
 //! # What this crate owns
 //! - [`MetadataStore`]: a versioned key-value store over path-shaped keys with compare-and-set
-//!   ([`Expect`]), child listing and prefix watches. It is dyn-compatible and used as
+//!   ([`Expect`]), multi-key transactions ([`Txn`]), sessions ([`Session`]) with keys bound to
+//!   them, child listing and prefix watches. It is dyn-compatible and used as
 //!   `Arc<dyn MetadataStore>`.
 //! - [`MemoryStore`]: a `BTreeMap` behind a mutex, for tests and in-process cluster tests.
 //! - [`RedbStore`]: an embedded on-disk store (redb) for standalone nodes; every commit is
 //!   durable before the call returns.
-//! - [`record`]: the stored record format (`[format_version u8][version u64 BE][value]`), so a
-//!   later backend (etcd) stores the same bytes and an unknown format is an error, not a panic.
+//! - `EtcdStore` (feature `etcd`): the store on an etcd v3 cluster, for cluster mode.
+//! - [`record`]: the stored record format (`[format_version u8][version u64 BE][value]`) of
+//!   the redb store, so an unknown format is an error, not a panic.
 //! - [`conformance`]: one suite that every backend must pass, run from `tests/conformance.rs`
-//!   against both implementations here and meant to be run by any later backend.
+//!   (memory, redb) and `tests/etcd.rs` (a real etcd).
 //!
 //! # What it must not depend on
 //! Nothing of Magnetar and no wire protocol: no Kafka or Pulsar types, no broker names or
@@ -27,12 +29,36 @@
 //! delete can see it match again (the ABA case); callers that care keep a generation inside the
 //! value.
 //!
+//! # Transactions
+//! [`MetadataStore::txn`] takes compares (a key absent, or at a version) and operations (put,
+//! put bound to a session, delete), at most [`TXN_OPS_MAX`] of each, one operation per key and
+//! at most [`TXN_SIZE_BYTES_MAX`] bytes of keys and values (etcd's limits, so a transaction
+//! that one store accepts, every store accepts).
+//! When every compare holds all operations commit at once (one etcd revision, one redb commit)
+//! and the outcome gives each operation's version; otherwise nothing is applied and the error
+//! names the first compare that failed, with the version it found. Keys and values are checked
+//! before anything is sent. The broker's writes that must stop once it lost ownership compare
+//! an epoch key (fencing): correctness rests on these compares, never on timing.
+//!
+//! # Sessions
+//! [`MetadataStore::open_session`] opens a [`Session`] (an etcd lease; in the memory and redb
+//! stores, a deadline on tokio's clock in this process) that a keep-alive task refreshes every
+//! third of its TTL. Keys put with [`TxnOp::PutInSession`] are bound to it and deleted when it
+//! ends: at once on [`Session::close`], or when the store lets it expire (watchers see them
+//! deleted); a put into an ended session fails with [`MetadataError::SessionExpired`]. The
+//! session's [`SessionState`] says what its owner may assume: `Fenced` when no refresh has
+//! succeeded for the TTL minus [`fence_margin`] on this process's monotonic clock (the store
+//! may have ended it; a later successful refresh makes it `Live` again), `Expired` when the
+//! store said it is gone, `Closed` after `close`. The redb store records bound keys in its
+//! file and deletes those of an earlier process when it opens.
+//!
 //! # Watches
 //! [`MetadataStore::watch`] returns a [`Watch`] over a bounded broadcast buffer of
 //! [`WATCH_BUFFER_EVENTS`] events. A watcher that falls behind gets one
 //! [`WatchError::Lagged`] telling how many events it missed, then continues with the oldest
 //! retained event; after a lag it must re-read what it cares about (get or list), because events
-//! are notifications, not a replication log. Events are sent in commit order.
+//! are notifications, not a replication log. Events are sent in commit order; a transaction
+//! sends one event per key it changed.
 
 pub mod conformance;
 mod error;
@@ -42,6 +68,7 @@ mod key;
 mod memory;
 pub mod record;
 mod redb_store;
+mod session;
 mod txn;
 mod watch;
 
@@ -54,7 +81,11 @@ pub use etcd_store::{EtcdOptions, EtcdStore};
 pub use key::{validate_key, validate_path};
 pub use memory::MemoryStore;
 pub use redb_store::RedbStore;
-pub use txn::{Txn, TxnOp, TxnOutcome, TXN_OPS_MAX};
+pub use session::{
+    fence_margin, Session, SessionId, SessionState, FENCE_MARGIN_MIN, SESSION_TTL_MAX,
+    SESSION_TTL_MIN,
+};
+pub use txn::{Txn, TxnOp, TxnOutcome, TXN_OPS_MAX, TXN_SIZE_BYTES_MAX};
 pub use watch::{Watch, WatchError};
 
 /// Longest key accepted, in bytes. Paths in Pulsar's layout stay far below this; the bound keeps
@@ -139,7 +170,7 @@ impl Expect {
 }
 
 /// What happened to a key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum EventKind {
     Created,
     Modified,
@@ -193,9 +224,15 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Applies a multi-key [`Txn`]: when every compare holds, all its operations in one atomic
     /// commit (watchers see each changed key's event); otherwise nothing, and
     /// [`MetadataError::BadVersion`] names the first compare that failed. More than
-    /// [`TXN_OPS_MAX`] compares or operations is [`MetadataError::TxnTooLarge`]; two operations
-    /// on one key is [`MetadataError::InvalidKey`].
+    /// [`TXN_OPS_MAX`] compares or operations is [`MetadataError::TxnTooLarge`], more than
+    /// [`TXN_SIZE_BYTES_MAX`] bytes of keys and values [`MetadataError::TxnSizeTooLarge`]; two
+    /// operations on one key is [`MetadataError::InvalidKey`].
     async fn txn(&self, txn: Txn) -> Result<TxnOutcome, MetadataError>;
+
+    /// Opens a session of `ttl` (at least [`SESSION_TTL_MIN`], at most [`SESSION_TTL_MAX`];
+    /// a store may round it up, see [`Session::ttl`]) and starts its keep-alive. Keys put with
+    /// [`TxnOp::PutInSession`] are deleted when it ends. Needs a tokio runtime.
+    async fn open_session(&self, ttl: std::time::Duration) -> Result<Session, MetadataError>;
 
     /// Watches every key equal to `prefix` or beneath it (`/` watches all keys). Only changes
     /// committed after this call are reported. The watch ends with [`WatchError::Closed`] when

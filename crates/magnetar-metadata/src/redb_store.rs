@@ -1,22 +1,34 @@
 //! [`RedbStore`]: the store in one embedded redb file, for standalone nodes.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::key::list_children_with;
+use crate::session::{next_local_session_id, validate_ttl, Lease};
 use crate::watch::EventHub;
 use crate::{
     record, validate_key, validate_path, validate_value, Event, EventKind, Expect, MetadataError,
-    MetadataStore, Txn, TxnOp, TxnOutcome, Versioned, Watch, WATCH_BUFFER_EVENTS,
+    MetadataStore, Session, SessionId, Txn, TxnOp, TxnOutcome, Versioned, Watch,
+    WATCH_BUFFER_EVENTS,
 };
 
 /// Key -> [`record`] bytes.
 const ENTRIES: TableDefinition<&str, &[u8]> = TableDefinition::new("entries");
+
+/// Key bound to a session -> the session. Sessions live in one process, so the bindings left
+/// in the file by an earlier process are of dead sessions: [`RedbStore::open`] deletes those
+/// keys.
+const SESSION_KEYS: TableDefinition<&str, u64> = TableDefinition::new("session_keys");
 
 /// Page cache of the database. Metadata is small; redb's default (1 GiB) is meant for data.
 const CACHE_SIZE_BYTES: usize = 64 * 1024 * 1024;
@@ -27,6 +39,10 @@ const CACHE_SIZE_BYTES: usize = 64 * 1024 * 1024;
 /// pool with `spawn_blocking`. A put or delete returns after its commit is durable
 /// (`Durability::Immediate`). A put or delete whose future is dropped may still commit, as with
 /// any remote store.
+///
+/// Sessions are kept in this process on tokio's clock, like [`crate::MemoryStore`]'s; the
+/// keys bound to them are recorded in the file, so keys bound by a process that ended are
+/// deleted when the file is opened again.
 pub struct RedbStore {
     shared: Arc<Shared>,
 }
@@ -40,6 +56,20 @@ struct Shared {
     /// commit order. redb serializes writers anyway; this adds only the send.
     write_order: Mutex<()>,
     events: Mutex<EventHub>,
+    closed: AtomicBool,
+    sessions: Mutex<Sessions>,
+}
+
+#[derive(Default)]
+struct Sessions {
+    live: HashMap<u64, SessionRecord>,
+}
+
+struct SessionRecord {
+    ttl: Duration,
+    deadline: Instant,
+    /// Ends the session at its deadline even when nobody calls the store.
+    reaper: JoinHandle<()>,
 }
 
 impl RedbStore {
@@ -63,6 +93,10 @@ impl RedbStore {
                 database: RwLock::new(Some(database)),
                 write_order: Mutex::new(()),
                 events: Mutex::new(EventHub::new(WATCH_BUFFER_EVENTS)),
+                closed: AtomicBool::new(false),
+                sessions: Mutex::new(Sessions {
+                    live: HashMap::new(),
+                }),
             }),
         })
     }
@@ -72,19 +106,108 @@ impl RedbStore {
         &self.shared.path
     }
 
-    /// Runs `work` against the open database on the blocking pool.
+    /// Runs `work` against the open database on the blocking pool, first ending the sessions
+    /// whose deadline passed.
     async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Shared, &Database) -> Result<T, MetadataError> + Send + 'static,
     ) -> Result<T, MetadataError> {
         let shared = Arc::clone(&self.shared);
+        let now = Instant::now();
         tokio::task::spawn_blocking(move || {
             let database = shared.database.read().unwrap_or_else(|e| e.into_inner());
             let database = database.as_ref().ok_or(MetadataError::Closed)?;
+            shared.end_due_sessions(database, now)?;
             work(&shared, database)
         })
         .await
         .map_err(task_failed)?
+    }
+
+    /// Test hook: ends session `id` now, as if its lease were lost (its keys are deleted and
+    /// its keep-alive then finds it gone). Whether the session existed.
+    pub async fn expire_session(&self, id: SessionId) -> Result<bool, MetadataError> {
+        let existed = self.shared.forget_session(id.0);
+        self.run(move |shared, database| shared.end_sessions(database, &[id.0]))
+            .await?;
+        Ok(existed)
+    }
+}
+
+/// The store's side of a redb session.
+struct RedbLease {
+    shared: Weak<Shared>,
+    id: u64,
+}
+
+#[async_trait]
+impl Lease for RedbLease {
+    async fn refresh(&self) -> Result<bool, MetadataError> {
+        let shared = self.shared.upgrade().ok_or(MetadataError::Closed)?;
+        if shared.closed.load(Ordering::Acquire) {
+            return Err(MetadataError::Closed);
+        }
+        let now = Instant::now();
+        let mut sessions = shared.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(match sessions.live.get_mut(&self.id) {
+            Some(session) if session.deadline > now => {
+                session.deadline = now + session.ttl;
+                true
+            }
+            // Due: the next operation or the reaper deletes its keys.
+            Some(_) | None => false,
+        })
+    }
+
+    async fn revoke(&self) -> Result<(), MetadataError> {
+        let Some(shared) = self.shared.upgrade() else {
+            return Ok(());
+        };
+        shared.forget_session(self.id);
+        let id = self.id;
+        tokio::task::spawn_blocking(move || {
+            let database = shared.database.read().unwrap_or_else(|e| e.into_inner());
+            match database.as_ref() {
+                Some(database) => shared.end_sessions(database, &[id]),
+                None => Ok(()),
+            }
+        })
+        .await
+        .map_err(task_failed)?
+    }
+}
+
+/// Sleeps until session `id`'s deadline, again while it is refreshed, and ends it once due.
+async fn reap(shared: Weak<Shared>, id: u64) {
+    loop {
+        let deadline = {
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            let sessions = shared.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            match sessions.live.get(&id) {
+                Some(session) => session.deadline,
+                None => return,
+            }
+        };
+        tokio::time::sleep_until(deadline).await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let now = Instant::now();
+        let ended = tokio::task::spawn_blocking(move || {
+            let database = shared.database.read().unwrap_or_else(|e| e.into_inner());
+            match database.as_ref() {
+                Some(database) => shared.end_due_sessions(database, now),
+                None => Ok(()),
+            }
+        })
+        .await;
+        match ended {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, session = id, "ending a session failed"),
+            Err(e) => tracing::warn!(error = %e, session = id, "ending a session failed"),
+        }
     }
 }
 
@@ -94,14 +217,119 @@ fn open_database(path: &Path) -> Result<Database, MetadataError> {
         .set_check_integrity_on_open(true)
         .create(path)
         .map_err(|e| MetadataError::Storage(format!("cannot open {}: {e}", path.display())))?;
-    // Create the table up front so that reads never meet a missing table.
-    let transaction = database.begin_write().map_err(storage)?;
-    transaction.open_table(ENTRIES).map_err(storage)?;
+    // Create the tables up front so that reads never meet a missing table, and delete the
+    // keys bound to sessions of an earlier process (they are dead).
+    let mut transaction = database.begin_write().map_err(storage)?;
+    transaction
+        .set_durability(Durability::Immediate)
+        .map_err(storage)?;
+    let orphans = {
+        let mut entries = transaction.open_table(ENTRIES).map_err(storage)?;
+        let mut bindings = transaction.open_table(SESSION_KEYS).map_err(storage)?;
+        let mut orphans = 0usize;
+        for binding in bindings.iter().map_err(storage)? {
+            let (key, _) = binding.map_err(storage)?;
+            entries.remove(key.value()).map_err(storage)?;
+            orphans += 1;
+        }
+        bindings.retain(|_, _| false).map_err(storage)?;
+        orphans
+    };
     transaction.commit().map_err(storage)?;
+    if orphans > 0 {
+        tracing::info!(
+            path = %path.display(),
+            keys = orphans,
+            "deleted keys bound to sessions of an earlier process"
+        );
+    }
     Ok(database)
 }
 
 impl Shared {
+    /// Removes session `id` from the live ones (its keys are still to be deleted). Whether it
+    /// was live.
+    fn forget_session(&self, id: u64) -> bool {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        match sessions.live.remove(&id) {
+            Some(session) => {
+                session.reaper.abort();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether session `id` is live at `now`.
+    fn session_live(&self, id: u64, now: Instant) -> bool {
+        let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        sessions
+            .live
+            .get(&id)
+            .is_some_and(|session| session.deadline > now)
+    }
+
+    /// Ends the sessions whose deadline passed at `now`: forgets them, then deletes their keys.
+    fn end_due_sessions(&self, database: &Database, now: Instant) -> Result<(), MetadataError> {
+        let due: Vec<u64> = {
+            let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            let due: Vec<u64> = sessions
+                .live
+                .iter()
+                .filter(|(_, session)| session.deadline <= now)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in &due {
+                // Not aborted: the reaper may be the caller, and it stops by itself once the
+                // session is gone.
+                sessions.live.remove(id);
+            }
+            due
+        };
+        if due.is_empty() {
+            return Ok(());
+        }
+        self.end_sessions(database, &due)
+    }
+
+    /// Deletes the keys bound to sessions `ids` (already forgotten) in one commit.
+    fn end_sessions(&self, database: &Database, ids: &[u64]) -> Result<(), MetadataError> {
+        let _order = self.write_order.lock().unwrap_or_else(|e| e.into_inner());
+        let mut transaction = database.begin_write().map_err(storage)?;
+        transaction
+            .set_durability(Durability::Immediate)
+            .map_err(storage)?;
+        let mut events = Vec::new();
+        {
+            let mut entries = transaction.open_table(ENTRIES).map_err(storage)?;
+            let mut bindings = transaction.open_table(SESSION_KEYS).map_err(storage)?;
+            let mut keys = Vec::new();
+            for binding in bindings.iter().map_err(storage)? {
+                let (key, session) = binding.map_err(storage)?;
+                if ids.contains(&session.value()) {
+                    keys.push(key.value().to_string());
+                }
+            }
+            for key in keys {
+                bindings.remove(key.as_str()).map_err(storage)?;
+                let version = current_version(&entries, &key)?;
+                if let Some(version) = version {
+                    entries.remove(key.as_str()).map_err(storage)?;
+                    events.push(Event {
+                        key,
+                        kind: EventKind::Deleted,
+                        version,
+                    });
+                }
+            }
+        }
+        transaction.commit().map_err(storage)?;
+        for event in events {
+            self.send(event);
+        }
+        Ok(())
+    }
+
     fn send(&self, event: Event) {
         self.events
             .lock()
@@ -154,6 +382,9 @@ impl MetadataStore for RedbStore {
                 table
                     .insert(key.as_str(), record::encode(version, &value).as_slice())
                     .map_err(storage)?;
+                // A put without a session unbinds the key.
+                let mut bindings = transaction.open_table(SESSION_KEYS).map_err(storage)?;
+                bindings.remove(key.as_str()).map_err(storage)?;
                 (current, version)
             };
             transaction.commit().map_err(storage)?;
@@ -185,6 +416,8 @@ impl MetadataStore for RedbStore {
                 let current = current_version(&table, &key)?;
                 let version = expect.check_delete(&key, current)?;
                 table.remove(key.as_str()).map_err(storage)?;
+                let mut bindings = transaction.open_table(SESSION_KEYS).map_err(storage)?;
+                bindings.remove(key.as_str()).map_err(storage)?;
                 version
             };
             transaction.commit().map_err(storage)?;
@@ -229,6 +462,7 @@ impl MetadataStore for RedbStore {
 
     async fn txn(&self, txn: Txn) -> Result<TxnOutcome, MetadataError> {
         txn.validate()?;
+        let now = Instant::now();
         self.run(move |shared, database| {
             let _order = shared.write_order.lock().unwrap_or_else(|e| e.into_inner());
             let mut transaction = database.begin_write().map_err(storage)?;
@@ -239,18 +473,35 @@ impl MetadataStore for RedbStore {
             let mut versions = Vec::with_capacity(txn.ops.len());
             {
                 let mut table = transaction.open_table(ENTRIES).map_err(storage)?;
+                let mut bindings = transaction.open_table(SESSION_KEYS).map_err(storage)?;
                 if let Some(failure) = txn.first_failure(|key| current_version(&table, key))? {
                     // Dropping the write transaction aborts it: nothing was written.
                     return Err(failure);
                 }
+                // Sessions end under `write_order` too, so one live here outlives this commit
+                // or has its keys (these included) deleted after it.
+                if let Some(session) = txn
+                    .sessions()
+                    .find(|session| !shared.session_live(session.0, now))
+                {
+                    return Err(MetadataError::SessionExpired { session });
+                }
                 for op in &txn.ops {
                     let current = current_version(&table, op.key())?;
                     match op {
-                        TxnOp::Put { key, value } => {
+                        TxnOp::Put { key, value } | TxnOp::PutInSession { key, value, .. } => {
                             let version = Expect::Any.check_put(key, current)?;
                             table
                                 .insert(key.as_str(), record::encode(version, value).as_slice())
                                 .map_err(storage)?;
+                            match op {
+                                TxnOp::PutInSession { session, .. } => {
+                                    bindings.insert(key.as_str(), session.0).map_err(storage)?
+                                }
+                                TxnOp::Put { .. } | TxnOp::Delete { .. } => {
+                                    bindings.remove(key.as_str()).map_err(storage)?
+                                }
+                            };
                             versions.push(Some(version));
                             events.push(Event {
                                 key: key.clone(),
@@ -266,6 +517,7 @@ impl MetadataStore for RedbStore {
                             versions.push(current);
                             if let Some(version) = current {
                                 table.remove(key.as_str()).map_err(storage)?;
+                                bindings.remove(key.as_str()).map_err(storage)?;
                                 events.push(Event {
                                     key: key.clone(),
                                     kind: EventKind::Deleted,
@@ -285,6 +537,37 @@ impl MetadataStore for RedbStore {
         .await
     }
 
+    async fn open_session(&self, ttl: Duration) -> Result<Session, MetadataError> {
+        validate_ttl(ttl)?;
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(MetadataError::Closed);
+        }
+        let now = Instant::now();
+        let id = {
+            let mut sessions = self
+                .shared
+                .sessions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let id = next_local_session_id();
+            let reaper = tokio::spawn(reap(Arc::downgrade(&self.shared), id));
+            sessions.live.insert(
+                id,
+                SessionRecord {
+                    ttl,
+                    deadline: now + ttl,
+                    reaper,
+                },
+            );
+            id
+        };
+        let lease = Arc::new(RedbLease {
+            shared: Arc::downgrade(&self.shared),
+            id,
+        });
+        Ok(Session::start(SessionId(id), ttl, lease, now))
+    }
+
     fn watch(&self, prefix: &str) -> Result<Watch, MetadataError> {
         validate_path(prefix)?;
         self.shared
@@ -296,6 +579,18 @@ impl MetadataStore for RedbStore {
     }
 
     async fn close(&self) -> Result<(), MetadataError> {
+        self.shared.closed.store(true, Ordering::Release);
+        // The keys bound to live sessions stay in the file; the next open deletes them.
+        for (_, session) in self
+            .shared
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .live
+            .drain()
+        {
+            session.reaper.abort();
+        }
         let shared = Arc::clone(&self.shared);
         tokio::task::spawn_blocking(move || {
             // Waits for operations in flight (they hold the read side).

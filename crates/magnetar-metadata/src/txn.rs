@@ -3,17 +3,31 @@
 
 use bytes::Bytes;
 
-use crate::{validate_key, validate_value, Expect, MetadataError};
+use crate::{validate_key, validate_value, Expect, MetadataError, SessionId, VALUE_SIZE_BYTES_MAX};
 
 /// Most compares, and most operations, one transaction may hold (etcd's default
 /// `--max-txn-ops`, so a transaction that passes here also passes there).
 pub const TXN_OPS_MAX: usize = 128;
+
+/// Most bytes of keys and values one transaction may carry (compared keys, operated keys and
+/// put values together): 1.25 MiB, so that with etcd's framing it stays under etcd's default
+/// `--max-request-bytes` (1.5 MiB) while a single value of [`VALUE_SIZE_BYTES_MAX`] still fits.
+pub const TXN_SIZE_BYTES_MAX: usize = VALUE_SIZE_BYTES_MAX + 256 * 1024;
 
 /// A change made by a transaction whose compares all held.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TxnOp {
     /// Stores `value` at `key` (created at version 1, or the next version).
     Put { key: String, value: Bytes },
+    /// Stores `value` at `key` bound to `session`: the key is deleted when the session ends
+    /// (closed or expired). A later put without a session unbinds it. Fails with
+    /// [`MetadataError::SessionExpired`] (nothing applied) when the compares hold but the
+    /// store no longer has the session.
+    PutInSession {
+        key: String,
+        value: Bytes,
+        session: SessionId,
+    },
     /// Removes `key`; removing an absent key is not an error (there is nothing to remove). To
     /// require the key, compare it.
     Delete { key: String },
@@ -27,13 +41,25 @@ impl TxnOp {
         }
     }
 
+    pub fn put_in_session(
+        key: impl Into<String>,
+        value: impl Into<Bytes>,
+        session: SessionId,
+    ) -> Self {
+        TxnOp::PutInSession {
+            key: key.into(),
+            value: value.into(),
+            session,
+        }
+    }
+
     pub fn delete(key: impl Into<String>) -> Self {
         TxnOp::Delete { key: key.into() }
     }
 
     pub fn key(&self) -> &str {
         match self {
-            TxnOp::Put { key, .. } | TxnOp::Delete { key } => key,
+            TxnOp::Put { key, .. } | TxnOp::PutInSession { key, .. } | TxnOp::Delete { key } => key,
         }
     }
 }
@@ -76,13 +102,20 @@ impl Txn {
                 max: TXN_OPS_MAX,
             });
         }
+        let size_bytes = self.size_bytes();
+        if size_bytes > TXN_SIZE_BYTES_MAX {
+            return Err(MetadataError::TxnSizeTooLarge {
+                size_bytes,
+                max_bytes: TXN_SIZE_BYTES_MAX,
+            });
+        }
         for (key, _) in &self.compares {
             validate_key(key)?;
         }
         let mut keys = std::collections::BTreeSet::new();
         for op in &self.ops {
             validate_key(op.key())?;
-            if let TxnOp::Put { key, value } = op {
+            if let TxnOp::Put { key, value } | TxnOp::PutInSession { key, value, .. } = op {
                 validate_value(key, value)?;
             }
             if !keys.insert(op.key()) {
@@ -93,6 +126,30 @@ impl Txn {
             }
         }
         Ok(())
+    }
+
+    /// Bytes of the compared keys, operated keys and put values.
+    pub fn size_bytes(&self) -> usize {
+        let compared: usize = self.compares.iter().map(|(key, _)| key.len()).sum();
+        let operated: usize = self
+            .ops
+            .iter()
+            .map(|op| match op {
+                TxnOp::Put { key, value } | TxnOp::PutInSession { key, value, .. } => {
+                    key.len() + value.len()
+                }
+                TxnOp::Delete { key } => key.len(),
+            })
+            .sum();
+        compared + operated
+    }
+
+    /// The sessions the operations bind keys to, in operation order.
+    pub(crate) fn sessions(&self) -> impl Iterator<Item = SessionId> + '_ {
+        self.ops.iter().filter_map(|op| match op {
+            TxnOp::PutInSession { session, .. } => Some(*session),
+            TxnOp::Put { .. } | TxnOp::Delete { .. } => None,
+        })
     }
 
     /// The first compare that does not hold, given each compared key's current version.

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use magnetar_metadata::{
-    conformance, EtcdOptions, EtcdStore, Expect, MetadataError, MetadataStore,
+    conformance, EtcdOptions, EtcdStore, Expect, MetadataError, MetadataStore, SessionState, Txn,
+    TxnOp,
 };
 
 /// One etcd member on 127.0.0.1, killed on drop.
@@ -28,11 +29,28 @@ fn free_port() -> u16 {
 }
 
 impl Etcd {
+    /// Starts etcd, again on other ports when it exits while starting (the free ports were
+    /// picked by binding and releasing them, so a test running alongside can take one first).
     fn start() -> Etcd {
+        const ATTEMPTS: usize = 3;
+        let mut log = String::new();
+        for _ in 0..ATTEMPTS {
+            match Etcd::try_start() {
+                Ok(etcd) => return etcd,
+                Err(output) => log = output,
+            }
+        }
+        panic!("etcd exited while starting, {ATTEMPTS} times; last output:\n{log}");
+    }
+
+    /// Starts etcd and waits until it is healthy; its output when it exited first.
+    fn try_start() -> Result<Etcd, String> {
         let dir = tempfile::tempdir().unwrap();
         let (client, peer) = (free_port(), free_port());
         let client_url = format!("http://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
+        let log_path = dir.path().join("etcd.log");
+        let log = std::fs::File::create(&log_path).unwrap();
         let child = Command::new("etcd")
             .args([
                 "--name",
@@ -52,7 +70,7 @@ impl Etcd {
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("etcd not found: install Debian's etcd-server (.ci/run does)");
         let mut etcd = Etcd {
@@ -66,10 +84,14 @@ impl Etcd {
                 Instant::now() < deadline,
                 "etcd was not healthy within 30 s"
             );
-            assert!(etcd.child.try_wait().unwrap().is_none(), "etcd exited");
+            if etcd.child.try_wait().unwrap().is_some() {
+                let output = std::fs::read_to_string(&log_path).unwrap_or_default();
+                let tail: Vec<&str> = output.lines().rev().take(5).collect();
+                return Err(tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
-        etcd
+        Ok(etcd)
     }
 
     async fn store(&self, root: &str) -> EtcdStore {
@@ -209,5 +231,212 @@ async fn a_stopped_etcd_is_a_storage_error_within_the_deadline_not_a_hang() {
     .await
     .unwrap_err();
     assert!(matches!(err, MetadataError::Storage(_)), "{err:?}");
+    store.close().await.unwrap();
+}
+
+/// The checks added with transactions and sessions, each on its own etcd (they also run in
+/// `etcd_passes_every_conformance_check`, all on one).
+macro_rules! etcd_checks {
+    ($($check:ident),* $(,)?) => {
+        mod each {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    let etcd = Etcd::start();
+                    let store = etcd.store("/magnetar").await;
+                    conformance::$check(&store).await;
+                    store.close().await.unwrap();
+                }
+            )*
+        }
+    };
+}
+
+etcd_checks!(
+    txn_applies_all_or_nothing,
+    txn_watch_sees_each_change,
+    txn_limits,
+    txn_large_values,
+    txn_epoch_fencing,
+    session_bound_keys_vanish_on_close,
+    session_expiry_deletes_bound_keys,
+);
+
+/// A TCP proxy on 127.0.0.1 in front of one address that can cut every connection (and drop
+/// new ones at once) until restored. Its tasks end when it is dropped.
+struct Proxy {
+    url: String,
+    up: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(target: String) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let up = tokio::sync::watch::channel(true).0;
+        let mut state = up.subscribe();
+        let task = tokio::spawn(async move {
+            let mut pipes = tokio::task::JoinSet::new();
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                while pipes.try_join_next().is_some() {}
+                if !*state.borrow_and_update() {
+                    continue;
+                }
+                let target = target.clone();
+                let mut state = state.clone();
+                pipes.spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = state.wait_for(|up| !*up) => {}
+                    }
+                });
+            }
+        });
+        Proxy { url, up, task }
+    }
+
+    fn cut(&self) {
+        self.up.send_replace(false);
+    }
+
+    fn restore(&self) {
+        self.up.send_replace(true);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Keep-alive loss for real: with the connection to etcd cut, the session fences itself on
+/// its own clock while etcd lets the lease run out and deletes the bound key (seen through a
+/// second, direct store); once the connection is back, the keep-alive learns the lease is
+/// gone (`Expired`) and a put into the session is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_cut_off_from_etcd_fences_then_expires() {
+    let etcd = Etcd::start();
+    let proxy = Proxy::start(etcd.client_url.trim_start_matches("http://").to_string()).await;
+    let store = EtcdStore::connect(EtcdOptions {
+        endpoints: vec![proxy.url.clone()],
+        root: "/magnetar".into(),
+        request_timeout: Duration::from_secs(1),
+    })
+    .await
+    .unwrap();
+    let direct = etcd.store("/magnetar").await;
+    let session = store.open_session(Duration::from_secs(2)).await.unwrap();
+    let ttl = session.ttl();
+    let txn = Txn::new()
+        .when("/owners/b0", Expect::Absent)
+        .then(TxnOp::put_in_session(
+            "/owners/b0",
+            "broker-a",
+            session.id(),
+        ));
+    store.txn(txn).await.unwrap();
+    // Kept alive well past its TTL while connected.
+    tokio::time::sleep(ttl * 2).await;
+    assert_eq!(session.current_state(), SessionState::Live);
+    assert!(direct.exists("/owners/b0").await.unwrap());
+
+    proxy.cut();
+    conformance::wait_for_state(&session, SessionState::Fenced, ttl + Duration::from_secs(3)).await;
+    let deadline = Instant::now() + ttl + Duration::from_secs(20);
+    while direct.exists("/owners/b0").await.unwrap() {
+        assert!(
+            Instant::now() < deadline,
+            "the lease did not expire on etcd"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        session.current_state(),
+        SessionState::Fenced,
+        "nothing refreshed it while cut off"
+    );
+
+    proxy.restore();
+    conformance::wait_for_state(&session, SessionState::Expired, Duration::from_secs(30)).await;
+    assert_eq!(
+        store
+            .txn(Txn::new().then(TxnOp::put_in_session("/owners/b0", "again", session.id())))
+            .await,
+        Err(MetadataError::SessionExpired {
+            session: session.id()
+        })
+    );
+    assert!(!direct.exists("/owners/b0").await.unwrap());
+    session.close().await.unwrap();
+    store.close().await.unwrap();
+    direct.close().await.unwrap();
+}
+
+/// Two brokers on one etcd: the second waits (on a watch) for the first one's bound owner key
+/// to go, then claims with the epoch it read; the first one's stale claim then fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ownership_moves_when_the_owner_closes_its_session() {
+    let etcd = Etcd::start();
+    let (a, b) = (etcd.store("/magnetar").await, etcd.store("/magnetar").await);
+    let claim = |session, epoch_version| {
+        Txn::new()
+            .when("/bundles/x/owner", Expect::Absent)
+            .when("/bundles/x/epoch", Expect::Version(epoch_version))
+            .then(TxnOp::put_in_session("/bundles/x/owner", "me", session))
+            .then(TxnOp::put("/bundles/x/epoch", "e"))
+    };
+    a.put("/bundles/x/epoch", Bytes::from_static(b"e"), Expect::Absent)
+        .await
+        .unwrap();
+    let (sa, sb) = (
+        a.open_session(Duration::from_secs(10)).await.unwrap(),
+        b.open_session(Duration::from_secs(10)).await.unwrap(),
+    );
+    assert_eq!(
+        a.txn(claim(sa.id(), 1)).await.unwrap().versions,
+        [Some(1), Some(2)]
+    );
+    assert!(matches!(
+        b.txn(claim(sb.id(), 2)).await,
+        Err(MetadataError::BadVersion {
+            actual: Some(1),
+            ..
+        })
+    ));
+    let mut watch = b.watch("/bundles/x/owner").unwrap();
+    sa.close().await.unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(10), watch.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(event.kind, magnetar_metadata::EventKind::Deleted);
+    assert_eq!(
+        b.txn(claim(sb.id(), 2)).await.unwrap().versions,
+        [Some(1), Some(3)]
+    );
+    // a's next claim, with the epoch it knew, is fenced.
+    assert!(matches!(
+        a.txn(claim(sa.id(), 2)).await,
+        Err(MetadataError::BadVersion { .. })
+    ));
+    sb.close().await.unwrap();
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn etcd_txn_epoch_fencing_across_tasks() {
+    let etcd = Etcd::start();
+    let store = std::sync::Arc::new(etcd.store("/magnetar").await);
+    conformance::txn_epoch_fencing_across_tasks(store.clone()).await;
     store.close().await.unwrap();
 }
