@@ -133,6 +133,12 @@ impl MetadataStore for FaultyMetadata {
         }
         Ok(outcome)
     }
+    async fn open_session(
+        &self,
+        ttl: std::time::Duration,
+    ) -> Result<magnetar_metadata::Session, MetadataError> {
+        self.inner.open_session(ttl).await
+    }
     fn watch(&self, prefix: &str) -> Result<Watch, MetadataError> {
         self.inner.watch(prefix)
     }
