@@ -370,6 +370,11 @@ impl SharedLedger {
         }
     }
 
+    /// Whether a failed or fenced commit made the ledger refuse appends (reopen it).
+    pub fn is_failed(&self) -> bool {
+        lock(&self.inner.append).failed.is_some()
+    }
+
     /// Stops accepting appends (those already accepted still complete).
     pub fn close(&self) {
         lock(&self.inner.append).closed = true;
