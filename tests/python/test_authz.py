@@ -517,6 +517,36 @@ def test_kafka_deny_overrides_allow_on_produce(env):
     env.serving()
 
 
+def test_kafka_deny_all_to_every_user_as_librdkafka_tests_do(env):
+    """librdkafka's producer/consumer authorization tests add `--deny-principal 'User:*' --operation
+    All --deny-host '*' --topic T`: every role but superusers is refused the topic, lookup included."""
+    from confluent_kafka.admin import AclOperation, AclPermissionType, ResourceType
+    t = topic("deny-everyone")
+    full = f"persistent://acme/app/{t}"
+    env.grant("acme/app", "de-user", "produce", "consume")
+    assert env.produce("de-user", t, 1) == []
+    admin = AdminClient(env.conf("acme-admin"))
+    create_acls(admin, acl(ResourceType.TOPIC, t, "User:*", AclOperation.ALL, AclPermissionType.DENY))
+    assert env.http("GET", f"persistent/acme/app/{t}/permissions").json()["deny:*"] == ["all"]
+    # An ALLOW for everyone has no place in a model of grants to roles: refused with the reason.
+    everyone = acl(ResourceType.TOPIC, t, "User:*", AclOperation.READ, AclPermissionType.ALLOW)
+    with pytest.raises(KafkaException) as e:
+        admin.create_acls([everyone])[everyone].result(timeout=15)
+    assert e.value.args[0].code() == KafkaError.INVALID_REQUEST and "User:*" in e.value.args[0].str(), e.value
+    for role in ("de-user", "acme-admin"):
+        errors = env.produce(role, t, 1)
+        assert errors and all(e.code() == TOPIC_AUTHZ for e in errors), (role, errors)
+    err = subscribe_error(env.conf("de-user"), t, "de-group", timeout_s=10)
+    assert isinstance(err, KafkaError) and err.code() == TOPIC_AUTHZ, err
+    assert env.produce("admin", t, 1) == []
+    # Other topics are untouched.
+    assert env.produce("de-user", topic("deny-everyone-other"), 1) == []
+    f = acl_filter(ResourceType.TOPIC, t, principal="User:*", permission=AclPermissionType.DENY)
+    assert [b.operation for b in admin.delete_acls([f])[f].result(timeout=15)] == [AclOperation.ALL]
+    assert read(env.conf("de-user"), full, 2) == [b"v0", b"v0"]
+    env.serving()
+
+
 def test_kafka_deny_on_group_read_blocks_a_consumer(env):
     from confluent_kafka.admin import AclOperation, AclPermissionType, ResourceType
     t = topic("deny-group")

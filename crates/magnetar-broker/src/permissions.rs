@@ -111,6 +111,10 @@ pub type Denies = BTreeMap<String, BTreeSet<DeniedAction>>;
 /// `deny:<subscription>`) beside the grants. Roles may not start with it.
 pub const DENY_PREFIX: &str = "deny:";
 
+/// The role a deny rule names to refuse every role (Kafka's `User:*`), superusers excepted.
+/// Grants to `*` keep Pulsar's meaning: a role literally named `*`.
+pub const EVERY_ROLE: &str = "*";
+
 /// Pulsar's `AuthPolicies`, stored inside the namespace's policies.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuthPolicies {
@@ -164,8 +168,10 @@ impl AuthPolicies {
         let key = permission_key(topic);
         let refused = |action: DeniedAction| {
             let hit = |d: &Denies| {
-                d.get(role)
-                    .is_some_and(|a| a.contains(&action) || a.contains(&DeniedAction::All))
+                [role, EVERY_ROLE].iter().any(|r| {
+                    d.get(*r)
+                        .is_some_and(|a| a.contains(&action) || a.contains(&DeniedAction::All))
+                })
             };
             hit(&self.namespace_deny) || self.destination_deny.get(&key).is_some_and(hit)
         };
@@ -182,11 +188,12 @@ impl AuthPolicies {
         }
     }
 
-    /// Is `role` refused the subscription (Kafka group) `group` by a deny rule?
+    /// Is `role` refused the subscription (Kafka group) `group` by a deny rule (naming it or
+    /// every role)?
     pub fn denies_group(&self, role: &str, group: &str) -> bool {
         self.subscription_deny_roles
             .get(group)
-            .is_some_and(|roles| roles.contains(role))
+            .is_some_and(|roles| roles.contains(role) || roles.contains(EVERY_ROLE))
     }
 
     /// The deny rules that apply to a topic: its namespace's merged with its own.
@@ -775,6 +782,16 @@ mod tests {
         };
         assert!(!p.allows(&orders, "a", &with("g")));
         assert!(p.allows(&orders, "a", &with("h")));
+        // `*` refuses every role.
+        p.destination_deny.insert(
+            "persistent://t/ns/other".into(),
+            [(EVERY_ROLE.to_string(), [DeniedAction::Consume].into())].into(),
+        );
+        assert!(p.denies(&other, "a", &consume) && p.denies(&other, "anyone", &consume));
+        assert!(!p.denies(&other, "a", &Access::Produce));
+        p.subscription_deny_roles
+            .insert("closed".into(), [EVERY_ROLE.to_string()].into());
+        assert!(!p.allows_group("a", "closed") && p.allows_group("a", "h"));
         assert_eq!(
             p.topic_denies(&orders).keys().collect::<Vec<_>>(),
             ["a", "b"]

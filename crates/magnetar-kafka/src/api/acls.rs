@@ -9,7 +9,8 @@
 //! - `TOPIC` `LITERAL` `*` — the namespace's grants (every topic of the namespace);
 //! - `GROUP` `LITERAL` `<group>` `READ` — the roles allowed to use the group (Pulsar's
 //!   subscription permission);
-//! - principal `User:<role>`, host `*`.
+//! - principal `User:<role>`, host `*`; `User:*` only in a `DENY` (every role but superusers:
+//!   Pulsar grants name roles, so an `ALLOW` for everyone has no place to go).
 //!
 //! `DENY` bindings are the model's deny rules, kept beside the grants (deny overrides allow,
 //! superusers bypass): `TOPIC` `READ`, `WRITE`, `DESCRIBE` or `ALL` on a topic or on `*` refuses
@@ -36,6 +37,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
+use magnetar_broker::permissions::EVERY_ROLE;
 use magnetar_broker::{AuthAction, DeniedAction, NamespaceName, TopicName};
 
 use super::{Context, Envelope};
@@ -522,6 +524,12 @@ pub async fn create(
                     permission_type: c.permission_type,
                 },
             )?;
+            if matches!(change, Change::Grant(_)) && role == EVERY_ROLE {
+                return Err(refused(
+                    "ALLOW for User:* cannot be stored: grants name roles (grant the namespace \
+                     with name '*' to each role instead); DENY for User:* refuses every role",
+                ));
+            }
             may_manage(ctx, namespace_of(ctx, &target)).await?;
             apply(ctx, &target, &role, &change, true)
                 .await
