@@ -508,6 +508,14 @@ def test_kafka_deny_overrides_allow_on_produce(env):
     assert env.produce("dp-other", t, 1) == []
     assert env.produce("acme-admin", t, 1) != []
     assert env.produce("admin", t, 1) == []  # superusers bypass ACLs
+    # KIP-430 authorized operations follow the deny: no WRITE, READ and DESCRIBE kept.
+    from confluent_kafka import TopicCollection
+    for role in ("dp-user", "acme-admin"):
+        client = AdminClient(env.conf(role))
+        described = client.describe_topics(
+            TopicCollection([t]), include_authorized_operations=True)[t].result(timeout=15)
+        ops = set(described.authorized_operations or [])
+        assert AclOperation.WRITE not in ops and {AclOperation.READ, AclOperation.DESCRIBE} <= ops, (role, ops)
     # READ is not denied: the denied producer's role still reads.
     assert read(env.conf("dp-user"), full, 3) == [b"v0", b"v0", b"v0"]
     # Deleting the DENY restores the grant's effect.
