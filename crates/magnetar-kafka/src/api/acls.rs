@@ -526,8 +526,8 @@ pub async fn create(
             )?;
             if matches!(change, Change::Grant(_)) && role == EVERY_ROLE {
                 return Err(refused(
-                    "ALLOW for User:* cannot be stored: grants name roles (grant the namespace \
-                     with name '*' to each role instead); DENY for User:* refuses every role",
+                    "ALLOW for User:* cannot be stored: grants name roles (grant each role, on \
+                     topic '*' for the whole namespace); DENY for User:* refuses every role",
                 ));
             }
             may_manage(ctx, namespace_of(ctx, &target)).await?;
