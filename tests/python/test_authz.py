@@ -399,12 +399,12 @@ def test_kafka_acl_apis_read_and_write_the_pulsar_permissions(env):
     assert (ResourceType.TOPIC, t, "User:acl-user", AclOperation.WRITE) in seen, seen
     assert (ResourceType.TOPIC, "*", "User:acl-user", AclOperation.READ) in seen, seen
     assert (ResourceType.GROUP, "acl-group", "User:acl-user", AclOperation.READ) in seen, seen
-    # What Pulsar cannot hold is refused with a reason.
-    deny = AclBinding(ResourceType.TOPIC, t, ResourcePatternType.LITERAL, "User:x", "*",
-                      AclOperation.READ, AclPermissionType.DENY)
+    # What the model cannot hold is refused with a reason.
+    by_host = AclBinding(ResourceType.TOPIC, t, ResourcePatternType.LITERAL, "User:x", "10.0.0.1",
+                         AclOperation.READ, AclPermissionType.ALLOW)
     with pytest.raises(KafkaException) as e:
-        admin.create_acls([deny])[deny].result(timeout=15)
-    assert "DENY" in e.value.args[0].str(), e.value
+        admin.create_acls([by_host])[by_host].result(timeout=15)
+    assert "host" in e.value.args[0].str(), e.value
     # DeleteAcls removes the permission again.
     only_write = AclBindingFilter(ResourceType.TOPIC, t, ResourcePatternType.LITERAL, "User:acl-user", None,
                                   AclOperation.WRITE, AclPermissionType.ANY)
@@ -413,6 +413,186 @@ def test_kafka_acl_apis_read_and_write_the_pulsar_permissions(env):
     grants = env.http("GET", f"persistent/acme/app/{t}/permissions").json()
     assert "produce" not in grants.get("acl-user", []), grants
     env.serving()
+
+
+def acl(restype, name: str, principal: str, operation, permission, host: str = "*"):
+    from confluent_kafka.admin import AclBinding, ResourcePatternType
+    return AclBinding(restype, name, ResourcePatternType.LITERAL, principal, host, operation, permission)
+
+
+def acl_filter(restype=None, name=None, pattern=None, principal=None, operation=None, permission=None):
+    from confluent_kafka.admin import (AclBindingFilter, AclOperation, AclPermissionType, ResourcePatternType,
+                                       ResourceType)
+    return AclBindingFilter(restype or ResourceType.ANY, name, pattern or ResourcePatternType.ANY, principal, None,
+                            operation or AclOperation.ANY, permission or AclPermissionType.ANY)
+
+
+def create_acls(admin: AdminClient, *bindings) -> None:
+    for f in admin.create_acls(list(bindings)).values():
+        assert f.result(timeout=15) is None
+
+
+def test_kafka_deny_acls_are_stored_listed_and_deleted(env):
+    """A DENY binding is kept in the permission model beside the grants: DescribeAcls lists it under
+    Kafka's filter rules (MATCH also returns the namespace-wide '*' binding; LITERAL only the exact
+    name), the REST permissions show it as `deny:<role>`, and DeleteAcls returns what it deleted."""
+    from confluent_kafka.admin import AclOperation, AclPermissionType, ResourcePatternType, ResourceType
+    DENY, ALLOW = AclPermissionType.DENY, AclPermissionType.ALLOW
+    t = topic("deny-list")
+    admin = AdminClient(env.conf("acme-admin"))
+    env.grant("acme/app", "dl-user", "produce", "consume")
+    create_acls(admin,
+                acl(ResourceType.TOPIC, t, "User:dl-user", AclOperation.WRITE, DENY),
+                acl(ResourceType.TOPIC, t, "User:dl-user", AclOperation.DESCRIBE, DENY),
+                acl(ResourceType.TOPIC, "*", "User:dl-all", AclOperation.ALL, DENY),
+                acl(ResourceType.GROUP, "dl-group", "User:dl-user", AclOperation.READ, DENY))
+
+    def listed(f) -> set:
+        return {(b.restype, b.name, b.principal, b.operation, b.permission_type)
+                for b in admin.describe_acls(f).result(timeout=15)}
+
+    denies = listed(acl_filter(permission=DENY))
+    assert {(ResourceType.TOPIC, t, "User:dl-user", AclOperation.WRITE, DENY),
+            (ResourceType.TOPIC, t, "User:dl-user", AclOperation.DESCRIBE, DENY),
+            (ResourceType.TOPIC, "*", "User:dl-all", AclOperation.ALL, DENY),
+            (ResourceType.GROUP, "dl-group", "User:dl-user", AclOperation.READ, DENY)} <= denies, denies
+    assert all(p == DENY for *_, p in denies), denies
+    # MATCH on the topic's name: its own bindings and the namespace-wide '*' ones, allows included.
+    matched = listed(acl_filter(ResourceType.TOPIC, t, ResourcePatternType.MATCH, "User:dl-user"))
+    assert matched == {(ResourceType.TOPIC, t, "User:dl-user", AclOperation.WRITE, DENY),
+                       (ResourceType.TOPIC, t, "User:dl-user", AclOperation.DESCRIBE, DENY),
+                       (ResourceType.TOPIC, "*", "User:dl-user", AclOperation.WRITE, ALLOW),
+                       (ResourceType.TOPIC, "*", "User:dl-user", AclOperation.READ, ALLOW)}, matched
+    literal = listed(acl_filter(ResourceType.TOPIC, t, ResourcePatternType.LITERAL, "User:dl-user"))
+    assert {name for _, name, *_ in literal} == {t}, literal
+    assert listed(acl_filter(ResourceType.TOPIC, t, ResourcePatternType.PREFIXED)) == set()
+    # The Pulsar-shaped admin API shows the deny rules, marked, beside the grants.
+    grants = env.http("GET", f"persistent/acme/app/{t}/permissions").json()
+    assert sorted(grants["deny:dl-user"]) == ["lookup", "produce"], grants
+    assert grants["deny:dl-all"] == ["all"], grants
+    assert sorted(grants["dl-user"]) == ["consume", "produce"], grants
+    ns = env.http("GET", "namespaces/acme/app/permissions").json()
+    assert ns["deny:dl-all"] == ["all"] and "deny:dl-user" not in ns, ns
+    subs = env.http("GET", "namespaces/acme/app/permissions/subscription").json()
+    assert subs["deny:dl-group"] == ["dl-user"], subs
+    # DeleteAcls: only the DENY bindings matched, returned as deleted.
+    f = acl_filter(ResourceType.TOPIC, t, ResourcePatternType.LITERAL, "User:dl-user", permission=DENY)
+    deleted = admin.delete_acls([f])[f].result(timeout=15)
+    assert sorted((b.name, b.operation, b.permission_type) for b in deleted) == sorted(
+        [(t, AclOperation.WRITE, DENY), (t, AclOperation.DESCRIBE, DENY)]), deleted
+    grants = env.http("GET", f"persistent/acme/app/{t}/permissions").json()
+    assert "deny:dl-user" not in grants and sorted(grants["dl-user"]) == ["consume", "produce"], grants
+    for f in (acl_filter(principal="User:dl-all", permission=DENY),
+              acl_filter(ResourceType.GROUP, "dl-group", permission=DENY)):
+        assert len(admin.delete_acls([f])[f].result(timeout=15)) == 1
+    assert listed(acl_filter(permission=DENY)) & {
+        (ResourceType.TOPIC, "*", "User:dl-all", AclOperation.ALL, DENY)} == set()
+    env.serving()
+
+
+def test_kafka_deny_overrides_allow_on_produce(env):
+    """DENY WRITE on a topic refuses a role that the namespace allows (TOPIC_AUTHORIZATION_FAILED),
+    leaves its READ and other roles alone, binds the tenant's admins too, and not superusers."""
+    from confluent_kafka.admin import AclOperation, AclPermissionType, ResourceType
+    t = topic("deny-produce")
+    full = f"persistent://acme/app/{t}"
+    admin = AdminClient(env.conf("acme-admin"))
+    for role in ("dp-user", "dp-other"):
+        env.grant("acme/app", role, "produce", "consume")
+    assert env.produce("dp-user", t, 1) == []
+    deny = [acl(ResourceType.TOPIC, t, f"User:{r}", AclOperation.WRITE, AclPermissionType.DENY)
+            for r in ("dp-user", "acme-admin", "admin")]
+    create_acls(admin, *deny)
+    errors = env.produce("dp-user", t, 1)
+    assert errors and all(e.code() == TOPIC_AUTHZ for e in errors), errors
+    assert env.produce("dp-other", t, 1) == []
+    assert env.produce("acme-admin", t, 1) != []
+    assert env.produce("admin", t, 1) == []  # superusers bypass ACLs
+    # KIP-430 authorized operations follow the deny: no WRITE, READ and DESCRIBE kept.
+    from confluent_kafka import TopicCollection
+    for role in ("dp-user", "acme-admin"):
+        client = AdminClient(env.conf(role))
+        described = client.describe_topics(
+            TopicCollection([t]), include_authorized_operations=True)[t].result(timeout=15)
+        ops = set(described.authorized_operations or [])
+        assert AclOperation.WRITE not in ops and {AclOperation.READ, AclOperation.DESCRIBE} <= ops, (role, ops)
+    # READ is not denied: the denied producer's role still reads.
+    assert read(env.conf("dp-user"), full, 3) == [b"v0", b"v0", b"v0"]
+    # Deleting the DENY restores the grant's effect.
+    f = acl_filter(ResourceType.TOPIC, t, permission=AclPermissionType.DENY)
+    assert len(admin.delete_acls([f])[f].result(timeout=15)) == 3
+    assert env.produce("dp-user", t, 1) == []
+    env.serving()
+
+
+def test_kafka_deny_all_to_every_user_as_librdkafka_tests_do(env):
+    """librdkafka's producer/consumer authorization tests add `--deny-principal 'User:*' --operation
+    All --deny-host '*' --topic T`: every role but superusers is refused the topic, lookup included."""
+    from confluent_kafka.admin import AclOperation, AclPermissionType, ResourceType
+    t = topic("deny-everyone")
+    full = f"persistent://acme/app/{t}"
+    env.grant("acme/app", "de-user", "produce", "consume")
+    assert env.produce("de-user", t, 1) == []
+    admin = AdminClient(env.conf("acme-admin"))
+    create_acls(admin, acl(ResourceType.TOPIC, t, "User:*", AclOperation.ALL, AclPermissionType.DENY))
+    assert env.http("GET", f"persistent/acme/app/{t}/permissions").json()["deny:*"] == ["all"]
+    # An ALLOW for everyone has no place in a model of grants to roles: refused with the reason.
+    everyone = acl(ResourceType.TOPIC, t, "User:*", AclOperation.READ, AclPermissionType.ALLOW)
+    with pytest.raises(KafkaException) as e:
+        admin.create_acls([everyone])[everyone].result(timeout=15)
+    assert e.value.args[0].code() == KafkaError.INVALID_REQUEST and "User:*" in e.value.args[0].str(), e.value
+    for role in ("de-user", "acme-admin"):
+        errors = env.produce(role, t, 1)
+        assert errors and all(e.code() == TOPIC_AUTHZ for e in errors), (role, errors)
+    err = subscribe_error(env.conf("de-user"), t, "de-group", timeout_s=10)
+    assert isinstance(err, KafkaError) and err.code() == TOPIC_AUTHZ, err
+    assert env.produce("admin", t, 1) == []
+    # Other topics are untouched.
+    assert env.produce("de-user", topic("deny-everyone-other"), 1) == []
+    f = acl_filter(ResourceType.TOPIC, t, principal="User:*", permission=AclPermissionType.DENY)
+    assert [b.operation for b in admin.delete_acls([f])[f].result(timeout=15)] == [AclOperation.ALL]
+    assert read(env.conf("de-user"), full, 2) == [b"v0", b"v0"]
+    env.serving()
+
+
+def test_kafka_deny_on_group_read_blocks_a_consumer(env):
+    from confluent_kafka.admin import AclOperation, AclPermissionType, ResourceType
+    t = topic("deny-group")
+    assert env.produce("admin", f"persistent://acme/app/{t}", 2) == []
+    env.grant("acme/app", "dg-user", "consume")
+    admin = AdminClient(env.conf("acme-admin"))
+    create_acls(admin, acl(ResourceType.GROUP, "dg-denied", "User:dg-user", AclOperation.READ,
+                           AclPermissionType.DENY))
+    err = subscribe_error(env.conf("dg-user"), t, "dg-denied")
+    assert isinstance(err, KafkaError) and err.code() == GROUP_AUTHZ, err
+    # Another group, and another role in the denied group, still read.
+    assert subscribe_error(env.conf("dg-user"), t, "dg-open") == [b"v0", b"v1"]
+    env.grant("acme/app", "dg-other", "consume")
+    assert subscribe_error(env.conf("dg-other"), t, "dg-denied") == [b"v0", b"v1"]
+    env.serving()
+
+
+def test_kafka_python_creates_and_lists_deny_acls(env):
+    from kafka.admin import (ACL, ACLFilter, ACLOperation, ACLPermissionType, ACLResourcePatternType,
+                             KafkaAdminClient, ResourcePattern, ResourcePatternFilter, ResourceType)
+    t = topic("deny-kp")
+    k = KafkaAdminClient(bootstrap_servers=env.broker.kafka, security_protocol="SASL_PLAINTEXT",
+                         sasl_mechanism="PLAIN", sasl_plain_username="acme/app",
+                         sasl_plain_password=f"token:{env.token('acme-admin')}", request_timeout_ms=15000)
+    try:
+        deny = ACL(principal="User:kp-user", host="*", operation=ACLOperation.READ,
+                   permission_type=ACLPermissionType.DENY,
+                   resource_pattern=ResourcePattern(ResourceType.TOPIC, t, ACLResourcePatternType.LITERAL))
+        result = k.create_acls([deny])
+        assert result["failed"] == [], result
+        acls, err = k.describe_acls(ACLFilter(
+            principal="User:kp-user", host="*", operation=ACLOperation.ANY,
+            permission_type=ACLPermissionType.DENY,
+            resource_pattern=ResourcePatternFilter(ResourceType.TOPIC, t, ACLResourcePatternType.LITERAL)))
+        assert [(a.operation, a.permission_type) for a in acls] == [
+            (ACLOperation.READ, ACLPermissionType.DENY)], acls
+    finally:
+        k.close()
 
 
 def test_scram_users_over_the_admin_api_and_cli(env, pytestconfig):
@@ -530,6 +710,37 @@ def test_pulsar_produce_and_consume_permissions_and_grants_apply_at_once(env):
         pulsar_refused(lambda: w.subscribe(t, "nope"))
     finally:
         w.close()
+    env.serving()
+
+
+def test_pulsar_producer_and_subscription_of_a_denied_role_are_refused(env):
+    """Kafka DENY ACLs are part of the one permission model: the Pulsar front end refuses them too."""
+    import pulsar
+    from confluent_kafka.admin import AclOperation, AclPermissionType, ResourceType
+    t = topic("p-deny")
+    env.grant("acme/app", "pd-user", "produce", "consume")
+    admin = AdminClient(env.conf("acme-admin"))
+    create_acls(admin,
+                acl(ResourceType.TOPIC, t, "User:pd-user", AclOperation.WRITE, AclPermissionType.DENY),
+                acl(ResourceType.GROUP, "pd-denied", "User:pd-user", AclOperation.READ, AclPermissionType.DENY))
+    full = f"persistent://acme/app/{t}"
+    c = pulsar_client(env, "pd-user")
+    try:
+        pulsar_refused(lambda: c.create_producer(full))
+        pulsar_refused(lambda: c.subscribe(full, "pd-denied"))
+        # Consume is not denied with another subscription.
+        consumer = c.subscribe(full, "pd-open", initial_position=pulsar.InitialPosition.Earliest)
+        consumer.close()
+    finally:
+        c.close()
+    # Removing the DENY lets the same role produce.
+    f = acl_filter(principal="User:pd-user", permission=AclPermissionType.DENY)
+    assert len(admin.delete_acls([f])[f].result(timeout=15)) == 2
+    c = pulsar_client(env, "pd-user")
+    try:
+        c.create_producer(full).send(b"allowed-again")
+    finally:
+        c.close()
     env.serving()
 
 

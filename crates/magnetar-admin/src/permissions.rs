@@ -2,6 +2,11 @@
 //! to roles on a namespace or a topic, and the roles allowed on a subscription (a Kafka group is a
 //! subscription of the namespace). Bodies: a JSON array of actions, or of roles.
 //! The decisions themselves are `magnetar_broker::permissions`.
+//!
+//! Listings also show the deny rules (made with Kafka's `DENY` ACLs), under keys marked
+//! `deny:` so Pulsar tooling still reads a map of role -> strings: `"deny:<role>": ["produce",
+//! "consume", "lookup" | "all"]` beside the grants, and `"deny:<subscription>": ["<role>"]` in the
+//! subscription listing. Roles may not start with `deny:`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -9,13 +14,30 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use magnetar_broker::{AuthAction, NamespaceName, TopicName};
+use magnetar_broker::permissions::DENY_PREFIX;
+use magnetar_broker::{AuthAction, Denies, Grants, NamespaceName, TopicName};
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, Path};
 use crate::AppState;
 
-type GrantsJson = BTreeMap<String, BTreeSet<AuthAction>>;
+/// Role (or `deny:<role>`) -> action names, in Pulsar's order (`produce` before `consume`).
+type GrantsJson = BTreeMap<String, Vec<&'static str>>;
+
+/// Grants and deny rules in one listing, the deny rules under `deny:<role>`.
+fn listing(grants: Grants, denies: Denies) -> GrantsJson {
+    let mut out: GrantsJson = grants
+        .into_iter()
+        .map(|(role, actions)| (role, actions.iter().map(|a| a.as_str()).collect()))
+        .collect();
+    for (role, actions) in denies {
+        out.insert(
+            format!("{DENY_PREFIX}{role}"),
+            actions.iter().map(|a| a.as_str()).collect(),
+        );
+    }
+    out
+}
 
 fn namespace(tenant: &str, ns: &str) -> ApiResult<NamespaceName> {
     Ok(NamespaceName::new(tenant, ns)?)
@@ -42,7 +64,8 @@ pub async fn namespace_permissions(
     Path((tenant, ns)): Path<(String, String)>,
 ) -> ApiResult<Json<GrantsJson>> {
     let ns = namespace(&tenant, &ns)?;
-    Ok(Json(state.broker.namespace_permissions(&ns).await?))
+    let auth = state.broker.auth_policies(&ns).await?;
+    Ok(Json(listing(auth.namespace_auth, auth.namespace_deny)))
 }
 
 pub async fn grant_namespace(
@@ -72,7 +95,12 @@ pub async fn subscription_permissions(
     Path((tenant, ns)): Path<(String, String)>,
 ) -> ApiResult<Json<BTreeMap<String, BTreeSet<String>>>> {
     let ns = namespace(&tenant, &ns)?;
-    Ok(Json(state.broker.subscription_permissions(&ns).await?))
+    let auth = state.broker.auth_policies(&ns).await?;
+    let mut out = auth.subscription_auth_roles;
+    for (subscription, roles) in auth.subscription_deny_roles {
+        out.insert(format!("{DENY_PREFIX}{subscription}"), roles);
+    }
+    Ok(Json(out))
 }
 
 pub async fn grant_subscription(
@@ -105,7 +133,8 @@ pub async fn topic_permissions(
     Path((tenant, ns, name)): Path<(String, String, String)>,
 ) -> ApiResult<Json<GrantsJson>> {
     let t = topic(&tenant, &ns, &name)?;
-    Ok(Json(state.broker.topic_permissions(&t).await?))
+    let auth = state.broker.auth_policies(&t.namespace).await?;
+    Ok(Json(listing(auth.topic_grants(&t), auth.topic_denies(&t))))
 }
 
 pub async fn grant_topic(

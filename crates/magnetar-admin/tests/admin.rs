@@ -516,6 +516,64 @@ async fn permissions_on_namespaces_topics_and_subscriptions() {
         .authorize("ingest", &orders, &Access::Produce)
         .await
         .unwrap());
+    // Deny rules (Kafka DENY ACLs) are listed beside the grants under `deny:`.
+    let public = orders.namespace.clone();
+    let lookup_produce = [DeniedAction::Lookup, DeniedAction::Produce].into();
+    api.broker
+        .change_denies(&public, Some(&orders), "ingest", &lookup_produce, true)
+        .await
+        .unwrap();
+    api.broker
+        .change_denies(&public, None, "app", &[DeniedAction::All].into(), true)
+        .await
+        .unwrap();
+    api.broker
+        .change_subscription_deny(&public, "audit", "app", true)
+        .await
+        .unwrap();
+    assert_eq!(
+        api.call(M::GET, &format!("{topic}/permissions"), None)
+            .await,
+        (
+            StatusCode::OK,
+            json!({"app": ["produce", "consume"], "ingest": ["produce"],
+                   "deny:app": ["all"], "deny:ingest": ["produce", "lookup"]})
+        )
+    );
+    assert_eq!(
+        api.call(M::GET, &format!("{ns}/permissions"), None).await,
+        (
+            StatusCode::OK,
+            json!({"app": ["produce", "consume"], "deny:app": ["all"]})
+        )
+    );
+    assert_eq!(
+        api.call(M::GET, &format!("{ns}/permissions/subscription"), None)
+            .await,
+        (StatusCode::OK, json!({"deny:audit": ["app"]}))
+    );
+    assert_eq!(
+        api.call(
+            M::POST,
+            &format!("{ns}/permissions/deny:x"),
+            Some(r#"["produce"]"#)
+        )
+        .await
+        .0,
+        StatusCode::BAD_REQUEST
+    );
+    api.broker
+        .change_denies(&public, Some(&orders), "ingest", &lookup_produce, false)
+        .await
+        .unwrap();
+    api.broker
+        .change_denies(&public, None, "app", &[DeniedAction::All].into(), false)
+        .await
+        .unwrap();
+    api.broker
+        .change_subscription_deny(&public, "audit", "app", false)
+        .await
+        .unwrap();
     // Subscriptions (Kafka groups) restricted to roles.
     assert_eq!(
         api.call(

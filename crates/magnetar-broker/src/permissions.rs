@@ -14,6 +14,12 @@
 //! - `Lookup` (metadata, offsets, stats) needs `produce` or `consume`;
 //! - `Admin` (create/delete topics, partitions, configs) needs a tenant admin role.
 //!
+//! Deny rules (Kafka's `DENY` ACLs) sit beside the grants in the same policies: a role refused
+//! `produce`, `consume`, `lookup` or `all` on the namespace or a topic, or refused a
+//! subscription (Kafka group). As in Kafka, a deny overrides every allow, tenant admin roles
+//! included; only superusers bypass it. It is protocol-neutral: a deny on a topic refuses the
+//! role's Kafka Produce and its Pulsar PRODUCER alike.
+//!
 //! Front ends cache decisions per connection; [`Broker::permissions_version`] changes whenever a
 //! policy or a tenant's admin roles change, which invalidates those caches.
 
@@ -76,6 +82,39 @@ impl AuthAction {
 /// Roles and their actions.
 pub type Grants = BTreeMap<String, BTreeSet<AuthAction>>;
 
+/// What a deny rule refuses. `Lookup` is metadata, offsets and stats (Kafka's `DESCRIBE`);
+/// `All` refuses every access to the topic, administration included (Kafka's `ALL`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeniedAction {
+    Produce,
+    Consume,
+    Lookup,
+    All,
+}
+
+impl DeniedAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeniedAction::Produce => "produce",
+            DeniedAction::Consume => "consume",
+            DeniedAction::Lookup => "lookup",
+            DeniedAction::All => "all",
+        }
+    }
+}
+
+/// Roles and what they are refused.
+pub type Denies = BTreeMap<String, BTreeSet<DeniedAction>>;
+
+/// How the admin API's permission listings mark deny rules: the key `deny:<role>` (or
+/// `deny:<subscription>`) beside the grants. Roles may not start with it.
+pub const DENY_PREFIX: &str = "deny:";
+
+/// The role a deny rule names to refuse every role (Kafka's `User:*`), superusers excepted.
+/// Grants to `*` keep Pulsar's meaning: a role literally named `*`.
+pub const EVERY_ROLE: &str = "*";
+
 /// Pulsar's `AuthPolicies`, stored inside the namespace's policies.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuthPolicies {
@@ -89,6 +128,15 @@ pub struct AuthPolicies {
     /// Subscription (Kafka group) -> the roles allowed to consume with it.
     #[serde(default)]
     pub subscription_auth_roles: BTreeMap<String, BTreeSet<String>>,
+    /// Refused on every topic of the namespace (overrides grants).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub namespace_deny: Denies,
+    /// Refused on one topic, keyed like `destination_auth`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub destination_deny: BTreeMap<String, Denies>,
+    /// Subscription (Kafka group) -> the roles refused it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub subscription_deny_roles: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// Most roles one grant map may hold, and longest role name: limits on what the admin API stores.
@@ -114,8 +162,59 @@ impl AuthPolicies {
         granted(&self.namespace_auth) || self.destination_auth.get(topic).is_some_and(granted)
     }
 
-    /// The decision for a role that is neither superuser nor tenant admin.
+    /// Is `role` refused `access` on `topic` by a deny rule (of the namespace, the topic, or the
+    /// subscription used)?
+    pub fn denies(&self, topic: &TopicName, role: &str, access: &Access) -> bool {
+        let key = permission_key(topic);
+        let refused = |action: DeniedAction| {
+            let hit = |d: &Denies| {
+                [role, EVERY_ROLE].iter().any(|r| {
+                    d.get(*r)
+                        .is_some_and(|a| a.contains(&action) || a.contains(&DeniedAction::All))
+                })
+            };
+            hit(&self.namespace_deny) || self.destination_deny.get(&key).is_some_and(hit)
+        };
+        match access {
+            Access::Produce => refused(DeniedAction::Produce),
+            Access::Consume { subscription } => {
+                refused(DeniedAction::Consume)
+                    || subscription
+                        .as_ref()
+                        .is_some_and(|s| self.denies_group(role, s))
+            }
+            Access::Lookup => refused(DeniedAction::Lookup),
+            Access::Admin => refused(DeniedAction::All),
+        }
+    }
+
+    /// Is `role` refused the subscription (Kafka group) `group` by a deny rule (naming it or
+    /// every role)?
+    pub fn denies_group(&self, role: &str, group: &str) -> bool {
+        self.subscription_deny_roles
+            .get(group)
+            .is_some_and(|roles| roles.contains(role) || roles.contains(EVERY_ROLE))
+    }
+
+    /// The deny rules that apply to a topic: its namespace's merged with its own.
+    pub fn topic_denies(&self, topic: &TopicName) -> Denies {
+        let mut merged = self.namespace_deny.clone();
+        if let Some(own) = self.destination_deny.get(&permission_key(topic)) {
+            for (role, actions) in own {
+                merged
+                    .entry(role.clone())
+                    .or_default()
+                    .extend(actions.iter().copied());
+            }
+        }
+        merged
+    }
+
+    /// The decision for a role that is neither superuser nor tenant admin: a grant, and no deny.
     pub fn allows(&self, topic: &TopicName, role: &str, access: &Access) -> bool {
+        if self.denies(topic, role, access) {
+            return false;
+        }
         let topic = permission_key(topic);
         match access {
             Access::Produce => self.has(&topic, role, AuthAction::Produce),
@@ -139,6 +238,9 @@ impl AuthPolicies {
     /// the subscription has roles listed, to be among them. What it may then read is decided per
     /// topic (Fetch, OffsetCommit).
     pub fn allows_group(&self, role: &str, group: &str) -> bool {
+        if self.denies_group(role, group) {
+            return false;
+        }
         let consumes = |g: &Grants| {
             g.get(role)
                 .is_some_and(|a| a.contains(&AuthAction::Consume))
@@ -178,6 +280,11 @@ pub fn check_role(role: &str) -> Result<()> {
     if role.is_empty() || role.len() > ROLE_BYTES_MAX || role.chars().any(char::is_control) {
         return Err(Error::InvalidRequest(format!(
             "invalid role name (1 to {ROLE_BYTES_MAX} bytes, no control characters)"
+        )));
+    }
+    if role.starts_with(DENY_PREFIX) {
+        return Err(Error::InvalidRequest(format!(
+            "invalid role name: '{DENY_PREFIX}' marks deny rules in permission listings"
         )));
     }
     Ok(())
@@ -261,13 +368,20 @@ impl Broker {
         namespace: &NamespaceName,
         group: &str,
     ) -> Result<bool> {
+        if self.is_superuser(role) {
+            return Ok(true);
+        }
+        let policies = self.namespace_policies(namespace).await?;
+        if policies
+            .as_ref()
+            .is_some_and(|p| p.auth_policies.denies_group(role, group))
+        {
+            return Ok(false);
+        }
         if self.is_tenant_admin(role, &namespace.tenant).await? {
             return Ok(true);
         }
-        Ok(self
-            .namespace_policies(namespace)
-            .await?
-            .is_some_and(|p| p.auth_policies.allows_group(role, group)))
+        Ok(policies.is_some_and(|p| p.auth_policies.allows_group(role, group)))
     }
 
     /// [`Broker::authorize_group`] behind the authorization switch, as [`Broker::check_access`].
@@ -287,15 +401,23 @@ impl Broker {
     }
 
     /// May `role` do `access` on `topic`? (See the module documentation for the rules.) An
-    /// unknown namespace grants nothing but to superusers and tenant admins.
+    /// unknown namespace grants nothing but to superusers and tenant admins. A deny rule
+    /// refuses tenant admins too (Kafka: deny overrides allow); superusers bypass it.
     pub async fn authorize(&self, role: &str, topic: &TopicName, access: &Access) -> Result<bool> {
+        if self.is_superuser(role) {
+            return Ok(true);
+        }
+        let policies = self.namespace_policies(&topic.namespace).await?;
+        if policies
+            .as_ref()
+            .is_some_and(|p| p.auth_policies.denies(topic, role, access))
+        {
+            return Ok(false);
+        }
         if self.is_tenant_admin(role, &topic.namespace.tenant).await? {
             return Ok(true);
         }
-        Ok(self
-            .namespace_policies(&topic.namespace)
-            .await?
-            .is_some_and(|p| p.auth_policies.allows(topic, role, access)))
+        Ok(policies.is_some_and(|p| p.auth_policies.allows(topic, role, access)))
     }
 
     pub async fn namespace_permissions(&self, namespace: &NamespaceName) -> Result<Grants> {
@@ -443,6 +565,118 @@ impl Broker {
         Ok(())
     }
 
+    /// Adds (`add`) or removes deny rules of `role`: on every topic of the namespace, or on
+    /// `topic` (which must be in `namespace`). A role left with nothing denied is dropped.
+    pub async fn change_denies(
+        &self,
+        namespace: &NamespaceName,
+        topic: Option<&TopicName>,
+        role: &str,
+        actions: &BTreeSet<DeniedAction>,
+        add: bool,
+    ) -> Result<()> {
+        check_role(role)?;
+        if let Some(t) = topic {
+            if t.namespace != *namespace {
+                return Err(Error::InvalidRequest(format!(
+                    "topic '{t}' is not in namespace '{namespace}'"
+                )));
+            }
+        }
+        let key = topic.map(permission_key);
+        let mut full = false;
+        self.update_namespace_policies(namespace, |p| {
+            let auth = &mut p.auth_policies;
+            let denies = match &key {
+                None => &mut auth.namespace_deny,
+                Some(key) => {
+                    if add
+                        && !auth.destination_deny.contains_key(key)
+                        && auth.destination_deny.len() >= ROLES_MAX
+                    {
+                        full = true;
+                        return;
+                    }
+                    auth.destination_deny.entry(key.clone()).or_default()
+                }
+            };
+            if add {
+                if !denies.contains_key(role) && denies.len() >= ROLES_MAX {
+                    full = true;
+                } else {
+                    denies
+                        .entry(role.to_string())
+                        .or_default()
+                        .extend(actions.iter().copied());
+                }
+            } else if let Some(current) = denies.get_mut(role) {
+                current.retain(|a| !actions.contains(a));
+                if current.is_empty() {
+                    denies.remove(role);
+                }
+            }
+            if let Some(key) = &key {
+                if auth.destination_deny.get(key).is_some_and(|d| d.is_empty()) {
+                    auth.destination_deny.remove(key);
+                }
+            }
+        })
+        .await?;
+        if full {
+            return Err(Error::InvalidRequest(format!(
+                "namespace '{namespace}' already has {ROLES_MAX} deny rules there"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Adds (`add`) or removes a deny rule refusing `role` the subscription (Kafka group).
+    pub async fn change_subscription_deny(
+        &self,
+        namespace: &NamespaceName,
+        subscription: &str,
+        role: &str,
+        add: bool,
+    ) -> Result<()> {
+        if subscription.is_empty() || subscription.len() > ROLE_BYTES_MAX {
+            return Err(Error::InvalidRequest("invalid subscription name".into()));
+        }
+        check_role(role)?;
+        let mut full = false;
+        self.update_namespace_policies(namespace, |p| {
+            let subs = &mut p.auth_policies.subscription_deny_roles;
+            if add {
+                full = (!subs.contains_key(subscription) && subs.len() >= ROLES_MAX)
+                    || subs.get(subscription).is_some_and(|r| r.len() >= ROLES_MAX);
+                if !full {
+                    subs.entry(subscription.to_string())
+                        .or_default()
+                        .insert(role.to_string());
+                }
+            } else if let Some(roles) = subs.get_mut(subscription) {
+                roles.remove(role);
+                if roles.is_empty() {
+                    subs.remove(subscription);
+                }
+            }
+        })
+        .await?;
+        if full {
+            return Err(Error::InvalidRequest(format!(
+                "namespace '{namespace}' already has {ROLES_MAX} subscription deny rules"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The namespace's permissions: Pulsar's auth policies, grants and deny rules.
+    pub async fn auth_policies(&self, namespace: &NamespaceName) -> Result<AuthPolicies> {
+        self.namespace_policies(namespace)
+            .await?
+            .map(|p| p.auth_policies)
+            .ok_or_else(|| Error::NamespaceNotFound(namespace.to_string()))
+    }
+
     /// Subscription -> roles of the namespace.
     pub async fn subscription_permissions(
         &self,
@@ -502,6 +736,76 @@ mod tests {
         assert!(p.allows(&t, "a", &with("g")));
         assert!(!p.allows(&t, "b", &with("g")));
         assert!(p.allows(&t, "b", &with("open")));
+    }
+
+    #[test]
+    fn a_deny_overrides_the_grants_it_names() {
+        let mut p = AuthPolicies::default();
+        for r in ["a", "b"] {
+            p.namespace_auth
+                .insert(r.into(), [AuthAction::Produce, AuthAction::Consume].into());
+        }
+        p.destination_deny.insert(
+            "persistent://t/ns/orders".into(),
+            [("a".to_string(), [DeniedAction::Produce].into())].into(),
+        );
+        let orders = topic("persistent://t/ns/orders");
+        let other = topic("persistent://t/ns/other");
+        let consume = Access::Consume { subscription: None };
+        assert!(!p.allows(&orders, "a", &Access::Produce));
+        assert!(p.denies(&orders, "a", &Access::Produce));
+        assert!(p.allows(&orders, "a", &consume));
+        assert!(
+            p.allows(&orders, "a", &Access::Lookup),
+            "DESCRIBE is not denied"
+        );
+        assert!(p.allows(&other, "a", &Access::Produce));
+        assert!(p.allows(&orders, "b", &Access::Produce));
+        // `all` on the namespace refuses everything, administration included.
+        p.namespace_deny
+            .insert("b".into(), [DeniedAction::All].into());
+        for access in [
+            Access::Produce,
+            consume.clone(),
+            Access::Lookup,
+            Access::Admin,
+        ] {
+            assert!(p.denies(&other, "b", &access), "{access:?}");
+        }
+        // A subscription deny refuses the group and consuming with it, not other groups.
+        p.subscription_deny_roles
+            .insert("g".into(), ["a".to_string()].into());
+        assert!(!p.allows_group("a", "g"));
+        assert!(p.allows_group("a", "h"));
+        let with = |s: &str| Access::Consume {
+            subscription: Some(s.into()),
+        };
+        assert!(!p.allows(&orders, "a", &with("g")));
+        assert!(p.allows(&orders, "a", &with("h")));
+        // `*` refuses every role.
+        p.destination_deny.insert(
+            "persistent://t/ns/other".into(),
+            [(EVERY_ROLE.to_string(), [DeniedAction::Consume].into())].into(),
+        );
+        assert!(p.denies(&other, "a", &consume) && p.denies(&other, "anyone", &consume));
+        assert!(!p.denies(&other, "a", &Access::Produce));
+        p.subscription_deny_roles
+            .insert("closed".into(), [EVERY_ROLE.to_string()].into());
+        assert!(!p.allows_group("a", "closed") && p.allows_group("a", "h"));
+        assert_eq!(
+            p.topic_denies(&orders).keys().collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+    }
+
+    #[test]
+    fn policies_without_deny_rules_serialize_as_before() {
+        let json = serde_json::to_string(&AuthPolicies::default()).unwrap();
+        assert!(!json.contains("deny"), "{json}");
+        let old = r#"{"namespace_auth":{},"destination_auth":{},"subscription_auth_roles":{}}"#;
+        let p: AuthPolicies = serde_json::from_str(old).unwrap();
+        assert!(p.namespace_deny.is_empty() && p.subscription_deny_roles.is_empty());
+        assert!(check_role("deny:x").is_err());
     }
 
     #[test]

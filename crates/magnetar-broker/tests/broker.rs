@@ -562,6 +562,108 @@ async fn permissions_are_granted_revoked_and_decided_as_pulsar_does() {
         .is_err());
 }
 
+/// Deny rules are stored in the namespace's policies, override grants and tenant admin roles
+/// (Kafka: deny overrides allow), leave superusers alone, and invalidate cached decisions.
+#[tokio::test]
+async fn deny_rules_override_grants_and_tenant_admins_but_not_superusers() {
+    let dir = tempfile::tempdir().unwrap();
+    let metadata: Arc<dyn MetadataStore> = Arc::new(MemoryStore::new());
+    let config = BrokerConfig {
+        superuser_roles: vec!["root".into()],
+        ..config(dir.path())
+    };
+    let broker = Broker::open(config, metadata, Arc::new(SystemClock))
+        .await
+        .unwrap();
+    let tenant = TenantName::new("acme").unwrap();
+    broker
+        .create_tenant(
+            &tenant,
+            TenantInfo {
+                admin_roles: vec!["acme-admin".into()],
+                ..TenantInfo::default()
+            },
+        )
+        .await
+        .unwrap();
+    let ns = NamespaceName::new("acme", "app").unwrap();
+    broker
+        .create_namespace(&ns, NamespacePolicies::default())
+        .await
+        .unwrap();
+    let orders = TopicName::new(ns.clone(), "orders").unwrap();
+    broker
+        .grant_namespace_permission(
+            &ns,
+            "app",
+            [AuthAction::Produce, AuthAction::Consume].into(),
+        )
+        .await
+        .unwrap();
+    let produce = [DeniedAction::Produce].into();
+    let v0 = broker.permissions_version();
+    for role in ["app", "acme-admin", "root"] {
+        broker
+            .change_denies(&ns, Some(&orders), role, &produce, true)
+            .await
+            .unwrap();
+    }
+    assert!(
+        broker.permissions_version() > v0,
+        "a deny invalidates cached decisions"
+    );
+    for (role, allowed) in [("app", false), ("acme-admin", false), ("root", true)] {
+        assert_eq!(
+            broker
+                .authorize(role, &orders, &Access::Produce)
+                .await
+                .unwrap(),
+            allowed,
+            "{role}"
+        );
+        assert!(broker
+            .authorize(role, &orders, &Access::Lookup)
+            .await
+            .unwrap());
+    }
+    broker
+        .change_subscription_deny(&ns, "g", "acme-admin", true)
+        .await
+        .unwrap();
+    assert!(!broker
+        .authorize_group("acme-admin", &ns, "g")
+        .await
+        .unwrap());
+    assert!(broker
+        .authorize_group("acme-admin", &ns, "h")
+        .await
+        .unwrap());
+    let auth = broker.auth_policies(&ns).await.unwrap();
+    assert_eq!(auth.topic_denies(&orders).len(), 3);
+    // Removing the rules restores the grants' decisions, and leaves nothing behind.
+    for role in ["app", "acme-admin", "root"] {
+        broker
+            .change_denies(&ns, Some(&orders), role, &produce, false)
+            .await
+            .unwrap();
+    }
+    broker
+        .change_subscription_deny(&ns, "g", "acme-admin", false)
+        .await
+        .unwrap();
+    assert!(broker
+        .authorize("app", &orders, &Access::Produce)
+        .await
+        .unwrap());
+    let auth = broker.auth_policies(&ns).await.unwrap();
+    assert!(auth.destination_deny.is_empty() && auth.subscription_deny_roles.is_empty());
+    let elsewhere = TopicName::new(NamespaceName::new("acme", "other").unwrap(), "x").unwrap();
+    assert!(broker
+        .change_denies(&ns, Some(&elsewhere), "app", &produce, true)
+        .await
+        .is_err());
+}
+
 /// Topic metadata is cached in memory; every write through the broker is seen by the next read.
 #[tokio::test]
 async fn cached_topic_metadata_follows_every_write() {

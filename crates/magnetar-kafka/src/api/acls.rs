@@ -9,12 +9,19 @@
 //! - `TOPIC` `LITERAL` `*` — the namespace's grants (every topic of the namespace);
 //! - `GROUP` `LITERAL` `<group>` `READ` — the roles allowed to use the group (Pulsar's
 //!   subscription permission);
-//! - principal `User:<role>`, host `*`, permission `ALLOW`.
+//! - principal `User:<role>`, host `*`; `User:*` only in a `DENY` (every role but superusers:
+//!   Pulsar grants name roles, so an `ALLOW` for everyone has no place to go).
 //!
-//! What Pulsar's model cannot hold is refused with INVALID_REQUEST and a message: `DENY`, hosts
-//! other than `*`, `PREFIXED` patterns, other operations (`DESCRIBE` follows from `READ`/`WRITE`,
+//! `DENY` bindings are the model's deny rules, kept beside the grants (deny overrides allow,
+//! superusers bypass): `TOPIC` `READ`, `WRITE`, `DESCRIBE` or `ALL` on a topic or on `*` refuses
+//! `consume`, `produce`, lookup or everything; `GROUP` `READ` (or `ALL`) refuses the group.
+//!
+//! What the model cannot hold is refused with INVALID_REQUEST and a message: hosts other than
+//! `*`, `PREFIXED` patterns, other operations (an allowed `DESCRIBE` follows from `READ`/`WRITE`,
 //! `CREATE`/`DELETE`/`ALTER` belong to the tenant's admin roles), other resource types
-//! (superusers are configuration). With authorization off the APIs answer SECURITY_DISABLED, as
+//! (superusers are configuration). Describe and delete filters follow Kafka's rules (`MATCH`
+//! also matches the `*` bindings; `LITERAL` only the exact name; `PREFIXED` nothing, since no
+//! prefixed binding is stored). With authorization off the APIs answer SECURITY_DISABLED, as
 //! Kafka does without an authorizer; managing ACLs needs an admin of the namespace's tenant.
 
 use std::collections::BTreeSet;
@@ -30,7 +37,8 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
-use magnetar_broker::{AuthAction, NamespaceName, TopicName};
+use magnetar_broker::permissions::EVERY_ROLE;
+use magnetar_broker::{AuthAction, DeniedAction, NamespaceName, TopicName};
 
 use super::{Context, Envelope};
 use crate::error_code;
@@ -41,12 +49,23 @@ const RESOURCE_GROUP: i8 = 3;
 const PATTERN_ANY: i8 = 1;
 const PATTERN_MATCH: i8 = 2;
 const PATTERN_LITERAL: i8 = 3;
+const PATTERN_PREFIXED: i8 = 4;
 const OP_ANY: i8 = 1;
 const OP_ALL: i8 = 2;
 const OP_READ: i8 = 3;
 const OP_WRITE: i8 = 4;
+const OP_DESCRIBE: i8 = 8;
 const PERMISSION_ANY: i8 = 1;
+const PERMISSION_DENY: i8 = 2;
 const PERMISSION_ALLOW: i8 = 3;
+
+/// Deny rules and the Kafka operations they are shown as.
+const DENIED_OPERATIONS: [(DeniedAction, i8); 4] = [
+    (DeniedAction::Produce, OP_WRITE),
+    (DeniedAction::Consume, OP_READ),
+    (DeniedAction::Lookup, OP_DESCRIBE),
+    (DeniedAction::All, OP_ALL),
+];
 const WILDCARD: &str = "*";
 const USER: &str = "User:";
 
@@ -58,6 +77,7 @@ struct Binding {
     name: String,
     role: String,
     operation: i8,
+    permission_type: i8,
 }
 
 /// Where a binding lives in Pulsar's model.
@@ -103,6 +123,12 @@ async fn may_manage(ctx: &Context, namespace: &NamespaceName) -> Result<(), (i16
     }
 }
 
+/// What a binding adds to (or removes from) its target.
+enum Change {
+    Grant(BTreeSet<AuthAction>),
+    Deny(BTreeSet<DeniedAction>),
+}
+
 /// Every binding of the client's namespace.
 async fn bindings(ctx: &Context) -> Result<Vec<Binding>, (i16, String)> {
     let namespace = ctx.default_namespace();
@@ -130,20 +156,54 @@ async fn bindings(ctx: &Context) -> Result<Vec<Binding>, (i16, String)> {
                     name: name.to_string(),
                     role: role.to_string(),
                     operation,
+                    permission_type: PERMISSION_ALLOW,
                 });
             }
         }
     };
+    let mut denied = Vec::new();
+    let mut push_denied = |name: &str, role: &str, actions: &BTreeSet<DeniedAction>| {
+        for (action, operation) in DENIED_OPERATIONS {
+            if actions.contains(&action) {
+                denied.push(Binding {
+                    resource_type: RESOURCE_TOPIC,
+                    name: name.to_string(),
+                    role: role.to_string(),
+                    operation,
+                    permission_type: PERMISSION_DENY,
+                });
+            }
+        }
+    };
+    let shown = |topic: &String| match TopicName::parse(topic, namespace) {
+        Ok(name) => ctx.short_name(&name),
+        Err(_) => topic.clone(),
+    };
+    for (role, actions) in &auth.namespace_deny {
+        push_denied(WILDCARD, role, actions);
+    }
+    for (topic, denies) in &auth.destination_deny {
+        for (role, actions) in denies {
+            push_denied(&shown(topic), role, actions);
+        }
+    }
+    for (group, roles) in &auth.subscription_deny_roles {
+        for role in roles {
+            denied.push(Binding {
+                resource_type: RESOURCE_GROUP,
+                name: group.clone(),
+                role: role.clone(),
+                operation: OP_READ,
+                permission_type: PERMISSION_DENY,
+            });
+        }
+    }
     for (role, actions) in &auth.namespace_auth {
         push(RESOURCE_TOPIC, WILDCARD, role, actions);
     }
     for (topic, grants) in &auth.destination_auth {
-        let shown = match TopicName::parse(topic, namespace) {
-            Ok(name) => ctx.short_name(&name),
-            Err(_) => topic.clone(),
-        };
         for (role, actions) in grants {
-            push(RESOURCE_TOPIC, &shown, role, actions);
+            push(RESOURCE_TOPIC, &shown(topic), role, actions);
         }
     }
     for (group, roles) in &auth.subscription_auth_roles {
@@ -153,9 +213,11 @@ async fn bindings(ctx: &Context) -> Result<Vec<Binding>, (i16, String)> {
                 name: group.clone(),
                 role: role.clone(),
                 operation: OP_READ,
+                permission_type: PERMISSION_ALLOW,
             });
         }
     }
+    out.extend(denied);
     out.sort();
     Ok(out)
 }
@@ -172,13 +234,25 @@ struct Filter {
 }
 
 impl Filter {
+    /// Kafka's `AclBindingFilter` rules for the bindings stored, all `LITERAL`: `ANY` and
+    /// `LITERAL` take the exact name (or any when none is given), `MATCH` also the `*` binding
+    /// (what applies to the name), `PREFIXED` nothing.
+    fn matches_pattern(&self, b: &Binding) -> bool {
+        match self.pattern_type {
+            PATTERN_ANY | PATTERN_LITERAL => self.name.as_ref().is_none_or(|n| *n == b.name),
+            PATTERN_MATCH => self
+                .name
+                .as_ref()
+                .is_none_or(|n| *n == b.name || b.name == WILDCARD),
+            // No prefixed binding is stored.
+            PATTERN_PREFIXED => false,
+            _ => false,
+        }
+    }
+
     fn matches(&self, b: &Binding) -> bool {
         (self.resource_type == RESOURCE_ANY || self.resource_type == b.resource_type)
-            && self.name.as_ref().is_none_or(|n| *n == b.name)
-            && matches!(
-                self.pattern_type,
-                PATTERN_ANY | PATTERN_MATCH | PATTERN_LITERAL
-            )
+            && self.matches_pattern(b)
             && self
                 .principal
                 .as_ref()
@@ -187,7 +261,7 @@ impl Filter {
             && (self.operation == OP_ANY
                 || self.operation == b.operation
                 || self.operation == OP_ALL)
-            && matches!(self.permission_type, PERMISSION_ANY | PERMISSION_ALLOW)
+            && (self.permission_type == PERMISSION_ANY || self.permission_type == b.permission_type)
     }
 }
 
@@ -227,7 +301,7 @@ pub async fn describe(
                     .with_principal(wire(format!("{USER}{}", b.role)))
                     .with_host(wire(WILDCARD))
                     .with_operation(b.operation)
-                    .with_permission_type(PERMISSION_ALLOW);
+                    .with_permission_type(b.permission_type);
                 match resources.last_mut() {
                     Some(r) if r.resource_type == b.resource_type && r.resource_name == *b.name => {
                         r.acls.push(acl)
@@ -262,11 +336,8 @@ struct Acl<'a> {
     permission_type: i8,
 }
 
-/// Where an ACL goes, the role, and the Pulsar actions its operation stands for.
-fn target(
-    ctx: &Context,
-    acl: &Acl,
-) -> Result<(Target, String, BTreeSet<AuthAction>), (i16, String)> {
+/// Where an ACL goes, the role, and the grant or deny its operation stands for.
+fn target(ctx: &Context, acl: &Acl) -> Result<(Target, String, Change), (i16, String)> {
     let Acl {
         resource_type,
         name,
@@ -276,10 +347,10 @@ fn target(
         operation,
         permission_type,
     } = *acl;
-    if permission_type != PERMISSION_ALLOW {
-        return Err(refused(
-            "only ALLOW ACLs can be stored: Pulsar permissions have no DENY",
-        ));
+    if !matches!(permission_type, PERMISSION_ALLOW | PERMISSION_DENY) {
+        return Err(refused(format!(
+            "permission type {permission_type} is neither ALLOW nor DENY"
+        )));
     }
     if host != WILDCARD {
         return Err(refused(
@@ -296,11 +367,26 @@ fn target(
         .filter(|r| !r.is_empty())
         .ok_or_else(|| refused(format!("principal '{principal}' is not 'User:<role>'")))?
         .to_string();
-    let actions: BTreeSet<AuthAction> = match (resource_type, operation) {
-        (RESOURCE_TOPIC, OP_READ) => [AuthAction::Consume].into(),
-        (RESOURCE_TOPIC, OP_WRITE) => [AuthAction::Produce].into(),
-        (RESOURCE_TOPIC, OP_ALL) => [AuthAction::Produce, AuthAction::Consume].into(),
-        (RESOURCE_GROUP, OP_READ | OP_ALL) => BTreeSet::new(),
+    let deny = permission_type == PERMISSION_DENY;
+    let change = match (resource_type, operation) {
+        (RESOURCE_TOPIC, op) if deny && op != OP_ANY => match DENIED_OPERATIONS
+            .iter()
+            .find(|(_, o)| *o == op)
+        {
+            Some((action, _)) => Change::Deny([*action].into()),
+            None => {
+                return Err(refused(format!(
+                    "operation {op} cannot be denied: topics take READ, WRITE, DESCRIBE or ALL"
+                )))
+            }
+        },
+        (RESOURCE_TOPIC, OP_READ) => Change::Grant([AuthAction::Consume].into()),
+        (RESOURCE_TOPIC, OP_WRITE) => Change::Grant([AuthAction::Produce].into()),
+        (RESOURCE_TOPIC, OP_ALL) => {
+            Change::Grant([AuthAction::Produce, AuthAction::Consume].into())
+        }
+        (RESOURCE_GROUP, OP_READ | OP_ALL) if deny => Change::Deny(BTreeSet::new()),
+        (RESOURCE_GROUP, OP_READ | OP_ALL) => Change::Grant(BTreeSet::new()),
         (RESOURCE_TOPIC | RESOURCE_GROUP, op) => {
             return Err(refused(format!(
                 "operation {op} cannot be granted: topics take READ, WRITE or ALL (DESCRIBE follows from them; CREATE, DELETE and ALTER belong to the tenant's admin roles), groups READ"
@@ -320,7 +406,7 @@ fn target(
                 .map_err(|e| (error_code::code(&e), error_code::message(&e)))?,
         ),
     };
-    Ok((target, role, actions))
+    Ok((target, role, change))
 }
 
 fn namespace_of<'a>(ctx: &'a Context, target: &'a Target) -> &'a NamespaceName {
@@ -330,8 +416,37 @@ fn namespace_of<'a>(ctx: &'a Context, target: &'a Target) -> &'a NamespaceName {
     }
 }
 
-/// Adds (`grant`) or removes actions of a role on a target, keeping its other actions.
+/// Adds (`add`) or removes what a binding stands for.
 async fn apply(
+    ctx: &Context,
+    target: &Target,
+    role: &str,
+    change: &Change,
+    add: bool,
+) -> Result<(), magnetar_broker::Error> {
+    let broker = &ctx.broker;
+    match (change, target) {
+        (Change::Grant(actions), _) => apply_grant(ctx, target, role, actions, add).await,
+        (Change::Deny(actions), Target::Namespace) => {
+            broker
+                .change_denies(ctx.default_namespace(), None, role, actions, add)
+                .await
+        }
+        (Change::Deny(actions), Target::Topic(topic)) => {
+            broker
+                .change_denies(&topic.namespace, Some(topic), role, actions, add)
+                .await
+        }
+        (Change::Deny(_), Target::Group(group)) => {
+            broker
+                .change_subscription_deny(ctx.default_namespace(), group, role, add)
+                .await
+        }
+    }
+}
+
+/// Adds (`grant`) or removes actions of a role on a target, keeping its other actions.
+async fn apply_grant(
     ctx: &Context,
     target: &Target,
     role: &str,
@@ -397,7 +512,7 @@ pub async fn create(
     let mut response = CreateAclsResponse::default();
     for c in request.creations {
         let outcome = async {
-            let (target, role, actions) = target(
+            let (target, role, change) = target(
                 ctx,
                 &Acl {
                     resource_type: c.resource_type,
@@ -409,11 +524,17 @@ pub async fn create(
                     permission_type: c.permission_type,
                 },
             )?;
+            if matches!(change, Change::Grant(_)) && role == EVERY_ROLE {
+                return Err(refused(
+                    "ALLOW for User:* cannot be stored: grants name roles (grant each role, on \
+                     topic '*' for the whole namespace); DENY for User:* refuses every role",
+                ));
+            }
             may_manage(ctx, namespace_of(ctx, &target)).await?;
-            apply(ctx, &target, &role, &actions, true)
+            apply(ctx, &target, &role, &change, true)
                 .await
                 .map_err(|e| (error_code::code(&e), error_code::message(&e)))?;
-            tracing::info!(role = %role, resource = %c.resource_name.as_str(), operation = c.operation, by = ctx.role().unwrap_or("<none>"), "kafka ACL created");
+            tracing::info!(role = %role, resource = %c.resource_name.as_str(), operation = c.operation, permission_type = c.permission_type, by = ctx.role().unwrap_or("<none>"), "kafka ACL created");
             Ok::<(), (i16, String)>(())
         }
         .await;
@@ -459,7 +580,7 @@ pub async fn delete(
                         .with_principal(wire(format!("{USER}{}", b.role)))
                         .with_host(wire(WILDCARD))
                         .with_operation(b.operation)
-                        .with_permission_type(PERMISSION_ALLOW);
+                        .with_permission_type(b.permission_type);
                     let principal = format!("{USER}{}", b.role);
                     let removed = match target(
                         ctx,
@@ -470,10 +591,10 @@ pub async fn delete(
                             principal: &principal,
                             host: WILDCARD,
                             operation: b.operation,
-                            permission_type: PERMISSION_ALLOW,
+                            permission_type: b.permission_type,
                         },
                     ) {
-                        Ok((target, role, actions)) => apply(ctx, &target, &role, &actions, false)
+                        Ok((target, role, change)) => apply(ctx, &target, &role, &change, false)
                             .await
                             .map_err(|e| (error_code::code(&e), error_code::message(&e))),
                         Err(e) => Err(e),
@@ -482,7 +603,7 @@ pub async fn delete(
                         acl.error_code = code;
                         acl.error_message = Some(wire(message));
                     } else {
-                        tracing::info!(role = %b.role, resource = %b.name, operation = b.operation, by = ctx.role().unwrap_or("<none>"), "kafka ACL deleted");
+                        tracing::info!(role = %b.role, resource = %b.name, operation = b.operation, permission_type = b.permission_type, by = ctx.role().unwrap_or("<none>"), "kafka ACL deleted");
                     }
                     result.matching_acls.push(acl);
                 }
@@ -495,4 +616,57 @@ pub async fn delete(
         response.filter_results.push(result);
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binding(name: &str, operation: i8, permission_type: i8) -> Binding {
+        Binding {
+            resource_type: RESOURCE_TOPIC,
+            name: name.into(),
+            role: "app".into(),
+            operation,
+            permission_type,
+        }
+    }
+
+    fn filter(name: Option<&str>, pattern_type: i8, permission_type: i8) -> Filter {
+        Filter {
+            resource_type: RESOURCE_ANY,
+            name: name.map(String::from),
+            pattern_type,
+            principal: None,
+            host: None,
+            operation: OP_ANY,
+            permission_type,
+        }
+    }
+
+    #[test]
+    fn filters_follow_kafka_pattern_and_permission_rules() {
+        let own = binding("orders", OP_WRITE, PERMISSION_DENY);
+        let wildcard = binding(WILDCARD, OP_READ, PERMISSION_ALLOW);
+        let other = binding("other", OP_READ, PERMISSION_ALLOW);
+        let m = filter(Some("orders"), PATTERN_MATCH, PERMISSION_ANY);
+        assert!(m.matches(&own) && m.matches(&wildcard) && !m.matches(&other));
+        for exact in [PATTERN_LITERAL, PATTERN_ANY] {
+            let f = filter(Some("orders"), exact, PERMISSION_ANY);
+            assert!(f.matches(&own) && !f.matches(&wildcard));
+        }
+        assert!(!filter(None, PATTERN_PREFIXED, PERMISSION_ANY).matches(&own));
+        assert!(filter(None, PATTERN_MATCH, PERMISSION_ANY).matches(&other));
+        assert!(filter(None, PATTERN_ANY, PERMISSION_DENY).matches(&own));
+        assert!(!filter(None, PATTERN_ANY, PERMISSION_DENY).matches(&wildcard));
+        assert!(!filter(None, PATTERN_ANY, PERMISSION_ALLOW).matches(&own));
+    }
+
+    #[test]
+    fn deny_operations_round_trip_to_kafka_operations() {
+        for (action, op) in DENIED_OPERATIONS {
+            let back = DENIED_OPERATIONS.iter().find(|(_, o)| *o == op).unwrap().0;
+            assert_eq!(back, action);
+        }
+    }
 }

@@ -152,23 +152,32 @@ pub async fn handle(
 }
 
 /// The topic's authorized operations (KIP-430) when the client asked for them: everything with
-/// authorization off or for the tenant's admins; what `produce` and `consume` allow otherwise.
+/// authorization off or for the tenant's admins; what `produce` and `consume` allow otherwise;
+/// less what deny rules refuse (WRITE, READ, DESCRIBE), tenant admins included.
 async fn operations(ctx: &Context, name: &TopicName, wanted: bool) -> Option<i32> {
     if !wanted {
         return None;
     }
-    if ctx.may(name, &Access::Admin).await {
-        return Some(TOPIC_OPERATIONS);
-    }
     let mut ops = 0;
+    if ctx.may(name, &Access::Admin).await {
+        ops |= TOPIC_OPERATIONS & !(READ | WRITE);
+    }
     if ctx.may(name, &Access::Produce).await {
         ops |= PRODUCE_OPERATIONS;
     }
     if ctx.may(name, &Access::Consume { subscription: None }).await {
         ops |= CONSUME_OPERATIONS;
     }
+    if ops != 0 && !ctx.may(name, &Access::Lookup).await {
+        ops &= !DESCRIBE;
+    }
     Some(ops)
 }
+
+/// KIP-430 operation bits (1 << Kafka's AclOperation code).
+const READ: i32 = 1 << 3;
+const WRITE: i32 = 1 << 4;
+const DESCRIBE: i32 = 1 << 8;
 
 fn topic_entry(
     ctx: &Context,
