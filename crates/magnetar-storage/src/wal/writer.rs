@@ -211,8 +211,24 @@ impl Drop for WalWriter {
     }
 }
 
+/// WAL objects being PUT at once; their commits still run one at a time in sequence order,
+/// so a ledger's chunks are committed in index order.
+pub const PUTS_IN_FLIGHT: usize = 4;
+
+/// A spawned task aborted when this handle is dropped (an aborted writer leaves nothing
+/// running, as a killed process would).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 async fn run(shared: Arc<WriterShared>, mut receiver: mpsc::UnboundedReceiver<Pending>) {
     let interval = Duration::from_millis(shared.config.flush_interval_ms);
+    let (commits, to_commit) = mpsc::channel(PUTS_IN_FLIGHT);
+    let mut committer = AbortOnDrop(tokio::spawn(commit_loop(shared.clone(), to_commit)));
     let mut seq: u64 = 0;
     while let Some(first) = receiver.recv().await {
         let deadline = Instant::now() + interval;
@@ -228,8 +244,26 @@ async fn run(shared: Arc<WriterShared>, mut receiver: mpsc::UnboundedReceiver<Pe
             }
         }
         seq += 1;
-        flush(&shared, seq, batch).await;
+        let Some(prepared) = prepare(&shared, seq, batch) else {
+            continue;
+        };
+        let put = {
+            let shared = shared.clone();
+            let (object, body, deadline) = (
+                prepared.object.clone(),
+                prepared.body.clone(),
+                prepared.deadline,
+            );
+            AbortOnDrop(tokio::spawn(async move {
+                put_verified(&shared, &object, body, deadline).await
+            }))
+        };
+        if commits.send((prepared, put)).await.is_err() {
+            break;
+        }
     }
+    drop(commits);
+    let _ = (&mut committer.0).await;
 }
 
 /// One ledger's entries in a batch.
@@ -239,13 +273,24 @@ struct Chunk {
     record: RangeRecord,
 }
 
-async fn flush(shared: &WriterShared, seq: u64, batch: Vec<Pending>) {
+/// A batch laid out as one object, its PUT started.
+struct Prepared {
+    object: String,
+    body: Bytes,
+    chunks: Vec<Chunk>,
+    batch_bytes: u64,
+    started: Instant,
+    deadline: Instant,
+}
+
+/// Groups a batch by ledger (in order of first appearance; a ledger's entries stay in index
+/// order) into one object body. Entries of failed ledgers are failed here. `None` when
+/// nothing is left to write.
+fn prepare(shared: &WriterShared, seq: u64, batch: Vec<Pending>) -> Option<Prepared> {
     let started = Instant::now();
     let deadline = started + Duration::from_millis(shared.config.commit_timeout_ms);
     let batch_bytes: u64 = batch.iter().map(|p| p.bytes.len() as u64).sum();
     let object = records::wal_object(&shared.name, seq);
-
-    // Group by ledger, in order of first appearance; a ledger's entries stay in index order.
     let mut order: Vec<Arc<LedgerInner>> = Vec::new();
     let mut groups: HashMap<usize, Vec<Pending>> = HashMap::new();
     for pending in batch {
@@ -295,11 +340,46 @@ async fn flush(shared: &WriterShared, seq: u64, batch: Vec<Pending>) {
         shared
             .pending_bytes
             .fetch_sub(batch_bytes, Ordering::AcqRel);
-        return;
+        return None;
     }
-    let body = Bytes::from(body);
+    Some(Prepared {
+        object,
+        body: Bytes::from(body),
+        chunks,
+        batch_bytes,
+        started,
+        deadline,
+    })
+}
 
-    if let Err(error) = put_verified(shared, &object, body.clone(), deadline).await {
+/// Commits PUT objects in sequence order: waits for each PUT, drops the chunks of ledgers
+/// that failed meanwhile (an earlier object's chunk of theirs was not committed, so a later
+/// one must not be), commits the rest and acknowledges.
+async fn commit_loop(
+    shared: Arc<WriterShared>,
+    mut to_commit: mpsc::Receiver<(Prepared, AbortOnDrop<Result<(), StorageError>>)>,
+) {
+    while let Some((prepared, mut put)) = to_commit.recv().await {
+        let put_result = match (&mut put.0).await {
+            Ok(result) => result,
+            Err(e) => Err(StorageError::TaskFailed {
+                reason: e.to_string(),
+            }),
+        };
+        finish(&shared, prepared, put_result).await;
+    }
+}
+
+async fn finish(shared: &WriterShared, prepared: Prepared, put: Result<(), StorageError>) {
+    let Prepared {
+        body,
+        chunks,
+        batch_bytes,
+        started,
+        deadline,
+        ..
+    } = prepared;
+    if let Err(error) = put {
         shared
             .counters
             .timed_out
@@ -318,8 +398,15 @@ async fn flush(shared: &WriterShared, seq: u64, batch: Vec<Pending>) {
         .counters
         .bytes
         .fetch_add(body.len() as u64, Ordering::Relaxed);
-
-    let mut rest = chunks;
+    let mut rest = Vec::with_capacity(chunks.len());
+    for chunk in chunks {
+        match chunk.ledger.failed_reason() {
+            Some(reason) => fail_all(chunk.pendings, || StorageError::Failed {
+                reason: reason.clone(),
+            }),
+            None => rest.push(chunk),
+        }
+    }
     while !rest.is_empty() {
         let take = rest.len().min(LEDGERS_PER_TXN);
         let group: Vec<Chunk> = rest.drain(..take).collect();
