@@ -148,6 +148,8 @@ def test_offloaded_segments_are_read_by_kafka_and_pulsar_clients(binary, tmp_pat
         assert values["magnetar_storage_tier_gets_total"] > 0, values
         assert values["magnetar_storage_tier_cache_hits_total"] > 0, values
         assert values["magnetar_storage_tier_upload_failures_total"] == 0, values
+        assert (values["magnetar_storage_tier_upload_latency_seconds_count"]
+                == values["magnetar_storage_tier_uploads_total"]), values
 
         # After a restart the broker reopens the offloaded segments from the bucket.
         broker.restart()

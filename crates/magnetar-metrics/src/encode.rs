@@ -524,6 +524,12 @@ fn encode_tiering(e: &mut DescriptorEncoder, t: &crate::TierRow) -> Result<(), s
         "Offloads that failed (the local copy is kept and retried).",
         one(t.upload_failures),
     )?;
+    histogram(
+        e,
+        "magnetar_storage_tier_upload_latency_seconds",
+        "Time of each successful offload of a sealed segment (upload, size check, index).",
+        [(Labels::new(), t.upload_latency.clone())],
+    )?;
     counter(
         e,
         "magnetar_storage_tier_gets",

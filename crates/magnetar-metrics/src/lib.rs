@@ -110,6 +110,7 @@ pub(crate) struct TierRow {
     pub cache_hits: u64,
     pub cache_misses: u64,
     pub cache_bytes: u64,
+    pub upload_latency: magnetar_broker::HistogramSnapshot,
 }
 
 /// Everything one scrape reports; encoded by [`encode`].
@@ -249,6 +250,7 @@ impl Metrics {
                 cache_hits: get(&c.cache_hits),
                 cache_misses: get(&c.cache_misses),
                 cache_bytes: t.cache_bytes(),
+                upload_latency: c.upload_latency.snapshot(),
             }
         });
         s

@@ -98,6 +98,8 @@ pub struct TieringCounters {
     pub get_failures: AtomicU64,
     pub cache_hits: AtomicU64,
     pub cache_misses: AtomicU64,
+    /// Time of each successful offload: the segment's upload, its HEAD check and its index.
+    pub upload_latency: crate::LatencyHistogram,
 }
 
 /// A sealed segment on local disk (see [`TieredSegmentStore::local_sealed`]).
@@ -454,6 +456,7 @@ impl TieredSegmentStore {
         let file = self.local.open(base)?;
         let len = file.len();
         let seg_path = self.object(&segment_file_name(base));
+        let started = std::time::Instant::now();
         let uploaded = self.upload(&seg_path, file.as_ref(), len);
         let uploaded = uploaded.and_then(|()| {
             let meta = wait(&self.runtime, self.remote.head(&seg_path))
@@ -486,6 +489,7 @@ impl TieredSegmentStore {
         }
         self.counters.uploads.fetch_add(1, Ordering::Relaxed);
         self.counters.upload_bytes.fetch_add(len, Ordering::Relaxed);
+        self.counters.upload_latency.observe(started.elapsed());
         {
             let mut offloaded = self.offloaded.lock().unwrap_or_else(|e| e.into_inner());
             offloaded.insert(base, len);
