@@ -230,6 +230,7 @@ impl SharedLedger {
     /// ranges, checks they are contiguous and continues after the last one. `name` is a path
     /// (segments separated by `/`) that does not start with `_` or `/`.
     pub async fn open(writer: &WalWriter, name: &str) -> Result<Self, StorageError> {
+        let started = std::time::Instant::now();
         let shared = writer.shared.clone();
         let root = shared.root.as_str();
         let metadata = shared.metadata.clone();
@@ -285,6 +286,11 @@ impl SharedLedger {
             expected = chunk.end_index;
         }
         let end_index = expected;
+        shared
+            .counters
+            .takeovers
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        shared.counters.takeover_latency.observe(started.elapsed());
         tracing::info!(
             ledger = name,
             epoch,

@@ -228,6 +228,8 @@ async fn a_new_writer_continues_and_reads_from_the_object_store() {
     let taken = SharedLedger::open(&second, "t/p0").await.unwrap();
     assert_eq!(taken.epoch(), 2);
     assert_eq!(taken.end_index(), 10);
+    assert_eq!(second.counters().takeovers.load(Ordering::Relaxed), 1);
+    assert_eq!(second.counters().takeover_latency.snapshot().count(), 1);
     let read = read_all(&taken).await;
     assert_eq!(read.len(), 10);
     assert_eq!(read[9], (9, "m9".to_string()));

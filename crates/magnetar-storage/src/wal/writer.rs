@@ -46,6 +46,10 @@ pub struct WalCounters {
     /// or never committed), and segment objects no record names (a seal that did not commit).
     pub collected_wal_objects: AtomicU64,
     pub collected_segment_objects: AtomicU64,
+    /// Ledgers opened (each one a takeover: the epoch is bumped), and how long each took: the
+    /// epoch bump, loading the records and checking them.
+    pub takeovers: AtomicU64,
+    pub takeover_latency: LatencyHistogram,
 }
 
 /// An entry accepted by a ledger and waiting for its object.
