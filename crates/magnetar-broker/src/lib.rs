@@ -11,6 +11,7 @@
 //! message indexes, topic partitions and positions.
 
 pub mod broker;
+pub mod cluster;
 pub mod error;
 pub mod names;
 pub mod partition;
