@@ -418,7 +418,12 @@ async fn redb_expired_broker_bundles_move_with_higher_epochs() {
 
 #[tokio::test]
 async fn racing_claims_have_one_winner() {
-    let store: Arc<dyn MetadataStore> = Arc::new(MemoryStore::new());
+    racing_claims(Arc::new(MemoryStore::new())).await;
+}
+
+/// Two brokers claim each of 32 bundles at once: exactly one wins each, the loser refused by a
+/// compare.
+async fn racing_claims(store: Arc<dyn MetadataStore>) {
     let a = TestBroker::start(&store, "a", TTL).await;
     let b = TestBroker::start(&store, "b", TTL).await;
     let ns = NamespaceName::new("race", "ns").unwrap();
@@ -543,4 +548,29 @@ async fn leader_election_fences_a_deposed_leader() {
         follower.leader().await.unwrap().map(|l| l.epoch),
         Some(new_fence.epoch)
     );
+}
+
+#[cfg(feature = "etcd")]
+mod etcd {
+    use super::*;
+    use magnetar_metadata::testkit::Etcd;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn etcd_closed_broker_bundles_move_with_higher_epochs() {
+        let etcd = Etcd::start();
+        let store: Arc<dyn MetadataStore> = Arc::new(etcd.store("/magnetar").await);
+        ownership_survives_dead_brokers(Arc::clone(&store), async |_, a: &TestBroker| {
+            a.registration.session.close().await.unwrap();
+        })
+        .await;
+        store.close().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn etcd_racing_claims_have_one_winner() {
+        let etcd = Etcd::start();
+        let store: Arc<dyn MetadataStore> = Arc::new(etcd.store("/magnetar").await);
+        racing_claims(Arc::clone(&store)).await;
+        store.close().await.unwrap();
+    }
 }
