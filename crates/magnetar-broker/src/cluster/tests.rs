@@ -295,6 +295,33 @@ async fn live_brokers_follow_sessions() {
     .unwrap();
 }
 
+#[tokio::test]
+async fn live_brokers_read_again_after_a_lag() {
+    // A watch buffer of 2 events: registering 20 brokers without yielding makes the view lag,
+    // and only reading everything again gives it the whole set.
+    let store: Arc<dyn MetadataStore> = Arc::new(MemoryStore::with_watch_buffer_events(2));
+    let keys = ClusterKeys::new("test").unwrap();
+    let live = LiveBrokers::start(Arc::clone(&store), &keys).await.unwrap();
+    let mut sessions = Vec::new();
+    for i in 0..20 {
+        let session = store.open_session(TTL).await.unwrap();
+        let info = BrokerInfo {
+            broker_name: format!("b{i}"),
+            ..BrokerInfo::default()
+        };
+        BrokerRegistry::register(store.as_ref(), &keys, &session, info)
+            .await
+            .unwrap();
+        sessions.push(session);
+    }
+    let mut changes = live.changes();
+    tokio::time::timeout(WAIT, changes.wait_for(|set| set.len() == 20))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(live.node_ids(), (0..20).map(NodeId).collect::<Vec<_>>());
+}
+
 /// Three brokers share every bundle; one dies (its session ends in the store), the other two
 /// take its bundles under higher epochs; its stale fences and claims are refused; then another
 /// closes its session and the last one owns everything.
