@@ -445,12 +445,14 @@ async fn redb_expired_broker_bundles_move_with_higher_epochs() {
 
 #[tokio::test]
 async fn racing_claims_have_one_winner() {
-    racing_claims(Arc::new(MemoryStore::new())).await;
+    racing_claims(Arc::new(MemoryStore::new()), true).await;
 }
 
-/// Two brokers claim each of 32 bundles at once: exactly one wins each, the loser refused by a
-/// compare.
-async fn racing_claims(store: Arc<dyn MetadataStore>) {
+/// Two brokers claim each of 32 bundles at once: exactly one wins each. With `all_race` (an
+/// in-process store, where the claims interleave at their yield point) both read before either
+/// commits, so every loser is refused by a compare; on etcd a loser may instead find the owner
+/// key already there before its transaction.
+async fn racing_claims(store: Arc<dyn MetadataStore>, all_race: bool) {
     let a = TestBroker::start(&store, "a", TTL).await;
     let b = TestBroker::start(&store, "b", TTL).await;
     let ns = NamespaceName::new("race", "ns").unwrap();
@@ -480,10 +482,13 @@ async fn racing_claims(store: Arc<dyn MetadataStore>) {
     let claims = a.ownership.metrics().claims.load(Ordering::Relaxed)
         + b.ownership.metrics().claims.load(Ordering::Relaxed);
     assert_eq!(claims, 32);
-    // Both read before either committed, so each loser was refused by a compare.
     let failures = a.ownership.metrics().claim_failures.load(Ordering::Relaxed)
         + b.ownership.metrics().claim_failures.load(Ordering::Relaxed);
-    assert_eq!(failures, 32);
+    if all_race {
+        assert_eq!(failures, 32, "each loser was refused by a compare");
+    } else {
+        assert!(failures <= 32);
+    }
 }
 
 #[tokio::test]
@@ -597,7 +602,7 @@ mod etcd {
     async fn etcd_racing_claims_have_one_winner() {
         let etcd = Etcd::start();
         let store: Arc<dyn MetadataStore> = Arc::new(etcd.store("/magnetar").await);
-        racing_claims(Arc::clone(&store)).await;
+        racing_claims(Arc::clone(&store), false).await;
         store.close().await.unwrap();
     }
 }
