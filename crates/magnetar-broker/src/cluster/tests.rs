@@ -520,6 +520,26 @@ async fn graceful_release_hands_over_at_once() {
     })
     .await;
     assert_eq!(a.registration.session.current_state(), SessionState::Live);
+    // The cached owners (a watch on the owner keys) name b for every topic, on both brokers.
+    let b_node = b.registration.node_id;
+    for broker in [&a, &b] {
+        let mut owners = broker.ownership.owners();
+        tokio::time::timeout(
+            WAIT,
+            owners.wait_for(|owners| {
+                all_bundles()
+                    .iter()
+                    .all(|bundle| owners.get(bundle).map(|o| o.node_id) == Some(b_node))
+            }),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let topic = TopicName::new(NamespaceName::new("t", "ns").unwrap(), "orders").unwrap();
+        let (bundle, owner) = broker.ownership.owner_of(&topic, Some(3)).unwrap();
+        assert_eq!(bundle, Bundle::of_topic(&topic, Some(3), 8).unwrap());
+        assert_eq!(owner.map(|o| o.node_id), Some(b_node));
+    }
     for (bundle, fence) in &a_had {
         assert_eq!(b.ownership.fence(bundle).unwrap().epoch, fence.epoch + 1);
     }
