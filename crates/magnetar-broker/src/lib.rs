@@ -5,12 +5,15 @@
 //! idempotent-producer state ([`producer_state`]), subscriptions with their consumers, dispatch
 //! rules, redelivery and cursor moves ([`subscription`]), and THE domain [`Error`] that each front end
 //! maps to its own wire codes.
+//! The ownership core of cluster mode ([`cluster`]: bundles, broker registry, bundle claims
+//! and fences) is here too, not yet used by the front ends.
 //!
 //! Must not depend on: any wire protocol (no `kafka-protocol`, no Pulsar protobuf, no HTTP).
 //! Words like "offset" (Kafka) and "MessageId" (Pulsar) do not appear here: the core speaks
 //! message indexes, topic partitions and positions.
 
 pub mod broker;
+pub mod cluster;
 pub mod error;
 pub mod names;
 pub mod partition;

@@ -15,6 +15,7 @@
 //!   the redb store, so an unknown format is an error, not a panic.
 //! - [`conformance`]: one suite that every backend must pass, run from `tests/conformance.rs`
 //!   (memory, redb) and `tests/etcd.rs` (a real etcd).
+//! - `testkit` (feature `etcd`): starts a real etcd for tests, here and in the crates above.
 //!
 //! # What it must not depend on
 //! Nothing of Magnetar and no wire protocol: no Kafka or Pulsar types, no broker names or
@@ -69,6 +70,8 @@ mod memory;
 pub mod record;
 mod redb_store;
 mod session;
+#[cfg(feature = "etcd")]
+pub mod testkit;
 mod txn;
 mod watch;
 

@@ -1,133 +1,16 @@
 //! The conformance suite on a real etcd (Debian's `etcd-server`, 3.4; `.ci/run` installs it),
-//! started by each test on free loopback ports in a temporary directory and killed at the end;
+//! started by each test with [`magnetar_metadata::testkit::Etcd`] and killed at the end;
 //! and what an unreachable etcd does to calls. Built with the `etcd` feature only.
 #![cfg(feature = "etcd")]
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use magnetar_metadata::testkit::Etcd;
 use magnetar_metadata::{
     conformance, EtcdOptions, EtcdStore, Expect, MetadataError, MetadataStore, SessionState, Txn,
     TxnOp,
 };
-
-/// One etcd member on 127.0.0.1, killed on drop.
-struct Etcd {
-    child: Child,
-    client_url: String,
-    _dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Etcd {
-    /// Starts etcd, again on other ports when it exits while starting (the free ports were
-    /// picked by binding and releasing them, so a test running alongside can take one first).
-    fn start() -> Etcd {
-        const ATTEMPTS: usize = 3;
-        let mut log = String::new();
-        for _ in 0..ATTEMPTS {
-            match Etcd::try_start() {
-                Ok(etcd) => return etcd,
-                Err(output) => log = output,
-            }
-        }
-        panic!("etcd exited while starting, {ATTEMPTS} times; last output:\n{log}");
-    }
-
-    /// Starts etcd and waits until it is healthy; its output when it exited first.
-    fn try_start() -> Result<Etcd, String> {
-        let dir = tempfile::tempdir().unwrap();
-        let (client, peer) = (free_port(), free_port());
-        let client_url = format!("http://127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
-        let log_path = dir.path().join("etcd.log");
-        let log = std::fs::File::create(&log_path).unwrap();
-        let child = Command::new("etcd")
-            .args([
-                "--name",
-                "m1",
-                "--data-dir",
-                &dir.path().join("data").to_string_lossy(),
-                "--listen-client-urls",
-                &client_url,
-                "--advertise-client-urls",
-                &client_url,
-                "--listen-peer-urls",
-                &peer_url,
-                "--initial-advertise-peer-urls",
-                &peer_url,
-                "--initial-cluster",
-                &format!("m1={peer_url}"),
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("etcd not found: install Debian's etcd-server (.ci/run does)");
-        let mut etcd = Etcd {
-            child,
-            client_url,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !healthy(client) {
-            assert!(
-                Instant::now() < deadline,
-                "etcd was not healthy within 30 s"
-            );
-            if etcd.child.try_wait().unwrap().is_some() {
-                let output = std::fs::read_to_string(&log_path).unwrap_or_default();
-                let tail: Vec<&str> = output.lines().rev().take(5).collect();
-                return Err(tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(etcd)
-    }
-
-    async fn store(&self, root: &str) -> EtcdStore {
-        EtcdStore::connect(EtcdOptions {
-            endpoints: vec![self.client_url.clone()],
-            root: root.into(),
-            request_timeout: Duration::from_secs(5),
-        })
-        .await
-        .expect("connect to etcd")
-    }
-}
-
-/// etcd's `/health` says `"health":"true"` (it has a leader and answers).
-fn healthy(port: u16) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out.contains("\"health\":\"true\"")
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_passes_every_conformance_check() {
@@ -197,7 +80,7 @@ async fn two_stores_on_one_etcd_see_each_other_and_compare_and_set_across_them()
 async fn a_stopped_etcd_is_a_storage_error_within_the_deadline_not_a_hang() {
     let mut etcd = Etcd::start();
     let store = EtcdStore::connect(EtcdOptions {
-        endpoints: vec![etcd.client_url.clone()],
+        endpoints: vec![etcd.client_url().to_string()],
         root: "/magnetar".into(),
         request_timeout: Duration::from_millis(500),
     })
@@ -207,8 +90,7 @@ async fn a_stopped_etcd_is_a_storage_error_within_the_deadline_not_a_hang() {
         .put("/k", Bytes::from_static(b"v"), Expect::Any)
         .await
         .unwrap();
-    etcd.child.kill().unwrap();
-    etcd.child.wait().unwrap();
+    etcd.kill();
     for result in [
         store.get("/k").await.map(|_| ()),
         store
@@ -224,7 +106,7 @@ async fn a_stopped_etcd_is_a_storage_error_within_the_deadline_not_a_hang() {
     }
     // Connecting to nothing fails too, with the endpoint named.
     let err = EtcdStore::connect(EtcdOptions {
-        endpoints: vec![etcd.client_url.clone()],
+        endpoints: vec![etcd.client_url().to_string()],
         root: "/magnetar".into(),
         request_timeout: Duration::from_millis(500),
     })
@@ -325,7 +207,7 @@ impl Drop for Proxy {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_cut_off_from_etcd_fences_then_expires() {
     let etcd = Etcd::start();
-    let proxy = Proxy::start(etcd.client_url.trim_start_matches("http://").to_string()).await;
+    let proxy = Proxy::start(etcd.client_url().trim_start_matches("http://").to_string()).await;
     let store = EtcdStore::connect(EtcdOptions {
         endpoints: vec![proxy.url.clone()],
         root: "/magnetar".into(),
