@@ -297,6 +297,20 @@ mod tests {
         assert!(decode_request(ApiKey::Metadata, 0, &mut Bytes::new()).is_err());
     }
 
+    proptest::proptest! {
+        /// Any body: an error or a bounded answer, never a panic; an answer's length prefix is
+        /// its length.
+        #[test]
+        fn any_body_decodes_or_errors(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256), fetch: bool, version in 0i16..4) {
+            let api = if fetch { ApiKey::Fetch } else { ApiKey::Produce };
+            let version = if fetch { version } else { version.min(2) };
+            if let Ok(named) = decode_request(api, version, &mut Bytes::from(bytes)) {
+                let frame = encode_response(api, version, 1, &named);
+                proptest::prop_assert_eq!(i32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize, frame.len() - 4);
+            }
+        }
+    }
+
     #[test]
     fn only_the_removed_produce_and_fetch_versions_are_answered() {
         assert!(answered(ApiKey::Produce, 0) && answered(ApiKey::Produce, 2));
