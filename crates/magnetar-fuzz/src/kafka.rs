@@ -65,7 +65,9 @@ fn decode_one(frame: Bytes, sasl: bool) {
                 "decode -> encode -> decode differs"
             )
         }
-        Ok(Decoded::UnsupportedApiVersions { .. }) => panic!("re-encoded request lost its version"),
+        Ok(Decoded::UnsupportedApiVersions { .. } | Decoded::RemovedVersion { .. }) => {
+            panic!("re-encoded request lost its version")
+        }
         Err(e) => panic!("re-encoded request does not decode: {e}"),
     }
 }

@@ -11,6 +11,7 @@ use crate::frame::{self, FrameError, RequestHeader};
 use crate::guard::{self, GuardError};
 
 pub mod list_offsets_v0;
+pub mod removed_versions;
 
 /// A request ready for its handler.
 #[derive(Debug)]
@@ -27,6 +28,14 @@ pub enum Decoded {
     /// UNSUPPORTED_VERSION and our ranges.
     UnsupportedApiVersions {
         correlation_id: i32,
+    },
+    /// Produce v0–2 or Fetch v0–3 (the message format v0/v1 versions, not served): the complete
+    /// response frame, in the request's version with UNSUPPORTED_VERSION on every partition
+    /// ([`removed_versions`]).
+    RemovedVersion {
+        api: ApiKey,
+        version: i16,
+        response: Bytes,
     },
 }
 
@@ -74,6 +83,29 @@ pub fn decode_request_on(mut frame: Bytes, sasl: bool) -> Result<Decoded, Decode
     if version < min || version > max {
         if api_key == ApiKey::ApiVersions {
             return Ok(Decoded::UnsupportedApiVersions { correlation_id });
+        }
+        if removed_versions::answered(api_key, version) {
+            let header = frame::parse_header(&mut frame, api_key.request_header_version(version))?;
+            let named = removed_versions::decode_request(api_key, version, &mut frame).map_err(
+                |message| DecodeError::Body {
+                    api: api_key,
+                    version,
+                    message,
+                },
+            )?;
+            if named.expects_response {
+                return Ok(Decoded::RemovedVersion {
+                    api: api_key,
+                    version,
+                    response: removed_versions::encode_response(
+                        api_key,
+                        version,
+                        header.correlation_id,
+                        &named,
+                    ),
+                });
+            }
+            // acks=0: no response is read; closing the connection is the only refusal.
         }
         return Err(DecodeError::UnsupportedVersion {
             api: api_key,
@@ -251,11 +283,34 @@ mod tests {
             decode_request(raw),
             Err(DecodeError::UnknownApi(24))
         ));
-        let raw = Bytes::from_static(&[0, 0, 0, 1, 0, 0, 0, 1, 0, 0]);
+        // DescribeConfigs v0 (removed by KIP-896)
+        let raw = Bytes::from_static(&[0, 32, 0, 0, 0, 0, 0, 1, 0, 0]);
         assert!(matches!(
             decode_request(raw),
             Err(DecodeError::UnsupportedVersion { .. })
         ));
+        // Produce v1 without a body: malformed
+        let raw = Bytes::from_static(&[0, 0, 0, 1, 0, 0, 0, 1, 0, 0]);
+        assert!(matches!(decode_request(raw), Err(DecodeError::Body { .. })));
+        // Produce v1 with acks=0 and no topics: no response expected, so the connection closes
+        let raw = Bytes::from_static(&[0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert!(matches!(
+            decode_request(raw),
+            Err(DecodeError::UnsupportedVersion { .. })
+        ));
+        // the same with acks=1: answered (no topics, so an empty list and a throttle time)
+        let raw = Bytes::from_static(&[0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
+        match decode_request(raw) {
+            Ok(Decoded::RemovedVersion {
+                api: ApiKey::Produce,
+                version: 1,
+                response,
+            }) => assert_eq!(
+                &response[..],
+                &[0, 0, 0, 12, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]
+            ),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

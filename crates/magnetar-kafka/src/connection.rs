@@ -452,6 +452,25 @@ impl Connection {
                         }
                     }));
                 }
+                Ok(Decoded::RemovedVersion {
+                    api,
+                    version,
+                    response,
+                }) => {
+                    tracing::info!(peer = %self.peer, ?api, version, "message format v0/v1 request (removed in Kafka 4.0, not served); answering UNSUPPORTED_VERSION per partition");
+                    let api = api as i16 as usize;
+                    self.context.metrics.record(api, Duration::ZERO);
+                    self.context
+                        .metrics
+                        .record_error(api, i32::from(UNSUPPORTED_VERSION));
+                    self.inflight_bytes += request_bytes;
+                    self.inflight.push_back(Box::pin(async move {
+                        Handled {
+                            request_bytes,
+                            result: HandledResult::Respond(response),
+                        }
+                    }));
+                }
                 Err(e) => {
                     self.log_decode_error(&e);
                     if let DecodeError::UnsupportedVersion { api, .. } = &e {

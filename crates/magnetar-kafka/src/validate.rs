@@ -12,7 +12,8 @@
 //! re-compressed).
 //!
 //! What is checked, with the error Kafka answers:
-//! - header: length, magic 2, CRC32C -> `CORRUPT_MESSAGE`; codec id 5-7 ->
+//! - header: length, CRC32C -> `CORRUPT_MESSAGE`; magic 0/1 (message format v0/v1, which
+//!   Produce v3+ never carries) -> `INVALID_RECORD`, as Kafka 4 answers; codec id 5-7 ->
 //!   `UNSUPPORTED_COMPRESSION_TYPE`;
 //! - batch (Kafka's `validateBatch`): record count > 0 and equal to `lastOffsetDelta + 1`, no
 //!   control batch from a client, a base sequence >= 0 when a producer id is set ->
@@ -99,7 +100,7 @@ pub enum Refusal {
     /// The batch's framing or CRC is broken, or its body cannot be decompressed.
     #[error("corrupt record batch: {0}")]
     Corrupt(String),
-    #[error("record batch magic {0} is not supported (only magic 2)")]
+    #[error("message format v{0} (magic {0}) is not supported: Produce v3 and later carry record batch v2 (magic 2) only")]
     UnsupportedMagic(i8),
     #[error("unknown compression codec id {0}")]
     UnsupportedCompression(i16),
@@ -127,7 +128,7 @@ impl Refusal {
     pub fn code(&self) -> i16 {
         match self {
             Refusal::Corrupt(_) => ResponseError::CorruptMessage.code(),
-            Refusal::UnsupportedMagic(_) => ResponseError::UnsupportedVersion.code(),
+            Refusal::UnsupportedMagic(_) => ResponseError::InvalidRecord.code(),
             Refusal::UnsupportedCompression(_) => ResponseError::UnsupportedCompressionType.code(),
             Refusal::InvalidRecord { .. } => ResponseError::InvalidRecord.code(),
             Refusal::Records { errors, .. } if errors.iter().any(|e| e.timestamp) => {
@@ -638,6 +639,31 @@ mod tests {
             "{what}: {refusal}"
         );
         refusal
+    }
+
+    /// A message set of format v1 (one magic 1 message, as a 0.10 client writes it) in a
+    /// Produce v3+ request: INVALID_RECORD with the reason, as Kafka 4 answers.
+    #[test]
+    fn a_magic_1_message_set_is_an_invalid_record_with_the_reason() {
+        let mut message = BytesMut::new();
+        message.put_u32(0); // CRC (not read: the magic is checked first)
+        message.put_i8(1); // magic
+        message.put_i8(0); // attributes
+        message.put_i64(1_700_000_000_000); // timestamp
+        message.put_i32(-1); // null key
+        message.put_i32(1);
+        message.put_u8(b'v');
+        let mut set = BytesMut::new();
+        set.put_i64(0);
+        set.put_i32(message.len() as i32);
+        set.put_slice(&message);
+        for magic in [0i8, 1] {
+            set[16] = magic as u8;
+            let refusal = validate_batch(&set, &limits()).unwrap_err();
+            assert_eq!(refusal, Refusal::UnsupportedMagic(magic));
+            assert_eq!(refusal.code(), ResponseError::InvalidRecord.code());
+            assert!(refusal.to_string().contains("record batch v2"), "{refusal}");
+        }
     }
 
     #[test]

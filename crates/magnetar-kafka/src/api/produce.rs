@@ -349,15 +349,16 @@ async fn produce_partition(
     let mut batches = batch::split(&records).map_err(|e| match e {
         BatchError::UnsupportedMagic(magic) => {
             tracing::warn!(client_id, topic = %tp, magic, "refusing record batch of an old format (only magic 2 is supported); upgrade the client");
-            ResponseError::UnsupportedVersion.code()
+            // INVALID_RECORD with the reason, as Kafka answers magic 0/1 in Produce v3+.
+            Refused::from(Refusal::UnsupportedMagic(magic))
         }
         BatchError::CrcMismatch { .. } => {
             tracing::warn!(client_id, topic = %tp, error = %e, "refusing corrupt record batch");
-            ResponseError::CorruptMessage.code()
+            ResponseError::CorruptMessage.code().into()
         }
         other => {
             tracing::warn!(client_id, topic = %tp, error = %other, "refusing malformed record batch");
-            ResponseError::CorruptMessage.code()
+            ResponseError::CorruptMessage.code().into()
         }
     })?;
     if batches.is_empty() {
