@@ -18,7 +18,16 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
-from kafka_util import admin, create_topic, raise_on_error, unique_topic
+from kafka_util import (
+    admin,
+    assert_records_equal,
+    consume,
+    create_topic,
+    make_records,
+    produce,
+    raise_on_error,
+    unique_topic,
+)
 
 pytestmark = pytest.mark.not_on("tansu", "topic config validation not checked against tansu")
 
@@ -194,3 +203,29 @@ def test_kafka_python_admin(bootstrap):
                                    "configs": {"compression.type": "brotli"}}})
     finally:
         a.close()
+
+
+@pytest.mark.parametrize("topic_codec", ["gzip", "snappy", "lz4", "zstd", "uncompressed"])
+@pytest.mark.parametrize("producer_codec", ["none", "lz4"])
+def test_compression_type_recompresses_and_clients_read_it(bootstrap, topic_codec, producer_codec):
+    """A codec in compression.type re-compresses produced batches (unit-tested in batch.rs);
+    here both clients read what was re-compressed, offsets and records intact."""
+    name = unique_topic("cmp")
+    create_topic(bootstrap, name, 1, config={"compression.type": topic_codec})
+    records = make_records(30)
+    offsets = produce(bootstrap, name, records, **{"compression.type": producer_codec, "linger.ms": 50})
+    assert [o for _, o in offsets] == list(range(30))
+    assert_records_equal(consume(bootstrap, name, 30), records)
+    kafka = pytest.importorskip("kafka")
+    c = kafka.KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                            consumer_timeout_ms=10000, enable_auto_commit=False)
+    try:
+        c.assign([kafka.TopicPartition(name, 0)])
+        got = []
+        for m in c:
+            got.append(m.value)
+            if len(got) == 30:
+                break
+    finally:
+        c.close()
+    assert got == [r.value for r in records]

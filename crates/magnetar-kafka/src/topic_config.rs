@@ -95,7 +95,6 @@ const STORAGE: Effect =
     Effect::None("the ledger's own segment, index and flush policy decide this");
 const TIERING: Effect =
     Effect::None("tiered storage is set per broker (`storage.local_retention_ms`), not per topic");
-const AS_PRODUCED: Effect = Effect::None("batches are stored as produced");
 const I64_MAX: &str = "9223372036854775807";
 
 const fn def(
@@ -135,7 +134,7 @@ pub const SPECS: &[Spec] = &[
         config_type::INT,
         "-1",
         Rule::GzipLevel,
-        AS_PRODUCED,
+        Effect::Applied,
         "Compression level when compression.type is gzip.",
     ),
     def(
@@ -143,7 +142,7 @@ pub const SPECS: &[Spec] = &[
         config_type::INT,
         "9",
         Rule::Between(1, 17),
-        AS_PRODUCED,
+        Effect::None("the lz4 encoder here has one level"),
         "Compression level when compression.type is lz4.",
     ),
     def(
@@ -151,19 +150,16 @@ pub const SPECS: &[Spec] = &[
         config_type::STRING,
         "producer",
         Rule::OneOf(&["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"]),
-        Effect::None(
-            "batches are stored as produced (Kafka's 'producer'); re-compression at produce is not \
-             done yet",
-        ),
-        "Final compression of the topic's data: a codec, 'uncompressed', or 'producer' to keep the \
-         producer's codec.",
+        Effect::Applied,
+        "Final compression of the topic's data: 'producer' stores batches as produced; a codec (or \
+         'uncompressed') re-compresses every batch in another codec at produce.",
     ),
     def(
         COMPRESSION_ZSTD_LEVEL,
         config_type::INT,
         "3",
         Rule::Between(-131072, 22),
-        AS_PRODUCED,
+        Effect::Applied,
         "Compression level when compression.type is zstd.",
     ),
     def(
@@ -583,6 +579,25 @@ pub fn max_message_bytes(ctx: &Context, metadata: &TopicMetadata) -> usize {
         .get(MAX_MESSAGE_BYTES)
         .and_then(|v| v.trim().parse::<usize>().ok())
         .unwrap_or(ctx.config.message_bytes_max)
+}
+
+/// The codec and levels a topic's `compression.type` asks batches to be stored in; `None` for
+/// `producer` (stored as produced).
+pub fn compression(configs: &BTreeMap<String, String>) -> Option<(i16, crate::batch::Levels)> {
+    let codec = crate::batch::target_codec(configs.get(COMPRESSION_TYPE)?)?;
+    let level = |key: &str, default: i32| {
+        configs
+            .get(key)
+            .and_then(|v| v.trim().parse::<i32>().ok())
+            .unwrap_or(default)
+    };
+    Some((
+        codec,
+        crate::batch::Levels {
+            gzip: level(COMPRESSION_GZIP_LEVEL, -1),
+            zstd: level(COMPRESSION_ZSTD_LEVEL, 3),
+        },
+    ))
 }
 
 /// Whether a topic's `cleanup.policy` includes `compact` (then every produced record needs a
