@@ -356,3 +356,153 @@ pub(crate) mod tests {
         }
     }
 }
+
+/// The codec a topic's `compression.type` asks for: `None` for `producer` (store as produced),
+/// else Kafka's codec id (0 for `uncompressed`).
+pub fn target_codec(compression_type: &str) -> Option<i16> {
+    match compression_type.trim() {
+        "uncompressed" => Some(0),
+        "gzip" => Some(1),
+        "snappy" => Some(2),
+        "lz4" => Some(3),
+        "zstd" => Some(4),
+        _ => None,
+    }
+}
+
+/// Levels of `compression.gzip.level` / `compression.zstd.level` (lz4 has one level here).
+#[derive(Debug, Clone, Copy)]
+pub struct Levels {
+    /// -1: the codec's default.
+    pub gzip: i32,
+    pub zstd: i32,
+}
+
+const XERIAL_MAGIC: &[u8] = b"\x82SNAPPY\x00";
+const XERIAL_BLOCK_LEN: usize = 32 * 1024;
+
+fn compress(codec: i16, data: &[u8], levels: Levels) -> std::io::Result<Vec<u8>> {
+    use std::io::Write;
+    Ok(match codec {
+        1 => {
+            let level = u32::try_from(levels.gzip)
+                .map(flate2::Compression::new)
+                .unwrap_or_default();
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), level);
+            e.write_all(data)?;
+            e.finish()?
+        }
+        // The xerial framing the Java client writes (every client reads it).
+        2 => {
+            let mut out = Vec::with_capacity(data.len() / 2 + 16);
+            out.extend_from_slice(XERIAL_MAGIC);
+            out.extend_from_slice(&1i32.to_be_bytes());
+            out.extend_from_slice(&1i32.to_be_bytes());
+            let mut encoder = snap::raw::Encoder::new();
+            for block in data.chunks(XERIAL_BLOCK_LEN) {
+                let compressed = encoder.compress_vec(block).map_err(std::io::Error::other)?;
+                out.extend_from_slice(&(compressed.len() as u32).to_be_bytes());
+                out.extend_from_slice(&compressed);
+            }
+            out
+        }
+        3 => {
+            let mut e = lz4_flex::frame::FrameEncoder::new(Vec::new());
+            e.write_all(data)?;
+            e.finish().map_err(std::io::Error::other)?
+        }
+        4 => zstd::encode_all(data, levels.zstd)?,
+        _ => data.to_vec(),
+    })
+}
+
+/// Kafka's `compression.type` other than `producer`: a batch whose codec is not `codec` is
+/// decoded and written again with it (offset deltas renumbered from 0, as Kafka does when it
+/// recompresses); its producer id, epoch, sequence, leader epoch, transactional and timestamp-type
+/// bits are kept. A batch already in `codec`, or a control batch, is returned as is. Runs after
+/// validation, so the batch is well formed and within the decompression cap.
+pub fn recompress(
+    batch: Bytes,
+    codec: i16,
+    levels: Levels,
+) -> Result<Bytes, magnetar_format::kafka::FormatError> {
+    let header =
+        parse_header(&batch).map_err(|e| magnetar_format::kafka::FormatError(e.to_string()))?;
+    if header.compression() == codec || header.attributes & 0x20 != 0 {
+        return Ok(batch);
+    }
+    let decoded = magnetar_format::kafka::decode_batch(&batch)?;
+    let plain = magnetar_format::kafka::encode_batch(0, &decoded.records);
+    let records = &plain[HEADER_LEN..];
+    let body = compress(codec, records, levels)
+        .map_err(|e| magnetar_format::kafka::FormatError(format!("compressing: {e}")))?;
+    let mut out = bytes::BytesMut::with_capacity(HEADER_LEN + body.len());
+    out.extend_from_slice(&decoded.base_offset.to_be_bytes());
+    out.extend_from_slice(&((HEADER_LEN - LOG_OVERHEAD + body.len()) as i32).to_be_bytes());
+    out.extend_from_slice(&decoded.partition_leader_epoch.to_be_bytes());
+    out.extend_from_slice(&[2]);
+    out.extend_from_slice(&[0; 4]); // crc, below
+    out.extend_from_slice(&((decoded.attributes & !0x07) | codec).to_be_bytes());
+    // From the plain batch: last offset delta, base and max timestamp as re-encoded.
+    out.extend_from_slice(&plain[23..43]);
+    out.extend_from_slice(&decoded.producer_id.to_be_bytes());
+    out.extend_from_slice(&decoded.producer_epoch.to_be_bytes());
+    out.extend_from_slice(&decoded.base_sequence.to_be_bytes());
+    out.extend_from_slice(&(decoded.records.len() as i32).to_be_bytes());
+    out.extend_from_slice(&body);
+    let crc = crc32c::crc32c(&out[ATTRIBUTES_AT..]);
+    out[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    Ok(out.freeze())
+}
+
+#[cfg(test)]
+mod recompress_tests {
+    use super::*;
+    use magnetar_format::kafka::{decode_batch, encode_batch, Record};
+
+    #[test]
+    fn recompress_keeps_records_and_producer_fields_for_every_codec() {
+        let records: Vec<Record> = (0..100)
+            .map(|i| Record {
+                offset_delta: i,
+                timestamp_ms: 1_700_000_000_000 + i64::from(i),
+                key: Some(Bytes::from(format!("k{i}"))),
+                value: Some(Bytes::from(vec![b'v'; 500])),
+                headers: vec![],
+            })
+            .collect();
+        let mut plain = bytes::BytesMut::from(&encode_batch(0, &records)[..]);
+        // An idempotent producer's batch: id 7, epoch 1, sequence 42.
+        plain[43..51].copy_from_slice(&7i64.to_be_bytes());
+        plain[51..53].copy_from_slice(&1i16.to_be_bytes());
+        plain[53..57].copy_from_slice(&42i32.to_be_bytes());
+        let crc = crc32c::crc32c(&plain[ATTRIBUTES_AT..]);
+        plain[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+        let plain = plain.freeze();
+        let levels = Levels { gzip: -1, zstd: 3 };
+        for codec in 1..=4 {
+            let out = recompress(plain.clone(), codec, levels).unwrap();
+            let header = parse_header(&out).unwrap();
+            verify_crc(&out).unwrap();
+            assert_eq!(header.compression(), codec);
+            assert_eq!(header.size, out.len());
+            assert!(out.len() < plain.len(), "codec {codec} did not compress");
+            let decoded = decode_batch(&out).unwrap();
+            assert_eq!(decoded.records, records, "codec {codec}");
+            assert_eq!(
+                (
+                    decoded.producer_id,
+                    decoded.producer_epoch,
+                    decoded.base_sequence
+                ),
+                (7, 1, 42)
+            );
+            // And back to uncompressed.
+            let back = recompress(out.clone(), 0, levels).unwrap();
+            assert_eq!(decode_batch(&back).unwrap().records, records);
+            assert_eq!(parse_header(&back).unwrap().compression(), 0);
+            // Already in the codec: untouched.
+            assert_eq!(recompress(out.clone(), codec, levels).unwrap(), out);
+        }
+    }
+}

@@ -93,6 +93,11 @@ pub struct KafkaConfig {
     pub validation_decompressed_bytes_max: usize,
     /// What a fetch does with a stored entry it cannot serve (`kafka.unreadable_entry_policy`).
     pub unreadable_entry_policy: UnreadableEntryPolicy,
+    /// Kafka's `listeners` (`PROTOCOL://host:port`, comma-separated), as DescribeConfigs shows
+    /// it for the broker; empty: this listener's advertised address.
+    pub listeners: String,
+    /// Kafka's `advertised.listeners`, the same way.
+    pub advertised_listeners: String,
 }
 
 /// What a Kafka fetch does with a stored entry it cannot serve as a record batch (a Pulsar entry
@@ -182,6 +187,8 @@ impl Default for KafkaConfig {
             conversion_cache_bytes: 64 * 1024 * 1024,
             validation_decompressed_bytes_max: validate::DECOMPRESSED_BYTES_MAX_DEFAULT,
             unreadable_entry_policy: UnreadableEntryPolicy::Skip,
+            listeners: String::new(),
+            advertised_listeners: String::new(),
         }
     }
 }

@@ -26,19 +26,6 @@ pub const MESSAGE_TIMESTAMP_AFTER_MAX_MS: &str = "message.timestamp.after.max.ms
 pub const CREATE_TIME: &str = "CreateTime";
 pub const LOG_APPEND_TIME: &str = "LogAppendTime";
 
-/// Every topic config key accepted, in the order DescribeConfigs lists them.
-pub const KEYS: &[&str] = &[
-    CLEANUP_POLICY,
-    MAX_MESSAGE_BYTES,
-    MESSAGE_TIMESTAMP_AFTER_MAX_MS,
-    MESSAGE_TIMESTAMP_BEFORE_MAX_MS,
-    MESSAGE_TIMESTAMP_DIFFERENCE_MAX_MS,
-    MESSAGE_TIMESTAMP_TYPE,
-    RETENTION_BYTES,
-    RETENTION_MS,
-    SEGMENT_BYTES,
-];
-
 /// Kafka's ConfigSource values.
 pub mod source {
     pub const DYNAMIC_TOPIC_CONFIG: i8 = 1;
@@ -52,19 +39,412 @@ pub mod config_type {
     pub const STRING: i8 = 2;
     pub const INT: i8 = 3;
     pub const LONG: i8 = 5;
+    pub const DOUBLE: i8 = 6;
     pub const LIST: i8 = 7;
 }
 
+/// How a value is checked (Kafka's ConfigDef validators).
+#[derive(Debug, Clone, Copy)]
+pub enum Rule {
+    /// Any value of the type.
+    Any,
+    /// An integer at least this.
+    AtLeast(i64),
+    /// An integer in `[min, max]`.
+    Between(i64, i64),
+    /// A double in `[0, 1]`.
+    Ratio,
+    /// One of these strings (case-sensitive, as Kafka's `ValidString`).
+    OneOf(&'static [&'static str]),
+    /// A non-empty list whose items are all among these.
+    ListOf(&'static [&'static str]),
+    /// `-1` (the codec's default) or `[1, 9]`: Kafka's gzip level validator.
+    GzipLevel,
+    /// `*` or a list of `partition:broker` pairs (Kafka's ThrottledReplicaListValidator).
+    ThrottledReplicas,
+}
+
+/// What a key does in Magnetar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// Enforced as Kafka does.
+    Applied,
+    /// Accepted, stored and described, with no effect here; the text says why.
+    None(&'static str),
+}
+
+/// One Kafka 4.x topic config: name, ConfigType, default (as Kafka shows it), rule, documentation
+/// and its effect in Magnetar. Defaults that depend on the broker or namespace are computed in
+/// [`default_value`].
+#[derive(Debug, Clone, Copy)]
+pub struct Spec {
+    pub name: &'static str,
+    pub config_type: i8,
+    pub default: &'static str,
+    pub rule: Rule,
+    pub doc: &'static str,
+    pub effect: Effect,
+}
+
+const COMPACTION: Effect =
+    Effect::None("compaction keys take effect with compaction (not yet run on users' topics)");
+const ONE_COPY: Effect = Effect::None(
+    "each partition is one copy on the ledger; there are no replicas or leader elections",
+);
+const STORAGE: Effect =
+    Effect::None("the ledger's own segment, index and flush policy decide this");
+const TIERING: Effect =
+    Effect::None("tiered storage is set per broker (`storage.local_retention_ms`), not per topic");
+const I64_MAX: &str = "9223372036854775807";
+
+const fn def(
+    name: &'static str,
+    config_type: i8,
+    default: &'static str,
+    rule: Rule,
+    effect: Effect,
+    doc: &'static str,
+) -> Spec {
+    Spec {
+        name,
+        config_type,
+        default,
+        rule,
+        doc,
+        effect,
+    }
+}
+
+/// Every topic config key accepted, in the order DescribeConfigs lists them (by name). These are
+/// Kafka 4.x's topic configs plus the deprecated `message.timestamp.difference.max.ms`, still
+/// sent by older tools.
+pub const SPECS: &[Spec] = &[
+    def(
+        CLEANUP_POLICY,
+        config_type::LIST,
+        "delete",
+        Rule::ListOf(&["compact", "delete"]),
+        Effect::Applied,
+        "Retention policy of old segments: 'delete' removes them by time or size, 'compact' keeps \
+         the latest value of each key. With 'compact' every produced record must have a key; \
+         compaction itself is not yet run on users' topics.",
+    ),
+    def(
+        COMPRESSION_GZIP_LEVEL,
+        config_type::INT,
+        "-1",
+        Rule::GzipLevel,
+        Effect::Applied,
+        "Compression level when compression.type is gzip.",
+    ),
+    def(
+        COMPRESSION_LZ4_LEVEL,
+        config_type::INT,
+        "9",
+        Rule::Between(1, 17),
+        Effect::None("the lz4 encoder here has one level"),
+        "Compression level when compression.type is lz4.",
+    ),
+    def(
+        COMPRESSION_TYPE,
+        config_type::STRING,
+        "producer",
+        Rule::OneOf(&["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"]),
+        Effect::Applied,
+        "Final compression of the topic's data: 'producer' stores batches as produced; a codec (or \
+         'uncompressed') re-compresses every batch in another codec at produce.",
+    ),
+    def(
+        COMPRESSION_ZSTD_LEVEL,
+        config_type::INT,
+        "3",
+        Rule::Between(-131072, 22),
+        Effect::Applied,
+        "Compression level when compression.type is zstd.",
+    ),
+    def(
+        DELETE_RETENTION_MS,
+        config_type::LONG,
+        "86400000",
+        Rule::AtLeast(0),
+        COMPACTION,
+        "How long delete tombstones are kept on a compacted topic.",
+    ),
+    def(
+        FILE_DELETE_DELAY_MS,
+        config_type::LONG,
+        "60000",
+        Rule::AtLeast(0),
+        STORAGE,
+        "How long to wait before deleting a file from the file system.",
+    ),
+    def(
+        FLUSH_MESSAGES,
+        config_type::LONG,
+        I64_MAX,
+        Rule::AtLeast(1),
+        Effect::None("durability follows the broker's fsync policy (`storage.fsync`)"),
+        "Messages written between forced fsyncs of the log.",
+    ),
+    def(
+        FLUSH_MS,
+        config_type::LONG,
+        I64_MAX,
+        Rule::AtLeast(0),
+        Effect::None("durability follows the broker's fsync policy (`storage.fsync`)"),
+        "Time between forced fsyncs of the log.",
+    ),
+    def(
+        FOLLOWER_REPLICATION_THROTTLED_REPLICAS,
+        config_type::LIST,
+        "",
+        Rule::ThrottledReplicas,
+        ONE_COPY,
+        "Replicas whose log replication is throttled on the follower side: '*' or partition:broker \
+         pairs.",
+    ),
+    def(
+        INDEX_INTERVAL_BYTES,
+        config_type::INT,
+        "4096",
+        Rule::AtLeast(0),
+        STORAGE,
+        "How often an entry is added to the offset index.",
+    ),
+    def(
+        LEADER_REPLICATION_THROTTLED_REPLICAS,
+        config_type::LIST,
+        "",
+        Rule::ThrottledReplicas,
+        ONE_COPY,
+        "Replicas whose log replication is throttled on the leader side: '*' or partition:broker \
+         pairs.",
+    ),
+    def(
+        LOCAL_RETENTION_BYTES,
+        config_type::LONG,
+        "-2",
+        Rule::AtLeast(-2),
+        TIERING,
+        "Bytes a partition keeps locally before its segments are eligible for deletion once in \
+         tiered storage; -2 means retention.bytes.",
+    ),
+    def(
+        LOCAL_RETENTION_MS,
+        config_type::LONG,
+        "-2",
+        Rule::AtLeast(-2),
+        TIERING,
+        "Milliseconds a segment is kept locally once in tiered storage; -2 means retention.ms.",
+    ),
+    def(
+        MAX_COMPACTION_LAG_MS,
+        config_type::LONG,
+        I64_MAX,
+        Rule::AtLeast(1),
+        COMPACTION,
+        "Longest time a message stays ineligible for compaction.",
+    ),
+    def(
+        MAX_MESSAGE_BYTES,
+        config_type::INT,
+        "1048588",
+        Rule::AtLeast(0),
+        Effect::Applied,
+        "Largest record batch the topic accepts (after compression).",
+    ),
+    def(
+        MESSAGE_TIMESTAMP_AFTER_MAX_MS,
+        config_type::LONG,
+        I64_MAX,
+        Rule::AtLeast(0),
+        Effect::Applied,
+        "How far after the broker's clock a CreateTime record timestamp may be; later batches are \
+         refused.",
+    ),
+    def(
+        MESSAGE_TIMESTAMP_BEFORE_MAX_MS,
+        config_type::LONG,
+        I64_MAX,
+        Rule::AtLeast(0),
+        Effect::Applied,
+        "How far before the broker's clock a CreateTime record timestamp may be; older batches are \
+         refused.",
+    ),
+    def(
+        MESSAGE_TIMESTAMP_DIFFERENCE_MAX_MS,
+        config_type::LONG,
+        I64_MAX,
+        Rule::AtLeast(0),
+        Effect::Applied,
+        "Deprecated (removed in Kafka 4.0): the fallback for message.timestamp.before.max.ms and \
+         message.timestamp.after.max.ms when they are not set.",
+    ),
+    def(
+        MESSAGE_TIMESTAMP_TYPE,
+        config_type::STRING,
+        "CreateTime",
+        Rule::OneOf(&[CREATE_TIME, LOG_APPEND_TIME]),
+        Effect::Applied,
+        "Whether record timestamps are the producer's (CreateTime) or the broker's append time \
+         (LogAppendTime, stamped on each batch; ListOffsets by time follows).",
+    ),
+    def(
+        MIN_CLEANABLE_DIRTY_RATIO,
+        config_type::DOUBLE,
+        "0.5",
+        Rule::Ratio,
+        COMPACTION,
+        "Share of the log that must be uncompacted before it is compacted.",
+    ),
+    def(
+        MIN_COMPACTION_LAG_MS,
+        config_type::LONG,
+        "0",
+        Rule::AtLeast(0),
+        COMPACTION,
+        "Shortest time a message stays uncompacted.",
+    ),
+    def(
+        MIN_INSYNC_REPLICAS,
+        config_type::INT,
+        "1",
+        Rule::AtLeast(1),
+        ONE_COPY,
+        "Fewest in-sync replicas that must acknowledge a write with acks=all.",
+    ),
+    def(
+        PREALLOCATE,
+        config_type::BOOLEAN,
+        "false",
+        Rule::Any,
+        STORAGE,
+        "Whether segment files are preallocated when created.",
+    ),
+    def(
+        REMOTE_LOG_COPY_DISABLE,
+        config_type::BOOLEAN,
+        "false",
+        Rule::Any,
+        TIERING,
+        "Stops copying segments to tiered storage while keeping what is there readable.",
+    ),
+    def(
+        REMOTE_LOG_DELETE_ON_DISABLE,
+        config_type::BOOLEAN,
+        "false",
+        Rule::Any,
+        TIERING,
+        "Whether turning remote storage off deletes the tiered segments.",
+    ),
+    def(
+        REMOTE_STORAGE_ENABLE,
+        config_type::BOOLEAN,
+        "false",
+        Rule::Any,
+        TIERING,
+        "Whether the topic uses tiered storage.",
+    ),
+    def(
+        RETENTION_BYTES,
+        config_type::LONG,
+        "-1",
+        Rule::AtLeast(-1),
+        Effect::Applied,
+        "Most bytes a partition keeps before its oldest segments are deleted; -1 means no limit \
+         (default: the namespace's retention policy).",
+    ),
+    def(
+        RETENTION_MS,
+        config_type::LONG,
+        "604800000",
+        Rule::AtLeast(-1),
+        Effect::Applied,
+        "How long a segment is kept after its last write before it is deleted; -1 means no limit \
+         (default: the namespace's retention policy).",
+    ),
+    def(
+        SEGMENT_BYTES,
+        config_type::INT,
+        "1073741824",
+        Rule::AtLeast(14),
+        Effect::Applied,
+        "Size of a segment file (Magnetar rounds values below 4096 up to 4096).",
+    ),
+    def(
+        SEGMENT_INDEX_BYTES,
+        config_type::INT,
+        "10485760",
+        Rule::AtLeast(4),
+        STORAGE,
+        "Size of a segment's offset index.",
+    ),
+    def(
+        SEGMENT_JITTER_MS,
+        config_type::LONG,
+        "0",
+        Rule::AtLeast(0),
+        Effect::None("segments roll by size only"),
+        "Random jitter subtracted from segment.ms.",
+    ),
+    def(
+        SEGMENT_MS,
+        config_type::LONG,
+        "604800000",
+        Rule::AtLeast(1),
+        Effect::None("segments roll by size only"),
+        "Time after which a segment is rolled even if not full.",
+    ),
+    def(
+        UNCLEAN_LEADER_ELECTION_ENABLE,
+        config_type::BOOLEAN,
+        "false",
+        Rule::Any,
+        ONE_COPY,
+        "Whether an out-of-sync replica may become leader.",
+    ),
+];
+
+pub const COMPRESSION_TYPE: &str = "compression.type";
+pub const COMPRESSION_GZIP_LEVEL: &str = "compression.gzip.level";
+pub const COMPRESSION_LZ4_LEVEL: &str = "compression.lz4.level";
+pub const COMPRESSION_ZSTD_LEVEL: &str = "compression.zstd.level";
+pub const DELETE_RETENTION_MS: &str = "delete.retention.ms";
+pub const FILE_DELETE_DELAY_MS: &str = "file.delete.delay.ms";
+pub const FLUSH_MESSAGES: &str = "flush.messages";
+pub const FLUSH_MS: &str = "flush.ms";
+pub const FOLLOWER_REPLICATION_THROTTLED_REPLICAS: &str = "follower.replication.throttled.replicas";
+pub const LEADER_REPLICATION_THROTTLED_REPLICAS: &str = "leader.replication.throttled.replicas";
+pub const INDEX_INTERVAL_BYTES: &str = "index.interval.bytes";
+pub const LOCAL_RETENTION_BYTES: &str = "local.retention.bytes";
+pub const LOCAL_RETENTION_MS: &str = "local.retention.ms";
+pub const MAX_COMPACTION_LAG_MS: &str = "max.compaction.lag.ms";
+pub const MIN_CLEANABLE_DIRTY_RATIO: &str = "min.cleanable.dirty.ratio";
+pub const MIN_COMPACTION_LAG_MS: &str = "min.compaction.lag.ms";
+pub const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
+pub const PREALLOCATE: &str = "preallocate";
+pub const REMOTE_LOG_COPY_DISABLE: &str = "remote.log.copy.disable";
+pub const REMOTE_LOG_DELETE_ON_DISABLE: &str = "remote.log.delete.on.disable";
+pub const REMOTE_STORAGE_ENABLE: &str = "remote.storage.enable";
+pub const SEGMENT_INDEX_BYTES: &str = "segment.index.bytes";
+pub const SEGMENT_JITTER_MS: &str = "segment.jitter.ms";
+pub const SEGMENT_MS: &str = "segment.ms";
+pub const UNCLEAN_LEADER_ELECTION_ENABLE: &str = "unclean.leader.election.enable";
+
+/// The spec of a key, if it is a topic config.
+pub fn spec(key: &str) -> Option<&'static Spec> {
+    SPECS.iter().find(|s| s.name == key)
+}
+
 pub fn config_type(key: &str) -> i8 {
-    match key {
-        RETENTION_MS
-        | RETENTION_BYTES
-        | MESSAGE_TIMESTAMP_DIFFERENCE_MAX_MS
-        | MESSAGE_TIMESTAMP_BEFORE_MAX_MS
-        | MESSAGE_TIMESTAMP_AFTER_MAX_MS => config_type::LONG,
-        SEGMENT_BYTES | MAX_MESSAGE_BYTES => config_type::INT,
-        CLEANUP_POLICY => config_type::LIST,
-        _ => config_type::STRING,
+    spec(key).map_or(config_type::STRING, |s| s.config_type)
+}
+
+/// The documentation DescribeConfigs returns: Kafka's meaning, then what it does here.
+pub fn documentation(spec: &Spec) -> String {
+    match spec.effect {
+        Effect::Applied => spec.doc.to_string(),
+        Effect::None(why) => format!("{} Accepted with no effect in Magnetar: {why}.", spec.doc),
     }
 }
 
@@ -75,53 +455,94 @@ fn invalid(key: &str, reason: impl Into<String>) -> Error {
     }
 }
 
-/// Checks one key and value; unknown keys are refused with their name.
+/// Checks one key and value (Kafka's parsing: values trimmed, booleans case-insensitive); unknown
+/// keys are refused with their name.
 pub fn validate(key: &str, value: &str) -> Result<(), Error> {
-    let long_at_least = |min: i64| -> Result<(), Error> {
-        match value.trim().parse::<i64>() {
-            Ok(v) if v >= min => Ok(()),
-            Ok(v) => Err(invalid(key, format!("{v} is below the minimum {min}"))),
-            Err(_) => Err(invalid(key, format!("'{value}' is not a number"))),
-        }
+    let Some(spec) = spec(key) else {
+        return Err(invalid(key, "unknown topic config"));
     };
-    let int_at_least = |min: i64| -> Result<(), Error> {
-        long_at_least(min)?;
-        match value.trim().parse::<i32>() {
-            Ok(_) => Ok(()),
-            Err(_) => Err(invalid(
-                key,
-                format!("'{value}' is larger than {}", i32::MAX),
-            )),
+    let v = value.trim();
+    let fail = |reason: String| Err(invalid(key, reason));
+    let number = || -> Result<i64, Error> {
+        let n = v
+            .parse::<i64>()
+            .map_err(|_| invalid(key, format!("'{value}' is not a number")))?;
+        if spec.config_type == config_type::INT && i32::try_from(n).is_err() {
+            return Err(invalid(key, format!("'{value}' is not a 32-bit integer")));
         }
+        Ok(n)
     };
-    match key {
-        RETENTION_MS | RETENTION_BYTES => long_at_least(-1),
-        SEGMENT_BYTES => int_at_least(14),
-        MAX_MESSAGE_BYTES => int_at_least(0),
-        MESSAGE_TIMESTAMP_DIFFERENCE_MAX_MS
-        | MESSAGE_TIMESTAMP_BEFORE_MAX_MS
-        | MESSAGE_TIMESTAMP_AFTER_MAX_MS => long_at_least(0),
-        MESSAGE_TIMESTAMP_TYPE => match value.trim() {
-            CREATE_TIME | LOG_APPEND_TIME => Ok(()),
-            _ => Err(invalid(
-                key,
-                format!("'{value}' is not one of '{CREATE_TIME}', '{LOG_APPEND_TIME}'"),
-            )),
+    match spec.config_type {
+        config_type::BOOLEAN
+            if !v.eq_ignore_ascii_case("true") && !v.eq_ignore_ascii_case("false") =>
+        {
+            return fail(format!("'{value}' is not 'true' or 'false'"));
+        }
+        config_type::INT | config_type::LONG => {
+            let n = number()?;
+            match spec.rule {
+                Rule::AtLeast(min) if n < min => {
+                    return fail(format!("{n} is below the minimum {min}"));
+                }
+                Rule::Between(min, max) if n < min || n > max => {
+                    return fail(format!("{n} is not in [{min}, {max}]"));
+                }
+                Rule::GzipLevel if n != -1 && !(1..=9).contains(&n) => {
+                    return fail(format!("{n} is not -1 or in [1, 9]"));
+                }
+                _ => {}
+            }
+        }
+        config_type::DOUBLE => match v.parse::<f64>() {
+            Ok(d) if (0.0..=1.0).contains(&d) => {}
+            Ok(d) => return fail(format!("{d} is not in [0, 1]")),
+            Err(_) => return fail(format!("'{value}' is not a number")),
         },
-        CLEANUP_POLICY => {
-            let mut parts: Vec<&str> = value.split(',').map(str::trim).collect();
-            parts.sort_unstable();
-            parts.dedup();
-            if parts.is_empty() || parts.iter().any(|p| !matches!(*p, "delete" | "compact")) {
-                return Err(invalid(
-                    key,
-                    format!("'{value}' is not a list of 'delete' and 'compact'"),
-                ));
+        _ => {}
+    }
+    match spec.rule {
+        Rule::OneOf(allowed) if !allowed.contains(&v) => {
+            fail(format!("'{value}' is not one of {}", quoted(allowed)))
+        }
+        Rule::ListOf(allowed) => {
+            let items: Vec<&str> = v.split(',').map(str::trim).collect();
+            if items.iter().any(|i| !allowed.contains(i)) {
+                return fail(format!("'{value}' is not a list of {}", quoted(allowed)));
             }
             Ok(())
         }
-        _ => Err(invalid(key, "unknown or unsupported topic config")),
+        Rule::ThrottledReplicas => {
+            let items: Vec<&str> = v
+                .split(',')
+                .map(str::trim)
+                .filter(|i| !i.is_empty())
+                .collect();
+            let pair = |i: &str| {
+                i.split_once(':').is_some_and(|(p, b)| {
+                    !p.is_empty()
+                        && !b.is_empty()
+                        && p.bytes().all(|c| c.is_ascii_digit())
+                        && b.bytes().all(|c| c.is_ascii_digit())
+                })
+            };
+            if items == ["*"] || items.iter().all(|i| pair(i)) {
+                Ok(())
+            } else {
+                fail(format!(
+                    "'{value}' is not '*' or a list of partition:broker pairs"
+                ))
+            }
+        }
+        _ => Ok(()),
     }
+}
+
+fn quoted(items: &[&str]) -> String {
+    items
+        .iter()
+        .map(|i| format!("'{i}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Validates a whole set of configs.
@@ -147,12 +568,7 @@ pub fn default_value(
             .min(i32::MAX as u64)
             .to_string(),
         MAX_MESSAGE_BYTES => ctx.config.message_bytes_max.to_string(),
-        CLEANUP_POLICY => "delete".to_string(),
-        MESSAGE_TIMESTAMP_TYPE => CREATE_TIME.to_string(),
-        MESSAGE_TIMESTAMP_DIFFERENCE_MAX_MS
-        | MESSAGE_TIMESTAMP_BEFORE_MAX_MS
-        | MESSAGE_TIMESTAMP_AFTER_MAX_MS => i64::MAX.to_string(),
-        _ => return None,
+        _ => spec(key)?.default.to_string(),
     })
 }
 
@@ -163,6 +579,25 @@ pub fn max_message_bytes(ctx: &Context, metadata: &TopicMetadata) -> usize {
         .get(MAX_MESSAGE_BYTES)
         .and_then(|v| v.trim().parse::<usize>().ok())
         .unwrap_or(ctx.config.message_bytes_max)
+}
+
+/// The codec and levels a topic's `compression.type` asks batches to be stored in; `None` for
+/// `producer` (stored as produced).
+pub fn compression(configs: &BTreeMap<String, String>) -> Option<(i16, crate::batch::Levels)> {
+    let codec = crate::batch::target_codec(configs.get(COMPRESSION_TYPE)?)?;
+    let level = |key: &str, default: i32| {
+        configs
+            .get(key)
+            .and_then(|v| v.trim().parse::<i32>().ok())
+            .unwrap_or(default)
+    };
+    Some((
+        codec,
+        crate::batch::Levels {
+            gzip: level(COMPRESSION_GZIP_LEVEL, -1),
+            zstd: level(COMPRESSION_ZSTD_LEVEL, 3),
+        },
+    ))
 }
 
 /// Whether a topic's `cleanup.policy` includes `compact` (then every produced record needs a
@@ -225,6 +660,84 @@ mod tests {
         assert!(validate(MESSAGE_TIMESTAMP_BEFORE_MAX_MS, "-1").is_err());
         let err = validate("no.such.key", "1").unwrap_err();
         assert!(matches!(err, Error::InvalidConfig { ref key, .. } if key == "no.such.key"));
+    }
+
+    #[test]
+    fn every_default_is_valid_and_keys_are_sorted_and_unique() {
+        for spec in SPECS {
+            validate(spec.name, spec.default)
+                .unwrap_or_else(|e| panic!("default of {}: {e}", spec.name));
+        }
+        let names: Vec<&str> = SPECS.iter().map(|s| s.name).collect();
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(names, sorted);
+    }
+
+    #[test]
+    fn kafka_4_keys_accepted_with_their_rules() {
+        // The keys tools were refused with (issue #20).
+        validate(COMPRESSION_TYPE, "zstd").unwrap();
+        validate(COMPRESSION_TYPE, "producer").unwrap();
+        assert!(validate(COMPRESSION_TYPE, "brotli").is_err());
+        assert!(validate(COMPRESSION_TYPE, "ZSTD").is_err());
+        validate(DELETE_RETENTION_MS, "0").unwrap();
+        assert!(validate(DELETE_RETENTION_MS, "-1").is_err());
+        validate(FILE_DELETE_DELAY_MS, "1000").unwrap();
+        validate(MAX_COMPACTION_LAG_MS, "1").unwrap();
+        assert!(validate(MAX_COMPACTION_LAG_MS, "0").is_err());
+        // Types: INT is 32-bit, LONG 64-bit, DOUBLE a ratio, BOOLEAN case-insensitive.
+        validate(MIN_INSYNC_REPLICAS, "2").unwrap();
+        assert!(validate(MIN_INSYNC_REPLICAS, "0").is_err());
+        assert!(validate(MIN_INSYNC_REPLICAS, "4294967296").is_err());
+        validate(SEGMENT_MS, "9223372036854775807").unwrap();
+        assert!(validate(SEGMENT_MS, "9223372036854775808").is_err());
+        validate(MIN_CLEANABLE_DIRTY_RATIO, "0.01").unwrap();
+        assert!(validate(MIN_CLEANABLE_DIRTY_RATIO, "1.5").is_err());
+        assert!(validate(MIN_CLEANABLE_DIRTY_RATIO, "half").is_err());
+        validate(UNCLEAN_LEADER_ELECTION_ENABLE, "TRUE").unwrap();
+        validate(PREALLOCATE, " false ").unwrap();
+        assert!(validate(UNCLEAN_LEADER_ELECTION_ENABLE, "yes").is_err());
+        // Codec levels.
+        validate(COMPRESSION_GZIP_LEVEL, "-1").unwrap();
+        validate(COMPRESSION_GZIP_LEVEL, "9").unwrap();
+        assert!(validate(COMPRESSION_GZIP_LEVEL, "0").is_err());
+        validate(COMPRESSION_ZSTD_LEVEL, "-5").unwrap();
+        assert!(validate(COMPRESSION_ZSTD_LEVEL, "23").is_err());
+        assert!(validate(COMPRESSION_LZ4_LEVEL, "18").is_err());
+        validate(LOCAL_RETENTION_MS, "-2").unwrap();
+        assert!(validate(LOCAL_RETENTION_BYTES, "-3").is_err());
+        // Throttled-replica lists.
+        validate(LEADER_REPLICATION_THROTTLED_REPLICAS, "*").unwrap();
+        validate(LEADER_REPLICATION_THROTTLED_REPLICAS, "").unwrap();
+        validate(FOLLOWER_REPLICATION_THROTTLED_REPLICAS, "0:1, 1:2").unwrap();
+        assert!(validate(FOLLOWER_REPLICATION_THROTTLED_REPLICAS, "0:1,*").is_err());
+        assert!(validate(FOLLOWER_REPLICATION_THROTTLED_REPLICAS, "0-1").is_err());
+        assert!(validate(CLEANUP_POLICY, "").is_err());
+    }
+
+    #[test]
+    fn refusals_name_the_key_and_the_rule() {
+        let Error::InvalidConfig { key, reason } =
+            validate(COMPRESSION_TYPE, "brotli").unwrap_err()
+        else {
+            panic!("not InvalidConfig");
+        };
+        assert_eq!(key, COMPRESSION_TYPE);
+        assert!(reason.contains("'zstd'"), "{reason}");
+        let Error::InvalidConfig { reason, .. } = validate(SEGMENT_MS, "0").unwrap_err() else {
+            panic!("not InvalidConfig");
+        };
+        assert_eq!(reason, "0 is below the minimum 1");
+    }
+
+    #[test]
+    fn documentation_says_when_a_key_has_no_effect() {
+        let doc = documentation(spec(MIN_INSYNC_REPLICAS).unwrap());
+        assert!(doc.contains("no effect in Magnetar"), "{doc}");
+        let doc = documentation(spec(RETENTION_MS).unwrap());
+        assert!(!doc.contains("no effect"), "{doc}");
     }
 
     #[test]

@@ -498,6 +498,32 @@ async fn admin_apis() {
         (cleanup.value.as_deref(), cleanup.config_source),
         (Some("delete"), 5)
     );
+    assert!(
+        configs.iter().all(|c| c.documentation.is_none()),
+        "documentation only when asked"
+    );
+    // With include_documentation every key is documented; a key with no effect here says so.
+    let documented: DescribeConfigsResponse = client
+        .call(
+            ApiKey::DescribeConfigs,
+            4,
+            &describe.clone().with_include_documentation(true),
+        )
+        .await;
+    let configs = &documented.results[0].configs;
+    assert!(configs
+        .iter()
+        .all(|c| c.documentation.as_deref().is_some_and(|d| !d.is_empty())));
+    let min_isr = configs
+        .iter()
+        .find(|c| c.name.as_str() == "min.insync.replicas")
+        .unwrap();
+    assert_eq!(min_isr.value.as_deref(), Some("1"));
+    assert!(min_isr
+        .documentation
+        .as_deref()
+        .unwrap()
+        .contains("no effect in Magnetar"));
 
     use kafka_protocol::messages::incremental_alter_configs_request::{
         AlterConfigsResource, AlterableConfig,

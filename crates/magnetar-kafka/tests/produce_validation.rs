@@ -358,6 +358,49 @@ async fn valid_batches_of_every_codec_are_stored_byte_exact() {
     server.stop().await;
 }
 
+/// `compression.type=zstd`: batches of other codecs are stored re-compressed with zstd (records
+/// and offsets intact); a zstd batch is stored byte-exact.
+#[tokio::test]
+async fn compression_type_recompresses_batches_of_other_codecs() {
+    let server = Server::start(KafkaConfig::default()).await;
+    let mut client = Client::connect(&server.addr).await;
+    let topic = "recompressed";
+    let configs = [("compression.type".to_string(), "zstd".to_string())].into();
+    server
+        .broker
+        .create_topic(&topic_partition(topic).topic, Some(1), configs)
+        .await
+        .unwrap();
+    let sent = [
+        encode(16, Compression::None),
+        encode(16, Compression::Gzip),
+        encode(16, Compression::Zstd),
+    ];
+    for (i, batch) in sent.iter().enumerate() {
+        let response = client.produce(topic, batch.clone()).await;
+        assert_eq!(response.error_code, 0, "batch {i}");
+        assert_eq!(response.base_offset, 16 * i as i64);
+    }
+    let (code, records) = client.fetch(topic, 0).await;
+    assert_eq!(code, 0);
+    let stored = batches(&records);
+    assert_eq!(stored.len(), 3);
+    for (i, (stored, sent)) in stored.iter().zip(&sent).enumerate() {
+        let attributes = i16::from_be_bytes([stored[21], stored[22]]);
+        assert_eq!(attributes & 0x07, 4, "batch {i} is stored in zstd");
+        let got = magnetar_format::kafka::decode_batch(stored).unwrap();
+        let want = magnetar_format::kafka::decode_batch(sent).unwrap();
+        assert_eq!(got.records, want.records, "batch {i}");
+        assert_eq!(got.base_offset, 16 * i as i64);
+    }
+    assert_eq!(
+        stored[2][8..],
+        sent[2][8..],
+        "a zstd batch is kept byte-exact"
+    );
+    server.stop().await;
+}
+
 /// A Pulsar-format entry that does not convert (garbage metadata), appended as an older
 /// version or a corrupt disk could have left it, between two valid Kafka batches.
 async fn poisoned_partition(server: &Server, client: &mut Client, topic: &str) {

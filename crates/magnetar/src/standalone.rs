@@ -358,7 +358,7 @@ async fn wire(config: &Config, bound: &Bound) -> anyhow::Result<Wired> {
         metrics: Some(metrics.clone()),
         ..config.pulsar.listener_config()
     };
-    let kafka_config = kafka_config(
+    let mut kafka_config = kafka_config(
         config,
         advertised_host,
         advertised_port,
@@ -366,6 +366,23 @@ async fn wire(config: &Config, bound: &Bound) -> anyhow::Result<Wired> {
         bound.tls.clone(),
         metrics.clone(),
     );
+    // Kafka's `listeners` / `advertised.listeners`, as DescribeConfigs shows them.
+    let protocol = &config.kafka.security_protocol;
+    let mut listeners = vec![format!("{protocol}://{kafka_addr}")];
+    let mut advertised = vec![format!(
+        "{protocol}://{}:{}",
+        kafka_config.advertised_host, kafka_config.advertised_port
+    )];
+    for (l, (_, addr)) in &bound.kafka_additional {
+        listeners.push(format!("{}://{addr}", l.protocol));
+        let (host, port) = l
+            .advertised
+            .clone()
+            .unwrap_or_else(|| (kafka_config.advertised_host.clone(), addr.port()));
+        advertised.push(format!("{}://{host}:{port}", l.protocol));
+    }
+    kafka_config.listeners = listeners.join(",");
+    kafka_config.advertised_listeners = advertised.join(",");
     // Started here, not inside the Kafka front end, so the admin API shares it (groups, lag).
     let coordinator =
         GroupCoordinator::start(broker.clone(), kafka_config.group_coordinator.clone())
@@ -446,6 +463,8 @@ fn kafka_config(
             config.kafka.validation_decompressed_bytes_max,
         )
         .unwrap_or(usize::MAX),
+        listeners: String::new(),
+        advertised_listeners: String::new(),
         // Validated at load: "skip" or "fail".
         unreadable_entry_policy: magnetar_kafka::UnreadableEntryPolicy::parse(
             &config.kafka.unreadable_entry_policy,

@@ -34,10 +34,11 @@ pub async fn handle(
                 result.replication_factor = 1;
                 // Configs in the response exist from v5 (the crate refuses to encode them before).
                 result.configs = (version >= 5).then(|| {
-                    topic_config::KEYS
+                    topic_config::SPECS
                         .iter()
-                        .filter_map(|key| {
-                            let (value, source) = match metadata.get(*key) {
+                        .filter_map(|spec| {
+                            let key = spec.name;
+                            let (value, source) = match metadata.get(key) {
                                 Some(v) => (v.clone(), topic_config::source::DYNAMIC_TOPIC_CONFIG),
                                 None => (
                                     topic_config::default_value(ctx, None, key)?,
@@ -48,7 +49,9 @@ pub async fn handle(
                                 CreatableTopicConfigs::default()
                                     .with_name(StrBytes::from_static_str(key))
                                     .with_value(Some(StrBytes::from_string(value)))
-                                    .with_config_source(source),
+                                    .with_config_source(source)
+                                    .with_read_only(false)
+                                    .with_is_sensitive(false),
                             )
                         })
                         .collect()

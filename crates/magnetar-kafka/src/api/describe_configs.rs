@@ -1,6 +1,8 @@
-//! DescribeConfigs v1–v4 for topics (every key in [`crate::topic_config::KEYS`], with source
+//! DescribeConfigs v1–v4 for topics (every key in [`crate::topic_config::SPECS`], with source
 //! DYNAMIC_TOPIC_CONFIG when set on the topic and DEFAULT_CONFIG otherwise) and for this broker
-//! (its static settings, read-only, source STATIC_BROKER_CONFIG).
+//! (its static settings under Kafka's names, read-only, source STATIC_BROKER_CONFIG). With
+//! `include_documentation` (v3+) each key carries its documentation, which for a topic key says
+//! whether it has an effect here.
 
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
@@ -24,6 +26,7 @@ struct Row {
     config_type: i8,
     read_only: bool,
     default: Option<String>,
+    documentation: String,
 }
 
 pub async fn handle(
@@ -67,9 +70,14 @@ pub async fn handle(
                             .with_name(StrBytes::from_string(row.name.clone()))
                             .with_value(Some(StrBytes::from_string(row.value.clone())))
                             .with_read_only(row.read_only)
+                            .with_is_sensitive(false)
                             .with_config_source(row.source);
                         if version >= 3 {
                             config.config_type = row.config_type;
+                            // Null unless asked, as Kafka (the crate's default is "").
+                            config.documentation = request
+                                .include_documentation
+                                .then(|| StrBytes::from_string(row.documentation.clone()));
                         }
                         if request.include_synonyms {
                             let mut synonyms = vec![DescribeConfigsSynonym::default()
@@ -121,11 +129,12 @@ async fn topic_rows(ctx: &Context, shown: &str) -> Result<Vec<Row>, (i16, String
         .namespace_policies(&name.namespace)
         .await
         .map_err(fail)?;
-    Ok(topic_config::KEYS
+    Ok(topic_config::SPECS
         .iter()
-        .filter_map(|key| {
+        .filter_map(|spec| {
+            let key = spec.name;
             let default = topic_config::default_value(ctx, policies.as_ref(), key);
-            let (value, source) = match metadata.configs.get(*key) {
+            let (value, source) = match metadata.configs.get(key) {
                 Some(v) => (v.clone(), source::DYNAMIC_TOPIC_CONFIG),
                 None => (default.clone()?, source::DEFAULT_CONFIG),
             };
@@ -133,9 +142,10 @@ async fn topic_rows(ctx: &Context, shown: &str) -> Result<Vec<Row>, (i16, String
                 name: key.to_string(),
                 value,
                 source,
-                config_type: topic_config::config_type(key),
+                config_type: spec.config_type,
                 read_only: false,
                 default,
+                documentation: topic_config::documentation(spec),
             })
         })
         .collect())
@@ -152,54 +162,64 @@ fn broker_rows(ctx: &Context, name: &str) -> Result<Vec<Row>, (i16, String)> {
         ));
     }
     let broker = ctx.broker.config();
-    let row = |name: &str, value: String, config_type: i8| Row {
+    let row = |name: &str, value: String, config_type: i8, doc: &str| Row {
         name: name.to_string(),
         value,
         source: source::STATIC_BROKER_CONFIG,
         config_type,
         read_only: true,
         default: None,
+        documentation: doc.to_string(),
     };
+    let advertised = if ctx.config.advertised_listeners.is_empty() {
+        format!(
+            "PLAINTEXT://{}:{}",
+            ctx.config.advertised_host, ctx.config.advertised_port
+        )
+    } else {
+        ctx.config.advertised_listeners.clone()
+    };
+    let listeners = if ctx.config.listeners.is_empty() {
+        advertised.clone()
+    } else {
+        ctx.config.listeners.clone()
+    };
+    let segment_bytes = broker.ledger.segment_bytes.min(i32::MAX as u64).to_string();
+    use config_type::{BOOLEAN, INT, LIST, LONG, STRING};
     Ok(vec![
-        row(
-            "auto.create.topics.enable",
-            broker.allow_auto_topic_creation.to_string(),
-            config_type::BOOLEAN,
-        ),
-        row(
-            "broker.id",
-            ctx.config.node_id.to_string(),
-            config_type::INT,
-        ),
-        row(
-            "log.segment.bytes",
-            broker.ledger.segment_bytes.to_string(),
-            config_type::INT,
-        ),
-        row(
-            "message.max.bytes",
-            ctx.config.message_bytes_max.to_string(),
-            config_type::INT,
-        ),
-        row(
-            "num.partitions",
-            broker.default_num_partitions.to_string(),
-            config_type::INT,
-        ),
-        row(
-            "socket.request.max.bytes",
-            ctx.config.max_request_bytes.to_string(),
-            config_type::INT,
-        ),
-        row(
-            "default.replication.factor",
-            "1".to_string(),
-            config_type::INT,
-        ),
-        row(
-            "kafka.namespace",
-            broker.default_namespace.to_string(),
-            config_type::STRING,
-        ),
+        row("advertised.listeners", advertised, LIST,
+            "Addresses clients are told to connect to (kafka.advertised_host/advertised_port and the additional listeners)."),
+        row("auto.create.topics.enable", broker.allow_auto_topic_creation.to_string(), BOOLEAN,
+            "Whether Metadata requests for an unknown topic create it (kafka.allow_auto_topic_creation)."),
+        row("broker.id", ctx.config.node_id.to_string(), INT, "This broker's id."),
+        row("compression.type", "producer".to_string(), STRING,
+            "Batches are stored as produced."),
+        row("default.replication.factor", "1".to_string(), INT,
+            "Each partition is one copy on the ledger; durability is the ledger's."),
+        row("delete.topic.enable", "true".to_string(), BOOLEAN, "Topics may be deleted."),
+        row("kafka.namespace", broker.default_namespace.to_string(), STRING,
+            "The Pulsar namespace bare Kafka topic names live in (kafkaTenant/kafkaNamespace)."),
+        row("listeners", listeners, LIST, "Addresses the broker listens on for Kafka clients."),
+        row("log.dirs", broker.data_dir.display().to_string(), LIST,
+            "The data directory (server.data_dir); ledgers live under it."),
+        row("log.retention.bytes", "-1".to_string(), LONG,
+            "No broker-wide size retention: topics follow their retention.bytes or their namespace's policy."),
+        row("log.retention.ms", "-1".to_string(), LONG,
+            "No broker-wide time retention: topics follow their retention.ms or their namespace's policy."),
+        row("log.segment.bytes", segment_bytes, INT,
+            "Size of a segment file (storage.segment_bytes)."),
+        row("message.max.bytes", ctx.config.message_bytes_max.to_string(), INT,
+            "Largest record batch accepted; the default of the topic config max.message.bytes (kafka.message_bytes_max)."),
+        row("min.insync.replicas", "1".to_string(), INT,
+            "One copy per partition; accepted with no effect."),
+        row("node.id", ctx.config.node_id.to_string(), INT, "This broker's id."),
+        row("num.partitions", broker.default_num_partitions.to_string(), INT,
+            "Partitions of a topic created without a count (kafka.default_num_partitions)."),
+        row("offsets.topic.num.partitions", ctx.config.group_coordinator.offsets_topic_num_partitions.to_string(), INT,
+            "Partitions of __consumer_offsets."),
+        row("socket.request.max.bytes", ctx.config.max_request_bytes.to_string(), INT,
+            "Largest request frame accepted (kafka.max_request_bytes)."),
+        row("unclean.leader.election.enable", "false".to_string(), BOOLEAN,
+            "One copy per partition; accepted with no effect."),
     ])
 }

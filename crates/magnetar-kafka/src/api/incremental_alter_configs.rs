@@ -1,5 +1,6 @@
 //! IncrementalAlterConfigs v0–v1: SET and DELETE on any topic config, APPEND and SUBTRACT on the
-//! list config `cleanup.policy`. All operations of a resource are validated before any is stored.
+//! list configs (`cleanup.policy`, the throttled-replica lists). All operations of a resource are
+//! validated before any is stored.
 
 use std::collections::BTreeMap;
 
@@ -73,17 +74,23 @@ pub fn apply(configs: &mut BTreeMap<String, String>, ops: &[AlterableConfig]) ->
             }
             DELETE => {
                 // Deleting an unknown key is refused so typos are visible.
-                topic_config::validate(&key, &topic_config_placeholder(&key))?;
+                if topic_config::spec(&key).is_none() {
+                    return Err(invalid("unknown topic config"));
+                }
                 configs.remove(&key);
             }
             APPEND | SUBTRACT => {
-                if key != topic_config::CLEANUP_POLICY {
+                let Some(spec) = topic_config::spec(&key) else {
+                    return Err(invalid("unknown topic config"));
+                };
+                if spec.config_type != topic_config::config_type::LIST {
                     return Err(invalid("APPEND and SUBTRACT apply only to list configs"));
                 }
+                // As Kafka: the current value, else the default.
                 let current = configs
                     .get(&key)
                     .cloned()
-                    .unwrap_or_else(|| "delete".to_string());
+                    .unwrap_or_else(|| spec.default.to_string());
                 let mut items: Vec<String> = current
                     .split(',')
                     .map(|s| s.trim().to_string())
@@ -106,14 +113,6 @@ pub fn apply(configs: &mut BTreeMap<String, String>, ops: &[AlterableConfig]) ->
         }
     }
     Ok(())
-}
-
-/// A valid value for `key`, so DELETE can reuse the key check.
-fn topic_config_placeholder(key: &str) -> String {
-    match key {
-        topic_config::CLEANUP_POLICY => "delete".to_string(),
-        _ => "100".to_string(),
-    }
 }
 
 async fn alter(

@@ -373,6 +373,7 @@ async fn produce_partition(
     // the records' max timestamp, not the header's claim.
     let now_ms = ctx.broker.clock().now_ms();
     let timestamps = topic_config::timestamp_policy(&metadata.configs);
+    let compression = topic_config::compression(&metadata.configs);
     let limits = validate::Limits {
         decompressed_bytes_max: ctx.config.validation_decompressed_bytes_max,
         now_ms,
@@ -403,6 +404,25 @@ async fn produce_partition(
             Refused::from(refusal)
         })?;
         header.max_timestamp = validated.max_timestamp_ms;
+        // `compression.type` other than `producer`: written again in the topic's codec.
+        if let Some((codec, levels)) = compression.filter(|(c, _)| *c != header.compression()) {
+            let batch = std::mem::take(bytes);
+            let recompressed =
+                tokio::task::spawn_blocking(move || batch::recompress(batch, codec, levels))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string()));
+            match recompressed {
+                Ok(out) => {
+                    *bytes = out;
+                    header.attributes = (header.attributes & !0x07) | codec;
+                }
+                Err(e) => {
+                    tracing::warn!(client_id, topic = %tp, error = %e, "cannot recompress record batch");
+                    return Err(ResponseError::CorruptMessage.code().into());
+                }
+            }
+        }
         if timestamps.log_append_time {
             *bytes = batch::stamp_log_append_time(std::mem::take(bytes), now_ms);
             header.max_timestamp = now_ms;
