@@ -79,6 +79,56 @@ pub struct NewEntry {
     pub first_index_at: Option<usize>,
 }
 
+impl NewEntry {
+    /// Checks the entry before it is given `first_index`: payload at most `entry_bytes_max`
+    /// bytes, at least one message, room for the index at `first_index_at`, no index overflow.
+    /// Returns the index after its last message.
+    pub(crate) fn check(
+        &self,
+        first_index: u64,
+        entry_bytes_max: u32,
+    ) -> Result<u64, crate::StorageError> {
+        use crate::StorageError;
+        let size = self.payload.len() as u64;
+        if size > u64::from(entry_bytes_max) {
+            return Err(StorageError::EntryTooLarge {
+                size,
+                max: u64::from(entry_bytes_max),
+            });
+        }
+        if self.message_count == 0 {
+            return Err(StorageError::InvalidEntry {
+                reason: "message count is 0".to_string(),
+            });
+        }
+        if let Some(at) = self.first_index_at {
+            if self.payload.len() < at.saturating_add(8) {
+                return Err(StorageError::InvalidEntry {
+                    reason: format!("payload of {size} bytes has no room for the index at {at}"),
+                });
+            }
+        }
+        first_index
+            .checked_add(u64::from(self.message_count))
+            .ok_or_else(|| StorageError::InvalidEntry {
+                reason: "message index overflows".to_string(),
+            })
+    }
+
+    /// The header the entry is stored with at `first_index`, published at `publish_time_ms`.
+    pub(crate) fn header(&self, first_index: u64, publish_time_ms: i64) -> EntryHeader {
+        EntryHeader {
+            first_index,
+            message_count: self.message_count,
+            publish_time_ms,
+            max_timestamp_ms: self.max_timestamp_ms,
+            format: self.format,
+            producer: self.producer,
+            payload_len: self.payload.len() as u32,
+        }
+    }
+}
+
 /// The decoded header of a stored entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EntryHeader {

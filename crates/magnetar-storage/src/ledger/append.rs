@@ -52,29 +52,7 @@ impl ManagedLedger {
         let first_index = st.next_index;
         let entry = build(first_index);
         let size = entry.payload.len() as u64;
-        if size > u64::from(self.config.entry_bytes_max) {
-            return Err(StorageError::EntryTooLarge {
-                size,
-                max: u64::from(self.config.entry_bytes_max),
-            });
-        }
-        if entry.message_count == 0 {
-            return Err(StorageError::InvalidEntry {
-                reason: "message count is 0".to_string(),
-            });
-        }
-        if let Some(at) = entry.first_index_at {
-            if entry.payload.len() < at.saturating_add(8) {
-                return Err(StorageError::InvalidEntry {
-                    reason: format!("payload of {size} bytes has no room for the index at {at}"),
-                });
-            }
-        }
-        let next = first_index
-            .checked_add(u64::from(entry.message_count))
-            .ok_or_else(|| StorageError::InvalidEntry {
-                reason: "message index overflows".to_string(),
-            })?;
+        let next = entry.check(first_index, self.config.entry_bytes_max)?;
         let (tx, rx) = oneshot::channel();
         st.next_index = next;
         st.queued_bytes += size + ENTRY_HEADER_LEN as u64;
@@ -177,15 +155,7 @@ impl ManagedLedger {
         let mut positions = Vec::with_capacity(batch.len());
         let mut syncs = 0u64;
         for q in batch {
-            let header = EntryHeader {
-                first_index: q.first_index,
-                message_count: q.entry.message_count,
-                publish_time_ms: now,
-                max_timestamp_ms: q.entry.max_timestamp_ms,
-                format: q.entry.format,
-                producer: q.entry.producer,
-                payload_len: q.entry.payload.len() as u32,
-            };
+            let header = q.entry.header(q.first_index, now);
             if header.first_index != expected {
                 return Err(StorageError::Failed {
                     reason: format!(

@@ -415,37 +415,8 @@ impl SharedLedger {
         writer.check_room()?;
         let first_index = st.next_index;
         let entry = build(first_index);
-        let size = entry.payload.len() as u64;
-        let max = u64::from(writer.config.entry_bytes_max);
-        if size > max {
-            return Err(StorageError::EntryTooLarge { size, max });
-        }
-        if entry.message_count == 0 {
-            return Err(StorageError::InvalidEntry {
-                reason: "message count is 0".to_string(),
-            });
-        }
-        if let Some(at) = entry.first_index_at {
-            if entry.payload.len() < at.saturating_add(8) {
-                return Err(StorageError::InvalidEntry {
-                    reason: format!("payload of {size} bytes has no room for the index at {at}"),
-                });
-            }
-        }
-        let end_index = first_index
-            .checked_add(u64::from(entry.message_count))
-            .ok_or_else(|| StorageError::InvalidEntry {
-                reason: "message index overflows".to_string(),
-            })?;
-        let header = EntryHeader {
-            first_index,
-            message_count: entry.message_count,
-            publish_time_ms: writer.clock.now_ms(),
-            max_timestamp_ms: entry.max_timestamp_ms,
-            format: entry.format,
-            producer: entry.producer,
-            payload_len: entry.payload.len() as u32,
-        };
+        let end_index = entry.check(first_index, writer.config.entry_bytes_max)?;
+        let header = entry.header(first_index, writer.clock.now_ms());
         let mut bytes = Vec::with_capacity(ENTRY_HEADER_LEN + entry.payload.len());
         encode_entry_with_index(&header, &entry.payload, entry.first_index_at, &mut bytes);
         let (done, receiver) = oneshot::channel();
