@@ -2,13 +2,14 @@
 //! the parent kills it at a random moment, reopens the ledger and checks that every
 //! acknowledged entry is present, intact and in order.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::io::Write;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use magnetar_storage::*;
+
+mod common;
 
 const CHILD_DIR_ENV: &str = "MAGNETAR_STORAGE_CRASH_CHILD_DIR";
 const CHILD_TEST_NAME: &str = "crash_child";
@@ -75,64 +76,28 @@ fn crash_child() {
     });
 }
 
-/// A small xorshift generator seeded from the clock; no extra dependency.
-fn random_ms(state: &mut u64, lo: u64, hi: u64) -> u64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    lo + *state % (hi - lo)
-}
-
 #[test]
 fn crash_kill9_never_loses_acknowledged_entries() {
     let dir = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
-    let mut seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
+    let mut random = common::Random::from_clock();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let mut acked_total = 0usize;
     for round in 0..5 {
-        let mut child = Command::new(&exe)
-            .args([
-                "--exact",
-                CHILD_TEST_NAME,
-                "--nocapture",
-                "--include-ignored",
-            ])
-            .env(CHILD_DIR_ENV, dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            let mut acked = Vec::new();
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.strip_prefix("ack ") {
-                    if let Ok(i) = rest.trim().parse::<u64>() {
-                        acked.push(i);
-                    }
-                }
-            }
-            acked
-        });
-        let deadline = Instant::now() + Duration::from_millis(random_ms(&mut seed, 150, 1_500));
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("child exited early in round {round}: {status}");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        child.kill().unwrap(); // SIGKILL on Unix
-        child.wait().unwrap();
-        let acked = reader.join().unwrap();
+        let run_for = Duration::from_millis(random.between(150, 1_500));
+        let lines = common::run_child_until_killed(
+            CHILD_TEST_NAME,
+            CHILD_DIR_ENV,
+            dir.path(),
+            run_for,
+            round,
+        );
+        let acked: Vec<u64> = lines
+            .iter()
+            .filter_map(|line| line.strip_prefix("ack ")?.trim().parse().ok())
+            .collect();
         acked_total += acked.len();
         eprintln!(
             "round {round}: {} acknowledged appends before SIGKILL",

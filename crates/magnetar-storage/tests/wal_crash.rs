@@ -5,10 +5,9 @@
 //! ledger over with a new writer, collects garbage, and checks that every acknowledged entry is
 //! there, intact, at its index, with continuous indexes.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::io::Write;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use magnetar_metadata::{MetadataStore, RedbStore};
@@ -16,6 +15,8 @@ use magnetar_storage::wal::{collect_garbage, SharedLedger, WalConfig, WalWriter}
 use magnetar_storage::*;
 use object_store::local::LocalFileSystem;
 use object_store::ObjectStore;
+
+mod common;
 
 const CHILD_DIR_ENV: &str = "MAGNETAR_WAL_CRASH_CHILD_DIR";
 const CHILD_TEST_NAME: &str = "wal_crash_child";
@@ -110,68 +111,36 @@ fn wal_crash_child() {
     });
 }
 
-/// A small xorshift generator seeded from the clock; no extra dependency.
-fn random_ms(state: &mut u64, lo: u64, hi: u64) -> u64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    lo + *state % (hi - lo)
-}
-
 #[test]
 fn wal_kill9_never_loses_acknowledged_entries() {
     let dir = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
-    let mut seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
+    let mut random = common::Random::from_clock();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let mut acked_total = 0usize;
     for round in 0..4 {
-        let mut child = Command::new(&exe)
-            .args([
-                "--exact",
-                CHILD_TEST_NAME,
-                "--nocapture",
-                "--include-ignored",
-            ])
-            .env(CHILD_DIR_ENV, dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            let mut acked = vec![Vec::new(); LEDGERS];
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let mut parts = line.strip_prefix("ack ").unwrap_or("").split(' ');
-                if let (Some(Ok(l)), Some(Ok(i))) = (
-                    parts.next().map(str::parse::<usize>),
-                    parts.next().map(str::parse::<u64>),
-                ) {
-                    if l < LEDGERS {
-                        acked[l].push(i);
-                    }
+        let run_for = Duration::from_millis(random.between(300, 1_500));
+        let lines = common::run_child_until_killed(
+            CHILD_TEST_NAME,
+            CHILD_DIR_ENV,
+            dir.path(),
+            run_for,
+            round,
+        );
+        let mut acked = vec![Vec::new(); LEDGERS];
+        for line in &lines {
+            let mut parts = line.strip_prefix("ack ").unwrap_or("").split(' ');
+            if let (Some(Ok(l)), Some(Ok(i))) = (
+                parts.next().map(str::parse::<usize>),
+                parts.next().map(str::parse::<u64>),
+            ) {
+                if l < LEDGERS {
+                    acked[l].push(i);
                 }
             }
-            acked
-        });
-        let deadline = Instant::now() + Duration::from_millis(random_ms(&mut seed, 300, 1_500));
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("child exited early in round {round}: {status}");
-            }
-            std::thread::sleep(Duration::from_millis(10));
         }
-        child.kill().unwrap(); // SIGKILL on Unix
-        child.wait().unwrap();
-        let acked = reader.join().unwrap();
         let count: usize = acked.iter().map(Vec::len).sum();
         acked_total += count;
         eprintln!("round {round}: {count} acknowledged appends before SIGKILL");
