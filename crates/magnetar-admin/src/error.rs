@@ -58,6 +58,8 @@ pub fn status_of(error: &Error) -> StatusCode {
             StatusCode::INTERNAL_SERVER_ERROR
         }
         Error::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        // Cluster mode: another broker serves the topic (its admin address is in the text).
+        Error::NotOwner { .. } => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 

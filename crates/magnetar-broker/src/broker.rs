@@ -7,7 +7,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use magnetar_metadata::{Expect, MetadataError, MetadataStore};
 use magnetar_storage::{
-    Clock, LedgerConfig, LocalSegmentStore, ManagedLedger, SegmentStore, StorageError,
+    wal::SharedLedger, Clock, LedgerConfig, LocalSegmentStore, ManagedLedger, SegmentStore,
+    StorageError,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -17,6 +18,8 @@ use crate::error::{Error, Result};
 use crate::names::{NamespaceName, TenantName, TopicName, TopicPartition};
 use crate::partition::PartitionLog;
 use crate::registry::{LedgerKey, PartitionRegistry};
+use crate::cluster::{ClusterMember, PartitionOwner};
+use crate::ledger::Ledger;
 use crate::resources::*;
 
 /// The namespace that holds internal topics (consumer offsets, later transaction state).
@@ -99,6 +102,8 @@ pub struct Broker {
     /// Called with a deleted partition's ledger directory before it is removed (tiered storage
     /// deletes the partition's objects there); see [`Broker::set_ledger_cleanup`].
     ledger_cleanup: std::sync::RwLock<Option<LedgerCleanup>>,
+    /// Cluster mode: this broker's membership (ownership, the shared WAL); unset standalone.
+    cluster: std::sync::OnceLock<Arc<ClusterMember>>,
 }
 
 /// Deletes what a ledger keeps outside its directory (a tiered ledger's objects); blocking.
@@ -150,6 +155,20 @@ impl TopicCache {
             entries.clear();
         }
         entries.insert(name.clone(), metadata.clone());
+    }
+
+    /// Drops the entry of a topic metadata key (`/admin/topics/...`), or everything when the key
+    /// does not parse.
+    fn invalidate_key(&self, key: &str) {
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        entries.retain(|name, _| crate::resources::topic_key(name) != key);
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    fn clear(&self) {
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        entries.clear();
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     fn invalidate(&self, name: &TopicName) {
@@ -277,9 +296,83 @@ impl Broker {
             permissions_version: std::sync::atomic::AtomicU64::new(0),
             topic_cache: TopicCache::default(),
             ledger_cleanup: std::sync::RwLock::new(None),
+            cluster: std::sync::OnceLock::new(),
         });
         broker.bootstrap().await?;
         Ok(broker)
+    }
+
+    /// Cluster mode: serve only the partitions whose bundle `member` owns, with their ledgers on
+    /// its shared WAL. Call once, before the front ends serve. Starts two tasks: one closes the
+    /// open partitions of every bundle this broker stops owning (their next request is answered
+    /// "not the owner", and the new owner's open fences anything still in flight here); one
+    /// drops cached topic metadata whenever another broker changes a topic.
+    pub fn join_cluster(self: &Arc<Self>, member: Arc<ClusterMember>) -> Result<()> {
+        self.cluster
+            .set(member.clone())
+            .map_err(|_| Error::InvalidRequest("the broker is already in a cluster".into()))?;
+        for namespace in [
+            self.config.default_namespace.clone(),
+            NamespaceName::new(INTERNAL_NAMESPACE.0, INTERNAL_NAMESPACE.1)?,
+        ] {
+            member.add_namespace(&namespace);
+        }
+        let weak = Arc::downgrade(self);
+        let mut owned = member.ownership().owned();
+        tokio::spawn(async move {
+            loop {
+                let current: std::collections::BTreeSet<_> =
+                    owned.borrow_and_update().keys().cloned().collect();
+                let Some(broker) = weak.upgrade() else { return };
+                broker.close_unowned(&current).await;
+                drop(broker);
+                if owned.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        let weak = Arc::downgrade(self);
+        let mut watch = self.metadata.watch("/admin/topics/")?;
+        tokio::spawn(async move {
+            loop {
+                let result = watch.recv().await;
+                let Some(broker) = weak.upgrade() else { return };
+                match result {
+                    Ok(event) => broker.topic_cache.invalidate_key(&event.key),
+                    Err(magnetar_metadata::WatchError::Lagged { .. }) => {
+                        broker.topic_cache.clear()
+                    }
+                    Err(magnetar_metadata::WatchError::Closed) => return,
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// This broker's cluster membership; `None` standalone.
+    pub fn cluster(&self) -> Option<&Arc<ClusterMember>> {
+        self.cluster.get()
+    }
+
+    /// Closes every open partition whose bundle is not in `owned` (cluster mode).
+    async fn close_unowned(&self, owned: &std::collections::BTreeSet<crate::cluster::Bundle>) {
+        let Some(member) = self.cluster.get() else {
+            return;
+        };
+        let lost = self.partitions.remove_where(|(topic, partition)| {
+            member
+                .bundle_of(topic, *partition)
+                .map(|b| !owned.contains(&b))
+                .unwrap_or(true)
+        });
+        for slot in lost {
+            if let Some(log) = slot.settled().await {
+                tracing::info!(partition = %log.name(), "bundle moved away: closing the partition");
+                if let Err(e) = log.close().await {
+                    tracing::debug!(partition = %log.name(), error = %e, "closing a partition that moved");
+                }
+            }
+        }
     }
 
     /// Sets what deleting a topic also deletes for each of its ledger directories (tiered
@@ -828,6 +921,7 @@ impl Broker {
             });
         }
         let ledger_partition = metadata.ledger_partition(tp.partition);
+        self.check_owner(&tp.topic, ledger_partition)?;
         let key: LedgerKey = (tp.topic.clone(), ledger_partition);
         let mut slot = self.partitions.slot(&key);
         // At most two rounds: the open log, or (once) the log reopened after a failed write.
@@ -847,6 +941,35 @@ impl Broker {
             .await
     }
 
+    /// Cluster mode: refuses a partition whose bundle this broker does not own, naming the owner
+    /// when one is known. Standalone: every partition is this broker's.
+    pub fn check_owner(&self, topic: &TopicName, ledger_partition: Option<u32>) -> Result<()> {
+        let Some(member) = self.cluster.get() else {
+            return Ok(());
+        };
+        match member.owner(topic, ledger_partition)? {
+            PartitionOwner::This => Ok(()),
+            PartitionOwner::Other(node) => Err(Error::NotOwner {
+                topic: topic.to_string(),
+                owner: Some(node.0),
+            }),
+            PartitionOwner::Unowned => Err(Error::NotOwner {
+                topic: topic.to_string(),
+                owner: None,
+            }),
+        }
+    }
+
+    /// The shared WAL's name of a partition's ledger: `tenant/namespace/persistent/topic[-partition-N]`.
+    fn shared_ledger_name(name: &TopicName, partition: Option<u32>) -> String {
+        format!(
+            "{}/{}/persistent/{}",
+            name.namespace.tenant.as_str(),
+            name.namespace.namespace,
+            name.ledger_name(partition)
+        )
+    }
+
     /// Opens (and recovers) one partition's ledger, closing `failed` first if it replaces a log
     /// whose ledger failed a write. Runs inside the partition's own open-once cell: no lock is
     /// held, and requests for other partitions do not wait for it.
@@ -862,6 +985,33 @@ impl Broker {
                 tracing::debug!(partition = %tp, error = %e, "closing the failed ledger");
             }
         }
+        let ledger = match self.cluster.get() {
+            Some(member) => {
+                let name = Self::shared_ledger_name(&tp.topic, ledger_partition);
+                Ledger::Shared(SharedLedger::open(member.wal(), &name).await?)
+            }
+            None => Ledger::Local(self.open_local_ledger(tp, metadata, ledger_partition).await?),
+        };
+        let log = Arc::new(
+            PartitionLog::new(tp.clone(), ledger, self.config.producers_per_partition_max).await?,
+        );
+        if let Some(rate) = self
+            .namespace_policies(&tp.topic.namespace)
+            .await?
+            .and_then(|p| p.publish_rate)
+        {
+            log.set_publish_rate(rate);
+        }
+        Ok(log)
+    }
+
+    /// Opens (and recovers) a partition's local ledger, off the async workers.
+    async fn open_local_ledger(
+        &self,
+        tp: &TopicPartition,
+        metadata: &TopicMetadata,
+        ledger_partition: Option<u32>,
+    ) -> Result<Arc<ManagedLedger>> {
         let dir = self.ledger_dir(&tp.topic, ledger_partition);
         let mut config = self.config.ledger.clone();
         if let Some(bytes) = config_value(metadata, SEGMENT_BYTES) {
@@ -875,17 +1025,7 @@ impl Broker {
         })
         .await
         .map_err(|e| Error::Storage(format!("open task failed: {e}")))??;
-        let log = Arc::new(
-            PartitionLog::new(tp.clone(), ledger, self.config.producers_per_partition_max).await?,
-        );
-        if let Some(rate) = self
-            .namespace_policies(&tp.topic.namespace)
-            .await?
-            .and_then(|p| p.publish_rate)
-        {
-            log.set_publish_rate(rate);
-        }
-        Ok(log)
+        Ok(ledger)
     }
 
     /// Gives every open partition of `namespace` its publish rate after a policy change.

@@ -61,6 +61,10 @@ pub enum Error {
     Metadata(String),
     #[error("the broker is shutting down")]
     ShuttingDown,
+    /// Cluster mode: another broker serves this partition (`owner`: its node id, when known), or
+    /// this broker lost it (its ledger was fenced by the new owner).
+    #[error("'{topic}' is served by {}", owner.map_or("another broker (owner not known yet)".to_string(), |n| format!("broker {n}")))]
+    NotOwner { topic: String, owner: Option<u32> },
 }
 
 impl From<StorageError> for Error {
@@ -78,6 +82,11 @@ impl From<StorageError> for Error {
             StorageError::EntryTooLarge { size, max } => Error::MessageTooLarge { size, max },
             StorageError::Corrupt { .. } => Error::CorruptData(err.to_string()),
             StorageError::Closed => Error::ShuttingDown,
+            // Another broker took the ledger over: this one is no longer its owner.
+            StorageError::Fenced { ledger, .. } => Error::NotOwner {
+                topic: ledger,
+                owner: None,
+            },
             // The broker's own storage failing, or a ledger that must be reopened: the client
             // may retry (Kafka's KAFKA_STORAGE_ERROR is retriable), the operator reads the text.
             StorageError::Io { .. }
@@ -87,9 +96,8 @@ impl From<StorageError> for Error {
             | StorageError::NoRuntime
             // Back-pressure of a ledger's append queue: retriable as a storage error.
             | StorageError::QueueFull { .. }
-            // The shared WAL: a lost fence, an object store or metadata store that failed or
+            // The shared WAL: a gap, an object store or metadata store that failed or
             // did not answer (retriable after a reopen), a gap that keeps a ledger closed.
-            | StorageError::Fenced { .. }
             | StorageError::Gap { .. }
             | StorageError::ObjectStore { .. }
             | StorageError::Metadata { .. }

@@ -15,6 +15,7 @@
 pub mod broker;
 pub mod cluster;
 pub mod error;
+pub(crate) mod ledger;
 pub mod names;
 pub mod partition;
 pub mod permissions;

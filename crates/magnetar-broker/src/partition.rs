@@ -8,12 +8,12 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use magnetar_storage::{
-    Entry, EntryHeader, LatencyHistogram, LedgerStats, ManagedLedger, NewEntry, PayloadFormat,
-    PendingAppend, ProducerInfo,
+    Entry, EntryHeader, LatencyHistogram, LedgerStats, NewEntry, PayloadFormat, ProducerInfo,
 };
 use tokio::sync::watch;
 
 use crate::error::{Error, Result};
+use crate::ledger::{Ledger, Pending};
 use crate::names::TopicPartition;
 use crate::producer_state::{
     decode_snapshot, encode_snapshot, ProducerBatch, ProducerStateTable, SequenceCheck,
@@ -51,8 +51,8 @@ pub struct AppendRequest {
 pub struct Appending {
     first_index: u64,
     /// `None`: an idempotent retry of a batch already in the log; nothing new is written.
-    pending: Option<PendingAppend>,
-    ledger: Arc<ManagedLedger>,
+    pending: Option<Pending>,
+    ledger: Arc<Ledger>,
     traffic: Arc<PartitionTraffic>,
     started: Instant,
     bytes: u64,
@@ -104,7 +104,7 @@ pub struct AppendOutcome {
 
 pub struct PartitionLog {
     name: TopicPartition,
-    ledger: Arc<ManagedLedger>,
+    ledger: Arc<Ledger>,
     producers: Mutex<ProducerStateTable>,
     /// The live subscriptions of this partition (see [`crate::subscription`]).
     pub(crate) subscriptions: Mutex<crate::subscription::Registry>,
@@ -200,7 +200,7 @@ impl PartitionLog {
     /// plus the entry headers after it, or from every header when no snapshot is usable.
     pub(crate) async fn new(
         name: TopicPartition,
-        ledger: Arc<ManagedLedger>,
+        ledger: Ledger,
         producers_max: usize,
     ) -> Result<Self> {
         let mut table = ProducerStateTable::new(producers_max);
@@ -254,7 +254,7 @@ impl PartitionLog {
         Ok(Self {
             name,
             snapshot_rolls: AtomicU64::new(ledger.segments_sealed()),
-            ledger,
+            ledger: Arc::new(ledger),
             producers: Mutex::new(table),
             subscriptions: Mutex::default(),
             named: Mutex::new(named),
@@ -335,7 +335,7 @@ impl PartitionLog {
 
     /// The ledger, inside the broker only: cursors are moved through subscriptions
     /// ([`crate::subscription`]) and everything else through this type's methods.
-    pub(crate) fn ledger(&self) -> &Arc<ManagedLedger> {
+    pub(crate) fn ledger(&self) -> &Arc<Ledger> {
         &self.ledger
     }
 
@@ -348,11 +348,13 @@ impl PartitionLog {
     /// storage in the background; `Ok(false)` if an offload of this partition is already
     /// running. Refused when tiered storage is off.
     pub fn start_offload(&self, before_index: u64) -> Result<bool> {
-        if !self.ledger.can_offload() {
-            return Err(Error::InvalidRequest(
-                "tiered storage is off: set storage.object_store to offload".into(),
-            ));
-        }
+        let Some(ledger) = self.ledger.local().filter(|l| l.can_offload()).cloned() else {
+            return Err(Error::InvalidRequest(if self.ledger.is_shared() {
+                "this partition's ledger is on the shared WAL: its data is in object storage already".into()
+            } else {
+                "tiered storage is off: set storage.object_store to offload".into()
+            }));
+        };
         {
             let mut status = self.offload.lock().unwrap_or_else(|e| e.into_inner());
             if *status == OffloadStatus::Running {
@@ -360,7 +362,7 @@ impl PartitionLog {
             }
             *status = OffloadStatus::Running;
         }
-        let (ledger, status) = (self.ledger.clone(), self.offload.clone());
+        let status = self.offload.clone();
         let name = self.name.clone();
         tokio::task::spawn_blocking(move || {
             let done = match ledger.offload_before(before_index) {
@@ -389,9 +391,15 @@ impl PartitionLog {
             .clone()
     }
 
-    /// The ledger's directory (cursors, snapshots, local segments).
-    pub fn dir(&self) -> &std::path::Path {
-        self.ledger.dir()
+    /// The ledger's directory (cursors, snapshots, local segments); `None` for a ledger on the
+    /// shared WAL, which has no local files.
+    pub fn dir(&self) -> Option<&std::path::Path> {
+        self.ledger.local().map(|l| l.dir())
+    }
+
+    /// Whether the ledger is on the shared WAL (cluster mode).
+    pub fn is_shared(&self) -> bool {
+        self.ledger.is_shared()
     }
 
     /// Whether a write failed and the ledger refuses appends until it is reopened.

@@ -169,6 +169,23 @@ impl PartitionRegistry {
         removed
     }
 
+    /// Removes and returns the slots whose key `pred` selects.
+    pub(crate) fn remove_where(&self, pred: impl Fn(&LedgerKey) -> bool) -> Vec<Arc<Slot>> {
+        let mut removed = Vec::new();
+        for shard in self.shards.iter() {
+            let mut shard = shard.write().unwrap_or_else(|e| e.into_inner());
+            shard.retain(|key, slot| {
+                if pred(key) {
+                    removed.push(slot.clone());
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        removed
+    }
+
     /// Removes and returns every slot.
     pub(crate) fn drain(&self) -> Vec<Arc<Slot>> {
         let mut all = Vec::new();

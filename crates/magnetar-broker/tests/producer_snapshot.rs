@@ -154,7 +154,7 @@ async fn after_a_crash_open_replays_only_the_log_after_the_roll_snapshot() {
     let (appended, ledger_dir, end) = {
         let (broker, log) = open(dir.path()).await;
         let appended = produce(&log, 0, 20).await;
-        let ledger_dir = log.dir().to_path_buf();
+        let ledger_dir = log.dir().expect("local ledger").to_path_buf();
         // Roll snapshots are written in the background once durable: wait (bounded) for one.
         let mut found = Vec::new();
         for _ in 0..200 {
@@ -196,7 +196,7 @@ async fn an_unusable_snapshot_falls_back_to_an_older_one_or_the_log() {
     let (appended, ledger_dir) = {
         let (broker, log) = open(dir.path()).await;
         let appended = produce(&log, 0, 20).await;
-        let ledger_dir = log.dir().to_path_buf();
+        let ledger_dir = log.dir().expect("local ledger").to_path_buf();
         broker.shutdown().await.unwrap();
         (appended, ledger_dir)
     };

@@ -32,6 +32,9 @@ pub fn kafka_error(err: &Error) -> ResponseError {
         Error::Metadata(_) => ResponseError::UnknownServerError,
         // Retriable: the client refreshes metadata and tries again (here or, later, elsewhere).
         Error::ShuttingDown => ResponseError::NotLeaderOrFollower,
+        // Cluster mode: another broker leads the partition; the client refreshes its metadata,
+        // which names the owner.
+        Error::NotOwner { .. } => ResponseError::NotLeaderOrFollower,
     }
 }
 

@@ -39,6 +39,8 @@ pub fn server_error(err: &Error) -> ServerError {
         Error::Storage(_) => ServerError::PersistenceError,
         Error::Metadata(_) => ServerError::MetadataError,
         Error::ShuttingDown => ServerError::ServiceNotReady,
+        // Cluster mode: the client looks the topic up again and is sent to its owner.
+        Error::NotOwner { .. } => ServerError::ServiceNotReady,
     }
 }
 

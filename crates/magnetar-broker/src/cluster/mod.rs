@@ -35,6 +35,7 @@
 
 mod bundle;
 mod election;
+mod member;
 mod ownership;
 mod registry;
 mod view;
@@ -49,6 +50,7 @@ pub use bundle::{
     BUNDLE_COUNT_MAX,
 };
 pub use election::{LeaderElection, LeaderRecord};
+pub use member::{ClusterMember, MemberConfig, PartitionOwner};
 pub use ownership::{
     assigned_node, rendezvous_weight, ClaimOutcome, Fence, OwnerRecord, Ownership, OwnershipMetrics,
 };
