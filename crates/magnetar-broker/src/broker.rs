@@ -14,12 +14,12 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::Mutex;
 
+use crate::cluster::{ClusterMember, PartitionOwner};
 use crate::error::{Error, Result};
+use crate::ledger::Ledger;
 use crate::names::{NamespaceName, TenantName, TopicName, TopicPartition};
 use crate::partition::PartitionLog;
 use crate::registry::{LedgerKey, PartitionRegistry};
-use crate::cluster::{ClusterMember, PartitionOwner};
-use crate::ledger::Ledger;
 use crate::resources::*;
 
 /// The namespace that holds internal topics (consumer offsets, later transaction state).
@@ -332,16 +332,14 @@ impl Broker {
             }
         });
         let weak = Arc::downgrade(self);
-        let mut watch = self.metadata.watch("/admin/topics/")?;
+        let mut watch = self.metadata.watch("/admin/topics")?;
         tokio::spawn(async move {
             loop {
                 let result = watch.recv().await;
                 let Some(broker) = weak.upgrade() else { return };
                 match result {
                     Ok(event) => broker.topic_cache.invalidate_key(&event.key),
-                    Err(magnetar_metadata::WatchError::Lagged { .. }) => {
-                        broker.topic_cache.clear()
-                    }
+                    Err(magnetar_metadata::WatchError::Lagged { .. }) => broker.topic_cache.clear(),
                     Err(magnetar_metadata::WatchError::Closed) => return,
                 }
             }
@@ -990,7 +988,10 @@ impl Broker {
                 let name = Self::shared_ledger_name(&tp.topic, ledger_partition);
                 Ledger::Shared(SharedLedger::open(member.wal(), &name).await?)
             }
-            None => Ledger::Local(self.open_local_ledger(tp, metadata, ledger_partition).await?),
+            None => Ledger::Local(
+                self.open_local_ledger(tp, metadata, ledger_partition)
+                    .await?,
+            ),
         };
         let log = Arc::new(
             PartitionLog::new(tp.clone(), ledger, self.config.producers_per_partition_max).await?,

@@ -259,6 +259,15 @@ impl GroupCoordinator {
                 if loader.shutdown.is_cancelled() {
                     break;
                 }
+                // Cluster mode: the partitions of other brokers load there; one this broker
+                // gains later loads on its first request.
+                if loader
+                    .broker
+                    .check_owner(&loader.topic, Some(slot.partition))
+                    .is_err()
+                {
+                    continue;
+                }
                 if let Err(e) = loader.load_if_unloaded(slot.partition).await {
                     tracing::warn!(partition = slot.partition, error = %e, "loading offsets partition failed");
                 }
@@ -269,6 +278,11 @@ impl GroupCoordinator {
 
     pub fn config(&self) -> &CoordinatorConfig {
         &self.inner.config
+    }
+
+    /// `__consumer_offsets`' full name.
+    pub fn topic(&self) -> &TopicName {
+        &self.inner.topic
     }
 
     /// The partitions of `__consumer_offsets`.
@@ -595,6 +609,17 @@ impl Inner {
 
     /// Waits (up to `load_wait_ms`) for `slot` to be loaded, starting the load if needed.
     async fn wait_loaded(self: &Arc<Self>, slot: &Slot) -> Result<(), CoordinatorError> {
+        // Cluster mode: only the owner of the offsets partition coordinates its groups. A
+        // partition whose bundle moved away is unloaded (its state here may be stale: the new
+        // owner writes now), and the client looks the coordinator up again.
+        if self
+            .broker
+            .check_owner(&self.topic, Some(slot.partition))
+            .is_err()
+        {
+            self.unload(slot, None);
+            return Err(CoordinatorError::NotCoordinator);
+        }
         let mut rx = slot.loaded.subscribe();
         let start_load = {
             let mut state = lock(&slot.state);
@@ -850,9 +875,16 @@ impl Inner {
             topic: self.topic.clone(),
             partition,
         };
-        let log = self.broker.partition(&tp).await.map_err(|e| {
-            tracing::warn!(partition, error = %e, "cannot open offsets partition");
-            CoordinatorError::CoordinatorNotAvailable
+        let log = self.broker.partition(&tp).await.map_err(|e| match e {
+            // Cluster mode: another broker coordinates this partition's groups.
+            BrokerError::NotOwner { .. } => {
+                tracing::debug!(partition, error = %e, "offsets partition served elsewhere");
+                CoordinatorError::NotCoordinator
+            }
+            e => {
+                tracing::warn!(partition, error = %e, "cannot open offsets partition");
+                CoordinatorError::CoordinatorNotAvailable
+            }
         })?;
         let seed = self.clock.now_ms() as u64 ^ (u64::from(partition) << 48);
         let mut machine = GroupStateMachine::new(self.config.clone(), seed);

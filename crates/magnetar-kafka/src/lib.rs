@@ -98,6 +98,10 @@ pub struct KafkaConfig {
     pub listeners: String,
     /// Kafka's `advertised.listeners`, the same way.
     pub advertised_listeners: String,
+    /// This listener's name (its security protocol, e.g. `PLAINTEXT`). In cluster mode Metadata
+    /// and FindCoordinator name the other brokers by their advertised address for the listener
+    /// of the same name, as Kafka does.
+    pub listener_name: String,
 }
 
 /// What a Kafka fetch does with a stored entry it cannot serve as a record batch (a Pulsar entry
@@ -189,6 +193,7 @@ impl Default for KafkaConfig {
             unreadable_entry_policy: UnreadableEntryPolicy::Skip,
             listeners: String::new(),
             advertised_listeners: String::new(),
+            listener_name: "PLAINTEXT".to_string(),
         }
     }
 }

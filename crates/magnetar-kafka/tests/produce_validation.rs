@@ -533,7 +533,10 @@ async fn an_entry_corrupt_on_disk_answers_corrupt_message_until_an_operator_skip
     // The storage layout (magnetar-storage): `{base index:020}.seg`, entries of a 54-byte header
     // and the payload (here the batch as produced).
     const ENTRY_HEADER_LEN: usize = 54;
-    let path = log.dir().expect("local ledger").join(format!("{:020}.seg", 0));
+    let path = log
+        .dir()
+        .expect("local ledger")
+        .join(format!("{:020}.seg", 0));
     let mut bytes = std::fs::read(&path).unwrap();
     let entry_len = ENTRY_HEADER_LEN + batch.len();
     let at = entry_len + ENTRY_HEADER_LEN + batch.len() - 1;

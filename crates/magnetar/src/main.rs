@@ -2,6 +2,7 @@
 //! layers below (metadata store, broker core, Kafka/Pulsar/HTTP listeners).
 
 mod admin_cli;
+mod cluster_mode;
 use magnetar::config;
 mod standalone;
 mod tokens_cli;

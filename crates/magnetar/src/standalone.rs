@@ -197,8 +197,10 @@ async fn bind_listeners(config: &Config) -> anyhow::Result<Bound> {
 /// The layers of the node, opened and connected, ready for the front ends.
 struct Wired {
     broker: Arc<Broker>,
-    /// Tiered storage, when `storage.object_store` is set.
+    /// Tiered storage, when `storage.object_store` is set (standalone).
     tiered: Option<Tiered>,
+    /// Cluster mode: this broker's membership.
+    cluster: Option<Arc<magnetar_broker::cluster::ClusterMember>>,
     coordinator: Arc<GroupCoordinator>,
     authenticator: Option<Arc<Authenticator>>,
     /// The primary Kafka listener's settings; the additional listeners start from it.
@@ -309,10 +311,6 @@ async fn wire(config: &Config, bound: &Bound) -> anyhow::Result<Wired> {
             .as_ref()
             .map(|(_, addr)| format!("https://{advertised_host}:{}", addr.port())),
     };
-    let metadata_path = config.server.data_dir.join("metadata.redb");
-    let metadata = RedbStore::open(&metadata_path)
-        .await
-        .context("cannot open the metadata store")?;
     let broker_config = BrokerConfig {
         cluster_name: config.broker.cluster_name.clone(),
         data_dir: config.server.data_dir.clone(),
@@ -330,7 +328,35 @@ async fn wire(config: &Config, bound: &Bound) -> anyhow::Result<Wired> {
         superuser_roles: crate::config::list(&config.auth.superuser_roles),
         authorization_enabled: config.auth.authorization_enabled,
     };
-    let (broker, tiering) = open_broker(config, broker_config, metadata).await?;
+    let (broker, tiering, cluster) = if config.cluster.enabled() {
+        let mut kafka = std::collections::BTreeMap::new();
+        kafka.insert(
+            config.kafka.security_protocol.clone(),
+            format!("{advertised_host}:{advertised_port}"),
+        );
+        for (l, (_, addr)) in &bound.kafka_additional {
+            let (host, port) = l
+                .advertised
+                .clone()
+                .unwrap_or_else(|| (advertised_host.clone(), addr.port()));
+            kafka.insert(l.protocol.clone(), format!("{host}:{port}"));
+        }
+        let advertised = crate::cluster_mode::Advertised {
+            kafka,
+            pulsar: broker_config.broker_service_url.clone(),
+            http: broker_config.service_url.clone(),
+            kafka_primary: (advertised_host.clone(), advertised_port),
+        };
+        let (broker, member) = crate::cluster_mode::open(config, broker_config, advertised).await?;
+        (broker, None, Some(member))
+    } else {
+        let metadata_path = config.server.data_dir.join("metadata.redb");
+        let metadata = RedbStore::open(&metadata_path)
+            .await
+            .context("cannot open the metadata store")?;
+        let (broker, tiering) = open_broker(config, broker_config, metadata).await?;
+        (broker, tiering, None)
+    };
 
     let authenticator = if config.auth.enabled {
         Some(Arc::new(
@@ -381,6 +407,9 @@ async fn wire(config: &Config, bound: &Bound) -> anyhow::Result<Wired> {
             .unwrap_or_else(|| (kafka_config.advertised_host.clone(), addr.port()));
         advertised.push(format!("{}://{host}:{port}", l.protocol));
     }
+    if let Some(member) = &cluster {
+        kafka_config.node_id = i32::from(member.node_id());
+    }
     kafka_config.listeners = listeners.join(",");
     kafka_config.advertised_listeners = advertised.join(",");
     // Started here, not inside the Kafka front end, so the admin API shares it (groups, lag).
@@ -403,6 +432,7 @@ async fn wire(config: &Config, bound: &Bound) -> anyhow::Result<Wired> {
     Ok(Wired {
         broker,
         tiered: tiering,
+        cluster,
         coordinator,
         authenticator,
         kafka_config,
@@ -465,6 +495,7 @@ fn kafka_config(
         .unwrap_or(usize::MAX),
         listeners: String::new(),
         advertised_listeners: String::new(),
+        listener_name: config.kafka.security_protocol.clone(),
         // Validated at load: "skip" or "fail".
         unreadable_entry_policy: magnetar_kafka::UnreadableEntryPolicy::parse(
             &config.kafka.unreadable_entry_policy,
@@ -543,6 +574,16 @@ fn serve(config: &Config, bound: Bound, wired: &Wired) -> anyhow::Result<Serving
         let interval = Duration::from_millis(config.broker.retention_check_interval_ms);
         async move { ("retention", run_retention(broker, interval, shutdown).await) }
     });
+    if let Some(member) = wired.cluster.clone() {
+        let shutdown = shutdown.clone();
+        let interval = Duration::from_millis(config.cluster.wal_gc_interval_ms);
+        tasks.spawn(async move {
+            (
+                "object gc",
+                crate::cluster_mode::run_gc(member, interval, shutdown).await,
+            )
+        });
+    }
 
     let signals = ShutdownSignals::register()?;
     // The one machine-readable line test harnesses wait for (logs go to stderr).
@@ -598,6 +639,7 @@ fn spawn_kafka(
             advertised_port: port,
             authenticator: wired.authenticator.clone().filter(|_| is_sasl(&l.protocol)),
             tls: tls.clone().filter(|_| is_tls(&l.protocol)),
+            listener_name: l.protocol.clone(),
             ..kafka_config.clone()
         };
         kafka_listeners.insert(l.protocol.clone(), addr.to_string().into());
@@ -695,6 +737,15 @@ async fn shutdown(serving: Serving, wired: Wired, failure: Option<String>) -> an
     }
     // After the listeners (no request uses it any more), before the broker closes the ledgers.
     wired.coordinator.shutdown().await;
+    // Cluster mode: hand every bundle over now rather than when the session expires.
+    if let Some(member) = &wired.cluster {
+        match member.leave().await {
+            Ok(released) => tracing::info!(released, "left the cluster"),
+            Err(e) => {
+                tracing::warn!(error = %e, "leaving the cluster failed; the session's expiry frees the bundles")
+            }
+        }
+    }
     wired
         .broker
         .shutdown()

@@ -1,5 +1,6 @@
-//! FindCoordinator v0–v6 for group keys (single and batched forms): every group's coordinator is
-//! this broker, the owner of every partition of `__consumer_offsets` in standalone. Transaction
+//! FindCoordinator v0–v6 for group keys (single and batched forms): a group's coordinator is the
+//! leader of its `__consumer_offsets` partition (Kafka's placement): this broker standalone, the
+//! partition's bundle owner in cluster mode. Transaction
 //! coordinator keys are refused until transactions exist.
 
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -7,7 +8,7 @@ use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinator
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::{Context, Envelope};
+use super::{cluster_view, Context, Envelope};
 
 /// `key_type` of a group key (1 is a transactional id).
 const GROUP_KEY: i8 = 0;
@@ -18,25 +19,30 @@ pub async fn handle(
     request: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
     let version = envelope.version();
-    let host = StrBytes::from_string(ctx.config.advertised_host.clone());
-    let port = i32::from(ctx.config.advertised_port);
-    let error = (request.key_type != GROUP_KEY).then_some(ResponseError::CoordinatorNotAvailable);
+    // The coordinator of one key, or the error to answer for it.
+    let find = |key: &str| -> Result<cluster_view::Node, ResponseError> {
+        if request.key_type != GROUP_KEY {
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
+        // Retriable: nobody owns the group's offsets partition yet; the client asks again.
+        cluster_view::group_coordinator(ctx, key).ok_or(ResponseError::CoordinatorNotAvailable)
+    };
     let mut response = FindCoordinatorResponse::default();
     if version >= 4 {
         response.coordinators = request
             .coordinator_keys
-            .into_iter()
+            .iter()
             .map(|key| {
-                let mut c = Coordinator::default().with_key(key);
-                match error {
-                    Some(e) => {
+                let mut c = Coordinator::default().with_key(key.clone());
+                match find(key.as_str()) {
+                    Err(e) => {
                         c.node_id = BrokerId(-1);
                         c.port = -1;
                         c.error_code = e.code();
                     }
-                    None => {
-                        c.node_id = BrokerId(ctx.config.node_id);
-                        c.host = host.clone();
+                    Ok((node, host, port)) => {
+                        c.node_id = BrokerId(node);
+                        c.host = StrBytes::from_string(host);
                         c.port = port;
                     }
                 }
@@ -45,15 +51,15 @@ pub async fn handle(
             .collect();
         return response;
     }
-    match error {
-        Some(e) => {
+    match find(request.key.as_str()) {
+        Err(e) => {
             response.error_code = e.code();
             response.node_id = BrokerId(-1);
             response.port = -1;
         }
-        None => {
-            response.node_id = BrokerId(ctx.config.node_id);
-            response.host = host;
+        Ok((node, host, port)) => {
+            response.node_id = BrokerId(node);
+            response.host = StrBytes::from_string(host);
             response.port = port;
         }
     }

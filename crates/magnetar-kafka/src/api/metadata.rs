@@ -1,10 +1,11 @@
-//! Metadata v0–v12: this broker, the cluster id, the controller (this broker) and topics with
-//! their partitions, all led by this broker at epoch 0. Topics named in the request are
+//! Metadata v0–v12: the brokers, the cluster id, the controller (this broker) and topics with
+//! their partitions at leader epoch 0, led by this broker standalone and by their bundle's
+//! owner in cluster mode (see [`cluster_view`]). Topics named in the request are
 //! auto-created when the request allows it (v4+; always before) and the broker's
 //! `allowAutoTopicCreation` does; a client sees each topic under the name it asked for.
 
 use kafka_protocol::messages::metadata_response::{
-    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+    MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 use kafka_protocol::protocol::StrBytes;
@@ -14,7 +15,7 @@ use magnetar_broker::{Access, Error, TopicMetadata, TopicName, INTERNAL_NAMESPAC
 use super::describe_cluster::{
     ALL_OPERATIONS, CONSUME_OPERATIONS, PRODUCE_OPERATIONS, TOPIC_OPERATIONS,
 };
-use super::{Context, Envelope};
+use super::{cluster_view, Context, Envelope};
 use crate::error_code;
 
 pub async fn handle(
@@ -26,10 +27,7 @@ pub async fn handle(
     let version = header.api_version;
     let node = BrokerId(ctx.config.node_id);
     let mut response = MetadataResponse::default();
-    response.brokers = vec![MetadataResponseBroker::default()
-        .with_node_id(node)
-        .with_host(StrBytes::from_string(ctx.config.advertised_host.clone()))
-        .with_port(i32::from(ctx.config.advertised_port))];
+    response.brokers = cluster_view::metadata_brokers(ctx);
     response.cluster_id = Some(StrBytes::from_string(ctx.config.cluster_id.clone()));
     response.controller_id = node;
     if request.include_cluster_authorized_operations {
@@ -186,7 +184,6 @@ fn topic_entry(
     metadata: &TopicMetadata,
     operations: Option<i32>,
 ) -> MetadataResponseTopic {
-    let node = BrokerId(ctx.config.node_id);
     let mut entry = MetadataResponseTopic::default()
         .with_name(Some(kafka_protocol::messages::TopicName(
             StrBytes::from_string(shown),
@@ -198,12 +195,19 @@ fn topic_entry(
         );
     entry.partitions = (0..metadata.partition_count())
         .map(|p| {
-            MetadataResponsePartition::default()
+            let partition = MetadataResponsePartition::default()
                 .with_partition_index(p as i32)
-                .with_leader_id(node)
-                .with_leader_epoch(0)
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
+                .with_leader_epoch(0);
+            match cluster_view::leader(ctx, name, metadata, p) {
+                Some(leader) => partition
+                    .with_leader_id(BrokerId(leader))
+                    .with_replica_nodes(vec![BrokerId(leader)])
+                    .with_isr_nodes(vec![BrokerId(leader)]),
+                // Retriable: the client asks again once a broker has claimed the partition.
+                None => partition
+                    .with_error_code(ResponseError::LeaderNotAvailable.code())
+                    .with_leader_id(BrokerId(-1)),
+            }
         })
         .collect();
     if let Some(operations) = operations {

@@ -8,6 +8,7 @@ pub mod alter_partition_reassignments;
 pub mod alter_replica_log_dirs;
 pub mod alter_user_scram_credentials;
 pub mod api_versions;
+mod cluster_view;
 pub mod context;
 pub mod create_partitions;
 pub mod create_topics;

@@ -17,6 +17,18 @@ pub struct Alias {
 
 /// KoP and Pulsar keys accepted in a TOML file (top level) or a properties file.
 pub const ALIASES: &[Alias] = &[
+    // Pulsar's metadata store URL: `etcd:http://...` turns cluster mode on; `zk:...` is refused
+    // with a message (ZooKeeper is not supported).
+    Alias {
+        name: "metadataStoreUrl",
+        section: "cluster",
+        key: "metadata_store",
+    },
+    Alias {
+        name: "defaultNumberOfNamespaceBundles",
+        section: "cluster",
+        key: "bundles_per_namespace",
+    },
     Alias {
         name: "kafkaListeners",
         section: "kafka",

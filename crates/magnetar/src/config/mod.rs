@@ -6,12 +6,13 @@
 //! [`Config::default`].
 //!
 //! One file per section (`server`, `kafka`, `pulsar`, `http`, `storage`, `groups`, `auth`,
-//! `tls`); the KoP/Pulsar key names and how their values convert live in `aliases`. This file
+//! `tls`, `cluster`); the KoP/Pulsar key names and how their values convert live in `aliases`. This file
 //! keeps the top-level [`Config`], loading (file, environment, flags) and the validation entry
 //! point, which calls each section's checks.
 
 mod aliases;
 mod auth;
+mod cluster;
 mod groups;
 mod http;
 mod kafka;
@@ -31,6 +32,7 @@ use aliases::{
 };
 pub use aliases::{Alias, ALIASES};
 pub use auth::{list, AuthSection};
+pub use cluster::ClusterSection;
 pub use groups::GroupsSection;
 pub use http::HttpSection;
 pub use kafka::{KafkaListener, KafkaSection};
@@ -52,6 +54,7 @@ pub struct Config {
     pub groups: GroupsSection,
     pub auth: AuthSection,
     pub tls: TlsSection,
+    pub cluster: ClusterSection,
 }
 
 impl Default for Config {
@@ -67,6 +70,7 @@ impl Default for Config {
             groups: GroupsSection::default(),
             auth: AuthSection::default(),
             tls: TlsSection::default(),
+            cluster: ClusterSection::default(),
         }
     }
 }
@@ -229,6 +233,7 @@ impl Config {
         self.validate_storage()?;
         self.validate_pulsar()?;
         self.validate_groups()?;
+        self.validate_cluster()?;
         self.validate_http()
     }
 }
