@@ -64,6 +64,18 @@ pub async fn lookup_topic(
             )));
         }
     }
+    // Cluster mode: the owner of the topic's bundle serves it.
+    let ledger_partition = partition.filter(|_| metadata.partitioned);
+    if let Some(owner) = state.broker.serving_broker(&name, ledger_partition)? {
+        let pulsar = owner.info.pulsar.unwrap_or_default();
+        return Ok(Json(LookupData {
+            broker_url: pulsar.clone(),
+            broker_url_tls: String::new(),
+            http_url: owner.info.http.unwrap_or_default(),
+            http_url_tls: String::new(),
+            native_url: pulsar,
+        }));
+    }
     let config = state.broker.config();
     Ok(Json(LookupData {
         broker_url: config.broker_service_url.clone(),

@@ -958,6 +958,20 @@ impl Broker {
         }
     }
 
+    /// The broker serving ledger partition `ledger_partition` of `topic` (`None`: the topic is
+    /// not partitioned): `None` for this one (always standalone), else the owner's registry
+    /// record, with its Pulsar and HTTP addresses for lookups.
+    pub fn serving_broker(
+        &self,
+        topic: &TopicName,
+        ledger_partition: Option<u32>,
+    ) -> Result<Option<crate::cluster::BrokerRecord>> {
+        match self.cluster.get() {
+            None => Ok(None),
+            Some(member) => member.serving_broker(topic, ledger_partition),
+        }
+    }
+
     /// The shared WAL's name of a partition's ledger: `tenant/namespace/persistent/topic[-partition-N]`.
     fn shared_ledger_name(name: &TopicName, partition: Option<u32>) -> String {
         format!(

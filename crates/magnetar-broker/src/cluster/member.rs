@@ -153,6 +153,30 @@ impl ClusterMember {
         })
     }
 
+    /// The broker serving a ledger partition: `None` for this broker, else the owner's record
+    /// (its addresses). Nobody yet, or an owner not in the live set: `NotOwner` without an
+    /// owner (the client asks again).
+    pub fn serving_broker(
+        &self,
+        topic: &TopicName,
+        partition: Option<u32>,
+    ) -> Result<Option<BrokerRecord>> {
+        match self.owner(topic, partition)? {
+            PartitionOwner::This => Ok(None),
+            PartitionOwner::Other(node) => match self.live.current().get(&node) {
+                Some(record) => Ok(Some(record.clone())),
+                None => Err(crate::error::Error::NotOwner {
+                    topic: topic.to_string(),
+                    owner: Some(node.0),
+                }),
+            },
+            PartitionOwner::Unowned => Err(crate::error::Error::NotOwner {
+                topic: topic.to_string(),
+                owner: None,
+            }),
+        }
+    }
+
     /// The bundle of a partition, for comparing with [`Ownership::owned`].
     pub fn bundle_of(&self, topic: &TopicName, partition: Option<u32>) -> Result<super::Bundle> {
         Ok(self.ownership.owner_of(topic, partition)?.0)

@@ -1,4 +1,5 @@
-//! LOOKUP (always authoritative, this broker), PARTITIONED_METADATA and
+//! LOOKUP (always authoritative: this broker standalone, the bundle's owner in cluster mode),
+//! PARTITIONED_METADATA and
 //! GET_TOPICS_OF_NAMESPACE.
 
 use magnetar_broker::Access;
@@ -22,17 +23,33 @@ impl Connection {
         let answer = Answer::Lookup(lookup.request_id);
         self.authorize(answer, &lookup.topic, &Access::Lookup)
             .await?;
-        self.service
+        let resolved = self
+            .service
             .resolve(&lookup.topic)
             .await
             .or_answer(answer)?;
+        // Cluster mode: the owner of the topic's bundle serves it; the client connects there.
+        let ledger_partition = u32::try_from(resolved.id_partition).ok();
+        let owner = self
+            .service
+            .broker
+            .serving_broker(&resolved.partition.topic, ledger_partition)
+            .or_answer(answer)?;
+        let (url, url_tls) = match owner.and_then(|o| o.info.pulsar) {
+            // Other brokers' TLS listener is not in the registry yet: plain URL only.
+            Some(url) => (url, None),
+            None => (
+                self.service.broker.config().broker_service_url.clone(),
+                Some(&self.service.config.broker_service_url_tls)
+                    .filter(|url| !url.is_empty())
+                    .cloned(),
+            ),
+        };
         Ok(Reply::frame(&BaseCommand {
             r#type: Type::LookupResponse as i32,
             lookup_topic_response: Some(CommandLookupTopicResponse {
-                broker_service_url: Some(self.service.broker.config().broker_service_url.clone()),
-                broker_service_url_tls: Some(&self.service.config.broker_service_url_tls)
-                    .filter(|url| !url.is_empty())
-                    .cloned(),
+                broker_service_url: Some(url),
+                broker_service_url_tls: url_tls,
                 response: Some(LookupType::Connect as i32),
                 request_id: lookup.request_id,
                 authoritative: Some(true),
