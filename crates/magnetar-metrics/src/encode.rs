@@ -418,6 +418,9 @@ fn encode_snapshot(s: &Snapshot, e: &mut DescriptorEncoder) -> Result<(), std::f
         "Sealed segments whose index file was missing or did not match when partitions were opened, rebuilt from the segment.",
         [(Labels::new(), s.recovery_index_rebuilds)],
     )?;
+    if let Some(c) = &s.cluster {
+        encode_cluster(e, c)?;
+    }
     if let Some(t) = &s.tiering {
         encode_tiering(e, t)?;
     }
@@ -565,5 +568,57 @@ fn encode_tiering(e: &mut DescriptorEncoder, t: &crate::TierRow) -> Result<(), s
         "magnetar_storage_tier_cache_bytes",
         "Bytes held by the block cache of offloaded segments.",
         [(Labels::new(), t.cache_bytes as f64)],
+    )
+}
+
+/// Cluster mode: the live set, bundle ownership, and the shared WAL (objects, commits, seals,
+/// garbage collection, takeovers).
+fn encode_cluster(e: &mut DescriptorEncoder, c: &crate::ClusterRow) -> Result<(), std::fmt::Error> {
+    let one = |v: u64| [(Labels::new(), v)];
+    gauge(
+        e,
+        "magnetar_cluster_live_brokers",
+        "Brokers this broker sees alive in the cluster (itself included).",
+        [(Labels::new(), c.live_brokers as f64)],
+    )?;
+    gauge(
+        e,
+        "magnetar_cluster_owned_bundles",
+        "Namespace bundles this broker owns and serves.",
+        [(Labels::new(), c.owned_bundles as f64)],
+    )?;
+    let counters: [(&str, &str, u64); 17] = [
+        ("magnetar_cluster_bundle_claims", "Bundle claims that committed.", c.claims),
+        ("magnetar_cluster_bundle_claim_failures", "Bundle claims refused by a compare or by the session.", c.claim_failures),
+        ("magnetar_cluster_fence_events", "Times this broker dropped bundles: its session was fenced or ended, or another broker's claim replaced its own.", c.fence_events),
+        ("magnetar_cluster_bundle_releases", "Bundles released (graceful shutdown).", c.releases),
+        ("magnetar_wal_objects", "Shared WAL objects written.", c.wal_objects),
+        ("magnetar_wal_bytes", "Bytes of shared WAL objects written.", c.wal_bytes),
+        ("magnetar_wal_put_failures", "WAL object PUTs that failed or timed out.", c.wal_put_failures),
+        ("magnetar_wal_commits", "WAL commit transactions that succeeded.", c.wal_commits),
+        ("magnetar_wal_commit_failures", "WAL commits that failed for a reason other than a lost fence.", c.wal_commit_failures),
+        ("magnetar_wal_fenced_chunks", "Ledger chunks refused because another broker took the ledger over.", c.wal_fenced),
+        ("magnetar_wal_timed_out_appends", "Appends failed after the WAL commit timeout.", c.wal_timed_out),
+        ("magnetar_wal_seals", "Segments sealed from WAL chunks.", c.wal_seals),
+        ("magnetar_wal_seal_failures", "Seals that failed (retried).", c.wal_seal_failures),
+        ("magnetar_wal_sealed_bytes", "Bytes moved from WAL objects into segment objects.", c.wal_sealed_bytes),
+        ("magnetar_wal_collected_wal_objects", "WAL objects deleted by garbage collection.", c.wal_collected_wal_objects),
+        ("magnetar_wal_collected_segment_objects", "Unrecorded segment objects deleted by garbage collection.", c.wal_collected_segment_objects),
+        ("magnetar_wal_takeovers", "Ledgers opened on the shared WAL (each one fences the previous writer).", c.wal_takeovers),
+    ];
+    for (name, help, value) in counters {
+        counter(e, name, help, one(value))?;
+    }
+    histogram(
+        e,
+        "magnetar_wal_commit_latency_seconds",
+        "From the start of a WAL flush (PUT) to the end of its commit.",
+        [(Labels::new(), c.wal_commit_latency.clone())],
+    )?;
+    histogram(
+        e,
+        "magnetar_wal_takeover_latency_seconds",
+        "Time to open a ledger on the shared WAL (epoch bump, records loaded and checked).",
+        [(Labels::new(), c.wal_takeover_latency.clone())],
     )
 }

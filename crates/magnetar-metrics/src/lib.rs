@@ -113,6 +113,32 @@ pub(crate) struct TierRow {
     pub upload_latency: magnetar_broker::HistogramSnapshot,
 }
 
+/// Cluster mode: ownership and shared-WAL counters.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ClusterRow {
+    pub live_brokers: u64,
+    pub owned_bundles: u64,
+    pub claims: u64,
+    pub claim_failures: u64,
+    pub fence_events: u64,
+    pub releases: u64,
+    pub wal_objects: u64,
+    pub wal_bytes: u64,
+    pub wal_put_failures: u64,
+    pub wal_commits: u64,
+    pub wal_commit_failures: u64,
+    pub wal_fenced: u64,
+    pub wal_timed_out: u64,
+    pub wal_commit_latency: magnetar_broker::HistogramSnapshot,
+    pub wal_seals: u64,
+    pub wal_seal_failures: u64,
+    pub wal_sealed_bytes: u64,
+    pub wal_collected_wal_objects: u64,
+    pub wal_collected_segment_objects: u64,
+    pub wal_takeovers: u64,
+    pub wal_takeover_latency: magnetar_broker::HistogramSnapshot,
+}
+
 /// Everything one scrape reports; encoded by [`encode`].
 #[derive(Debug, Default)]
 pub(crate) struct Snapshot {
@@ -134,6 +160,7 @@ pub(crate) struct Snapshot {
     pub group_lag_series: bool,
     pub process: ProcessStats,
     pub tiering: Option<TierRow>,
+    pub cluster: Option<ClusterRow>,
 }
 
 impl Metrics {
@@ -251,6 +278,34 @@ impl Metrics {
                 cache_misses: get(&c.cache_misses),
                 cache_bytes: t.cache_bytes(),
                 upload_latency: c.upload_latency.snapshot(),
+            }
+        });
+        s.cluster = self.broker.cluster().map(|member| {
+            let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+            let o = member.ownership().metrics();
+            let w = member.wal().counters();
+            ClusterRow {
+                live_brokers: member.live_brokers().len() as u64,
+                owned_bundles: get(&o.owned_bundles),
+                claims: get(&o.claims),
+                claim_failures: get(&o.claim_failures),
+                fence_events: get(&o.fence_events),
+                releases: get(&o.releases),
+                wal_objects: get(&w.objects),
+                wal_bytes: get(&w.bytes),
+                wal_put_failures: get(&w.put_failures),
+                wal_commits: get(&w.commits),
+                wal_commit_failures: get(&w.commit_failures),
+                wal_fenced: get(&w.fenced),
+                wal_timed_out: get(&w.timed_out),
+                wal_commit_latency: w.commit_latency.snapshot(),
+                wal_seals: get(&w.seals),
+                wal_seal_failures: get(&w.seal_failures),
+                wal_sealed_bytes: get(&w.sealed_bytes),
+                wal_collected_wal_objects: get(&w.collected_wal_objects),
+                wal_collected_segment_objects: get(&w.collected_segment_objects),
+                wal_takeovers: get(&w.takeovers),
+                wal_takeover_latency: w.takeover_latency.snapshot(),
             }
         });
         s

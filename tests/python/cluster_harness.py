@@ -1,0 +1,407 @@
+"""Harness for the cluster-mode tests (test_cluster.py): an etcd on free loopback ports in a tmp
+dir, brokers (`magnetar standalone` with a `[cluster]` section) started with conftest's `Broker`,
+and small raw Kafka requests addressed to ONE broker (Metadata v4, FindCoordinator v1,
+CreateTopics v1, CreatePartitions v0), so a test can tell what each broker answers rather than
+what a client's merged metadata cache says.
+
+Every wait is a bounded poll on an observable condition (`wait_until`).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple, TypeVar
+
+from conftest import Broker, free_port, tail
+
+T = TypeVar("T")
+
+
+def etcd_binary() -> Optional[str]:
+    return shutil.which("etcd")
+
+
+def wait_until(cond: Callable[[], T], timeout_s: float, what: str, interval_s: float = 0.1,
+               on_timeout: Optional[Callable[[], str]] = None) -> T:
+    """Polls `cond` until it returns a truthy value (returned); AssertionError after `timeout_s`.
+    Exceptions raised by `cond` count as "not yet" (the last one is reported)."""
+    deadline = time.monotonic() + timeout_s
+    last_exc: Optional[BaseException] = None
+    for _ in range(max(1, int(timeout_s / interval_s) + 10)):
+        try:
+            value = cond()
+            if value:
+                return value
+            last_exc = None
+        except Exception as e:  # noqa: BLE001 - "not yet"
+            last_exc = e
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(interval_s)
+    extra = on_timeout() if on_timeout else ""
+    raise AssertionError(
+        f"timed out after {timeout_s}s waiting for {what}"
+        + (f" (last error: {last_exc!r})" if last_exc else "")
+        + (f"\n{extra}" if extra else "")
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# etcd
+
+
+class Etcd:
+    """One etcd member on 127.0.0.1, data in `workdir`, log in workdir/etcd.log."""
+
+    def __init__(self, workdir: Path):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.workdir / "etcd.log"
+        self.proc: Optional[subprocess.Popen] = None
+        self.endpoint = ""
+
+    def start(self, timeout_s: float = 30.0) -> "Etcd":
+        binary = etcd_binary()
+        if binary is None:
+            raise RuntimeError("etcd binary not found")
+        for attempt in range(3):  # a free port may be taken between probe and bind
+            client, peer = free_port(), free_port()
+            self.endpoint = f"http://127.0.0.1:{client}"
+            peer_url = f"http://127.0.0.1:{peer}"
+            data = self.workdir / f"data-{attempt}"
+            log = open(self.log_path, "ab")
+            self.proc = subprocess.Popen(
+                [binary, "--name", "t", "--data-dir", str(data),
+                 "--listen-client-urls", self.endpoint, "--advertise-client-urls", self.endpoint,
+                 "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
+                 "--initial-cluster", f"t={peer_url}", "--log-level", "warn"],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            log.close()
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                try:
+                    body = urllib.request.urlopen(self.endpoint + "/health", timeout=1).read()
+                    if json.loads(body).get("health") == "true":
+                        return self
+                except (OSError, ValueError):
+                    pass
+                time.sleep(0.1)
+            self.stop()
+        raise RuntimeError(f"etcd did not become healthy\n{tail(self.log_path)}")
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+# --------------------------------------------------------------------------------------------
+# brokers
+
+
+class ClusterBroker(Broker):
+    """conftest's Broker with a config file AND ports on the command line (port 0 by default)."""
+
+    def __init__(self, *a, name: str = "", **k):
+        super().__init__(*a, **k)
+        self.name = name
+        self.node_id: Optional[int] = None
+
+    def command(self, ports=None):
+        ports = ports or {}
+        return [
+            str(self.binary), "standalone", "--data-dir", str(self.data_dir), "--bind", "127.0.0.1",
+            "--kafka-port", str(ports.get("kafka", 0)), "--pulsar-port", str(ports.get("pulsar", 0)),
+            "--http-port", str(ports.get("http", 0)),
+        ] + self.extra_args
+
+    def sigterm(self):
+        """Sends SIGTERM and returns at once (the caller polls the cluster, then `stop`s)."""
+        import signal
+
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+
+    def __repr__(self):
+        return f"<broker {self.name} node {self.node_id} kafka {self.kafka}>"
+
+
+class Cluster:
+    """Brokers sharing one etcd (under a metadata_root of their own) and one object store."""
+
+    def __init__(self, binary: Path, workdir: Path, etcd: Etcd, object_store: str,
+                 env: Optional[Dict[str, str]] = None, session_ttl_ms: int = 2500,
+                 metadata_root: str = "/magnetar", extra_toml: str = "",
+                 object_store_endpoint: Optional[str] = None):
+        self.binary = Path(binary)
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.etcd = etcd
+        self.env = dict(env or {})
+        self.session_ttl_ms = session_ttl_ms
+        self.brokers: List[ClusterBroker] = []
+        endpoint = (f'object_store_endpoint = "{object_store_endpoint}"\n'
+                    if object_store_endpoint else "")
+        self.config = self.workdir / "cluster.toml"
+        self.config.write_text(
+            "version = 1\n"
+            "[storage]\n"
+            f'object_store = "{object_store}"\n'
+            f"{endpoint}"
+            "[cluster]\n"
+            f'metadata_store = "etcd:{etcd.endpoint}"\n'
+            f'metadata_root = "{metadata_root}"\n'
+            f"session_ttl_ms = {session_ttl_ms}\n"
+            f"{extra_toml}"
+        )
+
+    # -- lifecycle
+
+    def start_brokers(self, n: int) -> List[ClusterBroker]:
+        new = [self.add_broker(start=False) for _ in range(n)]
+        for b in new:
+            b.start()
+        self.wait_brokers_registered()
+        return new
+
+    def add_broker(self, start: bool = True) -> ClusterBroker:
+        i = len(self.brokers)
+        b = ClusterBroker(self.binary, self.workdir / f"b{i}", env=self.env,
+                          extra_args=["--config", str(self.config)], name=f"b{i}")
+        self.brokers.append(b)
+        if start:
+            b.start()
+        return b
+
+    def live(self) -> List[ClusterBroker]:
+        return [b for b in self.brokers if b.alive()]
+
+    def bootstrap(self, brokers: Optional[List[ClusterBroker]] = None) -> str:
+        return ",".join(b.kafka for b in (brokers or self.live()))
+
+    def wait_brokers_registered(self, timeout_s: float = 20.0) -> None:
+        """Every live broker's Metadata lists exactly the live brokers; learns the node ids."""
+        live = self.live()
+        want = {b.kafka for b in live}
+
+        def ok():
+            for b in live:
+                md = metadata(b.kafka)
+                if {f"{h}:{p}" for h, p in md.brokers.values()} != want:
+                    return False
+            return md
+
+        md = wait_until(ok, timeout_s, f"all live brokers listing exactly {sorted(want)}",
+                        on_timeout=self.logs)
+        by_addr = {f"{h}:{p}": nid for nid, (h, p) in md.brokers.items()}
+        for b in live:
+            b.node_id = by_addr[b.kafka]
+
+    def by_node(self, node_id: int) -> ClusterBroker:
+        for b in self.brokers:
+            if b.node_id == node_id:
+                return b
+        raise KeyError(node_id)
+
+    def stop_all(self) -> None:
+        for b in self.brokers:
+            try:
+                b.stop(check=False, timeout_s=10)
+            except Exception as e:  # never leak a process
+                sys.stderr.write(f"error stopping {b}: {e!r}\n")
+
+    def logs(self, lines: int = 40) -> str:
+        out = []
+        for b in self.brokers:
+            for gen in range(1, b.generation + 1):
+                p = b.workdir / f"broker-{gen}.stderr"
+                out.append(f"----- {b.name} (node {b.node_id}, {b.kafka}) {p} -----\n"
+                           f"{tail(p, lines)}")
+        out.append(f"----- etcd {self.etcd.log_path} -----\n{tail(self.etcd.log_path, 15)}")
+        return "\n".join(out)
+
+    # -- views of one broker
+
+    def leaders(self, via: ClusterBroker, topic: str) -> Dict[int, int]:
+        """partition -> leader node id, as `via` answers Metadata."""
+        md = metadata(via.kafka, [topic])
+        t = md.topics.get(topic)
+        assert t is not None and t.error == 0, f"{topic} via {via}: {t}"
+        return {p: leader for p, (err, leader) in t.partitions.items()}
+
+    def wait_leaders_live(self, topic: str, partitions: int, via: Optional[List[ClusterBroker]] = None,
+                          timeout_s: float = 20.0) -> Dict[int, int]:
+        """Polls until every broker in `via` (default: the live ones) answers the same leader
+        for each of `partitions` partitions, every leader live and every partition error 0."""
+        via = via or self.live()
+        live_ids = {b.node_id for b in self.live()}
+        seen: Dict[str, object] = {}
+
+        def ok():
+            answers = []
+            for b in via:
+                md = metadata(b.kafka, [topic])
+                t = md.topics.get(topic)
+                seen[b.name] = t
+                if t is None or t.error != 0 or len(t.partitions) != partitions:
+                    return False
+                if any(err != 0 or leader not in live_ids for err, leader in t.partitions.values()):
+                    return False
+                answers.append({p: leader for p, (_, leader) in t.partitions.items()})
+            return answers[0] if all(a == answers[0] for a in answers) else False
+
+        return wait_until(ok, timeout_s, f"{topic}: {partitions} partitions led by live brokers "
+                          f"{sorted(live_ids)}", on_timeout=lambda: f"last answers: {seen}\n{self.logs()}")
+
+
+# --------------------------------------------------------------------------------------------
+# raw Kafka requests to one broker
+
+
+def _str(s: Optional[str]) -> bytes:
+    if s is None:
+        return struct.pack(">h", -1)
+    b = s.encode()
+    return struct.pack(">h", len(b)) + b
+
+
+class _Reader:
+    def __init__(self, buf: bytes):
+        self.buf, self.pos = buf, 0
+
+    def take(self, fmt: str):
+        v = struct.unpack_from(fmt, self.buf, self.pos)
+        self.pos += struct.calcsize(fmt)
+        return v[0] if len(v) == 1 else v
+
+    def string(self) -> Optional[str]:
+        n = self.take(">h")
+        if n < 0:
+            return None
+        s = self.buf[self.pos:self.pos + n].decode()
+        self.pos += n
+        return s
+
+
+def _recv_exact(s: socket.socket, n: int) -> bytes:
+    out = b""
+    for _ in range(100_000):
+        if len(out) >= n:
+            break
+        chunk = s.recv(n - len(out))
+        if not chunk:
+            raise ConnectionError("connection closed by the broker")
+        out += chunk
+    return out
+
+
+def request(addr: str, api_key: int, version: int, body: bytes, timeout_s: float = 10.0) -> _Reader:
+    """One request (non-flexible header v1) on a fresh connection; returns a reader of the
+    response body (after the correlation id)."""
+    host, port = addr.rsplit(":", 1)
+    header = struct.pack(">hhi", api_key, version, 7) + _str("cluster-test")
+    msg = header + body
+    with socket.create_connection((host, int(port)), timeout=timeout_s) as s:
+        s.settimeout(timeout_s)
+        s.sendall(struct.pack(">i", len(msg)) + msg)
+        size = struct.unpack(">i", _recv_exact(s, 4))[0]
+        data = _recv_exact(s, size)
+    r = _Reader(data)
+    assert r.take(">i") == 7, "correlation id"
+    return r
+
+
+@dataclass
+class TopicMd:
+    error: int
+    partitions: Dict[int, Tuple[int, int]] = field(default_factory=dict)  # p -> (error, leader)
+
+
+@dataclass
+class Metadata:
+    brokers: Dict[int, Tuple[str, int]]
+    controller: int
+    topics: Dict[str, TopicMd]
+
+
+def metadata(addr: str, topics: Optional[List[str]] = None, timeout_s: float = 10.0) -> Metadata:
+    """Metadata v4 to the broker at `addr` (never auto-creates)."""
+    if topics is None:
+        body = struct.pack(">i", -1)
+    else:
+        body = struct.pack(">i", len(topics)) + b"".join(_str(t) for t in topics)
+    body += b"\x00"  # allow_auto_topic_creation = false
+    r = request(addr, 3, 4, body, timeout_s)
+    r.take(">i")  # throttle
+    brokers = {}
+    for _ in range(r.take(">i")):
+        nid = r.take(">i")
+        host = r.string()
+        port = r.take(">i")
+        r.string()  # rack
+        brokers[nid] = (host, port)
+    r.string()  # cluster id
+    controller = r.take(">i")
+    out: Dict[str, TopicMd] = {}
+    for _ in range(r.take(">i")):
+        err = r.take(">h")
+        name = r.string()
+        r.take(">b")  # internal
+        t = TopicMd(err)
+        for _ in range(r.take(">i")):
+            perr, idx, leader = r.take(">hii")
+            for _ in range(2):  # replicas, isr
+                n = r.take(">i")
+                r.pos += 4 * max(n, 0)
+            t.partitions[idx] = (perr, leader)
+        out[name] = t
+    return Metadata(brokers, controller, out)
+
+
+def find_coordinator(addr: str, group: str, timeout_s: float = 10.0) -> Tuple[int, int, Optional[str]]:
+    """FindCoordinator v1 (group) to the broker at `addr`: (error code, node id, host:port)."""
+    r = request(addr, 10, 1, _str(group) + b"\x00", timeout_s)
+    r.take(">i")  # throttle
+    err = r.take(">h")
+    r.string()  # message
+    nid = r.take(">i")
+    host = r.string()
+    port = r.take(">i")
+    return err, nid, (f"{host}:{port}" if host else None)
+
+
+def create_topic(addr: str, name: str, partitions: int, timeout_s: float = 15.0) -> Tuple[int, Optional[str]]:
+    """CreateTopics v2 to the broker at `addr`: (error code, message)."""
+    body = struct.pack(">i", 1) + _str(name) + struct.pack(">ihii", partitions, 1, 0, 0)
+    body += struct.pack(">ib", int(timeout_s * 1000), 0)
+    r = request(addr, 19, 2, body, timeout_s + 5)
+    r.take(">i")  # throttle
+    assert r.take(">i") == 1
+    r.string()
+    return r.take(">h"), r.string()
+
+
+def create_partitions(addr: str, name: str, count: int, timeout_s: float = 15.0) -> Tuple[int, Optional[str]]:
+    """CreatePartitions v0 to the broker at `addr` (new total `count`): (error code, message)."""
+    body = struct.pack(">i", 1) + _str(name) + struct.pack(">ii", count, -1)
+    body += struct.pack(">ib", int(timeout_s * 1000), 0)
+    r = request(addr, 37, 0, body, timeout_s + 5)
+    r.take(">i")  # throttle
+    assert r.take(">i") == 1
+    r.string()
+    return r.take(">h"), r.string()
