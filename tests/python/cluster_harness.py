@@ -146,8 +146,9 @@ class Cluster:
 
     def __init__(self, binary: Path, workdir: Path, etcd: Etcd, object_store: str,
                  env: Optional[Dict[str, str]] = None, session_ttl_ms: int = 2500,
-                 metadata_root: str = "/magnetar", extra_toml: str = "",
+                 metadata_root: str = "/magnetar", cluster_toml: str = "", extra_toml: str = "",
                  object_store_endpoint: Optional[str] = None):
+        """`cluster_toml`: more keys of `[cluster]`; `extra_toml`: whole sections after it."""
         self.binary = Path(binary)
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -167,15 +168,33 @@ class Cluster:
             f'metadata_store = "etcd:{etcd.endpoint}"\n'
             f'metadata_root = "{metadata_root}"\n'
             f"session_ttl_ms = {session_ttl_ms}\n"
+            f"{cluster_toml}"
             f"{extra_toml}"
         )
 
     # -- lifecycle
 
     def start_brokers(self, n: int) -> List[ClusterBroker]:
+        """Starts `n` brokers at the same time (as a cluster is brought up), so they join before
+        the first one claimed every bundle (there is no rebalancing when a broker joins)."""
+        import threading
+
         new = [self.add_broker(start=False) for _ in range(n)]
-        for b in new:
-            b.start()
+        errors: List[BaseException] = []
+
+        def run(b):
+            try:
+                b.start()
+            except BaseException as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=run, args=(b,), daemon=True) for b in new]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        if errors or any(t.is_alive() for t in threads):
+            raise AssertionError(f"broker start failed: {errors!r}\n{self.logs()}")
         self.wait_brokers_registered()
         return new
 

@@ -740,6 +740,14 @@ impl Broker {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         for partition in 0..metadata.partition_count() {
+            // Cluster mode: the ledger's records go (fencing its owner, wherever it is), so a
+            // topic created again under this name starts empty; the leader's garbage
+            // collection deletes the objects they named.
+            if let Some(member) = self.cluster.get() {
+                let ledger = Self::shared_ledger_name(name, metadata.ledger_partition(partition));
+                SharedLedger::delete(member.wal(), &ledger).await?;
+                continue;
+            }
             let dir = self.ledger_dir(name, metadata.ledger_partition(partition));
             let cleanup = cleanup.clone();
             let result = tokio::task::spawn_blocking(move || {

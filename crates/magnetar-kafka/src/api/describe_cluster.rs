@@ -26,10 +26,16 @@ pub async fn handle(
     response.cluster_id = StrBytes::from_string(ctx.config.cluster_id.clone());
     response.controller_id = BrokerId(ctx.config.node_id);
     response.endpoint_type = request.endpoint_type;
-    response.brokers = vec![DescribeClusterBroker::default()
-        .with_broker_id(BrokerId(ctx.config.node_id))
-        .with_host(StrBytes::from_string(ctx.config.advertised_host.clone()))
-        .with_port(i32::from(ctx.config.advertised_port))];
+    // Standalone: this broker; cluster mode: every live broker on this listener's name.
+    response.brokers = super::cluster_view::nodes(ctx)
+        .into_iter()
+        .map(|(id, host, port)| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(id))
+                .with_host(StrBytes::from_string(host))
+                .with_port(port)
+        })
+        .collect();
     if request.include_cluster_authorized_operations {
         response.cluster_authorized_operations = if ctx.is_superuser() {
             ALL_OPERATIONS

@@ -25,7 +25,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn metadata_error(what: &str, e: MetadataError) -> StorageError {
+pub(crate) fn metadata_error(what: &str, e: MetadataError) -> StorageError {
     StorageError::Metadata {
         reason: format!("{what}: {e}"),
     }

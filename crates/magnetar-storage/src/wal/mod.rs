@@ -49,6 +49,7 @@
 //!
 //! Not yet here: a start index for retention and truncation.
 
+mod delete;
 mod features;
 mod ledger;
 mod records;

@@ -1,0 +1,531 @@
+"""Cluster mode with real clients: several `magnetar standalone` processes with a `[cluster]`
+section sharing one etcd (metadata, bundle ownership, commit records) and one S3 bucket (moto's
+server on loopback; every partition's data on the shared WAL).
+
+1. three brokers: every broker's Metadata lists the three with distinct node ids, every
+   partition of a 12-partition topic has a live leader; produce through one bootstrap, a group
+   consumes everything through another (confluent-kafka; `kcat -L` per bootstrap);
+2. `kill -9` of the broker leading the most partitions while an idempotent acks=all producer
+   streams 5000 keyed messages: every acknowledged message is consumed afterwards by a fresh
+   group, at the offset its delivery report named, none twice; leaders move to the survivors;
+3. SIGTERM: the broker's bundles are handed over before its session TTL could expire, and every
+   partition takes produce again;
+4. a consumer group's coordinator (FindCoordinator) is killed -9: a new member of the group
+   resumes exactly at the committed offsets;
+5. configuration errors: ZooKeeper named, storage.object_store required;
+6. a topic created / extended (CreatePartitions) through one broker is seen by another at once
+   (topic metadata cache invalidated by the etcd watch; kafka-python produces through it).
+
+Each test brings up its own cluster (its own etcd root and bucket prefix) on the module's etcd
+and moto. Every wait is a bounded poll on an observable condition; on failure the tails of all
+brokers' stderr and etcd's log are printed. Needs the `etcd` binary (skipped without it).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from typing import Dict, List, Tuple
+
+import pytest
+
+from cluster_harness import (
+    Cluster,
+    Etcd,
+    create_partitions,
+    create_topic,
+    etcd_binary,
+    find_coordinator,
+    metadata,
+    wait_until,
+)
+from conftest import BrokerStartError, _test_failed
+
+if etcd_binary() is None:
+    pytest.skip("the `etcd` binary is not on PATH (Debian: apt-get install etcd-server); "
+                "cluster mode needs etcd", allow_module_level=True)
+
+pytestmark = [pytest.mark.binary, pytest.mark.magnetar_only("cluster mode"), pytest.mark.timeout(90)]
+
+BUCKET = "magnetar-cluster"
+SESSION_TTL_MS = 2500
+# No group join delay: the tests' groups have one member at a time.
+GROUPS_TOML = "[groups]\ninitial_rebalance_delay_ms = 0\n"
+
+
+# --------------------------------------------------------------------------------------------
+# fixtures
+
+
+@pytest.fixture(scope="module")
+def etcd(tmp_path_factory):
+    e = Etcd(tmp_path_factory.mktemp("etcd"))
+    try:
+        e.start()
+    except RuntimeError as err:
+        pytest.fail(f"cannot start etcd: {err}", pytrace=False)
+    yield e
+    e.stop()
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    if shutil.which("moto_server") is None:
+        pytest.skip("moto_server not found (pip install 'moto[server]')")
+    from moto_s3 import MotoS3
+
+    server = MotoS3(tmp_path_factory.mktemp("moto"))
+    try:
+        server.create_bucket(BUCKET)
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def make_cluster(request, binary, tmp_path, etcd, s3):
+    """`make_cluster(n, session_ttl_ms=...)`: n brokers started together on a fresh etcd root
+    and bucket prefix. Every broker is stopped at teardown; on failure the logs are printed."""
+    made: List[Cluster] = []
+
+    def make(n: int, session_ttl_ms: int = SESSION_TTL_MS) -> Cluster:
+        tag = uuid.uuid4().hex[:8]
+        c = Cluster(binary, tmp_path / f"cluster{len(made)}", etcd, f"s3://{BUCKET}/{tag}",
+                    env=s3.env, session_ttl_ms=session_ttl_ms, metadata_root=f"/t-{tag}",
+                    extra_toml=GROUPS_TOML, object_store_endpoint=s3.endpoint)
+        made.append(c)
+        try:
+            c.start_brokers(n)
+        except (AssertionError, BrokerStartError) as e:
+            if "without the `etcd` feature" in str(e) or "without the `etcd` feature" in c.logs():
+                pytest.skip("this magnetar was built without the `etcd` feature")
+            raise
+        return c
+
+    yield make
+    failed = _test_failed(request)
+    for c in made:
+        c.stop_all()
+        if failed:
+            sys.stderr.write(f"\n===== cluster {c.workdir} logs =====\n{c.logs(80)}\n")
+
+
+# --------------------------------------------------------------------------------------------
+# client helpers (confluent-kafka)
+
+
+def new_topic(c: Cluster, partitions: int, prefix: str = "cl") -> str:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    topic = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": c.bootstrap()})
+    admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(30)
+    c.wait_leaders_live(topic, partitions)
+    return topic
+
+
+def producer(bootstrap: str, **extra):
+    from confluent_kafka import Producer
+
+    conf = {"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
+            "linger.ms": 5, "message.timeout.ms": 60000, "socket.timeout.ms": 10000,
+            "reconnect.backoff.max.ms": 1000, "topic.metadata.refresh.interval.ms": 2000}
+    conf.update(extra)
+    return Producer(conf)
+
+
+def produce_keys(bootstrap: str, topic: str, keys: List[int], partition=None,
+                 timeout_s: float = 60.0) -> Dict[int, Tuple[int, int]]:
+    """Produces key=value=str(k) for each k; asserts every delivery succeeded; returns
+    key -> (partition, offset)."""
+    p = producer(bootstrap)
+    done: Dict[int, Tuple[int, int]] = {}
+    errors = []
+
+    def cb(err, msg):
+        if err is not None:
+            errors.append((msg.key(), err))
+        else:
+            done[int(msg.key())] = (msg.partition(), msg.offset())
+
+    for k in keys:
+        kw = {} if partition is None else {"partition": partition(k) if callable(partition) else partition}
+        p.produce(topic, key=str(k).encode(), value=str(k).encode(), on_delivery=cb, **kw)
+        p.poll(0)
+    remaining = p.flush(timeout_s)
+    assert remaining == 0 and not errors, f"{remaining} undelivered, errors: {errors[:5]}"
+    assert len(done) == len(keys)
+    return done
+
+
+def high_watermarks(bootstrap: str, topic: str, partitions: int) -> Dict[int, int]:
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "hw-" + uuid.uuid4().hex[:6]})
+    try:
+        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=15)[1]
+                for p in range(partitions)}
+    finally:
+        c.close()
+
+
+def consume_group_to_end(bootstrap: str, topic: str, group: str, hw: Dict[int, int],
+                         timeout_s: float = 40.0, **extra) -> List[Tuple[int, int, int]]:
+    """Subscribes `group` (earliest when it has no offsets) and reads until every partition's
+    position reached `hw[p]`; returns [(partition, offset, key)] in arrival order."""
+    from confluent_kafka import Consumer
+
+    conf = {"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
+            "enable.auto.commit": False, "session.timeout.ms": 6000,
+            "topic.metadata.refresh.interval.ms": 2000}
+    conf.update(extra)
+    c = Consumer(conf)
+    got: List[Tuple[int, int, int]] = []
+    next_offset: Dict[int, int] = {}
+    errors = []
+    try:
+        c.subscribe([topic])
+        deadline = time.monotonic() + timeout_s
+        for _ in range(100_000):
+            if all(next_offset.get(p, 0) >= end for p, end in hw.items()):
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"group {group} did not reach the end of {topic} in {timeout_s}s: positions "
+                    f"{dict(sorted(next_offset.items()))} vs high watermarks {hw}; "
+                    f"{len(got)} records; errors {errors[:5]}")
+            for m in c.consume(500, 0.5):
+                if m.error() is not None:
+                    errors.append(m.error())
+                    continue
+                got.append((m.partition(), m.offset(), int(m.key())))
+                next_offset[m.partition()] = m.offset() + 1
+        return got
+    finally:
+        c.close()
+
+
+# --------------------------------------------------------------------------------------------
+# 1. three brokers
+
+
+def test_three_brokers_metadata_and_group_consume_through_another_bootstrap(make_cluster):
+    from confluent_kafka.admin import AdminClient
+
+    c = make_cluster(3)
+    b0, b1, b2 = c.brokers
+    ids = {b.node_id for b in c.brokers}
+    assert len(ids) == 3, c.brokers
+
+    # Every broker answers the same three brokers (raw Metadata v4 to that broker alone) ...
+    for b in c.brokers:
+        md = metadata(b.kafka)
+        assert {f"{h}:{p}" for h, p in md.brokers.values()} == {x.kafka for x in c.brokers}
+        assert set(md.brokers) == ids
+    # ... and so does kcat -L with each broker as its only bootstrap.
+    if shutil.which("kcat"):
+        for b in c.brokers:
+            out = subprocess.run(["kcat", "-L", "-J", "-b", b.kafka, "-m", "10"],
+                                 capture_output=True, text=True, timeout=30)
+            assert out.returncode == 0, out.stderr
+            brokers = json.loads(out.stdout)["brokers"]
+            assert {x["id"] for x in brokers} == ids, brokers
+
+    topic = new_topic(c, 12)
+    leaders = c.wait_leaders_live(topic, 12)
+    # confluent-kafka's own view through the third broker agrees.
+    md = AdminClient({"bootstrap.servers": b2.kafka}).list_topics(topic, timeout=15)
+    assert set(md.brokers) == ids
+    assert {p: m.leader for p, m in md.topics[topic].partitions.items()} == leaders
+    print(f"leaders by node: {collections.Counter(leaders.values())}")
+
+    n = 1200
+    sent = produce_keys(b0.kafka, topic, list(range(n)))
+    hw = high_watermarks(b1.kafka, topic, 12)
+    assert sum(hw.values()) == n, hw
+    got = consume_group_to_end(b1.kafka, topic, "g-" + uuid.uuid4().hex[:6], hw)
+    assert sorted(k for _, _, k in got) == list(range(n))
+    assert {k: (p, o) for p, o, k in got} == sent
+
+
+# --------------------------------------------------------------------------------------------
+# 2. kill -9 during an idempotent stream
+
+
+def test_kill9_of_busiest_leader_during_idempotent_produce_loses_and_duplicates_nothing(make_cluster):
+    c = make_cluster(3)
+    topic = new_topic(c, 12)
+    leaders = c.wait_leaders_live(topic, 12)
+    counts = collections.Counter(leaders.values())
+    victim = c.by_node(counts.most_common(1)[0][0])
+    survivors = [b for b in c.brokers if b is not victim]
+    print(f"leaders by node {dict(counts)}; killing node {victim.node_id}")
+
+    n, kill_at = 5000, 1500
+    p = producer(c.bootstrap())
+    acked: Dict[int, Tuple[int, int]] = {}
+    failed: Dict[int, str] = {}
+
+    def cb(err, msg):
+        k = int(msg.key())
+        if err is not None:
+            failed[k] = str(err)
+        else:
+            acked[k] = (msg.partition(), msg.offset())
+
+    killed_at = None
+    for k in range(n):
+        for _ in range(1000):  # bounded back-pressure on a full local queue
+            try:
+                p.produce(topic, key=str(k).encode(), value=b"v%d" % k, on_delivery=cb)
+                break
+            except BufferError:
+                p.poll(0.05)
+        p.poll(0)
+        if k == kill_at:
+            # Kill while messages are in flight: some acknowledged, the rest queued or sent.
+            wait_until(lambda: p.poll(0.05) >= 0 and len(acked) >= kill_at // 2, 30,
+                       "the first acknowledgements")
+            in_flight = len(p)
+            victim.kill9()
+            killed_at = time.monotonic()
+            print(f"kill -9 node {victim.node_id} with {len(acked)} acked, {in_flight} in flight")
+    remaining = p.flush(60)
+    print(f"produced: {len(acked)} acked, {len(failed)} failed, {remaining} undelivered after "
+          f"flush; {time.monotonic() - killed_at:.1f}s after the kill")
+    if failed:
+        print(f"first failures: {sorted(failed.items())[:5]}")
+    assert remaining == 0, f"{remaining} messages neither delivered nor failed within 60 s"
+    assert len(acked) > kill_at, "the stream did not continue after the kill"
+    # Idempotent with message.timeout.ms 60 s: the failover (~TTL) must not fail any message.
+    assert not failed, f"{len(failed)} deliveries failed, e.g. {sorted(failed.items())[:5]}"
+
+    # The leaders moved to the survivors (both survivors agree).
+    moved = c.wait_leaders_live(topic, 12, via=survivors)
+    assert victim.node_id not in moved.values()
+    for b in survivors:
+        assert victim.node_id not in metadata(b.kafka).brokers
+
+    boot = c.bootstrap(survivors)
+    hw = high_watermarks(boot, topic, 12)
+    got = consume_group_to_end(boot, topic, "fresh-" + uuid.uuid4().hex[:6], hw)
+    seen = collections.Counter(k for _, _, k in got)
+    duplicates = {k: v for k, v in seen.items() if v > 1}
+    lost = sorted(set(acked) - set(seen))
+    at = {(p_, o): k for p_, o, k in got}
+    misplaced = {k: po for k, po in acked.items() if at.get(po) != k}
+    print(f"consumed {len(got)} records ({sum(hw.values())} by high watermarks), "
+          f"{len(seen)} distinct keys; duplicated keys: {len(duplicates)} "
+          f"(extra copies {sum(v - 1 for v in duplicates.values())}); lost acked: {len(lost)}; "
+          f"acked but another record at the reported offset: {len(misplaced)}")
+    assert not lost, f"{len(lost)} acknowledged messages lost, e.g. {lost[:10]}"
+    assert not misplaced, f"delivery reports name other records' offsets: {list(misplaced.items())[:5]}"
+    assert not duplicates, (
+        f"idempotent producer, yet {len(duplicates)} keys consumed more than once, e.g. "
+        f"{[(k, [(p_, o) for p_, o, kk in got if kk == k]) for k in list(duplicates)[:5]]}")
+
+
+# --------------------------------------------------------------------------------------------
+# 3. SIGTERM hands bundles over at once
+
+
+def test_sigterm_hands_bundles_over_before_the_session_ttl(make_cluster):
+    # A long TTL, so a handover before it is the release on SIGTERM and not the lease expiry.
+    ttl_ms = 10_000
+    c = make_cluster(3, session_ttl_ms=ttl_ms)
+    topic = new_topic(c, 12)
+    leaders = c.wait_leaders_live(topic, 12)
+    counts = collections.Counter(leaders.values())
+    victim = c.by_node(counts.most_common(1)[0][0])
+    survivors = [b for b in c.brokers if b is not victim]
+    before = produce_keys(c.bootstrap(), topic, list(range(240)), partition=lambda k: k % 12)
+
+    t0 = time.monotonic()
+    victim.sigterm()
+
+    def handed_over():
+        views = [metadata(b.kafka, [topic]) for b in survivors]
+        for md in views:
+            if victim.node_id in md.brokers:
+                return False
+            t = md.topics[topic]
+            if t.error or any(e or leader == victim.node_id or leader < 0
+                              for e, leader in t.partitions.values()):
+                return False
+        return views[0].topics[topic].partitions == views[1].topics[topic].partitions
+
+    wait_until(handed_over, ttl_ms / 1000 - 0.5, "every partition led by a survivor",
+               interval_s=0.05, on_timeout=c.logs)
+    elapsed = time.monotonic() - t0
+    print(f"node {victim.node_id} led {counts[victim.node_id]} of 12 partitions; handed over "
+          f"{elapsed:.2f}s after SIGTERM (session TTL {ttl_ms / 1000:.0f}s)")
+    assert elapsed < ttl_ms / 1000
+    assert victim.stop(check=False) == 0, "SIGTERM exit code"
+
+    # Every partition takes produce again, and the earlier records are still there.
+    boot = c.bootstrap(survivors)
+    after = produce_keys(boot, topic, list(range(240, 264)), partition=lambda k: k % 12,
+                         timeout_s=30)
+    assert {p for p, _ in after.values()} == set(range(12))
+    hw = high_watermarks(boot, topic, 12)
+    assert hw == {p: 22 for p in range(12)}, hw
+    got = consume_group_to_end(boot, topic, "after-term-" + uuid.uuid4().hex[:6], hw)
+    assert {k: (p, o) for p, o, k in got} == {**before, **after}
+
+
+# --------------------------------------------------------------------------------------------
+# 4. the group coordinator dies
+
+
+def test_group_resumes_at_committed_offsets_after_its_coordinator_is_killed(make_cluster):
+    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    c = make_cluster(3)
+    parts, per = 6, 100
+    topic = new_topic(c, parts)
+    produce_keys(c.bootstrap(), topic, list(range(parts * per)), partition=lambda k: k % parts)
+    group = "resume-" + uuid.uuid4().hex[:6]
+
+    # Commit offsets part-way: a member reads some records and commits its positions.
+    first = Consumer({"bootstrap.servers": c.bootstrap(), "group.id": group,
+                      "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                      "session.timeout.ms": 6000})
+    consumed = 0
+    try:
+        first.subscribe([topic])
+        deadline = time.monotonic() + 30
+        while consumed < parts * per // 2 and time.monotonic() < deadline:
+            for m in first.consume(50, 0.5):
+                assert m.error() is None, m.error()
+                consumed += 1
+        assert consumed >= parts * per // 2, f"only {consumed} records in 30 s"
+        first.commit(asynchronous=False)
+        committed = {tp.partition: tp.offset for tp in
+                     first.committed([TopicPartition(topic, p) for p in range(parts)], timeout=15)}
+    finally:
+        first.close()
+    # No committed offset at 0 would make "nothing before it re-delivered" vacuous for that
+    # partition; -1001 (none) counts as 0 for the resume (auto.offset.reset earliest).
+    start = {p: max(o, 0) for p, o in committed.items()}
+    assert sum(start.values()) == consumed, (committed, consumed)
+
+    # The coordinator, as every broker and confluent-kafka's admin client name it.
+    answers = {b.name: find_coordinator(b.kafka, group) for b in c.brokers}
+    assert len({(e, nid) for e, nid, _ in answers.values()}) == 1 and \
+        next(iter(answers.values()))[0] == 0, answers
+    coordinator = c.by_node(next(iter(answers.values()))[1])
+    desc = AdminClient({"bootstrap.servers": c.bootstrap()}).describe_consumer_groups([group])[group].result(15)
+    assert desc.coordinator.id == coordinator.node_id, (desc.coordinator, answers)
+    survivors = [b for b in c.brokers if b is not coordinator]
+    print(f"group {group}: coordinator node {coordinator.node_id}; committed {committed}")
+
+    coordinator.kill9()
+    t0 = time.monotonic()
+
+    def moved():
+        out = [find_coordinator(b.kafka, group) for b in survivors]
+        ok = all(e == 0 and nid != coordinator.node_id and nid in {s.node_id for s in survivors}
+                 for e, nid, _ in out)
+        return out if ok and out[0][1] == out[1][1] else False
+
+    new = wait_until(moved, 20, "a live coordinator for the group", on_timeout=c.logs)
+    print(f"new coordinator node {new[0][1]} {time.monotonic() - t0:.1f}s after the kill")
+
+    boot = c.bootstrap(survivors)
+    admin = AdminClient({"bootstrap.servers": boot})
+    from confluent_kafka import ConsumerGroupTopicPartitions
+
+    listed = admin.list_consumer_group_offsets(
+        [ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in range(parts)])]
+    )[group].result(15)
+    assert {tp.partition: tp.offset for tp in listed.topic_partitions} == committed
+
+    hw = high_watermarks(boot, topic, parts)
+    assert hw == {p: per for p in range(parts)}, hw
+    got = consume_group_to_end(boot, topic, group, hw)
+    by_part: Dict[int, List[int]] = collections.defaultdict(list)
+    for p, o, _ in got:
+        by_part[p].append(o)
+    for p in range(parts):
+        assert by_part.get(p, []) == list(range(start[p], per)), (
+            f"partition {p}: committed {committed[p]}, resumed with offsets "
+            f"{by_part.get(p, [])[:5]}...{by_part.get(p, [])[-3:]} ({len(by_part.get(p, []))})")
+
+
+# --------------------------------------------------------------------------------------------
+# 5. configuration errors
+
+
+@pytest.mark.parametrize("case", ["zookeeper", "no-object-store"])
+def test_cluster_config_errors_are_clear(binary, tmp_path, etcd, case):
+    cfg = tmp_path / "bad.toml"
+    if case == "zookeeper":
+        cfg.write_text('version = 1\n[storage]\nobject_store = "file:///tmp/x"\n'
+                       '[cluster]\nmetadata_store = "zk:localhost:2181"\n')
+        expect = ["ZooKeeper", "cluster.metadata_store"]
+    else:
+        cfg.write_text(f'version = 1\n[cluster]\nmetadata_store = "etcd:{etcd.endpoint}"\n')
+        expect = ["storage.object_store"]
+    out = subprocess.run(
+        [str(binary), "standalone", "--config", str(cfg), "--data-dir", str(tmp_path / "d"),
+         "--bind", "127.0.0.1", "--kafka-port", "0", "--pulsar-port", "0", "--http-port", "0"],
+        capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert out.returncode != 0, out
+    assert '"event":"listening"' not in out.stdout, out.stdout
+    for word in expect:
+        assert word in out.stderr, out.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# 6. topic metadata through another broker
+
+
+def test_topic_and_partitions_created_through_one_broker_are_seen_by_another_at_once(make_cluster):
+    from kafka import KafkaProducer
+
+    c = make_cluster(2)
+    a, b = c.brokers
+    topic = f"seen-{uuid.uuid4().hex[:8]}"
+    # b has looked the topic up (and found nothing) before it exists.
+    for _ in range(2):
+        assert metadata(b.kafka, [topic]).topics[topic].error == 3  # UNKNOWN_TOPIC_OR_PARTITION
+
+    assert create_topic(a.kafka, topic, 3) == (0, None)
+    t0 = time.monotonic()
+
+    def seen(count):
+        def check():
+            t = metadata(b.kafka, [topic]).topics[topic]
+            return t.error == 0 and len(t.partitions) == count and \
+                all(e == 0 and leader >= 0 for e, leader in t.partitions.values())
+        return check
+
+    wait_until(seen(3), 3, f"{b} to see {topic} created through {a}", interval_s=0.02)
+    print(f"topic seen through the other broker after {time.monotonic() - t0:.3f}s")
+
+    # kafka-python produces through b alone to every partition.
+    kp = KafkaProducer(bootstrap_servers=b.kafka, acks="all", request_timeout_ms=15000)
+    try:
+        futures = [kp.send(topic, key=b"k%d" % p, value=b"v%d" % p, partition=p) for p in range(3)]
+        kp.flush(timeout=20)
+        assert sorted(f.get(timeout=15).partition for f in futures) == [0, 1, 2]
+    finally:
+        kp.close(timeout=5)
+
+    # b's cache holds the 3-partition topic; a extends it to 6.
+    assert len(metadata(b.kafka, [topic]).topics[topic].partitions) == 3
+    assert create_partitions(a.kafka, topic, 6) == (0, None)
+    t0 = time.monotonic()
+    wait_until(seen(6), 3, f"{b} to see 6 partitions after CreatePartitions through {a}",
+               interval_s=0.02)
+    print(f"new partitions seen through the other broker after {time.monotonic() - t0:.3f}s")
+    c.wait_leaders_live(topic, 6)
+    produced = produce_keys(b.kafka, topic, list(range(3, 6)), partition=lambda k: k, timeout_s=30)
+    assert {p for p, _ in produced.values()} == {3, 4, 5}
+    assert high_watermarks(b.kafka, topic, 6) == {p: 1 for p in range(6)}
