@@ -161,3 +161,35 @@ pub async fn run_gc(
         }
     }
 }
+
+/// Ends (with an error) when this broker's session with etcd has expired: its registration and
+/// bundles are gone and it cannot take part any more, so the process stops and its supervisor
+/// starts it again (Pulsar's `zookeeperSessionExpiredPolicy=shutdown`, its default). A `Fenced`
+/// session (etcd unreachable for a while) only pauses serving; it returns to `Live` when a
+/// refresh succeeds before the expiry.
+pub async fn watch_session(
+    member: Arc<ClusterMember>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    use magnetar_metadata::SessionState;
+    let mut state = member.session_state();
+    loop {
+        let now = *state.borrow_and_update();
+        match now {
+            SessionState::Expired => {
+                return Err(std::io::Error::other(
+                    "the cluster session with etcd expired: this broker's bundles were handed over; restart it to join again",
+                ))
+            }
+            SessionState::Closed => return Ok(()),
+            SessionState::Fenced => {
+                tracing::warn!("cluster session fenced (no refresh from etcd): serving nothing until it is live again")
+            }
+            SessionState::Live => {}
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            changed = state.changed() => if changed.is_err() { return Ok(()) },
+        }
+    }
+}

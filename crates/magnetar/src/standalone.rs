@@ -576,6 +576,15 @@ fn serve(config: &Config, bound: Bound, wired: &Wired) -> anyhow::Result<Serving
     });
     if let Some(member) = wired.cluster.clone() {
         let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            (
+                "cluster session",
+                crate::cluster_mode::watch_session(member, shutdown).await,
+            )
+        });
+    }
+    if let Some(member) = wired.cluster.clone() {
+        let shutdown = shutdown.clone();
         let interval = Duration::from_millis(config.cluster.wal_gc_interval_ms);
         tasks.spawn(async move {
             (

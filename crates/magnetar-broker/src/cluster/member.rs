@@ -111,6 +111,12 @@ impl ClusterMember {
         self.live.current()
     }
 
+    /// The session's state: `Live`, `Fenced` (no refresh for a while: this broker serves
+    /// nothing until it is `Live` again), or final (`Expired`, `Closed`).
+    pub fn session_state(&self) -> tokio::sync::watch::Receiver<magnetar_metadata::SessionState> {
+        self.session.state()
+    }
+
     pub fn ownership(&self) -> &Ownership {
         &self.ownership
     }
