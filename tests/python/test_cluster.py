@@ -420,8 +420,8 @@ def test_group_resumes_at_committed_offsets_after_its_coordinator_is_killed(make
     assert len({(e, nid) for e, nid, _ in answers.values()}) == 1 and \
         next(iter(answers.values()))[0] == 0, answers
     coordinator = c.by_node(next(iter(answers.values()))[1])
-    desc = AdminClient({"bootstrap.servers": c.bootstrap()}).describe_consumer_groups(
-        [group], request_timeout=10)[group].result(20)
+    admin = AdminClient({"bootstrap.servers": c.bootstrap()})  # kept alive until the result
+    desc = admin.describe_consumer_groups([group], request_timeout=10)[group].result(20)
     assert desc.coordinator.id == coordinator.node_id, (desc.coordinator, answers)
     survivors = [b for b in c.brokers if b is not coordinator]
     print(f"group {group}: coordinator node {coordinator.node_id}; committed {committed}")

@@ -102,6 +102,11 @@ impl ClusterMember {
         self.registration.node_id
     }
 
+    /// The store's id of this broker's session (tests end it to simulate a dead broker).
+    pub fn session_id(&self) -> magnetar_metadata::SessionId {
+        self.session.id()
+    }
+
     pub fn info(&self) -> &BrokerInfo {
         &self.registration.info
     }

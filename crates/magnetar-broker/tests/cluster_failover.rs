@@ -1,0 +1,229 @@
+//! Cluster mode in one process: two brokers over one metadata store and one object store,
+//! each partition served by exactly one of them; when one dies (its session ended), the other
+//! takes its partitions over with every acknowledged entry, and the dead broker's late
+//! appends are refused and never readable. Waits are bounded polls on conditions.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use magnetar_broker::cluster::{BrokerInfo, ClusterMember, MemberConfig};
+use magnetar_broker::{
+    AppendRequest, Broker, BrokerConfig, Error, PayloadFormat, SystemClock, TopicName,
+    TopicPartition,
+};
+use magnetar_metadata::{MemoryStore, MetadataStore};
+use magnetar_storage::wal::{WalConfig, WalWriter};
+use object_store::memory::InMemory;
+use object_store::ObjectStore;
+
+const PARTITIONS: u32 = 8;
+const PER_PARTITION: u64 = 20;
+
+struct Node {
+    broker: Arc<Broker>,
+    member: Arc<ClusterMember>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start(name: &str, store: &Arc<MemoryStore>, objects: &Arc<dyn ObjectStore>) -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let metadata: Arc<dyn MetadataStore> = store.clone();
+    let wal = WalWriter::start(
+        name,
+        "/ledgers",
+        objects.clone(),
+        metadata.clone(),
+        WalConfig {
+            flush_interval_ms: 2,
+            commit_timeout_ms: 2_000,
+            ..WalConfig::default()
+        },
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    let broker = Broker::open(
+        BrokerConfig::for_data_dir(dir.path()),
+        metadata.clone(),
+        Arc::new(SystemClock),
+    )
+    .await
+    .unwrap();
+    let member = Arc::new(
+        ClusterMember::join(
+            metadata,
+            MemberConfig {
+                cluster: "test".into(),
+                info: BrokerInfo {
+                    broker_name: name.into(),
+                    ..BrokerInfo::default()
+                },
+                session_ttl: Duration::from_secs(30),
+                bundles_per_namespace: 4,
+            },
+            wal,
+        )
+        .await
+        .unwrap(),
+    );
+    broker.join_cluster(member.clone()).unwrap();
+    Node {
+        broker,
+        member,
+        _dir: dir,
+    }
+}
+
+/// Polls `cond` every 10 ms for at most 10 s.
+async fn eventually<F, Fut>(what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..1000 {
+        if cond().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+fn tp(topic: &TopicName, partition: u32) -> TopicPartition {
+    TopicPartition {
+        topic: topic.clone(),
+        partition,
+    }
+}
+
+fn entry(text: String) -> AppendRequest {
+    AppendRequest {
+        payload: Bytes::from(text),
+        message_count: 1,
+        max_timestamp_ms: 1_000,
+        format: PayloadFormat::Pulsar,
+        producer: None,
+        first_index_at: None,
+    }
+}
+
+/// Which of `nodes` serves each partition (exactly one must, once all bundles are claimed).
+async fn owners(nodes: &[&Node], topic: &TopicName) -> Option<BTreeMap<u32, usize>> {
+    let mut owners = BTreeMap::new();
+    for p in 0..PARTITIONS {
+        let mut serving = Vec::new();
+        for (i, node) in nodes.iter().enumerate() {
+            match node.broker.partition(&tp(topic, p)).await {
+                Ok(_) => serving.push(i),
+                Err(Error::NotOwner { .. }) => {}
+                Err(e) => panic!("partition {p} on node {i}: {e}"),
+            }
+        }
+        match serving.as_slice() {
+            [one] => {
+                owners.insert(p, *one);
+            }
+            [] => return None,
+            many => panic!("partition {p} served by several brokers: {many:?}"),
+        }
+    }
+    Some(owners)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_brokers_partitions_move_with_every_acknowledged_entry() {
+    let store = Arc::new(MemoryStore::new());
+    let objects: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let a = start("a", &store, &objects).await;
+    let b = start("b", &store, &objects).await;
+    let topic = a
+        .broker
+        .parse_topic("persistent://public/default/orders")
+        .unwrap();
+    a.broker
+        .create_topic(&topic, Some(PARTITIONS), BTreeMap::new())
+        .await
+        .unwrap();
+    // Created through a, visible through b (its topic cache follows the store).
+    eventually("b sees the topic", || async {
+        b.broker.topic(&topic).await.unwrap().is_some()
+    })
+    .await;
+
+    let nodes = [&a, &b];
+    let mut placement = None;
+    for _ in 0..1000 {
+        placement = owners(&nodes, &topic).await;
+        if placement.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let placement = placement.expect("every partition served by exactly one broker in 10 s");
+
+    // Acknowledged appends on each partition's owner.
+    for p in 0..PARTITIONS {
+        let log = nodes[placement[&p]]
+            .broker
+            .partition(&tp(&topic, p))
+            .await
+            .unwrap();
+        for i in 0..PER_PARTITION {
+            let outcome = log.append(entry(format!("p{p}-{i}"))).await.unwrap();
+            assert_eq!(outcome.first_index, i);
+        }
+    }
+
+    // Make sure `a` leads something, then kill it: it stops following the cluster and the
+    // store ends its session (what etcd does when a killed broker's lease runs out).
+    let a_partitions: Vec<u32> = placement
+        .iter()
+        .filter(|(_, &n)| n == 0)
+        .map(|(&p, _)| p)
+        .collect();
+    assert!(!a_partitions.is_empty(), "a leads nothing: {placement:?}");
+    let held = Some(
+        a.broker
+            .partition(&tp(&topic, a_partitions[0]))
+            .await
+            .unwrap(),
+    );
+    a.member.abandon();
+    assert!(store.expire_session(a.member.session_id()));
+
+    eventually("b serves every partition", || async {
+        let mut all = true;
+        for p in 0..PARTITIONS {
+            all &= b.broker.partition(&tp(&topic, p)).await.is_ok();
+        }
+        all
+    })
+    .await;
+    for p in 0..PARTITIONS {
+        let log = b.broker.partition(&tp(&topic, p)).await.unwrap();
+        assert_eq!(log.end_index(), PER_PARTITION, "partition {p}");
+        let read = log.read(0, usize::MAX, 1_000).await.unwrap();
+        let texts: Vec<String> = read
+            .iter()
+            .map(|e| String::from_utf8(e.payload.to_vec()).unwrap())
+            .collect();
+        let expected: Vec<String> = (0..PER_PARTITION).map(|i| format!("p{p}-{i}")).collect();
+        assert_eq!(texts, expected, "partition {p}");
+        // The new owner continues the indexes.
+        let next = log.append(entry(format!("p{p}-after"))).await.unwrap();
+        assert_eq!(next.first_index, PER_PARTITION);
+    }
+
+    // The dead broker's late append (it still holds a partition it had open) is refused, and
+    // nothing of it is readable at the new owner.
+    if let Some(held) = held {
+        let late = held.append(entry("late".into())).await;
+        assert!(late.is_err(), "a fenced broker's append was acknowledged");
+        let p = held.name().partition;
+        let log = b.broker.partition(&tp(&topic, p)).await.unwrap();
+        let read = log.read(0, usize::MAX, 1_000).await.unwrap();
+        assert!(read.iter().all(|e| e.payload != Bytes::from("late")));
+        assert_eq!(log.end_index(), PER_PARTITION + 1);
+    }
+}
