@@ -223,7 +223,7 @@ async fn a_dead_brokers_partitions_move_with_every_acknowledged_entry() {
         let p = held.name().partition;
         let log = b.broker.partition(&tp(&topic, p)).await.unwrap();
         let read = log.read(0, usize::MAX, 1_000).await.unwrap();
-        assert!(read.iter().all(|e| e.payload != Bytes::from("late")));
+        assert!(read.iter().all(|e| e.payload != "late"));
         assert_eq!(log.end_index(), PER_PARTITION + 1);
     }
 }
