@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 import uuid
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import pytest
 
@@ -175,9 +175,11 @@ def high_watermarks(bootstrap: str, topic: str, partitions: int) -> Dict[int, in
 
 
 def consume_group_to_end(bootstrap: str, topic: str, group: str, hw: Dict[int, int],
-                         timeout_s: float = 40.0, **extra) -> List[Tuple[int, int, int]]:
+                         timeout_s: float = 40.0, start: Optional[Dict[int, int]] = None,
+                         **extra) -> List[Tuple[int, int, int]]:
     """Subscribes `group` (earliest when it has no offsets) and reads until every partition's
-    position reached `hw[p]`; returns [(partition, offset, key)] in arrival order."""
+    position reached `hw[p]` (a partition starts at `start[p]`, the group's committed offset,
+    else 0); returns [(partition, offset, key)] in arrival order."""
     from confluent_kafka import Consumer
 
     conf = {"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
@@ -186,7 +188,7 @@ def consume_group_to_end(bootstrap: str, topic: str, group: str, hw: Dict[int, i
     conf.update(extra)
     c = Consumer(conf)
     got: List[Tuple[int, int, int]] = []
-    next_offset: Dict[int, int] = {}
+    next_offset: Dict[int, int] = dict(start or {})
     errors = []
     try:
         c.subscribe([topic])
@@ -392,28 +394,29 @@ def test_group_resumes_at_committed_offsets_after_its_coordinator_is_killed(make
     produce_keys(c.bootstrap(), topic, list(range(parts * per)), partition=lambda k: k % parts)
     group = "resume-" + uuid.uuid4().hex[:6]
 
-    # Commit offsets part-way: a member reads some records and commits its positions.
+    # A member of the group reads the topic and commits a different offset in the middle of each
+    # partition (as if it had processed that far).
+    want = {p: 20 + 11 * p for p in range(parts)}
     first = Consumer({"bootstrap.servers": c.bootstrap(), "group.id": group,
                       "auto.offset.reset": "earliest", "enable.auto.commit": False,
                       "session.timeout.ms": 6000})
-    consumed = 0
     try:
         first.subscribe([topic])
+        seen_parts: Dict[int, int] = {}
         deadline = time.monotonic() + 30
-        while consumed < parts * per // 2 and time.monotonic() < deadline:
-            for m in first.consume(50, 0.5):
+        while len(seen_parts) < parts and time.monotonic() < deadline:
+            for m in first.consume(100, 0.5):
                 assert m.error() is None, m.error()
-                consumed += 1
-        assert consumed >= parts * per // 2, f"only {consumed} records in 30 s"
-        first.commit(asynchronous=False)
+                seen_parts[m.partition()] = m.offset()
+        assert len(seen_parts) == parts, f"read only partitions {sorted(seen_parts)} in 30 s"
+        first.commit(offsets=[TopicPartition(topic, p, o) for p, o in want.items()],
+                     asynchronous=False)
         committed = {tp.partition: tp.offset for tp in
                      first.committed([TopicPartition(topic, p) for p in range(parts)], timeout=15)}
     finally:
         first.close()
-    # No committed offset at 0 would make "nothing before it re-delivered" vacuous for that
-    # partition; -1001 (none) counts as 0 for the resume (auto.offset.reset earliest).
-    start = {p: max(o, 0) for p, o in committed.items()}
-    assert sum(start.values()) == consumed, (committed, consumed)
+    assert committed == want
+    start = committed
 
     # The coordinator, as every broker and confluent-kafka's admin client name it.
     answers = {b.name: find_coordinator(b.kafka, group) for b in c.brokers}
@@ -449,7 +452,7 @@ def test_group_resumes_at_committed_offsets_after_its_coordinator_is_killed(make
 
     hw = high_watermarks(boot, topic, parts)
     assert hw == {p: per for p in range(parts)}, hw
-    got = consume_group_to_end(boot, topic, group, hw)
+    got = consume_group_to_end(boot, topic, group, hw, start=start)
     by_part: Dict[int, List[int]] = collections.defaultdict(list)
     for p, o, _ in got:
         by_part[p].append(o)

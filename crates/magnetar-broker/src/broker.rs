@@ -317,6 +317,41 @@ impl Broker {
         ] {
             member.add_namespace(&namespace);
         }
+        let broker = self.clone();
+        let all = member.clone();
+        tokio::spawn(async move { broker.add_all_namespaces(&all).await });
+        // Every broker takes part in assigning the bundles of every namespace (a namespace
+        // only some brokers knew would leave its bundles of the others unowned): the existing
+        // ones now, new ones as the store announces them.
+        let weak = Arc::downgrade(self);
+        let mut namespaces = self.metadata.watch("/admin/policies")?;
+        tokio::spawn(async move {
+            loop {
+                let event = namespaces.recv().await;
+                let Some(broker) = weak.upgrade() else { return };
+                let Some(member) = broker.cluster.get() else {
+                    return;
+                };
+                match event {
+                    Ok(event) => {
+                        let parts: Vec<&str> = event
+                            .key
+                            .trim_start_matches("/admin/policies/")
+                            .split('/')
+                            .collect();
+                        if let [tenant, namespace] = parts.as_slice() {
+                            if let Ok(ns) = NamespaceName::new(tenant, namespace) {
+                                member.add_namespace(&ns);
+                            }
+                        }
+                    }
+                    Err(magnetar_metadata::WatchError::Lagged { .. }) => {
+                        broker.add_all_namespaces(member).await
+                    }
+                    Err(magnetar_metadata::WatchError::Closed) => return,
+                }
+            }
+        });
         let weak = Arc::downgrade(self);
         let mut owned = member.ownership().owned();
         tokio::spawn(async move {
@@ -345,6 +380,28 @@ impl Broker {
             }
         });
         Ok(())
+    }
+
+    /// Gives every namespace in the store to the cluster's bundle assignment.
+    async fn add_all_namespaces(&self, member: &ClusterMember) {
+        let tenants = match self.list_tenants().await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list tenants for bundle assignment");
+                return;
+            }
+        };
+        for tenant in tenants {
+            let Ok(tenant) = TenantName::new(&tenant) else {
+                continue;
+            };
+            match self.list_namespaces(&tenant).await {
+                Ok(namespaces) => namespaces.iter().for_each(|ns| member.add_namespace(ns)),
+                Err(e) => {
+                    tracing::warn!(%tenant, error = %e, "cannot list namespaces for bundle assignment")
+                }
+            }
+        }
     }
 
     /// This broker's cluster membership; `None` standalone.

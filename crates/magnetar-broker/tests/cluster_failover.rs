@@ -227,3 +227,43 @@ async fn a_dead_brokers_partitions_move_with_every_acknowledged_entry() {
         assert_eq!(log.end_index(), PER_PARTITION + 1);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_broker_takes_part_in_new_namespaces_bundles() {
+    let store = Arc::new(MemoryStore::new());
+    let objects: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let a = start("a", &store, &objects).await;
+    let b = start("b", &store, &objects).await;
+    // Created through a, and no request names them at b: b learns them from the store.
+    let namespaces: Vec<_> = ["n1", "n2", "n3", "n4"]
+        .iter()
+        .map(|n| magnetar_broker::NamespaceName::new("public", n).unwrap())
+        .collect();
+    for namespace in &namespaces {
+        a.broker
+            .create_namespace(namespace, Default::default())
+            .await
+            .unwrap();
+    }
+    let owned_in = |node: &Node| {
+        node.member
+            .ownership()
+            .owned()
+            .borrow()
+            .keys()
+            .filter(|bundle| namespaces.contains(&bundle.namespace))
+            .count()
+    };
+    // A bundle is claimed only by the live broker it is assigned to, so all sixteen are owned
+    // only if both brokers follow the new namespaces.
+    eventually("all bundles of the new namespaces owned", || async {
+        owned_in(&a) + owned_in(&b) == 16
+    })
+    .await;
+    assert!(
+        owned_in(&a) > 0 && owned_in(&b) > 0,
+        "both brokers own bundles of the new namespaces: a {} b {}",
+        owned_in(&a),
+        owned_in(&b)
+    );
+}
