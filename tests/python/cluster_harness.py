@@ -424,3 +424,37 @@ def create_partitions(addr: str, name: str, count: int, timeout_s: float = 15.0)
     assert r.take(">i") == 1
     r.string()
     return r.take(">h"), r.string()
+
+
+def init_producer_id(addr: str, timeout_s: float = 10.0) -> Tuple[int, int, int]:
+    """InitProducerId v0 (no transactional id) to the broker at `addr`: (error, pid, epoch)."""
+    r = request(addr, 22, 0, _str(None) + struct.pack(">i", 60000), timeout_s)
+    r.take(">i")  # throttle
+    return r.take(">h"), r.take(">q"), r.take(">h")
+
+
+def idempotent_batch(producer_id: int, epoch: int, base_sequence: int, values: List[bytes]) -> bytes:
+    """A v2 record batch of `values` under (producer id, epoch, base sequence), built by
+    kafka-python's record builder."""
+    from kafka.record.default_records import DefaultRecordBatchBuilder
+
+    b = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=False,
+                                  producer_id=producer_id, producer_epoch=epoch,
+                                  base_sequence=base_sequence, batch_size=1 << 20)
+    now = int(time.time() * 1000)
+    for i, v in enumerate(values):
+        b.append(i, timestamp=now, key=None, value=v, headers=[])
+    return bytes(b.build())
+
+
+def produce_batch(addr: str, topic: str, partition: int, batch: bytes,
+                  timeout_s: float = 15.0) -> Tuple[int, int]:
+    """Produce v3 (acks=-1) of one raw batch to the broker at `addr`: (error, base offset)."""
+    body = _str(None) + struct.pack(">hii", -1, int(timeout_s * 1000), 1) + _str(topic)
+    body += struct.pack(">iii", 1, partition, len(batch)) + batch
+    r = request(addr, 0, 3, body, timeout_s + 5)
+    assert r.take(">i") == 1
+    r.string()
+    assert r.take(">i") == 1
+    _, err, base = r.take(">ihq")
+    return err, base

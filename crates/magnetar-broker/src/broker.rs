@@ -307,7 +307,7 @@ impl Broker {
     /// open partitions of every bundle this broker stops owning (their next request is answered
     /// "not the owner", and the new owner's open fences anything still in flight here); one
     /// drops cached topic metadata whenever another broker changes a topic.
-    pub fn join_cluster(self: &Arc<Self>, member: Arc<ClusterMember>) -> Result<()> {
+    pub async fn join_cluster(self: &Arc<Self>, member: Arc<ClusterMember>) -> Result<()> {
         self.cluster
             .set(member.clone())
             .map_err(|_| Error::InvalidRequest("the broker is already in a cluster".into()))?;
@@ -317,9 +317,7 @@ impl Broker {
         ] {
             member.add_namespace(&namespace);
         }
-        let broker = self.clone();
-        let all = member.clone();
-        tokio::spawn(async move { broker.add_all_namespaces(&all).await });
+
         // Every broker takes part in assigning the bundles of every namespace (a namespace
         // only some brokers knew would leave its bundles of the others unowned): the existing
         // ones now, new ones as the store announces them.
@@ -352,6 +350,8 @@ impl Broker {
                 }
             }
         });
+        // After the watch started, so no namespace falls between the two.
+        self.add_all_namespaces(&member).await;
         let weak = Arc::downgrade(self);
         let mut owned = member.ownership().owned();
         tokio::spawn(async move {

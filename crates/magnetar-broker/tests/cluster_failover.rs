@@ -67,7 +67,7 @@ async fn start(name: &str, store: &Arc<MemoryStore>, objects: &Arc<dyn ObjectSto
         .await
         .unwrap(),
     );
-    broker.join_cluster(member.clone()).unwrap();
+    broker.join_cluster(member.clone()).await.unwrap();
     Node {
         broker,
         member,

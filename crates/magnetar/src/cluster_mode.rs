@@ -126,7 +126,7 @@ pub async fn open(
     .await
     .context("cannot join the cluster")?;
     let member = Arc::new(member);
-    broker.join_cluster(member.clone())?;
+    broker.join_cluster(member.clone()).await?;
     tracing::info!(broker = %broker_name, node_id = %member.node_id(), cluster = %config.broker.cluster_name, "cluster mode: metadata in etcd, data in {}", config.storage.object_store);
     Ok((broker, member))
 }
