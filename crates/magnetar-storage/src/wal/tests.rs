@@ -17,9 +17,9 @@ use super::*;
 use crate::faulty_store::{FaultOp, FaultyObjectStore};
 use crate::{NewEntry, PayloadFormat, ProducerInfo, StorageError, SystemClock};
 
-const ROOT: &str = "/ledgers";
+pub(super) const ROOT: &str = "/ledgers";
 
-fn config() -> WalConfig {
+pub(super) fn config() -> WalConfig {
     WalConfig {
         flush_interval_ms: 5,
         commit_timeout_ms: 500,
@@ -27,7 +27,7 @@ fn config() -> WalConfig {
     }
 }
 
-fn entry(text: &str, count: u32) -> NewEntry {
+pub(super) fn entry(text: &str, count: u32) -> NewEntry {
     NewEntry {
         payload: Bytes::from(text.to_string()),
         message_count: count,
@@ -42,20 +42,20 @@ fn entry(text: &str, count: u32) -> NewEntry {
     }
 }
 
-struct Env {
-    objects: Arc<FaultyObjectStore>,
-    metadata: Arc<FaultyMetadata>,
+pub(super) struct Env {
+    pub(super) objects: Arc<FaultyObjectStore>,
+    pub(super) metadata: Arc<FaultyMetadata>,
 }
 
 impl Env {
-    fn new() -> Env {
+    pub(super) fn new() -> Env {
         Env {
             objects: Arc::new(FaultyObjectStore::new(Arc::new(InMemory::new()))),
             metadata: Arc::new(FaultyMetadata::new()),
         }
     }
 
-    fn writer(&self, name: &str, config: WalConfig) -> WalWriter {
+    pub(super) fn writer(&self, name: &str, config: WalConfig) -> WalWriter {
         WalWriter::start(
             name,
             ROOT,
@@ -67,7 +67,7 @@ impl Env {
         .expect("writer")
     }
 
-    async fn wal_objects(&self) -> Vec<ObjectPath> {
+    pub(super) async fn wal_objects(&self) -> Vec<ObjectPath> {
         use futures_util::TryStreamExt;
         let mut all: Vec<ObjectPath> = self
             .objects
@@ -82,9 +82,9 @@ impl Env {
 }
 
 /// A metadata store whose transactions can be made to fail, before or after they apply.
-struct FaultyMetadata {
+pub(super) struct FaultyMetadata {
     inner: MemoryStore,
-    fail_txns: AtomicU64,
+    pub(super) fail_txns: AtomicU64,
     fail_txns_after_commit: AtomicU64,
 }
 
@@ -147,7 +147,7 @@ impl MetadataStore for FaultyMetadata {
     }
 }
 
-async fn read_all(ledger: &SharedLedger) -> Vec<(u64, String)> {
+pub(super) async fn read_all(ledger: &SharedLedger) -> Vec<(u64, String)> {
     let mut out = Vec::new();
     let mut next = ledger.start_index();
     loop {
@@ -585,7 +585,7 @@ fn config_limits_are_checked() {
     }
 }
 
-fn sealing_config() -> WalConfig {
+pub(super) fn sealing_config() -> WalConfig {
     WalConfig {
         seal_bytes: 4096,
         gc_grace_ms: 1000,
@@ -602,7 +602,7 @@ async fn fill(ledger: &SharedLedger, from: u64, rounds: u64) {
 }
 
 /// Waits (bounded) until `done` holds.
-async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+pub(super) async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
     for _ in 0..500 {
         if done() {
             return;
@@ -613,7 +613,7 @@ async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
 }
 
 /// A writer whose clock runs an hour ahead, so every object is past the grace period.
-fn collector(env: &Env) -> WalWriter {
+pub(super) fn collector(env: &Env) -> WalWriter {
     let clock = crate::ManualClock::new(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
