@@ -71,9 +71,9 @@ pub const CURSORS_MAX: usize = 10_000;
 /// the fence compare, the start record and snapshot deletions need the rest).
 pub const SEGMENT_DELETES_PER_TXN: usize = 100;
 
-/// Snapshot records loaded at open, at most (more than [`SNAPSHOTS_KEPT`] only after crashes
-/// between a write and its cleanup; the next write trims them).
-const SNAPSHOT_RECORDS_MAX: usize = 64;
+/// Older snapshot records one snapshot write deletes at most (there are more than
+/// [`SNAPSHOTS_KEPT`] only if a build kept more; the next writes trim the rest).
+const SNAPSHOT_DELETES_PER_TXN: usize = 100;
 
 /// The state behind the features of one shared ledger.
 pub(crate) struct Features {
@@ -136,9 +136,6 @@ impl Features {
                 });
             }
             snapshots.insert(record.index, record);
-        }
-        while snapshots.len() > SNAPSHOT_RECORDS_MAX {
-            snapshots.pop_first();
         }
         Ok((
             start,
@@ -758,6 +755,7 @@ impl SharedLedger {
                 others
                     .into_iter()
                     .filter(|s| s.index < oldest_kept)
+                    .take(SNAPSHOT_DELETES_PER_TXN)
                     .cloned()
                     .collect(),
             )

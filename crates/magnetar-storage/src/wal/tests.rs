@@ -85,7 +85,7 @@ impl Env {
 pub(super) struct FaultyMetadata {
     inner: MemoryStore,
     pub(super) fail_txns: AtomicU64,
-    fail_txns_after_commit: AtomicU64,
+    pub(super) fail_txns_after_commit: AtomicU64,
 }
 
 impl FaultyMetadata {

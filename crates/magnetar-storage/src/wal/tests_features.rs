@@ -211,6 +211,38 @@ async fn a_fenced_owners_cursor_writes_are_refused_and_change_nothing() {
 }
 
 #[tokio::test]
+async fn a_cursor_write_the_store_refuses_changes_nothing_and_a_lost_answer_is_caught_up() {
+    let env = Env::new();
+    let writer = env.writer("b1", config());
+    let ledger = SharedLedger::open(&writer, "t/p0").await.unwrap();
+    append_n(&ledger, 5).await;
+    ledger
+        .open_cursor("sub", CursorStart::Earliest)
+        .await
+        .unwrap();
+    env.metadata.fail_txns.store(1, Ordering::Release);
+    assert!(matches!(
+        ledger.ack_cumulative("sub", 1).await,
+        Err(StorageError::Metadata { .. })
+    ));
+    assert_eq!(ledger.cursor("sub"), Some(CursorState::new(0)));
+    // Committed with its answer lost: memory stays behind, the next write carries it on.
+    env.metadata
+        .fail_txns_after_commit
+        .store(1, Ordering::Release);
+    assert!(ledger.ack_cumulative("sub", 1).await.is_err());
+    assert_eq!(ledger.cursor("sub"), Some(CursorState::new(0)));
+    assert_eq!(
+        ledger.ack_cumulative("sub", 2).await.unwrap(),
+        CursorState::new(3)
+    );
+    assert!(!ledger.is_failed(), "a cursor write does not fail appends");
+    let next = env.writer("b2", config());
+    let taken = SharedLedger::open(&next, "t/p0").await.unwrap();
+    assert_eq!(taken.cursor("sub"), Some(CursorState::new(3)));
+}
+
+#[tokio::test]
 async fn acks_beyond_the_end_and_unknown_cursors_are_refused() {
     let env = Env::new();
     let writer = env.writer("b1", config());
