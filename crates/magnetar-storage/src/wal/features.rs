@@ -26,6 +26,8 @@
 //!   `apply_retention` move it and, in the same transaction, delete the records of sealed
 //!   segments wholly below it (at most [`SEGMENT_DELETES_PER_TXN`] per transaction; further
 //!   ones follow, and any left by a crash go with the next pass), and of snapshots below it.
+//!   A move also compares the start record at the version this writer last saw: a move whose
+//!   answer was lost is read back before the next one, so the start never goes back.
 //!   [`collect_garbage`](super::collect_garbage) then deletes the objects no record names once
 //!   they are older than the grace period. The unsealed tail is never dropped, nor the segment
 //!   holding the last committed entry. Reads below the start are refused
@@ -45,7 +47,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
-use magnetar_metadata::{Expect, MetadataError, Txn, TxnOp};
+use magnetar_metadata::{Expect, MetadataError, Txn, TxnOp, TxnOutcome};
 use object_store::path::Path as ObjectPath;
 use object_store::ObjectStoreExt;
 use tokio::time::Instant;
@@ -79,6 +81,9 @@ const SNAPSHOT_DELETES_PER_TXN: usize = 100;
 pub(crate) struct Features {
     /// The first readable index (see [`SharedLedger::start_index`]).
     pub(crate) start_index: AtomicU64,
+    /// The version of the start record this writer last saw (`None`: absent). Moving the
+    /// start compares it, so a move whose answer was lost is never undone by a lower one.
+    start_version: Mutex<Option<u64>>,
     /// Seals committed since open.
     pub(crate) seals: AtomicU64,
     /// One start move or snapshot write at a time.
@@ -98,15 +103,7 @@ impl Features {
         name: &str,
     ) -> Result<(Option<u64>, Features), StorageError> {
         let key = records::start_key(root, name);
-        let start = match shared
-            .metadata
-            .get(&key)
-            .await
-            .map_err(|e| metadata_error("read the start", e))?
-        {
-            Some(found) => Some(records::decode::<StartRecord>(&key, &found.value)?.start_index),
-            None => None,
-        };
+        let (start, start_version) = read_start(shared, &key).await?;
         let mut cursors = BTreeMap::new();
         let found =
             load_records::<CursorRecord>(shared, &records::cursors_path(root, name)).await?;
@@ -141,6 +138,7 @@ impl Features {
             start,
             Features {
                 start_index: AtomicU64::new(start.unwrap_or(0)),
+                start_version: Mutex::new(start_version),
                 seals: AtomicU64::new(0),
                 admin: tokio::sync::Mutex::new(()),
                 cursor_writes: tokio::sync::Mutex::new(()),
@@ -151,6 +149,29 @@ impl Features {
     }
 }
 
+/// The persisted start and its record's version, if it was ever moved.
+async fn read_start(
+    shared: &WriterShared,
+    key: &str,
+) -> Result<(Option<u64>, Option<u64>), StorageError> {
+    match shared
+        .metadata
+        .get(key)
+        .await
+        .map_err(|e| metadata_error("read the start", e))?
+    {
+        Some(found) => Ok((
+            Some(records::decode::<StartRecord>(key, &found.value)?.start_index),
+            Some(found.version),
+        )),
+        None => Ok((None, None)),
+    }
+}
+
+/// Attempts at moving the start when the stored start record is not the one this writer saw
+/// (a move whose answer was lost): each reads it again first.
+const START_MOVE_ATTEMPTS: u32 = 3;
+
 impl LedgerInner {
     /// Commits `txn` with a compare of the ledger's epoch key at the version this writer holds,
     /// within the commit timeout. A failed compare of the fence fences the ledger.
@@ -158,21 +179,33 @@ impl LedgerInner {
         &self,
         txn: Txn,
         what: &str,
-    ) -> Result<(), StorageError> {
+    ) -> Result<TxnOutcome, StorageError> {
+        self.try_commit_under_fence(txn, what)
+            .await?
+            .map_err(|e| metadata_error(what, e))
+    }
+
+    /// [`Self::commit_under_fence`], with the store's other refusals (a failed compare of
+    /// another key, say) returned as they are, inside.
+    async fn try_commit_under_fence(
+        &self,
+        txn: Txn,
+        what: &str,
+    ) -> Result<Result<TxnOutcome, MetadataError>, StorageError> {
         if self.is_fenced() {
             return Err(self.fenced_error());
         }
         let txn = txn.when(self.fence_key.clone(), Expect::Version(self.fence_version));
         let timeout = Duration::from_millis(self.writer.config.commit_timeout_ms);
         match tokio::time::timeout(timeout, self.writer.metadata.txn(txn)).await {
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(outcome)) => Ok(Ok(outcome)),
             Ok(Err(MetadataError::BadVersion { key, .. })) if key == self.fence_key => {
                 self.fence(&format!(
                     "another writer took the ledger over (seen at {what})"
                 ));
                 Err(self.fenced_error())
             }
-            Ok(Err(e)) => Err(metadata_error(what, e)),
+            Ok(Err(e)) => Ok(Err(e)),
             Err(_) => Err(StorageError::Metadata {
                 reason: format!("{what}: not confirmed within {timeout:?}"),
             }),
@@ -500,6 +533,36 @@ impl SharedLedger {
     /// admin lock.
     async fn advance_start(&self, new_start: u64) -> Result<(u64, u64), StorageError> {
         let inner = &self.inner;
+        let key = records::start_key(&inner.root, &inner.name);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.advance_start_once(new_start).await? {
+                Some(deleted) => return Ok(deleted),
+                None if attempt < START_MOVE_ATTEMPTS => {
+                    // The start moved without this writer seeing the answer: catch up.
+                    let (stored, version) = read_start(&inner.writer, &key).await?;
+                    *lock(&inner.features.start_version) = version;
+                    if let Some(stored) = stored {
+                        inner
+                            .features
+                            .start_index
+                            .fetch_max(stored, Ordering::AcqRel);
+                    }
+                }
+                None => {
+                    return Err(StorageError::Metadata {
+                        reason: format!("{key} kept changing under this writer"),
+                    })
+                }
+            }
+        }
+    }
+
+    /// One attempt of [`Self::advance_start`]; `None` when the start record is not at the
+    /// version this writer saw.
+    async fn advance_start_once(&self, new_start: u64) -> Result<Option<(u64, u64)>, StorageError> {
+        let inner = &self.inner;
         let (root, name) = (&inner.root, &inner.name);
         let start = inner.start_index();
         let end = inner.end_index();
@@ -522,7 +585,7 @@ impl SharedLedger {
         let mut batches: Vec<&[(u64, u64)]> = doomed.chunks(SEGMENT_DELETES_PER_TXN).collect();
         if batches.is_empty() {
             if new_start == start && snapshots.is_empty() {
-                return Ok((0, 0));
+                return Ok(Some((0, 0)));
             }
             batches.push(&[]);
         }
@@ -530,13 +593,20 @@ impl SharedLedger {
         let mut deleted = (0u64, 0u64);
         for batch in batches {
             let mut txn = Txn::new();
-            if first {
-                if new_start > start {
-                    txn = txn.then(TxnOp::put(
+            let moves = first && new_start > start;
+            if moves {
+                let seen = *lock(&inner.features.start_version);
+                txn = txn
+                    .when(
+                        records::start_key(root, name),
+                        seen.map_or(Expect::Absent, Expect::Version),
+                    )
+                    .then(TxnOp::put(
                         records::start_key(root, name),
                         records::encode(&StartRecord::new(new_start)),
                     ));
-                }
+            }
+            if first {
                 for s in &snapshots {
                     txn = txn.then(TxnOp::delete(records::snapshot_key(root, name, s.index)));
                 }
@@ -548,7 +618,18 @@ impl SharedLedger {
                     *first_index,
                 )));
             }
-            inner.commit_under_fence(txn, "move the start").await?;
+            let outcome = match inner.try_commit_under_fence(txn, "move the start").await? {
+                Ok(outcome) => outcome,
+                Err(MetadataError::BadVersion { key, .. })
+                    if moves && key == records::start_key(root, name) =>
+                {
+                    return Ok(None);
+                }
+                Err(e) => return Err(metadata_error("move the start", e)),
+            };
+            if moves {
+                *lock(&inner.features.start_version) = outcome.versions.first().copied().flatten();
+            }
             if first {
                 inner
                     .features
@@ -593,7 +674,7 @@ impl SharedLedger {
                 "shared ledger start moved"
             );
         }
-        Ok(deleted)
+        Ok(Some(deleted))
     }
 
     /// Deletes an object nothing refers to any more; a failure leaves it to the garbage

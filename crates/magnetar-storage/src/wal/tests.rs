@@ -786,6 +786,12 @@ enum Step {
     Seal { ledger: usize },
     /// Runs the garbage collector as if an hour had passed.
     Collect,
+    /// Moves ledger `ledger`'s start to `back` before its end.
+    Truncate { ledger: usize, back: u64 },
+    /// Retention by size (a few KiB) on ledger `ledger`.
+    Retain { ledger: usize },
+    /// Acknowledges cumulatively, on cursor `c` of ledger `ledger`, up to `back` before its end.
+    Ack { ledger: usize, back: u64 },
 }
 
 fn step() -> impl proptest::strategy::Strategy<Value = Step> {
@@ -799,6 +805,9 @@ fn step() -> impl proptest::strategy::Strategy<Value = Step> {
         1 => (0..3usize).prop_map(|ledger| Step::Takeover { ledger }),
         1 => (0..3usize).prop_map(|ledger| Step::Seal { ledger }),
         1 => Just(Step::Collect),
+        1 => (0..3usize, 0..4u64).prop_map(|(ledger, back)| Step::Truncate { ledger, back }),
+        1 => (0..3usize).prop_map(|ledger| Step::Retain { ledger }),
+        2 => (0..3usize, 0..4u64).prop_map(|(ledger, back)| Step::Ack { ledger, back }),
     ]
 }
 
@@ -820,6 +829,10 @@ async fn run_model(steps: Vec<Step>) {
     // What each ledger acknowledged: index -> payload.
     let mut acked: Vec<std::collections::BTreeMap<u64, String>> = vec![Default::default(); 3];
     let mut counter = 0u64;
+    // The highest start each ledger reported, and its cursor's state after the last write
+    // known to be the last committed (`None` after a write that failed: it may be committed).
+    let mut starts = [0u64; 3];
+    let mut cursors: Vec<Option<crate::CursorState>> = vec![None; 3];
     for step in steps {
         match step {
             Step::Append { ledger, n } => {
@@ -877,6 +890,28 @@ async fn run_model(steps: Vec<Step>) {
                 .await;
                 let _ = collect_garbage(&collector(&env)).await;
             }
+            Step::Truncate { ledger, back } => {
+                let l = &ledgers[ledger];
+                if let Ok(start) = l.truncate_before(l.end_index().saturating_sub(back)).await {
+                    starts[ledger] = starts[ledger].max(start);
+                }
+            }
+            Step::Retain { ledger } => {
+                if let Ok(outcome) = ledgers[ledger].apply_retention(None, Some(6000)).await {
+                    starts[ledger] = starts[ledger].max(outcome.start_index);
+                }
+            }
+            Step::Ack { ledger, back } => {
+                let l = &ledgers[ledger];
+                let result = match l.open_cursor("c", crate::CursorStart::Earliest).await {
+                    Ok(_) if l.end_index() > back => {
+                        l.ack_cumulative("c", l.end_index() - 1 - back).await
+                    }
+                    Ok(state) => Ok(state),
+                    Err(e) => Err(e),
+                };
+                cursors[ledger] = result.ok();
+            }
         }
     }
     // Faults off; a fresh writer takes every ledger over and must find exactly what was
@@ -894,12 +929,23 @@ async fn run_model(steps: Vec<Step>) {
     let last = env.writer("final", config);
     for (l, name) in names.iter().enumerate() {
         let ledger = SharedLedger::open(&last, name).await.unwrap();
+        let start = ledger.start_index();
+        assert!(start >= starts[l], "the start never goes back");
+        if start > 0 {
+            assert!(matches!(
+                ledger.read(start - 1, 1 << 20, 1).await,
+                Err(StorageError::IndexOutOfRange { .. })
+            ));
+        }
+        if let Some(state) = &cursors[l] {
+            assert_eq!(ledger.cursor("c").as_ref(), Some(state), "cursor of {name}");
+        }
         let read = read_all(&ledger).await;
         for (i, (index, _)) in read.iter().enumerate() {
-            assert_eq!(*index, i as u64, "indexes are continuous");
+            assert_eq!(*index, start + i as u64, "indexes are continuous");
         }
         let found: std::collections::BTreeMap<u64, String> = read.into_iter().collect();
-        for (index, text) in &acked[l] {
+        for (index, text) in acked[l].range(start..) {
             assert_eq!(
                 found.get(index),
                 Some(text),
@@ -913,8 +959,10 @@ proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig { cases: 24, ..Default::default() })]
 
     /// Any mix of appends, failed or lost PUTs and commits, takeovers by writers that do not
-    /// tell the old one, seals and garbage collection: every acknowledged entry is readable at
-    /// its index exactly once, and indexes are continuous.
+    /// tell the old one, seals, garbage collection, truncation, retention and cursor acks:
+    /// every acknowledged entry at or above the start is readable at its index exactly once,
+    /// indexes are continuous from the start, the start never goes back, and a cursor holds
+    /// its last committed state.
     #[test]
     fn acknowledged_entries_survive_faults_takeovers_seals_and_gc(
         steps in proptest::collection::vec(step(), 1..25)

@@ -537,6 +537,33 @@ async fn truncation_moves_a_persisted_start_and_keeps_the_tail() {
 }
 
 #[tokio::test]
+async fn a_start_move_whose_answer_was_lost_is_never_undone() {
+    let env = Env::new();
+    let writer = env.writer("b1", manual_sealing());
+    let ledger = SharedLedger::open(&writer, "t/p0").await.unwrap();
+    append_n(&ledger, 3).await;
+    seal(&ledger).await; // [0, 3)
+    append_n(&ledger, 3).await;
+    env.metadata
+        .fail_txns_after_commit
+        .store(1, Ordering::Release);
+    assert!(ledger.truncate_before(4).await.is_err());
+    assert_eq!(ledger.start_index(), 0, "memory did not see the answer");
+    // A lower move reads the stored start first and keeps it.
+    assert_eq!(ledger.truncate_before(2).await.unwrap(), 4);
+    assert!(out_of_range(ledger.read(3, 1 << 20, 1).await));
+    assert_eq!(ledger.stats().segments, 0, "and drops the segment below it");
+    assert_eq!(ledger.truncate_before(5).await.unwrap(), 5);
+    let next = env.writer("b2", manual_sealing());
+    let taken = SharedLedger::open(&next, "t/p0").await.unwrap();
+    assert_eq!((taken.start_index(), taken.end_index()), (5, 6));
+    assert_eq!(
+        children(&env, &format!("{ROOT}/t/p0/segments")).await.len(),
+        0
+    );
+}
+
+#[tokio::test]
 async fn retention_by_time_and_size_drops_sealed_segments_across_a_takeover() {
     let env = Env::new();
     let clock = Arc::new(ManualClock::new(now_ms()));
