@@ -815,6 +815,15 @@ impl SharedLedger {
         if inner.is_fenced() {
             return Err(inner.fenced_error());
         }
+        {
+            // Older than the newest SNAPSHOTS_KEPT: the local ledger would write it and delete
+            // it at once.
+            let kept = lock(&inner.features.snapshots);
+            let newer = kept.keys().filter(|&&i| i > index).count();
+            if newer >= SNAPSHOTS_KEPT {
+                return Ok(());
+            }
+        }
         let crc = crc32c::crc32c(&blob);
         let object = records::snapshot_object(&inner.name, index, inner.epoch, crc);
         let deadline =

@@ -687,6 +687,12 @@ async fn snapshots_round_trip_are_capped_and_fenced() {
             .await,
         Err(StorageError::EntryTooLarge { .. })
     ));
+    // One older than the kept ones is not kept (as the local ledger deletes it at once).
+    ledger.write_snapshot(4, blob("old")).await.unwrap();
+    assert_eq!(
+        ledger.snapshots().await.unwrap(),
+        vec![(9, blob("c")), (6, blob("b"))]
+    );
     // The same index again replaces it.
     ledger.write_snapshot(9, blob("d")).await.unwrap();
     assert_eq!(
