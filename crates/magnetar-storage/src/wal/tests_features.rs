@@ -537,6 +537,54 @@ async fn truncation_moves_a_persisted_start_and_keeps_the_tail() {
 }
 
 #[tokio::test]
+async fn segments_left_below_the_start_by_a_crash_are_dropped_by_the_next_pass() {
+    let env = Env::new();
+    let writer = env.writer("b1", manual_sealing());
+    let ledger = SharedLedger::open(&writer, "t/p0").await.unwrap();
+    for _ in 0..3 {
+        append_n(&ledger, 2).await;
+        seal(&ledger).await;
+    }
+    append_n(&ledger, 2).await; // unsealed [6, 8)
+                                // A crash after the start moved to 5 and before its segment deletions (what the later
+                                // batches of a large move do).
+    let key = records::start_key(ROOT, "t/p0");
+    env.metadata
+        .put(
+            &key,
+            records::encode(&records::StartRecord::new(5)),
+            magnetar_metadata::Expect::Absent,
+        )
+        .await
+        .unwrap();
+    let next = env.writer("b2", manual_sealing());
+    let taken = SharedLedger::open(&next, "t/p0").await.unwrap();
+    assert_eq!((taken.start_index(), taken.end_index()), (5, 8));
+    assert_eq!(taken.stats().segments, 3);
+    assert_eq!(read_all(&taken).await.len(), 3);
+    let pass = taken.apply_retention(None, None).await.unwrap();
+    assert_eq!((pass.segments_deleted, pass.start_index), (2, 5));
+    assert_eq!(
+        children(&env, &format!("{ROOT}/t/p0/segments")).await.len(),
+        1
+    );
+    // A start the chunks do not reach is a gap, never skipped.
+    env.metadata
+        .put(
+            &key,
+            records::encode(&records::StartRecord::new(9)),
+            magnetar_metadata::Expect::Any,
+        )
+        .await
+        .unwrap();
+    let third = env.writer("b3", manual_sealing());
+    assert!(matches!(
+        SharedLedger::open(&third, "t/p0").await,
+        Err(StorageError::Gap { .. })
+    ));
+}
+
+#[tokio::test]
 async fn a_start_move_whose_answer_was_lost_is_never_undone() {
     let env = Env::new();
     let writer = env.writer("b1", manual_sealing());
