@@ -11,8 +11,11 @@
 //!
 //! - **Cursors**: `<root>/<ledger>/cursors/<name %-encoded>` holds a [`CursorRecord`] (the
 //!   [`CursorState`] and the name), written through on every change (open, ack, cumulative ack,
-//!   reset; delete removes it), one write at a time per ledger. All of a ledger's cursors are
-//!   loaded by [`SharedLedger::open`], so a new owner continues from the persisted state;
+//!   reset; delete removes it) before the change is answered or visible. Writes arriving while
+//!   one is in flight go together in the next transaction (group commit, up to 100), each
+//!   computed from the state the previous left and answered on its own. All of a ledger's
+//!   cursors are loaded by [`SharedLedger::open`], so a new owner continues from the persisted
+//!   state;
 //!   `cursor`/`cursors`/`backlog` answer from memory. The persisted copy keeps at most
 //!   [`CURSOR_ACKED_RANGES_PERSISTED_MAX`] individually acknowledged ranges (the lowest, as
 //!   Pulsar's `managedLedgerMaxUnackedRangesToPersist`); the ones above are kept in memory only
@@ -50,6 +53,7 @@ use bytes::Bytes;
 use magnetar_metadata::{Expect, MetadataError, Txn, TxnOp, TxnOutcome};
 use object_store::path::Path as ObjectPath;
 use object_store::ObjectStoreExt;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::ledger::{decode_chunk, load_records, lock, metadata_error, ChunkRef, LedgerInner};
@@ -88,8 +92,10 @@ pub(crate) struct Features {
     pub(crate) seals: AtomicU64,
     /// One start move or snapshot write at a time.
     admin: tokio::sync::Mutex<()>,
-    /// One cursor write at a time (each computes from the state the previous one left).
+    /// One cursor transaction at a time (each computes from the state the previous one
+    /// left); the writes waiting for it queue in `cursor_queue` and go together next.
     cursor_writes: tokio::sync::Mutex<()>,
+    cursor_queue: Mutex<Vec<CursorJob>>,
     cursors: Mutex<BTreeMap<String, CursorState>>,
     snapshots: Mutex<BTreeMap<u64, SnapshotRecord>>,
 }
@@ -142,6 +148,7 @@ impl Features {
                 seals: AtomicU64::new(0),
                 admin: tokio::sync::Mutex::new(()),
                 cursor_writes: tokio::sync::Mutex::new(()),
+                cursor_queue: Mutex::new(Vec::new()),
                 cursors: Mutex::new(cursors),
                 snapshots: Mutex::new(snapshots),
             },
@@ -247,16 +254,110 @@ fn persisted_state(state: &CursorState) -> CursorState {
     }
 }
 
+/// Cursor writes one transaction carries at most (one operation each, within etcd's 128).
+const CURSOR_WRITES_PER_TXN: usize = 100;
+
+/// A change to one cursor, as the local ledger's cursor methods make it.
+enum CursorOp {
+    Open(CursorStart),
+    Ack(Vec<Range<u64>>),
+    AckCumulative(u64),
+    Reset(u64),
+    Delete,
+}
+
+impl CursorOp {
+    /// The cursor's next state (`None`: deleted) from `current`, given the ledger's start and
+    /// end and how many cursors it has; the checks and transitions of the local ledger, on
+    /// [`CursorState`]'s own methods.
+    fn apply(
+        self,
+        name: &str,
+        current: Option<&CursorState>,
+        start: u64,
+        end: u64,
+        cursors: usize,
+    ) -> Result<Option<CursorState>, StorageError> {
+        let invalid = |reason: String| StorageError::CursorInvalid {
+            name: name.to_string(),
+            reason,
+        };
+        if let CursorOp::Open(at) = self {
+            return match current {
+                Some(c) => Ok(Some(c.clone())),
+                None if cursors >= CURSORS_MAX => Err(invalid(format!(
+                    "the ledger already has {CURSORS_MAX} cursors"
+                ))),
+                None => Ok(Some(CursorState::new(match at {
+                    CursorStart::Earliest => start,
+                    CursorStart::Latest => end,
+                    CursorStart::Index(i) => i.clamp(start, end),
+                }))),
+            };
+        }
+        let mut c = current.cloned().ok_or_else(|| not_found(name))?;
+        match self {
+            CursorOp::Open(_) => {}
+            CursorOp::Ack(ranges) => {
+                if let Some(r) = ranges.iter().find(|r| r.end > end || r.start > r.end) {
+                    return Err(invalid(format!(
+                        "ack range {}..{} is invalid or beyond end index {end}",
+                        r.start, r.end
+                    )));
+                }
+                for r in ranges {
+                    c.ack(r);
+                }
+            }
+            CursorOp::AckCumulative(index) => {
+                if index >= end {
+                    return Err(invalid(format!(
+                        "cumulative ack of {index} is at or beyond end index {end}"
+                    )));
+                }
+                c.ack_cumulative(index);
+            }
+            CursorOp::Reset(index) => c.reset(index.clamp(start, end)),
+            CursorOp::Delete => return Ok(None),
+        }
+        Ok(Some(c))
+    }
+}
+
+struct CursorJob {
+    name: String,
+    key: String,
+    op: CursorOp,
+    done: oneshot::Sender<Result<Option<CursorState>, StorageError>>,
+}
+
+/// The error a refused group commit answers each of its writes with.
+fn same_error(e: &StorageError) -> StorageError {
+    match e {
+        StorageError::Fenced { ledger, reason } => StorageError::Fenced {
+            ledger: ledger.clone(),
+            reason: reason.clone(),
+        },
+        StorageError::Metadata { reason } => StorageError::Metadata {
+            reason: reason.clone(),
+        },
+        other => StorageError::Metadata {
+            reason: other.to_string(),
+        },
+    }
+}
+
 impl SharedLedger {
     // ---- cursors ----
 
-    /// Computes cursor `name`'s next state with `change` (given its current state, the start
-    /// and the end index), persists it (or deletes it for `None`) under the fence, and only
-    /// then installs it in memory.
+    /// Applies `op` to cursor `name` and persists the result under the fence before it is
+    /// installed in memory or answered. Writes queued while one is in flight go together in
+    /// the next transaction (group commit: one etcd round trip for many acks), each answered
+    /// with its own result; a refused transaction refuses them all and changes nothing.
     async fn update_cursor(
         &self,
         name: &str,
-        change: impl FnOnce(Option<&CursorState>, u64, u64) -> Result<Option<CursorState>, StorageError>,
+        op: CursorOp,
     ) -> Result<Option<CursorState>, StorageError> {
         let inner = &self.inner;
         let features = &inner.features;
@@ -265,42 +366,123 @@ impl SharedLedger {
             name: name.to_string(),
             reason: e.to_string(),
         })?;
-        let _writing = features.cursor_writes.lock().await;
-        let current = lock(&features.cursors).get(name).cloned();
-        let next = change(current.as_ref(), inner.start_index(), inner.end_index())?;
-        let op = match &next {
-            Some(state) => {
-                let persisted = persisted_state(state);
-                if persisted.acked != state.acked
-                    && current
-                        .as_ref()
-                        .is_none_or(|c| persisted_state(c).acked == c.acked)
-                {
+        let (done, mut answer) = oneshot::channel();
+        lock(&features.cursor_queue).push(CursorJob {
+            name: name.to_string(),
+            key,
+            op,
+            done,
+        });
+        loop {
+            let _writing = features.cursor_writes.lock().await;
+            match answer.try_recv() {
+                Ok(result) => return result,
+                Err(oneshot::error::TryRecvError::Closed) => {
+                    return Err(StorageError::Metadata {
+                        reason: format!(
+                            "the write of cursor {name} was abandoned with its caller; it may \
+                             or may not be committed"
+                        ),
+                    })
+                }
+                Err(oneshot::error::TryRecvError::Empty) => {}
+            }
+            let jobs: Vec<CursorJob> = {
+                let mut queue = lock(&features.cursor_queue);
+                let n = queue.len().min(CURSOR_WRITES_PER_TXN);
+                queue.drain(..n).collect()
+            };
+            self.write_cursors(jobs).await;
+        }
+    }
+
+    /// One group commit of cursor writes: each job's change is computed from the state the
+    /// previous ones leave, all are written in one transaction under the fence, then installed
+    /// and answered.
+    async fn write_cursors(&self, jobs: Vec<CursorJob>) {
+        let inner = &self.inner;
+        let features = &inner.features;
+        let (start, end) = (inner.start_index(), inner.end_index());
+        // The new state of every cursor touched, with its key, and the answers due.
+        let mut staged: BTreeMap<String, (String, Option<CursorState>)> = BTreeMap::new();
+        let mut answers = Vec::with_capacity(jobs.len());
+        {
+            let committed = lock(&features.cursors);
+            let mut count = committed.len();
+            for job in jobs {
+                let current = match staged.get(&job.name) {
+                    Some((_, state)) => state.clone(),
+                    None => committed.get(&job.name).cloned(),
+                };
+                match job.op.apply(&job.name, current.as_ref(), start, end, count) {
+                    Ok(next) => {
+                        match (&current, &next) {
+                            (None, Some(_)) => count += 1,
+                            (Some(_), None) => count -= 1,
+                            _ => {}
+                        }
+                        staged.insert(job.name, (job.key, next.clone()));
+                        answers.push((job.done, next));
+                    }
+                    Err(e) => {
+                        let _ = job.done.send(Err(e));
+                    }
+                }
+            }
+            for (name, (_, next)) in &staged {
+                let Some(next) = next else { continue };
+                let was_capped = committed
+                    .get(name)
+                    .is_some_and(|c| persisted_state(c).acked != c.acked);
+                if !was_capped && persisted_state(next).acked != next.acked {
                     tracing::warn!(
                         ledger = %inner.name,
-                        cursor = name,
+                        cursor = %name,
                         persisted_max = CURSOR_ACKED_RANGES_PERSISTED_MAX,
                         "cursor holds more individually acknowledged ranges than are persisted; \
                          those above are delivered again after a takeover"
                     );
                 }
-                TxnOp::put(key, records::encode(&CursorRecord::new(name, persisted)))
-            }
-            None => TxnOp::delete(key),
-        };
-        inner
-            .commit_under_fence(Txn::new().then(op), "cursor write")
-            .await?;
-        let mut cursors = lock(&features.cursors);
-        match &next {
-            Some(state) => {
-                cursors.insert(name.to_string(), state.clone());
-            }
-            None => {
-                cursors.remove(name);
             }
         }
-        Ok(next)
+        if staged.is_empty() {
+            return;
+        }
+        let mut txn = Txn::new();
+        for (name, (key, next)) in &staged {
+            txn = txn.then(match next {
+                Some(state) => TxnOp::put(
+                    key.clone(),
+                    records::encode(&CursorRecord::new(name, persisted_state(state))),
+                ),
+                None => TxnOp::delete(key.clone()),
+            });
+        }
+        match inner.commit_under_fence(txn, "cursor write").await {
+            Ok(_) => {
+                {
+                    let mut cursors = lock(&features.cursors);
+                    for (name, (_, next)) in staged {
+                        match next {
+                            Some(state) => {
+                                cursors.insert(name, state);
+                            }
+                            None => {
+                                cursors.remove(&name);
+                            }
+                        }
+                    }
+                }
+                for (done, next) in answers {
+                    let _ = done.send(Ok(next));
+                }
+            }
+            Err(e) => {
+                for (done, _) in answers {
+                    let _ = done.send(Err(same_error(&e)));
+                }
+            }
+        }
     }
 
     /// Creates cursor `name` at `start`, or returns its state if it exists.
@@ -318,26 +500,9 @@ impl SharedLedger {
         if let Some(c) = self.cursor(name) {
             return Ok(c);
         }
-        let count = lock(&self.inner.features.cursors).len();
-        let state = self
-            .update_cursor(name, |existing, s, e| {
-                Ok(Some(match existing {
-                    Some(c) => c.clone(),
-                    None if count >= CURSORS_MAX => {
-                        return Err(StorageError::CursorInvalid {
-                            name: name.to_string(),
-                            reason: format!("the ledger already has {CURSORS_MAX} cursors"),
-                        })
-                    }
-                    None => CursorState::new(match start {
-                        CursorStart::Earliest => s,
-                        CursorStart::Latest => e,
-                        CursorStart::Index(i) => i.clamp(s, e),
-                    }),
-                }))
-            })
-            .await?;
-        state.ok_or_else(|| not_found(name))
+        self.update_cursor(name, CursorOp::Open(start))
+            .await?
+            .ok_or_else(|| not_found(name))
     }
 
     /// Acknowledges individual ranges of indexes (below the end index).
@@ -346,24 +511,9 @@ impl SharedLedger {
         name: &str,
         ranges: &[Range<u64>],
     ) -> Result<CursorState, StorageError> {
-        self.update_cursor(name, |c, _, end| {
-            let mut c = c.ok_or_else(|| not_found(name))?.clone();
-            if let Some(r) = ranges.iter().find(|r| r.end > end || r.start > r.end) {
-                return Err(StorageError::CursorInvalid {
-                    name: name.to_string(),
-                    reason: format!(
-                        "ack range {}..{} is invalid or beyond end index {end}",
-                        r.start, r.end
-                    ),
-                });
-            }
-            for r in ranges {
-                c.ack(r.clone());
-            }
-            Ok(Some(c))
-        })
-        .await?
-        .ok_or_else(|| not_found(name))
+        self.update_cursor(name, CursorOp::Ack(ranges.to_vec()))
+            .await?
+            .ok_or_else(|| not_found(name))
     }
 
     /// Acknowledges everything up to and including `index`.
@@ -372,30 +522,16 @@ impl SharedLedger {
         name: &str,
         index: u64,
     ) -> Result<CursorState, StorageError> {
-        self.update_cursor(name, |c, _, end| {
-            let mut c = c.ok_or_else(|| not_found(name))?.clone();
-            if index >= end {
-                return Err(StorageError::CursorInvalid {
-                    name: name.to_string(),
-                    reason: format!("cumulative ack of {index} is at or beyond end index {end}"),
-                });
-            }
-            c.ack_cumulative(index);
-            Ok(Some(c))
-        })
-        .await?
-        .ok_or_else(|| not_found(name))
+        self.update_cursor(name, CursorOp::AckCumulative(index))
+            .await?
+            .ok_or_else(|| not_found(name))
     }
 
     /// Moves the cursor to `index` (clamped into the ledger), forgetting individual acks.
     pub async fn reset_cursor(&self, name: &str, index: u64) -> Result<CursorState, StorageError> {
-        self.update_cursor(name, |c, start, end| {
-            let mut c = c.ok_or_else(|| not_found(name))?.clone();
-            c.reset(index.clamp(start, end));
-            Ok(Some(c))
-        })
-        .await?
-        .ok_or_else(|| not_found(name))
+        self.update_cursor(name, CursorOp::Reset(index))
+            .await?
+            .ok_or_else(|| not_found(name))
     }
 
     /// Deletes the cursor; returns whether it existed.
@@ -403,7 +539,7 @@ impl SharedLedger {
         if self.cursor(name).is_none() {
             return Ok(false);
         }
-        self.update_cursor(name, |_, _, _| Ok(None)).await?;
+        self.update_cursor(name, CursorOp::Delete).await?;
         Ok(true)
     }
 

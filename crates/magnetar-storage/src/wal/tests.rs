@@ -86,6 +86,10 @@ pub(super) struct FaultyMetadata {
     inner: MemoryStore,
     pub(super) fail_txns: AtomicU64,
     pub(super) fail_txns_after_commit: AtomicU64,
+    /// Transactions that reached the store.
+    pub(super) txns: AtomicU64,
+    /// How long each transaction takes (as a remote etcd would).
+    pub(super) txn_delay_ms: AtomicU64,
 }
 
 impl FaultyMetadata {
@@ -94,6 +98,8 @@ impl FaultyMetadata {
             inner: MemoryStore::new(),
             fail_txns: AtomicU64::new(0),
             fail_txns_after_commit: AtomicU64::new(0),
+            txns: AtomicU64::new(0),
+            txn_delay_ms: AtomicU64::new(0),
         }
     }
 }
@@ -124,6 +130,11 @@ impl MetadataStore for FaultyMetadata {
     async fn txn(&self, txn: Txn) -> Result<TxnOutcome, MetadataError> {
         if take(&self.fail_txns) {
             return Err(MetadataError::Storage("injected: etcd unreachable".into()));
+        }
+        self.txns.fetch_add(1, Ordering::Relaxed);
+        let delay_ms = self.txn_delay_ms.load(Ordering::Relaxed);
+        if delay_ms > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
         }
         let outcome = self.inner.txn(txn).await?;
         if take(&self.fail_txns_after_commit) {

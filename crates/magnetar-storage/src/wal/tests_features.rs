@@ -242,6 +242,47 @@ async fn a_cursor_write_the_store_refuses_changes_nothing_and_a_lost_answer_is_c
     assert_eq!(taken.cursor("sub"), Some(CursorState::new(3)));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_cursor_writes_share_transactions_and_each_gets_its_answer() {
+    let env = Env::new();
+    let writer = env.writer("b1", config());
+    let ledger = SharedLedger::open(&writer, "t/p0").await.unwrap();
+    ledger.append(entry("many", 200)).await.unwrap();
+    for sub in ["a", "b"] {
+        ledger
+            .open_cursor(sub, CursorStart::Earliest)
+            .await
+            .unwrap();
+    }
+    env.metadata.txn_delay_ms.store(5, Ordering::Relaxed);
+    let before = env.metadata.txns.load(Ordering::Relaxed);
+    let mut tasks = Vec::new();
+    for i in 0..100u64 {
+        let ledger = ledger.clone();
+        tasks.push(tokio::spawn(async move {
+            let sub = if i % 2 == 0 { "a" } else { "b" };
+            let state = ledger.ack(sub, &[i..i + 1]).await.unwrap();
+            assert!(state.is_acked(i), "its own ack is in its answer");
+            // And a refused one in the same batches does not spoil the others.
+            assert!(ledger.ack(sub, &[0..1000]).await.is_err());
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let txns = env.metadata.txns.load(Ordering::Relaxed) - before;
+    assert!(
+        txns < 50,
+        "{txns} transactions for 100 acks (and 100 refused)"
+    );
+    for sub in ["a", "b"] {
+        assert_eq!(ledger.backlog(sub).unwrap(), 150);
+    }
+    let next = env.writer("b2", config());
+    let taken = SharedLedger::open(&next, "t/p0").await.unwrap();
+    assert_eq!(taken.cursors(), ledger.cursors());
+}
+
 #[tokio::test]
 async fn acks_beyond_the_end_and_unknown_cursors_are_refused() {
     let env = Env::new();
