@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -9,6 +10,7 @@ use magnetar_metadata::{Expect, MetadataError};
 use object_store::path::Path as ObjectPath;
 use tokio::sync::{oneshot, watch};
 
+use super::features::Features;
 use super::records::{self, EpochRecord, RangeRecord, SegmentRecord};
 use super::writer::{Pending, WriterShared};
 use super::WalWriter;
@@ -21,7 +23,7 @@ const OPEN_ATTEMPTS: u32 = 5;
 /// Range records a ledger accepts at open (a bound until sealing folds them into segments).
 const RANGES_MAX: usize = 1_000_000;
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -50,6 +52,10 @@ pub(crate) struct ChunkRef {
     pub(crate) entries: u32,
     /// The first index of its segment once sealed; `None` while it lives in a WAL object.
     pub(crate) segment: Option<u64>,
+    /// Largest event timestamp of its entries: exact when `timestamp_exact`, otherwise an
+    /// upper bound (its segment's, from a record written before chunks kept their own).
+    pub(crate) max_timestamp_ms: i64,
+    pub(crate) timestamp_exact: bool,
 }
 
 impl ChunkRef {
@@ -62,6 +68,8 @@ impl ChunkRef {
             end_index: r.end_index,
             entries: r.entries,
             segment: None,
+            max_timestamp_ms: r.max_timestamp_ms,
+            timestamp_exact: true,
         }
     }
 
@@ -81,20 +89,44 @@ impl ChunkRef {
                 end_index: next_index,
                 entries: point.entries,
                 segment: Some(s.first_index),
+                max_timestamp_ms: point.max_timestamp_ms.unwrap_or(s.max_timestamp_ms),
+                timestamp_exact: point.max_timestamp_ms.is_some(),
             });
         }
         out
     }
 }
 
+/// A sealed segment of a ledger, as retention needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SegmentMeta {
+    pub(crate) first_index: u64,
+    pub(crate) end_index: u64,
+    pub(crate) len: u64,
+    pub(crate) last_publish_ms: Option<i64>,
+}
+
+impl SegmentMeta {
+    pub(crate) fn of(s: &SegmentRecord) -> Self {
+        SegmentMeta {
+            first_index: s.first_index,
+            end_index: s.end_index,
+            len: s.len,
+            last_publish_ms: s.last_publish_ms,
+        }
+    }
+}
+
 pub(crate) struct Committed {
     pub(crate) chunks: BTreeMap<u64, ChunkRef>,
+    /// Sealed segments by first index.
+    pub(crate) segments: BTreeMap<u64, SegmentMeta>,
     /// Chunks still in WAL objects, and their bytes.
     pub(crate) unsealed: u64,
     pub(crate) unsealed_bytes: u64,
     /// Chunk bytes by first index, newest kept, at most the configured bytes.
-    cache: BTreeMap<u64, Bytes>,
-    cache_bytes: u64,
+    pub(crate) cache: BTreeMap<u64, Bytes>,
+    pub(crate) cache_bytes: u64,
 }
 
 pub(crate) struct LedgerInner {
@@ -108,13 +140,26 @@ pub(crate) struct LedgerInner {
     pub(crate) committed: Mutex<Committed>,
     /// A seal of this ledger is running.
     pub(crate) sealing: std::sync::atomic::AtomicBool,
-    start_index: u64,
+    /// Cursors, the logical start, snapshots and seal count ([`Features`]).
+    pub(crate) features: Features,
     end: watch::Sender<u64>,
 }
 
 impl LedgerInner {
     pub(crate) fn range_key(&self, first_index: u64) -> String {
         records::range_key(&self.root, &self.name, first_index)
+    }
+
+    pub(crate) fn is_fenced(&self) -> bool {
+        lock(&self.append).fenced
+    }
+
+    pub(crate) fn start_index(&self) -> u64 {
+        self.features.start_index.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn end_index(&self) -> u64 {
+        *self.end.borrow()
     }
 
     pub(crate) fn failed_reason(&self) -> Option<String> {
@@ -212,7 +257,7 @@ impl WalAppend {
 /// See the [module docs](super).
 #[derive(Clone)]
 pub struct SharedLedger {
-    inner: Arc<LedgerInner>,
+    pub(super) inner: Arc<LedgerInner>,
 }
 
 impl std::fmt::Debug for SharedLedger {
@@ -272,20 +317,46 @@ impl SharedLedger {
                 Err(e) => return Err(metadata_error("bump the epoch", e)),
             }
         };
-        let (chunks, unsealed, unsealed_bytes) = load_chunks(&shared, root, name).await?;
-        let start_index = chunks.values().next().map_or(0, |c| c.first_index);
+        let (chunks, segments, unsealed, unsealed_bytes) = load_chunks(&shared, root, name).await?;
+        let (persisted_start, features) = Features::load(&shared, root, name).await?;
+        // The start moved by retention or truncation, else the first committed chunk. Chunks
+        // wholly below a persisted start may remain (their segment records are deleted by the
+        // next retention pass): only the live ones must be contiguous, the first containing
+        // the start.
+        let start_index =
+            persisted_start.unwrap_or_else(|| chunks.values().next().map_or(0, |c| c.first_index));
         let mut expected = start_index;
-        for chunk in chunks.values() {
-            if chunk.first_index != expected || chunk.end_index <= chunk.first_index {
+        let mut live = 0usize;
+        for chunk in chunks.values().filter(|c| c.end_index > start_index) {
+            let joins = if live == 0 {
+                chunk.first_index <= expected
+            } else {
+                chunk.first_index == expected
+            };
+            if !joins || chunk.end_index <= chunk.first_index {
                 return Err(StorageError::Gap {
                     ledger: name.to_string(),
                     expected,
                     found: chunk.first_index,
                 });
             }
+            live += 1;
             expected = chunk.end_index;
         }
+        if live == 0 && start_index > 0 {
+            // Everything is below the start: the last chunk must end exactly there (the last
+            // chunk is never deleted, so committed entries at or above the start cannot go).
+            let last_end = chunks.values().next_back().map_or(0, |c| c.end_index);
+            if last_end != start_index {
+                return Err(StorageError::Gap {
+                    ledger: name.to_string(),
+                    expected: start_index,
+                    found: last_end,
+                });
+            }
+        }
         let end_index = expected;
+        features.start_index.store(start_index, Ordering::Release);
         shared
             .counters
             .takeovers
@@ -316,12 +387,13 @@ impl SharedLedger {
             sealing: std::sync::atomic::AtomicBool::new(false),
             committed: Mutex::new(Committed {
                 chunks,
+                segments,
                 unsealed,
                 unsealed_bytes,
                 cache: BTreeMap::new(),
                 cache_bytes: 0,
             }),
-            start_index,
+            features,
             end: watch::channel(end_index).0,
         });
         Ok(SharedLedger { inner })
@@ -341,8 +413,10 @@ impl SharedLedger {
         self.inner.epoch
     }
 
+    /// The first readable index: the first committed one, or where retention or truncation
+    /// moved the start (persisted, so it holds after a takeover).
     pub fn start_index(&self) -> u64 {
-        self.inner.start_index
+        self.inner.start_index()
     }
 
     /// The index after the last committed (readable) message.
@@ -359,18 +433,13 @@ impl SharedLedger {
         let st = lock(&self.inner.append);
         let c = lock(&self.inner.committed);
         SharedLedgerStats {
-            start_index: self.inner.start_index,
+            start_index: self.inner.start_index(),
             end_index: self.end_index(),
             next_index: st.next_index,
             epoch: self.inner.epoch,
             chunks: c.chunks.len() as u64,
             unsealed_chunks: c.unsealed,
-            segments: c
-                .chunks
-                .values()
-                .filter_map(|c| c.segment)
-                .collect::<std::collections::BTreeSet<_>>()
-                .len() as u64,
+            segments: c.segments.len() as u64,
             cached_bytes: c.cache_bytes,
             fenced: st.fenced,
         }
@@ -449,7 +518,7 @@ impl SharedLedger {
         max_entries: usize,
     ) -> Result<Vec<Entry>, StorageError> {
         let end = self.end_index();
-        let start = self.inner.start_index;
+        let start = self.inner.start_index();
         if from_index == end {
             return Ok(Vec::new());
         }
@@ -610,7 +679,7 @@ pub(crate) fn decode_chunk(
 }
 
 /// Reads every record under `path` (a listing, then one get per child).
-async fn load_records<T: for<'de> serde::Deserialize<'de> + records::HasFormat>(
+pub(crate) async fn load_records<T: for<'de> serde::Deserialize<'de> + records::HasFormat>(
     shared: &WriterShared,
     path: &str,
 ) -> Result<Vec<(String, T)>, StorageError> {
@@ -652,11 +721,20 @@ async fn load_chunks(
     shared: &WriterShared,
     root: &str,
     name: &str,
-) -> Result<(BTreeMap<u64, ChunkRef>, u64, u64), StorageError> {
+) -> Result<
+    (
+        BTreeMap<u64, ChunkRef>,
+        BTreeMap<u64, SegmentMeta>,
+        u64,
+        u64,
+    ),
+    StorageError,
+> {
     let ranges = load_records::<RangeRecord>(shared, &records::ranges_path(root, name)).await?;
     let segments =
         load_records::<SegmentRecord>(shared, &records::segments_path(root, name)).await?;
     let mut chunks = BTreeMap::new();
+    let mut metas = BTreeMap::new();
     let mut spans = Vec::new();
     for (key, segment) in segments {
         if key != records::segment_key(root, name, segment.first_index) {
@@ -668,6 +746,7 @@ async fn load_chunks(
             });
         }
         spans.push(segment.first_index..segment.end_index);
+        metas.insert(segment.first_index, SegmentMeta::of(&segment));
         for chunk in ChunkRef::of_segment(&segment) {
             chunks.insert(chunk.first_index, chunk);
         }
@@ -689,5 +768,5 @@ async fn load_chunks(
         unsealed_bytes += range.len;
         chunks.insert(range.first_index, ChunkRef::of_range(&range));
     }
-    Ok((chunks, unsealed, unsealed_bytes))
+    Ok((chunks, metas, unsealed, unsealed_bytes))
 }

@@ -43,11 +43,21 @@
 //! object `segments/<ledger>/<first>-<end>.e<epoch>.seg` (named with the epoch, so a stale
 //! writer never overwrites; the same bytes as a local segment file), then in one transaction
 //! under the fence creates the segment record and deletes the chunks' range records and WAL
-//! references. [`collect_garbage`] deletes WAL objects no reference is left on and segment
-//! objects no record names (a seal that did not commit), once older than
+//! references. [`collect_garbage`] deletes WAL objects no reference is left on, segment
+//! objects no record names (a seal that did not commit, or a segment retention dropped) and
+//! snapshot objects no record names, once older than
 //! [`WalConfig::gc_grace_ms`]; any broker may run it, it is idempotent.
 //!
-//! Not yet here: a start index for retention and truncation.
+//! # Cursors, time lookups, start, snapshots
+//! [`SharedLedger`] has the local ledger's feature API with the same signatures and semantics
+//! (see `features.rs`): cursors persisted one key each at `<root>/<ledger>/cursors/<name>` and
+//! loaded at open; time lookups that read only the chunk that matters (chunks and segment
+//! chunk points carry their largest timestamp); a persisted start at `<root>/<ledger>/start`
+//! moved by truncation and retention, which delete the sealed segments' records below it (the
+//! collector deletes their objects), never the unsealed tail; producer-state snapshots as
+//! objects recorded at `<root>/<ledger>/snapshots/<index>`, the newest
+//! [`SNAPSHOTS_KEPT`](crate::SNAPSHOTS_KEPT) kept. Every one of these writes is one transaction
+//! under the fence, like a commit.
 
 mod delete;
 mod features;
@@ -56,10 +66,15 @@ mod records;
 mod seal;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_features;
 mod writer;
 
+pub use features::{CURSORS_MAX, CURSOR_ACKED_RANGES_PERSISTED_MAX, SEGMENT_DELETES_PER_TXN};
 pub use ledger::{SharedLedger, SharedLedgerStats, WalAppend};
-pub use records::{ChunkPoint, EpochRecord, RangeRecord, SegmentRecord};
+pub use records::{
+    ChunkPoint, CursorRecord, EpochRecord, RangeRecord, SegmentRecord, SnapshotRecord, StartRecord,
+};
 pub use seal::{collect_garbage, GcOutcome};
 pub use writer::{WalCounters, WalWriter};
 

@@ -9,10 +9,19 @@
 //! - `<root>/_wal/<writer>/<seq>/<ledger, %-encoded>`: empty; one per unsealed chunk of WAL
 //!   object `wal/<writer>/<seq>.wal`, created with its range record and deleted when the chunk
 //!   is sealed. An object with none left (and older than the grace period) is garbage.
+//! - `<root>/<ledger>/start`: [`StartRecord`], the logical start (retention, truncation);
+//!   absent until the start first moves.
+//! - `<root>/<ledger>/cursors/<cursor name, %-encoded>`: [`CursorRecord`], one per cursor.
+//! - `<root>/<ledger>/snapshots/<index, 20 digits>`: [`SnapshotRecord`], one per stored
+//!   producer-state snapshot.
 //!
-//! Objects: `wal/<writer>/<seq, 20 digits>.wal` (chunks of many ledgers) and
+//! Every write under `<root>/<ledger>` other than the epoch compares the epoch key at the
+//! version its writer holds, in the same transaction.
+//!
+//! Objects: `wal/<writer>/<seq, 20 digits>.wal` (chunks of many ledgers),
 //! `segments/<ledger>/<first>-<end>.e<epoch>.seg` (one ledger's entries, the same bytes as a
-//! local segment file: entries back to back).
+//! local segment file: entries back to back) and
+//! `snapshots/<ledger>/<index>.e<epoch>-<crc32c, 8 hex>.snap` (a snapshot blob).
 //!
 //! Values are JSON with a format version, so a later layout is told apart and an unknown one is
 //! an error, not a guess.
@@ -140,6 +149,10 @@ pub struct SegmentRecord {
     pub end_index: u64,
     pub epoch: u64,
     pub max_timestamp_ms: i64,
+    /// Publish time of the segment's last entry (retention by time); absent in records written
+    /// before it was kept, then read from the last chunk's headers when needed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_publish_ms: Option<i64>,
     /// Where each former chunk starts: its first index, byte offset and entry count (the
     /// segment's sparse index).
     pub chunks: Vec<ChunkPoint>,
@@ -151,6 +164,10 @@ pub struct ChunkPoint {
     pub first_index: u64,
     pub offset: u64,
     pub entries: u32,
+    /// Largest event timestamp in the chunk (time lookups read only the chunk that matters);
+    /// absent in records written before it was kept, then the segment's is the bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_timestamp_ms: Option<i64>,
 }
 
 impl HasFormat for SegmentRecord {
@@ -160,6 +177,7 @@ impl HasFormat for SegmentRecord {
 }
 
 impl SegmentRecord {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         object: &str,
         len: u64,
@@ -167,6 +185,7 @@ impl SegmentRecord {
         end_index: u64,
         epoch: u64,
         max_timestamp_ms: i64,
+        last_publish_ms: Option<i64>,
         chunks: Vec<ChunkPoint>,
     ) -> Self {
         SegmentRecord {
@@ -177,8 +196,88 @@ impl SegmentRecord {
             end_index,
             epoch,
             max_timestamp_ms,
+            last_publish_ms,
             chunks,
         }
+    }
+}
+
+/// The logical start of a ledger: reads below it are refused; sealed segments wholly below it
+/// are deleted with the transaction that moves it (or by a later retention pass).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartRecord {
+    pub format: u32,
+    pub start_index: u64,
+}
+
+impl StartRecord {
+    pub fn new(start_index: u64) -> Self {
+        StartRecord {
+            format: FORMAT_VERSION,
+            start_index,
+        }
+    }
+}
+
+impl HasFormat for StartRecord {
+    fn format(&self) -> u32 {
+        self.format
+    }
+}
+
+/// One cursor (subscription) of a ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CursorRecord {
+    pub format: u32,
+    /// The cursor's name (the key holds it %-encoded).
+    pub name: String,
+    pub state: crate::CursorState,
+}
+
+impl CursorRecord {
+    pub fn new(name: &str, state: crate::CursorState) -> Self {
+        CursorRecord {
+            format: FORMAT_VERSION,
+            name: name.to_string(),
+            state,
+        }
+    }
+}
+
+impl HasFormat for CursorRecord {
+    fn format(&self) -> u32 {
+        self.format
+    }
+}
+
+/// One stored snapshot blob of a ledger (the broker's producer state).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotRecord {
+    pub format: u32,
+    /// The snapshot covers every entry below this index.
+    pub index: u64,
+    pub object: String,
+    pub len: u64,
+    pub crc32c: u32,
+    pub epoch: u64,
+}
+
+impl SnapshotRecord {
+    pub fn new(index: u64, object: &str, len: u64, crc32c: u32, epoch: u64) -> Self {
+        SnapshotRecord {
+            format: FORMAT_VERSION,
+            index,
+            object: object.to_string(),
+            len,
+            crc32c,
+            epoch,
+        }
+    }
+}
+
+impl HasFormat for SnapshotRecord {
+    fn format(&self) -> u32 {
+        self.format
     }
 }
 
@@ -254,4 +353,53 @@ pub(crate) fn ranges_path(root: &str, ledger: &str) -> String {
 /// `<root>/<ledger>/ranges/<first index>`.
 pub(crate) fn range_key(root: &str, ledger: &str, first_index: u64) -> String {
     format!("{root}/{ledger}/ranges/{first_index:020}")
+}
+
+/// `<root>/<ledger>/start`.
+pub(crate) fn start_key(root: &str, ledger: &str) -> String {
+    format!("{root}/{ledger}/start")
+}
+
+/// `<root>/<ledger>/cursors`.
+pub(crate) fn cursors_path(root: &str, ledger: &str) -> String {
+    format!("{root}/{ledger}/cursors")
+}
+
+/// `<root>/<ledger>/cursors/<name>`, the name %-encoded: every byte but ASCII letters,
+/// digits, `-` and `_` becomes `%XX`, so any name is one valid key segment (never `.`).
+pub(crate) fn cursor_key(root: &str, ledger: &str, name: &str) -> String {
+    let mut encoded = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+            encoded.push(char::from(b));
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    format!("{}/{encoded}", cursors_path(root, ledger))
+}
+
+/// `<root>/<ledger>/snapshots`.
+pub(crate) fn snapshots_path(root: &str, ledger: &str) -> String {
+    format!("{root}/{ledger}/snapshots")
+}
+
+/// `<root>/<ledger>/snapshots/<index>`.
+pub(crate) fn snapshot_key(root: &str, ledger: &str, index: u64) -> String {
+    format!("{root}/{ledger}/snapshots/{index:020}")
+}
+
+/// `snapshots/<ledger>/<index>.e<epoch>-<crc>.snap`: named with the epoch and the blob's CRC,
+/// so a create-only PUT never meets other bytes under its name.
+pub(crate) fn snapshot_object(ledger: &str, index: u64, epoch: u64, crc: u32) -> String {
+    format!("snapshots/{ledger}/{index:020}.e{epoch}-{crc:08x}.snap")
+}
+
+/// The ledger and index of a snapshot object path.
+pub(crate) fn parse_snapshot_object(path: &str) -> Option<(&str, u64)> {
+    let rest = path.strip_prefix("snapshots/")?;
+    let (ledger, file) = rest.rsplit_once('/')?;
+    let (index, _) = file.split_once('.')?;
+    let index = index.parse().ok()?;
+    (!ledger.is_empty() && file.ends_with(".snap")).then_some((ledger, index))
 }

@@ -12,8 +12,8 @@ use object_store::path::Path as ObjectPath;
 use object_store::ObjectStoreExt;
 use tokio::time::Instant;
 
-use super::ledger::{decode_chunk, ChunkRef, LedgerInner};
-use super::records::{self, ChunkPoint, SegmentRecord};
+use super::ledger::{decode_chunk, ChunkRef, LedgerInner, SegmentMeta};
+use super::records::{self, ChunkPoint, SegmentRecord, SnapshotRecord};
 use super::writer::put_verified;
 use super::{WalWriter, SEAL_CHUNKS_MAX};
 use crate::StorageError;
@@ -84,15 +84,20 @@ pub(crate) async fn seal_once(ledger: &Arc<LedgerInner>) -> Result<Option<u64>, 
     let mut body = Vec::new();
     let mut points = Vec::with_capacity(picked.len());
     let mut max_timestamp_ms = i64::MIN;
+    let mut last_publish_ms = None;
     for chunk in &picked {
         let bytes = ledger.chunk_bytes(chunk).await?;
+        let mut chunk_max_ms = i64::MIN;
         for entry in decode_chunk(&ledger.name, chunk, &bytes)? {
-            max_timestamp_ms = max_timestamp_ms.max(entry.header.max_timestamp_ms);
+            chunk_max_ms = chunk_max_ms.max(entry.header.max_timestamp_ms);
+            last_publish_ms = Some(entry.header.publish_time_ms);
         }
+        max_timestamp_ms = max_timestamp_ms.max(chunk_max_ms);
         points.push(ChunkPoint {
             first_index: chunk.first_index,
             offset: body.len() as u64,
             entries: chunk.entries,
+            max_timestamp_ms: Some(chunk_max_ms),
         });
         body.extend_from_slice(&bytes);
     }
@@ -107,6 +112,7 @@ pub(crate) async fn seal_once(ledger: &Arc<LedgerInner>) -> Result<Option<u64>, 
         end_index,
         ledger.epoch,
         max_timestamp_ms,
+        last_publish_ms,
         points,
     );
     let segment_key = records::segment_key(&ledger.root, &ledger.name, first_index);
@@ -152,6 +158,8 @@ pub(crate) async fn seal_once(ledger: &Arc<LedgerInner>) -> Result<Option<u64>, 
     let len = body.len() as u64;
     {
         let mut c = ledger.committed.lock().unwrap_or_else(|e| e.into_inner());
+        c.segments
+            .insert(record.first_index, SegmentMeta::of(&record));
         for chunk in ChunkRef::of_segment(&record) {
             if let Some(old) = c.chunks.insert(chunk.first_index, chunk) {
                 if old.segment.is_none() {
@@ -161,6 +169,7 @@ pub(crate) async fn seal_once(ledger: &Arc<LedgerInner>) -> Result<Option<u64>, 
             }
         }
     }
+    ledger.features.seals.fetch_add(1, Ordering::AcqRel);
     tracing::debug!(ledger = %ledger.name, first_index, end_index, len, "sealed");
     Ok(Some(len))
 }
@@ -170,13 +179,17 @@ pub(crate) async fn seal_once(ledger: &Arc<LedgerInner>) -> Result<Option<u64>, 
 pub struct GcOutcome {
     pub wal_objects_deleted: u64,
     pub segment_objects_deleted: u64,
+    /// Snapshot objects no snapshot record names (replaced, dropped by retention, or never
+    /// recorded).
+    pub snapshot_objects_deleted: u64,
     /// Objects still referred to, or younger than the grace period.
     pub kept: u64,
 }
 
 /// Deletes, among objects older than the writer's [`WalConfig::gc_grace_ms`](super::WalConfig),
 /// the WAL objects that no unsealed chunk refers to (all sealed, or never committed) and the
-/// segment objects that no segment record names (a seal that was not recorded). Safe to run
+/// segment objects that no segment record names (a seal that was not recorded, or a segment
+/// retention dropped) and the snapshot objects no snapshot record names. Safe to run
 /// from any broker at any time, and to interrupt: it only deletes what nothing refers to.
 pub async fn collect_garbage(writer: &WalWriter) -> Result<GcOutcome, StorageError> {
     let shared = &writer.shared;
@@ -187,7 +200,7 @@ pub async fn collect_garbage(writer: &WalWriter) -> Result<GcOutcome, StorageErr
         op: "list",
         reason: e.to_string(),
     };
-    for prefix in ["wal", "segments"] {
+    for prefix in ["wal", "segments", "snapshots"] {
         let mut listing = shared.store.list(Some(&ObjectPath::from(prefix)));
         let mut seen = 0usize;
         while let Some(meta) = listing.next().await {
@@ -211,6 +224,27 @@ pub async fn collect_garbage(writer: &WalWriter) -> Result<GcOutcome, StorageErr
                             reason: format!("gc: {e}"),
                         })?
                         .is_empty(),
+                    None => false,
+                }
+            } else if prefix == "snapshots" {
+                match records::parse_snapshot_object(&path) {
+                    Some((ledger, index)) => {
+                        let key = records::snapshot_key(&shared.root, ledger, index);
+                        match shared.metadata.get(&key).await {
+                            Ok(Some(found)) => {
+                                match records::decode::<SnapshotRecord>(&key, &found.value) {
+                                    Ok(record) => record.object != path,
+                                    Err(_) => false,
+                                }
+                            }
+                            Ok(None) => true,
+                            Err(e) => {
+                                return Err(StorageError::Metadata {
+                                    reason: format!("gc: {e}"),
+                                })
+                            }
+                        }
+                    }
                     None => false,
                 }
             } else {
@@ -254,6 +288,8 @@ pub async fn collect_garbage(writer: &WalWriter) -> Result<GcOutcome, StorageErr
                     .counters
                     .collected_wal_objects
                     .fetch_add(1, Ordering::Relaxed);
+            } else if prefix == "snapshots" {
+                outcome.snapshot_objects_deleted += 1;
             } else {
                 outcome.segment_objects_deleted += 1;
                 shared

@@ -17,9 +17,9 @@ use super::*;
 use crate::faulty_store::{FaultOp, FaultyObjectStore};
 use crate::{NewEntry, PayloadFormat, ProducerInfo, StorageError, SystemClock};
 
-const ROOT: &str = "/ledgers";
+pub(super) const ROOT: &str = "/ledgers";
 
-fn config() -> WalConfig {
+pub(super) fn config() -> WalConfig {
     WalConfig {
         flush_interval_ms: 5,
         commit_timeout_ms: 500,
@@ -27,7 +27,7 @@ fn config() -> WalConfig {
     }
 }
 
-fn entry(text: &str, count: u32) -> NewEntry {
+pub(super) fn entry(text: &str, count: u32) -> NewEntry {
     NewEntry {
         payload: Bytes::from(text.to_string()),
         message_count: count,
@@ -42,20 +42,20 @@ fn entry(text: &str, count: u32) -> NewEntry {
     }
 }
 
-struct Env {
-    objects: Arc<FaultyObjectStore>,
-    metadata: Arc<FaultyMetadata>,
+pub(super) struct Env {
+    pub(super) objects: Arc<FaultyObjectStore>,
+    pub(super) metadata: Arc<FaultyMetadata>,
 }
 
 impl Env {
-    fn new() -> Env {
+    pub(super) fn new() -> Env {
         Env {
             objects: Arc::new(FaultyObjectStore::new(Arc::new(InMemory::new()))),
             metadata: Arc::new(FaultyMetadata::new()),
         }
     }
 
-    fn writer(&self, name: &str, config: WalConfig) -> WalWriter {
+    pub(super) fn writer(&self, name: &str, config: WalConfig) -> WalWriter {
         WalWriter::start(
             name,
             ROOT,
@@ -67,7 +67,7 @@ impl Env {
         .expect("writer")
     }
 
-    async fn wal_objects(&self) -> Vec<ObjectPath> {
+    pub(super) async fn wal_objects(&self) -> Vec<ObjectPath> {
         use futures_util::TryStreamExt;
         let mut all: Vec<ObjectPath> = self
             .objects
@@ -82,10 +82,14 @@ impl Env {
 }
 
 /// A metadata store whose transactions can be made to fail, before or after they apply.
-struct FaultyMetadata {
+pub(super) struct FaultyMetadata {
     inner: MemoryStore,
-    fail_txns: AtomicU64,
-    fail_txns_after_commit: AtomicU64,
+    pub(super) fail_txns: AtomicU64,
+    pub(super) fail_txns_after_commit: AtomicU64,
+    /// Transactions that reached the store.
+    pub(super) txns: AtomicU64,
+    /// How long each transaction takes (as a remote etcd would).
+    pub(super) txn_delay_ms: AtomicU64,
 }
 
 impl FaultyMetadata {
@@ -94,6 +98,8 @@ impl FaultyMetadata {
             inner: MemoryStore::new(),
             fail_txns: AtomicU64::new(0),
             fail_txns_after_commit: AtomicU64::new(0),
+            txns: AtomicU64::new(0),
+            txn_delay_ms: AtomicU64::new(0),
         }
     }
 }
@@ -125,6 +131,11 @@ impl MetadataStore for FaultyMetadata {
         if take(&self.fail_txns) {
             return Err(MetadataError::Storage("injected: etcd unreachable".into()));
         }
+        self.txns.fetch_add(1, Ordering::Relaxed);
+        let delay_ms = self.txn_delay_ms.load(Ordering::Relaxed);
+        if delay_ms > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+        }
         let outcome = self.inner.txn(txn).await?;
         if take(&self.fail_txns_after_commit) {
             return Err(MetadataError::Storage(
@@ -147,7 +158,7 @@ impl MetadataStore for FaultyMetadata {
     }
 }
 
-async fn read_all(ledger: &SharedLedger) -> Vec<(u64, String)> {
+pub(super) async fn read_all(ledger: &SharedLedger) -> Vec<(u64, String)> {
     let mut out = Vec::new();
     let mut next = ledger.start_index();
     loop {
@@ -585,7 +596,7 @@ fn config_limits_are_checked() {
     }
 }
 
-fn sealing_config() -> WalConfig {
+pub(super) fn sealing_config() -> WalConfig {
     WalConfig {
         seal_bytes: 4096,
         gc_grace_ms: 1000,
@@ -602,7 +613,7 @@ async fn fill(ledger: &SharedLedger, from: u64, rounds: u64) {
 }
 
 /// Waits (bounded) until `done` holds.
-async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+pub(super) async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
     for _ in 0..500 {
         if done() {
             return;
@@ -613,7 +624,7 @@ async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
 }
 
 /// A writer whose clock runs an hour ahead, so every object is past the grace period.
-fn collector(env: &Env) -> WalWriter {
+pub(super) fn collector(env: &Env) -> WalWriter {
     let clock = crate::ManualClock::new(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -786,6 +797,12 @@ enum Step {
     Seal { ledger: usize },
     /// Runs the garbage collector as if an hour had passed.
     Collect,
+    /// Moves ledger `ledger`'s start to `back` before its end.
+    Truncate { ledger: usize, back: u64 },
+    /// Retention by size (a few KiB) on ledger `ledger`.
+    Retain { ledger: usize },
+    /// Acknowledges cumulatively, on cursor `c` of ledger `ledger`, up to `back` before its end.
+    Ack { ledger: usize, back: u64 },
 }
 
 fn step() -> impl proptest::strategy::Strategy<Value = Step> {
@@ -799,6 +816,9 @@ fn step() -> impl proptest::strategy::Strategy<Value = Step> {
         1 => (0..3usize).prop_map(|ledger| Step::Takeover { ledger }),
         1 => (0..3usize).prop_map(|ledger| Step::Seal { ledger }),
         1 => Just(Step::Collect),
+        1 => (0..3usize, 0..4u64).prop_map(|(ledger, back)| Step::Truncate { ledger, back }),
+        1 => (0..3usize).prop_map(|ledger| Step::Retain { ledger }),
+        2 => (0..3usize, 0..4u64).prop_map(|(ledger, back)| Step::Ack { ledger, back }),
     ]
 }
 
@@ -820,6 +840,10 @@ async fn run_model(steps: Vec<Step>) {
     // What each ledger acknowledged: index -> payload.
     let mut acked: Vec<std::collections::BTreeMap<u64, String>> = vec![Default::default(); 3];
     let mut counter = 0u64;
+    // The highest start each ledger reported, and its cursor's state after the last write
+    // known to be the last committed (`None` after a write that failed: it may be committed).
+    let mut starts = [0u64; 3];
+    let mut cursors: Vec<Option<crate::CursorState>> = vec![None; 3];
     for step in steps {
         match step {
             Step::Append { ledger, n } => {
@@ -877,6 +901,28 @@ async fn run_model(steps: Vec<Step>) {
                 .await;
                 let _ = collect_garbage(&collector(&env)).await;
             }
+            Step::Truncate { ledger, back } => {
+                let l = &ledgers[ledger];
+                if let Ok(start) = l.truncate_before(l.end_index().saturating_sub(back)).await {
+                    starts[ledger] = starts[ledger].max(start);
+                }
+            }
+            Step::Retain { ledger } => {
+                if let Ok(outcome) = ledgers[ledger].apply_retention(None, Some(6000)).await {
+                    starts[ledger] = starts[ledger].max(outcome.start_index);
+                }
+            }
+            Step::Ack { ledger, back } => {
+                let l = &ledgers[ledger];
+                let result = match l.open_cursor("c", crate::CursorStart::Earliest).await {
+                    Ok(_) if l.end_index() > back => {
+                        l.ack_cumulative("c", l.end_index() - 1 - back).await
+                    }
+                    Ok(state) => Ok(state),
+                    Err(e) => Err(e),
+                };
+                cursors[ledger] = result.ok();
+            }
         }
     }
     // Faults off; a fresh writer takes every ledger over and must find exactly what was
@@ -894,12 +940,23 @@ async fn run_model(steps: Vec<Step>) {
     let last = env.writer("final", config);
     for (l, name) in names.iter().enumerate() {
         let ledger = SharedLedger::open(&last, name).await.unwrap();
+        let start = ledger.start_index();
+        assert!(start >= starts[l], "the start never goes back");
+        if start > 0 {
+            assert!(matches!(
+                ledger.read(start - 1, 1 << 20, 1).await,
+                Err(StorageError::IndexOutOfRange { .. })
+            ));
+        }
+        if let Some(state) = &cursors[l] {
+            assert_eq!(ledger.cursor("c").as_ref(), Some(state), "cursor of {name}");
+        }
         let read = read_all(&ledger).await;
         for (i, (index, _)) in read.iter().enumerate() {
-            assert_eq!(*index, i as u64, "indexes are continuous");
+            assert_eq!(*index, start + i as u64, "indexes are continuous");
         }
         let found: std::collections::BTreeMap<u64, String> = read.into_iter().collect();
-        for (index, text) in &acked[l] {
+        for (index, text) in acked[l].range(start..) {
             assert_eq!(
                 found.get(index),
                 Some(text),
@@ -913,8 +970,10 @@ proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig { cases: 24, ..Default::default() })]
 
     /// Any mix of appends, failed or lost PUTs and commits, takeovers by writers that do not
-    /// tell the old one, seals and garbage collection: every acknowledged entry is readable at
-    /// its index exactly once, and indexes are continuous.
+    /// tell the old one, seals, garbage collection, truncation, retention and cursor acks:
+    /// every acknowledged entry at or above the start is readable at its index exactly once,
+    /// indexes are continuous from the start, the start never goes back, and a cursor holds
+    /// its last committed state.
     #[test]
     fn acknowledged_entries_survive_faults_takeovers_seals_and_gc(
         steps in proptest::collection::vec(step(), 1..25)
