@@ -8,11 +8,15 @@ server on loopback; every partition's data on the shared WAL).
 2. `kill -9` of the broker leading the most partitions while an idempotent acks=all producer
    streams 5000 keyed messages: every acknowledged message is consumed afterwards by a fresh
    group, at the offset its delivery report named, none twice; leaders move to the survivors;
+   a consumer reading through the failover reads every offset once, with no offset reset;
+   and (deterministic, raw Produce) a batch the dead leader acknowledged, replayed to the new
+   leader, is a duplicate (not appended again) while the producer's sequence continues there;
 3. SIGTERM: the broker's bundles are handed over before its session TTL could expire, and every
    partition takes produce again;
 4. a consumer group's coordinator (FindCoordinator) is killed -9: a new member of the group
    resumes exactly at the committed offsets;
-5. configuration errors: ZooKeeper named, storage.object_store required;
+5. configuration errors (exit 2): ZooKeeper named (TOML and Pulsar's metadataStoreUrl),
+   storage.object_store required;
 6. a topic created / extended (CreatePartitions) through one broker is seen by another at once
    (topic metadata cache invalidated by the etcd watch; kafka-python produces through it).
 
@@ -41,7 +45,10 @@ from cluster_harness import (
     create_topic,
     etcd_binary,
     find_coordinator,
+    idempotent_batch,
+    init_producer_id,
     metadata,
+    produce_batch,
     wait_until,
 )
 from conftest import BrokerStartError, _test_failed
@@ -212,6 +219,67 @@ def consume_group_to_end(bootstrap: str, topic: str, group: str, hw: Dict[int, i
         c.close()
 
 
+class LiveReader:
+    """A consumer (assign, from the beginning, `auto.offset.reset=error`) reading every partition
+    in a thread while the cluster changes under it: it must neither skip nor re-read an offset,
+    and an offset reset is an error, not a silent jump."""
+
+    def __init__(self, bootstrap: str, topic: str, partitions: int):
+        import threading
+
+        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+        self.consumer = Consumer({
+            "bootstrap.servers": bootstrap, "group.id": "live-" + uuid.uuid4().hex[:6],
+            "enable.auto.commit": False, "auto.offset.reset": "error",
+            "topic.metadata.refresh.interval.ms": 2000, "reconnect.backoff.max.ms": 1000})
+        self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+        self.records: List[Tuple[int, int, int]] = []
+        self.next_offset: Dict[int, int] = {}
+        self.problems: List[str] = []  # offset resets, gaps, re-reads
+        self.transient: List[str] = []  # connection errors while a broker is down
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        try:
+            self._read()
+        except Exception as e:  # noqa: BLE001 - reported by the test
+            self.problems.append(f"reader thread died: {e!r}")
+
+    def _read(self):
+        from confluent_kafka import KafkaError
+
+        deadline = time.monotonic() + 120
+        while not self.stopping.is_set() and time.monotonic() < deadline:
+            for m in self.consumer.consume(500, 0.2):
+                err = m.error()
+                if err is not None:
+                    if err.code() in (KafkaError._AUTO_OFFSET_RESET, KafkaError.OFFSET_OUT_OF_RANGE) \
+                            or err.fatal():
+                        self.problems.append(f"error {err}")
+                    else:
+                        self.transient.append(str(err))
+                    continue
+                p, o = m.partition(), m.offset()
+                if o != self.next_offset.get(p, 0):
+                    self.problems.append(f"partition {p}: offset {o} after {self.next_offset.get(p, 0) - 1}")
+                self.next_offset[p] = o + 1
+                self.records.append((p, o, int(m.key())))
+
+    def wait_reached(self, hw: Dict[int, int], timeout_s: float) -> None:
+        wait_until(lambda: all(self.next_offset.get(p, 0) >= end for p, end in hw.items())
+                   or not self.thread.is_alive(), timeout_s, "the live reader to reach the end")
+
+    def close(self) -> None:
+        if self.stopping.is_set():
+            return
+        self.stopping.set()
+        self.thread.join(timeout=10)
+        self.consumer.close()
+
+
 # --------------------------------------------------------------------------------------------
 # 1. three brokers
 
@@ -259,7 +327,7 @@ def test_three_brokers_metadata_and_group_consume_through_another_bootstrap(make
 # 2. kill -9 during an idempotent stream
 
 
-def test_kill9_of_busiest_leader_during_idempotent_produce_loses_and_duplicates_nothing(make_cluster):
+def test_kill9_of_busiest_leader_during_idempotent_produce_loses_and_duplicates_nothing(make_cluster, request):
     c = make_cluster(3)
     topic = new_topic(c, 12)
     leaders = c.wait_leaders_live(topic, 12)
@@ -269,6 +337,8 @@ def test_kill9_of_busiest_leader_during_idempotent_produce_loses_and_duplicates_
     print(f"leaders by node {dict(counts)}; killing node {victim.node_id}")
 
     n, kill_after = 5000, 1000
+    reader = LiveReader(c.bootstrap(), topic, 12)
+    request.addfinalizer(reader.close)
     p = producer(c.bootstrap())
     acked: Dict[int, Tuple[int, int]] = {}
     failed: Dict[int, str] = {}
@@ -281,12 +351,15 @@ def test_kill9_of_busiest_leader_during_idempotent_produce_loses_and_duplicates_
             acked[k] = (msg.partition(), msg.offset())
 
     killed_at, in_flight = None, 0
+    stream_deadline = time.monotonic() + 60
     for k in range(n):
         # At most 500 messages outstanding, so the stream is spread over time rather than one
-        # burst, and the kill lands while messages are in flight (bounded: ~20 s per message).
-        for _ in range(2000):
+        # burst, and the kill lands while messages are in flight.
+        for _ in range(10_000):
             if len(p) < 500:
                 break
+            assert time.monotonic() < stream_deadline, (
+                f"the stream stalled: {len(acked)} acked, {len(p)} outstanding after 60 s")
             p.poll(0.01)
         p.produce(topic, key=str(k).encode(), value=b"v%d" % k, on_delivery=cb)
         p.poll(0)
@@ -337,6 +410,48 @@ def test_kill9_of_busiest_leader_during_idempotent_produce_loses_and_duplicates_
     assert not duplicates, (
         f"idempotent producer, yet {len(duplicates)} keys consumed more than once, e.g. "
         f"{[(k, [(p_, o) for p_, o, kk in got if kk == k]) for k in list(duplicates)[:5]]}")
+
+    # The consumer that was reading through the failover read the same records, each once.
+    try:
+        reader.wait_reached(hw, 30)
+    finally:
+        reader.close()
+    print(f"live reader: {len(reader.records)} records, problems {reader.problems[:5]}, "
+          f"{len(reader.transient)} transient errors {sorted(set(reader.transient))[:3]}")
+    assert not reader.problems, reader.problems[:10]
+    assert sorted(reader.records) == sorted(got)
+
+
+def test_idempotent_batch_replayed_to_the_new_leader_after_kill9_is_not_appended_twice(make_cluster):
+    """The deterministic half of scenario 2: a batch the dead leader acknowledged, sent again
+    (same producer id, epoch and sequence) to the broker that took the partition over, is
+    recognized as a duplicate (the original offset, nothing appended), and the producer's
+    sequence continues there (next sequence accepted, a gap refused)."""
+    c = make_cluster(2)
+    # Producer ids are unique across the brokers.
+    pids = [init_producer_id(b.kafka) for b in c.brokers for _ in range(3)]
+    assert all(e == 0 for e, _, _ in pids) and len({pid for _, pid, _ in pids}) == len(pids), pids
+
+    topic = new_topic(c, 1)
+    leader = c.by_node(c.wait_leaders_live(topic, 1)[0])
+    other = next(b for b in c.brokers if b is not leader)
+    err, pid, epoch = init_producer_id(other.kafka)
+    assert err == 0
+    first = idempotent_batch(pid, epoch, 0, [b"a", b"b", b"c"])
+    second = idempotent_batch(pid, epoch, 3, [b"d", b"e", b"f"])
+    assert produce_batch(other.kafka, topic, 0, first)[0] == 6  # NOT_LEADER_OR_FOLLOWER
+    assert produce_batch(leader.kafka, topic, 0, first) == (0, 0)
+    assert produce_batch(leader.kafka, topic, 0, second) == (0, 3)
+
+    leader.kill9()
+    c.wait_leaders_live(topic, 1, via=[other])
+    replay = produce_batch(other.kafka, topic, 0, second)
+    assert replay in ((0, 3), (46, -1)), f"replayed batch answered {replay}"  # 46: DUPLICATE_SEQUENCE_NUMBER
+    assert high_watermarks(other.kafka, topic, 1) == {0: 6}
+    gap = produce_batch(other.kafka, topic, 0, idempotent_batch(pid, epoch, 10, [b"x"]))
+    assert gap[0] == 45, f"a sequence gap answered {gap}"  # OUT_OF_ORDER_SEQUENCE_NUMBER
+    assert produce_batch(other.kafka, topic, 0, idempotent_batch(pid, epoch, 6, [b"g"])) == (0, 6)
+    assert high_watermarks(other.kafka, topic, 1) == {0: 7}
 
 
 # --------------------------------------------------------------------------------------------
@@ -473,22 +588,29 @@ def test_group_resumes_at_committed_offsets_after_its_coordinator_is_killed(make
 # 5. configuration errors
 
 
-@pytest.mark.parametrize("case", ["zookeeper", "no-object-store"])
+@pytest.mark.parametrize("case", ["zookeeper", "zookeeper-pulsar-conf", "no-object-store"])
 def test_cluster_config_errors_are_clear(binary, tmp_path, etcd, case):
-    cfg = tmp_path / "bad.toml"
     if case == "zookeeper":
+        cfg = tmp_path / "bad.toml"
         cfg.write_text('version = 1\n[storage]\nobject_store = "file:///tmp/x"\n'
                        '[cluster]\nmetadata_store = "zk:localhost:2181"\n')
-        expect = ["ZooKeeper", "cluster.metadata_store"]
+        expect = ["ZooKeeper", "cluster.metadata_store", "zk:localhost:2181"]
+    elif case == "zookeeper-pulsar-conf":
+        # Pulsar's own key in a properties file (KoP-style standalone.conf).
+        cfg = tmp_path / "standalone.conf"
+        cfg.write_text("metadataStoreUrl=zk:localhost:2181\n")
+        expect = ["ZooKeeper", "zk:localhost:2181"]
     else:
+        cfg = tmp_path / "bad.toml"
         cfg.write_text(f'version = 1\n[cluster]\nmetadata_store = "etcd:{etcd.endpoint}"\n')
         expect = ["storage.object_store"]
     out = subprocess.run(
         [str(binary), "standalone", "--config", str(cfg), "--data-dir", str(tmp_path / "d"),
          "--bind", "127.0.0.1", "--kafka-port", "0", "--pulsar-port", "0", "--http-port", "0"],
         capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
-    assert out.returncode != 0, out
+    assert out.returncode == 2, out  # 2: a configuration error
     assert '"event":"listening"' not in out.stdout, out.stdout
+    assert "configuration error" in out.stderr, out.stderr
     for word in expect:
         assert word in out.stderr, out.stderr
 

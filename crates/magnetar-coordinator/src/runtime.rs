@@ -467,13 +467,21 @@ impl GroupCoordinator {
 
     /// Groups of every partition whose state is in `states` (all when empty). While any
     /// partition is loading the answer would be partial, so it is `CoordinatorLoadInProgress`.
+    /// In cluster mode, the groups this broker coordinates (Kafka's ListGroups answers per
+    /// broker; admin clients ask every broker).
     pub async fn list_groups(
         &self,
         states: &[GroupState],
     ) -> Result<Vec<ListedGroup>, CoordinatorError> {
         let mut groups = Vec::new();
         for slot in &self.inner.slots {
-            self.inner.wait_loaded(slot).await?;
+            match self.inner.wait_loaded(slot).await {
+                Ok(()) => {}
+                Err(CoordinatorError::NotCoordinator) if self.inner.broker.cluster().is_some() => {
+                    continue
+                }
+                Err(e) => return Err(e),
+            }
             match &*lock(&slot.state) {
                 SlotState::Loaded(loaded) => groups.extend(loaded.machine.list_groups(states)),
                 SlotState::Closed => return Err(CoordinatorError::CoordinatorNotAvailable),

@@ -27,6 +27,9 @@ struct Cli {
 enum Command {
     /// Runs a standalone broker with embedded storage and metadata in one process.
     Standalone(StandaloneArgs),
+    /// Runs a cluster broker: metadata and ownership in etcd, data in an object store; start
+    /// several, each with its own ports/host and data dir.
+    Broker(BrokerArgs),
     /// Administers a running broker through its REST API (pulsar-admin's command shape).
     Admin(admin_cli::AdminArgs),
     /// Creates and checks the JWT tokens the broker accepts (pulsar tokens' command shape).
@@ -57,16 +60,34 @@ pub struct StandaloneArgs {
     /// Host name clients are told to connect to [default: the bind address]
     #[arg(long, value_name = "HOST")]
     advertised_host: Option<String>,
-    /// Tiered storage: offload sealed segments to this object store (`s3://bucket/prefix`,
-    /// `gs://bucket/prefix`, `az://container/prefix`, `file:///absolute/path`, `memory://`)
+    /// The object store: standalone, tiered storage offloads sealed segments there; `broker`,
+    /// every partition's data lives there (`s3://bucket/prefix`, `gs://bucket/prefix`,
+    /// `az://container/prefix`, `file:///absolute/path`, `memory://`)
     #[arg(long, value_name = "URL")]
     object_store: Option<String>,
+}
+
+/// `magnetar broker`: the standalone flags plus the metadata store; cluster mode is required.
+#[derive(clap::Args, Debug)]
+pub struct BrokerArgs {
+    #[command(flatten)]
+    common: StandaloneArgs,
+    /// The etcd cluster, Pulsar's metadataStoreUrl form: `etcd:http://h1:2379[,http://h2:2379]`
+    /// [default: `[cluster] metadata_store`]
+    #[arg(long, value_name = "URL")]
+    metadata_store: Option<String>,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Standalone(args) => standalone::main(args),
+        Command::Standalone(args) => standalone::main(args, standalone::Mode::Standalone),
+        Command::Broker(args) => standalone::main(
+            args.common,
+            standalone::Mode::Cluster {
+                metadata_store: args.metadata_store,
+            },
+        ),
         Command::Admin(args) => admin_cli::main(args),
         Command::Tokens(args) => tokens_cli::main(args),
     }

@@ -31,7 +31,15 @@ const WORKER_STACK_BYTES: usize = 8 * 1024 * 1024;
 /// How long in-flight work may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
-pub fn main(args: StandaloneArgs) -> ExitCode {
+/// Which command started the process.
+pub enum Mode {
+    /// `magnetar standalone`: cluster mode only if the config asks for it.
+    Standalone,
+    /// `magnetar broker`: cluster mode required, with this metadata store if given.
+    Cluster { metadata_store: Option<String> },
+}
+
+pub fn main(args: StandaloneArgs, mode: Mode) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("MAGNETAR_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
@@ -47,6 +55,10 @@ pub fn main(args: StandaloneArgs) -> ExitCode {
         http_port: args.http_port,
         advertised_host: args.advertised_host,
         object_store: args.object_store,
+        metadata_store: match &mode {
+            Mode::Cluster { metadata_store } => metadata_store.clone(),
+            Mode::Standalone => None,
+        },
     };
     let loaded = match Config::load(args.config.as_deref(), std::env::vars(), &flags) {
         Ok(loaded) => loaded,
@@ -55,6 +67,10 @@ pub fn main(args: StandaloneArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if matches!(mode, Mode::Cluster { .. }) && !loaded.config.cluster.enabled() {
+        eprintln!("magnetar: configuration error: `magnetar broker` needs a metadata store: --metadata-store etcd:http://host:2379 (or [cluster] metadata_store / metadataStoreUrl); for one process with embedded storage use `magnetar standalone`");
+        return ExitCode::from(2);
+    }
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }

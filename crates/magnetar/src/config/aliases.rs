@@ -24,6 +24,17 @@ pub const ALIASES: &[Alias] = &[
         section: "cluster",
         key: "metadata_store",
     },
+    // Pulsar's configuration store (tenants, namespaces): one etcd holds both here.
+    Alias {
+        name: "configurationMetadataStoreUrl",
+        section: "cluster",
+        key: "metadata_store",
+    },
+    Alias {
+        name: "metadataStoreSessionTimeoutMillis",
+        section: "cluster",
+        key: "session_ttl_ms",
+    },
     Alias {
         name: "defaultNumberOfNamespaceBundles",
         section: "cluster",

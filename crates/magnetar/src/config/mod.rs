@@ -85,6 +85,7 @@ pub struct FlagOverrides {
     pub http_port: Option<u16>,
     pub advertised_host: Option<String>,
     pub object_store: Option<String>,
+    pub metadata_store: Option<String>,
 }
 
 /// The loaded configuration and what a user should be told about it.
@@ -167,7 +168,12 @@ impl Config {
                 .map_err(|reason| err(format!("{name}: {reason}")))?;
             set(&mut root, &section, &key, value);
         }
-        let flag_values: [(&str, &str, Option<Value>); 7] = [
+        let flag_values: [(&str, &str, Option<Value>); 8] = [
+            (
+                "cluster",
+                "metadata_store",
+                flags.metadata_store.clone().map(Value::String),
+            ),
             (
                 "storage",
                 "object_store",
