@@ -21,7 +21,12 @@ use magnetar_auth::Authenticator;
 use crate::error::ApiError;
 
 fn refuse(status: StatusCode, reason: String) -> Response {
-    let mut response = ApiError { status, reason }.into_response();
+    let mut response = ApiError {
+        status,
+        reason,
+        owner: None,
+    }
+    .into_response();
     if status == StatusCode::UNAUTHORIZED {
         if let Ok(value) = header::HeaderValue::from_str("Bearer") {
             response

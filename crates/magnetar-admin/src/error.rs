@@ -11,25 +11,40 @@ use magnetar_coordinator::CoordinatorError;
 pub struct ApiError {
     pub status: StatusCode,
     pub reason: String,
+    /// Cluster mode: the node id of the broker that serves what was asked (a `307` is sent
+    /// there, see [`crate::cluster::redirect_to_owner`]).
+    pub owner: Option<u32>,
 }
 
+/// The response extension carrying [`ApiError::owner`] to the redirect layer.
+#[derive(Debug, Clone, Copy)]
+pub struct Owner(pub u32);
+
 impl ApiError {
+    /// Names the broker to redirect to.
+    pub fn with_owner(mut self, node: u32) -> Self {
+        self.owner = Some(node);
+        self
+    }
     pub fn bad_request(reason: impl Into<String>) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,
             reason: reason.into(),
+            owner: None,
         }
     }
     pub fn not_found(reason: impl Into<String>) -> Self {
         Self {
             status: StatusCode::NOT_FOUND,
             reason: reason.into(),
+            owner: None,
         }
     }
     pub fn conflict(reason: impl Into<String>) -> Self {
         Self {
             status: StatusCode::CONFLICT,
             reason: reason.into(),
+            owner: None,
         }
     }
 }
@@ -58,8 +73,10 @@ pub fn status_of(error: &Error) -> StatusCode {
             StatusCode::INTERNAL_SERVER_ERROR
         }
         Error::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-        // Cluster mode: another broker serves the topic (its admin address is in the text).
-        Error::NotOwner { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        // Cluster mode: another broker serves the topic: 307 to it (Pulsar's answer), or 503
+        // while nobody does.
+        Error::NotOwner { owner: Some(_), .. } => StatusCode::TEMPORARY_REDIRECT,
+        Error::NotOwner { owner: None, .. } => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 
@@ -69,9 +86,14 @@ impl From<Error> for ApiError {
         if status.is_server_error() {
             tracing::warn!(error = %error, "admin request failed");
         }
+        let owner = match &error {
+            Error::NotOwner { owner, .. } => *owner,
+            _ => None,
+        };
         Self {
             status,
             reason: error.to_string(),
+            owner,
         }
     }
 }
@@ -112,17 +134,22 @@ impl From<CoordinatorError> for ApiError {
         Self {
             status,
             reason: error.to_string(),
+            owner: None,
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
+        let mut response = (
             self.status,
             Json(serde_json::json!({ "reason": self.reason })),
         )
-            .into_response()
+            .into_response();
+        if let Some(node) = self.owner {
+            response.extensions_mut().insert(Owner(node));
+        }
+        response
     }
 }
 

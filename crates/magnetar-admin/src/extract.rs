@@ -29,6 +29,7 @@ impl From<PathRejection> for ApiError {
         ApiError {
             status: rejection.status(),
             reason: format!("invalid path: {}", lowercase_first(&rejection.body_text())),
+            owner: None,
         }
     }
 }
@@ -41,6 +42,7 @@ impl From<QueryRejection> for ApiError {
                 "invalid query string: {}",
                 lowercase_first(&rejection.body_text())
             ),
+            owner: None,
         }
     }
 }
@@ -56,7 +58,11 @@ impl From<BytesRejection> for ApiError {
                 lowercase_first(&rejection.body_text())
             )
         };
-        ApiError { status, reason }
+        ApiError {
+            status,
+            reason,
+            owner: None,
+        }
     }
 }
 
@@ -189,6 +195,7 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
                 "content type '{}' is not supported; send application/json",
                 String::from_utf8_lossy(value.as_bytes())
             ),
+            owner: None,
         }),
     }
 }
@@ -204,6 +211,7 @@ async fn body_bytes<S: Send + Sync>(
         return Err(ApiError {
             status: StatusCode::PAYLOAD_TOO_LARGE,
             reason: format!("request body is larger than {BODY_BYTES_MAX} bytes"),
+            owner: None,
         });
     }
     if bytes.iter().all(u8::is_ascii_whitespace) {

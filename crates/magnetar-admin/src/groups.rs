@@ -139,6 +139,7 @@ fn coordinator(state: &AppState) -> ApiResult<&Arc<GroupCoordinator>> {
     state.coordinator.as_ref().ok_or_else(|| ApiError {
         status: StatusCode::SERVICE_UNAVAILABLE,
         reason: "the Kafka group coordinator is not running".into(),
+        owner: None,
     })
 }
 

@@ -10,6 +10,7 @@
 //! through `magnetar-broker`, and `magnetar-coordinator` for groups).
 
 mod auth;
+mod cluster;
 pub mod error;
 mod extract;
 mod groups;
@@ -135,10 +136,15 @@ fn open_router(services: AdminServices) -> Router {
             error::ApiError {
                 status: StatusCode::METHOD_NOT_ALLOWED,
                 reason: "method not allowed on this endpoint".into(),
+                owner: None,
             }
         })
         .layer(axum::extract::DefaultBodyLimit::max(
             extract::BODY_BYTES_MAX,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            cluster::redirect_to_owner,
         ))
         .with_state(state)
 }
@@ -292,6 +298,18 @@ fn routes(partitions_max: u32, cluster: &str) -> openapi::DocRouter {
         .route(
             "/admin/v2/clusters",
             crate::openapi::methods!(get tenants::list_clusters),
+        )
+        .route(
+            "/admin/v2/brokers/{cluster}",
+            crate::openapi::methods!(get cluster::list_brokers),
+        )
+        .route(
+            &format!("{ns}/bundles"),
+            crate::openapi::methods!(get cluster::bundles),
+        )
+        .route(
+            &format!("{ns}/{{bundle}}/unload"),
+            crate::openapi::methods!(put cluster::unload_bundle),
         )
         .route(
             "/admin/v2/tenants",
@@ -456,6 +474,16 @@ fn routes(partitions_max: u32, cluster: &str) -> openapi::DocRouter {
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    // Cluster mode: a broker whose etcd session is not live serves nothing.
+    let session_live = state.broker.cluster().is_none_or(|member| {
+        *member.session_state().borrow() == magnetar_broker::MetadataSessionState::Live
+    });
+    if state.readiness.is_ready() && !session_live {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "status": "fenced" })),
+        );
+    }
     if state.readiness.is_ready() {
         (
             StatusCode::OK,

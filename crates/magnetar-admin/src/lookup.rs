@@ -112,5 +112,6 @@ pub(crate) async fn authorize(
             "role '{}' may not look up '{name}'",
             role.unwrap_or("<none>")
         ),
+        owner: None,
     })
 }

@@ -127,6 +127,7 @@ fn precondition(reason: String) -> ApiError {
     ApiError {
         status: StatusCode::PRECONDITION_FAILED,
         reason,
+        owner: None,
     }
 }
 

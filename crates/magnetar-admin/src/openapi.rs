@@ -319,6 +319,9 @@ fn path_param_schema(name: &str) -> ObjectBuilder {
         "role" => string_schema(1, ROLE_BYTES_MAX).pattern(Some(ROLE_PATTERN)),
         "group" => string_schema(1, crate::groups::GROUP_ID_BYTES_MAX),
         "user" => string_schema(1, magnetar_auth::scram::USER_BYTES_MAX),
+        "cluster" => string_schema(1, magnetar_broker::names::NAME_LENGTH_MAX),
+        // Pulsar's bundle name: `0x00000000_0x40000000`.
+        "bundle" => string_schema(21, 21).pattern(Some("^0x[0-9a-fA-F]{8}_0x[0-9a-fA-F]{8}$")),
         "domain" => ObjectBuilder::new()
             .schema_type(SchemaType::Type(Type::String))
             .enum_values(Some(["persistent"])),
@@ -527,6 +530,7 @@ fn ok_schema(handler: &str) -> RefOr<Schema> {
             .required("version")
             .into(),
         "tenants::list_clusters"
+        | "cluster::list_brokers"
         | "tenants::list"
         | "namespaces::list"
         | "topics::list"
@@ -549,6 +553,7 @@ fn ok_schema(handler: &str) -> RefOr<Schema> {
             .required("partitions")
             .into(),
         "lookup::lookup_topic" => crate::lookup::LookupData::schema(),
+        "cluster::bundles" => crate::cluster::BundlesData::schema(),
         "skipped::list" => ArrayBuilder::new().items(skipped_entry()).into(),
         "skipped::skip" => skipped_entry().into(),
         "offload::status" => crate::offload::OffloadStatusJson::schema(),

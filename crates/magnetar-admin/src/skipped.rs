@@ -39,6 +39,7 @@ pub(crate) async fn one_partition(
         _ => Err(ApiError {
             status: StatusCode::METHOD_NOT_ALLOWED,
             reason: format!("{what} one partition; name it as '<topic>-partition-<n>'"),
+            owner: None,
         }),
     }
 }

@@ -94,6 +94,7 @@ fn precondition(reason: String) -> ApiError {
     ApiError {
         status: StatusCode::PRECONDITION_FAILED,
         reason,
+        owner: None,
     }
 }
 
@@ -101,6 +102,7 @@ fn not_allowed(reason: &str) -> ApiError {
     ApiError {
         status: StatusCode::METHOD_NOT_ALLOWED,
         reason: reason.to_string(),
+        owner: None,
     }
 }
 

@@ -67,6 +67,7 @@ fn checked_info(state: &AppState, body: TenantInfoJson) -> ApiResult<TenantInfo>
         return Err(ApiError {
             status: StatusCode::PRECONDITION_FAILED,
             reason: format!("cluster '{unknown}' does not exist (this cluster is '{cluster}')"),
+            owner: None,
         });
     }
     Ok(TenantInfo {

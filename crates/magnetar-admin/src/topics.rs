@@ -22,7 +22,7 @@ pub struct DeleteParams {
     pub force: bool,
 }
 
-fn namespace(tenant: &str, ns: &str) -> ApiResult<NamespaceName> {
+pub(crate) fn namespace(tenant: &str, ns: &str) -> ApiResult<NamespaceName> {
     Ok(NamespaceName::new(tenant, ns)?)
 }
 
@@ -110,6 +110,7 @@ fn reject_partition_name(topic: &str) -> ApiResult<()> {
         return Err(ApiError {
             status: StatusCode::PRECONDITION_FAILED,
             reason: format!("'{topic}' names a partition; create the partitioned topic instead"),
+            owner: None,
         });
     }
     Ok(())
@@ -213,6 +214,7 @@ async fn delete_topic(
                         "'{name}' has {} subscriptions; delete with force=true",
                         subscriptions.len()
                     ),
+                    owner: None,
                 });
             }
         }

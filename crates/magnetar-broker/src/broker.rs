@@ -409,6 +409,24 @@ impl Broker {
         self.cluster.get()
     }
 
+    /// Closes the open partitions of `bundle` (split in `bundle_count` bundles); they reopen on
+    /// their next use (Pulsar's bundle unload on a standalone broker). Returns how many closed.
+    pub async fn close_bundle(&self, bundle: &crate::cluster::Bundle, bundle_count: u32) -> usize {
+        let closing = self.partitions.remove_where(|(topic, partition)| {
+            crate::cluster::Bundle::of_topic(topic, *partition, bundle_count)
+                .is_ok_and(|b| &b == bundle)
+        });
+        let count = closing.len();
+        for slot in closing {
+            if let Some(log) = slot.settled().await {
+                if let Err(e) = log.close().await {
+                    tracing::debug!(partition = %log.name(), error = %e, "closing an unloaded partition");
+                }
+            }
+        }
+        count
+    }
+
     /// Closes every open partition whose bundle is not in `owned` (cluster mode).
     async fn close_unowned(&self, owned: &std::collections::BTreeSet<crate::cluster::Bundle>) {
         let Some(member) = self.cluster.get() else {

@@ -49,7 +49,9 @@ pub use subscription::{
 
 /// The metadata store, for the crates above the broker that keep records of their own (the SCRAM
 /// credentials of magnetar-auth) without depending on magnetar-metadata.
-pub use magnetar_metadata::{Expect, MetadataError, MetadataStore};
+pub use magnetar_metadata::{
+    Expect, MetadataError, MetadataStore, SessionState as MetadataSessionState,
+};
 
 /// Storage types the front ends need to see, re-exported so they depend on the broker only.
 pub use magnetar_storage::{

@@ -51,6 +51,7 @@ pub struct ClusterMember {
     ownership: Ownership,
     election: LeaderElection,
     wal: WalWriter,
+    bundles_per_namespace: u32,
     /// The namespaces given to [`Ownership`] so far.
     namespaces: std::sync::Mutex<std::collections::HashSet<NamespaceName>>,
 }
@@ -95,11 +96,17 @@ impl ClusterMember {
             election,
             wal,
             namespaces: std::sync::Mutex::default(),
+            bundles_per_namespace: config.bundles_per_namespace,
         })
     }
 
     pub fn node_id(&self) -> NodeId {
         self.registration.node_id
+    }
+
+    /// Bundles per namespace in this cluster.
+    pub fn bundles_per_namespace(&self) -> u32 {
+        self.bundles_per_namespace
     }
 
     /// The store's id of this broker's session (tests end it to simulate a dead broker).
