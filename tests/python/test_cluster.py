@@ -662,3 +662,79 @@ def test_topic_and_partitions_created_through_one_broker_are_seen_by_another_at_
     produced = produce_keys(b.kafka, topic, list(range(3, 6)), partition=lambda k: k, timeout_s=30)
     assert {p for p, _ in produced.values()} == {3, 4, 5}
     assert high_watermarks(b.kafka, topic, 6) == {p: 1 for p in range(6)}
+
+
+# --------------------------------------------------------------------------------------------
+# 7. Pulsar clients follow a bundle unload; the admin API redirects to the owner
+
+
+def test_pulsar_consumer_follows_its_topic_through_bundle_unloads(make_cluster):
+    import pulsar
+    import requests
+
+    c = make_cluster(2)
+    a, b = c.brokers
+    topic = "persistent://public/default/moving-" + uuid.uuid4().hex[:8]
+    client = pulsar.Client(f"pulsar://{a.pulsar}", operation_timeout_seconds=30)
+    try:
+        consumer = client.subscribe(topic, "s1", consumer_type=pulsar.ConsumerType.Shared,
+                                    initial_position=pulsar.InitialPosition.Earliest)
+        producer = client.create_producer(topic, send_timeout_millis=30_000)
+        for i in range(10):
+            producer.send(f"before-{i}".encode())
+        first = []
+        for _ in range(10):
+            m = consumer.receive(15_000)
+            first.append(m.data().decode())
+            consumer.acknowledge(m)
+        assert sorted(first) == sorted(f"before-{i}" for i in range(10))
+        # The client groups acknowledgements (100 ms): wait until the owner has them (the
+        # stats call through broker b is redirected to the owner when b is not it).
+        stats_path = f"/admin/v2/persistent/public/default/{topic.rsplit('/', 1)[1]}/stats"
+
+        def acked():
+            r = requests.get(f"http://{b.http}{stats_path}", timeout=10)
+            return r.status_code == 200 and r.json()["subscriptions"]["s1"]["msgBacklog"] == 0
+
+        wait_until(acked, 15, "the 10 acknowledgements recorded by the owner")
+
+        # The HTTP lookup names the owner; the same call through the other broker too.
+        path = f"/lookup/v2/topic/persistent/public/default/{topic.rsplit('/', 1)[1]}"
+        owners = {requests.get(f"http://{x.http}{path}", timeout=10).json()["brokerUrl"]
+                  for x in (a, b)}
+        assert len(owners) == 1, owners
+
+        # Unload every bundle of the namespace through broker a: bundles a does not own are
+        # answered 307 to their owner (requests follows it with the same method).
+        bundles = requests.get(f"http://{a.http}/admin/v2/namespaces/public/default/bundles",
+                               timeout=10).json()
+        assert bundles["numBundles"] == 4 and len(bundles["boundaries"]) == 5
+        redirected = 0
+        for lo, hi in zip(bundles["boundaries"], bundles["boundaries"][1:]):
+            r = requests.put(f"http://{a.http}/admin/v2/namespaces/public/default/{lo}_{hi}/unload",
+                             timeout=10)
+            if r.history:
+                assert r.history[0].status_code == 307
+                redirected += 1
+            assert r.status_code in (204, 503), (r.status_code, r.text)
+        print(f"{redirected} of 4 unloads redirected to the other broker")
+        cluster = requests.get(f"http://{a.http}/admin/v2/clusters", timeout=10).json()[0]
+        listed = requests.get(f"http://{b.http}/admin/v2/brokers/{cluster}", timeout=10).json()
+        assert sorted(listed) == sorted([a.http, b.http]), listed
+
+        # The producer and consumer reconnect (to whichever broker claimed the bundle) and go on;
+        # nothing acknowledged before is delivered again.
+        for i in range(10):
+            producer.send(f"after-{i}".encode())
+        second = []
+        deadline = time.monotonic() + 30
+        while len(second) < 10 and time.monotonic() < deadline:
+            try:
+                m = consumer.receive(5_000)
+            except Exception:  # pulsar.Timeout
+                continue
+            second.append(m.data().decode())
+            consumer.acknowledge(m)
+        assert sorted(second) == sorted(f"after-{i}" for i in range(10)), second
+    finally:
+        client.close()

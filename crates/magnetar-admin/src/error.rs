@@ -86,9 +86,10 @@ impl From<Error> for ApiError {
         if status.is_server_error() {
             tracing::warn!(error = %error, "admin request failed");
         }
-        let owner = match &error {
-            Error::NotOwner { owner, .. } => *owner,
-            _ => None,
+        let owner = if let Error::NotOwner { owner, .. } = &error {
+            *owner
+        } else {
+            None
         };
         Self {
             status,

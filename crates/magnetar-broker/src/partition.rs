@@ -587,6 +587,15 @@ impl PartitionLog {
     /// end of the log so the next open replays nothing. No snapshot after a write failure: the
     /// table may then hold batches the log does not.
     pub async fn close(&self) -> Result<()> {
+        // Consumers first: each gets CLOSE_CONSUMER (Pulsar) and reconnects through a lookup,
+        // to this broker's reopened partition or to the partition's new owner.
+        let live: Vec<_> = {
+            let registry = self.subscriptions.lock().unwrap_or_else(|e| e.into_inner());
+            registry.all_live()
+        };
+        for subscription in live {
+            subscription.close().await;
+        }
         self.ledger.close().await?;
         if self.ledger.is_failed() {
             return Ok(());

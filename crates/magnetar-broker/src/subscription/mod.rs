@@ -626,6 +626,15 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
+    /// Every live subscription, durable and readers.
+    pub(crate) fn all_live(&self) -> Vec<Arc<Subscription>> {
+        self.durable
+            .values()
+            .chain(self.readers.iter())
+            .filter_map(Weak::upgrade)
+            .collect()
+    }
+
     fn live(&self, name: &str) -> Option<Arc<Subscription>> {
         self.durable.get(name).and_then(Weak::upgrade)
     }
