@@ -147,8 +147,9 @@ class Cluster:
     def __init__(self, binary: Path, workdir: Path, etcd: Etcd, object_store: str,
                  env: Optional[Dict[str, str]] = None, session_ttl_ms: int = 2500,
                  metadata_root: str = "/magnetar", cluster_toml: str = "", extra_toml: str = "",
-                 object_store_endpoint: Optional[str] = None):
-        """`cluster_toml`: more keys of `[cluster]`; `extra_toml`: whole sections after it."""
+                 object_store_endpoint: Optional[str] = None, storage_toml: str = ""):
+        """`cluster_toml`: more keys of `[cluster]`; `storage_toml`: more keys of `[storage]`;
+        `extra_toml`: whole sections after them."""
         self.binary = Path(binary)
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -164,6 +165,7 @@ class Cluster:
             "[storage]\n"
             f'object_store = "{object_store}"\n'
             f"{endpoint}"
+            f"{storage_toml}"
             "[cluster]\n"
             f'metadata_store = "etcd:{etcd.endpoint}"\n'
             f'metadata_root = "{metadata_root}"\n'
@@ -458,3 +460,85 @@ def produce_batch(addr: str, topic: str, partition: int, batch: bytes,
     assert r.take(">i") == 1
     _, err, base = r.take(">ihq")
     return err, base
+
+
+class StallProxy:
+    """A TCP proxy on 127.0.0.1 in front of `upstream` (`host:port`) that can stall: while
+    stalled, bytes are held in both directions (connections stay open, nothing flows), as a
+    hung object store or etcd looks to a broker. `resume()` lets them through again."""
+
+    def __init__(self, upstream: str):
+        import socket
+        import threading
+
+        self.upstream = upstream
+        self._stalled = threading.Event()
+        self._stop = threading.Event()
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(64)
+        self._listener.settimeout(0.2)
+        self.port = self._listener.getsockname()[1]
+        self._threads = [threading.Thread(target=self._accept, daemon=True)]
+        self._threads[0].start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stall(self) -> None:
+        self._stalled.set()
+
+    def resume(self) -> None:
+        self._stalled.clear()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._listener.close()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        host, port = self.upstream.rsplit(":", 1)
+        while not self._stop.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                continue
+            try:
+                server = socket.create_connection((host, int(port)), timeout=5)
+            except OSError:
+                client.close()
+                continue
+            for a, b in ((client, server), (server, client)):
+                t = threading.Thread(target=self._pump, args=(a, b), daemon=True)
+                t.start()
+
+    def _pump(self, src, dst) -> None:
+        src.settimeout(0.2)
+        try:
+            while not self._stop.is_set():
+                if self._stalled.is_set():
+                    self._stop.wait(0.05)
+                    continue
+                try:
+                    data = src.recv(65536)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    break
+                if not data:
+                    break
+                while self._stalled.is_set() and not self._stop.is_set():
+                    self._stop.wait(0.05)
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.close()
+                except OSError:
+                    pass

@@ -50,6 +50,7 @@ from cluster_harness import (
     metadata,
     produce_batch,
     wait_until,
+    StallProxy,
 )
 from conftest import BrokerStartError, _test_failed
 
@@ -738,3 +739,65 @@ def test_pulsar_consumer_follows_its_topic_through_bundle_unloads(make_cluster):
         assert sorted(second) == sorted(f"after-{i}" for i in range(10)), second
     finally:
         client.close()
+
+
+# --------------------------------------------------------------------------------------------
+# 8. the object store stalls
+
+
+def test_stalled_object_store_fails_produce_retriably_and_acknowledges_nothing_false(
+        binary, tmp_path, etcd, s3):
+    from confluent_kafka import KafkaError, Producer
+
+    proxy = StallProxy(s3.endpoint.removeprefix("http://"))
+    tag = uuid.uuid4().hex[:8]
+    c = Cluster(binary, tmp_path / "c", etcd, f"s3://{BUCKET}/{tag}", env=s3.env,
+                metadata_root=f"/t-{tag}", object_store_endpoint=proxy.endpoint,
+                storage_toml=("wal_commit_timeout_ms = 1500\nobject_store_timeout_ms = 1000\n"
+                              "object_store_retries = 0\n"),
+                extra_toml=GROUPS_TOML)
+    try:
+        c.start_brokers(1)
+        topic = new_topic(c, 4)
+        c.wait_leaders_live(topic, 4)
+        before = produce_keys(c.bootstrap(), topic, list(range(100)), partition=lambda k: k % 4)
+
+        proxy.stall()
+        acked, failed = {}, []
+
+        def cb(err, msg):
+            if err is None:
+                acked[int(msg.key())] = (msg.partition(), msg.offset())
+            else:
+                failed.append(err)
+
+        p = Producer({"bootstrap.servers": c.bootstrap(), "acks": "all", "linger.ms": 5,
+                      "message.timeout.ms": 6000, "retries": 0})
+        for k in range(100, 150):
+            p.produce(topic, key=str(k).encode(), value=str(k).encode(), partition=k % 4,
+                      on_delivery=cb)
+        p.flush(20)
+        print(f"during the stall: {len(acked)} acknowledged, {len(failed)} failed: "
+              f"{sorted({e.name() for e in failed})}")
+        assert not acked, f"acknowledged while the object store was stalled: {acked}"
+        assert len(failed) == 50
+        # Errors Kafka defines as retriable (KAFKA_STORAGE_ERROR is a retriable
+        # KafkaStorageException; librdkafka's flag on a report with retries=0 says nothing), or
+        # the client's own timeout.
+        retriable = {KafkaError.KAFKA_STORAGE_ERROR, KafkaError.REQUEST_TIMED_OUT,
+                     KafkaError._MSG_TIMED_OUT, KafkaError.NOT_LEADER_FOR_PARTITION}
+        assert all(e.code() in retriable for e in failed), failed
+
+        proxy.resume()
+        after = produce_keys(c.bootstrap(), topic, list(range(150, 250)), partition=lambda k: k % 4,
+                             timeout_s=60)
+        hw = high_watermarks(c.bootstrap(), topic, 4)
+        got = consume_group_to_end(c.bootstrap(), topic, "stall-" + tag, hw)
+        seen = {k: (p_, o) for p_, o, k in got}
+        # Exactly what was acknowledged, at its offsets: nothing of the failed appends.
+        assert seen == {**before, **after}, (len(seen), len(before) + len(after))
+        assert hw == {p_: 50 for p_ in range(4)}, hw
+    finally:
+        proxy.resume()
+        c.stop_all()
+        proxy.stop()

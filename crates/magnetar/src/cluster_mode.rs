@@ -82,14 +82,16 @@ pub async fn open(
         name => name.to_string(),
     };
     let c = &config.cluster;
+    let st = &config.storage;
     let wal_config = WalConfig {
-        flush_interval_ms: c.wal_flush_interval_ms,
-        object_bytes_max: c.wal_object_bytes_max,
-        commit_timeout_ms: c.wal_commit_timeout_ms,
+        flush_interval_ms: st.wal_flush_interval_ms,
+        object_bytes_max: st.wal_object_bytes_max,
+        commit_timeout_ms: st.wal_commit_timeout_ms,
+        pending_bytes_max: st.wal_pending_bytes_max,
         entry_bytes_max: config.storage.entry_bytes_max,
         gc_grace_ms: WalConfig::default()
             .gc_grace_ms
-            .max(c.wal_commit_timeout_ms * 2),
+            .max(st.wal_commit_timeout_ms * 2),
         ..WalConfig::default()
     };
     let writer_name: String = broker_name

@@ -21,13 +21,6 @@ pub struct ClusterSection {
     pub session_ttl_ms: u64,
     /// Bundles per namespace (Pulsar's `defaultNumberOfNamespaceBundles`).
     pub bundles_per_namespace: u32,
-    /// The shared WAL: appends of all partitions are batched for this long (or
-    /// `wal_object_bytes_max`) into one object.
-    pub wal_flush_interval_ms: u64,
-    pub wal_object_bytes_max: u64,
-    /// An object PUT plus its commit must finish within this long, else the appends fail
-    /// (retriable) and nothing of them becomes readable.
-    pub wal_commit_timeout_ms: u64,
     /// How often the elected leader deletes WAL and segment objects no record names.
     pub wal_gc_interval_ms: u64,
 }
@@ -40,9 +33,6 @@ impl Default for ClusterSection {
             broker_name: String::new(),
             session_ttl_ms: 10_000,
             bundles_per_namespace: 4,
-            wal_flush_interval_ms: 20,
-            wal_object_bytes_max: 8 * 1024 * 1024,
-            wal_commit_timeout_ms: 10_000,
             wal_gc_interval_ms: 300_000,
         }
     }
@@ -95,24 +85,6 @@ impl Config {
             u64::from(c.bundles_per_namespace),
             1,
             128,
-        )?;
-        range(
-            "cluster.wal_flush_interval_ms",
-            c.wal_flush_interval_ms,
-            1,
-            10_000,
-        )?;
-        range(
-            "cluster.wal_object_bytes_max",
-            c.wal_object_bytes_max,
-            64 * 1024,
-            1024 * 1024 * 1024,
-        )?;
-        range(
-            "cluster.wal_commit_timeout_ms",
-            c.wal_commit_timeout_ms,
-            100,
-            600_000,
         )?;
         range(
             "cluster.wal_gc_interval_ms",

@@ -37,6 +37,15 @@ pub struct StorageSection {
     pub tier_block_bytes: u64,
     /// ... through a block cache of at most this many bytes (shared by all partitions).
     pub tier_cache_bytes: u64,
+    /// Cluster mode's shared WAL: appends of all partitions are batched for this long (or
+    /// `wal_object_bytes_max`) into one object.
+    pub wal_flush_interval_ms: u64,
+    pub wal_object_bytes_max: u64,
+    /// An object PUT plus its commit must finish within this long, else the appends fail
+    /// (retriable) and nothing of them becomes readable.
+    pub wal_commit_timeout_ms: u64,
+    /// Appended bytes not yet committed, at most; appends beyond are refused (retriable).
+    pub wal_pending_bytes_max: u64,
 }
 
 impl Default for StorageSection {
@@ -58,6 +67,10 @@ impl Default for StorageSection {
             offload_interval_ms: 60_000,
             tier_block_bytes: 1024 * 1024,
             tier_cache_bytes: 64 * 1024 * 1024,
+            wal_flush_interval_ms: 20,
+            wal_object_bytes_max: 8 * 1024 * 1024,
+            wal_commit_timeout_ms: 10_000,
+            wal_pending_bytes_max: 64 * 1024 * 1024,
         }
     }
 }
@@ -65,6 +78,37 @@ impl Default for StorageSection {
 impl Config {
     /// `[storage]` ranges and the fsync policy.
     pub(super) fn validate_storage(&self) -> Result<(), ConfigError> {
+        let st = &self.storage;
+        range(
+            "storage.wal_flush_interval_ms",
+            st.wal_flush_interval_ms,
+            1,
+            10_000,
+        )?;
+        range(
+            "storage.wal_object_bytes_max",
+            st.wal_object_bytes_max,
+            64 * 1024,
+            1024 * 1024 * 1024,
+        )?;
+        range(
+            "storage.wal_commit_timeout_ms",
+            st.wal_commit_timeout_ms,
+            100,
+            600_000,
+        )?;
+        range(
+            "storage.wal_pending_bytes_max",
+            st.wal_pending_bytes_max,
+            1024 * 1024,
+            16 * 1024 * 1024 * 1024,
+        )?;
+        if st.wal_pending_bytes_max < st.wal_object_bytes_max {
+            return Err(super::err(format!(
+                "storage.wal_pending_bytes_max ({}) must be at least storage.wal_object_bytes_max ({})",
+                st.wal_pending_bytes_max, st.wal_object_bytes_max
+            )));
+        }
         one_of(
             "storage.fsync",
             &self.storage.fsync,
