@@ -70,33 +70,55 @@ class Etcd:
         self.endpoint = ""
 
     def start(self, timeout_s: float = 30.0) -> "Etcd":
-        binary = etcd_binary()
-        if binary is None:
+        if etcd_binary() is None:
             raise RuntimeError("etcd binary not found")
         for attempt in range(3):  # a free port may be taken between probe and bind
-            client, peer = free_port(), free_port()
-            self.endpoint = f"http://127.0.0.1:{client}"
-            peer_url = f"http://127.0.0.1:{peer}"
-            data = self.workdir / f"data-{attempt}"
-            log = open(self.log_path, "ab")
-            self.proc = subprocess.Popen(
-                [binary, "--name", "t", "--data-dir", str(data),
-                 "--listen-client-urls", self.endpoint, "--advertise-client-urls", self.endpoint,
-                 "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
-                 "--initial-cluster", f"t={peer_url}", "--log-level", "warn"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-            log.close()
-            deadline = time.monotonic() + timeout_s
-            while time.monotonic() < deadline and self.proc.poll() is None:
-                try:
-                    body = urllib.request.urlopen(self.endpoint + "/health", timeout=1).read()
-                    if json.loads(body).get("health") == "true":
-                        return self
-                except (OSError, ValueError):
-                    pass
-                time.sleep(0.1)
+            self._ports = (free_port(), free_port())
+            self._data = self.workdir / f"data-{attempt}"
+            if self._launch(timeout_s):
+                return self
             self.stop()
         raise RuntimeError(f"etcd did not become healthy\n{tail(self.log_path)}")
+
+    def restart(self, timeout_s: float = 30.0) -> "Etcd":
+        """Starts the member again on the same ports and data directory (after `stop` or
+        `kill9`): the same cluster, its keys and leases as they were."""
+        assert self.proc is None or self.proc.poll() is not None, "etcd is still running"
+        self.proc = None
+        if not self._launch(timeout_s):
+            self.stop()
+            raise RuntimeError(f"etcd did not become healthy again\n{tail(self.log_path)}")
+        return self
+
+    def _launch(self, timeout_s: float) -> bool:
+        client, peer = self._ports
+        self.endpoint = f"http://127.0.0.1:{client}"
+        peer_url = f"http://127.0.0.1:{peer}"
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [etcd_binary(), "--name", "t", "--data-dir", str(self._data),
+             "--listen-client-urls", self.endpoint, "--advertise-client-urls", self.endpoint,
+             "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
+             "--initial-cluster", f"t={peer_url}", "--log-level", "warn"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            try:
+                body = urllib.request.urlopen(self.endpoint + "/health", timeout=1).read()
+                if json.loads(body).get("health") == "true":
+                    return True
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.1)
+        return False
+
+    def kill9(self) -> None:
+        """SIGKILL (no graceful shutdown); `restart` brings it back."""
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
@@ -176,12 +198,14 @@ class Cluster:
 
     # -- lifecycle
 
-    def start_brokers(self, n: int) -> List[ClusterBroker]:
+    def start_brokers(self, n: int, envs: Optional[List[Dict[str, str]]] = None) -> List[ClusterBroker]:
         """Starts `n` brokers at the same time (as a cluster is brought up), so they join before
-        the first one claimed every bundle (there is no rebalancing when a broker joins)."""
+        the first one claimed every bundle (there is no rebalancing when a broker joins).
+        `envs[i]`: more environment of the i-th new broker (e.g. its own
+        MAGNETAR_CLUSTER__METADATA_STORE, to reach etcd through a proxy)."""
         import threading
 
-        new = [self.add_broker(start=False) for _ in range(n)]
+        new = [self.add_broker(start=False, env=(envs[i] if envs else None)) for i in range(n)]
         errors: List[BaseException] = []
 
         def run(b):
@@ -200,9 +224,9 @@ class Cluster:
         self.wait_brokers_registered()
         return new
 
-    def add_broker(self, start: bool = True) -> ClusterBroker:
+    def add_broker(self, start: bool = True, env: Optional[Dict[str, str]] = None) -> ClusterBroker:
         i = len(self.brokers)
-        b = ClusterBroker(self.binary, self.workdir / f"b{i}", env=self.env,
+        b = ClusterBroker(self.binary, self.workdir / f"b{i}", env={**self.env, **(env or {})},
                           extra_args=["--config", str(self.config)], name=f"b{i}")
         self.brokers.append(b)
         if start:

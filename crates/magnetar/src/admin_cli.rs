@@ -55,6 +55,18 @@ enum AdminCommand {
     /// SCRAM credentials of Kafka clients: list, set a password, delete.
     #[command(subcommand)]
     Scram(ScramCommand),
+    /// The cluster's live brokers.
+    #[command(subcommand)]
+    Brokers(BrokersCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum BrokersCommand {
+    /// The live brokers' HTTP addresses (`pulsar-admin brokers list`).
+    List {
+        /// The cluster's name [default: the broker's own, from /admin/v2/clusters].
+        cluster: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -131,6 +143,16 @@ enum TenantsCommand {
 enum NamespacesCommand {
     List {
         tenant: String,
+    },
+    /// The namespace's bundles (hash range boundaries).
+    Bundles {
+        namespace: String,
+    },
+    /// Unloads a bundle (`0x00000000_0x40000000`): its topics close and are served again by
+    /// the broker the bundle is assigned to.
+    Unload {
+        namespace: String,
+        bundle: String,
     },
     Create {
         namespace: String,
@@ -257,6 +279,10 @@ enum TopicsCommand {
     Stats {
         topic: String,
     },
+    /// The broker serving the topic (or one partition `<topic>-partition-<n>`).
+    Lookup {
+        topic: String,
+    },
     PartitionedStats {
         topic: String,
     },
@@ -348,6 +374,15 @@ fn message_id_json(raw: &str) -> Result<String, String> {
     Ok(value.to_string())
 }
 
+/// Redirects followed by one admin call.
+const REDIRECTS_MAX: usize = 3;
+
+/// What one HTTP exchange gave.
+enum Answer {
+    Done(Value),
+    Redirect(String),
+}
+
 struct Client {
     agent: ureq::Agent,
     base: String,
@@ -355,8 +390,23 @@ struct Client {
 }
 
 impl Client {
+    /// One admin call; a `307 Temporary Redirect` (cluster mode: another broker owns what was
+    /// asked) is followed with the same method, body and token, at most [`REDIRECTS_MAX`] times.
     fn call(&self, method: &str, path: &str, body: Option<String>) -> Result<Value, String> {
-        let url = format!("{}{path}", self.base.trim_end_matches('/'));
+        let mut url = format!("{}{path}", self.base.trim_end_matches('/'));
+        for _ in 0..REDIRECTS_MAX {
+            match self.call_once(method, &url, body.clone())? {
+                Answer::Redirect(location) => url = location,
+                Answer::Done(value) => return Ok(value),
+            }
+        }
+        Err(format!(
+            "more than {REDIRECTS_MAX} redirects, last to {url}"
+        ))
+    }
+
+    fn call_once(&self, method: &str, url: &str, body: Option<String>) -> Result<Answer, String> {
+        let url = url.to_string();
         let auth = self.authorization.as_deref().unwrap_or_default();
         let with_auth = |builder: ureq::RequestBuilder<ureq::typestate::WithoutBody>| {
             if auth.is_empty() {
@@ -386,6 +436,15 @@ impl Client {
         };
         let mut response = response.map_err(|e| format!("cannot reach {url}: {e}"))?;
         let status = response.status().as_u16();
+        if status == 307 {
+            if let Some(location) = response
+                .headers()
+                .get("location")
+                .and_then(|l| l.to_str().ok())
+            {
+                return Ok(Answer::Redirect(location.to_string()));
+            }
+        }
         let text = response
             .body_mut()
             .read_to_string()
@@ -396,7 +455,7 @@ impl Client {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
         if (200..300).contains(&status) {
-            Ok(value)
+            Ok(Answer::Done(value))
         } else {
             let reason = value
                 .get("reason")
@@ -434,6 +493,8 @@ fn namespace_path(namespace: &str) -> Result<&str, String> {
 pub fn main(args: AdminArgs) -> ExitCode {
     let config = ureq::Agent::config_builder()
         .http_status_as_error(false)
+        // Redirects are followed by `Client::call` (with the method, body and token).
+        .max_redirects(0)
         .build();
     let client = Client {
         agent: config.into(),
@@ -468,6 +529,23 @@ fn run(c: &Client, command: AdminCommand) -> Result<Value, String> {
             }
         },
         AdminCommand::Namespaces(n) => match n {
+            NamespacesCommand::Bundles { namespace } => c.call(
+                "GET",
+                &format!(
+                    "/admin/v2/namespaces/{}/bundles",
+                    namespace_path(&namespace)?
+                ),
+                None,
+            ),
+            NamespacesCommand::Unload { namespace, bundle } => c.call(
+                "PUT",
+                &format!(
+                    "/admin/v2/namespaces/{}/{}/unload",
+                    namespace_path(&namespace)?,
+                    segment(&bundle)
+                ),
+                None,
+            ),
             NamespacesCommand::List { tenant } => {
                 c.call("GET", &format!("/admin/v2/namespaces/{tenant}"), None)
             }
@@ -663,6 +741,11 @@ fn run(c: &Client, command: AdminCommand) -> Result<Value, String> {
                 &format!("/admin/v2/persistent/{}/stats", topic_path(&topic)?),
                 None,
             ),
+            TopicsCommand::Lookup { topic } => c.call(
+                "GET",
+                &format!("/lookup/v2/topic/persistent/{}", topic_path(&topic)?),
+                None,
+            ),
             TopicsCommand::PartitionedStats { topic } => c.call(
                 "GET",
                 &format!(
@@ -698,6 +781,22 @@ fn run(c: &Client, command: AdminCommand) -> Result<Value, String> {
         },
         AdminCommand::Groups(g) => run_groups(c, g),
         AdminCommand::Scram(command) => run_scram(c, command),
+        AdminCommand::Brokers(BrokersCommand::List { cluster }) => {
+            let cluster = match cluster {
+                Some(name) => name,
+                None => c
+                    .call("GET", "/admin/v2/clusters", None)?
+                    .get(0)
+                    .and_then(Value::as_str)
+                    .ok_or("the broker names no cluster")?
+                    .to_string(),
+            };
+            c.call(
+                "GET",
+                &format!("/admin/v2/brokers/{}", segment(&cluster)),
+                None,
+            )
+        }
     }
 }
 
