@@ -68,6 +68,8 @@ class Etcd:
         self.log_path = self.workdir / "etcd.log"
         self.proc: Optional[subprocess.Popen] = None
         self.endpoint = ""
+        self._ports: Tuple[int, int] = (0, 0)  # client, peer
+        self._data: Path = self.workdir / "data-0"
 
     def start(self, timeout_s: float = 30.0) -> "Etcd":
         if etcd_binary() is None:
