@@ -9,6 +9,7 @@ WAL_FLUSH_INTERVAL_MS set), one magnetar-perf run, then everything stopped. CPU 
 (magnetar_wal_*) are scraped before and after the run.
 
   latency: perf/workloads/1-topic-16-partitions-1kb-20k.yaml (20k msg/s, 1 producer, 1 consumer)
+  latency5k: the same at 5k msg/s (below moto's saturation on a small machine)
   maxrate: perf/workloads/max-rate-1-topic-16-partitions-1kb-produce-only.yaml
 
 usage: perf/cluster/bench.py --bin B --perf-bin P --out DIR [--modes latency,maxrate]
@@ -35,6 +36,7 @@ from common import CpuSampler, Cluster, Etcd, Moto, loadavg, machine, scrape  # 
 ROOT = Path(__file__).resolve().parents[2]
 WORKLOADS = {
     "latency": ROOT / "perf/workloads/1-topic-16-partitions-1kb-20k.yaml",
+    "latency5k": ROOT / "perf/workloads/1-topic-16-partitions-1kb-5k.yaml",
     "maxrate": ROOT / "perf/workloads/max-rate-1-topic-16-partitions-1kb-produce-only.yaml",
 }
 
