@@ -46,7 +46,7 @@ def run_one(args, mode: str, flush: int, out: Path) -> dict:
     etcd = Etcd(work / "etcd").start()
     moto = Moto(work / "moto").start()
     prefix = f"bench-{mode}-{flush}-{uuid.uuid4().hex[:6]}"
-    env = {"MAGNETAR_CLUSTER__WAL_FLUSH_INTERVAL_MS": str(flush), "RUST_LOG": "warn"}
+    env = {"MAGNETAR_STORAGE__WAL_FLUSH_INTERVAL_MS": str(flush), "RUST_LOG": "warn"}
     cluster = Cluster(args.bin, work / "cluster", 3, etcd, moto, prefix, env)
     tag = f"{mode}-flush{flush}"
     meta = {"mode": mode, "wal_flush_interval_ms": flush, "workload": str(WORKLOADS[mode].relative_to(ROOT)),
