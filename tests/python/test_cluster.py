@@ -101,14 +101,16 @@ def make_cluster(request, binary, tmp_path, etcd, s3):
     and bucket prefix. Every broker is stopped at teardown; on failure the logs are printed."""
     made: List[Cluster] = []
 
-    def make(n: int, session_ttl_ms: int = SESSION_TTL_MS) -> Cluster:
+    def make(n: int, session_ttl_ms: int = SESSION_TTL_MS,
+             envs: Optional[List[Dict[str, str]]] = None, etcd_: Optional[Etcd] = None) -> Cluster:
+        """`envs[i]`: more environment of broker i; `etcd_`: another etcd than the module's."""
         tag = uuid.uuid4().hex[:8]
-        c = Cluster(binary, tmp_path / f"cluster{len(made)}", etcd, f"s3://{BUCKET}/{tag}",
+        c = Cluster(binary, tmp_path / f"cluster{len(made)}", etcd_ or etcd, f"s3://{BUCKET}/{tag}",
                     env=s3.env, session_ttl_ms=session_ttl_ms, metadata_root=f"/t-{tag}",
                     extra_toml=GROUPS_TOML, object_store_endpoint=s3.endpoint)
         made.append(c)
         try:
-            c.start_brokers(n)
+            c.start_brokers(n, envs=envs)
         except (AssertionError, BrokerStartError) as e:
             if "without the `etcd` feature" in str(e) or "without the `etcd` feature" in c.logs():
                 pytest.skip("this magnetar was built without the `etcd` feature")
@@ -801,3 +803,286 @@ def test_stalled_object_store_fails_produce_retriably_and_acknowledges_nothing_f
         proxy.resume()
         c.stop_all()
         proxy.stop()
+
+
+# --------------------------------------------------------------------------------------------
+# 9-11. etcd trouble and rolling restarts under a steady idempotent stream
+
+
+class RateProducer:
+    """An idempotent acks=all confluent producer in a thread sending keys 0..n-1 (key = value =
+    str(k), partition k % partitions) at a fixed rate, then flushing. `acked`: key ->
+    (partition, offset) from the delivery reports; `failed`: key -> error."""
+
+    def __init__(self, bootstrap: str, topic: str, n: int, rate_per_s: float, partitions: int):
+        import threading
+
+        self.topic, self.n, self.rate, self.partitions = topic, n, rate_per_s, partitions
+        self.p = producer(bootstrap)
+        self.acked: Dict[int, Tuple[int, int]] = {}
+        self.failed: Dict[int, str] = {}
+        self.produced = 0  # keys handed to the client so far
+        self.remaining: Optional[int] = None  # after the final flush
+        self.error: Optional[BaseException] = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _cb(self, err, msg):
+        k = int(msg.key())
+        if err is not None:
+            self.failed[k] = str(err)
+        else:
+            self.acked[k] = (msg.partition(), msg.offset())
+
+    def _run(self):
+        try:
+            t0 = time.monotonic()
+            for k in range(self.n):
+                # Paced against the start, so a client blocked for a while does not make up
+                # for it with a burst larger than the backlog it already holds.
+                due = t0 + k / self.rate
+                for _ in range(100_000):
+                    now = time.monotonic()
+                    if now >= due:
+                        break
+                    self.p.poll(min(due - now, 0.05))
+                self.p.produce(self.topic, key=str(k).encode(), value=str(k).encode(),
+                               partition=k % self.partitions, on_delivery=self._cb)
+                self.produced = k + 1
+                self.p.poll(0)
+            self.remaining = self.p.flush(60)
+        except BaseException as e:  # noqa: BLE001 - reported by `finish`
+            self.error = e
+
+    def finish(self, timeout_s: float = 75.0) -> None:
+        """Waits for the stream and its flush; asserts every message was delivered."""
+        self.thread.join(timeout_s)
+        assert not self.thread.is_alive(), (
+            f"the producer did not finish in {timeout_s}s: {self.produced} produced, "
+            f"{len(self.acked)} acked, {len(self.failed)} failed")
+        assert self.error is None, f"producer thread: {self.error!r}"
+        print(f"producer: {len(self.acked)} acked, {len(self.failed)} failed, "
+              f"{self.remaining} undelivered after the flush")
+        assert self.remaining == 0, f"{self.remaining} messages neither delivered nor failed"
+        assert not self.failed, (
+            f"idempotent producer: {len(self.failed)} deliveries failed, e.g. "
+            f"{sorted(self.failed.items())[:5]}")
+        assert len(self.acked) == self.n
+
+
+def assert_consumed_exactly_once(bootstrap: str, topic: str, partitions: int,
+                                 acked: Dict[int, Tuple[int, int]], n: int) -> None:
+    """A fresh group reads the topic to its high watermarks: each key of 0..n-1 exactly once, at
+    the (partition, offset) its delivery report named, and nothing else."""
+    hw = high_watermarks(bootstrap, topic, partitions)
+    got = consume_group_to_end(bootstrap, topic, "check-" + uuid.uuid4().hex[:6], hw)
+    seen = collections.Counter(k for _, _, k in got)
+    duplicates = {k: v for k, v in seen.items() if v > 1}
+    lost = sorted(set(acked) - set(seen))
+    at = {(p_, o): k for p_, o, k in got}
+    misplaced = {k: po for k, po in acked.items() if at.get(po) != k}
+    print(f"consumed {len(got)} records (high watermarks {sum(hw.values())}); duplicated keys "
+          f"{len(duplicates)}, lost {len(lost)}, misplaced {len(misplaced)}")
+    assert not lost, f"{len(lost)} acknowledged messages lost, e.g. {lost[:10]}"
+    assert not duplicates, (
+        f"{len(duplicates)} keys consumed more than once, e.g. "
+        f"{[(k, [(p_, o) for p_, o, kk in got if kk == k]) for k in list(duplicates)[:5]]}")
+    assert not misplaced, f"delivery reports name other records' offsets: {list(misplaced.items())[:5]}"
+    assert sorted(seen) == list(range(n)), f"unexpected keys {sorted(set(seen) - set(range(n)))[:10]}"
+    assert sum(hw.values()) == n, hw
+
+
+def health(b) -> Tuple[int, dict]:
+    import requests
+
+    r = requests.get(f"http://{b.http}/health", timeout=2)
+    try:
+        body = r.json()
+    except ValueError:
+        body = {"text": r.text}
+    return r.status_code, body
+
+
+def test_owner_cut_off_from_etcd_fences_itself_exits_on_expiry_and_rejoins(make_cluster, etcd, request):
+    """Each broker reaches etcd through its own StallProxy. The broker leading the most
+    partitions of a 4-partition topic is cut off from etcd (its client connections stay open,
+    nothing flows) while it still serves clients and an idempotent producer streams to both
+    brokers: it fences itself (/health 503 "fenced"), the other broker takes every partition once
+    the session TTL ran out in etcd, and no acknowledged message is lost or duplicated. When etcd
+    answers again the cut-off broker learns its session expired and exits with an error; started
+    again on its data directory it rejoins under its old node id, owning none of those
+    partitions."""
+    # The module's etcd, through one proxy per broker.
+    proxies = [StallProxy(etcd.endpoint.removeprefix("http://")) for _ in range(2)]
+    clusters: List[Cluster] = []
+
+    def cleanup():  # the brokers stop (releasing through etcd) before their proxies go
+        for px in proxies:
+            px.resume()
+        for cl in clusters:
+            cl.stop_all()
+        for px in proxies:
+            px.stop()
+
+    request.addfinalizer(cleanup)
+    c = make_cluster(2, envs=[{"MAGNETAR_CLUSTER__METADATA_STORE": f"etcd:{px.endpoint}"}
+                              for px in proxies])
+    clusters.append(c)
+    parts, n = 4, 2000
+    topic = new_topic(c, parts)
+    leaders = c.wait_leaders_live(topic, parts)
+    counts = collections.Counter(leaders.values())
+    victim = c.by_node(counts.most_common(1)[0][0])
+    other = next(b for b in c.brokers if b is not victim)
+    proxy = proxies[c.brokers.index(victim)]
+    victim_ports, victim_id = victim.ports(), victim.node_id
+    print(f"leaders {leaders}; cutting node {victim_id} off from etcd")
+
+    prod = RateProducer(c.bootstrap(), topic, n, rate_per_s=250, partitions=parts)
+    wait_until(lambda: len(prod.acked) >= 300 or prod.failed, 20, "300 acknowledgements")
+    proxy.stall()
+    t0 = time.monotonic()
+    acked_at_stall = len(prod.acked)
+
+    wait_until(lambda: health(victim) == (503, {"status": "fenced"}),
+               c.session_ttl_ms / 1000 + 3, "the cut-off broker's /health to answer 503 fenced",
+               interval_s=0.05, on_timeout=c.logs)
+    fenced_after = time.monotonic() - t0
+    assert victim.alive()
+
+    def other_leads_all():
+        t = metadata(other.kafka, [topic]).topics[topic]
+        return t.error == 0 and len(t.partitions) == parts and \
+            all(e == 0 and leader == other.node_id for e, leader in t.partitions.values())
+
+    wait_until(other_leads_all, c.session_ttl_ms / 1000 + 15,
+               f"node {other.node_id} to lead every partition", interval_s=0.05, on_timeout=c.logs)
+    took_over_after = time.monotonic() - t0
+    print(f"{acked_at_stall} acked at the stall; fenced after {fenced_after:.2f}s, partitions "
+          f"taken over after {took_over_after:.2f}s (TTL {c.session_ttl_ms / 1000}s)")
+    assert fenced_after < c.session_ttl_ms / 1000, "fenced only after the TTL"
+    assert victim_id not in metadata(other.kafka).brokers
+
+    prod.finish()
+    assert victim.alive(), "the cut-off broker exited while etcd was unreachable"
+    assert_consumed_exactly_once(other.kafka, topic, parts, prod.acked, n)
+
+    # etcd answers again: the session is gone, the broker exits with an error.
+    proxy.resume()
+    wait_until(lambda: not victim.alive(), 20, "the cut-off broker to exit once etcd answers",
+               on_timeout=c.logs)
+    rc = victim.stop(check=False)
+    stderr = victim.stderr_text()
+    print(f"exit code {rc}; last stderr lines:\n" + "\n".join(stderr.splitlines()[-3:]))
+    assert rc != 0, f"exit code {rc}"
+    assert "the cluster session with etcd expired" in stderr, stderr[-2000:]
+
+    # Started again on its data directory and ports: the same node id, owning nothing it had.
+    victim.start(ports=victim_ports)
+    c.wait_brokers_registered()
+    assert victim.node_id == victim_id, (victim.node_id, victim_id)
+    for via in (other, victim):
+        assert set(metadata(via.kafka).brokers) == {victim_id, other.node_id}
+    final = c.wait_leaders_live(topic, parts)
+    assert set(final.values()) == {other.node_id}, final
+    assert high_watermarks(victim.kafka, topic, parts) == high_watermarks(other.kafka, topic, parts)
+
+
+def test_rolling_restart_under_a_steady_idempotent_stream_fails_and_duplicates_nothing(make_cluster):
+    """Three brokers; an idempotent acks=all producer sends 3000 messages at 150/s while each
+    broker in turn is stopped with SIGTERM (its bundles released at once) and started again on
+    its data directory and ports (the next one only once every broker lists it again, under its
+    old node id). Every delivery succeeds (nothing a client could not retry) and every message is
+    consumed once, at its offset."""
+    c = make_cluster(3)
+    parts, n = 6, 3000
+    topic = new_topic(c, parts)
+    print(f"leaders {c.wait_leaders_live(topic, parts)}")
+    ids = {b.name: b.node_id for b in c.brokers}
+
+    prod = RateProducer(c.bootstrap(), topic, n, rate_per_s=150, partitions=parts)
+    wait_until(lambda: len(prod.acked) >= 300 or prod.failed, 20, "300 acknowledgements")
+    pending = list(c.brokers)
+    for _ in range(len(c.brokers)):
+        # Next: the broker leading the most partitions among those not restarted yet, so each
+        # restart moves leaders when it can (no rebalancing happens when a broker joins).
+        counts = collections.Counter(c.wait_leaders_live(topic, parts).values())
+        b = max(pending, key=lambda x: counts.get(x.node_id, 0))
+        pending.remove(b)
+        led = counts.get(b.node_id, 0)
+        ports = b.ports()
+        at = (prod.produced, len(prod.acked))
+        t0 = time.monotonic()
+        b.sigterm()
+        wait_until(lambda: not b.alive(), 15, f"{b} to exit after SIGTERM", on_timeout=c.logs)
+        assert b.stop(check=False) == 0, f"{b}: SIGTERM exit code"
+        b.start(ports=ports)
+        c.wait_brokers_registered()
+        assert b.node_id == ids[b.name], (b, ids)
+        print(f"{b.name} (node {b.node_id}, leading {led} of {parts}) restarted in "
+              f"{time.monotonic() - t0:.2f}s; produced/acked {at} -> "
+              f"{(prod.produced, len(prod.acked))}")
+        assert not prod.failed, sorted(prod.failed.items())[:5]
+        # The stream goes on (150 more acknowledgements) before the next broker goes down.
+        acked_now = len(prod.acked)
+        wait_until(lambda: len(prod.acked) >= min(n, acked_now + 150) or prod.failed, 30,
+                   "150 more acknowledgements after the restart", on_timeout=c.logs)
+    assert prod.thread.is_alive(), "the stream ended before the last restart"
+    prod.finish()
+    c.wait_leaders_live(topic, parts)
+    assert_consumed_exactly_once(c.bootstrap(), topic, parts, prod.acked, n)
+
+
+def test_etcd_restart_shorter_than_the_session_ttl_stalls_produce_and_loses_nothing(
+        make_cluster, tmp_path):
+    """etcd (its own member here, not the module's) is killed and started again on the same
+    data directory and port while an idempotent producer streams to two brokers with a 10 s
+    session TTL: acknowledgements stop (commit records live in etcd) and resume once it is
+    back, no delivery fails, nothing is lost or duplicated, and both brokers stay up and live
+    under the same node ids."""
+    ttl_ms = 10_000
+    own = Etcd(tmp_path / "etcd-own")
+    try:
+        own.start()
+    except RuntimeError as err:
+        pytest.fail(f"cannot start etcd: {err}", pytrace=False)
+    try:
+        c = make_cluster(2, session_ttl_ms=ttl_ms, etcd_=own)
+        parts, n = 4, 2000
+        topic = new_topic(c, parts)
+        c.wait_leaders_live(topic, parts)
+        ids = {b.name: b.node_id for b in c.brokers}
+
+        prod = RateProducer(c.bootstrap(), topic, n, rate_per_s=200, partitions=parts)
+        wait_until(lambda: len(prod.acked) >= 300 or prod.failed, 20, "300 acknowledgements")
+        own.kill9()
+        t0 = time.monotonic()
+        first_after = prod.produced  # keys from here on were produced with etcd down
+
+        # The stall: 100 more messages handed to the client, none of them acknowledged.
+        wait_until(lambda: prod.produced >= first_after + 100, 10, "100 more messages produced")
+        acked_while_down = sorted(k for k in list(prod.acked) if k >= first_after)
+        assert not acked_while_down, (
+            f"acknowledged while etcd was down (commit records live there): {acked_while_down[:10]}")
+
+        own.restart()
+        down_s = time.monotonic() - t0
+        print(f"etcd down for {down_s:.2f}s (session TTL {ttl_ms / 1000}s); {len(prod.acked)} "
+              f"acked, {prod.produced} produced")
+        assert down_s < ttl_ms / 1000 * 0.6, f"etcd took {down_s:.1f}s to come back"
+        wait_until(lambda: any(k >= first_after for k in list(prod.acked)), 20,
+                   "an acknowledgement of a message produced while etcd was down", on_timeout=c.logs)
+        print(f"acknowledgements resumed {time.monotonic() - t0:.2f}s after the kill")
+        prod.finish()
+
+        for b in c.brokers:
+            assert b.alive(), f"{b} exited: {b.stderr_text()[-2000:]}"
+            assert health(b)[0] == 200, health(b)
+        c.wait_brokers_registered()
+        assert {b.name: b.node_id for b in c.brokers} == ids
+        c.wait_leaders_live(topic, parts)
+        assert_consumed_exactly_once(c.bootstrap(), topic, parts, prod.acked, n)
+        for b in c.brokers:
+            assert b.alive(), f"{b} exited: {b.stderr_text()[-2000:]}"
+    finally:
+        own.kill9()

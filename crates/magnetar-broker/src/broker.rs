@@ -119,6 +119,9 @@ fn local_segment_stores() -> SegmentStoreFactory {
     Arc::new(|dir: &Path| Ok(Arc::new(LocalSegmentStore::new(dir)?) as Arc<dyn SegmentStore>))
 }
 
+/// Partitions opened at once when a broker gains bundles (cluster mode).
+const OPEN_CONCURRENCY: usize = 8;
+
 /// Most topics whose metadata is kept in memory; past it the cache starts over.
 const TOPIC_CACHE_MAX: usize = 100_000;
 
@@ -355,11 +358,20 @@ impl Broker {
         let weak = Arc::downgrade(self);
         let mut owned = member.ownership().owned();
         tokio::spawn(async move {
+            let mut before = std::collections::BTreeSet::new();
             loop {
                 let current: std::collections::BTreeSet<_> =
                     owned.borrow_and_update().keys().cloned().collect();
                 let Some(broker) = weak.upgrade() else { return };
                 broker.close_unowned(&current).await;
+                // Bundles just gained (claimed from a dead broker, or adopted again): open their
+                // partitions now, several at once, rather than one by one as clients come back.
+                let gained: Vec<_> = current.difference(&before).cloned().collect();
+                if !gained.is_empty() {
+                    let warm = broker.clone();
+                    tokio::spawn(async move { warm.open_bundles(gained).await });
+                }
+                before = current;
                 drop(broker);
                 if owned.changed().await.is_err() {
                     return;
@@ -425,6 +437,63 @@ impl Broker {
             }
         }
         count
+    }
+
+    /// Opens every partition of `bundles` (cluster mode, when this broker gains them), at most
+    /// [`OPEN_CONCURRENCY`] at a time: a taken-over partition's ledger takeover and producer
+    /// state rebuild happen before clients ask, not in series as their retries arrive. Failures
+    /// are left to the next request (logged at debug).
+    async fn open_bundles(self: Arc<Self>, bundles: Vec<crate::cluster::Bundle>) {
+        use futures_util::StreamExt;
+        let Some(member) = self.cluster.get() else {
+            return;
+        };
+        let count = member.bundles_per_namespace();
+        let started = std::time::Instant::now();
+        let mut partitions = Vec::new();
+        let namespaces: std::collections::BTreeSet<_> =
+            bundles.iter().map(|b| b.namespace.clone()).collect();
+        for namespace in namespaces {
+            let topics = match self.list_topics(&namespace).await {
+                Ok(topics) => topics,
+                Err(e) => {
+                    tracing::debug!(%namespace, error = %e, "listing topics to open a gained bundle");
+                    continue;
+                }
+            };
+            for (topic, metadata) in topics {
+                for p in 0..metadata.partition_count() {
+                    let bundle = crate::cluster::Bundle::of_topic(
+                        &topic,
+                        metadata.ledger_partition(p),
+                        count,
+                    );
+                    if bundle.is_ok_and(|b| bundles.contains(&b)) {
+                        partitions.push(TopicPartition {
+                            topic: topic.clone(),
+                            partition: p,
+                        });
+                    }
+                }
+            }
+        }
+        let total = partitions.len();
+        futures_util::stream::iter(partitions)
+            .for_each_concurrent(OPEN_CONCURRENCY, |tp| {
+                let broker = self.clone();
+                async move {
+                    if let Err(e) = broker.partition(&tp).await {
+                        tracing::debug!(partition = %tp, error = %e, "opening a gained partition");
+                    }
+                }
+            })
+            .await;
+        tracing::info!(
+            bundles = bundles.len(),
+            partitions = total,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "opened the partitions of gained bundles"
+        );
     }
 
     /// Closes every open partition whose bundle is not in `owned` (cluster mode).
