@@ -523,8 +523,13 @@ async fn drop_on_fence(inner: Arc<Inner>) {
     }
 }
 
+/// How soon a failed assignment pass is retried.
+const ASSIGN_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Runs an assignment pass on every change of the live set, the owners, the namespaces or the
-/// session state, and once per session TTL as a retry after a failed pass.
+/// session state, and once per session TTL; a failed pass (etcd slow or unreachable) is retried
+/// after [`ASSIGN_RETRY`] rather than a whole TTL, so bundles are served again soon after etcd
+/// answers again.
 async fn assign_loop(inner: Arc<Inner>) {
     let mut live = inner.live.changes();
     let mut owners = inner.owners.clone();
@@ -536,15 +541,20 @@ async fn assign_loop(inner: Arc<Inner>) {
         if inner.stopping.load(Ordering::Acquire) {
             return;
         }
-        if let Err(err) = inner.assign_pass().await {
-            tracing::warn!(%err, "bundle assignment pass failed; retrying on the next change");
-        }
+        let failed = match inner.assign_pass().await {
+            Ok(()) => false,
+            Err(err) => {
+                tracing::warn!(%err, "bundle assignment pass failed; retrying soon");
+                true
+            }
+        };
         tokio::select! {
             changed = live.changed() => if changed.is_err() { return },
             changed = owners.changed() => if changed.is_err() { return },
             changed = namespaces.changed() => if changed.is_err() { return },
             changed = state.changed() => if changed.is_err() { return },
             _ = retry.tick() => {}
+            _ = tokio::time::sleep(ASSIGN_RETRY), if failed => {}
         }
     }
 }
