@@ -19,6 +19,16 @@ server on loopback; every partition's data on the shared WAL).
    storage.object_store required;
 6. a topic created / extended (CreatePartitions) through one broker is seen by another at once
    (topic metadata cache invalidated by the etcd watch; kafka-python produces through it).
+7. Pulsar clients follow their topic through bundle unloads;
+8. a stalled object store fails produce retriably and acknowledges nothing;
+9. the broker leading a topic is cut off from etcd (a stalled TCP proxy) while it still serves
+   clients: it fences itself (/health 503), the other broker takes over after the session TTL,
+   an idempotent stream loses and duplicates nothing; once etcd answers again the cut-off broker
+   exits with an error (session expired) and, started again, rejoins under its old node id;
+10. rolling restart (SIGTERM, start again on the same data directory and ports) of three
+   brokers under a steady idempotent stream: no failed delivery, every message once;
+11. etcd killed and started again (same data and port) within the session TTL: produce stalls
+   and resumes, nothing lost or duplicated, brokers stay up.
 
 Each test brings up its own cluster (its own etcd root and bucket prefix) on the module's etcd
 and moto. Every wait is a bounded poll on an observable condition; on failure the tails of all
@@ -814,18 +824,26 @@ class RateProducer:
     str(k), partition k % partitions) at a fixed rate, then flushing. `acked`: key ->
     (partition, offset) from the delivery reports; `failed`: key -> error."""
 
-    def __init__(self, bootstrap: str, topic: str, n: int, rate_per_s: float, partitions: int):
+    def __init__(self, bootstrap: str, topic: str, n: int, rate_per_s: float, partitions: int,
+                 **extra):
         import threading
 
         self.topic, self.n, self.rate, self.partitions = topic, n, rate_per_s, partitions
-        self.p = producer(bootstrap)
+        self.p = producer(bootstrap, **extra)
         self.acked: Dict[int, Tuple[int, int]] = {}
         self.failed: Dict[int, str] = {}
         self.produced = 0  # keys handed to the client so far
         self.remaining: Optional[int] = None  # after the final flush
         self.error: Optional[BaseException] = None
+        self._abandon = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
+
+    def abandon(self) -> None:
+        """Stops producing and flushing (teardown after a failure); returns once the thread
+        ended."""
+        self._abandon.set()
+        self.thread.join(10)
 
     def _cb(self, err, msg):
         k = int(msg.key())
@@ -838,8 +856,10 @@ class RateProducer:
         try:
             t0 = time.monotonic()
             for k in range(self.n):
-                # Paced against the start, so a client blocked for a while does not make up
-                # for it with a burst larger than the backlog it already holds.
+                if self._abandon.is_set():
+                    return
+                # Paced against the start: a fixed rate whatever the cluster does (produce
+                # only queues; a stalled partition's messages wait in the client).
                 due = t0 + k / self.rate
                 for _ in range(100_000):
                     now = time.monotonic()
@@ -850,7 +870,11 @@ class RateProducer:
                                partition=k % self.partitions, on_delivery=self._cb)
                 self.produced = k + 1
                 self.p.poll(0)
-            self.remaining = self.p.flush(60)
+            deadline = time.monotonic() + 60
+            for _ in range(1000):
+                self.remaining = self.p.flush(0.2)
+                if not self.remaining or self._abandon.is_set() or time.monotonic() > deadline:
+                    break
         except BaseException as e:  # noqa: BLE001 - reported by `finish`
             self.error = e
 
@@ -904,15 +928,14 @@ def health(b) -> Tuple[int, dict]:
 
 
 def test_owner_cut_off_from_etcd_fences_itself_exits_on_expiry_and_rejoins(make_cluster, etcd, request):
-    """Each broker reaches etcd through its own StallProxy. The broker leading the most
-    partitions of a 4-partition topic is cut off from etcd (its client connections stay open,
-    nothing flows) while it still serves clients and an idempotent producer streams to both
-    brokers: it fences itself (/health 503 "fenced"), the other broker takes every partition once
-    the session TTL ran out in etcd, and no acknowledged message is lost or duplicated. When etcd
-    answers again the cut-off broker learns its session expired and exits with an error; started
-    again on its data directory it rejoins under its old node id, owning none of those
-    partitions."""
-    # The module's etcd, through one proxy per broker.
+    """Each broker reaches etcd through its own StallProxy. The broker leading every partition of
+    a 4-partition topic is cut off from etcd (its client connections stay open, nothing flows)
+    while it still serves clients and an idempotent producer (bootstrap: both brokers) streams to
+    the topic: it fences itself (/health 503 "fenced"), the other broker takes every partition
+    once the session TTL ran out in etcd, the stream goes on there, and no acknowledged message
+    is lost or duplicated. When etcd answers again the cut-off broker learns its session expired
+    and exits with an error; started again on its data directory it rejoins under its old node
+    id, owning none of those partitions."""
     proxies = [StallProxy(etcd.endpoint.removeprefix("http://")) for _ in range(2)]
     clusters: List[Cluster] = []
 
@@ -925,28 +948,35 @@ def test_owner_cut_off_from_etcd_fences_itself_exits_on_expiry_and_rejoins(make_
             px.stop()
 
     request.addfinalizer(cleanup)
-    c = make_cluster(2, envs=[{"MAGNETAR_CLUSTER__METADATA_STORE": f"etcd:{px.endpoint}"}
-                              for px in proxies])
+    env = [{"MAGNETAR_CLUSTER__METADATA_STORE": f"etcd:{px.endpoint}"} for px in proxies]
+    # The victim alone first: it claims every bundle, so it leads every partition of the topic
+    # (nothing is rebalanced when the second broker joins).
+    c = make_cluster(1, envs=[env[0]])
     clusters.append(c)
     parts, n = 4, 2000
     topic = new_topic(c, parts)
+    victim, proxy = c.brokers[0], proxies[0]
+    other = c.add_broker(env=env[1])
+    c.wait_brokers_registered()
     leaders = c.wait_leaders_live(topic, parts)
-    counts = collections.Counter(leaders.values())
-    victim = c.by_node(counts.most_common(1)[0][0])
-    other = next(b for b in c.brokers if b is not victim)
-    proxy = proxies[c.brokers.index(victim)]
+    assert set(leaders.values()) == {victim.node_id}, leaders
     victim_ports, victim_id = victim.ports(), victim.node_id
-    print(f"leaders {leaders}; cutting node {victim_id} off from etcd")
+    ttl_s = c.session_ttl_ms / 1000
+    print(f"node {victim_id} leads {leaders}; cutting it off from etcd")
 
-    prod = RateProducer(c.bootstrap(), topic, n, rate_per_s=250, partitions=parts)
+    # librdkafka's default socket.timeout.ms (60 s): the client waits for the broker's answers
+    # rather than dropping the connection first.
+    prod = RateProducer(c.bootstrap(), topic, n, rate_per_s=250, partitions=parts,
+                        **{"socket.timeout.ms": 60000})
+    request.addfinalizer(prod.abandon)
     wait_until(lambda: len(prod.acked) >= 300 or prod.failed, 20, "300 acknowledgements")
     proxy.stall()
     t0 = time.monotonic()
     acked_at_stall = len(prod.acked)
 
-    wait_until(lambda: health(victim) == (503, {"status": "fenced"}),
-               c.session_ttl_ms / 1000 + 3, "the cut-off broker's /health to answer 503 fenced",
-               interval_s=0.05, on_timeout=c.logs)
+    wait_until(lambda: health(victim) == (503, {"status": "fenced"}), ttl_s + 3,
+               "the cut-off broker's /health to answer 503 fenced", interval_s=0.05,
+               on_timeout=c.logs)
     fenced_after = time.monotonic() - t0
     assert victim.alive()
 
@@ -955,13 +985,30 @@ def test_owner_cut_off_from_etcd_fences_itself_exits_on_expiry_and_rejoins(make_
         return t.error == 0 and len(t.partitions) == parts and \
             all(e == 0 and leader == other.node_id for e, leader in t.partitions.values())
 
-    wait_until(other_leads_all, c.session_ttl_ms / 1000 + 15,
-               f"node {other.node_id} to lead every partition", interval_s=0.05, on_timeout=c.logs)
+    wait_until(other_leads_all, ttl_s + 15, f"node {other.node_id} to lead every partition",
+               interval_s=0.05, on_timeout=c.logs)
     took_over_after = time.monotonic() - t0
     print(f"{acked_at_stall} acked at the stall; fenced after {fenced_after:.2f}s, partitions "
-          f"taken over after {took_over_after:.2f}s (TTL {c.session_ttl_ms / 1000}s)")
-    assert fenced_after < c.session_ttl_ms / 1000, "fenced only after the TTL"
-    assert victim_id not in metadata(other.kafka).brokers
+          f"taken over after {took_over_after:.2f}s (TTL {ttl_s}s)")
+    assert fenced_after < ttl_s, "fenced only after the TTL"
+    wait_until(lambda: set(metadata(other.kafka).brokers) == {other.node_id}, 5,
+               f"node {other.node_id} to list itself alone", on_timeout=c.logs)
+
+    # The stream goes on through the new leader: the client finds it (the broker's own
+    # commit timeout, 10 s, bounds how long a request it accepted before the fence hangs).
+    def victim_view():
+        try:
+            md = metadata(victim.kafka, [topic], timeout_s=2)
+            view = f"brokers {sorted(md.brokers)}, partitions (error, leader) {md.topics[topic].partitions}"
+        except Exception as e:  # noqa: BLE001 - for the report
+            view = repr(e)
+        return (f"{len(prod.acked)} acked ({acked_at_stall} at the stall), {prod.produced} produced; "
+                f"the fenced broker's Metadata answer: {view}; its /health {health(victim)}")
+
+    wait_until(lambda: len(prod.acked) >= acked_at_stall + 200 or prod.failed, 20,
+               "the stream to go on through the new leader (200 more acknowledgements)",
+               on_timeout=victim_view)
+    print(f"acknowledgements resumed; {time.monotonic() - t0:.2f}s after the stall")
 
     prod.finish()
     assert victim.alive(), "the cut-off broker exited while etcd was unreachable"
@@ -988,7 +1035,7 @@ def test_owner_cut_off_from_etcd_fences_itself_exits_on_expiry_and_rejoins(make_
     assert high_watermarks(victim.kafka, topic, parts) == high_watermarks(other.kafka, topic, parts)
 
 
-def test_rolling_restart_under_a_steady_idempotent_stream_fails_and_duplicates_nothing(make_cluster):
+def test_rolling_restart_under_a_steady_idempotent_stream_fails_and_duplicates_nothing(make_cluster, request):
     """Three brokers; an idempotent acks=all producer sends 3000 messages at 150/s while each
     broker in turn is stopped with SIGTERM (its bundles released at once) and started again on
     its data directory and ports (the next one only once every broker lists it again, under its
@@ -1001,6 +1048,7 @@ def test_rolling_restart_under_a_steady_idempotent_stream_fails_and_duplicates_n
     ids = {b.name: b.node_id for b in c.brokers}
 
     prod = RateProducer(c.bootstrap(), topic, n, rate_per_s=150, partitions=parts)
+    request.addfinalizer(prod.abandon)
     wait_until(lambda: len(prod.acked) >= 300 or prod.failed, 20, "300 acknowledgements")
     pending = list(c.brokers)
     for _ in range(len(c.brokers)):
@@ -1034,7 +1082,7 @@ def test_rolling_restart_under_a_steady_idempotent_stream_fails_and_duplicates_n
 
 
 def test_etcd_restart_shorter_than_the_session_ttl_stalls_produce_and_loses_nothing(
-        make_cluster, tmp_path):
+        make_cluster, tmp_path, request):
     """etcd (its own member here, not the module's) is killed and started again on the same
     data directory and port while an idempotent producer streams to two brokers with a 10 s
     session TTL: acknowledgements stop (commit records live in etcd) and resume once it is
@@ -1054,6 +1102,7 @@ def test_etcd_restart_shorter_than_the_session_ttl_stalls_produce_and_loses_noth
         ids = {b.name: b.node_id for b in c.brokers}
 
         prod = RateProducer(c.bootstrap(), topic, n, rate_per_s=200, partitions=parts)
+        request.addfinalizer(prod.abandon)
         wait_until(lambda: len(prod.acked) >= 300 or prod.failed, 20, "300 acknowledgements")
         own.kill9()
         t0 = time.monotonic()

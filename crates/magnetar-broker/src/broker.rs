@@ -119,6 +119,9 @@ fn local_segment_stores() -> SegmentStoreFactory {
     Arc::new(|dir: &Path| Ok(Arc::new(LocalSegmentStore::new(dir)?) as Arc<dyn SegmentStore>))
 }
 
+/// Partitions closed at once when a broker loses bundles (cluster mode).
+const CLOSE_CONCURRENCY: usize = 64;
+
 /// Partitions opened at once when a broker gains bundles (cluster mode).
 const OPEN_CONCURRENCY: usize = 8;
 
@@ -507,14 +510,19 @@ impl Broker {
                 .map(|b| !owned.contains(&b))
                 .unwrap_or(true)
         });
-        for slot in lost {
-            if let Some(log) = slot.settled().await {
-                tracing::info!(partition = %log.name(), "bundle moved away: closing the partition");
-                if let Err(e) = log.close().await {
-                    tracing::debug!(partition = %log.name(), error = %e, "closing a partition that moved");
+        // Concurrently: a close may wait for the metadata store (the producer snapshot), which
+        // is slow or unreachable exactly when a fenced broker drops everything.
+        use futures_util::StreamExt;
+        futures_util::stream::iter(lost)
+            .for_each_concurrent(CLOSE_CONCURRENCY, |slot| async move {
+                if let Some(log) = slot.settled().await {
+                    tracing::info!(partition = %log.name(), "bundle moved away: closing the partition");
+                    if let Err(e) = log.close().await {
+                        tracing::debug!(partition = %log.name(), error = %e, "closing a partition that moved");
+                    }
                 }
-            }
-        }
+            })
+            .await;
     }
 
     /// Sets what deleting a topic also deletes for each of its ledger directories (tiered

@@ -106,6 +106,9 @@ struct Stop {
 
 enum Event {
     Shutdown,
+    /// Cluster mode: this broker's etcd session is not live; it serves nothing, so the client
+    /// is let go at once (it asks another bootstrap broker for metadata).
+    Fenced,
     Completed(Handled),
     Wrote(std::io::Result<usize>),
     Flushed(std::io::Result<()>),
@@ -186,6 +189,11 @@ impl Connection {
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
+        let mut session = self
+            .context
+            .broker
+            .cluster()
+            .map(|member| member.session_state());
         loop {
             if self.stop.is_none() {
                 if let Err(stop) = self.start_ready(reader, writer).await {
@@ -224,9 +232,20 @@ impl Connection {
                     }
                 };
                 let (at, reason) = deadline.unwrap_or((Instant::now(), CloseReason::IdleTimeout));
+                let fenced = async {
+                    match session.as_mut() {
+                        Some(state) => {
+                            let _ = state
+                                .wait_for(|s| *s != magnetar_broker::MetadataSessionState::Live)
+                                .await;
+                        }
+                        None => std::future::pending::<()>().await,
+                    }
+                };
                 tokio::select! {
                     biased;
                     _ = self.context.shutdown.cancelled(), if self.drain_until.is_none() => Event::Shutdown,
+                    _ = fenced, if self.stop.is_none() => Event::Fenced,
                     Some(handled) = self.inflight.next(), if !self.inflight.is_empty() => Event::Completed(handled),
                     event = write, if writing => event,
                     read = reader.read_buf(&mut self.buf), if reading => Event::Read(read),
@@ -234,6 +253,17 @@ impl Connection {
                 }
             };
             match event {
+                Event::Fenced => {
+                    // Nothing in flight can be acknowledged by a fenced broker: drop it and close.
+                    self.inflight = FuturesOrdered::new();
+                    self.held = None;
+                    self.outgoing.clear();
+                    self.needs_flush = false;
+                    self.stop = Some(Stop {
+                        why: "cluster session not live (fenced)".into(),
+                        linger: Duration::ZERO,
+                    });
+                }
                 Event::Shutdown => {
                     self.drain_until = Some(Instant::now() + SHUTDOWN_DRAIN);
                     if self.stop.is_none() {

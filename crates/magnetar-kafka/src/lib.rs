@@ -258,6 +258,15 @@ pub async fn serve_with_coordinator(
             }
             Err(e) => break Err(e),
         };
+        // Cluster mode: a fenced broker serves nothing; refusing the connection sends the client
+        // to another bootstrap broker.
+        if context.broker.cluster().is_some_and(|member| {
+            *member.session_state().borrow() != magnetar_broker::MetadataSessionState::Live
+        }) {
+            tracing::debug!(%peer, "cluster session not live: kafka connection refused");
+            drop(stream);
+            continue;
+        }
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             let limit = context.config.connections_max;
             context.metrics.closes().closed(CloseReason::ConnectionLimit, || {
