@@ -71,7 +71,9 @@ if etcd_binary() is None:
 pytestmark = [pytest.mark.binary, pytest.mark.magnetar_only("cluster mode"), pytest.mark.timeout(90)]
 
 BUCKET = "magnetar-cluster"
-SESSION_TTL_MS = 2500
+# Short enough for quick failovers, long enough that a loaded CI machine (4 pytest workers, each
+# with brokers, etcd and moto on 2 cores) does not fence brokers by a slow keep-alive.
+SESSION_TTL_MS = 4000
 # No group join delay: the tests' groups have one member at a time.
 GROUPS_TOML = "[groups]\ninitial_rebalance_delay_ms = 0\n"
 
