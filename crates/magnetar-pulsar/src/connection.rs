@@ -136,6 +136,21 @@ pub(crate) async fn run<S>(
 {
     let (mut reader, writer) = tokio::io::split(stream);
     let cancel = service.shutdown.child_token();
+    // Cluster mode: a fenced broker serves nothing; its clients are let go at once so they look
+    // their topics up again elsewhere (as the Kafka front end does).
+    if let Some(member) = service.broker.cluster() {
+        let mut state = member.session_state();
+        let fence_cancel = cancel.clone();
+        service.tasks.spawn(async move {
+            tokio::select! {
+                _ = fence_cancel.cancelled() => {}
+                _ = state.wait_for(|s| *s != magnetar_broker::MetadataSessionState::Live) => {
+                    tracing::debug!(%peer, "cluster session not live: closing the pulsar connection");
+                    fence_cancel.cancel();
+                }
+            }
+        });
+    }
     let (out_tx, mut out_rx) = mpsc::channel::<Bytes>(service.config.outbound_frames_max);
     let (send_tx, mut send_rx) = mpsc::channel::<SendFuture>(service.config.pending_sends_max);
 

@@ -176,6 +176,14 @@ async fn accept_loop(
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    // Cluster mode: a fenced broker refuses connections (see `connection::run`).
+                    if service.broker.cluster().is_some_and(|member| {
+                        *member.session_state().borrow() != magnetar_broker::MetadataSessionState::Live
+                    }) {
+                        tracing::debug!(%peer, "cluster session not live: pulsar connection refused");
+                        drop(stream);
+                        continue;
+                    }
                     let Ok(permit) = connections.clone().try_acquire_owned() else {
                         let limit = service.config.connections_max;
                         service.metrics.closes().closed(CloseReason::ConnectionLimit, || {
