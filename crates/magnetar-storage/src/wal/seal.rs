@@ -186,6 +186,29 @@ pub struct GcOutcome {
     pub kept: u64,
 }
 
+/// Whether no record at `key` names the object `path` (a record naming another object, e.g. a
+/// newer owner's, counts as not naming it; a record that does not decode keeps the object).
+async fn unrecorded<T>(
+    shared: &super::writer::WriterShared,
+    key: &str,
+    path: &str,
+    object: impl Fn(&T) -> &String,
+) -> Result<bool, StorageError>
+where
+    T: for<'de> serde::Deserialize<'de> + records::HasFormat,
+{
+    match shared.metadata.get(key).await {
+        Ok(Some(found)) => Ok(match records::decode::<T>(key, &found.value) {
+            Ok(record) => object(&record) != path,
+            Err(_) => false,
+        }),
+        Ok(None) => Ok(true),
+        Err(e) => Err(StorageError::Metadata {
+            reason: format!("gc: {e}"),
+        }),
+    }
+}
+
 /// Deletes, among objects older than the writer's [`WalConfig::gc_grace_ms`](super::WalConfig),
 /// the WAL objects that no unsealed chunk refers to (all sealed, or never committed) and the
 /// segment objects that no segment record names (a seal that was not recorded, or a segment
@@ -230,20 +253,7 @@ pub async fn collect_garbage(writer: &WalWriter) -> Result<GcOutcome, StorageErr
                 match records::parse_snapshot_object(&path) {
                     Some((ledger, index)) => {
                         let key = records::snapshot_key(&shared.root, ledger, index);
-                        match shared.metadata.get(&key).await {
-                            Ok(Some(found)) => {
-                                match records::decode::<SnapshotRecord>(&key, &found.value) {
-                                    Ok(record) => record.object != path,
-                                    Err(_) => false,
-                                }
-                            }
-                            Ok(None) => true,
-                            Err(e) => {
-                                return Err(StorageError::Metadata {
-                                    reason: format!("gc: {e}"),
-                                })
-                            }
-                        }
+                        unrecorded::<SnapshotRecord>(shared, &key, &path, |r| &r.object).await?
                     }
                     None => false,
                 }
@@ -251,20 +261,7 @@ pub async fn collect_garbage(writer: &WalWriter) -> Result<GcOutcome, StorageErr
                 match records::parse_segment_object(&path) {
                     Some((ledger, first)) => {
                         let key = records::segment_key(&shared.root, ledger, first);
-                        match shared.metadata.get(&key).await {
-                            Ok(Some(found)) => {
-                                match records::decode::<SegmentRecord>(&key, &found.value) {
-                                    Ok(record) => record.object != path,
-                                    Err(_) => false,
-                                }
-                            }
-                            Ok(None) => true,
-                            Err(e) => {
-                                return Err(StorageError::Metadata {
-                                    reason: format!("gc: {e}"),
-                                })
-                            }
-                        }
+                        unrecorded::<SegmentRecord>(shared, &key, &path, |r| &r.object).await?
                     }
                     None => false,
                 }
