@@ -58,21 +58,7 @@ pub async fn open(
     advertised: Advertised,
 ) -> anyhow::Result<(Arc<Broker>, Arc<ClusterMember>)> {
     let metadata = metadata_store(config).await?;
-    let objects = magnetar::remote_store::open(
-        &config.object_store_url()?,
-        &magnetar::remote_store::StoreOverrides {
-            endpoint: config.storage.object_store_endpoint.clone(),
-            region: config.storage.object_store_region.clone(),
-            request_timeout: Duration::from_millis(config.storage.object_store_timeout_ms),
-            retries: config.storage.object_store_retries as usize,
-        },
-    )
-    .with_context(|| {
-        format!(
-            "cannot open the object store {}",
-            config.storage.object_store
-        )
-    })?;
+    let objects = magnetar::remote_store::open_configured(config)?;
     let broker_name = match config.cluster.broker_name.as_str() {
         "" => format!(
             "{}-{}",

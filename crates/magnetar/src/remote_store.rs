@@ -147,6 +147,23 @@ impl StoreOverrides {
     }
 }
 
+/// The object store `[storage]` names (`object_store` with its endpoint, region, timeout and
+/// retries): tiered storage's standalone, the shared WAL's in cluster mode.
+pub fn open_configured(config: &crate::config::Config) -> anyhow::Result<Arc<dyn ObjectStore>> {
+    use anyhow::Context;
+    let storage = &config.storage;
+    open(
+        &config.object_store_url()?,
+        &StoreOverrides {
+            endpoint: storage.object_store_endpoint.clone(),
+            region: storage.object_store_region.clone(),
+            request_timeout: Duration::from_millis(storage.object_store_timeout_ms),
+            retries: storage.object_store_retries as usize,
+        },
+    )
+    .with_context(|| format!("cannot open the object store {}", storage.object_store))
+}
+
 /// Opens the store `url` names. Builds clients only; nothing is contacted until first use.
 pub fn open(url: &StoreUrl, overrides: &StoreOverrides) -> anyhow::Result<Arc<dyn ObjectStore>> {
     install_tls_provider();

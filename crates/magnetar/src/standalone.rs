@@ -240,21 +240,7 @@ async fn open_broker(
             .context("cannot open the broker")?;
         return Ok((broker, None));
     }
-    let remote = magnetar::remote_store::open(
-        &config.object_store_url()?,
-        &magnetar::remote_store::StoreOverrides {
-            endpoint: config.storage.object_store_endpoint.clone(),
-            region: config.storage.object_store_region.clone(),
-            request_timeout: Duration::from_millis(config.storage.object_store_timeout_ms),
-            retries: config.storage.object_store_retries as usize,
-        },
-    )
-    .with_context(|| {
-        format!(
-            "cannot open the object store {}",
-            config.storage.object_store
-        )
-    })?;
+    let remote = magnetar::remote_store::open_configured(config)?;
     let bound = |v: i64| u64::try_from(v).ok();
     let settings = magnetar_broker::tiering::TieringSettings {
         data_dir: config.server.data_dir.clone(),
