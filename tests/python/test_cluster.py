@@ -408,23 +408,8 @@ def test_kill9_of_busiest_leader_during_idempotent_produce_loses_and_duplicates_
     for b in survivors:
         assert victim.node_id not in metadata(b.kafka).brokers
 
-    boot = c.bootstrap(survivors)
-    hw = high_watermarks(boot, topic, 12)
-    got = consume_group_to_end(boot, topic, "fresh-" + uuid.uuid4().hex[:6], hw)
-    seen = collections.Counter(k for _, _, k in got)
-    duplicates = {k: v for k, v in seen.items() if v > 1}
-    lost = sorted(set(acked) - set(seen))
-    at = {(p_, o): k for p_, o, k in got}
-    misplaced = {k: po for k, po in acked.items() if at.get(po) != k}
-    print(f"consumed {len(got)} records ({sum(hw.values())} by high watermarks), "
-          f"{len(seen)} distinct keys; duplicated keys: {len(duplicates)} "
-          f"(extra copies {sum(v - 1 for v in duplicates.values())}); lost acked: {len(lost)}; "
-          f"acked but another record at the reported offset: {len(misplaced)}")
-    assert not lost, f"{len(lost)} acknowledged messages lost, e.g. {lost[:10]}"
-    assert not misplaced, f"delivery reports name other records' offsets: {list(misplaced.items())[:5]}"
-    assert not duplicates, (
-        f"idempotent producer, yet {len(duplicates)} keys consumed more than once, e.g. "
-        f"{[(k, [(p_, o) for p_, o, kk in got if kk == k]) for k in list(duplicates)[:5]]}")
+    # Every acknowledged message once at its reported offset, no duplicate, nothing else.
+    hw, got = assert_consumed_exactly_once(c.bootstrap(survivors), topic, 12, acked, n)
 
     # The consumer that was reading through the failover read the same records, each once.
     try:
@@ -897,9 +882,11 @@ class RateProducer:
 
 
 def assert_consumed_exactly_once(bootstrap: str, topic: str, partitions: int,
-                                 acked: Dict[int, Tuple[int, int]], n: int) -> None:
+                                 acked: Dict[int, Tuple[int, int]], n: int
+                                 ) -> Tuple[Dict[int, int], List[Tuple[int, int, int]]]:
     """A fresh group reads the topic to its high watermarks: each key of 0..n-1 exactly once, at
-    the (partition, offset) its delivery report named, and nothing else."""
+    the (partition, offset) its delivery report named, and nothing else. Returns the high
+    watermarks and the records read (partition, offset, key)."""
     hw = high_watermarks(bootstrap, topic, partitions)
     got = consume_group_to_end(bootstrap, topic, "check-" + uuid.uuid4().hex[:6], hw)
     seen = collections.Counter(k for _, _, k in got)
@@ -916,6 +903,7 @@ def assert_consumed_exactly_once(bootstrap: str, topic: str, partitions: int,
     assert not misplaced, f"delivery reports name other records' offsets: {list(misplaced.items())[:5]}"
     assert sorted(seen) == list(range(n)), f"unexpected keys {sorted(set(seen) - set(range(n)))[:10]}"
     assert sum(hw.values()) == n, hw
+    return hw, got
 
 
 def health(b) -> Tuple[int, dict]:
