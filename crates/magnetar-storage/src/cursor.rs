@@ -137,6 +137,17 @@ pub fn atomic_write(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StorageE
     sync_dir(dir)
 }
 
+/// A cursor name both kinds of ledger accept: not empty.
+pub(crate) fn check_name(name: &str) -> Result<(), crate::StorageError> {
+    if name.is_empty() {
+        return Err(crate::StorageError::CursorInvalid {
+            name: name.to_string(),
+            reason: "empty name".to_string(),
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -89,12 +89,7 @@ impl ManagedLedger {
         name: &str,
         start: CursorStart,
     ) -> Result<CursorState, StorageError> {
-        if name.is_empty() {
-            return Err(StorageError::CursorInvalid {
-                name: name.to_string(),
-                reason: "empty name".to_string(),
-            });
-        }
+        crate::cursor::check_name(name)?;
         if let Some(c) = self.cursor(name) {
             return Ok(c);
         }
