@@ -16,7 +16,7 @@ mod append;
 mod cursors;
 mod read;
 mod recovery;
-mod retention;
+pub(crate) mod retention;
 mod snapshots;
 
 use std::collections::BTreeMap;

@@ -12,6 +12,18 @@ pub struct RetentionOutcome {
     pub start_index: u64,
 }
 
+/// Retention by time: the segment's last publish time `last_publish_ms` is more than
+/// `retention_ms` before `now_ms` (the same rule for local and shared ledgers).
+pub(crate) fn expired(now_ms: i64, retention_ms: u64, last_publish_ms: i64) -> bool {
+    now_ms.saturating_sub(last_publish_ms) > i64::try_from(retention_ms).unwrap_or(i64::MAX)
+}
+
+/// Retention by size: with `total` bytes, the ledger stays at or above `retention_bytes`
+/// without the oldest segment of `segment_bytes`.
+pub(crate) fn over_size(retention_bytes: Option<u64>, total: u64, segment_bytes: u64) -> bool {
+    retention_bytes.is_some_and(|r| total.saturating_sub(segment_bytes) >= r && total > r)
+}
+
 impl ManagedLedger {
     async fn persist_start(&self, index: u64) -> Result<(), StorageError> {
         let dir = self.dir.clone();
@@ -87,14 +99,11 @@ impl ManagedLedger {
             let mut new_start = None;
             for seg in &s.segments[..s.segments.len().saturating_sub(1)] {
                 let by_time = match (retention_ms, seg.last_publish_ms) {
-                    (Some(r), Some(t)) => {
-                        now.saturating_sub(t) > i64::try_from(r).unwrap_or(i64::MAX)
-                    }
+                    (Some(r), Some(t)) => expired(now, r, t),
                     (Some(_), None) => true,
                     _ => false,
                 };
-                let by_size = retention_bytes
-                    .is_some_and(|r| total.saturating_sub(seg.bytes) >= r && total > r);
+                let by_size = over_size(retention_bytes, total, seg.bytes);
                 if !(by_time || by_size) {
                     break;
                 }

@@ -876,12 +876,11 @@ impl SharedLedger {
                         Some(t) => t,
                         None => self.last_publish_ms(segment.first_index).await?,
                     };
-                    now.saturating_sub(last) > i64::try_from(r).unwrap_or(i64::MAX)
+                    crate::ledger::retention::expired(now, r, last)
                 }
                 None => false,
             };
-            let by_size = retention_bytes
-                .is_some_and(|r| total.saturating_sub(segment.len) >= r && total > r);
+            let by_size = crate::ledger::retention::over_size(retention_bytes, total, segment.len);
             if !(by_time || by_size) {
                 break;
             }
