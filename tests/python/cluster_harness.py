@@ -538,6 +538,7 @@ class StallProxy:
         self._listener.listen(64)
         self._listener.settimeout(0.2)
         self.port = self._listener.getsockname()[1]
+        self.accepted = 0  # connections accepted so far
         self._threads = [threading.Thread(target=self._accept, daemon=True)]
         self._threads[0].start()
 
@@ -565,6 +566,7 @@ class StallProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 continue
+            self.accepted += 1
             try:
                 server = socket.create_connection((host, int(port)), timeout=5)
             except OSError:

@@ -346,3 +346,60 @@ def test_non_persistent_topics_are_refused_at_once(client):
         client.create_producer(topic)
     with pytest.raises(pulsar.NotAllowedError):
         client.subscribe(topic, "s")
+
+
+def test_named_advertised_listeners_answer_lookups_by_listener_name(broker_factory):
+    """advertisedListeners: a client that names a listener (listener_name) is sent to that
+    listener's URL (here a TCP proxy in front of the broker, so the redirection is seen: the
+    client's producer and consumer connect through it); one that names a listener the broker
+    does not have is refused; a client that names none is not sent there."""
+    from cluster_harness import StallProxy
+
+    b = broker_factory()
+    port = b.ports()["pulsar"]
+    proxy = StallProxy(b.pulsar)
+    try:
+        b.restart(same_ports=True, env={
+            "MAGNETAR_PULSAR__ADVERTISED_LISTENERS":
+                f"internal:pulsar://127.0.0.1:{port},external:pulsar://127.0.0.1:{proxy.port}",
+            "MAGNETAR_PULSAR__INTERNAL_LISTENER_NAME": "internal",
+        })
+        topic = topic_name("listeners")
+        plain = client_for(b)
+        try:
+            plain.create_producer(topic).send(b"default")
+        finally:
+            plain.close()
+        assert proxy.accepted == 0
+        named = pulsar.Client(f"pulsar://{b.pulsar}", listener_name="external",
+                              operation_timeout_seconds=10)
+        try:
+            producer = named.create_producer(topic)
+            producer.send(b"through the external listener")
+            consumer = named.subscribe(topic, "s",
+                                       initial_position=pulsar.InitialPosition.Earliest)
+            got = {consumer.receive(RECEIVE_MS).data() for _ in range(2)}
+            assert got == {b"default", b"through the external listener"}
+        finally:
+            named.close()
+        assert proxy.accepted >= 1
+    finally:
+        proxy.stop()
+    unknown = pulsar.Client(f"pulsar://{b.pulsar}", listener_name="nope",
+                            operation_timeout_seconds=5)
+    try:
+        with pytest.raises(Exception):
+            unknown.create_producer(topic)
+    finally:
+        unknown.close()
+
+
+def test_bad_advertised_listeners_stop_startup_with_a_clear_message(broker_factory):
+    for value, needle in [("external", "no listener name"),
+                          ("external:http://h:1", "pulsar:// or pulsar+ssl://"),
+                          ("external:pulsar://h", "host:port"),
+                          ("a:pulsar://h:1,a:pulsar://h:2", "given twice")]:
+        b = broker_factory(start=False, env={"MAGNETAR_PULSAR__ADVERTISED_LISTENERS": value})
+        with pytest.raises(Exception):
+            b.start()
+        assert needle in b.stderr_text(), (value, b.stderr_text()[-500:])

@@ -235,6 +235,11 @@ async fn every_broker_takes_part_in_new_namespaces_bundles() {
     let objects: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let a = start("a", &store, &objects).await;
     let b = start("b", &store, &objects).await;
+    // Each must see the other live first, or one may claim bundles the rule gives the other.
+    eventually("both brokers see both live", || async {
+        a.member.live_brokers().len() == 2 && b.member.live_brokers().len() == 2
+    })
+    .await;
     // Created through a, and no request names them at b: b learns them from the store.
     let namespaces: Vec<_> = ["n1", "n2", "n3", "n4"]
         .iter()

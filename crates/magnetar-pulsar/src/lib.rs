@@ -82,6 +82,11 @@ pub struct PulsarConfig {
     /// `pulsar+ssl://host:port` of the TLS port, answered in LOOKUP (`brokerServiceUrlTls`);
     /// empty without one.
     pub broker_service_url_tls: String,
+    /// Pulsar's named advertised listeners (`advertisedListeners`): a LOOKUP naming one
+    /// (`advertised_listener_name`, the client's `listenerName`) is answered with its URLs, and
+    /// one naming a listener that does not exist is refused.
+    pub advertised_listeners:
+        std::collections::BTreeMap<String, magnetar_broker::cluster::ListenerUrls>,
     /// Where `/metrics` reads this front end's request counters (none: kept, not exported).
     pub metrics: Option<Arc<magnetar_metrics::Metrics>>,
 }
@@ -108,6 +113,7 @@ impl Default for PulsarConfig {
             delayed_delivery_tracked_max: 100_000,
             authenticator: None,
             broker_service_url_tls: String::new(),
+            advertised_listeners: std::collections::BTreeMap::new(),
             metrics: None,
         }
     }

@@ -110,6 +110,7 @@ pub async fn open(
                 http: Some(advertised.http),
                 pulsar_tls: advertised.pulsar_tls,
                 http_tls: advertised.http_tls,
+                pulsar_listeners: config.pulsar.named_listeners()?,
             },
             session_ttl: Duration::from_millis(c.session_ttl_ms),
             bundles_per_namespace: c.bundles_per_namespace,

@@ -54,7 +54,9 @@ pub use member::{ClusterMember, MemberConfig, PartitionOwner};
 pub use ownership::{
     assigned_node, rendezvous_weight, ClaimOutcome, Fence, OwnerRecord, Ownership, OwnershipMetrics,
 };
-pub use registry::{BrokerInfo, BrokerRecord, BrokerRegistry, LiveBrokers, Registration};
+pub use registry::{
+    BrokerInfo, BrokerRecord, BrokerRegistry, ListenerUrls, LiveBrokers, Registration,
+};
 
 use crate::error::Error;
 use crate::names::NamespaceName;

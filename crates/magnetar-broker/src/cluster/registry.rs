@@ -35,6 +35,19 @@ pub struct BrokerInfo {
     /// HTTPS (admin) address, `https://host:8443`, if that listener is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_tls: Option<String>,
+    /// Pulsar's named advertised listeners (`advertisedListeners`), by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pulsar_listeners: BTreeMap<String, ListenerUrls>,
+}
+
+/// The Pulsar URLs of one named advertised listener (Pulsar's `advertisedListeners`): what a
+/// client that asks for the listener by name (`listenerName`) is sent to.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ListenerUrls {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pulsar: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pulsar_tls: Option<String>,
 }
 
 /// The value of a live key.

@@ -35,16 +35,44 @@ impl Connection {
             .broker
             .serving_broker(&resolved.partition.topic, ledger_partition)
             .or_answer(answer)?;
-        let (url, url_tls) =
-            match owner.and_then(|o| o.info.pulsar.map(|url| (url, o.info.pulsar_tls))) {
-                Some((url, url_tls)) => (url, url_tls),
+        let listener = lookup
+            .advertised_listener_name
+            .as_deref()
+            .filter(|name| !name.is_empty());
+        let (url, url_tls) = match (owner, listener) {
+            // A named listener (the client's `listenerName`): its URLs on the serving broker.
+            (owner, Some(name)) => {
+                let named = match &owner {
+                    Some(o) => o.info.pulsar_listeners.get(name).cloned(),
+                    None => self.service.config.advertised_listeners.get(name).cloned(),
+                };
+                let Some(named) = named.filter(|n| n.pulsar.is_some() || n.pulsar_tls.is_some())
+                else {
+                    return Err(crate::error::CommandFailure::new(
+                        answer,
+                        crate::proto::ServerError::ServiceNotReady,
+                        format!(
+                            "the broker serving the topic has no advertised listener named '{name}'"
+                        ),
+                    ));
+                };
+                let url = named.pulsar.clone().or(named.pulsar_tls.clone());
+                (url.unwrap_or_default(), named.pulsar_tls)
+            }
+            (Some(o), None) => match o.info.pulsar {
+                Some(url) => (url, o.info.pulsar_tls),
                 None => (
                     self.service.broker.config().broker_service_url.clone(),
-                    Some(&self.service.config.broker_service_url_tls)
-                        .filter(|url| !url.is_empty())
-                        .cloned(),
+                    None,
                 ),
-            };
+            },
+            (None, None) => (
+                self.service.broker.config().broker_service_url.clone(),
+                Some(&self.service.config.broker_service_url_tls)
+                    .filter(|url| !url.is_empty())
+                    .cloned(),
+            ),
+        };
         Ok(Reply::frame(&BaseCommand {
             r#type: Type::LookupResponse as i32,
             lookup_topic_response: Some(CommandLookupTopicResponse {

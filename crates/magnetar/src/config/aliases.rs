@@ -75,6 +75,16 @@ pub const ALIASES: &[Alias] = &[
         section: "kafka",
         key: "auto_topic_creation_type",
     },
+    Alias {
+        name: "advertisedListeners",
+        section: "pulsar",
+        key: "advertised_listeners",
+    },
+    Alias {
+        name: "internalListenerName",
+        section: "pulsar",
+        key: "internal_listener_name",
+    },
     // KoP's broker.conf key set the type for both protocols; it still does.
     Alias {
         name: "allowAutoTopicCreationType",

@@ -1,5 +1,7 @@
 //! The `[pulsar]` section: the Pulsar listener's limits and features.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::{one_of, range, Config, ConfigError};
@@ -48,6 +50,14 @@ pub struct PulsarSection {
     /// Topics auto-created for Pulsar clients: "non-partitioned" (Pulsar's default) or
     /// "partitioned" (`kafka.default_num_partitions` partitions).
     pub auto_topic_creation_type: String,
+    /// Pulsar's `advertisedListeners`: named listeners `name:pulsar://host:port` (and/or
+    /// `name:pulsar+ssl://host:port`), comma-separated. A client that names one
+    /// (`listenerName`) is sent to its URLs; naming one that does not exist is refused.
+    pub advertised_listeners: String,
+    /// Pulsar's `internalListenerName`: one of `advertised_listeners` (empty: the first).
+    /// Accepted for configuration compatibility; brokers here do not talk to each other over
+    /// the Pulsar protocol.
+    pub internal_listener_name: String,
 }
 
 impl Default for PulsarSection {
@@ -76,6 +86,8 @@ impl Default for PulsarSection {
             cursor_persist_interval_ms: magnetar_broker::LedgerConfig::default()
                 .cursor_persist_interval_ms,
             auto_topic_creation_type: "non-partitioned".into(),
+            advertised_listeners: String::new(),
+            internal_listener_name: String::new(),
         }
     }
 }
@@ -108,15 +120,81 @@ impl PulsarSection {
             delayed_delivery_tracked_max: self.delayed_delivery_tracked_max as usize,
             authenticator: None,
             broker_service_url_tls: String::new(),
+            // Checked by `validate_pulsar`.
+            advertised_listeners: self.named_listeners().unwrap_or_default(),
             // Set by the binary, which owns the metrics registry.
             metrics: None,
         }
     }
 }
 
+impl PulsarSection {
+    /// `advertised_listeners` by name.
+    pub fn named_listeners(
+        &self,
+    ) -> Result<BTreeMap<String, magnetar_broker::cluster::ListenerUrls>, ConfigError> {
+        let mut out: BTreeMap<String, magnetar_broker::cluster::ListenerUrls> = BTreeMap::new();
+        let bad = |item: &str, why: &str| {
+            super::err(format!(
+                "pulsar.advertised_listeners: \"{item}\" {why} (name:pulsar://host:port or name:pulsar+ssl://host:port, comma-separated)"
+            ))
+        };
+        for item in self
+            .advertised_listeners
+            .split(',')
+            .map(str::trim)
+            .filter(|i| !i.is_empty())
+        {
+            let Some((name, url)) = item.split_once(':') else {
+                return Err(bad(item, "has no listener name"));
+            };
+            let name = name.trim();
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            {
+                return Err(bad(item, "has an invalid listener name"));
+            }
+            let (tls, rest) = if let Some(rest) = url.strip_prefix("pulsar+ssl://") {
+                (true, rest)
+            } else if let Some(rest) = url.strip_prefix("pulsar://") {
+                (false, rest)
+            } else {
+                return Err(bad(item, "is not a pulsar:// or pulsar+ssl:// URL"));
+            };
+            let port_ok = rest
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !port_ok {
+                return Err(bad(item, "needs host:port"));
+            }
+            let entry = out.entry(name.to_string()).or_default();
+            let slot = if tls {
+                &mut entry.pulsar_tls
+            } else {
+                &mut entry.pulsar
+            };
+            if slot.replace(url.to_string()).is_some() {
+                return Err(bad(item, "names a listener and scheme given twice"));
+            }
+        }
+        if !self.internal_listener_name.is_empty()
+            && !out.contains_key(&self.internal_listener_name)
+        {
+            return Err(super::err(format!(
+                "pulsar.internal_listener_name = \"{}\" is not one of pulsar.advertised_listeners",
+                self.internal_listener_name
+            )));
+        }
+        Ok(out)
+    }
+}
+
 impl Config {
     /// `[pulsar]` ranges (a message fits in a storage entry).
     pub(super) fn validate_pulsar(&self) -> Result<(), ConfigError> {
+        self.pulsar.named_listeners()?;
         one_of(
             "pulsar.auto_topic_creation_type",
             &self.pulsar.auto_topic_creation_type,
