@@ -53,6 +53,14 @@ pub use magnetar_metadata::{
     Expect, MetadataError, MetadataStore, SessionState as MetadataSessionState,
 };
 
+/// Log compaction's types, for the codec above the broker (magnetar-format) and the wiring.
+pub mod compaction {
+    pub use magnetar_storage::compaction::{
+        CleanerLimits, CompactionCodec, CompactionOutcome, CompactionPolicy, CompactionRecord,
+        EntryRecords,
+    };
+}
+
 /// Storage types the front ends need to see, re-exported so they depend on the broker only.
 pub use magnetar_storage::{
     Clock, CursorStart, CursorState, Entry, EntryHeader, FsyncPolicy, HistogramSnapshot,
