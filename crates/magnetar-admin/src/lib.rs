@@ -11,6 +11,7 @@
 
 mod auth;
 mod cluster;
+mod compaction;
 pub mod error;
 mod extract;
 mod groups;
@@ -410,6 +411,10 @@ fn routes(partitions_max: u32, cluster: &str) -> openapi::DocRouter {
         .route(
             &format!("{topic}/internal-stats"),
             crate::openapi::methods!(get topics::internal_stats),
+        )
+        .route(
+            &format!("{topic}/compaction"),
+            crate::openapi::methods!(put compaction::trigger, get compaction::status),
         )
         .route(
             &format!("{topic}/offload"),

@@ -557,6 +557,7 @@ fn ok_schema(handler: &str) -> RefOr<Schema> {
         "skipped::list" => ArrayBuilder::new().items(skipped_entry()).into(),
         "skipped::skip" => skipped_entry().into(),
         "offload::status" => crate::offload::OffloadStatusJson::schema(),
+        "compaction::status" => crate::compaction::CompactionStatusJson::schema(),
         "groups::list" | "scram::list" => ArrayBuilder::new().items(typed(Type::Object)).into(),
         "groups::reset_offsets" => ArrayBuilder::new()
             .items(

@@ -104,6 +104,8 @@ pub struct Broker {
     ledger_cleanup: std::sync::RwLock<Option<LedgerCleanup>>,
     /// Cluster mode: this broker's membership (ownership, the shared WAL); unset standalone.
     cluster: std::sync::OnceLock<Arc<ClusterMember>>,
+    /// Log compaction: the payload codec, the cleaner's limits and each partition's status.
+    pub(crate) compaction: crate::compaction::CompactionBook,
 }
 
 /// Deletes what a ledger keeps outside its directory (a tiered ledger's objects); blocking.
@@ -303,6 +305,7 @@ impl Broker {
             topic_cache: TopicCache::default(),
             ledger_cleanup: std::sync::RwLock::new(None),
             cluster: std::sync::OnceLock::new(),
+            compaction: crate::compaction::CompactionBook::default(),
         });
         broker.bootstrap().await?;
         Ok(broker)

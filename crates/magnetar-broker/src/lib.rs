@@ -14,6 +14,7 @@
 
 pub mod broker;
 pub mod cluster;
+pub mod compaction;
 pub mod error;
 pub(crate) mod ledger;
 pub mod names;
@@ -52,14 +53,6 @@ pub use subscription::{
 pub use magnetar_metadata::{
     Expect, MetadataError, MetadataStore, SessionState as MetadataSessionState,
 };
-
-/// Log compaction's types, for the codec above the broker (magnetar-format) and the wiring.
-pub mod compaction {
-    pub use magnetar_storage::compaction::{
-        CleanerLimits, CompactionCodec, CompactionOutcome, CompactionPolicy, CompactionRecord,
-        EntryRecords,
-    };
-}
 
 /// Storage types the front ends need to see, re-exported so they depend on the broker only.
 pub use magnetar_storage::{
