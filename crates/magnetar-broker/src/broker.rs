@@ -191,6 +191,7 @@ impl TopicCache {
 pub const RETENTION_MS: &str = "retention.ms";
 pub const RETENTION_BYTES: &str = "retention.bytes";
 pub const SEGMENT_BYTES: &str = "segment.bytes";
+pub const SEGMENT_MS: &str = "segment.ms";
 /// Smallest segment a topic's `segment.bytes` may ask for (Kafka's own minimum is 14 bytes,
 /// which would mean a file per entry).
 pub const SEGMENT_BYTES_MIN: u64 = 4096;
@@ -1194,6 +1195,9 @@ impl Broker {
         let mut config = self.config.ledger.clone();
         if let Some(bytes) = config_value(metadata, SEGMENT_BYTES) {
             config.segment_bytes = bytes.max(SEGMENT_BYTES_MIN);
+        }
+        if let Some(ms) = config_value(metadata, SEGMENT_MS) {
+            config.segment_ms = ms.max(1);
         }
         let clock = self.clock.clone();
         let stores = self.segment_stores.clone();
