@@ -314,3 +314,72 @@ def test_kill9_during_compaction_keeps_the_data(broker_factory):
     )
     compact_now(b, topic, timeout_s=120)
     check_view(consume_all(b.kafka, topic), expected)
+
+
+def test_pulsar_read_compacted_consumer_and_reader(broker_factory):
+    """Pulsar consumers with readCompacted=true and readers read the compacted log (it is the
+    ledger itself); a Pulsar producer's non-batched keyed messages are compacted by their
+    partition key too; the subscription's backlog drains past the gaps."""
+    pulsar = pytest.importorskip("pulsar")
+    b = broker_factory(env={"MAGNETAR_CLEANER__CHECK_INTERVAL_MS": "86400000"})
+    topic = unique_topic("compactpulsar")
+    create_topic(b.kafka, topic, 1, config=topic_config(delete_retention_ms=86_400_000))
+    items = [(b"k%02d" % (i % 10), f"kafka-{i}".encode()) for i in range(400)]
+    offsets = produce_keyed(b.kafka, topic, items)
+    name = f"persistent://public/default/{topic}-partition-0"
+    client = pulsar.Client(f"pulsar://{b.pulsar}", operation_timeout_seconds=15,
+                           logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Warn))
+    try:
+        prod = client.create_producer(name, batching_enabled=False)
+        pulsar_items = [(f"p{i % 5}", f"pulsar-{i}".encode()) for i in range(200)]
+        for k, v in pulsar_items:
+            prod.send(v, partition_key=k)
+        # Filler (unique keys, small batches) so the updates above end up in sealed segments.
+        filler = [(b"filler-%04d" % i, b"f" * 100) for i in range(120)]
+        produce_keyed(b.kafka, topic, filler)
+        compact_now(b, topic)
+
+        latest = {}
+        for k, v in items:
+            latest[k.decode()] = v
+        for k, v in pulsar_items:
+            latest[k] = v
+        for k, v in filler:
+            latest[k.decode()] = v
+
+        def read_all(next_message):
+            got = []
+            for _ in range(5000):
+                try:
+                    m = next_message()
+                except Exception:  # timeout: the end
+                    break
+                got.append(m)
+            return got
+
+        consumer = client.subscribe(name, "compacted", read_compacted=True,
+                                    initial_position=pulsar.InitialPosition.Earliest)
+        got = read_all(lambda: consumer.receive(timeout_millis=3000))
+        for m in got:
+            consumer.acknowledge(m)
+        assert {m.partition_key(): m.data() for m in got} == latest
+        assert len(got) == len(latest), "exactly one message per key"
+        reader = client.create_reader(name, pulsar.MessageId.earliest, is_read_compacted=True)
+        got = read_all(lambda: reader.read_next(3000))
+        assert {m.partition_key(): m.data() for m in got} == latest
+        assert len(got) == len(latest)
+        # The backlog of the subscription drains (the gaps count as acknowledged).
+        deadline = time.monotonic() + 20
+        for _ in range(200):
+            stats = requests.get(
+                f"http://{b.http}/admin/v2/persistent/public/default/{topic}-partition-0/stats",
+                timeout=10,
+            ).json()
+            backlog = stats["subscriptions"]["compacted"]["msgBacklog"]
+            if backlog == 0:
+                break
+            assert time.monotonic() < deadline, f"backlog stays at {backlog}"
+            time.sleep(0.2)
+    finally:
+        client.close()
+    assert offsets[-1] == len(items) - 1

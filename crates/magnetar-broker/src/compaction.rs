@@ -30,6 +30,14 @@ pub const MAX_COMPACTION_LAG_MS: &str = "max.compaction.lag.ms";
 pub const MIN_CLEANABLE_DIRTY_RATIO: &str = "min.cleanable.dirty.ratio";
 pub const DELETE_RETENTION_MS: &str = "delete.retention.ms";
 
+/// Whether `topic` lives in the internal namespace (`public/__kafka`): the group coordinator
+/// keeps its offsets topic small itself (snapshot + truncate) and replays it from a snapshot,
+/// which removing tombstones under it would break, so the cleaner leaves those topics alone.
+fn is_internal(topic: &crate::names::TopicName) -> bool {
+    topic.namespace.tenant.as_str() == crate::broker::INTERNAL_NAMESPACE.0
+        && topic.namespace.namespace == crate::broker::INTERNAL_NAMESPACE.1
+}
+
 /// Whether a topic's `cleanup.policy` includes `compact`.
 pub fn is_compacted(metadata: &TopicMetadata) -> bool {
     metadata
@@ -162,7 +170,7 @@ impl Broker {
     /// partition of a compacted topic; `None` when the partition cannot be compacted.
     pub fn cleanable_bytes(&self, log: &PartitionLog, metadata: &TopicMetadata) -> Option<u64> {
         let ledger = log.ledger().local()?;
-        if !is_compacted(metadata) || !ledger.can_compact() {
+        if !is_compacted(metadata) || is_internal(&log.name().topic) || !ledger.can_compact() {
             return None;
         }
         Some(
@@ -234,6 +242,12 @@ impl Broker {
         if !is_compacted(metadata) {
             return Err(Error::InvalidRequest(format!(
                 "topic {} does not have cleanup.policy=compact",
+                log.name().topic
+            )));
+        }
+        if is_internal(&log.name().topic) {
+            return Err(Error::InvalidRequest(format!(
+                "topic {} is internal: the group coordinator compacts it (snapshot and truncate)",
                 log.name().topic
             )));
         }
@@ -321,7 +335,7 @@ impl Broker {
             return Ok(summary);
         }
         for (name, metadata) in self.list_all_topics(true).await? {
-            if !is_compacted(&metadata) {
+            if !is_compacted(&metadata) || is_internal(&name) {
                 continue;
             }
             let policies = self.namespace_policies(&name.namespace).await?;
