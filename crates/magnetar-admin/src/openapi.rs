@@ -539,6 +539,7 @@ fn ok_schema(handler: &str) -> RefOr<Schema> {
         "tenants::get" => crate::tenants::TenantInfoJson::schema(),
         "namespaces::get_retention" => crate::namespaces::RetentionJson::schema(),
         "namespaces::get_ttl"
+        | "namespaces::get_compaction_threshold"
         | "namespaces::get_max_producers"
         | "namespaces::get_max_consumers" => count_or_null(),
         "namespaces::get_deduplication" => typed(Type::Boolean)

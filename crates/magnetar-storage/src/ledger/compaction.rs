@@ -390,7 +390,7 @@ impl ManagedLedger {
             let mut stopped_at = None;
             let scan = scan_entries(
                 src.file.as_ref(),
-                start_point(src, interval),
+                start_point(src),
                 src.bytes,
                 true,
                 src.compacted,
@@ -454,7 +454,7 @@ impl ManagedLedger {
         for src in &rewritten {
             scan_entries(
                 src.file.as_ref(),
-                start_point(src, interval),
+                start_point(src),
                 src.bytes,
                 false,
                 src.compacted,
@@ -503,7 +503,7 @@ impl ManagedLedger {
                 let mut failure: Option<StorageError> = None;
                 let scan = scan_entries(
                     src.file.as_ref(),
-                    start_point(src, interval),
+                    start_point(src),
                     src.bytes,
                     true,
                     src.compacted,
@@ -582,7 +582,6 @@ impl ManagedLedger {
             // compaction does not leave empty segments behind; only a first group can stay empty.
             if info.entries == 0 {
                 if let Some(prev) = staged.last_mut() {
-                    let prev: &mut Staged = prev;
                     prev.replaced.push(base);
                     prev.replaced.extend(group[1..].iter().map(|s| s.base));
                     prev.info.end_index = last.end;
@@ -698,7 +697,7 @@ impl ManagedLedger {
 }
 
 /// Where a full scan of `src` starts.
-fn start_point(src: &Source, _interval: u32) -> IndexPoint {
+fn start_point(src: &Source) -> IndexPoint {
     IndexPoint {
         first_index: src.base,
         file_offset: 0,
