@@ -357,7 +357,7 @@ def test_pulsar_read_compacted_consumer_and_reader(broker_factory):
                 got.append(m)
             return got
 
-        consumer = client.subscribe(name, "compacted", read_compacted=True,
+        consumer = client.subscribe(name, "compacted", is_read_compacted=True,
                                     initial_position=pulsar.InitialPosition.Earliest)
         got = read_all(lambda: consumer.receive(timeout_millis=3000))
         for m in got:

@@ -162,7 +162,7 @@ impl Broker {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        v.sort_by(|a, b| a.0.to_string().cmp(&b.0.to_string()));
+        v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     }
 

@@ -491,7 +491,7 @@ impl ManagedLedger {
             cleaned_through: coverage_end.max(plan.dirty_start),
             ..CompactionOutcome::default()
         };
-        let mut staged = Vec::with_capacity(groups.len());
+        let mut staged: Vec<Staged> = Vec::with_capacity(groups.len());
         for group in groups {
             let base = group[0].base;
             let file = self.store.create_staged(base)?;
