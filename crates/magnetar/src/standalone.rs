@@ -817,7 +817,8 @@ async fn run_cleaner(
     interval: Duration,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let mut ticker = tokio::time::interval(interval);
+    // The first pass one interval after startup, not during it.
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
