@@ -225,6 +225,28 @@ def test_compaction_keeps_the_latest_value_per_key_at_its_offset(broker_factory)
     check_view(consume_all(b.kafka, topic), expected_view(items, offsets, tombstones_gone=True))
 
 
+def test_kafka_connect_internal_topics_read_back_as_compacted(broker_factory):
+    """Kafka Connect creates its config/offset/status topics with cleanup.policy=compact and
+    checks the policy read back through DescribeConfigs before it starts."""
+    from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
+
+    b = broker_factory()
+    a = AdminClient({"bootstrap.servers": b.kafka})
+    names = [unique_topic(n) for n in ("connect-configs", "connect-offsets", "connect-status")]
+    futs = a.create_topics(
+        [NewTopic(n, num_partitions=1, replication_factor=1, config={"cleanup.policy": "compact"})
+         for n in names],
+        request_timeout=20,
+    )
+    for n in names:
+        futs[n].result(timeout=20)
+    for n in names:
+        res = ConfigResource(ResourceType.TOPIC, n)
+        configs = a.describe_configs([res], request_timeout=20)[res].result(timeout=20)
+        assert configs["cleanup.policy"].value == "compact"
+        assert compaction_status(b, n)["status"] == "NOT_RUN"
+
+
 def test_compaction_is_refused_for_a_topic_without_compact(broker_factory):
     b = broker_factory()
     topic = unique_topic("nocompact")
@@ -299,10 +321,12 @@ def test_kill9_during_compaction_keeps_the_data(broker_factory):
     by_offset = {off: kv for kv, off in zip(items, offsets)}
     expected = expected_view(items, offsets, tombstones_gone=False)
     rng = random.Random(19)
+    killed_running = 0
     for round_ in range(3):
         r = requests.put(admin_url(b, topic), timeout=10)
         assert r.status_code in (204, 409), r.text
         time.sleep(rng.uniform(0.1, 1.5))
+        killed_running += compaction_status(b, topic)["status"] == "RUNNING"
         b.kill9()
         b.restart(same_ports=True)
         got = consume_all(b.kafka, topic)
@@ -312,6 +336,7 @@ def test_kill9_during_compaction_keeps_the_data(broker_factory):
             assert by_offset[o] == (k, v), f"round {round_}: offset {o} holds another record"
         for o, kv in expected.items():
             assert (o, kv[0], kv[1]) in got, f"round {round_}: latest value at {o} lost"
+    assert killed_running >= 1, "no kill landed during a compaction"
     # Finish it: the exact compacted view.
     b.restart(
         same_ports=True,
