@@ -38,9 +38,9 @@ def topic_config(delete_retention_ms: int) -> Dict[str, str]:
     }
 
 
-def produce_keyed(bootstrap: str, topic: str, items: List[Tuple[bytes, Optional[bytes]]]) -> List[int]:
+def produce_keyed(bootstrap: str, topic: str, items: List[Tuple[bytes, Optional[bytes]]], **conf) -> List[int]:
     """Produces (key, value) pairs in order (value None = tombstone); returns their offsets."""
-    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "message.timeout.ms": 20000})
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "message.timeout.ms": 20000, **conf})
     offsets: List[Optional[int]] = [None] * len(items)
     errors = []
 
@@ -71,7 +71,9 @@ def produce_keyed(bootstrap: str, topic: str, items: List[Tuple[bytes, Optional[
     return offsets  # type: ignore[return-value]
 
 
-def workload() -> List[Tuple[bytes, Optional[bytes]]]:
+def workload(random_filler: bool = False) -> List[Tuple[bytes, Optional[bytes]]]:
+    """Updates of KEYS keys, tombstones for DELETED of them, then FILLER unique keys (random
+    values when the batches are compressed, so the filler still fills segments of its own)."""
     items: List[Tuple[bytes, Optional[bytes]]] = []
     for i in range(UPDATES):
         k = i % KEYS
@@ -79,7 +81,8 @@ def workload() -> List[Tuple[bytes, Optional[bytes]]]:
     for k in range(DELETED):
         items.append((b"k%02d" % k, None))
     for i in range(FILLER):
-        items.append((b"filler-%04d" % i, f"f{i}-{VALUE_PAD}".encode()))
+        value = random.randbytes(80) if random_filler else f"f{i}-{VALUE_PAD}".encode()
+        items.append((b"filler-%04d" % i, value))
     return items
 
 
@@ -245,6 +248,24 @@ def test_kafka_connect_internal_topics_read_back_as_compacted(broker_factory):
         configs = a.describe_configs([res], request_timeout=20)[res].result(timeout=20)
         assert configs["cleanup.policy"].value == "compact"
         assert compaction_status(b, n)["status"] == "NOT_RUN"
+
+
+@pytest.mark.parametrize("codec", ["gzip", "lz4", "zstd", "snappy"])
+def test_compressed_idempotent_batches_are_compacted(broker_factory, codec):
+    """Compressed batches of an idempotent producer: decoded, the kept records re-encoded at
+    their offsets; a later produce by a new idempotent producer after a restart works."""
+    b = broker_factory(env={"MAGNETAR_CLEANER__CHECK_INTERVAL_MS": "86400000"})
+    topic = unique_topic("compactz")
+    create_topic(b.kafka, topic, 1, config=topic_config(delete_retention_ms=86_400_000))
+    items = workload(random_filler=True)
+    offsets = produce_keyed(b.kafka, topic, items, **{"compression.type": codec, "enable.idempotence": True})
+    compact_now(b, topic)
+    check_view(consume_all(b.kafka, topic), expected_view(items, offsets, tombstones_gone=False))
+    b.restart()
+    more = [(b"k01", b"after-restart")]
+    off = produce_keyed(b.kafka, topic, more, **{"enable.idempotence": True})
+    got = consume_all(b.kafka, topic)
+    assert got[-1] == (off[0], b"k01", b"after-restart")
 
 
 def test_compaction_is_refused_for_a_topic_without_compact(broker_factory):
