@@ -11,6 +11,7 @@
 
 mod auth;
 mod cluster;
+mod compaction;
 pub mod error;
 mod extract;
 mod groups;
@@ -332,6 +333,10 @@ fn routes(partitions_max: u32, cluster: &str) -> openapi::DocRouter {
             crate::openapi::methods!(get namespaces::get_retention, post namespaces::set_retention => crate::openapi::Body::of::<namespaces::RetentionJson>(true), delete namespaces::remove_retention),
         )
         .route(
+            &format!("{ns}/compactionThreshold"),
+            crate::openapi::methods!(get namespaces::get_compaction_threshold, put namespaces::set_compaction_threshold => crate::openapi::Body::integer(0, None), post namespaces::set_compaction_threshold => crate::openapi::Body::integer(0, None), delete namespaces::remove_compaction_threshold),
+        )
+        .route(
             &format!("{ns}/messageTTL"),
             crate::openapi::methods!(get namespaces::get_ttl, post namespaces::set_ttl => crate::openapi::Body::integer(0, None), delete namespaces::remove_ttl),
         )
@@ -410,6 +415,10 @@ fn routes(partitions_max: u32, cluster: &str) -> openapi::DocRouter {
         .route(
             &format!("{topic}/internal-stats"),
             crate::openapi::methods!(get topics::internal_stats),
+        )
+        .route(
+            &format!("{topic}/compaction"),
+            crate::openapi::methods!(put compaction::trigger, get compaction::status),
         )
         .route(
             &format!("{topic}/offload"),

@@ -52,6 +52,8 @@ pub struct PoliciesJson {
     pub auto_topic_creation_override: Option<AutoTopicCreationJson>,
     pub max_producers_per_topic: Option<u32>,
     pub max_consumers_per_topic: Option<u32>,
+    #[serde(rename = "compaction_threshold")]
+    pub compaction_threshold: Option<u64>,
     /// Pulsar keeps one rate per cluster.
     #[serde(rename = "publishMaxMessageRate")]
     pub publish_max_message_rate: std::collections::BTreeMap<String, PublishRateJson>,
@@ -190,6 +192,7 @@ pub async fn get_policies(
             .map(AutoTopicCreationJson::from_policy),
         max_producers_per_topic: p.max_producers_per_topic,
         max_consumers_per_topic: p.max_consumers_per_topic,
+        compaction_threshold: p.compaction_threshold_bytes,
         publish_max_message_rate: p
             .publish_rate
             .iter()
@@ -290,6 +293,48 @@ pub async fn remove_ttl(
     state
         .broker
         .update_namespace_policies(&namespace(&tenant, &ns)?, |p| p.message_ttl_s = None)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Pulsar's namespace `compactionThreshold` (bytes): a `cleanup.policy=compact` topic is
+/// compacted once that many bytes are cleanable, whatever its dirty ratio; `0` turns it off.
+pub async fn get_compaction_threshold(
+    State(state): State<Arc<AppState>>,
+    Path((tenant, ns)): Path<(String, String)>,
+) -> ApiResult<Json<Option<u64>>> {
+    Ok(Json(
+        policies(&state, &namespace(&tenant, &ns)?)
+            .await?
+            .compaction_threshold_bytes,
+    ))
+}
+
+pub async fn set_compaction_threshold(
+    State(state): State<Arc<AppState>>,
+    Path((tenant, ns)): Path<(String, String)>,
+    JsonBody(bytes): JsonBody<i64>,
+) -> ApiResult<StatusCode> {
+    let bytes = u64::try_from(bytes)
+        .map_err(|_| ApiError::bad_request(format!("compaction threshold {bytes} must be >= 0")))?;
+    state
+        .broker
+        .update_namespace_policies(&namespace(&tenant, &ns)?, |p| {
+            p.compaction_threshold_bytes = Some(bytes)
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn remove_compaction_threshold(
+    State(state): State<Arc<AppState>>,
+    Path((tenant, ns)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    state
+        .broker
+        .update_namespace_policies(&namespace(&tenant, &ns)?, |p| {
+            p.compaction_threshold_bytes = None
+        })
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

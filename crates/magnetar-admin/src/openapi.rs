@@ -539,6 +539,7 @@ fn ok_schema(handler: &str) -> RefOr<Schema> {
         "tenants::get" => crate::tenants::TenantInfoJson::schema(),
         "namespaces::get_retention" => crate::namespaces::RetentionJson::schema(),
         "namespaces::get_ttl"
+        | "namespaces::get_compaction_threshold"
         | "namespaces::get_max_producers"
         | "namespaces::get_max_consumers" => count_or_null(),
         "namespaces::get_deduplication" => typed(Type::Boolean)
@@ -557,6 +558,7 @@ fn ok_schema(handler: &str) -> RefOr<Schema> {
         "skipped::list" => ArrayBuilder::new().items(skipped_entry()).into(),
         "skipped::skip" => skipped_entry().into(),
         "offload::status" => crate::offload::OffloadStatusJson::schema(),
+        "compaction::status" => crate::compaction::CompactionStatusJson::schema(),
         "groups::list" | "scram::list" => ArrayBuilder::new().items(typed(Type::Object)).into(),
         "groups::reset_offsets" => ArrayBuilder::new()
             .items(

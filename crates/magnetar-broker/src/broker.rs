@@ -107,6 +107,8 @@ pub struct Broker {
     /// Held while partitions of bundles this broker no longer owns are closed, so a release
     /// can wait for a close already under way (see [`Broker::close_partitions_of`]).
     closing: tokio::sync::Mutex<()>,
+    /// Log compaction: the payload codec, the cleaner's limits and each partition's status.
+    pub(crate) compaction: crate::compaction::CompactionBook,
 }
 
 /// Deletes what a ledger keeps outside its directory (a tiered ledger's objects); blocking.
@@ -192,6 +194,7 @@ impl TopicCache {
 pub const RETENTION_MS: &str = "retention.ms";
 pub const RETENTION_BYTES: &str = "retention.bytes";
 pub const SEGMENT_BYTES: &str = "segment.bytes";
+pub const SEGMENT_MS: &str = "segment.ms";
 /// Smallest segment a topic's `segment.bytes` may ask for (Kafka's own minimum is 14 bytes,
 /// which would mean a file per entry).
 pub const SEGMENT_BYTES_MIN: u64 = 4096;
@@ -307,6 +310,7 @@ impl Broker {
             ledger_cleanup: std::sync::RwLock::new(None),
             cluster: std::sync::OnceLock::new(),
             closing: tokio::sync::Mutex::new(()),
+            compaction: crate::compaction::CompactionBook::default(),
         });
         broker.bootstrap().await?;
         Ok(broker)
@@ -1250,6 +1254,9 @@ impl Broker {
         let mut config = self.config.ledger.clone();
         if let Some(bytes) = config_value(metadata, SEGMENT_BYTES) {
             config.segment_bytes = bytes.max(SEGMENT_BYTES_MIN);
+        }
+        if let Some(ms) = config_value(metadata, SEGMENT_MS) {
+            config.segment_ms = ms.max(1);
         }
         let clock = self.clock.clone();
         let stores = self.segment_stores.clone();

@@ -106,7 +106,8 @@ impl From<StorageError> for Error {
             | StorageError::InvalidEntry { .. }
             | StorageError::CursorNotFound { .. }
             | StorageError::CursorInvalid { .. }
-            | StorageError::InvalidConfig { .. } => Error::Storage(err.to_string()),
+            | StorageError::InvalidConfig { .. }
+            | StorageError::Compaction { .. } => Error::Storage(err.to_string()),
         }
     }
 }

@@ -14,6 +14,7 @@
 
 pub mod broker;
 pub mod cluster;
+pub mod compaction;
 pub mod error;
 pub(crate) mod ledger;
 pub mod names;

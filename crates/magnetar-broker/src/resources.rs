@@ -63,6 +63,10 @@ pub struct NamespacePolicies {
     /// (`brokerDeduplicationEnabled`).
     #[serde(default)]
     pub deduplication_enabled: Option<bool>,
+    /// Pulsar's namespace `compactionThreshold`: a topic with `cleanup.policy=compact` is
+    /// compacted once this many bytes are cleanable, whatever its dirty ratio; unset or `0`: off.
+    #[serde(default)]
+    pub compaction_threshold_bytes: Option<u64>,
 }
 
 /// A namespace's auto topic creation override (Pulsar's `autoTopicCreationOverride`).

@@ -2,8 +2,9 @@
 //! consumer: used by the Pulsar front end (Kafka entries as Pulsar batches) and by the Kafka front
 //! end (Pulsar entries as record batches).
 //!
-//! Keyed by partition, the entry's first message index and its publish time (a topic deleted and
-//! created again reuses indexes, never with the same publish times in practice). Bounded by the
+//! Keyed by partition, the entry's first message index, its publish time (a topic deleted and
+//! created again reuses indexes, never with the same publish times in practice) and its payload
+//! length (log compaction rewrites an entry in place, always shorter). Bounded by the
 //! total bytes of the converted payloads; the oldest insertion goes first. Conversion runs
 //! outside the lock, so two readers missing together may both convert (the second insert is a
 //! no-op).
@@ -14,7 +15,7 @@ use std::sync::Mutex;
 use bytes::Bytes;
 use magnetar_broker::{Entry, TopicPartition};
 
-type Key = (TopicPartition, u64, i64);
+type Key = (TopicPartition, u64, i64, u32);
 
 #[derive(Default)]
 struct State {
@@ -59,6 +60,7 @@ impl ConversionCache {
             partition.clone(),
             entry.header.first_index,
             entry.header.publish_time_ms,
+            entry.header.payload_len,
         );
         if let Ok(mut s) = self.state.lock() {
             if let Some(body) = s.entries.get(&key).cloned() {

@@ -558,6 +558,78 @@ pub fn encode_batch(base_offset: i64, records: &[Record]) -> Bytes {
     out.freeze()
 }
 
+/// Re-encodes `batch` with only `records` (a subset of its records, in order), uncompressed,
+/// keeping what log compaction must keep (as Kafka's cleaner does): the base offset, every
+/// record's offset delta, the last offset delta (so the batch still ends where it ended), the
+/// producer id, epoch and base sequence, the partition leader epoch and the attributes other than
+/// the codec (transactional, control, timestamp type). With no records it is an empty batch that
+/// carries the producer's information.
+pub fn encode_batch_subset(batch: &Batch, records: &[Record]) -> Bytes {
+    let base_timestamp = records
+        .iter()
+        .map(|r| r.timestamp_ms)
+        .min()
+        .unwrap_or(batch.base_timestamp_ms);
+    let max_timestamp = if batch.log_append_time() || records.is_empty() {
+        batch.max_timestamp_ms
+    } else {
+        records
+            .iter()
+            .map(|r| r.timestamp_ms)
+            .max()
+            .unwrap_or(batch.max_timestamp_ms)
+    };
+    let record_body = |r: &Record| {
+        1 + varlong_len(r.timestamp_ms.wrapping_sub(base_timestamp))
+            + varlong_len(i64::from(r.offset_delta))
+            + bytes_len(r.key.as_deref())
+            + bytes_len(r.value.as_deref())
+            + varlong_len(r.headers.len() as i64)
+            + r.headers
+                .iter()
+                .map(|h| bytes_len(Some(h.key.as_bytes())) + bytes_len(h.value.as_deref()))
+                .sum::<usize>()
+    };
+    let body_len: usize = records
+        .iter()
+        .map(|r| {
+            let len = record_body(r);
+            varlong_len(len as i64) + len
+        })
+        .sum();
+    let mut out = BytesMut::with_capacity(BATCH_HEADER_LEN + body_len);
+    out.put_i64(batch.base_offset);
+    out.put_i32((BATCH_HEADER_LEN - 12 + body_len) as i32);
+    out.put_i32(batch.partition_leader_epoch);
+    out.put_i8(2);
+    out.put_u32(0); // crc, below
+    out.put_i16(batch.attributes & !0x07);
+    out.put_i32(batch.last_offset_delta);
+    out.put_i64(base_timestamp);
+    out.put_i64(max_timestamp);
+    out.put_i64(batch.producer_id);
+    out.put_i16(batch.producer_epoch);
+    out.put_i32(batch.base_sequence);
+    out.put_i32(records.len() as i32);
+    for r in records {
+        write_varlong(&mut out, record_body(r) as i64);
+        out.put_i8(0);
+        write_varlong(&mut out, r.timestamp_ms.wrapping_sub(base_timestamp));
+        write_varlong(&mut out, i64::from(r.offset_delta));
+        write_bytes(&mut out, r.key.as_deref());
+        write_bytes(&mut out, r.value.as_deref());
+        write_varlong(&mut out, r.headers.len() as i64);
+        for h in &r.headers {
+            write_bytes(&mut out, Some(h.key.as_bytes()));
+            write_bytes(&mut out, h.value.as_deref());
+        }
+    }
+    debug_assert_eq!(out.len(), BATCH_HEADER_LEN + body_len);
+    let crc = crc32c::crc32c(&out[ATTRIBUTES_OFFSET..]);
+    out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+    out.freeze()
+}
+
 /// A record batch with no records covering offsets `base_offset..base_offset + message_count`
 /// (what Kafka's log compaction leaves when it removes every record of a batch): a consumer
 /// takes its next offset from the batch's last offset, so it moves past the range.

@@ -25,6 +25,7 @@
 
 pub mod base64;
 pub mod cache;
+pub mod compaction;
 pub mod kafka;
 pub mod pulsar;
 

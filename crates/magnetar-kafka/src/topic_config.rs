@@ -86,8 +86,9 @@ pub struct Spec {
     pub effect: Effect,
 }
 
-const COMPACTION: Effect =
-    Effect::None("compaction keys take effect with compaction (not yet run on users' topics)");
+/// Log compaction runs on local ledgers (standalone); a cluster-mode (shared) or tiered ledger
+/// is not compacted, which the documentation says.
+const COMPACTION: Effect = Effect::Applied;
 const ONE_COPY: Effect = Effect::None(
     "each partition is one copy on the ledger; there are no replicas or leader elections",
 );
@@ -126,8 +127,10 @@ pub const SPECS: &[Spec] = &[
         Rule::ListOf(&["compact", "delete"]),
         Effect::Applied,
         "Retention policy of old segments: 'delete' removes them by time or size, 'compact' keeps \
-         the latest value of each key. With 'compact' every produced record must have a key; \
-         compaction itself is not yet run on users' topics.",
+         the latest value of each key (sealed segments are rewritten by the broker's cleaner; \
+         offsets are kept, so gaps are normal). With 'compact' every produced record must have \
+         a key. Compaction runs on local ledgers (standalone), not on tiered or cluster-mode \
+         ones.",
     ),
     def(
         COMPRESSION_GZIP_LEVEL,
@@ -392,8 +395,9 @@ pub const SPECS: &[Spec] = &[
         config_type::LONG,
         "604800000",
         Rule::AtLeast(1),
-        Effect::None("segments roll by size only"),
-        "Time after which a segment is rolled even if not full.",
+        Effect::Applied,
+        "Time after which a segment is rolled even if not full (taken when the partition is \
+         opened, like segment.bytes).",
     ),
     def(
         UNCLEAN_LEADER_ELECTION_ENABLE,

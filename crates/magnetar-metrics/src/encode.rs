@@ -311,6 +311,58 @@ fn encode_snapshot(s: &Snapshot, e: &mut DescriptorEncoder) -> Result<(), std::f
         "Bytes of segment files, per topic (open partitions).",
         storage_rows.into_iter().map(|(l, v)| (l, v as f64)),
     )?;
+    if s.partition_series {
+        let compacted: Vec<_> = s
+            .partitions
+            .iter()
+            .filter_map(|r| r.compaction.as_ref().map(|c| (r, c)))
+            .collect();
+        let rows = |value: &dyn Fn(&crate::CompactionRow) -> Option<f64>| {
+            compacted
+                .iter()
+                .filter_map(|(r, c)| {
+                    let v = value(c)?;
+                    Some((
+                        labels([
+                            ("namespace", &r.namespace),
+                            ("topic", &r.topic),
+                            ("partition", &r.partition.to_string()),
+                        ]),
+                        v,
+                    ))
+                })
+                .collect::<Vec<_>>()
+        };
+        gauge(
+            e,
+            "magnetar_partition_compaction_cleanable_bytes",
+            "Bytes of sealed segments not yet compacted and older than min.compaction.lag.ms, per partition of a compacted topic.",
+            rows(&|c| Some(c.cleanable_bytes as f64)),
+        )?;
+        gauge(
+            e,
+            "magnetar_partition_compaction_last_timestamp_seconds",
+            "When the last compaction that rewrote segments of the partition ended (Unix time).",
+            rows(&|c| c.last_compaction_ms.map(|ms| ms as f64 / 1000.0)),
+        )?;
+        gauge(
+            e,
+            "magnetar_partition_compaction_last_duration_seconds",
+            "How long the last compaction that rewrote segments of the partition took.",
+            rows(&|c| {
+                c.last_compaction_ms
+                    .map(|_| c.last_duration_ms as f64 / 1000.0)
+            }),
+        )?;
+        counter(
+            e,
+            "magnetar_partition_compaction_reclaimed_bytes",
+            "Bytes reclaimed by compacting the partition since the broker started.",
+            rows(&|c| Some(c.bytes_reclaimed as f64))
+                .into_iter()
+                .map(|(l, v)| (l, v as u64)),
+        )?;
+    }
     gauge(
         e,
         "magnetar_metrics_partition_series_limited",

@@ -87,6 +87,17 @@ pub(crate) struct PartitionRow {
     pub messages_out: u64,
     pub storage_bytes: u64,
     pub segments: u64,
+    /// Partitions of topics with `cleanup.policy=compact` on a local ledger.
+    pub compaction: Option<CompactionRow>,
+}
+
+/// Log compaction of one partition.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CompactionRow {
+    pub cleanable_bytes: u64,
+    pub last_compaction_ms: Option<i64>,
+    pub last_duration_ms: u64,
+    pub bytes_reclaimed: u64,
 }
 
 /// Lag of one group on one partition.
@@ -223,7 +234,24 @@ impl Metrics {
             let traffic = log.traffic();
             let stats = log.stats();
             let name = log.name();
+            let compaction = match self.broker.topic(&name.topic).await {
+                Ok(Some(metadata)) => {
+                    self.broker
+                        .cleanable_bytes(log, &metadata)
+                        .map(|cleanable| {
+                            let status = self.broker.compaction_status(name);
+                            CompactionRow {
+                                cleanable_bytes: cleanable,
+                                last_compaction_ms: status.last_compaction_ms,
+                                last_duration_ms: status.last_duration_ms,
+                                bytes_reclaimed: status.bytes_reclaimed,
+                            }
+                        })
+                }
+                _ => None,
+            };
             s.partitions.push(PartitionRow {
+                compaction,
                 namespace: name.topic.namespace.to_string(),
                 topic: name.topic.short_name(default_namespace),
                 partition: name.partition,

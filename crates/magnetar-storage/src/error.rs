@@ -77,6 +77,10 @@ pub enum StorageError {
     /// holds a record this build cannot read.
     #[error("wal metadata: {reason}")]
     Metadata { reason: String },
+    /// Log compaction could not run on this ledger (its store cannot stage segments, the key
+    /// map is too small for one entry, an entry does not decode); nothing was changed.
+    #[error("compaction failed: {reason}")]
+    Compaction { reason: String },
     /// A blocking task panicked or was cancelled.
     #[error("background task failed: {reason}")]
     TaskFailed { reason: String },

@@ -107,6 +107,7 @@ pub(crate) fn load_index(
     base_index: u64,
     file: &std::sync::Arc<dyn SegmentFile>,
     index_interval_bytes: u32,
+    compacted: bool,
 ) -> Result<SegmentInfo, String> {
     if bytes.len() < FIXED_LEN + CRC_LEN {
         return Err(format!("truncated: {} bytes", bytes.len()));
@@ -170,8 +171,14 @@ pub(crate) fn load_index(
     // checked on read): a GET here would make opening a ledger need the object store.
     if !file.is_remote() {
         let (crc, header) = read_last_header(file.as_ref(), last_offset)?;
+        // A compacted segment may end with a gap (its end is the next segment's base).
+        let end_matches = if compacted {
+            header.end_index() <= end_index
+        } else {
+            header.end_index() == end_index
+        };
         if crc != last_crc
-            || header.end_index() != end_index
+            || !end_matches
             || last_offset.checked_add(header.encoded_len()) != Some(seg_len)
         {
             return Err("last entry of the segment differs from the index".to_string());
@@ -197,7 +204,12 @@ pub(crate) fn load_index(
         prev = Some(p);
         points.push(p);
     }
-    if points[0].file_offset != 0 || points[0].first_index != base_index {
+    let first_matches = if compacted {
+        points[0].first_index >= base_index
+    } else {
+        points[0].first_index == base_index
+    };
+    if points[0].file_offset != 0 || !first_matches {
         return Err("first index point is not the segment's first entry".to_string());
     }
     let (ts_index, ts_offset) = (u64_at(88), u64_at(96));
@@ -220,6 +232,7 @@ pub(crate) fn load_index(
     info.index = index;
     info.first_publish_ms = publish(i64_at(64));
     info.last_publish_ms = publish(i64_at(72));
+    info.compacted = compacted;
     Ok(info)
 }
 

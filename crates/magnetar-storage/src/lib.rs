@@ -22,6 +22,10 @@
 //! metadata store under a fence, for brokers that keep no data. [`faulty_store`] wraps an
 //! object store to inject faults in tests.
 //!
+//! Log compaction ([`ManagedLedger::compact`], [`compaction`]): sealed segments rewritten
+//! keeping the latest record per key at its original index, swapped in crash-safely; the
+//! payload formats come in through a [`CompactionCodec`] implemented above this crate.
+//!
 //! Operational contract:
 //! - [`ManagedLedger::open`] blocks on file I/O: sealed segments open from their persisted
 //!   index file ([`index_file`], written at roll and checked against the segment: length, the
@@ -52,6 +56,7 @@
 //!   messages are delivered again (at-least-once, as Pulsar's mark-delete rate limit).
 
 pub mod clock;
+pub mod compaction;
 pub mod cursor;
 pub mod entry;
 pub mod error;
@@ -67,14 +72,19 @@ pub mod tiered;
 pub mod wal;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use compaction::{
+    CleanerLimits, CompactionCodec, CompactionOutcome, CompactionPolicy, CompactionRecord,
+    EntryRecords,
+};
 pub use cursor::{CursorStart, CursorState};
 pub use entry::{Entry, EntryHeader, NewEntry, PayloadFormat, ProducerInfo, ENTRY_HEADER_LEN};
 pub use error::StorageError;
 pub use histogram::{HistogramSnapshot, LatencyHistogram, LATENCY_BUCKETS_US};
 pub use ledger::{
     FsyncPolicy, IndexRebuild, LedgerConfig, LedgerStats, ManagedLedger, PendingAppend, Position,
-    RecoveryReport, RetentionOutcome, SegmentStats, APPEND_QUEUE_BYTES_MIN,
-    CLEAN_SHUTDOWN_FILE_NAME, SNAPSHOTS_KEPT, SNAPSHOT_BYTES_MAX, SNAPSHOT_SUFFIX,
+    RecoveryReport, RetentionOutcome, SegmentStats, SwapStep, APPEND_QUEUE_BYTES_MIN,
+    CLEAN_SHUTDOWN_FILE_NAME, COMPACTION_CHECKPOINT_FILE_NAME, COMPACTION_MANIFEST_FILE_NAME,
+    SNAPSHOTS_KEPT, SNAPSHOT_BYTES_MAX, SNAPSHOT_SUFFIX,
 };
 pub use range_set::RangeSet;
 pub use segment_store::{

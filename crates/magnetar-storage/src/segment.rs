@@ -32,6 +32,9 @@ pub(crate) struct SegmentInfo {
     pub last_publish_ms: Option<i64>,
     /// Where a sealed segment stopped decoding on open; reads reaching it fail.
     pub corrupt_at: Option<u64>,
+    /// Rewritten by log compaction: its entries may leave gaps in the index (before, between
+    /// and after them; `end_index` is then the next segment's base, not the last entry's end).
+    pub compacted: bool,
 }
 
 impl SegmentInfo {
@@ -47,6 +50,7 @@ impl SegmentInfo {
             first_publish_ms: None,
             last_publish_ms: None,
             corrupt_at: None,
+            compacted: false,
         }
     }
 
@@ -122,7 +126,7 @@ pub(crate) struct ScanEnd {
 }
 
 /// Visits entries from `start` up to `limit`, checking that each decodes, that indexes are
-/// continuous from `start.first_index` and, if `verify_crc`, that the CRC matches (the
+/// continuous from `start.first_index` (only increasing when `gaps`: a compacted segment) and, if `verify_crc`, that the CRC matches (the
 /// read-side half of the paired invariants). The visitor gets the payload when
 /// `verify_crc` is set. I/O failures are errors; bad data ends the scan with `bad`.
 pub(crate) fn scan_entries(
@@ -130,20 +134,32 @@ pub(crate) fn scan_entries(
     start: IndexPoint,
     limit: u64,
     verify_crc: bool,
+    gaps: bool,
     visit: impl FnMut(&EntryHeader, u64, Option<Bytes>) -> ControlFlow<()>,
 ) -> Result<ScanEnd, StorageError> {
-    scan_entries_from(file, start, limit, verify_crc, 0, SCAN_CHUNK_BYTES, visit)
+    scan_entries_from(
+        file,
+        start,
+        limit,
+        verify_crc,
+        gaps,
+        0,
+        SCAN_CHUNK_BYTES,
+        visit,
+    )
 }
 
 /// [`scan_entries`] for a read from index `from`: the entries that end at or before it are
 /// passed by their headers alone (their payloads are neither read nor CRC-checked, and they are
 /// not visited), so a reader positioned after a corrupt entry is not stopped by it. Reads from the
 /// file `chunk_bytes` at a time (a consumer asking for 16 KiB does not cause 1 MiB reads).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn scan_entries_from(
     file: &dyn SegmentFile,
     start: IndexPoint,
     limit: u64,
     verify_crc: bool,
+    gaps: bool,
     from: u64,
     chunk_bytes: u64,
     mut visit: impl FnMut(&EntryHeader, u64, Option<Bytes>) -> ControlFlow<()>,
@@ -176,7 +192,7 @@ pub(crate) fn scan_entries_from(
             Ok(h) => h,
             Err(reason) => return Ok(end(pos, expected, Some(reason), false)),
         };
-        if header.first_index != expected {
+        if header.first_index < expected || (header.first_index > expected && !gaps) {
             let reason = format!(
                 "index order broken: expected {expected}, found {}",
                 header.first_index

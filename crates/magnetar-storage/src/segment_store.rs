@@ -14,6 +14,8 @@ use crate::StorageError;
 
 /// Suffix of segment file names; the stem is the base index, zero-padded to 20 digits.
 pub const SEGMENT_SUFFIX: &str = ".seg";
+/// Suffix added to a segment or index file name while log compaction stages its rewritten copy.
+pub const STAGED_SUFFIX: &str = ".cleaned";
 
 /// File name of the segment whose first entry has `base_index`.
 pub fn segment_file_name(base_index: u64) -> String {
@@ -35,6 +37,39 @@ pub trait SegmentStore: Send + Sync + 'static {
     /// The index file of segment `base_index`, `None` if there is none. Reads at most
     /// `max_bytes + 1` bytes, so a longer file shows up as too long, not as a huge allocation.
     fn read_index(&self, base_index: u64, max_bytes: u64) -> Result<Option<Vec<u8>>, StorageError>;
+    /// Whether this store can stage rewritten segments for log compaction (the `*_staged`
+    /// methods below). Stores that cannot are never compacted.
+    fn can_compact(&self) -> bool {
+        false
+    }
+    /// Creates (replacing any leftover) the staged copy of segment `base_index`: written by
+    /// compaction, invisible to [`SegmentStore::list`] and `open` until committed.
+    fn create_staged(&self, base_index: u64) -> Result<Arc<dyn SegmentFile>, StorageError> {
+        Err(StorageError::Compaction {
+            reason: format!("this segment store cannot stage segment {base_index}"),
+        })
+    }
+    /// Stores the index file of the staged segment `base_index`, durably.
+    fn write_staged_index(&self, base_index: u64, bytes: &[u8]) -> Result<(), StorageError> {
+        let _ = bytes;
+        self.create_staged(base_index).map(|_| ())
+    }
+    /// Replaces segment `base_index` and its index file by their staged copies (each an atomic
+    /// rename). Idempotent: a staged file already moved is skipped, so recovery can repeat it.
+    /// Without `has_index` (an empty rewritten segment has none) the old index file is
+    /// removed instead. Call [`SegmentStore::sync_staged`] after the last one.
+    fn commit_staged(&self, base_index: u64, has_index: bool) -> Result<(), StorageError> {
+        let _ = has_index;
+        self.create_staged(base_index).map(|_| ())
+    }
+    /// Makes the renames and deletions of a compaction swap durable.
+    fn sync_staged(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
+    /// Removes every staged file (an uncommitted compaction's leftovers).
+    fn discard_staged(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
     /// Whether this store offloads sealed segments to object storage.
     fn can_offload(&self) -> bool {
         false
@@ -101,6 +136,21 @@ impl LocalSegmentStore {
 
     fn index_path(&self, base_index: u64) -> PathBuf {
         self.dir.join(index_file_name(base_index))
+    }
+
+    fn staged(path: &Path) -> PathBuf {
+        let mut name = path.as_os_str().to_owned();
+        name.push(STAGED_SUFFIX);
+        PathBuf::from(name)
+    }
+}
+
+/// Renames `from` over `to`; `Ok(false)` when `from` does not exist (already renamed).
+fn rename_if_present(from: &Path, to: &Path) -> Result<bool, StorageError> {
+    match std::fs::rename(from, to) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(StorageError::io("rename staged file", to, e)),
     }
 }
 
@@ -192,6 +242,79 @@ impl SegmentStore for LocalSegmentStore {
         std::fs::rename(&tmp, &path)
             .map_err(|e| StorageError::io("rename segment index", &path, e))?;
         if sync {
+            sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    fn can_compact(&self) -> bool {
+        true
+    }
+
+    fn create_staged(&self, base_index: u64) -> Result<Arc<dyn SegmentFile>, StorageError> {
+        let path = Self::staged(&self.path(base_index));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(|e| StorageError::io("create staged segment", &path, e))?;
+        Ok(Arc::new(LocalSegmentFile {
+            file,
+            path,
+            len: AtomicU64::new(0),
+        }))
+    }
+
+    fn write_staged_index(&self, base_index: u64, bytes: &[u8]) -> Result<(), StorageError> {
+        use std::io::Write;
+        let path = Self::staged(&self.index_path(base_index));
+        let mut f =
+            File::create(&path).map_err(|e| StorageError::io("create staged index", &path, e))?;
+        f.write_all(bytes)
+            .and_then(|()| f.sync_all())
+            .map_err(|e| StorageError::io("write staged index", &path, e))
+    }
+
+    fn commit_staged(&self, base_index: u64, has_index: bool) -> Result<(), StorageError> {
+        // The index first: a crash between the two renames leaves the new index beside the old
+        // segment, which recovery (repeating this) fixes; opening checks an index against its
+        // segment anyway.
+        let index = self.index_path(base_index);
+        if has_index {
+            rename_if_present(&Self::staged(&index), &index)?;
+        } else {
+            match std::fs::remove_file(&index) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StorageError::io("delete segment index", &index, e)),
+            }
+        }
+        let seg = self.path(base_index);
+        rename_if_present(&Self::staged(&seg), &seg)?;
+        Ok(())
+    }
+
+    fn sync_staged(&self) -> Result<(), StorageError> {
+        sync_dir(&self.dir)
+    }
+
+    fn discard_staged(&self) -> Result<(), StorageError> {
+        let rd = std::fs::read_dir(&self.dir)
+            .map_err(|e| StorageError::io("list directory", &self.dir, e))?;
+        let mut removed = false;
+        for item in rd {
+            let item = item.map_err(|e| StorageError::io("list directory", &self.dir, e))?;
+            let name = item.file_name();
+            if name.to_str().is_some_and(|n| n.ends_with(STAGED_SUFFIX)) {
+                let path = item.path();
+                std::fs::remove_file(&path)
+                    .map_err(|e| StorageError::io("remove staged file", &path, e))?;
+                removed = true;
+            }
+        }
+        if removed {
             sync_dir(&self.dir)?;
         }
         Ok(())

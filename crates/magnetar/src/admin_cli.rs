@@ -301,6 +301,15 @@ enum TopicsCommand {
     OffloadStatus {
         topic: String,
     },
+    /// Compacts the topic now (its cleanup.policy must include compact), whatever its dirty
+    /// ratio: every partition it names, in the background.
+    Compact {
+        topic: String,
+    },
+    /// The status of the last compaction (NOT_RUN, RUNNING, SUCCESS or ERROR with the error).
+    CompactionStatus {
+        topic: String,
+    },
     Subscriptions {
         topic: String,
     },
@@ -770,6 +779,16 @@ fn run(c: &Client, command: AdminCommand) -> Result<Value, String> {
             TopicsCommand::OffloadStatus { topic } => c.call(
                 "GET",
                 &format!("/admin/v2/persistent/{}/offload", topic_path(&topic)?),
+                None,
+            ),
+            TopicsCommand::Compact { topic } => c.call(
+                "PUT",
+                &format!("/admin/v2/persistent/{}/compaction", topic_path(&topic)?),
+                None,
+            ),
+            TopicsCommand::CompactionStatus { topic } => c.call(
+                "GET",
+                &format!("/admin/v2/persistent/{}/compaction", topic_path(&topic)?),
                 None,
             ),
             TopicsCommand::Subscriptions { topic } => c.call(

@@ -361,6 +361,18 @@ async fn wire(config: &Config, bound: &Bound) -> anyhow::Result<Wired> {
         let (broker, tiering) = open_broker(config, broker_config, metadata).await?;
         (broker, tiering, None)
     };
+    // Log compaction: local ledgers only (the broker skips shared and tiered ones).
+    if config.cleaner.enabled {
+        broker.set_compaction(
+            Arc::new(magnetar_format::compaction::EntryCompaction),
+            magnetar_broker::compaction::CleanerLimits {
+                dedupe_buffer_bytes: config.cleaner.dedupe_buffer_bytes,
+                io_bytes_per_second: (config.cleaner.io_max_bytes_per_second > 0)
+                    .then_some(config.cleaner.io_max_bytes_per_second),
+                ..magnetar_broker::compaction::CleanerLimits::default()
+            },
+        );
+    }
 
     let authenticator = if config.auth.enabled {
         Some(Arc::new(
@@ -578,6 +590,11 @@ fn serve(config: &Config, bound: Bound, wired: &Wired) -> anyhow::Result<Serving
         let interval = Duration::from_millis(config.broker.retention_check_interval_ms);
         async move { ("retention", run_retention(broker, interval, shutdown).await) }
     });
+    if config.cleaner.enabled && wired.cluster.is_none() {
+        let (broker, shutdown) = (wired.broker.clone(), shutdown.clone());
+        let interval = Duration::from_millis(config.cleaner.check_interval_ms);
+        tasks.spawn(async move { ("cleaner", run_cleaner(broker, interval, shutdown).await) });
+    }
     if let Some(member) = wired.cluster.clone() {
         let shutdown = shutdown.clone();
         tasks.spawn(async move {
@@ -788,6 +805,37 @@ async fn run_retention(
                     Ok(summary) if summary.segments_deleted > 0 => tracing::info!(?summary, "retention pass"),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "retention pass failed"),
+                }
+            }
+        }
+    }
+}
+
+/// Compacts the partitions of compacted topics that are due every `interval` until shutdown
+/// (one partition at a time: one cleaner thread). A failed pass is logged and retried at the
+/// next tick.
+async fn run_cleaner(
+    broker: Arc<Broker>,
+    interval: Duration,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    // The first pass one interval after startup, not during it.
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = ticker.tick() => {
+                let pass = tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    pass = broker.enforce_compaction() => pass,
+                };
+                match pass {
+                    Ok(summary) if summary.partitions_compacted > 0 || summary.failures > 0 => {
+                        tracing::info!(?summary, "cleaner pass")
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "cleaner pass failed"),
                 }
             }
         }

@@ -261,6 +261,20 @@ impl Dispatcher {
             return Ok(false);
         };
         let end = last.header.end_index();
+        // A compacted log has gaps between entries (indexes whose records compaction removed):
+        // nothing is ever delivered there, so they count as acknowledged, or the mark-delete
+        // position would stop at the first gap.
+        let mut gaps = Vec::new();
+        let mut expected = from;
+        for e in &entries {
+            if e.header.first_index > expected {
+                gaps.push(expected..e.header.first_index);
+            }
+            expected = expected.max(e.header.end_index());
+        }
+        if !gaps.is_empty() {
+            self.sub.ack(gaps).await?;
+        }
         {
             // Another step (a reset) may have moved the read index meanwhile.
             let mut s = self.sub.lock();

@@ -13,6 +13,7 @@
 //! marker), `retention` (start index, truncation, retention), `cursors` and `snapshots`.
 
 mod append;
+mod compaction;
 mod cursors;
 mod read;
 mod recovery;
@@ -49,6 +50,9 @@ use crate::segment_store::{
 use crate::StorageError;
 
 pub use append::PendingAppend;
+#[doc(hidden)]
+pub use compaction::SwapStep;
+pub use compaction::{COMPACTION_CHECKPOINT_FILE_NAME, COMPACTION_MANIFEST_FILE_NAME};
 use recovery::recover;
 pub use recovery::{IndexRebuild, RecoveryReport};
 pub use retention::RetentionOutcome;
@@ -204,6 +208,8 @@ struct LedgerState {
     end_index: u64,
     /// What recovery repaired when the ledger was opened.
     recovery: RecoveryReport,
+    /// Every index below this was compacted (log compaction's checkpoint).
+    cleaned_through: u64,
 }
 
 impl LedgerState {
@@ -251,8 +257,12 @@ pub struct ManagedLedger {
     counters: Counters,
     dirty: AtomicBool,
     interval_task: Mutex<Option<JoinHandle<()>>>,
-    /// Serializes truncation and retention.
+    /// Serializes truncation, retention and the swap of compacted segments.
     admin: tokio::sync::Mutex<()>,
+    /// One compaction at a time.
+    compacting: tokio::sync::Mutex<()>,
+    /// When the oldest tombstone the last compaction kept may go (`i64::MAX`: none known).
+    tombstones_due_ms: std::sync::atomic::AtomicI64,
     cursors: Mutex<CursorBook>,
     /// Serializes cursor file writes; holds the last written book version.
     cursor_persist: tokio::sync::Mutex<u64>,
@@ -329,6 +339,8 @@ impl ManagedLedger {
             dirty: AtomicBool::new(false),
             interval_task: Mutex::new(None),
             admin: tokio::sync::Mutex::new(()),
+            compacting: tokio::sync::Mutex::new(()),
+            tombstones_due_ms: std::sync::atomic::AtomicI64::new(i64::MAX),
             cursors: Mutex::new(CursorBook {
                 cursors,
                 version: 0,

@@ -24,7 +24,7 @@ impl ManagedLedger {
         max_entries: usize,
         at_least_one: bool,
     ) -> Result<(SegmentRead, u64), StorageError> {
-        let (file, base, start, limit, seg_end) = {
+        let (file, base, start, limit, seg_end, gaps) = {
             let s = read(&self.state);
             let Some(seg) = s.segment_for(from) else {
                 return Ok((
@@ -42,6 +42,7 @@ impl ManagedLedger {
                 seg.start_point(from),
                 seg.bytes,
                 seg.end_index,
+                seg.compacted,
             )
         };
         let result = tokio::task::spawn_blocking(move || {
@@ -53,6 +54,7 @@ impl ManagedLedger {
                 seg_end,
                 from,
                 verify_crc,
+                gaps,
                 max_bytes,
                 max_entries,
                 at_least_one,
@@ -162,12 +164,13 @@ impl ManagedLedger {
                         seg.base_index,
                         seg.index.lookup_time(timestamp_ms),
                         seg.bytes,
+                        seg.compacted,
                     )
                 })
                 .collect();
             (c, s.start_index)
         };
-        for (file, base, point, limit) in candidates {
+        for (file, base, point, limit, gaps) in candidates {
             let point = point.unwrap_or(IndexPoint {
                 first_index: base,
                 file_offset: 0,
@@ -175,7 +178,7 @@ impl ManagedLedger {
             });
             let found = tokio::task::spawn_blocking(move || {
                 let mut found = None;
-                let end = scan_entries(file.as_ref(), point, limit, false, |h, _, _| {
+                let end = scan_entries(file.as_ref(), point, limit, false, gaps, |h, _, _| {
                     if h.max_timestamp_ms >= timestamp_ms && h.end_index() > start {
                         found = Some(*h);
                         ControlFlow::Break(())
@@ -257,6 +260,7 @@ fn read_entries(
     seg_end: u64,
     from: u64,
     verify_crc: bool,
+    gaps: bool,
     max_bytes: usize,
     max_entries: usize,
     at_least_one: bool,
@@ -273,6 +277,7 @@ fn read_entries(
         start,
         limit,
         verify_crc,
+        gaps,
         from,
         chunk_bytes,
         |h, _, payload| {
@@ -293,7 +298,9 @@ fn read_entries(
             ControlFlow::Continue(())
         },
     )?;
-    if !end.stopped && end.next_index < seg_end {
+    // A compacted segment may end with a gap: its data ends before `seg_end` without damage.
+    let short = end.bad.is_some() || (!gaps && end.next_index < seg_end);
+    if !end.stopped && short {
         if !items.is_empty() {
             // What precedes the bad entry is served; the next read starts at it and fails.
             return Ok(SegmentRead {

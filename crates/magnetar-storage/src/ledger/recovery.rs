@@ -90,6 +90,10 @@ pub(super) fn recover(
         Err(e) => return Err(StorageError::io("read start index", &start_path, e)),
     };
     let clean_base = take_clean_shutdown_marker(dir)?;
+    // A compaction swap that was committed (its manifest written) is finished, one that was
+    // not is discarded, before the segments are listed.
+    compaction::finish_swap(dir, store)?;
+    let cleaned_through = compaction::read_checkpoint(dir)?;
     let bases = store.list()?;
     let mut segments = Vec::with_capacity(bases.len().max(1));
     let mut recovery = RecoveryReport::default();
@@ -104,6 +108,9 @@ pub(super) fn recover(
     let sync = config.fsync == FsyncPolicy::Always;
     for (i, &base) in bases.iter().enumerate() {
         let last = i + 1 == bases.len();
+        // Segments below the compaction checkpoint were rewritten by compaction (gaps allowed);
+        // the active one never is.
+        let compacted = !last && base < cleaned_through;
         let file = store.open(base)?;
         let len = file.len();
         // A sealed segment opens from its index file when that matches the segment. The active
@@ -112,7 +119,7 @@ pub(super) fn recover(
         // segment like a sealed one's) is used once; the marker is already deleted, so a crash
         // from here on scans it again.
         if last && clean_base == Some(base) {
-            let loaded = persisted_index(store, base, &file, config.index_interval_bytes)?;
+            let loaded = persisted_index(store, base, &file, config.index_interval_bytes, false)?;
             match loaded {
                 Ok(info) => {
                     recovery.indexes_loaded += 1;
@@ -127,7 +134,8 @@ pub(super) fn recover(
         }
         let mut rebuild_reason = None;
         if !last {
-            let loaded = persisted_index(store, base, &file, config.index_interval_bytes)?;
+            let loaded =
+                persisted_index(store, base, &file, config.index_interval_bytes, compacted)?;
             match loaded {
                 Ok(info) if bases.get(i + 1) == Some(&info.end_index) => {
                     recovery.indexes_loaded += 1;
@@ -140,13 +148,16 @@ pub(super) fn recover(
                         info.end_index
                     ))
                 }
+                // An empty compacted segment has no index file: nothing to rebuild.
+                Err(_) if compacted && len == 0 => {}
                 Err(reason) => rebuild_reason = Some(reason),
             }
         }
         recovery.segments_scanned += 1;
         let mut info = SegmentInfo::new(base, file.clone(), config.index_interval_bytes);
+        info.compacted = compacted;
         let start = info.start_point(base);
-        let end = scan_entries(file.as_ref(), start, len, last, |h, pos, _| {
+        let end = scan_entries(file.as_ref(), start, len, last, compacted, |h, pos, _| {
             info.on_append(h, pos);
             ControlFlow::Continue(())
         })?;
@@ -180,6 +191,10 @@ pub(super) fn recover(
                         info.end_index
                     ),
                 });
+            }
+            if info.end_index < next && compacted && info.corrupt_at.is_none() {
+                // Compaction removed the segment's last records: the gap is expected.
+                info.end_index = next;
             }
             if info.end_index < next {
                 tracing::error!(dir = %dir.display(), segment = base, end_index = info.end_index, next, "gap before next segment; reads in it will fail");
@@ -217,6 +232,7 @@ pub(super) fn recover(
         start_index,
         end_index,
         recovery,
+        cleaned_through,
     })
 }
 
@@ -244,6 +260,7 @@ fn persisted_index(
     base: u64,
     file: &Arc<dyn SegmentFile>,
     index_interval_bytes: u32,
+    compacted: bool,
 ) -> Result<Result<SegmentInfo, String>, StorageError> {
     let len = file.len();
     let max = index_file_bytes_max(len);
@@ -252,7 +269,7 @@ fn persisted_index(
         Some(bytes) if bytes.len() as u64 > max => {
             Err(format!("too long for a segment of {len} bytes"))
         }
-        Some(bytes) => load_index(&bytes, base, file, index_interval_bytes),
+        Some(bytes) => load_index(&bytes, base, file, index_interval_bytes, compacted),
     })
 }
 

@@ -12,6 +12,7 @@
 
 mod aliases;
 mod auth;
+mod cleaner;
 mod cluster;
 mod groups;
 mod http;
@@ -32,6 +33,7 @@ use aliases::{
 };
 pub use aliases::{Alias, ALIASES};
 pub use auth::{list, AuthSection};
+pub use cleaner::CleanerSection;
 pub use cluster::ClusterSection;
 pub use groups::GroupsSection;
 pub use http::HttpSection;
@@ -47,6 +49,7 @@ pub struct Config {
     pub version: u32,
     pub server: ServerConfig,
     pub broker: BrokerSection,
+    pub cleaner: CleanerSection,
     pub kafka: KafkaSection,
     pub pulsar: PulsarSection,
     pub http: HttpSection,
@@ -63,6 +66,7 @@ impl Default for Config {
             version: 1,
             server: ServerConfig::default(),
             broker: BrokerSection::default(),
+            cleaner: CleanerSection::default(),
             kafka: KafkaSection::default(),
             pulsar: PulsarSection::default(),
             http: HttpSection::default(),
@@ -233,6 +237,7 @@ impl Config {
         }
         self.validate_server()?;
         self.validate_broker()?;
+        self.validate_cleaner()?;
         self.validate_kafka()?;
         self.validate_auth()?;
         self.validate_tls()?;

@@ -1,0 +1,193 @@
+//! The payload formats as log compaction sees them ([`EntryCompaction`], the broker's
+//! [`CompactionCodec`]): the keyed records of an entry and the entry rewritten with some of them.
+//!
+//! - Kafka record batches: every record with its key (`None` for a key-less one, which is kept),
+//!   a null value is a tombstone; control batches (transaction markers) are kept whole. A
+//!   rewritten batch keeps its base offset, offset deltas, last offset delta and producer
+//!   information ([`kafka::encode_batch_subset`]), uncompressed.
+//! - Pulsar entries: a single (non-batched) message is one record keyed by its partition key
+//!   (the base64-decoded bytes of a binary key, so a Kafka key and the Pulsar key it maps to are
+//!   the same key); a null or empty value is a delete, as in Pulsar's compaction. Batched Pulsar
+//!   entries are kept whole: re-encoding a Pulsar batch is not done here.
+
+use bytes::Bytes;
+use magnetar_broker::compaction::{CompactionCodec, CompactionRecord, EntryRecords};
+use magnetar_broker::{EntryHeader, PayloadFormat};
+
+use crate::kafka;
+
+/// The [`CompactionCodec`] for both entry formats.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct EntryCompaction;
+
+impl CompactionCodec for EntryCompaction {
+    fn records(&self, header: &EntryHeader, payload: &Bytes) -> Result<EntryRecords, String> {
+        match header.format {
+            PayloadFormat::Kafka => {
+                let batch = kafka::decode_batch(payload).map_err(|e| e.to_string())?;
+                if batch.is_control() {
+                    return Ok(EntryRecords::KeepWhole);
+                }
+                let base = u64::try_from(batch.base_offset)
+                    .map_err(|_| format!("negative base offset {}", batch.base_offset))?;
+                let records = batch
+                    .records
+                    .into_iter()
+                    .map(|r| CompactionRecord {
+                        index: base.saturating_add(u64::from(r.offset_delta.max(0) as u32)),
+                        tombstone: r.value.is_none(),
+                        key: r.key,
+                    })
+                    .collect();
+                Ok(EntryRecords::Records(records))
+            }
+            PayloadFormat::Pulsar => {
+                let messages = crate::pulsar::entry_messages(payload).map_err(|e| e.to_string())?;
+                let batched = pulsar_batched(payload);
+                if batched || messages.len() != 1 {
+                    return Ok(EntryRecords::KeepWhole);
+                }
+                let m = &messages[0];
+                let key = m.partition_key.as_ref().map(|k| {
+                    let decoded = if m.partition_key_b64 {
+                        crate::base64::decode(k)
+                    } else {
+                        None
+                    };
+                    Bytes::from(decoded.unwrap_or_else(|| k.as_bytes().to_vec()))
+                });
+                Ok(EntryRecords::Records(vec![CompactionRecord {
+                    index: header.first_index,
+                    key,
+                    tombstone: m.null_value || m.value.is_empty(),
+                }]))
+            }
+        }
+    }
+
+    fn retain(
+        &self,
+        header: &EntryHeader,
+        payload: &Bytes,
+        keep: &[bool],
+    ) -> Result<Bytes, String> {
+        match header.format {
+            PayloadFormat::Kafka => {
+                let batch = kafka::decode_batch(payload).map_err(|e| e.to_string())?;
+                if keep.len() != batch.records.len() {
+                    return Err(format!(
+                        "{} keep flags for {} records",
+                        keep.len(),
+                        batch.records.len()
+                    ));
+                }
+                let kept: Vec<kafka::Record> = batch
+                    .records
+                    .iter()
+                    .zip(keep)
+                    .filter(|(_, k)| **k)
+                    .map(|(r, _)| r.clone())
+                    .collect();
+                Ok(kafka::encode_batch_subset(&batch, &kept))
+            }
+            // A single message is kept or dropped whole; the last of its producer stays as is.
+            PayloadFormat::Pulsar => Ok(payload.clone()),
+        }
+    }
+}
+
+/// Whether a Pulsar entry body is a batch (`num_messages_in_batch` is set).
+fn pulsar_batched(body: &[u8]) -> bool {
+    let Some(size) = body.get(..4) else {
+        return false;
+    };
+    let size = u32::from_be_bytes([size[0], size[1], size[2], size[3]]) as usize;
+    body.get(4..4usize.saturating_add(size))
+        .and_then(|m| crate::pulsar::message_metadata(m).ok())
+        .is_some_and(|m| m.num_messages_in_batch.is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kafka::{decode_batch, encode_batch, Record};
+
+    fn header(first_index: u64, count: u32) -> EntryHeader {
+        EntryHeader {
+            first_index,
+            message_count: count,
+            publish_time_ms: 0,
+            max_timestamp_ms: 0,
+            format: PayloadFormat::Kafka,
+            producer: None,
+            payload_len: 0,
+        }
+    }
+
+    fn record(key: &str, value: Option<&str>) -> Record {
+        Record {
+            offset_delta: 0,
+            timestamp_ms: 1_000,
+            key: Some(Bytes::copy_from_slice(key.as_bytes())),
+            value: value.map(|v| Bytes::copy_from_slice(v.as_bytes())),
+            headers: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn kafka_batch_keeps_offsets_and_producer_of_the_kept_records() {
+        let mut bytes = encode_batch(
+            100,
+            &[
+                record("a", Some("1")),
+                record("b", None),
+                record("a", Some("2")),
+            ],
+        )
+        .to_vec();
+        // Give it a producer: id at 43, epoch at 51, base sequence at 53; fix the CRC.
+        bytes[43..51].copy_from_slice(&7i64.to_be_bytes());
+        bytes[51..53].copy_from_slice(&1i16.to_be_bytes());
+        bytes[53..57].copy_from_slice(&40i32.to_be_bytes());
+        let crc = crc32c::crc32c(&bytes[21..]);
+        bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+        let payload = Bytes::from(bytes);
+        let h = header(100, 3);
+        let EntryRecords::Records(records) = EntryCompaction.records(&h, &payload).unwrap() else {
+            panic!("keyed records expected");
+        };
+        let indexes: Vec<u64> = records.iter().map(|r| r.index).collect();
+        assert_eq!(indexes, vec![100, 101, 102]);
+        assert!(records[1].tombstone && !records[0].tombstone);
+
+        let out = EntryCompaction
+            .retain(&h, &payload, &[false, false, true])
+            .unwrap();
+        let batch = decode_batch(&out).unwrap();
+        assert_eq!(batch.base_offset, 100);
+        assert_eq!(batch.last_offset_delta, 2, "the batch still ends at 102");
+        assert_eq!(batch.records.len(), 1);
+        assert_eq!(batch.records[0].offset_delta, 2);
+        assert_eq!(batch.records[0].value.as_deref(), Some(&b"2"[..]));
+        assert_eq!(
+            (batch.producer_id, batch.producer_epoch, batch.base_sequence),
+            (7, 1, 40)
+        );
+
+        let empty = EntryCompaction.retain(&h, &payload, &[false; 3]).unwrap();
+        let batch = decode_batch(&empty).unwrap();
+        assert!(batch.records.is_empty());
+        assert_eq!((batch.last_offset_delta, batch.producer_id), (2, 7));
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        let h = header(0, 1);
+        assert!(EntryCompaction
+            .records(&h, &Bytes::from_static(b"nope"))
+            .is_err());
+        assert!(EntryCompaction
+            .retain(&h, &Bytes::from_static(b"nope"), &[true])
+            .is_err());
+    }
+}
