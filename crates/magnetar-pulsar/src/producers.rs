@@ -80,10 +80,10 @@ impl ProducerLink {
         let _ = self.out.try_send(self.close_frame());
     }
 
-    /// Closes the producer because its partition closed (see [`ProducerLink::is_closed`]):
-    /// CLOSE_PRODUCER to its client, waiting for room in the connection's queue. A fenced
-    /// producer stays fenced.
-    pub async fn close_by_broker(&self) {
+    /// Marks the producer closed because its partition closed (see [`ProducerLink::is_closed`]);
+    /// returns the CLOSE_PRODUCER frame to send its client, or `None` when it was fenced or
+    /// closed already (a fenced producer stays fenced).
+    pub fn close_by_broker(&self) -> Option<Bytes> {
         if self
             .state
             .compare_exchange(READY, CLOSED, Ordering::AcqRel, Ordering::Acquire)
@@ -93,9 +93,9 @@ impl ProducerLink {
                 .compare_exchange(WAITING, CLOSED, Ordering::AcqRel, Ordering::Acquire)
                 .is_err()
         {
-            return;
+            return None;
         }
-        let _ = self.out.send(self.close_frame()).await;
+        Some(self.close_frame())
     }
 
     fn close_frame(&self) -> Bytes {

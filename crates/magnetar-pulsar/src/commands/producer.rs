@@ -13,7 +13,7 @@ use magnetar_broker::{named_producer_id, Access, PartitionLog, PayloadFormat, To
 use tokio::sync::oneshot;
 
 use crate::commands::schema::{check_schema, BUILTIN_SCHEMA_VERSION};
-use crate::connection::{Connection, Handled, ProducerHandle, Reply};
+use crate::connection::{Connection, Handled, ProducerHandle, Reply, SendFuture};
 use crate::dedup::{DedupTable, Restored};
 use crate::error::{Answer, CommandFailure, OrAnswer};
 use crate::frame::split_body;
@@ -206,17 +206,25 @@ impl Connection {
 
     /// When the partition closes (unloaded, moved to another broker, deleted), the producer is
     /// closed with CLOSE_PRODUCER, so its client looks the topic up again and reconnects to
-    /// wherever it is served now (Pulsar's behaviour on a bundle unload). The task ends with the
-    /// partition, the connection or the service, whichever goes first.
+    /// wherever it is served now (Pulsar's behaviour on a bundle unload). The frame goes through
+    /// the connection's receipt pipeline, behind the receipts of every SEND queued before it: a
+    /// client that got CLOSE_PRODUCER first would drop those receipts and send the messages
+    /// again (stored twice). The task ends with the partition, the connection or the service,
+    /// whichever goes first.
     fn close_with_partition(&self, log: &PartitionLog, link: &ProducerLink) {
         let closed = log.closed();
         let link = link.clone();
-        let out = self.out.clone();
+        let sends = self.sends.clone();
         let cancel = self.service.shutdown.clone();
         self.service.tasks.spawn(async move {
             tokio::select! {
-                _ = closed => link.close_by_broker().await,
-                _ = out.closed() => {}
+                _ = closed => {
+                    if let Some(frame) = link.close_by_broker() {
+                        let after_receipts: SendFuture = Box::pin(async move { frame });
+                        let _ = sends.send(after_receipts).await;
+                    }
+                }
+                _ = sends.closed() => {}
                 _ = cancel.cancelled() => {}
             }
         });
