@@ -382,6 +382,25 @@ def bundle_of(http: str, topic: str) -> str:
     raise AssertionError(f"hash {h:#x} of {topic} in no bundle of {bounds}")
 
 
+def rendezvous_node(bundle: str, node_ids: List[int]) -> int:
+    """The node docs/cluster.md's assignment rule gives the unowned `bundle`
+    (`tenant/ns/0x..._0x...`) among live `node_ids`: the highest rendezvous weight, FNV-1a 64
+    over the name and the node id (4 bytes big-endian) finished with the SplitMix64 mixer, ties
+    to the higher id. Written from the description, so a test comparing it with the owner the
+    brokers pick checks the rule too."""
+    mask = (1 << 64) - 1
+
+    def weight(node: int) -> int:
+        h = 0xCBF29CE484222325
+        for byte in bundle.encode() + struct.pack(">I", node):
+            h = ((h ^ byte) * 0x100000001B3) & mask
+        h = ((h ^ (h >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        h = ((h ^ (h >> 27)) * 0x94D049BB133111EB) & mask
+        return h ^ (h >> 31)
+
+    return max(node_ids, key=lambda n: (weight(n), n))
+
+
 def pulsar_cursor(http: str, topic: str, subscription: str) -> Optional[Tuple[int, List[Tuple[int, int]]]]:
     """The durable cursor of `subscription` on the non-partitioned `topic` as the broker at `http`
     has it committed (`GET .../internal-stats`: the ledger's cursor state, installed only after

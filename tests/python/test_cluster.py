@@ -70,6 +70,7 @@ from cluster_harness import (
     metadata,
     produce_batch,
     pulsar_cursor,
+    rendezvous_node,
     wait_until,
     StallProxy,
 )
@@ -1555,51 +1556,112 @@ def test_pulsar_clients_follow_their_topic_when_its_owner_is_cut_off_from_etcd(
 
 
 def test_pulsar_producer_continues_through_unloads_of_its_bundle(make_cluster, request):
-    """Two brokers; a Pulsar producer sends 800 numbered messages at 100/s (receipts awaited, at
-    most 20 outstanding, send timeout 10 s) while the topic's bundle is unloaded twice
-    (`PUT /admin/v2/namespaces/public/default/{bundle}/unload` through one broker, 307 to the
-    owner): the owner lets go of the producer (CLOSE_PRODUCER, as Pulsar does), the client looks
-    the topic up again and goes on. No send fails; every send is stored once, at its receipt's
-    entry id, in send order."""
+    """Two brokers; the first started alone, so it owns every bundle, and the topic is one whose
+    bundle the assignment rule gives to the second (no rebalancing on join: it stays with the
+    first until released). A Pulsar producer sends 800 numbered messages at 100/s (receipts
+    awaited, at most 20 outstanding, send timeout 10 s) while the topic's bundle is unloaded
+    twice (`PUT /admin/v2/namespaces/public/default/{bundle}/unload` through the broker that
+    does not own it: 307 to the owner): the first unload moves it to the second broker, the
+    second gives it back to the second broker. Each time the owner lets go of the producer, the
+    client looks the topic up again and goes on: no send fails; every send is stored once, at
+    its receipt's entry id, in send order. (How the owner lets go today: the next SEND is
+    answered SEND_ERROR and the client drops the connection; CLOSE_PRODUCER is the next test.)"""
     import requests
 
-    c = make_cluster(2)
-    topic = "persistent://public/default/unload-" + uuid.uuid4().hex[:8]
+    c = make_cluster(1)
+    first = c.brokers[0]
+    second = c.add_broker()
+    c.wait_brokers_registered()
+    ids = [first.node_id, second.node_id]
+    for _ in range(100):
+        topic = "persistent://public/default/unload-" + uuid.uuid4().hex[:8]
+        bundle = bundle_of(first.http, topic)
+        if rendezvous_node(f"public/default/{bundle}", ids) == second.node_id:
+            break
+    else:
+        raise AssertionError("no topic name in 100 whose bundle goes to the second broker")
     client = pulsar_client(c.pulsar_url())
     request.addfinalizer(lambda: close_quietly(client))
     n = 800
     sender = PulsarSender(client, topic, n, rate_per_s=100, window=20, send_timeout_ms=10_000)
     request.addfinalizer(sender.abandon)
-    bundle = None
-    for target in (150, 450):
+    for target, expect_before in ((150, first), (450, second)):
         wait_until(lambda: len(sender.confirmed) >= target or sender.error or sender.errors, 30,
                    f"{target} confirmed sends", on_timeout=c.logs)
         assert not sender.errors, f"failed sends before the unload: {sender.errors[:5]}"
         owner = c.wait_pulsar_owner(topic)
-        bundle = bundle or bundle_of(owner.http, topic)
-        via = c.brokers[0]
+        assert owner is expect_before, (owner, expect_before)
+        via = first if owner is second else second
         sender.mark(f"unload-{target}")
         t0 = time.monotonic()
         r = requests.put(f"http://{via.http}/admin/v2/namespaces/public/default/{bundle}/unload",
                          timeout=10)
-        assert r.status_code == 204, (r.status_code, r.text, [h.status_code for h in r.history])
+        assert r.status_code == 204 and [h.status_code for h in r.history] == [307], (
+            r.status_code, r.text, [h.status_code for h in r.history])
         at = len(sender.confirmed)
         wait_until(lambda: len(sender.confirmed) >= at + 50 or sender.errors or sender.error, 20,
                    "50 more confirmed sends after the unload",
                    on_timeout=lambda: f"{len(sender.confirmed)} confirmed; {c.logs()}")
+        assert not sender.errors, (
+            f"the unload surfaced send errors to the application: {sender.errors[:5]}")
         new_owner = c.wait_pulsar_owner(topic)
         print(f"unload of {bundle} (owner {owner.name}, through {via.name}): sends confirmed "
               f"again {time.monotonic() - t0:.2f}s later; owner now {new_owner.name}")
-        assert not sender.errors, (
-            f"the unload surfaced send errors to the application: {sender.errors[:5]}")
+        assert new_owner is second, f"the bundle went to {new_owner}, not {second} (rendezvous)"
     sender.finish(30)
     assert not sender.errors, f"failed sends: {sender.errors[:10]}"
-    print(f"receipt latency: max {max(sender.latency_s.values()):.2f}s")
 
     stored = read_topic(client, topic)
     assert_sends_stored_once(sender, stored)
-    first = {}
+    first_at: Dict[int, int] = {}
     for e, s in stored:
-        first.setdefault(s, e)
-    order = [first[s] for s in range(n)]
+        first_at.setdefault(s, e)
+    order = [first_at[s] for s in range(n)]
     assert order == sorted(order), "messages stored out of send order"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "no CLOSE_PRODUCER on a bundle unload: the owner closes the partition under the producer and "
+    "tells it nothing; its next SEND is answered SEND_ERROR ServiceNotReady 'the broker is "
+    "shutting down', after which the C++ client drops the whole connection (every producer and "
+    "consumer on it) and reconnects"))
+def test_pulsar_bundle_unload_closes_its_producers_with_close_producer(make_cluster):
+    """Over a raw Pulsar connection to the owner: a producer that sent one message is told
+    CLOSE_PRODUCER (its producer id) when its topic's bundle is unloaded, without sending
+    anything more, as Pulsar's broker does, so the client reconnects that producer alone."""
+    import requests
+    from test_pulsar_raw import (PRODUCER_SUCCESS, SEND_RECEIPT, Raw, fields, metadata,
+                                 payload_frame, producer_cmd, send_cmd, simple_frame)
+
+    close_producer = 15  # BaseCommand.Type CLOSE_PRODUCER, field close_producer = 15
+    c = make_cluster(1)
+    b = c.brokers[0]
+    topic = "persistent://public/default/close-" + uuid.uuid4().hex[:8]
+    raw = Raw(b.pulsar).connect()
+    try:
+        raw.send(simple_frame(producer_cmd(topic, producer_id=7)))
+        raw.expect(PRODUCER_SUCCESS)
+        raw.send(payload_frame(send_cmd(7, 0), metadata(0), b"0"))
+        raw.expect(SEND_RECEIPT)
+        bundle = bundle_of(b.http, topic)
+        r = requests.put(f"http://{b.http}/admin/v2/namespaces/public/default/{bundle}/unload",
+                         timeout=10)
+        assert r.status_code == 204, (r.status_code, r.text)
+        got: list = []
+        frame: Optional[tuple] = ()
+        deadline = time.monotonic() + 5
+        for _ in range(100):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            frame = raw.recv_frame(timeout=left)
+            if frame is None:
+                break
+            got.append(frame[0])
+            if frame[0] == close_producer:
+                assert fields(frame[1][15])[1] == 7, frame
+                return
+        raise AssertionError(f"no CLOSE_PRODUCER within 5 s of the unload: commands received "
+                             f"{got}, then {'nothing (timeout or EOF)' if frame is None else 'none'}")
+    finally:
+        raw.close()
