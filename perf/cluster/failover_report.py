@@ -74,7 +74,8 @@ def report(path: Path) -> None:
         first = last = opened = None
         open_ms = None
         if k is not None:
-            end = next((x for x in kills[i + 1:] if x is not None), float("inf"))
+            # Until the next kill, at most 30 s (the last round: not the shutdown's handovers).
+            end = min(next((x for x in kills[i + 1:] if x is not None), float("inf")), k + 30)
             claims = [t for t, _, m in ev if k < t < end and m.startswith("bundle claimed")]
             if claims:
                 first, last = claims[0] - k, claims[-1] - k
