@@ -35,8 +35,9 @@ server on loopback; every partition's data on the shared WAL).
 13. Pulsar producer and consumer on a topic whose owner is cut off from etcd: redirected to the
    broker that claims it after the session expired; every confirmed send stored once; the old
    owner exits once etcd answers and rejoins as a non-owner;
-14. a Pulsar producer through two unloads of its topic's bundle: no send error, every send
-   stored once in order.
+14. a Pulsar producer through two unloads of its topic's bundle (one moves it to the other
+   broker): no send error, every send stored once in order; over a raw connection, the owner
+   tells the producer CLOSE_PRODUCER on an unload (xfail: not sent yet).
 
 Each test brings up its own cluster (its own etcd root and bucket prefix) on the module's etcd
 and moto. Every wait is a bounded poll on an observable condition; on failure the tails of all
