@@ -236,7 +236,10 @@ class Broker:
         self.cmd = [binary, "broker", "--metadata-store", f"etcd:{etcd}", "--object-store", object_store,
                     "--data-dir", str(self.data_dir), "--kafka-port", str(self.kafka_port),
                     "--pulsar-port", str(self.pulsar_port), "--http-port", str(self.http_port)]
-        self.env = env
+        # Rebalancing off: bundles stay where the start (or a failover) put them, so a run measures
+        # the traffic (or the failover) and not hand-overs to a broker that joined or restarted
+        # (cluster.rebalance_delay_ms after it did). The environment given wins.
+        self.env = {"MAGNETAR_CLUSTER__LOAD_BALANCER_ENABLED": "false", **env}
         self.proc: Optional[subprocess.Popen] = None
         self.generation = 0
         self.node_id: Optional[int] = None

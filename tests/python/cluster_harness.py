@@ -171,9 +171,12 @@ class Cluster:
     def __init__(self, binary: Path, workdir: Path, etcd: Etcd, object_store: str,
                  env: Optional[Dict[str, str]] = None, session_ttl_ms: int = 2500,
                  metadata_root: str = "/magnetar", cluster_toml: str = "", extra_toml: str = "",
-                 object_store_endpoint: Optional[str] = None, storage_toml: str = ""):
+                 object_store_endpoint: Optional[str] = None, storage_toml: str = "",
+                 rebalance_delay_ms: Optional[int] = None):
         """`cluster_toml`: more keys of `[cluster]`; `storage_toml`: more keys of `[storage]`;
-        `extra_toml`: whole sections after them."""
+        `extra_toml`: whole sections after them. `rebalance_delay_ms`: rebalancing on (owners
+        hand a broker that joined its share once it has been live that long); None turns it
+        off, so a test's bundles move only when the test moves them."""
         self.binary = Path(binary)
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -194,7 +197,9 @@ class Cluster:
             f'metadata_store = "etcd:{etcd.endpoint}"\n'
             f'metadata_root = "{metadata_root}"\n'
             f"session_ttl_ms = {session_ttl_ms}\n"
-            f"{cluster_toml}"
+            + ("load_balancer_enabled = false\n" if rebalance_delay_ms is None
+               else f"rebalance_delay_ms = {rebalance_delay_ms}\n")
+            + f"{cluster_toml}"
             f"{extra_toml}"
         )
 
@@ -202,7 +207,8 @@ class Cluster:
 
     def start_brokers(self, n: int, envs: Optional[List[Dict[str, str]]] = None) -> List[ClusterBroker]:
         """Starts `n` brokers at the same time (as a cluster is brought up), so they join before
-        the first one claimed every bundle (there is no rebalancing when a broker joins).
+        the first one claimed every bundle (rebalancing is off unless the cluster was made with
+        `rebalance_delay_ms`).
         `envs[i]`: more environment of the i-th new broker (e.g. its own
         MAGNETAR_CLUSTER__METADATA_STORE, to reach etcd through a proxy)."""
         import threading
@@ -530,6 +536,32 @@ def metadata(addr: str, topics: Optional[List[str]] = None, timeout_s: float = 1
             t.partitions[idx] = (perr, leader)
         out[name] = t
     return Metadata(brokers, controller, out)
+
+
+def leader_epochs(addr: str, topic: str, timeout_s: float = 10.0) -> Dict[int, Tuple[int, int, int]]:
+    """Metadata v7 for one topic: partition -> (error, leader, leader epoch)."""
+    body = struct.pack(">i", 1) + _str(topic) + b"\x00"
+    r = request(addr, 3, 7, body, timeout_s)
+    r.take(">i")  # throttle
+    for _ in range(r.take(">i")):
+        r.take(">i")
+        r.string()
+        r.take(">i")
+        r.string()
+    r.string()  # cluster id
+    r.take(">i")  # controller
+    out: Dict[int, Tuple[int, int, int]] = {}
+    for _ in range(r.take(">i")):
+        r.take(">h")
+        r.string()
+        r.take(">b")
+        for _ in range(r.take(">i")):
+            perr, idx, leader, epoch = r.take(">hiii")
+            for _ in range(3):  # replicas, isr, offline
+                n = r.take(">i")
+                r.pos += 4 * max(n, 0)
+            out[idx] = (perr, leader, epoch)
+    return out
 
 
 def find_coordinator(addr: str, group: str, timeout_s: float = 10.0) -> Tuple[int, int, Optional[str]]:

@@ -37,7 +37,9 @@ server on loopback; every partition's data on the shared WAL).
    owner exits once etcd answers and rejoins as a non-owner;
 14. a Pulsar producer through two unloads of its topic's bundle (one moves it to the other
    broker): no send error, every send stored once in order; over a raw connection, the owner
-   tells the producer CLOSE_PRODUCER on an unload (xfail: not sent yet).
+   tells the producer CLOSE_PRODUCER on an unload;
+15. a broker joins: the owners hand it the bundles the rendezvous rule gives it (rebalancing),
+   and Kafka and Pulsar clients follow.
 
 Each test brings up its own cluster (its own etcd root and bucket prefix) on the module's etcd
 and moto. Every wait is a bounded poll on an observable condition; on failure the tails of all
@@ -67,6 +69,7 @@ from cluster_harness import (
     etcd_binary,
     find_coordinator,
     idempotent_batch,
+    leader_epochs,
     init_producer_id,
     metadata,
     produce_batch,
@@ -127,12 +130,15 @@ def make_cluster(request, binary, tmp_path, etcd, s3):
     made: List[Cluster] = []
 
     def make(n: int, session_ttl_ms: int = SESSION_TTL_MS,
-             envs: Optional[List[Dict[str, str]]] = None, etcd_: Optional[Etcd] = None) -> Cluster:
-        """`envs[i]`: more environment of broker i; `etcd_`: another etcd than the module's."""
+             envs: Optional[List[Dict[str, str]]] = None, etcd_: Optional[Etcd] = None,
+             rebalance_delay_ms: Optional[int] = None) -> Cluster:
+        """`envs[i]`: more environment of broker i; `etcd_`: another etcd than the module's;
+        `rebalance_delay_ms`: rebalancing on with that delay (off by default)."""
         tag = uuid.uuid4().hex[:8]
         c = Cluster(binary, tmp_path / f"cluster{len(made)}", etcd_ or etcd, f"s3://{BUCKET}/{tag}",
                     env=s3.env, session_ttl_ms=session_ttl_ms, metadata_root=f"/t-{tag}",
-                    extra_toml=GROUPS_TOML, object_store_endpoint=s3.endpoint)
+                    extra_toml=GROUPS_TOML, object_store_endpoint=s3.endpoint,
+                    rebalance_delay_ms=rebalance_delay_ms)
         made.append(c)
         try:
             c.start_brokers(n, envs=envs)
@@ -1699,3 +1705,113 @@ def test_pulsar_bundle_unload_closes_its_producers_with_close_producer(make_clus
                              f"{ended}")
     finally:
         raw.close()
+
+
+# --------------------------------------------------------------------------------------------
+# 15. a broker joins: rebalancing
+
+
+def cluster_metric(http: str, name: str) -> float:
+    import requests
+
+    text = requests.get(f"http://{http}/metrics", timeout=10).text
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in /metrics of {http}")
+
+
+def test_a_broker_that_joins_is_handed_its_share_and_both_protocols_follow(make_cluster, request):
+    """One broker owns every bundle. While an idempotent Kafka stream and a Pulsar producer
+    (deduplication on) send, a second broker joins (rebalance delay 1 s): the first hands it the
+    bundles the rendezvous rule gives it, each moved partition's leader epoch goes up and the
+    others' stay, the Kafka stream fails and duplicates nothing, and every Pulsar send succeeds
+    (the producers of moved partitions get CLOSE_PRODUCER and reconnect) and is read back once.
+    Topic names are fixed (each test has its own cluster root and node ids from 0), so which
+    partitions move is the same on every run."""
+    import pulsar
+    import requests
+
+    c = make_cluster(1, rebalance_delay_ms=1000)
+    a = c.brokers[0]
+    parts, n = 12, 1500
+    topic = "rebalance-kafka"
+    assert create_topic(a.kafka, topic, parts)[0] == 0
+    c.wait_leaders_live(topic, parts)
+    before = leader_epochs(a.kafka, topic)
+    assert {leader for _, leader, _ in before.values()} == {a.node_id}, before
+    r = requests.post(f"http://{a.http}/admin/v2/namespaces/public/default/deduplication",
+                      json=True, timeout=10)
+    assert r.status_code in (200, 204), r.text
+
+    prod = RateProducer(c.bootstrap(), topic, n, rate_per_s=150, partitions=parts)
+    request.addfinalizer(prod.abandon)
+    ptopic = "persistent://public/default/rebalance-pulsar"
+    assert create_topic(a.kafka, "rebalance-pulsar", parts)[0] == 0
+    client = pulsar.Client(f"pulsar://{a.pulsar}", operation_timeout_seconds=30)
+    request.addfinalizer(client.close)
+    pprod = client.create_producer(ptopic, send_timeout_millis=30_000, batching_enabled=False,
+                                   producer_name="rebalance-p")
+    pulsar_sent: List[str] = []
+    pulsar_errors: List[str] = []
+
+    def pulsar_stream():
+        for i in range(400):
+            if prod.failed or prod.error:
+                return
+            try:
+                pprod.send(f"p-{i}".encode(), partition_key=str(i))
+                pulsar_sent.append(f"p-{i}")
+            except Exception as e:  # noqa: BLE001 - reported below
+                pulsar_errors.append(f"p-{i}: {e!r}")
+            time.sleep(0.02)
+
+    import threading
+
+    pthread = threading.Thread(target=pulsar_stream, daemon=True)
+    pthread.start()
+    wait_until(lambda: len(prod.acked) >= 200 and len(pulsar_sent) >= 50, 30,
+               "200 Kafka and 50 Pulsar acknowledgements")
+
+    b = c.add_broker()
+    c.wait_brokers_registered()
+    # The handover: b owns what a handed it (every bundle b has came from a), and b leads some
+    # partitions of each topic.
+    def settled():
+        given = cluster_metric(a.http, "magnetar_cluster_bundle_rebalanced_total")
+        owned_b = cluster_metric(b.http, "magnetar_cluster_owned_bundles")
+        owned_a = cluster_metric(a.http, "magnetar_cluster_owned_bundles")
+        return given > 0 and given == owned_b and owned_a + owned_b == 8
+    wait_until(settled, 30, "a to hand b its share of the 8 bundles", on_timeout=c.logs)
+    after = c.wait_leaders_live(topic, parts)
+    moved = {p for p, leader in after.items() if leader == b.node_id}
+    assert moved and len(moved) < parts, after
+    epochs = leader_epochs(b.kafka, topic)
+    for p, (err, leader, epoch) in epochs.items():
+        assert err == 0 and leader == after[p], (p, epochs[p], after[p])
+        if p in moved:
+            assert epoch > before[p][2], (p, before[p], epochs[p])
+        else:
+            assert epoch == before[p][2], (p, before[p], epochs[p])
+    print(f"{len(moved)} of {parts} partitions moved to {b}; epochs {before} -> {epochs}")
+
+    pthread.join(60)
+    assert not pthread.is_alive(), "the Pulsar stream did not finish"
+    assert not pulsar_errors, pulsar_errors[:5]
+    prod.finish()
+    assert_consumed_exactly_once(c.bootstrap(), topic, parts, prod.acked, n)
+
+    consumer = client.subscribe(ptopic, "check", initial_position=pulsar.InitialPosition.Earliest)
+    got: List[str] = []
+    deadline = time.monotonic() + 30
+    while len(got) < len(pulsar_sent) and time.monotonic() < deadline:
+        try:
+            m = consumer.receive(2_000)
+        except Exception:  # pulsar.Timeout
+            continue
+        got.append(m.data().decode())
+        consumer.acknowledge(m)
+    counts = collections.Counter(got)
+    assert sorted(counts) == sorted(pulsar_sent), (
+        f"missing {sorted(set(pulsar_sent) - set(counts))[:5]}")
+    assert all(v == 1 for v in counts.values()), {k: v for k, v in counts.items() if v > 1}

@@ -70,9 +70,9 @@ pub async fn lookup_topic(
         let pulsar = owner.info.pulsar.unwrap_or_default();
         return Ok(Json(LookupData {
             broker_url: pulsar.clone(),
-            broker_url_tls: String::new(),
+            broker_url_tls: owner.info.pulsar_tls.unwrap_or_default(),
             http_url: owner.info.http.unwrap_or_default(),
-            http_url_tls: String::new(),
+            http_url_tls: owner.info.http_tls.unwrap_or_default(),
             native_url: pulsar,
         }));
     }

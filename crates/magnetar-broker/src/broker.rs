@@ -7,8 +7,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use magnetar_metadata::{Expect, MetadataError, MetadataStore};
 use magnetar_storage::{
-    wal::SharedLedger, Clock, LedgerConfig, LocalSegmentStore, ManagedLedger, SegmentStore,
-    StorageError,
+    wal::{OwnerFence, SharedLedger},
+    Clock, LedgerConfig, LocalSegmentStore, ManagedLedger, SegmentStore, StorageError,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -104,6 +104,9 @@ pub struct Broker {
     ledger_cleanup: std::sync::RwLock<Option<LedgerCleanup>>,
     /// Cluster mode: this broker's membership (ownership, the shared WAL); unset standalone.
     cluster: std::sync::OnceLock<Arc<ClusterMember>>,
+    /// Held while partitions of bundles this broker no longer owns are closed, so a release
+    /// can wait for a close already under way (see [`Broker::close_partitions_of`]).
+    closing: tokio::sync::Mutex<()>,
 }
 
 /// Deletes what a ledger keeps outside its directory (a tiered ledger's objects); blocking.
@@ -303,6 +306,7 @@ impl Broker {
             topic_cache: TopicCache::default(),
             ledger_cleanup: std::sync::RwLock::new(None),
             cluster: std::sync::OnceLock::new(),
+            closing: tokio::sync::Mutex::new(()),
         });
         broker.bootstrap().await?;
         Ok(broker)
@@ -358,6 +362,20 @@ impl Broker {
         });
         // After the watch started, so no namespace falls between the two.
         self.add_all_namespaces(&member).await;
+        // A release (unload, rebalancing, shutdown) closes the bundle's partitions before its
+        // owner key goes: in-flight appends finish, snapshots are written, producers and
+        // consumers are told, and only then may another broker claim it.
+        let weak = Arc::downgrade(self);
+        member
+            .ownership()
+            .set_drain(Arc::new(move |bundle: crate::cluster::Bundle| {
+                let weak = weak.clone();
+                Box::pin(async move {
+                    if let Some(broker) = weak.upgrade() {
+                        broker.close_partitions_of(&bundle).await;
+                    }
+                })
+            }));
         let weak = Arc::downgrade(self);
         let mut owned = member.ownership().owned();
         tokio::spawn(async move {
@@ -499,17 +517,37 @@ impl Broker {
         );
     }
 
+    /// Closes the open partitions of `bundle` (cluster mode), after any close of partitions
+    /// of lost bundles under way.
+    async fn close_partitions_of(&self, bundle: &crate::cluster::Bundle) {
+        let Some(member) = self.cluster.get() else {
+            return;
+        };
+        let _pass = self.closing.lock().await;
+        let lost = self.partitions.remove_where(|(topic, partition)| {
+            member
+                .bundle_of(topic, *partition)
+                .is_ok_and(|b| &b == bundle)
+        });
+        Self::close_all(lost).await;
+    }
+
     /// Closes every open partition whose bundle is not in `owned` (cluster mode).
     async fn close_unowned(&self, owned: &std::collections::BTreeSet<crate::cluster::Bundle>) {
         let Some(member) = self.cluster.get() else {
             return;
         };
+        let _pass = self.closing.lock().await;
         let lost = self.partitions.remove_where(|(topic, partition)| {
             member
                 .bundle_of(topic, *partition)
                 .map(|b| !owned.contains(&b))
                 .unwrap_or(true)
         });
+        Self::close_all(lost).await;
+    }
+
+    async fn close_all(lost: Vec<Arc<crate::registry::Slot>>) {
         // Concurrently: a close may wait for the metadata store (the producer snapshot), which
         // is slow or unreachable exactly when a fenced broker drops everything.
         use futures_util::StreamExt;
@@ -1157,18 +1195,39 @@ impl Broker {
                 tracing::debug!(partition = %tp, error = %e, "closing the failed ledger");
             }
         }
-        let ledger = match self.cluster.get() {
+        let (ledger, leader_epoch) = match self.cluster.get() {
             Some(member) => {
+                // Under the bundle's fence: once another broker claims the bundle, the store
+                // refuses this ledger's takeover and every later write, whatever this broker
+                // believes about its ownership.
+                let bundle = member.bundle_of(&tp.topic, ledger_partition)?;
+                let fence = member
+                    .ownership()
+                    .fence(&bundle)
+                    .ok_or_else(|| Error::NotOwner {
+                        topic: tp.topic.to_string(),
+                        owner: None,
+                    })?;
                 let name = Self::shared_ledger_name(&tp.topic, ledger_partition);
-                Ledger::Shared(SharedLedger::open(member.wal(), &name).await?)
+                let owner = OwnerFence {
+                    key: fence.key.clone(),
+                    version: fence.version,
+                };
+                let ledger = SharedLedger::open_fenced(member.wal(), &name, Some(owner)).await?;
+                (Ledger::Shared(ledger), fence.epoch)
             }
-            None => Ledger::Local(
-                self.open_local_ledger(tp, metadata, ledger_partition)
-                    .await?,
+            None => (
+                Ledger::Local(
+                    self.open_local_ledger(tp, metadata, ledger_partition)
+                        .await?,
+                ),
+                0,
             ),
         };
         let log = Arc::new(
-            PartitionLog::new(tp.clone(), ledger, self.config.producers_per_partition_max).await?,
+            PartitionLog::new(tp.clone(), ledger, self.config.producers_per_partition_max)
+                .await?
+                .with_leader_epoch(leader_epoch),
         );
         if let Some(rate) = self
             .namespace_policies(&tp.topic.namespace)

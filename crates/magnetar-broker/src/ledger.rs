@@ -131,15 +131,14 @@ impl Ledger {
         }
     }
 
-    /// Local: flushes queued appends and closes the files. Shared: refuses new appends; those
-    /// already queued still commit or fail with the writer.
-    pub(crate) async fn close(&self) -> Result<(), StorageError> {
+    /// Local: flushes queued appends and closes the files. Shared: refuses new appends and
+    /// waits (bounded by the commit timeout) for those already queued to commit or fail.
+    /// Returns whether every append handed out is durable in the log now (Local: the flush
+    /// succeeded; Shared: nothing queued failed or was left undecided).
+    pub(crate) async fn close(&self) -> Result<bool, StorageError> {
         match self {
-            Ledger::Local(l) => l.close().await,
-            Ledger::Shared(l) => {
-                l.close();
-                Ok(())
-            }
+            Ledger::Local(l) => l.close().await.map(|()| true),
+            Ledger::Shared(l) => Ok(l.close_settled().await),
         }
     }
 

@@ -121,6 +121,11 @@ pub struct PartitionLog {
     open_report: ProducerStateOpen,
     /// The last operator-requested offload (see [`PartitionLog::start_offload`]).
     offload: Arc<Mutex<OffloadStatus>>,
+    /// The epoch this broker serves the partition under: 0 standalone; in cluster mode the
+    /// epoch of its bundle's claim (Kafka's leader epoch).
+    leader_epoch: u64,
+    /// Set when [`PartitionLog::close`] starts (see [`PartitionLog::closed`]).
+    closing: watch::Sender<bool>,
 }
 
 /// The state of an operator-requested offload of a partition (Pulsar's
@@ -262,7 +267,32 @@ impl PartitionLog {
             traffic: Arc::default(),
             open_report: report,
             offload: Arc::new(Mutex::new(OffloadStatus::default())),
+            leader_epoch: 0,
+            closing: watch::channel(false).0,
         })
+    }
+
+    /// Resolves once the partition starts closing (unloaded, moved to another broker, deleted,
+    /// or replaced after a failed write): the front ends close their producers on it then, so
+    /// clients reconnect to wherever it is served next.
+    pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut closing = self.closing.subscribe();
+        async move {
+            let _ = closing.wait_for(|closing| *closing).await;
+        }
+    }
+
+    /// Sets the epoch the partition is served under (see [`PartitionLog::leader_epoch`]).
+    pub(crate) fn with_leader_epoch(mut self, epoch: u64) -> Self {
+        self.leader_epoch = epoch;
+        self
+    }
+
+    /// The epoch this broker serves the partition under: 0 standalone; in cluster mode the
+    /// epoch of the bundle claim it was opened under (every claim bumps it, so a partition that
+    /// moved is served under a higher epoch). Kafka's leader epoch.
+    pub fn leader_epoch(&self) -> u64 {
+        self.leader_epoch
     }
 
     /// How the producer table was rebuilt when this partition was opened.
@@ -587,6 +617,7 @@ impl PartitionLog {
     /// end of the log so the next open replays nothing. No snapshot after a write failure: the
     /// table may then hold batches the log does not.
     pub async fn close(&self) -> Result<()> {
+        self.closing.send_replace(true);
         // Consumers first: each gets CLOSE_CONSUMER (Pulsar) and reconnects through a lookup,
         // to this broker's reopened partition or to the partition's new owner.
         let live: Vec<_> = {
@@ -596,8 +627,12 @@ impl PartitionLog {
         for subscription in live {
             subscription.close().await;
         }
-        self.ledger.close().await?;
-        if self.ledger.is_failed() {
+        // Settled: every append handed out is in the log, or the snapshot is skipped. The
+        // producer table holds batches from the moment they are queued; a snapshot taken while
+        // one is still queued (and may yet fail) would make the next owner answer that batch's
+        // retry as a duplicate at an offset the log never got.
+        let settled = self.ledger.close().await?;
+        if !settled || self.ledger.is_failed() {
             return Ok(());
         }
         let (index, blob) = {

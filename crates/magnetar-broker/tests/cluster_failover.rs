@@ -61,6 +61,7 @@ async fn start(name: &str, store: &Arc<MemoryStore>, objects: &Arc<dyn ObjectSto
                 },
                 session_ttl: Duration::from_secs(30),
                 bundles_per_namespace: 4,
+                rebalance_delay: None,
             },
             wal,
         )

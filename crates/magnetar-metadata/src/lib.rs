@@ -85,8 +85,8 @@ pub use key::{validate_key, validate_path};
 pub use memory::MemoryStore;
 pub use redb_store::RedbStore;
 pub use session::{
-    fence_margin, Session, SessionId, SessionState, FENCE_MARGIN_MIN, SESSION_TTL_MAX,
-    SESSION_TTL_MIN,
+    fence_margin, RefreshObserver, Session, SessionId, SessionState, FENCE_MARGIN_MIN,
+    SESSION_TTL_MAX, SESSION_TTL_MIN,
 };
 pub use txn::{Txn, TxnOp, TxnOutcome, TXN_OPS_MAX, TXN_SIZE_BYTES_MAX};
 pub use watch::{Watch, WatchError};

@@ -101,6 +101,10 @@ pub(crate) trait Lease: Send + Sync + 'static {
     async fn revoke(&self) -> Result<(), MetadataError>;
 }
 
+/// Told of every refresh attempt of a session: how long it took (from the send to the answer,
+/// or to giving up) and whether it succeeded. For metrics; it must not block.
+pub type RefreshObserver = Arc<dyn Fn(Duration, bool) + Send + Sync>;
+
 /// A session opened by [`MetadataStore::open_session`](crate::MetadataStore::open_session).
 /// Clones share it. A keep-alive task refreshes it every third of its TTL until it is closed,
 /// it expires, or the last clone is dropped (a dropped session is not revoked: its keys go
@@ -117,6 +121,7 @@ struct Inner {
     state: Arc<watch::Sender<SessionState>>,
     /// Set by [`Session::stop_keep_alive_for_test`]: attempts are skipped (and fail).
     paused: Arc<AtomicBool>,
+    observer: Arc<Mutex<Option<RefreshObserver>>>,
     keeper: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -148,12 +153,14 @@ impl Session {
     ) -> Self {
         let state = Arc::new(watch::channel(SessionState::Live).0);
         let paused = Arc::new(AtomicBool::new(false));
+        let observer: Arc<Mutex<Option<RefreshObserver>>> = Arc::default();
         let keeper = tokio::spawn(keep_alive(
             id,
             Arc::clone(&lease),
             ttl,
             Arc::clone(&state),
             Arc::clone(&paused),
+            Arc::clone(&observer),
             sent,
         ));
         Session {
@@ -163,6 +170,7 @@ impl Session {
                 lease,
                 state,
                 paused,
+                observer,
                 keeper: Mutex::new(Some(keeper)),
             }),
         }
@@ -208,6 +216,15 @@ impl Session {
             SessionState::Closed,
         );
         self.inner.lease.revoke().await
+    }
+
+    /// Tells `observer` of every refresh attempt from now on (replacing any earlier one).
+    pub fn observe_refreshes(&self, observer: RefreshObserver) {
+        *self
+            .inner
+            .observer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(observer);
     }
 
     /// Test hook: the keep-alive stops refreshing (as if the store were unreachable), so the
@@ -266,6 +283,7 @@ async fn keep_alive(
     ttl: Duration,
     state: Arc<watch::Sender<SessionState>>,
     paused: Arc<AtomicBool>,
+    observer: Arc<Mutex<Option<RefreshObserver>>>,
     granted: Instant,
 ) {
     let interval = ttl / 3;
@@ -298,6 +316,10 @@ async fn keep_alive(
                 }
             }
         };
+        let observe = observer.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(observe) = observe {
+            observe(sent.elapsed(), matches!(result, Ok(true)));
+        }
         match result {
             Ok(true) => {
                 if failures > 0 {

@@ -587,11 +587,13 @@ fn encode_cluster(e: &mut DescriptorEncoder, c: &crate::ClusterRow) -> Result<()
         "Namespace bundles this broker owns and serves.",
         [(Labels::new(), c.owned_bundles as f64)],
     )?;
-    let counters: [(&str, &str, u64); 17] = [
+    let counters: [(&str, &str, u64); 19] = [
         ("magnetar_cluster_bundle_claims", "Bundle claims that committed.", c.claims),
         ("magnetar_cluster_bundle_claim_failures", "Bundle claims refused by a compare or by the session.", c.claim_failures),
         ("magnetar_cluster_fence_events", "Times this broker dropped bundles: its session was fenced or ended, or another broker's claim replaced its own.", c.fence_events),
-        ("magnetar_cluster_bundle_releases", "Bundles released (graceful shutdown).", c.releases),
+        ("magnetar_cluster_bundle_releases", "Bundles released (graceful shutdown, rebalancing).", c.releases),
+        ("magnetar_cluster_bundle_rebalanced", "Bundles released to hand them to the broker the rendezvous rule gives them (rebalancing).", c.rebalanced),
+        ("magnetar_cluster_session_refresh_failures", "Session (etcd lease) refreshes that failed or timed out.", c.session_refresh_failures),
         ("magnetar_wal_objects", "Shared WAL objects written.", c.wal_objects),
         ("magnetar_wal_bytes", "Bytes of shared WAL objects written.", c.wal_bytes),
         ("magnetar_wal_put_failures", "WAL object PUTs that failed or timed out.", c.wal_put_failures),
@@ -609,6 +611,12 @@ fn encode_cluster(e: &mut DescriptorEncoder, c: &crate::ClusterRow) -> Result<()
     for (name, help, value) in counters {
         counter(e, name, help, one(value))?;
     }
+    histogram(
+        e,
+        "magnetar_cluster_session_refresh_seconds",
+        "Session (etcd lease) refresh attempts, from the send to the answer or to giving up.",
+        [(Labels::new(), c.session_refresh_latency.clone())],
+    )?;
     histogram(
         e,
         "magnetar_wal_commit_latency_seconds",

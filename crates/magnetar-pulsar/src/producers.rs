@@ -36,6 +36,7 @@ pub const WAITING_PRODUCERS_MAX: usize = 1_000;
 const READY: u8 = 0;
 const WAITING: u8 = 1;
 const FENCED: u8 = 2;
+const CLOSED: u8 = 3;
 
 /// One producer's link back to its connection: whether it may send, and how to close it.
 #[derive(Debug, Clone)]
@@ -64,11 +65,41 @@ impl ProducerLink {
         self.state.load(Ordering::Acquire) == WAITING
     }
 
+    /// True once the broker closed the producer because its partition closed (unloaded, moved
+    /// to another broker, deleted): the client reconnects through a lookup and sends again
+    /// what was not acknowledged.
+    pub fn is_closed(&self) -> bool {
+        self.state.load(Ordering::Acquire) == CLOSED
+    }
+
     /// Marks the producer fenced and tells its client (CLOSE_PRODUCER, as a broker-initiated
     /// close: request id `u64::MAX`). The client reconnects and is refused.
     fn fence(&self) {
         self.state.store(FENCED, Ordering::Release);
-        let close = frame::encode(&BaseCommand {
+        // A full queue means a client that does not read: its SENDs fail from now on anyway.
+        let _ = self.out.try_send(self.close_frame());
+    }
+
+    /// Closes the producer because its partition closed (see [`ProducerLink::is_closed`]):
+    /// CLOSE_PRODUCER to its client, waiting for room in the connection's queue. A fenced
+    /// producer stays fenced.
+    pub async fn close_by_broker(&self) {
+        if self
+            .state
+            .compare_exchange(READY, CLOSED, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+            && self
+                .state
+                .compare_exchange(WAITING, CLOSED, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            return;
+        }
+        let _ = self.out.send(self.close_frame()).await;
+    }
+
+    fn close_frame(&self) -> Bytes {
+        frame::encode(&BaseCommand {
             r#type: Type::CloseProducer as i32,
             close_producer: Some(CommandCloseProducer {
                 producer_id: self.producer_id,
@@ -76,9 +107,7 @@ impl ProducerLink {
                 ..Default::default()
             }),
             ..Default::default()
-        });
-        // A full queue means a client that does not read: its SENDs fail from now on anyway.
-        let _ = self.out.try_send(close);
+        })
     }
 }
 

@@ -24,6 +24,9 @@ pub struct Advertised {
     pub kafka: BTreeMap<String, String>,
     pub pulsar: String,
     pub http: String,
+    /// The TLS listeners' URLs, if on (`pulsar+ssl://`, `https://`).
+    pub pulsar_tls: Option<String>,
+    pub http_tls: Option<String>,
     /// The primary Kafka listener's `host:port`, the default broker name.
     pub kafka_primary: (String, u16),
 }
@@ -105,9 +108,14 @@ pub async fn open(
                 kafka_listeners: advertised.kafka,
                 pulsar: Some(advertised.pulsar),
                 http: Some(advertised.http),
+                pulsar_tls: advertised.pulsar_tls,
+                http_tls: advertised.http_tls,
             },
             session_ttl: Duration::from_millis(c.session_ttl_ms),
             bundles_per_namespace: c.bundles_per_namespace,
+            rebalance_delay: c
+                .load_balancer_enabled
+                .then(|| Duration::from_millis(c.rebalance_delay_ms)),
         },
         wal,
     )

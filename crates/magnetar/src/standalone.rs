@@ -347,6 +347,8 @@ async fn wire(config: &Config, bound: &Bound) -> anyhow::Result<Wired> {
             kafka,
             pulsar: broker_config.broker_service_url.clone(),
             http: broker_config.service_url.clone(),
+            pulsar_tls: lookup_urls.broker_service_url_tls.clone(),
+            http_tls: lookup_urls.web_service_url_tls.clone(),
             kafka_primary: (advertised_host.clone(), advertised_port),
         };
         let (broker, member) = crate::cluster_mode::open(config, broker_config, advertised).await?;

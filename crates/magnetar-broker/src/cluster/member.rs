@@ -29,6 +29,10 @@ pub struct MemberConfig {
     pub session_ttl: Duration,
     /// Bundles per namespace (Pulsar's `defaultNumberOfNamespaceBundles`).
     pub bundles_per_namespace: u32,
+    /// Rebalancing: a broker live for this long is handed the bundles the rendezvous rule gives
+    /// it by their current owners; `None`: bundles move only when their owner leaves or dies,
+    /// or an operator unloads them.
+    pub rebalance_delay: Option<Duration>,
 }
 
 /// Who serves a partition, as this broker sees it now.
@@ -54,6 +58,16 @@ pub struct ClusterMember {
     bundles_per_namespace: u32,
     /// The namespaces given to [`Ownership`] so far.
     namespaces: std::sync::Mutex<std::collections::HashSet<NamespaceName>>,
+    session_metrics: Arc<SessionMetrics>,
+}
+
+/// The session's keep-alive as the metrics endpoint shows it.
+#[derive(Debug, Default)]
+pub struct SessionMetrics {
+    /// Every refresh attempt, from its send to its answer (or to giving up).
+    pub refresh_latency: magnetar_storage::LatencyHistogram,
+    /// Attempts that failed (timed out, refused, store unreachable).
+    pub refresh_failures: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for ClusterMember {
@@ -75,6 +89,16 @@ impl ClusterMember {
     ) -> Result<Self> {
         let keys = ClusterKeys::new(&config.cluster)?;
         let session = store.open_session(config.session_ttl).await?;
+        let session_metrics = Arc::new(SessionMetrics::default());
+        let observed = Arc::clone(&session_metrics);
+        session.observe_refreshes(Arc::new(move |elapsed, ok| {
+            observed.refresh_latency.observe(elapsed);
+            if !ok {
+                observed
+                    .refresh_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }));
         let registration =
             BrokerRegistry::register(store.as_ref(), &keys, &session, config.info.clone()).await?;
         let live = LiveBrokers::start(store.clone(), &keys).await?;
@@ -83,6 +107,7 @@ impl ClusterMember {
             registration.clone(),
             LiveBrokers::start(store.clone(), &keys).await?,
             config.bundles_per_namespace,
+            config.rebalance_delay,
         )
         .await?;
         let election = LeaderElection::new(store.clone(), registration.clone());
@@ -96,6 +121,7 @@ impl ClusterMember {
             election,
             wal,
             namespaces: std::sync::Mutex::default(),
+            session_metrics,
             bundles_per_namespace: config.bundles_per_namespace,
         })
     }
@@ -129,6 +155,11 @@ impl ClusterMember {
         self.session.state()
     }
 
+    /// The session keep-alive's refresh latency and failures.
+    pub fn session_metrics(&self) -> &SessionMetrics {
+        &self.session_metrics
+    }
+
     pub fn ownership(&self) -> &Ownership {
         &self.ownership
     }
@@ -159,15 +190,26 @@ impl ClusterMember {
 
     /// Who serves the ledger partition `partition` of `topic` (`None`: non-partitioned).
     pub fn owner(&self, topic: &TopicName, partition: Option<u32>) -> Result<PartitionOwner> {
+        Ok(self.owner_and_epoch(topic, partition)?.0)
+    }
+
+    /// [`ClusterMember::owner`] with the epoch of the owner's claim (this broker's own fence if
+    /// it owns the bundle, else the owner key as last seen; 0 while unowned): Kafka's leader
+    /// epoch of the partition.
+    pub fn owner_and_epoch(
+        &self,
+        topic: &TopicName,
+        partition: Option<u32>,
+    ) -> Result<(PartitionOwner, u64)> {
         self.add_namespace(&topic.namespace);
         let (bundle, owner) = self.ownership.owner_of(topic, partition)?;
-        if self.ownership.fence(&bundle).is_some() {
-            return Ok(PartitionOwner::This);
+        if let Some(fence) = self.ownership.fence(&bundle) {
+            return Ok((PartitionOwner::This, fence.epoch));
         }
         Ok(match owner {
-            Some(o) if o.node_id == self.node_id() => PartitionOwner::Unowned,
-            Some(o) => PartitionOwner::Other(o.node_id),
-            None => PartitionOwner::Unowned,
+            Some(o) if o.node_id == self.node_id() => (PartitionOwner::Unowned, 0),
+            Some(o) => (PartitionOwner::Other(o.node_id), o.epoch),
+            None => (PartitionOwner::Unowned, 0),
         })
     }
 

@@ -64,6 +64,9 @@ pub struct OwnershipMetrics {
     pub fence_events: AtomicU64,
     /// Bundles released.
     pub releases: AtomicU64,
+    /// Bundles released to hand them to the broker the rendezvous rule gives them (a subset
+    /// of `releases`).
+    pub rebalanced: AtomicU64,
 }
 
 /// A bundle's rendezvous (highest random weight) weight for a node: FNV-1a 64 over the bundle's
@@ -107,11 +110,30 @@ struct Inner {
     namespaces: watch::Sender<BTreeMap<NamespaceName, u32>>,
     bundle_count_default: u32,
     metrics: OwnershipMetrics,
+    /// Rebalancing: how long a broker must have been live before the others hand it the
+    /// bundles the rendezvous rule gives it (`None`: never hand over; bundles move only when
+    /// their owner leaves or an operator unloads them).
+    rebalance_delay: Option<std::time::Duration>,
+    /// When this broker first saw each live broker (its own monotonic clock).
+    first_seen: Mutex<BTreeMap<NodeId, tokio::time::Instant>>,
     /// Set by [`Ownership::release_all`]: claim nothing more.
     stopping: AtomicBool,
     /// Serialises the assignment passes with `release_all`.
     pass: tokio::sync::Mutex<()>,
+    /// Run by a release between "stop serving" and deleting the owner key (see
+    /// [`Ownership::set_drain`]).
+    drain: std::sync::OnceLock<Drain>,
 }
+
+/// What a release waits for before giving a bundle up: the data path closing the bundle's
+/// partitions (see [`Ownership::set_drain`]).
+pub type Drain = Arc<
+    dyn Fn(Bundle) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + Sync,
+>;
+
+/// Longest a release waits for its drain: past it the owner key goes anyway (the fence keeps
+/// whatever is still in flight from committing after another broker's claim).
+const DRAIN_MAX: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Ownership {
     /// Follows the bundle owners and the session, and starts the assignment task. Owns nothing
@@ -121,6 +143,7 @@ impl Ownership {
         registration: Registration,
         live: LiveBrokers,
         bundle_count_default: u32,
+        rebalance_delay: Option<std::time::Duration>,
     ) -> Result<Self, Error> {
         super::bundle_ranges(bundle_count_default)?;
         let keys = registration.keys.clone();
@@ -141,8 +164,11 @@ impl Ownership {
             namespaces: watch::channel(BTreeMap::new()).0,
             bundle_count_default,
             metrics: OwnershipMetrics::default(),
+            rebalance_delay,
+            first_seen: Mutex::default(),
             stopping: AtomicBool::new(false),
             pass: tokio::sync::Mutex::new(()),
+            drain: std::sync::OnceLock::new(),
             registration,
         });
         let tasks = vec![
@@ -176,6 +202,14 @@ impl Ownership {
         self.inner.namespaces.send_modify(|namespaces| {
             namespaces.entry(namespace).or_insert(count);
         });
+    }
+
+    /// Sets what a release runs after this broker stops serving the bundle and before its
+    /// owner key is deleted (the broker closes the bundle's partitions: in-flight appends
+    /// finish and clients are told before another broker may claim it), bounded by
+    /// [`DRAIN_MAX`]. Set once; later calls are ignored.
+    pub fn set_drain(&self, drain: Drain) {
+        let _ = self.inner.drain.set(drain);
     }
 
     /// The bundles this broker owns with their fences; the data path serves exactly these and
@@ -274,7 +308,7 @@ impl Ownership {
     /// Runs one assignment pass now (the task runs one on every change; tests and callers that
     /// just changed something may want one at once).
     pub async fn assign_now(&self) -> Result<(), Error> {
-        self.inner.assign_pass().await
+        self.inner.assign_pass().await.map(|_| ())
     }
 }
 
@@ -381,6 +415,14 @@ impl Inner {
         self.set_owned(|owned| {
             owned.remove(bundle);
         });
+        if let Some(drain) = self.drain.get() {
+            if tokio::time::timeout(DRAIN_MAX, drain(bundle.clone()))
+                .await
+                .is_err()
+            {
+                tracing::warn!(%bundle, "closing the bundle's partitions took too long; releasing it anyway");
+            }
+        }
         let owner_key = self.keys.owner(bundle);
         let epoch_key = self.keys.epoch(bundle);
         let Some(owner) = self.store.get(&owner_key).await? else {
@@ -412,13 +454,15 @@ impl Inner {
     }
 
     /// One assignment pass: drop bundles whose owner key is no longer ours, adopt our own keys
-    /// again after a fence passed, and claim the unowned bundles the rendezvous rule gives us.
-    async fn assign_pass(&self) -> Result<(), Error> {
+    /// again after a fence passed, claim the unowned bundles the rendezvous rule gives us, and
+    /// hand over the bundles it gives a broker that has been live long enough (rebalancing).
+    /// Returns when a handover waits for a broker to have been live long enough.
+    async fn assign_pass(&self) -> Result<Option<tokio::time::Instant>, Error> {
         let _pass = self.pass.lock().await;
         if self.stopping.load(Ordering::Acquire)
             || self.registration.session.current_state() != SessionState::Live
         {
-            return Ok(());
+            return Ok(None);
         }
         let me = self.session_id();
         let owners = Arc::clone(&self.owners.borrow());
@@ -441,7 +485,7 @@ impl Inner {
         for (namespace, count) in &namespaces {
             for bundle in Bundle::all(namespace, *count)? {
                 if self.stopping.load(Ordering::Acquire) {
-                    return Ok(());
+                    return Ok(None);
                 }
                 if self.owned.borrow().contains_key(&bundle) {
                     continue;
@@ -459,7 +503,55 @@ impl Inner {
                 }
             }
         }
-        Ok(())
+        self.rebalance(&live).await
+    }
+
+    /// Releases the owned bundles the rendezvous rule gives another live broker that this
+    /// broker has seen live for at least the rebalance delay (that broker claims them at once);
+    /// returns when the next such handover becomes due. With the same live set everywhere, every
+    /// bundle ends up where the rule puts it, and a broker that joins takes only its own share.
+    async fn rebalance(&self, live: &[NodeId]) -> Result<Option<tokio::time::Instant>, Error> {
+        let Some(delay) = self.rebalance_delay else {
+            return Ok(None);
+        };
+        let now = tokio::time::Instant::now();
+        let first_seen = {
+            let mut seen = self.first_seen.lock().unwrap_or_else(|e| e.into_inner());
+            seen.retain(|node, _| live.contains(node));
+            for node in live {
+                seen.entry(*node).or_insert(now);
+            }
+            seen.clone()
+        };
+        let me = self.registration.node_id;
+        if !live.contains(&me) {
+            return Ok(None);
+        }
+        let owned: Vec<Bundle> = self.owned.borrow().keys().cloned().collect();
+        let mut next_due = None;
+        for bundle in owned {
+            if self.stopping.load(Ordering::Acquire)
+                || self.registration.session.current_state() != SessionState::Live
+            {
+                return Ok(None);
+            }
+            let Some(target) = assigned_node(&bundle, live.iter().copied()) else {
+                continue;
+            };
+            if target == me {
+                continue;
+            }
+            let due = first_seen.get(&target).map_or(now, |seen| *seen + delay);
+            if due > now {
+                next_due = Some(next_due.map_or(due, |d: tokio::time::Instant| d.min(due)));
+                continue;
+            }
+            if self.release(&bundle).await? {
+                self.metrics.rebalanced.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(%bundle, to = %target, "bundle handed over (rebalance)");
+            }
+        }
+        Ok(next_due)
     }
 
     /// Whether the store still has our owner key of `bundle` under `fence`.
@@ -526,6 +618,9 @@ async fn drop_on_fence(inner: Arc<Inner>) {
 /// How soon a failed assignment pass is retried.
 const ASSIGN_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
 
+/// A wake-up far enough away to never come first when no handover is due.
+const ASSIGN_IDLE: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// Runs an assignment pass on every change of the live set, the owners, the namespaces or the
 /// session state, and once per session TTL; a failed pass (etcd slow or unreachable) is retried
 /// after [`ASSIGN_RETRY`] rather than a whole TTL, so bundles are served again soon after etcd
@@ -541,13 +636,14 @@ async fn assign_loop(inner: Arc<Inner>) {
         if inner.stopping.load(Ordering::Acquire) {
             return;
         }
-        let failed = match inner.assign_pass().await {
-            Ok(()) => false,
+        let (failed, due) = match inner.assign_pass().await {
+            Ok(due) => (false, due),
             Err(err) => {
                 tracing::warn!(%err, "bundle assignment pass failed; retrying soon");
-                true
+                (true, None)
             }
         };
+        let due = due.unwrap_or_else(|| tokio::time::Instant::now() + ASSIGN_IDLE);
         tokio::select! {
             changed = live.changed() => if changed.is_err() { return },
             changed = owners.changed() => if changed.is_err() { return },
@@ -555,6 +651,7 @@ async fn assign_loop(inner: Arc<Inner>) {
             changed = state.changed() => if changed.is_err() { return },
             _ = retry.tick() => {}
             _ = tokio::time::sleep(ASSIGN_RETRY), if failed => {}
+            _ = tokio::time::sleep_until(due) => {}
         }
     }
 }

@@ -29,6 +29,12 @@ pub struct BrokerInfo {
     pub pulsar: Option<String>,
     /// HTTP (admin) address, `http://host:8080`.
     pub http: Option<String>,
+    /// Pulsar TLS service address, `pulsar+ssl://host:6651`, if that listener is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pulsar_tls: Option<String>,
+    /// HTTPS (admin) address, `https://host:8443`, if that listener is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_tls: Option<String>,
 }
 
 /// The value of a live key.

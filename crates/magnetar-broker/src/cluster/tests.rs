@@ -26,6 +26,15 @@ struct TestBroker {
 
 impl TestBroker {
     async fn start(store: &Arc<dyn MetadataStore>, name: &str, ttl: Duration) -> TestBroker {
+        Self::start_with(store, name, ttl, None).await
+    }
+
+    async fn start_with(
+        store: &Arc<dyn MetadataStore>,
+        name: &str,
+        ttl: Duration,
+        rebalance_delay: Option<Duration>,
+    ) -> TestBroker {
         let keys = ClusterKeys::new("test").unwrap();
         let session = store.open_session(ttl).await.unwrap();
         let info = BrokerInfo {
@@ -33,6 +42,7 @@ impl TestBroker {
             kafka_listeners: BTreeMap::from([("PLAINTEXT".to_string(), format!("{name}:9092"))]),
             pulsar: Some(format!("pulsar://{name}:6650")),
             http: Some(format!("http://{name}:8080")),
+            ..BrokerInfo::default()
         };
         let registration = BrokerRegistry::register(store.as_ref(), &keys, &session, info)
             .await
@@ -43,6 +53,7 @@ impl TestBroker {
             registration.clone(),
             live,
             BUNDLE_COUNT_DEFAULT,
+            rebalance_delay,
         )
         .await
         .unwrap();
@@ -547,6 +558,58 @@ async fn graceful_release_hands_over_at_once() {
         a.ownership.metrics().releases.load(Ordering::Relaxed),
         a_had.len() as u64
     );
+}
+
+/// Every bundle is owned by the broker the rendezvous rule picks among `live`.
+async fn owned_as_assigned(store: &Arc<dyn MetadataStore>, live: &[&TestBroker]) -> bool {
+    let nodes: Vec<NodeId> = live.iter().map(|b| b.registration.node_id).collect();
+    if !owned_by_exactly_one(store, live, &[]).await {
+        return false;
+    }
+    all_bundles().iter().all(|bundle| {
+        let target = assigned_node(bundle, nodes.iter().copied());
+        live.iter()
+            .find(|b| Some(b.registration.node_id) == target)
+            .is_some_and(|b| b.owned().contains_key(bundle))
+    })
+}
+
+#[tokio::test]
+async fn a_broker_that_joins_is_handed_its_share_once_it_has_been_live_long_enough() {
+    let store: Arc<dyn MetadataStore> = Arc::new(MemoryStore::new());
+    let delay = Some(Duration::from_millis(300));
+    let a = TestBroker::start_with(&store, "a", TTL, delay).await;
+    a.ownership.set_namespaces(namespaces()).unwrap();
+    let (only_a, none): (Vec<&TestBroker>, Vec<&TestBroker>) = (vec![&a], vec![]);
+    wait_for("a owns everything", &store, &[&a], || {
+        owned_by_exactly_one(&store, &only_a, &none)
+    })
+    .await;
+    let before = epochs(&store).await;
+
+    let b = TestBroker::start_with(&store, "b", TTL, delay).await;
+    b.ownership.set_namespaces(namespaces()).unwrap();
+    let both = vec![&a, &b];
+    wait_for(
+        "bundles owned as the rule assigns them",
+        &store,
+        &[&a, &b],
+        || owned_as_assigned(&store, &both),
+    )
+    .await;
+    let moved = a.ownership.metrics().rebalanced.load(Ordering::Relaxed) as usize;
+    assert!(
+        moved > 0 && moved == b.owned().len(),
+        "{moved} vs {:?}",
+        b.owned()
+    );
+    assert_eq!(a.owned().len() + b.owned().len(), all_bundles().len());
+    // Only the handed-over bundles were claimed again (one epoch each); a kept the others.
+    let after = epochs(&store).await;
+    for (bundle, epoch) in &after {
+        let expected = before[bundle] + u64::from(b.owned().contains_key(bundle));
+        assert_eq!(*epoch, expected, "{bundle}");
+    }
 }
 
 #[tokio::test]

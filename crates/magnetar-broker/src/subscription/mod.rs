@@ -381,6 +381,12 @@ impl Subscription {
         self.lock().consumers.len()
     }
 
+    /// Whether `key` is attached (a consumer the broker closed, when its partition closed, is
+    /// not any more).
+    pub fn has_consumer(&self, key: ConsumerKey) -> bool {
+        self.lock().consumers.iter().any(|c| c.key == key)
+    }
+
     /// The consumers attached (in dispatch order).
     pub fn consumers(&self) -> Vec<ConsumerKey> {
         self.lock().consumers.iter().map(|c| c.key).collect()

@@ -67,24 +67,32 @@ pub(crate) fn metadata_brokers(ctx: &Context) -> Vec<MetadataResponseBroker> {
         .collect()
 }
 
-/// The leader of a partition of `name`: `None` while nobody serves it (a claim under way, or its
+/// The leader of a partition of `name` and its leader epoch (0 standalone; in cluster mode the
+/// epoch of the owner's bundle claim): `None` while nobody serves it (a claim under way, or its
 /// owner just died), so the client asks again.
 pub(crate) fn leader(
     ctx: &Context,
     name: &TopicName,
     metadata: &TopicMetadata,
     partition: u32,
-) -> Option<i32> {
+) -> Option<(i32, i32)> {
     let Some(member) = ctx.broker.cluster() else {
-        return Some(ctx.config.node_id);
+        return Some((ctx.config.node_id, 0));
     };
-    match member.owner(name, metadata.ledger_partition(partition)) {
-        Ok(PartitionOwner::This) => Some(ctx.config.node_id),
-        Ok(PartitionOwner::Other(node)) => {
+    let (owner, epoch) = member
+        .owner_and_epoch(name, metadata.ledger_partition(partition))
+        .ok()?;
+    let epoch = super::leader_epoch::wire(epoch);
+    match owner {
+        PartitionOwner::This => Some((ctx.config.node_id, epoch)),
+        PartitionOwner::Other(node) => {
             let id = i32::from(node);
-            member.live_brokers().contains_key(&node).then_some(id)
+            member
+                .live_brokers()
+                .contains_key(&node)
+                .then_some((id, epoch))
         }
-        Ok(PartitionOwner::Unowned) | Err(_) => None,
+        PartitionOwner::Unowned => None,
     }
 }
 

@@ -92,7 +92,11 @@ pub async fn handle(
                         partition: index,
                     })
                     .await
-                    .map_err(|e| error_code::code(&e)),
+                    .map_err(|e| error_code::code(&e))
+                    .and_then(|log| {
+                        super::leader_epoch::check(&log, partition.current_leader_epoch)
+                            .map(|()| log)
+                    }),
                 (Err(code), _) => Err(*code),
                 (_, Err(_)) => Err(ResponseError::UnknownTopicOrPartition.code()),
             };

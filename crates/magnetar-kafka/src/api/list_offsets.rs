@@ -39,6 +39,7 @@ pub async fn handle(
                 .with_partition_index(partition.partition_index);
             result.timestamp = -1;
             result.offset = -1;
+            let mut epoch = 0;
             let found = match (&name, u32::try_from(partition.partition_index)) {
                 (Ok(name), Ok(index)) => {
                     match ctx
@@ -49,13 +50,21 @@ pub async fn handle(
                         })
                         .await
                     {
-                        Ok(log) => match lookup(&log, partition.timestamp).await {
-                            // v0: every record is older than the time asked for.
-                            Ok(None) if version == 0 && partition.timestamp >= 0 => {
-                                Ok(Some((log.end_index() as i64, -1)))
+                        Ok(log) => {
+                            match super::leader_epoch::check(&log, partition.current_leader_epoch) {
+                                Err(code) => Err(code),
+                                Ok(()) => {
+                                    epoch = super::leader_epoch::wire(log.leader_epoch());
+                                    match lookup(&log, partition.timestamp).await {
+                                        // v0: every record is older than the time asked for.
+                                        Ok(None) if version == 0 && partition.timestamp >= 0 => {
+                                            Ok(Some((log.end_index() as i64, -1)))
+                                        }
+                                        other => other.map_err(|e| error_code::code(&e)),
+                                    }
+                                }
                             }
-                            other => other.map_err(|e| error_code::code(&e)),
-                        },
+                        }
                         Err(e) => Err(error_code::code(&e)),
                     }
                 }
@@ -67,12 +76,12 @@ pub async fn handle(
                     result.offset = offset;
                     result.timestamp = timestamp;
                     if version >= 4 {
-                        result.leader_epoch = 0;
+                        result.leader_epoch = epoch;
                     }
                 }
                 Ok(None) => {
                     if version >= 4 {
-                        result.leader_epoch = 0;
+                        result.leader_epoch = epoch;
                     }
                 }
                 Err(code) => result.error_code = code,

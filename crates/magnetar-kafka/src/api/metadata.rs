@@ -195,11 +195,10 @@ fn topic_entry(
         );
     entry.partitions = (0..metadata.partition_count())
         .map(|p| {
-            let partition = MetadataResponsePartition::default()
-                .with_partition_index(p as i32)
-                .with_leader_epoch(0);
+            let partition = MetadataResponsePartition::default().with_partition_index(p as i32);
             match cluster_view::leader(ctx, name, metadata, p) {
-                Some(leader) => partition
+                Some((leader, epoch)) => partition
+                    .with_leader_epoch(epoch)
                     .with_leader_id(BrokerId(leader))
                     .with_replica_nodes(vec![BrokerId(leader)])
                     .with_isr_nodes(vec![BrokerId(leader)]),

@@ -31,6 +31,7 @@ mod hosted;
 pub mod incremental_alter_configs;
 pub mod init_producer_id;
 pub mod join_group;
+mod leader_epoch;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;

@@ -1,4 +1,4 @@
-//! OffsetForLeaderEpoch v2–v4: there is only leader epoch 0, which ends at the end index.
+//! OffsetForLeaderEpoch v2–v4: the end offset of a leader epoch (see [`super::leader_epoch`]).
 
 use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
@@ -35,14 +35,18 @@ pub async fn handle(
                         partition: index,
                     })
                     .await
-                    .map_err(|e| error_code::code(&e)),
+                    .map_err(|e| error_code::code(&e))
+                    .and_then(|log| {
+                        super::leader_epoch::check(&log, partition.current_leader_epoch)
+                            .map(|()| log)
+                    }),
                 (Err(code), _) => Err(*code),
                 (_, Err(_)) => Err(ResponseError::UnknownTopicOrPartition.code()),
             };
             match log {
                 Ok(log) => {
-                    entry.leader_epoch = 0;
-                    entry.end_offset = log.end_index() as i64;
+                    (entry.leader_epoch, entry.end_offset) =
+                        super::leader_epoch::end_offset_for(&log, partition.leader_epoch);
                 }
                 Err(code) => entry.error_code = code,
             }

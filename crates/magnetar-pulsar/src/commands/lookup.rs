@@ -35,16 +35,16 @@ impl Connection {
             .broker
             .serving_broker(&resolved.partition.topic, ledger_partition)
             .or_answer(answer)?;
-        let (url, url_tls) = match owner.and_then(|o| o.info.pulsar) {
-            // Other brokers' TLS listener is not in the registry yet: plain URL only.
-            Some(url) => (url, None),
-            None => (
-                self.service.broker.config().broker_service_url.clone(),
-                Some(&self.service.config.broker_service_url_tls)
-                    .filter(|url| !url.is_empty())
-                    .cloned(),
-            ),
-        };
+        let (url, url_tls) =
+            match owner.and_then(|o| o.info.pulsar.map(|url| (url, o.info.pulsar_tls))) {
+                Some((url, url_tls)) => (url, url_tls),
+                None => (
+                    self.service.broker.config().broker_service_url.clone(),
+                    Some(&self.service.config.broker_service_url_tls)
+                        .filter(|url| !url.is_empty())
+                        .cloned(),
+                ),
+            };
         Ok(Reply::frame(&BaseCommand {
             r#type: Type::LookupResponse as i32,
             lookup_topic_response: Some(CommandLookupTopicResponse {

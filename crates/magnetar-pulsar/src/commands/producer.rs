@@ -85,6 +85,7 @@ impl Connection {
             }
         };
         tracing::debug!(peer = %self.peer, topic = %resolved.partition, producer = %name, "pulsar producer attached");
+        self.close_with_partition(&log, &link);
         self.producers.insert(
             request.producer_id,
             ProducerHandle {
@@ -117,10 +118,11 @@ impl Connection {
 
     /// A PRODUCER for a producer id this connection has: a retry is answered as before (`Some`);
     /// a producer fenced out by another is released, so it registers again (and is refused
-    /// while the fencing producer holds the topic).
+    /// while the fencing producer holds the topic), and so is one the broker closed when its
+    /// partition closed (it attaches to the partition as reopened).
     fn retried_producer(&mut self, request: &CommandProducer) -> Option<Reply> {
         let existing = self.producers.get(&request.producer_id)?;
-        if existing.link.is_fenced() {
+        if existing.link.is_fenced() || existing.link.is_closed() {
             if let Some(p) = self.producers.remove(&request.producer_id) {
                 p.release(&self.service);
             }
@@ -200,6 +202,24 @@ impl Connection {
                 message,
             )),
         }
+    }
+
+    /// When the partition closes (unloaded, moved to another broker, deleted), the producer is
+    /// closed with CLOSE_PRODUCER, so its client looks the topic up again and reconnects to
+    /// wherever it is served now (Pulsar's behaviour on a bundle unload). The task ends with the
+    /// partition, the connection or the service, whichever goes first.
+    fn close_with_partition(&self, log: &PartitionLog, link: &ProducerLink) {
+        let closed = log.closed();
+        let link = link.clone();
+        let out = self.out.clone();
+        let cancel = self.service.shutdown.clone();
+        self.service.tasks.spawn(async move {
+            tokio::select! {
+                _ = closed => link.close_by_broker().await,
+                _ = out.closed() => {}
+                _ = cancel.cancelled() => {}
+            }
+        });
     }
 
     /// Sends the second PRODUCER_SUCCESS of a producer waiting for exclusive access when it is

@@ -46,6 +46,17 @@ impl Connection {
             return Ok(Reply::Close("SEND without its body".into()));
         };
         let (producer_id, sequence_id) = (send.producer_id, send.sequence_id);
+        if self
+            .producers
+            .get(&producer_id)
+            .is_some_and(|p| p.link.is_closed())
+        {
+            // The broker closed this producer (its partition closed: unloaded or moved) and sent
+            // CLOSE_PRODUCER before any answer to this SEND: the client reconnects and sends
+            // again what was not acknowledged. An error here would fail the message instead.
+            tracing::debug!(peer = %self.peer, producer_id, sequence_id, "SEND to a producer the broker closed: ignored");
+            return Ok(Reply::Nothing);
+        }
         self.refresh_failed_log(producer_id).await;
         let producer = self.sending_producer(producer_id, sequence_id)?;
         let (body, max_timestamp_ms) = self.check_send(producer, &send, payload)?;

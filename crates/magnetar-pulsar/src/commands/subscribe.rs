@@ -22,9 +22,18 @@ impl Connection {
             return Ok(Reply::Close("SUBSCRIBE without its body".into()));
         };
         let answer = Answer::Request(request.request_id);
-        if self.consumers.contains_key(&request.consumer_id) {
-            // A retried SUBSCRIBE for a consumer that exists.
-            return Ok(Reply::success(request.request_id));
+        if let Some(existing) = self.consumers.get(&request.consumer_id) {
+            if existing
+                .subscription
+                .has_consumer((self.id, request.consumer_id))
+            {
+                // A retried SUBSCRIBE for a consumer that exists.
+                return Ok(Reply::success(request.request_id));
+            }
+            // The broker closed this consumer (CLOSE_CONSUMER: its partition closed, unloaded or
+            // moved) and the client subscribes again on the same connection: attach it to the
+            // partition as it is served now, not to the closed one.
+            self.drop_consumer(request.consumer_id);
         }
         self.check_subscribe(&request)?;
         let consume = Access::Consume {

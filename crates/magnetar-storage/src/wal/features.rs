@@ -202,14 +202,12 @@ impl LedgerInner {
         if self.is_fenced() {
             return Err(self.fenced_error());
         }
-        let txn = txn.when(self.fence_key.clone(), Expect::Version(self.fence_version));
+        let txn = self.fenced(txn);
         let timeout = Duration::from_millis(self.writer.config.commit_timeout_ms);
         match tokio::time::timeout(timeout, self.writer.metadata.txn(txn)).await {
             Ok(Ok(outcome)) => Ok(Ok(outcome)),
-            Ok(Err(MetadataError::BadVersion { key, .. })) if key == self.fence_key => {
-                self.fence(&format!(
-                    "another writer took the ledger over (seen at {what})"
-                ));
+            Ok(Err(MetadataError::BadVersion { key, .. })) if self.is_fence_key(&key) => {
+                self.fence(&format!("{} (seen at {what})", self.fence_reason(&key)));
                 Err(self.fenced_error())
             }
             Ok(Err(e)) => Ok(Err(e)),

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use magnetar_metadata::{Expect, MetadataError};
+use magnetar_metadata::{Expect, MetadataError, Txn, TxnOp};
 use object_store::path::Path as ObjectPath;
 use tokio::sync::{oneshot, watch};
 
@@ -134,6 +134,9 @@ pub(crate) struct LedgerInner {
     pub(crate) root: String,
     pub(crate) fence_key: String,
     pub(crate) fence_version: u64,
+    /// The fence of whoever may write the ledger (cluster mode: the bundle's epoch key), compared
+    /// by every write beside the ledger's own.
+    pub(crate) owner_fence: Option<OwnerFence>,
     pub(crate) epoch: u64,
     pub(crate) writer: Arc<WriterShared>,
     append: Mutex<AppendState>,
@@ -146,6 +149,30 @@ pub(crate) struct LedgerInner {
 }
 
 impl LedgerInner {
+    /// `txn` with the compares of this writer's fences: the ledger's epoch key and, if any, the
+    /// owner's fence.
+    pub(crate) fn fenced(&self, txn: Txn) -> Txn {
+        let txn = txn.when(self.fence_key.clone(), Expect::Version(self.fence_version));
+        match &self.owner_fence {
+            Some(owner) => txn.when(owner.key.clone(), Expect::Version(owner.version)),
+            None => txn,
+        }
+    }
+
+    /// Whether a refused compare on `key` means this writer lost the ledger.
+    pub(crate) fn is_fence_key(&self, key: &str) -> bool {
+        key == self.fence_key || self.owner_fence.as_ref().is_some_and(|o| o.key == key)
+    }
+
+    /// Why a refused compare on a fence key fenced this writer.
+    pub(crate) fn fence_reason(&self, key: &str) -> &'static str {
+        if key == self.fence_key {
+            "another writer took the ledger over"
+        } else {
+            "the owner's fence moved (another broker claimed the ledger's bundle)"
+        }
+    }
+
     pub(crate) fn range_key(&self, first_index: u64) -> String {
         records::range_key(&self.root, &self.name, first_index)
     }
@@ -167,20 +194,27 @@ impl LedgerInner {
     }
 
     pub(crate) fn fail(&self, reason: &str) {
-        let mut st = lock(&self.append);
-        if st.failed.is_none() {
-            tracing::warn!(ledger = %self.name, reason, "shared ledger failed; reopen to recover");
-            st.failed = Some(reason.to_string());
+        {
+            let mut st = lock(&self.append);
+            if st.failed.is_none() {
+                tracing::warn!(ledger = %self.name, reason, "shared ledger failed; reopen to recover");
+                st.failed = Some(reason.to_string());
+            }
         }
+        // Wakes whoever waits for the end (a settling close).
+        self.end.send_modify(|_| {});
     }
 
     pub(crate) fn fence(&self, reason: &str) {
-        let mut st = lock(&self.append);
-        st.fenced = true;
-        if st.failed.is_none() {
-            tracing::warn!(ledger = %self.name, reason, "shared ledger fenced");
-            st.failed = Some(format!("fenced: {reason}"));
+        {
+            let mut st = lock(&self.append);
+            st.fenced = true;
+            if st.failed.is_none() {
+                tracing::warn!(ledger = %self.name, reason, "shared ledger fenced");
+                st.failed = Some(format!("fenced: {reason}"));
+            }
         }
+        self.end.send_modify(|_| {});
     }
 
     pub(crate) fn on_committed(&self, record: RangeRecord, chunk: Bytes) {
@@ -216,6 +250,17 @@ pub(crate) fn insert_cached(c: &mut Committed, first: u64, chunk: Bytes, max: u6
         };
         c.cache_bytes -= evicted.len() as u64;
     }
+}
+
+/// A fence kept outside a ledger that every write of the ledger also compares: a key that must
+/// still be at `version`. Cluster mode passes the bundle's epoch key, so the moment another
+/// broker claims the bundle, this broker's commits, seals and cursor writes are refused by the
+/// store, whether or not the new owner has opened the ledger yet, and whatever this broker
+/// believes about its own session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerFence {
+    pub key: String,
+    pub version: u64,
 }
 
 /// Sizes and state of a [`SharedLedger`].
@@ -275,6 +320,16 @@ impl SharedLedger {
     /// ranges, checks they are contiguous and continues after the last one. `name` is a path
     /// (segments separated by `/`) that does not start with `_` or `/`.
     pub async fn open(writer: &WalWriter, name: &str) -> Result<Self, StorageError> {
+        Self::open_fenced(writer, name, None).await
+    }
+
+    /// [`SharedLedger::open`] under an owner's fence: the takeover itself and every later write
+    /// compare `owner` too; a refused compare on it is [`StorageError::Fenced`].
+    pub async fn open_fenced(
+        writer: &WalWriter,
+        name: &str,
+        owner: Option<OwnerFence>,
+    ) -> Result<Self, StorageError> {
         let started = std::time::Instant::now();
         let shared = writer.shared.clone();
         let root = shared.root.as_str();
@@ -302,11 +357,27 @@ impl SharedLedger {
                 }
             };
             let record = EpochRecord::new(epoch, &shared.name);
-            match metadata
-                .put(&fence_key, records::encode(&record), expect)
-                .await
-            {
+            let mut txn = Txn::new()
+                .when(fence_key.clone(), expect)
+                .then(TxnOp::put(&fence_key, records::encode(&record)));
+            if let Some(owner) = &owner {
+                txn = txn.when(owner.key.clone(), Expect::Version(owner.version));
+            }
+            let bumped = metadata.txn(txn).await.and_then(|outcome| {
+                outcome.versions.first().copied().flatten().ok_or_else(|| {
+                    MetadataError::Storage(format!("no version for {fence_key} after the bump"))
+                })
+            });
+            match bumped {
                 Ok(version) => break (epoch, version),
+                Err(MetadataError::BadVersion { key, .. })
+                    if owner.as_ref().is_some_and(|o| o.key == key) =>
+                {
+                    return Err(StorageError::Fenced {
+                        ledger: name.to_string(),
+                        reason: format!("the owner's fence {key} moved before the takeover"),
+                    })
+                }
                 Err(MetadataError::BadVersion { .. }) if attempt < OPEN_ATTEMPTS => continue,
                 Err(MetadataError::BadVersion { .. }) => {
                     return Err(StorageError::Fenced {
@@ -376,6 +447,7 @@ impl SharedLedger {
             root: root.to_string(),
             fence_key,
             fence_version,
+            owner_fence: owner,
             epoch,
             writer: shared,
             append: Mutex::new(AppendState {
@@ -453,6 +525,27 @@ impl SharedLedger {
     /// Stops accepting appends (those already accepted still complete).
     pub fn close(&self) {
         lock(&self.inner.append).closed = true;
+    }
+
+    /// Closes (see [`SharedLedger::close`]) and waits until every append already queued is
+    /// committed or the ledger failed (a failed or fenced commit), at most the writer's commit
+    /// timeout. Returns whether everything queued was committed: only then is the ledger's end
+    /// the end of everything this writer handed out (a producer-state snapshot taken now agrees
+    /// with the log).
+    pub async fn close_settled(&self) -> bool {
+        let next = {
+            let mut st = lock(&self.inner.append);
+            st.closed = true;
+            st.next_index
+        };
+        let inner = &self.inner;
+        let settled = |end: &u64| *end >= next || inner.failed_reason().is_some();
+        let mut end = inner.end.subscribe();
+        let limit = std::time::Duration::from_millis(
+            inner.writer.config.commit_timeout_ms.saturating_add(1_000),
+        );
+        let _ = tokio::time::timeout(limit, end.wait_for(settled)).await;
+        inner.end_index() >= next && inner.failed_reason().is_none()
     }
 
     /// Assigns the first index under the append lock, calls `build(first_index)`, encodes the

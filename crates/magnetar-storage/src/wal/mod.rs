@@ -71,7 +71,7 @@ mod tests_features;
 mod writer;
 
 pub use features::{CURSORS_MAX, CURSOR_ACKED_RANGES_PERSISTED_MAX, SEGMENT_DELETES_PER_TXN};
-pub use ledger::{SharedLedger, SharedLedgerStats, WalAppend};
+pub use ledger::{OwnerFence, SharedLedger, SharedLedgerStats, WalAppend};
 pub use records::{
     ChunkPoint, CursorRecord, EpochRecord, RangeRecord, SegmentRecord, SnapshotRecord, StartRecord,
 };
@@ -80,9 +80,10 @@ pub use writer::{WalCounters, WalWriter};
 
 use crate::StorageError;
 
-/// Most ledgers committed by one metadata transaction: each takes two compares (its fence and
-/// its new range key), and etcd accepts 128 per transaction by default.
-pub const LEDGERS_PER_TXN: usize = 64;
+/// Most ledgers committed by one metadata transaction: each takes up to three compares (its
+/// fence, its owner's fence in cluster mode, and its new range key), and etcd accepts 128 per
+/// transaction by default.
+pub const LEDGERS_PER_TXN: usize = 42;
 
 /// Most chunks one seal folds into a segment: its transaction deletes each chunk's range
 /// record and WAL reference and creates the segment record (2 per chunk + 1 within etcd's 128).

@@ -116,11 +116,8 @@ pub(crate) async fn seal_once(ledger: &Arc<LedgerInner>) -> Result<Option<u64>, 
         points,
     );
     let segment_key = records::segment_key(&ledger.root, &ledger.name, first_index);
-    let mut txn = Txn::new()
-        .when(
-            ledger.fence_key.clone(),
-            Expect::Version(ledger.fence_version),
-        )
+    let mut txn = ledger
+        .fenced(Txn::new())
         .when(segment_key.clone(), Expect::Absent)
         .then(TxnOp::put(segment_key, records::encode(&record)));
     for chunk in &picked {
@@ -135,11 +132,12 @@ pub(crate) async fn seal_once(ledger: &Arc<LedgerInner>) -> Result<Option<u64>, 
     let outcome = tokio::time::timeout_at(deadline, writer.metadata.txn(txn)).await;
     match outcome {
         Ok(Ok(_)) => {}
-        Ok(Err(MetadataError::BadVersion { key, .. })) if key == ledger.fence_key => {
-            ledger.fence("another writer took the ledger over (seen while sealing)");
+        Ok(Err(MetadataError::BadVersion { key, .. })) if ledger.is_fence_key(&key) => {
+            let reason = ledger.fence_reason(&key);
+            ledger.fence(&format!("{reason} (seen while sealing)"));
             return Err(StorageError::Fenced {
                 ledger: ledger.name.clone(),
-                reason: "another writer took the ledger over".into(),
+                reason: reason.into(),
             });
         }
         // The segment object stays as an orphan for the garbage collector; the chunks stay

@@ -287,6 +287,88 @@ async fn the_old_writer_is_fenced_after_a_takeover() {
 }
 
 #[tokio::test]
+async fn a_moved_owner_fence_refuses_every_write_before_anyone_reopens_the_ledger() {
+    use crate::wal::OwnerFence;
+    let env = Env::new();
+    let owner_key = "/cluster/c/bundles/public/default/0x0_0x4/epoch";
+    let version = env
+        .metadata
+        .put(owner_key, Bytes::from_static(b"1"), Expect::Absent)
+        .await
+        .unwrap();
+    let fence = OwnerFence {
+        key: owner_key.to_string(),
+        version,
+    };
+    let old = env.writer("old", config());
+    let a = SharedLedger::open_fenced(&old, "t/p0", Some(fence.clone()))
+        .await
+        .unwrap();
+    let b = SharedLedger::open_fenced(&old, "t/p1", Some(fence.clone()))
+        .await
+        .unwrap();
+    a.append(entry("a", 1)).await.unwrap();
+    a.open_cursor("sub", crate::CursorStart::Earliest)
+        .await
+        .unwrap();
+
+    // Another broker claims the bundle (bumps its epoch key); it has opened neither ledger.
+    env.metadata
+        .put(
+            owner_key,
+            Bytes::from_static(b"2"),
+            Expect::Version(version),
+        )
+        .await
+        .unwrap();
+    let (ra, rb) = tokio::join!(a.append(entry("stale", 1)), b.append(entry("stale", 1)));
+    assert!(matches!(ra, Err(StorageError::Fenced { .. })), "{ra:?}");
+    assert!(matches!(rb, Err(StorageError::Fenced { .. })), "{rb:?}");
+    let acked = a.ack_cumulative("sub", 0).await;
+    assert!(
+        matches!(acked, Err(StorageError::Fenced { .. })),
+        "{acked:?}"
+    );
+    // A takeover under the stale fence is refused too.
+    let late = SharedLedger::open_fenced(&old, "t/p2", Some(fence)).await;
+    assert!(matches!(late, Err(StorageError::Fenced { .. })), "{late:?}");
+
+    let reader = SharedLedger::open(&env.writer("new", config()), "t/p0")
+        .await
+        .unwrap();
+    assert_eq!(read_all(&reader).await, vec![(0, "a".to_string())]);
+}
+
+#[tokio::test]
+async fn a_settling_close_waits_for_queued_appends_and_says_whether_they_all_committed() {
+    let env = Env::new();
+    let writer = env.writer("w", config());
+    let ledger = SharedLedger::open(&writer, "t/p0").await.unwrap();
+    env.metadata.txn_delay_ms.store(200, Ordering::Relaxed);
+    let queued = ledger.append_with(|_| entry("a", 1)).unwrap();
+    assert!(ledger.close_settled().await);
+    assert_eq!(ledger.end_index(), 1);
+    assert_eq!(queued.wait().await.unwrap(), 0);
+    assert!(matches!(
+        ledger.append_with(|_| entry("late", 1)),
+        Err(StorageError::Closed)
+    ));
+
+    // Queued, then taken over by another writer before its commit: the close does not wait for
+    // the timeout and says the queued entry is not in the log.
+    let other = SharedLedger::open(&writer, "t/p1").await.unwrap();
+    let queued = other.append_with(|_| entry("b", 1)).unwrap();
+    let _thief = SharedLedger::open(&env.writer("thief", config()), "t/p1")
+        .await
+        .unwrap();
+    assert!(!other.close_settled().await);
+    assert!(matches!(
+        queued.wait().await,
+        Err(StorageError::Fenced { .. })
+    ));
+}
+
+#[tokio::test]
 async fn two_writers_racing_for_one_ledger_get_distinct_epochs_and_one_commits() {
     let env = Env::new();
     let a = env.writer("a", config());

@@ -528,11 +528,9 @@ async fn commit_group(
             {
                 txn = txn.then(TxnOp::put(reference, Bytes::new()));
             }
-            txn = txn
-                .when(
-                    chunk.ledger.fence_key.clone(),
-                    Expect::Version(chunk.ledger.fence_version),
-                )
+            txn = chunk
+                .ledger
+                .fenced(txn)
                 .when(range_key.clone(), Expect::Absent)
                 .then(TxnOp::put(range_key, records::encode(&chunk.record)));
         }
@@ -547,9 +545,22 @@ async fn commit_group(
                 Ok(Err(MetadataError::BadVersion { key, .. })) => {
                     // Which chunk's compare failed: its fence (lost), or its range key (already
                     // there: ours after a lost answer, or someone else's).
-                    let Some(at) = group.iter().position(|c| {
-                        c.ledger.fence_key == key || c.ledger.range_key(c.record.first_index) == key
-                    }) else {
+                    // A fence (the ledger's or its owner's) refuses every chunk under it: fence
+                    // them all at once rather than one per round trip.
+                    if group.iter().any(|c| c.ledger.is_fence_key(&key)) {
+                        let (lost, kept): (Vec<Chunk>, Vec<Chunk>) =
+                            group.into_iter().partition(|c| c.ledger.is_fence_key(&key));
+                        group = kept;
+                        for chunk in lost {
+                            let reason = chunk.ledger.fence_reason(&key);
+                            fence_chunk(shared, chunk, reason);
+                        }
+                        continue;
+                    }
+                    let Some(at) = group
+                        .iter()
+                        .position(|c| c.ledger.range_key(c.record.first_index) == key)
+                    else {
                         fail_group(
                             shared,
                             group,
@@ -560,9 +571,7 @@ async fn commit_group(
                         break;
                     };
                     let chunk = group.remove(at);
-                    if chunk.ledger.fence_key == key {
-                        fence_chunk(shared, chunk, "another writer took the ledger over");
-                    } else {
+                    {
                         match shared.metadata.get(&key).await {
                             Ok(Some(found)) => {
                                 match records::decode::<RangeRecord>(&key, &found.value) {

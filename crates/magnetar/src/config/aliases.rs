@@ -41,6 +41,11 @@ pub const ALIASES: &[Alias] = &[
         key: "bundles_per_namespace",
     },
     Alias {
+        name: "loadBalancerEnabled",
+        section: "cluster",
+        key: "load_balancer_enabled",
+    },
+    Alias {
         name: "kafkaListeners",
         section: "kafka",
         key: "listeners",

@@ -23,6 +23,13 @@ pub struct ClusterSection {
     pub bundles_per_namespace: u32,
     /// How often the elected leader deletes WAL and segment objects no record names.
     pub wal_gc_interval_ms: u64,
+    /// Rebalancing (Pulsar's `loadBalancerEnabled`): owners hand a broker that joined the
+    /// bundles the rendezvous rule gives it, once it has been live for `rebalance_delay_ms`.
+    /// Off: bundles move only when their owner leaves or dies, or on an unload.
+    pub load_balancer_enabled: bool,
+    /// How long a broker must have been live before it is handed bundles (so a broker that
+    /// restarts or flaps does not pull bundles back and forth).
+    pub rebalance_delay_ms: u64,
 }
 
 impl Default for ClusterSection {
@@ -34,6 +41,8 @@ impl Default for ClusterSection {
             session_ttl_ms: 10_000,
             bundles_per_namespace: 4,
             wal_gc_interval_ms: 300_000,
+            load_balancer_enabled: true,
+            rebalance_delay_ms: 10_000,
         }
     }
 }
@@ -90,6 +99,12 @@ impl Config {
             "cluster.wal_gc_interval_ms",
             c.wal_gc_interval_ms,
             1_000,
+            86_400_000,
+        )?;
+        range(
+            "cluster.rebalance_delay_ms",
+            c.rebalance_delay_ms,
+            0,
             86_400_000,
         )?;
         if !c.metadata_root.starts_with('/') || c.metadata_root.ends_with('/') {
