@@ -182,6 +182,60 @@ def test_key_shared_new_consumer_waits_for_older_messages_of_its_keys(broker):
     client.close()
 
 
+def test_key_shared_sticky_delivers_declared_ranges_and_refuses_conflicts(broker):
+    """STICKY: each consumer declares its hash ranges; a key goes to the consumer whose range
+    holds its slot; an overlapping declaration is refused (ConsumerAssignError), as is an
+    AUTO_SPLIT consumer on a STICKY subscription; keys of an undeclared slot wait until a
+    consumer declares it, without holding up the other keys."""
+    client = client_for(broker)
+    topic = topic_name("sticky")
+
+    def sticky(ranges):
+        return pulsar.ConsumerKeySharedPolicy(key_shared_mode=pulsar.KeySharedMode.Sticky,
+                                              sticky_ranges=ranges)
+
+    def subscribe(name, policy=None):
+        kw = {"key_shared_policy": policy} if policy is not None else {}
+        return client.subscribe(topic, "s", consumer_type=pulsar.ConsumerType.KeyShared,
+                                consumer_name=name, receiver_queue_size=1000,
+                                initial_position=pulsar.InitialPosition.Earliest, **kw)
+
+    low = subscribe("low", sticky([(0, 19999)]))
+    mid = subscribe("mid", sticky([(20000, 39999)]))
+    for bad in ([(39999, 45000)], [(100, 200)]):
+        with pytest.raises(Exception):
+            subscribe("bad", sticky(bad))
+    with pytest.raises(Exception):
+        subscribe("auto")
+
+    keys = [f"key-{k}" for k in range(30)]
+    owner = {k: (0 if sticky_slot(k) < 20000 else 1 if sticky_slot(k) < 40000 else 2)
+             for k in keys}
+    assert set(owner.values()) == {0, 1, 2}, "the keys must fall in all three ranges"
+    p = client.create_producer(topic, batching_enabled=False)
+    for i in range(90):
+        p.send(f"{i}".encode(), partition_key=keys[i % len(keys)])
+    covered = [i for i in range(90) if owner[keys[i % len(keys)]] != 2]
+    got = receive_all([low, mid], len(covered))
+    for idx, m in got:
+        assert idx == owner[m.partition_key()], (m.partition_key(), sticky_slot(m.partition_key()), idx)
+    assert sorted(int(m.data()) for _, m in got) == covered
+    # Nothing for the undeclared range yet.
+    assert not receive_all([low, mid], 1, deadline_s=1.5)
+
+    high = subscribe("high", sticky([(40000, 65535)]))
+    rest = receive_all([low, mid, high], 90 - len(covered))
+    assert all(idx == 2 for idx, _ in rest), [(idx, m.partition_key()) for idx, m in rest]
+    values = sorted(int(m.data()) for _, m in rest)
+    assert values == [i for i in range(90) if owner[keys[i % len(keys)]] == 2]
+    per_key = defaultdict(list)
+    for _, m in got + rest:
+        per_key[m.partition_key()].append(int(m.data()))
+    for key, vs in per_key.items():
+        assert vs == sorted(vs), f"{key} out of order: {vs}"
+    client.close()
+
+
 FAILOVER_CHILD = textwrap.dedent(
     """
     import sys, time, pulsar

@@ -214,6 +214,7 @@ async fn create_reset_skip_delete_on_a_topic() {
                 key: (1, 1),
                 name: "c".into(),
                 priority: 0,
+                key_shared: Default::default(),
                 sink: Arc::new(Idle),
             },
             SubscriptionType::Shared,

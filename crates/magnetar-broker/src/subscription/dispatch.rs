@@ -321,6 +321,21 @@ impl Dispatcher {
                     continue;
                 }
             }
+            if key_shared
+                && !s.consumers.is_empty()
+                && s.ranges.may_leave_slots_uncovered()
+                && s.ranges.select(prepared.key_slot).is_none()
+            {
+                // STICKY: no consumer declared this key's slot. The entry is parked until the
+                // consumers change while the entries behind it go on; when too many are parked,
+                // reading stops here.
+                if s.uncovered.len() >= super::UNCOVERED_MAX {
+                    unsent.push(first);
+                } else {
+                    s.uncovered.insert(first);
+                }
+                continue;
+            }
             let Some(slot) = self.choose(&mut s, prepared.key_slot, first) else {
                 unsent.push(first);
                 continue;

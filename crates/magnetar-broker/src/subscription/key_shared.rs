@@ -1,7 +1,13 @@
-//! Key_Shared dispatch in Pulsar's auto-split mode: the sticky key of a message (its ordering
-//! key, else its partition key, else Pulsar's `NONE_KEY`) is hashed with Murmur3 (32-bit, seed 0,
-//! sign bit cleared, as Pulsar's `Murmur3_32Hash`) and taken modulo [`HASH_RANGE_SIZE`]; each
-//! consumer owns one contiguous slice of `0..HASH_RANGE_SIZE`.
+//! Key_Shared dispatch: the sticky key of a message (its ordering key, else its partition key,
+//! else Pulsar's `NONE_KEY`) is hashed with Murmur3 (32-bit, seed 0, sign bit cleared, as
+//! Pulsar's `Murmur3_32Hash`) and taken modulo [`HASH_RANGE_SIZE`]; the slot's owner gets it.
+//! Two modes, as Pulsar's, one per subscription (set by its first consumer):
+//!
+//! - **AUTO_SPLIT** ([`HashRanges`]): each consumer owns one contiguous slice, split and merged
+//!   as consumers come and go (below).
+//! - **STICKY** ([`StickyRanges`], Pulsar's `HashRangeExclusiveStickyKeyConsumerSelector`): each
+//!   consumer declares its own inclusive ranges; a range overlapping another consumer's is
+//!   refused, and a slot no consumer declared is not delivered until one does.
 //!
 //! Slices, as Pulsar's `HashRangeAutoSplitStickyKeyConsumerSelector`: the first consumer owns the
 //! whole range; each consumer that joins takes the lower half of the largest slice; a consumer
@@ -141,9 +147,221 @@ impl<K: Copy + Eq + std::hash::Hash> HashRanges<K> {
     }
 }
 
+/// How a Key_Shared consumer takes its part of the hash range.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum KeySharedMode {
+    /// Given a slice of the range (split from the largest).
+    #[default]
+    AutoSplit,
+    /// Declares its own inclusive `(start, end)` ranges within `0..HASH_RANGE_SIZE`.
+    Sticky(Vec<(u32, u32)>),
+}
+
+/// Consumers' declared ranges (STICKY mode).
+#[derive(Debug, Clone)]
+pub struct StickyRanges<K> {
+    /// Start of a range -> (its inclusive end, its consumer).
+    by_start: BTreeMap<u32, (u32, K)>,
+    starts_of: HashMap<K, Vec<u32>>,
+}
+
+impl<K> Default for StickyRanges<K> {
+    fn default() -> Self {
+        Self {
+            by_start: BTreeMap::new(),
+            starts_of: HashMap::new(),
+        }
+    }
+}
+
+/// Most ranges one consumer may declare.
+pub const STICKY_RANGES_PER_CONSUMER_MAX: usize = 1_024;
+
+impl<K: Copy + Eq + std::hash::Hash + std::fmt::Debug> StickyRanges<K> {
+    /// Registers `consumer`'s ranges; refused (nothing registered) when a range is empty,
+    /// reversed, outside `0..HASH_RANGE_SIZE`, or overlaps one of its own or another consumer's.
+    pub fn add(&mut self, consumer: K, ranges: &[(u32, u32)]) -> Result<(), String> {
+        if ranges.is_empty() {
+            return Err("Key_Shared STICKY needs at least one hash range".into());
+        }
+        if ranges.len() > STICKY_RANGES_PER_CONSUMER_MAX {
+            return Err(format!(
+                "{} hash ranges; at most {STICKY_RANGES_PER_CONSUMER_MAX} per consumer",
+                ranges.len()
+            ));
+        }
+        if self.starts_of.contains_key(&consumer) {
+            return Err(format!("consumer {consumer:?} already has hash ranges"));
+        }
+        let mut sorted = ranges.to_vec();
+        sorted.sort_unstable();
+        for (i, &(start, end)) in sorted.iter().enumerate() {
+            if start > end || end >= HASH_RANGE_SIZE {
+                return Err(format!(
+                    "invalid hash range [{start}, {end}]: ranges are within [0, {}] and start <= end",
+                    HASH_RANGE_SIZE - 1
+                ));
+            }
+            if i > 0 && sorted[i - 1].1 >= start {
+                return Err(format!(
+                    "hash ranges [{}, {}] and [{start}, {end}] overlap",
+                    sorted[i - 1].0,
+                    sorted[i - 1].1
+                ));
+            }
+            if let Some((other_start, (other_end, other))) = self.overlapping(start, end) {
+                return Err(format!(
+                    "range conflict: [{start}, {end}] overlaps [{other_start}, {other_end}] of consumer {other:?}"
+                ));
+            }
+        }
+        for &(start, end) in &sorted {
+            self.by_start.insert(start, (end, consumer));
+        }
+        self.starts_of
+            .insert(consumer, sorted.iter().map(|r| r.0).collect());
+        Ok(())
+    }
+
+    fn overlapping(&self, start: u32, end: u32) -> Option<(u32, (u32, K))> {
+        // The range starting at or before `start` may reach it; any starting within overlaps.
+        if let Some((s, (e, k))) = self.by_start.range(..=start).next_back() {
+            if *e >= start {
+                return Some((*s, (*e, *k)));
+            }
+        }
+        self.by_start
+            .range(start..=end)
+            .next()
+            .map(|(s, (e, k))| (*s, (*e, *k)))
+    }
+
+    pub fn remove(&mut self, consumer: K) {
+        for start in self.starts_of.remove(&consumer).unwrap_or_default() {
+            self.by_start.remove(&start);
+        }
+    }
+
+    /// The consumer whose range holds `slot`, if one declared it.
+    pub fn select(&self, slot: u32) -> Option<K> {
+        self.by_start
+            .range(..=slot)
+            .next_back()
+            .filter(|(_, (end, _))| slot <= *end)
+            .map(|(_, (_, k))| *k)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.starts_of.is_empty()
+    }
+}
+
+/// A Key_Shared subscription's selector in its mode (the first consumer's).
+#[derive(Debug, Clone)]
+pub enum KeySelector<K> {
+    AutoSplit(HashRanges<K>),
+    Sticky(StickyRanges<K>),
+}
+
+impl<K> Default for KeySelector<K> {
+    fn default() -> Self {
+        KeySelector::AutoSplit(HashRanges::default())
+    }
+}
+
+impl<K: Copy + Eq + std::hash::Hash + std::fmt::Debug> KeySelector<K> {
+    fn is_empty(&self) -> bool {
+        match self {
+            KeySelector::AutoSplit(r) => r.is_empty(),
+            KeySelector::Sticky(r) => r.is_empty(),
+        }
+    }
+
+    /// Adds a consumer in `mode`; the first consumer sets the subscription's mode and a
+    /// consumer in the other mode is refused, as in Pulsar.
+    pub fn add(&mut self, consumer: K, mode: &KeySharedMode) -> Result<(), String> {
+        if self.is_empty() {
+            *self = match mode {
+                KeySharedMode::AutoSplit => KeySelector::AutoSplit(HashRanges::default()),
+                KeySharedMode::Sticky(_) => KeySelector::Sticky(StickyRanges::default()),
+            };
+        }
+        match (self, mode) {
+            (KeySelector::AutoSplit(r), KeySharedMode::AutoSplit) => r.add(consumer),
+            (KeySelector::Sticky(r), KeySharedMode::Sticky(ranges)) => r.add(consumer, ranges),
+            (KeySelector::AutoSplit(_), KeySharedMode::Sticky(_)) => Err(
+                "the Key_Shared subscription is in AUTO_SPLIT mode; a STICKY consumer cannot join"
+                    .into(),
+            ),
+            (KeySelector::Sticky(_), KeySharedMode::AutoSplit) => Err(
+                "the Key_Shared subscription is in STICKY mode; an AUTO_SPLIT consumer cannot join"
+                    .into(),
+            ),
+        }
+    }
+
+    pub fn remove(&mut self, consumer: K) {
+        match self {
+            KeySelector::AutoSplit(r) => r.remove(consumer),
+            KeySelector::Sticky(r) => r.remove(consumer),
+        }
+    }
+
+    /// The consumer owning `slot`; `None` with no consumers or (STICKY) when no consumer
+    /// declared the slot.
+    pub fn select(&self, slot: u32) -> Option<K> {
+        match self {
+            KeySelector::AutoSplit(r) => r.select(slot),
+            KeySelector::Sticky(r) => r.select(slot),
+        }
+    }
+
+    /// Whether a slot can be left without an owner while consumers are attached (STICKY).
+    pub fn may_leave_slots_uncovered(&self) -> bool {
+        matches!(self, KeySelector::Sticky(_))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sticky_ranges_are_exclusive_and_select_only_declared_slots() {
+        let mut s = KeySelector::default();
+        s.add(1, &KeySharedMode::Sticky(vec![(0, 99), (200, 299)]))
+            .unwrap();
+        assert!(s.add(2, &KeySharedMode::AutoSplit).is_err());
+        let conflict = s.add(2, &KeySharedMode::Sticky(vec![(250, 400)]));
+        assert!(conflict.unwrap_err().contains("range conflict"));
+        let conflict = s.add(2, &KeySharedMode::Sticky(vec![(100, 199), (50, 60)]));
+        assert!(conflict.is_err());
+        // Nothing of a refused consumer stays registered.
+        assert_eq!(s.select(150), None);
+        assert!(s.add(2, &KeySharedMode::Sticky(vec![])).is_err());
+        assert!(s.add(2, &KeySharedMode::Sticky(vec![(10, 5)])).is_err());
+        assert!(s
+            .add(2, &KeySharedMode::Sticky(vec![(0, HASH_RANGE_SIZE)]))
+            .is_err());
+        assert!(s
+            .add(2, &KeySharedMode::Sticky(vec![(100, 120), (110, 130)]))
+            .is_err());
+        s.add(2, &KeySharedMode::Sticky(vec![(100, 199)])).unwrap();
+        assert_eq!(s.select(0), Some(1));
+        assert_eq!(s.select(99), Some(1));
+        assert_eq!(s.select(100), Some(2));
+        assert_eq!(s.select(199), Some(2));
+        assert_eq!(s.select(299), Some(1));
+        assert_eq!(s.select(300), None);
+        assert_eq!(s.select(HASH_RANGE_SIZE - 1), None);
+        s.remove(1);
+        assert_eq!(s.select(0), None);
+        assert_eq!(s.select(150), Some(2));
+        s.remove(2);
+        // Empty again: the next consumer sets the mode.
+        s.add(3, &KeySharedMode::AutoSplit).unwrap();
+        assert_eq!(s.select(42), Some(3));
+    }
 
     #[test]
     fn murmur3_matches_reference_vectors() {

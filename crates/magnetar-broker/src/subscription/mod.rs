@@ -53,7 +53,7 @@ use crate::partition::PartitionLog;
 pub use delayed::DelayedDelivery;
 use delayed::DelayedTracker;
 pub use dispatch::Dispatcher;
-use key_shared::HashRanges;
+use key_shared::{KeySelector, KeySharedMode};
 
 /// How a subscription shares its entries among its consumers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +71,9 @@ pub enum SubscriptionType {
 
 /// A consumer of a subscription: the front end's connection id and its consumer id on it.
 pub type ConsumerKey = (u64, u64);
+
+/// Most Key_Shared STICKY entries parked for want of a consumer declaring their key's slot.
+pub const UNCOVERED_MAX: usize = 10_000;
 
 /// A boxed future a sink returns for one delivery.
 pub type DeliveryFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -134,6 +137,8 @@ pub struct Consumer {
     pub name: String,
     /// Failover order: lower first.
     pub priority: i32,
+    /// Key_Shared only: how it takes its part of the hash range.
+    pub key_shared: KeySharedMode,
     pub sink: Arc<dyn ConsumerSink>,
 }
 
@@ -164,11 +169,14 @@ pub(crate) struct State {
     cursor: CursorState,
     read_index: u64,
     redeliver: BTreeSet<u64>,
+    /// Key_Shared STICKY: entries whose key slot no consumer declared, parked until the
+    /// consumers change (at most [`UNCOVERED_MAX`]; reading stops while it is full).
+    uncovered: BTreeSet<u64>,
     pending: BTreeMap<u64, Pending>,
     redelivery_counts: HashMap<u64, u32>,
     next_shared: usize,
     /// Key_Shared hash slices.
-    ranges: HashRanges<ConsumerKey>,
+    ranges: KeySelector<ConsumerKey>,
     /// Entries read but held back until their delivery time.
     delayed: DelayedTracker,
     /// Held while a dispatcher runs; dropping it stops the dispatcher.
@@ -207,10 +215,11 @@ impl Subscription {
                 cursor,
                 read_index,
                 redeliver: BTreeSet::new(),
+                uncovered: BTreeSet::new(),
                 pending: BTreeMap::new(),
                 redelivery_counts: HashMap::new(),
                 next_shared: 0,
-                ranges: HashRanges::default(),
+                ranges: KeySelector::default(),
                 delayed: DelayedTracker::default(),
                 dispatcher: None,
             }),
@@ -274,7 +283,10 @@ impl Subscription {
         }
         let mut joined_at = None;
         if kind == SubscriptionType::KeyShared {
-            s.ranges.add(consumer.key)?;
+            s.ranges.add(consumer.key, &consumer.key_shared)?;
+            // Parked entries may belong to the newcomer's ranges now.
+            let parked = std::mem::take(&mut s.uncovered);
+            s.redeliver.extend(parked);
             joined_at = (s.cursor.mark_delete_index < s.read_index).then_some(s.read_index);
         }
         s.kind = Some(kind);
@@ -487,6 +499,7 @@ impl Subscription {
             }
         }
         s.redeliver.retain(|e| *e >= mark);
+        s.uncovered.retain(|e| *e >= mark);
         s.redelivery_counts.retain(|e, _| *e >= mark);
         s.delayed.forget_before(mark);
     }
@@ -534,6 +547,7 @@ impl Subscription {
             c.unacked = 0;
         }
         s.redeliver.clear();
+        s.uncovered.clear();
         s.redelivery_counts.clear();
         s.delayed.clear();
         drop(s);

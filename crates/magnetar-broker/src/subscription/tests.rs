@@ -12,7 +12,7 @@ use magnetar_metadata::MemoryStore;
 use magnetar_storage::{Clock, ManualClock, PayloadFormat};
 use tokio::sync::mpsc;
 
-use super::key_shared::{sticky_slot, HashRanges};
+use super::key_shared::{sticky_slot, HashRanges, KeySharedMode};
 use super::*;
 use crate::broker::{Broker, BrokerConfig};
 use crate::names::TopicPartition;
@@ -170,12 +170,26 @@ impl Fixture {
         priority: i32,
         codec: TestCodec,
     ) -> std::result::Result<Arc<TestSink>, String> {
+        self.attach_full(sub, kind, key, priority, codec, KeySharedMode::AutoSplit)
+    }
+
+    /// [`Self::attach_with`] in a Key_Shared mode.
+    fn attach_full(
+        &self,
+        sub: &Arc<Subscription>,
+        kind: SubscriptionType,
+        key: ConsumerKey,
+        priority: i32,
+        codec: TestCodec,
+        key_shared: KeySharedMode,
+    ) -> std::result::Result<Arc<TestSink>, String> {
         let sink = self.sink(key);
         let dispatcher = sub.add_consumer(
             Consumer {
                 key,
                 name: format!("c{}", key.1),
                 priority,
+                key_shared,
                 sink: sink.clone(),
             },
             kind,
@@ -339,6 +353,81 @@ async fn key_shared_sends_each_key_to_the_owner_of_its_slice() {
 }
 
 #[tokio::test]
+async fn key_shared_sticky_sends_only_declared_slots_and_parks_the_rest_until_a_consumer_declares_them(
+) {
+    let mut f = Fixture::new().await;
+    let keys: Vec<String> = (0..16).map(|i| format!("key-{i}")).collect();
+    let slot = |k: &String| sticky_slot(k.as_bytes());
+    let half = super::key_shared::HASH_RANGE_SIZE / 2;
+    // A declares the lower half only; keys of the upper half wait for B.
+    let (low, high): (Vec<u64>, Vec<u64>) =
+        (0..keys.len() as u64).partition(|i| slot(&keys[*i as usize]) < half);
+    assert!(!low.is_empty() && !high.is_empty(), "keys of both halves");
+    for k in &keys {
+        f.append(k, 1000).await;
+    }
+    let sub = f
+        .log
+        .open_subscription("s", CursorStart::Earliest)
+        .await
+        .unwrap();
+    let sticky = |ranges: Vec<(u32, u32)>| KeySharedMode::Sticky(ranges);
+    f.attach_full(
+        &sub,
+        SubscriptionType::KeyShared,
+        A,
+        0,
+        TestCodec::default(),
+        sticky(vec![(0, half - 1)]),
+    )
+    .unwrap();
+    // Another mode, or an overlapping range, is refused.
+    assert!(f.attach(&sub, SubscriptionType::KeyShared, C, 0).is_err());
+    assert!(f
+        .attach_full(
+            &sub,
+            SubscriptionType::KeyShared,
+            C,
+            0,
+            TestCodec::default(),
+            sticky(vec![(half - 1, half + 10)]),
+        )
+        .is_err());
+    sub.add_permits(A, 100);
+    let mut got = Vec::new();
+    for _ in 0..low.len() {
+        let d = f.next().await;
+        assert_eq!(d.consumer, A);
+        got.push(d.header.first_index);
+    }
+    got.sort();
+    assert_eq!(got, low);
+    // A later entry of the lower half is not held up behind the parked ones.
+    let later = f.append(&keys[low[0] as usize], 1000).await;
+    assert_eq!(f.next().await.header.first_index, later);
+    f.nothing_more();
+
+    f.attach_full(
+        &sub,
+        SubscriptionType::KeyShared,
+        B,
+        0,
+        TestCodec::default(),
+        sticky(vec![(half, super::key_shared::HASH_RANGE_SIZE - 1)]),
+    )
+    .unwrap();
+    sub.add_permits(B, 100);
+    let mut got = Vec::new();
+    for _ in 0..high.len() {
+        let d = f.next().await;
+        assert_eq!(d.consumer, B);
+        got.push(d.header.first_index);
+    }
+    got.sort();
+    assert_eq!(got, high);
+}
+
+#[tokio::test]
 async fn redelivery_and_acks() {
     let mut f = Fixture::new().await;
     for i in 0..3 {
@@ -482,6 +571,7 @@ async fn unreadable_entries_are_passed_and_acknowledged() {
                 key: A,
                 name: "a".into(),
                 priority: 0,
+                key_shared: Default::default(),
                 sink,
             },
             SubscriptionType::Exclusive,

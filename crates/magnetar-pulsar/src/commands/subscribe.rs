@@ -75,15 +75,10 @@ impl Connection {
         if let Err(message) = check_schema(request.schema.as_ref()) {
             return refuse(ServerError::IncompatibleSchema, message);
         }
-        let sticky = request
-            .key_shared_meta
-            .as_ref()
-            .is_some_and(|m| m.key_shared_mode() == KeySharedMode::Sticky);
-        if subscription_type(request.sub_type()) == SubscriptionType::KeyShared && sticky {
-            return refuse(
-                ServerError::NotAllowedError,
-                "Key_Shared STICKY mode (consumer-chosen hash ranges) is not supported; use AUTO_SPLIT".into(),
-            );
+        if subscription_type(request.sub_type()) == SubscriptionType::KeyShared {
+            if let Err(message) = key_shared_mode(request) {
+                return refuse(ServerError::ConsumerAssignError, message);
+            }
         }
         Ok(())
     }
@@ -174,6 +169,7 @@ impl Connection {
                 .clone()
                 .unwrap_or_else(|| format!("consumer-{}-{}", self.id, request.consumer_id)),
             priority: request.priority_level(),
+            key_shared: key_shared_mode(request).unwrap_or_default(),
             sink: Arc::new(PulsarConsumer {
                 consumer_id: request.consumer_id,
                 id_partition: resolved.id_partition,
@@ -195,6 +191,11 @@ impl Connection {
             });
         }
         let codec = Arc::new(codec);
+        let sticky = kind == SubscriptionType::KeyShared
+            && matches!(
+                key_shared_mode(request),
+                Ok(magnetar_broker::subscription::key_shared::KeySharedMode::Sticky(_))
+            );
         let dispatcher = subscription
             .add_consumer(
                 consumer,
@@ -203,11 +204,15 @@ impl Connection {
                 self.service.config.unacked_messages_per_consumer_max,
             )
             .map_err(|message| {
-                CommandFailure::new(
-                    Answer::Request(request.request_id),
-                    ServerError::ConsumerBusy,
-                    message,
-                )
+                // A STICKY consumer's ranges refused (a conflict, a mode mismatch): Pulsar's
+                // ConsumerAssignError; anything else (an exclusive subscription taken, another
+                // type): ConsumerBusy.
+                let code = if sticky {
+                    ServerError::ConsumerAssignError
+                } else {
+                    ServerError::ConsumerBusy
+                };
+                CommandFailure::new(Answer::Request(request.request_id), code, message)
             })?;
         if let Some(dispatcher) = dispatcher {
             let broker = self.service.broker.clone();
@@ -271,4 +276,30 @@ impl Connection {
 /// batch index it named.
 pub(crate) fn cursor_start(id: &MessageIdData) -> CursorStart {
     position(id).entry_start()
+}
+
+/// The Key_Shared mode a SUBSCRIBE asks for: AUTO_SPLIT (the default), or STICKY with the
+/// consumer's own inclusive hash ranges (Pulsar's `KeySharedMeta.hashRanges`).
+fn key_shared_mode(
+    request: &CommandSubscribe,
+) -> Result<magnetar_broker::subscription::key_shared::KeySharedMode, String> {
+    use magnetar_broker::subscription::key_shared::KeySharedMode as Mode;
+    let Some(meta) = request.key_shared_meta.as_ref() else {
+        return Ok(Mode::AutoSplit);
+    };
+    if meta.key_shared_mode() != KeySharedMode::Sticky {
+        return Ok(Mode::AutoSplit);
+    }
+    let ranges = meta
+        .hash_ranges
+        .iter()
+        .map(|r| match (u32::try_from(r.start), u32::try_from(r.end)) {
+            (Ok(start), Ok(end)) => Ok((start, end)),
+            _ => Err(format!("invalid hash range [{}, {}]", r.start, r.end)),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if ranges.is_empty() {
+        return Err("Key_Shared STICKY needs at least one hash range".into());
+    }
+    Ok(Mode::Sticky(ranges))
 }
