@@ -1602,8 +1602,8 @@ def test_pulsar_producer_continues_through_unloads_of_its_bundle(make_cluster, r
     does not own it: 307 to the owner): the first unload moves it to the second broker, the
     second gives it back to the second broker. Each time the owner lets go of the producer, the
     client looks the topic up again and goes on: no send fails; every send is stored once, at
-    its receipt's entry id, in send order. (How the owner lets go today: the next SEND is
-    answered SEND_ERROR and the client drops the connection; CLOSE_PRODUCER is the next test.)"""
+    its receipt's entry id, in send order. (That the owner lets go with CLOSE_PRODUCER, not by
+    failing a SEND, which makes the client drop the whole connection: the next test.)"""
     import requests
 
     c = make_cluster(1)
@@ -1658,11 +1658,6 @@ def test_pulsar_producer_continues_through_unloads_of_its_bundle(make_cluster, r
     assert order == sorted(order), "messages stored out of send order"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "no CLOSE_PRODUCER on a bundle unload: the owner closes the partition under the producer and "
-    "tells it nothing; its next SEND is answered SEND_ERROR ServiceNotReady 'the broker is "
-    "shutting down', after which the C++ client drops the whole connection (every producer and "
-    "consumer on it) and reconnects"))
 def test_pulsar_bundle_unload_closes_its_producers_with_close_producer(make_cluster):
     """Over a raw Pulsar connection to the owner: a producer that sent one message is told
     CLOSE_PRODUCER (its producer id) when its topic's bundle is unloaded, without sending
