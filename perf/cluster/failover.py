@@ -142,6 +142,7 @@ def main():
             victim_parts = sorted(pt for pt, l in before.items() if l == victim_id)
             acked_before = len(deliveries)
             t_kill = time.monotonic()
+            kill_utc = time.time()
             victim.kill9()
             polls = 0
             t_leaders = None
@@ -173,7 +174,10 @@ def main():
                   "leaders_s": None if t_leaders is None else round(t_leaders - t_kill, 3),
                   "metadata_polls": polls,
                   "all_victim_partitions_acked_again_s": None if t_resumed is None else round(t_resumed - t_kill, 3),
-                  "t_kill": t_kill, "t_end": t_end, "victim_parts": victim_parts}
+                  "t_kill": t_kill, "t_end": t_end, "victim_parts": victim_parts,
+                  # wall clock of the kill, to line the round up with the brokers' log lines
+                  "kill_utc": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(kill_utc))
+                  + f".{int(kill_utc % 1 * 1000):03d}Z"}
             # restart the victim, same data dir and ports
             t_r = time.monotonic()
             victim.start()

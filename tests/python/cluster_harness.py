@@ -321,6 +321,118 @@ class Cluster:
         return wait_until(ok, timeout_s, f"{topic}: {partitions} partitions led by live brokers "
                           f"{sorted(live_ids)}", on_timeout=lambda: f"last answers: {seen}\n{self.logs()}")
 
+    # -- Pulsar views (HTTP lookup and admin of one broker)
+
+    def pulsar_url(self, brokers: Optional[List[ClusterBroker]] = None) -> str:
+        """A Pulsar service URL listing `brokers` (default: the live ones)."""
+        return "pulsar://" + ",".join(b.pulsar for b in (brokers or self.live()))
+
+    def pulsar_owner(self, topic: str, via: ClusterBroker) -> Optional[ClusterBroker]:
+        """The broker `via` names for the full topic name `persistent://t/ns/x` in Pulsar's HTTP
+        lookup (`GET /lookup/v2/topic/persistent/t/ns/x`); None when it names no broker of the
+        cluster. Raises on an HTTP error."""
+        import requests
+
+        tenant, ns, name = topic.removeprefix("persistent://").split("/", 2)
+        r = requests.get(f"http://{via.http}/lookup/v2/topic/persistent/{tenant}/{ns}/{name}",
+                         timeout=5)
+        r.raise_for_status()
+        url = r.json()["brokerUrl"]
+        return next((b for b in self.brokers if b.pulsar and url.endswith("//" + b.pulsar)), None)
+
+    def wait_pulsar_owner(self, topic: str, timeout_s: float = 20.0,
+                          not_: Optional[ClusterBroker] = None) -> ClusterBroker:
+        """Polls until every live broker's HTTP lookup names the same live broker (other than
+        `not_`) for `topic`; returns it."""
+        seen: Dict[str, object] = {}
+
+        def ok():
+            live = self.live()
+            owners = set()
+            for b in live:
+                try:
+                    o = self.pulsar_owner(topic, b)
+                except Exception as e:  # noqa: BLE001 - "not yet", reported on timeout
+                    seen[b.name] = repr(e)
+                    return False
+                seen[b.name] = o
+                owners.add(o)
+            if len(owners) != 1:
+                return False
+            o = owners.pop()
+            return o if o is not None and o in live and o is not not_ else False
+
+        return wait_until(ok, timeout_s, f"one live owner of {topic} in every broker's lookup"
+                          + (f" other than {not_}" if not_ else ""),
+                          on_timeout=lambda: f"last answers: {seen}\n{self.logs()}")
+
+
+def bundle_of(http: str, topic: str) -> str:
+    """The name (`0x..._0x...`) of the bundle of the namespace holding the full topic name
+    `persistent://t/ns/x`, from the boundaries the broker at `http` reports
+    (`GET /admin/v2/namespaces/t/ns/bundles`) and the topic's hash (CRC-32 IEEE of the full name,
+    docs/cluster.md); every range is [lower, upper) except the last, which holds 0xffffffff."""
+    import zlib
+
+    import requests
+
+    tenant, ns, _ = topic.removeprefix("persistent://").split("/", 2)
+    r = requests.get(f"http://{http}/admin/v2/namespaces/{tenant}/{ns}/bundles", timeout=5)
+    r.raise_for_status()
+    bounds = r.json()["boundaries"]
+    h = zlib.crc32(topic.encode()) & 0xFFFFFFFF
+    for i, (lo, hi) in enumerate(zip(bounds, bounds[1:])):
+        last = i == len(bounds) - 2
+        if int(lo, 16) <= h < int(hi, 16) or (last and h == int(hi, 16)):
+            return f"{lo}_{hi}"
+    raise AssertionError(f"hash {h:#x} of {topic} in no bundle of {bounds}")
+
+
+def rendezvous_node(bundle: str, node_ids: List[int]) -> int:
+    """The node docs/cluster.md's assignment rule gives the unowned `bundle`
+    (`tenant/ns/0x..._0x...`) among live `node_ids`: the highest rendezvous weight, FNV-1a 64
+    over the name and the node id (4 bytes big-endian) finished with the SplitMix64 mixer, ties
+    to the higher id. Written from the description, so a test comparing it with the owner the
+    brokers pick checks the rule too."""
+    mask = (1 << 64) - 1
+
+    def weight(node: int) -> int:
+        h = 0xCBF29CE484222325
+        for byte in bundle.encode() + struct.pack(">I", node):
+            h = ((h ^ byte) * 0x100000001B3) & mask
+        h = ((h ^ (h >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        h = ((h ^ (h >> 27)) * 0x94D049BB133111EB) & mask
+        return h ^ (h >> 31)
+
+    return max(node_ids, key=lambda n: (weight(n), n))
+
+
+def pulsar_cursor(http: str, topic: str, subscription: str) -> Optional[Tuple[int, List[Tuple[int, int]]]]:
+    """The durable cursor of `subscription` on the non-partitioned `topic` as the broker at `http`
+    has it committed (`GET .../internal-stats`: the ledger's cursor state, installed only after
+    its write to etcd committed): (mark-delete index: every index below it is acknowledged,
+    [start, end) ranges acknowledged at or above it); None when there is no such cursor."""
+    import requests
+
+    tenant, ns, name = topic.removeprefix("persistent://").split("/", 2)
+    r = requests.get(f"http://{http}/admin/v2/persistent/{tenant}/{ns}/{name}/internal-stats",
+                     timeout=5)
+    r.raise_for_status()
+    cur = r.json()["cursors"].get(subscription)
+    if cur is None:
+        return None
+    ranges = []
+    for text in cur["individuallyDeletedMessages"]:  # "[a..b)"
+        a, b = text.strip("[)").split("..")
+        ranges.append((int(a), int(b)))
+    return cur["markDeleteIndex"], ranges
+
+
+def cursor_covers(cursor: Tuple[int, List[Tuple[int, int]]], index: int) -> bool:
+    """Whether a `pulsar_cursor` answer counts message `index` acknowledged."""
+    mark, ranges = cursor
+    return index < mark or any(a <= index < b for a, b in ranges)
+
 
 # --------------------------------------------------------------------------------------------
 # raw Kafka requests to one broker

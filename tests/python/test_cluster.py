@@ -29,6 +29,17 @@ server on loopback; every partition's data on the shared WAL).
    brokers under a steady idempotent stream: no failed delivery, every message once;
 11. etcd killed and started again (same data and port) within the session TTL: produce stalls
    and resumes, nothing lost or duplicated, brokers stay up.
+12. a Pulsar Failover subscription (two consumers) whose owner is killed -9 while a producer
+   sends: the clients follow the topic to the new owner, every confirmed send is delivered, no
+   message acknowledged (committed) before the kill comes again, the position survives;
+13. Pulsar producer and consumer on a topic whose owner is cut off from etcd: redirected to the
+   broker that claims it after the session expired; every confirmed send stored once; the old
+   owner exits once etcd answers and rejoins as a non-owner;
+14. a Pulsar producer through two unloads of its topic's bundle (one moves it to the other
+   broker): no send error, every send stored once in order; over a raw connection, the owner
+   tells the producer CLOSE_PRODUCER on an unload;
+15. a broker joins: the owners hand it the bundles the rendezvous rule gives it (rebalancing),
+   and Kafka and Pulsar clients follow.
 
 Each test brings up its own cluster (its own etcd root and bucket prefix) on the module's etcd
 and moto. Every wait is a bounded poll on an observable condition; on failure the tails of all
@@ -51,8 +62,10 @@ import pytest
 from cluster_harness import (
     Cluster,
     Etcd,
+    bundle_of,
     create_partitions,
     create_topic,
+    cursor_covers,
     etcd_binary,
     find_coordinator,
     idempotent_batch,
@@ -60,6 +73,8 @@ from cluster_harness import (
     init_producer_id,
     metadata,
     produce_batch,
+    pulsar_cursor,
+    rendezvous_node,
     wait_until,
     StallProxy,
 )
@@ -1132,7 +1147,576 @@ def test_etcd_restart_shorter_than_the_session_ttl_stalls_produce_and_loses_noth
 
 
 # --------------------------------------------------------------------------------------------
-# 12. a broker joins: rebalancing
+# 12-14. Pulsar clients through a kill -9, an etcd cut-off and a bundle unload
+
+
+def pulsar_client(url: str):
+    import os
+
+    import pulsar
+
+    level = getattr(pulsar.LoggerLevel, os.environ.get("PULSAR_LOG_LEVEL", "Warn"))
+    return pulsar.Client(url, operation_timeout_seconds=30, logger=pulsar.ConsoleLogger(level))
+
+
+def close_quietly(*objs) -> None:
+    for o in objs:
+        try:
+            o.close()
+        except Exception as e:  # noqa: BLE001 - teardown: a client of a dead broker
+            sys.stderr.write(f"closing {o!r}: {e!r}\n")
+
+
+class PulsarSender:
+    """A Pulsar producer (no batching) in a thread sending the payloads str(seq) for seq 0..n-1
+    at a fixed rate, at most `window` sends outstanding, each receipt awaited (send_async
+    callbacks). A send the client reports failed is sent again by the application (same payload,
+    at most `attempts_max` attempts in all). `confirmed`: seq -> (ledger id, entry id) of its
+    successful receipt (the last one); `errors`: (seq, result) of every failed attempt;
+    `attempts`: seq -> attempts; `mark(tag)` remembers the seqs outstanding right now (a
+    disruption: the client may resend them itself, so they may be stored twice)."""
+
+    def __init__(self, client, topic: str, n: int, rate_per_s: float, window: int = 20,
+                 attempts_max: int = 3, send_timeout_ms: int = 30_000):
+        import queue
+        import threading
+
+        self.producer = client.create_producer(topic, send_timeout_millis=send_timeout_ms,
+                                               batching_enabled=False, block_if_queue_full=True)
+        self.n, self.rate, self.window, self.attempts_max = n, rate_per_s, window, attempts_max
+        self.lock = threading.Lock()
+        self.confirmed: Dict[int, Tuple[int, int]] = {}
+        self.latency_s: Dict[int, float] = {}  # seq -> send to receipt of its last attempt
+        self.errors: List[Tuple[int, str]] = []
+        self.attempts: Dict[int, int] = collections.Counter()
+        self.outstanding: Dict[int, float] = {}  # seq -> when its current attempt was sent
+        self.marks: Dict[str, set] = {}
+        self.sent_at: Dict[str, int] = {}
+        self.gave_up: List[int] = []
+        self.sent = 0  # seqs handed to the client at least once
+        self.error: Optional[BaseException] = None
+        self._retry: "queue.Queue[int]" = queue.Queue()
+        self._abandon = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def mark(self, tag: str) -> set:
+        with self.lock:
+            self.marks[tag] = set(self.outstanding)
+            self.sent_at[tag] = self.sent
+            return self.marks[tag]
+
+    def mark_since(self, start: str, tag: str) -> set:
+        """Like `mark`, for a disruption that lasted from `mark(start)` until now: also every seq
+        first sent in between."""
+        with self.lock:
+            self.marks[tag] = set(self.outstanding) | set(range(self.sent_at[start], self.sent))
+            return self.marks[tag]
+
+    def retried(self) -> set:
+        """Seqs that may be stored more than once: sent again by the application, or
+        outstanding at a disruption (`mark`)."""
+        with self.lock:
+            out = {s for s, a in self.attempts.items() if a > 1}
+            for m in self.marks.values():
+                out |= m
+            return out
+
+    def abandon(self) -> None:
+        self._abandon.set()
+        self.thread.join(10)
+
+    def _callback(self, seq: int):
+        import pulsar
+
+        def cb(res, msg_id):
+            now = time.monotonic()
+            with self.lock:
+                sent_at = self.outstanding.pop(seq, now)
+                self.latency_s[seq] = now - sent_at
+                if res == pulsar.Result.Ok:
+                    self.confirmed[seq] = (msg_id.ledger_id(), msg_id.entry_id())
+                else:
+                    self.errors.append((seq, str(res)))
+                    self._retry.put(seq)
+        return cb
+
+    def _send(self, seq: int) -> None:
+        with self.lock:
+            self.outstanding[seq] = time.monotonic()
+            self.attempts[seq] += 1
+        self.producer.send_async(str(seq).encode(), self._callback(seq))
+
+    def _run(self) -> None:
+        import queue
+
+        try:
+            t0 = time.monotonic()
+            deadline = t0 + self.n / self.rate + 90
+            for _ in range(10_000_000):
+                if self._abandon.is_set() or time.monotonic() > deadline:
+                    return
+                try:
+                    seq = self._retry.get_nowait()
+                    if self.attempts[seq] < self.attempts_max:
+                        self._send(seq)
+                    else:
+                        self.gave_up.append(seq)
+                    continue
+                except queue.Empty:
+                    pass
+                with self.lock:
+                    busy = len(self.outstanding)
+                if self.sent >= self.n and busy == 0 and self._retry.empty():
+                    return
+                if self.sent < self.n and busy < self.window and \
+                        time.monotonic() >= t0 + self.sent / self.rate:
+                    self._send(self.sent)
+                    self.sent += 1
+                    continue
+                time.sleep(0.002)
+        except BaseException as e:  # noqa: BLE001 - reported by `finish`
+            self.error = e
+
+    def finish(self, timeout_s: float) -> None:
+        """Waits for the thread; asserts every seq was confirmed (after application retries)."""
+        self.thread.join(timeout_s)
+        with self.lock:
+            state = (f"{self.sent} sent, {len(self.confirmed)} confirmed, {len(self.outstanding)} "
+                     f"outstanding, {len(self.errors)} failed attempts {self.errors[:5]}")
+        assert not self.thread.is_alive(), f"the sender did not finish in {timeout_s}s: {state}"
+        assert self.error is None, f"sender thread: {self.error!r}"
+        print(f"pulsar sender: {state}; max receipt latency {max(self.latency_s.values()):.2f}s")
+        assert not self.gave_up, f"sends failed {self.attempts_max} times: {self.gave_up[:10]}"
+        assert len(self.confirmed) == self.n, state
+
+
+class PulsarDeliveries:
+    """A message listener for Pulsar consumers: records every delivery (consumer name, seq,
+    entry id, monotonic time) and acknowledges it at once."""
+
+    def __init__(self):
+        import threading
+
+        self.lock = threading.Lock()
+        self.got: List[Tuple[str, int, int, float]] = []
+        self.ack_errors: List[str] = []
+
+    def listener(self, consumer, msg) -> None:
+        now = time.monotonic()
+        with self.lock:
+            self.got.append((consumer.consumer_name(), int(msg.data()), msg.message_id().entry_id(), now))
+        try:
+            consumer.acknowledge(msg)
+        except Exception as e:  # noqa: BLE001 - e.g. not connected: the message comes again
+            with self.lock:
+                self.ack_errors.append(repr(e))
+
+    def seqs(self) -> set:
+        with self.lock:
+            return {s for _, s, _, _ in self.got}
+
+    def snapshot(self) -> List[Tuple[str, int, int, float]]:
+        with self.lock:
+            return list(self.got)
+
+
+def read_topic(client, topic: str, timeout_s: float = 30.0) -> List[Tuple[int, int]]:
+    """A reader from the earliest message to the last one (has_message_available): [(entry id,
+    seq)] in order."""
+    import pulsar
+
+    reader = client.create_reader(topic, pulsar.MessageId.earliest)
+    out: List[Tuple[int, int]] = []
+    try:
+        deadline = time.monotonic() + timeout_s
+        for _ in range(1_000_000):
+            assert time.monotonic() < deadline, f"reading {topic}: {len(out)} messages after {timeout_s}s"
+            if not reader.has_message_available():
+                break
+            m = reader.read_next(5000)
+            out.append((m.message_id().entry_id(), int(m.data())))
+    finally:
+        close_quietly(reader)
+    return out
+
+
+def assert_sends_stored_once(sender: PulsarSender, stored: List[Tuple[int, int]]) -> None:
+    """Every confirmed send is stored once, at the entry id of its receipt, with its payload; no
+    entry id twice; a payload under two entry ids only for a send that may have been stored
+    twice (`sender.retried()`); nothing that was never sent."""
+    by_entry = collections.Counter(e for e, _ in stored)
+    twice = {e: c for e, c in by_entry.items() if c > 1}
+    assert not twice, f"entry ids read more than once: {list(twice.items())[:10]}"
+    at = dict(stored)
+    misplaced = {s: e for s, (_, e) in sender.confirmed.items() if at.get(e) != s}
+    assert not misplaced, (f"{len(misplaced)} confirmed sends not stored at their receipt's entry "
+                           f"id, e.g. {[(s, e, at.get(e)) for s, e in list(misplaced.items())[:10]]}")
+    entries_of: Dict[int, List[int]] = collections.defaultdict(list)
+    for e, s in stored:
+        entries_of[s].append(e)
+    retried = sender.retried()
+    dup = {s: es for s, es in entries_of.items() if len(es) > 1}
+    assert set(dup) <= retried, (
+        f"payloads stored under several entry ids though sent once: "
+        f"{[(s, dup[s]) for s in sorted(set(dup) - retried)[:10]]}")
+    assert set(entries_of) <= set(range(sender.n)), sorted(set(entries_of) - set(range(sender.n)))[:10]
+    print(f"stored {len(stored)} messages for {len(sender.confirmed)} confirmed sends; "
+          f"{len(dup)} payloads stored twice (of {len(retried)} possibly retried)")
+
+
+def test_pulsar_failover_subscription_continues_after_kill9_of_its_owner(make_cluster, request):
+    """Three brokers. Two consumers (each on its own client) on one Failover subscription of a
+    topic owned by broker A, a producer sending 1200 numbered messages (receipts awaited, at
+    most 20 outstanding) on a third client; every delivery is acknowledged at once. After 300
+    deliveries and once A has committed acknowledgements, A is killed -9: the clients look the
+    topic up again, reach the new owner once A's session expired, and the subscription goes on
+    from its committed position. Every confirmed send is delivered at least once; no message
+    whose acknowledgement A had committed before the kill is delivered after it (duplicates only
+    of messages not yet acknowledged); after the last acknowledgements the new owner's cursor
+    covers everything, and a consumer attaching to the subscription again gets only what is
+    produced after."""
+    import pulsar
+
+    c = make_cluster(3)
+    topic = "persistent://public/default/fo-" + uuid.uuid4().hex[:8]
+    sub = "fo"
+    clients = [pulsar_client(c.pulsar_url()) for _ in range(3)]
+    request.addfinalizer(lambda: close_quietly(*clients))
+    deliveries = PulsarDeliveries()
+    consumers = [clients[i].subscribe(topic, sub, consumer_type=pulsar.ConsumerType.Failover,
+                                      consumer_name=f"c{i}", message_listener=deliveries.listener,
+                                      initial_position=pulsar.InitialPosition.Earliest)
+                 for i in range(2)]
+    owner = c.wait_pulsar_owner(topic)
+    print(f"{topic} owned by {owner}")
+    n = 1200
+    sender = PulsarSender(clients[2], topic, n, rate_per_s=100, window=20)
+    request.addfinalizer(sender.abandon)
+    wait_until(lambda: len(deliveries.seqs()) >= 300 or sender.error, 30, "300 deliveries",
+               on_timeout=c.logs)
+
+    # What A has committed of the subscription's cursor right before the kill.
+    def committed():
+        cur = pulsar_cursor(owner.http, topic, sub)
+        return cur if cur is not None and cur[0] >= 200 else None
+
+    before = wait_until(committed, 10, "the owner to commit 200 acknowledgements")
+    owner.kill9()
+    t_kill = time.monotonic()
+    sender.mark("kill")
+    print(f"kill -9 {owner}: committed cursor {before[0]} {before[1][:3]}; "
+          f"{len(sender.confirmed)} confirmed, {len(deliveries.got)} delivered")
+
+    ttl_s = c.session_ttl_ms / 1000
+    new_owner = c.wait_pulsar_owner(topic, timeout_s=ttl_s + 15, not_=owner)
+    t_owner = time.monotonic() - t_kill
+    confirmed_at_kill = len(sender.confirmed)
+    wait_until(lambda: len(sender.confirmed) > confirmed_at_kill + 100 or sender.error, 30,
+               "100 more confirmed sends after the kill", on_timeout=c.logs)
+    t_sends = time.monotonic() - t_kill
+    sender.finish(60)
+    wait_until(lambda: deliveries.seqs() >= set(sender.confirmed), 30,
+               "every confirmed send delivered",
+               on_timeout=lambda: f"missing {sorted(set(sender.confirmed) - deliveries.seqs())[:10]}")
+    t_all = time.monotonic() - t_kill
+    print(f"new owner {new_owner} named {t_owner:.2f}s after the kill (TTL {ttl_s}s); sends "
+          f"confirmed again after {t_sends:.2f}s; every confirmed send delivered after {t_all:.2f}s")
+
+    got = deliveries.snapshot()
+    entries = {e for _, s, e, _ in got}
+    payload_at = {e: s for _, s, e, _ in got}
+    # Delivered once or more: every confirmed send, at its receipt's entry id. Another copy of a
+    # payload only for a send outstanding at the kill (stored by A, receipt lost, sent again).
+    retried = sender.retried()
+    undelivered = {s: e for s, (_, e) in sender.confirmed.items() if payload_at.get(e) != s}
+    assert not undelivered, f"confirmed sends not delivered at their receipt's entry id: {undelivered}"
+    wrong = [(s, e, sender.confirmed.get(s)) for _, s, e, _ in got
+             if sender.confirmed[s][1] != e and s not in retried]
+    assert not wrong, f"deliveries at an entry id not their send's receipt (sent once): {wrong[:10]}"
+    copies = sorted({s for _, s, e, _ in got if sender.confirmed[s][1] != e})
+    print(f"payloads delivered from a second stored copy (outstanding at the kill, sent again by "
+          f"the client): {copies}")
+    # Duplicates only of messages not yet acknowledged: nothing A had committed comes again.
+    again = [(name, s, e) for name, s, e, t in got if t > t_kill and cursor_covers(before, e)]
+    assert not again, (f"{len(again)} deliveries after the kill of messages whose acknowledgement "
+                       f"was committed before it: {again[:10]}")
+    redelivered = collections.Counter(e for _, _, e, _ in got)
+    redelivered = {e: k for e, k in redelivered.items() if k > 1}
+    by_consumer = collections.Counter(name for name, _, _, _ in got)
+    print(f"{len(got)} deliveries ({dict(by_consumer)}), {len(redelivered)} messages delivered "
+          f"more than once (none committed as acknowledged before the kill); ack errors "
+          f"{len(deliveries.ack_errors)} {deliveries.ack_errors[:2]}")
+    assert all(cons.is_connected() for cons in consumers)
+
+    # The acknowledgements reach the new owner's cursor: it covers every message ...
+    last = max(entries)
+    wait_until(lambda: (cur := pulsar_cursor(new_owner.http, topic, sub)) is not None
+               and cur[0] > last, 15, f"the new owner's cursor past entry {last}",
+               on_timeout=lambda: f"cursor {pulsar_cursor(new_owner.http, topic, sub)}")
+    # ... and the subscription resumes there: a consumer attaching again gets only what follows.
+    t = time.monotonic()
+    for cons in consumers:
+        cons.close()
+    assert time.monotonic() - t < 5, f"closing the consumers took {time.monotonic() - t:.1f}s"
+    again_consumer = clients[0].subscribe(topic, sub, consumer_type=pulsar.ConsumerType.Failover,
+                                          consumer_name="c-again")
+    prod = clients[1].create_producer(topic, batching_enabled=False)
+    prod.send(b"%d" % n)
+    m = again_consumer.receive(15_000)
+    assert int(m.data()) == n, f"the subscription resumed at {int(m.data())}, not after the end"
+    again_consumer.acknowledge(m)
+    close_quietly(prod, again_consumer)
+
+
+def test_pulsar_clients_follow_their_topic_when_its_owner_is_cut_off_from_etcd(
+        make_cluster, etcd, request):
+    """Two brokers, each reaching etcd through its own StallProxy; the first alone owns every
+    bundle. A Pulsar producer (1000 numbered messages at 100/s, receipts awaited) and a consumer
+    (acknowledging every delivery) on a topic of the first broker; its etcd traffic is cut off
+    (stalled) while it still serves them: it fences itself (/health 503 "fenced"), the other
+    broker claims the bundle once the session expired in etcd, and both clients are redirected
+    there and go on; the consumer's acknowledgements reach the new owner's cursor at its pace
+    and its CLOSE_CONSUMER is answered at once. Afterwards a reader finds every confirmed send
+    once, at the entry id of its receipt, and a payload under two entry ids only for a send
+    outstanding at the cut or sent again after a failure; the consumer was delivered exactly
+    what is stored at each entry id. etcd answers again: the cut-off broker exits (session expired),
+    started again it rejoins under its old node id as a non-owner, and a client that only knows
+    its address is sent to the owner."""
+    import pulsar
+
+    proxies = [StallProxy(etcd.endpoint.removeprefix("http://")) for _ in range(2)]
+    clusters: List[Cluster] = []
+    clients: list = []
+
+    def cleanup():  # clients, then brokers (releasing through etcd), then their proxies
+        close_quietly(*clients)
+        for px in proxies:
+            px.resume()
+        for cl in clusters:
+            cl.stop_all()
+        for px in proxies:
+            px.stop()
+
+    request.addfinalizer(cleanup)
+    env = [{"MAGNETAR_CLUSTER__METADATA_STORE": f"etcd:{px.endpoint}"} for px in proxies]
+    c = make_cluster(1, envs=[env[0]])
+    clusters.append(c)
+    victim, proxy = c.brokers[0], proxies[0]
+    topic = "persistent://public/default/cut-" + uuid.uuid4().hex[:8]
+    # Created while the victim is alone, so it owns the topic's bundle.
+    clients.append(pulsar_client(c.pulsar_url()))
+    clients[0].create_producer(topic).close()
+    other = c.add_broker(env=env[1])
+    c.wait_brokers_registered()
+    assert c.wait_pulsar_owner(topic) is victim
+    victim_ports, victim_id = victim.ports(), victim.node_id
+    ttl_s = c.session_ttl_ms / 1000
+
+    url = c.pulsar_url()
+    clients += [pulsar_client(url), pulsar_client(url)]
+    deliveries = PulsarDeliveries()
+    consumer = clients[1].subscribe(topic, "live", consumer_type=pulsar.ConsumerType.Exclusive,
+                                    consumer_name="live", message_listener=deliveries.listener,
+                                    initial_position=pulsar.InitialPosition.Earliest)
+    n = 1000
+    sender = PulsarSender(clients[2], topic, n, rate_per_s=100, window=20)
+    request.addfinalizer(sender.abandon)
+    wait_until(lambda: len(sender.confirmed) >= 300 or sender.error, 30, "300 confirmed sends",
+               on_timeout=c.logs)
+    proxy.stall()
+    t0 = time.monotonic()
+    sender.mark("cut")
+    confirmed_at_cut = len(sender.confirmed)
+
+    wait_until(lambda: health(victim) == (503, {"status": "fenced"}), ttl_s + 3,
+               "the cut-off broker's /health to answer 503 fenced", interval_s=0.05,
+               on_timeout=c.logs)
+    fenced_after = time.monotonic() - t0
+    assert fenced_after < ttl_s, f"fenced only after {fenced_after:.2f}s (TTL {ttl_s}s)"
+    # The other broker names itself the owner once the session expired in etcd.
+    wait_until(lambda: c.pulsar_owner(topic, other) is other, ttl_s + 15,
+               "the other broker to own the topic", interval_s=0.05, on_timeout=c.logs)
+    took_over_after = time.monotonic() - t0
+    wait_until(lambda: len(sender.confirmed) >= confirmed_at_cut + 200 or sender.error, 30,
+               "200 more confirmed sends through the new owner",
+               on_timeout=lambda: f"{len(sender.confirmed)} confirmed; errors {sender.errors[:5]}\n"
+                                  f"{c.logs()}")
+    resumed_after = time.monotonic() - t0
+    print(f"{confirmed_at_cut} confirmed at the cut; fenced after {fenced_after:.2f}s, taken over "
+          f"after {took_over_after:.2f}s, 200 more sends confirmed after {resumed_after:.2f}s "
+          f"(TTL {ttl_s}s)")
+    sender.finish(60)
+    print(f"failed send attempts (sent again by the application): {len(sender.errors)} "
+          f"{sorted(collections.Counter(r for _, r in sender.errors).items())}")
+    wait_until(lambda: deliveries.seqs() >= set(sender.confirmed), 30,
+               "the consumer to receive every confirmed send",
+               on_timeout=lambda: f"missing {sorted(set(sender.confirmed) - deliveries.seqs())[:10]}")
+    assert consumer.is_connected()
+    assert victim.alive(), "the cut-off broker exited while etcd was unreachable"
+    # The consumer's acknowledgements reach the new owner's cursor at the consumer's pace, and
+    # its connection answers at once (acks written one message id at a time held up every
+    # other command of the connection for tens of seconds).
+    last = max(e for _, _, e, _ in deliveries.snapshot())
+    wait_until(lambda: (cur := pulsar_cursor(other.http, topic, "live")) is not None
+               and cur[0] > last, 10, f"the new owner's cursor past entry {last}",
+               on_timeout=lambda: f"cursor {pulsar_cursor(other.http, topic, 'live')}")
+    t = time.monotonic()
+    consumer.close()
+    closed_s = time.monotonic() - t
+    assert closed_s < 5, f"CLOSE_CONSUMER answered after {closed_s:.1f}s"
+
+    # etcd answers again: the session is gone, the broker exits with an error ...
+    proxy.resume()
+    wait_until(lambda: not victim.alive(), 20, "the cut-off broker to exit once etcd answers",
+               on_timeout=c.logs)
+    rc = victim.stop(check=False)
+    assert rc != 0, f"exit code {rc}"
+    assert "the cluster session with etcd expired" in victim.stderr_text(), victim.stderr_text()[-2000:]
+    # ... and, started again on its data directory and ports, rejoins as a non-owner.
+    victim.start(ports=victim_ports)
+    c.wait_brokers_registered()
+    assert victim.node_id == victim_id, (victim.node_id, victim_id)
+    assert c.wait_pulsar_owner(topic) is other
+    # A client that knows only the rejoined broker is sent to the owner.
+    via_victim = pulsar_client(f"pulsar://{victim.pulsar}")
+    clients.append(via_victim)
+    p = via_victim.create_producer(topic, batching_enabled=False)
+    extra = p.send(b"%d" % n)
+    close_quietly(p)
+
+    stored = read_topic(via_victim, topic)
+    assert stored[-1] == (extra.entry_id(), n), stored[-3:]
+    sender.n += 1  # the extra message, sent once
+    sender.confirmed[n] = (extra.ledger_id(), extra.entry_id())
+    assert_sends_stored_once(sender, stored)
+    # The live consumer was delivered every message stored before the extra one, and nothing
+    # else: each delivery is the message stored at its entry id (no read of an entry that was
+    # not committed, or that another message replaced).
+    got = deliveries.snapshot()
+    delivered = {e for _, _, e, _ in got}
+    assert {e for e, _ in stored[:-1]} <= delivered, sorted({e for e, _ in stored[:-1]} - delivered)[:10]
+    at = dict(stored)
+    dirty = sorted({(e, s, at.get(e)) for _, s, e, _ in got if at.get(e) != s})
+    assert not dirty, (f"{len(dirty)} deliveries of (entry id, payload) not stored so (stored "
+                       f"payload last): {dirty[:10]}")
+
+
+def test_pulsar_producer_continues_through_unloads_of_its_bundle(make_cluster, request):
+    """Two brokers; the first started alone, so it owns every bundle, and the topic is one whose
+    bundle the assignment rule gives to the second (no rebalancing on join: it stays with the
+    first until released). A Pulsar producer sends 800 numbered messages at 100/s (receipts
+    awaited, at most 20 outstanding, send timeout 10 s) while the topic's bundle is unloaded
+    twice (`PUT /admin/v2/namespaces/public/default/{bundle}/unload` through the broker that
+    does not own it: 307 to the owner): the first unload moves it to the second broker, the
+    second gives it back to the second broker. Each time the owner lets go of the producer, the
+    client looks the topic up again and goes on: no send fails; every send is stored at its
+    receipt's entry id, in send order, and once, except that a send in flight during an unload
+    may be stored twice (its receipt lost in the handover; no deduplication). (That the owner lets go with CLOSE_PRODUCER, not by
+    failing a SEND, which makes the client drop the whole connection: the next test.)"""
+    import requests
+
+    c = make_cluster(1)
+    first = c.brokers[0]
+    second = c.add_broker()
+    c.wait_brokers_registered()
+    ids = [first.node_id, second.node_id]
+    for _ in range(100):
+        topic = "persistent://public/default/unload-" + uuid.uuid4().hex[:8]
+        bundle = bundle_of(first.http, topic)
+        if rendezvous_node(f"public/default/{bundle}", ids) == second.node_id:
+            break
+    else:
+        raise AssertionError("no topic name in 100 whose bundle goes to the second broker")
+    client = pulsar_client(c.pulsar_url())
+    request.addfinalizer(lambda: close_quietly(client))
+    n = 800
+    sender = PulsarSender(client, topic, n, rate_per_s=100, window=20, send_timeout_ms=10_000)
+    request.addfinalizer(sender.abandon)
+    for target, expect_before in ((150, first), (450, second)):
+        wait_until(lambda: len(sender.confirmed) >= target or sender.error or sender.errors, 30,
+                   f"{target} confirmed sends", on_timeout=c.logs)
+        assert not sender.errors, f"failed sends before the unload: {sender.errors[:5]}"
+        owner = c.wait_pulsar_owner(topic)
+        assert owner is expect_before, (owner, expect_before)
+        via = first if owner is second else second
+        sender.mark(f"unload-{target}")
+        t0 = time.monotonic()
+        r = requests.put(f"http://{via.http}/admin/v2/namespaces/public/default/{bundle}/unload",
+                         timeout=10)
+        assert r.status_code == 204 and [h.status_code for h in r.history] == [307], (
+            r.status_code, r.text, [h.status_code for h in r.history])
+        # A SEND in flight while the owner let go may be stored and its receipt lost: the client
+        # sends it again (no deduplication on this namespace).
+        sender.mark_since(f"unload-{target}", f"unload-{target}-done")
+        at = len(sender.confirmed)
+        wait_until(lambda: len(sender.confirmed) >= at + 50 or sender.errors or sender.error, 20,
+                   "50 more confirmed sends after the unload",
+                   on_timeout=lambda: f"{len(sender.confirmed)} confirmed; {c.logs()}")
+        assert not sender.errors, (
+            f"the unload surfaced send errors to the application: {sender.errors[:5]}")
+        new_owner = c.wait_pulsar_owner(topic)
+        print(f"unload of {bundle} (owner {owner.name}, through {via.name}): sends confirmed "
+              f"again {time.monotonic() - t0:.2f}s later; owner now {new_owner.name}")
+        assert new_owner is second, f"the bundle went to {new_owner}, not {second} (rendezvous)"
+    sender.finish(30)
+    assert not sender.errors, f"failed sends: {sender.errors[:10]}"
+
+    stored = read_topic(client, topic)
+    assert_sends_stored_once(sender, stored)
+    first_at: Dict[int, int] = {}
+    for e, s in stored:
+        first_at.setdefault(s, e)
+    order = [first_at[s] for s in range(n)]
+    assert order == sorted(order), "messages stored out of send order"
+
+
+def test_pulsar_bundle_unload_closes_its_producers_with_close_producer(make_cluster):
+    """Over a raw Pulsar connection to the owner: a producer that sent one message is told
+    CLOSE_PRODUCER (its producer id) when its topic's bundle is unloaded, without sending
+    anything more, as Pulsar's broker does, so the client reconnects that producer alone."""
+    import requests
+    from test_pulsar_raw import (PRODUCER_SUCCESS, SEND_RECEIPT, Raw, fields, metadata,
+                                 payload_frame, producer_cmd, send_cmd, simple_frame)
+
+    close_producer = 15  # BaseCommand.Type CLOSE_PRODUCER, field close_producer = 15
+    c = make_cluster(1)
+    b = c.brokers[0]
+    topic = "persistent://public/default/close-" + uuid.uuid4().hex[:8]
+    assert c.wait_pulsar_owner(topic) is b  # the lookup creates it; the bundle is claimed
+    raw = Raw(b.pulsar).connect()
+    try:
+        raw.send(simple_frame(producer_cmd(topic, producer_id=7)))
+        raw.expect(PRODUCER_SUCCESS)
+        raw.send(payload_frame(send_cmd(7, 0), metadata(0), b"0"))
+        raw.expect(SEND_RECEIPT)
+        bundle = bundle_of(b.http, topic)
+        r = requests.put(f"http://{b.http}/admin/v2/namespaces/public/default/{bundle}/unload",
+                         timeout=10)
+        assert r.status_code == 204, (r.status_code, r.text)
+        got: list = []
+        frame: Optional[tuple] = ()
+        deadline = time.monotonic() + 5
+        for _ in range(100):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            frame = raw.recv_frame(timeout=left)
+            if frame is None:
+                break
+            got.append(frame[0])
+            if frame[0] == close_producer:
+                assert fields(frame[1][15])[1] == 7, frame
+                return
+        ended = "the 5 s ran out" if time.monotonic() >= deadline else "the broker closed the connection"
+        raise AssertionError(f"no CLOSE_PRODUCER after the unload: commands received {got}, then "
+                             f"{ended}")
+    finally:
+        raw.close()
+
+
+# --------------------------------------------------------------------------------------------
+# 15. a broker joins: rebalancing
 
 
 def cluster_metric(http: str, name: str) -> float:

@@ -27,6 +27,12 @@ impl Connection {
         let sub = handle.subscription.clone();
         let cumulative = ack.ack_type() == AckType::Cumulative;
         let mut result = Ok(());
+        // Individual acks: every message id of the command in one cursor write (one metadata
+        // transaction in cluster mode), not one write per id. A client groups its acks into one
+        // ACK (every 100 ms by default) and this connection reads nothing else while they are
+        // written, so per-id writes (tens of ms each on etcd) fell behind a consumer's pace and
+        // held up its FLOW and CLOSE_CONSUMER for as long as the backlog lasted.
+        let mut ranges = Vec::new();
         for id in &ack.message_id {
             if id.ledger_id != LEDGER_ID {
                 continue;
@@ -37,10 +43,16 @@ impl Connection {
                     None => Ok(()),
                 }
             } else {
-                let ranges = individual_ranges(&sub, id).await;
-                sub.ack(ranges).await
+                ranges.extend(individual_ranges(&sub, id).await);
+                Ok(())
             };
             if let Err(e) = r {
+                tracing::warn!(peer = %self.peer, subscription = %sub.name(), error = %e, "ack failed");
+                result = Err(e);
+            }
+        }
+        if !ranges.is_empty() {
+            if let Err(e) = sub.ack(ranges).await {
                 tracing::warn!(peer = %self.peer, subscription = %sub.name(), error = %e, "ack failed");
                 result = Err(e);
             }
