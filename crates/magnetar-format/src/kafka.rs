@@ -498,10 +498,10 @@ fn bytes_len(v: Option<&[u8]>) -> usize {
     }
 }
 
-/// Bytes of record `i` after its length prefix.
-fn record_len(r: &Record, i: usize, base_timestamp: i64) -> usize {
+/// Bytes of a record after its length prefix, at offset delta `delta`.
+fn record_len(r: &Record, delta: i64, base_timestamp: i64) -> usize {
     1 + varlong_len(r.timestamp_ms.wrapping_sub(base_timestamp))
-        + varlong_len(i as i64)
+        + varlong_len(delta)
         + bytes_len(r.key.as_deref())
         + bytes_len(r.value.as_deref())
         + varlong_len(r.headers.len() as i64)
@@ -511,39 +511,55 @@ fn record_len(r: &Record, i: usize, base_timestamp: i64) -> usize {
             .sum::<usize>()
 }
 
-/// Encodes an uncompressed v2 batch (CreateTime) at `base_offset`; record offset deltas are
-/// their positions and timestamps are absolute in `records`. Record sizes are computed first,
-/// so every record is written once, straight into a buffer of the exact size.
-pub fn encode_batch(base_offset: i64, records: &[Record]) -> Bytes {
-    let base_timestamp = records.iter().map(|r| r.timestamp_ms).min().unwrap_or(0);
-    let max_timestamp = records.iter().map(|r| r.timestamp_ms).max().unwrap_or(0);
+/// The header fields [`write_batch`] writes (the length and CRC it computes).
+struct BatchFields {
+    base_offset: i64,
+    partition_leader_epoch: i32,
+    attributes: i16,
+    last_offset_delta: i32,
+    base_timestamp: i64,
+    max_timestamp: i64,
+    producer_id: i64,
+    producer_epoch: i16,
+    base_sequence: i32,
+}
+
+/// Writes an uncompressed v2 batch of `records`, record `i` at offset delta `delta(i, r)`.
+/// Record sizes are computed first, so every record is written once, straight into a buffer of
+/// the exact size.
+fn write_batch(
+    f: &BatchFields,
+    records: &[Record],
+    delta: impl Fn(usize, &Record) -> i64,
+) -> Bytes {
     let body_len: usize = records
         .iter()
         .enumerate()
         .map(|(i, r)| {
-            let len = record_len(r, i, base_timestamp);
+            let len = record_len(r, delta(i, r), f.base_timestamp);
             varlong_len(len as i64) + len
         })
         .sum();
     let mut out = BytesMut::with_capacity(BATCH_HEADER_LEN + body_len);
-    out.put_i64(base_offset);
+    out.put_i64(f.base_offset);
     out.put_i32((BATCH_HEADER_LEN - 12 + body_len) as i32);
-    out.put_i32(-1); // partition leader epoch
+    out.put_i32(f.partition_leader_epoch);
     out.put_i8(2);
     out.put_u32(0); // crc, below
-    out.put_i16(0); // attributes: no compression, CreateTime
-    out.put_i32(records.len().saturating_sub(1) as i32);
-    out.put_i64(base_timestamp);
-    out.put_i64(max_timestamp);
-    out.put_i64(-1); // producer id
-    out.put_i16(-1);
-    out.put_i32(-1);
+    out.put_i16(f.attributes);
+    out.put_i32(f.last_offset_delta);
+    out.put_i64(f.base_timestamp);
+    out.put_i64(f.max_timestamp);
+    out.put_i64(f.producer_id);
+    out.put_i16(f.producer_epoch);
+    out.put_i32(f.base_sequence);
     out.put_i32(records.len() as i32);
     for (i, r) in records.iter().enumerate() {
-        write_varlong(&mut out, record_len(r, i, base_timestamp) as i64);
+        let delta = delta(i, r);
+        write_varlong(&mut out, record_len(r, delta, f.base_timestamp) as i64);
         out.put_i8(0);
-        write_varlong(&mut out, r.timestamp_ms.wrapping_sub(base_timestamp));
-        write_varlong(&mut out, i as i64);
+        write_varlong(&mut out, r.timestamp_ms.wrapping_sub(f.base_timestamp));
+        write_varlong(&mut out, delta);
         write_bytes(&mut out, r.key.as_deref());
         write_bytes(&mut out, r.value.as_deref());
         write_varlong(&mut out, r.headers.len() as i64);
@@ -556,6 +572,23 @@ pub fn encode_batch(base_offset: i64, records: &[Record]) -> Bytes {
     let crc = crc32c::crc32c(&out[ATTRIBUTES_OFFSET..]);
     out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
     out.freeze()
+}
+
+/// Encodes an uncompressed v2 batch (CreateTime) at `base_offset`; record offset deltas are
+/// their positions and timestamps are absolute in `records`.
+pub fn encode_batch(base_offset: i64, records: &[Record]) -> Bytes {
+    let fields = BatchFields {
+        base_offset,
+        partition_leader_epoch: -1,
+        attributes: 0, // no compression, CreateTime
+        last_offset_delta: records.len().saturating_sub(1) as i32,
+        base_timestamp: records.iter().map(|r| r.timestamp_ms).min().unwrap_or(0),
+        max_timestamp: records.iter().map(|r| r.timestamp_ms).max().unwrap_or(0),
+        producer_id: -1,
+        producer_epoch: -1,
+        base_sequence: -1,
+    };
+    write_batch(&fields, records, |i, _| i as i64)
 }
 
 /// Re-encodes `batch` with only `records` (a subset of its records, in order), uncompressed,
@@ -579,55 +612,18 @@ pub fn encode_batch_subset(batch: &Batch, records: &[Record]) -> Bytes {
             .max()
             .unwrap_or(batch.max_timestamp_ms)
     };
-    let record_body = |r: &Record| {
-        1 + varlong_len(r.timestamp_ms.wrapping_sub(base_timestamp))
-            + varlong_len(i64::from(r.offset_delta))
-            + bytes_len(r.key.as_deref())
-            + bytes_len(r.value.as_deref())
-            + varlong_len(r.headers.len() as i64)
-            + r.headers
-                .iter()
-                .map(|h| bytes_len(Some(h.key.as_bytes())) + bytes_len(h.value.as_deref()))
-                .sum::<usize>()
+    let fields = BatchFields {
+        base_offset: batch.base_offset,
+        partition_leader_epoch: batch.partition_leader_epoch,
+        attributes: batch.attributes & !0x07,
+        last_offset_delta: batch.last_offset_delta,
+        base_timestamp,
+        max_timestamp,
+        producer_id: batch.producer_id,
+        producer_epoch: batch.producer_epoch,
+        base_sequence: batch.base_sequence,
     };
-    let body_len: usize = records
-        .iter()
-        .map(|r| {
-            let len = record_body(r);
-            varlong_len(len as i64) + len
-        })
-        .sum();
-    let mut out = BytesMut::with_capacity(BATCH_HEADER_LEN + body_len);
-    out.put_i64(batch.base_offset);
-    out.put_i32((BATCH_HEADER_LEN - 12 + body_len) as i32);
-    out.put_i32(batch.partition_leader_epoch);
-    out.put_i8(2);
-    out.put_u32(0); // crc, below
-    out.put_i16(batch.attributes & !0x07);
-    out.put_i32(batch.last_offset_delta);
-    out.put_i64(base_timestamp);
-    out.put_i64(max_timestamp);
-    out.put_i64(batch.producer_id);
-    out.put_i16(batch.producer_epoch);
-    out.put_i32(batch.base_sequence);
-    out.put_i32(records.len() as i32);
-    for r in records {
-        write_varlong(&mut out, record_body(r) as i64);
-        out.put_i8(0);
-        write_varlong(&mut out, r.timestamp_ms.wrapping_sub(base_timestamp));
-        write_varlong(&mut out, i64::from(r.offset_delta));
-        write_bytes(&mut out, r.key.as_deref());
-        write_bytes(&mut out, r.value.as_deref());
-        write_varlong(&mut out, r.headers.len() as i64);
-        for h in &r.headers {
-            write_bytes(&mut out, Some(h.key.as_bytes()));
-            write_bytes(&mut out, h.value.as_deref());
-        }
-    }
-    debug_assert_eq!(out.len(), BATCH_HEADER_LEN + body_len);
-    let crc = crc32c::crc32c(&out[ATTRIBUTES_OFFSET..]);
-    out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
-    out.freeze()
+    write_batch(&fields, records, |_, r| i64::from(r.offset_delta))
 }
 
 /// A record batch with no records covering offsets `base_offset..base_offset + message_count`
