@@ -524,38 +524,29 @@ impl Broker {
     /// Closes the open partitions of `bundle` (cluster mode), after any close of partitions
     /// of lost bundles under way.
     async fn close_partitions_of(&self, bundle: &crate::cluster::Bundle) {
-        let Some(member) = self.cluster.get() else {
-            return;
-        };
-        let _pass = self.closing.lock().await;
-        let lost = self.partitions.remove_where(|(topic, partition)| {
-            member
-                .bundle_of(topic, *partition)
-                .is_ok_and(|b| &b == bundle)
-        });
-        Self::close_all(lost).await;
+        self.close_partitions_where(|b| b == Some(bundle)).await;
     }
 
     /// Closes every open partition whose bundle is not in `owned` (cluster mode).
     async fn close_unowned(&self, owned: &std::collections::BTreeSet<crate::cluster::Bundle>) {
+        self.close_partitions_where(|b| b.is_none_or(|b| !owned.contains(b)))
+            .await;
+    }
+
+    /// Closes the open partitions whose bundle (`None`: it cannot be computed) `lost` picks,
+    /// one pass at a time (see `closing`) and concurrently within a pass: a close may wait for
+    /// the metadata store (the producer snapshot), which is slow or unreachable exactly when a
+    /// fenced broker drops everything.
+    async fn close_partitions_where(&self, lost: impl Fn(Option<&crate::cluster::Bundle>) -> bool) {
         let Some(member) = self.cluster.get() else {
             return;
         };
         let _pass = self.closing.lock().await;
-        let lost = self.partitions.remove_where(|(topic, partition)| {
-            member
-                .bundle_of(topic, *partition)
-                .map(|b| !owned.contains(&b))
-                .unwrap_or(true)
+        let closing = self.partitions.remove_where(|(topic, partition)| {
+            lost(member.bundle_of(topic, *partition).ok().as_ref())
         });
-        Self::close_all(lost).await;
-    }
-
-    async fn close_all(lost: Vec<Arc<crate::registry::Slot>>) {
-        // Concurrently: a close may wait for the metadata store (the producer snapshot), which
-        // is slow or unreachable exactly when a fenced broker drops everything.
         use futures_util::StreamExt;
-        futures_util::stream::iter(lost)
+        futures_util::stream::iter(closing)
             .for_each_concurrent(CLOSE_CONCURRENCY, |slot| async move {
                 if let Some(log) = slot.settled().await {
                     tracing::info!(partition = %log.name(), "bundle moved away: closing the partition");
@@ -1107,6 +1098,19 @@ impl Broker {
             .join(name.ledger_name(partition))
     }
 
+    /// [`Broker::partition`] for background passes over every topic: `None` when the topic was
+    /// deleted or shrunk since it was listed.
+    pub(crate) async fn partition_if_present(
+        &self,
+        tp: &TopicPartition,
+    ) -> Result<Option<Arc<PartitionLog>>> {
+        match self.partition(tp).await {
+            Ok(log) => Ok(Some(log)),
+            Err(Error::TopicNotFound { .. } | Error::PartitionNotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The open log of one partition, opening (and recovering) its ledger on first use.
     pub async fn partition(&self, tp: &TopicPartition) -> Result<Arc<PartitionLog>> {
         let Some(metadata) = self.topic(&tp.topic).await? else {
@@ -1309,11 +1313,8 @@ impl Broker {
                     topic: name.clone(),
                     partition,
                 };
-                let log = match self.partition(&tp).await {
-                    Ok(log) => log,
-                    // Deleted or shrunk meanwhile.
-                    Err(Error::TopicNotFound { .. } | Error::PartitionNotFound { .. }) => continue,
-                    Err(e) => return Err(e),
+                let Some(log) = self.partition_if_present(&tp).await? else {
+                    continue;
                 };
                 if let Some(ttl_ms) = ttl_ms {
                     summary.messages_expired += self.expire_messages(&log, ttl_ms).await?;

@@ -344,10 +344,8 @@ impl Broker {
                     topic: name.clone(),
                     partition,
                 };
-                let log = match self.partition(&tp).await {
-                    Ok(log) => log,
-                    Err(Error::TopicNotFound { .. } | Error::PartitionNotFound { .. }) => continue,
-                    Err(e) => return Err(e),
+                let Some(log) = self.partition_if_present(&tp).await? else {
+                    continue;
                 };
                 if log.ledger().local().is_none_or(|l| !l.can_compact()) {
                     continue;
