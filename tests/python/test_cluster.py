@@ -936,19 +936,17 @@ def health(b) -> Tuple[int, dict]:
     return r.status_code, body
 
 
-def test_owner_cut_off_from_etcd_fences_itself_exits_on_expiry_and_rejoins(make_cluster, etcd, request):
-    """Each broker reaches etcd through its own StallProxy. The broker leading every partition of
-    a 4-partition topic is cut off from etcd (its client connections stay open, nothing flows)
-    while it still serves clients and an idempotent producer (bootstrap: both brokers) streams to
-    the topic: it fences itself (/health 503 "fenced"), the other broker takes every partition
-    once the session TTL ran out in etcd, the stream goes on there, and no acknowledged message
-    is lost or duplicated. When etcd answers again the cut-off broker learns its session expired
-    and exits with an error; started again on its data directory it rejoins under its old node
-    id, owning none of those partitions."""
+def victim_behind_etcd_proxy(request, make_cluster, etcd, clients: Optional[list] = None
+                             ) -> Tuple[Cluster, List[StallProxy], List[Dict[str, str]]]:
+    """A one-broker cluster whose broker (the test's victim) reaches etcd through a StallProxy of
+    its own, and a second proxy for a broker the test adds (`env[1]`). Teardown, in order:
+    `clients` (closed), the brokers (they release through etcd, so the proxies are resumed
+    first), the proxies. Returns (cluster, proxies, env per proxy)."""
     proxies = [StallProxy(etcd.endpoint.removeprefix("http://")) for _ in range(2)]
     clusters: List[Cluster] = []
 
-    def cleanup():  # the brokers stop (releasing through etcd) before their proxies go
+    def cleanup():
+        close_quietly(*(clients or []))
         for px in proxies:
             px.resume()
         for cl in clusters:
@@ -958,10 +956,22 @@ def test_owner_cut_off_from_etcd_fences_itself_exits_on_expiry_and_rejoins(make_
 
     request.addfinalizer(cleanup)
     env = [{"MAGNETAR_CLUSTER__METADATA_STORE": f"etcd:{px.endpoint}"} for px in proxies]
+    clusters.append(make_cluster(1, envs=[env[0]]))
+    return clusters[0], proxies, env
+
+
+def test_owner_cut_off_from_etcd_fences_itself_exits_on_expiry_and_rejoins(make_cluster, etcd, request):
+    """Each broker reaches etcd through its own StallProxy. The broker leading every partition of
+    a 4-partition topic is cut off from etcd (its client connections stay open, nothing flows)
+    while it still serves clients and an idempotent producer (bootstrap: both brokers) streams to
+    the topic: it fences itself (/health 503 "fenced"), the other broker takes every partition
+    once the session TTL ran out in etcd, the stream goes on there, and no acknowledged message
+    is lost or duplicated. When etcd answers again the cut-off broker learns its session expired
+    and exits with an error; started again on its data directory it rejoins under its old node
+    id, owning none of those partitions."""
     # The victim alone first: it claims every bundle, so it leads every partition of the topic
     # (nothing is rebalanced when the second broker joins).
-    c = make_cluster(1, envs=[env[0]])
-    clusters.append(c)
+    c, proxies, env = victim_behind_etcd_proxy(request, make_cluster, etcd)
     parts, n = 4, 2000
     topic = new_topic(c, parts)
     victim, proxy = c.brokers[0], proxies[0]
@@ -1485,23 +1495,8 @@ def test_pulsar_clients_follow_their_topic_when_its_owner_is_cut_off_from_etcd(
     its address is sent to the owner."""
     import pulsar
 
-    proxies = [StallProxy(etcd.endpoint.removeprefix("http://")) for _ in range(2)]
-    clusters: List[Cluster] = []
     clients: list = []
-
-    def cleanup():  # clients, then brokers (releasing through etcd), then their proxies
-        close_quietly(*clients)
-        for px in proxies:
-            px.resume()
-        for cl in clusters:
-            cl.stop_all()
-        for px in proxies:
-            px.stop()
-
-    request.addfinalizer(cleanup)
-    env = [{"MAGNETAR_CLUSTER__METADATA_STORE": f"etcd:{px.endpoint}"} for px in proxies]
-    c = make_cluster(1, envs=[env[0]])
-    clusters.append(c)
+    c, proxies, env = victim_behind_etcd_proxy(request, make_cluster, etcd, clients)
     victim, proxy = c.brokers[0], proxies[0]
     topic = "persistent://public/default/cut-" + uuid.uuid4().hex[:8]
     # Created while the victim is alone, so it owns the topic's bundle.
