@@ -521,6 +521,8 @@ async fn commit_group(
     let mut committed: Vec<Chunk> = Vec::new();
     while !group.is_empty() {
         let mut txn = Txn::new();
+        // The chunks of one bundle share its owner fence: compared once per transaction.
+        let mut owner_fences = std::collections::BTreeSet::new();
         for chunk in &group {
             let range_key = chunk.ledger.range_key(chunk.record.first_index);
             if let Some(reference) =
@@ -528,11 +530,19 @@ async fn commit_group(
             {
                 txn = txn.then(TxnOp::put(reference, Bytes::new()));
             }
-            txn = chunk
-                .ledger
-                .fenced(txn)
+            if let Some(owner) = &chunk.ledger.owner_fence {
+                owner_fences.insert((owner.key.clone(), owner.version));
+            }
+            txn = txn
+                .when(
+                    chunk.ledger.fence_key.clone(),
+                    Expect::Version(chunk.ledger.fence_version),
+                )
                 .when(range_key.clone(), Expect::Absent)
                 .then(TxnOp::put(range_key, records::encode(&chunk.record)));
+        }
+        for (key, version) in owner_fences {
+            txn = txn.when(key, Expect::Version(version));
         }
         let outcome = tokio::time::timeout_at(deadline, shared.metadata.txn(txn)).await;
         let error =
