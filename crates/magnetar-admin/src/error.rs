@@ -121,7 +121,14 @@ pub fn coordinator_status_of(error: &CoordinatorError) -> StatusCode {
         | CoordinatorError::GroupMaxSizeReached
         | CoordinatorError::NonEmptyGroup
         | CoordinatorError::GroupSubscribedToTopic
-        | CoordinatorError::UnstableOffsetCommit => StatusCode::CONFLICT,
+        | CoordinatorError::UnstableOffsetCommit
+        | CoordinatorError::ProducerFenced
+        | CoordinatorError::InvalidProducerIdMapping
+        | CoordinatorError::InvalidTxnState
+        | CoordinatorError::ConcurrentTransactions => StatusCode::CONFLICT,
+        CoordinatorError::InvalidTransactionTimeout
+        | CoordinatorError::InvalidTransactionalId
+        | CoordinatorError::TransactionLimitExceeded => StatusCode::BAD_REQUEST,
         CoordinatorError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -39,7 +39,7 @@ pub use partition::{
     ProducerStateOpen,
 };
 pub use permissions::{Access, AuthAction, AuthPolicies, DeniedAction, Denies, Grants};
-pub use producer_state::{named_producer_batch, named_producer_id, ProducerBatch};
+pub use producer_state::{named_producer_batch, named_producer_id, AbortedTxn, ProducerBatch};
 pub use publish_rate::PublishRate;
 pub use resources::{AutoTopicCreation, NamespacePolicies, TenantInfo, TopicMetadata};
 pub use subscription::position::Position;
@@ -58,5 +58,5 @@ pub use magnetar_metadata::{
 pub use magnetar_storage::{
     Clock, CursorStart, CursorState, Entry, EntryHeader, FsyncPolicy, HistogramSnapshot,
     LatencyHistogram, LedgerConfig, LedgerStats, ManualClock, PayloadFormat, RecoveryReport,
-    SystemClock, LATENCY_BUCKETS_US,
+    SystemClock, TxnMark, LATENCY_BUCKETS_US,
 };

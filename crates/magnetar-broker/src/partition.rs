@@ -16,8 +16,8 @@ use crate::error::{Error, Result};
 use crate::ledger::{Ledger, Pending};
 use crate::names::TopicPartition;
 use crate::producer_state::{
-    decode_snapshot, encode_snapshot, ProducerBatch, ProducerStateTable, SequenceCheck,
-    NAMED_PRODUCER_EPOCH,
+    decode_snapshot, encode_snapshot, AbortedTxn, ProducerBatch, ProducerStateTable,
+    SequenceCheck, TxnTable, NAMED_PRODUCER_EPOCH,
 };
 use crate::publish_rate::{PublishLimiter, PublishRate};
 
@@ -106,6 +106,12 @@ pub struct PartitionLog {
     name: TopicPartition,
     ledger: Arc<Ledger>,
     producers: Mutex<ProducerStateTable>,
+    /// Open and aborted transactions; changed only under the `producers` lock, so their order
+    /// is the log's.
+    txns: Mutex<TxnTable>,
+    /// The first index of the oldest open transaction (`u64::MAX`: none), for a lock-free last
+    /// stable offset on the fetch path.
+    first_open_txn: AtomicU64,
     /// The live subscriptions of this partition (see [`crate::subscription`]).
     pub(crate) subscriptions: Mutex<crate::subscription::Registry>,
     /// Named producers (see [`crate::producer_state::NAMED_PRODUCER_EPOCH`]): id -> first index
@@ -213,12 +219,14 @@ impl PartitionLog {
             last_entry: HashMap::new(),
             producers_max,
         };
+        let mut txns = TxnTable::default();
         let mut report = ProducerStateOpen::default();
         let mut next = ledger.start_index();
         for (index, blob) in ledger.snapshots().await? {
             match decode_snapshot(&blob, producers_max) {
-                Ok((t, n)) => {
+                Ok((t, n, x)) => {
                     table = t;
+                    txns = x;
                     for (id, first_index) in n {
                         named.record(id, first_index);
                     }
@@ -244,23 +252,32 @@ impl PartitionLog {
                         named.record(p.producer_id, header.first_index);
                         continue;
                     }
+                    txns.record(p.producer_id, p.txn, header.first_index);
+                    if p.txn.is_marker() {
+                        table.record_marker(p.producer_id, p.epoch);
+                        continue;
+                    }
                     table.record(
                         &ProducerBatch {
                             producer_id: p.producer_id,
                             epoch: p.epoch,
                             first_sequence: p.base_sequence,
                             message_count: header.message_count,
+                            txn: p.txn,
                         },
                         header.first_index,
                     );
                 }
             }
         }
+        txns.forget_before(ledger.start_index());
         Ok(Self {
             name,
             snapshot_rolls: AtomicU64::new(ledger.segments_sealed()),
             ledger: Arc::new(ledger),
             producers: Mutex::new(table),
+            first_open_txn: AtomicU64::new(txns.first_open().unwrap_or(u64::MAX)),
+            txns: Mutex::new(txns),
             subscriptions: Mutex::default(),
             named: Mutex::new(named),
             publish_limiter: Mutex::new(PublishLimiter::default()),
@@ -308,7 +325,31 @@ impl PartitionLog {
             .lock()
             .map(|n| n.last_entry.clone())
             .unwrap_or_default();
-        Bytes::from(encode_snapshot(producers, &named))
+        let mut txns = self.txns();
+        txns.forget_before(self.ledger.start_index());
+        Bytes::from(encode_snapshot(producers, &named, &txns))
+    }
+
+    fn txns(&self) -> std::sync::MutexGuard<'_, TxnTable> {
+        self.txns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Kafka's last stable offset: the first index of the oldest open transaction, or the
+    /// readable end when none is open. `read_committed` readers read below it only.
+    pub fn last_stable_index(&self) -> u64 {
+        self.first_open_txn
+            .load(Ordering::Acquire)
+            .min(self.ledger.end_index())
+    }
+
+    /// The aborted transactions a `read_committed` read of `[from, to)` must skip.
+    pub fn aborted_transactions(&self, from: u64, to: u64) -> Vec<AbortedTxn> {
+        self.txns().aborted_in(from, to)
+    }
+
+    /// The open transactions: (producer id, first index), oldest first.
+    pub fn open_transactions(&self) -> Vec<(i64, u64)> {
+        self.txns().open()
     }
 
     /// Writes a snapshot covering entries below `index` once they are durable, in the
@@ -490,7 +531,9 @@ impl PartitionLog {
         };
         let mut producers = self.producers.lock().map_err(|_| Error::ShuttingDown)?;
         if let Some(batch) = request.producer.as_ref().filter(|b| !b.is_named()) {
-            if let SequenceCheck::Duplicate { first_index } = producers.check(batch)? {
+            if batch.txn.is_marker() {
+                producers.check_marker(batch.producer_id, batch.epoch)?;
+            } else if let SequenceCheck::Duplicate { first_index } = producers.check(batch)? {
                 return Ok(appending(first_index, None));
             }
         }
@@ -511,6 +554,7 @@ impl PartitionLog {
                 producer_id: p.producer_id,
                 epoch: p.epoch,
                 base_sequence: p.first_sequence,
+                txn: p.txn,
             }),
             first_index_at,
         })?;
@@ -521,7 +565,21 @@ impl PartitionLog {
                     named.record(batch.producer_id, first_index);
                 }
             }
-            Some(batch) => producers.record(batch, first_index),
+            Some(batch) => {
+                if batch.txn != magnetar_storage::TxnMark::None {
+                    let mut txns = self.txns();
+                    txns.record(batch.producer_id, batch.txn, first_index);
+                    self.first_open_txn.store(
+                        txns.first_open().unwrap_or(u64::MAX),
+                        Ordering::Release,
+                    );
+                }
+                if batch.txn.is_marker() {
+                    producers.record_marker(batch.producer_id, batch.epoch);
+                } else {
+                    producers.record(batch, first_index);
+                }
+            }
             None => {}
         }
         // The first append after a segment roll snapshots the producer state (as Kafka does per

@@ -6,6 +6,8 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use magnetar_storage::TxnMark;
+
 use crate::error::Error;
 
 /// How many recent batches per producer are remembered for duplicate detection (Kafka keeps 5,
@@ -38,6 +40,7 @@ pub fn named_producer_batch(name: &str, message_count: u32) -> ProducerBatch {
         epoch: NAMED_PRODUCER_EPOCH,
         first_sequence: 0,
         message_count,
+        txn: TxnMark::None,
     }
 }
 
@@ -48,6 +51,8 @@ pub struct ProducerBatch {
     pub epoch: i16,
     pub first_sequence: i32,
     pub message_count: u32,
+    /// Transactional data, a transaction marker, or neither.
+    pub txn: TxnMark,
 }
 
 impl ProducerBatch {
@@ -168,6 +173,30 @@ impl ProducerStateTable {
         Ok(SequenceCheck::Accept)
     }
 
+    /// Checks a transaction marker written with `epoch` for `producer_id`: a marker of an
+    /// older epoch than the partition has seen is refused (a zombie coordinator's write).
+    pub fn check_marker(&self, producer_id: i64, epoch: i16) -> Result<(), Error> {
+        match self.producers.get(&producer_id) {
+            Some(entry) if epoch < entry.epoch => Err(Error::InvalidProducerEpoch {
+                producer_id,
+                current: entry.epoch,
+                received: epoch,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records a transaction marker: a marker of a newer epoch (the coordinator bumped it to
+    /// fence a zombie) moves the producer to that epoch, so batches of the old one are refused.
+    pub fn record_marker(&mut self, producer_id: i64, epoch: i16) {
+        if let Some(entry) = self.producers.get_mut(&producer_id) {
+            if epoch > entry.epoch {
+                entry.epoch = epoch;
+                entry.batches.clear();
+            }
+        }
+    }
+
     /// Adds a producer from a snapshot as the most recently used (snapshots list producers
     /// least recently used first), evicting as `record` does.
     fn restore(&mut self, producer_id: i64, epoch: i16, batches: VecDeque<BatchRecord>) {
@@ -233,15 +262,104 @@ impl ProducerStateTable {
     }
 }
 
-/// Snapshot blob format version (see [`encode_snapshot`]).
-pub const SNAPSHOT_FORMAT_VERSION: u8 = 1;
+/// A transaction aborted in this partition: Kafka's aborted-transaction index entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AbortedTxn {
+    pub producer_id: i64,
+    /// The index of the transaction's first entry in this partition.
+    pub first_index: u64,
+    /// The index of its abort marker.
+    pub last_index: u64,
+}
 
-/// Encodes the producer table and the named producers' last entries (producer id -> first
-/// index of its last entry) as a snapshot blob. Little-endian:
+/// The transactions of one partition: the open ones (producer id -> first index), which bound
+/// the last stable offset, and the aborted ones, which `read_committed` readers skip. Updated
+/// under the partition's producer lock from entry headers, so it is rebuilt from the log (or a
+/// snapshot plus the headers after it) exactly as the producer table is.
+#[derive(Debug, Default)]
+pub struct TxnTable {
+    open: HashMap<i64, u64>,
+    /// Ordered by `last_index` (markers are appended in index order).
+    aborted: VecDeque<AbortedTxn>,
+}
+
+impl TxnTable {
+    /// Records an entry of `producer_id` at `first_index` with its transaction mark.
+    pub fn record(&mut self, producer_id: i64, mark: TxnMark, first_index: u64) {
+        match mark {
+            TxnMark::None => {}
+            TxnMark::Data => {
+                self.open.entry(producer_id).or_insert(first_index);
+            }
+            TxnMark::Commit => {
+                self.open.remove(&producer_id);
+            }
+            TxnMark::Abort => {
+                if let Some(first) = self.open.remove(&producer_id) {
+                    self.aborted.push_back(AbortedTxn {
+                        producer_id,
+                        first_index: first,
+                        last_index: first_index,
+                    });
+                }
+            }
+        }
+    }
+
+    /// The first index of the oldest open transaction.
+    pub fn first_open(&self) -> Option<u64> {
+        self.open.values().min().copied()
+    }
+
+    /// The open transactions: (producer id, first index), oldest first.
+    pub fn open(&self) -> Vec<(i64, u64)> {
+        let mut open: Vec<(i64, u64)> = self.open.iter().map(|(p, i)| (*p, *i)).collect();
+        open.sort_by_key(|(p, i)| (*i, *p));
+        open
+    }
+
+    /// The aborted transactions a read of `[from, to)` must know about (Kafka's
+    /// `collectAbortedTransactions`): those whose marker is at or after `from` and whose first
+    /// entry is before `to`.
+    pub fn aborted_in(&self, from: u64, to: u64) -> Vec<AbortedTxn> {
+        let start = self.aborted.partition_point(|a| a.last_index < from);
+        self.aborted
+            .iter()
+            .skip(start)
+            .filter(|a| a.first_index < to)
+            .copied()
+            .collect()
+    }
+
+    /// Forgets aborted transactions whose marker is before the log start (their entries are
+    /// gone) and open ones that started there (retention removed them).
+    pub fn forget_before(&mut self, start: u64) {
+        while self.aborted.front().is_some_and(|a| a.last_index < start) {
+            self.aborted.pop_front();
+        }
+    }
+
+    pub fn aborted_len(&self) -> usize {
+        self.aborted.len()
+    }
+}
+
+/// Snapshot blob format version (see [`encode_snapshot`]); version 1 (no transactions) is
+/// still read.
+pub const SNAPSHOT_FORMAT_VERSION: u8 = 2;
+
+/// Encodes the producer table, the named producers' last entries (producer id -> first
+/// index of its last entry) and the transactions as a snapshot blob. Little-endian:
 /// version u8; producer count u32; per producer, least recently used first: id i64, epoch i16,
 /// batch count u8, per batch: first sequence i32, last sequence i32, first index u64; named
-/// count u32; per named producer: id i64, first index u64. The ledger adds the CRC.
-pub fn encode_snapshot(table: &ProducerStateTable, named: &HashMap<i64, u64>) -> Vec<u8> {
+/// count u32; per named producer: id i64, first index u64; (version 2) open transaction count
+/// u32, per transaction: producer id i64, first index u64; aborted count u32, per aborted
+/// transaction: producer id i64, first index u64, marker index u64. The ledger adds the CRC.
+pub fn encode_snapshot(
+    table: &ProducerStateTable,
+    named: &HashMap<i64, u64>,
+    txns: &TxnTable,
+) -> Vec<u8> {
     let mut producers: Vec<(&i64, &ProducerEntry)> = table.producers.iter().collect();
     producers.sort_by_key(|(_, e)| e.last_used);
     let mut out = Vec::with_capacity(9 + producers.len() * 75 + named.len() * 16);
@@ -264,18 +382,31 @@ pub fn encode_snapshot(table: &ProducerStateTable, named: &HashMap<i64, u64>) ->
         out.extend_from_slice(&id.to_le_bytes());
         out.extend_from_slice(&index.to_le_bytes());
     }
+    let open = txns.open();
+    out.extend_from_slice(&(open.len() as u32).to_le_bytes());
+    for (id, first) in open {
+        out.extend_from_slice(&id.to_le_bytes());
+        out.extend_from_slice(&first.to_le_bytes());
+    }
+    out.extend_from_slice(&(txns.aborted.len() as u32).to_le_bytes());
+    for a in &txns.aborted {
+        out.extend_from_slice(&a.producer_id.to_le_bytes());
+        out.extend_from_slice(&a.first_index.to_le_bytes());
+        out.extend_from_slice(&a.last_index.to_le_bytes());
+    }
     out
 }
 
-/// Decodes a snapshot blob into a table bounded by `producers_max` and the named producers'
-/// last entries (oldest first). `Err` says why the blob is unusable.
-pub fn decode_snapshot(
-    bytes: &[u8],
-    producers_max: usize,
-) -> Result<(ProducerStateTable, Vec<(i64, u64)>), String> {
+/// A decoded snapshot: the producer table, the named producers' last entries (oldest first)
+/// and the transactions.
+pub type DecodedSnapshot = (ProducerStateTable, Vec<(i64, u64)>, TxnTable);
+
+/// Decodes a snapshot blob into a table bounded by `producers_max`, the named producers'
+/// last entries (oldest first) and the transactions. `Err` says why the blob is unusable.
+pub fn decode_snapshot(bytes: &[u8], producers_max: usize) -> Result<DecodedSnapshot, String> {
     let mut r = Reader { bytes, at: 0 };
     let version = r.u8()?;
-    if version != SNAPSHOT_FORMAT_VERSION {
+    if version != 1 && version != SNAPSHOT_FORMAT_VERSION {
         return Err(format!("unsupported producer snapshot version {version}"));
     }
     let mut table = ProducerStateTable::new(producers_max);
@@ -302,13 +433,35 @@ pub fn decode_snapshot(
     for _ in 0..named_count {
         named.push((r.u64()? as i64, r.u64()?));
     }
+    let mut txns = TxnTable::default();
+    if version >= 2 {
+        let open = r.u32()?;
+        for _ in 0..open {
+            let (id, first) = (r.u64()? as i64, r.u64()?);
+            txns.open.insert(id, first);
+        }
+        let aborted = r.u32()?;
+        for _ in 0..aborted {
+            let a = AbortedTxn {
+                producer_id: r.u64()? as i64,
+                first_index: r.u64()?,
+                last_index: r.u64()?,
+            };
+            if txns.aborted.back().is_some_and(|b| b.last_index > a.last_index)
+                || a.first_index > a.last_index
+            {
+                return Err("aborted transactions out of order".to_string());
+            }
+            txns.aborted.push_back(a);
+        }
+    }
     if r.at != bytes.len() {
         return Err(format!(
             "{} bytes after the producer snapshot",
             bytes.len() - r.at
         ));
     }
-    Ok((table, named))
+    Ok((table, named, txns))
 }
 
 /// Bounds-checked little-endian reads (a snapshot is disk input: no panics on bad bytes).
@@ -352,6 +505,7 @@ mod tests {
             epoch,
             first_sequence,
             message_count,
+            txn: TxnMark::None,
         }
     }
 
@@ -397,6 +551,7 @@ mod tests {
             epoch: 0,
             first_sequence: 9,
             message_count: 1,
+            txn: TxnMark::None,
         };
         assert!(table.check(&fresh).is_err());
     }
@@ -430,6 +585,7 @@ mod tests {
                     epoch: 0,
                     first_sequence: 0,
                     message_count: 1,
+                    txn: TxnMark::None,
                 },
                 0,
             );
@@ -448,11 +604,18 @@ mod tests {
             epoch: 4,
             first_sequence: 0,
             message_count: 1,
+            txn: TxnMark::None,
         };
         table.record(&other, 200);
         let named: HashMap<i64, u64> = [(named_producer_id("p"), 150)].into();
-        let blob = encode_snapshot(&table, &named);
-        let (restored, named_back) = decode_snapshot(&blob, 3).unwrap();
+        let mut txns = TxnTable::default();
+        txns.record(9, TxnMark::Data, 180);
+        txns.record(9, TxnMark::Abort, 190);
+        txns.record(7, TxnMark::Data, 195);
+        let blob = encode_snapshot(&table, &named, &txns);
+        let (restored, named_back, txns_back) = decode_snapshot(&blob, 3).unwrap();
+        assert_eq!(txns_back.open(), vec![(7, 195)]);
+        assert_eq!(txns_back.aborted_in(0, u64::MAX), txns.aborted_in(0, u64::MAX));
         assert_eq!(named_back, vec![(named_producer_id("p"), 150)]);
         assert_eq!(restored.len(), 2);
         // The remembered window survives: the last five batches are duplicates, the one
@@ -497,7 +660,7 @@ mod tests {
     fn damaged_snapshots_are_refused_without_panicking() {
         let mut table = ProducerStateTable::new(10);
         table.record(&batch(0, 0, 3), 5);
-        let blob = encode_snapshot(&table, &HashMap::new());
+        let blob = encode_snapshot(&table, &HashMap::new(), &TxnTable::default());
         for cut in 0..blob.len() {
             assert!(decode_snapshot(&blob[..cut], 10).is_err(), "cut at {cut}");
         }
@@ -509,5 +672,60 @@ mod tests {
         assert!(decode_snapshot(&version, 10)
             .unwrap_err()
             .contains("version 0"));
+    }
+
+    #[test]
+    fn transactions_bound_the_stable_offset_and_aborts_are_indexed() {
+        let mut txns = TxnTable::default();
+        assert_eq!(txns.first_open(), None);
+        txns.record(1, TxnMark::Data, 10);
+        txns.record(2, TxnMark::Data, 12);
+        txns.record(1, TxnMark::Data, 14); // a later batch of the same transaction
+        assert_eq!(txns.first_open(), Some(10));
+        txns.record(1, TxnMark::Commit, 15);
+        assert_eq!(txns.first_open(), Some(12));
+        txns.record(2, TxnMark::Abort, 16);
+        assert_eq!(txns.first_open(), None);
+        let aborted = AbortedTxn {
+            producer_id: 2,
+            first_index: 12,
+            last_index: 16,
+        };
+        assert_eq!(txns.aborted_in(0, 13), vec![aborted]);
+        assert_eq!(txns.aborted_in(16, 100), vec![aborted]);
+        assert!(txns.aborted_in(17, 100).is_empty(), "marker before the read");
+        assert!(txns.aborted_in(0, 12).is_empty(), "starts after the read");
+        // A marker without data in this partition (the coordinator writes markers to every
+        // partition it was told about) changes nothing.
+        txns.record(3, TxnMark::Abort, 17);
+        assert_eq!(txns.aborted_len(), 1);
+        txns.forget_before(17);
+        assert_eq!(txns.aborted_len(), 0);
+    }
+
+    #[test]
+    fn a_marker_of_a_newer_epoch_fences_the_old_one() {
+        let mut table = ProducerStateTable::new(10);
+        table.record(&batch(0, 0, 3), 0);
+        assert!(table.check_marker(7, 0).is_ok());
+        table.record_marker(7, 1);
+        assert!(matches!(
+            table.check(&batch(0, 3, 1)),
+            Err(Error::InvalidProducerEpoch { current: 1, .. })
+        ));
+        assert!(table.check_marker(7, 0).is_err());
+        assert_eq!(table.check(&batch(1, 0, 1)).unwrap(), SequenceCheck::Accept);
+    }
+
+    #[test]
+    fn version_one_snapshots_still_load() {
+        let mut table = ProducerStateTable::new(10);
+        table.record(&batch(0, 0, 3), 5);
+        let mut blob = encode_snapshot(&table, &HashMap::new(), &TxnTable::default());
+        blob[0] = 1;
+        blob.truncate(blob.len() - 8); // no transaction counts in version 1
+        let (restored, _, txns) = decode_snapshot(&blob, 10).unwrap();
+        assert_eq!(restored.len(), 1);
+        assert_eq!(txns.first_open(), None);
     }
 }

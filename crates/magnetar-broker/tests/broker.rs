@@ -148,10 +148,12 @@ async fn idempotent_appends_survive_reopen() {
             epoch: 0,
             first_sequence: 0,
             message_count: 2,
+            txn: magnetar_broker::TxnMark::None,
         };
         let b1 = ProducerBatch {
             first_sequence: 2,
             message_count: 3,
+            txn: magnetar_broker::TxnMark::None,
             ..b0
         };
         assert_eq!(
@@ -199,12 +201,14 @@ async fn idempotent_appends_survive_reopen() {
         epoch: 0,
         first_sequence: 2,
         message_count: 3,
+        txn: magnetar_broker::TxnMark::None,
     };
     let again = log.append(batch("b", Some(b1))).await.unwrap();
     assert!(again.duplicate && again.first_index == 2);
     let gap = ProducerBatch {
         first_sequence: 9,
         message_count: 1,
+        txn: magnetar_broker::TxnMark::None,
         ..b1
     };
     assert!(matches!(
@@ -215,6 +219,7 @@ async fn idempotent_appends_survive_reopen() {
         epoch: 1,
         first_sequence: 0,
         message_count: 1,
+        txn: magnetar_broker::TxnMark::None,
         ..b1
     };
     assert_eq!(
@@ -228,6 +233,7 @@ async fn idempotent_appends_survive_reopen() {
         epoch: 0,
         first_sequence: 5,
         message_count: 1,
+        txn: magnetar_broker::TxnMark::None,
         ..b1
     };
     assert!(matches!(

@@ -41,6 +41,7 @@ fn kafka_batch(producer_id: i64, first_sequence: i32) -> ProducerBatch {
         epoch: 0,
         first_sequence,
         message_count: 2,
+        txn: magnetar_broker::TxnMark::None,
     }
 }
 

@@ -20,6 +20,8 @@ const CRC_START: usize = 21;
 const MAGIC: i8 = 2;
 /// Attribute bits of a control batch (transaction markers); such batches hold no group data.
 const CONTROL_FLAG: i16 = 1 << 5;
+/// Attribute bit of a transactional batch.
+const TRANSACTIONAL_FLAG: i16 = 1 << 4;
 const COMPRESSION_MASK: i16 = 0x07;
 
 /// One record's key and value (`None` for a tombstone).
@@ -27,6 +29,41 @@ pub type RawRecord = (Vec<u8>, Option<Vec<u8>>);
 
 /// Encodes `records` as one uncompressed batch with base offset 0 (the log writes the real one).
 pub fn encode_batch(records: &[RawRecord], timestamp_ms: i64) -> Vec<u8> {
+    encode_batch_as(records, timestamp_ms, 0, -1, -1)
+}
+
+/// A transaction marker for `producer_id` at `producer_epoch`: Kafka's control batch
+/// (transactional and control attributes, base sequence -1) holding one control record, key
+/// `version 0, type` (0 abort, 1 commit) and value `version 0, coordinator epoch`.
+pub fn encode_control_batch(
+    producer_id: i64,
+    producer_epoch: i16,
+    commit: bool,
+    coordinator_epoch: i32,
+    timestamp_ms: i64,
+) -> Vec<u8> {
+    let mut key = Vec::with_capacity(4);
+    key.extend_from_slice(&0i16.to_be_bytes());
+    key.extend_from_slice(&i16::from(commit).to_be_bytes());
+    let mut value = Vec::with_capacity(6);
+    value.extend_from_slice(&0i16.to_be_bytes());
+    value.extend_from_slice(&coordinator_epoch.to_be_bytes());
+    encode_batch_as(
+        &[(key, Some(value))],
+        timestamp_ms,
+        TRANSACTIONAL_FLAG | CONTROL_FLAG,
+        producer_id,
+        producer_epoch,
+    )
+}
+
+fn encode_batch_as(
+    records: &[RawRecord],
+    timestamp_ms: i64,
+    attributes: i16,
+    producer_id: i64,
+    producer_epoch: i16,
+) -> Vec<u8> {
     let body_len: usize = records
         .iter()
         .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len) + 16)
@@ -37,13 +74,13 @@ pub fn encode_batch(records: &[RawRecord], timestamp_ms: i64) -> Vec<u8> {
     out.extend_from_slice(&0i32.to_be_bytes()); // partition leader epoch
     out.push(MAGIC as u8);
     out.extend_from_slice(&0u32.to_be_bytes()); // crc, patched below
-    out.extend_from_slice(&0i16.to_be_bytes()); // attributes
+    out.extend_from_slice(&attributes.to_be_bytes());
     let last_delta = i32::try_from(records.len().saturating_sub(1)).unwrap_or(i32::MAX);
     out.extend_from_slice(&last_delta.to_be_bytes());
     out.extend_from_slice(&timestamp_ms.to_be_bytes());
     out.extend_from_slice(&timestamp_ms.to_be_bytes());
-    out.extend_from_slice(&(-1i64).to_be_bytes()); // producer id
-    out.extend_from_slice(&(-1i16).to_be_bytes()); // producer epoch
+    out.extend_from_slice(&producer_id.to_be_bytes());
+    out.extend_from_slice(&producer_epoch.to_be_bytes());
     out.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
     let count = i32::try_from(records.len()).unwrap_or(i32::MAX);
     out.extend_from_slice(&count.to_be_bytes());

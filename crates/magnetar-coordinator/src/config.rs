@@ -37,6 +37,19 @@ pub struct CoordinatorConfig {
     /// How long a request waits for its partition to load before answering
     /// `CoordinatorLoadInProgress`.
     pub load_wait_ms: u64,
+    /// `transaction.state.log.num.partitions` (KoP `kafkaTxnLogTopicNumPartitions`); used when
+    /// `__transaction_state` is created.
+    pub transaction_state_log_num_partitions: u32,
+    /// `transaction.max.timeout.ms`: the largest transaction timeout a producer may ask for.
+    pub transaction_max_timeout_ms: i32,
+    /// `transactional.id.expiration.ms`: an idle transactional id (no open transaction) is
+    /// forgotten after this long.
+    pub transactional_id_expiration_ms: i64,
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`: how often timed-out
+    /// transactions are aborted (and expired ids removed).
+    pub transaction_abort_check_interval_ms: u64,
+    /// Partitions in one transaction at most (no Kafka equivalent; a bound on its state).
+    pub transaction_partitions_max: usize,
 }
 
 impl Default for CoordinatorConfig {
@@ -57,6 +70,11 @@ impl Default for CoordinatorConfig {
             compaction_ratio: 4,
             timer_tick_ms: 100,
             load_wait_ms: 1_000,
+            transaction_state_log_num_partitions: 50,
+            transaction_max_timeout_ms: 900_000,
+            transactional_id_expiration_ms: 7 * 24 * 3600 * 1000,
+            transaction_abort_check_interval_ms: 10_000,
+            transaction_partitions_max: 10_000,
         }
     }
 }
@@ -102,6 +120,21 @@ impl CoordinatorConfig {
         }
         if self.timer_tick_ms == 0 {
             return fail("timer_tick_ms", "must be positive");
+        }
+        if self.transaction_state_log_num_partitions == 0 {
+            return fail("transaction_state_log_num_partitions", "must be positive");
+        }
+        if self.transaction_max_timeout_ms <= 0 {
+            return fail("transaction_max_timeout_ms", "must be positive");
+        }
+        if self.transactional_id_expiration_ms <= 0 {
+            return fail("transactional_id_expiration_ms", "must be positive");
+        }
+        if self.transaction_abort_check_interval_ms == 0 {
+            return fail("transaction_abort_check_interval_ms", "must be positive");
+        }
+        if self.transaction_partitions_max == 0 {
+            return fail("transaction_partitions_max", "must be positive");
         }
         Ok(())
     }

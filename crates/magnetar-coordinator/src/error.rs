@@ -47,9 +47,28 @@ pub enum CoordinatorError {
     /// OffsetDelete on a topic the active group still consumes.
     #[error("the group is subscribed to the topic")]
     GroupSubscribedToTopic,
-    /// Never returned while there are no transactions: every committed offset is stable.
+    /// A transaction's offsets for the requested partitions are not committed or aborted yet.
     #[error("there are unstable offsets for the requested partitions")]
     UnstableOffsetCommit,
+    /// A newer producer with the same transactional id exists (its epoch is higher).
+    #[error("the producer was fenced by a newer producer with the same transactional id")]
+    ProducerFenced,
+    /// The producer id is not the one the transactional id maps to.
+    #[error("the producer id does not match the transactional id")]
+    InvalidProducerIdMapping,
+    /// The request does not fit the transaction's state (e.g. EndTxn without a transaction).
+    #[error("the request is not valid in the transaction's current state")]
+    InvalidTxnState,
+    /// The transaction is completing; the client retries.
+    #[error("a transaction with this transactional id is still completing")]
+    ConcurrentTransactions,
+    #[error("the transaction timeout is larger than transaction.max.timeout.ms")]
+    InvalidTransactionTimeout,
+    #[error("the transactional id is not valid")]
+    InvalidTransactionalId,
+    /// Too many partitions in one transaction, or another bounded input.
+    #[error("the request exceeds a limit of the transaction coordinator")]
+    TransactionLimitExceeded,
     /// The write queue of the offsets partition is full; the client retries.
     #[error("the coordinator is overloaded")]
     CoordinatorOverloaded,

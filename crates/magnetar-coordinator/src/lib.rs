@@ -29,6 +29,7 @@ pub mod group;
 pub mod machine;
 pub mod record;
 pub mod runtime;
+pub mod txn;
 
 pub use api::*;
 pub use config::CoordinatorConfig;
@@ -37,6 +38,9 @@ pub use group::{CommittedOffset, GroupState};
 pub use machine::{Completion, GroupStateMachine, JoinOutcome, Output, SyncOutcome};
 pub use record::{CoordinatorRecord, DecodedRecord};
 pub use runtime::{CompactionStats, GroupCoordinator, LoadStats, OFFSETS_TOPIC};
+pub use txn::{
+    PendingOffset, TransactionCoordinator, TxnMetadata, TxnStatus, TRANSACTION_STATE_TOPIC,
+};
 
 /// Java's `String.hashCode` over UTF-16 code units, as Kafka computes it.
 pub fn java_string_hash(s: &str) -> i32 {

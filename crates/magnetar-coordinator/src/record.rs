@@ -268,16 +268,16 @@ fn decode_group_metadata_value(bytes: &[u8]) -> Result<GroupMetadataValue, Codec
     })
 }
 
-fn put_i16(out: &mut Vec<u8>, v: i16) {
+pub(crate) fn put_i16(out: &mut Vec<u8>, v: i16) {
     out.extend_from_slice(&v.to_be_bytes());
 }
-fn put_i32(out: &mut Vec<u8>, v: i32) {
+pub(crate) fn put_i32(out: &mut Vec<u8>, v: i32) {
     out.extend_from_slice(&v.to_be_bytes());
 }
-fn put_i64(out: &mut Vec<u8>, v: i64) {
+pub(crate) fn put_i64(out: &mut Vec<u8>, v: i64) {
     out.extend_from_slice(&v.to_be_bytes());
 }
-fn put_string(out: &mut Vec<u8>, s: &str) -> Result<(), CodecError> {
+pub(crate) fn put_string(out: &mut Vec<u8>, s: &str) -> Result<(), CodecError> {
     let len = i16::try_from(s.len())
         .map_err(|_| codec_error(format!("string of {} bytes is too long", s.len())))?;
     put_i16(out, len);
@@ -300,7 +300,7 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) -> Result<(), CodecError> {
     out.extend_from_slice(b);
     Ok(())
 }
-fn put_count(out: &mut Vec<u8>, n: usize) -> Result<(), CodecError> {
+pub(crate) fn put_count(out: &mut Vec<u8>, n: usize) -> Result<(), CodecError> {
     let n = i32::try_from(n).map_err(|_| codec_error(format!("array of {n} items is too long")))?;
     put_i32(out, n);
     Ok(())
@@ -334,7 +334,7 @@ impl<'a> Reader<'a> {
         Ok(slice)
     }
 
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], CodecError> {
+    pub(crate) fn array<const N: usize>(&mut self) -> Result<[u8; N], CodecError> {
         let mut out = [0u8; N];
         out.copy_from_slice(self.take(N)?);
         Ok(out)
@@ -367,7 +367,7 @@ impl<'a> Reader<'a> {
             .map_err(|_| codec_error("string is not valid UTF-8"))
     }
 
-    fn string(&mut self) -> Result<String, CodecError> {
+    pub(crate) fn string(&mut self) -> Result<String, CodecError> {
         self.nullable_string()?
             .ok_or_else(|| codec_error("null string in a non-nullable field"))
     }

@@ -58,6 +58,10 @@ const WRITE_BATCH_BYTES_MAX: usize = 1 << 20;
 /// The group coordinator of this broker: owns every partition of `__consumer_offsets`.
 pub struct GroupCoordinator {
     inner: Arc<Inner>,
+    /// The transaction coordinator, started with this one when `__transaction_state` exists
+    /// (so transactions a stopped broker left prepared complete at once), else on the first
+    /// transactional request.
+    transactions: tokio::sync::OnceCell<Arc<crate::txn::TransactionCoordinator>>,
 }
 
 impl std::fmt::Debug for GroupCoordinator {
@@ -250,9 +254,20 @@ impl GroupCoordinator {
             shutdown: CancellationToken::new(),
             write_gate: Arc::new(tokio::sync::RwLock::new(())),
         });
-        let coordinator = Arc::new(Self { inner });
+        let coordinator = Arc::new(Self {
+            inner,
+            transactions: tokio::sync::OnceCell::new(),
+        });
         let timer = coordinator.inner.clone();
         coordinator.inner.spawn(timer_loop(timer));
+        let txn_topic = TopicName::new(
+            coordinator.inner.topic.namespace.clone(),
+            crate::txn::TRANSACTION_STATE_TOPIC,
+        )?;
+        if coordinator.inner.broker.topic(&txn_topic).await?.is_some() {
+            // Failing here is logged by `transactions`; the next transactional request retries.
+            let _ = coordinator.transactions().await;
+        }
         let loader = coordinator.inner.clone();
         coordinator.inner.spawn(async move {
             for slot in &loader.slots {
@@ -435,6 +450,38 @@ impl GroupCoordinator {
         })
     }
 
+    /// Commits the offsets of a committed transaction for `group_id` (see
+    /// [`GroupStateMachine::commit_transaction_offsets`]); the first error of any partition.
+    pub async fn commit_transaction_offsets(
+        &self,
+        group_id: &str,
+        topics: Vec<CommitTopic>,
+    ) -> Result<(), CoordinatorError> {
+        let req = OffsetCommitRequest {
+            group_id: group_id.to_string(),
+            generation_id: -1,
+            member_id: String::new(),
+            group_instance_id: None,
+            topics,
+        };
+        let response = self
+            .inner
+            .run(group_id, true, |loaded, now| {
+                let out = loaded.machine.commit_transaction_offsets(req, now);
+                (out.response, out.records, out.completions)
+            })
+            .await?;
+        match response
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter())
+            .find_map(|p| p.error)
+        {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
     pub async fn fetch_offsets(&self, req: OffsetFetchRequest) -> OffsetFetchResponse {
         match self
             .inner
@@ -588,7 +635,38 @@ impl GroupCoordinator {
     /// Stops the timer and loads, unloads every partition (parked requests get
     /// `CoordinatorNotAvailable`), lets each writer append what was queued, and waits for every
     /// task. Call before the broker shuts down.
+    /// The transaction coordinator, started (creating `__transaction_state`) on first use.
+    pub async fn transactions(
+        self: &Arc<Self>,
+    ) -> Result<Arc<crate::txn::TransactionCoordinator>, CoordinatorError> {
+        self.transactions
+            .get_or_try_init(|| async {
+                let txn = crate::txn::TransactionCoordinator::start(
+                    self.inner.broker.clone(),
+                    self.inner.config.clone(),
+                )
+                .await
+                .map_err(|e| {
+                    tracing::warn!(error = %e, "cannot start the transaction coordinator");
+                    CoordinatorError::CoordinatorNotAvailable
+                })?;
+                txn.set_group_coordinator(self);
+                Ok(txn)
+            })
+            .await
+            .cloned()
+    }
+
+    /// The transaction coordinator if it is running.
+    pub fn transactions_if_started(&self) -> Option<&Arc<crate::txn::TransactionCoordinator>> {
+        self.transactions.get()
+    }
+
     pub async fn shutdown(&self) {
+        // Transactions first: their completions commit offsets through this coordinator.
+        if let Some(txn) = self.transactions.get() {
+            txn.shutdown().await;
+        }
         self.inner.shutdown.cancel();
         for slot in &self.inner.slots {
             let previous = std::mem::replace(&mut *lock(&slot.state), SlotState::Closed);

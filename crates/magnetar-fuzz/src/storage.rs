@@ -163,6 +163,7 @@ fn build_segment(base: u64, mut input: &[u8]) -> Vec<u8> {
                 producer_id: 5,
                 epoch: 1,
                 base_sequence: 3,
+                txn: Default::default(),
             }),
             payload_len: payload.len() as u32,
         };
@@ -194,7 +195,10 @@ fn reference_scan(base: u64, bytes: &[u8]) -> (Vec<(EntryHeader, Vec<u8>)>, usiz
     let mut next = base;
     let mut entries = Vec::new();
     while let Some(h) = bytes.get(pos..pos + ENTRY_HEADER_LEN) {
-        let ok_fields = h[0] == 0xE5 && h[1] == 1 && h[2] <= 1 && h[3] == 0;
+        // Byte 3 is the transaction mark: 0 always allowed, 1..=3 only with a producer (id != -1).
+        let has_producer = h[32..40] != [0xFF; 8];
+        let ok_fields =
+            h[0] == 0xE5 && h[1] == 1 && h[2] <= 1 && (h[3] == 0 || (h[3] <= 3 && has_producer));
         let first = u64::from_le_bytes(h[4..12].try_into().expect("8 bytes"));
         let count = u32::from_le_bytes(h[12..16].try_into().expect("4 bytes"));
         let len = u32::from_le_bytes(h[46..50].try_into().expect("4 bytes")) as usize;

@@ -89,6 +89,13 @@ pub fn coordinator_error(err: magnetar_coordinator::CoordinatorError) -> Respons
         E::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
         E::GroupSubscribedToTopic => ResponseError::GroupSubscribedToTopic,
         E::UnstableOffsetCommit => ResponseError::UnstableOffsetCommit,
+        E::ProducerFenced => ResponseError::ProducerFenced,
+        E::InvalidProducerIdMapping => ResponseError::InvalidProducerIdMapping,
+        E::InvalidTxnState => ResponseError::InvalidTxnState,
+        E::ConcurrentTransactions => ResponseError::ConcurrentTransactions,
+        E::InvalidTransactionTimeout => ResponseError::InvalidTransactionTimeout,
+        E::InvalidTransactionalId => ResponseError::InvalidRequest,
+        E::TransactionLimitExceeded => ResponseError::PolicyViolation,
         // Retriable: the client backs off and finds the coordinator again.
         E::CoordinatorOverloaded => ResponseError::CoordinatorNotAvailable,
         E::Internal => ResponseError::UnknownServerError,

@@ -513,6 +513,95 @@ const OFFSET_DELETE: Schema = Schema {
     ],
 };
 
+const ADD_PARTITIONS_TO_TXN: Schema = Schema {
+    flexible_from: 3,
+    fields: &[
+        f(
+            Ty::Structs(&[
+                f(Ty::Str, 4, ANY),
+                f(I64, 4, ANY),
+                f(I16, 4, ANY),
+                f(BOOL, 4, ANY),
+                f(Ty::Structs(TXN_TOPICS), 4, ANY),
+            ]),
+            4,
+            ANY,
+        ),
+        f(Ty::Str, 0, 3),
+        f(I64, 0, 3),
+        f(I16, 0, 3),
+        f(Ty::Structs(TXN_TOPICS), 0, 3),
+    ],
+};
+
+/// A topic name and its partition indexes (AddPartitionsToTxn).
+const TXN_TOPICS: &[Field] = &[f(Ty::Str, 0, ANY), f(Ty::Array(&I32), 0, ANY)];
+
+const ADD_OFFSETS_TO_TXN: Schema = Schema {
+    flexible_from: 3,
+    fields: &[
+        f(Ty::Str, 0, ANY),
+        f(I64, 0, ANY),
+        f(I16, 0, ANY),
+        f(Ty::Str, 0, ANY),
+    ],
+};
+
+const TXN_OFFSET_COMMIT: Schema = Schema {
+    flexible_from: 3,
+    fields: &[
+        f(Ty::Str, 0, ANY),
+        f(Ty::Str, 0, ANY),
+        f(I64, 0, ANY),
+        f(I16, 0, ANY),
+        f(I32, 3, ANY),
+        f(Ty::Str, 3, ANY),
+        f(Ty::Str, 3, ANY),
+        f(
+            Ty::Structs(&[
+                f(Ty::Str, 0, ANY),
+                f(
+                    Ty::Structs(&[
+                        f(I32, 0, ANY),
+                        f(I64, 0, ANY),
+                        f(I32, 2, ANY),
+                        f(Ty::Str, 0, ANY),
+                    ]),
+                    0,
+                    ANY,
+                ),
+            ]),
+            0,
+            ANY,
+        ),
+    ],
+};
+
+const END_TXN: Schema = Schema {
+    flexible_from: 3,
+    fields: &[
+        f(Ty::Str, 0, ANY),
+        f(I64, 0, ANY),
+        f(I16, 0, ANY),
+        f(BOOL, 0, ANY),
+    ],
+};
+
+const DESCRIBE_TRANSACTIONS: Schema = Schema {
+    flexible_from: 0,
+    fields: &[f(Ty::Array(&Ty::Str), 0, ANY)],
+};
+
+const LIST_TRANSACTIONS: Schema = Schema {
+    flexible_from: 0,
+    fields: &[
+        f(Ty::Array(&Ty::Str), 0, ANY),
+        f(Ty::Array(&I64), 0, ANY),
+        f(I64, 1, ANY),
+        f(Ty::Str, 2, ANY),
+    ],
+};
+
 const SASL_HANDSHAKE: Schema = Schema {
     flexible_from: ANY,
     fields: &[f(Ty::Str, 0, ANY)],
@@ -674,6 +763,12 @@ pub fn schema(api_key: ApiKey) -> Option<&'static Schema> {
         ApiKey::ElectLeaders => &ELECT_LEADERS,
         ApiKey::AlterPartitionReassignments => &ALTER_PARTITION_REASSIGNMENTS,
         ApiKey::ListPartitionReassignments => &LIST_PARTITION_REASSIGNMENTS,
+        ApiKey::AddPartitionsToTxn => &ADD_PARTITIONS_TO_TXN,
+        ApiKey::AddOffsetsToTxn => &ADD_OFFSETS_TO_TXN,
+        ApiKey::TxnOffsetCommit => &TXN_OFFSET_COMMIT,
+        ApiKey::EndTxn => &END_TXN,
+        ApiKey::DescribeTransactions => &DESCRIBE_TRANSACTIONS,
+        ApiKey::ListTransactions => &LIST_TRANSACTIONS,
         _ => return None,
     })
 }

@@ -8,7 +8,8 @@
 //! |      0 |    1 | magic `0xE5`                                             |
 //! |      1 |    1 | format version, currently `1`                            |
 //! |      2 |    1 | payload format tag: `0` = Kafka, `1` = Pulsar            |
-//! |      3 |    1 | reserved, must be `0`                                    |
+//! |      3 |    1 | transaction mark ([`TxnMark`]): `0` none, `1` transactional  |
+//! |        |      | data, `2` commit marker, `3` abort marker; `0` without producer |
 //! |      4 |    8 | first message index (u64)                                |
 //! |     12 |    4 | message count (u32, at least 1)                          |
 //! |     16 |    8 | broker publish time ms (i64)                             |
@@ -63,6 +64,50 @@ pub struct ProducerInfo {
     pub producer_id: i64,
     pub epoch: i16,
     pub base_sequence: i32,
+    /// Whether the entry belongs to a transaction, or is a transaction's marker.
+    pub txn: TxnMark,
+}
+
+/// What an entry is to a transaction (Kafka's transactional and control batch attributes),
+/// kept in the header so a partition rebuilds its open transactions, last stable offset and
+/// aborted transactions from headers alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum TxnMark {
+    /// Not transactional.
+    #[default]
+    None,
+    /// Data written inside the producer's open transaction.
+    Data,
+    /// The marker that commits the producer's open transaction (a control batch).
+    Commit,
+    /// The marker that aborts the producer's open transaction (a control batch).
+    Abort,
+}
+
+impl TxnMark {
+    fn tag(self) -> u8 {
+        match self {
+            TxnMark::None => 0,
+            TxnMark::Data => 1,
+            TxnMark::Commit => 2,
+            TxnMark::Abort => 3,
+        }
+    }
+
+    fn from_tag(tag: u8) -> Option<Self> {
+        Some(match tag {
+            0 => TxnMark::None,
+            1 => TxnMark::Data,
+            2 => TxnMark::Commit,
+            3 => TxnMark::Abort,
+            _ => return None,
+        })
+    }
+
+    /// A commit or abort marker (a control batch), not data.
+    pub fn is_marker(self) -> bool {
+        matches!(self, TxnMark::Commit | TxnMark::Abort)
+    }
 }
 
 /// What a caller hands to the ledger; the ledger adds the index and publish time.
@@ -184,7 +229,7 @@ pub fn encode_entry_with_index(
     out.push(ENTRY_MAGIC);
     out.push(ENTRY_VERSION);
     out.push(header.format.tag());
-    out.push(0);
+    out.push(header.producer.map_or(0, |p| p.txn.tag()));
     out.extend_from_slice(&header.first_index.to_le_bytes());
     out.extend_from_slice(&header.message_count.to_le_bytes());
     out.extend_from_slice(&header.publish_time_ms.to_le_bytes());
@@ -229,9 +274,7 @@ pub fn decode_header(buf: &[u8]) -> Result<(EntryHeader, u32), String> {
     }
     let format =
         PayloadFormat::from_tag(b[2]).ok_or_else(|| format!("unknown payload format {}", b[2]))?;
-    if b[3] != 0 {
-        return Err(format!("reserved byte is {}", b[3]));
-    }
+    let txn = TxnMark::from_tag(b[3]).ok_or_else(|| format!("unknown transaction mark {}", b[3]))?;
     let u64_at = |o: usize| {
         u64::from_le_bytes([
             b[o],
@@ -256,10 +299,14 @@ pub fn decode_header(buf: &[u8]) -> Result<(EntryHeader, u32), String> {
     let producer_id = u64_at(32) as i64;
     let epoch = i16::from_le_bytes([b[40], b[41]]);
     let base_sequence = u32_at(42) as i32;
+    if producer_id == -1 && txn != TxnMark::None {
+        return Err(format!("transaction mark {} without a producer", b[3]));
+    }
     let producer = (producer_id != -1).then_some(ProducerInfo {
         producer_id,
         epoch,
         base_sequence,
+        txn,
     });
     let header = EntryHeader {
         first_index,
@@ -310,6 +357,8 @@ mod tests {
                                     producer_id,
                                     epoch,
                                     base_sequence,
+                                    txn: TxnMark::from_tag((base_sequence as u8) & 3)
+                                        .unwrap_or_default(),
                                 }
                             }),
                             payload_len: payload.len() as u32,

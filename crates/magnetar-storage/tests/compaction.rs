@@ -138,6 +138,7 @@ async fn append_batch(ledger: &ManagedLedger, batch: &Batch, producer: Option<i6
             producer_id: p,
             epoch: 0,
             base_sequence: 0,
+            txn: Default::default(),
         }),
         first_index_at: None,
     };

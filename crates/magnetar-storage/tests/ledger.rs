@@ -32,6 +32,7 @@ fn new_entry(index: u64, count: u32, ts: i64, len: usize) -> NewEntry {
             producer_id: 7,
             epoch: 1,
             base_sequence: index as i32,
+            txn: Default::default(),
         }),
         first_index_at: None,
     }

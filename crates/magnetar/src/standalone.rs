@@ -493,7 +493,9 @@ fn kafka_config(
         )
         .unwrap_or(usize::MAX),
         message_bytes_max: config.kafka.message_bytes_max as usize,
-        group_coordinator: config.groups.coordinator_config(),
+        group_coordinator: config
+            .transactions
+            .apply(config.groups.coordinator_config()),
         authentication_enabled: authenticator.is_some(),
         authenticator: authenticator.filter(|_| kafka_sasl),
         tls: tls.filter(|_| kafka_tls),

@@ -196,7 +196,8 @@ impl Dispatcher {
         if s.read_index < s.cursor.mark_delete_index {
             s.read_index = s.cursor.mark_delete_index;
         }
-        if s.read_index < log.end_index() {
+        // Up to the last stable offset: records of an open transaction wait for its marker.
+        if s.read_index < log.last_stable_index() {
             Step::Read(s.read_index)
         } else {
             Step::Wait
@@ -257,13 +258,22 @@ impl Dispatcher {
             }
             Err(e) => return Err(e),
         };
+        // Nothing at or past the last stable offset (an open transaction's records wait).
+        let stable = log.last_stable_index();
+        let mut entries: Vec<Entry> = entries
+            .into_iter()
+            .take_while(|e| e.header.first_index < stable)
+            .collect();
         let Some(last) = entries.last() else {
             return Ok(false);
         };
         let end = last.header.end_index();
-        // A compacted log has gaps between entries (indexes whose records compaction removed):
-        // nothing is ever delivered there, so they count as acknowledged, or the mark-delete
-        // position would stop at the first gap.
+        // Transaction markers and the records of aborted transactions are never delivered.
+        let aborted = log.aborted_transactions(from, end);
+        entries.retain(|e| !hidden_by_transactions(e, &aborted));
+        // A compacted log has gaps between entries (indexes whose records compaction removed),
+        // and the hidden transactional entries are gaps too: nothing is ever delivered there, so
+        // they count as acknowledged, or the mark-delete position would stop at the first gap.
         let mut gaps = Vec::new();
         let mut expected = from;
         for e in &entries {
@@ -271,6 +281,9 @@ impl Dispatcher {
                 gaps.push(expected..e.header.first_index);
             }
             expected = expected.max(e.header.end_index());
+        }
+        if expected < end {
+            gaps.push(expected..end);
         }
         if !gaps.is_empty() {
             self.sub.ack(gaps).await?;
@@ -427,5 +440,22 @@ impl Dispatcher {
                 None
             }
         }
+    }
+}
+
+/// Whether a read must not deliver `entry`: a transaction marker, or a record batch of an
+/// aborted transaction (`aborted` covers the read).
+fn hidden_by_transactions(entry: &Entry, aborted: &[crate::AbortedTxn]) -> bool {
+    let Some(p) = entry.header.producer else {
+        return false;
+    };
+    match p.txn {
+        magnetar_storage::TxnMark::None => false,
+        magnetar_storage::TxnMark::Commit | magnetar_storage::TxnMark::Abort => true,
+        magnetar_storage::TxnMark::Data => aborted.iter().any(|a| {
+            a.producer_id == p.producer_id
+                && a.first_index <= entry.header.first_index
+                && entry.header.first_index < a.last_index
+        }),
     }
 }

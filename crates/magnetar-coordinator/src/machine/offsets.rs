@@ -11,6 +11,27 @@ impl GroupStateMachine {
         req: OffsetCommitRequest,
         now_ms: i64,
     ) -> Output<OffsetCommitResponse> {
+        self.commit_offsets_checked(req, now_ms, true)
+    }
+
+    /// The offsets of a committed transaction (TxnOffsetCommit, made visible by EndTxn): no
+    /// membership check now (the transaction coordinator checked the producer when they were
+    /// sent, and the group may have rebalanced since, as in Kafka where they are materialized by
+    /// the commit marker).
+    pub fn commit_transaction_offsets(
+        &mut self,
+        req: OffsetCommitRequest,
+        now_ms: i64,
+    ) -> Output<OffsetCommitResponse> {
+        self.commit_offsets_checked(req, now_ms, false)
+    }
+
+    fn commit_offsets_checked(
+        &mut self,
+        req: OffsetCommitRequest,
+        now_ms: i64,
+        check_member: bool,
+    ) -> Output<OffsetCommitResponse> {
         let mut fx = Effects::default();
         let all = |e: CoordinatorError| OffsetCommitResponse {
             topics: req
@@ -33,7 +54,7 @@ impl GroupStateMachine {
             return fx.output(all(CoordinatorError::InvalidGroupId));
         }
         if !self.groups.contains_key(&req.group_id) {
-            if req.generation_id >= 0 {
+            if req.generation_id >= 0 && check_member {
                 // A generation of a group we do not know: a stale member (Kafka's answer).
                 return fx.output(all(CoordinatorError::IllegalGeneration));
             }
@@ -46,7 +67,14 @@ impl GroupStateMachine {
         let Some(group) = self.groups.get_mut(&req.group_id) else {
             return fx.output(all(CoordinatorError::Internal));
         };
-        if let Err(e) = validate_commit(group, &req, now_ms) {
+        let valid = if check_member {
+            validate_commit(group, &req, now_ms)
+        } else if group.state == GroupState::Dead {
+            Err(CoordinatorError::CoordinatorNotAvailable)
+        } else {
+            Ok(())
+        };
+        if let Err(e) = valid {
             if group.is_disposable() {
                 self.groups.remove(&req.group_id);
             }

@@ -96,6 +96,24 @@ pub(crate) fn leader(
     }
 }
 
+/// The coordinator of a transactional id: the leader of its `__transaction_state` partition.
+pub(crate) fn transaction_coordinator(
+    ctx: &Context,
+    txn: &magnetar_coordinator::TransactionCoordinator,
+    transactional_id: &str,
+) -> Option<Node> {
+    let Some(member) = ctx.broker.cluster() else {
+        return Some(this_node(ctx));
+    };
+    let partition = txn.partition_for(transactional_id);
+    let id = match member.owner(txn.topic(), Some(partition)) {
+        Ok(PartitionOwner::This) => ctx.config.node_id,
+        Ok(PartitionOwner::Other(node)) => i32::from(node),
+        Ok(PartitionOwner::Unowned) | Err(_) => return None,
+    };
+    nodes(ctx).into_iter().find(|n| n.0 == id)
+}
+
 /// The coordinator of a group: the leader of its `__consumer_offsets` partition, if a client
 /// can reach it on this listener.
 pub(crate) fn group_coordinator(ctx: &Context, group_id: &str) -> Option<Node> {

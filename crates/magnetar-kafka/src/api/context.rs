@@ -210,6 +210,32 @@ impl Context {
     }
 
     /// [`Context::group_allowed`] as a Kafka error: GROUP_AUTHORIZATION_FAILED.
+    /// Kafka's TRANSACTIONAL_ID resource, mapped onto the produce permission on the client's
+    /// default namespace (a namespace-level grant: a grant on one topic does not cover it).
+    pub async fn authorize_transactional_id(&self, transactional_id: &str) -> Result<(), i16> {
+        if !self.broker.authorization_enabled() {
+            return Ok(());
+        }
+        let refused = kafka_protocol::ResponseError::TransactionalIdAuthorizationFailed.code();
+        // No topic has this name (`__` names are internal); it stands for "any topic of the
+        // namespace", so only namespace-wide produce grants allow it.
+        let Ok(topic) = TopicName::new(self.default_namespace().clone(), "__transactional_id")
+        else {
+            return Err(refused);
+        };
+        if self.decide(&topic, &Access::Produce, false).await {
+            Ok(())
+        } else {
+            tracing::warn!(
+                role = self.role().unwrap_or("<none>"),
+                transactional_id,
+                namespace = %self.default_namespace(),
+                "kafka transactional id refused: no produce permission on the namespace"
+            );
+            Err(refused)
+        }
+    }
+
     pub async fn authorize_group(&self, group: &str) -> Result<(), i16> {
         if self.group_allowed(group).await {
             Ok(())

@@ -7,8 +7,10 @@
 //! - A fetch offset inside a batch returns that whole batch; clients skip the earlier records.
 //! - At least one whole batch is returned (from the first partition with data) even when it is
 //!   larger than `max_bytes` or the partition's max bytes, so a consumer never stalls.
-//! - High watermark and last stable offset are the end index; `read_committed` is served like
-//!   `read_uncommitted`, which is exact while transactions (and so aborted data) do not exist.
+//! - The high watermark is the end index; the last stable offset is the first offset of the
+//!   oldest open transaction (or the end). `read_committed` reads stop at the last stable offset
+//!   and carry the aborted transactions overlapping what they return, so clients drop aborted
+//!   records (and control batches) as Kafka's do.
 //! - Fetch sessions (KIP-227) are not kept: every response has session id 0, which tells the
 //!   client to send full fetch requests.
 //! - A stored entry that cannot be served (a Pulsar entry that does not convert) never blocks a
@@ -20,8 +22,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId};
 use kafka_protocol::ResponseError;
 use magnetar_broker::{Access, PartitionLog, PayloadFormat, TopicPartition};
 use tokio::time::Instant;
@@ -44,6 +48,8 @@ struct Slot {
     fetch_offset: i64,
     partition_max_bytes: i32,
     log: Result<Arc<PartitionLog>, i16>,
+    /// `isolation_level` 1: read up to the last stable offset only.
+    read_committed: bool,
 }
 
 pub async fn handle(
@@ -106,6 +112,7 @@ pub async fn handle(
                 fetch_offset: partition.fetch_offset,
                 partition_max_bytes: partition.partition_max_bytes,
                 log,
+                read_committed: request.isolation_level == 1,
             });
         }
     }
@@ -209,21 +216,36 @@ async fn read_slot(ctx: &Context, slot: &Slot, max_bytes: usize) -> (PartitionDa
         }
         Ok(log) => log,
     };
+    // The stable offset first: it never passes the end read after it.
+    let stable = log.last_stable_index();
     let (start, end) = (log.start_index(), log.end_index());
     data.high_watermark = end as i64;
-    data.last_stable_offset = end as i64;
+    data.last_stable_offset = stable as i64;
     data.log_start_offset = start as i64;
-    data.aborted_transactions = Some(Vec::new());
+    data.aborted_transactions = slot.read_committed.then(Vec::new);
+    let upper = if slot.read_committed { stable } else { end };
     let offset = slot.fetch_offset;
     if offset < start as i64 || offset > end as i64 {
         data.error_code = ResponseError::OffsetOutOfRange.code();
-    } else if (offset as u64) < end {
+    } else if (offset as u64) < upper {
         let partition_max = usize::try_from(slot.partition_max_bytes.max(0)).unwrap_or(0);
         let budget = partition_max.min(max_bytes);
-        match read_partition(ctx, log, offset as u64, budget, true).await {
-            Ok(Some((records, count))) => {
+        match read_partition(ctx, log, offset as u64, upper, budget, true).await {
+            Ok(Some((records, count, read_end))) => {
                 data.records = Some(records);
                 messages = count;
+                if slot.read_committed {
+                    data.aborted_transactions = Some(
+                        log.aborted_transactions(offset as u64, read_end)
+                            .into_iter()
+                            .map(|a| {
+                                AbortedTransaction::default()
+                                    .with_producer_id(ProducerId(a.producer_id))
+                                    .with_first_offset(a.first_index as i64)
+                            })
+                            .collect(),
+                    );
+                }
             }
             Ok(None) => {}
             Err(e) => {
@@ -235,15 +257,16 @@ async fn read_slot(ctx: &Context, slot: &Slot, max_bytes: usize) -> (PartitionDa
     (data, messages)
 }
 
-/// Concatenated batches from `offset`, within `budget` bytes unless `first` (then at least one),
-/// with the number of messages in them.
+/// Concatenated batches from `offset` that start before `upper`, within `budget` bytes unless
+/// `first` (then at least one), with the number of messages in them and the index after them.
 async fn read_partition(
     ctx: &Context,
     log: &PartitionLog,
     offset: u64,
+    upper: u64,
     budget: usize,
     first: bool,
-) -> Result<Option<(Bytes, u64)>, magnetar_broker::Error> {
+) -> Result<Option<(Bytes, u64, u64)>, magnetar_broker::Error> {
     let entries = match log.read(offset, budget, ENTRIES_PER_PARTITION_MAX).await {
         Ok(entries) => entries,
         Err(e @ magnetar_broker::Error::CorruptData(_)) => {
@@ -257,14 +280,19 @@ async fn read_partition(
                 range.start as i64,
                 u32::try_from(count).unwrap_or(u32::MAX),
             );
-            return Ok(Some((empty, count)));
+            return Ok(Some((empty, count, range.end)));
         }
         Err(e) => return Err(e),
     };
     let mut size = 0usize;
     let mut messages = 0u64;
+    let mut read_end = offset;
     let mut chosen = Vec::with_capacity(entries.len());
     for entry in entries {
+        if entry.header.first_index >= upper {
+            break;
+        }
+        let entry_end = entry.header.end_index();
         // Kafka entries are served as stored; Pulsar entries are converted to an uncompressed
         // record batch with the same offsets, cached so each is converted once, not per fetch.
         let payload = match entry.header.format {
@@ -315,17 +343,18 @@ async fn read_partition(
         }
         size += len;
         messages += u64::from(entry.header.message_count);
+        read_end = entry_end;
         chosen.push(payload);
     }
     Ok(match chosen.len() {
         0 => None,
-        1 => chosen.pop().map(|b| (b, messages)),
+        1 => chosen.pop().map(|b| (b, messages, read_end)),
         _ => {
             let mut buf = BytesMut::with_capacity(size);
             for payload in chosen {
                 buf.extend_from_slice(&payload);
             }
-            Some((buf.freeze(), messages))
+            Some((buf.freeze(), messages, read_end))
         }
     })
 }

@@ -1,4 +1,5 @@
-//! ListOffsets v0–v9: earliest (-2) is the log start index, latest (-1) the end index, max
+//! ListOffsets v0–v9: earliest (-2) is the log start index, latest (-1) the end index (the last
+//! stable offset for `read_committed`), max
 //! timestamp (-3, KIP-734) the record with the largest timestamp, and a timestamp the first record
 //! at or after it. v0 (decoded by hand, `crate::codec::list_offsets_v0`) asks for offsets before a
 //! time: every record before the one found is older, so the same offset answers it, and the end
@@ -26,6 +27,7 @@ pub async fn handle(
     request: ListOffsetsRequest,
 ) -> ListOffsetsResponse {
     let version = envelope.version();
+    let read_committed = request.isolation_level == 1;
     let mut response = ListOffsetsResponse::default();
     for topic in request.topics {
         let mut topic_response = ListOffsetsTopicResponse::default().with_name(topic.name.clone());
@@ -55,7 +57,7 @@ pub async fn handle(
                                 Err(code) => Err(code),
                                 Ok(()) => {
                                     epoch = super::leader_epoch::wire(log.leader_epoch());
-                                    match lookup(&log, partition.timestamp).await {
+                                    match lookup(&log, partition.timestamp, read_committed).await {
                                         // v0: every record is older than the time asked for.
                                         Ok(None) if version == 0 && partition.timestamp >= 0 => {
                                             Ok(Some((log.end_index() as i64, -1)))
@@ -94,12 +96,15 @@ pub async fn handle(
 }
 
 /// (offset, timestamp) for a ListOffsets timestamp; `None` when no record qualifies.
+/// `read_committed` (isolation level 1): latest is the last stable offset, as in Kafka.
 async fn lookup(
     log: &PartitionLog,
     timestamp: i64,
+    read_committed: bool,
 ) -> Result<Option<(i64, i64)>, magnetar_broker::Error> {
     match timestamp {
         EARLIEST => Ok(Some((log.start_index() as i64, -1))),
+        LATEST if read_committed => Ok(Some((log.last_stable_index() as i64, -1))),
         LATEST => Ok(Some((log.end_index() as i64, -1))),
         MAX_TIMESTAMP => match log.max_timestamp_entry().await? {
             Some(entry) => Ok(Some(record_in(log, &entry, None).await)),

@@ -44,6 +44,7 @@ pub mod offset_for_leader_epoch;
 pub mod produce;
 mod replica_assignment;
 pub mod sync_group;
+pub mod transactions;
 pub mod versions;
 
 pub use context::{is_internal, Context, Envelope, Session, OFFSETS_TOPIC};

@@ -23,7 +23,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use magnetar_broker::{
-    Access, AppendRequest, Appending, Error, PayloadFormat, ProducerBatch, TopicMetadata,
+    Access, AppendRequest, Appending, Error, PayloadFormat, ProducerBatch, TopicMetadata, TxnMark,
     TopicName, TopicPartition,
 };
 
@@ -62,6 +62,12 @@ pub struct PendingProduce {
     throttle: std::time::Duration,
 }
 
+/// The transactional id of a Produce and the coordinator that verifies its batches.
+struct TxnProduce {
+    id: String,
+    coordinator: std::sync::Arc<magnetar_coordinator::TransactionCoordinator>,
+}
+
 /// The enqueued batches of one partition of a Produce.
 struct PartitionAppends {
     topic_slot: usize,
@@ -82,10 +88,27 @@ pub async fn enqueue(
     request: ProduceRequest,
 ) -> PendingProduce {
     let client_id = header.client_id.as_deref().unwrap_or("");
-    let transactional = request
+    let transactional_id = request
         .transactional_id
         .as_ref()
-        .is_some_and(|id| !id.is_empty());
+        .filter(|id| !id.is_empty())
+        .map(|id| id.0.to_string());
+    // A transactional produce: the id must be authorized (Kafka's TRANSACTIONAL_ID WRITE) and
+    // the coordinator running; each transactional batch is then verified against the id's open
+    // transaction (KIP-890, in-process).
+    let txn: Result<Option<TxnProduce>, i16> = match &transactional_id {
+        None => Ok(None),
+        Some(id) => match ctx.authorize_transactional_id(id).await {
+            Err(code) => Err(code),
+            Ok(()) => match ctx.coordinator.transactions().await {
+                Ok(coordinator) => Ok(Some(TxnProduce {
+                    id: id.clone(),
+                    coordinator,
+                })),
+                Err(e) => Err(error_code::coordinator_error(e).code()),
+            },
+        },
+    };
     let mut response = ProduceResponse::default();
     let mut appends = Vec::new();
     // The longest publish-rate wait of any partition (the namespace's publish rate).
@@ -98,12 +121,10 @@ pub async fn enqueue(
             result.base_offset = -1;
             result.log_append_time_ms = -1;
             result.log_start_offset = -1;
-            let outcome = match (&resolved, transactional) {
-                (_, true) => Err(ResponseError::TransactionalIdAuthorizationFailed
-                    .code()
-                    .into()),
+            let outcome = match (&resolved, &txn) {
+                (_, Err(code)) => Err((*code).into()),
                 (Err(e), _) => Err((*e).into()),
-                (Ok((name, metadata)), false) => {
+                (Ok((name, metadata)), Ok(txn)) => {
                     produce_partition(
                         ctx,
                         client_id,
@@ -111,6 +132,7 @@ pub async fn enqueue(
                         metadata,
                         partition.index,
                         partition.records,
+                        txn.as_ref(),
                     )
                     .await
                 }
@@ -154,12 +176,6 @@ pub async fn enqueue(
             topic_response.partition_responses.push(result);
         }
         response.responses.push(topic_response);
-    }
-    if transactional {
-        tracing::warn!(
-            client_id,
-            "transactional produce refused: transactions are not implemented yet"
-        );
     }
     PendingProduce {
         client_id: client_id.to_string(),
@@ -264,8 +280,10 @@ fn stored_form(
     header: &batch::BatchHeader,
     bytes: Bytes,
 ) -> Result<StoredForm, magnetar_format::kafka::FormatError> {
-    // Control batches (transaction markers) have no Pulsar form; they stay Kafka batches.
-    let control = header.attributes & 0x20 != 0;
+    // Control batches (transaction markers) have no Pulsar form, and transactional batches keep
+    // theirs so read_committed readers see their producer id and transactional bit: both stay
+    // Kafka batches.
+    let control = header.attributes & 0x30 != 0;
     match ctx.config.entry_format {
         EntryFormat::Kafka => Ok((bytes, PayloadFormat::Kafka, Some(0))),
         EntryFormat::Pulsar if !control => {
@@ -332,6 +350,7 @@ async fn produce_partition(
     metadata: &TopicMetadata,
     partition: i32,
     records: Option<Bytes>,
+    txn: Option<&TxnProduce>,
 ) -> Result<Enqueued, Refused> {
     let Ok(index) = u32::try_from(partition) else {
         return Err(ResponseError::UnknownTopicOrPartition.code().into());
@@ -363,6 +382,24 @@ async fn produce_partition(
     })?;
     if batches.is_empty() {
         return Err(ResponseError::InvalidRecord.code().into());
+    }
+    for (header, _) in &batches {
+        if !header.is_transactional() {
+            continue;
+        }
+        // Kafka: transactional records need an authorized transactional id on the request.
+        let Some(txn) = txn else {
+            tracing::warn!(client_id, topic = %tp, "transactional record batch without a transactional id");
+            return Err(ResponseError::TransactionalIdAuthorizationFailed.code().into());
+        };
+        if let Err(e) = txn
+            .coordinator
+            .verify(&txn.id, (header.producer_id, header.producer_epoch), &tp)
+            .await
+        {
+            tracing::debug!(client_id, topic = %tp, transactional_id = %txn.id, error = %e, "transactional batch refused");
+            return Err(super::transactions::refusal(e).into());
+        }
     }
     let size_max = topic_config::max_message_bytes(ctx, metadata);
     if let Some((_, too_big)) = batches.iter().find(|(_, bytes)| bytes.len() > size_max) {
@@ -441,6 +478,11 @@ async fn produce_partition(
             epoch: header.producer_epoch,
             first_sequence: header.base_sequence,
             message_count: header.record_count as u32,
+            txn: if header.is_transactional() {
+                TxnMark::Data
+            } else {
+                TxnMark::None
+            },
         });
         let (payload, format, first_index_at) =
             stored_form(ctx, &header, bytes).map_err(|e| {

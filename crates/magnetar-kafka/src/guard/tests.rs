@@ -413,6 +413,80 @@ fn samples() -> Vec<Sample> {
             ]);
         enc(&m, v)
     };
+    let add_partitions_to_txn = |v: i16| {
+        use kafka_protocol::messages::add_partitions_to_txn_request::{
+            AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
+        };
+        let topics = vec![AddPartitionsToTxnTopic::default()
+            .with_name(topic("t"))
+            .with_partitions(vec![0, 3])];
+        let m = if v >= 4 {
+            kafka_protocol::messages::AddPartitionsToTxnRequest::default().with_transactions(vec![
+                AddPartitionsToTxnTransaction::default()
+                    .with_transactional_id(TransactionalId(s("tx")))
+                    .with_producer_id(ProducerId(7))
+                    .with_producer_epoch(1)
+                    .with_topics(topics),
+            ])
+        } else {
+            kafka_protocol::messages::AddPartitionsToTxnRequest::default()
+                .with_v3_and_below_transactional_id(TransactionalId(s("tx")))
+                .with_v3_and_below_producer_id(ProducerId(7))
+                .with_v3_and_below_producer_epoch(1)
+                .with_v3_and_below_topics(topics)
+        };
+        enc(&m, v)
+    };
+    let add_offsets_to_txn = |v: i16| {
+        let m = kafka_protocol::messages::AddOffsetsToTxnRequest::default()
+            .with_transactional_id(TransactionalId(s("tx")))
+            .with_producer_id(ProducerId(7))
+            .with_producer_epoch(1)
+            .with_group_id(GroupId(s("g")));
+        enc(&m, v)
+    };
+    let txn_offset_commit = |v: i16| {
+        use kafka_protocol::messages::txn_offset_commit_request::{
+            TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+        };
+        let mut m = kafka_protocol::messages::TxnOffsetCommitRequest::default()
+            .with_transactional_id(TransactionalId(s("tx")))
+            .with_group_id(GroupId(s("g")))
+            .with_producer_id(ProducerId(7))
+            .with_producer_epoch(1)
+            .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+                .with_name(topic("t"))
+                .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
+                    .with_partition_index(1)
+                    .with_committed_offset(42)
+                    .with_committed_metadata(Some(s("m")))])]);
+        if v >= 3 {
+            m = m
+                .with_generation_id(3)
+                .with_member_id(s("member"))
+                .with_group_instance_id(Some(s("i")));
+        }
+        enc(&m, v)
+    };
+    let end_txn = |v: i16| {
+        let m = kafka_protocol::messages::EndTxnRequest::default()
+            .with_transactional_id(TransactionalId(s("tx")))
+            .with_producer_id(ProducerId(7))
+            .with_producer_epoch(1)
+            .with_committed(true);
+        enc(&m, v)
+    };
+    let describe_transactions = |v: i16| {
+        let m = kafka_protocol::messages::DescribeTransactionsRequest::default()
+            .with_transactional_ids(vec![TransactionalId(s("tx")), TransactionalId(s("ty"))]);
+        enc(&m, v)
+    };
+    let list_transactions = |v: i16| {
+        let m = kafka_protocol::messages::ListTransactionsRequest::default()
+            .with_state_filters(vec![s("Ongoing")])
+            .with_producer_id_filters(vec![ProducerId(7)]);
+        enc(&m, v)
+    };
     let sasl_handshake = |v: i16| {
         enc(
             &SaslHandshakeRequest::default().with_mechanism(s("PLAIN")),
@@ -628,6 +702,22 @@ fn samples() -> Vec<Sample> {
         (ApiKey::ListGroups, 0, 5, Box::new(list_groups)),
         (ApiKey::DeleteGroups, 0, 2, Box::new(delete_groups)),
         (ApiKey::OffsetDelete, 0, 0, Box::new(offset_delete)),
+        (
+            ApiKey::AddPartitionsToTxn,
+            0,
+            5,
+            Box::new(add_partitions_to_txn),
+        ),
+        (ApiKey::AddOffsetsToTxn, 0, 4, Box::new(add_offsets_to_txn)),
+        (ApiKey::TxnOffsetCommit, 0, 5, Box::new(txn_offset_commit)),
+        (ApiKey::EndTxn, 0, 5, Box::new(end_txn)),
+        (
+            ApiKey::DescribeTransactions,
+            0,
+            0,
+            Box::new(describe_transactions),
+        ),
+        (ApiKey::ListTransactions, 0, 2, Box::new(list_transactions)),
     ]
 }
 

@@ -37,6 +37,7 @@ pub(super) fn entry(text: &str, count: u32) -> NewEntry {
             producer_id: 7,
             epoch: 0,
             base_sequence: 0,
+            txn: Default::default(),
         }),
         first_index_at: None,
     }

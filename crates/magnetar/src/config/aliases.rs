@@ -217,6 +217,11 @@ pub const ALIASES: &[Alias] = &[
         key: "cluster_name",
     },
     Alias {
+        name: "kafkaTxnLogTopicNumPartitions",
+        section: "transactions",
+        key: "state_log_num_partitions",
+    },
+    Alias {
         name: "offsetsTopicNumPartitions",
         section: "groups",
         key: "offsets_topic_num_partitions",

@@ -15,6 +15,7 @@ mod auth;
 mod cleaner;
 mod cluster;
 mod groups;
+mod transactions;
 mod http;
 mod kafka;
 mod pulsar;
@@ -36,6 +37,7 @@ pub use auth::{list, AuthSection};
 pub use cleaner::CleanerSection;
 pub use cluster::ClusterSection;
 pub use groups::GroupsSection;
+pub use transactions::TransactionsSection;
 pub use http::HttpSection;
 pub use kafka::{KafkaListener, KafkaSection};
 pub use pulsar::PulsarSection;
@@ -55,6 +57,7 @@ pub struct Config {
     pub http: HttpSection,
     pub storage: StorageSection,
     pub groups: GroupsSection,
+    pub transactions: TransactionsSection,
     pub auth: AuthSection,
     pub tls: TlsSection,
     pub cluster: ClusterSection,
@@ -72,6 +75,7 @@ impl Default for Config {
             http: HttpSection::default(),
             storage: StorageSection::default(),
             groups: GroupsSection::default(),
+            transactions: TransactionsSection::default(),
             auth: AuthSection::default(),
             tls: TlsSection::default(),
             cluster: ClusterSection::default(),
@@ -244,6 +248,7 @@ impl Config {
         self.validate_storage()?;
         self.validate_pulsar()?;
         self.validate_groups()?;
+        self.validate_transactions()?;
         self.validate_cluster()?;
         self.validate_http()
     }
