@@ -146,13 +146,15 @@ CTP_SCRIPT = textwrap.dedent(
     from confluent_kafka import Consumer, Producer, TopicPartition
     bootstrap, src, dst, group, limit = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
-                  "isolation.level": "read_committed", "auto.offset.reset": "earliest"})
+                  "isolation.level": "read_committed", "auto.offset.reset": "earliest",
+                  "session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
     c.subscribe([src])
     p = Producer({"bootstrap.servers": bootstrap, "transactional.id": "ctp-" + group, "linger.ms": 5})
     p.init_transactions(30)
     done = 0
     idle = time.monotonic()
-    while done < limit and time.monotonic() - idle < 15:
+    # The killed run's member stays in the group until its session times out (6 s).
+    while done < limit and time.monotonic() - idle < 30:
         msgs = c.consume(200, 1.0)
         msgs = [m for m in msgs if not m.error()]
         if not msgs:
