@@ -415,7 +415,8 @@ pub fn decode_snapshot(bytes: &[u8], producers_max: usize) -> Result<DecodedSnap
         let id = r.u64()? as i64;
         let epoch = r.u16()? as i16;
         let n = usize::from(r.u8()?);
-        if n == 0 || n > BATCHES_REMEMBERED {
+        // No batches: a producer whose epoch a transaction marker bumped (it starts again at 0).
+        if n > BATCHES_REMEMBERED {
             return Err(format!("producer {id} has {n} batches"));
         }
         let mut batches = VecDeque::with_capacity(BATCHES_REMEMBERED);

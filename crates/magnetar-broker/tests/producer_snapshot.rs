@@ -238,3 +238,94 @@ async fn an_unusable_snapshot_falls_back_to_an_older_one_or_the_log() {
     assert!(report.headers_replayed >= appended.len() as u64);
     check_dedup(&log, &appended).await;
 }
+
+fn txn_batch(producer_id: i64, epoch: i16, first_sequence: i32, txn: TxnMark) -> ProducerBatch {
+    ProducerBatch {
+        producer_id,
+        epoch,
+        first_sequence,
+        message_count: if txn.is_marker() { 1 } else { 2 },
+        txn,
+    }
+}
+
+/// What a reader needs of the transactions: the last stable offset, the aborted transactions
+/// over the whole log, and the open ones.
+fn txn_view(log: &PartitionLog) -> (u64, Vec<AbortedTxn>, Vec<(i64, u64)>) {
+    (
+        log.last_stable_index(),
+        log.aborted_transactions(0, u64::MAX),
+        log.open_transactions(),
+    )
+}
+
+#[tokio::test]
+async fn transactions_are_rebuilt_from_the_snapshot_or_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let (before, ledger_dir) = {
+        let (broker, log) = open(dir.path()).await;
+        // Producer 10: a committed transaction; producer 11: an aborted one; producer 12: one
+        // left open; non-transactional batches in between.
+        log.append(request(txn_batch(10, 0, 0, TxnMark::Data)))
+            .await
+            .unwrap();
+        let aborted_first = log
+            .append(request(txn_batch(11, 0, 0, TxnMark::Data)))
+            .await
+            .unwrap()
+            .first_index;
+        log.append(request(kafka_batch(1, 0))).await.unwrap();
+        log.append(request(txn_batch(10, 0, -1, TxnMark::Commit)))
+            .await
+            .unwrap();
+        let open_first = log
+            .append(request(txn_batch(12, 0, 0, TxnMark::Data)))
+            .await
+            .unwrap()
+            .first_index;
+        let marker = log
+            .append(request(txn_batch(11, 0, -1, TxnMark::Abort)))
+            .await
+            .unwrap()
+            .first_index;
+        log.append(request(kafka_batch(1, 2))).await.unwrap();
+        let view = txn_view(&log);
+        assert_eq!(view.0, open_first, "the open transaction bounds the stable offset");
+        assert_eq!(
+            view.1,
+            vec![AbortedTxn {
+                producer_id: 11,
+                first_index: aborted_first,
+                last_index: marker,
+            }]
+        );
+        assert_eq!(view.2, vec![(12, open_first)]);
+        // A marker of an older epoch is refused; a newer one fences the old epoch.
+        log.append(request(txn_batch(12, 1, -1, TxnMark::Abort)))
+            .await
+            .unwrap();
+        assert!(log
+            .append(request(txn_batch(12, 0, 2, TxnMark::Data)))
+            .await
+            .is_err());
+        assert_eq!(log.last_stable_index(), log.end_index());
+        let ledger_dir = log.dir().unwrap().to_path_buf();
+        let before = txn_view(&log);
+        broker.shutdown().await.unwrap();
+        (before, ledger_dir)
+    };
+    // From the close snapshot.
+    {
+        let (broker, log) = open(dir.path()).await;
+        assert!(log.producer_state_open().snapshot_index.is_some());
+        assert_eq!(txn_view(&log), before);
+        broker.shutdown().await.unwrap();
+    }
+    // From the log alone.
+    for index in snapshot_files(&ledger_dir) {
+        std::fs::remove_file(ledger_dir.join(format!("{index:020}{SNAPSHOT_SUFFIX}"))).unwrap();
+    }
+    let (_broker, log) = open(dir.path()).await;
+    assert_eq!(log.producer_state_open().snapshot_index, None);
+    assert_eq!(txn_view(&log), before);
+}

@@ -499,3 +499,254 @@ impl TxnMetadata {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! A model test of the state machine: random interleavings of init, add, offset commits,
+    //! commit, abort, timeouts, completions and stale (zombie) producers, with the runtime's
+    //! rule that a record is applied once written. Invariants after every step: replaying the
+    //! log from scratch gives the same state; a producer's epoch never goes back; only the
+    //! current producer of an id may act; partitions are held only by open or prepared
+    //! transactions; verification accepts exactly the current producer's added partitions.
+    use super::*;
+    use proptest::prelude::*;
+
+    const IDS: [&str; 3] = ["a", "b", "c"];
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Init(usize),
+        Add(usize, i32, bool),
+        Offsets(usize, bool),
+        End(usize, bool, bool),
+        Complete(usize),
+        Tick(i64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0..3usize).prop_map(Op::Init),
+            (0..3usize, 0..4i32, any::<bool>()).prop_map(|(i, p, z)| Op::Add(i, p, z)),
+            (0..3usize, any::<bool>()).prop_map(|(i, z)| Op::Offsets(i, z)),
+            (0..3usize, any::<bool>(), any::<bool>()).prop_map(|(i, c, z)| Op::End(i, c, z)),
+            (0..3usize).prop_map(Op::Complete),
+            (0..3_000i64).prop_map(Op::Tick),
+        ]
+    }
+
+    fn limits() -> TxnLimits {
+        TxnLimits {
+            max_timeout_ms: 10_000,
+            partitions_max: 3,
+            id_expiration_ms: 1_000_000,
+        }
+    }
+
+    struct World {
+        machine: TxnStateMachine,
+        log: Vec<TxnRecord>,
+        now: i64,
+        next_pid: i64,
+        /// The producer each id's client last got from InitProducerId.
+        clients: [Option<(i64, i16)>; 3],
+        /// Producers fenced so far (zombies).
+        zombies: [Option<(i64, i16)>; 3],
+    }
+
+    impl World {
+        fn write(&mut self, record: TxnRecord) {
+            self.machine.replay(&record);
+            self.log.push(record);
+        }
+
+        fn complete(&mut self, id: &str) {
+            if let Some(m) = self.machine.get(id) {
+                if let Some(r) =
+                    self.machine
+                        .complete(id, (m.producer_id, m.producer_epoch), self.now)
+                {
+                    self.write(r);
+                }
+            }
+        }
+
+        fn producer(&self, i: usize, zombie: bool) -> Option<(i64, i16)> {
+            if zombie {
+                self.zombies[i]
+            } else {
+                self.clients[i]
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn interleavings_keep_the_invariants(ops in proptest::collection::vec(op(), 1..80)) {
+            let mut w = World {
+                machine: TxnStateMachine::new(limits()),
+                log: Vec::new(),
+                now: 1_000,
+                next_pid: 100,
+                clients: [None; 3],
+                zombies: [None; 3],
+            };
+            let mut last_epoch: HashMap<&str, (i64, i16)> = HashMap::new();
+            for op in ops {
+                match op {
+                    Op::Init(i) => {
+                        let id = IDS[i];
+                        for _ in 0..3 {
+                            let fresh = w.machine.needs_producer_id(id).then(|| {
+                                w.next_pid += 1;
+                                w.next_pid
+                            });
+                            match w.machine.init_producer_id(id, 5_000, None, fresh, w.now) {
+                                Ok(InitStep::Write(r)) => {
+                                    w.write(r);
+                                    let m = w.machine.get(id).unwrap();
+                                    w.zombies[i] = w.clients[i];
+                                    w.clients[i] = Some((m.producer_id, m.producer_epoch));
+                                    break;
+                                }
+                                Ok(InitStep::AbortFirst(r)) => {
+                                    w.write(r);
+                                    w.complete(id);
+                                }
+                                Err(e) => {
+                                    prop_assert_eq!(e, CoordinatorError::ConcurrentTransactions);
+                                    w.complete(id);
+                                }
+                            }
+                        }
+                    }
+                    Op::Add(i, p, zombie) => {
+                        let Some(producer) = w.producer(i, zombie) else { continue };
+                        let parts = [(format!("t{p}"), p)];
+                        match w.machine.add_partitions(IDS[i], producer, &parts, w.now) {
+                            Ok(Some(r)) => w.write(r),
+                            Ok(None) => {}
+                            Err(_) => {}
+                        }
+                    }
+                    Op::Offsets(i, zombie) => {
+                        let Some(producer) = w.producer(i, zombie) else { continue };
+                        let offsets = vec![PendingOffset {
+                            topic: "in".into(),
+                            partition: 0,
+                            offset: w.now,
+                            leader_epoch: -1,
+                            metadata: String::new(),
+                        }];
+                        if let Ok(r) = w.machine.txn_offset_commit(IDS[i], producer, "g", offsets) {
+                            w.write(r);
+                        }
+                    }
+                    Op::End(i, commit, zombie) => {
+                        let Some(producer) = w.producer(i, zombie) else { continue };
+                        if let Ok(EndStep::Prepare(r)) = w.machine.end_txn(IDS[i], producer, commit, w.now) {
+                            w.write(r);
+                        }
+                    }
+                    Op::Complete(i) => w.complete(IDS[i]),
+                    Op::Tick(ms) => {
+                        w.now += ms;
+                        for r in w.machine.timed_out(w.now) {
+                            let id = r.transactional_id().to_string();
+                            w.write(r);
+                            w.complete(&id);
+                        }
+                    }
+                }
+                // Replaying the log from scratch gives the same state.
+                let mut replayed = TxnStateMachine::new(limits());
+                for r in &w.log {
+                    replayed.replay(r);
+                }
+                prop_assert_eq!(replayed.txns.clone(), w.machine.txns.clone());
+                for (i, id) in IDS.iter().enumerate() {
+                    let Some(m) = w.machine.get(id) else { continue };
+                    // The epoch of one producer id never goes back.
+                    if let Some((pid, epoch)) = last_epoch.get(id) {
+                        if *pid == m.producer_id {
+                            prop_assert!(m.producer_epoch >= *epoch);
+                        }
+                    }
+                    last_epoch.insert(id, (m.producer_id, m.producer_epoch));
+                    // Only open or prepared transactions hold partitions or offsets.
+                    if !matches!(m.status, TxnStatus::Ongoing | TxnStatus::PrepareCommit | TxnStatus::PrepareAbort) {
+                        prop_assert!(m.partitions.is_empty());
+                        prop_assert!(m.pending_offsets.is_empty());
+                    }
+                    prop_assert!(m.partitions.len() <= limits().partitions_max);
+                    // A fenced producer can never act.
+                    if let Some(z) = w.zombies[i].filter(|z| *z != (m.producer_id, m.producer_epoch)) {
+                        prop_assert!(w.machine.add_partitions(id, z, &[("t0".into(), 0)], w.now).is_err());
+                        prop_assert!(w.machine.end_txn(id, z, true, w.now).is_err());
+                        prop_assert!(w.machine.verify(id, z, "t0", 0).is_err());
+                    }
+                    // Verification: exactly the current producer's added partitions.
+                    let current = (m.producer_id, m.producer_epoch);
+                    for p in 0..4 {
+                        let topic = format!("t{p}");
+                        let expected = m.status == TxnStatus::Ongoing
+                            && m.partitions.contains(&(topic.clone(), p));
+                        prop_assert_eq!(w.machine.verify(id, current, &topic, p).is_ok(), expected);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bad_requests_get_kafkas_errors_and_write_nothing() {
+        let mut m = TxnStateMachine::new(limits());
+        // EndTxn, AddPartitions, TxnOffsetCommit for an unknown id.
+        assert_eq!(
+            m.end_txn("x", (1, 0), true, 0),
+            Err(CoordinatorError::InvalidProducerIdMapping)
+        );
+        assert_eq!(
+            m.add_partitions("x", (1, 0), &[("t".into(), 0)], 0),
+            Err(CoordinatorError::InvalidProducerIdMapping)
+        );
+        assert_eq!(
+            m.init_producer_id("x", 20_000, None, Some(1), 0),
+            Err(CoordinatorError::InvalidTransactionTimeout)
+        );
+        assert_eq!(
+            m.init_producer_id("", 1_000, None, Some(1), 0),
+            Err(CoordinatorError::InvalidTransactionalId)
+        );
+        let Ok(InitStep::Write(r)) = m.init_producer_id("x", 1_000, None, Some(1), 0) else {
+            panic!("init");
+        };
+        m.replay(&r);
+        // EndTxn(commit) without a transaction; abort is a harmless no-op.
+        assert_eq!(
+            m.end_txn("x", (1, 0), true, 0),
+            Err(CoordinatorError::InvalidTxnState)
+        );
+        assert_eq!(m.end_txn("x", (1, 0), false, 0), Ok(EndStep::AlreadyDone));
+        // The wrong epoch is fenced; the wrong producer id is a mapping error.
+        assert_eq!(
+            m.add_partitions("x", (1, 1), &[("t".into(), 0)], 0),
+            Err(CoordinatorError::ProducerFenced)
+        );
+        assert_eq!(
+            m.add_partitions("x", (2, 0), &[("t".into(), 0)], 0),
+            Err(CoordinatorError::InvalidProducerIdMapping)
+        );
+        // Offsets outside a transaction.
+        assert_eq!(
+            m.txn_offset_commit("x", (1, 0), "g", Vec::new()),
+            Err(CoordinatorError::InvalidTxnState)
+        );
+        // Too many partitions at once.
+        let many: Vec<(String, i32)> = (0..10).map(|p| ("t".to_string(), p)).collect();
+        assert_eq!(
+            m.add_partitions("x", (1, 0), &many, 0),
+            Err(CoordinatorError::TransactionLimitExceeded)
+        );
+        assert_eq!(m.get("x").map(|t| t.status), Some(TxnStatus::Empty));
+    }
+}
