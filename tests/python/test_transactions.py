@@ -353,3 +353,33 @@ def test_kafka_python_transactional_producer(broker):
     p.commit_transaction()
     p.close()
     assert [v for _, _, v in consume_all(broker.kafka, topic, "read_committed", expect=1)] == [b"kp-committed"]
+
+
+def test_admin_lists_describes_and_aborts_a_hanging_transaction(broker, binary):
+    import requests
+
+    topic = unique_topic("txn-admin")
+    create_topic(broker.kafka, topic, 1)
+    p = txn_producer(broker.kafka, "tx-hanging")
+    p.begin_transaction()
+    p.produce(topic, value=b"hanging", partition=0)
+    p.flush(20)
+    base = f"http://{broker.http}/admin/v2/kafka/transactions"
+    listed = requests.get(base, timeout=10).json()
+    mine = [t for t in listed if t["transactionalId"] == "tx-hanging"]
+    assert len(mine) == 1 and mine[0]["state"] == "Ongoing", listed
+    described = requests.get(f"{base}/tx-hanging", timeout=10).json()
+    assert described["partitions"] == [{"topic": f"persistent://public/default/{topic}", "partitions": [0]}]
+    assert requests.get(f"{base}/nope", timeout=10).status_code == 404
+    cli = [str(binary), "admin", "--admin-url", f"http://{broker.http}", "transactions"]
+    out = subprocess.run(cli + ["abort", "tx-hanging"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out
+    assert requests.get(f"{base}/tx-hanging", timeout=10).json()["state"] == "CompleteAbort"
+    out = subprocess.run(cli + ["list"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and "tx-hanging" in out.stdout, out
+    # Nothing left open: the aborted record never shows, and the stable offset moved on.
+    assert consume_all(broker.kafka, topic, "read_committed", idle_s=1.5) == []
+    assert requests.post(f"{base}/tx-hanging/abort", timeout=10).status_code == 409
+    # The fenced producer's commit fails.
+    with pytest.raises(KafkaException):
+        p.commit_transaction(10)

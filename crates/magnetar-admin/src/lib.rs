@@ -26,6 +26,7 @@ mod skipped;
 mod subscriptions;
 mod tenants;
 mod topics;
+mod transactions;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -467,6 +468,18 @@ fn routes(partitions_max: u32, cluster: &str) -> openapi::DocRouter {
         .route(
             &format!("{group}/offsets"),
             crate::openapi::methods!(post groups::reset_offsets => crate::openapi::Body::of::<groups::ResetRequest>(true)),
+        )
+        .route(
+            "/admin/v2/kafka/transactions",
+            crate::openapi::methods!(get transactions::list),
+        )
+        .route(
+            "/admin/v2/kafka/transactions/{transactionalId}",
+            crate::openapi::methods!(get transactions::describe),
+        )
+        .route(
+            "/admin/v2/kafka/transactions/{transactionalId}/abort",
+            crate::openapi::methods!(post transactions::abort),
         )
         .route(
             "/admin/v2/kafka/scram-users",

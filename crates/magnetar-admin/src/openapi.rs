@@ -318,6 +318,7 @@ fn path_param_schema(name: &str) -> ObjectBuilder {
         "subscription" => string_schema(1, crate::subscriptions::SUBSCRIPTION_BYTES_MAX),
         "role" => string_schema(1, ROLE_BYTES_MAX).pattern(Some(ROLE_PATTERN)),
         "group" => string_schema(1, crate::groups::GROUP_ID_BYTES_MAX),
+        "transactionalId" => string_schema(1, crate::transactions::TRANSACTIONAL_ID_BYTES_MAX),
         "user" => string_schema(1, magnetar_auth::scram::USER_BYTES_MAX),
         "cluster" => string_schema(1, magnetar_broker::names::NAME_LENGTH_MAX),
         // Pulsar's bundle name: `0x00000000_0x40000000`.
@@ -559,7 +560,9 @@ fn ok_schema(handler: &str) -> RefOr<Schema> {
         "skipped::skip" => skipped_entry().into(),
         "offload::status" => crate::offload::OffloadStatusJson::schema(),
         "compaction::status" => crate::compaction::CompactionStatusJson::schema(),
-        "groups::list" | "scram::list" => ArrayBuilder::new().items(typed(Type::Object)).into(),
+        "groups::list" | "scram::list" | "transactions::list" => {
+            ArrayBuilder::new().items(typed(Type::Object)).into()
+        }
         "groups::reset_offsets" => ArrayBuilder::new()
             .items(
                 typed(Type::Object)

@@ -52,6 +52,9 @@ enum AdminCommand {
     /// Kafka consumer groups: list, describe (members, offsets, lag), reset offsets, delete.
     #[command(subcommand)]
     Groups(GroupsCommand),
+    /// Kafka transactions: list, describe, abort a hanging one (`kafka-transactions.sh`).
+    #[command(subcommand)]
+    Transactions(TransactionsCommand),
     /// SCRAM credentials of Kafka clients: list, set a password, delete.
     #[command(subcommand)]
     Scram(ScramCommand),
@@ -123,6 +126,16 @@ enum GroupsCommand {
     Delete {
         group: String,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum TransactionsCommand {
+    /// Every transactional id with its producer id, epoch and state.
+    List,
+    /// One transactional id: state, partitions of the open transaction, start time.
+    Describe { transactional_id: String },
+    /// Aborts the id's open transaction and fences its producer (Kafka's `--abort`).
+    Abort { transactional_id: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -799,6 +812,7 @@ fn run(c: &Client, command: AdminCommand) -> Result<Value, String> {
             other => run_subscriptions(c, other),
         },
         AdminCommand::Groups(g) => run_groups(c, g),
+        AdminCommand::Transactions(t) => run_transactions(c, t),
         AdminCommand::Scram(command) => run_scram(c, command),
         AdminCommand::Brokers(BrokersCommand::List { cluster }) => {
             let cluster = match cluster {
@@ -905,6 +919,23 @@ fn run_subscriptions(c: &Client, command: TopicsCommand) -> Result<Value, String
             subscription,
         } => c.call("POST", &at(&topic, &subscription, "/skip_all")?, None),
         other => Err(format!("not a subscription command: {other:?}")),
+    }
+}
+
+fn run_transactions(c: &Client, command: TransactionsCommand) -> Result<Value, String> {
+    const TRANSACTIONS: &str = "/admin/v2/kafka/transactions";
+    match command {
+        TransactionsCommand::List => c.call("GET", TRANSACTIONS, None),
+        TransactionsCommand::Describe { transactional_id } => c.call(
+            "GET",
+            &format!("{TRANSACTIONS}/{}", segment(&transactional_id)),
+            None,
+        ),
+        TransactionsCommand::Abort { transactional_id } => c.call(
+            "POST",
+            &format!("{TRANSACTIONS}/{}/abort", segment(&transactional_id)),
+            None,
+        ),
     }
 }
 

@@ -460,6 +460,22 @@ impl TransactionCoordinator {
         out
     }
 
+    /// The partitions of `group` with offsets in an open or prepared transaction (KIP-447: a
+    /// `require_stable` OffsetFetch answers UNSTABLE_OFFSET_COMMIT for them until it completes).
+    pub async fn pending_offsets(&self, group: &str) -> BTreeSet<(String, i32)> {
+        let mut out = BTreeSet::new();
+        for slot in &self.inner.slots {
+            let slot = slot.lock().await;
+            let Some(loaded) = &slot.loaded else { continue };
+            for meta in loaded.machine.all() {
+                if let Some(offsets) = meta.pending_offsets.get(group) {
+                    out.extend(offsets.iter().map(|o| (o.topic.clone(), o.partition)));
+                }
+            }
+        }
+        out
+    }
+
     /// One transactional id's state.
     pub async fn describe(&self, transactional_id: &str) -> Result<Option<TxnView>, CoordinatorError> {
         let partition = self.partition_for(transactional_id);

@@ -1,5 +1,6 @@
-//! OffsetFetch v1–v9, single group (v1–v7) and multi-group (v8+) forms. Without transactions
-//! every committed offset is stable, so `require_stable` (v7+) is honoured without waiting.
+//! OffsetFetch v1–v9, single group (v1–v7) and multi-group (v8+) forms. With `require_stable`
+//! (v7+, KIP-447) a partition whose offsets an open or completing transaction will commit
+//! answers UNSTABLE_OFFSET_COMMIT (retriable) until the transaction completes.
 
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
@@ -36,6 +37,20 @@ async fn fetch_one(
             require_stable,
         })
         .await;
+    if require_stable {
+        if let Some(txn) = ctx.coordinator.transactions_if_started() {
+            let pending = txn.pending_offsets(&ctx.group_key(&group)).await;
+            if !pending.is_empty() {
+                for t in &mut r.topics {
+                    for p in &mut t.partitions {
+                        if pending.contains(&(t.name.clone(), p.partition)) {
+                            p.error = Some(coordinator::CoordinatorError::UnstableOffsetCommit);
+                        }
+                    }
+                }
+            }
+        }
+    }
     let mut refused = HashSet::new();
     if ctx.broker.authorization_enabled() {
         for t in &r.topics {
