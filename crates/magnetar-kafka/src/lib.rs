@@ -11,9 +11,11 @@
 //! magnetar-broker (`Broker`, `PartitionLog`, the domain `Error`), so Kafka words ("offset",
 //! "record batch", error codes) stay in this crate.
 //!
-//! Main types: [`KafkaConfig`], [`serve`]. Transactions are not implemented yet: InitProducerId
-//! with a transactional id is refused and Fetch treats `read_committed` like `read_uncommitted`
-//! (which is exact while no transactional data can be written). Consumer groups (FindCoordinator,
+//! Main types: [`KafkaConfig`], [`serve`]. Transactions (InitProducerId with a transactional id,
+//! AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit, EndTxn, Describe/ListTransactions) are
+//! served by the transaction coordinator of magnetar-coordinator (`api::transactions` only
+//! translates); Produce verifies transactional batches against it, Fetch and ListOffsets honour
+//! `read_committed` through the partition's last stable offset. Consumer groups (FindCoordinator,
 //! JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch, DescribeGroups,
 //! ListGroups, DeleteGroups, OffsetDelete) are served by the group coordinator of
 //! magnetar-coordinator, which [`serve`] starts and stops; those modules only translate.

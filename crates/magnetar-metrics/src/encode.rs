@@ -312,6 +312,49 @@ fn encode_snapshot(s: &Snapshot, e: &mut DescriptorEncoder) -> Result<(), std::f
         storage_rows.into_iter().map(|(l, v)| (l, v as f64)),
     )?;
     if s.partition_series {
+        gauge(
+            e,
+            "magnetar_partition_lso_lag_messages",
+            "Messages between the last stable offset and the end of the partition: what open transactions hold back from read_committed consumers.",
+            s.partitions.iter().map(|r| {
+                (
+                    labels([
+                        ("namespace", &r.namespace),
+                        ("topic", &r.topic),
+                        ("partition", &r.partition.to_string()),
+                    ]),
+                    r.lso_lag as f64,
+                )
+            }),
+        )?;
+    }
+    if let Some(t) = &s.transactions {
+        gauge(
+            e,
+            "magnetar_transactions_ongoing",
+            "Kafka transactions open or completing.",
+            [(Labels::new(), t.ongoing as f64)],
+        )?;
+        counter(
+            e,
+            "magnetar_transactions_committed",
+            "Kafka transactions committed (markers written) since start.",
+            [(Labels::new(), t.commits)],
+        )?;
+        counter(
+            e,
+            "magnetar_transactions_aborted",
+            "Kafka transactions aborted (markers written) since start.",
+            [(Labels::new(), t.aborts)],
+        )?;
+        counter(
+            e,
+            "magnetar_transactions_timed_out",
+            "Kafka transactions aborted because they outlived their timeout, since start.",
+            [(Labels::new(), t.timed_out)],
+        )?;
+    }
+    if s.partition_series {
         let compacted: Vec<_> = s
             .partitions
             .iter()

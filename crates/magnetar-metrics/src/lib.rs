@@ -87,6 +87,8 @@ pub(crate) struct PartitionRow {
     pub messages_out: u64,
     pub storage_bytes: u64,
     pub segments: u64,
+    /// Messages between the last stable offset and the end (open transactions hold them back).
+    pub lso_lag: u64,
     /// Partitions of topics with `cleanup.policy=compact` on a local ledger.
     pub compaction: Option<CompactionRow>,
 }
@@ -175,6 +177,17 @@ pub(crate) struct Snapshot {
     pub process: ProcessStats,
     pub tiering: Option<TierRow>,
     pub cluster: Option<ClusterRow>,
+    /// `None` while no transaction coordinator runs.
+    pub transactions: Option<TxnRow>,
+}
+
+/// The transaction coordinator.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TxnRow {
+    pub ongoing: u64,
+    pub commits: u64,
+    pub aborts: u64,
+    pub timed_out: u64,
 }
 
 impl Metrics {
@@ -261,6 +274,7 @@ impl Metrics {
                 messages_out: traffic.messages_out.load(Ordering::Relaxed),
                 storage_bytes: stats.total_bytes,
                 segments: stats.segments.len() as u64,
+                lso_lag: log.end_index().saturating_sub(log.last_stable_index()),
             });
             s.append_latency.merge(&traffic.append_latency.snapshot());
             s.fsync_latency.merge(&stats.fsync_latency);
@@ -279,6 +293,21 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
+        if let Some(txn) = coordinator
+            .as_ref()
+            .and_then(|c| c.transactions_if_started())
+        {
+            let c = txn.counters();
+            let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+            if let Ok(ongoing) = tokio::time::timeout(GROUP_LAG_TIMEOUT, txn.ongoing()).await {
+                s.transactions = Some(TxnRow {
+                    ongoing,
+                    commits: get(&c.commits),
+                    aborts: get(&c.aborts),
+                    timed_out: get(&c.timed_out),
+                });
+            }
+        }
         if let Some(coordinator) = coordinator {
             match tokio::time::timeout(GROUP_LAG_TIMEOUT, group_lag(&coordinator)).await {
                 Ok(Some(rows)) => {

@@ -154,7 +154,17 @@ impl std::fmt::Debug for TransactionCoordinator {
     }
 }
 
+/// Counts since the coordinator started (exported as metrics).
+#[derive(Debug, Default)]
+pub struct TxnCounters {
+    pub commits: std::sync::atomic::AtomicU64,
+    pub aborts: std::sync::atomic::AtomicU64,
+    /// Aborts because a transaction outlived its timeout (also counted in `aborts`).
+    pub timed_out: std::sync::atomic::AtomicU64,
+}
+
 struct Inner {
+    counters: TxnCounters,
     /// This `Inner` (it always lives in an `Arc`), for tasks spawned from `&self`.
     me: Weak<Inner>,
     broker: Arc<Broker>,
@@ -215,6 +225,7 @@ impl TransactionCoordinator {
             }
         };
         let inner = Arc::new_cyclic(|me| Inner {
+            counters: TxnCounters::default(),
             me: me.clone(),
             clock: broker.clock().clone(),
             broker,
@@ -458,6 +469,32 @@ impl TransactionCoordinator {
         }
         out.sort_by(|a, b| a.transactional_id.cmp(&b.transactional_id));
         out
+    }
+
+    /// Commits, aborts and timeouts since start.
+    pub fn counters(&self) -> &TxnCounters {
+        &self.inner.counters
+    }
+
+    /// Open transactions (Ongoing or completing) in the loaded partitions.
+    pub async fn ongoing(&self) -> u64 {
+        let mut n = 0;
+        for slot in &self.inner.slots {
+            let slot = slot.lock().await;
+            if let Some(loaded) = &slot.loaded {
+                n += loaded
+                    .machine
+                    .all()
+                    .filter(|m| {
+                        matches!(
+                            m.status,
+                            TxnStatus::Ongoing | TxnStatus::PrepareCommit | TxnStatus::PrepareAbort
+                        )
+                    })
+                    .count() as u64;
+            }
+        }
+        n
     }
 
     /// The partitions of `group` with offsets in an open or prepared transaction (KIP-447: a
@@ -892,7 +929,14 @@ impl Inner {
         };
         self.write(&mut slot, partition, vec![record])
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        let counter = if commit {
+            &self.counters.commits
+        } else {
+            &self.counters.aborts
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 
     async fn run_timer(self: Arc<Self>) {
@@ -923,6 +967,9 @@ impl Inner {
                 let id = record.transactional_id().to_string();
                 let producer = producer_of(&record);
                 tracing::info!(transactional_id = %id, "aborting a transaction past its timeout");
+                self.counters
+                    .timed_out
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if self.write(&mut slot, partition, vec![record]).await.is_ok() {
                     self.spawn_completion(partition, id, producer);
                 }
