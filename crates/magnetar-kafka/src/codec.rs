@@ -277,11 +277,11 @@ mod tests {
             decode_request(raw),
             Err(DecodeError::UnknownApi(0x7f00))
         ));
-        // AddPartitionsToTxn (24) is not served yet.
-        let raw = Bytes::from_static(&[0, 24, 0, 0, 0, 0, 0, 1, 0, 0]);
+        // WriteTxnMarkers (27) is broker-to-broker: not served.
+        let raw = Bytes::from_static(&[0, 27, 0, 0, 0, 0, 0, 1, 0, 0]);
         assert!(matches!(
             decode_request(raw),
-            Err(DecodeError::UnknownApi(24))
+            Err(DecodeError::UnknownApi(27))
         ));
         // DescribeConfigs v0 (removed by KIP-896)
         let raw = Bytes::from_static(&[0, 32, 0, 0, 0, 0, 0, 1, 0, 0]);

@@ -249,15 +249,20 @@ async fn produce_fetch_list_offsets_round_trip() {
         .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
         .await;
     assert_eq!(versions.error_code, 0);
-    // Consumer groups are served (by the group coordinator); transactions are not yet.
+    // Consumer groups and transactions are served (by the coordinators); WriteTxnMarkers
+    // (broker-to-broker) is not.
     assert!(versions
         .api_keys
         .iter()
         .any(|k| k.api_key == ApiKey::FindCoordinator as i16));
-    assert!(!versions
+    assert!(versions
         .api_keys
         .iter()
         .any(|k| k.api_key == ApiKey::AddPartitionsToTxn as i16));
+    assert!(!versions
+        .api_keys
+        .iter()
+        .any(|k| k.api_key == ApiKey::WriteTxnMarkers as i16));
 
     assert_eq!(
         produce(&mut client, "orders", batch(3, 1000, None)).await,

@@ -141,6 +141,11 @@ mod tests {
             (ApiKey::OffsetCommit, 9, 10),
             (ApiKey::OffsetFetch, 9, 10),
             (ApiKey::InitProducerId, 5, 6),
+            (ApiKey::AddPartitionsToTxn, 3, 5),
+            (ApiKey::AddOffsetsToTxn, 3, 4),
+            (ApiKey::TxnOffsetCommit, 3, 5),
+            (ApiKey::EndTxn, 3, 5),
+            (ApiKey::ListTransactions, 0, 2),
         ];
         for (api, min, max) in SUPPORTED.iter().chain(SASL_SUPPORTED) {
             let kafka = api.valid_versions();
