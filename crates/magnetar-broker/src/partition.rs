@@ -16,8 +16,8 @@ use crate::error::{Error, Result};
 use crate::ledger::{Ledger, Pending};
 use crate::names::TopicPartition;
 use crate::producer_state::{
-    decode_snapshot, encode_snapshot, AbortedTxn, ProducerBatch, ProducerStateTable,
-    SequenceCheck, TxnTable, NAMED_PRODUCER_EPOCH,
+    decode_snapshot, encode_snapshot, AbortedTxn, ProducerBatch, ProducerStateTable, SequenceCheck,
+    TxnTable, NAMED_PRODUCER_EPOCH,
 };
 use crate::publish_rate::{PublishLimiter, PublishRate};
 
@@ -569,10 +569,8 @@ impl PartitionLog {
                 if batch.txn != magnetar_storage::TxnMark::None {
                     let mut txns = self.txns();
                     txns.record(batch.producer_id, batch.txn, first_index);
-                    self.first_open_txn.store(
-                        txns.first_open().unwrap_or(u64::MAX),
-                        Ordering::Release,
-                    );
+                    self.first_open_txn
+                        .store(txns.first_open().unwrap_or(u64::MAX), Ordering::Release);
                 }
                 if batch.txn.is_marker() {
                     producers.record_marker(batch.producer_id, batch.epoch);

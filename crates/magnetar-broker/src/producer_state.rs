@@ -448,7 +448,10 @@ pub fn decode_snapshot(bytes: &[u8], producers_max: usize) -> Result<DecodedSnap
                 first_index: r.u64()?,
                 last_index: r.u64()?,
             };
-            if txns.aborted.back().is_some_and(|b| b.last_index > a.last_index)
+            if txns
+                .aborted
+                .back()
+                .is_some_and(|b| b.last_index > a.last_index)
                 || a.first_index > a.last_index
             {
                 return Err("aborted transactions out of order".to_string());
@@ -616,7 +619,10 @@ mod tests {
         let blob = encode_snapshot(&table, &named, &txns);
         let (restored, named_back, txns_back) = decode_snapshot(&blob, 3).unwrap();
         assert_eq!(txns_back.open(), vec![(7, 195)]);
-        assert_eq!(txns_back.aborted_in(0, u64::MAX), txns.aborted_in(0, u64::MAX));
+        assert_eq!(
+            txns_back.aborted_in(0, u64::MAX),
+            txns.aborted_in(0, u64::MAX)
+        );
         assert_eq!(named_back, vec![(named_producer_id("p"), 150)]);
         assert_eq!(restored.len(), 2);
         // The remembered window survives: the last five batches are duplicates, the one
@@ -694,7 +700,10 @@ mod tests {
         };
         assert_eq!(txns.aborted_in(0, 13), vec![aborted]);
         assert_eq!(txns.aborted_in(16, 100), vec![aborted]);
-        assert!(txns.aborted_in(17, 100).is_empty(), "marker before the read");
+        assert!(
+            txns.aborted_in(17, 100).is_empty(),
+            "marker before the read"
+        );
         assert!(txns.aborted_in(0, 12).is_empty(), "starts after the read");
         // A marker without data in this partition (the coordinator writes markers to every
         // partition it was told about) changes nothing.

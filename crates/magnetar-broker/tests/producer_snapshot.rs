@@ -290,7 +290,10 @@ async fn transactions_are_rebuilt_from_the_snapshot_or_the_log() {
             .first_index;
         log.append(request(kafka_batch(1, 2))).await.unwrap();
         let view = txn_view(&log);
-        assert_eq!(view.0, open_first, "the open transaction bounds the stable offset");
+        assert_eq!(
+            view.0, open_first,
+            "the open transaction bounds the stable offset"
+        );
         assert_eq!(
             view.1,
             vec![AbortedTxn {

@@ -274,7 +274,8 @@ pub fn decode_header(buf: &[u8]) -> Result<(EntryHeader, u32), String> {
     }
     let format =
         PayloadFormat::from_tag(b[2]).ok_or_else(|| format!("unknown payload format {}", b[2]))?;
-    let txn = TxnMark::from_tag(b[3]).ok_or_else(|| format!("unknown transaction mark {}", b[3]))?;
+    let txn =
+        TxnMark::from_tag(b[3]).ok_or_else(|| format!("unknown transaction mark {}", b[3]))?;
     let u64_at = |o: usize| {
         u64::from_le_bytes([
             b[o],

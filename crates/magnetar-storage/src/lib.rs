@@ -77,7 +77,9 @@ pub use compaction::{
     EntryRecords,
 };
 pub use cursor::{CursorStart, CursorState};
-pub use entry::{Entry, EntryHeader, NewEntry, PayloadFormat, ProducerInfo, TxnMark, ENTRY_HEADER_LEN};
+pub use entry::{
+    Entry, EntryHeader, NewEntry, PayloadFormat, ProducerInfo, TxnMark, ENTRY_HEADER_LEN,
+};
 pub use error::StorageError;
 pub use histogram::{HistogramSnapshot, LatencyHistogram, LATENCY_BUCKETS_US};
 pub use ledger::{

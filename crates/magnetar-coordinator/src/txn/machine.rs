@@ -98,14 +98,9 @@ impl TxnStateMachine {
         let fresh = |pid: Option<i64>| pid.ok_or(CoordinatorError::Internal);
         let Some(meta) = self.txns.get(id) else {
             let producer_id = fresh(fresh_producer_id)?;
-            return Ok(InitStep::Write(TxnMetadata::new(
-                id,
-                producer_id,
-                0,
-                timeout_ms,
-                now_ms,
-            )
-            .record()));
+            return Ok(InitStep::Write(
+                TxnMetadata::new(id, producer_id, 0, timeout_ms, now_ms).record(),
+            ));
         };
         if let Some((pid, epoch)) = expected.filter(|(pid, _)| *pid >= 0) {
             if pid != meta.producer_id {

@@ -253,7 +253,9 @@ impl TransactionCoordinator {
             }
         });
         let timer = coordinator.inner.clone();
-        coordinator.inner.spawn(async move { timer.run_timer().await });
+        coordinator
+            .inner
+            .spawn(async move { timer.run_timer().await });
         Ok(coordinator)
     }
 
@@ -313,14 +315,14 @@ impl TransactionCoordinator {
             };
             let mut slot = inner.loaded_slot(partition).await?;
             let now = inner.clock.now_ms();
-            let loaded = slot.loaded.as_mut().ok_or(CoordinatorError::NotCoordinator)?;
-            let step = loaded.machine.init_producer_id(
-                transactional_id,
-                timeout_ms,
-                expected,
-                fresh,
-                now,
-            );
+            let loaded = slot
+                .loaded
+                .as_mut()
+                .ok_or(CoordinatorError::NotCoordinator)?;
+            let step =
+                loaded
+                    .machine
+                    .init_producer_id(transactional_id, timeout_ms, expected, fresh, now);
             match step {
                 Ok(InitStep::Write(record)) => {
                     inner.write(&mut slot, partition, vec![record]).await?;
@@ -358,7 +360,10 @@ impl TransactionCoordinator {
         let partition = self.partition_for(transactional_id);
         let mut slot = self.inner.loaded_slot(partition).await?;
         let now = self.inner.clock.now_ms();
-        let loaded = slot.loaded.as_ref().ok_or(CoordinatorError::NotCoordinator)?;
+        let loaded = slot
+            .loaded
+            .as_ref()
+            .ok_or(CoordinatorError::NotCoordinator)?;
         if let Some(record) =
             loaded
                 .machine
@@ -403,10 +408,14 @@ impl TransactionCoordinator {
     ) -> Result<(), CoordinatorError> {
         let partition = self.partition_for(transactional_id);
         let mut slot = self.inner.loaded_slot(partition).await?;
-        let loaded = slot.loaded.as_ref().ok_or(CoordinatorError::NotCoordinator)?;
-        let record = loaded
-            .machine
-            .txn_offset_commit(transactional_id, producer, group_id, offsets)?;
+        let loaded = slot
+            .loaded
+            .as_ref()
+            .ok_or(CoordinatorError::NotCoordinator)?;
+        let record =
+            loaded
+                .machine
+                .txn_offset_commit(transactional_id, producer, group_id, offsets)?;
         self.inner.write(&mut slot, partition, vec![record]).await
     }
 
@@ -421,7 +430,10 @@ impl TransactionCoordinator {
         let partition = self.partition_for(transactional_id);
         let mut slot = self.inner.loaded_slot(partition).await?;
         let now = self.inner.clock.now_ms();
-        let loaded = slot.loaded.as_ref().ok_or(CoordinatorError::NotCoordinator)?;
+        let loaded = slot
+            .loaded
+            .as_ref()
+            .ok_or(CoordinatorError::NotCoordinator)?;
         match loaded
             .machine
             .end_txn(transactional_id, producer, commit, now)?
@@ -449,7 +461,10 @@ impl TransactionCoordinator {
     ) -> Result<(), CoordinatorError> {
         let partition = self.partition_for(transactional_id);
         let slot = self.inner.loaded_slot(partition).await?;
-        let loaded = slot.loaded.as_ref().ok_or(CoordinatorError::NotCoordinator)?;
+        let loaded = slot
+            .loaded
+            .as_ref()
+            .ok_or(CoordinatorError::NotCoordinator)?;
         loaded.machine.verify(
             transactional_id,
             producer,
@@ -514,7 +529,10 @@ impl TransactionCoordinator {
     }
 
     /// One transactional id's state.
-    pub async fn describe(&self, transactional_id: &str) -> Result<Option<TxnView>, CoordinatorError> {
+    pub async fn describe(
+        &self,
+        transactional_id: &str,
+    ) -> Result<Option<TxnView>, CoordinatorError> {
         let partition = self.partition_for(transactional_id);
         let slot = self.inner.loaded_slot(partition).await?;
         Ok(slot
@@ -529,7 +547,10 @@ impl TransactionCoordinator {
         let partition = self.partition_for(transactional_id);
         let mut slot = self.inner.loaded_slot(partition).await?;
         let now = self.inner.clock.now_ms();
-        let loaded = slot.loaded.as_ref().ok_or(CoordinatorError::NotCoordinator)?;
+        let loaded = slot
+            .loaded
+            .as_ref()
+            .ok_or(CoordinatorError::NotCoordinator)?;
         let meta = loaded
             .machine
             .get(transactional_id)
@@ -562,13 +583,8 @@ impl TransactionCoordinator {
     /// the next load).
     pub async fn shutdown(&self) {
         self.inner.shutdown.cancel();
-        let mut tasks = std::mem::take(
-            &mut *self
-                .inner
-                .tasks
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        );
+        let mut tasks =
+            std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner()));
         while tasks.join_next().await.is_some() {}
     }
 }
@@ -671,7 +687,10 @@ impl Inner {
             next = last.header.end_index();
             for entry in entries {
                 let batch = decode_batch(&entry.payload).map_err(|e| {
-                    format!("entry {} does not decode: {}", entry.header.first_index, e.0)
+                    format!(
+                        "entry {} does not decode: {}",
+                        entry.header.first_index, e.0
+                    )
                 })?;
                 for (key, value) in batch.records {
                     let record = TxnRecord::decode(&key, value.as_deref()).map_err(|e| {
@@ -682,7 +701,12 @@ impl Inner {
                 }
             }
         }
-        tracing::debug!(partition, records, ids = machine.len(), "transaction state partition loaded");
+        tracing::debug!(
+            partition,
+            records,
+            ids = machine.len(),
+            "transaction state partition loaded"
+        );
         Ok(Loaded {
             machine,
             log,
@@ -698,10 +722,15 @@ impl Inner {
         partition: u32,
         records: Vec<TxnRecord>,
     ) -> Result<(), CoordinatorError> {
-        let loaded = slot.loaded.as_mut().ok_or(CoordinatorError::NotCoordinator)?;
+        let loaded = slot
+            .loaded
+            .as_mut()
+            .ok_or(CoordinatorError::NotCoordinator)?;
         let mut raw: Vec<RawRecord> = Vec::with_capacity(records.len());
         for r in &records {
-            let key = r.encode_key().map_err(|_| CoordinatorError::TransactionLimitExceeded)?;
+            let key = r
+                .encode_key()
+                .map_err(|_| CoordinatorError::TransactionLimitExceeded)?;
             let value = r
                 .encode_value()
                 .map_err(|_| CoordinatorError::TransactionLimitExceeded)?;
@@ -771,12 +800,16 @@ impl Inner {
         }
         match loaded.log.truncate_before(start).await {
             Ok(_) => loaded.records = raw.len() as u64,
-            Err(e) => tracing::warn!(partition, error = %e, "transaction state compaction left the old records"),
+            Err(e) => {
+                tracing::warn!(partition, error = %e, "transaction state compaction left the old records")
+            }
         }
     }
 
     fn spawn_completion(&self, partition: u32, id: String, producer: (i64, i16)) {
-        let Some(inner) = self.me.upgrade() else { return };
+        let Some(inner) = self.me.upgrade() else {
+            return;
+        };
         self.spawn(async move {
             inner.complete_until_done(partition, id, producer).await;
         });
@@ -820,7 +853,10 @@ impl Inner {
         producer: (i64, i16),
     ) -> Result<(), String> {
         let meta = {
-            let slot = self.loaded_slot(partition).await.map_err(|e| e.to_string())?;
+            let slot = self
+                .loaded_slot(partition)
+                .await
+                .map_err(|e| e.to_string())?;
             let Some(meta) = slot.loaded.as_ref().and_then(|l| l.machine.get(id)) else {
                 return Ok(());
             };
@@ -851,7 +887,9 @@ impl Inner {
             let Ok(name) = TopicName::parse(topic, &self.topic.namespace) else {
                 continue;
             };
-            let Ok(index) = u32::try_from(*p) else { continue };
+            let Ok(index) = u32::try_from(*p) else {
+                continue;
+            };
             let tp = TopicPartition {
                 topic: name,
                 partition: index,
@@ -875,7 +913,11 @@ impl Inner {
                         epoch: meta.producer_epoch,
                         first_sequence: -1,
                         message_count: 1,
-                        txn: if commit { TxnMark::Commit } else { TxnMark::Abort },
+                        txn: if commit {
+                            TxnMark::Commit
+                        } else {
+                            TxnMark::Abort
+                        },
                     }),
                     first_index_at: Some(0),
                 })
@@ -918,7 +960,10 @@ impl Inner {
                     .map_err(|e| format!("offsets of group {group}: {e}"))?;
             }
         }
-        let mut slot = self.loaded_slot(partition).await.map_err(|e| e.to_string())?;
+        let mut slot = self
+            .loaded_slot(partition)
+            .await
+            .map_err(|e| e.to_string())?;
         let now = self.clock.now_ms();
         let Some(record) = slot
             .loaded

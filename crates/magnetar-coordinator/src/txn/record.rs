@@ -275,10 +275,7 @@ mod tests {
         for record in records {
             let key = record.encode_key().unwrap();
             let value = record.encode_value().unwrap();
-            assert_eq!(
-                TxnRecord::decode(&key, value.as_deref()).unwrap(),
-                record
-            );
+            assert_eq!(TxnRecord::decode(&key, value.as_deref()).unwrap(), record);
             if let Some(value) = value {
                 for cut in 0..value.len() {
                     assert!(TxnRecord::decode(&key, Some(&value[..cut])).is_err());

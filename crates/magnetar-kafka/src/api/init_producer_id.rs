@@ -33,8 +33,8 @@ pub async fn handle(
                 return response;
             }
         };
-        let expected = (request.producer_id.0 >= 0)
-            .then_some((request.producer_id.0, request.producer_epoch));
+        let expected =
+            (request.producer_id.0 >= 0).then_some((request.producer_id.0, request.producer_epoch));
         match txn
             .init_producer_id(&id.0, request.transaction_timeout_ms, expected)
             .await

@@ -23,8 +23,8 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use magnetar_broker::{
-    Access, AppendRequest, Appending, Error, PayloadFormat, ProducerBatch, TopicMetadata, TxnMark,
-    TopicName, TopicPartition,
+    Access, AppendRequest, Appending, Error, PayloadFormat, ProducerBatch, TopicMetadata,
+    TopicName, TopicPartition, TxnMark,
 };
 
 use super::{Context, Envelope};
@@ -390,7 +390,9 @@ async fn produce_partition(
         // Kafka: transactional records need an authorized transactional id on the request.
         let Some(txn) = txn else {
             tracing::warn!(client_id, topic = %tp, "transactional record batch without a transactional id");
-            return Err(ResponseError::TransactionalIdAuthorizationFailed.code().into());
+            return Err(ResponseError::TransactionalIdAuthorizationFailed
+                .code()
+                .into());
         };
         if let Err(e) = txn
             .coordinator

@@ -65,11 +65,9 @@ pub async fn add_partitions(
                 Ok(Some(metadata)) => {
                     if let Err(code) = ctx.authorize(&parsed, &Access::Produce).await {
                         Some(code)
-                    } else if let Some(p) = topic
-                        .partitions
-                        .iter()
-                        .find(|p| u32::try_from(**p).map_or(true, |p| p >= metadata.partition_count()))
-                    {
+                    } else if let Some(p) = topic.partitions.iter().find(|p| {
+                        u32::try_from(**p).map_or(true, |p| p >= metadata.partition_count())
+                    }) {
                         tracing::debug!(topic = %parsed, partition = p, "AddPartitionsToTxn for a partition that does not exist");
                         Some(ResponseError::UnknownTopicOrPartition.code())
                     } else {

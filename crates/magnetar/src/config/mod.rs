@@ -15,13 +15,13 @@ mod auth;
 mod cleaner;
 mod cluster;
 mod groups;
-mod transactions;
 mod http;
 mod kafka;
 mod pulsar;
 mod server;
 mod storage;
 mod tls;
+mod transactions;
 
 use std::path::{Path, PathBuf};
 
@@ -37,13 +37,13 @@ pub use auth::{list, AuthSection};
 pub use cleaner::CleanerSection;
 pub use cluster::ClusterSection;
 pub use groups::GroupsSection;
-pub use transactions::TransactionsSection;
 pub use http::HttpSection;
 pub use kafka::{KafkaListener, KafkaSection};
 pub use pulsar::PulsarSection;
 pub use server::{BrokerSection, ServerConfig};
 pub use storage::StorageSection;
 pub use tls::TlsSection;
+pub use transactions::TransactionsSection;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
