@@ -383,3 +383,40 @@ def test_admin_lists_describes_and_aborts_a_hanging_transaction(broker, binary):
     # The fenced producer's commit fails.
     with pytest.raises(KafkaException):
         p.commit_transaction(10)
+
+
+def test_aiokafka_transactional_producer(broker):
+    aiokafka = pytest.importorskip("aiokafka")
+    import asyncio
+
+    topic = unique_topic("txn-aio")
+    create_topic(broker.kafka, topic, 1)
+
+    async def run():
+        p = aiokafka.AIOKafkaProducer(bootstrap_servers=broker.kafka, transactional_id="tx-aiokafka")
+        await p.start()
+        try:
+            async with p.transaction():
+                await p.send_and_wait(topic, b"aio-committed", partition=0)
+            await p.begin_transaction()
+            await p.send_and_wait(topic, b"aio-aborted", partition=0)
+            await p.abort_transaction()
+        finally:
+            await p.stop()
+        c = aiokafka.AIOKafkaConsumer(topic, bootstrap_servers=broker.kafka, isolation_level="read_committed",
+                                      auto_offset_reset="earliest", enable_auto_commit=False)
+        await c.start()
+        try:
+            got = []
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                batch = await c.getmany(timeout_ms=500)
+                for records in batch.values():
+                    got.extend(r.value for r in records)
+                if got and not batch:
+                    break
+            return got
+        finally:
+            await c.stop()
+
+    assert asyncio.run(run()) == [b"aio-committed"]
