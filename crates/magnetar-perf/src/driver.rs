@@ -50,6 +50,20 @@ struct DriverFile {
     producer_config: String,
     #[serde(default)]
     consumer_config: String,
+    /// Magnetar's extension: transactional producers committing every this many records...
+    #[serde(default)]
+    transaction_commit_records: Option<u64>,
+    /// ...or every this many milliseconds, whichever comes first.
+    #[serde(default)]
+    transaction_commit_interval_ms: Option<u64>,
+}
+
+/// Transactional producers: each gets its own `transactional.id` and commits a transaction
+/// every `records` records or `interval_ms` milliseconds (the first reached).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransactionCommit {
+    pub records: u64,
+    pub interval_ms: u64,
 }
 
 fn one() -> i32 {
@@ -65,6 +79,10 @@ pub struct Driver {
     pub common_config: BTreeMap<String, String>,
     pub producer_config: BTreeMap<String, String>,
     pub consumer_config: BTreeMap<String, String>,
+    /// Transactional producers when set (driver keys `transactionCommitRecords`,
+    /// `transactionCommitIntervalMs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transactions: Option<TransactionCommit>,
 }
 
 impl Driver {
@@ -82,7 +100,22 @@ impl Driver {
                 .context("in producerConfig")?,
             consumer_config: parse_properties(&file.consumer_config)
                 .context("in consumerConfig")?,
+            transactions: match (
+                file.transaction_commit_records,
+                file.transaction_commit_interval_ms,
+            ) {
+                (None, None) => None,
+                (records, interval_ms) => Some(TransactionCommit {
+                    records: records.unwrap_or(u64::MAX).max(1),
+                    interval_ms: interval_ms.unwrap_or(u64::MAX).max(1),
+                }),
+            },
         };
+        if driver.transactions.is_some()
+            && driver.producer_config.contains_key("transactional.id")
+        {
+            bail!("producerConfig: transactional.id is set by the tool (one per producer)");
+        }
         if driver.consumer_config.contains_key("group.id") {
             bail!("consumerConfig: group.id is set by the tool (one group per subscription)");
         }

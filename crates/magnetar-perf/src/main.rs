@@ -185,6 +185,9 @@ fn print_summary(r: &RunResult) {
     println!("end-to-end ms:        {}", p(&s.e2e_latency));
     println!("e2e from intended ms: {}", p(&s.e2e_from_intended));
     println!("send delay ms:        {}", p(&s.send_delay));
+    if let Some(commit) = &s.commit_latency {
+        println!("txn commit ms:        {}", p(commit));
+    }
     if let Some(b) = &r.broker {
         println!(
             "broker: {} CPU s ({}% of a core), peak RSS {} MB",

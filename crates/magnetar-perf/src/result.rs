@@ -113,6 +113,9 @@ pub struct Summary {
     pub e2e_latency: Percentiles,
     /// Intended send time to receipt: end-to-end with coordinated omission corrected.
     pub e2e_from_intended: Percentiles,
+    /// CommitTransaction calls, for transactional drivers (whole run, warm-up included).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_latency: Option<Percentiles>,
     pub distributions: Distributions,
 }
 

@@ -63,6 +63,8 @@ struct Shared {
     clock: Clock,
     publish_latency: SharedHistogram,
     send_delay: SharedHistogram,
+    /// CommitTransaction calls of transactional producers (whole run, taken at the end).
+    commit_latency: SharedHistogram,
     e2e_latency: SharedHistogram,
     e2e_from_intended: SharedHistogram,
     published_messages: AtomicU64,
@@ -85,6 +87,7 @@ impl Shared {
             clock,
             publish_latency: SharedHistogram::default(),
             send_delay: SharedHistogram::default(),
+            commit_latency: SharedHistogram::default(),
             e2e_latency: SharedHistogram::default(),
             e2e_from_intended: SharedHistogram::default(),
             published_messages: AtomicU64::new(0),
@@ -179,6 +182,30 @@ struct ProducerPlan {
     template: Vec<u8>,
     keys: KeyDistributor,
     seed: u64,
+    /// Commit a transaction every so many records / milliseconds (transactional producers).
+    transactions: Option<crate::driver::TransactionCommit>,
+}
+
+/// Commits the open transaction (recording how long it took) and, unless `last`, begins the
+/// next; `false` when the producer cannot go on.
+fn commit_transaction(shared: &Shared, producer: &ThreadedProducer<PerfContext>, last: bool) -> bool {
+    let started = shared.clock.now_ns();
+    if let Err(error) = producer.commit_transaction(FLUSH_TIMEOUT) {
+        shared.publish_errors.fetch_add(1, Ordering::Relaxed);
+        shared.note_error(format!("commit failed: {error}"));
+        return false;
+    }
+    shared
+        .commit_latency
+        .record_ns(shared.clock.now_ns().saturating_sub(started));
+    if last {
+        return true;
+    }
+    if let Err(error) = producer.begin_transaction() {
+        shared.note_error(format!("begin transaction failed: {error}"));
+        return false;
+    }
+    true
 }
 
 fn producer_loop(
@@ -193,7 +220,20 @@ fn producer_loop(
     let mut rng = payload::SplitMix64::new(plan.seed);
     let mut buf = plan.template;
     let mut seq: u64 = 0;
+    // Transactions: records and start time of the open one.
+    let mut in_txn: u64 = 0;
+    let mut txn_started = shared.clock.now_ns();
     'messages: loop {
+        if let Some(t) = plan.transactions {
+            let age_ms = shared.clock.now_ns().saturating_sub(txn_started) / 1_000_000;
+            if in_txn > 0 && (in_txn >= t.records || age_ms >= t.interval_ms) {
+                if !commit_transaction(&shared, &producer, false) {
+                    break;
+                }
+                in_txn = 0;
+                txn_started = shared.clock.now_ns();
+            }
+        }
         if shared.stop_producers.load(Ordering::Relaxed) {
             break;
         }
@@ -259,8 +299,11 @@ fn producer_loop(
             }
         }
         seq += 1;
+        in_txn += 1;
     }
-    if let Err(error) = producer.flush(FLUSH_TIMEOUT) {
+    if plan.transactions.is_some() {
+        commit_transaction(&shared, &producer, true);
+    } else if let Err(error) = producer.flush(FLUSH_TIMEOUT) {
         shared.note_error(format!("flush failed: {error}"));
     }
 }
@@ -784,9 +827,24 @@ pub fn run(options: &RunOptions) -> anyhow::Result<RunResult> {
     let mut producers = Vec::new();
     for (t, topic) in topics.iter().enumerate() {
         for p in 0..workload.producers_per_topic {
-            let producer: ThreadedProducer<PerfContext> = client_config(&producer_settings)
+            let mut config = client_config(&producer_settings);
+            if driver.transactions.is_some() {
+                config.set(
+                    "transactional.id",
+                    format!("{}-{run_id}-txn-{t}-{p}", options.topic_prefix),
+                );
+            }
+            let producer: ThreadedProducer<PerfContext> = config
                 .create_with_context(context.clone())
                 .context("cannot create a producer (check producerConfig)")?;
+            if driver.transactions.is_some() {
+                producer
+                    .init_transactions(FLUSH_TIMEOUT)
+                    .context("cannot initialize transactions")?;
+                producer
+                    .begin_transaction()
+                    .context("cannot begin a transaction")?;
+            }
             let seed = (t as u64) << 32 | u64::from(p);
             producers.push((
                 producer,
@@ -796,6 +854,7 @@ pub fn run(options: &RunOptions) -> anyhow::Result<RunResult> {
                     template: payload::template(workload.message_size, file_bytes.as_deref(), seed),
                     keys: workload.key_distributor,
                     seed,
+                    transactions: driver.transactions,
                 },
             ));
         }
@@ -1025,6 +1084,9 @@ pub fn run(options: &RunOptions) -> anyhow::Result<RunResult> {
         send_delay: Percentiles::of(&a.send_delay),
         e2e_latency: Percentiles::of(&a.e2e_latency),
         e2e_from_intended: Percentiles::of(&a.e2e_from_intended),
+        commit_latency: driver
+            .transactions
+            .map(|_| Percentiles::of(&shared.commit_latency.take())),
         distributions: Distributions {
             publish_latency: distribution(&a.publish_latency),
             send_delay: distribution(&a.send_delay),
