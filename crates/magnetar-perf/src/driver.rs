@@ -111,8 +111,7 @@ impl Driver {
                 }),
             },
         };
-        if driver.transactions.is_some()
-            && driver.producer_config.contains_key("transactional.id")
+        if driver.transactions.is_some() && driver.producer_config.contains_key("transactional.id")
         {
             bail!("producerConfig: transactional.id is set by the tool (one per producer)");
         }

@@ -188,7 +188,11 @@ struct ProducerPlan {
 
 /// Commits the open transaction (recording how long it took) and, unless `last`, begins the
 /// next; `false` when the producer cannot go on.
-fn commit_transaction(shared: &Shared, producer: &ThreadedProducer<PerfContext>, last: bool) -> bool {
+fn commit_transaction(
+    shared: &Shared,
+    producer: &ThreadedProducer<PerfContext>,
+    last: bool,
+) -> bool {
     let started = shared.clock.now_ns();
     if let Err(error) = producer.commit_transaction(FLUSH_TIMEOUT) {
         shared.publish_errors.fetch_add(1, Ordering::Relaxed);
