@@ -62,6 +62,8 @@ pub struct Session {
     /// Where bare topic names resolve for this client (KoP: the PLAIN username's tenant or
     /// tenant/namespace); `None` is the broker's default namespace.
     pub default_namespace: Option<magnetar_broker::NamespaceName>,
+    /// The client's address: ACL rules of one host apply to it. Set by the connection.
+    pub host: Option<std::net::IpAddr>,
 }
 
 impl Context {
@@ -88,9 +90,13 @@ impl Context {
 
     /// This context for a connection that authenticated.
     pub fn with_session(&self, session: Session) -> Self {
+        let access = match session.host {
+            Some(host) => AccessCache::for_host(host),
+            None => AccessCache::default(),
+        };
         Self {
             session,
-            access: Arc::default(),
+            access: Arc::new(tokio::sync::Mutex::new(access)),
             ..self.clone()
         }
     }
