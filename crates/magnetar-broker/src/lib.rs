@@ -39,8 +39,8 @@ pub use partition::{
     ProducerStateOpen,
 };
 pub use permissions::{
-    Access, AclRule, AuthAction, AuthPolicies, DeniedAction, Denies, Grants, RuleAction, RulePattern,
-    RuleResource,
+    Access, AclRule, AuthAction, AuthPolicies, DeniedAction, Denies, Grants, RuleAction,
+    RulePattern, RuleResource,
 };
 pub use producer_state::{named_producer_batch, named_producer_id, ProducerBatch};
 pub use publish_rate::PublishRate;

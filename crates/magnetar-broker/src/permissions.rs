@@ -444,7 +444,8 @@ impl AuthPolicies {
         if listed.is_none() && rules().next().is_none() {
             return true;
         }
-        listed.is_some_and(|roles| roles.contains(role)) || rules().any(|r| r.applies_to(role, host))
+        listed.is_some_and(|roles| roles.contains(role))
+            || rules().any(|r| r.applies_to(role, host))
     }
 
     /// The deny rules that apply to a topic: its namespace's merged with its own and with the
@@ -1306,13 +1307,32 @@ mod tests {
     fn a_prefixed_rule_names_every_resource_starting_with_it() {
         use RulePattern::*;
         use RuleResource::*;
-        let r = rule(Topic, Prefixed, "orders-", "app", "*", false, RuleAction::Produce);
+        let r = rule(
+            Topic,
+            Prefixed,
+            "orders-",
+            "app",
+            "*",
+            false,
+            RuleAction::Produce,
+        );
         assert!(r.names(Topic, "orders-eu") && r.names(Topic, "orders-"));
         assert!(!r.names(Topic, "orders") && !r.names(Topic, "xorders-eu"));
-        assert!(!r.names(Group, "orders-eu"), "a topic rule does not name groups");
+        assert!(
+            !r.names(Group, "orders-eu"),
+            "a topic rule does not name groups"
+        );
         let literal = rule(Group, Literal, "g", "app", "*", false, RuleAction::Consume);
         assert!(literal.names(Group, "g") && !literal.names(Group, "g2"));
-        let every = rule(Topic, Literal, EVERY_NAME, "app", "*", false, RuleAction::Consume);
+        let every = rule(
+            Topic,
+            Literal,
+            EVERY_NAME,
+            "app",
+            "*",
+            false,
+            RuleAction::Consume,
+        );
         assert!(every.names(Topic, "anything"));
         // A prefix '*' is the character, not a wildcard.
         let star = rule(Topic, Prefixed, "*", "app", "*", false, RuleAction::Consume);

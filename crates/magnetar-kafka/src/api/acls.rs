@@ -450,7 +450,12 @@ fn target(ctx: &Context, acl: &Acl) -> Result<(Target, String, Change), (i16, St
         .ok_or_else(|| refused(format!("principal '{principal}' is not 'User:<role>'")))?
         .to_string();
     let deny = permission_type == PERMISSION_DENY;
-    let action = |op: i8| RULE_OPERATIONS.iter().find(|(_, o)| *o == op).map(|(a, _)| *a);
+    let action = |op: i8| {
+        RULE_OPERATIONS
+            .iter()
+            .find(|(_, o)| *o == op)
+            .map(|(a, _)| *a)
+    };
     // The rule action the binding stands for, per resource type and operation.
     let rule_action = match (resource_type, operation) {
         (RESOURCE_TOPIC, OP_READ | OP_WRITE | OP_ALL) => action(operation),
@@ -481,7 +486,9 @@ fn target(ctx: &Context, acl: &Acl) -> Result<(Target, String, Change), (i16, St
         && matches!(resource_type, RESOURCE_TOPIC | RESOURCE_GROUP);
     if !in_maps {
         let Some(resource) = rule_resource(resource_type) else {
-            return Err(refused(format!("resource type {resource_type} is not known")));
+            return Err(refused(format!(
+                "resource type {resource_type} is not known"
+            )));
         };
         let pattern = if pattern_type == PATTERN_PREFIXED {
             RulePattern::Prefixed
@@ -805,7 +812,10 @@ mod tests {
         let write = binding("t", OP_WRITE, PERMISSION_DENY);
         let mut f = filter(None, PATTERN_ANY, PERMISSION_ANY);
         f.operation = OP_ALL;
-        assert!(f.matches(&all) && !f.matches(&write), "Kafka: ALL is not ANY");
+        assert!(
+            f.matches(&all) && !f.matches(&write),
+            "Kafka: ALL is not ANY"
+        );
         f.operation = OP_ANY;
         assert!(f.matches(&all) && f.matches(&write));
     }
