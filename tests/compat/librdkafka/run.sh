@@ -7,9 +7,9 @@
 #   TESTS=0001,0012 tests/compat/librdkafka/run.sh   # these tests only (exit 1 if one fails)
 #
 # What it does: downloads the source package (.dsc, .orig.tar.gz, .debian.tar.xz) from the Debian
-# mirror apt uses (MAGNETAR_DEBIAN_MIRROR overrides), checks the .orig's SHA-256 against the .dsc,
+# mirror apt uses (DEBIAN_MIRROR overrides), checks the .orig's SHA-256 against the .dsc,
 # unpacks it with dpkg-source (Debian's patches applied), builds librdkafka and tests/test-runner
-# into a cache outside the repository (MAGNETAR_COMPAT_CACHE, default
+# into a cache outside the repository (RDKAFKA_COMPAT_CACHE, default
 # ${XDG_CACHE_HOME:-$HOME/.cache}/magnetar-compat; built once, reused), builds magnetar (or uses
 # MAGNETAR_BIN), starts a standalone broker on free ports in a temporary directory, writes
 # tests/test.conf with its bootstrap address, and runs each test in its own test-runner process
@@ -28,7 +28,7 @@ REPO="$(cd "$HERE/../../.." && pwd)"
 VERSION=2.0.2
 DEBIAN_REVISION=1
 ORIG_SHA256=f321bcb1e015a34114c83cf1aa7b99ee260236aab096b85c003170c90a47ca9d
-CACHE="${MAGNETAR_COMPAT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/magnetar-compat}"
+CACHE="${RDKAFKA_COMPAT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/magnetar-compat}"
 SRC="$CACHE/librdkafka-$VERSION"
 TEST_WALL_S="${TEST_WALL_S:-180}"
 MODE=allowlist
@@ -38,8 +38,8 @@ MODE=allowlist
 log() { echo "== $* (at ${SECONDS} s)" >&2; }
 
 mirror() {
-  if [[ -n "${MAGNETAR_DEBIAN_MIRROR:-}" ]]; then
-    echo "$MAGNETAR_DEBIAN_MIRROR"
+  if [[ -n "${DEBIAN_MIRROR:-}" ]]; then
+    echo "$DEBIAN_MIRROR"
     return
   fi
   # The first `URIs:` (deb822) or `deb` line of apt's sources that is not a security mirror.
@@ -83,10 +83,13 @@ build_runner() {
   log "build librdkafka and tests/test-runner (once; cached in $SRC)"
   cd "$SRC"
   # What the build needs only: no SASL/GSSAPI (libsasl2), zstd, external lz4 (built in) or curl.
-  ./configure --no-download --disable-gssapi --disable-zstd --disable-lz4-ext --disable-curl >configure.log 2>&1 ||
-    { tail -20 configure.log; exit 2; }
-  make -j"$(nproc)" libs >make.log 2>&1 || { tail -40 make.log; exit 2; }
-  make -C tests -j"$(nproc)" test-runner >>make.log 2>&1 || { tail -40 make.log; exit 2; }
+  # Logs outside the source tree: mklove's configure reads any ./configure.* file as a module.
+  local logs="$CACHE/build-logs"
+  mkdir -p "$logs"
+  ./configure --no-download --disable-gssapi --disable-zstd --disable-lz4-ext --disable-curl \
+    >"$logs/configure.txt" 2>&1 || { tail -20 "$logs/configure.txt"; exit 2; }
+  make -j"$(nproc)" libs >"$logs/make.txt" 2>&1 || { tail -40 "$logs/make.txt"; exit 2; }
+  make -C tests -j"$(nproc)" test-runner >>"$logs/make.txt" 2>&1 || { tail -40 "$logs/make.txt"; exit 2; }
 }
 
 build_broker() {
@@ -117,7 +120,9 @@ start_broker() {
   log "start magnetar ($BIN), data in $WORK/data"
   # The suite's broker configuration (librdkafka's trivup clusters): auto-created topics have 4
   # partitions (tests produce to partitions 1-3 of a topic they did not create).
-  MAGNETAR_KAFKA__DEFAULT_NUM_PARTITIONS="${MAGNETAR_KAFKA__DEFAULT_NUM_PARTITIONS:-4}" \
+  # (The broker refuses MAGNETAR_ variables that are not settings: MAGNETAR_BIN is this script's.)
+  env -u MAGNETAR_BIN \
+    MAGNETAR_KAFKA__DEFAULT_NUM_PARTITIONS="${MAGNETAR_KAFKA__DEFAULT_NUM_PARTITIONS:-4}" \
     "$BIN" standalone --data-dir "$WORK/data" --bind 127.0.0.1 --kafka-port 0 --pulsar-port 0 \
     --http-port 0 >"$WORK/broker.stdout" 2>"$OUT/broker.stderr" &
   BROKER_PID=$!
