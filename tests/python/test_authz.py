@@ -745,6 +745,28 @@ def test_kafka_host_acls_apply_to_connections_from_that_address_only(env):
     env.serving()
 
 
+def test_kafka_literal_star_group_is_every_group(env):
+    """GROUP LITERAL '*' is Kafka's wildcard: a DENY refuses the role every group (another role is
+    untouched), listed under the name '*', and deleted again."""
+    from confluent_kafka.admin import AclOperation, AclPermissionType, ResourcePatternType, ResourceType
+    t = topic("star-group")
+    assert env.produce("admin", f"persistent://acme/app/{t}", 2) == []
+    for role in ("sg-user", "sg-other"):
+        env.grant("acme/app", role, "consume")
+    admin = AdminClient(env.conf("acme-admin"))
+    create_acls(admin, acl(ResourceType.GROUP, "*", "User:sg-user", AclOperation.READ, AclPermissionType.DENY))
+    for group in ("sg-a", "sg-b"):
+        err = subscribe_error(env.conf("sg-user"), t, group)
+        assert isinstance(err, KafkaError) and err.code() == GROUP_AUTHZ, (group, err)
+    assert subscribe_error(env.conf("sg-other"), t, "sg-a") == [b"v0", b"v1"]
+    f = acl_filter(ResourceType.GROUP, "sg-a", ResourcePatternType.MATCH, "User:sg-user")
+    assert [(b.name, b.permission_type) for b in admin.describe_acls(f).result(timeout=15)] == [
+        ("*", AclPermissionType.DENY)]
+    assert len(admin.delete_acls([f])[f].result(timeout=15)) == 1
+    assert subscribe_error(env.conf("sg-user"), t, "sg-b") == [b"v0", b"v1"]
+    env.serving()
+
+
 def test_kafka_transactional_id_acls_are_stored_and_listed(env):
     """TRANSACTIONAL_ID bindings (LITERAL or PREFIXED) are stored and listed; their enforcement is
     with transactions (InitProducerId/FindCoordinator), Broker::check_transactional_id."""

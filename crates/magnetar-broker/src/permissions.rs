@@ -1529,6 +1529,19 @@ mod tests {
         ));
         assert!(!p.allows_transactional_id("app", from, "tx-9", Produce));
         assert!(p.allows_transactional_id("app", from, "tx-9", Lookup));
+        // A literal '*' names every group: a deny of every group for one role.
+        p.acl_rules.insert(rule(
+            RuleResource::Group,
+            RulePattern::Literal,
+            EVERY_NAME,
+            "other",
+            "*",
+            true,
+            Consume,
+        ));
+        assert!(!p.allows_group_from("other", from, "reports"));
+        assert!(p.allows_group_from("app", from, "billing-1"));
+        p.acl_rules.retain(|r| r.name != EVERY_NAME);
         let (allowed, denied) = p.subscription_rules();
         assert_eq!(allowed["billing-*"], ["app".to_string()].into());
         assert_eq!(denied["billing-eu*"], ["app@127.0.0.1".to_string()].into());

@@ -8,7 +8,7 @@
 //!   `consume`, `ALL` both;
 //! - `TOPIC` `LITERAL` `*` host `*` — the namespace's grants (every topic of the namespace);
 //! - `GROUP` `LITERAL` `<group>` host `*` `READ` — the roles allowed to use the group (Pulsar's
-//!   subscription permission);
+//!   subscription permission; group `*`, every group, is an ACL rule);
 //! - principal `User:<role>`; `User:*` only in a `DENY` (every role but superusers: Pulsar
 //!   grants name roles, so an `ALLOW` for everyone has no place to go).
 //!
@@ -481,9 +481,12 @@ fn target(ctx: &Context, acl: &Acl) -> Result<(Target, String, Change), (i16, St
     let Some(rule_action) = rule_action else {
         return Err(refused(format!("operation {operation} is not known")));
     };
+    // Group `*` is Kafka's wildcard (every group): a rule, since a subscription permission
+    // named `*` is a subscription of that name.
     let in_maps = pattern_type == PATTERN_LITERAL
         && host == EVERY_HOST
-        && matches!(resource_type, RESOURCE_TOPIC | RESOURCE_GROUP);
+        && (resource_type == RESOURCE_TOPIC
+            || (resource_type == RESOURCE_GROUP && name != WILDCARD));
     if !in_maps {
         let Some(resource) = rule_resource(resource_type) else {
             return Err(refused(format!(
