@@ -399,11 +399,12 @@ def test_kafka_acl_apis_read_and_write_the_pulsar_permissions(env):
     assert (ResourceType.TOPIC, t, "User:acl-user", AclOperation.WRITE) in seen, seen
     assert (ResourceType.TOPIC, "*", "User:acl-user", AclOperation.READ) in seen, seen
     assert (ResourceType.GROUP, "acl-group", "User:acl-user", AclOperation.READ) in seen, seen
-    # What the model cannot hold is refused with a reason.
-    by_host = AclBinding(ResourceType.TOPIC, t, ResourcePatternType.LITERAL, "User:x", "10.0.0.1",
+    # What the model cannot hold is refused with a reason: hosts are IP addresses (rules match the
+    # client's address), not names.
+    by_name = AclBinding(ResourceType.TOPIC, t, ResourcePatternType.LITERAL, "User:x", "client.example.com",
                          AclOperation.READ, AclPermissionType.ALLOW)
     with pytest.raises(KafkaException) as e:
-        admin.create_acls([by_host])[by_host].result(timeout=15)
+        admin.create_acls([by_name])[by_name].result(timeout=15)
     assert "host" in e.value.args[0].str(), e.value
     # DeleteAcls removes the permission again.
     only_write = AclBindingFilter(ResourceType.TOPIC, t, ResourcePatternType.LITERAL, "User:acl-user", None,
@@ -593,6 +594,197 @@ def test_kafka_python_creates_and_lists_deny_acls(env):
             (ACLOperation.READ, ACLPermissionType.DENY)], acls
     finally:
         k.close()
+
+
+def pattern_acl(restype, name: str, principal: str, operation, permission, pattern=None, host: str = "*"):
+    from confluent_kafka.admin import AclBinding, ResourcePatternType
+    return AclBinding(restype, name, pattern or ResourcePatternType.PREFIXED, principal, host, operation,
+                      permission)
+
+
+def test_kafka_prefixed_acls_are_stored_listed_enforced_and_deleted(env):
+    """PREFIXED bindings (Kafka semantics: every resource whose name starts with the prefix) are
+    stored beside the grants, listed by DescribeAcls under Kafka's filter rules (MATCH returns the
+    prefixes of the name; PREFIXED only that exact prefix; ANY every pattern type), shown by the
+    Pulsar-shaped admin API, enforced on Kafka and Pulsar (deny overrides allow) and deleted."""
+    import pulsar
+    from confluent_kafka.admin import AclOperation, AclPermissionType, ResourcePatternType, ResourceType
+    DENY, ALLOW, PREFIXED = AclPermissionType.DENY, AclPermissionType.ALLOW, ResourcePatternType.PREFIXED
+    tag = uuid.uuid4().hex[:6]
+    prefix, secret = f"px-{tag}-", f"px-{tag}-secret"
+    mine, hidden, outside = f"{prefix}orders", f"{secret}-1", f"py-{tag}-orders"
+    admin = AdminClient(env.conf("acme-admin"))
+    for t in (mine, hidden, outside):
+        assert env.produce("admin", f"persistent://acme/app/{t}", 2) == []
+    # Nothing granted yet: refused.
+    errors = env.produce("px-user", mine, 1)
+    assert errors and all(e.code() == TOPIC_AUTHZ for e in errors), errors
+    create_acls(admin,
+                pattern_acl(ResourceType.TOPIC, prefix, "User:px-user", AclOperation.WRITE, ALLOW),
+                pattern_acl(ResourceType.TOPIC, prefix, "User:px-user", AclOperation.READ, ALLOW),
+                pattern_acl(ResourceType.GROUP, f"pxg-{tag}-", "User:px-user", AclOperation.READ, ALLOW),
+                pattern_acl(ResourceType.TOPIC, secret, "User:px-user", AclOperation.WRITE, DENY))
+    # Kafka: the prefix grants produce and consume (with a group of the group prefix) on every topic
+    # that starts with it, not on others; the longer DENY prefix refuses WRITE on its topics.
+    assert env.produce("px-user", mine, 1) == []
+    assert subscribe_error(env.conf("px-user"), mine, f"pxg-{tag}-1") == [b"v0", b"v1"]
+    errors = env.produce("px-user", outside, 1)
+    assert errors and all(e.code() == TOPIC_AUTHZ for e in errors), errors
+    errors = env.produce("px-user", hidden, 1)
+    assert errors and all(e.code() == TOPIC_AUTHZ for e in errors), errors
+    assert read(env.conf("px-user"), hidden, 2) == [b"v0", b"v1"], "READ is not denied"
+    # The group prefix lists its role: another role that may consume is closed out of those groups.
+    env.grant("acme/app", "px-other", "consume")
+    err = subscribe_error(env.conf("px-other"), mine, f"pxg-{tag}-2")
+    assert isinstance(err, KafkaError) and err.code() == GROUP_AUTHZ, err
+
+    def listed(f) -> set:
+        return {(b.restype, b.name, b.resource_pattern_type, b.principal, b.host, b.operation, b.permission_type)
+                for b in admin.describe_acls(f).result(timeout=15)}
+
+    topic_rules = {(ResourceType.TOPIC, prefix, PREFIXED, "User:px-user", "*", AclOperation.WRITE, ALLOW),
+                   (ResourceType.TOPIC, prefix, PREFIXED, "User:px-user", "*", AclOperation.READ, ALLOW)}
+    deny_rule = (ResourceType.TOPIC, secret, PREFIXED, "User:px-user", "*", AclOperation.WRITE, DENY)
+    # MATCH on a topic name: the prefixes of it.
+    assert listed(acl_filter(ResourceType.TOPIC, hidden, ResourcePatternType.MATCH, "User:px-user")) == \
+        topic_rules | {deny_rule}
+    assert listed(acl_filter(ResourceType.TOPIC, mine, ResourcePatternType.MATCH, "User:px-user")) == topic_rules
+    # PREFIXED: that exact prefix; LITERAL: none of them; ANY: the exact name, any pattern type.
+    assert listed(acl_filter(ResourceType.TOPIC, prefix, PREFIXED)) == topic_rules
+    assert listed(acl_filter(ResourceType.TOPIC, prefix, ResourcePatternType.LITERAL)) == set()
+    assert listed(acl_filter(ResourceType.TOPIC, secret, ResourcePatternType.ANY)) == {deny_rule}
+    assert listed(acl_filter(ResourceType.GROUP, f"pxg-{tag}-", PREFIXED)) == {
+        (ResourceType.GROUP, f"pxg-{tag}-", PREFIXED, "User:px-user", "*", AclOperation.READ, ALLOW)}
+    # The Pulsar-shaped admin API: a topic's listing shows the rules that apply to it; the namespace
+    # and subscription listings show the prefixes.
+    grants = env.http("GET", f"persistent/acme/app/{hidden}/permissions").json()
+    assert sorted(grants["px-user"]) == ["consume", "produce"] and grants["deny:px-user"] == ["produce"], grants
+    assert "px-user" not in env.http("GET", f"persistent/acme/app/{outside}/permissions").json()
+    ns = env.http("GET", "namespaces/acme/app/permissions").json()
+    assert sorted(ns[f"px-user on {prefix}*"]) == ["consume", "produce"], ns
+    assert ns[f"deny:px-user on {secret}*"] == ["produce"], ns
+    subs = env.http("GET", "namespaces/acme/app/permissions/subscription").json()
+    assert subs[f"pxg-{tag}-*"] == ["px-user"], subs
+    # Pulsar: the same rules decide.
+    c = pulsar_client(env, "px-user")
+    try:
+        c.create_producer(f"persistent://acme/app/{mine}").send(b"pulsar")
+        pulsar_refused(lambda: c.create_producer(f"persistent://acme/app/{hidden}"))
+        pulsar_refused(lambda: c.create_producer(f"persistent://acme/app/{outside}"))
+        c.subscribe(f"persistent://acme/app/{mine}", f"pxg-{tag}-3",
+                    initial_position=pulsar.InitialPosition.Earliest).close()
+    finally:
+        c.close()
+    # DeleteAcls with a PREFIXED filter deletes those bindings, which stop applying.
+    f = acl_filter(ResourceType.TOPIC, prefix, PREFIXED, permission=ALLOW)
+    deleted = admin.delete_acls([f])[f].result(timeout=15)
+    assert sorted((b.name, b.resource_pattern_type, b.operation) for b in deleted) == sorted(
+        [(prefix, PREFIXED, AclOperation.WRITE), (prefix, PREFIXED, AclOperation.READ)]), deleted
+    errors = env.produce("px-user", mine, 1)
+    assert errors and all(e.code() == TOPIC_AUTHZ for e in errors), errors
+    f = acl_filter(principal="User:px-user", pattern=ResourcePatternType.ANY)
+    assert len(admin.delete_acls([f])[f].result(timeout=15)) == 2
+    assert listed(acl_filter(principal="User:px-user")) == set()
+    env.serving()
+
+
+def test_kafka_host_acls_apply_to_connections_from_that_address_only(env):
+    """A binding with a host applies only to clients connecting from that IP ('*': all). The test
+    clients connect from 127.0.0.1, so a binding for 10.9.9.9 must not apply and one for 127.0.0.1
+    must; a DENY for 127.0.0.1 overrides the allow, on Kafka and Pulsar."""
+    from confluent_kafka.admin import AclOperation, AclPermissionType, ResourcePatternType, ResourceType
+    DENY, ALLOW, LITERAL = AclPermissionType.DENY, AclPermissionType.ALLOW, ResourcePatternType.LITERAL
+    t = topic("host-acl")
+    full = f"persistent://acme/app/{t}"
+    assert env.produce("admin", full, 1) == []
+    admin = AdminClient(env.conf("acme-admin"))
+
+    def binding(op, permission, host):
+        return pattern_acl(ResourceType.TOPIC, t, "User:hx-user", op, permission, LITERAL, host)
+
+    create_acls(admin, binding(AclOperation.WRITE, ALLOW, "10.9.9.9"), binding(AclOperation.READ, ALLOW, "10.9.9.9"))
+    errors = env.produce("hx-user", t, 1)
+    assert errors and all(e.code() == TOPIC_AUTHZ for e in errors), errors
+    create_acls(admin, binding(AclOperation.WRITE, ALLOW, "127.0.0.1"), binding(AclOperation.READ, ALLOW, "127.0.0.1"))
+    assert env.produce("hx-user", t, 1) == []
+    assert read(env.conf("hx-user"), full, 2) == [b"v0", b"v0"]
+    create_acls(admin, binding(AclOperation.WRITE, DENY, "10.9.9.9"))
+    assert env.produce("hx-user", t, 1) == []
+    create_acls(admin, binding(AclOperation.WRITE, DENY, "127.0.0.1"))
+    errors = env.produce("hx-user", t, 1)
+    assert errors and all(e.code() == TOPIC_AUTHZ for e in errors), errors
+    c = pulsar_client(env, "hx-user")
+    try:
+        pulsar_refused(lambda: c.create_producer(full))
+        c.subscribe(full, "hx-sub").close()  # READ from 127.0.0.1 is allowed
+    finally:
+        c.close()
+    # DescribeAcls: a host filter matches that exact host; '*' only the bindings of every host.
+    def hosts(host) -> list:
+        f = AclBindingFilter_(t, host)
+        return sorted((b.host, b.operation, b.permission_type) for b in admin.describe_acls(f).result(timeout=15))
+    from confluent_kafka.admin import AclBindingFilter
+
+    def AclBindingFilter_(name, host):
+        return AclBindingFilter(ResourceType.TOPIC, name, ResourcePatternType.ANY, "User:hx-user", host,
+                                AclOperation.ANY, AclPermissionType.ANY)
+    assert hosts("127.0.0.1") == sorted([("127.0.0.1", AclOperation.WRITE, ALLOW), ("127.0.0.1", AclOperation.READ, ALLOW),
+                                         ("127.0.0.1", AclOperation.WRITE, DENY)])
+    assert hosts("*") == []
+    assert len(hosts(None)) == 6
+    grants = env.http("GET", f"persistent/acme/app/{t}/permissions").json()
+    assert grants["deny:hx-user@127.0.0.1"] == ["produce"], grants
+    assert sorted(grants["hx-user@10.9.9.9"]) == ["consume", "produce"], grants
+    # Deleting the bindings of one host.
+    f = AclBindingFilter_(t, "127.0.0.1")
+    assert len(admin.delete_acls([f])[f].result(timeout=15)) == 3
+    errors = env.produce("hx-user", t, 1)
+    assert errors and all(e.code() == TOPIC_AUTHZ for e in errors), errors
+    f = AclBindingFilter_(t, None)
+    assert len(admin.delete_acls([f])[f].result(timeout=15)) == 3
+    env.serving()
+
+
+def test_kafka_literal_star_group_is_every_group(env):
+    """GROUP LITERAL '*' is Kafka's wildcard: a DENY refuses the role every group (another role is
+    untouched), listed under the name '*', and deleted again."""
+    from confluent_kafka.admin import AclOperation, AclPermissionType, ResourcePatternType, ResourceType
+    t = topic("star-group")
+    assert env.produce("admin", f"persistent://acme/app/{t}", 2) == []
+    for role in ("sg-user", "sg-other"):
+        env.grant("acme/app", role, "consume")
+    admin = AdminClient(env.conf("acme-admin"))
+    create_acls(admin, acl(ResourceType.GROUP, "*", "User:sg-user", AclOperation.READ, AclPermissionType.DENY))
+    for group in ("sg-a", "sg-b"):
+        err = subscribe_error(env.conf("sg-user"), t, group)
+        assert isinstance(err, KafkaError) and err.code() == GROUP_AUTHZ, (group, err)
+    assert subscribe_error(env.conf("sg-other"), t, "sg-a") == [b"v0", b"v1"]
+    f = acl_filter(ResourceType.GROUP, "sg-a", ResourcePatternType.MATCH, "User:sg-user")
+    assert [(b.name, b.permission_type) for b in admin.describe_acls(f).result(timeout=15)] == [
+        ("*", AclPermissionType.DENY)]
+    assert len(admin.delete_acls([f])[f].result(timeout=15)) == 1
+    assert subscribe_error(env.conf("sg-user"), t, "sg-b") == [b"v0", b"v1"]
+    env.serving()
+
+
+def test_kafka_transactional_id_acls_are_stored_and_listed(env):
+    """TRANSACTIONAL_ID bindings (LITERAL or PREFIXED) are stored and listed; their enforcement is
+    with transactions (InitProducerId/FindCoordinator), Broker::check_transactional_id."""
+    from confluent_kafka.admin import AclOperation, AclPermissionType, ResourcePatternType, ResourceType
+    admin = AdminClient(env.conf("acme-admin"))
+    tag = uuid.uuid4().hex[:6]
+    create_acls(admin, pattern_acl(ResourceType.TRANSACTIONAL_ID, f"tx-{tag}-", "User:tx-user",
+                                   AclOperation.WRITE, AclPermissionType.ALLOW))
+    f = acl_filter(ResourceType.TRANSACTIONAL_ID, f"tx-{tag}-app", ResourcePatternType.MATCH)
+    listed = admin.describe_acls(f).result(timeout=15)
+    assert [(b.name, b.resource_pattern_type, b.operation) for b in listed] == [
+        (f"tx-{tag}-", ResourcePatternType.PREFIXED, AclOperation.WRITE)], listed
+    bad = pattern_acl(ResourceType.TRANSACTIONAL_ID, "tx", "User:tx-user", AclOperation.READ,
+                      AclPermissionType.ALLOW)
+    with pytest.raises(KafkaException) as e:
+        admin.create_acls([bad])[bad].result(timeout=15)
+    assert e.value.args[0].code() == KafkaError.INVALID_REQUEST, e.value
+    assert len(admin.delete_acls([f])[f].result(timeout=15)) == 1
 
 
 def test_scram_users_over_the_admin_api_and_cli(env, pytestconfig):

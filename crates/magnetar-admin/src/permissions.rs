@@ -7,6 +7,12 @@
 //! `deny:` so Pulsar tooling still reads a map of role -> strings: `"deny:<role>": ["produce",
 //! "consume", "lookup" | "all"]` beside the grants, and `"deny:<subscription>": ["<role>"]` in the
 //! subscription listing. Roles may not start with `deny:`.
+//!
+//! Kafka ACL rules the grant maps cannot hold (prefixed patterns, one host) are listed too:
+//! a rule of one host under `<role>@<host>`; a topic listing shows the rules that apply to the
+//! topic (prefixes of its name included); the namespace listing shows the rules on every topic
+//! (`<role>[@<host>]`) and on a prefix (`<role>[@<host>] on <prefix>*`); the subscription listing
+//! shows group rules under the group or `<prefix>*`, deny rules under `deny:` as above.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -65,7 +71,10 @@ pub async fn namespace_permissions(
 ) -> ApiResult<Json<GrantsJson>> {
     let ns = namespace(&tenant, &ns)?;
     let auth = state.broker.auth_policies(&ns).await?;
-    Ok(Json(listing(auth.namespace_auth, auth.namespace_deny)))
+    let (rule_grants, rule_denies) = auth.namespace_rules();
+    let mut out = listing(auth.namespace_auth, auth.namespace_deny);
+    out.extend(listing(rule_grants, rule_denies));
+    Ok(Json(out))
 }
 
 pub async fn grant_namespace(
@@ -96,8 +105,16 @@ pub async fn subscription_permissions(
 ) -> ApiResult<Json<BTreeMap<String, BTreeSet<String>>>> {
     let ns = namespace(&tenant, &ns)?;
     let auth = state.broker.auth_policies(&ns).await?;
+    let (rule_allowed, rule_denied) = auth.subscription_rules();
     let mut out = auth.subscription_auth_roles;
-    for (subscription, roles) in auth.subscription_deny_roles {
+    for (subscription, roles) in rule_allowed {
+        out.entry(subscription).or_default().extend(roles);
+    }
+    let mut denied = auth.subscription_deny_roles;
+    for (subscription, roles) in rule_denied {
+        denied.entry(subscription).or_default().extend(roles);
+    }
+    for (subscription, roles) in denied {
         out.insert(format!("{DENY_PREFIX}{subscription}"), roles);
     }
     Ok(Json(out))

@@ -38,7 +38,10 @@ pub use partition::{
     AppendOutcome, AppendRequest, Appending, OffloadStatus, PartitionLog, PartitionTraffic,
     ProducerStateOpen,
 };
-pub use permissions::{Access, AuthAction, AuthPolicies, DeniedAction, Denies, Grants};
+pub use permissions::{
+    Access, AclRule, AuthAction, AuthPolicies, DeniedAction, Denies, Grants, RuleAction,
+    RulePattern, RuleResource,
+};
 pub use producer_state::{named_producer_batch, named_producer_id, AbortedTxn, ProducerBatch};
 pub use publish_rate::PublishRate;
 pub use resources::{AutoTopicCreation, NamespacePolicies, TenantInfo, TopicMetadata};

@@ -20,10 +20,19 @@
 //! included; only superusers bypass it. It is protocol-neutral: a deny on a topic refuses the
 //! role's Kafka Produce and its Pulsar PRODUCER alike.
 //!
+//! Rules that Pulsar's grant maps cannot hold ([`AclRule`], made with Kafka's ACL APIs) sit
+//! beside them too: a **prefixed** resource pattern (a rule on `orders-` applies to every topic,
+//! group or transactional id whose name starts with it), a **host** (a rule for `10.0.0.1`
+//! applies only to connections from that address; `*` to all), and transactional ids. They are
+//! decided with the grants and deny rules above (an allow rule grants like a grant, a deny rule
+//! refuses like a deny rule), on both protocols: the front ends pass the client's address
+//! ([`AccessCache::for_host`]).
+//!
 //! Front ends cache decisions per connection; [`Broker::permissions_version`] changes whenever a
 //! policy or a tenant's admin roles change, which invalidates those caches.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 
 use serde::{Deserialize, Serialize};
@@ -115,6 +124,174 @@ pub const DENY_PREFIX: &str = "deny:";
 /// Grants to `*` keep Pulsar's meaning: a role literally named `*`.
 pub const EVERY_ROLE: &str = "*";
 
+/// The host of a rule that applies to connections from every address.
+pub const EVERY_HOST: &str = "*";
+
+/// The name of a literal rule that applies to every resource of its kind in the namespace.
+pub const EVERY_NAME: &str = "*";
+
+/// What an [`AclRule`] names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleResource {
+    /// A topic of the namespace, by its local name.
+    Topic,
+    /// A subscription (Kafka group) of the namespace.
+    Group,
+    /// A Kafka transactional id of the namespace's clients.
+    TransactionalId,
+}
+
+/// How an [`AclRule`]'s name matches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RulePattern {
+    /// The exact name, or every name when it is [`EVERY_NAME`].
+    Literal,
+    /// Every name that starts with it.
+    Prefixed,
+}
+
+/// What an [`AclRule`] allows or refuses: `Produce` (Kafka `WRITE`), `Consume` (`READ`; a group
+/// rule's only action besides `All`), `Lookup` (`DESCRIBE`: metadata, offsets; allowed by any
+/// other allowed action), `All`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleAction {
+    Produce,
+    Consume,
+    Lookup,
+    All,
+}
+
+impl RuleAction {
+    /// Does this action, allowed or refused, cover `wanted`? `All` covers everything; an allowed
+    /// `Produce` or `Consume` also covers `Lookup` (`allow`), as a grant of either lets a role
+    /// look the topic up.
+    fn covers(self, wanted: RuleAction, allow: bool) -> bool {
+        self == wanted
+            || self == RuleAction::All
+            || (allow && wanted == RuleAction::Lookup && self != RuleAction::Lookup)
+    }
+
+    /// The deny rule this action is when refused (topic listings).
+    pub fn denied(self) -> DeniedAction {
+        match self {
+            RuleAction::Produce => DeniedAction::Produce,
+            RuleAction::Consume => DeniedAction::Consume,
+            RuleAction::Lookup => DeniedAction::Lookup,
+            RuleAction::All => DeniedAction::All,
+        }
+    }
+
+    /// The grants this action is when allowed (topic listings).
+    pub fn granted(self) -> &'static [AuthAction] {
+        match self {
+            RuleAction::Produce => &[AuthAction::Produce],
+            RuleAction::Consume => &[AuthAction::Consume],
+            RuleAction::Lookup => &[],
+            RuleAction::All => &[AuthAction::Produce, AuthAction::Consume],
+        }
+    }
+}
+
+/// A rule the grant maps cannot hold: a prefixed pattern, a host other than `*`, or a
+/// transactional id. One rule is one Kafka ACL binding of the namespace.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct AclRule {
+    pub resource: RuleResource,
+    pub pattern: RulePattern,
+    /// A topic's local name (or its prefix), a group, a transactional id; with `Literal`,
+    /// [`EVERY_NAME`] is every one of the namespace.
+    pub name: String,
+    /// A role; [`EVERY_ROLE`] (every role but superusers) only in deny rules.
+    pub role: String,
+    /// [`EVERY_HOST`] or an IP address (canonical text): the rule applies to connections from
+    /// that address only.
+    pub host: String,
+    pub deny: bool,
+    pub action: RuleAction,
+}
+
+impl AclRule {
+    /// Does the rule name `name` (a resource of kind `resource`)?
+    pub fn names(&self, resource: RuleResource, name: &str) -> bool {
+        self.resource == resource
+            && match self.pattern {
+                RulePattern::Literal => self.name == name || self.name == EVERY_NAME,
+                RulePattern::Prefixed => name.starts_with(self.name.as_str()),
+            }
+    }
+
+    /// Does the rule apply to `role` connected from `host` (`None`: an address not known, which
+    /// only rules for every host match)?
+    pub fn applies_to(&self, role: &str, host: Option<IpAddr>) -> bool {
+        (self.role == role || (self.deny && self.role == EVERY_ROLE))
+            && (self.host == EVERY_HOST || host.is_some_and(|h| host_text(h) == self.host))
+    }
+
+    /// How listings in Pulsar's shape show the rule's role: `role`, or `role@host` for a rule of
+    /// one host.
+    pub fn shown_role(&self) -> String {
+        if self.host == EVERY_HOST {
+            self.role.clone()
+        } else {
+            format!("{}@{}", self.role, self.host)
+        }
+    }
+
+    /// How listings in Pulsar's shape show the rule's name: `name`, or `name*` for a prefix.
+    pub fn shown_name(&self) -> String {
+        match self.pattern {
+            RulePattern::Literal => self.name.clone(),
+            RulePattern::Prefixed => format!("{}*", self.name),
+        }
+    }
+
+    /// Checks a rule before it is stored.
+    pub fn check(&self) -> Result<()> {
+        check_role(&self.role)?;
+        if self.name.is_empty()
+            || self.name.len() > ROLE_BYTES_MAX
+            || self.name.chars().any(char::is_control)
+        {
+            return Err(Error::InvalidRequest(format!(
+                "invalid resource name (1 to {ROLE_BYTES_MAX} bytes, no control characters)"
+            )));
+        }
+        if self.host != EVERY_HOST && parse_host(&self.host)? != self.host {
+            return Err(Error::InvalidRequest(format!(
+                "host '{}' is not in canonical form",
+                self.host
+            )));
+        }
+        if !self.deny && self.role == EVERY_ROLE {
+            return Err(Error::InvalidRequest(
+                "an allow rule names a role: '*' (every role) only refuses".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// An address as rules name it: IPv4-mapped IPv6 addresses as IPv4.
+pub fn host_text(host: IpAddr) -> String {
+    host.to_canonical().to_string()
+}
+
+/// A rule's host from a client (`*`, or an IPv4 or IPv6 address), in the canonical text rules
+/// store. Host names are refused: rules match the connection's address.
+pub fn parse_host(host: &str) -> Result<String> {
+    if host == EVERY_HOST {
+        return Ok(host.to_string());
+    }
+    host.parse::<IpAddr>().map(host_text).map_err(|_| {
+        Error::InvalidRequest(format!(
+            "host '{host}' is neither '*' nor an IP address (rules match the client's address)"
+        ))
+    })
+}
+
 /// Pulsar's `AuthPolicies`, stored inside the namespace's policies.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuthPolicies {
@@ -137,6 +314,9 @@ pub struct AuthPolicies {
     /// Subscription (Kafka group) -> the roles refused it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub subscription_deny_roles: BTreeMap<String, BTreeSet<String>>,
+    /// Prefixed, host-bound and transactional-id rules (Kafka ACLs the maps above cannot hold).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub acl_rules: BTreeSet<AclRule>,
 }
 
 /// Most roles one grant map may hold, and longest role name: limits on what the admin API stores.
@@ -157,46 +337,119 @@ pub enum Access {
 }
 
 impl AuthPolicies {
-    fn has(&self, topic: &str, role: &str, action: AuthAction) -> bool {
+    fn has(&self, topic: &TopicName, role: &str, host: Option<IpAddr>, action: AuthAction) -> bool {
+        let key = permission_key(topic);
         let granted = |g: &Grants| g.get(role).is_some_and(|a| a.contains(&action));
-        granted(&self.namespace_auth) || self.destination_auth.get(topic).is_some_and(granted)
+        let wanted = match action {
+            AuthAction::Produce => RuleAction::Produce,
+            _ => RuleAction::Consume,
+        };
+        granted(&self.namespace_auth)
+            || self.destination_auth.get(&key).is_some_and(granted)
+            || self.rule_decides(RuleResource::Topic, &topic.local, role, host, wanted, false)
+    }
+
+    /// Is there a rule (a deny rule with `deny`, else an allow rule) on the resource `name` for
+    /// `role` from `host` whose action covers `wanted`?
+    fn rule_decides(
+        &self,
+        resource: RuleResource,
+        name: &str,
+        role: &str,
+        host: Option<IpAddr>,
+        wanted: RuleAction,
+        deny: bool,
+    ) -> bool {
+        self.acl_rules.iter().any(|r| {
+            r.deny == deny
+                && r.names(resource, name)
+                && r.applies_to(role, host)
+                && r.action.covers(wanted, !deny)
+        })
     }
 
     /// Is `role` refused `access` on `topic` by a deny rule (of the namespace, the topic, or the
-    /// subscription used)?
+    /// subscription used), from an address not known (rules of every host only)?
     pub fn denies(&self, topic: &TopicName, role: &str, access: &Access) -> bool {
+        self.denies_from(topic, role, None, access)
+    }
+
+    /// [`AuthPolicies::denies`] for a client connected from `host`.
+    pub fn denies_from(
+        &self,
+        topic: &TopicName,
+        role: &str,
+        host: Option<IpAddr>,
+        access: &Access,
+    ) -> bool {
         let key = permission_key(topic);
-        let refused = |action: DeniedAction| {
+        let refused = |action: DeniedAction, wanted: RuleAction| {
             let hit = |d: &Denies| {
                 [role, EVERY_ROLE].iter().any(|r| {
                     d.get(*r)
                         .is_some_and(|a| a.contains(&action) || a.contains(&DeniedAction::All))
                 })
             };
-            hit(&self.namespace_deny) || self.destination_deny.get(&key).is_some_and(hit)
+            hit(&self.namespace_deny)
+                || self.destination_deny.get(&key).is_some_and(hit)
+                || self.rule_decides(RuleResource::Topic, &topic.local, role, host, wanted, true)
         };
         match access {
-            Access::Produce => refused(DeniedAction::Produce),
+            Access::Produce => refused(DeniedAction::Produce, RuleAction::Produce),
             Access::Consume { subscription } => {
-                refused(DeniedAction::Consume)
+                refused(DeniedAction::Consume, RuleAction::Consume)
                     || subscription
                         .as_ref()
-                        .is_some_and(|s| self.denies_group(role, s))
+                        .is_some_and(|s| self.denies_group_from(role, host, s))
             }
-            Access::Lookup => refused(DeniedAction::Lookup),
-            Access::Admin => refused(DeniedAction::All),
+            Access::Lookup => refused(DeniedAction::Lookup, RuleAction::Lookup),
+            Access::Admin => refused(DeniedAction::All, RuleAction::All),
         }
     }
 
     /// Is `role` refused the subscription (Kafka group) `group` by a deny rule (naming it or
     /// every role)?
     pub fn denies_group(&self, role: &str, group: &str) -> bool {
+        self.denies_group_from(role, None, group)
+    }
+
+    /// [`AuthPolicies::denies_group`] for a client connected from `host`.
+    pub fn denies_group_from(&self, role: &str, host: Option<IpAddr>, group: &str) -> bool {
         self.subscription_deny_roles
             .get(group)
             .is_some_and(|roles| roles.contains(role) || roles.contains(EVERY_ROLE))
+            || self.rule_decides(
+                RuleResource::Group,
+                group,
+                role,
+                host,
+                RuleAction::Consume,
+                true,
+            )
     }
 
-    /// The deny rules that apply to a topic: its namespace's merged with its own.
+    /// May `role` from `host` use the subscription `group`, as far as its role list goes? A
+    /// subscription with no roles listed (in the subscription permissions or by allow rules that
+    /// name it) is open to every role that may consume.
+    fn subscription_open(&self, group: &str, role: &str, host: Option<IpAddr>) -> bool {
+        let listed = self
+            .subscription_auth_roles
+            .get(group)
+            .filter(|roles| !roles.is_empty());
+        let rules = || {
+            self.acl_rules
+                .iter()
+                .filter(|r| !r.deny && r.names(RuleResource::Group, group))
+        };
+        if listed.is_none() && rules().next().is_none() {
+            return true;
+        }
+        listed.is_some_and(|roles| roles.contains(role))
+            || rules().any(|r| r.applies_to(role, host))
+    }
+
+    /// The deny rules that apply to a topic: its namespace's merged with its own and with the
+    /// rules naming it (a rule of one host under `role@host`).
     pub fn topic_denies(&self, topic: &TopicName) -> Denies {
         let mut merged = self.namespace_deny.clone();
         if let Some(own) = self.destination_deny.get(&permission_key(topic)) {
@@ -207,27 +460,61 @@ impl AuthPolicies {
                     .extend(actions.iter().copied());
             }
         }
+        for rule in self.topic_rules(topic, true) {
+            merged
+                .entry(rule.shown_role())
+                .or_default()
+                .insert(rule.action.denied());
+        }
         merged
+    }
+
+    /// The rules (deny rules with `deny`, else allow rules) that name `topic`.
+    fn topic_rules<'a>(
+        &'a self,
+        topic: &'a TopicName,
+        deny: bool,
+    ) -> impl Iterator<Item = &'a AclRule> + 'a {
+        self.acl_rules
+            .iter()
+            .filter(move |r| r.deny == deny && r.names(RuleResource::Topic, &topic.local))
     }
 
     /// The decision for a role that is neither superuser nor tenant admin: a grant, and no deny.
     pub fn allows(&self, topic: &TopicName, role: &str, access: &Access) -> bool {
-        if self.denies(topic, role, access) {
+        self.allows_from(topic, role, None, access)
+    }
+
+    /// [`AuthPolicies::allows`] for a client connected from `host`.
+    pub fn allows_from(
+        &self,
+        topic: &TopicName,
+        role: &str,
+        host: Option<IpAddr>,
+        access: &Access,
+    ) -> bool {
+        if self.denies_from(topic, role, host, access) {
             return false;
         }
-        let topic = permission_key(topic);
         match access {
-            Access::Produce => self.has(&topic, role, AuthAction::Produce),
+            Access::Produce => self.has(topic, role, host, AuthAction::Produce),
             Access::Consume { subscription } => {
                 let subscription_ok = subscription
                     .as_ref()
-                    .and_then(|s| self.subscription_auth_roles.get(s))
-                    .is_none_or(|roles| roles.is_empty() || roles.contains(role));
-                subscription_ok && self.has(&topic, role, AuthAction::Consume)
+                    .is_none_or(|s| self.subscription_open(s, role, host));
+                subscription_ok && self.has(topic, role, host, AuthAction::Consume)
             }
             Access::Lookup => {
-                self.has(&topic, role, AuthAction::Produce)
-                    || self.has(&topic, role, AuthAction::Consume)
+                self.has(topic, role, host, AuthAction::Produce)
+                    || self.has(topic, role, host, AuthAction::Consume)
+                    || self.rule_decides(
+                        RuleResource::Topic,
+                        &topic.local,
+                        role,
+                        host,
+                        RuleAction::Lookup,
+                        false,
+                    )
             }
             Access::Admin => false,
         }
@@ -238,23 +525,48 @@ impl AuthPolicies {
     /// the subscription has roles listed, to be among them. What it may then read is decided per
     /// topic (Fetch, OffsetCommit).
     pub fn allows_group(&self, role: &str, group: &str) -> bool {
-        if self.denies_group(role, group) {
+        self.allows_group_from(role, None, group)
+    }
+
+    /// [`AuthPolicies::allows_group`] for a client connected from `host`.
+    pub fn allows_group_from(&self, role: &str, host: Option<IpAddr>, group: &str) -> bool {
+        if self.denies_group_from(role, host, group) {
             return false;
         }
         let consumes = |g: &Grants| {
             g.get(role)
                 .is_some_and(|a| a.contains(&AuthAction::Consume))
         };
-        let subscription_ok = self
-            .subscription_auth_roles
-            .get(group)
-            .is_none_or(|roles| roles.is_empty() || roles.contains(role));
-        subscription_ok
-            && (consumes(&self.namespace_auth) || self.destination_auth.values().any(consumes))
+        let consumes_by_rule = self.acl_rules.iter().any(|r| {
+            !r.deny
+                && r.resource == RuleResource::Topic
+                && r.applies_to(role, host)
+                && r.action.covers(RuleAction::Consume, true)
+        });
+        self.subscription_open(group, role, host)
+            && (consumes(&self.namespace_auth)
+                || self.destination_auth.values().any(consumes)
+                || consumes_by_rule)
+    }
+
+    /// May `role` from `host` use the transactional id `id` for `wanted` (`Produce`: Kafka
+    /// `WRITE`, transactions; `Lookup`: `DESCRIBE`, finding its coordinator)? As in Kafka, only
+    /// an allow rule naming it grants it, and a deny rule refuses it.
+    pub fn allows_transactional_id(
+        &self,
+        role: &str,
+        host: Option<IpAddr>,
+        id: &str,
+        wanted: RuleAction,
+    ) -> bool {
+        let resource = RuleResource::TransactionalId;
+        !self.rule_decides(resource, id, role, host, wanted, true)
+            && self.rule_decides(resource, id, role, host, wanted, false)
     }
 
     /// The grants on a topic as Pulsar's "get permissions on a topic" reports them: the
-    /// namespace's grants merged with the topic's own.
+    /// namespace's grants merged with the topic's own and with the allow rules naming it (a rule
+    /// of one host under `role@host`).
     pub fn topic_grants(&self, topic: &TopicName) -> Grants {
         let mut merged = self.namespace_auth.clone();
         if let Some(own) = self.destination_auth.get(&permission_key(topic)) {
@@ -265,7 +577,63 @@ impl AuthPolicies {
                     .extend(actions.iter().copied());
             }
         }
+        for rule in self.topic_rules(topic, false) {
+            merged
+                .entry(rule.shown_role())
+                .or_default()
+                .extend(rule.action.granted().iter().copied());
+        }
         merged
+    }
+
+    /// The topic rules of the namespace as Pulsar-shaped listings show them beside the namespace's
+    /// grants: `role[@host][ on name*]` -> actions, grants and deny rules apart. A rule on one
+    /// topic is shown with that topic's grants instead.
+    pub fn namespace_rules(&self) -> (Grants, Denies) {
+        let (mut grants, mut denies) = (Grants::new(), Denies::new());
+        for rule in &self.acl_rules {
+            if rule.resource != RuleResource::Topic
+                || (rule.pattern == RulePattern::Literal && rule.name != EVERY_NAME)
+            {
+                continue;
+            }
+            let key = match rule.pattern {
+                RulePattern::Literal => rule.shown_role(),
+                RulePattern::Prefixed => format!("{} on {}", rule.shown_role(), rule.shown_name()),
+            };
+            if rule.deny {
+                denies.entry(key).or_default().insert(rule.action.denied());
+            } else {
+                grants
+                    .entry(key)
+                    .or_default()
+                    .extend(rule.action.granted().iter().copied());
+            }
+        }
+        (grants, denies)
+    }
+
+    /// The group rules as the subscription listing shows them: subscription (`name*` for a
+    /// prefix) -> roles (`role@host` for a rule of one host), allow rules and deny rules apart.
+    pub fn subscription_rules(
+        &self,
+    ) -> (
+        BTreeMap<String, BTreeSet<String>>,
+        BTreeMap<String, BTreeSet<String>>,
+    ) {
+        let (mut allowed, mut denied) = (BTreeMap::new(), BTreeMap::new());
+        for rule in self
+            .acl_rules
+            .iter()
+            .filter(|r| r.resource == RuleResource::Group)
+        {
+            let map: &mut BTreeMap<String, BTreeSet<String>> =
+                if rule.deny { &mut denied } else { &mut allowed };
+            map.entry(rule.shown_name())
+                .or_default()
+                .insert(rule.shown_role());
+        }
+        (allowed, denied)
     }
 }
 
@@ -330,12 +698,23 @@ impl Broker {
         topic: &TopicName,
         access: &Access,
     ) -> Result<bool> {
+        self.check_access_from(role, None, topic, access).await
+    }
+
+    /// [`Broker::check_access`] for a client connected from `host` (rules of one host apply).
+    pub async fn check_access_from(
+        &self,
+        role: Option<&str>,
+        host: Option<IpAddr>,
+        topic: &TopicName,
+        access: &Access,
+    ) -> Result<bool> {
         if !self.authorization_enabled() {
             return Ok(true);
         }
         match role {
             None => Ok(false),
-            Some(role) => self.authorize(role, topic, access).await,
+            Some(role) => self.authorize_from(role, host, topic, access).await,
         }
     }
 
@@ -368,20 +747,32 @@ impl Broker {
         namespace: &NamespaceName,
         group: &str,
     ) -> Result<bool> {
+        self.authorize_group_from(role, None, namespace, group)
+            .await
+    }
+
+    /// [`Broker::authorize_group`] for a client connected from `host`.
+    pub async fn authorize_group_from(
+        &self,
+        role: &str,
+        host: Option<IpAddr>,
+        namespace: &NamespaceName,
+        group: &str,
+    ) -> Result<bool> {
         if self.is_superuser(role) {
             return Ok(true);
         }
         let policies = self.namespace_policies(namespace).await?;
         if policies
             .as_ref()
-            .is_some_and(|p| p.auth_policies.denies_group(role, group))
+            .is_some_and(|p| p.auth_policies.denies_group_from(role, host, group))
         {
             return Ok(false);
         }
         if self.is_tenant_admin(role, &namespace.tenant).await? {
             return Ok(true);
         }
-        Ok(policies.is_some_and(|p| p.auth_policies.allows_group(role, group)))
+        Ok(policies.is_some_and(|p| p.auth_policies.allows_group_from(role, host, group)))
     }
 
     /// [`Broker::authorize_group`] behind the authorization switch, as [`Broker::check_access`].
@@ -391,33 +782,121 @@ impl Broker {
         namespace: &NamespaceName,
         group: &str,
     ) -> Result<bool> {
+        self.check_group_from(role, None, namespace, group).await
+    }
+
+    /// [`Broker::check_group`] for a client connected from `host`.
+    pub async fn check_group_from(
+        &self,
+        role: Option<&str>,
+        host: Option<IpAddr>,
+        namespace: &NamespaceName,
+        group: &str,
+    ) -> Result<bool> {
         if !self.authorization_enabled() {
             return Ok(true);
         }
         match role {
             None => Ok(false),
-            Some(role) => self.authorize_group(role, namespace, group).await,
+            Some(role) => {
+                self.authorize_group_from(role, host, namespace, group)
+                    .await
+            }
         }
+    }
+
+    /// Whether a DENY rule refuses `role` from `host` the transactional id `id` of `namespace`
+    /// (deny overrides any allow, including the namespace produce permission Kafka transactional
+    /// ids are mapped onto). Superusers are never refused.
+    pub async fn transactional_id_denied(
+        &self,
+        role: Option<&str>,
+        host: Option<IpAddr>,
+        namespace: &NamespaceName,
+        id: &str,
+        wanted: RuleAction,
+    ) -> Result<bool> {
+        let Some(role) = role.filter(|_| self.authorization_enabled()) else {
+            return Ok(false);
+        };
+        if self.is_superuser(role) {
+            return Ok(false);
+        }
+        let Some(policies) = self.namespace_policies(namespace).await? else {
+            return Ok(false);
+        };
+        Ok(policies.auth_policies.rule_decides(
+            RuleResource::TransactionalId,
+            id,
+            role,
+            host,
+            wanted,
+            true,
+        ))
+    }
+
+    /// May `role` from `host` use the Kafka transactional id `id` of `namespace` (the client's
+    /// namespace) for `wanted`? Always with authorization off; never without a role; superusers
+    /// always; tenant admins unless a deny rule refuses them; other roles per
+    /// [`AuthPolicies::allows_transactional_id`] (an allow rule is needed, as in Kafka).
+    pub async fn check_transactional_id(
+        &self,
+        role: Option<&str>,
+        host: Option<IpAddr>,
+        namespace: &NamespaceName,
+        id: &str,
+        wanted: RuleAction,
+    ) -> Result<bool> {
+        if !self.authorization_enabled() {
+            return Ok(true);
+        }
+        let Some(role) = role else {
+            return Ok(false);
+        };
+        if self.is_superuser(role) {
+            return Ok(true);
+        }
+        let Some(policies) = self.namespace_policies(namespace).await? else {
+            return self.is_tenant_admin(role, &namespace.tenant).await;
+        };
+        let auth = &policies.auth_policies;
+        if auth.rule_decides(RuleResource::TransactionalId, id, role, host, wanted, true) {
+            return Ok(false);
+        }
+        Ok(self.is_tenant_admin(role, &namespace.tenant).await?
+            || auth.allows_transactional_id(role, host, id, wanted))
     }
 
     /// May `role` do `access` on `topic`? (See the module documentation for the rules.) An
     /// unknown namespace grants nothing but to superusers and tenant admins. A deny rule
     /// refuses tenant admins too (Kafka: deny overrides allow); superusers bypass it.
     pub async fn authorize(&self, role: &str, topic: &TopicName, access: &Access) -> Result<bool> {
+        self.authorize_from(role, None, topic, access).await
+    }
+
+    /// [`Broker::authorize`] for a client connected from `host` (`None`: not known; only rules
+    /// of every host apply).
+    pub async fn authorize_from(
+        &self,
+        role: &str,
+        host: Option<IpAddr>,
+        topic: &TopicName,
+        access: &Access,
+    ) -> Result<bool> {
         if self.is_superuser(role) {
             return Ok(true);
         }
         let policies = self.namespace_policies(&topic.namespace).await?;
         if policies
             .as_ref()
-            .is_some_and(|p| p.auth_policies.denies(topic, role, access))
+            .is_some_and(|p| p.auth_policies.denies_from(topic, role, host, access))
         {
             return Ok(false);
         }
         if self.is_tenant_admin(role, &topic.namespace.tenant).await? {
             return Ok(true);
         }
-        Ok(policies.is_some_and(|p| p.auth_policies.allows(topic, role, access)))
+        Ok(policies.is_some_and(|p| p.auth_policies.allows_from(topic, role, host, access)))
     }
 
     pub async fn namespace_permissions(&self, namespace: &NamespaceName) -> Result<Grants> {
@@ -669,6 +1148,38 @@ impl Broker {
         Ok(())
     }
 
+    /// Adds (`add`) or removes a rule of the namespace (a prefixed, host-bound or
+    /// transactional-id Kafka ACL). Adding a rule already there, or removing one that is not, is
+    /// no change.
+    pub async fn change_acl_rule(
+        &self,
+        namespace: &NamespaceName,
+        rule: &AclRule,
+        add: bool,
+    ) -> Result<()> {
+        if add {
+            rule.check()?;
+        }
+        let mut full = false;
+        self.update_namespace_policies(namespace, |p| {
+            let rules = &mut p.auth_policies.acl_rules;
+            if !add {
+                rules.remove(rule);
+            } else if rules.len() >= ROLES_MAX && !rules.contains(rule) {
+                full = true;
+            } else {
+                rules.insert(rule.clone());
+            }
+        })
+        .await?;
+        if full {
+            return Err(Error::InvalidRequest(format!(
+                "namespace '{namespace}' already has {ROLES_MAX} ACL rules"
+            )));
+        }
+        Ok(())
+    }
+
     /// The namespace's permissions: Pulsar's auth policies, grants and deny rules.
     pub async fn auth_policies(&self, namespace: &NamespaceName) -> Result<AuthPolicies> {
         self.namespace_policies(namespace)
@@ -798,6 +1309,277 @@ mod tests {
         );
     }
 
+    fn rule(
+        resource: RuleResource,
+        pattern: RulePattern,
+        name: &str,
+        role: &str,
+        host: &str,
+        deny: bool,
+        action: RuleAction,
+    ) -> AclRule {
+        AclRule {
+            resource,
+            pattern,
+            name: name.into(),
+            role: role.into(),
+            host: host.into(),
+            deny,
+            action,
+        }
+    }
+
+    fn ip(s: &str) -> Option<IpAddr> {
+        Some(s.parse().unwrap())
+    }
+
+    #[test]
+    fn a_prefixed_rule_names_every_resource_starting_with_it() {
+        use RulePattern::*;
+        use RuleResource::*;
+        let r = rule(
+            Topic,
+            Prefixed,
+            "orders-",
+            "app",
+            "*",
+            false,
+            RuleAction::Produce,
+        );
+        assert!(r.names(Topic, "orders-eu") && r.names(Topic, "orders-"));
+        assert!(!r.names(Topic, "orders") && !r.names(Topic, "xorders-eu"));
+        assert!(
+            !r.names(Group, "orders-eu"),
+            "a topic rule does not name groups"
+        );
+        let literal = rule(Group, Literal, "g", "app", "*", false, RuleAction::Consume);
+        assert!(literal.names(Group, "g") && !literal.names(Group, "g2"));
+        let every = rule(
+            Topic,
+            Literal,
+            EVERY_NAME,
+            "app",
+            "*",
+            false,
+            RuleAction::Consume,
+        );
+        assert!(every.names(Topic, "anything"));
+        // A prefix '*' is the character, not a wildcard.
+        let star = rule(Topic, Prefixed, "*", "app", "*", false, RuleAction::Consume);
+        assert!(star.names(Topic, "*x") && !star.names(Topic, "x"));
+    }
+
+    #[test]
+    fn a_rule_of_one_host_applies_to_connections_from_that_address_only() {
+        let r = rule(
+            RuleResource::Topic,
+            RulePattern::Literal,
+            "t",
+            "app",
+            "10.0.0.1",
+            false,
+            RuleAction::Consume,
+        );
+        assert!(r.applies_to("app", ip("10.0.0.1")));
+        assert!(r.applies_to("app", ip("::ffff:10.0.0.1")), "IPv4-mapped");
+        assert!(!r.applies_to("app", ip("10.0.0.2")));
+        assert!(!r.applies_to("app", None), "an unknown address");
+        assert!(!r.applies_to("other", ip("10.0.0.1")));
+        let any_host = AclRule {
+            host: EVERY_HOST.into(),
+            ..r.clone()
+        };
+        assert!(any_host.applies_to("app", None) && any_host.applies_to("app", ip("::1")));
+        // '*' as a role: deny rules only.
+        let everyone = AclRule {
+            role: EVERY_ROLE.into(),
+            ..any_host.clone()
+        };
+        assert!(!everyone.applies_to("app", None) && everyone.check().is_err());
+        let deny_everyone = AclRule {
+            deny: true,
+            ..everyone
+        };
+        assert!(deny_everyone.applies_to("app", None) && deny_everyone.check().is_ok());
+        assert_eq!(parse_host("::FFFF:10.0.0.1").unwrap(), "10.0.0.1");
+        assert_eq!(parse_host("*").unwrap(), "*");
+        assert!(parse_host("broker.example.com").is_err());
+        assert!(AclRule {
+            host: "010.0.0.1".into(),
+            ..any_host
+        }
+        .check()
+        .is_err());
+    }
+
+    #[test]
+    fn prefixed_and_host_rules_grant_and_deny_like_the_maps() {
+        use RuleAction::*;
+        let mut p = AuthPolicies::default();
+        let t = |local: &str| topic(&format!("persistent://t/ns/{local}"));
+        let consume = Access::Consume { subscription: None };
+        let from = ip("127.0.0.1");
+        let elsewhere = ip("10.1.1.1");
+        p.acl_rules.insert(rule(
+            RuleResource::Topic,
+            RulePattern::Prefixed,
+            "orders-",
+            "app",
+            "*",
+            false,
+            All,
+        ));
+        assert!(p.allows_from(&t("orders-eu"), "app", from, &Access::Produce));
+        assert!(p.allows_from(&t("orders-eu"), "app", None, &consume));
+        assert!(p.allows_from(&t("orders-eu"), "app", from, &Access::Lookup));
+        assert!(!p.allows_from(&t("order"), "app", from, &Access::Lookup));
+        assert!(!p.allows_from(&t("orders-eu"), "app", from, &Access::Admin));
+        assert!(!p.allows_from(&t("orders-eu"), "other", from, &consume));
+        // A deny of one host, on a longer prefix: refused from that address only.
+        p.acl_rules.insert(rule(
+            RuleResource::Topic,
+            RulePattern::Prefixed,
+            "orders-eu",
+            "app",
+            "127.0.0.1",
+            true,
+            Produce,
+        ));
+        assert!(!p.allows_from(&t("orders-eu-1"), "app", from, &Access::Produce));
+        assert!(p.denies_from(&t("orders-eu-1"), "app", from, &Access::Produce));
+        assert!(p.allows_from(&t("orders-eu-1"), "app", elsewhere, &Access::Produce));
+        assert!(p.allows_from(&t("orders-eu-1"), "app", from, &consume));
+        assert!(p.allows_from(&t("orders-us"), "app", from, &Access::Produce));
+        // An allow of one host.
+        p.acl_rules.insert(rule(
+            RuleResource::Topic,
+            RulePattern::Literal,
+            "audit",
+            "reader",
+            "127.0.0.1",
+            false,
+            Consume,
+        ));
+        assert!(p.allows_from(&t("audit"), "reader", from, &consume));
+        assert!(p.allows_from(&t("audit"), "reader", from, &Access::Lookup));
+        assert!(!p.allows_from(&t("audit"), "reader", elsewhere, &consume));
+        assert!(!p.allows_from(&t("audit"), "reader", from, &Access::Produce));
+        // A deny of every role on a prefix beats a namespace grant.
+        p.namespace_auth
+            .insert("ns-user".into(), [AuthAction::Produce].into());
+        p.acl_rules.insert(rule(
+            RuleResource::Topic,
+            RulePattern::Prefixed,
+            "secret",
+            EVERY_ROLE,
+            "*",
+            true,
+            All,
+        ));
+        assert!(p.allows_from(&t("public"), "ns-user", from, &Access::Produce));
+        assert!(!p.allows_from(&t("secret-1"), "ns-user", from, &Access::Produce));
+        assert!(p.denies_from(&t("secret-1"), "app", None, &Access::Admin));
+        // Listings: the rules that name a topic, `role@host` for one host.
+        let grants = p.topic_grants(&t("orders-eu-1"));
+        assert_eq!(
+            grants["app"],
+            [AuthAction::Produce, AuthAction::Consume].into()
+        );
+        let denies = p.topic_denies(&t("orders-eu-1"));
+        assert_eq!(denies["app@127.0.0.1"], [DeniedAction::Produce].into());
+        let (ns_grants, ns_denies) = p.namespace_rules();
+        assert!(ns_grants.contains_key("app on orders-*"), "{ns_grants:?}");
+        assert!(ns_denies.contains_key("* on secret*"), "{ns_denies:?}");
+        assert!(!ns_grants.keys().any(|k| k.starts_with("reader")));
+    }
+
+    #[test]
+    fn group_and_transactional_id_rules() {
+        use RuleAction::*;
+        let mut p = AuthPolicies::default();
+        p.namespace_auth
+            .insert("app".into(), [AuthAction::Consume].into());
+        p.namespace_auth
+            .insert("other".into(), [AuthAction::Consume].into());
+        let from = ip("127.0.0.1");
+        // An allow on a group prefix lists the role: other roles are closed out of those groups.
+        p.acl_rules.insert(rule(
+            RuleResource::Group,
+            RulePattern::Prefixed,
+            "billing-",
+            "app",
+            "*",
+            false,
+            Consume,
+        ));
+        assert!(p.allows_group_from("app", from, "billing-1"));
+        assert!(!p.allows_group_from("other", from, "billing-1"));
+        assert!(p.allows_group_from("other", from, "reports"));
+        let with = |s: &str| Access::Consume {
+            subscription: Some(s.into()),
+        };
+        let t = topic("persistent://t/ns/x");
+        assert!(p.allows_from(&t, "app", from, &with("billing-1")));
+        assert!(!p.allows_from(&t, "other", from, &with("billing-1")));
+        // A deny of one host on a group prefix.
+        p.acl_rules.insert(rule(
+            RuleResource::Group,
+            RulePattern::Prefixed,
+            "billing-eu",
+            "app",
+            "127.0.0.1",
+            true,
+            All,
+        ));
+        assert!(!p.allows_group_from("app", from, "billing-eu-1"));
+        assert!(p.allows_group_from("app", ip("10.0.0.9"), "billing-eu-1"));
+        assert!(!p.allows_from(&t, "app", from, &with("billing-eu-1")));
+        // Transactional ids: an allow rule is needed; WRITE covers DESCRIBE; a deny wins.
+        assert!(!p.allows_transactional_id("app", from, "tx-1", Produce));
+        p.acl_rules.insert(rule(
+            RuleResource::TransactionalId,
+            RulePattern::Prefixed,
+            "tx-",
+            "app",
+            "*",
+            false,
+            Produce,
+        ));
+        assert!(p.allows_transactional_id("app", from, "tx-1", Produce));
+        assert!(p.allows_transactional_id("app", from, "tx-1", Lookup));
+        assert!(!p.allows_transactional_id("app", from, "ty-1", Produce));
+        p.acl_rules.insert(rule(
+            RuleResource::TransactionalId,
+            RulePattern::Literal,
+            "tx-9",
+            EVERY_ROLE,
+            "*",
+            true,
+            Produce,
+        ));
+        assert!(!p.allows_transactional_id("app", from, "tx-9", Produce));
+        assert!(p.allows_transactional_id("app", from, "tx-9", Lookup));
+        // A literal '*' names every group: a deny of every group for one role.
+        p.acl_rules.insert(rule(
+            RuleResource::Group,
+            RulePattern::Literal,
+            EVERY_NAME,
+            "other",
+            "*",
+            true,
+            Consume,
+        ));
+        assert!(!p.allows_group_from("other", from, "reports"));
+        assert!(p.allows_group_from("app", from, "billing-1"));
+        p.acl_rules.retain(|r| r.name != EVERY_NAME);
+        let (allowed, denied) = p.subscription_rules();
+        assert_eq!(allowed["billing-*"], ["app".to_string()].into());
+        assert_eq!(denied["billing-eu*"], ["app@127.0.0.1".to_string()].into());
+        // Rules round-trip through the stored JSON.
+        let json = serde_json::to_string(&p).unwrap();
+        assert_eq!(serde_json::from_str::<AuthPolicies>(&json).unwrap(), p);
+    }
+
     #[test]
     fn policies_without_deny_rules_serialize_as_before() {
         let json = serde_json::to_string(&AuthPolicies::default()).unwrap();
@@ -824,6 +1606,9 @@ mod tests {
 /// grant, a revoke, a tenant's admin roles changed) and when it holds `ACCESS_CACHE_MAX` entries.
 #[derive(Debug, Default)]
 pub struct AccessCache {
+    /// The connection's address: rules of one host apply to it (`None`: only rules of every
+    /// host).
+    host: Option<IpAddr>,
     version: u64,
     decisions: std::collections::HashMap<(TopicName, Access), bool>,
     groups: std::collections::HashMap<(NamespaceName, String), bool>,
@@ -833,6 +1618,14 @@ pub struct AccessCache {
 pub const ACCESS_CACHE_MAX: usize = 4096;
 
 impl AccessCache {
+    /// The cache of a connection from `host`.
+    pub fn for_host(host: IpAddr) -> Self {
+        Self {
+            host: Some(host),
+            ..Self::default()
+        }
+    }
+
     /// [`Broker::check_access`], answered from the cache when the permissions have not changed
     /// since the decision was taken.
     pub async fn check(
@@ -868,7 +1661,9 @@ impl AccessCache {
                 cached: true,
             });
         }
-        let allowed = broker.check_access(role, topic, access).await?;
+        let allowed = broker
+            .check_access_from(role, self.host, topic, access)
+            .await?;
         if self.decisions.len() >= ACCESS_CACHE_MAX {
             self.decisions.clear();
         }
@@ -915,7 +1710,9 @@ impl AccessCache {
                 cached: true,
             });
         }
-        let allowed = broker.check_group(role, namespace, group).await?;
+        let allowed = broker
+            .check_group_from(role, self.host, namespace, group)
+            .await?;
         if self.groups.len() >= ACCESS_CACHE_MAX {
             self.groups.clear();
         }

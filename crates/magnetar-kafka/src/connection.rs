@@ -563,7 +563,8 @@ impl Connection {
         crate::metrics::for_each_error_code(&reply.response, |code| {
             self.context.metrics.record_error(api, i32::from(code))
         });
-        if let Some(session) = reply.session {
+        if let Some(mut session) = reply.session {
+            session.host = Some(self.peer.ip());
             self.context = Arc::new(self.context.with_session(session));
             self.authenticated = true;
         }
@@ -613,7 +614,8 @@ impl Connection {
             None => Err(stop("shutting down", Duration::ZERO)),
             Some(Err(_)) => Err(self.timed_out(CloseReason::RequestReadTimeout)),
             Some(Ok(RawOutcome::Continue)) => Ok(()),
-            Some(Ok(RawOutcome::Authenticated(session))) => {
+            Some(Ok(RawOutcome::Authenticated(mut session))) => {
+                session.host = Some(self.peer.ip());
                 self.context = Arc::new(self.context.with_session(session));
                 self.authenticated = true;
                 Ok(())

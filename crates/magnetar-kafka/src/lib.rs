@@ -292,6 +292,7 @@ pub async fn serve_with_coordinator(
                                 Arc::new(context.with_session(api::Session {
                                     principal: Some(magnetar_auth::Principal { role }),
                                     default_namespace: None,
+                                    host: Some(peer.ip()),
                                 }))
                             }
                             _ => context,

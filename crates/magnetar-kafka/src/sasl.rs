@@ -385,6 +385,8 @@ impl ConnectionAuth {
         Ok(Session {
             principal: Some(authenticated.principal.clone()),
             default_namespace,
+            // The connection sets the address.
+            host: None,
         })
     }
 

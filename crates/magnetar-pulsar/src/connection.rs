@@ -237,7 +237,7 @@ pub(crate) async fn run<S>(
         consumers: HashMap::new(),
         auth: Default::default(),
         tls_peer,
-        access: Default::default(),
+        access: magnetar_broker::permissions::AccessCache::for_host(peer.ip()),
         command: 0,
     };
     let reason = conn.read_loop(&mut reader, &cancel).await;

@@ -4,25 +4,32 @@
 //! one set of rules.
 //!
 //! Mapping (everything in the client's namespace unless a topic is named by its full name):
-//! - `TOPIC` `LITERAL` `<topic>` — the topic's grants: `WRITE` is `produce`, `READ` is
+//! - `TOPIC` `LITERAL` `<topic>` host `*` — the topic's grants: `WRITE` is `produce`, `READ` is
 //!   `consume`, `ALL` both;
-//! - `TOPIC` `LITERAL` `*` — the namespace's grants (every topic of the namespace);
-//! - `GROUP` `LITERAL` `<group>` `READ` — the roles allowed to use the group (Pulsar's
-//!   subscription permission);
-//! - principal `User:<role>`, host `*`; `User:*` only in a `DENY` (every role but superusers:
-//!   Pulsar grants name roles, so an `ALLOW` for everyone has no place to go).
+//! - `TOPIC` `LITERAL` `*` host `*` — the namespace's grants (every topic of the namespace);
+//! - `GROUP` `LITERAL` `<group>` host `*` `READ` — the roles allowed to use the group (Pulsar's
+//!   subscription permission; group `*`, every group, is an ACL rule);
+//! - principal `User:<role>`; `User:*` only in a `DENY` (every role but superusers: Pulsar
+//!   grants name roles, so an `ALLOW` for everyone has no place to go).
 //!
 //! `DENY` bindings are the model's deny rules, kept beside the grants (deny overrides allow,
 //! superusers bypass): `TOPIC` `READ`, `WRITE`, `DESCRIBE` or `ALL` on a topic or on `*` refuses
 //! `consume`, `produce`, lookup or everything; `GROUP` `READ` (or `ALL`) refuses the group.
 //!
-//! What the model cannot hold is refused with INVALID_REQUEST and a message: hosts other than
-//! `*`, `PREFIXED` patterns, other operations (an allowed `DESCRIBE` follows from `READ`/`WRITE`,
-//! `CREATE`/`DELETE`/`ALTER` belong to the tenant's admin roles), other resource types
-//! (superusers are configuration). Describe and delete filters follow Kafka's rules (`MATCH`
-//! also matches the `*` bindings; `LITERAL` only the exact name; `PREFIXED` nothing, since no
-//! prefixed binding is stored). With authorization off the APIs answer SECURITY_DISABLED, as
-//! Kafka does without an authorizer; managing ACLs needs an admin of the namespace's tenant.
+//! Bindings the grant maps cannot hold are the namespace's ACL rules
+//! (`magnetar_broker::AclRule`), decided with the grants on both protocols: `PREFIXED` patterns
+//! (a binding on `orders-` applies to every topic, group or transactional id whose name starts
+//! with it), hosts other than `*` (an IP address: the binding applies to connections from it
+//! only; host names are refused), and `TRANSACTIONAL_ID` bindings (`WRITE`, `DESCRIBE`, `ALL`).
+//!
+//! What the model cannot hold is refused with INVALID_REQUEST and a message: other operations
+//! (an allowed `DESCRIBE` on a topic follows from `READ`/`WRITE`, `CREATE`/`DELETE`/`ALTER`
+//! belong to the tenant's admin roles), other resource types (superusers are configuration).
+//! Describe and delete filters follow Kafka's rules: `ANY` matches every pattern type, `LITERAL`
+//! and `PREFIXED` their own with the exact name, `MATCH` the bindings that apply to the name
+//! (literal, `*` and prefixes of it); a host filter matches that exact host. With authorization
+//! off the APIs answer SECURITY_DISABLED, as Kafka does without an authorizer; managing ACLs
+//! needs an admin of the namespace's tenant.
 
 use std::collections::BTreeSet;
 
@@ -37,8 +44,11 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
-use magnetar_broker::permissions::EVERY_ROLE;
-use magnetar_broker::{AuthAction, DeniedAction, NamespaceName, TopicName};
+use magnetar_broker::permissions::{parse_host, EVERY_HOST, EVERY_ROLE};
+use magnetar_broker::{
+    AclRule, AuthAction, DeniedAction, NamespaceName, RuleAction, RulePattern, RuleResource,
+    TopicName,
+};
 
 use super::{Context, Envelope};
 use crate::error_code;
@@ -46,6 +56,7 @@ use crate::error_code;
 const RESOURCE_ANY: i8 = 1;
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_GROUP: i8 = 3;
+const RESOURCE_TRANSACTIONAL_ID: i8 = 5;
 const PATTERN_ANY: i8 = 1;
 const PATTERN_MATCH: i8 = 2;
 const PATTERN_LITERAL: i8 = 3;
@@ -66,6 +77,13 @@ const DENIED_OPERATIONS: [(DeniedAction, i8); 4] = [
     (DeniedAction::Lookup, OP_DESCRIBE),
     (DeniedAction::All, OP_ALL),
 ];
+/// Rule actions and the Kafka operations they are shown as.
+const RULE_OPERATIONS: [(RuleAction, i8); 4] = [
+    (RuleAction::Produce, OP_WRITE),
+    (RuleAction::Consume, OP_READ),
+    (RuleAction::Lookup, OP_DESCRIBE),
+    (RuleAction::All, OP_ALL),
+];
 const WILDCARD: &str = "*";
 const USER: &str = "User:";
 
@@ -73,9 +91,12 @@ const USER: &str = "User:";
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Binding {
     resource_type: i8,
-    /// As the client names it: a topic's short name, `*`, or a group.
+    /// As the client names it: a topic's short name (or prefix), `*`, a group, a transactional
+    /// id.
     name: String,
+    pattern_type: i8,
     role: String,
+    host: String,
     operation: i8,
     permission_type: i8,
 }
@@ -85,6 +106,32 @@ enum Target {
     Namespace,
     Topic(TopicName),
     Group(String),
+    /// An ACL rule of a namespace (prefixed, of one host, or a transactional id).
+    Rule(NamespaceName, AclRule),
+}
+
+fn rule_resource(resource_type: i8) -> Option<RuleResource> {
+    match resource_type {
+        RESOURCE_TOPIC => Some(RuleResource::Topic),
+        RESOURCE_GROUP => Some(RuleResource::Group),
+        RESOURCE_TRANSACTIONAL_ID => Some(RuleResource::TransactionalId),
+        _ => None,
+    }
+}
+
+fn resource_type_of(resource: RuleResource) -> i8 {
+    match resource {
+        RuleResource::Topic => RESOURCE_TOPIC,
+        RuleResource::Group => RESOURCE_GROUP,
+        RuleResource::TransactionalId => RESOURCE_TRANSACTIONAL_ID,
+    }
+}
+
+fn operation_of(action: RuleAction) -> i8 {
+    RULE_OPERATIONS
+        .iter()
+        .find(|(a, _)| *a == action)
+        .map_or(OP_ALL, |(_, op)| *op)
 }
 
 fn refused(message: impl Into<String>) -> (i16, String) {
@@ -154,7 +201,9 @@ async fn bindings(ctx: &Context) -> Result<Vec<Binding>, (i16, String)> {
                 out.push(Binding {
                     resource_type,
                     name: name.to_string(),
+                    pattern_type: PATTERN_LITERAL,
                     role: role.to_string(),
+                    host: EVERY_HOST.to_string(),
                     operation,
                     permission_type: PERMISSION_ALLOW,
                 });
@@ -168,7 +217,9 @@ async fn bindings(ctx: &Context) -> Result<Vec<Binding>, (i16, String)> {
                 denied.push(Binding {
                     resource_type: RESOURCE_TOPIC,
                     name: name.to_string(),
+                    pattern_type: PATTERN_LITERAL,
                     role: role.to_string(),
+                    host: EVERY_HOST.to_string(),
                     operation,
                     permission_type: PERMISSION_DENY,
                 });
@@ -192,7 +243,9 @@ async fn bindings(ctx: &Context) -> Result<Vec<Binding>, (i16, String)> {
             denied.push(Binding {
                 resource_type: RESOURCE_GROUP,
                 name: group.clone(),
+                pattern_type: PATTERN_LITERAL,
                 role: role.clone(),
+                host: EVERY_HOST.to_string(),
                 operation: OP_READ,
                 permission_type: PERMISSION_DENY,
             });
@@ -211,13 +264,35 @@ async fn bindings(ctx: &Context) -> Result<Vec<Binding>, (i16, String)> {
             out.push(Binding {
                 resource_type: RESOURCE_GROUP,
                 name: group.clone(),
+                pattern_type: PATTERN_LITERAL,
                 role: role.clone(),
+                host: EVERY_HOST.to_string(),
                 operation: OP_READ,
                 permission_type: PERMISSION_ALLOW,
             });
         }
     }
     out.extend(denied);
+    // Rules of a namespace keep a topic's local name: shown as the client names it when the
+    // namespace is the client's (the only one listed).
+    for rule in &auth.acl_rules {
+        out.push(Binding {
+            resource_type: resource_type_of(rule.resource),
+            name: rule.name.clone(),
+            pattern_type: match rule.pattern {
+                RulePattern::Literal => PATTERN_LITERAL,
+                RulePattern::Prefixed => PATTERN_PREFIXED,
+            },
+            role: rule.role.clone(),
+            host: rule.host.clone(),
+            operation: operation_of(rule.action),
+            permission_type: if rule.deny {
+                PERMISSION_DENY
+            } else {
+                PERMISSION_ALLOW
+            },
+        });
+    }
     out.sort();
     Ok(out)
 }
@@ -234,22 +309,26 @@ struct Filter {
 }
 
 impl Filter {
-    /// Kafka's `AclBindingFilter` rules for the bindings stored, all `LITERAL`: `ANY` and
-    /// `LITERAL` take the exact name (or any when none is given), `MATCH` also the `*` binding
-    /// (what applies to the name), `PREFIXED` nothing.
+    /// Kafka's `ResourcePatternFilter` rules: `ANY` takes the exact name (or any when none is
+    /// given) of any pattern type; `LITERAL` and `PREFIXED` the exact name of their own type;
+    /// `MATCH` every binding that applies to the name: the literal name, the literal `*`, and
+    /// the prefixes of the name.
     fn matches_pattern(&self, b: &Binding) -> bool {
+        let exact = || self.name.as_ref().is_none_or(|n| *n == b.name);
         match self.pattern_type {
-            PATTERN_ANY | PATTERN_LITERAL => self.name.as_ref().is_none_or(|n| *n == b.name),
-            PATTERN_MATCH => self
-                .name
-                .as_ref()
-                .is_none_or(|n| *n == b.name || b.name == WILDCARD),
-            // No prefixed binding is stored.
-            PATTERN_PREFIXED => false,
+            PATTERN_ANY => exact(),
+            PATTERN_LITERAL | PATTERN_PREFIXED => b.pattern_type == self.pattern_type && exact(),
+            PATTERN_MATCH => self.name.as_ref().is_none_or(|n| match b.pattern_type {
+                PATTERN_LITERAL => *n == b.name || b.name == WILDCARD,
+                PATTERN_PREFIXED => n.starts_with(b.name.as_str()),
+                _ => false,
+            }),
             _ => false,
         }
     }
 
+    /// Kafka's `AccessControlEntryFilter` rules beside the pattern: a principal or host given
+    /// must be the binding's, an operation or permission type other than `ANY` the binding's.
     fn matches(&self, b: &Binding) -> bool {
         (self.resource_type == RESOURCE_ANY || self.resource_type == b.resource_type)
             && self.matches_pattern(b)
@@ -257,10 +336,8 @@ impl Filter {
                 .principal
                 .as_ref()
                 .is_none_or(|p| p.strip_prefix(USER) == Some(b.role.as_str()))
-            && self.host.as_ref().is_none_or(|h| h == WILDCARD)
-            && (self.operation == OP_ANY
-                || self.operation == b.operation
-                || self.operation == OP_ALL)
+            && self.host.as_ref().is_none_or(|h| *h == b.host)
+            && (self.operation == OP_ANY || self.operation == b.operation)
             && (self.permission_type == PERMISSION_ANY || self.permission_type == b.permission_type)
     }
 }
@@ -299,18 +376,22 @@ pub async fn describe(
             for b in all.iter().filter(|b| filter.matches(b)) {
                 let acl = AclDescription::default()
                     .with_principal(wire(format!("{USER}{}", b.role)))
-                    .with_host(wire(WILDCARD))
+                    .with_host(wire(b.host.clone()))
                     .with_operation(b.operation)
                     .with_permission_type(b.permission_type);
                 match resources.last_mut() {
-                    Some(r) if r.resource_type == b.resource_type && r.resource_name == *b.name => {
+                    Some(r)
+                        if r.resource_type == b.resource_type
+                            && r.resource_name == *b.name
+                            && r.pattern_type == b.pattern_type =>
+                    {
                         r.acls.push(acl)
                     }
                     _ => resources.push(
                         DescribeAclsResource::default()
                             .with_resource_type(b.resource_type)
                             .with_resource_name(wire(b.name.clone()))
-                            .with_pattern_type(PATTERN_LITERAL)
+                            .with_pattern_type(b.pattern_type)
                             .with_acls(vec![acl]),
                     ),
                 }
@@ -336,7 +417,8 @@ struct Acl<'a> {
     permission_type: i8,
 }
 
-/// Where an ACL goes, the role, and the grant or deny its operation stands for.
+/// Where an ACL goes, the role, and the grant or deny its operation stands for (for a
+/// [`Target::Rule`], the change is the rule's and only says allow or deny).
 fn target(ctx: &Context, acl: &Acl) -> Result<(Target, String, Change), (i16, String)> {
     let Acl {
         resource_type,
@@ -352,15 +434,15 @@ fn target(ctx: &Context, acl: &Acl) -> Result<(Target, String, Change), (i16, St
             "permission type {permission_type} is neither ALLOW nor DENY"
         )));
     }
-    if host != WILDCARD {
-        return Err(refused(
-            "only host '*' is supported: permissions are per role",
-        ));
+    let host = parse_host(host).map_err(|e| refused(error_code::message(&e)))?;
+    if !matches!(pattern_type, PATTERN_LITERAL | PATTERN_PREFIXED) {
+        return Err(refused(format!(
+            "pattern type {pattern_type} is neither LITERAL nor PREFIXED; name '*' with LITERAL \
+             means every resource of the namespace"
+        )));
     }
-    if pattern_type != PATTERN_LITERAL {
-        return Err(refused(
-            "only LITERAL patterns are supported; name '*' means every topic of the namespace",
-        ));
+    if name.is_empty() {
+        return Err(refused("the resource name is empty"));
     }
     let role = principal
         .strip_prefix(USER)
@@ -368,35 +450,86 @@ fn target(ctx: &Context, acl: &Acl) -> Result<(Target, String, Change), (i16, St
         .ok_or_else(|| refused(format!("principal '{principal}' is not 'User:<role>'")))?
         .to_string();
     let deny = permission_type == PERMISSION_DENY;
-    let change = match (resource_type, operation) {
-        (RESOURCE_TOPIC, op) if deny && op != OP_ANY => match DENIED_OPERATIONS
+    let action = |op: i8| {
+        RULE_OPERATIONS
             .iter()
             .find(|(_, o)| *o == op)
-        {
-            Some((action, _)) => Change::Deny([*action].into()),
-            None => {
-                return Err(refused(format!(
-                    "operation {op} cannot be denied: topics take READ, WRITE, DESCRIBE or ALL"
-                )))
-            }
-        },
-        (RESOURCE_TOPIC, OP_READ) => Change::Grant([AuthAction::Consume].into()),
-        (RESOURCE_TOPIC, OP_WRITE) => Change::Grant([AuthAction::Produce].into()),
-        (RESOURCE_TOPIC, OP_ALL) => {
-            Change::Grant([AuthAction::Produce, AuthAction::Consume].into())
-        }
-        (RESOURCE_GROUP, OP_READ | OP_ALL) if deny => Change::Deny(BTreeSet::new()),
-        (RESOURCE_GROUP, OP_READ | OP_ALL) => Change::Grant(BTreeSet::new()),
-        (RESOURCE_TOPIC | RESOURCE_GROUP, op) => {
+            .map(|(a, _)| *a)
+    };
+    // The rule action the binding stands for, per resource type and operation.
+    let rule_action = match (resource_type, operation) {
+        (RESOURCE_TOPIC, OP_READ | OP_WRITE | OP_ALL) => action(operation),
+        (RESOURCE_TOPIC, OP_DESCRIBE) if deny => action(operation),
+        (RESOURCE_GROUP, OP_READ | OP_ALL) => action(operation),
+        (RESOURCE_TRANSACTIONAL_ID, OP_WRITE | OP_DESCRIBE | OP_ALL) => action(operation),
+        (RESOURCE_TOPIC | RESOURCE_GROUP | RESOURCE_TRANSACTIONAL_ID, op) => {
             return Err(refused(format!(
-                "operation {op} cannot be granted: topics take READ, WRITE or ALL (DESCRIBE follows from them; CREATE, DELETE and ALTER belong to the tenant's admin roles), groups READ"
+                "operation {op} cannot be {}: topics take READ, WRITE or ALL (DENY also \
+                 DESCRIBE; an allowed DESCRIBE follows from READ and WRITE; CREATE, DELETE and \
+                 ALTER belong to the tenant's admin roles), groups READ or ALL, transactional \
+                 ids WRITE, DESCRIBE or ALL",
+                if deny { "denied" } else { "granted" }
             )))
         }
         (other, _) => {
             return Err(refused(format!(
-                "resource type {other} cannot be granted: only TOPIC and GROUP map to Pulsar permissions"
+                "resource type {other} cannot be granted: only TOPIC, GROUP and \
+                 TRANSACTIONAL_ID map to Pulsar permissions"
             )))
         }
+    };
+    let Some(rule_action) = rule_action else {
+        return Err(refused(format!("operation {operation} is not known")));
+    };
+    // Group `*` is Kafka's wildcard (every group): a rule, since a subscription permission
+    // named `*` is a subscription of that name.
+    let in_maps = pattern_type == PATTERN_LITERAL
+        && host == EVERY_HOST
+        && (resource_type == RESOURCE_TOPIC
+            || (resource_type == RESOURCE_GROUP && name != WILDCARD));
+    if !in_maps {
+        let Some(resource) = rule_resource(resource_type) else {
+            return Err(refused(format!(
+                "resource type {resource_type} is not known"
+            )));
+        };
+        let pattern = if pattern_type == PATTERN_PREFIXED {
+            RulePattern::Prefixed
+        } else {
+            RulePattern::Literal
+        };
+        // A topic rule lives in the topic's namespace (the client's unless the name is full),
+        // under the local name or prefix; group and transactional-id rules in the client's.
+        let (namespace, name) = match resource {
+            RuleResource::Topic if !(pattern == RulePattern::Literal && name == WILDCARD) => {
+                let topic = ctx
+                    .parse_topic(name)
+                    .map_err(|e| (error_code::code(&e), error_code::message(&e)))?;
+                (topic.namespace, topic.local)
+            }
+            _ => (ctx.default_namespace().clone(), name.to_string()),
+        };
+        let rule = AclRule {
+            resource,
+            pattern,
+            name,
+            role: role.clone(),
+            host,
+            deny,
+            action: rule_action,
+        };
+        let change = if deny {
+            Change::Deny(BTreeSet::new())
+        } else {
+            Change::Grant(BTreeSet::new())
+        };
+        return Ok((Target::Rule(namespace, rule), role, change));
+    }
+    let change = match (resource_type, rule_action) {
+        (RESOURCE_TOPIC, action) if deny => Change::Deny([action.denied()].into()),
+        (RESOURCE_TOPIC, action) => Change::Grant(action.granted().iter().copied().collect()),
+        (_, _) if deny => Change::Deny(BTreeSet::new()),
+        (_, _) => Change::Grant(BTreeSet::new()),
     };
     let target = match resource_type {
         RESOURCE_GROUP => Target::Group(name.to_string()),
@@ -412,6 +545,7 @@ fn target(ctx: &Context, acl: &Acl) -> Result<(Target, String, Change), (i16, St
 fn namespace_of<'a>(ctx: &'a Context, target: &'a Target) -> &'a NamespaceName {
     match target {
         Target::Topic(topic) => &topic.namespace,
+        Target::Rule(namespace, _) => namespace,
         _ => ctx.default_namespace(),
     }
 }
@@ -426,6 +560,7 @@ async fn apply(
 ) -> Result<(), magnetar_broker::Error> {
     let broker = &ctx.broker;
     match (change, target) {
+        (_, Target::Rule(namespace, rule)) => broker.change_acl_rule(namespace, rule, add).await,
         (Change::Grant(actions), _) => apply_grant(ctx, target, role, actions, add).await,
         (Change::Deny(actions), Target::Namespace) => {
             broker
@@ -501,6 +636,7 @@ async fn apply_grant(
                 broker.revoke_subscription_permission(ns, group, role).await
             }
         }
+        Target::Rule(namespace, rule) => broker.change_acl_rule(namespace, rule, grant).await,
     }
 }
 
@@ -576,9 +712,9 @@ pub async fn delete(
                     let mut acl = DeleteAclsMatchingAcl::default()
                         .with_resource_type(b.resource_type)
                         .with_resource_name(wire(b.name.clone()))
-                        .with_pattern_type(PATTERN_LITERAL)
+                        .with_pattern_type(b.pattern_type)
                         .with_principal(wire(format!("{USER}{}", b.role)))
-                        .with_host(wire(WILDCARD))
+                        .with_host(wire(b.host.clone()))
                         .with_operation(b.operation)
                         .with_permission_type(b.permission_type);
                     let principal = format!("{USER}{}", b.role);
@@ -587,9 +723,9 @@ pub async fn delete(
                         &Acl {
                             resource_type: b.resource_type,
                             name: &b.name,
-                            pattern_type: PATTERN_LITERAL,
+                            pattern_type: b.pattern_type,
                             principal: &principal,
-                            host: WILDCARD,
+                            host: &b.host,
                             operation: b.operation,
                             permission_type: b.permission_type,
                         },
@@ -626,9 +762,71 @@ mod tests {
         Binding {
             resource_type: RESOURCE_TOPIC,
             name: name.into(),
+            pattern_type: PATTERN_LITERAL,
             role: "app".into(),
+            host: EVERY_HOST.into(),
             operation,
             permission_type,
+        }
+    }
+
+    fn prefixed(name: &str, host: &str) -> Binding {
+        Binding {
+            pattern_type: PATTERN_PREFIXED,
+            host: host.into(),
+            ..binding(name, OP_READ, PERMISSION_ALLOW)
+        }
+    }
+
+    #[test]
+    fn filters_match_prefixed_bindings_as_kafka_does() {
+        let orders = prefixed("orders-", "*");
+        let order = prefixed("order", "10.0.0.1");
+        let literal = binding("orders-eu", OP_READ, PERMISSION_ALLOW);
+        let wildcard = binding(WILDCARD, OP_READ, PERMISSION_ALLOW);
+        // MATCH on a name: every binding that applies to it.
+        let m = filter(Some("orders-eu"), PATTERN_MATCH, PERMISSION_ANY);
+        for b in [&orders, &order, &literal, &wildcard] {
+            assert!(m.matches(b), "{b:?}");
+        }
+        let m = filter(Some("ord"), PATTERN_MATCH, PERMISSION_ANY);
+        assert!(!m.matches(&orders) && !m.matches(&order) && m.matches(&wildcard));
+        // PREFIXED: prefixed bindings of that exact name only; LITERAL: literal ones only.
+        let p = filter(Some("orders-"), PATTERN_PREFIXED, PERMISSION_ANY);
+        assert!(p.matches(&orders) && !p.matches(&order) && !p.matches(&literal));
+        let p = filter(None, PATTERN_PREFIXED, PERMISSION_ANY);
+        assert!(p.matches(&orders) && p.matches(&order) && !p.matches(&wildcard));
+        let l = filter(Some("orders-"), PATTERN_LITERAL, PERMISSION_ANY);
+        assert!(!l.matches(&orders));
+        // ANY: the exact name, whatever the pattern type.
+        let a = filter(Some("orders-"), PATTERN_ANY, PERMISSION_ANY);
+        assert!(a.matches(&orders) && !a.matches(&order) && !a.matches(&literal));
+        // A host filter matches that exact host ('*' only the bindings of every host).
+        let mut h = filter(None, PATTERN_ANY, PERMISSION_ANY);
+        h.host = Some("10.0.0.1".into());
+        assert!(h.matches(&order) && !h.matches(&orders));
+        h.host = Some("*".into());
+        assert!(!h.matches(&order) && h.matches(&orders));
+    }
+
+    #[test]
+    fn an_operation_filter_other_than_any_matches_that_operation_only() {
+        let all = binding("t", OP_ALL, PERMISSION_DENY);
+        let write = binding("t", OP_WRITE, PERMISSION_DENY);
+        let mut f = filter(None, PATTERN_ANY, PERMISSION_ANY);
+        f.operation = OP_ALL;
+        assert!(
+            f.matches(&all) && !f.matches(&write),
+            "Kafka: ALL is not ANY"
+        );
+        f.operation = OP_ANY;
+        assert!(f.matches(&all) && f.matches(&write));
+    }
+
+    #[test]
+    fn rule_operations_round_trip() {
+        for (action, op) in RULE_OPERATIONS {
+            assert_eq!(operation_of(action), op);
         }
     }
 

@@ -62,6 +62,8 @@ pub struct Session {
     /// Where bare topic names resolve for this client (KoP: the PLAIN username's tenant or
     /// tenant/namespace); `None` is the broker's default namespace.
     pub default_namespace: Option<magnetar_broker::NamespaceName>,
+    /// The client's address: ACL rules of one host apply to it. Set by the connection.
+    pub host: Option<std::net::IpAddr>,
 }
 
 impl Context {
@@ -88,9 +90,13 @@ impl Context {
 
     /// This context for a connection that authenticated.
     pub fn with_session(&self, session: Session) -> Self {
+        let access = match session.host {
+            Some(host) => AccessCache::for_host(host),
+            None => AccessCache::default(),
+        };
         Self {
             session,
-            access: Arc::default(),
+            access: Arc::new(tokio::sync::Mutex::new(access)),
             ..self.clone()
         }
     }
@@ -210,27 +216,46 @@ impl Context {
     }
 
     /// [`Context::group_allowed`] as a Kafka error: GROUP_AUTHORIZATION_FAILED.
-    /// Kafka's TRANSACTIONAL_ID resource, mapped onto the produce permission on the client's
-    /// default namespace (a namespace-level grant: a grant on one topic does not cover it).
+    /// Kafka's TRANSACTIONAL_ID resource: refused by a DENY rule on the id (deny overrides);
+    /// allowed by an ALLOW rule on it (LITERAL or PREFIXED, as CreateAcls stores them) or by the
+    /// produce permission on the client's default namespace (a namespace-level grant: a grant
+    /// on one topic does not cover it).
     pub async fn authorize_transactional_id(&self, transactional_id: &str) -> Result<(), i16> {
         if !self.broker.authorization_enabled() {
             return Ok(());
         }
         let refused = kafka_protocol::ResponseError::TransactionalIdAuthorizationFailed.code();
-        // No topic has this name (`__` names are internal); it stands for "any topic of the
-        // namespace", so only namespace-wide produce grants allow it.
-        let Ok(topic) = TopicName::new(self.default_namespace().clone(), "__transactional_id")
-        else {
-            return Err(refused);
-        };
-        if self.decide(&topic, &Access::Produce, false).await {
+        let (role, host, namespace) = (
+            self.role(),
+            self.session.host,
+            self.default_namespace().clone(),
+        );
+        let wanted = magnetar_broker::RuleAction::Produce;
+        let denied = self
+            .broker
+            .transactional_id_denied(role, host, &namespace, transactional_id, wanted)
+            .await
+            .unwrap_or(true);
+        let allowed = !denied
+            && (self
+                .broker
+                .check_transactional_id(role, host, &namespace, transactional_id, wanted)
+                .await
+                .unwrap_or(false)
+                || match TopicName::new(namespace.clone(), "__transactional_id") {
+                    // No topic has this name (`__` names are internal); it stands for "any
+                    // topic of the namespace", so only namespace-wide produce grants allow it.
+                    Ok(topic) => self.decide(&topic, &Access::Produce, false).await,
+                    Err(_) => false,
+                });
+        if allowed {
             Ok(())
         } else {
             tracing::warn!(
-                role = self.role().unwrap_or("<none>"),
+                role = role.unwrap_or("<none>"),
                 transactional_id,
-                namespace = %self.default_namespace(),
-                "kafka transactional id refused: no produce permission on the namespace"
+                namespace = %namespace,
+                "kafka transactional id refused: a deny rule, or no allow rule and no produce permission on the namespace"
             );
             Err(refused)
         }
