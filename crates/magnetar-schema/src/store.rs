@@ -233,6 +233,14 @@ fn metadata_error(e: MetadataError) -> SchemaError {
     SchemaError::Broker(e.into())
 }
 
+impl std::fmt::Debug for SchemaStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SchemaStore")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
 impl SchemaStore {
     pub fn new(broker: Arc<Broker>, config: SchemaConfig) -> Self {
         SchemaStore { broker, config }

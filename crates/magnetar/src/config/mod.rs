@@ -16,6 +16,7 @@ mod cleaner;
 mod cluster;
 mod groups;
 mod http;
+mod schema_registry;
 mod kafka;
 mod pulsar;
 mod server;
@@ -37,6 +38,7 @@ pub use cleaner::CleanerSection;
 pub use cluster::ClusterSection;
 pub use groups::GroupsSection;
 pub use http::HttpSection;
+pub use schema_registry::SchemaRegistrySection;
 pub use kafka::{KafkaListener, KafkaSection};
 pub use pulsar::PulsarSection;
 pub use server::{BrokerSection, ServerConfig};
@@ -58,6 +60,7 @@ pub struct Config {
     pub auth: AuthSection,
     pub tls: TlsSection,
     pub cluster: ClusterSection,
+    pub schema_registry: SchemaRegistrySection,
 }
 
 impl Default for Config {
@@ -75,6 +78,7 @@ impl Default for Config {
             auth: AuthSection::default(),
             tls: TlsSection::default(),
             cluster: ClusterSection::default(),
+            schema_registry: SchemaRegistrySection::default(),
         }
     }
 }
@@ -87,6 +91,8 @@ pub struct FlagOverrides {
     pub kafka_port: Option<u16>,
     pub pulsar_port: Option<u16>,
     pub http_port: Option<u16>,
+    /// Turns the schema registry listener on, on this port.
+    pub schema_registry_port: Option<u16>,
     pub advertised_host: Option<String>,
     pub object_store: Option<String>,
     pub metadata_store: Option<String>,
@@ -172,7 +178,17 @@ impl Config {
                 .map_err(|reason| err(format!("{name}: {reason}")))?;
             set(&mut root, &section, &key, value);
         }
-        let flag_values: [(&str, &str, Option<Value>); 8] = [
+        let flag_values: [(&str, &str, Option<Value>); 10] = [
+            (
+                "schema_registry",
+                "port",
+                flags.schema_registry_port.map(|p| Value::Integer(p.into())),
+            ),
+            (
+                "schema_registry",
+                "enabled",
+                flags.schema_registry_port.map(|_| Value::Boolean(true)),
+            ),
             (
                 "cluster",
                 "metadata_store",
@@ -245,6 +261,7 @@ impl Config {
         self.validate_pulsar()?;
         self.validate_groups()?;
         self.validate_cluster()?;
+        self.validate_schema_registry()?;
         self.validate_http()
     }
 }
