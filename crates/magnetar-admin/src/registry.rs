@@ -324,18 +324,21 @@ fn version_selector(text: &str) -> RegistryResult<VersionSelector> {
         })
 }
 
+/// Query flags; values as Confluent's clients send them (`true`, `True`, `false`, ...).
 #[derive(Deserialize)]
 struct Flags {
     #[serde(default)]
-    deleted: Option<bool>,
+    deleted: Option<String>,
     #[serde(default)]
-    permanent: Option<bool>,
+    permanent: Option<String>,
     #[serde(default)]
-    verbose: Option<bool>,
+    verbose: Option<String>,
     #[serde(default, rename = "defaultToGlobal")]
-    default_to_global: Option<bool>,
-    #[serde(default)]
-    subject: Option<String>,
+    default_to_global: Option<String>,
+}
+
+fn on(flag: &Option<String>) -> bool {
+    flag.as_deref().is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
 fn schema_fields(schema: &Schema) -> serde_json::Map<String, Value> {
@@ -441,7 +444,7 @@ async fn list_subjects(
 ) -> RegistryResult {
     let subjects = state
         .schemas
-        .subjects(flags.deleted == Some(true))
+        .subjects(on(&flags.deleted))
         .await
         .map_err(registry_error)?;
     let names: Vec<String> = subjects
@@ -459,7 +462,7 @@ async fn list_versions(
     let subject = subject(&state.schemas, &name)?;
     let versions = state
         .schemas
-        .versions(&subject, flags.deleted == Some(true))
+        .versions(&subject, on(&flags.deleted))
         .await
         .map_err(registry_error)?
         .filter(|v| !v.is_empty())
@@ -492,7 +495,7 @@ async fn lookup(
     let schema = schema_of(&state.schemas, body(&bytes)?)?;
     if state
         .schemas
-        .versions(&subject, flags.deleted == Some(true))
+        .versions(&subject, on(&flags.deleted))
         .await
         .map_err(registry_error)?
         .is_none()
@@ -556,7 +559,7 @@ async fn get_version(
     Path((name, version)): Path<(String, String)>,
     Query(flags): Query<Flags>,
 ) -> RegistryResult {
-    let stored = stored_version(&state, &name, &version, flags.deleted == Some(true)).await?;
+    let stored = stored_version(&state, &name, &version, on(&flags.deleted)).await?;
     ok(version_json(&name, &stored))
 }
 
@@ -565,7 +568,7 @@ async fn get_raw_version(
     Path((name, version)): Path<(String, String)>,
     Query(flags): Query<Flags>,
 ) -> RegistryResult {
-    let stored = stored_version(&state, &name, &version, flags.deleted == Some(true)).await?;
+    let stored = stored_version(&state, &name, &version, on(&flags.deleted)).await?;
     Ok(raw(stored.schema))
 }
 
@@ -600,7 +603,7 @@ async fn delete_subject(
     Query(flags): Query<Flags>,
 ) -> RegistryResult {
     let subject = subject(&state.schemas, &name)?;
-    let permanent = flags.permanent == Some(true);
+    let permanent = on(&flags.permanent);
     match state.schemas.delete_subject(&subject, permanent).await {
         Ok(versions) => ok(json!(versions)),
         Err(SchemaError::SubjectNotFound(m)) if m.ends_with("(soft-deleted)") => Err(
@@ -617,7 +620,7 @@ async fn delete_version(
 ) -> RegistryResult {
     let subject = subject(&state.schemas, &name)?;
     let selector = version_selector(&version)?;
-    let permanent = flags.permanent == Some(true);
+    let permanent = on(&flags.permanent);
     match state
         .schemas
         .delete_version(&subject, selector, permanent)
@@ -672,7 +675,7 @@ async fn compatibility_with_version(
     Query(flags): Query<Flags>,
     bytes: Bytes,
 ) -> RegistryResult {
-    compatibility(&state, &name, Some(&version), flags.verbose == Some(true), &bytes).await
+    compatibility(&state, &name, Some(&version), on(&flags.verbose), &bytes).await
 }
 
 async fn compatibility_with_all(
@@ -681,7 +684,7 @@ async fn compatibility_with_all(
     Query(flags): Query<Flags>,
     bytes: Bytes,
 ) -> RegistryResult {
-    compatibility(&state, &name, None, flags.verbose == Some(true), &bytes).await
+    compatibility(&state, &name, None, on(&flags.verbose), &bytes).await
 }
 
 #[derive(Deserialize)]
@@ -728,7 +731,7 @@ async fn get_subject_config(
         .map_err(registry_error)?;
     let level = match own {
         Some(level) => level,
-        None if flags.default_to_global == Some(true) => state
+        None if on(&flags.default_to_global) => state
             .schemas
             .effective_compatibility(&subject)
             .await
@@ -817,7 +820,7 @@ async fn get_subject_mode(
     let own = state.schemas.subject_mode(&subject).await.map_err(registry_error)?;
     let mode = match own {
         Some(mode) => mode,
-        None if flags.default_to_global == Some(true) || flags.subject.is_some() => {
+        None if on(&flags.default_to_global) => {
             state.schemas.global_mode().await.map_err(registry_error)?
         }
         None => {
