@@ -635,7 +635,14 @@ pub async fn serve_registry(
     if let Some(registry) = &metrics {
         registry.register_protocol(counters.clone());
     }
-    server::serve(listener, registry_router(services), limits, counters, shutdown).await
+    server::serve(
+        listener,
+        registry_router(services),
+        limits,
+        counters,
+        shutdown,
+    )
+    .await
 }
 
 /// Most TLS handshakes in progress at once on the HTTPS port; more connections wait in the

@@ -85,10 +85,12 @@ fn registry_error(err: SchemaError) -> RegistryError {
         SchemaError::NotSoftDeleted(_) => (StatusCode::NOT_FOUND, 40405),
         SchemaError::Referenced(_) => (StatusCode::UNPROCESSABLE_ENTITY, 42206),
         SchemaError::ReadOnly(_) => (StatusCode::UNPROCESSABLE_ENTITY, 42205),
-        SchemaError::Broker(e) => match e {
-            magnetar_broker::Error::InvalidName(_) => (StatusCode::UNPROCESSABLE_ENTITY, 42202),
-            _ => (StatusCode::INTERNAL_SERVER_ERROR, 50001),
-        },
+        SchemaError::Broker(magnetar_broker::Error::InvalidName(_)) => {
+            (StatusCode::UNPROCESSABLE_ENTITY, 42202)
+        }
+        // The metadata store or a namespace lookup failing: Confluent's "error in the backend
+        // data store".
+        SchemaError::Broker(_) => (StatusCode::INTERNAL_SERVER_ERROR, 50001),
     };
     RegistryError::new(status, code, err.to_string())
 }
@@ -160,9 +162,7 @@ pub fn registry_router(services: RegistryServices) -> Router {
                 .put(put_subject_mode)
                 .delete(delete_subject_mode),
         )
-        .fallback(|| async {
-            RegistryError::new(StatusCode::NOT_FOUND, 404, "no such endpoint")
-        })
+        .fallback(|| async { RegistryError::new(StatusCode::NOT_FOUND, 404, "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             RegistryError::new(StatusCode::METHOD_NOT_ALLOWED, 405, "method not allowed")
         })
@@ -261,8 +261,13 @@ struct ReferenceBody {
 
 /// Parses a request body (Confluent accepts its own content type, JSON, or none).
 fn body<T: serde::de::DeserializeOwned>(bytes: &Bytes) -> RegistryResult<T> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| RegistryError::new(StatusCode::BAD_REQUEST, 400, format!("malformed request body: {e}")))
+    serde_json::from_slice(bytes).map_err(|e| {
+        RegistryError::new(
+            StatusCode::BAD_REQUEST,
+            400,
+            format!("malformed request body: {e}"),
+        )
+    })
 }
 
 fn schema_of(store: &SchemaStore, body: SchemaBody) -> RegistryResult<Schema> {
@@ -294,7 +299,9 @@ fn schema_of(store: &SchemaStore, body: SchemaBody) -> RegistryResult<Schema> {
         let version = u32::try_from(r.version)
             .ok()
             .filter(|v| *v >= 1)
-            .ok_or_else(|| RegistryError::unprocessable(42202, "a reference's version is at least 1"))?;
+            .ok_or_else(|| {
+                RegistryError::unprocessable(42202, "a reference's version is at least 1")
+            })?;
         schema.references.push(SchemaReference {
             name: r.name,
             subject: r.subject,
@@ -338,14 +345,18 @@ struct Flags {
 }
 
 fn on(flag: &Option<String>) -> bool {
-    flag.as_deref().is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    flag.as_deref()
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
 fn schema_fields(schema: &Schema) -> serde_json::Map<String, Value> {
     let mut out = serde_json::Map::new();
     out.insert("schema".into(), Value::String(schema.text()));
     if schema.kind != SchemaType::Avro {
-        out.insert("schemaType".into(), Value::String(schema.kind.name().into()));
+        out.insert(
+            "schemaType".into(),
+            Value::String(schema.kind.name().into()),
+        );
     }
     if !schema.references.is_empty() {
         out.insert(
@@ -416,7 +427,11 @@ async fn subjects_of_id(
     Path(id): Path<u64>,
 ) -> RegistryResult {
     by_id(&state, id).await?;
-    let found = state.schemas.subjects_of_id(id).await.map_err(registry_error)?;
+    let found = state
+        .schemas
+        .subjects_of_id(id)
+        .await
+        .map_err(registry_error)?;
     let mut names: Vec<String> = found
         .iter()
         .map(|(s, _)| state.schemas.subject_name(s))
@@ -430,7 +445,11 @@ async fn versions_of_id(
     Path(id): Path<u64>,
 ) -> RegistryResult {
     by_id(&state, id).await?;
-    let found = state.schemas.subjects_of_id(id).await.map_err(registry_error)?;
+    let found = state
+        .schemas
+        .subjects_of_id(id)
+        .await
+        .map_err(registry_error)?;
     let out: Vec<Value> = found
         .iter()
         .map(|(s, v)| json!({"subject": state.schemas.subject_name(s), "version": v}))
@@ -467,7 +486,10 @@ async fn list_versions(
         .map_err(registry_error)?
         .filter(|v| !v.is_empty())
         .ok_or_else(|| registry_error(SchemaError::SubjectNotFound(name)))?;
-    ok(json!(versions.iter().map(|v| v.version).collect::<Vec<_>>()))
+    ok(json!(versions
+        .iter()
+        .map(|v| v.version)
+        .collect::<Vec<_>>()))
 }
 
 async fn register(
@@ -581,7 +603,12 @@ async fn referenced_by(
     let store = &state.schemas;
     let mut ids = Vec::new();
     for s in store.subjects(false).await.map_err(registry_error)? {
-        for v in store.versions(&s, false).await.map_err(registry_error)?.unwrap_or_default() {
+        for v in store
+            .versions(&s, false)
+            .await
+            .map_err(registry_error)?
+            .unwrap_or_default()
+        {
             let Some(schema) = store.schema_by_id(v.id).await.map_err(registry_error)? else {
                 continue;
             };
@@ -606,9 +633,15 @@ async fn delete_subject(
     let permanent = on(&flags.permanent);
     match state.schemas.delete_subject(&subject, permanent).await {
         Ok(versions) => ok(json!(versions)),
-        Err(SchemaError::SubjectNotFound(m)) if m.ends_with("(soft-deleted)") => Err(
-            RegistryError::new(StatusCode::NOT_FOUND, 40404, format!("Subject '{name}' was soft deleted. Set permanent=true to delete permanently")),
-        ),
+        Err(SchemaError::SubjectNotFound(m)) if m.ends_with("(soft-deleted)") => {
+            Err(RegistryError::new(
+                StatusCode::NOT_FOUND,
+                40404,
+                format!(
+                    "Subject '{name}' was soft deleted. Set permanent=true to delete permanently"
+                ),
+            ))
+        }
         Err(e) => Err(registry_error(e)),
     }
 }
@@ -627,8 +660,16 @@ async fn delete_version(
         .await
     {
         Ok(v) => ok(json!(v)),
-        Err(SchemaError::VersionNotFound { version, .. }) if version.ends_with("(soft-deleted)") => {
-            Err(RegistryError::new(StatusCode::NOT_FOUND, 40406, format!("Subject '{name}' Version {version}. Set permanent=true to delete permanently")))
+        Err(SchemaError::VersionNotFound { version, .. })
+            if version.ends_with("(soft-deleted)") =>
+        {
+            Err(RegistryError::new(
+                StatusCode::NOT_FOUND,
+                40406,
+                format!(
+                    "Subject '{name}' Version {version}. Set permanent=true to delete permanently"
+                ),
+            ))
         }
         Err(SchemaError::NotSoftDeleted(m)) => {
             Err(RegistryError::new(StatusCode::NOT_FOUND, 40407, m))
@@ -707,7 +748,10 @@ async fn get_global_config(State(state): State<Arc<RegistryState>>) -> RegistryR
     ok(json!({"compatibilityLevel": level.name()}))
 }
 
-async fn put_global_config(State(state): State<Arc<RegistryState>>, bytes: Bytes) -> RegistryResult {
+async fn put_global_config(
+    State(state): State<Arc<RegistryState>>,
+    bytes: Bytes,
+) -> RegistryResult {
     let config: ConfigBody = body(&bytes)?;
     let level = level(&config.compatibility)?;
     state
@@ -817,7 +861,11 @@ async fn get_subject_mode(
     Query(flags): Query<Flags>,
 ) -> RegistryResult {
     let subject = subject(&state.schemas, &name)?;
-    let own = state.schemas.subject_mode(&subject).await.map_err(registry_error)?;
+    let own = state
+        .schemas
+        .subject_mode(&subject)
+        .await
+        .map_err(registry_error)?;
     let mode = match own {
         Some(mode) => mode,
         None if on(&flags.default_to_global) => {

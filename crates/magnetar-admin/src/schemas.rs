@@ -311,7 +311,10 @@ pub async fn remove_strategy(
     Path((tenant, ns)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let namespace = crate::topics::namespace(&tenant, &ns)?;
-    update(&state, &namespace, |p| p.schema_compatibility_strategy = None).await
+    update(&state, &namespace, |p| {
+        p.schema_compatibility_strategy = None
+    })
+    .await
 }
 
 pub async fn get_auto_update(

@@ -394,9 +394,7 @@ impl Connection {
             Some(Type::Seek) => self.on_seek(command).await,
             Some(Type::GetLastMessageId) => self.on_get_last_message_id(command).await,
             Some(Type::GetSchema) => Box::pin(self.on_get_schema(command)).await,
-            Some(Type::GetOrCreateSchema) => {
-                Box::pin(self.on_get_or_create_schema(command)).await
-            }
+            Some(Type::GetOrCreateSchema) => Box::pin(self.on_get_or_create_schema(command)).await,
             _ => self.on_unsupported(command),
         }
     }

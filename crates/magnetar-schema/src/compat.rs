@@ -46,7 +46,10 @@ pub fn check_schema(schema: &Schema, references: &[Schema]) -> Result<Checked> {
     let parsed = parse(schema.kind, &schema.data, &schema.properties, references)?;
     let mut normalized = normalize(schema.kind, &schema.data);
     for r in &schema.references {
-        normalized.push_str(&format!("\u{0}{}\u{0}{}\u{0}{}", r.name, r.subject, r.version));
+        normalized.push_str(&format!(
+            "\u{0}{}\u{0}{}\u{0}{}",
+            r.name, r.subject, r.version
+        ));
     }
     Ok(Checked {
         kind: schema.kind,
@@ -167,7 +170,10 @@ pub fn split_key_value(data: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
     Ok((key, value))
 }
 
-fn key_value(data: &[u8], properties: &std::collections::BTreeMap<String, String>) -> Result<Parsed> {
+fn key_value(
+    data: &[u8],
+    properties: &std::collections::BTreeMap<String, String>,
+) -> Result<Parsed> {
     let (key, value) = split_key_value(data)?;
     let half = |name: &str, bytes: &[u8]| -> Result<Parsed> {
         let kind = match properties.get(&format!("{name}.schema.type")) {
@@ -176,7 +182,9 @@ fn key_value(data: &[u8], properties: &std::collections::BTreeMap<String, String
             None => SchemaType::None,
         };
         if kind == SchemaType::KeyValue {
-            return Err(invalid("a KeyValue schema cannot nest another KeyValue schema"));
+            return Err(invalid(
+                "a KeyValue schema cannot nest another KeyValue schema",
+            ));
         }
         parse(kind, bytes, &Default::default(), &[])
     };
@@ -237,14 +245,16 @@ fn json_can_read(writer: &Value, reader: &Value, at: &str) -> std::result::Resul
     let types = |v: &serde_json::Map<String, Value>| -> Option<BTreeSet<String>> {
         match v.get("type")? {
             Value::String(s) => Some(BTreeSet::from([s.clone()])),
-            Value::Array(a) => Some(a.iter().filter_map(|t| t.as_str().map(String::from)).collect()),
+            Value::Array(a) => Some(
+                a.iter()
+                    .filter_map(|t| t.as_str().map(String::from))
+                    .collect(),
+            ),
             _ => None,
         }
     };
     if let (Some(wt), Some(rt)) = (types(w), types(r)) {
-        let widened = |t: &String| {
-            rt.contains(t) || (t == "integer" && rt.contains("number"))
-        };
+        let widened = |t: &String| rt.contains(t) || (t == "integer" && rt.contains("number"));
         if let Some(missing) = wt.iter().find(|t| !widened(t)) {
             return Err(format!("{at}: the reader does not accept type '{missing}'"));
         }
@@ -252,7 +262,11 @@ fn json_can_read(writer: &Value, reader: &Value, at: &str) -> std::result::Resul
     let required = |v: &serde_json::Map<String, Value>| -> BTreeSet<String> {
         v.get("required")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let (wr, rr) = (required(w), required(r));

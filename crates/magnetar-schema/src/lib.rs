@@ -30,5 +30,7 @@ pub fn pulsar_version(version: u32) -> i64 {
 
 /// The subject version of a Pulsar version number, if it is one.
 pub fn from_pulsar_version(version: i64) -> Option<u32> {
-    u32::try_from(version.checked_add(1)?).ok().filter(|v| *v >= 1)
+    u32::try_from(version.checked_add(1)?)
+        .ok()
+        .filter(|v| *v >= 1)
 }

@@ -394,7 +394,10 @@ impl SchemaStore {
 
     /// A subject's own mode, if it has one.
     pub async fn subject_mode(&self, subject: &Subject) -> Result<Option<Mode>> {
-        Ok(self.subject_record(subject).await?.and_then(|(r, _)| r.mode))
+        Ok(self
+            .subject_record(subject)
+            .await?
+            .and_then(|(r, _)| r.mode))
     }
 
     pub async fn set_subject_compatibility(
@@ -528,9 +531,17 @@ impl SchemaStore {
             }
         }
         let topics_root = format!("{ROOT}/topics");
-        for tenant in md.list_children(&topics_root).await.map_err(metadata_error)? {
+        for tenant in md
+            .list_children(&topics_root)
+            .await
+            .map_err(metadata_error)?
+        {
             let tenant_key = format!("{topics_root}/{tenant}");
-            for ns in md.list_children(&tenant_key).await.map_err(metadata_error)? {
+            for ns in md
+                .list_children(&tenant_key)
+                .await
+                .map_err(metadata_error)?
+            {
                 let ns_key = format!("{tenant_key}/{ns}");
                 for topic in md.list_children(&ns_key).await.map_err(metadata_error)? {
                     let topic_key = format!("{ns_key}/{topic}");
@@ -598,8 +609,12 @@ impl SchemaStore {
         let mut ordered: Vec<Schema> = Vec::new();
         let mut done: BTreeSet<(String, u32)> = BTreeSet::new();
         // Depth-first with an explicit stack: (reference, children expanded?).
-        let mut stack: Vec<(crate::types::SchemaReference, bool)> =
-            schema.references.iter().rev().map(|r| (r.clone(), false)).collect();
+        let mut stack: Vec<(crate::types::SchemaReference, bool)> = schema
+            .references
+            .iter()
+            .rev()
+            .map(|r| (r.clone(), false))
+            .collect();
         let mut path: Vec<(String, u32)> = Vec::new();
         while let Some((reference, expanded)) = stack.pop() {
             let key = (reference.subject.clone(), reference.version);
@@ -651,7 +666,10 @@ impl SchemaStore {
     }
 
     /// The checked live versions of a subject, oldest first.
-    async fn checked_versions(&self, record: &SubjectRecord) -> Result<Vec<(VersionEntry, Checked)>> {
+    async fn checked_versions(
+        &self,
+        record: &SubjectRecord,
+    ) -> Result<Vec<(VersionEntry, Checked)>> {
         let mut out = Vec::new();
         for entry in record.versions.iter().filter(|v| !v.deleted) {
             let schema = self
@@ -986,7 +1004,9 @@ impl SchemaStore {
             return Ok(record.versions.iter().map(|v| v.version).collect());
         }
         if record.versions.iter().all(|v| v.deleted) {
-            return Err(SchemaError::SubjectNotFound(format!("{name} (soft-deleted)")));
+            return Err(SchemaError::SubjectNotFound(format!(
+                "{name} (soft-deleted)"
+            )));
         }
         self.update_subject(subject, false, |record| {
             let mut deleted = Vec::new();

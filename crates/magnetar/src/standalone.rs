@@ -574,8 +574,7 @@ fn serve(config: &Config, bound: Bound, wired: &Wired) -> anyhow::Result<Serving
         tasks.spawn(async move {
             (
                 "schema registry",
-                magnetar_admin::serve_registry(listener, services, limits, metrics, shutdown)
-                    .await,
+                magnetar_admin::serve_registry(listener, services, limits, metrics, shutdown).await,
             )
         });
     }

@@ -88,8 +88,7 @@ fn wire_type(kind: SchemaType) -> WireType {
 pub(crate) fn to_core(schema: &Schema) -> Result<CoreSchema, String> {
     let wire = WireType::try_from(schema.r#type)
         .map_err(|_| format!("unknown schema type {}", schema.r#type))?;
-    let kind = core_type(wire)
-        .ok_or_else(|| "EXTERNAL schemas are not supported".to_string())?;
+    let kind = core_type(wire).ok_or_else(|| "EXTERNAL schemas are not supported".to_string())?;
     let mut core = CoreSchema::new(kind, schema.schema_data.clone());
     for p in &schema.properties {
         core.properties.insert(p.key.clone(), p.value.clone());

@@ -34,7 +34,10 @@ fn adding_a_field_with_a_default_is_full_compatible() {
         Compatibility::Full,
         Compatibility::FullTransitive,
     ] {
-        assert!(check_compatibility(level, &v2, std::slice::from_ref(&v1)).is_ok(), "{level}");
+        assert!(
+            check_compatibility(level, &v2, std::slice::from_ref(&v1)).is_ok(),
+            "{level}"
+        );
     }
 }
 
@@ -88,9 +91,21 @@ fn type_promotion_follows_avro() {
 fn bad_input_is_refused_with_a_reason() {
     for (kind, data, needle) in [
         (SchemaType::Avro, "{not json", "malformed schema JSON"),
-        (SchemaType::Avro, r#"{"type":"record"}"#, "not a valid Avro schema"),
-        (SchemaType::Avro, r#"{"type":"nope"}"#, "not a valid Avro schema"),
-        (SchemaType::Json, r#"{"type": 12}"#, "not a valid JSON Schema"),
+        (
+            SchemaType::Avro,
+            r#"{"type":"record"}"#,
+            "not a valid Avro schema",
+        ),
+        (
+            SchemaType::Avro,
+            r#"{"type":"nope"}"#,
+            "not a valid Avro schema",
+        ),
+        (
+            SchemaType::Json,
+            r#"{"type": 12}"#,
+            "not a valid JSON Schema",
+        ),
         (SchemaType::Json, "[1,2]", "object or a boolean"),
         (SchemaType::Protobuf, "  ", "empty Protobuf"),
         (SchemaType::AutoConsume, "", "not a schema to store"),
@@ -99,7 +114,11 @@ fn bad_input_is_refused_with_a_reason() {
         assert!(err.to_string().contains(needle), "{kind} {data}: {err}");
     }
     // Deep nesting stops in serde_json's recursion limit, not in a stack overflow.
-    let deep = format!("{}\"int\"{}", "{\"type\":\"array\",\"items\":".repeat(10_000), "}".repeat(10_000));
+    let deep = format!(
+        "{}\"int\"{}",
+        "{\"type\":\"array\",\"items\":".repeat(10_000),
+        "}".repeat(10_000)
+    );
     assert!(check_schema(&Schema::new(SchemaType::Avro, deep), &[]).is_err());
 }
 
@@ -112,10 +131,15 @@ fn pulsar_json_schema_is_avro_shaped() {
 
 #[test]
 fn json_schema_rules() {
-    let js = |v: serde_json::Value| check_schema(&Schema::new(SchemaType::Json, v.to_string()), &[]).unwrap();
+    let js = |v: serde_json::Value| {
+        check_schema(&Schema::new(SchemaType::Json, v.to_string()), &[]).unwrap()
+    };
     let v1 = js(json!({"type": "object", "properties": {"a": {"type": "string"}}}));
-    let v2 = js(json!({"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "integer"}}}));
-    let v3 = js(json!({"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}));
+    let v2 = js(
+        json!({"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "integer"}}}),
+    );
+    let v3 =
+        js(json!({"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}));
     let v4 = js(json!({"type": "object", "properties": {"a": {"type": "integer"}}}));
     assert!(check_compatibility(Compatibility::Full, &v2, std::slice::from_ref(&v1)).is_ok());
     assert!(check_compatibility(Compatibility::Backward, &v3, std::slice::from_ref(&v1)).is_err());
@@ -133,8 +157,10 @@ fn key_value_checks_each_half() {
         data.extend_from_slice(&(value.len() as i32).to_be_bytes());
         data.extend_from_slice(value.as_bytes());
         let mut s = Schema::new(SchemaType::KeyValue, data);
-        s.properties.insert("key.schema.type".into(), "STRING".into());
-        s.properties.insert("value.schema.type".into(), "AVRO".into());
+        s.properties
+            .insert("key.schema.type".into(), "STRING".into());
+        s.properties
+            .insert("value.schema.type".into(), "AVRO".into());
         check_schema(&s, &[]).unwrap()
     };
     let v1 = kv("", record(&[("name", "string", None)]));
@@ -156,12 +182,18 @@ fn primitive_types_only_match_themselves() {
 #[test]
 fn normalized_content_ignores_whitespace_and_key_order() {
     let a = check_schema(
-        &Schema::new(SchemaType::Avro, r#"{"type":"record","name":"R","fields":[]}"#),
+        &Schema::new(
+            SchemaType::Avro,
+            r#"{"type":"record","name":"R","fields":[]}"#,
+        ),
         &[],
     )
     .unwrap();
     let b = check_schema(
-        &Schema::new(SchemaType::Avro, "{ \"name\": \"R\",\n \"fields\": [], \"type\": \"record\" }"),
+        &Schema::new(
+            SchemaType::Avro,
+            "{ \"name\": \"R\",\n \"fields\": [], \"type\": \"record\" }",
+        ),
         &[],
     )
     .unwrap();
@@ -173,7 +205,9 @@ fn normalized_content_ignores_whitespace_and_key_order() {
 fn arb_record() -> impl Strategy<Value = serde_json::Value> {
     let field = (
         prop::sample::select(vec!["a", "b", "c", "d", "e"]),
-        prop::sample::select(vec!["int", "long", "float", "double", "string", "bytes", "boolean"]),
+        prop::sample::select(vec![
+            "int", "long", "float", "double", "string", "bytes", "boolean",
+        ]),
         any::<bool>(),
     );
     prop::collection::vec(field, 0..5).prop_map(|fields| {

@@ -99,7 +99,10 @@ async fn incompatible_registration_writes_nothing() {
         .register(&subject, &breaking, RegisterOptions::default())
         .await
         .unwrap_err();
-    assert!(matches!(err, SchemaError::Incompatible(ref m) if m.contains("age")), "{err}");
+    assert!(
+        matches!(err, SchemaError::Incompatible(ref m) if m.contains("age")),
+        "{err}"
+    );
     assert_eq!(s.versions(&subject, true).await.unwrap().unwrap().len(), 1);
     assert!(s.schema_by_id(2).await.unwrap().is_none());
     // With NONE on the subject it goes in.
@@ -236,12 +239,14 @@ async fn limits_and_bad_input_store_nothing() {
     let subject = s.subject("limits").unwrap();
     let huge = Schema::new(SchemaType::Avro, format!("\"{}\"", "x".repeat(300)));
     assert!(matches!(
-        s.register(&subject, &huge, RegisterOptions::default()).await,
+        s.register(&subject, &huge, RegisterOptions::default())
+            .await,
         Err(SchemaError::LimitReached(_))
     ));
     let malformed = Schema::new(SchemaType::Avro, "{\"type\": ");
     assert!(matches!(
-        s.register(&subject, &malformed, RegisterOptions::default()).await,
+        s.register(&subject, &malformed, RegisterOptions::default())
+            .await,
         Err(SchemaError::Invalid(_))
     ));
     assert!(s.subjects(true).await.unwrap().is_empty());
@@ -274,8 +279,12 @@ async fn limits_and_bad_input_store_nothing() {
         version: 1,
     });
     assert!(matches!(
-        s.register(&s.subject("r").unwrap(), &dangling, RegisterOptions::default())
-            .await,
+        s.register(
+            &s.subject("r").unwrap(),
+            &dangling,
+            RegisterOptions::default()
+        )
+        .await,
         Err(SchemaError::Invalid(_))
     ));
 }
@@ -302,15 +311,23 @@ async fn references_resolve_named_types_and_loops_are_refused() {
         version: 1,
     });
     let registered = s
-        .register(&s.subject("person").unwrap(), &person, RegisterOptions::default())
+        .register(
+            &s.subject("person").unwrap(),
+            &person,
+            RegisterOptions::default(),
+        )
         .await
         .unwrap();
     assert_eq!(registered.version, 1);
     // Without the reference, the named type is unknown.
     person.references.clear();
     assert!(matches!(
-        s.register(&s.subject("person2").unwrap(), &person, RegisterOptions::default())
-            .await,
+        s.register(
+            &s.subject("person2").unwrap(),
+            &person,
+            RegisterOptions::default()
+        )
+        .await,
         Err(SchemaError::Invalid(_))
     ));
     // A loop cannot be made through `register` (a reference must exist first and ids are
@@ -329,9 +346,13 @@ async fn references_resolve_named_types_and_loops_are_refused() {
             id,
             schema,
         };
-        md.put(&format!("{ROOT}/ids/{id}"), SchemaStore::to_json(&id_record).unwrap(), Expect::Any)
-            .await
-            .unwrap();
+        md.put(
+            &format!("{ROOT}/ids/{id}"),
+            SchemaStore::to_json(&id_record).unwrap(),
+            Expect::Any,
+        )
+        .await
+        .unwrap();
         let record = SubjectRecord {
             format_version: 1,
             versions: vec![VersionEntry {
@@ -359,11 +380,19 @@ async fn references_resolve_named_types_and_loops_are_refused() {
         version: 1,
     });
     let err = s
-        .register(&s.subject("c").unwrap(), &looped, RegisterOptions::default())
+        .register(
+            &s.subject("c").unwrap(),
+            &looped,
+            RegisterOptions::default(),
+        )
         .await
         .unwrap_err();
     assert!(err.to_string().contains("reference loop"), "{err}");
-    assert!(s.versions(&s.subject("c").unwrap(), true).await.unwrap().is_none());
+    assert!(s
+        .versions(&s.subject("c").unwrap(), true)
+        .await
+        .unwrap()
+        .is_none());
 }
 
 #[tokio::test]
@@ -380,7 +409,8 @@ async fn global_config_and_modes() {
     );
     s.set_global_mode(Some(Mode::ReadOnly)).await.unwrap();
     assert!(matches!(
-        s.register(&subject, &user(&[]), RegisterOptions::default()).await,
+        s.register(&subject, &user(&[]), RegisterOptions::default())
+            .await,
         Err(SchemaError::ReadOnly(_))
     ));
     s.set_subject_mode(&subject, Some(Mode::ReadWrite))
