@@ -2,7 +2,8 @@
 //! magnetar-metrics), and the admin REST API under `/admin/v2` in pulsar-admin's paths and JSON
 //! shapes (clusters, tenants, namespaces with retention and message-TTL policies, persistent
 //! topics with stats and subscriptions), and Magnetar's own `/admin/v2/kafka/groups` for Kafka
-//! consumer groups.
+//! consumer groups; pulsar-admin's schema endpoints, and the Confluent Schema Registry API on its
+//! own listener (`registry`, [`serve_registry`]), both over magnetar-schema's store.
 //!
 //! Owns: HTTP routing, the admin JSON shapes, and the one mapping of the broker's domain error to
 //! HTTP status codes ([`error::status_of`]), with errors as `{"reason": ...}`.
@@ -163,22 +164,6 @@ fn open_router(services: AdminServices) -> Router {
         ))
         .with_state(state)
 }
-
-/// Pulsar's schema compatibility strategy names (and Confluent's, which are accepted too).
-const COMPATIBILITY_NAMES: [&str; 12] = [
-    "UNDEFINED",
-    "ALWAYS_INCOMPATIBLE",
-    "ALWAYS_COMPATIBLE",
-    "BACKWARD",
-    "FORWARD",
-    "FULL",
-    "BACKWARD_TRANSITIVE",
-    "FORWARD_TRANSITIVE",
-    "FULL_TRANSITIVE",
-    "NONE",
-    "backward",
-    "full",
-];
 
 /// Every routed path with its methods (`get`, `put`, ...), as the OpenAPI document lists them.
 pub fn routed_paths() -> Vec<(String, Vec<String>)> {
@@ -405,7 +390,7 @@ fn routes(partitions_max: u32, cluster: &str) -> openapi::DocRouter {
         )
         .route(
             &format!("{ns}/schemaCompatibilityStrategy"),
-            crate::openapi::methods!(get schemas::get_strategy, put schemas::set_strategy => crate::openapi::Body::enumeration(&COMPATIBILITY_NAMES), post schemas::set_strategy => crate::openapi::Body::enumeration(&COMPATIBILITY_NAMES), delete schemas::remove_strategy),
+            crate::openapi::methods!(get schemas::get_strategy, put schemas::set_strategy => crate::openapi::Body::enumeration(&schemas::COMPATIBILITY_NAMES), post schemas::set_strategy => crate::openapi::Body::enumeration(&schemas::COMPATIBILITY_NAMES), delete schemas::remove_strategy),
         )
         .route(
             &format!("{ns}/isAllowAutoUpdateSchema"),

@@ -42,6 +42,23 @@ pub(crate) fn schema_error(err: SchemaError) -> ApiError {
     }
 }
 
+/// The strategy names a namespace accepts: Pulsar's, and Confluent's `NONE`.
+pub(crate) const COMPATIBILITY_NAMES: [&str; 10] = [
+    "UNDEFINED",
+    "ALWAYS_INCOMPATIBLE",
+    "ALWAYS_COMPATIBLE",
+    "BACKWARD",
+    "FORWARD",
+    "FULL",
+    "BACKWARD_TRANSITIVE",
+    "FORWARD_TRANSITIVE",
+    "FULL_TRANSITIVE",
+    "NONE",
+];
+
+/// The schema types a payload may name (Pulsar's names).
+const TYPE_PATTERN: &str = "^(AVRO|JSON|PROTOBUF|PROTOBUF_NATIVE|KEY_VALUE|STRING|BYTES|NONE|BOOLEAN|INT8|INT16|INT32|INT64|FLOAT|DOUBLE|DATE|TIME|TIMESTAMP|INSTANT|LOCAL_DATE|LOCAL_TIME|LOCAL_DATE_TIME)$";
+
 fn topic(tenant: &str, ns: &str, topic: &str) -> ApiResult<TopicName> {
     let namespace = crate::topics::namespace(tenant, ns)?;
     Ok(TopicName::new(namespace, topic)?)
@@ -73,7 +90,9 @@ fn schema_json(v: StoredVersion) -> SchemaJson {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PostSchemaJson {
     /// `AVRO`, `JSON`, `PROTOBUF`, `STRING`, `KEY_VALUE`, ...
-    #[schema(max_length = 32)]
+    #[schema(
+        pattern = "^(AVRO|JSON|PROTOBUF|PROTOBUF_NATIVE|KEY_VALUE|STRING|BYTES|NONE|BOOLEAN|INT8|INT16|INT32|INT64|FLOAT|DOUBLE|DATE|TIME|TIMESTAMP|INSTANT|LOCAL_DATE|LOCAL_TIME|LOCAL_DATE_TIME)$"
+    )]
     r#type: String,
     /// The definition (an Avro or JSON document as text; empty for primitive types).
     #[serde(default)]
@@ -87,7 +106,12 @@ impl crate::extract::JsonBodyType for PostSchemaJson {
 }
 
 fn payload(body: PostSchemaJson) -> ApiResult<Schema> {
-    let kind = SchemaType::parse(&body.r#type)
+    let pattern = TYPE_PATTERN.trim_start_matches("^(").trim_end_matches(")$");
+    let kind = pattern
+        .split('|')
+        .any(|name| name == body.r#type)
+        .then(|| SchemaType::parse(&body.r#type))
+        .flatten()
         .ok_or_else(|| ApiError::bad_request(format!("unknown schema type '{}'", body.r#type)))?;
     let mut schema = Schema::new(kind, body.schema.into_bytes());
     schema.properties = body.properties;
@@ -291,8 +315,14 @@ pub async fn set_strategy(
     JsonBody(name): JsonBody<String>,
 ) -> ApiResult<StatusCode> {
     let namespace = crate::topics::namespace(&tenant, &ns)?;
-    let level = if name.eq_ignore_ascii_case("UNDEFINED") {
+    let level = if name == "UNDEFINED" {
         None
+    } else if !COMPATIBILITY_NAMES.contains(&name.as_str()) {
+        return Err(ApiError {
+            status: StatusCode::PRECONDITION_FAILED,
+            reason: format!("unknown schema compatibility strategy '{name}'"),
+            owner: None,
+        });
     } else {
         Some(Compatibility::parse(&name).ok_or_else(|| ApiError {
             status: StatusCode::PRECONDITION_FAILED,
