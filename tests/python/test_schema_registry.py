@@ -229,3 +229,38 @@ def test_references_and_read_only_mode(sr, broker):
     r = requests.post(f"{base}/subjects/{subject()}/versions", json={"schema": "\"int\""}, timeout=10)
     assert (r.status_code, r.json()["error_code"]) == (422, 42205)
     requests.put(f"{base}/mode", json={"mode": "READWRITE"}, timeout=10)
+
+
+def test_confluent_framed_kafka_records_read_by_a_typed_pulsar_consumer(sr, broker):
+    pulsar = pytest.importorskip("pulsar")
+    from pulsar.schema import AvroSchema
+
+    topic = f"cross-{uuid.uuid4().hex[:8]}"
+    serializer = AvroSerializer(sr, json.dumps(USER))
+    producer = Producer(producer_conf(broker.kafka))
+    for i in range(3):
+        producer.produce(topic, value=serializer({"name": f"n{i}", "age": i},
+                                                 SerializationContext(topic, MessageField.VALUE)))
+    # A record without the prefix in its own batch: served as it is.
+    assert producer.flush(20) == 0
+    producer.produce(topic, value=b"plain bytes")
+    assert producer.flush(20) == 0
+    client = pulsar.Client(f"pulsar://{broker.pulsar}", operation_timeout_seconds=15)
+    try:
+        # The Kafka topic is partitioned (one partition): read that partition.
+        typed = client.subscribe(f"persistent://public/default/{topic}-partition-0", "typed",
+                                 schema=AvroSchema(None, schema_definition=USER),
+                                 initial_position=pulsar.InitialPosition.Earliest)
+        got = []
+        for _ in range(3):
+            m = typed.receive(timeout_millis=10000)
+            assert m._message.int_schema_version() == 0
+            got.append(m.value())
+        assert got == [{"name": f"n{i}", "age": i} for i in range(3)]
+        raw_consumer = client.subscribe(f"persistent://public/default/{topic}-partition-0", "raw",
+                                        initial_position=pulsar.InitialPosition.Earliest)
+        datas = [raw_consumer.receive(timeout_millis=10000).data() for _ in range(4)]
+        assert datas[3] == b"plain bytes"
+        assert datas[0][:1] != b"\x00"  # the prefix is gone
+    finally:
+        client.close()

@@ -16,6 +16,7 @@
 //! [`subscription::PulsarConsumer`], [`frame::Frame`].
 
 pub mod commands;
+pub mod confluent;
 pub mod connection;
 pub mod convert;
 pub mod dedup;

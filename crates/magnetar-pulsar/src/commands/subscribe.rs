@@ -44,7 +44,14 @@ impl Connection {
             .await?;
         self.check_consumer_limit(&resolved, &log, answer).await?;
         let subscription = self.open_subscription(&request, &resolved, &log).await?;
-        self.attach_consumer(&request, resolved, subscription)?;
+        let schema_ids = crate::confluent::SchemaIds::load(
+            self.service.schemas.clone(),
+            resolved.partition.topic.clone(),
+            self.service.tasks.clone(),
+            self.service.shutdown.clone(),
+        )
+        .await;
+        self.attach_consumer(&request, resolved, subscription, schema_ids)?;
         Ok(Reply::success(request.request_id))
     }
 
@@ -158,6 +165,7 @@ impl Connection {
         request: &CommandSubscribe,
         resolved: ResolvedTopic,
         subscription: Arc<Subscription>,
+        schema_ids: Arc<crate::confluent::SchemaIds>,
     ) -> Result<(), CommandFailure> {
         let kind = subscription_type(request.sub_type());
         let consumer = Consumer {
@@ -181,7 +189,8 @@ impl Connection {
             request.subscription.clone(),
             self.service.cache.clone(),
             self.service.metrics.clone(),
-        );
+        )
+        .with_schema_ids(schema_ids);
         if config.delayed_delivery_enabled {
             codec = codec.with_delayed_delivery(DelayedDelivery {
                 tick_ms: config.delayed_delivery_tick_ms,
