@@ -43,7 +43,7 @@ use magnetar_metrics::{Format, Metrics};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use registry::{registry_router, RegistryServices};
+pub use registry::{registry_router, RegistryServices, CONTENT_TYPE as REGISTRY_CONTENT_TYPE};
 pub use server::HttpLimits;
 
 /// Readiness shared between the binary (which flips it once every listener is serving) and

@@ -198,7 +198,10 @@ async fn require_role(
             return RegistryError::new(StatusCode::UNAUTHORIZED, 40101, message).into_response();
         }
     };
-    let write = request.method() != Method::GET && !is_read_post(request.uri().path());
+    let method = request.method();
+    let write = !(method == Method::GET
+        || method == Method::HEAD
+        || (method == Method::POST && is_read_post(request.uri().path())));
     if write && authorization && !authenticator.is_superuser(&Principal { role: role.clone() }) {
         return RegistryError::new(
             StatusCode::FORBIDDEN,
