@@ -177,6 +177,7 @@ class Broker:
         self.pulsar: Optional[str] = None
         self.http: Optional[str] = None
         self.listening: Optional[dict] = None
+        self.schema_registry: Optional[str] = None
         self.stderr_path: Optional[Path] = None
         self.stdout_path: Optional[Path] = None
         self.exit_codes: List[int] = []
@@ -202,6 +203,8 @@ class Broker:
                 str(ports.get("pulsar", 0)),
                 "--http-port",
                 str(ports.get("http", 0)),
+                "--schema-registry-port",
+                str(ports.get("schema_registry", 0)),
             ]
         return cmd + self.extra_args
 
@@ -242,6 +245,7 @@ class Broker:
             self.kafka = self.listening["kafka"]
             self.pulsar = self.listening.get("pulsar")
             self.http = self.listening.get("http")
+            self.schema_registry = self.listening.get("schema_registry")
             self._wait_health()
         except BaseException:
             self.stop(check=False)
@@ -351,6 +355,7 @@ class Broker:
             "kafka": int(self.kafka.rsplit(":", 1)[1]),
             "pulsar": int(self.pulsar.rsplit(":", 1)[1]),
             "http": int(self.http.rsplit(":", 1)[1]),
+            **({"schema_registry": int(self.schema_registry.rsplit(":", 1)[1])} if self.schema_registry else {}),
         }
 
     def alive(self) -> bool:
@@ -388,6 +393,7 @@ class ExternalBroker:
         self.kafka = bootstrap
         self.http = None
         self.pulsar = None
+        self.schema_registry = None
         self.external = True
 
     def restart(self, *a, **k):

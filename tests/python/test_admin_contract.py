@@ -48,7 +48,16 @@ CHECKS = [
 # the statuses the document declares for refusals: 412 (Pulsar's answer for an invalid name),
 # 413/415 (body size and type) and 414 (hyper's answer for a request target over 64 KiB).
 NEGATIVE_STATUSES = ["400", "401", "403", "404", "405", "406", "409", "412", "413", "414", "415", "422", "428", "429", "5xx"]
-CONFIG = {"checks": {"negative_data_rejection": {"expected-statuses": NEGATIVE_STATUSES}}}
+# A valid request may be refused for its content where the document cannot state the rule: 422
+# (Pulsar's answer) for a schema definition that does not parse, declared only by the schema
+# operations (status_code_conformance keeps every other operation from answering it).
+POSITIVE_STATUSES = ["2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx"]
+CONFIG = {
+    "checks": {
+        "negative_data_rejection": {"expected-statuses": NEGATIVE_STATUSES},
+        "positive_data_acceptance": {"expected-statuses": POSITIVE_STATUSES},
+    }
+}
 # Generous: the machine is shared; a slow answer is not a contract failure.
 REQUEST_TIMEOUT_S = 30
 

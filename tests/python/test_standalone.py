@@ -59,12 +59,13 @@ def test_health_and_version(broker):
 
 
 def test_listening_line_addresses(broker):
-    for key in ("kafka", "pulsar", "http"):
+    # The harness turns the schema registry listener on (--schema-registry-port 0).
+    for key in ("kafka", "pulsar", "http", "schema_registry"):
         host, port = broker.listening[key].rsplit(":", 1)
         assert host == "127.0.0.1", broker.listening
         assert 0 < int(port) < 65536
     ports = broker.ports()
-    assert len(set(ports.values())) == 3, ports
+    assert len(set(ports.values())) == 4, ports
     assert wait_tcp("127.0.0.1", ports["kafka"], 5)
     # exactly one listening line on stdout
     lines = [l for l in broker.stdout_path.read_text().splitlines() if l.strip()]

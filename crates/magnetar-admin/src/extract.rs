@@ -109,6 +109,7 @@ pub enum JsonType {
     Array,
     Integer,
     Boolean,
+    String,
 }
 
 impl JsonType {
@@ -118,6 +119,7 @@ impl JsonType {
             JsonType::Array => "a JSON array",
             JsonType::Integer => "a JSON integer",
             JsonType::Boolean => "a JSON boolean",
+            JsonType::String => "a JSON string",
         }
     }
 
@@ -129,6 +131,7 @@ impl JsonType {
             // A float is refused by the integer's own deserializer, with its reason.
             JsonType::Integer => first == b'-' || first.is_ascii_digit(),
             JsonType::Boolean => first == b't' || first == b'f',
+            JsonType::String => first == b'"',
         }
     }
 }
@@ -153,6 +156,10 @@ pub trait JsonBodyType: DeserializeOwned {
 
 impl JsonBodyType for i64 {
     const JSON_TYPE: JsonType = JsonType::Integer;
+}
+
+impl JsonBodyType for String {
+    const JSON_TYPE: JsonType = JsonType::String;
 }
 
 impl JsonBodyType for bool {

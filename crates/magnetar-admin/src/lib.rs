@@ -2,7 +2,8 @@
 //! magnetar-metrics), and the admin REST API under `/admin/v2` in pulsar-admin's paths and JSON
 //! shapes (clusters, tenants, namespaces with retention and message-TTL policies, persistent
 //! topics with stats and subscriptions), and Magnetar's own `/admin/v2/kafka/groups` for Kafka
-//! consumer groups.
+//! consumer groups; pulsar-admin's schema endpoints, and the Confluent Schema Registry API on its
+//! own listener (`registry`, [`serve_registry`]), both over magnetar-schema's store.
 //!
 //! Owns: HTTP routing, the admin JSON shapes, and the one mapping of the broker's domain error to
 //! HTTP status codes ([`error::status_of`]), with errors as `{"reason": ...}`.
@@ -20,6 +21,8 @@ mod namespaces;
 mod offload;
 mod openapi;
 mod permissions;
+mod registry;
+mod schemas;
 mod scram;
 mod server;
 mod skipped;
@@ -41,6 +44,7 @@ use magnetar_metrics::{Format, Metrics};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use registry::{registry_router, RegistryServices, CONTENT_TYPE as REGISTRY_CONTENT_TYPE};
 pub use server::HttpLimits;
 
 /// Readiness shared between the binary (which flips it once every listener is serving) and
@@ -65,6 +69,7 @@ pub(crate) struct AppState {
     openapi: utoipa::openapi::OpenApi,
     metrics: Option<Arc<Metrics>>,
     lookup: LookupUrls,
+    pub(crate) schemas: Arc<magnetar_schema::SchemaStore>,
 }
 
 /// The TLS service URLs the HTTP lookup hands out beside the broker config's plain ones
@@ -87,6 +92,8 @@ pub struct AdminServices {
     pub authenticator: Option<Arc<magnetar_auth::Authenticator>>,
     /// TLS URLs for the HTTP lookup service (`/lookup/v2/topic/...`).
     pub lookup: LookupUrls,
+    /// The schema registry (none: one with default limits over the broker's metadata store).
+    pub schemas: Option<Arc<magnetar_schema::SchemaStore>>,
 }
 
 /// The router without the group coordinator (the group endpoints answer 503).
@@ -98,6 +105,7 @@ pub fn router(broker: Arc<Broker>, readiness: Readiness) -> Router {
         metrics: None,
         authenticator: None,
         lookup: LookupUrls::default(),
+        schemas: None,
     })
 }
 
@@ -122,7 +130,14 @@ pub fn router_with(services: AdminServices) -> Router {
 fn open_router(services: AdminServices) -> Router {
     let config = services.broker.config();
     let doc = routes(config.partitions_max, &config.cluster_name);
+    let schemas = services.schemas.unwrap_or_else(|| {
+        Arc::new(magnetar_schema::SchemaStore::new(
+            services.broker.clone(),
+            magnetar_schema::SchemaConfig::default(),
+        ))
+    });
     let state = Arc::new(AppState {
+        schemas,
         broker: services.broker,
         coordinator: services.coordinator,
         readiness: services.readiness,
@@ -284,6 +299,7 @@ fn routes(partitions_max: u32, cluster: &str) -> openapi::DocRouter {
     let group = "/admin/v2/kafka/groups/{group}";
     let ns = "/admin/v2/namespaces/{tenant}/{namespace}";
     let topic = "/admin/v2/persistent/{tenant}/{namespace}/{topic}";
+    let schema = "/admin/v2/schemas/{tenant}/{namespace}/{topic}";
     crate::openapi::DocRouter::new()
         .route(
             "/health",
@@ -372,6 +388,34 @@ fn routes(partitions_max: u32, cluster: &str) -> openapi::DocRouter {
         .route(
             &format!("{ns}/deduplication"),
             crate::openapi::methods!(get namespaces::get_deduplication, post namespaces::set_deduplication => crate::openapi::Body::boolean(), delete namespaces::remove_deduplication),
+        )
+        .route(
+            &format!("{ns}/schemaCompatibilityStrategy"),
+            crate::openapi::methods!(get schemas::get_strategy, put schemas::set_strategy => crate::openapi::Body::enumeration(&schemas::COMPATIBILITY_NAMES), post schemas::set_strategy => crate::openapi::Body::enumeration(&schemas::COMPATIBILITY_NAMES), delete schemas::remove_strategy),
+        )
+        .route(
+            &format!("{ns}/isAllowAutoUpdateSchema"),
+            crate::openapi::methods!(get schemas::get_auto_update, post schemas::set_auto_update => crate::openapi::Body::boolean()),
+        )
+        .route(
+            &format!("{ns}/schemaValidationEnforced"),
+            crate::openapi::methods!(get schemas::get_validation, post schemas::set_validation => crate::openapi::Body::boolean()),
+        )
+        .route(
+            &format!("{schema}/schema"),
+            crate::openapi::methods!(get schemas::get_schema, post schemas::post_schema => crate::openapi::Body::of::<schemas::PostSchemaJson>(true), delete [force: boolean] schemas::delete_schema),
+        )
+        .route(
+            &format!("{schema}/schema/{{version}}"),
+            crate::openapi::methods!(get schemas::get_schema_version),
+        )
+        .route(
+            &format!("{schema}/schemas"),
+            crate::openapi::methods!(get schemas::get_all),
+        )
+        .route(
+            &format!("{schema}/compatibility"),
+            crate::openapi::methods!(post schemas::test_compatibility => crate::openapi::Body::of::<schemas::PostSchemaJson>(true)),
         )
         .route(
             &format!("{ns}/autoTopicCreation"),
@@ -574,6 +618,29 @@ pub async fn serve_tls(
     let listener = TlsListener::start(listener, tls, shutdown.clone())?;
     let metrics = http_metrics(&services, "https");
     server::serve(listener, router_with(services), limits, metrics, shutdown).await
+}
+
+/// Serves the Confluent Schema Registry API on its own listener until `shutdown` is
+/// cancelled, with the HTTP port's connection limits.
+pub async fn serve_registry(
+    listener: TcpListener,
+    services: RegistryServices,
+    limits: HttpLimits,
+    metrics: Option<Arc<Metrics>>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let counters = server::protocol_metrics("schema_registry");
+    if let Some(registry) = &metrics {
+        registry.register_protocol(counters.clone());
+    }
+    server::serve(
+        listener,
+        registry_router(services),
+        limits,
+        counters,
+        shutdown,
+    )
+    .await
 }
 
 /// Most TLS handshakes in progress at once on the HTTPS port; more connections wait in the

@@ -57,6 +57,10 @@ pub struct PoliciesJson {
     /// Pulsar keeps one rate per cluster.
     #[serde(rename = "publishMaxMessageRate")]
     pub publish_max_message_rate: std::collections::BTreeMap<String, PublishRateJson>,
+    /// Pulsar's names (`UNDEFINED` when unset: the registry's level applies).
+    pub schema_compatibility_strategy: String,
+    pub is_allow_auto_update_schema: bool,
+    pub schema_validation_enforced: bool,
 }
 
 /// Pulsar's AutoTopicCreationOverride JSON.
@@ -193,6 +197,14 @@ pub async fn get_policies(
         max_producers_per_topic: p.max_producers_per_topic,
         max_consumers_per_topic: p.max_consumers_per_topic,
         compaction_threshold: p.compaction_threshold_bytes,
+        schema_compatibility_strategy: p
+            .schema_compatibility_strategy
+            .as_deref()
+            .and_then(magnetar_schema::Compatibility::parse)
+            .map_or("UNDEFINED", |c| c.pulsar_name())
+            .to_string(),
+        is_allow_auto_update_schema: p.schema_auto_update_allowed.unwrap_or(true),
+        schema_validation_enforced: p.schema_validation_enforced.unwrap_or(false),
         publish_max_message_rate: p
             .publish_rate
             .iter()

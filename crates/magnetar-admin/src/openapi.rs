@@ -104,6 +104,18 @@ impl Body {
             Required::True,
         )
     }
+    /// A JSON string, one of `values`.
+    pub(crate) fn enumeration(values: &[&str]) -> Self {
+        Body::Schema(
+            Box::new(
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::Type(Type::String))
+                    .enum_values(Some(values.iter().copied()))
+                    .into(),
+            ),
+            Required::True,
+        )
+    }
     pub(crate) fn boolean() -> Self {
         Body::Schema(
             Box::new(
@@ -336,6 +348,13 @@ fn path_param_schema(name: &str) -> ObjectBuilder {
             .schema_type(SchemaType::Type(Type::Integer))
             .minimum(Some(0))
             .maximum(Some(i64::MAX)),
+        // A Pulsar schema version (counted from 0).
+        "version" => ObjectBuilder::new()
+            .schema_type(SchemaType::Type(Type::Integer))
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                utoipa::openapi::KnownFormat::Int64,
+            )))
+            .minimum(Some(0)),
         "count" => ObjectBuilder::new()
             .schema_type(SchemaType::Type(Type::Integer))
             .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
@@ -389,7 +408,10 @@ fn responses(op: &OpShape<'_>) -> utoipa::openapi::Responses {
     let mut statuses: Vec<(&str, &str)> = Vec::new();
     let json_ok = op.method == "get"
         || op.handler == "groups::reset_offsets"
-        || op.handler == "skipped::skip";
+        || op.handler == "skipped::skip"
+        || op.handler == "schemas::post_schema"
+        || op.handler == "schemas::delete_schema"
+        || op.handler == "schemas::test_compatibility";
     if json_ok {
         statuses.push(("200", ""));
     } else {
@@ -414,6 +436,9 @@ fn responses(op: &OpShape<'_>) -> utoipa::openapi::Responses {
             "404",
             "the tenant, namespace, topic, subscription, group or user does not exist",
         ));
+    }
+    if op.handler == "schemas::post_schema" || op.handler == "schemas::test_compatibility" {
+        statuses.push(("422", "the schema does not parse"));
     }
     if op.handler == "subscriptions::reset_to_message_id"
         || op.handler == "subscriptions::skip"
@@ -543,6 +568,13 @@ fn ok_schema(handler: &str) -> RefOr<Schema> {
         | "namespaces::get_compaction_threshold"
         | "namespaces::get_max_producers"
         | "namespaces::get_max_consumers" => count_or_null(),
+        "schemas::get_auto_update" | "schemas::get_validation" => typed(Type::Boolean).into(),
+        "schemas::get_strategy" => typed(Type::String)
+            .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+            .into(),
+        "schemas::get_schema" | "schemas::get_schema_version" => {
+            crate::schemas::SchemaJson::schema()
+        }
         "namespaces::get_deduplication" => typed(Type::Boolean)
             .schema_type(SchemaType::from_iter([Type::Boolean, Type::Null]))
             .into(),

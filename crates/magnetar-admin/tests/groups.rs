@@ -49,6 +49,7 @@ impl Api {
             metrics: None,
             authenticator: None,
             lookup: magnetar_admin::LookupUrls::default(),
+            schemas: None,
         });
         Self {
             router,

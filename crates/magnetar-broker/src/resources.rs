@@ -67,6 +67,18 @@ pub struct NamespacePolicies {
     /// compacted once this many bytes are cleanable, whatever its dirty ratio; unset or `0`: off.
     #[serde(default)]
     pub compaction_threshold_bytes: Option<u64>,
+    /// Pulsar's namespace `schemaCompatibilityStrategy` (a compatibility name, checked by the
+    /// schema registry); unset follows the registry's global level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_compatibility_strategy: Option<String>,
+    /// Pulsar's `isAllowAutoUpdateSchema`: whether a producer may add a new schema version
+    /// (unset: allowed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_auto_update_allowed: Option<bool>,
+    /// Pulsar's `schemaValidationEnforced`: a producer without a schema is refused on a topic
+    /// that has one (unset: not enforced).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_validation_enforced: Option<bool>,
 }
 
 /// A namespace's auto topic creation override (Pulsar's `autoTopicCreationOverride`).

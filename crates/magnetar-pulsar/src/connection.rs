@@ -393,8 +393,8 @@ impl Connection {
             Some(Type::Unsubscribe) => self.on_unsubscribe(command).await,
             Some(Type::Seek) => self.on_seek(command).await,
             Some(Type::GetLastMessageId) => self.on_get_last_message_id(command).await,
-            Some(Type::GetSchema) => self.on_get_schema(command),
-            Some(Type::GetOrCreateSchema) => self.on_get_or_create_schema(command),
+            Some(Type::GetSchema) => Box::pin(self.on_get_schema(command)).await,
+            Some(Type::GetOrCreateSchema) => Box::pin(self.on_get_or_create_schema(command)).await,
             _ => self.on_unsupported(command),
         }
     }

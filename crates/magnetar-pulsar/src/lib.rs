@@ -16,6 +16,7 @@
 //! [`subscription::PulsarConsumer`], [`frame::Frame`].
 
 pub mod commands;
+pub mod confluent;
 pub mod connection;
 pub mod convert;
 pub mod dedup;
@@ -89,6 +90,8 @@ pub struct PulsarConfig {
         std::collections::BTreeMap<String, magnetar_broker::cluster::ListenerUrls>,
     /// Where `/metrics` reads this front end's request counters (none: kept, not exported).
     pub metrics: Option<Arc<magnetar_metrics::Metrics>>,
+    /// The schema registry; none: one with default limits over the broker's metadata store.
+    pub schemas: Option<Arc<magnetar_schema::SchemaStore>>,
 }
 
 impl Default for PulsarConfig {
@@ -115,6 +118,7 @@ impl Default for PulsarConfig {
             broker_service_url_tls: String::new(),
             advertised_listeners: std::collections::BTreeMap::new(),
             metrics: None,
+            schemas: None,
         }
     }
 }

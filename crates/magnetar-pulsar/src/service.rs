@@ -45,6 +45,8 @@ pub struct Service {
     next_connection: AtomicU64,
     /// Deduplication state per partition, for partitions that had a deduplicated producer.
     dedup: Mutex<HashMap<TopicPartition, Arc<Mutex<DedupTable>>>>,
+    /// The schema registry (shared with the admin API when the binary passes one in).
+    pub schemas: Arc<magnetar_schema::SchemaStore>,
 }
 
 /// How long a reader's seek position waits for its reconnect.
@@ -55,7 +57,14 @@ const RESEEKS_MAX: usize = 10_000;
 impl Service {
     pub fn new(broker: Arc<Broker>, config: PulsarConfig, shutdown: CancellationToken) -> Self {
         let cache = Arc::new(EntryCache::new(config.conversion_cache_bytes));
+        let schemas = config.schemas.clone().unwrap_or_else(|| {
+            Arc::new(magnetar_schema::SchemaStore::new(
+                broker.clone(),
+                magnetar_schema::SchemaConfig::default(),
+            ))
+        });
         Self {
+            schemas,
             broker,
             config,
             shutdown,

@@ -56,6 +56,9 @@ pub struct PulsarCodec {
     delayed: Option<DelayedDelivery>,
     /// When an unreadable entry was last logged, and how many were not logged since.
     unreadable_log: Mutex<(Option<tokio::time::Instant>, u64)>,
+    /// The topic's value schema ids: Kafka records in Confluent's wire format are served
+    /// without their prefix, with the schema version (see [`crate::confluent`]).
+    schema_ids: Option<Arc<crate::confluent::SchemaIds>>,
 }
 
 impl PulsarCodec {
@@ -72,7 +75,14 @@ impl PulsarCodec {
             metrics,
             delayed: None,
             unreadable_log: Mutex::new((None, 0)),
+            schema_ids: None,
         }
+    }
+
+    /// Serves Confluent-framed Kafka records as typed Pulsar messages of the topic's schema.
+    pub fn with_schema_ids(mut self, ids: Arc<crate::confluent::SchemaIds>) -> Self {
+        self.schema_ids = Some(ids);
+        self
     }
 
     /// Turns delayed delivery on (Pulsar's `delayedDeliveryEnabled`).
@@ -86,7 +96,15 @@ impl EntryCodec for PulsarCodec {
     fn prepare(&self, entry: &Entry, key_slot: bool) -> Result<PreparedEntry, String> {
         let body = match entry.header.format {
             PayloadFormat::Pulsar => entry.payload.clone(),
-            PayloadFormat::Kafka => self.cache.pulsar_body(&self.partition, entry)?,
+            PayloadFormat::Kafka => {
+                let converted = self.cache.pulsar_body(&self.partition, entry)?;
+                match &self.schema_ids {
+                    Some(ids) => {
+                        crate::confluent::strip_prefix(&converted, ids).unwrap_or(converted)
+                    }
+                    None => converted,
+                }
+            }
         };
         let key_slot = if key_slot {
             crate::convert::entry_sticky_slot(&body)

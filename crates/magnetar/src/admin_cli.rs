@@ -61,6 +61,32 @@ enum AdminCommand {
     /// The cluster's live brokers.
     #[command(subcommand)]
     Brokers(BrokersCommand),
+    /// A topic's schema (pulsar-admin schemas): get, upload, delete.
+    #[command(subcommand)]
+    Schemas(SchemasCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum SchemasCommand {
+    /// The latest schema of a topic, or one version (Pulsar versions count from 0).
+    Get {
+        topic: String,
+        #[arg(long)]
+        version: Option<i64>,
+    },
+    /// Registers a schema from a file in pulsar-admin's shape:
+    /// `{"type": "AVRO", "schema": "<definition>", "properties": {}}`.
+    Upload {
+        topic: String,
+        #[arg(long, short = 'f', value_name = "FILE")]
+        filename: std::path::PathBuf,
+    },
+    /// Deletes a topic's schema (its versions are kept as deleted; `--force` removes them).
+    Delete {
+        topic: String,
+        #[arg(long, short = 'f')]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -813,6 +839,7 @@ fn run(c: &Client, command: AdminCommand) -> Result<Value, String> {
         },
         AdminCommand::Groups(g) => run_groups(c, g),
         AdminCommand::Transactions(t) => run_transactions(c, t),
+        AdminCommand::Schemas(command) => run_schemas(c, command),
         AdminCommand::Scram(command) => run_scram(c, command),
         AdminCommand::Brokers(BrokersCommand::List { cluster }) => {
             let cluster = match cluster {
@@ -829,6 +856,32 @@ fn run(c: &Client, command: AdminCommand) -> Result<Value, String> {
                 &format!("/admin/v2/brokers/{}", segment(&cluster)),
                 None,
             )
+        }
+    }
+}
+
+fn run_schemas(c: &Client, command: SchemasCommand) -> Result<Value, String> {
+    match command {
+        SchemasCommand::Get { topic, version } => {
+            let base = format!("/admin/v2/schemas/{}/schema", topic_path(&topic)?);
+            let path = match version {
+                Some(v) => format!("{base}/{v}"),
+                None => base,
+            };
+            c.call("GET", &path, None)
+        }
+        SchemasCommand::Upload { topic, filename } => {
+            let text = std::fs::read_to_string(&filename)
+                .map_err(|e| format!("cannot read {}: {e}", filename.display()))?;
+            let path = format!("/admin/v2/schemas/{}/schema", topic_path(&topic)?);
+            c.call("POST", &path, Some(text))
+        }
+        SchemasCommand::Delete { topic, force } => {
+            let path = format!(
+                "/admin/v2/schemas/{}/schema?force={force}",
+                topic_path(&topic)?
+            );
+            c.call("DELETE", &path, None)
         }
     }
 }

@@ -57,6 +57,10 @@ pub struct StandaloneArgs {
     /// HTTP listener port (health, version); 0 picks a free port [default: 8080]
     #[arg(long, value_name = "N")]
     http_port: Option<u16>,
+    /// Serve the Confluent Schema Registry API on this port; 0 picks a free port [default:
+    /// off; `schema_registry.port` 8081 when `schema_registry.enabled`]
+    #[arg(long, value_name = "N")]
+    schema_registry_port: Option<u16>,
     /// Host name clients are told to connect to [default: the bind address]
     #[arg(long, value_name = "HOST")]
     advertised_host: Option<String>,

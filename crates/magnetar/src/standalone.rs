@@ -53,6 +53,7 @@ pub fn main(args: StandaloneArgs, mode: Mode) -> ExitCode {
         kafka_port: args.kafka_port,
         pulsar_port: args.pulsar_port,
         http_port: args.http_port,
+        schema_registry_port: args.schema_registry_port,
         advertised_host: args.advertised_host,
         object_store: args.object_store,
         metadata_store: match &mode {
@@ -167,6 +168,8 @@ struct Bound {
     /// Pulsar's TLS port and the HTTPS port, with `tls.enabled`.
     pulsar_tls: Option<(TcpListener, SocketAddr)>,
     https: Option<(TcpListener, SocketAddr)>,
+    /// The Confluent Schema Registry API, with `schema_registry.enabled`.
+    schema_registry: Option<(TcpListener, SocketAddr)>,
 }
 
 /// Binds the listeners (and reads the TLS files, which decide the TLS ports).
@@ -199,7 +202,12 @@ async fn bind_listeners(config: &Config) -> anyhow::Result<Bound> {
         ),
         _ => (None, None),
     };
+    let schema_registry = match config.schema_registry.enabled {
+        true => Some(bind("schema registry", bind_host, config.schema_registry.port).await?),
+        false => None,
+    };
     Ok(Bound {
+        schema_registry,
         kafka,
         kafka_additional,
         pulsar,
@@ -225,6 +233,8 @@ struct Wired {
     /// What the HTTP and HTTPS ports serve (with the readiness flag `serve` sets).
     admin: magnetar_admin::AdminServices,
     http_limits: magnetar_admin::HttpLimits,
+    /// The schema registry the Pulsar front end, the admin API and the registry API share.
+    schemas: Arc<magnetar_schema::SchemaStore>,
 }
 
 /// Opens the broker over local segments, or over tiered ones with the offloader running when
@@ -433,7 +443,16 @@ async fn wire(config: &Config, bound: &Bound) -> anyhow::Result<Wired> {
         GroupCoordinator::start(broker.clone(), kafka_config.group_coordinator.clone())
             .await
             .context("cannot start the group coordinator")?;
+    let schemas = Arc::new(magnetar_schema::SchemaStore::new(
+        broker.clone(),
+        config.schema_registry.store_config(),
+    ));
+    let pulsar_config = magnetar_pulsar::PulsarConfig {
+        schemas: Some(schemas.clone()),
+        ..pulsar_config
+    };
     let admin = magnetar_admin::AdminServices {
+        schemas: Some(schemas.clone()),
         broker: broker.clone(),
         readiness: Readiness::default(),
         coordinator: Some(coordinator.clone()),
@@ -455,6 +474,7 @@ async fn wire(config: &Config, bound: &Bound) -> anyhow::Result<Wired> {
         pulsar_config,
         admin,
         http_limits,
+        schemas,
     })
 }
 
@@ -544,6 +564,22 @@ fn serve(config: &Config, bound: Bound, wired: &Wired) -> anyhow::Result<Serving
     let http_addr = bound.http.1;
     let pulsar_tls_addr = bound.pulsar_tls.as_ref().map(|(_, addr)| *addr);
     let https_addr = bound.https.as_ref().map(|(_, addr)| *addr);
+    let registry_addr = bound.schema_registry.as_ref().map(|(_, addr)| *addr);
+    if let Some((listener, _)) = bound.schema_registry {
+        let services = magnetar_admin::RegistryServices {
+            schemas: wired.schemas.clone(),
+            authenticator: wired.authenticator.clone(),
+            authorization: config.auth.authorization_enabled,
+        };
+        let metrics = wired.admin.metrics.clone();
+        let (limits, shutdown) = (wired.http_limits, shutdown.clone());
+        tasks.spawn(async move {
+            (
+                "schema registry",
+                magnetar_admin::serve_registry(listener, services, limits, metrics, shutdown).await,
+            )
+        });
+    }
     let kafka_listeners = spawn_kafka(
         config,
         bound.kafka,
@@ -630,6 +666,9 @@ fn serve(config: &Config, bound: Bound, wired: &Wired) -> anyhow::Result<Serving
     if let (Some(pulsar_tls), Some(https)) = (pulsar_tls_addr, https_addr) {
         listening["pulsar_tls"] = pulsar_tls.to_string().into();
         listening["https"] = https.to_string().into();
+    }
+    if let Some(registry) = registry_addr {
+        listening["schema_registry"] = registry.to_string().into();
     }
     println!("{listening}");
     readiness.set_ready(true);

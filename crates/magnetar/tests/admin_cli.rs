@@ -429,3 +429,56 @@ fn namespace_policy_commands() {
     );
     assert!(!success && stderr.contains("412"), "{stderr}");
 }
+
+#[test]
+fn schemas_get_upload_delete() {
+    let broker = Broker::start();
+    let ok = |args: &[&str]| {
+        let (success, stdout, stderr) = admin(&broker, args);
+        assert!(success, "{args:?}: {stderr}");
+        stdout
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("schema.json");
+    let definition =
+        r#"{"type":"record","name":"User","fields":[{"name":"name","type":"string"}]}"#;
+    std::fs::write(
+        &file,
+        serde_json::json!({"type": "AVRO", "schema": definition, "properties": {}}).to_string(),
+    )
+    .unwrap();
+    let topic = "public/default/users";
+    let file_arg = file.display().to_string();
+    let uploaded: serde_json::Value = serde_json::from_str(&ok(&[
+        "--output", "json", "schemas", "upload", topic, "-f", &file_arg,
+    ]))
+    .unwrap();
+    assert_eq!(uploaded["version"], 0);
+    let got: serde_json::Value =
+        serde_json::from_str(&ok(&["--output", "json", "schemas", "get", topic])).unwrap();
+    assert_eq!(got["type"], "AVRO");
+    assert_eq!(got["data"], definition);
+    let v0: serde_json::Value = serde_json::from_str(&ok(&[
+        "--output",
+        "json",
+        "schemas",
+        "get",
+        topic,
+        "--version",
+        "0",
+    ]))
+    .unwrap();
+    assert_eq!(v0["version"], 0);
+    // An incompatible upload is refused with the reason (409).
+    std::fs::write(
+        &file,
+        serde_json::json!({"type": "AVRO", "schema": r#"{"type":"record","name":"User","fields":[{"name":"name","type":"string"},{"name":"n","type":"int"}]}"#}).to_string(),
+    )
+    .unwrap();
+    let (success, _, stderr) = admin(&broker, &["schemas", "upload", topic, "-f", &file_arg]);
+    assert!(!success && stderr.contains("n"), "{stderr}");
+    ok(&["schemas", "delete", topic]);
+    let (success, _, _) = admin(&broker, &["schemas", "get", topic]);
+    assert!(!success);
+    ok(&["schemas", "delete", topic, "--force"]);
+}

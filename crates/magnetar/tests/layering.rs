@@ -25,6 +25,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("magnetar-coordinator", &["magnetar-broker"]),
     ("magnetar-format", &["magnetar-broker"]),
     ("magnetar-auth", &["magnetar-broker"]),
+    // The schema registry core: schemas are metadata (the broker's store and names); the
+    // schema languages' crates (apache-avro, jsonschema) stay here, the wire shapes in the
+    // front ends above it.
+    ("magnetar-schema", &["magnetar-broker"]),
     // Metrics read the broker (partitions, storage stats) and the coordinator (group lag); the
     // front ends record into it, so it must not depend on them.
     (
@@ -48,6 +52,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "magnetar-format",
             "magnetar-auth",
             "magnetar-metrics",
+            "magnetar-schema",
         ],
     ),
     (
@@ -57,6 +62,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "magnetar-coordinator",
             "magnetar-auth",
             "magnetar-metrics",
+            "magnetar-schema",
         ],
     ),
     (
@@ -72,6 +78,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "magnetar-auth",
             "magnetar-format",
             "magnetar-metrics",
+            "magnetar-schema",
         ],
     ),
     // The fuzz targets' bodies: a leaf over every crate that decodes untrusted bytes (nothing

@@ -17,3 +17,5 @@ mod schema;
 mod seek;
 mod send;
 mod subscribe;
+
+pub(crate) use schema::version_bytes as schema_version_bytes;

@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 use magnetar_broker::{named_producer_id, Access, PartitionLog, PayloadFormat, TopicPartition};
 use tokio::sync::oneshot;
 
-use crate::commands::schema::{check_schema, BUILTIN_SCHEMA_VERSION};
 use crate::connection::{Connection, Handled, ProducerHandle, Reply, SendFuture};
 use crate::dedup::{DedupTable, Restored};
 use crate::error::{Answer, CommandFailure, OrAnswer};
@@ -34,6 +33,9 @@ impl Connection {
         self.authorize(answer, &request.topic, &Access::Produce)
             .await?;
         let (resolved, log) = self.open_partition(&request.topic, answer).await?;
+        let schema_version = self
+            .producer_schema(&resolved.partition.topic, request.schema.as_ref(), answer)
+            .await?;
         let (max_producers, _) = self
             .service
             .broker
@@ -102,10 +104,7 @@ impl Connection {
             request_id: request.request_id,
             name,
             last_sequence_id,
-            schema_version: request
-                .schema
-                .as_ref()
-                .map(|_| BUILTIN_SCHEMA_VERSION.to_vec()),
+            schema_version,
         };
         let Some(ready) = queued else {
             return Ok(Reply::frame(&success.command(true, topic_epoch)));
@@ -137,7 +136,7 @@ impl Connection {
     }
 
     /// What a PRODUCER is refused for before its topic is looked at: the connection's producer
-    /// limit, a schema, a transaction.
+    /// limit, a transaction (its schema is checked once its topic is known).
     fn check_producer(&self, request: &CommandProducer) -> Result<(), CommandFailure> {
         let answer = Answer::Request(request.request_id);
         if self.producers.len() >= self.service.config.producers_per_connection_max {
@@ -150,9 +149,6 @@ impl Connection {
                 ),
             ));
         }
-        check_schema(request.schema.as_ref()).map_err(|message| {
-            CommandFailure::new(answer, ServerError::IncompatibleSchema, message)
-        })?;
         if request.txn_enabled() {
             return Err(CommandFailure::new(
                 answer,

@@ -7,7 +7,6 @@ use magnetar_broker::{
     Access, Consumer, CursorStart, DelayedDelivery, PartitionLog, Subscription, SubscriptionType,
 };
 
-use crate::commands::schema::check_schema;
 use crate::connection::{Connection, ConsumerHandle, Handled, Reply};
 use crate::error::{Answer, CommandFailure, OrAnswer};
 use crate::message_id::position;
@@ -41,14 +40,23 @@ impl Connection {
         };
         self.authorize(answer, &request.topic, &consume).await?;
         let (resolved, log) = self.open_partition(&request.topic, answer).await?;
+        self.consumer_schema(&resolved.partition.topic, request.schema.as_ref(), answer)
+            .await?;
         self.check_consumer_limit(&resolved, &log, answer).await?;
         let subscription = self.open_subscription(&request, &resolved, &log).await?;
-        self.attach_consumer(&request, resolved, subscription)?;
+        let schema_ids = crate::confluent::SchemaIds::load(
+            self.service.schemas.clone(),
+            resolved.partition.topic.clone(),
+            self.service.tasks.clone(),
+            self.service.shutdown.clone(),
+        )
+        .await;
+        self.attach_consumer(&request, resolved, subscription, schema_ids)?;
         Ok(Reply::success(request.request_id))
     }
 
     /// What a SUBSCRIBE is refused for before its topic is looked at: the connection's consumer
-    /// limit, an empty subscription name, a schema, Key_Shared's STICKY mode.
+    /// limit, an empty subscription name, Key_Shared's STICKY mode.
     fn check_subscribe(&self, request: &CommandSubscribe) -> Result<(), CommandFailure> {
         let refuse = |code, message: String| {
             Err(CommandFailure::new(
@@ -71,9 +79,6 @@ impl Connection {
                 ServerError::NotAllowedError,
                 "empty subscription name".into(),
             );
-        }
-        if let Err(message) = check_schema(request.schema.as_ref()) {
-            return refuse(ServerError::IncompatibleSchema, message);
         }
         if subscription_type(request.sub_type()) == SubscriptionType::KeyShared {
             if let Err(message) = key_shared_mode(request) {
@@ -160,6 +165,7 @@ impl Connection {
         request: &CommandSubscribe,
         resolved: ResolvedTopic,
         subscription: Arc<Subscription>,
+        schema_ids: Arc<crate::confluent::SchemaIds>,
     ) -> Result<(), CommandFailure> {
         let kind = subscription_type(request.sub_type());
         let consumer = Consumer {
@@ -183,7 +189,8 @@ impl Connection {
             request.subscription.clone(),
             self.service.cache.clone(),
             self.service.metrics.clone(),
-        );
+        )
+        .with_schema_ids(schema_ids);
         if config.delayed_delivery_enabled {
             codec = codec.with_delayed_delivery(DelayedDelivery {
                 tick_ms: config.delayed_delivery_tick_ms,

@@ -162,6 +162,21 @@ pub const ALIASES: &[Alias] = &[
         key: "port",
     },
     Alias {
+        name: "kopSchemaRegistryEnable",
+        section: "schema_registry",
+        key: "enabled",
+    },
+    Alias {
+        name: "kopSchemaRegistryPort",
+        section: "schema_registry",
+        key: "port",
+    },
+    Alias {
+        name: "schemaCompatibilityStrategy",
+        section: "schema_registry",
+        key: "compatibility",
+    },
+    Alias {
         name: "tlsEnabled",
         section: "tls",
         key: "enabled",

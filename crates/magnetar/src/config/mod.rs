@@ -18,6 +18,7 @@ mod groups;
 mod http;
 mod kafka;
 mod pulsar;
+mod schema_registry;
 mod server;
 mod storage;
 mod tls;
@@ -40,6 +41,7 @@ pub use groups::GroupsSection;
 pub use http::HttpSection;
 pub use kafka::{KafkaListener, KafkaSection};
 pub use pulsar::PulsarSection;
+pub use schema_registry::SchemaRegistrySection;
 pub use server::{BrokerSection, ServerConfig};
 pub use storage::StorageSection;
 pub use tls::TlsSection;
@@ -61,6 +63,7 @@ pub struct Config {
     pub auth: AuthSection,
     pub tls: TlsSection,
     pub cluster: ClusterSection,
+    pub schema_registry: SchemaRegistrySection,
 }
 
 impl Default for Config {
@@ -79,6 +82,7 @@ impl Default for Config {
             auth: AuthSection::default(),
             tls: TlsSection::default(),
             cluster: ClusterSection::default(),
+            schema_registry: SchemaRegistrySection::default(),
         }
     }
 }
@@ -91,6 +95,8 @@ pub struct FlagOverrides {
     pub kafka_port: Option<u16>,
     pub pulsar_port: Option<u16>,
     pub http_port: Option<u16>,
+    /// Turns the schema registry listener on, on this port.
+    pub schema_registry_port: Option<u16>,
     pub advertised_host: Option<String>,
     pub object_store: Option<String>,
     pub metadata_store: Option<String>,
@@ -176,7 +182,17 @@ impl Config {
                 .map_err(|reason| err(format!("{name}: {reason}")))?;
             set(&mut root, &section, &key, value);
         }
-        let flag_values: [(&str, &str, Option<Value>); 8] = [
+        let flag_values: [(&str, &str, Option<Value>); 10] = [
+            (
+                "schema_registry",
+                "port",
+                flags.schema_registry_port.map(|p| Value::Integer(p.into())),
+            ),
+            (
+                "schema_registry",
+                "enabled",
+                flags.schema_registry_port.map(|_| Value::Boolean(true)),
+            ),
             (
                 "cluster",
                 "metadata_store",
@@ -250,6 +266,7 @@ impl Config {
         self.validate_groups()?;
         self.validate_transactions()?;
         self.validate_cluster()?;
+        self.validate_schema_registry()?;
         self.validate_http()
     }
 }

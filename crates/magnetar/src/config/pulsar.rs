@@ -124,6 +124,8 @@ impl PulsarSection {
             advertised_listeners: self.named_listeners().unwrap_or_default(),
             // Set by the binary, which owns the metrics registry.
             metrics: None,
+            // Set by the binary, which shares one registry between the front ends.
+            schemas: None,
         }
     }
 }

@@ -1,0 +1,333 @@
+//! Writing subjects: registration (checked completely before anything is written), global ids,
+//! soft and hard deletion, all by compare-and-set.
+
+use magnetar_broker::{Expect, MetadataError};
+
+use super::{
+    metadata_error, now_ms, too_many_updates, FingerprintRecord, IdRecord, Mode, NextId,
+    RegisterOptions, Registered, SchemaStore, Subject, SubjectRecord, VersionEntry,
+    VersionSelector, CAS_ATTEMPTS, FORMAT_VERSION, ROOT,
+};
+use crate::compat::{check_compatibility, check_schema, Checked};
+use crate::types::{Result, Schema, SchemaError};
+
+impl SchemaStore {
+    // ---- writing ----
+
+    /// Reads, changes and writes back a subject record with compare-and-set (creating it when
+    /// `create`). `change` may refuse.
+    pub(super) async fn update_subject<T>(
+        &self,
+        subject: &Subject,
+        create: bool,
+        mut change: impl FnMut(&mut SubjectRecord) -> Result<T>,
+    ) -> Result<T> {
+        let key = Self::subject_key(subject);
+        for _ in 0..CAS_ATTEMPTS {
+            let (mut record, expect) = match self.subject_record(subject).await? {
+                Some((record, version)) => (record, Expect::Version(version)),
+                None if create => (
+                    SubjectRecord {
+                        format_version: FORMAT_VERSION,
+                        next_version: 1,
+                        ..Default::default()
+                    },
+                    Expect::Absent,
+                ),
+                None => return Err(SchemaError::SubjectNotFound(self.subject_name(subject))),
+            };
+            let out = change(&mut record)?;
+            match self
+                .metadata()
+                .put(&key, Self::to_json(&record)?, expect)
+                .await
+            {
+                Ok(_) => return Ok(out),
+                Err(MetadataError::BadVersion { .. }) => continue,
+                Err(e) => return Err(metadata_error(e)),
+            }
+        }
+        Err(too_many_updates(&self.subject_name(subject)))
+    }
+
+    /// Registers `schema` under `subject`: the existing version when the subject has the same
+    /// schema, else a new version once it passes the subject's compatibility level. Nothing
+    /// is written for a schema that is refused.
+    pub async fn register(
+        &self,
+        subject: &Subject,
+        schema: &Schema,
+        options: RegisterOptions,
+    ) -> Result<Registered> {
+        let checked = self.validate(schema).await?;
+        if let Some(found) = self.registered_fast(subject, &checked).await? {
+            return Ok(found);
+        }
+        for _ in 0..CAS_ATTEMPTS {
+            let current = self.subject_record(subject).await?;
+            let existing = match &current {
+                Some((record, _)) => self.checked_versions(record).await?,
+                None => Vec::new(),
+            };
+            if let Some((entry, _)) = existing
+                .iter()
+                .find(|(_, c)| c.normalized == checked.normalized)
+            {
+                return Ok(Registered {
+                    id: entry.id,
+                    version: entry.version,
+                    created: false,
+                });
+            }
+            if self.effective_mode(subject).await? == Mode::ReadOnly {
+                return Err(SchemaError::ReadOnly(format!(
+                    "subject '{}' is in read-only mode",
+                    self.subject_name(subject)
+                )));
+            }
+            if !existing.is_empty() && !options.allow_new_version {
+                return Err(SchemaError::Incompatible(
+                    "the topic has a different schema and schema auto-update is disabled for its namespace"
+                        .into(),
+                ));
+            }
+            let level = self.effective_compatibility(subject).await?;
+            let old: Vec<Checked> = existing.into_iter().map(|(_, c)| c).collect();
+            if let Err(reasons) = check_compatibility(level, &checked, &old) {
+                return Err(SchemaError::Incompatible(reasons.join("; ")));
+            }
+            if let Some((record, _)) = &current {
+                if record.versions.len() >= self.config.versions_per_subject_max {
+                    return Err(SchemaError::LimitReached(format!(
+                        "subject '{}' has {} versions, schema_registry.versions_per_subject_max",
+                        self.subject_name(subject),
+                        record.versions.len()
+                    )));
+                }
+            }
+            let id = self.id_for(schema, &checked).await?;
+            let seen: Vec<VersionEntry> = current
+                .as_ref()
+                .map(|(r, _)| r.versions.clone())
+                .unwrap_or_default();
+            let appended = self
+                .update_subject(subject, true, |record| {
+                    if record.versions != seen {
+                        // Changed by someone else meanwhile: check again from the top.
+                        return Ok(None);
+                    }
+                    let version = record.next_version.max(1);
+                    record.next_version = version + 1;
+                    record.versions.push(VersionEntry {
+                        version,
+                        id,
+                        deleted: false,
+                        created_ms: now_ms(),
+                    });
+                    Ok(Some(version))
+                })
+                .await;
+            match appended {
+                Ok(Some(version)) => {
+                    return Ok(Registered {
+                        id,
+                        version,
+                        created: true,
+                    })
+                }
+                Ok(None) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(too_many_updates(&self.subject_name(subject)))
+    }
+
+    /// The common case of a producer reconnecting: the content's id (by fingerprint) is a live
+    /// version of the subject, found without parsing every version.
+    pub(super) async fn registered_fast(
+        &self,
+        subject: &Subject,
+        checked: &Checked,
+    ) -> Result<Option<Registered>> {
+        let Some(id) = self.fingerprint_id(checked).await? else {
+            return Ok(None);
+        };
+        let Some((record, _)) = self.subject_record(subject).await? else {
+            return Ok(None);
+        };
+        Ok(record
+            .versions
+            .iter()
+            .find(|v| !v.deleted && v.id == id)
+            .map(|v| Registered {
+                id,
+                version: v.version,
+                created: false,
+            }))
+    }
+
+    /// The id whose content is `checked`'s, if one was registered (the fingerprint's id, its
+    /// stored content compared).
+    async fn fingerprint_id(&self, checked: &Checked) -> Result<Option<u64>> {
+        let hash = twox_hash::XxHash3_128::oneshot(checked.normalized.as_bytes());
+        let key = format!("{ROOT}/fingerprints/{hash:032x}");
+        let Some((FingerprintRecord { id, .. }, _)) = self.get_json(&key).await? else {
+            return Ok(None);
+        };
+        let Some(stored) = self.schema_by_id(id).await? else {
+            return Ok(None);
+        };
+        let references = self.resolve_references(&stored).await?;
+        Ok((check_schema(&stored, &references)?.normalized == checked.normalized).then_some(id))
+    }
+
+    /// The global id of `schema`'s content: the existing one, or a new one (the next id,
+    /// compare-and-set, then the id record and the fingerprint).
+    async fn id_for(&self, schema: &Schema, checked: &Checked) -> Result<u64> {
+        if let Some(id) = self.fingerprint_id(checked).await? {
+            return Ok(id);
+        }
+        let hash = twox_hash::XxHash3_128::oneshot(checked.normalized.as_bytes());
+        let fingerprint_key = format!("{ROOT}/fingerprints/{hash:032x}");
+        let next_key = format!("{ROOT}/next-id");
+        let id = loop {
+            let (next, expect) = match self.get_json::<NextId>(&next_key).await? {
+                Some((n, version)) => (n.next, Expect::Version(version)),
+                None => (1, Expect::Absent),
+            };
+            let record = NextId {
+                format_version: FORMAT_VERSION,
+                next: next + 1,
+            };
+            match self
+                .metadata()
+                .put(&next_key, Self::to_json(&record)?, expect)
+                .await
+            {
+                Ok(_) => break next,
+                Err(MetadataError::BadVersion { .. }) => continue,
+                Err(e) => return Err(metadata_error(e)),
+            }
+        };
+        let record = IdRecord {
+            format_version: FORMAT_VERSION,
+            id,
+            schema: schema.clone(),
+        };
+        self.metadata()
+            .put(
+                &format!("{ROOT}/ids/{id}"),
+                Self::to_json(&record)?,
+                Expect::Absent,
+            )
+            .await
+            .map_err(metadata_error)?;
+        let fingerprint = FingerprintRecord {
+            format_version: FORMAT_VERSION,
+            id,
+        };
+        self.metadata()
+            .put(&fingerprint_key, Self::to_json(&fingerprint)?, Expect::Any)
+            .await
+            .map_err(metadata_error)?;
+        Ok(id)
+    }
+
+    /// Soft-deletes (or, `permanent`, removes a soft-deleted) version; answers its number.
+    pub async fn delete_version(
+        &self,
+        subject: &Subject,
+        selector: VersionSelector,
+        permanent: bool,
+    ) -> Result<u32> {
+        self.check_writable(subject).await?;
+        let name = self.subject_name(subject);
+        let version = self
+            .update_subject(subject, false, |record| {
+                let position = match selector {
+                    VersionSelector::Latest => record.versions.iter().rposition(|v| !v.deleted),
+                    VersionSelector::Number(n) => {
+                        record.versions.iter().position(|v| v.version == n)
+                    }
+                };
+                let not_found = || SchemaError::VersionNotFound {
+                    subject: name.clone(),
+                    version: match selector {
+                        VersionSelector::Latest => "latest".into(),
+                        VersionSelector::Number(n) => n.to_string(),
+                    },
+                };
+                let at = position.ok_or_else(not_found)?;
+                let entry = &mut record.versions[at];
+                let version = entry.version;
+                if permanent {
+                    if !entry.deleted {
+                        return Err(SchemaError::NotSoftDeleted(format!(
+                            "version {version} of subject '{name}' must be soft-deleted before it is deleted permanently"
+                        )));
+                    }
+                    record.versions.remove(at);
+                } else if entry.deleted {
+                    return Err(SchemaError::VersionNotFound {
+                        subject: name.clone(),
+                        version: format!("{version} (soft-deleted)"),
+                    });
+                } else {
+                    entry.deleted = true;
+                }
+                Ok(version)
+            })
+            .await?;
+        Ok(version)
+    }
+
+    /// Soft-deletes every version of a subject, or (`permanent`) removes a subject whose
+    /// versions are all soft-deleted; answers the versions.
+    pub async fn delete_subject(&self, subject: &Subject, permanent: bool) -> Result<Vec<u32>> {
+        self.check_writable(subject).await?;
+        let name = self.subject_name(subject);
+        let Some((record, version)) = self.subject_record(subject).await? else {
+            return Err(SchemaError::SubjectNotFound(name));
+        };
+        if permanent {
+            if record.versions.iter().any(|v| !v.deleted) {
+                return Err(SchemaError::NotSoftDeleted(format!(
+                    "subject '{name}' must be soft-deleted before it is deleted permanently"
+                )));
+            }
+            match self
+                .metadata()
+                .delete(&Self::subject_key(subject), Expect::Version(version))
+                .await
+            {
+                Ok(()) | Err(MetadataError::NotFound { .. }) => {}
+                Err(e) => return Err(metadata_error(e)),
+            }
+            return Ok(record.versions.iter().map(|v| v.version).collect());
+        }
+        if record.versions.iter().all(|v| v.deleted) {
+            return Err(SchemaError::SubjectNotFound(format!(
+                "{name} (soft-deleted)"
+            )));
+        }
+        self.update_subject(subject, false, |record| {
+            let mut deleted = Vec::new();
+            for v in record.versions.iter_mut().filter(|v| !v.deleted) {
+                v.deleted = true;
+                deleted.push(v.version);
+            }
+            Ok(deleted)
+        })
+        .await
+    }
+
+    async fn check_writable(&self, subject: &Subject) -> Result<()> {
+        if self.effective_mode(subject).await? == Mode::ReadOnly {
+            return Err(SchemaError::ReadOnly(format!(
+                "subject '{}' is in read-only mode",
+                self.subject_name(subject)
+            )));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,266 @@
+"""The Confluent Schema Registry API (its own listener) with confluent-kafka's
+SchemaRegistryClient and serializers: register/lookup/versions/compatibility/config/delete,
+Avro and JSON records through the Kafka port, Confluent's error codes, bad input, and the one
+store shared with Pulsar (a `<topic>-value` subject is the topic's Pulsar schema)."""
+
+from __future__ import annotations
+
+import json
+import struct
+import time
+import uuid
+
+import pytest
+import requests
+
+ck = pytest.importorskip("confluent_kafka")
+pytest.importorskip("fastavro")
+from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient  # noqa: E402
+from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer  # noqa: E402
+from confluent_kafka.schema_registry.error import SchemaRegistryError  # noqa: E402
+from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSerializer  # noqa: E402
+from confluent_kafka.serialization import MessageField, SerializationContext  # noqa: E402
+
+from kafka_util import consumer_conf, producer_conf  # noqa: E402
+
+pytestmark = [pytest.mark.binary, pytest.mark.magnetar_only("schema registry"), pytest.mark.timeout(120)]
+
+CT = "application/vnd.schemaregistry.v1+json"
+
+USER = {
+    "type": "record",
+    "name": "User",
+    "namespace": "example",
+    "fields": [{"name": "name", "type": "string"}, {"name": "age", "type": "int"}],
+}
+USER_V2 = {**USER, "fields": USER["fields"] + [{"name": "email", "type": "string", "default": ""}]}
+USER_BROKEN = {**USER, "fields": USER["fields"] + [{"name": "score", "type": "int"}]}
+
+
+def url(broker):
+    assert broker.schema_registry, "the harness starts the registry listener"
+    return f"http://{broker.schema_registry}"
+
+
+@pytest.fixture
+def sr(broker):
+    return SchemaRegistryClient({"url": url(broker)})
+
+
+def subject():
+    return f"s-{uuid.uuid4().hex[:10]}"
+
+
+def avro(definition):
+    return Schema(json.dumps(definition), "AVRO")
+
+
+def test_register_lookup_versions_and_ids(sr, broker):
+    s = subject()
+    id1 = sr.register_schema(s, avro(USER))
+    assert sr.register_schema(s, avro(USER)) == id1  # same schema, same id
+    latest = sr.get_latest_version(s)
+    assert (latest.version, latest.schema_id) == (1, id1)
+    assert json.loads(latest.schema.schema_str)["name"] == "User"
+    id2 = sr.register_schema(s, avro(USER_V2))
+    assert id2 != id1
+    assert sr.get_versions(s) == [1, 2]
+    found = sr.lookup_schema(s, avro(USER))
+    assert (found.version, found.schema_id) == (1, id1)
+    assert json.loads(sr.get_schema(id2).schema_str)["fields"][2]["name"] == "email"
+    assert s in sr.get_subjects()
+    # The same schema under another subject keeps its global id.
+    assert sr.register_schema(subject(), avro(USER)) == id1
+    r = requests.get(f"{url(broker)}/schemas/ids/{id1}/versions", timeout=10)
+    assert r.headers["content-type"] == CT
+    assert {"subject": s, "version": 1} in r.json()
+
+
+def test_compatibility_checks_and_409(sr, broker):
+    s = subject()
+    sr.register_schema(s, avro(USER))
+    assert sr.test_compatibility(s, avro(USER_V2)) is True
+    assert sr.test_compatibility(s, avro(USER_BROKEN)) is False
+    with pytest.raises(SchemaRegistryError) as refused:
+        sr.register_schema(s, avro(USER_BROKEN))
+    assert refused.value.http_status_code == 409 and refused.value.error_code == 409
+    assert sr.get_versions(s) == [1]  # nothing stored
+    r = requests.post(f"{url(broker)}/compatibility/subjects/{s}/versions/latest?verbose=true",
+                      json={"schema": json.dumps(USER_BROKEN)}, timeout=10)
+    assert r.status_code == 200 and r.json()["is_compatible"] is False
+    assert any("score" in m for m in r.json()["messages"])
+    # Per subject level: FORWARD accepts a field without a default.
+    sr.set_compatibility(s, "FORWARD")
+    assert sr.get_compatibility(s) == "FORWARD"
+    assert sr.register_schema(s, avro(USER_BROKEN)) > 0
+    # Global config.
+    r = requests.get(f"{url(broker)}/config", timeout=10)
+    assert r.json() == {"compatibilityLevel": "BACKWARD"}
+    r = requests.put(f"{url(broker)}/config", json={"compatibility": "SOMETIMES"}, timeout=10)
+    assert (r.status_code, r.json()["error_code"]) == (422, 42203)
+
+
+def test_soft_and_hard_delete(sr, broker):
+    s = subject()
+    sr.register_schema(s, avro(USER))
+    sr.register_schema(s, avro(USER_V2))
+    assert sr.delete_version(s, 1) == 1
+    assert sr.get_versions(s) == [2]
+    r = requests.get(f"{url(broker)}/subjects/{s}/versions?deleted=true", timeout=10)
+    assert r.json() == [1, 2]
+    # A live version cannot be deleted permanently first.
+    r = requests.delete(f"{url(broker)}/subjects/{s}/versions/2?permanent=true", timeout=10)
+    assert (r.status_code, r.json()["error_code"]) == (404, 40407)
+    assert sr.delete_subject(s) == [2]
+    assert s not in sr.get_subjects()
+    assert sr.delete_subject(s, permanent=True) == [1, 2]
+    r = requests.get(f"{url(broker)}/subjects/{s}/versions", timeout=10)
+    assert (r.status_code, r.json()["error_code"]) == (404, 40401)
+
+
+def test_avro_serializer_round_trip_through_kafka(sr, broker):
+    topic = f"avro-{uuid.uuid4().hex[:8]}"
+    serializer = AvroSerializer(sr, json.dumps(USER))
+    deserializer = AvroDeserializer(sr, json.dumps(USER))
+    producer = Producer(producer_conf(broker.kafka))
+    value = serializer({"name": "ada", "age": 36}, SerializationContext(topic, MessageField.VALUE))
+    assert value[0] == 0 and len(value) > 5  # Confluent wire format: magic, schema id, payload
+    producer.produce(topic, value=value)
+    assert producer.flush(20) == 0
+    consumer = Consumer(consumer_conf(broker.kafka))
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    deadline, msg = time.time() + 20, None
+    while time.time() < deadline and msg is None:
+        m = consumer.poll(1.0)
+        if m is not None and not m.error():
+            msg = m
+    consumer.close()
+    assert msg is not None
+    assert deserializer(msg.value(), SerializationContext(topic, MessageField.VALUE)) == {"name": "ada", "age": 36}
+    # The serializer registered `<topic>-value`: the topic's schema, which Pulsar sees too.
+    latest = sr.get_latest_version(f"{topic}-value")
+    assert struct.unpack(">I", value[1:5])[0] == latest.schema_id
+    r = requests.get(f"http://{broker.http}/admin/v2/schemas/public/default/{topic}/schema", timeout=10)
+    assert r.status_code == 200 and r.json()["type"] == "AVRO" and r.json()["version"] == 0
+
+
+def test_json_serializer_round_trip_through_kafka(sr, broker):
+    topic = f"json-{uuid.uuid4().hex[:8]}"
+    schema = json.dumps({"type": "object", "properties": {"name": {"type": "string"}, "n": {"type": "integer"}},
+                         "required": ["name"]})
+    serializer = JSONSerializer(schema, sr)
+    deserializer = JSONDeserializer(schema, schema_registry_client=sr)
+    producer = Producer(producer_conf(broker.kafka))
+    producer.produce(topic, value=serializer({"name": "x", "n": 3}, SerializationContext(topic, MessageField.VALUE)))
+    assert producer.flush(20) == 0
+    consumer = Consumer(consumer_conf(broker.kafka))
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    deadline, msg = time.time() + 20, None
+    while time.time() < deadline and msg is None:
+        m = consumer.poll(1.0)
+        if m is not None and not m.error():
+            msg = m
+    consumer.close()
+    assert deserializer(msg.value(), SerializationContext(topic, MessageField.VALUE)) == {"name": "x", "n": 3}
+    assert sr.get_latest_version(f"{topic}-value").schema.schema_type == "JSON"
+    # Making a new property required is not BACKWARD compatible.
+    stricter = json.dumps({"type": "object", "properties": {"name": {"type": "string"}, "n": {"type": "integer"}},
+                           "required": ["name", "n"]})
+    with pytest.raises(SchemaRegistryError) as refused:
+        sr.register_schema(f"{topic}-value", Schema(stricter, "JSON"))
+    assert refused.value.error_code == 409
+
+
+def test_pulsar_schema_is_the_topic_value_subject(broker, sr):
+    pulsar = pytest.importorskip("pulsar")
+    from pulsar.schema import AvroSchema
+
+    topic = f"interop-{uuid.uuid4().hex[:8]}"
+    client = pulsar.Client(f"pulsar://{broker.pulsar}", operation_timeout_seconds=15)
+    try:
+        client.create_producer(f"persistent://public/default/{topic}",
+                               schema=AvroSchema(None, schema_definition=USER))
+    finally:
+        client.close()
+    latest = sr.get_latest_version(f"{topic}-value")
+    assert latest.version == 1 and json.loads(latest.schema.schema_str)["name"] == "User"
+    # Registering the same schema through Confluent finds that version.
+    assert sr.register_schema(f"{topic}-value", avro(USER)) == latest.schema_id
+
+
+def test_bad_input_gets_clear_errors_and_stores_nothing(broker):
+    base = url(broker)
+    s = subject()
+    cases = [
+        ({"schema": "{not json"}, 42201),
+        ({"schema": json.dumps({"type": "record"})}, 42201),
+        ({"schema": "\"" + "x" * 300_000 + "\""}, 42201),
+        ({"schema": "{}", "schemaType": "XML"}, 42201),
+        ({"schema": json.dumps({"type": 12}), "schemaType": "JSON"}, 42201),
+        ({"schema": "\"int\"", "references": [{"name": "a", "subject": "nowhere", "version": 1}]}, 42201),
+    ]
+    for body, code in cases:
+        r = requests.post(f"{base}/subjects/{s}/versions", json=body, headers={"content-type": CT}, timeout=10)
+        assert r.status_code == 422, (body, r.text)
+        assert r.json()["error_code"] == code and r.json()["message"]
+    r = requests.post(f"{base}/subjects/{s}/versions", data=b"{{", headers={"content-type": CT}, timeout=10)
+    assert r.status_code == 400
+    r = requests.get(f"{base}/subjects/{s}/versions/0", timeout=10)
+    assert (r.status_code, r.json()["error_code"]) == (422, 42202)
+    r = requests.get(f"{base}/schemas/ids/999999", timeout=10)
+    assert (r.status_code, r.json()["error_code"]) == (404, 40403)
+    assert s not in requests.get(f"{base}/subjects?deleted=true", timeout=10).json()
+
+
+def test_references_and_read_only_mode(sr, broker):
+    base = url(broker)
+    address = {"type": "record", "name": "Address", "namespace": "ex", "fields": [{"name": "city", "type": "string"}]}
+    sr.register_schema("address", avro(address))
+    person = {"type": "record", "name": "Person", "namespace": "ex", "fields": [{"name": "home", "type": "ex.Address"}]}
+    r = requests.post(f"{base}/subjects/person/versions", json={
+        "schema": json.dumps(person), "references": [{"name": "ex.Address", "subject": "address", "version": 1}]},
+        timeout=10)
+    assert r.status_code == 200, r.text
+    got = requests.get(f"{base}/subjects/person/versions/1", timeout=10).json()
+    assert got["references"] == [{"name": "ex.Address", "subject": "address", "version": 1}]
+    assert requests.get(f"{base}/subjects/address/versions/1/referencedby", timeout=10).json() == [got["id"]]
+    assert requests.put(f"{base}/mode", json={"mode": "READONLY"}, timeout=10).json() == {"mode": "READONLY"}
+    r = requests.post(f"{base}/subjects/{subject()}/versions", json={"schema": "\"int\""}, timeout=10)
+    assert (r.status_code, r.json()["error_code"]) == (422, 42205)
+    requests.put(f"{base}/mode", json={"mode": "READWRITE"}, timeout=10)
+
+
+def test_confluent_framed_kafka_records_read_by_a_typed_pulsar_consumer(sr, broker):
+    pulsar = pytest.importorskip("pulsar")
+    from pulsar.schema import AvroSchema
+
+    topic = f"cross-{uuid.uuid4().hex[:8]}"
+    serializer = AvroSerializer(sr, json.dumps(USER))
+    producer = Producer(producer_conf(broker.kafka))
+    for i in range(3):
+        producer.produce(topic, value=serializer({"name": f"n{i}", "age": i},
+                                                 SerializationContext(topic, MessageField.VALUE)))
+    # A record without the prefix in its own batch: served as it is.
+    assert producer.flush(20) == 0
+    producer.produce(topic, value=b"plain bytes")
+    assert producer.flush(20) == 0
+    client = pulsar.Client(f"pulsar://{broker.pulsar}", operation_timeout_seconds=15)
+    try:
+        # The Kafka topic is partitioned (one partition): read that partition.
+        typed = client.subscribe(f"persistent://public/default/{topic}-partition-0", "typed",
+                                 schema=AvroSchema(None, schema_definition=USER),
+                                 initial_position=pulsar.InitialPosition.Earliest)
+        got = []
+        for _ in range(3):
+            m = typed.receive(timeout_millis=10000)
+            assert m._message.int_schema_version() == 0
+            got.append(m.value())
+        assert got == [{"name": f"n{i}", "age": i} for i in range(3)]
+        raw_consumer = client.subscribe(f"persistent://public/default/{topic}-partition-0", "raw",
+                                        initial_position=pulsar.InitialPosition.Earliest)
+        datas = [raw_consumer.receive(timeout_millis=10000).data() for _ in range(4)]
+        assert datas[3] == b"plain bytes"
+        assert datas[0][:1] != b"\x00"  # the prefix is gone
+    finally:
+        client.close()
