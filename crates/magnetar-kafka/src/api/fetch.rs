@@ -191,7 +191,9 @@ async fn read_all(
             if total == 0 || fits {
                 total += len;
             } else {
-                data.records = None;
+                // Empty, not null: librdkafka refuses a null record set ("invalid
+                // MessageSetSize -1") and drops the whole response.
+                data.records = Some(Bytes::new());
                 messages = 0;
             }
         }
@@ -222,7 +224,8 @@ async fn read_slot(ctx: &Context, slot: &Slot, max_bytes: usize) -> (PartitionDa
     data.high_watermark = end as i64;
     data.last_stable_offset = stable as i64;
     data.log_start_offset = start as i64;
-    data.aborted_transactions = slot.read_committed.then(Vec::new);
+    // Kafka sends null to read_uncommitted readers; an empty list reads the same everywhere.
+    data.aborted_transactions = Some(Vec::new());
     let upper = if slot.read_committed { stable } else { end };
     let offset = slot.fetch_offset;
     if offset < start as i64 || offset > end as i64 {
