@@ -114,14 +114,8 @@ impl TxnStateMachine {
             TxnStatus::PrepareCommit | TxnStatus::PrepareAbort | TxnStatus::PrepareEpochFence => {
                 Err(CoordinatorError::ConcurrentTransactions)
             }
-            TxnStatus::Ongoing => {
-                // Fence the producer of the open transaction and abort it.
-                let mut next = meta.clone();
-                next.producer_epoch = meta.producer_epoch.saturating_add(1).min(i16::MAX - 1);
-                next.status = TxnStatus::PrepareAbort;
-                next.last_update_ms = now_ms;
-                Ok(InitStep::AbortFirst(next.record()))
-            }
+            // Fence the producer of the open transaction and abort it.
+            TxnStatus::Ongoing => Ok(InitStep::AbortFirst(meta.fenced_abort(now_ms))),
             TxnStatus::Empty
             | TxnStatus::CompleteCommit
             | TxnStatus::CompleteAbort
@@ -295,15 +289,19 @@ impl TxnStateMachine {
             })
             .collect();
         out.sort_by(|a, b| a.transactional_id.cmp(&b.transactional_id));
-        out.into_iter()
-            .map(|m| {
-                let mut next = m.clone();
-                next.producer_epoch = m.producer_epoch.saturating_add(1).min(i16::MAX - 1);
-                next.status = TxnStatus::PrepareAbort;
-                next.last_update_ms = now_ms;
-                next.record()
-            })
-            .collect()
+        out.into_iter().map(|m| m.fenced_abort(now_ms)).collect()
+    }
+
+    /// An operator's forced abort of `id`'s open transaction (its producer fenced).
+    pub fn force_abort(&self, id: &str, now_ms: i64) -> Result<TxnRecord, CoordinatorError> {
+        let meta = self
+            .txns
+            .get(id)
+            .ok_or(CoordinatorError::InvalidProducerIdMapping)?;
+        if meta.status != TxnStatus::Ongoing {
+            return Err(CoordinatorError::InvalidTxnState);
+        }
+        Ok(meta.fenced_abort(now_ms))
     }
 
     /// Tombstones of transactional ids idle (nothing open) for longer than
@@ -469,6 +467,16 @@ impl TxnMetadata {
             start_ms: v.start_ms,
             pending_offsets: BTreeMap::new(),
         }
+    }
+
+    /// The PrepareAbort record that aborts this open transaction and fences its producer (the
+    /// epoch bumped, so the markers refuse the old epoch in every partition).
+    fn fenced_abort(&self, now_ms: i64) -> TxnRecord {
+        let mut next = self.clone();
+        next.producer_epoch = self.producer_epoch.saturating_add(1).min(i16::MAX - 1);
+        next.status = TxnStatus::PrepareAbort;
+        next.last_update_ms = now_ms;
+        next.record()
     }
 
     /// The metadata record of this state.

@@ -551,18 +551,7 @@ impl TransactionCoordinator {
             .loaded
             .as_ref()
             .ok_or(CoordinatorError::NotCoordinator)?;
-        let meta = loaded
-            .machine
-            .get(transactional_id)
-            .ok_or(CoordinatorError::InvalidProducerIdMapping)?;
-        if meta.status != TxnStatus::Ongoing {
-            return Err(CoordinatorError::InvalidTxnState);
-        }
-        let mut next = meta.clone();
-        next.producer_epoch = meta.producer_epoch.saturating_add(1).min(i16::MAX - 1);
-        next.status = TxnStatus::PrepareAbort;
-        next.last_update_ms = now;
-        let record = next.record();
+        let record = loaded.machine.force_abort(transactional_id, now)?;
         let producer = producer_of(&record);
         self.inner.write(&mut slot, partition, vec![record]).await?;
         drop(slot);
@@ -587,6 +576,32 @@ impl TransactionCoordinator {
             std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner()));
         while tasks.join_next().await.is_some() {}
     }
+}
+
+/// Records as (key, value) pairs for a batch.
+fn encode_records(records: &[TxnRecord]) -> Result<Vec<RawRecord>, crate::record::CodecError> {
+    records
+        .iter()
+        .map(|r| Ok((r.encode_key()?, r.encode_value()?)))
+        .collect()
+}
+
+/// Appends `raw` as one Kafka batch of the transaction log and waits until it is durable.
+async fn append_batch(
+    log: &PartitionLog,
+    raw: &[RawRecord],
+    now_ms: i64,
+) -> Result<(), BrokerError> {
+    log.append(AppendRequest {
+        payload: Bytes::from(encode_batch(raw, now_ms)),
+        message_count: raw.len().max(1) as u32,
+        max_timestamp_ms: now_ms,
+        format: PayloadFormat::Kafka,
+        producer: None,
+        first_index_at: Some(0),
+    })
+    .await
+    .map(drop)
 }
 
 fn producer_of(record: &TxnRecord) -> (i64, i16) {
@@ -726,30 +741,10 @@ impl Inner {
             .loaded
             .as_mut()
             .ok_or(CoordinatorError::NotCoordinator)?;
-        let mut raw: Vec<RawRecord> = Vec::with_capacity(records.len());
-        for r in &records {
-            let key = r
-                .encode_key()
-                .map_err(|_| CoordinatorError::TransactionLimitExceeded)?;
-            let value = r
-                .encode_value()
-                .map_err(|_| CoordinatorError::TransactionLimitExceeded)?;
-            raw.push((key, value));
-        }
-        let now = self.clock.now_ms();
-        let payload = Bytes::from(encode_batch(&raw, now));
-        let appended = loaded
-            .log
-            .append(AppendRequest {
-                payload,
-                message_count: raw.len().max(1) as u32,
-                max_timestamp_ms: now,
-                format: PayloadFormat::Kafka,
-                producer: None,
-                first_index_at: Some(0),
-            })
-            .await;
-        if let Err(e) = appended {
+        // A record that does not encode is one over a Kafka string or array limit.
+        let raw =
+            encode_records(&records).map_err(|_| CoordinatorError::TransactionLimitExceeded)?;
+        if let Err(e) = append_batch(&loaded.log, &raw, self.clock.now_ms()).await {
             tracing::warn!(partition, error = %e, "transaction state write failed; the partition reloads from its log");
             slot.loaded = None;
             return Err(CoordinatorError::NotCoordinator);
@@ -771,29 +766,13 @@ impl Inner {
         let Some(loaded) = slot.loaded.as_mut() else {
             return;
         };
-        let snapshot = loaded.machine.snapshot();
-        let mut raw: Vec<RawRecord> = Vec::with_capacity(snapshot.len());
-        for r in &snapshot {
-            match (r.encode_key(), r.encode_value()) {
-                (Ok(k), Ok(v)) => raw.push((k, v)),
-                _ => return,
-            }
-        }
+        let Ok(raw) = encode_records(&loaded.machine.snapshot()) else {
+            return;
+        };
         let start = loaded.log.end_index();
         let now = self.clock.now_ms();
         for chunk in raw.chunks(1_000) {
-            let appended = loaded
-                .log
-                .append(AppendRequest {
-                    payload: Bytes::from(encode_batch(chunk, now)),
-                    message_count: chunk.len().max(1) as u32,
-                    max_timestamp_ms: now,
-                    format: PayloadFormat::Kafka,
-                    producer: None,
-                    first_index_at: Some(0),
-                })
-                .await;
-            if let Err(e) = appended {
+            if let Err(e) = append_batch(&loaded.log, chunk, now).await {
                 tracing::warn!(partition, error = %e, "transaction state compaction failed");
                 return;
             }

@@ -112,11 +112,7 @@ pub async fn add_partitions(
                         .partitions
                         .iter()
                         .map(|p| {
-                            let code = match (&outcome, own) {
-                                (_, Some(code)) => code,
-                                (Err(code), None) => *code,
-                                (Ok(()), None) => 0,
-                            };
+                            let code = partition_code(&outcome, own);
                             AddPartitionsToTxnPartitionResult::default()
                                 .with_partition_index(*p)
                                 .with_partition_error_code(code)
@@ -126,6 +122,14 @@ pub async fn add_partitions(
         })
         .collect();
     response
+}
+
+/// A partition's error code: its topic's own error, else the request's outcome.
+fn partition_code(outcome: &Result<(), i16>, topic_error: Option<i16>) -> i16 {
+    match (outcome, topic_error) {
+        (_, Some(code)) | (&Err(code), None) => code,
+        (Ok(()), None) => 0,
+    }
 }
 
 pub async fn add_offsets(
@@ -239,11 +243,7 @@ pub async fn txn_offset_commit(
                         .partitions
                         .iter()
                         .map(|p| {
-                            let code = match (&outcome, own) {
-                                (_, Some(code)) => code,
-                                (Err(code), None) => *code,
-                                (Ok(()), None) => 0,
-                            };
+                            let code = partition_code(&outcome, own);
                             TxnOffsetCommitResponsePartition::default()
                                 .with_partition_index(p.partition_index)
                                 .with_error_code(code)
