@@ -383,6 +383,16 @@ def test_admin_lists_describes_and_aborts_a_hanging_transaction(broker, binary):
     # The fenced producer's commit fails.
     with pytest.raises(KafkaException):
         p.commit_transaction(10)
+    # The metrics count the operator's abort; nothing is left open.
+    from prometheus_client.parser import text_string_to_metric_families
+    samples = {
+        s.name: s.value
+        for family in text_string_to_metric_families(requests.get(f"http://{broker.http}/metrics", timeout=10).text)
+        for s in family.samples
+    }
+    assert samples["magnetar_transactions_aborted_total"] >= 1
+    assert samples["magnetar_transactions_ongoing"] == 0
+    assert samples["magnetar_transactions_committed_total"] == 0
 
 
 def test_aiokafka_transactional_producer(broker):
