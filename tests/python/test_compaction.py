@@ -98,7 +98,8 @@ def expected_view(items, offsets, tombstones_gone: bool) -> Dict[int, Tuple[byte
     }
 
 
-def consume_all(bootstrap: str, topic: str, start: int = 0, timeout_s: float = 60.0) -> List[Tuple[int, bytes, Optional[bytes]]]:
+def consume_all(bootstrap: str, topic: str, start: int = 0, timeout_s: float = 60.0,
+                **conf) -> List[Tuple[int, bytes, Optional[bytes]]]:
     """Every message from `start` to the high watermark: (offset, key, value)."""
     c = Consumer(
         {
@@ -108,6 +109,7 @@ def consume_all(bootstrap: str, topic: str, start: int = 0, timeout_s: float = 6
             "enable.partition.eof": True,
             "auto.offset.reset": "earliest",
             "fetch.wait.max.ms": 100,
+            **conf,
         }
     )
     out = []
@@ -434,3 +436,57 @@ def test_pulsar_read_compacted_consumer_and_reader(broker_factory):
     finally:
         client.close()
     assert offsets[-1] == len(items) - 1
+
+
+def test_transactional_topic_compaction_drops_aborted_values(broker_factory):
+    """A compacted topic written transactionally (issue #18's compaction item): the cleaner
+    drops the records of aborted transactions (an aborted value never becomes a key's latest),
+    keeps the committed ones at their offsets, and touches nothing from the first record of a
+    still-open transaction on (the last stable offset bounds it, as Kafka's cleaner)."""
+    b = broker_factory(env={"MAGNETAR_CLEANER__CHECK_INTERVAL_MS": "86400000"})
+    topic = unique_topic("compacttxn")
+    create_topic(b.kafka, topic, 1, config=topic_config(delete_retention_ms=86_400_000))
+    offsets: Dict[bytes, int] = {}
+
+    def transaction(p, items, commit: Optional[bool]):
+        p.begin_transaction()
+        for k, v in items:
+            def cb(err, msg, v=v):
+                assert err is None, err
+                offsets[v] = msg.offset()
+            p.produce(topic, key=k, value=v, partition=0, on_delivery=cb)
+        assert p.flush(30) == 0
+        if commit is True:
+            p.commit_transaction(30)
+        elif commit is False:
+            p.abort_transaction(30)
+
+    committer = Producer({"bootstrap.servers": b.kafka, "transactional.id": "compact-c", "linger.ms": 5})
+    committer.init_transactions(30)
+    committed = [(b"k%02d" % i, b"committed-%02d" % i) for i in range(10)]
+    transaction(committer, committed, True)
+    aborted = [(b"k%02d" % i, b"aborted-%02d" % i) for i in range(10)] + [(b"only-aborted", b"aborted-x")]
+    transaction(committer, aborted, False)
+    # Filler between, so the transactions above are in sealed segments below the open one.
+    produce_keyed(b.kafka, topic, [(b"filler-%04d" % i, b"f" * 100) for i in range(100)])
+    holder = Producer({"bootstrap.servers": b.kafka, "transactional.id": "compact-open", "linger.ms": 5})
+    holder.init_transactions(30)
+    transaction(holder, [(b"k03", b"open-03")], None)
+    produce_keyed(b.kafka, topic, [(b"filler-%04d" % i, b"g" * 100) for i in range(100, 200)])
+    # read_uncommitted: what is stored, aborted and open data included.
+    before = consume_all(b.kafka, topic, **{"isolation.level": "read_uncommitted"})
+    assert any(v.startswith(b"aborted") for _, _, v in before), "stored before compaction"
+    lso = offsets[b"open-03"]
+
+    status = compact_now(b, topic)
+    got = consume_all(b.kafka, topic, **{"isolation.level": "read_uncommitted"})
+    values = {v for _, _, v in got}
+    for k, v in committed:
+        assert (offsets[v], k, v) in got, f"committed {k!r} kept at its offset"
+    assert not any(v.startswith(b"aborted") for _, _, v in got if v is not None), "aborted values dropped"
+    assert b"only-aborted" not in {k for _, k, _ in got}
+    assert [m for m in before if m[0] >= lso] == [m for m in got if m[0] >= lso], \
+        "nothing from the open transaction on changed"
+    assert b"open-03" in values
+    assert status["status"] == "SUCCESS"
+    holder.abort_transaction(30)

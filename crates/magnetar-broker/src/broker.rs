@@ -1323,7 +1323,7 @@ impl Broker {
                     summary.partitions_checked += 1;
                     continue;
                 }
-                let outcome = log.ledger().apply_retention(time_ms, size_bytes).await?;
+                let outcome = log.apply_retention(time_ms, size_bytes).await?;
                 summary.partitions_checked += 1;
                 if outcome.segments_deleted > 0 {
                     tracing::info!(

@@ -301,7 +301,9 @@ impl Broker {
             .or_default()
             .state = CompactionState::Running;
         let started = self.clock().now_ms();
-        let result = ledger.compact(codec, policy, limits).await;
+        let result = ledger
+            .compact_with_txns(codec, policy, limits, log.txn_view())
+            .await;
         let ended = self.clock().now_ms();
         let mut statuses = self.compaction.statuses();
         let status = statuses.entry(tp.clone()).or_default();

@@ -157,12 +157,16 @@ impl Ledger {
         forward!(self.truncate_before(index).await)
     }
 
-    pub(crate) async fn apply_retention(
+    pub(crate) async fn apply_retention_until(
         &self,
         retention_ms: Option<u64>,
         retention_bytes: Option<u64>,
+        stable_end: u64,
     ) -> Result<RetentionOutcome, StorageError> {
-        forward!(self.apply_retention(retention_ms, retention_bytes).await)
+        forward!(
+            self.apply_retention_until(retention_ms, retention_bytes, stable_end)
+                .await
+        )
     }
 
     pub(crate) async fn write_snapshot(&self, index: u64, blob: Bytes) -> Result<(), StorageError> {

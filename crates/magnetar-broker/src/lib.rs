@@ -42,7 +42,9 @@ pub use permissions::{
     Access, AclRule, AuthAction, AuthPolicies, DeniedAction, Denies, Grants, RuleAction,
     RulePattern, RuleResource,
 };
-pub use producer_state::{named_producer_batch, named_producer_id, AbortedTxn, ProducerBatch};
+pub use producer_state::{
+    named_producer_batch, named_producer_id, AbortedTxn, ProducerBatch, ProducerView,
+};
 pub use publish_rate::PublishRate;
 pub use resources::{AutoTopicCreation, NamespacePolicies, TenantInfo, TopicMetadata};
 pub use subscription::position::Position;

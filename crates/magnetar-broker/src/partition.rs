@@ -266,6 +266,7 @@ impl PartitionLog {
                             txn: p.txn,
                         },
                         header.first_index,
+                        header.max_timestamp_ms,
                     );
                 }
             }
@@ -335,11 +336,38 @@ impl PartitionLog {
     }
 
     /// Kafka's last stable offset: the first index of the oldest open transaction, or the
-    /// readable end when none is open. `read_committed` readers read below it only.
+    /// readable end when none is open; never below the log start (DeleteRecords may move the
+    /// start past an open transaction's first entry, as Kafka allows up to the high watermark;
+    /// the transaction stays open). `read_committed` readers read below it only.
     pub fn last_stable_index(&self) -> u64 {
         self.first_open_txn
             .load(Ordering::Acquire)
             .min(self.ledger.end_index())
+            .max(self.ledger.start_index())
+    }
+
+    /// What compaction must know of this partition's transactions: nothing at or after the
+    /// last stable offset is compacted, and aborted transactions' data is dropped.
+    pub fn txn_view(&self) -> magnetar_storage::TxnView {
+        let stable_end = self.last_stable_index();
+        magnetar_storage::TxnView {
+            stable_end,
+            aborted: self.txns().aborted_in(0, stable_end),
+        }
+    }
+
+    /// Retention by time and size (see the ledger's), never past the last stable offset: the
+    /// segments holding an open transaction's data stay until it is decided (a hanging
+    /// transaction is aborted by its timeout, so this is bounded).
+    pub async fn apply_retention(
+        &self,
+        retention_ms: Option<u64>,
+        retention_bytes: Option<u64>,
+    ) -> Result<magnetar_storage::RetentionOutcome> {
+        Ok(self
+            .ledger
+            .apply_retention_until(retention_ms, retention_bytes, self.last_stable_index())
+            .await?)
     }
 
     /// The aborted transactions a `read_committed` read of `[from, to)` must skip.
@@ -350,6 +378,22 @@ impl PartitionLog {
     /// The open transactions: (producer id, first index), oldest first.
     pub fn open_transactions(&self) -> Vec<(i64, u64)> {
         self.txns().open()
+    }
+
+    /// The idempotent and transactional producers this partition remembers (Kafka's
+    /// DescribeProducers), by producer id, each with its open transaction's first index.
+    /// Pulsar's named producers are not listed.
+    pub fn producers(&self) -> Result<Vec<crate::ProducerView>> {
+        let mut producers = self
+            .producers
+            .lock()
+            .map_err(|_| Error::ShuttingDown)?
+            .producers();
+        let txns = self.txns();
+        for p in &mut producers {
+            p.txn_start_index = txns.open_of(p.producer_id);
+        }
+        Ok(producers)
     }
 
     /// Writes a snapshot covering entries below `index` once they are durable, in the
@@ -575,7 +619,7 @@ impl PartitionLog {
                 if batch.txn.is_marker() {
                     producers.record_marker(batch.producer_id, batch.epoch);
                 } else {
-                    producers.record(batch, first_index);
+                    producers.record(batch, first_index, max_timestamp_ms);
                 }
             }
             None => {}

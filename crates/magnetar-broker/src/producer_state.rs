@@ -83,6 +83,21 @@ struct ProducerEntry {
     epoch: i16,
     batches: VecDeque<BatchRecord>,
     last_used: u64,
+    /// The max timestamp of the producer's last batch (-1: unknown; Kafka's `lastTimestamp`).
+    last_timestamp_ms: i64,
+}
+
+/// One producer of a partition as DescribeProducers shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProducerView {
+    pub producer_id: i64,
+    pub epoch: i16,
+    /// The last sequence appended (-1: none since the epoch began).
+    pub last_sequence: i32,
+    /// The max timestamp of its last batch (-1: unknown).
+    pub last_timestamp_ms: i64,
+    /// The first index of its open transaction in this partition, if one is open.
+    pub txn_start_index: Option<u64>,
 }
 
 /// What `check` decided for a batch.
@@ -199,7 +214,13 @@ impl ProducerStateTable {
 
     /// Adds a producer from a snapshot as the most recently used (snapshots list producers
     /// least recently used first), evicting as `record` does.
-    fn restore(&mut self, producer_id: i64, epoch: i16, batches: VecDeque<BatchRecord>) {
+    fn restore(
+        &mut self,
+        producer_id: i64,
+        epoch: i16,
+        batches: VecDeque<BatchRecord>,
+        last_timestamp_ms: i64,
+    ) {
         self.tick += 1;
         if !self.producers.contains_key(&producer_id) && self.producers.len() >= self.producers_max
         {
@@ -218,12 +239,31 @@ impl ProducerStateTable {
                 epoch,
                 batches,
                 last_used: self.tick,
+                last_timestamp_ms,
             },
         );
     }
 
-    /// Records an appended batch (also used when replaying entry headers on open).
-    pub fn record(&mut self, batch: &ProducerBatch, first_index: u64) {
+    /// The producers remembered, by producer id.
+    pub fn producers(&self) -> Vec<ProducerView> {
+        let mut out: Vec<ProducerView> = self
+            .producers
+            .iter()
+            .map(|(id, e)| ProducerView {
+                producer_id: *id,
+                epoch: e.epoch,
+                last_sequence: e.batches.back().map_or(-1, |b| b.last_sequence),
+                last_timestamp_ms: e.last_timestamp_ms,
+                txn_start_index: None,
+            })
+            .collect();
+        out.sort_by_key(|p| p.producer_id);
+        out
+    }
+
+    /// Records an appended batch whose max timestamp is `timestamp_ms` (also used when
+    /// replaying entry headers on open).
+    pub fn record(&mut self, batch: &ProducerBatch, first_index: u64, timestamp_ms: i64) {
         self.tick += 1;
         let tick = self.tick;
         if !self.producers.contains_key(&batch.producer_id)
@@ -245,12 +285,14 @@ impl ProducerStateTable {
                 epoch: batch.epoch,
                 batches: VecDeque::with_capacity(BATCHES_REMEMBERED),
                 last_used: tick,
+                last_timestamp_ms: -1,
             });
         if batch.epoch != entry.epoch {
             entry.epoch = batch.epoch;
             entry.batches.clear();
         }
         entry.last_used = tick;
+        entry.last_timestamp_ms = timestamp_ms;
         if entry.batches.len() == BATCHES_REMEMBERED {
             entry.batches.pop_front();
         }
@@ -263,14 +305,7 @@ impl ProducerStateTable {
 }
 
 /// A transaction aborted in this partition: Kafka's aborted-transaction index entry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AbortedTxn {
-    pub producer_id: i64,
-    /// The index of the transaction's first entry in this partition.
-    pub first_index: u64,
-    /// The index of its abort marker.
-    pub last_index: u64,
-}
+pub use magnetar_storage::entry::AbortedTxn;
 
 /// The transactions of one partition: the open ones (producer id -> first index), which bound
 /// the last stable offset, and the aborted ones, which `read_committed` readers skip. Updated
@@ -311,6 +346,11 @@ impl TxnTable {
         self.open.values().min().copied()
     }
 
+    /// The first index of `producer_id`'s open transaction.
+    pub fn open_of(&self, producer_id: i64) -> Option<u64> {
+        self.open.get(&producer_id).copied()
+    }
+
     /// The open transactions: (producer id, first index), oldest first.
     pub fn open(&self) -> Vec<(i64, u64)> {
         let mut open: Vec<(i64, u64)> = self.open.iter().map(|(p, i)| (*p, *i)).collect();
@@ -344,14 +384,14 @@ impl TxnTable {
     }
 }
 
-/// Snapshot blob format version (see [`encode_snapshot`]); version 1 (no transactions) is
-/// still read.
-pub const SNAPSHOT_FORMAT_VERSION: u8 = 2;
+/// Snapshot blob format version (see [`encode_snapshot`]); versions 1 (no transactions) and 2
+/// (no producer timestamps) are still read.
+pub const SNAPSHOT_FORMAT_VERSION: u8 = 3;
 
 /// Encodes the producer table, the named producers' last entries (producer id -> first
 /// index of its last entry) and the transactions as a snapshot blob. Little-endian:
 /// version u8; producer count u32; per producer, least recently used first: id i64, epoch i16,
-/// batch count u8, per batch: first sequence i32, last sequence i32, first index u64; named
+/// (version 3) last timestamp i64, batch count u8, per batch: first sequence i32, last sequence i32, first index u64; named
 /// count u32; per named producer: id i64, first index u64; (version 2) open transaction count
 /// u32, per transaction: producer id i64, first index u64; aborted count u32, per aborted
 /// transaction: producer id i64, first index u64, marker index u64. The ledger adds the CRC.
@@ -362,12 +402,13 @@ pub fn encode_snapshot(
 ) -> Vec<u8> {
     let mut producers: Vec<(&i64, &ProducerEntry)> = table.producers.iter().collect();
     producers.sort_by_key(|(_, e)| e.last_used);
-    let mut out = Vec::with_capacity(9 + producers.len() * 75 + named.len() * 16);
+    let mut out = Vec::with_capacity(9 + producers.len() * 83 + named.len() * 16);
     out.push(SNAPSHOT_FORMAT_VERSION);
     out.extend_from_slice(&(producers.len() as u32).to_le_bytes());
     for (id, e) in producers {
         out.extend_from_slice(&id.to_le_bytes());
         out.extend_from_slice(&e.epoch.to_le_bytes());
+        out.extend_from_slice(&e.last_timestamp_ms.to_le_bytes());
         out.push(e.batches.len() as u8);
         for b in &e.batches {
             out.extend_from_slice(&b.first_sequence.to_le_bytes());
@@ -406,7 +447,7 @@ pub type DecodedSnapshot = (ProducerStateTable, Vec<(i64, u64)>, TxnTable);
 pub fn decode_snapshot(bytes: &[u8], producers_max: usize) -> Result<DecodedSnapshot, String> {
     let mut r = Reader { bytes, at: 0 };
     let version = r.u8()?;
-    if version != 1 && version != SNAPSHOT_FORMAT_VERSION {
+    if !(1..=SNAPSHOT_FORMAT_VERSION).contains(&version) {
         return Err(format!("unsupported producer snapshot version {version}"));
     }
     let mut table = ProducerStateTable::new(producers_max);
@@ -414,6 +455,7 @@ pub fn decode_snapshot(bytes: &[u8], producers_max: usize) -> Result<DecodedSnap
     for _ in 0..count {
         let id = r.u64()? as i64;
         let epoch = r.u16()? as i16;
+        let last_timestamp_ms = if version >= 3 { r.u64()? as i64 } else { -1 };
         let n = usize::from(r.u8()?);
         // No batches: a producer whose epoch a transaction marker bumped (it starts again at 0).
         if n > BATCHES_REMEMBERED {
@@ -427,7 +469,7 @@ pub fn decode_snapshot(bytes: &[u8], producers_max: usize) -> Result<DecodedSnap
                 first_index: r.u64()?,
             });
         }
-        table.restore(id, epoch, batches);
+        table.restore(id, epoch, batches, last_timestamp_ms);
     }
     let named_count = r.u32()?;
     let mut named = Vec::new();
@@ -517,9 +559,9 @@ mod tests {
     fn in_order_batches_are_accepted_and_duplicates_found() {
         let mut table = ProducerStateTable::new(10);
         assert_eq!(table.check(&batch(0, 0, 3)).unwrap(), SequenceCheck::Accept);
-        table.record(&batch(0, 0, 3), 100);
+        table.record(&batch(0, 0, 3), 100, -1);
         assert_eq!(table.check(&batch(0, 3, 2)).unwrap(), SequenceCheck::Accept);
-        table.record(&batch(0, 3, 2), 103);
+        table.record(&batch(0, 3, 2), 103, -1);
         assert_eq!(
             table.check(&batch(0, 0, 3)).unwrap(),
             SequenceCheck::Duplicate { first_index: 100 }
@@ -533,7 +575,7 @@ mod tests {
     #[test]
     fn gaps_and_old_epochs_are_refused() {
         let mut table = ProducerStateTable::new(10);
-        table.record(&batch(1, 0, 3), 0);
+        table.record(&batch(1, 0, 3), 0, -1);
         assert!(matches!(
             table.check(&batch(1, 5, 1)),
             Err(Error::OutOfOrderSequence {
@@ -564,9 +606,9 @@ mod tests {
     fn sequence_wraps_at_i32_max() {
         let mut table = ProducerStateTable::new(10);
         let b = batch(0, 0, 1);
-        table.record(&b, 0);
+        table.record(&b, 0, -1);
         let near = batch(0, 1, 1);
-        table.record(&near, 1);
+        table.record(&near, 1, -1);
         let mut last = ProducerBatch {
             first_sequence: i32::MAX - 1,
             ..batch(0, 0, 2)
@@ -574,7 +616,7 @@ mod tests {
         assert_eq!(last.last_sequence(), i32::MAX);
         // Pretend the producer got here legitimately.
         table.producers.get_mut(&7).unwrap().batches.clear();
-        table.record(&last, 2);
+        table.record(&last, 2, -1);
         last = batch(0, 0, 1);
         assert_eq!(table.check(&last).unwrap(), SequenceCheck::Accept);
     }
@@ -592,6 +634,7 @@ mod tests {
                     txn: TxnMark::None,
                 },
                 0,
+                -1,
             );
         }
         assert_eq!(table.len(), 2);
@@ -601,7 +644,7 @@ mod tests {
     fn snapshot_round_trips_and_keeps_detecting_duplicates() {
         let mut table = ProducerStateTable::new(3);
         for seq in 0..7 {
-            table.record(&batch(0, seq * 2, 2), 100 + seq as u64 * 2);
+            table.record(&batch(0, seq * 2, 2), 100 + seq as u64 * 2, -1);
         }
         let other = ProducerBatch {
             producer_id: 9,
@@ -610,7 +653,7 @@ mod tests {
             message_count: 1,
             txn: TxnMark::None,
         };
-        table.record(&other, 200);
+        table.record(&other, 200, 1_234);
         let named: HashMap<i64, u64> = [(named_producer_id("p"), 150)].into();
         let mut txns = TxnTable::default();
         txns.record(9, TxnMark::Data, 180);
@@ -625,6 +668,12 @@ mod tests {
         );
         assert_eq!(named_back, vec![(named_producer_id("p"), 150)]);
         assert_eq!(restored.len(), 2);
+        assert_eq!(
+            restored.producers(),
+            table.producers(),
+            "epochs, last sequences and timestamps survive"
+        );
+        assert_eq!(restored.producers()[1].last_timestamp_ms, 1_234);
         // The remembered window survives: the last five batches are duplicates, the one
         // before them was forgotten, and the next sequence is what it was.
         for seq in 2..7 {
@@ -652,6 +701,7 @@ mod tests {
                 ..other
             },
             300,
+            -1,
         );
         restored.record(
             &ProducerBatch {
@@ -659,6 +709,7 @@ mod tests {
                 ..other
             },
             301,
+            -1,
         );
         assert!(restored.check(&batch(0, 12, 2)).is_err(), "7 was evicted");
     }
@@ -666,7 +717,7 @@ mod tests {
     #[test]
     fn damaged_snapshots_are_refused_without_panicking() {
         let mut table = ProducerStateTable::new(10);
-        table.record(&batch(0, 0, 3), 5);
+        table.record(&batch(0, 0, 3), 5, -1);
         let blob = encode_snapshot(&table, &HashMap::new(), &TxnTable::default());
         for cut in 0..blob.len() {
             assert!(decode_snapshot(&blob[..cut], 10).is_err(), "cut at {cut}");
@@ -716,7 +767,7 @@ mod tests {
     #[test]
     fn a_marker_of_a_newer_epoch_fences_the_old_one() {
         let mut table = ProducerStateTable::new(10);
-        table.record(&batch(0, 0, 3), 0);
+        table.record(&batch(0, 0, 3), 0, -1);
         assert!(table.check_marker(7, 0).is_ok());
         table.record_marker(7, 1);
         assert!(matches!(
@@ -728,14 +779,25 @@ mod tests {
     }
 
     #[test]
-    fn version_one_snapshots_still_load() {
+    fn version_one_and_two_snapshots_still_load() {
         let mut table = ProducerStateTable::new(10);
-        table.record(&batch(0, 0, 3), 5);
-        let mut blob = encode_snapshot(&table, &HashMap::new(), &TxnTable::default());
-        blob[0] = 1;
-        blob.truncate(blob.len() - 8); // no transaction counts in version 1
-        let (restored, _, txns) = decode_snapshot(&blob, 10).unwrap();
-        assert_eq!(restored.len(), 1);
-        assert_eq!(txns.first_open(), None);
+        table.record(&batch(0, 0, 3), 5, 77);
+        let v3 = encode_snapshot(&table, &HashMap::new(), &TxnTable::default());
+        // One producer: version, count, id, epoch, then (version 3 only) its timestamp.
+        let mut v2 = v3.clone();
+        v2.drain(15..23);
+        v2[0] = 2;
+        let mut v1 = v2.clone();
+        v1[0] = 1;
+        v1.truncate(v1.len() - 8); // no transaction counts in version 1
+        for blob in [v1, v2] {
+            let (restored, _, txns) = decode_snapshot(&blob, 10).unwrap();
+            assert_eq!(restored.len(), 1);
+            assert_eq!(restored.producers()[0].last_timestamp_ms, -1, "unknown");
+            assert_eq!(restored.producers()[0].last_sequence, 2);
+            assert_eq!(txns.first_open(), None);
+        }
+        let (restored, _, _) = decode_snapshot(&v3, 10).unwrap();
+        assert_eq!(restored.producers()[0].last_timestamp_ms, 77);
     }
 }

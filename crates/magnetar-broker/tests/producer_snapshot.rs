@@ -332,3 +332,57 @@ async fn transactions_are_rebuilt_from_the_snapshot_or_the_log() {
     assert_eq!(log.producer_state_open().snapshot_index, None);
     assert_eq!(txn_view(&log), before);
 }
+
+/// An open transaction holds retention back at the last stable offset, shows as the producer's
+/// open transaction (DescribeProducers), and a DeleteRecords past its first entry leaves it
+/// open with the stable offset at the new log start.
+#[tokio::test]
+async fn open_transactions_hold_retention_and_survive_delete_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, log) = open(dir.path()).await;
+    for seq in 0..20 {
+        log.append(request(kafka_batch(1, seq * 2))).await.unwrap();
+    }
+    let open_first = log
+        .append(request(txn_batch(12, 0, 0, TxnMark::Data)))
+        .await
+        .unwrap()
+        .first_index;
+    for seq in 20..60 {
+        log.append(request(kafka_batch(1, seq * 2))).await.unwrap();
+    }
+    assert!(log.stats().segments.len() > 3, "several segments");
+    let producers = log.producers().unwrap();
+    let of = |id: i64| *producers.iter().find(|p| p.producer_id == id).unwrap();
+    assert_eq!(of(12).txn_start_index, Some(open_first));
+    assert_eq!(of(1).txn_start_index, None);
+    assert_eq!(of(1).last_sequence, 119);
+    assert_eq!(of(1).last_timestamp_ms, 1000);
+    // Retention everything-is-expired: stops at the segment holding the open transaction.
+    let out = log.apply_retention(Some(0), None).await.unwrap();
+    assert!(
+        out.segments_deleted > 0,
+        "segments before the transaction go"
+    );
+    assert!(
+        log.start_index() <= open_first,
+        "data of the open transaction kept"
+    );
+    assert_eq!(log.last_stable_index(), open_first);
+    // An explicit DeleteRecords may pass it (as Kafka's, up to the high watermark).
+    let past = open_first + 10;
+    assert_eq!(log.truncate_before(past).await.unwrap(), past);
+    assert_eq!(log.last_stable_index(), past, "never below the log start");
+    assert_eq!(log.open_transactions(), vec![(12, open_first)]);
+    // The marker closes it; the stable offset is the end again and retention is free.
+    log.append(request(txn_batch(12, 0, -1, TxnMark::Commit)))
+        .await
+        .unwrap();
+    assert_eq!(log.last_stable_index(), log.end_index());
+    log.apply_retention(Some(0), None).await.unwrap();
+    assert!(
+        log.start_index() > past,
+        "retention moves on once it is decided"
+    );
+    broker.shutdown().await.unwrap();
+}

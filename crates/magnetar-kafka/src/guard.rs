@@ -602,6 +602,11 @@ const LIST_TRANSACTIONS: Schema = Schema {
     ],
 };
 
+const DESCRIBE_PRODUCERS: Schema = Schema {
+    flexible_from: 0,
+    fields: &[f(Ty::Structs(TOPIC_PARTITION_INDEXES), 0, ANY)],
+};
+
 const SASL_HANDSHAKE: Schema = Schema {
     flexible_from: ANY,
     fields: &[f(Ty::Str, 0, ANY)],
@@ -769,6 +774,7 @@ pub fn schema(api_key: ApiKey) -> Option<&'static Schema> {
         ApiKey::EndTxn => &END_TXN,
         ApiKey::DescribeTransactions => &DESCRIBE_TRANSACTIONS,
         ApiKey::ListTransactions => &LIST_TRANSACTIONS,
+        ApiKey::DescribeProducers => &DESCRIBE_PRODUCERS,
         _ => return None,
     })
 }

@@ -562,3 +562,77 @@ async fn an_entry_corrupt_on_disk_answers_corrupt_message_until_an_operator_skip
     assert_eq!(shapes(&records), vec![(2, 0, 1)]);
     server.stop().await;
 }
+
+/// DescribeProducers (KIP-664) over the wire: an idempotent producer's epoch, last sequence and
+/// last batch timestamp as the partition remembers them; an unknown partition's error.
+#[tokio::test]
+async fn describe_producers_lists_the_idempotent_producer() {
+    let server = Server::start(KafkaConfig::default()).await;
+    let mut client = Client::connect(&server.addr).await;
+    let init: InitProducerIdResponse = client
+        .call(
+            ApiKey::InitProducerId,
+            4,
+            &InitProducerIdRequest::default()
+                .with_transaction_timeout_ms(-1)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        )
+        .await;
+    assert_eq!(init.error_code, 0);
+    let pid = init.producer_id.0;
+    for (first, count) in [(0i32, 3i64), (3, 4)] {
+        let records: Vec<Record> = (0..count)
+            .map(|i| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: pid,
+                producer_epoch: init.producer_epoch,
+                timestamp_type: TimestampType::Creation,
+                offset: i,
+                sequence: first + i as i32,
+                timestamp: 1_700_000_000_000 + i64::from(first) + i,
+                key: None,
+                value: Some(Bytes::from_static(b"v")),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &records,
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::None,
+            },
+        )
+        .unwrap();
+        let produced = client.produce("producers", buf.freeze()).await;
+        assert_eq!(produced.error_code, 0);
+    }
+    let request = DescribeProducersRequest::default().with_topics(vec![
+        describe_producers_request::TopicRequest::default()
+            .with_name(name("producers"))
+            .with_partition_indexes(vec![0, 7]),
+    ]);
+    let response: DescribeProducersResponse =
+        client.call(ApiKey::DescribeProducers, 0, &request).await;
+    let partitions = &response.topics[0].partitions;
+    assert_eq!(partitions[0].error_code, 0);
+    let producers = &partitions[0].active_producers;
+    assert_eq!(producers.len(), 1, "{producers:?}");
+    let p = &producers[0];
+    assert_eq!(p.producer_id.0, pid);
+    assert_eq!(p.producer_epoch, i32::from(init.producer_epoch));
+    assert_eq!(p.last_sequence, 6);
+    assert_eq!(p.last_timestamp, 1_700_000_000_006);
+    assert_eq!(p.current_txn_start_offset, -1, "not transactional");
+    assert_eq!(
+        partitions[1].error_code,
+        ResponseError::UnknownTopicOrPartition.code(),
+        "partition 7 of a one-partition topic"
+    );
+    server.stop().await;
+}

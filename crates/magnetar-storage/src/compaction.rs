@@ -13,7 +13,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::clock::Clock;
-use crate::entry::EntryHeader;
+use crate::entry::{AbortedTxn, EntryHeader};
 
 /// One record of an entry as compaction sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +76,63 @@ impl Default for CompactionPolicy {
     }
 }
 
+/// What compaction must know of a partition's transactions (from its transaction table).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnView {
+    /// The last stable offset: no segment holding an entry at or after it is compacted (Kafka's
+    /// cleaner stops at the first unstable offset), so every transaction whose data is compacted
+    /// is decided.
+    pub stable_end: u64,
+    /// The aborted transactions: their data entries are dropped (the last entry of a producer
+    /// stays as an empty batch), and never enter the key map, so an aborted value never hides
+    /// a committed one. Markers are kept.
+    pub aborted: Vec<AbortedTxn>,
+}
+
+impl Default for TxnView {
+    /// No transactions: nothing held back, nothing aborted.
+    fn default() -> Self {
+        TxnView {
+            stable_end: u64::MAX,
+            aborted: Vec::new(),
+        }
+    }
+}
+
+/// [`TxnView::aborted`] by producer, for a lookup per entry.
+#[derive(Debug, Default)]
+pub(crate) struct AbortedLookup {
+    by_producer: std::collections::HashMap<i64, Vec<AbortedTxn>>,
+}
+
+impl AbortedLookup {
+    pub(crate) fn new(aborted: &[AbortedTxn]) -> Self {
+        let mut by_producer: std::collections::HashMap<i64, Vec<AbortedTxn>> =
+            std::collections::HashMap::new();
+        for a in aborted {
+            by_producer.entry(a.producer_id).or_default().push(*a);
+        }
+        for list in by_producer.values_mut() {
+            list.sort_by_key(|a| a.first_index);
+        }
+        AbortedLookup { by_producer }
+    }
+
+    /// Whether `header` is a data entry of an aborted transaction.
+    pub(crate) fn is_aborted(&self, header: &EntryHeader) -> bool {
+        let Some(p) = header.producer else {
+            return false;
+        };
+        let Some(list) = self.by_producer.get(&p.producer_id) else {
+            return false;
+        };
+        // The last transaction starting at or before the entry is the only one that can hold
+        // it (a producer's transactions do not overlap).
+        let at = list.partition_point(|a| a.first_index <= header.first_index);
+        at > 0 && list[at - 1].covers(header)
+    }
+}
+
 /// The broker's cleaner limits (Kafka's `log.cleaner.*`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CleanerLimits {
@@ -111,6 +168,8 @@ pub struct CompactionOutcome {
     pub bytes_after: u64,
     pub records_removed: u64,
     pub tombstones_removed: u64,
+    /// Entries of aborted transactions dropped (their records count in `records_removed`).
+    pub aborted_entries_removed: u64,
     /// Entries kept whole because they did not decode.
     pub entries_undecodable: u64,
     /// Entries left as empty batches: the last of their producer.

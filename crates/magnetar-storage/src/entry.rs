@@ -110,6 +110,30 @@ impl TxnMark {
     }
 }
 
+/// A transaction aborted in a partition (Kafka's aborted-transaction index entry): the data
+/// entries of `producer_id` from `first_index` up to its abort marker at `last_index` are
+/// aborted. `read_committed` readers skip them and compaction drops them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AbortedTxn {
+    pub producer_id: i64,
+    /// The index of the transaction's first entry in the partition.
+    pub first_index: u64,
+    /// The index of its abort marker.
+    pub last_index: u64,
+}
+
+impl AbortedTxn {
+    /// Whether `header` is a data entry of this aborted transaction.
+    pub fn covers(&self, header: &EntryHeader) -> bool {
+        header.producer.is_some_and(|p| {
+            p.txn == TxnMark::Data
+                && p.producer_id == self.producer_id
+                && header.first_index >= self.first_index
+                && header.first_index < self.last_index
+        })
+    }
+}
+
 /// What a caller hands to the ledger; the ledger adds the index and publish time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewEntry {

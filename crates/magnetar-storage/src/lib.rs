@@ -74,11 +74,12 @@ pub mod wal;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use compaction::{
     CleanerLimits, CompactionCodec, CompactionOutcome, CompactionPolicy, CompactionRecord,
-    EntryRecords,
+    EntryRecords, TxnView,
 };
 pub use cursor::{CursorStart, CursorState};
 pub use entry::{
-    Entry, EntryHeader, NewEntry, PayloadFormat, ProducerInfo, TxnMark, ENTRY_HEADER_LEN,
+    AbortedTxn, Entry, EntryHeader, NewEntry, PayloadFormat, ProducerInfo, TxnMark,
+    ENTRY_HEADER_LEN,
 };
 pub use error::StorageError;
 pub use histogram::{HistogramSnapshot, LatencyHistogram, LATENCY_BUCKETS_US};

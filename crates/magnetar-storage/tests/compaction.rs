@@ -526,3 +526,118 @@ async fn a_crash_at_each_step_of_the_swap_leaves_the_old_or_the_new_log() {
         );
     }
 }
+
+/// Appends a transactional entry of producer `pid`: data records, or (with `mark` a marker and
+/// no records) a control entry.
+async fn append_txn(ledger: &ManagedLedger, batch: &Batch, pid: i64, mark: TxnMark) -> u64 {
+    let payload = if mark.is_marker() {
+        Bytes::from_static(&[0xff])
+    } else {
+        let records: Vec<Rec> = batch
+            .iter()
+            .enumerate()
+            .map(|(i, (k, v))| Rec {
+                delta: i as u32,
+                key: k.map(|k| vec![b'k', k]),
+                value: v.map(|v| v.to_be_bytes().to_vec()),
+            })
+            .collect();
+        encode(&records)
+    };
+    let entry = NewEntry {
+        payload,
+        message_count: batch.len().max(1) as u32,
+        max_timestamp_ms: 1_000,
+        format: PayloadFormat::Kafka,
+        producer: Some(ProducerInfo {
+            producer_id: pid,
+            epoch: 0,
+            base_sequence: 0,
+            txn: mark,
+        }),
+        first_index_at: None,
+    };
+    ledger.append(entry).await.unwrap().0
+}
+
+/// Compaction of a log written transactionally: an aborted transaction's values never become a
+/// key's latest and are dropped, a committed one's stay, nothing from the last stable offset on
+/// is touched; retention stops at the last stable offset too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aborted_transactions_are_dropped_and_the_last_stable_offset_bounds_cleaning() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = ManagedLedger::open(dir.path(), config(200), Arc::new(SystemClock)).unwrap();
+    // Committed: k1 = 1 (producer 7).
+    append_txn(&ledger, &vec![(Some(1), Some(1))], 7, TxnMark::Data).await;
+    append_txn(&ledger, &vec![], 7, TxnMark::Commit).await;
+    // Aborted: k1 = 99 and k2 = 5 (producer 8).
+    let aborted_first = append_txn(&ledger, &vec![(Some(1), Some(99))], 8, TxnMark::Data).await;
+    append_txn(&ledger, &vec![(Some(2), Some(5))], 8, TxnMark::Data).await;
+    let aborted_marker = append_txn(&ledger, &vec![], 8, TxnMark::Abort).await;
+    for v in 0..20 {
+        append_batch(&ledger, &vec![(Some(3), Some(v))], None).await;
+    }
+    // Open (producer 9): k1 = 100, then more data after it.
+    let open_first = append_txn(&ledger, &vec![(Some(1), Some(100))], 9, TxnMark::Data).await;
+    for v in 20..40 {
+        append_batch(&ledger, &vec![(Some(3), Some(v))], None).await;
+    }
+    let before = read_log(&ledger).await;
+    let segments_before = ledger.stats().segments.len();
+    assert!(segments_before > 4, "the log spans several segments");
+    let txns = TxnView {
+        stable_end: open_first,
+        aborted: vec![AbortedTxn {
+            producer_id: 8,
+            first_index: aborted_first,
+            last_index: aborted_marker,
+        }],
+    };
+    let outcome = ledger
+        .compact_with_txns(codec(), policy(), CleanerLimits::default(), txns.clone())
+        .await
+        .unwrap();
+    assert!(outcome.passes > 0);
+    assert_eq!(outcome.aborted_entries_removed, 2);
+    let cleaned = ledger.cleaned_through();
+    assert!(
+        cleaned <= open_first,
+        "nothing at or after the last stable offset is cleaned"
+    );
+    let after = read_log(&ledger).await;
+    assert_eq!(
+        after.get(&0),
+        Some(&(Some(vec![b'k', 1]), Some(1u16.to_be_bytes().to_vec()))),
+        "the committed value of k1 is kept: the aborted k1 = 99 did not hide it"
+    );
+    assert!(
+        !after.contains_key(&aborted_first),
+        "aborted k1 = 99 dropped"
+    );
+    assert!(
+        !after
+            .values()
+            .any(|(k, _)| k.as_deref() == Some(&[b'k', 2][..])),
+        "k2 only ever had an aborted value"
+    );
+    for (i, rec) in before.range(open_first..) {
+        assert_eq!(after.get(i), Some(rec), "record {i} after the LSO changed");
+    }
+    let segments = ledger.stats().segments;
+    let holding_lso = segments
+        .iter()
+        .rposition(|s| s.base_index <= open_first)
+        .unwrap();
+    let out = ledger
+        .apply_retention_until(Some(0), None, open_first)
+        .await
+        .unwrap();
+    assert!(out.start_index <= open_first, "retention stops at the LSO");
+    assert_eq!(
+        ledger.stats().segments[0].base_index,
+        segments[holding_lso].base_index,
+        "the segment holding the open transaction's first entry is kept"
+    );
+    let out = ledger.apply_retention(Some(0), None).await.unwrap();
+    assert!(out.start_index > open_first, "without the hold it goes");
+}

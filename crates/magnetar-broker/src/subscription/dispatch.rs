@@ -446,16 +446,9 @@ impl Dispatcher {
 /// Whether a read must not deliver `entry`: a transaction marker, or a record batch of an
 /// aborted transaction (`aborted` covers the read).
 fn hidden_by_transactions(entry: &Entry, aborted: &[crate::AbortedTxn]) -> bool {
-    let Some(p) = entry.header.producer else {
-        return false;
-    };
-    match p.txn {
-        magnetar_storage::TxnMark::None => false,
-        magnetar_storage::TxnMark::Commit | magnetar_storage::TxnMark::Abort => true,
-        magnetar_storage::TxnMark::Data => aborted.iter().any(|a| {
-            a.producer_id == p.producer_id
-                && a.first_index <= entry.header.first_index
-                && entry.header.first_index < a.last_index
-        }),
+    match entry.header.producer.map(|p| p.txn) {
+        None | Some(magnetar_storage::TxnMark::None) => false,
+        Some(magnetar_storage::TxnMark::Commit | magnetar_storage::TxnMark::Abort) => true,
+        Some(magnetar_storage::TxnMark::Data) => aborted.iter().any(|a| a.covers(&entry.header)),
     }
 }

@@ -142,6 +142,9 @@ pub async fn handle(ctx: &Context, peer: std::net::SocketAddr, request: Request)
         RequestKind::ListTransactions(r) => {
             ResponseKind::ListTransactions(transactions::list(ctx, e, r).await)
         }
+        RequestKind::DescribeProducers(r) => {
+            ResponseKind::DescribeProducers(describe_producers::handle(ctx, e, r).await)
+        }
         // The codec only decodes the APIs in SUPPORTED, so this is a bug, not client input.
         _ => return Outcome::Close("request of an api without a handler"),
     };

@@ -19,6 +19,7 @@ pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
+pub mod describe_producers;
 pub mod describe_user_scram_credentials;
 pub mod dispatch;
 pub mod elect_leaders;

@@ -487,6 +487,14 @@ fn samples() -> Vec<Sample> {
             .with_producer_id_filters(vec![ProducerId(7)]);
         enc(&m, v)
     };
+    let describe_producers = |v: i16| {
+        let m = kafka_protocol::messages::DescribeProducersRequest::default().with_topics(vec![
+            kafka_protocol::messages::describe_producers_request::TopicRequest::default()
+                .with_name(TopicName(s("t")))
+                .with_partition_indexes(vec![0, 1, 2]),
+        ]);
+        enc(&m, v)
+    };
     let sasl_handshake = |v: i16| {
         enc(
             &SaslHandshakeRequest::default().with_mechanism(s("PLAIN")),
@@ -718,6 +726,12 @@ fn samples() -> Vec<Sample> {
             Box::new(describe_transactions),
         ),
         (ApiKey::ListTransactions, 0, 2, Box::new(list_transactions)),
+        (
+            ApiKey::DescribeProducers,
+            0,
+            0,
+            Box::new(describe_producers),
+        ),
     ]
 }
 

@@ -13,6 +13,12 @@
 //! `segment_bytes`. An entry whose records all go is dropped; a partly kept one is rewritten by
 //! the [`CompactionCodec`] with its header's index range unchanged.
 //!
+//! Transactions ([`TxnView`]): a pass stops before the first segment holding an entry at or
+//! after the last stable offset (Kafka's first unstable offset bounds its cleaner too), and the
+//! data entries of aborted transactions are dropped and never enter the key map. Commit and
+//! abort markers are kept whole (Kafka removes them once their transaction's data is gone and
+//! `delete.retention.ms` has passed; here they stay: a few bytes each).
+//!
 //! Swap: the rewritten segments (and their index files) are written under staged names and
 //! fsynced; then a manifest naming each new segment and the old ones it replaces, and the new
 //! checkpoint, is written atomically (the commit point); then each staged file is renamed over
@@ -27,8 +33,8 @@ use serde::{Deserialize, Serialize};
 
 use super::*;
 use crate::compaction::{
-    CleanerLimits, CompactionCodec, CompactionOutcome, CompactionPolicy, EntryRecords, KeyMap,
-    Throttle,
+    AbortedLookup, CleanerLimits, CompactionCodec, CompactionOutcome, CompactionPolicy,
+    EntryRecords, KeyMap, Throttle, TxnView,
 };
 use crate::entry::encode_entry;
 
@@ -187,9 +193,9 @@ impl ManagedLedger {
     }
 
     /// Bytes of sealed segments not yet compacted and older than `min_compaction_lag_ms` (the
-    /// cleanable bytes), and the dirty ratio they make.
+    /// cleanable bytes, open transactions aside), and the dirty ratio they make.
     pub fn cleanable(&self, min_compaction_lag_ms: u64) -> (u64, f64) {
-        let plan = self.plan(min_compaction_lag_ms);
+        let plan = self.plan(min_compaction_lag_ms, u64::MAX);
         let total = plan.clean_bytes + plan.dirty_bytes;
         let ratio = if total == 0 {
             0.0
@@ -199,16 +205,19 @@ impl ManagedLedger {
         (plan.dirty_bytes, ratio)
     }
 
-    fn plan(&self, min_compaction_lag_ms: u64) -> Plan {
+    /// What a pass may clean: sealed segments older than the lag, ending before the first
+    /// segment holding an entry at or after `stable_end` (an open transaction's).
+    fn plan(&self, min_compaction_lag_ms: u64, stable_end: u64) -> Plan {
         let now = self.clock.now_ms();
         let lag = i64::try_from(min_compaction_lag_ms).unwrap_or(i64::MAX);
         let s = read(&self.state);
         let sealed = &s.segments[..s.segments.len().saturating_sub(1)];
         let mut cleanable_end = s.segments.last().map_or(0, |a| a.base_index);
         for seg in sealed {
-            if seg
-                .last_publish_ms
-                .is_some_and(|t| now.saturating_sub(t) < lag)
+            if seg.end_index > stable_end
+                || seg
+                    .last_publish_ms
+                    .is_some_and(|t| now.saturating_sub(t) < lag)
             {
                 cleanable_end = seg.base_index;
                 break;
@@ -246,17 +255,31 @@ impl ManagedLedger {
         plan
     }
 
-    /// Compacts the sealed segments (see the [module docs](self)); one call at a time per
-    /// ledger. Skips (with the reason in [`CompactionOutcome::skipped`]) when nothing is
-    /// cleanable or, unless `policy.force`, the dirty ratio is below the policy's and no dirty
-    /// entry is older than `max_compaction_lag_ms`.
+    /// Compacts the sealed segments (see the [module docs](self)) of a ledger without
+    /// transactions; one call at a time per ledger. Skips (with the reason in
+    /// [`CompactionOutcome::skipped`]) when nothing is cleanable or, unless `policy.force`, the
+    /// dirty ratio is below the policy's and no dirty entry is older than
+    /// `max_compaction_lag_ms`.
     pub async fn compact(
         &self,
         codec: Arc<dyn CompactionCodec>,
         policy: CompactionPolicy,
         limits: CleanerLimits,
     ) -> Result<CompactionOutcome, StorageError> {
-        self.compact_with_stop(codec, policy, limits, None).await
+        self.compact_with_txns(codec, policy, limits, TxnView::default())
+            .await
+    }
+
+    /// [`ManagedLedger::compact`] of a ledger written transactionally: nothing at or after
+    /// `txns.stable_end` is compacted, and the aborted transactions' data is dropped.
+    pub async fn compact_with_txns(
+        &self,
+        codec: Arc<dyn CompactionCodec>,
+        policy: CompactionPolicy,
+        limits: CleanerLimits,
+        txns: TxnView,
+    ) -> Result<CompactionOutcome, StorageError> {
+        self.compact_inner(codec, policy, limits, txns, None).await
     }
 
     #[doc(hidden)]
@@ -266,6 +289,18 @@ impl ManagedLedger {
         codec: Arc<dyn CompactionCodec>,
         policy: CompactionPolicy,
         limits: CleanerLimits,
+        stop: Option<SwapStep>,
+    ) -> Result<CompactionOutcome, StorageError> {
+        self.compact_inner(codec, policy, limits, TxnView::default(), stop)
+            .await
+    }
+
+    async fn compact_inner(
+        &self,
+        codec: Arc<dyn CompactionCodec>,
+        policy: CompactionPolicy,
+        limits: CleanerLimits,
+        txns: TxnView,
         stop: Option<SwapStep>,
     ) -> Result<CompactionOutcome, StorageError> {
         if !self.store.can_compact() {
@@ -284,8 +319,9 @@ impl ManagedLedger {
             self.clock.clone(),
             limits.io_bytes_per_second,
         )));
+        let aborted = Arc::new(AbortedLookup::new(&txns.aborted));
         for pass in 0..limits.passes_max.max(1) {
-            let plan = self.plan(policy.min_compaction_lag_ms);
+            let plan = self.plan(policy.min_compaction_lag_ms, txns.stable_end);
             let nothing_dirty = plan.dirty_start >= plan.cleanable_end || plan.dirty_bytes == 0;
             // With nothing dirty, the clean part is rewritten only to drop tombstones that are
             // due (or when an operator asks).
@@ -321,10 +357,18 @@ impl ManagedLedger {
             };
             let codec = codec.clone();
             let throttle = throttle.clone();
+            let aborted = aborted.clone();
             let now = self.clock.now_ms();
             let staged = tokio::task::spawn_blocking(move || {
                 let mut throttle = lock(&throttle);
-                me.run_pass(plan, codec.as_ref(), policy, limits, now, &mut throttle)
+                let inputs = PassInputs {
+                    codec: codec.as_ref(),
+                    policy,
+                    limits,
+                    aborted: &aborted,
+                    now_ms: now,
+                };
+                me.run_pass(plan, inputs, &mut throttle)
             })
             .await;
             let (staged, pass_outcome) = match staged {
@@ -346,6 +390,7 @@ impl ManagedLedger {
             outcome.bytes_after += pass_outcome.bytes_after;
             outcome.records_removed += pass_outcome.records_removed;
             outcome.tombstones_removed += pass_outcome.tombstones_removed;
+            outcome.aborted_entries_removed += pass_outcome.aborted_entries_removed;
             outcome.entries_undecodable += pass_outcome.entries_undecodable;
             outcome.empty_batches_kept += pass_outcome.empty_batches_kept;
             outcome.tombstones_due_ms = pass_outcome.tombstones_due_ms;
@@ -374,12 +419,16 @@ impl ManagedLedger {
     fn run_pass(
         &self,
         plan: Plan,
-        codec: &dyn CompactionCodec,
-        policy: CompactionPolicy,
-        limits: CleanerLimits,
-        now_ms: i64,
+        inputs: PassInputs<'_>,
         throttle: &mut Throttle,
     ) -> Result<(Vec<Staged>, CompactionOutcome), StorageError> {
+        let PassInputs {
+            codec,
+            policy,
+            limits,
+            aborted,
+            now_ms,
+        } = inputs;
         let interval = self.config.index_interval_bytes;
         // 1. The key map over the dirty part, until it is full.
         let mut map = KeyMap::with_bytes(limits.dedupe_buffer_bytes);
@@ -398,8 +447,11 @@ impl ManagedLedger {
                     if h.first_index < plan.dirty_start {
                         return ControlFlow::Continue(());
                     }
-                    let payload = payload.unwrap_or_default();
                     throttle.on_io(h.encoded_len());
+                    if aborted.is_aborted(h) {
+                        return ControlFlow::Continue(());
+                    }
+                    let payload = payload.unwrap_or_default();
                     let records = match codec.records(h, &payload) {
                         Ok(EntryRecords::Records(r)) => r,
                         Ok(EntryRecords::KeepWhole) => return ControlFlow::Continue(()),
@@ -518,6 +570,7 @@ impl ManagedLedger {
                                 &payload,
                                 codec,
                                 &map,
+                                aborted.is_aborted(h),
                                 delete_horizon,
                                 policy.delete_retention_ms,
                                 producer_last.get(&h.producer.map_or(-1, |p| p.producer_id))
@@ -705,13 +758,24 @@ fn start_point(src: &Source) -> IndexPoint {
     }
 }
 
-/// The payload to write for entry `h` below the coverage end, `None` to drop it.
+/// What one pass is given besides its plan.
+struct PassInputs<'a> {
+    codec: &'a dyn CompactionCodec,
+    policy: CompactionPolicy,
+    limits: CleanerLimits,
+    aborted: &'a AbortedLookup,
+    now_ms: i64,
+}
+
+/// The payload to write for entry `h` below the coverage end, `None` to drop it. An entry of an
+/// aborted transaction keeps none of its records.
 #[allow(clippy::too_many_arguments)]
 fn keep_records(
     h: &EntryHeader,
     payload: &Bytes,
     codec: &dyn CompactionCodec,
     map: &KeyMap,
+    aborted: bool,
     delete_horizon_ms: i64,
     delete_retention_ms: u64,
     producer_last: bool,
@@ -721,9 +785,15 @@ fn keep_records(
         Ok(EntryRecords::Records(r)) => r,
         Ok(EntryRecords::KeepWhole) | Err(_) => return Ok(Some(payload.clone())),
     };
+    if aborted {
+        out.aborted_entries_removed += 1;
+    }
     let keep: Vec<bool> = records
         .iter()
         .map(|r| {
+            if aborted {
+                return false;
+            }
             let Some(key) = &r.key else { return true };
             let latest = map
                 .get(KeyMap::hash(key))

@@ -91,6 +91,19 @@ impl ManagedLedger {
         retention_ms: Option<u64>,
         retention_bytes: Option<u64>,
     ) -> Result<RetentionOutcome, StorageError> {
+        self.apply_retention_until(retention_ms, retention_bytes, u64::MAX)
+            .await
+    }
+
+    /// [`ManagedLedger::apply_retention`] that keeps every segment holding an entry at or
+    /// after `stable_end` (a partition's last stable offset: the data of an open transaction
+    /// stays until the transaction is decided).
+    pub async fn apply_retention_until(
+        &self,
+        retention_ms: Option<u64>,
+        retention_bytes: Option<u64>,
+        stable_end: u64,
+    ) -> Result<RetentionOutcome, StorageError> {
         let _admin = self.admin.lock().await;
         let now = self.clock.now_ms();
         let new_start = {
@@ -98,6 +111,9 @@ impl ManagedLedger {
             let mut total: u64 = s.segments.iter().map(|seg| seg.bytes).sum();
             let mut new_start = None;
             for seg in &s.segments[..s.segments.len().saturating_sub(1)] {
+                if seg.end_index > stable_end {
+                    break;
+                }
                 let by_time = match (retention_ms, seg.last_publish_ms) {
                     (Some(r), Some(t)) => expired(now, r, t),
                     (Some(_), None) => true,

@@ -848,6 +848,18 @@ impl SharedLedger {
         retention_ms: Option<u64>,
         retention_bytes: Option<u64>,
     ) -> Result<RetentionOutcome, StorageError> {
+        self.apply_retention_until(retention_ms, retention_bytes, u64::MAX)
+            .await
+    }
+
+    /// [`SharedLedger::apply_retention`] that keeps every segment holding an entry at or after
+    /// `stable_end` (a partition's last stable offset).
+    pub async fn apply_retention_until(
+        &self,
+        retention_ms: Option<u64>,
+        retention_bytes: Option<u64>,
+        stable_end: u64,
+    ) -> Result<RetentionOutcome, StorageError> {
         let _admin = self.inner.features.admin.lock().await;
         let now = self.inner.writer.clock.now_ms();
         let (start, end) = (self.start_index(), self.end_index());
@@ -865,8 +877,8 @@ impl SharedLedger {
         let mut total: u64 = segments.iter().map(|s| s.len).sum::<u64>() + unsealed_bytes;
         let mut new_start = None;
         for segment in &segments {
-            if segment.end_index >= end {
-                break; // holds the last committed entry
+            if segment.end_index >= end || segment.end_index > stable_end {
+                break; // holds the last committed entry, or an open transaction's
             }
             let by_time = match retention_ms {
                 Some(r) => {
