@@ -3,8 +3,8 @@
 //!
 //! - Kafka record batches: every record with its key (`None` for a key-less one, which is kept),
 //!   a null value is a tombstone; control batches (transaction markers) are kept whole. A
-//!   rewritten batch keeps its base offset, offset deltas, last offset delta and producer
-//!   information ([`kafka::encode_batch_subset`]), uncompressed.
+//!   rewritten batch keeps its base offset, offset deltas, last offset delta, producer
+//!   information and codec ([`kafka::encode_batch_subset`] compresses the kept records again).
 //! - Pulsar entries: a single (non-batched) message is one record keyed by its partition key
 //!   (the base64-decoded bytes of a binary key, so a Kafka key and the Pulsar key it maps to are
 //!   the same key); a null or empty value is a delete, as in Pulsar's compaction. Batched Pulsar
@@ -88,7 +88,7 @@ impl CompactionCodec for EntryCompaction {
                     .filter(|(_, k)| **k)
                     .map(|(r, _)| r.clone())
                     .collect();
-                Ok(kafka::encode_batch_subset(&batch, &kept))
+                kafka::encode_batch_subset(&batch, &kept).map_err(|e| e.to_string())
             }
             // A single message is kept or dropped whole; the last of its producer stays as is.
             PayloadFormat::Pulsar => Ok(payload.clone()),
@@ -178,6 +178,47 @@ mod tests {
         let batch = decode_batch(&empty).unwrap();
         assert!(batch.records.is_empty());
         assert_eq!((batch.last_offset_delta, batch.producer_id), (2, 7));
+    }
+
+    /// A partly kept compressed batch stays compressed with its own codec (as Kafka's cleaner
+    /// writes it), and its kept records read back at their offsets.
+    #[test]
+    fn a_compressed_batch_is_compressed_again_with_its_codec() {
+        use crate::kafka::{compress, Compression};
+        let records: Vec<Record> = (0..6)
+            .map(|i| Record {
+                offset_delta: i,
+                ..record(&format!("k{}", i % 3), Some(&"value-".repeat(40)))
+            })
+            .collect();
+        for (codec, id) in [
+            (Compression::Gzip, 1i16),
+            (Compression::Snappy, 2),
+            (Compression::Lz4, 3),
+            (Compression::Zstd, 4),
+        ] {
+            let plain = encode_batch(50, &records);
+            let body = compress(codec, &plain[crate::kafka::BATCH_HEADER_LEN..]).unwrap();
+            let mut bytes = plain[..crate::kafka::BATCH_HEADER_LEN].to_vec();
+            bytes.extend_from_slice(&body);
+            let length = (bytes.len() - 12) as i32;
+            bytes[8..12].copy_from_slice(&length.to_be_bytes());
+            bytes[21..23].copy_from_slice(&id.to_be_bytes());
+            let crc = crc32c::crc32c(&bytes[21..]);
+            bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+            let payload = Bytes::from(bytes);
+            let h = header(50, 6);
+            let keep = [false, false, false, true, true, true];
+            let out = EntryCompaction.retain(&h, &payload, &keep).unwrap();
+            let batch = decode_batch(&out).unwrap();
+            assert_eq!(batch.compression(), codec, "{codec:?}");
+            assert_eq!(batch.records, records[3..].to_vec(), "{codec:?}");
+            assert_eq!((batch.base_offset, batch.last_offset_delta), (50, 5));
+            assert!(
+                out.len() < encode_batch(50, &records[3..]).len(),
+                "{codec:?}: compressed"
+            );
+        }
     }
 
     #[test]

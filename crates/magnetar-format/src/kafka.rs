@@ -591,13 +591,14 @@ pub fn encode_batch(base_offset: i64, records: &[Record]) -> Bytes {
     write_batch(&fields, records, |i, _| i as i64)
 }
 
-/// Re-encodes `batch` with only `records` (a subset of its records, in order), uncompressed,
-/// keeping what log compaction must keep (as Kafka's cleaner does): the base offset, every
-/// record's offset delta, the last offset delta (so the batch still ends where it ended), the
-/// producer id, epoch and base sequence, the partition leader epoch and the attributes other than
-/// the codec (transactional, control, timestamp type). With no records it is an empty batch that
-/// carries the producer's information.
-pub fn encode_batch_subset(batch: &Batch, records: &[Record]) -> Bytes {
+/// Re-encodes `batch` with only `records` (a subset of its records, in order), keeping what log
+/// compaction must keep (as Kafka's cleaner does): the base offset, every record's offset delta,
+/// the last offset delta (so the batch still ends where it ended), the producer id, epoch and
+/// base sequence, the partition leader epoch, the attributes (transactional, control, timestamp
+/// type) and the codec: the kept records are compressed again with the batch's own codec (snappy
+/// as raw snappy, as librdkafka writes it; lz4 as an LZ4 frame). With no records it is an empty,
+/// uncompressed batch that carries the producer's information.
+pub fn encode_batch_subset(batch: &Batch, records: &[Record]) -> Result<Bytes, FormatError> {
     let base_timestamp = records
         .iter()
         .map(|r| r.timestamp_ms)
@@ -623,7 +624,46 @@ pub fn encode_batch_subset(batch: &Batch, records: &[Record]) -> Bytes {
         producer_epoch: batch.producer_epoch,
         base_sequence: batch.base_sequence,
     };
-    write_batch(&fields, records, |_, r| i64::from(r.offset_delta))
+    let plain = write_batch(&fields, records, |_, r| i64::from(r.offset_delta));
+    let codec = batch.compression();
+    if codec == Compression::None || records.is_empty() {
+        return Ok(plain);
+    }
+    let body = compress(codec, &plain[BATCH_HEADER_LEN..])?;
+    let mut out = BytesMut::with_capacity(BATCH_HEADER_LEN + body.len());
+    out.extend_from_slice(&plain[..BATCH_HEADER_LEN]);
+    out.extend_from_slice(&body);
+    let length = i32::try_from(out.len() - 12)
+        .map_err(|_| FormatError("a recompressed batch is too large".to_string()))?;
+    out[8..12].copy_from_slice(&length.to_be_bytes());
+    out[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&batch.attributes.to_be_bytes());
+    let crc = crc32c::crc32c(&out[ATTRIBUTES_OFFSET..]);
+    out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+    Ok(out.freeze())
+}
+
+/// Compresses a batch's records section with `codec` (what [`records_reader`] reads back).
+pub(crate) fn compress(codec: Compression, data: &[u8]) -> Result<Vec<u8>, FormatError> {
+    use std::io::Write;
+    let failed = |e: std::io::Error| FormatError(format!("{codec:?} compression failed: {e}"));
+    match codec {
+        Compression::None => Ok(data.to_vec()),
+        Compression::Gzip => {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            enc.write_all(data).map_err(failed)?;
+            enc.finish().map_err(failed)
+        }
+        Compression::Snappy => snap::raw::Encoder::new()
+            .compress_vec(data)
+            .map_err(|e| FormatError(format!("Snappy compression failed: {e}"))),
+        Compression::Lz4 => {
+            let mut enc = lz4_flex::frame::FrameEncoder::new(Vec::new());
+            enc.write_all(data).map_err(failed)?;
+            enc.finish()
+                .map_err(|e| FormatError(format!("Lz4 compression failed: {e}")))
+        }
+        Compression::Zstd => zstd::bulk::compress(data, 3).map_err(failed),
+    }
 }
 
 /// A record batch with no records covering offsets `base_offset..base_offset + message_count`
