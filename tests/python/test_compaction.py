@@ -490,3 +490,67 @@ def test_transactional_topic_compaction_drops_aborted_values(broker_factory):
     assert b"open-03" in values
     assert status["status"] == "SUCCESS"
     holder.abort_transaction(30)
+
+
+def test_hundred_thousand_records_over_a_thousand_keys(broker_factory):
+    """The issue's scale: 100,000 records over 1,000 keys (updates, then tombstones for 100 of
+    them, then filler so they all sit in sealed segments), compacted: exactly the latest value of
+    every live key at its original offset, offsets strictly increasing, the deleted keys gone once
+    delete.retention.ms has passed, and the segment bytes before and after reported."""
+    b = broker_factory(env={"MAGNETAR_CLEANER__CHECK_INTERVAL_MS": "86400000"})
+    topic = unique_topic("compact100k")
+    config = topic_config(delete_retention_ms=2000)
+    config["segment.bytes"] = str(256 * 1024)
+    create_topic(b.kafka, topic, 1, config=config)
+    keys, records, deleted = 1000, 100_000, 100
+    items: List[Tuple[bytes, Optional[bytes]]] = [
+        (b"key-%04d" % (i % keys), b"v%06d" % i) for i in range(records - deleted - 2000)
+    ]
+    items += [(b"key-%04d" % k, None) for k in range(deleted)]
+    # 2000 x ~230 bytes: more than a segment, so the updates and tombstones are all sealed.
+    items += [(b"filler-%04d" % i, b"f%06d" % i + b"x" * 200) for i in range(2000)]
+    assert len(items) == records
+    p = Producer({"bootstrap.servers": b.kafka, "linger.ms": 20, "batch.size": 32768,
+                  "message.timeout.ms": 60000})
+    offsets: List[Optional[int]] = [None] * len(items)
+
+    def report(i):
+        def cb(err, msg):
+            assert err is None, err
+            offsets[i] = msg.offset()
+        return cb
+
+    for i, (k, v) in enumerate(items):
+        for _ in range(1000):
+            try:
+                p.produce(topic, key=k, value=v, partition=0, on_delivery=report(i))
+                break
+            except BufferError:
+                p.poll(0.05)
+        if i % 1000 == 0:
+            p.poll(0)
+    assert p.flush(60) == 0
+    assert offsets == list(range(records))
+    before = segment_bytes(b.data_dir, topic)
+
+    compact_now(b, topic, timeout_s=120)
+    got = consume_all(b.kafka, topic)
+    live = expected_view(items, offsets, tombstones_gone=True)
+    assert {o: (k, v) for o, k, v in got if v is not None} == live
+    assert [o for o, _, _ in got] == sorted({o for o, _, _ in got}), "offsets strictly increase"
+
+    # Once delete.retention.ms has passed, a compaction removes the tombstones (bounded poll:
+    # each attempt compacts again and looks for a deleted key).
+    deadline = time.monotonic() + 60
+    for _ in range(100):
+        compact_now(b, topic, timeout_s=60)
+        got = consume_all(b.kafka, topic)
+        if not any(v is None for _, _, v in got):
+            break
+        assert time.monotonic() < deadline, "tombstones stay past delete.retention.ms"
+        time.sleep(0.5)
+    check_view(got, live)
+    assert len(got) == keys - deleted + 2000
+    after = segment_bytes(b.data_dir, topic)
+    print(f"100k records over 1k keys: segment bytes before {before}, after {after}")
+    assert after < before / 5, (before, after)
