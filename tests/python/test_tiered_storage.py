@@ -320,3 +320,41 @@ def test_offload_without_tiered_storage_is_refused(broker):
     assert r.status_code == 400 and "tiered storage is off" in r.json()["reason"], r.text
     stats = requests.get(f"{base}/internal-stats", timeout=10).json()
     assert stats["ledgers"] and not stats["ledgers"][0]["offloaded"], stats
+
+
+def test_offloaded_segments_of_a_compacted_topic_are_compacted(binary, tmp_path):
+    """Log compaction (issue #19) over tiered storage: the sealed segments of a compacted topic
+    are offloaded, compacted from their objects (rewritten locally, the old objects deleted),
+    offloaded again by the next pass, and consumers read the latest value of every key at its
+    original offset, also after a restart."""
+    from kafka_util import create_topic
+    from test_compaction import compact_now, consume_all, produce_keyed, topic_config
+
+    bucket = tmp_path / "bucket"
+    broker = start(binary, tmp_path / "broker", f"file://{bucket}",
+                   env={"MAGNETAR_CLEANER__CHECK_INTERVAL_MS": "86400000"})
+    broker.command = _with_ports(broker.command)
+    broker.start()
+    try:
+        topic = f"tieredcompact-{uuid.uuid4().hex[:8]}"
+        create_topic(broker.kafka, topic, 1, config=topic_config(delete_retention_ms=86_400_000))
+        items = [(b"k%02d" % (i % 10), b"v%05d-" % i + b"x" * 100) for i in range(1500)]
+        items += [(b"filler-%03d" % i, b"f" * 100) for i in range(60)]
+        offsets = produce_keyed(broker.kafka, topic, items)
+        data = broker.data_dir / "ledgers" / "public" / "default" / "persistent" / f"{topic}-partition-0"
+        wait_for(lambda: len(files(data, ".seg")) == 1 and len(files(bucket, ".seg")) >= 10,
+                 what="sealed segments offloaded")
+        offloaded_before = len(files(bucket, ".seg"))
+        compact_now(broker, topic)
+        latest = {}
+        for (k, v), off in zip(items, offsets):
+            latest[k] = (off, v)
+        expected = sorted((off, k, v) for k, (off, v) in latest.items())
+        assert consume_all(broker.kafka, topic) == expected
+        # The compacted segments are offloaded again and the replaced objects are gone.
+        wait_for(lambda: len(files(data, ".seg")) == 1, what="compacted segments offloaded again")
+        assert len(files(bucket, ".seg")) < offloaded_before
+        broker.restart()
+        assert consume_all(broker.kafka, topic) == expected
+    finally:
+        broker.stop(check=False)

@@ -5,8 +5,9 @@
 //!
 //! The work itself is the storage layer's ([`magnetar_storage::ManagedLedger::compact`]); the
 //! payload formats come from above through [`CompactionCodec`] (magnetar-format's), installed by
-//! the binary with [`Broker::set_compaction`]. Local ledgers only: a shared (cluster mode)
-//! ledger is skipped, and so is a tiered one (its store cannot stage segments).
+//! the binary with [`Broker::set_compaction`]. Ledgers on this broker's disk, tiered ones
+//! included (offloaded segments are read from the object store, rewritten locally and offloaded
+//! again); a shared (cluster mode) ledger is skipped.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -181,8 +182,7 @@ impl Broker {
     }
 
     /// Compacts one partition now. `force`: whatever the dirty ratio (an operator's request).
-    /// Refused for a topic whose `cleanup.policy` lacks `compact`, a shared ledger, or a
-    /// tiered one.
+    /// Refused for a topic whose `cleanup.policy` lacks `compact` or a shared ledger.
     pub async fn compact_partition(
         &self,
         tp: &TopicPartition,
@@ -258,7 +258,7 @@ impl Broker {
         };
         if !ledger.can_compact() {
             return Err(Error::InvalidRequest(
-                "log compaction of a tiered ledger is not supported".to_string(),
+                "the segment store of this ledger does not support log compaction".to_string(),
             ));
         }
         Ok((codec.clone(), *limits, ledger.clone()))

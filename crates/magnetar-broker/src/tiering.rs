@@ -210,11 +210,14 @@ impl Tiering {
                     .settings
                     .local_retention_bytes
                     .is_some_and(|max| kept_bytes + seg.bytes > max);
-                if !(too_old || too_many) {
+                // An empty sealed segment (compaction can leave one) holds nothing to keep local
+                // and has no index to wait for.
+                let empty = seg.bytes == 0;
+                if !(too_old || too_many || empty) {
                     kept_bytes += seg.bytes;
                     continue;
                 }
-                if !seg.has_index && !too_old {
+                if !seg.has_index && !empty && !too_old {
                     // Just sealed: its index file is being written; next pass.
                     kept_bytes += seg.bytes;
                     continue;

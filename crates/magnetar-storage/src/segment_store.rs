@@ -62,6 +62,12 @@ pub trait SegmentStore: Send + Sync + 'static {
         let _ = has_index;
         self.create_staged(base_index).map(|_| ())
     }
+    /// Deletes a segment a compaction swap replaced. The swap is past its commit point, so this
+    /// must not fail on what it cannot reach: a store with remote copies drops the segment from
+    /// its own records (durably) and deletes the remote objects on a best-effort basis.
+    fn delete_replaced(&self, base_index: u64) -> Result<(), StorageError> {
+        self.delete(base_index)
+    }
     /// Makes the renames and deletions of a compaction swap durable.
     fn sync_staged(&self) -> Result<(), StorageError> {
         Ok(())

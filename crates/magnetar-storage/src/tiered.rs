@@ -191,6 +191,9 @@ pub struct TieredSegmentStore {
     offloaded: Mutex<BTreeMap<u64, u64>>,
     /// Segment files handed out, so an offload can move them to the remote copy.
     handed_out: Mutex<HashMap<u64, Vec<Weak<TieredFile>>>>,
+    /// Staged (compaction) segment files, handed out once committed: an offload of the segment
+    /// they replace must not switch them to that segment's object.
+    staged: Mutex<HashMap<u64, Weak<TieredFile>>>,
     next_object_id: AtomicU64,
     /// One offload at a time (the periodic pass and an operator's request may meet).
     offloading: Mutex<()>,
@@ -315,8 +318,9 @@ impl TieredSegmentStore {
         config.validate()?;
         let local = LocalSegmentStore::new(dir)?;
         let manifest = read_manifest(dir)?;
+        let has_manifest = dir.join(MANIFEST_FILE_NAME).exists();
         let offloaded = match list_offloaded(remote.as_ref(), &prefix).await {
-            Ok(mut listed) => {
+            Ok(listed) => {
                 for (base, len) in &manifest {
                     if listed.get(base) != Some(len) {
                         // Never skip: the entry stays and reads of it fail loudly.
@@ -324,10 +328,22 @@ impl TieredSegmentStore {
                             "an offloaded segment recorded in the manifest is missing or has another length in the object store");
                     }
                 }
-                for (base, len) in manifest {
-                    listed.entry(base).or_insert(len);
+                // Once this directory has a manifest it is the record: an object it does not
+                // name is an upload whose local copy is still the segment (a crash before the
+                // manifest write) or a segment compaction replaced whose object was not
+                // deleted, and is not adopted. Without a manifest every listed object is.
+                let mut offloaded = manifest;
+                for (base, len) in listed {
+                    if !has_manifest {
+                        offloaded.insert(base, len);
+                    } else if let Some(recorded) = offloaded.get_mut(&base) {
+                        *recorded = len;
+                    } else {
+                        tracing::warn!(dir = %dir.display(), segment = base,
+                            "an object in the object store is not in the offload manifest; ignored");
+                    }
                 }
-                listed
+                offloaded
             }
             Err(e) => {
                 // Unreachable store: what this directory offloaded is in its manifest; local
@@ -348,6 +364,7 @@ impl TieredSegmentStore {
             counters,
             offloaded: Mutex::new(offloaded),
             handed_out: Mutex::new(HashMap::new()),
+            staged: Mutex::new(HashMap::new()),
             next_object_id: AtomicU64::new(0),
             offloading: Mutex::new(()),
         })
@@ -573,6 +590,29 @@ impl TieredSegmentStore {
             .map_err(|e| remote_err("finish multipart upload", path, e))
     }
 
+    /// Drops `base` from the offloaded segments and the manifest (durably); whether it was one.
+    fn forget_offloaded(&self, base: u64) -> Result<bool, StorageError> {
+        let mut offloaded = self.offloaded.lock().unwrap_or_else(|e| e.into_inner());
+        if offloaded.remove(&base).is_none() {
+            return Ok(false);
+        }
+        write_manifest(&self.dir, &offloaded)?;
+        Ok(true)
+    }
+
+    /// Deletes the segment and index objects of `base`, logging what fails.
+    fn delete_objects_quietly(&self, base: u64) {
+        for name in [segment_file_name(base), index_file_name(base)] {
+            let path = self.object(&name);
+            match wait(&self.runtime, self.remote.delete(&path)) {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => {
+                    tracing::warn!(object = %path, error = %e, "an object of a compacted-away segment was not deleted; it is not read again")
+                }
+            }
+        }
+    }
+
     fn is_offloaded(&self, base: u64) -> bool {
         self.offloaded
             .lock()
@@ -679,6 +719,80 @@ impl SegmentStore for TieredSegmentStore {
 
     fn can_offload(&self) -> bool {
         true
+    }
+
+    /// Offloaded segments are compacted too: read through their objects, rewritten locally,
+    /// swapped in as local segments (the offloader uploads them again on its next pass).
+    fn can_compact(&self) -> bool {
+        true
+    }
+
+    fn create_staged(&self, base_index: u64) -> Result<Arc<dyn SegmentFile>, StorageError> {
+        let file = Arc::new(TieredFile {
+            backing: RwLock::new(Backing::Local(self.local.create_staged(base_index)?)),
+        });
+        self.staged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(base_index, Arc::downgrade(&file));
+        Ok(file)
+    }
+
+    fn write_staged_index(&self, base_index: u64, bytes: &[u8]) -> Result<(), StorageError> {
+        self.local.write_staged_index(base_index, bytes)
+    }
+
+    /// The staged copy becomes the local segment; an offloaded segment of that base leaves the
+    /// manifest first (durably), then its objects are deleted on a best-effort basis (an object
+    /// left behind is not adopted again: see [`TieredSegmentStore::new`]).
+    fn commit_staged(&self, base_index: u64, has_index: bool) -> Result<(), StorageError> {
+        let was_offloaded = self.forget_offloaded(base_index)?;
+        self.local.commit_staged(base_index, has_index)?;
+        let staged = self
+            .staged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&base_index);
+        if let Some(file) = staged {
+            self.handed_out
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(base_index, vec![file]);
+        }
+        if was_offloaded {
+            self.delete_objects_quietly(base_index);
+        }
+        Ok(())
+    }
+
+    fn delete_replaced(&self, base_index: u64) -> Result<(), StorageError> {
+        let was_offloaded = self.forget_offloaded(base_index)?;
+        if self.local_exists(base_index) {
+            self.local.delete(base_index)?;
+        } else {
+            let index = self.dir.join(index_file_name(base_index));
+            match std::fs::remove_file(&index) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StorageError::io("delete segment index", &index, e)),
+            }
+        }
+        if was_offloaded {
+            self.delete_objects_quietly(base_index);
+        }
+        Ok(())
+    }
+
+    fn sync_staged(&self) -> Result<(), StorageError> {
+        self.local.sync_staged()
+    }
+
+    fn discard_staged(&self) -> Result<(), StorageError> {
+        self.staged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        self.local.discard_staged()
     }
 
     fn offload_before(&self, before_index: u64) -> Option<Result<OffloadOutcome, StorageError>> {

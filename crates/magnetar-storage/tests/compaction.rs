@@ -641,3 +641,116 @@ async fn aborted_transactions_are_dropped_and_the_last_stable_offset_bounds_clea
     let out = ledger.apply_retention(Some(0), None).await.unwrap();
     assert!(out.start_index > open_first, "without the hold it goes");
 }
+
+/// A tiered store over an in-memory object store, for the tiered compaction test.
+async fn tiered_store(
+    dir: &std::path::Path,
+    remote: Arc<dyn object_store::ObjectStore>,
+) -> Arc<tiered::TieredSegmentStore> {
+    let config = tiered::TieringConfig {
+        block_bytes: 4 << 10,
+        readahead_blocks: 1,
+        cache_bytes: 16 << 10,
+    };
+    let store = tiered::TieredSegmentStore::new(
+        dir,
+        remote,
+        object_store::path::Path::from("ledgers/t/0"),
+        config,
+        Arc::new(tiered::BlockCache::new(config.cache_bytes)),
+        Arc::new(tiered::TieringCounters::default()),
+        tokio::runtime::Handle::current(),
+    )
+    .await
+    .unwrap();
+    Arc::new(store)
+}
+
+/// Offloaded segments are compacted: read from their objects, rewritten locally and swapped in
+/// (their objects deleted, their bases out of the offload manifest), offloaded again, and the
+/// log reads the same after a reopen, also after a crash just past the swap's commit point.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offloaded_segments_are_compacted_and_offloaded_again() {
+    let remote: Arc<dyn object_store::ObjectStore> =
+        Arc::new(object_store::memory::InMemory::new());
+    let dir = tempfile::tempdir().unwrap();
+    let batches: Vec<Batch> = (0..150u16)
+        .map(|v| vec![(Some((v % 7) as u8), Some(v)), (Some(100), Some(v))])
+        .collect();
+    let (before, expected) = {
+        let store = tiered_store(dir.path(), remote.clone()).await;
+        let ledger = ManagedLedger::open_with_store(
+            dir.path(),
+            config(400),
+            Arc::new(SystemClock),
+            store.clone(),
+        )
+        .unwrap();
+        for b in &batches {
+            append_batch(&ledger, b, None).await;
+        }
+        let before = read_log(&ledger).await;
+        let end = ledger.end_index();
+        let s = store.clone();
+        let off = tokio::task::spawn_blocking(move || s.offload_before(end).unwrap().unwrap())
+            .await
+            .unwrap();
+        assert!(off.segments > 5, "sealed segments offloaded: {off:?}");
+        let offloaded_before = store.offloaded().len();
+        // A crash right after the commit point: the reopen finishes the swap.
+        ledger
+            .compact_with_stop(
+                codec(),
+                policy(),
+                CleanerLimits::default(),
+                Some(SwapStep::Committed),
+            )
+            .await
+            .unwrap();
+        drop(ledger);
+        drop(store);
+        let store = tiered_store(dir.path(), remote.clone()).await;
+        let ledger = ManagedLedger::open_with_store(
+            dir.path(),
+            config(400),
+            Arc::new(SystemClock),
+            store.clone(),
+        )
+        .unwrap();
+        let after = read_log(&ledger).await;
+        check_compacted(&before, &after, ledger.cleaned_through(), false);
+        assert!(
+            ledger.cleaned_through() > 0,
+            "the swap was finished on open"
+        );
+        assert!(
+            store.offloaded().len() < offloaded_before,
+            "compacted-away segments left the offload manifest"
+        );
+        let listed: Vec<_> = futures_util::StreamExt::collect::<Vec<_>>(remote.list(None)).await;
+        let objects = listed
+            .into_iter()
+            .filter(|m| m.as_ref().unwrap().location.as_ref().ends_with(".seg"))
+            .count();
+        assert_eq!(
+            objects,
+            store.offloaded().len(),
+            "their objects were deleted"
+        );
+        // Offloaded again by the next pass.
+        let end = ledger.end_index();
+        let s = store.clone();
+        tokio::task::spawn_blocking(move || s.offload_before(end).unwrap().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(read_log(&ledger).await, after);
+        ledger.close().await.unwrap();
+        (before, after)
+    };
+    let store = tiered_store(dir.path(), remote.clone()).await;
+    let ledger =
+        ManagedLedger::open_with_store(dir.path(), config(400), Arc::new(SystemClock), store)
+            .unwrap();
+    assert_eq!(read_log(&ledger).await, expected);
+    check_compacted(&before, &expected, ledger.cleaned_through(), false);
+}

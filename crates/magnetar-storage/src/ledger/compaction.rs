@@ -125,7 +125,7 @@ fn apply_manifest(
         store.commit_staged(g.base, g.has_index)?;
         for &old in &g.replaced {
             if live.contains(&old) {
-                store.delete(old)?;
+                store.delete_replaced(old)?;
             }
         }
         if i == 0 && stop == Some(SwapStep::FirstRenamed) {
@@ -187,7 +187,7 @@ impl ManagedLedger {
         read(&self.state).cleaned_through
     }
 
-    /// Whether this ledger's store supports compaction (local segments; not tiered ones).
+    /// Whether this ledger's store supports compaction (local and tiered segment stores).
     pub fn can_compact(&self) -> bool {
         self.store.can_compact()
     }
@@ -305,9 +305,7 @@ impl ManagedLedger {
     ) -> Result<CompactionOutcome, StorageError> {
         if !self.store.can_compact() {
             return Err(StorageError::Compaction {
-                reason:
-                    "the segment store of this ledger does not support compaction (tiered storage)"
-                        .to_string(),
+                reason: "the segment store of this ledger does not support compaction".to_string(),
             });
         }
         let _one = self.compacting.lock().await;
