@@ -554,3 +554,81 @@ def test_hundred_thousand_records_over_a_thousand_keys(broker_factory):
     after = segment_bytes(b.data_dir, topic)
     print(f"100k records over 1k keys: segment bytes before {before}, after {after}")
     assert after < before / 5, (before, after)
+
+
+@pytest.mark.parametrize("compression", ["none", "lz4", "zlib"])
+def test_batched_pulsar_entries_are_compacted(broker_factory, compression):
+    """A Pulsar producer's batches (the default) in a compacted topic: compaction keeps every
+    message's place in its batch and marks the older ones `compacted_out` (the batch compressed
+    again with its codec), as Pulsar's compactor; a readCompacted consumer (C++ client: it learns
+    them from the MESSAGE's ack_set), a reader and a Kafka consumer all read the latest value of
+    each key at its message id / offset, and the subscription's backlog drains (the C++ client
+    acknowledges a batch it got partly acknowledged only with batch-index acknowledgment on, as
+    against Apache Pulsar)."""
+    pulsar = pytest.importorskip("pulsar")
+    b = broker_factory(env={"MAGNETAR_CLEANER__CHECK_INTERVAL_MS": "86400000"})
+    topic = unique_topic("compactbatch")
+    create_topic(b.kafka, topic, 1, config=topic_config(delete_retention_ms=86_400_000))
+    name = f"persistent://public/default/{topic}-partition-0"
+    codec = {"none": pulsar.CompressionType.NONE, "lz4": pulsar.CompressionType.LZ4,
+             "zlib": pulsar.CompressionType.ZLib}[compression]
+    client = pulsar.Client(f"pulsar://{b.pulsar}", operation_timeout_seconds=15,
+                           logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Warn))
+    try:
+        prod = client.create_producer(name, batching_enabled=True, batching_max_messages=40,
+                                      batching_max_publish_delay_ms=20, compression_type=codec)
+        sent = []
+        for i in range(600):
+            key, value = f"k{i % 13}", f"pulsar-{i}-".encode() + b"x" * 50
+            prod.send_async(value, lambda res, mid: None, partition_key=key)
+            sent.append((key, value))
+        prod.flush()
+        filler = [(b"filler-%04d" % i, b"f" * 100) for i in range(150)]
+        produce_keyed(b.kafka, topic, filler)
+        latest = {k: v for k, v in sent}
+        latest.update({k.decode(): v for k, v in filler})
+        before = consume_all(b.kafka, topic)
+        assert len(before) == 750
+        compact_now(b, topic)
+
+        got = consume_all(b.kafka, topic)
+        assert {k.decode(): v for _, k, v in got} == latest
+        assert len(got) == len(latest), "one record per key"
+        offsets = [o for o, _, _ in got]
+        assert offsets == sorted(set(offsets))
+        by_offset = {o: (k, v) for o, k, v in before}
+        assert all(by_offset[o] == (k, v) for o, k, v in got), "offsets unchanged"
+
+        consumer = client.subscribe(name, "compacted-batches", is_read_compacted=True,
+                                    initial_position=pulsar.InitialPosition.Earliest,
+                                    batch_index_ack_enabled=True)
+        seen = []
+        for _ in range(2000):
+            try:
+                m = consumer.receive(timeout_millis=3000)
+            except Exception:  # timeout: the end
+                break
+            seen.append(m)
+            consumer.acknowledge(m)
+        assert {m.partition_key(): m.data() for m in seen} == latest
+        assert len(seen) == len(latest), "compacted-out messages are not delivered"
+        reader = client.create_reader(name, pulsar.MessageId.earliest, is_read_compacted=True)
+        read = []
+        for _ in range(2000):
+            try:
+                read.append(reader.read_next(3000))
+            except Exception:  # timeout: the end
+                break
+        assert {m.partition_key(): m.data() for m in read} == latest
+        assert len(read) == len(latest)
+        deadline = time.monotonic() + 20
+        for _ in range(200):
+            stats = requests.get(f"http://{b.http}/admin/v2/persistent/public/default/{topic}-partition-0/stats",
+                                 timeout=10).json()
+            backlog = stats["subscriptions"]["compacted-batches"]["msgBacklog"]
+            if backlog == 0:
+                break
+            assert time.monotonic() < deadline, f"backlog stays at {backlog}"
+            time.sleep(0.2)
+    finally:
+        client.close()

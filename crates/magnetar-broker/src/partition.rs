@@ -380,6 +380,12 @@ impl PartitionLog {
         self.txns().open()
     }
 
+    /// Every index below this is in the compacted part of the log (0 for a ledger that is never
+    /// compacted).
+    pub fn compacted_below(&self) -> u64 {
+        self.ledger.local().map_or(0, |l| l.cleaned_through())
+    }
+
     /// The idempotent and transactional producers this partition remembers (Kafka's
     /// DescribeProducers), by producer id, each with its open transaction's first index.
     /// Pulsar's named producers are not listed.

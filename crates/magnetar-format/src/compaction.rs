@@ -5,10 +5,12 @@
 //!   a null value is a tombstone; control batches (transaction markers) are kept whole. A
 //!   rewritten batch keeps its base offset, offset deltas, last offset delta, producer
 //!   information and codec ([`kafka::encode_batch_subset`] compresses the kept records again).
-//! - Pulsar entries: a single (non-batched) message is one record keyed by its partition key
-//!   (the base64-decoded bytes of a binary key, so a Kafka key and the Pulsar key it maps to are
-//!   the same key); a null or empty value is a delete, as in Pulsar's compaction. Batched Pulsar
-//!   entries are kept whole: re-encoding a Pulsar batch is not done here.
+//! - Pulsar entries: each message is a record keyed by its partition key (the base64-decoded
+//!   bytes of a binary key, so a Kafka key and the Pulsar key it maps to are the same key); a
+//!   null or empty value is a delete, as in Pulsar's compaction. A single message is kept or
+//!   dropped whole; a batch keeps every message's place, the removed ones marked `compacted_out`
+//!   with their values dropped, as Pulsar's compactor rewrites batches
+//!   ([`crate::pulsar::compact_batch`]). Encrypted entries and chunks are kept whole.
 
 use bytes::Bytes;
 use magnetar_broker::compaction::{CompactionCodec, CompactionRecord, EntryRecords};
@@ -42,25 +44,26 @@ impl CompactionCodec for EntryCompaction {
                 Ok(EntryRecords::Records(records))
             }
             PayloadFormat::Pulsar => {
+                let batched = match pulsar_batch_kind(payload) {
+                    PulsarKind::Opaque => return Ok(EntryRecords::KeepWhole),
+                    PulsarKind::Single => false,
+                    PulsarKind::Batch => true,
+                };
                 let messages = crate::pulsar::entry_messages(payload).map_err(|e| e.to_string())?;
-                let batched = pulsar_batched(payload);
-                if batched || messages.len() != 1 {
+                if !batched && messages.len() != 1 {
                     return Ok(EntryRecords::KeepWhole);
                 }
-                let m = &messages[0];
-                let key = m.partition_key.as_ref().map(|k| {
-                    let decoded = if m.partition_key_b64 {
-                        crate::base64::decode(k)
-                    } else {
-                        None
-                    };
-                    Bytes::from(decoded.unwrap_or_else(|| k.as_bytes().to_vec()))
-                });
-                Ok(EntryRecords::Records(vec![CompactionRecord {
-                    index: header.first_index,
-                    key,
-                    tombstone: m.null_value || m.value.is_empty(),
-                }]))
+                let records = messages
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| CompactionRecord {
+                        index: header.first_index + i as u64,
+                        // A message compaction already removed stays as it is (kept, keyless).
+                        key: (!m.compacted_out).then(|| pulsar_key(m)).flatten(),
+                        tombstone: !m.compacted_out && (m.null_value || m.value.is_empty()),
+                    })
+                    .collect();
+                Ok(EntryRecords::Records(records))
             }
         }
     }
@@ -90,21 +93,59 @@ impl CompactionCodec for EntryCompaction {
                     .collect();
                 kafka::encode_batch_subset(&batch, &kept).map_err(|e| e.to_string())
             }
-            // A single message is kept or dropped whole; the last of its producer stays as is.
-            PayloadFormat::Pulsar => Ok(payload.clone()),
+            // A single message is kept or dropped whole (the last of its producer stays as is);
+            // a batch keeps every message's place, the removed ones marked `compacted_out`.
+            PayloadFormat::Pulsar => match pulsar_batch_kind(payload) {
+                PulsarKind::Batch => {
+                    crate::pulsar::compact_batch(payload, keep).map_err(|e| e.to_string())
+                }
+                PulsarKind::Single | PulsarKind::Opaque => Ok(payload.clone()),
+            },
         }
     }
 }
 
-/// Whether a Pulsar entry body is a batch (`num_messages_in_batch` is set).
-fn pulsar_batched(body: &[u8]) -> bool {
+/// What compaction can do with a Pulsar entry body.
+enum PulsarKind {
+    /// One message, kept or dropped whole.
+    Single,
+    /// A batch (`num_messages_in_batch` set), rewritten message by message.
+    Batch,
+    /// Encrypted or a chunk (opaque to the broker), or metadata that does not parse: kept.
+    Opaque,
+}
+
+fn pulsar_batch_kind(body: &[u8]) -> PulsarKind {
     let Some(size) = body.get(..4) else {
-        return false;
+        return PulsarKind::Opaque;
     };
     let size = u32::from_be_bytes([size[0], size[1], size[2], size[3]]) as usize;
-    body.get(4..4usize.saturating_add(size))
+    let Some(m) = body
+        .get(4..4usize.saturating_add(size))
         .and_then(|m| crate::pulsar::message_metadata(m).ok())
-        .is_some_and(|m| m.num_messages_in_batch.is_some())
+    else {
+        return PulsarKind::Opaque;
+    };
+    if m.encrypted || m.num_chunks_from_msg > 1 {
+        PulsarKind::Opaque
+    } else if m.num_messages_in_batch.is_some() {
+        PulsarKind::Batch
+    } else {
+        PulsarKind::Single
+    }
+}
+
+/// A Pulsar message's key as compaction compares it: the bytes of a base64 (binary) partition
+/// key, so a Kafka key and the Pulsar key it maps to are the same key.
+fn pulsar_key(m: &crate::PulsarMessage) -> Option<Bytes> {
+    m.partition_key.as_ref().map(|k| {
+        let decoded = if m.partition_key_b64 {
+            crate::base64::decode(k)
+        } else {
+            None
+        };
+        Bytes::from(decoded.unwrap_or_else(|| k.as_bytes().to_vec()))
+    })
 }
 
 #[cfg(test)]
@@ -219,6 +260,60 @@ mod tests {
                 "{codec:?}: compressed"
             );
         }
+    }
+
+    /// A Pulsar batch keeps every message's place: the removed ones are marked `compacted_out`,
+    /// left out of the Kafka view (the others keep their offsets) and listed for the dispatcher.
+    #[test]
+    fn a_pulsar_batch_marks_removed_messages_compacted_out() {
+        let kafka = encode_batch(
+            0,
+            &(0..4)
+                .map(|i| Record {
+                    offset_delta: i,
+                    ..record(&format!("k{}", i % 2), Some(&format!("v{i}")))
+                })
+                .collect::<Vec<_>>(),
+        );
+        let body = crate::pulsar::kafka_batch_to_entry(&kafka, "p", 0, 1_000).unwrap();
+        let h = EntryHeader {
+            format: PayloadFormat::Pulsar,
+            ..header(10, 4)
+        };
+        let EntryRecords::Records(records) = EntryCompaction.records(&h, &body).unwrap() else {
+            panic!("a batch is compacted message by message");
+        };
+        let indexes: Vec<u64> = records.iter().map(|r| r.index).collect();
+        assert_eq!(indexes, vec![10, 11, 12, 13]);
+        assert_eq!(records[0].key.as_deref(), Some(&b"k0"[..]));
+        let out = EntryCompaction
+            .retain(&h, &body, &[false, false, true, true])
+            .unwrap();
+        let messages = crate::pulsar::entry_messages(&out).unwrap();
+        let flags: Vec<bool> = messages.iter().map(|m| m.compacted_out).collect();
+        assert_eq!(flags, vec![true, true, false, false]);
+        assert!(messages[0].value.is_empty());
+        assert_eq!(&messages[3].value[..], b"v3");
+        assert_eq!(
+            crate::pulsar::compacted_out_positions(&out).unwrap(),
+            vec![0, 1]
+        );
+        let batch = decode_batch(&crate::pulsar::entry_to_kafka_batch(&out, 10).unwrap()).unwrap();
+        let deltas: Vec<i32> = batch.records.iter().map(|r| r.offset_delta).collect();
+        assert_eq!(deltas, vec![2, 3], "the kept records keep their offsets");
+        assert_eq!((batch.base_offset, batch.last_offset_delta), (10, 3));
+        // Compacting again keeps what is already compacted out.
+        let EntryRecords::Records(again) = EntryCompaction.records(&h, &out).unwrap() else {
+            panic!("records");
+        };
+        assert!(again[0].key.is_none() && !again[0].tombstone);
+        let all_out = EntryCompaction
+            .retain(&h, &out, &[true, true, false, true])
+            .unwrap();
+        assert_eq!(
+            crate::pulsar::compacted_out_positions(&all_out).unwrap(),
+            vec![0, 1, 2]
+        );
     }
 
     #[test]

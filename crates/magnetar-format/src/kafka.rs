@@ -574,6 +574,27 @@ fn write_batch(
     out.freeze()
 }
 
+/// Encodes an uncompressed v2 batch (CreateTime) at `base_offset` whose records keep their own
+/// `offset_delta` (gaps allowed) and which ends at `last_offset_delta`.
+pub fn encode_batch_with_deltas(
+    base_offset: i64,
+    records: &[Record],
+    last_offset_delta: i32,
+) -> Bytes {
+    let fields = BatchFields {
+        base_offset,
+        partition_leader_epoch: -1,
+        attributes: 0,
+        last_offset_delta,
+        base_timestamp: records.iter().map(|r| r.timestamp_ms).min().unwrap_or(0),
+        max_timestamp: records.iter().map(|r| r.timestamp_ms).max().unwrap_or(0),
+        producer_id: -1,
+        producer_epoch: -1,
+        base_sequence: -1,
+    };
+    write_batch(&fields, records, |_, r| i64::from(r.offset_delta))
+}
+
 /// Encodes an uncompressed v2 batch (CreateTime) at `base_offset`; record offset deltas are
 /// their positions and timestamps are absolute in `records`.
 pub fn encode_batch(base_offset: i64, records: &[Record]) -> Bytes {

@@ -63,6 +63,9 @@ pub struct PulsarMessage {
     pub value: Bytes,
     pub null_value: bool,
     pub event_time_ms: i64,
+    /// Removed by log compaction from its batch (Pulsar's `compacted_out`): kept as a place
+    /// holder so the other messages keep their batch index; never delivered.
+    pub compacted_out: bool,
 }
 
 /// The Pulsar view of one Kafka record.
@@ -97,6 +100,7 @@ pub fn to_pulsar_message(record: &Record, _batch: &Batch) -> PulsarMessage {
         value: record.value.clone().unwrap_or_default(),
         null_value: record.value.is_none(),
         event_time_ms: record.timestamp_ms,
+        compacted_out: false,
     }
 }
 

@@ -9,7 +9,7 @@ use std::io::Read;
 
 use bytes::Bytes;
 
-use crate::kafka::{encode_batch, FormatError, Record, DECOMPRESSED_BYTES_MAX};
+use crate::kafka::{FormatError, Record, DECOMPRESSED_BYTES_MAX};
 use crate::{from_pulsar_message, PulsarMessage};
 
 /// The fields of `MessageMetadata` / `SingleMessageMetadata` the conversion uses.
@@ -29,6 +29,8 @@ pub struct Metadata {
     pub encrypted: bool,
     /// `num_chunks_from_msg`: a chunk carries a slice of a message compressed as a whole.
     pub num_chunks_from_msg: u64,
+    /// `compacted_out` (single messages of a batch): removed by log compaction.
+    pub compacted_out: bool,
 }
 
 fn err<T>(msg: impl Into<String>) -> Result<T, FormatError> {
@@ -138,6 +140,7 @@ pub fn single_metadata(bytes: &[u8]) -> Result<Metadata, FormatError> {
             1 => m.properties.push(key_value(b)?),
             2 => m.partition_key = Some(string(b)?),
             3 => m.payload_size = v,
+            4 => m.compacted_out = v != 0,
             5 => m.event_time_ms = v,
             6 => m.partition_key_b64 = v != 0,
             9 => m.null_value = v != 0,
@@ -286,6 +289,7 @@ pub fn entry_messages(body: &[u8]) -> Result<Vec<PulsarMessage>, FormatError> {
             value: Bytes::from(payload.into_owned()),
             null_value: metadata.null_value,
             event_time_ms: default_time(0),
+            compacted_out: false,
         }]);
     };
     let mut out = Vec::new();
@@ -301,20 +305,139 @@ pub fn entry_messages(body: &[u8]) -> Result<Vec<PulsarMessage>, FormatError> {
             value: Bytes::copy_from_slice(value),
             null_value: single.null_value,
             event_time_ms: default_time(single.event_time_ms),
+            compacted_out: single.compacted_out,
         });
     }
     Ok(out)
 }
 
 /// A Pulsar entry as the record batch a Kafka fetch returns, at `base_offset` (the entry's
-/// first message index). Event time, else publish time, becomes the record timestamp.
+/// first message index). Event time, else publish time, becomes the record timestamp. Messages
+/// log compaction removed from a batch (`compacted_out`) are left out, the others keep their
+/// batch index as offset delta and the batch still ends at the entry's last index.
 pub fn entry_to_kafka_batch(body: &[u8], base_offset: u64) -> Result<Bytes, FormatError> {
-    let records: Vec<Record> = entry_messages(body)?
+    let messages = entry_messages(body)?;
+    let records: Vec<Record> = messages
         .iter()
         .enumerate()
+        .filter(|(_, m)| !m.compacted_out)
         .map(|(i, m)| from_pulsar_message(m, i as i32))
         .collect();
-    Ok(encode_batch(base_offset as i64, &records))
+    let count = u32::try_from(messages.len()).unwrap_or(u32::MAX);
+    if records.is_empty() {
+        return Ok(crate::kafka::empty_batch(base_offset as i64, count));
+    }
+    Ok(crate::kafka::encode_batch_with_deltas(
+        base_offset as i64,
+        &records,
+        count.saturating_sub(1) as i32,
+    ))
+}
+
+/// The batch indexes of the messages log compaction removed from a batched entry (none for a
+/// single message or an entry without such messages). Pulsar consumers get them as already
+/// acknowledged in the MESSAGE's `ack_set`, so clients that do not read `compacted_out` skip
+/// them too.
+pub fn compacted_out_positions(body: &[u8]) -> Result<Vec<u32>, FormatError> {
+    let mut cur = body;
+    let size = be_u32(&mut cur)?;
+    let metadata = message_metadata(take(&mut cur, size as u64)?)?;
+    if metadata.num_messages_in_batch.is_none()
+        || metadata.encrypted
+        || metadata.num_chunks_from_msg > 1
+    {
+        return Ok(Vec::new());
+    }
+    Ok(entry_messages(body)?
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| m.compacted_out)
+        .map(|(i, _)| i as u32)
+        .collect())
+}
+
+/// A batched entry with the messages whose `keep` flag is clear marked `compacted_out` (their
+/// values dropped, their metadata kept, so every message keeps its batch index, as Pulsar's
+/// compactor rewrites batches), compressed again with the entry's codec. Protobuf's last value
+/// wins for a repeated scalar field, so the single messages' `payload_size` and
+/// `compacted_out`, and the entry's `uncompressed_size`, are appended, not rewritten.
+pub fn compact_batch(body: &[u8], keep: &[bool]) -> Result<Bytes, FormatError> {
+    let mut cur = body;
+    let size = be_u32(&mut cur)?;
+    let metadata_bytes = take(&mut cur, size as u64)?;
+    let metadata = message_metadata(metadata_bytes)?;
+    let Some(count) = metadata.num_messages_in_batch else {
+        return err("not a batch");
+    };
+    if metadata.encrypted || metadata.num_chunks_from_msg > 1 {
+        return err("an encrypted or chunked batch is opaque to the broker");
+    }
+    if keep.len() as u64 != count {
+        return err(format!("{} keep flags for {count} messages", keep.len()));
+    }
+    let uncompressed_size = if metadata.compression == 0 {
+        cur.len()
+    } else {
+        usize::try_from(metadata.uncompressed_size).unwrap_or(usize::MAX)
+    };
+    let payload = decompress(metadata.compression, cur, uncompressed_size)?;
+    let mut singles = &payload[..];
+    let mut out = Vec::with_capacity(payload.len());
+    for kept in keep {
+        let size = be_u32(&mut singles)?;
+        let single_bytes = take(&mut singles, size as u64)?;
+        let single = single_metadata(single_bytes)?;
+        let value = take(&mut singles, single.payload_size)?;
+        if *kept || single.compacted_out {
+            out.extend_from_slice(&(size as u32).to_be_bytes());
+            out.extend_from_slice(single_bytes);
+            out.extend_from_slice(value);
+            continue;
+        }
+        let mut rewritten = single_bytes.to_vec();
+        put_uint(&mut rewritten, 3, 0);
+        put_uint(&mut rewritten, 4, 1);
+        let len = u32::try_from(rewritten.len())
+            .map_err(|_| FormatError("single message metadata too large".to_string()))?;
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&rewritten);
+    }
+    let mut metadata_out = metadata_bytes.to_vec();
+    let payload_out = if metadata.compression == 0 {
+        out
+    } else {
+        put_uint(&mut metadata_out, 9, out.len() as u64);
+        compress(metadata.compression, &out)?
+    };
+    let len = u32::try_from(metadata_out.len())
+        .map_err(|_| FormatError("message metadata too large".to_string()))?;
+    let mut entry = Vec::with_capacity(4 + metadata_out.len() + payload_out.len());
+    entry.extend_from_slice(&len.to_be_bytes());
+    entry.extend_from_slice(&metadata_out);
+    entry.extend_from_slice(&payload_out);
+    Ok(Bytes::from(entry))
+}
+
+/// Compresses a Pulsar payload with `codec` (what [`decompress`] reads back): LZ4 block, ZLIB,
+/// ZSTD, raw snappy.
+fn compress(codec: u64, data: &[u8]) -> Result<Vec<u8>, FormatError> {
+    use std::io::Write;
+    match codec {
+        0 => Ok(data.to_vec()),
+        1 => Ok(lz4_flex::block::compress(data)),
+        2 => {
+            let mut enc =
+                flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+            enc.write_all(data)
+                .and_then(|()| enc.finish())
+                .map_err(|e| FormatError(format!("zlib: {e}")))
+        }
+        3 => zstd::bulk::compress(data, 3).map_err(|e| FormatError(format!("zstd: {e}"))),
+        4 => snap::raw::Encoder::new()
+            .compress_vec(data)
+            .map_err(|e| FormatError(format!("snappy: {e}"))),
+        other => err(format!("unknown pulsar compression {other}")),
+    }
 }
 
 /// Protobuf writing, by hand (this crate does not depend on `prost`): only the field kinds the
@@ -407,6 +530,7 @@ pub fn kafka_batch_to_entry(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kafka::encode_batch;
 
     fn field_bytes(out: &mut Vec<u8>, field: u64, b: &[u8]) {
         out.push(((field << 3) | 2) as u8);

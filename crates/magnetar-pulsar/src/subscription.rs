@@ -130,6 +130,16 @@ impl EntryCodec for PulsarCodec {
             .deliver_at_time
     }
 
+    /// Pulsar-format batches compaction rewrote mark removed messages `compacted_out`; the
+    /// official Java client skips those, the C++ one (and so Python) only skips what `ack_set`
+    /// says is acknowledged.
+    fn hidden_positions(&self, entry: &Entry, prepared: &PreparedEntry) -> Vec<u32> {
+        if entry.header.format != PayloadFormat::Pulsar {
+            return Vec::new();
+        }
+        magnetar_format::pulsar::compacted_out_positions(&prepared.body).unwrap_or_default()
+    }
+
     fn unreadable(&self, index: u64, error: &str) {
         self.metrics.record_unreadable_entry();
         let now = tokio::time::Instant::now();

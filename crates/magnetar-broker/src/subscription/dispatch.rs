@@ -330,6 +330,22 @@ impl Dispatcher {
                     continue;
                 }
             };
+            // Messages log compaction removed from a batch are acknowledged here (so the
+            // backlog drains past them) and shown acknowledged in the delivery.
+            let hidden = if first < sub.log.compacted_below() {
+                self.codec.hidden_positions(&entry, &prepared)
+            } else {
+                Vec::new()
+            };
+            if hidden.len() >= count as usize {
+                passed.push(first..first + u64::from(count));
+                continue;
+            }
+            passed.extend(
+                hidden
+                    .iter()
+                    .map(|i| first + u64::from(*i)..first + u64::from(*i) + 1),
+            );
             let mut s = sub.lock();
             if !unsent.is_empty() {
                 unsent.push(first);
@@ -374,7 +390,9 @@ impl Dispatcher {
             let sink = consumer.sink.clone();
             let redelivery_count = s.redelivery_counts.get(&first).copied().unwrap_or(0);
             let acked_positions: Vec<u32> = (0..count)
-                .filter(|i| s.cursor.is_acked(first + u64::from(*i)))
+                .filter(|i| {
+                    s.cursor.is_acked(first + u64::from(*i)) || hidden.binary_search(i).is_ok()
+                })
                 .collect();
             s.pending.insert(
                 first,

@@ -129,6 +129,12 @@ pub trait EntryCodec: Send + Sync {
     fn deliver_at_ms(&self, _entry: &Entry, _prepared: &PreparedEntry) -> Option<i64> {
         None
     }
+    /// The positions in `entry` that are not messages any more (log compaction removed them
+    /// from their batch): acknowledged by the dispatcher and shown acknowledged to consumers.
+    /// Asked only for entries in the compacted part of the log.
+    fn hidden_positions(&self, _entry: &Entry, _prepared: &PreparedEntry) -> Vec<u32> {
+        Vec::new()
+    }
 }
 
 /// A consumer joining a subscription.
