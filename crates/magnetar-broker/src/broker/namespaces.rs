@@ -28,7 +28,9 @@ impl Namespaces {
     pub(crate) async fn list(&self, tenant: &TenantName) -> Result<Vec<NamespaceName>> {
         let store = self.records.store();
         if !store.exists(&tenant_key(tenant)).await? {
-            return Err(Error::TenantNotFound(tenant.to_string()));
+            return Err(Error::TenantNotFound {
+                tenant: tenant.to_string(),
+            });
         }
         store
             .list_children(&tenant_key(tenant))
@@ -56,7 +58,9 @@ impl Namespaces {
     ) -> Result<NamespacePolicies> {
         self.policies(namespace)
             .await?
-            .ok_or_else(|| Error::NamespaceNotFound(namespace.to_string()))
+            .ok_or_else(|| Error::NamespaceNotFound {
+                namespace: namespace.to_string(),
+            })
     }
 
     /// Creates the namespace; `false` when it exists (bootstrap keeps what is there).
@@ -82,10 +86,14 @@ impl Namespaces {
             .exists(&tenant_key(&namespace.tenant))
             .await?
         {
-            return Err(Error::TenantNotFound(namespace.tenant.to_string()));
+            return Err(Error::TenantNotFound {
+                tenant: namespace.tenant.to_string(),
+            });
         }
         if !self.create_if_absent(namespace, policies).await? {
-            return Err(Error::NamespaceAlreadyExists(namespace.to_string()));
+            return Err(Error::NamespaceAlreadyExists {
+                namespace: namespace.to_string(),
+            });
         }
         Ok(())
     }
@@ -98,16 +106,18 @@ impl Namespaces {
             .await?
             .is_empty()
         {
-            return Err(Error::NotEmpty(format!("namespace '{namespace}'")));
+            return Err(Error::NamespaceNotEmpty {
+                namespace: namespace.to_string(),
+            });
         }
         match store.delete(&namespace_key(namespace), Expect::Any).await {
             Ok(()) => {
                 self.permissions.bump();
                 Ok(())
             }
-            Err(MetadataError::NotFound { .. }) => {
-                Err(Error::NamespaceNotFound(namespace.to_string()))
-            }
+            Err(MetadataError::NotFound { .. }) => Err(Error::NamespaceNotFound {
+                namespace: namespace.to_string(),
+            }),
             Err(e) => Err(e.into()),
         }
     }
@@ -122,7 +132,9 @@ impl Namespaces {
         for _ in 0..16 {
             let Some((mut policies, version)) = self.records.get::<NamespacePolicies>(&key).await?
             else {
-                return Err(Error::NamespaceNotFound(namespace.to_string()));
+                return Err(Error::NamespaceNotFound {
+                    namespace: namespace.to_string(),
+                });
             };
             change(&mut policies);
             match self
@@ -138,9 +150,9 @@ impl Namespaces {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(Error::Metadata(format!(
-            "too many concurrent updates of '{namespace}'"
-        )))
+        Err(Error::ConcurrentUpdate {
+            what: format!("namespace '{namespace}'"),
+        })
     }
 
     /// Producers and consumers allowed per topic partition by the namespace policy (`None`:

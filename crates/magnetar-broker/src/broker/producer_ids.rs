@@ -38,9 +38,9 @@ impl ProducerIds {
         if block.next >= block.end {
             for attempt in 0.. {
                 if attempt == 16 {
-                    return Err(Error::Metadata(
-                        "too many concurrent producer id allocations".into(),
-                    ));
+                    return Err(Error::ConcurrentUpdate {
+                        what: "the producer id block".into(),
+                    });
                 }
                 let current = self
                     .records

@@ -44,7 +44,9 @@ impl Tenants {
 
     pub(crate) async fn create(&self, tenant: &TenantName, info: TenantInfo) -> Result<()> {
         if !self.create_if_absent(tenant, info).await? {
-            return Err(Error::TenantAlreadyExists(tenant.to_string()));
+            return Err(Error::TenantAlreadyExists {
+                tenant: tenant.to_string(),
+            });
         }
         Ok(())
     }
@@ -54,14 +56,18 @@ impl Tenants {
         let key = tenant_key(tenant);
         let store = self.records.store();
         if store.exists(&key).await? && !store.list_children(&key).await?.is_empty() {
-            return Err(Error::NotEmpty(format!("tenant '{tenant}'")));
+            return Err(Error::TenantNotEmpty {
+                tenant: tenant.to_string(),
+            });
         }
         match store.delete(&key, Expect::Any).await {
             Ok(()) => {
                 self.permissions.bump();
                 Ok(())
             }
-            Err(MetadataError::NotFound { .. }) => Err(Error::TenantNotFound(tenant.to_string())),
+            Err(MetadataError::NotFound { .. }) => Err(Error::TenantNotFound {
+                tenant: tenant.to_string(),
+            }),
             Err(e) => Err(e.into()),
         }
     }
@@ -70,7 +76,9 @@ impl Tenants {
     pub(crate) async fn update(&self, tenant: &TenantName, mut info: TenantInfo) -> Result<()> {
         let key = tenant_key(tenant);
         let Some((_, version)) = self.records.get::<TenantInfo>(&key).await? else {
-            return Err(Error::TenantNotFound(tenant.to_string()));
+            return Err(Error::TenantNotFound {
+                tenant: tenant.to_string(),
+            });
         };
         info.format_version = FORMAT_VERSION;
         match self
@@ -82,10 +90,50 @@ impl Tenants {
                 self.permissions.bump();
                 Ok(())
             }
-            Err(MetadataError::BadVersion { .. }) => Err(Error::Metadata(format!(
-                "tenant '{tenant}' changed concurrently; retry"
-            ))),
+            Err(MetadataError::BadVersion { .. }) => Err(Error::ConcurrentUpdate {
+                what: format!("tenant '{tenant}'"),
+            }),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use magnetar_metadata::MemoryStore;
+    use magnetar_storage::SystemClock;
+
+    use crate::{Broker, BrokerConfig, Error, TenantName};
+
+    #[tokio::test]
+    async fn tenant_errors_name_the_tenant() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = Broker::open(
+            BrokerConfig::for_data_dir(dir.path()),
+            Arc::new(MemoryStore::new()),
+            Arc::new(SystemClock),
+        )
+        .await
+        .unwrap();
+        let public = TenantName::new("public").unwrap();
+        assert!(matches!(
+            broker.delete_tenant(&public).await,
+            Err(Error::TenantNotEmpty { tenant }) if tenant == "public"
+        ));
+        assert!(matches!(
+            broker.create_tenant(&public, Default::default()).await,
+            Err(Error::TenantAlreadyExists { tenant }) if tenant == "public"
+        ));
+        let missing = TenantName::new("nosuch").unwrap();
+        assert!(matches!(
+            broker.delete_tenant(&missing).await,
+            Err(Error::TenantNotFound { tenant }) if tenant == "nosuch"
+        ));
+        assert!(matches!(
+            broker.list_namespaces(&missing).await,
+            Err(Error::TenantNotFound { tenant }) if tenant == "nosuch"
+        ));
     }
 }

@@ -161,7 +161,9 @@ impl Topics {
             .exists(&namespace_key(&name.namespace))
             .await?
         {
-            return Err(Error::NamespaceNotFound(name.namespace.to_string()));
+            return Err(Error::NamespaceNotFound {
+                namespace: name.namespace.to_string(),
+            });
         }
         let metadata = TopicMetadata {
             format_version: FORMAT_VERSION,
@@ -348,8 +350,8 @@ impl Topics {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(Error::Metadata(format!(
-            "too many concurrent updates of '{name}'"
-        )))
+        Err(Error::ConcurrentUpdate {
+            what: format!("topic '{name}'"),
+        })
     }
 }
