@@ -53,14 +53,17 @@ impl ApiError {
 pub fn status_of(error: &Error) -> StatusCode {
     match error {
         Error::InvalidName(_) => StatusCode::PRECONDITION_FAILED,
-        Error::TenantNotFound(_)
-        | Error::NamespaceNotFound(_)
+        Error::TenantNotFound { .. }
+        | Error::NamespaceNotFound { .. }
         | Error::TopicNotFound { .. }
         | Error::PartitionNotFound { .. } => StatusCode::NOT_FOUND,
-        Error::TenantAlreadyExists(_)
-        | Error::NamespaceAlreadyExists(_)
+        Error::TenantAlreadyExists { .. }
+        | Error::NamespaceAlreadyExists { .. }
         | Error::TopicAlreadyExists { .. }
-        | Error::NotEmpty(_) => StatusCode::CONFLICT,
+        | Error::TenantNotEmpty { .. }
+        | Error::NamespaceNotEmpty { .. } => StatusCode::CONFLICT,
+        // Pulsar answers a concurrent modification with 409: the request may be sent again.
+        Error::ConcurrentUpdate { .. } => StatusCode::CONFLICT,
         Error::InvalidPartitions(_)
         | Error::InvalidConfig { .. }
         | Error::InvalidRequest(_)
@@ -162,3 +165,35 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_concurrent_update_is_a_conflict_not_a_server_error() {
+        // It was `Error::Metadata` text, answered 500; Pulsar answers 409 (retry).
+        let err = Error::ConcurrentUpdate {
+            what: "namespace 't/ns'".into(),
+        };
+        assert_eq!(status_of(&err), StatusCode::CONFLICT);
+        let api = ApiError::from(err);
+        assert_eq!(api.reason, "namespace 't/ns' changed concurrently; retry");
+    }
+
+    #[test]
+    fn not_found_and_not_empty_keep_their_statuses() {
+        let missing = Error::NamespaceNotFound {
+            namespace: "t/ns".into(),
+        };
+        assert_eq!(status_of(&missing), StatusCode::NOT_FOUND);
+        let missing = Error::TenantNotFound { tenant: "t".into() };
+        assert_eq!(status_of(&missing), StatusCode::NOT_FOUND);
+        let busy = Error::TenantNotEmpty { tenant: "t".into() };
+        assert_eq!(status_of(&busy), StatusCode::CONFLICT);
+        let busy = Error::NamespaceNotEmpty {
+            namespace: "t/ns".into(),
+        };
+        assert_eq!(status_of(&busy), StatusCode::CONFLICT);
+    }
+}

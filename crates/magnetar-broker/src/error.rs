@@ -9,16 +9,20 @@ use magnetar_storage::StorageError;
 pub enum Error {
     #[error("invalid name: {0}")]
     InvalidName(String),
-    #[error("tenant '{0}' does not exist")]
-    TenantNotFound(String),
-    #[error("tenant '{0}' already exists")]
-    TenantAlreadyExists(String),
-    #[error("namespace '{0}' does not exist")]
-    NamespaceNotFound(String),
-    #[error("namespace '{0}' already exists")]
-    NamespaceAlreadyExists(String),
-    #[error("{0} is not empty")]
-    NotEmpty(String),
+    #[error("tenant '{tenant}' does not exist")]
+    TenantNotFound { tenant: String },
+    #[error("tenant '{tenant}' already exists")]
+    TenantAlreadyExists { tenant: String },
+    /// Deleting a tenant that still has namespaces.
+    #[error("tenant '{tenant}' is not empty")]
+    TenantNotEmpty { tenant: String },
+    #[error("namespace '{namespace}' does not exist")]
+    NamespaceNotFound { namespace: String },
+    #[error("namespace '{namespace}' already exists")]
+    NamespaceAlreadyExists { namespace: String },
+    /// Deleting a namespace that still has topics.
+    #[error("namespace '{namespace}' is not empty")]
+    NamespaceNotEmpty { namespace: String },
     #[error("topic '{topic}' does not exist")]
     TopicNotFound { topic: String },
     #[error("topic '{topic}' already exists")]
@@ -59,6 +63,10 @@ pub enum Error {
     Storage(String),
     #[error("metadata: {0}")]
     Metadata(String),
+    /// A compare-and-set update of a record (`what`: "tenant 't'", "namespace 't/ns'", "topic
+    /// '...'", "the producer id block") kept losing to concurrent writers; the caller may retry.
+    #[error("{what} changed concurrently; retry")]
+    ConcurrentUpdate { what: String },
     #[error("the broker is shutting down")]
     ShuttingDown,
     /// Cluster mode: another broker serves this partition (`owner`: its node id, when known), or
@@ -186,6 +194,23 @@ mod tests {
             actual: Some(2),
         });
         assert!(matches!(&err, Error::Metadata(t) if t.contains("/admin/policies/t")));
+    }
+
+    #[test]
+    fn name_errors_carry_the_name_as_a_field() {
+        let err = Error::NamespaceNotFound {
+            namespace: "t/ns".into(),
+        };
+        assert_eq!(err.to_string(), "namespace 't/ns' does not exist");
+        let err = Error::TenantNotEmpty { tenant: "t".into() };
+        assert_eq!(err.to_string(), "tenant 't' is not empty");
+        let err = Error::ConcurrentUpdate {
+            what: "namespace 't/ns'".into(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "namespace 't/ns' changed concurrently; retry"
+        );
     }
 
     #[test]

@@ -12,11 +12,13 @@ pub fn kafka_error(err: &Error) -> ResponseError {
         Error::InvalidName(_) => ResponseError::InvalidTopicException,
         // A topic in a tenant or namespace that does not exist is, to a Kafka client, a topic
         // that does not exist.
-        Error::TenantNotFound(_) => ResponseError::UnknownTopicOrPartition,
-        Error::NamespaceNotFound(_) => ResponseError::UnknownTopicOrPartition,
-        Error::TenantAlreadyExists(_) => ResponseError::InvalidRequest,
-        Error::NamespaceAlreadyExists(_) => ResponseError::InvalidRequest,
-        Error::NotEmpty(_) => ResponseError::InvalidRequest,
+        Error::TenantNotFound { .. } => ResponseError::UnknownTopicOrPartition,
+        Error::NamespaceNotFound { .. } => ResponseError::UnknownTopicOrPartition,
+        Error::TenantAlreadyExists { .. } => ResponseError::InvalidRequest,
+        Error::NamespaceAlreadyExists { .. } => ResponseError::InvalidRequest,
+        Error::TenantNotEmpty { .. } | Error::NamespaceNotEmpty { .. } => {
+            ResponseError::InvalidRequest
+        }
         Error::TopicNotFound { .. } => ResponseError::UnknownTopicOrPartition,
         Error::TopicAlreadyExists { .. } => ResponseError::TopicAlreadyExists,
         Error::PartitionNotFound { .. } => ResponseError::UnknownTopicOrPartition,
@@ -30,6 +32,9 @@ pub fn kafka_error(err: &Error) -> ResponseError {
         Error::InvalidRequest(_) => ResponseError::InvalidRequest,
         Error::Storage(_) => ResponseError::KafkaStorageError,
         Error::Metadata(_) => ResponseError::UnknownServerError,
+        // A record kept changing under the update (the retries ran out): Kafka has no
+        // "conflict, retry" code for the admin requests that reach it, as before.
+        Error::ConcurrentUpdate { .. } => ResponseError::UnknownServerError,
         // Retriable: the client refreshes metadata and tries again (here or, later, elsewhere).
         Error::ShuttingDown => ResponseError::NotLeaderOrFollower,
         // Cluster mode: another broker leads the partition; the client refreshes its metadata,
@@ -48,22 +53,29 @@ pub fn message(err: &Error) -> String {
     err.to_string()
 }
 
-/// Maps a credential store or authentication error to its Kafka error (SCRAM credential APIs).
-/// Exhaustive, like [`kafka_error`]; the broker's errors keep their one mapping, so a retriable
-/// one (the broker shutting down) stays retriable for the client.
+/// Maps an authentication or credential store error to its Kafka error: the one mapping for
+/// SaslAuthenticate (`sasl.rs`) and the SCRAM credential APIs. Exhaustive, like [`kafka_error`].
+///
+/// Only what the client got wrong (a bad password or token, an expired token, a malformed
+/// message) is SASL_AUTHENTICATION_FAILED, which clients take as final: the Java client marks the
+/// connection AUTHENTICATION_FAILED and throws `SaslAuthenticationException` to the application,
+/// librdkafka turns it into `ERR__AUTHENTICATION`. The broker's own failures keep the broker's
+/// one mapping (the credential store unreachable, the broker shutting down: a retriable code),
+/// which both clients take as a failed connection and retry (Kafka itself answers nothing and
+/// closes the connection for a retriable failure; a code tells the client why).
 pub fn auth_error(err: &AuthError) -> ResponseError {
     match err {
-        AuthError::UnacceptableCredential(_) => ResponseError::UnacceptableCredential,
-        AuthError::UnsupportedMechanism(_) => ResponseError::UnsupportedSaslMechanism,
-        AuthError::Broker(broker) => kafka_error(broker),
-        // Errors of an authentication exchange or of token checks: the credential store does
-        // not produce them, so they are unexpected where this mapping is used.
-        AuthError::InvalidKey(_)
-        | AuthError::InvalidToken(_)
+        AuthError::InvalidToken(_)
         | AuthError::TokenExpired
         | AuthError::Malformed { .. }
-        | AuthError::BadCredentials
-        | AuthError::IllegalState => ResponseError::UnknownServerError,
+        | AuthError::BadCredentials => ResponseError::SaslAuthenticationFailed,
+        AuthError::UnacceptableCredential(_) => ResponseError::UnacceptableCredential,
+        AuthError::UnsupportedMechanism(_) => ResponseError::UnsupportedSaslMechanism,
+        AuthError::IllegalState => ResponseError::IllegalSaslState,
+        AuthError::Broker(broker) => kafka_error(broker),
+        // The broker's key configuration (checked when the authenticator is built): not the
+        // client's fault, and nothing a retry fixes.
+        AuthError::InvalidKey(_) => ResponseError::UnknownServerError,
     }
 }
 
@@ -110,6 +122,43 @@ pub fn coordinator_code(err: Option<magnetar_coordinator::CoordinatorError>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_clients_own_failures_are_authentication_failures() {
+        for e in [
+            AuthError::BadCredentials,
+            AuthError::TokenExpired,
+            AuthError::InvalidToken("bad signature".into()),
+            AuthError::Malformed {
+                mechanism: "PLAIN",
+                reason: "no user".into(),
+            },
+        ] {
+            assert_eq!(
+                auth_error(&e),
+                ResponseError::SaslAuthenticationFailed,
+                "{e}"
+            );
+        }
+        // The broker shutting down or its store failing: retriable, never an authentication
+        // failure (the client would give up).
+        let shutting_down = AuthError::Broker(Error::ShuttingDown);
+        assert_eq!(
+            auth_error(&shutting_down),
+            ResponseError::NotLeaderOrFollower
+        );
+        assert!(auth_error(&shutting_down).is_retriable());
+        let store = AuthError::Broker(Error::Metadata("store unreachable".into()));
+        assert_eq!(auth_error(&store), ResponseError::UnknownServerError);
+        assert_eq!(
+            auth_error(&AuthError::IllegalState),
+            ResponseError::IllegalSaslState
+        );
+        assert_eq!(
+            auth_error(&AuthError::UnsupportedMechanism("GSSAPI".into())),
+            ResponseError::UnsupportedSaslMechanism
+        );
+    }
 
     #[test]
     fn common_errors_map_to_the_codes_clients_expect() {

@@ -31,6 +31,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::api::Session;
 use crate::codec::Request;
+use crate::error_code;
 
 enum Phase {
     /// Waiting for SaslHandshake (ApiVersions is served too).
@@ -295,17 +296,20 @@ impl ConnectionAuth {
                 }
                 (step, _) => Ok(step),
             });
-        let failed = |e: AuthError, delay: Duration| {
-            tracing::warn!(mechanism = mechanism.name(), error = %e, "kafka sasl authentication failed");
+        let failed = |e: AuthError| {
+            let (code, close_after) = self.failure(mechanism, &e);
+            let message = if code == ResponseError::SaslAuthenticationFailed {
+                format!("Authentication failed: {e}")
+            } else {
+                e.to_string()
+            };
             let response = SaslAuthenticateResponse::default()
-                .with_error_code(ResponseError::SaslAuthenticationFailed.code())
-                .with_error_message(Some(StrBytes::from_string(format!(
-                    "Authentication failed: {e}"
-                ))));
+                .with_error_code(code.code())
+                .with_error_message(Some(StrBytes::from_string(message)));
             SaslReply {
                 response: ResponseKind::SaslAuthenticate(response),
                 session: None,
-                close_after: Some(delay),
+                close_after: Some(close_after),
             }
         };
         match step {
@@ -359,9 +363,25 @@ impl ConnectionAuth {
                         close_after: None,
                     }
                 }
-                Err(e) => failed(e, self.failed_delay),
+                Err(e) => failed(e),
             },
-            Err(e) => failed(e, self.failed_delay),
+            Err(e) => failed(e),
+        }
+    }
+
+    /// How a failed exchange is answered: its Kafka error ([`error_code::auth_error`]) and when
+    /// the connection closes. A failed authentication closes after
+    /// `failed_authentication_delay_ms` (slowing down password guessing, as Kafka does); the
+    /// broker's own failure (its credential store unreachable, shutting down) closes at once, so
+    /// the client reconnects and retries without taking it for bad credentials.
+    fn failure(&self, mechanism: Mechanism, e: &AuthError) -> (ResponseError, Duration) {
+        let code = error_code::auth_error(e);
+        if code == ResponseError::SaslAuthenticationFailed {
+            tracing::warn!(mechanism = mechanism.name(), error = %e, "kafka sasl authentication failed");
+            (code, self.failed_delay)
+        } else {
+            tracing::warn!(mechanism = mechanism.name(), error = %e, code = ?code, "kafka sasl authentication could not complete");
+            (code, Duration::ZERO)
         }
     }
 
@@ -448,15 +468,9 @@ impl ConnectionAuth {
                     };
                     (response, RawOutcome::Authenticated(connection_session))
                 }
-                Err(e) => {
-                    tracing::warn!(mechanism = mechanism.name(), error = %e, "kafka sasl authentication failed");
-                    return RawOutcome::Close(self.failed_delay);
-                }
+                Err(e) => return RawOutcome::Close(self.failure(mechanism, &e).1),
             },
-            Err(e) => {
-                tracing::warn!(mechanism = mechanism.name(), error = %e, "kafka sasl authentication failed");
-                return RawOutcome::Close(self.failed_delay);
-            }
+            Err(e) => return RawOutcome::Close(self.failure(mechanism, &e).1),
         };
         let mut frame = BytesMut::with_capacity(4 + reply.len());
         frame.put_u32(reply.len() as u32);
@@ -465,5 +479,74 @@ impl ConnectionAuth {
             return RawOutcome::Close(Duration::ZERO);
         }
         outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use magnetar_auth::AuthConfig;
+    use magnetar_broker::{Broker, BrokerConfig, SystemClock};
+    use magnetar_metadata::MemoryStore;
+
+    const FAILED_DELAY_MS: u64 = 250;
+
+    async fn scram_connection() -> (ConnectionAuth, Arc<Broker>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = Broker::open(
+            BrokerConfig::for_data_dir(dir.path()),
+            Arc::new(MemoryStore::new()),
+            Arc::new(SystemClock),
+        )
+        .await
+        .unwrap();
+        let config = AuthConfig {
+            enabled: true,
+            mechanisms: vec![Mechanism::ScramSha256],
+            ..Default::default()
+        };
+        let authenticator = Arc::new(Authenticator::new(&config, broker.clone()).unwrap());
+        let mut auth = ConnectionAuth::new(
+            authenticator,
+            &broker.config().default_namespace,
+            FAILED_DELAY_MS,
+        );
+        let handshake = auth.handshake(
+            1,
+            SaslHandshakeRequest::default()
+                .with_mechanism(StrBytes::from_static_str("SCRAM-SHA-256")),
+        );
+        assert_eq!(handshake.close_after, None);
+        (auth, broker, dir)
+    }
+
+    async fn client_first(auth: &mut ConnectionAuth) -> (i16, Option<Duration>) {
+        let request = SaslAuthenticateRequest::default()
+            .with_auth_bytes(Bytes::from_static(b"n,,n=alice,r=fyko+d2lbbFgONRv9qkxdawL"));
+        let reply = auth.authenticate(1, request).await;
+        let ResponseKind::SaslAuthenticate(response) = reply.response else {
+            panic!("not a SaslAuthenticate response");
+        };
+        (response.error_code, reply.close_after)
+    }
+
+    #[tokio::test]
+    async fn unknown_credentials_fail_authentication_after_the_delay() {
+        let (mut auth, _broker, _dir) = scram_connection().await;
+        let (code, close_after) = client_first(&mut auth).await;
+        assert_eq!(code, ResponseError::SaslAuthenticationFailed.code());
+        assert_eq!(close_after, Some(Duration::from_millis(FAILED_DELAY_MS)));
+    }
+
+    #[tokio::test]
+    async fn a_broker_that_cannot_read_credentials_is_not_an_authentication_failure() {
+        let (mut auth, broker, _dir) = scram_connection().await;
+        // The credential store is gone (the broker is shutting down): the client must retry,
+        // not give up on its credentials.
+        broker.metadata().close().await.unwrap();
+        let (code, close_after) = client_first(&mut auth).await;
+        assert_eq!(code, ResponseError::NotLeaderOrFollower.code());
+        assert_ne!(code, ResponseError::SaslAuthenticationFailed.code());
+        assert_eq!(close_after, Some(Duration::ZERO));
     }
 }

@@ -19,14 +19,15 @@ use crate::proto::{
 pub fn server_error(err: &Error) -> ServerError {
     match err {
         Error::InvalidName(_) => ServerError::InvalidTopicName,
-        Error::TenantNotFound(_) | Error::NamespaceNotFound(_) | Error::TopicNotFound { .. } => {
-            ServerError::TopicNotFound
-        }
+        Error::TenantNotFound { .. }
+        | Error::NamespaceNotFound { .. }
+        | Error::TopicNotFound { .. } => ServerError::TopicNotFound,
         Error::PartitionNotFound { .. } => ServerError::TopicNotFound,
-        Error::TenantAlreadyExists(_)
-        | Error::NamespaceAlreadyExists(_)
+        Error::TenantAlreadyExists { .. }
+        | Error::NamespaceAlreadyExists { .. }
         | Error::TopicAlreadyExists { .. }
-        | Error::NotEmpty(_) => ServerError::NotAllowedError,
+        | Error::TenantNotEmpty { .. }
+        | Error::NamespaceNotEmpty { .. } => ServerError::NotAllowedError,
         Error::InvalidPartitions(_) | Error::InvalidConfig { .. } | Error::InvalidRequest(_) => {
             ServerError::NotAllowedError
         }
@@ -37,7 +38,7 @@ pub fn server_error(err: &Error) -> ServerError {
             ServerError::ProducerFenced
         }
         Error::Storage(_) => ServerError::PersistenceError,
-        Error::Metadata(_) => ServerError::MetadataError,
+        Error::Metadata(_) | Error::ConcurrentUpdate { .. } => ServerError::MetadataError,
         Error::ShuttingDown => ServerError::ServiceNotReady,
         // Cluster mode: the client looks the topic up again and is sent to its owner.
         Error::NotOwner { .. } => ServerError::ServiceNotReady,

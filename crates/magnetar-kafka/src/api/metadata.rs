@@ -130,7 +130,7 @@ pub async fn handle(
             }
             Err(e) => {
                 match &e {
-                    Error::NamespaceNotFound(_) | Error::TenantNotFound(_) => {
+                    Error::NamespaceNotFound { .. } | Error::TenantNotFound { .. } => {
                         tracing::warn!(topic = %shown, error = %e, "metadata for a topic in a namespace that does not exist")
                     }
                     Error::InvalidName(_) => {

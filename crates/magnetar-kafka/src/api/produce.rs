@@ -263,7 +263,10 @@ async fn resolve(ctx: &Context, shown: &StrBytes) -> Result<(TopicName, TopicMet
     match ctx.broker.topic_or_create(&name).await {
         Ok(metadata) => Ok((name, metadata)),
         Err(e) => {
-            if matches!(e, Error::NamespaceNotFound(_) | Error::TenantNotFound(_)) {
+            if matches!(
+                e,
+                Error::NamespaceNotFound { .. } | Error::TenantNotFound { .. }
+            ) {
                 tracing::warn!(topic = %shown, error = %e, "produce to a topic in a namespace that does not exist");
             }
             Err(error_code::code(&e))
