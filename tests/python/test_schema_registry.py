@@ -1,7 +1,8 @@
 """The Confluent Schema Registry API (its own listener) with confluent-kafka's
 SchemaRegistryClient and serializers: register/lookup/versions/compatibility/config/delete,
-Avro and JSON records through the Kafka port, Confluent's error codes, bad input, and the one
-store shared with Pulsar (a `<topic>-value` subject is the topic's Pulsar schema)."""
+Avro, JSON and Protobuf records through the Kafka port, Confluent's error codes, bad input, the
+one store shared with Pulsar (a `<topic>-value` subject is the topic's Pulsar schema), and what a
+topic's deletion does to its subjects."""
 
 from __future__ import annotations
 
@@ -264,3 +265,119 @@ def test_confluent_framed_kafka_records_read_by_a_typed_pulsar_consumer(sr, brok
         assert datas[0][:1] != b"\x00"  # the prefix is gone
     finally:
         client.close()
+
+
+def protobuf_message(fields):
+    """A Protobuf message class built at run time (no protoc): `fields` is [(name, number, type)]
+    with FieldDescriptorProto type numbers, in a pool of its own (two versions of one message
+    cannot share one)."""
+    pytest.importorskip("google.protobuf")
+    from google.protobuf import descriptor_pb2, descriptor_pool
+    from google.protobuf.message_factory import GetMessageClass
+
+    FD = descriptor_pb2.FieldDescriptorProto
+    proto = descriptor_pb2.FileDescriptorProto(
+        name=f"user_{uuid.uuid4().hex[:8]}.proto", package="example", syntax="proto3")
+    message = proto.message_type.add(name="User")
+    for name, number, kind in fields:
+        message.field.add(name=name, number=number, type=kind, label=FD.LABEL_OPTIONAL)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(proto)
+    return GetMessageClass(pool.FindMessageTypeByName("example.User"))
+
+
+def test_protobuf_serializer_round_trip_and_compatibility(sr, broker):
+    pytest.importorskip("google.protobuf")
+    from google.protobuf.descriptor_pb2 import FieldDescriptorProto as FD
+    from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer, ProtobufSerializer
+
+    User = protobuf_message([("name", 1, FD.TYPE_STRING), ("age", 2, FD.TYPE_INT32)])
+    topic = f"proto-{uuid.uuid4().hex[:8]}"
+    serializer = ProtobufSerializer(User, sr, {"use.deprecated.format": False})
+    deserializer = ProtobufDeserializer(User, {"use.deprecated.format": False}, sr)
+    ctx = SerializationContext(topic, MessageField.VALUE)
+    value = serializer(User(name="ada", age=36), ctx)
+    assert value[0] == 0  # magic, schema id, message indexes, payload
+    producer = Producer(producer_conf(broker.kafka))
+    producer.produce(topic, value=value)
+    assert producer.flush(20) == 0
+    consumer = Consumer(consumer_conf(broker.kafka))
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    deadline, msg = time.time() + 20, None
+    while time.time() < deadline and msg is None:
+        m = consumer.poll(1.0)
+        if m is not None and not m.error():
+            msg = m
+    consumer.close()
+    assert msg is not None
+    got = deserializer(msg.value(), ctx)
+    assert (got.name, got.age) == ("ada", 36)
+    latest = sr.get_latest_version(f"{topic}-value")
+    assert latest.schema.schema_type == "PROTOBUF"
+    assert struct.unpack(">I", value[1:5])[0] == latest.schema_id
+
+    # BACKWARD: a new field is compatible (the serializer registers version 2) ...
+    UserV2 = protobuf_message([("name", 1, FD.TYPE_STRING), ("age", 2, FD.TYPE_INT32),
+                               ("email", 3, FD.TYPE_STRING)])
+    ProtobufSerializer(UserV2, sr, {"use.deprecated.format": False})(UserV2(name="b"), ctx)
+    base = url(broker)
+    assert requests.get(f"{base}/subjects/{topic}-value/versions", timeout=10).json() == [1, 2]
+    # ... a field whose type changes group (int32 -> string) is refused with 409, over REST too.
+    text = 'syntax = "proto3"; package example; message User { string name = 1; string age = 2; }'
+    r = requests.post(f"{base}/compatibility/subjects/{topic}-value/versions/latest?verbose=true",
+                      json={"schema": text, "schemaType": "PROTOBUF"}, timeout=10)
+    assert r.status_code == 200 and r.json()["is_compatible"] is False
+    assert any("FIELD_SCALAR_KIND_CHANGED" in m for m in r.json()["messages"]), r.json()
+    r = requests.post(f"{base}/subjects/{topic}-value/versions",
+                      json={"schema": text, "schemaType": "PROTOBUF"}, timeout=10)
+    assert (r.status_code, r.json()["error_code"]) == (409, 409), r.text
+    # Removing a message is refused too; .proto text compiles with imports of well-known types.
+    ok = ('syntax = "proto3"; package example; import "google/protobuf/timestamp.proto"; '
+          'message User { string name = 1; int64 age = 2; string email = 3; '
+          'google.protobuf.Timestamp at = 4; }')
+    r = requests.post(f"{base}/subjects/{topic}-value/versions",
+                      json={"schema": ok, "schemaType": "PROTOBUF"}, timeout=10)
+    assert r.status_code == 200, r.text
+    r = requests.post(f"{base}/subjects/{topic}-value/versions",
+                      json={"schema": 'syntax = "proto3"; package example; message Other { int32 x = 1; }',
+                            "schemaType": "PROTOBUF"}, timeout=10)
+    assert r.status_code == 409 and "MESSAGE_REMOVED" in r.json()["message"], r.text
+    r = requests.post(f"{base}/subjects/{topic}-value/versions",
+                      json={"schema": "message {", "schemaType": "PROTOBUF"}, timeout=10)
+    assert (r.status_code, r.json()["error_code"]) == (422, 42201), r.text
+
+
+def test_topic_deletion_and_subjects(sr, broker):
+    """Deleting a topic through pulsar-admin deletes its schemas (Pulsar's behaviour); Kafka's
+    DeleteTopics keeps the Confluent subjects (Confluent's)."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": broker.kafka})
+    kept = f"kept-{uuid.uuid4().hex[:8]}"
+    for f in admin.create_topics([NewTopic(kept, 1)]).values():
+        f.result(20)
+    schema_id = sr.register_schema(f"{kept}-value", avro(USER))
+    sr.register_schema(f"{kept}-key", Schema('"string"', "AVRO"))
+    for f in admin.delete_topics([kept]).values():
+        f.result(20)
+    assert sr.get_latest_version(f"{kept}-value").schema_id == schema_id
+    assert sr.get_latest_version(f"{kept}-key").version == 1
+
+    gone = f"gone-{uuid.uuid4().hex[:8]}"
+    http = f"http://{broker.http}/admin/v2"
+    assert requests.put(f"{http}/persistent/public/default/{gone}/partitions", data="2",
+                        headers={"Content-Type": "application/json"}, timeout=10).status_code == 204
+    gone_id = sr.register_schema(f"{gone}-value", avro(USER_V2))
+    sr.register_schema(f"{gone}-key", Schema('"string"', "AVRO"))
+    r = requests.get(f"{http}/schemas/public/default/{gone}/schema", timeout=10)
+    assert r.status_code == 200
+    r = requests.delete(f"{http}/persistent/public/default/{gone}/partitions", timeout=10)
+    assert r.status_code == 204, r.text
+    assert requests.get(f"{http}/schemas/public/default/{gone}/schema", timeout=10).status_code == 404
+    for role in ("value", "key"):
+        with pytest.raises(SchemaRegistryError) as missing:
+            sr.get_latest_version(f"{gone}-{role}")
+        assert missing.value.error_code == 40401
+    assert f"{gone}-value" not in sr.get_subjects()
+    # The schema itself stays readable by id, as Confluent's ids do.
+    assert sr.get_schema(gone_id).schema_type == "AVRO"

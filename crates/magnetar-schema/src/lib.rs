@@ -3,7 +3,8 @@
 //!
 //! Owns: the schema vocabulary ([`SchemaType`], [`Schema`], [`Compatibility`], the error
 //! [`SchemaError`]), the parsers and compatibility rules of the schema languages ([`compat`]:
-//! Avro through `apache-avro`, JSON Schema through `jsonschema`), and the store
+//! Avro through `apache-avro`, JSON Schema through `jsonschema`, Protobuf through `protox` and
+//! its `prost-reflect` descriptors), and the store
 //! ([`SchemaStore`]) over the broker's metadata store. Confluent subjects `<topic>-value` and
 //! `<topic>-key` are a topic's value and key schemas; other subjects are stored beside them.
 //!

@@ -437,3 +437,42 @@ fn subject_segments_round_trip() {
         assert_eq!(decode_segment(&encoded).as_deref(), Some(name));
     }
 }
+
+#[tokio::test]
+async fn deleting_a_topics_schemas_removes_its_value_and_key_subjects_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path(), SchemaConfig::default()).await;
+    let value = s.subject("orders-value").unwrap();
+    let key = s.subject("orders-key").unwrap();
+    let other = s.subject("payments-value").unwrap();
+    let id = s
+        .register(&value, &user(&[]), RegisterOptions::default())
+        .await
+        .unwrap()
+        .id;
+    let string = Schema::new(SchemaType::Avro, "\"string\"");
+    for subject in [&key, &other] {
+        s.register(subject, &string, RegisterOptions::default())
+            .await
+            .unwrap();
+    }
+    let topic = s.broker().parse_topic("orders").unwrap();
+    assert_eq!(s.delete_topic_schemas(&topic).await.unwrap(), 2);
+    assert_eq!(s.versions(&value, true).await.unwrap(), None);
+    assert_eq!(s.versions(&key, true).await.unwrap(), None);
+    assert!(s.versions(&other, false).await.unwrap().is_some());
+    assert_eq!(s.subjects(true).await.unwrap(), vec![other]);
+    // Ids stay readable; a topic without schemas is no error.
+    assert!(s.schema_by_id(id).await.unwrap().is_some());
+    assert_eq!(s.delete_topic_schemas(&topic).await.unwrap(), 0);
+    // The re-created topic takes any schema.
+    let v = s
+        .register(
+            &value,
+            &Schema::new(SchemaType::Avro, "\"int\""),
+            RegisterOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(v.version, 1);
+}

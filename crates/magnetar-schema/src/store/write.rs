@@ -1,7 +1,7 @@
 //! Writing subjects: registration (checked completely before anything is written), global ids,
 //! soft and hard deletion, all by compare-and-set.
 
-use magnetar_broker::{Expect, MetadataError};
+use magnetar_broker::{Expect, MetadataError, TopicName};
 
 use super::{
     metadata_error, now_ms, too_many_updates, FingerprintRecord, IdRecord, Mode, NextId,
@@ -319,6 +319,32 @@ impl SchemaStore {
             Ok(deleted)
         })
         .await
+    }
+
+    /// Removes a topic's value and key schemas at once (the topic was deleted: Pulsar deletes
+    /// a topic's schema with it). The schemas' global ids stay readable, as every id does;
+    /// answers how many subjects were removed.
+    pub async fn delete_topic_schemas(&self, topic: &TopicName) -> Result<usize> {
+        let mut removed = 0;
+        for key in [false, true] {
+            let subject = Subject::Topic {
+                topic: topic.clone(),
+                key,
+            };
+            match self
+                .metadata()
+                .delete(&Self::subject_key(&subject), Expect::Any)
+                .await
+            {
+                Ok(()) => removed += 1,
+                Err(MetadataError::NotFound { .. }) => {}
+                Err(e) => return Err(metadata_error(e)),
+            }
+        }
+        if removed > 0 {
+            tracing::info!(topic = %topic, subjects = removed, "deleted the schemas of a deleted topic");
+        }
+        Ok(removed)
     }
 
     async fn check_writable(&self, subject: &Subject) -> Result<()> {
