@@ -345,6 +345,25 @@ def test_protobuf_serializer_round_trip_and_compatibility(sr, broker):
     r = requests.post(f"{base}/subjects/{topic}-value/versions",
                       json={"schema": "message {", "schemaType": "PROTOBUF"}, timeout=10)
     assert (r.status_code, r.json()["error_code"]) == (422, 42201), r.text
+    # /metrics counts the registrations, the refusals and the REST answers by status.
+    samples = metric_samples(broker)
+    assert samples["magnetar_schema_registrations_total"] >= 3
+    assert samples["magnetar_schema_compatibility_failures_total"] >= 2
+    assert samples["magnetar_schema_compatibility_checks_total"] >= 4
+    assert samples['magnetar_schema_registry_requests_total{status="409"}'] >= 2
+    assert samples['magnetar_schema_registry_requests_total{status="422"}'] >= 1
+    assert samples["magnetar_schema_ids"] >= 3
+
+
+def metric_samples(broker):
+    """The Prometheus text samples of /metrics: name{labels} -> value."""
+    text = requests.get(f"http://{broker.http}/metrics", timeout=10).text
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, value = line.rsplit(" ", 1)
+            samples[key] = float(value)
+    return samples
 
 
 def test_topic_deletion_and_subjects(sr, broker):

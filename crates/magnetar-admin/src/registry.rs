@@ -176,13 +176,31 @@ pub fn registry_router(services: RegistryServices) -> Router {
         })
         .layer(axum::extract::DefaultBodyLimit::max(body_max))
         .with_state(state);
-    match services.authenticator {
+    let router = match services.authenticator {
         Some(authenticator) => router.layer(axum::middleware::from_fn_with_state(
             (authenticator, services.authorization),
             require_role,
         )),
         None => router,
-    }
+    };
+    // Outermost, so refused credentials are counted too.
+    router.layer(axum::middleware::from_fn_with_state(
+        services.schemas,
+        count_request,
+    ))
+}
+
+/// Counts every answer by status (`magnetar_schema_registry_requests_total`).
+async fn count_request(
+    State(schemas): State<Arc<SchemaStore>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let response = next.run(request).await;
+    schemas
+        .counters()
+        .record_registry_request(response.status().as_u16());
+    response
 }
 
 /// The admin API's authentication, plus KoP's Basic form with the token as the password.

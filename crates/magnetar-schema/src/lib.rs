@@ -19,8 +19,8 @@ pub mod types;
 
 pub use compat::{check_compatibility, check_schema, split_key_value, Checked, Parsed};
 pub use store::{
-    Mode, RegisterOptions, Registered, SchemaConfig, SchemaStore, StoredVersion, Subject,
-    VersionEntry, VersionSelector, SCHEMA_BYTES_MAX_LIMIT, SUBJECT_LENGTH_MAX,
+    Mode, RegisterOptions, Registered, SchemaConfig, SchemaCounters, SchemaStore, StoredVersion,
+    Subject, VersionEntry, VersionSelector, SCHEMA_BYTES_MAX_LIMIT, SUBJECT_LENGTH_MAX,
 };
 pub use types::{Compatibility, Result, Schema, SchemaError, SchemaReference, SchemaType};
 

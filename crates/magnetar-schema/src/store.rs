@@ -14,7 +14,9 @@
 //! mode. Writes are compare-and-set on the subject record, so two registrations racing on one
 //! subject are serialized; a schema is checked completely before anything is written.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use magnetar_broker::{Broker, Expect, MetadataError, MetadataStore, NamespaceName, TopicName};
 use serde::de::DeserializeOwned;
@@ -181,10 +183,47 @@ pub enum VersionSelector {
     Number(u32),
 }
 
+/// What the registry did since start, for `/metrics` (plain atomics: the metrics crate reads
+/// them at scrape time).
+#[derive(Debug, Default)]
+pub struct SchemaCounters {
+    /// New versions written, by either protocol (an existing version found is not one).
+    pub registrations: AtomicU64,
+    /// Checks of a schema against a subject's versions under a level (registrations that
+    /// needed one, consumers' checks, the compatibility endpoints).
+    pub compatibility_checks: AtomicU64,
+    /// Those that found the schema incompatible.
+    pub compatibility_failures: AtomicU64,
+    /// Confluent REST requests by HTTP status (a handful of statuses: a small map).
+    registry_requests: Mutex<BTreeMap<u16, u64>>,
+}
+
+impl SchemaCounters {
+    pub fn record_registry_request(&self, status: u16) {
+        *self
+            .registry_requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(status)
+            .or_default() += 1;
+    }
+
+    /// Confluent REST requests so far, by status.
+    pub fn registry_requests(&self) -> Vec<(u16, u64)> {
+        self.registry_requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(s, n)| (*s, *n))
+            .collect()
+    }
+}
+
 /// The schema registry over the broker's metadata store.
 pub struct SchemaStore {
     broker: Arc<Broker>,
     config: SchemaConfig,
+    counters: SchemaCounters,
 }
 
 fn now_ms() -> i64 {
@@ -241,7 +280,44 @@ impl std::fmt::Debug for SchemaStore {
 
 impl SchemaStore {
     pub fn new(broker: Arc<Broker>, config: SchemaConfig) -> Self {
-        SchemaStore { broker, config }
+        SchemaStore {
+            broker,
+            config,
+            counters: SchemaCounters::default(),
+        }
+    }
+
+    pub fn counters(&self) -> &SchemaCounters {
+        &self.counters
+    }
+
+    /// [`check_compatibility`](crate::compat::check_compatibility), counted.
+    pub(crate) fn counted_check(
+        &self,
+        level: Compatibility,
+        new: &crate::compat::Checked,
+        existing: &[crate::compat::Checked],
+    ) -> std::result::Result<(), Vec<String>> {
+        let result = crate::compat::check_compatibility(level, new, existing);
+        if !existing.is_empty() {
+            self.counters
+                .compatibility_checks
+                .fetch_add(1, Ordering::Relaxed);
+            if result.is_err() {
+                self.counters
+                    .compatibility_failures
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        result
+    }
+
+    /// Global ids assigned so far: schemas registered (one per distinct content).
+    pub async fn ids_assigned(&self) -> Result<u64> {
+        Ok(self
+            .get_json::<NextId>(&format!("{ROOT}/next-id"))
+            .await?
+            .map_or(0, |(n, _)| n.next.saturating_sub(1)))
     }
 
     pub fn config(&self) -> &SchemaConfig {

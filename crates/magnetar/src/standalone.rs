@@ -447,6 +447,7 @@ async fn wire(config: &Config, bound: &Bound) -> anyhow::Result<Wired> {
         broker.clone(),
         config.schema_registry.store_config(),
     ));
+    metrics.set_schema_store(Some(schemas.clone()));
     let pulsar_config = magnetar_pulsar::PulsarConfig {
         schemas: Some(schemas.clone()),
         ..pulsar_config

@@ -36,11 +36,12 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // schema languages' crates (apache-avro, jsonschema) stay here, the wire shapes in the
     // front ends above it.
     ("magnetar-schema", &["magnetar-broker"]),
-    // Metrics read the broker (partitions, storage stats) and the coordinator (group lag); the
+    // Metrics read the broker (partitions, storage stats), the coordinator (group lag) and the
+    // schema registry's counters (it sits beside the coordinator, below the front ends); the
     // front ends record into it, so it must not depend on them.
     (
         "magnetar-metrics",
-        &["magnetar-broker", "magnetar-coordinator"],
+        &["magnetar-broker", "magnetar-coordinator", "magnetar-schema"],
     ),
     (
         "magnetar-kafka",

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use super::{SchemaStore, Subject, SubjectRecord, VersionEntry, VersionSelector};
-use crate::compat::{check_compatibility, check_schema, Checked};
+use crate::compat::{check_schema, Checked};
 use crate::types::{Compatibility, Result, Schema, SchemaError};
 
 impl SchemaStore {
@@ -174,7 +174,8 @@ impl SchemaStore {
             },
             _ => level,
         };
-        Ok(check_compatibility(level, &checked, &existing)
+        Ok(self
+            .counted_check(level, &checked, &existing)
             .err()
             .unwrap_or_default())
     }

@@ -476,3 +476,42 @@ async fn deleting_a_topics_schemas_removes_its_value_and_key_subjects_only() {
         .unwrap();
     assert_eq!(v.version, 1);
 }
+
+#[tokio::test]
+async fn counters_count_registrations_and_compatibility_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path(), SchemaConfig::default()).await;
+    let subject = s.subject("counted-value").unwrap();
+    let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    s.register(&subject, &user(&[]), RegisterOptions::default())
+        .await
+        .unwrap();
+    // The same schema again writes nothing and checks nothing.
+    s.register(&subject, &user(&[]), RegisterOptions::default())
+        .await
+        .unwrap();
+    s.register(
+        &subject,
+        &user(&[json!({"name": "age", "type": "int", "default": 0})]),
+        RegisterOptions::default(),
+    )
+    .await
+    .unwrap();
+    let refused = s
+        .register(
+            &subject,
+            &user(&[json!({"name": "score", "type": "int"})]),
+            RegisterOptions::default(),
+        )
+        .await;
+    assert!(matches!(refused, Err(SchemaError::Incompatible(_))));
+    let c = s.counters();
+    assert_eq!(get(&c.registrations), 2);
+    assert_eq!(get(&c.compatibility_checks), 2);
+    assert_eq!(get(&c.compatibility_failures), 1);
+    assert_eq!(s.ids_assigned().await.unwrap(), 2);
+    c.record_registry_request(200);
+    c.record_registry_request(409);
+    c.record_registry_request(200);
+    assert_eq!(c.registry_requests(), vec![(200, 2), (409, 1)]);
+}

@@ -8,7 +8,7 @@ use super::{
     RegisterOptions, Registered, SchemaStore, Subject, SubjectRecord, VersionEntry,
     VersionSelector, CAS_ATTEMPTS, FORMAT_VERSION, ROOT,
 };
-use crate::compat::{check_compatibility, check_schema, Checked};
+use crate::compat::{check_schema, Checked};
 use crate::types::{Result, Schema, SchemaError};
 
 impl SchemaStore {
@@ -93,7 +93,7 @@ impl SchemaStore {
             }
             let level = self.effective_compatibility(subject).await?;
             let old: Vec<Checked> = existing.into_iter().map(|(_, c)| c).collect();
-            if let Err(reasons) = check_compatibility(level, &checked, &old) {
+            if let Err(reasons) = self.counted_check(level, &checked, &old) {
                 return Err(SchemaError::Incompatible(reasons.join("; ")));
             }
             if let Some((record, _)) = &current {
@@ -129,11 +129,14 @@ impl SchemaStore {
                 .await;
             match appended {
                 Ok(Some(version)) => {
+                    self.counters
+                        .registrations
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     return Ok(Registered {
                         id,
                         version,
                         created: true,
-                    })
+                    });
                 }
                 Ok(None) => continue,
                 Err(e) => return Err(e),
