@@ -400,3 +400,51 @@ def test_topic_deletion_and_subjects(sr, broker):
     assert f"{gone}-value" not in sr.get_subjects()
     # The schema itself stays readable by id, as Confluent's ids do.
     assert sr.get_schema(gone_id).schema_type == "AVRO"
+
+
+def test_pulsar_avro_records_reach_confluent_deserializers(sr, broker):
+    """Pulsar -> Kafka: records of a Pulsar Avro schema version are framed with the version's
+    schema id, so Confluent's AvroDeserializer reads them; Pulsar JSON records (their schema is
+    an Avro record, not a JSON Schema) and records without a schema stay as they are."""
+    pulsar = pytest.importorskip("pulsar")
+    from pulsar.schema import AvroSchema, JsonSchema, Integer, Record, String
+
+    class Person(Record):
+        name = String()
+        age = Integer()
+
+    topic = f"p2k-{uuid.uuid4().hex[:8]}"
+    plain = f"p2k-json-{uuid.uuid4().hex[:8]}"
+    client = pulsar.Client(f"pulsar://{broker.pulsar}", operation_timeout_seconds=15)
+    try:
+        producer = client.create_producer(f"persistent://public/default/{topic}", schema=AvroSchema(Person))
+        for i in range(3):
+            producer.send(Person(name=f"p{i}", age=i))
+        producer.send(Person(name="batched", age=9))
+        json_producer = client.create_producer(f"persistent://public/default/{plain}", schema=JsonSchema(Person))
+        json_producer.send(Person(name="j", age=1))
+    finally:
+        client.close()
+
+    def read(name, count):
+        consumer = Consumer(consumer_conf(broker.kafka))
+        consumer.assign([TopicPartition(name, 0, 0)])
+        got, deadline = [], time.time() + 20
+        while time.time() < deadline and len(got) < count:
+            m = consumer.poll(1.0)
+            if m is not None and not m.error():
+                got.append(m.value())
+        consumer.close()
+        return got
+
+    values = read(topic, 4)
+    assert len(values) == 4
+    schema_id = sr.get_latest_version(f"{topic}-value").schema_id
+    assert all(v[:5] == b"\x00" + struct.pack(">I", schema_id) for v in values), values
+    deserializer = AvroDeserializer(sr)
+    ctx = SerializationContext(topic, MessageField.VALUE)
+    assert [deserializer(v, ctx) for v in values] == (
+        [{"name": f"p{i}", "age": i} for i in range(3)] + [{"name": "batched", "age": 9}])
+    # Pulsar JSON: plain JSON text, no prefix.
+    (json_value,) = read(plain, 1)
+    assert json.loads(json_value) == {"name": "j", "age": 1}

@@ -102,6 +102,8 @@ pub struct Broker {
     /// Called with a deleted partition's ledger directory before it is removed (tiered storage
     /// deletes the partition's objects there); see [`Broker::set_ledger_cleanup`].
     ledger_cleanup: std::sync::RwLock<Option<LedgerCleanup>>,
+    /// See [`SchemaFraming`].
+    schema_framing: std::sync::RwLock<Option<Arc<dyn SchemaFraming>>>,
     /// Cluster mode: this broker's membership (ownership, the shared WAL); unset standalone.
     cluster: std::sync::OnceLock<Arc<ClusterMember>>,
     /// Held while partitions of bundles this broker no longer owns are closed, so a release
@@ -109,6 +111,16 @@ pub struct Broker {
     closing: tokio::sync::Mutex<()>,
     /// Log compaction: the payload codec, the cleaner's limits and each partition's status.
     pub(crate) compaction: crate::compaction::CompactionBook,
+}
+
+/// The Confluent Schema Registry id of a topic's Pulsar schema version (the bytes of a Pulsar
+/// message's `schema_version`), when records of that version are to reach Kafka consumers
+/// framed for Confluent's deserializers; `None` leaves them as they are. The schema registry
+/// sits above the broker, so the binary sets it ([`Broker::set_schema_framing`]) and the Kafka
+/// front end asks through it.
+#[async_trait::async_trait]
+pub trait SchemaFraming: Send + Sync {
+    async fn confluent_id(&self, topic: &TopicName, schema_version: &[u8]) -> Option<u32>;
 }
 
 /// Deletes what a ledger keeps outside its directory (a tiered ledger's objects); blocking.
@@ -308,6 +320,7 @@ impl Broker {
             permissions_version: std::sync::atomic::AtomicU64::new(0),
             topic_cache: TopicCache::default(),
             ledger_cleanup: std::sync::RwLock::new(None),
+            schema_framing: std::sync::RwLock::new(None),
             cluster: std::sync::OnceLock::new(),
             closing: tokio::sync::Mutex::new(()),
             compaction: crate::compaction::CompactionBook::default(),
@@ -565,6 +578,21 @@ impl Broker {
             .ledger_cleanup
             .write()
             .unwrap_or_else(|e| e.into_inner()) = cleanup;
+    }
+
+    /// Sets how Kafka fetches frame Pulsar records that carry a schema version.
+    pub fn set_schema_framing(&self, framing: Option<Arc<dyn SchemaFraming>>) {
+        *self
+            .schema_framing
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = framing;
+    }
+
+    pub fn schema_framing(&self) -> Option<Arc<dyn SchemaFraming>> {
+        self.schema_framing
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     async fn bootstrap(&self) -> Result<()> {

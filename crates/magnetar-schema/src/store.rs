@@ -224,6 +224,10 @@ pub struct SchemaStore {
     broker: Arc<Broker>,
     config: SchemaConfig,
     counters: SchemaCounters,
+    /// Confluent ids of topics' Pulsar schema versions, for framing Pulsar records to Kafka
+    /// consumers (`framing.rs`); a version's id never changes while its subject exists, so the
+    /// cache is cleared only when versions are removed.
+    framing_ids: Mutex<std::collections::HashMap<(TopicName, i64), Option<u32>>>,
 }
 
 fn now_ms() -> i64 {
@@ -284,6 +288,7 @@ impl SchemaStore {
             broker,
             config,
             counters: SchemaCounters::default(),
+            framing_ids: Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -676,6 +681,7 @@ fn too_many_updates(what: &str) -> SchemaError {
 }
 
 mod check;
+mod framing;
 mod write;
 
 #[cfg(test)]

@@ -270,6 +270,7 @@ impl SchemaStore {
                         )));
                     }
                     record.versions.remove(at);
+                    self.forget_framing_ids();
                 } else if entry.deleted {
                     return Err(SchemaError::VersionNotFound {
                         subject: name.clone(),
@@ -306,6 +307,7 @@ impl SchemaStore {
                 Ok(()) | Err(MetadataError::NotFound { .. }) => {}
                 Err(e) => return Err(metadata_error(e)),
             }
+            self.forget_framing_ids();
             return Ok(record.versions.iter().map(|v| v.version).collect());
         }
         if record.versions.iter().all(|v| v.deleted) {
@@ -345,6 +347,7 @@ impl SchemaStore {
             }
         }
         if removed > 0 {
+            self.forget_framing_ids();
             tracing::info!(topic = %topic, subjects = removed, "deleted the schemas of a deleted topic");
         }
         Ok(removed)
