@@ -226,6 +226,11 @@ def test_references_and_read_only_mode(sr, broker):
     got = requests.get(f"{base}/subjects/person/versions/1", timeout=10).json()
     assert got["references"] == [{"name": "ex.Address", "subject": "address", "version": 1}]
     assert requests.get(f"{base}/subjects/address/versions/1/referencedby", timeout=10).json() == [got["id"]]
+    # A referenced version or subject is not deleted: Confluent's 42206.
+    for path in ("subjects/address/versions/1", "subjects/address"):
+        r = requests.delete(f"{base}/{path}", timeout=10)
+        assert (r.status_code, r.json()["error_code"]) == (422, 42206), r.text
+    assert requests.get(f"{base}/subjects/address/versions", timeout=10).json() == [1]
     assert requests.put(f"{base}/mode", json={"mode": "READONLY"}, timeout=10).json() == {"mode": "READONLY"}
     r = requests.post(f"{base}/subjects/{subject()}/versions", json={"schema": "\"int\""}, timeout=10)
     assert (r.status_code, r.json()["error_code"]) == (422, 42205)

@@ -46,10 +46,37 @@ pub struct ProtobufSchema {
     pub root_message: Option<String>,
 }
 
+/// Deepest `{` nesting of `.proto` text accepted: protox's parser recurses per nested message
+/// or option value without a limit of its own, so deeper text could exhaust the stack (a
+/// descriptor's nesting is bounded by prost's decoder, at 100).
+const NESTING_MAX: usize = 64;
+
+/// Refuses text nested deeper than [`NESTING_MAX`] (braces in strings or comments count too:
+/// that only errs towards refusing absurd schemas).
+fn check_nesting(text: &str) -> Result<()> {
+    let mut depth = 0usize;
+    for b in text.bytes() {
+        match b {
+            b'{' => {
+                depth += 1;
+                if depth > NESTING_MAX {
+                    return Err(invalid(format!(
+                        "Protobuf schema nested deeper than {NESTING_MAX} levels"
+                    )));
+                }
+            }
+            b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// One file as given: `.proto` text, or a base64 `FileDescriptorProto`.
 fn open(name: &str, data: &[u8]) -> Result<File> {
     let text =
         std::str::from_utf8(data).map_err(|_| invalid("a Protobuf schema must be UTF-8 text"))?;
+    check_nesting(text)?;
     let text_error = match File::from_source(name, text) {
         Ok(file) => return Ok(file),
         Err(e) => e,

@@ -515,3 +515,51 @@ async fn counters_count_registrations_and_compatibility_checks() {
     c.record_registry_request(200);
     assert_eq!(c.registry_requests(), vec![(200, 2), (409, 1)]);
 }
+
+#[tokio::test]
+async fn a_referenced_version_is_not_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path(), SchemaConfig::default()).await;
+    let address = s.subject("address").unwrap();
+    let record = |name: &str, field_type: &str| {
+        Schema::new(
+            SchemaType::Avro,
+            json!({"type": "record", "name": name, "namespace": "ex",
+                   "fields": [{"name": "f", "type": field_type}]})
+            .to_string(),
+        )
+    };
+    s.register(
+        &address,
+        &record("Address", "string"),
+        RegisterOptions::default(),
+    )
+    .await
+    .unwrap();
+    let person = s.subject("person").unwrap();
+    let mut p = record("Person", "ex.Address");
+    p.references.push(SchemaReference {
+        name: "ex.Address".into(),
+        subject: "address".into(),
+        version: 1,
+    });
+    s.register(&person, &p, RegisterOptions::default())
+        .await
+        .unwrap();
+    for result in [
+        s.delete_version(&address, VersionSelector::Number(1), false)
+            .await
+            .map(|_| ()),
+        s.delete_subject(&address, false).await.map(|_| ()),
+    ] {
+        assert!(
+            matches!(result, Err(SchemaError::Referenced(_))),
+            "{result:?}"
+        );
+    }
+    // Once the referring subject is gone, the version may go.
+    s.delete_subject(&person, false).await.unwrap();
+    s.delete_version(&address, VersionSelector::Number(1), false)
+        .await
+        .unwrap();
+}

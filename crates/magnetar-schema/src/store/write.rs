@@ -236,7 +236,40 @@ impl SchemaStore {
         Ok(id)
     }
 
-    /// Soft-deletes (or, `permanent`, removes a soft-deleted) version; answers its number.
+    /// The ids of live schemas that reference one of `versions` of `subject`.
+    async fn referenced_by(&self, subject: &Subject, versions: &[u32]) -> Result<Vec<u64>> {
+        let mut ids = Vec::new();
+        for other in self.subjects(false).await? {
+            for v in self.versions(&other, false).await?.unwrap_or_default() {
+                let Some(schema) = self.schema_by_id(v.id).await? else {
+                    continue;
+                };
+                let refers = schema.references.iter().any(|r| {
+                    versions.contains(&r.version)
+                        && self.subject(&r.subject).ok().as_ref() == Some(subject)
+                });
+                if refers && !ids.contains(&v.id) {
+                    ids.push(v.id);
+                }
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Confluent's 42206: a version other schemas reference is not deleted.
+    async fn refuse_referenced(&self, subject: &Subject, versions: &[u32]) -> Result<()> {
+        let ids = self.referenced_by(subject, versions).await?;
+        if ids.is_empty() {
+            return Ok(());
+        }
+        Err(SchemaError::Referenced(format!(
+            "subject '{}' version(s) {versions:?} are referenced by schema id(s) {ids:?}; delete those first",
+            self.subject_name(subject)
+        )))
+    }
+
+    /// Soft-deletes (or, `permanent`, removes a soft-deleted) version; answers its number. A
+    /// version that other live schemas reference is refused ([`SchemaError::Referenced`]).
     pub async fn delete_version(
         &self,
         subject: &Subject,
@@ -245,6 +278,14 @@ impl SchemaStore {
     ) -> Result<u32> {
         self.check_writable(subject).await?;
         let name = self.subject_name(subject);
+        let all = self.versions(subject, true).await?.unwrap_or_default();
+        let target = match selector {
+            VersionSelector::Latest => all.iter().rev().find(|v| !v.deleted),
+            VersionSelector::Number(n) => all.iter().find(|v| v.version == n),
+        };
+        if let Some(target) = target {
+            self.refuse_referenced(subject, &[target.version]).await?;
+        }
         let version = self
             .update_subject(subject, false, |record| {
                 let position = match selector {
@@ -286,13 +327,16 @@ impl SchemaStore {
     }
 
     /// Soft-deletes every version of a subject, or (`permanent`) removes a subject whose
-    /// versions are all soft-deleted; answers the versions.
+    /// versions are all soft-deleted; answers the versions. A subject whose versions other live
+    /// schemas reference is refused ([`SchemaError::Referenced`]).
     pub async fn delete_subject(&self, subject: &Subject, permanent: bool) -> Result<Vec<u32>> {
         self.check_writable(subject).await?;
         let name = self.subject_name(subject);
         let Some((record, version)) = self.subject_record(subject).await? else {
             return Err(SchemaError::SubjectNotFound(name));
         };
+        let numbers: Vec<u32> = record.versions.iter().map(|v| v.version).collect();
+        self.refuse_referenced(subject, &numbers).await?;
         if permanent {
             if record.versions.iter().any(|v| !v.deleted) {
                 return Err(SchemaError::NotSoftDeleted(format!(

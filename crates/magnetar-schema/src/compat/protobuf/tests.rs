@@ -283,3 +283,21 @@ fn pulsar_protobuf_native_schemas_compare_their_root_files() {
     let err = check_schema(&Schema::new(SchemaType::ProtobufNative, "{}"), &[]).unwrap_err();
     assert!(err.to_string().contains("fileDescriptorSet"), "{err}");
 }
+
+#[test]
+fn deep_nesting_is_refused_before_the_parser_recurses() {
+    let deep = format!(
+        "syntax = \"proto3\"; {} {}",
+        "message M { ".repeat(20_000),
+        "}".repeat(20_000)
+    );
+    let err = check_schema(&Schema::new(SchemaType::Protobuf, deep), &[]).unwrap_err();
+    assert!(err.to_string().contains("nested deeper"), "{err}");
+    // Sixty levels are fine.
+    let nested = format!(
+        "syntax = \"proto3\"; {} {}",
+        "message M { ".repeat(60),
+        "}".repeat(60)
+    );
+    check_schema(&Schema::new(SchemaType::Protobuf, nested), &[]).unwrap();
+}
