@@ -453,3 +453,39 @@ def test_pulsar_avro_records_reach_confluent_deserializers(sr, broker):
     # Pulsar JSON: plain JSON text, no prefix.
     (json_value,) = read(plain, 1)
     assert json.loads(json_value) == {"name": "j", "age": 1}
+
+
+def test_import_mode_keeps_ids_and_versions(sr, broker):
+    """IMPORT mode, as a migration from another registry uses it: set on an empty registry,
+    registrations name their id and version, then READWRITE continues after the highest id."""
+    base = url(broker)
+    r = requests.put(f"{base}/mode", json={"mode": "IMPORT"}, timeout=10)
+    assert r.status_code == 200 and r.json() == {"mode": "IMPORT"}, r.text
+    s = subject()
+    r = requests.post(f"{base}/subjects/{s}/versions",
+                      json={"schema": json.dumps(USER), "id": 100, "version": 7}, timeout=10)
+    assert r.json() == {"id": 100}, r.text
+    # Not compatible with version 7, accepted anyway (no checks while importing).
+    r = requests.post(f"{base}/subjects/{s}/versions",
+                      json={"schema": json.dumps(USER_BROKEN), "id": 101, "version": 8}, timeout=10)
+    assert r.json() == {"id": 101}, r.text
+    # An id that holds other content is refused; a registration without an id too.
+    r = requests.post(f"{base}/subjects/{s}/versions",
+                      json={"schema": json.dumps(USER_V2), "id": 100, "version": 9}, timeout=10)
+    assert (r.status_code, r.json()["error_code"]) == (422, 42205), r.text
+    r = requests.post(f"{base}/subjects/{s}/versions", json={"schema": json.dumps(USER_V2)}, timeout=10)
+    assert (r.status_code, r.json()["error_code"]) == (422, 42205), r.text
+    assert requests.get(f"{base}/subjects/{s}/versions", timeout=10).json() == [7, 8]
+    assert sr.get_schema(100).schema_str == json.dumps(USER)
+    # The registry has schemas now: IMPORT again needs force=true.
+    r = requests.put(f"{base}/mode", json={"mode": "READWRITE"}, timeout=10)
+    assert r.status_code == 200
+    r = requests.put(f"{base}/mode", json={"mode": "IMPORT"}, timeout=10)
+    assert (r.status_code, r.json()["error_code"]) == (422, 42205), r.text
+    assert requests.put(f"{base}/mode?force=true", json={"mode": "IMPORT"}, timeout=10).status_code == 200
+    assert requests.put(f"{base}/mode", json={"mode": "READWRITE"}, timeout=10).status_code == 200
+    # An id outside IMPORT mode is refused; new ids follow the imported ones.
+    r = requests.post(f"{base}/subjects/{subject()}/versions",
+                      json={"schema": '"int"', "id": 5}, timeout=10)
+    assert (r.status_code, r.json()["error_code"]) == (422, 42205), r.text
+    assert sr.register_schema(subject(), Schema('"long"', "AVRO")) == 102

@@ -84,6 +84,10 @@ impl Subject {
 pub enum Mode {
     ReadWrite,
     ReadOnly,
+    /// Migration from another registry: registrations name their id and version
+    /// ([`SchemaStore::import`]) and are not checked for compatibility; set only on an empty
+    /// registry or subject unless forced.
+    Import,
 }
 
 impl Mode {
@@ -91,6 +95,7 @@ impl Mode {
         match name.to_ascii_uppercase().as_str() {
             "READWRITE" => Some(Mode::ReadWrite),
             "READONLY" => Some(Mode::ReadOnly),
+            "IMPORT" => Some(Mode::Import),
             _ => None,
         }
     }
@@ -99,6 +104,7 @@ impl Mode {
         match self {
             Mode::ReadWrite => "READWRITE",
             Mode::ReadOnly => "READONLY",
+            Mode::Import => "IMPORT",
         }
     }
 }
@@ -536,7 +542,32 @@ impl SchemaStore {
         self.global_compatibility().await
     }
 
-    async fn effective_mode(&self, subject: &Subject) -> Result<Mode> {
+    /// Whether IMPORT mode may be set (globally, or on `subject`): only where no schema was
+    /// ever registered (soft-deleted versions count), unless `force`.
+    pub async fn check_import_allowed(&self, subject: Option<&Subject>, force: bool) -> Result<()> {
+        if force {
+            return Ok(());
+        }
+        let found = match subject {
+            None => !self.subjects(true).await?.is_empty(),
+            Some(subject) => self
+                .subject_record(subject)
+                .await?
+                .is_some_and(|(r, _)| !r.versions.is_empty()),
+        };
+        if found {
+            return Err(SchemaError::ReadOnly(match subject {
+                None => "cannot import since found existing subjects (set IMPORT with force=true to allow it)".into(),
+                Some(s) => format!(
+                    "cannot import since subject '{}' has versions (set IMPORT with force=true to allow it)",
+                    self.subject_name(s)
+                ),
+            }));
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn effective_mode(&self, subject: &Subject) -> Result<Mode> {
         match self.subject_mode(subject).await? {
             Some(mode) => Ok(mode),
             None => self.global_mode().await,

@@ -563,3 +563,73 @@ async fn a_referenced_version_is_not_deleted() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn import_mode_keeps_the_given_ids_and_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path(), SchemaConfig::default()).await;
+    let subject = s.subject("migrated").unwrap();
+    // Not in IMPORT mode: an id cannot be given.
+    assert!(matches!(
+        s.import(&subject, &user(&[]), 40, Some(3)).await,
+        Err(SchemaError::ReadOnly(_))
+    ));
+    s.check_import_allowed(None, false).await.unwrap();
+    s.set_global_mode(Some(Mode::Import)).await.unwrap();
+    let r = s.import(&subject, &user(&[]), 40, Some(3)).await.unwrap();
+    assert_eq!((r.id, r.version, r.created), (40, 3, true));
+    // Again: the same; the id with other content, or the version with another id: refused.
+    assert!(
+        !s.import(&subject, &user(&[]), 40, Some(3))
+            .await
+            .unwrap()
+            .created
+    );
+    let incompatible = user(&[json!({"name": "score", "type": "int"})]);
+    assert!(s
+        .import(&subject, &incompatible, 40, Some(4))
+        .await
+        .is_err());
+    assert!(s
+        .import(&subject, &incompatible, 41, Some(3))
+        .await
+        .is_err());
+    // No compatibility check in IMPORT mode; without a version, the next one.
+    let r = s.import(&subject, &incompatible, 41, None).await.unwrap();
+    assert_eq!((r.id, r.version), (41, 4));
+    // A plain registration names no id: refused in IMPORT mode.
+    assert!(matches!(
+        s.register(
+            &subject,
+            &user(&[json!({"name": "x", "type": "int", "default": 0})]),
+            RegisterOptions::default()
+        )
+        .await,
+        Err(SchemaError::ReadOnly(_))
+    ));
+    // The registry is no longer empty.
+    assert!(s.check_import_allowed(None, false).await.is_err());
+    s.check_import_allowed(None, true).await.unwrap();
+    // Back to READWRITE: new ids come after the imported ones.
+    s.set_global_mode(Some(Mode::ReadWrite)).await.unwrap();
+    let other = s.subject("fresh").unwrap();
+    let r = s
+        .register(
+            &other,
+            &Schema::new(SchemaType::Avro, "\"long\""),
+            RegisterOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.id, 42);
+    assert_eq!(
+        s.versions(&subject, false)
+            .await
+            .unwrap()
+            .unwrap()
+            .iter()
+            .map(|v| (v.version, v.id))
+            .collect::<Vec<_>>(),
+        vec![(3, 40), (4, 41)]
+    );
+}

@@ -79,11 +79,20 @@ impl SchemaStore {
                     created: false,
                 });
             }
-            if self.effective_mode(subject).await? == Mode::ReadOnly {
-                return Err(SchemaError::ReadOnly(format!(
-                    "subject '{}' is in read-only mode",
-                    self.subject_name(subject)
-                )));
+            match self.effective_mode(subject).await? {
+                Mode::ReadOnly => {
+                    return Err(SchemaError::ReadOnly(format!(
+                        "subject '{}' is in read-only mode",
+                        self.subject_name(subject)
+                    )))
+                }
+                Mode::Import => {
+                    return Err(SchemaError::ReadOnly(format!(
+                        "subject '{}' is in IMPORT mode: a registration names its schema id (and version)",
+                        self.subject_name(subject)
+                    )))
+                }
+                Mode::ReadWrite => {}
             }
             if !existing.is_empty() && !options.allow_new_version {
                 return Err(SchemaError::Incompatible(
@@ -234,6 +243,151 @@ impl SchemaStore {
             .await
             .map_err(metadata_error)?;
         Ok(id)
+    }
+
+    /// IMPORT mode: registers `schema` under `subject` with the given global id and version
+    /// (the subject's next version when `None`), without a compatibility check, as a migration
+    /// from another registry keeps its ids. The id must be free or hold the same content; the
+    /// version must be free or hold the same id. Later ids are taken after the highest one.
+    pub async fn import(
+        &self,
+        subject: &Subject,
+        schema: &Schema,
+        id: u64,
+        version: Option<u32>,
+    ) -> Result<Registered> {
+        let name = self.subject_name(subject);
+        if self.effective_mode(subject).await? != Mode::Import {
+            return Err(SchemaError::ReadOnly(format!(
+                "a schema id can be given only in IMPORT mode (subject '{name}')"
+            )));
+        }
+        if id == 0 || id > i32::MAX as u64 {
+            return Err(SchemaError::InvalidRequest(format!(
+                "schema id {id} is not between 1 and 2^31-1"
+            )));
+        }
+        let checked = self.validate(schema).await?;
+        match self.schema_by_id(id).await? {
+            Some(stored) => {
+                let references = self.resolve_references(&stored).await?;
+                if check_schema(&stored, &references)?.normalized != checked.normalized {
+                    return Err(SchemaError::ReadOnly(format!(
+                        "schema id {id} holds another schema; overwriting it is not permitted"
+                    )));
+                }
+            }
+            None => self.write_imported_id(id, schema, &checked).await?,
+        }
+        let max = self.config.versions_per_subject_max;
+        let (version, created) = self
+            .update_subject(subject, true, |record| {
+                let version = version.unwrap_or(record.next_version.max(1));
+                if let Some(v) = record.versions.iter().find(|v| v.version == version) {
+                    if v.id == id {
+                        return Ok((version, false));
+                    }
+                    return Err(SchemaError::ReadOnly(format!(
+                        "version {version} of subject '{name}' holds schema id {}",
+                        v.id
+                    )));
+                }
+                if record.versions.len() >= max {
+                    return Err(SchemaError::LimitReached(format!(
+                        "subject '{name}' has {} versions, schema_registry.versions_per_subject_max",
+                        record.versions.len()
+                    )));
+                }
+                record.versions.push(VersionEntry {
+                    version,
+                    id,
+                    deleted: false,
+                    created_ms: now_ms(),
+                });
+                record.versions.sort_by_key(|v| v.version);
+                record.next_version = record.next_version.max(version.saturating_add(1));
+                Ok((version, true))
+            })
+            .await?;
+        if created {
+            self.counters
+                .registrations
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(Registered {
+            id,
+            version,
+            created,
+        })
+    }
+
+    /// Writes an imported id's record, its fingerprint when the content has none yet, and
+    /// moves `next-id` past it.
+    async fn write_imported_id(&self, id: u64, schema: &Schema, checked: &Checked) -> Result<()> {
+        let record = IdRecord {
+            format_version: FORMAT_VERSION,
+            id,
+            schema: schema.clone(),
+        };
+        match self
+            .metadata()
+            .put(
+                &format!("{ROOT}/ids/{id}"),
+                Self::to_json(&record)?,
+                Expect::Absent,
+            )
+            .await
+        {
+            Ok(_) => {}
+            // Written by a concurrent import of the same id: compared by the caller's retry.
+            Err(MetadataError::BadVersion { .. }) => {
+                return Err(SchemaError::ReadOnly(format!(
+                    "schema id {id} was written concurrently; retry"
+                )))
+            }
+            Err(e) => return Err(metadata_error(e)),
+        }
+        let hash = twox_hash::XxHash3_128::oneshot(checked.normalized.as_bytes());
+        let fingerprint = FingerprintRecord {
+            format_version: FORMAT_VERSION,
+            id,
+        };
+        match self
+            .metadata()
+            .put(
+                &format!("{ROOT}/fingerprints/{hash:032x}"),
+                Self::to_json(&fingerprint)?,
+                Expect::Absent,
+            )
+            .await
+        {
+            Ok(_) | Err(MetadataError::BadVersion { .. }) => {}
+            Err(e) => return Err(metadata_error(e)),
+        }
+        let next_key = format!("{ROOT}/next-id");
+        for _ in 0..CAS_ATTEMPTS {
+            let (next, expect) = match self.get_json::<NextId>(&next_key).await? {
+                Some((n, version)) => (n.next, Expect::Version(version)),
+                None => (1, Expect::Absent),
+            };
+            if next > id {
+                return Ok(());
+            }
+            let record = NextId {
+                format_version: FORMAT_VERSION,
+                next: id + 1,
+            };
+            match self
+                .metadata()
+                .put(&next_key, Self::to_json(&record)?, expect)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(MetadataError::BadVersion { .. }) => continue,
+                Err(e) => return Err(metadata_error(e)),
+            }
+        }
+        Err(too_many_updates("next-id"))
     }
 
     /// The ids of live schemas that reference one of `versions` of `subject`.
