@@ -1,7 +1,8 @@
 """The Confluent Schema Registry API (its own listener) with confluent-kafka's
 SchemaRegistryClient and serializers: register/lookup/versions/compatibility/config/delete,
-Avro and JSON records through the Kafka port, Confluent's error codes, bad input, and the one
-store shared with Pulsar (a `<topic>-value` subject is the topic's Pulsar schema)."""
+Avro, JSON and Protobuf records through the Kafka port, Confluent's error codes, bad input, the
+one store shared with Pulsar (a `<topic>-value` subject is the topic's Pulsar schema), and what a
+topic's deletion does to its subjects."""
 
 from __future__ import annotations
 
@@ -225,6 +226,11 @@ def test_references_and_read_only_mode(sr, broker):
     got = requests.get(f"{base}/subjects/person/versions/1", timeout=10).json()
     assert got["references"] == [{"name": "ex.Address", "subject": "address", "version": 1}]
     assert requests.get(f"{base}/subjects/address/versions/1/referencedby", timeout=10).json() == [got["id"]]
+    # A referenced version or subject is not deleted: Confluent's 42206.
+    for path in ("subjects/address/versions/1", "subjects/address"):
+        r = requests.delete(f"{base}/{path}", timeout=10)
+        assert (r.status_code, r.json()["error_code"]) == (422, 42206), r.text
+    assert requests.get(f"{base}/subjects/address/versions", timeout=10).json() == [1]
     assert requests.put(f"{base}/mode", json={"mode": "READONLY"}, timeout=10).json() == {"mode": "READONLY"}
     r = requests.post(f"{base}/subjects/{subject()}/versions", json={"schema": "\"int\""}, timeout=10)
     assert (r.status_code, r.json()["error_code"]) == (422, 42205)
@@ -264,3 +270,222 @@ def test_confluent_framed_kafka_records_read_by_a_typed_pulsar_consumer(sr, brok
         assert datas[0][:1] != b"\x00"  # the prefix is gone
     finally:
         client.close()
+
+
+def protobuf_message(fields):
+    """A Protobuf message class built at run time (no protoc): `fields` is [(name, number, type)]
+    with FieldDescriptorProto type numbers, in a pool of its own (two versions of one message
+    cannot share one)."""
+    pytest.importorskip("google.protobuf")
+    from google.protobuf import descriptor_pb2, descriptor_pool
+    from google.protobuf.message_factory import GetMessageClass
+
+    FD = descriptor_pb2.FieldDescriptorProto
+    proto = descriptor_pb2.FileDescriptorProto(
+        name=f"user_{uuid.uuid4().hex[:8]}.proto", package="example", syntax="proto3")
+    message = proto.message_type.add(name="User")
+    for name, number, kind in fields:
+        message.field.add(name=name, number=number, type=kind, label=FD.LABEL_OPTIONAL)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(proto)
+    return GetMessageClass(pool.FindMessageTypeByName("example.User"))
+
+
+def test_protobuf_serializer_round_trip_and_compatibility(sr, broker):
+    pytest.importorskip("google.protobuf")
+    from google.protobuf.descriptor_pb2 import FieldDescriptorProto as FD
+    from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer, ProtobufSerializer
+
+    User = protobuf_message([("name", 1, FD.TYPE_STRING), ("age", 2, FD.TYPE_INT32)])
+    topic = f"proto-{uuid.uuid4().hex[:8]}"
+    serializer = ProtobufSerializer(User, sr, {"use.deprecated.format": False})
+    deserializer = ProtobufDeserializer(User, {"use.deprecated.format": False}, sr)
+    ctx = SerializationContext(topic, MessageField.VALUE)
+    value = serializer(User(name="ada", age=36), ctx)
+    assert value[0] == 0  # magic, schema id, message indexes, payload
+    producer = Producer(producer_conf(broker.kafka))
+    producer.produce(topic, value=value)
+    assert producer.flush(20) == 0
+    consumer = Consumer(consumer_conf(broker.kafka))
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    deadline, msg = time.time() + 20, None
+    while time.time() < deadline and msg is None:
+        m = consumer.poll(1.0)
+        if m is not None and not m.error():
+            msg = m
+    consumer.close()
+    assert msg is not None
+    got = deserializer(msg.value(), ctx)
+    assert (got.name, got.age) == ("ada", 36)
+    latest = sr.get_latest_version(f"{topic}-value")
+    assert latest.schema.schema_type == "PROTOBUF"
+    assert struct.unpack(">I", value[1:5])[0] == latest.schema_id
+
+    # BACKWARD: a new field is compatible (the serializer registers version 2) ...
+    UserV2 = protobuf_message([("name", 1, FD.TYPE_STRING), ("age", 2, FD.TYPE_INT32),
+                               ("email", 3, FD.TYPE_STRING)])
+    ProtobufSerializer(UserV2, sr, {"use.deprecated.format": False})(UserV2(name="b"), ctx)
+    base = url(broker)
+    assert requests.get(f"{base}/subjects/{topic}-value/versions", timeout=10).json() == [1, 2]
+    # ... a field whose type changes group (int32 -> string) is refused with 409, over REST too.
+    text = 'syntax = "proto3"; package example; message User { string name = 1; string age = 2; }'
+    r = requests.post(f"{base}/compatibility/subjects/{topic}-value/versions/latest?verbose=true",
+                      json={"schema": text, "schemaType": "PROTOBUF"}, timeout=10)
+    assert r.status_code == 200 and r.json()["is_compatible"] is False
+    assert any("FIELD_SCALAR_KIND_CHANGED" in m for m in r.json()["messages"]), r.json()
+    r = requests.post(f"{base}/subjects/{topic}-value/versions",
+                      json={"schema": text, "schemaType": "PROTOBUF"}, timeout=10)
+    assert (r.status_code, r.json()["error_code"]) == (409, 409), r.text
+    # Removing a message is refused too; .proto text compiles with imports of well-known types.
+    ok = ('syntax = "proto3"; package example; import "google/protobuf/timestamp.proto"; '
+          'message User { string name = 1; int64 age = 2; string email = 3; '
+          'google.protobuf.Timestamp at = 4; }')
+    r = requests.post(f"{base}/subjects/{topic}-value/versions",
+                      json={"schema": ok, "schemaType": "PROTOBUF"}, timeout=10)
+    assert r.status_code == 200, r.text
+    r = requests.post(f"{base}/subjects/{topic}-value/versions",
+                      json={"schema": 'syntax = "proto3"; package example; message Other { int32 x = 1; }',
+                            "schemaType": "PROTOBUF"}, timeout=10)
+    assert r.status_code == 409 and "MESSAGE_REMOVED" in r.json()["message"], r.text
+    r = requests.post(f"{base}/subjects/{topic}-value/versions",
+                      json={"schema": "message {", "schemaType": "PROTOBUF"}, timeout=10)
+    assert (r.status_code, r.json()["error_code"]) == (422, 42201), r.text
+    # /metrics counts the registrations, the refusals and the REST answers by status.
+    samples = metric_samples(broker)
+    assert samples["magnetar_schema_registrations_total"] >= 3
+    assert samples["magnetar_schema_compatibility_failures_total"] >= 2
+    assert samples["magnetar_schema_compatibility_checks_total"] >= 4
+    assert samples['magnetar_schema_registry_requests_total{status="409"}'] >= 2
+    assert samples['magnetar_schema_registry_requests_total{status="422"}'] >= 1
+    assert samples["magnetar_schema_ids"] >= 3
+
+
+def metric_samples(broker):
+    """The Prometheus text samples of /metrics: name{labels} -> value."""
+    text = requests.get(f"http://{broker.http}/metrics", timeout=10).text
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, value = line.rsplit(" ", 1)
+            samples[key] = float(value)
+    return samples
+
+
+def test_topic_deletion_and_subjects(sr, broker):
+    """Deleting a topic through pulsar-admin deletes its schemas (Pulsar's behaviour); Kafka's
+    DeleteTopics keeps the Confluent subjects (Confluent's)."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": broker.kafka})
+    kept = f"kept-{uuid.uuid4().hex[:8]}"
+    for f in admin.create_topics([NewTopic(kept, 1)]).values():
+        f.result(20)
+    schema_id = sr.register_schema(f"{kept}-value", avro(USER))
+    sr.register_schema(f"{kept}-key", Schema('"string"', "AVRO"))
+    for f in admin.delete_topics([kept]).values():
+        f.result(20)
+    assert sr.get_latest_version(f"{kept}-value").schema_id == schema_id
+    assert sr.get_latest_version(f"{kept}-key").version == 1
+
+    gone = f"gone-{uuid.uuid4().hex[:8]}"
+    http = f"http://{broker.http}/admin/v2"
+    assert requests.put(f"{http}/persistent/public/default/{gone}/partitions", data="2",
+                        headers={"Content-Type": "application/json"}, timeout=10).status_code == 204
+    gone_id = sr.register_schema(f"{gone}-value", avro(USER_V2))
+    sr.register_schema(f"{gone}-key", Schema('"string"', "AVRO"))
+    r = requests.get(f"{http}/schemas/public/default/{gone}/schema", timeout=10)
+    assert r.status_code == 200
+    r = requests.delete(f"{http}/persistent/public/default/{gone}/partitions", timeout=10)
+    assert r.status_code == 204, r.text
+    assert requests.get(f"{http}/schemas/public/default/{gone}/schema", timeout=10).status_code == 404
+    for role in ("value", "key"):
+        with pytest.raises(SchemaRegistryError) as missing:
+            sr.get_latest_version(f"{gone}-{role}")
+        assert missing.value.error_code == 40401
+    assert f"{gone}-value" not in sr.get_subjects()
+    # The schema itself stays readable by id, as Confluent's ids do.
+    assert sr.get_schema(gone_id).schema_type == "AVRO"
+
+
+def test_pulsar_avro_records_reach_confluent_deserializers(sr, broker):
+    """Pulsar -> Kafka: records of a Pulsar Avro schema version are framed with the version's
+    schema id, so Confluent's AvroDeserializer reads them; Pulsar JSON records (their schema is
+    an Avro record, not a JSON Schema) and records without a schema stay as they are."""
+    pulsar = pytest.importorskip("pulsar")
+    from pulsar.schema import AvroSchema, JsonSchema, Integer, Record, String
+
+    class Person(Record):
+        name = String()
+        age = Integer()
+
+    topic = f"p2k-{uuid.uuid4().hex[:8]}"
+    plain = f"p2k-json-{uuid.uuid4().hex[:8]}"
+    client = pulsar.Client(f"pulsar://{broker.pulsar}", operation_timeout_seconds=15)
+    try:
+        producer = client.create_producer(f"persistent://public/default/{topic}", schema=AvroSchema(Person))
+        for i in range(3):
+            producer.send(Person(name=f"p{i}", age=i))
+        producer.send(Person(name="batched", age=9))
+        json_producer = client.create_producer(f"persistent://public/default/{plain}", schema=JsonSchema(Person))
+        json_producer.send(Person(name="j", age=1))
+    finally:
+        client.close()
+
+    def read(name, count):
+        consumer = Consumer(consumer_conf(broker.kafka))
+        consumer.assign([TopicPartition(name, 0, 0)])
+        got, deadline = [], time.time() + 20
+        while time.time() < deadline and len(got) < count:
+            m = consumer.poll(1.0)
+            if m is not None and not m.error():
+                got.append(m.value())
+        consumer.close()
+        return got
+
+    values = read(topic, 4)
+    assert len(values) == 4
+    schema_id = sr.get_latest_version(f"{topic}-value").schema_id
+    assert all(v[:5] == b"\x00" + struct.pack(">I", schema_id) for v in values), values
+    deserializer = AvroDeserializer(sr)
+    ctx = SerializationContext(topic, MessageField.VALUE)
+    assert [deserializer(v, ctx) for v in values] == (
+        [{"name": f"p{i}", "age": i} for i in range(3)] + [{"name": "batched", "age": 9}])
+    # Pulsar JSON: plain JSON text, no prefix.
+    (json_value,) = read(plain, 1)
+    assert json.loads(json_value) == {"name": "j", "age": 1}
+
+
+def test_import_mode_keeps_ids_and_versions(sr, broker):
+    """IMPORT mode, as a migration from another registry uses it: set on an empty registry,
+    registrations name their id and version, then READWRITE continues after the highest id."""
+    base = url(broker)
+    r = requests.put(f"{base}/mode", json={"mode": "IMPORT"}, timeout=10)
+    assert r.status_code == 200 and r.json() == {"mode": "IMPORT"}, r.text
+    s = subject()
+    r = requests.post(f"{base}/subjects/{s}/versions",
+                      json={"schema": json.dumps(USER), "id": 100, "version": 7}, timeout=10)
+    assert r.json() == {"id": 100}, r.text
+    # Not compatible with version 7, accepted anyway (no checks while importing).
+    r = requests.post(f"{base}/subjects/{s}/versions",
+                      json={"schema": json.dumps(USER_BROKEN), "id": 101, "version": 8}, timeout=10)
+    assert r.json() == {"id": 101}, r.text
+    # An id that holds other content is refused; a registration without an id too.
+    r = requests.post(f"{base}/subjects/{s}/versions",
+                      json={"schema": json.dumps(USER_V2), "id": 100, "version": 9}, timeout=10)
+    assert (r.status_code, r.json()["error_code"]) == (422, 42205), r.text
+    r = requests.post(f"{base}/subjects/{s}/versions", json={"schema": json.dumps(USER_V2)}, timeout=10)
+    assert (r.status_code, r.json()["error_code"]) == (422, 42205), r.text
+    assert requests.get(f"{base}/subjects/{s}/versions", timeout=10).json() == [7, 8]
+    assert sr.get_schema(100).schema_str == json.dumps(USER)
+    # The registry has schemas now: IMPORT again needs force=true.
+    r = requests.put(f"{base}/mode", json={"mode": "READWRITE"}, timeout=10)
+    assert r.status_code == 200
+    r = requests.put(f"{base}/mode", json={"mode": "IMPORT"}, timeout=10)
+    assert (r.status_code, r.json()["error_code"]) == (422, 42205), r.text
+    assert requests.put(f"{base}/mode?force=true", json={"mode": "IMPORT"}, timeout=10).status_code == 200
+    assert requests.put(f"{base}/mode", json={"mode": "READWRITE"}, timeout=10).status_code == 200
+    # An id outside IMPORT mode is refused; new ids follow the imported ones.
+    r = requests.post(f"{base}/subjects/{subject()}/versions",
+                      json={"schema": '"int"', "id": 5}, timeout=10)
+    assert (r.status_code, r.json()["error_code"]) == (422, 42205), r.text
+    assert sr.register_schema(subject(), Schema('"long"', "AVRO")) == 102

@@ -176,13 +176,31 @@ pub fn registry_router(services: RegistryServices) -> Router {
         })
         .layer(axum::extract::DefaultBodyLimit::max(body_max))
         .with_state(state);
-    match services.authenticator {
+    let router = match services.authenticator {
         Some(authenticator) => router.layer(axum::middleware::from_fn_with_state(
             (authenticator, services.authorization),
             require_role,
         )),
         None => router,
-    }
+    };
+    // Outermost, so refused credentials are counted too.
+    router.layer(axum::middleware::from_fn_with_state(
+        services.schemas,
+        count_request,
+    ))
+}
+
+/// Counts every answer by status (`magnetar_schema_registry_requests_total`).
+async fn count_request(
+    State(schemas): State<Arc<SchemaStore>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let response = next.run(request).await;
+    schemas
+        .counters()
+        .record_registry_request(response.status().as_u16());
+    response
 }
 
 /// The admin API's authentication, plus KoP's Basic form with the token as the password.
@@ -261,6 +279,11 @@ struct SchemaBody {
     schema_type: Option<String>,
     #[serde(default)]
     references: Option<Vec<ReferenceBody>>,
+    /// IMPORT mode: the schema's id and version in the registry it comes from.
+    #[serde(default)]
+    id: Option<i64>,
+    #[serde(default)]
+    version: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -353,6 +376,9 @@ struct Flags {
     verbose: Option<String>,
     #[serde(default, rename = "defaultToGlobal")]
     default_to_global: Option<String>,
+    /// `PUT /mode?force=true`: IMPORT on a registry or subject that has schemas.
+    #[serde(default)]
+    force: Option<String>,
 }
 
 fn on(flag: &Option<String>) -> bool {
@@ -509,12 +535,43 @@ async fn register(
     bytes: Bytes,
 ) -> RegistryResult {
     let subject = subject(&state.schemas, &name)?;
-    let schema = schema_of(&state.schemas, body(&bytes)?)?;
-    let registered = state
-        .schemas
-        .register(&subject, &schema, RegisterOptions::default())
-        .await
-        .map_err(registry_error)?;
+    let request: SchemaBody = body(&bytes)?;
+    let import = match (request.id, request.version) {
+        (None, None) => None,
+        (Some(id), version) => {
+            let id = u64::try_from(id).map_err(|_| {
+                RegistryError::unprocessable(42202, "a schema id is between 1 and 2^31-1")
+            })?;
+            let version = version
+                .map(|v| {
+                    u32::try_from(v)
+                        .ok()
+                        .filter(|v| *v >= 1 && *v <= i32::MAX as u32)
+                        .ok_or_else(|| {
+                            RegistryError::unprocessable(42202, "a version is between 1 and 2^31-1")
+                        })
+                })
+                .transpose()?;
+            Some((id, version))
+        }
+        (None, Some(_)) => {
+            return Err(RegistryError::unprocessable(
+                42202,
+                "a version is given only with a schema id (IMPORT mode)",
+            ))
+        }
+    };
+    let schema = schema_of(&state.schemas, request)?;
+    let registered = match import {
+        Some((id, version)) => state.schemas.import(&subject, &schema, id, version).await,
+        None => {
+            state
+                .schemas
+                .register(&subject, &schema, RegisterOptions::default())
+                .await
+        }
+    }
+    .map_err(registry_error)?;
     ok(json!({"id": registered.id}))
 }
 

@@ -220,6 +220,15 @@ async fn delete_topic(
         }
     }
     state.broker.delete_topic(name).await?;
+    // Pulsar deletes a topic's schema with the topic (since 2.10; a partitioned topic's with its
+    // metadata). The value schema is also the Confluent subject `<topic>-value`: deleting the
+    // topic through pulsar-admin removes it too, while Kafka's DeleteTopics keeps the subjects,
+    // as Confluent's registry does (README, schema registry).
+    state
+        .schemas
+        .delete_topic_schemas(name)
+        .await
+        .map_err(crate::schemas::schema_error)?;
     Ok(StatusCode::NO_CONTENT)
 }
 

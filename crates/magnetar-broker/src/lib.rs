@@ -30,7 +30,7 @@ pub mod tiering;
 
 pub use broker::{
     effective_retention, AutoCreator, Broker, BrokerConfig, LedgerCleanup, RetentionSummary,
-    SegmentStoreFactory, INTERNAL_NAMESPACE,
+    SchemaFraming, SegmentStoreFactory, INTERNAL_NAMESPACE,
 };
 pub use error::{Error, Result};
 pub use names::{NamespaceName, TenantName, TopicName, TopicPartition};

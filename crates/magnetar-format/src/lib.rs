@@ -53,6 +53,22 @@ pub fn entry_as_kafka(entry: &magnetar_broker::Entry) -> Result<Bytes, kafka::Fo
     }
 }
 
+/// As [`entry_as_kafka`], a Pulsar entry's values framed with Confluent's prefix (magic 0 and
+/// `confluent_id`) when one is given (see [`pulsar::entry_to_framed_kafka_batch`]).
+pub fn entry_as_framed_kafka(
+    entry: &magnetar_broker::Entry,
+    confluent_id: Option<u32>,
+) -> Result<Bytes, kafka::FormatError> {
+    match entry.header.format {
+        magnetar_broker::PayloadFormat::Kafka => Ok(entry.payload.clone()),
+        magnetar_broker::PayloadFormat::Pulsar => pulsar::entry_to_framed_kafka_batch(
+            &entry.payload,
+            entry.header.first_index,
+            confluent_id,
+        ),
+    }
+}
+
 /// A message in Pulsar's terms, independent of Pulsar's protobuf types.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PulsarMessage {

@@ -31,6 +31,8 @@ pub struct Metadata {
     pub num_chunks_from_msg: u64,
     /// `compacted_out` (single messages of a batch): removed by log compaction.
     pub compacted_out: bool,
+    /// `schema_version`: the producer's schema version on the topic (8 bytes big-endian).
+    pub schema_version: Option<Vec<u8>>,
 }
 
 fn err<T>(msg: impl Into<String>) -> Result<T, FormatError> {
@@ -122,6 +124,7 @@ pub fn message_metadata(bytes: &[u8]) -> Result<Metadata, FormatError> {
             11 => m.num_messages_in_batch = Some(v),
             12 => m.event_time_ms = v,
             13 => m.encrypted = true,
+            16 => m.schema_version = Some(b.to_vec()),
             17 => m.partition_key_b64 = v != 0,
             25 => m.null_value = v != 0,
             27 => m.num_chunks_from_msg = v,
@@ -316,12 +319,39 @@ pub fn entry_messages(body: &[u8]) -> Result<Vec<PulsarMessage>, FormatError> {
 /// log compaction removed from a batch (`compacted_out`) are left out, the others keep their
 /// batch index as offset delta and the batch still ends at the entry's last index.
 pub fn entry_to_kafka_batch(body: &[u8], base_offset: u64) -> Result<Bytes, FormatError> {
+    entry_to_framed_kafka_batch(body, base_offset, None)
+}
+
+/// The entry's `schema_version` (read from its metadata only).
+pub fn entry_schema_version(body: &[u8]) -> Result<Option<Vec<u8>>, FormatError> {
+    let mut cur = body;
+    let size = be_u32(&mut cur)?;
+    Ok(message_metadata(take(&mut cur, size as u64)?)?.schema_version)
+}
+
+/// As [`entry_to_kafka_batch`], each non-null value framed for Confluent's deserializers when
+/// `confluent_id` is given: magic byte 0 and the schema id (4 bytes big-endian) before it.
+pub fn entry_to_framed_kafka_batch(
+    body: &[u8],
+    base_offset: u64,
+    confluent_id: Option<u32>,
+) -> Result<Bytes, FormatError> {
     let messages = entry_messages(body)?;
     let records: Vec<Record> = messages
         .iter()
         .enumerate()
         .filter(|(_, m)| !m.compacted_out)
-        .map(|(i, m)| from_pulsar_message(m, i as i32))
+        .map(|(i, m)| {
+            let mut record = from_pulsar_message(m, i as i32);
+            if let (Some(id), Some(value)) = (confluent_id, &record.value) {
+                let mut framed = Vec::with_capacity(value.len() + 5);
+                framed.push(0);
+                framed.extend_from_slice(&id.to_be_bytes());
+                framed.extend_from_slice(value);
+                record.value = Some(Bytes::from(framed));
+            }
+            record
+        })
         .collect();
     let count = u32::try_from(messages.len()).unwrap_or(u32::MAX);
     if records.is_empty() {
@@ -582,6 +612,45 @@ mod tests {
             batch.records[2].headers[0].value.as_deref(),
             Some(&b"v2"[..])
         );
+    }
+
+    /// A Pulsar message with a schema version reaches Kafka framed for Confluent's
+    /// deserializers when the caller names the id; a null value stays null.
+    #[test]
+    fn framed_entry_to_kafka() {
+        let mut meta = Vec::new();
+        field_bytes(&mut meta, 1, b"producer");
+        field_varint(&mut meta, 2, 0);
+        field_varint(&mut meta, 3, 500);
+        // Fields above 15 take two-byte keys: the module's writers, not the one-byte helpers.
+        put_bytes(&mut meta, 16, &2i64.to_be_bytes());
+        let mut body = (meta.len() as u32).to_be_bytes().to_vec();
+        body.extend_from_slice(&meta);
+        body.extend_from_slice(b"avro");
+        assert_eq!(
+            entry_schema_version(&body).unwrap(),
+            Some(2i64.to_be_bytes().to_vec())
+        );
+        let framed = entry_to_framed_kafka_batch(&body, 7, Some(0x0102_0304)).unwrap();
+        let batch = crate::kafka::decode_batch(&framed).unwrap();
+        assert_eq!(
+            batch.records[0].value.as_deref(),
+            Some(&[0u8, 1, 2, 3, 4, b'a', b'v', b'r', b'o'][..])
+        );
+        let plain = crate::kafka::decode_batch(&entry_to_kafka_batch(&body, 7).unwrap()).unwrap();
+        assert_eq!(plain.records[0].value.as_deref(), Some(&b"avro"[..]));
+
+        let mut meta = Vec::new();
+        field_bytes(&mut meta, 1, b"producer");
+        field_varint(&mut meta, 2, 0);
+        field_varint(&mut meta, 3, 500);
+        put_uint(&mut meta, 25, 1);
+        let mut body = (meta.len() as u32).to_be_bytes().to_vec();
+        body.extend_from_slice(&meta);
+        assert_eq!(entry_schema_version(&body).unwrap(), None);
+        let framed = entry_to_framed_kafka_batch(&body, 7, Some(9)).unwrap();
+        let batch = crate::kafka::decode_batch(&framed).unwrap();
+        assert_eq!(batch.records[0].value, None);
     }
 
     /// Found by the fuzz target `pulsar_entry` (fuzz/regressions/pulsar_entry): an uncompressed

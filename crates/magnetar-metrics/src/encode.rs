@@ -328,6 +328,42 @@ fn encode_snapshot(s: &Snapshot, e: &mut DescriptorEncoder) -> Result<(), std::f
             }),
         )?;
     }
+    if let Some(r) = &s.schemas {
+        if let Some(ids) = r.ids {
+            gauge(
+                e,
+                "magnetar_schema_ids",
+                "Schemas registered: global ids assigned (one per distinct content, either protocol).",
+                [(Labels::new(), ids as f64)],
+            )?;
+        }
+        counter(
+            e,
+            "magnetar_schema_registrations",
+            "New schema versions written (Pulsar producers and consumers, Confluent REST, pulsar-admin) since start.",
+            [(Labels::new(), r.registrations)],
+        )?;
+        counter(
+            e,
+            "magnetar_schema_compatibility_checks",
+            "Checks of a schema against a subject's versions under its compatibility level, since start.",
+            [(Labels::new(), r.compatibility_checks)],
+        )?;
+        counter(
+            e,
+            "magnetar_schema_compatibility_failures",
+            "Compatibility checks that found the schema incompatible, since start.",
+            [(Labels::new(), r.compatibility_failures)],
+        )?;
+        counter(
+            e,
+            "magnetar_schema_registry_requests",
+            "Confluent Schema Registry REST requests by HTTP status, since start.",
+            r.registry_requests
+                .iter()
+                .map(|(status, n)| (labels([("status", &status.to_string())]), *n)),
+        )?;
+    }
     if let Some(t) = &s.transactions {
         gauge(
             e,

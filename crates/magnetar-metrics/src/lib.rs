@@ -65,6 +65,7 @@ pub struct Metrics {
     protocols: Mutex<Vec<Arc<ProtocolMetrics>>>,
     coordinator: Mutex<Option<Arc<GroupCoordinator>>>,
     tiering: Mutex<Option<Arc<magnetar_broker::tiering::Tiering>>>,
+    schemas: Mutex<Option<Arc<magnetar_schema::SchemaStore>>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -179,6 +180,19 @@ pub(crate) struct Snapshot {
     pub cluster: Option<ClusterRow>,
     /// `None` while no transaction coordinator runs.
     pub transactions: Option<TxnRow>,
+    /// `None` without a schema registry.
+    pub schemas: Option<SchemaRow>,
+}
+
+/// The schema registry.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SchemaRow {
+    /// Global ids assigned; `None` when the metadata store did not answer in time.
+    pub ids: Option<u64>,
+    pub registrations: u64,
+    pub compatibility_checks: u64,
+    pub compatibility_failures: u64,
+    pub registry_requests: Vec<(u16, u64)>,
 }
 
 /// The transaction coordinator.
@@ -198,12 +212,18 @@ impl Metrics {
             protocols: Mutex::new(Vec::new()),
             coordinator: Mutex::new(None),
             tiering: Mutex::new(None),
+            schemas: Mutex::new(None),
         })
     }
 
     /// The tiered storage whose uploads, reads and block cache are reported (`None`: off).
     pub fn set_tiering(&self, tiering: Option<Arc<magnetar_broker::tiering::Tiering>>) {
         *self.tiering.lock().unwrap_or_else(|e| e.into_inner()) = tiering;
+    }
+
+    /// The schema registry whose counters a scrape reports.
+    pub fn set_schema_store(&self, schemas: Option<Arc<magnetar_schema::SchemaStore>>) {
+        *self.schemas.lock().unwrap_or_else(|e| e.into_inner()) = schemas;
     }
 
     pub fn settings(&self) -> &MetricsSettings {
@@ -317,6 +337,30 @@ impl Metrics {
                 Ok(None) => {}
                 Err(_) => tracing::warn!("group lag left out of a scrape: the group coordinator did not answer in {GROUP_LAG_TIMEOUT:?}"),
             }
+        }
+        let schemas = self
+            .schemas
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(store) = schemas {
+            let c = store.counters();
+            let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+            let ids = match tokio::time::timeout(GROUP_LAG_TIMEOUT, store.ids_assigned()).await {
+                Ok(Ok(ids)) => Some(ids),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "schema ids left out of a scrape");
+                    None
+                }
+                Err(_) => None,
+            };
+            s.schemas = Some(SchemaRow {
+                ids,
+                registrations: get(&c.registrations),
+                compatibility_checks: get(&c.compatibility_checks),
+                compatibility_failures: get(&c.compatibility_failures),
+                registry_requests: c.registry_requests(),
+            });
         }
         s.process = ProcessStats::read();
         let tiering = self

@@ -246,3 +246,71 @@ fn accept_header_chooses_the_format() {
     assert_eq!(Format::from_accept(None), Format::Prometheus);
     assert!(Format::Prometheus.content_type().starts_with("text/plain"));
 }
+
+#[tokio::test]
+async fn a_scrape_reports_the_schema_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(dir.path()).await;
+    let metrics = Metrics::new(broker.clone(), MetricsSettings::default());
+    // Without a registry: no schema series.
+    let text = metrics.render(Format::Prometheus).await;
+    assert!(!text.contains("magnetar_schema_"), "{text}");
+
+    let store = Arc::new(magnetar_schema::SchemaStore::new(
+        broker.clone(),
+        magnetar_schema::SchemaConfig::default(),
+    ));
+    metrics.set_schema_store(Some(store.clone()));
+    let subject = store.subject("orders-value").unwrap();
+    let record = |fields: &str| {
+        magnetar_schema::Schema::new(
+            magnetar_schema::SchemaType::Avro,
+            format!(r#"{{"type":"record","name":"R","fields":[{fields}]}}"#),
+        )
+    };
+    let options = magnetar_schema::RegisterOptions::default();
+    store
+        .register(&subject, &record(r#"{"name":"a","type":"int"}"#), options)
+        .await
+        .unwrap();
+    // A new field without a default: not BACKWARD compatible.
+    assert!(store
+        .register(
+            &subject,
+            &record(r#"{"name":"a","type":"int"},{"name":"b","type":"int"}"#),
+            options
+        )
+        .await
+        .is_err());
+    store.counters().record_registry_request(200);
+    store.counters().record_registry_request(409);
+
+    let text = metrics.render(Format::Prometheus).await;
+    let (s, types) = parse(&text);
+    let get = |k: &str| {
+        *s.get(k)
+            .unwrap_or_else(|| panic!("no sample {k} in\n{text}"))
+    };
+    assert_eq!(get("magnetar_schema_ids"), 1.0);
+    assert_eq!(get("magnetar_schema_registrations_total"), 1.0);
+    assert_eq!(get("magnetar_schema_compatibility_checks_total"), 1.0);
+    assert_eq!(get("magnetar_schema_compatibility_failures_total"), 1.0);
+    assert_eq!(
+        get(r#"magnetar_schema_registry_requests_total{status="200"}"#),
+        1.0
+    );
+    assert_eq!(
+        get(r#"magnetar_schema_registry_requests_total{status="409"}"#),
+        1.0
+    );
+    assert_eq!(
+        types.get("magnetar_schema_ids").map(String::as_str),
+        Some("gauge")
+    );
+    assert_eq!(
+        types
+            .get("magnetar_schema_registrations_total")
+            .map(String::as_str),
+        Some("counter")
+    );
+}

@@ -4,9 +4,10 @@
 //! and resolved by `apache-avro`: "the new schema reads data written with the old one" is its
 //! `SchemaCompatibility::can_read(old, new)`. A JSON Schema (Confluent's `JSON` type) is checked
 //! against its meta-schema by `jsonschema`, and compared by the structural rules below. The
-//! primitive types are compatible with themselves only. Protobuf (Confluent's `.proto` text,
-//! Pulsar's `PROTOBUF_NATIVE` descriptor) is stored but its evolution is not checked: a changed
-//! Protobuf schema is refused unless the level is `NONE`, saying so.
+//! primitive types are compatible with themselves only. Protobuf (Confluent's `.proto` text or
+//! base64 file descriptor, with its references as imports; Pulsar's `PROTOBUF_NATIVE`
+//! descriptor set) is compiled by `protox` into `prost-reflect` descriptors and compared by
+//! Confluent's Protobuf rules ([`protobuf`]).
 
 use std::collections::BTreeSet;
 
@@ -22,8 +23,8 @@ pub enum Parsed {
     Avro(Box<apache_avro::Schema>),
     /// A JSON Schema document.
     JsonSchema(Value),
-    /// A Protobuf definition, kept as its normalized text.
-    Protobuf(String),
+    /// A Protobuf file (Confluent's, or the root file of Pulsar's `PROTOBUF_NATIVE`).
+    Protobuf(Box<protobuf::ProtobufSchema>),
     /// Pulsar KeyValue: the key's and the value's schemas.
     KeyValue(Box<Parsed>, Box<Parsed>),
     /// A type without a definition (bytes, string, numbers, times).
@@ -40,9 +41,9 @@ pub struct Checked {
     pub normalized: String,
 }
 
-/// Parses `schema`, with the definitions of the schemas it references (already checked, in
-/// dependency order) for Avro's named types.
-pub fn check_schema(schema: &Schema, references: &[Schema]) -> Result<Checked> {
+/// Parses `schema`, with the schemas it references (already checked, in dependency order,
+/// each with the name it is referenced by: Avro's named types, Protobuf's imports).
+pub fn check_schema(schema: &Schema, references: &[(String, Schema)]) -> Result<Checked> {
     let parsed = parse(schema.kind, &schema.data, &schema.properties, references)?;
     let mut normalized = normalize(schema.kind, &schema.data);
     for r in &schema.references {
@@ -83,7 +84,7 @@ fn parse(
     kind: SchemaType,
     data: &[u8],
     properties: &std::collections::BTreeMap<String, String>,
-    references: &[Schema],
+    references: &[(String, Schema)],
 ) -> Result<Parsed> {
     match kind {
         SchemaType::Avro => avro(data, references),
@@ -100,20 +101,22 @@ fn parse(
                 .map_err(|e| invalid(format!("not a valid JSON Schema: {e}")))?;
             Ok(Parsed::JsonSchema(value))
         }
-        SchemaType::Protobuf | SchemaType::ProtobufNative => {
-            // Pulsar's PROTOBUF definition is Avro-shaped JSON; Confluent's is `.proto` text.
+        SchemaType::Protobuf => {
+            // Pulsar's PROTOBUF definition is Avro-shaped JSON; Confluent's is `.proto` text
+            // (or a base64 file descriptor).
             if let Ok(value) = serde_json::from_slice::<Value>(data) {
                 if value.get("type").and_then(Value::as_str) == Some("record") {
                     return avro(data, references);
                 }
             }
-            let text = std::str::from_utf8(data)
-                .map_err(|_| invalid("a Protobuf schema must be UTF-8 text"))?;
-            if text.trim().is_empty() {
+            if data.iter().all(u8::is_ascii_whitespace) {
                 return Err(invalid("empty Protobuf schema"));
             }
-            Ok(Parsed::Protobuf(text.trim().to_string()))
+            Ok(Parsed::Protobuf(Box::new(protobuf::parse(
+                data, references,
+            )?)))
         }
+        SchemaType::ProtobufNative => Ok(Parsed::Protobuf(Box::new(protobuf::parse_native(data)?))),
         SchemaType::KeyValue => key_value(data, properties),
         SchemaType::AutoConsume | SchemaType::AutoPublish => Err(invalid(format!(
             "{kind} is a request for the topic's schema, not a schema to store"
@@ -122,13 +125,13 @@ fn parse(
     }
 }
 
-fn avro(data: &[u8], references: &[Schema]) -> Result<Parsed> {
+fn avro(data: &[u8], references: &[(String, Schema)]) -> Result<Parsed> {
     // Through serde_json first: it bounds nesting, and gives a clear message for bad JSON.
     json(data)?;
     let text =
         std::str::from_utf8(data).map_err(|_| invalid("an Avro schema must be UTF-8 JSON"))?;
     let mut named = Vec::with_capacity(references.len());
-    for r in references {
+    for (_, r) in references {
         named.push(
             std::str::from_utf8(&r.data)
                 .map_err(|_| invalid("a referenced Avro schema must be UTF-8 JSON"))?,
@@ -201,13 +204,7 @@ pub fn can_read(writer: &Parsed, reader: &Parsed) -> std::result::Result<(), Str
             SchemaCompatibility::can_read(w, r).map_err(|e| e.to_string())
         }
         (Parsed::JsonSchema(w), Parsed::JsonSchema(r)) => json_can_read(w, r, "#"),
-        (Parsed::Protobuf(w), Parsed::Protobuf(r)) => {
-            if w == r {
-                Ok(())
-            } else {
-                Err("Protobuf schema evolution is not checked here; only an identical Protobuf schema is compatible (use compatibility NONE to accept changes)".into())
-            }
-        }
+        (Parsed::Protobuf(w), Parsed::Protobuf(r)) => protobuf::can_read(w, r),
         (Parsed::KeyValue(wk, wv), Parsed::KeyValue(rk, rv)) => {
             can_read(wk, rk).map_err(|e| format!("key schema: {e}"))?;
             can_read(wv, rv).map_err(|e| format!("value schema: {e}"))
@@ -346,6 +343,8 @@ pub fn check_compatibility(
         Err(reasons)
     }
 }
+
+pub mod protobuf;
 
 #[cfg(test)]
 mod tests;

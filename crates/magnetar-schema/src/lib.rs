@@ -3,7 +3,8 @@
 //!
 //! Owns: the schema vocabulary ([`SchemaType`], [`Schema`], [`Compatibility`], the error
 //! [`SchemaError`]), the parsers and compatibility rules of the schema languages ([`compat`]:
-//! Avro through `apache-avro`, JSON Schema through `jsonschema`), and the store
+//! Avro through `apache-avro`, JSON Schema through `jsonschema`, Protobuf through `protox` and
+//! its `prost-reflect` descriptors), and the store
 //! ([`SchemaStore`]) over the broker's metadata store. Confluent subjects `<topic>-value` and
 //! `<topic>-key` are a topic's value and key schemas; other subjects are stored beside them.
 //!
@@ -18,8 +19,8 @@ pub mod types;
 
 pub use compat::{check_compatibility, check_schema, split_key_value, Checked, Parsed};
 pub use store::{
-    Mode, RegisterOptions, Registered, SchemaConfig, SchemaStore, StoredVersion, Subject,
-    VersionEntry, VersionSelector, SCHEMA_BYTES_MAX_LIMIT, SUBJECT_LENGTH_MAX,
+    Mode, RegisterOptions, Registered, SchemaConfig, SchemaCounters, SchemaStore, StoredVersion,
+    Subject, VersionEntry, VersionSelector, SCHEMA_BYTES_MAX_LIMIT, SUBJECT_LENGTH_MAX,
 };
 pub use types::{Compatibility, Result, Schema, SchemaError, SchemaReference, SchemaType};
 

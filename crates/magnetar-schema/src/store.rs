@@ -14,7 +14,9 @@
 //! mode. Writes are compare-and-set on the subject record, so two registrations racing on one
 //! subject are serialized; a schema is checked completely before anything is written.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use magnetar_broker::{Broker, Expect, MetadataError, MetadataStore, NamespaceName, TopicName};
 use serde::de::DeserializeOwned;
@@ -82,6 +84,10 @@ impl Subject {
 pub enum Mode {
     ReadWrite,
     ReadOnly,
+    /// Migration from another registry: registrations name their id and version
+    /// ([`SchemaStore::import`]) and are not checked for compatibility; set only on an empty
+    /// registry or subject unless forced.
+    Import,
 }
 
 impl Mode {
@@ -89,6 +95,7 @@ impl Mode {
         match name.to_ascii_uppercase().as_str() {
             "READWRITE" => Some(Mode::ReadWrite),
             "READONLY" => Some(Mode::ReadOnly),
+            "IMPORT" => Some(Mode::Import),
             _ => None,
         }
     }
@@ -97,6 +104,7 @@ impl Mode {
         match self {
             Mode::ReadWrite => "READWRITE",
             Mode::ReadOnly => "READONLY",
+            Mode::Import => "IMPORT",
         }
     }
 }
@@ -181,10 +189,51 @@ pub enum VersionSelector {
     Number(u32),
 }
 
+/// What the registry did since start, for `/metrics` (plain atomics: the metrics crate reads
+/// them at scrape time).
+#[derive(Debug, Default)]
+pub struct SchemaCounters {
+    /// New versions written, by either protocol (an existing version found is not one).
+    pub registrations: AtomicU64,
+    /// Checks of a schema against a subject's versions under a level (registrations that
+    /// needed one, consumers' checks, the compatibility endpoints).
+    pub compatibility_checks: AtomicU64,
+    /// Those that found the schema incompatible.
+    pub compatibility_failures: AtomicU64,
+    /// Confluent REST requests by HTTP status (a handful of statuses: a small map).
+    registry_requests: Mutex<BTreeMap<u16, u64>>,
+}
+
+impl SchemaCounters {
+    pub fn record_registry_request(&self, status: u16) {
+        *self
+            .registry_requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(status)
+            .or_default() += 1;
+    }
+
+    /// Confluent REST requests so far, by status.
+    pub fn registry_requests(&self) -> Vec<(u16, u64)> {
+        self.registry_requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(s, n)| (*s, *n))
+            .collect()
+    }
+}
+
 /// The schema registry over the broker's metadata store.
 pub struct SchemaStore {
     broker: Arc<Broker>,
     config: SchemaConfig,
+    counters: SchemaCounters,
+    /// Confluent ids of topics' Pulsar schema versions, for framing Pulsar records to Kafka
+    /// consumers (`framing.rs`); a version's id never changes while its subject exists, so the
+    /// cache is cleared only when versions are removed.
+    framing_ids: Mutex<std::collections::HashMap<(TopicName, i64), Option<u32>>>,
 }
 
 fn now_ms() -> i64 {
@@ -241,7 +290,45 @@ impl std::fmt::Debug for SchemaStore {
 
 impl SchemaStore {
     pub fn new(broker: Arc<Broker>, config: SchemaConfig) -> Self {
-        SchemaStore { broker, config }
+        SchemaStore {
+            broker,
+            config,
+            counters: SchemaCounters::default(),
+            framing_ids: Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    pub fn counters(&self) -> &SchemaCounters {
+        &self.counters
+    }
+
+    /// [`check_compatibility`](crate::compat::check_compatibility), counted.
+    pub(crate) fn counted_check(
+        &self,
+        level: Compatibility,
+        new: &crate::compat::Checked,
+        existing: &[crate::compat::Checked],
+    ) -> std::result::Result<(), Vec<String>> {
+        let result = crate::compat::check_compatibility(level, new, existing);
+        if !existing.is_empty() {
+            self.counters
+                .compatibility_checks
+                .fetch_add(1, Ordering::Relaxed);
+            if result.is_err() {
+                self.counters
+                    .compatibility_failures
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        result
+    }
+
+    /// Global ids assigned so far: schemas registered (one per distinct content).
+    pub async fn ids_assigned(&self) -> Result<u64> {
+        Ok(self
+            .get_json::<NextId>(&format!("{ROOT}/next-id"))
+            .await?
+            .map_or(0, |(n, _)| n.next.saturating_sub(1)))
     }
 
     pub fn config(&self) -> &SchemaConfig {
@@ -455,7 +542,32 @@ impl SchemaStore {
         self.global_compatibility().await
     }
 
-    async fn effective_mode(&self, subject: &Subject) -> Result<Mode> {
+    /// Whether IMPORT mode may be set (globally, or on `subject`): only where no schema was
+    /// ever registered (soft-deleted versions count), unless `force`.
+    pub async fn check_import_allowed(&self, subject: Option<&Subject>, force: bool) -> Result<()> {
+        if force {
+            return Ok(());
+        }
+        let found = match subject {
+            None => !self.subjects(true).await?.is_empty(),
+            Some(subject) => self
+                .subject_record(subject)
+                .await?
+                .is_some_and(|(r, _)| !r.versions.is_empty()),
+        };
+        if found {
+            return Err(SchemaError::ReadOnly(match subject {
+                None => "cannot import since found existing subjects (set IMPORT with force=true to allow it)".into(),
+                Some(s) => format!(
+                    "cannot import since subject '{}' has versions (set IMPORT with force=true to allow it)",
+                    self.subject_name(s)
+                ),
+            }));
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn effective_mode(&self, subject: &Subject) -> Result<Mode> {
         match self.subject_mode(subject).await? {
             Some(mode) => Ok(mode),
             None => self.global_mode().await,
@@ -600,6 +712,7 @@ fn too_many_updates(what: &str) -> SchemaError {
 }
 
 mod check;
+mod framing;
 mod write;
 
 #[cfg(test)]

@@ -447,6 +447,10 @@ async fn wire(config: &Config, bound: &Bound) -> anyhow::Result<Wired> {
         broker.clone(),
         config.schema_registry.store_config(),
     ));
+    metrics.set_schema_store(Some(schemas.clone()));
+    // Pulsar records with a schema version reach Kafka consumers framed for Confluent's
+    // deserializers (README, schema registry interop).
+    broker.set_schema_framing(Some(schemas.framing()));
     let pulsar_config = magnetar_pulsar::PulsarConfig {
         schemas: Some(schemas.clone()),
         ..pulsar_config

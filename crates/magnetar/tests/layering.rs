@@ -8,6 +8,13 @@ use std::process::Command;
 const WIRE_CRATES: &[(&str, &[&str])] = &[
     ("kafka-protocol", &["magnetar-kafka"]),
     ("prost", &["magnetar-pulsar"]),
+    // Protobuf as a schema language (issue #21): magnetar-schema compiles registered `.proto`
+    // text and reads descriptor sets with protox (and the prost-reflect it re-exports) to check
+    // Protobuf compatibility; schema languages belong to the schema crate, as apache-avro and
+    // jsonschema do. magnetar-pulsar uses protox only at build time, for PulsarApi.proto. Neither
+    // may use prost directly: wire messages stay in magnetar-pulsar.
+    ("protox", &["magnetar-pulsar", "magnetar-schema"]),
+    ("prost-reflect", &["magnetar-schema"]),
     ("axum", &["magnetar-admin"]),
     ("rdkafka", &["magnetar", "magnetar-perf"]),
 ];
@@ -29,11 +36,12 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // schema languages' crates (apache-avro, jsonschema) stay here, the wire shapes in the
     // front ends above it.
     ("magnetar-schema", &["magnetar-broker"]),
-    // Metrics read the broker (partitions, storage stats) and the coordinator (group lag); the
+    // Metrics read the broker (partitions, storage stats), the coordinator (group lag) and the
+    // schema registry's counters (it sits beside the coordinator, below the front ends); the
     // front ends record into it, so it must not depend on them.
     (
         "magnetar-metrics",
-        &["magnetar-broker", "magnetar-coordinator"],
+        &["magnetar-broker", "magnetar-coordinator", "magnetar-schema"],
     ),
     (
         "magnetar-kafka",

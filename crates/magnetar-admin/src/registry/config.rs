@@ -120,7 +120,7 @@ fn mode(name: &str) -> RegistryResult<Mode> {
     Mode::parse(name).ok_or_else(|| {
         RegistryError::unprocessable(
             42204,
-            format!("Invalid mode '{name}' (READWRITE or READONLY are supported)"),
+            format!("Invalid mode '{name}' (READWRITE, READONLY or IMPORT)"),
         )
     })
 }
@@ -132,9 +132,17 @@ pub(super) async fn get_global_mode(State(state): State<Arc<RegistryState>>) -> 
 
 pub(super) async fn put_global_mode(
     State(state): State<Arc<RegistryState>>,
+    Query(flags): Query<Flags>,
     bytes: Bytes,
 ) -> RegistryResult {
     let mode = mode(&body::<ModeBody>(&bytes)?.mode)?;
+    if mode == Mode::Import {
+        state
+            .schemas
+            .check_import_allowed(None, on(&flags.force))
+            .await
+            .map_err(registry_error)?;
+    }
     state
         .schemas
         .set_global_mode(Some(mode))
@@ -173,10 +181,18 @@ pub(super) async fn get_subject_mode(
 pub(super) async fn put_subject_mode(
     State(state): State<Arc<RegistryState>>,
     Path(name): Path<String>,
+    Query(flags): Query<Flags>,
     bytes: Bytes,
 ) -> RegistryResult {
     let subject = subject(&state.schemas, &name)?;
     let mode = mode(&body::<ModeBody>(&bytes)?.mode)?;
+    if mode == Mode::Import {
+        state
+            .schemas
+            .check_import_allowed(Some(&subject), on(&flags.force))
+            .await
+            .map_err(registry_error)?;
+    }
     state
         .schemas
         .set_subject_mode(&subject, Some(mode))

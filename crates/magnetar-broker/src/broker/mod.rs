@@ -80,6 +80,18 @@ pub struct Broker {
     permissions: Permissions,
     /// Log compaction: the payload codec, the cleaner's limits and each partition's status.
     pub(crate) compaction: crate::compaction::CompactionBook,
+    /// See [`SchemaFraming`].
+    schema_framing: std::sync::RwLock<Option<Arc<dyn SchemaFraming>>>,
+}
+
+/// The Confluent Schema Registry id of a topic's Pulsar schema version (the bytes of a Pulsar
+/// message's `schema_version`), when records of that version are to reach Kafka consumers
+/// framed for Confluent's deserializers; `None` leaves them as they are. The schema registry
+/// sits above the broker, so the binary sets it ([`Broker::set_schema_framing`]) and the Kafka
+/// front end asks through it.
+#[async_trait::async_trait]
+pub trait SchemaFraming: Send + Sync {
+    async fn confluent_id(&self, topic: &TopicName, schema_version: &[u8]) -> Option<u32>;
 }
 
 impl std::fmt::Debug for Broker {
@@ -143,6 +155,7 @@ impl Broker {
             tenants,
             namespaces,
             compaction: crate::compaction::CompactionBook::default(),
+            schema_framing: std::sync::RwLock::new(None),
         });
         broker.bootstrap().await?;
         Ok(broker)
@@ -426,6 +439,21 @@ impl Broker {
     /// storage: the partition's objects). A failure keeps the topic (the delete can be retried).
     pub fn set_ledger_cleanup(&self, cleanup: Option<LedgerCleanup>) {
         self.partitions.set_ledger_cleanup(cleanup);
+    }
+
+    /// Sets how Kafka fetches frame Pulsar records that carry a schema version.
+    pub fn set_schema_framing(&self, framing: Option<Arc<dyn SchemaFraming>>) {
+        *self
+            .schema_framing
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = framing;
+    }
+
+    pub fn schema_framing(&self) -> Option<Arc<dyn SchemaFraming>> {
+        self.schema_framing
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     // ---- producer ids ----

@@ -296,6 +296,15 @@ async fn read_partition(
             break;
         }
         let entry_end = entry.header.end_index();
+        let framing = match (entry.header.format, ctx.broker.schema_framing()) {
+            (PayloadFormat::Pulsar, Some(framing)) => {
+                match magnetar_format::pulsar::entry_schema_version(&entry.payload) {
+                    Ok(Some(version)) => framing.confluent_id(&log.name().topic, &version).await,
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
         // Kafka entries are served as stored; Pulsar entries are converted to an uncompressed
         // record batch with the same offsets, cached so each is converted once, not per fetch.
         let payload = match entry.header.format {
@@ -303,7 +312,10 @@ async fn read_partition(
             PayloadFormat::Pulsar => match ctx.conversions.get_or_convert(
                 log.name(),
                 &entry,
-                magnetar_format::entry_as_kafka,
+                // Records of a Pulsar schema version reach Confluent deserializers framed with
+                // the version's schema id (README, schema registry interop). The id of a
+                // version never changes, so the framed form is what the cache keeps.
+                |e| magnetar_format::entry_as_framed_kafka(e, framing),
             ) {
                 Ok(batch) => batch,
                 Err(_)

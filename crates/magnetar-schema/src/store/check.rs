@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use super::{SchemaStore, Subject, SubjectRecord, VersionEntry, VersionSelector};
-use crate::compat::{check_compatibility, check_schema, Checked};
+use crate::compat::{check_schema, Checked};
 use crate::types::{Compatibility, Result, Schema, SchemaError};
 
 impl SchemaStore {
@@ -29,10 +29,13 @@ impl SchemaStore {
         check_schema(schema, &references)
     }
 
-    /// The schemas `schema` references, transitively, dependencies first. A loop or more than
-    /// `references_max` references is refused.
-    pub(super) async fn resolve_references(&self, schema: &Schema) -> Result<Vec<Schema>> {
-        let mut ordered: Vec<Schema> = Vec::new();
+    /// The schemas `schema` references, transitively, dependencies first, each with the name it
+    /// is referenced by. A loop or more than `references_max` references is refused.
+    pub(super) async fn resolve_references(
+        &self,
+        schema: &Schema,
+    ) -> Result<Vec<(String, Schema)>> {
+        let mut ordered: Vec<(String, Schema)> = Vec::new();
         let mut done: BTreeSet<(String, u32)> = BTreeSet::new();
         // Depth-first with an explicit stack: (reference, children expanded?).
         let mut stack: Vec<(crate::types::SchemaReference, bool)> = schema
@@ -48,7 +51,7 @@ impl SchemaStore {
                 path.pop();
                 if done.insert(key.clone()) {
                     let found = self.referenced(&reference).await?;
-                    ordered.push(found);
+                    ordered.push((reference.name.clone(), found));
                 }
                 continue;
             }
@@ -171,7 +174,8 @@ impl SchemaStore {
             },
             _ => level,
         };
-        Ok(check_compatibility(level, &checked, &existing)
+        Ok(self
+            .counted_check(level, &checked, &existing)
             .err()
             .unwrap_or_default())
     }

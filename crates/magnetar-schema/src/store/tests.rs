@@ -437,3 +437,199 @@ fn subject_segments_round_trip() {
         assert_eq!(decode_segment(&encoded).as_deref(), Some(name));
     }
 }
+
+#[tokio::test]
+async fn deleting_a_topics_schemas_removes_its_value_and_key_subjects_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path(), SchemaConfig::default()).await;
+    let value = s.subject("orders-value").unwrap();
+    let key = s.subject("orders-key").unwrap();
+    let other = s.subject("payments-value").unwrap();
+    let id = s
+        .register(&value, &user(&[]), RegisterOptions::default())
+        .await
+        .unwrap()
+        .id;
+    let string = Schema::new(SchemaType::Avro, "\"string\"");
+    for subject in [&key, &other] {
+        s.register(subject, &string, RegisterOptions::default())
+            .await
+            .unwrap();
+    }
+    let topic = s.broker().parse_topic("orders").unwrap();
+    assert_eq!(s.delete_topic_schemas(&topic).await.unwrap(), 2);
+    assert_eq!(s.versions(&value, true).await.unwrap(), None);
+    assert_eq!(s.versions(&key, true).await.unwrap(), None);
+    assert!(s.versions(&other, false).await.unwrap().is_some());
+    assert_eq!(s.subjects(true).await.unwrap(), vec![other]);
+    // Ids stay readable; a topic without schemas is no error.
+    assert!(s.schema_by_id(id).await.unwrap().is_some());
+    assert_eq!(s.delete_topic_schemas(&topic).await.unwrap(), 0);
+    // The re-created topic takes any schema.
+    let v = s
+        .register(
+            &value,
+            &Schema::new(SchemaType::Avro, "\"int\""),
+            RegisterOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(v.version, 1);
+}
+
+#[tokio::test]
+async fn counters_count_registrations_and_compatibility_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path(), SchemaConfig::default()).await;
+    let subject = s.subject("counted-value").unwrap();
+    let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    s.register(&subject, &user(&[]), RegisterOptions::default())
+        .await
+        .unwrap();
+    // The same schema again writes nothing and checks nothing.
+    s.register(&subject, &user(&[]), RegisterOptions::default())
+        .await
+        .unwrap();
+    s.register(
+        &subject,
+        &user(&[json!({"name": "age", "type": "int", "default": 0})]),
+        RegisterOptions::default(),
+    )
+    .await
+    .unwrap();
+    let refused = s
+        .register(
+            &subject,
+            &user(&[json!({"name": "score", "type": "int"})]),
+            RegisterOptions::default(),
+        )
+        .await;
+    assert!(matches!(refused, Err(SchemaError::Incompatible(_))));
+    let c = s.counters();
+    assert_eq!(get(&c.registrations), 2);
+    assert_eq!(get(&c.compatibility_checks), 2);
+    assert_eq!(get(&c.compatibility_failures), 1);
+    assert_eq!(s.ids_assigned().await.unwrap(), 2);
+    c.record_registry_request(200);
+    c.record_registry_request(409);
+    c.record_registry_request(200);
+    assert_eq!(c.registry_requests(), vec![(200, 2), (409, 1)]);
+}
+
+#[tokio::test]
+async fn a_referenced_version_is_not_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path(), SchemaConfig::default()).await;
+    let address = s.subject("address").unwrap();
+    let record = |name: &str, field_type: &str| {
+        Schema::new(
+            SchemaType::Avro,
+            json!({"type": "record", "name": name, "namespace": "ex",
+                   "fields": [{"name": "f", "type": field_type}]})
+            .to_string(),
+        )
+    };
+    s.register(
+        &address,
+        &record("Address", "string"),
+        RegisterOptions::default(),
+    )
+    .await
+    .unwrap();
+    let person = s.subject("person").unwrap();
+    let mut p = record("Person", "ex.Address");
+    p.references.push(SchemaReference {
+        name: "ex.Address".into(),
+        subject: "address".into(),
+        version: 1,
+    });
+    s.register(&person, &p, RegisterOptions::default())
+        .await
+        .unwrap();
+    for result in [
+        s.delete_version(&address, VersionSelector::Number(1), false)
+            .await
+            .map(|_| ()),
+        s.delete_subject(&address, false).await.map(|_| ()),
+    ] {
+        assert!(
+            matches!(result, Err(SchemaError::Referenced(_))),
+            "{result:?}"
+        );
+    }
+    // Once the referring subject is gone, the version may go.
+    s.delete_subject(&person, false).await.unwrap();
+    s.delete_version(&address, VersionSelector::Number(1), false)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn import_mode_keeps_the_given_ids_and_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path(), SchemaConfig::default()).await;
+    let subject = s.subject("migrated").unwrap();
+    // Not in IMPORT mode: an id cannot be given.
+    assert!(matches!(
+        s.import(&subject, &user(&[]), 40, Some(3)).await,
+        Err(SchemaError::ReadOnly(_))
+    ));
+    s.check_import_allowed(None, false).await.unwrap();
+    s.set_global_mode(Some(Mode::Import)).await.unwrap();
+    let r = s.import(&subject, &user(&[]), 40, Some(3)).await.unwrap();
+    assert_eq!((r.id, r.version, r.created), (40, 3, true));
+    // Again: the same; the id with other content, or the version with another id: refused.
+    assert!(
+        !s.import(&subject, &user(&[]), 40, Some(3))
+            .await
+            .unwrap()
+            .created
+    );
+    let incompatible = user(&[json!({"name": "score", "type": "int"})]);
+    assert!(s
+        .import(&subject, &incompatible, 40, Some(4))
+        .await
+        .is_err());
+    assert!(s
+        .import(&subject, &incompatible, 41, Some(3))
+        .await
+        .is_err());
+    // No compatibility check in IMPORT mode; without a version, the next one.
+    let r = s.import(&subject, &incompatible, 41, None).await.unwrap();
+    assert_eq!((r.id, r.version), (41, 4));
+    // A plain registration names no id: refused in IMPORT mode.
+    assert!(matches!(
+        s.register(
+            &subject,
+            &user(&[json!({"name": "x", "type": "int", "default": 0})]),
+            RegisterOptions::default()
+        )
+        .await,
+        Err(SchemaError::ReadOnly(_))
+    ));
+    // The registry is no longer empty.
+    assert!(s.check_import_allowed(None, false).await.is_err());
+    s.check_import_allowed(None, true).await.unwrap();
+    // Back to READWRITE: new ids come after the imported ones.
+    s.set_global_mode(Some(Mode::ReadWrite)).await.unwrap();
+    let other = s.subject("fresh").unwrap();
+    let r = s
+        .register(
+            &other,
+            &Schema::new(SchemaType::Avro, "\"long\""),
+            RegisterOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.id, 42);
+    assert_eq!(
+        s.versions(&subject, false)
+            .await
+            .unwrap()
+            .unwrap()
+            .iter()
+            .map(|v| (v.version, v.id))
+            .collect::<Vec<_>>(),
+        vec![(3, 40), (4, 41)]
+    );
+}
