@@ -6,11 +6,15 @@ use std::process::Command;
 
 /// Crates that carry a wire protocol or a transport; only the listed crates may use them.
 const WIRE_CRATES: &[(&str, &[&str])] = &[
-    ("kafka-protocol", &["magnetar-kafka"]),
-    ("prost", &["magnetar-pulsar"]),
+    ("kafka-protocol", &["magnetar-kafka", TESTKIT]),
+    ("prost", &["magnetar-pulsar", TESTKIT]),
     ("axum", &["magnetar-admin"]),
     ("rdkafka", &["magnetar", "magnetar-perf"]),
 ];
+
+/// The shared test kit: it may depend on every crate (and wire crate) it starts, and nothing
+/// may depend on it except as a dev-dependency, so it never reaches a shipped binary.
+const TESTKIT: &str = "magnetar-testkit";
 
 /// Which magnetar crates each magnetar crate may depend on (normal dependencies).
 const ALLOWED: &[(&str, &[&str])] = &[
@@ -125,6 +129,14 @@ fn dependency_edges_follow_the_design() {
     }
     let mut violations = Vec::new();
     for (package, deps) in &edges {
+        if deps.iter().any(|(dep, dev)| dep == TESTKIT && !dev) {
+            violations.push(format!(
+                "{package} -> {TESTKIT}: the test kit is a dev-dependency only"
+            ));
+        }
+        if package == TESTKIT {
+            continue;
+        }
         let Some((_, allowed)) = ALLOWED.iter().find(|(p, _)| p == package) else {
             if package.starts_with("magnetar") && package != "magnetar-perf" {
                 violations.push(format!(
@@ -151,4 +163,5 @@ fn dependency_edges_follow_the_design() {
     );
     // The test must see the workspace, or it proves nothing.
     assert!(edges.contains_key("magnetar-broker") && edges.contains_key("magnetar-storage"));
+    assert!(edges.contains_key(TESTKIT), "the test kit is in the workspace");
 }
