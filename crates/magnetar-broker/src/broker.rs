@@ -1233,8 +1233,13 @@ impl Broker {
             ),
         };
         let log = Arc::new(
-            PartitionLog::new(tp.clone(), ledger, self.config.producers_per_partition_max)
-                .await?
+            PartitionLog::new(
+                tp.clone(),
+                ledger,
+                self.config.producers_per_partition_max,
+                self.clock.clone(),
+            )
+            .await?
                 .with_leader_epoch(leader_epoch),
         );
         if let Some(rate) = self

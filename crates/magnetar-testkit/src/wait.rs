@@ -4,7 +4,6 @@
 //! Deadlines are on tokio's clock, so under paused time (`start_paused = true`) a wait advances
 //! virtual time instead of spinning.
 
-use std::future::Future;
 use std::time::Duration;
 
 /// The default bound of a wait: generous, since it is only reached when the test fails.
@@ -16,24 +15,16 @@ const POLL: Duration = Duration::from_millis(10);
 /// Waits until `cond` holds, checking it every 10 ms for at most [`WAIT`]; panics naming
 /// `what` otherwise.
 pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    eventually_within(what, WAIT, || std::future::ready(cond())).await;
+    eventually_within(what, WAIT, async || cond()).await;
 }
 
-/// [`wait_until`] for an async condition.
-pub async fn eventually<F, Fut>(what: &str, cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
+/// [`wait_until`] for an async condition (`async || ...` or `|| async { ... }`).
+pub async fn eventually(what: &str, cond: impl AsyncFnMut() -> bool) {
     eventually_within(what, WAIT, cond).await;
 }
 
 /// [`eventually`] with its own bound.
-pub async fn eventually_within<F, Fut>(what: &str, timeout: Duration, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
+pub async fn eventually_within(what: &str, timeout: Duration, mut cond: impl AsyncFnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         if cond().await {
@@ -82,6 +73,6 @@ mod tests {
     #[tokio::test(start_paused = true)]
     #[should_panic(expected = "timed out after 1s waiting for: never")]
     async fn a_wait_is_bounded() {
-        eventually_within("never", Duration::from_secs(1), || async { false }).await;
+        eventually_within("never", Duration::from_secs(1), async || false).await;
     }
 }
