@@ -1240,7 +1240,7 @@ impl Broker {
                 self.clock.clone(),
             )
             .await?
-                .with_leader_epoch(leader_epoch),
+            .with_leader_epoch(leader_epoch),
         );
         if let Some(rate) = self
             .namespace_policies(&tp.topic.namespace)

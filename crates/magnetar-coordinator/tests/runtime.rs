@@ -328,7 +328,10 @@ async fn parked_joins_are_answered_on_shutdown() {
     let id = r.member_id;
     // One poll runs the JoinGroup into the coordinator, where it parks (no sleep needed).
     let mut parked = std::pin::pin!(c.join_group(join("g", &id, "a")));
-    assert!(poll_once(parked.as_mut()).is_pending(), "the JoinGroup parks");
+    assert!(
+        poll_once(parked.as_mut()).is_pending(),
+        "the JoinGroup parks"
+    );
     let (r, ()) = tokio::join!(parked, c.shutdown());
     assert_eq!(r.error, Some(CoordinatorError::CoordinatorNotAvailable));
     assert_eq!(

@@ -104,7 +104,6 @@ fn batch(values: &[&str], producer: Option<(i64, i32)>) -> Bytes {
     buf.freeze()
 }
 
-
 fn produce_request(topic: &str, records: Bytes) -> ProduceRequest {
     ProduceRequest::default()
         .with_acks(-1)

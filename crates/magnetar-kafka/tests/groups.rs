@@ -125,9 +125,7 @@ async fn a_group_forms_commits_and_is_deleted_over_the_wire() {
     // connections race on the server, and the answers are the same in either order (a follower
     // arriving last is answered from the stored assignment); the parked path itself is tested
     // without timing in magnetar-coordinator's tests/runtime.rs.
-    let follower_sync_id = follower
-        .send(ApiKey::SyncGroup, 5, &follower_sync)
-        .await;
+    let follower_sync_id = follower.send(ApiKey::SyncGroup, 5, &follower_sync).await;
     let sl: SyncGroupResponse = leader.call(ApiKey::SyncGroup, 3, &leader_sync).await;
     let sf: SyncGroupResponse = follower
         .receive(ApiKey::SyncGroup, 5, follower_sync_id)

@@ -14,7 +14,9 @@ use kafka_protocol::protocol::{Decodable, StrBytes};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
-use magnetar_testkit::kafka::{closed_within, read_frame, topic_name as name, KafkaClient as Client};
+use magnetar_testkit::kafka::{
+    closed_within, read_frame, topic_name as name, KafkaClient as Client,
+};
 use magnetar_testkit::{wait_until, TestBroker};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -61,7 +63,6 @@ fn batch(count: i64, base_ts: i64, producer: Option<(i64, i32)>) -> Bytes {
     .unwrap();
     buf.freeze()
 }
-
 
 fn produce_request(topic: &str, records: Bytes, acks: i16) -> ProduceRequest {
     ProduceRequest::default()
@@ -303,7 +304,10 @@ async fn long_poll_is_woken_by_an_append() {
         })
         .await
         .unwrap();
-    wait_until("the fetch long-polls the partition", || log.end_waiters() > 0).await;
+    wait_until("the fetch long-polls the partition", || {
+        log.end_waiters() > 0
+    })
+    .await;
     assert_eq!(
         produce(&mut producer, "poll", batch(2, 0, None)).await,
         (0, 1)
@@ -499,11 +503,7 @@ async fn bad_input_closes_only_that_connection() {
     let mut s = raw(&addr, &(-5i32).to_be_bytes()).await;
     assert!(is_closed(&mut s).await);
     // Unknown api key.
-    let mut s = raw(
-        &addr,
-        &[0, 0, 0, 10, 0x7f, 0x00, 0, 0, 0, 0, 0, 1, 0, 0],
-    )
-    .await;
+    let mut s = raw(&addr, &[0, 0, 0, 10, 0x7f, 0x00, 0, 0, 0, 0, 0, 1, 0, 0]).await;
     assert!(is_closed(&mut s).await);
     // Garbage after a valid Metadata v1 header: a topic count larger than the frame.
     let mut frame = vec![0, 3, 0, 1, 0, 0, 0, 1, 0xff, 0xff];

@@ -108,7 +108,6 @@ impl Client {
     }
 }
 
-
 fn encode(count: i64, compression: Compression) -> Bytes {
     let records: Vec<Record> = (0..count)
         .map(|i| Record {

@@ -519,10 +519,8 @@ async fn fsync_policies_and_subscribe() {
         assert_eq!(*rx.borrow(), 3);
         if let FsyncPolicy::Interval { .. } = fsync {
             // The interval fsync runs on its own: wait (bounded) for it, not for a time.
-            magnetar_testkit::wait_until("the interval fsync ran", || {
-                ledger.stats().fsyncs >= 1
-            })
-            .await;
+            magnetar_testkit::wait_until("the interval fsync ran", || ledger.stats().fsyncs >= 1)
+                .await;
             assert_eq!(ledger.stats().appends_synced, 0);
         }
         ledger.flush().await.unwrap();

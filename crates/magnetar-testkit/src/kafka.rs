@@ -19,7 +19,12 @@ pub fn topic_name(name: &str) -> TopicName {
 }
 
 /// Encodes a request frame (length prefix included).
-pub fn frame<Req: Encodable>(api: ApiKey, version: i16, correlation_id: i32, request: &Req) -> Bytes {
+pub fn frame<Req: Encodable>(
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    request: &Req,
+) -> Bytes {
     let mut buf = BytesMut::new();
     buf.put_i32(0);
     buf.put_i16(api as i16);

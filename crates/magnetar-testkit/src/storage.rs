@@ -154,7 +154,11 @@ pub async fn read_payloads(
     while at < ledger.end_index() {
         let got = ledger.read(at, max_bytes, max_entries).await?;
         out.extend(got.iter().map(|e| e.payload.clone()));
-        at = got.last().expect("a read below the end returns entries").header.end_index();
+        at = got
+            .last()
+            .expect("a read below the end returns entries")
+            .header
+            .end_index();
     }
     Ok(out)
 }

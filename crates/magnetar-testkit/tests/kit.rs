@@ -27,7 +27,10 @@ async fn the_publish_rate_follows_the_brokers_manual_clock() {
         .unwrap();
     let log = kit
         .broker
-        .partition(&TopicPartition { topic, partition: 0 })
+        .partition(&TopicPartition {
+            topic,
+            partition: 0,
+        })
         .await
         .unwrap();
     log.set_publish_rate(PublishRate {

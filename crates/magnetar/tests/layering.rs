@@ -163,5 +163,8 @@ fn dependency_edges_follow_the_design() {
     );
     // The test must see the workspace, or it proves nothing.
     assert!(edges.contains_key("magnetar-broker") && edges.contains_key("magnetar-storage"));
-    assert!(edges.contains_key(TESTKIT), "the test kit is in the workspace");
+    assert!(
+        edges.contains_key(TESTKIT),
+        "the test kit is in the workspace"
+    );
 }

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use magnetar::remote_store::{open, StoreOverrides, StoreUrl};
-use magnetar_storage::tiered::{TieredSegmentStore, TieringConfig, TieringCounters, MULTIPART_BYTES};
+use magnetar_storage::tiered::{
+    TieredSegmentStore, TieringConfig, TieringCounters, MULTIPART_BYTES,
+};
 use magnetar_storage::*;
 use magnetar_testkit::storage::{self, offload_sealed, read_payloads, tiered_store};
 use object_store::path::Path as ObjectPath;
