@@ -13,12 +13,15 @@
 //! - [`pulsar`]: a raw Pulsar client (frames with magnetar-pulsar's own codec).
 //! - [`storage`]: a [`SegmentStore`](magnetar_storage::SegmentStore) wrapper with hooks (fail,
 //!   count or hold calls) and the tiered-storage helpers.
+//! - `admin` (feature `admin`): requests to the admin API's router in process, answers as JSON.
 //! - [`wait`]: bounded waits on an observable condition, the replacement for sleeps that
 //!   order events.
 //!
 //! Unit tests inside a crate's `src/` cannot use it (it depends on that crate); they keep their
 //! local helpers.
 
+#[cfg(feature = "admin")]
+pub mod admin;
 pub mod broker;
 pub mod cluster;
 pub mod kafka;

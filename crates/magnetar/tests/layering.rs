@@ -8,7 +8,7 @@ use std::process::Command;
 const WIRE_CRATES: &[(&str, &[&str])] = &[
     ("kafka-protocol", &["magnetar-kafka", TESTKIT]),
     ("prost", &["magnetar-pulsar", TESTKIT]),
-    ("axum", &["magnetar-admin"]),
+    ("axum", &["magnetar-admin", TESTKIT]),
     ("rdkafka", &["magnetar", "magnetar-perf"]),
 ];
 
