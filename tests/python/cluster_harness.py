@@ -19,40 +19,13 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple, TypeVar
+from typing import Dict, List, Optional, Tuple
 
-from conftest import Broker, free_port, tail
-
-T = TypeVar("T")
+from conftest import Broker, free_port, tail, wait_until  # noqa: F401 - re-exported
 
 
 def etcd_binary() -> Optional[str]:
     return shutil.which("etcd")
-
-
-def wait_until(cond: Callable[[], T], timeout_s: float, what: str, interval_s: float = 0.1,
-               on_timeout: Optional[Callable[[], str]] = None) -> T:
-    """Polls `cond` until it returns a truthy value (returned); AssertionError after `timeout_s`.
-    Exceptions raised by `cond` count as "not yet" (the last one is reported)."""
-    deadline = time.monotonic() + timeout_s
-    last_exc: Optional[BaseException] = None
-    for _ in range(max(1, int(timeout_s / interval_s) + 10)):
-        try:
-            value = cond()
-            if value:
-                return value
-            last_exc = None
-        except Exception as e:  # noqa: BLE001 - "not yet"
-            last_exc = e
-        if time.monotonic() >= deadline:
-            break
-        time.sleep(interval_s)
-    extra = on_timeout() if on_timeout else ""
-    raise AssertionError(
-        f"timed out after {timeout_s}s waiting for {what}"
-        + (f" (last error: {last_exc!r})" if last_exc else "")
-        + (f"\n{extra}" if extra else "")
-    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -5,6 +5,12 @@ directory, reads the one machine-readable `{"event":"listening",...}` line from 
 for `GET /health` to answer 200, and always stops the process at the end of the test (SIGTERM,
 then SIGKILL after a timeout).  Every wait loop is bounded in count and time.
 
+Tests never order events by sleeping: they wait for an observable condition with `wait_until`
+(a bounded poll), e.g. `subscription_backlog` for "the client's grouped acks reached the
+broker". A `time.sleep` left in a test says why in a comment: a time passing is the subject
+(an expiry on the real clock), an observation window for something that must NOT happen, a
+pace, or a child process waiting to be killed.
+
 Options:
   --bootstrap HOST:PORT   run the Kafka data-path tests against an external broker instead
                           of starting Magnetar (tests that need the binary are skipped).
@@ -26,12 +32,59 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional
+from typing import Callable, Dict, Iterable, List, Optional, TypeVar
 
 import pytest
 import requests
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+T = TypeVar("T")
+
+
+def wait_until(cond: Callable[[], T], timeout_s: float, what: str, interval_s: float = 0.1,
+               on_timeout: Optional[Callable[[], str]] = None) -> T:
+    """Polls `cond` until it returns a truthy value (returned); AssertionError after `timeout_s`.
+    Exceptions raised by `cond` count as "not yet" (the last one is reported)."""
+    deadline = time.monotonic() + timeout_s
+    last_exc: Optional[BaseException] = None
+    for _ in range(max(1, int(timeout_s / interval_s) + 10)):
+        try:
+            value = cond()
+            if value:
+                return value
+            last_exc = None
+        except Exception as e:  # noqa: BLE001 - "not yet"
+            last_exc = e
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(interval_s)
+    extra = on_timeout() if on_timeout else ""
+    raise AssertionError(
+        f"timed out after {timeout_s}s waiting for {what}"
+        + (f" (last error: {last_exc!r})" if last_exc else "")
+        + (f"\n{extra}" if extra else "")
+    )
+
+
+def subscription_backlog(broker: "Broker", topic: str, subscription: str) -> Optional[int]:
+    """`msgBacklog` of a Pulsar subscription from the admin topic stats (None while the topic
+    or the subscription is not there): what tells that a client's grouped acks arrived."""
+    path = topic.replace("persistent://", "persistent/")
+    r = requests.get(f"http://{broker.http}/admin/v2/{path}/stats", timeout=10)
+    if r.status_code != 200:
+        return None
+    sub = r.json().get("subscriptions", {}).get(subscription)
+    return None if sub is None else int(sub["msgBacklog"])
+
+
+def wait_backlog(broker: "Broker", topic: str, subscription: str, backlog: int,
+                 timeout_s: float = 20.0) -> None:
+    """Waits (bounded) until the subscription's backlog is `backlog`."""
+    wait_until(lambda: subscription_backlog(broker, topic, subscription) == backlog, timeout_s,
+               f"the backlog of {subscription!r} on {topic} to be {backlog}",
+               interval_s=0.05,
+               on_timeout=lambda: f"backlog: {subscription_backlog(broker, topic, subscription)}")
 
 STARTUP_TIMEOUT_S = float(os.environ.get("MAGNETAR_TEST_STARTUP_TIMEOUT_S", "30"))
 HEALTH_TIMEOUT_S = 20.0

@@ -1284,7 +1284,7 @@ class PulsarSender:
                     self._send(self.sent)
                     self.sent += 1
                     continue
-                time.sleep(0.002)
+                time.sleep(0.002)  # the producer's pace, not an ordering wait
         except BaseException as e:  # noqa: BLE001 - reported by `finish`
             self.error = e
 
@@ -1767,7 +1767,7 @@ def test_a_broker_that_joins_is_handed_its_share_and_both_protocols_follow(make_
                 pulsar_sent.append(f"p-{i}")
             except Exception as e:  # noqa: BLE001 - reported below
                 pulsar_errors.append(f"p-{i}: {e!r}")
-            time.sleep(0.02)
+            time.sleep(0.02)  # the stream's pace through the failover, not an ordering wait
 
     import threading
 

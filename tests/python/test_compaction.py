@@ -207,7 +207,8 @@ def test_compaction_keeps_the_latest_value_per_key_at_its_offset(broker_factory)
     assert nxt and nxt[0][0] > gone
     assert nxt[0][0] == min(o for o, _, _ in got if o > gone)
 
-    # After delete.retention.ms the tombstones go too.
+    # After delete.retention.ms the tombstones go too (time is the subject: the retention runs
+    # out on the real clock).
     time.sleep(4.5)
     compact_now(b, topic)
     got = consume_all(b.kafka, topic)
@@ -348,7 +349,7 @@ def test_kill9_during_compaction_keeps_the_data(broker_factory):
     for round_ in range(3):
         r = requests.put(admin_url(b, topic), timeout=10)
         assert r.status_code in (204, 409), r.text
-        time.sleep(rng.uniform(0.1, 1.5))
+        time.sleep(rng.uniform(0.1, 1.5))  # a random moment to kill at (the subject)
         killed_running += compaction_status(b, topic)["status"] == "RUNNING"
         b.kill9()
         b.restart(same_ports=True)

@@ -143,7 +143,7 @@ def test_200_pre_connect_half_frames_leave_memory_bounded(broker_factory):
         samples = []
         for _ in range(10):
             samples.append(proc_status(pid))
-            time.sleep(0.1)
+            time.sleep(0.1)  # a sampling interval, not an ordering wait
         after = {k: max(s[k] for s in samples) for k in ("VmSize", "VmRSS")}
     finally:
         for s in sockets:

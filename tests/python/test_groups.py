@@ -182,6 +182,8 @@ class Member:
         self.topic = topic
         self.stop_flag = threading.Event()
         self.paused_flag = threading.Event()
+        # Set by the member's thread once it saw `paused_flag` (it is out of its poll).
+        self.paused_ack = threading.Event()
         self.lock = threading.Lock()
         self._assignment: Set[int] = set()
         self.thread: Optional[threading.Thread] = None
@@ -201,7 +203,8 @@ class Member:
         try:
             while not self.stop_flag.is_set():
                 if self.paused_flag.is_set():
-                    time.sleep(0.05)
+                    self.paused_ack.set()
+                    self.stop_flag.wait(0.05)  # idle until stopped (the pause is acknowledged)
                     continue
                 for part, off in self._poll_once():
                     self.log.add(self.name, "msg", (part,), off)
@@ -221,6 +224,12 @@ class Member:
     def assignment(self) -> Set[int]:
         with self.lock:
             return set(self._assignment)
+
+    def pause(self, timeout_s: float = WAIT_S) -> None:
+        """Stops polling: returns once the member's thread acknowledged it (it reads nothing
+        more; what it read was committed)."""
+        self.paused_flag.set()
+        assert self.paused_ack.wait(timeout_s), f"{self.name} did not pause in {timeout_s}s"
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Stop polling and close the consumer (a clean leave for dynamic members)."""
@@ -478,14 +487,13 @@ def run_three_then_two(bootstrap: str, topic: str, log: Log, members: List[Membe
         assert mine <= m.assignment(), f"{m.name} consumed {sorted(mine)} but owns {sorted(m.assignment())}"
     c_parts = c.assignment()
     phase2 = produce_known(bootstrap, topic, 20, tag="two")
-    c.paused_flag.set()  # c reads nothing more; what it had was committed
-    time.sleep(0.3)
+    c.pause()  # c reads nothing more; what it had was committed
     c.stop()
     wait_balanced([a, b], [3, 3], log, "the two survivors taking over the third member's partitions")
     assert c_parts <= a.assignment() | b.assignment()
     check_described(bootstrap, group_of(a), assignor, [a, b])
     wait_consumed(log, phase1 | phase2, "phase 2 consumed by the survivors")
-    time.sleep(1.0)  # let any wrong re-delivery show up
+    time.sleep(1.0)  # observation window: a wrong re-delivery would show here
     log.check_exactly_once_after_commit(phase1 | phase2)
     offsets = committed_offsets(bootstrap, group_of(a), topic)
     assert offsets == {p: 40 for p in range(PARTITIONS)}, offsets
@@ -535,8 +543,7 @@ def test_confluent_cooperative_sticky_is_incremental(gbroker, cleanup):
     before = {m.name: m.assignment() for m in (a, b)}
     seq_before = len(log.snapshot())
     phase2 = produce_known(gbroker.kafka, topic, 20, tag="two")
-    c.paused_flag.set()
-    time.sleep(0.3)
+    c.pause()
     c.stop()
     wait_balanced([a, b], [3, 3], log, "survivors taking over incrementally")
     for m in (a, b):
@@ -550,7 +557,7 @@ def test_confluent_cooperative_sticky_is_incremental(gbroker, cleanup):
             f"{m.name}: incremental assign {sorted(added)} != new partitions {sorted(after - before[m.name])}"
         )
     wait_consumed(log, phase1 | phase2, "phase 2 consumed")
-    time.sleep(1.0)
+    time.sleep(1.0)  # observation window: a wrong re-delivery would show here
     log.check_exactly_once_after_commit(phase1 | phase2)
     a.stop()
     b.stop()
@@ -629,7 +636,7 @@ def test_crashed_member_expires_and_survivors_take_over(gbroker, cleanup, tmp_pa
         took = time.monotonic() - killed_at
         assert took >= SESSION_MS / 1000 - 1.5, f"rebalanced {took:.1f}s after the crash, before the session timeout"
         wait_consumed(log, phase1 | phase2, "phase 2 consumed by the survivors")
-        time.sleep(1.0)
+        time.sleep(1.0)  # observation window: a wrong re-delivery would show here
         log.check_exactly_once_after_commit(phase1 | phase2)
         for m in members:
             m.stop()
@@ -657,14 +664,13 @@ def test_membership_churn_keeps_assignments_complete(gbroker, cleanup):
             live.append(m.start())
         else:
             gone = live.pop(0)
-            gone.paused_flag.set()
-            time.sleep(0.2)
+            gone.pause()
             gone.stop()
         wait_balanced(live, expected[len(live)], log, f"step {step}: {len(live)} members")
         check_described(gbroker.kafka, group, "range", live)
         produced |= produce_known(gbroker.kafka, topic, 3, tag=f"s{step}")
         wait_consumed(log, produced, f"step {step}: messages consumed")
-    time.sleep(1.0)
+    time.sleep(1.0)  # observation window: a wrong re-delivery would show here
     log.check_exactly_once_after_commit(produced)
     for m in live:
         m.stop()
@@ -706,7 +712,8 @@ def test_static_member_restart_without_rebalance(gbroker, cleanup):
     assert a2.assignment() == a_parts, f"restarted member got {sorted(a2.assignment())}, had {sorted(a_parts)}"
     phase2 = produce_known(gbroker.kafka, topic, 10, tag="two")
     wait_consumed(log, phase1 | phase2, "phase 2 consumed after the static restart")
-    # Past the old session's deadline: nothing may expire and rebalance either.
+    # Past the old session's deadline: nothing may expire and rebalance either (time is the
+    # subject: the session timeout on the real clock).
     time.sleep(session_ms / 1000 + 2)
     assert b.assignment() == b_parts
     assert len(log.of("st-b")) == b_events, (
@@ -751,7 +758,7 @@ def test_group_resumes_after_broker_restart(gbroker, cleanup):
         m.start()
     wait_balanced(members2, [3, 3], log, "two members after the restart")
     wait_consumed(log, phase1 | phase2, "phase 2 consumed after the restart")
-    time.sleep(1.0)
+    time.sleep(1.0)  # observation window: a wrong re-delivery would show here
     log.check_exactly_once_after_commit(phase1 | phase2)
     second = [po for e in log.snapshot() if e.kind == "msg" and e.member.endswith("b") for po in [(e.partitions[0], e.offset)]]
     assert set(second) == phase2, "after the restart only the new messages may be read"
@@ -773,7 +780,7 @@ def test_live_group_survives_broker_restart(gbroker, cleanup):
     gbroker.restart(same_ports=True)
     phase2 = produce_known(gbroker.kafka, topic, 15, tag="two")
     wait_consumed(log, phase1 | phase2, "phase 2 consumed by the members that lived through the restart", timeout_s=45)
-    time.sleep(1.0)
+    time.sleep(1.0)  # observation window: a wrong re-delivery would show here
     log.check_exactly_once_after_commit(phase1 | phase2)
     wait_until("committed offsets at the end", lambda: committed_offsets(gbroker.kafka, group, topic) == {p: 30 for p in range(PARTITIONS)})
     for m in members:
@@ -874,7 +881,7 @@ def test_admin_group_apis(gbroker, cleanup):
     cleanup.append(m2)
     m2.start()
     wait_consumed(log2, {(0, 2), (0, 3), (0, 4)}, "re-read from the altered offset")
-    time.sleep(0.5)
+    time.sleep(0.5)  # an observation window: nothing below the altered offset may follow
     assert sorted(log2.consumed()) == [(0, 2), (0, 3), (0, 4)], log2.consumed()
     m2.stop()
 

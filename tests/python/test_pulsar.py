@@ -9,6 +9,8 @@ import uuid
 
 import pytest
 
+from conftest import wait_backlog
+
 pulsar = pytest.importorskip("pulsar")
 
 pytestmark = [pytest.mark.binary, pytest.mark.magnetar_only("pulsar protocol"), pytest.mark.timeout(120)]
@@ -202,21 +204,25 @@ def test_negative_ack_redelivers(client):
     c.acknowledge(m2)
 
 
-def test_seek_to_message_id_and_time(client):
+def test_seek_to_message_id_and_time(broker, client):
     topic = topic_name("seek")
     p = client.create_producer(topic, batching_enabled=False)
     c = client.subscribe(topic, "s", initial_position=pulsar.InitialPosition.Earliest)
     for i in range(10):
         p.send(f"{i}".encode())
+        # Not an ordering wait: spaces the publish times so the seek by time below has a
+        # distinct timestamp to land on.
         time.sleep(0.01)
     msgs = drain(c, 10)
-    time.sleep(0.5)  # let the client's grouped acks reach the broker before seeking
+    # The client groups acks for up to 100 ms: wait until they reached the broker.
+    wait_backlog(broker, topic, "s", 0)
     # seeking to a message id is exclusive in the client (without start_message_id_inclusive):
     # the broker redelivers from that message and the client drops it
     c.seek(msgs[3].message_id())
     again = drain(c, 6)
     assert [int(m.data()) for m in again] == list(range(4, 10))
-    time.sleep(0.5)
+    # 4..9 acknowledged; 3, redelivered by the broker and dropped by the client, stays unacked.
+    wait_backlog(broker, topic, "s", 1)
     c.seek(msgs[6].publish_timestamp())
     again = drain(c, 4)
     assert [int(m.data()) for m in again] == list(range(6, 10))
@@ -268,7 +274,7 @@ def test_restart_resumes_cursors(broker):
     for i in range(10):
         p.send(f"{i}".encode())
     drain(consumer, 4)
-    time.sleep(0.5)  # acks are grouped by the client for up to 100 ms
+    wait_backlog(broker, topic, "durable", 6)  # the client's grouped acks reached the broker
     c.close()
     broker.restart(same_ports=True)
     c = client_for(broker)

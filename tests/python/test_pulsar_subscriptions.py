@@ -16,6 +16,8 @@ from collections import defaultdict
 
 import pytest
 
+from conftest import wait_backlog
+
 pulsar = pytest.importorskip("pulsar")
 
 pytestmark = [pytest.mark.binary, pytest.mark.magnetar_only("pulsar protocol"), pytest.mark.timeout(180)]
@@ -122,7 +124,9 @@ def test_key_shared_auto_split_places_keys_like_pulsar_and_moves_them_on_leave(b
         m = second.receive(timeout_millis=RECEIVE_MS)
         taken.append(m)
         second.acknowledge(m)
-    time.sleep(0.3)  # the client groups acks for up to 100 ms
+    # The client groups acks for up to 100 ms: wait until all of them reached the broker (240
+    # sent, 120 + 5 acknowledged).
+    wait_backlog(broker, topic, "s", 240 - 120 - len(taken))
     second.close()
     rest = receive_all([first], 120 - len(taken))
     got2 = [(1, m) for m in taken] + rest
@@ -252,7 +256,7 @@ FAILOVER_CHILD = textwrap.dedent(
     # Receive one more without acknowledging it, then hang until killed.
     m = consumer.receive(timeout_millis=20000)
     print("holding", m.data().decode(), flush=True)
-    time.sleep(600)
+    time.sleep(600)  # not an ordering wait: the child hangs until the test kills it
     """
 )
 
@@ -280,7 +284,7 @@ def test_failover_standby_takes_over_when_the_active_consumer_is_killed(broker):
             pytest.fail(f"the standby received {m.data()!r} while the active consumer was alive")
         except pulsar.Timeout:
             pass
-        time.sleep(0.5)  # the child's grouped acks reach the broker
+        wait_backlog(broker, topic, "s", 15)  # the child's 5 grouped acks reached the broker
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=10)
         got = []

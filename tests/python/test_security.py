@@ -27,7 +27,7 @@ from confluent_kafka.admin import (
     UserScramCredentialUpsertion,
 )
 
-from conftest import Broker, magnetar_bin
+from conftest import Broker, magnetar_bin, wait_until
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.binary]
 
@@ -391,7 +391,7 @@ def test_kafka_python_plain_and_scram(sasl_broker, keys):
 
 def test_refusals_keep_the_broker_serving(sasl_broker, keys):
     expired = keys.token("alice", expiry="1s")
-    time.sleep(2.1)
+    time.sleep(2.1)  # time is the subject: the token's expiry on the real clock
     cases = [
         (plain_conf(sasl_broker, "public", expired), "token expired"),
         (plain_conf(sasl_broker, "public", keys.token("alice", key=keys.other)), "signature"),
@@ -449,7 +449,7 @@ def test_legacy_v0_framing_and_session_lifetime(sasl_broker, keys):
         err, _, lifetime = sasl_authenticate(s, b"\0public\0token:" + short.encode())
         assert err == 0 and 0 < lifetime <= 3000, lifetime
         assert metadata_v0(s)
-        time.sleep(lifetime / 1000 + 0.3)
+        time.sleep(lifetime / 1000 + 0.3)  # time is the subject: the session lifetime runs out
         send_request(s, 3, 0, struct.pack(">i", 0))
         assert closed(s)
 
@@ -576,7 +576,10 @@ def test_pulsar_token_refresh_on_auth_challenge(sasl_broker, keys):
     try:
         producer = client.create_producer(topic)
         producer.send(b"before")
-        time.sleep(5)  # the first token expired: the broker challenged, the client refreshed
+        # The first token expires after 3 s: wait (bounded) until the broker challenged and the
+        # client answered with a new token.
+        wait_until(lambda: "pulsar client refreshed its token" in sasl_broker.stderr_text(), 30,
+                   "the pulsar client's token refresh")
         producer.send(b"after")
         consumer = client.subscribe(topic, "s", initial_position=pulsar.InitialPosition.Earliest)
         got = [consumer.receive(timeout_millis=10000).data() for _ in range(2)]

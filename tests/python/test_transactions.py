@@ -229,7 +229,7 @@ ABANDON_SCRIPT = textwrap.dedent(
         p.produce(topic, value=b"never-visible", partition=0)
     p.flush(30)
     print("sent", flush=True)
-    time.sleep(600)
+    time.sleep(600)  # not an ordering wait: the child hangs until the test kills it
     """
 )
 

@@ -2,13 +2,11 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
-use http_body_util::BodyExt;
+use axum::http::{Method, StatusCode};
 use magnetar_broker::*;
 use magnetar_metadata::MemoryStore;
+use magnetar_testkit::admin::{self, NotJson};
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
 struct Api {
     router: axum::Router,
@@ -39,21 +37,7 @@ impl Api {
     }
 
     async fn call(&self, method: Method, path: &str, body: Option<&str>) -> (StatusCode, Value) {
-        let request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("content-type", "application/json")
-            .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
-            .unwrap();
-        let response = self.router.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap()
-        };
-        (status, value)
+        admin::call(&self.router, method, path, body, NotJson::Panic).await
     }
 }
 

@@ -3,15 +3,13 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
+use axum::http::{Method, StatusCode};
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use magnetar_broker::*;
 use magnetar_coordinator::*;
 use magnetar_metadata::MemoryStore;
+use magnetar_testkit::admin::{self, NotJson};
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
 struct Api {
     router: axum::Router,
@@ -60,21 +58,7 @@ impl Api {
     }
 
     async fn call(&self, method: Method, path: &str, body: Option<&str>) -> (StatusCode, Value) {
-        let request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("content-type", "application/json")
-            .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
-            .unwrap();
-        let response = self.router.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap()
-        };
-        (status, value)
+        admin::call(&self.router, method, path, body, NotJson::Panic).await
     }
 
     /// Appends `entries` entries of 2 messages each (timestamps 1000, 2000, ...) to a partition.
@@ -439,9 +423,6 @@ async fn groups_without_a_coordinator_answer_503() {
     .await
     .unwrap();
     let router = magnetar_admin::router(broker, magnetar_admin::Readiness::default());
-    let response = router
-        .oneshot(Request::get(GROUPS).body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let (status, _) = admin::call(&router, Method::GET, GROUPS, None, NotJson::AsString).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
 }

@@ -3,14 +3,12 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
+use axum::http::{Method, StatusCode};
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use magnetar_broker::*;
 use magnetar_metadata::MemoryStore;
+use magnetar_testkit::admin::{self, NotJson};
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
 struct Api {
     router: axum::Router,
@@ -39,22 +37,7 @@ impl Api {
     }
 
     async fn call(&self, method: Method, path: &str, body: Option<&str>) -> (StatusCode, Value) {
-        let request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("content-type", "application/json")
-            .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
-            .unwrap();
-        let response = self.router.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()))
-        };
-        (status, value)
+        admin::call(&self.router, method, path, body, NotJson::AsString).await
     }
 
     async fn log(&self, topic: &str, partition: u32) -> Arc<PartitionLog> {

@@ -107,6 +107,10 @@ impl Ledger {
         forward!(self.subscribe())
     }
 
+    pub(crate) fn end_waiters(&self) -> usize {
+        forward!(self.end_waiters())
+    }
+
     pub(crate) fn is_failed(&self) -> bool {
         forward!(self.is_failed())
     }

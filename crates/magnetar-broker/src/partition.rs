@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use magnetar_storage::{
-    Entry, EntryHeader, LatencyHistogram, LedgerStats, NewEntry, PayloadFormat, ProducerInfo,
+    Clock, Entry, EntryHeader, LatencyHistogram, LedgerStats, NewEntry, PayloadFormat, ProducerInfo,
 };
 use tokio::sync::watch;
 
@@ -213,6 +213,7 @@ impl PartitionLog {
         name: TopicPartition,
         ledger: Ledger,
         producers_max: usize,
+        clock: Arc<dyn Clock>,
     ) -> Result<Self> {
         let mut table = ProducerStateTable::new(producers_max);
         let mut named = NamedProducers {
@@ -281,7 +282,7 @@ impl PartitionLog {
             txns: Mutex::new(txns),
             subscriptions: Mutex::default(),
             named: Mutex::new(named),
-            publish_limiter: Mutex::new(PublishLimiter::default()),
+            publish_limiter: Mutex::new(PublishLimiter::unlimited(clock)),
             traffic: Arc::default(),
             open_report: report,
             offload: Arc::new(Mutex::new(OffloadStatus::default())),
@@ -435,7 +436,7 @@ impl PartitionLog {
 
     /// Sets the publish rate (the broker does, from the namespace policy).
     pub fn set_publish_rate(&self, rate: PublishRate) {
-        self.limiter().set_rate(rate, std::time::Instant::now());
+        self.limiter().set_rate(rate);
     }
 
     pub fn publish_rate(&self) -> PublishRate {
@@ -446,8 +447,7 @@ impl PartitionLog {
     /// returns how long that producer should wait before its next append (zero when unlimited).
     /// Front ends call it once per appended batch.
     pub fn publish_delay(&self, messages: u64, bytes: u64) -> std::time::Duration {
-        self.limiter()
-            .record(messages, bytes, std::time::Instant::now())
+        self.limiter().record(messages, bytes)
     }
 
     pub fn name(&self) -> &TopicPartition {
@@ -674,6 +674,13 @@ impl PartitionLog {
     /// The readable end index, for long polls woken by appends.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.ledger.subscribe()
+    }
+
+    /// How many [`PartitionLog::subscribe`] receivers are alive (long-polling fetches,
+    /// dispatchers, snapshot writers waiting for an append): what a test waits on to know a
+    /// long poll is in place, instead of sleeping.
+    pub fn end_waiters(&self) -> usize {
+        self.ledger.end_waiters()
     }
 
     pub async fn find_by_timestamp(&self, timestamp_ms: i64) -> Result<Option<EntryHeader>> {

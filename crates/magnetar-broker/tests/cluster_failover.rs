@@ -4,92 +4,14 @@
 //! appends are refused and never readable. Waits are bounded polls on conditions.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
-use magnetar_broker::cluster::{BrokerInfo, ClusterMember, MemberConfig};
-use magnetar_broker::{
-    AppendRequest, Broker, BrokerConfig, Error, PayloadFormat, SystemClock, TopicName,
-    TopicPartition,
-};
-use magnetar_metadata::{MemoryStore, MetadataStore};
-use magnetar_storage::wal::{WalConfig, WalWriter};
-use object_store::memory::InMemory;
-use object_store::ObjectStore;
+use magnetar_broker::{AppendRequest, Error, PayloadFormat, TopicName, TopicPartition};
+use magnetar_testkit::cluster::{Cluster, Node};
+use magnetar_testkit::eventually;
 
 const PARTITIONS: u32 = 8;
 const PER_PARTITION: u64 = 20;
-
-struct Node {
-    broker: Arc<Broker>,
-    member: Arc<ClusterMember>,
-    _dir: tempfile::TempDir,
-}
-
-async fn start(name: &str, store: &Arc<MemoryStore>, objects: &Arc<dyn ObjectStore>) -> Node {
-    let dir = tempfile::tempdir().unwrap();
-    let metadata: Arc<dyn MetadataStore> = store.clone();
-    let wal = WalWriter::start(
-        name,
-        "/ledgers",
-        objects.clone(),
-        metadata.clone(),
-        WalConfig {
-            flush_interval_ms: 2,
-            commit_timeout_ms: 2_000,
-            ..WalConfig::default()
-        },
-        Arc::new(SystemClock),
-    )
-    .unwrap();
-    let broker = Broker::open(
-        BrokerConfig::for_data_dir(dir.path()),
-        metadata.clone(),
-        Arc::new(SystemClock),
-    )
-    .await
-    .unwrap();
-    let member = Arc::new(
-        ClusterMember::join(
-            metadata,
-            MemberConfig {
-                cluster: "test".into(),
-                info: BrokerInfo {
-                    broker_name: name.into(),
-                    ..BrokerInfo::default()
-                },
-                session_ttl: Duration::from_secs(30),
-                bundles_per_namespace: 4,
-                rebalance_delay: None,
-            },
-            wal,
-        )
-        .await
-        .unwrap(),
-    );
-    broker.join_cluster(member.clone()).await.unwrap();
-    Node {
-        broker,
-        member,
-        _dir: dir,
-    }
-}
-
-/// Polls `cond` every 10 ms for at most 10 s.
-async fn eventually<F, Fut>(what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..1000 {
-        if cond().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting for: {what}");
-}
 
 fn tp(topic: &TopicName, partition: u32) -> TopicPartition {
     TopicPartition {
@@ -134,10 +56,10 @@ async fn owners(nodes: &[&Node], topic: &TopicName) -> Option<BTreeMap<u32, usiz
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_brokers_partitions_move_with_every_acknowledged_entry() {
-    let store = Arc::new(MemoryStore::new());
-    let objects: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let a = start("a", &store, &objects).await;
-    let b = start("b", &store, &objects).await;
+    let cluster = Cluster::new();
+    let store = cluster.store.clone();
+    let a = cluster.start_node("a").await;
+    let b = cluster.start_node("b").await;
     let topic = a
         .broker
         .parse_topic("persistent://public/default/orders")
@@ -154,14 +76,12 @@ async fn a_dead_brokers_partitions_move_with_every_acknowledged_entry() {
 
     let nodes = [&a, &b];
     let mut placement = None;
-    for _ in 0..1000 {
+    eventually("every partition served by exactly one broker", async || {
         placement = owners(&nodes, &topic).await;
-        if placement.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let placement = placement.expect("every partition served by exactly one broker in 10 s");
+        placement.is_some()
+    })
+    .await;
+    let placement = placement.expect("a placement");
 
     // Acknowledged appends on each partition's owner.
     for p in 0..PARTITIONS {
@@ -231,10 +151,9 @@ async fn a_dead_brokers_partitions_move_with_every_acknowledged_entry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_broker_takes_part_in_new_namespaces_bundles() {
-    let store = Arc::new(MemoryStore::new());
-    let objects: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let a = start("a", &store, &objects).await;
-    let b = start("b", &store, &objects).await;
+    let cluster = Cluster::new();
+    let a = cluster.start_node("a").await;
+    let b = cluster.start_node("b").await;
     // Each must see the other live first, or one may claim bundles the rule gives the other.
     eventually("both brokers see both live", || async {
         a.member.live_brokers().len() == 2 && b.member.live_brokers().len() == 2

@@ -12,7 +12,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use magnetar_broker::*;
 use magnetar_metadata::MemoryStore;
-use magnetar_storage::{LocalSegmentStore, SegmentFile, SegmentStore, StorageError};
+use magnetar_storage::{LocalSegmentStore, SegmentStore, StorageError};
+use magnetar_testkit::storage::{HookedSegmentStore, SegmentHooks};
 
 /// Bound on every wait in these tests; a wait that reaches it fails the test (it is never the
 /// thing measured).
@@ -54,37 +55,22 @@ impl Gate {
     }
 }
 
-/// Local segments whose `list` (the first thing a ledger open does) waits at the gate.
-struct GatedStore {
-    inner: LocalSegmentStore,
+/// Hooks of the kit's segment store: `list` (the first thing a ledger open does) says it was
+/// entered, then waits at the gate.
+struct GatedList {
     gate: Arc<Gate>,
     entered: mpsc::Sender<()>,
 }
 
-impl SegmentStore for GatedStore {
-    fn list(&self) -> Result<Vec<u64>, StorageError> {
+impl SegmentHooks for GatedList {
+    fn before_list(&self) -> Result<(), StorageError> {
         let _ = self.entered.send(());
         if !self.gate.wait() {
             return Err(StorageError::Failed {
                 reason: "test gate never opened".into(),
             });
         }
-        self.inner.list()
-    }
-    fn create(&self, base_index: u64) -> Result<Arc<dyn SegmentFile>, StorageError> {
-        self.inner.create(base_index)
-    }
-    fn open(&self, base_index: u64) -> Result<Arc<dyn SegmentFile>, StorageError> {
-        self.inner.open(base_index)
-    }
-    fn delete(&self, base_index: u64) -> Result<(), StorageError> {
-        self.inner.delete(base_index)
-    }
-    fn write_index(&self, base_index: u64, bytes: &[u8], sync: bool) -> Result<(), StorageError> {
-        self.inner.write_index(base_index, bytes, sync)
-    }
-    fn read_index(&self, base_index: u64, max_bytes: u64) -> Result<Option<Vec<u8>>, StorageError> {
-        self.inner.read_index(base_index, max_bytes)
+        Ok(())
     }
 }
 
@@ -98,16 +84,15 @@ async fn opening_one_partition_does_not_block_another() {
         let (gate, slow_opens) = (gate.clone(), slow_opens.clone());
         let entered = Mutex::new(entered_tx);
         Arc::new(move |dir: &Path| {
-            let inner = LocalSegmentStore::new(dir)?;
             if dir.to_string_lossy().contains("slow") {
                 slow_opens.fetch_add(1, Ordering::SeqCst);
-                Ok(Arc::new(GatedStore {
-                    inner,
+                let hooks = Arc::new(GatedList {
                     gate: gate.clone(),
                     entered: entered.lock().unwrap().clone(),
-                }) as Arc<dyn SegmentStore>)
+                });
+                Ok(Arc::new(HookedSegmentStore::new(dir, hooks)?) as Arc<dyn SegmentStore>)
             } else {
-                Ok(Arc::new(inner) as Arc<dyn SegmentStore>)
+                Ok(Arc::new(LocalSegmentStore::new(dir)?) as Arc<dyn SegmentStore>)
             }
         })
     };
@@ -175,78 +160,29 @@ async fn opening_one_partition_does_not_block_another() {
     broker.shutdown().await.unwrap();
 }
 
-/// Local segments whose files fail one append once armed.
-struct FailingStore {
-    inner: LocalSegmentStore,
-    fail_next_append: Arc<AtomicBool>,
-}
+/// Hooks of the kit's segment store: the next append fails once armed.
+#[derive(Default)]
+struct FailNextAppend(AtomicBool);
 
-struct FailingFile {
-    inner: Arc<dyn SegmentFile>,
-    fail_next_append: Arc<AtomicBool>,
-}
-
-impl SegmentStore for FailingStore {
-    fn list(&self) -> Result<Vec<u64>, StorageError> {
-        self.inner.list()
-    }
-    fn create(&self, base_index: u64) -> Result<Arc<dyn SegmentFile>, StorageError> {
-        Ok(Arc::new(FailingFile {
-            inner: self.inner.create(base_index)?,
-            fail_next_append: self.fail_next_append.clone(),
-        }))
-    }
-    fn open(&self, base_index: u64) -> Result<Arc<dyn SegmentFile>, StorageError> {
-        Ok(Arc::new(FailingFile {
-            inner: self.inner.open(base_index)?,
-            fail_next_append: self.fail_next_append.clone(),
-        }))
-    }
-    fn delete(&self, base_index: u64) -> Result<(), StorageError> {
-        self.inner.delete(base_index)
-    }
-    fn write_index(&self, base_index: u64, bytes: &[u8], sync: bool) -> Result<(), StorageError> {
-        self.inner.write_index(base_index, bytes, sync)
-    }
-    fn read_index(&self, base_index: u64, max_bytes: u64) -> Result<Option<Vec<u8>>, StorageError> {
-        self.inner.read_index(base_index, max_bytes)
-    }
-}
-
-impl SegmentFile for FailingFile {
-    fn len(&self) -> u64 {
-        self.inner.len()
-    }
-    fn read_exact_at(&self, file_offset: u64, buf: &mut [u8]) -> Result<(), StorageError> {
-        self.inner.read_exact_at(file_offset, buf)
-    }
-    fn append(&self, data: &[u8]) -> Result<(), StorageError> {
-        if self.fail_next_append.swap(false, Ordering::SeqCst) {
+impl SegmentHooks for FailNextAppend {
+    fn before_append(&self, _base_index: u64) -> Result<(), StorageError> {
+        if self.0.swap(false, Ordering::SeqCst) {
             return Err(StorageError::Failed {
                 reason: "injected write error".into(),
             });
         }
-        self.inner.append(data)
-    }
-    fn sync(&self) -> Result<(), StorageError> {
-        self.inner.sync()
-    }
-    fn truncate(&self, len: u64) -> Result<(), StorageError> {
-        self.inner.truncate(len)
+        Ok(())
     }
 }
 
 #[tokio::test]
 async fn a_failed_ledger_is_reopened_when_asked_for_again() {
     let dir = tempfile::tempdir().unwrap();
-    let fail = Arc::new(AtomicBool::new(false));
+    let fail = Arc::new(FailNextAppend::default());
     let factory: SegmentStoreFactory = {
         let fail = fail.clone();
         Arc::new(move |dir: &Path| {
-            Ok(Arc::new(FailingStore {
-                inner: LocalSegmentStore::new(dir)?,
-                fail_next_append: fail.clone(),
-            }) as Arc<dyn SegmentStore>)
+            Ok(Arc::new(HookedSegmentStore::new(dir, fail.clone())?) as Arc<dyn SegmentStore>)
         })
     };
     let broker = Broker::open_with_segment_stores(
@@ -269,7 +205,7 @@ async fn a_failed_ledger_is_reopened_when_asked_for_again() {
     let log = broker.partition(&tp).await.unwrap();
     assert_eq!(log.append(batch("a")).await.unwrap().first_index, 0);
 
-    fail.store(true, Ordering::SeqCst);
+    fail.0.store(true, Ordering::SeqCst);
     assert!(log.append(batch("lost")).await.is_err());
     assert!(log.is_failed());
     assert!(log.append(batch("refused")).await.is_err());

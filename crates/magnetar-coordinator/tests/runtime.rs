@@ -9,6 +9,7 @@ use bytes::Bytes;
 use magnetar_broker::{Broker, BrokerConfig, SystemClock};
 use magnetar_coordinator::*;
 use magnetar_metadata::{MetadataStore, RedbStore};
+use magnetar_testkit::wait_until;
 
 fn broker_config(dir: &Path) -> BrokerConfig {
     BrokerConfig {
@@ -44,16 +45,15 @@ async fn open(dir: &Path) -> (Arc<Broker>, Arc<GroupCoordinator>) {
 /// reaches a partition still loading is answered CoordinatorLoadInProgress (clients retry it),
 /// which tests that assert on the first answer must not race.
 async fn wait_loaded(coordinator: &GroupCoordinator, partitions: usize) {
-    for _ in 0..3_000 {
-        if coordinator.loaded_partitions() == partitions {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    panic!(
-        "only {} of {partitions} offsets partitions loaded after 30 s",
-        coordinator.loaded_partitions()
-    );
+    wait_until("every offsets partition loaded", || {
+        coordinator.loaded_partitions() == partitions
+    })
+    .await;
+}
+
+/// Polls `future` once with a waker that does nothing: runs it up to its first wait.
+fn poll_once<F: std::future::Future>(future: std::pin::Pin<&mut F>) -> std::task::Poll<F::Output> {
+    future.poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
 }
 
 async fn close(broker: Arc<Broker>, coordinator: Arc<GroupCoordinator>) {
@@ -162,10 +162,14 @@ async fn form_group(c: &Arc<GroupCoordinator>, group: &str) -> (String, String, 
             assignment: Bytes::from_static(b"p1"),
         },
     ];
-    let (sf, sl) = tokio::join!(c.sync_group(sync(&follower.member_id, vec![])), async {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        c.sync_group(sync(&leader.member_id, plan)).await
-    });
+    // The follower's SyncGroup first: one poll runs it into the coordinator, where it parks
+    // until the leader's assignment is durable (no sleep orders the two).
+    let mut follower_sync = std::pin::pin!(c.sync_group(sync(&follower.member_id, vec![])));
+    assert!(
+        poll_once(follower_sync.as_mut()).is_pending(),
+        "the follower's SyncGroup waits for the leader's"
+    );
+    let (sf, sl) = tokio::join!(follower_sync, c.sync_group(sync(&leader.member_id, plan)));
     assert_eq!((sf.error, sf.assignment.as_ref()), (None, &b"p1"[..]));
     assert_eq!((sl.error, sl.assignment.as_ref()), (None, &b"p0"[..]));
     (leader.member_id, follower.member_id, generation)
@@ -322,11 +326,13 @@ async fn parked_joins_are_answered_on_shutdown() {
         .unwrap();
     let r = c.join_group(join("g", "", "a")).await;
     let id = r.member_id;
-    let c2 = c.clone();
-    let parked = tokio::spawn(async move { c2.join_group(join("g", &id, "a")).await });
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    c.shutdown().await;
-    let r = parked.await.unwrap();
+    // One poll runs the JoinGroup into the coordinator, where it parks (no sleep needed).
+    let mut parked = std::pin::pin!(c.join_group(join("g", &id, "a")));
+    assert!(
+        poll_once(parked.as_mut()).is_pending(),
+        "the JoinGroup parks"
+    );
+    let (r, ()) = tokio::join!(parked, c.shutdown());
     assert_eq!(r.error, Some(CoordinatorError::CoordinatorNotAvailable));
     assert_eq!(
         c.heartbeat(HeartbeatRequest {
@@ -372,14 +378,7 @@ async fn the_startup_loader_does_not_reload_a_partition_a_request_loaded() {
         .unwrap();
     let first = c.join_group(join(&group, "", "c")).await;
     assert_eq!(first.error, Some(CoordinatorError::MemberIdRequired));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while c.loaded_partitions() < 50 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "startup load did not finish"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    wait_until("the startup load finished", || c.loaded_partitions() >= 50).await;
     let joined = c.join_group(join(&group, &first.member_id, "c")).await;
     assert_eq!(
         joined.error, None,

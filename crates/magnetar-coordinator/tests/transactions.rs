@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use magnetar_broker::{
@@ -17,6 +16,7 @@ use magnetar_coordinator::batch::encode_batch;
 use magnetar_coordinator::txn::record::{TxnLogValue, TxnRecord};
 use magnetar_coordinator::*;
 use magnetar_metadata::{MetadataStore, RedbStore};
+use magnetar_testkit::eventually;
 
 fn config() -> CoordinatorConfig {
     CoordinatorConfig {
@@ -81,16 +81,6 @@ async fn produce(log: &PartitionLog, producer: (i64, i16), sequence: i32) -> u64
     .await
     .unwrap()
     .first_index
-}
-
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    for _ in 0..500 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("{what} did not happen within 5 s");
 }
 
 #[tokio::test]

@@ -9,75 +9,41 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
-use magnetar_broker::{Broker, BrokerConfig, SystemClock};
 use magnetar_kafka::KafkaConfig;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_util::sync::CancellationToken;
+use magnetar_testkit::kafka::{closed_within, frame, receive, topic_name as name};
+use magnetar_testkit::TestBroker;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
+/// The kit's broker with its Kafka listener, recording into a metrics registry.
 struct Server {
+    kit: TestBroker,
     addr: String,
     metrics: Arc<magnetar_metrics::Metrics>,
-    shutdown: CancellationToken,
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-    _dir: tempfile::TempDir,
 }
 
 impl Server {
     async fn start(configure: impl FnOnce(&mut KafkaConfig)) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let config = BrokerConfig {
-            cluster_name: "test".into(),
-            partitions_max: 128,
-            producers_per_partition_max: 100,
-            service_url: "http://127.0.0.1:0".into(),
-            broker_service_url: "pulsar://127.0.0.1:0".into(),
-            ..BrokerConfig::for_data_dir(dir.path().to_path_buf())
-        };
-        let broker = Broker::open(
-            config,
-            Arc::new(magnetar_metadata::MemoryStore::new()),
-            Arc::new(SystemClock),
-        )
-        .await
-        .unwrap();
+        let mut kit = TestBroker::start().await;
         let metrics = magnetar_metrics::Metrics::new(
-            broker.clone(),
+            kit.broker.clone(),
             magnetar_metrics::MetricsSettings::default(),
         );
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut kafka = KafkaConfig {
-            advertised_host: "127.0.0.1".into(),
-            advertised_port: addr.port(),
-            max_request_bytes: 1 << 20,
-            connections_max: 64,
-            metrics: Some(metrics.clone()),
-            ..KafkaConfig::default()
-        };
-        configure(&mut kafka);
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(magnetar_kafka::serve(
-            listener,
-            broker,
-            kafka,
-            shutdown.clone(),
-        ));
-        Server {
-            addr: addr.to_string(),
-            metrics,
-            shutdown,
-            task: Some(task),
-            _dir: dir,
-        }
+        let addr = kit
+            .serve_kafka(|kafka| {
+                kafka.metrics = Some(metrics.clone());
+                configure(kafka);
+            })
+            .await
+            .to_string();
+        Server { kit, addr, metrics }
     }
 
     /// `magnetar_server_connections_closed_total` of the Kafka listener for `reason`.
@@ -96,72 +62,13 @@ impl Server {
     }
 
     async fn stop(mut self) {
-        self.shutdown.cancel();
-        if let Some(task) = self.task.take() {
-            tokio::time::timeout(Duration::from_secs(20), task)
-                .await
-                .expect("serve stops")
-                .unwrap()
-                .unwrap();
-        }
+        self.kit.stop().await;
     }
-}
-
-/// Encodes a request frame (header v1 or v2 as the API version needs).
-fn frame<Req: Encodable>(api: ApiKey, version: i16, correlation_id: i32, request: &Req) -> Bytes {
-    let mut buf = BytesMut::new();
-    buf.put_i32(0);
-    buf.put_i16(api as i16);
-    buf.put_i16(version);
-    buf.put_i32(correlation_id);
-    buf.put_i16(4);
-    buf.put_slice(b"test");
-    if api.request_header_version(version) >= 2 {
-        buf.put_u8(0);
-    }
-    request.encode(&mut buf, version).unwrap();
-    let len = (buf.len() - 4) as i32;
-    buf[..4].copy_from_slice(&len.to_be_bytes());
-    buf.freeze()
-}
-
-async fn read_frame(stream: &mut TcpStream) -> Option<Bytes> {
-    let mut len = [0u8; 4];
-    tokio::time::timeout(Duration::from_secs(20), stream.read_exact(&mut len))
-        .await
-        .ok()?
-        .ok()?;
-    let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
-    stream.read_exact(&mut body).await.ok()?;
-    Some(Bytes::from(body))
-}
-
-/// Reads a response, checking its correlation id.
-async fn receive<Resp: Decodable>(
-    stream: &mut TcpStream,
-    api: ApiKey,
-    version: i16,
-    correlation_id: i32,
-) -> Resp {
-    let mut body = read_frame(stream).await.expect("response");
-    let id = i32::from_be_bytes([body[0], body[1], body[2], body[3]]);
-    assert_eq!(id, correlation_id, "responses come in request order");
-    let skip = if api.response_header_version(version) >= 1 {
-        5
-    } else {
-        4
-    };
-    let mut rest = body.split_off(skip);
-    Resp::decode(&mut rest, version).unwrap()
 }
 
 /// Waits (bounded) until the server closes the connection; false if it stays open.
 async fn closed_by_server(stream: &mut TcpStream) -> bool {
-    let mut buf = [0u8; 64];
-    match tokio::time::timeout(Duration::from_secs(20), stream.read(&mut buf)).await {
-        Ok(Ok(0)) | Ok(Err(_)) => true,
-        Ok(Ok(_)) | Err(_) => false,
-    }
+    closed_within(stream, Duration::from_secs(20)).await
 }
 
 fn batch(values: &[&str], producer: Option<(i64, i32)>) -> Bytes {
@@ -195,10 +102,6 @@ fn batch(values: &[&str], producer: Option<(i64, i32)>) -> Bytes {
     )
     .unwrap();
     buf.freeze()
-}
-
-fn name(n: &str) -> TopicName {
-    TopicName(StrBytes::from_string(n.to_string()))
 }
 
 fn produce_request(topic: &str, records: Bytes) -> ProduceRequest {

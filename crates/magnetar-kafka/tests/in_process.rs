@@ -3,165 +3,34 @@
 //! Includes the raw-socket bad-input tests: each bad connection is closed (or answered with the
 //! right error) and another client keeps being served.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::{Decodable, StrBytes};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
-use magnetar_broker::{Broker, BrokerConfig, SystemClock};
-use magnetar_kafka::KafkaConfig;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_util::sync::CancellationToken;
+use magnetar_testkit::kafka::{
+    closed_within, read_frame, topic_name as name, KafkaClient as Client,
+};
+use magnetar_testkit::{wait_until, TestBroker};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
-struct Server {
-    addr: String,
-    shutdown: CancellationToken,
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-    /// The broker's metadata store, for tests that make it fail.
-    store: Arc<magnetar_metadata::MemoryStore>,
-    _dir: tempfile::TempDir,
+/// The kit's broker with its Kafka listener on 127.0.0.1:0.
+async fn start() -> (TestBroker, String) {
+    let mut server = TestBroker::start().await;
+    let addr = server.serve_kafka(|_| {}).await.to_string();
+    (server, addr)
 }
 
-impl Server {
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let config = BrokerConfig {
-            cluster_name: "test".into(),
-            partitions_max: 128,
-            producers_per_partition_max: 100,
-            service_url: "http://127.0.0.1:0".into(),
-            broker_service_url: "pulsar://127.0.0.1:0".into(),
-            ..BrokerConfig::for_data_dir(dir.path().to_path_buf())
-        };
-        let store = Arc::new(magnetar_metadata::MemoryStore::new());
-        let broker = Broker::open(config, store.clone(), Arc::new(SystemClock))
-            .await
-            .unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let kafka = KafkaConfig {
-            advertised_host: "127.0.0.1".into(),
-            advertised_port: addr.port(),
-            max_request_bytes: 1 << 20,
-            connections_max: 64,
-            ..KafkaConfig::default()
-        };
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(magnetar_kafka::serve(
-            listener,
-            broker,
-            kafka,
-            shutdown.clone(),
-        ));
-        Server {
-            addr: addr.to_string(),
-            shutdown,
-            task: Some(task),
-            store,
-            _dir: dir,
-        }
-    }
-
-    async fn stop(mut self) {
-        self.shutdown.cancel();
-        if let Some(task) = self.task.take() {
-            tokio::time::timeout(Duration::from_secs(10), task)
-                .await
-                .expect("serve stops")
-                .unwrap()
-                .unwrap();
-        }
-    }
-}
-
-struct Client {
-    stream: TcpStream,
-    correlation_id: i32,
-}
-
-impl Client {
-    async fn connect(addr: &str) -> Self {
-        Client {
-            stream: TcpStream::connect(addr).await.unwrap(),
-            correlation_id: 0,
-        }
-    }
-
-    async fn send<Req: Encodable>(&mut self, api: ApiKey, version: i16, request: &Req) -> i32 {
-        self.correlation_id += 1;
-        let mut buf = BytesMut::new();
-        buf.put_i32(0);
-        buf.put_i16(api as i16);
-        buf.put_i16(version);
-        buf.put_i32(self.correlation_id);
-        buf.put_i16(4);
-        buf.put_slice(b"test");
-        if api.request_header_version(version) >= 2 {
-            buf.put_u8(0);
-        }
-        request.encode(&mut buf, version).unwrap();
-        let len = (buf.len() - 4) as i32;
-        buf[..4].copy_from_slice(&len.to_be_bytes());
-        self.stream.write_all(&buf).await.unwrap();
-        self.correlation_id
-    }
-
-    async fn receive<Resp: Decodable>(
-        &mut self,
-        api: ApiKey,
-        version: i16,
-        correlation_id: i32,
-    ) -> Resp {
-        let mut body = read_frame(&mut self.stream).await.expect("response");
-        let id = i32::from_be_bytes([body[0], body[1], body[2], body[3]]);
-        assert_eq!(id, correlation_id);
-        let skip = if api.response_header_version(version) >= 1 {
-            5
-        } else {
-            4
-        };
-        let mut rest = body.split_off(skip);
-        Resp::decode(&mut rest, version).unwrap()
-    }
-
-    async fn call<Req: Encodable, Resp: Decodable>(
-        &mut self,
-        api: ApiKey,
-        version: i16,
-        request: &Req,
-    ) -> Resp {
-        let id = self.send(api, version, request).await;
-        self.receive(api, version, id).await
-    }
-}
-
-async fn read_frame(stream: &mut TcpStream) -> Option<Bytes> {
-    let mut len = [0u8; 4];
-    tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut len))
-        .await
-        .ok()?
-        .ok()?;
-    let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
-    stream.read_exact(&mut body).await.ok()?;
-    Some(Bytes::from(body))
-}
-
-/// True when the server closed the connection (read returns EOF or reset).
+/// True when the server closed the connection (read returns EOF or reset) within 5 s.
 async fn is_closed(stream: &mut TcpStream) -> bool {
-    let mut buf = [0u8; 64];
-    match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await {
-        Ok(Ok(0)) | Ok(Err(_)) => true,
-        Ok(Ok(_)) => false,
-        Err(_) => false,
-    }
+    closed_within(stream, Duration::from_secs(5)).await
 }
 
 fn batch(count: i64, base_ts: i64, producer: Option<(i64, i32)>) -> Bytes {
@@ -193,10 +62,6 @@ fn batch(count: i64, base_ts: i64, producer: Option<(i64, i32)>) -> Bytes {
     )
     .unwrap();
     buf.freeze()
-}
-
-fn name(n: &str) -> TopicName {
-    TopicName(StrBytes::from_string(n.to_string()))
 }
 
 fn produce_request(topic: &str, records: Bytes, acks: i16) -> ProduceRequest {
@@ -243,8 +108,8 @@ async fn list_offset(client: &mut Client, topic: &str, timestamp: i64) -> (i16, 
 
 #[tokio::test]
 async fn produce_fetch_list_offsets_round_trip() {
-    let server = Server::start().await;
-    let mut client = Client::connect(&server.addr).await;
+    let (mut server, addr) = start().await;
+    let mut client = Client::connect(&addr).await;
     let versions: ApiVersionsResponse = client
         .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
         .await;
@@ -342,8 +207,8 @@ async fn produce_fetch_list_offsets_round_trip() {
 
 #[tokio::test]
 async fn idempotent_duplicates_get_the_original_offset_and_bad_crc_is_refused() {
-    let server = Server::start().await;
-    let mut client = Client::connect(&server.addr).await;
+    let (mut server, addr) = start().await;
+    let mut client = Client::connect(&addr).await;
     let init: InitProducerIdResponse = client
         .call(
             ApiKey::InitProducerId,
@@ -398,8 +263,8 @@ async fn idempotent_duplicates_get_the_original_offset_and_bad_crc_is_refused() 
 
 #[tokio::test]
 async fn acks_zero_gets_no_response_and_order_is_kept() {
-    let server = Server::start().await;
-    let mut client = Client::connect(&server.addr).await;
+    let (mut server, addr) = start().await;
+    let mut client = Client::connect(&addr).await;
     // Pipeline: acks=0 produce, then a ListOffsets; the first response is the ListOffsets one.
     client
         .send(
@@ -419,9 +284,9 @@ async fn acks_zero_gets_no_response_and_order_is_kept() {
 
 #[tokio::test]
 async fn long_poll_is_woken_by_an_append() {
-    let server = Server::start().await;
-    let mut consumer = Client::connect(&server.addr).await;
-    let mut producer = Client::connect(&server.addr).await;
+    let (mut server, addr) = start().await;
+    let mut consumer = Client::connect(&addr).await;
+    let mut producer = Client::connect(&addr).await;
     assert_eq!(
         produce(&mut producer, "poll", batch(1, 0, None)).await,
         (0, 0)
@@ -430,7 +295,19 @@ async fn long_poll_is_woken_by_an_append() {
     let id = consumer
         .send(ApiKey::Fetch, 12, &fetch_request("poll", 1, 10_000))
         .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The fetch has nothing at offset 1: wait until it waits on the partition's end.
+    let log = server
+        .broker
+        .partition(&magnetar_broker::TopicPartition {
+            topic: server.broker.parse_topic("poll").unwrap(),
+            partition: 0,
+        })
+        .await
+        .unwrap();
+    wait_until("the fetch long-polls the partition", || {
+        log.end_waiters() > 0
+    })
+    .await;
     assert_eq!(
         produce(&mut producer, "poll", batch(2, 0, None)).await,
         (0, 1)
@@ -453,8 +330,8 @@ async fn long_poll_is_woken_by_an_append() {
 
 #[tokio::test]
 async fn admin_apis() {
-    let server = Server::start().await;
-    let mut client = Client::connect(&server.addr).await;
+    let (mut server, addr) = start().await;
+    let mut client = Client::connect(&addr).await;
     use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
     let create = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
         .with_name(name("admin"))
@@ -616,21 +493,17 @@ async fn raw(addr: &str, bytes: &[u8]) -> TcpStream {
 
 #[tokio::test]
 async fn bad_input_closes_only_that_connection() {
-    let server = Server::start().await;
-    let mut good = Client::connect(&server.addr).await;
+    let (mut server, addr) = start().await;
+    let mut good = Client::connect(&addr).await;
 
     // A 2 GiB frame length: closed before anything is allocated.
-    let mut s = raw(&server.addr, &0x7fff_ffffi32.to_be_bytes()).await;
+    let mut s = raw(&addr, &0x7fff_ffffi32.to_be_bytes()).await;
     assert!(is_closed(&mut s).await);
     // A negative length.
-    let mut s = raw(&server.addr, &(-5i32).to_be_bytes()).await;
+    let mut s = raw(&addr, &(-5i32).to_be_bytes()).await;
     assert!(is_closed(&mut s).await);
     // Unknown api key.
-    let mut s = raw(
-        &server.addr,
-        &[0, 0, 0, 10, 0x7f, 0x00, 0, 0, 0, 0, 0, 1, 0, 0],
-    )
-    .await;
+    let mut s = raw(&addr, &[0, 0, 0, 10, 0x7f, 0x00, 0, 0, 0, 0, 0, 1, 0, 0]).await;
     assert!(is_closed(&mut s).await);
     // Garbage after a valid Metadata v1 header: a topic count larger than the frame.
     let mut frame = vec![0, 3, 0, 1, 0, 0, 0, 1, 0xff, 0xff];
@@ -638,13 +511,13 @@ async fn bad_input_closes_only_that_connection() {
     frame.extend_from_slice(b"garbage");
     let mut bytes = (frame.len() as i32).to_be_bytes().to_vec();
     bytes.extend_from_slice(&frame);
-    let mut s = raw(&server.addr, &bytes).await;
+    let mut s = raw(&addr, &bytes).await;
     assert!(is_closed(&mut s).await);
     // Truncated frame: the client announces 100 bytes, sends 10 and hangs up.
-    let s = raw(&server.addr, &[0, 0, 0, 100, 0, 18, 0, 3, 0, 0, 0, 1, 0, 0]).await;
+    let s = raw(&addr, &[0, 0, 0, 100, 0, 18, 0, 3, 0, 0, 0, 1, 0, 0]).await;
     drop(s);
     // ApiVersions of an unknown version: answered in v0 with UNSUPPORTED_VERSION.
-    let mut s = raw(&server.addr, &[0, 0, 0, 10, 0, 18, 0, 99, 0, 0, 0, 7, 0, 0]).await;
+    let mut s = raw(&addr, &[0, 0, 0, 10, 0, 18, 0, 99, 0, 0, 0, 7, 0, 0]).await;
     let body = read_frame(&mut s).await.unwrap();
     assert_eq!(&body[..4], &7i32.to_be_bytes());
     let mut rest = body.slice(4..);
@@ -666,8 +539,8 @@ async fn bad_input_closes_only_that_connection() {
 async fn scram_credential_change_during_shutdown_is_retriable() {
     use kafka_protocol::messages::alter_user_scram_credentials_request::ScramCredentialUpsertion;
     use magnetar_metadata::MetadataStore;
-    let server = Server::start().await;
-    let mut client = Client::connect(&server.addr).await;
+    let (server, addr) = start().await;
+    let mut client = Client::connect(&addr).await;
     server.store.close().await.unwrap();
     let request = AlterUserScramCredentialsRequest::default().with_upsertions(vec![
         ScramCredentialUpsertion::default()

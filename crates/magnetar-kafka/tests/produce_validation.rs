@@ -11,81 +11,52 @@ use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListO
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::produce_response::PartitionProduceResponse;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::{Decodable, Encodable};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use kafka_protocol::ResponseError;
-use magnetar_broker::{Broker, BrokerConfig, SystemClock};
+use magnetar_broker::Broker;
 use magnetar_kafka::KafkaConfig;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_util::sync::CancellationToken;
+use magnetar_testkit::kafka::{topic_name as name, KafkaClient};
+use magnetar_testkit::TestBroker;
 
+/// The kit's broker with its Kafka listener under the test's `KafkaConfig` (advertising the
+/// listener's address).
 struct Server {
+    kit: TestBroker,
     addr: String,
     broker: Arc<Broker>,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-    _dir: tempfile::TempDir,
 }
 
 impl Server {
     async fn start(kafka: KafkaConfig) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let config = BrokerConfig {
-            cluster_name: "test".into(),
-            service_url: "http://127.0.0.1:0".into(),
-            broker_service_url: "pulsar://127.0.0.1:0".into(),
-            ..BrokerConfig::for_data_dir(dir.path().to_path_buf())
-        };
-        let broker = Broker::open(
-            config,
-            Arc::new(magnetar_metadata::MemoryStore::new()),
-            Arc::new(SystemClock),
-        )
-        .await
-        .unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let kafka = KafkaConfig {
-            advertised_host: "127.0.0.1".into(),
-            advertised_port: addr.port(),
-            ..kafka
-        };
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(magnetar_kafka::serve(
-            listener,
-            broker.clone(),
-            kafka,
-            shutdown.clone(),
-        ));
-        Server {
-            addr: addr.to_string(),
-            broker,
-            shutdown,
-            task,
-            _dir: dir,
-        }
+        let mut kit = TestBroker::start().await;
+        let addr = kit
+            .serve_kafka(move |listener| {
+                *listener = KafkaConfig {
+                    advertised_host: listener.advertised_host.clone(),
+                    advertised_port: listener.advertised_port,
+                    ..kafka
+                }
+            })
+            .await
+            .to_string();
+        let broker = kit.broker.clone();
+        Server { kit, addr, broker }
     }
 
-    async fn stop(self) {
-        self.shutdown.cancel();
-        let _ = self.task.await;
+    async fn stop(mut self) {
+        self.kit.stop().await;
     }
 }
 
-struct Client {
-    stream: TcpStream,
-    correlation_id: i32,
-}
+/// The kit's raw client with this file's produce, log-end and fetch calls.
+struct Client(KafkaClient);
 
 impl Client {
     async fn connect(addr: &str) -> Self {
-        Client {
-            stream: TcpStream::connect(addr).await.unwrap(),
-            correlation_id: 0,
-        }
+        Client(KafkaClient::connect(addr).await)
     }
 
     async fn call<Req: Encodable, Resp: Decodable>(
@@ -94,43 +65,7 @@ impl Client {
         version: i16,
         request: &Req,
     ) -> Resp {
-        self.correlation_id += 1;
-        let mut buf = BytesMut::new();
-        buf.put_i32(0);
-        buf.put_i16(api as i16);
-        buf.put_i16(version);
-        buf.put_i32(self.correlation_id);
-        buf.put_i16(4);
-        buf.put_slice(b"test");
-        if api.request_header_version(version) >= 2 {
-            buf.put_u8(0);
-        }
-        request.encode(&mut buf, version).unwrap();
-        let len = (buf.len() - 4) as i32;
-        buf[..4].copy_from_slice(&len.to_be_bytes());
-        self.stream.write_all(&buf).await.unwrap();
-        let mut len = [0u8; 4];
-        tokio::time::timeout(
-            std::time::Duration::from_secs(30),
-            self.stream.read_exact(&mut len),
-        )
-        .await
-        .expect("response in time")
-        .expect("response");
-        let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
-        self.stream.read_exact(&mut body).await.unwrap();
-        let mut body = Bytes::from(body);
-        assert_eq!(
-            i32::from_be_bytes([body[0], body[1], body[2], body[3]]),
-            self.correlation_id
-        );
-        let skip = if api.response_header_version(version) >= 1 {
-            5
-        } else {
-            4
-        };
-        let mut rest = body.split_off(skip);
-        Resp::decode(&mut rest, version).unwrap()
+        self.0.call(api, version, request).await
     }
 
     async fn produce(&mut self, topic: &str, records: Bytes) -> PartitionProduceResponse {
@@ -171,10 +106,6 @@ impl Client {
         let p = &response.responses[0].partitions[0];
         (p.error_code, p.records.clone().unwrap_or_default())
     }
-}
-
-fn name(n: &str) -> TopicName {
-    TopicName(StrBytes::from_string(n.to_string()))
 }
 
 fn encode(count: i64, compression: Compression) -> Bytes {

@@ -226,7 +226,8 @@ async fn a_session_cut_off_from_etcd_fences_then_expires() {
             session.id(),
         ));
     store.txn(txn).await.unwrap();
-    // Kept alive well past its TTL while connected.
+    // Kept alive well past its TTL while connected. Time is the subject (the lease's TTL on a
+    // real etcd), so this waits for it to pass; it orders nothing.
     tokio::time::sleep(ttl * 2).await;
     assert_eq!(session.current_state(), SessionState::Live);
     assert!(direct.exists("/owners/b0").await.unwrap());

@@ -5,111 +5,36 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
-use magnetar_broker::{
-    AppendRequest, Broker, BrokerConfig, PayloadFormat, SystemClock, TopicPartition,
-};
+use magnetar_broker::{AppendRequest, Broker, BrokerConfig, PayloadFormat, TopicPartition};
 use magnetar_format::kafka::{encode_batch, Header, Record};
-use magnetar_pulsar::frame::{self, make_body, split_body, Frame, FRAME_SIZE_MAX_BYTES};
+use magnetar_pulsar::frame::{make_body, split_body, FRAME_SIZE_MAX_BYTES};
 use magnetar_pulsar::proto::base_command::Type;
 use magnetar_pulsar::proto::command_ack::AckType;
 use magnetar_pulsar::proto::command_subscribe::{InitialPosition, SubType};
 use magnetar_pulsar::proto::*;
+use magnetar_pulsar::PulsarConfig;
+use magnetar_testkit::pulsar::PulsarClient as Client;
+use magnetar_testkit::TestBroker;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_util::sync::CancellationToken;
+use tokio::net::TcpStream;
 
-struct Client {
-    stream: TcpStream,
-    buf: BytesMut,
-}
-
-impl Client {
-    async fn connect(addr: std::net::SocketAddr) -> Self {
-        let mut c = Client {
-            stream: TcpStream::connect(addr).await.unwrap(),
-            buf: BytesMut::new(),
-        };
-        c.send(BaseCommand {
-            r#type: Type::Connect as i32,
-            connect: Some(CommandConnect {
-                client_version: "test".into(),
-                protocol_version: Some(21),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await;
-        assert_eq!(c.next().await.command.r#type, Type::Connected as i32);
-        c
-    }
-
-    async fn send(&mut self, command: BaseCommand) {
-        self.stream
-            .write_all(&frame::encode(&command))
-            .await
-            .unwrap();
-    }
-
-    async fn send_payload(&mut self, command: BaseCommand, body: &[u8]) {
-        self.stream
-            .write_all(&frame::encode_with_payload(&command, None, body))
-            .await
-            .unwrap();
-    }
-
-    async fn next(&mut self) -> Frame {
-        tokio::time::timeout(Duration::from_secs(10), async {
-            loop {
-                if let Some(f) = frame::decode(&mut self.buf, FRAME_SIZE_MAX_BYTES).unwrap() {
-                    if f.command.r#type == Type::Ping as i32 {
-                        continue;
-                    }
-                    return f;
-                }
-                let n = self.stream.read_buf(&mut self.buf).await.unwrap();
-                assert!(n > 0, "connection closed");
+/// The kit's broker with this file's settings (non-partitioned auto-created topics, Pulsar's
+/// default cluster and service URLs) and its Pulsar listener; (server, broker, address).
+async fn start() -> (TestBroker, Arc<Broker>, std::net::SocketAddr) {
+    let mut server = TestBroker::builder()
+        .config(|c| {
+            *c = BrokerConfig {
+                auto_topic_creation_partitioned: false,
+                partitions_max: 16,
+                producers_per_partition_max: 100,
+                ..BrokerConfig::for_data_dir(c.data_dir.clone())
             }
         })
-        .await
-        .expect("a frame within 10 s")
-    }
-}
-
-async fn start() -> (
-    Arc<Broker>,
-    std::net::SocketAddr,
-    CancellationToken,
-    tokio::task::JoinHandle<()>,
-    tempfile::TempDir,
-) {
-    let dir = tempfile::tempdir().unwrap();
-    let config = BrokerConfig {
-        auto_topic_creation_partitioned: false,
-        partitions_max: 16,
-        producers_per_partition_max: 100,
-        ..BrokerConfig::for_data_dir(dir.path().to_path_buf())
-    };
-    let broker = Broker::open(
-        config,
-        Arc::new(magnetar_metadata::MemoryStore::new()),
-        Arc::new(SystemClock),
-    )
-    .await
-    .unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn({
-        let broker = broker.clone();
-        let shutdown = shutdown.clone();
-        async move {
-            magnetar_pulsar::serve(listener, broker, shutdown)
-                .await
-                .unwrap();
-        }
-    });
-    (broker, addr, shutdown, task, dir)
+        .open()
+        .await;
+    let addr = server.serve_pulsar(PulsarConfig::default()).await;
+    let broker = server.broker.clone();
+    (server, broker, addr)
 }
 
 fn metadata(seq: u64, batch: Option<i32>) -> MessageMetadata {
@@ -167,7 +92,7 @@ async fn subscribe(c: &mut Client, topic: &str, sub: &str, kind: SubType) {
 
 #[tokio::test]
 async fn produce_consume_ack_with_message_ids_over_the_index() {
-    let (broker, addr, shutdown, task, _dir) = start().await;
+    let (mut server, broker, addr) = start().await;
     let topic = "persistent://public/default/in-process";
     let mut c = Client::connect(addr).await;
     c.send(BaseCommand {
@@ -258,16 +183,12 @@ async fn produce_consume_ack_with_message_ids_over_the_index() {
     assert_eq!(cursor.mark_delete_index, 0);
     assert!(cursor.is_acked(1) && cursor.is_acked(2));
 
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .expect("serve stops on shutdown")
-        .unwrap();
+    server.stop().await;
 }
 
 #[tokio::test]
 async fn kafka_entries_reach_pulsar_consumers_converted_and_cached() {
-    let (broker, addr, shutdown, task, _dir) = start().await;
+    let (mut server, broker, addr) = start().await;
     let topic = broker.parse_topic("mixed").unwrap();
     broker
         .create_topic(&topic, None, BTreeMap::new())
@@ -325,11 +246,7 @@ async fn kafka_entries_reach_pulsar_consumers_converted_and_cached() {
         assert_eq!(&payload[4 + size..4 + size + 2], b"v0");
     }
 
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .expect("serve stops on shutdown")
-        .unwrap();
+    server.stop().await;
 }
 
 /// A connection that never completes CONNECT is closed after `connect_timeout_ms`, whether it
@@ -337,27 +254,16 @@ async fn kafka_entries_reach_pulsar_consumers_converted_and_cached() {
 /// same listener stays served.
 #[tokio::test]
 async fn connections_without_connect_are_closed_after_the_connect_timeout() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::open(
-        BrokerConfig::for_data_dir(dir.path().to_path_buf()),
-        Arc::new(magnetar_metadata::MemoryStore::new()),
-        Arc::new(SystemClock),
-    )
-    .await
-    .unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let shutdown = CancellationToken::new();
-    let config = magnetar_pulsar::PulsarConfig {
-        connect_timeout_ms: 300,
-        ..Default::default()
-    };
-    let task = tokio::spawn(magnetar_pulsar::serve_with(
-        listener,
-        broker,
-        config,
-        shutdown.clone(),
-    ));
+    let mut server = TestBroker::builder()
+        .config(|c| *c = BrokerConfig::for_data_dir(c.data_dir.clone()))
+        .open()
+        .await;
+    let addr = server
+        .serve_pulsar(PulsarConfig {
+            connect_timeout_ms: 300,
+            ..Default::default()
+        })
+        .await;
     let mut connected = Client::connect(addr).await;
     let mut silent = TcpStream::connect(addr).await.unwrap();
     let mut half = TcpStream::connect(addr).await.unwrap();
@@ -382,10 +288,5 @@ async fn connections_without_connect_are_closed_after_the_connect_timeout() {
         })
         .await;
     assert_eq!(connected.next().await.command.r#type, Type::Pong as i32);
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(20), task)
-        .await
-        .expect("serve stops")
-        .unwrap()
-        .unwrap();
+    server.stop().await;
 }

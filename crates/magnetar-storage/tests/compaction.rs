@@ -642,28 +642,19 @@ async fn aborted_transactions_are_dropped_and_the_last_stable_offset_bounds_clea
     assert!(out.start_index > open_first, "without the hold it goes");
 }
 
-/// A tiered store over an in-memory object store, for the tiered compaction test.
+/// A tiered store over `remote` (the kit's), with small blocks.
 async fn tiered_store(
     dir: &std::path::Path,
     remote: Arc<dyn object_store::ObjectStore>,
 ) -> Arc<tiered::TieredSegmentStore> {
-    let config = tiered::TieringConfig {
+    let tiering = tiered::TieringConfig {
         block_bytes: 4 << 10,
         readahead_blocks: 1,
         cache_bytes: 16 << 10,
     };
-    let store = tiered::TieredSegmentStore::new(
-        dir,
-        remote,
-        object_store::path::Path::from("ledgers/t/0"),
-        config,
-        Arc::new(tiered::BlockCache::new(config.cache_bytes)),
-        Arc::new(tiered::TieringCounters::default()),
-        tokio::runtime::Handle::current(),
-    )
-    .await
-    .unwrap();
-    Arc::new(store)
+    magnetar_testkit::storage::tiered_store(dir, remote, "ledgers/t/0", tiering)
+        .await
+        .0
 }
 
 /// Offloaded segments are compacted: read from their objects, rewritten locally and swapped in

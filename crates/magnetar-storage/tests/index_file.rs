@@ -10,6 +10,7 @@ use bytes::Bytes;
 use magnetar_storage::index_file::index_file_name;
 use magnetar_storage::segment_store::segment_file_name;
 use magnetar_storage::*;
+use magnetar_testkit::storage::{HookedSegmentStore, SegmentHooks};
 
 const SEGMENT_BYTES: u64 = 4_000;
 
@@ -36,70 +37,15 @@ impl ReadLog {
     }
 }
 
-struct CountingStore {
-    inner: LocalSegmentStore,
-    reads: Arc<ReadLog>,
-}
-
-struct CountingFile {
-    inner: Arc<dyn SegmentFile>,
-    base: u64,
-    reads: Arc<ReadLog>,
-}
-
-impl SegmentStore for CountingStore {
-    fn list(&self) -> Result<Vec<u64>, StorageError> {
-        self.inner.list()
-    }
-    fn create(&self, base_index: u64) -> Result<Arc<dyn SegmentFile>, StorageError> {
-        Ok(Arc::new(CountingFile {
-            inner: self.inner.create(base_index)?,
-            base: base_index,
-            reads: self.reads.clone(),
-        }))
-    }
-    fn open(&self, base_index: u64) -> Result<Arc<dyn SegmentFile>, StorageError> {
-        Ok(Arc::new(CountingFile {
-            inner: self.inner.open(base_index)?,
-            base: base_index,
-            reads: self.reads.clone(),
-        }))
-    }
-    fn delete(&self, base_index: u64) -> Result<(), StorageError> {
-        self.inner.delete(base_index)
-    }
-    fn write_index(&self, base_index: u64, bytes: &[u8], sync: bool) -> Result<(), StorageError> {
-        self.inner.write_index(base_index, bytes, sync)
-    }
-    fn read_index(&self, base_index: u64, max_bytes: u64) -> Result<Option<Vec<u8>>, StorageError> {
-        self.inner.read_index(base_index, max_bytes)
-    }
-}
-
-impl SegmentFile for CountingFile {
-    fn len(&self) -> u64 {
-        self.inner.len()
-    }
-    fn read_exact_at(&self, file_offset: u64, buf: &mut [u8]) -> Result<(), StorageError> {
-        *self.reads.0.lock().unwrap().entry(self.base).or_default() += buf.len() as u64;
-        self.inner.read_exact_at(file_offset, buf)
-    }
-    fn append(&self, data: &[u8]) -> Result<(), StorageError> {
-        self.inner.append(data)
-    }
-    fn sync(&self) -> Result<(), StorageError> {
-        self.inner.sync()
-    }
-    fn truncate(&self, len: u64) -> Result<(), StorageError> {
-        self.inner.truncate(len)
+/// Counts the bytes read per segment through the kit's hooked segment store.
+impl SegmentHooks for ReadLog {
+    fn before_read(&self, base_index: u64, len: usize) {
+        *self.0.lock().unwrap().entry(base_index).or_default() += len as u64;
     }
 }
 
 fn open_counting(dir: &Path, reads: &Arc<ReadLog>) -> Arc<ManagedLedger> {
-    let store = CountingStore {
-        inner: LocalSegmentStore::new(dir).unwrap(),
-        reads: reads.clone(),
-    };
+    let store = HookedSegmentStore::new(dir, reads.clone()).unwrap();
     ManagedLedger::open_with_store(dir, config(), Arc::new(SystemClock), Arc::new(store)).unwrap()
 }
 

@@ -11,8 +11,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
-use magnetar_storage::tiered::{BlockCache, TieredSegmentStore, TieringConfig, TieringCounters};
+use magnetar_storage::tiered::{TieredSegmentStore, TieringConfig, TieringCounters};
 use magnetar_storage::*;
+use magnetar_testkit::storage::{self, offload_sealed, read_payloads, tiered_store};
 use object_store::memory::InMemory;
 use object_store::path::Path as ObjectPath;
 use object_store::{
@@ -42,19 +43,7 @@ async fn store(
     dir: &std::path::Path,
     remote: Arc<dyn ObjectStore>,
 ) -> (Arc<TieredSegmentStore>, Arc<TieringCounters>) {
-    let counters = Arc::new(TieringCounters::default());
-    let s = TieredSegmentStore::new(
-        dir,
-        remote,
-        ObjectPath::from("ledgers/public/default/t/0"),
-        tiering(),
-        Arc::new(BlockCache::new(tiering().cache_bytes)),
-        counters.clone(),
-        tokio::runtime::Handle::current(),
-    )
-    .await
-    .unwrap();
-    (Arc::new(s), counters)
+    tiered_store(dir, remote, "ledgers/public/default/t/0", tiering()).await
 }
 
 fn payload(i: u64) -> Bytes {
@@ -71,51 +60,11 @@ fn open_ledger(dir: &std::path::Path, store: Arc<TieredSegmentStore>) -> Arc<Man
 }
 
 async fn fill(ledger: &ManagedLedger, n: u64) {
-    for i in 0..n {
-        ledger
-            .append_with(|_| NewEntry {
-                payload: payload(i),
-                message_count: 1,
-                max_timestamp_ms: 1_000 + i as i64,
-                format: PayloadFormat::Kafka,
-                producer: None,
-                first_index_at: None,
-            })
-            .unwrap()
-            .wait()
-            .await
-            .unwrap();
-    }
+    storage::fill(ledger, n, payload).await;
 }
 
 async fn all_payloads(ledger: &ManagedLedger) -> Result<Vec<Bytes>, StorageError> {
-    let mut out = Vec::new();
-    let mut at = ledger.start_index();
-    while at < ledger.end_index() {
-        let got = ledger.read(at, 64 << 10, 1_000).await?;
-        for e in &got {
-            out.push(e.payload.clone());
-        }
-        at = got.last().unwrap().header.end_index();
-    }
-    Ok(out)
-}
-
-/// Offloads every sealed segment (all but the last) on a blocking thread.
-async fn offload_sealed(store: &Arc<TieredSegmentStore>) -> Result<Vec<u64>, StorageError> {
-    let store = store.clone();
-    tokio::task::spawn_blocking(move || {
-        let bases = store.list()?;
-        let mut done = Vec::new();
-        for base in &bases[..bases.len().saturating_sub(1)] {
-            if store.offload(*base)? {
-                done.push(*base);
-            }
-        }
-        Ok(done)
-    })
-    .await
-    .unwrap()
+    read_payloads(ledger, 64 << 10, 1_000).await
 }
 
 fn local_segments(dir: &std::path::Path) -> Vec<String> {

@@ -6,8 +6,8 @@ use std::process::Command;
 
 /// Crates that carry a wire protocol or a transport; only the listed crates may use them.
 const WIRE_CRATES: &[(&str, &[&str])] = &[
-    ("kafka-protocol", &["magnetar-kafka"]),
-    ("prost", &["magnetar-pulsar"]),
+    ("kafka-protocol", &["magnetar-kafka", TESTKIT]),
+    ("prost", &["magnetar-pulsar", TESTKIT]),
     // Protobuf as a schema language (issue #21): magnetar-schema compiles registered `.proto`
     // text and reads descriptor sets with protox (and the prost-reflect it re-exports) to check
     // Protobuf compatibility; schema languages belong to the schema crate, as apache-avro and
@@ -15,9 +15,13 @@ const WIRE_CRATES: &[(&str, &[&str])] = &[
     // may use prost directly: wire messages stay in magnetar-pulsar.
     ("protox", &["magnetar-pulsar", "magnetar-schema"]),
     ("prost-reflect", &["magnetar-schema"]),
-    ("axum", &["magnetar-admin"]),
+    ("axum", &["magnetar-admin", TESTKIT]),
     ("rdkafka", &["magnetar", "magnetar-perf"]),
 ];
+
+/// The shared test kit: it may depend on every crate (and wire crate) it starts, and nothing
+/// may depend on it except as a dev-dependency, so it never reaches a shipped binary.
+const TESTKIT: &str = "magnetar-testkit";
 
 /// Which magnetar crates each magnetar crate may depend on (normal dependencies).
 const ALLOWED: &[(&str, &[&str])] = &[
@@ -133,6 +137,14 @@ fn dependency_edges_follow_the_design() {
     }
     let mut violations = Vec::new();
     for (package, deps) in &edges {
+        if deps.iter().any(|(dep, dev)| dep == TESTKIT && !dev) {
+            violations.push(format!(
+                "{package} -> {TESTKIT}: the test kit is a dev-dependency only"
+            ));
+        }
+        if package == TESTKIT {
+            continue;
+        }
         let Some((_, allowed)) = ALLOWED.iter().find(|(p, _)| p == package) else {
             if package.starts_with("magnetar") && package != "magnetar-perf" {
                 violations.push(format!(
@@ -159,4 +171,8 @@ fn dependency_edges_follow_the_design() {
     );
     // The test must see the workspace, or it proves nothing.
     assert!(edges.contains_key("magnetar-broker") && edges.contains_key("magnetar-storage"));
+    assert!(
+        edges.contains_key(TESTKIT),
+        "the test kit is in the workspace"
+    );
 }

@@ -15,9 +15,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use magnetar::remote_store::{open, StoreOverrides, StoreUrl};
 use magnetar_storage::tiered::{
-    BlockCache, TieredSegmentStore, TieringConfig, TieringCounters, MULTIPART_BYTES,
+    TieredSegmentStore, TieringConfig, TieringCounters, MULTIPART_BYTES,
 };
 use magnetar_storage::*;
+use magnetar_testkit::storage::{self, offload_sealed, read_payloads, tiered_store};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
@@ -142,19 +143,7 @@ async fn tiered(
     dir: &std::path::Path,
     remote: Arc<dyn ObjectStore>,
 ) -> (Arc<TieredSegmentStore>, Arc<TieringCounters>) {
-    let counters = Arc::new(TieringCounters::default());
-    let store = TieredSegmentStore::new(
-        dir,
-        remote,
-        ObjectPath::from("ledgers/t/0"),
-        tiering(),
-        Arc::new(BlockCache::new(tiering().cache_bytes)),
-        counters.clone(),
-        tokio::runtime::Handle::current(),
-    )
-    .await
-    .unwrap();
-    (Arc::new(store), counters)
+    tiered_store(dir, remote, "ledgers/t/0", tiering()).await
 }
 
 fn ledger(dir: &std::path::Path, store: Arc<TieredSegmentStore>) -> Arc<ManagedLedger> {
@@ -169,48 +158,11 @@ fn ledger(dir: &std::path::Path, store: Arc<TieredSegmentStore>) -> Arc<ManagedL
 }
 
 async fn fill(ledger: &ManagedLedger, n: u64) {
-    for i in 0..n {
-        ledger
-            .append_with(|_| NewEntry {
-                payload: payload(i),
-                message_count: 1,
-                max_timestamp_ms: 1_000 + i as i64,
-                format: PayloadFormat::Kafka,
-                producer: None,
-                first_index_at: None,
-            })
-            .unwrap()
-            .wait()
-            .await
-            .unwrap();
-    }
+    storage::fill(ledger, n, payload).await;
 }
 
 async fn read_all(ledger: &ManagedLedger) -> Result<Vec<Bytes>, StorageError> {
-    let mut out = Vec::new();
-    let mut at = ledger.start_index();
-    while at < ledger.end_index() {
-        let got = ledger.read(at, 1 << 20, 100).await?;
-        out.extend(got.iter().map(|e| e.payload.clone()));
-        at = got.last().unwrap().header.end_index();
-    }
-    Ok(out)
-}
-
-async fn offload_sealed(store: &Arc<TieredSegmentStore>) -> Result<Vec<u64>, StorageError> {
-    let store = store.clone();
-    tokio::task::spawn_blocking(move || {
-        let bases = store.list()?;
-        let mut done = Vec::new();
-        for base in &bases[..bases.len().saturating_sub(1)] {
-            if store.offload(*base)? {
-                done.push(*base);
-            }
-        }
-        Ok(done)
-    })
-    .await
-    .unwrap()
+    read_payloads(ledger, 1 << 20, 100).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -227,9 +227,14 @@ impl Partitions {
             ),
         };
         let log = Arc::new(
-            PartitionLog::new(tp.clone(), ledger, self.config.producers_per_partition_max)
-                .await?
-                .with_leader_epoch(leader_epoch),
+            PartitionLog::new(
+                tp.clone(),
+                ledger,
+                self.config.producers_per_partition_max,
+                self.clock.clone(),
+            )
+            .await?
+            .with_leader_epoch(leader_epoch),
         );
         if let Some(rate) = self
             .namespaces

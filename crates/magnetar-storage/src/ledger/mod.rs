@@ -403,6 +403,12 @@ impl ManagedLedger {
         self.end_tx.subscribe()
     }
 
+    /// How many [`ManagedLedger::subscribe`] receivers are alive (long polls waiting for an
+    /// append): an observable condition tests wait on instead of sleeping.
+    pub fn end_waiters(&self) -> usize {
+        self.end_tx.receiver_count()
+    }
+
     pub fn stats(&self) -> LedgerStats {
         let s = read(&self.state);
         let segments: Vec<SegmentStats> = s

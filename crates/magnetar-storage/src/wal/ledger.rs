@@ -501,6 +501,12 @@ impl SharedLedger {
         self.inner.end.subscribe()
     }
 
+    /// How many [`SharedLedger::subscribe`] receivers are alive (see
+    /// `ManagedLedger::end_waiters`).
+    pub fn end_waiters(&self) -> usize {
+        self.inner.end.receiver_count()
+    }
+
     pub fn stats(&self) -> SharedLedgerStats {
         let st = lock(&self.inner.append);
         let c = lock(&self.inner.committed);

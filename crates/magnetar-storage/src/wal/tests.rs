@@ -523,7 +523,13 @@ async fn killed_between_put_and_commit_leaves_an_orphan_and_no_gap() {
     // The commit never happens: the process dies after the PUT.
     env.metadata.fail_txns.store(u64::MAX, Ordering::Release);
     let lost = ledger.append_with(|_| entry("unacked", 1)).unwrap();
+    // Bounded: wait for the PUT, not for a time.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     while env.wal_objects().await.len() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the unacknowledged entry's WAL object was never written"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     writer.abort();
