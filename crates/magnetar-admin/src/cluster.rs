@@ -18,7 +18,7 @@ use crate::AppState;
 
 /// `GET /admin/v2/brokers/{cluster}`: the live brokers' HTTP addresses (`host:port`), as
 /// `pulsar-admin brokers list` prints them. Standalone: this broker.
-pub async fn list_brokers(
+pub(crate) async fn list_brokers(
     State(state): State<Arc<AppState>>,
     Path(cluster): Path<String>,
 ) -> ApiResult<Json<Vec<String>>> {
@@ -47,7 +47,7 @@ pub async fn list_brokers(
 /// Pulsar's `BundlesData`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct BundlesData {
+pub(crate) struct BundlesData {
     /// `numBundles + 1` boundaries, `0x00000000` to `0xffffffff`.
     pub boundaries: Vec<String>,
     pub num_bundles: u32,
@@ -61,7 +61,7 @@ fn bundle_count(state: &AppState) -> u32 {
 }
 
 /// `GET /admin/v2/namespaces/{tenant}/{namespace}/bundles`.
-pub async fn bundles(
+pub(crate) async fn bundles(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns)): Path<(String, String)>,
 ) -> ApiResult<Json<BundlesData>> {
@@ -88,7 +88,7 @@ pub async fn bundles(
 /// releases the bundle (its topics close; the broker the bundle is assigned to claims it and
 /// reopens them from the shared log); another broker's bundle: 307 to it. Standalone: the
 /// bundle's open topics close and reopen on their next use, as Pulsar standalone does.
-pub async fn unload_bundle(
+pub(crate) async fn unload_bundle(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns, bundle)): Path<(String, String, String)>,
 ) -> ApiResult<StatusCode> {
@@ -133,7 +133,7 @@ pub async fn unload_bundle(
 /// Answers a `307` from a handler (the topic or bundle is another broker's) with `Location` set
 /// to the owner's HTTP address and the same path and query; `503` when the owner's address is
 /// not known.
-pub async fn redirect_to_owner(
+pub(crate) async fn redirect_to_owner(
     State(state): State<Arc<AppState>>,
     request: Request,
     next: Next,

@@ -22,13 +22,13 @@ use crate::AppState;
 /// Pulsar's `LongRunningProcessStatus`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct CompactionStatusJson {
+pub(crate) struct CompactionStatusJson {
     /// `NOT_RUN`, `RUNNING`, `SUCCESS` or `ERROR`.
     pub status: &'static str,
     pub last_error: String,
 }
 
-pub async fn trigger(
+pub(crate) async fn trigger(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns, topic)): Path<(String, String, String)>,
 ) -> ApiResult<StatusCode> {
@@ -47,7 +47,7 @@ pub async fn trigger(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn status(
+pub(crate) async fn status(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns, topic)): Path<(String, String, String)>,
 ) -> ApiResult<Json<CompactionStatusJson>> {

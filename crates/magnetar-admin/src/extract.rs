@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use crate::error::ApiError;
 
 /// Largest admin request body accepted (also the router's `DefaultBodyLimit`).
-pub const BODY_BYTES_MAX: usize = 1024 * 1024;
+pub(crate) const BODY_BYTES_MAX: usize = 1024 * 1024;
 
 /// The first letter of an axum rejection text in lowercase, as our error messages are.
 fn lowercase_first(text: &str) -> String {
@@ -67,7 +67,7 @@ impl From<BytesRejection> for ApiError {
 }
 
 /// Path parameters; a rejection is `{"reason": ...}` (400 for a segment that does not decode).
-pub struct Path<T>(pub T);
+pub(crate) struct Path<T>(pub T);
 
 impl<S, T> FromRequestParts<S> for Path<T>
 where
@@ -84,7 +84,7 @@ where
 }
 
 /// The query string; a rejection is `{"reason": ...}` with 400.
-pub struct Query<T>(pub T);
+pub(crate) struct Query<T>(pub T);
 
 impl<S, T> FromRequestParts<S> for Query<T>
 where
@@ -104,7 +104,7 @@ where
 /// also accepts a JSON array (its fields in order, missing ones defaulted), so `[]` would read as
 /// a struct of defaults; checking the top-level type first refuses that with 400.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum JsonType {
+pub(crate) enum JsonType {
     Object,
     Array,
     Integer,
@@ -150,7 +150,7 @@ fn found(first: u8) -> &'static str {
 }
 
 /// A request body type: the JSON type its document must have at the top level.
-pub trait JsonBodyType: DeserializeOwned {
+pub(crate) trait JsonBodyType: DeserializeOwned {
     const JSON_TYPE: JsonType;
 }
 
@@ -176,7 +176,7 @@ impl<T: DeserializeOwned + Ord> JsonBodyType for std::collections::BTreeSet<T> {
 
 /// A JSON body; every rejection is `{"reason": ...}`: 415 for a content type other than JSON,
 /// 413 above [`BODY_BYTES_MAX`], 400 for malformed JSON or JSON of the wrong type.
-pub struct JsonBody<T>(pub T);
+pub(crate) struct JsonBody<T>(pub T);
 
 /// 415 unless the request has no content type (curl-less clients) or a JSON one
 /// (`application/json`, `application/*+json`, with any parameters).

@@ -34,7 +34,7 @@ pub(crate) const RESET_PARTITIONS_MAX: usize = 4096;
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct GroupSummary {
+pub(crate) struct GroupSummary {
     pub group_id: String,
     pub state: String,
     pub protocol_type: String,
@@ -42,14 +42,14 @@ pub struct GroupSummary {
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct AssignedPartitions {
+pub(crate) struct AssignedPartitions {
     pub topic: String,
     pub partitions: Vec<i32>,
 }
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct MemberJson {
+pub(crate) struct MemberJson {
     pub member_id: String,
     pub group_instance_id: Option<String>,
     pub client_id: String,
@@ -63,7 +63,7 @@ pub struct MemberJson {
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct OffsetJson {
+pub(crate) struct OffsetJson {
     pub topic: String,
     pub partition: i32,
     pub committed_offset: i64,
@@ -76,7 +76,7 @@ pub struct OffsetJson {
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct GroupJson {
+pub(crate) struct GroupJson {
     pub group_id: String,
     pub state: String,
     pub protocol_type: Option<String>,
@@ -90,7 +90,7 @@ pub struct GroupJson {
 /// Where to move a group's offsets.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum ResetTo {
+pub(crate) enum ResetTo {
     Earliest,
     Latest,
     /// The first offset whose timestamp is at or after `timestamp` (the end when none is).
@@ -101,7 +101,7 @@ pub enum ResetTo {
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ResetRequest {
+pub(crate) struct ResetRequest {
     /// A topic name in any Kafka form (`t`, `tenant/ns/t`, `persistent://tenant/ns/t`); it is
     /// committed under this name, so use the name the group's consumers use.
     #[schema(
@@ -129,7 +129,7 @@ impl crate::extract::JsonBodyType for ResetRequest {
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ResetResult {
+pub(crate) struct ResetResult {
     pub topic: String,
     pub partition: i32,
     pub offset: i64,
@@ -152,7 +152,7 @@ fn check_group_id(group: &str) -> ApiResult<()> {
     Ok(())
 }
 
-pub async fn list(State(state): State<Arc<AppState>>) -> ApiResult<Json<Vec<GroupSummary>>> {
+pub(crate) async fn list(State(state): State<Arc<AppState>>) -> ApiResult<Json<Vec<GroupSummary>>> {
     let mut groups = coordinator(&state)?.list_groups(&[]).await?;
     groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
     Ok(Json(
@@ -205,7 +205,7 @@ async fn kafka_partition(
     }
 }
 
-pub async fn describe(
+pub(crate) async fn describe(
     State(state): State<Arc<AppState>>,
     Path(group): Path<String>,
 ) -> ApiResult<Json<GroupJson>> {
@@ -256,7 +256,7 @@ pub async fn describe(
     }))
 }
 
-pub async fn delete(
+pub(crate) async fn delete(
     State(state): State<Arc<AppState>>,
     Path(group): Path<String>,
 ) -> ApiResult<StatusCode> {
@@ -286,7 +286,7 @@ fn group_error(group: &str, e: CoordinatorError) -> ApiError {
     }
 }
 
-pub async fn reset_offsets(
+pub(crate) async fn reset_offsets(
     State(state): State<Arc<AppState>>,
     Path(group): Path<String>,
     JsonBody(request): JsonBody<ResetRequest>,
@@ -435,7 +435,7 @@ pub(crate) async fn committed_on(
 
 /// Decodes a `ConsumerProtocolAssignment` (any version: the assigned partitions come first and
 /// are laid out the same; no version is flexible). `None` when the bytes do not parse.
-pub fn decode_assignment(bytes: &[u8]) -> Option<Vec<AssignedPartitions>> {
+pub(crate) fn decode_assignment(bytes: &[u8]) -> Option<Vec<AssignedPartitions>> {
     struct Reader<'a>(&'a [u8]);
     impl Reader<'_> {
         fn take<const N: usize>(&mut self) -> Option<[u8; N]> {

@@ -26,7 +26,7 @@ use crate::AppState;
 /// the C++ client refuses a response without `brokerUrlTls` as malformed.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct LookupData {
+pub(crate) struct LookupData {
     pub broker_url: String,
     pub broker_url_tls: String,
     pub http_url: String,
@@ -34,7 +34,7 @@ pub struct LookupData {
     pub native_url: String,
 }
 
-pub async fn lookup_topic(
+pub(crate) async fn lookup_topic(
     State(state): State<Arc<AppState>>,
     role: Option<Extension<Role>>,
     Path((domain, tenant, ns, topic)): Path<(String, String, String, String)>,

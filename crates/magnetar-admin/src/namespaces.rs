@@ -18,7 +18,7 @@ use crate::AppState;
 /// Pulsar's RetentionPolicies JSON: `-1` is unlimited.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RetentionJson {
+pub(crate) struct RetentionJson {
     /// `-1` or at most `u64::MAX` milliseconds in minutes.
     #[schema(minimum = -1, maximum = 307_445_734_561_825_i64)]
     pub retention_time_in_minutes: i64,
@@ -45,7 +45,7 @@ impl RetentionJson {
 
 /// The part of Pulsar's Policies JSON that Magnetar keeps (Pulsar's own field names).
 #[derive(Debug, Serialize)]
-pub struct PoliciesJson {
+pub(crate) struct PoliciesJson {
     pub retention_policies: RetentionJson,
     pub message_ttl_in_seconds: Option<u64>,
     #[serde(rename = "autoTopicCreationOverride")]
@@ -66,7 +66,7 @@ pub struct PoliciesJson {
 /// Pulsar's AutoTopicCreationOverride JSON.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct AutoTopicCreationJson {
+pub(crate) struct AutoTopicCreationJson {
     pub allow_auto_topic_creation: bool,
     /// `partitioned` or `non-partitioned`; required when creation is allowed.
     #[serde(default)]
@@ -102,7 +102,7 @@ impl AutoTopicCreationJson {
 /// Pulsar's PublishRate JSON: `-1` disables a dimension.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PublishRateJson {
+pub(crate) struct PublishRateJson {
     #[serde(default = "unlimited")]
     #[schema(minimum = -1)]
     pub publish_throttling_rate_in_msg: i64,
@@ -141,7 +141,7 @@ fn namespace(tenant: &str, namespace: &str) -> ApiResult<NamespaceName> {
     Ok(NamespaceName::new(tenant, namespace)?)
 }
 
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<Arc<AppState>>,
     Path(tenant): Path<String>,
 ) -> ApiResult<Json<Vec<String>>> {
@@ -152,7 +152,7 @@ pub async fn list(
     Ok(Json(names.iter().map(ToString::to_string).collect()))
 }
 
-pub async fn create(
+pub(crate) async fn create(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
@@ -163,7 +163,7 @@ pub async fn create(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn delete(
+pub(crate) async fn delete(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
@@ -182,7 +182,7 @@ async fn policies(state: &AppState, name: &NamespaceName) -> ApiResult<Namespace
         .ok_or_else(|| ApiError::not_found(format!("namespace '{name}' does not exist")))
 }
 
-pub async fn get_policies(
+pub(crate) async fn get_policies(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns)): Path<(String, String)>,
 ) -> ApiResult<Json<PoliciesJson>> {
@@ -218,7 +218,7 @@ pub async fn get_policies(
     }))
 }
 
-pub async fn get_retention(
+pub(crate) async fn get_retention(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns)): Path<(String, String)>,
 ) -> ApiResult<Json<RetentionJson>> {
@@ -226,7 +226,7 @@ pub async fn get_retention(
     Ok(Json(RetentionJson::from_policies(&p)))
 }
 
-pub async fn set_retention(
+pub(crate) async fn set_retention(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns)): Path<(String, String)>,
     JsonBody(body): JsonBody<RetentionJson>,
@@ -259,7 +259,7 @@ pub async fn set_retention(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn remove_retention(
+pub(crate) async fn remove_retention(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
@@ -273,7 +273,7 @@ pub async fn remove_retention(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn get_ttl(
+pub(crate) async fn get_ttl(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns)): Path<(String, String)>,
 ) -> ApiResult<Json<Option<u64>>> {
@@ -284,7 +284,7 @@ pub async fn get_ttl(
     ))
 }
 
-pub async fn set_ttl(
+pub(crate) async fn set_ttl(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns)): Path<(String, String)>,
     JsonBody(seconds): JsonBody<i64>,
@@ -298,7 +298,7 @@ pub async fn set_ttl(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn remove_ttl(
+pub(crate) async fn remove_ttl(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
@@ -311,7 +311,7 @@ pub async fn remove_ttl(
 
 /// Pulsar's namespace `compactionThreshold` (bytes): a `cleanup.policy=compact` topic is
 /// compacted once that many bytes are cleanable, whatever its dirty ratio; `0` turns it off.
-pub async fn get_compaction_threshold(
+pub(crate) async fn get_compaction_threshold(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns)): Path<(String, String)>,
 ) -> ApiResult<Json<Option<u64>>> {
@@ -322,7 +322,7 @@ pub async fn get_compaction_threshold(
     ))
 }
 
-pub async fn set_compaction_threshold(
+pub(crate) async fn set_compaction_threshold(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns)): Path<(String, String)>,
     JsonBody(bytes): JsonBody<i64>,
@@ -338,7 +338,7 @@ pub async fn set_compaction_threshold(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn remove_compaction_threshold(
+pub(crate) async fn remove_compaction_threshold(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
@@ -351,7 +351,7 @@ pub async fn remove_compaction_threshold(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn get_auto_topic_creation(
+pub(crate) async fn get_auto_topic_creation(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns)): Path<(String, String)>,
 ) -> ApiResult<Json<Option<AutoTopicCreationJson>>> {
@@ -363,7 +363,7 @@ pub async fn get_auto_topic_creation(
     ))
 }
 
-pub async fn set_auto_topic_creation(
+pub(crate) async fn set_auto_topic_creation(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns)): Path<(String, String)>,
     JsonBody(body): JsonBody<AutoTopicCreationJson>,
@@ -415,7 +415,7 @@ pub async fn set_auto_topic_creation(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn remove_auto_topic_creation(
+pub(crate) async fn remove_auto_topic_creation(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
@@ -479,14 +479,14 @@ async fn set_limit(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn get_max_producers(
+pub(crate) async fn get_max_producers(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns)): Path<(String, String)>,
 ) -> ApiResult<Json<Option<u32>>> {
     get_limit(&state, &tenant, &ns, Limit::Producers).await
 }
 
-pub async fn set_max_producers(
+pub(crate) async fn set_max_producers(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns)): Path<(String, String)>,
     JsonBody(value): JsonBody<i64>,
@@ -494,21 +494,21 @@ pub async fn set_max_producers(
     set_limit(&state, &tenant, &ns, Limit::Producers, Some(value)).await
 }
 
-pub async fn remove_max_producers(
+pub(crate) async fn remove_max_producers(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     set_limit(&state, &tenant, &ns, Limit::Producers, None).await
 }
 
-pub async fn get_max_consumers(
+pub(crate) async fn get_max_consumers(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns)): Path<(String, String)>,
 ) -> ApiResult<Json<Option<u32>>> {
     get_limit(&state, &tenant, &ns, Limit::Consumers).await
 }
 
-pub async fn set_max_consumers(
+pub(crate) async fn set_max_consumers(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns)): Path<(String, String)>,
     JsonBody(value): JsonBody<i64>,
@@ -516,14 +516,14 @@ pub async fn set_max_consumers(
     set_limit(&state, &tenant, &ns, Limit::Consumers, Some(value)).await
 }
 
-pub async fn remove_max_consumers(
+pub(crate) async fn remove_max_consumers(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     set_limit(&state, &tenant, &ns, Limit::Consumers, None).await
 }
 
-pub async fn get_publish_rate(
+pub(crate) async fn get_publish_rate(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns)): Path<(String, String)>,
 ) -> ApiResult<Json<Option<PublishRateJson>>> {
@@ -533,7 +533,7 @@ pub async fn get_publish_rate(
     ))
 }
 
-pub async fn set_publish_rate(
+pub(crate) async fn set_publish_rate(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns)): Path<(String, String)>,
     JsonBody(body): JsonBody<PublishRateJson>,
@@ -566,7 +566,7 @@ pub async fn set_publish_rate(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn remove_publish_rate(
+pub(crate) async fn remove_publish_rate(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
@@ -578,7 +578,7 @@ pub async fn remove_publish_rate(
 }
 
 /// Pulsar's namespace `deduplicationEnabled`: `null` when unset (the broker default applies).
-pub async fn get_deduplication(
+pub(crate) async fn get_deduplication(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns)): Path<(String, String)>,
 ) -> ApiResult<Json<Option<bool>>> {
@@ -589,7 +589,7 @@ pub async fn get_deduplication(
     ))
 }
 
-pub async fn set_deduplication(
+pub(crate) async fn set_deduplication(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns)): Path<(String, String)>,
     JsonBody(enabled): JsonBody<bool>,
@@ -603,7 +603,7 @@ pub async fn set_deduplication(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn remove_deduplication(
+pub(crate) async fn remove_deduplication(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {

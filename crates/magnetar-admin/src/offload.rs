@@ -24,7 +24,7 @@ const OFFLOAD: &str = "an offload is of";
 /// Pulsar's `OffloadProcessStatus`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct OffloadStatusJson {
+pub(crate) struct OffloadStatusJson {
     /// `NOT_RUN`, `RUNNING`, `SUCCESS` or `ERROR`.
     pub status: &'static str,
     pub last_error: String,
@@ -35,14 +35,14 @@ pub struct OffloadStatusJson {
 /// A message id in a response.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct MessageIdOut {
+pub(crate) struct MessageIdOut {
     pub ledger_id: u64,
     pub entry_id: u64,
     pub partition_index: i32,
     pub batch_index: i32,
 }
 
-pub async fn trigger(
+pub(crate) async fn trigger(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns, topic)): Path<(String, String, String)>,
     JsonBody(id): JsonBody<MessageIdJson>,
@@ -62,7 +62,7 @@ pub async fn trigger(
     }
 }
 
-pub async fn status(
+pub(crate) async fn status(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns, topic)): Path<(String, String, String)>,
 ) -> ApiResult<Json<OffloadStatusJson>> {

@@ -65,7 +65,7 @@ fn actions(body: Vec<String>) -> ApiResult<BTreeSet<AuthAction>> {
         .collect()
 }
 
-pub async fn namespace_permissions(
+pub(crate) async fn namespace_permissions(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns)): Path<(String, String)>,
 ) -> ApiResult<Json<GrantsJson>> {
@@ -77,7 +77,7 @@ pub async fn namespace_permissions(
     Ok(Json(out))
 }
 
-pub async fn grant_namespace(
+pub(crate) async fn grant_namespace(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns, role)): Path<(String, String, String)>,
     JsonBody(body): JsonBody<Vec<String>>,
@@ -90,7 +90,7 @@ pub async fn grant_namespace(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn revoke_namespace(
+pub(crate) async fn revoke_namespace(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns, role)): Path<(String, String, String)>,
 ) -> ApiResult<StatusCode> {
@@ -99,7 +99,7 @@ pub async fn revoke_namespace(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn subscription_permissions(
+pub(crate) async fn subscription_permissions(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns)): Path<(String, String)>,
 ) -> ApiResult<Json<BTreeMap<String, BTreeSet<String>>>> {
@@ -120,7 +120,7 @@ pub async fn subscription_permissions(
     Ok(Json(out))
 }
 
-pub async fn grant_subscription(
+pub(crate) async fn grant_subscription(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns, subscription)): Path<(String, String, String)>,
     JsonBody(roles): JsonBody<BTreeSet<String>>,
@@ -133,7 +133,7 @@ pub async fn grant_subscription(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn revoke_subscription(
+pub(crate) async fn revoke_subscription(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns, subscription, role)): Path<(String, String, String, String)>,
 ) -> ApiResult<StatusCode> {
@@ -145,7 +145,7 @@ pub async fn revoke_subscription(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn topic_permissions(
+pub(crate) async fn topic_permissions(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns, name)): Path<(String, String, String)>,
 ) -> ApiResult<Json<GrantsJson>> {
@@ -154,7 +154,7 @@ pub async fn topic_permissions(
     Ok(Json(listing(auth.topic_grants(&t), auth.topic_denies(&t))))
 }
 
-pub async fn grant_topic(
+pub(crate) async fn grant_topic(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns, name, role)): Path<(String, String, String, String)>,
     JsonBody(body): JsonBody<Vec<String>>,
@@ -167,7 +167,7 @@ pub async fn grant_topic(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn revoke_topic(
+pub(crate) async fn revoke_topic(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns, name, role)): Path<(String, String, String, String)>,
 ) -> ApiResult<StatusCode> {

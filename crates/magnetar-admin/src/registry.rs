@@ -51,7 +51,7 @@ struct RegistryState {
 
 /// A Confluent error: HTTP status, `error_code`, message.
 #[derive(Debug)]
-pub struct RegistryError {
+pub(crate) struct RegistryError {
     status: StatusCode,
     code: u32,
     message: String,

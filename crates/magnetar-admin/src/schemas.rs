@@ -67,7 +67,7 @@ fn topic(tenant: &str, ns: &str, topic: &str) -> ApiResult<TopicName> {
 /// Pulsar's `GetSchemaResponse`.
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct SchemaJson {
+pub(crate) struct SchemaJson {
     version: i64,
     r#type: String,
     timestamp: i64,
@@ -88,7 +88,7 @@ fn schema_json(v: StoredVersion) -> SchemaJson {
 /// Pulsar's `PostSchemaPayload`.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PostSchemaJson {
+pub(crate) struct PostSchemaJson {
     /// `AVRO`, `JSON`, `PROTOBUF`, `STRING`, `KEY_VALUE`, ...
     #[schema(
         pattern = "^(AVRO|JSON|PROTOBUF|PROTOBUF_NATIVE|KEY_VALUE|STRING|BYTES|NONE|BOOLEAN|INT8|INT16|INT32|INT64|FLOAT|DOUBLE|DATE|TIME|TIMESTAMP|INSTANT|LOCAL_DATE|LOCAL_TIME|LOCAL_DATE_TIME)$"
@@ -133,14 +133,14 @@ async fn stored(
         .ok_or_else(|| ApiError::not_found(format!("topic '{topic}' has no such schema")))
 }
 
-pub async fn get_schema(
+pub(crate) async fn get_schema(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns, name)): Path<(String, String, String)>,
 ) -> ApiResult<Json<SchemaJson>> {
     stored(&state, topic(&tenant, &ns, &name)?, VersionSelector::Latest).await
 }
 
-pub async fn get_schema_version(
+pub(crate) async fn get_schema_version(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns, name, version)): Path<(String, String, String, i64)>,
 ) -> ApiResult<Json<SchemaJson>> {
@@ -151,7 +151,7 @@ pub async fn get_schema_version(
 }
 
 /// `{"getSchemaResponses": [...]}`: every live version, oldest first.
-pub async fn get_all(
+pub(crate) async fn get_all(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns, name)): Path<(String, String, String)>,
 ) -> ApiResult<Json<serde_json::Value>> {
@@ -177,7 +177,7 @@ pub async fn get_all(
 }
 
 /// Registers a schema as a producer would: `{"version": n}` (Pulsar's version).
-pub async fn post_schema(
+pub(crate) async fn post_schema(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns, name)): Path<(String, String, String)>,
     JsonBody(body): JsonBody<PostSchemaJson>,
@@ -206,14 +206,14 @@ pub async fn post_schema(
 }
 
 #[derive(Deserialize)]
-pub struct DeleteQuery {
+pub(crate) struct DeleteQuery {
     #[serde(default)]
     force: Option<bool>,
 }
 
 /// Deletes a topic's schema: soft (its versions kept as deleted), or with `force=true` also
 /// removed; `{"version": n}` of the last version.
-pub async fn delete_schema(
+pub(crate) async fn delete_schema(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns, name)): Path<(String, String, String)>,
     Query(query): Query<DeleteQuery>,
@@ -246,7 +246,7 @@ pub async fn delete_schema(
 }
 
 /// `{"isCompatible": bool, "schemaCompatibilityStrategy": name}` for a payload.
-pub async fn test_compatibility(
+pub(crate) async fn test_compatibility(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns, name)): Path<(String, String, String)>,
     JsonBody(body): JsonBody<PostSchemaJson>,
@@ -296,7 +296,7 @@ async fn policies(
 }
 
 /// The namespace's strategy, in Pulsar's names; `null` when unset (the registry's level).
-pub async fn get_strategy(
+pub(crate) async fn get_strategy(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns)): Path<(String, String)>,
 ) -> ApiResult<Json<Option<String>>> {
@@ -309,7 +309,7 @@ pub async fn get_strategy(
     ))
 }
 
-pub async fn set_strategy(
+pub(crate) async fn set_strategy(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns)): Path<(String, String)>,
     JsonBody(name): JsonBody<String>,
@@ -336,7 +336,7 @@ pub async fn set_strategy(
     .await
 }
 
-pub async fn remove_strategy(
+pub(crate) async fn remove_strategy(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
@@ -347,7 +347,7 @@ pub async fn remove_strategy(
     .await
 }
 
-pub async fn get_auto_update(
+pub(crate) async fn get_auto_update(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns)): Path<(String, String)>,
 ) -> ApiResult<Json<bool>> {
@@ -355,7 +355,7 @@ pub async fn get_auto_update(
     Ok(Json(p.schema_auto_update_allowed.unwrap_or(true)))
 }
 
-pub async fn set_auto_update(
+pub(crate) async fn set_auto_update(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns)): Path<(String, String)>,
     JsonBody(allowed): JsonBody<bool>,
@@ -367,7 +367,7 @@ pub async fn set_auto_update(
     .await
 }
 
-pub async fn get_validation(
+pub(crate) async fn get_validation(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns)): Path<(String, String)>,
 ) -> ApiResult<Json<bool>> {
@@ -375,7 +375,7 @@ pub async fn get_validation(
     Ok(Json(p.schema_validation_enforced.unwrap_or(false)))
 }
 
-pub async fn set_validation(
+pub(crate) async fn set_validation(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns)): Path<(String, String)>,
     JsonBody(enforced): JsonBody<bool>,

@@ -20,21 +20,21 @@ pub(crate) const PASSWORD_BYTES_MAX: usize = 1024;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct ScramUser {
+pub(crate) struct ScramUser {
     pub user: String,
     pub mechanisms: Vec<ScramMechanismInfo>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct ScramMechanismInfo {
+pub(crate) struct ScramMechanismInfo {
     pub mechanism: String,
     pub iterations: u32,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SetPassword {
+pub(crate) struct SetPassword {
     /// `SCRAM-SHA-256` or `SCRAM-SHA-512`.
     #[schema(pattern = "^SCRAM-SHA-(256|512)$")]
     pub mechanism: String,
@@ -51,7 +51,7 @@ impl crate::extract::JsonBodyType for SetPassword {
 }
 
 #[derive(Debug, Deserialize)]
-pub struct DeleteQuery {
+pub(crate) struct DeleteQuery {
     /// Only this mechanism's credential (default: every mechanism of the user).
     pub mechanism: Option<String>,
 }
@@ -80,7 +80,7 @@ fn mechanism(name: &str) -> ApiResult<ScramMechanism> {
     })
 }
 
-pub async fn list(State(state): State<Arc<AppState>>) -> ApiResult<Json<Vec<ScramUser>>> {
+pub(crate) async fn list(State(state): State<Arc<AppState>>) -> ApiResult<Json<Vec<ScramUser>>> {
     let store = ScramStore::new(state.broker.clone());
     let users = store.describe(None).await.map_err(auth_error)?;
     Ok(Json(
@@ -101,7 +101,7 @@ pub async fn list(State(state): State<Arc<AppState>>) -> ApiResult<Json<Vec<Scra
     ))
 }
 
-pub async fn set(
+pub(crate) async fn set(
     State(state): State<Arc<AppState>>,
     Path(user): Path<String>,
     JsonBody(body): JsonBody<SetPassword>,
@@ -125,7 +125,7 @@ pub async fn set(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn delete(
+pub(crate) async fn delete(
     State(state): State<Arc<AppState>>,
     Path(user): Path<String>,
     Query(query): Query<DeleteQuery>,

@@ -49,7 +49,7 @@ impl Default for HttpLimits {
 const SHUTDOWN_DRAIN: Duration = Duration::from_secs(10);
 
 /// The counters of the `http` or `https` listener (connections; no per-API series).
-pub fn protocol_metrics(protocol: &'static str) -> Arc<ProtocolMetrics> {
+pub(crate) fn protocol_metrics(protocol: &'static str) -> Arc<ProtocolMetrics> {
     Arc::new(ProtocolMetrics::new(protocol, &[], |code| code.to_string()))
 }
 

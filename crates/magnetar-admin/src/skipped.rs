@@ -19,7 +19,7 @@ use crate::AppState;
 /// One skipped entry: the message indexes it holds, `[firstIndex, endIndex)`.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct SkippedEntryJson {
+pub(crate) struct SkippedEntryJson {
     pub first_index: u64,
     pub end_index: u64,
 }
@@ -55,7 +55,7 @@ fn partition(log: &PartitionLog) -> TopicPartition {
     log.name().clone()
 }
 
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns, topic)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Vec<SkippedEntryJson>>> {
@@ -73,7 +73,7 @@ pub async fn list(
 }
 
 /// Marks the entry holding `index` skipped; answers the whole entry's indexes.
-pub async fn skip(
+pub(crate) async fn skip(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns, topic, index)): Path<(String, String, String, String)>,
 ) -> ApiResult<Json<SkippedEntryJson>> {
@@ -87,7 +87,7 @@ pub async fn skip(
 }
 
 /// Removes the skip mark of the entry starting at `index`.
-pub async fn unskip(
+pub(crate) async fn unskip(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns, topic, index)): Path<(String, String, String, String)>,
 ) -> ApiResult<StatusCode> {

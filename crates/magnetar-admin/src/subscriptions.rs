@@ -36,7 +36,7 @@ pub(crate) const SUBSCRIPTION_BYTES_MAX: usize = 1024;
 /// Pulsar's `ResetCursorData` / `MessageIdImpl` JSON.
 #[derive(Debug, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct MessageIdJson {
+pub(crate) struct MessageIdJson {
     #[schema(minimum = -9_223_372_036_854_775_807_i64, maximum = 9_223_372_036_854_775_807_i64)]
     pub ledger_id: i64,
     #[schema(minimum = -9_223_372_036_854_775_807_i64, maximum = 9_223_372_036_854_775_807_i64)]
@@ -179,7 +179,7 @@ async fn idle_subscription(
     Ok((holding, partitioned))
 }
 
-pub async fn create(
+pub(crate) async fn create(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns, topic, sub)): Path<(String, String, String, String)>,
     body: Option<JsonBody<MessageIdJson>>,
@@ -201,7 +201,7 @@ pub async fn create(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn delete(
+pub(crate) async fn delete(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns, topic, sub)): Path<(String, String, String, String)>,
     Query(_params): Query<DeleteParams>,
@@ -218,7 +218,7 @@ fn parse_number(what: &str, raw: &str) -> ApiResult<i64> {
         .map_err(|_| ApiError::bad_request(format!("{what} '{raw}' is not a number")))
 }
 
-pub async fn reset_to_timestamp(
+pub(crate) async fn reset_to_timestamp(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns, topic, sub, timestamp)): Path<(String, String, String, String, String)>,
 ) -> ApiResult<StatusCode> {
@@ -230,7 +230,7 @@ pub async fn reset_to_timestamp(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn reset_to_message_id(
+pub(crate) async fn reset_to_message_id(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns, topic, sub)): Path<(String, String, String, String)>,
     JsonBody(id): JsonBody<MessageIdJson>,
@@ -257,7 +257,7 @@ pub async fn reset_to_message_id(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn skip(
+pub(crate) async fn skip(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns, topic, sub, count)): Path<(String, String, String, String, String)>,
 ) -> ApiResult<StatusCode> {
@@ -275,7 +275,7 @@ pub async fn skip(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn skip_all(
+pub(crate) async fn skip_all(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns, topic, sub)): Path<(String, String, String, String)>,
 ) -> ApiResult<StatusCode> {

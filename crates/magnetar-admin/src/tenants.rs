@@ -15,7 +15,7 @@ use crate::AppState;
 /// Pulsar's TenantInfo JSON.
 #[derive(Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct TenantInfoJson {
+pub(crate) struct TenantInfoJson {
     #[serde(default)]
     pub admin_roles: Vec<String>,
     #[serde(default)]
@@ -35,15 +35,15 @@ impl From<TenantInfo> for TenantInfoJson {
     }
 }
 
-pub async fn list_clusters(State(state): State<Arc<AppState>>) -> Json<Vec<String>> {
+pub(crate) async fn list_clusters(State(state): State<Arc<AppState>>) -> Json<Vec<String>> {
     Json(vec![state.broker.config().cluster_name.clone()])
 }
 
-pub async fn list(State(state): State<Arc<AppState>>) -> ApiResult<Json<Vec<String>>> {
+pub(crate) async fn list(State(state): State<Arc<AppState>>) -> ApiResult<Json<Vec<String>>> {
     Ok(Json(state.broker.list_tenants().await?))
 }
 
-pub async fn get(
+pub(crate) async fn get(
     State(state): State<Arc<AppState>>,
     Path(tenant): Path<String>,
 ) -> ApiResult<Json<TenantInfoJson>> {
@@ -77,7 +77,7 @@ fn checked_info(state: &AppState, body: TenantInfoJson) -> ApiResult<TenantInfo>
     })
 }
 
-pub async fn create(
+pub(crate) async fn create(
     State(state): State<Arc<AppState>>,
     Path(tenant): Path<String>,
     body: Option<JsonBody<TenantInfoJson>>,
@@ -88,7 +88,7 @@ pub async fn create(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn update(
+pub(crate) async fn update(
     State(state): State<Arc<AppState>>,
     Path(tenant): Path<String>,
     JsonBody(body): JsonBody<TenantInfoJson>,
@@ -99,7 +99,7 @@ pub async fn update(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn delete(
+pub(crate) async fn delete(
     State(state): State<Arc<AppState>>,
     Path(tenant): Path<String>,
 ) -> ApiResult<StatusCode> {

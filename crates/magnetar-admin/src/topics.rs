@@ -17,7 +17,7 @@ use crate::extract::{JsonBody, Path, Query};
 use crate::AppState;
 
 #[derive(Debug, Deserialize)]
-pub struct DeleteParams {
+pub(crate) struct DeleteParams {
     #[serde(default)]
     pub force: bool,
 }
@@ -50,7 +50,7 @@ async fn metadata(state: &AppState, name: &TopicName) -> ApiResult<TopicMetadata
         .ok_or_else(|| ApiError::not_found(format!("topic '{name}' does not exist")))
 }
 
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns)): Path<(String, String)>,
 ) -> ApiResult<Json<Vec<String>>> {
@@ -76,7 +76,7 @@ async fn require_namespace(state: &AppState, namespace: &NamespaceName) -> ApiRe
     }
 }
 
-pub async fn list_partitioned(
+pub(crate) async fn list_partitioned(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns)): Path<(String, String)>,
 ) -> ApiResult<Json<Vec<String>>> {
@@ -92,7 +92,7 @@ pub async fn list_partitioned(
     ))
 }
 
-pub async fn create_non_partitioned(
+pub(crate) async fn create_non_partitioned(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns, topic)): Path<(String, String, String)>,
 ) -> ApiResult<StatusCode> {
@@ -116,7 +116,7 @@ fn reject_partition_name(topic: &str) -> ApiResult<()> {
     Ok(())
 }
 
-pub async fn create_partitioned(
+pub(crate) async fn create_partitioned(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns, topic)): Path<(String, String, String)>,
     JsonBody(partitions): JsonBody<i64>,
@@ -136,7 +136,7 @@ pub async fn create_partitioned(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn update_partitions(
+pub(crate) async fn update_partitions(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns, topic)): Path<(String, String, String)>,
     JsonBody(partitions): JsonBody<i64>,
@@ -152,12 +152,12 @@ pub async fn update_partitions(
 /// `?checkAllowAutoCreation=true`: a Pulsar client over the HTTP lookup asks to create the topic
 /// as the namespace's auto-creation policy says, as the binary PARTITIONED_METADATA does.
 #[derive(Debug, Default, Deserialize)]
-pub struct PartitionsParams {
+pub(crate) struct PartitionsParams {
     #[serde(default, rename = "checkAllowAutoCreation")]
     check_allow_auto_creation: bool,
 }
 
-pub async fn get_partitions(
+pub(crate) async fn get_partitions(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns, topic)): Path<(String, String, String)>,
     Query(params): Query<PartitionsParams>,
@@ -232,7 +232,7 @@ async fn delete_topic(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn delete_non_partitioned(
+pub(crate) async fn delete_non_partitioned(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns, topic)): Path<(String, String, String)>,
     Query(params): Query<DeleteParams>,
@@ -241,7 +241,7 @@ pub async fn delete_non_partitioned(
     delete_topic(&state, &name, false, params.force).await
 }
 
-pub async fn delete_partitioned(
+pub(crate) async fn delete_partitioned(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns, topic)): Path<(String, String, String)>,
     Query(params): Query<DeleteParams>,
@@ -340,7 +340,7 @@ fn stats_json(log: &PartitionLog, groups: &GroupOffsets) -> Value {
     })
 }
 
-pub async fn stats(
+pub(crate) async fn stats(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns, topic)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
@@ -349,7 +349,7 @@ pub async fn stats(
     Ok(Json(stats_json(&log, &groups)))
 }
 
-pub async fn partitioned_stats(
+pub(crate) async fn partitioned_stats(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns, topic)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
@@ -395,7 +395,7 @@ pub async fn partitioned_stats(
     })))
 }
 
-pub async fn internal_stats(
+pub(crate) async fn internal_stats(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns, topic)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
@@ -433,7 +433,7 @@ pub async fn internal_stats(
     })))
 }
 
-pub async fn subscriptions(
+pub(crate) async fn subscriptions(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns, topic)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Vec<String>>> {

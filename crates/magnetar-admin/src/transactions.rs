@@ -21,14 +21,14 @@ pub(crate) const TRANSACTIONAL_ID_BYTES_MAX: usize = 32_767;
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct TopicPartitionsJson {
+pub(crate) struct TopicPartitionsJson {
     pub topic: String,
     pub partitions: Vec<i32>,
 }
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct TransactionJson {
+pub(crate) struct TransactionJson {
     pub transactional_id: String,
     pub producer_id: i64,
     pub producer_epoch: i16,
@@ -88,12 +88,14 @@ fn check_id(id: &str) -> ApiResult<()> {
     Ok(())
 }
 
-pub async fn list(State(state): State<Arc<AppState>>) -> ApiResult<Json<Vec<TransactionJson>>> {
+pub(crate) async fn list(
+    State(state): State<Arc<AppState>>,
+) -> ApiResult<Json<Vec<TransactionJson>>> {
     let txn = coordinator(&state).await?;
     Ok(Json(txn.list().await.into_iter().map(Into::into).collect()))
 }
 
-pub async fn describe(
+pub(crate) async fn describe(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<TransactionJson>> {
@@ -108,7 +110,7 @@ pub async fn describe(
 }
 
 /// Aborts the id's open transaction; 409 when none is open.
-pub async fn abort(
+pub(crate) async fn abort(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {

@@ -488,11 +488,11 @@ impl ScramServer {
 pub(crate) mod client {
     use super::*;
 
-    pub fn first(user: &str, nonce: &str) -> String {
+    pub(crate) fn first(user: &str, nonce: &str) -> String {
         format!("n,,n={user},r={nonce}")
     }
 
-    pub fn last(
+    pub(crate) fn last(
         m: ScramMechanism,
         password: &str,
         client_first: &str,

@@ -231,7 +231,7 @@ pub(crate) mod tests {
     use proptest::prelude::*;
 
     /// Encodes `count` records with timestamps `base_ts + i * 10` using kafka-protocol.
-    pub fn encode_batch(
+    pub(crate) fn encode_batch(
         count: i64,
         base_ts: i64,
         compression: Compression,

@@ -70,7 +70,7 @@ tokio::task_local! {
 /// handler that separates assigning indexes from waiting for durability calls this in between;
 /// otherwise the connection calls it when the handler completes. Calling it outside a Produce
 /// handler, or twice, does nothing.
-pub fn produce_ordering_point() {
+pub(crate) fn produce_ordering_point() {
     let _ = PRODUCE_TURN.try_with(|turn| {
         if let Some(next) = turn.borrow_mut().take() {
             let _ = next.send(());
@@ -144,7 +144,7 @@ struct Connection {
 }
 
 /// Serves one connection over any byte stream (TCP, or TLS over TCP).
-pub async fn serve_connection<S>(stream: S, peer: SocketAddr, context: Arc<Context>)
+pub(crate) async fn serve_connection<S>(stream: S, peer: SocketAddr, context: Arc<Context>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {

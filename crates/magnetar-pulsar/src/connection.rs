@@ -46,7 +46,7 @@ pub(crate) struct ProducerHandle {
 
 impl ProducerHandle {
     /// Gives the producer's registration (and its name, under deduplication) back.
-    pub fn release(&self, service: &Service) {
+    pub(crate) fn release(&self, service: &Service) {
         service
             .producers
             .unregister(&self.partition, self.registration);
@@ -104,12 +104,12 @@ pub(crate) enum Reply {
 }
 
 impl Reply {
-    pub fn frame(command: &BaseCommand) -> Self {
+    pub(crate) fn frame(command: &BaseCommand) -> Self {
         Reply::Frame(frame::encode(command))
     }
 
     /// SUCCESS to `request_id`.
-    pub fn success(request_id: u64) -> Self {
+    pub(crate) fn success(request_id: u64) -> Self {
         Reply::frame(&BaseCommand {
             r#type: Type::Success as i32,
             success: Some(crate::proto::CommandSuccess {
@@ -446,7 +446,7 @@ impl Connection {
         }
     }
 
-    pub async fn send(&self, command: BaseCommand) {
+    pub(crate) async fn send(&self, command: BaseCommand) {
         let _ = self.out.send(frame::encode(&command)).await;
     }
 
@@ -478,7 +478,7 @@ impl Connection {
     }
 
     /// Removes a consumer from its subscription (the last one leaving stops its dispatcher).
-    pub fn drop_consumer(&mut self, consumer_id: u64) -> Option<Arc<Subscription>> {
+    pub(crate) fn drop_consumer(&mut self, consumer_id: u64) -> Option<Arc<Subscription>> {
         let handle = self.consumers.remove(&consumer_id)?;
         handle.subscription.remove_consumer((self.id, consumer_id));
         Some(handle.subscription)

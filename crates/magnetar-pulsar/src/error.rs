@@ -75,7 +75,7 @@ pub(crate) struct CommandFailure {
 }
 
 impl CommandFailure {
-    pub fn new(answer: Answer, code: ServerError, message: impl Into<String>) -> Self {
+    pub(crate) fn new(answer: Answer, code: ServerError, message: impl Into<String>) -> Self {
         Self {
             answer,
             code,
@@ -85,18 +85,18 @@ impl CommandFailure {
     }
 
     /// A domain error, with its `ServerError` from [`server_error`] and its text.
-    pub fn domain(answer: Answer, err: &Error) -> Self {
+    pub(crate) fn domain(answer: Answer, err: &Error) -> Self {
         Self::new(answer, server_error(err), err.to_string())
     }
 
     /// The connection closes after the answer.
-    pub fn then_close(mut self, reason: String) -> Self {
+    pub(crate) fn then_close(mut self, reason: String) -> Self {
         self.close = Some(reason);
         self
     }
 
     /// The encoded answer.
-    pub fn frame(&self) -> Bytes {
+    pub(crate) fn frame(&self) -> Bytes {
         frame::encode(&self.command())
     }
 

@@ -38,7 +38,11 @@ pub(crate) struct SegmentInfo {
 }
 
 impl SegmentInfo {
-    pub fn new(base_index: u64, file: Arc<dyn SegmentFile>, index_interval_bytes: u32) -> Self {
+    pub(crate) fn new(
+        base_index: u64,
+        file: Arc<dyn SegmentFile>,
+        index_interval_bytes: u32,
+    ) -> Self {
         SegmentInfo {
             base_index,
             file,
@@ -55,7 +59,7 @@ impl SegmentInfo {
     }
 
     /// Records an entry written at `file_offset`; entries must come in order.
-    pub fn on_append(&mut self, header: &EntryHeader, file_offset: u64) {
+    pub(crate) fn on_append(&mut self, header: &EntryHeader, file_offset: u64) {
         let len = header.encoded_len();
         self.index.on_append(
             header.first_index,
@@ -72,7 +76,7 @@ impl SegmentInfo {
     }
 
     /// Where to start scanning for `index`.
-    pub fn start_point(&self, index: u64) -> IndexPoint {
+    pub(crate) fn start_point(&self, index: u64) -> IndexPoint {
         self.index.lookup_index(index).unwrap_or(IndexPoint {
             first_index: self.base_index,
             file_offset: 0,

@@ -7,7 +7,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::Value;
 
 #[derive(Args, Debug)]
-pub struct AdminArgs {
+pub(crate) struct AdminArgs {
     /// Base URL of the broker's HTTP listener.
     #[arg(
         long,
@@ -538,7 +538,7 @@ fn namespace_path(namespace: &str) -> Result<&str, String> {
     }
 }
 
-pub fn main(args: AdminArgs) -> ExitCode {
+pub(crate) fn main(args: AdminArgs) -> ExitCode {
     let config = ureq::Agent::config_builder()
         .http_status_as_error(false)
         // Redirects are followed by `Client::call` (with the method, body and token).

@@ -19,7 +19,7 @@ use crate::config::Config;
 const LEDGERS_ROOT: &str = "/ledgers";
 
 /// Where clients reach this broker, for the registry.
-pub struct Advertised {
+pub(crate) struct Advertised {
     /// Kafka advertised `host:port` by listener name (security protocol).
     pub kafka: BTreeMap<String, String>,
     pub pulsar: String,
@@ -55,7 +55,7 @@ async fn metadata_store(_config: &Config) -> anyhow::Result<Arc<dyn MetadataStor
 
 /// Opens the broker in cluster mode: metadata in etcd, every partition's ledger on the shared
 /// WAL in the object store, serving the bundles this broker owns.
-pub async fn open(
+pub(crate) async fn open(
     config: &Config,
     broker_config: BrokerConfig,
     advertised: Advertised,
@@ -130,7 +130,7 @@ pub async fn open(
 
 /// The elected leader deletes WAL and segment objects no record names any more, every
 /// `interval`; the other brokers wait to be elected.
-pub async fn run_gc(
+pub(crate) async fn run_gc(
     member: Arc<ClusterMember>,
     interval: Duration,
     shutdown: CancellationToken,
@@ -164,7 +164,7 @@ pub async fn run_gc(
 /// starts it again (Pulsar's `zookeeperSessionExpiredPolicy=shutdown`, its default). A `Fenced`
 /// session (etcd unreachable for a while) only pauses serving; it returns to `Live` when a
 /// refresh succeeds before the expiry.
-pub async fn watch_session(
+pub(crate) async fn watch_session(
     member: Arc<ClusterMember>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {

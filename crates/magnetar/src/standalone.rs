@@ -32,14 +32,14 @@ const WORKER_STACK_BYTES: usize = 8 * 1024 * 1024;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
 /// Which command started the process.
-pub enum Mode {
+pub(crate) enum Mode {
     /// `magnetar standalone`: cluster mode only if the config asks for it.
     Standalone,
     /// `magnetar broker`: cluster mode required, with this metadata store if given.
     Cluster { metadata_store: Option<String> },
 }
 
-pub fn main(args: StandaloneArgs, mode: Mode) -> ExitCode {
+pub(crate) fn main(args: StandaloneArgs, mode: Mode) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("MAGNETAR_LOG").unwrap_or_else(|_| EnvFilter::new("info")),

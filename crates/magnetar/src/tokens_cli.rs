@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 use magnetar_auth::token::{self, KeyPairAlgorithm, SigningKey, TokenValidator};
 
 #[derive(Args, Debug)]
-pub struct TokensArgs {
+pub(crate) struct TokensArgs {
     #[command(subcommand)]
     command: TokensCommand,
 }
@@ -94,7 +94,7 @@ impl TokenInput {
     }
 }
 
-pub fn main(args: TokensArgs) -> ExitCode {
+pub(crate) fn main(args: TokensArgs) -> ExitCode {
     match run(args.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -127,7 +127,7 @@ struct Inner {
 
 /// What a release waits for before giving a bundle up: the data path closing the bundle's
 /// partitions (see [`Ownership::set_drain`]).
-pub type Drain = Arc<
+pub(super) type Drain = Arc<
     dyn Fn(Bundle) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + Sync,
 >;
 

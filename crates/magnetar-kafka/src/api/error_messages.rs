@@ -16,7 +16,7 @@ fn clear(message: &mut Option<StrBytes>) {
 }
 
 /// Replaces every empty `error_message` of `response` with null.
-pub fn null_empty_messages(response: &mut ResponseKind) {
+pub(super) fn null_empty_messages(response: &mut ResponseKind) {
     match response {
         ResponseKind::FindCoordinator(r) => {
             clear(&mut r.error_message);

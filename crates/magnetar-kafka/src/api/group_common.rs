@@ -3,18 +3,18 @@
 
 use kafka_protocol::protocol::StrBytes;
 
-pub fn s(value: &StrBytes) -> String {
+pub(super) fn s(value: &StrBytes) -> String {
     value.as_str().to_string()
 }
 
-pub fn opt(value: &Option<StrBytes>) -> Option<String> {
+pub(super) fn opt(value: &Option<StrBytes>) -> Option<String> {
     value.as_ref().map(s)
 }
 
-pub fn wire(value: String) -> StrBytes {
+pub(super) fn wire(value: String) -> StrBytes {
     StrBytes::from_string(value)
 }
 
-pub fn wire_opt(value: Option<String>) -> Option<StrBytes> {
+pub(super) fn wire_opt(value: Option<String>) -> Option<StrBytes> {
     value.map(StrBytes::from_string)
 }

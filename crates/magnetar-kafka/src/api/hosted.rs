@@ -12,7 +12,7 @@ use super::Context;
 
 /// A topic a request named: its parsed name and partition count, or the error code for all of
 /// its partitions.
-pub async fn topic(ctx: &Context, name: &str) -> Result<(TopicName, u32), i16> {
+pub(super) async fn topic(ctx: &Context, name: &str) -> Result<(TopicName, u32), i16> {
     let unknown = ResponseError::UnknownTopicOrPartition.code();
     let parsed = ctx.parse_topic(name).map_err(|_| unknown)?;
     match ctx.broker.topic(&parsed).await {
@@ -23,7 +23,7 @@ pub async fn topic(ctx: &Context, name: &str) -> Result<(TopicName, u32), i16> {
 }
 
 /// The code for one partition index of a topic looked up with [`topic`].
-pub fn partition_code(topic: &Result<(TopicName, u32), i16>, index: i32) -> i16 {
+pub(super) fn partition_code(topic: &Result<(TopicName, u32), i16>, index: i32) -> i16 {
     match topic {
         Ok((_, count)) if u32::try_from(index).is_ok_and(|i| i < *count) => 0,
         Ok(_) => ResponseError::UnknownTopicOrPartition.code(),
@@ -32,6 +32,6 @@ pub fn partition_code(topic: &Result<(TopicName, u32), i16>, index: i32) -> i16 
 }
 
 /// The data directory Kafka clients see as this broker's one log dir.
-pub fn log_dir(ctx: &Context) -> String {
+pub(super) fn log_dir(ctx: &Context) -> String {
     ctx.broker.config().data_dir.display().to_string()
 }

@@ -9,7 +9,11 @@
 use kafka_protocol::messages::BrokerId;
 
 /// Checks one partition's replica list; `index` names the partition in the message.
-pub fn check_replicas(node_id: i32, index: usize, replicas: &[BrokerId]) -> Result<(), String> {
+pub(super) fn check_replicas(
+    node_id: i32,
+    index: usize,
+    replicas: &[BrokerId],
+) -> Result<(), String> {
     if replicas.is_empty() {
         return Err(format!("partition {index} has an empty replica assignment"));
     }

@@ -15,7 +15,7 @@ use crate::proto::base_command::Type;
 use crate::proto::{AuthData, BaseCommand, CommandAuthChallenge, CommandConnect, ServerError};
 
 /// How long a client has to answer an AUTH_CHALLENGE.
-pub const REFRESH_GRACE: Duration = Duration::from_secs(30);
+pub(crate) const REFRESH_GRACE: Duration = Duration::from_secs(30);
 /// Pulsar's challenge payload asking for fresh credentials.
 const REFRESH_AUTH_DATA: &[u8] = b"PulsarAuthRefresh";
 
@@ -38,7 +38,7 @@ fn now_ms() -> i64 {
 
 impl ConnectionAuth {
     /// How long until the connection must act on expiry (challenge or close), if ever.
-    pub fn next_deadline(&self) -> Option<Duration> {
+    pub(crate) fn next_deadline(&self) -> Option<Duration> {
         let at = match (self.challenge_sent_ms, self.expires_at_ms) {
             (Some(sent), _) => sent.saturating_add(REFRESH_GRACE.as_millis() as i64),
             (None, Some(expiry)) => expiry,

@@ -5,9 +5,9 @@ use crate::proto::base_command::Type;
 use crate::proto::{BaseCommand, CommandConnected, FeatureFlags, ProtocolVersion};
 
 /// The newest protocol version this broker speaks.
-pub const PROTOCOL_VERSION_MAX: i32 = ProtocolVersion::V21 as i32;
+pub(super) const PROTOCOL_VERSION_MAX: i32 = ProtocolVersion::V21 as i32;
 /// Clients older than v6 send no checksums and no batches; they are refused.
-pub const PROTOCOL_VERSION_MIN: i32 = ProtocolVersion::V6 as i32;
+pub(super) const PROTOCOL_VERSION_MIN: i32 = ProtocolVersion::V6 as i32;
 
 impl Connection {
     pub(crate) fn on_connect(&mut self, command: BaseCommand) -> Handled {

@@ -217,7 +217,7 @@ impl Drop for WalWriter {
 
 /// WAL objects being PUT at once; their commits still run one at a time in sequence order,
 /// so a ledger's chunks are committed in index order.
-pub const PUTS_IN_FLIGHT: usize = 4;
+pub(super) const PUTS_IN_FLIGHT: usize = 4;
 
 /// A spawned task aborted when this handle is dropped (an aborted writer leaves nothing
 /// running, as a killed process would).

@@ -7,11 +7,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A small xorshift generator; no extra dependency.
-pub struct Random(u64);
+pub(crate) struct Random(u64);
 
 impl Random {
     /// Seeded from the clock.
-    pub fn from_clock() -> Random {
+    pub(crate) fn from_clock() -> Random {
         Random(
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -22,7 +22,7 @@ impl Random {
     }
 
     /// A number in `lo..hi`.
-    pub fn between(&mut self, lo: u64, hi: u64) -> u64 {
+    pub(crate) fn between(&mut self, lo: u64, hi: u64) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -32,7 +32,7 @@ impl Random {
 
 /// Runs the ignored test `child_test` of this test binary with `env_key` set to `dir`, kills
 /// it with SIGKILL after `run_for`, and returns the lines it printed before.
-pub fn run_child_until_killed(
+pub(crate) fn run_child_until_killed(
     child_test: &str,
     env_key: &str,
     dir: &std::path::Path,

@@ -12,10 +12,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long a broker may take to print its listening line and answer `/health`.
-pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const START_TIMEOUT: Duration = Duration::from_secs(30);
 const STDERR_KEPT_BYTES: usize = 64 * 1024;
 
-pub struct Broker {
+pub(crate) struct Broker {
     child: Option<Child>,
     pub kafka_addr: String,
     pub pulsar_addr: String,
@@ -26,17 +26,17 @@ pub struct Broker {
     stderr: Arc<Mutex<String>>,
 }
 
-pub fn binary() -> PathBuf {
+pub(crate) fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_magnetar"))
 }
 
 impl Broker {
-    pub fn start() -> Self {
+    pub(crate) fn start() -> Self {
         Self::start_with(&[])
     }
 
     /// Starts with extra environment (e.g. `("MAGNETAR_STORAGE__FSYNC", "os")`).
-    pub fn start_with(env: &[(&str, &str)]) -> Self {
+    pub(crate) fn start_with(env: &[(&str, &str)]) -> Self {
         let temp = tempfile::tempdir().expect("temp dir");
         let data_dir = temp.path().join("data");
         let mut broker = Self {
@@ -57,7 +57,7 @@ impl Broker {
     }
 
     /// Starts on an existing data dir (not removed on drop).
-    pub fn start_on(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+    pub(crate) fn start_on(data_dir: &Path, env: &[(&str, &str)]) -> Self {
         let mut broker = Self {
             child: None,
             kafka_addr: String::new(),
@@ -147,12 +147,12 @@ impl Broker {
         }
     }
 
-    pub fn stderr_text(&self) -> String {
+    pub(crate) fn stderr_text(&self) -> String {
         self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
     /// A minimal HTTP/1.0 GET (no client library needed): returns (status, body).
-    pub fn http_get(&self, path: &str) -> std::io::Result<(u16, String)> {
+    pub(crate) fn http_get(&self, path: &str) -> std::io::Result<(u16, String)> {
         let mut stream = TcpStream::connect(&self.http_addr)?;
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
         write!(
@@ -175,7 +175,7 @@ impl Broker {
     }
 
     /// SIGTERM, then waits (bounded) for the exit status.
-    pub fn stop(&mut self) -> ExitStatus {
+    pub(crate) fn stop(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("broker is running");
         let _ = Command::new("kill")
             .arg("-TERM")
@@ -198,7 +198,7 @@ impl Broker {
     }
 
     /// `kill -9`: no chance to flush.
-    pub fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -206,7 +206,7 @@ impl Broker {
     }
 
     /// Graceful stop and start again on the same data dir (new ports).
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         let status = self.stop();
         assert!(
             status.success(),
