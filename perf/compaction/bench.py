@@ -59,17 +59,21 @@ def run(kafka: str, http: str, data: Path, a) -> dict:
     p = Producer({"bootstrap.servers": kafka, "linger.ms": 20, "batch.size": 262144,
                   "compression.type": a.compression})
     value = b"v" * a.value_bytes
-    t0 = time.perf_counter()
-    for i in range(a.records):
+
+    def send(key: bytes):
         while True:
             try:
-                p.produce(topic, key=b"key-%08d" % (i % a.keys), value=value, partition=0)
-                break
+                p.produce(topic, key=key, value=value, partition=0)
+                return
             except BufferError:
                 p.poll(0.05)
+
+    t0 = time.perf_counter()
+    for i in range(a.records):
+        send(b"key-%08d" % (i % a.keys))
     # Filler with unique keys past a segment, so every update is in a sealed segment.
     for i in range(a.segment_bytes // a.value_bytes + 100):
-        p.produce(topic, key=b"filler-%08d" % i, value=value, partition=0)
+        send(b"filler-%08d" % i)
     assert p.flush(120) == 0
     produce_s = time.perf_counter() - t0
     before = segment_bytes(data, topic)
