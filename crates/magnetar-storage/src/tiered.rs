@@ -602,14 +602,35 @@ impl TieredSegmentStore {
 
     /// Deletes the segment and index objects of `base`, logging what fails.
     fn delete_objects_quietly(&self, base: u64) {
+        if let Err(e) = self.delete_objects(base) {
+            tracing::warn!(error = %e, "an object of a compacted-away segment was not deleted; it is not read again");
+        }
+    }
+
+    /// Deletes the segment and index objects of `base` (absent ones are fine).
+    fn delete_objects(&self, base: u64) -> Result<(), StorageError> {
         for name in [segment_file_name(base), index_file_name(base)] {
             let path = self.object(&name);
             match wait(&self.runtime, self.remote.delete(&path)) {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => {
-                    tracing::warn!(object = %path, error = %e, "an object of a compacted-away segment was not deleted; it is not read again")
-                }
+                Err(e) => return Err(remote_err("delete object", &path, e)),
             }
+        }
+        Ok(())
+    }
+
+    /// Deletes the local files of `base`: the segment and its index when the segment is here
+    /// (or `must_exist`: then a missing one is an error), else only the index an offloaded
+    /// segment keeps locally.
+    fn delete_local_files(&self, base: u64, must_exist: bool) -> Result<(), StorageError> {
+        if must_exist || self.local_exists(base) {
+            return self.local.delete(base);
+        }
+        let index = self.dir.join(index_file_name(base));
+        match std::fs::remove_file(&index) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StorageError::io("delete segment index", &index, e)),
         }
     }
 
@@ -680,29 +701,10 @@ impl SegmentStore for TieredSegmentStore {
     fn delete(&self, base_index: u64) -> Result<(), StorageError> {
         let remote = self.is_offloaded(base_index);
         if remote {
-            for name in [segment_file_name(base_index), index_file_name(base_index)] {
-                let path = self.object(&name);
-                match wait(&self.runtime, self.remote.delete(&path)) {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                    Err(e) => return Err(remote_err("delete object", &path, e)),
-                }
-            }
-            let mut offloaded = self.offloaded.lock().unwrap_or_else(|e| e.into_inner());
-            offloaded.remove(&base_index);
-            write_manifest(&self.dir, &offloaded)?;
+            self.delete_objects(base_index)?;
+            self.forget_offloaded(base_index)?;
         }
-        if self.local_exists(base_index) || !remote {
-            self.local.delete(base_index)?;
-        } else {
-            // An offloaded segment keeps its index file locally.
-            let index = self.dir.join(index_file_name(base_index));
-            match std::fs::remove_file(&index) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(StorageError::io("delete segment index", &index, e)),
-            }
-        }
-        Ok(())
+        self.delete_local_files(base_index, !remote)
     }
 
     fn write_index(&self, base_index: u64, bytes: &[u8], sync: bool) -> Result<(), StorageError> {
@@ -767,16 +769,7 @@ impl SegmentStore for TieredSegmentStore {
 
     fn delete_replaced(&self, base_index: u64) -> Result<(), StorageError> {
         let was_offloaded = self.forget_offloaded(base_index)?;
-        if self.local_exists(base_index) {
-            self.local.delete(base_index)?;
-        } else {
-            let index = self.dir.join(index_file_name(base_index));
-            match std::fs::remove_file(&index) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(StorageError::io("delete segment index", &index, e)),
-            }
-        }
+        self.delete_local_files(base_index, false)?;
         if was_offloaded {
             self.delete_objects_quietly(base_index);
         }
