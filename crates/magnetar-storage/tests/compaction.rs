@@ -119,7 +119,8 @@ fn config(segment_bytes: u64) -> LedgerConfig {
 /// One produced batch: records (key, value) with consecutive deltas.
 type Batch = Vec<(Option<u8>, Option<u16>)>;
 
-async fn append_batch(ledger: &ManagedLedger, batch: &Batch, producer: Option<i64>) -> u64 {
+/// A batch in the toy format: key `k` is `[b'k', k]`, value `v` its big-endian bytes.
+fn batch_payload(batch: &Batch) -> Bytes {
     let records: Vec<Rec> = batch
         .iter()
         .enumerate()
@@ -129,8 +130,12 @@ async fn append_batch(ledger: &ManagedLedger, batch: &Batch, producer: Option<i6
             value: v.map(|v| v.to_be_bytes().to_vec()),
         })
         .collect();
+    encode(&records)
+}
+
+async fn append_batch(ledger: &ManagedLedger, batch: &Batch, producer: Option<i64>) -> u64 {
     let entry = NewEntry {
-        payload: encode(&records),
+        payload: batch_payload(batch),
         message_count: batch.len() as u32,
         max_timestamp_ms: 1_000,
         format: PayloadFormat::Kafka,
@@ -533,16 +538,7 @@ async fn append_txn(ledger: &ManagedLedger, batch: &Batch, pid: i64, mark: TxnMa
     let payload = if mark.is_marker() {
         Bytes::from_static(&[0xff])
     } else {
-        let records: Vec<Rec> = batch
-            .iter()
-            .enumerate()
-            .map(|(i, (k, v))| Rec {
-                delta: i as u32,
-                key: k.map(|k| vec![b'k', k]),
-                value: v.map(|v| v.to_be_bytes().to_vec()),
-            })
-            .collect();
-        encode(&records)
+        batch_payload(batch)
     };
     let entry = NewEntry {
         payload,
