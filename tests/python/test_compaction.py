@@ -38,8 +38,10 @@ def topic_config(delete_retention_ms: int) -> Dict[str, str]:
     }
 
 
-def produce_keyed(bootstrap: str, topic: str, items: List[Tuple[bytes, Optional[bytes]]], **conf) -> List[int]:
-    """Produces (key, value) pairs in order (value None = tombstone); returns their offsets."""
+def produce_keyed(bootstrap: str, topic: str, items: List[Tuple[bytes, Optional[bytes]]],
+                  flush_every: Optional[int] = 20, **conf) -> List[int]:
+    """Produces (key, value) pairs in order (value None = tombstone); returns their offsets.
+    `flush_every` records a flush (None: only at the end)."""
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "message.timeout.ms": 20000, **conf})
     offsets: List[Optional[int]] = [None] * len(items)
     errors = []
@@ -61,9 +63,10 @@ def produce_keyed(bootstrap: str, topic: str, items: List[Tuple[bytes, Optional[
             except BufferError:
                 p.poll(0.1)
         p.poll(0)
-        # Batches of at most 20 records, so no batch outgrows a segment and the filler after
-        # the updates fills segments of its own (the active segment is never compacted).
-        if i % 20 == 19:
+        # By default batches of at most 20 records, so no batch outgrows a segment and the
+        # filler after the updates fills segments of its own (the active segment is never
+        # compacted).
+        if flush_every and i % flush_every == flush_every - 1:
             assert p.flush(30) == 0
     assert p.flush(30) == 0, "undelivered messages"
     assert not errors, errors[:3]
@@ -511,26 +514,8 @@ def test_hundred_thousand_records_over_a_thousand_keys(broker_factory):
     # 2000 x ~230 bytes: more than a segment, so the updates and tombstones are all sealed.
     items += [(b"filler-%04d" % i, b"f%06d" % i + b"x" * 200) for i in range(2000)]
     assert len(items) == records
-    p = Producer({"bootstrap.servers": b.kafka, "linger.ms": 20, "batch.size": 32768,
-                  "message.timeout.ms": 60000})
-    offsets: List[Optional[int]] = [None] * len(items)
-
-    def report(i):
-        def cb(err, msg):
-            assert err is None, err
-            offsets[i] = msg.offset()
-        return cb
-
-    for i, (k, v) in enumerate(items):
-        for _ in range(1000):
-            try:
-                p.produce(topic, key=k, value=v, partition=0, on_delivery=report(i))
-                break
-            except BufferError:
-                p.poll(0.05)
-        if i % 1000 == 0:
-            p.poll(0)
-    assert p.flush(60) == 0
+    offsets = produce_keyed(b.kafka, topic, items, flush_every=None,
+                            **{"linger.ms": 20, "batch.size": 32768, "message.timeout.ms": 60000})
     assert offsets == list(range(records))
     before = segment_bytes(b.data_dir, topic)
 
