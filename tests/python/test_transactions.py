@@ -430,3 +430,34 @@ def test_aiokafka_transactional_producer(broker):
             await c.stop()
 
     assert asyncio.run(run()) == [b"aio-committed"]
+
+
+def test_kafka_python_describe_producers_shows_the_open_transaction(broker):
+    """DescribeProducers (KIP-664) through kafka-python's admin client: a transactional
+    producer's open transaction shows its first offset, gone once committed; the epoch, last
+    sequence and last timestamp are the producer's."""
+    kafka = pytest.importorskip("kafka")
+    if not hasattr(kafka.KafkaAdminClient, "describe_producers"):
+        pytest.skip("this kafka-python has no describe_producers")
+    topic = unique_topic("txn-producers")
+    create_topic(broker.kafka, topic, 1)
+    p = txn_producer(broker.kafka, "tx-described")
+    p.begin_transaction()
+    for i in range(3):
+        p.produce(topic, value=b"v%d" % i, partition=0, timestamp=1_700_000_000_000 + i)
+    assert p.flush(20) == 0
+    admin = kafka.KafkaAdminClient(bootstrap_servers=broker.kafka)
+    try:
+        tp = kafka.TopicPartition(topic, 0)
+        state = admin.describe_producers([tp])[tp].active_producers
+        assert len(state) == 1, state
+        assert state[0].current_transaction_start_offset == 0
+        assert state[0].last_sequence == 2
+        assert state[0].last_timestamp == 1_700_000_000_002
+        assert state[0].producer_epoch >= 0
+        p.commit_transaction(20)
+        after = admin.describe_producers([tp])[tp].active_producers
+        assert [s.producer_id for s in after] == [state[0].producer_id]
+        assert after[0].current_transaction_start_offset == -1
+    finally:
+        admin.close()
