@@ -24,5 +24,6 @@ pub mod report;
 pub mod result;
 pub mod runner;
 pub mod schedule;
+pub mod scrape;
 pub mod stats;
 pub mod workload;

@@ -48,6 +48,10 @@ enum Command {
         /// Broker process to sample for CPU seconds and resident memory (/proc).
         #[arg(long)]
         pid: Option<u32>,
+        /// The broker's Prometheus endpoint (e.g. http://127.0.0.1:8080/metrics): its fsync
+        /// and append latency histograms over the test phase go into the result.
+        #[arg(long)]
+        broker_metrics: Option<String>,
         /// Reporting interval in seconds.
         #[arg(long, default_value_t = 1.0)]
         interval_s: f64,
@@ -93,6 +97,7 @@ fn main_result() -> anyhow::Result<()> {
             duration_s,
             warmup_s,
             pid,
+            broker_metrics,
             interval_s,
             topic_prefix,
             output,
@@ -109,6 +114,7 @@ fn main_result() -> anyhow::Result<()> {
                 warmup_s,
                 interval_s,
                 pid,
+                broker_metrics,
                 topic_prefix,
                 quiet,
             };

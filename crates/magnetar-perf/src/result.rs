@@ -7,6 +7,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use crate::driver::Driver;
+use crate::scrape::{BrokerHistogram, APPEND_METRIC, FSYNC_METRIC};
 use crate::stats::Percentiles;
 use crate::workload::Workload;
 
@@ -167,6 +168,9 @@ pub struct RunResult {
     pub broker: Option<ProcessSummary>,
     pub tool_process: ProcessSummary,
     pub backlog: Option<BacklogSummary>,
+    /// The broker's own histograms over the test phase (`--broker-metrics`): fsync, append.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub broker_histograms: Vec<BrokerHistogram>,
     pub notes: Vec<String>,
 }
 
@@ -273,6 +277,16 @@ impl RunResult {
                 false,
             ));
         }
+        for h in &self.broker_histograms {
+            let (p50, p99) = match h.metric.as_str() {
+                FSYNC_METRIC => ("broker fsync p50 ms", "broker fsync p99 ms"),
+                APPEND_METRIC => ("broker append p50 ms", "broker append p99 ms"),
+                _ => continue,
+            };
+            let known = h.count > 0;
+            rows.push((p50, known.then_some(h.p50_ms), false));
+            rows.push((p99, known.then_some(h.p99_ms), false));
+        }
         if let Some(b) = &self.backlog {
             rows.push(("backlog MB", Some(b.bytes as f64 / MB), true));
             rows.push(("backlog drain s", Some(b.drain_s), false));
@@ -348,7 +362,7 @@ pub fn compare(a: &RunResult, a_name: &str, b: &RunResult, b_name: &str) -> Stri
 /// A markdown table of several results, one row each, labelled by `names` (file stems).
 pub fn markdown_table(results: &[(String, RunResult)]) -> String {
     let mut out = String::from(
-        "| run | publish msg/s | MB/s | consume msg/s | publish p50 / p99 / p99.9 ms | e2e p50 / p99 / p99.9 ms | send delay p99 ms | broker CPU s (avg %) | broker peak RSS MB |\n|---|---|---|---|---|---|---|---|---|\n",
+        "| run | publish msg/s | MB/s | consume msg/s | publish p50 / p99 / p99.9 ms | e2e p50 / p99 / p99.9 ms | send delay p99 ms | broker fsync p50 / p99 ms | broker CPU s (avg %) | broker peak RSS MB |\n|---|---|---|---|---|---|---|---|---|---|\n",
     );
     let three = |p: &Percentiles| {
         if p.count == 0 {
@@ -371,9 +385,17 @@ pub fn markdown_table(results: &[(String, RunResult)]) -> String {
             ),
             None => ("-".into(), "-".into()),
         };
+        let fsync = r
+            .broker_histograms
+            .iter()
+            .find(|h| h.metric == FSYNC_METRIC && h.count > 0)
+            .map_or_else(
+                || "-".to_string(),
+                |h| format!("{} / {}", fmt_num(h.p50_ms), fmt_num(h.p99_ms)),
+            );
         let _ = writeln!(
             out,
-            "| {name} | {} | {} | {} | {} | {} | {} | {cpu} | {rss} |",
+            "| {name} | {} | {} | {} | {} | {} | {} | {fsync} | {cpu} | {rss} |",
             fmt_num(s.publish.msg_per_s),
             fmt_num(s.publish.mb_per_s),
             fmt_num(s.consume.msg_per_s),
@@ -434,6 +456,7 @@ pub(crate) mod tests {
             }),
             tool_process: ProcessSummary::default(),
             backlog: None,
+            broker_histograms: vec![],
             notes: vec![],
         }
     }

@@ -29,6 +29,7 @@ use crate::result::{
     MB,
 };
 use crate::schedule::RateSchedule;
+use crate::scrape;
 use crate::stats::{distribution, merge, Aggregate, Percentiles, SharedHistogram};
 use crate::workload::{key_pool, KeyDistributor, Workload};
 
@@ -54,6 +55,9 @@ pub struct RunOptions {
     pub warmup_s: Option<f64>,
     pub interval_s: f64,
     pub pid: Option<u32>,
+    /// The broker's Prometheus endpoint (`http://host:port/metrics`): its fsync and append
+    /// histograms are scraped when the test phase starts and when it ends.
+    pub broker_metrics: Option<String>,
     pub topic_prefix: String,
     pub quiet: bool,
 }
@@ -753,6 +757,27 @@ pub fn run(options: &RunOptions) -> anyhow::Result<RunResult> {
     if let Some(pid) = options.pid {
         process::sample(Some(pid)).with_context(|| format!("--pid {pid}"))?;
     }
+    if let Some(url) = &options.broker_metrics {
+        // Fail before the run, not after it, when the endpoint is wrong.
+        let text = scrape::fetch(url).with_context(|| format!("--broker-metrics {url}"))?;
+        if scrape::parse(&text, scrape::FSYNC_METRIC).is_none() {
+            bail!(
+                "--broker-metrics {url}: no {} histogram there",
+                scrape::FSYNC_METRIC
+            );
+        }
+    }
+    // Scrapes every broker histogram; a failure becomes a note, not a failed run.
+    let scrape_all = |notes: &mut Vec<String>| -> Option<String> {
+        let url = options.broker_metrics.as_ref()?;
+        match scrape::fetch(url) {
+            Ok(text) => Some(text),
+            Err(error) => {
+                notes.push(format!("broker metrics scrape failed: {error:#}"));
+                None
+            }
+        }
+    };
 
     // Timer slack of 1 µs, so the send schedule's sleeps end close to their due times.
     // SAFETY: prctl with PR_SET_TIMERSLACK takes one integer argument and touches no memory.
@@ -976,7 +1001,9 @@ pub fn run(options: &RunOptions) -> anyhow::Result<RunResult> {
     if warmup_ns > 0 {
         run_phase(&mut reporter, Phase::Warmup, start_ns + warmup_ns, &never);
     }
+    let metrics_before = scrape_all(&mut notes);
     let mut backlog = None;
+    let mut metrics_after = None;
     match backlog_bytes {
         None => {
             run_phase(
@@ -985,6 +1012,7 @@ pub fn run(options: &RunOptions) -> anyhow::Result<RunResult> {
                 start_ns + warmup_ns + test_ns,
                 &never,
             );
+            metrics_after = scrape_all(&mut notes);
             shared.stop_producers.store(true, Ordering::Relaxed);
             join_all(producer_handles, "producer");
             shared.stop_consumers.store(true, Ordering::Relaxed);
@@ -1098,6 +1126,20 @@ pub fn run(options: &RunOptions) -> anyhow::Result<RunResult> {
             e2e_from_intended: distribution(&a.e2e_from_intended),
         },
     };
+    if backlog_bytes.is_some() {
+        metrics_after = scrape_all(&mut notes);
+    }
+    let broker_histograms = match (&metrics_before, &metrics_after) {
+        (Some(before), Some(after)) => scrape::FAMILIES
+            .iter()
+            .filter_map(|family| {
+                let b = scrape::parse(before, family)?;
+                let a = scrape::parse(after, family)?;
+                Some(scrape::delta(&b, &a, family))
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
     let broker = options.pid.map(|_| reporter.process_summary(true));
     let tool_process = reporter.process_summary(false);
     Ok(RunResult {
@@ -1120,6 +1162,7 @@ pub fn run(options: &RunOptions) -> anyhow::Result<RunResult> {
         broker,
         tool_process,
         backlog,
+        broker_histograms,
         notes,
     })
 }
