@@ -39,9 +39,9 @@ pub struct BrokerHistogram {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub p999_ms: f64,
-    /// Per bucket: upper bound in ms (`inf` for the last) and observations in it during the
-    /// test phase (not cumulative).
-    pub buckets: Vec<(f64, u64)>,
+    /// Per bucket: upper bound in ms (`None` for +Inf, which JSON cannot hold) and the
+    /// observations in it during the test phase (not cumulative).
+    pub buckets: Vec<(Option<f64>, u64)>,
 }
 
 /// GETs `url` (plain `http://`) and returns the body.
@@ -50,6 +50,9 @@ pub fn fetch(url: &str) -> anyhow::Result<String> {
         .enable_all()
         .build()
         .context("cannot start a runtime for the metrics scrape")?;
+    // reqwest is built without a default TLS provider in this workspace; install ring's
+    // (idempotent: a second install is refused and ignored), so building the client never panics.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     runtime.block_on(async {
         let client = reqwest::Client::builder()
             .timeout(SCRAPE_TIMEOUT)
@@ -135,7 +138,8 @@ pub fn delta(before: &Scraped, after: &Scraped, metric: &str) -> BrokerHistogram
     let mut per_bucket = Vec::with_capacity(cumulative.len());
     let mut below = 0;
     for (bound, c) in &cumulative {
-        per_bucket.push((bound * 1e3, c.saturating_sub(below)));
+        let bound_ms = bound.is_finite().then_some(bound * 1e3);
+        per_bucket.push((bound_ms, c.saturating_sub(below)));
         below = (*c).max(below);
     }
     BrokerHistogram {
@@ -216,7 +220,12 @@ magnetar_broker_append_latency_seconds_bucket{le="0.001"} 3
         // 900 at or below 1 ms, 90 in (1, 2], 10 in (2, 10].
         assert_eq!(
             d.buckets,
-            vec![(1.0, 900), (2.0, 90), (10.0, 10), (f64::INFINITY, 0)]
+            vec![
+                (Some(1.0), 900),
+                (Some(2.0), 90),
+                (Some(10.0), 10),
+                (None, 0)
+            ]
         );
         assert!((d.p50_ms - 0.5 / 0.9 * 1.0).abs() < 1e-9, "{}", d.p50_ms);
         // rank 990 is the last of the (1, 2] bucket.
@@ -224,6 +233,9 @@ magnetar_broker_append_latency_seconds_bucket{le="0.001"} 3
         // rank 999 is 9/10 into (2, 10].
         assert!((d.p999_ms - 9.2).abs() < 1e-9, "{}", d.p999_ms);
         assert!(parse(AFTER, "magnetar_nothing").is_none());
+        // The result survives JSON (an infinite bound would come back as null and fail).
+        let json = serde_json::to_string(&d).unwrap();
+        assert_eq!(serde_json::from_str::<BrokerHistogram>(&json).unwrap(), d);
     }
 
     #[test]
