@@ -115,21 +115,35 @@ const MALLOC_TRIM_THRESHOLD_BYTES: i32 = 64 << 20;
 /// samples in a produce + consume profile (`perf/results/2026-12-04/hotpath/`). Serving them from
 /// the heap and keeping up to [`MALLOC_TRIM_THRESHOLD_BYTES`] of free memory for reuse removes
 /// that; the cost is at most that much resident memory kept after a burst. Other allocators
-/// (musl) are left alone. When `MALLOC_MMAP_THRESHOLD_` or `MALLOC_TRIM_THRESHOLD_` is in the
+/// (musl) are left alone.
+///
+/// The number of malloc arenas is also capped at one per core (glibc's default is eight per
+/// core): the blocking pool's many threads each took an arena, and memory freed in one was kept
+/// there, so after a 300 MB produce + consume burst the broker held 158 MB of anonymous memory
+/// instead of 82 MB, for no CPU gain (0.103 core-s per 100 MB either way).
+///
+/// When `MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_` or `MALLOC_ARENA_MAX` is in the
 /// environment, the operator's choice stands and nothing is changed.
 fn tune_malloc() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        let user_set = ["MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"]
-            .iter()
-            .any(|k| std::env::var_os(k).is_some());
+        let user_set = [
+            "MALLOC_MMAP_THRESHOLD_",
+            "MALLOC_TRIM_THRESHOLD_",
+            "MALLOC_ARENA_MAX",
+        ]
+        .iter()
+        .any(|k| std::env::var_os(k).is_some());
         if !user_set {
+            let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+            let arenas = i32::try_from(cores).unwrap_or(i32::MAX).max(2);
             #[allow(unsafe_code, reason = "mallopt: glibc's documented tuning call")]
             // SAFETY: mallopt takes two integers, touches no caller memory, and is called
             // before any other thread exists.
             unsafe {
                 libc::mallopt(libc::M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD_BYTES);
                 libc::mallopt(libc::M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD_BYTES);
+                libc::mallopt(libc::M_ARENA_MAX, arenas);
             }
         }
     }

@@ -5,8 +5,11 @@
 //! flush per ledger runs at a time, on a tokio blocking thread (`spawn_blocking` per batch,
 //! so a thousand idle ledgers cost no threads); it takes the whole queue, writes it, fsyncs
 //! once under [`FsyncPolicy::Always`], then publishes the new readable end and completes
-//! every append of the batch. Readers snapshot segment metadata under a read lock and do
-//! their positional reads on blocking threads.
+//! every append of the batch. A roll under `always` fsyncs the old segment before creating the
+//! new one (so only the last segment can be torn); under `os`/`interval` the old segment's
+//! fsync runs on the blocking pool, off the append path (it may flush up to a whole segment of
+//! dirty pages). Readers snapshot segment metadata under a read lock and do their positional
+//! reads on blocking threads.
 //!
 //! Layout: this file has the ledger's state, `open`, `close` and stats; `append` (queueing,
 //! group commit, rolls, fsync), `read`, `recovery` (what `open` finds, the clean-shutdown
