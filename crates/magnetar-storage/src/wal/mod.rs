@@ -59,6 +59,7 @@
 //! [`SNAPSHOTS_KEPT`](crate::SNAPSHOTS_KEPT) kept. Every one of these writes is one transaction
 //! under the fence, like a commit.
 
+mod compaction;
 mod delete;
 mod features;
 mod ledger;
@@ -67,13 +68,17 @@ mod seal;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_compaction;
+#[cfg(test)]
 mod tests_features;
 mod writer;
 
+pub use compaction::SWAP_SEGMENTS_MAX;
 pub use features::{CURSORS_MAX, CURSOR_ACKED_RANGES_PERSISTED_MAX, SEGMENT_DELETES_PER_TXN};
 pub use ledger::{OwnerFence, SharedLedger, SharedLedgerStats, WalAppend};
 pub use records::{
-    ChunkPoint, CursorRecord, EpochRecord, RangeRecord, SegmentRecord, SnapshotRecord, StartRecord,
+    ChunkPoint, CompactionRecord, CursorRecord, EpochRecord, RangeRecord, SegmentRecord,
+    SnapshotRecord, StartRecord,
 };
 pub use seal::{collect_garbage, GcOutcome};
 pub use writer::{WalCounters, WalWriter};
