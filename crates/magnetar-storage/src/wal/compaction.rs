@@ -211,7 +211,7 @@ impl SharedLedger {
     }
 
     /// Compacts the sealed segments of a ledger without transactions (see the
-    /// [module docs](self)); one call at a time per ledger. Skips (with the reason in
+    /// [shared WAL's docs](super)); one call at a time per ledger. Skips (with the reason in
     /// [`CompactionOutcome::skipped`]) as [`crate::ManagedLedger::compact`] does.
     pub async fn compact(
         &self,
