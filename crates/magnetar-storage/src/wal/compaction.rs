@@ -119,6 +119,9 @@ struct Plan {
 struct Rewritten {
     record: SegmentRecord,
     replaced_object: String,
+    /// When its object was uploaded: the swap must record it well before the garbage
+    /// collector's grace period ends, or the collector could take it first.
+    uploaded_at: Instant,
 }
 
 impl SharedLedger {
@@ -393,11 +396,13 @@ impl SharedLedger {
             ..CompactionOutcome::default()
         };
         let seq = inner.compaction.seq.fetch_add(1, Ordering::AcqRel) + 1;
-        let deadline =
-            Instant::now() + Duration::from_millis(inner.writer.config.commit_timeout_ms);
+        let window = upload_window(&inner.writer.config);
         let mut uploaded: Vec<Rewritten> = Vec::new();
         for src in rewritten {
-            if uploaded.len() >= SWAP_SEGMENTS_MAX {
+            let late = uploaded
+                .first()
+                .is_some_and(|r| r.uploaded_at.elapsed() > window / 2);
+            if uploaded.len() >= SWAP_SEGMENTS_MAX || late {
                 // The rest waits for the next pass: what is swapped is a prefix, so a record
                 // dropped for a newer one or a tombstone's older values are gone together.
                 coverage_end = coverage_end.min(src.first);
@@ -484,6 +489,9 @@ impl SharedLedger {
             if let Some(wait) = throttle.due(body.len() as u64) {
                 tokio::time::sleep(wait).await;
             }
+            let uploaded_at = Instant::now();
+            let deadline =
+                uploaded_at + Duration::from_millis(inner.writer.config.commit_timeout_ms);
             put_verified(&inner.writer, &object, body.clone(), deadline).await?;
             out.bytes_after += body.len() as u64;
             let mut record = SegmentRecord::new(
@@ -500,6 +508,7 @@ impl SharedLedger {
             uploaded.push(Rewritten {
                 record,
                 replaced_object: src.object.clone(),
+                uploaded_at,
             });
         }
         // Never backwards: a pass over the clean part only stops where it starts.
@@ -529,6 +538,17 @@ impl SharedLedger {
         if !still_there {
             return Err(StorageError::Compaction {
                 reason: "segments were deleted by retention during compaction; retrying later"
+                    .to_string(),
+            });
+        }
+        if rewritten
+            .first()
+            .is_some_and(|r| r.uploaded_at.elapsed() > upload_window(&inner.writer.config))
+        {
+            // Its objects may be collected before the transaction lands: they stay garbage.
+            return Err(StorageError::Compaction {
+                reason: "the pass took too long for the garbage collector's grace period; \
+                         retrying later"
                     .to_string(),
             });
         }
@@ -627,6 +647,13 @@ impl SharedLedger {
         }
         Ok(true)
     }
+}
+
+/// How long after its first upload a pass may still swap: the garbage collector's grace period
+/// less the swap transaction's own timeout (at least the commit timeout, as the grace period is
+/// at least twice it).
+fn upload_window(config: &super::WalConfig) -> Duration {
+    Duration::from_millis(config.gc_grace_ms.saturating_sub(config.commit_timeout_ms))
 }
 
 /// What one pass is given besides its plan.
