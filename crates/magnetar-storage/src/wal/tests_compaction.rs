@@ -709,3 +709,63 @@ async fn start_retention_and_time_lookups_cope_with_gaps() {
     assert_eq!(taken.start_index(), start);
     assert_eq!(from(read_log(&taken).await, start), rest);
 }
+
+#[tokio::test]
+async fn a_segment_left_empty_keeps_its_index_range() {
+    let env = Env::new();
+    let writer = env.writer("b1", manual_sealing());
+    let ledger = SharedLedger::open(&writer, "t/p0").await.unwrap();
+    ledger.append(keyed(&[("a", Some("1"))], 1)).await.unwrap();
+    ledger.append(keyed(&[("b", Some("1"))], 1)).await.unwrap();
+    seal(&ledger).await;
+    ledger.append(keyed(&[("a", Some("2"))], 1)).await.unwrap();
+    ledger.append(keyed(&[("b", Some("2"))], 1)).await.unwrap();
+    seal(&ledger).await;
+    ledger
+        .append(keyed(&[("z", Some("tail"))], 2))
+        .await
+        .unwrap();
+    let outcome = ledger
+        .compact(codec(), forced(), CleanerLimits::default())
+        .await
+        .unwrap();
+    assert_eq!(outcome.records_removed, 2, "{outcome:?}");
+    let expected: Log = [
+        (2, (Some("a".to_string()), Some("2".to_string()))),
+        (3, (Some("b".to_string()), Some("2".to_string()))),
+        (4, (Some("z".to_string()), Some("tail".to_string()))),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(read_log(&ledger).await, expected);
+    // The first segment is an empty object covering 0..2.
+    let inner = ledger.inner_for_test();
+    {
+        let c = super::ledger::lock(&inner.committed);
+        let first = c.segments.values().next().unwrap();
+        assert_eq!((first.first_index, first.end_index, first.len), (0, 2, 0));
+    }
+    let read = ledger.read(0, 1 << 20, 10).await.unwrap();
+    assert_eq!(read[0].header.first_index, 2);
+    assert_eq!(
+        ledger
+            .find_by_timestamp(0)
+            .await
+            .unwrap()
+            .unwrap()
+            .first_index,
+        2
+    );
+    let taken = SharedLedger::open(&env.writer("b2", manual_sealing()), "t/p0")
+        .await
+        .unwrap();
+    assert_eq!((taken.start_index(), taken.end_index()), (0, 5));
+    assert_eq!(read_log(&taken).await, expected);
+    // A second compaction leaves the empty segment as it is.
+    let again = taken
+        .compact(codec(), forced(), CleanerLimits::default())
+        .await
+        .unwrap();
+    assert_eq!(again.records_removed, 0, "{again:?}");
+    assert_eq!(read_log(&taken).await, expected);
+}
