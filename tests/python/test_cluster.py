@@ -40,6 +40,9 @@ server on loopback; every partition's data on the shared WAL).
    tells the producer CLOSE_PRODUCER on an unload;
 15. a broker joins: the owners hand it the bundles the rendezvous rule gives it (rebalancing),
    and Kafka and Pulsar clients follow.
+16. log compaction of a shared ledger: keyed updates to a `cleanup.policy=compact` topic,
+   compacted through the admin API's trigger, read back from the beginning as the latest value
+   of each key at its original offset.
 
 Each test brings up its own cluster (its own etcd root and bucket prefix) on the module's etcd
 and moto. Every wait is a bounded poll on an observable condition; on failure the tails of all
@@ -1818,3 +1821,96 @@ def test_a_broker_that_joins_is_handed_its_share_and_both_protocols_follow(make_
     assert sorted(counts) == sorted(pulsar_sent), (
         f"missing {sorted(set(pulsar_sent) - set(counts))[:5]}")
     assert all(v == 1 for v in counts.values()), {k: v for k, v in counts.items() if v > 1}
+
+
+# --------------------------------------------------------------------------------------------
+# 16. log compaction of a shared (cluster mode) ledger through the admin API
+
+
+def test_compacted_topic_on_a_cluster_broker_keeps_the_latest_value_per_key(make_cluster):
+    """confluent-kafka produces keyed updates to a `cleanup.policy=compact` topic on a cluster
+    broker, one flush each (one WAL chunk each, so 60 of them seal a segment); the admin API's
+    compaction trigger rewrites the sealed segment objects; a consumer from the beginning reads
+    exactly the latest value of each key, at its original offset, and the filler after it."""
+    import requests
+    from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+    from kafka_util import create_topic as create_topic_with_config
+
+    c = make_cluster(1, envs=[{"MAGNETAR_CLEANER__CHECK_INTERVAL_MS": "86400000"}])
+    (b,) = c.brokers
+    topic = f"compacted-{uuid.uuid4().hex[:8]}"
+    create_topic_with_config(b.kafka, topic, 1, config={
+        "cleanup.policy": "compact",
+        "min.cleanable.dirty.ratio": "0.01",
+        "min.compaction.lag.ms": "0",
+    })
+    keys, rounds, filler = 12, 20, 70
+    items = [(b"k%02d" % (i % keys), b"v%d" % i) for i in range(keys * rounds)]
+    items += [(b"filler-%03d" % i, b"f%d" % i) for i in range(filler)]
+    p = Producer({"bootstrap.servers": b.kafka, "linger.ms": 0, "message.timeout.ms": 20000})
+    offsets: List[Optional[int]] = [None] * len(items)
+    errors: List[object] = []
+    for i, (k, v) in enumerate(items):
+        def report(err, msg, i=i):
+            if err is not None:
+                errors.append(err)
+            else:
+                offsets[i] = msg.offset()
+        p.produce(topic, key=k, value=v, partition=0, on_delivery=report)
+        assert p.flush(20) == 0
+    assert not errors, errors[:3]
+    assert offsets == list(range(len(items))), "offsets are contiguous before compaction"
+    latest: Dict[bytes, int] = {}
+    for (k, _), off in zip(items, offsets):
+        latest[k] = off
+    expected = {off: items[off] for off in latest.values()}
+
+    url = f"http://{b.http}/admin/v2/persistent/public/default/{topic}/compaction"
+
+    def consume_all() -> List[Tuple[int, bytes, bytes]]:
+        cons = Consumer({"bootstrap.servers": b.kafka, "group.id": "unused",
+                         "enable.auto.commit": False, "enable.partition.eof": True,
+                         "fetch.wait.max.ms": 100})
+        out = []
+        try:
+            cons.assign([TopicPartition(topic, 0, 0)])
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                m = cons.poll(0.5)
+                if m is None:
+                    continue
+                if m.error():
+                    if m.error().code() == KafkaError._PARTITION_EOF:
+                        return out
+                    raise AssertionError(m.error())
+                out.append((m.offset(), m.key(), m.value()))
+            raise AssertionError(f"reading {topic} did not reach its end; got {len(out)}")
+        finally:
+            cons.close()
+
+    got: List[Tuple[int, bytes, bytes]] = []
+    # Seals run in the background after the commits: compact until every update is covered.
+    deadline = time.monotonic() + 60
+    while True:
+        r = requests.put(url, timeout=10)
+        assert r.status_code in (204, 409), (r.status_code, r.text)
+        status: dict = {}
+        while time.monotonic() < deadline:
+            status = requests.get(url, timeout=10).json()
+            if status["status"] in ("SUCCESS", "ERROR"):
+                break
+            time.sleep(0.2)
+        assert status.get("status") == "SUCCESS", status
+        got = consume_all()
+        view = {o: (k, v) for o, k, v in got}
+        # Every record read is the one produced at its offset.
+        assert all(items[o] == kv for o, kv in view.items()), "a record moved or changed"
+        if {o: kv for o, kv in view.items() if not kv[0].startswith(b"filler")} == \
+                {o: kv for o, kv in expected.items() if not kv[0].startswith(b"filler")}:
+            break
+        assert time.monotonic() < deadline, f"not compacted in time: {len(got)} records, {status}"
+        time.sleep(0.5)
+    offsets_read = [o for o, _, _ in got]
+    assert offsets_read == sorted(set(offsets_read)), "offsets strictly increase"
+    assert {o: (k, v) for o, k, v in got} == expected
+    print(f"{len(items)} records compacted to {len(got)} on the shared ledger")

@@ -3,11 +3,13 @@
 //! trigger and each partition's status (Pulsar's `LongRunningProcessStatus`: not run, running,
 //! success, error).
 //!
-//! The work itself is the storage layer's ([`magnetar_storage::ManagedLedger::compact`]); the
-//! payload formats come from above through [`CompactionCodec`] (magnetar-format's), installed by
-//! the binary with [`Broker::set_compaction`]. Ledgers on this broker's disk, tiered ones
-//! included (offloaded segments are read from the object store, rewritten locally and offloaded
-//! again); a shared (cluster mode) ledger is skipped.
+//! The work itself is the storage layer's ([`magnetar_storage::ManagedLedger::compact`] for
+//! ledgers on this broker's disk, tiered ones included: offloaded segments are read from the
+//! object store, rewritten locally and offloaded again; [`magnetar_storage::wal::SharedLedger::compact`]
+//! for cluster mode's shared ledgers: sealed segment objects are rewritten into new objects and
+//! swapped in by one metadata transaction under the ledger's fence). The payload formats come
+//! from above through [`CompactionCodec`] (magnetar-format's), installed by the binary with
+//! [`Broker::set_compaction`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -19,10 +21,10 @@ pub use magnetar_storage::compaction::{
 
 use crate::broker::Broker;
 use crate::error::{Error, Result};
+use crate::ledger::Ledger;
 use crate::names::TopicPartition;
 use crate::partition::PartitionLog;
 use crate::resources::{NamespacePolicies, TopicMetadata};
-use magnetar_storage::ManagedLedger;
 
 /// Topic config keys (Kafka's names) that drive compaction.
 pub const CLEANUP_POLICY: &str = "cleanup.policy";
@@ -170,7 +172,7 @@ impl Broker {
     /// Cleanable (dirty, older than the topic's `min.compaction.lag.ms`) bytes of an open
     /// partition of a compacted topic; `None` when the partition cannot be compacted.
     pub fn cleanable_bytes(&self, log: &PartitionLog, metadata: &TopicMetadata) -> Option<u64> {
-        let ledger = log.ledger().local()?;
+        let ledger = log.ledger();
         if !is_compacted(metadata) || is_internal(&log.name().topic) || !ledger.can_compact() {
             return None;
         }
@@ -182,7 +184,7 @@ impl Broker {
     }
 
     /// Compacts one partition now. `force`: whatever the dirty ratio (an operator's request).
-    /// Refused for a topic whose `cleanup.policy` lacks `compact` or a shared ledger.
+    /// Refused for a topic whose `cleanup.policy` lacks `compact`.
     pub async fn compact_partition(
         &self,
         tp: &TopicPartition,
@@ -228,12 +230,13 @@ impl Broker {
         Ok(true)
     }
 
-    /// The codec, limits and local ledger to compact `log` with, or why it cannot be.
+    /// The codec, limits and ledger (local or shared) to compact `log` with, or why it cannot
+    /// be.
     fn compaction_inputs(
         &self,
         log: &PartitionLog,
         metadata: &TopicMetadata,
-    ) -> Result<(Arc<dyn CompactionCodec>, CleanerLimits, Arc<ManagedLedger>)> {
+    ) -> Result<(Arc<dyn CompactionCodec>, CleanerLimits, Arc<Ledger>)> {
         let Some((codec, limits)) = self.compaction.codec.get() else {
             return Err(Error::InvalidRequest(
                 "log compaction is not enabled on this broker (cleaner.enabled)".to_string(),
@@ -251,11 +254,7 @@ impl Broker {
                 log.name().topic
             )));
         }
-        let Some(ledger) = log.ledger().local() else {
-            return Err(Error::InvalidRequest(
-                "log compaction of a shared (cluster mode) ledger is not supported".to_string(),
-            ));
-        };
+        let ledger = log.ledger();
         if !ledger.can_compact() {
             return Err(Error::InvalidRequest(
                 "the segment store of this ledger does not support log compaction".to_string(),
@@ -328,8 +327,9 @@ impl Broker {
         Ok(result?)
     }
 
-    /// One background pass: every partition of every topic with `cleanup.policy=compact` whose
-    /// ledger is local, compacted when its policy says it is due. Failures are counted and
+    /// One background pass: every partition this broker has open of every topic with
+    /// `cleanup.policy=compact` (local or shared ledger), compacted when its policy says it is
+    /// due. Failures are counted and
     /// logged, not returned, so one bad partition does not stop the others.
     pub async fn enforce_compaction(&self) -> Result<CompactionSummary> {
         let mut summary = CompactionSummary::default();
@@ -349,7 +349,7 @@ impl Broker {
                 let Some(log) = self.partition_if_present(&tp).await? else {
                     continue;
                 };
-                if log.ledger().local().is_none_or(|l| !l.can_compact()) {
+                if !log.ledger().can_compact() {
                     continue;
                 }
                 if self.compaction_status(&tp).state == CompactionState::Running {

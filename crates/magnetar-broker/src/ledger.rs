@@ -8,10 +8,13 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use magnetar_storage::compaction::{
+    CleanerLimits, CompactionCodec, CompactionOutcome, CompactionPolicy,
+};
 use magnetar_storage::wal::{SharedLedger, WalAppend};
 use magnetar_storage::{
     CursorStart, CursorState, Entry, EntryHeader, LedgerStats, ManagedLedger, NewEntry,
-    PendingAppend, RetentionOutcome, StorageError,
+    PendingAppend, RetentionOutcome, StorageError, TxnView,
 };
 use tokio::sync::watch;
 
@@ -226,6 +229,32 @@ impl Ledger {
     }
 
     /// The local ledger, for what only it has (its directory, tiered offload).
+    /// Whether log compaction can rewrite this ledger's sealed segments (local: its segment
+    /// store's; shared: always).
+    pub(crate) fn can_compact(&self) -> bool {
+        forward!(self.can_compact())
+    }
+
+    /// Cleanable bytes and dirty ratio (see `ManagedLedger::cleanable`).
+    pub(crate) fn cleanable(&self, min_compaction_lag_ms: u64) -> (u64, f64) {
+        forward!(self.cleanable(min_compaction_lag_ms))
+    }
+
+    /// Every index below this is compacted.
+    pub(crate) fn cleaned_through(&self) -> u64 {
+        forward!(self.cleaned_through())
+    }
+
+    pub(crate) async fn compact_with_txns(
+        &self,
+        codec: Arc<dyn CompactionCodec>,
+        policy: CompactionPolicy,
+        limits: CleanerLimits,
+        txns: TxnView,
+    ) -> Result<CompactionOutcome, StorageError> {
+        forward!(self.compact_with_txns(codec, policy, limits, txns).await)
+    }
+
     pub(crate) fn local(&self) -> Option<&Arc<ManagedLedger>> {
         match self {
             Ledger::Local(l) => Some(l),

@@ -384,7 +384,7 @@ impl PartitionLog {
     /// Every index below this is in the compacted part of the log (0 for a ledger that is never
     /// compacted).
     pub fn compacted_below(&self) -> u64 {
-        self.ledger.local().map_or(0, |l| l.cleaned_through())
+        self.ledger.cleaned_through()
     }
 
     /// The idempotent and transactional producers this partition remembers (Kafka's

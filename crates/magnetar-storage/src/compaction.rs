@@ -296,21 +296,221 @@ impl Throttle {
 
     /// Counts `bytes` of I/O and sleeps (this is a blocking thread) if ahead of the rate.
     pub fn on_io(&mut self, bytes: u64) {
+        if let Some(delay) = self.due(bytes) {
+            std::thread::sleep(delay);
+        }
+    }
+
+    /// Counts `bytes` of I/O and says how long to wait if ahead of the rate (for callers on
+    /// the async runtime, which must not block its thread).
+    pub fn due(&mut self, bytes: u64) -> Option<std::time::Duration> {
         self.bytes = self.bytes.saturating_add(bytes);
-        let Some(rate) = self.bytes_per_second else {
-            return;
-        };
+        let rate = self.bytes_per_second?;
         let elapsed =
             u64::try_from(self.clock.now_ms().saturating_sub(self.started_ms)).unwrap_or(0);
         let delay = Self::delay_ms(self.bytes, elapsed, rate);
-        // Small debts are paid with the next chunk; a single sleep is capped so a stopped
+        // Small debts are paid with the next chunk; a single wait is capped so a stopped
         // broker does not wait long on it.
-        if delay >= 10 {
-            let delay = delay.min(1000);
-            std::thread::sleep(std::time::Duration::from_millis(delay));
-            self.slept_ms += delay;
+        if delay < 10 {
+            return None;
+        }
+        let delay = delay.min(1000);
+        self.slept_ms += delay;
+        Some(std::time::Duration::from_millis(delay))
+    }
+}
+
+/// The sizes of a ledger's cleanable part, as one pass plans it (both kinds of ledger).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct PassFigures {
+    /// Where the dirty part starts (the cleaned-through index, or the first sealed one).
+    pub(crate) dirty_start: u64,
+    /// The first index a pass must not compact (lag, last stable offset, unsealed tail).
+    pub(crate) cleanable_end: u64,
+    pub(crate) clean_bytes: u64,
+    pub(crate) dirty_bytes: u64,
+    pub(crate) oldest_dirty_publish_ms: Option<i64>,
+    /// Some sealed segment starts below `cleanable_end`.
+    pub(crate) any_cleanable: bool,
+}
+
+impl PassFigures {
+    /// The dirty ratio (0 when nothing is cleanable).
+    pub(crate) fn dirty_ratio(&self) -> f64 {
+        let total = self.clean_bytes + self.dirty_bytes;
+        if total == 0 {
+            0.0
+        } else {
+            self.dirty_bytes as f64 / total as f64
         }
     }
+}
+
+/// Whether pass number `pass` of a compaction runs, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PassGate {
+    /// Run it; `clean_only`: nothing is dirty, the clean part is rewritten only to drop the
+    /// tombstones that are due (or because an operator asked), and this is the last pass.
+    Run { clean_only: bool },
+    /// Stop; with the reason to report when this is the first pass.
+    Stop { skipped: Option<String> },
+}
+
+/// The cleaner's decision for one pass (Kafka's): nothing dirty stops it unless tombstones are
+/// due (`tombstones_due_ms` has come) or `policy.force`; the first pass also needs the dirty
+/// ratio to reach the policy's or a dirty entry older than `max_compaction_lag_ms`.
+pub(crate) fn pass_gate(
+    pass: u32,
+    figures: &PassFigures,
+    policy: &CompactionPolicy,
+    tombstones_due_ms: i64,
+    now_ms: i64,
+) -> PassGate {
+    let nothing_dirty = figures.dirty_start >= figures.cleanable_end || figures.dirty_bytes == 0;
+    let clean_only = nothing_dirty
+        && pass == 0
+        && (policy.force || tombstones_due_ms <= now_ms)
+        && figures.any_cleanable;
+    if nothing_dirty && !clean_only {
+        return PassGate::Stop {
+            skipped: (pass == 0).then(|| "nothing to compact".to_string()),
+        };
+    }
+    if pass == 0 && !policy.force && !clean_only {
+        let ratio = figures.dirty_ratio();
+        let max_lag = i64::try_from(policy.max_compaction_lag_ms).unwrap_or(i64::MAX);
+        let overdue = figures
+            .oldest_dirty_publish_ms
+            .is_some_and(|t| now_ms.saturating_sub(t) > max_lag);
+        if ratio < policy.min_cleanable_dirty_ratio && !overdue {
+            return PassGate::Stop {
+                skipped: Some(format!(
+                    "dirty ratio {ratio:.3} is below {}",
+                    policy.min_cleanable_dirty_ratio
+                )),
+            };
+        }
+    }
+    PassGate::Run { clean_only }
+}
+
+/// What [`map_entry`] did with one dirty entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum MapStep {
+    /// Its keys are in the map (or it has none to map: aborted, control, kept whole).
+    Mapped,
+    /// It did not decode: kept whole, counted.
+    Undecodable,
+    /// The map has no room for its keys: the pass's coverage ends at this entry.
+    Full,
+    /// Not even an empty map holds its keys: the pass cannot make progress.
+    TooLarge(String),
+}
+
+/// Adds the keys of one dirty entry to `map` (the first phase of a pass, both kinds of ledger):
+/// entries of aborted transactions and entries the codec keeps whole add nothing.
+pub(crate) fn map_entry(
+    h: &EntryHeader,
+    payload: &Bytes,
+    codec: &dyn CompactionCodec,
+    aborted: &AbortedLookup,
+    map: &mut KeyMap,
+    dedupe_buffer_bytes: u64,
+) -> MapStep {
+    if aborted.is_aborted(h) {
+        return MapStep::Mapped;
+    }
+    let records = match codec.records(h, payload) {
+        Ok(EntryRecords::Records(r)) => r,
+        Ok(EntryRecords::KeepWhole) => return MapStep::Mapped,
+        Err(_) => return MapStep::Undecodable,
+    };
+    if !map.has_room(records.len()) {
+        if map.is_empty() {
+            return MapStep::TooLarge(format!(
+                "the key map ({dedupe_buffer_bytes} bytes) cannot hold the {} records of entry {}",
+                records.len(),
+                h.first_index
+            ));
+        }
+        return MapStep::Full;
+    }
+    for r in &records {
+        if let Some(key) = &r.key {
+            // Cannot fail: room was checked for every record.
+            map.put(KeyMap::hash(key), r.index);
+        }
+    }
+    MapStep::Mapped
+}
+
+/// The payload to write for entry `h` below the coverage end, `None` to drop it (the second
+/// phase of a pass, both kinds of ledger). A record stays when the map holds no newer index for
+/// its key, unless it is a tombstone published before `delete_horizon_ms`; an entry of an
+/// aborted transaction keeps none; an entry left with no record is dropped unless it is its
+/// producer's last (`producer_last`), which stays as an empty batch.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn keep_records(
+    h: &EntryHeader,
+    payload: &Bytes,
+    codec: &dyn CompactionCodec,
+    map: &KeyMap,
+    aborted: bool,
+    delete_horizon_ms: i64,
+    delete_retention_ms: u64,
+    producer_last: bool,
+    out: &mut CompactionOutcome,
+) -> Result<Option<Bytes>, String> {
+    let records = match codec.records(h, payload) {
+        Ok(EntryRecords::Records(r)) => r,
+        Ok(EntryRecords::KeepWhole) | Err(_) => return Ok(Some(payload.clone())),
+    };
+    if aborted {
+        out.aborted_entries_removed += 1;
+    }
+    let keep: Vec<bool> = records
+        .iter()
+        .map(|r| {
+            if aborted {
+                return false;
+            }
+            let Some(key) = &r.key else { return true };
+            let latest = map
+                .get(KeyMap::hash(key))
+                .is_none_or(|latest| latest <= r.index);
+            if !latest {
+                return false;
+            }
+            if r.tombstone {
+                if h.publish_time_ms <= delete_horizon_ms {
+                    out.tombstones_removed += 1;
+                    return false;
+                }
+                let due = h
+                    .publish_time_ms
+                    .saturating_add(i64::try_from(delete_retention_ms).unwrap_or(i64::MAX));
+                out.tombstones_due_ms = Some(out.tombstones_due_ms.map_or(due, |d| d.min(due)));
+            }
+            true
+        })
+        .collect();
+    let kept = keep.iter().filter(|k| **k).count();
+    out.records_removed += (keep.len() - kept) as u64;
+    if kept == keep.len() {
+        return Ok(Some(payload.clone()));
+    }
+    if kept == 0 && !producer_last {
+        return Ok(None);
+    }
+    if kept == 0 {
+        out.empty_batches_kept += 1;
+    }
+    codec.retain(h, payload, &keep).map(Some)
+}
+
+/// The time before which a tombstone is removable under `policy` at `now_ms`.
+pub(crate) fn delete_horizon_ms(now_ms: i64, policy: &CompactionPolicy) -> i64 {
+    now_ms.saturating_sub(i64::try_from(policy.delete_retention_ms).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

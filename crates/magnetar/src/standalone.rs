@@ -371,7 +371,8 @@ async fn wire(config: &Config, bound: &Bound) -> anyhow::Result<Wired> {
         let (broker, tiering) = open_broker(config, broker_config, metadata).await?;
         (broker, tiering, None)
     };
-    // Log compaction: local ledgers only (the broker skips shared and tiered ones).
+    // Log compaction: local ledgers (tiered ones included) and, in cluster mode, the shared
+    // ledgers of the partitions this broker owns.
     if config.cleaner.enabled {
         broker.set_compaction(
             Arc::new(magnetar_format::compaction::EntryCompaction),
@@ -632,7 +633,7 @@ fn serve(config: &Config, bound: Bound, wired: &Wired) -> anyhow::Result<Serving
         let interval = Duration::from_millis(config.broker.retention_check_interval_ms);
         async move { ("retention", run_retention(broker, interval, shutdown).await) }
     });
-    if config.cleaner.enabled && wired.cluster.is_none() {
+    if config.cleaner.enabled {
         let (broker, shutdown) = (wired.broker.clone(), shutdown.clone());
         let interval = Duration::from_millis(config.cleaner.check_interval_ms);
         tasks.spawn(async move { ("cleaner", run_cleaner(broker, interval, shutdown).await) });

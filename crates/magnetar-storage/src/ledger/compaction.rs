@@ -33,8 +33,9 @@ use serde::{Deserialize, Serialize};
 
 use super::*;
 use crate::compaction::{
-    AbortedLookup, CleanerLimits, CompactionCodec, CompactionOutcome, CompactionPolicy,
-    EntryRecords, KeyMap, Throttle, TxnView,
+    delete_horizon_ms, keep_records, map_entry, pass_gate, AbortedLookup, CleanerLimits,
+    CompactionCodec, CompactionOutcome, CompactionPolicy, KeyMap, MapStep, PassFigures, PassGate,
+    Throttle, TxnView,
 };
 use crate::entry::encode_entry;
 
@@ -181,6 +182,19 @@ struct Plan {
     oldest_dirty_publish_ms: Option<i64>,
 }
 
+impl Plan {
+    fn figures(&self) -> PassFigures {
+        PassFigures {
+            dirty_start: self.dirty_start,
+            cleanable_end: self.cleanable_end,
+            clean_bytes: self.clean_bytes,
+            dirty_bytes: self.dirty_bytes,
+            oldest_dirty_publish_ms: self.oldest_dirty_publish_ms,
+            any_cleanable: self.sources.iter().any(|s| s.base < self.cleanable_end),
+        }
+    }
+}
+
 impl ManagedLedger {
     /// Every index below this is compacted.
     pub fn cleaned_through(&self) -> u64 {
@@ -195,14 +209,8 @@ impl ManagedLedger {
     /// Bytes of sealed segments not yet compacted and older than `min_compaction_lag_ms` (the
     /// cleanable bytes, open transactions aside), and the dirty ratio they make.
     pub fn cleanable(&self, min_compaction_lag_ms: u64) -> (u64, f64) {
-        let plan = self.plan(min_compaction_lag_ms, u64::MAX);
-        let total = plan.clean_bytes + plan.dirty_bytes;
-        let ratio = if total == 0 {
-            0.0
-        } else {
-            plan.dirty_bytes as f64 / total as f64
-        };
-        (plan.dirty_bytes, ratio)
+        let figures = self.plan(min_compaction_lag_ms, u64::MAX).figures();
+        (figures.dirty_bytes, figures.dirty_ratio())
     }
 
     /// What a pass may clean: sealed segments older than the lag, ending before the first
@@ -320,36 +328,23 @@ impl ManagedLedger {
         let aborted = Arc::new(AbortedLookup::new(&txns.aborted));
         for pass in 0..limits.passes_max.max(1) {
             let plan = self.plan(policy.min_compaction_lag_ms, txns.stable_end);
-            let nothing_dirty = plan.dirty_start >= plan.cleanable_end || plan.dirty_bytes == 0;
-            // With nothing dirty, the clean part is rewritten only to drop tombstones that are
-            // due (or when an operator asks).
-            let tombstones_due =
-                self.tombstones_due_ms.load(Ordering::Acquire) <= self.clock.now_ms();
-            let clean_only = nothing_dirty
-                && pass == 0
-                && (policy.force || tombstones_due)
-                && plan.sources.iter().any(|s| s.base < plan.cleanable_end);
-            if nothing_dirty && !clean_only {
-                if pass == 0 {
-                    outcome.skipped = Some("nothing to compact".to_string());
-                }
-                break;
-            }
-            if pass == 0 && !policy.force && !clean_only {
-                let total = plan.clean_bytes + plan.dirty_bytes;
-                let ratio = plan.dirty_bytes as f64 / total.max(1) as f64;
-                let max_lag = i64::try_from(policy.max_compaction_lag_ms).unwrap_or(i64::MAX);
-                let overdue = plan
-                    .oldest_dirty_publish_ms
-                    .is_some_and(|t| self.clock.now_ms().saturating_sub(t) > max_lag);
-                if ratio < policy.min_cleanable_dirty_ratio && !overdue {
-                    outcome.skipped = Some(format!(
-                        "dirty ratio {ratio:.3} is below {}",
-                        policy.min_cleanable_dirty_ratio
-                    ));
+            let figures = plan.figures();
+            let tombstones_due_ms = self.tombstones_due_ms.load(Ordering::Acquire);
+            let clean_only = match pass_gate(
+                pass,
+                &figures,
+                &policy,
+                tombstones_due_ms,
+                self.clock.now_ms(),
+            ) {
+                PassGate::Run { clean_only } => clean_only,
+                PassGate::Stop { skipped } => {
+                    if skipped.is_some() {
+                        outcome.skipped = skipped;
+                    }
                     break;
                 }
-            }
+            };
             let Some(me) = self.me.upgrade() else {
                 return Err(StorageError::Closed);
             };
@@ -446,37 +441,30 @@ impl ManagedLedger {
                         return ControlFlow::Continue(());
                     }
                     throttle.on_io(h.encoded_len());
-                    if aborted.is_aborted(h) {
-                        return ControlFlow::Continue(());
-                    }
                     let payload = payload.unwrap_or_default();
-                    let records = match codec.records(h, &payload) {
-                        Ok(EntryRecords::Records(r)) => r,
-                        Ok(EntryRecords::KeepWhole) => return ControlFlow::Continue(()),
-                        Err(_) => {
+                    match map_entry(
+                        h,
+                        &payload,
+                        codec,
+                        aborted,
+                        &mut map,
+                        limits.dedupe_buffer_bytes,
+                    ) {
+                        MapStep::Mapped => ControlFlow::Continue(()),
+                        MapStep::Undecodable => {
                             undecodable += 1;
-                            return ControlFlow::Continue(());
+                            ControlFlow::Continue(())
                         }
-                    };
-                    if !map.has_room(records.len()) {
-                        if map.is_empty() {
-                            failure = Some(format!(
-                                "the key map ({} bytes) cannot hold the {} records of entry {}",
-                                limits.dedupe_buffer_bytes,
-                                records.len(),
-                                h.first_index
-                            ));
+                        MapStep::Full => {
+                            stopped_at = Some(h.first_index);
+                            ControlFlow::Break(())
                         }
-                        stopped_at = Some(h.first_index);
-                        return ControlFlow::Break(());
-                    }
-                    for r in &records {
-                        if let Some(key) = &r.key {
-                            // Cannot fail: room was checked for every record.
-                            map.put(KeyMap::hash(key), r.index);
+                        MapStep::TooLarge(reason) => {
+                            failure = Some(reason);
+                            stopped_at = Some(h.first_index);
+                            ControlFlow::Break(())
                         }
                     }
-                    ControlFlow::Continue(())
                 },
             )?;
             if let Some(reason) = failure {
@@ -533,8 +521,7 @@ impl ManagedLedger {
                 }
             }
         }
-        let delete_horizon =
-            now_ms.saturating_sub(i64::try_from(policy.delete_retention_ms).unwrap_or(i64::MAX));
+        let delete_horizon = delete_horizon_ms(now_ms, &policy);
         let mut out = CompactionOutcome {
             entries_undecodable: undecodable,
             // Never backwards: a pass over the clean part only stops where it starts.
@@ -763,65 +750,4 @@ struct PassInputs<'a> {
     limits: CleanerLimits,
     aborted: &'a AbortedLookup,
     now_ms: i64,
-}
-
-/// The payload to write for entry `h` below the coverage end, `None` to drop it. An entry of an
-/// aborted transaction keeps none of its records.
-#[allow(clippy::too_many_arguments)]
-fn keep_records(
-    h: &EntryHeader,
-    payload: &Bytes,
-    codec: &dyn CompactionCodec,
-    map: &KeyMap,
-    aborted: bool,
-    delete_horizon_ms: i64,
-    delete_retention_ms: u64,
-    producer_last: bool,
-    out: &mut CompactionOutcome,
-) -> Result<Option<Bytes>, String> {
-    let records = match codec.records(h, payload) {
-        Ok(EntryRecords::Records(r)) => r,
-        Ok(EntryRecords::KeepWhole) | Err(_) => return Ok(Some(payload.clone())),
-    };
-    if aborted {
-        out.aborted_entries_removed += 1;
-    }
-    let keep: Vec<bool> = records
-        .iter()
-        .map(|r| {
-            if aborted {
-                return false;
-            }
-            let Some(key) = &r.key else { return true };
-            let latest = map
-                .get(KeyMap::hash(key))
-                .is_none_or(|latest| latest <= r.index);
-            if !latest {
-                return false;
-            }
-            if r.tombstone {
-                if h.publish_time_ms <= delete_horizon_ms {
-                    out.tombstones_removed += 1;
-                    return false;
-                }
-                let due = h
-                    .publish_time_ms
-                    .saturating_add(i64::try_from(delete_retention_ms).unwrap_or(i64::MAX));
-                out.tombstones_due_ms = Some(out.tombstones_due_ms.map_or(due, |d| d.min(due)));
-            }
-            true
-        })
-        .collect();
-    let kept = keep.iter().filter(|k| **k).count();
-    out.records_removed += (keep.len() - kept) as u64;
-    if kept == keep.len() {
-        return Ok(Some(payload.clone()));
-    }
-    if kept == 0 && !producer_last {
-        return Ok(None);
-    }
-    if kept == 0 {
-        out.empty_batches_kept += 1;
-    }
-    codec.retain(h, payload, &keep).map(Some)
 }

@@ -90,8 +90,8 @@ pub(crate) struct Features {
     start_version: Mutex<Option<u64>>,
     /// Seals committed since open.
     pub(crate) seals: AtomicU64,
-    /// One start move or snapshot write at a time.
-    admin: tokio::sync::Mutex<()>,
+    /// One start move, snapshot write or compaction swap at a time.
+    pub(crate) admin: tokio::sync::Mutex<()>,
     /// One cursor transaction at a time (each computes from the state the previous one
     /// left); the writes waiting for it queue in `cursor_queue` and go together next.
     cursor_writes: tokio::sync::Mutex<()>,
@@ -783,9 +783,7 @@ impl SharedLedger {
                     .collect();
                 for k in gone {
                     c.chunks.remove(&k);
-                    if let Some(bytes) = c.cache.remove(&k) {
-                        c.cache_bytes -= bytes.len() as u64;
-                    }
+                    super::ledger::uncache(&mut c, k);
                 }
                 deleted.0 += 1;
                 deleted.1 += len;

@@ -10,6 +10,7 @@ use magnetar_metadata::{Expect, MetadataError, Txn, TxnOp};
 use object_store::path::Path as ObjectPath;
 use tokio::sync::{oneshot, watch};
 
+use super::compaction::CompactionState;
 use super::features::Features;
 use super::records::{self, EpochRecord, RangeRecord, SegmentRecord};
 use super::writer::{Pending, WriterShared};
@@ -56,6 +57,9 @@ pub(crate) struct ChunkRef {
     /// upper bound (its segment's, from a record written before chunks kept their own).
     pub(crate) max_timestamp_ms: i64,
     pub(crate) timestamp_exact: bool,
+    /// In a segment rewritten by log compaction: its entries may leave gaps (at its start,
+    /// between them, at its end); it may hold none.
+    pub(crate) gaps: bool,
 }
 
 impl ChunkRef {
@@ -70,6 +74,7 @@ impl ChunkRef {
             segment: None,
             max_timestamp_ms: r.max_timestamp_ms,
             timestamp_exact: true,
+            gaps: false,
         }
     }
 
@@ -91,6 +96,7 @@ impl ChunkRef {
                 segment: Some(s.first_index),
                 max_timestamp_ms: point.max_timestamp_ms.unwrap_or(s.max_timestamp_ms),
                 timestamp_exact: point.max_timestamp_ms.is_some(),
+                gaps: s.compacted,
             });
         }
         out
@@ -124,8 +130,10 @@ pub(crate) struct Committed {
     /// Chunks still in WAL objects, and their bytes.
     pub(crate) unsealed: u64,
     pub(crate) unsealed_bytes: u64,
-    /// Chunk bytes by first index, newest kept, at most the configured bytes.
-    pub(crate) cache: BTreeMap<u64, Bytes>,
+    /// Chunk bytes by first index with the object they were read from, newest kept, at most
+    /// the configured bytes. A hit counts only when the object is the one the chunk's current
+    /// [`ChunkRef`] names: log compaction replaces a chunk's bytes under the same first index.
+    pub(crate) cache: BTreeMap<u64, (String, Bytes)>,
     pub(crate) cache_bytes: u64,
 }
 
@@ -145,6 +153,8 @@ pub(crate) struct LedgerInner {
     pub(crate) sealing: std::sync::atomic::AtomicBool,
     /// Cursors, the logical start, snapshots and seal count ([`Features`]).
     pub(crate) features: Features,
+    /// Log compaction's state ([`CompactionState`]).
+    pub(crate) compaction: CompactionState,
     end: watch::Sender<u64>,
 }
 
@@ -228,6 +238,7 @@ impl LedgerInner {
             insert_cached(
                 &mut c,
                 first,
+                &record.object,
                 chunk,
                 self.writer.config.cache_bytes_per_ledger,
             );
@@ -236,19 +247,26 @@ impl LedgerInner {
     }
 }
 
-pub(crate) fn insert_cached(c: &mut Committed, first: u64, chunk: Bytes, max: u64) {
+pub(crate) fn insert_cached(c: &mut Committed, first: u64, object: &str, chunk: Bytes, max: u64) {
     if chunk.len() as u64 > max {
         return;
     }
     c.cache_bytes += chunk.len() as u64;
-    if let Some(old) = c.cache.insert(first, chunk) {
+    if let Some((_, old)) = c.cache.insert(first, (object.to_string(), chunk)) {
         c.cache_bytes -= old.len() as u64;
     }
     while c.cache_bytes > max {
-        let Some((_, evicted)) = c.cache.pop_first() else {
+        let Some((_, (_, evicted))) = c.cache.pop_first() else {
             break;
         };
         c.cache_bytes -= evicted.len() as u64;
+    }
+}
+
+/// Drops the cached bytes of the chunk at `first`, if any.
+pub(crate) fn uncache(c: &mut Committed, first: u64) {
+    if let Some((_, bytes)) = c.cache.remove(&first) {
+        c.cache_bytes -= bytes.len() as u64;
     }
 }
 
@@ -390,6 +408,7 @@ impl SharedLedger {
         };
         let (chunks, segments, unsealed, unsealed_bytes) = load_chunks(&shared, root, name).await?;
         let (persisted_start, features) = Features::load(&shared, root, name).await?;
+        let compaction = CompactionState::load(&shared, root, name).await?;
         // The start moved by retention or truncation, else the first committed chunk. Chunks
         // wholly below a persisted start may remain (their segment records are deleted by the
         // next retention pass): only the live ones must be contiguous, the first containing
@@ -466,6 +485,7 @@ impl SharedLedger {
                 cache_bytes: 0,
             }),
             features,
+            compaction,
             end: watch::channel(end_index).0,
         });
         Ok(SharedLedger { inner })
@@ -655,6 +675,9 @@ impl SharedLedger {
                 next = entry.header.end_index();
                 out.push(entry);
             }
+            // Past the chunk, whatever compaction left at its end (a gap, or no entry at all):
+            // a read from an index that was compacted away returns the next kept entry.
+            next = next.max(record.end_index);
             if bytes >= max_bytes {
                 break;
             }
@@ -686,8 +709,24 @@ impl SharedLedger {
 impl LedgerInner {
     /// A committed chunk's bytes, from the cache or by a range GET.
     pub(crate) async fn chunk_bytes(&self, record: &ChunkRef) -> Result<Bytes, StorageError> {
-        if let Some(hit) = lock(&self.committed).cache.get(&record.first_index) {
-            return Ok(hit.clone());
+        self.fetch_chunk(record, true).await
+    }
+
+    /// [`Self::chunk_bytes`]; `cache`: keep what was fetched (compaction reads whole segments
+    /// it is about to replace, and does not).
+    pub(crate) async fn fetch_chunk(
+        &self,
+        record: &ChunkRef,
+        cache: bool,
+    ) -> Result<Bytes, StorageError> {
+        if let Some((object, hit)) = lock(&self.committed).cache.get(&record.first_index) {
+            if *object == record.object {
+                return Ok(hit.clone());
+            }
+        }
+        if record.len == 0 {
+            // A chunk compaction emptied: nothing to fetch.
+            return Ok(Bytes::new());
         }
         let path = ObjectPath::from(record.object.as_str());
         let range = record.offset..record.offset + record.len;
@@ -712,13 +751,16 @@ impl LedgerInner {
                 ),
             });
         }
-        let max = self.writer.config.cache_bytes_per_ledger;
-        insert_cached(
-            &mut lock(&self.committed),
-            record.first_index,
-            chunk.clone(),
-            max,
-        );
+        if cache {
+            let max = self.writer.config.cache_bytes_per_ledger;
+            insert_cached(
+                &mut lock(&self.committed),
+                record.first_index,
+                &record.object,
+                chunk.clone(),
+                max,
+            );
+        }
         Ok(chunk)
     }
 }
@@ -747,7 +789,12 @@ pub(crate) fn decode_chunk(
         if !crc_matches(&chunk[at..body], &chunk[body..end], crc) {
             return Err(corrupt(at, "crc mismatch".into()));
         }
-        if header.first_index != expected {
+        let in_order = if record.gaps {
+            header.first_index >= expected
+        } else {
+            header.first_index == expected
+        };
+        if !in_order {
             return Err(corrupt(
                 at,
                 format!(
@@ -763,7 +810,12 @@ pub(crate) fn decode_chunk(
         });
         at = end;
     }
-    if expected != record.end_index || out.len() != record.entries as usize {
+    let ends = if record.gaps {
+        expected <= record.end_index
+    } else {
+        expected == record.end_index
+    };
+    if !ends || out.len() != record.entries as usize {
         return Err(corrupt(
             at,
             format!(

@@ -48,6 +48,22 @@
 //! snapshot objects no record names, once older than
 //! [`WalConfig::gc_grace_ms`]; any broker may run it, it is idempotent.
 //!
+//! # Compaction
+//! [`SharedLedger::compact`] (log compaction, `cleanup.policy=compact`; see `compaction.rs`)
+//! has the local ledger's API and semantics and rewrites **sealed segments only**, below the
+//! compaction lag, the last stable offset and the segment holding the last committed entry:
+//! the unsealed tail is never touched. Each segment a pass changes is written to a new object
+//! `segments/<ledger>/<first>-<end>.e<epoch>.c<seq>.seg` (a fresh `seq` per pass of this writer:
+//! no name is ever reused) in the same format, entries keeping their headers (only payloads
+//! shrink, gaps between indexes are normal), with the same index range and chunk points (a
+//! chunk may hold fewer entries or none), so open's contiguity check is unchanged. Then **one**
+//! transaction under the fence overwrites those segments' records (marked `compacted`) and
+//! writes `<root>/<ledger>/compaction` ([`CompactionRecord`]: `cleaned_through`), at most
+//! [`SWAP_SEGMENTS_MAX`] segments per pass. A fenced writer changes nothing; a crash before the
+//! transaction leaves the old records, after it the new ones; either way the objects no record
+//! names are left to [`collect_garbage`]. A read at an index compacted away returns the next
+//! kept entry.
+//!
 //! # Cursors, time lookups, start, snapshots
 //! [`SharedLedger`] has the local ledger's feature API with the same signatures and semantics
 //! (see `features.rs`): cursors persisted one key each at `<root>/<ledger>/cursors/<name>` and
@@ -59,6 +75,7 @@
 //! [`SNAPSHOTS_KEPT`](crate::SNAPSHOTS_KEPT) kept. Every one of these writes is one transaction
 //! under the fence, like a commit.
 
+mod compaction;
 mod delete;
 mod features;
 mod ledger;
@@ -67,13 +84,17 @@ mod seal;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_compaction;
+#[cfg(test)]
 mod tests_features;
 mod writer;
 
+pub use compaction::SWAP_SEGMENTS_MAX;
 pub use features::{CURSORS_MAX, CURSOR_ACKED_RANGES_PERSISTED_MAX, SEGMENT_DELETES_PER_TXN};
 pub use ledger::{OwnerFence, SharedLedger, SharedLedgerStats, WalAppend};
 pub use records::{
-    ChunkPoint, CursorRecord, EpochRecord, RangeRecord, SegmentRecord, SnapshotRecord, StartRecord,
+    ChunkPoint, CompactionRecord, CursorRecord, EpochRecord, RangeRecord, SegmentRecord,
+    SnapshotRecord, StartRecord,
 };
 pub use seal::{collect_garbage, GcOutcome};
 pub use writer::{WalCounters, WalWriter};

@@ -14,13 +14,16 @@
 //! - `<root>/<ledger>/cursors/<cursor name, %-encoded>`: [`CursorRecord`], one per cursor.
 //! - `<root>/<ledger>/snapshots/<index, 20 digits>`: [`SnapshotRecord`], one per stored
 //!   producer-state snapshot.
+//! - `<root>/<ledger>/compaction`: [`CompactionRecord`], how far log compaction got; absent
+//!   until a compaction first swaps segments in.
 //!
 //! Every write under `<root>/<ledger>` other than the epoch compares the epoch key at the
 //! version its writer holds, in the same transaction.
 //!
 //! Objects: `wal/<writer>/<seq, 20 digits>.wal` (chunks of many ledgers),
 //! `segments/<ledger>/<first>-<end>.e<epoch>.seg` (one ledger's entries, the same bytes as a
-//! local segment file: entries back to back) and
+//! local segment file: entries back to back), `segments/<ledger>/<first>-<end>.e<epoch>.c<seq>.seg`
+//! (a segment rewritten by log compaction: the same format, with gaps between indexes) and
 //! `snapshots/<ledger>/<index>.e<epoch>-<crc32c, 8 hex>.snap` (a snapshot blob).
 //!
 //! Values are JSON with a format version, so a later layout is told apart and an unknown one is
@@ -156,6 +159,10 @@ pub struct SegmentRecord {
     /// Where each former chunk starts: its first index, byte offset and entry count (the
     /// segment's sparse index).
     pub chunks: Vec<ChunkPoint>,
+    /// Rewritten by log compaction: its entries may have gaps between their indexes (a chunk
+    /// still covers its whole index range, possibly with fewer entries or none).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub compacted: bool,
 }
 
 /// One former chunk inside a [`SegmentRecord`].
@@ -198,8 +205,38 @@ impl SegmentRecord {
             max_timestamp_ms,
             last_publish_ms,
             chunks,
+            compacted: false,
         }
     }
+}
+
+/// How far log compaction got on a ledger: every index below `cleaned_through` is compacted
+/// (the local ledger's checkpoint file). Written by the transaction that swaps the compacted
+/// segments in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompactionRecord {
+    pub format: u32,
+    pub cleaned_through: u64,
+}
+
+impl CompactionRecord {
+    pub fn new(cleaned_through: u64) -> Self {
+        CompactionRecord {
+            format: FORMAT_VERSION,
+            cleaned_through,
+        }
+    }
+}
+
+impl HasFormat for CompactionRecord {
+    fn format(&self) -> u32 {
+        self.format
+    }
+}
+
+/// `<root>/<ledger>/compaction`.
+pub(crate) fn compaction_key(root: &str, ledger: &str) -> String {
+    format!("{root}/{ledger}/compaction")
 }
 
 /// The logical start of a ledger: reads below it are refused; sealed segments wholly below it
@@ -331,7 +368,21 @@ pub(crate) fn segment_object(ledger: &str, first: u64, end: u64, epoch: u64) -> 
     format!("segments/{ledger}/{first:020}-{end:020}.e{epoch}.seg")
 }
 
-/// The ledger and first index of a segment object path.
+/// `segments/<ledger>/<first>-<end>.e<epoch>.c<seq>.seg`: a segment rewritten by log
+/// compaction. `seq` counts the compaction passes of the writer at `epoch` (an epoch has one
+/// writer, and every pass takes a new number), so the name never meets other bytes, whatever
+/// earlier passes uploaded and did not record.
+pub(crate) fn compacted_segment_object(
+    ledger: &str,
+    first: u64,
+    end: u64,
+    epoch: u64,
+    seq: u64,
+) -> String {
+    format!("segments/{ledger}/{first:020}-{end:020}.e{epoch}.c{seq}.seg")
+}
+
+/// The ledger and first index of a segment object path (sealed or compacted).
 pub(crate) fn parse_segment_object(path: &str) -> Option<(&str, u64)> {
     let rest = path.strip_prefix("segments/")?;
     let (ledger, file) = rest.rsplit_once('/')?;

@@ -159,6 +159,10 @@ pub(crate) async fn seal_once(ledger: &Arc<LedgerInner>) -> Result<Option<u64>, 
         c.segments
             .insert(record.first_index, SegmentMeta::of(&record));
         for chunk in ChunkRef::of_segment(&record) {
+            // The cached bytes of a sealed chunk are the segment's bytes too.
+            if let Some((object, _)) = c.cache.get_mut(&chunk.first_index) {
+                *object = record.object.clone();
+            }
             if let Some(old) = c.chunks.insert(chunk.first_index, chunk) {
                 if old.segment.is_none() {
                     c.unsealed = c.unsealed.saturating_sub(1);
