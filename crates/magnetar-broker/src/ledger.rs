@@ -228,7 +228,6 @@ impl Ledger {
         forward!(self.cursors())
     }
 
-    /// The local ledger, for what only it has (its directory, tiered offload).
     /// Whether log compaction can rewrite this ledger's sealed segments (local: its segment
     /// store's; shared: always).
     pub(crate) fn can_compact(&self) -> bool {
@@ -255,6 +254,7 @@ impl Ledger {
         forward!(self.compact_with_txns(codec, policy, limits, txns).await)
     }
 
+    /// The local ledger, for what only it has (its directory, tiered offload).
     pub(crate) fn local(&self) -> Option<&Arc<ManagedLedger>> {
         match self {
             Ledger::Local(l) => Some(l),

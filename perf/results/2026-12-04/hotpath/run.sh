@@ -10,6 +10,7 @@
 #   PERF_BIN the load generator (default target/release/magnetar-perf)
 #   CASES    "workload:fsync ..." (fsync os|always|mock; mock = --mock-brokers 1, run once per rep)
 #   REPS (3), WARMUP_S (5), DURATION_S (20), DATA_ROOT (/work/perf-data)
+#   SETTLE_S (10) pause after deleting the previous run's data; NO_SETTLE=1 skips sync + pause
 #   BROKER_CPUS / TOOL_CPUS  taskset lists (default: none)
 set -euo pipefail
 cd "$(dirname "$0")/../../../.."
@@ -20,6 +21,19 @@ bins=${BINS:-"main=target/release"}
 cases=${CASES:-"1-topic-1-partition-1kb:always 1-topic-16-partitions-1kb:always"}
 data_root=${DATA_ROOT:-/work/perf-data}
 mkdir -p "$data_root"
+here=$(cd "$(dirname "$0")" && pwd)
+# The root file system here is ext4 mounted with `discard`: deleting the previous run's
+# gigabytes makes the next journal commits carry their discards, and fdatasyncs stall for
+# hundreds of ms. So each run's data is deleted, synced, and the disk given time to settle
+# before the next starts; a short fdatasync probe before each run is logged as evidence.
+settle() {
+  # NO_SETTLE=1: neither (to show the stall itself).
+  if [ -z "${NO_SETTLE:-}" ]; then
+    sync
+    sleep "${SETTLE_S:-10}"
+  fi
+  echo "# fdatasync probe before the run: $(python3 "$here/fdatasync.py" "$data_root" 500)" >>"$out/commands.txt"
+}
 pin() { if [ -n "$1" ]; then echo "taskset -c $1"; fi; }
 for rep in $(seq 1 "${REPS:-3}"); do
   for c in $cases; do
@@ -35,6 +49,7 @@ for rep in $(seq 1 "${REPS:-3}"); do
     fi
     for b in $bins; do
       label=${b%%=*}; dir=${b#*=}
+      settle
       data=$(mktemp -d "$data_root/run.XXXXXX")
       broker=($(pin "${BROKER_CPUS:-}") "$dir/magnetar" standalone --data-dir "$data/d"
         --kafka-port 0 --pulsar-port 0 --http-port 0)
