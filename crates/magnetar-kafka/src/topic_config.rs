@@ -86,8 +86,8 @@ pub struct Spec {
     pub effect: Effect,
 }
 
-/// Log compaction runs on local ledgers (standalone); a cluster-mode (shared) or tiered ledger
-/// is not compacted, which the documentation says.
+/// Log compaction runs on every kind of ledger: local, tiered (offloaded segments are rewritten
+/// and swapped in) and cluster mode's shared ones.
 const COMPACTION: Effect = Effect::Applied;
 const ONE_COPY: Effect = Effect::None(
     "each partition is one copy on the ledger; there are no replicas or leader elections",
@@ -129,8 +129,8 @@ pub const SPECS: &[Spec] = &[
         "Retention policy of old segments: 'delete' removes them by time or size, 'compact' keeps \
          the latest value of each key (sealed segments are rewritten by the broker's cleaner; \
          offsets are kept, so gaps are normal). With 'compact' every produced record must have \
-         a key. Compaction runs on local ledgers (standalone), not on tiered or cluster-mode \
-         ones.",
+         a key. Compaction runs on local, tiered and cluster-mode ledgers alike; the active \
+         segment (in cluster mode the unsealed tail) is never compacted.",
     ),
     def(
         COMPRESSION_GZIP_LEVEL,
