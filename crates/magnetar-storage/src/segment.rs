@@ -107,9 +107,7 @@ impl ChunkReader<'_> {
             let size = usize::try_from(size).map_err(|_| StorageError::InvalidEntry {
                 reason: "read size overflows usize".to_string(),
             })?;
-            let mut v = vec![0u8; size];
-            self.file.read_exact_at(pos, &mut v)?;
-            self.buf = Bytes::from(v);
+            self.buf = Bytes::from(self.file.read_vec_at(pos, size)?);
             self.buf_start = pos;
         }
         let at = (pos - self.buf_start) as usize;

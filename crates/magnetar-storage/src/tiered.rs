@@ -551,11 +551,7 @@ impl TieredSegmentStore {
         file: &dyn SegmentFile,
         len: u64,
     ) -> Result<(), StorageError> {
-        let chunk = |at: u64, n: usize| -> Result<Vec<u8>, StorageError> {
-            let mut buf = vec![0u8; n];
-            file.read_exact_at(at, &mut buf)?;
-            Ok(buf)
-        };
+        let chunk = |at: u64, n: usize| file.read_vec_at(at, n);
         if len < MULTIPART_BYTES as u64 {
             let bytes = chunk(0, len as usize)?;
             return wait(
@@ -881,6 +877,17 @@ impl SegmentFile for TieredFile {
         self.with(|b| match b {
             Backing::Local(f) => f.read_exact_at(file_offset, buf),
             Backing::Remote(r) => r.read_exact_at(file_offset, buf),
+        })
+    }
+
+    fn read_vec_at(&self, file_offset: u64, len: usize) -> Result<Vec<u8>, StorageError> {
+        self.with(|b| match b {
+            Backing::Local(f) => f.read_vec_at(file_offset, len),
+            Backing::Remote(r) => {
+                let mut buf = vec![0u8; len];
+                r.read_exact_at(file_offset, &mut buf)?;
+                Ok(buf)
+            }
         })
     }
 
