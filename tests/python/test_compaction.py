@@ -256,6 +256,39 @@ def test_kafka_connect_internal_topics_read_back_as_compacted(broker_factory):
         assert compaction_status(b, n)["status"] == "NOT_RUN"
 
 
+def test_compact_only_topics_are_not_deleted_by_retention_or_delete_records(broker_factory):
+    """cleanup.policy=compact without delete: retention.ms does not delete old segments (they
+    hold keys' latest values) and DeleteRecords is refused with POLICY_VIOLATION, as in Kafka;
+    compact,delete is deleted by both."""
+    from confluent_kafka.admin import AdminClient
+
+    b = broker_factory(env={"MAGNETAR_CLEANER__CHECK_INTERVAL_MS": "86400000",
+                            "MAGNETAR_BROKER__RETENTION_CHECK_INTERVAL_MS": "1000"})
+    topics = {}
+    for policy in ("compact", "compact,delete"):
+        t = unique_topic("policy")
+        create_topic(b.kafka, t, 1, config={**topic_config(delete_retention_ms=86_400_000),
+                                            "cleanup.policy": policy, "retention.ms": "1"})
+        produce_keyed(b.kafka, t, [(b"k%03d" % i, VALUE_PAD.encode()) for i in range(300)])
+        topics[policy] = t
+    deadline = time.monotonic() + 30
+    while watermarks(b.kafka, topics["compact,delete"])[0] == 0:
+        assert time.monotonic() < deadline, "retention never deleted the compact,delete topic"
+        time.sleep(0.3)
+    # Two more retention passes (the minimum interval, 1 s) have seen the compact-only topic.
+    time.sleep(2.5)
+    assert watermarks(b.kafka, topics["compact"]) == (0, 300)
+
+    a = AdminClient({"bootstrap.servers": b.kafka})
+    refused = a.delete_records([TopicPartition(topics["compact"], 0, 100)], request_timeout=15)
+    with pytest.raises(Exception) as e:
+        list(refused.values())[0].result(timeout=15)
+    assert e.value.args[0].code() == KafkaError.POLICY_VIOLATION, e.value
+    assert watermarks(b.kafka, topics["compact"]) == (0, 300)
+    done = a.delete_records([TopicPartition(topics["compact,delete"], 0, 299)], request_timeout=15)
+    assert list(done.values())[0].result(timeout=15).low_watermark == 299
+
+
 @pytest.mark.parametrize("codec", ["gzip", "lz4", "zstd", "snappy"])
 def test_compressed_idempotent_batches_are_compacted(broker_factory, codec):
     """Compressed batches of an idempotent producer: decoded, the kept records re-encoded at

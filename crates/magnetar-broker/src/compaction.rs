@@ -49,6 +49,17 @@ pub fn is_compacted(metadata: &TopicMetadata) -> bool {
         .is_some_and(|v| v.split(',').any(|p| p.trim() == "compact"))
 }
 
+/// Whether a topic's `cleanup.policy` includes `delete` (the default when unset): only then do
+/// retention by time and size (`retention.ms`/`retention.bytes`, or the namespace's policy)
+/// delete its old segments. A `compact`-only topic keeps every key's latest value however old,
+/// as Kafka's; Pulsar keeps a compacted topic's compacted view past retention too.
+pub fn deletes(metadata: &TopicMetadata) -> bool {
+    metadata
+        .configs
+        .get(CLEANUP_POLICY)
+        .is_none_or(|v| v.split(',').any(|p| p.trim() == "delete"))
+}
+
 /// A topic's compaction policy: its configs, else Kafka's defaults.
 pub fn topic_policy(metadata: &TopicMetadata) -> CompactionPolicy {
     let d = CompactionPolicy::default();
@@ -393,6 +404,9 @@ mod tests {
 
     #[test]
     fn policy_comes_from_topic_configs_else_kafka_defaults() {
+        assert!(deletes(&metadata(&[])));
+        assert!(deletes(&metadata(&[(CLEANUP_POLICY, "compact, delete")])));
+        assert!(!deletes(&metadata(&[(CLEANUP_POLICY, "compact")])));
         assert!(!is_compacted(&metadata(&[])));
         assert!(!is_compacted(&metadata(&[(CLEANUP_POLICY, "delete")])));
         assert!(is_compacted(&metadata(&[(CLEANUP_POLICY, "compact")])));

@@ -362,6 +362,48 @@ async fn retention_follows_topic_configs_then_namespace_policy() {
         log.stats().total_bytes >= 5000,
         "size retention keeps at least the limit"
     );
+
+    // cleanup.policy=compact alone: neither the namespace's policy nor the topic's own
+    // retention.ms deletes anything (Kafka's rule: old segments hold keys' latest values);
+    // compact,delete is deleted like any topic.
+    let mut logs = Vec::new();
+    for (name, policy) in [
+        ("compact-only", "compact"),
+        ("compact-delete", "compact,delete"),
+    ] {
+        let topic = TopicName::new(NamespaceName::new("public", "sized").unwrap(), name).unwrap();
+        let configs = [
+            ("segment.bytes", "4096"),
+            ("cleanup.policy", policy),
+            ("retention.ms", "1000"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        broker.create_topic(&topic, None, configs).await.unwrap();
+        let log = broker
+            .partition(&TopicPartition {
+                topic,
+                partition: 0,
+            })
+            .await
+            .unwrap();
+        for _ in 0..20 {
+            log.append(batch(&payload, None)).await.unwrap();
+        }
+        logs.push(log);
+    }
+    clock.advance_ms(60_000);
+    broker.enforce_retention().await.unwrap();
+    assert_eq!(
+        logs[0].start_index(),
+        0,
+        "a compact-only topic is not deleted by retention"
+    );
+    assert!(
+        logs[1].start_index() > 0,
+        "compact,delete is deleted by retention"
+    );
 }
 
 #[tokio::test]

@@ -45,11 +45,17 @@ pub fn effective_retention(
 /// Applies retention to every partition of every topic: the topic's `retention.ms` /
 /// `retention.bytes`, else its namespace's policy, else infinite (Pulsar's model: nothing is
 /// deleted unless a policy says so). Whole sealed segments only; the log start moves forward.
+/// A topic whose `cleanup.policy` lacks `delete` (`compact` alone) is never deleted by time or
+/// size, as in Kafka: its old segments hold the latest value of keys not written since.
 pub(super) async fn enforce(broker: &Broker) -> Result<RetentionSummary> {
     let mut summary = RetentionSummary::default();
     for (name, metadata) in broker.list_all_topics(true).await? {
         let policies = broker.namespace_policies(&name.namespace).await?;
-        let (time_ms, size_bytes) = effective_retention(&metadata, policies.as_ref());
+        let (time_ms, size_bytes) = if crate::compaction::deletes(&metadata) {
+            effective_retention(&metadata, policies.as_ref())
+        } else {
+            (None, None)
+        };
         let ttl_ms = policies
             .as_ref()
             .and_then(|p| p.message_ttl_s)

@@ -1,5 +1,6 @@
 //! DeleteRecords v0–v2: moves a partition's log start (`PartitionLog::truncate_before`); offset -1
-//! means the high watermark.
+//! means the high watermark. A topic whose `cleanup.policy` lacks `delete` (`compact` alone) is
+//! answered POLICY_VIOLATION, as Kafka does: its records are removed by compaction only.
 
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
@@ -55,6 +56,18 @@ pub async fn handle(
 }
 
 async fn truncate(ctx: &Context, tp: TopicPartition, offset: i64) -> Result<i64, i16> {
+    let metadata = ctx
+        .broker
+        .topic(&tp.topic)
+        .await
+        .map_err(|e| error_code::code(&e))?;
+    if metadata
+        .as_ref()
+        .is_some_and(|m| !magnetar_broker::compaction::deletes(m))
+    {
+        tracing::info!(partition = %tp, "delete records refused: cleanup.policy has no delete");
+        return Err(ResponseError::PolicyViolation.code());
+    }
     let log = ctx
         .broker
         .partition(&tp)
