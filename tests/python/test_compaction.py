@@ -289,6 +289,57 @@ def test_compact_only_topics_are_not_deleted_by_retention_or_delete_records(brok
     assert list(done.values())[0].result(timeout=15).low_watermark == 299
 
 
+def test_namespace_topic_config_defaults_make_its_topics_compacted(broker_factory):
+    """A namespace's topic config defaults (POST .../namespaces/{t}/{ns}/topicConfigDefaults)
+    apply to its topics that do not set the key themselves: DescribeConfigs shows the value with
+    source DYNAMIC_DEFAULT_BROKER_CONFIG, Produce requires keys, the topic is compacted with the
+    namespace's delete.retention.ms, and removing the defaults turns it back."""
+    from confluent_kafka.admin import AdminClient, ConfigResource, ConfigSource, ResourceType
+
+    b = broker_factory(env={"MAGNETAR_CLEANER__CHECK_INTERVAL_MS": "86400000"})
+    url = f"http://{b.http}/admin/v2/namespaces/public/default/topicConfigDefaults"
+    topic = unique_topic("nsdefaults")
+    # A topic that exists (and is cached by the broker) before the defaults are set.
+    create_topic(b.kafka, topic, 1, config={"segment.bytes": "4096"})
+    assert requests.post(url, json={"cleanup.policy": "compress"}, timeout=10).status_code == 400
+    r = requests.post(url, json={"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.01",
+                                 "min.compaction.lag.ms": "0", "delete.retention.ms": "1"}, timeout=10)
+    assert r.status_code == 204, r.text
+    assert requests.get(url, timeout=10).json()["cleanup.policy"] == "compact"
+
+    a = AdminClient({"bootstrap.servers": b.kafka})
+    res = ConfigResource(ResourceType.TOPIC, topic)
+    configs = a.describe_configs([res], request_timeout=20)[res].result(timeout=20)
+    assert configs["cleanup.policy"].value == "compact"
+    assert configs["cleanup.policy"].source == ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG.value
+    assert configs["segment.bytes"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+    assert configs["retention.ms"].source == ConfigSource.DEFAULT_CONFIG.value
+
+    # Keys are required now, as on any compacted topic.
+    p = Producer({"bootstrap.servers": b.kafka, "message.timeout.ms": 20000})
+    errors = []
+    p.produce(topic, value=b"no key", partition=0, on_delivery=lambda err, msg: errors.append(err))
+    assert p.flush(30) == 0
+    assert errors and errors[0] is not None and errors[0].code() == KafkaError.INVALID_RECORD, errors
+
+    items = workload()
+    offsets = produce_keyed(b.kafka, topic, items)
+    compact_now(b, topic)
+    time.sleep(0.1)  # past the namespace's delete.retention.ms (1 ms) on the real clock
+    compact_now(b, topic)
+    check_view(consume_all(b.kafka, topic), expected_view(items, offsets, tombstones_gone=True))
+
+    # Without the defaults the topic is a plain one again: a record without a key is taken.
+    assert requests.delete(url, timeout=10).status_code == 204
+    configs = a.describe_configs([res], request_timeout=20)[res].result(timeout=20)
+    assert configs["cleanup.policy"].value == "delete"
+    assert configs["cleanup.policy"].source == ConfigSource.DEFAULT_CONFIG.value
+    errors.clear()
+    p.produce(topic, value=b"no key", partition=0, on_delivery=lambda err, msg: errors.append(err))
+    assert p.flush(30) == 0
+    assert errors == [None], errors
+
+
 @pytest.mark.parametrize("codec", ["gzip", "lz4", "zstd", "snappy"])
 def test_compressed_idempotent_batches_are_compacted(broker_factory, codec):
     """Compressed batches of an idempotent producer: decoded, the kept records re-encoded at

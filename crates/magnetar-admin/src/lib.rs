@@ -354,6 +354,10 @@ fn routes(partitions_max: u32, cluster: &str) -> openapi::DocRouter {
             crate::openapi::methods!(get namespaces::get_compaction_threshold, put namespaces::set_compaction_threshold => crate::openapi::Body::integer(0, None), post namespaces::set_compaction_threshold => crate::openapi::Body::integer(0, None), delete namespaces::remove_compaction_threshold),
         )
         .route(
+            &format!("{ns}/topicConfigDefaults"),
+            crate::openapi::methods!(get namespaces::get_topic_config_defaults, post namespaces::set_topic_config_defaults => crate::openapi::Body::of::<std::collections::BTreeMap<String, String>>(true), delete namespaces::remove_topic_config_defaults),
+        )
+        .route(
             &format!("{ns}/messageTTL"),
             crate::openapi::methods!(get namespaces::get_ttl, post namespaces::set_ttl => crate::openapi::Body::integer(0, None), delete namespaces::remove_ttl),
         )

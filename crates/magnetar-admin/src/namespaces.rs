@@ -1,6 +1,7 @@
 //! `/admin/v2/namespaces`: list, create, delete, policies: retention, message TTL,
 //! deduplication, auto topic creation override, max producers/consumers per topic, publish rate.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -54,6 +55,12 @@ pub(crate) struct PoliciesJson {
     pub max_consumers_per_topic: Option<u32>,
     #[serde(rename = "compaction_threshold")]
     pub compaction_threshold: Option<u64>,
+    /// Magnetar's: defaults of the Kafka topic configs of log compaction.
+    #[serde(
+        rename = "topicConfigDefaults",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub topic_config_defaults: BTreeMap<String, String>,
     /// Pulsar keeps one rate per cluster.
     #[serde(rename = "publishMaxMessageRate")]
     pub publish_max_message_rate: std::collections::BTreeMap<String, PublishRateJson>,
@@ -197,6 +204,7 @@ pub(crate) async fn get_policies(
         max_producers_per_topic: p.max_producers_per_topic,
         max_consumers_per_topic: p.max_consumers_per_topic,
         compaction_threshold: p.compaction_threshold_bytes,
+        topic_config_defaults: p.topic_config_defaults.clone(),
         schema_compatibility_strategy: p
             .schema_compatibility_strategy
             .as_deref()
@@ -346,6 +354,57 @@ pub(crate) async fn remove_compaction_threshold(
         .broker
         .update_namespace_policies(&namespace(&tenant, &ns)?, |p| {
             p.compaction_threshold_bytes = None
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Defaults of the Kafka topic configs that drive log compaction (`cleanup.policy`,
+/// `delete.retention.ms`, `min.compaction.lag.ms`, `max.compaction.lag.ms`,
+/// `min.cleanable.dirty.ratio`) for the namespace's topics: a topic's own config wins.
+/// DescribeConfigs shows such a value with source DYNAMIC_DEFAULT_BROKER_CONFIG.
+pub(crate) async fn get_topic_config_defaults(
+    State(state): State<Arc<AppState>>,
+    Path((tenant, ns)): Path<(String, String)>,
+) -> ApiResult<Json<BTreeMap<String, String>>> {
+    Ok(Json(
+        policies(&state, &namespace(&tenant, &ns)?)
+            .await?
+            .topic_config_defaults,
+    ))
+}
+
+/// Replaces the namespace's topic config defaults (an empty object removes them); every key
+/// and value is checked first, as Kafka checks the topic config.
+pub(crate) async fn set_topic_config_defaults(
+    State(state): State<Arc<AppState>>,
+    Path((tenant, ns)): Path<(String, String)>,
+    JsonBody(defaults): JsonBody<BTreeMap<String, String>>,
+) -> ApiResult<StatusCode> {
+    for (key, value) in &defaults {
+        magnetar_broker::compaction::validate_namespace_default(key, value)?;
+    }
+    let defaults: BTreeMap<String, String> = defaults
+        .into_iter()
+        .map(|(k, v)| (k, v.trim().to_string()))
+        .collect();
+    state
+        .broker
+        .update_namespace_policies(&namespace(&tenant, &ns)?, |p| {
+            p.topic_config_defaults = defaults.clone()
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn remove_topic_config_defaults(
+    State(state): State<Arc<AppState>>,
+    Path((tenant, ns)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    state
+        .broker
+        .update_namespace_policies(&namespace(&tenant, &ns)?, |p| {
+            p.topic_config_defaults.clear()
         })
         .await?;
     Ok(StatusCode::NO_CONTENT)

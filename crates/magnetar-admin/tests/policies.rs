@@ -261,3 +261,74 @@ async fn publish_rate_reaches_open_and_new_partitions() {
     assert!(before.publish_rate().is_unlimited() && after.publish_rate().is_unlimited());
     assert_eq!(api.call(M::GET, &path, None).await.1, Value::Null);
 }
+
+#[tokio::test]
+async fn topic_config_defaults_reach_the_namespaces_topics() {
+    let api = Api::new().await;
+    let path = format!("{NS}/topicConfigDefaults");
+    assert_eq!(
+        api.call(M::GET, &path, None).await,
+        (StatusCode::OK, json!({}))
+    );
+    // A topic read (and cached) before the defaults exist.
+    let name = api.broker.parse_topic("ns-defaults").unwrap();
+    api.broker
+        .create_topic(&name, Some(1), Default::default())
+        .await
+        .unwrap();
+    let before = api.broker.topic(&name).await.unwrap().unwrap();
+    assert!(!compaction::is_compacted(&before) && compaction::deletes(&before));
+
+    for bad in [
+        r#"{"cleanup.policy":"compress"}"#,
+        r#"{"retention.ms":"1000"}"#,
+        r#"{"min.cleanable.dirty.ratio":"2"}"#,
+        r#"{"max.compaction.lag.ms":"0"}"#,
+        r#"{"delete.retention.ms":5}"#,
+        r#"["cleanup.policy"]"#,
+    ] {
+        let (status, _) = api.call(M::POST, &path, Some(bad)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+    }
+    let body = r#"{"cleanup.policy":"compact","delete.retention.ms":" 5000 ","min.compaction.lag.ms":"0"}"#;
+    assert_eq!(
+        api.call(M::POST, &path, Some(body)).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api.call(M::GET, &path, None).await.1,
+        json!({"cleanup.policy": "compact", "delete.retention.ms": "5000", "min.compaction.lag.ms": "0"})
+    );
+    assert_eq!(
+        api.call(M::GET, NS, None).await.1["topicConfigDefaults"]["cleanup.policy"],
+        "compact"
+    );
+    // The cached topic now carries the namespace's defaults; its own configs still win.
+    let after = api.broker.topic(&name).await.unwrap().unwrap();
+    assert!(compaction::is_compacted(&after) && !compaction::deletes(&after));
+    assert_eq!(compaction::topic_policy(&after).delete_retention_ms, 5000);
+    assert!(
+        after.configs.is_empty(),
+        "defaults are not stored with the topic"
+    );
+    let own = api.broker.parse_topic("ns-defaults-own").unwrap();
+    let created = api
+        .broker
+        .create_topic(
+            &own,
+            Some(1),
+            [("cleanup.policy".to_string(), "delete".to_string())].into(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(created.config("cleanup.policy"), Some("delete"));
+    assert_eq!(created.config("delete.retention.ms"), Some("5000"));
+
+    assert_eq!(
+        api.call(M::DELETE, &path, None).await.0,
+        StatusCode::NO_CONTENT
+    );
+    let removed = api.broker.topic(&name).await.unwrap().unwrap();
+    assert!(!compaction::is_compacted(&removed));
+    assert_eq!(api.call(M::GET, &path, None).await.1, json!({}));
+}

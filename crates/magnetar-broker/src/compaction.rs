@@ -41,11 +41,53 @@ fn is_internal(topic: &crate::names::TopicName) -> bool {
         && topic.namespace.namespace == crate::broker::INTERNAL_NAMESPACE.1
 }
 
-/// Whether a topic's `cleanup.policy` includes `compact`.
+/// The topic configs a namespace may give its topics a default of
+/// ([`NamespacePolicies::topic_config_defaults`]).
+pub const NAMESPACE_DEFAULT_KEYS: &[&str] = &[
+    CLEANUP_POLICY,
+    DELETE_RETENTION_MS,
+    MAX_COMPACTION_LAG_MS,
+    MIN_CLEANABLE_DIRTY_RATIO,
+    MIN_COMPACTION_LAG_MS,
+];
+
+/// Checks a namespace default of a topic config as Kafka checks the topic config itself.
+pub fn validate_namespace_default(key: &str, value: &str) -> Result<()> {
+    let bad = |why: &str| Err(Error::InvalidRequest(format!("{key}={value:?}: {why}")));
+    let value = value.trim();
+    match key {
+        CLEANUP_POLICY => {
+            let items: Vec<&str> = value.split(',').map(str::trim).collect();
+            if items.iter().any(|p| *p != "compact" && *p != "delete") || value.is_empty() {
+                return bad("a list of compact and delete");
+            }
+        }
+        DELETE_RETENTION_MS | MIN_COMPACTION_LAG_MS | MAX_COMPACTION_LAG_MS => {
+            let min = if key == MAX_COMPACTION_LAG_MS { 1 } else { 0 };
+            match value.parse::<i64>() {
+                Ok(v) if v >= min => {}
+                _ => return bad(&format!("an integer at least {min}")),
+            }
+        }
+        MIN_CLEANABLE_DIRTY_RATIO => match value.parse::<f64>() {
+            Ok(r) if r.is_finite() && (0.0..=1.0).contains(&r) => {}
+            _ => return bad("a number in [0, 1]"),
+        },
+        _ => {
+            return bad(&format!(
+                "not a topic config a namespace sets a default of (one of {})",
+                NAMESPACE_DEFAULT_KEYS.join(", ")
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// Whether a topic's `cleanup.policy` (its own, else its namespace's default) includes
+/// `compact`.
 pub fn is_compacted(metadata: &TopicMetadata) -> bool {
     metadata
-        .configs
-        .get(CLEANUP_POLICY)
+        .config(CLEANUP_POLICY)
         .is_some_and(|v| v.split(',').any(|p| p.trim() == "compact"))
 }
 
@@ -55,24 +97,21 @@ pub fn is_compacted(metadata: &TopicMetadata) -> bool {
 /// as Kafka's; Pulsar keeps a compacted topic's compacted view past retention too.
 pub fn deletes(metadata: &TopicMetadata) -> bool {
     metadata
-        .configs
-        .get(CLEANUP_POLICY)
+        .config(CLEANUP_POLICY)
         .is_none_or(|v| v.split(',').any(|p| p.trim() == "delete"))
 }
 
-/// A topic's compaction policy: its configs, else Kafka's defaults.
+/// A topic's compaction policy: its configs, else its namespace's defaults, else Kafka's.
 pub fn topic_policy(metadata: &TopicMetadata) -> CompactionPolicy {
     let d = CompactionPolicy::default();
     let num = |key: &str| {
         metadata
-            .configs
-            .get(key)
+            .config(key)
             .and_then(|v| v.trim().parse::<i64>().ok())
             .and_then(|v| u64::try_from(v).ok())
     };
     let ratio = metadata
-        .configs
-        .get(MIN_CLEANABLE_DIRTY_RATIO)
+        .config(MIN_CLEANABLE_DIRTY_RATIO)
         .and_then(|v| v.trim().parse::<f64>().ok())
         .filter(|r| r.is_finite() && (0.0..=1.0).contains(r));
     CompactionPolicy {
@@ -399,6 +438,54 @@ mod tests {
                 .collect(),
             created_ms: 0,
             skipped_entries: Default::default(),
+            namespace_defaults: Default::default(),
+        }
+    }
+
+    #[test]
+    fn namespace_defaults_apply_under_the_topics_own_configs() {
+        let mut m = metadata(&[(DELETE_RETENTION_MS, "100")]);
+        m.namespace_defaults = [
+            (CLEANUP_POLICY, "compact"),
+            (DELETE_RETENTION_MS, "5"),
+            (MIN_COMPACTION_LAG_MS, "7"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert!(is_compacted(&m), "the namespace's cleanup.policy applies");
+        assert!(!deletes(&m));
+        let p = topic_policy(&m);
+        assert_eq!(p.delete_retention_ms, 100, "the topic's own value wins");
+        assert_eq!(p.min_compaction_lag_ms, 7);
+        m.configs
+            .insert(CLEANUP_POLICY.to_string(), "delete".to_string());
+        assert!(!is_compacted(&m) && deletes(&m));
+    }
+
+    #[test]
+    fn namespace_defaults_are_checked() {
+        for (k, v) in [
+            (CLEANUP_POLICY, "compact"),
+            (CLEANUP_POLICY, "compact, delete"),
+            (DELETE_RETENTION_MS, "0"),
+            (MIN_COMPACTION_LAG_MS, "10"),
+            (MAX_COMPACTION_LAG_MS, "1"),
+            (MIN_CLEANABLE_DIRTY_RATIO, "0.5"),
+        ] {
+            validate_namespace_default(k, v).unwrap();
+        }
+        for (k, v) in [
+            (CLEANUP_POLICY, ""),
+            (CLEANUP_POLICY, "compress"),
+            (DELETE_RETENTION_MS, "-1"),
+            (MAX_COMPACTION_LAG_MS, "0"),
+            (MIN_COMPACTION_LAG_MS, "x"),
+            (MIN_CLEANABLE_DIRTY_RATIO, "1.5"),
+            (MIN_CLEANABLE_DIRTY_RATIO, "NaN"),
+            ("retention.ms", "1"),
+        ] {
+            assert!(validate_namespace_default(k, v).is_err(), "{k}={v}");
         }
     }
 

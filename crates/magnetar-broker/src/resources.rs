@@ -79,6 +79,11 @@ pub struct NamespacePolicies {
     /// that has one (unset: not enforced).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema_validation_enforced: Option<bool>,
+    /// Defaults of Kafka topic configs (Kafka's names) for the namespace's topics: a topic's
+    /// own config wins, then this, then Kafka's default. Only the log compaction keys
+    /// ([`crate::compaction::NAMESPACE_DEFAULT_KEYS`]); checked when set.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub topic_config_defaults: BTreeMap<String, String>,
 }
 
 /// A namespace's auto topic creation override (Pulsar's `autoTopicCreationOverride`).
@@ -105,9 +110,21 @@ pub struct TopicMetadata {
     /// [`crate::skipped`]): per partition, first message index -> message count.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub skipped_entries: BTreeMap<u32, BTreeMap<u64, u32>>,
+    /// The namespace's topic config defaults ([`NamespacePolicies::topic_config_defaults`])
+    /// as of when this was read through the broker; not stored with the topic.
+    #[serde(skip)]
+    pub namespace_defaults: BTreeMap<String, String>,
 }
 
 impl TopicMetadata {
+    /// A config's effective value: the topic's own, else its namespace's default.
+    pub fn config(&self, key: &str) -> Option<&str> {
+        self.configs
+            .get(key)
+            .or_else(|| self.namespace_defaults.get(key))
+            .map(String::as_str)
+    }
+
     /// The number of partitions a Kafka client sees.
     pub fn partition_count(&self) -> u32 {
         if self.partitioned {

@@ -144,6 +144,7 @@ mod tests {
             configs: Default::default(),
             created_ms: 0,
             skipped_entries: Default::default(),
+            namespace_defaults: Default::default(),
         };
         metadata.skipped_entries.entry(1).or_default().insert(10, 5);
         assert_eq!(metadata.skipped_entry(1, 9), None);

@@ -29,6 +29,9 @@ pub const LOG_APPEND_TIME: &str = "LogAppendTime";
 /// Kafka's ConfigSource values.
 pub mod source {
     pub const DYNAMIC_TOPIC_CONFIG: i8 = 1;
+    /// A default set at run time above the topic: here, its namespace's default
+    /// (`topicConfigDefaults`).
+    pub const DYNAMIC_DEFAULT_BROKER_CONFIG: i8 = 3;
     pub const STATIC_BROKER_CONFIG: i8 = 4;
     pub const DEFAULT_CONFIG: i8 = 5;
 }
@@ -602,14 +605,6 @@ pub fn compression(configs: &BTreeMap<String, String>) -> Option<(i16, crate::ba
             zstd: level(COMPRESSION_ZSTD_LEVEL, 3),
         },
     ))
-}
-
-/// Whether a topic's `cleanup.policy` includes `compact` (then every produced record needs a
-/// key, as Kafka's log validator requires).
-pub fn compacted(configs: &BTreeMap<String, String>) -> bool {
-    configs
-        .get(CLEANUP_POLICY)
-        .is_some_and(|v| v.split(',').any(|p| p.trim() == "compact"))
 }
 
 /// A topic's timestamp policy (`message.timestamp.*`), as the produce validator applies it.

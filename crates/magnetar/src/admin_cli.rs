@@ -217,6 +217,21 @@ enum NamespacesCommand {
         #[arg(long)]
         ttl: u64,
     },
+    /// Defaults of the log compaction topic configs for the namespace's topics, as
+    /// `--config key=value` (repeated); replaces the namespace's earlier defaults.
+    SetTopicConfigDefaults {
+        namespace: String,
+        /// `cleanup.policy`, `delete.retention.ms`, `min.compaction.lag.ms`,
+        /// `max.compaction.lag.ms` or `min.cleanable.dirty.ratio`, as `key=value`.
+        #[arg(long = "config", short = 'c', required = true)]
+        configs: Vec<String>,
+    },
+    GetTopicConfigDefaults {
+        namespace: String,
+    },
+    RemoveTopicConfigDefaults {
+        namespace: String,
+    },
     /// Overrides the broker's auto topic creation for the namespace.
     SetAutoTopicCreation {
         namespace: String,
@@ -624,6 +639,43 @@ fn run(c: &Client, command: AdminCommand) -> Result<Value, String> {
                 );
                 c.call("POST", &path, Some(body.to_string()))
             }
+            NamespacesCommand::SetTopicConfigDefaults { namespace, configs } => {
+                let mut body = serde_json::Map::new();
+                for kv in configs {
+                    let Some((k, v)) = kv.split_once('=') else {
+                        return Err(format!("--config {kv:?}: expected key=value"));
+                    };
+                    body.insert(
+                        k.trim().to_string(),
+                        serde_json::Value::String(v.to_string()),
+                    );
+                }
+                let path = format!(
+                    "/admin/v2/namespaces/{}/topicConfigDefaults",
+                    namespace_path(&namespace)?
+                );
+                c.call(
+                    "POST",
+                    &path,
+                    Some(serde_json::Value::Object(body).to_string()),
+                )
+            }
+            NamespacesCommand::GetTopicConfigDefaults { namespace } => c.call(
+                "GET",
+                &format!(
+                    "/admin/v2/namespaces/{}/topicConfigDefaults",
+                    namespace_path(&namespace)?
+                ),
+                None,
+            ),
+            NamespacesCommand::RemoveTopicConfigDefaults { namespace } => c.call(
+                "DELETE",
+                &format!(
+                    "/admin/v2/namespaces/{}/topicConfigDefaults",
+                    namespace_path(&namespace)?
+                ),
+                None,
+            ),
             NamespacesCommand::SetMessageTtl { namespace, ttl } => {
                 let path = format!(
                     "/admin/v2/namespaces/{}/messageTTL",

@@ -116,6 +116,25 @@ pub(super) async fn join(broker: &Arc<Broker>, member: Arc<ClusterMember>) -> Re
             }
         }
     });
+    // Cached topics carry their namespace's topic config defaults: a namespace policy written
+    // by another broker drops them all (policy writes are rare).
+    let weak = Arc::downgrade(broker);
+    let mut watch = broker
+        .records
+        .store()
+        .watch(crate::resources::TENANTS_PATH)?;
+    tokio::spawn(async move {
+        loop {
+            let result = watch.recv().await;
+            let Some(broker) = weak.upgrade() else { return };
+            match result {
+                Ok(_) | Err(magnetar_metadata::WatchError::Lagged { .. }) => {
+                    broker.topics.cache().clear()
+                }
+                Err(magnetar_metadata::WatchError::Closed) => return,
+            }
+        }
+    });
     Ok(())
 }
 

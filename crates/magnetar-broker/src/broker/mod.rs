@@ -314,13 +314,17 @@ impl Broker {
     }
 
     /// Applies `change` to a namespace's policies with compare-and-set, retrying on conflicts,
-    /// then gives the namespace's open partitions the publish rate the policies now set.
+    /// then gives the namespace's open partitions the publish rate the policies now set, and
+    /// drops the topic cache (its entries carry the namespace's topic config defaults).
     pub async fn update_namespace_policies(
         &self,
         namespace: &NamespaceName,
         change: impl FnMut(&mut NamespacePolicies),
     ) -> Result<NamespacePolicies> {
-        let policies = self.namespaces.update(namespace, change).await?;
+        let policies = self.namespaces.update(namespace, change);
+        let policies = policies.await;
+        self.topics.cache().clear();
+        let policies = policies?;
         self.partitions.apply_publish_rate(namespace, &policies);
         Ok(policies)
     }

@@ -132,11 +132,28 @@ impl Topics {
             return Ok(Some(cached));
         }
         let epoch = self.cache.epoch();
-        let found = self.records.get(&topic_key(name)).await?.map(|(v, _)| v);
-        if let Some(metadata) = &found {
+        let mut found: Option<TopicMetadata> =
+            self.records.get(&topic_key(name)).await?.map(|(v, _)| v);
+        if let Some(metadata) = &mut found {
+            // A namespace policy update clears the cache after its write (so an older read is
+            // never installed: the epoch moved).
+            metadata.namespace_defaults = self.namespace_defaults(&name.namespace).await?;
             self.cache.fill(name, metadata, epoch);
         }
         Ok(found)
+    }
+
+    /// The namespace's topic config defaults (empty when it has none).
+    async fn namespace_defaults(
+        &self,
+        namespace: &NamespaceName,
+    ) -> Result<BTreeMap<String, String>> {
+        Ok(self
+            .namespaces
+            .policies(namespace)
+            .await?
+            .map(|p| p.topic_config_defaults)
+            .unwrap_or_default())
     }
 
     /// A topic's metadata, or `TopicNotFound`.
@@ -172,6 +189,7 @@ impl Topics {
             configs,
             created_ms: self.clock.now_ms(),
             skipped_entries: BTreeMap::new(),
+            namespace_defaults: BTreeMap::new(),
         };
         let created = self
             .records
@@ -184,6 +202,8 @@ impl Topics {
             });
         }
         tracing::info!(topic = %name, partitions = metadata.partition_count(), "created topic");
+        let mut metadata = metadata;
+        metadata.namespace_defaults = self.namespace_defaults(&name.namespace).await?;
         Ok(metadata)
     }
 
@@ -345,7 +365,10 @@ impl Topics {
                 .await?;
             self.cache.invalidate(name);
             match put {
-                Ok(_) => return Ok(metadata),
+                Ok(_) => {
+                    metadata.namespace_defaults = self.namespace_defaults(&name.namespace).await?;
+                    return Ok(metadata);
+                }
                 Err(MetadataError::BadVersion { .. }) => continue,
                 Err(e) => return Err(e.into()),
             }

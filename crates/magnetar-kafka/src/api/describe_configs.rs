@@ -1,5 +1,6 @@
 //! DescribeConfigs v1–v4 for topics (every key in [`crate::topic_config::SPECS`], with source
-//! DYNAMIC_TOPIC_CONFIG when set on the topic and DEFAULT_CONFIG otherwise) and for this broker
+//! DYNAMIC_TOPIC_CONFIG when set on the topic, DYNAMIC_DEFAULT_BROKER_CONFIG when its namespace
+//! sets a default of it, DEFAULT_CONFIG otherwise) and for this broker
 //! (its static settings under Kafka's names, read-only, source STATIC_BROKER_CONFIG). With
 //! `include_documentation` (v3+) each key carries its documentation, which for a topic key says
 //! whether it has an effect here.
@@ -25,6 +26,8 @@ struct Row {
     source: i8,
     config_type: i8,
     read_only: bool,
+    /// The namespace's default of a topic config the topic also sets (a synonym).
+    namespace_default: Option<String>,
     default: Option<String>,
     documentation: String,
 }
@@ -84,6 +87,14 @@ pub async fn handle(
                                 .with_name(StrBytes::from_string(row.name.clone()))
                                 .with_value(Some(StrBytes::from_string(row.value)))
                                 .with_source(row.source)];
+                            if let Some(v) = row.namespace_default {
+                                synonyms.push(
+                                    DescribeConfigsSynonym::default()
+                                        .with_name(StrBytes::from_string(row.name.clone()))
+                                        .with_value(Some(StrBytes::from_string(v)))
+                                        .with_source(source::DYNAMIC_DEFAULT_BROKER_CONFIG),
+                                );
+                            }
                             if let Some(default) =
                                 row.default.filter(|_| row.source != source::DEFAULT_CONFIG)
                             {
@@ -134,16 +145,22 @@ async fn topic_rows(ctx: &Context, shown: &str) -> Result<Vec<Row>, (i16, String
         .filter_map(|spec| {
             let key = spec.name;
             let default = topic_config::default_value(ctx, policies.as_ref(), key);
-            let (value, source) = match metadata.configs.get(key) {
-                Some(v) => (v.clone(), source::DYNAMIC_TOPIC_CONFIG),
-                None => (default.clone()?, source::DEFAULT_CONFIG),
-            };
+            // The topic's own value, else its namespace's default (shown with Kafka's source for
+            // a default set at run time above the topic), else Kafka's default.
+            let namespace_default = metadata.namespace_defaults.get(key).cloned();
+            let (value, source, namespace_default) =
+                match (metadata.configs.get(key), namespace_default) {
+                    (Some(v), ns) => (v.clone(), source::DYNAMIC_TOPIC_CONFIG, ns),
+                    (None, Some(ns)) => (ns, source::DYNAMIC_DEFAULT_BROKER_CONFIG, None),
+                    (None, None) => (default.clone()?, source::DEFAULT_CONFIG, None),
+                };
             Some(Row {
                 name: key.to_string(),
                 value,
                 source,
                 config_type: spec.config_type,
                 read_only: false,
+                namespace_default,
                 default,
                 documentation: topic_config::documentation(spec),
             })
@@ -168,6 +185,7 @@ fn broker_rows(ctx: &Context, name: &str) -> Result<Vec<Row>, (i16, String)> {
         source: source::STATIC_BROKER_CONFIG,
         config_type,
         read_only: true,
+        namespace_default: None,
         default: None,
         documentation: doc.to_string(),
     };

@@ -423,7 +423,9 @@ async fn produce_partition(
         log_append_time: timestamps.log_append_time,
         timestamp_before_max_ms: timestamps.before_max_ms,
         timestamp_after_max_ms: timestamps.after_max_ms,
-        key_required: topic_config::compacted(&metadata.configs),
+        // `cleanup.policy` includes `compact` (the topic's, else its namespace's default):
+        // every record needs a key, as Kafka's log validator requires.
+        key_required: magnetar_broker::compaction::is_compacted(metadata),
     };
     for (header, bytes) in &mut batches {
         let validated = if header.compression() == 0 {
