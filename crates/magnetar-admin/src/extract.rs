@@ -166,10 +166,6 @@ impl JsonBodyType for bool {
     const JSON_TYPE: JsonType = JsonType::Boolean;
 }
 
-impl<V: DeserializeOwned> JsonBodyType for std::collections::BTreeMap<String, V> {
-    const JSON_TYPE: JsonType = JsonType::Object;
-}
-
 impl<T: DeserializeOwned> JsonBodyType for Vec<T> {
     const JSON_TYPE: JsonType = JsonType::Array;
 }

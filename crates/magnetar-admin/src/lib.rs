@@ -355,7 +355,7 @@ fn routes(partitions_max: u32, cluster: &str) -> openapi::DocRouter {
         )
         .route(
             &format!("{ns}/topicConfigDefaults"),
-            crate::openapi::methods!(get namespaces::get_topic_config_defaults, post namespaces::set_topic_config_defaults => crate::openapi::Body::of::<std::collections::BTreeMap<String, String>>(true), delete namespaces::remove_topic_config_defaults),
+            crate::openapi::methods!(get namespaces::get_topic_config_defaults, post namespaces::set_topic_config_defaults => crate::openapi::Body::of::<namespaces::TopicConfigDefaultsJson>(true), delete namespaces::remove_topic_config_defaults),
         )
         .route(
             &format!("{ns}/messageTTL"),

@@ -374,20 +374,54 @@ pub(crate) async fn get_topic_config_defaults(
     ))
 }
 
-/// Replaces the namespace's topic config defaults (an empty object removes them); every key
-/// and value is checked first, as Kafka checks the topic config.
+/// The body of `POST .../topicConfigDefaults`: the compaction topic configs under Kafka's names,
+/// each optional (`null` or absent: no default), in the spelling
+/// [`magnetar_broker::compaction::validate_namespace_default`] takes.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TopicConfigDefaultsJson {
+    #[serde(rename = "cleanup.policy", default)]
+    #[schema(pattern = "^(compact|delete)(,(compact|delete))*$")]
+    cleanup_policy: Option<String>,
+    #[serde(rename = "delete.retention.ms", default)]
+    #[schema(pattern = "^(0|[1-9][0-9]{0,17})$")]
+    delete_retention_ms: Option<String>,
+    #[serde(rename = "min.compaction.lag.ms", default)]
+    #[schema(pattern = "^(0|[1-9][0-9]{0,17})$")]
+    min_compaction_lag_ms: Option<String>,
+    #[serde(rename = "max.compaction.lag.ms", default)]
+    #[schema(pattern = "^[1-9][0-9]{0,17}$")]
+    max_compaction_lag_ms: Option<String>,
+    #[serde(rename = "min.cleanable.dirty.ratio", default)]
+    #[schema(pattern = "^(0([.][0-9]{1,9})?|1([.]0{1,9})?)$")]
+    min_cleanable_dirty_ratio: Option<String>,
+}
+
+impl crate::extract::JsonBodyType for TopicConfigDefaultsJson {
+    const JSON_TYPE: crate::extract::JsonType = crate::extract::JsonType::Object;
+}
+
+/// Replaces the namespace's topic config defaults (an empty object removes them); every value
+/// is checked first.
 pub(crate) async fn set_topic_config_defaults(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns)): Path<(String, String)>,
-    JsonBody(defaults): JsonBody<BTreeMap<String, String>>,
+    JsonBody(body): JsonBody<TopicConfigDefaultsJson>,
 ) -> ApiResult<StatusCode> {
+    use magnetar_broker::compaction as c;
+    let defaults: BTreeMap<String, String> = [
+        (c::CLEANUP_POLICY, body.cleanup_policy),
+        (c::DELETE_RETENTION_MS, body.delete_retention_ms),
+        (c::MIN_COMPACTION_LAG_MS, body.min_compaction_lag_ms),
+        (c::MAX_COMPACTION_LAG_MS, body.max_compaction_lag_ms),
+        (c::MIN_CLEANABLE_DIRTY_RATIO, body.min_cleanable_dirty_ratio),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| Some((k.to_string(), v?)))
+    .collect();
     for (key, value) in &defaults {
-        magnetar_broker::compaction::validate_namespace_default(key, value)?;
+        c::validate_namespace_default(key, value)?;
     }
-    let defaults: BTreeMap<String, String> = defaults
-        .into_iter()
-        .map(|(k, v)| (k, v.trim().to_string()))
-        .collect();
     state
         .broker
         .update_namespace_policies(&namespace(&tenant, &ns)?, |p| {

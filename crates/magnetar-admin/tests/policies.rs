@@ -285,12 +285,13 @@ async fn topic_config_defaults_reach_the_namespaces_topics() {
         r#"{"min.cleanable.dirty.ratio":"2"}"#,
         r#"{"max.compaction.lag.ms":"0"}"#,
         r#"{"delete.retention.ms":5}"#,
+        r#"{"delete.retention.ms":" 5000"}"#,
         r#"["cleanup.policy"]"#,
     ] {
         let (status, _) = api.call(M::POST, &path, Some(bad)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
     }
-    let body = r#"{"cleanup.policy":"compact","delete.retention.ms":" 5000 ","min.compaction.lag.ms":"0"}"#;
+    let body = r#"{"cleanup.policy":"compact","delete.retention.ms":"5000","min.compaction.lag.ms":"0","max.compaction.lag.ms":null}"#;
     assert_eq!(
         api.call(M::POST, &path, Some(body)).await.0,
         StatusCode::NO_CONTENT

@@ -51,28 +51,45 @@ pub const NAMESPACE_DEFAULT_KEYS: &[&str] = &[
     MIN_COMPACTION_LAG_MS,
 ];
 
-/// Checks a namespace default of a topic config as Kafka checks the topic config itself.
+/// Checks a namespace default of a topic config: the values Kafka takes for the topic config,
+/// in their plain spelling (no spaces, no leading zeros, no exponent), which is what the admin
+/// API's document states (`^(compact|delete)(,(compact|delete))*$`, `^(0|[1-9][0-9]{0,17})$`,
+/// `^[1-9][0-9]{0,17}$` for `max.compaction.lag.ms`, `^(0(\.[0-9]{1,9})?|1(\.0{1,9})?)$`).
 pub fn validate_namespace_default(key: &str, value: &str) -> Result<()> {
     let bad = |why: &str| Err(Error::InvalidRequest(format!("{key}={value:?}: {why}")));
-    let value = value.trim();
+    let digits = |s: &str, max: usize| {
+        !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_digit())
+    };
+    // 0, or 1 to 18 digits without a leading zero (below i64::MAX).
+    let integer = |s: &str| s == "0" || (digits(s, 18) && !s.starts_with('0'));
     match key {
         CLEANUP_POLICY => {
-            let items: Vec<&str> = value.split(',').map(str::trim).collect();
-            if items.iter().any(|p| *p != "compact" && *p != "delete") || value.is_empty() {
-                return bad("a list of compact and delete");
+            if value.split(',').any(|p| p != "compact" && p != "delete") {
+                return bad("a comma-separated list of compact and delete");
             }
         }
-        DELETE_RETENTION_MS | MIN_COMPACTION_LAG_MS | MAX_COMPACTION_LAG_MS => {
-            let min = if key == MAX_COMPACTION_LAG_MS { 1 } else { 0 };
-            match value.parse::<i64>() {
-                Ok(v) if v >= min => {}
-                _ => return bad(&format!("an integer at least {min}")),
+        DELETE_RETENTION_MS | MIN_COMPACTION_LAG_MS => {
+            if !integer(value) {
+                return bad("an integer at least 0 (at most 18 digits)");
             }
         }
-        MIN_CLEANABLE_DIRTY_RATIO => match value.parse::<f64>() {
-            Ok(r) if r.is_finite() && (0.0..=1.0).contains(&r) => {}
-            _ => return bad("a number in [0, 1]"),
-        },
+        MAX_COMPACTION_LAG_MS => {
+            if !integer(value) || value == "0" {
+                return bad("an integer at least 1 (at most 18 digits)");
+            }
+        }
+        MIN_CLEANABLE_DIRTY_RATIO => {
+            let ok = match value.split_once('.') {
+                None => value == "0" || value == "1",
+                Some((whole, frac)) => {
+                    digits(frac, 9)
+                        && (whole == "0" || (whole == "1" && frac.bytes().all(|b| b == b'0')))
+                }
+            };
+            if !ok {
+                return bad("a number in [0, 1] such as 0.5");
+            }
+        }
         _ => {
             return bad(&format!(
                 "not a topic config a namespace sets a default of (one of {})",
@@ -467,18 +484,30 @@ mod tests {
     fn namespace_defaults_are_checked() {
         for (k, v) in [
             (CLEANUP_POLICY, "compact"),
-            (CLEANUP_POLICY, "compact, delete"),
+            (CLEANUP_POLICY, "compact,delete"),
             (DELETE_RETENTION_MS, "0"),
             (MIN_COMPACTION_LAG_MS, "10"),
             (MAX_COMPACTION_LAG_MS, "1"),
+            (MAX_COMPACTION_LAG_MS, "999999999999999999"),
             (MIN_CLEANABLE_DIRTY_RATIO, "0.5"),
+            (MIN_CLEANABLE_DIRTY_RATIO, "0"),
+            (MIN_CLEANABLE_DIRTY_RATIO, "1.000"),
         ] {
             validate_namespace_default(k, v).unwrap();
         }
         for (k, v) in [
             (CLEANUP_POLICY, ""),
             (CLEANUP_POLICY, "compress"),
+            (CLEANUP_POLICY, "compact, delete"),
+            (CLEANUP_POLICY, "compact,"),
             (DELETE_RETENTION_MS, "-1"),
+            (DELETE_RETENTION_MS, "+5"),
+            (DELETE_RETENTION_MS, " 5"),
+            (DELETE_RETENTION_MS, "05"),
+            (DELETE_RETENTION_MS, "1000000000000000000"),
+            (MIN_CLEANABLE_DIRTY_RATIO, "1.01"),
+            (MIN_CLEANABLE_DIRTY_RATIO, ".5"),
+            (MIN_CLEANABLE_DIRTY_RATIO, "5e-1"),
             (MAX_COMPACTION_LAG_MS, "0"),
             (MIN_COMPACTION_LAG_MS, "x"),
             (MIN_CLEANABLE_DIRTY_RATIO, "1.5"),
