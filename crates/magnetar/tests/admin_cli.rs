@@ -53,6 +53,39 @@ fn tenants_namespaces_topics_round_trip() {
     .unwrap();
     assert_eq!(policies["retention_policies"]["retentionSizeInMB"], 512);
     assert_eq!(policies["message_ttl_in_seconds"], 30);
+    ok(&[
+        "namespaces",
+        "set-topic-config-defaults",
+        "acme/sales",
+        "-c",
+        "cleanup.policy=compact",
+        "-c",
+        "delete.retention.ms=60000",
+    ]);
+    let defaults: serde_json::Value = serde_json::from_str(&ok(&[
+        "--output",
+        "json",
+        "namespaces",
+        "get-topic-config-defaults",
+        "acme/sales",
+    ]))
+    .unwrap();
+    assert_eq!(
+        defaults,
+        serde_json::json!({"cleanup.policy": "compact", "delete.retention.ms": "60000"})
+    );
+    let (success, _, stderr) = admin(
+        &broker,
+        &[
+            "namespaces",
+            "set-topic-config-defaults",
+            "acme/sales",
+            "-c",
+            "retention.ms=1",
+        ],
+    );
+    assert!(!success && stderr.contains("retention.ms"), "{stderr}");
+    ok(&["namespaces", "remove-topic-config-defaults", "acme/sales"]);
 
     ok(&[
         "topics",
