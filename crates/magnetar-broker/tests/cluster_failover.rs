@@ -192,3 +192,43 @@ async fn every_broker_takes_part_in_new_namespaces_bundles() {
         owned_in(&b)
     );
 }
+
+/// A namespace's topic config defaults written through one broker reach the topic metadata
+/// another broker has cached (its watch on the namespace policies drops the cache), and their
+/// removal does too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_topic_config_defaults_reach_every_brokers_cached_topics() {
+    let cluster = Cluster::new();
+    let a = cluster.start_node("a").await;
+    let b = cluster.start_node("b").await;
+    let topic = a.broker.parse_topic("ns-defaults-everywhere").unwrap();
+    a.broker
+        .create_topic(&topic, Some(1), BTreeMap::new())
+        .await
+        .unwrap();
+    // b reads (and caches) the topic before the defaults exist.
+    let cached = b.broker.topic(&topic).await.unwrap().unwrap();
+    assert!(!magnetar_broker::compaction::is_compacted(&cached));
+
+    a.broker
+        .update_namespace_policies(&topic.namespace, |p| {
+            p.topic_config_defaults =
+                [("cleanup.policy".to_string(), "compact".to_string())].into();
+        })
+        .await
+        .unwrap();
+    eventually("b sees the namespace's cleanup.policy", async || {
+        let m = b.broker.topic(&topic).await.unwrap().unwrap();
+        magnetar_broker::compaction::is_compacted(&m)
+    })
+    .await;
+    a.broker
+        .update_namespace_policies(&topic.namespace, |p| p.topic_config_defaults.clear())
+        .await
+        .unwrap();
+    eventually("b sees the defaults removed", async || {
+        let m = b.broker.topic(&topic).await.unwrap().unwrap();
+        !magnetar_broker::compaction::is_compacted(&m)
+    })
+    .await;
+}
