@@ -257,28 +257,22 @@ pub(crate) async fn set_retention(
         "retentionTimeInMinutes",
     )?;
     let size_bytes = limit(body.retention_size_in_mb, 1024 * 1024, "retentionSizeInMB")?;
-    state
-        .broker
-        .update_namespace_policies(&namespace(&tenant, &ns)?, |p| {
-            p.retention_time_ms = time_ms;
-            p.retention_size_bytes = size_bytes;
-        })
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    change_policies(&state, &tenant, &ns, |p| {
+        p.retention_time_ms = time_ms;
+        p.retention_size_bytes = size_bytes;
+    })
+    .await
 }
 
 pub(crate) async fn remove_retention(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    state
-        .broker
-        .update_namespace_policies(&namespace(&tenant, &ns)?, |p| {
-            p.retention_time_ms = None;
-            p.retention_size_bytes = None;
-        })
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    change_policies(&state, &tenant, &ns, |p| {
+        p.retention_time_ms = None;
+        p.retention_size_bytes = None;
+    })
+    .await
 }
 
 pub(crate) async fn get_ttl(
@@ -299,20 +293,27 @@ pub(crate) async fn set_ttl(
 ) -> ApiResult<StatusCode> {
     let ttl = u64::try_from(seconds)
         .map_err(|_| ApiError::bad_request(format!("message TTL {seconds} must be >= 0")))?;
-    state
-        .broker
-        .update_namespace_policies(&namespace(&tenant, &ns)?, |p| p.message_ttl_s = Some(ttl))
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    change_policies(&state, &tenant, &ns, |p| p.message_ttl_s = Some(ttl)).await
 }
 
 pub(crate) async fn remove_ttl(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
+    change_policies(&state, &tenant, &ns, |p| p.message_ttl_s = None).await
+}
+
+/// Applies `change` to the namespace's policies (compare-and-set, see
+/// `Broker::update_namespace_policies`): 204.
+async fn change_policies(
+    state: &AppState,
+    tenant: &str,
+    ns: &str,
+    change: impl FnMut(&mut NamespacePolicies),
+) -> ApiResult<StatusCode> {
     state
         .broker
-        .update_namespace_policies(&namespace(&tenant, &ns)?, |p| p.message_ttl_s = None)
+        .update_namespace_policies(&namespace(tenant, ns)?, change)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -337,26 +338,20 @@ pub(crate) async fn set_compaction_threshold(
 ) -> ApiResult<StatusCode> {
     let bytes = u64::try_from(bytes)
         .map_err(|_| ApiError::bad_request(format!("compaction threshold {bytes} must be >= 0")))?;
-    state
-        .broker
-        .update_namespace_policies(&namespace(&tenant, &ns)?, |p| {
-            p.compaction_threshold_bytes = Some(bytes)
-        })
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    change_policies(&state, &tenant, &ns, |p| {
+        p.compaction_threshold_bytes = Some(bytes)
+    })
+    .await
 }
 
 pub(crate) async fn remove_compaction_threshold(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    state
-        .broker
-        .update_namespace_policies(&namespace(&tenant, &ns)?, |p| {
-            p.compaction_threshold_bytes = None
-        })
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    change_policies(&state, &tenant, &ns, |p| {
+        p.compaction_threshold_bytes = None
+    })
+    .await
 }
 
 /// Defaults of the Kafka topic configs that drive log compaction (`cleanup.policy`,
@@ -422,26 +417,17 @@ pub(crate) async fn set_topic_config_defaults(
     for (key, value) in &defaults {
         c::validate_namespace_default(key, value)?;
     }
-    state
-        .broker
-        .update_namespace_policies(&namespace(&tenant, &ns)?, |p| {
-            p.topic_config_defaults = defaults.clone()
-        })
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    change_policies(&state, &tenant, &ns, |p| {
+        p.topic_config_defaults = defaults.clone()
+    })
+    .await
 }
 
 pub(crate) async fn remove_topic_config_defaults(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    state
-        .broker
-        .update_namespace_policies(&namespace(&tenant, &ns)?, |p| {
-            p.topic_config_defaults.clear()
-        })
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    change_policies(&state, &tenant, &ns, |p| p.topic_config_defaults.clear()).await
 }
 
 pub(crate) async fn get_auto_topic_creation(
@@ -499,24 +485,14 @@ pub(crate) async fn set_auto_topic_creation(
         partitioned,
         default_num_partitions,
     };
-    state
-        .broker
-        .update_namespace_policies(&namespace(&tenant, &ns)?, |p| {
-            p.auto_topic_creation = Some(over)
-        })
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    change_policies(&state, &tenant, &ns, |p| p.auto_topic_creation = Some(over)).await
 }
 
 pub(crate) async fn remove_auto_topic_creation(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    state
-        .broker
-        .update_namespace_policies(&namespace(&tenant, &ns)?, |p| p.auto_topic_creation = None)
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    change_policies(&state, &tenant, &ns, |p| p.auto_topic_creation = None).await
 }
 
 /// Which per-topic limit an endpoint sets.
@@ -565,11 +541,7 @@ async fn set_limit(
                 .map_err(|_| precondition(format!("{} must be 0 or more", limit.name())))?,
         ),
     };
-    state
-        .broker
-        .update_namespace_policies(&namespace(tenant, ns)?, |p| *limit.slot(p) = value)
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    change_policies(state, tenant, ns, |p| *limit.slot(p) = value).await
 }
 
 pub(crate) async fn get_max_producers(
@@ -650,24 +622,17 @@ pub(crate) async fn set_publish_rate(
             "publishThrottlingRateInByte",
         )?,
     };
-    state
-        .broker
-        .update_namespace_policies(&namespace(&tenant, &ns)?, |p| {
-            p.publish_rate = (!rate.is_unlimited()).then_some(rate)
-        })
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    change_policies(&state, &tenant, &ns, |p| {
+        p.publish_rate = (!rate.is_unlimited()).then_some(rate)
+    })
+    .await
 }
 
 pub(crate) async fn remove_publish_rate(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    state
-        .broker
-        .update_namespace_policies(&namespace(&tenant, &ns)?, |p| p.publish_rate = None)
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    change_policies(&state, &tenant, &ns, |p| p.publish_rate = None).await
 }
 
 /// Pulsar's namespace `deduplicationEnabled`: `null` when unset (the broker default applies).
@@ -687,24 +652,15 @@ pub(crate) async fn set_deduplication(
     Path((tenant, ns)): Path<(String, String)>,
     JsonBody(enabled): JsonBody<bool>,
 ) -> ApiResult<StatusCode> {
-    state
-        .broker
-        .update_namespace_policies(&namespace(&tenant, &ns)?, |p| {
-            p.deduplication_enabled = Some(enabled)
-        })
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    change_policies(&state, &tenant, &ns, |p| {
+        p.deduplication_enabled = Some(enabled)
+    })
+    .await
 }
 
 pub(crate) async fn remove_deduplication(
     State(state): State<Arc<AppState>>,
     Path((tenant, ns)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    state
-        .broker
-        .update_namespace_policies(&namespace(&tenant, &ns)?, |p| {
-            p.deduplication_enabled = None
-        })
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    change_policies(&state, &tenant, &ns, |p| p.deduplication_enabled = None).await
 }
