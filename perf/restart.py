@@ -11,7 +11,8 @@ Two phases, so the same data can be measured by two builds:
            (a) produce one message to `probe` (acks=all) and (b) ask ListOffsets (latest) for
            all 16 partitions of `restart`; print the time from ready to (a) and to each
            answer of (b), and how many "rebuilding segment index" warnings the broker logged.
-           Then stop it with SIGTERM. Repeat with --reps.
+           Then stop it with SIGTERM (or, with --stop kill, SIGKILL, so the next rep measures
+           recovery after a crash). Repeat with --reps.
 
 Every wait is bounded. Not a test: figures depend on the machine; see perf/results/*/restart/.
 """
@@ -184,7 +185,14 @@ def restart(args, rep):
             per = sorted((at - ready) * 1000 for at in offsets_at.values())
             b_ms = per[-1] if per else float("nan")
         finally:
-            down = stop(proc)
+            if args.stop == "kill":
+                # A crash: the next start finds no clean-shutdown marker and scans (and
+                # CRC-checks) every partition's active segment.
+                proc.kill()
+                proc.wait(30)
+                down = 0.0
+            else:
+                down = stop(proc)
     with open(args.log, "rb") as f:
         f.seek(log_start)
         text = f.read().decode(errors="replace")
@@ -193,7 +201,7 @@ def restart(args, rep):
           f"(b) all {PARTITIONS} partitions answered ListOffsets {b_ms:.1f} ms after ready "
           f"(first {per[0] if per else float('nan'):.1f} ms, median {per[len(per) // 2] if per else float('nan'):.1f} ms); "
           f"index rebuild warnings {rebuilds}; files evicted from page cache {evicted}; "
-          f"clean shutdown {down:.2f} s")
+          + (f"clean shutdown {down:.2f} s" if args.stop == "term" else "then kill -9"))
 
 
 def main():
@@ -204,6 +212,8 @@ def main():
     ap.add_argument("--fill-gib", type=float, default=4.0)
     ap.add_argument("--segment-bytes", type=int, default=64 << 20)
     ap.add_argument("--reps", type=int, default=1)
+    ap.add_argument("--stop", choices=["term", "kill"], default="term",
+                    help="end each restart rep with SIGTERM (clean) or SIGKILL (the next rep recovers from a crash)")
     ap.add_argument("--kafka-port", type=int, default=19092)
     ap.add_argument("--pulsar-port", type=int, default=16650)
     ap.add_argument("--http-port", type=int, default=18080)
