@@ -109,6 +109,37 @@ pub(crate) fn load_index(
     index_interval_bytes: u32,
     compacted: bool,
 ) -> Result<SegmentInfo, String> {
+    load_index_of(
+        bytes,
+        base_index,
+        file,
+        index_interval_bytes,
+        compacted,
+        false,
+    )
+}
+
+/// [`load_index`] of a recovery checkpoint of the active segment: the index may cover only a
+/// prefix of the segment (what was fsynced when it was written); the segment must be at least
+/// that long and its entry at the recorded last offset must still carry the recorded CRC. The
+/// returned info covers that prefix; the caller scans the rest.
+pub(crate) fn load_prefix_index(
+    bytes: &[u8],
+    base_index: u64,
+    file: &std::sync::Arc<dyn SegmentFile>,
+    index_interval_bytes: u32,
+) -> Result<SegmentInfo, String> {
+    load_index_of(bytes, base_index, file, index_interval_bytes, false, true)
+}
+
+fn load_index_of(
+    bytes: &[u8],
+    base_index: u64,
+    file: &std::sync::Arc<dyn SegmentFile>,
+    index_interval_bytes: u32,
+    compacted: bool,
+    prefix: bool,
+) -> Result<SegmentInfo, String> {
     if bytes.len() < FIXED_LEN + CRC_LEN {
         return Err(format!("truncated: {} bytes", bytes.len()));
     }
@@ -150,7 +181,7 @@ pub(crate) fn load_index(
         return Err(format!("index is for segment {}", u64_at(8)));
     }
     let seg_len = u64_at(16);
-    if seg_len != file.len() {
+    if seg_len != file.len() && !(prefix && seg_len < file.len()) {
         return Err(format!(
             "segment length differs: index says {seg_len}, segment has {}",
             file.len()

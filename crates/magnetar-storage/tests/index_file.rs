@@ -161,7 +161,9 @@ async fn valid_index_files_open_without_reading_sealed_segments() {
     assert!(recovery.index_rebuilds.is_empty());
     assert!(warned.is_empty(), "{warned:?}");
     // Each sealed segment costs one entry header read (the last entry's, checked against the
-    // index); the active one is read whole.
+    // index). So does the active one: the index its clean close wrote serves as its recovery
+    // checkpoint (an earlier open consumed the marker, so this open is a crash recovery), and
+    // no tail follows it.
     for base in &sealed {
         assert_eq!(
             opened.get(base),
@@ -170,7 +172,11 @@ async fn valid_index_files_open_without_reading_sealed_segments() {
         );
     }
     let active = *ledger.stats().segments.last().unwrap();
-    assert_eq!(opened.get(&active.base_index), Some(&active.bytes));
+    assert_eq!(
+        opened.get(&active.base_index),
+        Some(&(ENTRY_HEADER_LEN as u64))
+    );
+    assert_eq!(recovery.checkpoint_bytes, active.bytes);
     assert_eq!(answers(&ledger).await, truth);
 }
 
@@ -552,4 +558,74 @@ async fn clean_shutdown_marker_with_a_damaged_active_index_scans() {
         }
         assert_eq!(answers(&ledger).await, scanned_truth, "{damage}");
     }
+}
+
+/// After a crash under `fsync = always`, the active segment opens from its latest recovery
+/// checkpoint (written every `recovery_checkpoint_bytes` appended, right after an fsync): only
+/// the tail after it is read and CRC-checked, lookups answer as after a full scan, a torn tail
+/// after it is cut off as before, and with checkpoints off the whole segment is read.
+#[tokio::test]
+async fn a_crash_recovers_the_active_segment_from_its_recovery_checkpoint() {
+    let cfg = |checkpoint: u64| LedgerConfig {
+        segment_bytes: 1 << 20,
+        index_interval_bytes: 300,
+        recovery_checkpoint_bytes: checkpoint,
+        ..LedgerConfig::default()
+    };
+    let open_with = |dir: &Path, c: LedgerConfig, reads: &Arc<ReadLog>| {
+        let store = HookedSegmentStore::new(dir, reads.clone()).unwrap();
+        ManagedLedger::open_with_store(dir, c, Arc::new(SystemClock), Arc::new(store)).unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let reads = Arc::new(ReadLog::default());
+    let ledger = open_with(dir.path(), cfg(2_000), &reads);
+    append_more(&ledger, 100).await;
+    let live = answers(&ledger).await;
+    let active = *ledger.stats().segments.last().unwrap();
+    assert_eq!(ledger.stats().segments.len(), 1, "one (active) segment");
+    drop(ledger); // a crash: no close, no marker
+    reads.take();
+
+    let (ledger, warned) = warnings(|| open_with(dir.path(), cfg(2_000), &reads));
+    let opened = reads.take();
+    let recovery = ledger.stats().recovery;
+    assert!(!recovery.clean_shutdown);
+    assert!(warned.is_empty(), "{warned:?}");
+    // The last checkpoint is within one checkpoint interval (plus a batch) of the end.
+    assert!(
+        recovery.checkpoint_bytes > 0 && active.bytes - recovery.checkpoint_bytes < 2_000 + 200,
+        "{recovery:?}, segment {} bytes",
+        active.bytes
+    );
+    let read = opened[&active.base_index];
+    assert!(
+        read <= active.bytes - recovery.checkpoint_bytes + ENTRY_HEADER_LEN as u64,
+        "read {read} of {} bytes",
+        active.bytes
+    );
+    assert_eq!(answers(&ledger).await, live);
+    // It keeps appending where the checkpointed index left off.
+    append_more(&ledger, 10).await;
+    let live = answers(&ledger).await;
+    drop(ledger);
+
+    // A torn tail after the checkpoint is cut off as before.
+    let seg = dir.path().join(segment_file_name(active.base_index));
+    rewrite(&seg, |b| b.extend_from_slice(&[7u8; 41]));
+    let ledger = open_with(dir.path(), cfg(2_000), &reads);
+    let recovery = ledger.stats().recovery;
+    assert!(recovery.checkpoint_bytes > 0, "{recovery:?}");
+    assert_eq!(recovery.truncated_bytes, 41, "{recovery:?}");
+    assert_eq!(answers(&ledger).await, live);
+    drop(ledger);
+
+    // Checkpoints off: the segment is read whole (the index file left behind is not used).
+    reads.take();
+    let ledger = open_with(dir.path(), cfg(0), &reads);
+    let opened = reads.take();
+    let recovery = ledger.stats().recovery;
+    assert_eq!(recovery.checkpoint_bytes, 0, "{recovery:?}");
+    let active = *ledger.stats().segments.last().unwrap();
+    assert!(opened[&active.base_index] >= active.bytes);
+    assert_eq!(answers(&ledger).await, live);
 }

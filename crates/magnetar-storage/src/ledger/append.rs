@@ -265,6 +265,9 @@ impl ManagedLedger {
         for seg in &sealed {
             self.write_segment_index(seg);
         }
+        if synced {
+            self.checkpoint_active();
+        }
         self.end_tx.send_replace(expected);
         let n = batch.len() as u64;
         self.counters.fsyncs.fetch_add(syncs, Ordering::Relaxed);
@@ -286,6 +289,49 @@ impl ManagedLedger {
         });
         if let Err(reason) = written {
             tracing::warn!(dir = %self.dir.display(), file = %index_file_name(seg.base_index), reason = %reason, "segment index not written; the next open rebuilds it from the segment");
+        }
+    }
+
+    /// A recovery checkpoint of the active segment (see
+    /// [`LedgerConfig::recovery_checkpoint_bytes`]): called right after an fsync under
+    /// `always`, so the index written covers only durable bytes. Inline on the append path, so
+    /// it is ordered with the roll's index write of the same segment (an older checkpoint can
+    /// never overwrite a sealed segment's index); it costs one index encode, write and fsync
+    /// per `recovery_checkpoint_bytes` appended. A failure is logged: it only costs a longer
+    /// scan after a crash.
+    fn checkpoint_active(&self) {
+        let every = self.config.recovery_checkpoint_bytes;
+        if every == 0 {
+            return;
+        }
+        let encoded = {
+            let s = read(&self.state);
+            let Ok(seg) = s.active() else { return };
+            let mut last = lock(&self.checkpoint);
+            let grown = if last.0 == seg.base_index {
+                seg.bytes.saturating_sub(last.1)
+            } else {
+                seg.bytes
+            };
+            if grown < every || seg.entries == 0 {
+                return;
+            }
+            *last = (seg.base_index, seg.bytes);
+            (seg.base_index, encode_index(seg))
+        };
+        let (base, bytes) = encoded;
+        let written = bytes.and_then(|bytes| {
+            self.store
+                .write_index(base, &bytes, true)
+                .map_err(|e| e.to_string())
+        });
+        match written {
+            Ok(()) => {
+                tracing::debug!(dir = %self.dir.display(), segment = base, "recovery checkpoint written");
+            }
+            Err(reason) => {
+                tracing::warn!(dir = %self.dir.display(), file = %index_file_name(base), reason = %reason, "recovery checkpoint not written; a crash scans the whole active segment");
+            }
         }
     }
 

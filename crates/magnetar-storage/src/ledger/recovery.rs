@@ -24,6 +24,10 @@ pub struct RecoveryReport {
     pub index_rebuilds: Vec<IndexRebuild>,
     /// The last close was clean and the active segment opened from the index written then.
     pub clean_shutdown: bool,
+    /// After a crash: bytes of the active segment taken from its recovery checkpoint (its
+    /// index as of an fsync: a `recovery_checkpoint_bytes` checkpoint or the last clean
+    /// close) instead of being read; only the tail after them was scanned. `0`: none usable.
+    pub checkpoint_bytes: u64,
 }
 
 /// One sealed segment whose index file was rebuilt on open.
@@ -132,6 +136,31 @@ pub(super) fn recover(
                 }
             }
         }
+        // After a crash, the active segment's recovery checkpoint (its index up to a point that
+        // was fsynced, see `LedgerConfig::recovery_checkpoint_bytes`) spares the scan of that
+        // prefix: only the tail after it is read and CRC-checked.
+        let mut checkpoint = None;
+        if last && !compacted && config.recovery_checkpoint_bytes > 0 {
+            let max = index_file_bytes_max(len);
+            let loaded = match store.read_index(base, max)? {
+                None => None,
+                Some(bytes) if bytes.len() as u64 > max => None,
+                Some(bytes) => {
+                    match load_prefix_index(&bytes, base, &file, config.index_interval_bytes) {
+                        Ok(info) => Some(info),
+                        Err(reason) => {
+                            tracing::info!(dir = %dir.display(), segment = base, reason = %reason, "recovery checkpoint of the active segment unusable; scanning the whole segment");
+                            None
+                        }
+                    }
+                }
+            };
+            if let Some(info) = loaded {
+                tracing::info!(dir = %dir.display(), segment = base, checkpoint_bytes = info.bytes, segment_bytes = len, "active segment opened from its recovery checkpoint; scanning the tail after it");
+                recovery.checkpoint_bytes = info.bytes;
+                checkpoint = Some(info);
+            }
+        }
         let mut rebuild_reason = None;
         if !last {
             let loaded =
@@ -154,9 +183,22 @@ pub(super) fn recover(
             }
         }
         recovery.segments_scanned += 1;
-        let mut info = SegmentInfo::new(base, file.clone(), config.index_interval_bytes);
-        info.compacted = compacted;
-        let start = info.start_point(base);
+        let (mut info, start) = match checkpoint {
+            Some(info) => {
+                let start = IndexPoint {
+                    first_index: info.end_index,
+                    file_offset: info.bytes,
+                    max_timestamp_before_ms: i64::MIN,
+                };
+                (info, start)
+            }
+            None => {
+                let mut info = SegmentInfo::new(base, file.clone(), config.index_interval_bytes);
+                info.compacted = compacted;
+                let start = info.start_point(base);
+                (info, start)
+            }
+        };
         let end = scan_entries(file.as_ref(), start, len, last, compacted, |h, pos, _| {
             info.on_append(h, pos);
             ControlFlow::Continue(())
