@@ -34,8 +34,10 @@
 //!   again. The active (last) segment is scanned and CRC-checked, its torn tail cut off,
 //!   unless the last [`ManagedLedger::close`] was clean: that close wrote the active segment's
 //!   index and a [`CLEAN_SHUTDOWN_FILE_NAME`] marker, which the next open deletes (durably,
-//!   before any append) and uses once. Call it at startup or inside `spawn_blocking`; it needs
-//!   a tokio runtime.
+//!   before any append) and uses once. After a crash, the active segment's index file (a
+//!   recovery checkpoint written every [`LedgerConfig::recovery_checkpoint_bytes`] under
+//!   `always`, or the last clean close's) spares the scan of the prefix it covers. Call it at
+//!   startup or inside `spawn_blocking`; it needs a tokio runtime.
 //! - Snapshots: [`ManagedLedger::write_snapshot`] stores an opaque blob named by the index it
 //!   covers (the broker's producer state), refusing an index beyond the readable end;
 //!   [`ManagedLedger::snapshots`] returns the CRC-valid ones, newest first. The newest

@@ -142,6 +142,7 @@ fn ledger_config(config: &Config) -> LedgerConfig {
         entry_bytes_max: config.storage.entry_bytes_max,
         fsync,
         cursor_persist_interval_ms: config.pulsar.cursor_persist_interval_ms,
+        recovery_checkpoint_bytes: config.storage.recovery_checkpoint_bytes,
     }
 }
 

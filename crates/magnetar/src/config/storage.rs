@@ -14,6 +14,9 @@ pub struct StorageSection {
     pub segment_ms: u64,
     pub index_interval_bytes: u32,
     pub entry_bytes_max: u32,
+    /// Under `fsync = always`, the active segment's index is written every this many bytes
+    /// appended, so a crash recovery scans only the tail after it; `0` turns it off.
+    pub recovery_checkpoint_bytes: u64,
     /// Tiered storage: where sealed segments are offloaded (`file:///absolute/path`,
     /// `s3://bucket/prefix`, `gs://...`, `az://...`, `memory://`); empty: off.
     /// `--object-store` sets it.
@@ -57,6 +60,7 @@ impl Default for StorageSection {
             segment_ms: 7 * 24 * 60 * 60 * 1000,
             index_interval_bytes: 4096,
             entry_bytes_max: 16 * 1024 * 1024,
+            recovery_checkpoint_bytes: 64 * 1024 * 1024,
             object_store: String::new(),
             object_store_endpoint: String::new(),
             object_store_region: String::new(),
@@ -144,6 +148,15 @@ impl Config {
             1024,
             1024 * 1024 * 1024,
         )?;
+        if self.storage.recovery_checkpoint_bytes != 0 {
+            // Below 1 MiB the index writes would cost more than the scans they spare.
+            range(
+                "storage.recovery_checkpoint_bytes",
+                self.storage.recovery_checkpoint_bytes,
+                1024 * 1024,
+                1024 * 1024 * 1024 * 1024,
+            )?;
+        }
         self.validate_tiering()
     }
 
