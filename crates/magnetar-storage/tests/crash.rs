@@ -25,6 +25,9 @@ fn config() -> LedgerConfig {
         segment_bytes: 64 * 1024, // many rolls per round
         index_interval_bytes: 1024,
         fsync: FsyncPolicy::Always,
+        // Several recovery checkpoints per segment, so kills land before, during and after
+        // checkpoint writes and recoveries start from them.
+        recovery_checkpoint_bytes: 8 * 1024,
         ..LedgerConfig::default()
     }
 }
