@@ -34,7 +34,7 @@ PARTITIONS = 16
 VALUE_BYTES = 64 * 1024
 
 
-def write_config(path, data_dir, segment_bytes):
+def write_config(path, data_dir, segment_bytes, fsync="os"):
     with open(path, "w") as f:
         f.write(
             f"""version = 1
@@ -42,7 +42,7 @@ def write_config(path, data_dir, segment_bytes):
 data_dir = "{data_dir}"
 bind = "127.0.0.1"
 [storage]
-fsync = "os"
+fsync = "{fsync}"
 segment_bytes = {segment_bytes}
 """
         )
@@ -125,7 +125,12 @@ def fill(args):
             print(f"fill: {n} x {VALUE_BYTES} B = {n * VALUE_BYTES / (1 << 30):.2f} GiB "
                   f"into {PARTITIONS} partitions in {secs:.1f} s")
         finally:
-            print(f"fill: clean shutdown took {stop(proc):.2f} s")
+            if args.stop == "kill":
+                proc.kill()
+                proc.wait(30)
+                print("fill: broker killed (-9)")
+            else:
+                print(f"fill: clean shutdown took {stop(proc):.2f} s")
 
 
 def evict(data_dir):
@@ -212,8 +217,10 @@ def main():
     ap.add_argument("--fill-gib", type=float, default=4.0)
     ap.add_argument("--segment-bytes", type=int, default=64 << 20)
     ap.add_argument("--reps", type=int, default=1)
+    ap.add_argument("--fsync", choices=["os", "interval", "always"], default="os",
+                    help="the broker's storage.fsync (recovery checkpoints are written under always)")
     ap.add_argument("--stop", choices=["term", "kill"], default="term",
-                    help="end each restart rep with SIGTERM (clean) or SIGKILL (the next rep recovers from a crash)")
+                    help="end the fill and each restart rep with SIGTERM (clean) or SIGKILL (the next start recovers from a crash)")
     ap.add_argument("--kafka-port", type=int, default=19092)
     ap.add_argument("--pulsar-port", type=int, default=16650)
     ap.add_argument("--http-port", type=int, default=18080)
@@ -223,7 +230,7 @@ def main():
     args.data_dir = os.path.abspath(args.data_dir)
     args.config = os.path.join(os.path.dirname(args.data_dir), "restart-magnetar.toml")
     args.log = args.log or os.path.join(os.path.dirname(args.data_dir), "restart-broker.log")
-    write_config(args.config, args.data_dir, args.segment_bytes)
+    write_config(args.config, args.data_dir, args.segment_bytes, args.fsync)
     print(f"{args.phase}: bin {args.bin}, data {args.data_dir}, segment_bytes {args.segment_bytes}")
     if args.phase == "fill":
         fill(args)
