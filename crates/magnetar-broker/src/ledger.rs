@@ -118,8 +118,10 @@ impl Ledger {
         forward!(self.is_failed())
     }
 
-    pub(crate) fn segments_sealed(&self) -> u64 {
-        forward!(self.segments_sealed())
+    /// Rolls (and, locally, recovery checkpoints) since open: the producer state is snapshotted
+    /// after each.
+    pub(crate) fn snapshot_points(&self) -> u64 {
+        forward!(self.snapshot_points())
     }
 
     /// Local: the ledger's own statistics. Shared: its indexes, and its sealed segments as

@@ -120,8 +120,8 @@ pub struct PartitionLog {
     /// The namespace's publish rate, applied to producers of both protocols.
     publish_limiter: Mutex<PublishLimiter>,
     traffic: Arc<PartitionTraffic>,
-    /// The ledger's roll count when the last producer-state snapshot was taken: a snapshot is
-    /// taken at the first append after each roll.
+    /// The ledger's snapshot points (rolls and recovery checkpoints) when the last
+    /// producer-state snapshot was taken: one is taken at the first append after each.
     snapshot_rolls: AtomicU64,
     /// How the producer table was rebuilt on open.
     open_report: ProducerStateOpen,
@@ -275,7 +275,7 @@ impl PartitionLog {
         txns.forget_before(ledger.start_index());
         Ok(Self {
             name,
-            snapshot_rolls: AtomicU64::new(ledger.segments_sealed()),
+            snapshot_rolls: AtomicU64::new(ledger.snapshot_points()),
             ledger: Arc::new(ledger),
             producers: Mutex::new(table),
             first_open_txn: AtomicU64::new(txns.first_open().unwrap_or(u64::MAX)),
@@ -630,10 +630,11 @@ impl PartitionLog {
             }
             None => {}
         }
-        // The first append after a segment roll snapshots the producer state (as Kafka does per
-        // roll); it covers every entry up to and including this one.
+        // The first append after a segment roll (as Kafka does per roll) or a recovery checkpoint
+        // of the active segment snapshots the producer state, so a crash recovery rebuilds it
+        // from the tail only; it covers every entry up to and including this one.
         // (Both counters are read under the producer lock, so a plain load and store suffice.)
-        let rolls = self.ledger.segments_sealed();
+        let rolls = self.ledger.snapshot_points();
         if self.snapshot_rolls.load(Ordering::Relaxed) != rolls {
             self.snapshot_rolls.store(rolls, Ordering::Relaxed);
             let blob = self.snapshot_blob(&producers);

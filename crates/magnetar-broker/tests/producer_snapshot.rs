@@ -386,3 +386,68 @@ async fn open_transactions_hold_retention_and_survive_delete_records() {
     );
     broker.shutdown().await.unwrap();
 }
+
+/// Without any roll (one large active segment), the producer state is also snapshotted after
+/// each recovery checkpoint of the active segment: after a crash the ledger opens the segment
+/// from its checkpoint and the producer table replays only the entries after the snapshot.
+#[tokio::test]
+async fn after_a_crash_without_a_roll_open_replays_only_the_log_after_the_checkpoint_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = |dir: &Path| BrokerConfig {
+        ledger: LedgerConfig {
+            segment_bytes: 1 << 30,
+            index_interval_bytes: 256,
+            recovery_checkpoint_bytes: 2_000,
+            ..LedgerConfig::default()
+        },
+        ..config(dir)
+    };
+    let open_cfg = |dir: std::path::PathBuf| async move {
+        let metadata: Arc<dyn MetadataStore> = Arc::new(MemoryStore::new());
+        let broker = Broker::open(cfg(&dir), metadata, Arc::new(SystemClock))
+            .await
+            .unwrap();
+        let topic = broker.parse_topic("snap").unwrap();
+        broker
+            .create_topic(&topic, None, BTreeMap::new())
+            .await
+            .unwrap();
+        let log = broker
+            .partition(&TopicPartition {
+                topic,
+                partition: 0,
+            })
+            .await
+            .unwrap();
+        (broker, log)
+    };
+    let (appended, ledger_dir, end) = {
+        let (broker, log) = open_cfg(dir.path().to_path_buf()).await;
+        let appended = produce(&log, 0, 20).await;
+        let ledger_dir = log.dir().expect("local ledger").to_path_buf();
+        assert_eq!(log.stats().segments.len(), 1, "no roll");
+        let mut found = Vec::new();
+        for _ in 0..200 {
+            found = snapshot_files(&ledger_dir);
+            if !found.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert!(
+            !found.is_empty(),
+            "a snapshot was written after a checkpoint"
+        );
+        let end = log.end_index();
+        drop((log, broker)); // a crash
+        (appended, ledger_dir, end)
+    };
+    let newest = *snapshot_files(&ledger_dir).last().unwrap();
+    assert!(newest > 0 && newest < end, "{newest} of {end}");
+    let (_broker, log) = open_cfg(dir.path().to_path_buf()).await;
+    let report = log.producer_state_open();
+    assert_eq!(report.snapshot_index, Some(newest));
+    assert!(report.headers_replayed < appended.len() as u64);
+    assert!(log.stats().recovery.checkpoint_bytes > 0);
+    check_dedup(&log, &appended).await;
+}

@@ -327,6 +327,7 @@ impl ManagedLedger {
         });
         match written {
             Ok(()) => {
+                self.counters.checkpoints.fetch_add(1, Ordering::Release);
                 tracing::debug!(dir = %self.dir.display(), segment = base, "recovery checkpoint written");
             }
             Err(reason) => {

@@ -240,6 +240,8 @@ impl LedgerState {
 struct Counters {
     /// Segments sealed (rolled) since open.
     rolls: AtomicU64,
+    /// Recovery checkpoints of the active segment written since open.
+    checkpoints: AtomicU64,
     fsyncs: AtomicU64,
     appends: AtomicU64,
     appends_synced: AtomicU64,
@@ -389,6 +391,15 @@ impl ManagedLedger {
     /// act once per roll (the broker's producer-state snapshot).
     pub fn segments_sealed(&self) -> u64 {
         self.counters.rolls.load(Ordering::Acquire)
+    }
+
+    /// Points after which a caller's state snapshot (the broker's producer state) shortens
+    /// recovery: rolls and recovery checkpoints since open. After a crash, recovery reads the
+    /// log from the newest snapshot and the active segment from its checkpoint, so snapshotting
+    /// at each keeps both reads to the tail.
+    pub fn snapshot_points(&self) -> u64 {
+        self.counters.rolls.load(Ordering::Acquire)
+            + self.counters.checkpoints.load(Ordering::Acquire)
     }
 
     /// Refuses new appends, flushes and fsyncs, stops background work.

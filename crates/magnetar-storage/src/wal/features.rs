@@ -1076,4 +1076,10 @@ impl SharedLedger {
     pub fn segments_sealed(&self) -> u64 {
         self.inner.features.seals.load(Ordering::Acquire)
     }
+
+    /// Points after which a caller's state snapshot shortens recovery: here the seals (a shared
+    /// ledger has no recovery checkpoints).
+    pub fn snapshot_points(&self) -> u64 {
+        self.segments_sealed()
+    }
 }
