@@ -60,7 +60,7 @@ impl Default for StorageSection {
             segment_ms: 7 * 24 * 60 * 60 * 1000,
             index_interval_bytes: 4096,
             entry_bytes_max: 16 * 1024 * 1024,
-            recovery_checkpoint_bytes: 64 * 1024 * 1024,
+            recovery_checkpoint_bytes: 0,
             object_store: String::new(),
             object_store_endpoint: String::new(),
             object_store_region: String::new(),
