@@ -47,8 +47,13 @@ fn kafka_batch(producer_id: i64, first_sequence: i32) -> ProducerBatch {
 
 /// Opens a broker over `dir` with the topic "snap" and returns its one partition.
 async fn open(dir: &Path) -> (Arc<Broker>, Arc<PartitionLog>) {
+    open_with(config(dir)).await
+}
+
+/// [`open`] with another broker config.
+async fn open_with(config: BrokerConfig) -> (Arc<Broker>, Arc<PartitionLog>) {
     let metadata: Arc<dyn MetadataStore> = Arc::new(MemoryStore::new());
-    let broker = Broker::open(config(dir), metadata, Arc::new(SystemClock))
+    let broker = Broker::open(config, metadata, Arc::new(SystemClock))
         .await
         .unwrap();
     let topic = broker.parse_topic("snap").unwrap();
@@ -402,27 +407,8 @@ async fn after_a_crash_without_a_roll_open_replays_only_the_log_after_the_checkp
         },
         ..config(dir)
     };
-    let open_cfg = |dir: std::path::PathBuf| async move {
-        let metadata: Arc<dyn MetadataStore> = Arc::new(MemoryStore::new());
-        let broker = Broker::open(cfg(&dir), metadata, Arc::new(SystemClock))
-            .await
-            .unwrap();
-        let topic = broker.parse_topic("snap").unwrap();
-        broker
-            .create_topic(&topic, None, BTreeMap::new())
-            .await
-            .unwrap();
-        let log = broker
-            .partition(&TopicPartition {
-                topic,
-                partition: 0,
-            })
-            .await
-            .unwrap();
-        (broker, log)
-    };
     let (appended, ledger_dir, end) = {
-        let (broker, log) = open_cfg(dir.path().to_path_buf()).await;
+        let (broker, log) = open_with(cfg(dir.path())).await;
         let appended = produce(&log, 0, 20).await;
         let ledger_dir = log.dir().expect("local ledger").to_path_buf();
         assert_eq!(log.stats().segments.len(), 1, "no roll");
@@ -444,7 +430,7 @@ async fn after_a_crash_without_a_roll_open_replays_only_the_log_after_the_checkp
     };
     let newest = *snapshot_files(&ledger_dir).last().unwrap();
     assert!(newest > 0 && newest < end, "{newest} of {end}");
-    let (_broker, log) = open_cfg(dir.path().to_path_buf()).await;
+    let (_broker, log) = open_with(cfg(dir.path())).await;
     let report = log.producer_state_open();
     assert_eq!(report.snapshot_index, Some(newest));
     assert!(report.headers_replayed < appended.len() as u64);

@@ -141,18 +141,14 @@ pub(super) fn recover(
         // prefix: only the tail after it is read and CRC-checked.
         let mut checkpoint = None;
         if last && !compacted && config.recovery_checkpoint_bytes > 0 {
-            let max = index_file_bytes_max(len);
-            let loaded = match store.read_index(base, max)? {
+            let loaded = match read_persisted_index(store, base, &file, |bytes| {
+                load_prefix_index(bytes, base, &file, config.index_interval_bytes)
+            })? {
                 None => None,
-                Some(bytes) if bytes.len() as u64 > max => None,
-                Some(bytes) => {
-                    match load_prefix_index(&bytes, base, &file, config.index_interval_bytes) {
-                        Ok(info) => Some(info),
-                        Err(reason) => {
-                            tracing::info!(dir = %dir.display(), segment = base, reason = %reason, "recovery checkpoint of the active segment unusable; scanning the whole segment");
-                            None
-                        }
-                    }
+                Some(Ok(info)) => Some(info),
+                Some(Err(reason)) => {
+                    tracing::info!(dir = %dir.display(), segment = base, reason = %reason, "recovery checkpoint of the active segment unusable; scanning the whole segment");
+                    None
                 }
             };
             if let Some(info) = loaded {
@@ -304,15 +300,29 @@ fn persisted_index(
     index_interval_bytes: u32,
     compacted: bool,
 ) -> Result<Result<SegmentInfo, String>, StorageError> {
+    Ok(read_persisted_index(store, base, file, |bytes| {
+        load_index(bytes, base, file, index_interval_bytes, compacted)
+    })?
+    .unwrap_or_else(|| Err("missing".to_string())))
+}
+
+/// The index file of segment `base`, bounded by what a segment of its length can need, handed
+/// to `load`: `None` when there is none, `Some(Err)` when it is too long or `load` refuses it.
+fn read_persisted_index(
+    store: &dyn SegmentStore,
+    base: u64,
+    file: &Arc<dyn SegmentFile>,
+    load: impl FnOnce(&[u8]) -> Result<SegmentInfo, String>,
+) -> Result<Option<Result<SegmentInfo, String>>, StorageError> {
     let len = file.len();
     let max = index_file_bytes_max(len);
-    Ok(match store.read_index(base, max)? {
-        None => Err("missing".to_string()),
-        Some(bytes) if bytes.len() as u64 > max => {
+    Ok(store.read_index(base, max)?.map(|bytes| {
+        if bytes.len() as u64 > max {
             Err(format!("too long for a segment of {len} bytes"))
+        } else {
+            load(&bytes)
         }
-        Some(bytes) => load_index(&bytes, base, file, index_interval_bytes, compacted),
-    })
+    }))
 }
 
 /// Upper bound of a valid index file for a segment of `segment_len` bytes: at most one point
